@@ -1,0 +1,60 @@
+/* util.h: small helpers shared by both daemons: durations, time, files, bytes. */
+#ifndef LANYARD_UTIL_H
+#define LANYARD_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* "90s", "5m", "1h", "2d" or plain seconds; returns 0 and the seconds, or -1 when malformed,
+ * negative or overflowing. */
+int duration_parse(const char *s, int64_t *out);
+/* Formats seconds as the shortest exact form ("1h", "90s"), into buf. */
+void duration_format(int64_t secs, char *buf, size_t len);
+
+int64_t now_unix(void);
+/* Monotonic clock in microseconds. */
+int64_t now_mono_us(void);
+
+/* Reads a whole file (at most max bytes) into a fresh NUL-terminated buffer the caller frees.
+ * Returns 0, or -errno (-EFBIG when larger than max). */
+int file_read_all(const char *path, size_t max, uint8_t **out, size_t *len);
+/* Writes data to path atomically: temp file in the same directory with the given mode, fsync,
+ * rename, fsync of the directory. Returns 0 or -errno. */
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Returns 0 when path is a regular file that neither group nor others can read or write,
+ * -EPERM when they can, or another -errno. */
+int file_check_private(const char *path);
+/* mkdir -p with the given mode for every directory it creates. Returns 0 or -errno. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* Zeroes memory in a way the compiler may not elide. */
+void secure_zero(void *p, size_t len);
+/* Constant-time comparison of two buffers of equal length. */
+bool ct_equal(const void *a, const void *b, size_t len);
+/* Fills buf with cryptographically random bytes (wolfSSL RNG). Returns 0 or -1. */
+int random_bytes(void *buf, size_t len);
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+/* base64url without padding (RFC 7515). Caller frees. NULL on allocation failure. */
+char *base64url_encode(const uint8_t *in, size_t len);
+/* Decodes base64url with or without padding. Returns 0 and a buffer the caller frees, or -1. */
+int base64url_decode(const char *in, size_t inlen, uint8_t **out, size_t *outlen);
+/* Standard base64 with padding. Caller frees. */
+char *base64_encode(const uint8_t *in, size_t len);
+int base64_decode(const char *in, size_t inlen, uint8_t **out, size_t *outlen);
+
+/* Random RFC 4122 version 4 UUID string (37 bytes with NUL). */
+int uuid_v4(char out[37]);
+
+/* Like strdup but aborts on allocation failure: for small strings only. */
+char *xstrdup(const char *s);
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+
+#endif
