@@ -1,0 +1,88 @@
+/* attestor.h: workload attestation: who is calling on the Workload API socket, as selectors.
+ *
+ * A caller is pinned when its connection is accepted (caller_from_socket): its pid, uid and gid
+ * from SO_PEERCRED, a directory fd on /proc/<pid> and the process start time, plus a pidfd where
+ * the kernel offers SO_PEERPIDFD. Attestors then read facts about that process through the
+ * pinned directory fd (never by pid again) and produce "type:value" selectors, and
+ * caller_verify() checks afterwards that the pinned process is still the one that connected, so
+ * a process that exited and had its pid reused during attestation is refused.
+ *
+ * Attestors are a table of vtables (struct attestor_ops): the unix attestor here, the Kubernetes
+ * one later. attest() runs on a worker thread (it may read files and hash binaries), so it must
+ * be thread-safe; state shared between calls (a hash cache) is protected by the attestor. */
+#ifndef LANYARD_ATTESTOR_H
+#define LANYARD_ATTESTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A pinned caller process. The fds are owned: release with caller_close(). */
+struct caller {
+	pid_t pid;
+	uid_t uid; /* effective ids at connect time (SO_PEERCRED) */
+	gid_t gid;
+	int proc_fd;         /* O_DIRECTORY fd of <proc_root>/<pid>, -1 when not pinned */
+	int pidfd;           /* from SO_PEERPIDFD, -1 when the kernel has none */
+	uint64_t start_time; /* field 22 of /proc/<pid>/stat, in clock ticks since boot */
+};
+
+/* Reads SO_PEERCRED (and SO_PEERPIDFD when available) from a connected Unix socket and pins the
+ * process under proc_root (NULL = "/proc"). 0, or -1 with a reason in err. */
+int caller_from_socket(int fd, const char *proc_root, struct caller *out, char *err, size_t errlen);
+/* Pins pid (with the given credentials) under proc_root: opens the directory, reads the start
+ * time. For callers known by other means, and for tests with a fake proc tree. */
+int caller_pin(const char *proc_root, pid_t pid, uid_t uid, gid_t gid, struct caller *out,
+	       char *err, size_t errlen);
+/* Checks that the pinned process still exists and is the same one: same start time, same
+ * effective uid and gid (from its status file), pidfd still alive. 0, or -1 with a reason. */
+int caller_verify(const struct caller *c, char *err, size_t errlen);
+/* Closes the fds; safe on a zeroed or already closed caller (fds -1). */
+void caller_close(struct caller *c);
+/* Start time (field 22) from the text of a /proc/<pid>/stat file. The comm field may contain
+ * spaces and ')', so fields are counted from the last ')'. 0, or -1 when malformed. */
+int proc_stat_start_time(const char *stat, size_t len, uint64_t *out);
+
+/* A growable list of selectors. */
+struct selector_list {
+	char **v;
+	size_t n, cap;
+};
+
+/* Adds "type:value" built from fmt; -1 on allocation failure. */
+int selector_list_addf(struct selector_list *l, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Sorts and removes duplicates, as entry matching (selectors_subset) requires. */
+void selector_list_normalize(struct selector_list *l);
+void selector_list_free(struct selector_list *l);
+
+struct attestor_ops {
+	const char *name; /* "unix" */
+	/* Appends the caller's selectors to out. Runs on a worker thread. 0, or -1 with a reason in
+	 * err (the call is then refused). */
+	int (*attest)(void *state, const struct caller *c, struct selector_list *out, char *err,
+		      size_t errlen);
+	void (*free)(void *state);
+};
+
+struct attestor {
+	const struct attestor_ops *ops;
+	void *state;
+};
+
+/* The attestor reads through the caller's pinned proc_fd, so the proc root is chosen when the
+ * caller is pinned (caller_from_socket, caller_pin). */
+struct attestor_unix_opts {
+	bool path_selectors;     /* unix:path and unix:sha256 of <proc_root>/<pid>/exe */
+	int64_t sha256_max_size; /* larger binaries get no unix:sha256 selector; <= 0: no limit */
+};
+
+/* The unix attestor: unix:uid, unix:user, unix:gid, unix:group, unix:supplementary_gid,
+ * unix:supplementary_group and, when enabled, unix:path and unix:sha256 (hashes cached by
+ * device, inode, size and mtime). NULL on allocation failure. */
+struct attestor *attestor_unix_new(const struct attestor_unix_opts *o);
+/* Calls ops->free and frees a; NULL-safe. */
+void attestor_free(struct attestor *a);
+
+#endif

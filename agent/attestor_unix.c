@@ -1,0 +1,657 @@
+/* attestor_unix.c: caller pinning (SO_PEERCRED, /proc/<pid>, SO_PEERPIDFD) and the unix workload
+ * attestor. The caller and selector helpers live here too: they are Linux process facts that
+ * every attestor (unix, k8s) starts from. */
+#include "attestor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include "log.h"
+#include "util.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+#define PROC_FILE_MAX (64 * 1024)
+#define HASH_CACHE_MAX 256
+#define HASH_CHUNK (64 * 1024)
+
+static const char *proc_root_or_default(const char *root)
+{
+	return root && root[0] ? root : "/proc";
+}
+
+/* ---- selector lists ---- */
+
+int selector_list_addf(struct selector_list *l, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int r;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		l->v = v;
+		l->cap = cap;
+	}
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -1;
+	l->v[l->n++] = s;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void selector_list_normalize(struct selector_list *l)
+{
+	size_t i, j;
+
+	if (l->n < 2)
+		return;
+	qsort(l->v, l->n, sizeof(*l->v), cmp_str);
+	for (i = 1, j = 0; i < l->n; i++) {
+		if (strcmp(l->v[i], l->v[j]) == 0) {
+			free(l->v[i]);
+			continue;
+		}
+		l->v[++j] = l->v[i];
+	}
+	l->n = j + 1;
+}
+
+void selector_list_free(struct selector_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+/* ---- reading /proc through the pinned directory ---- */
+
+/* Reads a small file relative to dirfd into a NUL-terminated buffer. 0 or -errno. */
+static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 4096;
+	int fd, ret = 0;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(cap);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (len + 1 >= cap) {
+			char *nb;
+
+			if (cap >= PROC_FILE_MAX) {
+				ret = -EFBIG;
+				goto out;
+			}
+			nb = realloc(buf, cap * 2);
+			if (!nb) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = read(fd, buf + len, cap - len - 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	if (outlen)
+		*outlen = len;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+int proc_stat_start_time(const char *stat, size_t len, uint64_t *out)
+{
+	const char *p = NULL, *end = stat + len;
+	int field;
+
+	/* comm (field 2) is "(...)" and may hold anything, ')' included: the fields after it are
+	 * counted from the last ')' of the line. */
+	for (const char *q = stat; q < end; q++)
+		if (*q == ')')
+			p = q;
+	if (!p)
+		return -1;
+	p++;
+	/* After ')' comes " S ppid ...": the state is field 3. */
+	for (field = 3;; field++) {
+		while (p < end && *p == ' ')
+			p++;
+		if (p >= end)
+			return -1;
+		if (field == 22)
+			break;
+		while (p < end && *p != ' ')
+			p++;
+	}
+	if (p >= end || *p < '0' || *p > '9')
+		return -1;
+	uint64_t v = 0;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (p < end && *p != ' ' && *p != '\n')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int read_start_time(int dirfd, uint64_t *out)
+{
+	char *buf;
+	size_t len;
+	int r = read_at(dirfd, "stat", &buf, &len);
+
+	if (r < 0)
+		return r;
+	r = proc_stat_start_time(buf, len, out) ? -EINVAL : 0;
+	free(buf);
+	return r;
+}
+
+/* The value of a "Name:\t..." line of /proc/<pid>/status (points into buf), or NULL. */
+static const char *status_field(const char *buf, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p = buf;
+
+	while (p && *p) {
+		if (strncmp(p, name, nl) == 0 && p[nl] == ':')
+			return p + nl + 1;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return NULL;
+}
+
+/* Parses up to max unsigned numbers of one status line ("\t1000\t1000\t..."). */
+static size_t parse_ids(const char *p, unsigned long *ids, size_t max)
+{
+	size_t n = 0;
+
+	while (p && *p && *p != '\n' && n < max) {
+		char *e;
+		unsigned long v;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p < '0' || *p > '9')
+			break;
+		errno = 0;
+		v = strtoul(p, &e, 10);
+		if (errno || v > UINT32_MAX)
+			break;
+		ids[n++] = v;
+		p = e;
+	}
+	return n;
+}
+
+/* ---- callers ---- */
+
+static bool pidfd_alive(int pidfd)
+{
+	/* Signal 0 checks existence only; EPERM still means the process is there. */
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0)
+		return true;
+	return errno != ESRCH;
+}
+
+int caller_pin(const char *proc_root, pid_t pid, uid_t uid, gid_t gid, struct caller *out,
+	       char *err, size_t errlen)
+{
+	char path[4096];
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	out->proc_fd = -1;
+	out->pidfd = -1;
+	out->pid = pid;
+	out->uid = uid;
+	out->gid = gid;
+	if (pid <= 0) {
+		/* A peer in another pid namespace we cannot see reports pid 0. */
+		snprintf(err, errlen, "caller pid %d is not visible to the agent", (int)pid);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/%d", proc_root_or_default(proc_root), (int)pid);
+	out->proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (out->proc_fd < 0) {
+		snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	r = read_start_time(out->proc_fd, &out->start_time);
+	if (r < 0) {
+		snprintf(err, errlen, "read %s/stat: %s", path, strerror(-r));
+		caller_close(out);
+		return -1;
+	}
+	return 0;
+}
+
+int caller_from_socket(int fd, const char *proc_root, struct caller *out, char *err, size_t errlen)
+{
+	struct ucred cred;
+	socklen_t sl = sizeof(cred);
+	int pidfd = -1;
+
+	memset(out, 0, sizeof(*out));
+	out->proc_fd = out->pidfd = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0 || sl != sizeof(cred)) {
+		snprintf(err, errlen, "SO_PEERCRED: %s", strerror(errno));
+		return -1;
+	}
+	sl = sizeof(pidfd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &sl) < 0) {
+		/* Kernels before 6.5 do not know the option; pinning by /proc alone then. */
+		if (errno != ENOPROTOOPT && errno != EINVAL)
+			log_debug("workload: SO_PEERPIDFD: %s", strerror(errno));
+		pidfd = -1;
+	}
+	if (caller_pin(proc_root, cred.pid, cred.uid, cred.gid, out, err, errlen) < 0) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return -1;
+	}
+	out->pidfd = pidfd;
+	/* The pid could have been reused between connect() and our open() of /proc/<pid>; with a
+	 * pidfd the connecting process still being alive proves the directory is its own. */
+	if (pidfd >= 0 && !pidfd_alive(pidfd)) {
+		snprintf(err, errlen, "caller process %d exited", (int)cred.pid);
+		caller_close(out);
+		return -1;
+	}
+	return 0;
+}
+
+int caller_verify(const struct caller *c, char *err, size_t errlen)
+{
+	unsigned long ids[4];
+	uint64_t st;
+	char *status = NULL;
+	int r, ret = -1;
+
+	if (c->proc_fd < 0) {
+		snprintf(err, errlen, "caller process not pinned");
+		return -1;
+	}
+	if (c->pidfd >= 0 && !pidfd_alive(c->pidfd)) {
+		snprintf(err, errlen, "caller process changed during attestation (exited)");
+		return -1;
+	}
+	/* Reading through a /proc/<pid> directory fd of a dead process fails with ESRCH even if the
+	 * pid was reused since, so a successful read is about the pinned process. */
+	r = read_start_time(c->proc_fd, &st);
+	if (r < 0) {
+		snprintf(err, errlen, "caller process changed during attestation (%s)", strerror(-r));
+		return -1;
+	}
+	if (st != c->start_time) {
+		snprintf(err, errlen,
+			 "caller process changed during attestation (start time %" PRIu64
+			 " != %" PRIu64 ")",
+			 st, c->start_time);
+		return -1;
+	}
+	r = read_at(c->proc_fd, "status", &status, NULL);
+	if (r < 0) {
+		snprintf(err, errlen, "caller process changed during attestation (%s)", strerror(-r));
+		return -1;
+	}
+	/* "Uid:\treal\teffective\tsaved\tfs": SO_PEERCRED reported the effective ids. */
+	if (parse_ids(status_field(status, "Uid"), ids, 4) < 2 || ids[1] != (unsigned long)c->uid) {
+		snprintf(err, errlen, "caller process changed during attestation (uid)");
+		goto out;
+	}
+	if (parse_ids(status_field(status, "Gid"), ids, 4) < 2 || ids[1] != (unsigned long)c->gid) {
+		snprintf(err, errlen, "caller process changed during attestation (gid)");
+		goto out;
+	}
+	ret = 0;
+out:
+	free(status);
+	return ret;
+}
+
+void caller_close(struct caller *c)
+{
+	if (!c)
+		return;
+	if (c->proc_fd >= 0)
+		close(c->proc_fd);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+	c->proc_fd = c->pidfd = -1;
+}
+
+/* ---- the unix attestor ---- */
+
+struct hash_entry {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	char hex[65];
+	uint64_t used; /* LRU clock */
+};
+
+struct unix_state {
+	bool path_selectors;
+	int64_t sha256_max_size;
+	pthread_mutex_t lock; /* protects the hash cache */
+	struct hash_entry cache[HASH_CACHE_MAX];
+	size_t n_cache;
+	uint64_t clock;
+};
+
+static bool hash_cache_get(struct unix_state *u, const struct stat *st, char hex[65])
+{
+	bool found = false;
+
+	pthread_mutex_lock(&u->lock);
+	for (size_t i = 0; i < u->n_cache; i++) {
+		struct hash_entry *e = &u->cache[i];
+
+		if (e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+		    e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec) {
+			memcpy(hex, e->hex, 65);
+			e->used = ++u->clock;
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&u->lock);
+	return found;
+}
+
+static void hash_cache_put(struct unix_state *u, const struct stat *st, const char hex[65])
+{
+	struct hash_entry *e;
+
+	pthread_mutex_lock(&u->lock);
+	if (u->n_cache < HASH_CACHE_MAX) {
+		e = &u->cache[u->n_cache++];
+	} else {
+		e = &u->cache[0];
+		for (size_t i = 1; i < u->n_cache; i++)
+			if (u->cache[i].used < e->used)
+				e = &u->cache[i];
+	}
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	e->size = st->st_size;
+	e->mtime = st->st_mtim;
+	memcpy(e->hex, hex, 65);
+	e->used = ++u->clock;
+	pthread_mutex_unlock(&u->lock);
+}
+
+/* SHA-256 of the open file. 0 or -errno. */
+static int hash_fd(int fd, char hex[65])
+{
+	wc_Sha256 sha;
+	uint8_t *buf, digest[WC_SHA256_DIGEST_SIZE];
+	int ret = 0;
+
+	buf = malloc(HASH_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	if (wc_InitSha256(&sha) != 0) {
+		free(buf);
+		return -EIO;
+	}
+	for (;;) {
+		ssize_t r = read(fd, buf, HASH_CHUNK);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		if (wc_Sha256Update(&sha, buf, (word32)r) != 0) {
+			ret = -EIO;
+			goto out;
+		}
+	}
+	if (wc_Sha256Final(&sha, digest) != 0) {
+		ret = -EIO;
+		goto out;
+	}
+	hex_encode(digest, sizeof(digest), hex);
+out:
+	wc_Sha256Free(&sha);
+	free(buf);
+	return ret;
+}
+
+static int path_selectors(struct unix_state *u, const struct caller *c, struct selector_list *out,
+			  char *err, size_t errlen)
+{
+	char path[4096], hex[65];
+	struct stat st;
+	ssize_t n;
+	int fd, r;
+
+	n = readlinkat(c->proc_fd, "exe", path, sizeof(path) - 1);
+	if (n < 0) {
+		snprintf(err, errlen, "readlink /proc/%d/exe: %s", (int)c->pid, strerror(errno));
+		return -1;
+	}
+	path[n] = '\0';
+	if (selector_list_addf(out, "unix:path:%s", path) < 0)
+		goto nomem;
+
+	fd = openat(c->proc_fd, "exe", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "open /proc/%d/exe: %s", (int)c->pid, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "stat /proc/%d/exe: %s", (int)c->pid, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return 0;
+	}
+	if (u->sha256_max_size > 0 && st.st_size > u->sha256_max_size) {
+		/* Hashing a huge binary on every call would be a cheap way to exhaust the workers: no
+		 * unix:sha256 selector, so entries that require one do not match. */
+		log_warn("workload: %s (pid %d) is %lld bytes, above sha256_max_size %lld: no "
+			 "unix:sha256 selector",
+			 path, (int)c->pid, (long long)st.st_size, (long long)u->sha256_max_size);
+		close(fd);
+		return 0;
+	}
+	if (!hash_cache_get(u, &st, hex)) {
+		r = hash_fd(fd, hex);
+		if (r < 0) {
+			snprintf(err, errlen, "hash /proc/%d/exe: %s", (int)c->pid, strerror(-r));
+			close(fd);
+			return -1;
+		}
+		hash_cache_put(u, &st, hex);
+	}
+	close(fd);
+	if (selector_list_addf(out, "unix:sha256:%s", hex) < 0)
+		goto nomem;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+static int add_user(struct selector_list *out, uid_t uid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+		return selector_list_addf(out, "unix:user:%s", res->pw_name);
+	return 0;
+}
+
+static int add_group(struct selector_list *out, const char *type, gid_t gid)
+{
+	struct group gr, *res = NULL;
+	char *buf;
+	size_t len = 16384;
+	int r = 0;
+
+	/* Group entries list their members and may be large: grow the buffer on ERANGE. */
+	for (;;) {
+		buf = malloc(len);
+		if (!buf)
+			return -1;
+		r = getgrgid_r(gid, &gr, buf, len, &res);
+		if (r != ERANGE || len >= 1024 * 1024)
+			break;
+		free(buf);
+		len *= 4;
+	}
+	r = (r == 0 && res) ? selector_list_addf(out, "unix:%s:%s", type, res->gr_name) : 0;
+	free(buf);
+	return r;
+}
+
+static int unix_attest(void *state, const struct caller *c, struct selector_list *out, char *err,
+		       size_t errlen)
+{
+	struct unix_state *u = state;
+	unsigned long groups[1024];
+	char *status = NULL;
+	size_t ng;
+	int r, ret = -1;
+
+	if (c->proc_fd < 0) {
+		snprintf(err, errlen, "caller process not pinned");
+		return -1;
+	}
+	r = read_at(c->proc_fd, "status", &status, NULL);
+	if (r < 0) {
+		snprintf(err, errlen, "read /proc/%d/status: %s", (int)c->pid, strerror(-r));
+		return -1;
+	}
+	if (selector_list_addf(out, "unix:uid:%u", (unsigned)c->uid) < 0 ||
+	    selector_list_addf(out, "unix:gid:%u", (unsigned)c->gid) < 0 || add_user(out, c->uid) < 0 ||
+	    add_group(out, "group", c->gid) < 0)
+		goto nomem;
+	ng = parse_ids(status_field(status, "Groups"), groups, ARRAY_LEN(groups));
+	for (size_t i = 0; i < ng; i++) {
+		if (selector_list_addf(out, "unix:supplementary_gid:%lu", groups[i]) < 0 ||
+		    add_group(out, "supplementary_group", (gid_t)groups[i]) < 0)
+			goto nomem;
+	}
+	if (u->path_selectors && path_selectors(u, c, out, err, errlen) < 0)
+		goto out;
+	ret = 0;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+out:
+	free(status);
+	return ret;
+}
+
+static void unix_free(void *state)
+{
+	struct unix_state *u = state;
+
+	if (!u)
+		return;
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
+static const struct attestor_ops unix_ops = {
+	.name = "unix",
+	.attest = unix_attest,
+	.free = unix_free,
+};
+
+struct attestor *attestor_unix_new(const struct attestor_unix_opts *o)
+{
+	struct attestor *a = calloc(1, sizeof(*a));
+	struct unix_state *u = calloc(1, sizeof(*u));
+
+	if (!a || !u) {
+		free(u);
+		free(a);
+		return NULL;
+	}
+	u->path_selectors = o->path_selectors;
+	u->sha256_max_size = o->sha256_max_size;
+	pthread_mutex_init(&u->lock, NULL);
+	a->ops = &unix_ops;
+	a->state = u;
+	return a;
+}
+
+void attestor_free(struct attestor *a)
+{
+	if (!a)
+		return;
+	if (a->ops && a->ops->free)
+		a->ops->free(a->state);
+	free(a);
+}

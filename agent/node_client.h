@@ -1,0 +1,58 @@
+/* node_client.h: the agent's side of the node API. One thread that talks to the server with
+ * blocking calls (so nothing on the event loop ever waits on the network): attest or load the
+ * persisted agent SVID, follow the entry stream, mint keys and get SVIDs signed in batches,
+ * rotate them, persist them, and publish every change to the svid_cache. */
+#ifndef LANYARD_NODE_CLIENT_H
+#define LANYARD_NODE_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "svid_cache.h"
+
+struct agent_config;
+struct node_client;
+
+/* Loads persisted state from cfg->data_dir and publishes it at once (so a restarted agent
+ * serves its still-valid SVIDs before the server answers), then starts the sync thread. */
+int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, uv_loop_t *loop,
+		      struct node_client **out, char *err, size_t errlen);
+/* Stops the thread (closes its connection), flushes state, frees. Call on the loop thread. */
+void node_client_stop(struct node_client *n);
+
+/* Asynchronous JWT-SVID fetch for one entry. Served from the agent's JWT cache while a token for
+ * the same (entry, audience set) is before its half-life; otherwise the sync thread asks the
+ * server. cb runs exactly once, on the loop thread: status is a gRPC status code (0 = OK, then
+ * token is set; otherwise message says why). Returns 0, or -1 when the request could not be
+ * queued (cb is then not called). */
+typedef void (*node_jwt_cb)(void *ud, int status, const char *token, const char *message);
+int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *const *audience,
+			  size_t n_audience, node_jwt_cb cb, void *ud);
+
+enum node_conn_state {
+	NODE_STATE_STARTING = 0,
+	NODE_STATE_ATTESTING,
+	NODE_STATE_CONNECTED,     /* stream open, in sync */
+	NODE_STATE_DISCONNECTED,  /* retrying with backoff */
+	NODE_STATE_NEEDS_TOKEN,   /* SVID expired or agent evicted, and no usable join token */
+};
+
+struct node_status {
+	enum node_conn_state state;
+	char agent_id[2049];     /* "" before attestation */
+	int64_t agent_svid_not_after;
+	int64_t agent_svid_renew_at;
+	int64_t last_sync;       /* unix seconds of the last message from the server, 0 = never */
+	uint64_t sync_errors;
+	uint64_t svids_minted;
+	uint64_t rotations;
+	char last_error[256];
+};
+const char *node_state_name(enum node_conn_state s);
+/* A consistent copy of the current status; any thread. */
+void node_client_status(struct node_client *n, struct node_status *out);
+
+#endif

@@ -1,0 +1,647 @@
+#include "persist.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "util.h"
+#include "x509.h"
+
+#define STATE_VERSION 1
+#define MAX_FILE (512u << 20)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void path_of(char *buf, size_t len, const char *dir, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+int persist_prepare_dir(const char *dir, char *err, size_t errlen)
+{
+	int r = mkdir_p(dir, 0700);
+	if (r < 0)
+		return fail(err, errlen, "cannot create data_dir %s: %s", dir, strerror(-r));
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return fail(err, errlen, "cannot stat data_dir %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail(err, errlen, "data_dir %s is not a directory", dir);
+	if (st.st_uid != geteuid())
+		return fail(err, errlen, "data_dir %s belongs to uid %u, not to this agent (uid %u)",
+			    dir, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		/* The directory holds private keys: tighten it rather than refuse, since we own it. */
+		if (chmod(dir, st.st_mode & 0700) < 0)
+			return fail(err, errlen, "data_dir %s has mode %04o and chmod 0700 failed: %s",
+				    dir, (unsigned)(st.st_mode & 07777), strerror(errno));
+	}
+	return 0;
+}
+
+/* Reads a file that must be private. *out NULL (and 0) when it does not exist. */
+static int read_private(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	*out = NULL;
+	*len = 0;
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+	}
+	int r = file_check_private(path);
+	if (r == -EPERM)
+		return fail(err, errlen,
+			    "refusing to use %s: it holds private keys and its mode %04o lets group "
+			    "or others access it (run: chmod 600 %s)",
+			    path, (unsigned)(st.st_mode & 07777), path);
+	if (r < 0)
+		return fail(err, errlen, "cannot use %s: %s", path,
+			    r == -EINVAL ? "not a regular file" : strerror(-r));
+	r = file_read_all(path, MAX_FILE, out, len);
+	if (r < 0)
+		return fail(err, errlen, "cannot read %s: %s", path, strerror(-r));
+	return 0;
+}
+
+static int read_public(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	*out = NULL;
+	*len = 0;
+	int r = file_read_all(path, MAX_FILE, out, len);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return fail(err, errlen, "cannot read %s: %s", path, strerror(-r));
+	return 0;
+}
+
+static int load_pem_certs(const char *path, uint8_t **der, size_t *der_len, char *err,
+			  size_t errlen)
+{
+	uint8_t *buf;
+	size_t len;
+	*der = NULL;
+	*der_len = 0;
+	if (read_public(path, &buf, &len, err, errlen) < 0)
+		return -1;
+	if (!buf)
+		return 0;
+	int r = pem_decode_concat((const char *)buf, len, "CERTIFICATE", der, der_len);
+	free(buf);
+	if (r < 0)
+		return fail(err, errlen, "%s: malformed PEM", path);
+	if (*der_len == 0) {
+		free(*der);
+		*der = NULL;
+		return fail(err, errlen, "%s: no CERTIFICATE block", path);
+	}
+	return 0;
+}
+
+static char *certs_to_pem(const uint8_t *der, size_t len)
+{
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, n = 0;
+	if (x509_split_der(der, len, &certs, &lens, &n) < 0 || n == 0) {
+		free(certs);
+		free(lens);
+		return NULL;
+	}
+	size_t total = 0, cap = 0;
+	char *out = NULL;
+	for (size_t i = 0; i < n; i++) {
+		char *p = pem_encode("CERTIFICATE", certs[i], lens[i]);
+		if (!p) {
+			free(out);
+			out = NULL;
+			break;
+		}
+		size_t pl = strlen(p);
+		if (total + pl + 1 > cap) {
+			cap = (total + pl + 1) * 2;
+			out = xrealloc(out, cap);
+		}
+		memcpy(out + total, p, pl + 1);
+		total += pl;
+		free(p);
+	}
+	free(certs);
+	free(lens);
+	return out;
+}
+
+/* ---- JSON helpers ---- */
+
+static char *jstr(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+}
+
+static int64_t jint(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+/* Decodes a base64 member. Returns 0, or -1 when missing or malformed. */
+static int jb64(json_t *o, const char *key, uint8_t **out, size_t *len)
+{
+	json_t *v = json_object_get(o, key);
+	if (!json_is_string(v))
+		return -1;
+	return base64_decode(json_string_value(v), json_string_length(v), out, len);
+}
+
+/* Overwrites a JSON string's characters in place before the value is freed. */
+static void wipe_jstring(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	if (json_is_string(v))
+		secure_zero((char *)json_string_value(v), json_string_length(v));
+}
+
+static int jstrv(json_t *o, const char *key, char ***out, size_t *n)
+{
+	json_t *a = json_object_get(o, key);
+	*out = NULL;
+	*n = 0;
+	if (!a) {
+		*out = xcalloc(1, sizeof(char *));
+		return 0;
+	}
+	if (!json_is_array(a))
+		return -1;
+	size_t cnt = json_array_size(a);
+	char **v = xcalloc(cnt + 1, sizeof(char *));
+	for (size_t i = 0; i < cnt; i++) {
+		json_t *s = json_array_get(a, i);
+		if (!json_is_string(s)) {
+			for (size_t j = 0; j < i; j++)
+				free(v[j]);
+			free(v);
+			return -1;
+		}
+		v[i] = xstrdup(json_string_value(s));
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+static json_t *strv_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp((*(struct cache_entry *const *)a)->id, (*(struct cache_entry *const *)b)->id);
+}
+
+static int cmp_svid(const void *a, const void *b)
+{
+	return strcmp((*(struct svid *const *)a)->entry_id, (*(struct svid *const *)b)->entry_id);
+}
+
+static struct cache_entry *entry_from_json(json_t *o)
+{
+	struct cache_entry *e = xcalloc(1, sizeof(*e));
+	e->id = jstr(o, "id");
+	e->spiffe_id = jstr(o, "spiffe_id");
+	e->parent_id = jstr(o, "parent_id");
+	e->hint = jstr(o, "hint");
+	if (!e->parent_id)
+		e->parent_id = xstrdup("");
+	if (!e->hint)
+		e->hint = xstrdup("");
+	int64_t xt = jint(o, "x509_svid_ttl"), jt = jint(o, "jwt_svid_ttl");
+	e->x509_svid_ttl = xt > 0 && xt <= INT32_MAX ? (int32_t)xt : 0;
+	e->jwt_svid_ttl = jt > 0 && jt <= INT32_MAX ? (int32_t)jt : 0;
+	e->revision = jint(o, "revision");
+	if (!e->id || !*e->id || !e->spiffe_id ||
+	    jstrv(o, "selectors", &e->selectors, &e->n_selectors) < 0 ||
+	    jstrv(o, "dns_names", &e->dns_names, &e->n_dns_names) < 0) {
+		cache_entry_free(e);
+		return NULL;
+	}
+	qsort(e->selectors, e->n_selectors, sizeof(char *), cmp_strp);
+	return e;
+}
+
+static struct svid *svid_from_json(json_t *o, const struct cache_entry *e)
+{
+	struct svid *v = xcalloc(1, sizeof(*v));
+	v->refs = 1;
+	v->entry_id = xstrdup(e->id);
+	v->spiffe_id = jstr(o, "spiffe_id");
+	v->hint = jstr(o, "hint");
+	char *serial = jstr(o, "serial");
+	if (serial) {
+		snprintf(v->serial, sizeof(v->serial), "%s", serial);
+		free(serial);
+	}
+	v->not_before = jint(o, "not_before");
+	v->not_after = jint(o, "not_after");
+	v->renew_at = jint(o, "renew_at");
+	v->entry_revision = jint(o, "entry_revision");
+	int bad = !v->spiffe_id || jb64(o, "chain", &v->chain, &v->chain_len) < 0 ||
+		  jb64(o, "key", &v->key, &v->key_len) < 0 || !v->chain_len || !v->key_len;
+	wipe_jstring(o, "key");
+	if (bad) {
+		svid_unref(v);
+		return NULL;
+	}
+	if (!v->hint)
+		v->hint = xstrdup("");
+	return v;
+}
+
+static int load_state(const char *dir, int64_t now, struct persist_data *d, char *err,
+		      size_t errlen)
+{
+	char path[4096];
+	path_of(path, sizeof(path), dir, "state.json");
+	uint8_t *buf;
+	size_t len;
+	if (read_private(path, &buf, &len, err, errlen) < 0)
+		return -1;
+	if (!buf)
+		return 0;
+	json_error_t je;
+	json_t *root = json_loadb((const char *)buf, len, 0, &je);
+	secure_zero(buf, len);
+	free(buf);
+	if (!root)
+		return fail(err, errlen, "%s:%d:%d: corrupt state file: %s", path, je.line,
+			    je.column, je.text);
+	int ret = -1;
+	json_t *entries = json_object_get(root, "entries");
+	json_t *tokens = json_object_get(root, "used_tokens");
+	if (!json_is_object(root) || jint(root, "version") != STATE_VERSION ||
+	    !json_is_array(entries) || (tokens && !json_is_array(tokens))) {
+		fail(err, errlen, "%s: corrupt state file (unknown version or layout)", path);
+		goto out;
+	}
+	if (tokens && jstrv(root, "used_tokens", &d->used_tokens, &d->n_used_tokens) < 0) {
+		fail(err, errlen, "%s: corrupt state file (used_tokens)", path);
+		goto out;
+	}
+	size_t n = json_array_size(entries);
+	d->entries = xcalloc(n + 1, sizeof(*d->entries));
+	d->svids = xcalloc(n + 1, sizeof(*d->svids));
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_array_get(entries, i);
+		struct cache_entry *e = json_is_object(o) ? entry_from_json(o) : NULL;
+		if (!e) {
+			fail(err, errlen, "%s: corrupt state file (entry %zu)", path, i);
+			goto out;
+		}
+		d->entries[d->n_entries++] = e;
+		json_t *so = json_object_get(o, "svid");
+		if (!json_is_object(so))
+			continue;
+		struct svid *v = svid_from_json(so, e);
+		if (!v) {
+			fail(err, errlen, "%s: corrupt state file (SVID of entry %s)", path, e->id);
+			goto out;
+		}
+		if (v->not_after <= now) {
+			svid_unref(v);
+			continue;
+		}
+		d->svids[d->n_svids++] = v;
+	}
+	qsort(d->entries, d->n_entries, sizeof(*d->entries), cmp_entry);
+	qsort(d->svids, d->n_svids, sizeof(*d->svids), cmp_svid);
+	for (size_t i = 1; i < d->n_entries; i++) {
+		if (strcmp(d->entries[i - 1]->id, d->entries[i]->id) == 0) {
+			fail(err, errlen, "%s: corrupt state file (entry %s twice)", path,
+			     d->entries[i]->id);
+			goto out;
+		}
+	}
+	d->have_state = true;
+	ret = 0;
+out:
+	json_decref(root);
+	return ret;
+}
+
+static int load_bundle(const char *dir, struct persist_data *d, char *err, size_t errlen)
+{
+	char path[4096];
+	path_of(path, sizeof(path), dir, "bundle.pem");
+	if (load_pem_certs(path, &d->bundle, &d->bundle_len, err, errlen) < 0)
+		return -1;
+	path_of(path, sizeof(path), dir, "bundle.json");
+	uint8_t *buf;
+	size_t len;
+	if (read_public(path, &buf, &len, err, errlen) < 0)
+		return -1;
+	if (!buf)
+		return 0;
+	json_error_t je;
+	json_t *root = json_loadb((const char *)buf, len, 0, &je);
+	free(buf);
+	if (!root)
+		return fail(err, errlen, "%s:%d:%d: corrupt bundle file: %s", path, je.line,
+			    je.column, je.text);
+	int ret = -1;
+	json_t *jwks = json_object_get(root, "jwt_bundle");
+	if (!json_is_object(root) || !json_is_object(jwks)) {
+		fail(err, errlen, "%s: corrupt bundle file", path);
+		goto out;
+	}
+	d->trust_domain = jstr(root, "trust_domain");
+	d->bundle_sequence = jint(root, "sequence");
+	d->jwt_bundle = json_dumps(jwks, JSON_COMPACT);
+	ret = 0;
+out:
+	json_decref(root);
+	return ret;
+}
+
+static int load_agent(const char *dir, struct persist_data *d, char *err, size_t errlen)
+{
+	char path[4096];
+	path_of(path, sizeof(path), dir, "agent_key.pem");
+	uint8_t *buf;
+	size_t len;
+	if (read_private(path, &buf, &len, err, errlen) < 0)
+		return -1;
+	if (!buf)
+		return 0;
+	int r = pem_decode_concat((const char *)buf, len, "PRIVATE KEY", &d->agent_key,
+				  &d->agent_key_len);
+	secure_zero(buf, len);
+	free(buf);
+	if (r < 0 || d->agent_key_len == 0)
+		return fail(err, errlen, "%s: no PKCS#8 PRIVATE KEY block", path);
+	path_of(path, sizeof(path), dir, "agent_svid.pem");
+	if (load_pem_certs(path, &d->agent_chain, &d->agent_chain_len, err, errlen) < 0)
+		return -1;
+	if (!d->agent_chain) {
+		/* A key without its certificate is useless: the agent re-attests. */
+		secure_zero(d->agent_key, d->agent_key_len);
+		free(d->agent_key);
+		d->agent_key = NULL;
+		d->agent_key_len = 0;
+	}
+	return 0;
+}
+
+int persist_load(const char *dir, int64_t now, struct persist_data *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	if (load_agent(dir, out, err, errlen) < 0 || load_bundle(dir, out, err, errlen) < 0 ||
+	    load_state(dir, now, out, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+int persist_save_agent(const char *dir, const uint8_t *key_der, size_t key_len,
+		       const uint8_t *chain, size_t chain_len, char *err, size_t errlen)
+{
+	char path[4096];
+	int ret = -1;
+	char *kpem = pem_encode("PRIVATE KEY", key_der, key_len);
+	char *cpem = certs_to_pem(chain, chain_len);
+	if (!kpem || !cpem) {
+		fail(err, errlen, "cannot encode the agent key or SVID as PEM");
+		goto out;
+	}
+	/* The certificate goes first: a key without a certificate is ignored at load, whereas a
+	 * new certificate next to the old key would be a mismatch. */
+	path_of(path, sizeof(path), dir, "agent_svid.pem.new");
+	int r = file_write_atomic(path, cpem, strlen(cpem), 0644);
+	if (r == 0) {
+		path_of(path, sizeof(path), dir, "agent_key.pem");
+		r = file_write_atomic(path, kpem, strlen(kpem), 0600);
+	}
+	if (r == 0) {
+		char from[4096];
+		path_of(from, sizeof(from), dir, "agent_svid.pem.new");
+		path_of(path, sizeof(path), dir, "agent_svid.pem");
+		if (rename(from, path) < 0)
+			r = -errno;
+	}
+	if (r < 0) {
+		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (kpem) {
+		secure_zero(kpem, strlen(kpem));
+		free(kpem);
+	}
+	free(cpem);
+	return ret;
+}
+
+int persist_save_bundle(const char *dir, const char *trust_domain, const uint8_t *bundle,
+			size_t bundle_len, const char *jwt_bundle, int64_t sequence, char *err,
+			size_t errlen)
+{
+	char path[4096];
+	int ret = -1;
+	char *text = NULL;
+	json_t *root = NULL;
+	char *pem = certs_to_pem(bundle, bundle_len);
+	if (!pem) {
+		fail(err, errlen, "cannot encode the bundle as PEM");
+		goto out;
+	}
+	path_of(path, sizeof(path), dir, "bundle.pem");
+	int r = file_write_atomic(path, pem, strlen(pem), 0644);
+	if (r < 0) {
+		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		goto out;
+	}
+	json_t *jwks = json_loads(jwt_bundle ? jwt_bundle : "{\"keys\":[]}", 0, NULL);
+	if (!json_is_object(jwks)) {
+		json_decref(jwks);
+		jwks = json_pack("{s:[]}", "keys");
+	}
+	root = json_pack("{s:s, s:I, s:o}", "trust_domain", trust_domain ? trust_domain : "",
+			 "sequence", (json_int_t)sequence, "jwt_bundle", jwks);
+	text = root ? json_dumps(root, JSON_INDENT(1)) : NULL;
+	if (!text) {
+		fail(err, errlen, "cannot encode bundle.json");
+		goto out;
+	}
+	path_of(path, sizeof(path), dir, "bundle.json");
+	r = file_write_atomic(path, text, strlen(text), 0644);
+	if (r < 0) {
+		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		goto out;
+	}
+	ret = 0;
+out:
+	free(pem);
+	free(text);
+	json_decref(root);
+	return ret;
+}
+
+static json_t *entry_json(const struct cache_entry *e, const struct svid *v)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:o, s:s, s:I}", "id", e->id,
+			      "spiffe_id", e->spiffe_id ? e->spiffe_id : "", "parent_id",
+			      e->parent_id ? e->parent_id : "", "selectors",
+			      strv_json(e->selectors, e->n_selectors), "x509_svid_ttl",
+			      (int)e->x509_svid_ttl, "jwt_svid_ttl", (int)e->jwt_svid_ttl,
+			      "dns_names", strv_json(e->dns_names, e->n_dns_names), "hint",
+			      e->hint ? e->hint : "", "revision", (json_int_t)e->revision);
+	if (!o || !v)
+		return o;
+	char *chain = base64_encode(v->chain, v->chain_len);
+	char *key = base64_encode(v->key, v->key_len);
+	if (chain && key) {
+		json_t *so = json_pack(
+			"{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "spiffe_id", v->spiffe_id,
+			"hint", v->hint ? v->hint : "", "serial", v->serial, "not_before",
+			(json_int_t)v->not_before, "not_after", (json_int_t)v->not_after, "renew_at",
+			(json_int_t)v->renew_at, "entry_revision", (json_int_t)v->entry_revision,
+			"chain", chain, "key", key);
+		if (so)
+			json_object_set_new(o, "svid", so);
+	}
+	if (key) {
+		secure_zero(key, strlen(key));
+		free(key);
+	}
+	free(chain);
+	return o;
+}
+
+static void wipe_state_keys(json_t *entries)
+{
+	size_t i;
+	json_t *o;
+	json_array_foreach(entries, i, o)
+		wipe_jstring(json_object_get(o, "svid"), "key");
+}
+
+int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_tokens,
+		       struct cache_entry *const *entries, size_t n_entries,
+		       struct svid *const *svids, size_t n_svids, char *err, size_t errlen)
+{
+	char path[4096];
+	int ret = -1;
+	char *text = NULL;
+	size_t text_len = 0;
+	json_t *arr = json_array();
+	json_t *root = json_pack("{s:i, s:o, s:O}", "version", STATE_VERSION, "used_tokens",
+				 strv_json(used_tokens, n_used_tokens), "entries", arr);
+	if (!root || !arr) {
+		fail(err, errlen, "cannot encode state.json");
+		goto out;
+	}
+	/* Entries and SVIDs are both sorted by id: walk them together. */
+	size_t j = 0;
+	for (size_t i = 0; i < n_entries; i++) {
+		while (j < n_svids && strcmp(svids[j]->entry_id, entries[i]->id) < 0)
+			j++;
+		const struct svid *v =
+			j < n_svids && strcmp(svids[j]->entry_id, entries[i]->id) == 0 ? svids[j] : NULL;
+		json_t *o = entry_json(entries[i], v);
+		if (!o || json_array_append_new(arr, o) < 0) {
+			fail(err, errlen, "cannot encode state.json");
+			goto out;
+		}
+	}
+	/* json_dumpb writes straight into our buffer, so no copy of the keys is left behind in
+	 * buffers freed by jansson. */
+	text_len = json_dumpb(root, NULL, 0, JSON_COMPACT);
+	if (text_len == 0) {
+		fail(err, errlen, "cannot encode state.json");
+		goto out;
+	}
+	text = xmalloc(text_len);
+	if (json_dumpb(root, text, text_len, JSON_COMPACT) != text_len) {
+		fail(err, errlen, "cannot encode state.json");
+		goto out;
+	}
+	path_of(path, sizeof(path), dir, "state.json");
+	int r = file_write_atomic(path, text, text_len, 0600);
+	if (r < 0) {
+		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (text) {
+		secure_zero(text, text_len);
+		free(text);
+	}
+	wipe_state_keys(arr);
+	json_decref(arr);
+	json_decref(root);
+	return ret;
+}
+
+void persist_forget_agent(const char *dir)
+{
+	char path[4096];
+	path_of(path, sizeof(path), dir, "agent_key.pem");
+	unlink(path);
+	path_of(path, sizeof(path), dir, "agent_svid.pem");
+	unlink(path);
+}
+
+void persist_data_free(struct persist_data *d)
+{
+	if (!d)
+		return;
+	if (d->agent_key) {
+		secure_zero(d->agent_key, d->agent_key_len);
+		free(d->agent_key);
+	}
+	free(d->agent_chain);
+	free(d->trust_domain);
+	free(d->bundle);
+	free(d->jwt_bundle);
+	if (d->used_tokens) {
+		for (size_t i = 0; i < d->n_used_tokens; i++)
+			free(d->used_tokens[i]);
+		free(d->used_tokens);
+	}
+	if (d->entries) {
+		for (size_t i = 0; i < d->n_entries; i++)
+			cache_entry_free(d->entries[i]);
+		free(d->entries);
+	}
+	if (d->svids) {
+		for (size_t i = 0; i < d->n_svids; i++)
+			svid_unref(d->svids[i]);
+		free(d->svids);
+	}
+	memset(d, 0, sizeof(*d));
+}

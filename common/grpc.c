@@ -1,0 +1,266 @@
+/* grpc.c: gRPC wire helpers (framing, deframing, grpc-message and grpc-timeout encodings). */
+#include "grpc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const status_names[] = {
+	"OK",
+	"CANCELLED",
+	"UNKNOWN",
+	"INVALID_ARGUMENT",
+	"DEADLINE_EXCEEDED",
+	"NOT_FOUND",
+	"ALREADY_EXISTS",
+	"PERMISSION_DENIED",
+	"RESOURCE_EXHAUSTED",
+	"FAILED_PRECONDITION",
+	"ABORTED",
+	"OUT_OF_RANGE",
+	"UNIMPLEMENTED",
+	"INTERNAL",
+	"UNAVAILABLE",
+	"DATA_LOSS",
+	"UNAUTHENTICATED",
+};
+
+const char *grpc_status_name(int code)
+{
+	if (code < 0 || code >= (int)(sizeof(status_names) / sizeof(status_names[0])))
+		return "UNKNOWN_STATUS";
+	return status_names[code];
+}
+
+void grpc_frame_header(uint8_t hdr[GRPC_FRAME_HEADER_LEN], uint32_t len)
+{
+	hdr[0] = 0;
+	hdr[1] = (uint8_t)(len >> 24);
+	hdr[2] = (uint8_t)(len >> 16);
+	hdr[3] = (uint8_t)(len >> 8);
+	hdr[4] = (uint8_t)len;
+}
+
+uint8_t *grpc_frame(const uint8_t *msg, size_t len, size_t *out_len)
+{
+	uint8_t *out;
+
+	if (len > UINT32_MAX)
+		return NULL;
+	out = malloc(len + GRPC_FRAME_HEADER_LEN);
+	if (!out)
+		return NULL;
+	grpc_frame_header(out, (uint32_t)len);
+	if (len)
+		memcpy(out + GRPC_FRAME_HEADER_LEN, msg, len);
+	*out_len = len + GRPC_FRAME_HEADER_LEN;
+	return out;
+}
+
+void grpc_deframer_init(struct grpc_deframer *d, size_t max_message)
+{
+	memset(d, 0, sizeof(*d));
+	d->max = max_message ? max_message : GRPC_DEFAULT_MAX_MESSAGE;
+}
+
+static int deframe_fail(struct grpc_deframer *d, int error)
+{
+	d->failed = true;
+	d->error = error;
+	free(d->buf);
+	d->buf = NULL;
+	return error;
+}
+
+int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
+		       uint8_t **msg, size_t *msg_len)
+{
+	size_t off = 0, n;
+
+	*consumed = 0;
+	*msg = NULL;
+	*msg_len = 0;
+	if (d->failed)
+		return d->error;
+	while (d->hdr_have < GRPC_FRAME_HEADER_LEN) {
+		if (off == len) {
+			*consumed = off;
+			return GRPC_DEFRAME_NEED_MORE;
+		}
+		d->hdr[d->hdr_have++] = data[off++];
+		if (d->hdr_have < GRPC_FRAME_HEADER_LEN)
+			continue;
+		if (d->hdr[0] == 1)
+			return deframe_fail(d, GRPC_DEFRAME_COMPRESSED);
+		if (d->hdr[0] != 0)
+			return deframe_fail(d, GRPC_DEFRAME_BAD_FLAG);
+		d->need = (size_t)d->hdr[1] << 24 | (size_t)d->hdr[2] << 16 | (size_t)d->hdr[3] << 8 |
+			  d->hdr[4];
+		if (d->need > d->max)
+			return deframe_fail(d, GRPC_DEFRAME_TOO_LARGE);
+		/* One extra byte so that an empty message is still a non-NULL allocation. */
+		d->buf = malloc(d->need + 1);
+		if (!d->buf)
+			return deframe_fail(d, GRPC_DEFRAME_NOMEM);
+		d->have = 0;
+	}
+	n = d->need - d->have;
+	if (n > len - off)
+		n = len - off;
+	if (n)
+		memcpy(d->buf + d->have, data + off, n);
+	d->have += n;
+	off += n;
+	*consumed = off;
+	if (d->have < d->need)
+		return GRPC_DEFRAME_NEED_MORE;
+	*msg = d->buf;
+	*msg_len = d->need;
+	d->buf = NULL;
+	d->hdr_have = 0;
+	d->need = d->have = 0;
+	return GRPC_DEFRAME_MESSAGE;
+}
+
+bool grpc_deframer_idle(const struct grpc_deframer *d)
+{
+	return !d->failed && d->hdr_have == 0;
+}
+
+void grpc_deframer_free(struct grpc_deframer *d)
+{
+	if (!d)
+		return;
+	free(d->buf);
+	d->buf = NULL;
+	d->hdr_have = 0;
+}
+
+char *grpc_percent_encode(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p;
+	size_t n = 0;
+	char *out, *o;
+
+	if (!s)
+		s = "";
+	for (p = (const unsigned char *)s; *p; p++)
+		n += (*p < 0x20 || *p > 0x7e || *p == '%') ? 3 : 1;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p > 0x7e || *p == '%') {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		} else {
+			*o++ = (char)*p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *grpc_percent_decode(const char *s)
+{
+	size_t i, n;
+	char *out, *o;
+
+	if (!s)
+		s = "";
+	n = strlen(s);
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (i = 0; i < n; i++) {
+		int hi, lo;
+
+		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+		    (lo = hexval(s[i + 2])) >= 0) {
+			*o++ = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+int grpc_timeout_parse(const char *s, int64_t *ms)
+{
+	int64_t v = 0, r;
+	size_t i, digits = 0;
+
+	if (!s)
+		return -1;
+	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+		if (++digits > 8)
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (digits == 0 || s[i] == '\0' || s[i + 1] != '\0')
+		return -1;
+	switch (s[i]) {
+	case 'H':
+		r = v * 3600 * 1000;
+		break;
+	case 'M':
+		r = v * 60 * 1000;
+		break;
+	case 'S':
+		r = v * 1000;
+		break;
+	case 'm':
+		r = v;
+		break;
+	case 'u':
+		r = (v + 999) / 1000;
+		break;
+	case 'n':
+		r = (v + 999999) / 1000000;
+		break;
+	default:
+		return -1;
+	}
+	*ms = r;
+	return 0;
+}
+
+void grpc_timeout_format(int64_t ms, char buf[16])
+{
+	uint64_t v = ms < 0 ? 0 : (uint64_t)ms;
+	unsigned out;
+	char unit;
+
+	/* Round up so that the server never sees a shorter deadline than the client's. */
+	if (v <= 99999999) {
+		out = (unsigned)v;
+		unit = 'm';
+	} else if (v / 1000 + 1 <= 99999999) {
+		out = (unsigned)((v + 999) / 1000);
+		unit = 'S';
+	} else if (v / 60000 + 1 <= 99999999) {
+		out = (unsigned)(v / 60000 + 1);
+		unit = 'M';
+	} else {
+		out = 99999999;
+		unit = 'H';
+	}
+	snprintf(buf, 16, "%u%c", out % 100000000u, unit);
+}

@@ -1,0 +1,1499 @@
+/* grpc_server.c: gRPC server on libuv + nghttp2, optionally over wolfSSL (TLS 1.3, ALPN h2).
+ *
+ * Every socket is a raw non-blocking fd watched by one uv_poll_t, with one callback per object.
+ * HTTP/2 and TLS are pure memory transforms: bytes read from the socket go to wolfSSL (through
+ * custom I/O callbacks reading an input buffer) or straight to nghttp2_session_mem_recv; output
+ * from nghttp2_session_mem_send goes through wolfSSL_write (whose I/O callback appends to the
+ * output buffer) or straight to it, and the output buffer is written with send(MSG_NOSIGNAL).
+ *
+ * Re-entrancy: API calls made by handlers (send, finish) never run nghttp2 output or close
+ * anything synchronously. They queue work and mark the connection dirty; a uv_idle handle (or
+ * the connection's own poll callback) flushes it. So on_call_closed never fires inside
+ * grpc_call_send/grpc_call_finish, and nothing is freed inside its own callback: memory goes
+ * away in libuv close callbacks only.
+ *
+ * Lifetimes: a call holds one reference for its open HTTP/2 stream and one for its deadline
+ * timer handle (released in the timer's close callback); handlers add their own. The server is
+ * freed after shutdown once every handle it created (listener, idle, grace timer, connection
+ * polls, call timers) has been closed. */
+#include "grpc_server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "log.h"
+
+#define READ_CHUNK 16384
+/* Stop pulling frames from nghttp2 while this much is waiting for the socket. */
+#define OUT_HIGH_WATER 65536
+#define MAX_HEADER_BYTES 16384
+#define MAX_HEADERS 64
+#define ACCEPT_BATCH 64
+#define READS_PER_EVENT 8
+
+struct buf {
+	uint8_t *data;
+	size_t len; /* bytes from data[off] to data[len] are pending */
+	size_t off;
+	size_t cap;
+};
+
+struct grpc_call {
+	int refs;
+	struct grpc_server *server;
+	struct grpc_conn *conn; /* NULL once the call closed (after on_call_closed) */
+	struct grpc_call *prev, *next; /* the connection's open calls */
+	int32_t stream_id;
+	const struct grpc_method *method;
+	struct grpc_header *hdrs; /* owned copies */
+	size_t n_hdrs;
+	size_t hdr_bytes;
+	bool hdr_overflow;
+	struct grpc_deframer deframer;
+	uint8_t *req;
+	size_t req_len;
+	bool have_req;
+	bool headers_complete; /* request HEADERS fully received and accepted */
+	bool client_ended;     /* END_STREAM from the client */
+	bool requested;        /* on_request was called */
+	bool headers_sent;     /* response HEADERS submitted (with a data provider) */
+	bool finished;         /* no more sends: finish, error or deadline */
+	bool trailers_submitted;
+	bool deferred;         /* data provider returned NGHTTP2_ERR_DEFERRED */
+	bool closed;           /* the stream is gone */
+	int status;
+	char *message;
+	struct buf out;        /* framed response messages not yet handed to nghttp2 */
+	uv_timer_t timer;      /* grpc-timeout deadline */
+	bool timer_closing;
+	void *data;
+};
+
+struct grpc_conn {
+	struct grpc_server *server;
+	struct grpc_conn *prev, *next;       /* server's connections */
+	struct grpc_conn *dirty_next;
+	bool dirty;
+	int fd;
+	uv_poll_t poll;
+	int poll_events;
+	bool closing;
+	bool want_close;
+	nghttp2_session *session;
+	WOLFSSL *ssl;
+	bool handshake_done;
+	struct buf tls_in;
+	struct buf out;
+	size_t queued; /* bytes in calls' out buffers */
+	uint8_t *peer_cert;
+	size_t peer_cert_len;
+	struct grpc_call *calls;
+	unsigned n_calls;
+	void *data;
+};
+
+struct grpc_server {
+	uv_loop_t *loop;
+	struct grpc_server_config cfg;
+	int listen_fd;
+	uv_poll_t listener;
+	bool listener_active;
+	int port;
+	char *unix_path; /* unlinked on shutdown when we bound it */
+	WOLFSSL_CTX *tls;
+	struct grpc_conn *conns;
+	unsigned n_conns;
+	struct grpc_conn *dirty_head, *dirty_tail;
+	uv_idle_t idle;
+	uv_timer_t grace;
+	unsigned handles;
+	bool shutting_down;
+	bool final_close;
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+static void conn_close(struct grpc_conn *conn);
+static void conn_flush(struct grpc_conn *conn);
+static void call_unref_internal(struct grpc_call *call);
+
+/* Buffers */
+
+static int buf_reserve(struct buf *b, size_t more)
+{
+	size_t need, ncap;
+	uint8_t *p;
+
+	if (b->off && b->off == b->len) {
+		b->off = b->len = 0;
+	} else if (b->off > 0 && b->len + more > b->cap && b->off >= b->cap / 2) {
+		memmove(b->data, b->data + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	need = b->len + more;
+	if (need <= b->cap)
+		return 0;
+	ncap = b->cap ? b->cap : 4096;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(b->data, ncap);
+	if (!p)
+		return -1;
+	b->data = p;
+	b->cap = ncap;
+	return 0;
+}
+
+static int buf_append(struct buf *b, const void *data, size_t len)
+{
+	if (buf_reserve(b, len) < 0)
+		return -1;
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static size_t buf_pending(const struct buf *b)
+{
+	return b->len - b->off;
+}
+
+static void buf_consume(struct buf *b, size_t n)
+{
+	b->off += n;
+	if (b->off == b->len)
+		b->off = b->len = 0;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Handle bookkeeping */
+
+static void server_free(struct grpc_server *s)
+{
+	void (*done)(void *) = s->done;
+	void *arg = s->done_arg;
+
+	if (s->tls)
+		wolfSSL_CTX_free(s->tls);
+	free(s->unix_path);
+	free(s);
+	if (done)
+		done(arg);
+}
+
+static void handle_closed(struct grpc_server *s)
+{
+	s->handles--;
+	if (s->final_close && s->handles == 0)
+		server_free(s);
+}
+
+static void generic_close_cb(uv_handle_t *h)
+{
+	handle_closed(h->data);
+}
+
+static void maybe_finish_shutdown(struct grpc_server *s)
+{
+	if (!s->shutting_down || s->final_close || s->n_conns > 0 || s->listener_active)
+		return;
+	s->final_close = true;
+	uv_close((uv_handle_t *)&s->idle, generic_close_cb);
+	uv_close((uv_handle_t *)&s->grace, generic_close_cb);
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+	struct grpc_server *s = h->data;
+	struct grpc_conn *conn, *next;
+
+	/* Only the connections dirty now: one marked again meanwhile waits for the next round. */
+	conn = s->dirty_head;
+	s->dirty_head = s->dirty_tail = NULL;
+	for (; conn; conn = next) {
+		next = conn->dirty_next;
+		conn->dirty_next = NULL;
+		if (!conn->dirty)
+			continue;
+		conn->dirty = false;
+		if (conn->want_close)
+			conn_close(conn);
+		else
+			conn_flush(conn);
+	}
+	if (!s->dirty_head)
+		uv_idle_stop(h);
+}
+
+static void conn_mark_dirty(struct grpc_conn *conn)
+{
+	struct grpc_server *s = conn->server;
+
+	if (conn->dirty || conn->closing)
+		return;
+	conn->dirty = true;
+	conn->dirty_next = NULL;
+	if (s->dirty_tail)
+		s->dirty_tail->dirty_next = conn;
+	else
+		s->dirty_head = conn;
+	s->dirty_tail = conn;
+	if (!s->final_close)
+		uv_idle_start(&s->idle, idle_cb);
+}
+
+static void conn_unmark_dirty(struct grpc_conn *conn)
+{
+	struct grpc_server *s = conn->server;
+	struct grpc_conn **pp, *prev = NULL;
+
+	if (!conn->dirty)
+		return;
+	for (pp = &s->dirty_head; *pp; prev = *pp, pp = &(*pp)->dirty_next) {
+		if (*pp == conn) {
+			*pp = conn->dirty_next;
+			if (s->dirty_tail == conn)
+				s->dirty_tail = prev;
+			break;
+		}
+	}
+	conn->dirty = false;
+	conn->dirty_next = NULL;
+}
+
+/* Calls */
+
+static void call_timer_close_cb(uv_handle_t *h)
+{
+	struct grpc_call *call = h->data;
+	struct grpc_server *s = call->server;
+
+	call_unref_internal(call);
+	handle_closed(s);
+}
+
+static void call_free(struct grpc_call *call)
+{
+	size_t i;
+
+	for (i = 0; i < call->n_hdrs; i++) {
+		free((char *)call->hdrs[i].name);
+		free((char *)call->hdrs[i].value);
+	}
+	free(call->hdrs);
+	grpc_deframer_free(&call->deframer);
+	free(call->req);
+	free(call->message);
+	buf_free(&call->out);
+	free(call);
+}
+
+static void call_unref_internal(struct grpc_call *call)
+{
+	if (--call->refs == 0)
+		call_free(call);
+}
+
+static void call_drop_output(struct grpc_call *call)
+{
+	if (call->conn)
+		call->conn->queued -= buf_pending(&call->out);
+	buf_free(&call->out);
+}
+
+/* The stream is gone (closed by nghttp2 or by the connection going away): no more I/O. */
+static void call_detach(struct grpc_call *call)
+{
+	struct grpc_conn *conn = call->conn;
+
+	if (call->closed)
+		return;
+	call->closed = true;
+	call->finished = true;
+	call_drop_output(call);
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		conn->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	call->prev = call->next = NULL;
+	conn->n_calls--;
+	if (!call->timer_closing) {
+		call->timer_closing = true;
+		uv_close((uv_handle_t *)&call->timer, call_timer_close_cb);
+	}
+	if (call->requested && call->server->cfg.on_call_closed)
+		call->server->cfg.on_call_closed(call);
+	call->conn = NULL;
+	call_unref_internal(call); /* the stream's reference */
+}
+
+static struct grpc_call *call_new(struct grpc_conn *conn, int32_t stream_id)
+{
+	struct grpc_call *call = calloc(1, sizeof(*call));
+
+	if (!call)
+		return NULL;
+	call->refs = 2; /* the stream and the timer handle */
+	call->server = conn->server;
+	call->conn = conn;
+	call->stream_id = stream_id;
+	grpc_deframer_init(&call->deframer, conn->server->cfg.max_message_size);
+	uv_timer_init(conn->server->loop, &call->timer);
+	call->timer.data = call;
+	conn->server->handles++;
+	call->next = conn->calls;
+	if (conn->calls)
+		conn->calls->prev = call;
+	conn->calls = call;
+	conn->n_calls++;
+	return call;
+}
+
+static nghttp2_nv make_nv(const char *name, const char *value)
+{
+	nghttp2_nv nv = {
+		.name = (uint8_t *)name,
+		.value = (uint8_t *)value,
+		.namelen = strlen(name),
+		.valuelen = strlen(value),
+		.flags = NGHTTP2_NV_FLAG_NONE,
+	};
+	return nv;
+}
+
+/* Builds grpc-status/grpc-message headers into nv (2 entries max); returns the count. The
+ * encoded message is returned in *enc for the caller to free after submitting. */
+static size_t status_nv(nghttp2_nv *nv, char status_str[16], int status, const char *message,
+			char **enc)
+{
+	size_t n = 0;
+
+	snprintf(status_str, 16, "%d", status);
+	nv[n++] = make_nv("grpc-status", status_str);
+	*enc = NULL;
+	if (message && *message) {
+		*enc = grpc_percent_encode(message);
+		if (*enc)
+			nv[n++] = make_nv("grpc-message", *enc);
+	}
+	return n;
+}
+
+/* A response without a body: trailers-only gRPC status, then RST_STREAM when the client is
+ * still sending so that the stream does not linger half-open. */
+static void call_respond_status(struct grpc_call *call, int status, const char *message)
+{
+	nghttp2_nv nv[4];
+	char st[16], *enc;
+	size_t n = 0;
+
+	nv[n++] = make_nv(":status", "200");
+	nv[n++] = make_nv("content-type", "application/grpc");
+	n += status_nv(nv + n, st, status, message, &enc);
+	nghttp2_submit_response(call->conn->session, call->stream_id, nv, n, NULL);
+	free(enc);
+	call->trailers_submitted = true;
+	call->finished = true;
+	if (!call->client_ended)
+		nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE, call->stream_id,
+					  NGHTTP2_NO_ERROR);
+	uv_timer_stop(&call->timer);
+	conn_mark_dirty(call->conn);
+}
+
+static void call_respond_http(struct grpc_call *call, const char *http_status)
+{
+	nghttp2_nv nv[1] = { make_nv(":status", http_status) };
+
+	nghttp2_submit_response(call->conn->session, call->stream_id, nv, 1, NULL);
+	call->trailers_submitted = true;
+	call->finished = true;
+	if (!call->client_ended)
+		nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE, call->stream_id,
+					  NGHTTP2_NO_ERROR);
+	uv_timer_stop(&call->timer);
+	conn_mark_dirty(call->conn);
+}
+
+static void call_fail(struct grpc_call *call, int status, const char *message)
+{
+	if (call->finished)
+		return;
+	log_debug("grpc: %s: %s: %s", call->method ? call->method->path : "?",
+		  grpc_status_name(status), message);
+	call_respond_status(call, status, message);
+}
+
+static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *out, size_t length,
+			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	struct grpc_call *call = source->ptr;
+	size_t n = buf_pending(&call->out);
+
+	if (n > length)
+		n = length;
+	if (n) {
+		memcpy(out, call->out.data + call->out.off, n);
+		buf_consume(&call->out, n);
+		call->conn->queued -= n;
+	}
+	if (buf_pending(&call->out) == 0 && call->finished && !call->trailers_submitted) {
+		nghttp2_nv nv[2];
+		char st[16], *enc;
+		size_t cnt = status_nv(nv, st, call->status, call->message, &enc);
+
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (nghttp2_submit_trailer(session, stream_id, nv, cnt) != 0)
+			*data_flags &= ~NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		free(enc);
+		call->trailers_submitted = true;
+		return (ssize_t)n;
+	}
+	if (n == 0) {
+		call->deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	return (ssize_t)n;
+}
+
+static int call_start_response(struct grpc_call *call)
+{
+	nghttp2_nv nv[2] = { make_nv(":status", "200"), make_nv("content-type", "application/grpc") };
+	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = data_read_cb };
+
+	if (nghttp2_submit_response(call->conn->session, call->stream_id, nv, 2, &prd) != 0)
+		return -1;
+	call->headers_sent = true;
+	return 0;
+}
+
+static void call_resume(struct grpc_call *call)
+{
+	if (call->deferred) {
+		call->deferred = false;
+		nghttp2_session_resume_data(call->conn->session, call->stream_id);
+	}
+	conn_mark_dirty(call->conn);
+}
+
+static void call_timer_cb(uv_timer_t *t)
+{
+	struct grpc_call *call = t->data;
+
+	if (call->finished || !call->conn)
+		return;
+	if (!call->requested) {
+		call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+		return;
+	}
+	/* The handler may still hold the call; it sees sends refused from now on. Messages already
+	 * queued still go out before the trailers (dropping part of a framed message would
+	 * corrupt the stream). */
+	if (!call->headers_sent) {
+		call_respond_status(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+		return;
+	}
+	call->finished = true;
+	call->status = GRPC_STATUS_DEADLINE_EXCEEDED;
+	free(call->message);
+	call->message = strdup("deadline exceeded");
+	call_resume(call);
+}
+
+static void call_request_complete(struct grpc_call *call)
+{
+	uint8_t *req;
+	size_t len;
+
+	if (call->finished)
+		return;
+	if (!grpc_deframer_idle(&call->deframer)) {
+		call_fail(call, GRPC_STATUS_INTERNAL, "truncated request message");
+		return;
+	}
+	if (!call->have_req) {
+		call_fail(call, GRPC_STATUS_INTERNAL, "missing request message");
+		return;
+	}
+	req = call->req;
+	len = call->req_len;
+	call->req = NULL;
+	call->requested = true;
+	call->method->on_request(call, req, len);
+	free(req);
+}
+
+static const char *find_header(const struct grpc_call *call, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < call->n_hdrs; i++)
+		if (strcmp(call->hdrs[i].name, name) == 0)
+			return call->hdrs[i].value;
+	return NULL;
+}
+
+/* Request HEADERS complete: route and validate. */
+static void call_headers_done(struct grpc_call *call)
+{
+	const struct grpc_server_config *cfg = &call->server->cfg;
+	const char *method = find_header(call, ":method");
+	const char *path = find_header(call, ":path");
+	const char *ctype = find_header(call, "content-type");
+	const char *timeout = find_header(call, "grpc-timeout");
+	char msg[256];
+	size_t i;
+
+	if (call->hdr_overflow) {
+		call_respond_http(call, "431");
+		return;
+	}
+	if (!method || strcmp(method, "POST") != 0) {
+		call_respond_http(call, "405");
+		return;
+	}
+	if (!ctype || strncmp(ctype, "application/grpc", 16) != 0 ||
+	    (ctype[16] != '\0' && ctype[16] != '+' && ctype[16] != ';')) {
+		call_respond_http(call, "415");
+		return;
+	}
+	for (i = 0; path && i < cfg->n_methods; i++) {
+		if (strcmp(cfg->methods[i].path, path) == 0) {
+			call->method = &cfg->methods[i];
+			break;
+		}
+	}
+	if (!call->method) {
+		snprintf(msg, sizeof(msg), "unknown method %.200s", path ? path : "(none)");
+		call_fail(call, GRPC_STATUS_UNIMPLEMENTED, msg);
+		return;
+	}
+	call->headers_complete = true;
+	if (timeout) {
+		int64_t ms;
+
+		if (grpc_timeout_parse(timeout, &ms) == 0)
+			uv_timer_start(&call->timer, call_timer_cb, (uint64_t)ms, 0);
+		else
+			log_debug("grpc: ignoring malformed grpc-timeout %.32s", timeout);
+	}
+}
+
+/* nghttp2 callbacks */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	struct grpc_conn *conn = ud;
+	struct grpc_call *call;
+
+	if (conn->closing)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	call = call_new(conn, frame->hd.stream_id);
+	if (!call)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+	return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+	struct grpc_conn *conn = ud;
+	struct grpc_call *call;
+	struct grpc_header *h;
+	char *n, *v;
+
+	if (conn->closing)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (!call || call->hdr_overflow)
+		return 0;
+	call->hdr_bytes += namelen + valuelen + 32;
+	if (call->hdr_bytes > MAX_HEADER_BYTES || call->n_hdrs >= MAX_HEADERS) {
+		call->hdr_overflow = true;
+		return 0;
+	}
+	h = realloc(call->hdrs, (call->n_hdrs + 1) * sizeof(*h));
+	if (!h)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	call->hdrs = h;
+	n = strndup((const char *)name, namelen);
+	v = strndup((const char *)value, valuelen);
+	if (!n || !v) {
+		free(n);
+		free(v);
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
+	h[call->n_hdrs].name = n;
+	h[call->n_hdrs].value = v;
+	call->n_hdrs++;
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	struct grpc_conn *conn = ud;
+	struct grpc_call *call;
+
+	if (conn->closing)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+		return 0;
+	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (!call || call->closed)
+		return 0;
+	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		call->client_ended = true;
+	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+		call_headers_done(call);
+	if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && call->headers_complete)
+		call_request_complete(call);
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+			 const uint8_t *data, size_t len, void *ud)
+{
+	struct grpc_conn *conn = ud;
+	struct grpc_call *call;
+	char msg[128];
+
+	if (conn->closing)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	call = nghttp2_session_get_stream_user_data(session, stream_id);
+	if (!call || call->finished || !call->headers_complete)
+		return 0;
+	while (len > 0 && !call->finished) {
+		uint8_t *m;
+		size_t used, mlen;
+		int rc = grpc_deframer_feed(&call->deframer, data, len, &used, &m, &mlen);
+
+		data += used;
+		len -= used;
+		switch (rc) {
+		case GRPC_DEFRAME_NEED_MORE:
+			break;
+		case GRPC_DEFRAME_MESSAGE:
+			if (call->have_req) {
+				free(m);
+				call_fail(call, GRPC_STATUS_UNIMPLEMENTED,
+					  "more than one request message for a unary or "
+					  "server-streaming method");
+				break;
+			}
+			call->have_req = true;
+			call->req = m;
+			call->req_len = mlen;
+			break;
+		case GRPC_DEFRAME_TOO_LARGE:
+			snprintf(msg, sizeof(msg), "request message larger than the maximum (%zu bytes)",
+				 call->deframer.max);
+			call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+			break;
+		case GRPC_DEFRAME_COMPRESSED:
+			call_fail(call, GRPC_STATUS_UNIMPLEMENTED, "compressed messages are not supported");
+			break;
+		case GRPC_DEFRAME_NOMEM:
+			call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			break;
+		default:
+			call_fail(call, GRPC_STATUS_INTERNAL, "malformed message prefix");
+			break;
+		}
+	}
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *ud)
+{
+	struct grpc_conn *conn = ud;
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+
+	if (!call || call->closed)
+		return 0;
+	nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+	call_detach(call);
+	(void)conn;
+	return 0;
+}
+
+/* wolfSSL memory I/O */
+
+static int tls_recv_cb(WOLFSSL *ssl, char *out, int sz, void *ctx)
+{
+	struct grpc_conn *conn = ctx;
+	size_t n = buf_pending(&conn->tls_in);
+
+	if (n == 0)
+		return WOLFSSL_CBIO_ERR_WANT_READ;
+	if (n > (size_t)sz)
+		n = (size_t)sz;
+	memcpy(out, conn->tls_in.data + conn->tls_in.off, n);
+	buf_consume(&conn->tls_in, n);
+	return (int)n;
+}
+
+static int tls_send_cb(WOLFSSL *ssl, char *in, int sz, void *ctx)
+{
+	struct grpc_conn *conn = ctx;
+
+	if (buf_append(&conn->out, in, (size_t)sz) < 0)
+		return WOLFSSL_CBIO_ERR_GENERAL;
+	return sz;
+}
+
+/* Connections */
+
+static void conn_close_cb(uv_handle_t *h)
+{
+	struct grpc_conn *conn = h->data;
+	struct grpc_server *s = conn->server;
+
+	if (conn->session)
+		nghttp2_session_del(conn->session);
+	if (conn->ssl)
+		wolfSSL_free(conn->ssl);
+	close(conn->fd);
+	buf_free(&conn->tls_in);
+	buf_free(&conn->out);
+	free(conn->peer_cert);
+	free(conn);
+	handle_closed(s);
+}
+
+static void conn_close(struct grpc_conn *conn)
+{
+	struct grpc_server *s = conn->server;
+
+	if (conn->closing)
+		return;
+	conn->closing = true;
+	conn_unmark_dirty(conn);
+	while (conn->calls) {
+		struct grpc_call *call = conn->calls;
+
+		nghttp2_session_set_stream_user_data(conn->session, call->stream_id, NULL);
+		call_detach(call);
+	}
+	if (s->cfg.on_disconnect)
+		s->cfg.on_disconnect(conn);
+	if (conn->prev)
+		conn->prev->next = conn->next;
+	else
+		s->conns = conn->next;
+	if (conn->next)
+		conn->next->prev = conn->prev;
+	s->n_conns--;
+	uv_poll_stop(&conn->poll);
+	uv_close((uv_handle_t *)&conn->poll, conn_close_cb);
+	maybe_finish_shutdown(s);
+}
+
+static void conn_poll_cb(uv_poll_t *h, int status, int events);
+
+static void conn_update_events(struct grpc_conn *conn)
+{
+	int ev = UV_READABLE | UV_DISCONNECT;
+
+	if (buf_pending(&conn->out))
+		ev |= UV_WRITABLE;
+	if (conn->closing || ev == conn->poll_events)
+		return;
+	conn->poll_events = ev;
+	uv_poll_start(&conn->poll, ev, conn_poll_cb);
+}
+
+/* Generates pending HTTP/2 output, writes what the socket takes, and closes the connection when
+ * it is done or broken. */
+static void conn_flush(struct grpc_conn *conn)
+{
+	struct grpc_server *s = conn->server;
+	bool more = false;
+
+	if (conn->closing)
+		return;
+	if (conn->want_close) {
+		conn_close(conn);
+		return;
+	}
+	while (!conn->ssl || conn->handshake_done) {
+		const uint8_t *data;
+		ssize_t n;
+
+		if (buf_pending(&conn->out) >= OUT_HIGH_WATER) {
+			more = true;
+			break;
+		}
+		n = nghttp2_session_mem_send(conn->session, &data);
+
+		if (conn->closing)
+			return;
+		if (n < 0) {
+			log_debug("grpc: nghttp2 send: %s", nghttp2_strerror((int)n));
+			conn_close(conn);
+			return;
+		}
+		if (n == 0)
+			break;
+		if (conn->ssl) {
+			if (wolfSSL_write(conn->ssl, data, (int)n) != (int)n) {
+				conn_close(conn);
+				return;
+			}
+		} else if (buf_append(&conn->out, data, (size_t)n) < 0) {
+			conn_close(conn);
+			return;
+		}
+	}
+	while (buf_pending(&conn->out)) {
+		ssize_t n = send(conn->fd, conn->out.data + conn->out.off, buf_pending(&conn->out),
+				 MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			conn_close(conn);
+			return;
+		}
+		buf_consume(&conn->out, (size_t)n);
+	}
+	if (!buf_pending(&conn->out)) {
+		/* More frames may be waiting behind the high-water mark. */
+		if (more) {
+			conn_mark_dirty(conn);
+		} else if (!nghttp2_session_want_read(conn->session) &&
+			   !nghttp2_session_want_write(conn->session)) {
+			conn_close(conn);
+			return;
+		} else if (s->shutting_down && conn->n_calls == 0) {
+			conn_close(conn);
+			return;
+		}
+	}
+	conn_update_events(conn);
+}
+
+static int conn_tls_handshake(struct grpc_conn *conn)
+{
+	char *proto = NULL;
+	unsigned short plen = 0;
+	WOLFSSL_X509_CHAIN *chain;
+	int rc = wolfSSL_accept(conn->ssl);
+
+	if (rc != WOLFSSL_SUCCESS) {
+		int e = wolfSSL_get_error(conn->ssl, rc);
+		char buf[WOLFSSL_MAX_ERROR_SZ];
+
+		if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+			return 0;
+		log_debug("grpc: TLS handshake failed: %s", wolfSSL_ERR_error_string((unsigned long)e, buf));
+		return -1;
+	}
+	if (wolfSSL_ALPN_GetProtocol(conn->ssl, &proto, &plen) != WOLFSSL_SUCCESS || plen != 2 ||
+	    memcmp(proto, "h2", 2) != 0) {
+		log_debug("grpc: TLS client did not negotiate ALPN h2");
+		return -1;
+	}
+	chain = wolfSSL_get_peer_chain(conn->ssl);
+	if (chain && wolfSSL_get_chain_count(chain) > 0) {
+		int len = wolfSSL_get_chain_length(chain, 0);
+		unsigned char *der = wolfSSL_get_chain_cert(chain, 0);
+
+		if (der && len > 0) {
+			conn->peer_cert = malloc((size_t)len);
+			if (!conn->peer_cert)
+				return -1;
+			memcpy(conn->peer_cert, der, (size_t)len);
+			conn->peer_cert_len = (size_t)len;
+		}
+	}
+	conn->handshake_done = true;
+	return 0;
+}
+
+static int conn_feed_h2(struct grpc_conn *conn, const uint8_t *data, size_t len)
+{
+	ssize_t rv = nghttp2_session_mem_recv(conn->session, data, len);
+
+	if (rv < 0) {
+		if (!conn->closing)
+			log_debug("grpc: closing connection: %s", nghttp2_strerror((int)rv));
+		return -1;
+	}
+	return conn->closing ? -1 : 0;
+}
+
+/* Returns -1 when the connection must close. */
+static int conn_process_input(struct grpc_conn *conn, const uint8_t *data, size_t len)
+{
+	uint8_t plain[READ_CHUNK];
+
+	if (!conn->ssl)
+		return conn_feed_h2(conn, data, len);
+	if (buf_append(&conn->tls_in, data, len) < 0)
+		return -1;
+	if (!conn->handshake_done) {
+		if (conn_tls_handshake(conn) < 0)
+			return -1;
+		if (!conn->handshake_done)
+			return 0;
+	}
+	for (;;) {
+		int n = wolfSSL_read(conn->ssl, plain, sizeof(plain));
+
+		if (n > 0) {
+			if (conn_feed_h2(conn, plain, (size_t)n) < 0)
+				return -1;
+			continue;
+		}
+		n = wolfSSL_get_error(conn->ssl, n);
+		if (n == WOLFSSL_ERROR_WANT_READ || n == WOLFSSL_ERROR_WANT_WRITE)
+			return 0;
+		return -1;
+	}
+}
+
+static void conn_poll_cb(uv_poll_t *h, int status, int events)
+{
+	struct grpc_conn *conn = h->data;
+	uint8_t buf[READ_CHUNK];
+	int i;
+
+	if (conn->closing)
+		return;
+	if (status < 0) {
+		conn_close(conn);
+		return;
+	}
+	if (events & (UV_READABLE | UV_DISCONNECT)) {
+		for (i = 0; i < READS_PER_EVENT; i++) {
+			ssize_t n = recv(conn->fd, buf, sizeof(buf), 0);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (n <= 0 || conn_process_input(conn, buf, (size_t)n) < 0) {
+				conn_close(conn);
+				return;
+			}
+			if ((size_t)n < sizeof(buf))
+				break;
+		}
+	}
+	conn_flush(conn);
+}
+
+static void conn_accept(struct grpc_server *s, int fd)
+{
+	struct grpc_conn *conn;
+	nghttp2_session_callbacks *cbs = NULL;
+	nghttp2_settings_entry settings[1];
+
+	if (s->n_conns >= s->cfg.max_conns) {
+		log_warn("grpc: refusing connection: %u connections open", s->n_conns);
+		close(fd);
+		return;
+	}
+	conn = calloc(1, sizeof(*conn));
+	if (!conn) {
+		close(fd);
+		return;
+	}
+	conn->server = s;
+	conn->fd = fd;
+	if (s->cfg.on_connect && s->cfg.on_connect(conn, fd) < 0) {
+		close(fd);
+		free(conn);
+		return;
+	}
+	if (nghttp2_session_callbacks_new(&cbs) != 0)
+		goto fail;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	if (nghttp2_session_server_new(&conn->session, cbs, conn) != 0)
+		goto fail;
+	nghttp2_session_callbacks_del(cbs);
+	cbs = NULL;
+	settings[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+	settings[0].value = s->cfg.max_streams_per_conn;
+	if (nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, settings, 1) != 0)
+		goto fail;
+	if (s->tls) {
+		char alpn[] = "h2";
+
+		conn->ssl = wolfSSL_new(s->tls);
+		if (!conn->ssl)
+			goto fail;
+		wolfSSL_SSLSetIORecv(conn->ssl, tls_recv_cb);
+		wolfSSL_SSLSetIOSend(conn->ssl, tls_send_cb);
+		wolfSSL_SetIOReadCtx(conn->ssl, conn);
+		wolfSSL_SetIOWriteCtx(conn->ssl, conn);
+		wolfSSL_set_verify(conn->ssl, WOLFSSL_VERIFY_PEER, NULL);
+		if (wolfSSL_SetMinVersion(conn->ssl, WOLFSSL_TLSV1_3) != WOLFSSL_SUCCESS ||
+		    wolfSSL_UseALPN(conn->ssl, alpn, sizeof(alpn) - 1,
+				    WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS)
+			goto fail;
+	}
+	if (uv_poll_init(s->loop, &conn->poll, fd) != 0)
+		goto fail;
+	conn->poll.data = conn;
+	s->handles++;
+	conn->next = s->conns;
+	if (s->conns)
+		s->conns->prev = conn;
+	s->conns = conn;
+	s->n_conns++;
+	conn_update_events(conn);
+	conn_flush(conn);
+	return;
+fail:
+	nghttp2_session_callbacks_del(cbs);
+	if (conn->session)
+		nghttp2_session_del(conn->session);
+	if (conn->ssl)
+		wolfSSL_free(conn->ssl);
+	if (s->cfg.on_disconnect)
+		s->cfg.on_disconnect(conn);
+	close(fd);
+	free(conn);
+}
+
+static void listener_cb(uv_poll_t *h, int status, int events)
+{
+	struct grpc_server *s = h->data;
+	int i;
+
+	if (status < 0 || s->shutting_down)
+		return;
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("grpc: accept: %s", strerror(errno));
+			return;
+		}
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
+			int one = 1;
+
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+		conn_accept(s, fd);
+	}
+}
+
+static void listener_close_cb(uv_handle_t *h)
+{
+	struct grpc_server *s = h->data;
+
+	close(s->listen_fd);
+	s->listen_fd = -1;
+	s->listener_active = false;
+	maybe_finish_shutdown(s);
+	handle_closed(s);
+}
+
+/* Server setup */
+
+static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct grpc_server_config *cfg,
+			struct grpc_server **out, char *err, size_t errlen)
+{
+	struct grpc_server *s;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fl;
+
+	*out = NULL;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		set_err(err, errlen, "fcntl: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		set_err(err, errlen, "grpc server: %s", strerror(ENOMEM));
+		close(fd);
+		return -1;
+	}
+	s->loop = loop;
+	s->cfg = *cfg;
+	if (!s->cfg.max_message_size)
+		s->cfg.max_message_size = GRPC_DEFAULT_MAX_MESSAGE;
+	if (!s->cfg.max_streams_per_conn)
+		s->cfg.max_streams_per_conn = 100;
+	if (!s->cfg.max_conns)
+		s->cfg.max_conns = 1024;
+	if (!s->cfg.max_output_per_conn)
+		s->cfg.max_output_per_conn = 16u * 1024 * 1024;
+	s->listen_fd = fd;
+	s->port = -1;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	if (uv_poll_init(loop, &s->listener, fd) != 0) {
+		set_err(err, errlen, "uv_poll_init failed");
+		close(fd);
+		free(s);
+		return -1;
+	}
+	if (tls) {
+		wolfSSL_CTX_up_ref(tls);
+		s->tls = tls;
+	}
+	s->listener.data = s;
+	s->listener_active = true;
+	uv_idle_init(loop, &s->idle);
+	s->idle.data = s;
+	uv_timer_init(loop, &s->grace);
+	s->grace.data = s;
+	s->handles = 3;
+	uv_poll_start(&s->listener, UV_READABLE, listener_cb);
+	*out = s;
+	return 0;
+}
+
+int grpc_server_listen_fd(uv_loop_t *loop, int listen_fd, WOLFSSL_CTX *tls,
+			  const struct grpc_server_config *cfg, struct grpc_server **out, char *err,
+			  size_t errlen)
+{
+	return server_start(loop, listen_fd, tls, cfg, out, err, errlen);
+}
+
+int grpc_server_listen_unix(uv_loop_t *loop, const char *path, const struct grpc_server_config *cfg,
+			    struct grpc_server **out, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	*out = NULL;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: socket path too long", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		set_err(err, errlen, "%s: socket: %s", path, strerror(errno));
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, SOMAXCONN) < 0) {
+		set_err(err, errlen, "%s: bind/listen: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (server_start(loop, fd, NULL, cfg, out, err, errlen) < 0)
+		return -1;
+	(*out)->unix_path = strdup(path);
+	return 0;
+}
+
+int grpc_server_listen_tcp(uv_loop_t *loop, const char *addr, int port, WOLFSSL_CTX *tls,
+			   const struct grpc_server_config *cfg, struct grpc_server **out, char *err,
+			   size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL, *ai;
+	char host[256], portstr[16];
+	int fd = -1, rc, e = 0, one = 1;
+
+	*out = NULL;
+	if (port < 0 || port > 65535) {
+		if (err && errlen)
+			snprintf(err, errlen, "invalid port %d", port);
+		return -1;
+	}
+	/* Accept "[::1]" as well as "::1". */
+	if (addr && addr[0] == '[') {
+		size_t l = strlen(addr);
+
+		if (l < 3 || addr[l - 1] != ']' || l - 2 >= sizeof(host)) {
+			if (err && errlen)
+				snprintf(err, errlen, "invalid address %s", addr);
+			return -1;
+		}
+		memcpy(host, addr + 1, l - 2);
+		host[l - 2] = '\0';
+		addr = host;
+	}
+	if (addr && !*addr)
+		addr = NULL;
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	rc = getaddrinfo(addr, portstr, &hints, &res);
+	if (rc != 0) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: %s", addr ? addr : "*", gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s:%d: %s", addr ? addr : "*", port, strerror(e));
+		return -1;
+	}
+	return server_start(loop, fd, tls, cfg, out, err, errlen);
+}
+
+void grpc_server_set_tls(struct grpc_server *s, WOLFSSL_CTX *tls)
+{
+	if (tls)
+		wolfSSL_CTX_up_ref(tls);
+	if (s->tls)
+		wolfSSL_CTX_free(s->tls);
+	s->tls = tls;
+}
+
+void *grpc_server_ud(struct grpc_server *s)
+{
+	return s->cfg.ud;
+}
+
+unsigned grpc_server_conn_count(struct grpc_server *s)
+{
+	return s->n_conns;
+}
+
+int grpc_server_port(struct grpc_server *s)
+{
+	return s->port;
+}
+
+static void grace_cb(uv_timer_t *t)
+{
+	struct grpc_server *s = t->data;
+
+	while (s->conns)
+		conn_close(s->conns);
+}
+
+void grpc_server_shutdown(struct grpc_server *s, int grace_ms, void (*done)(void *arg), void *arg)
+{
+	struct grpc_conn *conn, *next;
+
+	if (s->shutting_down)
+		return;
+	s->shutting_down = true;
+	s->done = done;
+	s->done_arg = arg;
+	uv_poll_stop(&s->listener);
+	uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+	if (s->unix_path)
+		unlink(s->unix_path);
+	for (conn = s->conns; conn; conn = next) {
+		next = conn->next;
+		if (conn->handshake_done || !conn->ssl)
+			nghttp2_submit_goaway(conn->session, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(conn->session),
+					      NGHTTP2_NO_ERROR, NULL, 0);
+		conn_mark_dirty(conn);
+	}
+	uv_timer_start(&s->grace, grace_cb, grace_ms > 0 ? (uint64_t)grace_ms : 0, 0);
+}
+
+/* Connection accessors */
+
+struct grpc_server *grpc_conn_server(struct grpc_conn *c)
+{
+	return c->server;
+}
+
+void grpc_conn_set_data(struct grpc_conn *c, void *data)
+{
+	c->data = data;
+}
+
+void *grpc_conn_data(struct grpc_conn *c)
+{
+	return c->data;
+}
+
+int grpc_conn_fd(struct grpc_conn *c)
+{
+	return c->fd;
+}
+
+const uint8_t *grpc_conn_peer_cert(struct grpc_conn *c, size_t *len)
+{
+	if (len)
+		*len = c->peer_cert_len;
+	return c->peer_cert;
+}
+
+unsigned grpc_conn_stream_count(struct grpc_conn *c)
+{
+	return c->n_calls;
+}
+
+/* Call API */
+
+struct grpc_conn *grpc_call_conn(struct grpc_call *call)
+{
+	return call->conn;
+}
+
+const char *grpc_call_path(const struct grpc_call *call)
+{
+	return call->method ? call->method->path : find_header(call, ":path");
+}
+
+const char *grpc_call_header(const struct grpc_call *call, const char *name)
+{
+	return find_header(call, name);
+}
+
+void grpc_call_set_data(struct grpc_call *call, void *data)
+{
+	call->data = data;
+}
+
+void *grpc_call_data(struct grpc_call *call)
+{
+	return call->data;
+}
+
+void grpc_call_ref(struct grpc_call *call)
+{
+	call->refs++;
+}
+
+void grpc_call_unref(struct grpc_call *call)
+{
+	if (call)
+		call_unref_internal(call);
+}
+
+bool grpc_call_is_closed(const struct grpc_call *call)
+{
+	return call->finished || call->closed || !call->conn;
+}
+
+int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct grpc_conn *conn = call->conn;
+	uint8_t hdr[GRPC_FRAME_HEADER_LEN];
+
+	if (grpc_call_is_closed(call) || conn->closing || conn->want_close || !call->requested)
+		return -1;
+	if (len > UINT32_MAX)
+		return -1;
+	if (conn->queued + len + GRPC_FRAME_HEADER_LEN > conn->server->cfg.max_output_per_conn) {
+		log_warn("grpc: peer is not reading its responses (%zu bytes queued); dropping the "
+			 "connection", conn->queued);
+		conn->want_close = true;
+		conn_mark_dirty(conn);
+		return -1;
+	}
+	grpc_frame_header(hdr, (uint32_t)len);
+	if (buf_reserve(&call->out, len + GRPC_FRAME_HEADER_LEN) < 0)
+		return -1;
+	buf_append(&call->out, hdr, sizeof(hdr));
+	if (len)
+		buf_append(&call->out, msg, len);
+	conn->queued += len + GRPC_FRAME_HEADER_LEN;
+	if (!call->headers_sent) {
+		if (call_start_response(call) < 0) {
+			call_drop_output(call);
+			return -1;
+		}
+		conn_mark_dirty(conn);
+		return 0;
+	}
+	call_resume(call);
+	return 0;
+}
+
+int grpc_call_send_pb(struct grpc_call *call, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	int rc;
+
+	if (!buf)
+		return -1;
+	protobuf_c_message_pack(m, buf);
+	rc = grpc_call_send(call, buf, len);
+	free(buf);
+	return rc;
+}
+
+int grpc_call_finish(struct grpc_call *call, int status, const char *message)
+{
+	if (grpc_call_is_closed(call) || call->conn->closing || !call->requested)
+		return -1;
+	uv_timer_stop(&call->timer);
+	if (!call->headers_sent) {
+		call_respond_status(call, status, message);
+		return 0;
+	}
+	call->finished = true;
+	call->status = status;
+	free(call->message);
+	call->message = message && *message ? strdup(message) : NULL;
+	call_resume(call);
+	return 0;
+}

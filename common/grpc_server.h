@@ -1,0 +1,112 @@
+/* grpc_server.h: a gRPC server on a libuv loop (HTTP/2 via nghttp2, optional TLS 1.3 via wolfSSL).
+ *
+ * Single-threaded: every function here must be called on the loop's thread. Unary and
+ * server-streaming methods only (one request message per call). Objects are freed only from
+ * libuv close callbacks, never inside one of their own callbacks. */
+#ifndef LANYARD_GRPC_SERVER_H
+#define LANYARD_GRPC_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "grpc.h"
+
+struct grpc_server;
+struct grpc_conn;
+struct grpc_call;
+
+struct grpc_method {
+	const char *path; /* "/SpiffeWorkloadAPI/FetchX509SVID" */
+	bool server_streaming;
+	/* Called on the loop when the single request message has fully arrived (END_STREAM from
+	 * the client). msg is valid only during the call. The handler answers now or later:
+	 * grpc_call_send() any number of messages (streaming) or one (unary), then
+	 * grpc_call_finish(). To answer later it takes a reference with grpc_call_ref() and drops
+	 * it with grpc_call_unref() when done. */
+	void (*on_request)(struct grpc_call *call, const uint8_t *msg, size_t len);
+};
+
+struct grpc_server_config {
+	const struct grpc_method *methods; /* unknown path => UNIMPLEMENTED (trailers-only) */
+	size_t n_methods;
+	void *ud; /* grpc_server_ud() */
+	/* After accept (fd allows SO_PEERCRED); a negative return refuses the connection (closed,
+	 * on_disconnect is not called). May be NULL. */
+	int (*on_connect)(struct grpc_conn *conn, int fd);
+	/* The connection is going away; conn data must be released here. May be NULL. */
+	void (*on_disconnect)(struct grpc_conn *conn);
+	/* The call ended: finished, cancelled by the client (RST_STREAM), deadline passed, or the
+	 * connection closed. Called once per call that reached on_request or was accepted; sends
+	 * are refused afterwards. May be NULL. */
+	void (*on_call_closed)(struct grpc_call *call);
+	size_t max_message_size;       /* larger request messages => RESOURCE_EXHAUSTED; 0 = 4 MiB */
+	unsigned max_streams_per_conn; /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 = 100 */
+	unsigned max_conns;            /* refuse beyond this; 0 = 1024 */
+	size_t max_output_per_conn;    /* queued response bytes before the conn is dropped; 0 = 16 MiB */
+};
+
+/* Binds and listens on a Unix socket (the caller prepared the directory and umask); cleartext
+ * HTTP/2 with prior knowledge. cfg is copied (methods array is not: it must outlive the server). */
+int grpc_server_listen_unix(uv_loop_t *loop, const char *path, const struct grpc_server_config *cfg,
+			    struct grpc_server **out, char *err, size_t errlen);
+/* Binds addr:port (port 0 = ephemeral, see grpc_server_port). tls NULL = cleartext; otherwise TLS
+ * 1.3 with ALPN h2: the server takes a reference on tls. The caller configured the server cert,
+ * key and the CA to verify client certificates; the server sets WOLFSSL_VERIFY_PEER (client certs
+ * verified when presented, not required) on each session. */
+int grpc_server_listen_tcp(uv_loop_t *loop, const char *addr, int port, WOLFSSL_CTX *tls,
+			   const struct grpc_server_config *cfg, struct grpc_server **out, char *err,
+			   size_t errlen);
+/* Adopts an already bound and listening socket (Unix or TCP); the server owns it afterwards
+ * (closed on shutdown, even when this call fails). */
+int grpc_server_listen_fd(uv_loop_t *loop, int listen_fd, WOLFSSL_CTX *tls,
+			  const struct grpc_server_config *cfg, struct grpc_server **out, char *err,
+			  size_t errlen);
+
+/* New connections use tls from now on (CA rotation); takes a reference, drops the old one. */
+void grpc_server_set_tls(struct grpc_server *s, WOLFSSL_CTX *tls);
+void *grpc_server_ud(struct grpc_server *s);
+unsigned grpc_server_conn_count(struct grpc_server *s);
+/* The bound TCP port (host order), or -1 for a Unix socket. */
+int grpc_server_port(struct grpc_server *s);
+/* Graceful stop: stop accepting, send GOAWAY, give open calls up to grace_ms to finish, then
+ * close everything; done(arg) runs on the loop once all handles are closed and the server is
+ * freed. Call once. done may be NULL. */
+void grpc_server_shutdown(struct grpc_server *s, int grace_ms, void (*done)(void *arg), void *arg);
+
+/* Connections */
+struct grpc_server *grpc_conn_server(struct grpc_conn *c);
+void grpc_conn_set_data(struct grpc_conn *c, void *data);
+void *grpc_conn_data(struct grpc_conn *c);
+int grpc_conn_fd(struct grpc_conn *c);
+/* The client's leaf certificate (DER) presented in mutual TLS, NULL when none or cleartext.
+ * Valid while the connection lives. */
+const uint8_t *grpc_conn_peer_cert(struct grpc_conn *c, size_t *len);
+unsigned grpc_conn_stream_count(struct grpc_conn *c);
+
+/* Calls */
+struct grpc_conn *grpc_call_conn(struct grpc_call *call); /* NULL once the connection is gone */
+const char *grpc_call_path(const struct grpc_call *call);
+/* Request metadata by lower-case name, NULL if absent. */
+const char *grpc_call_header(const struct grpc_call *call, const char *name);
+void grpc_call_set_data(struct grpc_call *call, void *data);
+void *grpc_call_data(struct grpc_call *call);
+/* Keep the call's memory alive across async work. */
+void grpc_call_ref(struct grpc_call *call);
+void grpc_call_unref(struct grpc_call *call);
+/* True after cancel, finish, deadline or connection close: sends are refused (-1). */
+bool grpc_call_is_closed(const struct grpc_call *call);
+/* Frames and queues one message; sends the response headers first if needed. 0 or -1. */
+int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len);
+/* Packs and sends. 0 or -1. */
+int grpc_call_send_pb(struct grpc_call *call, const ProtobufCMessage *m);
+/* Trailers with grpc-status and the percent-encoded grpc-message (message may be NULL);
+ * trailers-only when nothing was sent. Closes the call. 0 or -1 (already closed). */
+int grpc_call_finish(struct grpc_call *call, int status, const char *message);
+
+#endif

@@ -1,0 +1,81 @@
+/* keys.h: private keys (EC P-256/P-384, RSA-2048) on wolfSSL: generation, PKCS#8/PEM, JWS signing. */
+#ifndef LANYARD_KEYS_H
+#define LANYARD_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum key_type { KEY_EC_P256, KEY_EC_P384, KEY_RSA_2048 };
+
+/* "ec-p256" | "ec-p384" | "rsa-2048"; returns 0, or -1 on anything else. */
+int key_type_parse(const char *s, enum key_type *out);
+const char *key_type_name(enum key_type t);
+
+/* An opaque private key (ecc_key or RsaKey). All functions are safe to call from several threads
+ * on the same key at once except lkey_free. */
+typedef struct lkey lkey;
+
+int lkey_generate(enum key_type type, lkey **out);
+/* PKCS#8 (unencrypted), or SEC1 "EC PRIVATE KEY" / PKCS#1 "RSA PRIVATE KEY" DER.
+ * RSA keys must be at least 2048 bits; EC keys P-256 or P-384. */
+int lkey_from_der(const uint8_t *der, size_t len, lkey **out);
+/* The first PEM block labelled "PRIVATE KEY", "EC PRIVATE KEY" or "RSA PRIVATE KEY". */
+int lkey_from_pem(const char *pem, size_t len, lkey **out);
+/* Unencrypted PKCS#8 DER; the caller wipes and frees *der. */
+int lkey_to_pkcs8_der(const lkey *k, uint8_t **der, size_t *len);
+/* PKCS#8 "PRIVATE KEY" PEM, NUL-terminated; the caller wipes (strlen) and frees *pem. */
+int lkey_to_pem(const lkey *k, char **pem);
+/* SubjectPublicKeyInfo DER of the public half; the caller frees *der. */
+int lkey_public_der(const lkey *k, uint8_t **der, size_t *len);
+enum key_type lkey_type(const lkey *k);
+/* "ES256", "ES384" or "RS256". */
+const char *lkey_jws_alg(const lkey *k);
+/* Signs data (hashing it with the alg's hash) in JWS form (RFC 7518): ECDSA as raw r||s of fixed
+ * width, RSA as PKCS#1 v1.5. The caller frees *sig. */
+int lkey_sign_jws(const lkey *k, const uint8_t *data, size_t len, uint8_t **sig, size_t *siglen);
+/* Verifies a JWS signature against a SubjectPublicKeyInfo DER. alg is one of ES256/ES384/ES512,
+ * RS256/RS384/RS512, PS256/PS384/PS512 and must fit the key (curve, key type). 0 = valid,
+ * negative otherwise. */
+int jws_verify_spki(const char *alg, const uint8_t *spki, size_t spki_len, const uint8_t *data,
+		    size_t len, const uint8_t *sig, size_t siglen);
+/* True when the public half of k is exactly the key in the SubjectPublicKeyInfo DER. */
+bool lkey_matches_spki(const lkey *k, const uint8_t *spki, size_t spki_len);
+/* True when the public half of k is the subject key of the DER certificate. */
+bool lkey_matches_cert(const lkey *k, const uint8_t *cert_der, size_t cert_len);
+/* Parses an SPKI DER: 0 with the key type (RSA of any size >= 2048 reports KEY_RSA_2048), or -1
+ * for anything else (other curves, RSA < 2048, garbage). bits may be NULL. */
+int spki_key_type(const uint8_t *spki, size_t spki_len, enum key_type *type, int *bits);
+/* Wipes and frees; NULL-safe. */
+void lkey_free(lkey *k);
+
+/* True for the JWS algorithms jws_verify_spki knows (ES/RS/PS 256/384/512). */
+bool jws_alg_supported(const char *alg);
+
+/* ---- Lower level, for the other crypto modules (x509.c, jwt.c) ---- */
+
+/* The calling thread's wolfSSL RNG (a WC_RNG *), created on first use; NULL on failure. */
+struct WC_RNG *crypto_thread_rng(void);
+
+/* Reads one DER TLV at *pos of buf[0..len) (single-byte tags, definite minimal lengths):
+ * tag, value and value length; advances *pos past it. -1 when malformed or truncated. */
+int der_next(const uint8_t *buf, size_t len, size_t *pos, uint8_t *tag, const uint8_t **val,
+	     size_t *vlen);
+/* Like der_next but the tag must be want; *pos is left alone on failure. */
+int der_expect(const uint8_t *buf, size_t len, size_t *pos, uint8_t want, const uint8_t **val,
+	       size_t *vlen);
+
+/* wolfSSL certificate signature type for the key (CTC_SHA256wECDSA, CTC_SHA384wECDSA,
+ * CTC_SHA256wRSA). */
+int lkey_cert_sig_type(const lkey *k);
+/* wc_SignCert_ex with the key: signs the certificate or CSR body of body_len bytes at buf
+ * (buf_size bytes available). Returns the final DER size, or -1. */
+int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size);
+
+/* With it, ECDSA signatures are DER (X.509 form) and the curve need not match the hash. */
+#define SPKI_VERIFY_DER_ECDSA 1u
+/* Verifies sig over data with the SPKI's key; alg is a JWS algorithm name. 0 = valid. */
+int spki_verify(const char *alg, unsigned flags, const uint8_t *spki, size_t spki_len,
+		const uint8_t *data, size_t len, const uint8_t *sig, size_t siglen);
+
+#endif

@@ -1,0 +1,85 @@
+/* x509.h: X.509 for SPIFFE on wolfSSL: CSRs, CA and X509-SVID issuance, parsing, chain checks, PEM. */
+#ifndef LANYARD_X509_H
+#define LANYARD_X509_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keys.h"
+
+/* PKCS#10 CSR with subject CN=lanyard, signed with key. The caller frees *der. */
+int x509_csr_create(const lkey *key, uint8_t **der, size_t *len);
+
+struct csr_info {
+	uint8_t *spki; /* SubjectPublicKeyInfo DER, owned */
+	size_t spki_len;
+	enum key_type type;
+};
+/* Parses a DER CSR, verifies its self-signature and extracts the public key. Only EC P-256/P-384
+ * and RSA >= 2048 are accepted. 0, or -1 with a reason in err. */
+int x509_csr_parse(const uint8_t *der, size_t len, struct csr_info *out, char *err, size_t errlen);
+void csr_info_free(struct csr_info *c);
+
+struct x509_leaf_params {
+	const char *spiffe_id;           /* the one URI SAN */
+	const char *const *dns_names;    /* extra DNS SANs; the first one is also the CN */
+	size_t n_dns;
+	int64_t not_before, not_after;   /* unix seconds, written exactly */
+	const uint8_t *spki;             /* subject public key (from the CSR) */
+	size_t spki_len;
+};
+/* Signs an X509-SVID leaf: exactly one URI SAN, basicConstraints CA:FALSE, keyUsage critical
+ * digitalSignature (+keyEncipherment for RSA, keyAgreement for EC), EKU serverAuth+clientAuth,
+ * random 128-bit serial (top bit cleared), AKID/SKID. The issuer is the CA certificate ca_der,
+ * signed with ca_key. The caller frees *der. */
+int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
+		   const struct x509_leaf_params *p, uint8_t **der, size_t *len);
+
+struct x509_ca_params {
+	const char *spiffe_id;   /* "spiffe://example.org" (URI SAN, no path); may be NULL */
+	const char *common_name; /* e.g. "Lanyard CA" */
+	int64_t not_before, not_after;
+};
+/* Makes a CA certificate (cA=true, keyUsage critical keyCertSign+cRLSign+digitalSignature) for
+ * subject_key. issuer_key/issuer_der NULL: self-signed; otherwise signed by that (upstream) CA.
+ * The caller frees *der. */
+int x509_make_ca(const lkey *subject_key, const lkey *issuer_key, const uint8_t *issuer_der,
+		 size_t issuer_len, const struct x509_ca_params *p, uint8_t **der, size_t *len);
+
+struct x509_info {
+	char spiffe_id[2049]; /* first URI SAN, "" if none */
+	int n_uri_sans;
+	char serial[80];      /* lower-case hex */
+	int64_t not_before, not_after;
+	bool is_ca;
+	char sha256[65];      /* hex SHA-256 of the DER: the fingerprint */
+	char subject[256];
+	uint8_t *spki;        /* owned, free with x509_info_free */
+	size_t spki_len;
+	uint8_t ski[20];      /* subject key identifier if present */
+	size_t ski_len;
+};
+/* Parses one DER certificate (no signature check). 0, or -1 with a reason in err. */
+int x509_parse(const uint8_t *der, size_t len, struct x509_info *out, char *err, size_t errlen);
+void x509_info_free(struct x509_info *i);
+
+/* Splits concatenated DER certificates (a Workload API chain/bundle) into pieces that point into
+ * buf. The caller frees *certs and *lens (not the pieces). 0, or -1 when buf is not a sequence
+ * of whole DER SEQUENCEs (an empty buf gives n = 0). */
+int x509_split_der(const uint8_t *buf, size_t len, const uint8_t ***certs, size_t **lens, size_t *n);
+
+/* Verifies chain (leaf first, then optional intermediates, concatenated DER) against roots
+ * (concatenated DER) at time now: signatures, validity periods, CA flags. 0 = ok, or -1 with a
+ * reason in err. */
+int x509_verify(const uint8_t *chain, size_t chain_len, const uint8_t *roots, size_t roots_len,
+		int64_t now, char *err, size_t errlen);
+
+/* PEM with 64-column lines, NUL-terminated. The caller frees. NULL on failure. */
+char *pem_encode(const char *label, const uint8_t *der, size_t len);
+/* Decodes every PEM block with the given label ("CERTIFICATE") into concatenated DER; blocks with
+ * other labels are skipped. 0 (also when none is found: *der_len = 0), or -1 on a malformed block.
+ * The caller frees *der. */
+int pem_decode_concat(const char *pem, size_t len, const char *label, uint8_t **der, size_t *der_len);
+
+#endif

@@ -1,0 +1,871 @@
+/* admin_api.c: the operator's HTTP/JSON API on a Unix socket.
+ *
+ * libmicrohttpd runs its own threads (one per connection); every handler runs synchronously on
+ * such a thread and talks to the datastore, which serialises access itself. Authorization is
+ * checked in one place (handle_request) before any route runs: only uid 0 and the server's own
+ * effective uid are served. */
+#include "admin_api.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "entry.h"
+#include "log.h"
+#include "spiffeid.h"
+#include "util.h"
+
+#define CONNECTION_LIMIT 64
+#define CONNECTION_TIMEOUT_S 30
+#define TOKEN_BYTES 32
+#define TOKEN_TTL_MAX (365 * 86400)
+#define DEFAULT_TOKEN_TTL 600
+
+struct admin_api {
+	struct MHD_Daemon *daemon;
+	struct datastore *ds;
+	struct admin_hooks hooks;
+	char *trust_domain;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	uid_t euid;
+};
+
+/* Per-request state, owned by MHD's connection (freed in request_completed). */
+struct request {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+/* What a route produces: a status and either a JSON document or a text body. */
+struct reply {
+	unsigned int status;
+	json_t *json;
+	char *text;		/* malloc'd */
+	const char *content_type;
+	const char *allow;	/* for 405 */
+};
+
+struct call {
+	struct admin_api *api;
+	struct MHD_Connection *conn;
+	const char *id;		/* the {id} of /v1/entries/{id}, else NULL */
+	const char *body;
+	size_t body_len;
+};
+
+enum method { M_GET, M_POST, M_PUT, M_DELETE, M__COUNT };
+static const char *const method_names[M__COUNT] = {
+	[M_GET] = "GET", [M_POST] = "POST", [M_PUT] = "PUT", [M_DELETE] = "DELETE",
+};
+
+typedef void (*handler_fn)(struct call *c, struct reply *r);
+
+struct route {
+	const char *path;
+	bool prefix;		/* path is a prefix followed by an {id} */
+	handler_fn by_method[M__COUNT];
+};
+
+static void reply_error(struct reply *r, unsigned int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void reply_error(struct reply *r, unsigned int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_decref(r->json);
+	r->status = status;
+	r->json = json_pack("{s:s}", "error", msg);
+}
+
+static void reply_json(struct reply *r, unsigned int status, json_t *j)
+{
+	if (!j) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+		return;
+	}
+	json_decref(r->json);
+	r->status = status;
+	r->json = j;
+}
+
+static void notify_changed(struct call *c)
+{
+	if (c->api->hooks.changed)
+		c->api->hooks.changed(c->api->hooks.ud);
+}
+
+/* Parses the request body as a JSON object; an empty body is {} when empty_ok. */
+static json_t *parse_body(struct call *c, struct reply *r, bool empty_ok)
+{
+	json_error_t jerr;
+	if (c->body_len == 0 && empty_ok)
+		return json_object();
+	if (c->body_len == 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "request body must be a JSON object");
+		return NULL;
+	}
+	json_t *o = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid JSON: %s (line %d, column %d)", jerr.text,
+			    jerr.line, jerr.column);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "request body must be a JSON object");
+		return NULL;
+	}
+	return o;
+}
+
+/* Refuses keys of o that are not in allowed (NULL-terminated). */
+static bool only_keys(json_t *o, const char *const *allowed, struct reply *r)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(o, key, v) {
+		bool ok = false;
+		for (size_t i = 0; allowed[i] && !ok; i++)
+			ok = strcmp(allowed[i], key) == 0;
+		if (!ok) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown key \"%.64s\"", key);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A required string member of a small request object. */
+static const char *body_string(json_t *o, const char *key, struct reply *r)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"%s\" is required", key);
+		return NULL;
+	}
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"%s\" must be a string", key);
+		return NULL;
+	}
+	return json_string_value(v);
+}
+
+static const char *query(struct call *c, const char *key)
+{
+	return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* ---- tokens ---- */
+
+static void h_token_create(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "spiffe_id", "ttl", NULL };
+	struct admin_api *api = c->api;
+	uint8_t raw[TOKEN_BYTES];
+	char token[2 * TOKEN_BYTES + 1];
+	const char *alias = NULL;
+	char why[256];
+	int64_t ttl = api->hooks.default_token_ttl > 0 ? api->hooks.default_token_ttl :
+		      DEFAULT_TOKEN_TTL;
+
+	json_t *o = parse_body(c, r, true);
+	if (!o || !only_keys(o, keys, r))
+		goto out;
+	json_t *v = json_object_get(o, "spiffe_id");
+	if (v && !json_is_null(v)) {
+		if (!(alias = body_string(o, "spiffe_id", r)))
+			goto out;
+		if (spiffeid_validate_leaf(alias, why, sizeof(why)) < 0) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid spiffe_id \"%.256s\": %s", alias,
+				    why);
+			goto out;
+		}
+		if (!spiffeid_member_of(alias, api->trust_domain)) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST,
+				    "spiffe_id \"%.256s\" is not in trust domain \"%s\"", alias,
+				    api->trust_domain);
+			goto out;
+		}
+	}
+	v = json_object_get(o, "ttl");
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+		    json_integer_value(v) > TOKEN_TTL_MAX) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST,
+				    "\"ttl\" must be an integer number of seconds in [1, %d]",
+				    TOKEN_TTL_MAX);
+			goto out;
+		}
+		ttl = json_integer_value(v);
+	}
+	if (random_bytes(raw, sizeof(raw)) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot generate a token");
+		goto out;
+	}
+	hex_encode(raw, sizeof(raw), token);
+	int64_t expires_at = now_unix() + ttl;
+	if (ds_token_create(api->ds, token, alias, expires_at) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot store the token");
+		goto out;
+	}
+	log_info("admin: join token created (alias %s, expires at %lld)", alias ? alias : "none",
+		 (long long)expires_at);
+	reply_json(r, MHD_HTTP_CREATED,
+		   json_pack("{s:s, s:o, s:I}", "token", token,
+			     "spiffe_id", alias ? json_string(alias) : json_null(),
+			     "expires_at", (json_int_t)expires_at));
+	notify_changed(c);
+out:
+	secure_zero(raw, sizeof(raw));
+	secure_zero(token, sizeof(token));
+	json_decref(o);
+}
+
+/* ---- entries ---- */
+
+static bool entry_id_ok(const char *id)
+{
+	if (strlen(id) != 36)
+		return false;
+	for (const char *p = id; *p; p++) {
+		bool dash = p - id == 8 || p - id == 13 || p - id == 18 || p - id == 23;
+		if (dash ? *p != '-' : !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+static unsigned int ds_status(int ret)
+{
+	switch (ret) {
+	case -ENOENT: return MHD_HTTP_NOT_FOUND;
+	case -EEXIST: return MHD_HTTP_CONFLICT;
+	case -EINVAL: return MHD_HTTP_BAD_REQUEST;
+	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+static void h_entry_create(struct call *c, struct reply *r)
+{
+	struct entry *e = NULL;
+	char err[512] = "";
+	json_t *o = parse_body(c, r, false);
+	if (!o)
+		goto out;
+	if (json_object_get(o, "id")) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"id\" is assigned by the server");
+		goto out;
+	}
+	if (entry_from_json(o, &e, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	/* The datastore decides these; values fed back from an earlier output are ignored. */
+	e->revision = 0;
+	e->created_at = 0;
+	if (entry_validate(e, c->api->trust_domain, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	int ret = ds_entry_create(c->api->ds, e, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "%s", err);
+		goto out;
+	}
+	log_info("admin: entry %s created (%s, parent %s)", e->id, e->spiffe_id, e->parent_id);
+	reply_json(r, MHD_HTTP_CREATED, entry_to_json(e));
+	notify_changed(c);
+out:
+	entry_free(e);
+	json_decref(o);
+}
+
+struct selector_args {
+	const char **v;
+	size_t n;
+};
+
+static enum MHD_Result collect_selectors(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	struct selector_args *a = cls;
+	if (strcmp(key, "selector") == 0 && a->n < ENTRY_MAX_SELECTORS)
+		a->v[a->n++] = value ? value : "";
+	return MHD_YES;
+}
+
+static void h_entry_list(struct call *c, struct reply *r)
+{
+	const char *sel[ENTRY_MAX_SELECTORS];
+	struct selector_args sa = { .v = sel };
+	struct entry **v = NULL;
+	size_t n = 0;
+
+	MHD_get_connection_values(c->conn, MHD_GET_ARGUMENT_KIND, collect_selectors, &sa);
+	struct entry_filter f = {
+		.spiffe_id = query(c, "spiffe_id"),
+		.parent_id = query(c, "parent_id"),
+		.selectors = sel,
+		.n_selectors = sa.n,
+	};
+	if (f.spiffe_id && !*f.spiffe_id)
+		f.spiffe_id = NULL;
+	if (f.parent_id && !*f.parent_id)
+		f.parent_id = NULL;
+	int ret = ds_entry_list(c->api->ds, &f, &v, &n);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "cannot list entries");
+		return;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, entry_to_json(v[i]));
+	entry_array_free(v, n);
+	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "entries", a) : NULL);
+}
+
+static void h_entry_get(struct call *c, struct reply *r)
+{
+	struct entry *e = NULL;
+	int ret = entry_id_ok(c->id) ? ds_entry_get(c->api->ds, c->id, &e) : -ENOENT;
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
+			    "cannot read entry %.64s", c->id);
+		return;
+	}
+	reply_json(r, MHD_HTTP_OK, entry_to_json(e));
+	entry_free(e);
+}
+
+static void h_entry_update(struct call *c, struct reply *r)
+{
+	struct entry *e = NULL;
+	char err[512] = "";
+	json_t *o = NULL;
+	int ret = entry_id_ok(c->id) ? ds_entry_get(c->api->ds, c->id, &e) : -ENOENT;
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
+			    "cannot read entry %.64s", c->id);
+		goto out;
+	}
+	o = parse_body(c, r, false);
+	if (!o)
+		goto out;
+	json_t *id = json_object_get(o, "id");
+	if (id && !(json_is_string(id) && strcmp(json_string_value(id), c->id) == 0)) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"id\" in the body does not match the URL");
+		goto out;
+	}
+	if (entry_merge_json(e, o, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	if (entry_validate(e, c->api->trust_domain, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	ret = ds_entry_update(c->api->ds, e, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "%s", err);
+		goto out;
+	}
+	log_info("admin: entry %s updated (%s, parent %s)", e->id, e->spiffe_id, e->parent_id);
+	reply_json(r, MHD_HTTP_OK, entry_to_json(e));
+	notify_changed(c);
+out:
+	json_decref(o);
+	entry_free(e);
+}
+
+static void h_entry_delete(struct call *c, struct reply *r)
+{
+	int ret = entry_id_ok(c->id) ? ds_entry_delete(c->api->ds, c->id) : -ENOENT;
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
+			    "cannot delete entry %.64s", c->id);
+		return;
+	}
+	log_info("admin: entry %s deleted", c->id);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", "deleted", c->id));
+	notify_changed(c);
+}
+
+/* ---- agents ---- */
+
+static void h_agent_list(struct call *c, struct reply *r)
+{
+	struct agent_record **v = NULL;
+	size_t n = 0;
+	if (ds_agent_list(c->api->ds, &v, &n) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list agents");
+		return;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, agent_record_to_json(v[i]));
+	agent_record_array_free(v, n);
+	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "agents", a) : NULL);
+}
+
+static void h_agent_show(struct call *c, struct reply *r)
+{
+	const char *id = query(c, "spiffe_id");
+	struct agent_record *a = NULL;
+	if (!id || !*id) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "query parameter spiffe_id is required");
+		return;
+	}
+	int ret = ds_agent_get(c->api->ds, id, &a);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -ENOENT ? "no agent %.256s" :
+			    "cannot read agent %.256s", id);
+		return;
+	}
+	reply_json(r, MHD_HTTP_OK, agent_record_to_json(a));
+	agent_record_free(a);
+}
+
+/* evict and ban: {"spiffe_id": ...} in, {"<verb>": id} out. */
+static void agent_action(struct call *c, struct reply *r, bool ban)
+{
+	static const char *const keys[] = { "spiffe_id", NULL };
+	const char *id;
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(id = body_string(o, "spiffe_id", r)))
+		goto out;
+	int ret = ban ? ds_agent_set_banned(c->api->ds, id, true) : ds_agent_delete(c->api->ds, id);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -ENOENT ? "no agent %.256s" :
+			    "cannot update agent %.256s", id);
+		goto out;
+	}
+	log_info("admin: agent %s %s", id, ban ? "banned" : "evicted");
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", ban ? "banned" : "evicted", id));
+	notify_changed(c);
+out:
+	json_decref(o);
+}
+
+static void h_agent_evict(struct call *c, struct reply *r)
+{
+	agent_action(c, r, false);
+}
+
+static void h_agent_ban(struct call *c, struct reply *r)
+{
+	agent_action(c, r, true);
+}
+
+/* ---- bundle, health ---- */
+
+static void h_bundle(struct call *c, struct reply *r)
+{
+	const struct admin_hooks *h = &c->api->hooks;
+	const char *format = query(c, "format");
+	bool pem = !format || !*format || strcmp(format, "pem") == 0;
+	char *out = NULL;
+	if (!pem && strcmp(format, "spiffe") != 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown format \"%.32s\" (pem or spiffe)", format);
+		return;
+	}
+	int (*fn)(void *, char **) = pem ? h->bundle_pem : h->bundle_spiffe_json;
+	if (!fn) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "the bundle is not available");
+		return;
+	}
+	if (fn(h->ud, &out) < 0 || !out) {
+		free(out);
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot build the bundle");
+		return;
+	}
+	r->status = MHD_HTTP_OK;
+	r->text = out;
+	r->content_type = pem ? "text/plain" : "application/json";
+}
+
+static void h_health(struct call *c, struct reply *r)
+{
+	if (ds_ping(c->api->ds) < 0) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "datastore not ready");
+		return;
+	}
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+}
+
+static const struct route routes[] = {
+	{ .path = "/v1/tokens", .by_method = { [M_POST] = h_token_create } },
+	{ .path = "/v1/entries", .by_method = { [M_GET] = h_entry_list, [M_POST] = h_entry_create } },
+	{ .path = "/v1/entries/", .prefix = true,
+	  .by_method = { [M_GET] = h_entry_get, [M_PUT] = h_entry_update,
+			 [M_DELETE] = h_entry_delete } },
+	{ .path = "/v1/agents", .by_method = { [M_GET] = h_agent_list } },
+	{ .path = "/v1/agents/show", .by_method = { [M_GET] = h_agent_show } },
+	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
+	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
+	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
+	{ .path = "/v1/health", .by_method = { [M_GET] = h_health } },
+};
+
+static void dispatch(struct call *c, const char *url, const char *method, struct reply *r)
+{
+	const struct route *rt = NULL;
+	for (size_t i = 0; i < ARRAY_LEN(routes) && !rt; i++) {
+		size_t plen = strlen(routes[i].path);
+		if (routes[i].prefix) {
+			if (strncmp(url, routes[i].path, plen) == 0 && url[plen] &&
+			    !strchr(url + plen, '/')) {
+				rt = &routes[i];
+				c->id = url + plen;
+			}
+		} else if (strcmp(url, routes[i].path) == 0) {
+			rt = &routes[i];
+		}
+	}
+	if (!rt) {
+		reply_error(r, MHD_HTTP_NOT_FOUND, "no such resource: %.128s", url);
+		return;
+	}
+	for (int m = 0; m < M__COUNT; m++) {
+		if (strcmp(method, method_names[m]) == 0 && rt->by_method[m]) {
+			rt->by_method[m](c, r);
+			return;
+		}
+	}
+	/* Allow lists the methods of this route; the string table is small and static. */
+	static const char *const allow_for[] = { "GET", "POST", "GET, POST", "PUT", "GET, PUT",
+		"POST, PUT", "GET, POST, PUT", "DELETE", "GET, DELETE", "POST, DELETE",
+		"GET, POST, DELETE", "PUT, DELETE", "GET, PUT, DELETE", "POST, PUT, DELETE",
+		"GET, POST, PUT, DELETE" };
+	unsigned int mask = 0;
+	for (int m = 0; m < M__COUNT; m++)
+		if (rt->by_method[m])
+			mask |= 1u << m;
+	r->allow = mask ? allow_for[mask - 1] : NULL;
+	reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method %.16s not allowed on %.128s", method, url);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)
+{
+	char *body = NULL;
+	size_t len = 0;
+	const char *ctype = "application/json";
+	if (r->text) {
+		body = r->text;
+		r->text = NULL;
+		len = strlen(body);
+		ctype = r->content_type ? r->content_type : "text/plain";
+	} else {
+		if (!r->json) {
+			r->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+			r->json = json_pack("{s:s}", "error", "internal error");
+		}
+		body = r->json ? json_dumps(r->json, JSON_COMPACT) : NULL;
+		if (body) {
+			len = strlen(body);
+			char *nl = realloc(body, len + 2);
+			if (nl) {
+				body = nl;
+				body[len++] = '\n';
+				body[len] = '\0';
+			}
+		}
+	}
+	json_decref(r->json);
+	r->json = NULL;
+	if (!body)
+		return MHD_NO;
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (r->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result send_error_now(struct MHD_Connection *conn, unsigned int status,
+				      const char *msg)
+{
+	struct reply r = { 0 };
+	reply_error(&r, status, "%s", msg);
+	return send_reply(conn, &r);
+}
+
+static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid_t *uid)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	*uid = (uid_t)-1;
+	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    len != sizeof(cred))
+		return false;
+	*uid = cred.uid;
+	return cred.uid == 0 || cred.uid == api->euid;
+}
+
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
+				      const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size,
+				      void **con_cls)
+{
+	struct admin_api *api = cls;
+	struct request *req = *con_cls;
+
+	if (!req) {
+		uid_t uid;
+		if (!peer_allowed(api, conn, &uid)) {
+			log_warn("admin: refused a request from uid %d", (int)uid);
+			return send_error_now(conn, MHD_HTTP_FORBIDDEN, "permission denied");
+		}
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > ADMIN_MAX_BODY)
+			return send_error_now(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+					      "request body too large");
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		*con_cls = req;
+		/* Queuing on the first call would force "Connection: close" in 0.9.75. */
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (req->too_big || n > ADMIN_MAX_BODY - req->len) {
+			req->too_big = true;
+			free(req->body);
+			req->body = NULL;
+			return MHD_YES;
+		}
+		char *nb = realloc(req->body, req->len + n + 1);
+		if (!nb)
+			return MHD_NO;
+		memcpy(nb + req->len, upload_data, n);
+		req->body = nb;
+		req->len += n;
+		req->body[req->len] = '\0';
+		return MHD_YES;
+	}
+	if (req->too_big)
+		return send_error_now(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+
+	struct call c = { .api = api, .conn = conn, .body = req->body, .body_len = req->len };
+	struct reply r = { 0 };
+	dispatch(&c, url, method, &r);
+	return send_reply(conn, &r);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			      enum MHD_RequestTerminationCode toe)
+{
+	struct request *req = *con_cls;
+	if (!req)
+		return;
+	free(req->body);
+	free(req);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	log_warn("admin: %s", msg);
+}
+
+/* ---- socket setup ---- */
+
+static int make_parent_dir(const char *path, char *err, size_t errlen)
+{
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	int ret = 0;
+	if (slash && slash != dir) {
+		*slash = '\0';
+		ret = mkdir_p(dir, 0700);
+		if (ret < 0)
+			snprintf(err, errlen, "cannot create directory %s: %s", dir, strerror(-ret));
+	}
+	free(dir);
+	return ret;
+}
+
+/* Removes a stale socket at path, refusing when a live server answers on it. */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *sa, char *err,
+			      size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "cannot inspect %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket", path);
+		return -EEXIST;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	int saved = errno;
+	close(fd);
+	if (rc == 0) {
+		snprintf(err, errlen, "another lanyard-server is already serving on %s", path);
+		return -EADDRINUSE;
+	}
+	if (saved != ECONNREFUSED) {
+		snprintf(err, errlen, "cannot probe existing socket %s: %s", path, strerror(saved));
+		return -saved;
+	}
+	log_info("admin: removing stale socket %s", path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int listen_unix(struct admin_api *api, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int ret, fd = -1;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path too long (%zu bytes, at most %zu): %s",
+			 strlen(path), sizeof(sa.sun_path) - 1, path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ret = make_parent_dir(path, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = clear_stale_socket(path, &sa, err, errlen);
+	if (ret < 0)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	/* The mode must be right from the moment the name exists: umask before bind. */
+	mode_t old = umask(0177);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int saved = errno;
+	umask(old);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot bind %s: %s", path, strerror(saved));
+		ret = -saved;
+		goto fail;
+	}
+	if (chmod(path, 0600) < 0 || stat(path, &st) < 0) {
+		snprintf(err, errlen, "cannot set the mode of %s: %s", path, strerror(errno));
+		ret = -errno;
+		unlink(path);
+		goto fail;
+	}
+	if (listen(fd, 64) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+		ret = -errno;
+		unlink(path);
+		goto fail;
+	}
+	api->dev = st.st_dev;
+	api->ino = st.st_ino;
+	return fd;
+fail:
+	close(fd);
+	return ret;
+}
+
+int admin_api_start(const char *socket_path, struct datastore *ds, const struct admin_hooks *hooks,
+		    struct admin_api **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!socket_path || !*socket_path || !ds || !hooks || !hooks->trust_domain) {
+		snprintf(err, errlen, "admin API: socket path, datastore and trust domain are required");
+		return -EINVAL;
+	}
+	struct admin_api *api = xcalloc(1, sizeof(*api));
+	api->ds = ds;
+	api->hooks = *hooks;
+	api->trust_domain = xstrdup(hooks->trust_domain);
+	api->hooks.trust_domain = api->trust_domain;
+	api->path = xstrdup(socket_path);
+	api->euid = geteuid();
+
+	int fd = listen_unix(api, socket_path, err, errlen);
+	if (fd < 0) {
+		free(api->trust_domain);
+		free(api->path);
+		free(api);
+		return fd;
+	}
+	api->daemon = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+			MHD_USE_ERROR_LOG,
+		0, NULL, NULL, handle_request, api,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
+		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+		MHD_OPTION_END);
+	if (!api->daemon) {
+		snprintf(err, errlen, "cannot start the admin API on %s", socket_path);
+		close(fd);
+		unlink(socket_path);
+		free(api->trust_domain);
+		free(api->path);
+		free(api);
+		return -EIO;
+	}
+	log_info("admin: API listening on %s", socket_path);
+	*out = api;
+	return 0;
+}
+
+void admin_api_stop(struct admin_api *api)
+{
+	if (!api)
+		return;
+	/* Joins the connection threads, so no handler runs after this; closes the listen socket. */
+	MHD_stop_daemon(api->daemon);
+	/* Unlink only our own socket, not one a later instance may have put there. */
+	struct stat st;
+	if (stat(api->path, &st) == 0 && st.st_dev == api->dev && st.st_ino == api->ino)
+		unlink(api->path);
+	free(api->trust_domain);
+	free(api->path);
+	free(api);
+}

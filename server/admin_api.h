@@ -1,0 +1,38 @@
+/* admin_api.h: the operator's HTTP/JSON API on a Unix socket (libmicrohttpd, its own thread).
+ * Only callers with uid 0 or the server's own effective uid are served; others get 403. */
+#ifndef LANYARD_ADMIN_API_H
+#define LANYARD_ADMIN_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datastore.h"
+
+#define ADMIN_SOCKET_DEFAULT "/run/lanyard/server/admin.sock"
+#define ADMIN_MAX_BODY (1024 * 1024)
+
+/* What the admin API needs from the rest of the server. The callbacks run on the admin API's
+ * thread(s): they must be thread-safe. Any of them may be NULL (the bundle routes then answer 503). */
+struct admin_hooks {
+	void *ud;
+	const char *trust_domain;		/* "example.org"; copied by admin_api_start */
+	/* PEM of the X.509 authorities, malloc'd, caller frees. 0 or negative. */
+	int (*bundle_pem)(void *ud, char **out);
+	/* SPIFFE bundle (JWK Set) JSON text, malloc'd, caller frees. 0 or negative. */
+	int (*bundle_spiffe_json)(void *ud, char **out);
+	/* Called after any successful entry/agent/token change (e.g. uv_async_send). */
+	void (*changed)(void *ud);
+	int64_t default_token_ttl;		/* seconds; <= 0 means 600 */
+};
+
+struct admin_api;
+
+/* Creates socket_path safely (parent directory 0700 if missing; refuses when a live server answers
+ * on it; replaces a stale socket; mode 0600) and starts serving. hooks is copied. Returns 0, or a
+ * negative errno with a message in err ("another lanyard-server is already serving on <path>"). */
+int admin_api_start(const char *socket_path, struct datastore *ds, const struct admin_hooks *hooks,
+		    struct admin_api **out, char *err, size_t errlen);
+/* Finishes in-flight requests, stops the thread, closes and unlinks the socket. NULL-safe. */
+void admin_api_stop(struct admin_api *a);
+
+#endif

@@ -1,0 +1,625 @@
+#include "ca.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "x509.h"
+
+/* Leaves are backdated this much, as SPIRE does, so a peer whose clock is a little behind
+ * accepts them. */
+#define BACKDATE_SECONDS 10
+
+struct authority {
+	atomic_int refs;
+	char id[65];
+	int state; /* CA_STATE_* */
+	lkey *key;
+	uint8_t *cert;
+	size_t cert_len;
+	lkey *jwt_key;
+	char jwt_kid[80];
+	uint8_t *jwt_spki;
+	size_t jwt_spki_len;
+	int64_t not_before, not_after;
+	char sha256[65];
+};
+
+struct ca {
+	pthread_mutex_t lock;
+	struct datastore *ds;
+	char *trust_domain;
+	char *key_dir;
+	enum key_type key_type;
+	int64_t ca_ttl;
+	lkey *upstream_key; /* NULL unless upstream mode */
+	uint8_t *upstream_cert;
+	size_t upstream_cert_len;
+	int64_t upstream_not_after;
+	struct authority **auth; /* oldest first */
+	size_t n_auth;
+	int64_t sequence;
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static void authority_unref(struct authority *a)
+{
+	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
+		return;
+	lkey_free(a->key);
+	lkey_free(a->jwt_key);
+	free(a->cert);
+	free(a->jwt_spki);
+	free(a);
+}
+
+static const char *state_name(int s)
+{
+	return s == CA_STATE_ACTIVE ? "active" : s == CA_STATE_PREPARED ? "prepared" : "old";
+}
+
+static void key_path(const struct ca *ca, const char *id, const char *suffix, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s%s.key", ca->key_dir, id, suffix);
+}
+
+static int load_key_file(const char *path, lkey **out, char *err, size_t errlen)
+{
+	int r = file_check_private(path);
+	if (r == -EPERM)
+		return fail(err, errlen,
+			    "refusing key file %s: it is readable by group or others (chmod 600)",
+			    path);
+	if (r < 0)
+		return fail(err, errlen, "cannot use key file %s: %s", path, strerror(-r));
+	uint8_t *pem = NULL;
+	size_t len;
+	r = file_read_all(path, 1 << 20, &pem, &len);
+	if (r < 0)
+		return fail(err, errlen, "cannot read key file %s: %s", path, strerror(-r));
+	r = lkey_from_pem((const char *)pem, len, out);
+	secure_zero(pem, len);
+	free(pem);
+	if (r < 0)
+		return fail(err, errlen, "key file %s does not hold a usable private key", path);
+	return 0;
+}
+
+static int save_key_file(const char *path, const lkey *k, char *err, size_t errlen)
+{
+	char *pem = NULL;
+	if (lkey_to_pem(k, &pem) < 0)
+		return fail(err, errlen, "cannot encode a CA key");
+	int r = file_write_atomic(path, pem, strlen(pem), 0600);
+	secure_zero(pem, strlen(pem));
+	free(pem);
+	if (r < 0)
+		return fail(err, errlen, "cannot write key file %s: %s", path, strerror(-r));
+	return 0;
+}
+
+static int record_authority(struct ca *ca, const struct authority *a)
+{
+	struct ca_record r = {0};
+	snprintf(r.id, sizeof(r.id), "%s", a->id);
+	r.state = a->state;
+	r.cert_der = a->cert;
+	r.cert_len = a->cert_len;
+	r.jwt_kid = (char *)a->jwt_kid;
+	r.jwt_spki = a->jwt_spki;
+	r.jwt_spki_len = a->jwt_spki_len;
+	r.not_before = a->not_before;
+	r.not_after = a->not_after;
+	r.created_at = now_unix();
+	return ds_ca_put(ca->ds, &r);
+}
+
+static int fill_cert_facts(struct authority *a, char *err, size_t errlen)
+{
+	struct x509_info info;
+	if (x509_parse(a->cert, a->cert_len, &info, err, errlen) < 0)
+		return -1;
+	a->not_before = info.not_before;
+	a->not_after = info.not_after;
+	memcpy(a->sha256, info.sha256, sizeof(a->sha256));
+	x509_info_free(&info);
+	return 0;
+}
+
+/* Makes a new authority valid from now for ca_ttl (capped by the upstream CA) and writes its
+ * keys to disk before it is recorded, so a crash leaves no authority without its key. */
+static struct authority *authority_create(struct ca *ca, int state, int64_t now, char *err,
+					  size_t errlen)
+{
+	struct authority *a = xcalloc(1, sizeof(*a));
+	atomic_init(&a->refs, 1);
+	a->state = state;
+	uint8_t idb[16];
+	if (random_bytes(idb, sizeof(idb)) < 0) {
+		fail(err, errlen, "random generator failed");
+		goto fail;
+	}
+	hex_encode(idb, sizeof(idb), a->id);
+	if (lkey_generate(ca->key_type, &a->key) < 0 ||
+	    lkey_generate(ca->key_type, &a->jwt_key) < 0) {
+		fail(err, errlen, "CA key generation failed");
+		goto fail;
+	}
+	char td_id[300];
+	snprintf(td_id, sizeof(td_id), "spiffe://%s", ca->trust_domain);
+	int64_t not_after = now + ca->ca_ttl;
+	if (ca->upstream_key && not_after > ca->upstream_not_after)
+		not_after = ca->upstream_not_after;
+	if (not_after <= now) {
+		fail(err, errlen, "the upstream CA certificate has expired");
+		goto fail;
+	}
+	struct x509_ca_params p = {
+		.spiffe_id = td_id,
+		.common_name = "Lanyard CA",
+		.not_before = now - BACKDATE_SECONDS,
+		.not_after = not_after,
+	};
+	if (x509_make_ca(a->key, ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len, &p,
+			 &a->cert, &a->cert_len) < 0) {
+		fail(err, errlen, "cannot make the CA certificate");
+		goto fail;
+	}
+	if (fill_cert_facts(a, err, errlen) < 0)
+		goto fail;
+	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
+		fail(err, errlen, "cannot encode the JWT key");
+		goto fail;
+	}
+	char *kid = base64url_encode(idb, 12);
+	snprintf(a->jwt_kid, sizeof(a->jwt_kid), "%.64s", kid ? kid : a->id);
+	free(kid);
+
+	char path[PATH_MAX];
+	key_path(ca, a->id, "", path, sizeof(path));
+	if (save_key_file(path, a->key, err, errlen) < 0)
+		goto fail;
+	key_path(ca, a->id, ".jwt", path, sizeof(path));
+	if (save_key_file(path, a->jwt_key, err, errlen) < 0)
+		goto fail;
+	if (record_authority(ca, a) < 0) {
+		fail(err, errlen, "cannot record the new CA authority in the datastore");
+		goto fail;
+	}
+	log_info("CA: new %s authority %s (JWT kid %s), valid until %lld", state_name(state), a->id,
+		 a->jwt_kid, (long long)a->not_after);
+	return a;
+fail:
+	authority_unref(a);
+	return NULL;
+}
+
+static int authority_load(struct ca *ca, const struct ca_record *r, struct authority **out,
+			  char *err, size_t errlen)
+{
+	struct authority *a = xcalloc(1, sizeof(*a));
+	atomic_init(&a->refs, 1);
+	snprintf(a->id, sizeof(a->id), "%s", r->id);
+	a->state = r->state;
+	a->cert = xmalloc(r->cert_len);
+	memcpy(a->cert, r->cert_der, r->cert_len);
+	a->cert_len = r->cert_len;
+	snprintf(a->jwt_kid, sizeof(a->jwt_kid), "%.64s", r->jwt_kid ? r->jwt_kid : r->id);
+	char path[PATH_MAX];
+	key_path(ca, a->id, "", path, sizeof(path));
+	if (load_key_file(path, &a->key, err, errlen) < 0)
+		goto fail;
+	key_path(ca, a->id, ".jwt", path, sizeof(path));
+	if (load_key_file(path, &a->jwt_key, err, errlen) < 0)
+		goto fail;
+	if (!lkey_matches_cert(a->key, a->cert, a->cert_len)) {
+		fail(err, errlen, "CA key of authority %s does not match its certificate", a->id);
+		goto fail;
+	}
+	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
+		fail(err, errlen, "cannot encode the JWT key of authority %s", a->id);
+		goto fail;
+	}
+	if (fill_cert_facts(a, err, errlen) < 0)
+		goto fail;
+	*out = a;
+	return 0;
+fail:
+	authority_unref(a);
+	return -1;
+}
+
+static void remove_key_files(const struct ca *ca, const char *id)
+{
+	char path[PATH_MAX];
+	key_path(ca, id, "", path, sizeof(path));
+	unlink(path);
+	key_path(ca, id, ".jwt", path, sizeof(path));
+	unlink(path);
+}
+
+static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now, char *err,
+			 size_t errlen)
+{
+	uint8_t *pem = NULL;
+	size_t len;
+	int r = file_read_all(o->upstream_cert_path, 1 << 20, &pem, &len);
+	if (r < 0)
+		return fail(err, errlen, "cannot read upstream_ca_cert %s: %s", o->upstream_cert_path,
+			    strerror(-r));
+	uint8_t *der = NULL;
+	size_t der_len = 0;
+	r = pem_decode_concat((const char *)pem, len, "CERTIFICATE", &der, &der_len);
+	free(pem);
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, n = 0;
+	if (r < 0 || der_len == 0 || x509_split_der(der, der_len, &certs, &lens, &n) < 0 || n == 0) {
+		free(der);
+		free(certs);
+		free(lens);
+		return fail(err, errlen, "upstream_ca_cert %s holds no PEM certificate",
+			    o->upstream_cert_path);
+	}
+	/* The first certificate is the upstream CA itself. */
+	ca->upstream_cert = xmalloc(lens[0]);
+	memcpy(ca->upstream_cert, certs[0], lens[0]);
+	ca->upstream_cert_len = lens[0];
+	free(der);
+	free(certs);
+	free(lens);
+	struct x509_info info;
+	if (x509_parse(ca->upstream_cert, ca->upstream_cert_len, &info, err, errlen) < 0)
+		return -1;
+	bool is_ca = info.is_ca;
+	ca->upstream_not_after = info.not_after;
+	x509_info_free(&info);
+	if (!is_ca)
+		return fail(err, errlen, "upstream_ca_cert %s is not a CA certificate",
+			    o->upstream_cert_path);
+	if (ca->upstream_not_after <= now)
+		return fail(err, errlen, "upstream_ca_cert %s has expired", o->upstream_cert_path);
+	if (load_key_file(o->upstream_key_path, &ca->upstream_key, err, errlen) < 0)
+		return -1;
+	if (!lkey_matches_cert(ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len))
+		return fail(err, errlen, "upstream_ca_key %s does not match upstream_ca_cert %s",
+			    o->upstream_key_path, o->upstream_cert_path);
+	return 0;
+}
+
+int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struct ca **out,
+	    char *err, size_t errlen)
+{
+	struct ca *ca = xcalloc(1, sizeof(*ca));
+	pthread_mutex_init(&ca->lock, NULL);
+	ca->ds = ds;
+	ca->trust_domain = xstrdup(o->trust_domain);
+	ca->key_type = o->key_type;
+	ca->ca_ttl = o->ca_ttl;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/ca", o->data_dir);
+	ca->key_dir = xstrdup(dir);
+	int r = mkdir_p(dir, 0700);
+	if (r < 0) {
+		fail(err, errlen, "cannot create %s: %s", dir, strerror(-r));
+		goto fail;
+	}
+	if (o->upstream_cert_path && load_upstream(ca, o, now, err, errlen) < 0)
+		goto fail;
+
+	struct ca_record **recs = NULL;
+	size_t n = 0;
+	if (ds_ca_list(ds, &recs, &n) < 0) {
+		fail(err, errlen, "cannot read CA authorities from the datastore");
+		goto fail;
+	}
+	ca->auth = xcalloc(n + 3, sizeof(*ca->auth));
+	for (size_t i = 0; i < n; i++) {
+		if (authority_load(ca, recs[i], &ca->auth[ca->n_auth], err, errlen) < 0) {
+			ca_record_array_free(recs, n);
+			goto fail;
+		}
+		ca->n_auth++;
+	}
+	ca_record_array_free(recs, n);
+	if (ds_kv_get_int(ds, "bundle_sequence", &ca->sequence) < 0)
+		ca->sequence = 0;
+	if (ca_rotate(ca, now, err, errlen) < 0)
+		goto fail;
+	*out = ca;
+	return 0;
+fail:
+	ca_close(ca);
+	return -1;
+}
+
+void ca_close(struct ca *ca)
+{
+	if (!ca)
+		return;
+	for (size_t i = 0; i < ca->n_auth; i++)
+		authority_unref(ca->auth[i]);
+	free(ca->auth);
+	lkey_free(ca->upstream_key);
+	free(ca->upstream_cert);
+	free(ca->trust_domain);
+	free(ca->key_dir);
+	pthread_mutex_destroy(&ca->lock);
+	free(ca);
+}
+
+static struct authority *find_state(struct ca *ca, int state)
+{
+	for (size_t i = 0; i < ca->n_auth; i++)
+		if (ca->auth[i]->state == state)
+			return ca->auth[i];
+	return NULL;
+}
+
+static void add_authority(struct ca *ca, struct authority *a)
+{
+	ca->auth = xrealloc(ca->auth, (ca->n_auth + 1) * sizeof(*ca->auth));
+	ca->auth[ca->n_auth++] = a;
+}
+
+static int set_state(struct ca *ca, struct authority *a, int state)
+{
+	a->state = state;
+	return record_authority(ca, a);
+}
+
+static int64_t at_fraction(const struct authority *a, int num, int den)
+{
+	return a->not_before + (a->not_after - a->not_before) * num / den;
+}
+
+/* The rotation steps, under the lock. */
+static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
+{
+	int changed = 0;
+	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
+	struct authority *prepared = find_state(ca, CA_STATE_PREPARED);
+
+	/* Activate the prepared authority at five sixths of the active one's life, or at once when
+	 * the active one is gone or has expired (a server that was down for long). */
+	if (prepared && (!active || now >= at_fraction(active, 5, 6) || now >= active->not_after)) {
+		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
+			return fail(err, errlen, "cannot record the CA rotation");
+		if (set_state(ca, prepared, CA_STATE_ACTIVE) < 0)
+			return fail(err, errlen, "cannot record the CA rotation");
+		log_info("CA: authority %s is now active%s%s", prepared->id,
+			 active ? ", replacing " : "", active ? active->id : "");
+		active = prepared;
+		prepared = NULL;
+		changed |= CA_CHANGED_ACTIVE;
+	}
+	if (!active || now >= active->not_after) {
+		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
+			return fail(err, errlen, "cannot record the CA rotation");
+		struct authority *a = authority_create(ca, CA_STATE_ACTIVE, now, err, errlen);
+		if (!a)
+			return -1;
+		add_authority(ca, a);
+		active = a;
+		changed |= CA_CHANGED_ACTIVE | CA_CHANGED_BUNDLE;
+	}
+	/* Prepare the next authority at half the active one's life: it enters the bundle now, so
+	 * every agent and workload trusts it before it signs anything. */
+	if (!prepared && now >= at_fraction(active, 1, 2)) {
+		struct authority *a = authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
+		if (!a)
+			return -1;
+		add_authority(ca, a);
+		changed |= CA_CHANGED_BUNDLE;
+	}
+	/* Drop old authorities once expired: nothing they signed can still be valid, since every
+	 * leaf's notAfter is capped at its issuer's. */
+	for (size_t i = 0; i < ca->n_auth;) {
+		struct authority *a = ca->auth[i];
+		if (a->state == CA_STATE_OLD && now >= a->not_after) {
+			if (ds_ca_delete(ca->ds, a->id) < 0 && 0)
+				return -1;
+			remove_key_files(ca, a->id);
+			log_info("CA: authority %s expired and left the bundle", a->id);
+			memmove(&ca->auth[i], &ca->auth[i + 1], (ca->n_auth - i - 1) * sizeof(*ca->auth));
+			ca->n_auth--;
+			authority_unref(a);
+			changed |= CA_CHANGED_BUNDLE;
+			continue;
+		}
+		i++;
+	}
+	if (changed & CA_CHANGED_BUNDLE) {
+		ca->sequence++;
+		ds_kv_set_int(ca->ds, "bundle_sequence", ca->sequence);
+	}
+	return changed;
+}
+
+int ca_rotate(struct ca *ca, int64_t now, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&ca->lock);
+	int r = rotate_locked(ca, now, err, errlen);
+	pthread_mutex_unlock(&ca->lock);
+	return r;
+}
+
+int64_t ca_next_rotation(struct ca *ca)
+{
+	pthread_mutex_lock(&ca->lock);
+	int64_t next = INT64_MAX;
+	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
+	if (active) {
+		if (find_state(ca, CA_STATE_PREPARED))
+			next = at_fraction(active, 5, 6);
+		else
+			next = at_fraction(active, 1, 2);
+		if (active->not_after < next)
+			next = active->not_after;
+	}
+	for (size_t i = 0; i < ca->n_auth; i++)
+		if (ca->auth[i]->state == CA_STATE_OLD && ca->auth[i]->not_after < next)
+			next = ca->auth[i]->not_after;
+	pthread_mutex_unlock(&ca->lock);
+	return next;
+}
+
+static struct authority *active_ref(struct ca *ca)
+{
+	pthread_mutex_lock(&ca->lock);
+	struct authority *a = find_state(ca, CA_STATE_ACTIVE);
+	if (a)
+		atomic_fetch_add(&a->refs, 1);
+	pthread_mutex_unlock(&ca->lock);
+	return a;
+}
+
+int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_names, size_t n_dns,
+		 const uint8_t *spki, size_t spki_len, int64_t ttl, int64_t now, uint8_t **chain,
+		 size_t *chain_len, int64_t *not_after, char *err, size_t errlen)
+{
+	struct authority *a = active_ref(ca);
+	if (!a)
+		return fail(err, errlen, "no active CA authority");
+	int ret = -1;
+	uint8_t *leaf = NULL;
+	size_t leaf_len = 0;
+	struct x509_leaf_params p = {
+		.spiffe_id = spiffe_id,
+		.dns_names = dns_names,
+		.n_dns = n_dns,
+		.not_before = now - BACKDATE_SECONDS,
+		.not_after = now + ttl,
+		.spki = spki,
+		.spki_len = spki_len,
+	};
+	if (p.not_after > a->not_after)
+		p.not_after = a->not_after;
+	if (p.not_after <= now) {
+		fail(err, errlen, "the active CA authority has expired");
+		goto out;
+	}
+	if (x509_sign_leaf(a->key, a->cert, a->cert_len, &p, &leaf, &leaf_len) < 0) {
+		fail(err, errlen, "signing failed");
+		goto out;
+	}
+	/* With an upstream CA the authority is an intermediate that peers need in the chain. */
+	size_t extra = ca->upstream_key ? a->cert_len : 0;
+	*chain = xmalloc(leaf_len + extra);
+	memcpy(*chain, leaf, leaf_len);
+	if (extra)
+		memcpy(*chain + leaf_len, a->cert, a->cert_len);
+	*chain_len = leaf_len + extra;
+	if (not_after)
+		*not_after = p.not_after;
+	ret = 0;
+out:
+	free(leaf);
+	authority_unref(a);
+	return ret;
+}
+
+int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n_aud, int64_t ttl,
+		int64_t now, char **token, int64_t *exp, char *err, size_t errlen)
+{
+	struct authority *a = active_ref(ca);
+	if (!a)
+		return fail(err, errlen, "no active CA authority");
+	int64_t e = now + ttl;
+	if (e > a->not_after)
+		e = a->not_after;
+	int r = jwt_sign(a->jwt_key, a->jwt_kid, sub, aud, n_aud, now, e, token);
+	authority_unref(a);
+	if (r < 0)
+		return fail(err, errlen, "JWT signing failed");
+	if (exp)
+		*exp = e;
+	return 0;
+}
+
+int ca_bundle_get(struct ca *ca, struct ca_bundle *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->jwt = jwks_new();
+	pthread_mutex_lock(&ca->lock);
+	size_t total = 0;
+	for (size_t i = 0; i < ca->n_auth; i++)
+		total += ca->auth[i]->cert_len;
+	out->jwt_expires_at = xcalloc(ca->n_auth + 1, sizeof(int64_t));
+	if (ca->upstream_key) {
+		/* The upstream CA is the root every peer trusts; our authorities are intermediates
+		 * that travel in the SVID chains. */
+		out->x509 = xmalloc(ca->upstream_cert_len);
+		memcpy(out->x509, ca->upstream_cert, ca->upstream_cert_len);
+		out->x509_len = ca->upstream_cert_len;
+	} else {
+		out->x509 = xmalloc(total ? total : 1);
+		for (size_t i = 0; i < ca->n_auth; i++) {
+			memcpy(out->x509 + out->x509_len, ca->auth[i]->cert, ca->auth[i]->cert_len);
+			out->x509_len += ca->auth[i]->cert_len;
+		}
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < ca->n_auth; i++) {
+		struct authority *a = ca->auth[i];
+		if (jwks_add(out->jwt, a->jwt_kid, a->jwt_spki, a->jwt_spki_len) == 0)
+			out->jwt_expires_at[k++] = a->not_after;
+	}
+	out->sequence = ca->sequence;
+	pthread_mutex_unlock(&ca->lock);
+	return 0;
+}
+
+void ca_bundle_free(struct ca_bundle *b)
+{
+	if (!b)
+		return;
+	free(b->x509);
+	jwks_free(b->jwt);
+	free(b->jwt_expires_at);
+	memset(b, 0, sizeof(*b));
+}
+
+int64_t ca_bundle_sequence(struct ca *ca)
+{
+	pthread_mutex_lock(&ca->lock);
+	int64_t s = ca->sequence;
+	pthread_mutex_unlock(&ca->lock);
+	return s;
+}
+
+int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n)
+{
+	pthread_mutex_lock(&ca->lock);
+	*out = xcalloc(ca->n_auth + 1, sizeof(**out));
+	*n = ca->n_auth;
+	for (size_t i = 0; i < ca->n_auth; i++) {
+		struct authority *a = ca->auth[i];
+		struct ca_authority_info *o = &(*out)[i];
+		snprintf(o->id, sizeof(o->id), "%s", a->id);
+		o->state = state_name(a->state);
+		o->not_before = a->not_before;
+		o->not_after = a->not_after;
+		memcpy(o->sha256, a->sha256, sizeof(o->sha256));
+		snprintf(o->jwt_kid, sizeof(o->jwt_kid), "%s", a->jwt_kid);
+	}
+	pthread_mutex_unlock(&ca->lock);
+	return 0;
+}

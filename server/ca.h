@@ -1,0 +1,78 @@
+/* ca.h: the trust domain's certificate authority: a set of authorities that rotate (prepared,
+ * active, old) and the narrow signing interface the rest of the server uses.
+ *
+ * Private keys live only inside this module (files in <data_dir>/ca, mode 0600, wiped from
+ * memory when dropped); callers hand in public keys and names and get signed bytes back, so the
+ * keys could later move into a separate process behind the same functions.
+ *
+ * Thread-safety: every function may be called from any thread. Signing runs outside the lock on
+ * a reference to the active authority, so several threads sign in parallel. */
+#ifndef LANYARD_CA_H
+#define LANYARD_CA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datastore.h"
+#include "jwt.h"
+#include "keys.h"
+
+struct ca_options {
+	const char *trust_domain;
+	const char *data_dir;
+	enum key_type key_type;
+	int64_t ca_ttl;
+	const char *upstream_cert_path; /* NULL: self-signed authorities */
+	const char *upstream_key_path;
+};
+
+struct ca;
+
+/* Loads the authorities recorded in ds (refusing key files others can read), creates the first
+ * one when there is none, and brings the rotation up to date for now. */
+int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struct ca **out,
+	    char *err, size_t errlen);
+void ca_close(struct ca *ca);
+
+/* Advances the rotation to now: prepares the next authority at half the active one's lifetime
+ * (it joins the bundle at once), activates it at five sixths, and drops an old authority once it
+ * has expired (nothing it signed can still be valid). Returns a bitmask of CA_CHANGED_* or -1. */
+#define CA_CHANGED_BUNDLE 1 /* the set of trusted authorities changed (sequence bumped) */
+#define CA_CHANGED_ACTIVE 2 /* a new authority signs from now on */
+int ca_rotate(struct ca *ca, int64_t now, char *err, size_t errlen);
+/* Unix time of the next rotation step. */
+int64_t ca_next_rotation(struct ca *ca);
+
+/* Signs an X509-SVID for spki. not_before is backdated a little for clock skew; not_after is
+ * now + ttl, never past the active authority's. *chain is the leaf followed by the authority's
+ * certificate when that is an intermediate (upstream mode). */
+int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_names, size_t n_dns,
+		 const uint8_t *spki, size_t spki_len, int64_t ttl, int64_t now, uint8_t **chain,
+		 size_t *chain_len, int64_t *not_after, char *err, size_t errlen);
+/* Signs a JWT-SVID with the active authority's JWT key; exp never past the authority's. */
+int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n_aud, int64_t ttl,
+		int64_t now, char **token, int64_t *exp, char *err, size_t errlen);
+
+struct ca_bundle {
+	uint8_t *x509; /* concatenated DER: the trusted CA certificates */
+	size_t x509_len;
+	struct jwks *jwt;
+	int64_t *jwt_expires_at; /* per JWT key, in jwks order */
+	int64_t sequence;
+};
+int ca_bundle_get(struct ca *ca, struct ca_bundle *out);
+void ca_bundle_free(struct ca_bundle *b);
+int64_t ca_bundle_sequence(struct ca *ca);
+
+struct ca_authority_info {
+	char id[65];
+	const char *state; /* "prepared", "active", "old" */
+	int64_t not_before, not_after;
+	char sha256[65];
+	char jwt_kid[80];
+};
+/* A copy of the authorities, oldest first. The caller frees *out. */
+int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n);
+
+#endif

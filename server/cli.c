@@ -1,0 +1,916 @@
+/* cli.c: "lanyard-server token|entry|agent|bundle ...": thin clients of the admin API.
+ *
+ * The router is one static table of groups and commands. Options are declared once (opt_specs)
+ * and each command lists the ones it accepts; anything else is an error that names the flag. */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "admin_api.h"
+#include "util.h"
+
+#define MAX_REPEAT 64
+#define MAX_RESPONSE (64u << 20)
+#define REQUEST_TIMEOUT_S 30L
+
+enum opt_id {
+	O_SOCKET, O_OUTPUT, O_HELP, O_ID, O_SPIFFE_ID, O_PARENT_ID, O_SELECTOR, O_X509_TTL,
+	O_JWT_TTL, O_DNS_NAME, O_HINT, O_ADMIN, O_DOWNSTREAM, O_EXPIRES_AT, O_TTL, O_FORMAT,
+	O__COUNT
+};
+
+enum opt_kind { ARG_NONE, ARG_ONE, ARG_REPEAT, ARG_BOOL /* --x or --x=true|false */ };
+
+struct opt_spec {
+	const char *name;
+	enum opt_kind kind;
+	const char *help;
+};
+
+static const struct opt_spec opt_specs[O__COUNT] = {
+	[O_SOCKET] = { "socket", ARG_ONE, "admin socket (default " ADMIN_SOCKET_DEFAULT ")" },
+	[O_OUTPUT] = { "output", ARG_ONE, "output format: text (default) or json" },
+	[O_HELP] = { "help", ARG_NONE, "show this help" },
+	[O_ID] = { "id", ARG_ONE, "entry ID" },
+	[O_SPIFFE_ID] = { "spiffe-id", ARG_ONE, "SPIFFE ID" },
+	[O_PARENT_ID] = { "parent-id", ARG_ONE, "parent SPIFFE ID (agent or alias)" },
+	[O_SELECTOR] = { "selector", ARG_REPEAT, "selector type:value (repeatable)" },
+	[O_X509_TTL] = { "x509-svid-ttl", ARG_ONE, "X509-SVID lifetime (seconds or 1h, 30m...)" },
+	[O_JWT_TTL] = { "jwt-svid-ttl", ARG_ONE, "JWT-SVID lifetime (seconds or 5m...)" },
+	[O_DNS_NAME] = { "dns-name", ARG_REPEAT, "DNS SAN for the X509-SVID (repeatable)" },
+	[O_HINT] = { "hint", ARG_ONE, "hint passed to workloads" },
+	[O_ADMIN] = { "admin", ARG_BOOL, "entry grants admin rights (--admin=false to clear)" },
+	[O_DOWNSTREAM] = { "downstream", ARG_BOOL, "entry is a downstream CA (--downstream=false to clear)" },
+	[O_EXPIRES_AT] = { "expires-at", ARG_ONE, "entry expiry, unix seconds (0 = never)" },
+	[O_TTL] = { "ttl", ARG_ONE, "token lifetime (seconds or 10m, 1h...)" },
+	[O_FORMAT] = { "format", ARG_ONE, "pem (default) or spiffe" },
+};
+
+struct args {
+	const char *value[O__COUNT];
+	const char *list[O__COUNT][MAX_REPEAT];
+	size_t n[O__COUNT];
+	bool seen[O__COUNT];
+	bool json;
+	const char *socket;
+};
+
+struct command {
+	const char *name;
+	int (*run)(const struct command *cmd, struct args *a);
+	const char *summary;
+	uint32_t opts;		/* bitmask of enum opt_id */
+	uint32_t required;
+};
+
+struct group {
+	const char *name;
+	const char *summary;
+	const struct command *commands;
+	size_t n_commands;
+};
+
+#define BIT(o) (1u << (o))
+#define COMMON_OPTS (BIT(O_SOCKET) | BIT(O_OUTPUT) | BIT(O_HELP))
+#define ENTRY_FIELDS (BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) | BIT(O_X509_TTL) | \
+		      BIT(O_JWT_TTL) | BIT(O_DNS_NAME) | BIT(O_HINT) | BIT(O_ADMIN) | \
+		      BIT(O_DOWNSTREAM) | BIT(O_EXPIRES_AT))
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* ---- HTTP over the admin socket ---- */
+
+struct buf {
+	char *data;
+	size_t len;
+	bool overflow;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct buf *b = ud;
+	size_t n = size * nmemb;
+	if (n > MAX_RESPONSE - b->len) {
+		b->overflow = true;
+		return 0;
+	}
+	char *nd = realloc(b->data, b->len + n + 1);
+	if (!nd)
+		return 0;
+	memcpy(nd + b->len, ptr, n);
+	b->data = nd;
+	b->len += n;
+	b->data[b->len] = '\0';
+	return n;
+}
+
+/* Performs one request. Returns 0 with the HTTP status and body (malloc'd, NUL-terminated), or
+ * -1 after printing why the server could not be reached. */
+static int http(const char *socket, const char *method, const char *path, const char *body,
+		long *status, char **resp)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hdrs = NULL;
+	struct buf b = { 0 };
+	char url[4096];
+	int ret = -1;
+
+	*resp = NULL;
+	if (!c) {
+		fail("cannot initialise libcurl");
+		return -1;
+	}
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	if (body) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	CURLcode rc = curl_easy_perform(c);
+	if (rc == CURLE_COULDNT_CONNECT) {
+		long oserr = 0;
+		curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &oserr);
+		fail("cannot connect to admin socket %s: %s", socket,
+		     oserr ? strerror((int)oserr) : curl_easy_strerror(rc));
+		goto out;
+	}
+	if (rc != CURLE_OK) {
+		fail("request to admin socket %s failed: %s", socket,
+		     b.overflow ? "response too large" : curl_easy_strerror(rc));
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	*resp = b.data ? b.data : xstrdup("");
+	b.data = NULL;
+	ret = 0;
+out:
+	free(b.data);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(c);
+	return ret;
+}
+
+/* A request whose answer must be a JSON object with a 2xx status. Prints the server's error. */
+static json_t *call_json(struct args *a, const char *method, const char *path, json_t *req)
+{
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	char *resp = NULL;
+	long status = 0;
+	json_t *out = NULL;
+
+	if (req && !body) {
+		fail("out of memory");
+		return NULL;
+	}
+	if (http(a->socket, method, path, body, &status, &resp) < 0)
+		goto out;
+	json_t *j = json_loads(resp, 0, NULL);
+	if (status < 200 || status > 299) {
+		const char *msg = json_string_value(json_object_get(j, "error"));
+		if (msg)
+			fail("%s", msg);
+		else
+			fail("server answered HTTP %ld", status);
+		json_decref(j);
+		goto out;
+	}
+	if (!json_is_object(j)) {
+		fail("malformed answer from the server");
+		json_decref(j);
+		goto out;
+	}
+	out = j;
+out:
+	free(body);
+	free(resp);
+	return out;
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2));
+	if (s) {
+		puts(s);
+		free(s);
+	}
+}
+
+static void format_time(int64_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "%lld", (long long)t);
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+static int64_t jint(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+/* ---- argument parsing ---- */
+
+static int parse_args(const struct command *cmd, int argc, char **argv, struct args *a)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i];
+		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+			fail("unexpected argument \"%s\" (see %s --help)", arg, cmd->name);
+			return -1;
+		}
+		const char *name = arg + 2;
+		const char *eq = strchr(name, '=');
+		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+		int id = -1;
+		for (int o = 0; o < O__COUNT && id < 0; o++)
+			if (strlen(opt_specs[o].name) == nlen && strncmp(opt_specs[o].name, name, nlen) == 0)
+				id = o;
+		if (id < 0 || !(cmd->opts & BIT(id))) {
+			fail("unknown flag --%.*s for \"%s\"", (int)nlen, name, cmd->name);
+			return -1;
+		}
+		const struct opt_spec *s = &opt_specs[id];
+		const char *val = NULL;
+		switch (s->kind) {
+		case ARG_NONE:
+			if (eq) {
+				fail("flag --%s takes no value", s->name);
+				return -1;
+			}
+			break;
+		case ARG_BOOL:
+			val = eq ? eq + 1 : "true";
+			if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0) {
+				fail("invalid value \"%s\" for --%s: true or false", val, s->name);
+				return -1;
+			}
+			break;
+		case ARG_ONE:
+		case ARG_REPEAT:
+			if (eq) {
+				val = eq + 1;
+			} else if (i + 1 < argc) {
+				val = argv[++i];
+			} else {
+				fail("flag --%s needs a value", s->name);
+				return -1;
+			}
+			break;
+		}
+		if (s->kind == ARG_REPEAT) {
+			if (a->n[id] >= MAX_REPEAT) {
+				fail("too many --%s flags (at most %d)", s->name, MAX_REPEAT);
+				return -1;
+			}
+			a->list[id][a->n[id]++] = val;
+		} else if (a->seen[id] && s->kind != ARG_NONE) {
+			fail("flag --%s given twice", s->name);
+			return -1;
+		}
+		a->seen[id] = true;
+		a->value[id] = val;
+	}
+	if (a->seen[O_HELP])
+		return 0;
+	for (int o = 0; o < O__COUNT; o++) {
+		if ((cmd->required & BIT(o)) && !a->seen[o]) {
+			fail("--%s is required for \"%s\"", opt_specs[o].name, cmd->name);
+			return -1;
+		}
+	}
+	a->socket = a->value[O_SOCKET] ? a->value[O_SOCKET] : ADMIN_SOCKET_DEFAULT;
+	if (!*a->socket) {
+		fail("--socket must not be empty");
+		return -1;
+	}
+	if (a->value[O_OUTPUT]) {
+		if (strcmp(a->value[O_OUTPUT], "json") == 0) {
+			a->json = true;
+		} else if (strcmp(a->value[O_OUTPUT], "text") != 0) {
+			fail("invalid value \"%s\" for --output: text or json", a->value[O_OUTPUT]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int parse_duration_flag(struct args *a, enum opt_id o, int64_t max, int64_t *out)
+{
+	const char *v = a->value[o];
+	if (duration_parse(v, out) < 0 || *out > max) {
+		fail("invalid value \"%s\" for --%s: a duration such as 3600, 90s, 30m, 1h or 2d "
+		     "(at most %lld seconds)", v, opt_specs[o].name, (long long)max);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_int_flag(struct args *a, enum opt_id o, int64_t *out)
+{
+	const char *v = a->value[o];
+	char *end = NULL;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (!*v || *end || errno || x < 0) {
+		fail("invalid value \"%s\" for --%s: a non-negative integer", v, opt_specs[o].name);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+static bool bool_flag(struct args *a, enum opt_id o)
+{
+	return strcmp(a->value[o], "true") == 0;
+}
+
+static void usage_command(FILE *f, const char *group, const struct command *cmd)
+{
+	fprintf(f, "Usage: lanyard-server %s %s [flags]\n  %s\n\nFlags:\n", group, cmd->name,
+		cmd->summary);
+	for (int o = 0; o < O__COUNT; o++) {
+		if (!(cmd->opts & BIT(o)))
+			continue;
+		const struct opt_spec *s = &opt_specs[o];
+		char left[64];
+		snprintf(left, sizeof(left), "--%s%s", s->name,
+			 s->kind == ARG_ONE || s->kind == ARG_REPEAT ? " VALUE" : "");
+		fprintf(f, "  %-24s %s%s\n", left, s->help, (cmd->required & BIT(o)) ? " (required)" : "");
+	}
+}
+
+/* ---- token ---- */
+
+static int cmd_token_generate(const struct command *cmd, struct args *a)
+{
+	json_t *req = json_object();
+	int ret = 1;
+	if (a->value[O_SPIFFE_ID])
+		json_object_set_new(req, "spiffe_id", json_string(a->value[O_SPIFFE_ID]));
+	if (a->value[O_TTL]) {
+		int64_t ttl;
+		if (parse_duration_flag(a, O_TTL, INT32_MAX, &ttl) < 0)
+			goto out;
+		if (ttl == 0) {
+			fail("--ttl must be positive");
+			goto out;
+		}
+		json_object_set_new(req, "ttl", json_integer(ttl));
+	}
+	json_t *resp = call_json(a, "POST", "/v1/tokens", req);
+	if (!resp)
+		goto out;
+	if (a->json) {
+		print_json(resp);
+	} else {
+		char t[64];
+		format_time(jint(resp, "expires_at"), t, sizeof(t));
+		printf("Token: %s\n", jstr(resp, "token"));
+		if (json_is_string(json_object_get(resp, "spiffe_id")))
+			printf("SPIFFE ID: %s\n", jstr(resp, "spiffe_id"));
+		printf("Expires at: %s\n", t);
+	}
+	json_decref(resp);
+	ret = 0;
+out:
+	json_decref(req);
+	return ret;
+}
+
+/* ---- entry ---- */
+
+static json_t *strings_json(const char *const *v, size_t n)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_string(v[i]));
+	return arr;
+}
+
+/* Builds the entry JSON from the flags present (all for create, the changed ones for update). */
+static json_t *entry_request(struct args *a)
+{
+	json_t *o = json_object();
+	int64_t v;
+	if (a->value[O_SPIFFE_ID])
+		json_object_set_new(o, "spiffe_id", json_string(a->value[O_SPIFFE_ID]));
+	if (a->value[O_PARENT_ID])
+		json_object_set_new(o, "parent_id", json_string(a->value[O_PARENT_ID]));
+	if (a->n[O_SELECTOR])
+		json_object_set_new(o, "selectors", strings_json(a->list[O_SELECTOR], a->n[O_SELECTOR]));
+	if (a->n[O_DNS_NAME])
+		json_object_set_new(o, "dns_names", strings_json(a->list[O_DNS_NAME], a->n[O_DNS_NAME]));
+	if (a->value[O_X509_TTL]) {
+		if (parse_duration_flag(a, O_X509_TTL, INT32_MAX, &v) < 0)
+			goto fail;
+		json_object_set_new(o, "x509_svid_ttl", json_integer(v));
+	}
+	if (a->value[O_JWT_TTL]) {
+		if (parse_duration_flag(a, O_JWT_TTL, INT32_MAX, &v) < 0)
+			goto fail;
+		json_object_set_new(o, "jwt_svid_ttl", json_integer(v));
+	}
+	if (a->value[O_HINT])
+		json_object_set_new(o, "hint", json_string(a->value[O_HINT]));
+	if (a->value[O_ADMIN])
+		json_object_set_new(o, "admin", json_boolean(bool_flag(a, O_ADMIN)));
+	if (a->value[O_DOWNSTREAM])
+		json_object_set_new(o, "downstream", json_boolean(bool_flag(a, O_DOWNSTREAM)));
+	if (a->value[O_EXPIRES_AT]) {
+		if (parse_int_flag(a, O_EXPIRES_AT, &v) < 0)
+			goto fail;
+		json_object_set_new(o, "expires_at", json_integer(v));
+	}
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+static void ttl_text(int64_t ttl, char *buf, size_t len)
+{
+	if (ttl == 0)
+		snprintf(buf, len, "default");
+	else
+		duration_format(ttl, buf, len);
+}
+
+static void print_entry_block(json_t *e)
+{
+	char buf[64];
+	json_t *v;
+	size_t i;
+	printf("Entry ID      : %s\n", jstr(e, "id"));
+	printf("SPIFFE ID     : %s\n", jstr(e, "spiffe_id"));
+	printf("Parent ID     : %s\n", jstr(e, "parent_id"));
+	printf("Revision      : %" PRId64 "\n", jint(e, "revision"));
+	ttl_text(jint(e, "x509_svid_ttl"), buf, sizeof(buf));
+	printf("X509-SVID TTL : %s\n", buf);
+	ttl_text(jint(e, "jwt_svid_ttl"), buf, sizeof(buf));
+	printf("JWT-SVID TTL  : %s\n", buf);
+	json_array_foreach(json_object_get(e, "selectors"), i, v)
+		printf("Selector      : %s\n", json_string_value(v) ? json_string_value(v) : "");
+	json_array_foreach(json_object_get(e, "dns_names"), i, v)
+		printf("DNS name      : %s\n", json_string_value(v) ? json_string_value(v) : "");
+	if (json_is_string(json_object_get(e, "hint")))
+		printf("Hint          : %s\n", jstr(e, "hint"));
+	if (json_is_true(json_object_get(e, "admin")))
+		printf("Admin         : true\n");
+	if (json_is_true(json_object_get(e, "downstream")))
+		printf("Downstream    : true\n");
+	if (jint(e, "expires_at")) {
+		format_time(jint(e, "expires_at"), buf, sizeof(buf));
+		printf("Expires at    : %s\n", buf);
+	}
+}
+
+static int entry_write_cmd(struct args *a, const char *method, const char *path)
+{
+	json_t *req = entry_request(a);
+	if (!req)
+		return 1;
+	json_t *resp = call_json(a, method, path, req);
+	json_decref(req);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		print_entry_block(resp);
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_entry_create(const struct command *cmd, struct args *a)
+{
+	return entry_write_cmd(a, "POST", "/v1/entries");
+}
+
+/* Appends "?k=v" / "&k=v" with v URL-encoded. */
+static bool append_query(char *url, size_t len, const char *key, const char *value)
+{
+	char *esc = curl_easy_escape(NULL, value, 0);
+	if (!esc)
+		return false;
+	size_t used = strlen(url);
+	int n = snprintf(url + used, len - used, "%c%s=%s", strchr(url, '?') ? '&' : '?', key, esc);
+	curl_free(esc);
+	return n > 0 && (size_t)n < len - used;
+}
+
+static bool id_arg_ok(const char *id)
+{
+	if (!*id || strlen(id) > 64)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F') ||
+		      *p == '-'))
+			return false;
+	return true;
+}
+
+static int cmd_entry_update(const struct command *cmd, struct args *a)
+{
+	char path[128];
+	if (!id_arg_ok(a->value[O_ID])) {
+		fail("invalid value \"%s\" for --id: an entry ID", a->value[O_ID]);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "/v1/entries/%s", a->value[O_ID]);
+	return entry_write_cmd(a, "PUT", path);
+}
+
+static int cmd_entry_delete(const struct command *cmd, struct args *a)
+{
+	char path[128];
+	if (!id_arg_ok(a->value[O_ID])) {
+		fail("invalid value \"%s\" for --id: an entry ID", a->value[O_ID]);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "/v1/entries/%s", a->value[O_ID]);
+	json_t *resp = call_json(a, "DELETE", path, NULL);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("Deleted entry %s\n", jstr(resp, "deleted"));
+	json_decref(resp);
+	return 0;
+}
+
+static void print_entry_table(json_t *entries)
+{
+	static const char *const heads[] = { "ENTRY ID", "SPIFFE ID", "PARENT ID", "SELECTORS" };
+	size_t n = json_array_size(entries);
+	char **sels = xcalloc(n + 1, sizeof(char *));
+	size_t w[3] = { strlen(heads[0]), strlen(heads[1]), strlen(heads[2]) };
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(entries, i);
+		const char *cols[3] = { jstr(e, "id"), jstr(e, "spiffe_id"), jstr(e, "parent_id") };
+		for (int c = 0; c < 3; c++)
+			if (strlen(cols[c]) > w[c])
+				w[c] = strlen(cols[c]);
+		size_t len = 1, k;
+		json_t *s;
+		json_array_foreach(json_object_get(e, "selectors"), k, s)
+			len += json_string_length(s) + 1;
+		sels[i] = xcalloc(1, len);
+		json_array_foreach(json_object_get(e, "selectors"), k, s) {
+			if (k)
+				strcat(sels[i], ",");
+			strcat(sels[i], json_string_value(s) ? json_string_value(s) : "");
+		}
+	}
+	printf("%-*s  %-*s  %-*s  %s\n", (int)w[0], heads[0], (int)w[1], heads[1], (int)w[2],
+	       heads[2], heads[3]);
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(entries, i);
+		printf("%-*s  %-*s  %-*s  %s\n", (int)w[0], jstr(e, "id"), (int)w[1],
+		       jstr(e, "spiffe_id"), (int)w[2], jstr(e, "parent_id"), sels[i]);
+		free(sels[i]);
+	}
+	free(sels);
+	printf("%zu entr%s\n", n, n == 1 ? "y" : "ies");
+}
+
+static int cmd_entry_show(const struct command *cmd, struct args *a)
+{
+	char path[8192] = "/v1/entries";
+	json_t *resp = NULL;
+	if (a->value[O_ID]) {
+		if (a->value[O_SPIFFE_ID] || a->value[O_PARENT_ID] || a->n[O_SELECTOR]) {
+			fail("--id cannot be combined with --spiffe-id, --parent-id or --selector");
+			return 1;
+		}
+		if (!id_arg_ok(a->value[O_ID])) {
+			fail("invalid value \"%s\" for --id: an entry ID", a->value[O_ID]);
+			return 1;
+		}
+		snprintf(path, sizeof(path), "/v1/entries/%s", a->value[O_ID]);
+		json_t *e = call_json(a, "GET", path, NULL);
+		if (!e)
+			return 1;
+		resp = json_pack("{s:[o]}", "entries", e);
+	} else {
+		bool ok = true;
+		if (a->value[O_SPIFFE_ID])
+			ok &= append_query(path, sizeof(path), "spiffe_id", a->value[O_SPIFFE_ID]);
+		if (a->value[O_PARENT_ID])
+			ok &= append_query(path, sizeof(path), "parent_id", a->value[O_PARENT_ID]);
+		for (size_t i = 0; i < a->n[O_SELECTOR]; i++)
+			ok &= append_query(path, sizeof(path), "selector", a->list[O_SELECTOR][i]);
+		if (!ok) {
+			fail("filter too long");
+			return 1;
+		}
+		resp = call_json(a, "GET", path, NULL);
+	}
+	if (!resp)
+		return 1;
+	json_t *entries = json_object_get(resp, "entries");
+	if (!json_is_array(entries)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json)
+		print_json(resp);
+	else
+		print_entry_table(entries);
+	json_decref(resp);
+	return 0;
+}
+
+/* ---- agent ---- */
+
+static void print_agent_block(json_t *ag)
+{
+	char t[64];
+	size_t i;
+	json_t *v;
+	printf("SPIFFE ID     : %s\n", jstr(ag, "spiffe_id"));
+	printf("Attestor      : %s\n", jstr(ag, "attestor"));
+	json_array_foreach(json_object_get(ag, "aliases"), i, v)
+		printf("Alias         : %s\n", json_string_value(v) ? json_string_value(v) : "");
+	json_array_foreach(json_object_get(ag, "selectors"), i, v)
+		printf("Selector      : %s\n", json_string_value(v) ? json_string_value(v) : "");
+	printf("SVID serial   : %s\n", jstr(ag, "serial"));
+	format_time(jint(ag, "not_after"), t, sizeof(t));
+	printf("SVID expires  : %s\n", t);
+	format_time(jint(ag, "created_at"), t, sizeof(t));
+	printf("Attested at   : %s\n", t);
+	format_time(jint(ag, "last_seen"), t, sizeof(t));
+	printf("Last seen     : %s\n", t);
+	printf("Banned        : %s\n", json_is_true(json_object_get(ag, "banned")) ? "yes" : "no");
+}
+
+static int cmd_agent_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/agents", NULL);
+	if (!resp)
+		return 1;
+	json_t *agents = json_object_get(resp, "agents");
+	if (!json_is_array(agents)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json) {
+		print_json(resp);
+	} else {
+		size_t w = strlen("SPIFFE ID"), i;
+		json_t *ag;
+		json_array_foreach(agents, i, ag)
+			if (strlen(jstr(ag, "spiffe_id")) > w)
+				w = strlen(jstr(ag, "spiffe_id"));
+		printf("%-*s  %-12s  %-20s  %s\n", (int)w, "SPIFFE ID", "ATTESTOR", "SVID EXPIRES",
+		       "BANNED");
+		json_array_foreach(agents, i, ag) {
+			char t[64];
+			format_time(jint(ag, "not_after"), t, sizeof(t));
+			printf("%-*s  %-12s  %-20s  %s\n", (int)w, jstr(ag, "spiffe_id"),
+			       jstr(ag, "attestor"), t,
+			       json_is_true(json_object_get(ag, "banned")) ? "yes" : "no");
+		}
+		printf("%zu agent%s\n", json_array_size(agents), json_array_size(agents) == 1 ? "" : "s");
+	}
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_agent_show(const struct command *cmd, struct args *a)
+{
+	char path[8192] = "/v1/agents/show";
+	if (!append_query(path, sizeof(path), "spiffe_id", a->value[O_SPIFFE_ID])) {
+		fail("--spiffe-id too long");
+		return 1;
+	}
+	json_t *resp = call_json(a, "GET", path, NULL);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		print_agent_block(resp);
+	json_decref(resp);
+	return 0;
+}
+
+static int agent_action(struct args *a, const char *path, const char *key, const char *verb)
+{
+	json_t *req = json_pack("{s:s}", "spiffe_id", a->value[O_SPIFFE_ID]);
+	json_t *resp = req ? call_json(a, "POST", path, req) : NULL;
+	json_decref(req);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("%s agent %s\n", verb, jstr(resp, key));
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_agent_evict(const struct command *cmd, struct args *a)
+{
+	return agent_action(a, "/v1/agents/evict", "evicted", "Evicted");
+}
+
+static int cmd_agent_ban(const struct command *cmd, struct args *a)
+{
+	return agent_action(a, "/v1/agents/ban", "banned", "Banned");
+}
+
+/* ---- bundle ---- */
+
+static int cmd_bundle_show(const struct command *cmd, struct args *a)
+{
+	const char *format = a->value[O_FORMAT];
+	char *resp = NULL;
+	long status = 0;
+	int ret = 1;
+	if (!format)
+		format = a->json ? "spiffe" : "pem";
+	if (strcmp(format, "pem") != 0 && strcmp(format, "spiffe") != 0) {
+		fail("invalid value \"%s\" for --format: pem or spiffe", format);
+		return 1;
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "/v1/bundle?format=%s", format);
+	if (http(a->socket, "GET", path, NULL, &status, &resp) < 0)
+		return 1;
+	if (status != 200) {
+		json_t *j = json_loads(resp, 0, NULL);
+		const char *msg = json_string_value(json_object_get(j, "error"));
+		if (msg)
+			fail("%s", msg);
+		else
+			fail("server answered HTTP %ld", status);
+		json_decref(j);
+		goto out;
+	}
+	if (a->json && strcmp(format, "pem") == 0) {
+		json_t *j = json_pack("{s:s}", "pem", resp);
+		print_json(j);
+		json_decref(j);
+	} else {
+		fputs(resp, stdout);
+		if (*resp && resp[strlen(resp) - 1] != '\n')
+			fputc('\n', stdout);
+	}
+	ret = 0;
+out:
+	free(resp);
+	return ret;
+}
+
+/* ---- router ---- */
+
+static const struct command token_commands[] = {
+	{ .name = "generate", .run = cmd_token_generate,
+	  .summary = "Creates a single-use join token for an agent.",
+	  .opts = COMMON_OPTS | BIT(O_SPIFFE_ID) | BIT(O_TTL) },
+};
+
+static const struct command entry_commands[] = {
+	{ .name = "create", .run = cmd_entry_create, .summary = "Creates a registration entry.",
+	  .opts = COMMON_OPTS | ENTRY_FIELDS,
+	  .required = BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) },
+	{ .name = "show", .run = cmd_entry_show,
+	  .summary = "Lists registration entries, optionally filtered (selectors: entries having all).",
+	  .opts = COMMON_OPTS | BIT(O_ID) | BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) },
+	{ .name = "update", .run = cmd_entry_update,
+	  .summary = "Updates an entry: the fields given replace the stored ones.",
+	  .opts = COMMON_OPTS | BIT(O_ID) | ENTRY_FIELDS, .required = BIT(O_ID) },
+	{ .name = "delete", .run = cmd_entry_delete, .summary = "Deletes an entry.",
+	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+};
+
+static const struct command agent_commands[] = {
+	{ .name = "list", .run = cmd_agent_list, .summary = "Lists attested agents.",
+	  .opts = COMMON_OPTS },
+	{ .name = "show", .run = cmd_agent_show, .summary = "Shows one attested agent.",
+	  .opts = COMMON_OPTS | BIT(O_SPIFFE_ID), .required = BIT(O_SPIFFE_ID) },
+	{ .name = "evict", .run = cmd_agent_evict,
+	  .summary = "Forgets an agent: it must attest again.",
+	  .opts = COMMON_OPTS | BIT(O_SPIFFE_ID), .required = BIT(O_SPIFFE_ID) },
+	{ .name = "ban", .run = cmd_agent_ban,
+	  .summary = "Bans an agent: it can neither renew nor attest again.",
+	  .opts = COMMON_OPTS | BIT(O_SPIFFE_ID), .required = BIT(O_SPIFFE_ID) },
+};
+
+static const struct command bundle_commands[] = {
+	{ .name = "show", .run = cmd_bundle_show,
+	  .summary = "Prints the trust bundle (PEM, or SPIFFE JSON with --format spiffe).",
+	  .opts = COMMON_OPTS | BIT(O_FORMAT) },
+};
+
+static const struct group groups[] = {
+	{ "token", "join tokens", token_commands, ARRAY_LEN(token_commands) },
+	{ "entry", "registration entries", entry_commands, ARRAY_LEN(entry_commands) },
+	{ "agent", "attested agents", agent_commands, ARRAY_LEN(agent_commands) },
+	{ "bundle", "the trust bundle", bundle_commands, ARRAY_LEN(bundle_commands) },
+};
+
+static void usage_group(FILE *f, const struct group *g)
+{
+	fprintf(f, "Usage: lanyard-server %s <command> [flags]\n\nCommands (%s):\n", g->name,
+		g->summary);
+	for (size_t i = 0; i < g->n_commands; i++)
+		fprintf(f, "  %-10s %s\n", g->commands[i].name, g->commands[i].summary);
+	fprintf(f, "\nRun \"lanyard-server %s <command> --help\" for its flags.\n", g->name);
+}
+
+bool cli_is_command(const char *name)
+{
+	for (size_t i = 0; name && i < ARRAY_LEN(groups); i++)
+		if (strcmp(groups[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+int cli_main(int argc, char **argv)
+{
+	const struct group *g = NULL;
+	const struct command *cmd = NULL;
+	struct args *a = NULL;
+	int ret = 1;
+
+	for (size_t i = 0; argc > 0 && i < ARRAY_LEN(groups) && !g; i++)
+		if (strcmp(groups[i].name, argv[0]) == 0)
+			g = &groups[i];
+	if (!g) {
+		fail("unknown command \"%s\" (token, entry, agent or bundle)", argc > 0 ? argv[0] : "");
+		return 1;
+	}
+	if (argc < 2) {
+		usage_group(stderr, g);
+		return 1;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage_group(stdout, g);
+		return 0;
+	}
+	for (size_t i = 0; i < g->n_commands && !cmd; i++)
+		if (strcmp(g->commands[i].name, argv[1]) == 0)
+			cmd = &g->commands[i];
+	if (!cmd) {
+		fail("unknown command \"%s %s\"", g->name, argv[1]);
+		usage_group(stderr, g);
+		return 1;
+	}
+	a = xcalloc(1, sizeof(*a));
+	if (parse_args(cmd, argc - 2, argv + 2, a) < 0)
+		goto out;
+	if (a->seen[O_HELP]) {
+		usage_command(stdout, g->name, cmd);
+		ret = 0;
+		goto out;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fail("cannot initialise libcurl");
+		goto out;
+	}
+	ret = cmd->run(cmd, a);
+	fflush(stdout);
+	curl_global_cleanup();
+out:
+	free(a);
+	return ret;
+}

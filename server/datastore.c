@@ -1,0 +1,350 @@
+/* datastore.c: the backend-neutral half of the datastore: locking and dispatch to the backend's
+ * vtable, and the record helpers shared by all backends. */
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hash.h>
+
+#include "datastore_backend.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void datastore_init_base(struct datastore *ds, const struct datastore_ops *ops)
+{
+	ds->ops = ops;
+	pthread_mutex_init(&ds->lock, NULL);
+}
+
+void datastore_fini_base(struct datastore *ds)
+{
+	pthread_mutex_destroy(&ds->lock);
+}
+
+int datastore_token_hash(const char *token, char out[65])
+{
+	uint8_t h[WC_SHA256_DIGEST_SIZE];
+	if (wc_Sha256Hash((const uint8_t *)token, (word32)strlen(token), h) != 0)
+		return -EIO;
+	hex_encode(h, sizeof(h), out);
+	return 0;
+}
+
+void datastore_close(struct datastore *ds)
+{
+	if (ds)
+		ds->ops->close(ds);
+}
+
+static void lock(struct datastore *ds)
+{
+	pthread_mutex_lock(&ds->lock);
+}
+
+static void unlock(struct datastore *ds)
+{
+	pthread_mutex_unlock(&ds->lock);
+}
+
+int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t errlen)
+{
+	if (!e || !e->spiffe_id || !e->parent_id) {
+		snprintf(err, errlen, "spiffe_id and parent_id are required");
+		return -EINVAL;
+	}
+	lock(ds);
+	int ret = ds->ops->entry_create(ds, e, err, errlen);
+	unlock(ds);
+	return ret;
+}
+
+int ds_entry_update(struct datastore *ds, struct entry *e, char *err, size_t errlen)
+{
+	if (!e || !e->spiffe_id || !e->parent_id) {
+		snprintf(err, errlen, "spiffe_id and parent_id are required");
+		return -EINVAL;
+	}
+	lock(ds);
+	int ret = ds->ops->entry_update(ds, e, err, errlen);
+	unlock(ds);
+	return ret;
+}
+
+int ds_entry_delete(struct datastore *ds, const char *id)
+{
+	if (!id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->entry_delete(ds, id);
+	unlock(ds);
+	return ret;
+}
+
+int ds_entry_get(struct datastore *ds, const char *id, struct entry **out)
+{
+	if (!id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->entry_get(ds, id, out);
+	unlock(ds);
+	return ret;
+}
+
+int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->entry_list(ds, f, out, n);
+	unlock(ds);
+	return ret;
+}
+
+int64_t ds_change_counter(struct datastore *ds)
+{
+	lock(ds);
+	int64_t ret = ds->ops->change_counter(ds);
+	unlock(ds);
+	return ret;
+}
+
+int ds_token_create(struct datastore *ds, const char *token, const char *alias, int64_t expires_at)
+{
+	char hash[65];
+	if (!token || !*token)
+		return -EINVAL;
+	if (datastore_token_hash(token, hash) < 0)
+		return -EIO;
+	lock(ds);
+	int ret = ds->ops->token_create(ds, hash, alias, expires_at);
+	unlock(ds);
+	return ret;
+}
+
+int ds_token_consume(struct datastore *ds, const char *token, int64_t now, char **alias_out)
+{
+	char hash[65];
+	if (alias_out)
+		*alias_out = NULL;
+	if (!token || !*token)
+		return -ENOENT;
+	if (datastore_token_hash(token, hash) < 0)
+		return -EIO;
+	lock(ds);
+	int ret = ds->ops->token_consume(ds, hash, now, alias_out);
+	unlock(ds);
+	return ret;
+}
+
+int ds_token_count(struct datastore *ds, int64_t now, int64_t *n)
+{
+	lock(ds);
+	int ret = ds->ops->token_count(ds, now, n);
+	unlock(ds);
+	return ret;
+}
+
+int ds_token_prune(struct datastore *ds, int64_t now)
+{
+	lock(ds);
+	int ret = ds->ops->token_prune(ds, now);
+	unlock(ds);
+	return ret;
+}
+
+int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
+{
+	if (!a || !a->spiffe_id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->agent_upsert(ds, a);
+	unlock(ds);
+	return ret;
+}
+
+int ds_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_record **out)
+{
+	if (!spiffe_id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->agent_get(ds, spiffe_id, out);
+	unlock(ds);
+	return ret;
+}
+
+int ds_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->agent_list(ds, out, n);
+	unlock(ds);
+	return ret;
+}
+
+int ds_agent_delete(struct datastore *ds, const char *spiffe_id)
+{
+	if (!spiffe_id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->agent_delete(ds, spiffe_id);
+	unlock(ds);
+	return ret;
+}
+
+int ds_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned)
+{
+	if (!spiffe_id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->agent_set_banned(ds, spiffe_id, banned);
+	unlock(ds);
+	return ret;
+}
+
+int ds_agent_touch(struct datastore *ds, const char *spiffe_id, const char *serial,
+		   int64_t not_after, int64_t now)
+{
+	if (!spiffe_id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->agent_touch(ds, spiffe_id, serial, not_after, now);
+	unlock(ds);
+	return ret;
+}
+
+int ds_ca_put(struct datastore *ds, const struct ca_record *r)
+{
+	if (!r || !r->id[0] || memchr(r->id, '\0', sizeof(r->id)) == NULL)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->ca_put(ds, r);
+	unlock(ds);
+	return ret;
+}
+
+int ds_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->ca_list(ds, out, n);
+	unlock(ds);
+	return ret;
+}
+
+int ds_ca_delete(struct datastore *ds, const char *id)
+{
+	if (!id)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->ca_delete(ds, id);
+	unlock(ds);
+	return ret;
+}
+
+int ds_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
+{
+	if (!key)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->kv_get_int(ds, key, out);
+	unlock(ds);
+	return ret;
+}
+
+int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v)
+{
+	if (!key)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->kv_set_int(ds, key, v);
+	unlock(ds);
+	return ret;
+}
+
+int ds_ping(struct datastore *ds)
+{
+	lock(ds);
+	int ret = ds->ops->ping(ds);
+	unlock(ds);
+	return ret;
+}
+
+static void strv_free(char **v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void agent_record_free(struct agent_record *a)
+{
+	if (!a)
+		return;
+	free(a->spiffe_id);
+	free(a->attestor);
+	strv_free(a->selectors, a->n_selectors);
+	strv_free(a->aliases, a->n_aliases);
+	free(a->serial);
+	free(a);
+}
+
+void agent_record_array_free(struct agent_record **a, size_t n)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < n; i++)
+		agent_record_free(a[i]);
+	free(a);
+}
+
+static json_t *strv_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+json_t *agent_record_to_json(const struct agent_record *a)
+{
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:b}",
+			 "spiffe_id", str_or_null(a->spiffe_id),
+			 "attestor", str_or_null(a->attestor),
+			 "selectors", strv_json(a->selectors, a->n_selectors),
+			 "aliases", strv_json(a->aliases, a->n_aliases),
+			 "serial", str_or_null(a->serial),
+			 "not_after", (json_int_t)a->not_after,
+			 "created_at", (json_int_t)a->created_at,
+			 "last_seen", (json_int_t)a->last_seen,
+			 "banned", (int)a->banned);
+}
+
+void ca_record_free(struct ca_record *r)
+{
+	if (!r)
+		return;
+	free(r->cert_der);
+	free(r->jwt_kid);
+	free(r->jwt_spki);
+	free(r);
+}
+
+void ca_record_array_free(struct ca_record **r, size_t n)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < n; i++)
+		ca_record_free(r[i]);
+	free(r);
+}

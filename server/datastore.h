@@ -1,0 +1,144 @@
+/* datastore.h: the server's persistent state (registration entries, join tokens, attested agents,
+ * CA metadata, small counters) behind a backend-neutral interface. SQLite is the only backend now;
+ * the functions below dispatch through a vtable so another (PostgreSQL) can follow.
+ *
+ * Thread-safety: a struct datastore may be used from several threads at once (the admin API's
+ * thread and the main loop): each call takes an internal mutex. Every change is one transaction.
+ *
+ * Errors: 0 on success, negative errno values otherwise: -ENOENT (not found), -EEXIST
+ * (duplicate), -EINVAL (bad argument), -ENOMEM, -EIO (database error; details are logged). */
+#ifndef LANYARD_DATASTORE_H
+#define LANYARD_DATASTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "entry.h"
+
+struct datastore;
+
+/* Opens (creating if needed) the database at path: WAL journal, busy timeout, foreign keys on,
+ * schema migrated to the current version. The file is created 0600. */
+int datastore_open_sqlite(const char *path, struct datastore **out, char *err, size_t errlen);
+/* NULL-safe. No call may be running on ds. */
+void datastore_close(struct datastore *ds);
+
+/* ---- registration entries ---- */
+
+/* Stores a new entry: fills e->id, e->revision and e->created_at (created_at kept when already
+ * non-zero), normalises its selectors. An entry with the same spiffe_id, parent_id and selector
+ * set is refused with -EEXIST and err "an entry with the same SPIFFE ID, parent ID and selectors
+ * already exists (id <id>)". Does not validate: call entry_validate first. */
+int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t errlen);
+/* Replaces the entry e->id (all members but created_at, which is kept and written back into e);
+ * sets a new e->revision. -ENOENT if absent; -EEXIST as above when it would duplicate another. */
+int ds_entry_update(struct datastore *ds, struct entry *e, char *err, size_t errlen);
+/* -ENOENT if absent. */
+int ds_entry_delete(struct datastore *ds, const char *id);
+/* -ENOENT if absent; *out is the caller's. */
+int ds_entry_get(struct datastore *ds, const char *id, struct entry **out);
+
+/* NULL members match anything. selectors: entries whose selector set contains all of them. */
+struct entry_filter {
+	const char *spiffe_id, *parent_id;
+	const char *const *selectors;
+	size_t n_selectors;
+};
+/* f may be NULL (all entries). Sorted by created_at then id. *out (possibly NULL when *n is 0) is
+ * freed with entry_array_free. */
+int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out, size_t *n);
+
+/* Grows on every change of an entry or an agent (and never goes down while the process runs):
+ * the node API compares it with the value it last saw to know when to push. Returns < 0 only on a
+ * database error. */
+int64_t ds_change_counter(struct datastore *ds);
+
+/* ---- join tokens ----
+ * Only the SHA-256 of a token (hex) is stored, never the token itself. */
+
+/* -EEXIST if that token exists already. alias_spiffe_id may be NULL. */
+int ds_token_create(struct datastore *ds, const char *token, const char *alias_spiffe_id,
+		    int64_t expires_at);
+/* Atomically consumes a token: 0 and its alias (malloc'd; NULL when none) when it existed and had
+ * not expired at now; -ENOENT when unknown or already used; -ETIMEDOUT when expired (it is consumed
+ * anyway). alias_out may be NULL. */
+int ds_token_consume(struct datastore *ds, const char *token, int64_t now, char **alias_out);
+/* Number of tokens not expired at now. */
+int ds_token_count(struct datastore *ds, int64_t now, int64_t *n);
+/* Deletes tokens expired at now. */
+int ds_token_prune(struct datastore *ds, int64_t now);
+
+/* ---- attested agents ---- */
+
+struct agent_record {
+	char *spiffe_id;
+	char *attestor;		/* "join_token", "k8s_psat", ... */
+	char **selectors;
+	size_t n_selectors;
+	char **aliases;		/* SPIFFE IDs the node is also known as (join token alias...) */
+	size_t n_aliases;
+	char *serial;		/* serial (hex) of the agent's current SVID; may be NULL */
+	int64_t not_after;	/* of that SVID */
+	int64_t created_at, last_seen;
+	bool banned;
+};
+
+/* Inserts or replaces by spiffe_id (created_at kept when the agent existed; banned is taken from
+ * a, so re-attesting a banned agent needs a check by the caller first). */
+int ds_agent_upsert(struct datastore *ds, const struct agent_record *a);
+/* -ENOENT if absent. */
+int ds_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_record **out);
+/* Sorted by spiffe_id. */
+int ds_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n);
+/* Evicts: the agent must attest again. -ENOENT if absent. */
+int ds_agent_delete(struct datastore *ds, const char *spiffe_id);
+/* -ENOENT if absent. */
+int ds_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned);
+/* Records a renewal (serial and not_after; serial may be NULL to keep it) and last_seen = now.
+ * -ENOENT if absent. Does not move the change counter (a renewal changes no entitlement). */
+int ds_agent_touch(struct datastore *ds, const char *spiffe_id, const char *serial,
+		   int64_t not_after, int64_t now);
+void agent_record_free(struct agent_record *a);
+void agent_record_array_free(struct agent_record **a, size_t n);
+/* {"spiffe_id","attestor","selectors":[...],"aliases":[...],"serial","not_after","created_at",
+ *  "last_seen","banned"} */
+json_t *agent_record_to_json(const struct agent_record *a);
+
+/* ---- CA authorities ----
+ * Private keys are NOT stored here (the CA module keeps them in files): metadata and certificate. */
+
+enum { CA_STATE_PREPARED = 0, CA_STATE_ACTIVE = 1, CA_STATE_OLD = 2 };
+
+struct ca_record {
+	char id[65];
+	int state;		/* CA_STATE_* */
+	uint8_t *cert_der;
+	size_t cert_len;
+	char *jwt_kid;		/* may be NULL */
+	uint8_t *jwt_spki;	/* DER SubjectPublicKeyInfo of the JWT key; may be NULL */
+	size_t jwt_spki_len;
+	int64_t not_before, not_after, created_at;
+};
+
+/* Inserts or replaces by id. */
+int ds_ca_put(struct datastore *ds, const struct ca_record *r);
+/* Sorted by not_before then id. */
+int ds_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n);
+/* -ENOENT if absent. */
+int ds_ca_delete(struct datastore *ds, const char *id);
+void ca_record_free(struct ca_record *r);
+void ca_record_array_free(struct ca_record **r, size_t n);
+
+/* ---- small key/value store for counters such as the bundle sequence ---- */
+
+/* -ENOENT if absent. */
+int ds_kv_get_int(struct datastore *ds, const char *key, int64_t *out);
+int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v);
+
+/* Readiness: 0 when the database answers a query. */
+int ds_ping(struct datastore *ds);
+
+#endif

@@ -1,0 +1,70 @@
+/* entry.h: registration entries (who may get which SPIFFE ID), their JSON form and validation. */
+#ifndef LANYARD_ENTRY_H
+#define LANYARD_ENTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Limits checked by entry_validate. */
+#define ENTRY_MAX_SELECTORS 64
+#define ENTRY_MAX_SELECTOR_LEN 1024
+#define ENTRY_MAX_DNS_NAMES 64
+#define ENTRY_MAX_HINT_LEN 1024
+#define ENTRY_MAX_TTL (10 * 365 * 86400)
+
+/* Every pointer member is owned by the entry (malloc'd; NULL when absent). */
+struct entry {
+	char id[37];		/* server-made UUID; "" before creation */
+	char *spiffe_id, *parent_id;
+	char **selectors;	/* "type:value", sorted and unique once normalised */
+	size_t n_selectors;
+	int32_t x509_svid_ttl, jwt_svid_ttl;	/* seconds; 0 = server default */
+	char **dns_names;
+	size_t n_dns_names;
+	char *hint;		/* may be NULL */
+	bool admin, downstream;
+	int64_t expires_at;	/* unix seconds; 0 = never */
+	int64_t revision;	/* changes whenever the entry does (from a global counter) */
+	int64_t created_at;
+};
+
+/* Frees the members and e itself. NULL-safe. */
+void entry_free(struct entry *e);
+/* Frees n entries and the array itself. NULL-safe. */
+void entry_array_free(struct entry **a, size_t n);
+/* Deep copy; aborts on allocation failure like xmalloc. NULL for NULL. */
+struct entry *entry_dup(const struct entry *e);
+/* Sorts the selectors and removes duplicates, in place. entry_from_json and the datastore call it;
+ * code that builds entries by hand may call it too. */
+void entry_normalize(struct entry *e);
+
+/* Checks an entry before it is stored: spiffe_id is a leaf ID in trust_domain; parent_id is a
+ * SPIFFE ID in trust_domain (a leaf, or the trust domain's own ID "spiffe://<td>" when the entry is
+ * a node entry made by the server); at least one selector, each "type:value" with both parts
+ * non-empty; TTLs in [0, ENTRY_MAX_TTL]; DNS names are sane host names (an optional leading "*."
+ * wildcard label); expires_at >= 0. Returns 0, or -EINVAL with a reason in err. */
+int entry_validate(const struct entry *e, const char *trust_domain, char *err, size_t errlen);
+
+/* {"id","spiffe_id","parent_id","selectors":["type:value"],"x509_svid_ttl","jwt_svid_ttl",
+ *  "dns_names","hint","admin","downstream","expires_at","revision","created_at"}.
+ * "hint" is null when absent. Returns a new reference, or NULL on allocation failure. */
+json_t *entry_to_json(const struct entry *e);
+/* Builds an entry from a JSON object using the keys of entry_to_json; every key is optional
+ * (absent members are zero/NULL), unknown keys and wrong types are rejected with -EINVAL and a
+ * message naming the key. Selectors are normalised (sorted, unique). "id", "revision" and
+ * "created_at" are accepted so that output can be fed back, but the datastore decides them.
+ * Does NOT call entry_validate. On success *out is a new entry the caller frees. */
+int entry_from_json(json_t *o, struct entry **out, char *err, size_t errlen);
+/* Like entry_from_json, but replaces in dst only the members present in o (partial update).
+ * dst is left unchanged on error. */
+int entry_merge_json(struct entry *dst, json_t *o, char *err, size_t errlen);
+
+/* True when the selector set of e contains every selector in sel (sel need not be sorted). */
+bool entry_has_selectors(const struct entry *e, const char *const *sel, size_t n);
+/* Validates one "type:value" selector. */
+int entry_selector_validate(const char *s, char *err, size_t errlen);
+
+#endif

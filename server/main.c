@@ -1,0 +1,314 @@
+/* lanyard-server: the signing authority of one trust domain. `run` starts the daemon; the other
+ * commands are clients of its admin socket (cli.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "admin_api.h"
+#include "bundle.h"
+#include "ca.h"
+#include "cli.h"
+#include "datastore.h"
+#include "log.h"
+#include "node_api.h"
+#include "server_config.h"
+#include "util.h"
+
+struct server {
+	struct server_config cfg;
+	uv_loop_t loop;
+	struct datastore *ds;
+	struct ca *ca;
+	struct node_api *node;
+	struct admin_api *admin;
+	uv_async_t changed;
+	uv_timer_t tick;
+	uv_signal_t sigterm, sigint;
+	int lock_fd;
+	int64_t next_prune;
+	bool stopping;
+};
+
+/* ---- admin API hooks (they run on the admin API's thread) ---- */
+
+static int hook_bundle_pem(void *ud, char **out)
+{
+	struct server *s = ud;
+	struct ca_bundle b;
+	if (ca_bundle_get(s->ca, &b) < 0)
+		return -1;
+	*out = bundle_to_pem(b.x509, b.x509_len);
+	ca_bundle_free(&b);
+	return *out ? 0 : -1;
+}
+
+static int hook_bundle_json(void *ud, char **out)
+{
+	struct server *s = ud;
+	struct ca_bundle b;
+	if (ca_bundle_get(s->ca, &b) < 0)
+		return -1;
+	*out = bundle_to_spiffe_json(b.x509, b.x509_len, b.jwt, b.sequence, 300);
+	ca_bundle_free(&b);
+	return *out ? 0 : -1;
+}
+
+static void hook_changed(void *ud)
+{
+	struct server *s = ud;
+	uv_async_send(&s->changed);
+}
+
+/* ---- the loop ---- */
+
+static void on_changed(uv_async_t *a)
+{
+	struct server *s = a->data;
+	if (!s->stopping)
+		node_api_refresh(s->node);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct server *s = t->data;
+	int64_t now = now_unix();
+	if (now >= ca_next_rotation(s->ca)) {
+		char err[256];
+		int r = ca_rotate(s->ca, now, err, sizeof(err));
+		if (r < 0)
+			log_error("CA rotation failed (will retry): %s", err);
+		else if (r)
+			node_api_ca_changed(s->node);
+	}
+	if (now >= s->next_prune) {
+		ds_token_prune(s->ds, now);
+		s->next_prune = now + 60;
+		/* Entries may have reached their expires_at: let the streams drop them. */
+		node_api_refresh(s->node);
+	}
+}
+
+static void close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void node_stopped(void *arg)
+{
+	struct server *s = arg;
+	s->node = NULL;
+	close_handle((uv_handle_t *)&s->changed);
+	close_handle((uv_handle_t *)&s->tick);
+	close_handle((uv_handle_t *)&s->sigterm);
+	close_handle((uv_handle_t *)&s->sigint);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct server *s = sig->data;
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	/* The admin API finishes its in-flight requests before it returns. */
+	admin_api_stop(s->admin);
+	s->admin = NULL;
+	uv_timer_stop(&s->tick);
+	node_api_shutdown(s->node, node_stopped, s);
+}
+
+/* One server per data_dir: a second one would race the first on CA rotation. */
+static int lock_data_dir(struct server *s, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/server.lock", s->cfg.data_dir);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0) {
+		snprintf(err, errlen, "cannot open %.300s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		char pid[32] = "";
+		ssize_t n = pread(s->lock_fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		snprintf(err, errlen, "data_dir %.300s is in use by another lanyard-server (pid %s)",
+			 s->cfg.data_dir, pid[0] ? pid : "?");
+		return -1;
+	}
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(s->lock_fd, 0) == 0 && pwrite(s->lock_fd, buf, (size_t)n, 0) < 0)
+		log_warn("cannot write %s", path);
+	return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	const char *config_path = "/etc/lanyard/server.json";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			config_path = argv[i] + 9;
+		} else {
+			fprintf(stderr, "lanyard-server run: unknown argument '%s'\n"
+					"usage: lanyard-server run --config FILE\n", argv[i]);
+			return 1;
+		}
+	}
+	struct server *s = xcalloc(1, sizeof(*s));
+	s->lock_fd = -1;
+	char err[512];
+	int ret = 1;
+	bool loop_ready = false;
+	if (server_config_load(config_path, &s->cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "lanyard-server: %s\n", err);
+		goto out;
+	}
+	log_setup(log_level_parse(s->cfg.log_level), strcmp(s->cfg.log_format, "json") == 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	int r = mkdir_p(s->cfg.data_dir, 0700);
+	if (r < 0) {
+		log_error("cannot create data_dir %s: %s", s->cfg.data_dir, strerror(-r));
+		goto out;
+	}
+	if (lock_data_dir(s, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/datastore.sqlite3", s->cfg.data_dir);
+	if (datastore_open_sqlite(path, &s->ds, err, sizeof(err)) < 0) {
+		log_error("cannot open the datastore %s: %s", path, err);
+		goto out;
+	}
+	enum key_type kt;
+	key_type_parse(s->cfg.ca_key_type, &kt);
+	struct ca_options co = {
+		.trust_domain = s->cfg.trust_domain,
+		.data_dir = s->cfg.data_dir,
+		.key_type = kt,
+		.ca_ttl = s->cfg.ca_ttl,
+		.upstream_cert_path = s->cfg.upstream_ca_cert,
+		.upstream_key_path = s->cfg.upstream_ca_key,
+	};
+	if (ca_open(&co, s->ds, now_unix(), &s->ca, err, sizeof(err)) < 0) {
+		log_error("CA: %s", err);
+		goto out;
+	}
+
+	uv_loop_init(&s->loop);
+	loop_ready = true;
+	uv_async_init(&s->loop, &s->changed, on_changed);
+	s->changed.data = s;
+	struct admin_hooks hooks = {
+		.ud = s,
+		.trust_domain = s->cfg.trust_domain,
+		.bundle_pem = hook_bundle_pem,
+		.bundle_spiffe_json = hook_bundle_json,
+		.changed = hook_changed,
+		.default_token_ttl = s->cfg.join_token_ttl,
+	};
+	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
+		log_error("admin API: %s", err);
+		goto out;
+	}
+	struct node_api_options no = {
+		.bind_address = s->cfg.bind_address,
+		.port = (int)s->cfg.bind_port,
+		.trust_domain = s->cfg.trust_domain,
+		.default_x509_svid_ttl = s->cfg.default_x509_svid_ttl,
+		.default_jwt_svid_ttl = s->cfg.default_jwt_svid_ttl,
+		.agent_svid_ttl = s->cfg.agent_svid_ttl,
+	};
+	if (node_api_start(&s->loop, &no, s->ds, s->ca, &s->node, err, sizeof(err)) < 0) {
+		log_error("node API: %s", err);
+		goto out;
+	}
+	uv_timer_init(&s->loop, &s->tick);
+	s->tick.data = s;
+	uv_timer_start(&s->tick, on_tick, 1000, 1000);
+	uv_signal_init(&s->loop, &s->sigterm);
+	uv_signal_init(&s->loop, &s->sigint);
+	s->sigterm.data = s->sigint.data = s;
+	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&s->sigint, on_signal, SIGINT);
+
+	log_info("lanyard-server %s: trust domain %s, node API on %s:%d, admin socket %s",
+		 LANYARD_VERSION, s->cfg.trust_domain, s->cfg.bind_address, node_api_port(s->node),
+		 s->cfg.admin_socket);
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	log_info("lanyard-server stopped");
+	ret = 0;
+out:
+	admin_api_stop(s->admin);
+	if (loop_ready) {
+		if (s->node) {
+			node_api_shutdown(s->node, node_stopped, s);
+			uv_run(&s->loop, UV_RUN_DEFAULT);
+		}
+		close_handle((uv_handle_t *)&s->changed);
+		uv_run(&s->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&s->loop);
+	}
+	ca_close(s->ca);
+	datastore_close(s->ds);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	server_config_free(&s->cfg);
+	free(s);
+	return ret;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: lanyard-server <command> [options]\n"
+		"\n"
+		"  run --config FILE         start the server\n"
+		"  token generate            create a join token for an agent\n"
+		"  entry create|show|update|delete   manage registration entries\n"
+		"  agent list|show|evict|ban manage attested agents\n"
+		"  bundle show               print the trust bundle\n"
+		"  version                   print the version\n"
+		"\n"
+		"Client commands take --socket PATH (default %s) and --output json.\n"
+		"Run 'lanyard-server <command> --help' for a command's options.\n",
+		ADMIN_SOCKET_DEFAULT);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (cli_is_command(cmd))
+		return cli_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("lanyard-server %s\n", LANYARD_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "lanyard-server: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 1;
+}

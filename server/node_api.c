@@ -1,0 +1,1058 @@
+#include "node_api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "authz.h"
+#include "grpc_server.h"
+#include "keys.h"
+#include "log.h"
+#include "node.pb-c.h"
+#include "util.h"
+#include "x509.h"
+
+#define PATH_PREFIX "/lanyard.node.v1.Node/"
+/* Entries per SyncResponse message, so that a large set never needs one huge message. */
+#define SYNC_CHUNK 256
+#define MAX_SIGN_BATCH 1000
+
+const double node_api_sign_buckets[8] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0};
+
+struct sent_entry {
+	char *id;
+	int64_t revision;
+};
+
+/* One open SyncEntries stream: what this agent has been sent, so changes go out as deltas. */
+struct sync_stream {
+	struct sync_stream *prev, *next;
+	struct grpc_call *call;
+	char *agent_id;
+	struct sent_entry *sent; /* sorted by id */
+	size_t n_sent;
+	int64_t bundle_sequence;
+};
+
+struct node_api {
+	uv_loop_t *loop;
+	struct datastore *ds;
+	struct ca *ca;
+	char *trust_domain;
+	char *server_id;
+	int64_t default_x509_ttl, default_jwt_ttl, agent_ttl;
+	struct grpc_server *grpc;
+	lkey *tls_key;
+	int64_t tls_renew_at;
+	uv_timer_t tls_timer;
+	struct authz_index *index;
+	int64_t index_counter;
+	struct sync_stream *streams;
+	struct node_api_stats stats;
+	bool stopping;
+	void (*done)(void *);
+	void *done_arg;
+	int pending_closes;
+};
+
+static struct node_api *api_of(struct grpc_call *call)
+{
+	struct grpc_conn *c = grpc_call_conn(call);
+	return c ? grpc_server_ud(grpc_conn_server(c)) : NULL;
+}
+
+static void finishf(struct grpc_call *call, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void finishf(struct grpc_call *call, int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	grpc_call_finish(call, status, msg);
+}
+
+/* ---- the bundle, as the node API sends it ---- */
+
+static Lanyard__Node__V1__Bundle *bundle_pb(struct node_api *n)
+{
+	struct ca_bundle b;
+	if (ca_bundle_get(n->ca, &b) < 0)
+		return NULL;
+	Lanyard__Node__V1__Bundle *pb = xcalloc(1, sizeof(*pb));
+	lanyard__node__v1__bundle__init(pb);
+	pb->trust_domain = xstrdup(n->trust_domain);
+	pb->sequence = b.sequence;
+	pb->refresh_hint = 300;
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, nc = 0;
+	if (x509_split_der(b.x509, b.x509_len, &certs, &lens, &nc) == 0) {
+		pb->x509_authorities = xcalloc(nc + 1, sizeof(ProtobufCBinaryData));
+		pb->n_x509_authorities = nc;
+		for (size_t i = 0; i < nc; i++) {
+			pb->x509_authorities[i].data = xmalloc(lens[i]);
+			memcpy(pb->x509_authorities[i].data, certs[i], lens[i]);
+			pb->x509_authorities[i].len = lens[i];
+		}
+	}
+	free(certs);
+	free(lens);
+	size_t nj = jwks_count(b.jwt);
+	pb->jwt_authorities = xcalloc(nj + 1, sizeof(*pb->jwt_authorities));
+	pb->n_jwt_authorities = nj;
+	for (size_t i = 0; i < nj; i++) {
+		Lanyard__Node__V1__JWTKey *k = xcalloc(1, sizeof(*k));
+		lanyard__node__v1__jwtkey__init(k);
+		const uint8_t *spki;
+		size_t spki_len;
+		k->kid = xstrdup(jwks_get(b.jwt, i, &spki, &spki_len));
+		k->public_key.data = xmalloc(spki_len);
+		memcpy(k->public_key.data, spki, spki_len);
+		k->public_key.len = spki_len;
+		k->expires_at = b.jwt_expires_at[i];
+		pb->jwt_authorities[i] = k;
+	}
+	ca_bundle_free(&b);
+	return pb;
+}
+
+static void bundle_pb_free(Lanyard__Node__V1__Bundle *pb)
+{
+	if (!pb)
+		return;
+	free(pb->trust_domain);
+	for (size_t i = 0; i < pb->n_x509_authorities; i++)
+		free(pb->x509_authorities[i].data);
+	free(pb->x509_authorities);
+	for (size_t i = 0; i < pb->n_jwt_authorities; i++) {
+		free(pb->jwt_authorities[i]->kid);
+		free(pb->jwt_authorities[i]->public_key.data);
+		free(pb->jwt_authorities[i]);
+	}
+	free(pb->jwt_authorities);
+	free(pb);
+}
+
+/* ---- TLS credentials: the server's own X509-SVID ---- */
+
+static WOLFSSL_CTX *make_tls_ctx(struct node_api *n, char *err, size_t errlen)
+{
+	WOLFSSL_CTX *ctx = NULL;
+	uint8_t *chain = NULL, *key = NULL, *spki = NULL;
+	size_t chain_len = 0, key_len = 0, spki_len = 0;
+	char *pem = NULL;
+	struct ca_bundle b = {0};
+	int64_t now = now_unix(), not_after = 0;
+
+	if (lkey_public_der(n->tls_key, &spki, &spki_len) < 0) {
+		snprintf(err, errlen, "cannot encode the server key");
+		goto fail;
+	}
+	if (ca_sign_x509(n->ca, n->server_id, NULL, 0, spki, spki_len, n->agent_ttl, now, &chain,
+			 &chain_len, &not_after, err, errlen) < 0)
+		goto fail;
+	ctx = wolfSSL_CTX_new(wolfTLSv1_3_server_method());
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create a TLS context");
+		goto fail;
+	}
+	/* The chain as PEM: wolfSSL's chain loader is most dependable with PEM blocks. */
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, nc = 0;
+	if (x509_split_der(chain, chain_len, &certs, &lens, &nc) < 0 || nc == 0) {
+		free(certs);
+		free(lens);
+		snprintf(err, errlen, "bad server certificate chain");
+		goto fail;
+	}
+	size_t cap = 1, used = 0;
+	pem = xcalloc(1, 1);
+	for (size_t i = 0; i < nc; i++) {
+		char *p = pem_encode("CERTIFICATE", certs[i], lens[i]);
+		size_t l = p ? strlen(p) : 0;
+		pem = xrealloc(pem, cap + l);
+		memcpy(pem + used, p, l);
+		used += l;
+		cap += l;
+		pem[used] = 0;
+		free(p);
+	}
+	free(certs);
+	free(lens);
+	if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, (const unsigned char *)pem,
+							    (long)used, WOLFSSL_FILETYPE_PEM) !=
+	    WOLFSSL_SUCCESS) {
+		snprintf(err, errlen, "cannot load the server certificate into TLS");
+		goto fail;
+	}
+	if (lkey_to_pkcs8_der(n->tls_key, &key, &key_len) < 0 ||
+	    wolfSSL_CTX_use_PrivateKey_buffer(ctx, key, (long)key_len, WOLFSSL_FILETYPE_ASN1) !=
+		    WOLFSSL_SUCCESS) {
+		snprintf(err, errlen, "cannot load the server key into TLS");
+		goto fail;
+	}
+	/* Agents' certificates are verified against the whole bundle, so SVIDs signed by any
+	 * trusted authority (old, active, prepared) are accepted. */
+	if (ca_bundle_get(n->ca, &b) < 0) {
+		snprintf(err, errlen, "cannot read the bundle");
+		goto fail;
+	}
+	const uint8_t **roots = NULL;
+	size_t *rlens = NULL, nr = 0;
+	if (x509_split_der(b.x509, b.x509_len, &roots, &rlens, &nr) == 0) {
+		for (size_t i = 0; i < nr; i++)
+			if (wolfSSL_CTX_load_verify_buffer(ctx, roots[i], (long)rlens[i],
+							   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+				log_warn("node API: a bundle certificate could not be loaded for TLS");
+	}
+	free(roots);
+	free(rlens);
+	n->tls_renew_at = now + (not_after - now) / 2;
+	goto out;
+fail:
+	if (ctx)
+		wolfSSL_CTX_free(ctx);
+	ctx = NULL;
+out:
+	ca_bundle_free(&b);
+	free(chain);
+	free(spki);
+	free(pem);
+	if (key) {
+		secure_zero(key, key_len);
+		free(key);
+	}
+	return ctx;
+}
+
+static void tls_timer_cb(uv_timer_t *t);
+
+static void arm_tls_timer(struct node_api *n)
+{
+	int64_t delay = n->tls_renew_at - now_unix();
+	if (delay < 1)
+		delay = 1;
+	uv_timer_start(&n->tls_timer, tls_timer_cb, (uint64_t)delay * 1000, 0);
+}
+
+static int refresh_tls(struct node_api *n)
+{
+	char err[256];
+	WOLFSSL_CTX *ctx = make_tls_ctx(n, err, sizeof(err));
+	if (!ctx) {
+		log_error("node API: cannot renew the server's TLS certificate: %s", err);
+		n->tls_renew_at = now_unix() + 10;
+		arm_tls_timer(n);
+		return -1;
+	}
+	grpc_server_set_tls(n->grpc, ctx);
+	wolfSSL_CTX_free(ctx); /* the server holds its own reference */
+	arm_tls_timer(n);
+	return 0;
+}
+
+static void tls_timer_cb(uv_timer_t *t)
+{
+	refresh_tls(t->data);
+}
+
+/* ---- authorization ---- */
+
+static const struct authz_index *index_get(struct node_api *n)
+{
+	int64_t c = ds_change_counter(n->ds);
+	if (n->index && c == n->index_counter)
+		return n->index;
+	struct authz_index *ix;
+	if (authz_index_build(n->ds, n->server_id, now_unix(), &ix) < 0) {
+		log_error("node API: cannot read entries from the datastore");
+		return n->index; /* keep serving the last good view */
+	}
+	authz_index_free(n->index);
+	n->index = ix;
+	n->index_counter = c;
+	return ix;
+}
+
+/* The calling agent's record, from its mutual TLS certificate; on failure the call is finished
+ * with the reason and NULL returned. */
+static struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
+{
+	size_t len;
+	struct grpc_conn *conn = grpc_call_conn(call);
+	const uint8_t *der = conn ? grpc_conn_peer_cert(conn, &len) : NULL;
+	if (!der) {
+		grpc_call_finish(call, GRPC_STATUS_UNAUTHENTICATED,
+				 "a client certificate (the agent's X509-SVID) is required");
+		return NULL;
+	}
+	struct x509_info info;
+	char err[256];
+	if (x509_parse(der, len, &info, err, sizeof(err)) < 0) {
+		finishf(call, GRPC_STATUS_UNAUTHENTICATED, "unreadable client certificate: %s", err);
+		return NULL;
+	}
+	struct agent_record *a = NULL;
+	int r = ds_agent_get(n->ds, info.spiffe_id, &a);
+	if (r == -ENOENT)
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
+			"agent %s is not attested (it may have been evicted): attest again",
+			info.spiffe_id);
+	else if (r < 0)
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
+	else if (a->banned)
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is banned", info.spiffe_id);
+	x509_info_free(&info);
+	if (r < 0 || a->banned) {
+		agent_record_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* ---- entries on the wire ---- */
+
+static Lanyard__Node__V1__Entry *entry_pb(const struct entry *e)
+{
+	Lanyard__Node__V1__Entry *pb = xcalloc(1, sizeof(*pb));
+	lanyard__node__v1__entry__init(pb);
+	/* The strings are borrowed from the index: entry_pb_free frees only the wrapper. */
+	pb->id = (char *)e->id;
+	pb->spiffe_id = e->spiffe_id;
+	pb->parent_id = e->parent_id;
+	pb->selectors = e->selectors;
+	pb->n_selectors = e->n_selectors;
+	pb->x509_svid_ttl = e->x509_svid_ttl;
+	pb->jwt_svid_ttl = e->jwt_svid_ttl;
+	pb->dns_names = e->dns_names;
+	pb->n_dns_names = e->n_dns_names;
+	pb->hint = e->hint ? e->hint : (char *)"";
+	pb->admin = e->admin;
+	pb->downstream = e->downstream;
+	pb->expires_at = e->expires_at;
+	pb->revision = e->revision;
+	return pb;
+}
+
+/* ---- SyncEntries ---- */
+
+static void stream_free(struct sync_stream *s)
+{
+	for (size_t i = 0; i < s->n_sent; i++)
+		free(s->sent[i].id);
+	free(s->sent);
+	free(s->agent_id);
+	free(s);
+}
+
+static void stream_unlink(struct node_api *n, struct sync_stream *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		n->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	n->stats.streams--;
+}
+
+/* Sends what changed for this stream since its last message: everything (reset) the first time,
+ * then upserts and removals. Returns -1 when the stream could not be written. */
+static int stream_push(struct node_api *n, struct sync_stream *s, const struct agent_record *agent,
+		       bool initial)
+{
+	const struct authz_index *ix = index_get(n);
+	const struct entry **cur = NULL;
+	size_t n_cur = 0;
+	if (ix)
+		authz_entries_for(ix, agent, &cur, &n_cur);
+
+	/* Both lists are sorted by id: one merge pass finds upserts and removals. */
+	const struct entry **ups = xcalloc(n_cur + 1, sizeof(*ups));
+	char **removed = xcalloc(s->n_sent + 1, sizeof(*removed));
+	size_t n_ups = 0, n_rem = 0, i = 0, j = 0;
+	while (i < n_cur || j < s->n_sent) {
+		int c = i == n_cur ? 1 : j == s->n_sent ? -1 : strcmp(cur[i]->id, s->sent[j].id);
+		if (c < 0) {
+			ups[n_ups++] = cur[i++];
+		} else if (c > 0) {
+			removed[n_rem++] = s->sent[j++].id;
+		} else {
+			if (cur[i]->revision != s->sent[j].revision)
+				ups[n_ups++] = cur[i];
+			i++;
+			j++;
+		}
+	}
+	int64_t seq = ca_bundle_sequence(n->ca);
+	bool bundle_changed = seq != s->bundle_sequence;
+	int ret = 0;
+	if (initial || n_ups || n_rem || bundle_changed) {
+		size_t pos = 0;
+		bool first = true;
+		do {
+			Lanyard__Node__V1__SyncResponse m = LANYARD__NODE__V1__SYNC_RESPONSE__INIT;
+			size_t take = n_ups - pos < SYNC_CHUNK ? n_ups - pos : SYNC_CHUNK;
+			Lanyard__Node__V1__Entry **chunk = xcalloc(take + 1, sizeof(*chunk));
+			for (size_t k = 0; k < take; k++)
+				chunk[k] = entry_pb(ups[pos + k]);
+			m.upserts = chunk;
+			m.n_upserts = take;
+			m.reset = initial && first;
+			if (first) {
+				m.removed_ids = removed;
+				m.n_removed_ids = initial ? 0 : n_rem;
+				if (bundle_changed || initial)
+					m.bundle = bundle_pb(n);
+			}
+			pos += take;
+			m.complete = pos >= n_ups;
+			int r = grpc_call_send_pb(s->call, &m.base);
+			for (size_t k = 0; k < take; k++)
+				free(chunk[k]);
+			free(chunk);
+			bundle_pb_free(m.bundle);
+			if (r < 0) {
+				ret = -1;
+				break;
+			}
+			first = false;
+		} while (pos < n_ups);
+		if (ret == 0) {
+			for (size_t k = 0; k < s->n_sent; k++)
+				free(s->sent[k].id);
+			free(s->sent);
+			s->sent = xcalloc(n_cur + 1, sizeof(*s->sent));
+			for (size_t k = 0; k < n_cur; k++) {
+				s->sent[k].id = xstrdup(cur[k]->id);
+				s->sent[k].revision = cur[k]->revision;
+			}
+			s->n_sent = n_cur;
+			s->bundle_sequence = seq;
+		}
+	}
+	free(ups);
+	free(removed);
+	free(cur);
+	return ret;
+}
+
+static void on_sync(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct node_api *n = api_of(call);
+	Lanyard__Node__V1__SyncRequest *req = lanyard__node__v1__sync_request__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed SyncRequest");
+		return;
+	}
+	lanyard__node__v1__sync_request__free_unpacked(req, NULL);
+	struct agent_record *a = authorize(n, call);
+	if (!a)
+		return;
+	struct sync_stream *s = xcalloc(1, sizeof(*s));
+	s->call = call;
+	s->agent_id = xstrdup(a->spiffe_id);
+	s->bundle_sequence = -1;
+	grpc_call_set_data(call, s);
+	s->next = n->streams;
+	if (n->streams)
+		n->streams->prev = s;
+	n->streams = s;
+	n->stats.streams++;
+	ds_agent_touch(n->ds, a->spiffe_id, NULL, a->not_after, now_unix());
+	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
+	stream_push(n, s, a, true);
+	agent_record_free(a);
+}
+
+static void on_call_closed(struct grpc_call *call)
+{
+	if (strcmp(grpc_call_path(call), PATH_PREFIX "SyncEntries") != 0)
+		return;
+	struct sync_stream *s = grpc_call_data(call);
+	if (!s)
+		return;
+	struct grpc_conn *conn = grpc_call_conn(call);
+	struct node_api *n = conn ? grpc_server_ud(grpc_conn_server(conn)) : NULL;
+	log_info("node API: agent %s disconnected (entry stream closed)", s->agent_id);
+	grpc_call_set_data(call, NULL);
+	if (n)
+		stream_unlink(n, s);
+	stream_free(s);
+}
+
+void node_api_refresh(struct node_api *n)
+{
+	if (n->stopping)
+		return;
+	index_get(n);
+	for (struct sync_stream *s = n->streams, *next; s; s = next) {
+		next = s->next;
+		struct agent_record *a = NULL;
+		int r = ds_agent_get(n->ds, s->agent_id, &a);
+		if (r == -ENOENT || (r == 0 && a->banned)) {
+			log_info("node API: ending the entry stream of agent %s: %s", s->agent_id,
+				 r == 0 ? "banned" : "evicted");
+			finishf(s->call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is %s", s->agent_id,
+				r == 0 ? "banned" : "no longer attested (evicted)");
+		} else if (r == 0) {
+			stream_push(n, s, a, false);
+		}
+		agent_record_free(a);
+	}
+}
+
+void node_api_ca_changed(struct node_api *n)
+{
+	if (n->stopping)
+		return;
+	refresh_tls(n);
+	node_api_refresh(n);
+}
+
+/* ---- Attest and RenewAgent ---- */
+
+static void histogram_add(struct node_api *n, double secs)
+{
+	for (size_t i = 0; i < 8; i++)
+		if (secs <= node_api_sign_buckets[i])
+			n->stats.sign_hist[i]++;
+	n->stats.sign_sum += secs;
+	n->stats.sign_count++;
+}
+
+/* Signs an agent SVID for the CSR; the call is finished on failure. */
+static int sign_agent(struct node_api *n, struct grpc_call *call, const char *agent_id,
+		      ProtobufCBinaryData csr, uint8_t **chain, size_t *chain_len,
+		      int64_t *not_after, char *serial, size_t serial_len)
+{
+	struct csr_info ci = {0};
+	char err[256];
+	int64_t t0 = now_mono_us();
+	if (x509_csr_parse(csr.data, csr.len, &ci, err, sizeof(err)) < 0) {
+		finishf(call, GRPC_STATUS_INVALID_ARGUMENT, "bad CSR: %s", err);
+		return -1;
+	}
+	int r = ca_sign_x509(n->ca, agent_id, NULL, 0, ci.spki, ci.spki_len, n->agent_ttl,
+			     now_unix(), chain, chain_len, not_after, err, sizeof(err));
+	csr_info_free(&ci);
+	if (r < 0) {
+		finishf(call, GRPC_STATUS_INTERNAL, "cannot sign the agent SVID: %s", err);
+		return -1;
+	}
+	histogram_add(n, (double)(now_mono_us() - t0) / 1e6);
+	struct x509_info info;
+	serial[0] = 0;
+	if (x509_parse(*chain, *chain_len, &info, NULL, 0) == 0) {
+		snprintf(serial, serial_len, "%s", info.serial);
+		x509_info_free(&info);
+	}
+	return 0;
+}
+
+static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct node_api *n = api_of(call);
+	Lanyard__Node__V1__AttestRequest *req = lanyard__node__v1__attest_request__unpack(NULL, len, msg);
+	char *alias = NULL, *token = NULL;
+	uint8_t *chain = NULL;
+	size_t chain_len = 0;
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed AttestRequest");
+		goto out;
+	}
+	if (strcmp(req->attestor, "join_token") != 0) {
+		finishf(call, GRPC_STATUS_INVALID_ARGUMENT, "unsupported node attestor \"%.64s\"",
+			req->attestor);
+		goto out;
+	}
+	if (req->payload.len == 0 || req->payload.len > 256) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "join token missing or too long");
+		goto out;
+	}
+	token = xmalloc(req->payload.len + 1);
+	memcpy(token, req->payload.data, req->payload.len);
+	token[req->payload.len] = 0;
+	for (char *p = token; *p; p++) {
+		bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.';
+		if (!ok) {
+			grpc_call_finish(call, GRPC_STATUS_PERMISSION_DENIED,
+					 "join token is unknown or was already used");
+			n->stats.attest_err++;
+			goto out;
+		}
+	}
+	/* The CSR is checked before the token is consumed, so a bad CSR does not burn a token. */
+	struct csr_info ci = {0};
+	char err[256];
+	if (x509_csr_parse(req->csr.data, req->csr.len, &ci, err, sizeof(err)) < 0) {
+		finishf(call, GRPC_STATUS_INVALID_ARGUMENT, "bad CSR: %s", err);
+		n->stats.attest_err++;
+		goto out;
+	}
+	csr_info_free(&ci);
+	int r = ds_token_consume(n->ds, token, now_unix(), &alias);
+	if (r == -ENOENT || r == -ETIMEDOUT) {
+		grpc_call_finish(call, GRPC_STATUS_PERMISSION_DENIED,
+				 r == -ETIMEDOUT ? "join token expired"
+						 : "join token is unknown or was already used");
+		log_warn("node API: attestation refused: %s",
+			 r == -ETIMEDOUT ? "join token expired" : "unknown or reused join token");
+		n->stats.attest_err++;
+		goto out;
+	}
+	if (r < 0) {
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
+		n->stats.attest_err++;
+		goto out;
+	}
+	char agent_id[512];
+	snprintf(agent_id, sizeof(agent_id), "spiffe://%s/lanyard/agent/join_token/%s",
+		 n->trust_domain, token);
+	int64_t not_after;
+	char serial[80];
+	if (sign_agent(n, call, agent_id, req->csr, &chain, &chain_len, &not_after, serial,
+		       sizeof(serial)) < 0) {
+		n->stats.attest_err++;
+		goto out;
+	}
+	struct agent_record rec = {
+		.spiffe_id = agent_id,
+		.attestor = (char *)"join_token",
+		.aliases = alias ? &alias : NULL,
+		.n_aliases = alias ? 1 : 0,
+		.serial = serial,
+		.not_after = not_after,
+		.created_at = now_unix(),
+		.last_seen = now_unix(),
+	};
+	if (ds_agent_upsert(n->ds, &rec) < 0) {
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
+		n->stats.attest_err++;
+		goto out;
+	}
+	Lanyard__Node__V1__AttestResponse resp = LANYARD__NODE__V1__ATTEST_RESPONSE__INIT;
+	resp.spiffe_id = agent_id;
+	resp.svid.data = chain;
+	resp.svid.len = chain_len;
+	resp.bundle = bundle_pb(n);
+	grpc_call_send_pb(call, &resp.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	bundle_pb_free(resp.bundle);
+	n->stats.attest_ok++;
+	log_info("node API: agent %s attested (join token%s%s)", agent_id, alias ? ", alias " : "",
+		 alias ? alias : "");
+out:
+	if (token) {
+		secure_zero(token, strlen(token));
+		free(token);
+	}
+	free(alias);
+	free(chain);
+	if (req)
+		lanyard__node__v1__attest_request__free_unpacked(req, NULL);
+}
+
+static void on_renew(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct node_api *n = api_of(call);
+	Lanyard__Node__V1__RenewAgentRequest *req =
+		lanyard__node__v1__renew_agent_request__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed RenewAgentRequest");
+		return;
+	}
+	struct agent_record *a = authorize(n, call);
+	uint8_t *chain = NULL;
+	size_t chain_len;
+	int64_t not_after;
+	char serial[80];
+	if (!a) {
+		n->stats.renew_err++;
+		goto out;
+	}
+	if (sign_agent(n, call, a->spiffe_id, req->csr, &chain, &chain_len, &not_after, serial,
+		       sizeof(serial)) < 0) {
+		n->stats.renew_err++;
+		goto out;
+	}
+	ds_agent_touch(n->ds, a->spiffe_id, serial, not_after, now_unix());
+	Lanyard__Node__V1__RenewAgentResponse resp = LANYARD__NODE__V1__RENEW_AGENT_RESPONSE__INIT;
+	resp.svid.data = chain;
+	resp.svid.len = chain_len;
+	resp.bundle = bundle_pb(n);
+	grpc_call_send_pb(call, &resp.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	bundle_pb_free(resp.bundle);
+	n->stats.renew_ok++;
+	log_info("node API: agent %s renewed its SVID (serial %s)", a->spiffe_id, serial);
+out:
+	free(chain);
+	agent_record_free(a);
+	lanyard__node__v1__renew_agent_request__free_unpacked(req, NULL);
+}
+
+/* ---- SignX509: batches signed on worker threads ---- */
+
+struct sign_item {
+	char *entry_id;
+	char *spiffe_id;
+	char **dns_names;
+	size_t n_dns;
+	int64_t ttl;
+	uint8_t *csr;
+	size_t csr_len;
+	/* results */
+	uint8_t *chain;
+	size_t chain_len;
+	char *error;
+	double seconds;
+};
+
+struct sign_job {
+	uv_work_t work;
+	struct node_api *api;
+	struct grpc_call *call;
+	struct sign_item *items;
+	size_t n;
+};
+
+static void sign_work(uv_work_t *w)
+{
+	struct sign_job *job = w->data;
+	for (size_t i = 0; i < job->n; i++) {
+		struct sign_item *it = &job->items[i];
+		if (it->error)
+			continue;
+		int64_t t0 = now_mono_us();
+		struct csr_info ci = {0};
+		char err[256];
+		if (x509_csr_parse(it->csr, it->csr_len, &ci, err, sizeof(err)) < 0) {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "bad CSR: %s", err);
+			it->error = xstrdup(msg);
+			continue;
+		}
+		if (ca_sign_x509(job->api->ca, it->spiffe_id, (const char *const *)it->dns_names,
+				 it->n_dns, ci.spki, ci.spki_len, it->ttl, now_unix(), &it->chain,
+				 &it->chain_len, NULL, err, sizeof(err)) < 0)
+			it->error = xstrdup(err);
+		csr_info_free(&ci);
+		it->seconds = (double)(now_mono_us() - t0) / 1e6;
+	}
+}
+
+static void sign_job_free(struct sign_job *job)
+{
+	for (size_t i = 0; i < job->n; i++) {
+		struct sign_item *it = &job->items[i];
+		free(it->entry_id);
+		free(it->spiffe_id);
+		for (size_t k = 0; k < it->n_dns; k++)
+			free(it->dns_names[k]);
+		free(it->dns_names);
+		free(it->csr);
+		free(it->chain);
+		free(it->error);
+	}
+	free(job->items);
+	free(job);
+}
+
+static void sign_after(uv_work_t *w, int status)
+{
+	struct sign_job *job = w->data;
+	struct node_api *n = job->api;
+	Lanyard__Node__V1__SignX509Response resp = LANYARD__NODE__V1__SIGN_X509_RESPONSE__INIT;
+	Lanyard__Node__V1__X509SignResult *res = xcalloc(job->n + 1, sizeof(*res));
+	Lanyard__Node__V1__X509SignResult **ptrs = xcalloc(job->n + 1, sizeof(*ptrs));
+	for (size_t i = 0; i < job->n; i++) {
+		struct sign_item *it = &job->items[i];
+		lanyard__node__v1__x509_sign_result__init(&res[i]);
+		res[i].entry_id = it->entry_id;
+		if (it->error || status != 0) {
+			res[i].error = it->error ? it->error : (char *)"signing was cancelled";
+			n->stats.x509_err++;
+		} else {
+			res[i].svid.data = it->chain;
+			res[i].svid.len = it->chain_len;
+			n->stats.x509_ok++;
+			histogram_add(n, it->seconds);
+		}
+		ptrs[i] = &res[i];
+	}
+	resp.results = ptrs;
+	resp.n_results = job->n;
+	if (!grpc_call_is_closed(job->call)) {
+		grpc_call_send_pb(job->call, &resp.base);
+		grpc_call_finish(job->call, GRPC_STATUS_OK, NULL);
+	}
+	grpc_call_unref(job->call);
+	free(res);
+	free(ptrs);
+	sign_job_free(job);
+}
+
+static void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct node_api *n = api_of(call);
+	Lanyard__Node__V1__SignX509Request *req =
+		lanyard__node__v1__sign_x509_request__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed SignX509Request");
+		return;
+	}
+	struct agent_record *a = NULL;
+	if (req->n_items > MAX_SIGN_BATCH) {
+		finishf(call, GRPC_STATUS_INVALID_ARGUMENT, "at most %d CSRs per batch",
+			MAX_SIGN_BATCH);
+		goto out;
+	}
+	a = authorize(n, call);
+	if (!a)
+		goto out;
+	const struct authz_index *ix = index_get(n);
+	struct sign_job *job = xcalloc(1, sizeof(*job));
+	job->api = n;
+	job->call = call;
+	job->n = req->n_items;
+	job->items = xcalloc(job->n + 1, sizeof(*job->items));
+	for (size_t i = 0; i < job->n; i++) {
+		Lanyard__Node__V1__X509SignItem *in = req->items[i];
+		struct sign_item *it = &job->items[i];
+		it->entry_id = xstrdup(in->entry_id);
+		const struct entry *e = ix ? authz_find(ix, in->entry_id) : NULL;
+		if (!e || !authz_allows(ix, a, e)) {
+			char m[200];
+			snprintf(m, sizeof(m), "entry %.64s is not authorized for this agent",
+				 in->entry_id);
+			it->error = xstrdup(m);
+			continue;
+		}
+		/* The SVID's ID, names and lifetime come from the entry, never from the CSR. */
+		it->spiffe_id = xstrdup(e->spiffe_id);
+		it->n_dns = e->n_dns_names;
+		it->dns_names = xcalloc(it->n_dns + 1, sizeof(char *));
+		for (size_t k = 0; k < it->n_dns; k++)
+			it->dns_names[k] = xstrdup(e->dns_names[k]);
+		it->ttl = e->x509_svid_ttl > 0 ? e->x509_svid_ttl : n->default_x509_ttl;
+		it->csr = xmalloc(in->csr.len + 1);
+		memcpy(it->csr, in->csr.data, in->csr.len);
+		it->csr_len = in->csr.len;
+	}
+	job->work.data = job;
+	grpc_call_ref(call);
+	if (uv_queue_work(n->loop, &job->work, sign_work, sign_after) != 0) {
+		grpc_call_unref(call);
+		sign_job_free(job);
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "cannot schedule signing");
+	}
+out:
+	agent_record_free(a);
+	lanyard__node__v1__sign_x509_request__free_unpacked(req, NULL);
+}
+
+/* ---- SignJWT and GetBundle ---- */
+
+static void on_sign_jwt(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct node_api *n = api_of(call);
+	Lanyard__Node__V1__SignJWTRequest *req =
+		lanyard__node__v1__sign_jwtrequest__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed SignJWTRequest");
+		return;
+	}
+	char *token = NULL;
+	struct agent_record *a = NULL;
+	if (req->n_audience == 0) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "audience is required");
+		goto out;
+	}
+	for (size_t i = 0; i < req->n_audience; i++) {
+		if (!req->audience[i][0] || strlen(req->audience[i]) > 1024) {
+			grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+					 "audience values must be non-empty and at most 1024 bytes");
+			goto out;
+		}
+	}
+	a = authorize(n, call);
+	if (!a)
+		goto out;
+	const struct authz_index *ix = index_get(n);
+	const struct entry *e = ix ? authz_find(ix, req->entry_id) : NULL;
+	if (!e || !authz_allows(ix, a, e)) {
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
+			"entry %.64s is not authorized for this agent", req->entry_id);
+		n->stats.jwt_err++;
+		goto out;
+	}
+	int64_t ttl = e->jwt_svid_ttl > 0 ? e->jwt_svid_ttl : n->default_jwt_ttl;
+	int64_t exp;
+	char err[256];
+	int64_t t0 = now_mono_us();
+	if (ca_sign_jwt(n->ca, e->spiffe_id, (const char *const *)req->audience, req->n_audience,
+			ttl, now_unix(), &token, &exp, err, sizeof(err)) < 0) {
+		finishf(call, GRPC_STATUS_INTERNAL, "cannot sign the JWT-SVID: %s", err);
+		n->stats.jwt_err++;
+		goto out;
+	}
+	histogram_add(n, (double)(now_mono_us() - t0) / 1e6);
+	Lanyard__Node__V1__SignJWTResponse resp = LANYARD__NODE__V1__SIGN_JWTRESPONSE__INIT;
+	resp.token = token;
+	resp.expires_at = exp;
+	grpc_call_send_pb(call, &resp.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	n->stats.jwt_ok++;
+out:
+	free(token);
+	agent_record_free(a);
+	lanyard__node__v1__sign_jwtrequest__free_unpacked(req, NULL);
+}
+
+static void on_get_bundle(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct node_api *n = api_of(call);
+	struct agent_record *a = authorize(n, call);
+	if (!a)
+		return;
+	agent_record_free(a);
+	Lanyard__Node__V1__Bundle *b = bundle_pb(n);
+	if (!b) {
+		grpc_call_finish(call, GRPC_STATUS_INTERNAL, "cannot read the bundle");
+		return;
+	}
+	grpc_call_send_pb(call, &b->base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	bundle_pb_free(b);
+}
+
+static const struct grpc_method methods[] = {
+	{.path = PATH_PREFIX "Attest", .on_request = on_attest},
+	{.path = PATH_PREFIX "RenewAgent", .on_request = on_renew},
+	{.path = PATH_PREFIX "SyncEntries", .server_streaming = true, .on_request = on_sync},
+	{.path = PATH_PREFIX "SignX509", .on_request = on_sign_x509},
+	{.path = PATH_PREFIX "SignJWT", .on_request = on_sign_jwt},
+	{.path = PATH_PREFIX "GetBundle", .on_request = on_get_bundle},
+};
+
+static int on_connect(struct grpc_conn *conn, int fd)
+{
+	struct node_api *n = grpc_server_ud(grpc_conn_server(conn));
+	n->stats.connections++;
+	return 0;
+}
+
+static void on_disconnect(struct grpc_conn *conn)
+{
+	struct node_api *n = grpc_server_ud(grpc_conn_server(conn));
+	n->stats.connections--;
+}
+
+int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct datastore *ds,
+		   struct ca *ca, struct node_api **out, char *err, size_t errlen)
+{
+	struct node_api *n = xcalloc(1, sizeof(*n));
+	n->loop = loop;
+	n->ds = ds;
+	n->ca = ca;
+	n->trust_domain = xstrdup(o->trust_domain);
+	char sid[300];
+	snprintf(sid, sizeof(sid), "spiffe://%s/lanyard/server", o->trust_domain);
+	n->server_id = xstrdup(sid);
+	n->default_x509_ttl = o->default_x509_svid_ttl;
+	n->default_jwt_ttl = o->default_jwt_svid_ttl;
+	n->agent_ttl = o->agent_svid_ttl;
+	n->index_counter = -1;
+	uv_timer_init(loop, &n->tls_timer);
+	n->tls_timer.data = n;
+	WOLFSSL_CTX *ctx = NULL;
+	if (lkey_generate(KEY_EC_P256, &n->tls_key) < 0) {
+		snprintf(err, errlen, "cannot generate the server's TLS key");
+		goto fail;
+	}
+	ctx = make_tls_ctx(n, err, errlen);
+	if (!ctx)
+		goto fail;
+	struct grpc_server_config cfg = {
+		.methods = methods,
+		.n_methods = ARRAY_LEN(methods),
+		.ud = n,
+		.on_connect = on_connect,
+		.on_disconnect = on_disconnect,
+		.on_call_closed = on_call_closed,
+		.max_message_size = 16u << 20,
+	};
+	int r = grpc_server_listen_tcp(loop, o->bind_address, o->port, ctx, &cfg, &n->grpc, err,
+				       errlen);
+	wolfSSL_CTX_free(ctx);
+	if (r < 0)
+		goto fail;
+	arm_tls_timer(n);
+	*out = n;
+	return 0;
+fail:
+	uv_close((uv_handle_t *)&n->tls_timer, NULL);
+	/* The timer handle lives in n: let the loop finish closing it before n goes. */
+	uv_run(loop, UV_RUN_NOWAIT);
+	lkey_free(n->tls_key);
+	free(n->trust_domain);
+	free(n->server_id);
+	free(n);
+	return -1;
+}
+
+int node_api_port(struct node_api *n)
+{
+	return grpc_server_port(n->grpc);
+}
+
+void node_api_stats(struct node_api *n, struct node_api_stats *out)
+{
+	*out = n->stats;
+}
+
+static void closed_one(struct node_api *n)
+{
+	if (--n->pending_closes > 0)
+		return;
+	authz_index_free(n->index);
+	lkey_free(n->tls_key);
+	free(n->trust_domain);
+	free(n->server_id);
+	void (*done)(void *) = n->done;
+	void *arg = n->done_arg;
+	free(n);
+	if (done)
+		done(arg);
+}
+
+static void grpc_done(void *arg)
+{
+	closed_one(arg);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	closed_one(h->data);
+}
+
+void node_api_shutdown(struct node_api *n, void (*done)(void *arg), void *arg)
+{
+	n->stopping = true;
+	n->done = done;
+	n->done_arg = arg;
+	n->pending_closes = 2;
+	for (struct sync_stream *s = n->streams; s; s = s->next)
+		grpc_call_finish(s->call, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+	uv_close((uv_handle_t *)&n->tls_timer, timer_closed);
+	grpc_server_shutdown(n->grpc, 2000, grpc_done, n);
+}

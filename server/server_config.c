@@ -1,0 +1,83 @@
+#include "server_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "spiffeid.h"
+#include "util.h"
+
+#define OPT(field) .offset = offsetof(struct server_config, field)
+#define YEAR (366LL * 86400)
+
+static const char *const key_types[] = {"ec-p256", "ec-p384", "rsa-2048", NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+const struct cfg_option server_config_options[] = {
+	{.name = "trust_domain", .type = CFG_STRING, OPT(trust_domain), .required = true,
+	 .doc = "the trust domain this server signs for, e.g. example.org"},
+	{.name = "data_dir", .type = CFG_STRING, OPT(data_dir), .def = "/var/lib/lanyard/server",
+	 .doc = "directory for the datastore and CA keys (created 0700)"},
+	{.name = "bind_address", .type = CFG_STRING, OPT(bind_address), .def = "0.0.0.0",
+	 .doc = "address of the node API (agents connect here)"},
+	{.name = "bind_port", .type = CFG_INT, OPT(bind_port), .def = "8081", .min = 0, .max = 65535,
+	 .doc = "port of the node API (0 picks a free port, logged at start)"},
+	{.name = "admin_socket", .type = CFG_STRING, OPT(admin_socket),
+	 .def = "/run/lanyard/server/admin.sock", .doc = "Unix socket of the admin API and the CLI"},
+	{.name = "http_address", .type = CFG_STRING, OPT(http_address), .def = "127.0.0.1",
+	 .doc = "address of the operator HTTP endpoint"},
+	{.name = "http_port", .type = CFG_INT, OPT(http_port), .def = "8080", .min = 0, .max = 65535,
+	 .doc = "port of the operator HTTP endpoint (0 disables it)"},
+	{.name = "ca_key_type", .type = CFG_ENUM, OPT(ca_key_type), .def = "ec-p256",
+	 .choices = key_types, .doc = "CA key type: ec-p256, ec-p384 or rsa-2048"},
+	{.name = "ca_ttl", .type = CFG_DURATION, OPT(ca_ttl), .def = "24h", .min = 30, .max = 10 * YEAR,
+	 .doc = "lifetime of each CA authority; rotation prepares at 1/2, activates at 5/6"},
+	{.name = "default_x509_svid_ttl", .type = CFG_DURATION, OPT(default_x509_svid_ttl),
+	 .def = "1h", .min = 10, .max = YEAR, .doc = "X509-SVID lifetime when the entry sets none"},
+	{.name = "default_jwt_svid_ttl", .type = CFG_DURATION, OPT(default_jwt_svid_ttl),
+	 .def = "5m", .min = 10, .max = YEAR, .doc = "JWT-SVID lifetime when the entry sets none"},
+	{.name = "agent_svid_ttl", .type = CFG_DURATION, OPT(agent_svid_ttl), .def = "1h", .min = 10,
+	 .max = YEAR, .doc = "lifetime of the agents' own X509-SVIDs"},
+	{.name = "join_token_ttl", .type = CFG_DURATION, OPT(join_token_ttl), .def = "600", .min = 1,
+	 .max = YEAR, .doc = "default lifetime of join tokens"},
+	{.name = "upstream_ca_cert", .type = CFG_STRING, OPT(upstream_ca_cert),
+	 .doc = "PEM certificate of an upstream CA that signs our CA (optional)"},
+	{.name = "upstream_ca_key", .type = CFG_STRING, OPT(upstream_ca_key),
+	 .doc = "PEM private key of the upstream CA (mode 0600; with upstream_ca_cert)"},
+	{.name = "log_level", .type = CFG_ENUM, OPT(log_level), .def = "info", .choices = log_levels,
+	 .doc = "debug, info, warn or error"},
+	{.name = "log_format", .type = CFG_ENUM, OPT(log_format), .def = "text",
+	 .choices = log_formats, .doc = "text or json"},
+};
+const size_t server_config_n_options = ARRAY_LEN(server_config_options);
+
+int server_config_load(const char *path, struct server_config *cfg, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	if (config_load(path, server_config_options, server_config_n_options, cfg, err, errlen) < 0)
+		return -1;
+	char why[256];
+	if (trust_domain_validate(cfg->trust_domain, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: key 'trust_domain': value \"%s\": %s", path,
+			 cfg->trust_domain, why);
+		return -1;
+	}
+	if (!!cfg->upstream_ca_cert != !!cfg->upstream_ca_key) {
+		snprintf(err, errlen, "%s: keys 'upstream_ca_cert' and 'upstream_ca_key' go together",
+			 path);
+		return -1;
+	}
+	if (cfg->default_x509_svid_ttl > cfg->ca_ttl || cfg->agent_svid_ttl > cfg->ca_ttl) {
+		snprintf(err, errlen,
+			 "%s: key 'default_x509_svid_ttl'/'agent_svid_ttl': SVIDs cannot outlive the "
+			 "CA (ca_ttl %llds)",
+			 path, (long long)cfg->ca_ttl);
+		return -1;
+	}
+	return 0;
+}
+
+void server_config_free(struct server_config *cfg)
+{
+	config_free(server_config_options, server_config_n_options, cfg);
+}

@@ -1,0 +1,38 @@
+/* server_config.h: lanyard-server's configuration file (JSON), declared once as a table. */
+#ifndef LANYARD_SERVER_CONFIG_H
+#define LANYARD_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct server_config {
+	char *trust_domain;
+	char *data_dir;
+	char *bind_address;
+	int64_t bind_port;
+	char *admin_socket;
+	char *http_address;
+	int64_t http_port;
+	char *ca_key_type;
+	int64_t ca_ttl;
+	int64_t default_x509_svid_ttl;
+	int64_t default_jwt_svid_ttl;
+	int64_t agent_svid_ttl;
+	int64_t join_token_ttl;
+	char *upstream_ca_cert;
+	char *upstream_ca_key;
+	char *log_level;
+	char *log_format;
+};
+
+extern const struct cfg_option server_config_options[];
+extern const size_t server_config_n_options;
+
+/* Defaults, the file, then the rules between keys. 0, or -1 with a message naming file/key/value. */
+int server_config_load(const char *path, struct server_config *cfg, char *err, size_t errlen);
+void server_config_free(struct server_config *cfg);
+
+#endif

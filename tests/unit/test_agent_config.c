@@ -1,0 +1,178 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_config.h"
+#include "util.h"
+
+static char dir[64];
+
+static const char *write_cfg(const char *text)
+{
+	static char path[128];
+	snprintf(path, sizeof(path), "%s/agent.json", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/lanyard-acfg-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static void defaults(void **state)
+{
+	struct agent_config c = {0};
+	char err[512] = "";
+	const char *p = write_cfg("{\"trust_domain\":\"example.org\","
+				  "\"trust_bundle_path\":\"/etc/lanyard/bundle.pem\"}");
+	assert_int_equal(agent_config_load(p, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.trust_domain, "example.org");
+	assert_string_equal(c.server_address, "127.0.0.1");
+	assert_int_equal(c.server_port, 8081);
+	assert_string_equal(c.trust_bundle_path, "/etc/lanyard/bundle.pem");
+	assert_false(c.insecure_bootstrap);
+	assert_string_equal(c.data_dir, "/var/lib/lanyard/agent");
+	assert_string_equal(c.socket_path, "/run/lanyard/agent/api.sock");
+	assert_string_equal(c.http_address, "127.0.0.1");
+	assert_int_equal(c.http_port, 8088);
+	assert_null(c.join_token);
+	assert_string_equal(c.workload_key_type, "ec-p256");
+	assert_true(c.rotation_fraction > 0.499 && c.rotation_fraction < 0.501);
+	assert_string_equal(c.log_level, "info");
+	assert_string_equal(c.log_format, "text");
+	assert_false(c.unix_workload_path_selectors);
+	assert_int_equal(c.sha256_max_size, 256 << 20);
+	assert_int_equal(c.max_conns_per_uid, 64);
+	assert_int_equal(c.sync_staleness, 300);
+	agent_config_free(&c);
+	agent_config_free(NULL);
+}
+
+static void all_keys(void **state)
+{
+	struct agent_config c = {0};
+	char err[512] = "";
+	const char *p = write_cfg(
+		"{\"trust_domain\":\"prod.example\",\"server_address\":\"lanyard.local\","
+		"\"server_port\":9443,\"insecure_bootstrap\":true,\"data_dir\":\"/tmp/x\","
+		"\"socket_path\":\"/tmp/x/api.sock\",\"http_address\":\"0.0.0.0\",\"http_port\":0,"
+		"\"join_token\":\"abc\",\"workload_key_type\":\"rsa-2048\",\"rotation_fraction\":0.3,"
+		"\"log_level\":\"debug\",\"log_format\":\"json\",\"unix_workload_path_selectors\":true,"
+		"\"sha256_max_size\":1024,\"max_conns_per_uid\":5,\"sync_staleness\":\"90s\"}");
+	assert_int_equal(agent_config_load(p, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.server_address, "lanyard.local");
+	assert_int_equal(c.server_port, 9443);
+	assert_true(c.insecure_bootstrap);
+	assert_null(c.trust_bundle_path);
+	assert_string_equal(c.join_token, "abc");
+	assert_string_equal(c.workload_key_type, "rsa-2048");
+	assert_true(c.rotation_fraction > 0.299 && c.rotation_fraction < 0.301);
+	assert_string_equal(c.log_format, "json");
+	assert_true(c.unix_workload_path_selectors);
+	assert_int_equal(c.sha256_max_size, 1024);
+	assert_int_equal(c.max_conns_per_uid, 5);
+	assert_int_equal(c.sync_staleness, 90);
+	agent_config_free(&c);
+}
+
+static void expect_error(const char *text, const char *const *needles)
+{
+	struct agent_config c = {0};
+	char err[512] = "";
+	const char *p = write_cfg(text);
+	assert_int_equal(agent_config_load(p, &c, err, sizeof(err)), -1);
+	for (; *needles; needles++)
+		if (!strstr(err, *needles))
+			fail_msg("error '%s' lacks '%s'", err, *needles);
+	agent_config_free(&c);
+}
+
+#define TD "\"trust_domain\":\"example.org\","
+
+static void errors_name_key_value_file(void **state)
+{
+	expect_error("{\"server_port\":1}", (const char *[]){"required key 'trust_domain'", dir, NULL});
+	expect_error("{\"trust_domain\":\"Example..org/x\"}",
+		     (const char *[]){"'trust_domain'", "Example..org/x", dir, NULL});
+	expect_error("{" TD "\"server_port\":0}", (const char *[]){"'server_port'", "0", "range", dir, NULL});
+	expect_error("{" TD "\"bogus\":1}", (const char *[]){"unknown key 'bogus'", dir, NULL});
+	expect_error("{" TD "\"workload_key_type\":\"ed25519\"}",
+		     (const char *[]){"'workload_key_type'", "ed25519", "ec-p256, ec-p384, rsa-2048", NULL});
+	expect_error("{" TD "\"rotation_fraction\":1.5}",
+		     (const char *[]){"'rotation_fraction'", "1.5", "range", NULL});
+	expect_error("{" TD "\"rotation_fraction\":0.01}", (const char *[]){"'rotation_fraction'", NULL});
+	expect_error("{" TD "\"log_level\":\"trace\"}", (const char *[]){"'log_level'", "trace", NULL});
+	expect_error("{" TD "\"log_format\":\"xml\"}", (const char *[]){"'log_format'", "xml", NULL});
+	expect_error("{" TD "\"insecure_bootstrap\":\"yes\"}",
+		     (const char *[]){"'insecure_bootstrap'", "yes", NULL});
+	expect_error("{" TD "\"sync_staleness\":\"soon\"}",
+		     (const char *[]){"'sync_staleness'", "soon", "duration", NULL});
+	expect_error("{" TD "\"data_dir\":\"relative/dir\"}",
+		     (const char *[]){"'data_dir'", "relative/dir", "absolute", dir, NULL});
+	expect_error("{" TD "\"socket_path\":\"\"}", (const char *[]){"'socket_path'", "empty", NULL});
+	expect_error("{" TD "\"trust_bundle_path\":\"/b.pem\",\"insecure_bootstrap\":true}",
+		     (const char *[]){"'trust_bundle_path'", "'insecure_bootstrap'", dir, NULL});
+	expect_error("{" TD "\"max_conns_per_uid\":0}", (const char *[]){"'max_conns_per_uid'", NULL});
+	expect_error("{" TD, (const char *[]){"invalid JSON", dir, NULL});
+}
+
+static void empty_join_token_is_unset(void **state)
+{
+	struct agent_config c = {0};
+	char err[512] = "";
+	const char *p = write_cfg("{" TD "\"join_token\":\"\"}");
+	assert_int_equal(agent_config_load(p, &c, err, sizeof(err)), 0);
+	assert_null(c.join_token);
+	agent_config_free(&c);
+}
+
+static void missing_file(void **state)
+{
+	struct agent_config c = {0};
+	char err[512] = "";
+	assert_int_equal(agent_config_load("/nonexistent/agent.json", &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "/nonexistent/agent.json"));
+	agent_config_free(&c);
+}
+
+static void option_table_documented(void **state)
+{
+	assert_true(agent_config_n_options >= 18);
+	for (size_t i = 0; i < agent_config_n_options; i++) {
+		assert_non_null(agent_config_options[i].name);
+		assert_non_null(agent_config_options[i].doc);
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(agent_config_options[i].name,
+						agent_config_options[j].name);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(defaults),
+		cmocka_unit_test(all_keys),
+		cmocka_unit_test(errors_name_key_value_file),
+		cmocka_unit_test(empty_join_token_is_unset),
+		cmocka_unit_test(missing_file),
+		cmocka_unit_test(option_table_documented),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,635 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datastore.h"
+#include "entry.h"
+#include "util.h"
+
+#define TD "example.org"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct datastore *ds;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/lanyard-ds-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/server.db", f->dir);
+	char err[256] = "";
+	if (datastore_open_sqlite(f->path, &f->ds, err, sizeof(err)) < 0) {
+		fprintf(stderr, "open: %s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char p[192];
+	datastore_close(f->ds);
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", f->path, suffixes[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fixture *f)
+{
+	char err[256] = "";
+	datastore_close(f->ds);
+	f->ds = NULL;
+	assert_int_equal(datastore_open_sqlite(f->path, &f->ds, err, sizeof(err)), 0);
+}
+
+static struct entry *mk_entry(const char *spiffe, const char *parent, const char *sel1,
+			      const char *sel2)
+{
+	struct entry *e = xcalloc(1, sizeof(*e));
+	e->spiffe_id = xstrdup(spiffe);
+	e->parent_id = xstrdup(parent);
+	e->n_selectors = sel2 ? 2 : 1;
+	e->selectors = xcalloc(e->n_selectors, sizeof(char *));
+	e->selectors[0] = xstrdup(sel1);
+	if (sel2)
+		e->selectors[1] = xstrdup(sel2);
+	return e;
+}
+
+static void open_creates_private_file(void **state)
+{
+	struct fixture *f = *state;
+	struct stat st;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(ds_ping(f->ds), 0);
+}
+
+static void entry_crud(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *e = mk_entry("spiffe://" TD "/web", "spiffe://" TD "/agent/a", "unix:uid:1000",
+				   "unix:gid:1000");
+	e->x509_svid_ttl = 3600;
+	e->hint = xstrdup("web");
+	e->dns_names = xcalloc(1, sizeof(char *));
+	e->dns_names[0] = xstrdup("web.example.org");
+	e->n_dns_names = 1;
+	int64_t c0 = ds_change_counter(f->ds);
+
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	assert_int_equal(strlen(e->id), 36);
+	assert_true(e->revision > 0);
+	assert_true(e->created_at > 0);
+	assert_true(ds_change_counter(f->ds) > c0);
+
+	struct entry *g = NULL;
+	assert_int_equal(ds_entry_get(f->ds, e->id, &g), 0);
+	assert_string_equal(g->id, e->id);
+	assert_string_equal(g->spiffe_id, "spiffe://" TD "/web");
+	assert_string_equal(g->parent_id, "spiffe://" TD "/agent/a");
+	assert_int_equal(g->n_selectors, 2);
+	/* Stored sorted. */
+	assert_string_equal(g->selectors[0], "unix:gid:1000");
+	assert_string_equal(g->selectors[1], "unix:uid:1000");
+	assert_int_equal(g->x509_svid_ttl, 3600);
+	assert_int_equal(g->jwt_svid_ttl, 0);
+	assert_string_equal(g->hint, "web");
+	assert_int_equal(g->n_dns_names, 1);
+	assert_string_equal(g->dns_names[0], "web.example.org");
+	assert_int_equal(g->revision, e->revision);
+	assert_int_equal(g->created_at, e->created_at);
+
+	/* Update bumps the revision, keeps created_at. */
+	int64_t rev = g->revision, created = g->created_at;
+	free(g->hint);
+	g->hint = NULL;
+	g->admin = true;
+	g->created_at = 1;
+	int64_t c1 = ds_change_counter(f->ds);
+	assert_int_equal(ds_entry_update(f->ds, g, err, sizeof(err)), 0);
+	assert_true(g->revision > rev);
+	assert_int_equal(g->created_at, created);
+	assert_true(ds_change_counter(f->ds) > c1);
+	struct entry *h = NULL;
+	assert_int_equal(ds_entry_get(f->ds, e->id, &h), 0);
+	assert_null(h->hint);
+	assert_true(h->admin);
+	assert_int_equal(h->revision, g->revision);
+	assert_int_equal(h->created_at, created);
+	entry_free(h);
+
+	/* Unknown ids. */
+	struct entry *ghost = entry_dup(g);
+	snprintf(ghost->id, sizeof(ghost->id), "00000000-0000-4000-8000-000000000000");
+	assert_int_equal(ds_entry_update(f->ds, ghost, err, sizeof(err)), -ENOENT);
+	assert_int_equal(ds_entry_get(f->ds, ghost->id, &h), -ENOENT);
+	assert_int_equal(ds_entry_delete(f->ds, ghost->id), -ENOENT);
+	entry_free(ghost);
+
+	int64_t c2 = ds_change_counter(f->ds);
+	assert_int_equal(ds_entry_delete(f->ds, e->id), 0);
+	assert_true(ds_change_counter(f->ds) > c2);
+	assert_int_equal(ds_entry_get(f->ds, e->id, &h), -ENOENT);
+	assert_int_equal(ds_entry_delete(f->ds, e->id), -ENOENT);
+	entry_free(g);
+	entry_free(e);
+}
+
+static void entry_duplicates_refused(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *a = mk_entry("spiffe://" TD "/db", "spiffe://" TD "/agent/a", "unix:uid:1", "unix:gid:2");
+	/* Same set in another order and with a repeat: still the same entry. */
+	struct entry *b = mk_entry("spiffe://" TD "/db", "spiffe://" TD "/agent/a", "unix:gid:2", "unix:uid:1");
+	struct entry *c = mk_entry("spiffe://" TD "/db", "spiffe://" TD "/agent/a", "unix:uid:1", NULL);
+	assert_int_equal(ds_entry_create(f->ds, a, err, sizeof(err)), 0);
+	int64_t counter = ds_change_counter(f->ds);
+	err[0] = '\0';
+	assert_int_equal(ds_entry_create(f->ds, b, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "an entry with the same SPIFFE ID, parent ID and selectors already exists"));
+	assert_non_null(strstr(err, a->id));
+	assert_int_equal(b->id[0], '\0');
+	assert_int_equal(ds_change_counter(f->ds), counter);
+
+	/* A subset of the selectors is another entry. */
+	assert_int_equal(ds_entry_create(f->ds, c, err, sizeof(err)), 0);
+	/* Updating c into a copy of a is refused too, and leaves c unchanged. */
+	struct entry *c2 = entry_dup(c);
+	c2->selectors = xrealloc(c2->selectors, 2 * sizeof(char *));
+	c2->selectors[1] = xstrdup("unix:gid:2");
+	c2->n_selectors = 2;
+	assert_int_equal(ds_entry_update(f->ds, c2, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, a->id));
+	struct entry *g = NULL;
+	assert_int_equal(ds_entry_get(f->ds, c->id, &g), 0);
+	assert_int_equal(g->n_selectors, 1);
+	assert_int_equal(g->revision, c->revision);
+	/* Updating an entry without changing its identity is no duplicate of itself. */
+	assert_int_equal(ds_entry_update(f->ds, g, err, sizeof(err)), 0);
+	entry_free(g);
+	entry_free(c2);
+	entry_free(a);
+	entry_free(b);
+	entry_free(c);
+}
+
+static void entry_filters(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *es[] = {
+		mk_entry("spiffe://" TD "/a", "spiffe://" TD "/agent/1", "unix:uid:1", "unix:gid:1"),
+		mk_entry("spiffe://" TD "/a", "spiffe://" TD "/agent/2", "unix:uid:1", NULL),
+		mk_entry("spiffe://" TD "/b", "spiffe://" TD "/agent/1", "unix:uid:2", "unix:gid:1"),
+		mk_entry("spiffe://" TD "/c", "spiffe://" TD "/agent/2", "k8s:ns:x", NULL),
+	};
+	for (size_t i = 0; i < ARRAY_LEN(es); i++)
+		assert_int_equal(ds_entry_create(f->ds, es[i], err, sizeof(err)), 0);
+
+	struct entry **out = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_entry_list(f->ds, NULL, &out, &n), 0);
+	assert_int_equal(n, 4);
+	entry_array_free(out, n);
+
+	struct entry_filter fl = { .spiffe_id = "spiffe://" TD "/a" };
+	assert_int_equal(ds_entry_list(f->ds, &fl, &out, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(out[i]->spiffe_id, "spiffe://" TD "/a");
+	entry_array_free(out, n);
+
+	fl = (struct entry_filter){ .parent_id = "spiffe://" TD "/agent/2" };
+	assert_int_equal(ds_entry_list(f->ds, &fl, &out, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(out[i]->parent_id, "spiffe://" TD "/agent/2");
+	entry_array_free(out, n);
+
+	fl = (struct entry_filter){ .spiffe_id = "spiffe://" TD "/a", .parent_id = "spiffe://" TD "/agent/2" };
+	assert_int_equal(ds_entry_list(f->ds, &fl, &out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0]->id, es[1]->id);
+	entry_array_free(out, n);
+
+	const char *const gid1[] = { "unix:gid:1" };
+	fl = (struct entry_filter){ .selectors = gid1, .n_selectors = 1 };
+	assert_int_equal(ds_entry_list(f->ds, &fl, &out, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(out[i]->parent_id, "spiffe://" TD "/agent/1");
+	entry_array_free(out, n);
+
+	const char *const both[] = { "unix:gid:1", "unix:uid:1" };
+	fl = (struct entry_filter){ .selectors = both, .n_selectors = 2 };
+	assert_int_equal(ds_entry_list(f->ds, &fl, &out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0]->id, es[0]->id);
+	entry_array_free(out, n);
+
+	const char *const none[] = { "unix:uid:1", "k8s:ns:x" };
+	fl = (struct entry_filter){ .selectors = none, .n_selectors = 2 };
+	assert_int_equal(ds_entry_list(f->ds, &fl, &out, &n), 0);
+	assert_int_equal(n, 0);
+	entry_array_free(out, n);
+
+	fl = (struct entry_filter){ .spiffe_id = "spiffe://" TD "/nobody" };
+	assert_int_equal(ds_entry_list(f->ds, &fl, &out, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(out);
+
+	for (size_t i = 0; i < ARRAY_LEN(es); i++)
+		entry_free(es[i]);
+}
+
+static void revisions_increase(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *a = mk_entry("spiffe://" TD "/r1", "spiffe://" TD "/agent/1", "a:1", NULL);
+	struct entry *b = mk_entry("spiffe://" TD "/r2", "spiffe://" TD "/agent/1", "a:1", NULL);
+	assert_int_equal(ds_entry_create(f->ds, a, err, sizeof(err)), 0);
+	assert_int_equal(ds_entry_create(f->ds, b, err, sizeof(err)), 0);
+	assert_true(b->revision > a->revision);
+	int64_t before = a->revision;
+	assert_int_equal(ds_entry_update(f->ds, a, err, sizeof(err)), 0);
+	assert_true(a->revision > b->revision);
+	assert_true(a->revision > before);
+	entry_free(a);
+	entry_free(b);
+}
+
+static void tokens(void **state)
+{
+	struct fixture *f = *state;
+	char *alias = NULL;
+	int64_t n = -1;
+	const int64_t now = 1000000;
+
+	assert_int_equal(ds_token_create(f->ds, "tok-a", "spiffe://" TD "/node/a", now + 600), 0);
+	assert_int_equal(ds_token_create(f->ds, "tok-b", NULL, now + 600), 0);
+	assert_int_equal(ds_token_create(f->ds, "tok-old", NULL, now - 1), 0);
+	assert_int_equal(ds_token_create(f->ds, "tok-a", NULL, now + 600), -EEXIST);
+	assert_int_equal(ds_token_count(f->ds, now, &n), 0);
+	assert_int_equal(n, 2);
+
+	assert_int_equal(ds_token_consume(f->ds, "tok-a", now, &alias), 0);
+	assert_string_equal(alias, "spiffe://" TD "/node/a");
+	free(alias);
+	alias = (char *)1;
+	/* Single use. */
+	assert_int_equal(ds_token_consume(f->ds, "tok-a", now, &alias), -ENOENT);
+	assert_null(alias);
+	assert_int_equal(ds_token_consume(f->ds, "tok-b", now, &alias), 0);
+	assert_null(alias);
+	assert_int_equal(ds_token_consume(f->ds, "unknown", now, &alias), -ENOENT);
+	assert_int_equal(ds_token_consume(f->ds, "", now, &alias), -ENOENT);
+	/* Expired: refused and consumed. */
+	assert_int_equal(ds_token_consume(f->ds, "tok-old", now, &alias), -ETIMEDOUT);
+	assert_null(alias);
+	assert_int_equal(ds_token_consume(f->ds, "tok-old", now - 100, &alias), -ENOENT);
+
+	/* A token exactly at its expiry time is expired. */
+	assert_int_equal(ds_token_create(f->ds, "tok-edge", NULL, now), 0);
+	assert_int_equal(ds_token_consume(f->ds, "tok-edge", now, NULL), -ETIMEDOUT);
+
+	/* Prune removes expired ones only. */
+	assert_int_equal(ds_token_create(f->ds, "tok-c", NULL, now + 10), 0);
+	assert_int_equal(ds_token_create(f->ds, "tok-d", NULL, now + 100), 0);
+	assert_int_equal(ds_token_prune(f->ds, now + 50), 0);
+	assert_int_equal(ds_token_consume(f->ds, "tok-c", now, NULL), -ENOENT);
+	assert_int_equal(ds_token_consume(f->ds, "tok-d", now, NULL), 0);
+}
+
+static int count_rows_with(const char *path, const char *needle)
+{
+	/* Reads the raw database files: the clear token must not appear anywhere in them. */
+	static const char *const suffixes[] = { "", "-wal" };
+	int hits = 0;
+	for (size_t i = 0; i < 2; i++) {
+		char p[192];
+		snprintf(p, sizeof(p), "%s%s", path, suffixes[i]);
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		if (file_read_all(p, 64 << 20, &buf, &len) < 0)
+			continue;
+		if (memmem(buf, len, needle, strlen(needle)))
+			hits++;
+		free(buf);
+	}
+	return hits;
+}
+
+static void tokens_stored_hashed(void **state)
+{
+	struct fixture *f = *state;
+	const char *tok = "3f9a1c0d5e7b2a4c6d8e0f1a2b3c4d5e-secret-token";
+	assert_int_equal(ds_token_create(f->ds, tok, NULL, now_unix() + 600), 0);
+	assert_int_equal(count_rows_with(f->path, tok), 0);
+	reopen(f);
+	assert_int_equal(ds_token_consume(f->ds, tok, now_unix(), NULL), 0);
+}
+
+static struct agent_record *mk_agent(const char *id)
+{
+	struct agent_record *a = xcalloc(1, sizeof(*a));
+	a->spiffe_id = xstrdup(id);
+	a->attestor = xstrdup("join_token");
+	a->n_selectors = 1;
+	a->selectors = xcalloc(1, sizeof(char *));
+	a->selectors[0] = xstrdup("join_token:abc");
+	a->n_aliases = 1;
+	a->aliases = xcalloc(1, sizeof(char *));
+	a->aliases[0] = xstrdup("spiffe://" TD "/node/alias");
+	a->serial = xstrdup("01ab");
+	a->not_after = 5000;
+	a->created_at = 100;
+	a->last_seen = 100;
+	return a;
+}
+
+static void agents(void **state)
+{
+	struct fixture *f = *state;
+	struct agent_record *a = mk_agent("spiffe://" TD "/agent/join_token/abc");
+	struct agent_record *b = mk_agent("spiffe://" TD "/agent/join_token/def");
+	struct agent_record *g = NULL, **list = NULL;
+	size_t n = 0;
+
+	int64_t c0 = ds_change_counter(f->ds);
+	assert_int_equal(ds_agent_upsert(f->ds, a), 0);
+	assert_true(ds_change_counter(f->ds) > c0);
+	assert_int_equal(ds_agent_upsert(f->ds, b), 0);
+	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &g), 0);
+	assert_string_equal(g->attestor, "join_token");
+	assert_int_equal(g->n_selectors, 1);
+	assert_string_equal(g->selectors[0], "join_token:abc");
+	assert_int_equal(g->n_aliases, 1);
+	assert_string_equal(g->aliases[0], "spiffe://" TD "/node/alias");
+	assert_string_equal(g->serial, "01ab");
+	assert_int_equal(g->not_after, 5000);
+	assert_false(g->banned);
+	agent_record_free(g);
+
+	/* Upsert replaces but keeps created_at. */
+	free(a->serial);
+	a->serial = xstrdup("02cd");
+	a->created_at = 999;
+	assert_int_equal(ds_agent_upsert(f->ds, a), 0);
+	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &g), 0);
+	assert_string_equal(g->serial, "02cd");
+	assert_int_equal(g->created_at, 100);
+	agent_record_free(g);
+
+	/* Touch: renewal recorded, counter unchanged. */
+	int64_t c1 = ds_change_counter(f->ds);
+	assert_int_equal(ds_agent_touch(f->ds, a->spiffe_id, "03ef", 7000, 200), 0);
+	assert_int_equal(ds_agent_touch(f->ds, a->spiffe_id, NULL, 8000, 300), 0);
+	assert_int_equal(ds_change_counter(f->ds), c1);
+	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &g), 0);
+	assert_string_equal(g->serial, "03ef");
+	assert_int_equal(g->not_after, 8000);
+	assert_int_equal(g->last_seen, 300);
+	agent_record_free(g);
+	assert_int_equal(ds_agent_touch(f->ds, "spiffe://" TD "/nope", NULL, 1, 1), -ENOENT);
+
+	assert_int_equal(ds_agent_list(f->ds, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0]->spiffe_id, a->spiffe_id);
+	assert_string_equal(list[1]->spiffe_id, b->spiffe_id);
+	json_t *j = agent_record_to_json(list[0]);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "spiffe_id")), a->spiffe_id);
+	assert_true(json_is_false(json_object_get(j, "banned")));
+	json_decref(j);
+	agent_record_array_free(list, n);
+
+	/* Ban. */
+	assert_int_equal(ds_agent_set_banned(f->ds, b->spiffe_id, true), 0);
+	assert_true(ds_change_counter(f->ds) > c1);
+	assert_int_equal(ds_agent_get(f->ds, b->spiffe_id, &g), 0);
+	assert_true(g->banned);
+	agent_record_free(g);
+	assert_int_equal(ds_agent_set_banned(f->ds, "spiffe://" TD "/nope", true), -ENOENT);
+
+	/* Evict. */
+	int64_t c2 = ds_change_counter(f->ds);
+	assert_int_equal(ds_agent_delete(f->ds, a->spiffe_id), 0);
+	assert_true(ds_change_counter(f->ds) > c2);
+	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &g), -ENOENT);
+	assert_int_equal(ds_agent_delete(f->ds, a->spiffe_id), -ENOENT);
+	assert_int_equal(ds_agent_list(f->ds, &list, &n), 0);
+	assert_int_equal(n, 1);
+	agent_record_array_free(list, n);
+
+	agent_record_free(a);
+	agent_record_free(b);
+}
+
+static void ca_records(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cert[] = { 0x30, 0x82, 0x00, 0x00, 0xde, 0xad };
+	uint8_t spki[] = { 0x30, 0x59, 0x01 };
+	struct ca_record r1 = { .id = "ca-1", .state = CA_STATE_ACTIVE, .cert_der = cert,
+				.cert_len = sizeof(cert), .jwt_kid = "kid-1", .jwt_spki = spki,
+				.jwt_spki_len = sizeof(spki), .not_before = 10, .not_after = 20,
+				.created_at = 5 };
+	struct ca_record r2 = { .id = "ca-2", .state = CA_STATE_PREPARED, .cert_der = cert,
+				.cert_len = 2, .not_before = 15, .not_after = 30 };
+	struct ca_record **list = NULL;
+	size_t n = 0;
+
+	assert_int_equal(ds_ca_put(f->ds, &r2), 0);
+	assert_int_equal(ds_ca_put(f->ds, &r1), 0);
+	assert_int_equal(ds_ca_list(f->ds, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0]->id, "ca-1");
+	assert_int_equal(list[0]->state, CA_STATE_ACTIVE);
+	assert_int_equal(list[0]->cert_len, sizeof(cert));
+	assert_memory_equal(list[0]->cert_der, cert, sizeof(cert));
+	assert_string_equal(list[0]->jwt_kid, "kid-1");
+	assert_int_equal(list[0]->jwt_spki_len, sizeof(spki));
+	assert_memory_equal(list[0]->jwt_spki, spki, sizeof(spki));
+	assert_int_equal(list[0]->created_at, 5);
+	assert_string_equal(list[1]->id, "ca-2");
+	assert_null(list[1]->jwt_kid);
+	assert_null(list[1]->jwt_spki);
+	assert_true(list[1]->created_at > 0);
+	ca_record_array_free(list, n);
+
+	/* Replace by id. */
+	r1.state = CA_STATE_OLD;
+	assert_int_equal(ds_ca_put(f->ds, &r1), 0);
+	assert_int_equal(ds_ca_list(f->ds, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0]->state, CA_STATE_OLD);
+	ca_record_array_free(list, n);
+
+	assert_int_equal(ds_ca_delete(f->ds, "ca-1"), 0);
+	assert_int_equal(ds_ca_delete(f->ds, "ca-1"), -ENOENT);
+	assert_int_equal(ds_ca_list(f->ds, &list, &n), 0);
+	assert_int_equal(n, 1);
+	ca_record_array_free(list, n);
+}
+
+static void kv(void **state)
+{
+	struct fixture *f = *state;
+	int64_t v = 0;
+	assert_int_equal(ds_kv_get_int(f->ds, "bundle_sequence", &v), -ENOENT);
+	assert_int_equal(ds_kv_set_int(f->ds, "bundle_sequence", 7), 0);
+	assert_int_equal(ds_kv_get_int(f->ds, "bundle_sequence", &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(ds_kv_set_int(f->ds, "bundle_sequence", INT64_MAX), 0);
+	assert_int_equal(ds_kv_get_int(f->ds, "bundle_sequence", &v), 0);
+	assert_true(v == INT64_MAX);
+}
+
+static void reopen_keeps_data(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *e = mk_entry("spiffe://" TD "/keep", "spiffe://" TD "/agent/1", "unix:uid:5", NULL);
+	struct agent_record *a = mk_agent("spiffe://" TD "/agent/keep");
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	assert_int_equal(ds_agent_upsert(f->ds, a), 0);
+	assert_int_equal(ds_token_create(f->ds, "keep-token", NULL, now_unix() + 600), 0);
+	assert_int_equal(ds_kv_set_int(f->ds, "seq", 42), 0);
+	int64_t counter = ds_change_counter(f->ds);
+
+	reopen(f);
+
+	struct entry *g = NULL;
+	assert_int_equal(ds_entry_get(f->ds, e->id, &g), 0);
+	assert_string_equal(g->spiffe_id, e->spiffe_id);
+	assert_int_equal(g->revision, e->revision);
+	entry_free(g);
+	struct agent_record *ga = NULL;
+	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &ga), 0);
+	agent_record_free(ga);
+	int64_t v = 0;
+	assert_int_equal(ds_kv_get_int(f->ds, "seq", &v), 0);
+	assert_int_equal(v, 42);
+	/* The counter never goes back, so revisions stay unique across restarts. */
+	assert_int_equal(ds_change_counter(f->ds), counter);
+	struct entry *e2 = mk_entry("spiffe://" TD "/keep2", "spiffe://" TD "/agent/1", "unix:uid:5", NULL);
+	assert_int_equal(ds_entry_create(f->ds, e2, err, sizeof(err)), 0);
+	assert_true(e2->revision > e->revision);
+	assert_int_equal(ds_token_consume(f->ds, "keep-token", now_unix(), NULL), 0);
+	/* Duplicates are still refused after a reopen. */
+	struct entry *dup = mk_entry("spiffe://" TD "/keep", "spiffe://" TD "/agent/1", "unix:uid:5", NULL);
+	assert_int_equal(ds_entry_create(f->ds, dup, err, sizeof(err)), -EEXIST);
+	entry_free(dup);
+	entry_free(e2);
+	entry_free(e);
+	agent_record_free(a);
+}
+
+static void newer_schema_refused(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	/* Simulate a database written by a future version: the server must not touch it. */
+	datastore_close(f->ds);
+	f->ds = NULL;
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "command -v sqlite3 >/dev/null && sqlite3 %s "
+		 "'INSERT INTO schema_version VALUES (99)'", f->path);
+	if (system(cmd) != 0) {
+		reopen(f);
+		skip();
+	}
+	assert_int_not_equal(datastore_open_sqlite(f->path, &f->ds, err, sizeof(err)), 0);
+	assert_null(f->ds);
+	assert_non_null(strstr(err, "newer"));
+	/* Put it back so that teardown works. */
+	snprintf(cmd, sizeof(cmd), "sqlite3 %s 'DELETE FROM schema_version WHERE version = 99'", f->path);
+	assert_int_equal(system(cmd), 0);
+	reopen(f);
+}
+
+static void bad_path_reported(void **state)
+{
+	struct datastore *ds = NULL;
+	char err[256] = "";
+	assert_true(datastore_open_sqlite("/nonexistent-dir/x/y.db", &ds, err, sizeof(err)) < 0);
+	assert_null(ds);
+	assert_non_null(strstr(err, "/nonexistent-dir/x/y.db"));
+}
+
+struct race {
+	struct datastore *ds;
+	int ok;
+};
+
+static void *consume_thread(void *arg)
+{
+	struct race *r = arg;
+	if (ds_token_consume(r->ds, "race-token", now_unix(), NULL) == 0)
+		r->ok = 1;
+	return NULL;
+}
+
+static void token_consumed_once_across_threads(void **state)
+{
+	struct fixture *f = *state;
+	struct race r[8];
+	pthread_t t[8];
+	assert_int_equal(ds_token_create(f->ds, "race-token", NULL, now_unix() + 600), 0);
+	for (int i = 0; i < 8; i++) {
+		r[i] = (struct race){ .ds = f->ds };
+		assert_int_equal(pthread_create(&t[i], NULL, consume_thread, &r[i]), 0);
+	}
+	int wins = 0;
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		wins += r[i].ok;
+	}
+	assert_int_equal(wins, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(open_creates_private_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_crud, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_duplicates_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(revisions_increase, setup, teardown),
+		cmocka_unit_test_setup_teardown(tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(tokens_stored_hashed, setup, teardown),
+		cmocka_unit_test_setup_teardown(agents, setup, teardown),
+		cmocka_unit_test_setup_teardown(ca_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(kv, setup, teardown),
+		cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(token_consumed_once_across_threads, setup, teardown),
+		cmocka_unit_test(bad_path_reported),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,268 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "keys.h"
+#include "persist.h"
+#include "util.h"
+#include "x509.h"
+
+static char root[64];
+static char dir[128];
+
+static int setup(void **state)
+{
+	strcpy(root, "/tmp/lanyard-persist-XXXXXX");
+	if (!mkdtemp(root))
+		return -1;
+	snprintf(dir, sizeof(dir), "%s/data/agent", root);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	return system(cmd);
+}
+
+static mode_t mode_of(const char *name)
+{
+	char p[256];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_int_equal(stat(p, &st), 0);
+	return st.st_mode & 07777;
+}
+
+static void chmod_file(const char *name, mode_t m)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_int_equal(chmod(p, m), 0);
+}
+
+/* A self-signed certificate and its key, as stand-ins for real SVIDs and CAs. */
+static void make_cert(const char *id, lkey **key, uint8_t **der, size_t *len)
+{
+	assert_int_equal(lkey_generate(KEY_EC_P256, key), 0);
+	struct x509_ca_params p = {.spiffe_id = id, .common_name = "test",
+				   .not_before = now_unix() - 10, .not_after = now_unix() + 3600};
+	assert_int_equal(x509_make_ca(*key, NULL, NULL, 0, &p, der, len), 0);
+}
+
+static struct svid *mk_svid(const char *entry_id, int64_t not_after)
+{
+	struct svid *v = xcalloc(1, sizeof(*v));
+	v->refs = 1;
+	v->entry_id = xstrdup(entry_id);
+	v->spiffe_id = xstrdup("spiffe://example.org/w");
+	v->hint = xstrdup("h");
+	lkey *k;
+	make_cert("spiffe://example.org", &k, &v->chain, &v->chain_len);
+	assert_int_equal(lkey_to_pkcs8_der(k, &v->key, &v->key_len), 0);
+	lkey_free(k);
+	snprintf(v->serial, sizeof(v->serial), "0abc");
+	v->not_before = now_unix() - 10;
+	v->not_after = not_after;
+	v->renew_at = not_after - 100;
+	v->entry_revision = 7;
+	return v;
+}
+
+static struct cache_entry *mk_entry(const char *id)
+{
+	char *sel[] = {"unix:gid:5", "unix:uid:1000"};
+	char *dns[] = {"a.example"};
+	struct cache_entry e = {.id = (char *)id, .spiffe_id = "spiffe://example.org/w",
+				.parent_id = "spiffe://example.org/agent", .hint = "h",
+				.selectors = sel, .n_selectors = 2, .dns_names = dns,
+				.n_dns_names = 1, .x509_svid_ttl = 60, .jwt_svid_ttl = 30,
+				.revision = 7};
+	return cache_entry_dup(&e);
+}
+
+static void save_all(void)
+{
+	char err[512] = "";
+	assert_int_equal(persist_prepare_dir(dir, err, sizeof(err)), 0);
+
+	lkey *ak;
+	uint8_t *achain, *akey;
+	size_t achain_len, akey_len;
+	make_cert("spiffe://example.org", &ak, &achain, &achain_len);
+	assert_int_equal(lkey_to_pkcs8_der(ak, &akey, &akey_len), 0);
+	assert_int_equal(persist_save_agent(dir, akey, akey_len, achain, achain_len, err,
+					    sizeof(err)), 0);
+	assert_int_equal(persist_save_bundle(dir, "example.org", achain, achain_len,
+					     "{\"keys\":[{\"kid\":\"k1\"}]}", 42, err, sizeof(err)),
+			 0);
+	secure_zero(akey, akey_len);
+	free(akey);
+	free(achain);
+	lkey_free(ak);
+
+	/* Sorted by id, as the node client keeps them; the SVID of "c" has expired. */
+	struct cache_entry *entries[] = {mk_entry("a"), mk_entry("b"), mk_entry("c")};
+	struct svid *svids[] = {mk_svid("a", now_unix() + 3600), mk_svid("c", now_unix() - 1)};
+	char *tokens[] = {"deadbeef"};
+	assert_int_equal(persist_save_state(dir, tokens, 1, entries, 3, svids, 2, err, sizeof(err)),
+			 0);
+	for (int i = 0; i < 3; i++)
+		cache_entry_free(entries[i]);
+	for (int i = 0; i < 2; i++)
+		svid_unref(svids[i]);
+}
+
+static void round_trip(void **state)
+{
+	save_all();
+	assert_int_equal(mode_of("."), 0700);
+	assert_int_equal(mode_of("agent_key.pem"), 0600);
+	assert_int_equal(mode_of("state.json"), 0600);
+
+	struct persist_data d;
+	char err[512] = "";
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_non_null(d.agent_key);
+	assert_non_null(d.agent_chain);
+	lkey *k;
+	assert_int_equal(lkey_from_der(d.agent_key, d.agent_key_len, &k), 0);
+	assert_true(lkey_matches_cert(k, d.agent_chain, d.agent_chain_len));
+	lkey_free(k);
+	assert_string_equal(d.trust_domain, "example.org");
+	assert_int_equal(d.bundle_sequence, 42);
+	assert_non_null(strstr(d.jwt_bundle, "k1"));
+	assert_int_equal(d.bundle_len, d.agent_chain_len);
+	assert_memory_equal(d.bundle, d.agent_chain, d.bundle_len);
+
+	assert_true(d.have_state);
+	assert_int_equal(d.n_used_tokens, 1);
+	assert_string_equal(d.used_tokens[0], "deadbeef");
+	assert_int_equal(d.n_entries, 3);
+	assert_string_equal(d.entries[0]->id, "a");
+	assert_string_equal(d.entries[2]->id, "c");
+	assert_int_equal(d.entries[1]->n_selectors, 2);
+	assert_string_equal(d.entries[1]->selectors[1], "unix:uid:1000");
+	assert_string_equal(d.entries[1]->dns_names[0], "a.example");
+	assert_int_equal(d.entries[1]->x509_svid_ttl, 60);
+	assert_int_equal(d.entries[1]->revision, 7);
+
+	/* The expired SVID of "c" is not loaded. */
+	assert_int_equal(d.n_svids, 1);
+	struct svid *v = d.svids[0];
+	assert_string_equal(v->entry_id, "a");
+	assert_string_equal(v->serial, "0abc");
+	assert_int_equal(v->entry_revision, 7);
+	assert_int_equal(v->refs, 1);
+	assert_int_equal(lkey_from_der(v->key, v->key_len, &k), 0);
+	assert_true(lkey_matches_cert(k, v->chain, v->chain_len));
+	lkey_free(k);
+	persist_data_free(&d);
+	persist_data_free(NULL);
+
+	/* Loading later drops the SVID that expired meanwhile. */
+	assert_int_equal(persist_load(dir, now_unix() + 7200, &d, err, sizeof(err)), 0);
+	assert_int_equal(d.n_svids, 0);
+	assert_int_equal(d.n_entries, 3);
+	persist_data_free(&d);
+}
+
+static void refuses_readable_key_files(void **state)
+{
+	save_all();
+	struct persist_data d;
+	char err[512] = "";
+	chmod_file("agent_key.pem", 0644);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "agent_key.pem"));
+	assert_non_null(strstr(err, "0644"));
+	assert_non_null(strstr(err, "chmod 600"));
+	persist_data_free(&d);
+	chmod_file("agent_key.pem", 0600);
+
+	chmod_file("state.json", 0640);
+	err[0] = 0;
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "state.json"));
+	persist_data_free(&d);
+	chmod_file("state.json", 0600);
+
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	persist_data_free(&d);
+}
+
+static void empty_dir_and_forget(void **state)
+{
+	char err[512] = "";
+	struct persist_data d;
+	char sub[256];
+	snprintf(sub, sizeof(sub), "%s/empty", root);
+	assert_int_equal(persist_prepare_dir(sub, err, sizeof(err)), 0);
+	assert_int_equal(persist_load(sub, now_unix(), &d, err, sizeof(err)), 0);
+	assert_null(d.agent_key);
+	assert_null(d.bundle);
+	assert_false(d.have_state);
+	assert_int_equal(d.n_entries, 0);
+	persist_data_free(&d);
+
+	save_all();
+	persist_forget_agent(dir);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_null(d.agent_key);
+	assert_non_null(d.bundle);
+	persist_data_free(&d);
+}
+
+static void corrupt_state_is_an_error(void **state)
+{
+	save_all();
+	char p[256], err[512] = "";
+	snprintf(p, sizeof(p), "%s/state.json", dir);
+	const char *bad[] = {"{\"version\":1,\"entries\":[{\"id\":5}]}", "{\"version\":99}",
+			     "not json", "{\"version\":1,\"entries\":[{\"id\":\"a\",\"spiffe_id\":"
+					 "\"spiffe://e/w\",\"svid\":{\"chain\":\"!!\"}}]}"};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		assert_int_equal(file_write_atomic(p, bad[i], strlen(bad[i]), 0600), 0);
+		struct persist_data d;
+		err[0] = 0;
+		assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "state.json"));
+		persist_data_free(&d);
+	}
+}
+
+static void prepare_dir_tightens_mode(void **state)
+{
+	char sub[256], err[512] = "";
+	snprintf(sub, sizeof(sub), "%s/loose", root);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	assert_int_equal(chmod(sub, 0755), 0);
+	assert_int_equal(persist_prepare_dir(sub, err, sizeof(err)), 0);
+	struct stat st;
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	/* A regular file where the directory should be. */
+	snprintf(sub, sizeof(sub), "%s/file", root);
+	assert_int_equal(file_write_atomic(sub, "x", 1, 0600), 0);
+	assert_int_equal(persist_prepare_dir(sub, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, sub));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(refuses_readable_key_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(empty_dir_and_forget, setup, teardown),
+		cmocka_unit_test_setup_teardown(corrupt_state_is_an_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(prepare_dir_tightens_mode, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
