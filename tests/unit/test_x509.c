@@ -513,13 +513,72 @@ static void test_bad_input(void **state)
 	free_ca(&ca);
 }
 
+/* An upstream root made by OpenSSL, with a subject longer than 256 bytes in PrintableString and
+ * UTF8String: the intermediate we sign under it must chain by exact issuer bytes. */
+static void test_openssl_upstream(void **state)
+{
+	char dir[] = "/tmp/lanyard-up-XXXXXX";
+	char cmd[2048], path[512];
+	uint8_t *key_pem, *cert_pem, *root;
+	size_t key_len, cert_len, root_len;
+	lkey *up_key;
+	struct ca up, inter;
+	char err[128];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout k.pem -out c.pem -days 30 "
+		 "-subj '/C=US/ST=Some State With A Long Name/L=Some City With A Long Name Too/"
+		 "O=Example Organisation With A Deliberately Long Name/OU=Platform Security Engineering/"
+		 "OU=Second Unit Name Padding Padding/CN=Upstream Root Certificate Authority Number One' "
+		 "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign "
+		 "2>/dev/null",
+		 dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/k.pem", dir);
+	assert_int_equal(file_read_all(path, 1 << 20, &key_pem, &key_len), 0);
+	snprintf(path, sizeof(path), "%s/c.pem", dir);
+	assert_int_equal(file_read_all(path, 1 << 20, &cert_pem, &cert_len), 0);
+	assert_int_equal(lkey_from_pem((char *)key_pem, key_len, &up_key), 0);
+	assert_int_equal(pem_decode_concat((char *)cert_pem, cert_len, "CERTIFICATE", &root, &root_len), 0);
+	assert_true(lkey_matches_cert(up_key, root, root_len));
+	up.key = up_key;
+	up.der = root;
+	up.len = root_len;
+	int64_t now = now_unix();
+	make_ca(&inter, KEY_EC_P256, &up, "Lanyard Intermediate", now - 60, now + 86400);
+	assert_int_equal(x509_verify(inter.der, inter.len, root, root_len, now, err, sizeof(err)), 0);
+	lkey *leaf_key;
+	uint8_t *leaf;
+	size_t leaf_len;
+	issue(&inter, KEY_EC_P256, "spiffe://example.org/w", NULL, 0, now - 10, now + 3600, &leaf_key,
+	      &leaf, &leaf_len);
+	free(write_pem(dir, "inter.pem", inter.der, inter.len));
+	free(write_pem(dir, "leaf.pem", leaf, leaf_len));
+	snprintf(cmd, sizeof(cmd),
+		 "openssl verify -CAfile %s/c.pem -untrusted %s/inter.pem %s/leaf.pem 2>&1", dir, dir,
+		 dir);
+	char *out = run_capture(cmd);
+	if (!strstr(out, ": OK"))
+		fail_msg("openssl verify: %s", out);
+	free(out);
+	free(leaf);
+	lkey_free(leaf_key);
+	free_ca(&inter);
+	free_ca(&up);
+	free(key_pem);
+	free(cert_pem);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_csr),	    cmocka_unit_test(test_csr_openssl),
 		cmocka_unit_test(test_ca),	    cmocka_unit_test(test_leaf),
 		cmocka_unit_test(test_chain),	    cmocka_unit_test(test_pem),
-		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_bad_input),   cmocka_unit_test(test_openssl_upstream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,1542 @@
+/* workload_api.c: the SPIFFE Workload API server on the agent's Unix socket.
+ *
+ * A call goes through: header check and request decoding (loop) -> attestation of the pinned
+ * caller and the pid-reuse check (threadpool, uv_queue_work) -> entry matching and the answer
+ * (loop). Streams stay on a list; every publication of the svid_cache walks it and sends a
+ * stream a new message only when its answer changed (a 16-byte digest per stream stands for the
+ * last message sent, so no copy of it is kept).
+ *
+ * Caller selector sets are interned and shared by every call with the same selectors; the match
+ * against the current snapshot is cached in the set, so 1,000 streams of a few workloads cost a
+ * few matchings per publication.
+ *
+ * Lifetimes: a wcall holds one grpc_call reference for its whole life and is itself reference
+ * counted (one reference for the open call, one per pending attestation or JWT fetch); a wconn
+ * is referenced by its connection and by its calls' pending attestations (which read its pinned
+ * /proc fd on a worker thread). The workload_api is freed when the gRPC server reported its
+ * shutdown done and no asynchronous work refers to it any more. */
+#include "workload_api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include "agent_config.h"
+#include "attestor.h"
+#include "grpc_server.h"
+#include "jwt.h"
+#include "log.h"
+#include "node_client.h"
+#include "spiffeid.h"
+#include "svid_cache.h"
+#include "util.h"
+
+#include "google/protobuf/struct.pb-c.h"
+#include "health.pb-c.h"
+#include "workload.pb-c.h"
+
+#define SECURITY_HEADER "workload.spiffe.io"
+#define MAX_REQUEST_SIZE (64 * 1024)
+#define MAX_STREAMS_PER_CONN 32
+#define MAX_CONNS 4096
+#define SHUTDOWN_GRACE_MS 200
+#define SELSET_BUCKETS 256
+#define DIGEST_LEN 16
+#define CLOSEST_ENTRIES 3
+#define STRUCT_MAX_DEPTH 32
+#define NO_IDENTITY "no identity issued"
+
+struct uid_count {
+	uid_t uid;
+	unsigned n;
+};
+
+/* An interned, sorted caller selector set, shared by the calls that have it. */
+struct selset {
+	struct selset *next; /* hash chain */
+	uint64_t hash;
+	int refs;
+	char **v;
+	size_t n;
+	/* The entries of the current snapshot it matches (indexes), valid while epoch matches. */
+	uint64_t epoch;
+	size_t *match;
+	size_t n_match;
+};
+
+struct wconn {
+	struct workload_api *w;
+	int refs;
+	struct caller caller;
+};
+
+struct jwt_slot {
+	struct wcall *c;
+	const char *entry_id; /* points into the snapshot the call holds */
+	char *token;
+	char *message;
+	int status;
+};
+
+struct wcall {
+	struct workload_api *w;
+	struct grpc_call *call;
+	struct wconn *conn;
+	enum workload_method method;
+	int refs;
+	bool closed;   /* on_call_closed seen */
+	bool finished; /* we sent the status */
+	ProtobufCMessage *req;
+
+	/* Attestation, filled on the worker. */
+	uv_work_t work;
+	struct selector_list got;
+	int attest_rc;
+	char attest_err[256];
+
+	/* Streams. */
+	struct wcall *prev, *next;
+	bool in_streams;
+	bool sent;
+	uint8_t digest[DIGEST_LEN];
+	struct selset *sel;
+
+	/* FetchJWTSVID. */
+	struct snapshot *jwt_snap;
+	struct jwt_slot *slots;
+	size_t n_slots, pending;
+};
+
+struct workload_api {
+	uv_loop_t *loop;
+	struct workload_api_opts opts; /* strings owned */
+	struct svid_cache *cache;
+	struct cache_sub *sub;
+	struct node_client *nc;
+	struct grpc_server *server;
+	struct attestor *attestor;
+	dev_t sock_dev;
+	ino_t sock_ino;
+
+	struct snapshot *snap; /* current, referenced */
+	uint64_t epoch;        /* bumped on every snapshot change */
+	uint8_t x509_bundle_digest[DIGEST_LEN];
+	uint8_t jwt_bundle_digest[DIGEST_LEN];
+	struct jwks *jwks; /* parsed snap->jwt_bundle, lazily, for jwks_epoch */
+	uint64_t jwks_epoch;
+
+	struct selset *sets[SELSET_BUCKETS];
+	struct wcall *streams;
+	struct uid_count *uids;
+	size_t n_uids;
+
+	struct workload_api_stats stats;
+	unsigned pending_async; /* attestations and JWT fetches still holding w */
+	bool stopping, server_done;
+};
+
+static const char *const method_names[WL_METHOD_COUNT] = {
+	[WL_METHOD_FETCH_X509_SVID] = "FetchX509SVID",
+	[WL_METHOD_FETCH_X509_BUNDLES] = "FetchX509Bundles",
+	[WL_METHOD_FETCH_JWT_SVID] = "FetchJWTSVID",
+	[WL_METHOD_FETCH_JWT_BUNDLES] = "FetchJWTBundles",
+	[WL_METHOD_VALIDATE_JWT_SVID] = "ValidateJWTSVID",
+	[WL_METHOD_HEALTH_CHECK] = "HealthCheck",
+};
+
+const char *workload_method_name(int method)
+{
+	if (method < 0 || method >= WL_METHOD_COUNT)
+		return "unknown";
+	return method_names[method];
+}
+
+static void maybe_free(struct workload_api *w);
+static void stream_update(struct wcall *c);
+
+/* ---- small helpers ---- */
+
+static void digest_of(const void *data, size_t len, uint8_t out[DIGEST_LEN])
+{
+	uint8_t full[WC_SHA256_DIGEST_SIZE];
+
+	wc_Sha256Hash(data, (word32)len, full);
+	memcpy(out, full, DIGEST_LEN);
+}
+
+static const char *td_of(struct workload_api *w)
+{
+	return w->snap->trust_domain && w->snap->trust_domain[0] ? w->snap->trust_domain
+								: w->opts.trust_domain;
+}
+
+static bool snap_ready(const struct snapshot *s)
+{
+	return (s->synced || s->n_svids > 0) && s->bundle_len > 0;
+}
+
+static void count(struct workload_api *w, enum workload_method m, int status)
+{
+	if (status >= 0 && status < WL_STATUS_COUNT)
+		w->stats.requests[m][status]++;
+}
+
+/* Answers a call that never got a wcall (immediate errors, health). */
+static void finish_now(struct workload_api *w, struct grpc_call *call, enum workload_method m,
+		       int status, const char *message)
+{
+	if (grpc_call_finish(call, status, message) == 0)
+		count(w, m, status);
+}
+
+/* ---- selector sets ---- */
+
+static uint64_t selset_hash(char *const *v, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++) {
+		for (const char *p = v[i]; *p; p++)
+			h = (h ^ (uint8_t)*p) * 1099511628211ull;
+		h = (h ^ 0xff) * 1099511628211ull;
+	}
+	return h;
+}
+
+/* Takes over the strings of l (l is emptied). NULL on allocation failure. */
+static struct selset *selset_intern(struct workload_api *w, struct selector_list *l)
+{
+	uint64_t h = selset_hash(l->v, l->n);
+	struct selset **bucket = &w->sets[h % SELSET_BUCKETS], *s;
+
+	for (s = *bucket; s; s = s->next) {
+		size_t i;
+
+		if (s->hash != h || s->n != l->n)
+			continue;
+		for (i = 0; i < l->n && strcmp(s->v[i], l->v[i]) == 0; i++)
+			;
+		if (i == l->n) {
+			s->refs++;
+			selector_list_free(l);
+			return s;
+		}
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->hash = h;
+	s->refs = 1;
+	s->v = l->v;
+	s->n = l->n;
+	l->v = NULL;
+	l->n = l->cap = 0;
+	s->next = *bucket;
+	*bucket = s;
+	return s;
+}
+
+static void selset_unref(struct workload_api *w, struct selset *s)
+{
+	struct selset **pp;
+
+	if (!s || --s->refs > 0)
+		return;
+	for (pp = &w->sets[s->hash % SELSET_BUCKETS]; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	free(s->match);
+	free(s);
+}
+
+/* The entries of the current snapshot the set is entitled to. 0 or -1 (no memory). */
+static int selset_match(struct workload_api *w, struct selset *s)
+{
+	const struct snapshot *snap = w->snap;
+	size_t *m;
+
+	if (s->epoch == w->epoch)
+		return 0;
+	m = realloc(s->match, (snap->n_entries ? snap->n_entries : 1) * sizeof(*m));
+	if (!m)
+		return -1;
+	s->match = m;
+	s->n_match = 0;
+	for (size_t i = 0; i < snap->n_entries; i++) {
+		const struct cache_entry *e = snap->entries[i];
+
+		/* An entry without selectors would match every process on the node. */
+		if (e->n_selectors == 0)
+			continue;
+		if (selectors_subset(e->selectors, e->n_selectors, s->v, s->n))
+			m[s->n_match++] = i;
+	}
+	s->epoch = w->epoch;
+	return 0;
+}
+
+/* ---- objects ---- */
+
+static void wconn_unref(struct wconn *wc)
+{
+	if (!wc || --wc->refs > 0)
+		return;
+	caller_close(&wc->caller);
+	free(wc);
+}
+
+static void wcall_unref(struct wcall *c)
+{
+	if (!c || --c->refs > 0)
+		return;
+	if (c->req)
+		protobuf_c_message_free_unpacked(c->req, NULL);
+	selector_list_free(&c->got);
+	selset_unref(c->w, c->sel);
+	for (size_t i = 0; i < c->n_slots; i++) {
+		free(c->slots[i].token);
+		free(c->slots[i].message);
+	}
+	free(c->slots);
+	snapshot_release(c->jwt_snap);
+	wconn_unref(c->conn);
+	grpc_call_unref(c->call);
+	free(c);
+}
+
+static void stream_unlink(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+
+	if (!c->in_streams)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->streams = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	c->in_streams = false;
+	w->stats.streams--;
+}
+
+static void stream_link(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+
+	c->next = w->streams;
+	if (w->streams)
+		w->streams->prev = c;
+	w->streams = c;
+	c->in_streams = true;
+	w->stats.streams++;
+}
+
+static void wcall_finish(struct wcall *c, int status, const char *message)
+{
+	if (c->finished || c->closed)
+		return;
+	c->finished = true;
+	if (grpc_call_finish(c->call, status, message) == 0)
+		count(c->w, c->method, status);
+}
+
+/* Packs m into a buffer we can wipe (X509 responses carry private keys) and sends it. */
+static int send_msg(struct wcall *c, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	int r;
+
+	if (!buf)
+		return -1;
+	protobuf_c_message_pack(m, buf);
+	r = grpc_call_send(c->call, buf, len);
+	secure_zero(buf, len);
+	free(buf);
+	return r;
+}
+
+/* ---- why a caller got nothing ---- */
+
+struct closest {
+	size_t idx;
+	size_t have;
+};
+
+static void append(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (*pos >= len)
+		return;
+	va_start(ap, fmt);
+	r = vsnprintf(buf + *pos, len - *pos, fmt, ap);
+	va_end(ap);
+	if (r > 0)
+		*pos += (size_t)r;
+}
+
+/* The most common support question about SPIFFE agents is "no identity issued" with no
+ * explanation: log the caller's selectors and the entries closest to matching, with the
+ * selectors the caller lacks. */
+static void explain_denial(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+	const struct snapshot *snap = w->snap;
+	const struct caller *cl = &c->conn->caller;
+	struct closest best[CLOSEST_ENTRIES];
+	size_t n_best = 0, pos = 0;
+	char sel[1024], why[2048];
+
+	sel[0] = why[0] = '\0';
+	for (size_t i = 0; i < c->sel->n; i++)
+		append(sel, sizeof(sel), &pos, "%s%s", i ? " " : "", c->sel->v[i]);
+	for (size_t i = 0; i < snap->n_entries; i++) {
+		const struct cache_entry *e = snap->entries[i];
+		size_t have = 0, k;
+
+		for (size_t j = 0; j < e->n_selectors; j++)
+			if (selectors_subset(&e->selectors[j], 1, c->sel->v, c->sel->n))
+				have++;
+		if (n_best == CLOSEST_ENTRIES && best[CLOSEST_ENTRIES - 1].have >= have)
+			continue;
+		/* Insertion into the top list: most selectors in common first. */
+		if (n_best < CLOSEST_ENTRIES)
+			n_best++;
+		for (k = n_best - 1; k > 0 && best[k - 1].have < have; k--)
+			best[k] = best[k - 1];
+		best[k] = (struct closest){.idx = i, .have = have};
+	}
+	pos = 0;
+	for (size_t b = 0; b < n_best; b++) {
+		const struct cache_entry *e = snap->entries[best[b].idx];
+		bool first = true;
+
+		append(why, sizeof(why), &pos, "%sentry %s (%s) has %zu/%zu, lacks [", b ? "; " : "",
+		       e->id, e->spiffe_id, best[b].have, e->n_selectors);
+		for (size_t j = 0; j < e->n_selectors; j++) {
+			if (selectors_subset(&e->selectors[j], 1, c->sel->v, c->sel->n))
+				continue;
+			append(why, sizeof(why), &pos, "%s%s", first ? "" : " ", e->selectors[j]);
+			first = false;
+		}
+		append(why, sizeof(why), &pos, "]");
+	}
+	log_warn("workload: %s denied: no entry matches pid %d uid %u gid %u; selectors: [%s]; "
+		 "%zu entries; closest: %s",
+		 workload_method_name(c->method), (int)cl->pid, (unsigned)cl->uid, (unsigned)cl->gid,
+		 sel, snap->n_entries, n_best ? why : "none");
+}
+
+/* ---- answers ---- */
+
+static const char *svid_hint(const struct snapshot *snap, const struct svid *v)
+{
+	const struct cache_entry *e;
+
+	if (v->hint)
+		return v->hint;
+	e = snapshot_entry(snap, v->entry_id);
+	return e && e->hint ? e->hint : "";
+}
+
+/* The SVIDs of the matched entries, in entry order; *n may be 0 (being minted). */
+static struct svid **matched_svids(struct workload_api *w, const struct selset *s, size_t *n)
+{
+	struct svid **v = calloc(s->n_match ? s->n_match : 1, sizeof(*v));
+
+	*n = 0;
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < s->n_match; i++) {
+		struct svid *sv = snapshot_svid(w->snap, w->snap->entries[s->match[i]]->id);
+
+		if (sv)
+			v[(*n)++] = sv;
+	}
+	return v;
+}
+
+static void x509_digest(struct workload_api *w, struct svid **v, size_t n, uint8_t out[DIGEST_LEN])
+{
+	wc_Sha256 sha;
+	uint8_t full[WC_SHA256_DIGEST_SIZE];
+
+	wc_InitSha256(&sha);
+	for (size_t i = 0; i < n; i++) {
+		const char *parts[] = {v[i]->entry_id, v[i]->spiffe_id, v[i]->serial,
+				       svid_hint(w->snap, v[i])};
+
+		for (size_t j = 0; j < ARRAY_LEN(parts); j++)
+			wc_Sha256Update(&sha, (const uint8_t *)parts[j], (word32)strlen(parts[j]) + 1);
+	}
+	wc_Sha256Update(&sha, w->x509_bundle_digest, DIGEST_LEN);
+	wc_Sha256Final(&sha, full);
+	wc_Sha256Free(&sha);
+	memcpy(out, full, DIGEST_LEN);
+}
+
+static int send_x509_svids(struct wcall *c, struct svid **v, size_t n)
+{
+	struct workload_api *w = c->w;
+	X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
+	X509SVID *items = calloc(n, sizeof(*items));
+	X509SVID **ptrs = calloc(n, sizeof(*ptrs));
+	int r = -1;
+
+	if (!items || !ptrs)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		X509SVID init = X509_SVID__INIT;
+
+		items[i] = init;
+		/* Borrowed from the snapshot, which outlives this function. */
+		items[i].spiffe_id = v[i]->spiffe_id;
+		items[i].x509_svid = (ProtobufCBinaryData){v[i]->chain_len, v[i]->chain};
+		items[i].x509_svid_key = (ProtobufCBinaryData){v[i]->key_len, v[i]->key};
+		items[i].bundle = (ProtobufCBinaryData){w->snap->bundle_len, w->snap->bundle};
+		items[i].hint = (char *)svid_hint(w->snap, v[i]);
+		ptrs[i] = &items[i];
+	}
+	resp.n_svids = n;
+	resp.svids = ptrs;
+	r = send_msg(c, &resp.base);
+out:
+	free(items);
+	free(ptrs);
+	return r;
+}
+
+static int send_bundles(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+	char key[TRUST_DOMAIN_MAX + 16];
+
+	snprintf(key, sizeof(key), "spiffe://%s", td_of(w));
+	if (c->method == WL_METHOD_FETCH_X509_BUNDLES) {
+		X509BundlesResponse resp = X509_BUNDLES_RESPONSE__INIT;
+		X509BundlesResponse__BundlesEntry e = X509_BUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
+		X509BundlesResponse__BundlesEntry *ep = &e;
+
+		e.key = key;
+		e.value = (ProtobufCBinaryData){w->snap->bundle_len, w->snap->bundle};
+		resp.n_bundles = 1;
+		resp.bundles = &ep;
+		return send_msg(c, &resp.base);
+	} else {
+		JWTBundlesResponse resp = JWTBUNDLES_RESPONSE__INIT;
+		JWTBundlesResponse__BundlesEntry e = JWTBUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
+		JWTBundlesResponse__BundlesEntry *ep = &e;
+
+		e.key = key;
+		e.value = (ProtobufCBinaryData){strlen(w->snap->jwt_bundle),
+						(uint8_t *)w->snap->jwt_bundle};
+		resp.n_bundles = 1;
+		resp.bundles = &ep;
+		return send_msg(c, &resp.base);
+	}
+}
+
+/* Sends the stream's current answer if it differs from the last one; ends the stream when the
+ * caller lost every identity. Called on the first request and after every publication. */
+static void stream_update(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+	uint8_t d[DIGEST_LEN];
+	struct svid **v = NULL;
+	size_t n = 0;
+
+	if (c->finished || c->closed)
+		return;
+	if (selset_match(w, c->sel) < 0) {
+		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	if (c->sel->n_match == 0) {
+		if (c->sent)
+			log_info("workload: pid %d: every identity of its %s stream was removed",
+				 (int)c->conn->caller.pid, workload_method_name(c->method));
+		else
+			explain_denial(c);
+		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY);
+		return;
+	}
+	if (c->method == WL_METHOD_FETCH_X509_SVID) {
+		v = matched_svids(w, c->sel, &n);
+		if (!v) {
+			wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		/* Entitled, but the SVIDs are still being minted: the first message goes out with
+		 * the publication that brings them. */
+		if (n == 0)
+			goto out;
+		x509_digest(w, v, n, d);
+	} else {
+		memcpy(d, c->method == WL_METHOD_FETCH_X509_BUNDLES ? w->x509_bundle_digest
+								    : w->jwt_bundle_digest,
+		       DIGEST_LEN);
+	}
+	if (c->sent && memcmp(d, c->digest, DIGEST_LEN) == 0)
+		goto out;
+	if ((c->method == WL_METHOD_FETCH_X509_SVID ? send_x509_svids(c, v, n) : send_bundles(c)) < 0)
+		goto out;
+	if (c->sent)
+		w->stats.updates_sent++;
+	c->sent = true;
+	memcpy(c->digest, d, DIGEST_LEN);
+out:
+	free(v);
+}
+
+/* ---- FetchJWTSVID ---- */
+
+static void jwt_complete(struct wcall *c)
+{
+	JWTSVIDResponse resp = JWTSVIDRESPONSE__INIT;
+	JWTSVID *items = NULL, **ptrs = NULL;
+
+	if (c->closed || c->finished)
+		return;
+	for (size_t i = 0; i < c->n_slots; i++) {
+		if (c->slots[i].status != GRPC_STATUS_OK) {
+			log_warn("workload: JWT-SVID for entry %s: %s: %s", c->slots[i].entry_id,
+				 grpc_status_name(c->slots[i].status),
+				 c->slots[i].message ? c->slots[i].message : "");
+			wcall_finish(c, c->slots[i].status,
+				     c->slots[i].message ? c->slots[i].message : "JWT-SVID fetch failed");
+			return;
+		}
+	}
+	items = calloc(c->n_slots, sizeof(*items));
+	ptrs = calloc(c->n_slots, sizeof(*ptrs));
+	if (!items || !ptrs) {
+		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < c->n_slots; i++) {
+		const struct cache_entry *e = snapshot_entry(c->jwt_snap, c->slots[i].entry_id);
+		JWTSVID init = JWTSVID__INIT;
+
+		items[i] = init;
+		items[i].spiffe_id = e->spiffe_id;
+		items[i].svid = c->slots[i].token;
+		items[i].hint = e->hint ? e->hint : "";
+		ptrs[i] = &items[i];
+	}
+	resp.n_svids = c->n_slots;
+	resp.svids = ptrs;
+	if (send_msg(c, &resp.base) == 0)
+		wcall_finish(c, GRPC_STATUS_OK, NULL);
+out:
+	free(items);
+	free(ptrs);
+}
+
+static void jwt_done(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+
+	if (--c->pending == 0)
+		jwt_complete(c);
+	wcall_unref(c);
+	w->pending_async--;
+	maybe_free(w);
+}
+
+static void on_jwt(void *ud, int status, const char *token, const char *message)
+{
+	struct jwt_slot *s = ud;
+
+	s->status = status;
+	if (status == GRPC_STATUS_OK && !token) {
+		s->status = GRPC_STATUS_INTERNAL;
+		message = "no token";
+	}
+	s->token = token && s->status == GRPC_STATUS_OK ? strdup(token) : NULL;
+	s->message = message ? strdup(message) : NULL;
+	if (s->status == GRPC_STATUS_OK && !s->token)
+		s->status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+	jwt_done(s->c);
+}
+
+static void handle_fetch_jwt(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+	const JWTSVIDRequest *req = (const JWTSVIDRequest *)c->req;
+	const struct snapshot *snap = w->snap;
+	size_t n = 0;
+
+	if (c->sel->n_match == 0) {
+		explain_denial(c);
+		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY);
+		return;
+	}
+	c->slots = calloc(c->sel->n_match, sizeof(*c->slots));
+	if (!c->slots) {
+		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	/* One token per SPIFFE ID (several entries may give the same ID). */
+	for (size_t i = 0; i < c->sel->n_match; i++) {
+		const struct cache_entry *e = snap->entries[c->sel->match[i]];
+		bool dup = false;
+
+		if (req->spiffe_id[0] && strcmp(req->spiffe_id, e->spiffe_id) != 0)
+			continue;
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = strcmp(snapshot_entry(snap, c->slots[j].entry_id)->spiffe_id,
+				     e->spiffe_id) == 0;
+		if (dup)
+			continue;
+		c->slots[n].c = c;
+		c->slots[n].entry_id = e->id;
+		n++;
+	}
+	if (n == 0) {
+		log_warn("workload: pid %d asked for a JWT-SVID for %s, which it is not entitled to",
+			 (int)c->conn->caller.pid, req->spiffe_id);
+		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY " for the requested SPIFFE ID");
+		return;
+	}
+	if (!w->nc) {
+		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "JWT-SVID issuance is not available");
+		return;
+	}
+	c->n_slots = n;
+	/* The slots point into this snapshot: keep it for the duration of the fetches. */
+	c->jwt_snap = w->snap;
+	__atomic_add_fetch(&c->jwt_snap->refs, 1, __ATOMIC_RELAXED);
+	/* One extra pending count so a callback run synchronously cannot complete the call
+	 * before every fetch was queued. */
+	c->pending = n + 1;
+	for (size_t i = 0; i < n; i++) {
+		c->refs++;
+		w->pending_async++;
+		if (node_client_fetch_jwt(w->nc, c->slots[i].entry_id, req->audience, req->n_audience,
+					  on_jwt, &c->slots[i]) < 0) {
+			c->slots[i].status = GRPC_STATUS_UNAVAILABLE;
+			c->slots[i].message = strdup("the agent could not queue the JWT-SVID request");
+			jwt_done(c);
+		}
+	}
+	c->refs++;
+	w->pending_async++;
+	jwt_done(c);
+}
+
+/* ---- ValidateJWTSVID ---- */
+
+static Google__Protobuf__Struct *struct_from_json(const json_t *obj, int depth);
+
+static void value_free(Google__Protobuf__Value *v);
+
+static void struct_free(Google__Protobuf__Struct *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_fields; i++) {
+		if (!s->fields[i])
+			continue;
+		free(s->fields[i]->key);
+		value_free(s->fields[i]->value);
+		free(s->fields[i]);
+	}
+	free(s->fields);
+	free(s);
+}
+
+static void value_free(Google__Protobuf__Value *v)
+{
+	if (!v)
+		return;
+	switch (v->kind_case) {
+	case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE:
+		free(v->string_value);
+		break;
+	case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
+		struct_free(v->struct_value);
+		break;
+	case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE:
+		if (v->list_value) {
+			for (size_t i = 0; i < v->list_value->n_values; i++)
+				value_free(v->list_value->values[i]);
+			free(v->list_value->values);
+			free(v->list_value);
+		}
+		break;
+	default:
+		break;
+	}
+	free(v);
+}
+
+static Google__Protobuf__Value *value_from_json(const json_t *j, int depth)
+{
+	Google__Protobuf__Value *v = malloc(sizeof(*v));
+
+	if (!v)
+		return NULL;
+	google__protobuf__value__init(v);
+	if (depth > STRUCT_MAX_DEPTH)
+		goto fail;
+	switch (json_typeof(j)) {
+	case JSON_STRING:
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+		v->string_value = strdup(json_string_value(j));
+		if (!v->string_value)
+			goto fail;
+		break;
+	case JSON_INTEGER:
+	case JSON_REAL:
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+		v->number_value = json_number_value(j);
+		break;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
+		v->bool_value = json_is_true(j);
+		break;
+	case JSON_NULL:
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
+		v->null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE;
+		break;
+	case JSON_OBJECT:
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+		v->struct_value = struct_from_json(j, depth + 1);
+		if (!v->struct_value)
+			goto fail;
+		break;
+	case JSON_ARRAY: {
+		size_t n = json_array_size(j);
+
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
+		v->list_value = malloc(sizeof(*v->list_value));
+		if (!v->list_value)
+			goto fail;
+		google__protobuf__list_value__init(v->list_value);
+		v->list_value->values = calloc(n ? n : 1, sizeof(*v->list_value->values));
+		if (!v->list_value->values)
+			goto fail;
+		for (size_t i = 0; i < n; i++) {
+			v->list_value->values[i] = value_from_json(json_array_get(j, i), depth + 1);
+			if (!v->list_value->values[i])
+				goto fail;
+			v->list_value->n_values++;
+		}
+		break;
+	}
+	}
+	return v;
+fail:
+	value_free(v);
+	return NULL;
+}
+
+static Google__Protobuf__Struct *struct_from_json(const json_t *obj, int depth)
+{
+	Google__Protobuf__Struct *s = malloc(sizeof(*s));
+	const char *key;
+	json_t *val;
+
+	if (!s)
+		return NULL;
+	google__protobuf__struct__init(s);
+	s->fields = calloc(json_object_size(obj) + 1, sizeof(*s->fields));
+	if (!s->fields || depth > STRUCT_MAX_DEPTH)
+		goto fail;
+	json_object_foreach((json_t *)obj, key, val) {
+		Google__Protobuf__Struct__FieldsEntry *f = malloc(sizeof(*f));
+
+		if (!f)
+			goto fail;
+		google__protobuf__struct__fields_entry__init(f);
+		s->fields[s->n_fields++] = f;
+		f->key = strdup(key);
+		f->value = value_from_json(val, depth + 1);
+		if (!f->key || !f->value)
+			goto fail;
+	}
+	return s;
+fail:
+	struct_free(s);
+	return NULL;
+}
+
+static const struct jwks *current_jwks(struct workload_api *w, char *err, size_t errlen)
+{
+	if (w->jwks && w->jwks_epoch == w->epoch)
+		return w->jwks;
+	jwks_free(w->jwks);
+	w->jwks = NULL;
+	if (jwks_from_json(w->snap->jwt_bundle, strlen(w->snap->jwt_bundle), &w->jwks, err,
+			   errlen) < 0)
+		return NULL;
+	w->jwks_epoch = w->epoch;
+	return w->jwks;
+}
+
+static void handle_validate_jwt(struct wcall *c)
+{
+	struct workload_api *w = c->w;
+	const ValidateJWTSVIDRequest *req = (const ValidateJWTSVIDRequest *)c->req;
+	ValidateJWTSVIDResponse resp = VALIDATE_JWTSVIDRESPONSE__INIT;
+	struct jwt_claims claims = {0};
+	const struct jwks *keys;
+	char sub[SPIFFEID_MAX + 1], td[TRUST_DOMAIN_MAX + 1], err[256], msg[300];
+
+	if (c->sel->n_match == 0) {
+		explain_denial(c);
+		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY);
+		return;
+	}
+	if (jwt_peek_sub(req->svid, sub, sizeof(sub)) < 0 ||
+	    spiffeid_parse(sub, td, NULL, err, sizeof(err)) < 0) {
+		wcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+			     "token is malformed or its subject is not a SPIFFE ID");
+		return;
+	}
+	if (strcmp(td, td_of(w)) != 0) {
+		snprintf(msg, sizeof(msg), "no keys found for trust domain \"%s\"", td);
+		wcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		return;
+	}
+	keys = current_jwks(w, err, sizeof(err));
+	if (!keys) {
+		log_error("workload: the agent's JWT bundle does not parse: %s", err);
+		wcall_finish(c, GRPC_STATUS_INTERNAL, "the agent's JWT bundle is unusable");
+		return;
+	}
+	if (jwt_validate(req->svid, keys, req->audience, now_unix(), &claims, err, sizeof(err)) < 0) {
+		wcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, err);
+		return;
+	}
+	resp.spiffe_id = claims.sub;
+	resp.claims = struct_from_json(claims.all, 0);
+	if (!resp.claims)
+		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot convert the claims");
+	else if (send_msg(c, &resp.base) == 0)
+		wcall_finish(c, GRPC_STATUS_OK, NULL);
+	struct_free(resp.claims);
+	jwt_claims_free(&claims);
+}
+
+/* ---- attestation ---- */
+
+static void attest_work(uv_work_t *req)
+{
+	struct wcall *c = req->data;
+	struct workload_api *w = c->w;
+	const struct caller *cl = &c->conn->caller;
+
+	c->attest_rc = w->attestor->ops->attest(w->attestor->state, cl, &c->got, c->attest_err,
+						 sizeof(c->attest_err));
+	if (c->attest_rc == 0)
+		c->attest_rc = caller_verify(cl, c->attest_err, sizeof(c->attest_err));
+	if (c->attest_rc == 0)
+		selector_list_normalize(&c->got);
+}
+
+static void attest_done(uv_work_t *req, int status)
+{
+	struct wcall *c = req->data;
+	struct workload_api *w = c->w;
+
+	w->pending_async--;
+	if (w->stopping || c->closed || c->finished)
+		goto out;
+	if (status != 0 || c->attest_rc != 0) {
+		log_warn("workload: %s from pid %d uid %u refused: %s", workload_method_name(c->method),
+			 (int)c->conn->caller.pid, (unsigned)c->conn->caller.uid,
+			 status ? uv_strerror(status) : c->attest_err);
+		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED,
+			     status ? "attestation cancelled" : c->attest_err);
+		goto out;
+	}
+	c->sel = selset_intern(w, &c->got);
+	if (!c->sel || selset_match(w, c->sel) < 0) {
+		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	switch (c->method) {
+	case WL_METHOD_FETCH_X509_SVID:
+	case WL_METHOD_FETCH_X509_BUNDLES:
+	case WL_METHOD_FETCH_JWT_BUNDLES:
+		stream_update(c);
+		if (!c->finished && !c->closed)
+			stream_link(c);
+		break;
+	case WL_METHOD_FETCH_JWT_SVID:
+		handle_fetch_jwt(c);
+		break;
+	case WL_METHOD_VALIDATE_JWT_SVID:
+		handle_validate_jwt(c);
+		break;
+	default:
+		wcall_finish(c, GRPC_STATUS_UNIMPLEMENTED, NULL);
+		break;
+	}
+out:
+	wcall_unref(c);
+	maybe_free(w);
+}
+
+/* ---- gRPC callbacks ---- */
+
+static struct workload_api *api_of(struct grpc_call *call)
+{
+	struct grpc_conn *conn = grpc_call_conn(call);
+
+	return conn ? grpc_server_ud(grpc_conn_server(conn)) : NULL;
+}
+
+static const ProtobufCMessageDescriptor *const request_desc[WL_METHOD_COUNT] = {
+	[WL_METHOD_FETCH_X509_SVID] = &x509_svidrequest__descriptor,
+	[WL_METHOD_FETCH_X509_BUNDLES] = &x509_bundles_request__descriptor,
+	[WL_METHOD_FETCH_JWT_SVID] = &jwtsvidrequest__descriptor,
+	[WL_METHOD_FETCH_JWT_BUNDLES] = &jwtbundles_request__descriptor,
+	[WL_METHOD_VALIDATE_JWT_SVID] = &validate_jwtsvidrequest__descriptor,
+};
+
+/* Checks that need no attestation; returns a status and message, OK to go on. */
+static int precheck(struct workload_api *w, enum workload_method m, const ProtobufCMessage *req,
+		    const char **msg)
+{
+	if (m == WL_METHOD_FETCH_JWT_SVID) {
+		const JWTSVIDRequest *r = (const JWTSVIDRequest *)req;
+
+		if (r->n_audience == 0) {
+			*msg = "audience must be specified";
+			return GRPC_STATUS_INVALID_ARGUMENT;
+		}
+		for (size_t i = 0; i < r->n_audience; i++) {
+			if (!r->audience[i][0]) {
+				*msg = "audience must not be empty";
+				return GRPC_STATUS_INVALID_ARGUMENT;
+			}
+		}
+		if (r->spiffe_id[0] && spiffeid_validate_leaf(r->spiffe_id, NULL, 0) < 0) {
+			*msg = "spiffe_id is not a valid SPIFFE ID";
+			return GRPC_STATUS_INVALID_ARGUMENT;
+		}
+	} else if (m == WL_METHOD_VALIDATE_JWT_SVID) {
+		const ValidateJWTSVIDRequest *r = (const ValidateJWTSVIDRequest *)req;
+
+		if (!r->audience[0]) {
+			*msg = "audience must be specified";
+			return GRPC_STATUS_INVALID_ARGUMENT;
+		}
+		if (!r->svid[0]) {
+			*msg = "svid must be specified";
+			return GRPC_STATUS_INVALID_ARGUMENT;
+		}
+	}
+	if (!snap_ready(w->snap)) {
+		*msg = "the agent is not ready: no entries synced and no bundle yet";
+		return GRPC_STATUS_UNAVAILABLE;
+	}
+	return GRPC_STATUS_OK;
+}
+
+static void workload_request(struct grpc_call *call, enum workload_method m, const uint8_t *msg,
+			     size_t len)
+{
+	struct workload_api *w = api_of(call);
+	struct wconn *wc;
+	struct wcall *c;
+	ProtobufCMessage *req;
+	const char *hdr = grpc_call_header(call, SECURITY_HEADER), *why = NULL;
+	int status, r;
+
+	if (!w)
+		return;
+	if (w->stopping) {
+		finish_now(w, call, m, GRPC_STATUS_UNAVAILABLE, "the agent is shutting down");
+		return;
+	}
+	if (!hdr || strcmp(hdr, "true") != 0) {
+		finish_now(w, call, m, GRPC_STATUS_INVALID_ARGUMENT,
+			   "security header missing from request");
+		return;
+	}
+	req = protobuf_c_message_unpack(request_desc[m], NULL, len, msg);
+	if (!req) {
+		finish_now(w, call, m, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+		return;
+	}
+	status = precheck(w, m, req, &why);
+	if (status != GRPC_STATUS_OK) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		finish_now(w, call, m, status, why);
+		return;
+	}
+	wc = grpc_conn_data(grpc_call_conn(call));
+	c = calloc(1, sizeof(*c));
+	if (!c || !wc) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		free(c);
+		finish_now(w, call, m, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	c->w = w;
+	c->call = call;
+	grpc_call_ref(call);
+	c->conn = wc;
+	wc->refs++;
+	c->method = m;
+	c->req = req;
+	c->refs = 2; /* the open call, and the attestation below */
+	c->work.data = c;
+	grpc_call_set_data(call, c);
+	w->pending_async++;
+	r = uv_queue_work(w->loop, &c->work, attest_work, attest_done);
+	if (r < 0) {
+		w->pending_async--;
+		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "cannot schedule attestation");
+		wcall_unref(c);
+	}
+}
+
+static void on_fetch_x509_svid(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	workload_request(call, WL_METHOD_FETCH_X509_SVID, msg, len);
+}
+
+static void on_fetch_x509_bundles(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	workload_request(call, WL_METHOD_FETCH_X509_BUNDLES, msg, len);
+}
+
+static void on_fetch_jwt_svid(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	workload_request(call, WL_METHOD_FETCH_JWT_SVID, msg, len);
+}
+
+static void on_fetch_jwt_bundles(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	workload_request(call, WL_METHOD_FETCH_JWT_BUNDLES, msg, len);
+}
+
+static void on_validate_jwt_svid(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	workload_request(call, WL_METHOD_VALIDATE_JWT_SVID, msg, len);
+}
+
+static void on_health_check(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct workload_api *w = api_of(call);
+	Grpc__Health__V1__HealthCheckRequest *req;
+	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+
+	if (!w)
+		return;
+	req = grpc__health__v1__health_check_request__unpack(NULL, len, msg);
+	if (!req) {
+		finish_now(w, call, WL_METHOD_HEALTH_CHECK, GRPC_STATUS_INVALID_ARGUMENT,
+			   "malformed request message");
+		return;
+	}
+	if (req->service[0] && strcmp(req->service, "SpiffeWorkloadAPI") != 0) {
+		finish_now(w, call, WL_METHOD_HEALTH_CHECK, GRPC_STATUS_NOT_FOUND, "unknown service");
+	} else {
+		resp.status = !w->stopping && snap_ready(w->snap)
+				      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+				      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+		if (grpc_call_send_pb(call, &resp.base) == 0)
+			finish_now(w, call, WL_METHOD_HEALTH_CHECK, GRPC_STATUS_OK, NULL);
+	}
+	grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+}
+
+static const struct grpc_method methods[] = {
+	{.path = "/SpiffeWorkloadAPI/FetchX509SVID", .server_streaming = true,
+	 .on_request = on_fetch_x509_svid},
+	{.path = "/SpiffeWorkloadAPI/FetchX509Bundles", .server_streaming = true,
+	 .on_request = on_fetch_x509_bundles},
+	{.path = "/SpiffeWorkloadAPI/FetchJWTSVID", .on_request = on_fetch_jwt_svid},
+	{.path = "/SpiffeWorkloadAPI/FetchJWTBundles", .server_streaming = true,
+	 .on_request = on_fetch_jwt_bundles},
+	{.path = "/SpiffeWorkloadAPI/ValidateJWTSVID", .on_request = on_validate_jwt_svid},
+	{.path = "/grpc.health.v1.Health/Check", .on_request = on_health_check},
+};
+
+static void on_call_closed(struct grpc_call *call)
+{
+	struct wcall *c = grpc_call_data(call);
+
+	if (!c)
+		return;
+	grpc_call_set_data(call, NULL);
+	c->closed = true;
+	if (!c->finished) {
+		/* The client went away (cancel, deadline, disconnect). */
+		c->finished = true;
+		count(c->w, c->method, GRPC_STATUS_CANCELLED);
+	}
+	stream_unlink(c);
+	wcall_unref(c);
+}
+
+static struct uid_count *uid_slot(struct workload_api *w, uid_t uid, bool create)
+{
+	struct uid_count *u;
+
+	for (size_t i = 0; i < w->n_uids; i++)
+		if (w->uids[i].uid == uid)
+			return &w->uids[i];
+	if (!create)
+		return NULL;
+	u = realloc(w->uids, (w->n_uids + 1) * sizeof(*u));
+	if (!u)
+		return NULL;
+	w->uids = u;
+	u = &w->uids[w->n_uids++];
+	u->uid = uid;
+	u->n = 0;
+	return u;
+}
+
+static int on_connect(struct grpc_conn *conn, int fd)
+{
+	struct workload_api *w = grpc_server_ud(grpc_conn_server(conn));
+	struct uid_count *u;
+	struct wconn *wc;
+	char err[256];
+
+	if (w->stopping)
+		return -1;
+	wc = calloc(1, sizeof(*wc));
+	if (!wc)
+		return -1;
+	wc->w = w;
+	wc->refs = 1;
+	/* Pinned now, before the caller could exit and have its pid reused. */
+	if (caller_from_socket(fd, w->opts.proc_root, &wc->caller, err, sizeof(err)) < 0) {
+		log_warn("workload: refusing connection: %s", err);
+		goto refuse;
+	}
+	u = uid_slot(w, wc->caller.uid, true);
+	if (!u)
+		goto refuse;
+	if (w->opts.max_conns_per_uid && u->n >= w->opts.max_conns_per_uid) {
+		log_warn("workload: refusing connection from pid %d: uid %u already has %u "
+			 "connections (max_conns_per_uid)",
+			 (int)wc->caller.pid, (unsigned)wc->caller.uid, u->n);
+		goto refuse;
+	}
+	u->n++;
+	w->stats.conns++;
+	grpc_conn_set_data(conn, wc);
+	return 0;
+refuse:
+	w->stats.conns_refused++;
+	wconn_unref(wc);
+	return -1;
+}
+
+static void on_disconnect(struct grpc_conn *conn)
+{
+	struct wconn *wc = grpc_conn_data(conn);
+	struct workload_api *w;
+	struct uid_count *u;
+
+	if (!wc)
+		return;
+	grpc_conn_set_data(conn, NULL);
+	w = wc->w;
+	u = uid_slot(w, wc->caller.uid, false);
+	if (u && u->n > 0 && --u->n == 0) {
+		*u = w->uids[w->n_uids - 1];
+		w->n_uids--;
+	}
+	w->stats.conns--;
+	wconn_unref(wc);
+}
+
+/* ---- snapshots ---- */
+
+static void take_snapshot(struct workload_api *w)
+{
+	struct snapshot *s = svid_cache_acquire(w->cache);
+
+	if (w->snap && s->generation == w->snap->generation && s == w->snap) {
+		snapshot_release(s);
+		return;
+	}
+	snapshot_release(w->snap);
+	w->snap = s;
+	w->epoch++;
+	digest_of(s->bundle ? s->bundle : (const uint8_t *)"", s->bundle_len, w->x509_bundle_digest);
+	digest_of(s->jwt_bundle, strlen(s->jwt_bundle), w->jwt_bundle_digest);
+}
+
+static void on_cache_update(void *ud)
+{
+	struct workload_api *w = ud;
+	uint64_t epoch = w->epoch;
+
+	if (w->stopping)
+		return;
+	take_snapshot(w);
+	if (epoch == w->epoch)
+		return;
+	for (struct wcall *c = w->streams; c; c = c->next)
+		stream_update(c);
+}
+
+/* ---- the socket ---- */
+
+static int prepare_socket(const char *path, int *out_fd, struct stat *st, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char *dir = NULL, *slash;
+	struct stat old;
+	mode_t mask;
+	int fd = -1, r, ret = -1;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path %s is too long (max %zu bytes)", path,
+			 sizeof(sa.sun_path) - 1);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	dir = xstrdup(path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		r = mkdir_p(dir, 0755);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot create %s: %s", dir, strerror(-r));
+			goto out;
+		}
+	}
+	if (lstat(path, &old) == 0) {
+		if (!S_ISSOCK(old.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a socket", path);
+			goto out;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			snprintf(err, errlen, "socket: %s", strerror(errno));
+			goto out;
+		}
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			snprintf(err, errlen,
+				 "another agent is already serving on %s (stop it first)", path);
+			goto out;
+		}
+		if (errno != ECONNREFUSED) {
+			snprintf(err, errlen, "cannot probe existing socket %s: %s", path,
+				 strerror(errno));
+			goto out;
+		}
+		/* Nobody listens: a stale socket from an agent that did not exit cleanly. */
+		log_info("workload: replacing stale socket %s", path);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "cannot remove stale socket %s: %s", path,
+				 strerror(errno));
+			goto out;
+		}
+		close(fd);
+		fd = -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto out;
+	}
+	/* Any local process may connect: attestation, not file modes, is the access control, as
+	 * the Workload Endpoint standard requires. The mode is set by umask before bind, so there
+	 * is no moment where the socket exists with another mode. */
+	mask = umask(0);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(mask);
+	if (r < 0) {
+		snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (listen(fd, 512) < 0 || stat(path, st) < 0) {
+		snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
+		unlink(path);
+		goto out;
+	}
+	*out_fd = fd;
+	fd = -1;
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return ret;
+}
+
+/* ---- start and stop ---- */
+
+static void opts_free(struct workload_api_opts *o)
+{
+	free((char *)o->socket_path);
+	free((char *)o->trust_domain);
+	free((char *)o->proc_root);
+}
+
+static void api_free(struct workload_api *w)
+{
+	for (size_t i = 0; i < SELSET_BUCKETS; i++) {
+		/* Every set belongs to a call, and every call is gone by now. */
+		while (w->sets[i]) {
+			struct selset *s = w->sets[i];
+
+			s->refs = 1;
+			selset_unref(w, s);
+		}
+	}
+	jwks_free(w->jwks);
+	snapshot_release(w->snap);
+	attestor_free(w->attestor);
+	free(w->uids);
+	opts_free(&w->opts);
+	free(w);
+}
+
+static void maybe_free(struct workload_api *w)
+{
+	if (w->stopping && w->server_done && w->pending_async == 0)
+		api_free(w);
+}
+
+static void on_server_done(void *arg)
+{
+	struct workload_api *w = arg;
+
+	w->server = NULL;
+	w->server_done = true;
+	maybe_free(w);
+}
+
+int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
+			    struct svid_cache *cache, struct node_client *nc,
+			    struct workload_api **out, char *err, size_t errlen)
+{
+	struct attestor_unix_opts ao = {.path_selectors = o->unix_path_selectors,
+					.sha256_max_size = o->sha256_max_size};
+	struct grpc_server_config gc = {
+		.methods = methods,
+		.n_methods = ARRAY_LEN(methods),
+		.on_connect = on_connect,
+		.on_disconnect = on_disconnect,
+		.on_call_closed = on_call_closed,
+		.max_message_size = MAX_REQUEST_SIZE,
+		.max_streams_per_conn = MAX_STREAMS_PER_CONN,
+		.max_conns = MAX_CONNS,
+	};
+	struct workload_api *w;
+	struct stat st;
+	int fd = -1;
+
+	*out = NULL;
+	if (!o->socket_path || !o->socket_path[0]) {
+		snprintf(err, errlen, "no socket path");
+		return -1;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->loop = loop;
+	w->cache = cache;
+	w->nc = nc;
+	w->opts = *o;
+	w->opts.socket_path = xstrdup(o->socket_path);
+	w->opts.trust_domain = xstrdup(o->trust_domain ? o->trust_domain : "");
+	w->opts.proc_root = o->proc_root ? xstrdup(o->proc_root) : NULL;
+	w->attestor = attestor_unix_new(&ao);
+	if (!w->attestor) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	take_snapshot(w);
+	if (prepare_socket(w->opts.socket_path, &fd, &st, err, errlen) < 0)
+		goto fail;
+	w->sock_dev = st.st_dev;
+	w->sock_ino = st.st_ino;
+	gc.ud = w;
+	if (grpc_server_listen_fd(loop, fd, NULL, &gc, &w->server, err, errlen) < 0) {
+		/* The server closed fd. */
+		unlink(w->opts.socket_path);
+		goto fail;
+	}
+	w->sub = svid_cache_subscribe(cache, on_cache_update, w);
+	if (!w->sub) {
+		snprintf(err, errlen, "cannot subscribe to the SVID cache");
+		w->stopping = true;
+		grpc_server_shutdown(w->server, 0, on_server_done, w);
+		unlink(w->opts.socket_path);
+		return -1;
+	}
+	log_info("workload: Workload API listening on %s", w->opts.socket_path);
+	*out = w;
+	return 0;
+fail:
+	api_free(w);
+	return -1;
+}
+
+int workload_api_start(uv_loop_t *loop, const struct agent_config *cfg, struct svid_cache *cache,
+		       struct node_client *nc, struct workload_api **out, char *err, size_t errlen)
+{
+	struct workload_api_opts o = {
+		.socket_path = cfg->socket_path,
+		.trust_domain = cfg->trust_domain,
+		.unix_path_selectors = cfg->unix_workload_path_selectors,
+		.sha256_max_size = cfg->sha256_max_size,
+		.max_conns_per_uid = cfg->max_conns_per_uid > 0 ? (unsigned)cfg->max_conns_per_uid : 0,
+	};
+
+	return workload_api_start_opts(loop, &o, cache, nc, out, err, errlen);
+}
+
+void workload_api_stop(struct workload_api *w)
+{
+	struct stat st;
+
+	if (!w || w->stopping)
+		return;
+	w->stopping = true;
+	svid_cache_unsubscribe(w->cache, w->sub);
+	w->sub = NULL;
+	for (struct wcall *c = w->streams; c; c = c->next)
+		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the agent is shutting down");
+	/* Remove the socket only if it is still ours (another agent may have replaced it). */
+	if (stat(w->opts.socket_path, &st) == 0 && st.st_dev == w->sock_dev &&
+	    st.st_ino == w->sock_ino)
+		unlink(w->opts.socket_path);
+	grpc_server_shutdown(w->server, SHUTDOWN_GRACE_MS, on_server_done, w);
+}
+
+void workload_api_stats(struct workload_api *w, struct workload_api_stats *out)
+{
+	*out = w->stats;
+}
+
+bool workload_api_ready(struct workload_api *w)
+{
+	return !w->stopping && snap_ready(w->snap);
+}
