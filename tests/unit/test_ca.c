@@ -1,0 +1,316 @@
+/* The CA: issuance through the signing interface, JWT signing, rotation driven by explicit times,
+ * persistence across reopen, key file permissions, and upstream (intermediate) mode. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ca.h"
+#include "datastore.h"
+#include "jwt.h"
+#include "log.h"
+#include "util.h"
+#include "x509.h"
+
+#define T0 1800000000LL
+#define TTL 6000LL
+
+struct fx {
+	char dir[64];
+	struct datastore *ds;
+	struct ca_options o;
+};
+
+static int setup(void **state)
+{
+	log_setup(LOG_LEVEL_WARN, false);
+	struct fx *f = calloc(1, sizeof(*f));
+	strcpy(f->dir, "/tmp/lanyard-ca-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	char path[128], err[256];
+	snprintf(path, sizeof(path), "%s/ds.sqlite3", f->dir);
+	if (datastore_open_sqlite(path, &f->ds, err, sizeof(err)) < 0)
+		return -1;
+	f->o = (struct ca_options){.trust_domain = "example.org", .data_dir = f->dir,
+				   .key_type = KEY_EC_P256, .ca_ttl = TTL};
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	datastore_close(f->ds);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	int r = system(cmd);
+	free(f);
+	return r;
+}
+
+static void leaf_spki(uint8_t **spki, size_t *len, lkey **key)
+{
+	assert_int_equal(lkey_generate(KEY_EC_P256, key), 0);
+	assert_int_equal(lkey_public_der(*key, spki, len), 0);
+}
+
+static size_t bundle_count(struct ca *ca)
+{
+	struct ca_bundle b;
+	assert_int_equal(ca_bundle_get(ca, &b), 0);
+	const uint8_t **c;
+	size_t *l, n;
+	assert_int_equal(x509_split_der(b.x509, b.x509_len, &c, &l, &n), 0);
+	free(c);
+	free(l);
+	ca_bundle_free(&b);
+	return n;
+}
+
+static void issues_valid_svids(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256];
+	int64_t now = now_unix();
+	assert_int_equal(ca_open(&f->o, f->ds, now, &ca, err, sizeof(err)), 0);
+	lkey *k;
+	uint8_t *spki, *chain;
+	size_t spki_len, chain_len;
+	leaf_spki(&spki, &spki_len, &k);
+	int64_t na;
+	const char *dns[] = {"web.example.org"};
+	assert_int_equal(ca_sign_x509(ca, "spiffe://example.org/web", dns, 1, spki, spki_len, 3600,
+				      now, &chain, &chain_len, &na, err, sizeof(err)), 0);
+	struct x509_info info;
+	assert_int_equal(x509_parse(chain, chain_len, &info, err, sizeof(err)), 0);
+	assert_string_equal(info.spiffe_id, "spiffe://example.org/web");
+	assert_int_equal(info.n_uri_sans, 1);
+	assert_false(info.is_ca);
+	assert_true(info.not_before < now && info.not_before >= now - 60);
+	assert_int_equal(info.not_after, now + 3600);
+	assert_int_equal(na, now + 3600);
+	x509_info_free(&info);
+	struct ca_bundle b;
+	assert_int_equal(ca_bundle_get(ca, &b), 0);
+	assert_int_equal(x509_verify(chain, chain_len, b.x509, b.x509_len, now, err, sizeof(err)), 0);
+	/* A TTL longer than the CA's remaining life is capped at the CA's notAfter. */
+	free(chain);
+	assert_int_equal(ca_sign_x509(ca, "spiffe://example.org/web", NULL, 0, spki, spki_len,
+				      10 * TTL, now, &chain, &chain_len, &na, err, sizeof(err)), 0);
+	assert_true(na <= now + TTL);
+	/* JWT-SVIDs validate against the bundle's JWT keys. */
+	char *tok;
+	int64_t exp;
+	const char *aud[] = {"db"};
+	assert_int_equal(ca_sign_jwt(ca, "spiffe://example.org/web", aud, 1, 300, now, &tok, &exp,
+				     err, sizeof(err)), 0);
+	struct jwt_claims cl;
+	assert_int_equal(jwt_validate(tok, b.jwt, "db", now, &cl, err, sizeof(err)), 0);
+	assert_string_equal(cl.sub, "spiffe://example.org/web");
+	assert_int_equal(cl.exp, now + 300);
+	jwt_claims_free(&cl);
+	free(tok);
+	free(chain);
+	free(spki);
+	lkey_free(k);
+	ca_bundle_free(&b);
+	ca_close(ca);
+}
+
+static void rotation_steps(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256];
+	assert_int_equal(ca_open(&f->o, f->ds, T0, &ca, err, sizeof(err)), 0);
+	assert_int_equal(bundle_count(ca), 1);
+	int64_t seq0 = ca_bundle_sequence(ca);
+	struct ca_authority_info *ai;
+	size_t n;
+	ca_authorities(ca, &ai, &n);
+	assert_int_equal(n, 1);
+	char first[65];
+	strcpy(first, ai[0].id);
+	int64_t nb = ai[0].not_before, na = ai[0].not_after;
+	free(ai);
+
+	/* Before half life nothing happens. */
+	assert_int_equal(ca_rotate(ca, nb + (na - nb) / 2 - 1, err, sizeof(err)), 0);
+	/* At half life the next authority is prepared and trusted at once. */
+	int r = ca_rotate(ca, nb + (na - nb) / 2, err, sizeof(err));
+	assert_true(r & CA_CHANGED_BUNDLE);
+	assert_false(r & CA_CHANGED_ACTIVE);
+	assert_int_equal(bundle_count(ca), 2);
+	assert_true(ca_bundle_sequence(ca) > seq0);
+	/* At five sixths it becomes the active one. */
+	r = ca_rotate(ca, nb + (na - nb) * 5 / 6, err, sizeof(err));
+	assert_true(r & CA_CHANGED_ACTIVE);
+	ca_authorities(ca, &ai, &n);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ai[i].id, first) == 0)
+			assert_string_equal(ai[i].state, "old");
+		else if (strcmp(ai[i].state, "active") != 0)
+			assert_string_equal(ai[i].state, "prepared");
+	free(ai);
+	/* New SVIDs chain to the new authority, and still verify against the bundle. */
+	lkey *k;
+	uint8_t *spki, *chain;
+	size_t spki_len, chain_len;
+	leaf_spki(&spki, &spki_len, &k);
+	int64_t t = nb + (na - nb) * 5 / 6 + 1;
+	assert_int_equal(ca_sign_x509(ca, "spiffe://example.org/w", NULL, 0, spki, spki_len, 60, t,
+				      &chain, &chain_len, NULL, err, sizeof(err)), 0);
+	struct ca_bundle b;
+	ca_bundle_get(ca, &b);
+	assert_int_equal(x509_verify(chain, chain_len, b.x509, b.x509_len, t, err, sizeof(err)), 0);
+	ca_bundle_free(&b);
+	/* Reopening keeps the authorities and their states. */
+	ca_close(ca);
+	assert_int_equal(ca_open(&f->o, f->ds, t, &ca, err, sizeof(err)), 0);
+	ca_authorities(ca, &ai, &n);
+	bool found_old = false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ai[i].id, first) == 0)
+			found_old = strcmp(ai[i].state, "old") == 0;
+	assert_true(found_old);
+	free(ai);
+	ca_bundle_get(ca, &b);
+	assert_int_equal(x509_verify(chain, chain_len, b.x509, b.x509_len, t, err, sizeof(err)), 0);
+	ca_bundle_free(&b);
+	/* Once the old authority has expired it leaves the bundle. */
+	r = ca_rotate(ca, na, err, sizeof(err));
+	assert_true(r & CA_CHANGED_BUNDLE);
+	ca_authorities(ca, &ai, &n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_not_equal(ai[i].id, first);
+	free(ai);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/ca/%s.key", f->dir, first);
+	struct stat st;
+	assert_int_equal(stat(path, &st), -1);
+	free(chain);
+	free(spki);
+	lkey_free(k);
+	ca_close(ca);
+}
+
+static void long_downtime_recovers(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256];
+	assert_int_equal(ca_open(&f->o, f->ds, T0, &ca, err, sizeof(err)), 0);
+	ca_close(ca);
+	/* The server was off for ten lifetimes: it must come back with a valid active authority. */
+	int64_t later = T0 + 10 * TTL;
+	assert_int_equal(ca_open(&f->o, f->ds, later, &ca, err, sizeof(err)), 0);
+	lkey *k;
+	uint8_t *spki, *chain;
+	size_t spki_len, chain_len;
+	leaf_spki(&spki, &spki_len, &k);
+	assert_int_equal(ca_sign_x509(ca, "spiffe://example.org/w", NULL, 0, spki, spki_len, 60,
+				      later, &chain, &chain_len, NULL, err, sizeof(err)), 0);
+	struct ca_bundle b;
+	ca_bundle_get(ca, &b);
+	assert_int_equal(x509_verify(chain, chain_len, b.x509, b.x509_len, later, err, sizeof(err)), 0);
+	ca_bundle_free(&b);
+	free(chain);
+	free(spki);
+	lkey_free(k);
+	ca_close(ca);
+}
+
+static void refuses_readable_keys(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256];
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), 0);
+	struct ca_authority_info *ai;
+	size_t n;
+	ca_authorities(ca, &ai, &n);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/ca/%s.key", f->dir, ai[0].id);
+	free(ai);
+	ca_close(ca);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	chmod(path, 0640);
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "readable by group or others"));
+	chmod(path, 0600);
+}
+
+static void upstream_mode(void **state)
+{
+	struct fx *f = *state;
+	char err[256];
+	lkey *up;
+	assert_int_equal(lkey_generate(KEY_EC_P384, &up), 0);
+	uint8_t *upder;
+	size_t uplen;
+	int64_t now = now_unix();
+	struct x509_ca_params p = {.common_name = "Upstream Root", .not_before = now - 60,
+				   .not_after = now + 10 * TTL};
+	assert_int_equal(x509_make_ca(up, NULL, NULL, 0, &p, &upder, &uplen), 0);
+	char cert_path[128], key_path[128];
+	snprintf(cert_path, sizeof(cert_path), "%s/up.pem", f->dir);
+	snprintf(key_path, sizeof(key_path), "%s/up.key", f->dir);
+	char *pem = pem_encode("CERTIFICATE", upder, uplen);
+	assert_int_equal(file_write_atomic(cert_path, pem, strlen(pem), 0644), 0);
+	free(pem);
+	assert_int_equal(lkey_to_pem(up, &pem), 0);
+	assert_int_equal(file_write_atomic(key_path, pem, strlen(pem), 0600), 0);
+	free(pem);
+
+	f->o.upstream_cert_path = cert_path;
+	f->o.upstream_key_path = key_path;
+	struct ca *ca;
+	assert_int_equal(ca_open(&f->o, f->ds, now, &ca, err, sizeof(err)), 0);
+	struct ca_bundle b;
+	ca_bundle_get(ca, &b);
+	assert_int_equal(b.x509_len, uplen);
+	assert_memory_equal(b.x509, upder, uplen);
+	lkey *k;
+	uint8_t *spki, *chain;
+	size_t spki_len, chain_len;
+	leaf_spki(&spki, &spki_len, &k);
+	assert_int_equal(ca_sign_x509(ca, "spiffe://example.org/w", NULL, 0, spki, spki_len, 60, now,
+				      &chain, &chain_len, NULL, err, sizeof(err)), 0);
+	const uint8_t **c;
+	size_t *l, n;
+	assert_int_equal(x509_split_der(chain, chain_len, &c, &l, &n), 0);
+	assert_int_equal(n, 2); /* leaf + our intermediate */
+	free(c);
+	free(l);
+	assert_int_equal(x509_verify(chain, chain_len, b.x509, b.x509_len, now, err, sizeof(err)), 0);
+	ca_bundle_free(&b);
+	free(chain);
+	free(spki);
+	free(upder);
+	lkey_free(k);
+	lkey_free(up);
+	ca_close(ca);
+	f->o.upstream_cert_path = f->o.upstream_key_path = NULL;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(issues_valid_svids, setup, teardown),
+		cmocka_unit_test_setup_teardown(rotation_steps, setup, teardown),
+		cmocka_unit_test_setup_teardown(long_downtime_recovers, setup, teardown),
+		cmocka_unit_test_setup_teardown(refuses_readable_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(upstream_mode, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
