@@ -222,6 +222,8 @@ struct svid_cache *svid_cache_new(uv_loop_t *loop)
 		return NULL;
 	}
 	c->async->data = c;
+	/* The cache alone must not keep the loop running: it only relays publications. */
+	uv_unref((uv_handle_t *)c->async);
 	return c;
 }
 

@@ -681,6 +681,14 @@ static void on_jwt(void *ud, int status, const char *token, const char *message)
 	jwt_done(s->c);
 }
 
+static int fetch_jwt(struct workload_api *w, const char *entry_id, char *const *audience,
+		     size_t n_audience, node_jwt_cb cb, void *ud)
+{
+	if (w->opts.fetch_jwt)
+		return w->opts.fetch_jwt(w->opts.fetch_jwt_ud, entry_id, audience, n_audience, cb, ud);
+	return node_client_fetch_jwt(w->nc, entry_id, audience, n_audience, cb, ud);
+}
+
 static void handle_fetch_jwt(struct wcall *c)
 {
 	struct workload_api *w = c->w;
@@ -720,7 +728,7 @@ static void handle_fetch_jwt(struct wcall *c)
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY " for the requested SPIFFE ID");
 		return;
 	}
-	if (!w->nc) {
+	if (!w->opts.fetch_jwt && !w->nc) {
 		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "JWT-SVID issuance is not available");
 		return;
 	}
@@ -734,8 +742,8 @@ static void handle_fetch_jwt(struct wcall *c)
 	for (size_t i = 0; i < n; i++) {
 		c->refs++;
 		w->pending_async++;
-		if (node_client_fetch_jwt(w->nc, c->slots[i].entry_id, req->audience, req->n_audience,
-					  on_jwt, &c->slots[i]) < 0) {
+		if (fetch_jwt(w, c->slots[i].entry_id, req->audience, req->n_audience, on_jwt,
+			      &c->slots[i]) < 0) {
 			c->slots[i].status = GRPC_STATUS_UNAVAILABLE;
 			c->slots[i].message = strdup("the agent could not queue the JWT-SVID request");
 			jwt_done(c);

@@ -13,9 +13,10 @@
 
 #include <uv.h>
 
+#include "node_client.h"
+
 struct agent_config;
 struct svid_cache;
-struct node_client;
 struct workload_api;
 
 enum workload_method {
@@ -51,10 +52,15 @@ struct workload_api_opts {
 	int64_t sha256_max_size;      /* binaries above this are not hashed; <= 0: no limit */
 	unsigned max_conns_per_uid;   /* 0 = unlimited */
 	const char *proc_root;        /* NULL = "/proc" */
+	/* How FetchJWTSVID gets a token for an entry, with node_client_fetch_jwt's contract.
+	 * NULL = node_client_fetch_jwt on the node_client given to start. */
+	int (*fetch_jwt)(void *ud, const char *entry_id, char *const *audience, size_t n_audience,
+			 node_jwt_cb cb, void *cb_ud);
+	void *fetch_jwt_ud;
 };
 
-/* Creates the socket (see workload_api_start_opts) and starts serving. nc may be NULL only in
- * tests: FetchJWTSVID then answers UNAVAILABLE. 0, or -1 with a reason in err. */
+/* Creates the socket (see workload_api_start_opts) and starts serving. FetchJWTSVID answers
+ * UNAVAILABLE when nc is NULL. 0, or -1 with a reason in err. */
 int workload_api_start(uv_loop_t *loop, const struct agent_config *cfg, struct svid_cache *cache,
 		       struct node_client *nc, struct workload_api **out, char *err, size_t errlen);
 /* Same with explicit options (copied). The socket's parent directory is created 0755 when

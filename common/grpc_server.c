@@ -71,6 +71,7 @@ struct grpc_call {
 	bool headers_sent;     /* response HEADERS submitted (with a data provider) */
 	bool finished;         /* no more sends: finish, error or deadline */
 	bool trailers_submitted;
+	bool rst_after_response;
 	bool deferred;         /* data provider returned NGHTTP2_ERR_DEFERRED */
 	bool closed;           /* the stream is gone */
 	int status;
@@ -88,6 +89,9 @@ struct grpc_conn {
 	bool dirty;
 	int fd;
 	uv_poll_t poll;
+	uv_timer_t timer; /* handshake + preface deadline */
+	int open_handles;
+	bool established; /* first HTTP/2 frame received */
 	int poll_events;
 	bool closing;
 	bool want_close;
@@ -413,8 +417,8 @@ static size_t status_nv(nghttp2_nv *nv, char status_str[16], int status, const c
 	return n;
 }
 
-/* A response without a body: trailers-only gRPC status, then RST_STREAM when the client is
- * still sending so that the stream does not linger half-open. */
+/* A response without a body: trailers-only gRPC status. When the client is still sending, the
+ * stream is reset (NO_ERROR) once the response is out, so that it does not linger half-open. */
 static void call_respond_status(struct grpc_call *call, int status, const char *message)
 {
 	nghttp2_nv nv[4];
@@ -428,9 +432,7 @@ static void call_respond_status(struct grpc_call *call, int status, const char *
 	free(enc);
 	call->trailers_submitted = true;
 	call->finished = true;
-	if (!call->client_ended)
-		nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE, call->stream_id,
-					  NGHTTP2_NO_ERROR);
+	call->rst_after_response = true;
 	uv_timer_stop(&call->timer);
 	conn_mark_dirty(call->conn);
 }
@@ -442,9 +444,7 @@ static void call_respond_http(struct grpc_call *call, const char *http_status)
 	nghttp2_submit_response(call->conn->session, call->stream_id, nv, 1, NULL);
 	call->trailers_submitted = true;
 	call->finished = true;
-	if (!call->client_ended)
-		nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE, call->stream_id,
-					  NGHTTP2_NO_ERROR);
+	call->rst_after_response = true;
 	uv_timer_stop(&call->timer);
 	conn_mark_dirty(call->conn);
 }
@@ -675,6 +675,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 
 	if (conn->closing)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (!conn->established) {
+		conn->established = true;
+		uv_timer_stop(&conn->timer);
+	}
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -742,6 +746,19 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 	return 0;
 }
 
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	struct grpc_call *call;
+
+	if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (call && call->rst_after_response && !call->client_ended && !call->closed)
+		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+					  NGHTTP2_NO_ERROR);
+	return 0;
+}
+
 static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *ud)
 {
 	struct grpc_conn *conn = ud;
@@ -787,6 +804,10 @@ static void conn_close_cb(uv_handle_t *h)
 	struct grpc_conn *conn = h->data;
 	struct grpc_server *s = conn->server;
 
+	handle_closed(s);
+	if (--conn->open_handles > 0)
+		return;
+
 	if (conn->session)
 		nghttp2_session_del(conn->session);
 	if (conn->ssl)
@@ -796,7 +817,6 @@ static void conn_close_cb(uv_handle_t *h)
 	buf_free(&conn->out);
 	free(conn->peer_cert);
 	free(conn);
-	handle_closed(s);
 }
 
 static void conn_close(struct grpc_conn *conn)
@@ -824,6 +844,7 @@ static void conn_close(struct grpc_conn *conn)
 	s->n_conns--;
 	uv_poll_stop(&conn->poll);
 	uv_close((uv_handle_t *)&conn->poll, conn_close_cb);
+	uv_close((uv_handle_t *)&conn->timer, conn_close_cb);
 	maybe_finish_shutdown(s);
 }
 
@@ -1013,7 +1034,16 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 				continue;
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				break;
-			if (n <= 0 || conn_process_input(conn, buf, (size_t)n) < 0) {
+			if (n <= 0) {
+				conn_close(conn);
+				return;
+			}
+			if (conn_process_input(conn, buf, (size_t)n) < 0) {
+				/* One try at writing what is queued, such as a TLS alert that tells a
+				 * rejected client why. */
+				if (buf_pending(&conn->out))
+					(void)!send(conn->fd, conn->out.data + conn->out.off,
+						    buf_pending(&conn->out), MSG_NOSIGNAL | MSG_DONTWAIT);
 				conn_close(conn);
 				return;
 			}
@@ -1022,6 +1052,18 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		}
 	}
 	conn_flush(conn);
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+	struct grpc_conn *conn = t->data;
+
+	if (!conn->established) {
+		log_debug("grpc: closing connection: no %s within %u ms",
+			  conn->ssl ? "TLS handshake and HTTP/2 preface" : "HTTP/2 preface",
+			  conn->server->cfg.handshake_timeout_ms);
+		conn_close(conn);
+	}
 }
 
 static void conn_accept(struct grpc_server *s, int fd)
@@ -1054,6 +1096,7 @@ static void conn_accept(struct grpc_server *s, int fd)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
 	if (nghttp2_session_server_new(&conn->session, cbs, conn) != 0)
 		goto fail;
 	nghttp2_session_callbacks_del(cbs);
@@ -1081,7 +1124,11 @@ static void conn_accept(struct grpc_server *s, int fd)
 	if (uv_poll_init(s->loop, &conn->poll, fd) != 0)
 		goto fail;
 	conn->poll.data = conn;
-	s->handles++;
+	uv_timer_init(s->loop, &conn->timer);
+	conn->timer.data = conn;
+	conn->open_handles = 2;
+	s->handles += 2;
+	uv_timer_start(&conn->timer, conn_timer_cb, s->cfg.handshake_timeout_ms, 0);
 	conn->next = s->conns;
 	if (s->conns)
 		s->conns->prev = conn;
@@ -1174,6 +1221,8 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 		s->cfg.max_conns = 1024;
 	if (!s->cfg.max_output_per_conn)
 		s->cfg.max_output_per_conn = 16u * 1024 * 1024;
+	if (!s->cfg.handshake_timeout_ms)
+		s->cfg.handshake_timeout_ms = 10000;
 	s->listen_fd = fd;
 	s->port = -1;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {

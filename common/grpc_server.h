@@ -42,13 +42,16 @@ struct grpc_server_config {
 	/* The connection is going away; conn data must be released here. May be NULL. */
 	void (*on_disconnect)(struct grpc_conn *conn);
 	/* The call ended: finished, cancelled by the client (RST_STREAM), deadline passed, or the
-	 * connection closed. Called once per call that reached on_request or was accepted; sends
-	 * are refused afterwards. May be NULL. */
+	 * connection closed. Called once for every call that reached on_request (never for calls
+	 * rejected before it), possibly from inside the loop's processing of that connection but
+	 * never from inside grpc_call_send/grpc_call_finish; grpc_call_conn() is still valid here
+	 * and NULL afterwards. Sends are refused. May be NULL. */
 	void (*on_call_closed)(struct grpc_call *call);
 	size_t max_message_size;       /* larger request messages => RESOURCE_EXHAUSTED; 0 = 4 MiB */
 	unsigned max_streams_per_conn; /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 = 100 */
 	unsigned max_conns;            /* refuse beyond this; 0 = 1024 */
 	size_t max_output_per_conn;    /* queued response bytes before the conn is dropped; 0 = 16 MiB */
+	unsigned handshake_timeout_ms; /* TLS handshake + HTTP/2 preface deadline; 0 = 10 s */
 };
 
 /* Binds and listens on a Unix socket (the caller prepared the directory and umask); cleartext
@@ -90,7 +93,8 @@ const uint8_t *grpc_conn_peer_cert(struct grpc_conn *c, size_t *len);
 unsigned grpc_conn_stream_count(struct grpc_conn *c);
 
 /* Calls */
-struct grpc_conn *grpc_call_conn(struct grpc_call *call); /* NULL once the connection is gone */
+/* NULL once the call closed (after on_call_closed returned). */
+struct grpc_conn *grpc_call_conn(struct grpc_call *call);
 const char *grpc_call_path(const struct grpc_call *call);
 /* Request metadata by lower-case name, NULL if absent. */
 const char *grpc_call_header(const struct grpc_call *call, const char *name);

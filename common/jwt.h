@@ -45,8 +45,10 @@ const char *jwks_get(const struct jwks *s, size_t i, const uint8_t **spki, size_
 json_t *jwk_from_spki(const uint8_t *spki, size_t spki_len, const char *kid, const char *use);
 /* JWK Set JSON {"keys":[{..., "use":"jwt-svid"}...]}. The caller frees. */
 char *jwks_to_json(const struct jwks *s);
-/* Parses a JWK Set (or a SPIFFE bundle: keys whose use is not "jwt-svid" are skipped, and keys
- * without a use are taken). 0, or -1 with a reason in err. */
+/* Parses a JWK Set (or a SPIFFE bundle): keys with a use other than "jwt-svid" are skipped, keys
+ * without a use are taken when they have a kid; unknown kty/crv are skipped; a broken key of a
+ * known type, a jwt-svid key without kid or a duplicate kid is an error. 0, or -1 with a reason
+ * in err. */
 int jwks_from_json(const char *json, size_t len, struct jwks **out, char *err, size_t errlen);
 /* Same, from an already parsed "keys" array holder object. */
 int jwks_from_jansson(const json_t *root, struct jwks **out, char *err, size_t errlen);

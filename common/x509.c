@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "spiffeid.h"
 #include "util.h"
 #include "x509.h"
 
@@ -156,6 +157,10 @@ static int encode_sans(const char *uri, const char *const *dns, size_t n_dns, ui
 		lens[i] = strlen(names[i]);
 		if (lens[i] > 0xffff)
 			return -1;
+		/* IA5String, and nothing a certificate viewer could misread: printable ASCII. */
+		for (size_t c = 0; c < lens[i]; c++)
+			if (names[i][c] <= 0x20 || names[i][c] >= 0x7f)
+				return -1;
 		body += 4 + lens[i];
 	}
 	if (body > 0xffff || body + 4 > outlen)
@@ -272,6 +277,87 @@ static int set_serial(Cert *cert)
 	return 0;
 }
 
+static size_t put_header(uint8_t *out, uint8_t tag, size_t len)
+{
+	out[0] = tag;
+	return 1 + der_put_len(out + 1, len);
+}
+
+static const uint8_t BC_EXT_OID[] = { 0x06, 0x03, 0x55, 0x1d, 0x13 };
+
+/* wolfSSL 5.5.4 always writes basicConstraints non-critical, but RFC 5280 4.2.1.9 requires it
+ * critical on CA certificates (and SPIFFE issuers mark it so on leaves too). This rewrites the
+ * TBSCertificate that wc_MakeCert_ex left in buf, adding critical=TRUE to that extension, before
+ * it is signed. Returns the new body length, or -1. */
+static int mark_bc_critical(uint8_t *buf, size_t body_len, size_t cap)
+{
+	const uint8_t *tbs, *v, *exts, *ext;
+	size_t tbsl, vl, extsl, extl, pos = 0, p = 0;
+	uint8_t tag, *exts_out = NULL, *out = NULL;
+	size_t eo = 0, o = 0, ext_start = 0;
+	int ret = -1;
+
+	if (der_expect(buf, body_len, &pos, 0x30, &tbs, &tbsl) < 0 || pos != body_len)
+		return -1;
+	/* The extensions are the last element of the TBS: [3] { SEQUENCE OF Extension }. */
+	for (;;) {
+		ext_start = p;
+		if (der_next(tbs, tbsl, &p, &tag, &v, &vl) < 0)
+			return -1;
+		if (p == tbsl)
+			break;
+	}
+	if (tag != 0xa3)
+		return -1;
+	size_t q = 0;
+	if (der_expect(v, vl, &q, 0x30, &exts, &extsl) < 0 || q != vl)
+		return -1;
+	exts_out = malloc(extsl + 16);
+	out = malloc(body_len + 32);
+	if (!exts_out || !out)
+		goto out;
+	q = 0;
+	while (q < extsl) {
+		size_t start = q;
+		if (der_expect(exts, extsl, &q, 0x30, &ext, &extl) < 0)
+			goto out;
+		if (extl > sizeof(BC_EXT_OID) + 2 &&
+		    memcmp(ext, BC_EXT_OID, sizeof(BC_EXT_OID)) == 0 &&
+		    ext[sizeof(BC_EXT_OID)] == 0x04) {
+			size_t rest = extl - sizeof(BC_EXT_OID);
+			eo += put_header(exts_out + eo, 0x30, extl + 3);
+			memcpy(exts_out + eo, BC_EXT_OID, sizeof(BC_EXT_OID));
+			eo += sizeof(BC_EXT_OID);
+			exts_out[eo++] = 0x01;
+			exts_out[eo++] = 0x01;
+			exts_out[eo++] = 0xff;
+			memcpy(exts_out + eo, ext + sizeof(BC_EXT_OID), rest);
+			eo += rest;
+		} else {
+			memcpy(exts_out + eo, exts + start, q - start);
+			eo += q - start;
+		}
+	}
+	size_t seq_len = 1 + (eo < 0x80 ? 1 : eo < 0x100 ? 2 : 3) + eo;
+	size_t a3_len = 1 + (seq_len < 0x80 ? 1 : seq_len < 0x100 ? 2 : 3) + seq_len;
+	size_t new_tbsl = ext_start + a3_len;
+	o = put_header(out, 0x30, new_tbsl);
+	memcpy(out + o, tbs, ext_start);
+	o += ext_start;
+	o += put_header(out + o, 0xa3, seq_len);
+	o += put_header(out + o, 0x30, eo);
+	memcpy(out + o, exts_out, eo);
+	o += eo;
+	if (o > cap)
+		goto out;
+	memcpy(buf, out, o);
+	ret = (int)o;
+out:
+	free(exts_out);
+	free(out);
+	return ret;
+}
+
 /* Makes the body with the subject key, signs it with signer; *der is a fresh buffer. */
 static int finish_cert(Cert *cert, struct pubkey *subject, const lkey *signer, uint8_t **der,
 		       size_t *len)
@@ -283,6 +369,9 @@ static int finish_cert(Cert *cert, struct pubkey *subject, const lkey *signer, u
 		return -1;
 	cert->sigType = lkey_cert_sig_type(signer);
 	body = make_cert(cert, subject, buf, CERT_MAX);
+	if (body <= 0)
+		goto fail;
+	body = mark_bc_critical(buf, (size_t)body, CERT_MAX);
 	if (body <= 0)
 		goto fail;
 	n = lkey_sign_cert(signer, buf, (size_t)body, CERT_MAX);
@@ -796,6 +885,8 @@ int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
 	*len = 0;
 	if (!cert || !p->spiffe_id || !p->spki || wc_InitCert(cert) != 0)
 		goto out;
+	if (spiffeid_parse(p->spiffe_id, NULL, NULL, NULL, 0) < 0)
+		goto out;
 	if (parse_cert(ca_der, ca_len, &ca, NULL, 0) < 0 || !ca.is_ca ||
 	    !lkey_matches_spki(ca_key, ca.spki, ca.spki_len))
 		goto out;
@@ -854,6 +945,8 @@ int x509_make_ca(const lkey *subject_key, const lkey *issuer_key, const uint8_t 
 		goto out;
 	snprintf(cert->subject.commonName, sizeof(cert->subject.commonName), "%s", cn);
 	if (p->spiffe_id) {
+		if (spiffeid_parse(p->spiffe_id, NULL, NULL, NULL, 0) < 0)
+			goto out;
 		int n = encode_sans(p->spiffe_id, NULL, 0, cert->altNames, sizeof(cert->altNames));
 		if (n < 0)
 			goto out;

@@ -29,10 +29,12 @@ struct x509_leaf_params {
 	const uint8_t *spki;             /* subject public key (from the CSR) */
 	size_t spki_len;
 };
-/* Signs an X509-SVID leaf: exactly one URI SAN, basicConstraints CA:FALSE, keyUsage critical
- * digitalSignature (+keyEncipherment for RSA, keyAgreement for EC), EKU serverAuth+clientAuth,
- * random 128-bit serial (top bit cleared), AKID/SKID. The issuer is the CA certificate ca_der,
- * signed with ca_key. The caller frees *der. */
+/* Signs an X509-SVID leaf: exactly one URI SAN (+DNS SANs; SAN critical when the subject is
+ * empty), basicConstraints critical CA:FALSE, keyUsage critical digitalSignature
+ * (+keyEncipherment for RSA, keyAgreement for EC), EKU serverAuth+clientAuth, random 16-byte
+ * serial (top bit cleared), AKID/SKID, validity exactly not_before..not_after. The issuer is the
+ * CA certificate ca_der (its subject bytes are copied exactly), signed with ca_key, which must be
+ * the key of ca_der. The caller frees *der. */
 int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
 		   const struct x509_leaf_params *p, uint8_t **der, size_t *len);
 
@@ -41,8 +43,8 @@ struct x509_ca_params {
 	const char *common_name; /* e.g. "Lanyard CA" */
 	int64_t not_before, not_after;
 };
-/* Makes a CA certificate (cA=true, keyUsage critical keyCertSign+cRLSign+digitalSignature) for
- * subject_key. issuer_key/issuer_der NULL: self-signed; otherwise signed by that (upstream) CA.
+/* Makes a CA certificate (basicConstraints critical cA=true, no pathLen; keyUsage critical
+ * keyCertSign+cRLSign+digitalSignature; SKID/AKID) with subject CN=common_name for subject_key. issuer_key/issuer_der NULL: self-signed; otherwise signed by that (upstream) CA.
  * The caller frees *der. */
 int x509_make_ca(const lkey *subject_key, const lkey *issuer_key, const uint8_t *issuer_der,
 		 size_t issuer_len, const struct x509_ca_params *p, uint8_t **der, size_t *len);
@@ -69,9 +71,11 @@ void x509_info_free(struct x509_info *i);
  * of whole DER SEQUENCEs (an empty buf gives n = 0). */
 int x509_split_der(const uint8_t *buf, size_t len, const uint8_t ***certs, size_t **lens, size_t *n);
 
-/* Verifies chain (leaf first, then optional intermediates, concatenated DER) against roots
- * (concatenated DER) at time now: signatures, validity periods, CA flags. 0 = ok, or -1 with a
- * reason in err. */
+/* Verifies chain (leaf first, then optional intermediates, concatenated DER, in order) against
+ * roots (concatenated DER) at time now: every signature, every validity period (roots included),
+ * issuers are CAs with keyCertSign when keyUsage is present, path length limits, no unknown
+ * critical extension. The leaf's own CA flag and SAN are NOT checked: for an X509-SVID also
+ * check x509_parse's is_ca == false and the SPIFFE ID. 0 = ok, or -1 with a reason in err. */
 int x509_verify(const uint8_t *chain, size_t chain_len, const uint8_t *roots, size_t roots_len,
 		int64_t now, char *err, size_t errlen);
 

@@ -244,12 +244,14 @@ static int64_t jint(json_t *o, const char *key)
 
 /* ---- argument parsing ---- */
 
-static int parse_args(const struct command *cmd, int argc, char **argv, struct args *a)
+static int parse_args(const char *group, const struct command *cmd, int argc, char **argv,
+		      struct args *a)
 {
 	for (int i = 0; i < argc; i++) {
 		const char *arg = argv[i];
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-			fail("unexpected argument \"%s\" (see %s --help)", arg, cmd->name);
+			fail("unexpected argument \"%s\" (see lanyard-server %s %s --help)", arg,
+			     group, cmd->name);
 			return -1;
 		}
 		const char *name = arg + 2;
@@ -260,7 +262,7 @@ static int parse_args(const struct command *cmd, int argc, char **argv, struct a
 			if (strlen(opt_specs[o].name) == nlen && strncmp(opt_specs[o].name, name, nlen) == 0)
 				id = o;
 		if (id < 0 || !(cmd->opts & BIT(id))) {
-			fail("unknown flag --%.*s for \"%s\"", (int)nlen, name, cmd->name);
+			fail("unknown flag --%.*s for \"%s %s\"", (int)nlen, name, group, cmd->name);
 			return -1;
 		}
 		const struct opt_spec *s = &opt_specs[id];
@@ -308,7 +310,7 @@ static int parse_args(const struct command *cmd, int argc, char **argv, struct a
 		return 0;
 	for (int o = 0; o < O__COUNT; o++) {
 		if ((cmd->required & BIT(o)) && !a->seen[o]) {
-			fail("--%s is required for \"%s\"", opt_specs[o].name, cmd->name);
+			fail("--%s is required for \"%s %s\"", opt_specs[o].name, group, cmd->name);
 			return -1;
 		}
 	}
@@ -896,7 +898,7 @@ int cli_main(int argc, char **argv)
 		return 1;
 	}
 	a = xcalloc(1, sizeof(*a));
-	if (parse_args(cmd, argc - 2, argv + 2, a) < 0)
+	if (parse_args(g->name, cmd, argc - 2, argv + 2, a) < 0)
 		goto out;
 	if (a->seen[O_HELP]) {
 		usage_command(stdout, g->name, cmd);

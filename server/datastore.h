@@ -59,7 +59,8 @@ int64_t ds_change_counter(struct datastore *ds);
 /* ---- join tokens ----
  * Only the SHA-256 of a token (hex) is stored, never the token itself. */
 
-/* -EEXIST if that token exists already. alias_spiffe_id may be NULL. */
+/* -EEXIST if that token exists already. alias_spiffe_id may be NULL. expires_at is unix seconds
+ * (0 = never); a token is expired once now >= expires_at. */
 int ds_token_create(struct datastore *ds, const char *token, const char *alias_spiffe_id,
 		    int64_t expires_at);
 /* Atomically consumes a token: 0 and its alias (malloc'd; NULL when none) when it existed and had

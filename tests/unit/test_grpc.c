@@ -19,6 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+
 #include "grpc.h"
 #include "grpc_client.h"
 #include "grpc_server.h"
@@ -34,7 +37,7 @@ struct fixture {
 	struct grpc_server *tls_srv;
 	WOLFSSL_CTX *srv_ctx;
 	char dir[64];
-	char sock[128];
+	char sock[100];
 	int tls_port;
 	atomic_int calls_closed;
 	atomic_int hold_closed;
@@ -251,6 +254,8 @@ static void *loop_thread(void *arg)
 	struct fixture *fx = arg;
 
 	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	/* wolfSSL's fixed-point ECC cache is per thread: free this thread's. */
+	wc_ecc_fp_free();
 	return NULL;
 }
 
@@ -336,6 +341,7 @@ static int group_setup(void **state)
 		.on_call_closed = on_call_closed,
 		.max_message_size = MAX_MSG,
 		.max_output_per_conn = 2u * 1024 * 1024,
+		.handshake_timeout_ms = 1000,
 	};
 	char err[256];
 
@@ -748,7 +754,9 @@ static void test_unimplemented(void **state)
 	size_t len = 0;
 	char err[256] = "";
 
-	assert_int_equal(unary(c, "/test.Test/Nope", "x", 1, 2000, &resp, &len, err, sizeof(err)),
+	int st_ = unary(c, "/test.Test/Nope", "x", 1, 2000, &resp, &len, err, sizeof(err));
+	printf("nope: %d %s\n", st_, err);
+	assert_int_equal(st_,
 			 GRPC_STATUS_UNIMPLEMENTED);
 	assert_null(resp);
 	assert_non_null(strstr(err, "/test.Test/Nope"));
@@ -913,6 +921,22 @@ static void test_garbage(void **state)
 						   &resp, &len, &status, err, sizeof(err)),
 				 -1);
 		grpc_client_close(tc);
+	}
+
+	/* Silent peers are dropped after the handshake timeout, on both ports. */
+	{
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)F->tls_port),
+					   .sin_addr.s_addr = htonl(0x7f000001) };
+		int u = socket(AF_UNIX, SOCK_STREAM, 0), t = socket(AF_INET, SOCK_STREAM, 0);
+
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", F->sock);
+		assert_int_equal(connect(u, (struct sockaddr *)&sun, sizeof(sun)), 0);
+		assert_int_equal(connect(t, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		assert_true(peer_closes(u, 3000));
+		assert_true(peer_closes(t, 3000));
+		close(u);
+		close(t);
 	}
 
 	/* The server still serves. */
@@ -1169,6 +1193,81 @@ static void test_tls_rotate_ctx(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+struct private_srv {
+	uv_loop_t loop;
+	uv_async_t stop;
+	struct grpc_server *srv;
+	atomic_int done;
+};
+
+static void private_stop(uv_async_t *a)
+{
+	struct private_srv *p = a->data;
+
+	grpc_server_shutdown(p->srv, 100, count_done, &p->done);
+	uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *private_thread(void *arg)
+{
+	struct private_srv *p = arg;
+
+	uv_run(&p->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+/* The agent creates its socket itself (umask, mode) and hands the fd over. */
+static void test_listen_fd(void **state)
+{
+	struct private_srv p;
+	struct grpc_server_config cfg = { .methods = methods, .n_methods = 1 };
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct grpc_client *c = NULL;
+	struct grpc_server *dup = NULL;
+	pthread_t t;
+	uint8_t *resp;
+	size_t len;
+	int fd, status;
+	char err[256], dir[] = "/tmp/lanyard-grpcfd-XXXXXX";
+
+	memset(&p, 0, sizeof(p));
+	assert_non_null(mkdtemp(dir));
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/s.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	uv_loop_init(&p.loop);
+	assert_int_equal(grpc_server_listen_fd(&p.loop, fd, NULL, &cfg, &p.srv, err, sizeof(err)), 0);
+	assert_int_equal(grpc_server_port(p.srv), -1);
+	/* Binding the same path again fails with a message naming it. */
+	assert_int_equal(grpc_server_listen_unix(&p.loop, sun.sun_path, &cfg, &dup, err, sizeof(err)), -1);
+	assert_null(dup);
+	assert_non_null(strstr(err, "s.sock"));
+	uv_async_init(&p.loop, &p.stop, private_stop);
+	p.stop.data = &p;
+	assert_int_equal(pthread_create(&t, NULL, private_thread, &p), 0);
+
+	assert_int_equal(grpc_client_connect_unix(sun.sun_path, 2000, &c, err, sizeof(err)), 0);
+	assert_int_equal(grpc_client_unary(c, "/test.Test/Echo", NULL, 0, (uint8_t *)"fd", 2, 2000, &resp,
+					   &len, &status, err, sizeof(err)),
+			 0);
+	assert_int_equal(status, GRPC_STATUS_OK);
+	assert_memory_equal(resp, "fd", 2);
+	free(resp);
+
+	/* Shutdown with a client still connected: GOAWAY, then the client sees the end. */
+	uv_async_send(&p.stop);
+	pthread_join(t, NULL);
+	assert_int_equal(atomic_load(&p.done), 1);
+	assert_int_equal(uv_loop_close(&p.loop), 0);
+	assert_int_equal(grpc_client_unary(c, "/test.Test/Echo", NULL, 0, (uint8_t *)"fd", 2, 2000, &resp,
+					   &len, &status, err, sizeof(err)),
+			 -1);
+	grpc_client_close(c);
+	unlink(sun.sun_path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest wire[] = {
@@ -1177,6 +1276,7 @@ int main(void)
 		cmocka_unit_test(test_percent),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_tls_rotate_ctx),
+		cmocka_unit_test(test_listen_fd),
 	};
 	const struct CMUnitTest net[] = {
 		cmocka_unit_test(test_unary_ok),

@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +296,7 @@ static void test_leaf(void **state)
 			snprintf(cmd, sizeof(cmd), "openssl x509 -in %s/leaf.pem -noout -text 2>&1", dir);
 			out = run_capture(cmd);
 			static const char *want[] = {
-				"CA:FALSE",
+				"X509v3 Basic Constraints: critical\n                CA:FALSE",
 				"X509v3 Key Usage: critical",
 				"Digital Signature",
 				"TLS Web Server Authentication",
@@ -404,7 +407,7 @@ static void test_chain(void **state)
 	free(out);
 	snprintf(cmd, sizeof(cmd), "openssl x509 -in %s/inter.pem -noout -text", dir);
 	out = run_capture(cmd);
-	assert_non_null(strstr(out, "CA:TRUE"));
+	assert_non_null(strstr(out, "X509v3 Basic Constraints: critical\n                CA:TRUE"));
 	assert_non_null(strstr(out, "Certificate Sign, CRL Sign"));
 	assert_non_null(strstr(out, "Issuer: CN = Root"));
 	free(out);
@@ -503,6 +506,14 @@ static void test_bad_input(void **state)
 	p.spki_len = spki_len - 1;
 	assert_int_equal(x509_sign_leaf(ca.key, ca.der, ca.len, &p, &der, &len), -1);
 	p.spki_len = spki_len;
+	p.spiffe_id = "http://example.org/x";
+	assert_int_equal(x509_sign_leaf(ca.key, ca.der, ca.len, &p, &der, &len), -1);
+	p.spiffe_id = "spiffe://example.org/x";
+	const char *bad_dns[] = { "a b" };
+	p.dns_names = bad_dns;
+	p.n_dns = 1;
+	assert_int_equal(x509_sign_leaf(ca.key, ca.der, ca.len, &p, &der, &len), -1);
+	p.n_dns = 0;
 	assert_int_equal(x509_sign_leaf(ca.key, ca.der, ca.len, &p, &der, &len), 0);
 	uint8_t *der2;
 	size_t len2;
@@ -572,6 +583,49 @@ static void test_openssl_upstream(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* wolfSSL's own verifier (the one TLS uses) accepts our chains: empty subject with a critical
+ * SAN, critical basicConstraints, EC and RSA mixed. */
+static void test_wolfssl_accepts(void **state)
+{
+	int64_t now = now_unix();
+	for (size_t i = 0; i < ARRAY_LEN(all_types); i++) {
+		struct ca root, inter;
+		lkey *leaf_key;
+		uint8_t *leaf;
+		size_t leaf_len;
+		const char *dns[] = { "svc.local" };
+
+		make_ca(&root, all_types[i], NULL, "Root", now - 60, now + 86400);
+		make_ca(&inter, all_types[(i + 1) % 3], &root, "Inter", now - 60, now + 86400);
+		issue(&inter, all_types[(i + 2) % 3], "spiffe://example.org/w", i == 0 ? dns : NULL,
+		      i == 0 ? 1 : 0, now - 10, now + 3600, &leaf_key, &leaf, &leaf_len);
+
+		WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+		assert_non_null(cm);
+		assert_int_equal(wolfSSL_CertManagerLoadCABuffer(cm, root.der, (long)root.len,
+								 WOLFSSL_FILETYPE_ASN1),
+				 WOLFSSL_SUCCESS);
+		/* Before the intermediate is known, the leaf does not verify. */
+		assert_int_not_equal(wolfSSL_CertManagerVerifyBuffer(cm, leaf, (long)leaf_len,
+								     WOLFSSL_FILETYPE_ASN1),
+				     WOLFSSL_SUCCESS);
+		assert_int_equal(wolfSSL_CertManagerVerifyBuffer(cm, inter.der, (long)inter.len,
+								 WOLFSSL_FILETYPE_ASN1),
+				 WOLFSSL_SUCCESS);
+		assert_int_equal(wolfSSL_CertManagerLoadCABuffer(cm, inter.der, (long)inter.len,
+								 WOLFSSL_FILETYPE_ASN1),
+				 WOLFSSL_SUCCESS);
+		assert_int_equal(wolfSSL_CertManagerVerifyBuffer(cm, leaf, (long)leaf_len,
+								 WOLFSSL_FILETYPE_ASN1),
+				 WOLFSSL_SUCCESS);
+		wolfSSL_CertManagerFree(cm);
+		free(leaf);
+		lkey_free(leaf_key);
+		free_ca(&inter);
+		free_ca(&root);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -579,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_ca),	    cmocka_unit_test(test_leaf),
 		cmocka_unit_test(test_chain),	    cmocka_unit_test(test_pem),
 		cmocka_unit_test(test_bad_input),   cmocka_unit_test(test_openssl_upstream),
+		cmocka_unit_test(test_wolfssl_accepts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,231 @@
+/* lanyard-agent: the per-node daemon that serves the SPIFFE Workload API. `run` starts it; `api`
+ * is a Workload API client (api_cli.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "agent_config.h"
+#include "log.h"
+#include "node_client.h"
+#include "persist.h"
+#include "svid_cache.h"
+#include "util.h"
+#include "workload_api.h"
+
+struct agent {
+	struct agent_config cfg;
+	uv_loop_t loop;
+	struct svid_cache *cache;
+	struct node_client *nc;
+	struct workload_api *wl;
+	uv_signal_t sigterm, sigint;
+	int lock_fd;
+	bool stopping;
+};
+
+static void close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Stops in the order that lets every piece finish cleanly: no new callers, open streams ended,
+ * then the sync thread (which flushes the state to data_dir). The loop then runs dry. */
+static void shutdown_agent(struct agent *a)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	workload_api_stop(a->wl);
+	a->wl = NULL;
+	node_client_stop(a->nc);
+	a->nc = NULL;
+	close_handle((uv_handle_t *)&a->sigterm);
+	close_handle((uv_handle_t *)&a->sigint);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct agent *a = sig->data;
+	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	shutdown_agent(a);
+}
+
+/* One agent per data_dir: two would overwrite each other's state. */
+static int lock_data_dir(struct agent *a, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/agent.lock", a->cfg.data_dir);
+	a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (a->lock_fd < 0) {
+		snprintf(err, errlen, "cannot open %.300s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		char pid[32] = "";
+		ssize_t n = pread(a->lock_fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		snprintf(err, errlen, "data_dir %.300s is in use by another lanyard-agent (pid %s)",
+			 a->cfg.data_dir, pid[0] ? pid : "?");
+		return -1;
+	}
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(a->lock_fd, 0) == 0 && pwrite(a->lock_fd, buf, (size_t)n, 0) < 0)
+		log_warn("cannot write %s", path);
+	return 0;
+}
+
+static int run_usage(FILE *f)
+{
+	fprintf(f, "usage: lanyard-agent run --config FILE [--join-token TOKEN]\n");
+	return f == stdout ? 0 : 1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	const char *config_path = "/etc/lanyard/agent.json";
+	const char *token = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--join-token") == 0 && i + 1 < argc) {
+			token = argv[++i];
+		} else if (strncmp(argv[i], "--join-token=", 13) == 0) {
+			token = argv[i] + 13;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			return run_usage(stdout);
+		} else {
+			fprintf(stderr, "lanyard-agent run: unknown argument '%s'\n", argv[i]);
+			return run_usage(stderr);
+		}
+	}
+	struct agent *a = xcalloc(1, sizeof(*a));
+	a->lock_fd = -1;
+	char err[1024];
+	int ret = 1;
+	bool loop_ready = false;
+	if (agent_config_load(config_path, &a->cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "lanyard-agent: %s\n", err);
+		goto out;
+	}
+	if (token && *token) {
+		if (a->cfg.join_token)
+			secure_zero(a->cfg.join_token, strlen(a->cfg.join_token));
+		free(a->cfg.join_token);
+		a->cfg.join_token = xstrdup(token);
+	}
+	log_setup(log_level_parse(a->cfg.log_level), strcmp(a->cfg.log_format, "json") == 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (persist_prepare_dir(a->cfg.data_dir, err, sizeof(err)) < 0 ||
+	    lock_data_dir(a, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	uv_loop_init(&a->loop);
+	uv_signal_init(&a->loop, &a->sigterm);
+	uv_signal_init(&a->loop, &a->sigint);
+	a->sigterm.data = a->sigint.data = a;
+	loop_ready = true;
+	a->cache = svid_cache_new(&a->loop);
+	if (!a->cache) {
+		log_error("cannot create the SVID cache");
+		goto out;
+	}
+	if (node_client_start(&a->cfg, a->cache, &a->loop, &a->nc, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (workload_api_start(&a->loop, &a->cfg, a->cache, a->nc, &a->wl, err, sizeof(err)) < 0) {
+		log_error("Workload API: %s", err);
+		goto out;
+	}
+	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&a->sigint, on_signal, SIGINT);
+
+	log_info("lanyard-agent %s: trust domain %s, server %s:%lld, Workload API on %s",
+		 LANYARD_VERSION, a->cfg.trust_domain, a->cfg.server_address,
+		 (long long)a->cfg.server_port, a->cfg.socket_path);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	log_info("lanyard-agent stopped");
+	ret = 0;
+out:
+	if (loop_ready) {
+		shutdown_agent(a);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+		/* Only now: the Workload API's handles may use the cache until they are closed. */
+		svid_cache_free(a->cache);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&a->loop);
+	}
+	if (a->lock_fd >= 0)
+		close(a->lock_fd);
+	agent_config_free(&a->cfg);
+	free(a);
+	return ret;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: lanyard-agent <command> [options]\n"
+		"\n"
+		"  run --config FILE [--join-token TOKEN]   start the agent\n"
+		"  api fetch x509|jwt|bundles, api validate jwt, api watch\n"
+		"                                           Workload API client commands\n"
+		"  version                                  print the version\n"
+		"\n"
+		"Configuration keys (JSON object in the --config file):\n");
+	for (size_t i = 0; i < agent_config_n_options; i++) {
+		const struct cfg_option *o = &agent_config_options[i];
+		char def[64];
+		if (o->required)
+			snprintf(def, sizeof(def), "required");
+		else if (o->def)
+			snprintf(def, sizeof(def), "default %s", o->def);
+		else
+			snprintf(def, sizeof(def), "unset");
+		fprintf(f, "  %-29s %s (%s)\n", o->name, o->doc, def);
+	}
+	fprintf(f, "\nRun 'lanyard-agent api --help' for the client commands.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(cmd, "api") == 0) {
+		/* TODO(lead): call api_cli_main(argc - 1, argv + 1) once agent/api_cli.c lands (the
+		 * workload helper writes it); it does not link yet. */
+		fprintf(stderr, "lanyard-agent: the api commands are not built yet\n");
+		return 1;
+	}
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("lanyard-agent %s\n", LANYARD_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "lanyard-agent: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 1;
+}

@@ -1,0 +1,254 @@
+/* k8s_http.c: blocking libcurl requests to the kubelet and the Kubernetes API server. */
+#include "k8s_http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "util.h"
+
+#define TOKEN_MAX (64 * 1024)
+
+struct sink {
+	char *buf;
+	size_t len, cap, max;
+	bool too_large;
+};
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct sink *s = ud;
+	size_t n = size * nmemb;
+
+	if (n > s->max - s->len) {
+		s->too_large = true;
+		return 0; /* aborts the transfer */
+	}
+	if (s->len + n + 1 > s->cap) {
+		size_t cap = s->cap ? s->cap : 16384;
+		char *nb;
+
+		while (cap < s->len + n + 1)
+			cap *= 2;
+		nb = realloc(s->buf, cap);
+		if (!nb)
+			return 0;
+		s->buf = nb;
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, data, n);
+	s->len += n;
+	s->buf[s->len] = '\0';
+	return n;
+}
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+static void global_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void k8s_http_global_init(void)
+{
+	pthread_once(&global_once, global_init);
+}
+
+/* Reads the token file and trims the trailing newline the kubelet does not write but
+ * hand-made files have. Returns 0 or -errno; -EINVAL for an empty or non-printable token. */
+static int read_token(const char *path, char **out)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = file_read_all(path, TOKEN_MAX, &buf, &len);
+
+	if (r < 0)
+		return r;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] <= ' ' || buf[i] > '~') {
+			len = 0;
+			break;
+		}
+	}
+	if (len == 0) {
+		secure_zero(buf, strlen((char *)buf));
+		free(buf);
+		return -EINVAL;
+	}
+	*out = (char *)buf;
+	return 0;
+}
+
+static void wipe_slist(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p; p = p->next)
+		if (p->data)
+			secure_zero(p->data, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
+int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *method,
+		     const char *url, const char *body, const char *content_type,
+		     struct k8s_http_resp *out, char *err, size_t errlen)
+{
+	CURL *h = curl;
+	struct curl_slist *hdrs = NULL, *nh;
+	struct sink s = {.max = o->max_response ? o->max_response : K8S_HTTP_DEFAULT_MAX_RESPONSE};
+	char errbuf[CURL_ERROR_SIZE] = "", *token = NULL, *auth = NULL;
+	bool https = strncasecmp(url, "https://", 8) == 0;
+	long timeout = o->timeout_ms > 0 ? (long)o->timeout_ms : K8S_HTTP_DEFAULT_TIMEOUT_MS;
+	CURLcode cr;
+	int ret = K8S_HTTP_ERR_INTERNAL, r;
+
+	memset(out, 0, sizeof(*out));
+	k8s_http_global_init();
+	if (https && o->token_path && o->token_path[0]) {
+		r = read_token(o->token_path, &token);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot read the service account token %s: %s",
+				 o->token_path, r == -EINVAL ? "empty or not a token" : strerror(-r));
+			return K8S_HTTP_ERR_TOKEN;
+		}
+		if (asprintf(&auth, "Authorization: Bearer %s", token) < 0) {
+			auth = NULL;
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	if (h)
+		curl_easy_reset(h);
+	else if (!(h = curl_easy_init())) {
+		snprintf(err, errlen, "cannot initialise libcurl");
+		goto out;
+	}
+	if (!(nh = curl_slist_append(hdrs, "Accept: application/json")))
+		goto nomem;
+	hdrs = nh;
+	if (auth) {
+		if (!(nh = curl_slist_append(hdrs, auth)))
+			goto nomem;
+		hdrs = nh;
+	}
+	if (body) {
+		char ct[128];
+
+		snprintf(ct, sizeof(ct), "Content-Type: %s",
+			 content_type ? content_type : "application/json");
+		if (!(nh = curl_slist_append(hdrs, ct)))
+			goto nomem;
+		hdrs = nh;
+		/* No "Expect: 100-continue" round trip before the body. */
+		if (!(nh = curl_slist_append(hdrs, "Expect:")))
+			goto nomem;
+		hdrs = nh;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "lanyard/" LANYARD_VERSION);
+	if (https) {
+		if (o->insecure_skip_verify) {
+			curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		} else if (o->ca_path && o->ca_path[0]) {
+			curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_path);
+		}
+	}
+	if (body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	}
+	if (method && strcmp(method, "GET") != 0)
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+
+	cr = curl_easy_perform(h);
+	if (cr != CURLE_OK) {
+		if (s.too_large)
+			snprintf(err, errlen, "%s: response larger than %zu bytes", url, s.max);
+		else
+			snprintf(err, errlen, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(cr));
+		ret = K8S_HTTP_ERR_TRANSPORT;
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+	if (!s.buf && !(s.buf = calloc(1, 1)))
+		goto nomem;
+	out->body = s.buf;
+	out->len = s.len;
+	s.buf = NULL;
+	ret = 0;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	ret = K8S_HTTP_ERR_INTERNAL;
+out:
+	if (h) {
+		/* The handle keeps pointers to our header list and buffers: drop them before they go,
+		 * since a reused handle outlives this call. */
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+		if (!curl)
+			curl_easy_cleanup(h);
+	}
+	wipe_slist(hdrs);
+	if (auth) {
+		secure_zero(auth, strlen(auth));
+		free(auth);
+	}
+	if (token) {
+		secure_zero(token, strlen(token));
+		free(token);
+	}
+	free(s.buf);
+	return ret;
+}
+
+void k8s_http_resp_free(struct k8s_http_resp *r)
+{
+	if (!r)
+		return;
+	free(r->body);
+	r->body = NULL;
+	r->len = 0;
+}
+
+bool k8s_http_path_escape(char *buf, size_t len, size_t *pos, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t p = *pos;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+			if (p + 1 >= len)
+				return false;
+			buf[p++] = (char)c;
+		} else {
+			if (p + 3 >= len)
+				return false;
+			buf[p++] = '%';
+			buf[p++] = hex[c >> 4];
+			buf[p++] = hex[c & 15];
+		}
+	}
+	if (p >= len)
+		return false;
+	buf[p] = '\0';
+	*pos = p;
+	return true;
+}

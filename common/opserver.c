@@ -1,0 +1,569 @@
+/* opserver.c: the operator HTTP endpoints, served from a published snapshot on MHD's thread. */
+#include "opserver.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define DEFAULT_LIVE_MS 5000
+#define DEFAULT_STALE_MS 15000
+#define DEFAULT_TIMEOUT_S 10
+#define DEFAULT_CONN_LIMIT 64
+
+/* One published set of documents. Immutable once published; the HTTP thread copies from it
+ * under the lock, so it is freed by whoever replaces it. */
+struct snap {
+	char *status;
+	char *ready;
+	bool ready_ok;
+	char *metrics;
+	int64_t published_us; /* monotonic */
+};
+
+struct opserver {
+	struct MHD_Daemon *daemon;
+	char *name;
+	const char *index_html;
+	int64_t live_us, stale_us;
+	int port;
+	atomic_llong heartbeat_us; /* monotonic time of the last heartbeat */
+	pthread_mutex_t lock;
+	struct snap *snap; /* NULL until the first publication */
+};
+
+/* ---- publishing ---- */
+
+static void snap_free(struct snap *s)
+{
+	if (!s)
+		return;
+	free(s->status);
+	free(s->ready);
+	free(s->metrics);
+	free(s);
+}
+
+/* Compact JSON and a newline, or NULL. */
+static char *dump_json(const json_t *j)
+{
+	if (!j)
+		return NULL;
+	/* Ten significant digits: exact for latencies and ages, without binary noise. */
+	char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
+	if (!s)
+		return NULL;
+	size_t n = strlen(s);
+	char *nl = realloc(s, n + 2);
+	if (!nl) {
+		free(s);
+		return NULL;
+	}
+	nl[n] = '\n';
+	nl[n + 1] = '\0';
+	return nl;
+}
+
+void opserver_heartbeat(struct opserver *o)
+{
+	atomic_store(&o->heartbeat_us, now_mono_us());
+}
+
+void opserver_publish(struct opserver *o, json_t *status, json_t *ready, char *metrics_text)
+{
+	struct snap *s = calloc(1, sizeof(*s));
+	if (s) {
+		s->status = dump_json(status);
+		s->ready = dump_json(ready);
+		s->ready_ok = json_is_true(json_object_get(ready, "ready"));
+		s->metrics = metrics_text;
+		metrics_text = NULL;
+		s->published_us = now_mono_us();
+	}
+	json_decref(status);
+	json_decref(ready);
+	free(metrics_text);
+	if (!s)
+		return;
+	pthread_mutex_lock(&o->lock);
+	struct snap *old = o->snap;
+	o->snap = s;
+	pthread_mutex_unlock(&o->lock);
+	snap_free(old);
+}
+
+/* ---- serving ---- */
+
+struct reply {
+	unsigned int status;
+	char *body; /* owned */
+	const char *content_type;
+	const char *allow;
+};
+
+static void reply_json(struct reply *r, unsigned int status, json_t *j)
+{
+	r->status = status;
+	r->body = dump_json(j);
+	r->content_type = "application/json";
+	json_decref(j);
+}
+
+static void reply_error(struct reply *r, unsigned int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void reply_error(struct reply *r, unsigned int status, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+static void reply_copy(struct reply *r, unsigned int status, const char *body, const char *ctype)
+{
+	r->status = status;
+	r->body = strdup(body);
+	r->content_type = ctype;
+}
+
+static void serve_live(struct opserver *o, struct reply *r)
+{
+	int64_t age_us = now_mono_us() - atomic_load(&o->heartbeat_us);
+	bool live = age_us <= o->live_us;
+	reply_json(r, live ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+		   json_pack("{s:b,s:f,s:f}", "live", live, "last_heartbeat_age_seconds",
+			     (double)age_us / 1e6, "threshold_seconds", (double)o->live_us / 1e6));
+}
+
+/* A readiness failure decided here rather than by the owner: its loop stalled, or it has not
+ * published recently, so the last document can no longer be trusted. */
+static void serve_not_ready(struct reply *r, const char *check, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void serve_not_ready(struct reply *r, const char *check, const char *fmt, ...)
+{
+	char detail[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	reply_json(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		   json_pack("{s:b,s:s,s:{s:{s:b,s:s}}}", "ready", false, "status", "not_ready",
+			     "checks", check, "ok", false, "detail", detail));
+}
+
+static void serve_snapshot(struct opserver *o, int which, struct reply *r)
+{
+	int64_t now = now_mono_us();
+	int64_t hb_age = now - atomic_load(&o->heartbeat_us);
+	pthread_mutex_lock(&o->lock);
+	const struct snap *s = o->snap;
+	const char *doc = !s ? NULL : which == 0 ? s->status : which == 1 ? s->ready : s->metrics;
+	if (!doc) {
+		if (which == 1)
+			serve_not_ready(r, "started", "%s", s ? "no readiness document"
+							       : "starting: no state published yet");
+		else
+			reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "starting: no state published yet");
+	} else if (which == 1 && hb_age > o->live_us) {
+		serve_not_ready(r, "event_loop", "the event loop has not answered for %.1f s",
+				(double)hb_age / 1e6);
+	} else if (which == 1 && now - s->published_us > o->stale_us) {
+		serve_not_ready(r, "state", "the state was last refreshed %.1f s ago",
+				(double)(now - s->published_us) / 1e6);
+	} else if (which == 2) {
+		reply_copy(r, MHD_HTTP_OK, doc, "text/plain; version=0.0.4; charset=utf-8");
+	} else {
+		reply_copy(r, which == 1 && !s->ready_ok ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
+			   doc, "application/json");
+	}
+	pthread_mutex_unlock(&o->lock);
+}
+
+enum route_id { R_INDEX, R_LIVE, R_READY, R_STATUS, R_METRICS };
+
+static const struct {
+	const char *path;
+	enum route_id id;
+} routes[] = {
+	{ "/", R_INDEX },
+	{ "/live", R_LIVE },
+	{ "/ready", R_READY },
+	{ "/status", R_STATUS },
+	{ "/metrics", R_METRICS },
+};
+
+static void dispatch(struct opserver *o, const char *url, const char *method, struct reply *r)
+{
+	int id = -1;
+	for (size_t i = 0; i < ARRAY_LEN(routes) && id < 0; i++)
+		if (strcmp(url, routes[i].path) == 0)
+			id = (int)routes[i].id;
+	if (id < 0 || (id == R_INDEX && !o->index_html)) {
+		reply_error(r, MHD_HTTP_NOT_FOUND, "no such resource: %.128s", url);
+		return;
+	}
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+		r->allow = "GET, HEAD";
+		reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method %.16s not allowed on %.128s",
+			    method, url);
+		return;
+	}
+	switch ((enum route_id)id) {
+	case R_INDEX:
+		reply_copy(r, MHD_HTTP_OK, o->index_html, "text/html; charset=utf-8");
+		break;
+	case R_LIVE:
+		serve_live(o, r);
+		break;
+	case R_READY:
+		serve_snapshot(o, 1, r);
+		break;
+	case R_STATUS:
+		serve_snapshot(o, 0, r);
+		break;
+	case R_METRICS:
+		serve_snapshot(o, 2, r);
+		break;
+	}
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)
+{
+	if (!r->body)
+		return MHD_NO;
+	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(r->body), r->body,
+								    MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(r->body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (strncmp(r->content_type, "text/html", 9) == 0) {
+		/* The page is self-contained: its inline script may only call back to this origin. */
+		MHD_add_response_header(resp, "Content-Security-Policy",
+					"default-src 'none'; script-src 'unsafe-inline'; "
+					"style-src 'unsafe-inline'; connect-src 'self'; "
+					"img-src data:; frame-ancestors 'none'");
+	}
+	if (r->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* True when the request announces a body (which no route here takes). */
+static bool has_body(struct MHD_Connection *conn)
+{
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	return te || (cl && strspn(cl, "0") != strlen(cl));
+}
+
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
+				      const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size,
+				      void **con_cls)
+{
+	struct opserver *o = cls;
+	struct reply r = { 0 };
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+
+	if (!*con_cls) {
+		*con_cls = o; /* marks the first call as seen */
+		/* Errors are answered at once, before any body is read (MHD then closes the
+		 * connection); good answers wait for the second call, since queuing on the first
+		 * one forces "Connection: close" in 0.9.75 and scrapers keep connections open. */
+		if (get && !has_body(conn))
+			return MHD_YES;
+		dispatch(o, url, method, &r);
+		if (r.status < 400) {
+			free(r.body);
+			reply_error(&r, MHD_HTTP_BAD_REQUEST, "a %s request takes no body", method);
+		}
+		return send_reply(conn, &r);
+	}
+	dispatch(o, url, method, &r);
+	return send_reply(conn, &r);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct opserver *o = cls;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	log_debug("%s http: %s", o->name, msg);
+}
+
+/* ---- start and stop ---- */
+
+static int listen_tcp(const char *address, int port, int *family, char *err, size_t errlen)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+	};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	int rc = getaddrinfo(address, portstr, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve http_address '%.200s': %s", address,
+			 gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		freeaddrinfo(ai);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+		snprintf(err, errlen, "cannot listen on %.200s port %d: %s", address, port,
+			 strerror(errno));
+		close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	*family = ai->ai_family;
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static int bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return -1;
+}
+
+int opserver_start(const struct opserver_options *opt, struct opserver **out, char *err,
+		   size_t errlen)
+{
+	const char *address = opt->address ? opt->address : "127.0.0.1";
+	if (opt->port < 0 || opt->port > 65535) {
+		snprintf(err, errlen, "invalid port %d", opt->port);
+		return -1;
+	}
+	int family = AF_INET;
+	int fd = listen_tcp(address, opt->port, &family, err, errlen);
+	if (fd < 0)
+		return -1;
+	struct opserver *o = xcalloc(1, sizeof(*o));
+	o->name = xstrdup(opt->name ? opt->name : "daemon");
+	o->index_html = opt->index_html;
+	o->live_us = (opt->live_threshold_ms > 0 ? opt->live_threshold_ms : DEFAULT_LIVE_MS) * 1000;
+	o->stale_us = (opt->stale_after_ms > 0 ? opt->stale_after_ms : DEFAULT_STALE_MS) * 1000;
+	o->port = bound_port(fd);
+	atomic_store(&o->heartbeat_us, now_mono_us());
+	pthread_mutex_init(&o->lock, NULL);
+
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	if (family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	o->daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, handle_request, o,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned int)(opt->conn_limit ? opt->conn_limit : DEFAULT_CONN_LIMIT),
+		MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned int)(opt->conn_timeout_s ? opt->conn_timeout_s : DEFAULT_TIMEOUT_S),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+		MHD_OPTION_END);
+	if (!o->daemon) {
+		snprintf(err, errlen, "cannot start the HTTP server on %.200s port %d", address,
+			 o->port);
+		close(fd);
+		pthread_mutex_destroy(&o->lock);
+		free(o->name);
+		free(o);
+		return -1;
+	}
+	*out = o;
+	return 0;
+}
+
+void opserver_stop(struct opserver *o)
+{
+	if (!o)
+		return;
+	MHD_stop_daemon(o->daemon);
+	snap_free(o->snap);
+	pthread_mutex_destroy(&o->lock);
+	free(o->name);
+	free(o);
+}
+
+int opserver_port(const struct opserver *o)
+{
+	return o->port;
+}
+
+/* ---- document helpers ---- */
+
+bool opserver_check(json_t *checks, const char *name, bool ok, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	json_object_set_new(checks, name, json_pack("{s:b,s:s}", "ok", ok, "detail", detail));
+	return ok;
+}
+
+const char *opserver_time(int64_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (t == 0 || !gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "%s", t == 0 ? "never" : "?");
+	return buf;
+}
+
+/* ---- the probe client ---- */
+
+struct body {
+	char *data;
+	size_t len;
+};
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct body *b = ud;
+	size_t n = size * nmemb;
+	if (b->len + n > 1 << 20)
+		return 0;
+	char *nb = realloc(b->data, b->len + n + 1);
+	if (!nb)
+		return 0;
+	memcpy(nb + b->len, ptr, n);
+	b->data = nb;
+	b->len += n;
+	b->data[b->len] = '\0';
+	return n;
+}
+
+void opserver_ready_reason(const json_t *ready, char *reason, size_t reasonlen)
+{
+	size_t off = 0;
+	reason[0] = '\0';
+	const char *status = json_string_value(json_object_get(ready, "status"));
+	const json_t *checks = json_object_get(ready, "checks");
+	const char *name;
+	const json_t *c;
+	if (status)
+		off += (size_t)snprintf(reason, reasonlen, "%s: ", status);
+	bool any = false;
+	json_object_foreach((json_t *)checks, name, c) {
+		if (json_is_true(json_object_get(c, "ok")) || off >= reasonlen)
+			continue;
+		const char *detail = json_string_value(json_object_get(c, "detail"));
+		off += (size_t)snprintf(reason + off, reasonlen - off, "%s%s: %s", any ? "; " : "",
+					name, detail ? detail : "failed");
+		any = true;
+	}
+	if (!any && off < reasonlen)
+		snprintf(reason + off, reasonlen - off, "no failing check named");
+}
+
+/* Where to connect for a listen address: the unspecified ones mean "every interface", of which
+ * loopback is one. A literal IPv6 address needs brackets in a URL. */
+static void probe_host(const char *address, char *out, size_t len)
+{
+	if (!address || !*address || strcmp(address, "0.0.0.0") == 0)
+		snprintf(out, len, "127.0.0.1");
+	else if (strcmp(address, "::") == 0 || strcmp(address, "[::]") == 0)
+		snprintf(out, len, "[::1]");
+	else if (strchr(address, ':') && address[0] != '[')
+		snprintf(out, len, "[%s]", address);
+	else
+		snprintf(out, len, "%s", address);
+}
+
+int opserver_probe(const char *address, int port, const char *path, long timeout_ms,
+		   char *reason, size_t reasonlen)
+{
+	char host[300], url[400], curl_err[CURL_ERROR_SIZE] = "";
+	struct body b = { 0 };
+	int ret = 1;
+	long code = 0;
+	probe_host(address, host, sizeof(host));
+	snprintf(url, sizeof(url), "http://%s:%d%s", host, port, path);
+	CURL *c = curl_easy_init();
+	if (!c) {
+		snprintf(reason, reasonlen, "cannot initialise libcurl");
+		return 1;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+	CURLcode rc = curl_easy_perform(c);
+	if (rc != CURLE_OK) {
+		snprintf(reason, reasonlen, "cannot get %s: %s", url,
+			 curl_err[0] ? curl_err : curl_easy_strerror(rc));
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	if (code == 200) {
+		snprintf(reason, reasonlen, "%s answered 200", url);
+		ret = 0;
+		goto out;
+	}
+	json_t *j = b.data ? json_loads(b.data, 0, NULL) : NULL;
+	if (json_is_object(json_object_get(j, "checks"))) {
+		char why[768];
+		opserver_ready_reason(j, why, sizeof(why));
+		snprintf(reason, reasonlen, "not ready (HTTP %ld): %s", code, why);
+	} else if (json_is_string(json_object_get(j, "error"))) {
+		snprintf(reason, reasonlen, "%s answered HTTP %ld: %s", url, code,
+			 json_string_value(json_object_get(j, "error")));
+	} else {
+		snprintf(reason, reasonlen, "%s answered HTTP %ld", url, code);
+	}
+	json_decref(j);
+out:
+	curl_easy_cleanup(c);
+	free(b.data);
+	return ret;
+}

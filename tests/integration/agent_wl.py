@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""A small SPIFFE Workload API client for the agent's integration tests (python grpcio).
+
+  agent_wl.py SOCKET x509            one FetchX509SVID message as JSON:
+                                     {"svids": [{"spiffe_id", "serial", "not_before", "not_after",
+                                     "key_matches", "bundle_certs"}]}, or {"error": CODE, "message"}
+  agent_wl.py SOCKET jwt AUD [ID]    FetchJWTSVID as JSON {"svids": [{"spiffe_id", "svid"}]}
+
+Stubs are generated from proto/workload.proto into a temp dir at each run. Exit status 0 when an
+answer (or a gRPC error, reported as JSON) came back, 2 on usage errors.
+"""
+import datetime
+import json
+import os
+import sys
+import tempfile
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+SRC = os.environ.get("LANYARD_SRC") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def stubs():
+    from grpc_tools import protoc
+    import grpc_tools
+    out = tempfile.mkdtemp(prefix="lanyard-wl-")
+    wkt = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    rc = protoc.main(["protoc", "-I" + os.path.join(SRC, "proto"), "-I" + wkt,
+                      "--python_out=" + out, "--grpc_python_out=" + out,
+                      os.path.join(SRC, "proto", "workload.proto")])
+    if rc != 0:
+        sys.exit("protoc failed")
+    sys.path.insert(0, out)
+    import workload_pb2
+    import workload_pb2_grpc
+    return workload_pb2, workload_pb2_grpc
+
+
+def split_der(buf):
+    certs = []
+    while buf:
+        # DER SEQUENCE with a long-form length.
+        if buf[1] & 0x80:
+            n = buf[1] & 0x7F
+            ln = int.from_bytes(buf[2:2 + n], "big") + 2 + n
+        else:
+            ln = buf[1] + 2
+        certs.append(x509.load_der_x509_certificate(buf[:ln]))
+        buf = buf[ln:]
+    return certs
+
+
+def ts(dt):
+    return int(dt.replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(2)
+    sock, cmd = sys.argv[1], sys.argv[2]
+    pb, pbg = stubs()
+    ch = grpc.insecure_channel("unix://" + sock)
+    stub = pbg.SpiffeWorkloadAPIStub(ch)
+    md = (("workload.spiffe.io", "true"),)
+    try:
+        if cmd == "x509":
+            stream = stub.FetchX509SVID(pb.X509SVIDRequest(), metadata=md, timeout=10)
+            resp = next(stream)
+            stream.cancel()
+            out = []
+            for s in resp.svids:
+                chain = split_der(s.x509_svid)
+                key = serialization.load_der_private_key(s.x509_svid_key, None)
+                pub = lambda k: k.public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+                out.append({
+                    "spiffe_id": s.spiffe_id,
+                    "serial": format(chain[0].serial_number, "x"),
+                    "not_before": ts(chain[0].not_valid_before),
+                    "not_after": ts(chain[0].not_valid_after),
+                    "key_matches": pub(key.public_key()) == pub(chain[0].public_key()),
+                    "bundle_certs": len(split_der(s.bundle)),
+                })
+            print(json.dumps({"svids": out}))
+        elif cmd == "jwt":
+            req = pb.JWTSVIDRequest(audience=[sys.argv[3]],
+                                    spiffe_id=sys.argv[4] if len(sys.argv) > 4 else "")
+            resp = stub.FetchJWTSVID(req, metadata=md, timeout=10)
+            print(json.dumps({"svids": [{"spiffe_id": s.spiffe_id, "svid": s.svid}
+                                        for s in resp.svids]}))
+        else:
+            sys.exit(2)
+    except grpc.RpcError as e:
+        print(json.dumps({"error": e.code().name, "message": e.details()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
