@@ -29,25 +29,37 @@ static bool runtime_prefix_ok(const char *s, size_t n)
 
 /* The pod UID of a cgroup segment that ends in "pod<uid>" or "pod<uid>.slice", where "pod"
  * starts the segment or follows a '-' (kubepods-burstable-pod<uid>.slice). The systemd driver
- * writes the UID with '_' for '-'. Copies the canonical form into uid and returns true. */
+ * writes the UID with '_' for '-'; static pods have a UID of 32 hex digits without separators
+ * (a hash of their manifest). Copies the form the kubelet lists into uid and returns true. */
 static bool segment_pod_uid(const char *seg, size_t n, char uid[CGROUP_POD_UID_LEN + 1])
 {
 	static const size_t dash_at[] = {8, 13, 18, 23};
 	const char *u;
+	size_t ulen;
 	char sep;
 
 	if (ends_with(seg, n, ".slice"))
 		n -= 6;
-	if (n < 3 + CGROUP_POD_UID_LEN)
+	if (n < 3 + 32)
 		return false;
-	u = seg + n - CGROUP_POD_UID_LEN;
+	ulen = n >= 3 + CGROUP_POD_UID_LEN && (seg[n - 28] == '-' || seg[n - 28] == '_')
+		       ? CGROUP_POD_UID_LEN
+		       : 32;
+	u = seg + n - ulen;
 	if (memcmp(u - 3, "pod", 3) != 0)
 		return false;
 	if (u - 3 != seg && u[-4] != '-')
 		return false;
+	if (ulen == 32) {
+		for (size_t i = 0; i < 32; i++) {
+			if (!is_lhex(u[i]))
+				return false;
+			uid[i] = u[i];
+		}
+		uid[32] = '\0';
+		return true;
+	}
 	sep = u[8];
-	if (sep != '-' && sep != '_')
-		return false;
 	for (size_t i = 0, d = 0; i < CGROUP_POD_UID_LEN; i++) {
 		if (d < 4 && i == dash_at[d]) {
 			if (u[i] != sep)

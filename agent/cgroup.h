@@ -17,11 +17,12 @@
 
 #include <stddef.h>
 
-#define CGROUP_POD_UID_LEN 36       /* 8-4-4-4-12 */
+#define CGROUP_POD_UID_LEN 36       /* 8-4-4-4-12 (static pods: 32 hex digits) */
 #define CGROUP_CONTAINER_ID_LEN 64  /* lower-case hex */
 
 struct cgroup_k8s {
-	char pod_uid[CGROUP_POD_UID_LEN + 1];           /* lower case, with dashes; "" if not shown */
+	/* Lower case with dashes, or 32 hex digits for a static pod; "" when the path hides it. */
+	char pod_uid[CGROUP_POD_UID_LEN + 1];
 	char container_id[CGROUP_CONTAINER_ID_LEN + 1]; /* lower-case hex */
 };
 

@@ -369,7 +369,7 @@ struct kubelet {
 	bool fetching;           /* a request is in flight */
 	int64_t last_start_us;   /* monotonic start of the last request, 0 = never */
 	int last_rc;             /* kubelet_result of the last request (0 = it worked) */
-	char last_err[256];
+	char last_err[512];
 	uint64_t requests, request_errors;
 	CURL *curl;              /* used by the one thread with fetching set */
 };
@@ -463,7 +463,7 @@ void kubelet_free(struct kubelet *k)
 static int fetch(struct kubelet *k, struct kubelet_pods **out, char *err, size_t errlen)
 {
 	struct k8s_http_resp resp;
-	char why[256];
+	char why[200];
 	int r;
 
 	r = k8s_http_request(k->curl, &k->http, "GET", k->url, NULL, NULL, &resp, why, sizeof(why));
@@ -584,7 +584,7 @@ int kubelet_lookup(struct kubelet *k, const char *container_id, const char *pod_
 			break; /* too soon for another request: answer from what we have */
 
 		struct kubelet_pods *fresh = NULL;
-		char ferr[256];
+		char ferr[512];
 		int fr;
 
 		k->fetching = true;

@@ -5,6 +5,10 @@
                                      {"svids": [{"spiffe_id", "serial", "not_before", "not_after",
                                      "key_matches", "bundle_certs"}]}, or {"error": CODE, "message"}
   agent_wl.py SOCKET jwt AUD [ID]    FetchJWTSVID as JSON {"svids": [{"spiffe_id", "svid"}]}
+  agent_wl.py SOCKET until present|absent SPIFFE_ID TIMEOUT [-- COMMAND...]
+                                     runs COMMAND (if given), then polls FetchX509SVID every 50 ms
+                                     until SPIFFE_ID is served (or no longer served); prints the
+                                     seconds it took from just before COMMAND; exit 1 on timeout
 
 Stubs are generated from proto/workload.proto into a temp dir at each run. Exit status 0 when an
 answer (or a gRPC error, reported as JSON) came back, 2 on usage errors.
@@ -12,8 +16,10 @@ answer (or a gRPC error, reported as JSON) came back, 2 on usage errors.
 import datetime
 import json
 import os
+import subprocess
 import sys
 import tempfile
+import time
 
 import grpc
 from cryptography import x509
@@ -57,6 +63,32 @@ def ts(dt):
     return int(dt.replace(tzinfo=datetime.timezone.utc).timestamp())
 
 
+def served_ids(stub, pb, md):
+    """The SPIFFE IDs served to this process now; an empty set on any gRPC error."""
+    try:
+        stream = stub.FetchX509SVID(pb.X509SVIDRequest(), metadata=md, timeout=2)
+        resp = next(stream)
+        stream.cancel()
+        return {s.spiffe_id for s in resp.svids}
+    except grpc.RpcError:
+        return set()
+
+
+def until(stub, pb, md, args):
+    want, sid, timeout = args[0], args[1], float(args[2])
+    cmd = args[4:] if len(args) > 3 and args[3] == "--" else []
+    t0 = time.monotonic()
+    if cmd:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    while time.monotonic() - t0 < timeout:
+        if (sid in served_ids(stub, pb, md)) == (want == "present"):
+            print("%.2f" % (time.monotonic() - t0))
+            return 0
+        time.sleep(0.05)
+    print("timeout after %.0f s waiting for %s to be %s" % (timeout, sid, want))
+    return 1
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(2)
@@ -65,6 +97,8 @@ def main():
     ch = grpc.insecure_channel("unix://" + sock)
     stub = pbg.SpiffeWorkloadAPIStub(ch)
     md = (("workload.spiffe.io", "true"),)
+    if cmd == "until":
+        return until(stub, pb, md, sys.argv[3:])
     try:
         if cmd == "x509":
             stream = stub.FetchX509SVID(pb.X509SVIDRequest(), metadata=md, timeout=10)

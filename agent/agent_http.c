@@ -1,0 +1,562 @@
+/* agent_http.c: lanyard-agent's /live, /ready, /status, /metrics and status page. */
+#include "agent_http.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "agent_config.h"
+#include "log.h"
+#include "metrics.h"
+#include "node_client.h"
+#include "opserver.h"
+#include "procstats.h"
+#include "status_page.h"
+#include "svid_cache.h"
+#include "util.h"
+#include "workload_api.h"
+#include "x509.h"
+
+#define PREFIX "lanyard_agent"
+#define TICK_MS 1000
+
+/* One authority of the trust bundle, parsed once per bundle. */
+struct bundle_ca {
+	char sha256[65];
+	char subject[256];
+	int64_t not_before, not_after;
+};
+
+struct agent_http {
+	uv_loop_t *loop;
+	uv_timer_t timer;
+	struct opserver *ops;
+	struct cache_sub *sub;
+	struct svid_cache *cache;
+	struct node_client *nc;
+	struct workload_api *wapi;
+	char *trust_domain;
+	char *server;      /* "host:port" */
+	char *socket_path;
+	int64_t sync_staleness;
+	int64_t start_time;
+	/* The last time a tick saw the agent connected: with last_sync, when it was last known
+	 * to be in sync (an idle stream sends nothing, yet is in sync). */
+	int64_t connected_seen;
+	/* The parsed bundle, for the snapshot generation it came from. */
+	uint64_t bundle_generation;
+	bool bundle_parsed;
+	struct bundle_ca *cas;
+	size_t n_cas;
+};
+
+/* gRPC status codes as Prometheus exporters of gRPC servers name them. */
+static const char *const grpc_code_names[WL_STATUS_COUNT] = {
+	"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+	"OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+};
+
+/* Everything one publication needs, gathered on the loop. */
+struct gathered {
+	int64_t now;
+	struct node_status ns;
+	bool have_nc;
+	struct snapshot *snap;
+	struct workload_api_stats ws;
+	bool have_wapi, wapi_ready;
+	struct procstats ps;
+	int64_t synced_at; /* last known in sync; 0 = never */
+};
+
+static void parse_bundle(struct agent_http *h, const struct snapshot *s)
+{
+	if (h->bundle_parsed && h->bundle_generation == s->generation)
+		return;
+	free(h->cas);
+	h->cas = NULL;
+	h->n_cas = 0;
+	h->bundle_parsed = true;
+	h->bundle_generation = s->generation;
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, n = 0;
+	if (!s->bundle_len || x509_split_der(s->bundle, s->bundle_len, &certs, &lens, &n) < 0) {
+		if (s->bundle_len)
+			log_warn("http: the trust bundle does not parse as DER certificates");
+		return;
+	}
+	h->cas = xcalloc(n + 1, sizeof(*h->cas));
+	for (size_t i = 0; i < n; i++) {
+		struct x509_info xi;
+		char err[128];
+		if (x509_parse(certs[i], lens[i], &xi, err, sizeof(err)) < 0) {
+			log_warn("http: bundle certificate %zu does not parse: %s", i, err);
+			continue;
+		}
+		struct bundle_ca *c = &h->cas[h->n_cas++];
+		snprintf(c->sha256, sizeof(c->sha256), "%s", xi.sha256);
+		snprintf(c->subject, sizeof(c->subject), "%s", xi.subject);
+		c->not_before = xi.not_before;
+		c->not_after = xi.not_after;
+		x509_info_free(&xi);
+	}
+	free(certs);
+	free(lens);
+}
+
+/* When renewal is overdue enough that expiry approaches: half way from renew_at to not_after. */
+static int64_t degraded_at(const struct svid *v)
+{
+	int64_t renew = v->renew_at > 0 ? v->renew_at
+					: v->not_before + (v->not_after - v->not_before) / 2;
+	return renew + (v->not_after - renew) / 2;
+}
+
+static void check_attested(const struct agent_http *h, const struct gathered *g, json_t *checks,
+			   bool *ready)
+{
+	char t[32];
+	const struct node_status *ns = &g->ns;
+	if (!g->have_nc)
+		*ready &= opserver_check(checks, "attested", false, "the node client is not running");
+	else if (!ns->agent_id[0])
+		*ready &= opserver_check(checks, "attested", false, "not attested yet (%s%s%s)",
+					 node_state_name(ns->state), ns->last_error[0] ? ": " : "",
+					 ns->last_error);
+	else if (ns->agent_svid_not_after <= g->now)
+		*ready &= opserver_check(checks, "attested", false,
+					 "the agent SVID expired at %s (%s)",
+					 opserver_time(ns->agent_svid_not_after, t, sizeof(t)),
+					 node_state_name(ns->state));
+	else
+		opserver_check(checks, "attested", true, "%s, agent SVID valid until %s", ns->agent_id,
+			       opserver_time(ns->agent_svid_not_after, t, sizeof(t)));
+}
+
+static void check_bundle(const struct agent_http *h, const struct gathered *g, json_t *checks,
+			 bool *ready)
+{
+	size_t valid = 0;
+	for (size_t i = 0; i < h->n_cas; i++)
+		if (h->cas[i].not_before <= g->now && g->now < h->cas[i].not_after)
+			valid++;
+	if (!g->snap->bundle_len)
+		*ready &= opserver_check(checks, "bundle", false, "no trust bundle yet");
+	else if (!valid)
+		*ready &= opserver_check(checks, "bundle", false,
+					 "none of the %zu authorities in the bundle is valid now",
+					 h->n_cas);
+	else
+		opserver_check(checks, "bundle", true, "%zu valid authorities, sequence %lld", valid,
+			       (long long)g->snap->bundle_sequence);
+}
+
+static void check_sync(const struct agent_http *h, const struct gathered *g, json_t *checks,
+		       bool *ready)
+{
+	char t[32];
+	const struct node_status *ns = &g->ns;
+	if (g->have_nc && ns->state == NODE_STATE_CONNECTED && ns->last_sync)
+		opserver_check(checks, "server_sync", true, "connected to %s, last message %s",
+			       h->server, opserver_time(ns->last_sync, t, sizeof(t)));
+	else if (!g->synced_at)
+		*ready &= opserver_check(checks, "server_sync", false,
+					 "never synced with the server %s (%s)", h->server,
+					 g->have_nc ? node_state_name(ns->state) : "not running");
+	else if (g->now - g->synced_at > h->sync_staleness)
+		*ready &= opserver_check(checks, "server_sync", false,
+					 "%s from %s; last in sync %lld s ago, more than "
+					 "sync_staleness (%lld s)%s%s",
+					 node_state_name(ns->state), h->server,
+					 (long long)(g->now - g->synced_at),
+					 (long long)h->sync_staleness, ns->last_error[0] ? ": " : "",
+					 ns->last_error);
+	else
+		opserver_check(checks, "server_sync", true,
+			       "%s from %s; last in sync %lld s ago, within sync_staleness (%lld s)",
+			       node_state_name(ns->state), h->server,
+			       (long long)(g->now - g->synced_at), (long long)h->sync_staleness);
+}
+
+/* Returns whether the SVID check passed (it alone decides "degraded"). */
+static bool check_svids(const struct gathered *g, json_t *checks)
+{
+	char detail[1024] = "";
+	size_t off = 0, bad = 0;
+	const struct snapshot *s = g->snap;
+	int64_t soonest = 0;
+	for (size_t i = 0; i < s->n_svids; i++) {
+		const struct svid *v = s->svids[i];
+		if (!soonest || v->not_after < soonest)
+			soonest = v->not_after;
+		if (g->now <= degraded_at(v))
+			continue;
+		bad++;
+		if (off < sizeof(detail))
+			off += (size_t)snprintf(detail + off, sizeof(detail) - off,
+						"%s%s (entry %s) %s in %lld s, renewal overdue since "
+						"%lld s", bad > 1 ? "; " : "", v->spiffe_id,
+						v->entry_id,
+						v->not_after > g->now ? "expires" : "expired",
+						(long long)(v->not_after - g->now),
+						(long long)(g->now - v->renew_at));
+	}
+	if (bad)
+		return opserver_check(checks, "svid_expiry", false, "%zu SVID%s close to expiry: %s",
+				      bad, bad > 1 ? "s" : "", detail);
+	if (!s->n_svids)
+		return opserver_check(checks, "svid_expiry", true, "no SVID held");
+	return opserver_check(checks, "svid_expiry", true, "%zu SVIDs, the soonest expires in %lld s",
+			      s->n_svids, (long long)(soonest - g->now));
+}
+
+static json_t *build_ready(const struct agent_http *h, const struct gathered *g)
+{
+	json_t *checks = json_object();
+	bool ready = true;
+	check_attested(h, g, checks, &ready);
+	check_bundle(h, g, checks, &ready);
+	if (!g->have_wapi)
+		ready &= opserver_check(checks, "workload_api", false, "not started");
+	else if (!g->wapi_ready)
+		ready &= opserver_check(checks, "workload_api", false,
+					"not serving yet: %s", !g->snap->synced
+								? "entries not synced"
+								: "no trust bundle");
+	else
+		opserver_check(checks, "workload_api", true, "serving on %s, %u connections",
+			       h->socket_path, g->ws.conns);
+	check_sync(h, g, checks, &ready);
+	bool svids_ok = check_svids(g, checks);
+	const char *status = ready && svids_ok ? "ready" : ready ? "degraded" : "not_ready";
+	return json_pack("{s:b,s:s,s:o}", "ready", ready && svids_ok, "status", status, "checks",
+			 checks);
+}
+
+static json_t *selectors_json(const struct cache_entry *e)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; e && i < e->n_selectors; i++)
+		json_array_append_new(a, json_string(e->selectors[i]));
+	return a;
+}
+
+static json_t *build_status(const struct agent_http *h, const struct gathered *g, json_t *ready)
+{
+	const struct snapshot *s = g->snap;
+	const struct node_status *ns = &g->ns;
+	json_t *svids = json_array();
+	for (size_t i = 0; i < s->n_svids; i++) {
+		const struct svid *v = s->svids[i];
+		const struct cache_entry *e = snapshot_entry(s, v->entry_id);
+		json_array_append_new(
+			svids, json_pack("{s:s,s:s,s:s*,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
+					 v->spiffe_id, "entry_id", v->entry_id, "hint",
+					 v->hint && v->hint[0] ? v->hint : NULL, "selectors",
+					 selectors_json(e), "serial", v->serial, "not_before",
+					 (json_int_t)v->not_before, "not_after",
+					 (json_int_t)v->not_after, "renew_at", (json_int_t)v->renew_at,
+					 "degraded", g->now > degraded_at(v)));
+	}
+	json_t *pending = json_array();
+	for (size_t i = 0; i < s->n_entries; i++) {
+		const struct cache_entry *e = s->entries[i];
+		if (!snapshot_svid(s, e->id))
+			json_array_append_new(pending, json_pack("{s:s,s:s,s:o}", "entry_id", e->id,
+								 "spiffe_id", e->spiffe_id,
+								 "selectors", selectors_json(e)));
+	}
+	json_t *cas = json_array();
+	for (size_t i = 0; i < h->n_cas; i++)
+		json_array_append_new(cas, json_pack("{s:s,s:s,s:I,s:I}", "sha256", h->cas[i].sha256,
+						     "subject", h->cas[i].subject, "not_before",
+						     (json_int_t)h->cas[i].not_before, "not_after",
+						     (json_int_t)h->cas[i].not_after));
+	json_t *agent = json_pack("{s:s*,s:o,s:o}", "spiffe_id", ns->agent_id[0] ? ns->agent_id : NULL,
+				  "svid_not_after",
+				  ns->agent_svid_not_after ? json_integer(ns->agent_svid_not_after)
+							   : json_null(),
+				  "svid_renew_at",
+				  ns->agent_svid_renew_at ? json_integer(ns->agent_svid_renew_at)
+							  : json_null());
+	json_t *server = json_pack(
+		"{s:s,s:s,s:o,s:o,s:I,s:I,s:I,s:s*}", "address", h->server, "state",
+		g->have_nc ? node_state_name(ns->state) : "stopped", "last_sync",
+		ns->last_sync ? json_integer(ns->last_sync) : json_null(), "last_in_sync",
+		g->synced_at ? json_integer(g->synced_at) : json_null(), "sync_errors",
+		(json_int_t)ns->sync_errors, "svids_minted", (json_int_t)ns->svids_minted,
+		"rotations", (json_int_t)ns->rotations, "last_error",
+		ns->last_error[0] ? ns->last_error : NULL);
+	return json_pack(
+		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,s:o,s:o,s:I,s:b,s:o,s:o,"
+		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:I,s:o}}",
+		"daemon", "lanyard-agent", "version", LANYARD_VERSION, "trust_domain",
+		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
+		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready, "agent",
+		agent, "server", server, "entries", (json_int_t)s->n_entries, "synced", s->synced,
+		"svids", svids, "entries_without_svid", pending,
+		"workload_api", "socket", h->socket_path, "serving", g->wapi_ready, "connections",
+		(int)g->ws.conns, "streams", (int)g->ws.streams, "connections_refused",
+		(json_int_t)g->ws.conns_refused,
+		"bundle", "sequence", (json_int_t)s->bundle_sequence, "authorities", cas);
+}
+
+static void workload_metrics(struct metrics *m, const struct gathered *g)
+{
+	const struct workload_api_stats *w = &g->ws;
+	const char *name = PREFIX "_workload_api_requests_total";
+	metrics_family(m, name, METRIC_COUNTER,
+		       "Workload API calls by method and final gRPC status code.");
+	for (int i = 0; i < WL_METHOD_COUNT; i++)
+		for (int c = 0; c < WL_STATUS_COUNT; c++)
+			/* Every method's OK series always exists, other codes once seen. */
+			if (c == 0 || w->requests[i][c])
+				metrics_sample(m, name, (double)w->requests[i][c], "method",
+					       workload_method_name(i), "code", grpc_code_names[c],
+					       NULL);
+	metrics_single(m, PREFIX "_workload_api_connections", METRIC_GAUGE,
+		       "Open Workload API connections.", w->conns);
+	metrics_single(m, PREFIX "_workload_api_streams", METRIC_GAUGE,
+		       "Open Workload API server streams.", w->streams);
+	metrics_single(m, PREFIX "_workload_api_connections_refused_total", METRIC_COUNTER,
+		       "Workload API connections refused (per-uid limit).",
+		       (double)w->conns_refused);
+	metrics_single(m, PREFIX "_workload_api_stream_updates_total", METRIC_COUNTER,
+		       "Stream messages sent after the first one (rotations, changes).",
+		       (double)w->updates_sent);
+#ifdef WL_ATTEST_BUCKETS
+	name = PREFIX "_workload_attestation_duration_seconds";
+	metrics_family(m, name, METRIC_HISTOGRAM, "Time to attest a Workload API caller.");
+	metrics_histogram(m, name, workload_attest_buckets, w->attest_hist, WL_ATTEST_BUCKETS,
+			  w->attest_sum, w->attest_count, NULL);
+#endif
+}
+
+static char *build_metrics(const struct agent_http *h, const struct gathered *g, bool ready,
+			   bool degraded)
+{
+	const struct node_status *ns = &g->ns;
+	const struct snapshot *s = g->snap;
+	struct metrics m;
+	metrics_init(&m);
+	procstats_write_metrics(&m, PREFIX, &g->ps, h->start_time, g->now, LANYARD_VERSION);
+	metrics_single(&m, PREFIX "_ready", METRIC_GAUGE, "1 when /ready answers 200.", ready);
+	metrics_single(&m, PREFIX "_degraded", METRIC_GAUGE,
+		       "1 when some SVID is close to expiry with its renewal overdue.", degraded);
+	workload_metrics(&m, g);
+
+	metrics_single(&m, PREFIX "_svids_minted_total", METRIC_COUNTER,
+		       "X509-SVIDs the server signed for this agent's workloads.",
+		       (double)ns->svids_minted);
+	metrics_single(&m, PREFIX "_svid_rotations_total", METRIC_COUNTER,
+		       "X509-SVIDs renewed before expiry (workloads' and the agent's own).",
+		       (double)ns->rotations);
+	metrics_single(&m, PREFIX "_sync_errors_total", METRIC_COUNTER,
+		       "Failed exchanges with the server (connect, attest, sync, sign).",
+		       (double)ns->sync_errors);
+
+	static const enum node_conn_state states[] = {
+		NODE_STATE_STARTING, NODE_STATE_ATTESTING, NODE_STATE_CONNECTED,
+		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN,
+	};
+	const char *name = PREFIX "_server_connection_state";
+	metrics_family(&m, name, METRIC_GAUGE,
+		       "1 for the current state of the connection to the server, 0 for the others.");
+	for (size_t i = 0; i < ARRAY_LEN(states); i++)
+		metrics_sample(&m, name, g->have_nc && ns->state == states[i], "state",
+			       node_state_name(states[i]), NULL);
+	metrics_single(&m, PREFIX "_server_connected", METRIC_GAUGE,
+		       "1 while the entry stream with the server is open.",
+		       g->have_nc && ns->state == NODE_STATE_CONNECTED);
+	if (ns->last_sync)
+		metrics_single(&m, PREFIX "_last_sync_timestamp_seconds", METRIC_GAUGE,
+			       "Unix time of the last message from the server.",
+			       (double)ns->last_sync);
+	if (ns->agent_svid_not_after)
+		metrics_single(&m, PREFIX "_agent_svid_expiry_seconds", METRIC_GAUGE,
+			       "Seconds until the agent's own SVID expires.",
+			       (double)(ns->agent_svid_not_after - g->now));
+
+	int64_t soonest = 0;
+	size_t degraded_n = 0;
+	for (size_t i = 0; i < s->n_svids; i++) {
+		if (!soonest || s->svids[i]->not_after < soonest)
+			soonest = s->svids[i]->not_after;
+		degraded_n += g->now > degraded_at(s->svids[i]);
+	}
+	if (s->n_svids)
+		metrics_single(&m, PREFIX "_svid_soonest_expiry_seconds", METRIC_GAUGE,
+			       "Seconds until the soonest expiry among the X509-SVIDs served.",
+			       (double)(soonest - g->now));
+	metrics_single(&m, PREFIX "_svids", METRIC_GAUGE, "X509-SVIDs held and served.",
+		       (double)s->n_svids);
+	metrics_single(&m, PREFIX "_svids_degraded", METRIC_GAUGE,
+		       "X509-SVIDs close to expiry with their renewal overdue.", (double)degraded_n);
+	metrics_single(&m, PREFIX "_entries", METRIC_GAUGE,
+		       "Registration entries this agent is authorized to serve.",
+		       (double)s->n_entries);
+	metrics_single(&m, PREFIX "_bundle_authorities", METRIC_GAUGE,
+		       "Certificates in the trust bundle.", (double)h->n_cas);
+	metrics_single(&m, PREFIX "_bundle_sequence", METRIC_GAUGE,
+		       "The trust bundle's sequence number.", (double)s->bundle_sequence);
+	return metrics_finish(&m);
+}
+
+static void publish_state(struct agent_http *h)
+{
+	struct gathered g = { .now = now_unix() };
+	g.have_nc = h->nc != NULL;
+	if (g.have_nc)
+		node_client_status(h->nc, &g.ns);
+	if (g.have_nc && g.ns.state == NODE_STATE_CONNECTED)
+		h->connected_seen = g.now;
+	g.synced_at = g.ns.last_sync > h->connected_seen ? g.ns.last_sync : h->connected_seen;
+	g.snap = svid_cache_acquire(h->cache);
+	g.have_wapi = h->wapi != NULL;
+	if (g.have_wapi) {
+		workload_api_stats(h->wapi, &g.ws);
+		g.wapi_ready = workload_api_ready(h->wapi);
+	}
+	procstats_read(&g.ps);
+	parse_bundle(h, g.snap);
+
+	json_t *ready = build_ready(h, &g);
+	bool ok = json_is_true(json_object_get(ready, "ready"));
+	bool degraded = strcmp(json_string_value(json_object_get(ready, "status")), "degraded") == 0;
+	json_t *status = build_status(h, &g, ready);
+	char *metrics = build_metrics(h, &g, ok, degraded);
+	if (!metrics)
+		log_error("http: cannot build the metrics text");
+	opserver_publish(h->ops, status, ready, metrics);
+	snapshot_release(g.snap);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct agent_http *h = t->data;
+	opserver_heartbeat(h->ops);
+	publish_state(h);
+}
+
+/* A new snapshot (SVIDs renewed, entries changed): show it without waiting for the tick. */
+static void on_cache_changed(void *ud)
+{
+	publish_state(ud);
+}
+
+static void on_closed(uv_handle_t *handle)
+{
+	struct agent_http *h = handle->data;
+	free(h->cas);
+	free(h->trust_domain);
+	free(h->server);
+	free(h->socket_path);
+	free(h);
+}
+
+int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svid_cache *cache,
+		     struct node_client *nc, struct workload_api *wapi, struct agent_http **out,
+		     char *err, size_t errlen)
+{
+	*out = NULL;
+	if (cfg->http_port == 0) {
+		log_info("http: operator endpoints disabled (http_port is 0)");
+		return 0;
+	}
+	struct opserver_options oo = {
+		.address = cfg->http_address,
+		.port = (int)cfg->http_port,
+		.name = "agent",
+		.index_html = status_page_html,
+	};
+	struct opserver *ops = NULL;
+	if (opserver_start(&oo, &ops, err, errlen) < 0)
+		return -1;
+	struct agent_http *h = xcalloc(1, sizeof(*h));
+	h->loop = loop;
+	h->ops = ops;
+	h->cache = cache;
+	h->nc = nc;
+	h->wapi = wapi;
+	h->trust_domain = xstrdup(cfg->trust_domain ? cfg->trust_domain : "");
+	char server[600];
+	snprintf(server, sizeof(server), "%s:%lld", cfg->server_address ? cfg->server_address : "?",
+		 (long long)cfg->server_port);
+	h->server = xstrdup(server);
+	h->socket_path = xstrdup(cfg->socket_path ? cfg->socket_path : "");
+	h->sync_staleness = cfg->sync_staleness;
+	h->start_time = now_unix();
+	h->sub = svid_cache_subscribe(cache, on_cache_changed, h);
+	uv_timer_init(loop, &h->timer);
+	h->timer.data = h;
+	uv_timer_start(&h->timer, on_tick, 0, TICK_MS);
+	log_info("http: operator endpoints on http://%s:%d/ (live, ready, status, metrics)",
+		 cfg->http_address ? cfg->http_address : "127.0.0.1", opserver_port(ops));
+	*out = h;
+	return 0;
+}
+
+int agent_http_port(const struct agent_http *h)
+{
+	return h ? opserver_port(h->ops) : 0;
+}
+
+void agent_http_stop(struct agent_http *h)
+{
+	if (!h)
+		return;
+	if (h->sub)
+		svid_cache_unsubscribe(h->cache, h->sub);
+	h->sub = NULL;
+	opserver_stop(h->ops);
+	h->ops = NULL;
+	uv_timer_stop(&h->timer);
+	uv_close((uv_handle_t *)&h->timer, on_closed);
+}
+
+int agent_healthcheck_main(int argc, char **argv)
+{
+	const char *config_path = "/etc/lanyard/agent.json";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: lanyard-agent healthcheck [--config FILE]\n"
+			       "Exits 0 when the agent's /ready endpoint answers 200, else 1.\n");
+			return 0;
+		} else {
+			fprintf(stderr, "lanyard-agent healthcheck: unknown argument '%s'\n"
+					"usage: lanyard-agent healthcheck [--config FILE]\n", argv[i]);
+			return 1;
+		}
+	}
+	struct agent_config cfg;
+	char err[1024];
+	int ret = 1;
+	memset(&cfg, 0, sizeof(cfg));
+	if (agent_config_load(config_path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "lanyard-agent healthcheck: %s\n", err);
+		goto out;
+	}
+	if (cfg.http_port == 0) {
+		fprintf(stderr, "lanyard-agent healthcheck: the HTTP endpoints are disabled "
+				"(http_port is 0 in %s)\n", config_path);
+		goto out;
+	}
+	char reason[1536];
+	ret = opserver_probe(cfg.http_address, (int)cfg.http_port, "/ready", 2000, reason,
+			     sizeof(reason));
+	if (ret != 0)
+		fprintf(stderr, "lanyard-agent healthcheck: %s\n", reason);
+	else
+		printf("ready\n");
+out:
+	agent_config_free(&cfg);
+	return ret;
+}

@@ -1,0 +1,462 @@
+/* server_http.c: lanyard-server's /live, /ready, /status, /metrics and status page. */
+#include "server_http.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "opserver.h"
+#include "procstats.h"
+#include "server_config.h"
+#include "status_page.h"
+#include "util.h"
+
+#define PREFIX "lanyard_server"
+#define TICK_MS 1000
+#define PING_EVERY_US (1000 * 1000)
+#define COUNT_EVERY_S 5
+/* A ping older than this means the datastore thread is stuck in a call. */
+#define PING_STALE_US (5 * 1000 * 1000)
+
+/* What the datastore thread learnt last. */
+struct ds_probe {
+	bool checked, ok;
+	double latency;          /* seconds, of the last ping */
+	int64_t checked_at;      /* unix */
+	int64_t checked_mono_us;
+	uint64_t failures;
+	bool counts_known;
+	int64_t entries, agents, tokens, counts_at;
+};
+
+struct server_http {
+	uv_loop_t *loop;
+	uv_timer_t timer;
+	struct opserver *ops;
+	struct datastore *ds;
+	struct ca *ca;
+	struct node_api **node;
+	char *trust_domain;
+	int64_t start_time;
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;             /* under lock */
+	struct ds_probe probe; /* under lock */
+};
+
+/* ---- the datastore thread ---- */
+
+static int64_t count_entries(struct datastore *ds)
+{
+	struct entry **e = NULL;
+	size_t n = 0;
+	if (ds_entry_list(ds, NULL, &e, &n) < 0)
+		return -1;
+	entry_array_free(e, n);
+	return (int64_t)n;
+}
+
+static int64_t count_agents(struct datastore *ds)
+{
+	struct agent_record **a = NULL;
+	size_t n = 0;
+	if (ds_agent_list(ds, &a, &n) < 0)
+		return -1;
+	agent_record_array_free(a, n);
+	return (int64_t)n;
+}
+
+/* Pings every second and counts every few seconds. The counts list whole tables, which is fine
+ * at the sizes a single server holds; a count query in the datastore would be cheaper. */
+static void *probe_thread(void *arg)
+{
+	struct server_http *h = arg;
+	int64_t next_count = 0;
+	pthread_mutex_lock(&h->lock);
+	while (!h->stop) {
+		pthread_mutex_unlock(&h->lock);
+		int64_t t0 = now_mono_us();
+		int rc = ds_ping(h->ds);
+		int64_t t1 = now_mono_us();
+		int64_t now = now_unix();
+		bool count = now >= next_count;
+		int64_t entries = -1, agents = -1, tokens = -1;
+		if (count && rc == 0) {
+			entries = count_entries(h->ds);
+			agents = count_agents(h->ds);
+			if (ds_token_count(h->ds, now, &tokens) < 0)
+				tokens = -1;
+			next_count = now + COUNT_EVERY_S;
+		}
+		pthread_mutex_lock(&h->lock);
+		struct ds_probe *p = &h->probe;
+		p->checked = true;
+		p->ok = rc == 0;
+		p->latency = (double)(t1 - t0) / 1e6;
+		p->checked_at = now;
+		p->checked_mono_us = t1;
+		if (rc != 0)
+			p->failures++;
+		if (entries >= 0 && agents >= 0 && tokens >= 0) {
+			p->counts_known = true;
+			p->entries = entries;
+			p->agents = agents;
+			p->tokens = tokens;
+			p->counts_at = now;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += PING_EVERY_US / 1000000;
+		while (!h->stop && pthread_cond_timedwait(&h->cond, &h->lock, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+/* ---- the documents ---- */
+
+struct gathered {
+	int64_t now;
+	struct ds_probe probe;
+	int64_t probe_age_us;
+	bool have_node;
+	struct node_api_stats ns;
+	struct ca_authority_info *auth;
+	size_t n_auth;
+	bool auth_ok;
+	int64_t next_rotation, bundle_sequence;
+	struct procstats ps;
+};
+
+static const struct ca_authority_info *active_authority(const struct gathered *g)
+{
+	for (size_t i = 0; i < g->n_auth; i++)
+		if (strcmp(g->auth[i].state, "active") == 0)
+			return &g->auth[i];
+	return NULL;
+}
+
+static json_t *build_ready(const struct gathered *g)
+{
+	char t[32];
+	json_t *checks = json_object();
+	const struct ds_probe *p = &g->probe;
+	bool ready = true;
+	if (!p->checked)
+		ready &= opserver_check(checks, "datastore", false, "not checked yet");
+	else if (g->probe_age_us > PING_STALE_US)
+		ready &= opserver_check(checks, "datastore", false,
+					"no answer for %.0f s: a query is hanging",
+					(double)g->probe_age_us / 1e6);
+	else if (!p->ok)
+		ready &= opserver_check(checks, "datastore", false,
+					"the database did not answer a query (see the log)");
+	else
+		opserver_check(checks, "datastore", true, "answered in %.2f ms", p->latency * 1e3);
+
+	const struct ca_authority_info *a = active_authority(g);
+	if (!g->auth_ok)
+		ready &= opserver_check(checks, "ca", false, "cannot read the authorities");
+	else if (!a)
+		ready &= opserver_check(checks, "ca", false, "no active authority");
+	else if (a->not_after <= g->now)
+		ready &= opserver_check(checks, "ca", false, "the active authority %.16s expired at %s",
+					a->id, opserver_time(a->not_after, t, sizeof(t)));
+	else
+		opserver_check(checks, "ca", true, "authority %.16s active until %s", a->id,
+			       opserver_time(a->not_after, t, sizeof(t)));
+
+	if (g->have_node)
+		opserver_check(checks, "node_api", true, "serving %u connections", g->ns.connections);
+	else
+		ready &= opserver_check(checks, "node_api", false, "not serving (shutting down)");
+	return json_pack("{s:b,s:s,s:o}", "ready", ready, "status", ready ? "ready" : "not_ready",
+			 "checks", checks);
+}
+
+static json_t *count_or_null(bool known, int64_t v)
+{
+	return known ? json_integer(v) : json_null();
+}
+
+static json_t *build_status(const struct server_http *h, const struct gathered *g, json_t *ready)
+{
+	json_t *auths = json_array();
+	for (size_t i = 0; i < g->n_auth; i++) {
+		const struct ca_authority_info *a = &g->auth[i];
+		json_array_append_new(auths, json_pack("{s:s,s:s,s:I,s:I,s:s,s:s*}", "id", a->id,
+						       "state", a->state, "not_before",
+						       (json_int_t)a->not_before, "not_after",
+						       (json_int_t)a->not_after, "sha256", a->sha256,
+						       "jwt_kid", a->jwt_kid[0] ? a->jwt_kid : NULL));
+	}
+	const struct ds_probe *p = &g->probe;
+	const struct node_api_stats *s = &g->ns;
+	json_t *signing = json_pack(
+		"{s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I}}",
+		"agent_attest", "ok", (json_int_t)s->attest_ok, "error", (json_int_t)s->attest_err,
+		"agent_renew", "ok", (json_int_t)s->renew_ok, "error", (json_int_t)s->renew_err,
+		"x509_svid", "ok", (json_int_t)s->x509_ok, "error", (json_int_t)s->x509_err,
+		"jwt_svid", "ok", (json_int_t)s->jwt_ok, "error", (json_int_t)s->jwt_err);
+	return json_pack(
+		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,"
+		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i},s:{s:b,s:o,s:o,s:I},s:o}",
+		"daemon", "lanyard-server", "version", LANYARD_VERSION, "trust_domain",
+		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
+		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready,
+		"ca", "next_rotation", (json_int_t)g->next_rotation, "bundle_sequence",
+		(json_int_t)g->bundle_sequence, "authorities", auths,
+		"counts", "entries", count_or_null(p->counts_known, p->entries), "agents",
+		count_or_null(p->counts_known, p->agents), "join_tokens",
+		count_or_null(p->counts_known, p->tokens), "as_of",
+		count_or_null(p->counts_known, p->counts_at),
+		"node_api", "serving", g->have_node, "connections", (int)s->connections,
+		"connected_agents", (int)s->streams,
+		"datastore", "ok", p->checked && p->ok && g->probe_age_us <= PING_STALE_US,
+		"latency_seconds", p->checked ? json_real(p->latency) : json_null(), "checked_at",
+		count_or_null(p->checked, p->checked_at), "failures", (json_int_t)p->failures,
+		"signing", signing);
+}
+
+static char *build_metrics(const struct server_http *h, const struct gathered *g, bool ready)
+{
+	const struct node_api_stats *s = &g->ns;
+	const struct ds_probe *p = &g->probe;
+	struct metrics m;
+	metrics_init(&m);
+	procstats_write_metrics(&m, PREFIX, &g->ps, h->start_time, g->now, LANYARD_VERSION);
+	metrics_single(&m, PREFIX "_ready", METRIC_GAUGE, "1 when /ready answers 200.", ready);
+
+	const struct {
+		const char *kind;
+		uint64_t ok, err;
+	} kinds[] = {
+		{ "agent_attest", s->attest_ok, s->attest_err },
+		{ "agent_renew", s->renew_ok, s->renew_err },
+		{ "x509_svid", s->x509_ok, s->x509_err },
+		{ "jwt_svid", s->jwt_ok, s->jwt_err },
+	};
+	const char *name = PREFIX "_signing_requests_total";
+	metrics_family(&m, name, METRIC_COUNTER,
+		       "Signing requests from agents by kind and result (ok or error).");
+	for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
+		metrics_sample(&m, name, (double)kinds[i].ok, "kind", kinds[i].kind, "result", "ok",
+			       NULL);
+		metrics_sample(&m, name, (double)kinds[i].err, "kind", kinds[i].kind, "result",
+			       "error", NULL);
+	}
+	name = PREFIX "_signing_duration_seconds";
+	metrics_family(&m, name, METRIC_HISTOGRAM, "Time to sign an SVID (CSR check and signature).");
+	metrics_histogram(&m, name, node_api_sign_buckets, s->sign_hist,
+			  ARRAY_LEN(node_api_sign_buckets), s->sign_sum, s->sign_count, NULL);
+	metrics_single(&m, PREFIX "_connected_agents", METRIC_GAUGE,
+		       "Agents with an open entry stream.", s->streams);
+	metrics_single(&m, PREFIX "_node_api_connections", METRIC_GAUGE,
+		       "Open TLS connections to the node API.", s->connections);
+
+	metrics_single(&m, PREFIX "_datastore_up", METRIC_GAUGE,
+		       "1 when the datastore answered its last readiness query.",
+		       p->checked && p->ok && g->probe_age_us <= PING_STALE_US);
+	if (p->checked)
+		metrics_single(&m, PREFIX "_datastore_latency_seconds", METRIC_GAUGE,
+			       "Duration of the last datastore readiness query.", p->latency);
+	metrics_single(&m, PREFIX "_datastore_errors_total", METRIC_COUNTER,
+		       "Datastore readiness queries that failed.", (double)p->failures);
+	if (p->counts_known) {
+		metrics_single(&m, PREFIX "_registration_entries", METRIC_GAUGE,
+			       "Registration entries in the datastore.", (double)p->entries);
+		metrics_single(&m, PREFIX "_attested_agents", METRIC_GAUGE,
+			       "Attested agents in the datastore.", (double)p->agents);
+		metrics_single(&m, PREFIX "_join_tokens", METRIC_GAUGE,
+			       "Unexpired, unused join tokens.", (double)p->tokens);
+	}
+
+	name = PREFIX "_ca_authority_expiry_timestamp_seconds";
+	metrics_family(&m, name, METRIC_GAUGE, "notAfter of each CA authority, by id and state.");
+	for (size_t i = 0; i < g->n_auth; i++)
+		metrics_sample(&m, name, (double)g->auth[i].not_after, "id", g->auth[i].id, "state",
+			       g->auth[i].state, NULL);
+	const struct ca_authority_info *a = active_authority(g);
+	if (a)
+		metrics_single(&m, PREFIX "_ca_active_expiry_seconds", METRIC_GAUGE,
+			       "Seconds until the active authority expires.",
+			       (double)(a->not_after - g->now));
+	metrics_single(&m, PREFIX "_bundle_sequence", METRIC_GAUGE,
+		       "The trust bundle's sequence number.", (double)g->bundle_sequence);
+	return metrics_finish(&m);
+}
+
+static void publish_state(struct server_http *h)
+{
+	struct gathered g = { .now = now_unix() };
+	pthread_mutex_lock(&h->lock);
+	g.probe = h->probe;
+	pthread_mutex_unlock(&h->lock);
+	g.probe_age_us = g.probe.checked ? now_mono_us() - g.probe.checked_mono_us : 0;
+	g.have_node = h->node && *h->node;
+	if (g.have_node)
+		node_api_stats(*h->node, &g.ns);
+	g.auth_ok = ca_authorities(h->ca, &g.auth, &g.n_auth) == 0;
+	g.next_rotation = ca_next_rotation(h->ca);
+	g.bundle_sequence = ca_bundle_sequence(h->ca);
+	procstats_read(&g.ps);
+
+	json_t *ready = build_ready(&g);
+	bool ok = json_is_true(json_object_get(ready, "ready"));
+	json_t *status = build_status(h, &g, ready);
+	char *metrics = build_metrics(h, &g, ok);
+	if (!metrics)
+		log_error("http: cannot build the metrics text");
+	opserver_publish(h->ops, status, ready, metrics);
+	free(g.auth);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct server_http *h = t->data;
+	opserver_heartbeat(h->ops);
+	publish_state(h);
+}
+
+/* ---- start and stop ---- */
+
+static void on_closed(uv_handle_t *handle)
+{
+	struct server_http *h = handle->data;
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h->trust_domain);
+	free(h);
+}
+
+int server_http_start(uv_loop_t *loop, const char *address, int port, struct datastore *ds,
+		      struct ca *ca, struct node_api **node, const char *trust_domain,
+		      struct server_http **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (port == 0) {
+		log_info("http: operator endpoints disabled (http_port is 0)");
+		return 0;
+	}
+	struct opserver_options oo = {
+		.address = address,
+		.port = port < 0 ? 0 : port,
+		.name = "server",
+		.index_html = status_page_html,
+	};
+	struct opserver *ops = NULL;
+	if (opserver_start(&oo, &ops, err, errlen) < 0)
+		return -1;
+	struct server_http *h = xcalloc(1, sizeof(*h));
+	h->loop = loop;
+	h->ops = ops;
+	h->ds = ds;
+	h->ca = ca;
+	h->node = node;
+	h->trust_domain = xstrdup(trust_domain);
+	h->start_time = now_unix();
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_condattr_t ca_attr;
+	pthread_condattr_init(&ca_attr);
+	pthread_condattr_setclock(&ca_attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->cond, &ca_attr);
+	pthread_condattr_destroy(&ca_attr);
+	int rc = pthread_create(&h->thread, NULL, probe_thread, h);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the datastore probe thread: %s", strerror(rc));
+		opserver_stop(ops);
+		pthread_mutex_destroy(&h->lock);
+		pthread_cond_destroy(&h->cond);
+		free(h->trust_domain);
+		free(h);
+		return -1;
+	}
+	h->thread_started = true;
+	uv_timer_init(loop, &h->timer);
+	h->timer.data = h;
+	uv_timer_start(&h->timer, on_tick, 0, TICK_MS);
+	log_info("http: operator endpoints on http://%s:%d/ (live, ready, status, metrics)",
+		 address ? address : "127.0.0.1", opserver_port(ops));
+	*out = h;
+	return 0;
+}
+
+int server_http_port(const struct server_http *h)
+{
+	return h ? opserver_port(h->ops) : 0;
+}
+
+void server_http_stop(struct server_http *h)
+{
+	if (!h)
+		return;
+	if (h->thread_started) {
+		pthread_mutex_lock(&h->lock);
+		h->stop = true;
+		pthread_cond_signal(&h->cond);
+		pthread_mutex_unlock(&h->lock);
+		pthread_join(h->thread, NULL);
+		h->thread_started = false;
+	}
+	opserver_stop(h->ops);
+	h->ops = NULL;
+	uv_timer_stop(&h->timer);
+	uv_close((uv_handle_t *)&h->timer, on_closed);
+}
+
+/* ---- healthcheck ---- */
+
+int server_healthcheck_main(int argc, char **argv)
+{
+	const char *config_path = "/etc/lanyard/server.json";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: lanyard-server healthcheck [--config FILE]\n"
+			       "Exits 0 when the server's /ready endpoint answers 200, else 1.\n");
+			return 0;
+		} else {
+			fprintf(stderr, "lanyard-server healthcheck: unknown argument '%s'\n"
+					"usage: lanyard-server healthcheck [--config FILE]\n", argv[i]);
+			return 1;
+		}
+	}
+	struct server_config cfg;
+	char err[512];
+	int ret = 1;
+	memset(&cfg, 0, sizeof(cfg));
+	if (server_config_load(config_path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "lanyard-server healthcheck: %s\n", err);
+		goto out;
+	}
+	if (cfg.http_port == 0) {
+		fprintf(stderr, "lanyard-server healthcheck: the HTTP endpoints are disabled "
+				"(http_port is 0 in %s)\n", config_path);
+		goto out;
+	}
+	char reason[1024];
+	ret = opserver_probe(cfg.http_address, (int)cfg.http_port, "/ready", 2000, reason,
+			     sizeof(reason));
+	if (ret != 0)
+		fprintf(stderr, "lanyard-server healthcheck: %s\n", reason);
+	else
+		printf("ready\n");
+out:
+	server_config_free(&cfg);
+	return ret;
+}
