@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "agent_config.h"
+#include "api_cli.h"
 #include "log.h"
 #include "node_client.h"
 #include "persist.h"
@@ -211,12 +212,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
-	if (strcmp(cmd, "api") == 0) {
-		/* TODO(lead): call api_cli_main(argc - 1, argv + 1) once agent/api_cli.c lands (the
-		 * workload helper writes it); it does not link yet. */
-		fprintf(stderr, "lanyard-agent: the api commands are not built yet\n");
-		return 1;
-	}
+	if (strcmp(cmd, "api") == 0)
+		return api_cli_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("lanyard-agent %s\n", LANYARD_VERSION);
 		return 0;

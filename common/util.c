@@ -223,7 +223,8 @@ int mkdir_p(const char *path, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		/* Like mkdir -p -m: only the last directory gets mode; parents are ordinary. */
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
 			return -errno;
 		*p = '/';
 	}

@@ -28,7 +28,7 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 /* Returns 0 when path is a regular file that neither group nor others can read or write,
  * -EPERM when they can, or another -errno. */
 int file_check_private(const char *path);
-/* mkdir -p with the given mode for every directory it creates. Returns 0 or -errno. */
+/* mkdir -p: missing parents are created 0755, the last directory with mode. 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
 
 /* Zeroes memory in a way the compiler may not elide. */
