@@ -23,6 +23,15 @@
 
 #define PREFIX "lanyard_agent"
 #define TICK_MS 1000
+/* An entry may wait this long for its first SVID (or a replacement) before it counts against
+ * readiness: signing takes a moment after an entry appears. */
+#define MISSING_GRACE_S 30
+
+/* An entry without an SVID, and since when (as seen by this module). */
+struct missing {
+	char *entry_id;
+	int64_t since;
+};
 
 /* One authority of the trust bundle, parsed once per bundle. */
 struct bundle_ca {
@@ -52,6 +61,8 @@ struct agent_http {
 	bool bundle_parsed;
 	struct bundle_ca *cas;
 	size_t n_cas;
+	struct missing *missing; /* sorted by entry_id */
+	size_t n_missing;
 };
 
 /* gRPC status codes as Prometheus exporters of gRPC servers name them. */
@@ -114,6 +125,50 @@ static int64_t degraded_at(const struct svid *v)
 	int64_t renew = v->renew_at > 0 ? v->renew_at
 					: v->not_before + (v->not_after - v->not_before) / 2;
 	return renew + (v->not_after - renew) / 2;
+}
+
+static int cmp_missing(const void *a, const void *b)
+{
+	return strcmp(((const struct missing *)a)->entry_id, ((const struct missing *)b)->entry_id);
+}
+
+static void free_missing(struct missing *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(m[i].entry_id);
+	free(m);
+}
+
+/* Follows which entries have no SVID and since when, across publications (an expired SVID is
+ * dropped from the snapshot, so only this memory tells that its entry lost its identity). */
+static void track_missing(struct agent_http *h, const struct snapshot *s, int64_t now)
+{
+	struct missing *next = xcalloc(s->n_entries + 1, sizeof(*next));
+	size_t n = 0;
+	for (size_t i = 0; i < s->n_entries; i++) {
+		const struct cache_entry *e = s->entries[i];
+		if (snapshot_svid(s, e->id))
+			continue;
+		struct missing key = { .entry_id = e->id };
+		const struct missing *old = h->n_missing
+			? bsearch(&key, h->missing, h->n_missing, sizeof(key), cmp_missing) : NULL;
+		next[n].entry_id = xstrdup(e->id);
+		next[n].since = old ? old->since : now;
+		n++;
+	}
+	/* Snapshot entries are sorted by id; sort anyway so bsearch never depends on it. */
+	qsort(next, n, sizeof(*next), cmp_missing);
+	free_missing(h->missing, h->n_missing);
+	h->missing = next;
+	h->n_missing = n;
+}
+
+static int64_t missing_since(const struct agent_http *h, const char *entry_id)
+{
+	struct missing key = { .entry_id = (char *)entry_id };
+	const struct missing *m = h->n_missing
+		? bsearch(&key, h->missing, h->n_missing, sizeof(key), cmp_missing) : NULL;
+	return m ? m->since : 0;
 }
 
 static void check_attested(const struct agent_http *h, const struct gathered *g, json_t *checks,
@@ -182,12 +237,25 @@ static void check_sync(const struct agent_http *h, const struct gathered *g, jso
 			       (long long)(g->now - g->synced_at), (long long)h->sync_staleness);
 }
 
-/* Returns whether the SVID check passed (it alone decides "degraded"). */
-static bool check_svids(const struct gathered *g, json_t *checks)
+/* Every entry has an SVID (after a grace period) and none is past degraded_at(). Returns whether
+ * the check passed (it alone decides "degraded"). */
+static bool check_svids(const struct agent_http *h, const struct gathered *g, json_t *checks)
 {
 	char detail[1024] = "";
 	size_t off = 0, bad = 0;
 	const struct snapshot *s = g->snap;
+	for (size_t i = 0; i < s->n_entries; i++) {
+		const struct cache_entry *e = s->entries[i];
+		int64_t since = missing_since(h, e->id);
+		if (!since || g->now - since <= MISSING_GRACE_S)
+			continue;
+		bad++;
+		if (off < sizeof(detail))
+			off += (size_t)snprintf(detail + off, sizeof(detail) - off,
+						"%s%s (entry %s) has had no SVID for %lld s",
+						bad > 1 ? "; " : "", e->spiffe_id, e->id,
+						(long long)(g->now - since));
+	}
 	int64_t soonest = 0;
 	for (size_t i = 0; i < s->n_svids; i++) {
 		const struct svid *v = s->svids[i];
@@ -198,19 +266,21 @@ static bool check_svids(const struct gathered *g, json_t *checks)
 		bad++;
 		if (off < sizeof(detail))
 			off += (size_t)snprintf(detail + off, sizeof(detail) - off,
-						"%s%s (entry %s) %s in %lld s, renewal overdue since "
+						"%s%s (entry %s) %s %lld s%s, renewal overdue by "
 						"%lld s", bad > 1 ? "; " : "", v->spiffe_id,
 						v->entry_id,
-						v->not_after > g->now ? "expires" : "expired",
-						(long long)(v->not_after - g->now),
+						v->not_after > g->now ? "expires in" : "expired",
+						(long long)llabs(v->not_after - g->now),
+						v->not_after > g->now ? "" : " ago",
 						(long long)(g->now - v->renew_at));
 	}
 	if (bad)
-		return opserver_check(checks, "svid_expiry", false, "%zu SVID%s close to expiry: %s",
-				      bad, bad > 1 ? "s" : "", detail);
+		return opserver_check(checks, "svids", false, "%zu identit%s missing or close to "
+				      "expiry: %s", bad, bad > 1 ? "ies" : "y", detail);
 	if (!s->n_svids)
-		return opserver_check(checks, "svid_expiry", true, "no SVID held");
-	return opserver_check(checks, "svid_expiry", true, "%zu SVIDs, the soonest expires in %lld s",
+		return opserver_check(checks, "svids", true, "no SVID held (%zu entries)",
+				      s->n_entries);
+	return opserver_check(checks, "svids", true, "%zu SVIDs, the soonest expires in %lld s",
 			      s->n_svids, (long long)(soonest - g->now));
 }
 
@@ -231,10 +301,20 @@ static json_t *build_ready(const struct agent_http *h, const struct gathered *g)
 		opserver_check(checks, "workload_api", true, "serving on %s, %u connections",
 			       h->socket_path, g->ws.conns);
 	check_sync(h, g, checks, &ready);
-	bool svids_ok = check_svids(g, checks);
+	bool svids_ok = check_svids(h, g, checks);
 	const char *status = ready && svids_ok ? "ready" : ready ? "degraded" : "not_ready";
 	return json_pack("{s:b,s:s,s:o}", "ready", ready && svids_ok, "status", status, "checks",
 			 checks);
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s && s[0] ? json_string(s) : json_null();
+}
+
+static json_t *int_or_null(int64_t v)
+{
+	return v ? json_integer(v) : json_null();
 }
 
 static json_t *selectors_json(const struct cache_entry *e)
@@ -254,9 +334,9 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 		const struct svid *v = s->svids[i];
 		const struct cache_entry *e = snapshot_entry(s, v->entry_id);
 		json_array_append_new(
-			svids, json_pack("{s:s,s:s,s:s*,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
+			svids, json_pack("{s:s,s:s,s:o,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
 					 v->spiffe_id, "entry_id", v->entry_id, "hint",
-					 v->hint && v->hint[0] ? v->hint : NULL, "selectors",
+					 str_or_null(v->hint), "selectors",
 					 selectors_json(e), "serial", v->serial, "not_before",
 					 (json_int_t)v->not_before, "not_after",
 					 (json_int_t)v->not_after, "renew_at", (json_int_t)v->renew_at,
@@ -266,9 +346,11 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 	for (size_t i = 0; i < s->n_entries; i++) {
 		const struct cache_entry *e = s->entries[i];
 		if (!snapshot_svid(s, e->id))
-			json_array_append_new(pending, json_pack("{s:s,s:s,s:o}", "entry_id", e->id,
+			json_array_append_new(pending, json_pack("{s:s,s:s,s:o,s:I}", "entry_id", e->id,
 								 "spiffe_id", e->spiffe_id,
-								 "selectors", selectors_json(e)));
+								 "selectors", selectors_json(e),
+								 "since", (json_int_t)missing_since(
+									 h, e->id)));
 	}
 	json_t *cas = json_array();
 	for (size_t i = 0; i < h->n_cas; i++)
@@ -276,21 +358,17 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 						     "subject", h->cas[i].subject, "not_before",
 						     (json_int_t)h->cas[i].not_before, "not_after",
 						     (json_int_t)h->cas[i].not_after));
-	json_t *agent = json_pack("{s:s*,s:o,s:o}", "spiffe_id", ns->agent_id[0] ? ns->agent_id : NULL,
-				  "svid_not_after",
-				  ns->agent_svid_not_after ? json_integer(ns->agent_svid_not_after)
-							   : json_null(),
-				  "svid_renew_at",
-				  ns->agent_svid_renew_at ? json_integer(ns->agent_svid_renew_at)
-							  : json_null());
+	json_t *agent = json_pack("{s:o,s:o,s:o}", "spiffe_id", str_or_null(ns->agent_id),
+				  "svid_not_after", int_or_null(ns->agent_svid_not_after),
+				  "svid_renew_at", int_or_null(ns->agent_svid_renew_at));
+	/* The node client's last message is an error only while it is not connected. */
 	json_t *server = json_pack(
-		"{s:s,s:s,s:o,s:o,s:I,s:I,s:I,s:s*}", "address", h->server, "state",
+		"{s:s,s:s,s:o,s:o,s:I,s:I,s:I,s:o}", "address", h->server, "state",
 		g->have_nc ? node_state_name(ns->state) : "stopped", "last_sync",
-		ns->last_sync ? json_integer(ns->last_sync) : json_null(), "last_in_sync",
-		g->synced_at ? json_integer(g->synced_at) : json_null(), "sync_errors",
-		(json_int_t)ns->sync_errors, "svids_minted", (json_int_t)ns->svids_minted,
-		"rotations", (json_int_t)ns->rotations, "last_error",
-		ns->last_error[0] ? ns->last_error : NULL);
+		int_or_null(ns->last_sync), "last_in_sync", int_or_null(g->synced_at),
+		"sync_errors", (json_int_t)ns->sync_errors, "svids_minted",
+		(json_int_t)ns->svids_minted, "rotations", (json_int_t)ns->rotations, "last_error",
+		str_or_null(ns->state != NODE_STATE_CONNECTED ? ns->last_error : NULL));
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,s:o,s:o,s:I,s:b,s:o,s:o,"
 		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:I,s:o}}",
@@ -336,8 +414,7 @@ static void workload_metrics(struct metrics *m, const struct gathered *g)
 #endif
 }
 
-static char *build_metrics(const struct agent_http *h, const struct gathered *g, bool ready,
-			   bool degraded)
+static char *build_metrics(const struct agent_http *h, const struct gathered *g, bool ready)
 {
 	const struct node_status *ns = &g->ns;
 	const struct snapshot *s = g->snap;
@@ -345,8 +422,6 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 	metrics_init(&m);
 	procstats_write_metrics(&m, PREFIX, &g->ps, h->start_time, g->now, LANYARD_VERSION);
 	metrics_single(&m, PREFIX "_ready", METRIC_GAUGE, "1 when /ready answers 200.", ready);
-	metrics_single(&m, PREFIX "_degraded", METRIC_GAUGE,
-		       "1 when some SVID is close to expiry with its renewal overdue.", degraded);
 	workload_metrics(&m, g);
 
 	metrics_single(&m, PREFIX "_svids_minted_total", METRIC_COUNTER,
@@ -396,6 +471,9 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 		       (double)s->n_svids);
 	metrics_single(&m, PREFIX "_svids_degraded", METRIC_GAUGE,
 		       "X509-SVIDs close to expiry with their renewal overdue.", (double)degraded_n);
+	metrics_single(&m, PREFIX "_entries_without_svid", METRIC_GAUGE,
+		       "Registration entries that have no X509-SVID at the moment.",
+		       (double)h->n_missing);
 	metrics_single(&m, PREFIX "_entries", METRIC_GAUGE,
 		       "Registration entries this agent is authorized to serve.",
 		       (double)s->n_entries);
@@ -423,14 +501,16 @@ static void publish_state(struct agent_http *h)
 	}
 	procstats_read(&g.ps);
 	parse_bundle(h, g.snap);
+	track_missing(h, g.snap, g.now);
 
 	json_t *ready = build_ready(h, &g);
 	bool ok = json_is_true(json_object_get(ready, "ready"));
-	bool degraded = strcmp(json_string_value(json_object_get(ready, "status")), "degraded") == 0;
 	json_t *status = build_status(h, &g, ready);
-	char *metrics = build_metrics(h, &g, ok, degraded);
-	if (!metrics)
-		log_error("http: cannot build the metrics text");
+	char *metrics = build_metrics(h, &g, ok);
+	/* A NULL document is served as 503; these only fail on a bug or out of memory. */
+	if (!ready || !status || !metrics)
+		log_error("http: cannot build the %s", !ready ? "readiness document"
+						       : !status ? "status document" : "metrics text");
 	opserver_publish(h->ops, status, ready, metrics);
 	snapshot_release(g.snap);
 }
@@ -452,6 +532,7 @@ static void on_closed(uv_handle_t *handle)
 {
 	struct agent_http *h = handle->data;
 	free(h->cas);
+	free_missing(h->missing, h->n_missing);
 	free(h->trust_domain);
 	free(h->server);
 	free(h->socket_path);

@@ -10,9 +10,11 @@
  *   bundle        a trust bundle with at least one unexpired authority
  *   workload_api  the Workload API is serving (entries synced, bundle present)
  *   server_sync   connected to the server, or last in sync within sync_staleness
- *   svid_expiry   no served SVID is past renew_at + (not_after - renew_at) / 2, i.e. renewal is
- *                 overdue and expiry approaches; when this is the only failure the status is
- *                 "degraded" and the detail names the SVIDs. */
+ *   svids         no served SVID is past renew_at + (not_after - renew_at) / 2, i.e. renewal is
+ *                 overdue and expiry approaches, and no entry has been without an SVID for more
+ *                 than 30 s (an SVID that expired unrenewed leaves its entry without one); when
+ *                 this is the only failure the status is "degraded" and the detail names the
+ *                 SPIFFE IDs and entries. */
 #ifndef LANYARD_AGENT_HTTP_H
 #define LANYARD_AGENT_HTTP_H
 

@@ -107,10 +107,14 @@ static int add_selectors(struct k8s_state *s, const struct kubelet_container *c,
 	const char *node = p->node_name[0] ? p->node_name : s->node_name;
 
 	if (selector_list_addf(out, "k8s:ns:%s", p->ns) < 0 ||
-	    selector_list_addf(out, "k8s:sa:%s", p->service_account) < 0 ||
 	    selector_list_addf(out, "k8s:pod-name:%s", p->name) < 0 ||
 	    selector_list_addf(out, "k8s:pod-uid:%s", p->uid) < 0 ||
 	    selector_list_addf(out, "k8s:container-name:%s", c->name) < 0)
+		return -1;
+	/* Static pods run without a service account: no k8s:sa selector rather than an empty
+	 * one an entry could name by mistake. */
+	if (p->service_account[0] &&
+	    selector_list_addf(out, "k8s:sa:%s", p->service_account) < 0)
 		return -1;
 	for (size_t i = 0; i < p->n_labels; i++)
 		if (selector_list_addf(out, "k8s:pod-label:%s:%s", p->labels[i].key,

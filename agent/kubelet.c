@@ -297,7 +297,8 @@ int kubelet_pods_parse(const char *json, size_t len, struct kubelet_pods **out, 
 	}
 	for (i = 0; i < n_ctrs; i++)
 		ctrs[i].pod = &p->pods[order[(uintptr_t)ctrs[i].pod]];
-	qsort(ctrs, n_ctrs, sizeof(*ctrs), cmp_ctr);
+	if (n_ctrs)
+		qsort(ctrs, n_ctrs, sizeof(*ctrs), cmp_ctr);
 
 	/* A container ID listed twice for different pods cannot be attributed: drop every copy. */
 	{

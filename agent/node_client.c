@@ -150,7 +150,8 @@ struct node_client {
 	bool connected; /* the current session received a complete snapshot */
 	bool state_dirty, publish_needed, plan_dirty;
 	int64_t last_persist_us;
-	int64_t next_due; /* unix seconds: next renewal, retry or expiry */
+	int64_t next_due;    /* unix seconds: next renewal, retry or expiry */
+	int64_t next_expiry; /* unix seconds: the first served SVID to expire */
 };
 
 /* ---- small helpers ---- */
@@ -829,7 +830,7 @@ static void housekeeping(struct node_client *n)
 {
 	int64_t now = now_unix();
 	if (n->plan_dirty || now >= n->next_due) {
-		int64_t due = INT64_MAX;
+		int64_t due = INT64_MAX, expiry = INT64_MAX;
 		for (size_t i = 0; i < n->n_set; i++) {
 			struct wentry *w = &n->set[i];
 			if (w->svid && w->svid->not_after <= now) {
@@ -839,8 +840,8 @@ static void housekeeping(struct node_client *n)
 				n->publish_needed = true;
 				n->state_dirty = true;
 			}
-			if (w->svid && w->svid->not_after < due)
-				due = w->svid->not_after;
+			if (w->svid && w->svid->not_after < expiry)
+				expiry = w->svid->not_after;
 			if (!n->synced)
 				continue;
 			int64_t t = w->retry_at > now ? w->retry_at
@@ -849,7 +850,8 @@ static void housekeeping(struct node_client *n)
 			if (t < due)
 				due = t;
 		}
-		n->next_due = due;
+		n->next_due = due < expiry ? due : expiry;
+		n->next_expiry = expiry;
 		n->plan_dirty = false;
 	}
 	if (n->publish_needed)
@@ -1468,6 +1470,14 @@ static void idle_wait(struct node_client *n, int64_t ms)
 			break;
 		if (left > 1000000)
 			left = 1000000;
+		/* Wake up for the next expiry too: an expired SVID must leave the snapshot. */
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		int64_t now_us = (int64_t)rt.tv_sec * 1000000 + rt.tv_nsec / 1000;
+		if (n->next_expiry < INT64_MAX / 1000000 && n->next_expiry * 1000000 - now_us < left)
+			left = n->next_expiry * 1000000 - now_us > 1000
+				       ? n->next_expiry * 1000000 - now_us
+				       : 1000;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += left / 1000000;
@@ -1780,7 +1790,7 @@ static int adopt_persisted(struct node_client *n, struct persist_data *pd, char 
 			j++;
 		if (j < pd->n_svids && strcmp(pd->svids[j]->entry_id, w->e->id) == 0) {
 			w->svid = pd->svids[j];
-			pd->svids[j] = NULL;
+			pd->svids[j++] = NULL;
 		}
 	}
 	n->synced = pd->have_state;

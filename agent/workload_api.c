@@ -88,6 +88,15 @@ struct jwt_slot {
 	int status;
 };
 
+/* One attestation on the threadpool; freed when it is done, so open streams do not carry it. */
+struct attest_job {
+	uv_work_t work;
+	struct wcall *c;
+	struct selector_list got;
+	int rc;
+	char err[256];
+};
+
 struct wcall {
 	struct workload_api *w;
 	struct grpc_call *call;
@@ -96,13 +105,7 @@ struct wcall {
 	int refs;
 	bool closed;   /* on_call_closed seen */
 	bool finished; /* we sent the status */
-	ProtobufCMessage *req;
-
-	/* Attestation, filled on the worker. */
-	uv_work_t work;
-	struct selector_list got;
-	int attest_rc;
-	char attest_err[256];
+	ProtobufCMessage *req; /* freed once answered, except for FetchJWTSVID's audiences */
 
 	/* Streams. */
 	struct wcall *prev, *next;
@@ -124,7 +127,8 @@ struct workload_api {
 	struct cache_sub *sub;
 	struct node_client *nc;
 	struct grpc_server *server;
-	struct attestor *attestor;
+	struct attestor **attestors; /* the unix attestor first */
+	size_t n_attestors;
 	dev_t sock_dev;
 	ino_t sock_ino;
 
@@ -269,23 +273,31 @@ static void selset_unref(struct workload_api *w, struct selset *s)
 static int selset_match(struct workload_api *w, struct selset *s)
 {
 	const struct snapshot *snap = w->snap;
-	size_t *m;
+	size_t cap = 0;
 
 	if (s->epoch == w->epoch)
 		return 0;
-	m = realloc(s->match, (snap->n_entries ? snap->n_entries : 1) * sizeof(*m));
-	if (!m)
-		return -1;
-	s->match = m;
+	/* Sized for the matches, not the entries: a node may hold thousands of entries and many
+	 * distinct callers, each of which matches a few. */
+	free(s->match);
+	s->match = NULL;
 	s->n_match = 0;
 	for (size_t i = 0; i < snap->n_entries; i++) {
 		const struct cache_entry *e = snap->entries[i];
 
 		/* An entry without selectors would match every process on the node. */
-		if (e->n_selectors == 0)
+		if (e->n_selectors == 0 ||
+		    !selectors_subset(e->selectors, e->n_selectors, s->v, s->n))
 			continue;
-		if (selectors_subset(e->selectors, e->n_selectors, s->v, s->n))
-			m[s->n_match++] = i;
+		if (s->n_match == cap) {
+			size_t *m = realloc(s->match, (cap ? cap * 2 : 4) * sizeof(*m));
+
+			if (!m)
+				return -1;
+			s->match = m;
+			cap = cap ? cap * 2 : 4;
+		}
+		s->match[s->n_match++] = i;
 	}
 	s->epoch = w->epoch;
 	return 0;
@@ -307,7 +319,6 @@ static void wcall_unref(struct wcall *c)
 		return;
 	if (c->req)
 		protobuf_c_message_free_unpacked(c->req, NULL);
-	selector_list_free(&c->got);
 	selset_unref(c->w, c->sel);
 	for (size_t i = 0; i < c->n_slots; i++) {
 		free(c->slots[i].token);
@@ -354,8 +365,9 @@ static void wcall_finish(struct wcall *c, int status, const char *message)
 	if (c->finished || c->closed)
 		return;
 	c->finished = true;
-	if (grpc_call_finish(c->call, status, message) == 0)
-		count(c->w, c->method, status);
+	/* A refused finish means the transport closed the call first. */
+	count(c->w, c->method,
+	      grpc_call_finish(c->call, status, message) == 0 ? status : GRPC_STATUS_CANCELLED);
 }
 
 /* Packs m into a buffer we can wipe (X509 responses carry private keys) and sends it. */
@@ -397,6 +409,17 @@ static void append(char *buf, size_t len, size_t *pos, const char *fmt, ...)
 		*pos += (size_t)r;
 }
 
+/* Appends a selector with control characters shown as '?': a unix:path comes from the caller
+ * and must not be able to forge log lines. */
+static void append_sel(char *buf, size_t len, size_t *pos, const char *sep, const char *sel)
+{
+	append(buf, len, pos, "%s", sep);
+	for (const char *p = sel; *p && *pos + 1 < len; p++)
+		buf[(*pos)++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? '?' : *p;
+	if (*pos < len)
+		buf[*pos] = '\0';
+}
+
 /* The most common support question about SPIFFE agents is "no identity issued" with no
  * explanation: log the caller's selectors and the entries closest to matching, with the
  * selectors the caller lacks. */
@@ -411,7 +434,7 @@ static void explain_denial(struct wcall *c)
 
 	sel[0] = why[0] = '\0';
 	for (size_t i = 0; i < c->sel->n; i++)
-		append(sel, sizeof(sel), &pos, "%s%s", i ? " " : "", c->sel->v[i]);
+		append_sel(sel, sizeof(sel), &pos, i ? " " : "", c->sel->v[i]);
 	for (size_t i = 0; i < snap->n_entries; i++) {
 		const struct cache_entry *e = snap->entries[i];
 		size_t have = 0, k;
@@ -438,7 +461,7 @@ static void explain_denial(struct wcall *c)
 		for (size_t j = 0; j < e->n_selectors; j++) {
 			if (selectors_subset(&e->selectors[j], 1, c->sel->v, c->sel->n))
 				continue;
-			append(why, sizeof(why), &pos, "%s%s", first ? "" : " ", e->selectors[j]);
+			append_sel(why, sizeof(why), &pos, first ? "" : " ", e->selectors[j]);
 			first = false;
 		}
 		append(why, sizeof(why), &pos, "]");
@@ -952,37 +975,43 @@ static void handle_validate_jwt(struct wcall *c)
 
 /* ---- attestation ---- */
 
+/* Threadpool: reads /proc through the pinned fd, hashes the binary, then checks the process is
+ * still the one that connected. */
 static void attest_work(uv_work_t *req)
 {
-	struct wcall *c = req->data;
-	struct workload_api *w = c->w;
-	const struct caller *cl = &c->conn->caller;
+	struct attest_job *j = req->data;
+	struct workload_api *w = j->c->w;
+	const struct caller *cl = &j->c->conn->caller;
 
-	c->attest_rc = w->attestor->ops->attest(w->attestor->state, cl, &c->got, c->attest_err,
-						 sizeof(c->attest_err));
-	if (c->attest_rc == 0)
-		c->attest_rc = caller_verify(cl, c->attest_err, sizeof(c->attest_err));
-	if (c->attest_rc == 0)
-		selector_list_normalize(&c->got);
+	for (size_t i = 0; i < w->n_attestors && j->rc == 0; i++) {
+		const struct attestor *a = w->attestors[i];
+
+		j->rc = a->ops->attest(a->state, cl, &j->got, j->err, sizeof(j->err));
+	}
+	if (j->rc == 0)
+		j->rc = caller_verify(cl, j->err, sizeof(j->err));
+	if (j->rc == 0)
+		selector_list_normalize(&j->got);
 }
 
 static void attest_done(uv_work_t *req, int status)
 {
-	struct wcall *c = req->data;
+	struct attest_job *j = req->data;
+	struct wcall *c = j->c;
 	struct workload_api *w = c->w;
 
 	w->pending_async--;
 	if (w->stopping || c->closed || c->finished)
 		goto out;
-	if (status != 0 || c->attest_rc != 0) {
+	if (status != 0 || j->rc != 0) {
 		log_warn("workload: %s from pid %d uid %u refused: %s", workload_method_name(c->method),
 			 (int)c->conn->caller.pid, (unsigned)c->conn->caller.uid,
-			 status ? uv_strerror(status) : c->attest_err);
+			 status ? uv_strerror(status) : j->err);
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED,
-			     status ? "attestation cancelled" : c->attest_err);
+			     status ? "attestation cancelled" : j->err);
 		goto out;
 	}
-	c->sel = selset_intern(w, &c->got);
+	c->sel = selset_intern(w, &j->got);
 	if (!c->sel || selset_match(w, c->sel) < 0) {
 		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
@@ -1005,7 +1034,14 @@ static void attest_done(uv_work_t *req, int status)
 		wcall_finish(c, GRPC_STATUS_UNIMPLEMENTED, NULL);
 		break;
 	}
+	/* Streams only need their selector set from here on. */
+	if (c->method != WL_METHOD_FETCH_JWT_SVID && c->req) {
+		protobuf_c_message_free_unpacked(c->req, NULL);
+		c->req = NULL;
+	}
 out:
+	selector_list_free(&j->got);
+	free(j);
 	wcall_unref(c);
 	maybe_free(w);
 }
@@ -1071,6 +1107,7 @@ static void workload_request(struct grpc_call *call, enum workload_method m, con
 			     size_t len)
 {
 	struct workload_api *w = api_of(call);
+	struct attest_job *j;
 	struct wconn *wc;
 	struct wcall *c;
 	ProtobufCMessage *req;
@@ -1101,9 +1138,11 @@ static void workload_request(struct grpc_call *call, enum workload_method m, con
 	}
 	wc = grpc_conn_data(grpc_call_conn(call));
 	c = calloc(1, sizeof(*c));
-	if (!c || !wc) {
+	j = calloc(1, sizeof(*j));
+	if (!c || !j || !wc) {
 		protobuf_c_message_free_unpacked(req, NULL);
 		free(c);
+		free(j);
 		finish_now(w, call, m, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
@@ -1115,12 +1154,14 @@ static void workload_request(struct grpc_call *call, enum workload_method m, con
 	c->method = m;
 	c->req = req;
 	c->refs = 2; /* the open call, and the attestation below */
-	c->work.data = c;
+	j->c = c;
+	j->work.data = j;
 	grpc_call_set_data(call, c);
 	w->pending_async++;
-	r = uv_queue_work(w->loop, &c->work, attest_work, attest_done);
+	r = uv_queue_work(w->loop, &j->work, attest_work, attest_done);
 	if (r < 0) {
 		w->pending_async--;
+		free(j);
 		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "cannot schedule attestation");
 		wcall_unref(c);
 	}
@@ -1315,6 +1356,25 @@ static void on_cache_update(void *ud)
 
 /* ---- the socket ---- */
 
+/* A socket in a directory others cannot traverse is reachable by its owner only: workloads of
+ * other uids would get "permission denied" from connect() and never reach attestation. */
+static void warn_unreachable(const char *path)
+{
+	char *dir = xstrdup(path), *slash;
+	struct stat st;
+
+	while ((slash = strrchr(dir, '/')) && slash != dir) {
+		*slash = '\0';
+		if (stat(dir, &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
+			log_warn("workload: %s is not accessible to other users (mode %04o): only "
+				 "uid %u and root can reach the Workload API socket",
+				 dir, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+			break;
+		}
+	}
+	free(dir);
+}
+
 static int prepare_socket(const char *path, int *out_fd, struct stat *st, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1389,6 +1449,7 @@ static int prepare_socket(const char *path, int *out_fd, struct stat *st, char *
 		unlink(path);
 		goto out;
 	}
+	warn_unreachable(path);
 	*out_fd = fd;
 	fd = -1;
 	ret = 0;
@@ -1421,7 +1482,9 @@ static void api_free(struct workload_api *w)
 	}
 	jwks_free(w->jwks);
 	snapshot_release(w->snap);
-	attestor_free(w->attestor);
+	for (size_t i = 0; i < w->n_attestors; i++)
+		attestor_free(w->attestors[i]);
+	free(w->attestors);
 	free(w->uids);
 	opts_free(&w->opts);
 	free(w);
@@ -1464,6 +1527,8 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 
 	*out = NULL;
 	if (!o->socket_path || !o->socket_path[0]) {
+		for (size_t i = 0; i < o->n_attestors; i++)
+			attestor_free(o->attestors[i]);
 		snprintf(err, errlen, "no socket path");
 		return -1;
 	}
@@ -1475,8 +1540,14 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 	w->opts.socket_path = xstrdup(o->socket_path);
 	w->opts.trust_domain = xstrdup(o->trust_domain ? o->trust_domain : "");
 	w->opts.proc_root = o->proc_root ? xstrdup(o->proc_root) : NULL;
-	w->attestor = attestor_unix_new(&ao);
-	if (!w->attestor) {
+	w->opts.attestors = NULL;
+	w->opts.n_attestors = 0;
+	w->attestors = xcalloc(o->n_attestors + 1, sizeof(*w->attestors));
+	for (size_t i = 0; i < o->n_attestors; i++)
+		w->attestors[1 + i] = o->attestors[i];
+	w->n_attestors = o->n_attestors + 1;
+	w->attestors[0] = attestor_unix_new(&ao);
+	if (!w->attestors[0]) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

@@ -16,6 +16,7 @@
 #include "node_client.h"
 
 struct agent_config;
+struct attestor;
 struct svid_cache;
 struct workload_api;
 
@@ -57,6 +58,10 @@ struct workload_api_opts {
 	int (*fetch_jwt)(void *ud, const char *entry_id, char *const *audience, size_t n_audience,
 			 node_jwt_cb cb, void *cb_ud);
 	void *fetch_jwt_ud;
+	/* Attestors that run after the unix one (k8s, ...), their selectors merged with its. The
+	 * API takes them over: they are freed by workload_api_stop, or by a failing start. */
+	struct attestor **attestors;
+	size_t n_attestors;
 };
 
 /* Creates the socket (see workload_api_start_opts) and starts serving. FetchJWTSVID answers

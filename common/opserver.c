@@ -479,27 +479,23 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
-void opserver_ready_reason(const json_t *ready, char *reason, size_t reasonlen)
+/* "check: detail; check: detail" for the failing checks of a readiness document. */
+static void ready_reason(const json_t *ready, char *reason, size_t reasonlen)
 {
 	size_t off = 0;
-	reason[0] = '\0';
-	const char *status = json_string_value(json_object_get(ready, "status"));
 	const json_t *checks = json_object_get(ready, "checks");
 	const char *name;
 	const json_t *c;
-	if (status)
-		off += (size_t)snprintf(reason, reasonlen, "%s: ", status);
-	bool any = false;
+	reason[0] = '\0';
 	json_object_foreach((json_t *)checks, name, c) {
 		if (json_is_true(json_object_get(c, "ok")) || off >= reasonlen)
 			continue;
 		const char *detail = json_string_value(json_object_get(c, "detail"));
-		off += (size_t)snprintf(reason + off, reasonlen - off, "%s%s: %s", any ? "; " : "",
+		off += (size_t)snprintf(reason + off, reasonlen - off, "%s%s: %s", off ? "; " : "",
 					name, detail ? detail : "failed");
-		any = true;
 	}
-	if (!any && off < reasonlen)
-		snprintf(reason + off, reasonlen - off, "no failing check named");
+	if (!off)
+		snprintf(reason, reasonlen, "no failing check named");
 }
 
 /* Where to connect for a listen address: the unspecified ones mean "every interface", of which
@@ -553,8 +549,10 @@ int opserver_probe(const char *address, int port, const char *path, long timeout
 	json_t *j = b.data ? json_loads(b.data, 0, NULL) : NULL;
 	if (json_is_object(json_object_get(j, "checks"))) {
 		char why[768];
-		opserver_ready_reason(j, why, sizeof(why));
-		snprintf(reason, reasonlen, "not ready (HTTP %ld): %s", code, why);
+		ready_reason(j, why, sizeof(why));
+		const char *st = json_string_value(json_object_get(j, "status"));
+		snprintf(reason, reasonlen, "%s (HTTP %ld): %s",
+			 st && strcmp(st, "degraded") == 0 ? "degraded" : "not ready", code, why);
 	} else if (json_is_string(json_object_get(j, "error"))) {
 		snprintf(reason, reasonlen, "%s answered HTTP %ld: %s", url, code,
 			 json_string_value(json_object_get(j, "error")));

@@ -69,8 +69,4 @@ const char *opserver_time(int64_t t, char *buf, size_t len);
 int opserver_probe(const char *address, int port, const char *path, long timeout_ms,
 		   char *reason, size_t reasonlen);
 
-/* Shared by both daemons' healthcheck subcommands: the reason for a readiness document's failure
- * ("check: detail; check: detail"), from its "checks" object. Exposed for tests. */
-void opserver_ready_reason(const json_t *ready, char *reason, size_t reasonlen);
-
 #endif

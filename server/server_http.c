@@ -196,11 +196,12 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 	json_t *auths = json_array();
 	for (size_t i = 0; i < g->n_auth; i++) {
 		const struct ca_authority_info *a = &g->auth[i];
-		json_array_append_new(auths, json_pack("{s:s,s:s,s:I,s:I,s:s,s:s*}", "id", a->id,
+		json_array_append_new(auths, json_pack("{s:s,s:s,s:I,s:I,s:s,s:o}", "id", a->id,
 						       "state", a->state, "not_before",
 						       (json_int_t)a->not_before, "not_after",
 						       (json_int_t)a->not_after, "sha256", a->sha256,
-						       "jwt_kid", a->jwt_kid[0] ? a->jwt_kid : NULL));
+						       "jwt_kid", a->jwt_kid[0] ? json_string(a->jwt_kid)
+									     : json_null()));
 	}
 	const struct ds_probe *p = &g->probe;
 	const struct node_api_stats *s = &g->ns;
@@ -317,8 +318,10 @@ static void publish_state(struct server_http *h)
 	bool ok = json_is_true(json_object_get(ready, "ready"));
 	json_t *status = build_status(h, &g, ready);
 	char *metrics = build_metrics(h, &g, ok);
-	if (!metrics)
-		log_error("http: cannot build the metrics text");
+	/* A NULL document is served as 503; these only fail on a bug or out of memory. */
+	if (!ready || !status || !metrics)
+		log_error("http: cannot build the %s", !ready ? "readiness document"
+						       : !status ? "status document" : "metrics text");
 	opserver_publish(h->ops, status, ready, metrics);
 	free(g.auth);
 }

@@ -9,6 +9,11 @@
                                      runs COMMAND (if given), then polls FetchX509SVID every 50 ms
                                      until SPIFFE_ID is served (or no longer served); prints the
                                      seconds it took from just before COMMAND; exit 1 on timeout
+  agent_wl.py SOCKET watch SECONDS   polls FetchX509SVID every 0.25 s and prints a JSON summary:
+                                     {"fetches", "failures": [...], "issuers": [CA fingerprints],
+                                     "serials", "bundle_sizes"}; a failure is an answer without
+                                     an SVID, an expired one, a key mismatch, or a leaf that no
+                                     certificate of the served bundle signed
 
 Stubs are generated from proto/workload.proto into a temp dir at each run. Exit status 0 when an
 answer (or a gRPC error, reported as JSON) came back, 2 on usage errors.
@@ -23,7 +28,8 @@ import time
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 SRC = os.environ.get("LANYARD_SRC") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -63,6 +69,61 @@ def ts(dt):
     return int(dt.replace(tzinfo=datetime.timezone.utc).timestamp())
 
 
+def issuer_fp(leaf, bundle):
+    """Fingerprint of the bundle certificate whose key signed leaf, or None."""
+    for ca in bundle:
+        key = ca.public_key()
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(leaf.signature, leaf.tbs_certificate_bytes,
+                           ec.ECDSA(leaf.signature_hash_algorithm))
+            elif isinstance(key, rsa.RSAPublicKey):
+                key.verify(leaf.signature, leaf.tbs_certificate_bytes, padding.PKCS1v15(),
+                           leaf.signature_hash_algorithm)
+            else:
+                continue
+            return ca.fingerprint(hashes.SHA256()).hex()
+        except Exception:
+            continue
+    return None
+
+
+def watch(stub, pb, md, secs):
+    pub = lambda k: k.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    fetches, failures, issuers, serials, sizes = 0, [], [], set(), set()
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        fetches += 1
+        try:
+            stream = stub.FetchX509SVID(pb.X509SVIDRequest(), metadata=md, timeout=2)
+            resp = next(stream)
+            stream.cancel()
+            if not resp.svids:
+                failures.append("no SVID")
+            for s in resp.svids:
+                chain = split_der(s.x509_svid)
+                bundle = split_der(s.bundle)
+                sizes.add(len(bundle))
+                serials.add(chain[0].serial_number)
+                fp = issuer_fp(chain[0], bundle)
+                key = serialization.load_der_private_key(s.x509_svid_key, None)
+                if ts(chain[0].not_valid_after) <= time.time():
+                    failures.append("expired SVID served")
+                elif pub(key.public_key()) != pub(chain[0].public_key()):
+                    failures.append("key mismatch")
+                elif fp is None:
+                    failures.append("SVID not signed by the served bundle")
+                elif fp not in issuers:
+                    issuers.append(fp)
+        except grpc.RpcError as e:
+            failures.append(e.code().name)
+        time.sleep(0.25)
+    print(json.dumps({"fetches": fetches, "failures": failures, "issuers": issuers,
+                      "serials": len(serials), "bundle_sizes": sorted(sizes)}))
+    return 0
+
+
 def served_ids(stub, pb, md):
     """The SPIFFE IDs served to this process now; an empty set on any gRPC error."""
     try:
@@ -99,6 +160,8 @@ def main():
     md = (("workload.spiffe.io", "true"),)
     if cmd == "until":
         return until(stub, pb, md, sys.argv[3:])
+    if cmd == "watch":
+        return watch(stub, pb, md, float(sys.argv[3]))
     try:
         if cmd == "x509":
             stream = stub.FetchX509SVID(pb.X509SVIDRequest(), metadata=md, timeout=10)

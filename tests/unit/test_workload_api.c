@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #include <uv.h>
 
 #include "grpc.h"
+#include "api_cli.h"
+#include "attestor.h"
 #include "grpc_client.h"
 #include "jwt.h"
 #include "keys.h"
@@ -127,9 +130,21 @@ static int fake_fetch_jwt(void *ud, const char *entry_id, char *const *audience,
 	return 0;
 }
 
+/* A second attestor, to check that selectors of several attestors are merged. */
+static int fake_attest(void *state, const struct caller *c, struct selector_list *out, char *err,
+		       size_t errlen)
+{
+	return selector_list_addf(out, "fake:pid-known:%s", c->pid > 0 ? "yes" : "no");
+}
+
+static const struct attestor_ops fake_ops = {.name = "fake", .attest = fake_attest};
+
 /* Starts an API into f->api, or into *arg when arg is not NULL. */
 static void job_start(struct fixture *f, void *arg)
 {
+	struct attestor *fake = xcalloc(1, sizeof(*fake));
+	struct attestor *extra[] = {fake};
+
 	struct workload_api_opts o = {
 		.socket_path = f->sock,
 		.trust_domain = TD,
@@ -138,7 +153,11 @@ static void job_start(struct fixture *f, void *arg)
 		.max_conns_per_uid = f->max_conns_per_uid,
 		.fetch_jwt = fake_fetch_jwt,
 		.fetch_jwt_ud = f,
+		.attestors = extra,
+		.n_attestors = 1,
 	};
+
+	fake->ops = &fake_ops;
 
 	f->start_rc = workload_api_start_opts(&f->loop, &o, f->cache, NULL,
 					      arg ? (struct workload_api **)arg : &f->api,
@@ -292,7 +311,7 @@ static void publish(struct fixture *f, struct snapshot *s)
 
 /* ---- setup ---- */
 
-static int setup(void **state)
+static int setup_limit(void **state, unsigned max_conns_per_uid)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 	struct x509_ca_params cp = {.spiffe_id = "spiffe://" TD, .common_name = "Test CA"};
@@ -305,7 +324,7 @@ static int setup(void **state)
 	/* A parent directory that does not exist yet: the API creates it. */
 	snprintf(f->sock, sizeof(f->sock), "%s/agent/api.sock", f->dir);
 	snprintf(f->uid_sel, sizeof(f->uid_sel), "unix:uid:%u", (unsigned)geteuid());
-	f->max_conns_per_uid = 16;
+	f->max_conns_per_uid = max_conns_per_uid;
 
 	assert_int_equal(lkey_generate(KEY_EC_P256, &f->ca_key), 0);
 	cp.not_before = now_unix() - 60;
@@ -333,6 +352,16 @@ static int setup(void **state)
 	F = f;
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_limit(state, 16);
+}
+
+static int setup_many(void **state)
+{
+	return setup_limit(state, 64);
 }
 
 static int teardown(void **state)
@@ -467,6 +496,28 @@ static void fetch_x509_entitled(void **state)
 	workload_x509_context_free(&x);
 	workload_x509_context_free(&x);
 	leaf_free(&keep);
+	workload_client_close(c);
+}
+
+static void extra_attestor(void **state)
+{
+	struct fixture *f = *state;
+	struct snapshot *s = base_snapshot(f);
+	const char *sel[] = {"fake:pid-known:yes", f->uid_sel};
+	struct workload_client *c;
+	struct workload_x509_context x;
+	int status = -1;
+	char err[256];
+
+	add_entry(s, "e-b", ID_B, sel, 2);
+	add_svid(s, mk_svid(f, "e-b", ID_B, "", NULL));
+	publish(f, s);
+	c = connect_client(f);
+	if (workload_fetch_x509(c, &x, &status, err, sizeof(err)) != 0)
+		fail_msg("fetch: %s", err);
+	assert_int_equal(x.n_svids, 1);
+	assert_string_equal(x.svids[0].spiffe_id, ID_B);
+	workload_x509_context_free(&x);
 	workload_client_close(c);
 }
 
@@ -619,6 +670,63 @@ static void stream_updates_and_end(void **state)
 	assert_true(st.requests[WL_METHOD_FETCH_X509_SVID][GRPC_STATUS_PERMISSION_DENIED] >= 1);
 }
 
+/* Entitled before the SVID is minted: the stream waits for it. A bundle stream gets a message
+ * when the bundle changes and none when only SVIDs change. */
+static void stream_waits_for_svid(void **state)
+{
+	struct fixture *f = *state;
+	struct grpc_header h = {.name = "workload.spiffe.io", .value = "true"};
+	const char *sel[] = {f->uid_sel};
+	struct grpc_client *g;
+	struct grpc_stream *s, *bs;
+	struct snapshot *snap;
+	X509SVIDResponse *r;
+	X509BundlesResponse *br;
+	uint8_t *msg;
+	size_t len;
+	int status;
+	char err[256];
+
+	snap = base_snapshot(f);
+	add_entry(snap, "e-a", ID_A, sel, 1);
+	publish(f, snap);
+	assert_int_equal(grpc_client_connect_unix(f->sock, 5000, &g, err, sizeof(err)), 0);
+	assert_int_equal(grpc_client_stream_open(g, "/SpiffeWorkloadAPI/FetchX509SVID", &h, 1,
+						 (const uint8_t *)"", 0, &s, err, sizeof(err)),
+			 0);
+	assert_int_equal(grpc_client_stream_open(g, "/SpiffeWorkloadAPI/FetchX509Bundles", &h, 1,
+						 (const uint8_t *)"", 0, &bs, err, sizeof(err)),
+			 0);
+	assert_int_equal(grpc_stream_next(bs, 5000, &msg, &len, &status, err, sizeof(err)), 1);
+	free(msg);
+	assert_int_equal(x509_next(s, 300, &r, &status, err, sizeof(err)), 0);
+
+	publish(f, entitled_snapshot(f, NULL));
+	assert_int_equal(x509_next(s, 5000, &r, &status, err, sizeof(err)), 1);
+	assert_int_equal(r->n_svids, 1);
+	x509_svidresponse__free_unpacked(r, NULL);
+	/* SVIDs changed, the bundle did not. */
+	assert_int_equal(grpc_stream_next(bs, 300, &msg, &len, &status, err, sizeof(err)), 0);
+
+	/* A new bundle (a second CA appended) reaches both streams. */
+	snap = entitled_snapshot(f, NULL);
+	snap->bundle = xrealloc(snap->bundle, 2 * f->ca_len);
+	memcpy(snap->bundle + f->ca_len, f->ca_der, f->ca_len);
+	snap->bundle_len = 2 * f->ca_len;
+	publish(f, snap);
+	assert_int_equal(grpc_stream_next(bs, 5000, &msg, &len, &status, err, sizeof(err)), 1);
+	br = x509_bundles_response__unpack(NULL, len, msg);
+	assert_non_null(br);
+	assert_int_equal(br->n_bundles, 1);
+	assert_int_equal(br->bundles[0]->value.len, 2 * f->ca_len);
+	x509_bundles_response__free_unpacked(br, NULL);
+	free(msg);
+	assert_int_equal(x509_next(s, 5000, &r, &status, err, sizeof(err)), 1);
+	assert_int_equal(r->svids[0]->bundle.len, 2 * f->ca_len);
+	x509_svidresponse__free_unpacked(r, NULL);
+	grpc_client_close(g);
+}
+
 static void bundles(void **state)
 {
 	struct fixture *f = *state;
@@ -743,7 +851,7 @@ static void jwt_fetch_failure(void **state)
 
 static void many_streams(void **state)
 {
-	enum { CONNS = 8, PER_CONN = 25 };
+	enum { CONNS = 40, PER_CONN = 25 };
 	struct fixture *f = *state;
 	struct grpc_header h = {.name = "workload.spiffe.io", .value = "true"};
 	struct grpc_client *g[CONNS];
@@ -772,12 +880,17 @@ static void many_streams(void **state)
 	assert_int_equal(st.conns, CONNS);
 
 	/* One rotation reaches every stream once. */
+	int64_t t0 = now_mono_us();
 	publish(f, entitled_snapshot(f, NULL));
 	for (int i = 0; i < CONNS; i++)
 		for (int k = 0; k < PER_CONN; k++) {
 			assert_int_equal(x509_next(s[i][k], 10000, &r, &status, err, sizeof(err)), 1);
 			x509_svidresponse__free_unpacked(r, NULL);
 		}
+	print_message("rotation delivered to %d streams in %lld ms\n", CONNS * PER_CONN,
+		      (long long)(now_mono_us() - t0) / 1000);
+	/* And nothing more. */
+	assert_int_equal(x509_next(s[0][0], 200, &r, &status, err, sizeof(err)), 0);
 	for (int i = 0; i < CONNS; i++)
 		grpc_client_close(g[i]);
 }
@@ -864,6 +977,213 @@ static void resolve_socket(void **state)
 	assert_string_equal(out, WORKLOAD_DEFAULT_SOCKET);
 }
 
+/* Runs api_cli_main with stdout and stderr captured into files; returns its exit status. */
+static int run_cli(struct fixture *f, char **out, char **errout, int argc, ...)
+{
+	char *argv[32], opath[160], epath[160];
+	int saved_out, saved_err, fd_out, fd_err, rc;
+	va_list ap;
+	size_t len;
+
+	assert_true(argc < 32);
+	va_start(ap, argc);
+	for (int i = 0; i < argc; i++)
+		argv[i] = va_arg(ap, char *);
+	va_end(ap);
+	argv[argc] = NULL;
+	snprintf(opath, sizeof(opath), "%s/cli.out", f->dir);
+	snprintf(epath, sizeof(epath), "%s/cli.err", f->dir);
+	fflush(stdout);
+	fflush(stderr);
+	fd_out = open(opath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	fd_err = open(epath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd_out >= 0 && fd_err >= 0);
+	saved_out = dup(1);
+	saved_err = dup(2);
+	dup2(fd_out, 1);
+	dup2(fd_err, 2);
+	rc = api_cli_main(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(saved_out, 1);
+	dup2(saved_err, 2);
+	close(saved_out);
+	close(saved_err);
+	close(fd_out);
+	close(fd_err);
+	assert_int_equal(file_read_all(opath, 1 << 20, (uint8_t **)out, &len), 0);
+	assert_int_equal(file_read_all(epath, 1 << 20, (uint8_t **)errout, &len), 0);
+	return rc;
+}
+
+static void cli_fetch_x509(void **state)
+{
+	struct fixture *f = *state;
+	struct leaf keep;
+	char wdir[160], path[200], *out, *err;
+	struct stat st;
+	json_t *j, *sv;
+	uint8_t *pem, *der;
+	size_t pem_len, der_len;
+
+	publish(f, entitled_snapshot(f, &keep));
+	snprintf(wdir, sizeof(wdir), "%s/out", f->dir);
+	assert_int_equal(run_cli(f, &out, &err, 9, "api", "fetch", "x509", "--socket", f->sock,
+				 "--write", wdir, "--output", "json"),
+			 0);
+	j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	sv = json_array_get(json_object_get(j, "svids"), 0);
+	assert_string_equal(json_string_value(json_object_get(sv, "spiffe_id")), ID_A);
+	assert_string_equal(json_string_value(json_object_get(sv, "hint")), "internal");
+	assert_true(json_integer_value(json_object_get(sv, "not_after")) > now_unix());
+	assert_true(json_integer_value(json_object_get(sv, "not_before")) <= now_unix());
+	assert_true(strlen(json_string_value(json_object_get(sv, "serial"))) > 0);
+	json_decref(j);
+	free(out);
+	free(err);
+
+	/* The files: the certificate PEM decodes to the served DER, the key is private. */
+	snprintf(path, sizeof(path), "%s/svid.0.pem", wdir);
+	assert_int_equal(file_read_all(path, 1 << 20, &pem, &pem_len), 0);
+	assert_int_equal(pem_decode_concat((char *)pem, pem_len, "CERTIFICATE", &der, &der_len), 0);
+	assert_int_equal(der_len, keep.der_len);
+	assert_memory_equal(der, keep.der, der_len);
+	free(pem);
+	free(der);
+	snprintf(path, sizeof(path), "%s/svid.0.key", wdir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(file_read_all(path, 1 << 20, &pem, &pem_len), 0);
+	assert_non_null(strstr((char *)pem, "-----BEGIN PRIVATE KEY-----"));
+	assert_int_equal(pem_decode_concat((char *)pem, pem_len, "PRIVATE KEY", &der, &der_len), 0);
+	assert_int_equal(der_len, keep.key_len);
+	assert_memory_equal(der, keep.key, der_len);
+	free(pem);
+	free(der);
+	snprintf(path, sizeof(path), "%s/bundle.0.pem", wdir);
+	assert_int_equal(file_read_all(path, 1 << 20, &pem, &pem_len), 0);
+	assert_int_equal(pem_decode_concat((char *)pem, pem_len, "CERTIFICATE", &der, &der_len), 0);
+	assert_int_equal(der_len, f->ca_len);
+	free(pem);
+	free(der);
+
+	/* Text output, through SPIFFE_ENDPOINT_SOCKET. */
+	snprintf(path, sizeof(path), "unix://%s", f->sock);
+	setenv("SPIFFE_ENDPOINT_SOCKET", path, 1);
+	assert_int_equal(run_cli(f, &out, &err, 3, "api", "fetch", "x509"), 0);
+	unsetenv("SPIFFE_ENDPOINT_SOCKET");
+	assert_non_null(strstr(out, "SPIFFE ID:     " ID_A));
+	assert_non_null(strstr(out, "Not after:"));
+	free(out);
+	free(err);
+	leaf_free(&keep);
+}
+
+static void cli_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct snapshot *s = base_snapshot(f);
+	const char *sel[] = {"unix:uid:4000000001"};
+	char *out, *err;
+
+	add_entry(s, "e-other", ID_B, sel, 1);
+	publish(f, s);
+	assert_int_equal(run_cli(f, &out, &err, 5, "api", "fetch", "x509", "--socket", f->sock), 1);
+	assert_non_null(strstr(err, "PermissionDenied: no identity issued"));
+	free(out);
+	free(err);
+	assert_int_equal(run_cli(f, &out, &err, 5, "api", "fetch", "x509", "--socket",
+				 "/nonexistent/api.sock"),
+			 1);
+	assert_non_null(strstr(err, "cannot connect"));
+	free(out);
+	free(err);
+	assert_int_equal(run_cli(f, &out, &err, 5, "api", "fetch", "x509", "--socket",
+				 "tcp://127.0.0.1:1"),
+			 1);
+	assert_non_null(strstr(err, "TCP"));
+	free(out);
+	free(err);
+	assert_int_equal(run_cli(f, &out, &err, 4, "api", "fetch", "x509", "--bogus"), 1);
+	assert_non_null(strstr(err, "unknown option --bogus"));
+	free(out);
+	free(err);
+	assert_int_equal(run_cli(f, &out, &err, 3, "api", "fetch", "nothing"), 1);
+	assert_non_null(strstr(err, "unknown command"));
+	free(out);
+	free(err);
+	assert_int_equal(run_cli(f, &out, &err, 5, "api", "fetch", "jwt", "--socket", f->sock), 1);
+	assert_non_null(strstr(err, "--audience"));
+	free(out);
+	free(err);
+}
+
+static void cli_jwt_bundles_watch(void **state)
+{
+	struct fixture *f = *state;
+	char *out, *err, *tok, *nl;
+	json_t *j;
+
+	publish(f, entitled_snapshot(f, NULL));
+	assert_int_equal(run_cli(f, &out, &err, 9, "api", "fetch", "jwt", "--socket", f->sock,
+				 "--audience", "db", "--output", "json"),
+			 0);
+	j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	tok = xstrdup(json_string_value(
+		json_object_get(json_array_get(json_object_get(j, "svids"), 0), "svid")));
+	json_decref(j);
+	free(out);
+	free(err);
+
+	assert_int_equal(run_cli(f, &out, &err, 9, "api", "validate", "jwt", "--socket", f->sock,
+				 "--audience", "db", "--svid", tok),
+			 0);
+	assert_non_null(strstr(out, "SPIFFE ID:  " ID_A));
+	assert_non_null(strstr(out, "\"exp\""));
+	free(out);
+	free(err);
+	assert_int_equal(run_cli(f, &out, &err, 9, "api", "validate", "jwt", "--socket", f->sock,
+				 "--audience", "not-db", "--svid", tok),
+			 1);
+	assert_non_null(strstr(err, "InvalidArgument: "));
+	free(out);
+	free(err);
+	free(tok);
+
+	assert_int_equal(run_cli(f, &out, &err, 7, "api", "fetch", "bundles", "--socket", f->sock,
+				 "--output", "json"),
+			 0);
+	j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	assert_non_null(strstr(json_string_value(json_object_get(json_object_get(j, "x509_bundles"),
+								 "spiffe://" TD)),
+			       "-----BEGIN CERTIFICATE-----"));
+	assert_true(json_is_array(json_object_get(
+		json_object_get(json_object_get(j, "jwt_bundles"), "spiffe://" TD), "keys")));
+	json_decref(j);
+	free(out);
+	free(err);
+
+	/* One update, then stop. */
+	assert_int_equal(run_cli(f, &out, &err, 8, "api", "watch", "--socket", f->sock, "--count",
+				 "1", "--timeout", "5"),
+			 0);
+	nl = strchr(out, '\n');
+	assert_non_null(nl);
+	assert_non_null(strstr(out, "update 1: " ID_A " (expires "));
+	free(out);
+	free(err);
+	/* Asked for two, only one comes. */
+	assert_int_equal(run_cli(f, &out, &err, 8, "api", "watch", "--socket", f->sock, "--count",
+				 "2", "--timeout", "1"),
+			 1);
+	assert_non_null(strstr(err, "timeout"));
+	free(out);
+	free(err);
+}
+
 int main(void)
 {
 	/* Each test gets its own fixture (loop thread, socket), so order does not matter. */
@@ -873,14 +1193,19 @@ int main(void)
 		cmocka_unit_test_setup_teardown(not_ready_then_ready, setup, teardown),
 		cmocka_unit_test_setup_teardown(fetch_x509_entitled, setup, teardown),
 		cmocka_unit_test_setup_teardown(permission_denied, setup, teardown),
+		cmocka_unit_test_setup_teardown(extra_attestor, setup, teardown),
 		cmocka_unit_test_setup_teardown(invalid_argument_without_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(stream_updates_and_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(stream_waits_for_svid, setup, teardown),
 		cmocka_unit_test_setup_teardown(bundles, setup, teardown),
 		cmocka_unit_test_setup_teardown(jwt_fetch_and_validate, setup, teardown),
 		cmocka_unit_test_setup_teardown(jwt_fetch_failure, setup, teardown),
-		cmocka_unit_test_setup_teardown(many_streams, setup, teardown),
+		cmocka_unit_test_setup_teardown(many_streams, setup_many, teardown),
 		cmocka_unit_test_setup_teardown(conns_per_uid_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(live_and_stale_socket, setup, teardown),
+		cmocka_unit_test_setup_teardown(cli_fetch_x509, setup, teardown),
+		cmocka_unit_test_setup_teardown(cli_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(cli_jwt_bundles_watch, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,342 @@
+/* tls.c: wolfSSL glue. A lanyard_tls owns the WOLFSSL_CTX built from the source's newest
+ * context and rebuilds it (lazily, on the next new session) whenever the source moved on; each
+ * WOLFSSL session holds a reference on the ctx it was made from, so open connections keep
+ * their credentials while new ones get the renewed SVID.
+ *
+ * Peer verification: no CA is loaded into the ctx, so wolfSSL cannot verify the peer on its own
+ * and always hands the leaf (depth 0, the last call) to verify_cb. There the whole chain is
+ * verified against the bundle of the peer's own trust domain (as SPIFFE requires, not against
+ * the union of all bundles), the leaf is checked as an X509-SVID, and the ID goes through the
+ * authorizer. Returning 0 fails the handshake with a certificate alert. */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "util.h"
+#include "x509.h"
+
+struct lanyard_tls {
+	lanyard_x509_source *src;
+	bool server;
+	lanyard_authorizer *authz;
+	pthread_mutex_t lock;
+	/* Under lock: */
+	WOLFSSL_CTX *ctx;
+	uint64_t ctx_gen;
+	char last_error[512];
+};
+
+static void reject(struct lanyard_tls *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void reject(struct lanyard_tls *t, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("liblanyard: %s refused: %s", t->server ? "client" : "server", msg);
+	pthread_mutex_lock(&t->lock);
+	snprintf(t->last_error, sizeof(t->last_error), "%s", msg);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Verifies the peer chain (DER pieces, leaf first). 0 to accept. */
+static int check_peer(struct lanyard_tls *t, const WOLFSSL_BUFFER_INFO *certs, int n)
+{
+	char td[TRUST_DOMAIN_MAX + 1], e[256];
+	struct lanyard_x509_context *ctx = NULL;
+	struct x509_info leaf = {0};
+	const struct ly_bundle *b;
+	uint8_t *chain = NULL;
+	size_t len = 0, pos = 0;
+	int ret = -1;
+
+	for (int i = 0; i < n; i++)
+		len += certs[i].length;
+	chain = malloc(len ? len : 1);
+	if (!chain) {
+		reject(t, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		memcpy(chain + pos, certs[i].buffer, certs[i].length);
+		pos += certs[i].length;
+	}
+	if (x509_parse(certs[0].buffer, certs[0].length, &leaf, e, sizeof(e)) < 0) {
+		reject(t, "malformed certificate: %s", e);
+		goto out;
+	}
+	if (leaf.n_uri_sans != 1 || spiffeid_validate_leaf(leaf.spiffe_id, e, sizeof(e)) < 0) {
+		reject(t, "not an X509-SVID: it needs exactly one URI SAN holding a workload "
+			  "SPIFFE ID");
+		goto out;
+	}
+	if (leaf.is_ca) {
+		reject(t, "%s: the leaf certificate is a CA", leaf.spiffe_id);
+		goto out;
+	}
+	spiffeid_parse(leaf.spiffe_id, td, NULL, NULL, 0);
+	ctx = lanyard_x509_source_context(t->src);
+	b = ctx ? ly_context_bundle(ctx, td) : NULL;
+	if (!b) {
+		reject(t, "%s: no trust bundle for trust domain %s", leaf.spiffe_id, td);
+		goto out;
+	}
+	if (x509_verify(chain, len, b->der, b->len, now_unix(), e, sizeof(e)) < 0) {
+		reject(t, "%s: certificate does not verify against the bundle of %s: %s",
+		       leaf.spiffe_id, td, e);
+		goto out;
+	}
+	if (lanyard_authorizer_check(t->authz, leaf.spiffe_id) != LANYARD_OK) {
+		reject(t, "%s is not authorized", leaf.spiffe_id);
+		goto out;
+	}
+	ret = 0;
+out:
+	lanyard_x509_context_unref(ctx);
+	x509_info_free(&leaf);
+	free(chain);
+	return ret;
+}
+
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *st)
+{
+	struct lanyard_tls *t = st ? st->userCtx : NULL;
+
+	if (!t || !st->certs || st->totalCerts <= 0)
+		return 0;
+	/* Intermediates come first; the whole chain is judged once, with the leaf. */
+	if (st->error_depth > 0)
+		return 1;
+	return check_peer(t, st->certs, st->totalCerts) == 0 ? 1 : 0;
+}
+
+static WOLFSSL_CTX *build_ctx(struct lanyard_tls *t, const struct lanyard_x509_svid *svid,
+			      char *err, size_t errlen)
+{
+	WOLFSSL_CTX *c;
+	char *pem = NULL;
+
+	c = wolfSSL_CTX_new(t->server ? wolfSSLv23_server_method() : wolfSSLv23_client_method());
+	if (!c) {
+		ly_err(err, errlen, LANYARD_ENOMEM, "wolfSSL_CTX_new failed");
+		return NULL;
+	}
+	pem = lanyard_x509_svid_chain_pem(svid);
+	if (wolfSSL_CTX_SetMinVersion(c, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS || !pem ||
+	    wolfSSL_CTX_use_certificate_chain_buffer(c, (const unsigned char *)pem,
+						     (long)strlen(pem)) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_use_PrivateKey_buffer(c, svid->key, (long)svid->key_len,
+					      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
+		ly_err(err, errlen, LANYARD_EINVAL, "wolfSSL refused the SVID %s", svid->spiffe_id);
+		goto fail;
+	}
+	wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			       verify_cb);
+	wolfSSL_CTX_SetCertCbCtx(c, t);
+	if (t->server) {
+		/* A resumed session skips the certificate exchange, and so verify_cb: every
+		 * connection must present (and be checked with) a current SVID. */
+		wolfSSL_CTX_set_session_cache_mode(c, WOLFSSL_SESS_CACHE_OFF);
+		wolfSSL_CTX_NoTicketTLSv12(c);
+		wolfSSL_CTX_no_ticket_TLSv13(c);
+	}
+	free(pem);
+	return c;
+fail:
+	free(pem);
+	wolfSSL_CTX_free(c);
+	return NULL;
+}
+
+/* The ctx of the newest context, with a reference for the caller. */
+static WOLFSSL_CTX *current_ctx(struct lanyard_tls *t, int *code, char *err, size_t errlen)
+{
+	lanyard_x509_svid *svid = lanyard_x509_source_svid(t->src);
+	WOLFSSL_CTX *c = NULL;
+
+	if (!svid) {
+		*code = ly_err(err, errlen, LANYARD_ENOTFOUND, "no X.509 SVID yet");
+		return NULL;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (!t->ctx || t->ctx_gen != svid->owner->generation) {
+		WOLFSSL_CTX *fresh = build_ctx(t, svid, err, errlen);
+
+		if (fresh) {
+			wolfSSL_CTX_free(t->ctx); /* open sessions keep their own references */
+			t->ctx = fresh;
+			t->ctx_gen = svid->owner->generation;
+			log_debug("liblanyard: TLS %s credentials now %s serial %s",
+				  t->server ? "server" : "client", svid->spiffe_id, svid->serial);
+		} else if (!t->ctx) {
+			*code = LANYARD_EINVAL;
+			goto out;
+		}
+		/* Otherwise the previous credentials stay in use. */
+	}
+	if (wolfSSL_CTX_up_ref(t->ctx) == WOLFSSL_SUCCESS) {
+		c = t->ctx;
+		*code = LANYARD_OK;
+	} else {
+		*code = ly_err(err, errlen, LANYARD_ENOMEM, "wolfSSL_CTX_up_ref failed");
+	}
+out:
+	pthread_mutex_unlock(&t->lock);
+	lanyard_x509_svid_unref(svid);
+	return c;
+}
+
+static int tls_new(lanyard_x509_source *src, const lanyard_authorizer *authz, bool server,
+		   lanyard_tls **out, char *err, size_t errlen)
+{
+	struct lanyard_tls *t;
+
+	if (!out)
+		return ly_err(err, errlen, LANYARD_EINVAL, "no output pointer");
+	*out = NULL;
+	if (!src || !authz)
+		return ly_err(err, errlen, LANYARD_EINVAL, "a source and an authorizer are needed");
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return ly_err(err, errlen, LANYARD_ENOMEM, "out of memory");
+	t->authz = ly_authorizer_dup(authz);
+	if (!t->authz) {
+		free(t);
+		return ly_err(err, errlen, LANYARD_ENOMEM, "out of memory");
+	}
+	t->src = src;
+	t->server = server;
+	pthread_mutex_init(&t->lock, NULL);
+	ly_wolfssl_init();
+	*out = t;
+	return LANYARD_OK;
+}
+
+LANYARD_API int lanyard_tls_server_new(lanyard_x509_source *src, const lanyard_authorizer *authz,
+				       lanyard_tls **out, char *err, size_t errlen)
+{
+	return tls_new(src, authz, true, out, err, errlen);
+}
+
+LANYARD_API int lanyard_tls_client_new(lanyard_x509_source *src, const lanyard_authorizer *authz,
+				       lanyard_tls **out, char *err, size_t errlen)
+{
+	return tls_new(src, authz, false, out, err, errlen);
+}
+
+LANYARD_API struct WOLFSSL_CTX *lanyard_tls_ctx(lanyard_tls *t, char *err, size_t errlen)
+{
+	int code;
+
+	if (!t) {
+		ly_err(err, errlen, LANYARD_EINVAL, "no TLS configuration");
+		return NULL;
+	}
+	return current_ctx(t, &code, err, errlen);
+}
+
+LANYARD_API int lanyard_tls_ssl_new(lanyard_tls *t, struct WOLFSSL **out, char *err,
+				    size_t errlen)
+{
+	WOLFSSL_CTX *c;
+	WOLFSSL *ssl;
+	int code;
+
+	if (!out)
+		return ly_err(err, errlen, LANYARD_EINVAL, "no output pointer");
+	*out = NULL;
+	if (!t)
+		return ly_err(err, errlen, LANYARD_EINVAL, "no TLS configuration");
+	c = current_ctx(t, &code, err, errlen);
+	if (!c)
+		return code;
+	ssl = wolfSSL_new(c);
+	/* The session holds its own reference on c. */
+	wolfSSL_CTX_free(c);
+	if (!ssl)
+		return ly_err(err, errlen, LANYARD_ENOMEM, "wolfSSL_new failed");
+	*out = ssl;
+	return LANYARD_OK;
+}
+
+LANYARD_API void lanyard_tls_last_error(lanyard_tls *t, char *buf, size_t len)
+{
+	if (!buf || !len)
+		return;
+	buf[0] = '\0';
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	snprintf(buf, len, "%s", t->last_error);
+	pthread_mutex_unlock(&t->lock);
+}
+
+LANYARD_API void lanyard_tls_free(lanyard_tls *t)
+{
+	if (!t)
+		return;
+	wolfSSL_CTX_free(t->ctx);
+	lanyard_authorizer_free(t->authz);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+/* Parses the peer's leaf certificate of a finished handshake. */
+static int peer_leaf(WOLFSSL *ssl, struct x509_info *info)
+{
+	WOLFSSL_X509_CHAIN *chain;
+	const unsigned char *der;
+	int len;
+
+	if (!ssl)
+		return LANYARD_EINVAL;
+	chain = wolfSSL_get_peer_chain(ssl);
+	if (!chain || wolfSSL_get_chain_count(chain) < 1)
+		return LANYARD_ENOTFOUND;
+	der = wolfSSL_get_chain_cert(chain, 0);
+	len = wolfSSL_get_chain_length(chain, 0);
+	if (!der || len <= 0)
+		return LANYARD_ENOTFOUND;
+	if (x509_parse(der, (size_t)len, info, NULL, 0) < 0)
+		return LANYARD_EINVAL;
+	return LANYARD_OK;
+}
+
+LANYARD_API int lanyard_tls_peer_id(struct WOLFSSL *ssl, char *buf, size_t len)
+{
+	struct x509_info leaf = {0};
+	int ret = peer_leaf(ssl, &leaf);
+
+	if (ret == LANYARD_OK) {
+		if (leaf.n_uri_sans != 1 || !buf || strlen(leaf.spiffe_id) >= len)
+			ret = LANYARD_EINVAL;
+		else
+			snprintf(buf, len, "%s", leaf.spiffe_id);
+	}
+	x509_info_free(&leaf);
+	return ret;
+}
+
+LANYARD_API int lanyard_tls_peer_serial(struct WOLFSSL *ssl, char *buf, size_t len)
+{
+	struct x509_info leaf = {0};
+	int ret = peer_leaf(ssl, &leaf);
+
+	if (ret == LANYARD_OK) {
+		if (!buf || strlen(leaf.serial) >= len)
+			ret = LANYARD_EINVAL;
+		else
+			snprintf(buf, len, "%s", leaf.serial);
+	}
+	x509_info_free(&leaf);
+	return ret;
+}

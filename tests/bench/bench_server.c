@@ -1,0 +1,1105 @@
+/* bench_server.c: benchmarks of lanyard-server, run by tests/bench/run.sh against a server it
+ * started (release build).
+ *
+ *   bench_server issue --admin SOCK --port P --bundle PEM --server-pid PID [options]
+ *       Simulated agents (join tokens, entries parented to them) send SignX509 batches over
+ *       mutual TLS from several threads. The rate is compared with the raw cryptography of one
+ *       issuance (x509_csr_parse + x509_sign_leaf, the functions the server calls) measured in
+ *       this process between the rounds, single-threaded and with min(cores, pool) threads.
+ *   bench_server sync --admin SOCK --port P --bundle PEM --server-pid PID [options]
+ *       Simulated agents keep SyncEntries streams open while one entry changes per second; the
+ *       server's CPU time (utime + stime from /proc) per agent per minute is the figure.
+ *
+ * Figures go to stdout as "BENCH <name> <value> <unit>"; lines starting with '#' explain them.
+ * Benchmarks never fail on a number: the exit status is 0 unless the setup itself failed. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include "grpc_client.h"
+#include "keys.h"
+#include "node.pb-c.h"
+#include "util.h"
+#include "x509.h"
+
+#define TD "example.org"
+#define NODE_PATH "/lanyard.node.v1.Node/"
+#define CALL_TIMEOUT_MS 30000
+
+struct opts {
+	const char *admin;
+	const char *host;
+	const char *bundle;
+	int port;
+	int server_pid;
+	int agents;
+	int entries;
+	int threads;
+	double seconds;
+	int runs;
+	int pool;
+	double rate;
+	double idle_seconds;
+};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "bench_server: ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static double now_s(void)
+{
+	return (double)now_mono_us() / 1e6;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* utime + stime of a process (all its threads), in microseconds; -1 when unreadable. */
+static int64_t proc_cpu_us(int pid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* The command name may hold spaces: fields are counted from the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long long ut = 0, st = 0;
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	long hz = sysconf(_SC_CLK_TCK);
+	return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
+/* ---- the admin API (HTTP/JSON on a Unix socket), one keep-alive connection ---- */
+
+struct admin {
+	CURL *h;
+	struct curl_slist *hdrs;
+	char *buf;
+	size_t len;
+};
+
+static size_t admin_write(char *p, size_t size, size_t n, void *ud)
+{
+	struct admin *a = ud;
+	size_t l = size * n;
+	a->buf = xrealloc(a->buf, a->len + l + 1);
+	memcpy(a->buf + a->len, p, l);
+	a->len += l;
+	a->buf[a->len] = 0;
+	return l;
+}
+
+static void admin_open(struct admin *a, const char *sock)
+{
+	memset(a, 0, sizeof(*a));
+	a->h = curl_easy_init();
+	if (!a->h)
+		die("curl_easy_init failed");
+	a->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(a->h, CURLOPT_UNIX_SOCKET_PATH, sock);
+	curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, a->hdrs);
+	curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, admin_write);
+	curl_easy_setopt(a->h, CURLOPT_WRITEDATA, a);
+	curl_easy_setopt(a->h, CURLOPT_TIMEOUT, 30L);
+}
+
+static void admin_close(struct admin *a)
+{
+	curl_easy_cleanup(a->h);
+	curl_slist_free_all(a->hdrs);
+	free(a->buf);
+}
+
+/* One request; returns the HTTP status and the JSON answer in *out (caller decrefs; may be
+ * NULL), or dies on a transport failure. */
+static long admin_call(struct admin *a, const char *method, const char *path, json_t *body,
+		       json_t **out)
+{
+	char url[512];
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	a->len = 0;
+	curl_easy_setopt(a->h, CURLOPT_URL, url);
+	curl_easy_setopt(a->h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, text ? text : "");
+	if (strcmp(method, "GET") == 0)
+		curl_easy_setopt(a->h, CURLOPT_HTTPGET, 1L);
+	CURLcode rc = curl_easy_perform(a->h);
+	free(text);
+	if (rc != CURLE_OK)
+		die("admin API %s %s: %s", method, path, curl_easy_strerror(rc));
+	long code = 0;
+	curl_easy_getinfo(a->h, CURLINFO_RESPONSE_CODE, &code);
+	if (out)
+		*out = a->len ? json_loads(a->buf, 0, NULL) : NULL;
+	return code;
+}
+
+static void admin_token(struct admin *a, char *tok, size_t len)
+{
+	json_t *body = json_pack("{s:i}", "ttl", 3600), *r = NULL;
+	long code = admin_call(a, "POST", "/v1/tokens", body, &r);
+	json_decref(body);
+	const char *t = json_string_value(json_object_get(r, "token"));
+	if (code != 201 || !t)
+		die("POST /v1/tokens answered %ld: %s", code, a->buf ? a->buf : "");
+	snprintf(tok, len, "%s", t);
+	json_decref(r);
+}
+
+static char *admin_entry(struct admin *a, const char *spiffe_id, const char *parent,
+			 const char *selector)
+{
+	json_t *body = json_pack("{s:s, s:s, s:[s]}", "spiffe_id", spiffe_id, "parent_id", parent,
+				 "selectors", selector),
+	       *r = NULL;
+	long code = admin_call(a, "POST", "/v1/entries", body, &r);
+	json_decref(body);
+	const char *id = json_string_value(json_object_get(r, "id"));
+	if (code != 201 || !id)
+		die("POST /v1/entries answered %ld: %s", code, a->buf ? a->buf : "");
+	char *ret = xstrdup(id);
+	json_decref(r);
+	return ret;
+}
+
+/* ---- simulated agents ---- */
+
+struct sim_agent {
+	char token[128];
+	char id[256];
+	char **entry_ids;
+	size_t n_entries;
+	uint8_t **csrs; /* one per entry (issue only) */
+	size_t *csr_lens;
+	uint8_t *chain; /* the agent's SVID */
+	size_t chain_len;
+	lkey *key;
+	WOLFSSL_CTX *mtls;
+	struct grpc_client *gc;
+	uint8_t *sign_req; /* packed SignX509Request of all its entries */
+	size_t sign_req_len;
+	struct grpc_stream *stream;
+	_Atomic int64_t last_delta_us;
+};
+
+static WOLFSSL_CTX *client_ctx(const uint8_t *roots, size_t roots_len, const struct sim_agent *a)
+{
+	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+	if (!ctx)
+		die("wolfSSL_CTX_new failed");
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, n = 0;
+	if (x509_split_der(roots, roots_len, &certs, &lens, &n) < 0 || n == 0)
+		die("the bundle holds no certificate");
+	for (size_t i = 0; i < n; i++)
+		if (wolfSSL_CTX_load_verify_buffer(ctx, certs[i], (long)lens[i],
+						   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+			die("cannot load a bundle certificate");
+	free(certs);
+	free(lens);
+	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+	if (a) {
+		char *pem = pem_encode("CERTIFICATE", a->chain, a->chain_len);
+		uint8_t *key = NULL;
+		size_t key_len = 0;
+		if (!pem ||
+		    wolfSSL_CTX_use_certificate_chain_buffer(ctx, (const unsigned char *)pem,
+							     (long)strlen(pem)) != WOLFSSL_SUCCESS ||
+		    lkey_to_pkcs8_der(a->key, &key, &key_len) < 0 ||
+		    wolfSSL_CTX_use_PrivateKey_buffer(ctx, key, (long)key_len,
+						      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+			die("cannot load an agent SVID into TLS");
+		secure_zero(key, key_len);
+		free(key);
+		free(pem);
+	}
+	return ctx;
+}
+
+static struct grpc_client *connect_server(const struct opts *o, WOLFSSL_CTX *ctx)
+{
+	struct grpc_client *gc = NULL;
+	char err[512];
+	for (int attempt = 0; attempt < 5; attempt++) {
+		if (grpc_client_connect_tcp(o->host, o->port, ctx, NULL, 10000, &gc, err,
+					    sizeof(err)) == 0)
+			return gc;
+		sleep_s(0.2);
+	}
+	die("cannot connect to the server at %s:%d: %s", o->host, o->port, err);
+}
+
+/* Attests with the agent's join token and keeps the returned SVID. */
+static void attest(const struct opts *o, WOLFSSL_CTX *server_only, struct sim_agent *a)
+{
+	uint8_t *csr = NULL, *resp = NULL, *req = NULL;
+	size_t csr_len = 0, resp_len = 0;
+	int status;
+	char err[512];
+	if (lkey_generate(KEY_EC_P256, &a->key) < 0 || x509_csr_create(a->key, &csr, &csr_len) < 0)
+		die("cannot make the agent key");
+	Lanyard__Node__V1__AttestRequest m = LANYARD__NODE__V1__ATTEST_REQUEST__INIT;
+	m.attestor = (char *)"join_token";
+	m.payload.data = (uint8_t *)a->token;
+	m.payload.len = strlen(a->token);
+	m.csr.data = csr;
+	m.csr.len = csr_len;
+	size_t req_len = lanyard__node__v1__attest_request__get_packed_size(&m);
+	req = xmalloc(req_len + 1);
+	lanyard__node__v1__attest_request__pack(&m, req);
+	struct grpc_client *gc = connect_server(o, server_only);
+	if (grpc_client_unary(gc, NODE_PATH "Attest", NULL, 0, req, req_len, CALL_TIMEOUT_MS, &resp,
+			      &resp_len, &status, err, sizeof(err)) < 0 ||
+	    status != GRPC_STATUS_OK)
+		die("Attest failed: %s", err);
+	grpc_client_close(gc);
+	Lanyard__Node__V1__AttestResponse *r =
+		lanyard__node__v1__attest_response__unpack(NULL, resp_len, resp);
+	if (!r || !r->svid.len)
+		die("malformed AttestResponse");
+	if (strcmp(r->spiffe_id, a->id) != 0)
+		die("attested as %s, expected %s", r->spiffe_id, a->id);
+	a->chain = xmalloc(r->svid.len);
+	memcpy(a->chain, r->svid.data, r->svid.len);
+	a->chain_len = r->svid.len;
+	lanyard__node__v1__attest_response__free_unpacked(r, NULL);
+	free(resp);
+	free(req);
+	free(csr);
+}
+
+static void read_bundle(const char *path, uint8_t **der, size_t *len)
+{
+	uint8_t *pem = NULL;
+	size_t pem_len = 0;
+	if (file_read_all(path, 1 << 20, &pem, &pem_len) < 0 ||
+	    pem_decode_concat((const char *)pem, pem_len, "CERTIFICATE", der, len) < 0 || !*len)
+		die("cannot read the bundle %s", path);
+	free(pem);
+}
+
+/* Tokens, entries (n_entries each, parented to the agent) and attestation for n agents. */
+static struct sim_agent *setup_agents(const struct opts *o, struct admin *adm, WOLFSSL_CTX *server_only,
+				      const char *label)
+{
+	struct sim_agent *v = xcalloc((size_t)o->agents, sizeof(*v));
+	double t0 = now_s();
+	for (int i = 0; i < o->agents; i++) {
+		admin_token(adm, v[i].token, sizeof(v[i].token));
+		snprintf(v[i].id, sizeof(v[i].id), "spiffe://" TD "/lanyard/agent/join_token/%s",
+			 v[i].token);
+	}
+	double t1 = now_s();
+	for (int i = 0; i < o->agents; i++) {
+		v[i].n_entries = (size_t)o->entries;
+		v[i].entry_ids = xcalloc(v[i].n_entries + 1, sizeof(char *));
+		for (size_t j = 0; j < v[i].n_entries; j++) {
+			char sid[256], sel[64];
+			snprintf(sid, sizeof(sid), "spiffe://" TD "/bench/%s/a%d/w%zu", label, i, j);
+			snprintf(sel, sizeof(sel), "unix:uid:%zu", 10000 + j);
+			v[i].entry_ids[j] = admin_entry(adm, sid, v[i].id, sel);
+		}
+	}
+	double t2 = now_s();
+	for (int i = 0; i < o->agents; i++)
+		attest(o, server_only, &v[i]);
+	double t3 = now_s();
+	size_t ne = (size_t)o->agents * (size_t)o->entries;
+	printf("# setup %s: %d join tokens in %.1f s, %zu entries in %.1f s (%.0f/s over the admin "
+	       "API, one keep-alive connection), %d attestations in %.1f s\n",
+	       label, o->agents, t1 - t0, ne, t2 - t1, (double)ne / (t2 - t1 > 0 ? t2 - t1 : 1),
+	       o->agents, t3 - t2);
+	fflush(stdout);
+	return v;
+}
+
+static void free_agents(struct sim_agent *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct sim_agent *a = &v[i];
+		grpc_stream_cancel(a->stream);
+		grpc_client_close(a->gc);
+		if (a->mtls)
+			wolfSSL_CTX_free(a->mtls);
+		for (size_t j = 0; j < a->n_entries; j++) {
+			free(a->entry_ids[j]);
+			if (a->csrs)
+				free(a->csrs[j]);
+		}
+		free(a->entry_ids);
+		free(a->csrs);
+		free(a->csr_lens);
+		free(a->chain);
+		free(a->sign_req);
+		lkey_free(a->key);
+	}
+	free(v);
+}
+
+/* ---- issue: the raw cryptography ---- */
+
+struct crypto_set {
+	lkey *ca_key;
+	uint8_t *ca_der;
+	size_t ca_len;
+	const uint8_t **csrs;
+	size_t *csr_lens;
+	size_t n_csrs;
+	/* The same work with wolfCrypt's primitives: one ECDSA P-256 verification with a fresh
+	 * public key (decoded from its SubjectPublicKeyInfo) and one ECDSA signature. */
+	struct prim_item *prim;
+	size_t n_prim;
+	uint8_t hash[32];
+};
+
+struct prim_item {
+	uint8_t spki[128];
+	word32 spki_len;
+	uint8_t sig[ECC_MAX_SIG_SIZE];
+	word32 sig_len;
+};
+
+struct crypto_thread {
+	pthread_t th;
+	const struct crypto_set *set;
+	bool prim;
+	double seconds;
+	size_t offset;
+	uint64_t done;
+};
+
+/* One issuance's cryptography exactly as the server's worker does it: CSR parse and signature
+ * check, then the leaf signed by the CA key. */
+static void crypto_one(const struct crypto_set *s, size_t i)
+{
+	struct csr_info ci = {0};
+	char err[256];
+	if (x509_csr_parse(s->csrs[i], s->csr_lens[i], &ci, err, sizeof(err)) < 0)
+		die("x509_csr_parse: %s", err);
+	int64_t now = now_unix();
+	struct x509_leaf_params p = {
+		.spiffe_id = "spiffe://" TD "/bench/raw/workload",
+		.not_before = now - 10,
+		.not_after = now + 3600,
+		.spki = ci.spki,
+		.spki_len = ci.spki_len,
+	};
+	uint8_t *der = NULL;
+	size_t len = 0;
+	if (x509_sign_leaf(s->ca_key, s->ca_der, s->ca_len, &p, &der, &len) < 0)
+		die("x509_sign_leaf failed");
+	free(der);
+	csr_info_free(&ci);
+}
+
+static void prim_one(const struct crypto_set *s, size_t i, ecc_key *ca, WC_RNG *rng)
+{
+	const struct prim_item *it = &s->prim[i];
+	ecc_key k;
+	word32 idx = 0;
+	int res = 0;
+	if (wc_ecc_init(&k) != 0 || wc_EccPublicKeyDecode(it->spki, &idx, &k, it->spki_len) != 0 ||
+	    wc_ecc_verify_hash(it->sig, it->sig_len, s->hash, sizeof(s->hash), &res, &k) != 0 ||
+	    res != 1)
+		die("wc_ecc_verify_hash failed");
+	wc_ecc_free(&k);
+	uint8_t sig[ECC_MAX_SIG_SIZE];
+	word32 sig_len = sizeof(sig);
+	if (wc_ecc_sign_hash(s->hash, sizeof(s->hash), sig, &sig_len, rng, ca) != 0)
+		die("wc_ecc_sign_hash failed");
+}
+
+static void *crypto_main(void *arg)
+{
+	struct crypto_thread *t = arg;
+	const struct crypto_set *s = t->set;
+	WC_RNG rng;
+	ecc_key ca;
+	if (t->prim && (wc_InitRng(&rng) != 0 || wc_ecc_init(&ca) != 0 ||
+			wc_ecc_make_key(&rng, 32, &ca) != 0))
+		die("cannot make an ECC key");
+	double end = now_s() + t->seconds;
+	size_t i = t->offset;
+	while (now_s() < end) {
+		/* Check the clock every few issuances only: it is cheap, but not free. */
+		for (int k = 0; k < 8; k++) {
+			if (t->prim)
+				prim_one(s, i % s->n_prim, &ca, &rng);
+			else
+				crypto_one(s, i % s->n_csrs);
+			i++;
+			t->done++;
+		}
+	}
+	if (t->prim) {
+		wc_ecc_free(&ca);
+		wc_FreeRng(&rng);
+	}
+	/* FP_ECC keeps a per-thread cache of precomputed points; release this thread's. */
+	wc_ecc_fp_free();
+	return NULL;
+}
+
+/* Issuances per second with n threads in parallel. */
+static double crypto_rate(const struct crypto_set *s, bool prim, int n, double seconds)
+{
+	struct crypto_thread *t = xcalloc((size_t)n, sizeof(*t));
+	double t0 = now_s();
+	for (int i = 0; i < n; i++) {
+		t[i].set = s;
+		t[i].prim = prim;
+		t[i].seconds = seconds;
+		t[i].offset = (size_t)i * s->n_csrs / (size_t)n;
+		pthread_create(&t[i].th, NULL, crypto_main, &t[i]);
+	}
+	uint64_t total = 0;
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i].th, NULL);
+		total += t[i].done;
+	}
+	double el = now_s() - t0;
+	free(t);
+	return (double)total / el;
+}
+
+/* The CA (EC P-256, the server's default key type) and n fresh keys for the primitives. */
+static void crypto_prepare(struct crypto_set *cs, size_t n_prim)
+{
+	struct x509_ca_params cap = {
+		.spiffe_id = "spiffe://" TD,
+		.common_name = "bench CA",
+		.not_before = now_unix() - 60,
+		.not_after = now_unix() + 86400,
+	};
+	if (lkey_generate(KEY_EC_P256, &cs->ca_key) < 0 ||
+	    x509_make_ca(cs->ca_key, NULL, NULL, 0, &cap, &cs->ca_der, &cs->ca_len) < 0)
+		die("cannot make the CA for the raw measurement");
+	WC_RNG rng;
+	if (wc_InitRng(&rng) != 0 || wc_RNG_GenerateBlock(&rng, cs->hash, sizeof(cs->hash)) != 0)
+		die("wc_InitRng failed");
+	cs->n_prim = n_prim;
+	cs->prim = xcalloc(n_prim + 1, sizeof(*cs->prim));
+	for (size_t i = 0; i < n_prim; i++) {
+		struct prim_item *it = &cs->prim[i];
+		ecc_key k;
+		it->sig_len = sizeof(it->sig);
+		int len;
+		if (wc_ecc_init(&k) != 0 || wc_ecc_make_key(&rng, 32, &k) != 0 ||
+		    wc_ecc_sign_hash(cs->hash, sizeof(cs->hash), it->sig, &it->sig_len, &rng, &k) != 0 ||
+		    (len = wc_EccPublicKeyToDer(&k, it->spki, sizeof(it->spki), 1)) <= 0)
+			die("cannot make an ECC key");
+		it->spki_len = (word32)len;
+		wc_ecc_free(&k);
+	}
+	wc_FreeRng(&rng);
+}
+
+static void crypto_release(struct crypto_set *cs)
+{
+	free(cs->prim);
+	free(cs->ca_der);
+	lkey_free(cs->ca_key);
+}
+
+/* The raw measurement alone (no server), e.g. to profile it: --threads N, --seconds S,
+ * --agents x --entries distinct CSRs. */
+static int cmd_crypto(const struct opts *o)
+{
+	struct crypto_set cs = {0};
+	cs.n_csrs = (size_t)o->agents * (size_t)o->entries;
+	cs.csrs = xcalloc(cs.n_csrs + 1, sizeof(*cs.csrs));
+	cs.csr_lens = xcalloc(cs.n_csrs + 1, sizeof(size_t));
+	for (size_t i = 0; i < cs.n_csrs; i++) {
+		lkey *k = NULL;
+		uint8_t *der = NULL;
+		if (lkey_generate(KEY_EC_P256, &k) < 0 || x509_csr_create(k, &der, &cs.csr_lens[i]) < 0)
+			die("cannot make a CSR");
+		cs.csrs[i] = der;
+		lkey_free(k);
+	}
+	crypto_prepare(&cs, cs.n_csrs);
+	printf("BENCH crypto_issue_%dt_per_s %.0f /s\n", o->threads,
+	       crypto_rate(&cs, false, o->threads, o->seconds));
+	printf("BENCH crypto_prim_%dt_per_s %.0f /s\n", o->threads,
+	       crypto_rate(&cs, true, o->threads, o->seconds));
+	for (size_t i = 0; i < cs.n_csrs; i++)
+		free((void *)cs.csrs[i]);
+	free(cs.csrs);
+	free(cs.csr_lens);
+	crypto_release(&cs);
+	return 0;
+}
+
+/* ---- issue: end to end ---- */
+
+struct issue_shared {
+	struct sim_agent *agents;
+	int n_agents;
+	int n_threads;
+	atomic_bool stop;
+	_Atomic uint64_t ok, failed, calls;
+};
+
+struct issue_thread {
+	pthread_t th;
+	struct issue_shared *sh;
+	int index;
+};
+
+static void *issue_main(void *arg)
+{
+	struct issue_thread *t = arg;
+	struct issue_shared *sh = t->sh;
+	while (!atomic_load(&sh->stop)) {
+		for (int i = t->index; i < sh->n_agents && !atomic_load(&sh->stop);
+		     i += sh->n_threads) {
+			struct sim_agent *a = &sh->agents[i];
+			uint8_t *resp = NULL;
+			size_t resp_len = 0;
+			int status;
+			char err[512];
+			if (grpc_client_unary(a->gc, NODE_PATH "SignX509", NULL, 0, a->sign_req,
+					      a->sign_req_len, CALL_TIMEOUT_MS, &resp, &resp_len,
+					      &status, err, sizeof(err)) < 0)
+				die("SignX509 transport failure: %s", err);
+			if (status != GRPC_STATUS_OK)
+				die("SignX509 answered %s: %s", grpc_status_name(status), err);
+			Lanyard__Node__V1__SignX509Response *r =
+				lanyard__node__v1__sign_x509_response__unpack(NULL, resp_len, resp);
+			if (!r)
+				die("malformed SignX509Response");
+			uint64_t ok = 0;
+			for (size_t k = 0; k < r->n_results; k++)
+				if (r->results[k]->svid.len && !r->results[k]->error[0])
+					ok++;
+			atomic_fetch_add(&sh->ok, ok);
+			atomic_fetch_add(&sh->failed, r->n_results - ok);
+			atomic_fetch_add(&sh->calls, 1);
+			lanyard__node__v1__sign_x509_response__free_unpacked(r, NULL);
+			free(resp);
+		}
+	}
+	return NULL;
+}
+
+struct issue_round {
+	double per_s;
+	double server_cpu_s;
+	double self_cpu_s;
+	uint64_t failed;
+};
+
+static struct issue_round issue_round(struct issue_shared *sh, const struct opts *o,
+				      double seconds)
+{
+	struct issue_thread *t = xcalloc((size_t)sh->n_threads, sizeof(*t));
+	atomic_store(&sh->stop, false);
+	atomic_store(&sh->ok, 0);
+	atomic_store(&sh->failed, 0);
+	int64_t s0 = proc_cpu_us(o->server_pid), c0 = proc_cpu_us(getpid());
+	double t0 = now_s();
+	for (int i = 0; i < sh->n_threads; i++) {
+		t[i].sh = sh;
+		t[i].index = i;
+		pthread_create(&t[i].th, NULL, issue_main, &t[i]);
+	}
+	sleep_s(seconds);
+	/* Issuances are counted up to the stop signal; calls in flight then finish uncounted. */
+	uint64_t ok = atomic_load(&sh->ok);
+	double el = now_s() - t0;
+	int64_t s1 = proc_cpu_us(o->server_pid), c1 = proc_cpu_us(getpid());
+	atomic_store(&sh->stop, true);
+	for (int i = 0; i < sh->n_threads; i++)
+		pthread_join(t[i].th, NULL);
+	free(t);
+	return (struct issue_round){
+		.per_s = (double)ok / el,
+		.server_cpu_s = (double)(s1 - s0) / 1e6,
+		.self_cpu_s = (double)(c1 - c0) / 1e6,
+		.failed = atomic_load(&sh->failed),
+	};
+}
+
+static void prepare_sign_requests(struct sim_agent *a)
+{
+	a->csrs = xcalloc(a->n_entries + 1, sizeof(uint8_t *));
+	a->csr_lens = xcalloc(a->n_entries + 1, sizeof(size_t));
+	Lanyard__Node__V1__X509SignItem *items = xcalloc(a->n_entries + 1, sizeof(*items));
+	Lanyard__Node__V1__X509SignItem **ptrs = xcalloc(a->n_entries + 1, sizeof(*ptrs));
+	for (size_t j = 0; j < a->n_entries; j++) {
+		lkey *k = NULL;
+		if (lkey_generate(KEY_EC_P256, &k) < 0 ||
+		    x509_csr_create(k, &a->csrs[j], &a->csr_lens[j]) < 0)
+			die("cannot make a workload CSR");
+		lkey_free(k);
+		lanyard__node__v1__x509_sign_item__init(&items[j]);
+		items[j].entry_id = a->entry_ids[j];
+		items[j].csr.data = a->csrs[j];
+		items[j].csr.len = a->csr_lens[j];
+		ptrs[j] = &items[j];
+	}
+	Lanyard__Node__V1__SignX509Request m = LANYARD__NODE__V1__SIGN_X509_REQUEST__INIT;
+	m.items = ptrs;
+	m.n_items = a->n_entries;
+	a->sign_req_len = lanyard__node__v1__sign_x509_request__get_packed_size(&m);
+	a->sign_req = xmalloc(a->sign_req_len + 1);
+	lanyard__node__v1__sign_x509_request__pack(&m, a->sign_req);
+	free(items);
+	free(ptrs);
+}
+
+/* The first answer of every agent is checked: one SVID per entry, for the entry's SPIFFE ID. */
+static void check_first_answer(struct sim_agent *a, const char *label, int index)
+{
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int status;
+	char err[512];
+	if (grpc_client_unary(a->gc, NODE_PATH "SignX509", NULL, 0, a->sign_req, a->sign_req_len,
+			      CALL_TIMEOUT_MS, &resp, &resp_len, &status, err, sizeof(err)) < 0 ||
+	    status != GRPC_STATUS_OK)
+		die("SignX509 failed: %s", err);
+	Lanyard__Node__V1__SignX509Response *r =
+		lanyard__node__v1__sign_x509_response__unpack(NULL, resp_len, resp);
+	if (!r || r->n_results != a->n_entries)
+		die("SignX509 gave %zu results for %zu items", r ? r->n_results : 0, a->n_entries);
+	for (size_t k = 0; k < r->n_results; k++) {
+		struct x509_info info;
+		char want[256];
+		snprintf(want, sizeof(want), "spiffe://" TD "/bench/%s/a%d/w%zu", label, index, k);
+		if (r->results[k]->error[0])
+			die("SignX509 item error: %s", r->results[k]->error);
+		if (x509_parse(r->results[k]->svid.data, r->results[k]->svid.len, &info, err,
+			       sizeof(err)) < 0 ||
+		    strcmp(info.spiffe_id, want) != 0)
+			die("SignX509 returned an SVID for %s, expected %s", info.spiffe_id, want);
+		x509_info_free(&info);
+	}
+	lanyard__node__v1__sign_x509_response__free_unpacked(r, NULL);
+	free(resp);
+}
+
+static int cmd_issue(const struct opts *o)
+{
+	uint8_t *roots = NULL;
+	size_t roots_len = 0;
+	read_bundle(o->bundle, &roots, &roots_len);
+	WOLFSSL_CTX *server_only = client_ctx(roots, roots_len, NULL);
+	struct admin adm;
+	admin_open(&adm, o->admin);
+	struct sim_agent *agents = setup_agents(o, &adm, server_only, "issue");
+	admin_close(&adm);
+
+	struct crypto_set cs = {0};
+	cs.n_csrs = (size_t)o->agents * (size_t)o->entries;
+	cs.csrs = xcalloc(cs.n_csrs + 1, sizeof(*cs.csrs));
+	cs.csr_lens = xcalloc(cs.n_csrs + 1, sizeof(size_t));
+	size_t k = 0;
+	for (int i = 0; i < o->agents; i++) {
+		prepare_sign_requests(&agents[i]);
+		agents[i].mtls = client_ctx(roots, roots_len, &agents[i]);
+		agents[i].gc = connect_server(o, agents[i].mtls);
+		check_first_answer(&agents[i], "issue", i);
+		for (size_t j = 0; j < agents[i].n_entries; j++, k++) {
+			cs.csrs[k] = agents[i].csrs[j];
+			cs.csr_lens[k] = agents[i].csr_lens[j];
+		}
+	}
+	crypto_prepare(&cs, cs.n_csrs);
+
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int par = (int)(ncpu < o->pool ? ncpu : o->pool);
+	if (par < 1)
+		par = 1;
+	struct issue_shared sh = {
+		.agents = agents,
+		.n_agents = o->agents,
+		.n_threads = o->threads,
+	};
+	printf("# issue: %d agents x %d entries, batches of %d CSRs, %d client threads (one call in "
+	       "flight each), %d rounds of %.1f s; limit threads = min(cores %ld, server pool %d) = "
+	       "%d\n",
+	       o->agents, o->entries, o->entries, o->threads, o->runs, o->seconds, ncpu, o->pool,
+	       par);
+	issue_round(&sh, o, o->seconds / 4 > 0.5 ? o->seconds / 4 : 0.5); /* warm-up */
+
+	/* Per round: every figure, then medians over the rounds. */
+	enum { RAW1, RAWP, PRIM1, PRIMP, E2E, RATIO, RATIO_PRIM, CPU_EFF, SRV, CLI, N_SERIES };
+	double (*v)[N_SERIES] = xcalloc((size_t)o->runs, sizeof(*v));
+	double raw_seconds = o->seconds / 4 > 0.5 ? o->seconds / 4 : 0.5;
+	uint64_t failed = 0;
+	for (int r = 0; r < o->runs; r++) {
+		double *x = v[r];
+		x[RAW1] = crypto_rate(&cs, false, 1, raw_seconds);
+		x[RAWP] = crypto_rate(&cs, false, par, raw_seconds);
+		x[PRIM1] = crypto_rate(&cs, true, 1, raw_seconds);
+		x[PRIMP] = crypto_rate(&cs, true, par, raw_seconds);
+		struct issue_round ir = issue_round(&sh, o, o->seconds);
+		failed += ir.failed;
+		x[E2E] = ir.per_s;
+		x[RATIO] = ir.per_s / x[RAWP];
+		x[RATIO_PRIM] = ir.per_s / x[PRIMP];
+		x[SRV] = ir.server_cpu_s / o->seconds;
+		x[CLI] = ir.self_cpu_s / o->seconds;
+		/* SVIDs per second of server CPU, against one core's raw rate. */
+		x[CPU_EFF] = ir.server_cpu_s > 0 ? ir.per_s * o->seconds / ir.server_cpu_s / x[RAW1]
+						 : 0;
+		printf("# round %d: raw x509 %.0f/s (1 thread) %.0f/s (%d threads); wolfCrypt "
+		       "primitives %.0f/s %.0f/s; end to end %.0f/s; server %.2f cores, load "
+		       "generator %.2f cores\n",
+		       r + 1, x[RAW1], x[RAWP], par, x[PRIM1], x[PRIMP], x[E2E], x[SRV], x[CLI]);
+	}
+	double m[N_SERIES], col[64];
+	int nr = o->runs < 64 ? o->runs : 64;
+	for (int k = 0; k < N_SERIES; k++) {
+		for (int r = 0; r < nr; r++)
+			col[r] = v[r][k];
+		m[k] = median(col, (size_t)nr);
+	}
+	if (failed)
+		printf("# WARNING: %" PRIu64 " items were refused during the rounds\n", failed);
+	printf("# issue_ratio = issue_per_s / the raw rate (x509_csr_parse + x509_sign_leaf, the "
+	       "functions the server's workers call) with %d threads, measured in the same round; "
+	       "median of the per-round ratios. issue_prim_ratio uses wolfCrypt's bare "
+	       "ECDSA verify + sign instead. The load generator shares the %ld cores (it used "
+	       "%.2f); issue_cpu_ratio (SVIDs per server CPU-second / one core's raw rate) does "
+	       "not depend on it.\n",
+	       par, ncpu, m[CLI]);
+	printf("BENCH crypto_issue_1t_per_s %.0f /s\n", m[RAW1]);
+	printf("BENCH crypto_issue_par_per_s %.0f /s\n", m[RAWP]);
+	printf("BENCH crypto_prim_1t_per_s %.0f /s\n", m[PRIM1]);
+	printf("BENCH crypto_prim_par_per_s %.0f /s\n", m[PRIMP]);
+	printf("BENCH issue_per_s %.0f /s\n", m[E2E]);
+	printf("BENCH issue_ratio %.2f ratio\n", m[RATIO]);
+	printf("BENCH issue_prim_ratio %.2f ratio\n", m[RATIO_PRIM]);
+	printf("BENCH issue_cpu_ratio %.2f ratio\n", m[CPU_EFF]);
+	printf("BENCH issue_server_cores %.2f cores\n", m[SRV]);
+
+	free(v);
+	free(cs.csrs);
+	free(cs.csr_lens);
+	crypto_release(&cs);
+	free_agents(agents, o->agents);
+	wolfSSL_CTX_free(server_only);
+	free(roots);
+	return 0;
+}
+
+/* ---- sync: many agents holding entry streams ---- */
+
+struct sync_shared {
+	struct sim_agent *agents;
+	int n;
+	atomic_bool stop;
+	_Atomic uint64_t messages, upserts;
+	atomic_int broken;
+};
+
+/* Reads every stream until told to stop: one poll() over all connections. */
+static void *sync_reader(void *arg)
+{
+	struct sync_shared *sh = arg;
+	struct pollfd *pfd = xcalloc((size_t)sh->n, sizeof(*pfd));
+	for (int i = 0; i < sh->n; i++) {
+		pfd[i].fd = grpc_client_fd(sh->agents[i].gc);
+		pfd[i].events = POLLIN;
+	}
+	while (!atomic_load(&sh->stop)) {
+		int rc = poll(pfd, (nfds_t)sh->n, 100);
+		if (rc <= 0)
+			continue;
+		for (int i = 0; i < sh->n; i++) {
+			if (!pfd[i].revents)
+				continue;
+			struct sim_agent *a = &sh->agents[i];
+			for (;;) {
+				uint8_t *msg = NULL;
+				size_t len = 0;
+				int status;
+				char err[256];
+				int r = grpc_stream_next(a->stream, 0, &msg, &len, &status, err,
+							 sizeof(err));
+				if (r != 1) {
+					if (r != 0 && pfd[i].fd >= 0) {
+						atomic_fetch_add(&sh->broken, 1);
+						pfd[i].fd = -1;
+					}
+					break;
+				}
+				Lanyard__Node__V1__SyncResponse *m =
+					lanyard__node__v1__sync_response__unpack(NULL, len, msg);
+				if (m) {
+					atomic_fetch_add(&sh->upserts, m->n_upserts);
+					if (m->n_upserts)
+						atomic_store(&a->last_delta_us, now_mono_us());
+					lanyard__node__v1__sync_response__free_unpacked(m, NULL);
+				}
+				atomic_fetch_add(&sh->messages, 1);
+				free(msg);
+			}
+		}
+	}
+	free(pfd);
+	return NULL;
+}
+
+/* Opens the agent's entry stream and reads its snapshot (reset ... complete). */
+static void open_stream(struct sim_agent *a)
+{
+	Lanyard__Node__V1__SyncRequest m = LANYARD__NODE__V1__SYNC_REQUEST__INIT;
+	uint8_t buf[32];
+	size_t len = lanyard__node__v1__sync_request__pack(&m, buf);
+	char err[512];
+	if (grpc_client_stream_open(a->gc, NODE_PATH "SyncEntries", NULL, 0, buf, len, &a->stream,
+				    err, sizeof(err)) < 0)
+		die("SyncEntries: %s", err);
+	size_t got = 0;
+	for (;;) {
+		uint8_t *msg = NULL;
+		size_t ml = 0;
+		int status;
+		int r = grpc_stream_next(a->stream, CALL_TIMEOUT_MS, &msg, &ml, &status, err,
+					 sizeof(err));
+		if (r != 1)
+			die("SyncEntries ended before its snapshot (%d): %s", r, err);
+		Lanyard__Node__V1__SyncResponse *s =
+			lanyard__node__v1__sync_response__unpack(NULL, ml, msg);
+		free(msg);
+		if (!s)
+			die("malformed SyncResponse");
+		got += s->n_upserts;
+		bool complete = s->complete;
+		lanyard__node__v1__sync_response__free_unpacked(s, NULL);
+		if (complete)
+			break;
+	}
+	if (got != a->n_entries)
+		die("snapshot of %s held %zu entries, expected %zu", a->id, got, a->n_entries);
+}
+
+static int cmd_sync(const struct opts *o)
+{
+	uint8_t *roots = NULL;
+	size_t roots_len = 0;
+	read_bundle(o->bundle, &roots, &roots_len);
+	WOLFSSL_CTX *server_only = client_ctx(roots, roots_len, NULL);
+	struct admin adm;
+	admin_open(&adm, o->admin);
+	struct sim_agent *agents = setup_agents(o, &adm, server_only, "sync");
+	double t0 = now_s();
+	for (int i = 0; i < o->agents; i++) {
+		agents[i].mtls = client_ctx(roots, roots_len, &agents[i]);
+		agents[i].gc = connect_server(o, agents[i].mtls);
+		open_stream(&agents[i]);
+	}
+	printf("# sync: %d agents connected over mutual TLS with their snapshots in %.1f s\n",
+	       o->agents, now_s() - t0);
+	fflush(stdout);
+
+	struct sync_shared sh = {.agents = agents, .n = o->agents};
+	pthread_t reader;
+	pthread_create(&reader, NULL, sync_reader, &sh);
+	sleep_s(1); /* let the connection setup's work drain */
+
+	int64_t c0 = proc_cpu_us(o->server_pid);
+	sleep_s(o->idle_seconds);
+	int64_t c1 = proc_cpu_us(o->server_pid);
+	double idle = (double)(c1 - c0) / o->agents / (o->idle_seconds / 60);
+
+	/* One change per 1/rate seconds, each to an entry of the next agent (round-robin). */
+	size_t n_changes = (size_t)(o->seconds * o->rate);
+	double *lat = xcalloc(n_changes + 1, sizeof(double));
+	size_t n_lat = 0, missed = 0;
+	uint64_t ups0 = atomic_load(&sh.upserts);
+	int64_t s0 = proc_cpu_us(o->server_pid);
+	double start = now_s();
+	for (size_t k = 0; k < n_changes; k++) {
+		double due = start + (double)k / o->rate;
+		double wait = due - now_s();
+		if (wait > 0)
+			sleep_s(wait);
+		struct sim_agent *a = &agents[k % (size_t)o->agents];
+		const char *eid = a->entry_ids[(k / (size_t)o->agents) % a->n_entries];
+		char path[128];
+		snprintf(path, sizeof(path), "/v1/entries/%s", eid);
+		json_t *body = json_pack("{s:o}", "hint", json_sprintf("change-%zu", k)), *r = NULL;
+		int64_t t = now_mono_us();
+		long code = admin_call(&adm, "PUT", path, body, &r);
+		json_decref(body);
+		json_decref(r);
+		if (code != 200)
+			die("PUT %s answered %ld: %s", path, code, adm.buf ? adm.buf : "");
+		/* The delta's latency, waited for within the change's own time slot. */
+		double limit = now_s() + 0.9 / o->rate;
+		while (atomic_load(&a->last_delta_us) < t && now_s() < limit)
+			sleep_s(0.0005);
+		if (atomic_load(&a->last_delta_us) >= t)
+			lat[n_lat++] = (double)(atomic_load(&a->last_delta_us) - t) / 1000.0;
+		else
+			missed++;
+	}
+	double el = now_s() - start;
+	int64_t s1 = proc_cpu_us(o->server_pid);
+	uint64_t ups = atomic_load(&sh.upserts) - ups0;
+	atomic_store(&sh.stop, true);
+	pthread_join(reader, NULL);
+
+	double busy = (double)(s1 - s0) / o->agents / (el / 60);
+	printf("# sync: %d agents x %d entries; idle %.0f s: server %.1f ms CPU; %zu changes in "
+	       "%.0f s (%.2f/s): server %.1f ms CPU, %" PRIu64 " entry upserts pushed, %zu "
+	       "deltas not seen within the slot, %d streams broken\n",
+	       o->agents, o->entries, o->idle_seconds, (double)(c1 - c0) / 1000, n_changes, el,
+	       (double)n_changes / el, (double)(s1 - s0) / 1000, ups, missed,
+	       atomic_load(&sh.broken));
+	printf("BENCH sync_cpu_us_per_agent %.1f us/agent/min\n", busy);
+	printf("BENCH sync_idle_cpu_us_per_agent %.1f us/agent/min\n", idle);
+	printf("BENCH sync_delta_p50_ms %.2f ms\n", median(lat, n_lat));
+	fflush(stdout);
+	free(lat);
+	admin_close(&adm);
+	free_agents(agents, o->agents);
+	wolfSSL_CTX_free(server_only);
+	free(roots);
+	return 0;
+}
+
+/* ---- command line ---- */
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: bench_server issue|sync --admin SOCK --port P --bundle PEM --server-pid PID\n"
+		"       bench_server crypto [--threads N] [--seconds S]\n"
+		"         [--host 127.0.0.1] [--agents N] [--entries N] [--threads N]\n"
+		"         [--seconds S] [--runs N] [--pool N] [--rate R] [--idle-seconds S]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		usage();
+	struct opts o = {
+		.host = "127.0.0.1",
+		.agents = 64,
+		.entries = 10,
+		.threads = 8,
+		.seconds = 5,
+		.runs = 3,
+		.pool = 4,
+		.rate = 1,
+		.idle_seconds = 10,
+	};
+	const char *pool_env = getenv("UV_THREADPOOL_SIZE");
+	if (pool_env && atoi(pool_env) > 0)
+		o.pool = atoi(pool_env);
+	for (int i = 2; i < argc; i++) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			usage();
+		i++;
+		if (strcmp(k, "--admin") == 0)
+			o.admin = v;
+		else if (strcmp(k, "--host") == 0)
+			o.host = v;
+		else if (strcmp(k, "--bundle") == 0)
+			o.bundle = v;
+		else if (strcmp(k, "--port") == 0)
+			o.port = atoi(v);
+		else if (strcmp(k, "--server-pid") == 0)
+			o.server_pid = atoi(v);
+		else if (strcmp(k, "--agents") == 0)
+			o.agents = atoi(v);
+		else if (strcmp(k, "--entries") == 0)
+			o.entries = atoi(v);
+		else if (strcmp(k, "--threads") == 0)
+			o.threads = atoi(v);
+		else if (strcmp(k, "--seconds") == 0)
+			o.seconds = atof(v);
+		else if (strcmp(k, "--runs") == 0)
+			o.runs = atoi(v);
+		else if (strcmp(k, "--pool") == 0)
+			o.pool = atoi(v);
+		else if (strcmp(k, "--rate") == 0)
+			o.rate = atof(v);
+		else if (strcmp(k, "--idle-seconds") == 0)
+			o.idle_seconds = atof(v);
+		else
+			usage();
+	}
+	bool crypto = strcmp(argv[1], "crypto") == 0;
+	if (o.agents < 1 || o.entries < 1 || o.threads < 1 || o.seconds <= 0 || o.runs < 1 ||
+	    o.pool < 1 || o.rate <= 0 || o.idle_seconds <= 0)
+		usage();
+	if (!crypto && (!o.admin || !o.bundle || o.port <= 0 || o.server_pid <= 0))
+		usage();
+	if (!crypto && proc_cpu_us(o.server_pid) < 0)
+		die("cannot read /proc/%d/stat", o.server_pid);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	wolfSSL_Init();
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int ret;
+	if (crypto)
+		ret = cmd_crypto(&o);
+	else if (strcmp(argv[1], "issue") == 0)
+		ret = cmd_issue(&o);
+	else if (strcmp(argv[1], "sync") == 0)
+		ret = cmd_sync(&o);
+	else
+		usage();
+	curl_global_cleanup();
+	wolfSSL_Cleanup();
+	return ret;
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# deploy/: the Kubernetes manifests parse, their names, labels, ports and paths agree with each
+# other and with the configs they carry, RBAC is the least we need, the config keys are options
+# the daemons know (and, where the binaries offer a way to load a config without starting, they
+# load it), kustomize renders the bases, the systemd units verify, and the Docker runtime stage
+# installs every shared library the binaries need.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+$PY "$SRC/tests/integration/k8s_deploy_check.py" "$SRC" "$T" ||
+	fail "deploy/ does not hang together (see above)"
+ok "manifests, configs, RBAC, Dockerfiles and systemd units agree"
+
+# The real binaries load the ConfigMap configs: `healthcheck` loads the config first and, with
+# the HTTP endpoint disabled, stops right after, saying so.
+for d in server agent; do
+	if ! "$BIN/lanyard-$d" healthcheck --help 2>&1 | grep -q "lanyard-$d healthcheck"; then
+		echo "skip - lanyard-$d has no healthcheck command: its config keys were checked" \
+			"against agent/server option tables only"
+		continue
+	fi
+	$PY - "$T/$d.json" "$T/$d-check.json" <<-'PY'
+	import json, sys
+	cfg = json.load(open(sys.argv[1]))
+	cfg["http_port"] = 0
+	json.dump(cfg, open(sys.argv[2], "w"))
+	PY
+	if out=$("$BIN/lanyard-$d" healthcheck --config "$T/$d-check.json" 2>&1); then
+		fail "lanyard-$d healthcheck succeeded with the HTTP endpoint disabled: $out"
+	fi
+	echo "$out" | grep -q "http_port is 0" ||
+		fail "lanyard-$d refuses the config of its ConfigMap: $out"
+	ok "lanyard-$d loads the config of its ConfigMap"
+done
+
+# kustomize (built into kubectl) renders both bases, offline.
+if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+	for k in "$SRC/deploy/kubernetes" "$SRC/deploy/kubernetes/example"; do
+		kubectl kustomize "$k" >"$T/rendered.yaml" 2>"$T/kustomize.err" ||
+			fail "kubectl kustomize $k: $(cat "$T/kustomize.err")"
+		$PY - "$T/rendered.yaml" <<-'PY' || fail "rendered $k is wrong"
+		import sys, yaml
+		docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+		assert docs, "nothing rendered"
+		for d in docs:
+		    for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+		        assert ":" in c["image"], "image %s has no tag" % c["image"]
+		    assert d["metadata"]["labels"].get("app.kubernetes.io/name"), d["metadata"]["name"]
+		PY
+	done
+	ok "kustomize renders deploy/kubernetes and its example"
+else
+	echo "skip - kubectl (kustomize) is not installed"
+fi
+
+# systemd: the units parse with no unknown keys, and their exposure stays low.
+if command -v systemd-analyze >/dev/null 2>&1; then
+	mkdir -p "$T/units"
+	for d in server agent; do
+		sed "s#/usr/local/bin/lanyard-$d#$BIN/lanyard-$d#" \
+			"$SRC/deploy/systemd/lanyard-$d.service" >"$T/units/lanyard-$d.service"
+	done
+	out=$(systemd-analyze verify "$T/units/lanyard-server.service" \
+		"$T/units/lanyard-agent.service" 2>&1) || fail "systemd-analyze verify: $out"
+	# verify only warns about unknown keys and bad values.
+	if echo "$out" | grep -E "Unknown|ignoring|Failed|invalid" | grep -q lanyard; then
+		fail "systemd-analyze verify: $out"
+	fi
+	if systemd-analyze security --help 2>&1 | grep -q -- "--offline"; then
+		for d in server agent; do
+			level=$(systemd-analyze security --offline=yes \
+				"$T/units/lanyard-$d.service" 2>/dev/null |
+				sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+			[ -n "$level" ] || fail "systemd-analyze security gave no level for $d"
+			$PY -c "import sys; sys.exit(0 if float('$level') <= 3.0 else 1)" ||
+				fail "lanyard-$d.service exposure $level > 3.0"
+		done
+	fi
+	ok "systemd units verify (exposure <= 3.0)"
+else
+	echo "skip - systemd-analyze is not installed"
+fi
+
+# The Docker runtime stage installs a package for every shared library the binaries link (or the
+# library is in the slim base: libc6, libgcc-s1 or an essential package).
+if command -v dpkg >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1; then
+	for d in server agent; do
+		dockerfile="$SRC/deploy/docker/Dockerfile.$d"
+		runtime=$(awk '/^FROM/{n++} n>=2' "$dockerfile")
+		for lib in $(readelf -d "$BIN/lanyard-$d" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+			case "$lib" in libasan* | libubsan*) continue ;; esac
+			# awk reads all its input: an early exit would SIGPIPE ldconfig (pipefail).
+			path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !p {p = $NF} END {print p}')
+			[ -n "$path" ] || fail "$lib of lanyard-$d is not installed here"
+			pkg=$( (dpkg -S "$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null ||
+				true) | awk -F: 'NR == 1 {print $1}')
+			[ -n "$pkg" ] || fail "no package owns $path"
+			case "$pkg" in libc6 | libgcc-s1) continue ;; esac
+			ess=$(dpkg-query -W -f='${Essential}' "$pkg" 2>/dev/null || true)
+			[ "$ess" = yes ] && continue
+			echo "$runtime" | grep -qw -- "$pkg" ||
+				fail "Dockerfile.$d: the runtime stage lacks $pkg (for $lib)"
+		done
+	done
+	ok "Docker runtime stages install every library the binaries need"
+else
+	echo "skip - dpkg/readelf are not available"
+fi
