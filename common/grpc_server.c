@@ -17,6 +17,7 @@
  * freed after shutdown once every handle it created (listener, idle, grace timer, connection
  * polls, call timers) has been closed. */
 #include "grpc_server.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -153,9 +154,16 @@ static int buf_reserve(struct buf *b, size_t more)
 	ncap = b->cap ? b->cap : 4096;
 	while (ncap < need)
 		ncap *= 2;
-	p = realloc(b->data, ncap);
+	/* Not realloc: response buffers carry private keys (X509-SVID responses), and realloc
+	 * could leave an unwiped copy behind. */
+	p = malloc(ncap);
 	if (!p)
 		return -1;
+	if (b->data) {
+		memcpy(p, b->data, b->len);
+		secure_zero(b->data, b->cap);
+		free(b->data);
+	}
 	b->data = p;
 	b->cap = ncap;
 	return 0;
@@ -178,12 +186,15 @@ static size_t buf_pending(const struct buf *b)
 static void buf_consume(struct buf *b, size_t n)
 {
 	b->off += n;
-	if (b->off == b->len)
+	if (b->off == b->len) {
+		secure_zero(b->data, b->len);
 		b->off = b->len = 0;
+	}
 }
 
 static void buf_free(struct buf *b)
 {
+	secure_zero(b->data, b->cap);
 	free(b->data);
 	memset(b, 0, sizeof(*b));
 }
@@ -1526,6 +1537,7 @@ int grpc_call_send_pb(struct grpc_call *call, const ProtobufCMessage *m)
 		return -1;
 	protobuf_c_message_pack(m, buf);
 	rc = grpc_call_send(call, buf, len);
+	secure_zero(buf, len);
 	free(buf);
 	return rc;
 }
