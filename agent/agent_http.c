@@ -41,7 +41,6 @@ struct bundle_ca {
 };
 
 struct agent_http {
-	uv_loop_t *loop;
 	uv_timer_t timer;
 	struct opserver *ops;
 	struct cache_sub *sub;
@@ -558,7 +557,6 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 	if (opserver_start(&oo, &ops, err, errlen) < 0)
 		return -1;
 	struct agent_http *h = xcalloc(1, sizeof(*h));
-	h->loop = loop;
 	h->ops = ops;
 	h->cache = cache;
 	h->nc = nc;

@@ -13,7 +13,9 @@
 #include <uv.h>
 
 #include "agent_config.h"
+#include "agent_http.h"
 #include "api_cli.h"
+#include "helper.h"
 #include "log.h"
 #include "node_client.h"
 #include "persist.h"
@@ -27,6 +29,7 @@ struct agent {
 	struct svid_cache *cache;
 	struct node_client *nc;
 	struct workload_api *wl;
+	struct agent_http *http;
 	uv_signal_t sigterm, sigint;
 	int lock_fd;
 	bool stopping;
@@ -38,13 +41,16 @@ static void close_handle(uv_handle_t *h)
 		uv_close(h, NULL);
 }
 
-/* Stops in the order that lets every piece finish cleanly: no new callers, open streams ended,
- * then the sync thread (which flushes the state to data_dir). The loop then runs dry. */
+/* Stops in the order that lets every piece finish cleanly: the operator endpoints (they read
+ * the others), no new callers, open streams ended, then the sync thread (which flushes the state
+ * to data_dir). The loop then runs dry. */
 static void shutdown_agent(struct agent *a)
 {
 	if (a->stopping)
 		return;
 	a->stopping = true;
+	agent_http_stop(a->http);
+	a->http = NULL;
 	workload_api_stop(a->wl);
 	a->wl = NULL;
 	node_client_stop(a->nc);
@@ -153,6 +159,11 @@ static int cmd_run(int argc, char **argv)
 		log_error("Workload API: %s", err);
 		goto out;
 	}
+	if (agent_http_start(&a->loop, &a->cfg, a->cache, a->nc, a->wl, &a->http, err,
+			     sizeof(err)) < 0) {
+		log_error("operator endpoint: %s", err);
+		goto out;
+	}
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
 
@@ -186,6 +197,8 @@ static void usage(FILE *f)
 		"  run --config FILE [--join-token TOKEN]   start the agent\n"
 		"  api fetch x509|jwt|bundles, api validate jwt, api watch\n"
 		"                                           Workload API client commands\n"
+		"  helper --config FILE [--once]            keep an SVID in files for other programs\n"
+		"  healthcheck [--config FILE]              probe the agent's /ready endpoint\n"
 		"  version                                  print the version\n"
 		"\n"
 		"Configuration keys (JSON object in the --config file):\n");
@@ -214,6 +227,10 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "api") == 0)
 		return api_cli_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "helper") == 0)
+		return helper_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "healthcheck") == 0)
+		return agent_healthcheck_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("lanyard-agent %s\n", LANYARD_VERSION);
 		return 0;

@@ -44,6 +44,8 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define CALL_TIMEOUT_MS 30000
 #define POLL_CAP_MS 100
+#define DRAIN_MAX 1000
+#define DRAIN_US 200000
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
 #define SIGN_RETRY_S 5
@@ -1370,6 +1372,46 @@ static int serve_jwts(struct node_client *n)
 
 /* ---- the thread ---- */
 
+/* Waits up to timeout_ms for the entry stream, then takes whatever else is already there (up to
+ * DRAIN_MAX messages or DRAIN_US), so that a burst of deltas is signed and published once. */
+static int read_stream(struct node_client *n, struct grpc_stream *stream, int timeout_ms)
+{
+	char err[512];
+	int64_t start = now_mono_us();
+	for (int i = 0; i < DRAIN_MAX && now_mono_us() - start < DRAIN_US; i++) {
+		uint8_t *msg = NULL;
+		size_t len = 0;
+		int status = 0;
+		int r = grpc_stream_next(stream, i == 0 ? timeout_ms : 0, &msg, &len, &status, err,
+					 sizeof(err));
+		if (r == 0)
+			return OUT_CONTINUE;
+		if (r < 0) {
+			set_state(n, NODE_STATE_DISCONNECTED, "lost the connection: %s", err);
+			return is_stopping(n) ? OUT_STOP : OUT_RETRY;
+		}
+		if (r == 2) {
+			if (status == GRPC_STATUS_PERMISSION_DENIED) {
+				log_error("the server ended the entry stream: %s", err);
+				return OUT_DENIED;
+			}
+			set_state(n, NODE_STATE_DISCONNECTED, "the server ended the entry stream: %s: %s",
+				  grpc_status_name(status), err);
+			return OUT_RETRY;
+		}
+		Lanyard__Node__V1__SyncResponse *m =
+			lanyard__node__v1__sync_response__unpack(NULL, len, msg);
+		free(msg);
+		if (!m) {
+			set_state(n, NODE_STATE_DISCONNECTED, "malformed message on the entry stream");
+			return OUT_RETRY;
+		}
+		apply_sync(n, m);
+		lanyard__node__v1__sync_response__free_unpacked(m, NULL);
+	}
+	return OUT_CONTINUE;
+}
+
 /* One connection: renew the agent SVID when due, follow the entry stream, keep SVIDs fresh. */
 static int session(struct node_client *n)
 {
@@ -1416,41 +1458,9 @@ static int session(struct node_client *n)
 				goto out;
 			housekeeping(n);
 		}
-		int timeout = POLL_CAP_MS;
-		if (n->plan_dirty || n->publish_needed)
-			timeout = 0;
-		uint8_t *msg = NULL;
-		int status = 0;
-		int r = grpc_stream_next(stream, timeout, &msg, &len, &status, err, sizeof(err));
-		if (r == 0)
-			continue;
-		if (r < 0) {
-			rc = is_stopping(n) ? OUT_STOP : OUT_RETRY;
-			set_state(n, NODE_STATE_DISCONNECTED, "lost the connection: %s", err);
+		int timeout = n->plan_dirty || n->publish_needed ? 0 : POLL_CAP_MS;
+		if ((rc = read_stream(n, stream, timeout)) != OUT_CONTINUE)
 			goto out;
-		}
-		if (r == 2) {
-			if (status == GRPC_STATUS_PERMISSION_DENIED) {
-				log_error("the server ended the entry stream: %s", err);
-				rc = OUT_DENIED;
-			} else {
-				set_state(n, NODE_STATE_DISCONNECTED,
-					  "the server ended the entry stream: %s: %s",
-					  grpc_status_name(status), err);
-				rc = OUT_RETRY;
-			}
-			goto out;
-		}
-		Lanyard__Node__V1__SyncResponse *m =
-			lanyard__node__v1__sync_response__unpack(NULL, len, msg);
-		free(msg);
-		if (!m) {
-			set_state(n, NODE_STATE_DISCONNECTED, "malformed message on the entry stream");
-			rc = OUT_RETRY;
-			goto out;
-		}
-		apply_sync(n, m);
-		lanyard__node__v1__sync_response__free_unpacked(m, NULL);
 	}
 out:
 	grpc_stream_cancel(stream);

@@ -168,54 +168,74 @@ static void serve_not_ready(struct reply *r, const char *check, const char *fmt,
 			     "checks", check, "ok", false, "detail", detail));
 }
 
-static void serve_snapshot(struct opserver *o, int which, struct reply *r)
+static void serve_ready(struct opserver *o, struct reply *r)
 {
 	int64_t now = now_mono_us();
 	int64_t hb_age = now - atomic_load(&o->heartbeat_us);
 	pthread_mutex_lock(&o->lock);
 	const struct snap *s = o->snap;
-	const char *doc = !s ? NULL : which == 0 ? s->status : which == 1 ? s->ready : s->metrics;
-	if (!doc) {
-		if (which == 1)
-			serve_not_ready(r, "started", "%s", s ? "no readiness document"
-							       : "starting: no state published yet");
-		else
-			reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "starting: no state published yet");
-	} else if (which == 1 && hb_age > o->live_us) {
+	if (!s || !s->ready)
+		serve_not_ready(r, "started", "%s", s ? "no readiness document"
+						       : "starting: no state published yet");
+	else if (hb_age > o->live_us)
 		serve_not_ready(r, "event_loop", "the event loop has not answered for %.1f s",
 				(double)hb_age / 1e6);
-	} else if (which == 1 && now - s->published_us > o->stale_us) {
+	else if (now - s->published_us > o->stale_us)
 		serve_not_ready(r, "state", "the state was last refreshed %.1f s ago",
 				(double)(now - s->published_us) / 1e6);
-	} else if (which == 2) {
-		reply_copy(r, MHD_HTTP_OK, doc, "text/plain; version=0.0.4; charset=utf-8");
-	} else {
-		reply_copy(r, which == 1 && !s->ready_ok ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
-			   doc, "application/json");
-	}
+	else
+		reply_copy(r, s->ready_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, s->ready,
+			   "application/json");
 	pthread_mutex_unlock(&o->lock);
 }
 
-enum route_id { R_INDEX, R_LIVE, R_READY, R_STATUS, R_METRICS };
+/* /status and /metrics: a copy of the document as last published. */
+static void serve_document(struct opserver *o, struct reply *r, bool metrics)
+{
+	pthread_mutex_lock(&o->lock);
+	const char *doc = !o->snap ? NULL : metrics ? o->snap->metrics : o->snap->status;
+	if (!doc)
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "starting: no state published yet");
+	else if (metrics)
+		reply_copy(r, MHD_HTTP_OK, doc, "text/plain; version=0.0.4; charset=utf-8");
+	else
+		reply_copy(r, MHD_HTTP_OK, doc, "application/json");
+	pthread_mutex_unlock(&o->lock);
+}
+
+static void serve_status(struct opserver *o, struct reply *r)
+{
+	serve_document(o, r, false);
+}
+
+static void serve_metrics(struct opserver *o, struct reply *r)
+{
+	serve_document(o, r, true);
+}
+
+static void serve_index(struct opserver *o, struct reply *r)
+{
+	reply_copy(r, MHD_HTTP_OK, o->index_html, "text/html; charset=utf-8");
+}
 
 static const struct {
 	const char *path;
-	enum route_id id;
+	void (*serve)(struct opserver *o, struct reply *r);
 } routes[] = {
-	{ "/", R_INDEX },
-	{ "/live", R_LIVE },
-	{ "/ready", R_READY },
-	{ "/status", R_STATUS },
-	{ "/metrics", R_METRICS },
+	{ "/", serve_index },
+	{ "/live", serve_live },
+	{ "/ready", serve_ready },
+	{ "/status", serve_status },
+	{ "/metrics", serve_metrics },
 };
 
+/* Every route answers GET and HEAD only. */
 static void dispatch(struct opserver *o, const char *url, const char *method, struct reply *r)
 {
-	int id = -1;
-	for (size_t i = 0; i < ARRAY_LEN(routes) && id < 0; i++)
-		if (strcmp(url, routes[i].path) == 0)
-			id = (int)routes[i].id;
-	if (id < 0 || (id == R_INDEX && !o->index_html)) {
+	size_t i = 0;
+	while (i < ARRAY_LEN(routes) && strcmp(url, routes[i].path) != 0)
+		i++;
+	if (i == ARRAY_LEN(routes) || (routes[i].serve == serve_index && !o->index_html)) {
 		reply_error(r, MHD_HTTP_NOT_FOUND, "no such resource: %.128s", url);
 		return;
 	}
@@ -225,23 +245,7 @@ static void dispatch(struct opserver *o, const char *url, const char *method, st
 			    method, url);
 		return;
 	}
-	switch ((enum route_id)id) {
-	case R_INDEX:
-		reply_copy(r, MHD_HTTP_OK, o->index_html, "text/html; charset=utf-8");
-		break;
-	case R_LIVE:
-		serve_live(o, r);
-		break;
-	case R_READY:
-		serve_snapshot(o, 1, r);
-		break;
-	case R_STATUS:
-		serve_snapshot(o, 0, r);
-		break;
-	case R_METRICS:
-		serve_snapshot(o, 2, r);
-		break;
-	}
+	routes[i].serve(o, r);
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)

@@ -21,10 +21,11 @@
 
 #define PREFIX "lanyard_server"
 #define TICK_MS 1000
-#define PING_EVERY_US (1000 * 1000)
+#define PING_EVERY_S 1
 #define COUNT_EVERY_S 5
-/* A ping older than this means the datastore thread is stuck in a call. */
-#define PING_STALE_US (5 * 1000 * 1000)
+/* A ping older than this means the datastore thread is stuck in a call (the counts between two
+ * pings list whole tables, so leave them time). */
+#define PING_STALE_US (10 * 1000 * 1000)
 
 /* What the datastore thread learnt last. */
 struct ds_probe {
@@ -38,7 +39,6 @@ struct ds_probe {
 };
 
 struct server_http {
-	uv_loop_t *loop;
 	uv_timer_t timer;
 	struct opserver *ops;
 	struct datastore *ds;
@@ -117,7 +117,7 @@ static void *probe_thread(void *arg)
 		}
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += PING_EVERY_US / 1000000;
+		ts.tv_sec += PING_EVERY_S;
 		while (!h->stop && pthread_cond_timedwait(&h->cond, &h->lock, &ts) != ETIMEDOUT)
 			;
 	}
@@ -363,7 +363,6 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 	if (opserver_start(&oo, &ops, err, errlen) < 0)
 		return -1;
 	struct server_http *h = xcalloc(1, sizeof(*h));
-	h->loop = loop;
 	h->ops = ops;
 	h->ds = ds;
 	h->ca = ca;

@@ -13,6 +13,9 @@
  *
  * The same seed gives the same sequence of inputs, so a failure seen in CI is repeated with the
  * -s value it printed and enough -n iterations. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* asprintf; the project's build defines it already */
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -142,13 +145,29 @@ static void dump_current_input(void)
 	close(fd);
 
 	char msg[4500];
+	/* CI keeps the log, not the build tree: small inputs are also printed, in hex. */
+	if (cur_len <= 4096) {
+		char line[80];
+		off = put_str(msg, 0, sizeof(msg), "\n==driver== the failing input (hex):");
+		write_all(2, msg, off);
+		for (size_t i = 0; i < cur_len; i += 32) {
+			size_t o = 0;
+			line[o++] = '\n';
+			for (size_t j = i; j < cur_len && j < i + 32; j++) {
+				line[o++] = hex[cur_data[j] >> 4];
+				line[o++] = hex[cur_data[j] & 15];
+			}
+			write_all(2, line, o);
+		}
+	}
 	off = put_str(msg, 0, sizeof(msg), "\n==driver== the failing input was saved to ");
 	off = put_str(msg, off, sizeof(msg), path);
 	off = put_str(msg, off, sizeof(msg), "\n==driver== replay it with: ");
 	off = put_str(msg, off, sizeof(msg), prog_name);
 	off = put_str(msg, off, sizeof(msg), " -n 0 ");
 	off = put_str(msg, off, sizeof(msg), path);
-	off = put_str(msg, off, sizeof(msg), "\n");
+	off = put_str(msg, off, sizeof(msg),
+		      "\n==driver== (to recreate it from the hex: xxd -r -p HEXFILE > input)\n");
 	write_all(2, msg, off);
 }
 

@@ -13,7 +13,8 @@ ok "manifests, configs, RBAC, Dockerfiles and systemd units agree"
 # The real binaries load the ConfigMap configs: `healthcheck` loads the config first and, with
 # the HTTP endpoint disabled, stops right after, saying so.
 for d in server agent; do
-	if ! "$BIN/lanyard-$d" healthcheck --help 2>&1 | grep -q "lanyard-$d healthcheck"; then
+	help=$("$BIN/lanyard-$d" healthcheck --help 2>&1 || true)
+	if ! grep -q "lanyard-$d healthcheck" <<<"$help"; then
 		echo "skip - lanyard-$d has no healthcheck command: its config keys were checked" \
 			"against agent/server option tables only"
 		continue
@@ -27,7 +28,7 @@ for d in server agent; do
 	if out=$("$BIN/lanyard-$d" healthcheck --config "$T/$d-check.json" 2>&1); then
 		fail "lanyard-$d healthcheck succeeded with the HTTP endpoint disabled: $out"
 	fi
-	echo "$out" | grep -q "http_port is 0" ||
+	grep -q "http_port is 0" <<<"$out" ||
 		fail "lanyard-$d refuses the config of its ConfigMap: $out"
 	ok "lanyard-$d loads the config of its ConfigMap"
 done
@@ -62,10 +63,11 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 	out=$(systemd-analyze verify "$T/units/lanyard-server.service" \
 		"$T/units/lanyard-agent.service" 2>&1) || fail "systemd-analyze verify: $out"
 	# verify only warns about unknown keys and bad values.
-	if echo "$out" | grep -E "Unknown|ignoring|Failed|invalid" | grep -q lanyard; then
+	if grep -E "Unknown|ignoring|Failed|invalid" <<<"$out" | grep lanyard >/dev/null; then
 		fail "systemd-analyze verify: $out"
 	fi
-	if systemd-analyze security --help 2>&1 | grep -q -- "--offline"; then
+	sa_help=$(systemd-analyze security --help 2>&1 || true)
+	if grep -q -- "--offline" <<<"$sa_help"; then
 		for d in server agent; do
 			level=$(systemd-analyze security --offline=yes \
 				"$T/units/lanyard-$d.service" 2>/dev/null |
@@ -97,7 +99,7 @@ if command -v dpkg >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1; then
 			case "$pkg" in libc6 | libgcc-s1) continue ;; esac
 			ess=$(dpkg-query -W -f='${Essential}' "$pkg" 2>/dev/null || true)
 			[ "$ess" = yes ] && continue
-			echo "$runtime" | grep -qw -- "$pkg" ||
+			grep -qw -- "$pkg" <<<"$runtime" ||
 				fail "Dockerfile.$d: the runtime stage lacks $pkg (for $lib)"
 		done
 	done

@@ -1,0 +1,748 @@
+/* bench_agent.c: benchmarks of lanyard-agent, run by tests/bench/run.sh against an agent (and
+ * server) it started (release build).
+ *
+ *   populate  creates entries parented to the agent over the server's admin API and waits
+ *             until the agent holds an SVID for every one (its state.json says so)
+ *   rss       the agent's VmRSS once it is idle (steady state)
+ *   fetch     connect + attest + first X509SVIDResponse: latency percentiles, then the rate
+ *             of several client processes at once
+ *   streams   memory per open FetchX509SVID stream, then the fan-out of a renewed SVID to
+ *             all of them
+ *   restart   agent start to first successful fetch of its persisted SVIDs (server down)
+ *
+ * Figures go to stdout as "BENCH <name> <value> <unit>"; lines starting with '#' explain them.
+ * The exit status is 0 unless the setup itself failed: benchmarks never fail on a number. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "grpc_client.h"
+#include "util.h"
+#include "workload.pb-c.h"
+#include "workload_client.h"
+#include "x509.h"
+
+#define TD "example.org"
+#define FETCH_PATH "/SpiffeWorkloadAPI/FetchX509SVID"
+
+struct opts {
+	const char *admin;
+	const char *socket;
+	const char *state_dir;
+	const char *parent;
+	const char *ids_out;
+	const char *entry_id;
+	const char *name;
+	const char *agent_bin;
+	const char *config;
+	const char *log;
+	int pid;
+	int from, to, mine;
+	int count;
+	int procs;
+	int runs;
+	int server_port;
+	double seconds;
+	double timeout;
+};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "bench_agent: ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static double now_s(void)
+{
+	return (double)now_mono_us() / 1e6;
+}
+
+static void sleep_s(double s)
+{
+	if (s <= 0)
+		return;
+	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The q-quantile (0..1) of v, nearest rank; sorts v. */
+static double quantile(double *v, size_t n, double q)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	size_t i = (size_t)(q * (double)n + 0.5);
+	if (i > 0)
+		i--;
+	return v[i < n ? i : n - 1];
+}
+
+static int64_t proc_cpu_us(int pid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long long ut = 0, st = 0;
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	long hz = sysconf(_SC_CLK_TCK);
+	return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
+/* A "Key:   123 kB" line of /proc/<pid>/status, in KiB; -1 when missing. */
+static long proc_status_kib(int pid, const char *key)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	long v = -1;
+	size_t kl = strlen(key);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			v = strtol(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* Waits until the process has used less than 1% of a core over the last second (at most
+ * max_s seconds): the steady state the memory figures are taken in. */
+static void wait_idle(int pid, double max_s)
+{
+	double end = now_s() + max_s;
+	int64_t prev = proc_cpu_us(pid);
+	while (now_s() < end) {
+		sleep_s(1.0);
+		int64_t cur = proc_cpu_us(pid);
+		if (cur < 0)
+			die("process %d is gone", pid);
+		if (cur - prev <= 10000)
+			return;
+		prev = cur;
+	}
+	printf("# note: process %d was still busy after %.0f s\n", pid, max_s);
+}
+
+/* ---- the server's admin API, one keep-alive connection ---- */
+
+struct admin {
+	CURL *h;
+	struct curl_slist *hdrs;
+	char *buf;
+	size_t len;
+};
+
+static size_t admin_write(char *p, size_t size, size_t n, void *ud)
+{
+	struct admin *a = ud;
+	size_t l = size * n;
+	a->buf = xrealloc(a->buf, a->len + l + 1);
+	memcpy(a->buf + a->len, p, l);
+	a->len += l;
+	a->buf[a->len] = 0;
+	return l;
+}
+
+static void admin_open(struct admin *a, const char *sock)
+{
+	memset(a, 0, sizeof(*a));
+	a->h = curl_easy_init();
+	if (!a->h)
+		die("curl_easy_init failed");
+	a->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(a->h, CURLOPT_UNIX_SOCKET_PATH, sock);
+	curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, a->hdrs);
+	curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, admin_write);
+	curl_easy_setopt(a->h, CURLOPT_WRITEDATA, a);
+	curl_easy_setopt(a->h, CURLOPT_TIMEOUT, 30L);
+}
+
+static void admin_close(struct admin *a)
+{
+	curl_easy_cleanup(a->h);
+	curl_slist_free_all(a->hdrs);
+	free(a->buf);
+}
+
+/* One request with a JSON body; the HTTP status, the answer's "id" into id when asked. */
+static long admin_call(struct admin *a, const char *method, const char *path, json_t *body,
+		       char *id, size_t idlen)
+{
+	char url[512];
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	char *text = json_dumps(body, JSON_COMPACT);
+	a->len = 0;
+	curl_easy_setopt(a->h, CURLOPT_URL, url);
+	curl_easy_setopt(a->h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, text);
+	CURLcode rc = curl_easy_perform(a->h);
+	free(text);
+	if (rc != CURLE_OK)
+		die("admin API %s %s: %s", method, path, curl_easy_strerror(rc));
+	long code = 0;
+	curl_easy_getinfo(a->h, CURLINFO_RESPONSE_CODE, &code);
+	if (id) {
+		json_t *r = a->len ? json_loads(a->buf, 0, NULL) : NULL;
+		const char *s = json_string_value(json_object_get(r, "id"));
+		snprintf(id, idlen, "%s", s ? s : "");
+		json_decref(r);
+	}
+	return code;
+}
+
+/* ---- populate ---- */
+
+/* SVIDs in the agent's state.json (entries that carry an "svid"), -1 when unreadable. */
+static long state_svids(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	json_t *root = json_load_file(path, 0, NULL);
+	if (!root)
+		return -1;
+	json_t *entries = json_object_get(root, "entries"), *e;
+	size_t i;
+	long n = 0;
+	json_array_foreach(entries, i, e)
+		if (json_is_object(json_object_get(e, "svid")))
+			n++;
+	json_decref(root);
+	return n;
+}
+
+/* Entries from..to-1 parented to the agent. The first `mine` are for the calling uid (their ids
+ * are written to --ids-out); the others are for uids no workload here has, so the agent holds
+ * their SVIDs but serves them to nobody in this benchmark. */
+static int cmd_populate(const struct opts *o)
+{
+	struct admin adm;
+	admin_open(&adm, o->admin);
+	FILE *ids = o->ids_out ? fopen(o->ids_out, "a") : NULL;
+	if (o->ids_out && !ids)
+		die("cannot open %s: %s", o->ids_out, strerror(errno));
+	double t0 = now_s();
+	for (int i = o->from; i < o->to; i++) {
+		char sid[256], sel[64], id[128];
+		snprintf(sid, sizeof(sid), "spiffe://" TD "/bench/agent/w%d", i);
+		snprintf(sel, sizeof(sel), "unix:uid:%ld",
+			 i < o->mine ? (long)getuid() : 3000000L + i);
+		json_t *body = json_pack("{s:s, s:s, s:[s]}", "spiffe_id", sid, "parent_id", o->parent,
+					 "selectors", sel);
+		long code = admin_call(&adm, "POST", "/v1/entries", body, id, sizeof(id));
+		json_decref(body);
+		if (code != 201 || !id[0])
+			die("POST /v1/entries answered %ld: %s", code, adm.buf ? adm.buf : "");
+		if (ids && i < o->mine)
+			fprintf(ids, "%s\n", id);
+	}
+	if (ids)
+		fclose(ids);
+	admin_close(&adm);
+	double t1 = now_s();
+	long n = -1;
+	if (o->state_dir) {
+		double end = t1 + o->timeout;
+		while ((n = state_svids(o->state_dir)) < o->to && now_s() < end)
+			sleep_s(0.25);
+		if (n < o->to)
+			die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout, o->to);
+	}
+	printf("# populate: %d entries created in %.1f s (%.0f/s over the admin API)%s", o->to - o->from,
+	       t1 - t0, (o->to - o->from) / (t1 - t0 > 0 ? t1 - t0 : 1),
+	       o->state_dir ? "" : "\n");
+	if (o->state_dir)
+		printf("; the agent held all %ld SVIDs %.1f s later\n", n, now_s() - t1);
+	return 0;
+}
+
+/* ---- rss ---- */
+
+static int cmd_rss(const struct opts *o)
+{
+	if (o->state_dir && o->to > 0) {
+		double end = now_s() + o->timeout;
+		long n;
+		while ((n = state_svids(o->state_dir)) < o->to && now_s() < end)
+			sleep_s(0.25);
+		if (n < o->to)
+			die("the agent holds %ld SVIDs, expected %d", n, o->to);
+	}
+	wait_idle(o->pid, o->timeout);
+	sleep_s(o->seconds);
+	long rss = proc_status_kib(o->pid, "VmRSS"), hwm = proc_status_kib(o->pid, "VmHWM");
+	long anon = proc_status_kib(o->pid, "RssAnon"), file = proc_status_kib(o->pid, "RssFile");
+	if (rss < 0)
+		die("cannot read /proc/%d/status", o->pid);
+	printf("# %s: VmRSS %ld KiB (anonymous %ld, file-backed %ld), peak VmHWM %ld KiB\n",
+	       o->name, rss, anon, file, hwm);
+	printf("BENCH %s %ld KiB\n", o->name, rss);
+	return 0;
+}
+
+/* ---- fetch ---- */
+
+/* Connect, attest, first X509SVIDResponse, close. The microseconds it took, or -1. */
+static double one_fetch(const char *sock, char *err, size_t errlen)
+{
+	struct workload_client *c = NULL;
+	struct workload_x509_context x = {0};
+	int status = 0;
+	int64_t t0 = now_mono_us();
+	if (workload_client_connect(sock, 2000, &c, err, errlen) < 0)
+		return -1;
+	workload_client_set_timeout(c, 5000);
+	int r = workload_fetch_x509(c, &x, &status, err, errlen);
+	int64_t t1 = now_mono_us();
+	bool ok = r == 0 && x.n_svids > 0;
+	workload_x509_context_free(&x);
+	workload_client_close(c);
+	return ok ? (double)(t1 - t0) : -1;
+}
+
+static int cmd_fetch(const struct opts *o)
+{
+	char err[512];
+	/* Latency: sequential fetches after a short warm-up. */
+	for (int i = 0; i < 50; i++)
+		if (one_fetch(o->socket, err, sizeof(err)) < 0)
+			die("fetch failed: %s", err);
+	double *lat = xcalloc((size_t)o->count, sizeof(double));
+	for (int i = 0; i < o->count; i++)
+		if ((lat[i] = one_fetch(o->socket, err, sizeof(err))) < 0)
+			die("fetch failed: %s", err);
+	double p50 = quantile(lat, (size_t)o->count, 0.50), p99 = quantile(lat, (size_t)o->count, 0.99);
+	printf("# fetch: %d sequential fetches (new connection each): p50 %.0f us, p90 %.0f us, "
+	       "p99 %.0f us, max %.0f us\n",
+	       o->count, p50, quantile(lat, (size_t)o->count, 0.90), p99, lat[o->count - 1]);
+	printf("BENCH fetch_p50_us %.0f us\n", p50);
+	printf("BENCH fetch_p99_us %.0f us\n", p99);
+	free(lat);
+
+	/* Rate: o->procs client processes fetch in a loop for o->seconds, o->runs times. */
+	double rates[32];
+	int runs = o->runs < 32 ? o->runs : 32;
+	for (int r = 0; r < runs; r++) {
+		int fds[2];
+		if (pipe(fds) < 0)
+			die("pipe: %s", strerror(errno));
+		double start = now_s() + 0.2; /* every child starts at the same moment */
+		for (int p = 0; p < o->procs; p++) {
+			pid_t pid = fork();
+			if (pid < 0)
+				die("fork: %s", strerror(errno));
+			if (pid == 0) {
+				close(fds[0]);
+				sleep_s(start - now_s());
+				long n = 0, failed = 0;
+				double end = start + o->seconds;
+				while (now_s() < end) {
+					if (one_fetch(o->socket, err, sizeof(err)) < 0)
+						failed++;
+					else
+						n++;
+				}
+				long msg[2] = {n, failed};
+				ssize_t w = write(fds[1], msg, sizeof(msg));
+				_exit(w == sizeof(msg) ? 0 : 1);
+			}
+		}
+		close(fds[1]);
+		long total = 0, failed = 0, msg[2];
+		while (read(fds[0], msg, sizeof(msg)) == sizeof(msg)) {
+			total += msg[0];
+			failed += msg[1];
+		}
+		close(fds[0]);
+		while (wait(NULL) > 0)
+			;
+		rates[r] = (double)total / o->seconds;
+		printf("# fetch rate round %d: %d processes, %.0f fetches/s%s\n", r + 1, o->procs,
+		       rates[r], failed ? " (some failed)" : "");
+	}
+	printf("BENCH fetch_per_s %.0f /s\n", quantile(rates, (size_t)runs, 0.5));
+	return 0;
+}
+
+/* ---- streams: memory per stream and fan-out ---- */
+
+struct wstream {
+	struct grpc_client *gc;
+	struct grpc_stream *s;
+	uint8_t *base; /* the message in force before the renewal */
+	size_t base_len;
+	uint8_t *last; /* the newest message */
+	size_t last_len;
+	int64_t got_us; /* when a message differing from base arrived, 0 before */
+};
+
+static void open_wstream(struct wstream *w, const char *sock)
+{
+	static const struct grpc_header hdr = {"workload.spiffe.io", "true"};
+	char err[512];
+	uint8_t *msg = NULL;
+	size_t len = 0;
+	int status;
+	if (grpc_client_connect_unix(sock, 5000, &w->gc, err, sizeof(err)) < 0 ||
+	    grpc_client_stream_open(w->gc, FETCH_PATH, &hdr, 1, NULL, 0, &w->s, err,
+				    sizeof(err)) < 0)
+		die("cannot open a FetchX509SVID stream: %s", err);
+	int r = grpc_stream_next(w->s, 10000, &msg, &len, &status, err, sizeof(err));
+	if (r != 1)
+		die("FetchX509SVID gave no first message (%d, status %d): %s", r, status, err);
+	w->base = msg;
+	w->base_len = len;
+}
+
+static void close_wstream(struct wstream *w)
+{
+	grpc_stream_cancel(w->s);
+	grpc_client_close(w->gc);
+	free(w->base);
+	free(w->last);
+}
+
+/* Reads whatever arrived on every stream: one poll() over all of them. */
+static void drain(struct wstream *v, int n, struct pollfd *pfd, int timeout_ms)
+{
+	if (poll(pfd, (nfds_t)n, timeout_ms) <= 0)
+		return;
+	int64_t t = now_mono_us();
+	for (int i = 0; i < n; i++) {
+		if (!pfd[i].revents)
+			continue;
+		for (;;) {
+			uint8_t *msg = NULL;
+			size_t len = 0;
+			int status;
+			char err[256];
+			int r = grpc_stream_next(v[i].s, 0, &msg, &len, &status, err, sizeof(err));
+			if (r == 0)
+				break;
+			if (r != 1)
+				die("stream %d ended (%d, status %d): %s", i, r, status, err);
+			/* Only a message that differs from the one in force counts. */
+			if (!v[i].got_us && (len != v[i].base_len || memcmp(msg, v[i].base, len) != 0))
+				v[i].got_us = t;
+			free(v[i].last);
+			v[i].last = msg;
+			v[i].last_len = len;
+		}
+	}
+}
+
+/* The leaf serial of the first SVID of an X509SVIDResponse, "" when unreadable. */
+static void first_serial(const uint8_t *msg, size_t len, char *out, size_t outlen)
+{
+	out[0] = 0;
+	X509SVIDResponse *r = x509_svidresponse__unpack(NULL, len, msg);
+	if (!r)
+		return;
+	struct x509_info info;
+	if (r->n_svids && x509_parse(r->svids[0]->x509_svid.data, r->svids[0]->x509_svid.len, &info,
+				     NULL, 0) == 0) {
+		snprintf(out, outlen, "%s", info.serial);
+		x509_info_free(&info);
+	}
+	x509_svidresponse__free_unpacked(r, NULL);
+}
+
+static int cmd_streams(const struct opts *o)
+{
+	int n = o->count;
+	wait_idle(o->pid, o->timeout);
+	long rss0 = proc_status_kib(o->pid, "VmRSS");
+	struct wstream *v = xcalloc((size_t)n, sizeof(*v));
+	double t0 = now_s();
+	for (int i = 0; i < n; i++)
+		open_wstream(&v[i], o->socket);
+	double opened = now_s() - t0;
+	wait_idle(o->pid, o->timeout);
+	long rss1 = proc_status_kib(o->pid, "VmRSS");
+	printf("# streams: %d FetchX509SVID streams (one connection each) opened in %.2f s; agent "
+	       "VmRSS %ld KiB before, %ld KiB with them open\n",
+	       n, opened, rss0, rss1);
+	printf("BENCH stream_kib_each %.1f KiB\n", (double)(rss1 - rss0) / n);
+
+	struct pollfd *pfd = xcalloc((size_t)n, sizeof(*pfd));
+	for (int i = 0; i < n; i++) {
+		pfd[i].fd = grpc_client_fd(v[i].gc);
+		pfd[i].events = POLLIN;
+	}
+	struct admin adm;
+	admin_open(&adm, o->admin);
+	char path[256], serial0[80], serial1[80];
+	snprintf(path, sizeof(path), "/v1/entries/%s", o->entry_id);
+	double *fan = xcalloc((size_t)o->runs, sizeof(double));
+	double *total = xcalloc((size_t)o->runs, sizeof(double));
+	int done_runs = 0;
+	for (int r = 0; r < o->runs; r++) {
+		drain(v, n, pfd, 0);
+		for (int i = 0; i < n; i++) {
+			if (v[i].last) {
+				free(v[i].base);
+				v[i].base = v[i].last;
+				v[i].base_len = v[i].last_len;
+				v[i].last = NULL;
+			}
+			v[i].got_us = 0;
+		}
+		first_serial(v[0].base, v[0].base_len, serial0, sizeof(serial0));
+		/* A new TTL is a new revision of the entry: the agent must have it re-signed. */
+		json_t *body = json_pack("{s:i}", "x509_svid_ttl", 3600 + (r % 2 ? 0 : 1));
+		int64_t t_put = now_mono_us();
+		long code = admin_call(&adm, "PUT", path, body, NULL, 0);
+		json_decref(body);
+		if (code != 200)
+			die("PUT %s answered %ld: %s", path, code, adm.buf ? adm.buf : "");
+		int got = 0;
+		double end = now_s() + o->timeout;
+		while (got < n && now_s() < end) {
+			drain(v, n, pfd, 100);
+			got = 0;
+			for (int i = 0; i < n; i++)
+				got += v[i].got_us != 0;
+		}
+		if (got < n) {
+			printf("# fan-out round %d: only %d of %d streams got the renewed SVID within "
+			       "%.0f s\n",
+			       r + 1, got, n, o->timeout);
+			continue;
+		}
+		int64_t first = INT64_MAX, last = 0;
+		for (int i = 0; i < n; i++) {
+			first = v[i].got_us < first ? v[i].got_us : first;
+			last = v[i].got_us > last ? v[i].got_us : last;
+		}
+		first_serial(v[n - 1].last, v[n - 1].last_len, serial1, sizeof(serial1));
+		if (!serial1[0] || strcmp(serial0, serial1) == 0)
+			die("round %d: the streams got a message but not a new SVID (serial %s)", r + 1,
+			    serial1);
+		fan[done_runs] = (double)(last - first) / 1000.0;
+		total[done_runs] = (double)(last - t_put) / 1000.0;
+		printf("# fan-out round %d: serial %s -> %s; first stream %.1f ms after the entry "
+		       "update, all %d streams %.1f ms after the first\n",
+		       r + 1, serial0, serial1, (double)(first - t_put) / 1000.0, n, fan[done_runs]);
+		done_runs++;
+	}
+	admin_close(&adm);
+	printf("# fanout_ms: from the first stream receiving the renewed SVID (the agent's hot swap) "
+	       "to the last of %d; fanout_total_ms also counts the server push and the re-signing "
+	       "after the entry update\n",
+	       n);
+	printf("BENCH fanout_ms %.1f ms\n", quantile(fan, (size_t)done_runs, 0.5));
+	printf("BENCH fanout_total_ms %.1f ms\n", quantile(total, (size_t)done_runs, 0.5));
+	for (int i = 0; i < n; i++)
+		close_wstream(&v[i]);
+	free(v);
+	free(pfd);
+	free(fan);
+	free(total);
+	return 0;
+}
+
+/* ---- restart ---- */
+
+static bool server_down(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	bool down = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return down;
+}
+
+static pid_t spawn_agent(const struct opts *o)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(o->agent_bin, o->agent_bin, "run", "--config", o->config, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int cmd_restart(const struct opts *o)
+{
+	if (o->server_port > 0 && !server_down(o->server_port))
+		die("the server still answers on port %d: stop it first", o->server_port);
+	double *ready = xcalloc((size_t)o->runs, sizeof(double));
+	int n_ok = 0;
+	for (int r = 0; r < o->runs; r++) {
+		char err[512] = "";
+		int64_t t0 = now_mono_us();
+		pid_t pid = spawn_agent(o);
+		double end = now_s() + o->timeout, us = -1;
+		while (now_s() < end) {
+			int status;
+			if (waitpid(pid, &status, WNOHANG) == pid)
+				die("the agent exited at start (status %d); see %s", status, o->log);
+			if (one_fetch(o->socket, err, sizeof(err)) >= 0) {
+				us = (double)(now_mono_us() - t0);
+				break;
+			}
+			sleep_s(0.0005);
+		}
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+		if (us < 0) {
+			printf("# restart round %d: no SVID served within %.0f s: %s\n", r + 1,
+			       o->timeout, err);
+			continue;
+		}
+		ready[n_ok++] = us / 1000.0;
+		printf("# restart round %d: first SVID served %.1f ms after the agent was started\n",
+		       r + 1, us / 1000.0);
+	}
+	printf("# restart_ready_ms: fork+exec of lanyard-agent to the first successful FetchX509SVID "
+	       "of its persisted SVIDs, the server being down (port %d refused connections)\n",
+	       o->server_port);
+	printf("BENCH restart_ready_ms %.1f ms\n", quantile(ready, (size_t)n_ok, 0.5));
+	free(ready);
+	return 0;
+}
+
+/* ---- command line ---- */
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: bench_agent populate --admin SOCK --parent ID --from N --to N [--mine N]\n"
+		"                            [--ids-out FILE] [--state DIR] [--timeout S]\n"
+		"       bench_agent rss --pid P --name NAME [--state DIR --to N] [--seconds S]\n"
+		"       bench_agent fetch --socket S [--count N] [--procs N] [--seconds S] [--runs N]\n"
+		"       bench_agent streams --socket S --pid P --admin SOCK --entry-id ID [--count N]\n"
+		"                           [--runs N]\n"
+		"       bench_agent restart --agent-bin B --config C --socket S --log F\n"
+		"                           [--server-port P] [--runs N]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		usage();
+	struct opts o = {
+		.name = "rss",
+		.count = 2000,
+		.procs = 2,
+		.runs = 3,
+		.seconds = 3,
+		.timeout = 120,
+	};
+	for (int i = 2; i < argc; i += 2) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			usage();
+		if (strcmp(k, "--admin") == 0)
+			o.admin = v;
+		else if (strcmp(k, "--socket") == 0)
+			o.socket = v;
+		else if (strcmp(k, "--state") == 0)
+			o.state_dir = v;
+		else if (strcmp(k, "--parent") == 0)
+			o.parent = v;
+		else if (strcmp(k, "--ids-out") == 0)
+			o.ids_out = v;
+		else if (strcmp(k, "--entry-id") == 0)
+			o.entry_id = v;
+		else if (strcmp(k, "--name") == 0)
+			o.name = v;
+		else if (strcmp(k, "--agent-bin") == 0)
+			o.agent_bin = v;
+		else if (strcmp(k, "--config") == 0)
+			o.config = v;
+		else if (strcmp(k, "--log") == 0)
+			o.log = v;
+		else if (strcmp(k, "--pid") == 0)
+			o.pid = atoi(v);
+		else if (strcmp(k, "--from") == 0)
+			o.from = atoi(v);
+		else if (strcmp(k, "--to") == 0)
+			o.to = atoi(v);
+		else if (strcmp(k, "--mine") == 0)
+			o.mine = atoi(v);
+		else if (strcmp(k, "--count") == 0)
+			o.count = atoi(v);
+		else if (strcmp(k, "--procs") == 0)
+			o.procs = atoi(v);
+		else if (strcmp(k, "--runs") == 0)
+			o.runs = atoi(v);
+		else if (strcmp(k, "--server-port") == 0)
+			o.server_port = atoi(v);
+		else if (strcmp(k, "--seconds") == 0)
+			o.seconds = atof(v);
+		else if (strcmp(k, "--timeout") == 0)
+			o.timeout = atof(v);
+		else
+			usage();
+	}
+	if (o.count < 1 || o.procs < 1 || o.runs < 1 || o.seconds < 0 || o.timeout <= 0)
+		usage();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const char *cmd = argv[1];
+	int ret;
+	if (strcmp(cmd, "populate") == 0 && o.admin && o.parent && o.to > o.from)
+		ret = cmd_populate(&o);
+	else if (strcmp(cmd, "rss") == 0 && o.pid > 0)
+		ret = cmd_rss(&o);
+	else if (strcmp(cmd, "fetch") == 0 && o.socket)
+		ret = cmd_fetch(&o);
+	else if (strcmp(cmd, "streams") == 0 && o.socket && o.pid > 0 && o.admin && o.entry_id)
+		ret = cmd_streams(&o);
+	else if (strcmp(cmd, "restart") == 0 && o.agent_bin && o.config && o.socket && o.log)
+		ret = cmd_restart(&o);
+	else
+		usage();
+	curl_global_cleanup();
+	return ret;
+}

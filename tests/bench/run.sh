@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Lanyard's benchmarks: builds a release build, starts servers and agents in a temporary
+# directory, and prints every figure as "BENCH <name> <value> <unit>" (lines starting with '#'
+# explain them), then a summary table with the targets of issue 7.
+#
+# Timing on a shared machine is noisy: each figure is a median of several rounds, and speeds are
+# also given as ratios against a limit measured in the same run. Benchmarks never fail on a
+# number; the exit status is non-zero only when something could not be set up.
+#
+# Environment:
+#   LANYARD_BENCH_QUICK=1      short smoke mode (CI): small sizes, one round; figures keep their
+#                              names but are NOT comparable (the output says so)
+#   LANYARD_BENCH_BUILD=DIR    build directory (default: <source>/build-release)
+#   LANYARD_BENCH_NO_BUILD=1   use DIR as it is (bin/ and bench/ must exist), e.g. a test build
+#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent (default: all three)
+#   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
+set -euo pipefail
+
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD="${LANYARD_BENCH_BUILD:-$SRC/build-release}"
+QUICK="${LANYARD_BENCH_QUICK:-0}"
+ONLY="${LANYARD_BENCH_ONLY:-issue sync agent}"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
+	echo "# building a release build in $BUILD" >&2
+	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
+		-DLANYARD_WERROR=OFF >/dev/null
+	cmake --build "$BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent bench_server \
+		bench_agent >/dev/null
+fi
+BIN="$BUILD/bin"
+BENCH="$BUILD/bench"
+for f in "$BIN/lanyard-server" "$BIN/lanyard-agent" "$BENCH/bench_server" "$BENCH/bench_agent"; do
+	[ -x "$f" ] || { echo "run.sh: $f is missing" >&2; exit 1; }
+done
+
+# State lives on tmpfs when there is one: the datastore fsyncs every change, and on a slow disk
+# setting up 10,000 entries would measure the disk, not Lanyard.
+BASE=/tmp
+[ -d /dev/shm ] && [ -w /dev/shm ] && BASE=/dev/shm
+T="$(mktemp -d "$BASE/lanyard-bench.XXXXXX")"
+chmod 755 "$T"
+PIDS=()
+OUT="$T/bench.out"
+: >"$OUT"
+
+cleanup() {
+	local rc=$?
+	# An agent bench_agent started itself (restart) and could not stop: its pid is in the lock.
+	local lock="$T/agent/data/agent.lock" p
+	if [ -f "$lock" ]; then
+		p=$(head -n 1 "$lock" 2>/dev/null || true)
+		if [ -n "$p" ] && grep -qs "$T/agent/agent.json" "/proc/$p/cmdline"; then
+			PIDS+=("$p")
+		fi
+	fi
+	for p in "${PIDS[@]:-}"; do
+		[ -n "$p" ] && kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]:-}"; do
+		[ -n "$p" ] && wait "$p" 2>/dev/null || true
+	done
+	if [ $rc -ne 0 ]; then
+		for f in "$T"/*/*.log; do
+			[ -f "$f" ] || continue
+			echo "----- $f (last 30 lines)" >&2
+			tail -n 30 "$f" >&2
+		done
+	fi
+	if [ -n "${LANYARD_BENCH_KEEP:-}" ]; then
+		echo "# kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+
+# Runs a benchmark program, showing its output and keeping the BENCH lines for the summary.
+run() {
+	"$@" | tee -a "$OUT"
+}
+
+free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() {
+	local secs=$1
+	shift
+	local end=$((SECONDS + secs))
+	while [ $SECONDS -lt $end ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	"$@"
+}
+
+# start_server NAME: a server with its state in $T/NAME (sets SRV_PID, SRV_PORT, ADMIN, DIR).
+start_server() {
+	DIR="$T/$1"
+	mkdir -p "$DIR"
+	if [ ! -f "$DIR/server.json" ]; then
+		SRV_PORT=$(free_port)
+		cat >"$DIR/server.json" <<JSON
+{
+  "trust_domain": "example.org",
+  "data_dir": "$DIR/server",
+  "bind_address": "127.0.0.1",
+  "bind_port": $SRV_PORT,
+  "admin_socket": "$DIR/admin.sock",
+  "http_port": $(free_port)
+}
+JSON
+	fi
+	ADMIN="$DIR/admin.sock"
+	"$BIN/lanyard-server" run --config "$DIR/server.json" >>"$DIR/server.log" 2>&1 &
+	SRV_PID=$!
+	PIDS+=("$SRV_PID")
+	wait_for 30 "$BIN/lanyard-server" bundle show --socket "$ADMIN" || {
+		echo "run.sh: the server did not come up" >&2
+		exit 1
+	}
+	"$BIN/lanyard-server" bundle show --socket "$ADMIN" >"$DIR/bundle.pem"
+}
+
+stop_pid() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+mem_gib=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+echo "# date $(date -u +%Y-%m-%dT%H:%MZ); machine: $(nproc) cores ($cpu_model), ${mem_gib} GiB RAM;" \
+	"$(uname -sr); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# commit $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	"$( [ -n "$(git -C "$SRC" status --porcelain 2>/dev/null)" ] && echo '(with local changes)')"
+if [ "$QUICK" = 1 ]; then
+	echo "# QUICK MODE (smoke test): small sizes and single short rounds; the figures below only" \
+		"show that every benchmark runs and are NOT comparable with a full run"
+	ISSUE_ARGS=(--agents 8 --entries 10 --threads 4 --seconds 1 --runs 1)
+	SYNC_ARGS=(--agents 50 --entries 10 --idle-seconds 1 --seconds 3)
+	N_FETCH=100 N_MID=150 N_BIG=300 N_STREAMS=50 FETCH_ARGS=(--count 200 --seconds 1 --runs 1)
+	STREAM_RUNS=1 RESTART_RUNS=2
+else
+	ISSUE_ARGS=(--agents 64 --entries 10 --threads 8 --seconds 5 --runs 5)
+	SYNC_ARGS=(--agents 1000 --entries 10 --idle-seconds 15 --seconds 40)
+	N_FETCH=100 N_MID=1000 N_BIG=10000 N_STREAMS=1000 FETCH_ARGS=(--count 3000 --seconds 3 --runs 5)
+	STREAM_RUNS=7 RESTART_RUNS=7
+fi
+
+# ---- server: issuance rate against the raw cryptography ----
+if [[ " $ONLY " == *" issue "* ]]; then
+	echo "# == issue: SignX509 end to end vs the raw cryptography"
+	start_server issue
+	run "$BENCH/bench_server" issue --admin "$ADMIN" --port "$SRV_PORT" --bundle "$DIR/bundle.pem" \
+		--server-pid "$SRV_PID" --pool "${UV_THREADPOOL_SIZE:-4}" "${ISSUE_ARGS[@]}"
+	stop_pid "$SRV_PID"
+fi
+
+# ---- server: CPU per connected agent ----
+if [[ " $ONLY " == *" sync "* ]]; then
+	echo "# == sync: server CPU with many agents holding entry streams"
+	start_server sync
+	run "$BENCH/bench_server" sync --admin "$ADMIN" --port "$SRV_PORT" --bundle "$DIR/bundle.pem" \
+		--server-pid "$SRV_PID" "${SYNC_ARGS[@]}"
+	stop_pid "$SRV_PID"
+fi
+
+# ---- agent ----
+if [[ " $ONLY " == *" agent "* ]]; then
+	echo "# == agent: memory, Workload API latency and rate, streams, restart"
+	start_server agent-server
+	A="$T/agent"
+	mkdir -p "$A"
+	AGENT_SOCK="$A/api.sock"
+	cat >"$A/agent.json" <<JSON
+{
+  "trust_domain": "example.org",
+  "server_address": "127.0.0.1",
+  "server_port": $SRV_PORT,
+  "trust_bundle_path": "$DIR/bundle.pem",
+  "data_dir": "$A/data",
+  "socket_path": "$AGENT_SOCK",
+  "http_port": $(free_port),
+  "max_conns_per_uid": 4096
+}
+JSON
+	tok=$("$BIN/lanyard-server" token generate --output json --socket "$ADMIN" |
+		$PY -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+	AGENT_ID="spiffe://example.org/lanyard/agent/join_token/$tok"
+	"$BIN/lanyard-agent" run --config "$A/agent.json" --join-token "$tok" >>"$A/agent.log" 2>&1 &
+	AGENT_PID=$!
+	PIDS+=("$AGENT_PID")
+	wait_for 30 test -S "$AGENT_SOCK" || { echo "run.sh: no agent socket" >&2; exit 1; }
+	wait_for 30 test -f "$A/data/agent_svid.pem" || { echo "run.sh: agent not attested" >&2; exit 1; }
+
+	run "$BENCH/bench_agent" rss --pid "$AGENT_PID" --name agent_rss_kib_0 --seconds 1
+	# N_FETCH entries; the first is this uid's, the rest belong to uids nobody here has.
+	run "$BENCH/bench_agent" populate --admin "$ADMIN" --parent "$AGENT_ID" --from 0 \
+		--to "$N_FETCH" --mine 1 --ids-out "$A/mine.ids" --state "$A/data"
+	echo "# fetch: the caller is entitled to 1 of the $N_FETCH SVIDs the agent holds"
+	run "$BENCH/bench_agent" fetch --socket "$AGENT_SOCK" --procs 2 "${FETCH_ARGS[@]}"
+	run "$BENCH/bench_agent" streams --socket "$AGENT_SOCK" --pid "$AGENT_PID" --admin "$ADMIN" \
+		--entry-id "$(head -n 1 "$A/mine.ids")" --count "$N_STREAMS" --runs "$STREAM_RUNS" \
+		--timeout 60
+
+	# Restart from disk: the server is stopped first, so whatever is served comes from data_dir.
+	stop_pid "$AGENT_PID"
+	stop_pid "$SRV_PID"
+	run "$BENCH/bench_agent" restart --agent-bin "$BIN/lanyard-agent" --config "$A/agent.json" \
+		--socket "$AGENT_SOCK" --log "$A/agent.log" --server-port "$SRV_PORT" \
+		--runs "$RESTART_RUNS" --timeout 10
+	start_server agent-server
+	"$BIN/lanyard-agent" run --config "$A/agent.json" >>"$A/agent.log" 2>&1 &
+	AGENT_PID=$!
+	PIDS+=("$AGENT_PID")
+	wait_for 30 test -S "$AGENT_SOCK" || { echo "run.sh: no agent socket" >&2; exit 1; }
+
+	run "$BENCH/bench_agent" populate --admin "$ADMIN" --parent "$AGENT_ID" --from "$N_FETCH" \
+		--to "$N_MID" --state "$A/data" --timeout 300
+	run "$BENCH/bench_agent" rss --pid "$AGENT_PID" --name agent_rss_kib_1000 --state "$A/data" \
+		--to "$N_MID" --seconds 2
+	run "$BENCH/bench_agent" populate --admin "$ADMIN" --parent "$AGENT_ID" --from "$N_MID" \
+		--to "$N_BIG" --state "$A/data" --timeout 600
+	run "$BENCH/bench_agent" rss --pid "$AGENT_PID" --name agent_rss_kib_10000 --state "$A/data" \
+		--to "$N_BIG" --seconds 2
+	stop_pid "$AGENT_PID"
+	stop_pid "$SRV_PID"
+fi
+
+# ---- summary ----
+echo "# == summary (targets from issue 7; a benchmark never fails on a number)"
+$PY - "$OUT" "$QUICK" <<'PY'
+import sys
+targets = {
+    "issue_ratio": (">=", 0.8), "fetch_p99_us": ("<=", 1000), "fetch_per_s": (">=", 5000),
+    "agent_rss_kib_0": ("<=", 8 * 1024), "agent_rss_kib_1000": ("<=", 12 * 1024),
+    "agent_rss_kib_10000": ("<=", 40 * 1024), "stream_kib_each": ("<=", 16),
+    "fanout_ms": ("<=", 250), "restart_ready_ms": ("<=", 100),
+}
+rows = []
+for line in open(sys.argv[1]):
+    p = line.split()
+    if len(p) >= 4 and p[0] == "BENCH":
+        rows.append((p[1], p[2], p[3]))
+print("| figure | value | unit | target | |")
+print("|---|---|---|---|---|")
+for name, value, unit in rows:
+    t = targets.get(name)
+    verdict = ""
+    if t and sys.argv[2] != "1":
+        v = float(value)
+        ok = v >= t[1] if t[0] == ">=" else v <= t[1]
+        verdict = "met" if ok else "MISSED"
+    print(f"| {name} | {value} | {unit} | {t[0] + ' ' + str(t[1]) if t else ''} | {verdict} |")
+PY

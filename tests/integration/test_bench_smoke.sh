@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Smoke test of the benchmarks: tests/bench/run.sh in its short mode, on the build under test
+# (no release build), must run to the end and print every figure. The values are never checked:
+# a benchmark does not fail on a number, and these are not comparable anyway (small sizes, maybe
+# sanitizers).
+set -euo pipefail
+
+SRC="${LANYARD_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+BUILD="${LANYARD_BUILD:?LANYARD_BUILD must point at the build directory}"
+
+out="$(mktemp /tmp/lanyard-bench-smoke.XXXXXX)"
+trap 'rm -f "$out"' EXIT
+
+if ! LANYARD_BENCH_QUICK=1 LANYARD_BENCH_NO_BUILD=1 LANYARD_BENCH_BUILD="$BUILD" \
+	bash "$SRC/tests/bench/run.sh" >"$out" 2>&1; then
+	cat "$out"
+	echo "FAIL: tests/bench/run.sh failed in quick mode" >&2
+	exit 1
+fi
+
+missing=0
+for name in issue_ratio issue_per_s crypto_issue_1t_per_s crypto_issue_par_per_s \
+	sync_cpu_us_per_agent fetch_p50_us fetch_p99_us fetch_per_s agent_rss_kib_0 \
+	agent_rss_kib_1000 agent_rss_kib_10000 stream_kib_each fanout_ms restart_ready_ms; do
+	if ! grep -Eq "^BENCH $name -?[0-9]+(\.[0-9]+)? [^ ]+$" "$out"; then
+		echo "FAIL: no well-formed 'BENCH $name <value> <unit>' line" >&2
+		missing=1
+	fi
+done
+if [ $missing -ne 0 ]; then
+	cat "$out"
+	exit 1
+fi
+grep -q '^# QUICK MODE' "$out" || { cat "$out"; echo "FAIL: quick mode not announced" >&2; exit 1; }
+echo "ok - every benchmark ran and printed its figures ($(grep -c '^BENCH ' "$out") BENCH lines)"
