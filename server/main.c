@@ -21,6 +21,7 @@
 #include "log.h"
 #include "node_api.h"
 #include "server_config.h"
+#include "server_http.h"
 #include "util.h"
 
 struct server {
@@ -30,6 +31,7 @@ struct server {
 	struct ca *ca;
 	struct node_api *node;
 	struct admin_api *admin;
+	struct server_http *http;
 	uv_async_t changed;
 	uv_timer_t tick;
 	uv_signal_t sigterm, sigint;
@@ -120,6 +122,8 @@ static void on_signal(uv_signal_t *sig, int signum)
 		return;
 	s->stopping = true;
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	server_http_stop(s->http);
+	s->http = NULL;
 	/* The admin API finishes its in-flight requests before it returns. */
 	admin_api_stop(s->admin);
 	s->admin = NULL;
@@ -237,6 +241,11 @@ static int cmd_run(int argc, char **argv)
 		log_error("node API: %s", err);
 		goto out;
 	}
+	if (server_http_start(&s->loop, s->cfg.http_address, (int)s->cfg.http_port, s->ds, s->ca,
+			      &s->node, s->cfg.trust_domain, &s->http, err, sizeof(err)) < 0) {
+		log_error("HTTP endpoints: %s", err);
+		goto out;
+	}
 	uv_timer_init(&s->loop, &s->tick);
 	s->tick.data = s;
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
@@ -255,6 +264,8 @@ static int cmd_run(int argc, char **argv)
 out:
 	admin_api_stop(s->admin);
 	if (loop_ready) {
+		server_http_stop(s->http);
+		s->http = NULL;
 		if (s->node) {
 			node_api_shutdown(s->node, node_stopped, s);
 			uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -282,6 +293,7 @@ static void usage(FILE *f)
 		"  entry create|show|update|delete   manage registration entries\n"
 		"  agent list|show|evict|ban manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
+		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"
 		"\n"
 		"Client commands take --socket PATH (default %s) and --output json.\n"
@@ -298,6 +310,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(cmd, "healthcheck") == 0)
+		return server_healthcheck_main(argc - 1, argv + 1);
 	if (cli_is_command(cmd))
 		return cli_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
