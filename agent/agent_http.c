@@ -405,12 +405,10 @@ static void workload_metrics(struct metrics *m, const struct gathered *g)
 	metrics_single(m, PREFIX "_workload_api_stream_updates_total", METRIC_COUNTER,
 		       "Stream messages sent after the first one (rotations, changes).",
 		       (double)w->updates_sent);
-#ifdef WL_ATTEST_BUCKETS
 	name = PREFIX "_workload_attestation_duration_seconds";
 	metrics_family(m, name, METRIC_HISTOGRAM, "Time to attest a Workload API caller.");
 	metrics_histogram(m, name, workload_attest_buckets, w->attest_hist, WL_ATTEST_BUCKETS,
 			  w->attest_sum, w->attest_count, NULL);
-#endif
 }
 
 static char *build_metrics(const struct agent_http *h, const struct gathered *g, bool ready)

@@ -95,7 +95,11 @@ struct attest_job {
 	struct selector_list got;
 	int rc;
 	char err[256];
+	int64_t started_us;
 };
+
+const double workload_attest_buckets[WL_ATTEST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001,
+							   0.0025, 0.01, 0.1, 1.0};
 
 struct wcall {
 	struct workload_api *w;
@@ -1001,6 +1005,12 @@ static void attest_done(uv_work_t *req, int status)
 	struct workload_api *w = c->w;
 
 	w->pending_async--;
+	double secs = (double)(now_mono_us() - j->started_us) / 1e6;
+	for (size_t i = 0; i < WL_ATTEST_BUCKETS; i++)
+		if (secs <= workload_attest_buckets[i])
+			w->stats.attest_hist[i]++;
+	w->stats.attest_sum += secs;
+	w->stats.attest_count++;
 	if (w->stopping || c->closed || c->finished)
 		goto out;
 	if (status != 0 || j->rc != 0) {
@@ -1158,6 +1168,7 @@ static void workload_request(struct grpc_call *call, enum workload_method m, con
 	j->work.data = j;
 	grpc_call_set_data(call, c);
 	w->pending_async++;
+	j->started_us = now_mono_us();
 	r = uv_queue_work(w->loop, &j->work, attest_work, attest_done);
 	if (r < 0) {
 		w->pending_async--;

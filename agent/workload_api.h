@@ -35,6 +35,9 @@ enum workload_method {
 /* "FetchX509SVID", ... "HealthCheck"; "unknown" outside the enum. */
 const char *workload_method_name(int method);
 
+#define WL_ATTEST_BUCKETS 8
+extern const double workload_attest_buckets[WL_ATTEST_BUCKETS];
+
 struct workload_api_stats {
 	unsigned conns;   /* open connections */
 	unsigned streams; /* open server streams (FetchX509SVID, FetchX509Bundles, FetchJWTBundles) */
@@ -42,6 +45,11 @@ struct workload_api_stats {
 	/* Calls by method and final gRPC status (a stream counts when it ends). */
 	uint64_t requests[WL_METHOD_COUNT][WL_STATUS_COUNT];
 	uint64_t updates_sent; /* stream messages after the first one */
+	/* Attestation latency (accept of the call to selectors ready), cumulative per bucket bound
+	 * of workload_attest_buckets, as a Prometheus histogram wants it. */
+	uint64_t attest_hist[WL_ATTEST_BUCKETS];
+	double attest_sum;
+	uint64_t attest_count;
 };
 
 /* The settings workload_api_start() takes from struct agent_config, spelt out so that tests and
