@@ -50,6 +50,7 @@
 #define BACKOFF_MAX_MS 30000
 #define SIGN_RETRY_S 5
 #define PERSIST_INTERVAL_US 1000000
+#define PERSIST_ROTATION_US 30000000
 #define MAX_USED_TOKENS 64
 #define JWT_CACHE_MAX 4096
 
@@ -150,7 +151,12 @@ struct node_client {
 	bool in_snapshot;
 	struct grpc_client *gc;
 	bool connected; /* the current session received a complete snapshot */
-	bool state_dirty, publish_needed, plan_dirty;
+	/* state_dirty: the entry set, the set of SVIDs held or the used tokens changed, persisted
+	 * within PERSIST_INTERVAL_US; rotated_dirty: only renewals, which a crash can afford to
+	 * lose while the older SVIDs on disk stay valid: persisted within PERSIST_ROTATION_US or
+	 * by persist_by (unix seconds), half way to the expiry of the oldest copy on disk. */
+	bool state_dirty, rotated_dirty, publish_needed, plan_dirty;
+	int64_t persist_by;
 	int64_t last_persist_us;
 	int64_t next_due;    /* unix seconds: next renewal, retry or expiry */
 	int64_t next_expiry; /* unix seconds: the first served SVID to expire */
@@ -581,7 +587,11 @@ static int cmp_staged(const void *a, const void *b)
 
 static struct cache_entry *entry_from_proto(struct node_client *n, const Lanyard__Node__V1__Entry *p)
 {
-	if (!p->id || !*p->id || !p->spiffe_id || !spiffeid_member_of(p->spiffe_id, n->trust_domain) ||
+	if (!p->id || !*p->id) {
+		log_warn("ignoring an entry without an id from the server");
+		return NULL;
+	}
+	if (!p->spiffe_id || !spiffeid_member_of(p->spiffe_id, n->trust_domain) ||
 	    spiffeid_validate_leaf(p->spiffe_id, NULL, 0) < 0) {
 		log_warn("ignoring entry \"%s\" from the server: SPIFFE ID \"%s\" is not a workload ID "
 			 "of %s",
@@ -824,6 +834,7 @@ static void persist_state(struct node_client *n)
 	free(es);
 	free(vs);
 	n->state_dirty = false;
+	n->rotated_dirty = false;
 	n->last_persist_us = now_mono_us();
 }
 
@@ -840,7 +851,6 @@ static void housekeeping(struct node_client *n)
 					 w->svid->spiffe_id, w->e->id);
 				drop_svid(w);
 				n->publish_needed = true;
-				n->state_dirty = true;
 			}
 			if (w->svid && w->svid->not_after < expiry)
 				expiry = w->svid->not_after;
@@ -858,7 +868,9 @@ static void housekeeping(struct node_client *n)
 	}
 	if (n->publish_needed)
 		publish(n);
-	if (n->state_dirty && now_mono_us() - n->last_persist_us >= PERSIST_INTERVAL_US)
+	int64_t since = now_mono_us() - n->last_persist_us;
+	if ((n->state_dirty && since >= PERSIST_INTERVAL_US) ||
+	    (n->rotated_dirty && (since >= PERSIST_ROTATION_US || now >= n->persist_by)))
 		persist_state(n);
 }
 
@@ -1243,6 +1255,12 @@ static int sign_batch(struct node_client *n)
 				  v->serial);
 		}
 		minted++;
+		if (w->svid) {
+			int64_t by = now + (w->svid->not_after - now) / 2;
+			if (!n->rotated_dirty || by < n->persist_by)
+				n->persist_by = by;
+			n->rotated_dirty = true;
+		}
 		drop_svid(w);
 		w->svid = v;
 		w->retry_at = 0;
@@ -1251,11 +1269,15 @@ static int sign_batch(struct node_client *n)
 	n->st.svids_minted += minted;
 	n->st.rotations += rotated;
 	pthread_mutex_unlock(&n->mu);
-	if (minted)
-		log_info("got %llu X509-SVIDs signed (%llu rotations)", (unsigned long long)minted,
-			 (unsigned long long)rotated);
+	/* Renewals are routine (and frequent with many entries): only new SVIDs make info lines. */
+	if (minted > rotated)
+		log_info("got %llu new X509-SVIDs (and %llu renewals)",
+			 (unsigned long long)(minted - rotated), (unsigned long long)rotated);
+	else if (minted)
+		log_debug("renewed %llu X509-SVIDs", (unsigned long long)minted);
 	n->publish_needed = true;
-	n->state_dirty = true;
+	if (minted > rotated)
+		n->state_dirty = true;
 out:
 	n->plan_dirty = true;
 	if (resp)
@@ -1567,7 +1589,7 @@ static void *thread_main(void *arg)
 		idle_wait(n, jittered(backoff));
 	}
 	close_conn(n);
-	if (n->state_dirty)
+	if (n->state_dirty || n->rotated_dirty)
 		persist_state(n);
 	return NULL;
 }

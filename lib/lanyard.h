@@ -123,7 +123,8 @@ typedef void (*lanyard_x509_update_cb)(void *ud, lanyard_x509_context *ctx);
 LANYARD_API void lanyard_x509_source_on_update(lanyard_x509_source *src, lanyard_x509_update_cb cb,
 					       void *ud);
 /* Stops the thread, closes the connection and drops the source's references. Contexts and
- * SVIDs the caller still holds stay valid. TLS objects made from src must be freed first. */
+ * SVIDs the caller still holds stay valid. TLS objects made from src must be freed first, and
+ * no other call on src may be running (nor start) meanwhile. */
 LANYARD_API void lanyard_x509_source_free(lanyard_x509_source *src);
 
 LANYARD_API lanyard_x509_context *lanyard_x509_context_ref(lanyard_x509_context *ctx);
@@ -198,7 +199,11 @@ LANYARD_API lanyard_authorizer *lanyard_authorize_func(lanyard_authorize_fn fn, 
 LANYARD_API int lanyard_authorizer_check(const lanyard_authorizer *a, const char *peer_id);
 LANYARD_API void lanyard_authorizer_free(lanyard_authorizer *a);
 
-/* ---- TLS with wolfSSL ---- */
+/* ---- TLS with wolfSSL ----
+ *
+ * wolfSSL builds with FP_ECC (Debian's) keep a cache per thread that only that thread can
+ * release: a thread that made handshakes calls wc_ecc_fp_free() before it exits (the source's
+ * own thread does). */
 
 struct WOLFSSL;
 struct WOLFSSL_CTX;
@@ -222,7 +227,8 @@ LANYARD_API int lanyard_tls_ssl_new(lanyard_tls *t, struct WOLFSSL **out, char *
  * own sessions with wolfSSL_new: call it again for each new session to follow rotations. NULL
  * while the source has no default SVID. */
 LANYARD_API struct WOLFSSL_CTX *lanyard_tls_ctx(lanyard_tls *t, char *err, size_t errlen);
-/* Why the last peer was refused ("" when none was). */
+/* Why the last peer was refused, by any session of t ("" when none was); refusals are also
+ * logged at the warn level. */
 LANYARD_API void lanyard_tls_last_error(lanyard_tls *t, char *buf, size_t len);
 LANYARD_API void lanyard_tls_free(lanyard_tls *t);
 

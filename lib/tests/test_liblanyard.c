@@ -491,6 +491,11 @@ static void peer_stop(struct peer *p)
 	test_svid_free(&p->svid);
 }
 
+/* The TLS version the client of conn_open offers: 0 = TLS 1.3 (the default), else 1.2; and a
+ * session it offers to resume. */
+static int client_tls12;
+static WOLFSSL_SESSION *client_session;
+
 struct conn {
 	WOLFSSL *cli, *srv;
 	int fds[2];
@@ -526,6 +531,10 @@ static void conn_open(struct conn *c, lanyard_tls *stls, lanyard_tls *ctls)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fds), 0);
 	assert_int_equal(pthread_create(&t, NULL, accept_main, c), 0);
 	c->cli_ok = lanyard_tls_ssl_new(ctls, &c->cli, NULL, 0) == 0 &&
+		    (!client_tls12 ||
+		     wolfSSL_SetVersion(c->cli, WOLFSSL_TLSV1_2) == WOLFSSL_SUCCESS) &&
+		    (!client_session ||
+		     wolfSSL_set_session(c->cli, client_session) == WOLFSSL_SUCCESS) &&
 		    wolfSSL_set_fd(c->cli, c->fds[1]) == WOLFSSL_SUCCESS &&
 		    wolfSSL_connect(c->cli) == WOLFSSL_SUCCESS;
 	if (!c->cli_ok)
@@ -721,6 +730,41 @@ static void test_tls(void **state)
 		peer_stop(&fsrv);
 		peer_stop(&fcli);
 	}
+
+	/* TLS 1.2: the same verification (the refusal now fails the client's handshake too). */
+	client_tls12 = 1;
+	conn_open(&c1, stls, ctls);
+	assert_true(c1.srv_ok && c1.cli_ok);
+	assert_string_equal(wolfSSL_get_version(c1.cli), "TLSv1.2");
+	assert_true(conn_echo(&c1, "tls12"));
+	assert_int_equal(lanyard_tls_peer_id(c1.srv, id, sizeof(id)), 0);
+	assert_string_equal(id, "spiffe://example.org/client");
+	conn_close(&c1);
+	assert_int_equal(lanyard_tls_server_new(srv.src, allow_x, &t, err, sizeof(err)), 0);
+	conn_open(&c1, t, ctls);
+	assert_false(c1.srv_ok);
+	assert_false(c1.cli_ok);
+	conn_close(&c1);
+	lanyard_tls_free(t);
+	/* Resumption would skip the checks: a client offering its previous session gets a full
+	 * handshake (with verification) again, in TLS 1.2 and 1.3. */
+	for (int v = 0; v < 2; v++) {
+		client_tls12 = v;
+		conn_open(&c1, stls, ctls);
+		assert_true(conn_echo(&c1, "first"));
+		client_session = wolfSSL_get1_session(c1.cli);
+		assert_non_null(client_session);
+		conn_close(&c1);
+		conn_open(&c2, stls, ctls);
+		assert_true(c2.srv_ok && c2.cli_ok);
+		assert_true(conn_echo(&c2, "second"));
+		assert_int_equal(wolfSSL_session_reused(c2.cli), 0);
+		assert_int_equal(wolfSSL_session_reused(c2.srv), 0);
+		conn_close(&c2);
+		wolfSSL_SESSION_free(client_session);
+		client_session = NULL;
+	}
+	client_tls12 = 0;
 
 	/* The ctx handle follows rotations too. */
 	{

@@ -79,6 +79,8 @@ static double now_s(void)
 
 static void sleep_s(double s)
 {
+	if (s <= 0)
+		return;
 	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -803,10 +805,10 @@ static int cmd_issue(const struct opts *o)
 	}
 	double m[N_SERIES], col[64];
 	int nr = o->runs < 64 ? o->runs : 64;
-	for (int k = 0; k < N_SERIES; k++) {
+	for (int f = 0; f < N_SERIES; f++) {
 		for (int r = 0; r < nr; r++)
-			col[r] = v[r][k];
-		m[k] = median(col, (size_t)nr);
+			col[r] = v[r][f];
+		m[f] = median(col, (size_t)nr);
 	}
 	if (failed)
 		printf("# WARNING: %" PRIu64 " items were refused during the rounds\n", failed);
@@ -990,6 +992,8 @@ static int cmd_sync(const struct opts *o)
 		else
 			missed++;
 	}
+	/* The window ends with the last change's slot. */
+	sleep_s(start + (double)n_changes / o->rate - now_s());
 	double el = now_s() - start;
 	int64_t s1 = proc_cpu_us(o->server_pid);
 	uint64_t ups = atomic_load(&sh.upserts) - ups0;
