@@ -13,6 +13,7 @@
 static const char *const key_types[] = {"ec-p256", "ec-p384", "rsa-2048", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const node_attestors[] = {"join_token", "k8s_psat", NULL};
 
 const struct cfg_option agent_config_options[] = {
 	{.name = "trust_domain", .type = CFG_STRING, .offset = F(trust_domain), .required = true,
@@ -57,6 +58,28 @@ const struct cfg_option agent_config_options[] = {
 	{.name = "sync_staleness", .type = CFG_DURATION, .offset = F(sync_staleness), .def = "5m",
 	 .min = 1, .max = 86400 * 30,
 	 .doc = "the agent reports not ready when its last server sync is older than this"},
+	{.name = "node_attestor", .type = CFG_ENUM, .offset = F(node_attestor),
+	 .def = "join_token", .choices = node_attestors,
+	 .doc = "how the agent proves its node: join_token or k8s_psat (Kubernetes)"},
+	{.name = "psat_token_path", .type = CFG_STRING, .offset = F(psat_token_path),
+	 .def = "/var/run/secrets/tokens/lanyard-agent",
+	 .doc = "projected service account token for k8s_psat (re-read at every attestation)"},
+	{.name = "k8s_workload_attestor", .type = CFG_BOOL, .offset = F(k8s_workload_attestor),
+	 .def = "false", .doc = "add k8s selectors of callers running in pods (asks the kubelet)"},
+	{.name = "kubelet_url", .type = CFG_STRING, .offset = F(kubelet_url),
+	 .def = "https://127.0.0.1:10250",
+	 .doc = "kubelet API: https://...:10250 (token) or http://...:10255 (read-only)"},
+	{.name = "kubelet_token_path", .type = CFG_STRING, .offset = F(kubelet_token_path),
+	 .def = "/var/run/secrets/kubernetes.io/serviceaccount/token",
+	 .doc = "bearer token for the kubelet's secure port"},
+	{.name = "kubelet_ca_path", .type = CFG_STRING, .offset = F(kubelet_ca_path),
+	 .def = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+	 .doc = "CA certificates of the kubelet's serving certificate"},
+	{.name = "kubelet_insecure_skip_verify", .type = CFG_BOOL,
+	 .offset = F(kubelet_insecure_skip_verify), .def = "false",
+	 .doc = "do not check the kubelet's certificate (self-signed kubelet certificates)"},
+	{.name = "proc_root", .type = CFG_STRING, .offset = F(proc_root), .def = "/proc",
+	 .doc = "proc file system the workload attestors read callers from"},
 };
 
 const size_t agent_config_n_options = sizeof(agent_config_options) / sizeof(agent_config_options[0]);
@@ -83,6 +106,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	} nonempty[] = {
 		{"server_address", cfg->server_address}, {"data_dir", cfg->data_dir},
 		{"socket_path", cfg->socket_path},       {"http_address", cfg->http_address},
+		{"psat_token_path", cfg->psat_token_path}, {"kubelet_url", cfg->kubelet_url},
+		{"proc_root", cfg->proc_root},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(nonempty); i++) {
 		if (!nonempty[i].value || !*nonempty[i].value) {

@@ -27,6 +27,16 @@ struct agent_config {
 	int64_t sha256_max_size;
 	int64_t max_conns_per_uid;
 	int64_t sync_staleness; /* seconds */
+	/* Kubernetes: node attestation with a projected service account token, and the workload
+	 * attestor that asks the kubelet about pods. */
+	char *node_attestor;   /* "join_token" or "k8s_psat" */
+	char *psat_token_path; /* the projected token, read anew for every attestation */
+	bool k8s_workload_attestor;
+	char *kubelet_url;
+	char *kubelet_token_path;
+	char *kubelet_ca_path;
+	bool kubelet_insecure_skip_verify;
+	char *proc_root; /* where callers' /proc entries are read; "/proc" but in tests */
 };
 
 extern const struct cfg_option agent_config_options[];

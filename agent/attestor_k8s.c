@@ -144,6 +144,7 @@ static int k8s_attest(void *state, const struct caller *c, struct selector_list 
 	char *text = NULL, why[384] = "";
 	size_t len;
 	unsigned attempt;
+	int64_t t0, budget_us;
 	int r, ret = -1;
 
 	if (c->proc_fd < 0) {
@@ -167,6 +168,10 @@ static int k8s_attest(void *state, const struct caller *c, struct selector_list 
 		return 0;
 	}
 
+	/* The budget bounds the time as well as the attempts: a kubelet that lets requests time
+	 * out would otherwise hold this worker thread for retries times the request timeout. */
+	t0 = now_mono_us();
+	budget_us = ((int64_t)s->retries + 1) * s->retry_interval_ms * 1000;
 	for (attempt = 0;; attempt++) {
 		r = kubelet_lookup(s->kubelet, id.container_id, id.pod_uid, s->max_table_age_ms,
 				   &table, &ctr, why, sizeof(why));
@@ -176,7 +181,8 @@ static int k8s_attest(void *state, const struct caller *c, struct selector_list 
 		 * start, and a restarting kubelet answers again soon: those are worth waiting for.
 		 * A refused token or a malformed answer will not mend within the budget. */
 		if (r == KUBELET_REFUSED || r == KUBELET_ERROR || r == KUBELET_MISMATCH ||
-		    attempt >= s->retries)
+		    attempt >= s->retries ||
+		    (s->retry_interval_ms > 0 && now_mono_us() - t0 >= budget_us))
 			break;
 		log_debug("k8s attestor: pid %d container %.12s: %s; retrying in %lld ms",
 			  (int)c->pid, id.container_id, why, (long long)s->retry_interval_ms);
@@ -184,8 +190,8 @@ static int k8s_attest(void *state, const struct caller *c, struct selector_list 
 	}
 	if (r != KUBELET_FOUND) {
 		if (attempt > 0)
-			snprintf(err, errlen, "%s (after %u attempts over %lld ms)", why, attempt + 1,
-				 (long long)attempt * s->retry_interval_ms);
+			snprintf(err, errlen, "%s (after %u attempts in %lld ms)", why, attempt + 1,
+				 (long long)((now_mono_us() - t0) / 1000));
 		else
 			snprintf(err, errlen, "%s", why);
 		goto out;

@@ -386,13 +386,12 @@ static int write_file(const char *path, const char *text, mode_t mode, char *err
 
 /* Writes one X.509 context to the files and notifies. Under busy. 0 when the files hold it
  * (written now or already), -1 with the reason in err otherwise. */
-static int apply(struct helper *h, const struct workload_x509_context *x, bool *written,
-		 char *err, size_t errlen)
+static int apply(struct helper *h, const struct workload_x509_context *x, char *err,
+		 size_t errlen)
 {
 	const struct helper_config *c = &h->cfg;
 	struct rendered r;
 
-	*written = false;
 	if (render(c, x, &r, err, errlen) < 0)
 		return -1;
 	/* After a restart, files that already hold this SVID need no rewrite and the process
@@ -428,7 +427,6 @@ static int apply(struct helper *h, const struct workload_x509_context *x, bool *
 	h->bundle = r.bundle;
 	log_info("wrote %s serial %s (expires %lld) to %s", r.spiffe_id, r.serial,
 		 (long long)r.not_after, c->cert_path);
-	*written = true;
 	if (c->pid || c->pid_file)
 		signal_process(h);
 	if (c->cmd)
@@ -460,10 +458,9 @@ static int on_x509(void *ud, const struct workload_x509_context *x)
 {
 	struct helper *h = ud;
 	char err[512];
-	bool written;
 
 	pthread_mutex_lock(&h->busy);
-	if (apply(h, x, &written, err, sizeof(err)) == 0)
+	if (apply(h, x, err, sizeof(err)) == 0)
 		h->healthy = true;
 	else
 		log_error("update not written: %s", err);
@@ -520,6 +517,34 @@ static void *watch_main(void *arg)
 
 /* ---- main ---- */
 
+/* The files are replaced through temporary files in their directories: those must exist and be
+ * writable. Checked at start, so that a typo fails at once rather than at every renewal. */
+static int check_dirs(const struct helper_config *c, char *err, size_t errlen)
+{
+	const char *paths[] = {c->cert_path, c->key_path, c->bundle_path};
+
+	for (size_t i = 0; i < ARRAY_LEN(paths); i++) {
+		char *d = xstrdup(paths[i]);
+		char *slash = strrchr(d, '/');
+		int ok;
+
+		if (!slash)
+			snprintf(d, strlen(d) + 1, ".");
+		else if (slash == d)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		ok = access(d, W_OK | X_OK) == 0;
+		if (!ok)
+			snprintf(err, errlen, "cannot write files in %.300s (for %.300s): %s", d,
+				 paths[i], strerror(errno));
+		free(d);
+		if (!ok)
+			return -1;
+	}
+	return 0;
+}
+
 static int usage(FILE *f)
 {
 	fprintf(f,
@@ -556,7 +581,6 @@ static int run_once(struct helper *h, int timeout_s)
 		struct workload_x509_context x;
 		char err[512];
 		int status = -1, left_ms, wait_ms;
-		bool written;
 
 		if (workload_client_connect(h->cfg.agent_socket, CONNECT_TIMEOUT_MS, &wc, err,
 					    sizeof(err)) == 0) {
@@ -566,7 +590,7 @@ static int run_once(struct helper *h, int timeout_s)
 			r = workload_fetch_x509(wc, &x, &status, err, sizeof(err));
 			workload_client_close(wc);
 			if (r == 0) {
-				r = apply(h, &x, &written, err, sizeof(err));
+				r = apply(h, &x, err, sizeof(err));
 				workload_x509_context_free(&x);
 				if (r == 0)
 					return 0;
@@ -631,6 +655,10 @@ int helper_main(int argc, char **argv)
 	}
 	h->sig = signal_number(h->cfg.signal_name);
 	log_setup(log_level_parse(h->cfg.log_level), strcmp(h->cfg.log_format, "json") == 0);
+	if (check_dirs(&h->cfg, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	if (once) {
 		ret = run_once(h, (int)timeout_s);
@@ -652,7 +680,8 @@ int helper_main(int argc, char **argv)
 	while (sigwait(&set, &sig) != 0)
 		;
 	log_info("received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	/* Never returns the lock: the process ends once no write or command is in progress.
+	/* Never returns the lock: the process ends once no write or command is in progress (a
+	 * command may delay this by up to cmd_timeout).
 	 * The helper and its thread stay allocated until then (see the top of the file). */
 	pthread_mutex_lock(&h->busy);
 	return 0;

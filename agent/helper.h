@@ -37,8 +37,10 @@ int helper_config_load(const char *path, struct helper_config *cfg, char *err, s
 void helper_config_free(struct helper_config *cfg);
 
 /* "lanyard-agent helper --config FILE [--once [--timeout SECONDS]]": argv[0] is "helper".
- * Runs until SIGTERM/SIGINT (exit status 0), or with --once writes the files once and exits
- * (0, or 1 when no SVID came within the timeout). Bad usage or config: 1. */
+ * Returns the process exit status. Without --once it runs until SIGTERM/SIGINT and returns 0
+ * with its watch thread still blocked on the agent's socket: the caller must end the process
+ * at once (return it from main). With --once it writes the files once and returns (0, or 1
+ * when no SVID came within the timeout). Bad usage or config: 1. */
 int helper_main(int argc, char **argv);
 
 #endif

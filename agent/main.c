@@ -15,6 +15,7 @@
 #include "agent_config.h"
 #include "agent_http.h"
 #include "api_cli.h"
+#include "attestor_k8s.h"
 #include "helper.h"
 #include "log.h"
 #include "node_client.h"
@@ -92,6 +93,42 @@ static int lock_data_dir(struct agent *a, char *err, size_t errlen)
 	return 0;
 }
 
+/* The Workload API with the attestors the configuration asks for: unix always, k8s when
+ * k8s_workload_attestor is set (the API takes the attestor over). */
+static int start_workload_api(struct agent *a, char *err, size_t errlen)
+{
+	const struct agent_config *c = &a->cfg;
+	struct attestor *extra[1];
+	size_t n_extra = 0;
+	if (c->k8s_workload_attestor) {
+		struct attestor_k8s_opts ko;
+		attestor_k8s_opts_defaults(&ko);
+		ko.kubelet_url = c->kubelet_url;
+		ko.token_path = c->kubelet_token_path;
+		ko.ca_path = c->kubelet_ca_path && *c->kubelet_ca_path ? c->kubelet_ca_path : NULL;
+		ko.insecure_skip_verify = c->kubelet_insecure_skip_verify;
+		ko.node_name = getenv("NODE_NAME");
+		char why[512];
+		extra[0] = attestor_k8s_new(&ko, why, sizeof(why));
+		if (!extra[0]) {
+			snprintf(err, errlen, "k8s workload attestor: %s", why);
+			return -1;
+		}
+		n_extra = 1;
+	}
+	struct workload_api_opts o = {
+		.socket_path = c->socket_path,
+		.trust_domain = c->trust_domain,
+		.unix_path_selectors = c->unix_workload_path_selectors,
+		.sha256_max_size = c->sha256_max_size,
+		.max_conns_per_uid = c->max_conns_per_uid > 0 ? (unsigned)c->max_conns_per_uid : 0,
+		.proc_root = c->proc_root,
+		.attestors = extra,
+		.n_attestors = n_extra,
+	};
+	return workload_api_start_opts(&a->loop, &o, a->cache, a->nc, &a->wl, err, errlen);
+}
+
 static int run_usage(FILE *f)
 {
 	fprintf(f, "usage: lanyard-agent run --config FILE [--join-token TOKEN]\n");
@@ -155,7 +192,7 @@ static int cmd_run(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (workload_api_start(&a->loop, &a->cfg, a->cache, a->nc, &a->wl, err, sizeof(err)) < 0) {
+	if (start_workload_api(a, err, sizeof(err)) < 0) {
 		log_error("Workload API: %s", err);
 		goto out;
 	}

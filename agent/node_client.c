@@ -29,6 +29,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "agent_config.h"
+#include "attestor_k8s.h"
 #include "grpc_client.h"
 #include "jwt.h"
 #include "keys.h"
@@ -105,6 +106,8 @@ struct node_client {
 	int server_port;
 	char *data_dir;
 	char *join_token;
+	bool psat;             /* node_attestor k8s_psat: the token comes from psat_token_path */
+	char *psat_token_path;
 	bool insecure_bootstrap;
 	enum key_type key_type;
 	double rotation_fraction;
@@ -250,8 +253,12 @@ static void token_hash(const char *token, char out[65])
 	hex_encode(h, sizeof(h), out);
 }
 
+/* A projected service account token is single-use for nobody: the kubelet rotates it, so k8s_psat
+ * can always attest again. Join tokens are single-use: one this agent consumed is not. */
 static bool token_usable(struct node_client *n)
 {
+	if (n->psat)
+		return true;
 	if (!n->join_token || !*n->join_token)
 		return false;
 	char h[65];
@@ -975,9 +982,16 @@ static int attest(struct node_client *n)
 	size_t csr_len = 0;
 	ProtobufCMessage *resp = NULL;
 	int status, rc = OUT_RETRY;
-
-	set_state(n, NODE_STATE_ATTESTING, "attesting to server %s:%d with a join token",
-		  n->server_address, n->server_port);
+	char *psat = NULL;
+	size_t psat_len = 0;
+	const char *how = n->psat ? "a Kubernetes service account token (k8s_psat)" : "a join token";
+	if (n->psat && k8s_psat_token_read(n->psat_token_path, &psat, &psat_len, err,
+					   sizeof(err)) < 0) {
+		set_state(n, NODE_STATE_NEEDS_TOKEN, "%s", err);
+		goto out;
+	}
+	set_state(n, NODE_STATE_ATTESTING, "attesting to server %s:%d with %s", n->server_address,
+		  n->server_port, how);
 	if (lkey_generate(KEY_EC_P256, &key) < 0 || x509_csr_create(key, &csr, &csr_len) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "cannot create the agent key and CSR");
 		goto out;
@@ -988,9 +1002,9 @@ static int attest(struct node_client *n)
 		goto out;
 	}
 	Lanyard__Node__V1__AttestRequest req = LANYARD__NODE__V1__ATTEST_REQUEST__INIT;
-	req.attestor = "join_token";
-	req.payload.data = (uint8_t *)n->join_token;
-	req.payload.len = strlen(n->join_token);
+	req.attestor = n->psat ? "k8s_psat" : "join_token";
+	req.payload.data = (uint8_t *)(n->psat ? psat : n->join_token);
+	req.payload.len = n->psat ? psat_len : strlen(n->join_token);
 	req.csr.data = csr;
 	req.csr.len = csr_len;
 	if (call(n, "Attest", &req.base, &lanyard__node__v1__attest_response__descriptor, &resp,
@@ -1002,7 +1016,7 @@ static int attest(struct node_client *n)
 		if (status == GRPC_STATUS_PERMISSION_DENIED || status == GRPC_STATUS_INVALID_ARGUMENT ||
 		    status == GRPC_STATUS_UNAUTHENTICATED)
 			set_state(n, NODE_STATE_NEEDS_TOKEN,
-				  "the server refused node attestation with the join token: %s: %s",
+				  "the server refused node attestation with %s: %s: %s", how,
 				  grpc_status_name(status), err);
 		else
 			set_state(n, NODE_STATE_DISCONNECTED, "node attestation failed: %s: %s",
@@ -1021,7 +1035,8 @@ static int attest(struct node_client *n)
 		goto out;
 	}
 	key = NULL;
-	remember_token(n);
+	if (!n->psat)
+		remember_token(n);
 	save_identity(n);
 	persist_state(n);
 	char when[32];
@@ -1033,6 +1048,10 @@ static int attest(struct node_client *n)
 out:
 	if (resp)
 		protobuf_c_message_free_unpacked(resp, NULL);
+	if (psat) {
+		secure_zero(psat, psat_len);
+		free(psat);
+	}
 	free(csr);
 	lkey_free(key);
 	close_conn(n);
@@ -1744,6 +1763,7 @@ static void free_client(struct node_client *n)
 	free(n->trust_domain);
 	free(n->server_address);
 	free(n->data_dir);
+	free(n->psat_token_path);
 	if (n->join_token) {
 		secure_zero(n->join_token, strlen(n->join_token));
 		free(n->join_token);
@@ -1845,6 +1865,9 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	n->data_dir = xstrdup(cfg->data_dir);
 	n->join_token = cfg->join_token && *cfg->join_token ? xstrdup(cfg->join_token) : NULL;
 	n->insecure_bootstrap = cfg->insecure_bootstrap;
+	n->psat = cfg->node_attestor && strcmp(cfg->node_attestor, "k8s_psat") == 0;
+	n->psat_token_path =
+		xstrdup(cfg->psat_token_path ? cfg->psat_token_path : K8S_DEFAULT_PSAT_TOKEN);
 	n->rotation_fraction = cfg->rotation_fraction;
 	n->cache = cache;
 	n->loop = loop;

@@ -174,14 +174,20 @@ int bundle_from_spiffe_json(const char *json, size_t len, uint8_t **x509, size_t
 	}
 	if (jwks_from_jansson(root, &set, err, errlen) < 0)
 		goto out;
-	if (sequence) {
-		const json_t *s = json_object_get(root, "spiffe_sequence");
-		*sequence = json_is_integer(s) ? (int64_t)json_integer_value(s) : -1;
+	/* Both are non-negative integers when present; a negative one would read back as
+	 * "absent" (-1), so it is refused rather than passed on. */
+	const json_t *seq = json_object_get(root, "spiffe_sequence");
+	const json_t *hint = json_object_get(root, "spiffe_refresh_hint");
+	if ((seq && (!json_is_integer(seq) || json_integer_value(seq) < 0)) ||
+	    (hint && (!json_is_integer(hint) || json_integer_value(hint) < 0))) {
+		snprintf(err, errlen, "spiffe_sequence and spiffe_refresh_hint must be "
+				      "non-negative integers");
+		goto out;
 	}
-	if (refresh_hint) {
-		const json_t *r = json_object_get(root, "spiffe_refresh_hint");
-		*refresh_hint = json_is_integer(r) ? (int64_t)json_integer_value(r) : -1;
-	}
+	if (sequence)
+		*sequence = seq ? (int64_t)json_integer_value(seq) : -1;
+	if (refresh_hint)
+		*refresh_hint = hint ? (int64_t)json_integer_value(hint) : -1;
 	if (x509) {
 		*x509 = der;
 		*x509_len = der_len;

@@ -314,6 +314,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct opserver *o = cls;
 	char msg[512];

@@ -100,7 +100,7 @@ LANYARD_API int lanyard_x509_source_new(const char *socket, lanyard_x509_source 
 LANYARD_API int lanyard_x509_source_new_opts(const struct lanyard_x509_source_options *opts,
 					     lanyard_x509_source **out, char *err, size_t errlen);
 /* Waits until the default SVID is available (timeout_ms < 0: forever). LANYARD_ETIMEDOUT then
- * carries the last problem in err ("agent: PermissionDenied: ..."). */
+ * carries the last problem in err ("agent: PERMISSION_DENIED: ..."). */
 LANYARD_API int lanyard_x509_source_wait_ready(lanyard_x509_source *src, int timeout_ms,
 					       char *err, size_t errlen);
 /* The current context with a new reference (lanyard_x509_context_unref), NULL before the

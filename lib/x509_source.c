@@ -7,8 +7,10 @@
  * shutting down the socket it is using (published in src->cur under the lock). */
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,9 @@ struct lanyard_x509_source {
 	int status;
 	char status_msg[512];
 	bool healthy; /* the last attempt delivered a message; logs only state changes */
+	/* Watcher thread only: SHA-256 of the message the current context came from, so that the
+	 * first message after a reconnection, usually the same, is not a new update. */
+	uint8_t last_digest[WC_SHA256_DIGEST_SIZE];
 	lanyard_x509_update_cb cb;
 	void *cb_ud;
 };
@@ -75,10 +80,39 @@ static void set_status(struct lanyard_x509_source *src, int code, const char *fm
 	snprintf(src->status_msg, sizeof(src->status_msg), "%s", msg);
 	pthread_mutex_unlock(&src->lock);
 	if (code != LANYARD_OK && was_healthy)
-		log_warn("liblanyard: X.509 watch on %s: %s (retrying)", src->path, msg);
+		log_warn("liblanyard: X.509 watch on %s: %s", src->path, msg);
 	else if (code != LANYARD_OK)
 		log_debug("liblanyard: X.509 watch on %s: %s", src->path, msg);
 }
+
+/* protobuf-c allocator that wipes what it frees: unpacked messages hold private keys. */
+struct wipe_hdr {
+	size_t size;
+	max_align_t align;
+};
+
+static void *wipe_alloc(void *ud, size_t size)
+{
+	struct wipe_hdr *h = malloc(sizeof(*h) + size);
+
+	if (!h)
+		return NULL;
+	h->size = size;
+	return h + 1;
+}
+
+static void wipe_free(void *ud, void *p)
+{
+	struct wipe_hdr *h;
+
+	if (!p)
+		return;
+	h = (struct wipe_hdr *)p - 1;
+	secure_zero(p, h->size);
+	free(h);
+}
+
+static ProtobufCAllocator wiping_allocator = {.alloc = wipe_alloc, .free = wipe_free};
 
 /* Installs a message as the current context and tells the callback. */
 static void on_message(struct lanyard_x509_source *src, const uint8_t *msg, size_t len)
@@ -91,8 +125,19 @@ static void on_message(struct lanyard_x509_source *src, const uint8_t *msg, size
 	bool was_healthy;
 	void *ud;
 	int ret;
+	uint8_t digest[WC_SHA256_DIGEST_SIZE];
 
-	r = x509_svidresponse__unpack(NULL, len, msg);
+	if (wc_Sha256Hash(msg, (word32)len, digest) == 0 && src->ctx &&
+	    memcmp(digest, src->last_digest, sizeof(digest)) == 0) {
+		pthread_mutex_lock(&src->lock);
+		src->status = LANYARD_OK;
+		src->status_msg[0] = '\0';
+		src->healthy = true;
+		pthread_mutex_unlock(&src->lock);
+		log_debug("liblanyard: the agent sent the current X.509 context again");
+		return;
+	}
+	r = x509_svidresponse__unpack(&wiping_allocator, len, msg);
 	if (!r) {
 		set_status(src, LANYARD_EINVAL, "malformed X509SVIDResponse from the agent");
 		return;
@@ -101,13 +146,14 @@ static void on_message(struct lanyard_x509_source *src, const uint8_t *msg, size
 	gen = src->generation + 1;
 	pthread_mutex_unlock(&src->lock);
 	ret = ly_context_from_response(r, src->want_id, gen, &ctx, err, sizeof(err));
-	x509_svidresponse__free_unpacked(r, NULL);
+	x509_svidresponse__free_unpacked(r, &wiping_allocator);
 	if (ret < 0) {
 		/* As go-spiffe does: a message with one bad SVID is ignored as a whole, and the
 		 * last good context stays. */
-		set_status(src, ret, "update rejected: %s", err);
+		set_status(src, ret, "update rejected, keeping the previous one: %s", err);
 		return;
 	}
+	memcpy(src->last_digest, digest, sizeof(digest));
 	pthread_mutex_lock(&src->lock);
 	old = src->ctx;
 	src->ctx = ctx;
@@ -161,9 +207,9 @@ static bool follow_stream(struct lanyard_x509_source *src, struct grpc_client *c
 		}
 		if (n == 2)
 			set_status(src, st == GRPC_STATUS_OK ? LANYARD_EAGENT : ly_code_from_grpc(st),
-				   "agent: %s: %s", grpc_status_name(st), err);
+				   "agent: %s: %s (retrying)", grpc_status_name(st), err);
 		else
-			set_status(src, LANYARD_EIO, "connection to the agent lost: %s", err);
+			set_status(src, LANYARD_EIO, "connection to the agent lost (reconnecting): %s", err);
 		break;
 	}
 	grpc_stream_cancel(s);
@@ -205,7 +251,7 @@ static void *watch_main(void *arg)
 
 		if (grpc_client_connect_unix(src->path, CONNECT_TIMEOUT_MS, &c, err, sizeof(err)) <
 		    0) {
-			set_status(src, LANYARD_EIO, "cannot connect: %s", err);
+			set_status(src, LANYARD_EIO, "cannot connect (retrying): %s", err);
 		} else {
 			pthread_mutex_lock(&src->lock);
 			if (src->stop) {

@@ -207,6 +207,21 @@ static void test_config(void **state)
 		helper_config_free(&cfg);
 	}
 
+	/* A directory that does not exist fails at start, not at the first renewal. */
+	{
+		FILE *f = fopen(path_in("helper.json"), "w");
+		char *argv[] = {"helper", "--config", (char *)path_in("helper.json"), "--once", NULL};
+		int64_t t0 = now_mono_us();
+
+		fprintf(f, "{\"cert_path\": \"%s/nope/svid.pem\", \"key_path\": \"%s\", "
+			   "\"bundle_path\": \"%s\", \"agent_socket\": \"%s\"}",
+			dir, path_in("k.pem"), path_in("b.pem"), sock);
+		fclose(f);
+		assert_int_equal(helper_main(4, argv), 1);
+		assert_true(now_mono_us() - t0 < 1000000);
+		assert_int_equal(access(path_in("k.pem"), F_OK), -1);
+	}
+
 	/* Usage errors are exit status 1, --help 0. */
 	{
 		char *no_config[] = {"helper", "--once", NULL};

@@ -3,7 +3,7 @@
 # pkg-config against the shared library and against the static archive. Also checks that only
 # the public header is installed, that both libraries export nothing but lanyard_*, the SONAME,
 # and that the header stands alone (C99, pedantic, and C++ when a compiler is there).
-# usage: test_install.sh BUILD_DIR SOURCE_DIR/lib
+# usage: test_install.sh BUILD_DIR
 set -euo pipefail
 
 BUILD=${1:?build dir}

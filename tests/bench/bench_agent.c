@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -125,6 +126,11 @@ static int64_t proc_cpu_us(int pid)
 		return -1;
 	long hz = sysconf(_SC_CLK_TCK);
 	return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
+static double tv_us(const struct timeval *tv)
+{
+	return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
 }
 
 /* A "Key:   123 kB" line of /proc/<pid>/status, in KiB; -1 when missing. */
@@ -388,6 +394,9 @@ static int cmd_fetch(const struct opts *o)
 		if (pipe(fds) < 0)
 			die("pipe: %s", strerror(errno));
 		double start = now_s() + 0.2; /* every child starts at the same moment */
+		struct rusage ru0, ru1;
+		getrusage(RUSAGE_CHILDREN, &ru0);
+		int64_t a0 = o->pid > 0 ? proc_cpu_us(o->pid) : -1;
 		for (int p = 0; p < o->procs; p++) {
 			pid_t pid = fork();
 			if (pid < 0)
@@ -417,9 +426,16 @@ static int cmd_fetch(const struct opts *o)
 		close(fds[0]);
 		while (wait(NULL) > 0)
 			;
+		int64_t a1 = o->pid > 0 ? proc_cpu_us(o->pid) : -1;
+		getrusage(RUSAGE_CHILDREN, &ru1);
+		double cli_us = tv_us(&ru1.ru_utime) + tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_utime) -
+				tv_us(&ru0.ru_stime);
 		rates[r] = (double)total / o->seconds;
-		printf("# fetch rate round %d: %d processes, %.0f fetches/s%s\n", r + 1, o->procs,
-		       rates[r], failed ? " (some failed)" : "");
+		printf("# fetch rate round %d: %d processes, %.0f fetches/s%s; CPU per fetch: agent "
+		       "%.0f us, clients %.0f us\n",
+		       r + 1, o->procs, rates[r], failed ? " (some failed)" : "",
+		       a0 >= 0 && total ? (double)(a1 - a0) / (double)total : 0,
+		       total ? cli_us / (double)total : 0);
 	}
 	printf("BENCH fetch_per_s %.0f /s\n", quantile(rates, (size_t)runs, 0.5));
 	return 0;
@@ -679,7 +695,8 @@ static void usage(void)
 		"usage: bench_agent populate --admin SOCK --parent ID --from N --to N [--mine N]\n"
 		"                            [--ids-out FILE] [--state DIR] [--timeout S]\n"
 		"       bench_agent rss --pid P --name NAME [--state DIR --to N] [--seconds S]\n"
-		"       bench_agent fetch --socket S [--count N] [--procs N] [--seconds S] [--runs N]\n"
+		"       bench_agent fetch --socket S [--pid AGENT] [--count N] [--procs N] [--seconds S]\n"
+		"                         [--runs N]\n"
 		"       bench_agent streams --socket S --pid P --admin SOCK --entry-id ID [--count N]\n"
 		"                           [--runs N]\n"
 		"       bench_agent restart --agent-bin B --config C --socket S --log F\n"

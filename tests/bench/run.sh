@@ -202,7 +202,8 @@ JSON
 	run "$BENCH/bench_agent" populate --admin "$ADMIN" --parent "$AGENT_ID" --from 0 \
 		--to "$N_FETCH" --mine 1 --ids-out "$A/mine.ids" --state "$A/data"
 	echo "# fetch: the caller is entitled to 1 of the $N_FETCH SVIDs the agent holds"
-	run "$BENCH/bench_agent" fetch --socket "$AGENT_SOCK" --procs 2 "${FETCH_ARGS[@]}"
+	run "$BENCH/bench_agent" fetch --socket "$AGENT_SOCK" --pid "$AGENT_PID" --procs 2 \
+		"${FETCH_ARGS[@]}"
 	run "$BENCH/bench_agent" streams --socket "$AGENT_SOCK" --pid "$AGENT_PID" --admin "$ADMIN" \
 		--entry-id "$(head -n 1 "$A/mine.ids")" --count "$N_STREAMS" --runs "$STREAM_RUNS" \
 		--timeout 60

@@ -9,16 +9,7 @@ source "$(dirname "$0")/lib.sh"
 
 RENEWALS=${LANYARD_HELPER_RENEWALS:-3}
 
-# `lanyard-agent helper` once agent/main.c routes it; the same code as a program of its own
-# until then.
-if "$BIN/lanyard-agent" helper --help >/dev/null 2>&1; then
-	HELPER=("$BIN/lanyard-agent" helper)
-elif [ -x "${LANYARD_BUILD:-}/tests/lanyard-helper" ]; then
-	HELPER=("$LANYARD_BUILD/tests/lanyard-helper")
-	echo "# lanyard-agent does not route 'helper' yet: using $LANYARD_BUILD/tests/lanyard-helper"
-else
-	fail "no helper: neither 'lanyard-agent helper' nor \$LANYARD_BUILD/tests/lanyard-helper"
-fi
+HELPER=("$BIN/lanyard-agent" helper)
 
 write_server_config '"default_x509_svid_ttl": "15s"'
 start_server_and_agent

@@ -61,6 +61,12 @@ static void defaults(void **state)
 	assert_int_equal(c.sha256_max_size, 256 << 20);
 	assert_int_equal(c.max_conns_per_uid, 64);
 	assert_int_equal(c.sync_staleness, 300);
+	assert_string_equal(c.node_attestor, "join_token");
+	assert_string_equal(c.psat_token_path, "/var/run/secrets/tokens/lanyard-agent");
+	assert_false(c.k8s_workload_attestor);
+	assert_string_equal(c.kubelet_url, "https://127.0.0.1:10250");
+	assert_false(c.kubelet_insecure_skip_verify);
+	assert_string_equal(c.proc_root, "/proc");
 	agent_config_free(&c);
 	agent_config_free(NULL);
 }
@@ -131,6 +137,9 @@ static void errors_name_key_value_file(void **state)
 		     (const char *[]){"'trust_bundle_path'", "'insecure_bootstrap'", dir, NULL});
 	expect_error("{" TD "\"max_conns_per_uid\":0}", (const char *[]){"'max_conns_per_uid'", NULL});
 	expect_error("{" TD, (const char *[]){"invalid JSON", dir, NULL});
+	expect_error("{" TD "\"node_attestor\":\"aws_iid\"}",
+		     (const char *[]){"'node_attestor'", "aws_iid", "join_token, k8s_psat", NULL});
+	expect_error("{" TD "\"psat_token_path\":\"\"}", (const char *[]){"'psat_token_path'", NULL});
 }
 
 static void empty_join_token_is_unset(void **state)

@@ -25,12 +25,14 @@ struct scenario {
 	char *first, *later;
 	unsigned switch_after;
 	int status;
+	int delay_ms;
 };
 
 static void kubelet_handler(struct fake_k8s *f, const struct fake_req *req, struct fake_resp *resp)
 {
 	struct scenario *s = f->ud;
 
+	resp->delay_ms = s->delay_ms;
 	if (strcmp(req->url, "/pods") != 0) {
 		resp->status = 404;
 		resp->body = strdup("404 page not found\n");
@@ -280,7 +282,7 @@ static void attest_gives_up(void **state)
 	assert_true(ms >= 150 && ms < 2000);
 	assert_non_null(strstr(err, "container 2a64d2857bdd of pod jobs/report-28591230-q8w7z"));
 	assert_non_null(strstr(err, "not in the kubelet's pod list yet"));
-	assert_non_null(strstr(err, "after 4 attempts"));
+	assert_non_null(strstr(err, "after 4 attempts in"));
 	assert_int_equal(fake_requests(e->fake), 4);
 
 	/* An unknown pod. */
@@ -333,6 +335,31 @@ static void attest_kubelet_unreachable(void **state)
 	assert_true(now_mono_us() - t0 < 3000 * 1000);
 	assert_non_null(strstr(err, "kubelet unreachable"));
 	assert_non_null(strstr(err, "after 5 attempts"));
+	attestor_free(a);
+}
+
+/* A kubelet that never answers: the budget bounds the time, not only the attempts. */
+static void attest_kubelet_hangs(void **state)
+{
+	struct env *e = *state;
+	struct selector_list l = {0};
+	char err[512];
+	struct attestor *a;
+	int64_t t0, ms;
+
+	e->sc.delay_ms = 1500;
+	e->opts.timeout_ms = 300;
+	e->opts.retries = 10;
+	e->opts.retry_interval_ms = 50; /* a budget of 550 ms */
+	a = new_attestor(e);
+	fake_process(e, 650, "0::/kubepods/burstable/pod" UID_WEB "/" CID_WEB "\n");
+	t0 = now_mono_us();
+	assert_int_equal(attest(e, a, 650, &l, err, sizeof(err)), -1);
+	ms = (now_mono_us() - t0) / 1000;
+	assert_true(ms >= 550 && ms < 1400);
+	assert_non_null(strstr(err, "kubelet unreachable"));
+	assert_non_null(strstr(err, "imed out"));
+	assert_true(fake_requests(e->fake) <= 3);
 	attestor_free(a);
 }
 
@@ -434,6 +461,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(attest_gives_up, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(attest_kubelet_refuses, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(attest_kubelet_unreachable, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(attest_kubelet_hangs, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(attest_bad_proc, env_setup, env_teardown),
 		cmocka_unit_test(new_rejects_bad_options),
 		cmocka_unit_test(psat_token_read),
