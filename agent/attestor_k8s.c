@@ -142,7 +142,7 @@ static int k8s_attest(void *state, const struct caller *c, struct selector_list 
 	const struct kubelet_container *ctr = NULL;
 	struct cgroup_k8s id;
 	char *text = NULL, why[384] = "";
-	size_t len;
+	size_t len = 0;
 	unsigned attempt;
 	int64_t t0, budget_us;
 	int r, ret = -1;

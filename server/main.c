@@ -18,8 +18,11 @@
 #include "ca.h"
 #include "cli.h"
 #include "datastore.h"
+#include "k8s_api.h"
+#include "k8s_bundle.h"
 #include "log.h"
 #include "node_api.h"
+#include "psat.h"
 #include "server_config.h"
 #include "server_http.h"
 #include "util.h"
@@ -32,6 +35,17 @@ struct server {
 	struct node_api *node;
 	struct admin_api *admin;
 	struct server_http *http;
+	struct psat *psat;
+	/* The bundle ConfigMap publisher (optional): one publication in flight at a time. */
+	struct k8s_api *k8s;
+	char cm_ns[256], cm_name[256];
+	uv_work_t publish_work;
+	bool publishing, publish_again;
+	int64_t next_publish;
+	char *publish_pem;
+	char publish_err[256];
+	int publish_rc;
+	bool publish_changed;
 	uv_async_t changed;
 	uv_timer_t tick;
 	uv_signal_t sigterm, sigint;
@@ -70,6 +84,60 @@ static void hook_changed(void *ud)
 	uv_async_send(&s->changed);
 }
 
+
+/* ---- the bundle ConfigMap (Kubernetes), published from a worker thread ---- */
+
+static void publish_work(uv_work_t *w)
+{
+	struct server *s = w->data;
+	s->publish_rc = k8s_bundle_publish(s->k8s, s->cm_ns, s->cm_name,
+					   s->cfg.k8s_bundle_configmap_key, s->publish_pem,
+					   &s->publish_changed, s->publish_err,
+					   sizeof(s->publish_err));
+}
+
+static void publish_bundle(struct server *s);
+
+static void publish_done(uv_work_t *w, int status)
+{
+	struct server *s = w->data;
+	s->publishing = false;
+	free(s->publish_pem);
+	s->publish_pem = NULL;
+	if (status == 0 && s->publish_rc == 0) {
+		if (s->publish_changed)
+			log_info("bundle published to ConfigMap %s/%s", s->cm_ns, s->cm_name);
+		s->next_publish = now_unix() + 300;
+	} else {
+		log_warn("cannot publish the bundle to ConfigMap %s/%s (will retry): %s", s->cm_ns,
+			 s->cm_name, status ? "cancelled" : s->publish_err);
+		s->next_publish = now_unix() + 10;
+	}
+	if (s->publish_again && !s->stopping) {
+		s->publish_again = false;
+		publish_bundle(s);
+	}
+}
+
+static void publish_bundle(struct server *s)
+{
+	if (!s->k8s || s->stopping)
+		return;
+	if (s->publishing) {
+		s->publish_again = true;
+		return;
+	}
+	if (hook_bundle_pem(s, &s->publish_pem) < 0)
+		return;
+	s->publishing = true;
+	s->publish_work.data = s;
+	if (uv_queue_work(&s->loop, &s->publish_work, publish_work, publish_done) != 0) {
+		s->publishing = false;
+		free(s->publish_pem);
+		s->publish_pem = NULL;
+	}
+}
+
 /* ---- the loop ---- */
 
 static void on_changed(uv_async_t *a)
@@ -88,9 +156,14 @@ static void on_tick(uv_timer_t *t)
 		int r = ca_rotate(s->ca, now, err, sizeof(err));
 		if (r < 0)
 			log_error("CA rotation failed (will retry): %s", err);
-		else if (r)
+		else if (r) {
 			node_api_ca_changed(s->node);
+			if (r & CA_CHANGED_BUNDLE)
+				publish_bundle(s);
+		}
 	}
+	if (s->k8s && now >= s->next_publish)
+		publish_bundle(s);
 	if (now >= s->next_prune) {
 		ds_token_prune(s->ds, now);
 		s->next_prune = now + 60;
@@ -229,6 +302,41 @@ static int cmd_run(int argc, char **argv)
 		log_error("admin API: %s", err);
 		goto out;
 	}
+	if (s->cfg.k8s_psat_cluster || s->cfg.k8s_bundle_configmap) {
+		struct k8s_api_options ko = {
+			.url = s->cfg.k8s_api_url,
+			.token_path = s->cfg.k8s_api_token_path,
+			.ca_path = s->cfg.k8s_api_ca_path,
+			.insecure_skip_verify = s->cfg.k8s_api_insecure_skip_verify,
+		};
+		if (s->cfg.k8s_psat_cluster) {
+			struct psat_options po = {
+				.cluster = s->cfg.k8s_psat_cluster,
+				.audience = s->cfg.k8s_psat_audience,
+				.allowed_sas = s->cfg.k8s_psat_allowed_service_accounts.v,
+				.n_allowed = s->cfg.k8s_psat_allowed_service_accounts.n,
+				.api = ko,
+			};
+			s->psat = psat_new(&po, err, sizeof(err));
+			if (!s->psat) {
+				log_error("k8s_psat: %s", err);
+				goto out;
+			}
+		}
+		if (s->cfg.k8s_bundle_configmap) {
+			if (k8s_bundle_parse_ref(s->cfg.k8s_bundle_configmap, s->cm_ns,
+						 sizeof(s->cm_ns), s->cm_name, sizeof(s->cm_name),
+						 err, sizeof(err)) < 0) {
+				log_error("k8s_bundle_configmap: %s", err);
+				goto out;
+			}
+			s->k8s = k8s_api_new(&ko, err, sizeof(err));
+			if (!s->k8s) {
+				log_error("k8s_bundle_configmap: %s", err);
+				goto out;
+			}
+		}
+	}
 	struct node_api_options no = {
 		.bind_address = s->cfg.bind_address,
 		.port = (int)s->cfg.bind_port,
@@ -236,6 +344,7 @@ static int cmd_run(int argc, char **argv)
 		.default_x509_svid_ttl = s->cfg.default_x509_svid_ttl,
 		.default_jwt_svid_ttl = s->cfg.default_jwt_svid_ttl,
 		.agent_svid_ttl = s->cfg.agent_svid_ttl,
+		.psat = s->psat,
 	};
 	if (node_api_start(&s->loop, &no, s->ds, s->ca, &s->node, err, sizeof(err)) < 0) {
 		log_error("node API: %s", err);
@@ -274,6 +383,9 @@ out:
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);
 	}
+	psat_free(s->psat);
+	k8s_api_free(s->k8s);
+	free(s->publish_pem);
 	ca_close(s->ca);
 	datastore_close(s->ds);
 	if (s->lock_fd >= 0)

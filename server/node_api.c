@@ -46,6 +46,7 @@ struct node_api {
 	char *trust_domain;
 	char *server_id;
 	int64_t default_x509_ttl, default_jwt_ttl, agent_ttl;
+	struct psat *psat;
 	struct grpc_server *grpc;
 	lkey *tls_key;
 	int64_t tls_renew_at;
@@ -557,6 +558,141 @@ static int sign_agent(struct node_api *n, struct grpc_call *call, const char *ag
 	return 0;
 }
 
+
+/* ---- k8s_psat: the token is checked against the cluster's API server on a worker thread ---- */
+
+struct psat_job {
+	uv_work_t work;
+	struct node_api *api;
+	struct grpc_call *call;
+	Lanyard__Node__V1__AttestRequest *req;
+	struct psat_result res;
+	int rc;
+	char err[256];
+};
+
+static void psat_work(uv_work_t *w)
+{
+	struct psat_job *j = w->data;
+	j->rc = psat_attest(j->api->psat, j->api->trust_domain, (const char *)j->req->payload.data,
+			    j->req->payload.len, &j->res, j->err, sizeof(j->err));
+}
+
+static void psat_after(uv_work_t *w, int status)
+{
+	struct psat_job *j = w->data;
+	struct node_api *n = j->api;
+	struct grpc_call *call = j->call;
+	uint8_t *chain = NULL;
+	size_t chain_len = 0;
+	struct agent_record *prev = NULL;
+	if (grpc_call_is_closed(call))
+		goto out;
+	if (status != 0) {
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "attestation was cancelled");
+		n->stats.attest_err++;
+		goto out;
+	}
+	if (j->rc < 0) {
+		int code = j->rc == PSAT_DENIED	       ? GRPC_STATUS_PERMISSION_DENIED
+			   : j->rc == PSAT_UNAVAILABLE ? GRPC_STATUS_UNAVAILABLE
+						       : GRPC_STATUS_INTERNAL;
+		finishf(call, code, "k8s_psat attestation failed: %s", j->err);
+		log_warn("node API: k8s_psat attestation refused: %s", j->err);
+		n->stats.attest_err++;
+		goto out;
+	}
+	/* The same node attests again with a fresh token and gets the same ID: a ban on that ID
+	 * must hold. */
+	if (ds_agent_get(n->ds, j->res.agent_id, &prev) == 0 && prev->banned) {
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is banned", j->res.agent_id);
+		n->stats.attest_err++;
+		goto out;
+	}
+	int64_t not_after;
+	char serial[80];
+	if (sign_agent(n, call, j->res.agent_id, j->req->csr, &chain, &chain_len, &not_after, serial,
+		       sizeof(serial)) < 0) {
+		n->stats.attest_err++;
+		goto out;
+	}
+	struct agent_record rec = {
+		.spiffe_id = j->res.agent_id,
+		.attestor = (char *)"k8s_psat",
+		.selectors = j->res.selectors,
+		.n_selectors = j->res.n_selectors,
+		.serial = serial,
+		.not_after = not_after,
+		.created_at = now_unix(),
+		.last_seen = now_unix(),
+	};
+	if (ds_agent_upsert(n->ds, &rec) < 0) {
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
+		n->stats.attest_err++;
+		goto out;
+	}
+	Lanyard__Node__V1__AttestResponse resp = LANYARD__NODE__V1__ATTEST_RESPONSE__INIT;
+	resp.spiffe_id = j->res.agent_id;
+	resp.svid.data = chain;
+	resp.svid.len = chain_len;
+	resp.bundle = bundle_pb(n);
+	grpc_call_send_pb(call, &resp.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	bundle_pb_free(resp.bundle);
+	n->stats.attest_ok++;
+	log_info("node API: agent %s attested (k8s_psat, node %s)", j->res.agent_id,
+		 j->res.node_name ? j->res.node_name : "?");
+out:
+	agent_record_free(prev);
+	free(chain);
+	if (j->rc == 0)
+		psat_result_free(&j->res);
+	secure_zero(j->req->payload.data, j->req->payload.len);
+	lanyard__node__v1__attest_request__free_unpacked(j->req, NULL);
+	grpc_call_unref(call);
+	free(j);
+}
+
+/* Takes over req. */
+static void attest_psat(struct node_api *n, struct grpc_call *call,
+			Lanyard__Node__V1__AttestRequest *req)
+{
+	char err[256];
+	struct csr_info ci = {0};
+	if (!n->psat) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "k8s_psat node attestation is not enabled on this server "
+				 "(k8s_psat_cluster is not set)");
+		goto fail;
+	}
+	if (req->payload.len == 0 || req->payload.len > PSAT_TOKEN_MAX) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "service account token missing or too long");
+		goto fail;
+	}
+	if (x509_csr_parse(req->csr.data, req->csr.len, &ci, err, sizeof(err)) < 0) {
+		finishf(call, GRPC_STATUS_INVALID_ARGUMENT, "bad CSR: %s", err);
+		goto fail;
+	}
+	csr_info_free(&ci);
+	struct psat_job *j = xcalloc(1, sizeof(*j));
+	j->api = n;
+	j->call = call;
+	j->req = req;
+	j->work.data = j;
+	grpc_call_ref(call);
+	if (uv_queue_work(n->loop, &j->work, psat_work, psat_after) != 0) {
+		grpc_call_unref(call);
+		free(j);
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "cannot schedule attestation");
+		goto fail;
+	}
+	return;
+fail:
+	n->stats.attest_err++;
+	lanyard__node__v1__attest_request__free_unpacked(req, NULL);
+}
+
 static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct node_api *n = api_of(call);
@@ -566,6 +702,11 @@ static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 	size_t chain_len = 0;
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed AttestRequest");
+		goto out;
+	}
+	if (strcmp(req->attestor, "k8s_psat") == 0) {
+		attest_psat(n, call, req);
+		req = NULL; /* taken over */
 		goto out;
 	}
 	if (strcmp(req->attestor, "join_token") != 0) {
@@ -971,6 +1112,7 @@ int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct dat
 	n->default_x509_ttl = o->default_x509_svid_ttl;
 	n->default_jwt_ttl = o->default_jwt_svid_ttl;
 	n->agent_ttl = o->agent_svid_ttl;
+	n->psat = o->psat;
 	n->index_counter = -1;
 	uv_timer_init(loop, &n->tls_timer);
 	n->tls_timer.data = n;

@@ -12,6 +12,7 @@
 
 #include "ca.h"
 #include "datastore.h"
+#include "psat.h"
 
 struct node_api_options {
 	const char *bind_address;
@@ -20,6 +21,7 @@ struct node_api_options {
 	int64_t default_x509_svid_ttl;
 	int64_t default_jwt_svid_ttl;
 	int64_t agent_svid_ttl;
+	struct psat *psat; /* k8s_psat node attestation; NULL = not offered. Not owned. */
 };
 
 struct node_api_stats {

@@ -48,6 +48,26 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "debug, info, warn or error"},
 	{.name = "log_format", .type = CFG_ENUM, OPT(log_format), .def = "text",
 	 .choices = log_formats, .doc = "text or json"},
+	{.name = "k8s_psat_cluster", .type = CFG_STRING, OPT(k8s_psat_cluster),
+	 .doc = "enables k8s_psat node attestation: the cluster's name in agent IDs and selectors"},
+	{.name = "k8s_psat_audience", .type = CFG_STRING, OPT(k8s_psat_audience),
+	 .def = "lanyard-server", .doc = "audience agents' projected service account tokens must have"},
+	{.name = "k8s_psat_allowed_service_accounts", .type = CFG_STRING_LIST,
+	 OPT(k8s_psat_allowed_service_accounts), .def = "[]",
+	 .doc = "\"namespace:serviceaccount\" of the agents allowed to attest with k8s_psat"},
+	{.name = "k8s_api_url", .type = CFG_STRING, OPT(k8s_api_url),
+	 .doc = "Kubernetes API server URL (default: in-cluster, from KUBERNETES_SERVICE_HOST)"},
+	{.name = "k8s_api_token_path", .type = CFG_STRING, OPT(k8s_api_token_path),
+	 .doc = "bearer token for the API server (default: the pod's service account token)"},
+	{.name = "k8s_api_ca_path", .type = CFG_STRING, OPT(k8s_api_ca_path),
+	 .doc = "CA certificate of the API server (default: the pod's service account CA)"},
+	{.name = "k8s_api_insecure_skip_verify", .type = CFG_BOOL,
+	 OPT(k8s_api_insecure_skip_verify), .def = "false",
+	 .doc = "do not verify the API server's certificate (testing only)"},
+	{.name = "k8s_bundle_configmap", .type = CFG_STRING, OPT(k8s_bundle_configmap),
+	 .doc = "\"namespace/name\" of a ConfigMap the server keeps the bundle PEM in (optional)"},
+	{.name = "k8s_bundle_configmap_key", .type = CFG_STRING, OPT(k8s_bundle_configmap_key),
+	 .def = "bundle.crt", .doc = "key of the bundle in that ConfigMap"},
 };
 const size_t server_config_n_options = ARRAY_LEN(server_config_options);
 
@@ -64,6 +84,13 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 	}
 	if (!!cfg->upstream_ca_cert != !!cfg->upstream_ca_key) {
 		snprintf(err, errlen, "%s: keys 'upstream_ca_cert' and 'upstream_ca_key' go together",
+			 path);
+		return -1;
+	}
+	if (cfg->k8s_psat_cluster && cfg->k8s_psat_allowed_service_accounts.n == 0) {
+		snprintf(err, errlen,
+			 "%s: key 'k8s_psat_allowed_service_accounts' must list at least one "
+			 "\"namespace:serviceaccount\" when k8s_psat_cluster is set",
 			 path);
 		return -1;
 	}

@@ -26,6 +26,16 @@ struct server_config {
 	char *upstream_ca_key;
 	char *log_level;
 	char *log_format;
+	/* Kubernetes: k8s_psat node attestation and the bundle ConfigMap (both optional). */
+	char *k8s_psat_cluster;
+	char *k8s_psat_audience;
+	struct cfg_list k8s_psat_allowed_service_accounts;
+	char *k8s_api_url;
+	char *k8s_api_token_path;
+	char *k8s_api_ca_path;
+	bool k8s_api_insecure_skip_verify;
+	char *k8s_bundle_configmap;
+	char *k8s_bundle_configmap_key;
 };
 
 extern const struct cfg_option server_config_options[];
