@@ -596,6 +596,7 @@ static int x509_next(struct grpc_stream *s, int timeout_ms, X509SVIDResponse **o
 	size_t len = 0;
 	int r = grpc_stream_next(s, timeout_ms, &msg, &len, status, err, errlen);
 
+	*out = NULL;
 	if (r == 1) {
 		*out = x509_svidresponse__unpack(NULL, len, msg);
 		assert_non_null(*out);
@@ -611,7 +612,7 @@ static void stream_updates_and_end(void **state)
 	const char *sel[] = {f->uid_sel};
 	struct grpc_client *g;
 	struct grpc_stream *s;
-	X509SVIDResponse *r;
+	X509SVIDResponse *r = NULL;
 	struct snapshot *snap, *cur;
 	struct leaf first, second;
 	struct workload_api_stats st;
@@ -680,7 +681,7 @@ static void stream_waits_for_svid(void **state)
 	struct grpc_client *g;
 	struct grpc_stream *s, *bs;
 	struct snapshot *snap;
-	X509SVIDResponse *r;
+	X509SVIDResponse *r = NULL;
 	X509BundlesResponse *br;
 	uint8_t *msg;
 	size_t len;
@@ -857,7 +858,7 @@ static void many_streams(void **state)
 	struct grpc_client *g[CONNS];
 	struct grpc_stream *s[CONNS][PER_CONN];
 	struct workload_api_stats st;
-	X509SVIDResponse *r;
+	X509SVIDResponse *r = NULL;
 	int status;
 	char err[256];
 
