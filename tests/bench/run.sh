@@ -232,8 +232,12 @@ JSON
 			--to "$level" --seconds 2 --timeout 480
 		prev=$level
 	done
+	# Restart again, now with N_BIG persisted SVIDs to load.
 	stop_pid "$AGENT_PID"
 	stop_pid "$SRV_PID"
+	run "$BENCH/bench_agent" restart --agent-bin "$BIN/lanyard-agent" --config "$A/agent.json" \
+		--socket "$AGENT_SOCK" --log "$A/agent.log" --server-port "$SRV_PORT" \
+		--runs 3 --timeout 60 --name restart_ready_10000_ms
 fi
 
 # ---- summary ----
