@@ -7,7 +7,7 @@ pkgs=(
 	build-essential cmake pkg-config
 	libwolfssl-dev libmicrohttpd-dev libjansson-dev libcmocka-dev libnghttp2-dev
 	libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libuv1-dev libcurl4-openssl-dev
-	openssl curl util-linux procps sqlite3 chromium python3-yaml clang libclang-rt-14-dev
+	openssl curl util-linux procps sqlite3 chromium python3-yaml
 	python3 python3-grpcio python3-grpc-tools python3-cryptography
 )
 

@@ -57,6 +57,13 @@ for w in "${want[@]}"; do
 	[ -f "$src/tests/fuzz/fuzz_$w.c" ] || { echo "no harness named $w (see -l)" >&2; exit 2; }
 done
 
+# libFuzzer comes with clang's runtime: install both on a fresh Debian 12 machine.
+if [ -z "${CC:-}" ] && ! dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null | grep -q "ok installed"; then
+	sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends clang libclang-rt-14-dev ||
+		{ echo "run.sh: cannot install clang and libclang-rt-14-dev" >&2; exit 2; }
+fi
 cc="${CC:-}"
 if [ -z "$cc" ]; then
 	for c in clang clang-14 clang-15 clang-16; do
