@@ -98,8 +98,11 @@ int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len,
 			  d->hdr[4];
 		if (d->need > d->max)
 			return deframe_fail(d, GRPC_DEFRAME_TOO_LARGE);
-		/* One extra byte so that an empty message is still a non-NULL allocation. */
-		d->buf = malloc(d->need + 1);
+		/* The buffer grows with the data that actually arrives: a peer that only announces a
+		 * large message costs nothing (the node API reads Attest before authentication). One
+		 * extra byte so that an empty message is still a non-NULL allocation. */
+		d->cap = d->need < 4096 ? d->need + 1 : 4096;
+		d->buf = malloc(d->cap);
 		if (!d->buf)
 			return deframe_fail(d, GRPC_DEFRAME_NOMEM);
 		d->have = 0;
@@ -107,6 +110,18 @@ int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len,
 	n = d->need - d->have;
 	if (n > len - off)
 		n = len - off;
+	if (d->have + n + 1 > d->cap) {
+		size_t cap = d->cap;
+		while (cap < d->have + n + 1)
+			cap *= 2;
+		if (cap > d->need + 1)
+			cap = d->need + 1;
+		uint8_t *nb = realloc(d->buf, cap);
+		if (!nb)
+			return deframe_fail(d, GRPC_DEFRAME_NOMEM);
+		d->buf = nb;
+		d->cap = cap;
+	}
 	if (n)
 		memcpy(d->buf + d->have, data + off, n);
 	d->have += n;

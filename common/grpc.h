@@ -62,6 +62,7 @@ struct grpc_deframer {
 	uint8_t *buf;    /* message being assembled, NULL between messages */
 	size_t need;     /* its declared length */
 	size_t have;
+	size_t cap;      /* allocated, grows up to need + 1 as data arrives */
 	size_t max;
 	bool failed;     /* after an error every feed fails the same way */
 	int error;
