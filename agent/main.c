@@ -72,25 +72,8 @@ static int lock_data_dir(struct agent *a, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/agent.lock", a->cfg.data_dir);
-	a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (a->lock_fd < 0) {
-		snprintf(err, errlen, "cannot open %.300s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		char pid[32] = "";
-		ssize_t n = pread(a->lock_fd, pid, sizeof(pid) - 1, 0);
-		pid[n > 0 ? n : 0] = 0;
-		pid[strcspn(pid, "\n")] = 0;
-		snprintf(err, errlen, "data_dir %.300s is in use by another lanyard-agent (pid %s)",
-			 a->cfg.data_dir, pid[0] ? pid : "?");
-		return -1;
-	}
-	char buf[32];
-	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(a->lock_fd, 0) == 0 && pwrite(a->lock_fd, buf, (size_t)n, 0) < 0)
-		log_warn("cannot write %s", path);
-	return 0;
+	a->lock_fd = lockfile_acquire(path, "lanyard-agent", err, errlen);
+	return a->lock_fd < 0 ? -1 : 0;
 }
 
 /* The Workload API with the attestors the configuration asks for: unix always, k8s when

@@ -16,17 +16,6 @@
 #define STATE_VERSION 1
 #define MAX_FILE (512u << 20)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static void path_of(char *buf, size_t len, const char *dir, const char *name)
 {
 	snprintf(buf, len, "%s/%s", dir, name);
@@ -36,19 +25,19 @@ int persist_prepare_dir(const char *dir, char *err, size_t errlen)
 {
 	int r = mkdir_p(dir, 0700);
 	if (r < 0)
-		return fail(err, errlen, "cannot create data_dir %s: %s", dir, strerror(-r));
+		return errorf(err, errlen, "cannot create data_dir %s: %s", dir, strerror(-r));
 	struct stat st;
 	if (stat(dir, &st) < 0)
-		return fail(err, errlen, "cannot stat data_dir %s: %s", dir, strerror(errno));
+		return errorf(err, errlen, "cannot stat data_dir %s: %s", dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, "data_dir %s is not a directory", dir);
+		return errorf(err, errlen, "data_dir %s is not a directory", dir);
 	if (st.st_uid != geteuid())
-		return fail(err, errlen, "data_dir %s belongs to uid %u, not to this agent (uid %u)",
+		return errorf(err, errlen, "data_dir %s belongs to uid %u, not to this agent (uid %u)",
 			    dir, (unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		/* The directory holds private keys: tighten it rather than refuse, since we own it. */
 		if (chmod(dir, st.st_mode & 0700) < 0)
-			return fail(err, errlen, "data_dir %s has mode %04o and chmod 0700 failed: %s",
+			return errorf(err, errlen, "data_dir %s has mode %04o and chmod 0700 failed: %s",
 				    dir, (unsigned)(st.st_mode & 07777), strerror(errno));
 	}
 	return 0;
@@ -63,20 +52,20 @@ static int read_private(const char *path, uint8_t **out, size_t *len, char *err,
 	if (stat(path, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+		return errorf(err, errlen, "cannot stat %s: %s", path, strerror(errno));
 	}
 	int r = file_check_private(path);
 	if (r == -EPERM)
-		return fail(err, errlen,
+		return errorf(err, errlen,
 			    "refusing to use %s: it holds private keys and its mode %04o lets group "
 			    "or others access it (run: chmod 600 %s)",
 			    path, (unsigned)(st.st_mode & 07777), path);
 	if (r < 0)
-		return fail(err, errlen, "cannot use %s: %s", path,
+		return errorf(err, errlen, "cannot use %s: %s", path,
 			    r == -EINVAL ? "not a regular file" : strerror(-r));
 	r = file_read_all(path, MAX_FILE, out, len);
 	if (r < 0)
-		return fail(err, errlen, "cannot read %s: %s", path, strerror(-r));
+		return errorf(err, errlen, "cannot read %s: %s", path, strerror(-r));
 	return 0;
 }
 
@@ -88,7 +77,7 @@ static int read_public(const char *path, uint8_t **out, size_t *len, char *err, 
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)
-		return fail(err, errlen, "cannot read %s: %s", path, strerror(-r));
+		return errorf(err, errlen, "cannot read %s: %s", path, strerror(-r));
 	return 0;
 }
 
@@ -106,11 +95,11 @@ static int load_pem_certs(const char *path, uint8_t **der, size_t *der_len, char
 	int r = pem_decode_concat((const char *)buf, len, "CERTIFICATE", der, der_len);
 	free(buf);
 	if (r < 0)
-		return fail(err, errlen, "%s: malformed PEM", path);
+		return errorf(err, errlen, "%s: malformed PEM", path);
 	if (*der_len == 0) {
 		free(*der);
 		*der = NULL;
-		return fail(err, errlen, "%s: no CERTIFICATE block", path);
+		return errorf(err, errlen, "%s: no CERTIFICATE block", path);
 	}
 	return 0;
 }
@@ -298,18 +287,18 @@ static int load_state(const char *dir, int64_t now, struct persist_data *d, char
 	secure_zero(buf, len);
 	free(buf);
 	if (!root)
-		return fail(err, errlen, "%s:%d:%d: corrupt state file: %s", path, je.line,
+		return errorf(err, errlen, "%s:%d:%d: corrupt state file: %s", path, je.line,
 			    je.column, je.text);
 	int ret = -1;
 	json_t *entries = json_object_get(root, "entries");
 	json_t *tokens = json_object_get(root, "used_tokens");
 	if (!json_is_object(root) || jint(root, "version") != STATE_VERSION ||
 	    !json_is_array(entries) || (tokens && !json_is_array(tokens))) {
-		fail(err, errlen, "%s: corrupt state file (unknown version or layout)", path);
+		errorf(err, errlen, "%s: corrupt state file (unknown version or layout)", path);
 		goto out;
 	}
 	if (tokens && jstrv(root, "used_tokens", &d->used_tokens, &d->n_used_tokens) < 0) {
-		fail(err, errlen, "%s: corrupt state file (used_tokens)", path);
+		errorf(err, errlen, "%s: corrupt state file (used_tokens)", path);
 		goto out;
 	}
 	size_t n = json_array_size(entries);
@@ -319,7 +308,7 @@ static int load_state(const char *dir, int64_t now, struct persist_data *d, char
 		json_t *o = json_array_get(entries, i);
 		struct cache_entry *e = json_is_object(o) ? entry_from_json(o) : NULL;
 		if (!e) {
-			fail(err, errlen, "%s: corrupt state file (entry %zu)", path, i);
+			errorf(err, errlen, "%s: corrupt state file (entry %zu)", path, i);
 			goto out;
 		}
 		d->entries[d->n_entries++] = e;
@@ -328,7 +317,7 @@ static int load_state(const char *dir, int64_t now, struct persist_data *d, char
 			continue;
 		struct svid *v = svid_from_json(so, e);
 		if (!v) {
-			fail(err, errlen, "%s: corrupt state file (SVID of entry %s)", path, e->id);
+			errorf(err, errlen, "%s: corrupt state file (SVID of entry %s)", path, e->id);
 			goto out;
 		}
 		if (v->not_after <= now) {
@@ -341,7 +330,7 @@ static int load_state(const char *dir, int64_t now, struct persist_data *d, char
 	qsort(d->svids, d->n_svids, sizeof(*d->svids), cmp_svid);
 	for (size_t i = 1; i < d->n_entries; i++) {
 		if (strcmp(d->entries[i - 1]->id, d->entries[i]->id) == 0) {
-			fail(err, errlen, "%s: corrupt state file (entry %s twice)", path,
+			errorf(err, errlen, "%s: corrupt state file (entry %s twice)", path,
 			     d->entries[i]->id);
 			goto out;
 		}
@@ -370,12 +359,12 @@ static int load_bundle(const char *dir, struct persist_data *d, char *err, size_
 	json_t *root = json_loadb((const char *)buf, len, 0, &je);
 	free(buf);
 	if (!root)
-		return fail(err, errlen, "%s:%d:%d: corrupt bundle file: %s", path, je.line,
+		return errorf(err, errlen, "%s:%d:%d: corrupt bundle file: %s", path, je.line,
 			    je.column, je.text);
 	int ret = -1;
 	json_t *jwks = json_object_get(root, "jwt_bundle");
 	if (!json_is_object(root) || !json_is_object(jwks)) {
-		fail(err, errlen, "%s: corrupt bundle file", path);
+		errorf(err, errlen, "%s: corrupt bundle file", path);
 		goto out;
 	}
 	d->trust_domain = jstr(root, "trust_domain");
@@ -402,7 +391,7 @@ static int load_agent(const char *dir, struct persist_data *d, char *err, size_t
 	secure_zero(buf, len);
 	free(buf);
 	if (r < 0 || d->agent_key_len == 0)
-		return fail(err, errlen, "%s: no PKCS#8 PRIVATE KEY block", path);
+		return errorf(err, errlen, "%s: no PKCS#8 PRIVATE KEY block", path);
 	path_of(path, sizeof(path), dir, "agent_svid.pem");
 	if (load_pem_certs(path, &d->agent_chain, &d->agent_chain_len, err, errlen) < 0)
 		return -1;
@@ -433,7 +422,7 @@ int persist_save_agent(const char *dir, const uint8_t *key_der, size_t key_len,
 	char *kpem = pem_encode("PRIVATE KEY", key_der, key_len);
 	char *cpem = certs_to_pem(chain, chain_len);
 	if (!kpem || !cpem) {
-		fail(err, errlen, "cannot encode the agent key or SVID as PEM");
+		errorf(err, errlen, "cannot encode the agent key or SVID as PEM");
 		goto out;
 	}
 	/* The certificate goes first: a key without a certificate is ignored at load, whereas a
@@ -452,7 +441,7 @@ int persist_save_agent(const char *dir, const uint8_t *key_der, size_t key_len,
 			r = -errno;
 	}
 	if (r < 0) {
-		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 		goto out;
 	}
 	ret = 0;
@@ -475,13 +464,13 @@ int persist_save_bundle(const char *dir, const char *trust_domain, const uint8_t
 	json_t *root = NULL;
 	char *pem = certs_to_pem(bundle, bundle_len);
 	if (!pem) {
-		fail(err, errlen, "cannot encode the bundle as PEM");
+		errorf(err, errlen, "cannot encode the bundle as PEM");
 		goto out;
 	}
 	path_of(path, sizeof(path), dir, "bundle.pem");
 	int r = file_write_atomic(path, pem, strlen(pem), 0644);
 	if (r < 0) {
-		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 		goto out;
 	}
 	json_t *jwks = json_loads(jwt_bundle ? jwt_bundle : "{\"keys\":[]}", 0, NULL);
@@ -493,13 +482,13 @@ int persist_save_bundle(const char *dir, const char *trust_domain, const uint8_t
 			 "sequence", (json_int_t)sequence, "jwt_bundle", jwks);
 	text = root ? json_dumps(root, JSON_INDENT(1)) : NULL;
 	if (!text) {
-		fail(err, errlen, "cannot encode bundle.json");
+		errorf(err, errlen, "cannot encode bundle.json");
 		goto out;
 	}
 	path_of(path, sizeof(path), dir, "bundle.json");
 	r = file_write_atomic(path, text, strlen(text), 0644);
 	if (r < 0) {
-		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 		goto out;
 	}
 	ret = 0;
@@ -561,7 +550,7 @@ int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_
 	json_t *root = json_pack("{s:i, s:o, s:O}", "version", STATE_VERSION, "used_tokens",
 				 strv_json(used_tokens, n_used_tokens), "entries", arr);
 	if (!root || !arr) {
-		fail(err, errlen, "cannot encode state.json");
+		errorf(err, errlen, "cannot encode state.json");
 		goto out;
 	}
 	/* Entries and SVIDs are both sorted by id: walk them together. */
@@ -573,7 +562,7 @@ int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_
 			j < n_svids && strcmp(svids[j]->entry_id, entries[i]->id) == 0 ? svids[j] : NULL;
 		json_t *o = entry_json(entries[i], v);
 		if (!o || json_array_append_new(arr, o) < 0) {
-			fail(err, errlen, "cannot encode state.json");
+			errorf(err, errlen, "cannot encode state.json");
 			goto out;
 		}
 	}
@@ -581,18 +570,18 @@ int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_
 	 * buffers freed by jansson. */
 	text_len = json_dumpb(root, NULL, 0, JSON_COMPACT);
 	if (text_len == 0) {
-		fail(err, errlen, "cannot encode state.json");
+		errorf(err, errlen, "cannot encode state.json");
 		goto out;
 	}
 	text = xmalloc(text_len);
 	if (json_dumpb(root, text, text_len, JSON_COMPACT) != text_len) {
-		fail(err, errlen, "cannot encode state.json");
+		errorf(err, errlen, "cannot encode state.json");
 		goto out;
 	}
 	path_of(path, sizeof(path), dir, "state.json");
 	int r = file_write_atomic(path, text, text_len, 0600);
 	if (r < 0) {
-		fail(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 		goto out;
 	}
 	ret = 0;

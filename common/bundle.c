@@ -8,19 +8,6 @@
 #include "util.h"
 #include "x509.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 char *bundle_to_spiffe_json(const uint8_t *x509, size_t x509_len, const struct jwks *jwt,
 			    int64_t sequence, int64_t refresh_hint)
 {
@@ -124,17 +111,17 @@ int bundle_from_spiffe_json(const char *json, size_t len, uint8_t **x509, size_t
 	if (jwt)
 		*jwt = NULL;
 	if (!json) {
-		set_err(err, errlen, "no bundle");
+		errorf(err, errlen, "no bundle");
 		return -1;
 	}
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(root)) {
-		set_err(err, errlen, "bundle is not a JSON object: %s", root ? "" : je.text);
+		errorf(err, errlen, "bundle is not a JSON object: %s", root ? "" : je.text);
 		goto out;
 	}
 	const json_t *keys = json_object_get(root, "keys");
 	if (!json_is_array(keys)) {
-		set_err(err, errlen, "bundle has no \"keys\" array");
+		errorf(err, errlen, "bundle has no \"keys\" array");
 		goto out;
 	}
 	json_array_foreach(keys, i, k) {
@@ -144,7 +131,7 @@ int bundle_from_spiffe_json(const char *json, size_t len, uint8_t **x509, size_t
 		const json_t *x5c = json_object_get(k, "x5c");
 		if (!json_is_array(x5c) || json_array_size(x5c) != 1 ||
 		    !json_is_string(json_array_get(x5c, 0))) {
-			set_err(err, errlen, "x509-svid key %zu must have exactly one x5c certificate", i);
+			errorf(err, errlen, "x509-svid key %zu must have exactly one x5c certificate", i);
 			goto out;
 		}
 		const json_t *c = json_array_get(x5c, 0);
@@ -152,19 +139,19 @@ int bundle_from_spiffe_json(const char *json, size_t len, uint8_t **x509, size_t
 		size_t cert_len;
 		struct x509_info info;
 		if (base64_decode(json_string_value(c), json_string_length(c), &cert, &cert_len) < 0) {
-			set_err(err, errlen, "x509-svid key %zu: x5c is not base64", i);
+			errorf(err, errlen, "x509-svid key %zu: x5c is not base64", i);
 			goto out;
 		}
 		if (x509_parse(cert, cert_len, &info, NULL, 0) < 0) {
 			free(cert);
-			set_err(err, errlen, "x509-svid key %zu: not a certificate", i);
+			errorf(err, errlen, "x509-svid key %zu: not a certificate", i);
 			goto out;
 		}
 		x509_info_free(&info);
 		uint8_t *grown = realloc(der, der_len + cert_len);
 		if (!grown) {
 			free(cert);
-			set_err(err, errlen, "out of memory");
+			errorf(err, errlen, "out of memory");
 			goto out;
 		}
 		der = grown;

@@ -11,17 +11,6 @@
 
 #include "util.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static void *field(const struct cfg_option *o, void *out)
 {
 	return (char *)out + o->offset;
@@ -43,7 +32,7 @@ static int set_string_list(struct cfg_list *l, json_t *v, const char *where,
 	char shown[128];
 	if (!json_is_array(v)) {
 		show(v, shown, sizeof(shown));
-		return fail(err, errlen, "%s: key '%s': value %s is not a list of strings", where,
+		return errorf(err, errlen, "%s: key '%s': value %s is not a list of strings", where,
 			    o->name, shown);
 	}
 	for (size_t i = 0; i < l->n; i++)
@@ -56,7 +45,7 @@ static int set_string_list(struct cfg_list *l, json_t *v, const char *where,
 		if (!json_is_string(e)) {
 			show(e, shown, sizeof(shown));
 			l->n = i;
-			return fail(err, errlen, "%s: key '%s': element %s is not a string", where,
+			return errorf(err, errlen, "%s: key '%s': element %s is not a string", where,
 				    o->name, shown);
 		}
 		l->v[i] = xstrdup(json_string_value(e));
@@ -76,7 +65,7 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 	case CFG_STRING:
 	case CFG_ENUM: {
 		if (!json_is_string(v))
-			return fail(err, errlen, "%s: key '%s': value %s is not a string", where,
+			return errorf(err, errlen, "%s: key '%s': value %s is not a string", where,
 				    o->name, shown);
 		const char *s = json_string_value(v);
 		if (o->type == CFG_ENUM) {
@@ -89,7 +78,7 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 				snprintf(allowed + l, sizeof(allowed) - l, "%s%s", l ? ", " : "", *c);
 			}
 			if (!found)
-				return fail(err, errlen, "%s: key '%s': value %s is not one of: %s",
+				return errorf(err, errlen, "%s: key '%s': value %s is not one of: %s",
 					    where, o->name, shown, allowed);
 		}
 		free(*(char **)f);
@@ -105,7 +94,7 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 			const char *s = json_string_value(v);
 			if (o->type == CFG_DURATION) {
 				if (duration_parse(s, &n) < 0)
-					return fail(err, errlen,
+					return errorf(err, errlen,
 						    "%s: key '%s': value %s is not a duration (use 90s, "
 						    "5m, 1h, 2d or a number of seconds)",
 						    where, o->name, shown);
@@ -114,17 +103,17 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 				errno = 0;
 				long long ll = strtoll(s, &end, 10);
 				if (errno || end == s || *end)
-					return fail(err, errlen,
+					return errorf(err, errlen,
 						    "%s: key '%s': value %s is not an integer", where,
 						    o->name, shown);
 				n = ll;
 			}
 		} else {
-			return fail(err, errlen, "%s: key '%s': value %s is not %s", where, o->name,
+			return errorf(err, errlen, "%s: key '%s': value %s is not %s", where, o->name,
 				    shown, o->type == CFG_DURATION ? "a duration" : "an integer");
 		}
 		if (n < o->min || n > o->max)
-			return fail(err, errlen,
+			return errorf(err, errlen,
 				    "%s: key '%s': value %s is out of range (%lld to %lld)", where,
 				    o->name, shown, (long long)o->min, (long long)o->max);
 		*(int64_t *)f = n;
@@ -140,7 +129,7 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 			*(bool *)f = strcmp(json_string_value(v), "true") == 0;
 			return 0;
 		}
-		return fail(err, errlen, "%s: key '%s': value %s is not true or false", where,
+		return errorf(err, errlen, "%s: key '%s': value %s is not true or false", where,
 			    o->name, shown);
 	case CFG_DOUBLE: {
 		double d;
@@ -150,14 +139,14 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 			char *end;
 			d = strtod(json_string_value(v), &end);
 			if (end == json_string_value(v) || *end)
-				return fail(err, errlen, "%s: key '%s': value %s is not a number",
+				return errorf(err, errlen, "%s: key '%s': value %s is not a number",
 					    where, o->name, shown);
 		} else {
-			return fail(err, errlen, "%s: key '%s': value %s is not a number", where,
+			return errorf(err, errlen, "%s: key '%s': value %s is not a number", where,
 				    o->name, shown);
 		}
 		if (!isfinite(d) || d < o->dmin || d > o->dmax)
-			return fail(err, errlen, "%s: key '%s': value %s is out of range (%g to %g)",
+			return errorf(err, errlen, "%s: key '%s': value %s is out of range (%g to %g)",
 				    where, o->name, shown, o->dmin, o->dmax);
 		*(double *)f = d;
 		return 0;
@@ -165,7 +154,7 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 	case CFG_STRING_LIST:
 		return set_string_list(f, v, where, o, err, errlen);
 	}
-	return fail(err, errlen, "%s: key '%s': unsupported type", where, o->name);
+	return errorf(err, errlen, "%s: key '%s': unsupported type", where, o->name);
 }
 
 int config_defaults(const struct cfg_option *opts, size_t n, void *out, char *err, size_t errlen)
@@ -202,7 +191,7 @@ int config_set(const struct cfg_option *opts, size_t n, void *out, const char *k
 		json_decref(v);
 		return r;
 	}
-	return fail(err, errlen, "unknown option '%s'", key);
+	return errorf(err, errlen, "unknown option '%s'", key);
 }
 
 int config_load(const char *path, const struct cfg_option *opts, size_t n, void *out,
@@ -214,16 +203,16 @@ int config_load(const char *path, const struct cfg_option *opts, size_t n, void 
 	size_t len;
 	int r = file_read_all(path, 1 << 20, &buf, &len);
 	if (r < 0)
-		return fail(err, errlen, "cannot read config file %s: %s", path, strerror(-r));
+		return errorf(err, errlen, "cannot read config file %s: %s", path, strerror(-r));
 	json_error_t je;
 	json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
 	free(buf);
 	if (!root)
-		return fail(err, errlen, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column,
+		return errorf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column,
 			    je.text);
 	int ret = -1;
 	if (!json_is_object(root)) {
-		fail(err, errlen, "%s: the configuration must be a JSON object", path);
+		errorf(err, errlen, "%s: the configuration must be a JSON object", path);
 		goto out;
 	}
 	const char *key;
@@ -234,7 +223,7 @@ int config_load(const char *path, const struct cfg_option *opts, size_t n, void 
 			if (strcmp(opts[i].name, key) == 0)
 				o = &opts[i];
 		if (!o) {
-			fail(err, errlen, "%s: unknown key '%s'", path, key);
+			errorf(err, errlen, "%s: unknown key '%s'", path, key);
 			goto out;
 		}
 		if (json_is_null(v))
@@ -249,7 +238,7 @@ int config_load(const char *path, const struct cfg_option *opts, size_t n, void 
 		bool missing = (opts[i].type == CFG_STRING || opts[i].type == CFG_ENUM) &&
 			       !*(char **)f;
 		if (missing) {
-			fail(err, errlen, "%s: required key '%s' is missing", path, opts[i].name);
+			errorf(err, errlen, "%s: required key '%s' is missing", path, opts[i].name);
 			goto out;
 		}
 	}

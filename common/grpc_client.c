@@ -84,18 +84,6 @@ struct grpc_client {
 	char err[256];
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int buf_append(struct buf *b, const void *data, size_t len)
 {
@@ -393,26 +381,26 @@ static void stream_final_status(const struct grpc_stream *s, int *status, char *
 {
 	if (s->local_error) {
 		*status = s->local_status;
-		set_err(err, errlen, "%s", s->local_msg);
+		errorf(err, errlen, "%s", s->local_msg);
 	} else if (s->http_status != 0 && s->http_status != 200) {
 		*status = http_to_grpc(s->http_status);
-		set_err(err, errlen, "HTTP status %d", s->http_status);
+		errorf(err, errlen, "HTTP status %d", s->http_status);
 	} else if (s->got_status) {
 		*status = s->status;
-		set_err(err, errlen, "%s", s->message ? s->message : "");
+		errorf(err, errlen, "%s", s->message ? s->message : "");
 	} else if (s->rst_code == NGHTTP2_CANCEL) {
 		*status = GRPC_STATUS_CANCELLED;
-		set_err(err, errlen, "stream cancelled by the server");
+		errorf(err, errlen, "stream cancelled by the server");
 	} else if (s->rst_code == NGHTTP2_REFUSED_STREAM) {
 		*status = GRPC_STATUS_UNAVAILABLE;
-		set_err(err, errlen, "stream refused by the server");
+		errorf(err, errlen, "stream refused by the server");
 	} else if (s->rst_code) {
 		*status = GRPC_STATUS_INTERNAL;
-		set_err(err, errlen, "stream reset by the server: %s",
+		errorf(err, errlen, "stream reset by the server: %s",
 			nghttp2_http2_strerror(s->rst_code));
 	} else {
 		*status = GRPC_STATUS_INTERNAL;
-		set_err(err, errlen, "response ended without grpc-status");
+		errorf(err, errlen, "response ended without grpc-status");
 	}
 }
 
@@ -672,28 +660,28 @@ static int tls_handshake(struct grpc_client *c, int64_t deadline, char *err, siz
 			break;
 		e = wolfSSL_get_error(c->ssl, rc);
 		if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) {
-			set_err(err, errlen, "TLS handshake with %s failed: %s", c->authority,
+			errorf(err, errlen, "TLS handshake with %s failed: %s", c->authority,
 				tls_error(c->ssl, rc, ebuf, sizeof(ebuf)));
 			return -1;
 		}
 		if (flush_socket(c) < 0) {
-			set_err(err, errlen, "TLS handshake with %s: %s", c->authority, c->err);
+			errorf(err, errlen, "TLS handshake with %s: %s", c->authority, c->err);
 			return -1;
 		}
 		rc = wait_fd(c->fd, buf_pending(&c->out) ? POLLIN | POLLOUT : POLLIN, deadline);
 		if (rc < 0) {
-			set_err(err, errlen, "TLS handshake with %s: %s", c->authority,
+			errorf(err, errlen, "TLS handshake with %s: %s", c->authority,
 				rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
 			return -1;
 		}
 		if (read_socket(c, true) < 0 || flush_socket(c) < 0) {
-			set_err(err, errlen, "TLS handshake with %s: %s", c->authority, c->err);
+			errorf(err, errlen, "TLS handshake with %s: %s", c->authority, c->err);
 			return -1;
 		}
 	}
 	if (wolfSSL_ALPN_GetProtocol(c->ssl, &proto, &plen) != WOLFSSL_SUCCESS || plen != 2 ||
 	    memcmp(proto, "h2", 2) != 0) {
-		set_err(err, errlen, "TLS handshake with %s: the server did not negotiate ALPN h2",
+		errorf(err, errlen, "TLS handshake with %s: the server did not negotiate ALPN h2",
 			c->authority);
 		return -1;
 	}
@@ -705,7 +693,7 @@ static int tls_handshake(struct grpc_client *c, int64_t deadline, char *err, siz
 		if (der && len > 0) {
 			c->peer_cert = malloc((size_t)len);
 			if (!c->peer_cert) {
-				set_err(err, errlen, "out of memory");
+				errorf(err, errlen, "out of memory");
 				return -1;
 			}
 			memcpy(c->peer_cert, der, (size_t)len);
@@ -727,7 +715,7 @@ static int client_start(struct grpc_client *c, int64_t deadline, char *err, size
 	if (c->tls && tls_handshake(c, deadline, err, errlen) < 0)
 		return -1;
 	if (nghttp2_session_callbacks_new(&cbs) != 0) {
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		return -1;
 	}
 	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
@@ -735,16 +723,16 @@ static int client_start(struct grpc_client *c, int64_t deadline, char *err, size
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	if (nghttp2_session_client_new(&c->session, cbs, c) != 0) {
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		goto out;
 	}
 	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, ARRAY_LEN(settings)) != 0 ||
 	    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
-		set_err(err, errlen, "HTTP/2 setup failed");
+		errorf(err, errlen, "HTTP/2 setup failed");
 		goto out;
 	}
 	if (send_pending(c) < 0) {
-		set_err(err, errlen, "%s", c->err);
+		errorf(err, errlen, "%s", c->err);
 		goto out;
 	}
 	rc = 0;
@@ -773,20 +761,20 @@ int grpc_client_connect_unix(const char *path, int timeout_ms, struct grpc_clien
 
 	*out = NULL;
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		set_err(err, errlen, "%s: socket path too long", path);
+		errorf(err, errlen, "%s: socket path too long", path);
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
 	fd = connect_addr(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline);
 	if (fd < 0) {
-		set_err(err, errlen, "connect %s: %s", path,
+		errorf(err, errlen, "connect %s: %s", path,
 			fd == -ETIMEDOUT ? "timed out" : strerror(-fd));
 		return -1;
 	}
 	c = client_new(fd);
 	if (!c) {
 		close(fd);
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		return -1;
 	}
 	snprintf(c->authority, sizeof(c->authority), "localhost");
@@ -810,14 +798,14 @@ int grpc_client_connect_tcp(const char *host, int port, WOLFSSL_CTX *tls, const 
 
 	*out = NULL;
 	if (!host || port <= 0 || port > 65535) {
-		set_err(err, errlen, "invalid address %s:%d", host ? host : "(null)", port);
+		errorf(err, errlen, "invalid address %s:%d", host ? host : "(null)", port);
 		return -1;
 	}
 	if (host[0] == '[') {
 		size_t l = strlen(host);
 
 		if (l < 3 || host[l - 1] != ']' || l - 2 >= sizeof(hostbuf)) {
-			set_err(err, errlen, "invalid host %s", host);
+			errorf(err, errlen, "invalid host %s", host);
 			return -1;
 		}
 		memcpy(hostbuf, host + 1, l - 2);
@@ -827,7 +815,7 @@ int grpc_client_connect_tcp(const char *host, int port, WOLFSSL_CTX *tls, const 
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {
-		set_err(err, errlen, "%s: %s", host, gai_strerror(rc));
+		errorf(err, errlen, "%s: %s", host, gai_strerror(rc));
 		return -1;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -837,7 +825,7 @@ int grpc_client_connect_tcp(const char *host, int port, WOLFSSL_CTX *tls, const 
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
-		set_err(err, errlen, "connect %s:%d: %s", host, port,
+		errorf(err, errlen, "connect %s:%d: %s", host, port,
 			fd == -ETIMEDOUT ? "timed out" : strerror(-fd));
 		return -1;
 	}
@@ -845,7 +833,7 @@ int grpc_client_connect_tcp(const char *host, int port, WOLFSSL_CTX *tls, const 
 	c = client_new(fd);
 	if (!c) {
 		close(fd);
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (strchr(host, ':'))
@@ -860,7 +848,7 @@ int grpc_client_connect_tcp(const char *host, int port, WOLFSSL_CTX *tls, const 
 		c->tls = true;
 		c->ssl = wolfSSL_new(tls);
 		if (!c->ssl) {
-			set_err(err, errlen, "wolfSSL_new failed");
+			errorf(err, errlen, "wolfSSL_new failed");
 			goto fail;
 		}
 		wolfSSL_SSLSetIORecv(c->ssl, tls_recv_cb);
@@ -870,13 +858,13 @@ int grpc_client_connect_tcp(const char *host, int port, WOLFSSL_CTX *tls, const 
 		if (wolfSSL_SetMinVersion(c->ssl, WOLFSSL_TLSV1_3) != WOLFSSL_SUCCESS ||
 		    wolfSSL_UseALPN(c->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
 			    WOLFSSL_SUCCESS) {
-			set_err(err, errlen, "TLS setup failed");
+			errorf(err, errlen, "TLS setup failed");
 			goto fail;
 		}
 		if (server_name && *server_name &&
 		    wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, server_name,
 				   (unsigned short)strlen(server_name)) != WOLFSSL_SUCCESS) {
-			set_err(err, errlen, "TLS SNI setup failed");
+			errorf(err, errlen, "TLS SNI setup failed");
 			goto fail;
 		}
 	}
@@ -914,11 +902,11 @@ static int stream_open(struct grpc_client *c, const char *path, const struct grp
 
 	*out = NULL;
 	if (c->broken) {
-		set_err(err, errlen, "%s", c->err);
+		errorf(err, errlen, "%s", c->err);
 		return -1;
 	}
 	if (!nghttp2_session_check_request_allowed(c->session)) {
-		set_err(err, errlen, "the server is closing the connection (GOAWAY)");
+		errorf(err, errlen, "the server is closing the connection (GOAWAY)");
 		return -1;
 	}
 	s = calloc(1, sizeof(*s));
@@ -959,7 +947,7 @@ static int stream_open(struct grpc_client *c, const char *path, const struct grp
 	free(nv);
 	nv = NULL;
 	if (id < 0) {
-		set_err(err, errlen, "cannot start the call: %s", nghttp2_strerror(id));
+		errorf(err, errlen, "cannot start the call: %s", nghttp2_strerror(id));
 		stream_free(s);
 		return -1;
 	}
@@ -970,7 +958,7 @@ static int stream_open(struct grpc_client *c, const char *path, const struct grp
 		c->streams->prev = s;
 	c->streams = s;
 	if (send_pending(c) < 0) {
-		set_err(err, errlen, "%s", c->err);
+		errorf(err, errlen, "%s", c->err);
 		stream_unlink(s);
 		stream_free(s);
 		return -1;
@@ -981,7 +969,7 @@ nomem:
 	free(nv);
 	if (s)
 		stream_free(s);
-	set_err(err, errlen, "out of memory");
+	errorf(err, errlen, "out of memory");
 	return -1;
 }
 
@@ -1052,7 +1040,7 @@ int grpc_stream_next(struct grpc_stream *s, int timeout_ms, uint8_t **msg, size_
 	}
 	if (rc == 0)
 		return 0;
-	set_err(err, errlen, "%s", s->c ? s->c->err : "the connection is closed");
+	errorf(err, errlen, "%s", s->c ? s->c->err : "the connection is closed");
 	return -1;
 }
 
@@ -1091,7 +1079,7 @@ int grpc_client_unary(struct grpc_client *c, const char *path, const struct grpc
 		return -1;
 	rc = stream_wait(s, true, deadline_after(timeout_ms));
 	if (rc < 0) {
-		set_err(err, errlen, "%s", c->err);
+		errorf(err, errlen, "%s", c->err);
 		grpc_stream_cancel(s);
 		return -1;
 	}
@@ -1099,7 +1087,7 @@ int grpc_client_unary(struct grpc_client *c, const char *path, const struct grpc
 		/* As in gRPC, a deadline passing on the client is a call status, and the
 		 * connection stays usable. */
 		*status = GRPC_STATUS_DEADLINE_EXCEEDED;
-		set_err(err, errlen, "deadline exceeded after %d ms", timeout_ms);
+		errorf(err, errlen, "deadline exceeded after %d ms", timeout_ms);
 		grpc_stream_cancel(s);
 		return 0;
 	}
@@ -1107,7 +1095,7 @@ int grpc_client_unary(struct grpc_client *c, const char *path, const struct grpc
 	if (*status == GRPC_STATUS_OK) {
 		if (s->n_msgs != 1) {
 			*status = GRPC_STATUS_INTERNAL;
-			set_err(err, errlen, "%s response message for a unary call",
+			errorf(err, errlen, "%s response message for a unary call",
 				s->n_msgs ? "more than one" : "no");
 		} else {
 			m = stream_pop(s);

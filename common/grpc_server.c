@@ -199,20 +199,6 @@ static void buf_free(struct buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Handle bookkeeping */
 
 static void server_free(struct grpc_server *s)
@@ -1212,13 +1198,13 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 	*out = NULL;
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-		set_err(err, errlen, "fcntl: %s", strerror(errno));
+		errorf(err, errlen, "fcntl: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
-		set_err(err, errlen, "grpc server: %s", strerror(ENOMEM));
+		errorf(err, errlen, "grpc server: %s", strerror(ENOMEM));
 		close(fd);
 		return -1;
 	}
@@ -1243,7 +1229,7 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 			s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	if (uv_poll_init(loop, &s->listener, fd) != 0) {
-		set_err(err, errlen, "uv_poll_init failed");
+		errorf(err, errlen, "uv_poll_init failed");
 		close(fd);
 		free(s);
 		return -1;
@@ -1286,11 +1272,11 @@ int grpc_server_listen_unix(uv_loop_t *loop, const char *path, const struct grpc
 	strcpy(sun.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		set_err(err, errlen, "%s: socket: %s", path, strerror(errno));
+		errorf(err, errlen, "%s: socket: %s", path, strerror(errno));
 		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, SOMAXCONN) < 0) {
-		set_err(err, errlen, "%s: bind/listen: %s", path, strerror(errno));
+		errorf(err, errlen, "%s: bind/listen: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}

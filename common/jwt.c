@@ -29,19 +29,6 @@ struct jwks {
 	size_t n, cap;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- JWK Sets ---- */
 
 struct jwks *jwks_new(void)
@@ -243,12 +230,12 @@ static int jwk_to_spki(const json_t *k, uint8_t *buf, size_t bufsz, char *err, s
 			curve = ECC_SECP384R1;
 			cs = 48;
 		} else {
-			set_err(err, errlen, "unsupported EC curve %s", crv ? crv : "(none)");
+			errorf(err, errlen, "unsupported EC curve %s", crv ? crv : "(none)");
 			return -1;
 		}
 		if (get_b64url(k, "x", &a, &al) < 0 || get_b64url(k, "y", &b, &bl) < 0 ||
 		    al != cs || bl != cs) {
-			set_err(err, errlen, "EC key has bad x/y");
+			errorf(err, errlen, "EC key has bad x/y");
 			goto out;
 		}
 		(void)crypto_thread_rng(); /* registers the thread's ECC cache cleanup */
@@ -259,14 +246,14 @@ static int jwk_to_spki(const json_t *k, uint8_t *buf, size_t bufsz, char *err, s
 			n = wc_EccPublicKeyToDer(&ecc, buf, (word32)bufsz, 1);
 		wc_ecc_free(&ecc);
 		if (n <= 0) {
-			set_err(err, errlen, "EC key is not a valid point");
+			errorf(err, errlen, "EC key is not a valid point");
 			n = -1;
 		}
 	} else if (kty && strcmp(kty, "RSA") == 0) {
 		RsaKey rsa;
 		if (get_b64url(k, "n", &a, &al) < 0 || get_b64url(k, "e", &b, &bl) < 0 ||
 		    al < 256 || al > 512 || bl > 8) {
-			set_err(err, errlen, "RSA key has bad n/e (at least 2048 bits)");
+			errorf(err, errlen, "RSA key has bad n/e (at least 2048 bits)");
 			goto out;
 		}
 		if (wc_InitRsaKey(&rsa, NULL) != 0)
@@ -275,11 +262,11 @@ static int jwk_to_spki(const json_t *k, uint8_t *buf, size_t bufsz, char *err, s
 			n = wc_RsaKeyToPublicDer(&rsa, buf, (word32)bufsz);
 		wc_FreeRsaKey(&rsa);
 		if (n <= 0) {
-			set_err(err, errlen, "RSA key is invalid");
+			errorf(err, errlen, "RSA key is invalid");
 			n = -1;
 		}
 	} else {
-		set_err(err, errlen, "unsupported key type %s", kty ? kty : "(none)");
+		errorf(err, errlen, "unsupported key type %s", kty ? kty : "(none)");
 	}
 out:
 	free(a);
@@ -298,24 +285,24 @@ int jwks_from_jansson(const json_t *root, struct jwks **out, char *err, size_t e
 
 	*out = NULL;
 	if (!json_is_array(keys)) {
-		set_err(err, errlen, "JWK Set has no \"keys\" array");
+		errorf(err, errlen, "JWK Set has no \"keys\" array");
 		return -1;
 	}
 	s = jwks_new();
 	if (!s) {
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		return -1;
 	}
 	json_array_foreach(keys, i, k) {
 		if (!json_is_object(k)) {
-			set_err(err, errlen, "key %zu is not an object", i);
+			errorf(err, errlen, "key %zu is not an object", i);
 			goto fail;
 		}
 		const json_t *usej = json_object_get(k, "use");
 		const char *use = json_string_value(usej);
 		const char *kid = json_string_value(json_object_get(k, "kid"));
 		if (usej && !use) {
-			set_err(err, errlen, "key %zu has a non-string use", i);
+			errorf(err, errlen, "key %zu has a non-string use", i);
 			goto fail;
 		}
 		/* A SPIFFE bundle also holds X.509 authorities; keys without a use are taken only
@@ -325,7 +312,7 @@ int jwks_from_jansson(const json_t *root, struct jwks **out, char *err, size_t e
 		if (!use && !kid)
 			continue;
 		if (!kid || !kid[0]) {
-			set_err(err, errlen, "JWT key %zu has no kid", i);
+			errorf(err, errlen, "JWT key %zu has no kid", i);
 			goto fail;
 		}
 		int n = jwk_to_spki(k, spki, sizeof(spki), why, sizeof(why));
@@ -334,11 +321,11 @@ int jwks_from_jansson(const json_t *root, struct jwks **out, char *err, size_t e
 			 * known type are errors. */
 			if (strncmp(why, "unsupported", 11) == 0)
 				continue;
-			set_err(err, errlen, "key %s: %s", kid, why);
+			errorf(err, errlen, "key %s: %s", kid, why);
 			goto fail;
 		}
 		if (jwks_add(s, kid, spki, (size_t)n) < 0) {
-			set_err(err, errlen, "key %s: duplicate kid or unusable key", kid);
+			errorf(err, errlen, "key %s: duplicate kid or unusable key", kid);
 			goto fail;
 		}
 	}
@@ -357,12 +344,12 @@ int jwks_from_json(const char *json, size_t len, struct jwks **out, char *err, s
 
 	*out = NULL;
 	if (!json) {
-		set_err(err, errlen, "no JSON");
+		errorf(err, errlen, "no JSON");
 		return -1;
 	}
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
-		set_err(err, errlen, "bad JSON: %s", je.text);
+		errorf(err, errlen, "bad JSON: %s", je.text);
 		return -1;
 	}
 	rc = jwks_from_jansson(root, out, err, errlen);
@@ -503,73 +490,73 @@ int jwt_validate(const char *token, const struct jwks *keys, const char *audienc
 		memset(out, 0, sizeof(*out));
 	if (!token || strnlen(token, TOKEN_MAX + 1) > TOKEN_MAX ||
 	    split_token(token, &p1, &l1, &p2, &l2, &p3, &l3) < 0) {
-		set_err(err, errlen, "token is not a compact JWS");
+		errorf(err, errlen, "token is not a compact JWS");
 		goto out;
 	}
 	hdr = decode_part(p1, l1);
 	if (!hdr) {
-		set_err(err, errlen, "token header is not a JSON object");
+		errorf(err, errlen, "token header is not a JSON object");
 		goto out;
 	}
 	const char *alg = json_string_value(json_object_get(hdr, "alg"));
 	if (!alg) {
-		set_err(err, errlen, "token header has no alg");
+		errorf(err, errlen, "token header has no alg");
 		goto out;
 	}
 	if (!jws_alg_supported(alg)) {
-		set_err(err, errlen, "token algorithm %.16s is not allowed", alg);
+		errorf(err, errlen, "token algorithm %.16s is not allowed", alg);
 		goto out;
 	}
 	const json_t *typj = json_object_get(hdr, "typ");
 	if (typj) {
 		const char *typ = json_string_value(typj);
 		if (!typ || (strcmp(typ, "JWT") != 0 && strcmp(typ, "JOSE") != 0)) {
-			set_err(err, errlen, "token typ is not JWT or JOSE");
+			errorf(err, errlen, "token typ is not JWT or JOSE");
 			goto out;
 		}
 	}
 	if (json_object_get(hdr, "crit")) {
-		set_err(err, errlen, "token has critical header parameters");
+		errorf(err, errlen, "token has critical header parameters");
 		goto out;
 	}
 	const char *kid = json_string_value(json_object_get(hdr, "kid"));
 	if (!kid || !kid[0]) {
-		set_err(err, errlen, "token header has no kid");
+		errorf(err, errlen, "token header has no kid");
 		goto out;
 	}
 	const uint8_t *spki = jwks_find(keys, kid, &spki_len);
 	if (!spki) {
-		set_err(err, errlen, "token key %.64s is unknown", kid);
+		errorf(err, errlen, "token key %.64s is unknown", kid);
 		goto out;
 	}
 	if (base64url_decode(p3, l3, &sig, &siglen) < 0) {
-		set_err(err, errlen, "token signature is not base64url");
+		errorf(err, errlen, "token signature is not base64url");
 		goto out;
 	}
 	if (jws_verify_spki(alg, spki, spki_len, (const uint8_t *)token, l1 + 1 + l2, sig,
 			    siglen) != 0) {
-		set_err(err, errlen, "token signature is invalid");
+		errorf(err, errlen, "token signature is invalid");
 		goto out;
 	}
 	claims = decode_part(p2, l2);
 	if (!claims) {
-		set_err(err, errlen, "token claims are not a JSON object");
+		errorf(err, errlen, "token claims are not a JSON object");
 		goto out;
 	}
 	if (!get_time(claims, "exp", &exp)) {
-		set_err(err, errlen, "token has no exp");
+		errorf(err, errlen, "token has no exp");
 		goto out;
 	}
 	if (exp <= now) {
-		set_err(err, errlen, "token has expired");
+		errorf(err, errlen, "token has expired");
 		goto out;
 	}
 	if (json_object_get(claims, "nbf") && (!get_time(claims, "nbf", &nbf) || nbf > now)) {
-		set_err(err, errlen, "token is not valid yet (nbf)");
+		errorf(err, errlen, "token is not valid yet (nbf)");
 		goto out;
 	}
 	if (json_object_get(claims, "iat") && !get_time(claims, "iat", &iat)) {
-		set_err(err, errlen, "token iat is not a number");
+		errorf(err, errlen, "token iat is not a number");
 		goto out;
 	}
 	const json_t *aud = json_object_get(claims, "aud");
@@ -585,14 +572,14 @@ int jwt_validate(const char *token, const struct jwks *keys, const char *audienc
 		}
 	}
 	if (!aud_ok) {
-		set_err(err, errlen, "token audience does not include %.128s",
+		errorf(err, errlen, "token audience does not include %.128s",
 			audience ? audience : "(none)");
 		goto out;
 	}
 	const char *sub = json_string_value(json_object_get(claims, "sub"));
 	char why[128];
 	if (!sub || spiffeid_parse(sub, NULL, NULL, why, sizeof(why)) < 0) {
-		set_err(err, errlen, "token sub is not a SPIFFE ID");
+		errorf(err, errlen, "token sub is not a SPIFFE ID");
 		goto out;
 	}
 	if (out) {

@@ -1,22 +1,10 @@
 #include "spiffeid.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 static bool td_char(char c)
 {
@@ -32,18 +20,18 @@ static bool path_char(char c)
 static int check_td(const char *td, size_t len, char *err, size_t errlen)
 {
 	if (len == 0)
-		return fail(err, errlen, "trust domain is missing");
+		return errorf(err, errlen, "trust domain is missing");
 	if (len > TRUST_DOMAIN_MAX)
-		return fail(err, errlen, "trust domain is longer than %d bytes", TRUST_DOMAIN_MAX);
+		return errorf(err, errlen, "trust domain is longer than %d bytes", TRUST_DOMAIN_MAX);
 	for (size_t i = 0; i < len; i++) {
 		if (td[i] >= 'A' && td[i] <= 'Z')
-			return fail(err, errlen, "trust domain must be lower case");
+			return errorf(err, errlen, "trust domain must be lower case");
 		if (td[i] == ':')
-			return fail(err, errlen, "trust domain must not contain a port");
+			return errorf(err, errlen, "trust domain must not contain a port");
 		if (td[i] == '@')
-			return fail(err, errlen, "trust domain must not contain user info");
+			return errorf(err, errlen, "trust domain must not contain user info");
 		if (!td_char(td[i]))
-			return fail(err, errlen,
+			return errorf(err, errlen,
 				    "trust domain contains '%c': only a-z, 0-9, '.', '-' and '_' are allowed",
 				    td[i]);
 	}
@@ -53,31 +41,31 @@ static int check_td(const char *td, size_t len, char *err, size_t errlen)
 int trust_domain_validate(const char *td, char *err, size_t errlen)
 {
 	if (!td)
-		return fail(err, errlen, "trust domain is missing");
+		return errorf(err, errlen, "trust domain is missing");
 	if (strncmp(td, "spiffe://", 9) == 0)
-		return fail(err, errlen, "trust domain must be a bare name such as example.org, not a URI");
+		return errorf(err, errlen, "trust domain must be a bare name such as example.org, not a URI");
 	return check_td(td, strlen(td), err, errlen);
 }
 
 int spiffeid_parse(const char *s, char *td, const char **path_out, char *err, size_t errlen)
 {
 	if (!s || !*s)
-		return fail(err, errlen, "SPIFFE ID is empty");
+		return errorf(err, errlen, "SPIFFE ID is empty");
 	size_t len = strlen(s);
 	if (len > SPIFFEID_MAX)
-		return fail(err, errlen, "SPIFFE ID is longer than %d bytes", SPIFFEID_MAX);
+		return errorf(err, errlen, "SPIFFE ID is longer than %d bytes", SPIFFEID_MAX);
 	if (strncasecmp(s, "spiffe://", 9) != 0)
-		return fail(err, errlen, "SPIFFE ID must start with spiffe://");
+		return errorf(err, errlen, "SPIFFE ID must start with spiffe://");
 	if (strncmp(s, "spiffe://", 9) != 0)
-		return fail(err, errlen, "SPIFFE ID scheme must be lower case");
+		return errorf(err, errlen, "SPIFFE ID scheme must be lower case");
 	const char *p = s + 9;
 	const char *slash = strchr(p, '/');
 	size_t tdlen = slash ? (size_t)(slash - p) : strlen(p);
 	for (size_t i = 0; i < tdlen; i++) {
 		if (p[i] == '?' || p[i] == '#')
-			return fail(err, errlen, "SPIFFE ID must not have a query or fragment");
+			return errorf(err, errlen, "SPIFFE ID must not have a query or fragment");
 		if (p[i] == '%')
-			return fail(err, errlen, "SPIFFE ID must not be percent-encoded");
+			return errorf(err, errlen, "SPIFFE ID must not be percent-encoded");
 	}
 	if (check_td(p, tdlen, err, errlen) < 0)
 		return -1;
@@ -94,24 +82,24 @@ int spiffeid_parse(const char *s, char *td, const char **path_out, char *err, si
 			const char *end = start;
 			while (*end && *end != '/') {
 				if (*end == '?' || *end == '#')
-					return fail(err, errlen,
+					return errorf(err, errlen,
 						    "SPIFFE ID must not have a query or fragment");
 				if (*end == '%')
-					return fail(err, errlen,
+					return errorf(err, errlen,
 						    "SPIFFE ID must not be percent-encoded");
 				if (!path_char(*end))
-					return fail(err, errlen,
+					return errorf(err, errlen,
 						    "SPIFFE ID path contains '%c': only a-z, A-Z, 0-9, "
 						    "'.', '-' and '_' are allowed", *end);
 				end++;
 			}
 			size_t seglen = (size_t)(end - start);
 			if (seglen == 0)
-				return fail(err, errlen, *end ? "SPIFFE ID path has an empty segment"
+				return errorf(err, errlen, *end ? "SPIFFE ID path has an empty segment"
 							      : "SPIFFE ID must not end with '/'");
 			if ((seglen == 1 && start[0] == '.') ||
 			    (seglen == 2 && start[0] == '.' && start[1] == '.'))
-				return fail(err, errlen,
+				return errorf(err, errlen,
 					    "SPIFFE ID path must not contain '.' or '..' segments");
 			seg = end;
 		}
@@ -127,7 +115,7 @@ int spiffeid_validate_leaf(const char *s, char *err, size_t errlen)
 	if (spiffeid_parse(s, NULL, &path, err, errlen) < 0)
 		return -1;
 	if (!*path)
-		return fail(err, errlen, "'%s' is a trust domain ID: a workload SPIFFE ID needs a path",
+		return errorf(err, errlen, "'%s' is a trust domain ID: a workload SPIFFE ID needs a path",
 			    s);
 	return 0;
 }

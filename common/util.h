@@ -51,6 +51,15 @@ int base64_decode(const char *in, size_t inlen, uint8_t **out, size_t *outlen);
 /* Random RFC 4122 version 4 UUID string (37 bytes with NUL). */
 int uuid_v4(char out[37]);
 
+/* Formats a human message into err (when err is not NULL) and returns -1: the error helper of
+ * every function with a `char *err, size_t errlen` out-parameter. */
+int errorf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Takes an exclusive lock on the file at path (created 0600) and writes our pid into it, so a
+ * second daemon on the same state directory is refused with the first one's pid. Returns the
+ * descriptor to keep open for the process's lifetime, or -1 with a reason naming `who`. */
+int lockfile_acquire(const char *path, const char *who, char *err, size_t errlen);
+
 /* Like strdup but aborts on allocation failure: for small strings only. */
 char *xstrdup(const char *s);
 void *xmalloc(size_t n);

@@ -25,19 +25,6 @@
 #define CERT_READ_MAX 65536
 #define CHAIN_MAX 64
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- time ---- */
 
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -519,42 +506,42 @@ int x509_csr_parse(const uint8_t *der, size_t len, struct csr_info *out, char *e
 
 	memset(out, 0, sizeof(*out));
 	if (!der || len > CERT_READ_MAX || parse_signed(der, len, &o) < 0) {
-		set_err(err, errlen, "CSR is not a DER PKCS#10 request");
+		errorf(err, errlen, "CSR is not a DER PKCS#10 request");
 		return -1;
 	}
 	/* CertificationRequestInfo: version 0, subject Name, SubjectPublicKeyInfo, [0] attrs */
 	if (der_expect(o.body, o.body_len, &p, 0x02, &ver, &verl) < 0 || verl != 1 || ver[0] != 0 ||
 	    der_expect(o.body, o.body_len, &p, 0x30, NULL, NULL) < 0) {
-		set_err(err, errlen, "CSR has a bad version or subject");
+		errorf(err, errlen, "CSR has a bad version or subject");
 		return -1;
 	}
 	start = p;
 	if (der_expect(o.body, o.body_len, &p, 0x30, NULL, NULL) < 0) {
-		set_err(err, errlen, "CSR has no public key");
+		errorf(err, errlen, "CSR has no public key");
 		return -1;
 	}
 	const uint8_t *spki = o.body + start;
 	size_t spki_len = p - start;
 	while (p < o.body_len)
 		if (der_next(o.body, o.body_len, &p, &tag, &v, &vl) < 0 || tag != 0xa0) {
-			set_err(err, errlen, "CSR has trailing garbage");
+			errorf(err, errlen, "CSR has trailing garbage");
 			return -1;
 		}
 	if (spki_key_type(spki, spki_len, &t, &bits) < 0) {
-		set_err(err, errlen, "CSR key is not EC P-256, EC P-384 or RSA >= 2048 bits");
+		errorf(err, errlen, "CSR key is not EC P-256, EC P-384 or RSA >= 2048 bits");
 		return -1;
 	}
 	if (!o.alg_name) {
-		set_err(err, errlen, "CSR signature algorithm is not supported");
+		errorf(err, errlen, "CSR signature algorithm is not supported");
 		return -1;
 	}
 	if (verify_signed(&o, spki, spki_len) < 0) {
-		set_err(err, errlen, "CSR self-signature is invalid");
+		errorf(err, errlen, "CSR self-signature is invalid");
 		return -1;
 	}
 	out->spki = malloc(spki_len);
 	if (!out->spki) {
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		return -1;
 	}
 	memcpy(out->spki, spki, spki_len);
@@ -702,7 +689,7 @@ static int parse_cert(const uint8_t *der, size_t len, struct cert *c, char *err,
 	memset(c, 0, sizeof(*c));
 	c->path_len = -1;
 	if (!der || len == 0 || len > CERT_READ_MAX || parse_signed(der, len, &c->so) < 0) {
-		set_err(err, errlen, "not a DER certificate");
+		errorf(err, errlen, "not a DER certificate");
 		return -1;
 	}
 	b = c->so.body;
@@ -725,7 +712,7 @@ static int parse_cert(const uint8_t *der, size_t len, struct cert *c, char *err,
 	if (der_expect(b, bl, &p, 0x30, &alg, &algl) < 0)
 		goto bad;
 	if (algl != c->so.alg_len || memcmp(alg, c->so.alg, algl) != 0) {
-		set_err(err, errlen, "certificate signature algorithms disagree");
+		errorf(err, errlen, "certificate signature algorithms disagree");
 		return -1;
 	}
 	if (der_expect(b, bl, &p, 0x30, &c->issuer, &c->issuer_len) < 0)
@@ -736,7 +723,7 @@ static int parse_cert(const uint8_t *der, size_t len, struct cert *c, char *err,
 	    der_time_decode(tag, t, tl, &c->not_before) < 0 ||
 	    der_next(val, vall, &q, &tag, &t, &tl) < 0 ||
 	    der_time_decode(tag, t, tl, &c->not_after) < 0 || q != vall) {
-		set_err(err, errlen, "certificate has a malformed validity");
+		errorf(err, errlen, "certificate has a malformed validity");
 		return -1;
 	}
 	if (der_expect(b, bl, &p, 0x30, &c->subject, &c->subject_len) < 0)
@@ -750,13 +737,13 @@ static int parse_cert(const uint8_t *der, size_t len, struct cert *c, char *err,
 		if (der_next(b, bl, &p, &tag, &v, &vl) < 0)
 			goto bad;
 		if (tag == 0xa3 && parse_extensions(c, v, vl) < 0) {
-			set_err(err, errlen, "certificate has malformed extensions");
+			errorf(err, errlen, "certificate has malformed extensions");
 			return -1;
 		}
 	}
 	return 0;
 bad:
-	set_err(err, errlen, "malformed certificate");
+	errorf(err, errlen, "malformed certificate");
 	return -1;
 }
 
@@ -812,7 +799,7 @@ int x509_parse(const uint8_t *der, size_t len, struct x509_info *out, char *err,
 	if (parse_cert(der, len, &c, err, errlen) < 0)
 		return -1;
 	if (c.uri_len >= sizeof(out->spiffe_id) || (c.uri && memchr(c.uri, 0, c.uri_len))) {
-		set_err(err, errlen, "certificate URI SAN is too long or has a NUL");
+		errorf(err, errlen, "certificate URI SAN is too long or has a NUL");
 		return -1;
 	}
 	if (c.uri)
@@ -827,7 +814,7 @@ int x509_parse(const uint8_t *der, size_t len, struct x509_info *out, char *err,
 		sl--;
 	}
 	if (sl * 2 + 1 > sizeof(out->serial)) {
-		set_err(err, errlen, "certificate serial is too long");
+		errorf(err, errlen, "certificate serial is too long");
 		return -1;
 	}
 	hex_encode(s, sl, out->serial);
@@ -835,7 +822,7 @@ int x509_parse(const uint8_t *der, size_t len, struct x509_info *out, char *err,
 	out->not_after = c.not_after;
 	out->is_ca = c.is_ca;
 	if (wc_Sha256Hash(der, (word32)len, hash) != 0) {
-		set_err(err, errlen, "hash failed");
+		errorf(err, errlen, "hash failed");
 		return -1;
 	}
 	hex_encode(hash, sizeof(hash), out->sha256);
@@ -846,7 +833,7 @@ int x509_parse(const uint8_t *der, size_t len, struct x509_info *out, char *err,
 	}
 	out->spki = malloc(c.spki_len);
 	if (!out->spki) {
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		return -1;
 	}
 	memcpy(out->spki, c.spki, c.spki_len);
@@ -1030,15 +1017,15 @@ static int check_time(const struct cert *c, int64_t now, const char *what, char 
 		      size_t errlen)
 {
 	if (now < c->not_before) {
-		set_err(err, errlen, "%s is not valid yet", what);
+		errorf(err, errlen, "%s is not valid yet", what);
 		return -1;
 	}
 	if (now > c->not_after) {
-		set_err(err, errlen, "%s has expired", what);
+		errorf(err, errlen, "%s has expired", what);
 		return -1;
 	}
 	if (c->unknown_critical) {
-		set_err(err, errlen, "%s has an unsupported critical extension", what);
+		errorf(err, errlen, "%s has an unsupported critical extension", what);
 		return -1;
 	}
 	return 0;
@@ -1050,15 +1037,15 @@ static int check_issuer(const struct cert *issuer, int depth, const char *what, 
 			size_t errlen)
 {
 	if (!issuer->is_ca) {
-		set_err(err, errlen, "%s is not a CA", what);
+		errorf(err, errlen, "%s is not a CA", what);
 		return -1;
 	}
 	if (issuer->has_key_usage && !(issuer->key_usage & KU_KEY_CERT_SIGN)) {
-		set_err(err, errlen, "%s may not sign certificates (keyUsage)", what);
+		errorf(err, errlen, "%s may not sign certificates (keyUsage)", what);
 		return -1;
 	}
 	if (issuer->path_len >= 0 && depth > issuer->path_len) {
-		set_err(err, errlen, "%s path length constraint exceeded", what);
+		errorf(err, errlen, "%s path length constraint exceeded", what);
 		return -1;
 	}
 	return 0;
@@ -1074,21 +1061,21 @@ int x509_verify(const uint8_t *chain, size_t chain_len, const uint8_t *roots, si
 	int ret = -1;
 
 	if (x509_split_der(chain, chain_len, &cc, &cl, &nc) < 0 || nc == 0) {
-		set_err(err, errlen, "chain is not concatenated DER certificates");
+		errorf(err, errlen, "chain is not concatenated DER certificates");
 		goto out;
 	}
 	if (x509_split_der(roots, roots_len, &rc, &rl, &nr) < 0 || nr == 0) {
-		set_err(err, errlen, "no trusted roots");
+		errorf(err, errlen, "no trusted roots");
 		goto out;
 	}
 	if (nc > CHAIN_MAX || nr > 4096) {
-		set_err(err, errlen, "too many certificates");
+		errorf(err, errlen, "too many certificates");
 		goto out;
 	}
 	certs = calloc(nc, sizeof(*certs));
 	rts = calloc(nr, sizeof(*rts));
 	if (!certs || !rts) {
-		set_err(err, errlen, "out of memory");
+		errorf(err, errlen, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < nc; i++) {
@@ -1102,7 +1089,7 @@ int x509_verify(const uint8_t *chain, size_t chain_len, const uint8_t *roots, si
 	}
 	for (size_t i = 0; i < nr; i++)
 		if (parse_cert(rc[i], rl[i], &rts[i], NULL, 0) < 0) {
-			set_err(err, errlen, "trusted root %zu is malformed", i);
+			errorf(err, errlen, "trusted root %zu is malformed", i);
 			goto out;
 		}
 
@@ -1110,14 +1097,14 @@ int x509_verify(const uint8_t *chain, size_t chain_len, const uint8_t *roots, si
 	for (size_t i = 0; i + 1 < nc; i++) {
 		snprintf(what, sizeof(what), "intermediate %zu", i + 1);
 		if (!same_name(&certs[i + 1], &certs[i])) {
-			set_err(err, errlen, "%s is not the issuer of the certificate before it",
+			errorf(err, errlen, "%s is not the issuer of the certificate before it",
 				what);
 			goto out;
 		}
 		if (check_issuer(&certs[i + 1], (int)i, what, err, errlen) < 0)
 			goto out;
 		if (verify_signed(&certs[i].so, certs[i + 1].spki, certs[i + 1].spki_len) < 0) {
-			set_err(err, errlen, "signature by %s is invalid", what);
+			errorf(err, errlen, "signature by %s is invalid", what);
 			goto out;
 		}
 	}
@@ -1135,7 +1122,7 @@ int x509_verify(const uint8_t *chain, size_t chain_len, const uint8_t *roots, si
 		ret = 0;
 		goto out;
 	}
-	set_err(err, errlen,
+	errorf(err, errlen,
 		name_match ? "signature by the trusted root is invalid"
 			   : "certificate is not signed by a trusted root");
 out:

@@ -49,19 +49,6 @@ struct ca {
 	int64_t sequence;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 static void authority_unref(struct authority *a)
 {
 	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
@@ -87,21 +74,21 @@ static int load_key_file(const char *path, lkey **out, char *err, size_t errlen)
 {
 	int r = file_check_private(path);
 	if (r == -EPERM)
-		return fail(err, errlen,
+		return errorf(err, errlen,
 			    "refusing key file %s: it is readable by group or others (chmod 600)",
 			    path);
 	if (r < 0)
-		return fail(err, errlen, "cannot use key file %s: %s", path, strerror(-r));
+		return errorf(err, errlen, "cannot use key file %s: %s", path, strerror(-r));
 	uint8_t *pem = NULL;
 	size_t len;
 	r = file_read_all(path, 1 << 20, &pem, &len);
 	if (r < 0)
-		return fail(err, errlen, "cannot read key file %s: %s", path, strerror(-r));
+		return errorf(err, errlen, "cannot read key file %s: %s", path, strerror(-r));
 	r = lkey_from_pem((const char *)pem, len, out);
 	secure_zero(pem, len);
 	free(pem);
 	if (r < 0)
-		return fail(err, errlen, "key file %s does not hold a usable private key", path);
+		return errorf(err, errlen, "key file %s does not hold a usable private key", path);
 	return 0;
 }
 
@@ -109,12 +96,12 @@ static int save_key_file(const char *path, const lkey *k, char *err, size_t errl
 {
 	char *pem = NULL;
 	if (lkey_to_pem(k, &pem) < 0)
-		return fail(err, errlen, "cannot encode a CA key");
+		return errorf(err, errlen, "cannot encode a CA key");
 	int r = file_write_atomic(path, pem, strlen(pem), 0600);
 	secure_zero(pem, strlen(pem));
 	free(pem);
 	if (r < 0)
-		return fail(err, errlen, "cannot write key file %s: %s", path, strerror(-r));
+		return errorf(err, errlen, "cannot write key file %s: %s", path, strerror(-r));
 	return 0;
 }
 
@@ -156,13 +143,13 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 	a->state = state;
 	uint8_t idb[16];
 	if (random_bytes(idb, sizeof(idb)) < 0) {
-		fail(err, errlen, "random generator failed");
+		errorf(err, errlen, "random generator failed");
 		goto fail;
 	}
 	hex_encode(idb, sizeof(idb), a->id);
 	if (lkey_generate(ca->key_type, &a->key) < 0 ||
 	    lkey_generate(ca->key_type, &a->jwt_key) < 0) {
-		fail(err, errlen, "CA key generation failed");
+		errorf(err, errlen, "CA key generation failed");
 		goto fail;
 	}
 	char td_id[300];
@@ -171,7 +158,7 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 	if (ca->upstream_key && not_after > ca->upstream_not_after)
 		not_after = ca->upstream_not_after;
 	if (not_after <= now) {
-		fail(err, errlen, "the upstream CA certificate has expired");
+		errorf(err, errlen, "the upstream CA certificate has expired");
 		goto fail;
 	}
 	struct x509_ca_params p = {
@@ -182,13 +169,13 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 	};
 	if (x509_make_ca(a->key, ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len, &p,
 			 &a->cert, &a->cert_len) < 0) {
-		fail(err, errlen, "cannot make the CA certificate");
+		errorf(err, errlen, "cannot make the CA certificate");
 		goto fail;
 	}
 	if (fill_cert_facts(a, err, errlen) < 0)
 		goto fail;
 	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
-		fail(err, errlen, "cannot encode the JWT key");
+		errorf(err, errlen, "cannot encode the JWT key");
 		goto fail;
 	}
 	char *kid = base64url_encode(idb, 12);
@@ -203,7 +190,7 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 	if (save_key_file(path, a->jwt_key, err, errlen) < 0)
 		goto fail;
 	if (record_authority(ca, a) < 0) {
-		fail(err, errlen, "cannot record the new CA authority in the datastore");
+		errorf(err, errlen, "cannot record the new CA authority in the datastore");
 		goto fail;
 	}
 	log_info("CA: new %s authority %s (JWT kid %s), valid until %lld", state_name(state), a->id,
@@ -233,11 +220,11 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 	if (load_key_file(path, &a->jwt_key, err, errlen) < 0)
 		goto fail;
 	if (!lkey_matches_cert(a->key, a->cert, a->cert_len)) {
-		fail(err, errlen, "CA key of authority %s does not match its certificate", a->id);
+		errorf(err, errlen, "CA key of authority %s does not match its certificate", a->id);
 		goto fail;
 	}
 	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
-		fail(err, errlen, "cannot encode the JWT key of authority %s", a->id);
+		errorf(err, errlen, "cannot encode the JWT key of authority %s", a->id);
 		goto fail;
 	}
 	if (fill_cert_facts(a, err, errlen) < 0)
@@ -265,7 +252,7 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 	size_t len;
 	int r = file_read_all(o->upstream_cert_path, 1 << 20, &pem, &len);
 	if (r < 0)
-		return fail(err, errlen, "cannot read upstream_ca_cert %s: %s", o->upstream_cert_path,
+		return errorf(err, errlen, "cannot read upstream_ca_cert %s: %s", o->upstream_cert_path,
 			    strerror(-r));
 	uint8_t *der = NULL;
 	size_t der_len = 0;
@@ -277,7 +264,7 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 		free(der);
 		free(certs);
 		free(lens);
-		return fail(err, errlen, "upstream_ca_cert %s holds no PEM certificate",
+		return errorf(err, errlen, "upstream_ca_cert %s holds no PEM certificate",
 			    o->upstream_cert_path);
 	}
 	/* The first certificate is the upstream CA itself. */
@@ -294,14 +281,14 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 	ca->upstream_not_after = info.not_after;
 	x509_info_free(&info);
 	if (!is_ca)
-		return fail(err, errlen, "upstream_ca_cert %s is not a CA certificate",
+		return errorf(err, errlen, "upstream_ca_cert %s is not a CA certificate",
 			    o->upstream_cert_path);
 	if (ca->upstream_not_after <= now)
-		return fail(err, errlen, "upstream_ca_cert %s has expired", o->upstream_cert_path);
+		return errorf(err, errlen, "upstream_ca_cert %s has expired", o->upstream_cert_path);
 	if (load_key_file(o->upstream_key_path, &ca->upstream_key, err, errlen) < 0)
 		return -1;
 	if (!lkey_matches_cert(ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len))
-		return fail(err, errlen, "upstream_ca_key %s does not match upstream_ca_cert %s",
+		return errorf(err, errlen, "upstream_ca_key %s does not match upstream_ca_cert %s",
 			    o->upstream_key_path, o->upstream_cert_path);
 	return 0;
 }
@@ -320,7 +307,7 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 	ca->key_dir = xstrdup(dir);
 	int r = mkdir_p(dir, 0700);
 	if (r < 0) {
-		fail(err, errlen, "cannot create %s: %s", dir, strerror(-r));
+		errorf(err, errlen, "cannot create %s: %s", dir, strerror(-r));
 		goto fail;
 	}
 	if (o->upstream_cert_path && load_upstream(ca, o, now, err, errlen) < 0)
@@ -329,7 +316,7 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 	struct ca_record **recs = NULL;
 	size_t n = 0;
 	if (ds_ca_list(ds, &recs, &n) < 0) {
-		fail(err, errlen, "cannot read CA authorities from the datastore");
+		errorf(err, errlen, "cannot read CA authorities from the datastore");
 		goto fail;
 	}
 	ca->auth = xcalloc(n + 3, sizeof(*ca->auth));
@@ -403,9 +390,9 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 	 * the active one is gone or has expired (a server that was down for long). */
 	if (prepared && (!active || now >= at_fraction(active, 5, 6) || now >= active->not_after)) {
 		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
-			return fail(err, errlen, "cannot record the CA rotation");
+			return errorf(err, errlen, "cannot record the CA rotation");
 		if (set_state(ca, prepared, CA_STATE_ACTIVE) < 0)
-			return fail(err, errlen, "cannot record the CA rotation");
+			return errorf(err, errlen, "cannot record the CA rotation");
 		log_info("CA: authority %s is now active%s%s", prepared->id,
 			 active ? ", replacing " : "", active ? active->id : "");
 		active = prepared;
@@ -414,7 +401,7 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 	}
 	if (!active || now >= active->not_after) {
 		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
-			return fail(err, errlen, "cannot record the CA rotation");
+			return errorf(err, errlen, "cannot record the CA rotation");
 		struct authority *a = authority_create(ca, CA_STATE_ACTIVE, now, err, errlen);
 		if (!a)
 			return -1;
@@ -499,7 +486,7 @@ int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_na
 {
 	struct authority *a = active_ref(ca);
 	if (!a)
-		return fail(err, errlen, "no active CA authority");
+		return errorf(err, errlen, "no active CA authority");
 	int ret = -1;
 	uint8_t *leaf = NULL;
 	size_t leaf_len = 0;
@@ -515,11 +502,11 @@ int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_na
 	if (p.not_after > a->not_after)
 		p.not_after = a->not_after;
 	if (p.not_after <= now) {
-		fail(err, errlen, "the active CA authority has expired");
+		errorf(err, errlen, "the active CA authority has expired");
 		goto out;
 	}
 	if (x509_sign_leaf(a->key, a->cert, a->cert_len, &p, &leaf, &leaf_len) < 0) {
-		fail(err, errlen, "signing failed");
+		errorf(err, errlen, "signing failed");
 		goto out;
 	}
 	/* With an upstream CA the authority is an intermediate that peers need in the chain. */
@@ -543,14 +530,14 @@ int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n
 {
 	struct authority *a = active_ref(ca);
 	if (!a)
-		return fail(err, errlen, "no active CA authority");
+		return errorf(err, errlen, "no active CA authority");
 	int64_t e = now + ttl;
 	if (e > a->not_after)
 		e = a->not_after;
 	int r = jwt_sign(a->jwt_key, a->jwt_kid, sub, aud, n_aud, now, e, token);
 	authority_unref(a);
 	if (r < 0)
-		return fail(err, errlen, "JWT signing failed");
+		return errorf(err, errlen, "JWT signing failed");
 	if (exp)
 		*exp = e;
 	return 0;

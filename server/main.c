@@ -209,25 +209,8 @@ static int lock_data_dir(struct server *s, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/server.lock", s->cfg.data_dir);
-	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lock_fd < 0) {
-		snprintf(err, errlen, "cannot open %.300s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		char pid[32] = "";
-		ssize_t n = pread(s->lock_fd, pid, sizeof(pid) - 1, 0);
-		pid[n > 0 ? n : 0] = 0;
-		pid[strcspn(pid, "\n")] = 0;
-		snprintf(err, errlen, "data_dir %.300s is in use by another lanyard-server (pid %s)",
-			 s->cfg.data_dir, pid[0] ? pid : "?");
-		return -1;
-	}
-	char buf[32];
-	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(s->lock_fd, 0) == 0 && pwrite(s->lock_fd, buf, (size_t)n, 0) < 0)
-		log_warn("cannot write %s", path);
-	return 0;
+	s->lock_fd = lockfile_acquire(path, "lanyard-server", err, errlen);
+	return s->lock_fd < 0 ? -1 : 0;
 }
 
 static int cmd_run(int argc, char **argv)

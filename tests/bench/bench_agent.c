@@ -85,7 +85,8 @@ static void sleep_s(double s)
 {
 	if (s <= 0)
 		return;
-	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+	struct timespec ts = {.tv_sec = (time_t)s,
+			      .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
@@ -296,8 +297,8 @@ static int cmd_populate(const struct opts *o)
 		snprintf(sid, sizeof(sid), "spiffe://" TD "/bench/agent/w%d", i);
 		snprintf(sel, sizeof(sel), "unix:uid:%ld",
 			 i < o->mine ? (long)getuid() : 3000000L + i);
-		json_t *body = json_pack("{s:s, s:s, s:[s]}", "spiffe_id", sid, "parent_id", o->parent,
-					 "selectors", sel);
+		json_t *body = json_pack("{s:s, s:s, s:[s]}", "spiffe_id", sid, "parent_id",
+					 o->parent, "selectors", sel);
 		long code = admin_call(&adm, "POST", "/v1/entries", body, id, sizeof(id));
 		json_decref(body);
 		if (code != 201 || !id[0])
@@ -313,10 +314,11 @@ static int cmd_populate(const struct opts *o)
 	if (o->state_dir) {
 		n = wait_state(o->state_dir, o->to, o->timeout);
 		if (n < o->to)
-			die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout, o->to);
+			die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout,
+			    o->to);
 	}
-	printf("# populate: %d entries created in %.1f s (%.0f/s over the admin API)%s", o->to - o->from,
-	       t1 - t0, (o->to - o->from) / (t1 - t0 > 0 ? t1 - t0 : 1),
+	printf("# populate: %d entries created in %.1f s (%.0f/s over the admin API)%s",
+	       o->to - o->from, t1 - t0, (o->to - o->from) / (t1 - t0 > 0 ? t1 - t0 : 1),
 	       o->state_dir ? "" : "\n");
 	if (o->state_dir)
 		printf("; the agent held all %ld SVIDs %.1f s later\n", n, now_s() - t1);
@@ -331,7 +333,8 @@ static int cmd_rss(const struct opts *o)
 		double t0 = now_s();
 		long n = wait_state(o->state_dir, o->to, o->timeout);
 		if (n < o->to)
-			die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout, o->to);
+			die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout,
+			    o->to);
 		printf("# %s: the agent held its %ld SVIDs %.1f s after this step began\n", o->name,
 		       n, now_s() - t0);
 	}
@@ -378,7 +381,8 @@ static int cmd_fetch(const struct opts *o)
 	for (int i = 0; i < o->count; i++)
 		if ((lat[i] = one_fetch(o->socket, err, sizeof(err))) < 0)
 			die("fetch failed: %s", err);
-	double p50 = quantile(lat, (size_t)o->count, 0.50), p99 = quantile(lat, (size_t)o->count, 0.99);
+	double p50 = quantile(lat, (size_t)o->count, 0.50),
+	       p99 = quantile(lat, (size_t)o->count, 0.99);
 	printf("# fetch: %d sequential fetches (new connection each): p50 %.0f us, p90 %.0f us, "
 	       "p99 %.0f us, max %.0f us\n",
 	       o->count, p50, quantile(lat, (size_t)o->count, 0.90), p99, lat[o->count - 1]);
@@ -431,7 +435,8 @@ static int cmd_fetch(const struct opts *o)
 		double cli_us = tv_us(&ru1.ru_utime) + tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_utime) -
 				tv_us(&ru0.ru_stime);
 		rates[r] = (double)total / o->seconds;
-		printf("# fetch rate round %d: %d processes, %.0f fetches/s%s; CPU per fetch: agent "
+		printf("# fetch rate round %d: %d processes, %.0f fetches/s%s; CPU per fetch: "
+		       "agent "
 		       "%.0f us, clients %.0f us\n",
 		       r + 1, o->procs, rates[r], failed ? " (some failed)" : "",
 		       a0 >= 0 && total ? (double)(a1 - a0) / (double)total : 0,
@@ -499,7 +504,8 @@ static void drain(struct wstream *v, int n, struct pollfd *pfd, int timeout_ms)
 			if (r != 1)
 				die("stream %d ended (%d, status %d): %s", i, r, status, err);
 			/* Only a message that differs from the one in force counts. */
-			if (!v[i].got_us && (len != v[i].base_len || memcmp(msg, v[i].base, len) != 0))
+			if (!v[i].got_us &&
+			    (len != v[i].base_len || memcmp(msg, v[i].base, len) != 0))
 				v[i].got_us = t;
 			free(v[i].last);
 			v[i].last = msg;
@@ -581,7 +587,8 @@ static int cmd_streams(const struct opts *o)
 				got += v[i].got_us != 0;
 		}
 		if (got < n) {
-			printf("# fan-out round %d: only %d of %d streams got the renewed SVID within "
+			printf("# fan-out round %d: only %d of %d streams got the renewed SVID "
+			       "within "
 			       "%.0f s\n",
 			       r + 1, got, n, o->timeout);
 			continue;
@@ -593,17 +600,19 @@ static int cmd_streams(const struct opts *o)
 		}
 		first_serial(v[n - 1].last, v[n - 1].last_len, serial1, sizeof(serial1));
 		if (!serial1[0] || strcmp(serial0, serial1) == 0)
-			die("round %d: the streams got a message but not a new SVID (serial %s)", r + 1,
-			    serial1);
+			die("round %d: the streams got a message but not a new SVID (serial %s)",
+			    r + 1, serial1);
 		fan[done_runs] = (double)(last - first) / 1000.0;
 		total[done_runs] = (double)(last - t_put) / 1000.0;
 		printf("# fan-out round %d: serial %s -> %s; first stream %.1f ms after the entry "
 		       "update, all %d streams %.1f ms after the first\n",
-		       r + 1, serial0, serial1, (double)(first - t_put) / 1000.0, n, fan[done_runs]);
+		       r + 1, serial0, serial1, (double)(first - t_put) / 1000.0, n,
+		       fan[done_runs]);
 		done_runs++;
 	}
 	admin_close(&adm);
-	printf("# fanout_ms: from the first stream receiving the renewed SVID (the agent's hot swap) "
+	printf("# fanout_ms: from the first stream receiving the renewed SVID (the agent's hot "
+	       "swap) "
 	       "to the last of %d; fanout_total_ms also counts the server push and the re-signing "
 	       "after the entry update\n",
 	       n);
@@ -661,7 +670,8 @@ static int cmd_restart(const struct opts *o)
 		while (now_s() < end) {
 			int status;
 			if (waitpid(pid, &status, WNOHANG) == pid)
-				die("the agent exited at start (status %d); see %s", status, o->log);
+				die("the agent exited at start (status %d); see %s", status,
+				    o->log);
 			if (one_fetch(o->socket, err, sizeof(err)) >= 0) {
 				us = (double)(now_mono_us() - t0);
 				break;
@@ -676,10 +686,11 @@ static int cmd_restart(const struct opts *o)
 			continue;
 		}
 		ready[n_ok++] = us / 1000.0;
-		printf("# restart round %d: first SVID served %.1f ms after the agent was started\n",
+		printf("# restart round %d: first SVID served %.1f ms after the agent was "
+		       "started\n",
 		       r + 1, us / 1000.0);
 	}
-	const char *name = strcmp(o->name, "rss") == 0 ? "restart_ready_ms" : o->name;
+	const char *name = o->name ? o->name : "restart_ready_ms";
 	printf("# %s: fork+exec of lanyard-agent to the first successful FetchX509SVID of its "
 	       "persisted SVIDs, the server being down (port %d refused connections)\n",
 	       name, o->server_port);
@@ -696,9 +707,11 @@ static void usage(void)
 		"usage: bench_agent populate --admin SOCK --parent ID --from N --to N [--mine N]\n"
 		"                            [--ids-out FILE] [--state DIR] [--timeout S]\n"
 		"       bench_agent rss --pid P --name NAME [--state DIR --to N] [--seconds S]\n"
-		"       bench_agent fetch --socket S [--pid AGENT] [--count N] [--procs N] [--seconds S]\n"
+		"       bench_agent fetch --socket S [--pid AGENT] [--count N] [--procs N] "
+		"[--seconds S]\n"
 		"                         [--runs N]\n"
-		"       bench_agent streams --socket S --pid P --admin SOCK --entry-id ID [--count N]\n"
+		"       bench_agent streams --socket S --pid P --admin SOCK --entry-id ID [--count "
+		"N]\n"
 		"                           [--runs N]\n"
 		"       bench_agent restart --agent-bin B --config C --socket S --log F\n"
 		"                           [--server-port P] [--runs N] [--name NAME]\n");
@@ -710,7 +723,6 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		usage();
 	struct opts o = {
-		.name = "rss", /* the default name of each command's figure */
 		.count = 2000,
 		.procs = 2,
 		.runs = 3,
@@ -773,7 +785,7 @@ int main(int argc, char **argv)
 	int ret;
 	if (strcmp(cmd, "populate") == 0 && o.admin && o.parent && o.to > o.from)
 		ret = cmd_populate(&o);
-	else if (strcmp(cmd, "rss") == 0 && o.pid > 0)
+	else if (strcmp(cmd, "rss") == 0 && o.pid > 0 && o.name)
 		ret = cmd_rss(&o);
 	else if (strcmp(cmd, "fetch") == 0 && o.socket)
 		ret = cmd_fetch(&o);

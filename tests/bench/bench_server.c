@@ -5,10 +5,13 @@
  *       Simulated agents (join tokens, entries parented to them) send SignX509 batches over
  *       mutual TLS from several threads. The rate is compared with the raw cryptography of one
  *       issuance (x509_csr_parse + x509_sign_leaf, the functions the server calls) measured in
- *       this process between the rounds, single-threaded and with min(cores, pool) threads.
+ *       this process between the rounds: per core (thread CPU time, so other load on the
+ *       machine does not skew it) times min(cores, pool), the threads the server signs on.
  *   bench_server sync --admin SOCK --port P --bundle PEM --server-pid PID [options]
  *       Simulated agents keep SyncEntries streams open while one entry changes per second; the
  *       server's CPU time (utime + stime from /proc) per agent per minute is the figure.
+ *   bench_server crypto [--threads N] [--seconds S]
+ *       The raw cryptography alone (no server), e.g. to profile it.
  *
  * Figures go to stdout as "BENCH <name> <value> <unit>"; lines starting with '#' explain them.
  * Benchmarks never fail on a number: the exit status is 0 unless the setup itself failed. */
@@ -333,8 +336,8 @@ static void read_bundle(const char *path, uint8_t **der, size_t *len)
 }
 
 /* Tokens, entries (n_entries each, parented to the agent) and attestation for n agents. */
-static struct sim_agent *setup_agents(const struct opts *o, struct admin *adm, WOLFSSL_CTX *server_only,
-				      const char *label)
+static struct sim_agent *setup_agents(const struct opts *o, struct admin *adm,
+				      WOLFSSL_CTX *server_only, const char *label)
 {
 	struct sim_agent *v = xcalloc((size_t)o->agents, sizeof(*v));
 	double t0 = now_s();

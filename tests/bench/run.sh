@@ -103,18 +103,18 @@ start_server() {
 	DIR="$T/$1"
 	mkdir -p "$DIR"
 	if [ ! -f "$DIR/server.json" ]; then
-		SRV_PORT=$(free_port)
 		cat >"$DIR/server.json" <<JSON
 {
   "trust_domain": "example.org",
   "data_dir": "$DIR/server",
   "bind_address": "127.0.0.1",
-  "bind_port": $SRV_PORT,
+  "bind_port": $(free_port),
   "admin_socket": "$DIR/admin.sock",
   "http_port": $(free_port)
 }
 JSON
 	fi
+	SRV_PORT=$(sed -n 's/^ *"bind_port": \([0-9]*\),$/\1/p' "$DIR/server.json")
 	ADMIN="$DIR/admin.sock"
 	"$BIN/lanyard-server" run --config "$DIR/server.json" >>"$DIR/server.log" 2>&1 &
 	SRV_PID=$!
@@ -241,7 +241,8 @@ JSON
 fi
 
 # ---- summary ----
-echo "# == summary (targets from issue 7; a benchmark never fails on a number)"
+echo "# == summary (targets from issue 7; a benchmark never fails on a number);" \
+	"run took ${SECONDS} s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY - "$OUT" "$QUICK" <<'PY'
 import sys
 targets = {

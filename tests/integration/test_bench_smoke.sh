@@ -19,7 +19,7 @@ if ! LANYARD_BENCH_QUICK=1 LANYARD_BENCH_NO_BUILD=1 LANYARD_BENCH_BUILD="$BUILD"
 fi
 
 missing=0
-for name in issue_ratio issue_per_s crypto_issue_1t_per_s crypto_issue_par_per_s \
+for name in issue_ratio issue_per_s issue_cpu_ratio crypto_issue_core_per_s crypto_issue_par_per_s \
 	sync_cpu_us_per_agent fetch_p50_us fetch_p99_us fetch_per_s agent_rss_kib_0 \
 	agent_rss_kib_1000 agent_rss_kib_10000 stream_kib_each fanout_ms restart_ready_ms; do
 	if ! grep -Eq "^BENCH $name -?[0-9]+(\.[0-9]+)? [^ ]+$" "$out"; then
