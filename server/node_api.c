@@ -559,6 +559,45 @@ static int sign_agent(struct node_api *n, struct grpc_call *call, const char *ag
 }
 
 
+/* Signs the agent's SVID for its CSR, records the agent and answers the Attest call (finishing
+ * it either way). Returns 0 when the agent was admitted. */
+static int admit_agent(struct node_api *n, struct grpc_call *call, const struct agent_record *tmpl,
+		       ProtobufCBinaryData csr)
+{
+	uint8_t *chain = NULL;
+	size_t chain_len = 0;
+	int64_t not_after;
+	char serial[80];
+	int ret = -1;
+	if (sign_agent(n, call, tmpl->spiffe_id, csr, &chain, &chain_len, &not_after, serial,
+		       sizeof(serial)) < 0)
+		goto out;
+	struct agent_record rec = *tmpl;
+	rec.serial = serial;
+	rec.not_after = not_after;
+	rec.created_at = rec.last_seen = now_unix();
+	if (ds_agent_upsert(n->ds, &rec) < 0) {
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
+		goto out;
+	}
+	Lanyard__Node__V1__AttestResponse resp = LANYARD__NODE__V1__ATTEST_RESPONSE__INIT;
+	resp.spiffe_id = tmpl->spiffe_id;
+	resp.svid.data = chain;
+	resp.svid.len = chain_len;
+	resp.bundle = bundle_pb(n);
+	grpc_call_send_pb(call, &resp.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	bundle_pb_free(resp.bundle);
+	ret = 0;
+out:
+	free(chain);
+	if (ret == 0)
+		n->stats.attest_ok++;
+	else
+		n->stats.attest_err++;
+	return ret;
+}
+
 /* ---- k8s_psat: the token is checked against the cluster's API server on a worker thread ---- */
 
 struct psat_job {
@@ -583,8 +622,6 @@ static void psat_after(uv_work_t *w, int status)
 	struct psat_job *j = w->data;
 	struct node_api *n = j->api;
 	struct grpc_call *call = j->call;
-	uint8_t *chain = NULL;
-	size_t chain_len = 0;
 	struct agent_record *prev = NULL;
 	if (grpc_call_is_closed(call))
 		goto out;
@@ -609,42 +646,18 @@ static void psat_after(uv_work_t *w, int status)
 		n->stats.attest_err++;
 		goto out;
 	}
-	int64_t not_after;
-	char serial[80];
-	if (sign_agent(n, call, j->res.agent_id, j->req->csr, &chain, &chain_len, &not_after, serial,
-		       sizeof(serial)) < 0) {
-		n->stats.attest_err++;
-		goto out;
-	}
 	struct agent_record rec = {
 		.spiffe_id = j->res.agent_id,
 		.attestor = (char *)"k8s_psat",
 		.selectors = j->res.selectors,
 		.n_selectors = j->res.n_selectors,
-		.serial = serial,
-		.not_after = not_after,
-		.created_at = now_unix(),
-		.last_seen = now_unix(),
 	};
-	if (ds_agent_upsert(n->ds, &rec) < 0) {
-		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
-		n->stats.attest_err++;
+	if (admit_agent(n, call, &rec, j->req->csr) < 0)
 		goto out;
-	}
-	Lanyard__Node__V1__AttestResponse resp = LANYARD__NODE__V1__ATTEST_RESPONSE__INIT;
-	resp.spiffe_id = j->res.agent_id;
-	resp.svid.data = chain;
-	resp.svid.len = chain_len;
-	resp.bundle = bundle_pb(n);
-	grpc_call_send_pb(call, &resp.base);
-	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-	bundle_pb_free(resp.bundle);
-	n->stats.attest_ok++;
 	log_info("node API: agent %s attested (k8s_psat, node %s)", j->res.agent_id,
 		 j->res.node_name ? j->res.node_name : "?");
 out:
 	agent_record_free(prev);
-	free(chain);
 	if (j->rc == 0)
 		psat_result_free(&j->res);
 	secure_zero(j->req->payload.data, j->req->payload.len);
@@ -698,8 +711,6 @@ static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 	struct node_api *n = api_of(call);
 	Lanyard__Node__V1__AttestRequest *req = lanyard__node__v1__attest_request__unpack(NULL, len, msg);
 	char *alias = NULL, *token = NULL;
-	uint8_t *chain = NULL;
-	size_t chain_len = 0;
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed AttestRequest");
 		goto out;
@@ -758,37 +769,14 @@ static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 	char agent_id[512];
 	snprintf(agent_id, sizeof(agent_id), "spiffe://%s/lanyard/agent/join_token/%s",
 		 n->trust_domain, token);
-	int64_t not_after;
-	char serial[80];
-	if (sign_agent(n, call, agent_id, req->csr, &chain, &chain_len, &not_after, serial,
-		       sizeof(serial)) < 0) {
-		n->stats.attest_err++;
-		goto out;
-	}
 	struct agent_record rec = {
 		.spiffe_id = agent_id,
 		.attestor = (char *)"join_token",
 		.aliases = alias ? &alias : NULL,
 		.n_aliases = alias ? 1 : 0,
-		.serial = serial,
-		.not_after = not_after,
-		.created_at = now_unix(),
-		.last_seen = now_unix(),
 	};
-	if (ds_agent_upsert(n->ds, &rec) < 0) {
-		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
-		n->stats.attest_err++;
+	if (admit_agent(n, call, &rec, req->csr) < 0)
 		goto out;
-	}
-	Lanyard__Node__V1__AttestResponse resp = LANYARD__NODE__V1__ATTEST_RESPONSE__INIT;
-	resp.spiffe_id = agent_id;
-	resp.svid.data = chain;
-	resp.svid.len = chain_len;
-	resp.bundle = bundle_pb(n);
-	grpc_call_send_pb(call, &resp.base);
-	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-	bundle_pb_free(resp.bundle);
-	n->stats.attest_ok++;
 	log_info("node API: agent %s attested (join token%s%s)", agent_id, alias ? ", alias " : "",
 		 alias ? alias : "");
 out:
@@ -797,7 +785,6 @@ out:
 		free(token);
 	}
 	free(alias);
-	free(chain);
 	if (req)
 		lanyard__node__v1__attest_request__free_unpacked(req, NULL);
 }

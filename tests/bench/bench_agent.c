@@ -436,8 +436,7 @@ static int cmd_fetch(const struct opts *o)
 				tv_us(&ru0.ru_stime);
 		rates[r] = (double)total / o->seconds;
 		printf("# fetch rate round %d: %d processes, %.0f fetches/s%s; CPU per fetch: "
-		       "agent "
-		       "%.0f us, clients %.0f us\n",
+		       "agent %.0f us, clients %.0f us\n",
 		       r + 1, o->procs, rates[r], failed ? " (some failed)" : "",
 		       a0 >= 0 && total ? (double)(a1 - a0) / (double)total : 0,
 		       total ? cli_us / (double)total : 0);
@@ -588,8 +587,7 @@ static int cmd_streams(const struct opts *o)
 		}
 		if (got < n) {
 			printf("# fan-out round %d: only %d of %d streams got the renewed SVID "
-			       "within "
-			       "%.0f s\n",
+			       "within %.0f s\n",
 			       r + 1, got, n, o->timeout);
 			continue;
 		}
@@ -612,9 +610,8 @@ static int cmd_streams(const struct opts *o)
 	}
 	admin_close(&adm);
 	printf("# fanout_ms: from the first stream receiving the renewed SVID (the agent's hot "
-	       "swap) "
-	       "to the last of %d; fanout_total_ms also counts the server push and the re-signing "
-	       "after the entry update\n",
+	       "swap) to the last of %d; fanout_total_ms also counts the server push and the "
+	       "re-signing after the entry update\n",
 	       n);
 	printf("BENCH fanout_ms %.1f ms\n", quantile(fan, (size_t)done_runs, 0.5));
 	printf("BENCH fanout_total_ms %.1f ms\n", quantile(total, (size_t)done_runs, 0.5));
@@ -686,8 +683,7 @@ static int cmd_restart(const struct opts *o)
 			continue;
 		}
 		ready[n_ok++] = us / 1000.0;
-		printf("# restart round %d: first SVID served %.1f ms after the agent was "
-		       "started\n",
+		printf("# restart round %d: first SVID served %.1f ms after the agent started\n",
 		       r + 1, us / 1000.0);
 	}
 	const char *name = o->name ? o->name : "restart_ready_ms";
@@ -707,12 +703,10 @@ static void usage(void)
 		"usage: bench_agent populate --admin SOCK --parent ID --from N --to N [--mine N]\n"
 		"                            [--ids-out FILE] [--state DIR] [--timeout S]\n"
 		"       bench_agent rss --pid P --name NAME [--state DIR --to N] [--seconds S]\n"
-		"       bench_agent fetch --socket S [--pid AGENT] [--count N] [--procs N] "
-		"[--seconds S]\n"
-		"                         [--runs N]\n"
-		"       bench_agent streams --socket S --pid P --admin SOCK --entry-id ID [--count "
-		"N]\n"
-		"                           [--runs N]\n"
+		"       bench_agent fetch --socket S [--pid AGENT] [--count N] [--procs N]\n"
+		"                         [--seconds S] [--runs N]\n"
+		"       bench_agent streams --socket S --pid P --admin SOCK --entry-id ID\n"
+		"                           [--count N] [--runs N]\n"
 		"       bench_agent restart --agent-bin B --config C --socket S --log F\n"
 		"                           [--server-port P] [--runs N] [--name NAME]\n");
 	exit(2);
