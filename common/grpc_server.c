@@ -187,8 +187,12 @@ static void buf_consume(struct buf *b, size_t n)
 {
 	b->off += n;
 	if (b->off == b->len) {
+		/* A drained buffer is released: a thousand idle streams must not each keep
+		 * kilobytes of spent output. */
 		secure_zero(b->data, b->len);
-		b->off = b->len = 0;
+		free(b->data);
+		b->data = NULL;
+		b->off = b->len = b->cap = 0;
 	}
 }
 

@@ -476,9 +476,13 @@ int lkey_to_pkcs8_der(const lkey *k, uint8_t **der, size_t *len)
 	unlock(k);
 	if (rc <= 0)
 		goto out;
-	*der = buf;
+	/* An exact-size copy: callers keep this for the SVID's lifetime, and the DER_MAX work
+	 * buffer would cost kilobytes per SVID. */
+	*der = malloc((size_t)rc);
+	if (!*der)
+		goto out;
+	memcpy(*der, buf, (size_t)rc);
 	*len = (size_t)rc;
-	buf = NULL;
 	ret = 0;
 out:
 	if (trad) {
@@ -686,7 +690,12 @@ int spki_key_type(const uint8_t *spki, size_t spki_len, enum key_type *type, int
 	if (wc_ecc_init(&ecc) == 0) {
 		if (wc_EccPublicKeyDecode(spki, &idx, &ecc, (word32)spki_len) == 0 &&
 		    idx == spki_len && ecc.dp && curve_to_type(ecc.dp->id, type) == 0 &&
-		    wc_ecc_check_key(&ecc) == 0) {
+		    /* On the curve and not the point at infinity is a full public key check
+		     * on P-256/P-384 (cofactor 1). wc_ecc_check_key would also do a scalar
+		     * multiplication and, in Debian's FP_ECC build, cache an 800 KB table per
+		     * key: it made every CSR check ten times slower than the signature. */
+		    wc_ecc_point_is_on_curve(&ecc.pubkey, ecc.idx) == 0 &&
+		    !wc_ecc_point_is_at_infinity(&ecc.pubkey)) {
 			if (bits)
 				*bits = ecc.dp->size * 8;
 			ret = 0;
