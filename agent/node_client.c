@@ -3,9 +3,9 @@
  * Threads and ownership:
  *  - The sync thread owns the connection, the agent identity, the entry set with its SVIDs, the
  *    bundle and the persisted state; nothing else touches them once it runs.
- *  - The loop thread calls node_client_fetch_jwt() and owns the JWT cache. Requests travel to the
- *    sync thread on a mutex-protected queue; answers come back on another queue and a uv_async_t
- *    runs their callbacks on the loop.
+ *  - The loop thread calls node_client_fetch_jwt() and owns the JWT cache (jwt_cache.h).
+ *    Requests travel to the sync thread on a mutex-protected queue; answers come back on another
+ *    queue and a uv_async_t runs their callbacks on the loop.
  *  - n->mu guards the queues, the status, the stop flag and the live socket (so that stop can
  *    shut a blocking call down at once).
  * The sync thread never blocks longer than POLL_CAP_MS without looking at the stop flag and the
@@ -31,6 +31,7 @@
 #include "agent_config.h"
 #include "attestor_k8s.h"
 #include "grpc_client.h"
+#include "jwt_cache.h"
 #include "jwt.h"
 #include "keys.h"
 #include "log.h"
@@ -53,7 +54,6 @@
 #define PERSIST_INTERVAL_US 1000000
 #define PERSIST_ROTATION_US 30000000
 #define MAX_USED_TOKENS 64
-#define JWT_CACHE_MAX 4096
 
 /* What a connection attempt or session ended with. */
 enum outcome {
@@ -74,29 +74,6 @@ struct wentry {
 struct staged {
 	struct cache_entry *e;
 	size_t seq;
-};
-
-struct jwt_req {
-	struct jwt_req *next;
-	char *entry_id;
-	char **aud;
-	size_t n_aud;
-	char *key; /* entry id and sorted audiences: the cache key */
-	node_jwt_cb cb;
-	void *ud;
-	int64_t requested_at;
-	/* The answer. */
-	int status;
-	char *token;
-	char *message;
-	int64_t expires_at;
-};
-
-struct jwt_cached {
-	char *key;
-	char *token;
-	int64_t fresh_until; /* half-life */
-	int64_t expires_at;
 };
 
 struct node_client {
@@ -128,8 +105,7 @@ struct node_client {
 	struct node_status st;
 
 	/* Loop thread only. */
-	struct jwt_cached *jwt_cache;
-	size_t n_jwt_cache;
+	struct jwt_cache *jwt_cache;
 
 	/* Sync thread only (and node_client_start before the thread exists). */
 	char last_logged[256];
@@ -1313,30 +1289,11 @@ out:
 
 /* ---- JWT-SVIDs ---- */
 
-static void jwt_req_free(struct jwt_req *r)
-{
-	if (!r)
-		return;
-	free(r->entry_id);
-	for (size_t i = 0; i < r->n_aud; i++)
-		free(r->aud[i]);
-	free(r->aud);
-	free(r->key);
-	if (r->token) {
-		secure_zero(r->token, strlen(r->token));
-		free(r->token);
-	}
-	free(r->message);
-	free(r);
-}
-
+/* Hands an answered request back to the loop thread. */
 static void finish_jwt(struct node_client *n, struct jwt_req *r, int status, const char *token,
 		       int64_t expires_at, const char *message)
 {
-	r->status = status;
-	r->token = token ? xstrdup(token) : NULL;
-	r->expires_at = expires_at;
-	r->message = message ? xstrdup(message) : NULL;
+	jwt_cache_req_answer(r, status, token, expires_at, message);
 	pthread_mutex_lock(&n->mu);
 	r->next = n->done;
 	n->done = r;
@@ -1344,21 +1301,14 @@ static void finish_jwt(struct node_client *n, struct jwt_req *r, int status, con
 	uv_async_send(n->async);
 }
 
+/* The queued requests, in arrival order. */
 static struct jwt_req *take_pending(struct node_client *n)
 {
 	pthread_mutex_lock(&n->mu);
 	struct jwt_req *list = n->pending;
 	n->pending = NULL;
 	pthread_mutex_unlock(&n->mu);
-	/* Reverse into arrival order. */
-	struct jwt_req *rev = NULL;
-	while (list) {
-		struct jwt_req *next = list->next;
-		list->next = rev;
-		rev = list;
-		list = next;
-	}
-	return rev;
+	return jwt_cache_req_reverse(list);
 }
 
 static void fail_pending_jwts(struct node_client *n, const char *why)
@@ -1615,33 +1565,6 @@ static void *thread_main(void *arg)
 
 /* ---- loop side ---- */
 
-static void cache_put(struct node_client *n, const struct jwt_req *r)
-{
-	int64_t now = now_unix();
-	size_t k = 0;
-	for (size_t i = 0; i < n->n_jwt_cache; i++) {
-		struct jwt_cached *c = &n->jwt_cache[i];
-		if (c->fresh_until <= now || strcmp(c->key, r->key) == 0) {
-			free(c->key);
-			secure_zero(c->token, strlen(c->token));
-			free(c->token);
-			continue;
-		}
-		n->jwt_cache[k++] = *c;
-	}
-	n->n_jwt_cache = k;
-	int64_t fresh = r->requested_at + (r->expires_at - r->requested_at) / 2;
-	if (fresh <= now || n->n_jwt_cache >= JWT_CACHE_MAX)
-		return;
-	n->jwt_cache = xrealloc(n->jwt_cache, (n->n_jwt_cache + 1) * sizeof(*n->jwt_cache));
-	n->jwt_cache[n->n_jwt_cache++] = (struct jwt_cached){
-		.key = xstrdup(r->key),
-		.token = xstrdup(r->token),
-		.fresh_until = fresh,
-		.expires_at = r->expires_at,
-	};
-}
-
 static void deliver_done(struct node_client *n)
 {
 	pthread_mutex_lock(&n->mu);
@@ -1651,9 +1574,9 @@ static void deliver_done(struct node_client *n)
 	for (struct jwt_req *r = list, *next; r; r = next) {
 		next = r->next;
 		if (r->status == GRPC_STATUS_OK)
-			cache_put(n, r);
+			jwt_cache_put(n->jwt_cache, r, now_unix());
 		r->cb(r->ud, r->status, r->token, r->message);
-		jwt_req_free(r);
+		jwt_cache_req_free(r);
 	}
 }
 
@@ -1669,54 +1592,26 @@ static void on_async_closed(uv_handle_t *h)
 	free(h);
 }
 
-static char *jwt_key(const char *entry_id, char **aud, size_t n_aud)
-{
-	size_t len = strlen(entry_id) + 24;
-	for (size_t i = 0; i < n_aud; i++)
-		len += strlen(aud[i]) + 24;
-	char *k = xmalloc(len);
-	size_t off = (size_t)snprintf(k, len, "%zu:%s", strlen(entry_id), entry_id);
-	for (size_t i = 0; i < n_aud; i++)
-		off += (size_t)snprintf(k + off, len - off, "|%zu:%s", strlen(aud[i]), aud[i]);
-	return k;
-}
-
 int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *const *audience,
 			  size_t n_audience, node_jwt_cb cb, void *ud)
 {
 	if (!n || !entry_id || !cb || n_audience == 0)
 		return -1;
-	struct jwt_req *r = xcalloc(1, sizeof(*r));
-	r->entry_id = xstrdup(entry_id);
-	r->aud = xcalloc(n_audience + 1, sizeof(char *));
-	for (size_t i = 0; i < n_audience; i++)
-		r->aud[i] = xstrdup(audience[i]);
-	r->n_aud = n_audience;
-	qsort(r->aud, r->n_aud, sizeof(char *), cmp_str);
-	r->key = jwt_key(r->entry_id, r->aud, r->n_aud);
-	r->cb = cb;
-	r->ud = ud;
-	r->requested_at = now_unix();
+	struct jwt_req *r = jwt_cache_req_new(entry_id, audience, n_audience, cb, ud, now_unix());
 
 	/* The answer always comes through the async callback, never from inside this call. */
-	for (size_t i = 0; i < n->n_jwt_cache; i++) {
-		struct jwt_cached *c = &n->jwt_cache[i];
-		if (strcmp(c->key, r->key) == 0 && c->fresh_until > r->requested_at) {
-			r->status = GRPC_STATUS_OK;
-			r->token = xstrdup(c->token);
-			r->expires_at = c->expires_at;
-			pthread_mutex_lock(&n->mu);
-			r->next = n->done;
-			n->done = r;
-			pthread_mutex_unlock(&n->mu);
-			uv_async_send(n->async);
-			return 0;
-		}
+	if (jwt_cache_answer(n->jwt_cache, r)) {
+		pthread_mutex_lock(&n->mu);
+		r->next = n->done;
+		n->done = r;
+		pthread_mutex_unlock(&n->mu);
+		uv_async_send(n->async);
+		return 0;
 	}
 	pthread_mutex_lock(&n->mu);
 	if (n->stopping) {
 		pthread_mutex_unlock(&n->mu);
-		jwt_req_free(r);
+		jwt_cache_req_free(r);
 		return -1;
 	}
 	r->next = n->pending;
@@ -1749,12 +1644,7 @@ static void free_client(struct node_client *n)
 	for (size_t i = 0; i < n->n_used_tokens; i++)
 		free(n->used_tokens[i]);
 	free(n->used_tokens);
-	for (size_t i = 0; i < n->n_jwt_cache; i++) {
-		free(n->jwt_cache[i].key);
-		secure_zero(n->jwt_cache[i].token, strlen(n->jwt_cache[i].token));
-		free(n->jwt_cache[i].token);
-	}
-	free(n->jwt_cache);
+	jwt_cache_free(n->jwt_cache);
 	lkey_free(n->agent_key);
 	free(n->agent_chain);
 	free(n->bundle);
@@ -1869,6 +1759,7 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	n->psat_token_path =
 		xstrdup(cfg->psat_token_path ? cfg->psat_token_path : K8S_DEFAULT_PSAT_TOKEN);
 	n->rotation_fraction = cfg->rotation_fraction;
+	n->jwt_cache = jwt_cache_new();
 	n->cache = cache;
 	n->loop = loop;
 	n->st.state = NODE_STATE_STARTING;

@@ -17,17 +17,13 @@
  * shutdown done and no asynchronous work refers to it any more. */
 #include "workload_api.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
@@ -37,11 +33,12 @@
 #include "jwt.h"
 #include "log.h"
 #include "node_client.h"
+#include "pbstruct.h"
 #include "spiffeid.h"
 #include "svid_cache.h"
+#include "unix_socket.h"
 #include "util.h"
 
-#include "google/protobuf/struct.pb-c.h"
 #include "health.pb-c.h"
 #include "workload.pb-c.h"
 
@@ -53,7 +50,6 @@
 #define SELSET_BUCKETS 256
 #define DIGEST_LEN 16
 #define CLOSEST_ENTRIES 3
-#define STRUCT_MAX_DEPTH 32
 #define NO_IDENTITY "no identity issued"
 
 struct uid_count {
@@ -133,8 +129,7 @@ struct workload_api {
 	struct grpc_server *server;
 	struct attestor **attestors; /* the unix attestor first */
 	size_t n_attestors;
-	dev_t sock_dev;
-	ino_t sock_ino;
+	struct stat sock_st; /* of the socket we created, for unix_socket_remove */
 
 	struct snapshot *snap; /* current, referenced */
 	uint64_t epoch;        /* bumped on every snapshot change */
@@ -783,142 +778,6 @@ static void handle_fetch_jwt(struct wcall *c)
 
 /* ---- ValidateJWTSVID ---- */
 
-static Google__Protobuf__Struct *struct_from_json(const json_t *obj, int depth);
-
-static void value_free(Google__Protobuf__Value *v);
-
-static void struct_free(Google__Protobuf__Struct *s)
-{
-	if (!s)
-		return;
-	for (size_t i = 0; i < s->n_fields; i++) {
-		if (!s->fields[i])
-			continue;
-		free(s->fields[i]->key);
-		value_free(s->fields[i]->value);
-		free(s->fields[i]);
-	}
-	free(s->fields);
-	free(s);
-}
-
-static void value_free(Google__Protobuf__Value *v)
-{
-	if (!v)
-		return;
-	switch (v->kind_case) {
-	case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE:
-		free(v->string_value);
-		break;
-	case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
-		struct_free(v->struct_value);
-		break;
-	case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE:
-		if (v->list_value) {
-			for (size_t i = 0; i < v->list_value->n_values; i++)
-				value_free(v->list_value->values[i]);
-			free(v->list_value->values);
-			free(v->list_value);
-		}
-		break;
-	default:
-		break;
-	}
-	free(v);
-}
-
-static Google__Protobuf__Value *value_from_json(const json_t *j, int depth)
-{
-	Google__Protobuf__Value *v = malloc(sizeof(*v));
-
-	if (!v)
-		return NULL;
-	google__protobuf__value__init(v);
-	if (depth > STRUCT_MAX_DEPTH)
-		goto fail;
-	switch (json_typeof(j)) {
-	case JSON_STRING:
-		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-		v->string_value = strdup(json_string_value(j));
-		if (!v->string_value)
-			goto fail;
-		break;
-	case JSON_INTEGER:
-	case JSON_REAL:
-		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
-		v->number_value = json_number_value(j);
-		break;
-	case JSON_TRUE:
-	case JSON_FALSE:
-		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
-		v->bool_value = json_is_true(j);
-		break;
-	case JSON_NULL:
-		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
-		v->null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE;
-		break;
-	case JSON_OBJECT:
-		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
-		v->struct_value = struct_from_json(j, depth + 1);
-		if (!v->struct_value)
-			goto fail;
-		break;
-	case JSON_ARRAY: {
-		size_t n = json_array_size(j);
-
-		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
-		v->list_value = malloc(sizeof(*v->list_value));
-		if (!v->list_value)
-			goto fail;
-		google__protobuf__list_value__init(v->list_value);
-		v->list_value->values = calloc(n ? n : 1, sizeof(*v->list_value->values));
-		if (!v->list_value->values)
-			goto fail;
-		for (size_t i = 0; i < n; i++) {
-			v->list_value->values[i] = value_from_json(json_array_get(j, i), depth + 1);
-			if (!v->list_value->values[i])
-				goto fail;
-			v->list_value->n_values++;
-		}
-		break;
-	}
-	}
-	return v;
-fail:
-	value_free(v);
-	return NULL;
-}
-
-static Google__Protobuf__Struct *struct_from_json(const json_t *obj, int depth)
-{
-	Google__Protobuf__Struct *s = malloc(sizeof(*s));
-	const char *key;
-	json_t *val;
-
-	if (!s)
-		return NULL;
-	google__protobuf__struct__init(s);
-	s->fields = calloc(json_object_size(obj) + 1, sizeof(*s->fields));
-	if (!s->fields || depth > STRUCT_MAX_DEPTH)
-		goto fail;
-	json_object_foreach((json_t *)obj, key, val) {
-		Google__Protobuf__Struct__FieldsEntry *f = malloc(sizeof(*f));
-
-		if (!f)
-			goto fail;
-		google__protobuf__struct__fields_entry__init(f);
-		s->fields[s->n_fields++] = f;
-		f->key = strdup(key);
-		f->value = value_from_json(val, depth + 1);
-		if (!f->key || !f->value)
-			goto fail;
-	}
-	return s;
-fail:
-	struct_free(s);
-	return NULL;
-}
-
 static const struct jwks *current_jwks(struct workload_api *w, char *err, size_t errlen)
 {
 	if (w->jwks && w->jwks_epoch == w->epoch)
@@ -968,12 +827,12 @@ static void handle_validate_jwt(struct wcall *c)
 		return;
 	}
 	resp.spiffe_id = claims.sub;
-	resp.claims = struct_from_json(claims.all, 0);
+	resp.claims = pbstruct_from_json(claims.all);
 	if (!resp.claims)
 		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot convert the claims");
 	else if (send_msg(c, &resp.base) == 0)
 		wcall_finish(c, GRPC_STATUS_OK, NULL);
-	struct_free(resp.claims);
+	pbstruct_free(resp.claims);
 	jwt_claims_free(&claims);
 }
 
@@ -1386,90 +1245,16 @@ static void warn_unreachable(const char *path)
 	free(dir);
 }
 
-static int prepare_socket(const char *path, int *out_fd, struct stat *st, char *err, size_t errlen)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char *dir = NULL, *slash;
-	struct stat old;
-	mode_t mask;
-	int fd = -1, r, ret = -1;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket path %s is too long (max %zu bytes)", path,
-			 sizeof(sa.sun_path) - 1);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	dir = xstrdup(path);
-	slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		r = mkdir_p(dir, 0755);
-		if (r < 0) {
-			snprintf(err, errlen, "cannot create %s: %s", dir, strerror(-r));
-			goto out;
-		}
-	}
-	if (lstat(path, &old) == 0) {
-		if (!S_ISSOCK(old.st_mode)) {
-			snprintf(err, errlen, "%s exists and is not a socket", path);
-			goto out;
-		}
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			snprintf(err, errlen, "socket: %s", strerror(errno));
-			goto out;
-		}
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			snprintf(err, errlen,
-				 "another agent is already serving on %s (stop it first)", path);
-			goto out;
-		}
-		if (errno != ECONNREFUSED) {
-			snprintf(err, errlen, "cannot probe existing socket %s: %s", path,
-				 strerror(errno));
-			goto out;
-		}
-		/* Nobody listens: a stale socket from an agent that did not exit cleanly. */
-		log_info("workload: replacing stale socket %s", path);
-		if (unlink(path) < 0 && errno != ENOENT) {
-			snprintf(err, errlen, "cannot remove stale socket %s: %s", path,
-				 strerror(errno));
-			goto out;
-		}
-		close(fd);
-		fd = -1;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		goto out;
-	}
-	/* Any local process may connect: attestation, not file modes, is the access control, as
-	 * the Workload Endpoint standard requires. The mode is set by umask before bind, so there
-	 * is no moment where the socket exists with another mode. */
-	mask = umask(0);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(mask);
-	if (r < 0) {
-		snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (listen(fd, 512) < 0 || stat(path, st) < 0) {
-		snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
-		unlink(path);
-		goto out;
-	}
-	warn_unreachable(path);
-	*out_fd = fd;
-	fd = -1;
-	ret = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(dir);
-	return ret;
-}
+/* Any local process may connect: attestation, not file modes, is the access control, as the
+ * Workload Endpoint standard requires. */
+static const struct unix_socket_opts sock_opts = {
+	.who = "agent",
+	.log_prefix = "workload",
+	.dir_mode = 0755,
+	.mode = 0777,
+	.backlog = 512,
+	.nonblock = true,
+};
 
 /* ---- start and stop ---- */
 
@@ -1533,8 +1318,7 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 		.max_conns = MAX_CONNS,
 	};
 	struct workload_api *w;
-	struct stat st;
-	int fd = -1;
+	int fd;
 
 	*out = NULL;
 	if (!o->socket_path || !o->socket_path[0]) {
@@ -1563,10 +1347,10 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 		goto fail;
 	}
 	take_snapshot(w);
-	if (prepare_socket(w->opts.socket_path, &fd, &st, err, errlen) < 0)
+	fd = unix_socket_listen(w->opts.socket_path, &sock_opts, &w->sock_st, err, errlen);
+	if (fd < 0)
 		goto fail;
-	w->sock_dev = st.st_dev;
-	w->sock_ino = st.st_ino;
+	warn_unreachable(w->opts.socket_path);
 	gc.ud = w;
 	if (grpc_server_listen_fd(loop, fd, NULL, &gc, &w->server, err, errlen) < 0) {
 		/* The server closed fd. */
@@ -1605,8 +1389,6 @@ int workload_api_start(uv_loop_t *loop, const struct agent_config *cfg, struct s
 
 void workload_api_stop(struct workload_api *w)
 {
-	struct stat st;
-
 	if (!w || w->stopping)
 		return;
 	w->stopping = true;
@@ -1615,9 +1397,7 @@ void workload_api_stop(struct workload_api *w)
 	for (struct wcall *c = w->streams; c; c = c->next)
 		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the agent is shutting down");
 	/* Remove the socket only if it is still ours (another agent may have replaced it). */
-	if (stat(w->opts.socket_path, &st) == 0 && st.st_dev == w->sock_dev &&
-	    st.st_ino == w->sock_ino)
-		unlink(w->opts.socket_path);
+	unix_socket_remove(w->opts.socket_path, &w->sock_st);
 	grpc_server_shutdown(w->server, SHUTDOWN_GRACE_MS, on_server_done, w);
 }
 

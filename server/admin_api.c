@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -22,6 +21,7 @@
 #include "entry.h"
 #include "log.h"
 #include "spiffeid.h"
+#include "unix_socket.h"
 #include "util.h"
 
 #define CONNECTION_LIMIT 64
@@ -36,8 +36,7 @@ struct admin_api {
 	struct admin_hooks hooks;
 	char *trust_domain;
 	char *path;
-	dev_t dev;
-	ino_t ino;
+	struct stat sock_st; /* of the socket we created, for unix_socket_remove */
 	uid_t euid;
 };
 
@@ -703,112 +702,15 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- socket setup ---- */
 
-static int make_parent_dir(const char *path, char *err, size_t errlen)
-{
-	char *dir = xstrdup(path);
-	char *slash = strrchr(dir, '/');
-	int ret = 0;
-	if (slash && slash != dir) {
-		*slash = '\0';
-		ret = mkdir_p(dir, 0700);
-		if (ret < 0)
-			snprintf(err, errlen, "cannot create directory %s: %s", dir, strerror(-ret));
-	}
-	free(dir);
-	return ret;
-}
-
-/* Removes a stale socket at path, refusing when a live server answers on it. */
-static int clear_stale_socket(const char *path, const struct sockaddr_un *sa, char *err,
-			      size_t errlen)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "cannot inspect %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "%s exists and is not a socket", path);
-		return -EEXIST;
-	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -errno;
-	}
-	int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	int saved = errno;
-	close(fd);
-	if (rc == 0) {
-		snprintf(err, errlen, "another lanyard-server is already serving on %s", path);
-		return -EADDRINUSE;
-	}
-	if (saved != ECONNREFUSED) {
-		snprintf(err, errlen, "cannot probe existing socket %s: %s", path, strerror(saved));
-		return -saved;
-	}
-	log_info("admin: removing stale socket %s", path);
-	if (unlink(path) < 0 && errno != ENOENT) {
-		snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
-static int listen_unix(struct admin_api *api, const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int ret, fd = -1;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket path too long (%zu bytes, at most %zu): %s",
-			 strlen(path), sizeof(sa.sun_path) - 1, path);
-		return -ENAMETOOLONG;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	ret = make_parent_dir(path, err, errlen);
-	if (ret < 0)
-		return ret;
-	ret = clear_stale_socket(path, &sa, err, errlen);
-	if (ret < 0)
-		return ret;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -errno;
-	}
-	/* The mode must be right from the moment the name exists: umask before bind. */
-	mode_t old = umask(0177);
-	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	int saved = errno;
-	umask(old);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot bind %s: %s", path, strerror(saved));
-		ret = -saved;
-		goto fail;
-	}
-	if (chmod(path, 0600) < 0 || stat(path, &st) < 0) {
-		snprintf(err, errlen, "cannot set the mode of %s: %s", path, strerror(errno));
-		ret = -errno;
-		unlink(path);
-		goto fail;
-	}
-	if (listen(fd, 64) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
-		ret = -errno;
-		unlink(path);
-		goto fail;
-	}
-	api->dev = st.st_dev;
-	api->ino = st.st_ino;
-	return fd;
-fail:
-	close(fd);
-	return ret;
-}
+/* Only the server's own uid may connect (root can anyway); handlers check the caller's uid too. */
+static const struct unix_socket_opts sock_opts = {
+	.who = "lanyard-server",
+	.log_prefix = "admin",
+	.dir_mode = 0700,
+	.mode = 0600,
+	.backlog = 64,
+	.nonblock = false,
+};
 
 int admin_api_start(const char *socket_path, struct datastore *ds, const struct admin_hooks *hooks,
 		    struct admin_api **out, char *err, size_t errlen)
@@ -826,7 +728,7 @@ int admin_api_start(const char *socket_path, struct datastore *ds, const struct 
 	api->path = xstrdup(socket_path);
 	api->euid = geteuid();
 
-	int fd = listen_unix(api, socket_path, err, errlen);
+	int fd = unix_socket_listen(socket_path, &sock_opts, &api->sock_st, err, errlen);
 	if (fd < 0) {
 		free(api->trust_domain);
 		free(api->path);
@@ -864,9 +766,7 @@ void admin_api_stop(struct admin_api *api)
 	/* Joins the connection threads, so no handler runs after this; closes the listen socket. */
 	MHD_stop_daemon(api->daemon);
 	/* Unlink only our own socket, not one a later instance may have put there. */
-	struct stat st;
-	if (stat(api->path, &st) == 0 && st.st_dev == api->dev && st.st_ino == api->ino)
-		unlink(api->path);
+	unix_socket_remove(api->path, &api->sock_st);
 	free(api->trust_domain);
 	free(api->path);
 	free(api);

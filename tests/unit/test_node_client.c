@@ -203,8 +203,8 @@ static void signing_plan(void **state)
 static void jwt_keys_are_unambiguous(void **state)
 {
 	char *a1[] = {"x|y"}, *a2[] = {"x", "y"}, *a3[] = {"y", "x"};
-	char *k1 = jwt_key("e", a1, 1), *k2 = jwt_key("e", a2, 2), *k3 = jwt_key("e", a3, 2);
-	char *k4 = jwt_key("e:x", a1, 1);
+	char *k1 = jwt_cache_key("e", a1, 1), *k2 = jwt_cache_key("e", a2, 2), *k3 = jwt_cache_key("e", a3, 2);
+	char *k4 = jwt_cache_key("e:x", a1, 1);
 	assert_string_not_equal(k1, k2);
 	assert_string_not_equal(k2, k3); /* callers sort first; the key itself keeps order */
 	assert_string_not_equal(k1, k4);
