@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "agent_config.h"
@@ -1284,6 +1285,9 @@ out:
 	free(keys);
 	free(items);
 	free(itemp);
+	/* Debian's wolfSSL (FP_ECC) caches an ~800 KB table per point this thread multiplied;
+	 * batches are minutes apart, so the memory is worth more than the cache. */
+	wc_ecc_fp_free();
 	return rc;
 }
 
