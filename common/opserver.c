@@ -571,3 +571,41 @@ out:
 	free(b.data);
 	return ret;
 }
+
+int opserver_healthcheck_main(const char *name, const char *default_config,
+			      opserver_endpoint_fn endpoint, int argc, char **argv)
+{
+	const char *config_path = default_config;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: %s healthcheck [--config FILE]\n"
+			       "Exits 0 when the /ready endpoint answers 200, else 1.\n", name);
+			return 0;
+		} else {
+			fprintf(stderr, "%s healthcheck: unknown argument '%s'\n"
+					"usage: %s healthcheck [--config FILE]\n", name, argv[i], name);
+			return 1;
+		}
+	}
+	char addr[256], err[1024], reason[1536];
+	int port = 0;
+	if (endpoint(config_path, addr, sizeof(addr), &port, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s healthcheck: %s\n", name, err);
+		return 1;
+	}
+	if (port == 0) {
+		fprintf(stderr, "%s healthcheck: the HTTP endpoints are disabled (http_port is 0 in "
+				"%s)\n", name, config_path);
+		return 1;
+	}
+	if (opserver_probe(addr, port, "/ready", 2000, reason, sizeof(reason)) != 0) {
+		fprintf(stderr, "%s healthcheck: %s\n", name, reason);
+		return 1;
+	}
+	printf("ready\n");
+	return 0;
+}

@@ -69,4 +69,14 @@ const char *opserver_time(int64_t t, char *buf, size_t len);
 int opserver_probe(const char *address, int port, const char *path, long timeout_ms,
 		   char *reason, size_t reasonlen);
 
+/* Reads the operator endpoint's address and port from a daemon's config file. 0, or -1 with a
+ * reason in err. A port of 0 means the endpoint is disabled. */
+typedef int (*opserver_endpoint_fn)(const char *config_path, char *addr, size_t addrlen, int *port,
+				    char *err, size_t errlen);
+/* The `<daemon> healthcheck [--config FILE]` command shared by both daemons: finds the endpoint
+ * with endpoint(), probes /ready, prints "ready" or the reason on stderr. Returns the exit
+ * status (0 ready, 1 otherwise). name is "lanyard-agent" or "lanyard-server". */
+int opserver_healthcheck_main(const char *name, const char *default_config,
+			      opserver_endpoint_fn endpoint, int argc, char **argv);
+
 #endif

@@ -420,45 +420,21 @@ void server_http_stop(struct server_http *h)
 
 /* ---- healthcheck ---- */
 
+static int endpoint_of(const char *config_path, char *addr, size_t addrlen, int *port, char *err,
+		       size_t errlen)
+{
+	struct server_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	int r = server_config_load(config_path, &cfg, err, errlen);
+	if (r == 0) {
+		snprintf(addr, addrlen, "%s", cfg.http_address);
+		*port = (int)cfg.http_port;
+	}
+	server_config_free(&cfg);
+	return r < 0 ? -1 : 0;
+}
+
 int server_healthcheck_main(int argc, char **argv)
 {
-	const char *config_path = "/etc/lanyard/server.json";
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			config_path = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			config_path = argv[i] + 9;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("usage: lanyard-server healthcheck [--config FILE]\n"
-			       "Exits 0 when the server's /ready endpoint answers 200, else 1.\n");
-			return 0;
-		} else {
-			fprintf(stderr, "lanyard-server healthcheck: unknown argument '%s'\n"
-					"usage: lanyard-server healthcheck [--config FILE]\n", argv[i]);
-			return 1;
-		}
-	}
-	struct server_config cfg;
-	char err[512];
-	int ret = 1;
-	memset(&cfg, 0, sizeof(cfg));
-	if (server_config_load(config_path, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "lanyard-server healthcheck: %s\n", err);
-		goto out;
-	}
-	if (cfg.http_port == 0) {
-		fprintf(stderr, "lanyard-server healthcheck: the HTTP endpoints are disabled "
-				"(http_port is 0 in %s)\n", config_path);
-		goto out;
-	}
-	char reason[1024];
-	ret = opserver_probe(cfg.http_address, (int)cfg.http_port, "/ready", 2000, reason,
-			     sizeof(reason));
-	if (ret != 0)
-		fprintf(stderr, "lanyard-server healthcheck: %s\n", reason);
-	else
-		printf("ready\n");
-out:
-	server_config_free(&cfg);
-	return ret;
+	return opserver_healthcheck_main("lanyard-server", "/etc/lanyard/server.json", endpoint_of, argc, argv);
 }
