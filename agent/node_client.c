@@ -136,6 +136,10 @@ struct node_client {
 	 * lose while the older SVIDs on disk stay valid: persisted within PERSIST_ROTATION_US or
 	 * by persist_by (unix seconds), half way to the expiry of the oldest copy on disk. */
 	bool state_dirty, rotated_dirty, publish_needed, plan_dirty;
+	/* New SVIDs were minted: they are written before they are published, so that an SVID a
+	 * workload has been served survives a kill -9 (a restarted agent serves it even while the
+	 * server is down). */
+	bool persist_before_publish;
 	int64_t persist_by;
 	int64_t last_persist_us;
 	int64_t next_due;    /* unix seconds: next renewal, retry or expiry */
@@ -819,6 +823,7 @@ static void persist_state(struct node_client *n)
 	free(vs);
 	n->state_dirty = false;
 	n->rotated_dirty = false;
+	n->persist_before_publish = false;
 	n->last_persist_us = now_mono_us();
 }
 
@@ -850,6 +855,8 @@ static void housekeeping(struct node_client *n)
 		n->next_expiry = expiry;
 		n->plan_dirty = false;
 	}
+	if (n->persist_before_publish)
+		persist_state(n);
 	if (n->publish_needed)
 		publish(n);
 	int64_t since = now_mono_us() - n->last_persist_us;
@@ -1273,7 +1280,7 @@ static int sign_batch(struct node_client *n)
 		log_debug("renewed %llu X509-SVIDs", (unsigned long long)minted);
 	n->publish_needed = true;
 	if (minted > rotated)
-		n->state_dirty = true;
+		n->state_dirty = n->persist_before_publish = true;
 out:
 	n->plan_dirty = true;
 	if (resp)
