@@ -14,7 +14,10 @@ if ! $PY -c 'import grpc, grpc_tools, cryptography' 2>/dev/null; then
 	echo "SKIP: $PY lacks grpcio, grpc_tools or cryptography"
 	exit 0
 fi
-WL="$SRC/tests/integration/wlclient.py"
+# A copy in the test's 0755 directory: the checkout may sit where other uids cannot read.
+WL="$T/wlclient.py"
+cp "$SRC/tests/integration/wlclient.py" "$WL"
+chmod 644 "$WL"
 STUBS="$T/stubs"
 mkdir -m 755 "$STUBS"
 $PY -m grpc_tools.protoc -I "$SRC/proto" --python_out="$STUBS" --grpc_python_out="$STUBS" \
