@@ -8,9 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
+#include "curl_dyn.h"
 #include "k8s_http.h"
 #include "log.h"
 #include "util.h"
@@ -424,8 +424,9 @@ struct kubelet *kubelet_new(const struct kubelet_options *o, char *err, size_t e
 	k->http.insecure_skip_verify = o->insecure_skip_verify;
 	k->http.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : K8S_HTTP_DEFAULT_TIMEOUT_MS;
 	k->min_refresh_us = o->min_refresh_ms > 0 ? o->min_refresh_ms * 1000 : 0;
-	k8s_http_global_init();
-	k->curl = curl_easy_init();
+	if (k8s_http_global_init(err, errlen) < 0)
+		goto fail_free;
+	k->curl = curl_fns_load(NULL, 0)->easy_init();
 	if (!k->curl)
 		goto nomem;
 	pthread_mutex_init(&k->lock, NULL);
@@ -436,6 +437,7 @@ struct kubelet *kubelet_new(const struct kubelet_options *o, char *err, size_t e
 	return k;
 nomem:
 	snprintf(err, errlen, "out of memory");
+fail_free:
 	if (k) {
 		free(k->url);
 		free(k->token_path);
@@ -451,7 +453,7 @@ void kubelet_free(struct kubelet *k)
 		return;
 	kubelet_pods_unref(k->table);
 	if (k->curl)
-		curl_easy_cleanup(k->curl);
+		curl_fns_load(NULL, 0)->easy_cleanup(k->curl);
 	pthread_cond_destroy(&k->cond);
 	pthread_mutex_destroy(&k->lock);
 	free(k->url);

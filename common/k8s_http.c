@@ -1,15 +1,13 @@
-/* k8s_http.c: blocking libcurl requests to the kubelet and the Kubernetes API server. */
+/* k8s_http.c: blocking libcurl requests (libcurl loaded on first use, see curl_dyn.h) to the kubelet and the Kubernetes API server. */
 #include "k8s_http.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
+#include "curl_dyn.h"
 #include "util.h"
 
 #define TOKEN_MAX (64 * 1024)
@@ -47,16 +45,9 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-
-static void global_init(void)
+int k8s_http_global_init(char *err, size_t errlen)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-void k8s_http_global_init(void)
-{
-	pthread_once(&global_once, global_init);
+	return curl_fns_load(err, errlen) ? 0 : -1;
 }
 
 /* Reads the token file and trims the trailing newline the kubelet does not write but
@@ -86,12 +77,12 @@ static int read_token(const char *path, char **out)
 	return 0;
 }
 
-static void wipe_slist(struct curl_slist *l)
+static void wipe_slist(const struct curl_fns *cu, struct curl_slist *l)
 {
 	for (struct curl_slist *p = l; p; p = p->next)
 		if (p->data)
 			secure_zero(p->data, strlen(p->data));
-	curl_slist_free_all(l);
+	cu->slist_free_all(l);
 }
 
 int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *method,
@@ -108,7 +99,9 @@ int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *meth
 	int ret = K8S_HTTP_ERR_INTERNAL, r;
 
 	memset(out, 0, sizeof(*out));
-	k8s_http_global_init();
+	const struct curl_fns *cu = curl_fns_load(err, errlen);
+	if (!cu)
+		return K8S_HTTP_ERR_INTERNAL;
 	if (https && o->token_path && o->token_path[0]) {
 		r = read_token(o->token_path, &token);
 		if (r < 0) {
@@ -123,16 +116,16 @@ int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *meth
 		}
 	}
 	if (h)
-		curl_easy_reset(h);
-	else if (!(h = curl_easy_init())) {
+		cu->easy_reset(h);
+	else if (!(h = cu->easy_init())) {
 		snprintf(err, errlen, "cannot initialise libcurl");
 		goto out;
 	}
-	if (!(nh = curl_slist_append(hdrs, "Accept: application/json")))
+	if (!(nh = cu->slist_append(hdrs, "Accept: application/json")))
 		goto nomem;
 	hdrs = nh;
 	if (auth) {
-		if (!(nh = curl_slist_append(hdrs, auth)))
+		if (!(nh = cu->slist_append(hdrs, auth)))
 			goto nomem;
 		hdrs = nh;
 	}
@@ -141,50 +134,50 @@ int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *meth
 
 		snprintf(ct, sizeof(ct), "Content-Type: %s",
 			 content_type ? content_type : "application/json");
-		if (!(nh = curl_slist_append(hdrs, ct)))
+		if (!(nh = cu->slist_append(hdrs, ct)))
 			goto nomem;
 		hdrs = nh;
 		/* No "Expect: 100-continue" round trip before the body. */
-		if (!(nh = curl_slist_append(hdrs, "Expect:")))
+		if (!(nh = cu->slist_append(hdrs, "Expect:")))
 			goto nomem;
 		hdrs = nh;
 	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "lanyard/" LANYARD_VERSION);
+	cu->easy_setopt(h, CURLOPT_URL, url);
+	cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+	cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+	cu->easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+	cu->easy_setopt(h, CURLOPT_WRITEDATA, &s);
+	cu->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	cu->easy_setopt(h, CURLOPT_USERAGENT, "lanyard/" LANYARD_VERSION);
 	if (https) {
 		if (o->insecure_skip_verify) {
-			curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-			curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+			cu->easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+			cu->easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
 		} else if (o->ca_path && o->ca_path[0]) {
-			curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_path);
+			cu->easy_setopt(h, CURLOPT_CAINFO, o->ca_path);
 		}
 	}
 	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+		cu->easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		cu->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
 	}
 	if (method && strcmp(method, "GET") != 0)
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+		cu->easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 
-	cr = curl_easy_perform(h);
+	cr = cu->easy_perform(h);
 	if (cr != CURLE_OK) {
 		if (s.too_large)
 			snprintf(err, errlen, "%s: response larger than %zu bytes", url, s.max);
 		else
-			snprintf(err, errlen, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(cr));
+			snprintf(err, errlen, "%s: %s", url, errbuf[0] ? errbuf : cu->easy_strerror(cr));
 		ret = K8S_HTTP_ERR_TRANSPORT;
 		goto out;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+	cu->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
 	if (!s.buf && !(s.buf = calloc(1, 1)))
 		goto nomem;
 	out->body = s.buf;
@@ -199,12 +192,12 @@ out:
 	if (h) {
 		/* The handle keeps pointers to our header list and buffers: drop them before they go,
 		 * since a reused handle outlives this call. */
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+		cu->easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+		cu->easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 		if (!curl)
-			curl_easy_cleanup(h);
+			cu->easy_cleanup(h);
 	}
-	wipe_slist(hdrs);
+	wipe_slist(cu, hdrs);
 	if (auth) {
 		secure_zero(auth, strlen(auth));
 		free(auth);

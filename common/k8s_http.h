@@ -35,13 +35,15 @@ enum {
 	K8S_HTTP_ERR_INTERNAL = -3,  /* allocation or libcurl setup failure */
 };
 
-/* Calls curl_global_init once; call before starting threads that use k8s_http_request. */
-void k8s_http_global_init(void);
+/* Loads libcurl (curl_dyn.h) and initialises it, once; call before starting threads that use
+ * k8s_http_request. 0, or -1 with the reason in err (libcurl is not installed). */
+int k8s_http_global_init(char *err, size_t errlen);
 
 /* Sends method to url with an optional body (content_type applies to it) and stores any HTTP
  * answer, whatever its status, in out (free with k8s_http_resp_free). curl may be a CURL * to
- * reuse (connection kept alive between calls; the caller serialises its use) or NULL for a fresh
- * handle. 0, or a K8S_HTTP_ERR_* code with a reason in err. */
+ * reuse (made with curl_fns_load()->easy_init(); the connection is kept alive between calls and
+ * the caller serialises its use) or NULL for a fresh handle. 0, or a K8S_HTTP_ERR_* code with a
+ * reason in err. */
 int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *method,
 		     const char *url, const char *body, const char *content_type,
 		     struct k8s_http_resp *out, char *err, size_t errlen);

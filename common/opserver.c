@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <microhttpd.h>
 
+#include "curl_dyn.h"
 #include "log.h"
 #include "util.h"
 
@@ -527,26 +527,29 @@ int opserver_probe(const char *address, int port, const char *path, long timeout
 	long code = 0;
 	probe_host(address, host, sizeof(host));
 	snprintf(url, sizeof(url), "http://%s:%d%s", host, port, path);
-	CURL *c = curl_easy_init();
+	const struct curl_fns *cu = curl_fns_load(reason, reasonlen);
+	if (!cu)
+		return 1;
+	CURL *c = cu->easy_init();
 	if (!c) {
 		snprintf(reason, reasonlen, "cannot initialise libcurl");
 		return 1;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
-	CURLcode rc = curl_easy_perform(c);
+	cu->easy_setopt(c, CURLOPT_URL, url);
+	cu->easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	cu->easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	cu->easy_setopt(c, CURLOPT_NOPROXY, "*");
+	cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	cu->easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	cu->easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+	CURLcode rc = cu->easy_perform(c);
 	if (rc != CURLE_OK) {
 		snprintf(reason, reasonlen, "cannot get %s: %s", url,
-			 curl_err[0] ? curl_err : curl_easy_strerror(rc));
+			 curl_err[0] ? curl_err : cu->easy_strerror(rc));
 		goto out;
 	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	if (code == 200) {
 		snprintf(reason, reasonlen, "%s answered 200", url);
 		ret = 0;
@@ -567,7 +570,7 @@ int opserver_probe(const char *address, int port, const char *path, long timeout
 	}
 	json_decref(j);
 out:
-	curl_easy_cleanup(c);
+	cu->easy_cleanup(c);
 	free(b.data);
 	return ret;
 }

@@ -12,10 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "admin_api.h"
+#include "curl_dyn.h"
 #include "util.h"
 
 #define MAX_REPEAT 64
@@ -128,7 +128,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 static int http(const char *socket, const char *method, const char *path, const char *body,
 		long *status, char **resp)
 {
-	CURL *c = curl_easy_init();
+	/* Loaded by cli_main before any command runs. */
+	const struct curl_fns *cu = curl_fns_load(NULL, 0);
+	CURL *c = cu->easy_init();
 	struct curl_slist *hdrs = NULL;
 	struct buf b = { 0 };
 	char url[4096];
@@ -140,41 +142,41 @@ static int http(const char *socket, const char *method, const char *path, const 
 		return -1;
 	}
 	snprintf(url, sizeof(url), "http://localhost%s", path);
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	cu->easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket);
+	cu->easy_setopt(c, CURLOPT_URL, url);
+	cu->easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	cu->easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	cu->easy_setopt(c, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
+	cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	cu->easy_setopt(c, CURLOPT_PROXY, "");
 	if (body) {
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		hdrs = cu->slist_append(hdrs, "Content-Type: application/json");
+		cu->easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		cu->easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		cu->easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	}
-	CURLcode rc = curl_easy_perform(c);
+	CURLcode rc = cu->easy_perform(c);
 	if (rc == CURLE_COULDNT_CONNECT) {
 		long oserr = 0;
-		curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &oserr);
+		cu->easy_getinfo(c, CURLINFO_OS_ERRNO, &oserr);
 		fail("cannot connect to admin socket %s: %s", socket,
-		     oserr ? strerror((int)oserr) : curl_easy_strerror(rc));
+		     oserr ? strerror((int)oserr) : cu->easy_strerror(rc));
 		goto out;
 	}
 	if (rc != CURLE_OK) {
 		fail("request to admin socket %s failed: %s", socket,
-		     b.overflow ? "response too large" : curl_easy_strerror(rc));
+		     b.overflow ? "response too large" : cu->easy_strerror(rc));
 		goto out;
 	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	*resp = b.data ? b.data : xstrdup("");
 	b.data = NULL;
 	ret = 0;
 out:
 	free(b.data);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(c);
+	cu->slist_free_all(hdrs);
+	cu->easy_cleanup(c);
 	return ret;
 }
 
@@ -525,12 +527,13 @@ static int cmd_entry_create(const struct command *cmd, struct args *a)
 /* Appends "?k=v" / "&k=v" with v URL-encoded. */
 static bool append_query(char *url, size_t len, const char *key, const char *value)
 {
-	char *esc = curl_easy_escape(NULL, value, 0);
+	const struct curl_fns *cu = curl_fns_load(NULL, 0);
+	char *esc = cu->easy_escape(NULL, value, 0);
 	if (!esc)
 		return false;
 	size_t used = strlen(url);
 	int n = snprintf(url + used, len - used, "%c%s=%s", strchr(url, '?') ? '&' : '?', key, esc);
-	curl_free(esc);
+	cu->free(esc);
 	return n > 0 && (size_t)n < len - used;
 }
 
@@ -905,13 +908,13 @@ int cli_main(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fail("cannot initialise libcurl");
+	char why[512];
+	if (!curl_fns_load(why, sizeof(why))) {
+		fail("%s", why);
 		goto out;
 	}
 	ret = cmd->run(cmd, a);
 	fflush(stdout);
-	curl_global_cleanup();
 out:
 	free(a);
 	return ret;

@@ -68,7 +68,8 @@ struct k8s_api *k8s_api_new(const struct k8s_api_options *o, char *err, size_t e
 	a->http.insecure_skip_verify = o->insecure_skip_verify;
 	a->http.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	a->http.max_response = MAX_RESPONSE;
-	k8s_http_global_init();
+	if (k8s_http_global_init(err, errlen) < 0)
+		goto fail;
 	if (o->insecure_skip_verify && strncmp(a->url, "https://", 8) == 0)
 		log_warn("k8s: the API server's certificate at %s is NOT verified", a->url);
 	return a;

@@ -82,13 +82,21 @@ else
 	echo "skip - systemd-analyze is not installed"
 fi
 
-# The Docker runtime stage installs a package for every shared library the binaries link (or the
-# library is in the slim base: libc6, libgcc-s1 or an essential package).
+# The Docker runtime stage installs a package for every shared library the binaries link or load
+# with dlopen (libcurl, common/curl_dyn.h), unless the library is in the slim base (libc6,
+# libgcc-s1 or an essential package).
+curl_soname=$(sed -n 's/^#define CURL_DYN_SONAME "\(.*\)"$/\1/p' "$SRC/common/curl_dyn.h")
+[ -n "$curl_soname" ] || fail "common/curl_dyn.h names no CURL_DYN_SONAME"
+if readelf -d "$BIN/lanyard-agent" | grep -q 'NEEDED.*libcurl'; then
+	fail "lanyard-agent links libcurl (it must load it on demand: common/curl_dyn.h)"
+fi
+ok "lanyard-agent does not link libcurl (loaded on demand as $curl_soname)"
 if command -v dpkg >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1; then
 	for d in server agent; do
 		dockerfile="$SRC/deploy/docker/Dockerfile.$d"
 		runtime=$(awk '/^FROM/{n++} n>=2' "$dockerfile")
-		for lib in $(readelf -d "$BIN/lanyard-$d" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+		for lib in $(readelf -d "$BIN/lanyard-$d" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p') \
+			"$curl_soname"; do
 			case "$lib" in libasan* | libubsan*) continue ;; esac
 			# awk reads all its input: an early exit would SIGPIPE ldconfig (pipefail).
 			path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !p {p = $NF} END {print p}')
