@@ -34,6 +34,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "bench_util.h"
 #include "grpc_client.h"
 #include "util.h"
 #include "workload.pb-c.h"
@@ -64,93 +65,9 @@ struct opts {
 	double timeout;
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "bench_agent: ");
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static double now_s(void)
-{
-	return (double)now_mono_us() / 1e6;
-}
-
-static void sleep_s(double s)
-{
-	if (s <= 0)
-		return;
-	struct timespec ts = {.tv_sec = (time_t)s,
-			      .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The q-quantile (0..1) of v, nearest rank; sorts v. */
-static double quantile(double *v, size_t n, double q)
-{
-	if (n == 0)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_double);
-	size_t i = (size_t)(q * (double)n + 0.5);
-	if (i > 0)
-		i--;
-	return v[i < n ? i : n - 1];
-}
-
-static int64_t proc_cpu_us(int pid)
-{
-	char path[64], buf[2048];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	unsigned long long ut = 0, st = 0;
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	long hz = sysconf(_SC_CLK_TCK);
-	return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)(hz > 0 ? hz : 100));
-}
-
 static double tv_us(const struct timeval *tv)
 {
 	return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
-}
-
-/* A "Key:   123 kB" line of /proc/<pid>/status, in KiB; -1 when missing. */
-static long proc_status_kib(int pid, const char *key)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	long v = -1;
-	size_t kl = strlen(key);
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-			v = strtol(line + kl + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
 }
 
 /* Waits until the process has used less than 1% of a core over the last second (at most
@@ -163,7 +80,7 @@ static void wait_idle(int pid, double max_s)
 		sleep_s(1.0);
 		int64_t cur = proc_cpu_us(pid);
 		if (cur < 0)
-			die("process %d is gone", pid);
+			bench_die("process %d is gone", pid);
 		if (cur - prev <= 10000)
 			return;
 		prev = cur;
@@ -171,72 +88,6 @@ static void wait_idle(int pid, double max_s)
 	printf("# note: process %d was still busy after %.0f s\n", pid, max_s);
 }
 
-/* ---- the server's admin API, one keep-alive connection ---- */
-
-struct admin {
-	CURL *h;
-	struct curl_slist *hdrs;
-	char *buf;
-	size_t len;
-};
-
-static size_t admin_write(char *p, size_t size, size_t n, void *ud)
-{
-	struct admin *a = ud;
-	size_t l = size * n;
-	a->buf = xrealloc(a->buf, a->len + l + 1);
-	memcpy(a->buf + a->len, p, l);
-	a->len += l;
-	a->buf[a->len] = 0;
-	return l;
-}
-
-static void admin_open(struct admin *a, const char *sock)
-{
-	memset(a, 0, sizeof(*a));
-	a->h = curl_easy_init();
-	if (!a->h)
-		die("curl_easy_init failed");
-	a->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(a->h, CURLOPT_UNIX_SOCKET_PATH, sock);
-	curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, a->hdrs);
-	curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, admin_write);
-	curl_easy_setopt(a->h, CURLOPT_WRITEDATA, a);
-	curl_easy_setopt(a->h, CURLOPT_TIMEOUT, 30L);
-}
-
-static void admin_close(struct admin *a)
-{
-	curl_easy_cleanup(a->h);
-	curl_slist_free_all(a->hdrs);
-	free(a->buf);
-}
-
-/* One request with a JSON body; the HTTP status, the answer's "id" into id when asked. */
-static long admin_call(struct admin *a, const char *method, const char *path, json_t *body,
-		       char *id, size_t idlen)
-{
-	char url[512];
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	char *text = json_dumps(body, JSON_COMPACT);
-	a->len = 0;
-	curl_easy_setopt(a->h, CURLOPT_URL, url);
-	curl_easy_setopt(a->h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, text);
-	CURLcode rc = curl_easy_perform(a->h);
-	free(text);
-	if (rc != CURLE_OK)
-		die("admin API %s %s: %s", method, path, curl_easy_strerror(rc));
-	long code = 0;
-	curl_easy_getinfo(a->h, CURLINFO_RESPONSE_CODE, &code);
-	if (id) {
-		json_t *r = a->len ? json_loads(a->buf, 0, NULL) : NULL;
-		const char *s = json_string_value(json_object_get(r, "id"));
-		snprintf(id, idlen, "%s", s ? s : "");
-		json_decref(r);
-	}
-	return code;
-}
 
 /* ---- populate ---- */
 
@@ -290,21 +141,24 @@ static int cmd_populate(const struct opts *o)
 	admin_open(&adm, o->admin);
 	FILE *ids = o->ids_out ? fopen(o->ids_out, "a") : NULL;
 	if (o->ids_out && !ids)
-		die("cannot open %s: %s", o->ids_out, strerror(errno));
+		bench_die("cannot open %s: %s", o->ids_out, strerror(errno));
 	double t0 = now_s();
 	for (int i = o->from; i < o->to; i++) {
-		char sid[256], sel[64], id[128];
+		char sid[256], sel[64];
 		snprintf(sid, sizeof(sid), "spiffe://" TD "/bench/agent/w%d", i);
 		snprintf(sel, sizeof(sel), "unix:uid:%ld",
 			 i < o->mine ? (long)getuid() : 3000000L + i);
 		json_t *body = json_pack("{s:s, s:s, s:[s]}", "spiffe_id", sid, "parent_id",
 					 o->parent, "selectors", sel);
-		long code = admin_call(&adm, "POST", "/v1/entries", body, id, sizeof(id));
+		json_t *r = NULL;
+		long code = admin_call(&adm, "POST", "/v1/entries", body, &r);
 		json_decref(body);
-		if (code != 201 || !id[0])
-			die("POST /v1/entries answered %ld: %s", code, adm.buf ? adm.buf : "");
+		const char *id = json_string_value(json_object_get(r, "id"));
+		if (code != 201 || !id)
+			bench_die("POST /v1/entries answered %ld: %s", code, adm.buf ? adm.buf : "");
 		if (ids && i < o->mine)
 			fprintf(ids, "%s\n", id);
+		json_decref(r);
 	}
 	if (ids)
 		fclose(ids);
@@ -314,7 +168,7 @@ static int cmd_populate(const struct opts *o)
 	if (o->state_dir) {
 		n = wait_state(o->state_dir, o->to, o->timeout);
 		if (n < o->to)
-			die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout,
+			bench_die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout,
 			    o->to);
 	}
 	printf("# populate: %d entries created in %.1f s (%.0f/s over the admin API)%s",
@@ -333,7 +187,7 @@ static int cmd_rss(const struct opts *o)
 		double t0 = now_s();
 		long n = wait_state(o->state_dir, o->to, o->timeout);
 		if (n < o->to)
-			die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout,
+			bench_die("the agent holds %ld SVIDs after %.0f s, expected %d", n, o->timeout,
 			    o->to);
 		printf("# %s: the agent held its %ld SVIDs %.1f s after this step began\n", o->name,
 		       n, now_s() - t0);
@@ -343,7 +197,7 @@ static int cmd_rss(const struct opts *o)
 	long rss = proc_status_kib(o->pid, "VmRSS"), hwm = proc_status_kib(o->pid, "VmHWM");
 	long anon = proc_status_kib(o->pid, "RssAnon"), file = proc_status_kib(o->pid, "RssFile");
 	if (rss < 0)
-		die("cannot read /proc/%d/status", o->pid);
+		bench_die("cannot read /proc/%d/status", o->pid);
 	printf("# %s: VmRSS %ld KiB (anonymous %ld, file-backed %ld), peak VmHWM %ld KiB\n",
 	       o->name, rss, anon, file, hwm);
 	printf("BENCH %s %ld KiB\n", o->name, rss);
@@ -376,11 +230,11 @@ static int cmd_fetch(const struct opts *o)
 	/* Latency: sequential fetches after a short warm-up. */
 	for (int i = 0; i < 50; i++)
 		if (one_fetch(o->socket, err, sizeof(err)) < 0)
-			die("fetch failed: %s", err);
+			bench_die("fetch failed: %s", err);
 	double *lat = xcalloc((size_t)o->count, sizeof(double));
 	for (int i = 0; i < o->count; i++)
 		if ((lat[i] = one_fetch(o->socket, err, sizeof(err))) < 0)
-			die("fetch failed: %s", err);
+			bench_die("fetch failed: %s", err);
 	double p50 = quantile(lat, (size_t)o->count, 0.50),
 	       p99 = quantile(lat, (size_t)o->count, 0.99);
 	printf("# fetch: %d sequential fetches (new connection each): p50 %.0f us, p90 %.0f us, "
@@ -396,7 +250,7 @@ static int cmd_fetch(const struct opts *o)
 	for (int r = 0; r < runs; r++) {
 		int fds[2];
 		if (pipe(fds) < 0)
-			die("pipe: %s", strerror(errno));
+			bench_die("pipe: %s", strerror(errno));
 		double start = now_s() + 0.2; /* every child starts at the same moment */
 		struct rusage ru0, ru1;
 		getrusage(RUSAGE_CHILDREN, &ru0);
@@ -404,7 +258,7 @@ static int cmd_fetch(const struct opts *o)
 		for (int p = 0; p < o->procs; p++) {
 			pid_t pid = fork();
 			if (pid < 0)
-				die("fork: %s", strerror(errno));
+				bench_die("fork: %s", strerror(errno));
 			if (pid == 0) {
 				close(fds[0]);
 				sleep_s(start - now_s());
@@ -467,10 +321,10 @@ static void open_wstream(struct wstream *w, const char *sock)
 	if (grpc_client_connect_unix(sock, 5000, &w->gc, err, sizeof(err)) < 0 ||
 	    grpc_client_stream_open(w->gc, FETCH_PATH, &hdr, 1, NULL, 0, &w->s, err,
 				    sizeof(err)) < 0)
-		die("cannot open a FetchX509SVID stream: %s", err);
+		bench_die("cannot open a FetchX509SVID stream: %s", err);
 	int r = grpc_stream_next(w->s, 10000, &msg, &len, &status, err, sizeof(err));
 	if (r != 1)
-		die("FetchX509SVID gave no first message (%d, status %d): %s", r, status, err);
+		bench_die("FetchX509SVID gave no first message (%d, status %d): %s", r, status, err);
 	w->base = msg;
 	w->base_len = len;
 }
@@ -501,7 +355,7 @@ static void drain(struct wstream *v, int n, struct pollfd *pfd, int timeout_ms)
 			if (r == 0)
 				break;
 			if (r != 1)
-				die("stream %d ended (%d, status %d): %s", i, r, status, err);
+				bench_die("stream %d ended (%d, status %d): %s", i, r, status, err);
 			/* Only a message that differs from the one in force counts. */
 			if (!v[i].got_us &&
 			    (len != v[i].base_len || memcmp(msg, v[i].base, len) != 0))
@@ -573,10 +427,10 @@ static int cmd_streams(const struct opts *o)
 		/* A new TTL is a new revision of the entry: the agent must have it re-signed. */
 		json_t *body = json_pack("{s:i}", "x509_svid_ttl", 3600 + (r % 2 ? 0 : 1));
 		int64_t t_put = now_mono_us();
-		long code = admin_call(&adm, "PUT", path, body, NULL, 0);
+		long code = admin_call(&adm, "PUT", path, body, NULL);
 		json_decref(body);
 		if (code != 200)
-			die("PUT %s answered %ld: %s", path, code, adm.buf ? adm.buf : "");
+			bench_die("PUT %s answered %ld: %s", path, code, adm.buf ? adm.buf : "");
 		int got = 0;
 		double end = now_s() + o->timeout;
 		while (got < n && now_s() < end) {
@@ -598,7 +452,7 @@ static int cmd_streams(const struct opts *o)
 		}
 		first_serial(v[n - 1].last, v[n - 1].last_len, serial1, sizeof(serial1));
 		if (!serial1[0] || strcmp(serial0, serial1) == 0)
-			die("round %d: the streams got a message but not a new SVID (serial %s)",
+			bench_die("round %d: the streams got a message but not a new SVID (serial %s)",
 			    r + 1, serial1);
 		fan[done_runs] = (double)(last - first) / 1000.0;
 		total[done_runs] = (double)(last - t_put) / 1000.0;
@@ -640,7 +494,7 @@ static pid_t spawn_agent(const struct opts *o)
 {
 	pid_t pid = fork();
 	if (pid < 0)
-		die("fork: %s", strerror(errno));
+		bench_die("fork: %s", strerror(errno));
 	if (pid == 0) {
 		int fd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (fd >= 0) {
@@ -656,7 +510,7 @@ static pid_t spawn_agent(const struct opts *o)
 static int cmd_restart(const struct opts *o)
 {
 	if (o->server_port > 0 && !server_down(o->server_port))
-		die("the server still answers on port %d: stop it first", o->server_port);
+		bench_die("the server still answers on port %d: stop it first", o->server_port);
 	double *ready = xcalloc((size_t)o->runs, sizeof(double));
 	int n_ok = 0;
 	for (int r = 0; r < o->runs; r++) {
@@ -667,7 +521,7 @@ static int cmd_restart(const struct opts *o)
 		while (now_s() < end) {
 			int status;
 			if (waitpid(pid, &status, WNOHANG) == pid)
-				die("the agent exited at start (status %d); see %s", status,
+				bench_die("the agent exited at start (status %d); see %s", status,
 				    o->log);
 			if (one_fetch(o->socket, err, sizeof(err)) >= 0) {
 				us = (double)(now_mono_us() - t0);
@@ -714,6 +568,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+	bench_prog = "bench_agent";
 	if (argc < 2)
 		usage();
 	struct opts o = {

@@ -37,6 +37,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "bench_util.h"
 #include "grpc_client.h"
 #include "keys.h"
 #include "node.pb-c.h"
@@ -63,133 +64,6 @@ struct opts {
 	double idle_seconds;
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "bench_server: ");
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static double now_s(void)
-{
-	return (double)now_mono_us() / 1e6;
-}
-
-static void sleep_s(double s)
-{
-	if (s <= 0)
-		return;
-	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-	if (n == 0)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* utime + stime of a process (all its threads), in microseconds; -1 when unreadable. */
-static int64_t proc_cpu_us(int pid)
-{
-	char path[64], buf[2048];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	/* The command name may hold spaces: fields are counted from the last ')'. */
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	unsigned long long ut = 0, st = 0;
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	long hz = sysconf(_SC_CLK_TCK);
-	return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)(hz > 0 ? hz : 100));
-}
-
-/* ---- the admin API (HTTP/JSON on a Unix socket), one keep-alive connection ---- */
-
-struct admin {
-	CURL *h;
-	struct curl_slist *hdrs;
-	char *buf;
-	size_t len;
-};
-
-static size_t admin_write(char *p, size_t size, size_t n, void *ud)
-{
-	struct admin *a = ud;
-	size_t l = size * n;
-	a->buf = xrealloc(a->buf, a->len + l + 1);
-	memcpy(a->buf + a->len, p, l);
-	a->len += l;
-	a->buf[a->len] = 0;
-	return l;
-}
-
-static void admin_open(struct admin *a, const char *sock)
-{
-	memset(a, 0, sizeof(*a));
-	a->h = curl_easy_init();
-	if (!a->h)
-		die("curl_easy_init failed");
-	a->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(a->h, CURLOPT_UNIX_SOCKET_PATH, sock);
-	curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, a->hdrs);
-	curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, admin_write);
-	curl_easy_setopt(a->h, CURLOPT_WRITEDATA, a);
-	curl_easy_setopt(a->h, CURLOPT_TIMEOUT, 30L);
-}
-
-static void admin_close(struct admin *a)
-{
-	curl_easy_cleanup(a->h);
-	curl_slist_free_all(a->hdrs);
-	free(a->buf);
-}
-
-/* One request; returns the HTTP status and the JSON answer in *out (caller decrefs; may be
- * NULL), or dies on a transport failure. */
-static long admin_call(struct admin *a, const char *method, const char *path, json_t *body,
-		       json_t **out)
-{
-	char url[512];
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	a->len = 0;
-	curl_easy_setopt(a->h, CURLOPT_URL, url);
-	curl_easy_setopt(a->h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, text ? text : "");
-	if (strcmp(method, "GET") == 0)
-		curl_easy_setopt(a->h, CURLOPT_HTTPGET, 1L);
-	CURLcode rc = curl_easy_perform(a->h);
-	free(text);
-	if (rc != CURLE_OK)
-		die("admin API %s %s: %s", method, path, curl_easy_strerror(rc));
-	long code = 0;
-	curl_easy_getinfo(a->h, CURLINFO_RESPONSE_CODE, &code);
-	if (out)
-		*out = a->len ? json_loads(a->buf, 0, NULL) : NULL;
-	return code;
-}
 
 static void admin_token(struct admin *a, char *tok, size_t len)
 {
@@ -198,7 +72,7 @@ static void admin_token(struct admin *a, char *tok, size_t len)
 	json_decref(body);
 	const char *t = json_string_value(json_object_get(r, "token"));
 	if (code != 201 || !t)
-		die("POST /v1/tokens answered %ld: %s", code, a->buf ? a->buf : "");
+		bench_die("POST /v1/tokens answered %ld: %s", code, a->buf ? a->buf : "");
 	snprintf(tok, len, "%s", t);
 	json_decref(r);
 }
@@ -213,7 +87,7 @@ static char *admin_entry(struct admin *a, const char *spiffe_id, const char *par
 	json_decref(body);
 	const char *id = json_string_value(json_object_get(r, "id"));
 	if (code != 201 || !id)
-		die("POST /v1/entries answered %ld: %s", code, a->buf ? a->buf : "");
+		bench_die("POST /v1/entries answered %ld: %s", code, a->buf ? a->buf : "");
 	char *ret = xstrdup(id);
 	json_decref(r);
 	return ret;
@@ -243,15 +117,15 @@ static WOLFSSL_CTX *client_ctx(const uint8_t *roots, size_t roots_len, const str
 {
 	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
 	if (!ctx)
-		die("wolfSSL_CTX_new failed");
+		bench_die("wolfSSL_CTX_new failed");
 	const uint8_t **certs = NULL;
 	size_t *lens = NULL, n = 0;
 	if (x509_split_der(roots, roots_len, &certs, &lens, &n) < 0 || n == 0)
-		die("the bundle holds no certificate");
+		bench_die("the bundle holds no certificate");
 	for (size_t i = 0; i < n; i++)
 		if (wolfSSL_CTX_load_verify_buffer(ctx, certs[i], (long)lens[i],
 						   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
-			die("cannot load a bundle certificate");
+			bench_die("cannot load a bundle certificate");
 	free(certs);
 	free(lens);
 	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
@@ -265,7 +139,7 @@ static WOLFSSL_CTX *client_ctx(const uint8_t *roots, size_t roots_len, const str
 		    lkey_to_pkcs8_der(a->key, &key, &key_len) < 0 ||
 		    wolfSSL_CTX_use_PrivateKey_buffer(ctx, key, (long)key_len,
 						      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
-			die("cannot load an agent SVID into TLS");
+			bench_die("cannot load an agent SVID into TLS");
 		secure_zero(key, key_len);
 		free(key);
 		free(pem);
@@ -283,7 +157,7 @@ static struct grpc_client *connect_server(const struct opts *o, WOLFSSL_CTX *ctx
 			return gc;
 		sleep_s(0.2);
 	}
-	die("cannot connect to the server at %s:%d: %s", o->host, o->port, err);
+	bench_die("cannot connect to the server at %s:%d: %s", o->host, o->port, err);
 }
 
 /* Attests with the agent's join token and keeps the returned SVID. */
@@ -294,7 +168,7 @@ static void attest(const struct opts *o, WOLFSSL_CTX *server_only, struct sim_ag
 	int status;
 	char err[512];
 	if (lkey_generate(KEY_EC_P256, &a->key) < 0 || x509_csr_create(a->key, &csr, &csr_len) < 0)
-		die("cannot make the agent key");
+		bench_die("cannot make the agent key");
 	Lanyard__Node__V1__AttestRequest m = LANYARD__NODE__V1__ATTEST_REQUEST__INIT;
 	m.attestor = (char *)"join_token";
 	m.payload.data = (uint8_t *)a->token;
@@ -308,14 +182,14 @@ static void attest(const struct opts *o, WOLFSSL_CTX *server_only, struct sim_ag
 	if (grpc_client_unary(gc, NODE_PATH "Attest", NULL, 0, req, req_len, CALL_TIMEOUT_MS, &resp,
 			      &resp_len, &status, err, sizeof(err)) < 0 ||
 	    status != GRPC_STATUS_OK)
-		die("Attest failed: %s", err);
+		bench_die("Attest failed: %s", err);
 	grpc_client_close(gc);
 	Lanyard__Node__V1__AttestResponse *r =
 		lanyard__node__v1__attest_response__unpack(NULL, resp_len, resp);
 	if (!r || !r->svid.len)
-		die("malformed AttestResponse");
+		bench_die("malformed AttestResponse");
 	if (strcmp(r->spiffe_id, a->id) != 0)
-		die("attested as %s, expected %s", r->spiffe_id, a->id);
+		bench_die("attested as %s, expected %s", r->spiffe_id, a->id);
 	a->chain = xmalloc(r->svid.len);
 	memcpy(a->chain, r->svid.data, r->svid.len);
 	a->chain_len = r->svid.len;
@@ -331,7 +205,7 @@ static void read_bundle(const char *path, uint8_t **der, size_t *len)
 	size_t pem_len = 0;
 	if (file_read_all(path, 1 << 20, &pem, &pem_len) < 0 ||
 	    pem_decode_concat((const char *)pem, pem_len, "CERTIFICATE", der, len) < 0 || !*len)
-		die("cannot read the bundle %s", path);
+		bench_die("cannot read the bundle %s", path);
 	free(pem);
 }
 
@@ -433,7 +307,7 @@ static void crypto_one(const struct crypto_set *s, size_t i)
 	struct csr_info ci = {0};
 	char err[256];
 	if (x509_csr_parse(s->csrs[i], s->csr_lens[i], &ci, err, sizeof(err)) < 0)
-		die("x509_csr_parse: %s", err);
+		bench_die("x509_csr_parse: %s", err);
 	int64_t now = now_unix();
 	struct x509_leaf_params p = {
 		.spiffe_id = "spiffe://" TD "/bench/raw/workload",
@@ -445,7 +319,7 @@ static void crypto_one(const struct crypto_set *s, size_t i)
 	uint8_t *der = NULL;
 	size_t len = 0;
 	if (x509_sign_leaf(s->ca_key, s->ca_der, s->ca_len, &p, &der, &len) < 0)
-		die("x509_sign_leaf failed");
+		bench_die("x509_sign_leaf failed");
 	free(der);
 	csr_info_free(&ci);
 }
@@ -459,12 +333,12 @@ static void prim_one(const struct crypto_set *s, size_t i, ecc_key *ca, WC_RNG *
 	if (wc_ecc_init(&k) != 0 || wc_EccPublicKeyDecode(it->spki, &idx, &k, it->spki_len) != 0 ||
 	    wc_ecc_verify_hash(it->sig, it->sig_len, s->hash, sizeof(s->hash), &res, &k) != 0 ||
 	    res != 1)
-		die("wc_ecc_verify_hash failed");
+		bench_die("wc_ecc_verify_hash failed");
 	wc_ecc_free(&k);
 	uint8_t sig[ECC_MAX_SIG_SIZE];
 	word32 sig_len = sizeof(sig);
 	if (wc_ecc_sign_hash(s->hash, sizeof(s->hash), sig, &sig_len, rng, ca) != 0)
-		die("wc_ecc_sign_hash failed");
+		bench_die("wc_ecc_sign_hash failed");
 }
 
 static void *crypto_main(void *arg)
@@ -475,7 +349,7 @@ static void *crypto_main(void *arg)
 	ecc_key ca;
 	if (t->prim && (wc_InitRng(&rng) != 0 || wc_ecc_init(&ca) != 0 ||
 			wc_ecc_make_key(&rng, 32, &ca) != 0))
-		die("cannot make an ECC key");
+		bench_die("cannot make an ECC key");
 	struct timespec c0, c1;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	double end = now_s() + t->seconds;
@@ -543,10 +417,10 @@ static void crypto_prepare(struct crypto_set *cs, size_t n_prim)
 	};
 	if (lkey_generate(KEY_EC_P256, &cs->ca_key) < 0 ||
 	    x509_make_ca(cs->ca_key, NULL, NULL, 0, &cap, &cs->ca_der, &cs->ca_len) < 0)
-		die("cannot make the CA for the raw measurement");
+		bench_die("cannot make the CA for the raw measurement");
 	WC_RNG rng;
 	if (wc_InitRng(&rng) != 0 || wc_RNG_GenerateBlock(&rng, cs->hash, sizeof(cs->hash)) != 0)
-		die("wc_InitRng failed");
+		bench_die("wc_InitRng failed");
 	cs->n_prim = n_prim;
 	cs->prim = xcalloc(n_prim + 1, sizeof(*cs->prim));
 	for (size_t i = 0; i < n_prim; i++) {
@@ -557,7 +431,7 @@ static void crypto_prepare(struct crypto_set *cs, size_t n_prim)
 		if (wc_ecc_init(&k) != 0 || wc_ecc_make_key(&rng, 32, &k) != 0 ||
 		    wc_ecc_sign_hash(cs->hash, sizeof(cs->hash), it->sig, &it->sig_len, &rng, &k) != 0 ||
 		    (len = wc_EccPublicKeyToDer(&k, it->spki, sizeof(it->spki), 1)) <= 0)
-			die("cannot make an ECC key");
+			bench_die("cannot make an ECC key");
 		it->spki_len = (word32)len;
 		wc_ecc_free(&k);
 	}
@@ -583,7 +457,7 @@ static int cmd_crypto(const struct opts *o)
 		lkey *k = NULL;
 		uint8_t *der = NULL;
 		if (lkey_generate(KEY_EC_P256, &k) < 0 || x509_csr_create(k, &der, &cs.csr_lens[i]) < 0)
-			die("cannot make a CSR");
+			bench_die("cannot make a CSR");
 		cs.csrs[i] = der;
 		lkey_free(k);
 	}
@@ -633,13 +507,13 @@ static void *issue_main(void *arg)
 			if (grpc_client_unary(a->gc, NODE_PATH "SignX509", NULL, 0, a->sign_req,
 					      a->sign_req_len, CALL_TIMEOUT_MS, &resp, &resp_len,
 					      &status, err, sizeof(err)) < 0)
-				die("SignX509 transport failure: %s", err);
+				bench_die("SignX509 transport failure: %s", err);
 			if (status != GRPC_STATUS_OK)
-				die("SignX509 answered %s: %s", grpc_status_name(status), err);
+				bench_die("SignX509 answered %s: %s", grpc_status_name(status), err);
 			Lanyard__Node__V1__SignX509Response *r =
 				lanyard__node__v1__sign_x509_response__unpack(NULL, resp_len, resp);
 			if (!r)
-				die("malformed SignX509Response");
+				bench_die("malformed SignX509Response");
 			uint64_t ok = 0;
 			for (size_t k = 0; k < r->n_results; k++)
 				if (r->results[k]->svid.len && !r->results[k]->error[0])
@@ -702,7 +576,7 @@ static void prepare_sign_requests(struct sim_agent *a)
 		lkey *k = NULL;
 		if (lkey_generate(KEY_EC_P256, &k) < 0 ||
 		    x509_csr_create(k, &a->csrs[j], &a->csr_lens[j]) < 0)
-			die("cannot make a workload CSR");
+			bench_die("cannot make a workload CSR");
 		lkey_free(k);
 		lanyard__node__v1__x509_sign_item__init(&items[j]);
 		items[j].entry_id = a->entry_ids[j];
@@ -730,21 +604,21 @@ static void check_first_answer(struct sim_agent *a, const char *label, int index
 	if (grpc_client_unary(a->gc, NODE_PATH "SignX509", NULL, 0, a->sign_req, a->sign_req_len,
 			      CALL_TIMEOUT_MS, &resp, &resp_len, &status, err, sizeof(err)) < 0 ||
 	    status != GRPC_STATUS_OK)
-		die("SignX509 failed: %s", err);
+		bench_die("SignX509 failed: %s", err);
 	Lanyard__Node__V1__SignX509Response *r =
 		lanyard__node__v1__sign_x509_response__unpack(NULL, resp_len, resp);
 	if (!r || r->n_results != a->n_entries)
-		die("SignX509 gave %zu results for %zu items", r ? r->n_results : 0, a->n_entries);
+		bench_die("SignX509 gave %zu results for %zu items", r ? r->n_results : 0, a->n_entries);
 	for (size_t k = 0; k < r->n_results; k++) {
 		struct x509_info info;
 		char want[256];
 		snprintf(want, sizeof(want), "spiffe://" TD "/bench/%s/a%d/w%zu", label, index, k);
 		if (r->results[k]->error[0])
-			die("SignX509 item error: %s", r->results[k]->error);
+			bench_die("SignX509 item error: %s", r->results[k]->error);
 		if (x509_parse(r->results[k]->svid.data, r->results[k]->svid.len, &info, err,
 			       sizeof(err)) < 0 ||
 		    strcmp(info.spiffe_id, want) != 0)
-			die("SignX509 returned an SVID for %s, expected %s", info.spiffe_id, want);
+			bench_die("SignX509 returned an SVID for %s, expected %s", info.spiffe_id, want);
 		x509_info_free(&info);
 	}
 	lanyard__node__v1__sign_x509_response__free_unpacked(r, NULL);
@@ -933,7 +807,7 @@ static void open_stream(struct sim_agent *a)
 	char err[512];
 	if (grpc_client_stream_open(a->gc, NODE_PATH "SyncEntries", NULL, 0, buf, len, &a->stream,
 				    err, sizeof(err)) < 0)
-		die("SyncEntries: %s", err);
+		bench_die("SyncEntries: %s", err);
 	size_t got = 0;
 	for (;;) {
 		uint8_t *msg = NULL;
@@ -942,12 +816,12 @@ static void open_stream(struct sim_agent *a)
 		int r = grpc_stream_next(a->stream, CALL_TIMEOUT_MS, &msg, &ml, &status, err,
 					 sizeof(err));
 		if (r != 1)
-			die("SyncEntries ended before its snapshot (%d): %s", r, err);
+			bench_die("SyncEntries ended before its snapshot (%d): %s", r, err);
 		Lanyard__Node__V1__SyncResponse *s =
 			lanyard__node__v1__sync_response__unpack(NULL, ml, msg);
 		free(msg);
 		if (!s)
-			die("malformed SyncResponse");
+			bench_die("malformed SyncResponse");
 		got += s->n_upserts;
 		bool complete = s->complete;
 		lanyard__node__v1__sync_response__free_unpacked(s, NULL);
@@ -955,7 +829,7 @@ static void open_stream(struct sim_agent *a)
 			break;
 	}
 	if (got != a->n_entries)
-		die("snapshot of %s held %zu entries, expected %zu", a->id, got, a->n_entries);
+		bench_die("snapshot of %s held %zu entries, expected %zu", a->id, got, a->n_entries);
 }
 
 static int cmd_sync(const struct opts *o)
@@ -1009,7 +883,7 @@ static int cmd_sync(const struct opts *o)
 		json_decref(body);
 		json_decref(r);
 		if (code != 200)
-			die("PUT %s answered %ld: %s", path, code, adm.buf ? adm.buf : "");
+			bench_die("PUT %s answered %ld: %s", path, code, adm.buf ? adm.buf : "");
 		/* The delta's latency, waited for within the change's own time slot. */
 		double limit = now_s() + 0.9 / o->rate;
 		while (atomic_load(&a->last_delta_us) < t && now_s() < limit)
@@ -1060,6 +934,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+	bench_prog = "bench_server";
 	if (argc < 2)
 		usage();
 	struct opts o = {
@@ -1117,7 +992,7 @@ int main(int argc, char **argv)
 	if (!crypto && (!o.admin || !o.bundle || o.port <= 0 || o.server_pid <= 0))
 		usage();
 	if (!crypto && proc_cpu_us(o.server_pid) < 0)
-		die("cannot read /proc/%d/stat", o.server_pid);
+		bench_die("cannot read /proc/%d/stat", o.server_pid);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	wolfSSL_Init();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
