@@ -8,8 +8,9 @@
  * a process that exited and had its pid reused during attestation is refused.
  *
  * Attestors are a table of vtables (struct attestor_ops): the unix attestor here, the Kubernetes
- * one later. attest() runs on a worker thread (it may read files and hash binaries), so it must
- * be thread-safe; state shared between calls (a hash cache) is protected by the attestor. */
+ * one later. attest() runs on a worker thread (it may read files and hash binaries) unless every
+ * attestor is fast, so it must be thread-safe; state shared between calls (hash and name caches)
+ * is protected by the attestor. */
 #ifndef LANYARD_ATTESTOR_H
 #define LANYARD_ATTESTOR_H
 
@@ -69,7 +70,25 @@ struct attestor_ops {
 struct attestor {
 	const struct attestor_ops *ops;
 	void *state;
+	/* attest() neither blocks nor does heavy work (no hashing, no network): it may run on the
+	 * event loop. Attestors that leave it false run on a worker thread. */
+	bool fast;
 };
+
+/* Every attestor is fast: attest_caller() may run on the event loop. */
+bool attestors_fast(struct attestor *const *a, size_t n);
+
+#define ATTEST_WOULD_BLOCK 1
+/* The whole attestation of a pinned caller: every attestor in order, then the check that the
+ * caller is still the process that connected (caller_verify, or the same checks on the unix
+ * attestor's own read of status when it is the only attestor and fast), then the selectors
+ * normalized. 0, or -1 with a reason in err (the call is then refused). With !may_block (on the
+ * event loop) it returns ATTEST_WOULD_BLOCK instead of doing anything that may take long: an
+ * attestor that is not fast, or a user or group name lookup that is not cached (the name
+ * service may be LDAP); the caller then runs it again on a worker thread. out may hold
+ * selectors on any failure; the caller frees it either way. */
+int attest_caller(struct attestor *const *a, size_t n, const struct caller *c, bool may_block,
+		  struct selector_list *out, char *err, size_t errlen);
 
 /* The attestor reads through the caller's pinned proc_fd, so the proc root is chosen when the
  * caller is pinned (caller_from_socket, caller_pin). */
@@ -80,7 +99,9 @@ struct attestor_unix_opts {
 
 /* The unix attestor: unix:uid, unix:user, unix:gid, unix:group, unix:supplementary_gid,
  * unix:supplementary_group and, when enabled, unix:path and unix:sha256 (hashes cached by
- * device, inode, size and mtime). NULL on allocation failure. */
+ * device, inode, size and mtime). User and group names are cached until /etc/passwd or
+ * /etc/group changes (checked at most once a second) and for at most a minute. Fast unless
+ * path_selectors. NULL on allocation failure. */
 struct attestor *attestor_unix_new(const struct attestor_unix_opts *o);
 /* Calls ops->free and frees a; NULL-safe. */
 void attestor_free(struct attestor *a);

@@ -30,6 +30,11 @@
 #endif
 
 #define PROC_FILE_MAX (64 * 1024)
+#define NAME_CACHE_MAX 1024
+#define NAME_CHECK_US 1000000
+#define NAME_MAX_AGE_US (60 * 1000000LL)
+#define PASSWD_FILE "/etc/passwd"
+#define GROUP_FILE "/etc/group"
 #define HASH_CACHE_MAX 256
 #define HASH_CHUNK (64 * 1024)
 
@@ -102,7 +107,7 @@ void selector_list_free(struct selector_list *l)
 static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
 {
 	char *buf = NULL;
-	size_t len = 0, cap = 4096;
+	size_t len = 0, cap = 4096, want;
 	int fd, ret = 0;
 
 	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -131,7 +136,8 @@ static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
 			buf = nb;
 			cap *= 2;
 		}
-		r = read(fd, buf + len, cap - len - 1);
+		want = cap - len - 1;
+		r = read(fd, buf + len, want);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -141,6 +147,11 @@ static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
 		if (r == 0)
 			break;
 		len += (size_t)r;
+		/* /proc/<pid>/stat and status are single-record seq files: a read with room to
+		 * spare returns the whole file, so a short read is the end (one read(2) fewer per
+		 * file). A file larger than the buffer fills it and the loop goes on. */
+		if ((size_t)r < want)
+			break;
 	}
 	buf[len] = '\0';
 	*out = buf;
@@ -320,12 +331,12 @@ int caller_from_socket(int fd, const char *proc_root, struct caller *out, char *
 	return 0;
 }
 
-int caller_verify(const struct caller *c, char *err, size_t errlen)
+/* The pinned process is alive and still the one that connected: its pidfd (when there is one)
+ * and, when start_time, its start time read again through the pinned directory. */
+static int verify_alive(const struct caller *c, bool start_time, char *err, size_t errlen)
 {
-	unsigned long ids[4];
 	uint64_t st;
-	char *status = NULL;
-	int r, ret = -1;
+	int r;
 
 	if (c->proc_fd < 0) {
 		snprintf(err, errlen, "caller process not pinned");
@@ -335,6 +346,8 @@ int caller_verify(const struct caller *c, char *err, size_t errlen)
 		snprintf(err, errlen, "caller process changed during attestation (exited)");
 		return -1;
 	}
+	if (!start_time)
+		return 0;
 	/* Reading through a /proc/<pid> directory fd of a dead process fails with ESRCH even if the
 	 * pid was reused since, so a successful read is about the pinned process. */
 	r = read_start_time(c->proc_fd, &st);
@@ -349,24 +362,42 @@ int caller_verify(const struct caller *c, char *err, size_t errlen)
 			 st, c->start_time);
 		return -1;
 	}
+	return 0;
+}
+
+/* The effective uid and gid in a status text read through the pinned directory are still the
+ * ones SO_PEERCRED reported at connect time. */
+static int verify_ids(const struct caller *c, const char *status, char *err, size_t errlen)
+{
+	unsigned long ids[4];
+
+	/* "Uid:\treal\teffective\tsaved\tfs": SO_PEERCRED reported the effective ids. */
+	if (parse_ids(status_field(status, "Uid"), ids, 4) < 2 || ids[1] != (unsigned long)c->uid) {
+		snprintf(err, errlen, "caller process changed during attestation (uid)");
+		return -1;
+	}
+	if (parse_ids(status_field(status, "Gid"), ids, 4) < 2 || ids[1] != (unsigned long)c->gid) {
+		snprintf(err, errlen, "caller process changed during attestation (gid)");
+		return -1;
+	}
+	return 0;
+}
+
+int caller_verify(const struct caller *c, char *err, size_t errlen)
+{
+	char *status = NULL;
+	int r;
+
+	if (verify_alive(c, true, err, errlen) < 0)
+		return -1;
 	r = read_at(c->proc_fd, "status", &status, NULL);
 	if (r < 0) {
 		snprintf(err, errlen, "caller process changed during attestation (%s)", strerror(-r));
 		return -1;
 	}
-	/* "Uid:\treal\teffective\tsaved\tfs": SO_PEERCRED reported the effective ids. */
-	if (parse_ids(status_field(status, "Uid"), ids, 4) < 2 || ids[1] != (unsigned long)c->uid) {
-		snprintf(err, errlen, "caller process changed during attestation (uid)");
-		goto out;
-	}
-	if (parse_ids(status_field(status, "Gid"), ids, 4) < 2 || ids[1] != (unsigned long)c->gid) {
-		snprintf(err, errlen, "caller process changed during attestation (gid)");
-		goto out;
-	}
-	ret = 0;
-out:
+	r = verify_ids(c, status, err, errlen);
 	free(status);
-	return ret;
+	return r;
 }
 
 void caller_close(struct caller *c)
@@ -391,13 +422,39 @@ struct hash_entry {
 	uint64_t used; /* LRU clock */
 };
 
+/* A user or group name (NULL: the id has none), as the name service answered. */
+struct name_entry {
+	uint32_t id;
+	bool group;
+	char *name;
+};
+
+/* What a file looked like, to notice it changed. */
+struct file_sig {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+};
+
 struct unix_state {
 	bool path_selectors;
 	int64_t sha256_max_size;
-	pthread_mutex_t lock; /* protects the hash cache */
+	pthread_mutex_t lock; /* protects the hash and name caches */
 	struct hash_entry cache[HASH_CACHE_MAX];
 	size_t n_cache;
 	uint64_t clock;
+
+	/* User and group names: getpwuid_r/getgrgid_r open and parse /etc/passwd and /etc/group on
+	 * every call, a dozen system calls per attestation. Answers are kept until either file
+	 * changes (checked at most once per NAME_CHECK_US) or NAME_MAX_AGE_US passed, which bounds
+	 * staleness for name services that are not files (LDAP, sssd). */
+	struct name_entry *names;
+	size_t n_names;
+	int64_t names_checked_us, names_filled_us;
+	uint64_t names_gen; /* bumped by every flush */
+	struct file_sig passwd_sig, group_sig;
 };
 
 static bool hash_cache_get(struct unix_state *u, const struct stat *st, char hex[65])
@@ -541,73 +598,217 @@ nomem:
 	return -1;
 }
 
-static int add_user(struct selector_list *out, uid_t uid)
+static void file_sig_get(const char *path, struct file_sig *sig)
 {
-	struct passwd pw, *res = NULL;
-	char buf[4096];
+	struct stat st;
 
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
-		return selector_list_addf(out, "unix:user:%s", res->pw_name);
-	return 0;
+	memset(sig, 0, sizeof(*sig));
+	if (stat(path, &st) < 0)
+		return;
+	sig->exists = true;
+	sig->dev = st.st_dev;
+	sig->ino = st.st_ino;
+	sig->size = st.st_size;
+	sig->mtime = st.st_mtim;
+	sig->ctime = st.st_ctim;
 }
 
-static int add_group(struct selector_list *out, const char *type, gid_t gid)
+static bool file_sig_equal(const struct file_sig *a, const struct file_sig *b)
 {
-	struct group gr, *res = NULL;
-	char *buf;
-	size_t len = 16384;
-	int r = 0;
+	return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino &&
+	       a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+	       a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
+	       a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
 
-	/* Group entries list their members and may be large: grow the buffer on ERANGE. */
+static void names_flush(struct unix_state *u)
+{
+	for (size_t i = 0; i < u->n_names; i++)
+		free(u->names[i].name);
+	free(u->names);
+	u->names = NULL;
+	u->n_names = 0;
+	u->names_gen++;
+}
+
+/* Drops the cached names when they may be stale. Called with the lock held. */
+static void names_check(struct unix_state *u)
+{
+	int64_t now = now_mono_us();
+	struct file_sig pw, gr;
+
+	if (u->names_checked_us && now - u->names_checked_us < NAME_CHECK_US)
+		return;
+	u->names_checked_us = now;
+	file_sig_get(PASSWD_FILE, &pw);
+	file_sig_get(GROUP_FILE, &gr);
+	if (!file_sig_equal(&pw, &u->passwd_sig) || !file_sig_equal(&gr, &u->group_sig) ||
+	    now - u->names_filled_us >= NAME_MAX_AGE_US) {
+		names_flush(u);
+		u->passwd_sig = pw;
+		u->group_sig = gr;
+		u->names_filled_us = now;
+	}
+}
+
+/* The name service's answer for a uid or gid: 1 with a name in *name (caller frees), 0 when the
+ * id has no name, -1 on a lookup error (nothing is cached then), -2 when out of memory. */
+static int name_lookup_nss(bool group, uint32_t id, char **name)
+{
+	size_t len = group ? 16384 : 4096;
+	char *buf;
+	int r;
+
+	*name = NULL;
+	/* Group entries list their members and may be large: grow the buffer on ERANGE (a user
+	 * entry that does not fit in 4 KiB gets no name, as always). */
 	for (;;) {
 		buf = malloc(len);
 		if (!buf)
-			return -1;
-		r = getgrgid_r(gid, &gr, buf, len, &res);
-		if (r != ERANGE || len >= 1024 * 1024)
+			return -2;
+		if (group) {
+			struct group gr, *res = NULL;
+
+			r = getgrgid_r((gid_t)id, &gr, buf, len, &res);
+			if (r == 0 && res)
+				*name = strdup(res->gr_name);
+			else if (r == 0)
+				r = 1;
+		} else {
+			struct passwd pw, *res = NULL;
+
+			r = getpwuid_r((uid_t)id, &pw, buf, len, &res);
+			if (r == 0 && res)
+				*name = strdup(res->pw_name);
+			else if (r == 0)
+				r = 1;
+		}
+		if (r != ERANGE || !group || len >= 1024 * 1024)
 			break;
 		free(buf);
 		len *= 4;
 	}
-	r = (r == 0 && res) ? selector_list_addf(out, "unix:%s:%s", type, res->gr_name) : 0;
 	free(buf);
+	if (r == 1)
+		return 0;
+	if (r != 0)
+		return -1;
+	return *name ? 1 : -2;
+}
+
+/* Adds "unix:<type>:<name>" for a uid (group false) or gid, when the id has a name. Lookup
+ * errors add nothing, as before the cache. 0, -1 when out of memory, or ATTEST_WOULD_BLOCK when
+ * the name is not cached and !may_block (the name service may be remote). */
+static int add_name(struct unix_state *u, struct selector_list *out, const char *type, bool group,
+		    uint32_t id, bool may_block)
+{
+	char *name = NULL;
+	uint64_t gen;
+	int r, found;
+
+	pthread_mutex_lock(&u->lock);
+	names_check(u);
+	gen = u->names_gen;
+	for (size_t i = 0; i < u->n_names; i++) {
+		if (u->names[i].id == id && u->names[i].group == group) {
+			found = u->names[i].name != NULL;
+			r = found ? selector_list_addf(out, "unix:%s:%s", type, u->names[i].name) : 0;
+			pthread_mutex_unlock(&u->lock);
+			return r;
+		}
+	}
+	pthread_mutex_unlock(&u->lock);
+	if (!may_block)
+		return ATTEST_WOULD_BLOCK;
+
+	/* Not under the lock: a slow name service must not hold up other attestations. */
+	found = name_lookup_nss(group, id, &name);
+	if (found == -2)
+		return -1;
+	if (found < 0)
+		return 0;
+	r = found ? selector_list_addf(out, "unix:%s:%s", type, name) : 0;
+
+	pthread_mutex_lock(&u->lock);
+	/* The cache was dropped while we looked up: this answer may predate the change. */
+	if (gen != u->names_gen)
+		goto out;
+	if (u->n_names >= NAME_CACHE_MAX)
+		names_flush(u);
+	if (u->n_names % 16 == 0) {
+		struct name_entry *v = realloc(u->names, (u->n_names + 16) * sizeof(*v));
+
+		if (!v)
+			goto out;
+		u->names = v;
+	}
+	u->names[u->n_names++] = (struct name_entry){.id = id, .group = group, .name = name};
+	name = NULL;
+out:
+	pthread_mutex_unlock(&u->lock);
+	free(name);
 	return r;
+}
+
+/* The unix selectors of the caller from its status text (read through the pinned directory).
+ * 0, -1 when out of memory, or ATTEST_WOULD_BLOCK (see add_name). */
+static int unix_selectors(struct unix_state *u, const struct caller *c, const char *status,
+			  bool may_block, struct selector_list *out)
+{
+	unsigned long groups[1024];
+	size_t ng;
+	int r;
+
+	if (selector_list_addf(out, "unix:uid:%u", (unsigned)c->uid) < 0 ||
+	    selector_list_addf(out, "unix:gid:%u", (unsigned)c->gid) < 0)
+		return -1;
+	if ((r = add_name(u, out, "user", false, (uint32_t)c->uid, may_block)) != 0 ||
+	    (r = add_name(u, out, "group", true, (uint32_t)c->gid, may_block)) != 0)
+		return r;
+	ng = parse_ids(status_field(status, "Groups"), groups, ARRAY_LEN(groups));
+	for (size_t i = 0; i < ng; i++) {
+		if (selector_list_addf(out, "unix:supplementary_gid:%lu", groups[i]) < 0)
+			return -1;
+		r = add_name(u, out, "supplementary_group", true, (uint32_t)groups[i], may_block);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Reads the caller's status through the pinned directory. */
+static int read_status(const struct caller *c, char **status, char *err, size_t errlen)
+{
+	int r;
+
+	if (c->proc_fd < 0) {
+		snprintf(err, errlen, "caller process not pinned");
+		return -1;
+	}
+	r = read_at(c->proc_fd, "status", status, NULL);
+	if (r < 0) {
+		snprintf(err, errlen, "read /proc/%d/status: %s", (int)c->pid, strerror(-r));
+		return -1;
+	}
+	return 0;
 }
 
 static int unix_attest(void *state, const struct caller *c, struct selector_list *out, char *err,
 		       size_t errlen)
 {
 	struct unix_state *u = state;
-	unsigned long groups[1024];
 	char *status = NULL;
-	size_t ng;
-	int r, ret = -1;
+	int ret = -1;
 
-	if (c->proc_fd < 0) {
-		snprintf(err, errlen, "caller process not pinned");
+	if (read_status(c, &status, err, errlen) < 0)
 		return -1;
-	}
-	r = read_at(c->proc_fd, "status", &status, NULL);
-	if (r < 0) {
-		snprintf(err, errlen, "read /proc/%d/status: %s", (int)c->pid, strerror(-r));
-		return -1;
-	}
-	if (selector_list_addf(out, "unix:uid:%u", (unsigned)c->uid) < 0 ||
-	    selector_list_addf(out, "unix:gid:%u", (unsigned)c->gid) < 0 || add_user(out, c->uid) < 0 ||
-	    add_group(out, "group", c->gid) < 0)
-		goto nomem;
-	ng = parse_ids(status_field(status, "Groups"), groups, ARRAY_LEN(groups));
-	for (size_t i = 0; i < ng; i++) {
-		if (selector_list_addf(out, "unix:supplementary_gid:%lu", groups[i]) < 0 ||
-		    add_group(out, "supplementary_group", (gid_t)groups[i]) < 0)
-			goto nomem;
+	if (unix_selectors(u, c, status, true, out) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
 	if (u->path_selectors && path_selectors(u, c, out, err, errlen) < 0)
 		goto out;
 	ret = 0;
-	goto out;
-nomem:
-	snprintf(err, errlen, "out of memory");
 out:
 	free(status);
 	return ret;
@@ -619,6 +820,7 @@ static void unix_free(void *state)
 
 	if (!u)
 		return;
+	names_flush(u);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
@@ -644,6 +846,8 @@ struct attestor *attestor_unix_new(const struct attestor_unix_opts *o)
 	pthread_mutex_init(&u->lock, NULL);
 	a->ops = &unix_ops;
 	a->state = u;
+	/* Hashing binaries (unix:sha256) can take long: only without it is the attestor fast. */
+	a->fast = !o->path_selectors;
 	return a;
 }
 
@@ -654,4 +858,57 @@ void attestor_free(struct attestor *a)
 	if (a->ops && a->ops->free)
 		a->ops->free(a->state);
 	free(a);
+}
+
+bool attestors_fast(struct attestor *const *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!a[i]->fast)
+			return false;
+	return true;
+}
+
+int attest_caller(struct attestor *const *a, size_t n, const struct caller *c, bool may_block,
+		  struct selector_list *out, char *err, size_t errlen)
+{
+	char *status = NULL;
+	int ret = -1, r;
+
+	if (!may_block && !attestors_fast(a, n)) {
+		snprintf(err, errlen, "attestation may block");
+		return ATTEST_WOULD_BLOCK;
+	}
+	if (n == 1 && a[0]->ops == &unix_ops && a[0]->fast) {
+		/* The common case, unix selectors only: one read of status gives the selectors and
+		 * the uid/gid check, and it is the last read of the caller's /proc, so checking it is
+		 * checking the process as it is after attestation, which is what caller_verify does
+		 * with a second read. The pidfd proves that process is still alive, hence still the
+		 * one whose pinned directory we read; without a pidfd the start time is read again. */
+		if (read_status(c, &status, err, errlen) < 0)
+			return -1;
+		r = unix_selectors(a[0]->state, c, status, may_block, out);
+		if (r == ATTEST_WOULD_BLOCK) {
+			snprintf(err, errlen, "a user or group name is not cached");
+			ret = r;
+			goto out;
+		}
+		if (r < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		if (verify_ids(c, status, err, errlen) < 0 ||
+		    verify_alive(c, c->pidfd < 0, err, errlen) < 0)
+			goto out;
+	} else {
+		for (size_t i = 0; i < n; i++)
+			if (a[i]->ops->attest(a[i]->state, c, out, err, errlen) < 0)
+				goto out;
+		if (caller_verify(c, err, errlen) < 0)
+			goto out;
+	}
+	selector_list_normalize(out);
+	ret = 0;
+out:
+	free(status);
+	return ret;
 }

@@ -1,10 +1,11 @@
 /* workload_api.c: the SPIFFE Workload API server on the agent's Unix socket.
  *
  * A call goes through: header check and request decoding (loop) -> attestation of the pinned
- * caller and the pid-reuse check (threadpool, uv_queue_work) -> entry matching and the answer
- * (loop). Streams stay on a list; every publication of the svid_cache walks it and sends a
- * stream a new message only when its answer changed (a 16-byte digest per stream stands for the
- * last message sent, so no copy of it is kept).
+ * caller and the pid-reuse check (threadpool, uv_queue_work, when an attestor may block or hash
+ * binaries; inline on the loop otherwise) -> entry matching and the answer (loop). Streams stay
+ * on a list; every publication of the svid_cache walks it and sends a stream a new message only
+ * when its answer changed (a 16-byte digest per stream stands for the last message sent, so no
+ * copy of it is kept).
  *
  * Caller selector sets are interned and shared by every call with the same selectors; the match
  * against the current snapshot is cached in the set, so 1,000 streams of a few workloads cost a
@@ -144,6 +145,10 @@ struct workload_api {
 	size_t n_uids;
 
 	struct workload_api_stats stats;
+	/* Every attestor is fast: attestation runs on the loop, in inline_job (on the threadpool
+	 * when a user or group name must be looked up). */
+	bool attest_inline;
+	struct attest_job *inline_job;
 	unsigned pending_async; /* attestations and JWT fetches still holding w */
 	bool stopping, server_done;
 };
@@ -838,23 +843,16 @@ static void handle_validate_jwt(struct wcall *c)
 
 /* ---- attestation ---- */
 
-/* Threadpool: reads /proc through the pinned fd, hashes the binary, then checks the process is
- * still the one that connected. */
+/* Threadpool: reads /proc through the pinned fd (and hashes the binary when configured), then
+ * checks the process is still the one that connected. workload_request attests inline instead
+ * when that cannot block. */
 static void attest_work(uv_work_t *req)
 {
 	struct attest_job *j = req->data;
 	struct workload_api *w = j->c->w;
-	const struct caller *cl = &j->c->conn->caller;
 
-	for (size_t i = 0; i < w->n_attestors && j->rc == 0; i++) {
-		const struct attestor *a = w->attestors[i];
-
-		j->rc = a->ops->attest(a->state, cl, &j->got, j->err, sizeof(j->err));
-	}
-	if (j->rc == 0)
-		j->rc = caller_verify(cl, j->err, sizeof(j->err));
-	if (j->rc == 0)
-		selector_list_normalize(&j->got);
+	j->rc = attest_caller(w->attestors, w->n_attestors, &j->c->conn->caller, true, &j->got,
+			      j->err, sizeof(j->err));
 }
 
 static void attest_done(uv_work_t *req, int status)
@@ -910,7 +908,8 @@ static void attest_done(uv_work_t *req, int status)
 	}
 out:
 	selector_list_free(&j->got);
-	free(j);
+	if (j != w->inline_job)
+		free(j);
 	wcall_unref(c);
 	maybe_free(w);
 }
@@ -1007,11 +1006,18 @@ static void workload_request(struct grpc_call *call, enum workload_method m, con
 	}
 	wc = grpc_conn_data(grpc_call_conn(call));
 	c = calloc(1, sizeof(*c));
-	j = calloc(1, sizeof(*j));
+	if (w->attest_inline) {
+		/* Attestation finishes before this function returns: one job serves them all. */
+		j = w->inline_job;
+		memset(j, 0, sizeof(*j));
+	} else {
+		j = calloc(1, sizeof(*j));
+	}
 	if (!c || !j || !wc) {
 		protobuf_c_message_free_unpacked(req, NULL);
 		free(c);
-		free(j);
+		if (j != w->inline_job)
+			free(j);
 		finish_now(w, call, m, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
@@ -1028,6 +1034,28 @@ static void workload_request(struct grpc_call *call, enum workload_method m, con
 	grpc_call_set_data(call, c);
 	w->pending_async++;
 	j->started_us = now_mono_us();
+	if (w->attest_inline) {
+		/* Reading a few /proc files costs less than two trips through the threadpool
+		 * (locks, wakeups, an eventfd write): attest right here, unless that needs a user
+		 * or group name not cached yet (the name service may be slow). */
+		j->rc = attest_caller(w->attestors, w->n_attestors, &wc->caller, false, &j->got,
+				      j->err, sizeof(j->err));
+		if (j->rc != ATTEST_WOULD_BLOCK) {
+			attest_done(&j->work, 0);
+			return;
+		}
+		selector_list_free(&j->got);
+		j = calloc(1, sizeof(*j));
+		if (!j) {
+			w->pending_async--;
+			wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			wcall_unref(c);
+			return;
+		}
+		j->c = c;
+		j->work.data = j;
+		j->started_us = w->inline_job->started_us;
+	}
 	r = uv_queue_work(w->loop, &j->work, attest_work, attest_done);
 	if (r < 0) {
 		w->pending_async--;
@@ -1281,6 +1309,7 @@ static void api_free(struct workload_api *w)
 	for (size_t i = 0; i < w->n_attestors; i++)
 		attestor_free(w->attestors[i]);
 	free(w->attestors);
+	free(w->inline_job);
 	free(w->uids);
 	opts_free(&w->opts);
 	free(w);
@@ -1346,6 +1375,9 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	w->attest_inline = attestors_fast(w->attestors, w->n_attestors);
+	if (w->attest_inline)
+		w->inline_job = xcalloc(1, sizeof(*w->inline_job));
 	take_snapshot(w);
 	fd = unix_socket_listen(w->opts.socket_path, &sock_opts, &w->sock_st, err, errlen);
 	if (fd < 0)

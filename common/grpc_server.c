@@ -43,6 +43,12 @@
 #define MAX_HEADERS 64
 #define ACCEPT_BATCH 64
 #define READS_PER_EVENT 8
+/* nghttp2's outbound frame buffer: frame header, pad length, one maximum-size payload
+ * (NGHTTP2_FRAMEBUF_CHUNKLEN, not public). */
+#define H2_FRAMEBUF_LEN (9 + 1 + 16384)
+/* Response header blocks we send are small; at most one frame buffer's worth keeps nghttp2 to a
+ * single frame buffer per session (it sizes the buffer chain from this). */
+#define H2_MAX_SEND_HEADER_BLOCK 16384
 
 struct buf {
 	uint8_t *data;
@@ -118,6 +124,14 @@ struct grpc_server {
 	int port;
 	char *unix_path; /* unlinked on shutdown when we bound it */
 	WOLFSSL_CTX *tls;
+	bool tcp; /* TCP listener: set TCP_NODELAY on accepted sockets */
+	nghttp2_option *h2_option;
+	nghttp2_mem h2_mem;
+	/* One outbound frame buffer shared by every session (see h2_malloc), and whether the next
+	 * allocation of that size is the one a session being created asks for. */
+	uint8_t *framebuf;
+	bool framebuf_claim;
+	bool share_framebuf;
 	struct grpc_conn *conns;
 	unsigned n_conns;
 	struct grpc_conn *dirty_head, *dirty_tail;
@@ -203,6 +217,91 @@ static void buf_free(struct buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* nghttp2 memory.
+ *
+ * Every nghttp2 session allocates a 16 KiB outbound frame buffer when it is created and keeps it
+ * for its whole life: with a thousand idle streams (one connection each) that buffer alone was
+ * most of the agent's memory per stream. nghttp2_session_mem_send() packs one frame into that
+ * buffer and returns a pointer into it that is valid only until the session's next
+ * nghttp2_session_mem_send() call; between calls the buffer holds nothing the session needs (a
+ * frame is packed and handed out within one call, and with H2_MAX_SEND_HEADER_BLOCK no header
+ * block needs a second buffer). conn_flush copies every returned frame (into the output buffer
+ * or through wolfSSL_write) before anything else runs, and sessions of one server run on one
+ * thread and never produce output from inside another session's callbacks (see
+ * "Re-entrancy" above). So all the sessions of a server share one frame buffer: the allocation
+ * of that size made while a session is being created is answered with the shared buffer, and
+ * freeing it is a no-op. Allocations made later (header values of any length from peers) are
+ * never mistaken for it. */
+
+static void *h2_claim(struct grpc_server *s, size_t size)
+{
+	if (!s->framebuf_claim || size != H2_FRAMEBUF_LEN)
+		return NULL;
+	s->framebuf_claim = false;
+	if (!s->framebuf)
+		s->framebuf = malloc(H2_FRAMEBUF_LEN);
+	return s->framebuf;
+}
+
+static void *h2_malloc(size_t size, void *ud)
+{
+	void *p = h2_claim(ud, size);
+
+	return p ? p : malloc(size);
+}
+
+static void h2_free(void *ptr, void *ud)
+{
+	struct grpc_server *s = ud;
+
+	if (ptr && ptr == s->framebuf)
+		return;
+	free(ptr);
+}
+
+static void *h2_calloc(size_t nmemb, size_t size, void *ud)
+{
+	return calloc(nmemb, size);
+}
+
+static void *h2_realloc(void *ptr, size_t size, void *ud)
+{
+	struct grpc_server *s = ud;
+	void *p;
+
+	if (!ptr) {
+		p = h2_claim(s, size);
+		return p ? p : malloc(size);
+	}
+	if (ptr == s->framebuf) {
+		/* The shared buffer stays with the others: this session gets its own copy. */
+		p = malloc(size);
+		if (p)
+			memcpy(p, ptr, size < H2_FRAMEBUF_LEN ? size : H2_FRAMEBUF_LEN);
+		return p;
+	}
+	return realloc(ptr, size);
+}
+
+/* The sharing relies on how nghttp2 1.x uses its frame buffer (checked against 1.52). */
+static bool h2_can_share_framebuf(void)
+{
+	const nghttp2_info *info = nghttp2_version(0);
+
+	return info && info->version_num >= 0x012800 && info->version_num < 0x020000;
+}
+
+static int h2_session_new(struct grpc_server *s, nghttp2_session **out,
+			  const nghttp2_session_callbacks *cbs, void *ud)
+{
+	int rc;
+
+	s->framebuf_claim = s->share_framebuf;
+	rc = nghttp2_session_server_new3(out, cbs, ud, s->h2_option, &s->h2_mem);
+	s->framebuf_claim = false;
+	return rc;
+}
+
 /* Handle bookkeeping */
 
 static void server_free(struct grpc_server *s)
@@ -212,6 +311,12 @@ static void server_free(struct grpc_server *s)
 
 	if (s->tls)
 		wolfSSL_CTX_free(s->tls);
+	if (s->framebuf) {
+		/* It carried response bodies, private keys included. */
+		secure_zero(s->framebuf, H2_FRAMEBUF_LEN);
+		free(s->framebuf);
+	}
+	nghttp2_option_del(s->h2_option);
 	free(s->unix_path);
 	free(s);
 	if (done)
@@ -309,15 +414,20 @@ static void call_timer_close_cb(uv_handle_t *h)
 	handle_closed(s);
 }
 
-static void call_free(struct grpc_call *call)
+static void call_free_headers(struct grpc_call *call)
 {
-	size_t i;
-
-	for (i = 0; i < call->n_hdrs; i++) {
+	for (size_t i = 0; i < call->n_hdrs; i++) {
 		free((char *)call->hdrs[i].name);
 		free((char *)call->hdrs[i].value);
 	}
 	free(call->hdrs);
+	call->hdrs = NULL;
+	call->n_hdrs = 0;
+}
+
+static void call_free(struct grpc_call *call)
+{
+	call_free_headers(call);
 	grpc_deframer_free(&call->deframer);
 	free(call->req);
 	free(call->message);
@@ -556,6 +666,8 @@ static void call_request_complete(struct grpc_call *call)
 	call->requested = true;
 	call->method->on_request(call, req, len);
 	free(req);
+	/* Metadata is for on_request only: a long-lived stream does not keep it. */
+	call_free_headers(call);
 }
 
 static const char *find_header(const struct grpc_call *call, const char *name)
@@ -805,19 +917,20 @@ static void conn_close_cb(uv_handle_t *h)
 	struct grpc_conn *conn = h->data;
 	struct grpc_server *s = conn->server;
 
+	if (--conn->open_handles == 0) {
+		/* Before handle_closed, which may free the server: the session's memory functions
+		 * (h2_free) use it. */
+		if (conn->session)
+			nghttp2_session_del(conn->session);
+		if (conn->ssl)
+			wolfSSL_free(conn->ssl);
+		close(conn->fd);
+		buf_free(&conn->tls_in);
+		buf_free(&conn->out);
+		free(conn->peer_cert);
+		free(conn);
+	}
 	handle_closed(s);
-	if (--conn->open_handles > 0)
-		return;
-
-	if (conn->session)
-		nghttp2_session_del(conn->session);
-	if (conn->ssl)
-		wolfSSL_free(conn->ssl);
-	close(conn->fd);
-	buf_free(&conn->tls_in);
-	buf_free(&conn->out);
-	free(conn->peer_cert);
-	free(conn);
 }
 
 static void conn_close(struct grpc_conn *conn)
@@ -843,7 +956,7 @@ static void conn_close(struct grpc_conn *conn)
 	if (conn->next)
 		conn->next->prev = conn->prev;
 	s->n_conns--;
-	uv_poll_stop(&conn->poll);
+	/* uv_close stops the poll itself (a uv_poll_stop first would cost one more epoll_ctl). */
 	uv_close((uv_handle_t *)&conn->poll, conn_close_cb);
 	uv_close((uv_handle_t *)&conn->timer, conn_close_cb);
 	maybe_finish_shutdown(s);
@@ -1098,7 +1211,7 @@ static void conn_accept(struct grpc_server *s, int fd)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-	if (nghttp2_session_server_new(&conn->session, cbs, conn) != 0)
+	if (h2_session_new(s, &conn->session, cbs, conn) != 0)
 		goto fail;
 	nghttp2_session_callbacks_del(cbs);
 	cbs = NULL;
@@ -1135,8 +1248,9 @@ static void conn_accept(struct grpc_server *s, int fd)
 		s->conns->prev = conn;
 	s->conns = conn;
 	s->n_conns++;
+	/* Our SETTINGS frame goes out with the first answer to the client's preface, not now: a
+	 * frame of its own would wake the client for nothing and cost a send(2) per connection. */
 	conn_update_events(conn);
-	conn_flush(conn);
 	return;
 fail:
 	nghttp2_session_callbacks_del(cbs);
@@ -1159,8 +1273,6 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 		return;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -1169,7 +1281,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 				log_warn("grpc: accept: %s", strerror(errno));
 			return;
 		}
-		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
+		if (s->tcp) {
 			int one = 1;
 
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1231,9 +1343,21 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 			s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 		else if (ss.ss_family == AF_INET6)
 			s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		s->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
 	}
+	if (nghttp2_option_new(&s->h2_option) != 0) {
+		errorf(err, errlen, "grpc server: %s", strerror(ENOMEM));
+		close(fd);
+		free(s);
+		return -1;
+	}
+	nghttp2_option_set_max_send_header_block_length(s->h2_option, H2_MAX_SEND_HEADER_BLOCK);
+	s->h2_mem = (nghttp2_mem){.mem_user_data = s, .malloc = h2_malloc, .free = h2_free,
+				  .calloc = h2_calloc, .realloc = h2_realloc};
+	s->share_framebuf = h2_can_share_framebuf();
 	if (uv_poll_init(loop, &s->listener, fd) != 0) {
 		errorf(err, errlen, "uv_poll_init failed");
+		nghttp2_option_del(s->h2_option);
 		close(fd);
 		free(s);
 		return -1;

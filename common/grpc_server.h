@@ -96,7 +96,8 @@ unsigned grpc_conn_stream_count(struct grpc_conn *c);
 /* NULL once the call closed (after on_call_closed returned). */
 struct grpc_conn *grpc_call_conn(struct grpc_call *call);
 const char *grpc_call_path(const struct grpc_call *call);
-/* Request metadata by lower-case name, NULL if absent. */
+/* Request metadata by lower-case name, NULL if absent. Available until on_request returns
+ * (released afterwards, so that long-lived streams do not keep it). */
 const char *grpc_call_header(const struct grpc_call *call, const char *name);
 void grpc_call_set_data(struct grpc_call *call, void *data);
 void *grpc_call_data(struct grpc_call *call);

@@ -305,6 +305,148 @@ static void hash_cache_and_limit(void **state)
 	fake_proc_teardown(&f);
 }
 
+static bool same_list(const struct selector_list *a, const struct selector_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->v[i], b->v[i]) != 0)
+			return false;
+	return true;
+}
+
+/* attest_caller with the unix attestor alone takes a shorter path (one read of status, names
+ * from a cache): the selectors must be exactly those of the attestor run on its own. */
+static void fast_path_same_selectors(void **state)
+{
+	struct attestor_unix_opts o = {.path_selectors = false};
+	struct attestor *a = attestor_unix_new(&o);
+	struct selector_list slow = {0}, fast = {0};
+	struct fake_proc f;
+	struct caller c;
+	char err[256] = "", want[300];
+	int sv[2];
+
+	assert_non_null(a);
+	assert_true(a->fast);
+	assert_true(attestors_fast(&a, 1));
+
+	fake_proc_setup(&f, "555666", 1234, 5678);
+	assert_int_equal(caller_pin(f.root, 4242, 1234, 5678, &c, err, sizeof(err)), 0);
+	/* On the loop (may_block false) a name not cached yet means "run me on a worker". */
+	assert_int_equal(attest_caller(&a, 1, &c, false, &fast, err, sizeof(err)),
+			 ATTEST_WOULD_BLOCK);
+	selector_list_free(&fast);
+	assert_int_equal(a->ops->attest(a->state, &c, &slow, err, sizeof(err)), 0);
+	assert_int_equal(caller_verify(&c, err, sizeof(err)), 0);
+	selector_list_normalize(&slow);
+	/* Twice: the second time the names come from the cache. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(attest_caller(&a, 1, &c, true, &fast, err, sizeof(err)), 0);
+		assert_true(same_list(&slow, &fast));
+		selector_list_free(&fast);
+	}
+	/* Now every name is cached: the same answer without blocking. */
+	assert_int_equal(attest_caller(&a, 1, &c, false, &fast, err, sizeof(err)), 0);
+	assert_true(same_list(&slow, &fast));
+	selector_list_free(&fast);
+	assert_true(has(&slow, "unix:supplementary_gid:4243"));
+	struct group *g = getgrgid(0);
+	if (g) {
+		snprintf(want, sizeof(want), "unix:supplementary_group:%s", g->gr_name);
+		assert_true(has(&slow, want));
+	}
+	selector_list_free(&slow);
+	caller_close(&c);
+	fake_proc_teardown(&f);
+
+	/* The real process, pinned from a socket (with a pidfd where the kernel has one). */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(caller_from_socket(sv[0], NULL, &c, err, sizeof(err)), 0);
+	assert_int_equal(a->ops->attest(a->state, &c, &slow, err, sizeof(err)), 0);
+	selector_list_normalize(&slow);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(attest_caller(&a, 1, &c, true, &fast, err, sizeof(err)), 0);
+		assert_true(same_list(&slow, &fast));
+		selector_list_free(&fast);
+	}
+	struct passwd *pw = getpwuid(geteuid());
+	if (pw) {
+		snprintf(want, sizeof(want), "unix:user:%s", pw->pw_name);
+		assert_true(has(&slow, want));
+	}
+	selector_list_free(&slow);
+	caller_close(&c);
+	close(sv[0]);
+	close(sv[1]);
+	attestor_free(a);
+
+	/* Hashing binaries makes the attestor slow; attest_caller then verifies separately. */
+	o.path_selectors = true;
+	a = attestor_unix_new(&o);
+	assert_false(a->fast);
+	assert_false(attestors_fast(&a, 1));
+	fake_proc_setup(&f, "1", 1, 1);
+	assert_int_equal(caller_pin(f.root, 4242, 1, 1, &c, err, sizeof(err)), 0);
+	assert_int_equal(attest_caller(&a, 1, &c, false, &fast, err, sizeof(err)),
+			 ATTEST_WOULD_BLOCK);
+	selector_list_free(&fast);
+	assert_int_equal(attest_caller(&a, 1, &c, true, &fast, err, sizeof(err)), 0);
+	assert_true(has_prefix(&fast, "unix:sha256:"));
+	assert_sorted_unique(&fast);
+	selector_list_free(&fast);
+	caller_close(&c);
+	fake_proc_teardown(&f);
+	attestor_free(a);
+}
+
+/* The short path refuses what caller_verify refuses. */
+static void fast_path_refusals(void **state)
+{
+	struct attestor_unix_opts o = {.path_selectors = false};
+	struct attestor *a = attestor_unix_new(&o);
+	struct selector_list sel = {0};
+	struct fake_proc f;
+	struct caller c;
+	char err[256] = "", buf[512];
+
+	fake_proc_setup(&f, "1000", 1234, 5678);
+	/* SO_PEERCRED said another uid, then another gid. */
+	assert_int_equal(caller_pin(f.root, 4242, 1111, 5678, &c, err, sizeof(err)), 0);
+	assert_int_equal(attest_caller(&a, 1, &c, true, &sel, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "uid"));
+	selector_list_free(&sel);
+	caller_close(&c);
+	assert_int_equal(caller_pin(f.root, 4242, 1234, 1111, &c, err, sizeof(err)), 0);
+	assert_int_equal(attest_caller(&a, 1, &c, true, &sel, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "gid"));
+	selector_list_free(&sel);
+	caller_close(&c);
+
+	/* No pidfd here: a new start time means another process. */
+	assert_int_equal(caller_pin(f.root, 4242, 1234, 5678, &c, err, sizeof(err)), 0);
+	assert_int_equal(attest_caller(&a, 1, &c, true, &sel, err, sizeof(err)), 0);
+	selector_list_free(&sel);
+	snprintf(buf, sizeof(buf),
+		 "4242 (other) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 2000 1 1\n");
+	write_file(f.dir, "stat", buf);
+	assert_int_equal(attest_caller(&a, 1, &c, true, &sel, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "caller process changed during attestation"));
+	selector_list_free(&sel);
+
+	/* Gone altogether. */
+	fake_proc_teardown(&f);
+	assert_int_equal(attest_caller(&a, 1, &c, true, &sel, err, sizeof(err)), -1);
+	selector_list_free(&sel);
+	caller_close(&c);
+
+	/* Not pinned. */
+	assert_int_equal(attest_caller(&a, 1, &c, true, &sel, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not pinned"));
+	selector_list_free(&sel);
+	attestor_free(a);
+}
+
 static void selector_list_ops(void **state)
 {
 	struct selector_list l = {0};
@@ -327,6 +469,8 @@ int main(void)
 		cmocka_unit_test(fake_proc_tree),
 		cmocka_unit_test(start_time_mismatch_refused),
 		cmocka_unit_test(hash_cache_and_limit),
+		cmocka_unit_test(fast_path_same_selectors),
+		cmocka_unit_test(fast_path_refusals),
 		cmocka_unit_test(selector_list_ops),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

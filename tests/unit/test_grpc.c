@@ -185,6 +185,31 @@ static void m_flood(struct grpc_call *call, const uint8_t *msg, size_t len)
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
+/* Large messages whose every byte depends on the request's seed, the message index and the
+ * offset: a frame of one connection showing up in another's response would be caught. */
+#define BIG_LEN 40000
+#define BIG_COUNT 3
+
+static uint8_t big_byte(unsigned seed, int m, size_t k)
+{
+	return (uint8_t)(seed * 131u + (unsigned)m * 17u + (unsigned)(k * 7u) + (unsigned)(k >> 8));
+}
+
+static void m_big(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	uint8_t *buf = malloc(BIG_LEN);
+	unsigned seed = len == 1 ? msg[0] : 0;
+
+	assert_non_null(buf);
+	for (int m = 0; m < BIG_COUNT; m++) {
+		for (size_t k = 0; k < BIG_LEN; k++)
+			buf[k] = big_byte(seed, m, k);
+		assert_int_equal(grpc_call_send(call, buf, BIG_LEN), 0);
+	}
+	free(buf);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
 static const struct grpc_method methods[] = {
 	{ .path = "/test.Test/Echo", .on_request = m_echo },
 	{ .path = "/test.Test/Stream", .server_streaming = true, .on_request = m_stream },
@@ -196,6 +221,7 @@ static const struct grpc_method methods[] = {
 	{ .path = "/test.Test/Peer", .on_request = m_peer },
 	{ .path = "/test.Test/Conns", .on_request = m_conns },
 	{ .path = "/test.Test/Flood", .server_streaming = true, .on_request = m_flood },
+	{ .path = "/test.Test/Big", .server_streaming = true, .on_request = m_big },
 };
 
 static int on_connect(struct grpc_conn *conn, int fd)
@@ -1038,6 +1064,64 @@ static void test_many_connections(void **state)
 	}
 }
 
+struct big_worker {
+	pthread_t t;
+	uint8_t seed;
+	int ok;
+};
+
+static void *big_worker_main(void *arg)
+{
+	struct big_worker *w = arg;
+	struct grpc_client *c = NULL;
+	char err[256];
+
+	if (grpc_client_connect_unix(F->sock, 5000, &c, err, sizeof(err)) < 0)
+		return NULL;
+	for (int round = 0; round < 5; round++) {
+		struct grpc_stream *s = NULL;
+		uint8_t *msg;
+		size_t len;
+		int status = -1, rc, m = 0;
+		bool good = true;
+
+		if (grpc_client_stream_open(c, "/test.Test/Big", NULL, 0, &w->seed, 1, &s, err,
+					    sizeof(err)) < 0)
+			break;
+		while ((rc = grpc_stream_next(s, 5000, &msg, &len, &status, err, sizeof(err))) == 1) {
+			if (len != BIG_LEN || m >= BIG_COUNT)
+				good = false;
+			for (size_t k = 0; good && k < len; k++)
+				good = msg[k] == big_byte(w->seed, m, k);
+			free(msg);
+			m++;
+		}
+		if (rc == 2 && status == GRPC_STATUS_OK && good && m == BIG_COUNT)
+			w->ok++;
+		grpc_stream_cancel(s);
+	}
+	grpc_client_close(c);
+	return NULL;
+}
+
+/* Every connection's HTTP/2 session shares one outbound frame buffer (grpc_server.c): responses
+ * of many frames on many connections at once must still arrive intact. */
+static void test_shared_frame_buffer(void **state)
+{
+	enum { N = 8 };
+	struct big_worker ws[N];
+
+	memset(ws, 0, sizeof(ws));
+	for (int i = 0; i < N; i++) {
+		ws[i].seed = (uint8_t)(i * 37 + 1);
+		assert_int_equal(pthread_create(&ws[i].t, NULL, big_worker_main, &ws[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(ws[i].t, NULL);
+		assert_int_equal(ws[i].ok, 5);
+	}
+}
+
 static void test_connect_errors(void **state)
 {
 	struct grpc_client *c = NULL;
@@ -1291,6 +1375,7 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_many_connections),
+		cmocka_unit_test(test_shared_frame_buffer),
 		cmocka_unit_test(test_connect_errors),
 		cmocka_unit_test(test_tls_mutual),
 		cmocka_unit_test(test_tls_no_client_cert),

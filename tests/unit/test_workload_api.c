@@ -59,6 +59,7 @@ struct fixture {
 	int start_rc;
 	char start_err[256];
 	unsigned max_conns_per_uid;
+	bool unix_only; /* the unix attestor alone, without path selectors: attestation inline */
 
 	lkey *ca_key, *jwt_key;
 	uint8_t *ca_der;
@@ -158,6 +159,12 @@ static void job_start(struct fixture *f, void *arg)
 	};
 
 	fake->ops = &fake_ops;
+	if (f->unix_only) {
+		free(fake);
+		o.attestors = NULL;
+		o.n_attestors = 0;
+		o.unix_path_selectors = false;
+	}
 
 	f->start_rc = workload_api_start_opts(&f->loop, &o, f->cache, NULL,
 					      arg ? (struct workload_api **)arg : &f->api,
@@ -311,7 +318,7 @@ static void publish(struct fixture *f, struct snapshot *s)
 
 /* ---- setup ---- */
 
-static int setup_limit(void **state, unsigned max_conns_per_uid)
+static int setup_opts(void **state, unsigned max_conns_per_uid, bool unix_only)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 	struct x509_ca_params cp = {.spiffe_id = "spiffe://" TD, .common_name = "Test CA"};
@@ -325,6 +332,7 @@ static int setup_limit(void **state, unsigned max_conns_per_uid)
 	snprintf(f->sock, sizeof(f->sock), "%s/agent/api.sock", f->dir);
 	snprintf(f->uid_sel, sizeof(f->uid_sel), "unix:uid:%u", (unsigned)geteuid());
 	f->max_conns_per_uid = max_conns_per_uid;
+	f->unix_only = unix_only;
 
 	assert_int_equal(lkey_generate(KEY_EC_P256, &f->ca_key), 0);
 	cp.not_before = now_unix() - 60;
@@ -354,6 +362,11 @@ static int setup_limit(void **state, unsigned max_conns_per_uid)
 	return 0;
 }
 
+static int setup_limit(void **state, unsigned max_conns_per_uid)
+{
+	return setup_opts(state, max_conns_per_uid, false);
+}
+
 static int setup(void **state)
 {
 	return setup_limit(state, 16);
@@ -362,6 +375,17 @@ static int setup(void **state)
 static int setup_many(void **state)
 {
 	return setup_limit(state, 64);
+}
+
+/* The same API with attestation on the loop (no attestor that may block). */
+static int setup_inline(void **state)
+{
+	return setup_opts(state, 16, true);
+}
+
+static int setup_inline_many(void **state)
+{
+	return setup_opts(state, 64, true);
 }
 
 static int teardown(void **state)
@@ -1203,6 +1227,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(jwt_fetch_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(many_streams, setup_many, teardown),
 		cmocka_unit_test_setup_teardown(conns_per_uid_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(not_ready_then_ready, setup_inline, teardown),
+		cmocka_unit_test_setup_teardown(fetch_x509_entitled, setup_inline, teardown),
+		cmocka_unit_test_setup_teardown(permission_denied, setup_inline, teardown),
+		cmocka_unit_test_setup_teardown(stream_updates_and_end, setup_inline, teardown),
+		cmocka_unit_test_setup_teardown(jwt_fetch_and_validate, setup_inline, teardown),
+		cmocka_unit_test_setup_teardown(many_streams, setup_inline_many, teardown),
 		cmocka_unit_test_setup_teardown(live_and_stale_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(cli_fetch_x509, setup, teardown),
 		cmocka_unit_test_setup_teardown(cli_errors, setup, teardown),
