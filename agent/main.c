@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,17 @@ static int start_workload_api(struct agent *a, char *err, size_t errlen)
 	return workload_api_start_opts(&a->loop, &o, a->cache, a->nc, &a->wl, err, errlen);
 }
 
+/* glibc raises its mmap threshold to the size of any large block freed (up to 32 MB), and the
+ * trim threshold to twice that: after the agent wrote its state file or a status document once,
+ * later blocks of that size come from the arenas, and megabytes of freed memory stay resident
+ * for good. Fixed thresholds turn that adaptation off: large buffers are mapped and unmapped,
+ * and free memory at the top of an arena goes back to the system. */
+static void tune_malloc(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 512 * 1024);
+}
+
 static int run_usage(FILE *f)
 {
 	fprintf(f, "usage: lanyard-agent run --config FILE [--join-token TOKEN]\n");
@@ -138,6 +150,7 @@ static int cmd_run(int argc, char **argv)
 			return run_usage(stderr);
 		}
 	}
+	tune_malloc();
 	struct agent *a = xcalloc(1, sizeof(*a));
 	a->lock_fd = -1;
 	char err[1024];

@@ -15,6 +15,7 @@
 #include "node_client.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -144,6 +145,9 @@ struct node_client {
 	int64_t last_persist_us;
 	int64_t next_due;    /* unix seconds: next renewal, retry or expiry */
 	int64_t next_expiry; /* unix seconds: the first served SVID to expire */
+	/* A burst of short-lived allocations (a signing batch, a full state file) ended: the
+	 * memory it freed goes back to the system at the next housekeeping. */
+	bool trim_needed;
 };
 
 /* ---- small helpers ---- */
@@ -156,6 +160,28 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+}
+
+/* Debian's wolfSSL is built with FP_ECC: every point a thread multiplies (the generator, a CA
+ * key, a TLS peer's ephemeral key) gets a thread-local table of about 800 KB, kept until
+ * wc_ecc_fp_free() on that thread. The agent's ECC work comes in bursts minutes apart (a TLS
+ * handshake, a signing batch, loading the state), so the tables are dropped after each burst:
+ * the next burst rebuilds the few it needs, a small cost next to its own work, while keeping
+ * up to 15 of them per thread costs megabytes for good. */
+static void release_ecc_cache(void)
+{
+	wc_ecc_fp_free();
+}
+
+/* Gives the memory of a burst back to the system. glibc keeps freed small blocks in the arena
+ * of the thread that freed them, and after a peak (hundreds of keys and CSRs, the state of
+ * thousands of entries) most of it would stay resident for the life of the agent. */
+static void release_memory(struct node_client *n)
+{
+	if (!n->trim_needed)
+		return;
+	n->trim_needed = false;
+	malloc_trim(0);
 }
 
 static bool is_stopping(struct node_client *n)
@@ -448,6 +474,9 @@ static int connect_server(struct node_client *n, bool client_cert, char *err, si
 	int r = grpc_client_connect_tcp(n->server_address, n->server_port, ctx, NULL,
 					CONNECT_TIMEOUT_MS, &gc, why, sizeof(why));
 	wolfSSL_CTX_free(ctx);
+	/* The handshake did all the public-key work this connection will ever do (TLS 1.3 has no
+	 * renegotiation). */
+	release_ecc_cache();
 	if (r < 0) {
 		bool tls = strstr(why, "TLS") != NULL;
 		seterr(err, errlen, "%s%s", why,
@@ -686,6 +715,7 @@ static void merge(struct node_client *n, struct staged *ups, size_t n_ups, char 
 	n->publish_needed = true;
 	n->state_dirty = true;
 	n->plan_dirty = true;
+	n->trim_needed = true;
 	if (added || removed || changed)
 		log_debug("entries: %zu added, %zu changed, %zu removed, %zu in all", added, changed,
 			  removed, k);
@@ -794,7 +824,7 @@ static void publish(struct node_client *n)
 	s->entries = xcalloc(n->n_set + 1, sizeof(*s->entries));
 	s->svids = xcalloc(n->n_set + 1, sizeof(*s->svids));
 	for (size_t i = 0; i < n->n_set; i++) {
-		s->entries[s->n_entries++] = cache_entry_dup(n->set[i].e);
+		s->entries[s->n_entries++] = cache_entry_ref(n->set[i].e);
 		struct svid *v = n->set[i].svid;
 		if (v && v->not_after > now)
 			s->svids[s->n_svids++] = svid_ref(v);
@@ -825,6 +855,7 @@ static void persist_state(struct node_client *n)
 	n->rotated_dirty = false;
 	n->persist_before_publish = false;
 	n->last_persist_us = now_mono_us();
+	n->trim_needed = true;
 }
 
 /* Drops expired SVIDs, publishes and persists what is due, and computes the next due time. */
@@ -863,6 +894,7 @@ static void housekeeping(struct node_client *n)
 	if ((n->state_dirty && since >= PERSIST_INTERVAL_US) ||
 	    (n->rotated_dirty && (since >= PERSIST_ROTATION_US || now >= n->persist_by)))
 		persist_state(n);
+	release_memory(n);
 }
 
 /* ---- identity ---- */
@@ -1039,6 +1071,7 @@ out:
 	free(csr);
 	lkey_free(key);
 	close_conn(n);
+	release_ecc_cache();
 	return rc;
 }
 
@@ -1093,6 +1126,7 @@ out:
 		protobuf_c_message_free_unpacked(resp, NULL);
 	free(csr);
 	lkey_free(key);
+	release_ecc_cache();
 	return rc;
 }
 
@@ -1105,9 +1139,68 @@ static bool needs_signing(const struct wentry *w, int64_t now)
 	return !w->svid || w->svid->entry_revision != w->e->revision || w->svid->renew_at <= now;
 }
 
-/* Checks a signed chain for entry e with key and builds the SVID. NULL with err on failure. */
-static struct svid *make_svid(struct node_client *n, const struct cache_entry *e, const lkey *key,
-			      const uint8_t *chain, size_t chain_len, char *err, size_t errlen)
+/* A workload key waiting for its certificate. Only its encodings are kept, not the wolfSSL key:
+ * an lkey is about 9 KB (room for the largest RSA key) against some 230 bytes here, which
+ * matters with SIGN_BATCH keys in flight. */
+struct batch_key {
+	uint8_t *key; /* unencrypted PKCS#8 DER; wiped when freed */
+	size_t key_len;
+	uint8_t *spki; /* its SubjectPublicKeyInfo DER */
+	size_t spki_len;
+};
+
+static void batch_key_clear(struct batch_key *k)
+{
+	if (k->key) {
+		secure_zero(k->key, k->key_len);
+		free(k->key);
+	}
+	free(k->spki);
+	memset(k, 0, sizeof(*k));
+}
+
+/* A new key of the configured type with its CSR; 0, or -1 with nothing allocated. */
+static int batch_key_new(struct node_client *n, struct batch_key *bk, uint8_t **csr,
+			 size_t *csr_len)
+{
+	lkey *key = NULL;
+	int r = -1;
+	*csr = NULL;
+	if (lkey_generate(n->key_type, &key) < 0 || x509_csr_create(key, csr, csr_len) < 0 ||
+	    lkey_to_pkcs8_der(key, &bk->key, &bk->key_len) < 0 ||
+	    lkey_public_der(key, &bk->spki, &bk->spki_len) < 0)
+		goto out;
+	r = 0;
+out:
+	lkey_free(key);
+	if (r < 0) {
+		batch_key_clear(bk);
+		free(*csr);
+		*csr = NULL;
+	}
+	return r;
+}
+
+/* Whether the certificate's public key is the batch key's. Equal bytes are the rule (the server
+ * copies the CSR's key); anything else gets the full comparison, which re-encodes both sides. */
+static bool batch_key_matches(const struct batch_key *bk, const struct x509_info *info,
+			      const uint8_t *cert, size_t cert_len)
+{
+	if (info->spki && info->spki_len == bk->spki_len &&
+	    memcmp(info->spki, bk->spki, bk->spki_len) == 0)
+		return true;
+	lkey *key = NULL;
+	bool ok = lkey_from_der(bk->key, bk->key_len, &key) == 0 &&
+		  lkey_matches_cert(key, cert, cert_len);
+	lkey_free(key);
+	return ok;
+}
+
+/* Checks a signed chain for entry e with the batch key and builds the SVID, which takes the key
+ * over. NULL with err on failure. */
+static struct svid *make_svid(struct node_client *n, const struct cache_entry *e,
+			      struct batch_key *bk, const uint8_t *chain, size_t chain_len, char *err,
+			      size_t errlen)
 {
 	struct x509_info info = {0};
 	const uint8_t **certs = NULL;
@@ -1124,7 +1217,7 @@ static struct svid *make_svid(struct node_client *n, const struct cache_entry *e
 			 info.spiffe_id, e->spiffe_id);
 		goto out;
 	}
-	if (!lkey_matches_cert(key, certs[0], lens[0])) {
+	if (!batch_key_matches(bk, &info, certs[0], lens[0])) {
 		seterr(err, errlen, "the server returned a certificate for another key");
 		goto out;
 	}
@@ -1135,12 +1228,10 @@ static struct svid *make_svid(struct node_client *n, const struct cache_entry *e
 	}
 	v = xcalloc(1, sizeof(*v));
 	v->refs = 1;
-	if (lkey_to_pkcs8_der(key, &v->key, &v->key_len) < 0) {
-		seterr(err, errlen, "cannot encode the workload key");
-		free(v);
-		v = NULL;
-		goto out;
-	}
+	v->key = bk->key;
+	v->key_len = bk->key_len;
+	bk->key = NULL;
+	bk->key_len = 0;
 	v->entry_id = xstrdup(e->id);
 	v->spiffe_id = xstrdup(e->spiffe_id);
 	v->hint = xstrdup(e->hint ? e->hint : "");
@@ -1172,7 +1263,8 @@ static int sign_batch(struct node_client *n)
 	if (cnt == 0)
 		return OUT_CONTINUE;
 
-	lkey **keys = xcalloc(cnt, sizeof(*keys));
+	struct batch_key *keys = xcalloc(cnt, sizeof(*keys));
+	bool *have = xcalloc(cnt, sizeof(*have));
 	Lanyard__Node__V1__X509SignItem *items = xcalloc(cnt, sizeof(*items));
 	Lanyard__Node__V1__X509SignItem **itemp = xcalloc(cnt, sizeof(*itemp));
 	ProtobufCMessage *resp = NULL;
@@ -1182,16 +1274,13 @@ static int sign_batch(struct node_client *n)
 	for (size_t i = 0; i < cnt; i++) {
 		uint8_t *csr = NULL;
 		size_t csr_len = 0;
-		if (lkey_generate(n->key_type, &keys[i]) < 0 ||
-		    x509_csr_create(keys[i], &csr, &csr_len) < 0) {
+		if (batch_key_new(n, &keys[i], &csr, &csr_len) < 0) {
 			log_error("cannot create a %s key and CSR for entry %s",
 				  key_type_name(n->key_type), n->set[idx[i]].e->id);
 			n->set[idx[i]].retry_at = now + SIGN_RETRY_S;
-			lkey_free(keys[i]);
-			keys[i] = NULL;
-			free(csr);
 			continue;
 		}
+		have[i] = true;
 		lanyard__node__v1__x509_sign_item__init(&items[i]);
 		items[i].entry_id = n->set[idx[i]].e->id;
 		items[i].csr.data = csr;
@@ -1209,6 +1298,11 @@ static int sign_batch(struct node_client *n)
 		rc = OUT_RETRY;
 		goto out;
 	}
+	/* The CSRs have been sent: their memory is better used for the answers. */
+	for (size_t i = 0; i < cnt; i++) {
+		free(items[i].csr.data);
+		items[i].csr.data = NULL;
+	}
 	if (status == GRPC_STATUS_PERMISSION_DENIED) {
 		log_error("the server refused to sign for this agent: %s", err);
 		rc = OUT_DENIED;
@@ -1224,7 +1318,7 @@ static int sign_batch(struct node_client *n)
 	Lanyard__Node__V1__SignX509Response *sr = (Lanyard__Node__V1__SignX509Response *)resp;
 	uint64_t minted = 0, rotated = 0;
 	for (size_t i = 0; i < cnt; i++) {
-		if (!keys[i])
+		if (!have[i])
 			continue;
 		struct wentry *w = &n->set[idx[i]];
 		const Lanyard__Node__V1__X509SignResult *res = NULL;
@@ -1241,7 +1335,7 @@ static int sign_batch(struct node_client *n)
 		else if (res->error && *res->error)
 			seterr(err, sizeof(err), "%s", res->error);
 		else
-			v = make_svid(n, w->e, keys[i], res->svid.data, res->svid.len, err,
+			v = make_svid(n, w->e, &keys[i], res->svid.data, res->svid.len, err,
 				      sizeof(err));
 		if (!v) {
 			log_error("cannot get an X509-SVID for entry %s (%s): %s", w->e->id,
@@ -1283,18 +1377,18 @@ static int sign_batch(struct node_client *n)
 		n->state_dirty = n->persist_before_publish = true;
 out:
 	n->plan_dirty = true;
+	n->trim_needed = true;
 	if (resp)
 		protobuf_c_message_free_unpacked(resp, NULL);
 	for (size_t i = 0; i < cnt; i++) {
-		lkey_free(keys[i]);
+		batch_key_clear(&keys[i]);
 		free(items[i].csr.data);
 	}
 	free(keys);
+	free(have);
 	free(items);
 	free(itemp);
-	/* Debian's wolfSSL (FP_ECC) caches an ~800 KB table per point this thread multiplied;
-	 * batches are minutes apart, so the memory is worth more than the cache. */
-	wc_ecc_fp_free();
+	release_ecc_cache();
 	return rc;
 }
 
@@ -1831,6 +1925,10 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	ret = 0;
 out:
 	persist_data_free(&pd);
+	/* This runs on the loop thread, which has no ECC work of its own to keep tables for; and
+	 * the parsed state file it just freed is the largest allocation burst of a restart. */
+	release_ecc_cache();
+	malloc_trim(0);
 	if (ret < 0) {
 		if (n->async) {
 			n->async->data = NULL;

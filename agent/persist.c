@@ -1,6 +1,7 @@
 #include "persist.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -530,12 +531,85 @@ static json_t *entry_json(const struct cache_entry *e, const struct svid *v)
 	return o;
 }
 
-static void wipe_state_keys(json_t *entries)
+/* The text of state.json, built one entry at a time: with thousands of entries a jansson tree of
+ * the whole file takes several times the size of the text in small blocks, which the allocator
+ * then keeps. The text holds private keys, so it never moves without the old copy being wiped
+ * (no realloc). */
+struct textbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void textbuf_reserve(struct textbuf *b, size_t more)
 {
-	size_t i;
-	json_t *o;
-	json_array_foreach(entries, i, o)
-		wipe_jstring(json_object_get(o, "svid"), "key");
+	if (b->failed || b->cap - b->len >= more)
+		return;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap - b->len < more)
+		cap *= 2;
+	char *p = malloc(cap);
+	if (!p) {
+		b->failed = true;
+		return;
+	}
+	if (b->p) {
+		memcpy(p, b->p, b->len);
+		secure_zero(b->p, b->cap);
+		free(b->p);
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+static void textbuf_add(struct textbuf *b, const char *s, size_t n)
+{
+	textbuf_reserve(b, n);
+	if (b->failed)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* Appends the compact JSON of v. json_dumpb writes straight into the buffer, so no copy of a
+ * key is left behind in buffers freed by jansson. */
+static void textbuf_json(struct textbuf *b, const json_t *v)
+{
+	size_t need = json_dumpb(v, NULL, 0, JSON_COMPACT);
+	if (need == 0) {
+		b->failed = true;
+		return;
+	}
+	textbuf_reserve(b, need);
+	if (b->failed)
+		return;
+	if (json_dumpb(v, b->p + b->len, need, JSON_COMPACT) != need) {
+		b->failed = true;
+		return;
+	}
+	b->len += need;
+}
+
+static void textbuf_free(struct textbuf *b)
+{
+	if (b->p) {
+		secure_zero(b->p, b->cap);
+		free(b->p);
+	}
+	memset(b, 0, sizeof(*b));
+}
+
+/* A guess at the text of one entry, so that the buffer is usually allocated once. */
+static size_t entry_size_hint(const struct cache_entry *e, const struct svid *v)
+{
+	size_t n = 256 + strlen(e->id) + (e->spiffe_id ? strlen(e->spiffe_id) : 0);
+	for (size_t i = 0; i < e->n_selectors; i++)
+		n += strlen(e->selectors[i]) + 4;
+	for (size_t i = 0; i < e->n_dns_names; i++)
+		n += strlen(e->dns_names[i]) + 4;
+	if (v)
+		n += 384 + (v->chain_len + v->key_len) * 4 / 3 + strlen(v->spiffe_id);
+	return n;
 }
 
 int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_tokens,
@@ -544,55 +618,57 @@ int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_
 {
 	char path[4096];
 	int ret = -1;
-	char *text = NULL;
-	size_t text_len = 0;
-	json_t *arr = json_array();
-	json_t *root = json_pack("{s:i, s:o, s:O}", "version", STATE_VERSION, "used_tokens",
-				 strv_json(used_tokens, n_used_tokens), "entries", arr);
-	if (!root || !arr) {
+	struct textbuf b = {0};
+	char head[64];
+	int hl = snprintf(head, sizeof(head), "{\"version\":%d,\"used_tokens\":", STATE_VERSION);
+	json_t *tokens = strv_json(used_tokens, n_used_tokens);
+	if (!tokens) {
 		errorf(err, errlen, "cannot encode state.json");
 		goto out;
 	}
 	/* Entries and SVIDs are both sorted by id: walk them together. */
-	size_t j = 0;
-	for (size_t i = 0; i < n_entries; i++) {
+	size_t hint = 64 + (size_t)hl + 70 * n_used_tokens;
+	for (size_t i = 0, j = 0; i < n_entries; i++) {
+		while (j < n_svids && strcmp(svids[j]->entry_id, entries[i]->id) < 0)
+			j++;
+		bool has = j < n_svids && strcmp(svids[j]->entry_id, entries[i]->id) == 0;
+		hint += entry_size_hint(entries[i], has ? svids[j] : NULL);
+	}
+	textbuf_reserve(&b, hint);
+	textbuf_add(&b, head, (size_t)hl);
+	textbuf_json(&b, tokens);
+	textbuf_add(&b, ",\"entries\":[", 12);
+	for (size_t i = 0, j = 0; i < n_entries && !b.failed; i++) {
 		while (j < n_svids && strcmp(svids[j]->entry_id, entries[i]->id) < 0)
 			j++;
 		const struct svid *v =
 			j < n_svids && strcmp(svids[j]->entry_id, entries[i]->id) == 0 ? svids[j] : NULL;
 		json_t *o = entry_json(entries[i], v);
-		if (!o || json_array_append_new(arr, o) < 0) {
-			errorf(err, errlen, "cannot encode state.json");
-			goto out;
+		if (!o) {
+			b.failed = true;
+			break;
 		}
+		if (i)
+			textbuf_add(&b, ",", 1);
+		textbuf_json(&b, o);
+		wipe_jstring(json_object_get(o, "svid"), "key");
+		json_decref(o);
 	}
-	/* json_dumpb writes straight into our buffer, so no copy of the keys is left behind in
-	 * buffers freed by jansson. */
-	text_len = json_dumpb(root, NULL, 0, JSON_COMPACT);
-	if (text_len == 0) {
-		errorf(err, errlen, "cannot encode state.json");
-		goto out;
-	}
-	text = xmalloc(text_len);
-	if (json_dumpb(root, text, text_len, JSON_COMPACT) != text_len) {
+	textbuf_add(&b, "]}", 2);
+	if (b.failed) {
 		errorf(err, errlen, "cannot encode state.json");
 		goto out;
 	}
 	path_of(path, sizeof(path), dir, "state.json");
-	int r = file_write_atomic(path, text, text_len, 0600);
+	int r = file_write_atomic(path, b.p, b.len, 0600);
 	if (r < 0) {
 		errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 		goto out;
 	}
 	ret = 0;
 out:
-	if (text) {
-		secure_zero(text, text_len);
-		free(text);
-	}
-	wipe_state_keys(arr);
-	json_decref(arr);
-	json_decref(root);
+	textbuf_free(&b);
+	json_decref(tokens);
 	return ret;
 }
 

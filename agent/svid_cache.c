@@ -82,7 +82,7 @@ struct snapshot *snapshot_copy(const struct snapshot *s)
 	c->bundle_sequence = s->bundle_sequence;
 	c->entries = xcalloc(s->n_entries + 1, sizeof(*c->entries));
 	for (size_t i = 0; i < s->n_entries; i++)
-		c->entries[i] = cache_entry_dup(s->entries[i]);
+		c->entries[i] = cache_entry_ref(s->entries[i]);
 	c->n_entries = s->n_entries;
 	c->svids = xcalloc(s->n_svids + 1, sizeof(*c->svids));
 	for (size_t i = 0; i < s->n_svids; i++)
@@ -131,7 +131,8 @@ void svid_unref(struct svid *v)
 
 void cache_entry_free(struct cache_entry *e)
 {
-	if (!e)
+	/* refs counts the owners beyond the first, so the owner that finds 0 is the last. */
+	if (!e || __atomic_fetch_sub(&e->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	free(e->id);
 	free(e->spiffe_id);
@@ -140,6 +141,13 @@ void cache_entry_free(struct cache_entry *e)
 	free_strv(e->dns_names, e->n_dns_names);
 	free(e->hint);
 	free(e);
+}
+
+struct cache_entry *cache_entry_ref(struct cache_entry *e)
+{
+	if (e)
+		__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+	return e;
 }
 
 struct cache_entry *cache_entry_dup(const struct cache_entry *e)

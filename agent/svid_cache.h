@@ -29,6 +29,10 @@ struct cache_entry {
 	size_t n_dns_names;
 	char *hint;
 	int64_t revision;
+	/* References beyond the first (atomic): an entry is immutable once built, so snapshots and
+	 * the sync thread share one copy instead of duplicating it at every publication. A zeroed
+	 * entry has one owner; cache_entry_free() drops one reference. */
+	int refs;
 };
 
 /* An X509-SVID with its private key. Immutable once published. */
@@ -84,11 +88,15 @@ void svid_cache_unsubscribe(struct svid_cache *c, struct cache_sub *sub);
 
 /* Builders, for the publisher. */
 struct snapshot *snapshot_new(void);
-/* A shallow copy of s: shares (and references) its SVIDs, deep-copies the rest. */
+/* A shallow copy of s: shares (and references) its entries and SVIDs, copies the rest. */
 struct snapshot *snapshot_copy(const struct snapshot *s);
 struct svid *svid_ref(struct svid *v);
 void svid_unref(struct svid *v);
+/* Drops one reference to e (frees it with the last one). NULL-safe. */
 void cache_entry_free(struct cache_entry *e);
+/* Takes another reference to e (which must no longer change) and returns it. */
+struct cache_entry *cache_entry_ref(struct cache_entry *e);
+/* A deep copy with a single owner. */
 struct cache_entry *cache_entry_dup(const struct cache_entry *e);
 /* Looks up by entry id in a snapshot (binary search). NULL when absent. */
 const struct cache_entry *snapshot_entry(const struct snapshot *s, const char *entry_id);

@@ -530,7 +530,9 @@ int lkey_public_der(const lkey *k, uint8_t **der, size_t *len)
 		free(buf);
 		return -1;
 	}
-	*der = buf;
+	/* Cut to size: callers may hold many of these (one per key of a signing batch). */
+	uint8_t *fit = realloc(buf, (size_t)rc);
+	*der = fit ? fit : buf;
 	*len = (size_t)rc;
 	return 0;
 }

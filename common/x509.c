@@ -345,6 +345,15 @@ out:
 	return ret;
 }
 
+/* A DER built in a CERT_MAX work buffer, cut to its size: callers keep certificates and CSRs
+ * (an agent holds hundreds of CSRs while a batch is being signed), and a few hundred bytes
+ * should not pin 16 KB each. */
+static uint8_t *fit(uint8_t *buf, size_t len)
+{
+	uint8_t *p = realloc(buf, len ? len : 1);
+	return p ? p : buf;
+}
+
 /* Makes the body with the subject key, signs it with signer; *der is a fresh buffer. */
 static int finish_cert(Cert *cert, struct pubkey *subject, const lkey *signer, uint8_t **der,
 		       size_t *len)
@@ -364,7 +373,7 @@ static int finish_cert(Cert *cert, struct pubkey *subject, const lkey *signer, u
 	n = lkey_sign_cert(signer, buf, (size_t)body, CERT_MAX);
 	if (n <= 0)
 		goto fail;
-	*der = buf;
+	*der = fit(buf, (size_t)n);
 	*len = (size_t)n;
 	return 0;
 fail:
@@ -402,7 +411,7 @@ int x509_csr_create(const lkey *key, uint8_t **der, size_t *len)
 	n = lkey_sign_cert(key, buf, (size_t)body, CERT_MAX);
 	if (n <= 0)
 		goto out;
-	*der = buf;
+	*der = fit(buf, (size_t)n);
 	*len = (size_t)n;
 	buf = NULL;
 	ret = 0;

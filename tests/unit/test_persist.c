@@ -174,6 +174,53 @@ static void round_trip(void **state)
 	persist_data_free(&d);
 }
 
+/* state.json is written entry by entry into a buffer sized from a guess; control characters
+ * take six bytes each in JSON, so these entries outgrow the guess many times over and the buffer
+ * must grow (copying the SVID's key along) without losing or garbling anything. */
+static void state_outgrows_its_size_guess(void **state)
+{
+	char err[512] = "";
+	enum { N = 40, SEL = 3000 };
+	assert_int_equal(persist_prepare_dir(dir, err, sizeof(err)), 0);
+	char *sel = xmalloc(SEL + 1);
+	memset(sel, 0x01, SEL);
+	memcpy(sel, "unix:uid:", 9);
+	sel[SEL] = 0;
+	struct cache_entry *entries[N];
+	for (int i = 0; i < N; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "e%03d", i);
+		char *sv[] = {sel};
+		struct cache_entry e = {.id = id, .spiffe_id = "spiffe://example.org/w",
+					.parent_id = "spiffe://example.org/agent", .hint = "",
+					.selectors = sv, .n_selectors = 1, .revision = i};
+		entries[i] = cache_entry_dup(&e);
+	}
+	struct svid *v = mk_svid("e039", now_unix() + 3600);
+	assert_int_equal(persist_save_state(dir, NULL, 0, entries, N, &v, 1, err, sizeof(err)), 0);
+
+	struct persist_data d;
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_int_equal(d.n_entries, N);
+	for (int i = 0; i < N; i++) {
+		assert_string_equal(d.entries[i]->id, entries[i]->id);
+		assert_int_equal(d.entries[i]->revision, i);
+		assert_int_equal(d.entries[i]->n_selectors, 1);
+		assert_string_equal(d.entries[i]->selectors[0], sel);
+	}
+	assert_int_equal(d.n_svids, 1);
+	assert_string_equal(d.svids[0]->entry_id, "e039");
+	assert_int_equal(d.svids[0]->key_len, v->key_len);
+	assert_memory_equal(d.svids[0]->key, v->key, v->key_len);
+	assert_int_equal(d.svids[0]->chain_len, v->chain_len);
+	assert_memory_equal(d.svids[0]->chain, v->chain, v->chain_len);
+	persist_data_free(&d);
+	for (int i = 0; i < N; i++)
+		cache_entry_free(entries[i]);
+	svid_unref(v);
+	free(sel);
+}
+
 static void refuses_readable_key_files(void **state)
 {
 	save_all();
@@ -259,6 +306,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(state_outgrows_its_size_guess, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_readable_key_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(empty_dir_and_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(corrupt_state_is_an_error, setup, teardown),
