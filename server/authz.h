@@ -5,9 +5,10 @@
  * (spiffe://<td>/lanyard/server) whose selectors are all among the agent's node selectors names
  * a group of agents, and entries parented to that alias's SPIFFE ID are served to the group.
  *
- * The index is built once per datastore change and shared by every agent connection, so that
- * pushing a change to a thousand agents costs one datastore read, not a thousand. Not
- * thread-safe: used on the node API's loop. */
+ * The index is built once and shared by every agent connection, so that pushing a change to a
+ * thousand agents costs one datastore read, not a thousand; afterwards it is kept up to date one
+ * changed entry at a time (authz_index_update, authz_index_expire), and holds exactly what a full
+ * rebuild would. Not thread-safe: used on the node API's loop. */
 #ifndef LANYARD_AUTHZ_H
 #define LANYARD_AUTHZ_H
 
@@ -23,8 +24,22 @@ int authz_index_build(struct datastore *ds, const char *server_id, int64_t now,
 		      struct authz_index **out);
 void authz_index_free(struct authz_index *ix);
 
-/* The entries the agent may see, sorted by id (pointers into the index, valid while it lives).
- * The caller frees *out (the array only). */
+/* Brings the entry id up to date from ds after it was created, updated or deleted: it is added,
+ * replaced or removed (also removed when it has expired at now). *alias_changed is set to true
+ * (never reset) when the entry is or was a node alias, which changes which agents act as which
+ * alias. Returns 0, or a negative datastore error with the index unchanged. */
+int authz_index_update(struct authz_index *ix, struct datastore *ds, const char *id, int64_t now,
+		       bool *alias_changed);
+/* Removes the entries expired at now. Their ids are appended to *ids (malloc'd strings in a
+ * realloc'd array holding *n) and *alias_changed set as above. Cheap when nothing is due. */
+void authz_index_expire(struct authz_index *ix, int64_t now, char ***ids, size_t *n,
+			bool *alias_changed);
+/* Number of entries, and the i-th by id (for tests and diagnostics). */
+size_t authz_index_count(const struct authz_index *ix);
+const struct entry *authz_index_at(const struct authz_index *ix, size_t i);
+
+/* The entries the agent may see, sorted by id (pointers into the index, valid until the index
+ * changes). The caller frees *out (the array only). */
 int authz_entries_for(const struct authz_index *ix, const struct agent_record *agent,
 		      const struct entry ***out, size_t *n);
 /* One entry by id, or NULL. */
@@ -32,5 +47,10 @@ const struct entry *authz_find(const struct authz_index *ix, const char *id);
 /* True when agent may get entry e signed. */
 bool authz_allows(const struct authz_index *ix, const struct agent_record *agent,
 		  const struct entry *e);
+/* The SPIFFE IDs the agent acts as (its own, its aliases, the node aliases it matches), sorted
+ * and unique, as malloc'd copies in a malloc'd array: an entry is the agent's exactly when its
+ * parent_id is one of them. Changes only when the agent record or a node alias changes. */
+size_t authz_agent_parents(const struct authz_index *ix, const struct agent_record *agent,
+			   char ***out);
 
 #endif

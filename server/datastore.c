@@ -16,10 +16,18 @@ void datastore_init_base(struct datastore *ds, const struct datastore_ops *ops)
 {
 	ds->ops = ops;
 	pthread_mutex_init(&ds->lock, NULL);
+	ds->journal_cap = DS_JOURNAL_CAP;
+	ds->journal = xcalloc(ds->journal_cap, sizeof(*ds->journal));
+	ds->journal_len = ds->journal_head = 0;
 }
 
 void datastore_fini_base(struct datastore *ds)
 {
+	for (size_t i = 0; i < ds->journal_len; i++)
+		free(ds->journal[(ds->journal_head + i) % ds->journal_cap].id);
+	free(ds->journal);
+	ds->journal = NULL;
+	ds->journal_len = 0;
 	pthread_mutex_destroy(&ds->lock);
 }
 
@@ -48,6 +56,81 @@ static void unlock(struct datastore *ds)
 	pthread_mutex_unlock(&ds->lock);
 }
 
+/* Called under lock after a change, with the counter read before it. A change is recorded only
+ * when it moved the counter by exactly one; any other movement leaves a hole in the journal,
+ * which ds_changes_since reports as -ESTALE (readers then re-read everything): a missed record
+ * can cost time, never correctness. */
+static void journal_add(struct datastore *ds, int64_t before, int ret, enum ds_change_kind kind,
+			const char *id)
+{
+	int64_t after = ds->ops->change_counter(ds);
+	if (ret < 0 || after != before + 1 || !id || !*id)
+		return;
+	struct ds_change *slot;
+	if (ds->journal_len == ds->journal_cap) {
+		slot = &ds->journal[ds->journal_head];
+		free(slot->id);
+		ds->journal_head = (ds->journal_head + 1) % ds->journal_cap;
+	} else {
+		slot = &ds->journal[(ds->journal_head + ds->journal_len) % ds->journal_cap];
+		ds->journal_len++;
+	}
+	slot->counter = after;
+	slot->kind = kind;
+	slot->id = xstrdup(id);
+}
+
+int ds_changes_since(struct datastore *ds, int64_t since, struct ds_change **out, size_t *n,
+		     int64_t *counter)
+{
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int64_t cur = ds->ops->change_counter(ds);
+	int ret = 0;
+	if (cur < 0) {
+		ret = -EIO;
+		goto out;
+	}
+	*counter = cur;
+	if (since == cur)
+		goto out;
+	if (since > cur || since < 0 || (uint64_t)(cur - since) > ds->journal_len) {
+		ret = -ESTALE;
+		goto out;
+	}
+	/* The journal holds contiguous counter values ending at cur (checked below), so the last
+	 * cur - since records are exactly the changes wanted. */
+	size_t want = (size_t)(cur - since);
+	struct ds_change *v = xcalloc(want, sizeof(*v));
+	for (size_t i = 0; i < want; i++) {
+		size_t at = (ds->journal_head + ds->journal_len - want + i) % ds->journal_cap;
+		const struct ds_change *c = &ds->journal[at];
+		if (c->counter != since + 1 + (int64_t)i) {
+			ds_change_array_free(v, i);
+			ret = -ESTALE;
+			goto out;
+		}
+		v[i].counter = c->counter;
+		v[i].kind = c->kind;
+		v[i].id = xstrdup(c->id);
+	}
+	*out = v;
+	*n = want;
+out:
+	unlock(ds);
+	return ret;
+}
+
+void ds_change_array_free(struct ds_change *c, size_t n)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(c[i].id);
+	free(c);
+}
+
 int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t errlen)
 {
 	if (!e || !e->spiffe_id || !e->parent_id) {
@@ -55,7 +138,9 @@ int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t err
 		return -EINVAL;
 	}
 	lock(ds);
+	int64_t before = ds->ops->change_counter(ds);
 	int ret = ds->ops->entry_create(ds, e, err, errlen);
+	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
 	unlock(ds);
 	return ret;
 }
@@ -67,7 +152,9 @@ int ds_entry_update(struct datastore *ds, struct entry *e, char *err, size_t err
 		return -EINVAL;
 	}
 	lock(ds);
+	int64_t before = ds->ops->change_counter(ds);
 	int ret = ds->ops->entry_update(ds, e, err, errlen);
+	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
 	unlock(ds);
 	return ret;
 }
@@ -77,7 +164,9 @@ int ds_entry_delete(struct datastore *ds, const char *id)
 	if (!id)
 		return -EINVAL;
 	lock(ds);
+	int64_t before = ds->ops->change_counter(ds);
 	int ret = ds->ops->entry_delete(ds, id);
+	journal_add(ds, before, ret, DS_CHANGE_ENTRY, id);
 	unlock(ds);
 	return ret;
 }
@@ -98,6 +187,22 @@ int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct ent
 	*n = 0;
 	lock(ds);
 	int ret = ds->ops->entry_list(ds, f, out, n);
+	unlock(ds);
+	return ret;
+}
+
+int ds_entry_count(struct datastore *ds, int64_t *n)
+{
+	lock(ds);
+	int ret = ds->ops->entry_count(ds, n);
+	unlock(ds);
+	return ret;
+}
+
+int ds_agent_count(struct datastore *ds, int64_t *n)
+{
+	lock(ds);
+	int ret = ds->ops->agent_count(ds, n);
 	unlock(ds);
 	return ret;
 }
@@ -159,7 +264,9 @@ int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
 	if (!a || !a->spiffe_id)
 		return -EINVAL;
 	lock(ds);
+	int64_t before = ds->ops->change_counter(ds);
 	int ret = ds->ops->agent_upsert(ds, a);
+	journal_add(ds, before, ret, DS_CHANGE_AGENT, a->spiffe_id);
 	unlock(ds);
 	return ret;
 }
@@ -189,7 +296,9 @@ int ds_agent_delete(struct datastore *ds, const char *spiffe_id)
 	if (!spiffe_id)
 		return -EINVAL;
 	lock(ds);
+	int64_t before = ds->ops->change_counter(ds);
 	int ret = ds->ops->agent_delete(ds, spiffe_id);
+	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
 	unlock(ds);
 	return ret;
 }
@@ -199,7 +308,9 @@ int ds_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned
 	if (!spiffe_id)
 		return -EINVAL;
 	lock(ds);
+	int64_t before = ds->ops->change_counter(ds);
 	int ret = ds->ops->agent_set_banned(ds, spiffe_id, banned);
+	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
 	unlock(ds);
 	return ret;
 }

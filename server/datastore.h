@@ -50,11 +50,37 @@ struct entry_filter {
 /* f may be NULL (all entries). Sorted by created_at then id. *out (possibly NULL when *n is 0) is
  * freed with entry_array_free. */
 int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out, size_t *n);
+/* Number of stored entries (expired ones included), without reading them. */
+int ds_entry_count(struct datastore *ds, int64_t *n);
 
 /* Grows on every change of an entry or an agent (and never goes down while the process runs):
  * the node API compares it with the value it last saw to know when to push. Returns < 0 only on a
  * database error. */
 int64_t ds_change_counter(struct datastore *ds);
+
+/* ---- change journal ----
+ * Every change that moves the change counter (entry create/update/delete, agent upsert/delete/
+ * ban) is also recorded, in memory, with the counter value it produced and what it touched, so
+ * that a reader can bring a cached view up to date by re-reading only what changed. Renewals
+ * (ds_agent_touch) are not recorded: they change no entitlement. The journal keeps the last
+ * DS_JOURNAL_CAP changes of this process. */
+#define DS_JOURNAL_CAP 4096
+
+enum ds_change_kind { DS_CHANGE_ENTRY = 1, DS_CHANGE_AGENT = 2 };
+
+struct ds_change {
+	int64_t counter;	/* the change counter's value right after this change */
+	enum ds_change_kind kind;
+	char *id;		/* the entry's id, or the agent's SPIFFE ID */
+};
+
+/* The changes made after the change counter had the value since, oldest first, and the counter's
+ * current value in *counter (always set when it can be read). Returns 0, or -ESTALE when the
+ * journal cannot account for every change since then (too old, or a change was not recorded):
+ * the caller must then re-read everything it caches. *out is freed with ds_change_array_free. */
+int ds_changes_since(struct datastore *ds, int64_t since, struct ds_change **out, size_t *n,
+		     int64_t *counter);
+void ds_change_array_free(struct ds_change *c, size_t n);
 
 /* ---- join tokens ----
  * Only the SHA-256 of a token (hex) is stored, never the token itself. */
@@ -94,6 +120,8 @@ int ds_agent_upsert(struct datastore *ds, const struct agent_record *a);
 int ds_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_record **out);
 /* Sorted by spiffe_id. */
 int ds_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n);
+/* Number of attested agents (banned ones included), without reading them. */
+int ds_agent_count(struct datastore *ds, int64_t *n);
 /* Evicts: the agent must attest again. -ENOENT if absent. */
 int ds_agent_delete(struct datastore *ds, const char *spiffe_id);
 /* -ENOENT if absent. */

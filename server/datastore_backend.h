@@ -20,6 +20,8 @@ struct datastore_ops {
 	int (*entry_get)(struct datastore *ds, const char *id, struct entry **out);
 	int (*entry_list)(struct datastore *ds, const struct entry_filter *f, struct entry ***out,
 			  size_t *n);
+	int (*entry_count)(struct datastore *ds, int64_t *n);
+	int (*agent_count)(struct datastore *ds, int64_t *n);
 	int64_t (*change_counter)(struct datastore *ds);
 	int (*token_create)(struct datastore *ds, const char *token_hash, const char *alias,
 			    int64_t expires_at);
@@ -42,10 +44,13 @@ struct datastore_ops {
 	int (*ping)(struct datastore *ds);
 };
 
-/* The first member of every backend's own struct. */
+/* The first member of every backend's own struct. journal is a ring of the last changes (see
+ * ds_changes_since), kept by datastore.c under lock: backends never touch it. */
 struct datastore {
 	const struct datastore_ops *ops;
 	pthread_mutex_t lock;
+	struct ds_change *journal;
+	size_t journal_cap, journal_len, journal_head; /* head: index of the oldest record */
 };
 
 /* Backends call this on their freshly allocated struct, and datastore_fini_base in close. */

@@ -42,8 +42,9 @@ struct node_api;
 
 int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct datastore *ds,
 		   struct ca *ca, struct node_api **out, char *err, size_t errlen);
-/* Re-reads entries and agents when the datastore changed, and pushes the differences to every
- * open entry stream (and ends the streams of evicted or banned agents). Loop thread. */
+/* Applies the datastore's change journal (ds_changes_since; a full re-read when it cannot
+ * account for every change) and pushes the differences to the entry streams the changed entries
+ * and agents concern (and ends the streams of evicted or banned agents). Loop thread. */
 void node_api_refresh(struct node_api *n);
 /* The CA rotated: new TLS credentials for new connections, the new bundle to every stream. */
 void node_api_ca_changed(struct node_api *n);

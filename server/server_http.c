@@ -59,26 +59,17 @@ struct server_http {
 
 static int64_t count_entries(struct datastore *ds)
 {
-	struct entry **e = NULL;
-	size_t n = 0;
-	if (ds_entry_list(ds, NULL, &e, &n) < 0)
-		return -1;
-	entry_array_free(e, n);
-	return (int64_t)n;
+	int64_t n;
+	return ds_entry_count(ds, &n) < 0 ? -1 : n;
 }
 
 static int64_t count_agents(struct datastore *ds)
 {
-	struct agent_record **a = NULL;
-	size_t n = 0;
-	if (ds_agent_list(ds, &a, &n) < 0)
-		return -1;
-	agent_record_array_free(a, n);
-	return (int64_t)n;
+	int64_t n;
+	return ds_agent_count(ds, &n) < 0 ? -1 : n;
 }
 
-/* Pings every second and counts every few seconds. The counts list whole tables, which is fine
- * at the sizes a single server holds; a count query in the datastore would be cheaper. */
+/* Pings every second and counts (COUNT queries) every few seconds. */
 static void *probe_thread(void *arg)
 {
 	struct server_http *h = arg;

@@ -587,6 +587,103 @@ struct race {
 	int ok;
 };
 
+/* The change journal names every change that moves the counter, in order, and says when it
+ * cannot (too old, or after a restart). */
+static void change_journal(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct ds_change *ch = NULL;
+	size_t n = 0;
+	int64_t cur = -1, c0 = ds_change_counter(f->ds);
+
+	struct entry *e = mk_entry("spiffe://" TD "/web", "spiffe://" TD "/agent/a", "unix:uid:1",
+				   NULL);
+	struct entry *dup = entry_dup(e);
+	struct agent_record *a = mk_agent("spiffe://" TD "/agent/join_token/abc");
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	assert_int_equal(ds_entry_create(f->ds, dup, err, sizeof(err)), -EEXIST); /* no change */
+	assert_int_equal(ds_entry_update(f->ds, e, err, sizeof(err)), 0);
+	assert_int_equal(ds_agent_upsert(f->ds, a), 0);
+	/* A renewal changes no entitlement: not journaled, counter unchanged. */
+	assert_int_equal(ds_agent_touch(f->ds, a->spiffe_id, "0a", 9000, 100), 0);
+	assert_int_equal(ds_agent_set_banned(f->ds, a->spiffe_id, true), 0);
+	assert_int_equal(ds_entry_delete(f->ds, e->id), 0);
+	assert_int_equal(ds_entry_delete(f->ds, e->id), -ENOENT); /* no change */
+	assert_int_equal(ds_agent_delete(f->ds, a->spiffe_id), 0);
+
+	int64_t cnt = -1;
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 0);
+	assert_int_equal(ds_agent_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 0);
+
+	assert_int_equal(ds_changes_since(f->ds, c0, &ch, &n, &cur), 0);
+	assert_int_equal(cur, ds_change_counter(f->ds));
+	assert_int_equal(n, 6);
+	assert_int_equal(cur, c0 + 6);
+	const enum ds_change_kind kinds[] = {DS_CHANGE_ENTRY, DS_CHANGE_ENTRY, DS_CHANGE_AGENT,
+					     DS_CHANGE_AGENT, DS_CHANGE_ENTRY, DS_CHANGE_AGENT};
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ch[i].counter, c0 + 1 + (int64_t)i);
+		assert_int_equal(ch[i].kind, kinds[i]);
+		assert_string_equal(ch[i].id, kinds[i] == DS_CHANGE_ENTRY ? e->id : a->spiffe_id);
+	}
+	ds_change_array_free(ch, n);
+
+	/* From the middle, and from now. */
+	assert_int_equal(ds_changes_since(f->ds, c0 + 4, &ch, &n, &cur), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ch[0].kind, DS_CHANGE_ENTRY);
+	ds_change_array_free(ch, n);
+	assert_int_equal(ds_changes_since(f->ds, cur, &ch, &n, &cur), 0);
+	assert_int_equal(n, 0);
+	/* Counts, without listing. */
+	assert_int_equal(ds_entry_create(f->ds, dup, err, sizeof(err)), 0);
+	assert_int_equal(ds_agent_upsert(f->ds, a), 0);
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(ds_agent_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(ds_changes_since(f->ds, cur, &ch, &n, &cur), 0);
+	assert_int_equal(n, 2);
+	ds_change_array_free(ch, n);
+	/* The future, the past before the journal began, and after a restart: unknown. */
+	assert_int_equal(ds_changes_since(f->ds, cur + 1, &ch, &n, &cur), -ESTALE);
+	assert_int_equal(ds_changes_since(f->ds, c0 - 1, &ch, &n, &cur), -ESTALE);
+	reopen(f);
+	assert_int_equal(ds_changes_since(f->ds, c0, &ch, &n, &cur), -ESTALE);
+	assert_null(ch);
+	assert_int_equal(ds_changes_since(f->ds, cur, &ch, &n, &cur), 0);
+
+	/* Older than DS_JOURNAL_CAP changes: unknown; the last DS_JOURNAL_CAP are still there.
+	 * Thousands of commits: on tmpfs when there is one, as they would be slow on a disk. */
+	char dir[64], path[128];
+	snprintf(dir, sizeof(dir), "%s/lanyard-ds-XXXXXX",
+		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/server.db", dir);
+	struct datastore *ds;
+	assert_int_equal(datastore_open_sqlite(path, &ds, err, sizeof(err)), 0);
+	int64_t c1 = ds_change_counter(ds);
+	assert_int_equal(ds_agent_upsert(ds, a), 0);
+	for (int i = 0; i < DS_JOURNAL_CAP; i++)
+		assert_int_equal(ds_agent_set_banned(ds, a->spiffe_id, i % 2), 0);
+	assert_int_equal(ds_changes_since(ds, c1, &ch, &n, &cur), -ESTALE);
+	assert_int_equal(ds_changes_since(ds, c1 + 1, &ch, &n, &cur), 0);
+	assert_int_equal(n, DS_JOURNAL_CAP);
+	assert_int_equal(ch[n - 1].counter, cur);
+	ds_change_array_free(ch, n);
+	datastore_close(ds);
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+
+	entry_free(e);
+	entry_free(dup);
+	agent_record_free(a);
+}
+
 static void *consume_thread(void *arg)
 {
 	struct race *r = arg;
@@ -629,6 +726,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(token_consumed_once_across_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(change_journal, setup, teardown),
 		cmocka_unit_test(bad_path_reported),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
