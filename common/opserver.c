@@ -40,6 +40,8 @@ struct opserver {
 	struct MHD_Daemon *daemon;
 	char *name;
 	const char *index_html;
+	char *(*status_members)(void *ud);
+	void *status_ud;
 	int64_t live_us, stale_us;
 	int port;
 	atomic_llong heartbeat_us; /* monotonic time of the last heartbeat */
@@ -203,9 +205,54 @@ static void serve_document(struct opserver *o, struct reply *r, bool metrics)
 	pthread_mutex_unlock(&o->lock);
 }
 
+/* The published document ({...}\n) with the owner's request-time members spliced in before its
+ * closing brace, or NULL when out of memory. */
+static char *with_members(const char *doc, const char *members)
+{
+	size_t n = strlen(doc);
+	while (n && (doc[n - 1] == '\n' || doc[n - 1] == ' '))
+		n--;
+	if (n < 2 || doc[n - 1] != '}')
+		return strdup(doc); /* not an object: serve it as it is */
+	size_t m = strlen(members);
+	bool empty = n == 2; /* "{}" */
+	char *out = malloc(n + m + 3);
+	if (!out)
+		return NULL;
+	memcpy(out, doc, n - 1);
+	size_t p = n - 1;
+	if (!empty)
+		out[p++] = ',';
+	memcpy(out + p, members, m);
+	p += m;
+	out[p++] = '}';
+	out[p++] = '\n';
+	out[p] = '\0';
+	return out;
+}
+
 static void serve_status(struct opserver *o, struct reply *r)
 {
-	serve_document(o, r, false);
+	if (!o->status_members) {
+		serve_document(o, r, false);
+		return;
+	}
+	/* Rendered before taking the lock: it may take milliseconds, and publications must not
+	 * wait for it. */
+	char *members = o->status_members(o->status_ud);
+	pthread_mutex_lock(&o->lock);
+	const char *doc = o->snap ? o->snap->status : NULL;
+	if (!doc) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "starting: no state published yet");
+	} else if (!members || !members[0]) {
+		reply_copy(r, MHD_HTTP_OK, doc, "application/json");
+	} else {
+		r->status = MHD_HTTP_OK;
+		r->body = with_members(doc, members);
+		r->content_type = "application/json";
+	}
+	pthread_mutex_unlock(&o->lock);
+	free(members);
 }
 
 static void serve_metrics(struct opserver *o, struct reply *r)
@@ -392,6 +439,8 @@ int opserver_start(const struct opserver_options *opt, struct opserver **out, ch
 	struct opserver *o = xcalloc(1, sizeof(*o));
 	o->name = xstrdup(opt->name ? opt->name : "daemon");
 	o->index_html = opt->index_html;
+	o->status_members = opt->status_members;
+	o->status_ud = opt->status_ud;
 	o->live_us = (opt->live_threshold_ms > 0 ? opt->live_threshold_ms : DEFAULT_LIVE_MS) * 1000;
 	o->stale_us = (opt->stale_after_ms > 0 ? opt->stale_after_ms : DEFAULT_STALE_MS) * 1000;
 	o->port = bound_port(fd);

@@ -34,6 +34,13 @@ struct opserver_options {
 	int64_t stale_after_ms;    /* /ready fails when the last publication is older; 0: 15000 */
 	unsigned conn_timeout_s;   /* idle connections are closed after this; 0: 10 */
 	unsigned conn_limit;       /* concurrent connections; 0: 64 */
+	/* Optional: members added to the published status document each time /status is served,
+	 * for what is too large to rebuild on every publication (an agent's 10,000 SVIDs). Runs on
+	 * the HTTP thread, so it must be thread-safe and must not wait for the owner's loop. It
+	 * returns a malloc'd text of JSON object members ("name":value, comma-separated, no
+	 * braces), or NULL to add nothing. */
+	char *(*status_members)(void *ud);
+	void *status_ud;
 };
 
 struct opserver;

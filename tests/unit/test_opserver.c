@@ -254,6 +254,91 @@ static void test_routes(void **state)
 	opserver_stop(s);
 }
 
+/* status_members: rendered per request from the owner's current data and spliced into the
+ * published document; NULL adds nothing. */
+struct members_src {
+	atomic_int calls;
+	int value; /* < 0: answer NULL */
+};
+
+static char *members_cb(void *ud)
+{
+	struct members_src *m = ud;
+	atomic_fetch_add(&m->calls, 1);
+	if (m->value < 0)
+		return NULL;
+	char *t = NULL;
+	assert_true(asprintf(&t, "\"items\":[%d,%d],\"note\":\"x\"", m->value, m->value + 1) > 0);
+	return t;
+}
+
+static void test_status_members(void **state)
+{
+	(void)state;
+	struct members_src m = {.value = 41};
+	struct opserver_options o = {
+		.address = "127.0.0.1",
+		.name = "test",
+		.status_members = members_cb,
+		.status_ud = &m,
+	};
+	struct opserver *s = NULL;
+	char err[256] = "";
+	assert_int_equal(opserver_start(&o, &s, err, sizeof(err)), 0);
+	int port = opserver_port(s);
+	struct resp r;
+
+	/* Nothing published yet: 503, whatever the members. */
+	request(port, "GET", "/status", &r);
+	assert_int_equal(r.code, 503);
+	resp_free(&r);
+
+	publish(s, true, 3);
+	request(port, "GET", "/status", &r);
+	assert_int_equal(r.code, 200);
+	json_t *j = body_json(&r);
+	assert_int_equal(json_integer_value(json_object_get(j, "generation")), 3);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "items"), 1)), 42);
+	assert_string_equal(json_string_value(json_object_get(j, "note")), "x");
+	json_decref(j);
+	resp_free(&r);
+
+	/* Rendered per request, not at publication. */
+	m.value = 9;
+	request(port, "GET", "/status", &r);
+	j = body_json(&r);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "items"), 0)), 9);
+	json_decref(j);
+	resp_free(&r);
+	assert_true(atomic_load(&m.calls) >= 2);
+
+	/* NULL members: the published document alone. */
+	m.value = -1;
+	request(port, "GET", "/status", &r);
+	assert_int_equal(r.code, 200);
+	j = body_json(&r);
+	assert_null(json_object_get(j, "items"));
+	assert_int_equal(json_integer_value(json_object_get(j, "generation")), 3);
+	json_decref(j);
+	resp_free(&r);
+
+	/* An empty published object still gives valid JSON. */
+	m.value = 1;
+	opserver_publish(s, json_object(), NULL, NULL);
+	request(port, "GET", "/status", &r);
+	j = body_json(&r);
+	assert_int_equal(json_object_size(j), 2);
+	json_decref(j);
+	resp_free(&r);
+
+	/* The other documents never call it. */
+	int before = atomic_load(&m.calls);
+	request(port, "GET", "/metrics", &r);
+	resp_free(&r);
+	assert_int_equal(atomic_load(&m.calls), before);
+	opserver_stop(s);
+}
+
 static void test_errors(void **state)
 {
 	struct opserver *s = start(0, 0, 0, 0);
@@ -573,6 +658,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_before_publication),
 		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_status_members),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_keep_alive),
 		cmocka_unit_test(test_live_follows_heartbeats),
