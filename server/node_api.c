@@ -1,3 +1,5 @@
+/* node_api.c: the node API's gRPC methods, TLS credentials and call authorization (see
+ * node_api.h); the SyncEntries streams and the authz index behind them are in entry_streams.c. */
 #include "node_api.h"
 
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <wolfssl/ssl.h>
 
 #include "authz.h"
+#include "entry_streams.h"
 #include "grpc_server.h"
 #include "keys.h"
 #include "log.h"
@@ -18,63 +21,9 @@
 #include "x509.h"
 
 #define PATH_PREFIX "/lanyard.node.v1.Node/"
-/* Entries per SyncResponse message, so that a large set never needs one huge message. */
-#define SYNC_CHUNK 256
 #define MAX_SIGN_BATCH 1000
-/* More entry changes than this at once (a bulk import...) rebuild the index from scratch. */
-#define MAX_INCREMENTAL 1024
-/* Changes waiting for the next refresh beyond this: streams are all recomputed instead. */
-#define MAX_PENDING 4096
 
 const double node_api_sign_buckets[8] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0};
-
-struct sent_entry {
-	char *id;
-	int64_t revision;
-};
-
-struct sync_stream;
-
-/* A stream's entry in the parent map: the stream acts as parent. */
-struct parent_node {
-	struct parent_node *next;
-	uint64_t hash;
-	const char *parent; /* the stream's parents[i] */
-	struct sync_stream *s;
-};
-
-/* One open SyncEntries stream: what this agent has been sent, so changes go out as deltas.
- * Invariant between refreshes (unless full is set): sent holds exactly the entries of the index
- * whose parent is in parents, with their revisions, so a change to one entry needs only that
- * entry compared. */
-struct sync_stream {
-	struct sync_stream *prev, *next;
-	struct node_api *api;
-	struct grpc_call *call;
-	char *agent_id;
-	/* The agent's record, re-read from the datastore when the change journal names the agent
-	 * (upsert, eviction, ban), or when the journal cannot tell (agent_stale). */
-	struct agent_record *agent;
-	char **parents; /* authz_agent_parents of agent: sorted */
-	uint64_t *parent_hashes; /* str_hash of each: most comparisons stop there */
-	struct parent_node *nodes; /* one per parent, linked into the api's parent map */
-	size_t n_parents;
-	uint64_t mark; /* the refresh that last visited it */
-	struct sent_entry *sent; /* sorted by id */
-	size_t n_sent;
-	int64_t bundle_sequence;
-	bool full;        /* the next push compares every entry (after a failed write...) */
-	bool agent_stale; /* the record could not be re-read: try again at the next refresh */
-	/* The record was read after the change counter had this value: older agent changes in
-	 * the journal are in it already. */
-	int64_t agent_counter;
-};
-
-/* An agent named by the change journal, and the counter value of its latest change. */
-struct pend_agent {
-	char *id;
-	int64_t counter;
-};
 
 struct node_api {
 	uv_loop_t *loop;
@@ -88,26 +37,7 @@ struct node_api {
 	lkey *tls_key;
 	int64_t tls_renew_at;
 	uv_timer_t tls_timer;
-	struct authz_index *index;
-	int64_t index_counter; /* the change counter value the index reflects */
-	/* What changed since the last refresh (ids of entries and agents), applied to the index
-	 * already but not yet to the streams. pend_all: the journal could not say (rebuild), every
-	 * stream re-reads its agent and compares everything; pend_aliases: a node alias changed,
-	 * every stream recomputes its parents. */
-	char **pend_entries;
-	char **pend_parents; /* the parents the changed entries had before (to find who had them) */
-	struct pend_agent *pend_agents;
-	size_t n_pend_entries, n_pend_parents, n_pend_agents;
-	bool pend_all, pend_aliases;
-	bool pend_scan; /* entries expired: visit every stream (cheap path still) */
-	struct sync_stream *streams;
-	/* parent SPIFFE ID -> the streams acting as it, so that a change visits only the streams
-	 * of the entry's old and new parent. */
-	struct parent_node **buckets;
-	size_t n_buckets, n_nodes;
-	uint64_t epoch;
-	bool dirty;            /* some stream has full or agent_stale set: visit every stream */
-	int64_t scanned_bundle; /* the bundle sequence at the last visit of every stream */
+	struct entry_streams *es; /* the SyncEntries streams and the authz index */
 	struct node_api_stats stats;
 	bool stopping;
 	void (*done)(void *);
@@ -131,67 +61,6 @@ static void finishf(struct grpc_call *call, int status, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	grpc_call_finish(call, status, msg);
-}
-
-/* ---- the bundle, as the node API sends it ---- */
-
-static Lanyard__Node__V1__Bundle *bundle_pb(struct node_api *n)
-{
-	struct ca_bundle b;
-	if (ca_bundle_get(n->ca, &b) < 0)
-		return NULL;
-	Lanyard__Node__V1__Bundle *pb = xcalloc(1, sizeof(*pb));
-	lanyard__node__v1__bundle__init(pb);
-	pb->trust_domain = xstrdup(n->trust_domain);
-	pb->sequence = b.sequence;
-	pb->refresh_hint = 300;
-	const uint8_t **certs = NULL;
-	size_t *lens = NULL, nc = 0;
-	if (x509_split_der(b.x509, b.x509_len, &certs, &lens, &nc) == 0) {
-		pb->x509_authorities = xcalloc(nc + 1, sizeof(ProtobufCBinaryData));
-		pb->n_x509_authorities = nc;
-		for (size_t i = 0; i < nc; i++) {
-			pb->x509_authorities[i].data = xmalloc(lens[i]);
-			memcpy(pb->x509_authorities[i].data, certs[i], lens[i]);
-			pb->x509_authorities[i].len = lens[i];
-		}
-	}
-	free(certs);
-	free(lens);
-	size_t nj = jwks_count(b.jwt);
-	pb->jwt_authorities = xcalloc(nj + 1, sizeof(*pb->jwt_authorities));
-	pb->n_jwt_authorities = nj;
-	for (size_t i = 0; i < nj; i++) {
-		Lanyard__Node__V1__JWTKey *k = xcalloc(1, sizeof(*k));
-		lanyard__node__v1__jwtkey__init(k);
-		const uint8_t *spki;
-		size_t spki_len;
-		k->kid = xstrdup(jwks_get(b.jwt, i, &spki, &spki_len));
-		k->public_key.data = xmalloc(spki_len);
-		memcpy(k->public_key.data, spki, spki_len);
-		k->public_key.len = spki_len;
-		k->expires_at = b.jwt_expires_at[i];
-		pb->jwt_authorities[i] = k;
-	}
-	ca_bundle_free(&b);
-	return pb;
-}
-
-static void bundle_pb_free(Lanyard__Node__V1__Bundle *pb)
-{
-	if (!pb)
-		return;
-	free(pb->trust_domain);
-	for (size_t i = 0; i < pb->n_x509_authorities; i++)
-		free(pb->x509_authorities[i].data);
-	free(pb->x509_authorities);
-	for (size_t i = 0; i < pb->n_jwt_authorities; i++) {
-		free(pb->jwt_authorities[i]->kid);
-		free(pb->jwt_authorities[i]->public_key.data);
-		free(pb->jwt_authorities[i]);
-	}
-	free(pb->jwt_authorities);
-	free(pb);
 }
 
 /* ---- TLS credentials: the server's own X509-SVID ---- */
@@ -319,169 +188,6 @@ static void tls_timer_cb(uv_timer_t *t)
 
 /* ---- authorization ---- */
 
-static void strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static void pend_add(char ***v, size_t *n, const char *id)
-{
-	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
-	(*v)[(*n)++] = xstrdup(id);
-}
-
-static void pend_agents_free(struct pend_agent *v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i].id);
-	free(v);
-}
-
-static int cmp_pend_agent(const void *a, const void *b)
-{
-	const struct pend_agent *x = a, *y = b;
-	int c = strcmp(x->id, y->id);
-	return c ? c : x->counter < y->counter ? -1 : x->counter > y->counter;
-}
-
-/* Sorts by id and keeps, for each agent, its latest change; returns the new length. */
-static size_t pend_agents_sort_unique(struct pend_agent *v, size_t n)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_pend_agent);
-	size_t w = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (w && strcmp(v[w - 1].id, v[i].id) == 0) {
-			free(v[w - 1].id);
-			v[w - 1] = v[i];
-		} else {
-			v[w++] = v[i];
-		}
-	}
-	return w;
-}
-
-/* The latest change of the agent among v (sorted by pend_agents_sort_unique), or -1. */
-static int64_t pend_agent_counter(const struct pend_agent *v, size_t n, const char *id)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(v[mid].id, id);
-		if (c == 0)
-			return v[mid].counter;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
-}
-
-static void pend_clear(struct node_api *n)
-{
-	strv_free(n->pend_entries, n->n_pend_entries);
-	strv_free(n->pend_parents, n->n_pend_parents);
-	pend_agents_free(n->pend_agents, n->n_pend_agents);
-	n->pend_entries = n->pend_parents = NULL;
-	n->pend_agents = NULL;
-	n->n_pend_entries = n->n_pend_parents = n->n_pend_agents = 0;
-	n->pend_scan = false;
-}
-
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Sorts v and frees repeats; returns the new length. */
-static size_t strv_sort_unique(char **v, size_t n)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_strp);
-	size_t w = 1;
-	for (size_t i = 1; i < n; i++) {
-		if (strcmp(v[w - 1], v[i]) == 0)
-			free(v[i]);
-		else
-			v[w++] = v[i];
-	}
-	return w;
-}
-
-static void index_rebuild(struct node_api *n, int64_t now)
-{
-	/* The counter is read before the entries: a change landing in between is in the index
-	 * already and is applied once more (harmlessly) from the journal. */
-	int64_t c = ds_change_counter(n->ds);
-	struct authz_index *ix;
-	if (c < 0 || authz_index_build(n->ds, n->server_id, now, &ix) < 0) {
-		log_error("node API: cannot read entries from the datastore");
-		return; /* keep serving the last good view */
-	}
-	authz_index_free(n->index);
-	n->index = ix;
-	n->index_counter = c;
-	pend_clear(n);
-	n->pend_all = true;
-}
-
-/* Brings the index up to date: only the entries the change journal names are re-read; the
- * index is rebuilt when the journal cannot tell (first use, too many or lost changes). The ids
- * of changed entries and agents are kept for node_api_refresh. */
-static const struct authz_index *index_get(struct node_api *n)
-{
-	int64_t now = now_unix(), cur = -1;
-	struct ds_change *ch = NULL;
-	size_t nch = 0;
-	int r = n->index ? ds_changes_since(n->ds, n->index_counter, &ch, &nch, &cur) : -ESTALE;
-	if (r == -ESTALE || (r == 0 && nch > MAX_INCREMENTAL)) {
-		index_rebuild(n, now);
-	} else if (r < 0) {
-		log_error("node API: cannot read the datastore's change journal");
-	} else if (nch) {
-		for (size_t i = 0; i < nch; i++) {
-			if (ch[i].kind == DS_CHANGE_AGENT) {
-				size_t k = n->n_pend_agents++;
-				n->pend_agents = xrealloc(n->pend_agents,
-							  (k + 1) * sizeof(*n->pend_agents));
-				n->pend_agents[k].id = xstrdup(ch[i].id);
-				n->pend_agents[k].counter = ch[i].counter;
-				continue;
-			}
-			const struct entry *old = authz_find(n->index, ch[i].id);
-			if (old)
-				pend_add(&n->pend_parents, &n->n_pend_parents, old->parent_id);
-			if (authz_index_update(n->index, n->ds, ch[i].id, now,
-					       &n->pend_aliases) < 0) {
-				/* Half applied: start over from a full read. */
-				index_rebuild(n, now);
-				goto out;
-			}
-			pend_add(&n->pend_entries, &n->n_pend_entries, ch[i].id);
-		}
-		n->index_counter = cur;
-	}
-	if (n->index) {
-		size_t before = n->n_pend_entries;
-		authz_index_expire(n->index, now, &n->pend_entries, &n->n_pend_entries,
-				   &n->pend_aliases);
-		if (n->n_pend_entries != before)
-			n->pend_scan = true; /* their parents are gone with them */
-	}
-	if (n->n_pend_entries + n->n_pend_parents + n->n_pend_agents > MAX_PENDING) {
-		pend_clear(n);
-		n->pend_all = true;
-	}
-out:
-	ds_change_array_free(ch, nch);
-	return n->index;
-}
-
 /* The calling agent's record, from its mutual TLS certificate; on failure the call is finished
  * with the reason and NULL returned. */
 static struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
@@ -518,313 +224,7 @@ static struct agent_record *authorize(struct node_api *n, struct grpc_call *call
 	return a;
 }
 
-/* ---- entries on the wire ---- */
-
-static Lanyard__Node__V1__Entry *entry_pb(const struct entry *e)
-{
-	Lanyard__Node__V1__Entry *pb = xcalloc(1, sizeof(*pb));
-	lanyard__node__v1__entry__init(pb);
-	/* The strings are borrowed from the index: entry_pb_free frees only the wrapper. */
-	pb->id = (char *)e->id;
-	pb->spiffe_id = e->spiffe_id;
-	pb->parent_id = e->parent_id;
-	pb->selectors = e->selectors;
-	pb->n_selectors = e->n_selectors;
-	pb->x509_svid_ttl = e->x509_svid_ttl;
-	pb->jwt_svid_ttl = e->jwt_svid_ttl;
-	pb->dns_names = e->dns_names;
-	pb->n_dns_names = e->n_dns_names;
-	pb->hint = e->hint ? e->hint : (char *)"";
-	pb->admin = e->admin;
-	pb->downstream = e->downstream;
-	pb->expires_at = e->expires_at;
-	pb->revision = e->revision;
-	return pb;
-}
-
-/* ---- SyncEntries ---- */
-
-static void stream_free(struct sync_stream *s)
-{
-	for (size_t i = 0; i < s->n_sent; i++)
-		free(s->sent[i].id);
-	free(s->sent);
-	free(s->agent_id);
-	agent_record_free(s->agent);
-	strv_free(s->parents, s->n_parents);
-	free(s->parent_hashes);
-	free(s->nodes);
-	free(s);
-}
-
-/* FNV-1a: SPIFFE IDs share long prefixes, so comparing hashes first saves most strcmp work. */
-static uint64_t str_hash(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
-}
-
-static bool stream_has_parent(const struct sync_stream *s, const char *parent, uint64_t hash)
-{
-	for (size_t i = 0; i < s->n_parents; i++)
-		if (s->parent_hashes[i] == hash && strcmp(s->parents[i], parent) == 0)
-			return true;
-	return false;
-}
-
-static void map_link(struct node_api *n, struct parent_node *p)
-{
-	struct parent_node **b = &n->buckets[p->hash & (n->n_buckets - 1)];
-	p->next = *b;
-	*b = p;
-}
-
-static void map_add(struct node_api *n, struct sync_stream *s)
-{
-	if (n->n_nodes + s->n_parents > 2 * n->n_buckets) {
-		/* Grow and relink: chains stay short. */
-		struct parent_node **old = n->buckets;
-		size_t n_old = n->n_buckets;
-		n->n_buckets = n_old ? n_old * 4 : 256;
-		while (n->n_buckets < n->n_nodes + s->n_parents)
-			n->n_buckets *= 2;
-		n->buckets = xcalloc(n->n_buckets, sizeof(*n->buckets));
-		for (size_t i = 0; i < n_old; i++) {
-			for (struct parent_node *p = old[i], *next; p; p = next) {
-				next = p->next;
-				map_link(n, p);
-			}
-		}
-		free(old);
-	}
-	for (size_t i = 0; i < s->n_parents; i++) {
-		s->nodes[i] = (struct parent_node){.hash = s->parent_hashes[i],
-						   .parent = s->parents[i], .s = s};
-		map_link(n, &s->nodes[i]);
-		n->n_nodes++;
-	}
-}
-
-static void map_del(struct node_api *n, struct sync_stream *s)
-{
-	for (size_t i = 0; i < s->n_parents; i++) {
-		struct parent_node **pp = &n->buckets[s->nodes[i].hash & (n->n_buckets - 1)];
-		while (*pp && *pp != &s->nodes[i])
-			pp = &(*pp)->next;
-		if (*pp) {
-			*pp = s->nodes[i].next;
-			n->n_nodes--;
-		}
-	}
-}
-
-static void stream_set_parents(struct node_api *n, struct sync_stream *s,
-			       const struct authz_index *ix)
-{
-	map_del(n, s);
-	strv_free(s->parents, s->n_parents);
-	free(s->parent_hashes);
-	free(s->nodes);
-	s->parents = NULL;
-	s->parent_hashes = NULL;
-	s->nodes = NULL;
-	s->n_parents = 0;
-	if (ix && s->agent) {
-		s->n_parents = authz_agent_parents(ix, s->agent, &s->parents);
-		s->parent_hashes = xcalloc(s->n_parents + 1, sizeof(*s->parent_hashes));
-		s->nodes = xcalloc(s->n_parents + 1, sizeof(*s->nodes));
-		for (size_t i = 0; i < s->n_parents; i++)
-			s->parent_hashes[i] = str_hash(s->parents[i]);
-		map_add(n, s);
-	} else {
-		s->full = true; /* no view yet: everything is compared once there is one */
-		n->dirty = true;
-	}
-}
-
-static void stream_unlink(struct node_api *n, struct sync_stream *s)
-{
-	map_del(n, s);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		n->streams = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
-	n->stats.streams--;
-}
-
-/* Sends upserts and removals (and the bundle when it changed, or on the first message), in
- * messages of at most SYNC_CHUNK upserts. Returns -1 when the stream could not be written. */
-static int stream_send(struct node_api *n, struct sync_stream *s, const struct entry **ups,
-		       size_t n_ups, char **removed, size_t n_rem, bool initial, int64_t seq)
-{
-	bool bundle_changed = seq != s->bundle_sequence;
-	if (!initial && !n_ups && !n_rem && !bundle_changed)
-		return 0;
-	size_t pos = 0;
-	bool first = true;
-	do {
-		Lanyard__Node__V1__SyncResponse m = LANYARD__NODE__V1__SYNC_RESPONSE__INIT;
-		size_t take = n_ups - pos < SYNC_CHUNK ? n_ups - pos : SYNC_CHUNK;
-		Lanyard__Node__V1__Entry **chunk = xcalloc(take + 1, sizeof(*chunk));
-		for (size_t k = 0; k < take; k++)
-			chunk[k] = entry_pb(ups[pos + k]);
-		m.upserts = chunk;
-		m.n_upserts = take;
-		m.reset = initial && first;
-		if (first) {
-			m.removed_ids = removed;
-			m.n_removed_ids = initial ? 0 : n_rem;
-			if (bundle_changed || initial)
-				m.bundle = bundle_pb(n);
-		}
-		pos += take;
-		m.complete = pos >= n_ups;
-		int r = grpc_call_send_pb(s->call, &m.base);
-		for (size_t k = 0; k < take; k++)
-			free(chunk[k]);
-		free(chunk);
-		bundle_pb_free(m.bundle);
-		if (r < 0) {
-			/* What the agent got is unknown now: compare everything next time. */
-			s->full = true;
-			n->dirty = true;
-			return -1;
-		}
-		first = false;
-	} while (pos < n_ups);
-	s->bundle_sequence = seq;
-	return 0;
-}
-
-/* Sends what changed for this stream since its last message, comparing every entry it may see
- * with what it was sent: everything (reset) the first time, then upserts and removals. Returns
- * -1 when the stream could not be written. */
-static int stream_push(struct node_api *n, struct sync_stream *s, const struct authz_index *ix,
-		       bool initial)
-{
-	const struct entry **cur = NULL;
-	size_t n_cur = 0;
-	if (ix && s->agent)
-		authz_entries_for(ix, s->agent, &cur, &n_cur);
-
-	/* Both lists are sorted by id: one merge pass finds upserts and removals. */
-	const struct entry **ups = xcalloc(n_cur + 1, sizeof(*ups));
-	char **removed = xcalloc(s->n_sent + 1, sizeof(*removed));
-	size_t n_ups = 0, n_rem = 0, i = 0, j = 0;
-	while (i < n_cur || j < s->n_sent) {
-		int c = i == n_cur ? 1 : j == s->n_sent ? -1 : strcmp(cur[i]->id, s->sent[j].id);
-		if (c < 0) {
-			ups[n_ups++] = cur[i++];
-		} else if (c > 0) {
-			removed[n_rem++] = s->sent[j++].id;
-		} else {
-			if (cur[i]->revision != s->sent[j].revision)
-				ups[n_ups++] = cur[i];
-			i++;
-			j++;
-		}
-	}
-	int ret = stream_send(n, s, ups, n_ups, removed, n_rem, initial,
-			      ca_bundle_sequence(n->ca));
-	if (ret == 0 && (initial || n_ups || n_rem)) {
-		for (size_t k = 0; k < s->n_sent; k++)
-			free(s->sent[k].id);
-		free(s->sent);
-		s->sent = xcalloc(n_cur + 1, sizeof(*s->sent));
-		for (size_t k = 0; k < n_cur; k++) {
-			s->sent[k].id = xstrdup(cur[k]->id);
-			s->sent[k].revision = cur[k]->revision;
-		}
-		s->n_sent = n_cur;
-	}
-	if (ret == 0 && ix && s->agent)
-		s->full = false;
-	free(ups);
-	free(removed);
-	free(cur);
-	return ret;
-}
-
-static bool sent_find(const struct sync_stream *s, const char *id, size_t *pos)
-{
-	size_t lo = 0, hi = s->n_sent;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(s->sent[mid].id, id);
-		if (c == 0) {
-			*pos = mid;
-			return true;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*pos = lo;
-	return false;
-}
-
-/* The entries changed since the last refresh, looked up once for all streams. */
-struct changed {
-	const char *id;
-	const struct entry *e; /* NULL: gone */
-	uint64_t parent_hash;
-};
-
-/* The cheap path: only the entries in ch changed since the stream's last message, so only they
- * are compared (see the invariant at struct sync_stream). */
-static int stream_delta(struct node_api *n, struct sync_stream *s, const struct changed *ch,
-			size_t n_ids, int64_t seq)
-{
-	const struct entry *ups_small[8];
-	char *removed_small[8];
-	/* Most changes concern one entry and most streams none of it: no allocation then. */
-	const struct entry **ups = n_ids <= 8 ? ups_small : xcalloc(n_ids, sizeof(*ups));
-	char **removed = n_ids <= 8 ? removed_small : xcalloc(n_ids, sizeof(*removed));
-	size_t n_ups = 0, n_rem = 0, pos;
-	for (size_t i = 0; i < n_ids; i++) {
-		const struct entry *e = ch[i].e;
-		bool visible = e && stream_has_parent(s, e->parent_id, ch[i].parent_hash);
-		bool sent = sent_find(s, ch[i].id, &pos);
-		if (visible && (!sent || s->sent[pos].revision != e->revision))
-			ups[n_ups++] = e;
-		else if (!visible && sent)
-			removed[n_rem++] = s->sent[pos].id;
-	}
-	int ret = stream_send(n, s, ups, n_ups, removed, n_rem, false, seq);
-	if (ret == 0) {
-		for (size_t i = 0; i < n_rem; i++) {
-			sent_find(s, removed[i], &pos);
-			free(s->sent[pos].id);
-			memmove(&s->sent[pos], &s->sent[pos + 1],
-				(s->n_sent - pos - 1) * sizeof(*s->sent));
-			s->n_sent--;
-		}
-		if (n_ups)
-			s->sent = xrealloc(s->sent, (s->n_sent + n_ups + 1) * sizeof(*s->sent));
-		for (size_t i = 0; i < n_ups; i++) {
-			if (sent_find(s, ups[i]->id, &pos)) {
-				s->sent[pos].revision = ups[i]->revision;
-				continue;
-			}
-			memmove(&s->sent[pos + 1], &s->sent[pos],
-				(s->n_sent - pos) * sizeof(*s->sent));
-			s->sent[pos].id = xstrdup(ups[i]->id);
-			s->sent[pos].revision = ups[i]->revision;
-			s->n_sent++;
-		}
-	}
-	if (ups != ups_small)
-		free(ups);
-	if (removed != removed_small)
-		free(removed);
-	return ret;
-}
+/* ---- SyncEntries: the streams themselves live in entry_streams.c ---- */
 
 static void on_sync(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
@@ -840,178 +240,21 @@ static void on_sync(struct grpc_call *call, const uint8_t *msg, size_t len)
 	struct agent_record *a = authorize(n, call);
 	if (!a)
 		return;
-	const struct authz_index *ix = index_get(n);
-	struct sync_stream *s = xcalloc(1, sizeof(*s));
-	s->call = call;
-	s->agent_id = xstrdup(a->spiffe_id);
-	s->agent = a; /* the stream keeps the record: see node_api_refresh */
-	s->agent_counter = counter;
-	s->api = n;
-	s->bundle_sequence = -1;
-	stream_set_parents(n, s, ix);
-	grpc_call_set_data(call, s);
-	s->next = n->streams;
-	if (n->streams)
-		n->streams->prev = s;
-	n->streams = s;
-	n->stats.streams++;
-	ds_agent_touch(n->ds, a->spiffe_id, NULL, a->not_after, now_unix());
-	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
-	stream_push(n, s, ix, true);
+	entry_streams_open(n->es, call, a, counter);
 }
 
 static void on_call_closed(struct grpc_call *call)
 {
 	if (strcmp(grpc_call_path(call), PATH_PREFIX "SyncEntries") != 0)
 		return;
-	struct sync_stream *s = grpc_call_data(call);
-	if (!s)
-		return;
-	log_info("node API: agent %s disconnected (entry stream closed)", s->agent_id);
-	grpc_call_set_data(call, NULL);
-	stream_unlink(s->api, s);
-	stream_free(s);
-}
-
-/* Re-reads the stream's agent; false (and the stream finished) when it was evicted or banned. */
-static bool stream_reread_agent(struct node_api *n, struct sync_stream *s, int64_t counter)
-{
-	struct agent_record *a = NULL;
-	int r = ds_agent_get(n->ds, s->agent_id, &a);
-	if (r == -ENOENT || (r == 0 && a->banned)) {
-		log_info("node API: ending the entry stream of agent %s: %s", s->agent_id,
-			 r == 0 ? "banned" : "evicted");
-		finishf(s->call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is %s", s->agent_id,
-			r == 0 ? "banned" : "no longer attested (evicted)");
-		agent_record_free(a);
-		return false;
-	}
-	if (r < 0) {
-		s->agent_stale = true; /* keep the last good record; retried next time */
-		n->dirty = true;
-		return true;
-	}
-	agent_record_free(s->agent);
-	s->agent = a;
-	s->agent_stale = false;
-	s->agent_counter = counter;
-	return true;
-}
-
-/* What a refresh brings to one stream. */
-struct refresh_ctx {
-	const struct authz_index *ix;
-	const struct changed *ch;
-	size_t n_ch;
-	const struct pend_agent *agents;
-	size_t n_agents;
-	int64_t counter, seq;
-	bool all, aliases;
-};
-
-static void refresh_stream(struct node_api *n, struct sync_stream *s, const struct refresh_ctx *c)
-{
-	bool reread = c->all || s->agent_stale ||
-		      pend_agent_counter(c->agents, c->n_agents, s->agent_id) > s->agent_counter;
-	if (reread && !stream_reread_agent(n, s, c->counter))
-		return; /* finished: s may be gone */
-	if (reread || c->aliases || s->full) {
-		stream_set_parents(n, s, c->ix);
-		stream_push(n, s, c->ix, false);
-	} else if (c->ix && (c->n_ch || s->bundle_sequence != c->seq)) {
-		stream_delta(n, s, c->ch, c->n_ch, c->seq);
-	}
-}
-
-/* Appends to *v the streams acting as parent not visited yet in this refresh. */
-static void collect(struct node_api *n, const char *parent, struct sync_stream ***v, size_t *len,
-		    size_t *cap)
-{
-	if (!n->n_buckets)
-		return;
-	uint64_t h = str_hash(parent);
-	for (struct parent_node *p = n->buckets[h & (n->n_buckets - 1)]; p; p = p->next) {
-		if (p->hash != h || p->s->mark == n->epoch || strcmp(p->parent, parent) != 0)
-			continue;
-		p->s->mark = n->epoch;
-		if (*len == *cap) {
-			*cap = *cap ? *cap * 2 : 16;
-			*v = xrealloc(*v, *cap * sizeof(**v));
-		}
-		(*v)[(*len)++] = p->s;
-	}
+	entry_streams_call_closed(call);
 }
 
 void node_api_refresh(struct node_api *n)
 {
 	if (n->stopping)
 		return;
-	const struct authz_index *ix = index_get(n);
-	/* The pending changes are taken here: a change arriving while the streams are served is
-	 * for the next refresh. */
-	char **ents = n->pend_entries, **olds = n->pend_parents;
-	struct pend_agent *agents = n->pend_agents;
-	size_t n_ents = strv_sort_unique(ents, n->n_pend_entries);
-	size_t n_olds = strv_sort_unique(olds, n->n_pend_parents);
-	size_t n_agents = pend_agents_sort_unique(agents, n->n_pend_agents);
-	int64_t seq = ca_bundle_sequence(n->ca);
-	/* Every stream is visited when the journal could not say what changed, when who acts as
-	 * which parent may have changed, when a stream needs a full comparison, and for a new
-	 * bundle; otherwise only the streams of the changed entries' parents (old and new) and of
-	 * the changed agents: the others cannot see any difference. */
-	bool scan = n->pend_all || n->pend_aliases || n->pend_scan || n->dirty ||
-		    seq != n->scanned_bundle;
-	struct refresh_ctx c = {
-		.ix = ix,
-		.agents = agents,
-		.n_agents = n_agents,
-		/* Every change the pending lists hold is at or before this counter value: an
-		 * agent record read from now on reflects them all. */
-		.counter = n->index_counter,
-		.seq = seq,
-		.all = n->pend_all,
-		.aliases = n->pend_aliases,
-	};
-	n->pend_entries = n->pend_parents = NULL;
-	n->pend_agents = NULL;
-	n->n_pend_entries = n->n_pend_parents = n->n_pend_agents = 0;
-	n->pend_all = n->pend_aliases = n->pend_scan = false;
-	struct changed *ch = xcalloc(n_ents + 1, sizeof(*ch));
-	for (size_t i = 0; ix && i < n_ents; i++) {
-		ch[i].id = ents[i];
-		ch[i].e = authz_find(ix, ents[i]);
-		ch[i].parent_hash = ch[i].e ? str_hash(ch[i].e->parent_id) : 0;
-	}
-	c.ch = ch;
-	c.n_ch = ix ? n_ents : 0;
-	if (scan) {
-		n->dirty = false; /* set again by any stream that stays behind */
-		n->scanned_bundle = seq;
-		for (struct sync_stream *s = n->streams, *next; s; s = next) {
-			next = s->next;
-			refresh_stream(n, s, &c);
-		}
-	} else {
-		struct sync_stream **v = NULL;
-		size_t len = 0, cap = 0;
-		n->epoch++;
-		for (size_t i = 0; i < n_ents; i++)
-			if (ch[i].e)
-				collect(n, ch[i].e->parent_id, &v, &len, &cap);
-		for (size_t i = 0; i < n_olds; i++)
-			collect(n, olds[i], &v, &len, &cap);
-		/* An agent's own ID is always among its parents. */
-		for (size_t i = 0; i < n_agents; i++)
-			collect(n, agents[i].id, &v, &len, &cap);
-		/* Finishing a stream frees only that one: the others in v stay valid. */
-		for (size_t i = 0; i < len; i++)
-			refresh_stream(n, v[i], &c);
-		free(v);
-	}
-	free(ch);
-	strv_free(ents, n_ents);
-	strv_free(olds, n_olds);
-	pend_agents_free(agents, n_agents);
+	entry_streams_refresh(n->es);
 }
 
 void node_api_ca_changed(struct node_api *n)
@@ -1088,10 +331,10 @@ static int admit_agent(struct node_api *n, struct grpc_call *call, const struct 
 	resp.spiffe_id = tmpl->spiffe_id;
 	resp.svid.data = chain;
 	resp.svid.len = chain_len;
-	resp.bundle = bundle_pb(n);
+	resp.bundle = entry_streams_bundle(n->es);
 	grpc_call_send_pb(call, &resp.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-	bundle_pb_free(resp.bundle);
+	entry_streams_bundle_free(resp.bundle);
 	ret = 0;
 out:
 	free(chain);
@@ -1320,10 +563,10 @@ static void on_renew(struct grpc_call *call, const uint8_t *msg, size_t len)
 	Lanyard__Node__V1__RenewAgentResponse resp = LANYARD__NODE__V1__RENEW_AGENT_RESPONSE__INIT;
 	resp.svid.data = chain;
 	resp.svid.len = chain_len;
-	resp.bundle = bundle_pb(n);
+	resp.bundle = entry_streams_bundle(n->es);
 	grpc_call_send_pb(call, &resp.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-	bundle_pb_free(resp.bundle);
+	entry_streams_bundle_free(resp.bundle);
 	n->stats.renew_ok++;
 	log_info("node API: agent %s renewed its SVID (serial %s)", a->spiffe_id, serial);
 out:
@@ -1451,7 +694,7 @@ static void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 	a = authorize(n, call);
 	if (!a)
 		goto out;
-	const struct authz_index *ix = index_get(n);
+	const struct authz_index *ix = entry_streams_index(n->es);
 	struct sign_job *job = xcalloc(1, sizeof(*job));
 	job->api = n;
 	job->call = call;
@@ -1519,7 +762,7 @@ static void on_sign_jwt(struct grpc_call *call, const uint8_t *msg, size_t len)
 	a = authorize(n, call);
 	if (!a)
 		goto out;
-	const struct authz_index *ix = index_get(n);
+	const struct authz_index *ix = entry_streams_index(n->es);
 	const struct entry *e = ix ? authz_find(ix, req->entry_id) : NULL;
 	if (!e || !authz_allows(ix, a, e)) {
 		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
@@ -1557,14 +800,14 @@ static void on_get_bundle(struct grpc_call *call, const uint8_t *msg, size_t len
 	if (!a)
 		return;
 	agent_record_free(a);
-	Lanyard__Node__V1__Bundle *b = bundle_pb(n);
+	Lanyard__Node__V1__Bundle *b = entry_streams_bundle(n->es);
 	if (!b) {
 		grpc_call_finish(call, GRPC_STATUS_INTERNAL, "cannot read the bundle");
 		return;
 	}
 	grpc_call_send_pb(call, &b->base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-	bundle_pb_free(b);
+	entry_streams_bundle_free(b);
 }
 
 static const struct grpc_method methods[] = {
@@ -1604,8 +847,7 @@ int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct dat
 	n->default_jwt_ttl = o->default_jwt_svid_ttl;
 	n->agent_ttl = o->agent_svid_ttl;
 	n->psat = o->psat;
-	n->index_counter = -1;
-	n->scanned_bundle = -1;
+	n->es = entry_streams_new(ds, ca, n->trust_domain, n->server_id);
 	uv_timer_init(loop, &n->tls_timer);
 	n->tls_timer.data = n;
 	WOLFSSL_CTX *ctx = NULL;
@@ -1637,6 +879,7 @@ fail:
 	uv_close((uv_handle_t *)&n->tls_timer, NULL);
 	/* The timer handle lives in n: let the loop finish closing it before n goes. */
 	uv_run(loop, UV_RUN_NOWAIT);
+	entry_streams_free(n->es);
 	lkey_free(n->tls_key);
 	free(n->trust_domain);
 	free(n->server_id);
@@ -1652,15 +895,14 @@ int node_api_port(struct node_api *n)
 void node_api_stats(struct node_api *n, struct node_api_stats *out)
 {
 	*out = n->stats;
+	out->streams = entry_streams_count(n->es);
 }
 
 static void closed_one(struct node_api *n)
 {
 	if (--n->pending_closes > 0)
 		return;
-	authz_index_free(n->index);
-	pend_clear(n);
-	free(n->buckets);
+	entry_streams_free(n->es);
 	lkey_free(n->tls_key);
 	free(n->trust_domain);
 	free(n->server_id);
@@ -1687,8 +929,7 @@ void node_api_shutdown(struct node_api *n, void (*done)(void *arg), void *arg)
 	n->done = done;
 	n->done_arg = arg;
 	n->pending_closes = 2;
-	for (struct sync_stream *s = n->streams; s; s = s->next)
-		grpc_call_finish(s->call, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+	entry_streams_shutdown(n->es);
 	uv_close((uv_handle_t *)&n->tls_timer, timer_closed);
 	grpc_server_shutdown(n->grpc, 2000, grpc_done, n);
 }

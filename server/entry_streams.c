@@ -1,0 +1,842 @@
+/* entry_streams.c: the SyncEntries side of the node API (see entry_streams.h). */
+#include "entry_streams.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+#include "x509.h"
+
+/* Entries per SyncResponse message, so that a large set never needs one huge message. */
+#define SYNC_CHUNK 256
+/* More entry changes than this at once (a bulk import...) rebuild the index from scratch. */
+#define MAX_INCREMENTAL 1024
+/* Changes waiting for the next refresh beyond this: streams are all recomputed instead. */
+#define MAX_PENDING 4096
+
+struct sent_entry {
+	char *id;
+	int64_t revision;
+};
+
+struct sync_stream;
+
+/* A stream's entry in the parent map: the stream acts as parent. */
+struct parent_node {
+	struct parent_node *next;
+	uint64_t hash;
+	const char *parent; /* the stream's parents[i] */
+	struct sync_stream *s;
+};
+
+/* One open SyncEntries stream: what this agent has been sent, so changes go out as deltas.
+ * Invariant between refreshes (unless full is set): sent holds exactly the entries of the index
+ * whose parent is in parents, with their revisions, so a change to one entry needs only that
+ * entry compared. */
+struct sync_stream {
+	struct sync_stream *prev, *next;
+	struct entry_streams *es;
+	struct grpc_call *call;
+	char *agent_id;
+	/* The agent's record, re-read from the datastore when the change journal names the agent
+	 * (upsert, eviction, ban), or when the journal cannot tell (agent_stale). */
+	struct agent_record *agent;
+	char **parents; /* authz_agent_parents of agent: sorted */
+	uint64_t *parent_hashes; /* str_hash of each: most comparisons stop there */
+	struct parent_node *nodes; /* one per parent, linked into the parent map */
+	size_t n_parents;
+	uint64_t mark; /* the refresh that last visited it */
+	struct sent_entry *sent; /* sorted by id */
+	size_t n_sent;
+	int64_t bundle_sequence;
+	bool full;        /* the next push compares every entry (after a failed write...) */
+	bool agent_stale; /* the record could not be re-read: try again at the next refresh */
+	/* The record was read after the change counter had this value: older agent changes in
+	 * the journal are in it already. */
+	int64_t agent_counter;
+};
+
+/* An agent named by the change journal, and the counter value of its latest change. */
+struct pend_agent {
+	char *id;
+	int64_t counter;
+};
+
+struct entry_streams {
+	struct datastore *ds;
+	struct ca *ca;
+	char *trust_domain;
+	char *server_id;
+	struct authz_index *index;
+	int64_t index_counter; /* the change counter value the index reflects */
+	/* What changed since the last refresh (ids of entries and agents), applied to the index
+	 * already but not yet to the streams. pend_all: the journal could not say (rebuild), every
+	 * stream re-reads its agent and compares everything; pend_aliases: a node alias changed,
+	 * every stream recomputes its parents. */
+	char **pend_entries;
+	char **pend_parents; /* the parents the changed entries had before (to find who had them) */
+	struct pend_agent *pend_agents;
+	size_t n_pend_entries, n_pend_parents, n_pend_agents;
+	bool pend_all, pend_aliases;
+	bool pend_scan; /* entries expired: visit every stream (cheap path still) */
+	struct sync_stream *streams;
+	unsigned n_streams;
+	/* parent SPIFFE ID -> the streams acting as it, so that a change visits only the streams
+	 * of the entry's old and new parent. */
+	struct parent_node **buckets;
+	size_t n_buckets, n_nodes;
+	uint64_t epoch;
+	bool dirty;            /* some stream has full or agent_stale set: visit every stream */
+	int64_t scanned_bundle; /* the bundle sequence at the last visit of every stream */
+};
+
+/* ---- the bundle, as the node API sends it ---- */
+
+Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
+{
+	struct ca_bundle b;
+	if (ca_bundle_get(es->ca, &b) < 0)
+		return NULL;
+	Lanyard__Node__V1__Bundle *pb = xcalloc(1, sizeof(*pb));
+	lanyard__node__v1__bundle__init(pb);
+	pb->trust_domain = xstrdup(es->trust_domain);
+	pb->sequence = b.sequence;
+	pb->refresh_hint = 300;
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, nc = 0;
+	if (x509_split_der(b.x509, b.x509_len, &certs, &lens, &nc) == 0) {
+		pb->x509_authorities = xcalloc(nc + 1, sizeof(ProtobufCBinaryData));
+		pb->n_x509_authorities = nc;
+		for (size_t i = 0; i < nc; i++) {
+			pb->x509_authorities[i].data = xmalloc(lens[i]);
+			memcpy(pb->x509_authorities[i].data, certs[i], lens[i]);
+			pb->x509_authorities[i].len = lens[i];
+		}
+	}
+	free(certs);
+	free(lens);
+	size_t nj = jwks_count(b.jwt);
+	pb->jwt_authorities = xcalloc(nj + 1, sizeof(*pb->jwt_authorities));
+	pb->n_jwt_authorities = nj;
+	for (size_t i = 0; i < nj; i++) {
+		Lanyard__Node__V1__JWTKey *k = xcalloc(1, sizeof(*k));
+		lanyard__node__v1__jwtkey__init(k);
+		const uint8_t *spki;
+		size_t spki_len;
+		k->kid = xstrdup(jwks_get(b.jwt, i, &spki, &spki_len));
+		k->public_key.data = xmalloc(spki_len);
+		memcpy(k->public_key.data, spki, spki_len);
+		k->public_key.len = spki_len;
+		k->expires_at = b.jwt_expires_at[i];
+		pb->jwt_authorities[i] = k;
+	}
+	ca_bundle_free(&b);
+	return pb;
+}
+
+void entry_streams_bundle_free(Lanyard__Node__V1__Bundle *pb)
+{
+	if (!pb)
+		return;
+	free(pb->trust_domain);
+	for (size_t i = 0; i < pb->n_x509_authorities; i++)
+		free(pb->x509_authorities[i].data);
+	free(pb->x509_authorities);
+	for (size_t i = 0; i < pb->n_jwt_authorities; i++) {
+		free(pb->jwt_authorities[i]->kid);
+		free(pb->jwt_authorities[i]->public_key.data);
+		free(pb->jwt_authorities[i]);
+	}
+	free(pb->jwt_authorities);
+	free(pb);
+}
+
+/* ---- the authorization index and the changes pending for the streams ---- */
+
+static void strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void pend_add(char ***v, size_t *n, const char *id)
+{
+	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+	(*v)[(*n)++] = xstrdup(id);
+}
+
+static void pend_agents_free(struct pend_agent *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i].id);
+	free(v);
+}
+
+static int cmp_pend_agent(const void *a, const void *b)
+{
+	const struct pend_agent *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+	return c ? c : x->counter < y->counter ? -1 : x->counter > y->counter;
+}
+
+/* Sorts by id and keeps, for each agent, its latest change; returns the new length. */
+static size_t pend_agents_sort_unique(struct pend_agent *v, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_pend_agent);
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (w && strcmp(v[w - 1].id, v[i].id) == 0) {
+			free(v[w - 1].id);
+			v[w - 1] = v[i];
+		} else {
+			v[w++] = v[i];
+		}
+	}
+	return w;
+}
+
+/* The latest change of the agent among v (sorted by pend_agents_sort_unique), or -1. */
+static int64_t pend_agent_counter(const struct pend_agent *v, size_t n, const char *id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(v[mid].id, id);
+		if (c == 0)
+			return v[mid].counter;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static void pend_clear(struct entry_streams *es)
+{
+	strv_free(es->pend_entries, es->n_pend_entries);
+	strv_free(es->pend_parents, es->n_pend_parents);
+	pend_agents_free(es->pend_agents, es->n_pend_agents);
+	es->pend_entries = es->pend_parents = NULL;
+	es->pend_agents = NULL;
+	es->n_pend_entries = es->n_pend_parents = es->n_pend_agents = 0;
+	es->pend_scan = false;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorts v and frees repeats; returns the new length. */
+static size_t strv_sort_unique(char **v, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_strp);
+	size_t w = 1;
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(v[w - 1], v[i]) == 0)
+			free(v[i]);
+		else
+			v[w++] = v[i];
+	}
+	return w;
+}
+
+static void index_rebuild(struct entry_streams *es, int64_t now)
+{
+	/* The counter is read before the entries: a change landing in between is in the index
+	 * already and is applied once more (harmlessly) from the journal. */
+	int64_t c = ds_change_counter(es->ds);
+	struct authz_index *ix;
+	if (c < 0 || authz_index_build(es->ds, es->server_id, now, &ix) < 0) {
+		log_error("node API: cannot read entries from the datastore");
+		return; /* keep serving the last good view */
+	}
+	authz_index_free(es->index);
+	es->index = ix;
+	es->index_counter = c;
+	pend_clear(es);
+	es->pend_all = true;
+}
+
+/* Brings the index up to date: only the entries the change journal names are re-read; the
+ * index is rebuilt when the journal cannot tell (first use, too many or lost changes). The ids
+ * of changed entries and agents are kept for entry_streams_refresh. */
+const struct authz_index *entry_streams_index(struct entry_streams *es)
+{
+	int64_t now = now_unix(), cur = -1;
+	struct ds_change *ch = NULL;
+	size_t nch = 0;
+	int r = es->index ? ds_changes_since(es->ds, es->index_counter, &ch, &nch, &cur) : -ESTALE;
+	if (r == -ESTALE || (r == 0 && nch > MAX_INCREMENTAL)) {
+		index_rebuild(es, now);
+	} else if (r < 0) {
+		log_error("node API: cannot read the datastore's change journal");
+	} else if (nch) {
+		for (size_t i = 0; i < nch; i++) {
+			if (ch[i].kind == DS_CHANGE_AGENT) {
+				size_t k = es->n_pend_agents++;
+				es->pend_agents = xrealloc(es->pend_agents,
+							  (k + 1) * sizeof(*es->pend_agents));
+				es->pend_agents[k].id = xstrdup(ch[i].id);
+				es->pend_agents[k].counter = ch[i].counter;
+				continue;
+			}
+			const struct entry *old = authz_find(es->index, ch[i].id);
+			if (old)
+				pend_add(&es->pend_parents, &es->n_pend_parents, old->parent_id);
+			if (authz_index_update(es->index, es->ds, ch[i].id, now,
+					       &es->pend_aliases) < 0) {
+				/* Half applied: start over from a full read. */
+				index_rebuild(es, now);
+				goto out;
+			}
+			pend_add(&es->pend_entries, &es->n_pend_entries, ch[i].id);
+		}
+		es->index_counter = cur;
+	}
+	if (es->index) {
+		size_t before = es->n_pend_entries;
+		authz_index_expire(es->index, now, &es->pend_entries, &es->n_pend_entries,
+				   &es->pend_aliases);
+		if (es->n_pend_entries != before)
+			es->pend_scan = true; /* their parents are gone with them */
+	}
+	if (es->n_pend_entries + es->n_pend_parents + es->n_pend_agents > MAX_PENDING) {
+		pend_clear(es);
+		es->pend_all = true;
+	}
+out:
+	ds_change_array_free(ch, nch);
+	return es->index;
+}
+
+/* ---- entries on the wire ---- */
+
+static Lanyard__Node__V1__Entry *entry_pb(const struct entry *e)
+{
+	Lanyard__Node__V1__Entry *pb = xcalloc(1, sizeof(*pb));
+	lanyard__node__v1__entry__init(pb);
+	/* The strings are borrowed from the index: entry_pb_free frees only the wrapper. */
+	pb->id = (char *)e->id;
+	pb->spiffe_id = e->spiffe_id;
+	pb->parent_id = e->parent_id;
+	pb->selectors = e->selectors;
+	pb->n_selectors = e->n_selectors;
+	pb->x509_svid_ttl = e->x509_svid_ttl;
+	pb->jwt_svid_ttl = e->jwt_svid_ttl;
+	pb->dns_names = e->dns_names;
+	pb->n_dns_names = e->n_dns_names;
+	pb->hint = e->hint ? e->hint : (char *)"";
+	pb->admin = e->admin;
+	pb->downstream = e->downstream;
+	pb->expires_at = e->expires_at;
+	pb->revision = e->revision;
+	return pb;
+}
+
+/* ---- SyncEntries ---- */
+
+static void stream_free(struct sync_stream *s)
+{
+	for (size_t i = 0; i < s->n_sent; i++)
+		free(s->sent[i].id);
+	free(s->sent);
+	free(s->agent_id);
+	agent_record_free(s->agent);
+	strv_free(s->parents, s->n_parents);
+	free(s->parent_hashes);
+	free(s->nodes);
+	free(s);
+}
+
+/* FNV-1a: SPIFFE IDs share long prefixes, so comparing hashes first saves most strcmp work. */
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h;
+}
+
+static bool stream_has_parent(const struct sync_stream *s, const char *parent, uint64_t hash)
+{
+	for (size_t i = 0; i < s->n_parents; i++)
+		if (s->parent_hashes[i] == hash && strcmp(s->parents[i], parent) == 0)
+			return true;
+	return false;
+}
+
+static void map_link(struct entry_streams *es, struct parent_node *p)
+{
+	struct parent_node **b = &es->buckets[p->hash & (es->n_buckets - 1)];
+	p->next = *b;
+	*b = p;
+}
+
+static void map_add(struct entry_streams *es, struct sync_stream *s)
+{
+	if (es->n_nodes + s->n_parents > 2 * es->n_buckets) {
+		/* Grow and relink: chains stay short. */
+		struct parent_node **old = es->buckets;
+		size_t n_old = es->n_buckets;
+		es->n_buckets = n_old ? n_old * 4 : 256;
+		while (es->n_buckets < es->n_nodes + s->n_parents)
+			es->n_buckets *= 2;
+		es->buckets = xcalloc(es->n_buckets, sizeof(*es->buckets));
+		for (size_t i = 0; i < n_old; i++) {
+			for (struct parent_node *p = old[i], *next; p; p = next) {
+				next = p->next;
+				map_link(es, p);
+			}
+		}
+		free(old);
+	}
+	for (size_t i = 0; i < s->n_parents; i++) {
+		s->nodes[i] = (struct parent_node){.hash = s->parent_hashes[i],
+						   .parent = s->parents[i], .s = s};
+		map_link(es, &s->nodes[i]);
+		es->n_nodes++;
+	}
+}
+
+static void map_del(struct entry_streams *es, struct sync_stream *s)
+{
+	for (size_t i = 0; i < s->n_parents; i++) {
+		struct parent_node **pp = &es->buckets[s->nodes[i].hash & (es->n_buckets - 1)];
+		while (*pp && *pp != &s->nodes[i])
+			pp = &(*pp)->next;
+		if (*pp) {
+			*pp = s->nodes[i].next;
+			es->n_nodes--;
+		}
+	}
+}
+
+static void stream_set_parents(struct entry_streams *es, struct sync_stream *s,
+			       const struct authz_index *ix)
+{
+	map_del(es, s);
+	strv_free(s->parents, s->n_parents);
+	free(s->parent_hashes);
+	free(s->nodes);
+	s->parents = NULL;
+	s->parent_hashes = NULL;
+	s->nodes = NULL;
+	s->n_parents = 0;
+	if (ix && s->agent) {
+		s->n_parents = authz_agent_parents(ix, s->agent, &s->parents);
+		s->parent_hashes = xcalloc(s->n_parents + 1, sizeof(*s->parent_hashes));
+		s->nodes = xcalloc(s->n_parents + 1, sizeof(*s->nodes));
+		for (size_t i = 0; i < s->n_parents; i++)
+			s->parent_hashes[i] = str_hash(s->parents[i]);
+		map_add(es, s);
+	} else {
+		s->full = true; /* no view yet: everything is compared once there is one */
+		es->dirty = true;
+	}
+}
+
+static void stream_unlink(struct entry_streams *es, struct sync_stream *s)
+{
+	map_del(es, s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		es->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	es->n_streams--;
+}
+
+/* Sends upserts and removals (and the bundle when it changed, or on the first message), in
+ * messages of at most SYNC_CHUNK upserts. Returns -1 when the stream could not be written. */
+static int stream_send(struct entry_streams *es, struct sync_stream *s, const struct entry **ups,
+		       size_t n_ups, char **removed, size_t n_rem, bool initial, int64_t seq)
+{
+	bool bundle_changed = seq != s->bundle_sequence;
+	if (!initial && !n_ups && !n_rem && !bundle_changed)
+		return 0;
+	size_t pos = 0;
+	bool first = true;
+	do {
+		Lanyard__Node__V1__SyncResponse m = LANYARD__NODE__V1__SYNC_RESPONSE__INIT;
+		size_t take = n_ups - pos < SYNC_CHUNK ? n_ups - pos : SYNC_CHUNK;
+		Lanyard__Node__V1__Entry **chunk = xcalloc(take + 1, sizeof(*chunk));
+		for (size_t k = 0; k < take; k++)
+			chunk[k] = entry_pb(ups[pos + k]);
+		m.upserts = chunk;
+		m.n_upserts = take;
+		m.reset = initial && first;
+		if (first) {
+			m.removed_ids = removed;
+			m.n_removed_ids = initial ? 0 : n_rem;
+			if (bundle_changed || initial)
+				m.bundle = entry_streams_bundle(es);
+		}
+		pos += take;
+		m.complete = pos >= n_ups;
+		int r = grpc_call_send_pb(s->call, &m.base);
+		for (size_t k = 0; k < take; k++)
+			free(chunk[k]);
+		free(chunk);
+		entry_streams_bundle_free(m.bundle);
+		if (r < 0) {
+			/* What the agent got is unknown now: compare everything next time. */
+			s->full = true;
+			es->dirty = true;
+			return -1;
+		}
+		first = false;
+	} while (pos < n_ups);
+	s->bundle_sequence = seq;
+	return 0;
+}
+
+/* Sends what changed for this stream since its last message, comparing every entry it may see
+ * with what it was sent: everything (reset) the first time, then upserts and removals. Returns
+ * -1 when the stream could not be written. */
+static int stream_push(struct entry_streams *es, struct sync_stream *s,
+		       const struct authz_index *ix, bool initial)
+{
+	const struct entry **cur = NULL;
+	size_t n_cur = 0;
+	if (ix && s->agent)
+		authz_entries_for(ix, s->agent, &cur, &n_cur);
+
+	/* Both lists are sorted by id: one merge pass finds upserts and removals. */
+	const struct entry **ups = xcalloc(n_cur + 1, sizeof(*ups));
+	char **removed = xcalloc(s->n_sent + 1, sizeof(*removed));
+	size_t n_ups = 0, n_rem = 0, i = 0, j = 0;
+	while (i < n_cur || j < s->n_sent) {
+		int c = i == n_cur ? 1 : j == s->n_sent ? -1 : strcmp(cur[i]->id, s->sent[j].id);
+		if (c < 0) {
+			ups[n_ups++] = cur[i++];
+		} else if (c > 0) {
+			removed[n_rem++] = s->sent[j++].id;
+		} else {
+			if (cur[i]->revision != s->sent[j].revision)
+				ups[n_ups++] = cur[i];
+			i++;
+			j++;
+		}
+	}
+	int ret = stream_send(es, s, ups, n_ups, removed, n_rem, initial,
+			      ca_bundle_sequence(es->ca));
+	if (ret == 0 && (initial || n_ups || n_rem)) {
+		for (size_t k = 0; k < s->n_sent; k++)
+			free(s->sent[k].id);
+		free(s->sent);
+		s->sent = xcalloc(n_cur + 1, sizeof(*s->sent));
+		for (size_t k = 0; k < n_cur; k++) {
+			s->sent[k].id = xstrdup(cur[k]->id);
+			s->sent[k].revision = cur[k]->revision;
+		}
+		s->n_sent = n_cur;
+	}
+	if (ret == 0 && ix && s->agent)
+		s->full = false;
+	free(ups);
+	free(removed);
+	free(cur);
+	return ret;
+}
+
+static bool sent_find(const struct sync_stream *s, const char *id, size_t *pos)
+{
+	size_t lo = 0, hi = s->n_sent;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(s->sent[mid].id, id);
+		if (c == 0) {
+			*pos = mid;
+			return true;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return false;
+}
+
+/* The entries changed since the last refresh, looked up once for all streams. */
+struct changed {
+	const char *id;
+	const struct entry *e; /* NULL: gone */
+	uint64_t parent_hash;
+};
+
+/* The cheap path: only the entries in ch changed since the stream's last message, so only they
+ * are compared (see the invariant at struct sync_stream). */
+static int stream_delta(struct entry_streams *es, struct sync_stream *s, const struct changed *ch,
+			size_t n_ids, int64_t seq)
+{
+	const struct entry *ups_small[8];
+	char *removed_small[8];
+	/* Most changes concern one entry and most streams none of it: no allocation then. */
+	const struct entry **ups = n_ids <= 8 ? ups_small : xcalloc(n_ids, sizeof(*ups));
+	char **removed = n_ids <= 8 ? removed_small : xcalloc(n_ids, sizeof(*removed));
+	size_t n_ups = 0, n_rem = 0, pos;
+	for (size_t i = 0; i < n_ids; i++) {
+		const struct entry *e = ch[i].e;
+		bool visible = e && stream_has_parent(s, e->parent_id, ch[i].parent_hash);
+		bool sent = sent_find(s, ch[i].id, &pos);
+		if (visible && (!sent || s->sent[pos].revision != e->revision))
+			ups[n_ups++] = e;
+		else if (!visible && sent)
+			removed[n_rem++] = s->sent[pos].id;
+	}
+	int ret = stream_send(es, s, ups, n_ups, removed, n_rem, false, seq);
+	if (ret == 0) {
+		for (size_t i = 0; i < n_rem; i++) {
+			sent_find(s, removed[i], &pos);
+			free(s->sent[pos].id);
+			memmove(&s->sent[pos], &s->sent[pos + 1],
+				(s->n_sent - pos - 1) * sizeof(*s->sent));
+			s->n_sent--;
+		}
+		if (n_ups)
+			s->sent = xrealloc(s->sent, (s->n_sent + n_ups + 1) * sizeof(*s->sent));
+		for (size_t i = 0; i < n_ups; i++) {
+			if (sent_find(s, ups[i]->id, &pos)) {
+				s->sent[pos].revision = ups[i]->revision;
+				continue;
+			}
+			memmove(&s->sent[pos + 1], &s->sent[pos],
+				(s->n_sent - pos) * sizeof(*s->sent));
+			s->sent[pos].id = xstrdup(ups[i]->id);
+			s->sent[pos].revision = ups[i]->revision;
+			s->n_sent++;
+		}
+	}
+	if (ups != ups_small)
+		free(ups);
+	if (removed != removed_small)
+		free(removed);
+	return ret;
+}
+
+void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct agent_record *a,
+			int64_t counter)
+{
+	const struct authz_index *ix = entry_streams_index(es);
+	struct sync_stream *s = xcalloc(1, sizeof(*s));
+	s->call = call;
+	s->agent_id = xstrdup(a->spiffe_id);
+	s->agent = a; /* the stream keeps the record: see entry_streams_refresh */
+	s->agent_counter = counter;
+	s->es = es;
+	s->bundle_sequence = -1;
+	stream_set_parents(es, s, ix);
+	grpc_call_set_data(call, s);
+	s->next = es->streams;
+	if (es->streams)
+		es->streams->prev = s;
+	es->streams = s;
+	es->n_streams++;
+	ds_agent_touch(es->ds, a->spiffe_id, NULL, a->not_after, now_unix());
+	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
+	stream_push(es, s, ix, true);
+}
+
+void entry_streams_call_closed(struct grpc_call *call)
+{
+	struct sync_stream *s = grpc_call_data(call);
+	if (!s)
+		return;
+	log_info("node API: agent %s disconnected (entry stream closed)", s->agent_id);
+	grpc_call_set_data(call, NULL);
+	stream_unlink(s->es, s);
+	stream_free(s);
+}
+
+/* Re-reads the stream's agent; false (and the stream finished) when it was evicted or banned. */
+static bool stream_reread_agent(struct entry_streams *es, struct sync_stream *s, int64_t counter)
+{
+	struct agent_record *a = NULL;
+	int r = ds_agent_get(es->ds, s->agent_id, &a);
+	if (r == -ENOENT || (r == 0 && a->banned)) {
+		log_info("node API: ending the entry stream of agent %s: %s", s->agent_id,
+			 r == 0 ? "banned" : "evicted");
+		char msg[512];
+		snprintf(msg, sizeof(msg), "agent %s is %s", s->agent_id,
+			 r == 0 ? "banned" : "no longer attested (evicted)");
+		grpc_call_finish(s->call, GRPC_STATUS_PERMISSION_DENIED, msg);
+		agent_record_free(a);
+		return false;
+	}
+	if (r < 0) {
+		s->agent_stale = true; /* keep the last good record; retried next time */
+		es->dirty = true;
+		return true;
+	}
+	agent_record_free(s->agent);
+	s->agent = a;
+	s->agent_stale = false;
+	s->agent_counter = counter;
+	return true;
+}
+
+/* What a refresh brings to one stream. */
+struct refresh_ctx {
+	const struct authz_index *ix;
+	const struct changed *ch;
+	size_t n_ch;
+	const struct pend_agent *agents;
+	size_t n_agents;
+	int64_t counter, seq;
+	bool all, aliases;
+};
+
+static void refresh_stream(struct entry_streams *es, struct sync_stream *s,
+			   const struct refresh_ctx *c)
+{
+	bool reread = c->all || s->agent_stale ||
+		      pend_agent_counter(c->agents, c->n_agents, s->agent_id) > s->agent_counter;
+	if (reread && !stream_reread_agent(es, s, c->counter))
+		return; /* finished: s may be gone */
+	if (reread || c->aliases || s->full) {
+		stream_set_parents(es, s, c->ix);
+		stream_push(es, s, c->ix, false);
+	} else if (c->ix && (c->n_ch || s->bundle_sequence != c->seq)) {
+		stream_delta(es, s, c->ch, c->n_ch, c->seq);
+	}
+}
+
+/* Appends to *v the streams acting as parent not visited yet in this refresh. */
+static void collect(struct entry_streams *es, const char *parent, struct sync_stream ***v,
+		    size_t *len, size_t *cap)
+{
+	if (!es->n_buckets)
+		return;
+	uint64_t h = str_hash(parent);
+	for (struct parent_node *p = es->buckets[h & (es->n_buckets - 1)]; p; p = p->next) {
+		if (p->hash != h || p->s->mark == es->epoch || strcmp(p->parent, parent) != 0)
+			continue;
+		p->s->mark = es->epoch;
+		if (*len == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*v = xrealloc(*v, *cap * sizeof(**v));
+		}
+		(*v)[(*len)++] = p->s;
+	}
+}
+
+void entry_streams_refresh(struct entry_streams *es)
+{
+	const struct authz_index *ix = entry_streams_index(es);
+	/* The pending changes are taken here: a change arriving while the streams are served is
+	 * for the next refresh. */
+	char **ents = es->pend_entries, **olds = es->pend_parents;
+	struct pend_agent *agents = es->pend_agents;
+	size_t n_ents = strv_sort_unique(ents, es->n_pend_entries);
+	size_t n_olds = strv_sort_unique(olds, es->n_pend_parents);
+	size_t n_agents = pend_agents_sort_unique(agents, es->n_pend_agents);
+	int64_t seq = ca_bundle_sequence(es->ca);
+	/* Every stream is visited when the journal could not say what changed, when who acts as
+	 * which parent may have changed, when a stream needs a full comparison, and for a new
+	 * bundle; otherwise only the streams of the changed entries' parents (old and new) and of
+	 * the changed agents: the others cannot see any difference. */
+	bool scan = es->pend_all || es->pend_aliases || es->pend_scan || es->dirty ||
+		    seq != es->scanned_bundle;
+	struct refresh_ctx c = {
+		.ix = ix,
+		.agents = agents,
+		.n_agents = n_agents,
+		/* Every change the pending lists hold is at or before this counter value: an
+		 * agent record read from now on reflects them all. */
+		.counter = es->index_counter,
+		.seq = seq,
+		.all = es->pend_all,
+		.aliases = es->pend_aliases,
+	};
+	es->pend_entries = es->pend_parents = NULL;
+	es->pend_agents = NULL;
+	es->n_pend_entries = es->n_pend_parents = es->n_pend_agents = 0;
+	es->pend_all = es->pend_aliases = es->pend_scan = false;
+	struct changed *ch = xcalloc(n_ents + 1, sizeof(*ch));
+	for (size_t i = 0; ix && i < n_ents; i++) {
+		ch[i].id = ents[i];
+		ch[i].e = authz_find(ix, ents[i]);
+		ch[i].parent_hash = ch[i].e ? str_hash(ch[i].e->parent_id) : 0;
+	}
+	c.ch = ch;
+	c.n_ch = ix ? n_ents : 0;
+	if (scan) {
+		es->dirty = false; /* set again by any stream that stays behind */
+		es->scanned_bundle = seq;
+		for (struct sync_stream *s = es->streams, *next; s; s = next) {
+			next = s->next;
+			refresh_stream(es, s, &c);
+		}
+	} else {
+		struct sync_stream **v = NULL;
+		size_t len = 0, cap = 0;
+		es->epoch++;
+		for (size_t i = 0; i < n_ents; i++)
+			if (ch[i].e)
+				collect(es, ch[i].e->parent_id, &v, &len, &cap);
+		for (size_t i = 0; i < n_olds; i++)
+			collect(es, olds[i], &v, &len, &cap);
+		/* An agent's own ID is always among its parents. */
+		for (size_t i = 0; i < n_agents; i++)
+			collect(es, agents[i].id, &v, &len, &cap);
+		/* Finishing a stream frees only that one: the others in v stay valid. */
+		for (size_t i = 0; i < len; i++)
+			refresh_stream(es, v[i], &c);
+		free(v);
+	}
+	free(ch);
+	strv_free(ents, n_ents);
+	strv_free(olds, n_olds);
+	pend_agents_free(agents, n_agents);
+}
+
+/* ---- lifetime ---- */
+
+struct entry_streams *entry_streams_new(struct datastore *ds, struct ca *ca,
+					const char *trust_domain, const char *server_id)
+{
+	struct entry_streams *es = xcalloc(1, sizeof(*es));
+	es->ds = ds;
+	es->ca = ca;
+	es->trust_domain = xstrdup(trust_domain);
+	es->server_id = xstrdup(server_id);
+	es->index_counter = -1;
+	es->scanned_bundle = -1;
+	return es;
+}
+
+unsigned entry_streams_count(const struct entry_streams *es)
+{
+	return es->n_streams;
+}
+
+void entry_streams_shutdown(struct entry_streams *es)
+{
+	for (struct sync_stream *s = es->streams; s; s = s->next)
+		grpc_call_finish(s->call, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+}
+
+void entry_streams_free(struct entry_streams *es)
+{
+	if (!es)
+		return;
+	authz_index_free(es->index);
+	pend_clear(es);
+	free(es->buckets);
+	free(es->trust_domain);
+	free(es->server_id);
+	free(es);
+}
