@@ -27,6 +27,9 @@
 #include "server_http.h"
 #include "util.h"
 
+/* How long an expired join token stays in the datastore before it is pruned. */
+#define EXPIRED_TOKEN_KEEP_S (24 * 3600)
+
 struct server {
 	struct server_config cfg;
 	uv_loop_t loop;
@@ -165,7 +168,10 @@ static void on_tick(uv_timer_t *t)
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
 	if (now >= s->next_prune) {
-		ds_token_prune(s->ds, now);
+		/* An expired token is kept for a while, so that an agent presenting it is told
+		 * "join token expired" rather than "unknown" (which would send its operator looking
+		 * for a typo). */
+		ds_token_prune(s->ds, now - EXPIRED_TOKEN_KEEP_S);
 		s->next_prune = now + 60;
 		/* Entries may have reached their expires_at: let the streams drop them. */
 		node_api_refresh(s->node);
