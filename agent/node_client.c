@@ -6,47 +6,43 @@
  *  - The loop thread calls node_client_fetch_jwt() and owns the JWT cache (jwt_cache.h).
  *    Requests travel to the sync thread on a mutex-protected queue; answers come back on another
  *    queue and a uv_async_t runs their callbacks on the loop.
- *  - n->mu guards the queues, the status, the stop flag and the live socket (so that stop can
- *    shut a blocking call down at once).
+ *  - n->mu guards the queues, the status and the stop flag. The connection (server_conn.h) has
+ *    its own lock, so that stop can shut a blocking call down at once.
  * The sync thread never blocks longer than POLL_CAP_MS without looking at the stop flag and the
- * JWT queue, except inside a connect (CONNECT_TIMEOUT_MS) or a call the stop shut down. */
+ * JWT queue, except inside a connect (server_conn.c's CONNECT_TIMEOUT_MS) or a call the stop
+ * shut down.
+ * The entry set and the renewal plan live in entry_set.c, the TLS connection in server_conn.c. */
 #include <wolfssl/options.h>
 
 #include "node_client.h"
 
-#include <errno.h>
 #include <malloc.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
-#include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "agent_config.h"
 #include "attestor_k8s.h"
+#include "entry_set.h"
 #include "grpc_client.h"
 #include "jwt_cache.h"
-#include "jwt.h"
 #include "keys.h"
 #include "log.h"
 #include "node.pb-c.h"
 #include "persist.h"
+#include "server_conn.h"
 #include "spiffeid.h"
 #include "util.h"
 #include "x509.h"
 
-#define NODE_PATH "/lanyard.node.v1.Node/"
 #define SIGN_BATCH 500
-#define CONNECT_TIMEOUT_MS 5000
-#define CALL_TIMEOUT_MS 30000
 #define POLL_CAP_MS 100
 #define DRAIN_MAX 1000
 #define DRAIN_US 200000
@@ -66,18 +62,6 @@ enum outcome {
 	OUT_DENIED,    /* the server no longer knows this agent: its identity is gone */
 };
 
-struct wentry {
-	struct cache_entry *e;
-	struct svid *svid; /* NULL until signed */
-	int64_t retry_at;  /* after a signing failure: not before this time */
-};
-
-/* An upsert waiting to be merged; seq keeps the arrival order so the last copy of an id wins. */
-struct staged {
-	struct cache_entry *e;
-	size_t seq;
-};
-
 struct node_client {
 	/* Settings, copied at start. */
 	char *trust_domain;
@@ -90,7 +74,6 @@ struct node_client {
 	bool insecure_bootstrap;
 	enum key_type key_type;
 	double rotation_fraction;
-	char server_id[SPIFFEID_MAX + 1];
 
 	struct svid_cache *cache;
 	uv_loop_t *loop;
@@ -102,7 +85,6 @@ struct node_client {
 	pthread_cond_t cond;
 	/* Guarded by mu. */
 	bool stopping;
-	int live_fd;
 	struct jwt_req *pending, *done;
 	struct node_status st;
 
@@ -124,13 +106,10 @@ struct node_client {
 	int64_t bundle_seq;
 	char **used_tokens;
 	size_t n_used_tokens;
-	struct wentry *set; /* sorted by entry id */
-	size_t n_set;
+	struct entry_set es;
 	bool synced;
-	struct staged *staging; /* a snapshot being received */
-	size_t n_staging, cap_staging, staging_seq;
-	bool in_snapshot;
-	struct grpc_client *gc;
+	/* Also aborted by node_client_stop (the one call server_conn allows from another thread). */
+	struct server_conn *conn;
 	bool connected; /* the current session received a complete snapshot */
 	/* state_dirty: the entry set, the set of SVIDs held or the used tokens changed, persisted
 	 * within PERSIST_INTERVAL_US; rotated_dirty: only renewals, which a crash can afford to
@@ -290,228 +269,19 @@ static void remember_token(struct node_client *n)
 	n->state_dirty = true;
 }
 
-/* When to renew: rotation_fraction of the lifetime before the end, moved by up to 10% of that
- * window either way (drawn once per SVID) so that a fleet does not renew in the same second.
- * The lifetime counts from issued, the later of notBefore and the time we received the
- * certificate: the server backdates notBefore for clock skew, which would otherwise make short
- * lifetimes renew far too early. */
-static int64_t renew_time(double fraction, int64_t issued, int64_t not_before, int64_t not_after)
-{
-	if (issued < not_before)
-		issued = not_before;
-	double life = (double)(not_after - issued);
-	if (life < 1)
-		life = 1;
-	double window = fraction * life;
-	uint32_t r = 0;
-	random_bytes(&r, sizeof(r));
-	double jitter = ((double)r / (double)UINT32_MAX * 2.0 - 1.0) * 0.1 * window;
-	return not_after - (int64_t)llround(window + jitter);
-}
-
-/* ---- protobuf calls ---- */
-
-/* A unary call. 0 when the call completed (*status set; on OK *resp holds the answer), -1 on a
- * transport failure (the connection is then unusable). */
-static int call(struct node_client *n, const char *method, const ProtobufCMessage *req,
-		const ProtobufCMessageDescriptor *rdesc, ProtobufCMessage **resp, int *status,
-		char *err, size_t errlen)
-{
-	char path[96];
-	snprintf(path, sizeof(path), NODE_PATH "%s", method);
-	size_t len = protobuf_c_message_get_packed_size(req);
-	uint8_t *buf = xmalloc(len ? len : 1);
-	protobuf_c_message_pack(req, buf);
-	uint8_t *out = NULL;
-	size_t out_len = 0;
-	*resp = NULL;
-	int r = grpc_client_unary(n->gc, path, NULL, 0, buf, len, CALL_TIMEOUT_MS, &out, &out_len,
-				  status, err, errlen);
-	/* Requests may carry a join token. */
-	secure_zero(buf, len);
-	free(buf);
-	if (r < 0) {
-		free(out);
-		return -1;
-	}
-	if (*status == GRPC_STATUS_OK) {
-		*resp = protobuf_c_message_unpack(rdesc, NULL, out_len, out);
-		if (!*resp) {
-			*status = GRPC_STATUS_INTERNAL;
-			seterr(err, errlen, "malformed %s response from the server", method);
-		}
-	}
-	free(out);
-	return 0;
-}
-
 /* ---- the connection ---- */
 
-static void close_conn(struct node_client *n)
+/* Connects with the agent SVID (client_cert) or without it (attestation). */
+static int connect_server(struct node_client *n, bool client_cert, char *err, size_t errlen)
 {
-	if (!n->gc)
-		return;
-	pthread_mutex_lock(&n->mu);
-	n->live_fd = -1;
-	pthread_mutex_unlock(&n->mu);
-	grpc_client_close(n->gc);
-	n->gc = NULL;
-}
-
-static int add_roots(WOLFSSL_CTX *ctx, const uint8_t *der, size_t len, char *err, size_t errlen)
-{
-	const uint8_t **certs = NULL;
-	size_t *lens = NULL, cnt = 0;
-	int ret = -1;
-	if (x509_split_der(der, len, &certs, &lens, &cnt) < 0 || cnt == 0) {
-		seterr(err, errlen, "the trust bundle holds no certificate");
-		goto out;
-	}
-	for (size_t i = 0; i < cnt; i++) {
-		if (wolfSSL_CTX_load_verify_buffer(ctx, certs[i], (long)lens[i],
-						   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
-			seterr(err, errlen, "certificate %zu of the trust bundle is not usable as a CA",
-				 i + 1);
-			goto out;
-		}
-	}
-	ret = 0;
-out:
-	free(certs);
-	free(lens);
-	return ret;
-}
-
-static WOLFSSL_CTX *make_tls(struct node_client *n, bool client_cert, bool *insecure, char *err,
-			     size_t errlen)
-{
-	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
-	char *pem = NULL;
-	uint8_t *key = NULL;
-	size_t key_len = 0;
-	*insecure = false;
-	if (!ctx) {
-		seterr(err, errlen, "cannot create a TLS context");
-		return NULL;
-	}
 	/* The latest bundle from the server wins over the bootstrap file: after a CA rotation only
 	 * the former is current, and it came over an authenticated connection. */
 	const uint8_t *roots = n->bundle ? n->bundle : n->boot_roots;
 	size_t roots_len = n->bundle ? n->bundle_len : n->boot_roots_len;
-	if (roots) {
-		if (add_roots(ctx, roots, roots_len, err, errlen) < 0)
-			goto fail;
-		wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
-	} else if (n->insecure_bootstrap) {
-		*insecure = true;
-		wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
-	} else {
-		seterr(err, errlen, "no trust bundle to check the server with");
-		goto fail;
-	}
-	if (client_cert) {
-		const uint8_t **certs = NULL;
-		size_t *lens = NULL, cnt = 0;
-		/* PEM, because wolfSSL reads a whole chain only from PEM. */
-		if (x509_split_der(n->agent_chain, n->agent_chain_len, &certs, &lens, &cnt) == 0) {
-			size_t total = 0;
-			for (size_t i = 0; i < cnt; i++) {
-				char *p = pem_encode("CERTIFICATE", certs[i], lens[i]);
-				if (!p)
-					break;
-				size_t pl = strlen(p);
-				pem = xrealloc(pem, total + pl + 1);
-				memcpy(pem + total, p, pl + 1);
-				total += pl;
-				free(p);
-			}
-		}
-		free(certs);
-		free(lens);
-		if (!pem || wolfSSL_CTX_use_certificate_chain_buffer(
-				    ctx, (const unsigned char *)pem, (long)strlen(pem)) != WOLFSSL_SUCCESS) {
-			seterr(err, errlen, "cannot load the agent SVID into TLS");
-			goto fail;
-		}
-		if (lkey_to_pkcs8_der(n->agent_key, &key, &key_len) < 0 ||
-		    wolfSSL_CTX_use_PrivateKey_buffer(ctx, key, (long)key_len, WOLFSSL_FILETYPE_ASN1) !=
-			    WOLFSSL_SUCCESS) {
-			seterr(err, errlen, "cannot load the agent key into TLS");
-			goto fail;
-		}
-	}
-	free(pem);
-	if (key) {
-		secure_zero(key, key_len);
-		free(key);
-	}
-	return ctx;
-fail:
-	free(pem);
-	if (key) {
-		secure_zero(key, key_len);
-		free(key);
-	}
-	wolfSSL_CTX_free(ctx);
-	return NULL;
-}
-
-/* Connects and checks that the peer is this trust domain's server. */
-static int connect_server(struct node_client *n, bool client_cert, char *err, size_t errlen)
-{
-	bool insecure;
-	char why[512];
-	close_conn(n);
-	WOLFSSL_CTX *ctx = make_tls(n, client_cert, &insecure, err, errlen);
-	if (!ctx)
-		return -1;
-	if (insecure)
-		log_warn("INSECURE BOOTSTRAP: connecting to %s:%d WITHOUT checking the server's "
-			 "certificate (insecure_bootstrap is set). Anyone on the path can impersonate "
-			 "the server. Use trust_bundle_path outside of tests.",
-			 n->server_address, n->server_port);
-	struct grpc_client *gc = NULL;
-	int r = grpc_client_connect_tcp(n->server_address, n->server_port, ctx, NULL,
-					CONNECT_TIMEOUT_MS, &gc, why, sizeof(why));
-	wolfSSL_CTX_free(ctx);
-	/* The handshake did all the public-key work this connection will ever do (TLS 1.3 has no
-	 * renegotiation). */
-	release_ecc_cache();
-	if (r < 0) {
-		bool tls = strstr(why, "TLS") != NULL;
-		seterr(err, errlen, "%s%s", why,
-			 tls && !insecure ? " (does the trust bundle hold the server's CA?)" : "");
-		return -1;
-	}
-	size_t len = 0;
-	const uint8_t *der = grpc_client_peer_cert(gc, &len);
-	struct x509_info info = {0};
-	if (!der || x509_parse(der, len, &info, why, sizeof(why)) < 0) {
-		seterr(err, errlen, "the server at %s:%d presented no readable certificate",
-			 n->server_address, n->server_port);
-		goto fail;
-	}
-	if (info.n_uri_sans != 1 || strcmp(info.spiffe_id, n->server_id) != 0) {
-		seterr(err, errlen, "server presented %s, expected %s",
-			 *info.spiffe_id ? info.spiffe_id : "no SPIFFE ID", n->server_id);
-		goto fail;
-	}
-	x509_info_free(&info);
-	n->gc = gc;
-	pthread_mutex_lock(&n->mu);
-	n->live_fd = grpc_client_fd(gc);
-	bool stopping = n->stopping;
-	pthread_mutex_unlock(&n->mu);
-	if (stopping) {
-		close_conn(n);
-		seterr(err, errlen, "stopping");
-		return -1;
-	}
-	return 0;
-fail:
-	x509_info_free(&info);
-	grpc_client_close(gc);
-	return -1;
+	if (!client_cert)
+		return server_conn_open(n->conn, roots, roots_len, NULL, 0, NULL, err, errlen);
+	return server_conn_open(n->conn, roots, roots_len, n->agent_chain, n->agent_chain_len,
+				n->agent_key, err, errlen);
 }
 
 /* ---- bundle ---- */
@@ -523,45 +293,11 @@ static int apply_bundle(struct node_client *n, const Lanyard__Node__V1__Bundle *
 {
 	if (!b)
 		return 0;
-	if (!b->trust_domain || strcmp(b->trust_domain, n->trust_domain) != 0) {
-		seterr(err, errlen, "the server sent a bundle for trust domain \"%s\", not %s",
-			 b->trust_domain ? b->trust_domain : "", n->trust_domain);
-		return -1;
-	}
-	if (b->n_x509_authorities == 0) {
-		seterr(err, errlen, "the server sent a bundle without X.509 authorities");
-		return -1;
-	}
+	uint8_t *der = NULL;
 	size_t len = 0;
-	for (size_t i = 0; i < b->n_x509_authorities; i++)
-		len += b->x509_authorities[i].len;
-	uint8_t *der = xmalloc(len);
-	size_t off = 0;
-	for (size_t i = 0; i < b->n_x509_authorities; i++) {
-		memcpy(der + off, b->x509_authorities[i].data, b->x509_authorities[i].len);
-		off += b->x509_authorities[i].len;
-	}
-	const uint8_t **certs = NULL;
-	size_t *lens = NULL, cnt = 0;
-	if (x509_split_der(der, len, &certs, &lens, &cnt) < 0 || cnt != b->n_x509_authorities) {
-		free(certs);
-		free(lens);
-		free(der);
-		seterr(err, errlen, "the server sent a bundle with a malformed certificate");
+	char *jwt = NULL;
+	if (server_conn_decode_bundle(n->conn, b, &der, &len, &jwt, err, errlen) < 0)
 		return -1;
-	}
-	free(certs);
-	free(lens);
-	struct jwks *ks = jwks_new();
-	for (size_t i = 0; ks && i < b->n_jwt_authorities; i++) {
-		const Lanyard__Node__V1__JWTKey *k = b->jwt_authorities[i];
-		if (jwks_add(ks, k->kid, k->public_key.data, k->public_key.len) < 0)
-			log_warn("ignoring JWT authority \"%s\" of the bundle: unusable key", k->kid);
-	}
-	char *jwt = ks ? jwks_to_json(ks) : NULL;
-	jwks_free(ks);
-	if (!jwt)
-		jwt = xstrdup("{\"keys\":[]}");
 	bool same = n->bundle && n->bundle_len == len && memcmp(n->bundle, der, len) == 0 &&
 		    n->jwt_bundle && strcmp(n->jwt_bundle, jwt) == 0 && n->bundle_seq == b->sequence;
 	if (same) {
@@ -586,217 +322,27 @@ static int apply_bundle(struct node_client *n, const Lanyard__Node__V1__Bundle *
 	return 1;
 }
 
-/* ---- the entry set ---- */
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int cmp_staged(const void *a, const void *b)
-{
-	const struct staged *x = a, *y = b;
-	int c = strcmp(x->e->id, y->e->id);
-	if (c)
-		return c;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static struct cache_entry *entry_from_proto(struct node_client *n, const Lanyard__Node__V1__Entry *p)
-{
-	if (!p->id || !*p->id) {
-		log_warn("ignoring an entry without an id from the server");
-		return NULL;
-	}
-	if (!p->spiffe_id || !spiffeid_member_of(p->spiffe_id, n->trust_domain) ||
-	    spiffeid_validate_leaf(p->spiffe_id, NULL, 0) < 0) {
-		log_warn("ignoring entry \"%s\" from the server: SPIFFE ID \"%s\" is not a workload ID "
-			 "of %s",
-			 p->id ? p->id : "", p->spiffe_id ? p->spiffe_id : "", n->trust_domain);
-		return NULL;
-	}
-	struct cache_entry e = {
-		.id = p->id,
-		.spiffe_id = p->spiffe_id,
-		.parent_id = p->parent_id ? p->parent_id : "",
-		.selectors = p->selectors,
-		.n_selectors = p->n_selectors,
-		.x509_svid_ttl = p->x509_svid_ttl,
-		.jwt_svid_ttl = p->jwt_svid_ttl,
-		.dns_names = p->dns_names,
-		.n_dns_names = p->n_dns_names,
-		.hint = p->hint ? p->hint : "",
-		.revision = p->revision,
-	};
-	struct cache_entry *c = cache_entry_dup(&e);
-	qsort(c->selectors, c->n_selectors, sizeof(char *), cmp_str);
-	return c;
-}
-
-static void drop_svid(struct wentry *w)
-{
-	svid_unref(w->svid);
-	w->svid = NULL;
-}
-
-/* Sorts staged upserts and keeps the last copy of each id. */
-static size_t sort_staged(struct staged *s, size_t cnt)
-{
-	if (cnt == 0)
-		return 0;
-	qsort(s, cnt, sizeof(*s), cmp_staged);
-	size_t k = 0;
-	for (size_t i = 0; i < cnt; i++) {
-		if (i + 1 < cnt && strcmp(s[i].e->id, s[i + 1].e->id) == 0) {
-			cache_entry_free(s[i].e);
-			continue;
-		}
-		s[k++] = s[i];
-	}
-	return k;
-}
-
-/* Merges sorted upserts and sorted removals into the set. full: a snapshot, so entries absent
- * from ups go away. Takes ownership of the upserts' entries. SVIDs of entries whose SPIFFE ID
- * is unchanged are kept (a changed revision gets them re-signed). */
-static void merge(struct node_client *n, struct staged *ups, size_t n_ups, char **rm, size_t n_rm,
-		  bool full)
-{
-	struct wentry *out = xcalloc(n->n_set + n_ups + 1, sizeof(*out));
-	size_t i = 0, j = 0, r = 0, k = 0;
-	size_t added = 0, removed = 0, changed = 0;
-	while (i < n->n_set || j < n_ups) {
-		int c = i == n->n_set ? 1 : j == n_ups ? -1 : strcmp(n->set[i].e->id, ups[j].e->id);
-		const char *id = c <= 0 ? n->set[i].e->id : ups[j].e->id;
-		while (r < n_rm && strcmp(rm[r], id) < 0)
-			r++;
-		bool in_rm = r < n_rm && strcmp(rm[r], id) == 0;
-		if (c < 0) {
-			if (full || in_rm) {
-				drop_svid(&n->set[i]);
-				cache_entry_free(n->set[i].e);
-				removed++;
-			} else {
-				out[k++] = n->set[i];
-			}
-			i++;
-		} else if (c > 0) {
-			if (in_rm)
-				cache_entry_free(ups[j].e);
-			else
-				out[k++] = (struct wentry){.e = ups[j].e};
-			added += !in_rm;
-			j++;
-		} else {
-			struct wentry w = n->set[i];
-			if (in_rm) {
-				drop_svid(&w);
-				cache_entry_free(w.e);
-				cache_entry_free(ups[j].e);
-				removed++;
-			} else {
-				if (w.svid && strcmp(w.svid->spiffe_id, ups[j].e->spiffe_id) != 0)
-					drop_svid(&w);
-				if (w.e->revision != ups[j].e->revision) {
-					w.retry_at = 0;
-					changed++;
-				}
-				cache_entry_free(w.e);
-				w.e = ups[j].e;
-				out[k++] = w;
-			}
-			i++;
-			j++;
-		}
-	}
-	free(n->set);
-	n->set = out;
-	n->n_set = k;
-	n->publish_needed = true;
-	n->state_dirty = true;
-	n->plan_dirty = true;
-	n->trim_needed = true;
-	if (added || removed || changed)
-		log_debug("entries: %zu added, %zu changed, %zu removed, %zu in all", added, changed,
-			  removed, k);
-}
-
-static void staging_clear(struct node_client *n)
-{
-	for (size_t i = 0; i < n->n_staging; i++)
-		cache_entry_free(n->staging[i].e);
-	n->n_staging = 0;
-	n->staging_seq = 0;
-}
-
-static void staging_add(struct node_client *n, struct cache_entry *e)
-{
-	if (n->n_staging == n->cap_staging) {
-		n->cap_staging = n->cap_staging ? n->cap_staging * 2 : 64;
-		n->staging = xrealloc(n->staging, n->cap_staging * sizeof(*n->staging));
-	}
-	n->staging[n->n_staging++] = (struct staged){.e = e, .seq = n->staging_seq++};
-}
-
-static void staging_remove(struct node_client *n, const char *id)
-{
-	size_t k = 0;
-	for (size_t i = 0; i < n->n_staging; i++) {
-		if (strcmp(n->staging[i].e->id, id) == 0)
-			cache_entry_free(n->staging[i].e);
-		else
-			n->staging[k++] = n->staging[i];
-	}
-	n->n_staging = k;
-}
+/* ---- the entry stream ---- */
 
 static void apply_sync(struct node_client *n, const Lanyard__Node__V1__SyncResponse *m)
 {
 	char err[256];
 	if (m->bundle && apply_bundle(n, m->bundle, err, sizeof(err)) < 0)
 		log_error("ignoring a bundle update: %s", err);
-	if (m->reset) {
-		staging_clear(n);
-		n->in_snapshot = true;
+	enum entry_set_change c = entry_set_apply(&n->es, n->trust_domain, m);
+	if (c != ENTRY_SET_UNCHANGED) {
+		n->publish_needed = true;
+		n->state_dirty = true;
+		n->plan_dirty = true;
+		n->trim_needed = true;
 	}
-	if (n->in_snapshot) {
-		for (size_t i = 0; i < m->n_upserts; i++) {
-			struct cache_entry *e = entry_from_proto(n, m->upserts[i]);
-			if (e)
-				staging_add(n, e);
-		}
-		for (size_t i = 0; i < m->n_removed_ids; i++)
-			staging_remove(n, m->removed_ids[i]);
-		if (m->complete) {
-			size_t cnt = sort_staged(n->staging, n->n_staging);
-			merge(n, n->staging, cnt, NULL, 0, true);
-			n->n_staging = 0;
-			n->staging_seq = 0;
-			n->in_snapshot = false;
-			bool first = !n->connected;
-			n->synced = true;
-			n->connected = true;
-			if (first)
-				set_state(n, NODE_STATE_CONNECTED,
-					  "connected to server %s:%d as %s: %zu entries", n->server_address,
-					  n->server_port, n->agent_id, n->n_set);
-		}
-	} else if (m->n_upserts || m->n_removed_ids) {
-		struct staged *ups = xcalloc(m->n_upserts + 1, sizeof(*ups));
-		size_t cnt = 0;
-		for (size_t i = 0; i < m->n_upserts; i++) {
-			struct cache_entry *e = entry_from_proto(n, m->upserts[i]);
-			if (e)
-				ups[cnt++] = (struct staged){.e = e, .seq = i};
-		}
-		cnt = sort_staged(ups, cnt);
-		char **rm = xcalloc(m->n_removed_ids + 1, sizeof(char *));
-		for (size_t i = 0; i < m->n_removed_ids; i++)
-			rm[i] = m->removed_ids[i];
-		qsort(rm, m->n_removed_ids, sizeof(char *), cmp_str);
-		merge(n, ups, cnt, rm, m->n_removed_ids, false);
-		free(rm);
-		free(ups);
+	if (c == ENTRY_SET_SNAPSHOT) {
+		bool first = !n->connected;
+		n->synced = true;
+		n->connected = true;
+		if (first)
+			set_state(n, NODE_STATE_CONNECTED, "connected to server %s:%d as %s: %zu entries",
+				  n->server_address, n->server_port, n->agent_id, n->es.n);
 	}
 	pthread_mutex_lock(&n->mu);
 	n->st.last_sync = now_unix();
@@ -821,14 +367,8 @@ static void publish(struct node_client *n)
 		s->jwt_bundle = xstrdup(n->jwt_bundle);
 	}
 	s->bundle_sequence = n->bundle_seq;
-	s->entries = xcalloc(n->n_set + 1, sizeof(*s->entries));
-	s->svids = xcalloc(n->n_set + 1, sizeof(*s->svids));
-	for (size_t i = 0; i < n->n_set; i++) {
-		s->entries[s->n_entries++] = cache_entry_ref(n->set[i].e);
-		struct svid *v = n->set[i].svid;
-		if (v && v->not_after > now)
-			s->svids[s->n_svids++] = svid_ref(v);
-	}
+	s->n_svids = entry_set_list(&n->es, now, true, &s->entries, &s->svids);
+	s->n_entries = n->es.n;
 	s->synced = n->synced;
 	svid_cache_publish(n->cache, s);
 	n->publish_needed = false;
@@ -836,17 +376,11 @@ static void publish(struct node_client *n)
 
 static void persist_state(struct node_client *n)
 {
-	struct cache_entry **es = xcalloc(n->n_set + 1, sizeof(*es));
-	struct svid **vs = xcalloc(n->n_set + 1, sizeof(*vs));
-	size_t nv = 0;
-	int64_t now = now_unix();
-	for (size_t i = 0; i < n->n_set; i++) {
-		es[i] = n->set[i].e;
-		if (n->set[i].svid && n->set[i].svid->not_after > now)
-			vs[nv++] = n->set[i].svid;
-	}
+	struct cache_entry **es;
+	struct svid **vs;
+	size_t nv = entry_set_list(&n->es, now_unix(), false, &es, &vs);
 	char err[256];
-	if (persist_save_state(n->data_dir, n->used_tokens, n->n_used_tokens, es, n->n_set, vs, nv,
+	if (persist_save_state(n->data_dir, n->used_tokens, n->n_used_tokens, es, n->es.n, vs, nv,
 			       err, sizeof(err)) < 0)
 		log_error("cannot persist the agent state: %s", err);
 	free(es);
@@ -863,27 +397,8 @@ static void housekeeping(struct node_client *n)
 {
 	int64_t now = now_unix();
 	if (n->plan_dirty || now >= n->next_due) {
-		int64_t due = INT64_MAX, expiry = INT64_MAX;
-		for (size_t i = 0; i < n->n_set; i++) {
-			struct wentry *w = &n->set[i];
-			if (w->svid && w->svid->not_after <= now) {
-				log_warn("X509-SVID %s of entry %s expired before it could be renewed",
-					 w->svid->spiffe_id, w->e->id);
-				drop_svid(w);
-				n->publish_needed = true;
-			}
-			if (w->svid && w->svid->not_after < expiry)
-				expiry = w->svid->not_after;
-			if (!n->synced)
-				continue;
-			int64_t t = w->retry_at > now ? w->retry_at
-				    : !w->svid || w->svid->entry_revision != w->e->revision ? now
-											    : w->svid->renew_at;
-			if (t < due)
-				due = t;
-		}
-		n->next_due = due < expiry ? due : expiry;
-		n->next_expiry = expiry;
+		if (entry_set_plan(&n->es, now, n->synced, &n->next_due, &n->next_expiry))
+			n->publish_needed = true;
 		n->plan_dirty = false;
 	}
 	if (n->persist_before_publish)
@@ -959,7 +474,7 @@ static int take_identity(struct node_client *n, lkey *key, const uint8_t *chain,
 	n->agent_chain_len = chain_len;
 	snprintf(n->agent_id, sizeof(n->agent_id), "%s", info.spiffe_id);
 	n->agent_not_after = info.not_after;
-	n->agent_renew_at = renew_time(n->rotation_fraction, fresh ? now_unix() : info.not_before,
+	n->agent_renew_at = entry_set_renew_time(n->rotation_fraction, fresh ? now_unix() : info.not_before,
 				       info.not_before, info.not_after);
 	set_identity_status(n);
 	ret = 0;
@@ -1023,8 +538,9 @@ static int attest(struct node_client *n)
 	req.payload.len = n->psat ? psat_len : strlen(n->join_token);
 	req.csr.data = csr;
 	req.csr.len = csr_len;
-	if (call(n, "Attest", &req.base, &lanyard__node__v1__attest_response__descriptor, &resp,
-		 &status, err, sizeof(err)) < 0) {
+	if (server_conn_call(n->conn, "Attest", &req.base,
+			     &lanyard__node__v1__attest_response__descriptor, &resp, &status, err,
+			     sizeof(err)) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "attestation call failed: %s", err);
 		goto out;
 	}
@@ -1070,7 +586,7 @@ out:
 	}
 	free(csr);
 	lkey_free(key);
-	close_conn(n);
+	server_conn_close(n->conn);
 	release_ecc_cache();
 	return rc;
 }
@@ -1090,8 +606,9 @@ static int renew_agent(struct node_client *n)
 	Lanyard__Node__V1__RenewAgentRequest req = LANYARD__NODE__V1__RENEW_AGENT_REQUEST__INIT;
 	req.csr.data = csr;
 	req.csr.len = csr_len;
-	if (call(n, "RenewAgent", &req.base, &lanyard__node__v1__renew_agent_response__descriptor,
-		 &resp, &status, err, sizeof(err)) < 0) {
+	if (server_conn_call(n->conn, "RenewAgent", &req.base,
+			     &lanyard__node__v1__renew_agent_response__descriptor, &resp, &status, err,
+			     sizeof(err)) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "renewing the agent SVID failed: %s", err);
 		goto out;
 	}
@@ -1132,262 +649,71 @@ out:
 
 /* ---- workload SVIDs ---- */
 
-static bool needs_signing(const struct wentry *w, int64_t now)
-{
-	if (w->retry_at > now)
-		return false;
-	return !w->svid || w->svid->entry_revision != w->e->revision || w->svid->renew_at <= now;
-}
-
-/* A workload key waiting for its certificate. Only its encodings are kept, not the wolfSSL key:
- * an lkey is about 9 KB (room for the largest RSA key) against some 230 bytes here, which
- * matters with SIGN_BATCH keys in flight. */
-struct batch_key {
-	uint8_t *key; /* unencrypted PKCS#8 DER; wiped when freed */
-	size_t key_len;
-	uint8_t *spki; /* its SubjectPublicKeyInfo DER */
-	size_t spki_len;
-};
-
-static void batch_key_clear(struct batch_key *k)
-{
-	if (k->key) {
-		secure_zero(k->key, k->key_len);
-		free(k->key);
-	}
-	free(k->spki);
-	memset(k, 0, sizeof(*k));
-}
-
-/* A new key of the configured type with its CSR; 0, or -1 with nothing allocated. */
-static int batch_key_new(struct node_client *n, struct batch_key *bk, uint8_t **csr,
-			 size_t *csr_len)
-{
-	lkey *key = NULL;
-	int r = -1;
-	*csr = NULL;
-	if (lkey_generate(n->key_type, &key) < 0 || x509_csr_create(key, csr, csr_len) < 0 ||
-	    lkey_to_pkcs8_der(key, &bk->key, &bk->key_len) < 0 ||
-	    lkey_public_der(key, &bk->spki, &bk->spki_len) < 0)
-		goto out;
-	r = 0;
-out:
-	lkey_free(key);
-	if (r < 0) {
-		batch_key_clear(bk);
-		free(*csr);
-		*csr = NULL;
-	}
-	return r;
-}
-
-/* Whether the certificate's public key is the batch key's. Equal bytes are the rule (the server
- * copies the CSR's key); anything else gets the full comparison, which re-encodes both sides. */
-static bool batch_key_matches(const struct batch_key *bk, const struct x509_info *info,
-			      const uint8_t *cert, size_t cert_len)
-{
-	if (info->spki && info->spki_len == bk->spki_len &&
-	    memcmp(info->spki, bk->spki, bk->spki_len) == 0)
-		return true;
-	lkey *key = NULL;
-	bool ok = lkey_from_der(bk->key, bk->key_len, &key) == 0 &&
-		  lkey_matches_cert(key, cert, cert_len);
-	lkey_free(key);
-	return ok;
-}
-
-/* Checks a signed chain for entry e with the batch key and builds the SVID, which takes the key
- * over. NULL with err on failure. */
-static struct svid *make_svid(struct node_client *n, const struct cache_entry *e,
-			      struct batch_key *bk, const uint8_t *chain, size_t chain_len, char *err,
-			      size_t errlen)
-{
-	struct x509_info info = {0};
-	const uint8_t **certs = NULL;
-	size_t *lens = NULL, cnt = 0;
-	struct svid *v = NULL;
-	char why[256];
-	if (x509_split_der(chain, chain_len, &certs, &lens, &cnt) < 0 || cnt == 0 ||
-	    x509_parse(certs[0], lens[0], &info, why, sizeof(why)) < 0) {
-		seterr(err, errlen, "the server returned an unreadable certificate");
-		goto out;
-	}
-	if (info.n_uri_sans != 1 || info.is_ca || strcmp(info.spiffe_id, e->spiffe_id) != 0) {
-		seterr(err, errlen, "the server returned a certificate for \"%s\", expected %s",
-			 info.spiffe_id, e->spiffe_id);
-		goto out;
-	}
-	if (!batch_key_matches(bk, &info, certs[0], lens[0])) {
-		seterr(err, errlen, "the server returned a certificate for another key");
-		goto out;
-	}
-	if (n->bundle && x509_verify(chain, chain_len, n->bundle, n->bundle_len, now_unix(), why,
-				     sizeof(why)) < 0) {
-		seterr(err, errlen, "the returned certificate does not verify: %s", why);
-		goto out;
-	}
-	v = xcalloc(1, sizeof(*v));
-	v->refs = 1;
-	v->key = bk->key;
-	v->key_len = bk->key_len;
-	bk->key = NULL;
-	bk->key_len = 0;
-	v->entry_id = xstrdup(e->id);
-	v->spiffe_id = xstrdup(e->spiffe_id);
-	v->hint = xstrdup(e->hint ? e->hint : "");
-	v->chain = xmalloc(chain_len);
-	memcpy(v->chain, chain, chain_len);
-	v->chain_len = chain_len;
-	snprintf(v->serial, sizeof(v->serial), "%s", info.serial);
-	v->not_before = info.not_before;
-	v->not_after = info.not_after;
-	v->renew_at = renew_time(n->rotation_fraction, now_unix(), info.not_before, info.not_after);
-	v->entry_revision = e->revision;
-out:
-	x509_info_free(&info);
-	free(certs);
-	free(lens);
-	return v;
-}
-
 /* Gets one batch of SVIDs signed: OUT_CONTINUE, or OUT_RETRY / OUT_DENIED to end the session.
  * Failed entries are retried after SIGN_RETRY_S. */
 static int sign_batch(struct node_client *n)
 {
 	int64_t now = now_unix();
-	size_t idx[SIGN_BATCH];
-	size_t cnt = 0;
-	for (size_t i = 0; i < n->n_set && cnt < SIGN_BATCH; i++)
-		if (needs_signing(&n->set[i], now))
-			idx[cnt++] = i;
-	if (cnt == 0)
+	Lanyard__Node__V1__SignX509Request req = LANYARD__NODE__V1__SIGN_X509_REQUEST__INIT;
+	struct entry_set_batch *b = entry_set_batch_new(&n->es, n->key_type, SIGN_BATCH, now,
+							now + SIGN_RETRY_S, &req);
+	if (!b)
 		return OUT_CONTINUE;
-
-	struct batch_key *keys = xcalloc(cnt, sizeof(*keys));
-	bool *have = xcalloc(cnt, sizeof(*have));
-	Lanyard__Node__V1__X509SignItem *items = xcalloc(cnt, sizeof(*items));
-	Lanyard__Node__V1__X509SignItem **itemp = xcalloc(cnt, sizeof(*itemp));
 	ProtobufCMessage *resp = NULL;
 	char err[512];
 	int status, rc = OUT_CONTINUE;
-	size_t n_items = 0;
-	for (size_t i = 0; i < cnt; i++) {
-		uint8_t *csr = NULL;
-		size_t csr_len = 0;
-		if (batch_key_new(n, &keys[i], &csr, &csr_len) < 0) {
-			log_error("cannot create a %s key and CSR for entry %s",
-				  key_type_name(n->key_type), n->set[idx[i]].e->id);
-			n->set[idx[i]].retry_at = now + SIGN_RETRY_S;
-			continue;
-		}
-		have[i] = true;
-		lanyard__node__v1__x509_sign_item__init(&items[i]);
-		items[i].entry_id = n->set[idx[i]].e->id;
-		items[i].csr.data = csr;
-		items[i].csr.len = csr_len;
-		itemp[n_items++] = &items[i];
-	}
-	Lanyard__Node__V1__SignX509Request req = LANYARD__NODE__V1__SIGN_X509_REQUEST__INIT;
-	req.items = itemp;
-	req.n_items = n_items;
-	if (n_items == 0)
+	if (req.n_items == 0)
 		goto out;
-	if (call(n, "SignX509", &req.base, &lanyard__node__v1__sign_x509_response__descriptor, &resp,
-		 &status, err, sizeof(err)) < 0) {
+	if (server_conn_call(n->conn, "SignX509", &req.base,
+			     &lanyard__node__v1__sign_x509_response__descriptor, &resp, &status, err,
+			     sizeof(err)) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "SignX509 failed: %s", err);
 		rc = OUT_RETRY;
 		goto out;
 	}
-	/* The CSRs have been sent: their memory is better used for the answers. */
-	for (size_t i = 0; i < cnt; i++) {
-		free(items[i].csr.data);
-		items[i].csr.data = NULL;
-	}
+	entry_set_batch_sent(b);
 	if (status == GRPC_STATUS_PERMISSION_DENIED) {
 		log_error("the server refused to sign for this agent: %s", err);
 		rc = OUT_DENIED;
 		goto out;
 	}
 	if (status != GRPC_STATUS_OK) {
-		log_error("the server failed to sign %zu X509-SVIDs: %s: %s", n_items,
+		log_error("the server failed to sign %zu X509-SVIDs: %s: %s", req.n_items,
 			  grpc_status_name(status), err);
-		for (size_t i = 0; i < cnt; i++)
-			n->set[idx[i]].retry_at = now + SIGN_RETRY_S;
+		entry_set_batch_retry(&n->es, b);
 		goto out;
 	}
-	Lanyard__Node__V1__SignX509Response *sr = (Lanyard__Node__V1__SignX509Response *)resp;
-	uint64_t minted = 0, rotated = 0;
-	for (size_t i = 0; i < cnt; i++) {
-		if (!have[i])
-			continue;
-		struct wentry *w = &n->set[idx[i]];
-		const Lanyard__Node__V1__X509SignResult *res = NULL;
-		/* One result per item in order; look further only if the server reordered. */
-		if (i < sr->n_results && sr->results[i]->entry_id &&
-		    strcmp(sr->results[i]->entry_id, w->e->id) == 0)
-			res = sr->results[i];
-		for (size_t j = 0; !res && j < sr->n_results; j++)
-			if (sr->results[j]->entry_id && strcmp(sr->results[j]->entry_id, w->e->id) == 0)
-				res = sr->results[j];
-		struct svid *v = NULL;
-		if (!res)
-			seterr(err, sizeof(err), "the server returned no result for it");
-		else if (res->error && *res->error)
-			seterr(err, sizeof(err), "%s", res->error);
-		else
-			v = make_svid(n, w->e, &keys[i], res->svid.data, res->svid.len, err,
-				      sizeof(err));
-		if (!v) {
-			log_error("cannot get an X509-SVID for entry %s (%s): %s", w->e->id,
-				  w->e->spiffe_id, err);
-			w->retry_at = now + SIGN_RETRY_S;
-			continue;
-		}
-		if (w->svid) {
-			rotated++;
-			log_debug("rotated X509-SVID %s of entry %s: serial %s -> %s", v->spiffe_id,
-				  w->e->id, w->svid->serial, v->serial);
-		} else {
-			log_debug("new X509-SVID %s for entry %s, serial %s", v->spiffe_id, w->e->id,
-				  v->serial);
-		}
-		minted++;
-		if (w->svid) {
-			int64_t by = now + (w->svid->not_after - now) / 2;
-			if (!n->rotated_dirty || by < n->persist_by)
-				n->persist_by = by;
-			n->rotated_dirty = true;
-		}
-		drop_svid(w);
-		w->svid = v;
-		w->retry_at = 0;
+	const struct entry_set_signing how = {
+		.bundle = n->bundle,
+		.bundle_len = n->bundle_len,
+		.rotation_fraction = n->rotation_fraction,
+	};
+	struct entry_set_minted m;
+	entry_set_batch_accept(&n->es, b, (Lanyard__Node__V1__SignX509Response *)resp, &how, &m);
+	if (m.rotated) {
+		if (!n->rotated_dirty || m.persist_by < n->persist_by)
+			n->persist_by = m.persist_by;
+		n->rotated_dirty = true;
 	}
 	pthread_mutex_lock(&n->mu);
-	n->st.svids_minted += minted;
-	n->st.rotations += rotated;
+	n->st.svids_minted += m.minted;
+	n->st.rotations += m.rotated;
 	pthread_mutex_unlock(&n->mu);
 	/* Renewals are routine (and frequent with many entries): only new SVIDs make info lines. */
-	if (minted > rotated)
+	if (m.minted > m.rotated)
 		log_info("got %llu new X509-SVIDs (and %llu renewals)",
-			 (unsigned long long)(minted - rotated), (unsigned long long)rotated);
-	else if (minted)
-		log_debug("renewed %llu X509-SVIDs", (unsigned long long)minted);
+			 (unsigned long long)(m.minted - m.rotated), (unsigned long long)m.rotated);
+	else if (m.minted)
+		log_debug("renewed %llu X509-SVIDs", (unsigned long long)m.minted);
 	n->publish_needed = true;
-	if (minted > rotated)
+	if (m.minted > m.rotated)
 		n->state_dirty = n->persist_before_publish = true;
 out:
 	n->plan_dirty = true;
 	n->trim_needed = true;
 	if (resp)
 		protobuf_c_message_free_unpacked(resp, NULL);
-	for (size_t i = 0; i < cnt; i++) {
-		batch_key_clear(&keys[i]);
-		free(items[i].csr.data);
-	}
-	free(keys);
-	free(have);
-	free(items);
-	free(itemp);
+	entry_set_batch_free(b);
 	release_ecc_cache();
 	return rc;
 }
@@ -1443,8 +769,9 @@ static int serve_jwts(struct node_client *n)
 		ProtobufCMessage *resp = NULL;
 		int status;
 		char err[512];
-		if (call(n, "SignJWT", &req.base, &lanyard__node__v1__sign_jwtresponse__descriptor,
-			 &resp, &status, err, sizeof(err)) < 0) {
+		if (server_conn_call(n->conn, "SignJWT", &req.base,
+				     &lanyard__node__v1__sign_jwtresponse__descriptor, &resp, &status,
+				     err, sizeof(err)) < 0) {
 			set_state(n, NODE_STATE_DISCONNECTED, "SignJWT failed: %s", err);
 			finish_jwt(n, r, GRPC_STATUS_UNAVAILABLE, NULL, 0, err);
 			rc = OUT_RETRY;
@@ -1515,8 +842,7 @@ static int session(struct node_client *n)
 	struct grpc_stream *stream = NULL;
 	int rc = OUT_RETRY;
 	n->connected = false;
-	n->in_snapshot = false;
-	staging_clear(n);
+	entry_set_restart(&n->es);
 	if (connect_server(n, true, err, sizeof(err)) < 0) {
 		if (is_stopping(n))
 			return OUT_STOP;
@@ -1529,10 +855,7 @@ static int session(struct node_client *n)
 	}
 	Lanyard__Node__V1__SyncRequest req = LANYARD__NODE__V1__SYNC_REQUEST__INIT;
 	req.known_bundle_sequence = n->bundle ? n->bundle_seq : 0;
-	uint8_t buf[32];
-	size_t len = lanyard__node__v1__sync_request__pack(&req, buf);
-	if (grpc_client_stream_open(n->gc, NODE_PATH "SyncEntries", NULL, 0, buf, len, &stream, err,
-				    sizeof(err)) < 0) {
+	if (server_conn_stream(n->conn, "SyncEntries", &req.base, &stream, err, sizeof(err)) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "cannot open the entry stream: %s", err);
 		goto out;
 	}
@@ -1560,7 +883,7 @@ static int session(struct node_client *n)
 	}
 out:
 	grpc_stream_cancel(stream);
-	close_conn(n);
+	server_conn_close(n->conn);
 	return rc;
 }
 
@@ -1662,7 +985,7 @@ static void *thread_main(void *arg)
 		backoff = next_backoff(backoff);
 		idle_wait(n, jittered(backoff));
 	}
-	close_conn(n);
+	server_conn_close(n->conn);
 	if (n->state_dirty || n->rotated_dirty)
 		persist_state(n);
 	return NULL;
@@ -1739,13 +1062,8 @@ static void free_client(struct node_client *n)
 {
 	if (!n)
 		return;
-	staging_clear(n);
-	free(n->staging);
-	for (size_t i = 0; i < n->n_set; i++) {
-		drop_svid(&n->set[i]);
-		cache_entry_free(n->set[i].e);
-	}
-	free(n->set);
+	server_conn_free(n->conn);
+	entry_set_free(&n->es);
 	for (size_t i = 0; i < n->n_used_tokens; i++)
 		free(n->used_tokens[i]);
 	free(n->used_tokens);
@@ -1827,19 +1145,7 @@ static int adopt_persisted(struct node_client *n, struct persist_data *pd, char 
 			log_info("loaded agent identity %s from %s", n->agent_id, n->data_dir);
 		}
 	}
-	n->set = xcalloc(pd->n_entries + 1, sizeof(*n->set));
-	size_t j = 0;
-	for (size_t i = 0; i < pd->n_entries; i++) {
-		struct wentry *w = &n->set[n->n_set++];
-		w->e = pd->entries[i];
-		pd->entries[i] = NULL;
-		while (j < pd->n_svids && strcmp(pd->svids[j]->entry_id, w->e->id) < 0)
-			j++;
-		if (j < pd->n_svids && strcmp(pd->svids[j]->entry_id, w->e->id) == 0) {
-			w->svid = pd->svids[j];
-			pd->svids[j++] = NULL;
-		}
-	}
+	entry_set_adopt(&n->es, pd->entries, pd->n_entries, pd->svids, pd->n_svids);
 	n->synced = pd->have_state;
 	return 0;
 }
@@ -1853,7 +1159,6 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	*out = NULL;
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->cond, NULL);
-	n->live_fd = -1;
 	n->trust_domain = xstrdup(cfg->trust_domain);
 	n->server_address = xstrdup(cfg->server_address);
 	n->server_port = (int)cfg->server_port;
@@ -1868,7 +1173,8 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	n->cache = cache;
 	n->loop = loop;
 	n->st.state = NODE_STATE_STARTING;
-	snprintf(n->server_id, sizeof(n->server_id), "spiffe://%s/lanyard/server", n->trust_domain);
+	n->conn = server_conn_new(n->server_address, n->server_port, n->trust_domain,
+				  n->insecure_bootstrap);
 	if (key_type_parse(cfg->workload_key_type, &n->key_type) < 0) {
 		seterr(err, errlen, "unknown workload_key_type \"%s\"", cfg->workload_key_type);
 		goto out;
@@ -1905,9 +1211,9 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	n->plan_dirty = true;
 	publish(n);
 	size_t valid = 0;
-	for (size_t i = 0; i < n->n_set; i++)
-		valid += n->set[i].svid != NULL;
-	log_info("loaded %zu entries and %zu valid X509-SVIDs from %s", n->n_set, valid, n->data_dir);
+	for (size_t i = 0; i < n->es.n; i++)
+		valid += n->es.slots[i].svid != NULL;
+	log_info("loaded %zu entries and %zu valid X509-SVIDs from %s", n->es.n, valid, n->data_dir);
 	n->last_persist_us = now_mono_us();
 
 	/* The sync thread takes no signals: they belong to the loop thread. */
@@ -1945,11 +1251,10 @@ void node_client_stop(struct node_client *n)
 		return;
 	pthread_mutex_lock(&n->mu);
 	n->stopping = true;
-	/* Wakes a blocking call at once; the thread closes the socket itself. */
-	if (n->live_fd >= 0)
-		shutdown(n->live_fd, SHUT_RDWR);
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->mu);
+	/* After the stop flag: whatever the cut-short call fails with, the thread sees the flag. */
+	server_conn_abort(n->conn);
 	if (n->thread_started)
 		pthread_join(n->thread, NULL);
 	/* Every queued JWT request still gets its one callback. */
