@@ -250,6 +250,26 @@ bool ct_equal(const void *a, const void *b, size_t len)
 	return d == 0;
 }
 
+bool sorted_find(const void *base, size_t n, size_t size, const void *key,
+		 int (*cmp)(const void *elem, const void *key), size_t *pos)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = cmp((const char *)base + mid * size, key);
+		if (c == 0) {
+			*pos = mid;
+			return true;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return false;
+}
+
 /* One RNG per thread: WC_RNG is not thread-safe, and both daemons use threads. */
 static pthread_key_t rng_key;
 static pthread_once_t rng_once = PTHREAD_ONCE_INIT;

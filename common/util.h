@@ -35,6 +35,11 @@ int mkdir_p(const char *path, mode_t mode);
 void secure_zero(void *p, size_t len);
 /* Constant-time comparison of two buffers of equal length. */
 bool ct_equal(const void *a, const void *b, size_t len);
+/* Binary search of a sorted array of n elements of size bytes: true when found, with *pos the
+ * match, else false with *pos where key would be inserted. cmp(elem, key) is negative when elem
+ * sorts before key (a qsort comparator works when key points to an element). */
+bool sorted_find(const void *base, size_t n, size_t size, const void *key,
+		 int (*cmp)(const void *elem, const void *key), size_t *pos);
 /* Fills buf with cryptographically random bytes (wolfSSL RNG). Returns 0 or -1. */
 int random_bytes(void *buf, size_t len);
 

@@ -102,21 +102,7 @@ int authz_index_build(struct datastore *ds, const char *server_id, int64_t now,
 static bool bsearch_pos(const struct entry *const *v, size_t n, const struct entry *key,
 			int (*cmp)(const void *, const void *), size_t *pos)
 {
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = cmp(&v[mid], &key);
-		if (c == 0) {
-			*pos = mid;
-			return true;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*pos = lo;
-	return false;
+	return sorted_find(v, n, sizeof(*v), &key, cmp, pos);
 }
 
 static void ptr_insert(const void **v, size_t *n, size_t pos, const void *p)

@@ -551,23 +551,14 @@ static int stream_push(struct entry_streams *es, struct sync_stream *s,
 	return ret;
 }
 
+static int cmp_sent_id(const void *elem, const void *key)
+{
+	return strcmp(((const struct sent_entry *)elem)->id, key);
+}
+
 static bool sent_find(const struct sync_stream *s, const char *id, size_t *pos)
 {
-	size_t lo = 0, hi = s->n_sent;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(s->sent[mid].id, id);
-		if (c == 0) {
-			*pos = mid;
-			return true;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*pos = lo;
-	return false;
+	return sorted_find(s->sent, s->n_sent, sizeof(*s->sent), id, cmp_sent_id, pos);
 }
 
 /* The entries changed since the last refresh, looked up once for all streams. */
