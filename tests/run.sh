@@ -25,3 +25,15 @@ if [ "${CI:-}" = true ] && grep -q '(Skipped)' "$log"; then
 	grep '(Skipped)' "$log" >&2
 	exit 1
 fi
+
+# ThreadSanitizer (CI, or LANYARD_TSAN=1): the unit tests and the integration tests of the
+# agent and its Workload API, whose four kinds of threads share the SVID cache and the sync state.
+if [ "${CI:-}" = true ] || [ "${LANYARD_TSAN:-}" = 1 ]; then
+	tsan="${LANYARD_TSAN_BUILD:-$src/build-tsan}"
+	cmake -S "$src" -B "$tsan" -DCMAKE_BUILD_TYPE=Debug -DLANYARD_WERROR=ON -DLANYARD_SANITIZE=thread
+	cmake --build "$tsan" -j"$(nproc)"
+	cd "$tsan"
+	TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}" \
+		ctest --output-on-failure --timeout 600 \
+		-R 'unit/|integration/test_(agent_svids|agent_outages|agent_errors|workload_python|helper)$'
+fi
