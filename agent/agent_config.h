@@ -8,10 +8,16 @@
 
 #include "config.h"
 
+struct server_endpoint;
+
 struct agent_config {
 	char *trust_domain;      /* "example.org" */
-	char *server_address;
-	int64_t server_port;
+	char *server_address;    /* NULL when server_addresses is set */
+	int64_t server_port;     /* 0 when server_addresses is set */
+	struct cfg_list server_addresses; /* "host:port" each */
+	/* Derived by agent_config_load: server_addresses parsed, or server_address:server_port. */
+	struct server_endpoint *servers;
+	size_t n_servers;
 	char *trust_bundle_path; /* PEM CA certificates for the first contact; NULL when unset */
 	bool insecure_bootstrap;
 	char *data_dir;
@@ -47,6 +53,8 @@ extern const size_t agent_config_n_options;
 int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen);
 /* Only the defaults (for tests and tools). */
 int agent_config_defaults(struct agent_config *cfg, char *err, size_t errlen);
+/* "a:1, b:2": the configured servers, for logs; the caller frees it. */
+char *agent_config_servers_text(const struct agent_config *cfg);
 /* Wipes the join token and frees every string. NULL-safe. */
 void agent_config_free(struct agent_config *cfg);
 
