@@ -147,6 +147,10 @@ int server_endpoint_parse(const char *text, struct server_endpoint *out, char *w
 	const char *colon;
 	out->host = NULL;
 	out->port = 0;
+	if (strstr(text, "://")) {
+		snprintf(why, whylen, "expected host:port, not a URL");
+		return -1;
+	}
 	if (text[0] == '[') {
 		const char *end = strchr(text, ']');
 		size_t hl = end ? (size_t)(end - text - 1) : 0;
@@ -489,6 +493,13 @@ int server_conn_open(struct server_conn *c, const uint8_t *roots, size_t roots_l
 	bool insecure;
 	char why[512];
 	server_conn_close(c);
+	pthread_mutex_lock(&c->mu);
+	bool aborted = c->aborted;
+	pthread_mutex_unlock(&c->mu);
+	if (aborted) {
+		snprintf(err, errlen, "stopping");
+		return -1;
+	}
 	if (!c->resolved_once) {
 		uint32_t rnd = 0;
 		random_bytes(&rnd, sizeof(rnd));
