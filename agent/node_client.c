@@ -561,8 +561,7 @@ static int attest(struct node_client *n)
 		goto out;
 	}
 	set_state(n, NODE_STATE_ATTESTING, "attesting to server %s with %s",
-		  server_conn_current(n->conn)[0] ? server_conn_current(n->conn) : "(first candidate)",
-		  how);
+		  server_conn_current(n->conn), how);
 	if (lkey_generate(KEY_EC_P256, &key) < 0 || x509_csr_create(key, &csr, &csr_len) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "cannot create the agent key and CSR");
 		goto out;
@@ -1011,6 +1010,8 @@ static void back_off(struct node_client *n)
 static void *thread_main(void *arg)
 {
 	struct node_client *n = arg;
+	server_conn_resolve(n->conn);
+	note_server(n);
 	while (!is_stopping(n)) {
 		int rc;
 		if (n->agent_key && now_unix() >= n->agent_not_after) {

@@ -288,6 +288,15 @@ static void resolve_first(struct server_conn *c, uint32_t rnd)
 			 c->cands[c->cur].label);
 }
 
+void server_conn_resolve(struct server_conn *c)
+{
+	if (c->resolved_once)
+		return;
+	uint32_t rnd = 0;
+	random_bytes(&rnd, sizeof(rnd));
+	resolve_first(c, rnd);
+}
+
 const char *server_conn_current(const struct server_conn *c)
 {
 	return c->n_cands ? c->cands[c->cur].label : "";
@@ -323,13 +332,16 @@ static int64_t backoff_step(unsigned streak, uint32_t rnd)
 	return base / 2 + (int64_t)(rnd % (uint32_t)(base / 2 + 1));
 }
 
+/* The step grows once per round over the candidates: each of them is tried promptly before
+ * the waits get longer. */
 int64_t server_conn_backoff_ms(struct server_conn *c)
 {
 	uint32_t rnd = 0;
 	if (c->streak < UINT_MAX)
 		c->streak++;
 	random_bytes(&rnd, sizeof(rnd));
-	return backoff_step(c->streak, rnd);
+	size_t per_round = c->n_cands ? c->n_cands : 1;
+	return backoff_step(1 + (unsigned)((c->streak - 1) / per_round), rnd);
 }
 
 void server_conn_connected(struct server_conn *c)
@@ -500,11 +512,7 @@ int server_conn_open(struct server_conn *c, const uint8_t *roots, size_t roots_l
 		snprintf(err, errlen, "stopping");
 		return -1;
 	}
-	if (!c->resolved_once) {
-		uint32_t rnd = 0;
-		random_bytes(&rnd, sizeof(rnd));
-		resolve_first(c, rnd);
-	}
+	server_conn_resolve(c);
 	const struct candidate *k = &c->cands[c->cur];
 	WOLFSSL_CTX *ctx = make_tls(c, roots, roots_len, chain, chain_len, key, &insecure, err,
 				    errlen);

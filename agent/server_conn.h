@@ -11,8 +11,9 @@
  * connect and again each time the rotation wraps around, so DNS changes are picked up. The first
  * candidate is drawn at random, so that a fleet of agents spreads over the servers; after a
  * failure the caller asks server_conn_failover() to move to the next one and waits the jittered
- * exponential backoff that server_conn_backoff_ms() hands out (from 0.5 s, doubling, at most
- * 30 s), until server_conn_connected() says a session worked. Any server of the trust domain accepts the
+ * exponential backoff that server_conn_backoff_ms() hands out (from 0.5 s, doubling after each
+ * full round over the candidates, at most 30 s), until server_conn_connected() says a session
+ * worked. Any server of the trust domain accepts the
  * agent's SVID, so moving never needs a new attestation.
  *
  * Threads: the sync thread of node_client.c makes every call but one; server_conn_abort() is
@@ -71,16 +72,19 @@ void server_conn_close(struct server_conn *c);
 /* Shuts the live socket down and makes every later server_conn_open() fail. */
 void server_conn_abort(struct server_conn *c);
 
+/* Resolves the endpoints and draws the first candidate, unless done already (server_conn_open()
+ * does it too). Blocks on the resolver. */
+void server_conn_resolve(struct server_conn *c);
 /* The candidate connected to, or the one the next server_conn_open() tries: "host:port", or
- * "name:port (address)" for a resolved host name; "" before the first server_conn_open(). */
+ * "name:port (address)" for a resolved host name; "" before the first resolution. */
 const char *server_conn_current(const struct server_conn *c);
-/* How many candidates the last resolution found (0 before the first server_conn_open()). */
+/* How many candidates the last resolution found (0 before the first resolution). */
 size_t server_conn_candidates(const struct server_conn *c);
 /* After a failure of the current candidate: moves to the next one (resolving the endpoints again
  * when the rotation wraps). Returns true when the candidate changed (false with one candidate). */
 bool server_conn_failover(struct server_conn *c);
 /* The failure streak grows by one: returns the milliseconds to wait before the next attempt,
- * drawn from 50% to 100% of min(500 ms * 2^(streak - 1), 30 s). */
+ * drawn from 50% to 100% of min(500 ms * 2^rounds, 30 s), rounds = (streak - 1) / candidates. */
 int64_t server_conn_backoff_ms(struct server_conn *c);
 /* A session with the current candidate worked: the failure streak ends. */
 void server_conn_connected(struct server_conn *c);

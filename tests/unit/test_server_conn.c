@@ -221,6 +221,24 @@ static void backoff_streak(void **state)
 	server_conn_free(c);
 }
 
+/* With several candidates the step doubles once per round, so each is tried promptly. */
+static void backoff_per_round(void **state)
+{
+	static const char *const texts[] = {"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"};
+	struct server_conn *c = conn_of(texts, 3);
+	server_conn_resolve(c);
+	for (int round = 0; round < 8; round++) {
+		int64_t base = round < 6 ? 500 << round : 30000;
+		for (int i = 0; i < 3; i++) {
+			int64_t ms = server_conn_backoff_ms(c);
+			if (ms < base / 2 || ms > base)
+				fail_msg("round %d attempt %d: %lld ms outside [%lld, %lld]", round, i,
+					 (long long)ms, (long long)base / 2, (long long)base);
+		}
+	}
+	server_conn_free(c);
+}
+
 static int closed_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -280,6 +298,7 @@ int main(void)
 		cmocka_unit_test(names_expand_and_duplicates_merge),
 		cmocka_unit_test(backoff_bounds),
 		cmocka_unit_test(backoff_streak),
+		cmocka_unit_test(backoff_per_round),
 		cmocka_unit_test(connect_refused_then_next),
 		cmocka_unit_test(abort_stops_opens),
 	};
