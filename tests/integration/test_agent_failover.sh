@@ -5,7 +5,9 @@
 #  (b) an agent attested on port P1 with [P1, P2]; the server is killed (-9) and restarted on P2
 #      with the same data_dir: the agent moves to P2 and resumes its entry stream with its SVID
 #      (its join token is single-use, so a re-attestation would be refused), a workload fetching
-#      every 100 ms sees no error, and a short-lived SVID keeps rotating after the move.
+#      every 100 ms sees no error, and a short-lived SVID keeps rotating after the move;
+#  (c) the server on P2 stopped gracefully (its entry streams end with Unavailable) and started
+#      on P1 again: the agent moves back, still without attesting.
 # Prints BENCH ha_failover_ms (kill -9 -> entry stream resumed, from the agent's log).
 source "$(dirname "$0")/lib.sh"
 
@@ -205,6 +207,29 @@ assert len(after) >= 2, after
 PY
 FAILED=$($PY -c "import json,sys; print(len(json.load(open(sys.argv[1]))['failures']))" "$T/poller.json")
 ok "no failed fetch during the move; the short-lived SVID keeps rotating on P2"
+
+# ---- (c) a server that answers Unavailable (SIGTERM ends the entry streams so) is left too
+FAILOVERS=$(metric lanyard_agent_server_failovers_total b)
+MARK=$(wc -l <"$T/b.log")
+since_mark() {
+	tail -n +"$((MARK + 1))" "$T/b.log" | grep -m1 -o -- "$1"
+}
+stop_server -TERM
+SERVER_PORT=$P1 write_server_config '"agent_svid_ttl": "1h"'
+start_server
+RESUMED1="connected to server 127.0.0.1:$P1 as $ID_B: [0-9]* entries (entry stream resumed"
+wait_for 60 since_mark "$RESUMED1" || fail "agent b did not move back to P1"
+MOVE=$(since_mark "server failover: 127.0.0.1:$P2 -> 127.0.0.1:$P1 .*") ||
+	fail "the move back to P1 was not logged"
+case "$MOVE" in
+*UNAVAILABLE*) ;;
+*) fail "the move does not say the server answered Unavailable: $MOVE" ;;
+esac
+[ "$(count_in b "attested as")" = 1 ] || fail "agent b attested again"
+wait_for 10 test "$(metric lanyard_agent_server_failovers_total b)" -gt "$FAILOVERS" ||
+	fail "failover not counted"
+wl b until present "$SID" 10 >/dev/null || fail "agent b does not serve after moving back"
+ok "Unavailable from P2 moves the agent back to P1 without attestation: ${MOVE:0:160}"
 
 echo "BENCH ha_failover_ms $((RESUME_MS - KILL_MS)) ms"
 echo "BENCH ha_failover_failed_fetches $FAILED count"
