@@ -141,51 +141,59 @@ static int parse_port(const char *s, int *port, char *why, size_t whylen)
 	return 0;
 }
 
+/* "[v6]:port": copies the address into host (HOST_MAX + 1 bytes) and returns the ':' before the
+ * port, or NULL with why. */
+static const char *split_bracketed(const char *text, char *host, char *why, size_t whylen)
+{
+	const char *end = strchr(text, ']');
+	size_t hl = end ? (size_t)(end - text - 1) : 0;
+	if (!end || hl == 0 || hl > HOST_MAX || end[1] != ':') {
+		snprintf(why, whylen, "expected [IPv6 address]:port");
+		return NULL;
+	}
+	memcpy(host, text + 1, hl);
+	host[hl] = '\0';
+	if (!strchr(host, ':') || !is_ip_literal(host)) {
+		snprintf(why, whylen, "\"%s\" between brackets is not an IPv6 address", host);
+		return NULL;
+	}
+	return end + 1;
+}
+
+/* "host:port" with a name or IPv4 address: as split_bracketed. */
+static const char *split_plain(const char *text, char *host, char *why, size_t whylen)
+{
+	const char *colon = strrchr(text, ':');
+	if (!colon) {
+		snprintf(why, whylen, "expected host:port, the port is missing");
+		return NULL;
+	}
+	size_t hl = (size_t)(colon - text);
+	if (memchr(text, ':', hl)) {
+		snprintf(why, whylen, "an IPv6 address needs brackets, e.g. [::1]:8081");
+		return NULL;
+	}
+	if (hl > HOST_MAX) {
+		snprintf(why, whylen, "the host is longer than %d characters", HOST_MAX);
+		return NULL;
+	}
+	memcpy(host, text, hl);
+	host[hl] = '\0';
+	return server_host_check(host, why, whylen) < 0 ? NULL : colon;
+}
+
 int server_endpoint_parse(const char *text, struct server_endpoint *out, char *why, size_t whylen)
 {
-	char host[HOST_MAX + 3];
-	const char *colon;
+	char host[HOST_MAX + 1];
 	out->host = NULL;
 	out->port = 0;
 	if (strstr(text, "://")) {
 		snprintf(why, whylen, "expected host:port, not a URL");
 		return -1;
 	}
-	if (text[0] == '[') {
-		const char *end = strchr(text, ']');
-		size_t hl = end ? (size_t)(end - text - 1) : 0;
-		if (!end || hl == 0 || hl > HOST_MAX || end[1] != ':') {
-			snprintf(why, whylen, "expected [IPv6 address]:port");
-			return -1;
-		}
-		memcpy(host, text + 1, hl);
-		host[hl] = '\0';
-		if (!strchr(host, ':') || !is_ip_literal(host)) {
-			snprintf(why, whylen, "\"%s\" between brackets is not an IPv6 address", host);
-			return -1;
-		}
-		colon = end + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (!colon) {
-			snprintf(why, whylen, "expected host:port, the port is missing");
-			return -1;
-		}
-		size_t hl = (size_t)(colon - text);
-		if (memchr(text, ':', hl)) {
-			snprintf(why, whylen, "an IPv6 address needs brackets, e.g. [::1]:8081");
-			return -1;
-		}
-		if (hl > HOST_MAX) {
-			snprintf(why, whylen, "the host is longer than %d characters", HOST_MAX);
-			return -1;
-		}
-		memcpy(host, text, hl);
-		host[hl] = '\0';
-		if (server_host_check(host, why, whylen) < 0)
-			return -1;
-	}
-	if (parse_port(colon + 1, &out->port, why, whylen) < 0)
+	const char *colon = text[0] == '[' ? split_bracketed(text, host, why, whylen)
+					   : split_plain(text, host, why, whylen);
+	if (!colon || parse_port(colon + 1, &out->port, why, whylen) < 0)
 		return -1;
 	out->host = xstrdup(host);
 	return 0;
