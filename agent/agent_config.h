@@ -1,4 +1,9 @@
-/* agent_config.h: the agent's JSON configuration, declared once as a table (common/config.h). */
+/* agent_config.h: the agent's JSON configuration, declared once as a table (common/config.h).
+ *
+ * After the table is applied, agent_config_load checks the rules between keys and derives what
+ * the table cannot express: the servers to connect to are either server_addresses ("host:port"
+ * each, parsed by server_conn.h) or server_address and server_port (defaults 127.0.0.1:8081),
+ * never both, and end up in cfg->servers. The struct owns every string and array it holds. */
 #ifndef LANYARD_AGENT_CONFIG_H
 #define LANYARD_AGENT_CONFIG_H
 
