@@ -234,20 +234,14 @@ static void add_candidate(struct candidate **cands, size_t *n, const char *addr,
 		snprintf(k->label, sizeof(k->label), v6 ? "[%s]:%d" : "%s:%d", addr, port);
 }
 
-/* The addresses of a host name, sorted (resolvers rotate their answers; the rotation must not
- * revisit one address and skip another). The array and its strings are the caller's. */
-static size_t lookup(const char *host, char ***out)
+/* The numeric addresses of a resolver answer, sorted (resolvers rotate their answers; the
+ * rotation must not revisit one address and skip another). The array and its strings are the
+ * caller's. */
+static size_t addrinfo_texts(const struct addrinfo *res, char ***out)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-	struct addrinfo *res = NULL;
 	size_t n = 0;
 	*out = NULL;
-	int r = getaddrinfo(host, NULL, &hints, &res);
-	if (r != 0) {
-		log_debug("cannot resolve server host %s: %s", host, gai_strerror(r));
-		return 0;
-	}
-	for (struct addrinfo *ai = res; ai && n < CANDIDATES_MAX; ai = ai->ai_next) {
+	for (const struct addrinfo *ai = res; ai && n < CANDIDATES_MAX; ai = ai->ai_next) {
 		char text[INET6_ADDRSTRLEN];
 		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, text, sizeof(text), NULL, 0,
 				NI_NUMERICHOST) != 0)
@@ -255,8 +249,24 @@ static size_t lookup(const char *host, char ***out)
 		*out = xrealloc(*out, (n + 1) * sizeof(char *));
 		(*out)[n++] = xstrdup(text);
 	}
+	if (n)
+		qsort(*out, n, sizeof(char *), cmp_str);
+	return n;
+}
+
+/* The addresses of a host name (as addrinfo_texts); 0 when it does not resolve. */
+static size_t lookup(const char *host, char ***out)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+	struct addrinfo *res = NULL;
+	*out = NULL;
+	int r = getaddrinfo(host, NULL, &hints, &res);
+	if (r != 0) {
+		log_debug("cannot resolve server host %s: %s", host, gai_strerror(r));
+		return 0;
+	}
+	size_t n = addrinfo_texts(res, out);
 	freeaddrinfo(res);
-	qsort(*out, n, sizeof(char *), cmp_str);
 	return n;
 }
 

@@ -175,6 +175,46 @@ static void names_expand_and_duplicates_merge(void **state)
 	server_conn_free(c);
 }
 
+/* A name with several addresses (as a DNS answer in rotated order, one repeated): each address
+ * once, sorted, labelled with the name. */
+static void several_addresses_of_a_name(void **state)
+{
+	struct sockaddr_in v4[3] = {
+		{.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a000003)},
+		{.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a000001)},
+		{.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a000003)},
+	};
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+	v6.sin6_addr.s6_addr[0] = 0xfd;
+	v6.sin6_addr.s6_addr[15] = 2;
+	struct addrinfo ai[4] = {0};
+	for (int i = 0; i < 3; i++) {
+		ai[i].ai_family = AF_INET;
+		ai[i].ai_addr = (struct sockaddr *)&v4[i];
+		ai[i].ai_addrlen = sizeof(v4[i]);
+		ai[i].ai_next = &ai[i + 1];
+	}
+	ai[3].ai_family = AF_INET6;
+	ai[3].ai_addr = (struct sockaddr *)&v6;
+	ai[3].ai_addrlen = sizeof(v6);
+	char **texts = NULL;
+	size_t n = addrinfo_texts(ai, &texts);
+	assert_int_equal(n, 4);
+	struct candidate *cands = NULL;
+	size_t nc = 0;
+	for (size_t i = 0; i < n; i++) {
+		add_candidate(&cands, &nc, texts[i], 8081, "lanyard.svc");
+		free(texts[i]);
+	}
+	free(texts);
+	assert_int_equal(nc, 3);
+	assert_string_equal(cands[0].label, "lanyard.svc:8081 (10.0.0.1)");
+	assert_string_equal(cands[1].label, "lanyard.svc:8081 (10.0.0.3)");
+	assert_string_equal(cands[2].label, "lanyard.svc:8081 (fd00::2)");
+	assert_string_equal(cands[2].addr, "fd00::2");
+	free(cands);
+}
+
 static void backoff_bounds(void **state)
 {
 	static const uint32_t rnds[] = {0, 1, 249, 250, 251, 9999, 0x7fffffff, UINT32_MAX};
@@ -296,6 +336,7 @@ int main(void)
 		cmocka_unit_test(rotation),
 		cmocka_unit_test(single_candidate_does_not_move),
 		cmocka_unit_test(names_expand_and_duplicates_merge),
+		cmocka_unit_test(several_addresses_of_a_name),
 		cmocka_unit_test(backoff_bounds),
 		cmocka_unit_test(backoff_streak),
 		cmocka_unit_test(backoff_per_round),
