@@ -1,8 +1,12 @@
 #include "agent_config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "spiffeid.h"
@@ -37,7 +41,9 @@ const struct cfg_option agent_config_options[] = {
 	{.name = "http_port", .type = CFG_INT, .offset = F(http_port), .def = "8088", .min = 0,
 	 .max = 65535, .doc = "port of the operator HTTP endpoint (0 disables it)"},
 	{.name = "join_token", .type = CFG_STRING, .offset = F(join_token),
-	 .doc = "join token for node attestation (or --join-token)"},
+	 .doc = "join token for node attestation (prefer join_token_file)"},
+	{.name = "join_token_file", .type = CFG_STRING, .offset = F(join_token_file),
+	 .doc = "file (0600, owned by the agent's uid) holding the join token"},
 	{.name = "workload_key_type", .type = CFG_ENUM, .offset = F(workload_key_type),
 	 .def = "ec-p256", .choices = key_types, .doc = "key type of workload X509-SVIDs"},
 	{.name = "rotation_fraction", .type = CFG_DOUBLE, .offset = F(rotation_fraction),
@@ -89,6 +95,96 @@ int agent_config_defaults(struct agent_config *cfg, char *err, size_t errlen)
 	return config_defaults(agent_config_options, agent_config_n_options, cfg, err, errlen);
 }
 
+#define MAX_SECRET 4096
+
+/* The checks run on the opened file (fstat), so a rename between check and read cannot swap
+ * another file in. */
+int agent_read_secret_file(const char *path, char **out, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0;
+	int ret = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	*out = NULL;
+	if (fd < 0)
+		return errorf(err, errlen, "cannot open join token file %s: %s", path,
+			      strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		errorf(err, errlen, "cannot stat join token file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		errorf(err, errlen, "refusing join token file %s: not a regular file", path);
+		goto out;
+	}
+	if (st.st_uid != geteuid()) {
+		errorf(err, errlen,
+		       "refusing join token file %s: owned by uid %u, not by the agent's uid %u",
+		       path, (unsigned)st.st_uid, (unsigned)geteuid());
+		goto out;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		errorf(err, errlen,
+		       "refusing join token file %s: mode %04o lets group or others access it "
+		       "(run: chmod 600 %s)",
+		       path, (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	if (st.st_size > MAX_SECRET) {
+		errorf(err, errlen, "refusing join token file %s: larger than %d bytes", path,
+		       MAX_SECRET);
+		goto out;
+	}
+	buf = xcalloc(1, MAX_SECRET + 1);
+	for (;;) {
+		ssize_t n = read(fd, buf + len, MAX_SECRET - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			errorf(err, errlen, "cannot read join token file %s: %s", path,
+			       strerror(errno));
+			goto out;
+		}
+		if (n == 0 || len + (size_t)n == MAX_SECRET) {
+			len += (size_t)n;
+			break;
+		}
+		len += (size_t)n;
+	}
+	while (len > 0 && strchr(" \t\r\n", buf[len - 1]))
+		buf[--len] = '\0';
+	if (len == 0 || strlen(buf) != len) {
+		errorf(err, errlen, "refusing join token file %s: %s", path,
+		       len ? "it contains a NUL byte" : "it is empty");
+		goto out;
+	}
+	*out = buf;
+	buf = NULL;
+	ret = 0;
+out:
+	if (buf) {
+		secure_zero(buf, MAX_SECRET + 1);
+		free(buf);
+	}
+	close(fd);
+	return ret;
+}
+
+static int load_token_file(const char *path, struct agent_config *cfg, char *err, size_t errlen)
+{
+	char why[512];
+	if (cfg->join_token) {
+		return errorf(err, errlen,
+			      "%s: keys 'join_token' and 'join_token_file' exclude each other: "
+			      "set only join_token_file",
+			      path);
+	}
+	if (agent_read_secret_file(cfg->join_token_file, &cfg->join_token, why, sizeof(why)) < 0)
+		return errorf(err, errlen, "%s: key 'join_token_file': %s", path, why);
+	return 0;
+}
+
 int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen)
 {
 	if (config_load(path, agent_config_options, agent_config_n_options, cfg, err, errlen) < 0)
@@ -138,6 +234,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		free(cfg->join_token);
 		cfg->join_token = NULL;
 	}
+	if (cfg->join_token_file && load_token_file(path, cfg, err, errlen) < 0)
+		return -1;
 	/* Neither trust source is acceptable when data_dir already holds a bundle from an earlier
 	 * run; the node client checks that at start, where it can read data_dir. */
 	if (cfg->insecure_bootstrap)

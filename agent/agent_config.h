@@ -18,7 +18,8 @@ struct agent_config {
 	char *socket_path;
 	char *http_address;
 	int64_t http_port;
-	char *join_token; /* NULL when unset; --join-token overrides it */
+	char *join_token;      /* NULL when unset; the command line and environment override it */
+	char *join_token_file; /* read at load into join_token; excludes join_token */
 	char *workload_key_type;
 	double rotation_fraction;
 	char *log_level;
@@ -47,6 +48,11 @@ extern const size_t agent_config_n_options;
 int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen);
 /* Only the defaults (for tests and tools). */
 int agent_config_defaults(struct agent_config *cfg, char *err, size_t errlen);
+/* Reads a secret (a join token) from path: a regular file owned by this process's effective uid
+ * with no group or other permission bits (0600 or stricter). Trailing newlines and spaces are
+ * dropped. 0 with *out (free after secure_zero), or -1 with a message naming the file and the
+ * reason in err. */
+int agent_read_secret_file(const char *path, char **out, char *err, size_t errlen);
 /* Wipes the join token and frees every string. NULL-safe. */
 void agent_config_free(struct agent_config *cfg);
 

@@ -126,29 +126,119 @@ static void tune_malloc(void)
 
 static int run_usage(FILE *f)
 {
-	fprintf(f, "usage: lanyard-agent run --config FILE [--join-token TOKEN]\n");
+	fprintf(f, "usage: lanyard-agent run --config FILE [--join-token-file FILE]\n"
+		   "       (or LANYARD_JOIN_TOKEN in the environment; --join-token TOKEN is "
+		   "deprecated)\n");
 	return f == stdout ? 0 : 1;
+}
+
+#define TOKEN_ENV "LANYARD_JOIN_TOKEN"
+
+/* Where the join token came from on the command line or in the environment. Each source is
+ * copied and its original bytes wiped at once: other local users can read /proc/PID/cmdline,
+ * and /proc/PID/environ outlives unsetenv. */
+struct run_args {
+	const char *config_path;
+	char *token;            /* owned copy; wiped when freed */
+	const char *token_file; /* read after the flags, so that errors name it */
+	int n_sources;
+	bool token_on_argv;
+};
+
+static void wipe_str(char *s)
+{
+	secure_zero(s, strlen(s));
+}
+
+static void take_token(struct run_args *ra, char *value)
+{
+	if (ra->token) {
+		wipe_str(ra->token);
+		free(ra->token);
+	}
+	ra->token = xstrdup(value);
+	wipe_str(value);
+	ra->n_sources++;
+}
+
+/* 0, 1 for --help, or -1 on a usage error (printed). */
+static int parse_run_args(int argc, char **argv, struct run_args *ra)
+{
+	ra->config_path = "/etc/lanyard/agent.json";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			ra->config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			ra->config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--join-token-file") == 0 && i + 1 < argc) {
+			ra->token_file = argv[++i];
+			ra->n_sources++;
+		} else if (strncmp(argv[i], "--join-token-file=", 18) == 0) {
+			ra->token_file = argv[i] + 18;
+			ra->n_sources++;
+		} else if (strcmp(argv[i], "--join-token") == 0 && i + 1 < argc) {
+			take_token(ra, argv[++i]);
+			ra->token_on_argv = true;
+		} else if (strncmp(argv[i], "--join-token=", 13) == 0) {
+			take_token(ra, argv[i] + 13);
+			ra->token_on_argv = true;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			return run_usage(stdout) == 0 ? 1 : -1;
+		} else {
+			fprintf(stderr, "lanyard-agent run: unknown argument '%s'\n", argv[i]);
+			run_usage(stderr);
+			return -1;
+		}
+	}
+	char *env = getenv(TOKEN_ENV);
+	if (env) {
+		if (*env)
+			take_token(ra, env);
+		unsetenv(TOKEN_ENV);
+	}
+	return 0;
+}
+
+/* Applies the token of the command line or environment over the configuration's. 0, or -1 with
+ * a reason in err. */
+static int apply_token(struct run_args *ra, struct agent_config *cfg, char *err, size_t errlen)
+{
+	char *tok = NULL;
+	if (ra->n_sources > 1)
+		return errorf(err, errlen,
+			      "give the join token once: --join-token-file, " TOKEN_ENV
+			      " and --join-token exclude each other");
+	if (ra->token_file && agent_read_secret_file(ra->token_file, &tok, err, errlen) < 0)
+		return -1;
+	if (ra->token) {
+		tok = ra->token;
+		ra->token = NULL;
+	}
+	if (!tok)
+		return 0;
+	if (cfg->join_token) {
+		wipe_str(cfg->join_token);
+		free(cfg->join_token);
+	}
+	cfg->join_token = tok;
+	return 0;
+}
+
+static void run_args_free(struct run_args *ra)
+{
+	if (ra->token) {
+		wipe_str(ra->token);
+		free(ra->token);
+	}
 }
 
 static int cmd_run(int argc, char **argv)
 {
-	const char *config_path = "/etc/lanyard/agent.json";
-	const char *token = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			config_path = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			config_path = argv[i] + 9;
-		} else if (strcmp(argv[i], "--join-token") == 0 && i + 1 < argc) {
-			token = argv[++i];
-		} else if (strncmp(argv[i], "--join-token=", 13) == 0) {
-			token = argv[i] + 13;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			return run_usage(stdout);
-		} else {
-			fprintf(stderr, "lanyard-agent run: unknown argument '%s'\n", argv[i]);
-			return run_usage(stderr);
-		}
+	struct run_args ra = {0};
+	int pr = parse_run_args(argc, argv, &ra);
+	if (pr != 0) {
+		run_args_free(&ra);
+		return pr > 0 ? 0 : 1;
 	}
 	tune_malloc();
 	struct agent *a = xcalloc(1, sizeof(*a));
@@ -156,18 +246,17 @@ static int cmd_run(int argc, char **argv)
 	char err[1024];
 	int ret = 1;
 	bool loop_ready = false;
-	if (agent_config_load(config_path, &a->cfg, err, sizeof(err)) < 0) {
+	if (agent_config_load(ra.config_path, &a->cfg, err, sizeof(err)) < 0 ||
+	    apply_token(&ra, &a->cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "lanyard-agent: %s\n", err);
 		goto out;
 	}
-	if (token && *token) {
-		if (a->cfg.join_token)
-			secure_zero(a->cfg.join_token, strlen(a->cfg.join_token));
-		free(a->cfg.join_token);
-		a->cfg.join_token = xstrdup(token);
-	}
 	log_setup(log_level_parse(a->cfg.log_level), strcmp(a->cfg.log_format, "json") == 0);
 	signal(SIGPIPE, SIG_IGN);
+	if (ra.token_on_argv)
+		log_warn("the join token was given with --join-token: it was visible to every local "
+			 "user until now (wiped from the command line at start); use "
+			 "--join-token-file FILE (0600) or " TOKEN_ENV " instead");
 
 	if (persist_prepare_dir(a->cfg.data_dir, err, sizeof(err)) < 0 ||
 	    lock_data_dir(a, err, sizeof(err)) < 0) {
@@ -219,6 +308,7 @@ out:
 		close(a->lock_fd);
 	agent_config_free(&a->cfg);
 	free(a);
+	run_args_free(&ra);
 	return ret;
 }
 
@@ -227,7 +317,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: lanyard-agent <command> [options]\n"
 		"\n"
-		"  run --config FILE [--join-token TOKEN]   start the agent\n"
+		"  run --config FILE [--join-token-file F]  start the agent (or " TOKEN_ENV ")\n"
 		"  api fetch x509|jwt|bundles, api validate jwt, api watch\n"
 		"                                           Workload API client commands\n"
 		"  helper --config FILE [--once]            keep an SVID in files for other programs\n"
