@@ -26,7 +26,9 @@ struct agent_config {
 	char *log_format;
 	bool unix_workload_path_selectors;
 	int64_t sha256_max_size;
-	int64_t max_conns_per_uid;
+	int64_t max_conns_per_process;
+	int64_t max_conns_per_uid;     /* 0 = no per-uid limit */
+	int64_t workload_idle_timeout; /* seconds; 0 = never */
 	int64_t sync_staleness; /* seconds */
 	/* Kubernetes: node attestation with a projected service account token, and the workload
 	 * attestor that asks the kubelet about pods. */

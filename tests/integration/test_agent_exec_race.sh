@@ -7,14 +7,7 @@
 # and an entitled process that forks without exec'ing, must still be served.
 source "$(dirname "$0")/lib.sh"
 
-start_server
-write_agent_config '"unix_workload_path_selectors": true'
-tok=$(new_token)
-printf '%s' "$tok" >"$T/token"
-chmod 600 "$T/token"
-start_agent --join-token-file "$T/token"
-wait_for 20 test -S "$AGENT_SOCK" || fail "agent socket did not appear"
-AGENT_ID="spiffe://$TD/lanyard/agent/join_token/$tok"
+start_server_and_agent_file '"unix_workload_path_selectors": true'
 
 # The entitled program: a copy of the Python interpreter (so it can run the test clients too).
 ENTITLED="$T/entitled"
