@@ -341,6 +341,57 @@ static void usage(FILE *f)
 	fprintf(f, "\nRun 'lanyard-agent api --help' for the client commands.\n");
 }
 
+/* Secrets that client commands take as flag values (a JWT-SVID for `api validate jwt --svid`):
+ * every local user can read /proc/PID/cmdline, so the value is moved to the heap and its bytes
+ * in argv are wiped before the command runs. The copies are wiped and freed afterwards. */
+static const char *const secret_flags[] = {"--svid"};
+#define MAX_HIDDEN 16
+
+struct hidden_args {
+	char *copies[MAX_HIDDEN];
+	size_t n;
+};
+
+static void hide_value(struct hidden_args *h, char **slot, size_t value_off)
+{
+	if (h->n == MAX_HIDDEN)
+		return;
+	char *copy = xstrdup(*slot);
+	wipe_str(*slot + value_off);
+	*slot = copy;
+	h->copies[h->n++] = copy;
+}
+
+static void hide_secret_args(int argc, char **argv, struct hidden_args *h)
+{
+	for (int i = 1; i < argc; i++) {
+		for (size_t k = 0; k < ARRAY_LEN(secret_flags); k++) {
+			size_t fl = strlen(secret_flags[k]);
+			if (strcmp(argv[i], secret_flags[k]) == 0 && i + 1 < argc)
+				hide_value(h, &argv[++i], 0);
+			else if (strncmp(argv[i], secret_flags[k], fl) == 0 && argv[i][fl] == '=')
+				hide_value(h, &argv[i], fl + 1);
+		}
+	}
+}
+
+static void hidden_args_free(struct hidden_args *h)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		wipe_str(h->copies[i]);
+		free(h->copies[i]);
+	}
+}
+
+static int api_main(int argc, char **argv)
+{
+	struct hidden_args h = {0};
+	hide_secret_args(argc, argv, &h);
+	int r = api_cli_main(argc, argv);
+	hidden_args_free(&h);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -351,7 +402,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "api") == 0)
-		return api_cli_main(argc - 1, argv + 1);
+		return api_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "helper") == 0)
 		return helper_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "healthcheck") == 0)

@@ -143,3 +143,28 @@ run_agent conf
 wait_for 20 test -S "$T/conf/api.sock" || fail "agent (join_token_file) socket did not appear"
 serves conf "$tok"
 ok "join_token_file key: checked like the flag, 0400 accepted, attests and serves"
+
+# ---- a client command's secret flag: api validate jwt --svid TOKEN (a bearer token)
+# A socket that accepts and never answers keeps the client waiting while its cmdline is read.
+$PY -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
+c = [s.accept() for _ in range(2)]
+time.sleep(30)' "$T/silent.sock" &
+PIDS+=("$!")
+wait_for 10 test -S "$T/silent.sock" || fail "silent socket did not appear"
+JWT="eyJhbGciOiJFUzI1NiJ9.c2VjcmV0LWJlYXJlci10b2tlbg.c2ln"
+for form in "--svid $JWT" "--svid=$JWT"; do
+	# shellcheck disable=SC2086
+	"$BIN/lanyard-agent" api validate jwt --socket "$T/silent.sock" --audience a $form \
+		--timeout 20 >/dev/null 2>&1 &
+	CLI_PID=$!
+	PIDS+=("$CLI_PID")
+	wait_for 10 sh -c "tr '\0' ' ' </proc/$CLI_PID/cmdline | grep -q -- '--audience'" ||
+		fail "client did not start"
+	# The wipe happens at the start of main: give it that long (bounded), then check.
+	wait_for 10 sh -c "! tr '\0' ' ' </proc/$CLI_PID/cmdline | grep -q '$JWT'" || true
+	not_in_proc "$CLI_PID" cmdline "$JWT" $NOBODY
+	kill "$CLI_PID" 2>/dev/null || true
+done
+ok "api validate jwt --svid: the JWT-SVID is wiped from /proc/PID/cmdline"
