@@ -30,6 +30,9 @@ enum grpc_status {
 
 /* "PERMISSION_DENIED" style; "UNKNOWN_STATUS" for codes outside 0..16. Never NULL. */
 const char *grpc_status_name(int code);
+/* "PermissionDenied" style (what gRPC libraries print, and Prometheus exporters' code label);
+ * NULL for codes outside 0..16. */
+const char *grpc_status_camel(int code);
 
 /* One metadata entry; names are lower-case ASCII. */
 struct grpc_header {
@@ -62,7 +65,8 @@ struct grpc_deframer {
 	uint8_t *buf;    /* message being assembled, NULL between messages */
 	size_t need;     /* its declared length */
 	size_t have;
-	size_t cap;      /* allocated, grows up to need + 1 as data arrives */
+	size_t cap;      /* allocated, grows up to need + 1 as data arrives, never by realloc
+			    (h2buf_regrow: messages carry private keys); wiped when dropped */
 	size_t max;
 	bool failed;     /* after an error every feed fails the same way */
 	int error;
