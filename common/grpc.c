@@ -163,6 +163,24 @@ int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len,
 	return GRPC_DEFRAME_MESSAGE;
 }
 
+int grpc_deframer_feed_all(struct grpc_deframer *d, const uint8_t *data, size_t len,
+			   bool (*on_msg)(void *ud, uint8_t *msg, size_t len), void *ud)
+{
+	while (len > 0) {
+		uint8_t *m;
+		size_t used, mlen;
+		int rc = grpc_deframer_feed(d, data, len, &used, &m, &mlen);
+
+		data += used;
+		len -= used;
+		if (rc < 0)
+			return rc;
+		if (rc == GRPC_DEFRAME_MESSAGE && !on_msg(ud, m, mlen))
+			break;
+	}
+	return 0;
+}
+
 bool grpc_deframer_idle(const struct grpc_deframer *d)
 {
 	return !d->failed && d->hdr_have == 0;

@@ -78,6 +78,11 @@ void grpc_deframer_init(struct grpc_deframer *d, size_t max_message);
  * returned as a non-NULL 1-byte allocation with *msg_len 0. */
 int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
 		       uint8_t **msg, size_t *msg_len);
+/* Feeds one DATA payload whole: each complete message goes to on_msg, which owns it (and wipes
+ * it if it drops it: messages carry secrets) and returns false to stop (the rest of the payload
+ * is then ignored). Returns 0, or the deframer's error (a negative grpc_deframe_result). */
+int grpc_deframer_feed_all(struct grpc_deframer *d, const uint8_t *data, size_t len,
+			   bool (*on_msg)(void *ud, uint8_t *msg, size_t len), void *ud);
 /* True when no partial message is pending (a stream ending here ended cleanly). */
 bool grpc_deframer_idle(const struct grpc_deframer *d);
 void grpc_deframer_free(struct grpc_deframer *d);

@@ -310,6 +310,34 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	return 0;
 }
 
+/* Queues a response message for the stream's reader. */
+static bool stream_take_message(void *ud, uint8_t *m, size_t mlen)
+{
+	struct grpc_stream *s = ud;
+	struct msg *e = NULL;
+
+	if (s->queued + mlen > MAX_STREAM_QUEUE)
+		stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many unread response messages");
+	else if (!(e = malloc(sizeof(*e))))
+		stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	if (!e) {
+		secure_zero(m, mlen);
+		free(m);
+		return false;
+	}
+	e->next = NULL;
+	e->data = m;
+	e->len = mlen;
+	if (s->tail)
+		s->tail->next = e;
+	else
+		s->head = e;
+	s->tail = e;
+	s->n_msgs++;
+	s->queued += mlen;
+	return true;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			 const uint8_t *data, size_t len, void *ud)
 {
@@ -318,56 +346,21 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 
 	if (!s || s->local_error)
 		return 0;
-	while (len > 0 && !s->local_error) {
-		uint8_t *m;
-		size_t used, mlen;
-		struct msg *e;
-		int rc = grpc_deframer_feed(&s->deframer, data, len, &used, &m, &mlen);
-
-		data += used;
-		len -= used;
-		switch (rc) {
-		case GRPC_DEFRAME_NEED_MORE:
-			break;
-		case GRPC_DEFRAME_MESSAGE:
-			if (s->queued + mlen > MAX_STREAM_QUEUE) {
-				secure_zero(m, mlen);
-				free(m);
-				stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED,
-						   "too many unread response messages");
-				break;
-			}
-			e = malloc(sizeof(*e));
-			if (!e) {
-				secure_zero(m, mlen);
-				free(m);
-				stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-				break;
-			}
-			e->next = NULL;
-			e->data = m;
-			e->len = mlen;
-			if (s->tail)
-				s->tail->next = e;
-			else
-				s->head = e;
-			s->tail = e;
-			s->n_msgs++;
-			s->queued += mlen;
-			break;
-		case GRPC_DEFRAME_TOO_LARGE:
-			snprintf(msg, sizeof(msg), "response message larger than the maximum (%u bytes)",
-				 MAX_RECV_MESSAGE);
-			stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-			break;
-		case GRPC_DEFRAME_COMPRESSED:
-			stream_local_error(s, GRPC_STATUS_INTERNAL,
-					   "compressed response messages are not supported");
-			break;
-		default:
-			stream_local_error(s, GRPC_STATUS_INTERNAL, "malformed response message");
-			break;
-		}
+	switch (grpc_deframer_feed_all(&s->deframer, data, len, stream_take_message, s)) {
+	case 0:
+		break;
+	case GRPC_DEFRAME_TOO_LARGE:
+		snprintf(msg, sizeof(msg), "response message larger than the maximum (%u bytes)",
+			 MAX_RECV_MESSAGE);
+		stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+		break;
+	case GRPC_DEFRAME_COMPRESSED:
+		stream_local_error(s, GRPC_STATUS_INTERNAL,
+				   "compressed response messages are not supported");
+		break;
+	default:
+		stream_local_error(s, GRPC_STATUS_INTERNAL, "malformed response message");
+		break;
 	}
 	return 0;
 }

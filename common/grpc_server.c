@@ -713,6 +713,23 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	return 0;
 }
 
+static bool call_take_message(void *ud, uint8_t *m, size_t mlen)
+{
+	struct grpc_call *call = ud;
+
+	if (call->have_req) {
+		secure_zero(m, mlen);
+		free(m);
+		call_fail(call, GRPC_STATUS_UNIMPLEMENTED,
+			  "more than one request message for a unary or server-streaming method");
+		return false;
+	}
+	call->have_req = true;
+	call->req = m;
+	call->req_len = mlen;
+	return true;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			 const uint8_t *data, size_t len, void *ud)
 {
@@ -725,44 +742,23 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 	call = nghttp2_session_get_stream_user_data(session, stream_id);
 	if (!call || call->finished || !call->headers_complete)
 		return 0;
-	while (len > 0 && !call->finished) {
-		uint8_t *m;
-		size_t used, mlen;
-		int rc = grpc_deframer_feed(&call->deframer, data, len, &used, &m, &mlen);
-
-		data += used;
-		len -= used;
-		switch (rc) {
-		case GRPC_DEFRAME_NEED_MORE:
-			break;
-		case GRPC_DEFRAME_MESSAGE:
-			if (call->have_req) {
-				secure_zero(m, mlen);
-				free(m);
-				call_fail(call, GRPC_STATUS_UNIMPLEMENTED,
-					  "more than one request message for a unary or "
-					  "server-streaming method");
-				break;
-			}
-			call->have_req = true;
-			call->req = m;
-			call->req_len = mlen;
-			break;
-		case GRPC_DEFRAME_TOO_LARGE:
-			snprintf(msg, sizeof(msg), "request message larger than the maximum (%zu bytes)",
-				 call->deframer.max);
-			call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-			break;
-		case GRPC_DEFRAME_COMPRESSED:
-			call_fail(call, GRPC_STATUS_UNIMPLEMENTED, "compressed messages are not supported");
-			break;
-		case GRPC_DEFRAME_NOMEM:
-			call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-			break;
-		default:
-			call_fail(call, GRPC_STATUS_INTERNAL, "malformed message prefix");
-			break;
-		}
+	switch (grpc_deframer_feed_all(&call->deframer, data, len, call_take_message, call)) {
+	case 0:
+		break;
+	case GRPC_DEFRAME_TOO_LARGE:
+		snprintf(msg, sizeof(msg), "request message larger than the maximum (%zu bytes)",
+			 call->deframer.max);
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+		break;
+	case GRPC_DEFRAME_COMPRESSED:
+		call_fail(call, GRPC_STATUS_UNIMPLEMENTED, "compressed messages are not supported");
+		break;
+	case GRPC_DEFRAME_NOMEM:
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		break;
+	default:
+		call_fail(call, GRPC_STATUS_INTERNAL, "malformed message prefix");
+		break;
 	}
 	return 0;
 }
