@@ -970,7 +970,7 @@ static void conn_accept(struct grpc_server *s, int fd)
 	struct grpc_conn *conn;
 
 	if (s->n_conns >= s->cfg.max_conns) {
-		log_warn("grpc: refusing connection: %u connections open", s->n_conns);
+		log_warnx("grpc: refusing connection: %u connections open", s->n_conns);
 		close(fd);
 		return;
 	}
@@ -1024,7 +1024,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("grpc: accept: %s", strerror(errno));
+				log_warnx("grpc: accept: %s", strerror(errno));
 			return;
 		}
 		if (s->tcp) {
@@ -1362,8 +1362,8 @@ int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
 	if (len > UINT32_MAX)
 		return -1;
 	if (conn->queued + len + GRPC_FRAME_HEADER_LEN > conn->server->cfg.max_output_per_conn) {
-		log_warn("grpc: peer is not reading its responses (%zu bytes queued); dropping the "
-			 "connection", conn->queued);
+		log_warnx("grpc: peer is not reading its responses (%zu bytes queued); dropping the "
+			  "connection", conn->queued);
 		conn->want_close = true;
 		conn_mark_dirty(conn);
 		return -1;
