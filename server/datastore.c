@@ -6,10 +6,12 @@
 #include "datastore_backend.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 
 void datastore_init_base(struct datastore *ds, const struct datastore_ops *ops)
@@ -72,6 +74,30 @@ int datastore_strv_from_text(const char *txt, char ***out, size_t *n)
 	json_decref(a);
 	*out = v;
 	*n = len;
+	return 0;
+}
+
+int datastore_open_config(const char *type, const char *data_dir, const char *conninfo,
+			  int max_connections, struct datastore **out, char *err, size_t errlen)
+{
+	char why[512];
+	if (type && strcmp(type, "postgres") == 0) {
+		char safe[256] = "";
+		if (datastore_pg_conninfo_check(conninfo, safe, sizeof(safe), why, sizeof(why)) < 0 ||
+		    datastore_open_pg(conninfo, max_connections, out, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "key 'database_connection_string' (%s): %s",
+				 safe[0] ? safe : "PostgreSQL", why);
+			return -EIO;
+		}
+		log_info("datastore: PostgreSQL %s, up to %d connections", safe, max_connections);
+		return 0;
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/datastore.sqlite3", data_dir);
+	if (datastore_open_sqlite(path, out, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "cannot open the datastore %s: %s", path, why);
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -158,14 +184,14 @@ void datastore_feed_hole(struct datastore *ds)
 	journal_unlock(ds);
 }
 
+/* The hook runs under the lock, so that once ds_set_change_hook(ds, NULL, NULL) returns it is
+ * not running and will not run (its handle may then be closed). */
 void datastore_feed_wake(struct datastore *ds)
 {
 	journal_lock(ds);
-	void (*hook)(void *) = ds->change_hook;
-	void *ud = ds->change_hook_ud;
+	if (ds->change_hook)
+		ds->change_hook(ds->change_hook_ud);
 	journal_unlock(ds);
-	if (hook)
-		hook(ud);
 }
 
 int64_t datastore_feed_counter(struct datastore *ds)

@@ -38,6 +38,10 @@ int datastore_open_pg(const char *conninfo, int max_connections, struct datastor
  * without any secret, for logs: "host=... port=... dbname=... user=...". */
 int datastore_pg_conninfo_check(const char *conninfo, char *safe, size_t safelen, char *err,
 				size_t errlen);
+/* Opens what a server's configuration names: database_type "sqlite" (datastore.sqlite3 in
+ * data_dir) or "postgres" (conninfo, max_connections). err names the file or the key. */
+int datastore_open_config(const char *type, const char *data_dir, const char *conninfo,
+			  int max_connections, struct datastore **out, char *err, size_t errlen);
 /* NULL-safe. No call may be running on ds. */
 void datastore_close(struct datastore *ds);
 
