@@ -268,7 +268,8 @@ PGconn *pg_connect(struct pg *p, char *err, size_t errlen)
 	}
 	/* Bounds on anything stuck: a statement, or a transaction left open by a dead thread. */
 	PGresult *r = PQexec(c, "SET statement_timeout = '30s'; "
-				"SET idle_in_transaction_session_timeout = '60s'");
+				"SET idle_in_transaction_session_timeout = '60s'; "
+				"SET client_min_messages = warning");
 	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
 		pg_scrub(p, PQerrorMessage(c), err, errlen);

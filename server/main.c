@@ -172,6 +172,11 @@ static void on_tick(uv_timer_t *t)
 				publish_bundle(s);
 		}
 	}
+	/* Other servers' authorities (shared datastore): trusted as soon as they are published. */
+	if (ca_sync(s->ca, now) > 0) {
+		node_api_ca_changed(s->node);
+		publish_bundle(s);
+	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
 	if (now >= s->next_prune) {
@@ -277,6 +282,7 @@ static int cmd_run(int argc, char **argv)
 		.ca_ttl = s->cfg.ca_ttl,
 		.upstream_cert_path = s->cfg.upstream_ca_cert,
 		.upstream_key_path = s->cfg.upstream_ca_key,
+		.shared = strcmp(s->cfg.database_type, "postgres") == 0,
 	};
 	if (ca_open(&co, s->ds, now_unix(), &s->ca, err, sizeof(err)) < 0) {
 		log_error("CA: %s", err);
