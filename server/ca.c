@@ -17,6 +17,9 @@
 /* Leaves are backdated this much, as SPIRE does, so a peer whose clock is a little behind
  * accepts them. */
 #define BACKDATE_SECONDS 10
+/* Shared datastore: the authorities are re-read when the change feed says they changed, and at
+ * least this often. */
+#define CA_FULL_SYNC_S 10
 
 struct authority {
 	atomic_int refs;
@@ -49,6 +52,8 @@ struct ca {
 	bool shared;
 	struct peer *peers; /* in the datastore's order */
 	size_t n_peers;
+	int64_t synced_gen;     /* ds_bundle_generation at the last ca_sync */
+	int64_t next_full_sync; /* re-read even without news from the feed (a missed wake-up) */
 	struct datastore *ds;
 	char *trust_domain;
 	char *key_dir;
@@ -364,10 +369,15 @@ int ca_sync(struct ca *ca, int64_t now)
 {
 	if (!ca->shared)
 		return 0;
+	int64_t gen = ds_bundle_generation(ca->ds);
+	if (gen == ca->synced_gen && now < ca->next_full_sync)
+		return 0;
 	struct ca_record **recs = NULL;
 	size_t n = 0;
 	if (ds_ca_list(ca->ds, &recs, &n) < 0)
 		return -1;
+	ca->synced_gen = gen;
+	ca->next_full_sync = now + CA_FULL_SYNC_S;
 	struct peer *v = xcalloc(n + 1, sizeof(*v));
 	size_t len = 0;
 	pthread_mutex_lock(&ca->lock);
@@ -375,8 +385,9 @@ int ca_sync(struct ca *ca, int64_t now)
 		if (own_id(ca, recs[i]->id))
 			continue;
 		if (now >= recs[i]->not_after) {
-			/* Expired: nothing it signed is valid any more (its server may be gone). */
-			ds_ca_delete(ca->ds, recs[i]->id);
+			/* Expired: nothing it signed is valid any more (its server may be gone);
+			 * deleted below, outside the lock. */
+			recs[i]->state = -1;
 			continue;
 		}
 		peer_from_record(&v[len++], recs[i]);
@@ -395,6 +406,9 @@ int ca_sync(struct ca *ca, int64_t now)
 		ret = CA_CHANGED_BUNDLE;
 	}
 	pthread_mutex_unlock(&ca->lock);
+	for (size_t i = 0; i < n; i++)
+		if (recs[i]->state == -1)
+			ds_ca_delete(ca->ds, recs[i]->id);
 	if (v)
 		peers_free(v, len);
 	ca_record_array_free(recs, n);

@@ -172,9 +172,23 @@ static int64_t change_before(struct datastore *ds)
 void datastore_feed_add(struct datastore *ds, enum ds_change_kind kind, const char *id)
 {
 	journal_lock(ds);
-	ds->feed_counter++;
-	journal_record(ds, ds->feed_counter, kind, id);
+	if (kind == DS_CHANGE_BUNDLE) {
+		ds->bundle_gen++;
+	} else if (kind == DS_CHANGE_ENTRY || kind == DS_CHANGE_AGENT) {
+		ds->feed_counter++;
+		journal_record(ds, ds->feed_counter, kind, id);
+	} else {
+		ds->feed_counter++; /* a kind this version does not know: re-read everything */
+	}
 	journal_unlock(ds);
+}
+
+int64_t ds_bundle_generation(struct datastore *ds)
+{
+	journal_lock(ds);
+	int64_t g = ds->bundle_gen;
+	journal_unlock(ds);
+	return g;
 }
 
 void datastore_feed_hole(struct datastore *ds)

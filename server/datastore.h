@@ -93,7 +93,9 @@ int64_t ds_change_counter(struct datastore *ds);
  * through this process is in the journal when the call that made it returns. */
 #define DS_JOURNAL_CAP 4096
 
-enum ds_change_kind { DS_CHANGE_ENTRY = 1, DS_CHANGE_AGENT = 2 };
+/* DS_CHANGE_BUNDLE (PostgreSQL: an authority published or dropped, by any server) is never in
+ * the journal: it moves ds_bundle_generation instead. */
+enum ds_change_kind { DS_CHANGE_ENTRY = 1, DS_CHANGE_AGENT = 2, DS_CHANGE_BUNDLE = 3 };
 
 struct ds_change {
 	int64_t counter;	/* the change counter's value right after this change */
@@ -108,6 +110,10 @@ struct ds_change {
 int ds_changes_since(struct datastore *ds, int64_t since, struct ds_change **out, size_t *n,
 		     int64_t *counter);
 void ds_change_array_free(struct ds_change *c, size_t n);
+/* Grows whenever the change feed reports CA authorities published or dropped (by any server,
+ * this one included), so the CA knows when to re-read the bundle (ca_sync). Always 0 with
+ * SQLite. */
+int64_t ds_bundle_generation(struct datastore *ds);
 
 /* ---- join tokens ----
  * Only the SHA-256 of a token (hex) is stored, never the token itself. */

@@ -66,6 +66,7 @@ struct datastore {
 	struct ds_change *journal;
 	size_t journal_cap, journal_len, journal_head; /* head: index of the oldest record */
 	int64_t feed_counter; /* concurrent backends: the journal's own counter */
+	int64_t bundle_gen;   /* see ds_bundle_generation */
 	void (*change_hook)(void *ud);
 	void *change_hook_ud;
 };

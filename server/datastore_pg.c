@@ -242,7 +242,7 @@ void pg_scrub(const struct pg *p, const char *msg, char *out, size_t outlen)
 			s += plen;
 			continue;
 		}
-		out[w++] = *s == '\n' ? ' ' : *s;
+		out[w++] = *s == '\n' || *s == '\t' ? ' ' : *s;
 		s++;
 	}
 	while (w > 0 && out[w - 1] == ' ')
@@ -953,7 +953,8 @@ static int pg_ca_put(struct datastore *ds, const struct ca_record *rec)
 	p_int(&pa, rec->not_before);
 	p_int(&pa, rec->not_after);
 	p_int(&pa, rec->created_at ? rec->created_at : now_unix());
-	return one(pg_of(ds), ST_CA_PUT, &pa, NULL);
+	/* In the feed: the other servers add it to their bundle at once. */
+	return change_one(pg_of(ds), ST_CA_PUT, &pa, DS_CHANGE_BUNDLE, rec->id);
 }
 
 static int pg_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
@@ -986,7 +987,7 @@ static int pg_ca_delete(struct datastore *ds, const char *id)
 {
 	struct params pa = {0};
 	p_str(&pa, id);
-	return one_row(pg_of(ds), ST_CA_DELETE, &pa);
+	return change_one(pg_of(ds), ST_CA_DELETE, &pa, DS_CHANGE_BUNDLE, id);
 }
 
 /* ---- key/value ---- */

@@ -153,8 +153,14 @@ static void ds_changed(void *ud)
 static void on_changed(uv_async_t *a)
 {
 	struct server *s = a->data;
-	if (!s->stopping)
+	if (s->stopping)
+		return;
+	if (ca_sync(s->ca, now_unix()) > 0) {
+		node_api_ca_changed(s->node); /* refreshes the streams too */
+		publish_bundle(s);
+	} else {
 		node_api_refresh(s->node);
+	}
 }
 
 static void on_tick(uv_timer_t *t)

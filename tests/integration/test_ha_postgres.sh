@@ -141,6 +141,20 @@ $PY "$SRC/tests/integration/agent_wl.py" "$AGENT_SOCK" until present "$SID" 30 >
 	fail "the agent no longer serves the entry after the restart"
 ok "all servers restarted: nothing lost, the agent still served"
 
+# A fourth server joins: its authority reaches the others' bundles and the agent's (the feed).
+agent_bundle_has() {
+	$PY "$SRC/tests/integration/agent_wl.py" "$AGENT_SOCK" x509 |
+		$PY -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if d.get('svids') and d['svids'][0]['bundle_certs'] >= $1 else 1)"
+}
+ha_config d
+ha_start d
+ha_wait d
+start_ns=$(date +%s%N)
+wait_for 20 test "$(n_authorities a)" -ge 4 || fail "A's bundle lacks the new server's authority"
+wait_for 20 agent_bundle_has 4 || fail "the agent's bundle lacks the new server's authority"
+echo "# a new server's authority reached the agent's bundle $(( ($(date +%s%N) - start_ns) / 1000000 )) ms after it was up"
+ok "a server joining later: its authority reached every bundle, agents' included"
+
 # A ban made on C ends the agent's stream on B.
 on c agent ban --spiffe-id "$AGENT_ID" >/dev/null || fail "ban on C failed"
 wait_for 20 grep -q "ending the entry stream of agent $AGENT_ID: banned" "$T/server-b.log" \
