@@ -722,19 +722,37 @@ static int pg_entry_delete(struct datastore *ds, const char *id)
 	return change_one(pg_of(ds), ST_ENTRY_DELETE, &pa, DS_CHANGE_ENTRY, id);
 }
 
-static int pg_entry_get(struct datastore *ds, const char *id, struct entry **out)
+typedef void *(*row_reader)(const PGresult *r, int row);
+
+/* The one row a statement keyed by key returns, read by reader: -ENOENT when none. */
+static int get_row(struct datastore *ds, enum stmt_id id, const char *key, row_reader reader,
+		   void **out)
 {
 	struct params pa = {0};
 	PGresult *r;
-	p_str(&pa, id);
-	int ret = one(pg_of(ds), ST_ENTRY_GET, &pa, &r);
+	p_str(&pa, key);
+	int ret = one(pg_of(ds), id, &pa, &r);
 	if (ret < 0)
 		return ret;
 	if (PQntuples(r) == 0)
 		ret = -ENOENT;
-	else if (!(*out = entry_from_row(r, 0)))
+	else if (!(*out = reader(r, 0)))
 		ret = -EIO;
 	PQclear(r);
+	return ret;
+}
+
+static void *entry_reader(const PGresult *r, int row)
+{
+	return entry_from_row(r, row);
+}
+
+static int pg_entry_get(struct datastore *ds, const char *id, struct entry **out)
+{
+	void *e = NULL;
+	int ret = get_row(ds, ST_ENTRY_GET, id, entry_reader, &e);
+	if (ret == 0)
+		*out = e;
 	return ret;
 }
 
@@ -877,19 +895,17 @@ out:
 	return ret;
 }
 
+static void *agent_reader(const PGresult *r, int row)
+{
+	return agent_from_row(r, row);
+}
+
 static int pg_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_record **out)
 {
-	struct params pa = {0};
-	PGresult *r;
-	p_str(&pa, spiffe_id);
-	int ret = one(pg_of(ds), ST_AGENT_GET, &pa, &r);
-	if (ret < 0)
-		return ret;
-	if (PQntuples(r) == 0)
-		ret = -ENOENT;
-	else if (!(*out = agent_from_row(r, 0)))
-		ret = -EIO;
-	PQclear(r);
+	void *a = NULL;
+	int ret = get_row(ds, ST_AGENT_GET, spiffe_id, agent_reader, &a);
+	if (ret == 0)
+		*out = a;
 	return ret;
 }
 
