@@ -422,6 +422,21 @@ static void h_agent_list(struct call *c, struct reply *r)
 	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "agents", a) : NULL);
 }
 
+static void h_server_list(struct call *c, struct reply *r)
+{
+	struct server_record **v = NULL;
+	size_t n = 0;
+	if (ds_server_list(c->api->ds, DS_SERVER_LIVE_S, &v, &n) < 0) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot list the servers");
+		return;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, server_record_to_json(v[i]));
+	server_record_array_free(v, n);
+	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "servers", a) : NULL);
+}
+
 static void h_agent_show(struct call *c, struct reply *r)
 {
 	const char *id = query(c, "spiffe_id");
@@ -518,6 +533,7 @@ static const struct route routes[] = {
 	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
 	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
 	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
+	{ .path = "/v1/servers", .by_method = { [M_GET] = h_server_list } },
 	{ .path = "/v1/health", .by_method = { [M_GET] = h_health } },
 };
 

@@ -1,4 +1,4 @@
-/* cli.c: "lanyard-server token|entry|agent|bundle ...": thin clients of the admin API.
+/* cli.c: "lanyard-server token|entry|agent|bundle|server ...": thin clients of the admin API.
  *
  * The router is one static table of groups and commands. Options are declared once (opt_specs)
  * and each command lists the ones it accepts; anything else is an error that names the flag. */
@@ -804,6 +804,43 @@ out:
 	return ret;
 }
 
+/* ---- server ---- */
+
+static int cmd_server_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/servers", NULL);
+	if (!resp)
+		return 1;
+	json_t *servers = json_object_get(resp, "servers");
+	if (!json_is_array(servers)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json) {
+		print_json(resp);
+	} else {
+		size_t w = strlen("ADDRESS"), i;
+		json_t *sv;
+		json_array_foreach(servers, i, sv)
+			if (strlen(jstr(sv, "address")) > w)
+				w = strlen(jstr(sv, "address"));
+		printf("%-36s  %-*s  %-10s  %-20s  %s\n", "ID", (int)w, "ADDRESS", "VERSION",
+		       "LAST SEEN", "AUTHORITIES");
+		json_array_foreach(servers, i, sv) {
+			char t[64];
+			format_time(jint(sv, "last_seen"), t, sizeof(t));
+			printf("%-36s  %-*s  %-10s  %-20s  %lld\n", jstr(sv, "id"), (int)w,
+			       jstr(sv, "address"), jstr(sv, "version"), t,
+			       (long long)jint(sv, "authorities"));
+		}
+		printf("%zu server%s\n", json_array_size(servers),
+		       json_array_size(servers) == 1 ? "" : "s");
+	}
+	json_decref(resp);
+	return 0;
+}
+
 /* ---- router ---- */
 
 static const struct command token_commands[] = {
@@ -845,11 +882,19 @@ static const struct command bundle_commands[] = {
 	  .opts = COMMON_OPTS | BIT(O_FORMAT) },
 };
 
+static const struct command server_commands[] = {
+	{ .name = "list", .run = cmd_server_list,
+	  .summary = "Lists the live servers sharing this server's database.",
+	  .opts = COMMON_OPTS },
+};
+
 static const struct group groups[] = {
 	{ "token", "join tokens", token_commands, ARRAY_LEN(token_commands) },
 	{ "entry", "registration entries", entry_commands, ARRAY_LEN(entry_commands) },
 	{ "agent", "attested agents", agent_commands, ARRAY_LEN(agent_commands) },
 	{ "bundle", "the trust bundle", bundle_commands, ARRAY_LEN(bundle_commands) },
+	{ "server", "the servers of this trust domain", server_commands,
+	  ARRAY_LEN(server_commands) },
 };
 
 static void usage_group(FILE *f, const struct group *g)
@@ -880,7 +925,7 @@ int cli_main(int argc, char **argv)
 		if (strcmp(groups[i].name, argv[0]) == 0)
 			g = &groups[i];
 	if (!g) {
-		fail("unknown command \"%s\" (token, entry, agent or bundle)", argc > 0 ? argv[0] : "");
+		fail("unknown command \"%s\" (token, entry, agent, bundle or server)", argc > 0 ? argv[0] : "");
 		return 1;
 	}
 	if (argc < 2) {

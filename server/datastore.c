@@ -30,6 +30,8 @@ void datastore_fini_base(struct datastore *ds)
 	free(ds->journal);
 	ds->journal = NULL;
 	ds->journal_len = 0;
+	server_record_free(ds->self);
+	ds->self = NULL;
 	pthread_mutex_destroy(&ds->lock);
 }
 
@@ -599,4 +601,81 @@ void ca_record_array_free(struct ca_record **r, size_t n)
 	for (size_t i = 0; i < n; i++)
 		ca_record_free(r[i]);
 	free(r);
+}
+
+/* ---- servers ---- */
+
+static struct server_record *server_record_dup(const struct server_record *r, int64_t last_seen)
+{
+	struct server_record *c = xcalloc(1, sizeof(*c));
+	c->id = xstrdup(r->id);
+	c->address = xstrdup(r->address);
+	c->version = xstrdup(r->version);
+	c->started_at = r->started_at;
+	c->last_seen = last_seen;
+	c->authorities = r->authorities;
+	return c;
+}
+
+int ds_server_heartbeat(struct datastore *ds, const struct server_record *r)
+{
+	if (ds->ops->server_heartbeat) {
+		lock(ds);
+		int ret = ds->ops->server_heartbeat(ds, r);
+		unlock(ds);
+		return ret;
+	}
+	struct server_record *c = server_record_dup(r, now_unix());
+	journal_lock(ds);
+	server_record_free(ds->self);
+	ds->self = c;
+	journal_unlock(ds);
+	return 0;
+}
+
+int ds_server_list(struct datastore *ds, int64_t live_s, struct server_record ***out, size_t *n)
+{
+	if (ds->ops->server_list) {
+		lock(ds);
+		int ret = ds->ops->server_list(ds, live_s, out, n);
+		unlock(ds);
+		return ret;
+	}
+	*out = NULL;
+	*n = 0;
+	journal_lock(ds);
+	if (ds->self && ds->self->last_seen >= now_unix() - live_s) {
+		*out = xcalloc(1, sizeof(**out));
+		(*out)[0] = server_record_dup(ds->self, ds->self->last_seen);
+		*n = 1;
+	}
+	journal_unlock(ds);
+	return 0;
+}
+
+void server_record_free(struct server_record *r)
+{
+	if (!r)
+		return;
+	free(r->id);
+	free(r->address);
+	free(r->version);
+	free(r);
+}
+
+void server_record_array_free(struct server_record **r, size_t n)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < n; i++)
+		server_record_free(r[i]);
+	free(r);
+}
+
+json_t *server_record_to_json(const struct server_record *r)
+{
+	return json_pack("{s:o, s:o, s:o, s:I, s:I, s:I}", "id", str_or_null(r->id), "address",
+			 str_or_null(r->address), "version", str_or_null(r->version), "started_at",
+			 (json_int_t)r->started_at, "last_seen", (json_int_t)r->last_seen,
+			 "authorities", (json_int_t)r->authorities);
 }

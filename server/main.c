@@ -54,6 +54,11 @@ struct server {
 	uv_signal_t sigterm, sigint;
 	int lock_fd;
 	int64_t next_prune;
+	/* The cluster: this server's record, refreshed every DS_SERVER_HEARTBEAT_S. */
+	char server_uid[40];
+	char node_address[320];
+	int64_t started_at, next_heartbeat;
+	bool heartbeat_failing;
 	bool stopping;
 };
 
@@ -141,6 +146,87 @@ static void publish_bundle(struct server *s)
 	}
 }
 
+/* ---- the cluster ---- */
+
+static bool uid_ok(const char *s, size_t len)
+{
+	if (len < 8 || len > 36)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* The id of this server in the cluster: data_dir/server_id, made once (a UUID). */
+static int load_server_uid(struct server *s, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/server_id", s->cfg.data_dir);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = file_read_all(path, 64, &buf, &len);
+	if (r == 0) {
+		while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+			len--;
+		bool ok = uid_ok((const char *)buf, len);
+		if (ok)
+			snprintf(s->server_uid, sizeof(s->server_uid), "%.*s", (int)len, buf);
+		free(buf);
+		return ok ? 0 : errorf(err, errlen, "%s: not a server id (delete it to make a new one)",
+				       path);
+	}
+	if (r != -ENOENT)
+		return errorf(err, errlen, "cannot read %s: %s", path, strerror(-r));
+	if (uuid_v4(s->server_uid) < 0)
+		return errorf(err, errlen, "cannot make a server id: no randomness");
+	r = file_write_atomic(path, s->server_uid, strlen(s->server_uid), 0600);
+	if (r < 0)
+		return errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
+	return 0;
+}
+
+/* host:port of the node API as other servers and operators should see it: the bind address,
+ * or this host's name when it binds every address. */
+static void node_address(struct server *s)
+{
+	const char *b = s->cfg.bind_address;
+	char host[256];
+	if (!*b || strcmp(b, "0.0.0.0") == 0 || strcmp(b, "::") == 0) {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		b = host;
+	}
+	bool v6 = strchr(b, ':') != NULL;
+	snprintf(s->node_address, sizeof(s->node_address), "%s%s%s:%d", v6 ? "[" : "", b,
+		 v6 ? "]" : "", node_api_port(s->node));
+}
+
+/* On the loop, like the CA's calls: the record is one small upsert. */
+static void heartbeat(struct server *s, int64_t now)
+{
+	struct ca_authority_info *auth = NULL;
+	size_t n_auth = 0;
+	ca_authorities(s->ca, &auth, &n_auth);
+	free(auth);
+	struct server_record r = {
+		.id = s->server_uid,
+		.address = s->node_address,
+		.version = (char *)LANYARD_VERSION,
+		.started_at = s->started_at,
+		.authorities = (int64_t)n_auth,
+	};
+	int rc = ds_server_heartbeat(s->ds, &r);
+	if (rc < 0 && !s->heartbeat_failing)
+		log_warn("cluster: cannot record this server's heartbeat (will retry): %s",
+			 strerror(-rc));
+	else if (rc == 0 && s->heartbeat_failing)
+		log_info("cluster: heartbeat recorded again");
+	s->heartbeat_failing = rc < 0;
+	s->next_heartbeat = now + DS_SERVER_HEARTBEAT_S;
+}
+
 /* ---- the loop ---- */
 
 /* On a datastore thread. */
@@ -185,6 +271,8 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
+	if (now >= s->next_heartbeat)
+		heartbeat(s, now);
 	if (now >= s->next_prune) {
 		/* An expired token is kept for a while, so that an agent presenting it is told
 		 * "join token expired" rather than "unknown" (which would send its operator looking
@@ -273,6 +361,11 @@ static int cmd_run(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	if (load_server_uid(s, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	s->started_at = now_unix();
 	if (datastore_open_config(s->cfg.database_type, s->cfg.data_dir,
 				  s->cfg.database_connection_string,
 				  (int)s->cfg.database_max_connections, &s->ds, err, sizeof(err)) < 0) {
@@ -366,6 +459,8 @@ static int cmd_run(int argc, char **argv)
 		log_error("HTTP endpoints: %s", err);
 		goto out;
 	}
+	node_address(s);
+	heartbeat(s, now_unix());
 	uv_timer_init(&s->loop, &s->tick);
 	s->tick.data = s;
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
@@ -418,6 +513,7 @@ static void usage(FILE *f)
 		"  entry create|show|update|delete   manage registration entries\n"
 		"  agent list|show|evict|ban manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
+		"  server list               list the live servers sharing the database\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"
 		"\n"

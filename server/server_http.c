@@ -53,6 +53,7 @@ struct server_http {
 	pthread_cond_t cond;
 	bool stop;             /* under lock */
 	struct ds_probe probe; /* under lock */
+	json_t *cluster;       /* under lock: the live servers, NULL when unknown */
 };
 
 /* ---- the datastore thread ---- */
@@ -69,7 +70,21 @@ static int64_t count_agents(struct datastore *ds)
 	return ds_agent_count(ds, &n) < 0 ? -1 : n;
 }
 
-/* Pings every second and counts (COUNT queries) every few seconds. */
+/* The live servers as a JSON array, NULL when the datastore cannot tell. */
+static json_t *list_cluster(struct datastore *ds)
+{
+	struct server_record **v = NULL;
+	size_t n = 0;
+	if (ds_server_list(ds, DS_SERVER_LIVE_S, &v, &n) < 0)
+		return NULL;
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, server_record_to_json(v[i]));
+	server_record_array_free(v, n);
+	return a;
+}
+
+/* Pings every second; counts (COUNT queries) and lists the cluster every few seconds. */
 static void *probe_thread(void *arg)
 {
 	struct server_http *h = arg;
@@ -83,7 +98,9 @@ static void *probe_thread(void *arg)
 		int64_t now = now_unix();
 		bool count = now >= next_count;
 		int64_t entries = -1, agents = -1, tokens = -1;
+		json_t *cluster = NULL;
 		if (count && rc == 0) {
+			cluster = list_cluster(h->ds);
 			entries = count_entries(h->ds);
 			agents = count_agents(h->ds);
 			if (ds_token_count(h->ds, now, &tokens) < 0)
@@ -99,6 +116,10 @@ static void *probe_thread(void *arg)
 		p->checked_mono_us = t1;
 		if (rc != 0)
 			p->failures++;
+		if (cluster || rc != 0) {
+			json_decref(h->cluster);
+			h->cluster = cluster;
+		}
 		if (entries >= 0 && agents >= 0 && tokens >= 0) {
 			p->counts_known = true;
 			p->entries = entries;
@@ -129,6 +150,7 @@ struct gathered {
 	bool auth_ok;
 	int64_t next_rotation, bundle_sequence;
 	struct procstats ps;
+	json_t *cluster; /* a copy, NULL when unknown */
 };
 
 static const struct ca_authority_info *active_authority(const struct gathered *g)
@@ -204,7 +226,8 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		"jwt_svid", "ok", (json_int_t)s->jwt_ok, "error", (json_int_t)s->jwt_err);
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,"
-		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i},s:{s:b,s:o,s:o,s:I},s:o}",
+		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i},s:{s:b,s:o,s:o,s:I},s:o,"
+		"s:{s:o,s:o}}",
 		"daemon", "lanyard-server", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
 		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready,
@@ -219,7 +242,9 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		"datastore", "ok", p->checked && p->ok && g->probe_age_us <= PING_STALE_US,
 		"latency_seconds", p->checked ? json_real(p->latency) : json_null(), "checked_at",
 		count_or_null(p->checked, p->checked_at), "failures", (json_int_t)p->failures,
-		"signing", signing);
+		"signing", signing, "cluster", "servers",
+		g->cluster ? json_incref(g->cluster) : json_null(), "live",
+		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)));
 }
 
 static char *build_metrics(const struct server_http *h, const struct gathered *g, bool ready)
@@ -275,6 +300,11 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 			       "Unexpired, unused join tokens.", (double)p->tokens);
 	}
 
+	if (g->cluster)
+		metrics_single(&m, PREFIX "_cluster_servers", METRIC_GAUGE,
+			       "Live servers sharing the datastore (this one included).",
+			       (double)json_array_size(g->cluster));
+
 	name = PREFIX "_ca_authority_expiry_timestamp_seconds";
 	metrics_family(&m, name, METRIC_GAUGE, "notAfter of each CA authority, by id and state.");
 	for (size_t i = 0; i < g->n_auth; i++)
@@ -295,6 +325,7 @@ static void publish_state(struct server_http *h)
 	struct gathered g = { .now = now_unix() };
 	pthread_mutex_lock(&h->lock);
 	g.probe = h->probe;
+	g.cluster = h->cluster ? json_deep_copy(h->cluster) : NULL;
 	pthread_mutex_unlock(&h->lock);
 	g.probe_age_us = g.probe.checked ? now_mono_us() - g.probe.checked_mono_us : 0;
 	g.have_node = h->node && *h->node;
@@ -315,6 +346,7 @@ static void publish_state(struct server_http *h)
 						       : !status ? "status document" : "metrics text");
 	opserver_publish(h->ops, status, ready, metrics);
 	free(g.auth);
+	json_decref(g.cluster);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -331,6 +363,7 @@ static void on_closed(uv_handle_t *handle)
 	struct server_http *h = handle->data;
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
+	json_decref(h->cluster);
 	free(h->trust_domain);
 	free(h);
 }
