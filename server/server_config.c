@@ -1,11 +1,15 @@
 #include "server_config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "datastore.h"
 #include "spiffeid.h"
 #include "util.h"
+
+/* Where database_connection_string comes from when the key is absent. */
+#define DB_CONNSTR_ENV "LANYARD_DATABASE_CONNECTION_STRING"
 
 #define OPT(field) .offset = offsetof(struct server_config, field)
 #define YEAR (366LL * 86400)
@@ -106,8 +110,13 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 		return -1;
 	}
 	if (strcmp(cfg->database_type, "postgres") == 0) {
+		/* Kubernetes: the connection string from a Secret, through the environment. */
+		const char *env = getenv(DB_CONNSTR_ENV);
+		if (!cfg->database_connection_string && env && *env)
+			cfg->database_connection_string = xstrdup(env);
 		if (!cfg->database_connection_string) {
-			snprintf(err, errlen, "%s: key 'database_connection_string' is required when "
+			snprintf(err, errlen, "%s: key 'database_connection_string' (or the "
+				 "environment variable " DB_CONNSTR_ENV ") is required when "
 				 "database_type is \"postgres\"", path);
 			return -1;
 		}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Servers know each other: two lanyard-servers on one PostgreSQL database each list both
+# Servers know each other (server b takes its connection string from the environment): two lanyard-servers on one PostgreSQL database each list both
 # (`server list`, /status, /metrics); one stopped leaves the list after the liveness window while
 # the other stays ready; the database stopped makes /ready fail naming it, and started again
 # makes it ready again. Skipped (77) where PostgreSQL is not installed, except under CI.
@@ -7,9 +7,16 @@ source "$(dirname "$0")/lib.sh"
 
 start_pg
 
+# cluster_config NAME [env]: starts server NAME; with "env", the connection string comes from
+# LANYARD_DATABASE_CONNECTION_STRING instead of the config (as from a Kubernetes Secret).
 declare -A PID HTTP
 cluster_config() {
-	local n=$1
+	local n=$1 key="\"database_connection_string\": \"$PG_CONNSTR\","
+	local env=()
+	if [ "${2:-}" = env ]; then
+		key=
+		env=(env "LANYARD_DATABASE_CONNECTION_STRING=$PG_CONNSTR")
+	fi
 	mkdir -p "$T/$n"
 	HTTP[$n]=$(free_port)
 	cat >"$T/$n.json" <<JSON
@@ -22,11 +29,11 @@ cluster_config() {
   "http_address": "127.0.0.1",
   "http_port": ${HTTP[$n]},
   "database_type": "postgres",
-  "database_connection_string": "$PG_CONNSTR",
+  $key
   "database_max_connections": 4
 }
 JSON
-	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
+	"${env[@]}" "$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
 	PID[$n]=$!
 	PIDS+=("$!")
 	wait_for 30 "$BIN/lanyard-server" bundle show --socket "$T/$n/admin.sock" >/dev/null ||
@@ -53,7 +60,7 @@ get() {
 }
 
 cluster_config a
-cluster_config b
+cluster_config b env
 for n in a b; do
 	wait_for 30 servers_are $n 2 || fail "server $n does not list both servers"
 done
