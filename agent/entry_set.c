@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "spiffeid.h"
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 
@@ -27,11 +28,6 @@ static __attribute__((format(printf, 3, 4))) void seterr(char *err, size_t errle
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static int cmp_staged(const void *a, const void *b)
@@ -71,7 +67,7 @@ static struct cache_entry *entry_from_proto(const char *trust_domain,
 		.revision = p->revision,
 	};
 	struct cache_entry *c = cache_entry_dup(&e);
-	qsort(c->selectors, c->n_selectors, sizeof(char *), cmp_str);
+	qsort(c->selectors, c->n_selectors, sizeof(char *), strv_cmp);
 	return c;
 }
 
@@ -225,7 +221,7 @@ enum entry_set_change entry_set_apply(struct entry_set *s, const char *trust_dom
 	char **rm = xcalloc(m->n_removed_ids + 1, sizeof(char *));
 	for (size_t i = 0; i < m->n_removed_ids; i++)
 		rm[i] = m->removed_ids[i];
-	qsort(rm, m->n_removed_ids, sizeof(char *), cmp_str);
+	qsort(rm, m->n_removed_ids, sizeof(char *), strv_cmp);
 	merge(s, ups, cnt, rm, m->n_removed_ids, false);
 	free(rm);
 	free(ups);

@@ -17,6 +17,8 @@
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "rng.h"
+
 int duration_parse(const char *s, int64_t *out)
 {
 	if (!s || !*s)
@@ -270,34 +272,27 @@ bool sorted_find(const void *base, size_t n, size_t size, const void *key,
 	return false;
 }
 
-/* One RNG per thread: WC_RNG is not thread-safe, and both daemons use threads. */
-static pthread_key_t rng_key;
-static pthread_once_t rng_once = PTHREAD_ONCE_INIT;
+#define FNV1A_PRIME 0x100000001b3ull
 
-static void rng_destroy(void *p)
+uint64_t fnv1a(uint64_t h, const void *p, size_t len)
 {
-	wc_FreeRng(p);
-	free(p);
+	const uint8_t *b = p;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * FNV1A_PRIME;
+	return h;
 }
 
-static void rng_key_init(void)
+uint64_t fnv1a_str(uint64_t h, const char *s)
 {
-	pthread_key_create(&rng_key, rng_destroy);
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * FNV1A_PRIME;
+	return h;
 }
 
 int random_bytes(void *buf, size_t len)
 {
-	pthread_once(&rng_once, rng_key_init);
-	WC_RNG *rng = pthread_getspecific(rng_key);
-	if (!rng) {
-		rng = calloc(1, sizeof(*rng));
-		if (!rng || wc_InitRng(rng) != 0) {
-			free(rng);
-			return -1;
-		}
-		pthread_setspecific(rng_key, rng);
-	}
-	return wc_RNG_GenerateBlock(rng, buf, (word32)len) == 0 ? 0 : -1;
+	WC_RNG *rng = rng_thread();
+	return rng && wc_RNG_GenerateBlock(rng, buf, (word32)len) == 0 ? 0 : -1;
 }
 
 void hex_encode(const uint8_t *in, size_t len, char *out)

@@ -40,7 +40,14 @@ bool ct_equal(const void *a, const void *b, size_t len);
  * sorts before key (a qsort comparator works when key points to an element). */
 bool sorted_find(const void *base, size_t n, size_t size, const void *key,
 		 int (*cmp)(const void *elem, const void *key), size_t *pos);
-/* Fills buf with cryptographically random bytes (wolfSSL RNG). Returns 0 or -1. */
+/* FNV-1a, 64-bit: the hash of our in-memory tables (keys are identifiers we hold, not chosen to
+ * collide). Continue from h (FNV1A_INIT to start) to hash several pieces as one. Pure and
+ * async-signal-safe. */
+#define FNV1A_INIT 0xcbf29ce484222325ull
+uint64_t fnv1a(uint64_t h, const void *p, size_t len);
+/* fnv1a over the bytes of a NUL-terminated string. */
+uint64_t fnv1a_str(uint64_t h, const char *s);
+/* Fills buf with cryptographically random bytes from the thread's RNG (rng.h). 0 or -1. */
 int random_bytes(void *buf, size_t len);
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */

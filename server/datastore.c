@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strv.h"
 #include "util.h"
 
 void datastore_init_base(struct datastore *ds, const struct datastore_ops *ops)
@@ -382,15 +383,6 @@ int ds_ping(struct datastore *ds)
 	int ret = ds->ops->ping(ds);
 	unlock(ds);
 	return ret;
-}
-
-static void strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
 }
 
 void agent_record_free(struct agent_record *a)

@@ -6,26 +6,8 @@
 #include <string.h>
 
 #include "spiffeid.h"
+#include "strv.h"
 #include "util.h"
-
-static void strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static char **strv_dup(char *const *v, size_t n)
-{
-	if (!v || n == 0)
-		return NULL;
-	char **out = xcalloc(n, sizeof(*out));
-	for (size_t i = 0; i < n; i++)
-		out[i] = xstrdup(v[i]);
-	return out;
-}
 
 static char *strdup_or_null(const char *s)
 {
