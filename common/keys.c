@@ -35,6 +35,13 @@ struct lkey {
 	} u;
 };
 
+void keys_release_thread_ecc_cache(void)
+{
+#ifdef FP_ECC
+	wc_ecc_fp_free();
+#endif
+}
+
 /* ---- key types ---- */
 
 static const struct {

@@ -17,10 +17,13 @@ static void rng_destroy(void *p)
 {
 	wc_FreeRng(p);
 	free(p);
-	/* This build has FP_ECC: every thread that does ECC math fills a thread-local cache of
-	 * precomputed points that is only released by wc_ecc_fp_free on that thread. Threads that
-	 * drew from their RNG release it here, at their exit. */
+	/* With FP_ECC (Debian's wolfSSL), every thread that does ECC math fills a thread-local
+	 * table of precomputed points that only wc_ecc_fp_free on that thread releases (see
+	 * keys_release_thread_ecc_cache); threads that drew from their RNG release it here, at
+	 * their exit. The SP-math build has no such table. */
+#ifdef FP_ECC
 	wc_ecc_fp_free();
+#endif
 }
 
 static void rng_key_init(void)
