@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 
@@ -204,11 +205,6 @@ static json_t *strv_json(char *const *v, size_t n)
 	return a;
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmp_entry(const void *a, const void *b)
 {
 	return strcmp((*(struct cache_entry *const *)a)->id, (*(struct cache_entry *const *)b)->id);
@@ -240,7 +236,7 @@ static struct cache_entry *entry_from_json(json_t *o)
 		cache_entry_free(e);
 		return NULL;
 	}
-	qsort(e->selectors, e->n_selectors, sizeof(char *), cmp_strp);
+	qsort(e->selectors, e->n_selectors, sizeof(char *), strv_cmp);
 	return e;
 }
 

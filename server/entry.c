@@ -51,25 +51,11 @@ struct entry *entry_dup(const struct entry *e)
 	return d;
 }
 
-static int strp_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void entry_normalize(struct entry *e)
 {
-	if (!e->selectors || e->n_selectors == 0)
+	if (!e->selectors)
 		return;
-	qsort(e->selectors, e->n_selectors, sizeof(char *), strp_cmp);
-	size_t w = 1;
-	for (size_t i = 1; i < e->n_selectors; i++) {
-		if (strcmp(e->selectors[i], e->selectors[w - 1]) == 0) {
-			free(e->selectors[i]);
-			continue;
-		}
-		e->selectors[w++] = e->selectors[i];
-	}
-	e->n_selectors = w;
+	e->n_selectors = strv_sort_unique(e->selectors, e->n_selectors);
 }
 
 bool entry_has_selectors(const struct entry *e, const char *const *sel, size_t n)
