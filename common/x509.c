@@ -7,18 +7,13 @@
  * agent, a chain from a server, a bundle from a file): malformed or oversized input is a -1 with a
  * reason in err, never a crash, and no result points into memory we do not own. */
 #include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/asn.h>
-#include <wolfssl/wolfcrypt/asn_public.h>
-#include <wolfssl/wolfcrypt/ecc.h>
-#include <wolfssl/wolfcrypt/rsa.h>
+#include <wolfssl/wolfcrypt/hash.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "der_pem.h"
 #include "util.h"
