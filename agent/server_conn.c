@@ -20,6 +20,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "spiffeid.h"
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 #include "keys.h"
@@ -211,11 +212,6 @@ void server_endpoints_free(struct server_endpoint *eps, size_t n)
 
 /* ---- candidates ---- */
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void add_candidate(struct candidate **cands, size_t *n, const char *addr, int port,
 			  const char *name)
 {
@@ -251,7 +247,7 @@ static size_t addrinfo_texts(const struct addrinfo *res, char ***out)
 		(*out)[n++] = xstrdup(text);
 	}
 	if (n)
-		qsort(*out, n, sizeof(char *), cmp_str);
+		qsort(*out, n, sizeof(char *), strv_cmp);
 	return n;
 }
 
