@@ -8,7 +8,7 @@
 # test_liblanyard/test_install fail otherwise.
 set(LANYARD_COMMON_CLIENT_MODULES
   workload_client grpc_client grpc   # the Workload API client over gRPC
-  h2conn                             # the HTTP/2+TLS connection core (when present, see below)
+  h2conn                             # the HTTP/2+TLS connection core grpc_client.c drives
   bundle x509 x509_build keys der_pem jwt rng spiffeid   # SPIFFE documents and crypto
   util log)
 
@@ -16,11 +16,9 @@ file(GLOB LANYARD_COMMON_SRCS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.c)
 set(LANYARD_COMMON_CLIENT_SRCS)
 foreach(m ${LANYARD_COMMON_CLIENT_MODULES})
   set(f ${CMAKE_CURRENT_LIST_DIR}/${m}.c)
-  if(EXISTS ${f})
-    list(APPEND LANYARD_COMMON_CLIENT_SRCS ${f})
-  elseif(NOT m STREQUAL "h2conn")
-    # h2conn.c is split out of grpc_server.c/grpc_client.c on another branch; every other name
-    # must exist, so that a rename cannot silently drop a module from liblanyard.
+  # Every name must exist, so that a rename cannot silently drop a module from liblanyard.
+  if(NOT EXISTS ${f})
     message(FATAL_ERROR "common/modules.cmake: no common/${m}.c")
   endif()
+  list(APPEND LANYARD_COMMON_CLIENT_SRCS ${f})
 endforeach()
