@@ -6,7 +6,7 @@ set -euo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${LANYARD_TEST_BUILD:-$src/build-test}"
 
-"$src/deploy/install-deps.sh"
+"$src/deploy/install-deps.sh" --test
 
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DLANYARD_WERROR=ON -DLANYARD_SANITIZE=ON
 cmake --build "$build" -j"$(nproc)"
