@@ -5,6 +5,9 @@ namespace was reserved), and calls a node API method with it over mutual TLS + H
 
 usage: forge_svid.py mint CA_CERT_PEM CA_KEY_PEM SPIFFE_ID OUT_CERT OUT_KEY
        forge_svid.py call HOST:PORT CERT KEY METHOD   -> prints "grpc-status N: message"
+       forge_svid.py serve CERT KEY PORT_FILE OUT_FILE SECONDS
+           a fake node API: TLS 1.3 (ALPN h2) with CERT; everything clients send after the
+           handshake is appended to OUT_FILE; the port is written to PORT_FILE
 """
 import datetime
 import os
@@ -52,10 +55,12 @@ def mint(ca_cert_path, ca_key_path, spiffe_id, out_cert, out_key):
 
 
 def call(hostport, cert, key, method):
-    # An empty protobuf message in one uncompressed gRPC frame.
-    body = os.path.join(os.path.dirname(os.path.abspath(cert)), "empty.grpc")
+    # An empty protobuf message in one uncompressed gRPC frame; SignJWT needs an audience
+    # (field 2, "x") to get as far as authorization.
+    msg = b"\x12\x01x" if method == "SignJWT" else b""
+    body = os.path.join(os.path.dirname(os.path.abspath(cert)), "request.grpc")
     with open(body, "wb") as f:
-        f.write(b"\0\0\0\0\0")
+        f.write(b"\0" + len(msg).to_bytes(4, "big") + msg)
     # -k: the attacker does not care who the server is; -D -: headers and trailers.
     out = subprocess.run(
         ["curl", "-sS", "-k", "--http2", "--max-time", "15", "--cert", cert, "--key", key,
@@ -70,9 +75,47 @@ def call(hostport, cert, key, method):
                                   urllib.parse.unquote(msg.group(1)) if msg else text.strip()))
 
 
+def serve(cert, key, port_file, out_file, seconds):
+    import socket
+    import ssl
+    import time
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    ls.settimeout(0.5)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(ls.getsockname()[1]))
+    os.rename(port_file + ".tmp", port_file)
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        try:
+            c, _ = ls.accept()
+        except socket.timeout:
+            continue
+        try:
+            c.settimeout(2)
+            s = ctx.wrap_socket(c, server_side=True)
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                with open(out_file, "ab") as f:
+                    f.write(data)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            c.close()
+
+
 def main():
     if len(sys.argv) >= 7 and sys.argv[1] == "mint":
         mint(*sys.argv[2:7])
+    elif len(sys.argv) >= 7 and sys.argv[1] == "serve":
+        serve(*sys.argv[2:7])
     elif len(sys.argv) >= 6 and sys.argv[1] == "call":
         call(*sys.argv[2:6])
     else:
