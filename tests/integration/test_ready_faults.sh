@@ -16,8 +16,10 @@ for d in "$T/server/data" "$T/agent/data"; do
 		exit 77
 	fi
 done
-trap 'rc=$?; for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; sleep 0.5;
-	umount -l "$T/server/data" "$T/agent/data" 2>/dev/null; (exit $rc); cleanup' EXIT
+# Unmount before lib.sh's cleanup removes $T (its exit status is the test's).
+trap 'rc=$?; set +e; for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+	sleep 0.5; umount -l "$T/server/data" 2>/dev/null; umount -l "$T/agent/data" 2>/dev/null
+	(exit $rc); cleanup' EXIT
 command -v prlimit >/dev/null || { echo "SKIP: prlimit missing"; exit 77; }
 
 wl() {
