@@ -5,7 +5,8 @@
 # (b) an entry with an agent's ID put straight into the database (bypassing the admin API) is
 #     never signed, and a workload SVID carrying the agent's ID (minted with the CA key, as one
 #     issued before the namespace was reserved would be) is refused by the node API for every
-#     method, while the real agent keeps syncing and serving.
+#     method, while the real agent keeps syncing and serving (and renewing: the SVID a renewal
+#     replaced stays admitted until it expires, for an agent that could not persist the new one).
 source "$(dirname "$0")/lib.sh"
 
 forge() {
@@ -21,7 +22,7 @@ refused() { # refused WHAT EXPECTED_TEXT COMMAND...
 	grep -q "$want" "$T/out.txt" || fail "$what: unclear refusal: $(cat "$T/out.txt")"
 }
 
-write_server_config
+write_server_config '"agent_svid_ttl": "40s"'
 start_server_and_agent
 wait_for 20 grep -q "connected to server" "$T/agent.log" || fail "agent did not connect"
 UID_SEL="unix:uid:$(id -u)"
@@ -121,3 +122,19 @@ srv entry create --spiffe-id "spiffe://$TD/it/after" --parent-id "$AGENT_ID" \
 wl until present "spiffe://$TD/it/after" 30 >/dev/null || fail "agent stopped syncing"
 if grep -q "not the SVID issued" "$T/agent.log"; then fail "the real agent was refused"; fi
 ok "the real agent keeps syncing and serving"
+
+# ---- an agent that could not persist its renewed SVID still gets in with the one it replaced
+n0=$(grep -c "renewed; reconnecting" "$T/agent.log" || true)
+cp "$D/agent_svid.pem" "$T/old_svid.pem"
+cp "$D/agent_key.pem" "$T/old_key.pem"
+renewed_since() {
+	[ "$(grep -c "renewed; reconnecting" "$T/agent.log")" -gt "$1" ]
+}
+wait_for 60 renewed_since "$n0" || fail "the agent SVID was not renewed"
+cmp -s "$D/agent_svid.pem" "$T/old_svid.pem" && fail "renewed SVID not persisted"
+r=$(forge call "127.0.0.1:$SERVER_PORT" "$T/old_svid.pem" "$T/old_key.pem" GetBundle)
+echo "# replaced agent SVID, GetBundle: $r"
+case "$r" in "grpc-status 0:"*) ;; *) fail "the agent's replaced SVID was refused: $r" ;; esac
+r=$(forge call "127.0.0.1:$SERVER_PORT" "$T/forged.pem" "$T/forged.key" GetBundle)
+case "$r" in "grpc-status 7:"*) ;; *) fail "forged SVID accepted after a renewal: $r" ;; esac
+ok "the SVID a renewal replaced is still admitted until it expires; forged ones are not"
