@@ -200,9 +200,10 @@ static int cmd_run(int argc, char **argv)
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
 
-	log_info("lanyard-agent %s: trust domain %s, server %s:%lld, Workload API on %s",
-		 LANYARD_VERSION, a->cfg.trust_domain, a->cfg.server_address,
-		 (long long)a->cfg.server_port, a->cfg.socket_path);
+	char *servers = agent_config_servers_text(&a->cfg);
+	log_info("lanyard-agent %s: trust domain %s, server %s, Workload API on %s",
+		 LANYARD_VERSION, a->cfg.trust_domain, servers, a->cfg.socket_path);
+	free(servers);
 	uv_run(&a->loop, UV_RUN_DEFAULT);
 	log_info("lanyard-agent stopped");
 	ret = 0;

@@ -326,6 +326,9 @@ def main():
     write("config", "agent", json.dumps(agent_full, indent=1))
     write("config", "agent-insecure", json.dumps(dict(agent_full, insecure_bootstrap=True,
                                                       trust_bundle_path=None)))
+    write("config", "agent-failover", json.dumps(dict(
+        agent_full, server_address=None, server_port=None,
+        server_addresses=["10.0.0.1:8081", "[fd00::1]:8081", "lanyard-server.lanyard.svc:8081"])))
     write("config", "agent-types", '{"rotation_fraction":"0.5","http_port":"8082",'
                                    '"insecure_bootstrap":"true","sync_staleness":-1}')
     write("config", "override-ttl", b"ca_ttl=24h\x00" + json.dumps(server_full).encode())
