@@ -1,8 +1,12 @@
 #include "agent_config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "server_conn.h"
@@ -46,7 +50,9 @@ const struct cfg_option agent_config_options[] = {
 	{.name = "http_port", .type = CFG_INT, .offset = F(http_port), .def = "8088", .min = 0,
 	 .max = 65535, .doc = "port of the operator HTTP endpoint (0 disables it)"},
 	{.name = "join_token", .type = CFG_STRING, .offset = F(join_token),
-	 .doc = "join token for node attestation (or --join-token)"},
+	 .doc = "join token for node attestation (prefer join_token_file)"},
+	{.name = "join_token_file", .type = CFG_STRING, .offset = F(join_token_file),
+	 .doc = "file (0600, owned by the agent's uid) holding the join token"},
 	{.name = "workload_key_type", .type = CFG_ENUM, .offset = F(workload_key_type),
 	 .def = "ec-p256", .choices = key_types, .doc = "key type of workload X509-SVIDs"},
 	{.name = "rotation_fraction", .type = CFG_DOUBLE, .offset = F(rotation_fraction),
@@ -62,8 +68,16 @@ const struct cfg_option agent_config_options[] = {
 	{.name = "sha256_max_size", .type = CFG_INT, .offset = F(sha256_max_size),
 	 .def = "268435456", .min = 0, .max = INT64_C(1) << 40,
 	 .doc = "largest executable hashed for unix:sha256, in bytes"},
-	{.name = "max_conns_per_uid", .type = CFG_INT, .offset = F(max_conns_per_uid), .def = "64",
-	 .min = 1, .max = 100000, .doc = "Workload API connections allowed per caller uid"},
+	{.name = "max_conns_per_process", .type = CFG_INT, .offset = F(max_conns_per_process),
+	 .def = "32", .min = 1, .max = 4096,
+	 .doc = "Workload API connections allowed per caller process (pid and start time)"},
+	{.name = "max_conns_per_uid", .type = CFG_INT, .offset = F(max_conns_per_uid), .def = "0",
+	 .min = 0, .max = 100000,
+	 .doc = "Workload API connections allowed per caller uid (0: no limit; one process could "
+		"then lock out the others of its uid)"},
+	{.name = "workload_idle_timeout", .type = CFG_DURATION, .offset = F(workload_idle_timeout),
+	 .def = "60s", .min = 0, .max = 86400,
+	 .doc = "close Workload API connections without an open call after this long (0: never)"},
 	{.name = "sync_staleness", .type = CFG_DURATION, .offset = F(sync_staleness), .def = "5m",
 	 .min = 1, .max = 86400 * 30,
 	 .doc = "the agent reports not ready when its last server sync is older than this"},
@@ -209,6 +223,96 @@ int agent_config_defaults(struct agent_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+#define MAX_SECRET 4096
+
+/* The checks run on the opened file (fstat), so a rename between check and read cannot swap
+ * another file in. */
+int agent_read_secret_file(const char *path, char **out, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0;
+	int ret = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	*out = NULL;
+	if (fd < 0)
+		return errorf(err, errlen, "cannot open join token file %s: %s", path,
+			      strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		errorf(err, errlen, "cannot stat join token file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		errorf(err, errlen, "refusing join token file %s: not a regular file", path);
+		goto out;
+	}
+	if (st.st_uid != geteuid()) {
+		errorf(err, errlen,
+		       "refusing join token file %s: owned by uid %u, not by the agent's uid %u",
+		       path, (unsigned)st.st_uid, (unsigned)geteuid());
+		goto out;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		errorf(err, errlen,
+		       "refusing join token file %s: mode %04o lets group or others access it "
+		       "(run: chmod 600 %s)",
+		       path, (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	if (st.st_size > MAX_SECRET) {
+		errorf(err, errlen, "refusing join token file %s: larger than %d bytes", path,
+		       MAX_SECRET);
+		goto out;
+	}
+	buf = xcalloc(1, MAX_SECRET + 1);
+	for (;;) {
+		ssize_t n = read(fd, buf + len, MAX_SECRET - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			errorf(err, errlen, "cannot read join token file %s: %s", path,
+			       strerror(errno));
+			goto out;
+		}
+		if (n == 0 || len + (size_t)n == MAX_SECRET) {
+			len += (size_t)n;
+			break;
+		}
+		len += (size_t)n;
+	}
+	while (len > 0 && strchr(" \t\r\n", buf[len - 1]))
+		buf[--len] = '\0';
+	if (len == 0 || strlen(buf) != len) {
+		errorf(err, errlen, "refusing join token file %s: %s", path,
+		       len ? "it contains a NUL byte" : "it is empty");
+		goto out;
+	}
+	*out = buf;
+	buf = NULL;
+	ret = 0;
+out:
+	if (buf) {
+		secure_zero(buf, MAX_SECRET + 1);
+		free(buf);
+	}
+	close(fd);
+	return ret;
+}
+
+static int load_token_file(const char *path, struct agent_config *cfg, char *err, size_t errlen)
+{
+	char why[512];
+	if (cfg->join_token) {
+		return errorf(err, errlen,
+			      "%s: keys 'join_token' and 'join_token_file' exclude each other: "
+			      "set only join_token_file",
+			      path);
+	}
+	if (agent_read_secret_file(cfg->join_token_file, &cfg->join_token, why, sizeof(why)) < 0)
+		return errorf(err, errlen, "%s: key 'join_token_file': %s", path, why);
+	return 0;
+}
+
 int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen)
 {
 	if (config_load(path, agent_config_options, agent_config_n_options, cfg, err, errlen) < 0)
@@ -260,6 +364,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		free(cfg->join_token);
 		cfg->join_token = NULL;
 	}
+	if (cfg->join_token_file && load_token_file(path, cfg, err, errlen) < 0)
+		return -1;
 	/* Neither trust source is acceptable when data_dir already holds a bundle from an earlier
 	 * run; the node client checks that at start, where it can read data_dir. */
 	if (cfg->insecure_bootstrap)

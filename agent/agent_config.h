@@ -29,14 +29,17 @@ struct agent_config {
 	char *socket_path;
 	char *http_address;
 	int64_t http_port;
-	char *join_token; /* NULL when unset; --join-token overrides it */
+	char *join_token;      /* NULL when unset; the command line and environment override it */
+	char *join_token_file; /* read at load into join_token; excludes join_token */
 	char *workload_key_type;
 	double rotation_fraction;
 	char *log_level;
 	char *log_format;
 	bool unix_workload_path_selectors;
 	int64_t sha256_max_size;
-	int64_t max_conns_per_uid;
+	int64_t max_conns_per_process;
+	int64_t max_conns_per_uid;     /* 0 = no per-uid limit */
+	int64_t workload_idle_timeout; /* seconds; 0 = never */
 	int64_t sync_staleness; /* seconds */
 	/* Kubernetes: node attestation with a projected service account token, and the workload
 	 * attestor that asks the kubelet about pods. */
@@ -60,6 +63,11 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 int agent_config_defaults(struct agent_config *cfg, char *err, size_t errlen);
 /* "a:1, b:2": the configured servers, for logs; the caller frees it. */
 char *agent_config_servers_text(const struct agent_config *cfg);
+/* Reads a secret (a join token) from path: a regular file owned by this process's effective uid
+ * with no group or other permission bits (0600 or stricter). Trailing newlines and spaces are
+ * dropped. 0 with *out (free after secure_zero), or -1 with a message naming the file and the
+ * reason in err. */
+int agent_read_secret_file(const char *path, char **out, char *err, size_t errlen);
 /* Wipes the join token and frees every string. NULL-safe. */
 void agent_config_free(struct agent_config *cfg);
 

@@ -60,7 +60,9 @@ static void defaults(void **state)
 	assert_string_equal(c.log_format, "text");
 	assert_false(c.unix_workload_path_selectors);
 	assert_int_equal(c.sha256_max_size, 256 << 20);
-	assert_int_equal(c.max_conns_per_uid, 64);
+	assert_int_equal(c.max_conns_per_process, 32);
+	assert_int_equal(c.max_conns_per_uid, 0);
+	assert_int_equal(c.workload_idle_timeout, 60);
 	assert_int_equal(c.sync_staleness, 300);
 	assert_string_equal(c.node_attestor, "join_token");
 	assert_string_equal(c.psat_token_path, "/var/run/secrets/tokens/lanyard-agent");
@@ -188,7 +190,11 @@ static void errors_name_key_value_file(void **state)
 	expect_error("{" TD "\"socket_path\":\"\"}", (const char *[]){"'socket_path'", "empty", NULL});
 	expect_error("{" TD "\"trust_bundle_path\":\"/b.pem\",\"insecure_bootstrap\":true}",
 		     (const char *[]){"'trust_bundle_path'", "'insecure_bootstrap'", dir, NULL});
-	expect_error("{" TD "\"max_conns_per_uid\":0}", (const char *[]){"'max_conns_per_uid'", NULL});
+	expect_error("{" TD "\"max_conns_per_uid\":-1}", (const char *[]){"'max_conns_per_uid'", NULL});
+	expect_error("{" TD "\"max_conns_per_process\":0}",
+		     (const char *[]){"'max_conns_per_process'", NULL});
+	expect_error("{" TD "\"workload_idle_timeout\":\"2d\"}",
+		     (const char *[]){"'workload_idle_timeout'", NULL});
 	expect_error("{" TD, (const char *[]){"invalid JSON", dir, NULL});
 	expect_error("{" TD "\"node_attestor\":\"aws_iid\"}",
 		     (const char *[]){"'node_attestor'", "aws_iid", "join_token, k8s_psat", NULL});
