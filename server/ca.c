@@ -451,6 +451,8 @@ int ca_sync(struct ca *ca, int64_t now)
 		peers_free(v, len);
 	ca_record_array_free(recs, n);
 	return ret;
+}
+
 /* The directory of the CA keys: whoever can write to it can swap a key file. */
 static int check_key_dir(const char *dir, char *err, size_t errlen)
 {
