@@ -11,6 +11,7 @@
 
 #include "agent_config.h"
 #include "grpc.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "node_client.h"
@@ -27,6 +28,8 @@
 /* An entry may wait this long for its first SVID (or a replacement) before it counts against
  * readiness: signing takes a moment after an entry appears. */
 #define MISSING_GRACE_S 30
+/* How often data_dir is tried for writing. */
+#define STORAGE_EVERY_S 2
 
 /* An entry without an SVID, and since when (as seen by this module). */
 struct missing {
@@ -63,6 +66,11 @@ struct agent_http {
 	size_t n_cas;
 	struct missing *missing; /* sorted by entry_id */
 	size_t n_missing;
+	/* Conditions besides the checks below: storage and descriptors (probed on the tick),
+	 * identities (every publication). */
+	struct health *health;
+	char *data_dir;
+	int64_t next_storage;
 };
 
 /* Everything one publication needs, gathered on the loop. */
@@ -283,6 +291,32 @@ static bool check_svids(const struct agent_http *h, const struct gathered *g, js
 			      s->n_svids, (long long)(soonest - g->now));
 }
 
+/* With the server unreachable, says whether the agent still holds any identity to serve: logged
+ * once (by the registry) when the last one goes, so that callers are not left waiting silently. */
+static void check_identities(const struct agent_http *h, const struct gathered *g)
+{
+	char t[32];
+	const struct snapshot *s = g->snap;
+	size_t valid = 0;
+	for (size_t i = 0; i < s->n_svids; i++)
+		valid += s->svids[i]->not_after > g->now;
+	bool unreachable = g->have_nc && g->ns.state != NODE_STATE_CONNECTED;
+	bool agent_expired = g->ns.agent_id[0] && g->ns.agent_svid_not_after <= g->now;
+	const char *why = g->ns.last_error[0] ? g->ns.last_error : node_state_name(g->ns.state);
+	if (unreachable && agent_expired)
+		health_set(h->health, "identities", false, g->now, "the agent SVID expired at %s and "
+			   "the server %s is unreachable (%s): attest again or restore the server",
+			   opserver_time(g->ns.agent_svid_not_after, t, sizeof(t)), h->server, why);
+	else if (unreachable && s->n_entries && !valid)
+		health_set(h->health, "identities", false, g->now, "every X509-SVID has expired "
+			   "(%zu entries, none with a valid SVID) and the server %s is unreachable "
+			   "(%s): workloads get no identity until it is back", s->n_entries,
+			   h->server, why);
+	else
+		health_set(h->health, "identities", true, g->now, "%zu valid SVIDs for %zu entries",
+			   valid, s->n_entries);
+}
+
 static json_t *build_ready(const struct agent_http *h, const struct gathered *g)
 {
 	json_t *checks = json_object();
@@ -300,6 +334,8 @@ static json_t *build_ready(const struct agent_http *h, const struct gathered *g)
 		opserver_check(checks, "workload_api", true, "serving on %s, %u connections",
 			       h->socket_path, g->ws.conns);
 	check_sync(h, g, checks, &ready);
+	check_identities(h, g);
+	ready &= health_report(h->health, checks);
 	bool svids_ok = check_svids(h, g, checks);
 	const char *status = ready && svids_ok ? "ready" : ready ? "degraded" : "not_ready";
 	return json_pack("{s:b,s:s,s:o}", "ready", ready && svids_ok, "status", status, "checks",
@@ -557,10 +593,29 @@ static void publish_state(struct agent_http *h)
 	snapshot_release(g.snap);
 }
 
+/* Loop thread (the tick): the data directory (where identities are persisted) and descriptors
+ * (the Workload API refuses callers without one). */
+static void probe_resources(struct agent_http *h)
+{
+	char why[512];
+	int64_t now = now_unix();
+	struct procstats ps;
+	procstats_read(&ps);
+	bool ok = health_probe_fds(&ps, why, sizeof(why));
+	health_set(h->health, "descriptors", ok, now, "%s", why);
+	if (!h->data_dir || now < h->next_storage)
+		return;
+	h->next_storage = now + STORAGE_EVERY_S;
+	ok = health_probe_dir(h->data_dir, why, sizeof(why)) == 0;
+	health_set(h->health, "storage", ok, now, "%s",
+		   ok ? "data_dir is writable" : why);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct agent_http *h = t->data;
 	opserver_heartbeat(h->ops);
+	probe_resources(h);
 	publish_state(h);
 }
 
@@ -578,6 +633,8 @@ static void on_closed(uv_handle_t *handle)
 	free(h->trust_domain);
 	free(h->server);
 	free(h->socket_path);
+	free(h->data_dir);
+	health_free(h->health);
 	free(h);
 }
 
@@ -611,6 +668,8 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 	h->trust_domain = xstrdup(cfg->trust_domain ? cfg->trust_domain : "");
 	h->server = agent_config_servers_text(cfg);
 	h->socket_path = xstrdup(cfg->socket_path ? cfg->socket_path : "");
+	h->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : NULL;
+	h->health = health_new();
 	h->sync_staleness = cfg->sync_staleness;
 	h->start_time = now_unix();
 	h->sub = svid_cache_subscribe(cache, on_cache_changed, h);

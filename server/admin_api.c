@@ -170,6 +170,50 @@ static const char *query(struct call *c, const char *key)
 	return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* ---- identity namespaces ---- */
+
+/* The one place that decides whether an ID may be handed out by an operator: as the SPIFFE ID of
+ * an entry (create, update and any batch form) or as a join token's alias. Refused: IDs inside
+ * spiffe://<td>/lanyard (the server's and its agents' namespace) and the ID of any attested
+ * agent, whatever its path. A workload holding such an ID could impersonate the server to agents
+ * or be taken for that agent. Returns true when id is assignable; otherwise r holds the error. */
+static bool identity_assignable(struct admin_api *api, const char *what, const char *id,
+				struct reply *r)
+{
+	if (spiffeid_reserved(id, api->trust_domain)) {
+		reply_error(r, MHD_HTTP_FORBIDDEN,
+			    "%s \"%.256s\" is reserved: spiffe://%s/%s/... belongs to the server and "
+			    "its agents", what, id, api->trust_domain, SPIFFEID_RESERVED_SEGMENT);
+		return false;
+	}
+	struct agent_record *a = NULL;
+	int ret = ds_agent_get(api->ds, id, &a);
+	agent_record_free(a);
+	if (ret == 0) {
+		reply_error(r, MHD_HTTP_FORBIDDEN,
+			    "%s \"%.256s\" is the ID of an attested agent and cannot be given to "
+			    "anything else", what, id);
+		return false;
+	}
+	if (ret != -ENOENT) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			    "cannot check %s \"%.256s\" against the attested agents", what, id);
+		return false;
+	}
+	return true;
+}
+
+/* Everything an entry must satisfy before it is stored (create, update, batch). */
+static bool entry_admissible(struct admin_api *api, const struct entry *e, struct reply *r)
+{
+	char err[512] = "";
+	if (entry_validate(e, api->trust_domain, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return false;
+	}
+	return identity_assignable(api, "spiffe_id", e->spiffe_id, r);
+}
+
 /* ---- tokens ---- */
 
 static void h_token_create(struct call *c, struct reply *r)
@@ -201,6 +245,8 @@ static void h_token_create(struct call *c, struct reply *r)
 				    api->trust_domain);
 			goto out;
 		}
+		if (!identity_assignable(api, "join token alias", alias, r))
+			goto out;
 	}
 	v = json_object_get(o, "ttl");
 	if (v) {
@@ -278,10 +324,8 @@ static void h_entry_create(struct call *c, struct reply *r)
 	/* The datastore decides these; values fed back from an earlier output are ignored. */
 	e->revision = 0;
 	e->created_at = 0;
-	if (entry_validate(e, c->api->trust_domain, err, sizeof(err)) < 0) {
-		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (!entry_admissible(c->api, e, r))
 		goto out;
-	}
 	int ret = ds_entry_create(c->api->ds, e, err, sizeof(err));
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), "%s", err);
@@ -375,10 +419,8 @@ static void h_entry_update(struct call *c, struct reply *r)
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
 		goto out;
 	}
-	if (entry_validate(e, c->api->trust_domain, err, sizeof(err)) < 0) {
-		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (!entry_admissible(c->api, e, r))
 		goto out;
-	}
 	ret = ds_entry_update(c->api->ds, e, err, sizeof(err));
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), "%s", err);

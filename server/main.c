@@ -366,6 +366,7 @@ static int cmd_run(int argc, char **argv)
 		log_error("HTTP endpoints: %s", err);
 		goto out;
 	}
+	server_http_watch_storage(s->http, s->cfg.data_dir);
 	uv_timer_init(&s->loop, &s->tick);
 	s->tick.data = s;
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
