@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "strv.h"
 #include "util.h"
 
 #if defined(__has_feature)
@@ -309,11 +310,6 @@ static int read_file(const char *path, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* A file, or every regular file of a directory in name order (readdir's order is not stable). */
 static int load_path(struct blobs *b, const char *path)
 {
@@ -355,7 +351,7 @@ static int load_path(struct blobs *b, const char *path)
 	}
 	closedir(d);
 	if (n)
-		qsort(names, n, sizeof(*names), cmp_str);
+		qsort(names, n, sizeof(*names), strv_cmp);
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (stat(names[i], &st) == 0 && S_ISREG(st.st_mode)) {
