@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "node_client.h"
+#include "sds.h"
 
 struct agent_config;
 struct attestor;
@@ -27,6 +28,8 @@ enum workload_method {
 	WL_METHOD_FETCH_JWT_BUNDLES,
 	WL_METHOD_VALIDATE_JWT_SVID,
 	WL_METHOD_HEALTH_CHECK,
+	WL_METHOD_SDS_STREAM, /* Envoy SDS v3 (sds.h) on the same socket */
+	WL_METHOD_SDS_FETCH,
 	WL_METHOD_COUNT,
 };
 
@@ -50,6 +53,7 @@ struct workload_api_stats {
 	uint64_t attest_hist[WL_ATTEST_BUCKETS];
 	double attest_sum;
 	uint64_t attest_count;
+	struct sds_stats sds;
 };
 
 /* The settings workload_api_start() takes from struct agent_config, spelt out so that tests and
@@ -70,6 +74,8 @@ struct workload_api_opts {
 	 * API takes them over: they are freed by workload_api_stop, or by a failing start. */
 	struct attestor **attestors;
 	size_t n_attestors;
+	/* Envoy SDS resource names (NULL: "default", "ROOTCA", "ALL"); read during start only. */
+	struct sds_names sds_names;
 };
 
 /* Creates the socket (see workload_api_start_opts) and starts serving. FetchJWTSVID answers
