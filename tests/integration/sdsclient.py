@@ -280,6 +280,28 @@ def cmd_rotation(a, stub):
         s.close()
 
 
+def cmd_follow(a, stub):
+    """Prints every response (one JSON line each, ACKing it) until the stream ends; the end must
+    be the status a.end."""
+    s = Stream(stub, a.timeout)
+    s.send(request(a.name))
+    deadline = time.monotonic() + a.timeout
+    try:
+        while time.monotonic() < deadline:
+            r = s.recv(1)
+            if r is None:
+                continue
+            print(json.dumps(summary(r)), flush=True)
+            ack(s, r, a.name)
+        print("END timeout", flush=True)
+        return 1
+    except grpc.RpcError as e:
+        print("END %s %s" % (e.code().name, e.details()), flush=True)
+        return 0 if e.code().name == a.end else 1
+    finally:
+        s.close()
+
+
 def cmd_delta(a, stub):
     reqs = iter([pb.DeltaDiscoveryRequest(node=node(), type_url=SECRET_URL,
                                           resource_names_subscribe=["default"])])
@@ -311,6 +333,9 @@ def main():
     sp = sub.add_parser("nack")
     sp.add_argument("--message", required=True)
     sp.add_argument("name", nargs="*")
+    sp = sub.add_parser("follow")
+    sp.add_argument("--end", required=True)
+    sp.add_argument("name", nargs="*")
     sp = sub.add_parser("names-change")
     sp.add_argument("--add", action="append", default=[])
     sp.add_argument("name", nargs="*")
@@ -320,7 +345,7 @@ def main():
     stub = sds_grpc.SecretDiscoveryServiceStub(ch)
     cmds = {"stream": cmd_stream, "fetch": cmd_fetch, "expect-error": cmd_expect_error,
             "ack-hold": cmd_ack_hold, "nack": cmd_nack, "names-change": cmd_names_change,
-            "rotation": cmd_rotation, "delta": cmd_delta}
+            "rotation": cmd_rotation, "delta": cmd_delta, "follow": cmd_follow}
     rc = cmds[a.cmd](a, stub)
     ch.close()
     return rc

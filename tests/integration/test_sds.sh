@@ -141,6 +141,30 @@ as_uid $ROT_UID $PY "$SDS" --socket "$AGENT_SOCK" --stubs "$STUBS" --timeout 90 
 	rotation "$ROT_ID" ROOTCA >"$T/rotation.json" || fail "rotation: $(cat "$T/rotation.json")"
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print("ok - rotation pushed after %ss: version %s -> %s" % (d["seconds"], d["before"]["version_info"], d["after"]["version_info"]))' "$T/rotation.json"
 
+# ---- entry changes: a new entry is pushed on an open stream, removing every entry ends it
+CHG_UID=65531
+CHG_ID1="spiffe://$TD/envoy/changing-1"
+CHG_ID2="spiffe://$TD/envoy/changing-2"
+entry_id() {
+	$PY -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+chg1=$(srv entry create --output json --spiffe-id "$CHG_ID1" --parent-id "$AGENT_ID" \
+	--selector "unix:uid:$CHG_UID" | entry_id)
+wait_for 30 as_uid $CHG_UID $PY "$SDS" --socket "$AGENT_SOCK" --stubs "$STUBS" --timeout 5 \
+	--wait 3 stream "$CHG_ID1" || fail "the agent does not serve $CHG_ID1"
+as_uid $CHG_UID $PY "$SDS" --socket "$AGENT_SOCK" --stubs "$STUBS" --timeout 90 \
+	follow --end PERMISSION_DENIED >"$T/follow.out" 2>&1 &
+follower=$!
+PIDS+=("$follower")
+wait_for 20 grep -q version_info "$T/follow.out" || fail "no first response: $(cat "$T/follow.out")"
+chg2=$(srv entry create --output json --spiffe-id "$CHG_ID2" --parent-id "$AGENT_ID" \
+	--selector "unix:uid:$CHG_UID" | entry_id)
+wait_for 30 grep -q "$CHG_ID2" "$T/follow.out" || fail "the new entry was not pushed: $(cat "$T/follow.out")"
+srv entry delete --id "$chg1" >/dev/null || fail "entry delete"
+srv entry delete --id "$chg2" >/dev/null || fail "entry delete"
+wait "$follower" || fail "the stream did not end with PERMISSION_DENIED: $(cat "$T/follow.out")"
+ok "a new entry pushed on the open stream ($(grep -c version_info "$T/follow.out") versions); deleting its entries ended it: $(tail -n 1 "$T/follow.out")"
+
 # ---- metrics and /status count SDS
 $PY - "$AGENT_HTTP_PORT" >"$T/counts.json" <<'PY' || fail "metrics or /status"
 import json, sys, urllib.request
