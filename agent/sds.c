@@ -142,6 +142,25 @@ static int resolve_all(const struct snapshot *snap, const size_t *entries, size_
 	return (int)n;
 }
 
+/* Appends "name" to err for a refusal: the name comes from the caller and ends up in the log, so
+ * it is bounded and control characters are shown as '?'. */
+static void append_name(char *err, size_t errlen, size_t *pos, const char *sep, const char *name)
+{
+	size_t i;
+	int r = snprintf(err + *pos, errlen - *pos, "%s\"", sep);
+
+	if (r < 0 || (size_t)r >= errlen - *pos) {
+		*pos = errlen - 1;
+		return;
+	}
+	*pos += (size_t)r;
+	for (i = 0; name[i] && i < 200 && *pos + 2 < errlen; i++)
+		err[(*pos)++] = ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) ? '?' : name[i];
+	if (*pos + 1 < errlen)
+		err[(*pos)++] = '"';
+	err[*pos] = '\0';
+}
+
 int sds_resolve(const struct sds_names *cfg, const char *td, const struct snapshot *snap,
 		const size_t *entries, size_t n_entries, char *const *names, size_t n_names,
 		struct sds_resource *out, char *err, size_t errlen)
@@ -181,10 +200,7 @@ int sds_resolve(const struct sds_names *cfg, const char *td, const struct snapsh
 		} else if (entitled) {
 			pending = true;
 		} else {
-			/* Names come from the caller: shown bounded, never trusted. */
-			if (pos < errlen)
-				pos += (size_t)snprintf(err + pos, errlen - pos, "%s\"%.200s\"",
-							n_denied ? ", " : "", name);
+			append_name(err, errlen, &pos, n_denied ? ", " : "", name);
 			n_denied++;
 		}
 	}
@@ -431,14 +447,12 @@ static int send_response(struct sds_stream *st, const struct packed *p)
 	resp.type_url = SDS_SECRET_TYPE_URL;
 	resp.n_resources = p->n;
 	resp.resources = p->ptrs;
-	if (st->streaming) {
-		if (random_bytes(nonce, sizeof(nonce)) < 0)
-			return -1;
-		hex_encode(nonce, sizeof(nonce), st->nonce);
-		snprintf(version, sizeof(version), "%llu", (unsigned long long)++st->version);
-		resp.version_info = version;
-		resp.nonce = st->nonce;
-	}
+	if (random_bytes(nonce, sizeof(nonce)) < 0)
+		return -1;
+	hex_encode(nonce, sizeof(nonce), st->nonce);
+	snprintf(version, sizeof(version), "%llu", (unsigned long long)++st->version);
+	resp.version_info = version;
+	resp.nonce = st->nonce;
 	if (pack(&resp.base, &buf, &len) < 0)
 		return -1;
 	r = grpc_call_send(st->call, buf, len);

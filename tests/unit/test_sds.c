@@ -187,6 +187,27 @@ static void others_are_denied(void **state)
 	assert_int_equal(resolve(*state, typo, 1, out, err, sizeof(err)), SDS_DENIED);
 }
 
+/* Refused names are logged: no control characters, bounded, whatever the caller sent. */
+static void refused_names_are_safe_to_log(void **state)
+{
+	struct sds_resource out[SDS_MAX_NAMES + 1];
+	char forged[600], small[24];
+	const char *names[] = {forged, "x\r\ny"};
+	char err[1200];
+
+	memset(forged, 'a', sizeof(forged) - 1);
+	forged[sizeof(forged) - 1] = '\0';
+	forged[3] = '\n';
+	assert_int_equal(resolve(*state, names, 2, out, err, sizeof(err)), SDS_DENIED);
+	assert_null(strchr(err, '\n'));
+	assert_null(strchr(err, '\r'));
+	assert_non_null(strstr(err, "\"aaa?aaa"));
+	assert_non_null(strstr(err, "\"x??y\""));
+	assert_true(strlen(err) < 500);
+	assert_int_equal(resolve(*state, names, 2, out, small, sizeof(small)), SDS_DENIED);
+	assert_true(strlen(small) < sizeof(small));
+}
+
 static void being_minted_waits(void **state)
 {
 	struct sds_resource out[SDS_MAX_NAMES + 1];
@@ -225,6 +246,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(configured_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(no_names_is_everything_of_the_caller, setup, teardown),
 		cmocka_unit_test_setup_teardown(others_are_denied, setup, teardown),
+		cmocka_unit_test_setup_teardown(refused_names_are_safe_to_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(being_minted_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(too_many_names, setup, teardown),
 	};
