@@ -529,7 +529,7 @@ static void *accept_main(void *arg)
 		shutdown(c->fds[0], SHUT_RDWR);
 	}
 	/* wolfSSL's per-thread ECC cache (FP_ECC) is freed only by its own thread. */
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	return NULL;
 }
 
@@ -1025,7 +1025,7 @@ static int teardown(void **state)
 {
 	char cmd[128];
 
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
