@@ -2,7 +2,8 @@
  *
  * Serves FetchX509SVID, FetchX509Bundles, FetchJWTSVID, FetchJWTBundles, ValidateJWTSVID and
  * grpc.health.v1.Health/Check from the svid_cache, identifying each caller with the workload
- * attestors (attestor.h). Attestation runs on the libuv threadpool; everything else on the loop.
+ * attestors (attestor.h). Envoy SDS calls on the same socket are attested the same way and then
+ * handed to sds.c. Attestation runs on the libuv threadpool; everything else on the loop.
  * Every function here must be called on the loop thread. */
 #ifndef LANYARD_WORKLOAD_API_H
 #define LANYARD_WORKLOAD_API_H

@@ -47,11 +47,30 @@ def pub(k):
                           serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def unknown_fields(m, path="Secret"):
+    """Paths of fields the stubs do not know (a field number that is not Envoy's shows up here
+    when the stubs come from Envoy's own API files)."""
+    out = []
+    try:
+        if len(m.UnknownFields()):
+            out.append(path)
+    except (AttributeError, NotImplementedError):
+        return out
+    for fd, v in m.ListFields():
+        if fd.type == fd.TYPE_MESSAGE:
+            for i, sub in enumerate(v if fd.label == fd.LABEL_REPEATED else [v]):
+                out += unknown_fields(sub, "%s.%s[%d]" % (path, fd.name, i))
+    return out
+
+
 def describe(any_msg):
     """A JSON-able summary of one resource, with the checks a real Envoy would make."""
     out = {"type_url": any_msg.type_url}
     s = sec_pb.Secret()
     s.ParseFromString(any_msg.value)
+    unknown = unknown_fields(s)
+    if unknown:
+        raise SystemExit("fields unknown to the stubs in %s: %s" % (s.name, unknown))
     out["name"] = s.name
     kind = s.WhichOneof("type")
     out["kind"] = kind
@@ -77,6 +96,8 @@ def describe(any_msg):
             out["validator_type_url"] = cv.typed_config.type_url
             cfg = spiffe_pb.SPIFFECertValidatorConfig()
             cfg.ParseFromString(cv.typed_config.value)
+            if unknown_fields(cfg, "SPIFFECertValidatorConfig"):
+                raise SystemExit("fields unknown to the stubs in the SPIFFE validator config")
             out["trust_domains"] = [
                 {"name": td.name,
                  "cas": len(load_certs(td.trust_bundle.inline_bytes))}

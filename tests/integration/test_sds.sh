@@ -7,6 +7,7 @@
 # changed names answered at once, a rotation (15 s SVIDs) pushed on an open stream, a caller
 # without an entry gets nothing (and the log says why), and another workload's SPIFFE ID is
 # refused, never served; metrics and /status count the streams and pushes.
+# With LANYARD_ENVOY_API=DIR the client speaks with stubs from Envoy's own API files (see below).
 if [ ! -x "${LANYARD_BIN:-}/lanyard-server" ] || [ ! -x "${LANYARD_BIN:-}/lanyard-agent" ]; then
 	echo "SKIP: lanyard-server or lanyard-agent not built in '${LANYARD_BIN:-}'"
 	exit 77
@@ -27,9 +28,37 @@ cp "$SRC/tests/integration/sdsclient.py" "$SDS"
 chmod 644 "$SDS"
 STUBS="$T/stubs"
 mkdir -m 755 "$STUBS"
-# Only Envoy's and google.rpc's files: google.protobuf comes with python3-protobuf.
-(cd "$SRC/proto" && $PY -m grpc_tools.protoc -I . --python_out="$STUBS" \
-	--grpc_python_out="$STUBS" $(find envoy google/rpc -name '*.proto')) || fail "stub generation"
+if [ -n "${LANYARD_ENVOY_API:-}" ]; then
+	# Envoy's own API files instead of Lanyard's subset, to prove the subset wire-exact: a
+	# directory with envoy-api/, xds/, googleapis/ and protoc-gen-validate/ (as the npm package
+	# @grpc/grpc-js-xds ships them under deps/). Every file the SDS ones import is compiled.
+	roots="$LANYARD_ENVOY_API/envoy-api:$LANYARD_ENVOY_API/xds:$LANYARD_ENVOY_API/googleapis:$LANYARD_ENVOY_API/protoc-gen-validate"
+	files=$($PY - "$roots" envoy/service/secret/v3/sds.proto \
+		envoy/extensions/transport_sockets/tls/v3/secret.proto \
+		envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.proto <<'PY'
+import os, re, sys
+roots, todo, seen = sys.argv[1].split(":"), sys.argv[2:], []
+while todo:
+    f = todo.pop()
+    if f in seen or f.startswith("google/protobuf/"):
+        continue
+    p = next((os.path.join(r, f) for r in roots if os.path.exists(os.path.join(r, f))), None)
+    if not p:
+        sys.exit("missing " + f)
+    seen.append(f)
+    todo += re.findall(r'^import\s+(?:public\s+)?"([^"]+)";', open(p).read(), re.M)
+print(" ".join(seen))
+PY
+) || fail "Envoy API files in $LANYARD_ENVOY_API"
+	$PY -m grpc_tools.protoc $(echo "$roots" | sed 's/^/-I /; s/:/ -I /g') \
+		--python_out="$STUBS" --grpc_python_out="$STUBS" $files || fail "stub generation"
+	echo "# client stubs from Envoy's API in $LANYARD_ENVOY_API"
+else
+	# Only Envoy's and google.rpc's files: google.protobuf comes with python3-protobuf.
+	(cd "$SRC/proto" && $PY -m grpc_tools.protoc -I . --python_out="$STUBS" \
+		--grpc_python_out="$STUBS" $(find envoy google/rpc -name '*.proto')) ||
+		fail "stub generation"
+fi
 chmod -R a+rX "$STUBS"
 export PYTHONDONTWRITEBYTECODE=1
 
