@@ -498,7 +498,7 @@ static void stream_refresh(struct sds_stream *st, bool names_changed)
 		goto out;
 	}
 	if (n < 0) {
-		log_warn("sds: pid %d uid %u refused: %s", (int)st->pid, (unsigned)st->uid, err);
+		log_warnx("sds: pid %d uid %u refused: %s", (int)st->pid, (unsigned)st->uid, err);
 		stream_finish(st, GRPC_STATUS_INVALID_ARGUMENT, err);
 		goto out;
 	}
@@ -566,14 +566,17 @@ static void free_names(char **names, size_t n)
 static void log_nack(struct sds_stream *st, const DiscoveryRequest *req)
 {
 	char node[LOG_TEXT_MAX], msg[LOG_TEXT_MAX], ver[64];
+	const char *node_id = node;
 
 	printable(req->node ? req->node->id : "", node, sizeof(node));
 	printable(req->error_detail->message, msg, sizeof(msg));
 	printable(req->version_info, ver, sizeof(ver));
-	log_warn("sds: pid %d uid %u (node \"%s\") rejected the secrets of version %llu (keeps "
-		 "version \"%s\"): code %d: %s",
-		 (int)st->pid, (unsigned)st->uid, node, (unsigned long long)st->version, ver,
-		 (int)req->error_detail->code, msg);
+	log_event(LOG_LEVEL_WARN,
+		  LOG_FIELDS(LOG_INT("pid", st->pid), LOG_INT("uid", st->uid), LOG_STR("node", node_id)),
+		  "sds: pid %d uid %u (node \"%s\") rejected the secrets of version %llu (keeps "
+		  "version \"%s\"): code %d: %s",
+		  (int)st->pid, (unsigned)st->uid, node_id, (unsigned long long)st->version, ver,
+		  (int)req->error_detail->code, msg);
 }
 
 static void stream_request(struct sds_stream *st, const DiscoveryRequest *req)
