@@ -5,6 +5,7 @@ Each subcommand is one scenario; it prints what it saw (JSON or plain lines) and
 scenario's expectation held, 1 when it did not, 2 on usage errors."""
 import argparse
 import json
+import os
 import queue
 import sys
 import threading
@@ -373,4 +374,16 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # os._exit: grpcio's teardown at interpreter exit can hang for good once a streaming call was
+    # cancelled (seen here, rarely); everything worth keeping is printed and flushed by then.
+    try:
+        code = main()
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            code = 1
+        else:
+            code = e.code or 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
