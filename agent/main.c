@@ -111,6 +111,8 @@ static int start_workload_api(struct agent *a, char *err, size_t errlen)
 		.proc_root = c->proc_root,
 		.attestors = extra,
 		.n_attestors = n_extra,
+		.sds_names = {c->sds_default_name, c->sds_default_bundle_name,
+			      c->sds_default_all_bundles_name},
 	};
 	return workload_api_start_opts(&a->loop, &o, a->cache, a->nc, &a->wl, err, errlen);
 }
