@@ -189,12 +189,17 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	if (start_workload_api(a, err, sizeof(err)) < 0) {
-		log_error("Workload API: %s", err);
+		log_error("Workload API on socket_path %s: %s", a->cfg.socket_path, err);
 		goto out;
 	}
 	if (agent_http_start(&a->loop, &a->cfg, a->cache, a->nc, a->wl, &a->http, err,
 			     sizeof(err)) < 0) {
-		log_error("operator endpoint: %s", err);
+		log_error("operator endpoint on http_address:http_port %s:%lld: %s",
+			  a->cfg.http_address, (long long)a->cfg.http_port, err);
+		goto out;
+	}
+	if (node_client_run(a->nc, err, sizeof(err)) < 0) {
+		log_error("%s", err);
 		goto out;
 	}
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);

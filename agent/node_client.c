@@ -1215,18 +1215,6 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 		valid += n->es.slots[i].svid != NULL;
 	log_info("loaded %zu entries and %zu valid X509-SVIDs from %s", n->es.n, valid, n->data_dir);
 	n->last_persist_us = now_mono_us();
-
-	/* The sync thread takes no signals: they belong to the loop thread. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int r = pthread_create(&n->thread, NULL, thread_main, n);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
-		seterr(err, errlen, "cannot start the sync thread: %s", strerror(r));
-		goto out;
-	}
-	n->thread_started = true;
 	*out = n;
 	ret = 0;
 out:
@@ -1243,6 +1231,22 @@ out:
 		free_client(n);
 	}
 	return ret;
+}
+
+int node_client_run(struct node_client *n, char *err, size_t errlen)
+{
+	/* The sync thread takes no signals: they belong to the loop thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_create(&n->thread, NULL, thread_main, n);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		seterr(err, errlen, "cannot start the sync thread: %s", strerror(r));
+		return -1;
+	}
+	n->thread_started = true;
+	return 0;
 }
 
 void node_client_stop(struct node_client *n)

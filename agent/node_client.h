@@ -17,9 +17,13 @@ struct agent_config;
 struct node_client;
 
 /* Loads persisted state from cfg->data_dir and publishes it at once (so a restarted agent
- * serves its still-valid SVIDs before the server answers), then starts the sync thread. */
+ * serves its still-valid SVIDs before the server answers). Nothing talks to the server until
+ * node_client_run(). */
 int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, uv_loop_t *loop,
 		      struct node_client **out, char *err, size_t errlen);
+/* Starts the sync thread (attestation, entry stream, rotation). The agent calls it once its
+ * listeners are bound, so an agent that cannot serve never spends its join token. 0 or -1. */
+int node_client_run(struct node_client *n, char *err, size_t errlen);
 /* Stops the thread (closes its connection), flushes state, frees. Call on the loop thread. */
 void node_client_stop(struct node_client *n);
 

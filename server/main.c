@@ -184,14 +184,31 @@ static void close_handle(uv_handle_t *h)
 		uv_close(h, NULL);
 }
 
-static void node_stopped(void *arg)
+/* Every handle of struct server is initialised here, before anything can fail on the loop, so
+ * that every exit path may close them all (uv_close on a handle never initialised aborts). */
+static void init_loop(struct server *s)
 {
-	struct server *s = arg;
-	s->node = NULL;
+	uv_loop_init(&s->loop);
+	uv_async_init(&s->loop, &s->changed, on_changed);
+	uv_timer_init(&s->loop, &s->tick);
+	uv_signal_init(&s->loop, &s->sigterm);
+	uv_signal_init(&s->loop, &s->sigint);
+	s->changed.data = s->tick.data = s->sigterm.data = s->sigint.data = s;
+}
+
+static void close_loop_handles(struct server *s)
+{
 	close_handle((uv_handle_t *)&s->changed);
 	close_handle((uv_handle_t *)&s->tick);
 	close_handle((uv_handle_t *)&s->sigterm);
 	close_handle((uv_handle_t *)&s->sigint);
+}
+
+static void node_stopped(void *arg)
+{
+	struct server *s = arg;
+	s->node = NULL;
+	close_loop_handles(s);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -275,10 +292,8 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 
-	uv_loop_init(&s->loop);
+	init_loop(s);
 	loop_ready = true;
-	uv_async_init(&s->loop, &s->changed, on_changed);
-	s->changed.data = s;
 	struct admin_hooks hooks = {
 		.ud = s,
 		.trust_domain = s->cfg.trust_domain,
@@ -288,7 +303,7 @@ static int cmd_run(int argc, char **argv)
 		.default_token_ttl = s->cfg.join_token_ttl,
 	};
 	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
-		log_error("admin API: %s", err);
+		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
 		goto out;
 	}
 	if (s->cfg.k8s_psat_cluster || s->cfg.k8s_bundle_configmap) {
@@ -336,20 +351,17 @@ static int cmd_run(int argc, char **argv)
 		.psat = s->psat,
 	};
 	if (node_api_start(&s->loop, &no, s->ds, s->ca, &s->node, err, sizeof(err)) < 0) {
-		log_error("node API: %s", err);
+		log_error("node API on bind_address:bind_port %s:%lld: %s",
+			  s->cfg.bind_address, (long long)s->cfg.bind_port, err);
 		goto out;
 	}
 	if (server_http_start(&s->loop, s->cfg.http_address, (int)s->cfg.http_port, s->ds, s->ca,
 			      &s->node, s->cfg.trust_domain, &s->http, err, sizeof(err)) < 0) {
-		log_error("HTTP endpoints: %s", err);
+		log_error("HTTP endpoints on http_address:http_port %s:%lld: %s",
+			  s->cfg.http_address, (long long)s->cfg.http_port, err);
 		goto out;
 	}
-	uv_timer_init(&s->loop, &s->tick);
-	s->tick.data = s;
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
-	uv_signal_init(&s->loop, &s->sigterm);
-	uv_signal_init(&s->loop, &s->sigint);
-	s->sigterm.data = s->sigint.data = s;
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
 
@@ -368,7 +380,7 @@ out:
 			node_api_shutdown(s->node, node_stopped, s);
 			uv_run(&s->loop, UV_RUN_DEFAULT);
 		}
-		close_handle((uv_handle_t *)&s->changed);
+		close_loop_handles(s);
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);
 	}
