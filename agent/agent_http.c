@@ -457,7 +457,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 
 	static const enum node_conn_state states[] = {
 		NODE_STATE_STARTING, NODE_STATE_ATTESTING, NODE_STATE_CONNECTED,
-		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN,
+		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN, NODE_STATE_REFUSED,
 	};
 	const char *name = PREFIX "_server_connection_state";
 	metrics_family(&m, name, METRIC_GAUGE,
