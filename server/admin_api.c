@@ -356,7 +356,7 @@ static void h_entry_update(struct call *c, struct reply *r)
 {
 	struct entry *e = NULL;
 	char err[512] = "";
-	json_t *o = NULL;
+	json_t *o = NULL, *before = NULL;
 	int ret = entry_id_ok(c->id) ? ds_entry_get(c->api->ds, c->id, &e) : -ENOENT;
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
@@ -371,12 +371,21 @@ static void h_entry_update(struct call *c, struct reply *r)
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"id\" in the body does not match the URL");
 		goto out;
 	}
+	before = entry_to_json(e);
 	if (entry_merge_json(e, o, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
 		goto out;
 	}
 	if (entry_validate(e, c->api->trust_domain, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	/* Nothing changes: no new revision, no write, and agents are not told to re-sign. */
+	json_t *after = entry_to_json(e);
+	bool same = before && after && json_equal(before, after);
+	json_decref(after);
+	if (same) {
+		reply_json(r, MHD_HTTP_OK, json_incref(before));
 		goto out;
 	}
 	ret = ds_entry_update(c->api->ds, e, err, sizeof(err));
@@ -388,6 +397,7 @@ static void h_entry_update(struct call *c, struct reply *r)
 	reply_json(r, MHD_HTTP_OK, entry_to_json(e));
 	notify_changed(c);
 out:
+	json_decref(before);
 	json_decref(o);
 	entry_free(e);
 }

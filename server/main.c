@@ -244,9 +244,13 @@ static int cmd_run(int argc, char **argv)
 			config_path = argv[++i];
 		} else if (strncmp(argv[i], "--config=", 9) == 0) {
 			config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: lanyard-server run [--config FILE]\n"
+			       "  Starts the server (default config %s).\n", config_path);
+			return 0;
 		} else {
 			fprintf(stderr, "lanyard-server run: unknown argument '%s'\n"
-					"usage: lanyard-server run --config FILE\n", argv[i]);
+					"usage: lanyard-server run [--config FILE]\n", argv[i]);
 			return 1;
 		}
 	}
@@ -403,8 +407,8 @@ static void usage(FILE *f)
 		"\n"
 		"  run --config FILE         start the server\n"
 		"  token generate            create a join token for an agent\n"
-		"  entry create|show|update|delete   manage registration entries\n"
-		"  agent list|show|evict|ban manage attested agents\n"
+		"  entry create|show|update|delete|count   manage registration entries\n"
+		"  agent list|show|count|evict|ban        manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"
