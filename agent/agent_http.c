@@ -473,7 +473,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 			       "Unix time of the last message from the server.",
 			       (double)ns->last_sync);
 	if (ns->agent_svid_not_after)
-		metrics_single(&m, PREFIX "_agent_svid_expiry_seconds", METRIC_GAUGE,
+		metrics_single(&m, PREFIX "_own_svid_expiry_seconds", METRIC_GAUGE,
 			       "Seconds until the agent's own SVID expires.",
 			       (double)(ns->agent_svid_not_after - g->now));
 
