@@ -305,6 +305,7 @@ static int cmd_run(int argc, char **argv)
 		.bundle_spiffe_json = hook_bundle_json,
 		.changed = hook_changed,
 		.default_token_ttl = s->cfg.join_token_ttl,
+		.socket_group = s->cfg.admin_socket_group,
 	};
 	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
 		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
