@@ -153,7 +153,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
  * up to 15 of them per thread costs megabytes for good. */
 static void release_ecc_cache(void)
 {
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 }
 
 /* Gives the memory of a burst back to the system. glibc keeps freed small blocks in the arena

@@ -18,6 +18,7 @@
 #include "spiffeid.h"
 #include "util.h"
 #include "x509.h"
+#include "keys.h"
 
 #define NODE_PATH "/lanyard.node.v1.Node/"
 #define CONNECT_TIMEOUT_MS 5000
@@ -201,7 +202,7 @@ int server_conn_open(struct server_conn *c, const uint8_t *roots, size_t roots_l
 	/* The handshake did all the public-key work this connection will ever do (TLS 1.3 has no
 	 * renegotiation): drop wolfSSL's per-thread ECC tables (see release_ecc_cache() in
 	 * node_client.c). */
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	if (r < 0) {
 		bool tls = strstr(why, "TLS") != NULL;
 		snprintf(err, errlen, "%s%s", why,

@@ -39,14 +39,19 @@ struct lkey {
 static pthread_key_t rng_key;
 static pthread_once_t rng_once = PTHREAD_ONCE_INIT;
 
+void keys_release_thread_ecc_cache(void)
+{
+#ifdef FP_ECC
+	wc_ecc_fp_free();
+#endif
+}
+
 static void rng_destroy(void *p)
 {
 	wc_FreeRng(p);
 	free(p);
-	/* This build has FP_ECC: every thread that does ECC math fills a thread-local cache of
-	 * precomputed points that is only released by wc_ecc_fp_free on that thread. Threads that
-	 * used this module release it here, at their exit. */
-	wc_ecc_fp_free();
+	/* Threads that used this module release their FP_ECC tables here, at their exit. */
+	keys_release_thread_ecc_cache();
 }
 
 static void rng_key_init(void)

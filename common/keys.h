@@ -12,6 +12,12 @@ enum key_type { KEY_EC_P256, KEY_EC_P384, KEY_RSA_2048 };
 int key_type_parse(const char *s, enum key_type *out);
 const char *key_type_name(enum key_type t);
 
+/* Releases the calling thread's FP_ECC point tables. Debian's wolfSSL (fastmath + FP_ECC) gives
+ * every thread a table of about 800 KB per point it multiplies, freed only by that thread; the
+ * SP-math build (LANYARD_WOLFSSL=sp) has none, and this does nothing there. Threads call it after
+ * a burst of ECC work and before they exit. */
+void keys_release_thread_ecc_cache(void);
+
 /* An opaque private key (ecc_key or RsaKey). All functions are safe to call from several threads
  * on the same key at once except lkey_free. */
 typedef struct lkey lkey;

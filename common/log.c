@@ -1,5 +1,8 @@
+/* log.c: see log.h. The level, format and sink are atomics so that any thread may change them
+ * while others log; out_lock only keeps the lines of concurrent events from interleaving. */
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,8 +13,18 @@
 
 #include <jansson.h>
 
-static enum log_level threshold = LOG_LEVEL_INFO;
-static bool as_json;
+atomic_int log_threshold_ = LOG_LEVEL_INFO;
+static atomic_bool as_json;
+/* The sink and its argument change together: one pointer to an immutable pair. Pairs are never
+ * freed (a thread may still be calling through an old one) but stay reachable on a list;
+ * log_set_sink is called a handful of times in a process's life. */
+struct sink {
+	log_sink_fn fn;
+	void *arg;
+	struct sink *older;
+};
+static _Atomic(struct sink *) sink;
+static struct sink *all_sinks; /* under out_lock */
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -26,50 +39,145 @@ int log_level_parse(const char *s)
 
 void log_setup(enum log_level level, bool json)
 {
-	threshold = level;
-	as_json = json;
+	atomic_store(&log_threshold_, (int)level);
+	atomic_store(&as_json, json);
 }
 
-bool log_enabled(enum log_level level)
+void log_set_sink(log_sink_fn fn, void *arg)
 {
-	return level >= threshold;
+	struct sink *s = NULL;
+
+	if (fn) {
+		s = malloc(sizeof(*s));
+		if (!s)
+			return; /* keeps the previous sink: logging never fails a caller */
+		s->fn = fn;
+		s->arg = arg;
+		pthread_mutex_lock(&out_lock);
+		s->older = all_sinks;
+		all_sinks = s;
+		pthread_mutex_unlock(&out_lock);
+	}
+	atomic_store(&sink, s);
 }
 
-void log_write(enum log_level level, const char *fmt, ...)
+/* RFC 3339, UTC, milliseconds: 2026-12-04T05:21:07.123Z. */
+static void format_time(char *ts, size_t len)
 {
-	if (level < threshold)
-		return;
+	struct timeval tv;
+	struct tm tm;
 
-	char msg[2048];
-	va_list ap;
-	va_start(ap, fmt);
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	snprintf(ts, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (long)(tv.tv_usec / 1000));
+}
+
+static char *json_line(const char *ts, enum log_level level, const char *msg,
+		       const struct log_field *fields, size_t nfields)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", level_names[level], "msg",
+			      msg);
+	char *line = NULL;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < nfields; i++) {
+		const struct log_field *f = &fields[i];
+		/* The fixed members win: a field cannot forge the time, level or message. */
+		if (json_object_get(o, f->key))
+			continue;
+		json_object_set_new(o, f->key, f->str ? json_string(f->str) : json_integer(f->num));
+	}
+	line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return line;
+}
+
+static void emit(enum log_level level, const struct log_field *fields, size_t nfields,
+		 const char *suffix, const char *fmt, va_list ap)
+{
+	char msg[2048], ts[40], text[2200];
+	char *jline = NULL;
+	const char *line;
+	struct sink *s;
+	size_t n;
+
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	n = strlen(msg);
+	if (suffix && n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - n, ": %s", suffix);
 	/* One event is one line, whatever the message holds. */
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	struct tm tm;
-	gmtime_r(&tv.tv_sec, &tm);
-	char ts[96];
-	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (long)(tv.tv_usec / 1000));
-
-	pthread_mutex_lock(&out_lock);
-	if (as_json) {
-		json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", level_names[level],
-				      "msg", msg);
-		char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		if (line)
-			fprintf(stderr, "%s\n", line);
-		free(line);
-		json_decref(o);
+	format_time(ts, sizeof(ts));
+	if (atomic_load(&as_json))
+		jline = json_line(ts, level, msg, fields, nfields);
+	if (jline) {
+		line = jline;
 	} else {
-		fprintf(stderr, "%s %-5s %s\n", ts, level_names[level], msg);
+		snprintf(text, sizeof(text), "%s %-5s %s", ts, level_names[level], msg);
+		line = text;
 	}
-	pthread_mutex_unlock(&out_lock);
+	s = atomic_load(&sink);
+	if (s) {
+		s->fn(level, line, msg, s->arg);
+	} else {
+		pthread_mutex_lock(&out_lock);
+		fprintf(stderr, "%s\n", line);
+		pthread_mutex_unlock(&out_lock);
+	}
+	free(jline);
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	emit(level, NULL, 0, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void log_write_errno(enum log_level level, const char *fmt, ...)
+{
+	int saved = errno;
+	char buf[256];
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	emit(level, NULL, 0, strerror_r(saved, buf, sizeof(buf)), fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void log_write_fields(enum log_level level, const struct log_field *fields, size_t nfields,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	emit(level, fields, nfields, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void log_fatal(bool with_errno, const char *fmt, ...)
+{
+	int saved = errno;
+	char buf[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(LOG_LEVEL_ERROR, NULL, 0, with_errno ? strerror_r(saved, buf, sizeof(buf)) : NULL, fmt,
+	     ap);
+	va_end(ap);
+	exit(1);
 }

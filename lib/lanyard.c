@@ -3,6 +3,7 @@
 #include <wolfssl/ssl.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,42 @@ LANYARD_API void lanyard_set_log_level(enum lanyard_log_level level)
 	if (level > LANYARD_LOG_NONE)
 		level = LANYARD_LOG_NONE;
 	log_setup((enum log_level)level, false);
+}
+
+/* The application's function and argument, behind log.c's sink (which passes one pointer). */
+struct app_log {
+	lanyard_log_func fn;
+	void *arg;
+	struct app_log *older;
+};
+static _Atomic(struct app_log *) app_logs; /* every one set, kept reachable */
+
+static void app_log_sink(enum log_level level, const char *line, const char *msg, void *arg)
+{
+	const struct app_log *a = arg;
+
+	(void)line;
+	a->fn((enum lanyard_log_level)level, msg, a->arg);
+}
+
+LANYARD_API void lanyard_set_log_func(lanyard_log_func fn, void *arg)
+{
+	struct app_log *a;
+
+	if (!fn) {
+		log_set_sink(NULL, NULL);
+		return;
+	}
+	/* Never freed: a library thread may still be logging through the previous one. */
+	a = malloc(sizeof(*a));
+	if (!a)
+		return;
+	a->fn = fn;
+	a->arg = arg;
+	a->older = atomic_load(&app_logs);
+	while (!atomic_compare_exchange_weak(&app_logs, &a->older, a))
+		;
+	log_set_sink(app_log_sink, a);
 }
 
 LANYARD_API int lanyard_spiffeid_check(const char *id, char *err, size_t errlen)

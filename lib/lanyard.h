@@ -71,6 +71,11 @@ enum lanyard_log_level {
 /* The library logs one line per event on stderr (agent connection lost and back, refused
  * peers). The default level is LANYARD_LOG_INFO. Key material is never logged. */
 LANYARD_API void lanyard_set_log_level(enum lanyard_log_level level);
+/* Routes the library's log events into the application's logging instead of stderr: fn gets
+ * each event's level and message (one line, no newline, no key material) and arg. It may be
+ * called from the library's threads, concurrently. NULL restores stderr. */
+typedef void (*lanyard_log_func)(enum lanyard_log_level level, const char *message, void *arg);
+LANYARD_API void lanyard_set_log_func(lanyard_log_func fn, void *arg);
 
 /* 0 when id is a valid SPIFFE ID of a workload ("spiffe://td/path"), else LANYARD_EINVAL. */
 LANYARD_API int lanyard_spiffeid_check(const char *id, char *err, size_t errlen);

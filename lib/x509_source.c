@@ -26,6 +26,7 @@
 #include "workload_client.h"
 
 #include "workload.pb-c.h"
+#include "keys.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define BACKOFF_MIN_MS 200
@@ -276,7 +277,7 @@ static void *watch_main(void *arg)
 		backoff = backoff * 2 > src->backoff_max_ms ? src->backoff_max_ms : backoff * 2;
 	}
 	/* wolfSSL keeps a per-thread ECC cache (FP_ECC) that only the thread itself can free. */
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	return NULL;
 }
 

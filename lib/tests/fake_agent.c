@@ -21,6 +21,7 @@
 
 #include "google/protobuf/struct.pb-c.h"
 #include "workload.pb-c.h"
+#include "keys.h"
 
 #define MAX_STREAMS 64
 
@@ -288,7 +289,7 @@ static void *loop_main(void *arg)
 	struct fake_agent *fa = arg;
 
 	uv_run(&fa->loop, UV_RUN_DEFAULT);
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	return NULL;
 }
 

@@ -348,7 +348,7 @@ static int teardown(void **state)
 	fake_agent_stop(fa);
 	test_ca_free(&ca);
 	test_ca_free(&other);
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }

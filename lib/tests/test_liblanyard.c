@@ -347,6 +347,51 @@ static void test_source_rotation_and_bad_updates(void **state)
 	test_ca_free(&rogue);
 }
 
+struct log_capture {
+	pthread_mutex_t lock;
+	int events;
+	char last[512];
+};
+
+static void capture_log(enum lanyard_log_level level, const char *message, void *arg)
+{
+	struct log_capture *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	c->events++;
+	if (strstr(message, "X.509 watch"))
+		snprintf(c->last, sizeof(c->last), "%s (level %d)", message, (int)level);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* lanyard_set_log_func: the library's events reach the application's function, not stderr. */
+static void test_log_func(void **state)
+{
+	struct log_capture c = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	const char *sock = sock_path("logfunc");
+	struct lanyard_x509_source_options o = {.socket = sock, .backoff_max_ms = 200};
+	lanyard_x509_source *src;
+	char err[512], last[512];
+
+	(void)state;
+	lanyard_set_log_level(LANYARD_LOG_DEBUG);
+	lanyard_set_log_func(capture_log, &c);
+	assert_int_equal(lanyard_x509_source_new_opts(&o, &src, err, sizeof(err)), 0);
+	for (int i = 0; i < 50; i++) {
+		pthread_mutex_lock(&c.lock);
+		snprintf(last, sizeof(last), "%s", c.last);
+		pthread_mutex_unlock(&c.lock);
+		if (last[0])
+			break;
+		ms_sleep(100);
+	}
+	lanyard_x509_source_free(src);
+	lanyard_set_log_func(NULL, NULL);
+	lanyard_set_log_level(getenv("LANYARD_TEST_DEBUG") ? LANYARD_LOG_DEBUG : LANYARD_LOG_ERROR);
+	assert_non_null(strstr(last, "liblanyard: X.509 watch on"));
+	assert_null(strchr(last, '\n'));
+}
+
 static void test_source_agent_away(void **state)
 {
 	struct test_ca ca;
@@ -529,7 +574,7 @@ static void *accept_main(void *arg)
 		shutdown(c->fds[0], SHUT_RDWR);
 	}
 	/* wolfSSL's per-thread ECC cache (FP_ECC) is freed only by its own thread. */
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	return NULL;
 }
 
@@ -1025,7 +1070,7 @@ static int teardown(void **state)
 {
 	char cmd[128];
 
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
@@ -1038,6 +1083,7 @@ int main(void)
 		cmocka_unit_test(test_source_context),
 		cmocka_unit_test(test_source_rotation_and_bad_updates),
 		cmocka_unit_test(test_source_agent_away),
+		cmocka_unit_test(test_log_func),
 		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_tls_without_svid),
 		cmocka_unit_test(test_jwt),

@@ -372,7 +372,7 @@ static void *crypto_main(void *arg)
 		wc_FreeRng(&rng);
 	}
 	/* FP_ECC keeps a per-thread cache of precomputed points; release this thread's. */
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	return NULL;
 }
 

@@ -8,12 +8,6 @@
 # the reason.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if ! grep -q '"k8s_psat_cluster"' "$SRC/server/server_config.c" ||
-	! grep -q '"node_attestor"' "$SRC/agent/agent_config.c"; then
-	echo "skip - k8s_psat is not wired into the server and agent configs yet"
-	exit 0
-fi
-
 FAKE="$SRC/tests/integration/k8s_fake.py"
 NODE1_UID=4f6c2a1e-8b3d-4e5f-9a0b-1c2d3e4f5a6b
 CLUSTER=it-cluster

@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib.sh"
 
 SOAK=${LANYARD_SOAK_SECONDS:-130}
 MIN_CHANGES=${LANYARD_SOAK_MIN_CHANGES:-8}
-[ "$(id -u)" = 0 ] || { echo "# skipped: needs root (setpriv to other uids)"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (setpriv to other uids)"
 EX="${LANYARD_BUILD:?LANYARD_BUILD must point at the build directory}/examples"
 [ -x "$EX/echo_server" ] && [ -x "$EX/echo_client" ] || fail "examples not built in $EX"
 # Copies every user can run, in the test's 0755 directory.

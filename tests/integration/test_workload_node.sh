@@ -33,12 +33,10 @@ if ! modules_present; then
 	if [ $rc -ne 0 ]; then
 		# Only an unreachable registry is a reason to skip; any other install failure is shown.
 		if [ $rc -eq 124 ]; then
-			echo "SKIP: npm install did not finish in 240 s (registry unreachable?)"
-			exit 0
+			skip "npm install did not finish in 240 s (registry unreachable?)"
 		fi
 		if grep -qE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ERR_SOCKET_TIMEOUT|E50[234]|network' "$T/npm.log"; then
-			echo "SKIP: npm cannot reach its registry: $(grep -m1 -E 'npm (ERR|error) (code|errno|network)' "$T/npm.log" || true)"
-			exit 0
+			skip "npm cannot reach its registry: $(grep -m1 -E 'npm (ERR|error) (code|errno|network)' "$T/npm.log" || true)"
 		fi
 		cat "$T/npm.log" >&2
 		fail "npm install of @grpc/grpc-js and @grpc/proto-loader failed (exit $rc)"

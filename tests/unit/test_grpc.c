@@ -26,6 +26,7 @@
 #include "grpc_client.h"
 #include "grpc_server.h"
 #include "util.h"
+#include "keys.h"
 
 #define MAX_MSG 1024
 
@@ -281,7 +282,7 @@ static void *loop_thread(void *arg)
 
 	uv_run(&fx->loop, UV_RUN_DEFAULT);
 	/* wolfSSL's fixed-point ECC cache is per thread: free this thread's. */
-	wc_ecc_fp_free();
+	keys_release_thread_ecc_cache();
 	return NULL;
 }
 
