@@ -356,8 +356,8 @@ static int cmd_run(int argc, char **argv)
 		.psat = s->psat,
 	};
 	if (node_api_start(&s->loop, &no, s->ds, s->ca, &s->node, err, sizeof(err)) < 0) {
-		log_error("node API on bind_address:bind_port %s:%lld: %s",
-			  s->cfg.bind_address, (long long)s->cfg.bind_port, err);
+		/* grpc_server's message names the address and port already. */
+		log_error("node API (bind_address, bind_port): %s", err);
 		goto out;
 	}
 	if (server_http_start(&s->loop, s->cfg.http_address, (int)s->cfg.http_port, s->ds, s->ca,
