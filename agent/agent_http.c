@@ -48,7 +48,7 @@ struct agent_http {
 	struct node_client *nc;
 	struct workload_api *wapi;
 	char *trust_domain;
-	char *server;      /* "host:port" */
+	char *server;      /* the configured servers: "host:port, ..." */
 	char *socket_path;
 	int64_t sync_staleness;
 	int64_t start_time;
@@ -209,6 +209,12 @@ static void check_bundle(const struct agent_http *h, const struct gathered *g, j
 			       (long long)g->snap->bundle_sequence);
 }
 
+/* The server the node client is connected to or trying, else the configured ones. */
+static const char *current_server(const struct agent_http *h, const struct gathered *g)
+{
+	return g->have_nc && g->ns.server[0] ? g->ns.server : h->server;
+}
+
 static void check_sync(const struct agent_http *h, const struct gathered *g, json_t *checks,
 		       bool *ready)
 {
@@ -216,23 +222,23 @@ static void check_sync(const struct agent_http *h, const struct gathered *g, jso
 	const struct node_status *ns = &g->ns;
 	if (g->have_nc && ns->state == NODE_STATE_CONNECTED && ns->last_sync)
 		opserver_check(checks, "server_sync", true, "connected to %s, last message %s",
-			       h->server, opserver_time(ns->last_sync, t, sizeof(t)));
+			       current_server(h, g), opserver_time(ns->last_sync, t, sizeof(t)));
 	else if (!g->synced_at)
 		*ready &= opserver_check(checks, "server_sync", false,
-					 "never synced with the server %s (%s)", h->server,
+					 "never synced with the server %s (%s)", current_server(h, g),
 					 g->have_nc ? node_state_name(ns->state) : "not running");
 	else if (g->now - g->synced_at > h->sync_staleness)
 		*ready &= opserver_check(checks, "server_sync", false,
 					 "%s from %s; last in sync %lld s ago, more than "
 					 "sync_staleness (%lld s)%s%s",
-					 node_state_name(ns->state), h->server,
+					 node_state_name(ns->state), current_server(h, g),
 					 (long long)(g->now - g->synced_at),
 					 (long long)h->sync_staleness, ns->last_error[0] ? ": " : "",
 					 ns->last_error);
 	else
 		opserver_check(checks, "server_sync", true,
 			       "%s from %s; last in sync %lld s ago, within sync_staleness (%lld s)",
-			       node_state_name(ns->state), h->server,
+			       node_state_name(ns->state), current_server(h, g),
 			       (long long)(g->now - g->synced_at), (long long)h->sync_staleness);
 }
 
@@ -386,11 +392,14 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 				  "svid_renew_at", int_or_null(ns->agent_svid_renew_at));
 	/* The node client's last message is an error only while it is not connected. */
 	json_t *server = json_pack(
-		"{s:s,s:s,s:o,s:o,s:I,s:I,s:I,s:o}", "address", h->server, "state",
+		"{s:s,s:s,s:s,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "address",
+		current_server(h, g), "configured", h->server, "state",
 		g->have_nc ? node_state_name(ns->state) : "stopped", "last_sync",
 		int_or_null(ns->last_sync), "last_in_sync", int_or_null(g->synced_at),
 		"sync_errors", (json_int_t)ns->sync_errors, "svids_minted",
-		(json_int_t)ns->svids_minted, "rotations", (json_int_t)ns->rotations, "last_error",
+		(json_int_t)ns->svids_minted, "rotations", (json_int_t)ns->rotations, "failovers",
+		(json_int_t)ns->failovers, "attestations", (json_int_t)ns->attestations, "resumes",
+		(json_int_t)ns->resumes, "last_error",
 		str_or_null(ns->state != NODE_STATE_CONNECTED ? ns->last_error : NULL));
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,s:o,s:o,s:I,s:b,s:o,"
@@ -435,6 +444,23 @@ static void workload_metrics(struct metrics *m, const struct gathered *g)
 			  w->attest_sum, w->attest_count, NULL);
 }
 
+/* Which server, and how the agent got there: moves, attestations, resumed entry streams. */
+static void server_metrics(struct metrics *m, const struct agent_http *h, const struct gathered *g)
+{
+	const struct node_status *ns = &g->ns;
+	const char *name = PREFIX "_server_info";
+	metrics_family(m, name, METRIC_GAUGE,
+		       "1, labelled with the server the agent is connected to or trying.");
+	metrics_sample(m, name, 1, "address", current_server(h, g), NULL);
+	metrics_single(m, PREFIX "_server_failovers_total", METRIC_COUNTER,
+		       "Moves from one candidate server to another.", (double)ns->failovers);
+	metrics_single(m, PREFIX "_attestations_total", METRIC_COUNTER,
+		       "Node attestations that gave this agent an SVID.", (double)ns->attestations);
+	metrics_single(m, PREFIX "_sync_resumes_total", METRIC_COUNTER,
+		       "Entry streams opened with the agent SVID alone, without attestation.",
+		       (double)ns->resumes);
+}
+
 static char *build_metrics(const struct agent_http *h, const struct gathered *g, bool ready)
 {
 	const struct node_status *ns = &g->ns;
@@ -468,6 +494,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 	metrics_single(&m, PREFIX "_server_connected", METRIC_GAUGE,
 		       "1 while the entry stream with the server is open.",
 		       g->have_nc && ns->state == NODE_STATE_CONNECTED);
+	server_metrics(&m, h, g);
 	if (ns->last_sync)
 		metrics_single(&m, PREFIX "_last_sync_timestamp_seconds", METRIC_GAUGE,
 			       "Unix time of the last message from the server.",
@@ -588,10 +615,7 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 	h->nc = nc;
 	h->wapi = wapi;
 	h->trust_domain = xstrdup(cfg->trust_domain ? cfg->trust_domain : "");
-	char server[600];
-	snprintf(server, sizeof(server), "%s:%lld", cfg->server_address ? cfg->server_address : "?",
-		 (long long)cfg->server_port);
-	h->server = xstrdup(server);
+	h->server = agent_config_servers_text(cfg);
 	h->socket_path = xstrdup(cfg->socket_path ? cfg->socket_path : "");
 	h->sync_staleness = cfg->sync_staleness;
 	h->start_time = now_unix();

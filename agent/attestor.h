@@ -7,6 +7,15 @@
  * caller_verify() checks afterwards that the pinned process is still the one that connected, so
  * a process that exited and had its pid reused during attestation is refused.
  *
+ * The executable is pinned too: the device and inode of /proc/<pid>/exe at accept. exec()
+ * keeps the pid and the start time, so without it a process could connect, then exec an entitled
+ * binary (or fork, the child keeping the connection while the parent execs) and be attested as
+ * that binary; caller_verify() and the fast path of attest_caller() compare the executable again
+ * on every request and refuse the call when it changed. What this cannot see: an exec that
+ * happened before the agent accepted the connection (the process then *is* the new binary as far
+ * as the kernel is concerned), and a file replaced in place on the same inode (unix:sha256 of an
+ * entry catches content changes, unix:path does not).
+ *
  * Attestors are a table of vtables (struct attestor_ops): the unix attestor here, the Kubernetes
  * one later. attest() runs on a worker thread (it may read files and hash binaries) unless every
  * attestor is fast, so it must be thread-safe; state shared between calls (hash and name caches)
@@ -27,6 +36,12 @@ struct caller {
 	int proc_fd;         /* O_DIRECTORY fd of <proc_root>/<pid>, -1 when not pinned */
 	int pidfd;           /* from SO_PEERPIDFD, -1 when the kernel has none */
 	uint64_t start_time; /* field 22 of /proc/<pid>/stat, in clock ticks since boot */
+	/* The executable at pin time: stat of <proc_root>/<pid>/exe (the binary it points to).
+	 * exe_known is false when it cannot be read (a kernel thread, or an agent without the
+	 * right to read another uid's exe); it must then stay unreadable. */
+	bool exe_known;
+	dev_t exe_dev;
+	ino_t exe_ino;
 };
 
 /* Reads SO_PEERCRED (and SO_PEERPIDFD when available) from a connected Unix socket and pins the
@@ -37,7 +52,8 @@ int caller_from_socket(int fd, const char *proc_root, struct caller *out, char *
 int caller_pin(const char *proc_root, pid_t pid, uid_t uid, gid_t gid, struct caller *out,
 	       char *err, size_t errlen);
 /* Checks that the pinned process still exists and is the same one: same start time, same
- * effective uid and gid (from its status file), pidfd still alive. 0, or -1 with a reason. */
+ * effective uid and gid (from its status file), pidfd still alive, same executable (no exec
+ * since it was pinned). 0, or -1 with a reason. */
 int caller_verify(const struct caller *c, char *err, size_t errlen);
 /* Closes the fds; safe on a zeroed or already closed caller (fds -1). */
 void caller_close(struct caller *c);

@@ -264,6 +264,43 @@ static bool pidfd_alive(int pidfd)
 	return errno != ESRCH;
 }
 
+/* The executable's identity through the pinned directory: 1 known (dev, ino set), 0 unknown
+ * (unreadable: no exe link, or no right to follow it). */
+static int read_exe_id(int proc_fd, dev_t *dev, ino_t *ino)
+{
+	struct stat st;
+	if (fstatat(proc_fd, "exe", &st, 0) < 0)
+		return 0;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return 1;
+}
+
+/* The executable is the one pinned at connect time. dev/ino of what was just read, or of a fresh
+ * read when st is NULL. */
+static int verify_exe(const struct caller *c, const struct stat *st, char *err, size_t errlen)
+{
+	dev_t dev = 0;
+	ino_t ino = 0;
+	bool known;
+	if (st) {
+		known = true;
+		dev = st->st_dev;
+		ino = st->st_ino;
+	} else {
+		known = read_exe_id(c->proc_fd, &dev, &ino) == 1;
+	}
+	if (known == c->exe_known && (!known || (dev == c->exe_dev && ino == c->exe_ino)))
+		return 0;
+	snprintf(err, errlen,
+		 "caller process executed another program since it connected (executable %s%lx:%lu "
+		 "at connect, %s%lx:%lu now)",
+		 c->exe_known ? "" : "unknown ", (unsigned long)c->exe_dev,
+		 (unsigned long)c->exe_ino, known ? "" : "unknown ", (unsigned long)dev,
+		 (unsigned long)ino);
+	return -1;
+}
+
 int caller_pin(const char *proc_root, pid_t pid, uid_t uid, gid_t gid, struct caller *out,
 	       char *err, size_t errlen)
 {
@@ -293,6 +330,7 @@ int caller_pin(const char *proc_root, pid_t pid, uid_t uid, gid_t gid, struct ca
 		caller_close(out);
 		return -1;
 	}
+	out->exe_known = read_exe_id(out->proc_fd, &out->exe_dev, &out->exe_ino) == 1;
 	return 0;
 }
 
@@ -397,6 +435,8 @@ int caller_verify(const struct caller *c, char *err, size_t errlen)
 	}
 	r = verify_ids(c, status, err, errlen);
 	free(status);
+	if (r == 0)
+		r = verify_exe(c, NULL, err, errlen);
 	return r;
 }
 
@@ -564,6 +604,11 @@ static int path_selectors(struct unix_state *u, const struct caller *c, struct s
 	}
 	if (fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "stat /proc/%d/exe: %s", (int)c->pid, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* The selectors must describe the executable pinned at connect, not one exec'd since. */
+	if (verify_exe(c, &st, err, errlen) < 0) {
 		close(fd);
 		return -1;
 	}
@@ -897,7 +942,8 @@ int attest_caller(struct attestor *const *a, size_t n, const struct caller *c, b
 			goto out;
 		}
 		if (verify_ids(c, status, err, errlen) < 0 ||
-		    verify_alive(c, c->pidfd < 0, err, errlen) < 0)
+		    verify_alive(c, c->pidfd < 0, err, errlen) < 0 ||
+		    verify_exe(c, NULL, err, errlen) < 0)
 			goto out;
 	} else {
 		for (size_t i = 0; i < n; i++)

@@ -117,7 +117,9 @@ static int start_workload_api(struct agent *a, char *err, size_t errlen)
 		.trust_domain = c->trust_domain,
 		.unix_path_selectors = c->unix_workload_path_selectors,
 		.sha256_max_size = c->sha256_max_size,
-		.max_conns_per_uid = c->max_conns_per_uid > 0 ? (unsigned)c->max_conns_per_uid : 0,
+		.max_conns_per_process = (unsigned)c->max_conns_per_process,
+		.max_conns_per_uid = (unsigned)c->max_conns_per_uid,
+		.idle_timeout_ms = (unsigned)(c->workload_idle_timeout * 1000),
 		.proc_root = c->proc_root,
 		.attestors = extra,
 		.n_attestors = n_extra,
@@ -138,29 +140,119 @@ static void tune_malloc(void)
 
 static int run_usage(FILE *f)
 {
-	fprintf(f, "usage: lanyard-agent run --config FILE [--join-token TOKEN]\n");
+	fprintf(f, "usage: lanyard-agent run --config FILE [--join-token-file FILE]\n"
+		   "       (or LANYARD_JOIN_TOKEN in the environment; --join-token TOKEN is "
+		   "deprecated)\n");
 	return f == stdout ? 0 : 1;
+}
+
+#define TOKEN_ENV "LANYARD_JOIN_TOKEN"
+
+/* Where the join token came from on the command line or in the environment. Each source is
+ * copied and its original bytes wiped at once: other local users can read /proc/PID/cmdline,
+ * and /proc/PID/environ outlives unsetenv. */
+struct run_args {
+	const char *config_path;
+	char *token;            /* owned copy; wiped when freed */
+	const char *token_file; /* read after the flags, so that errors name it */
+	int n_sources;
+	bool token_on_argv;
+};
+
+static void wipe_str(char *s)
+{
+	secure_zero(s, strlen(s));
+}
+
+static void take_token(struct run_args *ra, char *value)
+{
+	if (ra->token) {
+		wipe_str(ra->token);
+		free(ra->token);
+	}
+	ra->token = xstrdup(value);
+	wipe_str(value);
+	ra->n_sources++;
+}
+
+/* 0, 1 for --help, or -1 on a usage error (printed). */
+static int parse_run_args(int argc, char **argv, struct run_args *ra)
+{
+	ra->config_path = "/etc/lanyard/agent.json";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			ra->config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			ra->config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--join-token-file") == 0 && i + 1 < argc) {
+			ra->token_file = argv[++i];
+			ra->n_sources++;
+		} else if (strncmp(argv[i], "--join-token-file=", 18) == 0) {
+			ra->token_file = argv[i] + 18;
+			ra->n_sources++;
+		} else if (strcmp(argv[i], "--join-token") == 0 && i + 1 < argc) {
+			take_token(ra, argv[++i]);
+			ra->token_on_argv = true;
+		} else if (strncmp(argv[i], "--join-token=", 13) == 0) {
+			take_token(ra, argv[i] + 13);
+			ra->token_on_argv = true;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			return run_usage(stdout) == 0 ? 1 : -1;
+		} else {
+			fprintf(stderr, "lanyard-agent run: unknown argument '%s'\n", argv[i]);
+			run_usage(stderr);
+			return -1;
+		}
+	}
+	char *env = getenv(TOKEN_ENV);
+	if (env) {
+		if (*env)
+			take_token(ra, env);
+		unsetenv(TOKEN_ENV);
+	}
+	return 0;
+}
+
+/* Applies the token of the command line or environment over the configuration's. 0, or -1 with
+ * a reason in err. */
+static int apply_token(struct run_args *ra, struct agent_config *cfg, char *err, size_t errlen)
+{
+	char *tok = NULL;
+	if (ra->n_sources > 1)
+		return errorf(err, errlen,
+			      "give the join token once: --join-token-file, " TOKEN_ENV
+			      " and --join-token exclude each other");
+	if (ra->token_file && agent_read_secret_file(ra->token_file, &tok, err, errlen) < 0)
+		return -1;
+	if (ra->token) {
+		tok = ra->token;
+		ra->token = NULL;
+	}
+	if (!tok)
+		return 0;
+	if (cfg->join_token) {
+		wipe_str(cfg->join_token);
+		free(cfg->join_token);
+	}
+	cfg->join_token = tok;
+	return 0;
+}
+
+static void run_args_free(struct run_args *ra)
+{
+	if (ra->token) {
+		wipe_str(ra->token);
+		free(ra->token);
+	}
 }
 
 static int cmd_run(int argc, char **argv)
 {
-	const char *config_path = "/etc/lanyard/agent.json";
-	const char *token = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			config_path = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			config_path = argv[i] + 9;
-		} else if (strcmp(argv[i], "--join-token") == 0 && i + 1 < argc) {
-			token = argv[++i];
-		} else if (strncmp(argv[i], "--join-token=", 13) == 0) {
-			token = argv[i] + 13;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			return run_usage(stdout);
-		} else {
-			fprintf(stderr, "lanyard-agent run: unknown argument '%s'\n", argv[i]);
-			return run_usage(stderr);
-		}
+	struct run_args ra = {0};
+	int pr = parse_run_args(argc, argv, &ra);
+	if (pr != 0) {
+		run_args_free(&ra);
+		return pr > 0 ? 0 : 1;
 	}
 	tune_malloc();
 	struct agent *a = xcalloc(1, sizeof(*a));
@@ -168,18 +260,17 @@ static int cmd_run(int argc, char **argv)
 	char err[1024];
 	int ret = 1;
 	bool loop_ready = false;
-	if (agent_config_load(config_path, &a->cfg, err, sizeof(err)) < 0) {
+	if (agent_config_load(ra.config_path, &a->cfg, err, sizeof(err)) < 0 ||
+	    apply_token(&ra, &a->cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "lanyard-agent: %s\n", err);
 		goto out;
 	}
-	if (token && *token) {
-		if (a->cfg.join_token)
-			secure_zero(a->cfg.join_token, strlen(a->cfg.join_token));
-		free(a->cfg.join_token);
-		a->cfg.join_token = xstrdup(token);
-	}
 	log_setup(log_level_parse(a->cfg.log_level), strcmp(a->cfg.log_format, "json") == 0);
 	signal(SIGPIPE, SIG_IGN);
+	if (ra.token_on_argv)
+		log_warn("the join token was given with --join-token: it was visible to every local "
+			 "user until now (wiped from the command line at start); use "
+			 "--join-token-file FILE (0600) or " TOKEN_ENV " instead");
 
 	if (persist_prepare_dir(a->cfg.data_dir, err, sizeof(err)) < 0 ||
 	    lock_data_dir(a, err, sizeof(err)) < 0) {
@@ -218,9 +309,10 @@ static int cmd_run(int argc, char **argv)
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
 
-	log_info("lanyard-agent %s: trust domain %s, server %s:%lld, Workload API on %s",
-		 LANYARD_VERSION, a->cfg.trust_domain, a->cfg.server_address,
-		 (long long)a->cfg.server_port, a->cfg.socket_path);
+	char *servers = agent_config_servers_text(&a->cfg);
+	log_info("lanyard-agent %s: trust domain %s, server %s, Workload API on %s",
+		 LANYARD_VERSION, a->cfg.trust_domain, servers, a->cfg.socket_path);
+	free(servers);
 	uv_run(&a->loop, UV_RUN_DEFAULT);
 	ret = a->refused ? 1 : 0;
 	if (!ret)
@@ -238,6 +330,7 @@ out:
 		close(a->lock_fd);
 	agent_config_free(&a->cfg);
 	free(a);
+	run_args_free(&ra);
 	return ret;
 }
 
@@ -246,7 +339,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: lanyard-agent <command> [options]\n"
 		"\n"
-		"  run --config FILE [--join-token TOKEN]   start the agent\n"
+		"  run --config FILE [--join-token-file F]  start the agent (or " TOKEN_ENV ")\n"
 		"  api fetch x509|jwt|bundles, api validate jwt, api watch\n"
 		"                                           Workload API client commands\n"
 		"  helper --config FILE [--once]            keep an SVID in files for other programs\n"
@@ -268,6 +361,57 @@ static void usage(FILE *f)
 	fprintf(f, "\nRun 'lanyard-agent api --help' for the client commands.\n");
 }
 
+/* Secrets that client commands take as flag values (a JWT-SVID for `api validate jwt --svid`):
+ * every local user can read /proc/PID/cmdline, so the value is moved to the heap and its bytes
+ * in argv are wiped before the command runs. The copies are wiped and freed afterwards. */
+static const char *const secret_flags[] = {"--svid"};
+#define MAX_HIDDEN 16
+
+struct hidden_args {
+	char *copies[MAX_HIDDEN];
+	size_t n;
+};
+
+static void hide_value(struct hidden_args *h, char **slot, size_t value_off)
+{
+	if (h->n == MAX_HIDDEN)
+		return;
+	char *copy = xstrdup(*slot);
+	wipe_str(*slot + value_off);
+	*slot = copy;
+	h->copies[h->n++] = copy;
+}
+
+static void hide_secret_args(int argc, char **argv, struct hidden_args *h)
+{
+	for (int i = 1; i < argc; i++) {
+		for (size_t k = 0; k < ARRAY_LEN(secret_flags); k++) {
+			size_t fl = strlen(secret_flags[k]);
+			if (strcmp(argv[i], secret_flags[k]) == 0 && i + 1 < argc)
+				hide_value(h, &argv[++i], 0);
+			else if (strncmp(argv[i], secret_flags[k], fl) == 0 && argv[i][fl] == '=')
+				hide_value(h, &argv[i], fl + 1);
+		}
+	}
+}
+
+static void hidden_args_free(struct hidden_args *h)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		wipe_str(h->copies[i]);
+		free(h->copies[i]);
+	}
+}
+
+static int api_main(int argc, char **argv)
+{
+	struct hidden_args h = {0};
+	hide_secret_args(argc, argv, &h);
+	int r = api_cli_main(argc, argv);
+	hidden_args_free(&h);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -278,7 +422,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "api") == 0)
-		return api_cli_main(argc - 1, argv + 1);
+		return api_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "helper") == 0)
 		return helper_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "healthcheck") == 0)

@@ -11,7 +11,15 @@
  * The sync thread never blocks longer than POLL_CAP_MS without looking at the stop flag and the
  * JWT queue, except inside a connect (server_conn.c's CONNECT_TIMEOUT_MS) or a call the stop
  * shut down.
- * The entry set and the renewal plan live in entry_set.c, the TLS connection in server_conn.c. */
+ * The entry set and the renewal plan live in entry_set.c, the TLS connection in server_conn.c.
+ *
+ * Failover: when a connect fails, the connection is lost, or a server answers Unavailable, the
+ * sync thread marks the state disconnected and back_off() moves the connection to the next
+ * candidate server (one log line per move: from, to, reason) and waits the connection's jittered
+ * backoff, still serving the Workload API from the snapshot cache. The next session presents the
+ * agent SVID to the new server and opens the entry stream there: no attestation. Only a refusal
+ * of attestation (NODE_STATE_NEEDS_TOKEN) backs off without moving, since every server of the
+ * trust domain would answer the same. */
 #include <wolfssl/options.h>
 
 #include "node_client.h"
@@ -46,8 +54,6 @@
 #define POLL_CAP_MS 100
 #define DRAIN_MAX 1000
 #define DRAIN_US 200000
-#define BACKOFF_MIN_MS 1000
-#define BACKOFF_MAX_MS 30000
 #define SIGN_RETRY_S 5
 #define PERSIST_INTERVAL_US 1000000
 #define PERSIST_ROTATION_US 30000000
@@ -66,8 +72,6 @@ enum outcome {
 struct node_client {
 	/* Settings, copied at start. */
 	char *trust_domain;
-	char *server_address;
-	int server_port;
 	char *data_dir;
 	char *join_token;
 	bool psat;             /* node_attestor k8s_psat: the token comes from psat_token_path */
@@ -115,6 +119,7 @@ struct node_client {
 	/* Also aborted by node_client_stop (the one call server_conn allows from another thread). */
 	struct server_conn *conn;
 	bool connected; /* the current session received a complete snapshot */
+	bool just_attested; /* no session since attest(): the next snapshot is not a resume */
 	/* state_dirty: the entry set, the set of SVIDs held or the used tokens changed, persisted
 	 * within PERSIST_INTERVAL_US; rotated_dirty: only renewals, which a crash can afford to
 	 * lose while the older SVIDs on disk stay valid: persisted within PERSIST_ROTATION_US or
@@ -132,6 +137,9 @@ struct node_client {
 	 * memory it freed goes back to the system at the next housekeeping. */
 	bool trim_needed;
 };
+
+_Static_assert(sizeof(((struct node_status *)0)->server) >= SERVER_LABEL_MAX,
+	       "node_status.server holds a candidate label");
 
 /* ---- small helpers ---- */
 
@@ -231,8 +239,12 @@ static void set_state(struct node_client *n, enum node_conn_state s, const char 
 		log_error("agent needs a join token: %s", msg);
 		break;
 	case NODE_STATE_DISCONNECTED:
-		log_warn("server %s:%d unavailable, serving cached SVIDs and retrying: %s",
-			 n->server_address, n->server_port, msg);
+		/* With several candidates, back_off() logs the move to the next one instead. */
+		if (server_conn_candidates(n->conn) > 1)
+			log_debug("server %s unavailable: %s", server_conn_current(n->conn), msg);
+		else
+			log_warn("server %s unavailable, serving cached SVIDs and retrying: %s",
+				 server_conn_current(n->conn), msg);
 		break;
 	default:
 		if (*msg)
@@ -279,6 +291,14 @@ static void remember_token(struct node_client *n)
 
 /* ---- the connection ---- */
 
+/* Shows the current candidate in the status. */
+static void note_server(struct node_client *n)
+{
+	pthread_mutex_lock(&n->mu);
+	snprintf(n->st.server, sizeof(n->st.server), "%s", server_conn_current(n->conn));
+	pthread_mutex_unlock(&n->mu);
+}
+
 /* Connects with the agent SVID (client_cert) or without it (attestation). */
 static int connect_server(struct node_client *n, bool client_cert, char *err, size_t errlen)
 {
@@ -286,10 +306,30 @@ static int connect_server(struct node_client *n, bool client_cert, char *err, si
 	 * the former is current, and it came over an authenticated connection. */
 	const uint8_t *roots = n->bundle ? n->bundle : n->boot_roots;
 	size_t roots_len = n->bundle ? n->bundle_len : n->boot_roots_len;
+	int r;
 	if (!client_cert)
-		return server_conn_open(n->conn, roots, roots_len, NULL, 0, NULL, err, errlen);
-	return server_conn_open(n->conn, roots, roots_len, n->agent_chain, n->agent_chain_len,
-				n->agent_key, err, errlen);
+		r = server_conn_open(n->conn, roots, roots_len, NULL, 0, NULL, err, errlen);
+	else
+		r = server_conn_open(n->conn, roots, roots_len, n->agent_chain, n->agent_chain_len,
+				     n->agent_key, err, errlen);
+	note_server(n);
+	return r;
+}
+
+/* The first complete snapshot of a session. Any session but the first after an attestation
+ * resumed the entry stream with the agent SVID alone. */
+static void note_connected(struct node_client *n)
+{
+	bool resumed = !n->just_attested;
+	n->just_attested = false;
+	if (resumed) {
+		pthread_mutex_lock(&n->mu);
+		n->st.resumes++;
+		pthread_mutex_unlock(&n->mu);
+	}
+	set_state(n, NODE_STATE_CONNECTED, "connected to server %s as %s: %zu entries%s",
+		  server_conn_current(n->conn), n->agent_id, n->es.n,
+		  resumed ? " (entry stream resumed with the agent SVID, no attestation)" : "");
 }
 
 /* ---- bundle ---- */
@@ -349,8 +389,7 @@ static void apply_sync(struct node_client *n, const Lanyard__Node__V1__SyncRespo
 		n->synced = true;
 		n->connected = true;
 		if (first)
-			set_state(n, NODE_STATE_CONNECTED, "connected to server %s:%d as %s: %zu entries",
-				  n->server_address, n->server_port, n->agent_id, n->es.n);
+			note_connected(n);
 	}
 	pthread_mutex_lock(&n->mu);
 	n->st.last_sync = now_unix();
@@ -558,8 +597,8 @@ static int attest(struct node_client *n)
 		set_state(n, NODE_STATE_NEEDS_TOKEN, "%s", err);
 		goto out;
 	}
-	set_state(n, NODE_STATE_ATTESTING, "attesting to server %s:%d with %s", n->server_address,
-		  n->server_port, how);
+	set_state(n, NODE_STATE_ATTESTING, "attesting to server %s with %s",
+		  server_conn_current(n->conn), how);
 	if (lkey_generate(KEY_EC_P256, &key) < 0 || x509_csr_create(key, &csr, &csr_len) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "cannot create the agent key and CSR");
 		goto out;
@@ -610,6 +649,10 @@ static int attest(struct node_client *n)
 		goto out;
 	}
 	key = NULL;
+	n->just_attested = true;
+	pthread_mutex_lock(&n->mu);
+	n->st.attestations++;
+	pthread_mutex_unlock(&n->mu);
 	if (!n->psat)
 		remember_token(n);
 	save_identity(n);
@@ -720,6 +763,13 @@ static int sign_batch(struct node_client *n)
 		rc = denied_outcome(n, err);
 		goto out;
 	}
+	if (status == GRPC_STATUS_UNAVAILABLE) {
+		set_state(n, NODE_STATE_DISCONNECTED, "the server answered SignX509 with %s: %s",
+			  grpc_status_name(status), err);
+		entry_set_batch_retry(&n->es, b);
+		rc = OUT_RETRY;
+		goto out;
+	}
 	if (status != GRPC_STATUS_OK) {
 		log_error("the server failed to sign %zu X509-SVIDs: %s: %s", req.n_items,
 			  grpc_status_name(status), err);
@@ -819,6 +869,11 @@ static int serve_jwts(struct node_client *n)
 			finish_jwt(n, r, GRPC_STATUS_UNAVAILABLE, NULL, 0, err);
 			rc = OUT_RETRY;
 			continue;
+		}
+		if (status == GRPC_STATUS_UNAVAILABLE) {
+			set_state(n, NODE_STATE_DISCONNECTED, "the server answered SignJWT with %s: %s",
+				  grpc_status_name(status), err);
+			rc = OUT_RETRY;
 		}
 		if (status != GRPC_STATUS_OK) {
 			finish_jwt(n, r, status, NULL, 0, err);
@@ -968,26 +1023,38 @@ static void idle_wait(struct node_client *n, int64_t ms)
 	}
 }
 
-static int64_t next_backoff(int64_t cur)
+/* After a failed attempt: moves to the next candidate server when the failure was the server's
+ * (not a refused attestation, which any server would repeat), then waits the backoff. */
+static void back_off(struct node_client *n)
 {
-	int64_t next = cur ? cur * 2 : BACKOFF_MIN_MS;
-	if (next > BACKOFF_MAX_MS)
-		next = BACKOFF_MAX_MS;
-	return next;
-}
-
-static int64_t jittered(int64_t ms)
-{
-	uint32_t r = 0;
-	random_bytes(&r, sizeof(r));
-	/* 80% to 120%. */
-	return ms * 8 / 10 + (int64_t)(r % (uint32_t)(ms * 4 / 10 + 1));
+	int64_t ms = server_conn_backoff_ms(n->conn);
+	pthread_mutex_lock(&n->mu);
+	bool server_failed = n->st.state == NODE_STATE_DISCONNECTED;
+	char why[sizeof(n->st.last_error)];
+	snprintf(why, sizeof(why), "%s", n->st.last_error);
+	bool stopping = n->stopping;
+	pthread_mutex_unlock(&n->mu);
+	if (server_failed && !stopping) {
+		char from[SERVER_LABEL_MAX];
+		snprintf(from, sizeof(from), "%s", server_conn_current(n->conn));
+		if (server_conn_failover(n->conn)) {
+			pthread_mutex_lock(&n->mu);
+			n->st.failovers++;
+			pthread_mutex_unlock(&n->mu);
+			note_server(n);
+			log_warn("server failover: %s -> %s (%s); serving cached SVIDs, next attempt in "
+				 "%lld ms",
+				 from, server_conn_current(n->conn), why, (long long)ms);
+		}
+	}
+	idle_wait(n, ms);
 }
 
 static void *thread_main(void *arg)
 {
 	struct node_client *n = arg;
-	int64_t backoff = 0;
+	server_conn_resolve(n->conn);
+	note_server(n);
 	while (!is_stopping(n)) {
 		int rc;
 		if (n->agent_key && now_unix() >= n->agent_not_after) {
@@ -1008,7 +1075,7 @@ static void *thread_main(void *arg)
 			rc = session(n);
 		}
 		if (n->connected)
-			backoff = 0;
+			server_conn_connected(n->conn);
 		n->connected = false;
 		if (rc == OUT_STOP)
 			break;
@@ -1025,12 +1092,9 @@ static void *thread_main(void *arg)
 			if (token_usable(n))
 				continue;
 		}
-		if (rc == OUT_RECONNECT) {
-			backoff = 0;
+		if (rc == OUT_RECONNECT)
 			continue;
-		}
-		backoff = next_backoff(backoff);
-		idle_wait(n, jittered(backoff));
+		back_off(n);
 	}
 	server_conn_close(n->conn);
 	if (n->state_dirty || n->rotated_dirty)
@@ -1140,7 +1204,6 @@ static void free_client(struct node_client *n)
 	free(n->jwt_bundle);
 	free(n->boot_roots);
 	free(n->trust_domain);
-	free(n->server_address);
 	free(n->data_dir);
 	free(n->psat_token_path);
 	if (n->join_token) {
@@ -1226,8 +1289,6 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	n->trust_domain = xstrdup(cfg->trust_domain);
-	n->server_address = xstrdup(cfg->server_address);
-	n->server_port = (int)cfg->server_port;
 	n->data_dir = xstrdup(cfg->data_dir);
 	n->join_token = cfg->join_token && *cfg->join_token ? xstrdup(cfg->join_token) : NULL;
 	n->insecure_bootstrap = cfg->insecure_bootstrap;
@@ -1239,7 +1300,11 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	n->cache = cache;
 	n->loop = loop;
 	n->st.state = NODE_STATE_STARTING;
-	n->conn = server_conn_new(n->server_address, n->server_port, n->trust_domain,
+	if (cfg->n_servers == 0) {
+		seterr(err, errlen, "no server address configured");
+		goto out;
+	}
+	n->conn = server_conn_new(cfg->servers, cfg->n_servers, n->trust_domain,
 				  n->insecure_bootstrap);
 	if (key_type_parse(cfg->workload_key_type, &n->key_type) < 0) {
 		seterr(err, errlen, "unknown workload_key_type \"%s\"", cfg->workload_key_type);

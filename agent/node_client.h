@@ -54,6 +54,10 @@ enum node_conn_state {
 struct node_status {
 	enum node_conn_state state;
 	char agent_id[2049];     /* "" before attestation */
+	char server[320];        /* the server connected to or tried next, "" before the first */
+	uint64_t failovers;      /* moves from one candidate server to another */
+	uint64_t attestations;   /* node attestations that gave this agent an SVID */
+	uint64_t resumes;        /* entry streams opened with the agent SVID alone */
 	int64_t agent_svid_not_after;
 	int64_t agent_svid_renew_at;
 	int64_t last_sync;       /* unix seconds of the last message from the server, 0 = never */

@@ -11,6 +11,9 @@
 
 #include <jansson.h>
 
+#include "keys.h"
+#include "log.h"
+#include "spiffeid.h"
 #include "util.h"
 #include "x509.h"
 
@@ -44,42 +47,82 @@ int persist_prepare_dir(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
-/* Reads a file that must be private. *out NULL (and 0) when it does not exist. */
-static int read_private(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
+/* How a state file may be used. Every file must be a regular file owned by the agent's uid that
+ * neither group nor others may write: anyone else who can write it can plant a key or a trust
+ * anchor. Such a file is discarded (FILE_DISCARD, one log line), so that what it held is fetched
+ * anew. A private file (a key) that group or others may merely read is an operator error that
+ * may have leaked the key: the agent refuses to start (FILE_REFUSE) rather than hide it. */
+enum file_verdict { FILE_ABSENT, FILE_OK, FILE_DISCARD, FILE_REFUSE };
+
+static enum file_verdict check_file(const char *path, bool private, char *err, size_t errlen)
 {
-	*out = NULL;
-	*len = 0;
 	struct stat st;
-	if (stat(path, &st) < 0) {
+	if (lstat(path, &st) < 0) {
 		if (errno == ENOENT)
-			return 0;
-		return errorf(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+			return FILE_ABSENT;
+		errorf(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+		return FILE_REFUSE;
 	}
-	int r = file_check_private(path);
-	if (r == -EPERM)
-		return errorf(err, errlen,
-			    "refusing to use %s: it holds private keys and its mode %04o lets group "
-			    "or others access it (run: chmod 600 %s)",
-			    path, (unsigned)(st.st_mode & 07777), path);
-	if (r < 0)
-		return errorf(err, errlen, "cannot use %s: %s", path,
-			    r == -EINVAL ? "not a regular file" : strerror(-r));
-	r = file_read_all(path, MAX_FILE, out, len);
-	if (r < 0)
-		return errorf(err, errlen, "cannot read %s: %s", path, strerror(-r));
-	return 0;
+	if (!S_ISREG(st.st_mode)) {
+		log_warn("discarding %s: not a regular file; what it held will be fetched anew",
+			 path);
+		return FILE_DISCARD;
+	}
+	if (st.st_uid != geteuid()) {
+		log_warn("discarding %s: owned by uid %u, not by this agent (uid %u); what it held "
+			 "will be fetched anew",
+			 path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return FILE_DISCARD;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		log_warn("discarding %s: mode %04o lets group or others write it; what it held "
+			 "will be fetched anew",
+			 path, (unsigned)(st.st_mode & 07777));
+		return FILE_DISCARD;
+	}
+	if (private && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+		errorf(err, errlen,
+		       "refusing to use %s: it holds private keys and its mode %04o lets group "
+		       "or others access it (run: chmod 600 %s)",
+		       path, (unsigned)(st.st_mode & 07777), path);
+		return FILE_REFUSE;
+	}
+	return FILE_OK;
 }
 
-static int read_public(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
+/* Reads a state file after check_file. *out NULL (and 0) when it is absent or discarded. */
+static int read_state_file(const char *path, bool private, uint8_t **out, size_t *len, char *err,
+			   size_t errlen)
 {
 	*out = NULL;
 	*len = 0;
+	switch (check_file(path, private, err, errlen)) {
+	case FILE_ABSENT:
+	case FILE_DISCARD:
+		return 0;
+	case FILE_REFUSE:
+		return -1;
+	case FILE_OK:
+		break;
+	}
+	/* O_NOFOLLOW through file_read_all is not available; lstat above refused links, and the
+	 * directory is the agent's own 0700 one, so nobody else can swap one in meanwhile. */
 	int r = file_read_all(path, MAX_FILE, out, len);
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)
 		return errorf(err, errlen, "cannot read %s: %s", path, strerror(-r));
 	return 0;
+}
+
+static int read_private(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	return read_state_file(path, true, out, len, err, errlen);
+}
+
+static int read_public(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	return read_state_file(path, false, out, len, err, errlen);
 }
 
 static int load_pem_certs(const char *path, uint8_t **der, size_t *der_len, char *err,
@@ -244,23 +287,18 @@ static struct cache_entry *entry_from_json(json_t *o)
 	return e;
 }
 
+/* Only the key, the chain and what the certificate cannot say (hint, renewal time, entry
+ * revision) come from the file; everything the certificate says is taken from it by
+ * verify_svid. NULL when a member is missing or malformed. */
 static struct svid *svid_from_json(json_t *o, const struct cache_entry *e)
 {
 	struct svid *v = xcalloc(1, sizeof(*v));
 	v->refs = 1;
 	v->entry_id = xstrdup(e->id);
-	v->spiffe_id = jstr(o, "spiffe_id");
 	v->hint = jstr(o, "hint");
-	char *serial = jstr(o, "serial");
-	if (serial) {
-		snprintf(v->serial, sizeof(v->serial), "%s", serial);
-		free(serial);
-	}
-	v->not_before = jint(o, "not_before");
-	v->not_after = jint(o, "not_after");
 	v->renew_at = jint(o, "renew_at");
 	v->entry_revision = jint(o, "entry_revision");
-	int bad = !v->spiffe_id || jb64(o, "chain", &v->chain, &v->chain_len) < 0 ||
+	int bad = jb64(o, "chain", &v->chain, &v->chain_len) < 0 ||
 		  jb64(o, "key", &v->key, &v->key_len) < 0 || !v->chain_len || !v->key_len;
 	wipe_jstring(o, "key");
 	if (bad) {
@@ -270,6 +308,167 @@ static struct svid *svid_from_json(json_t *o, const struct cache_entry *e)
 	if (!v->hint)
 		v->hint = xstrdup("");
 	return v;
+}
+
+/* The checks a persisted SVID (a workload's or the agent's own) must pass before it is used:
+ * the chain parses, its leaf is an X509-SVID (one URI SAN, not a CA) naming expect_id (when not
+ * NULL), the key is the leaf's, and the chain verifies against the persisted bundle at now (so it
+ * has not expired). On success *info describes the leaf (free it with x509_info_free). 0, or -1
+ * with the reason in why. */
+static int verify_chain_key(const uint8_t *chain, size_t chain_len, const uint8_t *key,
+			    size_t key_len, const char *expect_id, const uint8_t *bundle,
+			    size_t bundle_len, int64_t now, struct x509_info *info, char *why,
+			    size_t whylen)
+{
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, n = 0;
+	lkey *k = NULL;
+	char r[256];
+	int ret = -1;
+	if (!bundle || !bundle_len) {
+		errorf(why, whylen, "no persisted bundle to verify it against");
+		goto out;
+	}
+	if (x509_split_der(chain, chain_len, &certs, &lens, &n) < 0 || n == 0) {
+		errorf(why, whylen, "the chain is not DER certificates");
+		goto out;
+	}
+	if (x509_parse(certs[0], lens[0], info, r, sizeof(r)) < 0) {
+		errorf(why, whylen, "unreadable certificate: %s", r);
+		goto out;
+	}
+	if (info->n_uri_sans != 1 || info->is_ca ||
+	    (expect_id && strcmp(info->spiffe_id, expect_id) != 0)) {
+		errorf(why, whylen, "the certificate names \"%s\"%s%s%s", info->spiffe_id,
+		       info->is_ca ? " as a CA" : "", expect_id ? ", not " : "",
+		       expect_id ? expect_id : "");
+		goto out;
+	}
+	if (info->not_after <= now) {
+		errorf(why, whylen, "the certificate expired at %lld", (long long)info->not_after);
+		goto out;
+	}
+	if (lkey_from_der(key, key_len, &k) < 0 || !lkey_matches_cert(k, certs[0], lens[0])) {
+		errorf(why, whylen, "the key does not match the certificate");
+		goto out;
+	}
+	if (x509_verify(chain, chain_len, bundle, bundle_len, now, r, sizeof(r)) < 0) {
+		errorf(why, whylen, "the chain does not verify against the persisted bundle: %s", r);
+		goto out;
+	}
+	ret = 0;
+out:
+	lkey_free(k);
+	free(certs);
+	free(lens);
+	return ret;
+}
+
+/* verify_chain_key for the SVID of entry e; on success the SPIFFE ID, serial and validity are
+ * set from the certificate, never from the file. */
+static int verify_svid(struct svid *v, const struct cache_entry *e, const uint8_t *bundle,
+		       size_t bundle_len, int64_t now, char *why, size_t whylen)
+{
+	struct x509_info info = {0};
+	int ret = -1;
+	if (!e->spiffe_id || !*e->spiffe_id) {
+		errorf(why, whylen, "its entry has no SPIFFE ID");
+		goto out;
+	}
+	if (verify_chain_key(v->chain, v->chain_len, v->key, v->key_len, e->spiffe_id, bundle,
+			     bundle_len, now, &info, why, whylen) < 0)
+		goto out;
+	free(v->spiffe_id);
+	v->spiffe_id = xstrdup(info.spiffe_id);
+	snprintf(v->serial, sizeof(v->serial), "%s", info.serial);
+	v->not_before = info.not_before;
+	v->not_after = info.not_after;
+	if (v->renew_at < v->not_before || v->renew_at > v->not_after)
+		v->renew_at = v->not_before + (v->not_after - v->not_before) / 2;
+	ret = 0;
+out:
+	x509_info_free(&info);
+	return ret;
+}
+
+/* The SVID of entry e, or NULL when it has none or it is discarded (logged once here). */
+static struct svid *state_svid(json_t *o, const struct cache_entry *e, const char *name,
+			       const uint8_t *bundle, size_t bundle_len, int64_t now)
+{
+	json_t *so = json_object_get(o, "svid");
+	char why[512];
+	if (!so)
+		return NULL;
+	struct svid *v = json_is_object(so) ? svid_from_json(so, e) : NULL;
+	if (!v) {
+		log_warn("%s: discarding the SVID of entry %s: malformed; it will be fetched anew",
+			 name, e->id);
+		return NULL;
+	}
+	if (verify_svid(v, e, bundle, bundle_len, now, why, sizeof(why)) < 0) {
+		/* Expiry is routine after a long stop; anything else means tampering or damage. */
+		if (strstr(why, "expired") && !strstr(why, "verify"))
+			log_info("%s: the SVID of entry %s has expired; it will be fetched anew",
+				 name, e->id);
+		else
+			log_warn("%s: discarding the SVID of entry %s: %s; it will be fetched anew",
+				 name, e->id, why);
+		svid_unref(v);
+		return NULL;
+	}
+	return v;
+}
+
+int persist_parse_state(const char *name, const char *text, size_t len, int64_t now,
+			const uint8_t *bundle, size_t bundle_len, struct persist_data *d,
+			char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *root = json_loadb(text, len, 0, &je);
+	if (!root)
+		return errorf(err, errlen, "%s:%d:%d: corrupt state file: %s", name, je.line,
+			      je.column, je.text);
+	int ret = -1;
+	json_t *entries = json_object_get(root, "entries");
+	json_t *tokens = json_object_get(root, "used_tokens");
+	if (!json_is_object(root) || jint(root, "version") != STATE_VERSION ||
+	    !json_is_array(entries) || (tokens && !json_is_array(tokens))) {
+		errorf(err, errlen, "%s: corrupt state file (unknown version or layout)", name);
+		goto out;
+	}
+	if (tokens && jstrv(root, "used_tokens", &d->used_tokens, &d->n_used_tokens) < 0) {
+		errorf(err, errlen, "%s: corrupt state file (used_tokens)", name);
+		goto out;
+	}
+	size_t n = json_array_size(entries);
+	d->entries = xcalloc(n + 1, sizeof(*d->entries));
+	d->svids = xcalloc(n + 1, sizeof(*d->svids));
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_array_get(entries, i);
+		struct cache_entry *e = json_is_object(o) ? entry_from_json(o) : NULL;
+		if (!e) {
+			errorf(err, errlen, "%s: corrupt state file (entry %zu)", name, i);
+			goto out;
+		}
+		d->entries[d->n_entries++] = e;
+		struct svid *v = state_svid(o, e, name, bundle, bundle_len, now);
+		if (v)
+			d->svids[d->n_svids++] = v;
+	}
+	qsort(d->entries, d->n_entries, sizeof(*d->entries), cmp_entry);
+	qsort(d->svids, d->n_svids, sizeof(*d->svids), cmp_svid);
+	for (size_t i = 1; i < d->n_entries; i++) {
+		if (strcmp(d->entries[i - 1]->id, d->entries[i]->id) == 0) {
+			errorf(err, errlen, "%s: corrupt state file (entry %s twice)", name,
+			       d->entries[i]->id);
+			goto out;
+		}
+	}
+	d->have_state = true;
+	ret = 0;
+out:
+	json_decref(root);
+	return ret;
 }
 
 static int load_state(const char *dir, int64_t now, struct persist_data *d, char *err,
@@ -283,64 +482,11 @@ static int load_state(const char *dir, int64_t now, struct persist_data *d, char
 		return -1;
 	if (!buf)
 		return 0;
-	json_error_t je;
-	json_t *root = json_loadb((const char *)buf, len, 0, &je);
+	int r = persist_parse_state(path, (const char *)buf, len, now, d->bundle, d->bundle_len, d,
+				    err, errlen);
 	secure_zero(buf, len);
 	free(buf);
-	if (!root)
-		return errorf(err, errlen, "%s:%d:%d: corrupt state file: %s", path, je.line,
-			    je.column, je.text);
-	int ret = -1;
-	json_t *entries = json_object_get(root, "entries");
-	json_t *tokens = json_object_get(root, "used_tokens");
-	if (!json_is_object(root) || jint(root, "version") != STATE_VERSION ||
-	    !json_is_array(entries) || (tokens && !json_is_array(tokens))) {
-		errorf(err, errlen, "%s: corrupt state file (unknown version or layout)", path);
-		goto out;
-	}
-	if (tokens && jstrv(root, "used_tokens", &d->used_tokens, &d->n_used_tokens) < 0) {
-		errorf(err, errlen, "%s: corrupt state file (used_tokens)", path);
-		goto out;
-	}
-	size_t n = json_array_size(entries);
-	d->entries = xcalloc(n + 1, sizeof(*d->entries));
-	d->svids = xcalloc(n + 1, sizeof(*d->svids));
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_array_get(entries, i);
-		struct cache_entry *e = json_is_object(o) ? entry_from_json(o) : NULL;
-		if (!e) {
-			errorf(err, errlen, "%s: corrupt state file (entry %zu)", path, i);
-			goto out;
-		}
-		d->entries[d->n_entries++] = e;
-		json_t *so = json_object_get(o, "svid");
-		if (!json_is_object(so))
-			continue;
-		struct svid *v = svid_from_json(so, e);
-		if (!v) {
-			errorf(err, errlen, "%s: corrupt state file (SVID of entry %s)", path, e->id);
-			goto out;
-		}
-		if (v->not_after <= now) {
-			svid_unref(v);
-			continue;
-		}
-		d->svids[d->n_svids++] = v;
-	}
-	qsort(d->entries, d->n_entries, sizeof(*d->entries), cmp_entry);
-	qsort(d->svids, d->n_svids, sizeof(*d->svids), cmp_svid);
-	for (size_t i = 1; i < d->n_entries; i++) {
-		if (strcmp(d->entries[i - 1]->id, d->entries[i]->id) == 0) {
-			errorf(err, errlen, "%s: corrupt state file (entry %s twice)", path,
-			     d->entries[i]->id);
-			goto out;
-		}
-	}
-	d->have_state = true;
-	ret = 0;
-out:
-	json_decref(root);
-	return ret;
+	return r;
 }
 
 static int load_bundle(const char *dir, struct persist_data *d, char *err, size_t errlen)
@@ -377,7 +523,9 @@ out:
 	return ret;
 }
 
-static int load_agent(const char *dir, struct persist_data *d, char *err, size_t errlen)
+/* After load_bundle: the agent's SVID is verified against the persisted bundle. */
+static int load_agent(const char *dir, int64_t now, struct persist_data *d, char *err,
+		      size_t errlen)
 {
 	char path[4096];
 	path_of(path, sizeof(path), dir, "agent_key.pem");
@@ -396,6 +544,18 @@ static int load_agent(const char *dir, struct persist_data *d, char *err, size_t
 	path_of(path, sizeof(path), dir, "agent_svid.pem");
 	if (load_pem_certs(path, &d->agent_chain, &d->agent_chain_len, err, errlen) < 0)
 		return -1;
+	struct x509_info info = {0};
+	char why[512];
+	if (d->agent_chain &&
+	    verify_chain_key(d->agent_chain, d->agent_chain_len, d->agent_key, d->agent_key_len,
+			     NULL, d->bundle, d->bundle_len, now, &info, why, sizeof(why)) < 0) {
+		log_warn("discarding the persisted agent SVID in %s: %s; the agent attests anew",
+			 path, why);
+		free(d->agent_chain);
+		d->agent_chain = NULL;
+		d->agent_chain_len = 0;
+	}
+	x509_info_free(&info);
 	if (!d->agent_chain) {
 		/* A key without its certificate is useless: the agent re-attests. */
 		secure_zero(d->agent_key, d->agent_key_len);
@@ -409,7 +569,7 @@ static int load_agent(const char *dir, struct persist_data *d, char *err, size_t
 int persist_load(const char *dir, int64_t now, struct persist_data *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
-	if (load_agent(dir, out, err, errlen) < 0 || load_bundle(dir, out, err, errlen) < 0 ||
+	if (load_bundle(dir, out, err, errlen) < 0 || load_agent(dir, now, out, err, errlen) < 0 ||
 	    load_state(dir, now, out, err, errlen) < 0)
 		return -1;
 	return 0;

@@ -8,7 +8,14 @@
  *   bundle.json     {"trust_domain", "sequence", "jwt_bundle": <JWK Set>}
  *   state.json      0600: used join tokens (SHA-256 only), the entries and, for each, its SVID
  *                   chain and PKCS#8 key (base64), wiped from memory after use.
- * Loading refuses agent_key.pem and state.json when group or others can read them. */
+ * Loading checks everything before anything is used: each file must be a regular file owned by
+ * the agent's uid that group and others cannot write (otherwise it is discarded, with one log
+ * line, and what it held is fetched anew); agent_key.pem and state.json that group or others can
+ * read are refused (an operator error that may have leaked keys). Every SVID, the agent's own
+ * included, must parse, match its key, name the expected SPIFFE ID, verify against bundle.pem and
+ * be unexpired; its SPIFFE ID, serial and validity are taken from the certificate, never from
+ * state.json. An SVID that fails is discarded with one log line (the agent fetches it anew, or
+ * re-attests for its own). */
 #ifndef LANYARD_PERSIST_H
 #define LANYARD_PERSIST_H
 
@@ -45,11 +52,17 @@ struct persist_data {
 /* Creates dir (0700) when missing and checks it is a directory that only its owner may use. */
 int persist_prepare_dir(const char *dir, char *err, size_t errlen);
 
-/* Loads whatever dir holds; missing files leave their fields empty (0 is returned for an empty
- * directory). SVIDs whose not_after <= now are dropped. -1 with a reason in err for a key file
- * readable by others, a corrupt file, or an I/O error. out is zeroed first; free it with
- * persist_data_free either way. */
+/* Loads whatever dir holds; missing or discarded files leave their fields empty (0 is returned
+ * for an empty directory). SVIDs that fail the checks above at now are dropped. -1 with a reason
+ * in err for a key file readable by others, a corrupt file, or an I/O error. out is zeroed first;
+ * free it with persist_data_free either way. */
 int persist_load(const char *dir, int64_t now, struct persist_data *out, char *err, size_t errlen);
+/* The state.json part of persist_load, on text already read (name is for messages): entries
+ * and used tokens into d, each SVID kept only if it verifies against bundle at now. For the
+ * loader and its fuzz harness. 0, or -1 with a reason in err (d must be freed either way). */
+int persist_parse_state(const char *name, const char *text, size_t len, int64_t now,
+			const uint8_t *bundle, size_t bundle_len, struct persist_data *d,
+			char *err, size_t errlen);
 
 int persist_save_agent(const char *dir, const uint8_t *key_der, size_t key_len,
 		       const uint8_t *chain, size_t chain_len, char *err, size_t errlen);

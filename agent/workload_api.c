@@ -18,10 +18,12 @@
  * shutdown done and no asynchronous work refers to it any more. */
 #include "workload_api.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,9 +55,25 @@
 #define CLOSEST_ENTRIES 3
 #define NO_IDENTITY "no identity issued"
 
-struct uid_count {
+#define REFUSAL_LOG_INTERVAL_MS 10000
+#define IDLE_SWEEP_MIN_MS 100
+
+/* Open connections of one caller uid, or of one process (pid and start time, so that a reused
+ * pid is another process). */
+struct conn_count {
+	bool is_process;
 	uid_t uid;
+	pid_t pid;
+	uint64_t start_time;
 	unsigned n;
+};
+
+/* Connection refusals are logged once per interval with a count, so that a workload hammering
+ * the socket cannot flood the log. */
+struct refusal_log {
+	uint64_t since_ms; /* start of the current interval; 0 = none */
+	uint64_t suppressed;
+	char last[256];
 };
 
 /* An interned, sorted caller selector set, shared by the calls that have it. */
@@ -75,6 +93,11 @@ struct wconn {
 	struct workload_api *w;
 	int refs;
 	struct caller caller;
+	/* Connection accounting, while the connection is open (loop thread only). */
+	struct grpc_conn *gc;
+	struct wconn *prev, *next; /* w->conns */
+	uint64_t active_ms;        /* last request, or last sweep that saw an open call */
+	bool idle_closed;
 };
 
 struct jwt_slot {
@@ -141,8 +164,12 @@ struct workload_api {
 
 	struct selset *sets[SELSET_BUCKETS];
 	struct wcall *streams;
-	struct uid_count *uids;
-	size_t n_uids;
+	struct conn_count *counts;
+	size_t n_counts;
+	struct wconn *conns; /* open, accepted connections */
+	uv_timer_t idle_timer;
+	bool idle_timer_on;
+	struct refusal_log refusals;
 
 	struct workload_api_stats stats;
 	/* Every attestor is fast: attestation runs on the loop, in inline_job (on the threadpool
@@ -924,11 +951,20 @@ out:
 
 /* ---- gRPC callbacks ---- */
 
+/* Every request handler starts here, so a request is also what keeps its connection active. */
 static struct workload_api *api_of(struct grpc_call *call)
 {
 	struct grpc_conn *conn = grpc_call_conn(call);
+	struct workload_api *w;
+	struct wconn *wc;
 
-	return conn ? grpc_server_ud(grpc_conn_server(conn)) : NULL;
+	if (!conn)
+		return NULL;
+	w = grpc_server_ud(grpc_conn_server(conn));
+	wc = grpc_conn_data(conn);
+	if (wc)
+		wc->active_ms = uv_now(w->loop);
+	return w;
 }
 
 static const ProtobufCMessageDescriptor *const request_desc[WL_METHOD_COUNT] = {
@@ -1153,29 +1189,169 @@ static void on_call_closed(struct grpc_call *call)
 	wcall_unref(c);
 }
 
-static struct uid_count *uid_slot(struct workload_api *w, uid_t uid, bool create)
-{
-	struct uid_count *u;
+/* ---- connection accounting ---- */
 
-	for (size_t i = 0; i < w->n_uids; i++)
-		if (w->uids[i].uid == uid)
-			return &w->uids[i];
+static struct conn_count *count_slot(struct workload_api *w, const struct conn_count *key,
+				     bool create)
+{
+	struct conn_count *u;
+
+	for (size_t i = 0; i < w->n_counts; i++) {
+		u = &w->counts[i];
+		if (u->is_process == key->is_process &&
+		    (key->is_process ? u->pid == key->pid && u->start_time == key->start_time
+				     : u->uid == key->uid))
+			return u;
+	}
 	if (!create)
 		return NULL;
-	u = realloc(w->uids, (w->n_uids + 1) * sizeof(*u));
+	u = realloc(w->counts, (w->n_counts + 1) * sizeof(*u));
 	if (!u)
 		return NULL;
-	w->uids = u;
-	u = &w->uids[w->n_uids++];
-	u->uid = uid;
+	w->counts = u;
+	u = &w->counts[w->n_counts++];
+	*u = *key;
 	u->n = 0;
 	return u;
+}
+
+static void count_release(struct workload_api *w, struct conn_count *u)
+{
+	if (u && u->n > 0 && --u->n == 0) {
+		*u = w->counts[w->n_counts - 1];
+		w->n_counts--;
+	}
+}
+
+/* Logs the refusals counted but not logged in the interval that ended. */
+static void refusals_flush(struct workload_api *w, uint64_t now)
+{
+	struct refusal_log *r = &w->refusals;
+
+	if (!r->since_ms || now - r->since_ms < REFUSAL_LOG_INTERVAL_MS)
+		return;
+	if (r->suppressed)
+		log_warn("workload: %" PRIu64 " more connections refused in the last %u s (last: %s)",
+			 r->suppressed, REFUSAL_LOG_INTERVAL_MS / 1000, r->last);
+	r->since_ms = 0;
+	r->suppressed = 0;
+}
+
+static void refuse_log(struct workload_api *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void refuse_log(struct workload_api *w, const char *fmt, ...)
+{
+	struct refusal_log *r = &w->refusals;
+	uint64_t now = uv_now(w->loop);
+	va_list ap;
+
+	w->stats.conns_refused++;
+	va_start(ap, fmt);
+	vsnprintf(r->last, sizeof(r->last), fmt, ap);
+	va_end(ap);
+	refusals_flush(w, now);
+	if (r->since_ms) {
+		r->suppressed++;
+		return;
+	}
+	r->since_ms = now ? now : 1;
+	log_warn("workload: refusing connection: %s (further refusals are counted for %u s)",
+		 r->last, REFUSAL_LOG_INTERVAL_MS / 1000);
+}
+
+static unsigned count_of(struct workload_api *w, const struct conn_count *key)
+{
+	struct conn_count *u = count_slot(w, key, false);
+
+	return u ? u->n : 0;
+}
+
+/* 0 when the caller is within its limits (its counts are then taken), -1 when refused. */
+static int admit(struct workload_api *w, const struct caller *c)
+{
+	struct conn_count pk = {.is_process = true, .pid = c->pid, .start_time = c->start_time};
+	struct conn_count uk = {.uid = c->uid};
+	unsigned maxp = w->opts.max_conns_per_process, maxu = w->opts.max_conns_per_uid, n;
+	struct conn_count *slot;
+
+	if (maxp && (n = count_of(w, &pk)) >= maxp) {
+		refuse_log(w, "pid %d (uid %u) already has %u connections (max_conns_per_process)",
+			   (int)c->pid, (unsigned)c->uid, n);
+		return -1;
+	}
+	if (maxu && (n = count_of(w, &uk)) >= maxu) {
+		refuse_log(w, "uid %u already has %u connections (max_conns_per_uid)",
+			   (unsigned)c->uid, n);
+		return -1;
+	}
+	/* Slots are looked up again after each creation: creating one may move the others. */
+	slot = count_slot(w, &pk, true);
+	if (!slot) {
+		refuse_log(w, "out of memory");
+		return -1;
+	}
+	slot->n++;
+	if (maxu) {
+		slot = count_slot(w, &uk, true);
+		if (!slot) {
+			count_release(w, count_slot(w, &pk, false));
+			refuse_log(w, "out of memory");
+			return -1;
+		}
+		slot->n++;
+	}
+	return 0;
+}
+
+static void release_counts(struct workload_api *w, const struct caller *c)
+{
+	struct conn_count pk = {.is_process = true, .pid = c->pid, .start_time = c->start_time};
+	struct conn_count uk = {.uid = c->uid};
+
+	count_release(w, count_slot(w, &pk, false));
+	if (w->opts.max_conns_per_uid)
+		count_release(w, count_slot(w, &uk, false));
+}
+
+/* Closes connections without an open call for idle_timeout_ms. Shutting the socket down makes
+ * the gRPC server see end-of-file and close the connection the ordinary way (on_disconnect). */
+static void on_idle_sweep(uv_timer_t *t)
+{
+	struct workload_api *w = t->data;
+	uint64_t now = uv_now(w->loop);
+	unsigned closed = 0;
+
+	refusals_flush(w, now);
+	for (struct wconn *wc = w->conns; wc; wc = wc->next) {
+		if (wc->idle_closed)
+			continue;
+		if (grpc_conn_stream_count(wc->gc) > 0) {
+			wc->active_ms = now;
+			continue;
+		}
+		if (now - wc->active_ms < w->opts.idle_timeout_ms)
+			continue;
+		wc->idle_closed = true;
+		shutdown(grpc_conn_fd(wc->gc), SHUT_RDWR);
+		closed++;
+	}
+	if (closed)
+		log_debug("workload: closed %u connections idle for %u ms", closed,
+			  w->opts.idle_timeout_ms);
+}
+
+static void on_idle_timer_closed(uv_handle_t *h)
+{
+	struct workload_api *w = h->data;
+
+	w->pending_async--;
+	maybe_free(w);
 }
 
 static int on_connect(struct grpc_conn *conn, int fd)
 {
 	struct workload_api *w = grpc_server_ud(grpc_conn_server(conn));
-	struct uid_count *u;
 	struct wconn *wc;
 	char err[256];
 
@@ -1188,24 +1364,21 @@ static int on_connect(struct grpc_conn *conn, int fd)
 	wc->refs = 1;
 	/* Pinned now, before the caller could exit and have its pid reused. */
 	if (caller_from_socket(fd, w->opts.proc_root, &wc->caller, err, sizeof(err)) < 0) {
-		log_warn("workload: refusing connection: %s", err);
+		refuse_log(w, "%s", err);
 		goto refuse;
 	}
-	u = uid_slot(w, wc->caller.uid, true);
-	if (!u)
+	if (admit(w, &wc->caller) < 0)
 		goto refuse;
-	if (w->opts.max_conns_per_uid && u->n >= w->opts.max_conns_per_uid) {
-		log_warn("workload: refusing connection from pid %d: uid %u already has %u "
-			 "connections (max_conns_per_uid)",
-			 (int)wc->caller.pid, (unsigned)wc->caller.uid, u->n);
-		goto refuse;
-	}
-	u->n++;
+	wc->gc = conn;
+	wc->active_ms = uv_now(w->loop);
+	wc->next = w->conns;
+	if (w->conns)
+		w->conns->prev = wc;
+	w->conns = wc;
 	w->stats.conns++;
 	grpc_conn_set_data(conn, wc);
 	return 0;
 refuse:
-	w->stats.conns_refused++;
 	wconn_unref(wc);
 	return -1;
 }
@@ -1214,17 +1387,20 @@ static void on_disconnect(struct grpc_conn *conn)
 {
 	struct wconn *wc = grpc_conn_data(conn);
 	struct workload_api *w;
-	struct uid_count *u;
 
 	if (!wc)
 		return;
 	grpc_conn_set_data(conn, NULL);
 	w = wc->w;
-	u = uid_slot(w, wc->caller.uid, false);
-	if (u && u->n > 0 && --u->n == 0) {
-		*u = w->uids[w->n_uids - 1];
-		w->n_uids--;
-	}
+	release_counts(w, &wc->caller);
+	if (wc->prev)
+		wc->prev->next = wc->next;
+	else
+		w->conns = wc->next;
+	if (wc->next)
+		wc->next->prev = wc->prev;
+	wc->prev = wc->next = NULL;
+	wc->gc = NULL;
 	w->stats.conns--;
 	wconn_unref(wc);
 }
@@ -1318,7 +1494,7 @@ static void api_free(struct workload_api *w)
 		attestor_free(w->attestors[i]);
 	free(w->attestors);
 	free(w->inline_job);
-	free(w->uids);
+	free(w->counts);
 	opts_free(&w->opts);
 	free(w);
 }
@@ -1405,6 +1581,15 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 		unlink(w->opts.socket_path);
 		return -1;
 	}
+	if (w->opts.idle_timeout_ms) {
+		uint64_t every = w->opts.idle_timeout_ms / 4;
+
+		uv_timer_init(loop, &w->idle_timer);
+		w->idle_timer.data = w;
+		uv_timer_start(&w->idle_timer, on_idle_sweep, every, every < IDLE_SWEEP_MIN_MS ?
+			       IDLE_SWEEP_MIN_MS : every);
+		w->idle_timer_on = true;
+	}
 	log_info("workload: Workload API listening on %s", w->opts.socket_path);
 	*out = w;
 	return 0;
@@ -1421,7 +1606,9 @@ int workload_api_start(uv_loop_t *loop, const struct agent_config *cfg, struct s
 		.trust_domain = cfg->trust_domain,
 		.unix_path_selectors = cfg->unix_workload_path_selectors,
 		.sha256_max_size = cfg->sha256_max_size,
-		.max_conns_per_uid = cfg->max_conns_per_uid > 0 ? (unsigned)cfg->max_conns_per_uid : 0,
+		.max_conns_per_process = (unsigned)cfg->max_conns_per_process,
+		.max_conns_per_uid = (unsigned)cfg->max_conns_per_uid,
+		.idle_timeout_ms = (unsigned)(cfg->workload_idle_timeout * 1000),
 	};
 
 	return workload_api_start_opts(loop, &o, cache, nc, out, err, errlen);
@@ -1434,6 +1621,13 @@ void workload_api_stop(struct workload_api *w)
 	w->stopping = true;
 	svid_cache_unsubscribe(w->cache, w->sub);
 	w->sub = NULL;
+	if (w->idle_timer_on) {
+		/* The timer's close callback is asynchronous work that w must outlive. */
+		w->idle_timer_on = false;
+		w->pending_async++;
+		uv_close((uv_handle_t *)&w->idle_timer, on_idle_timer_closed);
+	}
+	refusals_flush(w, UINT64_MAX);
 	for (struct wcall *c = w->streams; c; c = c->next)
 		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the agent is shutting down");
 	/* Remove the socket only if it is still ours (another agent may have replaced it). */

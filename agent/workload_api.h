@@ -59,7 +59,9 @@ struct workload_api_opts {
 	const char *trust_domain;     /* "example.org" */
 	bool unix_path_selectors;     /* emit unix:path and unix:sha256 */
 	int64_t sha256_max_size;      /* binaries above this are not hashed; <= 0: no limit */
-	unsigned max_conns_per_uid;   /* 0 = unlimited */
+	unsigned max_conns_per_process; /* per caller process (pid + start time); 0 = unlimited */
+	unsigned max_conns_per_uid;   /* per caller uid; 0 = unlimited */
+	unsigned idle_timeout_ms;     /* close connections without an open call; 0 = never */
 	const char *proc_root;        /* NULL = "/proc" */
 	/* How FetchJWTSVID gets a token for an entry, with node_client_fetch_jwt's contract.
 	 * NULL = node_client_fetch_jwt on the node_client given to start. */

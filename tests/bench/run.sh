@@ -12,14 +12,17 @@
 #                              names but are NOT comparable (the output says so)
 #   LANYARD_BENCH_BUILD=DIR    build directory (default: <source>/build-release)
 #   LANYARD_BENCH_NO_BUILD=1   use DIR as it is (bin/ and bench/ must exist), e.g. a test build
-#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent (default: all three)
+#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent sp (default: all four). sp builds
+#                              a second release tree with LANYARD_WOLFSSL=sp (<DIR>-sp) and
+#                              prints the issuance and idle-agent figures of both wolfSSL builds
+#                              side by side (_system / _sp suffixes)
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${LANYARD_BENCH_BUILD:-$SRC/build-release}"
 QUICK="${LANYARD_BENCH_QUICK:-0}"
-ONLY="${LANYARD_BENCH_ONLY:-issue sync agent}"
+ONLY="${LANYARD_BENCH_ONLY:-issue sync agent sp}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
@@ -240,8 +243,65 @@ JSON
 		--runs 3 --timeout 60 --name restart_ready_10000_ms
 fi
 
+# ---- the two wolfSSL builds: Debian's (system) and the SP-math one (sp) ----
+# Each figure of the same run gets the build's suffix: issue_per_s_system, issue_per_s_sp, ...
+suffixed() {
+	local suffix=$1
+	shift
+	"$@" | sed -E "s/^BENCH ([^ ]+) /BENCH \1_$suffix /" | tee -a "$OUT"
+}
+if [[ " $ONLY " == *" sp "* ]]; then
+	echo "# == sp: issuance and idle agent memory, Debian's wolfSSL vs LANYARD_WOLFSSL=sp"
+	SP_BUILD="${LANYARD_BENCH_SP_BUILD:-$BUILD-sp}"
+	if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
+		echo "# building a release build with LANYARD_WOLFSSL=sp in $SP_BUILD" >&2
+		cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
+			-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp >/dev/null
+		cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
+			bench_server bench_agent >/dev/null
+	fi
+	SYS_BIN="$BIN" SYS_BENCH="$BENCH"
+	for variant in system sp; do
+		if [ "$variant" = sp ]; then
+			BIN="$SP_BUILD/bin" BENCH="$SP_BUILD/bench"
+		fi
+		[ -x "$BIN/lanyard-server" ] || { echo "run.sh: no $BIN/lanyard-server" >&2; exit 1; }
+		start_server "issue-$variant"
+		suffixed "$variant" "$BENCH/bench_server" issue --admin "$ADMIN" --port "$SRV_PORT" \
+			--bundle "$DIR/bundle.pem" --server-pid "$SRV_PID" \
+			--pool "${UV_THREADPOOL_SIZE:-4}" "${ISSUE_ARGS[@]}"
+		# An idle agent of this build: attested, no entries.
+		A="$T/agent-$variant"
+		mkdir -p "$A"
+		cat >"$A/agent.json" <<JSON
+{
+  "trust_domain": "example.org",
+  "server_address": "127.0.0.1",
+  "server_port": $SRV_PORT,
+  "trust_bundle_path": "$DIR/bundle.pem",
+  "data_dir": "$A/data",
+  "socket_path": "$A/api.sock",
+  "http_port": $(free_port)
+}
+JSON
+		tok=$("$BIN/lanyard-server" token generate --output json --socket "$ADMIN" |
+			$PY -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+		"$BIN/lanyard-agent" run --config "$A/agent.json" --join-token "$tok" >>"$A/agent.log" 2>&1 &
+		apid=$!
+		PIDS+=("$apid")
+		wait_for 30 test -f "$A/data/agent_svid.pem" ||
+			{ echo "run.sh: $variant agent not attested" >&2; exit 1; }
+		suffixed "$variant" "$BENCH/bench_agent" rss --pid "$apid" --name agent_rss_kib_0 --seconds 1
+		stop_pid "$apid"
+		stop_pid "$SRV_PID"
+	done
+	BIN="$SYS_BIN" BENCH="$SYS_BENCH"
+	awk '$1 == "BENCH" && $2 == "issue_per_s_system" {s = $3} $1 == "BENCH" && $2 == "issue_per_s_sp" {p = $3}
+	     END {if (s > 0) printf "BENCH issue_sp_speedup %.2f ratio\n", p / s}' "$OUT" | tee -a "$OUT"
+fi
+
 # ---- summary ----
-echo "# == summary (targets from issue 7; a benchmark never fails on a number);" \
+echo "# == summary (targets from issues 7 and 18; a benchmark never fails on a number);" \
 	"run took ${SECONDS} s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY - "$OUT" "$QUICK" <<'PY'
 import sys
@@ -250,6 +310,9 @@ targets = {
     "agent_rss_kib_0": ("<=", 8 * 1024), "agent_rss_kib_1000": ("<=", 12 * 1024),
     "agent_rss_kib_10000": ("<=", 40 * 1024), "stream_kib_each": ("<=", 16),
     "fanout_ms": ("<=", 250), "restart_ready_ms": ("<=", 100),
+    # issue 18
+    "issue_sp_speedup": (">=", 2.5), "issue_cpu_ratio_sp": (">=", 0.9),
+    "agent_rss_kib_0_sp": ("<=", 8 * 1024),
 }
 rows = []
 for line in open(sys.argv[1]):

@@ -267,10 +267,55 @@ def h2_request(stream, path, msg, extra=(), end=True, split_data=False):
     return out
 
 
+def persist_seeds():
+    """fuzz_persist: 8-byte now, 2-byte bundle length, bundle DER, state.json text."""
+    clear("persist")
+    ca = make_ca(EC256, "Lanyard CA", "spiffe://example.org")
+    leaf = make_leaf(EC256_B, "spiffe://example.org/workload", ca, EC256)
+    other = make_leaf(EC384, "spiffe://example.org/web", ca, EC256, dns=("web.example.org",))
+    now = int(datetime.datetime(2030, 1, 1).timestamp())
+
+    def b64(b):
+        return base64.b64encode(b).decode()
+
+    def entry(eid, sid, cert, key, **svid_extra):
+        svid = {"spiffe_id": sid, "hint": "", "serial": "1122334455667788",
+                "not_before": 0, "not_after": now + 3600, "renew_at": now + 1800,
+                "entry_revision": 1, "chain": b64(der(cert)),
+                "key": b64(key_der(key, serialization.PrivateFormat.PKCS8))}
+        svid.update(svid_extra)
+        return {"id": eid, "spiffe_id": sid, "parent_id": "spiffe://example.org/lanyard/agent/x",
+                "selectors": ["unix:uid:1000"], "x509_svid_ttl": 3600, "jwt_svid_ttl": 300,
+                "dns_names": [], "hint": "", "revision": 1, "svid": svid}
+
+    def seed(name, entries, bundle=der(ca), at=now, tokens=("ab" * 32,)):
+        state = json.dumps({"version": 1, "used_tokens": list(tokens), "entries": entries})
+        write("persist", name, struct.pack(">QH", at, len(bundle)) + bundle + state.encode())
+
+    good = entry("e1", "spiffe://example.org/workload", leaf, EC256_B)
+    web = entry("e2", "spiffe://example.org/web", other, EC384)
+    seed("valid", [good, web])
+    seed("expired", [good], at=int(NOT_AFTER.timestamp()) + 1)
+    seed("no-bundle", [good], bundle=b"")
+    seed("swapped-key", [entry("e1", "spiffe://example.org/workload", leaf, EC384)])
+    seed("wrong-id", [entry("e1", "spiffe://example.org/other", leaf, EC256_B)])
+    seed("meta-id", [entry("e1", "spiffe://example.org/workload", leaf, EC256_B,
+                           spiffe_id="spiffe://example.org/lanyard/server",
+                           not_after=2 ** 62)])
+    seed("garbage-chain", [entry("e1", "spiffe://example.org/workload", leaf, EC256_B,
+                                 chain=b64(b"\x30\x03\x02\x01\x00"))])
+    seed("bad-b64", [entry("e1", "spiffe://example.org/workload", leaf, EC256_B, chain="!!")])
+    seed("dup", [good, good])
+    seed("no-svid", [{"id": "e3", "spiffe_id": "spiffe://example.org/x", "selectors": []}])
+    seed("bad-version", [], tokens=())
+    write("persist", "not-json", struct.pack(">QH", now, 0) + b"{\"version\":1,")
+
+
 def main():
     for h in ["spiffeid", "config", "csr", "x509", "jwt", "grpc_deframe", "entry_json", "proto",
               "proc", "kubelet", "grpc_server"]:
         clear(h)
+    persist_seeds()
 
     # ---- PKI shared by several harnesses ----
     ca = make_ca(EC256, "Lanyard CA", "spiffe://example.org")
@@ -326,6 +371,9 @@ def main():
     write("config", "agent", json.dumps(agent_full, indent=1))
     write("config", "agent-insecure", json.dumps(dict(agent_full, insecure_bootstrap=True,
                                                       trust_bundle_path=None)))
+    write("config", "agent-failover", json.dumps(dict(
+        agent_full, server_address=None, server_port=None,
+        server_addresses=["10.0.0.1:8081", "[fd00::1]:8081", "lanyard-server.lanyard.svc:8081"])))
     write("config", "agent-types", '{"rotation_fraction":"0.5","http_port":"8082",'
                                    '"insecure_bootstrap":"true","sync_staleness":-1}')
     write("config", "override-ttl", b"ca_ttl=24h\x00" + json.dumps(server_full).encode())

@@ -157,6 +157,20 @@ start_server_and_agent() {
 	AGENT_ID="spiffe://$TD/lanyard/agent/join_token/$tok"
 }
 
+# start_server_and_agent_file [extra agent JSON]: like start_server_and_agent, with extra agent
+# configuration and the join token in a 0600 file (--join-token-file) rather than on argv.
+start_server_and_agent_file() {
+	start_server
+	write_agent_config "${1:-}"
+	local tok
+	tok=$(new_token)
+	printf '%s' "$tok" >"$T/join_token"
+	chmod 600 "$T/join_token"
+	start_agent --join-token-file "$T/join_token"
+	wait_for 20 test -S "$AGENT_SOCK" || fail "agent socket did not appear"
+	AGENT_ID="spiffe://$TD/lanyard/agent/join_token/$tok"
+}
+
 # fetch_x509_json: the agent CLI's view of what the calling process is served.
 fetch_x509_json() {
 	"$BIN/lanyard-agent" api fetch x509 --socket "$AGENT_SOCK" --output json

@@ -11,7 +11,10 @@ BUILD="${LANYARD_BUILD:?LANYARD_BUILD must point at the build directory}"
 out="$(mktemp /tmp/lanyard-bench-smoke.XXXXXX)"
 trap 'rm -f "$out"' EXIT
 
+# The sp section runs its two variants on the build under test: the path is exercised, the
+# figures (as all of them here) mean nothing.
 if ! LANYARD_BENCH_QUICK=1 LANYARD_BENCH_NO_BUILD=1 LANYARD_BENCH_BUILD="$BUILD" \
+	LANYARD_BENCH_SP_BUILD="$BUILD" \
 	bash "$SRC/tests/bench/run.sh" >"$out" 2>&1; then
 	cat "$out"
 	echo "FAIL: tests/bench/run.sh failed in quick mode" >&2
@@ -21,7 +24,9 @@ fi
 missing=0
 for name in issue_ratio issue_per_s issue_cpu_ratio crypto_issue_core_per_s crypto_issue_par_per_s \
 	sync_cpu_us_per_agent fetch_p50_us fetch_p99_us fetch_per_s agent_rss_kib_0 \
-	agent_rss_kib_1000 agent_rss_kib_10000 stream_kib_each fanout_ms restart_ready_ms; do
+	agent_rss_kib_1000 agent_rss_kib_10000 stream_kib_each fanout_ms restart_ready_ms \
+	issue_per_s_system issue_per_s_sp issue_cpu_ratio_sp crypto_issue_core_per_s_sp \
+	agent_rss_kib_0_system agent_rss_kib_0_sp issue_sp_speedup; do
 	if ! grep -Eq "^BENCH $name -?[0-9]+(\.[0-9]+)? [^ ]+$" "$out"; then
 		echo "FAIL: no well-formed 'BENCH $name <value> <unit>' line" >&2
 		missing=1

@@ -244,6 +244,46 @@ static void start_time_mismatch_refused(void **state)
 	assert_non_null(strstr(err, "not visible"));
 }
 
+/* exec keeps pid and start time: the executable (its device and inode) pinned at connect must
+ * still be the one at each request, in the slow path (path selectors) and the fast one. */
+static void exec_after_connect_refused(void **state)
+{
+	struct attestor_unix_opts slow = {.path_selectors = true}, fast = {0};
+	struct attestor *a[2] = {attestor_unix_new(&slow), attestor_unix_new(&fast)};
+	struct selector_list sel = {0};
+	struct fake_proc f;
+	struct caller c;
+	char err[256] = "", link[300], other[200];
+
+	fake_proc_setup(&f, "1000", 1234, 5678);
+	snprintf(other, sizeof(other), "%s/entitled", f.root);
+	write_file(f.root, "entitled", "#!/bin/sh\necho entitled\n");
+	snprintf(link, sizeof(link), "%s/exe", f.dir);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(caller_pin(f.root, 4242, 1234, 5678, &c, err, sizeof(err)), 0);
+		assert_true(c.exe_known);
+		assert_int_equal(attest_caller(&a[i], 1, &c, true, &sel, err, sizeof(err)), 0);
+		selector_list_free(&sel);
+		/* The process execs another binary. */
+		assert_int_equal(unlink(link), 0);
+		assert_int_equal(symlink(other, link), 0);
+		err[0] = 0;
+		assert_int_equal(attest_caller(&a[i], 1, &c, true, &sel, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "executed another program since it connected"));
+		selector_list_free(&sel);
+		assert_int_equal(caller_verify(&c, err, sizeof(err)), -1);
+		/* An executable that became unreadable is a change too. */
+		assert_int_equal(unlink(link), 0);
+		assert_int_equal(caller_verify(&c, err, sizeof(err)), -1);
+		assert_int_equal(symlink(f.exe, link), 0);
+		assert_int_equal(caller_verify(&c, err, sizeof(err)), 0);
+		caller_close(&c);
+	}
+	fake_proc_teardown(&f);
+	attestor_free(a[0]);
+	attestor_free(a[1]);
+}
+
 static void hash_cache_and_limit(void **state)
 {
 	struct attestor_unix_opts o = {.path_selectors = true, .sha256_max_size = 1 << 20};
@@ -468,6 +508,7 @@ int main(void)
 		cmocka_unit_test(self_via_socketpair),
 		cmocka_unit_test(fake_proc_tree),
 		cmocka_unit_test(start_time_mismatch_refused),
+		cmocka_unit_test(exec_after_connect_refused),
 		cmocka_unit_test(hash_cache_and_limit),
 		cmocka_unit_test(fast_path_same_selectors),
 		cmocka_unit_test(fast_path_refusals),

@@ -16,7 +16,8 @@ static struct node_client *new_client(void)
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	n->trust_domain = xstrdup("example.org");
-	n->server_address = xstrdup("127.0.0.1");
+	const struct server_endpoint ep = {.host = "127.0.0.1", .port = 8081};
+	n->conn = server_conn_new(&ep, 1, n->trust_domain, true);
 	n->data_dir = xstrdup("/nonexistent");
 	n->rotation_fraction = 0.5;
 	return n;
@@ -57,6 +58,8 @@ static void stream_state(void **state)
 	assert_int_equal(n->es.n, 1);
 	assert_int_equal(n->st.state, NODE_STATE_CONNECTED);
 	assert_true(n->st.last_sync > 0);
+	/* No attestation came before this session: it resumed with the agent SVID. */
+	assert_int_equal(n->st.resumes, 1);
 	/* A delta sets the flags again; an empty message does not. */
 	n->publish_needed = n->state_dirty = n->plan_dirty = false;
 	deliver(n, false, true, NULL, NULL, 0);

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "keys.h"
 #include "persist.h"
@@ -48,13 +51,39 @@ static void chmod_file(const char *name, mode_t m)
 	assert_int_equal(chmod(p, m), 0);
 }
 
-/* A self-signed certificate and its key, as stand-ins for real SVIDs and CAs. */
-static void make_cert(const char *id, lkey **key, uint8_t **der, size_t *len)
+/* The trust domain's CA (the persisted bundle) for the whole test program. */
+static lkey *ca_key;
+static uint8_t *ca_der;
+static size_t ca_len;
+
+static int ca_setup(void **state)
 {
+	struct x509_ca_params p = {.spiffe_id = "spiffe://example.org", .common_name = "test CA",
+				   .not_before = now_unix() - 60, .not_after = now_unix() + 86400};
+	if (lkey_generate(KEY_EC_P256, &ca_key) < 0)
+		return -1;
+	return x509_make_ca(ca_key, NULL, NULL, 0, &p, &ca_der, &ca_len);
+}
+
+static int ca_teardown(void **state)
+{
+	lkey_free(ca_key);
+	free(ca_der);
+	return 0;
+}
+
+/* An X509-SVID for id signed by the test CA, and its key. */
+static void make_leaf(const char *id, int64_t not_before, int64_t not_after, lkey **key,
+		      uint8_t **der, size_t *len)
+{
+	uint8_t *spki;
+	size_t spki_len;
 	assert_int_equal(lkey_generate(KEY_EC_P256, key), 0);
-	struct x509_ca_params p = {.spiffe_id = id, .common_name = "test",
-				   .not_before = now_unix() - 10, .not_after = now_unix() + 3600};
-	assert_int_equal(x509_make_ca(*key, NULL, NULL, 0, &p, der, len), 0);
+	assert_int_equal(lkey_public_der(*key, &spki, &spki_len), 0);
+	struct x509_leaf_params p = {.spiffe_id = id, .not_before = not_before,
+				     .not_after = not_after, .spki = spki, .spki_len = spki_len};
+	assert_int_equal(x509_sign_leaf(ca_key, ca_der, ca_len, &p, der, len), 0);
+	free(spki);
 }
 
 static struct svid *mk_svid(const char *entry_id, int64_t not_after)
@@ -65,10 +94,14 @@ static struct svid *mk_svid(const char *entry_id, int64_t not_after)
 	v->spiffe_id = xstrdup("spiffe://example.org/w");
 	v->hint = xstrdup("h");
 	lkey *k;
-	make_cert("spiffe://example.org", &k, &v->chain, &v->chain_len);
+	make_leaf(v->spiffe_id, now_unix() - 10, not_after, &k, &v->chain, &v->chain_len);
 	assert_int_equal(lkey_to_pkcs8_der(k, &v->key, &v->key_len), 0);
 	lkey_free(k);
-	snprintf(v->serial, sizeof(v->serial), "0abc");
+	struct x509_info info;
+	char err[256];
+	assert_int_equal(x509_parse(v->chain, v->chain_len, &info, err, sizeof(err)), 0);
+	snprintf(v->serial, sizeof(v->serial), "%s", info.serial);
+	x509_info_free(&info);
 	v->not_before = now_unix() - 10;
 	v->not_after = not_after;
 	v->renew_at = not_after - 100;
@@ -96,11 +129,12 @@ static void save_all(void)
 	lkey *ak;
 	uint8_t *achain, *akey;
 	size_t achain_len, akey_len;
-	make_cert("spiffe://example.org", &ak, &achain, &achain_len);
+	make_leaf("spiffe://example.org/lanyard/agent/x", now_unix() - 10, now_unix() + 3600, &ak,
+		  &achain, &achain_len);
 	assert_int_equal(lkey_to_pkcs8_der(ak, &akey, &akey_len), 0);
 	assert_int_equal(persist_save_agent(dir, akey, akey_len, achain, achain_len, err,
 					    sizeof(err)), 0);
-	assert_int_equal(persist_save_bundle(dir, "example.org", achain, achain_len,
+	assert_int_equal(persist_save_bundle(dir, "example.org", ca_der, ca_len,
 					     "{\"keys\":[{\"kid\":\"k1\"}]}", 42, err, sizeof(err)),
 			 0);
 	secure_zero(akey, akey_len);
@@ -139,8 +173,8 @@ static void round_trip(void **state)
 	assert_string_equal(d.trust_domain, "example.org");
 	assert_int_equal(d.bundle_sequence, 42);
 	assert_non_null(strstr(d.jwt_bundle, "k1"));
-	assert_int_equal(d.bundle_len, d.agent_chain_len);
-	assert_memory_equal(d.bundle, d.agent_chain, d.bundle_len);
+	assert_int_equal(d.bundle_len, ca_len);
+	assert_memory_equal(d.bundle, ca_der, d.bundle_len);
 
 	assert_true(d.have_state);
 	assert_int_equal(d.n_used_tokens, 1);
@@ -158,7 +192,7 @@ static void round_trip(void **state)
 	assert_int_equal(d.n_svids, 1);
 	struct svid *v = d.svids[0];
 	assert_string_equal(v->entry_id, "a");
-	assert_string_equal(v->serial, "0abc");
+	assert_int_equal(strlen(v->serial) > 0, 1);
 	assert_int_equal(v->entry_revision, 7);
 	assert_int_equal(v->refs, 1);
 	assert_int_equal(lkey_from_der(v->key, v->key_len, &k), 0);
@@ -198,6 +232,8 @@ static void state_outgrows_its_size_guess(void **state)
 	}
 	struct svid *v = mk_svid("e039", now_unix() + 3600);
 	assert_int_equal(persist_save_state(dir, NULL, 0, entries, N, &v, 1, err, sizeof(err)), 0);
+	assert_int_equal(persist_save_bundle(dir, "example.org", ca_der, ca_len, NULL, 1, err,
+					     sizeof(err)), 0);
 
 	struct persist_data d;
 	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
@@ -273,8 +309,7 @@ static void corrupt_state_is_an_error(void **state)
 	char p[256], err[512] = "";
 	snprintf(p, sizeof(p), "%s/state.json", dir);
 	const char *bad[] = {"{\"version\":1,\"entries\":[{\"id\":5}]}", "{\"version\":99}",
-			     "not json", "{\"version\":1,\"entries\":[{\"id\":\"a\",\"spiffe_id\":"
-					 "\"spiffe://e/w\",\"svid\":{\"chain\":\"!!\"}}]}"};
+			     "not json"};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		assert_int_equal(file_write_atomic(p, bad[i], strlen(bad[i]), 0600), 0);
 		struct persist_data d;
@@ -283,6 +318,182 @@ static void corrupt_state_is_an_error(void **state)
 		assert_non_null(strstr(err, "state.json"));
 		persist_data_free(&d);
 	}
+}
+
+/* Rewrites member key of the SVID of entry "a" in state.json (the entry itself when svid is
+ * false) with value (taken over). */
+static void edit_state(bool svid, const char *key, json_t *value)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/state.json", dir);
+	json_t *doc = json_load_file(p, 0, NULL);
+	assert_non_null(doc);
+	json_t *e = json_array_get(json_object_get(doc, "entries"), 0);
+	assert_string_equal(json_string_value(json_object_get(e, "id")), "a");
+	json_object_set_new(svid ? json_object_get(e, "svid") : e, key, value);
+	char *text = json_dumps(doc, JSON_COMPACT);
+	assert_int_equal(file_write_atomic(p, text, strlen(text), 0600), 0);
+	free(text);
+	json_decref(doc);
+}
+
+static json_t *b64_json(const uint8_t *der, size_t len)
+{
+	char *b = base64_encode(der, len);
+	json_t *j = json_string(b);
+	free(b);
+	return j;
+}
+
+/* Loads dir and returns how many SVIDs survived (and, with one, checks it is the real one). */
+static size_t load_svids(int64_t expect_not_after)
+{
+	struct persist_data d;
+	char err[512] = "";
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	size_t n = d.n_svids;
+	if (n == 1) {
+		assert_string_equal(d.svids[0]->spiffe_id, "spiffe://example.org/w");
+		assert_int_equal(d.svids[0]->not_after, expect_not_after);
+		assert_true(d.svids[0]->renew_at <= d.svids[0]->not_after);
+	}
+	persist_data_free(&d);
+	return n;
+}
+
+static void tampered_svids_are_discarded(void **state)
+{
+	save_all();
+	struct persist_data d;
+	char err[512] = "";
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_int_equal(d.n_svids, 1);
+	int64_t real_not_after = d.svids[0]->not_after;
+	char real_serial[80];
+	snprintf(real_serial, sizeof(real_serial), "%s", d.svids[0]->serial);
+	persist_data_free(&d);
+
+	/* Metadata is ignored: ID, serial and times come from the certificate. */
+	edit_state(true, "spiffe_id", json_string("spiffe://example.org/evil"));
+	edit_state(true, "not_after", json_integer(now_unix() + 100000000));
+	edit_state(true, "renew_at", json_integer(now_unix() + 100000000));
+	edit_state(true, "serial", json_string("01"));
+	assert_int_equal(load_svids(real_not_after), 1);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_string_equal(d.svids[0]->serial, real_serial);
+	persist_data_free(&d);
+	/* Past the certificate's notAfter, an edited not_after does not keep it alive. */
+	assert_int_equal(persist_load(dir, real_not_after + 1, &d, err, sizeof(err)), 0);
+	assert_int_equal(d.n_svids, 0);
+	persist_data_free(&d);
+
+	/* Another key than the certificate's. */
+	lkey *k;
+	uint8_t *der, *other_chain;
+	size_t len, other_len;
+	assert_int_equal(lkey_generate(KEY_EC_P256, &k), 0);
+	assert_int_equal(lkey_to_pkcs8_der(k, &der, &len), 0);
+	lkey_free(k);
+	save_all();
+	edit_state(true, "key", b64_json(der, len));
+	assert_int_equal(load_svids(0), 0);
+	secure_zero(der, len);
+	free(der);
+
+	/* Garbage chains, valid base64 or not. */
+	save_all();
+	edit_state(true, "chain", json_string("AAAAAAAA"));
+	assert_int_equal(load_svids(0), 0);
+	edit_state(true, "chain", json_string("!!"));
+	assert_int_equal(load_svids(0), 0);
+
+	/* The entry's ID is not the certificate's. */
+	save_all();
+	edit_state(false, "spiffe_id", json_string("spiffe://example.org/other"));
+	assert_int_equal(load_svids(0), 0);
+
+	/* A certificate with the right ID from another CA, with its own key. */
+	save_all();
+	lkey *real_ca = ca_key;
+	uint8_t *real_der = ca_der;
+	size_t real_len = ca_len;
+	assert_int_equal(ca_setup(NULL), 0);
+	make_leaf("spiffe://example.org/w", now_unix() - 10, now_unix() + 3600, &k, &other_chain,
+		  &other_len);
+	ca_teardown(NULL);
+	ca_key = real_ca;
+	ca_der = real_der;
+	ca_len = real_len;
+	assert_int_equal(lkey_to_pkcs8_der(k, &der, &len), 0);
+	lkey_free(k);
+	edit_state(true, "chain", b64_json(other_chain, other_len));
+	edit_state(true, "key", b64_json(der, len));
+	assert_int_equal(load_svids(0), 0);
+	secure_zero(der, len);
+	free(der);
+	free(other_chain);
+}
+
+static void chown_file(const char *name, uid_t uid)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_int_equal(chown(p, uid, (gid_t)-1), 0);
+}
+
+static void untrusted_files_are_discarded(void **state)
+{
+	struct persist_data d;
+	char err[512] = "";
+	save_all();
+	/* A bundle others could write: no trust anchor, so nothing can be verified. */
+	chmod_file("bundle.pem", 0646);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_null(d.bundle);
+	assert_null(d.agent_key);
+	assert_int_equal(d.n_svids, 0);
+	assert_int_equal(d.n_entries, 3);
+	persist_data_free(&d);
+	chmod_file("bundle.pem", 0644);
+
+	/* An agent certificate others could write: the agent re-attests. */
+	chmod_file("agent_svid.pem", 0664);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_null(d.agent_key);
+	assert_non_null(d.bundle);
+	assert_int_equal(d.n_svids, 1);
+	persist_data_free(&d);
+	chmod_file("agent_svid.pem", 0644);
+
+	/* The agent certificate of another key. */
+	lkey *k;
+	uint8_t *chain;
+	size_t chain_len;
+	make_leaf("spiffe://example.org/lanyard/agent/x", now_unix() - 10, now_unix() + 3600, &k,
+		  &chain, &chain_len);
+	lkey_free(k);
+	char *pem = pem_encode("CERTIFICATE", chain, chain_len), p[256];
+	snprintf(p, sizeof(p), "%s/agent_svid.pem", dir);
+	assert_int_equal(file_write_atomic(p, pem, strlen(pem), 0644), 0);
+	free(pem);
+	free(chain);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_null(d.agent_key);
+	assert_int_equal(d.n_svids, 1);
+	persist_data_free(&d);
+
+	/* Files of another uid (only root can hand a file to another uid). */
+	if (geteuid() != 0)
+		return;
+	save_all();
+	chown_file("state.json", 65534);
+	chown_file("bundle.json", 65534);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_false(d.have_state);
+	assert_int_equal(d.n_entries, 0);
+	assert_null(d.jwt_bundle);
+	assert_non_null(d.bundle);
+	persist_data_free(&d);
 }
 
 static void prepare_dir_tightens_mode(void **state)
@@ -311,6 +522,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(empty_dir_and_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(corrupt_state_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_dir_tightens_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(tampered_svids_are_discarded, setup, teardown),
+		cmocka_unit_test_setup_teardown(untrusted_files_are_discarded, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, ca_setup, ca_teardown);
 }
