@@ -72,7 +72,7 @@ refused frobnicate
 ok "bad configurations and commands refused with clear errors"
 
 "$BIN/lanyard-agent" --version | grep -q "^lanyard-agent [0-9]" || fail "--version"
-"$BIN/lanyard-agent" --help | grep -q "rotation_fraction" || fail "--help does not list the options"
+grep -q "rotation_fraction" <("$BIN/lanyard-agent" --help) || fail "--help does not list the options"
 ok "--version and --help"
 
 start_server

@@ -44,16 +44,17 @@ grep -q '"admin_socket_group": "lanyard"' "$T/dest/etc/lanyard/server.json.examp
 ok "units: installed binaries, /etc/lanyard configs, ambient capabilities match the bounding set"
 
 # ---- the sample configurations are valid for the installed daemons (paths moved into $T)
-$PY - "$T" <<'PY'
+NODE_PORT=$(free_port)
+$PY - "$T" "$NODE_PORT" <<'PY'
 import json, sys
-t = sys.argv[1]
+t, port = sys.argv[1], int(sys.argv[2])
 s = json.load(open(t + "/dest/etc/lanyard/server.json.example"))
-s.update(data_dir=t + "/s/data", admin_socket=t + "/s/admin.sock", bind_port=0, http_port=0,
+s.update(data_dir=t + "/s/data", admin_socket=t + "/s/admin.sock", bind_address="127.0.0.1", bind_port=port, http_port=0,
          admin_socket_group="root")
 json.dump(s, open(t + "/s.json", "w"))
 a = json.load(open(t + "/dest/etc/lanyard/agent.json.example"))
-a.update(server_address="127.0.0.1", data_dir=t + "/a/data", socket_path=t + "/a/api.sock",
-         http_port=0, trust_bundle_path=t + "/bundle.pem")
+a.update(server_address="127.0.0.1", server_port=port, data_dir=t + "/a/data", socket_path=t + "/a/api.sock",
+         http_port=0, trust_bundle_path=t + "/bundle.pem", join_token_file=t + "/agent.token")
 json.dump(a, open(t + "/a.json", "w"))
 PY
 "$T/root/bin/lanyard-server" run --config "$T/s.json" >"$T/s.log" 2>&1 &
@@ -61,7 +62,9 @@ SERVER_PID=$!
 PIDS+=("$SERVER_PID")
 wait_for 20 "$T/root/bin/lanyard-server" bundle show --socket "$T/s/admin.sock" || fail "server from the example did not start: $(cat "$T/s.log")"
 "$T/root/bin/lanyard-server" bundle show --socket "$T/s/admin.sock" >"$T/bundle.pem"
+(umask 077; "$T/root/bin/lanyard-server" token generate --socket "$T/s/admin.sock" --output json |
+	$PY -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$T/agent.token")
 "$T/root/bin/lanyard-agent" run --config "$T/a.json" >"$T/a.log" 2>&1 &
 PIDS+=("$!")
-wait_for 20 grep -q "Workload API listening" "$T/a.log" || fail "agent from the example did not start: $(cat "$T/a.log")"
+wait_for 20 grep -q "attested as" "$T/a.log" || fail "agent from the example did not attest: $(cat "$T/a.log")"
 ok "the sample configurations load"
