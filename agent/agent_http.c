@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "agent_config.h"
+#include "grpc.h"
 #include "log.h"
 #include "metrics.h"
 #include "node_client.h"
@@ -62,13 +63,6 @@ struct agent_http {
 	size_t n_cas;
 	struct missing *missing; /* sorted by entry_id */
 	size_t n_missing;
-};
-
-/* gRPC status codes as Prometheus exporters of gRPC servers name them. */
-static const char *const grpc_code_names[WL_STATUS_COUNT] = {
-	"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
-	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
-	"OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
 };
 
 /* Everything one publication needs, gathered on the loop. */
@@ -426,7 +420,7 @@ static void workload_metrics(struct metrics *m, const struct gathered *g)
 			/* Every method's OK series always exists, other codes once seen. */
 			if (c == 0 || w->requests[i][c])
 				metrics_sample(m, name, (double)w->requests[i][c], "method",
-					       workload_method_name(i), "code", grpc_code_names[c],
+					       workload_method_name(i), "code", grpc_status_camel(c),
 					       NULL);
 	metrics_single(m, PREFIX "_workload_api_connections", METRIC_GAUGE,
 		       "Open Workload API connections.", w->conns);

@@ -54,20 +54,12 @@ struct command {
 	const char *usage;
 };
 
-/* The names gRPC libraries print for status codes (Go's codes.Code.String()). */
-static const char *const status_names[] = {
-	"OK",		   "Canceled",		"Unknown",	  "InvalidArgument",
-	"DeadlineExceeded", "NotFound",		"AlreadyExists",  "PermissionDenied",
-	"ResourceExhausted", "FailedPrecondition", "Aborted",	  "OutOfRange",
-	"Unimplemented",    "Internal",		"Unavailable",	  "DataLoss",
-	"Unauthenticated",
-};
-
 /* Prints why a client call failed and returns the exit status. */
 static int report(int rc, int status, const char *err)
 {
-	if (rc == WORKLOAD_ESTATUS && status >= 0 && (size_t)status < ARRAY_LEN(status_names))
-		fprintf(stderr, "%s: %s\n", status_names[status], err[0] ? err : "(no message)");
+	/* The names gRPC libraries print for status codes. */
+	if (rc == WORKLOAD_ESTATUS && grpc_status_camel(status))
+		fprintf(stderr, "%s: %s\n", grpc_status_camel(status), err[0] ? err : "(no message)");
 	else
 		fprintf(stderr, "error: %s\n", err);
 	return 1;

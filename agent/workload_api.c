@@ -409,22 +409,6 @@ static void wcall_finish(struct wcall *c, int status, const char *message)
 	      grpc_call_finish(c->call, status, message) == 0 ? status : client_closed_outcome(c));
 }
 
-/* Packs m into a buffer we can wipe (X509 responses carry private keys) and sends it. */
-static int send_msg(struct wcall *c, const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(len ? len : 1);
-	int r;
-
-	if (!buf)
-		return -1;
-	protobuf_c_message_pack(m, buf);
-	r = grpc_call_send(c->call, buf, len);
-	secure_zero(buf, len);
-	free(buf);
-	return r;
-}
-
 /* ---- why a caller got nothing ---- */
 
 struct closest {
@@ -583,7 +567,7 @@ static int send_x509_svids(struct wcall *c, struct svid **v, size_t n)
 	}
 	resp.n_svids = n;
 	resp.svids = ptrs;
-	r = send_msg(c, &resp.base);
+	r = grpc_call_send_pb(c->call, &resp.base);
 out:
 	free(items);
 	free(ptrs);
@@ -605,7 +589,7 @@ static int send_bundles(struct wcall *c)
 		e.value = (ProtobufCBinaryData){w->snap->bundle_len, w->snap->bundle};
 		resp.n_bundles = 1;
 		resp.bundles = &ep;
-		return send_msg(c, &resp.base);
+		return grpc_call_send_pb(c->call, &resp.base);
 	} else {
 		JWTBundlesResponse resp = JWTBUNDLES_RESPONSE__INIT;
 		JWTBundlesResponse__BundlesEntry e = JWTBUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
@@ -616,7 +600,7 @@ static int send_bundles(struct wcall *c)
 						(uint8_t *)w->snap->jwt_bundle};
 		resp.n_bundles = 1;
 		resp.bundles = &ep;
-		return send_msg(c, &resp.base);
+		return grpc_call_send_pb(c->call, &resp.base);
 	}
 }
 
@@ -709,7 +693,7 @@ static void jwt_complete(struct wcall *c)
 	}
 	resp.n_svids = c->n_slots;
 	resp.svids = ptrs;
-	if (send_msg(c, &resp.base) == 0)
+	if (grpc_call_send_pb(c->call, &resp.base) == 0)
 		wcall_finish(c, GRPC_STATUS_OK, NULL);
 out:
 	free(items);
@@ -870,7 +854,7 @@ static void handle_validate_jwt(struct wcall *c)
 	resp.claims = pbstruct_from_json(claims.all);
 	if (!resp.claims)
 		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot convert the claims");
-	else if (send_msg(c, &resp.base) == 0)
+	else if (grpc_call_send_pb(c->call, &resp.base) == 0)
 		wcall_finish(c, GRPC_STATUS_OK, NULL);
 	pbstruct_free(resp.claims);
 	jwt_claims_free(&claims);

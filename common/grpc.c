@@ -1,35 +1,50 @@
 /* grpc.c: gRPC wire helpers (framing, deframing, grpc-message and grpc-timeout encodings). */
 #include "grpc.h"
+#include "h2conn.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const status_names[] = {
-	"OK",
-	"CANCELLED",
-	"UNKNOWN",
-	"INVALID_ARGUMENT",
-	"DEADLINE_EXCEEDED",
-	"NOT_FOUND",
-	"ALREADY_EXISTS",
-	"PERMISSION_DENIED",
-	"RESOURCE_EXHAUSTED",
-	"FAILED_PRECONDITION",
-	"ABORTED",
-	"OUT_OF_RANGE",
-	"UNIMPLEMENTED",
-	"INTERNAL",
-	"UNAVAILABLE",
-	"DATA_LOSS",
-	"UNAUTHENTICATED",
+/* The one table of status names: the spec's (and grpc-status logs') upper-case names, and the
+ * CamelCase names gRPC libraries print and Prometheus exporters label codes with (Go's
+ * codes.Code.String()). */
+static const struct {
+	const char *upper, *camel;
+} status_names[] = {
+	[GRPC_STATUS_OK] = { "OK", "OK" },
+	[GRPC_STATUS_CANCELLED] = { "CANCELLED", "Canceled" },
+	[GRPC_STATUS_UNKNOWN] = { "UNKNOWN", "Unknown" },
+	[GRPC_STATUS_INVALID_ARGUMENT] = { "INVALID_ARGUMENT", "InvalidArgument" },
+	[GRPC_STATUS_DEADLINE_EXCEEDED] = { "DEADLINE_EXCEEDED", "DeadlineExceeded" },
+	[GRPC_STATUS_NOT_FOUND] = { "NOT_FOUND", "NotFound" },
+	[GRPC_STATUS_ALREADY_EXISTS] = { "ALREADY_EXISTS", "AlreadyExists" },
+	[GRPC_STATUS_PERMISSION_DENIED] = { "PERMISSION_DENIED", "PermissionDenied" },
+	[GRPC_STATUS_RESOURCE_EXHAUSTED] = { "RESOURCE_EXHAUSTED", "ResourceExhausted" },
+	[GRPC_STATUS_FAILED_PRECONDITION] = { "FAILED_PRECONDITION", "FailedPrecondition" },
+	[GRPC_STATUS_ABORTED] = { "ABORTED", "Aborted" },
+	[GRPC_STATUS_OUT_OF_RANGE] = { "OUT_OF_RANGE", "OutOfRange" },
+	[GRPC_STATUS_UNIMPLEMENTED] = { "UNIMPLEMENTED", "Unimplemented" },
+	[GRPC_STATUS_INTERNAL] = { "INTERNAL", "Internal" },
+	[GRPC_STATUS_UNAVAILABLE] = { "UNAVAILABLE", "Unavailable" },
+	[GRPC_STATUS_DATA_LOSS] = { "DATA_LOSS", "DataLoss" },
+	[GRPC_STATUS_UNAUTHENTICATED] = { "UNAUTHENTICATED", "Unauthenticated" },
 };
+
+static bool status_known(int code)
+{
+	return code >= 0 && code < (int)(sizeof(status_names) / sizeof(status_names[0]));
+}
 
 const char *grpc_status_name(int code)
 {
-	if (code < 0 || code >= (int)(sizeof(status_names) / sizeof(status_names[0])))
-		return "UNKNOWN_STATUS";
-	return status_names[code];
+	return status_known(code) ? status_names[code].upper : "UNKNOWN_STATUS";
+}
+
+const char *grpc_status_camel(int code)
+{
+	return status_known(code) ? status_names[code].camel : NULL;
 }
 
 void grpc_frame_header(uint8_t hdr[GRPC_FRAME_HEADER_LEN], uint32_t len)
@@ -63,12 +78,22 @@ void grpc_deframer_init(struct grpc_deframer *d, size_t max_message)
 	d->max = max_message ? max_message : GRPC_DEFAULT_MAX_MESSAGE;
 }
 
+/* Messages may carry private keys: a partial one is wiped when dropped. */
+static void deframe_drop(struct grpc_deframer *d)
+{
+	if (d->buf) {
+		secure_zero(d->buf, d->cap);
+		free(d->buf);
+	}
+	d->buf = NULL;
+	d->cap = 0;
+}
+
 static int deframe_fail(struct grpc_deframer *d, int error)
 {
 	d->failed = true;
 	d->error = error;
-	free(d->buf);
-	d->buf = NULL;
+	deframe_drop(d);
 	return error;
 }
 
@@ -116,7 +141,8 @@ int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len,
 			cap *= 2;
 		if (cap > d->need + 1)
 			cap = d->need + 1;
-		uint8_t *nb = realloc(d->buf, cap);
+		/* Not realloc: it could leave an unwiped copy of the bytes so far behind. */
+		uint8_t *nb = h2buf_regrow(d->buf, d->cap, d->have, cap);
 		if (!nb)
 			return deframe_fail(d, GRPC_DEFRAME_NOMEM);
 		d->buf = nb;
@@ -137,6 +163,24 @@ int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len,
 	return GRPC_DEFRAME_MESSAGE;
 }
 
+int grpc_deframer_feed_all(struct grpc_deframer *d, const uint8_t *data, size_t len,
+			   bool (*on_msg)(void *ud, uint8_t *msg, size_t len), void *ud)
+{
+	while (len > 0) {
+		uint8_t *m;
+		size_t used, mlen;
+		int rc = grpc_deframer_feed(d, data, len, &used, &m, &mlen);
+
+		data += used;
+		len -= used;
+		if (rc < 0)
+			return rc;
+		if (rc == GRPC_DEFRAME_MESSAGE && !on_msg(ud, m, mlen))
+			break;
+	}
+	return 0;
+}
+
 bool grpc_deframer_idle(const struct grpc_deframer *d)
 {
 	return !d->failed && d->hdr_have == 0;
@@ -146,8 +190,7 @@ void grpc_deframer_free(struct grpc_deframer *d)
 {
 	if (!d)
 		return;
-	free(d->buf);
-	d->buf = NULL;
+	deframe_drop(d);
 	d->hdr_have = 0;
 }
 

@@ -30,6 +30,9 @@ enum grpc_status {
 
 /* "PERMISSION_DENIED" style; "UNKNOWN_STATUS" for codes outside 0..16. Never NULL. */
 const char *grpc_status_name(int code);
+/* "PermissionDenied" style (what gRPC libraries print, and Prometheus exporters' code label);
+ * NULL for codes outside 0..16. */
+const char *grpc_status_camel(int code);
 
 /* One metadata entry; names are lower-case ASCII. */
 struct grpc_header {
@@ -62,7 +65,8 @@ struct grpc_deframer {
 	uint8_t *buf;    /* message being assembled, NULL between messages */
 	size_t need;     /* its declared length */
 	size_t have;
-	size_t cap;      /* allocated, grows up to need + 1 as data arrives */
+	size_t cap;      /* allocated, grows up to need + 1 as data arrives, never by realloc
+			    (h2buf_regrow: messages carry private keys); wiped when dropped */
 	size_t max;
 	bool failed;     /* after an error every feed fails the same way */
 	int error;
@@ -74,6 +78,11 @@ void grpc_deframer_init(struct grpc_deframer *d, size_t max_message);
  * returned as a non-NULL 1-byte allocation with *msg_len 0. */
 int grpc_deframer_feed(struct grpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
 		       uint8_t **msg, size_t *msg_len);
+/* Feeds one DATA payload whole: each complete message goes to on_msg, which owns it (and wipes
+ * it if it drops it: messages carry secrets) and returns false to stop (the rest of the payload
+ * is then ignored). Returns 0, or the deframer's error (a negative grpc_deframe_result). */
+int grpc_deframer_feed_all(struct grpc_deframer *d, const uint8_t *data, size_t len,
+			   bool (*on_msg)(void *ud, uint8_t *msg, size_t len), void *ud);
 /* True when no partial message is pending (a stream ending here ended cleanly). */
 bool grpc_deframer_idle(const struct grpc_deframer *d);
 void grpc_deframer_free(struct grpc_deframer *d);

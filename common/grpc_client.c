@@ -1,9 +1,12 @@
 /* grpc_client.c: blocking gRPC client over nghttp2, optionally through wolfSSL.
  *
- * Like the server, HTTP/2 and TLS are memory transforms: the socket is non-blocking and every
- * wait is a poll() bounded by the caller's deadline, so no call can hang when given a timeout.
- * wolfSSL reads from an input buffer filled by recv() and writes to an output buffer drained by
- * send(MSG_NOSIGNAL). */
+ * The transport (TLS and HTTP/2 as memory transforms, the I/O buffers and pumps) is the
+ * connection core, h2conn.h; this file drives it with poll() and owns what is gRPC: calls,
+ * streams and their message queues. The socket is non-blocking and every wait is a poll()
+ * bounded by the caller's deadline, so no call can hang when given a timeout.
+ *
+ * Response messages carry private keys (X509-SVIDs): a queued message is wiped when it is
+ * dropped unread, and the deframer that assembles them never reallocs (grpc.c). */
 #include "grpc_client.h"
 
 #include <errno.h>
@@ -22,23 +25,15 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "h2conn.h"
 #include "util.h"
 
 #define USER_AGENT "lanyard/0.1"
-#define READ_CHUNK 16384
-#define OUT_HIGH_WATER 65536
 #define MAX_RECV_MESSAGE (16u * 1024 * 1024)
 /* Received messages buffered for a stream its reader has not picked up yet. */
 #define MAX_STREAM_QUEUE (32u * 1024 * 1024)
 #define STREAM_WINDOW (1 << 20)
 #define CONN_WINDOW (8 << 20)
-
-struct buf {
-	uint8_t *data;
-	size_t len;
-	size_t off;
-	size_t cap;
-};
 
 struct msg {
 	struct msg *next;
@@ -69,67 +64,15 @@ struct grpc_stream {
 };
 
 struct grpc_client {
-	int fd;
+	struct h2conn h2; /* the socket, TLS, nghttp2 session and I/O buffers */
 	WOLFSSL_CTX *ctx;
-	WOLFSSL *ssl;
-	nghttp2_session *session;
 	char authority[300];
 	bool tls;
-	struct buf in;
-	struct buf out;
-	uint8_t *peer_cert;
-	size_t peer_cert_len;
 	struct grpc_stream *streams;
 	bool broken;
 	char err[256];
 };
 
-
-static int buf_append(struct buf *b, const void *data, size_t len)
-{
-	size_t need, ncap;
-	uint8_t *p;
-
-	if (b->off && b->off == b->len)
-		b->off = b->len = 0;
-	if (b->off && b->len + len > b->cap) {
-		memmove(b->data, b->data + b->off, b->len - b->off);
-		b->len -= b->off;
-		b->off = 0;
-	}
-	need = b->len + len;
-	if (need > b->cap) {
-		ncap = b->cap ? b->cap : 4096;
-		while (ncap < need)
-			ncap *= 2;
-		p = realloc(b->data, ncap);
-		if (!p)
-			return -1;
-		b->data = p;
-		b->cap = ncap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static size_t buf_pending(const struct buf *b)
-{
-	return b->len - b->off;
-}
-
-static void buf_consume(struct buf *b, size_t n)
-{
-	b->off += n;
-	if (b->off == b->len)
-		b->off = b->len = 0;
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
 
 static int64_t now_ms(void)
 {
@@ -169,166 +112,41 @@ static int client_fail(struct grpc_client *c, const char *fmt, ...)
 	return -1;
 }
 
-/* TLS memory I/O */
-
-static int tls_recv_cb(WOLFSSL *ssl, char *out, int sz, void *ctx)
-{
-	struct grpc_client *c = ctx;
-	size_t n = buf_pending(&c->in);
-
-	if (n == 0)
-		return WOLFSSL_CBIO_ERR_WANT_READ;
-	if (n > (size_t)sz)
-		n = (size_t)sz;
-	memcpy(out, c->in.data + c->in.off, n);
-	buf_consume(&c->in, n);
-	return (int)n;
-}
-
-static int tls_send_cb(WOLFSSL *ssl, char *in, int sz, void *ctx)
-{
-	struct grpc_client *c = ctx;
-
-	if (buf_append(&c->out, in, (size_t)sz) < 0)
-		return WOLFSSL_CBIO_ERR_GENERAL;
-	return sz;
-}
-
-static const char *tls_error(WOLFSSL *ssl, int rc, char *buf, size_t len)
-{
-	int e = wolfSSL_get_error(ssl, rc);
-
-	wolfSSL_ERR_error_string_n((unsigned long)e, buf, (unsigned long)len);
-	return buf;
-}
-
 /* Socket I/O */
-
-static int flush_socket(struct grpc_client *c)
-{
-	while (buf_pending(&c->out)) {
-		ssize_t n = send(c->fd, c->out.data + c->out.off, buf_pending(&c->out), MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n <= 0)
-			return client_fail(c, "send: %s", strerror(errno));
-		buf_consume(&c->out, (size_t)n);
-	}
-	return 0;
-}
 
 /* Moves HTTP/2 output into the output buffer (bounded) and writes what the socket takes. */
 static int send_pending(struct grpc_client *c)
 {
+	char e[256];
+
 	if (c->broken)
 		return -1;
-	while (c->session && buf_pending(&c->out) < OUT_HIGH_WATER) {
-		const uint8_t *data;
-		ssize_t n = nghttp2_session_mem_send(c->session, &data);
-
-		if (n < 0)
-			return client_fail(c, "HTTP/2: %s", nghttp2_strerror((int)n));
-		if (n == 0)
-			break;
-		if (c->ssl) {
-			if (wolfSSL_write(c->ssl, data, (int)n) != (int)n)
-				return client_fail(c, "TLS write failed");
-		} else if (buf_append(&c->out, data, (size_t)n) < 0) {
-			return client_fail(c, "out of memory");
-		}
-	}
-	return flush_socket(c);
-}
-
-static int feed_h2(struct grpc_client *c, const uint8_t *data, size_t len)
-{
-	ssize_t rv = nghttp2_session_mem_recv(c->session, data, len);
-
-	if (rv < 0)
-		return client_fail(c, "HTTP/2 protocol error: %s", nghttp2_strerror((int)rv));
-	return 0;
-}
-
-static int process_input(struct grpc_client *c, const uint8_t *data, size_t len)
-{
-	uint8_t plain[READ_CHUNK];
-	char ebuf[WOLFSSL_MAX_ERROR_SZ];
-
-	if (!c->ssl)
-		return feed_h2(c, data, len);
-	if (buf_append(&c->in, data, len) < 0)
-		return client_fail(c, "out of memory");
-	for (;;) {
-		int n = wolfSSL_read(c->ssl, plain, sizeof(plain));
-		int e;
-
-		if (n > 0) {
-			if (feed_h2(c, plain, (size_t)n) < 0)
-				return -1;
-			continue;
-		}
-		e = wolfSSL_get_error(c->ssl, n);
-		if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
-			return 0;
-		if (e == WOLFSSL_ERROR_ZERO_RETURN)
-			return client_fail(c, "server closed the TLS connection");
-		return client_fail(c, "TLS: %s", tls_error(c->ssl, n, ebuf, sizeof(ebuf)));
-	}
-}
-
-/* Reads what is available; raw bytes go to *sink (handshake) or to process_input. */
-static int read_socket(struct grpc_client *c, bool raw)
-{
-	uint8_t buf[READ_CHUNK];
-	int i;
-
-	for (i = 0; i < 8; i++) {
-		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n < 0)
-			return client_fail(c, "recv: %s", strerror(errno));
-		if (n == 0)
-			return client_fail(c, "connection closed by the server");
-		if (raw) {
-			if (buf_append(&c->in, buf, (size_t)n) < 0)
-				return client_fail(c, "out of memory");
-		} else if (process_input(c, buf, (size_t)n) < 0) {
-			return -1;
-		}
-		if ((size_t)n < sizeof(buf))
-			return 0;
-	}
+	if (h2conn_output(&c->h2, NULL, e, sizeof(e)) < 0 || h2conn_flush(&c->h2, e, sizeof(e)) < 0)
+		return client_fail(c, "%s", e);
 	return 0;
 }
 
 /* One round: write, wait up to timeout_ms for the socket, read, write again. */
 static int client_io(struct grpc_client *c, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	struct pollfd pfd = { .fd = c->h2.fd, .events = POLLIN };
+	char e[256];
 	int rc;
 
 	if (send_pending(c) < 0)
 		return -1;
-	if (buf_pending(&c->out))
+	if (h2buf_pending(&c->h2.out))
 		pfd.events |= POLLOUT;
 	rc = poll(&pfd, 1, timeout_ms);
 	if (rc < 0 && errno != EINTR)
 		return client_fail(c, "poll: %s", strerror(errno));
 	if (rc > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
-		if (read_socket(c, false) < 0)
-			return -1;
+		if (h2conn_read(&c->h2, e, sizeof(e)) < 0)
+			return client_fail(c, "%s", e);
 	}
 	if (send_pending(c) < 0)
 		return -1;
-	if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session) &&
-	    !buf_pending(&c->out))
+	if (h2conn_done(&c->h2))
 		return client_fail(c, "the server closed the connection");
 	return 0;
 }
@@ -348,7 +166,7 @@ static void stream_local_error(struct grpc_stream *s, int status, const char *ms
 	s->local_status = status;
 	snprintf(s->local_msg, sizeof(s->local_msg), "%s", msg);
 	if (!s->closed && s->c && !s->c->broken)
-		nghttp2_submit_rst_stream(s->c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+		nghttp2_submit_rst_stream(s->c->h2.session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
 }
 
 static bool stream_ended(const struct grpc_stream *s)
@@ -410,6 +228,7 @@ static void stream_free(struct grpc_stream *s)
 
 	for (m = s->head; m; m = next) {
 		next = m->next;
+		secure_zero(m->data, m->len);
 		free(m->data);
 		free(m);
 	}
@@ -432,8 +251,8 @@ static void stream_unlink(struct grpc_stream *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	s->prev = s->next = NULL;
-	if (!s->closed && c->session)
-		nghttp2_session_set_stream_user_data(c->session, s->id, NULL);
+	if (!s->closed && c->h2.session)
+		nghttp2_session_set_stream_user_data(c->h2.session, s->id, NULL);
 	s->c = NULL;
 }
 
@@ -491,6 +310,34 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	return 0;
 }
 
+/* Queues a response message for the stream's reader. */
+static bool stream_take_message(void *ud, uint8_t *m, size_t mlen)
+{
+	struct grpc_stream *s = ud;
+	struct msg *e = NULL;
+
+	if (s->queued + mlen > MAX_STREAM_QUEUE)
+		stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many unread response messages");
+	else if (!(e = malloc(sizeof(*e))))
+		stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	if (!e) {
+		secure_zero(m, mlen);
+		free(m);
+		return false;
+	}
+	e->next = NULL;
+	e->data = m;
+	e->len = mlen;
+	if (s->tail)
+		s->tail->next = e;
+	else
+		s->head = e;
+	s->tail = e;
+	s->n_msgs++;
+	s->queued += mlen;
+	return true;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			 const uint8_t *data, size_t len, void *ud)
 {
@@ -499,54 +346,21 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 
 	if (!s || s->local_error)
 		return 0;
-	while (len > 0 && !s->local_error) {
-		uint8_t *m;
-		size_t used, mlen;
-		struct msg *e;
-		int rc = grpc_deframer_feed(&s->deframer, data, len, &used, &m, &mlen);
-
-		data += used;
-		len -= used;
-		switch (rc) {
-		case GRPC_DEFRAME_NEED_MORE:
-			break;
-		case GRPC_DEFRAME_MESSAGE:
-			if (s->queued + mlen > MAX_STREAM_QUEUE) {
-				free(m);
-				stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED,
-						   "too many unread response messages");
-				break;
-			}
-			e = malloc(sizeof(*e));
-			if (!e) {
-				free(m);
-				stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-				break;
-			}
-			e->next = NULL;
-			e->data = m;
-			e->len = mlen;
-			if (s->tail)
-				s->tail->next = e;
-			else
-				s->head = e;
-			s->tail = e;
-			s->n_msgs++;
-			s->queued += mlen;
-			break;
-		case GRPC_DEFRAME_TOO_LARGE:
-			snprintf(msg, sizeof(msg), "response message larger than the maximum (%u bytes)",
-				 MAX_RECV_MESSAGE);
-			stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-			break;
-		case GRPC_DEFRAME_COMPRESSED:
-			stream_local_error(s, GRPC_STATUS_INTERNAL,
-					   "compressed response messages are not supported");
-			break;
-		default:
-			stream_local_error(s, GRPC_STATUS_INTERNAL, "malformed response message");
-			break;
-		}
+	switch (grpc_deframer_feed_all(&s->deframer, data, len, stream_take_message, s)) {
+	case 0:
+		break;
+	case GRPC_DEFRAME_TOO_LARGE:
+		snprintf(msg, sizeof(msg), "response message larger than the maximum (%u bytes)",
+			 MAX_RECV_MESSAGE);
+		stream_local_error(s, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+		break;
+	case GRPC_DEFRAME_COMPRESSED:
+		stream_local_error(s, GRPC_STATUS_INTERNAL,
+				   "compressed response messages are not supported");
+		break;
+	default:
+		stream_local_error(s, GRPC_STATUS_INTERNAL, "malformed response message");
+		break;
 	}
 	return 0;
 }
@@ -647,60 +461,29 @@ static int connect_addr(int family, const struct sockaddr *sa, socklen_t salen, 
 
 static int tls_handshake(struct grpc_client *c, int64_t deadline, char *err, size_t errlen)
 {
-	char ebuf[WOLFSSL_MAX_ERROR_SZ];
-	char *proto = NULL;
-	unsigned short plen = 0;
-	WOLFSSL_X509_CHAIN *chain;
+	char e[256];
+	int rc = h2conn_handshake(&c->h2, e, sizeof(e));
 
-	for (;;) {
-		int rc = wolfSSL_connect(c->ssl);
-		int e;
-
-		if (rc == WOLFSSL_SUCCESS)
-			break;
-		e = wolfSSL_get_error(c->ssl, rc);
-		if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) {
-			errorf(err, errlen, "TLS handshake with %s failed: %s", c->authority,
-				tls_error(c->ssl, rc, ebuf, sizeof(ebuf)));
-			return -1;
-		}
-		if (flush_socket(c) < 0) {
-			errorf(err, errlen, "TLS handshake with %s: %s", c->authority, c->err);
-			return -1;
-		}
-		rc = wait_fd(c->fd, buf_pending(&c->out) ? POLLIN | POLLOUT : POLLIN, deadline);
-		if (rc < 0) {
-			errorf(err, errlen, "TLS handshake with %s: %s", c->authority,
-				rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
-			return -1;
-		}
-		if (read_socket(c, true) < 0 || flush_socket(c) < 0) {
-			errorf(err, errlen, "TLS handshake with %s: %s", c->authority, c->err);
-			return -1;
-		}
-	}
-	if (wolfSSL_ALPN_GetProtocol(c->ssl, &proto, &plen) != WOLFSSL_SUCCESS || plen != 2 ||
-	    memcmp(proto, "h2", 2) != 0) {
-		errorf(err, errlen, "TLS handshake with %s: the server did not negotiate ALPN h2",
-			c->authority);
+	if (rc < 0) {
+		errorf(err, errlen, "TLS handshake with %s failed: %s", c->authority, e);
 		return -1;
 	}
-	chain = wolfSSL_get_peer_chain(c->ssl);
-	if (chain && wolfSSL_get_chain_count(chain) > 0) {
-		int len = wolfSSL_get_chain_length(chain, 0);
-		unsigned char *der = wolfSSL_get_chain_cert(chain, 0);
-
-		if (der && len > 0) {
-			c->peer_cert = malloc((size_t)len);
-			if (!c->peer_cert) {
-				errorf(err, errlen, "out of memory");
-				return -1;
-			}
-			memcpy(c->peer_cert, der, (size_t)len);
-			c->peer_cert_len = (size_t)len;
+	while (!c->h2.handshake_done) {
+		if (h2conn_flush(&c->h2, e, sizeof(e)) < 0)
+			goto fail;
+		rc = wait_fd(c->h2.fd, h2buf_pending(&c->h2.out) ? POLLIN | POLLOUT : POLLIN, deadline);
+		if (rc < 0) {
+			errorf(err, errlen, "TLS handshake with %s: %s", c->authority,
+			       rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+			return -1;
 		}
+		if (h2conn_read(&c->h2, e, sizeof(e)) < 0)
+			goto fail;
 	}
 	return 0;
+fail:
+	errorf(err, errlen, "TLS handshake with %s: %s", c->authority, e);
+	return -1;
 }
 
 static int client_start(struct grpc_client *c, int64_t deadline, char *err, size_t errlen)
@@ -712,8 +495,6 @@ static int client_start(struct grpc_client *c, int64_t deadline, char *err, size
 	};
 	int rc = -1;
 
-	if (c->tls && tls_handshake(c, deadline, err, errlen) < 0)
-		return -1;
 	if (nghttp2_session_callbacks_new(&cbs) != 0) {
 		errorf(err, errlen, "out of memory");
 		return -1;
@@ -722,15 +503,19 @@ static int client_start(struct grpc_client *c, int64_t deadline, char *err, size
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	if (nghttp2_session_client_new(&c->session, cbs, c) != 0) {
+	/* The session exists before the TLS handshake: records read with the handshake's last
+	 * flight may already carry HTTP/2 frames. Nothing is sent before the handshake is done. */
+	if (h2conn_session_new(&c->h2, cbs, c, NULL, NULL) < 0) {
 		errorf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, ARRAY_LEN(settings)) != 0 ||
-	    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
+	if (nghttp2_submit_settings(c->h2.session, NGHTTP2_FLAG_NONE, settings, ARRAY_LEN(settings)) != 0 ||
+	    nghttp2_session_set_local_window_size(c->h2.session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
 		errorf(err, errlen, "HTTP/2 setup failed");
 		goto out;
 	}
+	if (c->tls && tls_handshake(c, deadline, err, errlen) < 0)
+		goto out;
 	if (send_pending(c) < 0) {
 		errorf(err, errlen, "%s", c->err);
 		goto out;
@@ -747,7 +532,7 @@ static struct grpc_client *client_new(int fd)
 
 	if (!c)
 		return NULL;
-	c->fd = fd;
+	h2conn_init(&c->h2, fd, false);
 	return c;
 }
 
@@ -841,32 +626,11 @@ int grpc_client_connect_tcp(const char *host, int port, WOLFSSL_CTX *tls, const 
 	else
 		snprintf(c->authority, sizeof(c->authority), "%s:%d", host, port);
 	if (tls) {
-		char alpn[] = "h2";
-
 		wolfSSL_CTX_up_ref(tls);
 		c->ctx = tls;
 		c->tls = true;
-		c->ssl = wolfSSL_new(tls);
-		if (!c->ssl) {
-			errorf(err, errlen, "wolfSSL_new failed");
+		if (h2conn_tls_new(&c->h2, tls, server_name, err, errlen) < 0)
 			goto fail;
-		}
-		wolfSSL_SSLSetIORecv(c->ssl, tls_recv_cb);
-		wolfSSL_SSLSetIOSend(c->ssl, tls_send_cb);
-		wolfSSL_SetIOReadCtx(c->ssl, c);
-		wolfSSL_SetIOWriteCtx(c->ssl, c);
-		if (wolfSSL_SetMinVersion(c->ssl, WOLFSSL_TLSV1_3) != WOLFSSL_SUCCESS ||
-		    wolfSSL_UseALPN(c->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
-			    WOLFSSL_SUCCESS) {
-			errorf(err, errlen, "TLS setup failed");
-			goto fail;
-		}
-		if (server_name && *server_name &&
-		    wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, server_name,
-				   (unsigned short)strlen(server_name)) != WOLFSSL_SUCCESS) {
-			errorf(err, errlen, "TLS SNI setup failed");
-			goto fail;
-		}
 	}
 	if (client_start(c, deadline, err, errlen) < 0)
 		goto fail;
@@ -880,13 +644,13 @@ fail:
 const uint8_t *grpc_client_peer_cert(struct grpc_client *c, size_t *len)
 {
 	if (len)
-		*len = c->peer_cert_len;
-	return c->peer_cert;
+		*len = c->h2.peer_cert_len;
+	return c->h2.peer_cert;
 }
 
 int grpc_client_fd(struct grpc_client *c)
 {
-	return c->fd;
+	return c->h2.fd;
 }
 
 static int stream_open(struct grpc_client *c, const char *path, const struct grpc_header *hdrs,
@@ -905,7 +669,7 @@ static int stream_open(struct grpc_client *c, const char *path, const struct grp
 		errorf(err, errlen, "%s", c->err);
 		return -1;
 	}
-	if (!nghttp2_session_check_request_allowed(c->session)) {
+	if (!nghttp2_session_check_request_allowed(c->h2.session)) {
 		errorf(err, errlen, "the server is closing the connection (GOAWAY)");
 		return -1;
 	}
@@ -943,7 +707,7 @@ static int stream_open(struct grpc_client *c, const char *path, const struct grp
 		NV(hdrs[i].name, hdrs[i].value);
 	}
 #undef NV
-	id = nghttp2_submit_request(c->session, NULL, nv, n, &prd, s);
+	id = nghttp2_submit_request(c->h2.session, NULL, nv, n, &prd, s);
 	free(nv);
 	nv = NULL;
 	if (id < 0) {
@@ -1049,7 +813,7 @@ static void stream_cancel(struct grpc_stream *s)
 	struct grpc_client *c = s->c;
 
 	if (c && !c->broken && !s->closed) {
-		nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+		nghttp2_submit_rst_stream(c->h2.session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
 		stream_unlink(s);
 		send_pending(c);
 	} else {
@@ -1118,16 +882,8 @@ void grpc_client_close(struct grpc_client *c)
 		stream_unlink(s);
 		stream_free(s);
 	}
-	if (c->session)
-		nghttp2_session_del(c->session);
-	if (c->ssl)
-		wolfSSL_free(c->ssl);
+	h2conn_free(&c->h2);
 	if (c->ctx)
 		wolfSSL_CTX_free(c->ctx);
-	if (c->fd >= 0)
-		close(c->fd);
-	buf_free(&c->in);
-	buf_free(&c->out);
-	free(c->peer_cert);
 	free(c);
 }

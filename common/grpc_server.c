@@ -1,10 +1,9 @@
 /* grpc_server.c: gRPC server on libuv + nghttp2, optionally over wolfSSL (TLS 1.3, ALPN h2).
  *
  * Every socket is a raw non-blocking fd watched by one uv_poll_t, with one callback per object.
- * HTTP/2 and TLS are pure memory transforms: bytes read from the socket go to wolfSSL (through
- * custom I/O callbacks reading an input buffer) or straight to nghttp2_session_mem_recv; output
- * from nghttp2_session_mem_send goes through wolfSSL_write (whose I/O callback appends to the
- * output buffer) or straight to it, and the output buffer is written with send(MSG_NOSIGNAL).
+ * The transport (TLS and HTTP/2 as memory transforms, the I/O buffers and pumps) is the
+ * connection core, h2conn.h; this file drives it from the loop and owns what is gRPC: calls,
+ * method dispatch, response streams, deadlines.
  *
  * Re-entrancy: API calls made by handlers (send, finish) never run nghttp2 output or close
  * anything synchronously. They queue work and mark the connection dirty; a uv_idle handle (or
@@ -17,7 +16,6 @@
  * freed after shutdown once every handle it created (listener, idle, grace timer, connection
  * polls, call timers) has been closed. */
 #include "grpc_server.h"
-#include "util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -34,28 +32,19 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "h2conn.h"
 #include "log.h"
+#include "util.h"
 
-#define READ_CHUNK 16384
-/* Stop pulling frames from nghttp2 while this much is waiting for the socket. */
-#define OUT_HIGH_WATER 65536
 #define MAX_HEADER_BYTES 16384
 #define MAX_HEADERS 64
 #define ACCEPT_BATCH 64
-#define READS_PER_EVENT 8
 /* nghttp2's outbound frame buffer: frame header, pad length, one maximum-size payload
  * (NGHTTP2_FRAMEBUF_CHUNKLEN, not public). */
 #define H2_FRAMEBUF_LEN (9 + 1 + 16384)
 /* Response header blocks we send are small; at most one frame buffer's worth keeps nghttp2 to a
  * single frame buffer per session (it sizes the buffer chain from this). */
 #define H2_MAX_SEND_HEADER_BLOCK 16384
-
-struct buf {
-	uint8_t *data;
-	size_t len; /* bytes from data[off] to data[len] are pending */
-	size_t off;
-	size_t cap;
-};
 
 struct grpc_call {
 	int refs;
@@ -83,7 +72,7 @@ struct grpc_call {
 	bool closed;           /* the stream is gone */
 	int status;
 	char *message;
-	struct buf out;        /* framed response messages not yet handed to nghttp2 */
+	struct h2buf out;      /* framed response messages not yet handed to nghttp2 */
 	uv_timer_t timer;      /* grpc-timeout deadline */
 	bool timer_closing;
 	void *data;
@@ -94,22 +83,14 @@ struct grpc_conn {
 	struct grpc_conn *prev, *next;       /* server's connections */
 	struct grpc_conn *dirty_next;
 	bool dirty;
-	int fd;
+	struct h2conn h2; /* the socket, TLS, nghttp2 session and I/O buffers */
 	uv_poll_t poll;
 	uv_timer_t timer; /* handshake + preface deadline */
 	int open_handles;
 	bool established; /* first HTTP/2 frame received */
 	int poll_events;
-	bool closing;
 	bool want_close;
-	nghttp2_session *session;
-	WOLFSSL *ssl;
-	bool handshake_done;
-	struct buf tls_in;
-	struct buf out;
 	size_t queued; /* bytes in calls' out buffers */
-	uint8_t *peer_cert;
-	size_t peer_cert_len;
 	struct grpc_call *calls;
 	unsigned n_calls;
 	void *data;
@@ -126,6 +107,7 @@ struct grpc_server {
 	WOLFSSL_CTX *tls;
 	bool tcp; /* TCP listener: set TCP_NODELAY on accepted sockets */
 	nghttp2_option *h2_option;
+	nghttp2_session_callbacks *h2_callbacks; /* made on the first connection */
 	nghttp2_mem h2_mem;
 	/* One outbound frame buffer shared by every session (see h2_malloc), and whether the next
 	 * allocation of that size is the one a session being created asks for. */
@@ -148,75 +130,6 @@ static void conn_close(struct grpc_conn *conn);
 static void conn_flush(struct grpc_conn *conn);
 static void call_unref_internal(struct grpc_call *call);
 
-/* Buffers */
-
-static int buf_reserve(struct buf *b, size_t more)
-{
-	size_t need, ncap;
-	uint8_t *p;
-
-	if (b->off && b->off == b->len) {
-		b->off = b->len = 0;
-	} else if (b->off > 0 && b->len + more > b->cap && b->off >= b->cap / 2) {
-		memmove(b->data, b->data + b->off, b->len - b->off);
-		b->len -= b->off;
-		b->off = 0;
-	}
-	need = b->len + more;
-	if (need <= b->cap)
-		return 0;
-	ncap = b->cap ? b->cap : 4096;
-	while (ncap < need)
-		ncap *= 2;
-	/* Not realloc: response buffers carry private keys (X509-SVID responses), and realloc
-	 * could leave an unwiped copy behind. */
-	p = malloc(ncap);
-	if (!p)
-		return -1;
-	if (b->data) {
-		memcpy(p, b->data, b->len);
-		secure_zero(b->data, b->cap);
-		free(b->data);
-	}
-	b->data = p;
-	b->cap = ncap;
-	return 0;
-}
-
-static int buf_append(struct buf *b, const void *data, size_t len)
-{
-	if (buf_reserve(b, len) < 0)
-		return -1;
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static size_t buf_pending(const struct buf *b)
-{
-	return b->len - b->off;
-}
-
-static void buf_consume(struct buf *b, size_t n)
-{
-	b->off += n;
-	if (b->off == b->len) {
-		/* A drained buffer is released: a thousand idle streams must not each keep
-		 * kilobytes of spent output. */
-		secure_zero(b->data, b->len);
-		free(b->data);
-		b->data = NULL;
-		b->off = b->len = b->cap = 0;
-	}
-}
-
-static void buf_free(struct buf *b)
-{
-	secure_zero(b->data, b->cap);
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
-
 /* nghttp2 memory.
  *
  * Every nghttp2 session allocates a 16 KiB outbound frame buffer when it is created and keeps it
@@ -225,11 +138,11 @@ static void buf_free(struct buf *b)
  * buffer and returns a pointer into it that is valid only until the session's next
  * nghttp2_session_mem_send() call; between calls the buffer holds nothing the session needs (a
  * frame is packed and handed out within one call, and with H2_MAX_SEND_HEADER_BLOCK no header
- * block needs a second buffer). conn_flush copies every returned frame (into the output buffer
- * or through wolfSSL_write) before anything else runs, and sessions of one server run on one
+ * block needs a second buffer). h2conn_output (called by conn_flush) copies every returned frame
+ * (into the output buffer or through wolfSSL_write) before anything else runs, and sessions of one server run on one
  * thread and never produce output from inside another session's callbacks (see
  * "Re-entrancy" above). So all the sessions of a server share one frame buffer: the allocation
- * of that size made while a session is being created is answered with the shared buffer, and
+ * of that size made while a session is being created (conn_setup) is answered with the shared buffer, and
  * freeing it is a no-op. Allocations made later (header values of any length from peers) are
  * never mistaken for it. */
 
@@ -291,17 +204,6 @@ static bool h2_can_share_framebuf(void)
 	return info && info->version_num >= 0x012800 && info->version_num < 0x020000;
 }
 
-static int h2_session_new(struct grpc_server *s, nghttp2_session **out,
-			  const nghttp2_session_callbacks *cbs, void *ud)
-{
-	int rc;
-
-	s->framebuf_claim = s->share_framebuf;
-	rc = nghttp2_session_server_new3(out, cbs, ud, s->h2_option, &s->h2_mem);
-	s->framebuf_claim = false;
-	return rc;
-}
-
 /* Handle bookkeeping */
 
 static void server_free(struct grpc_server *s)
@@ -317,6 +219,7 @@ static void server_free(struct grpc_server *s)
 		free(s->framebuf);
 	}
 	nghttp2_option_del(s->h2_option);
+	nghttp2_session_callbacks_del(s->h2_callbacks);
 	free(s->unix_path);
 	free(s);
 	if (done)
@@ -371,7 +274,7 @@ static void conn_mark_dirty(struct grpc_conn *conn)
 {
 	struct grpc_server *s = conn->server;
 
-	if (conn->dirty || conn->closing)
+	if (conn->dirty || conn->h2.closing)
 		return;
 	conn->dirty = true;
 	conn->dirty_next = NULL;
@@ -429,9 +332,11 @@ static void call_free(struct grpc_call *call)
 {
 	call_free_headers(call);
 	grpc_deframer_free(&call->deframer);
+	if (call->req)
+		secure_zero(call->req, call->req_len);
 	free(call->req);
 	free(call->message);
-	buf_free(&call->out);
+	h2buf_free(&call->out);
 	free(call);
 }
 
@@ -444,8 +349,8 @@ static void call_unref_internal(struct grpc_call *call)
 static void call_drop_output(struct grpc_call *call)
 {
 	if (call->conn)
-		call->conn->queued -= buf_pending(&call->out);
-	buf_free(&call->out);
+		call->conn->queued -= h2buf_pending(&call->out);
+	h2buf_free(&call->out);
 }
 
 /* The stream is gone (closed by nghttp2 or by the connection going away): no more I/O. */
@@ -539,7 +444,7 @@ static void call_respond_status(struct grpc_call *call, int status, const char *
 	nv[n++] = make_nv(":status", "200");
 	nv[n++] = make_nv("content-type", "application/grpc");
 	n += status_nv(nv + n, st, status, message, &enc);
-	nghttp2_submit_response(call->conn->session, call->stream_id, nv, n, NULL);
+	nghttp2_submit_response(call->conn->h2.session, call->stream_id, nv, n, NULL);
 	free(enc);
 	call->trailers_submitted = true;
 	call->finished = true;
@@ -552,7 +457,7 @@ static void call_respond_http(struct grpc_call *call, const char *http_status)
 {
 	nghttp2_nv nv[1] = { make_nv(":status", http_status) };
 
-	nghttp2_submit_response(call->conn->session, call->stream_id, nv, 1, NULL);
+	nghttp2_submit_response(call->conn->h2.session, call->stream_id, nv, 1, NULL);
 	call->trailers_submitted = true;
 	call->finished = true;
 	call->rst_after_response = true;
@@ -573,16 +478,16 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct grpc_call *call = source->ptr;
-	size_t n = buf_pending(&call->out);
+	size_t n = h2buf_pending(&call->out);
 
 	if (n > length)
 		n = length;
 	if (n) {
-		memcpy(out, call->out.data + call->out.off, n);
-		buf_consume(&call->out, n);
+		memcpy(out, h2buf_head(&call->out), n);
+		h2buf_consume(&call->out, n);
 		call->conn->queued -= n;
 	}
-	if (buf_pending(&call->out) == 0 && call->finished && !call->trailers_submitted) {
+	if (h2buf_pending(&call->out) == 0 && call->finished && !call->trailers_submitted) {
 		nghttp2_nv nv[2];
 		char st[16], *enc;
 		size_t cnt = status_nv(nv, st, call->status, call->message, &enc);
@@ -606,7 +511,7 @@ static int call_start_response(struct grpc_call *call)
 	nghttp2_nv nv[2] = { make_nv(":status", "200"), make_nv("content-type", "application/grpc") };
 	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = data_read_cb };
 
-	if (nghttp2_submit_response(call->conn->session, call->stream_id, nv, 2, &prd) != 0)
+	if (nghttp2_submit_response(call->conn->h2.session, call->stream_id, nv, 2, &prd) != 0)
 		return -1;
 	call->headers_sent = true;
 	return 0;
@@ -616,7 +521,7 @@ static void call_resume(struct grpc_call *call)
 {
 	if (call->deferred) {
 		call->deferred = false;
-		nghttp2_session_resume_data(call->conn->session, call->stream_id);
+		nghttp2_session_resume_data(call->conn->h2.session, call->stream_id);
 	}
 	conn_mark_dirty(call->conn);
 }
@@ -665,6 +570,8 @@ static void call_request_complete(struct grpc_call *call)
 	call->req = NULL;
 	call->requested = true;
 	call->method->on_request(call, req, len);
+	/* Requests carry secrets too (join tokens in Attest). */
+	secure_zero(req, len);
 	free(req);
 	/* Metadata is for on_request only: a long-lived stream does not keep it. */
 	call_free_headers(call);
@@ -733,7 +640,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	struct grpc_conn *conn = ud;
 	struct grpc_call *call;
 
-	if (conn->closing)
+	if (conn->h2.closing)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
@@ -752,7 +659,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	struct grpc_header *h;
 	char *n, *v;
 
-	if (conn->closing)
+	if (conn->h2.closing)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
@@ -786,7 +693,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	struct grpc_conn *conn = ud;
 	struct grpc_call *call;
 
-	if (conn->closing)
+	if (conn->h2.closing)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (!conn->established) {
 		conn->established = true;
@@ -806,6 +713,23 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	return 0;
 }
 
+static bool call_take_message(void *ud, uint8_t *m, size_t mlen)
+{
+	struct grpc_call *call = ud;
+
+	if (call->have_req) {
+		secure_zero(m, mlen);
+		free(m);
+		call_fail(call, GRPC_STATUS_UNIMPLEMENTED,
+			  "more than one request message for a unary or server-streaming method");
+		return false;
+	}
+	call->have_req = true;
+	call->req = m;
+	call->req_len = mlen;
+	return true;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			 const uint8_t *data, size_t len, void *ud)
 {
@@ -813,48 +737,28 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 	struct grpc_call *call;
 	char msg[128];
 
-	if (conn->closing)
+	if (conn->h2.closing)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	call = nghttp2_session_get_stream_user_data(session, stream_id);
 	if (!call || call->finished || !call->headers_complete)
 		return 0;
-	while (len > 0 && !call->finished) {
-		uint8_t *m;
-		size_t used, mlen;
-		int rc = grpc_deframer_feed(&call->deframer, data, len, &used, &m, &mlen);
-
-		data += used;
-		len -= used;
-		switch (rc) {
-		case GRPC_DEFRAME_NEED_MORE:
-			break;
-		case GRPC_DEFRAME_MESSAGE:
-			if (call->have_req) {
-				free(m);
-				call_fail(call, GRPC_STATUS_UNIMPLEMENTED,
-					  "more than one request message for a unary or "
-					  "server-streaming method");
-				break;
-			}
-			call->have_req = true;
-			call->req = m;
-			call->req_len = mlen;
-			break;
-		case GRPC_DEFRAME_TOO_LARGE:
-			snprintf(msg, sizeof(msg), "request message larger than the maximum (%zu bytes)",
-				 call->deframer.max);
-			call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-			break;
-		case GRPC_DEFRAME_COMPRESSED:
-			call_fail(call, GRPC_STATUS_UNIMPLEMENTED, "compressed messages are not supported");
-			break;
-		case GRPC_DEFRAME_NOMEM:
-			call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-			break;
-		default:
-			call_fail(call, GRPC_STATUS_INTERNAL, "malformed message prefix");
-			break;
-		}
+	switch (grpc_deframer_feed_all(&call->deframer, data, len, call_take_message, call)) {
+	case 0:
+		break;
+	case GRPC_DEFRAME_TOO_LARGE:
+		snprintf(msg, sizeof(msg), "request message larger than the maximum (%zu bytes)",
+			 call->deframer.max);
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+		break;
+	case GRPC_DEFRAME_COMPRESSED:
+		call_fail(call, GRPC_STATUS_UNIMPLEMENTED, "compressed messages are not supported");
+		break;
+	case GRPC_DEFRAME_NOMEM:
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		break;
+	default:
+		call_fail(call, GRPC_STATUS_INTERNAL, "malformed message prefix");
+		break;
 	}
 	return 0;
 }
@@ -885,31 +789,6 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 	return 0;
 }
 
-/* wolfSSL memory I/O */
-
-static int tls_recv_cb(WOLFSSL *ssl, char *out, int sz, void *ctx)
-{
-	struct grpc_conn *conn = ctx;
-	size_t n = buf_pending(&conn->tls_in);
-
-	if (n == 0)
-		return WOLFSSL_CBIO_ERR_WANT_READ;
-	if (n > (size_t)sz)
-		n = (size_t)sz;
-	memcpy(out, conn->tls_in.data + conn->tls_in.off, n);
-	buf_consume(&conn->tls_in, n);
-	return (int)n;
-}
-
-static int tls_send_cb(WOLFSSL *ssl, char *in, int sz, void *ctx)
-{
-	struct grpc_conn *conn = ctx;
-
-	if (buf_append(&conn->out, in, (size_t)sz) < 0)
-		return WOLFSSL_CBIO_ERR_GENERAL;
-	return sz;
-}
-
 /* Connections */
 
 static void conn_close_cb(uv_handle_t *h)
@@ -920,14 +799,7 @@ static void conn_close_cb(uv_handle_t *h)
 	if (--conn->open_handles == 0) {
 		/* Before handle_closed, which may free the server: the session's memory functions
 		 * (h2_free) use it. */
-		if (conn->session)
-			nghttp2_session_del(conn->session);
-		if (conn->ssl)
-			wolfSSL_free(conn->ssl);
-		close(conn->fd);
-		buf_free(&conn->tls_in);
-		buf_free(&conn->out);
-		free(conn->peer_cert);
+		h2conn_free(&conn->h2);
 		free(conn);
 	}
 	handle_closed(s);
@@ -937,14 +809,14 @@ static void conn_close(struct grpc_conn *conn)
 {
 	struct grpc_server *s = conn->server;
 
-	if (conn->closing)
+	if (conn->h2.closing)
 		return;
-	conn->closing = true;
+	conn->h2.closing = true;
 	conn_unmark_dirty(conn);
 	while (conn->calls) {
 		struct grpc_call *call = conn->calls;
 
-		nghttp2_session_set_stream_user_data(conn->session, call->stream_id, NULL);
+		nghttp2_session_set_stream_user_data(conn->h2.session, call->stream_id, NULL);
 		call_detach(call);
 	}
 	if (s->cfg.on_disconnect)
@@ -968,9 +840,9 @@ static void conn_update_events(struct grpc_conn *conn)
 {
 	int ev = UV_READABLE | UV_DISCONNECT;
 
-	if (buf_pending(&conn->out))
+	if (h2buf_pending(&conn->h2.out))
 		ev |= UV_WRITABLE;
-	if (conn->closing || ev == conn->poll_events)
+	if (conn->h2.closing || ev == conn->poll_events)
 		return;
 	conn->poll_events = ev;
 	uv_poll_start(&conn->poll, ev, conn_poll_cb);
@@ -981,66 +853,30 @@ static void conn_update_events(struct grpc_conn *conn)
 static void conn_flush(struct grpc_conn *conn)
 {
 	struct grpc_server *s = conn->server;
+	char err[256];
 	bool more = false;
 
-	if (conn->closing)
+	if (conn->h2.closing)
 		return;
 	if (conn->want_close) {
 		conn_close(conn);
 		return;
 	}
-	while (!conn->ssl || conn->handshake_done) {
-		const uint8_t *data;
-		ssize_t n;
-
-		if (buf_pending(&conn->out) >= OUT_HIGH_WATER) {
-			more = true;
-			break;
-		}
-		n = nghttp2_session_mem_send(conn->session, &data);
-
-		if (conn->closing)
-			return;
-		if (n < 0) {
-			log_debug("grpc: nghttp2 send: %s", nghttp2_strerror((int)n));
-			conn_close(conn);
-			return;
-		}
-		if (n == 0)
-			break;
-		if (conn->ssl) {
-			if (wolfSSL_write(conn->ssl, data, (int)n) != (int)n) {
-				conn_close(conn);
-				return;
-			}
-		} else if (buf_append(&conn->out, data, (size_t)n) < 0) {
-			conn_close(conn);
-			return;
-		}
+	if (h2conn_output(&conn->h2, &more, err, sizeof(err)) < 0) {
+		if (!conn->h2.closing)
+			log_debug("grpc: closing connection: %s", err);
+		conn_close(conn);
+		return;
 	}
-	while (buf_pending(&conn->out)) {
-		ssize_t n = send(conn->fd, conn->out.data + conn->out.off, buf_pending(&conn->out),
-				 MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0) {
-			conn_close(conn);
-			return;
-		}
-		buf_consume(&conn->out, (size_t)n);
+	if (h2conn_flush(&conn->h2, NULL, 0) < 0) {
+		conn_close(conn);
+		return;
 	}
-	if (!buf_pending(&conn->out)) {
+	if (!h2buf_pending(&conn->h2.out)) {
 		/* More frames may be waiting behind the high-water mark. */
 		if (more) {
 			conn_mark_dirty(conn);
-		} else if (!nghttp2_session_want_read(conn->session) &&
-			   !nghttp2_session_want_write(conn->session)) {
-			conn_close(conn);
-			return;
-		} else if (s->shutting_down && conn->n_calls == 0) {
+		} else if (h2conn_done(&conn->h2) || (s->shutting_down && conn->n_calls == 0)) {
 			conn_close(conn);
 			return;
 		}
@@ -1048,121 +884,29 @@ static void conn_flush(struct grpc_conn *conn)
 	conn_update_events(conn);
 }
 
-static int conn_tls_handshake(struct grpc_conn *conn)
-{
-	char *proto = NULL;
-	unsigned short plen = 0;
-	WOLFSSL_X509_CHAIN *chain;
-	int rc = wolfSSL_accept(conn->ssl);
-
-	if (rc != WOLFSSL_SUCCESS) {
-		int e = wolfSSL_get_error(conn->ssl, rc);
-		char buf[WOLFSSL_MAX_ERROR_SZ];
-
-		if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
-			return 0;
-		log_debug("grpc: TLS handshake failed: %s", wolfSSL_ERR_error_string((unsigned long)e, buf));
-		return -1;
-	}
-	if (wolfSSL_ALPN_GetProtocol(conn->ssl, &proto, &plen) != WOLFSSL_SUCCESS || plen != 2 ||
-	    memcmp(proto, "h2", 2) != 0) {
-		log_debug("grpc: TLS client did not negotiate ALPN h2");
-		return -1;
-	}
-	chain = wolfSSL_get_peer_chain(conn->ssl);
-	if (chain && wolfSSL_get_chain_count(chain) > 0) {
-		int len = wolfSSL_get_chain_length(chain, 0);
-		unsigned char *der = wolfSSL_get_chain_cert(chain, 0);
-
-		if (der && len > 0) {
-			conn->peer_cert = malloc((size_t)len);
-			if (!conn->peer_cert)
-				return -1;
-			memcpy(conn->peer_cert, der, (size_t)len);
-			conn->peer_cert_len = (size_t)len;
-		}
-	}
-	conn->handshake_done = true;
-	return 0;
-}
-
-static int conn_feed_h2(struct grpc_conn *conn, const uint8_t *data, size_t len)
-{
-	ssize_t rv = nghttp2_session_mem_recv(conn->session, data, len);
-
-	if (rv < 0) {
-		if (!conn->closing)
-			log_debug("grpc: closing connection: %s", nghttp2_strerror((int)rv));
-		return -1;
-	}
-	return conn->closing ? -1 : 0;
-}
-
-/* Returns -1 when the connection must close. */
-static int conn_process_input(struct grpc_conn *conn, const uint8_t *data, size_t len)
-{
-	uint8_t plain[READ_CHUNK];
-
-	if (!conn->ssl)
-		return conn_feed_h2(conn, data, len);
-	if (buf_append(&conn->tls_in, data, len) < 0)
-		return -1;
-	if (!conn->handshake_done) {
-		if (conn_tls_handshake(conn) < 0)
-			return -1;
-		if (!conn->handshake_done)
-			return 0;
-	}
-	for (;;) {
-		int n = wolfSSL_read(conn->ssl, plain, sizeof(plain));
-
-		if (n > 0) {
-			if (conn_feed_h2(conn, plain, (size_t)n) < 0)
-				return -1;
-			continue;
-		}
-		n = wolfSSL_get_error(conn->ssl, n);
-		if (n == WOLFSSL_ERROR_WANT_READ || n == WOLFSSL_ERROR_WANT_WRITE)
-			return 0;
-		return -1;
-	}
-}
-
 static void conn_poll_cb(uv_poll_t *h, int status, int events)
 {
 	struct grpc_conn *conn = h->data;
-	uint8_t buf[READ_CHUNK];
-	int i;
+	char err[256];
+	int rc;
 
-	if (conn->closing)
+	if (conn->h2.closing)
 		return;
 	if (status < 0) {
 		conn_close(conn);
 		return;
 	}
 	if (events & (UV_READABLE | UV_DISCONNECT)) {
-		for (i = 0; i < READS_PER_EVENT; i++) {
-			ssize_t n = recv(conn->fd, buf, sizeof(buf), 0);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				break;
-			if (n <= 0) {
-				conn_close(conn);
-				return;
-			}
-			if (conn_process_input(conn, buf, (size_t)n) < 0) {
-				/* One try at writing what is queued, such as a TLS alert that tells a
-				 * rejected client why. */
-				if (buf_pending(&conn->out))
-					(void)!send(conn->fd, conn->out.data + conn->out.off,
-						    buf_pending(&conn->out), MSG_NOSIGNAL | MSG_DONTWAIT);
-				conn_close(conn);
-				return;
-			}
-			if ((size_t)n < sizeof(buf))
-				break;
+		rc = h2conn_read(&conn->h2, err, sizeof(err));
+		if (rc == H2CONN_EPROTO) {
+			if (!conn->h2.closing)
+				log_debug("grpc: closing connection: %s", err);
+			/* Such as a TLS alert that tells a rejected client why. */
+			h2conn_send_last(&conn->h2);
+		}
+		if (rc < 0) {
+			conn_close(conn);
+			return;
 		}
 	}
 	conn_flush(conn);
@@ -1174,20 +918,59 @@ static void conn_timer_cb(uv_timer_t *t)
 
 	if (!conn->established) {
 		log_debug("grpc: closing connection: no %s within %u ms",
-			  conn->ssl ? "TLS handshake and HTTP/2 preface" : "HTTP/2 preface",
+			  conn->h2.ssl ? "TLS handshake and HTTP/2 preface" : "HTTP/2 preface",
 			  conn->server->cfg.handshake_timeout_ms);
 		conn_close(conn);
 	}
 }
 
+static const nghttp2_session_callbacks *server_callbacks(struct grpc_server *s)
+{
+	nghttp2_session_callbacks *cbs;
+
+	if (s->h2_callbacks)
+		return s->h2_callbacks;
+	if (nghttp2_session_callbacks_new(&cbs) != 0)
+		return NULL;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+	s->h2_callbacks = cbs;
+	return cbs;
+}
+
+/* The HTTP/2 session (sharing the server's frame buffer, see h2_malloc), our SETTINGS and TLS. */
+static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
+{
+	const nghttp2_session_callbacks *cbs = server_callbacks(s);
+	nghttp2_settings_entry settings[1];
+	int rc;
+
+	if (!cbs)
+		return -1;
+	s->framebuf_claim = s->share_framebuf;
+	rc = h2conn_session_new(&conn->h2, cbs, conn, s->h2_option, &s->h2_mem);
+	s->framebuf_claim = false;
+	if (rc < 0)
+		return -1;
+	settings[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+	settings[0].value = s->cfg.max_streams_per_conn;
+	if (nghttp2_submit_settings(conn->h2.session, NGHTTP2_FLAG_NONE, settings, 1) != 0)
+		return -1;
+	if (s->tls && h2conn_tls_new(&conn->h2, s->tls, NULL, NULL, 0) < 0)
+		return -1;
+	return 0;
+}
+
 static void conn_accept(struct grpc_server *s, int fd)
 {
 	struct grpc_conn *conn;
-	nghttp2_session_callbacks *cbs = NULL;
-	nghttp2_settings_entry settings[1];
 
 	if (s->n_conns >= s->cfg.max_conns) {
-		log_warn("grpc: refusing connection: %u connections open", s->n_conns);
+		log_warnx("grpc: refusing connection: %u connections open", s->n_conns);
 		close(fd);
 		return;
 	}
@@ -1197,45 +980,13 @@ static void conn_accept(struct grpc_server *s, int fd)
 		return;
 	}
 	conn->server = s;
-	conn->fd = fd;
+	h2conn_init(&conn->h2, fd, true);
 	if (s->cfg.on_connect && s->cfg.on_connect(conn, fd) < 0) {
 		close(fd);
 		free(conn);
 		return;
 	}
-	if (nghttp2_session_callbacks_new(&cbs) != 0)
-		goto fail;
-	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-	if (h2_session_new(s, &conn->session, cbs, conn) != 0)
-		goto fail;
-	nghttp2_session_callbacks_del(cbs);
-	cbs = NULL;
-	settings[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
-	settings[0].value = s->cfg.max_streams_per_conn;
-	if (nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, settings, 1) != 0)
-		goto fail;
-	if (s->tls) {
-		char alpn[] = "h2";
-
-		conn->ssl = wolfSSL_new(s->tls);
-		if (!conn->ssl)
-			goto fail;
-		wolfSSL_SSLSetIORecv(conn->ssl, tls_recv_cb);
-		wolfSSL_SSLSetIOSend(conn->ssl, tls_send_cb);
-		wolfSSL_SetIOReadCtx(conn->ssl, conn);
-		wolfSSL_SetIOWriteCtx(conn->ssl, conn);
-		wolfSSL_set_verify(conn->ssl, WOLFSSL_VERIFY_PEER, NULL);
-		if (wolfSSL_SetMinVersion(conn->ssl, WOLFSSL_TLSV1_3) != WOLFSSL_SUCCESS ||
-		    wolfSSL_UseALPN(conn->ssl, alpn, sizeof(alpn) - 1,
-				    WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS)
-			goto fail;
-	}
-	if (uv_poll_init(s->loop, &conn->poll, fd) != 0)
+	if (conn_setup(s, conn) < 0 || uv_poll_init(s->loop, &conn->poll, fd) != 0)
 		goto fail;
 	conn->poll.data = conn;
 	uv_timer_init(s->loop, &conn->timer);
@@ -1253,14 +1004,9 @@ static void conn_accept(struct grpc_server *s, int fd)
 	conn_update_events(conn);
 	return;
 fail:
-	nghttp2_session_callbacks_del(cbs);
-	if (conn->session)
-		nghttp2_session_del(conn->session);
-	if (conn->ssl)
-		wolfSSL_free(conn->ssl);
 	if (s->cfg.on_disconnect)
 		s->cfg.on_disconnect(conn);
-	close(fd);
+	h2conn_free(&conn->h2);
 	free(conn);
 }
 
@@ -1278,7 +1024,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("grpc: accept: %s", strerror(errno));
+				log_warnx("grpc: accept: %s", strerror(errno));
 			return;
 		}
 		if (s->tcp) {
@@ -1520,9 +1266,9 @@ void grpc_server_shutdown(struct grpc_server *s, int grace_ms, void (*done)(void
 		unlink(s->unix_path);
 	for (conn = s->conns; conn; conn = next) {
 		next = conn->next;
-		if (conn->handshake_done || !conn->ssl)
-			nghttp2_submit_goaway(conn->session, NGHTTP2_FLAG_NONE,
-					      nghttp2_session_get_last_proc_stream_id(conn->session),
+		if (conn->h2.handshake_done || !conn->h2.ssl)
+			nghttp2_submit_goaway(conn->h2.session, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(conn->h2.session),
 					      NGHTTP2_NO_ERROR, NULL, 0);
 		conn_mark_dirty(conn);
 	}
@@ -1548,14 +1294,14 @@ void *grpc_conn_data(struct grpc_conn *c)
 
 int grpc_conn_fd(struct grpc_conn *c)
 {
-	return c->fd;
+	return c->h2.fd;
 }
 
 const uint8_t *grpc_conn_peer_cert(struct grpc_conn *c, size_t *len)
 {
 	if (len)
-		*len = c->peer_cert_len;
-	return c->peer_cert;
+		*len = c->h2.peer_cert_len;
+	return c->h2.peer_cert;
 }
 
 unsigned grpc_conn_stream_count(struct grpc_conn *c)
@@ -1611,23 +1357,23 @@ int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
 	struct grpc_conn *conn = call->conn;
 	uint8_t hdr[GRPC_FRAME_HEADER_LEN];
 
-	if (grpc_call_is_closed(call) || conn->closing || conn->want_close || !call->requested)
+	if (grpc_call_is_closed(call) || conn->h2.closing || conn->want_close || !call->requested)
 		return -1;
 	if (len > UINT32_MAX)
 		return -1;
 	if (conn->queued + len + GRPC_FRAME_HEADER_LEN > conn->server->cfg.max_output_per_conn) {
-		log_warn("grpc: peer is not reading its responses (%zu bytes queued); dropping the "
-			 "connection", conn->queued);
+		log_warnx("grpc: peer is not reading its responses (%zu bytes queued); dropping the "
+			  "connection", conn->queued);
 		conn->want_close = true;
 		conn_mark_dirty(conn);
 		return -1;
 	}
 	grpc_frame_header(hdr, (uint32_t)len);
-	if (buf_reserve(&call->out, len + GRPC_FRAME_HEADER_LEN) < 0)
+	if (h2buf_reserve(&call->out, len + GRPC_FRAME_HEADER_LEN) < 0)
 		return -1;
-	buf_append(&call->out, hdr, sizeof(hdr));
+	h2buf_append(&call->out, hdr, sizeof(hdr));
 	if (len)
-		buf_append(&call->out, msg, len);
+		h2buf_append(&call->out, msg, len);
 	conn->queued += len + GRPC_FRAME_HEADER_LEN;
 	if (!call->headers_sent) {
 		if (call_start_response(call) < 0) {
@@ -1658,7 +1404,7 @@ int grpc_call_send_pb(struct grpc_call *call, const ProtobufCMessage *m)
 
 int grpc_call_finish(struct grpc_call *call, int status, const char *message)
 {
-	if (grpc_call_is_closed(call) || call->conn->closing || !call->requested)
+	if (grpc_call_is_closed(call) || call->conn->h2.closing || !call->requested)
 		return -1;
 	uv_timer_stop(&call->timer);
 	if (!call->headers_sent) {

@@ -108,7 +108,8 @@ void grpc_call_unref(struct grpc_call *call);
 bool grpc_call_is_closed(const struct grpc_call *call);
 /* Frames and queues one message; sends the response headers first if needed. 0 or -1. */
 int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len);
-/* Packs and sends. 0 or -1. */
+/* Packs m into a buffer wiped afterwards (X509-SVID responses carry private keys) and sends it
+ * as grpc_call_send does. 0 or -1. */
 int grpc_call_send_pb(struct grpc_call *call, const ProtobufCMessage *m);
 /* Trailers with grpc-status and the percent-encoded grpc-message (message may be NULL);
  * trailers-only when nothing was sent. Closes the call. 0 or -1 (already closed). */

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Installs Lanyard's build and test dependencies from Debian 12's packages, skipping what is
 # already there. Non-interactive; needs root (or sudo) only when something is missing.
+# --test adds what only the test suite needs (a PostgreSQL server for the throwaway clusters of
+# the datastore and several-servers tests; prometheus for promtool, which lints both daemons'
+# /metrics); the quick start does not pass it.
 set -euo pipefail
 
 pkgs=(
 	build-essential cmake pkg-config
 	libwolfssl-dev libmicrohttpd-dev libjansson-dev libcmocka-dev libnghttp2-dev
-	libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libuv1-dev libcurl4-openssl-dev
+	libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libpq-dev libuv1-dev libcurl4-openssl-dev
 	openssl curl util-linux procps sqlite3 chromium python3-yaml
 	python3 python3-grpcio python3-grpc-tools python3-cryptography
 )
+if [ "${1:-}" = --test ]; then
+	pkgs+=(postgresql prometheus)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

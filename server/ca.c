@@ -17,6 +17,9 @@
 /* Leaves are backdated this much, as SPIRE does, so a peer whose clock is a little behind
  * accepts them. */
 #define BACKDATE_SECONDS 10
+/* Shared datastore: the authorities are re-read when the change feed says they changed, and at
+ * least this often. */
+#define CA_FULL_SYNC_S 10
 
 struct authority {
 	atomic_int refs;
@@ -33,8 +36,24 @@ struct authority {
 	char sha256[65];
 };
 
+/* Another server's published authority: public parts only. */
+struct peer {
+	char id[65];
+	uint8_t *cert;
+	size_t cert_len;
+	char jwt_kid[80];
+	uint8_t *jwt_spki;
+	size_t jwt_spki_len;
+	int64_t not_after;
+};
+
 struct ca {
 	pthread_mutex_t lock;
+	bool shared;
+	struct peer *peers; /* in the datastore's order */
+	size_t n_peers;
+	int64_t synced_gen;     /* ds_bundle_generation at the last ca_sync */
+	int64_t next_full_sync; /* re-read even without news from the feed (a missed wake-up) */
 	struct datastore *ds;
 	char *trust_domain;
 	char *key_dir;
@@ -293,12 +312,116 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 	return 0;
 }
 
+static void peers_free(struct peer *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].cert);
+		free(v[i].jwt_spki);
+	}
+	free(v);
+}
+
+static void peer_from_record(struct peer *p, const struct ca_record *r)
+{
+	snprintf(p->id, sizeof(p->id), "%s", r->id);
+	p->cert = xmalloc(r->cert_len ? r->cert_len : 1);
+	memcpy(p->cert, r->cert_der, r->cert_len);
+	p->cert_len = r->cert_len;
+	snprintf(p->jwt_kid, sizeof(p->jwt_kid), "%.64s", r->jwt_kid ? r->jwt_kid : r->id);
+	if (r->jwt_spki_len) {
+		p->jwt_spki = xmalloc(r->jwt_spki_len);
+		memcpy(p->jwt_spki, r->jwt_spki, r->jwt_spki_len);
+		p->jwt_spki_len = r->jwt_spki_len;
+	}
+	p->not_after = r->not_after;
+}
+
+/* Another server's record: shared mode, and no key of ours for it. */
+static bool is_peer_record(const struct ca *ca, const struct ca_record *r)
+{
+	if (!ca->shared)
+		return false;
+	char path[PATH_MAX];
+	key_path(ca, r->id, "", path, sizeof(path));
+	return access(path, F_OK) != 0;
+}
+
+/* The bundle sequence moves past every value any server wrote: agents switching servers never
+ * see it go back for a newer set. */
+static void bump_sequence(struct ca *ca)
+{
+	int64_t stored = 0;
+	if (ds_kv_get_int(ca->ds, "bundle_sequence", &stored) == 0 && stored > ca->sequence)
+		ca->sequence = stored;
+	ca->sequence++;
+	ds_kv_set_int(ca->ds, "bundle_sequence", ca->sequence);
+}
+
+static bool own_id(const struct ca *ca, const char *id)
+{
+	for (size_t i = 0; i < ca->n_auth; i++)
+		if (strcmp(ca->auth[i]->id, id) == 0)
+			return true;
+	return false;
+}
+
+int ca_sync(struct ca *ca, int64_t now)
+{
+	if (!ca->shared)
+		return 0;
+	int64_t gen = ds_bundle_generation(ca->ds);
+	if (gen == ca->synced_gen && now < ca->next_full_sync)
+		return 0;
+	struct ca_record **recs = NULL;
+	size_t n = 0;
+	if (ds_ca_list(ca->ds, &recs, &n) < 0)
+		return -1;
+	ca->synced_gen = gen;
+	ca->next_full_sync = now + CA_FULL_SYNC_S;
+	struct peer *v = xcalloc(n + 1, sizeof(*v));
+	size_t len = 0;
+	pthread_mutex_lock(&ca->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (own_id(ca, recs[i]->id))
+			continue;
+		if (now >= recs[i]->not_after) {
+			/* Expired: nothing it signed is valid any more (its server may be gone);
+			 * deleted below, outside the lock. */
+			recs[i]->state = -1;
+			continue;
+		}
+		peer_from_record(&v[len++], recs[i]);
+	}
+	bool same = len == ca->n_peers;
+	for (size_t i = 0; same && i < len; i++)
+		same = strcmp(v[i].id, ca->peers[i].id) == 0;
+	int ret = 0;
+	if (!same) {
+		peers_free(ca->peers, ca->n_peers);
+		ca->peers = v;
+		ca->n_peers = len;
+		v = NULL;
+		bump_sequence(ca);
+		log_info("CA: the bundle now holds %zu authorities of other servers", len);
+		ret = CA_CHANGED_BUNDLE;
+	}
+	pthread_mutex_unlock(&ca->lock);
+	for (size_t i = 0; i < n; i++)
+		if (recs[i]->state == -1)
+			ds_ca_delete(ca->ds, recs[i]->id);
+	if (v)
+		peers_free(v, len);
+	ca_record_array_free(recs, n);
+	return ret;
+}
+
 int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struct ca **out,
 	    char *err, size_t errlen)
 {
 	struct ca *ca = xcalloc(1, sizeof(*ca));
 	pthread_mutex_init(&ca->lock, NULL);
 	ca->ds = ds;
+	ca->shared = o->shared;
 	ca->trust_domain = xstrdup(o->trust_domain);
 	ca->key_type = o->key_type;
 	ca->ca_ttl = o->ca_ttl;
@@ -320,7 +443,13 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 		goto fail;
 	}
 	ca->auth = xcalloc(n + 3, sizeof(*ca->auth));
+	ca->peers = xcalloc(n + 1, sizeof(*ca->peers));
 	for (size_t i = 0; i < n; i++) {
+		if (is_peer_record(ca, recs[i])) {
+			if (now < recs[i]->not_after)
+				peer_from_record(&ca->peers[ca->n_peers++], recs[i]);
+			continue;
+		}
 		if (authority_load(ca, recs[i], &ca->auth[ca->n_auth], err, errlen) < 0) {
 			ca_record_array_free(recs, n);
 			goto fail;
@@ -346,6 +475,7 @@ void ca_close(struct ca *ca)
 	for (size_t i = 0; i < ca->n_auth; i++)
 		authority_unref(ca->auth[i]);
 	free(ca->auth);
+	peers_free(ca->peers, ca->n_peers);
 	lkey_free(ca->upstream_key);
 	free(ca->upstream_cert);
 	free(ca->trust_domain);
@@ -435,10 +565,8 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		}
 		i++;
 	}
-	if (changed & CA_CHANGED_BUNDLE) {
-		ca->sequence++;
-		ds_kv_set_int(ca->ds, "bundle_sequence", ca->sequence);
-	}
+	if (changed & CA_CHANGED_BUNDLE)
+		bump_sequence(ca);
 	return changed;
 }
 
@@ -551,7 +679,9 @@ int ca_bundle_get(struct ca *ca, struct ca_bundle *out)
 	size_t total = 0;
 	for (size_t i = 0; i < ca->n_auth; i++)
 		total += ca->auth[i]->cert_len;
-	out->jwt_expires_at = xcalloc(ca->n_auth + 1, sizeof(int64_t));
+	for (size_t i = 0; i < ca->n_peers; i++)
+		total += ca->peers[i].cert_len;
+	out->jwt_expires_at = xcalloc(ca->n_auth + ca->n_peers + 1, sizeof(int64_t));
 	if (ca->upstream_key) {
 		/* The upstream CA is the root every peer trusts; our authorities are intermediates
 		 * that travel in the SVID chains. */
@@ -564,12 +694,21 @@ int ca_bundle_get(struct ca *ca, struct ca_bundle *out)
 			memcpy(out->x509 + out->x509_len, ca->auth[i]->cert, ca->auth[i]->cert_len);
 			out->x509_len += ca->auth[i]->cert_len;
 		}
+		for (size_t i = 0; i < ca->n_peers; i++) {
+			memcpy(out->x509 + out->x509_len, ca->peers[i].cert, ca->peers[i].cert_len);
+			out->x509_len += ca->peers[i].cert_len;
+		}
 	}
 	size_t k = 0;
 	for (size_t i = 0; i < ca->n_auth; i++) {
 		struct authority *a = ca->auth[i];
 		if (jwks_add(out->jwt, a->jwt_kid, a->jwt_spki, a->jwt_spki_len) == 0)
 			out->jwt_expires_at[k++] = a->not_after;
+	}
+	for (size_t i = 0; i < ca->n_peers; i++) {
+		const struct peer *p = &ca->peers[i];
+		if (p->jwt_spki && jwks_add(out->jwt, p->jwt_kid, p->jwt_spki, p->jwt_spki_len) == 0)
+			out->jwt_expires_at[k++] = p->not_after;
 	}
 	out->sequence = ca->sequence;
 	pthread_mutex_unlock(&ca->lock);

@@ -25,6 +25,11 @@ struct ca_options {
 	int64_t ca_ttl;
 	const char *upstream_cert_path; /* NULL: self-signed authorities */
 	const char *upstream_key_path;
+	/* The datastore is shared with other servers (PostgreSQL). Each keeps its own authorities
+	 * (keys in its data_dir) and rotates them itself, publishing each in the datastore before
+	 * it signs with it; the bundle is the union of every server's published authorities. A
+	 * recorded authority whose key is not on this server's disk is another server's. */
+	bool shared;
 };
 
 struct ca;
@@ -43,6 +48,12 @@ void ca_close(struct ca *ca);
 int ca_rotate(struct ca *ca, int64_t now, char *err, size_t errlen);
 /* Unix time of the next rotation step. */
 int64_t ca_next_rotation(struct ca *ca);
+/* Shared datastore: re-reads the authorities other servers published (when the change feed
+ * reported a change, ds_bundle_generation, or every few seconds), drops those expired (from the
+ * bundle and the datastore) and returns CA_CHANGED_BUNDLE (sequence bumped) when the set
+ * changed, 0 when not (always 0 unless shared), -1 on a datastore error. Cheap when nothing
+ * changed: call it whenever the datastore wakes the loop, and on a timer. */
+int ca_sync(struct ca *ca, int64_t now);
 
 /* Signs an X509-SVID for spki. not_before is backdated a little for clock skew; not_after is
  * now + ttl, never past the active authority's. *chain is the leaf followed by the authority's

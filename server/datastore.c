@@ -6,10 +6,12 @@
 #include "datastore_backend.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 
 void datastore_init_base(struct datastore *ds, const struct datastore_ops *ops)
@@ -40,18 +42,91 @@ int datastore_token_hash(const char *token, char out[65])
 	return 0;
 }
 
+char *datastore_strv_to_text(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	if (!a)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	char *txt = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return txt;
+}
+
+int datastore_strv_from_text(const char *txt, char ***out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!txt)
+		return 0;
+	json_t *a = json_loads(txt, 0, NULL);
+	if (!json_is_array(a)) {
+		json_decref(a);
+		return -EIO;
+	}
+	size_t len = json_array_size(a);
+	char **v = len ? xcalloc(len, sizeof(*v)) : NULL;
+	for (size_t i = 0; i < len; i++) {
+		const char *str = json_string_value(json_array_get(a, i));
+		v[i] = xstrdup(str ? str : "");
+	}
+	json_decref(a);
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int datastore_open_config(const char *type, const char *data_dir, const char *conninfo,
+			  int max_connections, struct datastore **out, char *err, size_t errlen)
+{
+	char why[512];
+	if (type && strcmp(type, "postgres") == 0) {
+		char safe[256] = "";
+		if (datastore_pg_conninfo_check(conninfo, safe, sizeof(safe), why, sizeof(why)) < 0 ||
+		    datastore_open_pg(conninfo, max_connections, out, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "key 'database_connection_string' (%s): %s",
+				 safe[0] ? safe : "PostgreSQL", why);
+			return -EIO;
+		}
+		log_info("datastore: PostgreSQL %s, up to %d connections", safe, max_connections);
+		return 0;
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/datastore.sqlite3", data_dir);
+	if (datastore_open_sqlite(path, out, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "cannot open the datastore %s: %s", path, why);
+		return -EIO;
+	}
+	return 0;
+}
+
 void datastore_close(struct datastore *ds)
 {
 	if (ds)
 		ds->ops->close(ds);
 }
 
+/* Around backend calls: only a backend that cannot be called concurrently is serialised. */
 static void lock(struct datastore *ds)
+{
+	if (!ds->ops->concurrent)
+		pthread_mutex_lock(&ds->lock);
+}
+
+static void unlock(struct datastore *ds)
+{
+	if (!ds->ops->concurrent)
+		pthread_mutex_unlock(&ds->lock);
+}
+
+/* Around journal reads: always. */
+static void journal_lock(struct datastore *ds)
 {
 	pthread_mutex_lock(&ds->lock);
 }
 
-static void unlock(struct datastore *ds)
+static void journal_unlock(struct datastore *ds)
 {
 	pthread_mutex_unlock(&ds->lock);
 }
@@ -60,12 +135,9 @@ static void unlock(struct datastore *ds)
  * when it moved the counter by exactly one; any other movement leaves a hole in the journal,
  * which ds_changes_since reports as -ESTALE (readers then re-read everything): a missed record
  * can cost time, never correctness. */
-static void journal_add(struct datastore *ds, int64_t before, int ret, enum ds_change_kind kind,
-			const char *id)
+static void journal_record(struct datastore *ds, int64_t counter, enum ds_change_kind kind,
+			   const char *id)
 {
-	int64_t after = ds->ops->change_counter(ds);
-	if (ret < 0 || after != before + 1 || !id || !*id)
-		return;
 	struct ds_change *slot;
 	if (ds->journal_len == ds->journal_cap) {
 		slot = &ds->journal[ds->journal_head];
@@ -75,9 +147,78 @@ static void journal_add(struct datastore *ds, int64_t before, int ret, enum ds_c
 		slot = &ds->journal[(ds->journal_head + ds->journal_len) % ds->journal_cap];
 		ds->journal_len++;
 	}
-	slot->counter = after;
+	slot->counter = counter;
 	slot->kind = kind;
 	slot->id = xstrdup(id);
+}
+
+static void journal_add(struct datastore *ds, int64_t before, int ret, enum ds_change_kind kind,
+			const char *id)
+{
+	if (ds->ops->concurrent)
+		return; /* the backend records its changes itself */
+	int64_t after = ds->ops->change_counter(ds);
+	if (ret < 0 || after != before + 1 || !id || !*id)
+		return;
+	journal_record(ds, after, kind, id);
+}
+
+/* The counter value before a change, for journal_add; called under lock. */
+static int64_t change_before(struct datastore *ds)
+{
+	return ds->ops->concurrent ? 0 : ds->ops->change_counter(ds);
+}
+
+void datastore_feed_add(struct datastore *ds, enum ds_change_kind kind, const char *id)
+{
+	journal_lock(ds);
+	if (kind == DS_CHANGE_BUNDLE) {
+		ds->bundle_gen++;
+	} else if (kind == DS_CHANGE_ENTRY || kind == DS_CHANGE_AGENT) {
+		ds->feed_counter++;
+		journal_record(ds, ds->feed_counter, kind, id);
+	} else {
+		ds->feed_counter++; /* a kind this version does not know: re-read everything */
+	}
+	journal_unlock(ds);
+}
+
+int64_t ds_bundle_generation(struct datastore *ds)
+{
+	journal_lock(ds);
+	int64_t g = ds->bundle_gen;
+	journal_unlock(ds);
+	return g;
+}
+
+void datastore_feed_hole(struct datastore *ds)
+{
+	journal_lock(ds);
+	ds->feed_counter++;
+	journal_unlock(ds);
+}
+
+/* The hook runs under the lock, so that once ds_set_change_hook(ds, NULL, NULL) returns it is
+ * not running and will not run (its handle may then be closed). */
+void datastore_feed_wake(struct datastore *ds)
+{
+	journal_lock(ds);
+	if (ds->change_hook)
+		ds->change_hook(ds->change_hook_ud);
+	journal_unlock(ds);
+}
+
+int64_t datastore_feed_counter(struct datastore *ds)
+{
+	return ds->feed_counter;
+}
+
+void ds_set_change_hook(struct datastore *ds, void (*hook)(void *ud), void *ud)
+{
+	journal_lock(ds);
+	ds->change_hook = hook;
+	ds->change_hook_ud = ud;
+	journal_unlock(ds);
 }
 
 int ds_changes_since(struct datastore *ds, int64_t since, struct ds_change **out, size_t *n,
@@ -85,7 +226,7 @@ int ds_changes_since(struct datastore *ds, int64_t since, struct ds_change **out
 {
 	*out = NULL;
 	*n = 0;
-	lock(ds);
+	journal_lock(ds);
 	int64_t cur = ds->ops->change_counter(ds);
 	int ret = 0;
 	if (cur < 0) {
@@ -118,7 +259,7 @@ int ds_changes_since(struct datastore *ds, int64_t since, struct ds_change **out
 	*out = v;
 	*n = want;
 out:
-	unlock(ds);
+	journal_unlock(ds);
 	return ret;
 }
 
@@ -138,7 +279,7 @@ int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t err
 		return -EINVAL;
 	}
 	lock(ds);
-	int64_t before = ds->ops->change_counter(ds);
+	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_create(ds, e, err, errlen);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
 	unlock(ds);
@@ -152,7 +293,7 @@ int ds_entry_update(struct datastore *ds, struct entry *e, char *err, size_t err
 		return -EINVAL;
 	}
 	lock(ds);
-	int64_t before = ds->ops->change_counter(ds);
+	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_update(ds, e, err, errlen);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
 	unlock(ds);
@@ -164,7 +305,7 @@ int ds_entry_delete(struct datastore *ds, const char *id)
 	if (!id)
 		return -EINVAL;
 	lock(ds);
-	int64_t before = ds->ops->change_counter(ds);
+	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_delete(ds, id);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, id);
 	unlock(ds);
@@ -209,9 +350,9 @@ int ds_agent_count(struct datastore *ds, int64_t *n)
 
 int64_t ds_change_counter(struct datastore *ds)
 {
-	lock(ds);
+	journal_lock(ds);
 	int64_t ret = ds->ops->change_counter(ds);
-	unlock(ds);
+	journal_unlock(ds);
 	return ret;
 }
 
@@ -264,7 +405,7 @@ int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
 	if (!a || !a->spiffe_id)
 		return -EINVAL;
 	lock(ds);
-	int64_t before = ds->ops->change_counter(ds);
+	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_upsert(ds, a);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, a->spiffe_id);
 	unlock(ds);
@@ -296,7 +437,7 @@ int ds_agent_delete(struct datastore *ds, const char *spiffe_id)
 	if (!spiffe_id)
 		return -EINVAL;
 	lock(ds);
-	int64_t before = ds->ops->change_counter(ds);
+	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_delete(ds, spiffe_id);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
 	unlock(ds);
@@ -308,7 +449,7 @@ int ds_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned
 	if (!spiffe_id)
 		return -EINVAL;
 	lock(ds);
-	int64_t before = ds->ops->change_counter(ds);
+	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_set_banned(ds, spiffe_id, banned);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
 	unlock(ds);

@@ -1,9 +1,12 @@
 /* datastore.h: the server's persistent state (registration entries, join tokens, attested agents,
- * CA metadata, small counters) behind a backend-neutral interface. SQLite is the only backend now;
- * the functions below dispatch through a vtable so another (PostgreSQL) can follow.
+ * CA metadata, small counters) behind a backend-neutral interface: an embedded SQLite file (one
+ * server) or a PostgreSQL database shared by several servers. The functions below dispatch
+ * through a vtable (datastore_backend.h).
  *
  * Thread-safety: a struct datastore may be used from several threads at once (the admin API's
- * thread and the main loop): each call takes an internal mutex. Every change is one transaction.
+ * thread, the node API's workers and the main loop). SQLite calls are serialised by an internal
+ * mutex; PostgreSQL calls run in parallel on a pool of connections. Every change is one
+ * transaction.
  *
  * Errors: 0 on success, negative errno values otherwise: -ENOENT (not found), -EEXIST
  * (duplicate), -EINVAL (bad argument), -ENOMEM, -EIO (database error; details are logged). */
@@ -23,8 +26,30 @@ struct datastore;
 /* Opens (creating if needed) the database at path: WAL journal, busy timeout, foreign keys on,
  * schema migrated to the current version. The file is created 0600. */
 int datastore_open_sqlite(const char *path, struct datastore **out, char *err, size_t errlen);
+/* Opens a PostgreSQL database shared with other servers: conninfo is a libpq key/value string
+ * or a postgresql:// URI (a password may also come from PGPASSWORD or a passfile), with at most
+ * max_connections connections in the pool (plus one that follows the change feed). The schema is
+ * migrated under an advisory lock, so servers starting together are safe. Errors (a bad string,
+ * an unreachable server, failed authentication) in err never contain the password. */
+int datastore_open_pg(const char *conninfo, int max_connections, struct datastore **out, char *err,
+		      size_t errlen);
+/* Checks a connection string without connecting: 0, or -EINVAL with the reason in err (never
+ * quoting the string, which may hold a password). safe (may be NULL) receives a description
+ * without any secret, for logs: "host=... port=... dbname=... user=...". */
+int datastore_pg_conninfo_check(const char *conninfo, char *safe, size_t safelen, char *err,
+				size_t errlen);
+/* Opens what a server's configuration names: database_type "sqlite" (datastore.sqlite3 in
+ * data_dir) or "postgres" (conninfo, max_connections). err names the file or the key. */
+int datastore_open_config(const char *type, const char *data_dir, const char *conninfo,
+			  int max_connections, struct datastore **out, char *err, size_t errlen);
 /* NULL-safe. No call may be running on ds. */
 void datastore_close(struct datastore *ds);
+
+/* hook(ud) is called, from a datastore thread, whenever changes made by any server (this one
+ * included) have entered the change journal, so that the caller wakes up and reads them
+ * (ds_changes_since). Only the PostgreSQL backend calls it: with SQLite, every change is made by
+ * this process, which knows when it makes one. hook must be thread-safe (uv_async_send). */
+void ds_set_change_hook(struct datastore *ds, void (*hook)(void *ud), void *ud);
 
 /* ---- registration entries ---- */
 
@@ -63,10 +88,14 @@ int64_t ds_change_counter(struct datastore *ds);
  * ban) is also recorded, in memory, with the counter value it produced and what it touched, so
  * that a reader can bring a cached view up to date by re-reading only what changed. Renewals
  * (ds_agent_touch) are not recorded: they change no entitlement. The journal keeps the last
- * DS_JOURNAL_CAP changes of this process. */
+ * DS_JOURNAL_CAP changes of this process. With PostgreSQL the changes of every server are
+ * journaled: they come from the database's change feed (datastore_pg.c), and a change made
+ * through this process is in the journal when the call that made it returns. */
 #define DS_JOURNAL_CAP 4096
 
-enum ds_change_kind { DS_CHANGE_ENTRY = 1, DS_CHANGE_AGENT = 2 };
+/* DS_CHANGE_BUNDLE (PostgreSQL: an authority published or dropped, by any server) is never in
+ * the journal: it moves ds_bundle_generation instead. */
+enum ds_change_kind { DS_CHANGE_ENTRY = 1, DS_CHANGE_AGENT = 2, DS_CHANGE_BUNDLE = 3 };
 
 struct ds_change {
 	int64_t counter;	/* the change counter's value right after this change */
@@ -81,6 +110,10 @@ struct ds_change {
 int ds_changes_since(struct datastore *ds, int64_t since, struct ds_change **out, size_t *n,
 		     int64_t *counter);
 void ds_change_array_free(struct ds_change *c, size_t n);
+/* Grows whenever the change feed reports CA authorities published or dropped (by any server,
+ * this one included), so the CA knows when to re-read the bundle (ca_sync). Always 0 with
+ * SQLite. */
+int64_t ds_bundle_generation(struct datastore *ds);
 
 /* ---- join tokens ----
  * Only the SHA-256 of a token (hex) is stored, never the token itself. */

@@ -1,8 +1,10 @@
-/* datastore_backend.h: what a datastore backend (datastore_sqlite.c, later PostgreSQL) provides.
+/* datastore_backend.h: what a datastore backend (datastore_sqlite.c, datastore_pg.c) provides.
  * Only backends and datastore.c include this; everyone else uses datastore.h.
  *
- * datastore.c serialises every call with the mutex in struct datastore, so an operation never
- * runs concurrently with another on the same datastore: backends need no locking of their own.
+ * Unless the backend sets ops.concurrent, datastore.c serialises every call with the mutex in
+ * struct datastore, so an operation never runs concurrently with another on the same datastore
+ * and the backend needs no locking of its own (SQLite). A concurrent backend (PostgreSQL, with
+ * its connection pool) is called from several threads at once and locks what it shares itself.
  * The contracts of the operations are those of the ds_* functions of the same name. */
 #ifndef LANYARD_DATASTORE_BACKEND_H
 #define LANYARD_DATASTORE_BACKEND_H
@@ -11,8 +13,19 @@
 
 #include "datastore.h"
 
+/* The columns of the tables every SQL backend has, in the order their row readers expect. */
+#define ENTRY_COLS "id, spiffe_id, parent_id, selectors, x509_svid_ttl, jwt_svid_ttl, dns_names, " \
+		   "hint, admin, downstream, expires_at, revision, created_at"
+#define AGENT_COLS "spiffe_id, attestor, selectors, aliases, serial, not_after, created_at, " \
+		   "last_seen, banned"
+#define CA_COLS "id, state, cert, jwt_kid, jwt_spki, not_before, not_after, created_at"
+
 struct datastore_ops {
 	const char *name;
+	/* The backend may be called from several threads at once. It then also keeps the change
+	 * journal itself, through datastore_feed_add/datastore_feed_hole (its change_counter is
+	 * datastore_feed_counter), instead of datastore.c recording the changes it makes. */
+	bool concurrent;
 	void (*close)(struct datastore *ds);
 	int (*entry_create)(struct datastore *ds, struct entry *e, char *err, size_t errlen);
 	int (*entry_update)(struct datastore *ds, struct entry *e, char *err, size_t errlen);
@@ -45,12 +58,17 @@ struct datastore_ops {
 };
 
 /* The first member of every backend's own struct. journal is a ring of the last changes (see
- * ds_changes_since), kept by datastore.c under lock: backends never touch it. */
+ * ds_changes_since), kept by datastore.c under lock: backends touch it only through the
+ * datastore_feed_* functions. */
 struct datastore {
 	const struct datastore_ops *ops;
 	pthread_mutex_t lock;
 	struct ds_change *journal;
 	size_t journal_cap, journal_len, journal_head; /* head: index of the oldest record */
+	int64_t feed_counter; /* concurrent backends: the journal's own counter */
+	int64_t bundle_gen;   /* see ds_bundle_generation */
+	void (*change_hook)(void *ud);
+	void *change_hook_ud;
 };
 
 /* Backends call this on their freshly allocated struct, and datastore_fini_base in close. */
@@ -59,5 +77,19 @@ void datastore_fini_base(struct datastore *ds);
 
 /* Shared helpers for backends: the hex SHA-256 under which a join token is stored (65 bytes). */
 int datastore_token_hash(const char *token, char out[65]);
+/* A list of strings as a compact JSON array (malloc'd; NULL on allocation failure), and back:
+ * -EIO when the text is not a JSON array (a corrupt column). */
+char *datastore_strv_to_text(char *const *v, size_t n);
+int datastore_strv_from_text(const char *txt, char ***out, size_t *n);
+
+/* For concurrent backends, from any thread: records a change in the journal under the next
+ * counter value (datastore_feed_add), or moves the counter without a record, so that readers
+ * asking for changes from before it re-read everything (datastore_feed_hole). Neither calls the
+ * change hook: datastore_feed_wake does, once a batch is recorded. */
+void datastore_feed_add(struct datastore *ds, enum ds_change_kind kind, const char *id);
+void datastore_feed_hole(struct datastore *ds);
+void datastore_feed_wake(struct datastore *ds);
+/* The journal's counter; the caller holds ds->lock (ds_changes_since, ds_change_counter do). */
+int64_t datastore_feed_counter(struct datastore *ds);
 
 #endif

@@ -73,12 +73,6 @@ static const char *const migrations[] = {
 	" created_at INTEGER NOT NULL);",
 };
 
-#define ENTRY_COLS "id, spiffe_id, parent_id, selectors, x509_svid_ttl, jwt_svid_ttl, dns_names, " \
-		   "hint, admin, downstream, expires_at, revision, created_at"
-#define AGENT_COLS "spiffe_id, attestor, selectors, aliases, serial, not_after, created_at, " \
-		   "last_seen, banned"
-#define CA_COLS "id, state, cert, jwt_kid, jwt_spki, not_before, not_after, created_at"
-
 enum stmt_id {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
 	ST_META_GET, ST_META_SET,
@@ -225,42 +219,6 @@ static int64_t counter_bump(struct sq *s)
 	return v;
 }
 
-static char *strv_to_text(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-	if (!a)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
-	char *txt = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	return txt;
-}
-
-/* Parses a JSON array of strings from a column; -EIO when the column is corrupt. */
-static int strv_from_text(const char *txt, char ***out, size_t *n)
-{
-	*out = NULL;
-	*n = 0;
-	if (!txt)
-		return 0;
-	json_t *a = json_loads(txt, 0, NULL);
-	if (!json_is_array(a)) {
-		json_decref(a);
-		return -EIO;
-	}
-	size_t len = json_array_size(a);
-	char **v = len ? xcalloc(len, sizeof(*v)) : NULL;
-	for (size_t i = 0; i < len; i++) {
-		const char *str = json_string_value(json_array_get(a, i));
-		v[i] = xstrdup(str ? str : "");
-	}
-	json_decref(a);
-	*out = v;
-	*n = len;
-	return 0;
-}
-
 static char *col_strdup(sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
@@ -289,9 +247,9 @@ static struct entry *entry_from_row(struct sq *s, sqlite3_stmt *st)
 	snprintf(e->id, sizeof(e->id), "%s", id ? (const char *)id : "");
 	e->spiffe_id = col_strdup(st, 1);
 	e->parent_id = col_strdup(st, 2);
-	if (strv_from_text((const char *)sqlite3_column_text(st, 3), &e->selectors,
+	if (datastore_strv_from_text((const char *)sqlite3_column_text(st, 3), &e->selectors,
 			   &e->n_selectors) < 0 ||
-	    strv_from_text((const char *)sqlite3_column_text(st, 6), &e->dns_names,
+	    datastore_strv_from_text((const char *)sqlite3_column_text(st, 6), &e->dns_names,
 			   &e->n_dns_names) < 0) {
 		log_error("datastore: entry %s: corrupt list column", e->id);
 		entry_free(e);
@@ -362,8 +320,8 @@ static int entry_write(struct sq *s, struct entry *e, enum stmt_id which, char *
 	int64_t rev;
 
 	entry_normalize(e);
-	sel = strv_to_text(e->selectors, e->n_selectors);
-	dns = strv_to_text(e->dns_names, e->n_dns_names);
+	sel = datastore_strv_to_text(e->selectors, e->n_selectors);
+	dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
 	if (!sel || !dns) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
@@ -684,9 +642,9 @@ static struct agent_record *agent_from_row(sqlite3_stmt *st)
 	struct agent_record *a = xcalloc(1, sizeof(*a));
 	a->spiffe_id = col_strdup(st, 0);
 	a->attestor = col_strdup(st, 1);
-	if (strv_from_text((const char *)sqlite3_column_text(st, 2), &a->selectors,
+	if (datastore_strv_from_text((const char *)sqlite3_column_text(st, 2), &a->selectors,
 			   &a->n_selectors) < 0 ||
-	    strv_from_text((const char *)sqlite3_column_text(st, 3), &a->aliases,
+	    datastore_strv_from_text((const char *)sqlite3_column_text(st, 3), &a->aliases,
 			   &a->n_aliases) < 0) {
 		log_error("datastore: agent %s: corrupt list column", a->spiffe_id);
 		agent_record_free(a);
@@ -703,8 +661,8 @@ static struct agent_record *agent_from_row(sqlite3_stmt *st)
 static int sq_agent_upsert(struct datastore *ds, const struct agent_record *a)
 {
 	struct sq *s = sq_of(ds);
-	char *sel = strv_to_text(a->selectors, a->n_selectors);
-	char *aliases = strv_to_text(a->aliases, a->n_aliases);
+	char *sel = datastore_strv_to_text(a->selectors, a->n_selectors);
+	char *aliases = datastore_strv_to_text(a->aliases, a->n_aliases);
 	int ret = -ENOMEM;
 	if (!sel || !aliases)
 		goto out;

@@ -143,11 +143,24 @@ static void publish_bundle(struct server *s)
 
 /* ---- the loop ---- */
 
+/* On a datastore thread. */
+static void ds_changed(void *ud)
+{
+	struct server *s = ud;
+	uv_async_send(&s->changed);
+}
+
 static void on_changed(uv_async_t *a)
 {
 	struct server *s = a->data;
-	if (!s->stopping)
+	if (s->stopping)
+		return;
+	if (ca_sync(s->ca, now_unix()) > 0) {
+		node_api_ca_changed(s->node); /* refreshes the streams too */
+		publish_bundle(s);
+	} else {
 		node_api_refresh(s->node);
+	}
 }
 
 static void on_tick(uv_timer_t *t)
@@ -164,6 +177,11 @@ static void on_tick(uv_timer_t *t)
 			if (r & CA_CHANGED_BUNDLE)
 				publish_bundle(s);
 		}
+	}
+	/* Other servers' authorities (shared datastore): trusted as soon as they are published. */
+	if (ca_sync(s->ca, now) > 0) {
+		node_api_ca_changed(s->node);
+		publish_bundle(s);
 	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
@@ -208,6 +226,7 @@ static void node_stopped(void *arg)
 {
 	struct server *s = arg;
 	s->node = NULL;
+	ds_set_change_hook(s->ds, NULL, NULL);
 	close_loop_handles(s);
 }
 
@@ -275,10 +294,10 @@ static int cmd_run(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/datastore.sqlite3", s->cfg.data_dir);
-	if (datastore_open_sqlite(path, &s->ds, err, sizeof(err)) < 0) {
-		log_error("cannot open the datastore %s: %s", path, err);
+	if (datastore_open_config(s->cfg.database_type, s->cfg.data_dir,
+				  s->cfg.database_connection_string,
+				  (int)s->cfg.database_max_connections, &s->ds, err, sizeof(err)) < 0) {
+		log_error("%s: %s", config_path, err);
 		goto out;
 	}
 	enum key_type kt;
@@ -290,6 +309,7 @@ static int cmd_run(int argc, char **argv)
 		.ca_ttl = s->cfg.ca_ttl,
 		.upstream_cert_path = s->cfg.upstream_ca_cert,
 		.upstream_key_path = s->cfg.upstream_ca_key,
+		.shared = strcmp(s->cfg.database_type, "postgres") == 0,
 	};
 	if (ca_open(&co, s->ds, now_unix(), &s->ca, err, sizeof(err)) < 0) {
 		log_error("CA: %s", err);
@@ -298,6 +318,8 @@ static int cmd_run(int argc, char **argv)
 
 	init_loop(s);
 	loop_ready = true;
+	/* Changes made through other servers (PostgreSQL) wake the loop like the admin API's. */
+	ds_set_change_hook(s->ds, ds_changed, s);
 	struct admin_hooks hooks = {
 		.ud = s,
 		.trust_domain = s->cfg.trust_domain,
@@ -385,6 +407,8 @@ out:
 			node_api_shutdown(s->node, node_stopped, s);
 			uv_run(&s->loop, UV_RUN_DEFAULT);
 		}
+		if (s->ds)
+			ds_set_change_hook(s->ds, NULL, NULL);
 		close_loop_handles(s);
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);

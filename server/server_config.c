@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "datastore.h"
 #include "spiffeid.h"
 #include "util.h"
 
@@ -12,6 +13,7 @@
 static const char *const key_types[] = {"ec-p256", "ec-p384", "rsa-2048", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const database_types[] = {"sqlite", "postgres", NULL};
 
 const struct cfg_option server_config_options[] = {
 	{.name = "trust_domain", .type = CFG_STRING, OPT(trust_domain), .required = true,
@@ -47,6 +49,15 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "PEM certificate of an upstream CA that signs our CA (optional)"},
 	{.name = "upstream_ca_key", .type = CFG_STRING, OPT(upstream_ca_key),
 	 .doc = "PEM private key of the upstream CA (mode 0600; with upstream_ca_cert)"},
+	{.name = "database_type", .type = CFG_ENUM, OPT(database_type), .def = "sqlite",
+	 .choices = database_types,
+	 .doc = "sqlite (a file in data_dir, one server) or postgres (several servers, one database)"},
+	{.name = "database_connection_string", .type = CFG_STRING, OPT(database_connection_string),
+	 .doc = "postgres: libpq key=value string or postgresql:// URI (password also from PG* "
+		"environment or a passfile; never logged)"},
+	{.name = "database_max_connections", .type = CFG_INT, OPT(database_max_connections),
+	 .def = "8", .min = 1, .max = 64,
+	 .doc = "postgres: connections in the pool (one more follows the change feed)"},
 	{.name = "log_level", .type = CFG_ENUM, OPT(log_level), .def = "info", .choices = log_levels,
 	 .doc = "debug, info, warn or error"},
 	{.name = "log_format", .type = CFG_ENUM, OPT(log_format), .def = "text",
@@ -97,6 +108,22 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 			 path);
 		return -1;
 	}
+	if (strcmp(cfg->database_type, "postgres") == 0) {
+		if (!cfg->database_connection_string) {
+			snprintf(err, errlen, "%s: key 'database_connection_string' is required when "
+				 "database_type is \"postgres\"", path);
+			return -1;
+		}
+		if (datastore_pg_conninfo_check(cfg->database_connection_string, NULL, 0, why,
+						sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s: key 'database_connection_string': %s", path, why);
+			return -1;
+		}
+	} else if (cfg->database_connection_string) {
+		snprintf(err, errlen, "%s: key 'database_connection_string' is only used with "
+			 "\"database_type\": \"postgres\"", path);
+		return -1;
+	}
 	if (cfg->default_x509_svid_ttl > cfg->ca_ttl || cfg->agent_svid_ttl > cfg->ca_ttl) {
 		snprintf(err, errlen,
 			 "%s: key 'default_x509_svid_ttl'/'agent_svid_ttl': SVIDs cannot outlive the "
@@ -109,5 +136,8 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 
 void server_config_free(struct server_config *cfg)
 {
+	if (cfg->database_connection_string)
+		explicit_bzero(cfg->database_connection_string,
+			       strlen(cfg->database_connection_string));
 	config_free(server_config_options, server_config_n_options, cfg);
 }

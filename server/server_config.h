@@ -25,6 +25,11 @@ struct server_config {
 	int64_t join_token_ttl;
 	char *upstream_ca_cert;
 	char *upstream_ca_key;
+	/* The datastore: SQLite in data_dir (one server) or PostgreSQL (several servers). The
+	 * connection string may hold a password: never logged or shown. */
+	char *database_type;
+	char *database_connection_string;
+	int64_t database_max_connections;
 	char *log_level;
 	char *log_format;
 	/* Kubernetes: k8s_psat node attestation and the bundle ConfigMap (both optional). */

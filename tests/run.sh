@@ -6,16 +6,7 @@ set -euo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${LANYARD_TEST_BUILD:-$src/build-test}"
 
-"$src/deploy/install-deps.sh"
-# Test-only: promtool (Debian's prometheus package) lints both daemons' /metrics
-# (tests/integration/test_metrics_promtool.sh).
-if ! command -v promtool >/dev/null; then
-	sudo=""
-	[ "$(id -u)" -ne 0 ] && sudo="sudo"
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends prometheus ||
-		{ $sudo apt-get update -q &&
-		  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends prometheus; }
-fi
+"$src/deploy/install-deps.sh" --test
 
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DLANYARD_WERROR=ON -DLANYARD_SANITIZE=ON
 cmake --build "$build" -j"$(nproc)"

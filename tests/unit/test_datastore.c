@@ -12,11 +12,44 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "datastore.h"
 #include "entry.h"
 #include "util.h"
 
 #define TD "example.org"
+
+/* One body, two backends: SQLite in a temporary file by default; PostgreSQL when the runner
+ * (tests/pg_cluster.sh run, ctest's unit/test_datastore_pg) gives a throwaway cluster in
+ * LANYARD_TEST_PG_CONNSTR. The few tests about one backend's own storage say which. */
+static const char *pg_connstr;
+
+/* Runs sql on the PostgreSQL test database; the first column of the first row as an integer
+ * (0 when there is none). */
+static int64_t pg_sql(const char *sql)
+{
+	PGconn *c = PQconnectdb(pg_connstr);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PQclear(PQexec(c, "SET client_min_messages = warning"));
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		fprintf(stderr, "%s: %s\n", sql, PQerrorMessage(c));
+	assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+	int64_t v = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+							       : 0;
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+static int open_ds(const char *path, struct datastore **ds, char *err, size_t errlen)
+{
+	if (pg_connstr)
+		return datastore_open_pg(pg_connstr, 4, ds, err, errlen);
+	return datastore_open_sqlite(path, ds, err, errlen);
+}
 
 struct fixture {
 	char dir[64];
@@ -32,7 +65,9 @@ static int setup(void **state)
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/server.db", f->dir);
 	char err[256] = "";
-	if (datastore_open_sqlite(f->path, &f->ds, err, sizeof(err)) < 0) {
+	if (pg_connstr)
+		pg_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+	if (open_ds(f->path, &f->ds, err, sizeof(err)) < 0) {
 		fprintf(stderr, "open: %s\n", err);
 		return -1;
 	}
@@ -60,7 +95,7 @@ static void reopen(struct fixture *f)
 	char err[256] = "";
 	datastore_close(f->ds);
 	f->ds = NULL;
-	assert_int_equal(datastore_open_sqlite(f->path, &f->ds, err, sizeof(err)), 0);
+	assert_int_equal(open_ds(f->path, &f->ds, err, sizeof(err)), 0);
 }
 
 static struct entry *mk_entry(const char *spiffe, const char *parent, const char *sel1,
@@ -81,6 +116,8 @@ static void open_creates_private_file(void **state)
 {
 	struct fixture *f = *state;
 	struct stat st;
+	if (pg_connstr)
+		skip();
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(ds_ping(f->ds), 0);
@@ -349,7 +386,11 @@ static void tokens_stored_hashed(void **state)
 	struct fixture *f = *state;
 	const char *tok = "3f9a1c0d5e7b2a4c6d8e0f1a2b3c4d5e-secret-token";
 	assert_int_equal(ds_token_create(f->ds, tok, NULL, now_unix() + 600), 0);
-	assert_int_equal(count_rows_with(f->path, tok), 0);
+	if (pg_connstr)
+		assert_int_equal(pg_sql("SELECT COUNT(*) FROM join_tokens WHERE hash LIKE "
+					"'%secret-token%' OR alias LIKE '%secret-token%'"), 0);
+	else
+		assert_int_equal(count_rows_with(f->path, tok), 0);
 	reopen(f);
 	assert_int_equal(ds_token_consume(f->ds, tok, now_unix(), NULL), 0);
 }
@@ -535,8 +576,12 @@ static void reopen_keeps_data(void **state)
 	int64_t v = 0;
 	assert_int_equal(ds_kv_get_int(f->ds, "seq", &v), 0);
 	assert_int_equal(v, 42);
-	/* The counter never goes back, so revisions stay unique across restarts. */
-	assert_int_equal(ds_change_counter(f->ds), counter);
+	/* The counter never goes back, so revisions stay unique across restarts (PostgreSQL:
+	 * revisions come from a sequence, and the counter is the process's own journal). */
+	if (!pg_connstr)
+		assert_int_equal(ds_change_counter(f->ds), counter);
+	else
+		(void)counter;
 	struct entry *e2 = mk_entry("spiffe://" TD "/keep2", "spiffe://" TD "/agent/1", "unix:uid:5", NULL);
 	assert_int_equal(ds_entry_create(f->ds, e2, err, sizeof(err)), 0);
 	assert_true(e2->revision > e->revision);
@@ -557,6 +602,15 @@ static void newer_schema_refused(void **state)
 	/* Simulate a database written by a future version: the server must not touch it. */
 	datastore_close(f->ds);
 	f->ds = NULL;
+	if (pg_connstr) {
+		pg_sql("INSERT INTO schema_version VALUES (99)");
+		assert_int_not_equal(open_ds(NULL, &f->ds, err, sizeof(err)), 0);
+		assert_null(f->ds);
+		assert_non_null(strstr(err, "newer"));
+		pg_sql("DELETE FROM schema_version WHERE version = 99");
+		reopen(f);
+		return;
+	}
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "command -v sqlite3 >/dev/null && sqlite3 %s "
 		 "'INSERT INTO schema_version VALUES (99)'", f->path);
@@ -577,6 +631,25 @@ static void bad_path_reported(void **state)
 {
 	struct datastore *ds = NULL;
 	char err[256] = "";
+	if (pg_connstr) {
+		/* A malformed string and an unreachable server: errors without the password. */
+		assert_int_equal(datastore_open_pg("host=/nonexistent password hunter2-secret", 2,
+						   &ds, err, sizeof(err)), -EINVAL);
+		assert_null(ds);
+		assert_null(strstr(err, "hunter2"));
+		assert_true(datastore_open_pg("host=/nonexistent-dir port=1 dbname=x "
+					      "password=hunter2-secret", 2, &ds, err,
+					      sizeof(err)) < 0);
+		assert_null(ds);
+		assert_non_null(strstr(err, "/nonexistent-dir"));
+		assert_null(strstr(err, "hunter2"));
+		char safe[256];
+		assert_int_equal(datastore_pg_conninfo_check("postgresql://u:hunter2-secret@db/lanyard",
+							     safe, sizeof(safe), err, sizeof(err)), 0);
+		assert_non_null(strstr(safe, "host=db"));
+		assert_null(strstr(safe, "hunter2"));
+		return;
+	}
 	assert_true(datastore_open_sqlite("/nonexistent-dir/x/y.db", &ds, err, sizeof(err)) < 0);
 	assert_null(ds);
 	assert_non_null(strstr(err, "/nonexistent-dir/x/y.db"));
@@ -655,6 +728,22 @@ static void change_journal(void **state)
 	assert_int_equal(ds_changes_since(f->ds, c0, &ch, &n, &cur), -ESTALE);
 	assert_null(ch);
 	assert_int_equal(ds_changes_since(f->ds, cur, &ch, &n, &cur), 0);
+	entry_free(e);
+	entry_free(dup);
+	agent_record_free(a);
+}
+
+/* The journal keeps the last DS_JOURNAL_CAP changes (datastore.c's ring: SQLite's journal). */
+static void change_journal_cap(void **state)
+{
+	(void)state;
+	if (pg_connstr)
+		skip();
+	struct ds_change *ch = NULL;
+	size_t n = 0;
+	int64_t cur = -1;
+	char err[256] = "";
+	struct agent_record *a = mk_agent("spiffe://" TD "/agent/join_token/abc");
 
 	/* Older than DS_JOURNAL_CAP changes: unknown; the last DS_JOURNAL_CAP are still there.
 	 * Thousands of commits: on tmpfs when there is one, as they would be slow on a disk. */
@@ -678,10 +767,66 @@ static void change_journal(void **state)
 	char cmd[160];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
-
-	entry_free(e);
-	entry_free(dup);
 	agent_record_free(a);
+}
+
+/* PostgreSQL's change feed: a change whose transaction commits after a later one is a gap. The
+ * follower waits for it a bounded time, then passes over it (the journal says -ESTALE: re-read
+ * everything) and still delivers it when it commits late. */
+static void change_feed_gap(void **state)
+{
+	struct fixture *f = *state;
+	if (!pg_connstr)
+		skip();
+	char err[256] = "";
+	struct ds_change *ch = NULL;
+	size_t n = 0;
+	int64_t cur = -1, c0 = ds_change_counter(f->ds);
+
+	/* A transaction of "another server" takes a seq and stays open. */
+	PGconn *other = PQconnectdb(pg_connstr);
+	assert_int_equal(PQstatus(other), CONNECTION_OK);
+	PGresult *r = PQexec(other, "BEGIN; INSERT INTO changes (kind, id, at) "
+				    "VALUES (1, 'late-entry', 0)");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+
+	/* Ours commits after it: returns once the follower passed over the gap. */
+	struct entry *e = mk_entry("spiffe://" TD "/gap", "spiffe://" TD "/agent/a", "unix:uid:1",
+				   NULL);
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	assert_int_equal(ds_changes_since(f->ds, c0, &ch, &n, &cur), -ESTALE);
+	int64_t c1 = ds_change_counter(f->ds);
+	assert_true(c1 >= c0 + 2); /* the hole, then our change */
+
+	/* The late one commits: delivered like any change. */
+	r = PQexec(other, "COMMIT");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(other);
+	bool seen = false;
+	for (int i = 0; i < 100 && !seen; i++) {
+		assert_int_equal(ds_changes_since(f->ds, c1, &ch, &n, &cur), 0);
+		for (size_t k = 0; k < n; k++)
+			seen |= strcmp(ch[k].id, "late-entry") == 0 && ch[k].kind == DS_CHANGE_ENTRY;
+		ds_change_array_free(ch, n);
+		usleep(50 * 1000);
+	}
+	assert_true(seen);
+
+	/* Another server's change reaches this journal without any call here. */
+	int64_t c2 = ds_change_counter(f->ds);
+	pg_sql("INSERT INTO changes (kind, id, at) VALUES (2, 'spiffe://" TD "/agent/b', 0)");
+	seen = false;
+	for (int i = 0; i < 100 && !seen; i++) {
+		assert_int_equal(ds_changes_since(f->ds, c2, &ch, &n, &cur), 0);
+		for (size_t k = 0; k < n; k++)
+			seen |= ch[k].kind == DS_CHANGE_AGENT;
+		ds_change_array_free(ch, n);
+		usleep(50 * 1000);
+	}
+	assert_true(seen);
+	entry_free(e);
 }
 
 static void *consume_thread(void *arg)
@@ -727,7 +872,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(token_consumed_once_across_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_journal, setup, teardown),
+		cmocka_unit_test_setup_teardown(change_feed_gap, setup, teardown),
+		cmocka_unit_test(change_journal_cap),
 		cmocka_unit_test(bad_path_reported),
 	};
+	pg_connstr = getenv("LANYARD_TEST_PG_CONNSTR");
+	if (pg_connstr && !*pg_connstr)
+		pg_connstr = NULL;
+	fprintf(stderr, "datastore backend under test: %s\n", pg_connstr ? "postgres" : "sqlite");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

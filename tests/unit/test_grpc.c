@@ -513,6 +513,11 @@ static void test_status_names(void **state)
 	assert_string_equal(grpc_status_name(GRPC_STATUS_UNAUTHENTICATED), "UNAUTHENTICATED");
 	assert_string_equal(grpc_status_name(17), "UNKNOWN_STATUS");
 	assert_string_equal(grpc_status_name(-1), "UNKNOWN_STATUS");
+	assert_string_equal(grpc_status_camel(GRPC_STATUS_CANCELLED), "Canceled");
+	assert_string_equal(grpc_status_camel(GRPC_STATUS_PERMISSION_DENIED), "PermissionDenied");
+	assert_string_equal(grpc_status_camel(GRPC_STATUS_UNAUTHENTICATED), "Unauthenticated");
+	assert_null(grpc_status_camel(17));
+	assert_null(grpc_status_camel(-1));
 }
 
 static void test_framing(void **state)

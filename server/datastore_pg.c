@@ -1,0 +1,1247 @@
+/* datastore_pg.c: the PostgreSQL datastore backend, for several servers sharing one database.
+ *
+ * A pool of at most max_connections connections, opened on demand, each used by one thread at a
+ * time; every statement prepared once per connection. Calls run in parallel (ops.concurrent):
+ * the admin API, the node API's workers and the loop do not queue behind one another.
+ *
+ * Every change is one READ COMMITTED transaction that also appends a row to the `changes` table
+ * (the shared change feed, followed by datastore_pg_feed.c) and notifies PG_FEED_CHANNEL, so that
+ * every server learns of it at once. Correctness under concurrency comes from single statements,
+ * not from isolation: unique indexes forbid duplicate entries, a join token is consumed by one
+ * DELETE ... RETURNING (two servers presented the same token at once: one gets the row), agents
+ * are upserted with ON CONFLICT. A serialization failure or deadlock (SQLSTATE 40001, 40P01) is
+ * retried with a jittered, growing backoff, a bounded number of times, then reported.
+ *
+ * The schema is versioned (schema_version) and migrated at open under a session advisory lock,
+ * so that servers starting together migrate it exactly once.
+ *
+ * Selector and DNS name lists are compact JSON arrays, as in the SQLite backend. */
+#include "datastore_pg.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define MAX_PARAMS 13
+#define TX_ATTEMPTS 6
+#define BACKOFF_BASE_MS 5
+/* Any number: the key of the advisory lock held while migrating. */
+#define MIGRATE_LOCK_KEY 7273697465LL
+
+static const char *const migrations[] = {
+	/* v1. Long text keys (SPIFFE IDs up to 2048 bytes, selector lists) are indexed through
+	 * md5() or hash indexes: a B-tree refuses keys above ~2.7 kB. */
+	"CREATE TABLE kv (key TEXT PRIMARY KEY, value BIGINT NOT NULL);"
+	"CREATE SEQUENCE entry_revision;"
+	"CREATE TABLE entries ("
+	" id TEXT PRIMARY KEY,"
+	" spiffe_id TEXT NOT NULL,"
+	" parent_id TEXT NOT NULL,"
+	" selectors TEXT NOT NULL,"
+	" x509_svid_ttl BIGINT NOT NULL DEFAULT 0,"
+	" jwt_svid_ttl BIGINT NOT NULL DEFAULT 0,"
+	" dns_names TEXT NOT NULL DEFAULT '[]',"
+	" hint TEXT,"
+	" admin BOOLEAN NOT NULL DEFAULT false,"
+	" downstream BOOLEAN NOT NULL DEFAULT false,"
+	" expires_at BIGINT NOT NULL DEFAULT 0,"
+	" revision BIGINT NOT NULL,"
+	" created_at BIGINT NOT NULL);"
+	"CREATE UNIQUE INDEX entries_unique ON entries "
+	" (md5(spiffe_id || chr(10) || parent_id || chr(10) || selectors));"
+	"CREATE INDEX entries_parent ON entries USING hash (parent_id);"
+	"CREATE INDEX entries_spiffe ON entries USING hash (spiffe_id);"
+	"CREATE TABLE join_tokens ("
+	" hash TEXT PRIMARY KEY,"
+	" alias TEXT,"
+	" expires_at BIGINT NOT NULL);"
+	"CREATE TABLE agents ("
+	" spiffe_id TEXT PRIMARY KEY,"
+	" attestor TEXT,"
+	" selectors TEXT NOT NULL DEFAULT '[]',"
+	" aliases TEXT NOT NULL DEFAULT '[]',"
+	" serial TEXT,"
+	" not_after BIGINT NOT NULL DEFAULT 0,"
+	" created_at BIGINT NOT NULL,"
+	" last_seen BIGINT NOT NULL DEFAULT 0,"
+	" banned BOOLEAN NOT NULL DEFAULT false);"
+	"CREATE TABLE ca_authorities ("
+	" id TEXT PRIMARY KEY,"
+	" state INTEGER NOT NULL,"
+	" cert BYTEA,"
+	" jwt_kid TEXT,"
+	" jwt_spki BYTEA,"
+	" not_before BIGINT NOT NULL,"
+	" not_after BIGINT NOT NULL,"
+	" created_at BIGINT NOT NULL);"
+	"CREATE TABLE changes ("
+	" seq BIGSERIAL PRIMARY KEY,"
+	" kind SMALLINT NOT NULL,"
+	" id TEXT NOT NULL,"
+	" at BIGINT NOT NULL);"
+	"CREATE INDEX changes_at ON changes (at);",
+};
+
+enum stmt_id {
+	ST_CHANGE_ADD,
+	ST_ENTRY_INSERT, ST_ENTRY_UPDATE, ST_ENTRY_DELETE, ST_ENTRY_GET, ST_ENTRY_LOCK, ST_ENTRY_FIND_DUP,
+	ST_ENTRY_LIST_ALL, ST_ENTRY_LIST_SPIFFE, ST_ENTRY_LIST_PARENT, ST_ENTRY_LIST_BOTH,
+	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE,
+	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
+	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_KV_GET, ST_KV_SET,
+	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
+	ST__COUNT
+};
+
+/* The statement names are "s<id>". */
+static const char *const stmt_sql[ST__COUNT] = {
+	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at) VALUES ($1, $2, $3) "
+			  "RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL "', '') FROM c",
+	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
+			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12) RETURNING revision",
+	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = $2, parent_id = $3, selectors = $4, "
+			    "x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, hint = $8, "
+			    "admin = $9, downstream = $10, expires_at = $11, "
+			    "revision = nextval('entry_revision') WHERE id = $1 "
+			    "RETURNING revision, created_at",
+	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = $1",
+	[ST_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = $1",
+	[ST_ENTRY_LOCK] = "SELECT 1 FROM entries WHERE id = $1 FOR UPDATE",
+	[ST_ENTRY_FIND_DUP] = "SELECT id FROM entries WHERE spiffe_id = $1 AND parent_id = $2 "
+			      "AND selectors = $3 AND id != $4",
+	[ST_ENTRY_LIST_ALL] = "SELECT " ENTRY_COLS " FROM entries ORDER BY created_at, id",
+	[ST_ENTRY_LIST_SPIFFE] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = $1 "
+				 "ORDER BY created_at, id",
+	[ST_ENTRY_LIST_PARENT] = "SELECT " ENTRY_COLS " FROM entries WHERE parent_id = $1 "
+				 "ORDER BY created_at, id",
+	[ST_ENTRY_LIST_BOTH] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = $1 "
+			       "AND parent_id = $2 ORDER BY created_at, id",
+	[ST_TOKEN_INSERT] = "INSERT INTO join_tokens (hash, alias, expires_at) VALUES ($1, $2, $3)",
+	[ST_TOKEN_CONSUME] = "DELETE FROM join_tokens WHERE hash = $1 RETURNING alias, expires_at",
+	[ST_TOKEN_COUNT] = "SELECT COUNT(*) FROM join_tokens WHERE expires_at = 0 OR expires_at > $1",
+	[ST_TOKEN_PRUNE] = "DELETE FROM join_tokens WHERE expires_at != 0 AND expires_at <= $1",
+	[ST_AGENT_UPSERT] = "INSERT INTO agents (" AGENT_COLS ") VALUES "
+			    "($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+			    "ON CONFLICT (spiffe_id) DO UPDATE SET attestor = excluded.attestor, "
+			    "selectors = excluded.selectors, aliases = excluded.aliases, "
+			    "serial = excluded.serial, not_after = excluded.not_after, "
+			    "last_seen = excluded.last_seen, banned = excluded.banned",
+	[ST_AGENT_GET] = "SELECT " AGENT_COLS " FROM agents WHERE spiffe_id = $1",
+	[ST_AGENT_LIST] = "SELECT " AGENT_COLS " FROM agents ORDER BY spiffe_id",
+	[ST_AGENT_DELETE] = "DELETE FROM agents WHERE spiffe_id = $1",
+	[ST_AGENT_BAN] = "UPDATE agents SET banned = $2 WHERE spiffe_id = $1",
+	[ST_AGENT_TOUCH] = "UPDATE agents SET serial = COALESCE($2, serial), not_after = $3, "
+			   "last_seen = $4 WHERE spiffe_id = $1",
+	[ST_CA_PUT] = "INSERT INTO ca_authorities (" CA_COLS ") VALUES "
+		      "($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET "
+		      "state = excluded.state, cert = excluded.cert, jwt_kid = excluded.jwt_kid, "
+		      "jwt_spki = excluded.jwt_spki, not_before = excluded.not_before, "
+		      "not_after = excluded.not_after, created_at = excluded.created_at",
+	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
+	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = $1",
+	[ST_KV_GET] = "SELECT value FROM kv WHERE key = $1",
+	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES ($1, $2) "
+		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[ST_PING] = "SELECT 1",
+	[ST_ENTRY_COUNT] = "SELECT COUNT(*) FROM entries",
+	[ST_AGENT_COUNT] = "SELECT COUNT(*) FROM agents",
+};
+
+static struct pg *pg_of(struct datastore *ds)
+{
+	return (struct pg *)ds;
+}
+
+/* ---- parameters (text format, except bytea in binary) ---- */
+
+struct params {
+	const char *v[MAX_PARAMS];
+	int len[MAX_PARAMS], fmt[MAX_PARAMS];
+	char num[MAX_PARAMS][24];
+	int n;
+};
+
+static void p_str(struct params *p, const char *s)
+{
+	p->v[p->n++] = s; /* NULL is SQL NULL */
+}
+
+static void p_int(struct params *p, int64_t x)
+{
+	snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)x);
+	p->v[p->n] = p->num[p->n];
+	p->n++;
+}
+
+static void p_bool(struct params *p, bool b)
+{
+	p->v[p->n++] = b ? "t" : "f";
+}
+
+static void p_bytes(struct params *p, const uint8_t *b, size_t len)
+{
+	p->v[p->n] = b && len ? (const char *)b : NULL;
+	p->len[p->n] = (int)len;
+	p->fmt[p->n] = 1;
+	p->n++;
+}
+
+/* ---- results ---- */
+
+static int64_t r_int(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static bool r_bool(const PGresult *r, int row, int col)
+{
+	return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+}
+
+static char *r_strdup(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+static uint8_t *r_bytes(const PGresult *r, int row, int col, size_t *len)
+{
+	*len = 0;
+	if (PQgetisnull(r, row, col))
+		return NULL;
+	size_t n = 0;
+	unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+	if (!raw || n == 0) {
+		PQfreemem(raw);
+		return NULL;
+	}
+	uint8_t *out = xmalloc(n);
+	memcpy(out, raw, n);
+	PQfreemem(raw);
+	*len = n;
+	return out;
+}
+
+/* ---- connections ---- */
+
+void pg_scrub(const struct pg *p, const char *msg, char *out, size_t outlen)
+{
+	size_t w = 0, plen = p->password ? strlen(p->password) : 0;
+	if (outlen == 0)
+		return;
+	for (const char *s = msg; *s && w + 1 < outlen;) {
+		if (plen && strncmp(s, p->password, plen) == 0) {
+			for (const char *m = "***"; *m && w + 1 < outlen; m++)
+				out[w++] = *m;
+			s += plen;
+			continue;
+		}
+		out[w++] = *s == '\n' || *s == '\t' ? ' ' : *s;
+		s++;
+	}
+	while (w > 0 && out[w - 1] == ' ')
+		w--;
+	out[w] = '\0';
+}
+
+PGconn *pg_connect(struct pg *p, char *err, size_t errlen)
+{
+	/* The string is expanded in place of dbname: what it sets overrides the defaults before
+	 * it (a connect_timeout of its own, say). */
+	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+	const char *const vals[] = {"10", "lanyard-server", p->conninfo, NULL};
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (PQstatus(c) != CONNECTION_OK) {
+		pg_scrub(p, PQerrorMessage(c), err, errlen);
+		PQfinish(c);
+		return NULL;
+	}
+	/* Bounds on anything stuck: a statement, or a transaction left open by a dead thread. */
+	PGresult *r = PQexec(c, "SET statement_timeout = '30s'; "
+				"SET idle_in_transaction_session_timeout = '60s'; "
+				"SET client_min_messages = warning");
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		pg_scrub(p, PQerrorMessage(c), err, errlen);
+	PQclear(r);
+	if (!ok) {
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int prepare_all(struct pg *p, PGconn *c, char *err, size_t errlen)
+{
+	for (int i = 0; i < ST__COUNT; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "s%d", i);
+		PGresult *r = PQprepare(c, name, stmt_sql[i], 0, NULL);
+		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		if (!ok) {
+			char why[256];
+			pg_scrub(p, PQerrorMessage(c), why, sizeof(why));
+			snprintf(err, errlen, "cannot prepare \"%.80s\": %s", stmt_sql[i], why);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* A connection of the pool, connected and prepared; NULL (logged) when the database cannot be
+ * reached. Waits while all max_connections are in use. */
+static struct pgc *acquire(struct pg *p)
+{
+	struct pgc *c = NULL;
+	pthread_mutex_lock(&p->pool_lock);
+	for (;;) {
+		/* An open connection first; an unopened slot only when none is idle. */
+		for (size_t i = 0; i < p->n_conns && !c; i++)
+			if (!p->conns[i].busy && p->conns[i].conn)
+				c = &p->conns[i];
+		for (size_t i = 0; i < p->n_conns && !c; i++)
+			if (!p->conns[i].busy)
+				c = &p->conns[i];
+		if (c)
+			break;
+		pthread_cond_wait(&p->pool_cond, &p->pool_lock);
+	}
+	c->busy = true;
+	pthread_mutex_unlock(&p->pool_lock);
+	if (c->conn && (c->broken || PQstatus(c->conn) != CONNECTION_OK)) {
+		PQfinish(c->conn);
+		c->conn = NULL;
+	}
+	if (!c->conn) {
+		char err[512];
+		c->conn = pg_connect(p, err, sizeof(err));
+		if (c->conn && prepare_all(p, c->conn, err, sizeof(err)) < 0) {
+			PQfinish(c->conn);
+			c->conn = NULL;
+		}
+		if (!c->conn) {
+			log_error("datastore: cannot connect to PostgreSQL: %s", err);
+			pthread_mutex_lock(&p->pool_lock);
+			c->busy = false;
+			pthread_cond_signal(&p->pool_cond);
+			pthread_mutex_unlock(&p->pool_lock);
+			return NULL;
+		}
+	}
+	c->broken = false;
+	c->seq = 0;
+	return c;
+}
+
+static void release(struct pg *p, struct pgc *c)
+{
+	if (PQstatus(c->conn) != CONNECTION_OK || PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		c->broken = true;
+	pthread_mutex_lock(&p->pool_lock);
+	c->busy = false;
+	pthread_cond_signal(&p->pool_cond);
+	pthread_mutex_unlock(&p->pool_lock);
+}
+
+static bool retryable(const char *sqlstate)
+{
+	return strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0;
+}
+
+/* Runs a prepared statement. 0 with *out (the caller's, may be NULL to discard) on success;
+ * -EEXIST on a unique violation; -EAGAIN on a serialization failure or deadlock (c->sqlstate
+ * says which); -EIO otherwise (logged). */
+static int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params *pa,
+	       PGresult **out)
+{
+	char name[16];
+	snprintf(name, sizeof(name), "s%d", (int)id);
+	PGresult *r = PQexecPrepared(c->conn, name, pa ? pa->n : 0, pa ? pa->v : NULL,
+				     pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+	if (out)
+		*out = NULL;
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		if (out)
+			*out = r;
+		else
+			PQclear(r);
+		return 0;
+	}
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
+	int ret = -EIO;
+	if (strcmp(c->sqlstate, "23505") == 0) {
+		ret = -EEXIST;
+	} else if (retryable(c->sqlstate)) {
+		ret = -EAGAIN;
+	} else {
+		char why[512];
+		pg_scrub(p, PQerrorMessage(c->conn), why, sizeof(why));
+		log_error("datastore: %.60s: %s", stmt_sql[id], why);
+	}
+	PQclear(r);
+	return ret;
+}
+
+static int simple(struct pgc *c, const char *sql)
+{
+	PGresult *r = PQexec(c->conn, sql);
+	ExecStatusType st = PQresultStatus(r);
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
+	PQclear(r);
+	if (st == PGRES_COMMAND_OK)
+		return 0;
+	return retryable(c->sqlstate) ? -EAGAIN : -EIO;
+}
+
+/* Appends the change to the feed, in the running transaction. */
+static int change_add(struct pg *p, struct pgc *c, enum ds_change_kind kind, const char *id)
+{
+	struct params pa = {0};
+	PGresult *r;
+	p_int(&pa, kind);
+	p_str(&pa, id);
+	p_int(&pa, now_unix());
+	int ret = run(p, c, ST_CHANGE_ADD, &pa, &r);
+	if (ret < 0)
+		return ret;
+	c->seq = PQntuples(r) == 1 ? r_int(r, 0, 0) : 0;
+	PQclear(r);
+	return c->seq > 0 ? 0 : -EIO;
+}
+
+static void backoff(int attempt)
+{
+	/* Jittered and growing: two servers that collided do not collide again in step. */
+	static __thread unsigned seed;
+	if (!seed)
+		seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&seed;
+	long ms = (long)BACKOFF_BASE_MS << attempt;
+	ms = ms / 2 + rand_r(&seed) % (ms + 1);
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+typedef int (*tx_body)(struct pg *p, struct pgc *c, void *arg);
+
+/* Runs body on a pooled connection, in a transaction when tx, retrying serialization failures
+ * and deadlocks; then, when the body appended to the change feed, waits until the change is in
+ * the journal. body's own errors are returned as they are. */
+static int with_conn(struct pg *p, bool tx, tx_body body, void *arg)
+{
+	struct pgc *c = acquire(p);
+	if (!c)
+		return -EIO;
+	int ret = -EIO;
+	for (int attempt = 0; attempt < TX_ATTEMPTS; attempt++) {
+		c->seq = 0;
+		if (attempt)
+			backoff(attempt);
+		if (tx && (ret = simple(c, "BEGIN")) < 0)
+			break;
+		ret = body(p, c, arg);
+		if (ret == 0 && tx)
+			ret = simple(c, "COMMIT");
+		else if (tx)
+			simple(c, "ROLLBACK");
+		if (ret != -EAGAIN)
+			break;
+		log_debug("datastore: %s (SQLSTATE %s), retrying",
+			  strcmp(c->sqlstate, "40P01") == 0 ? "deadlock" : "serialization failure",
+			  c->sqlstate);
+	}
+	if (ret == -EAGAIN) {
+		log_error("datastore: transaction failed %d times (SQLSTATE %s): giving up",
+			  TX_ATTEMPTS, c->sqlstate);
+		ret = -EIO;
+	}
+	int64_t seq = ret == 0 ? c->seq : 0;
+	release(p, c);
+	if (seq > 0)
+		pg_feed_wait(p->feed, seq);
+	return ret;
+}
+
+/* ---- single statements ---- */
+
+struct one_arg {
+	enum stmt_id id;
+	const struct params *pa;
+	PGresult **out;
+};
+
+static int one_body(struct pg *p, struct pgc *c, void *arg)
+{
+	struct one_arg *a = arg;
+	return run(p, c, a->id, a->pa, a->out);
+}
+
+/* One statement outside any explicit transaction; *out (may be NULL) is the caller's. */
+static int one(struct pg *p, enum stmt_id id, const struct params *pa, PGresult **out)
+{
+	struct one_arg a = {.id = id, .pa = pa, .out = out};
+	return with_conn(p, false, one_body, &a);
+}
+
+/* One statement that must touch one row: -ENOENT when it touched none. */
+static int one_row(struct pg *p, enum stmt_id id, const struct params *pa)
+{
+	PGresult *r;
+	int ret = one(p, id, pa, &r);
+	if (ret < 0)
+		return ret;
+	ret = strcmp(PQcmdTuples(r), "0") == 0 ? -ENOENT : 0;
+	PQclear(r);
+	return ret;
+}
+
+/* ---- entries ---- */
+
+static struct entry *entry_from_row(const PGresult *r, int row)
+{
+	struct entry *e = xcalloc(1, sizeof(*e));
+	snprintf(e->id, sizeof(e->id), "%s", PQgetvalue(r, row, 0));
+	e->spiffe_id = r_strdup(r, row, 1);
+	e->parent_id = r_strdup(r, row, 2);
+	if (datastore_strv_from_text(PQgetvalue(r, row, 3), &e->selectors, &e->n_selectors) < 0 ||
+	    datastore_strv_from_text(PQgetvalue(r, row, 6), &e->dns_names, &e->n_dns_names) < 0) {
+		log_error("datastore: entry %s: corrupt list column", e->id);
+		entry_free(e);
+		return NULL;
+	}
+	e->x509_svid_ttl = (int32_t)r_int(r, row, 4);
+	e->jwt_svid_ttl = (int32_t)r_int(r, row, 5);
+	e->hint = r_strdup(r, row, 7);
+	e->admin = r_bool(r, row, 8);
+	e->downstream = r_bool(r, row, 9);
+	e->expires_at = r_int(r, row, 10);
+	e->revision = r_int(r, row, 11);
+	e->created_at = r_int(r, row, 12);
+	return e;
+}
+
+static int entries_from_result(const PGresult *r, const struct entry_filter *f,
+			       struct entry ***out, size_t *n)
+{
+	int rows = PQntuples(r);
+	struct entry **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	size_t len = 0;
+	for (int i = 0; i < rows; i++) {
+		struct entry *e = entry_from_row(r, i);
+		if (!e) {
+			entry_array_free(v, len);
+			return -EIO;
+		}
+		if (f && f->n_selectors && !entry_has_selectors(e, f->selectors, f->n_selectors)) {
+			entry_free(e);
+			continue;
+		}
+		v[len++] = e;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+struct entry_write {
+	struct entry *e;
+	bool update;
+	const char *sel, *dns;
+	char *err;
+	size_t errlen;
+};
+
+static int entry_check_dup(struct pg *p, struct pgc *c, struct entry_write *w)
+{
+	struct params pa = {0};
+	PGresult *r;
+	p_str(&pa, w->e->spiffe_id);
+	p_str(&pa, w->e->parent_id);
+	p_str(&pa, w->sel);
+	p_str(&pa, w->e->id);
+	int ret = run(p, c, ST_ENTRY_FIND_DUP, &pa, &r);
+	if (ret < 0)
+		return ret;
+	if (PQntuples(r) > 0) {
+		snprintf(w->err, w->errlen,
+			 "an entry with the same SPIFFE ID, parent ID and selectors already exists (id %s)",
+			 PQgetvalue(r, 0, 0));
+		ret = -EEXIST;
+	}
+	PQclear(r);
+	return ret;
+}
+
+static int entry_write_body(struct pg *p, struct pgc *c, void *arg)
+{
+	struct entry_write *w = arg;
+	const struct entry *e = w->e;
+	struct params pa = {0};
+	PGresult *r;
+	int ret;
+	if (w->update) {
+		p_str(&pa, e->id);
+		if ((ret = run(p, c, ST_ENTRY_LOCK, &pa, &r)) < 0)
+			return ret;
+		int rows = PQntuples(r);
+		PQclear(r);
+		pa.n = 0;
+		if (rows == 0) {
+			snprintf(w->err, w->errlen, "no entry with id %s", e->id);
+			return -ENOENT;
+		}
+	}
+	if ((ret = entry_check_dup(p, c, w)) < 0)
+		return ret;
+	p_str(&pa, e->id);
+	p_str(&pa, e->spiffe_id);
+	p_str(&pa, e->parent_id);
+	p_str(&pa, w->sel);
+	p_int(&pa, e->x509_svid_ttl);
+	p_int(&pa, e->jwt_svid_ttl);
+	p_str(&pa, w->dns);
+	p_str(&pa, e->hint);
+	p_bool(&pa, e->admin);
+	p_bool(&pa, e->downstream);
+	p_int(&pa, e->expires_at);
+	if (!w->update)
+		p_int(&pa, e->created_at);
+	ret = run(p, c, w->update ? ST_ENTRY_UPDATE : ST_ENTRY_INSERT, &pa, &r);
+	if (ret == -EEXIST)
+		snprintf(w->err, w->errlen, "an entry with the same SPIFFE ID, parent ID and "
+			 "selectors already exists");
+	if (ret < 0)
+		return ret;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		snprintf(w->err, w->errlen, "no entry with id %s", e->id);
+		return -ENOENT;
+	}
+	w->e->revision = r_int(r, 0, 0);
+	if (w->update)
+		w->e->created_at = r_int(r, 0, 1);
+	PQclear(r);
+	return change_add(p, c, DS_CHANGE_ENTRY, e->id);
+}
+
+static int entry_write(struct pg *p, struct entry *e, bool update, char *err, size_t errlen)
+{
+	struct entry saved = *e;
+	entry_normalize(e);
+	char *sel = datastore_strv_to_text(e->selectors, e->n_selectors);
+	char *dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
+	int ret = -ENOMEM;
+	if (!sel || !dns) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	struct entry_write w = {.e = e, .update = update, .sel = sel, .dns = dns, .err = err,
+				.errlen = errlen};
+	err[0] = '\0';
+	ret = with_conn(p, true, entry_write_body, &w);
+	if (ret < 0) {
+		e->revision = saved.revision;
+		e->created_at = saved.created_at;
+		if (!err[0])
+			snprintf(err, errlen, "database error");
+	}
+out:
+	free(sel);
+	free(dns);
+	return ret;
+}
+
+static int pg_entry_create(struct datastore *ds, struct entry *e, char *err, size_t errlen)
+{
+	char saved_id[sizeof(e->id)];
+	int64_t saved_created = e->created_at;
+	memcpy(saved_id, e->id, sizeof(saved_id));
+	if (uuid_v4(e->id) < 0) {
+		snprintf(err, errlen, "cannot generate an entry id");
+		return -EIO;
+	}
+	if (e->created_at == 0)
+		e->created_at = now_unix();
+	int ret = entry_write(pg_of(ds), e, false, err, errlen);
+	if (ret < 0) {
+		memcpy(e->id, saved_id, sizeof(saved_id));
+		e->created_at = saved_created;
+	}
+	return ret;
+}
+
+static int pg_entry_update(struct datastore *ds, struct entry *e, char *err, size_t errlen)
+{
+	return entry_write(pg_of(ds), e, true, err, errlen);
+}
+
+/* A one-row change (delete, ban) and its feed row, in one transaction. */
+struct change_one {
+	enum stmt_id id;
+	const struct params *pa;
+	enum ds_change_kind kind;
+	const char *key;
+};
+
+static int change_one_body(struct pg *p, struct pgc *c, void *arg)
+{
+	struct change_one *a = arg;
+	PGresult *r;
+	int ret = run(p, c, a->id, a->pa, &r);
+	if (ret < 0)
+		return ret;
+	bool none = strcmp(PQcmdTuples(r), "0") == 0;
+	PQclear(r);
+	return none ? -ENOENT : change_add(p, c, a->kind, a->key);
+}
+
+static int change_one(struct pg *p, enum stmt_id id, const struct params *pa,
+		      enum ds_change_kind kind, const char *key)
+{
+	struct change_one a = {.id = id, .pa = pa, .kind = kind, .key = key};
+	return with_conn(p, true, change_one_body, &a);
+}
+
+static int pg_entry_delete(struct datastore *ds, const char *id)
+{
+	struct params pa = {0};
+	p_str(&pa, id);
+	return change_one(pg_of(ds), ST_ENTRY_DELETE, &pa, DS_CHANGE_ENTRY, id);
+}
+
+typedef void *(*row_reader)(const PGresult *r, int row);
+
+/* The one row a statement keyed by key returns, read by reader: -ENOENT when none. */
+static int get_row(struct datastore *ds, enum stmt_id id, const char *key, row_reader reader,
+		   void **out)
+{
+	struct params pa = {0};
+	PGresult *r;
+	p_str(&pa, key);
+	int ret = one(pg_of(ds), id, &pa, &r);
+	if (ret < 0)
+		return ret;
+	if (PQntuples(r) == 0)
+		ret = -ENOENT;
+	else if (!(*out = reader(r, 0)))
+		ret = -EIO;
+	PQclear(r);
+	return ret;
+}
+
+static void *entry_reader(const PGresult *r, int row)
+{
+	return entry_from_row(r, row);
+}
+
+static int pg_entry_get(struct datastore *ds, const char *id, struct entry **out)
+{
+	void *e = NULL;
+	int ret = get_row(ds, ST_ENTRY_GET, id, entry_reader, &e);
+	if (ret == 0)
+		*out = e;
+	return ret;
+}
+
+static int pg_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out,
+			 size_t *n)
+{
+	const char *sid = f ? f->spiffe_id : NULL, *pid = f ? f->parent_id : NULL;
+	enum stmt_id which = sid && pid ? ST_ENTRY_LIST_BOTH : sid ? ST_ENTRY_LIST_SPIFFE :
+			     pid ? ST_ENTRY_LIST_PARENT : ST_ENTRY_LIST_ALL;
+	struct params pa = {0};
+	PGresult *r;
+	if (sid)
+		p_str(&pa, sid);
+	if (pid)
+		p_str(&pa, pid);
+	int ret = one(pg_of(ds), which, &pa, &r);
+	if (ret < 0)
+		return ret;
+	ret = entries_from_result(r, f, out, n);
+	PQclear(r);
+	return ret;
+}
+
+static int count(struct datastore *ds, enum stmt_id id, const struct params *pa, int64_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), id, pa, &r);
+	if (ret < 0)
+		return ret;
+	*n = PQntuples(r) == 1 ? r_int(r, 0, 0) : 0;
+	PQclear(r);
+	return 0;
+}
+
+static int pg_entry_count(struct datastore *ds, int64_t *n)
+{
+	return count(ds, ST_ENTRY_COUNT, NULL, n);
+}
+
+static int pg_agent_count(struct datastore *ds, int64_t *n)
+{
+	return count(ds, ST_AGENT_COUNT, NULL, n);
+}
+
+static int64_t pg_change_counter(struct datastore *ds)
+{
+	return datastore_feed_counter(ds);
+}
+
+/* ---- join tokens ---- */
+
+static int pg_token_create(struct datastore *ds, const char *hash, const char *alias,
+			   int64_t expires_at)
+{
+	struct params pa = {0};
+	p_str(&pa, hash);
+	p_str(&pa, alias);
+	p_int(&pa, expires_at);
+	return one(pg_of(ds), ST_TOKEN_INSERT, &pa, NULL);
+}
+
+static int pg_token_consume(struct datastore *ds, const char *hash, int64_t now, char **alias_out)
+{
+	struct params pa = {0};
+	PGresult *r;
+	p_str(&pa, hash);
+	/* One statement: of two servers deleting the same row at once, one gets it. */
+	int ret = one(pg_of(ds), ST_TOKEN_CONSUME, &pa, &r);
+	if (ret < 0)
+		return ret;
+	if (PQntuples(r) == 0) {
+		ret = -ENOENT;
+	} else {
+		int64_t expires_at = r_int(r, 0, 1);
+		if (expires_at != 0 && expires_at <= now)
+			ret = -ETIMEDOUT;
+		else if (alias_out)
+			*alias_out = r_strdup(r, 0, 0);
+	}
+	PQclear(r);
+	return ret;
+}
+
+static int pg_token_count(struct datastore *ds, int64_t now, int64_t *n)
+{
+	struct params pa = {0};
+	p_int(&pa, now);
+	return count(ds, ST_TOKEN_COUNT, &pa, n);
+}
+
+static int pg_token_prune(struct datastore *ds, int64_t now)
+{
+	struct params pa = {0};
+	p_int(&pa, now);
+	return one(pg_of(ds), ST_TOKEN_PRUNE, &pa, NULL);
+}
+
+/* ---- agents ---- */
+
+static struct agent_record *agent_from_row(const PGresult *r, int row)
+{
+	struct agent_record *a = xcalloc(1, sizeof(*a));
+	a->spiffe_id = r_strdup(r, row, 0);
+	a->attestor = r_strdup(r, row, 1);
+	if (datastore_strv_from_text(PQgetvalue(r, row, 2), &a->selectors, &a->n_selectors) < 0 ||
+	    datastore_strv_from_text(PQgetvalue(r, row, 3), &a->aliases, &a->n_aliases) < 0) {
+		log_error("datastore: agent %s: corrupt list column", a->spiffe_id);
+		agent_record_free(a);
+		return NULL;
+	}
+	a->serial = r_strdup(r, row, 4);
+	a->not_after = r_int(r, row, 5);
+	a->created_at = r_int(r, row, 6);
+	a->last_seen = r_int(r, row, 7);
+	a->banned = r_bool(r, row, 8);
+	return a;
+}
+
+static int pg_agent_upsert(struct datastore *ds, const struct agent_record *a)
+{
+	char *sel = datastore_strv_to_text(a->selectors, a->n_selectors);
+	char *aliases = datastore_strv_to_text(a->aliases, a->n_aliases);
+	struct params pa = {0};
+	int ret = -ENOMEM;
+	if (!sel || !aliases)
+		goto out;
+	p_str(&pa, a->spiffe_id);
+	p_str(&pa, a->attestor);
+	p_str(&pa, sel);
+	p_str(&pa, aliases);
+	p_str(&pa, a->serial);
+	p_int(&pa, a->not_after);
+	p_int(&pa, a->created_at ? a->created_at : now_unix());
+	p_int(&pa, a->last_seen);
+	p_bool(&pa, a->banned);
+	ret = change_one(pg_of(ds), ST_AGENT_UPSERT, &pa, DS_CHANGE_AGENT, a->spiffe_id);
+out:
+	free(sel);
+	free(aliases);
+	return ret;
+}
+
+static void *agent_reader(const PGresult *r, int row)
+{
+	return agent_from_row(r, row);
+}
+
+static int pg_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_record **out)
+{
+	void *a = NULL;
+	int ret = get_row(ds, ST_AGENT_GET, spiffe_id, agent_reader, &a);
+	if (ret == 0)
+		*out = a;
+	return ret;
+}
+
+static int pg_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_AGENT_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	struct agent_record **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++) {
+		if (!(v[i] = agent_from_row(r, i))) {
+			agent_record_array_free(v, (size_t)i);
+			PQclear(r);
+			return -EIO;
+		}
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int pg_agent_delete(struct datastore *ds, const char *spiffe_id)
+{
+	struct params pa = {0};
+	p_str(&pa, spiffe_id);
+	return change_one(pg_of(ds), ST_AGENT_DELETE, &pa, DS_CHANGE_AGENT, spiffe_id);
+}
+
+static int pg_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned)
+{
+	struct params pa = {0};
+	p_str(&pa, spiffe_id);
+	p_bool(&pa, banned);
+	return change_one(pg_of(ds), ST_AGENT_BAN, &pa, DS_CHANGE_AGENT, spiffe_id);
+}
+
+static int pg_agent_touch(struct datastore *ds, const char *spiffe_id, const char *serial,
+			  int64_t not_after, int64_t now)
+{
+	struct params pa = {0};
+	p_str(&pa, spiffe_id);
+	p_str(&pa, serial);
+	p_int(&pa, not_after);
+	p_int(&pa, now);
+	return one_row(pg_of(ds), ST_AGENT_TOUCH, &pa);
+}
+
+/* ---- CA authorities ---- */
+
+static int pg_ca_put(struct datastore *ds, const struct ca_record *rec)
+{
+	struct params pa = {0};
+	p_str(&pa, rec->id);
+	p_int(&pa, rec->state);
+	p_bytes(&pa, rec->cert_der, rec->cert_len);
+	p_str(&pa, rec->jwt_kid);
+	p_bytes(&pa, rec->jwt_spki, rec->jwt_spki_len);
+	p_int(&pa, rec->not_before);
+	p_int(&pa, rec->not_after);
+	p_int(&pa, rec->created_at ? rec->created_at : now_unix());
+	/* In the feed: the other servers add it to their bundle at once. */
+	return change_one(pg_of(ds), ST_CA_PUT, &pa, DS_CHANGE_BUNDLE, rec->id);
+}
+
+static int pg_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_CA_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	struct ca_record **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++) {
+		struct ca_record *c = xcalloc(1, sizeof(*c));
+		snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(r, i, 0));
+		c->state = (int)r_int(r, i, 1);
+		c->cert_der = r_bytes(r, i, 2, &c->cert_len);
+		c->jwt_kid = r_strdup(r, i, 3);
+		c->jwt_spki = r_bytes(r, i, 4, &c->jwt_spki_len);
+		c->not_before = r_int(r, i, 5);
+		c->not_after = r_int(r, i, 6);
+		c->created_at = r_int(r, i, 7);
+		v[i] = c;
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int pg_ca_delete(struct datastore *ds, const char *id)
+{
+	struct params pa = {0};
+	p_str(&pa, id);
+	return change_one(pg_of(ds), ST_CA_DELETE, &pa, DS_CHANGE_BUNDLE, id);
+}
+
+/* ---- key/value ---- */
+
+static int pg_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
+{
+	struct params pa = {0};
+	PGresult *r;
+	p_str(&pa, key);
+	int ret = one(pg_of(ds), ST_KV_GET, &pa, &r);
+	if (ret < 0)
+		return ret;
+	if (PQntuples(r) == 0)
+		ret = -ENOENT;
+	else
+		*out = r_int(r, 0, 0);
+	PQclear(r);
+	return ret;
+}
+
+static int pg_kv_set_int(struct datastore *ds, const char *key, int64_t v)
+{
+	struct params pa = {0};
+	p_str(&pa, key);
+	p_int(&pa, v);
+	return one(pg_of(ds), ST_KV_SET, &pa, NULL);
+}
+
+static int pg_ping(struct datastore *ds)
+{
+	return one(pg_of(ds), ST_PING, NULL, NULL);
+}
+
+/* ---- open / close ---- */
+
+static void pg_close(struct datastore *ds)
+{
+	struct pg *p = pg_of(ds);
+	pg_feed_stop(p->feed);
+	for (size_t i = 0; i < p->n_conns; i++)
+		if (p->conns[i].conn)
+			PQfinish(p->conns[i].conn);
+	free(p->conns);
+	if (p->conninfo) {
+		explicit_bzero(p->conninfo, strlen(p->conninfo));
+		free(p->conninfo);
+	}
+	if (p->password) {
+		explicit_bzero(p->password, strlen(p->password));
+		free(p->password);
+	}
+	pthread_mutex_destroy(&p->pool_lock);
+	pthread_cond_destroy(&p->pool_cond);
+	datastore_fini_base(&p->base);
+	free(p);
+}
+
+static const struct datastore_ops pg_ops = {
+	.name = "postgres",
+	.concurrent = true,
+	.close = pg_close,
+	.entry_create = pg_entry_create,
+	.entry_update = pg_entry_update,
+	.entry_delete = pg_entry_delete,
+	.entry_get = pg_entry_get,
+	.entry_list = pg_entry_list,
+	.entry_count = pg_entry_count,
+	.agent_count = pg_agent_count,
+	.change_counter = pg_change_counter,
+	.token_create = pg_token_create,
+	.token_consume = pg_token_consume,
+	.token_count = pg_token_count,
+	.token_prune = pg_token_prune,
+	.agent_upsert = pg_agent_upsert,
+	.agent_get = pg_agent_get,
+	.agent_list = pg_agent_list,
+	.agent_delete = pg_agent_delete,
+	.agent_set_banned = pg_agent_set_banned,
+	.agent_touch = pg_agent_touch,
+	.ca_put = pg_ca_put,
+	.ca_list = pg_ca_list,
+	.ca_delete = pg_ca_delete,
+	.kv_get_int = pg_kv_get_int,
+	.kv_set_int = pg_kv_set_int,
+	.ping = pg_ping,
+};
+
+/* Runs sql on c; 0, or -EIO with the (scrubbed) reason in err. */
+static int exec_sql(struct pg *p, PGconn *c, const char *sql, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	PQclear(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return 0;
+	pg_scrub(p, PQerrorMessage(c), err, errlen);
+	return -EIO;
+}
+
+static int schema_version(PGconn *c, int64_t *v)
+{
+	PGresult *r = PQexec(c, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+	int ret = -EIO;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		*v = r_int(r, 0, 0);
+		ret = 0;
+	}
+	PQclear(r);
+	return ret;
+}
+
+static int migrate_locked(struct pg *p, PGconn *c, char *err, size_t errlen)
+{
+	const int64_t latest = (int64_t)ARRAY_LEN(migrations);
+	int64_t v = 0;
+	char why[512];
+	if (exec_sql(p, c, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+		     why, sizeof(why)) < 0 ||
+	    schema_version(c, &v) < 0) {
+		snprintf(err, errlen, "cannot read the schema version: %s", why);
+		return -EIO;
+	}
+	if (v > latest) {
+		snprintf(err, errlen, "database schema version %lld is newer than this server "
+			 "supports (%lld)", (long long)v, (long long)latest);
+		return -EPROTO;
+	}
+	for (; v < latest; v++) {
+		char bump[96];
+		snprintf(bump, sizeof(bump), "INSERT INTO schema_version (version) VALUES (%lld)",
+			 (long long)v + 1);
+		if (exec_sql(p, c, "BEGIN", why, sizeof(why)) < 0 ||
+		    exec_sql(p, c, migrations[v], why, sizeof(why)) < 0 ||
+		    exec_sql(p, c, bump, why, sizeof(why)) < 0 ||
+		    exec_sql(p, c, "COMMIT", why, sizeof(why)) < 0) {
+			exec_sql(p, c, "ROLLBACK", bump, sizeof(bump));
+			snprintf(err, errlen, "schema migration to version %lld failed: %.300s",
+				 (long long)v + 1, why);
+			return -EIO;
+		}
+		log_info("datastore: PostgreSQL schema migrated to version %lld", (long long)v + 1);
+	}
+	return 0;
+}
+
+/* One server migrates; the others wait on the lock and then find the schema current. */
+static int migrate(struct pg *p, char *err, size_t errlen)
+{
+	char why[512];
+	PGconn *c = pg_connect(p, why, sizeof(why));
+	if (!c) {
+		snprintf(err, errlen, "cannot connect: %s", why);
+		return -EIO;
+	}
+	char lock[96], unlock[96];
+	snprintf(lock, sizeof(lock), "SELECT pg_advisory_lock(%lld)", MIGRATE_LOCK_KEY);
+	snprintf(unlock, sizeof(unlock), "SELECT pg_advisory_unlock(%lld)", MIGRATE_LOCK_KEY);
+	int ret = exec_sql(p, c, lock, why, sizeof(why));
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot take the migration lock: %s", why);
+		goto out;
+	}
+	ret = migrate_locked(p, c, err, errlen);
+	exec_sql(p, c, unlock, why, sizeof(why));
+out:
+	PQfinish(c);
+	return ret;
+}
+
+int datastore_pg_conninfo_check(const char *conninfo, char *safe, size_t safelen, char *err,
+				size_t errlen)
+{
+	char *msg = NULL;
+	PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, &msg) : NULL;
+	if (!opts) {
+		/* libpq's message may quote the string, password included: not repeated. */
+		snprintf(err, errlen, "not a valid libpq connection string (key=value ...) or "
+			 "postgresql:// URI");
+		PQfreemem(msg);
+		return -EINVAL;
+	}
+	if (safe && safelen) {
+		static const char *const shown[] = {"host", "hostaddr", "port", "dbname", "user",
+						    "sslmode", NULL};
+		size_t w = 0;
+		safe[0] = '\0';
+		for (PQconninfoOption *o = opts; o->keyword; o++) {
+			for (size_t i = 0; shown[i]; i++) {
+				if (strcmp(o->keyword, shown[i]) != 0 || !o->val || !o->val[0])
+					continue;
+				int k = snprintf(safe + w, safelen - w, "%s%s=%s", w ? " " : "",
+						 o->keyword, o->val);
+				if (k > 0 && (size_t)k < safelen - w)
+					w += (size_t)k;
+			}
+		}
+	}
+	PQconninfoFree(opts);
+	return 0;
+}
+
+/* The password written in the string, if any (to scrub it from libpq's messages). */
+static char *conninfo_password(const char *conninfo)
+{
+	char *pw = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+			pw = xstrdup(o->val);
+	PQconninfoFree(opts);
+	return pw;
+}
+
+int datastore_open_pg(const char *conninfo, int max_connections, struct datastore **out, char *err,
+		      size_t errlen)
+{
+	*out = NULL;
+	if (datastore_pg_conninfo_check(conninfo, NULL, 0, err, errlen) < 0)
+		return -EINVAL;
+	if (max_connections < 1)
+		max_connections = 1;
+	struct pg *p = xcalloc(1, sizeof(*p));
+	datastore_init_base(&p->base, &pg_ops);
+	pthread_mutex_init(&p->pool_lock, NULL);
+	pthread_cond_init(&p->pool_cond, NULL);
+	p->conninfo = xstrdup(conninfo);
+	p->password = conninfo_password(conninfo);
+	p->n_conns = (size_t)max_connections;
+	p->conns = xcalloc(p->n_conns, sizeof(*p->conns));
+	int ret = migrate(p, err, errlen);
+	if (ret < 0)
+		goto fail;
+	ret = pg_feed_start(p, err, errlen);
+	if (ret < 0)
+		goto fail;
+	*out = &p->base;
+	return 0;
+fail:
+	pg_close(&p->base);
+	return ret;
+}
