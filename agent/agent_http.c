@@ -529,7 +529,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 
 	static const enum node_conn_state states[] = {
 		NODE_STATE_STARTING, NODE_STATE_ATTESTING, NODE_STATE_CONNECTED,
-		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN,
+		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN, NODE_STATE_REFUSED,
 	};
 	const char *name = PREFIX "_server_connection_state";
 	metrics_family(&m, name, METRIC_GAUGE,
@@ -546,7 +546,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 			       "Unix time of the last message from the server.",
 			       (double)ns->last_sync);
 	if (ns->agent_svid_not_after)
-		metrics_single(&m, PREFIX "_agent_svid_expiry_seconds", METRIC_GAUGE,
+		metrics_single(&m, PREFIX "_own_svid_expiry_seconds", METRIC_GAUGE,
 			       "Seconds until the agent's own SVID expires.",
 			       (double)(ns->agent_svid_not_after - g->now));
 

@@ -402,6 +402,14 @@ static void stream_link(struct wcall *c)
 	w->stats.streams++;
 }
 
+/* The outcome of a call the client ended: a stream that delivered its answer and was then closed
+ * by the client (what every SPIFFE library does once it has its SVID) is counted as the OK it
+ * saw; a client that left before any answer cancelled. */
+static int client_closed_outcome(const struct wcall *c)
+{
+	return c->sent ? GRPC_STATUS_OK : GRPC_STATUS_CANCELLED;
+}
+
 static void wcall_finish(struct wcall *c, int status, const char *message)
 {
 	if (c->finished || c->closed)
@@ -409,7 +417,7 @@ static void wcall_finish(struct wcall *c, int status, const char *message)
 	c->finished = true;
 	/* A refused finish means the transport closed the call first. */
 	count(c->w, c->method,
-	      grpc_call_finish(c->call, status, message) == 0 ? status : GRPC_STATUS_CANCELLED);
+	      grpc_call_finish(c->call, status, message) == 0 ? status : client_closed_outcome(c));
 }
 
 /* ---- why a caller got nothing ---- */
@@ -1238,7 +1246,7 @@ static void on_call_closed(struct grpc_call *call)
 	if (!c->finished) {
 		/* The client went away (cancel, deadline, disconnect). */
 		c->finished = true;
-		count(c->w, c->method, GRPC_STATUS_CANCELLED);
+		count(c->w, c->method, client_closed_outcome(c));
 	}
 	stream_unlink(c);
 	wcall_unref(c);
