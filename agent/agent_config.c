@@ -103,6 +103,14 @@ const struct cfg_option agent_config_options[] = {
 	 .doc = "do not check the kubelet's certificate (self-signed kubelet certificates)"},
 	{.name = "proc_root", .type = CFG_STRING, .offset = F(proc_root), .def = "/proc",
 	 .doc = "proc file system the workload attestors read callers from"},
+	{.name = "sds_default_name", .type = CFG_STRING, .offset = F(sds_default_name),
+	 .def = "default", .doc = "Envoy SDS resource name of the caller's first X509-SVID"},
+	{.name = "sds_default_bundle_name", .type = CFG_STRING,
+	 .offset = F(sds_default_bundle_name), .def = "ROOTCA",
+	 .doc = "Envoy SDS resource name of the trust bundle (validation context, trusted_ca)"},
+	{.name = "sds_default_all_bundles_name", .type = CFG_STRING,
+	 .offset = F(sds_default_all_bundles_name), .def = "ALL",
+	 .doc = "Envoy SDS resource name of every bundle, with the SPIFFE certificate validator"},
 };
 
 const size_t agent_config_n_options = sizeof(agent_config_options) / sizeof(agent_config_options[0]);
@@ -332,6 +340,9 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		{"socket_path", cfg->socket_path},       {"http_address", cfg->http_address},
 		{"psat_token_path", cfg->psat_token_path}, {"kubelet_url", cfg->kubelet_url},
 		{"proc_root", cfg->proc_root},
+		{"sds_default_name", cfg->sds_default_name},
+		{"sds_default_bundle_name", cfg->sds_default_bundle_name},
+		{"sds_default_all_bundles_name", cfg->sds_default_all_bundles_name},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(nonempty); i++) {
 		if (!nonempty[i].value || !*nonempty[i].value) {

@@ -433,7 +433,7 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 		str_or_null(ns->state != NODE_STATE_CONNECTED ? ns->last_error : NULL));
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,s:o,s:o,s:I,s:b,s:o,"
-		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:I,s:o}}",
+		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:i,s:I,s:I,s:I},s:{s:I,s:o}}",
 		"daemon", "lanyard-agent", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
 		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready, "agent",
@@ -442,6 +442,8 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 		"workload_api", "socket", h->socket_path, "serving", g->wapi_ready, "connections",
 		(int)g->ws.conns, "streams", (int)g->ws.streams, "connections_refused",
 		(json_int_t)g->ws.conns_refused,
+		"sds", "streams", (int)g->ws.sds.streams, "responses", (json_int_t)g->ws.sds.responses,
+		"pushes", (json_int_t)g->ws.sds.pushes, "nacks", (json_int_t)g->ws.sds.nacks,
 		"bundle", "sequence", (json_int_t)s->bundle_sequence, "authorities", cas);
 }
 
@@ -468,6 +470,20 @@ static void workload_metrics(struct metrics *m, const struct gathered *g)
 	metrics_single(m, PREFIX "_workload_api_stream_updates_total", METRIC_COUNTER,
 		       "Stream messages sent after the first one (rotations, changes).",
 		       (double)w->updates_sent);
+	metrics_single(m, PREFIX "_sds_streams", METRIC_GAUGE,
+		       "Open Envoy SDS StreamSecrets streams.", w->sds.streams);
+	metrics_single(m, PREFIX "_sds_responses_total", METRIC_COUNTER,
+		       "Envoy SDS DiscoveryResponses sent (streams and FetchSecrets).",
+		       (double)w->sds.responses);
+	metrics_single(m, PREFIX "_sds_pushes_total", METRIC_COUNTER,
+		       "Envoy SDS stream responses caused by a change (rotation, bundle, entries).",
+		       (double)w->sds.pushes);
+	metrics_single(m, PREFIX "_sds_nacks_total", METRIC_COUNTER,
+		       "Envoy SDS requests rejecting the secrets last sent (NACK).",
+		       (double)w->sds.nacks);
+	metrics_single(m, PREFIX "_sds_stale_nonces_total", METRIC_COUNTER,
+		       "Envoy SDS requests ignored for a stale response nonce.",
+		       (double)w->sds.stale_nonces);
 	name = PREFIX "_workload_attestation_duration_seconds";
 	metrics_family(m, name, METRIC_HISTOGRAM, "Time to attest a Workload API caller.");
 	metrics_histogram(m, name, workload_attest_buckets, w->attest_hist, WL_ATTEST_BUCKETS,
@@ -513,7 +529,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 
 	static const enum node_conn_state states[] = {
 		NODE_STATE_STARTING, NODE_STATE_ATTESTING, NODE_STATE_CONNECTED,
-		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN,
+		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN, NODE_STATE_REFUSED,
 	};
 	const char *name = PREFIX "_server_connection_state";
 	metrics_family(&m, name, METRIC_GAUGE,
@@ -530,7 +546,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 			       "Unix time of the last message from the server.",
 			       (double)ns->last_sync);
 	if (ns->agent_svid_not_after)
-		metrics_single(&m, PREFIX "_agent_svid_expiry_seconds", METRIC_GAUGE,
+		metrics_single(&m, PREFIX "_own_svid_expiry_seconds", METRIC_GAUGE,
 			       "Seconds until the agent's own SVID expires.",
 			       (double)(ns->agent_svid_not_after - g->now));
 

@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -466,4 +467,40 @@ int lockfile_acquire(const char *path, const char *who, char *err, size_t errlen
 		/* The lock holds without the pid; only the message of a second instance suffers. */
 	}
 	return fd;
+}
+
+/* The flag name without dashes and lower-cased, up to '=' or the end, into out. */
+static void flag_key(const char *name, char *out, size_t outlen)
+{
+	size_t o = 0;
+	for (const char *p = name; *p && *p != '=' && o + 1 < outlen; p++)
+		if (*p != '-')
+			out[o++] = (char)tolower((unsigned char)*p);
+	out[o] = '\0';
+}
+
+const char *spire_flag_suggest(const char *arg, const char *const *names, size_t n)
+{
+	static const struct {
+		const char *spire, *ours;
+	} renamed[] = {
+		{"entryid", "id"}, {"socketpath", "socket"}, {"dns", "dnsname"},
+	};
+	char key[64], cand[64];
+	if (!arg || arg[0] != '-' || arg[1] == '-' || !arg[1])
+		return NULL;
+	flag_key(arg, key, sizeof(key));
+	for (size_t i = 0; i < ARRAY_LEN(renamed); i++)
+		if (strcmp(key, renamed[i].spire) == 0)
+			snprintf(key, sizeof(key), "%s", renamed[i].ours);
+	for (size_t i = 0; i < n; i++) {
+		flag_key(names[i], cand, sizeof(cand));
+		if (strcmp(key, cand) == 0) {
+			const char *name = names[i];
+			while (*name == '-')
+				name++;
+			return name;
+		}
+	}
+	return NULL;
 }

@@ -72,6 +72,12 @@ int errorf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format
  * descriptor to keep open for the process's lifetime, or -1 with a reason naming `who`. */
 int lockfile_acquire(const char *path, const char *who, char *err, size_t errlen);
 
+/* For a SPIRE-style single-dash flag ("-spiffeID", "-parentID=x", "-entryID"): the name (without
+ * dashes) of the flag among names[0..n) (given without or with leading dashes) that it stands
+ * for, or NULL. Names compare without dashes and case, plus SPIRE's own spellings (entryID,
+ * socketPath, dns). The CLIs answer "did you mean --spiffe-id". */
+const char *spire_flag_suggest(const char *arg, const char *const *names, size_t n);
+
 /* Like strdup but aborts on allocation failure: for small strings only. */
 char *xstrdup(const char *s);
 void *xmalloc(size_t n);

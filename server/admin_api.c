@@ -7,6 +7,7 @@
 #include "admin_api.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@ struct admin_api {
 	char *path;
 	struct stat sock_st; /* of the socket we created, for unix_socket_remove */
 	uid_t euid;
+	gid_t group;	/* admin_socket_group, when group_set */
+	bool group_set;
 };
 
 /* Per-request state, owned by MHD's connection (freed in request_completed). */
@@ -400,7 +403,7 @@ static void h_entry_update(struct call *c, struct reply *r)
 {
 	struct entry *e = NULL;
 	char err[512] = "";
-	json_t *o = NULL;
+	json_t *o = NULL, *before = NULL;
 	int ret = entry_id_ok(c->id) ? ds_entry_get(c->api->ds, c->id, &e) : -ENOENT;
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
@@ -415,12 +418,21 @@ static void h_entry_update(struct call *c, struct reply *r)
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"id\" in the body does not match the URL");
 		goto out;
 	}
+	before = entry_to_json(e);
 	if (entry_merge_json(e, o, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
 		goto out;
 	}
 	if (!entry_admissible(c->api, e, r))
 		goto out;
+	/* Nothing changes: no new revision, no write, and agents are not told to re-sign. */
+	json_t *after = entry_to_json(e);
+	bool same = before && after && json_equal(before, after);
+	json_decref(after);
+	if (same) {
+		reply_json(r, MHD_HTTP_OK, json_incref(before));
+		goto out;
+	}
 	ret = ds_entry_update(c->api->ds, e, err, sizeof(err));
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), "%s", err);
@@ -430,6 +442,7 @@ static void h_entry_update(struct call *c, struct reply *r)
 	reply_json(r, MHD_HTTP_OK, entry_to_json(e));
 	notify_changed(c);
 out:
+	json_decref(before);
 	json_decref(o);
 	entry_free(e);
 }
@@ -652,6 +665,37 @@ static enum MHD_Result send_error_now(struct MHD_Connection *conn, unsigned int 
 	return send_reply(conn, &r);
 }
 
+/* Whether process pid (the peer, gid its primary group) is in group g: primary or supplementary
+ * (the "Groups:" line of /proc/<pid>/status). */
+static bool peer_in_group(pid_t pid, gid_t gid, gid_t g)
+{
+	if (gid == g)
+		return true;
+	char path[64], line[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	bool in = false;
+	if (!f)
+		return false;
+	while (!in && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		char *p = line + 7, *end;
+		for (;;) {
+			errno = 0;
+			unsigned long v = strtoul(p, &end, 10);
+			if (end == p || errno)
+				break;
+			if ((gid_t)v == g)
+				in = true;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return in;
+}
+
 static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid_t *uid)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -663,7 +707,8 @@ static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid
 	    len != sizeof(cred))
 		return false;
 	*uid = cred.uid;
-	return cred.uid == 0 || cred.uid == api->euid;
+	return cred.uid == 0 || cred.uid == api->euid ||
+	       (api->group_set && peer_in_group(cred.pid, cred.gid, api->group));
 }
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -744,7 +789,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- socket setup ---- */
 
-/* Only the server's own uid may connect (root can anyway); handlers check the caller's uid too. */
+/* Only the server's own uid may connect (root can anyway), or with admin_socket_group the
+ * group's members too; handlers check the caller's credentials too. */
 static const struct unix_socket_opts sock_opts = {
 	.who = "lanyard-server",
 	.log_prefix = "admin",
@@ -753,6 +799,18 @@ static const struct unix_socket_opts sock_opts = {
 	.backlog = 64,
 	.nonblock = false,
 };
+
+static int resolve_group(const char *name, gid_t *gid, char *err, size_t errlen)
+{
+	struct group gr, *res = NULL;
+	char buf[16384];
+	if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || !res) {
+		snprintf(err, errlen, "admin_socket_group '%.64s': no such group", name);
+		return -1;
+	}
+	*gid = res->gr_gid;
+	return 0;
+}
 
 int admin_api_start(const char *socket_path, struct datastore *ds, const struct admin_hooks *hooks,
 		    struct admin_api **out, char *err, size_t errlen)
@@ -770,7 +828,21 @@ int admin_api_start(const char *socket_path, struct datastore *ds, const struct 
 	api->path = xstrdup(socket_path);
 	api->euid = geteuid();
 
-	int fd = unix_socket_listen(socket_path, &sock_opts, &api->sock_st, err, errlen);
+	struct unix_socket_opts so = sock_opts;
+	if (hooks->socket_group) {
+		if (resolve_group(hooks->socket_group, &api->group, err, errlen) < 0) {
+			free(api->trust_domain);
+			free(api->path);
+			free(api);
+			return -EINVAL;
+		}
+		api->group_set = true;
+		so.mode = 0660;
+		so.dir_mode = 0750;
+		so.group = api->group;
+		so.set_group = true;
+	}
+	int fd = unix_socket_listen(socket_path, &so, &api->sock_st, err, errlen);
 	if (fd < 0) {
 		free(api->trust_domain);
 		free(api->path);

@@ -416,8 +416,14 @@ static int f_admin(struct entry *e, const char *key, json_t *v, char *err, size_
 	return set_bool(&e->admin, key, v, err, errlen);
 }
 
+/* Nested servers do not exist: an entry that claims to be one would be stored and do nothing. */
 static int f_downstream(struct entry *e, const char *key, json_t *v, char *err, size_t errlen)
 {
+	if (json_is_true(v)) {
+		snprintf(err, errlen, "%s: downstream entries are not supported (no nested servers)",
+			 key);
+		return -EINVAL;
+	}
 	return set_bool(&e->downstream, key, v, err, errlen);
 }
 
