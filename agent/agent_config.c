@@ -69,7 +69,7 @@ const struct cfg_option agent_config_options[] = {
 	 .def = "268435456", .min = 0, .max = INT64_C(1) << 40,
 	 .doc = "largest executable hashed for unix:sha256, in bytes"},
 	{.name = "max_conns_per_process", .type = CFG_INT, .offset = F(max_conns_per_process),
-	 .def = "32", .min = 1, .max = 4096,
+	 .def = "32", .min = 1, .max = 100000,
 	 .doc = "Workload API connections allowed per caller process (pid and start time)"},
 	{.name = "max_conns_per_uid", .type = CFG_INT, .offset = F(max_conns_per_uid), .def = "0",
 	 .min = 0, .max = 100000,
