@@ -380,7 +380,7 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	/* Neither trust source is acceptable when data_dir already holds a bundle from an earlier
 	 * run; the node client checks that at start, where it can read data_dir. */
 	if (cfg->insecure_bootstrap)
-		log_warn("insecure_bootstrap is set in %s: the first contact with the server will NOT "
+		log_warnx("insecure_bootstrap is set in %s: the first contact with the server will NOT "
 			 "authenticate it. Use this for testing only.",
 			 path);
 	return 0;

@@ -98,7 +98,7 @@ static void parse_bundle(struct agent_http *h, const struct snapshot *s)
 	size_t *lens = NULL, n = 0;
 	if (!s->bundle_len || x509_split_der(s->bundle, s->bundle_len, &certs, &lens, &n) < 0) {
 		if (s->bundle_len)
-			log_warn("http: the trust bundle does not parse as DER certificates");
+			log_warnx("http: the trust bundle does not parse as DER certificates");
 		return;
 	}
 	h->cas = xcalloc(n + 1, sizeof(*h->cas));
@@ -106,7 +106,7 @@ static void parse_bundle(struct agent_http *h, const struct snapshot *s)
 		struct x509_info xi;
 		char err[128];
 		if (x509_parse(certs[i], lens[i], &xi, err, sizeof(err)) < 0) {
-			log_warn("http: bundle certificate %zu does not parse: %s", i, err);
+			log_warnx("http: bundle certificate %zu does not parse: %s", i, err);
 			continue;
 		}
 		struct bundle_ca *c = &h->cas[h->n_cas++];

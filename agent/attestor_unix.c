@@ -603,7 +603,7 @@ static int path_selectors(struct unix_state *u, const struct caller *c, struct s
 	if (u->sha256_max_size > 0 && st.st_size > u->sha256_max_size) {
 		/* Hashing a huge binary on every call would be a cheap way to exhaust the workers: no
 		 * unix:sha256 selector, so entries that require one do not match. */
-		log_warn("workload: %s (pid %d) is %lld bytes, above sha256_max_size %lld: no "
+		log_warnx("workload: %s (pid %d) is %lld bytes, above sha256_max_size %lld: no "
 			 "unix:sha256 selector",
 			 path, (int)c->pid, (long long)st.st_size, (long long)u->sha256_max_size);
 		close(fd);

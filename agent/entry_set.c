@@ -43,12 +43,12 @@ static struct cache_entry *entry_from_proto(const char *trust_domain,
 					    const Lanyard__Node__V1__Entry *p)
 {
 	if (!p->id || !*p->id) {
-		log_warn("ignoring an entry without an id from the server");
+		log_warnx("ignoring an entry without an id from the server");
 		return NULL;
 	}
 	if (!p->spiffe_id || !spiffeid_member_of(p->spiffe_id, trust_domain) ||
 	    spiffeid_validate_leaf(p->spiffe_id, NULL, 0) < 0) {
-		log_warn("ignoring entry \"%s\" from the server: SPIFFE ID \"%s\" is not a workload ID "
+		log_warnx("ignoring entry \"%s\" from the server: SPIFFE ID \"%s\" is not a workload ID "
 			 "of %s",
 			 p->id ? p->id : "", p->spiffe_id ? p->spiffe_id : "", trust_domain);
 		return NULL;
@@ -274,7 +274,7 @@ bool entry_set_plan(struct entry_set *s, int64_t now, bool synced, int64_t *next
 	for (size_t i = 0; i < s->n; i++) {
 		struct entry_slot *w = &s->slots[i];
 		if (w->svid && w->svid->not_after <= now) {
-			log_warn("X509-SVID %s of entry %s expired before it could be renewed",
+			log_warnx("X509-SVID %s of entry %s expired before it could be renewed",
 				 w->svid->spiffe_id, w->e->id);
 			drop_svid(w);
 			dropped = true;

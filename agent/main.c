@@ -270,7 +270,7 @@ static int cmd_run(int argc, char **argv)
 	log_setup(log_level_parse(a->cfg.log_level), strcmp(a->cfg.log_format, "json") == 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (ra.token_on_argv)
-		log_warn("the join token was given with --join-token: it was visible to every local "
+		log_warnx("the join token was given with --join-token: it was visible to every local "
 			 "user until now (wiped from the command line at start); use "
 			 "--join-token-file FILE (0600) or " TOKEN_ENV " instead");
 

@@ -243,7 +243,7 @@ static void set_state(struct node_client *n, enum node_conn_state s, const char 
 		if (server_conn_candidates(n->conn) > 1)
 			log_debug("server %s unavailable: %s", server_conn_current(n->conn), msg);
 		else
-			log_warn("server %s unavailable, serving cached SVIDs and retrying: %s",
+			log_warnx("server %s unavailable, serving cached SVIDs and retrying: %s",
 				 server_conn_current(n->conn), msg);
 		break;
 	default:
@@ -1042,7 +1042,7 @@ static void back_off(struct node_client *n)
 			n->st.failovers++;
 			pthread_mutex_unlock(&n->mu);
 			note_server(n);
-			log_warn("server failover: %s -> %s (%s); serving cached SVIDs, next attempt in "
+			log_warnx("server failover: %s -> %s (%s); serving cached SVIDs, next attempt in "
 				 "%lld ms",
 				 from, server_conn_current(n->conn), why, (long long)ms);
 		}
@@ -1269,7 +1269,7 @@ static int adopt_persisted(struct node_client *n, struct persist_data *pd, char 
 			lkey_free(k);
 			log_error("ignoring the persisted agent identity in %s: %s", n->data_dir, why);
 		} else if (n->agent_not_after <= now_unix()) {
-			log_warn("the persisted agent SVID %s has expired", n->agent_id);
+			log_warnx("the persisted agent SVID %s has expired", n->agent_id);
 		} else {
 			log_info("loaded agent identity %s from %s", n->agent_id, n->data_dir);
 		}
@@ -1321,7 +1321,7 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 				seterr(err, errlen, "%s", why);
 				goto out;
 			}
-			log_warn("%s; using the bundle persisted in %s", why, n->data_dir);
+			log_warnx("%s; using the bundle persisted in %s", why, n->data_dir);
 		}
 	}
 	if (!n->bundle && !n->boot_roots && !n->insecure_bootstrap) {

@@ -534,7 +534,7 @@ int server_conn_open(struct server_conn *c, const uint8_t *roots, size_t roots_l
 	if (!ctx)
 		return -1;
 	if (insecure)
-		log_warn("INSECURE BOOTSTRAP: connecting to %s WITHOUT checking the server's "
+		log_warnx("INSECURE BOOTSTRAP: connecting to %s WITHOUT checking the server's "
 			 "certificate (insecure_bootstrap is set). Anyone on the path can impersonate "
 			 "the server. Use trust_bundle_path outside of tests.",
 			 k->label);
@@ -674,7 +674,7 @@ int server_conn_decode_bundle(const struct server_conn *c, const Lanyard__Node__
 	for (size_t i = 0; ks && i < b->n_jwt_authorities; i++) {
 		const Lanyard__Node__V1__JWTKey *k = b->jwt_authorities[i];
 		if (jwks_add(ks, k->kid, k->public_key.data, k->public_key.len) < 0)
-			log_warn("ignoring JWT authority \"%s\" of the bundle: unusable key", k->kid);
+			log_warnx("ignoring JWT authority \"%s\" of the bundle: unusable key", k->kid);
 	}
 	char *jwt = ks ? jwks_to_json(ks) : NULL;
 	jwks_free(ks);

@@ -498,7 +498,7 @@ static void explain_denial(struct wcall *c)
 		}
 		append(why, sizeof(why), &pos, "]");
 	}
-	log_warn("workload: %s denied: no entry matches pid %d uid %u gid %u; selectors: [%s]; "
+	log_warnx("workload: %s denied: no entry matches pid %d uid %u gid %u; selectors: [%s]; "
 		 "%zu entries; closest: %s",
 		 workload_method_name(c->method), (int)cl->pid, (unsigned)cl->uid, (unsigned)cl->gid,
 		 sel, snap->n_entries, n_best ? why : "none");
@@ -676,7 +676,7 @@ static void jwt_complete(struct wcall *c)
 		return;
 	for (size_t i = 0; i < c->n_slots; i++) {
 		if (c->slots[i].status != GRPC_STATUS_OK) {
-			log_warn("workload: JWT-SVID for entry %s: %s: %s", c->slots[i].entry_id,
+			log_warnx("workload: JWT-SVID for entry %s: %s: %s", c->slots[i].entry_id,
 				 grpc_status_name(c->slots[i].status),
 				 c->slots[i].message ? c->slots[i].message : "");
 			wcall_finish(c, c->slots[i].status,
@@ -778,7 +778,7 @@ static void handle_fetch_jwt(struct wcall *c)
 		n++;
 	}
 	if (n == 0) {
-		log_warn("workload: pid %d asked for a JWT-SVID for %s, which it is not entitled to",
+		log_warnx("workload: pid %d asked for a JWT-SVID for %s, which it is not entitled to",
 			 (int)c->conn->caller.pid, req->spiffe_id);
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY " for the requested SPIFFE ID");
 		return;
@@ -942,7 +942,7 @@ static void attest_done(uv_work_t *req, int status)
 	if (w->stopping || c->closed || c->finished)
 		goto out;
 	if (status != 0 || j->rc != 0) {
-		log_warn("workload: %s from pid %d uid %u refused: %s", workload_method_name(c->method),
+		log_warnx("workload: %s from pid %d uid %u refused: %s", workload_method_name(c->method),
 			 (int)c->conn->caller.pid, (unsigned)c->conn->caller.uid,
 			 status ? uv_strerror(status) : j->err);
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED,
@@ -1292,7 +1292,7 @@ static void refusals_flush(struct workload_api *w, uint64_t now)
 	if (!r->since_ms || now - r->since_ms < REFUSAL_LOG_INTERVAL_MS)
 		return;
 	if (r->suppressed)
-		log_warn("workload: %" PRIu64 " more connections refused in the last %u s (last: %s)",
+		log_warnx("workload: %" PRIu64 " more connections refused in the last %u s (last: %s)",
 			 r->suppressed, REFUSAL_LOG_INTERVAL_MS / 1000, r->last);
 	r->since_ms = 0;
 	r->suppressed = 0;
@@ -1317,7 +1317,7 @@ static void refuse_log(struct workload_api *w, const char *fmt, ...)
 		return;
 	}
 	r->since_ms = now ? now : 1;
-	log_warn("workload: refusing connection: %s (further refusals are counted for %u s)",
+	log_warnx("workload: refusing connection: %s (further refusals are counted for %u s)",
 		 r->last, REFUSAL_LOG_INTERVAL_MS / 1000);
 }
 
@@ -1509,7 +1509,7 @@ static void warn_unreachable(const char *path)
 	while ((slash = strrchr(dir, '/')) && slash != dir) {
 		*slash = '\0';
 		if (stat(dir, &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
-			log_warn("workload: %s is not accessible to other users (mode %04o): only "
+			log_warnx("workload: %s is not accessible to other users (mode %04o): only "
 				 "uid %u and root can reach the Workload API socket",
 				 dir, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
 			break;

@@ -1047,7 +1047,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warnx("grpc: accept: %s", strerror(errno));
+				log_warn("grpc: accept");
 			return;
 		}
 		if (s->tcp) {

@@ -81,7 +81,7 @@ static void set_status(struct lanyard_x509_source *src, int code, const char *fm
 	snprintf(src->status_msg, sizeof(src->status_msg), "%s", msg);
 	pthread_mutex_unlock(&src->lock);
 	if (code != LANYARD_OK && was_healthy)
-		log_warn("liblanyard: X.509 watch on %s: %s", src->path, msg);
+		log_warnx("liblanyard: X.509 watch on %s: %s", src->path, msg);
 	else if (code != LANYARD_OK)
 		log_debug("liblanyard: X.509 watch on %s: %s", src->path, msg);
 }

@@ -722,7 +722,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	if (!req) {
 		uid_t uid;
 		if (!peer_allowed(api, conn, &uid)) {
-			log_warn("admin: refused a request from uid %d", (int)uid);
+			log_warnx("admin: refused a request from uid %d", (int)uid);
 			return send_error_now(conn, MHD_HTTP_FORBIDDEN, "permission denied");
 		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -784,7 +784,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	log_warn("admin: %s", msg);
+	log_warnx("admin: %s", msg);
 }
 
 /* ---- socket setup ---- */

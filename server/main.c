@@ -112,7 +112,7 @@ static void publish_done(uv_work_t *w, int status)
 			log_info("bundle published to ConfigMap %s/%s", s->cm_ns, s->cm_name);
 		s->next_publish = now_unix() + 300;
 	} else {
-		log_warn("cannot publish the bundle to ConfigMap %s/%s (will retry): %s", s->cm_ns,
+		log_warnx("cannot publish the bundle to ConfigMap %s/%s (will retry): %s", s->cm_ns,
 			 s->cm_name, status ? "cancelled" : s->publish_err);
 		s->next_publish = now_unix() + 10;
 	}

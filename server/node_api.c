@@ -137,7 +137,7 @@ static WOLFSSL_CTX *make_tls_ctx(struct node_api *n, char *err, size_t errlen)
 		for (size_t i = 0; i < nr; i++)
 			if (wolfSSL_CTX_load_verify_buffer(ctx, roots[i], (long)rlens[i],
 							   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
-				log_warn("node API: a bundle certificate could not be loaded for TLS");
+				log_warnx("node API: a bundle certificate could not be loaded for TLS");
 	}
 	free(roots);
 	free(rlens);
@@ -237,7 +237,7 @@ static struct agent_record *authorize(struct node_api *n, struct grpc_call *call
 		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
 			"the client certificate (serial %s) is not the SVID issued to agent %s",
 			info.serial, info.spiffe_id);
-		log_warn("node API: refused a certificate for %s with serial %s: it is not the "
+		log_warnx("node API: refused a certificate for %s with serial %s: it is not the "
 			 "agent's SVID", info.spiffe_id, info.serial);
 		r = -EPERM;
 	}
@@ -408,7 +408,7 @@ static void psat_after(uv_work_t *w, int status)
 			   : j->rc == PSAT_UNAVAILABLE ? GRPC_STATUS_UNAVAILABLE
 						       : GRPC_STATUS_INTERNAL;
 		finishf(call, code, "k8s_psat attestation failed: %s", j->err);
-		log_warn("node API: k8s_psat attestation refused: %s", j->err);
+		log_warnx("node API: k8s_psat attestation refused: %s", j->err);
 		n->stats.attest_err++;
 		goto out;
 	}
@@ -529,7 +529,7 @@ static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_STATUS_PERMISSION_DENIED,
 				 r == -ETIMEDOUT ? "join token expired"
 						 : "join token is unknown or was already used");
-		log_warn("node API: attestation refused: %s",
+		log_warnx("node API: attestation refused: %s",
 			 r == -ETIMEDOUT ? "join token expired" : "unknown or reused join token");
 		n->stats.attest_err++;
 		goto out;
