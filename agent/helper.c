@@ -425,8 +425,10 @@ static int apply(struct helper *h, const struct workload_x509_context *x, char *
 	h->cert = r.cert;
 	h->key = r.key;
 	h->bundle = r.bundle;
-	log_info("wrote %s serial %s (expires %lld) to %s", r.spiffe_id, r.serial,
-		 (long long)r.not_after, c->cert_path);
+	char expires[32];
+	time_format_rfc3339(r.not_after, expires, sizeof(expires));
+	log_info("wrote %s serial %s (expires %s) to %s", r.spiffe_id, r.serial, expires,
+		 c->cert_path);
 	if (c->pid || c->pid_file)
 		signal_process(h);
 	if (c->cmd)

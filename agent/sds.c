@@ -498,7 +498,9 @@ static void stream_refresh(struct sds_stream *st, bool names_changed)
 		goto out;
 	}
 	if (n < 0) {
-		log_warnx("sds: pid %d uid %u refused: %s", (int)st->pid, (unsigned)st->uid, err);
+		log_event(LOG_LEVEL_WARN,
+			  LOG_FIELDS(LOG_INT("pid", st->pid), LOG_INT("uid", st->uid)),
+			  "sds: pid %d uid %u refused: %s", (int)st->pid, (unsigned)st->uid, err);
 		stream_finish(st, GRPC_STATUS_INVALID_ARGUMENT, err);
 		goto out;
 	}

@@ -498,10 +498,14 @@ static void explain_denial(struct wcall *c)
 		}
 		append(why, sizeof(why), &pos, "]");
 	}
-	log_warnx("workload: %s denied: no entry matches pid %d uid %u gid %u; selectors: [%s]; "
-		 "%zu entries; closest: %s",
-		 workload_method_name(c->method), (int)cl->pid, (unsigned)cl->uid, (unsigned)cl->gid,
-		 sel, snap->n_entries, n_best ? why : "none");
+	log_event(LOG_LEVEL_WARN,
+		  LOG_FIELDS(LOG_STR("method", workload_method_name(c->method)),
+			     LOG_INT("pid", cl->pid), LOG_INT("uid", cl->uid), LOG_INT("gid", cl->gid),
+			     LOG_STR("selectors", sel)),
+		  "workload: %s denied: no entry matches pid %d uid %u gid %u; selectors: [%s]; "
+		  "%zu entries; closest: %s",
+		  workload_method_name(c->method), (int)cl->pid, (unsigned)cl->uid, (unsigned)cl->gid,
+		  sel, snap->n_entries, n_best ? why : "none");
 }
 
 /* ---- answers ---- */
@@ -778,8 +782,12 @@ static void handle_fetch_jwt(struct wcall *c)
 		n++;
 	}
 	if (n == 0) {
-		log_warnx("workload: pid %d asked for a JWT-SVID for %s, which it is not entitled to",
-			 (int)c->conn->caller.pid, req->spiffe_id);
+		log_event(LOG_LEVEL_WARN,
+			  LOG_FIELDS(LOG_INT("pid", c->conn->caller.pid),
+				     LOG_INT("uid", c->conn->caller.uid),
+				     LOG_STR("spiffe_id", req->spiffe_id)),
+			  "workload: pid %d asked for a JWT-SVID for %s, which it is not entitled to",
+			  (int)c->conn->caller.pid, req->spiffe_id);
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY " for the requested SPIFFE ID");
 		return;
 	}
@@ -942,9 +950,13 @@ static void attest_done(uv_work_t *req, int status)
 	if (w->stopping || c->closed || c->finished)
 		goto out;
 	if (status != 0 || j->rc != 0) {
-		log_warnx("workload: %s from pid %d uid %u refused: %s", workload_method_name(c->method),
-			 (int)c->conn->caller.pid, (unsigned)c->conn->caller.uid,
-			 status ? uv_strerror(status) : j->err);
+		log_event(LOG_LEVEL_WARN,
+			  LOG_FIELDS(LOG_STR("method", workload_method_name(c->method)),
+				     LOG_INT("pid", c->conn->caller.pid),
+				     LOG_INT("uid", c->conn->caller.uid)),
+			  "workload: %s from pid %d uid %u refused: %s",
+			  workload_method_name(c->method), (int)c->conn->caller.pid,
+			  (unsigned)c->conn->caller.uid, status ? uv_strerror(status) : j->err);
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED,
 			     status ? "attestation cancelled" : j->err);
 		goto out;

@@ -47,7 +47,11 @@ struct log_field {
 	const char *str;
 	long long num;
 };
-#define LOG_STR(k, v) ((struct log_field){.key = (k), .str = (v) ? (v) : ""})
+static inline const char *log_str_(const char *s)
+{
+	return s ? s : "";
+}
+#define LOG_STR(k, v) ((struct log_field){.key = (k), .str = log_str_(v)})
 #define LOG_INT(k, v) ((struct log_field){.key = (k), .num = (long long)(v)})
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -64,6 +64,17 @@ void duration_format(int64_t secs, char *buf, size_t len)
 		snprintf(buf, len, "%llds", (long long)secs);
 }
 
+void time_format_rfc3339(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (len == 0)
+		return;
+	if (t == 0 || !gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "-");
+}
+
 int64_t now_unix(void)
 {
 	return (int64_t)time(NULL);

@@ -16,6 +16,9 @@ int duration_parse(const char *s, int64_t *out);
 void duration_format(int64_t secs, char *buf, size_t len);
 
 int64_t now_unix(void);
+/* Unix seconds as RFC 3339 UTC ("2026-12-04T06:15:00Z"; "-" for 0 or an unrepresentable time):
+ * the form every log line and status page gives times in. Needs 21 bytes; 32 is safe. */
+void time_format_rfc3339(int64_t t, char *buf, size_t len);
 /* Monotonic clock in microseconds. */
 int64_t now_mono_us(void);
 

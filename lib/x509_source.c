@@ -171,10 +171,12 @@ static void on_message(struct lanyard_x509_source *src, const uint8_t *msg, size
 	lanyard_x509_context_unref(old);
 	if (!was_healthy)
 		log_info("liblanyard: receiving X.509 SVIDs from %s", src->path);
-	if (ctx->def)
-		log_debug("liblanyard: update %llu: %s serial %s expires %lld",
-			  (unsigned long long)gen, ctx->def->spiffe_id, ctx->def->serial,
-			  (long long)ctx->def->not_after);
+	if (ctx->def && log_enabled(LOG_LEVEL_DEBUG)) {
+		char expires[32];
+		time_format_rfc3339(ctx->def->not_after, expires, sizeof(expires));
+		log_debug("liblanyard: update %llu: %s serial %s expires %s",
+			  (unsigned long long)gen, ctx->def->spiffe_id, ctx->def->serial, expires);
+	}
 	if (cb)
 		cb(ud, ctx);
 	lanyard_x509_context_unref(ctx);

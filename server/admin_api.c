@@ -272,8 +272,10 @@ static void h_token_create(struct call *c, struct reply *r)
 		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot store the token");
 		goto out;
 	}
-	log_info("admin: join token created (alias %s, expires at %lld)", alias ? alias : "none",
-		 (long long)expires_at);
+	char expires[32];
+	time_format_rfc3339(expires_at, expires, sizeof(expires));
+	log_info("admin: join token created (alias %s, expires at %s)", alias ? alias : "none",
+		 expires);
 	reply_json(r, MHD_HTTP_CREATED,
 		   json_pack("{s:s, s:o, s:I}", "token", token,
 			     "spiffe_id", alias ? json_string(alias) : json_null(),
@@ -334,7 +336,10 @@ static void h_entry_create(struct call *c, struct reply *r)
 		reply_error(r, ds_status(ret), "%s", err);
 		goto out;
 	}
-	log_info("admin: entry %s created (%s, parent %s)", e->id, e->spiffe_id, e->parent_id);
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("entry_id", e->id), LOG_STR("spiffe_id", e->spiffe_id),
+			     LOG_STR("parent_id", e->parent_id)),
+		  "admin: entry %s created (%s, parent %s)", e->id, e->spiffe_id, e->parent_id);
 	reply_json(r, MHD_HTTP_CREATED, entry_to_json(e));
 	notify_changed(c);
 out:

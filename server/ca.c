@@ -236,8 +236,10 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 		errorf(err, errlen, "cannot record the new CA authority in the datastore");
 		goto fail;
 	}
-	log_info("CA: new %s authority %s (JWT kid %s), valid until %lld", state_name(state), a->id,
-		 a->jwt_kid, (long long)a->not_after);
+	char until[32];
+	time_format_rfc3339(a->not_after, until, sizeof(until));
+	log_info("CA: new %s authority %s (JWT kid %s), valid until %s", state_name(state), a->id,
+		 a->jwt_kid, until);
 	return a;
 fail:
 	authority_unref(a);

@@ -427,8 +427,11 @@ static void psat_after(uv_work_t *w, int status)
 	};
 	if (admit_agent(n, call, &rec, j->req->csr) < 0)
 		goto out;
-	log_info("node API: agent %s attested (k8s_psat, node %s)", j->res.agent_id,
-		 j->res.node_name ? j->res.node_name : "?");
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("spiffe_id", j->res.agent_id), LOG_STR("attestor", "k8s_psat"),
+			     LOG_STR("node", j->res.node_name)),
+		  "node API: agent %s attested (k8s_psat, node %s)", j->res.agent_id,
+		  j->res.node_name ? j->res.node_name : "?");
 out:
 	agent_record_free(prev);
 	if (j->rc == 0)
@@ -550,8 +553,11 @@ static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 	};
 	if (admit_agent(n, call, &rec, req->csr) < 0)
 		goto out;
-	log_info("node API: agent %s attested (join token%s%s)", agent_id, alias ? ", alias " : "",
-		 alias ? alias : "");
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("spiffe_id", agent_id), LOG_STR("attestor", "join_token"),
+			     LOG_STR("alias", alias)),
+		  "node API: agent %s attested (join token%s%s)", agent_id, alias ? ", alias " : "",
+		  alias ? alias : "");
 out:
 	if (token) {
 		secure_zero(token, strlen(token));
@@ -602,7 +608,9 @@ static void on_renew(struct grpc_call *call, const uint8_t *msg, size_t len)
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 	entry_streams_bundle_free(resp.bundle);
 	n->stats.renew_ok++;
-	log_info("node API: agent %s renewed its SVID (serial %s)", a->spiffe_id, serial);
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("spiffe_id", a->spiffe_id), LOG_STR("serial", serial)),
+		  "node API: agent %s renewed its SVID (serial %s)", a->spiffe_id, serial);
 out:
 	free(chain);
 	agent_record_free(a);
