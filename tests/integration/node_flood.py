@@ -10,6 +10,9 @@ addresses 127.0.0.x (all loopback on Linux).
   node_flood.py PORT big SRC OUT
         one unauthenticated Attest announcing a 16 MiB message: writes {"ended": true if the
         server ended the stream (trailers or RST_STREAM) within 10 s, "sent": bytes sent}
+  node_flood.py PORT streams SRC OUT
+        two concurrent unauthenticated Attests (streams 1 and 3, requests left open), then
+        SignX509 without a certificate: writes {"concurrent_ended": [ids], "sign_ended": [ids]}
 """
 import json
 import select
@@ -141,6 +144,48 @@ def big(port, src, out):
         json.dump(res, f)
 
 
+def ended_streams(s, secs):
+    """Stream ids the server ended (END_STREAM or RST_STREAM) within secs."""
+    ended, buf = set(), b""
+    deadline = time.monotonic() + secs
+    s.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        except (OSError, ssl.SSLError):
+            break
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            ln, ftype, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+            sid = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            buf = buf[9 + ln:]
+            if ftype == 3 or (ftype in (0, 1) and flags & 1):
+                ended.add(sid)
+    return ended
+
+
+def streams(port, src, out):
+    """Two concurrent Attests, then an agent-only method, without a client certificate."""
+    res = {}
+    s = tls_connect(port, src)
+    if s:
+        s.sendall(PREFACE + frame(4, 0, 0, b"") + headers(1, "/lanyard.node.v1.Node/Attest") +
+                  headers(3, "/lanyard.node.v1.Node/Attest"))
+        res["concurrent_ended"] = sorted(ended_streams(s, 3))
+        s.close()
+    s = tls_connect(port, src)
+    if s:
+        s.sendall(PREFACE + frame(4, 0, 0, b"") + headers(1, "/lanyard.node.v1.Node/SignX509"))
+        res["sign_ended"] = sorted(ended_streams(s, 3))
+        s.close()
+    with open(out, "w") as f:
+        json.dump(res, f)
+
+
 def main():
     port, mode = int(sys.argv[1]), sys.argv[2]
     if mode == "hold":
@@ -148,6 +193,8 @@ def main():
         hold(port, int(a[0]), int(a[1]), int(a[2]), float(a[3]), a[4])
     elif mode == "big":
         big(port, "127.0.0.%d" % int(sys.argv[3]), sys.argv[4])
+    elif mode == "streams":
+        streams(port, "127.0.0.%d" % int(sys.argv[3]), sys.argv[4])
     else:
         sys.exit("unknown mode " + mode)
 
