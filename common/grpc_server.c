@@ -597,12 +597,31 @@ static void call_timer_cb(uv_timer_t *t)
 	call_resume(call);
 }
 
+/* A message of a bidirectional stream: the first goes to on_request at once (the client keeps
+ * its side open), later ones to on_message. Takes over m. */
+static void call_stream_message(struct grpc_call *call, uint8_t *m, size_t len)
+{
+	if (!call->requested) {
+		call->requested = true;
+		call->have_req = true;
+		call->method->on_request(call, m, len);
+		call_free_headers(call);
+	} else if (call->method->on_message) {
+		call->method->on_message(call, m, len);
+	}
+	secure_zero(m, len);
+	free(m);
+}
+
 static void call_request_complete(struct grpc_call *call)
 {
 	uint8_t *req;
 	size_t len;
 
 	if (call->finished)
+		return;
+	/* A bidirectional stream got its messages as they came: the client merely half-closed. */
+	if (call->method->client_streaming && call->requested)
 		return;
 	if (!grpc_deframer_idle(&call->deframer)) {
 		call_fail(call, GRPC_STATUS_INTERNAL, "truncated request message");
@@ -786,6 +805,10 @@ static bool call_take_message(void *ud, uint8_t *m, size_t mlen)
 {
 	struct grpc_call *call = ud;
 
+	if (call->method->client_streaming) {
+		call_stream_message(call, m, mlen);
+		return !call->finished;
+	}
 	if (call->have_req) {
 		secure_zero(m, mlen);
 		free(m);
@@ -1169,7 +1192,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warnx("grpc: accept: %s", strerror(errno));
+				log_warn("grpc: accept");
 			return;
 		}
 		if (s->tcp) {

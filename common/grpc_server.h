@@ -1,8 +1,9 @@
 /* grpc_server.h: a gRPC server on a libuv loop (HTTP/2 via nghttp2, optional TLS 1.3 via wolfSSL).
  *
- * Single-threaded: every function here must be called on the loop's thread. Unary and
- * server-streaming methods only (one request message per call). Objects are freed only from
- * libuv close callbacks, never inside one of their own callbacks. */
+ * Single-threaded: every function here must be called on the loop's thread. Unary,
+ * server-streaming and bidirectional-streaming methods (client_streaming: the client may send
+ * more messages after the first). Objects are freed only from libuv close callbacks, never
+ * inside one of their own callbacks. */
 #ifndef LANYARD_GRPC_SERVER_H
 #define LANYARD_GRPC_SERVER_H
 
@@ -33,6 +34,12 @@ struct grpc_method {
 	/* With admission control on (unauth_max_message_size), peers without a client certificate
 	 * may call only the methods that set this. */
 	bool allow_unauthenticated;
+	/* Bidirectional streaming (xDS): on_request gets the first message as soon as it is
+	 * complete, without waiting for END_STREAM, and on_message every later one (same
+	 * contract: msg valid during the call only). The client ending its side is not reported;
+	 * the call stays open until the handler finishes it or the client cancels. */
+	bool client_streaming;
+	void (*on_message)(struct grpc_call *call, const uint8_t *msg, size_t len);
 };
 
 struct grpc_server_config {

@@ -6,12 +6,11 @@
 #include "datastore_backend.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "strv.h"
 #include "util.h"
 
 void datastore_init_base(struct datastore *ds, const struct datastore_ops *ops)
@@ -74,30 +73,6 @@ int datastore_strv_from_text(const char *txt, char ***out, size_t *n)
 	json_decref(a);
 	*out = v;
 	*n = len;
-	return 0;
-}
-
-int datastore_open_config(const char *type, const char *data_dir, const char *conninfo,
-			  int max_connections, struct datastore **out, char *err, size_t errlen)
-{
-	char why[512];
-	if (type && strcmp(type, "postgres") == 0) {
-		char safe[256] = "";
-		if (datastore_pg_conninfo_check(conninfo, safe, sizeof(safe), why, sizeof(why)) < 0 ||
-		    datastore_open_pg(conninfo, max_connections, out, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "key 'database_connection_string' (%s): %s",
-				 safe[0] ? safe : "PostgreSQL", why);
-			return -EIO;
-		}
-		log_info("datastore: PostgreSQL %s, up to %d connections", safe, max_connections);
-		return 0;
-	}
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/datastore.sqlite3", data_dir);
-	if (datastore_open_sqlite(path, out, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "cannot open the datastore %s: %s", path, why);
-		return -EIO;
-	}
 	return 0;
 }
 
@@ -523,15 +498,6 @@ int ds_ping(struct datastore *ds)
 	int ret = ds->ops->ping(ds);
 	unlock(ds);
 	return ret;
-}
-
-static void strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
 }
 
 void agent_record_free(struct agent_record *a)

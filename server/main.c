@@ -112,7 +112,7 @@ static void publish_done(uv_work_t *w, int status)
 			log_info("bundle published to ConfigMap %s/%s", s->cm_ns, s->cm_name);
 		s->next_publish = now_unix() + 300;
 	} else {
-		log_warn("cannot publish the bundle to ConfigMap %s/%s (will retry): %s", s->cm_ns,
+		log_warnx("cannot publish the bundle to ConfigMap %s/%s (will retry): %s", s->cm_ns,
 			 s->cm_name, status ? "cancelled" : s->publish_err);
 		s->next_publish = now_unix() + 10;
 	}
@@ -202,15 +202,32 @@ static void close_handle(uv_handle_t *h)
 		uv_close(h, NULL);
 }
 
+/* Every handle of struct server is initialised here, before anything can fail on the loop, so
+ * that every exit path may close them all (uv_close on a handle never initialised aborts). */
+static void init_loop(struct server *s)
+{
+	uv_loop_init(&s->loop);
+	uv_async_init(&s->loop, &s->changed, on_changed);
+	uv_timer_init(&s->loop, &s->tick);
+	uv_signal_init(&s->loop, &s->sigterm);
+	uv_signal_init(&s->loop, &s->sigint);
+	s->changed.data = s->tick.data = s->sigterm.data = s->sigint.data = s;
+}
+
+static void close_loop_handles(struct server *s)
+{
+	close_handle((uv_handle_t *)&s->changed);
+	close_handle((uv_handle_t *)&s->tick);
+	close_handle((uv_handle_t *)&s->sigterm);
+	close_handle((uv_handle_t *)&s->sigint);
+}
+
 static void node_stopped(void *arg)
 {
 	struct server *s = arg;
 	s->node = NULL;
 	ds_set_change_hook(s->ds, NULL, NULL);
-	close_handle((uv_handle_t *)&s->changed);
-	close_handle((uv_handle_t *)&s->tick);
-	close_handle((uv_handle_t *)&s->sigterm);
-	close_handle((uv_handle_t *)&s->sigint);
+	close_loop_handles(s);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -246,9 +263,13 @@ static int cmd_run(int argc, char **argv)
 			config_path = argv[++i];
 		} else if (strncmp(argv[i], "--config=", 9) == 0) {
 			config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: lanyard-server run [--config FILE]\n"
+			       "  Starts the server (default config %s).\n", config_path);
+			return 0;
 		} else {
 			fprintf(stderr, "lanyard-server run: unknown argument '%s'\n"
-					"usage: lanyard-server run --config FILE\n", argv[i]);
+					"usage: lanyard-server run [--config FILE]\n", argv[i]);
 			return 1;
 		}
 	}
@@ -295,10 +316,8 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 
-	uv_loop_init(&s->loop);
+	init_loop(s);
 	loop_ready = true;
-	uv_async_init(&s->loop, &s->changed, on_changed);
-	s->changed.data = s;
 	/* Changes made through other servers (PostgreSQL) wake the loop like the admin API's. */
 	ds_set_change_hook(s->ds, ds_changed, s);
 	struct admin_hooks hooks = {
@@ -308,9 +327,10 @@ static int cmd_run(int argc, char **argv)
 		.bundle_spiffe_json = hook_bundle_json,
 		.changed = hook_changed,
 		.default_token_ttl = s->cfg.join_token_ttl,
+		.socket_group = s->cfg.admin_socket_group,
 	};
 	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
-		log_error("admin API: %s", err);
+		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
 		goto out;
 	}
 	if (s->cfg.k8s_psat_cluster || s->cfg.k8s_bundle_configmap) {
@@ -364,20 +384,18 @@ static int cmd_run(int argc, char **argv)
 			(size_t)s->cfg.node_api_unauthenticated_max_message_size,
 	};
 	if (node_api_start(&s->loop, &no, s->ds, s->ca, &s->node, err, sizeof(err)) < 0) {
-		log_error("node API: %s", err);
+		/* grpc_server's message names the address and port already. */
+		log_error("node API (bind_address, bind_port): %s", err);
 		goto out;
 	}
 	if (server_http_start(&s->loop, s->cfg.http_address, (int)s->cfg.http_port, s->ds, s->ca,
 			      &s->node, s->cfg.trust_domain, &s->http, err, sizeof(err)) < 0) {
-		log_error("HTTP endpoints: %s", err);
+		log_error("HTTP endpoints on http_address:http_port %s:%lld: %s",
+			  s->cfg.http_address, (long long)s->cfg.http_port, err);
 		goto out;
 	}
-	uv_timer_init(&s->loop, &s->tick);
-	s->tick.data = s;
+	server_http_watch_storage(s->http, s->cfg.data_dir);
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
-	uv_signal_init(&s->loop, &s->sigterm);
-	uv_signal_init(&s->loop, &s->sigint);
-	s->sigterm.data = s->sigint.data = s;
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
 
@@ -398,7 +416,7 @@ out:
 		}
 		if (s->ds)
 			ds_set_change_hook(s->ds, NULL, NULL);
-		close_handle((uv_handle_t *)&s->changed);
+		close_loop_handles(s);
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);
 	}
@@ -421,8 +439,8 @@ static void usage(FILE *f)
 		"\n"
 		"  run --config FILE         start the server\n"
 		"  token generate            create a join token for an agent\n"
-		"  entry create|show|update|delete   manage registration entries\n"
-		"  agent list|show|evict|ban manage attested agents\n"
+		"  entry create|show|update|delete|count   manage registration entries\n"
+		"  agent list|show|count|evict|ban        manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"

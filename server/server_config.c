@@ -26,6 +26,9 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "port of the node API (0 picks a free port, logged at start)"},
 	{.name = "admin_socket", .type = CFG_STRING, OPT(admin_socket),
 	 .def = "/run/lanyard/server/admin.sock", .doc = "Unix socket of the admin API and the CLI"},
+	{.name = "admin_socket_group", .type = CFG_STRING, OPT(admin_socket_group),
+	 .doc = "group whose members may use the admin socket (socket 0660); unset: 0600, root "
+		"and the server's uid only"},
 	{.name = "http_address", .type = CFG_STRING, OPT(http_address), .def = "127.0.0.1",
 	 .doc = "address of the operator HTTP endpoint"},
 	{.name = "http_port", .type = CFG_INT, OPT(http_port), .def = "8080", .min = 0, .max = 65535,

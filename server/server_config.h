@@ -14,6 +14,7 @@ struct server_config {
 	char *bind_address;
 	int64_t bind_port;
 	char *admin_socket;
+	char *admin_socket_group;
 	char *http_address;
 	int64_t http_port;
 	char *ca_key_type;

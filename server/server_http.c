@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "opserver.h"
@@ -26,6 +27,10 @@
 /* A ping older than this means the datastore thread is stuck in a call (the counts between two
  * pings list whole tables, so leave them time). */
 #define PING_STALE_US (10 * 1000 * 1000)
+/* How often the data directory and a datastore write are tried; a failing datastore write is
+ * retried with backoff up to STORAGE_BACKOFF_MAX_S, since the datastore logs every failure. */
+#define STORAGE_EVERY_S 2
+#define STORAGE_BACKOFF_MAX_S 30
 
 /* What the datastore thread learnt last. */
 struct ds_probe {
@@ -53,6 +58,10 @@ struct server_http {
 	pthread_cond_t cond;
 	bool stop;             /* under lock */
 	struct ds_probe probe; /* under lock */
+	char *data_dir;        /* under lock; NULL until server_http_watch_storage */
+	/* Conditions that decide readiness besides the checks below: storage, datastore_writes
+	 * (datastore thread), descriptors (loop). */
+	struct health *health;
 };
 
 /* ---- the datastore thread ---- */
@@ -69,16 +78,53 @@ static int64_t count_agents(struct datastore *ds)
 	return ds_agent_count(ds, &n) < 0 ? -1 : n;
 }
 
+/* Writes where the server persists: a scratch file in data_dir, then (when that works) one row of
+ * the datastore. Disk full, a read-only file system and a database refusing writes all show. */
+struct storage_probe {
+	int64_t next, next_write, backoff;
+};
+
+static void probe_storage(struct server_http *h, struct storage_probe *sp, int64_t now)
+{
+	char why[512], dir[4096] = "";
+	if (now < sp->next)
+		return;
+	sp->next = now + STORAGE_EVERY_S;
+	pthread_mutex_lock(&h->lock);
+	if (h->data_dir)
+		snprintf(dir, sizeof(dir), "%s", h->data_dir);
+	pthread_mutex_unlock(&h->lock);
+	if (dir[0]) {
+		bool ok = health_probe_dir(dir, why, sizeof(why)) == 0;
+		health_set(h->health, "storage", ok, now, "%s", ok ? "data_dir is writable" : why);
+		if (!ok)
+			return;
+	}
+	if (now < sp->next_write)
+		return;
+	bool ok = ds_kv_set_int(h->ds, "health_write_probe", now) == 0;
+	sp->backoff = ok ? 0 : sp->backoff ? sp->backoff * 2 : STORAGE_EVERY_S;
+	if (sp->backoff > STORAGE_BACKOFF_MAX_S)
+		sp->backoff = STORAGE_BACKOFF_MAX_S;
+	sp->next_write = now + sp->backoff;
+	health_set(h->health, "datastore_writes", ok, now, "%s",
+		   ok ? "the database accepts writes"
+		      : "the database refused a write (disk full or read-only? see the log)");
+}
+
 /* Pings every second and counts (COUNT queries) every few seconds. */
 static void *probe_thread(void *arg)
 {
 	struct server_http *h = arg;
 	int64_t next_count = 0;
+	struct storage_probe sp = {0};
 	pthread_mutex_lock(&h->lock);
 	while (!h->stop) {
 		pthread_mutex_unlock(&h->lock);
 		int64_t t0 = now_mono_us();
 		int rc = ds_ping(h->ds);
+		if (rc == 0)
+			probe_storage(h, &sp, now_unix());
 		int64_t t1 = now_mono_us();
 		int64_t now = now_unix();
 		bool count = now >= next_count;
@@ -139,7 +185,7 @@ static const struct ca_authority_info *active_authority(const struct gathered *g
 	return NULL;
 }
 
-static json_t *build_ready(const struct gathered *g)
+static json_t *build_ready(struct server_http *h, const struct gathered *g)
 {
 	char t[32];
 	json_t *checks = json_object();
@@ -181,6 +227,7 @@ static json_t *build_ready(const struct gathered *g)
 			       g->ns.connections, g->ns.max_connections);
 	else
 		ready &= opserver_check(checks, "node_api", false, "not serving (shutting down)");
+	ready &= health_report(h->health, checks);
 	return json_pack("{s:b,s:s,s:o}", "ready", ready, "status", ready ? "ready" : "not_ready",
 			 "checks", checks);
 }
@@ -322,8 +369,11 @@ static void publish_state(struct server_http *h)
 	g.next_rotation = ca_next_rotation(h->ca);
 	g.bundle_sequence = ca_bundle_sequence(h->ca);
 	procstats_read(&g.ps);
+	char why[256];
+	bool fds_ok = health_probe_fds(&g.ps, why, sizeof(why));
+	health_set(h->health, "descriptors", fds_ok, g.now, "%s", why);
 
-	json_t *ready = build_ready(&g);
+	json_t *ready = build_ready(h, &g);
 	bool ok = json_is_true(json_object_get(ready, "ready"));
 	json_t *status = build_status(h, &g, ready);
 	char *metrics = build_metrics(h, &g, ok);
@@ -349,6 +399,8 @@ static void on_closed(uv_handle_t *handle)
 	struct server_http *h = handle->data;
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
+	health_free(h->health);
+	free(h->data_dir);
 	free(h->trust_domain);
 	free(h);
 }
@@ -377,6 +429,7 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 	h->ca = ca;
 	h->node = node;
 	h->trust_domain = xstrdup(trust_domain);
+	h->health = health_new();
 	h->start_time = now_unix();
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_condattr_t ca_attr;
@@ -390,6 +443,7 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 		opserver_stop(ops);
 		pthread_mutex_destroy(&h->lock);
 		pthread_cond_destroy(&h->cond);
+		health_free(h->health);
 		free(h->trust_domain);
 		free(h);
 		return -1;
@@ -402,6 +456,16 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 		 address ? address : "127.0.0.1", opserver_port(ops));
 	*out = h;
 	return 0;
+}
+
+void server_http_watch_storage(struct server_http *h, const char *data_dir)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	free(h->data_dir);
+	h->data_dir = xstrdup(data_dir);
+	pthread_mutex_unlock(&h->lock);
 }
 
 int server_http_port(const struct server_http *h)
