@@ -469,6 +469,12 @@ static int cmd_run(int argc, char **argv)
 		.default_jwt_svid_ttl = s->cfg.default_jwt_svid_ttl,
 		.agent_svid_ttl = s->cfg.agent_svid_ttl,
 		.psat = s->psat,
+		.max_connections = (unsigned)s->cfg.node_api_max_connections,
+		.max_connections_per_source = (unsigned)s->cfg.node_api_max_connections_per_source,
+		.handshake_timeout_ms = (unsigned)s->cfg.node_api_handshake_timeout * 1000,
+		.idle_timeout_ms = (unsigned)s->cfg.node_api_idle_timeout * 1000,
+		.unauthenticated_max_message_size =
+			(size_t)s->cfg.node_api_unauthenticated_max_message_size,
 	};
 	if (node_api_start(&s->loop, &no, s->ds, s->ca, &s->node, err, sizeof(err)) < 0) {
 		/* grpc_server's message names the address and port already. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -854,7 +855,7 @@ static void on_get_bundle(struct grpc_call *call, const uint8_t *msg, size_t len
 }
 
 static const struct grpc_method methods[] = {
-	{.path = PATH_PREFIX "Attest", .on_request = on_attest},
+	{.path = PATH_PREFIX "Attest", .on_request = on_attest, .allow_unauthenticated = true},
 	{.path = PATH_PREFIX "RenewAgent", .on_request = on_renew},
 	{.path = PATH_PREFIX "SyncEntries", .server_streaming = true, .on_request = on_sync},
 	{.path = PATH_PREFIX "SignX509", .on_request = on_sign_x509},
@@ -873,6 +874,22 @@ static void on_disconnect(struct grpc_conn *conn)
 {
 	struct node_api *n = grpc_server_ud(grpc_conn_server(conn));
 	n->stats.connections--;
+}
+
+/* The configured limit, kept below RLIMIT_NOFILE with room for the datastore, logs and the
+ * admin and HTTP endpoints: beyond it accept() would fail for everyone. */
+static unsigned connection_limit(unsigned configured)
+{
+	struct rlimit rl;
+	const rlim_t reserve = 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= (rlim_t)configured + reserve)
+		return configured;
+	rlim_t lim = rl.rlim_cur > 2 * reserve ? rl.rlim_cur - reserve : rl.rlim_cur / 2;
+	log_warnx("node API: node_api_max_connections %u lowered to %llu (RLIMIT_NOFILE is %llu)",
+		  configured, (unsigned long long)lim, (unsigned long long)rl.rlim_cur);
+	return (unsigned)lim;
 }
 
 int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct datastore *ds,
@@ -910,6 +927,13 @@ int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct dat
 		.on_disconnect = on_disconnect,
 		.on_call_closed = on_call_closed,
 		.max_message_size = 16u << 20,
+		.max_conns = connection_limit(o->max_connections),
+		.max_conns_per_source = o->max_connections_per_source,
+		.handshake_timeout_ms = o->handshake_timeout_ms,
+		.idle_timeout_ms = o->idle_timeout_ms,
+		.unauth_max_message_size = o->unauthenticated_max_message_size,
+		/* Attest messages of 1,024 agents attesting at once. */
+		.unauth_max_buffered = 1024 * o->unauthenticated_max_message_size,
 	};
 	int r = grpc_server_listen_tcp(loop, o->bind_address, o->port, ctx, &cfg, &n->grpc, err,
 				       errlen);
@@ -941,6 +965,8 @@ void node_api_stats(struct node_api *n, struct node_api_stats *out)
 {
 	*out = n->stats;
 	out->streams = entry_streams_count(n->es);
+	out->max_connections = grpc_server_max_conns(n->grpc);
+	grpc_server_refusals(n->grpc, out->refused);
 }
 
 static void closed_one(struct node_api *n)

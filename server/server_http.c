@@ -237,8 +237,16 @@ static json_t *build_ready(struct server_http *h, const struct gathered *g)
 		opserver_check(checks, "ca", true, "authority %.16s active until %s", a->id,
 			       opserver_time(a->not_after, t, sizeof(t)));
 
-	if (g->have_node)
-		opserver_check(checks, "node_api", true, "serving %u connections", g->ns.connections);
+	/* Saturation is shown, not failed: restarting or draining a server whose agents hold every
+	 * slot would not help them. */
+	if (g->have_node && g->ns.connections >= g->ns.max_connections)
+		opserver_check(checks, "node_api", true,
+			       "saturated: %u connections, the limit (node_api_max_connections); "
+			       "new connections are refused",
+			       g->ns.connections);
+	else if (g->have_node)
+		opserver_check(checks, "node_api", true, "serving %u of at most %u connections",
+			       g->ns.connections, g->ns.max_connections);
 	else
 		ready &= opserver_check(checks, "node_api", false, "not serving (shutting down)");
 	ready &= health_report(h->health, checks);
@@ -273,7 +281,7 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		"jwt_svid", "ok", (json_int_t)s->jwt_ok, "error", (json_int_t)s->jwt_err);
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,"
-		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i},s:{s:b,s:o,s:o,s:I},s:o,"
+		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i,s:b,s:i},s:{s:b,s:o,s:o,s:I},s:o,"
 		"s:{s:o,s:o}}",
 		"daemon", "lanyard-server", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
@@ -285,6 +293,8 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		count_or_null(p->counts_known, p->tokens), "as_of",
 		count_or_null(p->counts_known, p->counts_at),
 		"node_api", "serving", g->have_node, "connections", (int)s->connections,
+		"max_connections", (int)s->max_connections, "saturated",
+		g->have_node && s->connections >= s->max_connections,
 		"connected_agents", (int)s->streams,
 		"datastore", "ok", p->checked && p->ok && g->probe_age_us <= PING_STALE_US,
 		"latency_seconds", p->checked ? json_real(p->latency) : json_null(), "checked_at",
@@ -329,6 +339,14 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 		       "Agents with an open entry stream.", s->streams);
 	metrics_single(&m, PREFIX "_node_api_connections", METRIC_GAUGE,
 		       "Open TLS connections to the node API.", s->connections);
+	metrics_single(&m, PREFIX "_node_api_max_connections", METRIC_GAUGE,
+		       "The node API's connection limit.", s->max_connections);
+	name = PREFIX "_node_api_refused_total";
+	metrics_family(&m, name, METRIC_COUNTER,
+		       "Node API connections and calls turned away by admission control, by reason.");
+	for (size_t i = 0; i < GRPC_REFUSED_N; i++)
+		metrics_sample(&m, name, (double)s->refused[i], "reason", grpc_refusal_names[i],
+			       NULL);
 
 	metrics_single(&m, PREFIX "_datastore_up", METRIC_GAUGE,
 		       "1 when the datastore answered its last readiness query.",
