@@ -60,6 +60,11 @@ n_authorities() {
 	on "$1" bundle show | grep -c "BEGIN CERTIFICATE"
 }
 
+# has_authorities SERVER N: its bundle holds at least N authorities (evaluated on every retry).
+has_authorities() {
+	[ "$(n_authorities "$1")" -ge "$2" ]
+}
+
 # All three at once: the schema is migrated once, under the advisory lock.
 for n in a b c; do ha_config $n; done
 for n in a b c; do ha_start $n; done
@@ -70,7 +75,7 @@ ok "three servers started together on one database (schema migrated once)"
 
 # One bundle: every server serves the authorities of all three.
 for n in a b c; do
-	wait_for 20 test "$(n_authorities $n)" -ge 3 || fail "server $n's bundle lacks the others' authorities"
+	wait_for 20 has_authorities "$n" 3 || fail "server $n's bundle lacks the others' authorities"
 done
 for n in a b c; do
 	[ -z "$(ls -A "$T/$n/data/ca")" ] && fail "server $n has no CA keys of its own"
@@ -150,7 +155,7 @@ ha_config d
 ha_start d
 ha_wait d
 start_ns=$(date +%s%N)
-wait_for 20 test "$(n_authorities a)" -ge 4 || fail "A's bundle lacks the new server's authority"
+wait_for 20 has_authorities a 4 || fail "A's bundle lacks the new server's authority"
 wait_for 20 agent_bundle_has 4 || fail "the agent's bundle lacks the new server's authority"
 echo "# a new server's authority reached the agent's bundle $(( ($(date +%s%N) - start_ns) / 1000000 )) ms after it was up"
 ok "a server joining later: its authority reached every bundle, agents' included"
