@@ -69,7 +69,7 @@ const struct cfg_option agent_config_options[] = {
 	 .def = "268435456", .min = 0, .max = INT64_C(1) << 40,
 	 .doc = "largest executable hashed for unix:sha256, in bytes"},
 	{.name = "max_conns_per_process", .type = CFG_INT, .offset = F(max_conns_per_process),
-	 .def = "32", .min = 1, .max = 4096,
+	 .def = "32", .min = 1, .max = 100000,
 	 .doc = "Workload API connections allowed per caller process (pid and start time)"},
 	{.name = "max_conns_per_uid", .type = CFG_INT, .offset = F(max_conns_per_uid), .def = "0",
 	 .min = 0, .max = 100000,
@@ -103,6 +103,14 @@ const struct cfg_option agent_config_options[] = {
 	 .doc = "do not check the kubelet's certificate (self-signed kubelet certificates)"},
 	{.name = "proc_root", .type = CFG_STRING, .offset = F(proc_root), .def = "/proc",
 	 .doc = "proc file system the workload attestors read callers from"},
+	{.name = "sds_default_name", .type = CFG_STRING, .offset = F(sds_default_name),
+	 .def = "default", .doc = "Envoy SDS resource name of the caller's first X509-SVID"},
+	{.name = "sds_default_bundle_name", .type = CFG_STRING,
+	 .offset = F(sds_default_bundle_name), .def = "ROOTCA",
+	 .doc = "Envoy SDS resource name of the trust bundle (validation context, trusted_ca)"},
+	{.name = "sds_default_all_bundles_name", .type = CFG_STRING,
+	 .offset = F(sds_default_all_bundles_name), .def = "ALL",
+	 .doc = "Envoy SDS resource name of every bundle, with the SPIFFE certificate validator"},
 };
 
 const size_t agent_config_n_options = sizeof(agent_config_options) / sizeof(agent_config_options[0]);
@@ -332,6 +340,9 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		{"socket_path", cfg->socket_path},       {"http_address", cfg->http_address},
 		{"psat_token_path", cfg->psat_token_path}, {"kubelet_url", cfg->kubelet_url},
 		{"proc_root", cfg->proc_root},
+		{"sds_default_name", cfg->sds_default_name},
+		{"sds_default_bundle_name", cfg->sds_default_bundle_name},
+		{"sds_default_all_bundles_name", cfg->sds_default_all_bundles_name},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(nonempty); i++) {
 		if (!nonempty[i].value || !*nonempty[i].value) {
@@ -369,7 +380,7 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	/* Neither trust source is acceptable when data_dir already holds a bundle from an earlier
 	 * run; the node client checks that at start, where it can read data_dir. */
 	if (cfg->insecure_bootstrap)
-		log_warn("insecure_bootstrap is set in %s: the first contact with the server will NOT "
+		log_warnx("insecure_bootstrap is set in %s: the first contact with the server will NOT "
 			 "authenticate it. Use this for testing only.",
 			 path);
 	return 0;

@@ -51,6 +51,10 @@ struct agent_config {
 	char *kubelet_ca_path;
 	bool kubelet_insecure_skip_verify;
 	char *proc_root; /* where callers' /proc entries are read; "/proc" but in tests */
+	/* Envoy SDS resource names (SPIRE's keys and defaults). */
+	char *sds_default_name;             /* the caller's first SVID: "default" */
+	char *sds_default_bundle_name;      /* the own bundle: "ROOTCA" */
+	char *sds_default_all_bundles_name; /* every bundle, SPIFFE validator: "ALL" */
 };
 
 extern const struct cfg_option agent_config_options[];

@@ -11,6 +11,7 @@
 
 #include "agent_config.h"
 #include "grpc.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "node_client.h"
@@ -27,6 +28,8 @@
 /* An entry may wait this long for its first SVID (or a replacement) before it counts against
  * readiness: signing takes a moment after an entry appears. */
 #define MISSING_GRACE_S 30
+/* How often data_dir is tried for writing. */
+#define STORAGE_EVERY_S 2
 
 /* An entry without an SVID, and since when (as seen by this module). */
 struct missing {
@@ -63,6 +66,11 @@ struct agent_http {
 	size_t n_cas;
 	struct missing *missing; /* sorted by entry_id */
 	size_t n_missing;
+	/* Conditions besides the checks below: storage and descriptors (probed on the tick),
+	 * identities (every publication). */
+	struct health *health;
+	char *data_dir;
+	int64_t next_storage;
 };
 
 /* Everything one publication needs, gathered on the loop. */
@@ -90,7 +98,7 @@ static void parse_bundle(struct agent_http *h, const struct snapshot *s)
 	size_t *lens = NULL, n = 0;
 	if (!s->bundle_len || x509_split_der(s->bundle, s->bundle_len, &certs, &lens, &n) < 0) {
 		if (s->bundle_len)
-			log_warn("http: the trust bundle does not parse as DER certificates");
+			log_warnx("http: the trust bundle does not parse as DER certificates");
 		return;
 	}
 	h->cas = xcalloc(n + 1, sizeof(*h->cas));
@@ -98,7 +106,7 @@ static void parse_bundle(struct agent_http *h, const struct snapshot *s)
 		struct x509_info xi;
 		char err[128];
 		if (x509_parse(certs[i], lens[i], &xi, err, sizeof(err)) < 0) {
-			log_warn("http: bundle certificate %zu does not parse: %s", i, err);
+			log_warnx("http: bundle certificate %zu does not parse: %s", i, err);
 			continue;
 		}
 		struct bundle_ca *c = &h->cas[h->n_cas++];
@@ -283,6 +291,32 @@ static bool check_svids(const struct agent_http *h, const struct gathered *g, js
 			      s->n_svids, (long long)(soonest - g->now));
 }
 
+/* With the server unreachable, says whether the agent still holds any identity to serve: logged
+ * once (by the registry) when the last one goes, so that callers are not left waiting silently. */
+static void check_identities(const struct agent_http *h, const struct gathered *g)
+{
+	char t[32];
+	const struct snapshot *s = g->snap;
+	size_t valid = 0;
+	for (size_t i = 0; i < s->n_svids; i++)
+		valid += s->svids[i]->not_after > g->now;
+	bool unreachable = g->have_nc && g->ns.state != NODE_STATE_CONNECTED;
+	bool agent_expired = g->ns.agent_id[0] && g->ns.agent_svid_not_after <= g->now;
+	const char *why = g->ns.last_error[0] ? g->ns.last_error : node_state_name(g->ns.state);
+	if (unreachable && agent_expired)
+		health_set(h->health, "identities", false, g->now, "the agent SVID expired at %s and "
+			   "the server %s is unreachable (%s): attest again or restore the server",
+			   opserver_time(g->ns.agent_svid_not_after, t, sizeof(t)), h->server, why);
+	else if (unreachable && s->n_entries && !valid)
+		health_set(h->health, "identities", false, g->now, "every X509-SVID has expired "
+			   "(%zu entries, none with a valid SVID) and the server %s is unreachable "
+			   "(%s): workloads get no identity until it is back", s->n_entries,
+			   h->server, why);
+	else
+		health_set(h->health, "identities", true, g->now, "%zu valid SVIDs for %zu entries",
+			   valid, s->n_entries);
+}
+
 static json_t *build_ready(const struct agent_http *h, const struct gathered *g)
 {
 	json_t *checks = json_object();
@@ -300,6 +334,8 @@ static json_t *build_ready(const struct agent_http *h, const struct gathered *g)
 		opserver_check(checks, "workload_api", true, "serving on %s, %u connections",
 			       h->socket_path, g->ws.conns);
 	check_sync(h, g, checks, &ready);
+	check_identities(h, g);
+	ready &= health_report(h->health, checks);
 	bool svids_ok = check_svids(h, g, checks);
 	const char *status = ready && svids_ok ? "ready" : ready ? "degraded" : "not_ready";
 	return json_pack("{s:b,s:s,s:o}", "ready", ready && svids_ok, "status", status, "checks",
@@ -397,7 +433,7 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 		str_or_null(ns->state != NODE_STATE_CONNECTED ? ns->last_error : NULL));
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,s:o,s:o,s:I,s:b,s:o,"
-		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:I,s:o}}",
+		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:i,s:I,s:I,s:I},s:{s:I,s:o}}",
 		"daemon", "lanyard-agent", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
 		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready, "agent",
@@ -406,6 +442,8 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 		"workload_api", "socket", h->socket_path, "serving", g->wapi_ready, "connections",
 		(int)g->ws.conns, "streams", (int)g->ws.streams, "connections_refused",
 		(json_int_t)g->ws.conns_refused,
+		"sds", "streams", (int)g->ws.sds.streams, "responses", (json_int_t)g->ws.sds.responses,
+		"pushes", (json_int_t)g->ws.sds.pushes, "nacks", (json_int_t)g->ws.sds.nacks,
 		"bundle", "sequence", (json_int_t)s->bundle_sequence, "authorities", cas);
 }
 
@@ -432,6 +470,20 @@ static void workload_metrics(struct metrics *m, const struct gathered *g)
 	metrics_single(m, PREFIX "_workload_api_stream_updates_total", METRIC_COUNTER,
 		       "Stream messages sent after the first one (rotations, changes).",
 		       (double)w->updates_sent);
+	metrics_single(m, PREFIX "_sds_streams", METRIC_GAUGE,
+		       "Open Envoy SDS StreamSecrets streams.", w->sds.streams);
+	metrics_single(m, PREFIX "_sds_responses_total", METRIC_COUNTER,
+		       "Envoy SDS DiscoveryResponses sent (streams and FetchSecrets).",
+		       (double)w->sds.responses);
+	metrics_single(m, PREFIX "_sds_pushes_total", METRIC_COUNTER,
+		       "Envoy SDS stream responses caused by a change (rotation, bundle, entries).",
+		       (double)w->sds.pushes);
+	metrics_single(m, PREFIX "_sds_nacks_total", METRIC_COUNTER,
+		       "Envoy SDS requests rejecting the secrets last sent (NACK).",
+		       (double)w->sds.nacks);
+	metrics_single(m, PREFIX "_sds_stale_nonces_total", METRIC_COUNTER,
+		       "Envoy SDS requests ignored for a stale response nonce.",
+		       (double)w->sds.stale_nonces);
 	name = PREFIX "_workload_attestation_duration_seconds";
 	metrics_family(m, name, METRIC_HISTOGRAM, "Time to attest a Workload API caller.");
 	metrics_histogram(m, name, workload_attest_buckets, w->attest_hist, WL_ATTEST_BUCKETS,
@@ -477,7 +529,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 
 	static const enum node_conn_state states[] = {
 		NODE_STATE_STARTING, NODE_STATE_ATTESTING, NODE_STATE_CONNECTED,
-		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN,
+		NODE_STATE_DISCONNECTED, NODE_STATE_NEEDS_TOKEN, NODE_STATE_REFUSED,
 	};
 	const char *name = PREFIX "_server_connection_state";
 	metrics_family(&m, name, METRIC_GAUGE,
@@ -494,7 +546,7 @@ static char *build_metrics(const struct agent_http *h, const struct gathered *g,
 			       "Unix time of the last message from the server.",
 			       (double)ns->last_sync);
 	if (ns->agent_svid_not_after)
-		metrics_single(&m, PREFIX "_agent_svid_expiry_seconds", METRIC_GAUGE,
+		metrics_single(&m, PREFIX "_own_svid_expiry_seconds", METRIC_GAUGE,
 			       "Seconds until the agent's own SVID expires.",
 			       (double)(ns->agent_svid_not_after - g->now));
 
@@ -557,10 +609,29 @@ static void publish_state(struct agent_http *h)
 	snapshot_release(g.snap);
 }
 
+/* Loop thread (the tick): the data directory (where identities are persisted) and descriptors
+ * (the Workload API refuses callers without one). */
+static void probe_resources(struct agent_http *h)
+{
+	char why[512];
+	int64_t now = now_unix();
+	struct procstats ps;
+	procstats_read(&ps);
+	bool ok = health_probe_fds(&ps, why, sizeof(why));
+	health_set(h->health, "descriptors", ok, now, "%s", why);
+	if (!h->data_dir || now < h->next_storage)
+		return;
+	h->next_storage = now + STORAGE_EVERY_S;
+	ok = health_probe_dir(h->data_dir, why, sizeof(why)) == 0;
+	health_set(h->health, "storage", ok, now, "%s",
+		   ok ? "data_dir is writable" : why);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct agent_http *h = t->data;
 	opserver_heartbeat(h->ops);
+	probe_resources(h);
 	publish_state(h);
 }
 
@@ -578,6 +649,8 @@ static void on_closed(uv_handle_t *handle)
 	free(h->trust_domain);
 	free(h->server);
 	free(h->socket_path);
+	free(h->data_dir);
+	health_free(h->health);
 	free(h);
 }
 
@@ -611,6 +684,8 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 	h->trust_domain = xstrdup(cfg->trust_domain ? cfg->trust_domain : "");
 	h->server = agent_config_servers_text(cfg);
 	h->socket_path = xstrdup(cfg->socket_path ? cfg->socket_path : "");
+	h->data_dir = cfg->data_dir ? xstrdup(cfg->data_dir) : NULL;
+	h->health = health_new();
 	h->sync_staleness = cfg->sync_staleness;
 	h->start_time = now_unix();
 	h->sub = svid_cache_subscribe(cache, on_cache_changed, h);

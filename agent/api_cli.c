@@ -397,15 +397,16 @@ static int cmd_watch(struct workload_client *c, const struct opts *o)
 
 static const struct command commands[] = {
 	{"fetch", "x509", OPT_SOCKET | OPT_WRITE | OPT_OUTPUT | OPT_TIMEOUT, cmd_fetch_x509,
-	 "api fetch x509 [--socket PATH] [--write DIR] [--output text|json]"},
+	 "api fetch x509 [--socket PATH] [--write DIR] [--output text|json] [--timeout SECONDS]"},
 	{"fetch", "jwt", OPT_SOCKET | OPT_AUDIENCE | OPT_SPIFFE_ID | OPT_OUTPUT | OPT_TIMEOUT,
 	 cmd_fetch_jwt,
 	 "api fetch jwt --audience AUD [--audience AUD ...] [--spiffe-id ID] [--socket PATH] "
-	 "[--output text|json]"},
+	 "[--output text|json] [--timeout SECONDS]"},
 	{"validate", "jwt", OPT_SOCKET | OPT_AUDIENCE | OPT_SVID | OPT_OUTPUT | OPT_TIMEOUT,
-	 cmd_validate_jwt, "api validate jwt --audience AUD --svid TOKEN [--socket PATH] [--output text|json]"},
+	 cmd_validate_jwt, "api validate jwt --audience AUD --svid TOKEN [--socket PATH] "
+	 "[--output text|json] [--timeout SECONDS]"},
 	{"fetch", "bundles", OPT_SOCKET | OPT_OUTPUT | OPT_TIMEOUT, cmd_fetch_bundles,
-	 "api fetch bundles [--socket PATH] [--output text|json]"},
+	 "api fetch bundles [--socket PATH] [--output text|json] [--timeout SECONDS]"},
 	{"watch", NULL, OPT_SOCKET | OPT_COUNT | OPT_TIMEOUT, cmd_watch,
 	 "api watch [--socket PATH] [--count N] [--timeout SECONDS]"},
 };
@@ -442,6 +443,22 @@ static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 	return true;
 }
 
+/* An argument without "--": SPIRE's single-dash spelling of a flag ("-spiffeID"), or a stray. */
+static void suggest_flag(const struct command *cmd, const char *arg)
+{
+	const char *names[ARRAY_LEN(option_names)];
+	size_t n = 0;
+	for (size_t k = 0; k < ARRAY_LEN(option_names); k++)
+		if (cmd->opts & option_names[k].bit)
+			names[n++] = option_names[k].name;
+	const char *match = spire_flag_suggest(arg, names, n);
+	if (match)
+		fprintf(stderr, "error: unknown flag \"%s\": did you mean --%s? (flags take two "
+				"dashes)\n", arg, match);
+	else
+		fprintf(stderr, "error: unexpected argument \"%s\"\n", arg);
+}
+
 static int parse_opts(const struct command *cmd, int argc, char **argv, struct opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -451,7 +468,7 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, struct o
 		unsigned bit = 0;
 
 		if (strncmp(arg, "--", 2) != 0) {
-			fprintf(stderr, "error: unexpected argument \"%s\"\n", arg);
+			suggest_flag(cmd, arg);
 			return -1;
 		}
 		eq = strchr(arg, '=');
@@ -521,6 +538,28 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, struct o
 	return 0;
 }
 
+/* "api fetch" alone or with --help lists the fetch commands; anything else unknown is an error
+ * with the full list. */
+static int usage_verb(int argc, char **argv)
+{
+	bool known = false, help = argc > 2 && (strcmp(argv[2], "--help") == 0 ||
+						strcmp(argv[2], "-h") == 0);
+	for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+		known |= strcmp(commands[i].verb, argv[1]) == 0;
+	if (known && (argc == 2 || help)) {
+		FILE *f = help ? stdout : stderr;
+		fprintf(f, "usage: lanyard-agent api %s <what>\n\n", argv[1]);
+		for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+			if (strcmp(commands[i].verb, argv[1]) == 0)
+				fprintf(f, "  lanyard-agent %s\n", commands[i].usage);
+		return help ? 0 : 1;
+	}
+	fprintf(stderr, "error: unknown command \"api %s%s%s\"\n\n", argv[1], argc > 2 ? " " : "",
+		argc > 2 ? argv[2] : "");
+	usage(stderr);
+	return 1;
+}
+
 int api_cli_main(int argc, char **argv)
 {
 	const struct command *cmd = NULL;
@@ -542,12 +581,8 @@ int api_cli_main(int argc, char **argv)
 		else if (argc > 2 && strcmp(commands[i].noun, argv[2]) == 0)
 			cmd = &commands[i], used = 3;
 	}
-	if (!cmd) {
-		fprintf(stderr, "error: unknown command \"api %s%s%s\"\n\n", argv[1], argc > 2 ? " " : "",
-			argc > 2 ? argv[2] : "");
-		usage(stderr);
-		return 1;
-	}
+	if (!cmd)
+		return usage_verb(argc, argv);
 	if (argc > used && (strcmp(argv[used], "--help") == 0 || strcmp(argv[used], "-h") == 0)) {
 		printf("usage: lanyard-agent %s\n", cmd->usage);
 		return 0;

@@ -258,7 +258,7 @@ struct attestor *attestor_k8s_new(const struct attestor_k8s_opts *o, char *err, 
 	s->retry_interval_ms = o->retry_interval_ms;
 	s->max_table_age_ms = o->max_table_age_ms;
 	if (o->insecure_skip_verify && strncmp(ko.url, "https://", 8) == 0)
-		log_warn("k8s attestor: the kubelet's certificate at %s is NOT verified "
+		log_warnx("k8s attestor: the kubelet's certificate at %s is NOT verified "
 			 "(kubelet_insecure_skip_verify)",
 			 ko.url);
 	a->ops = &k8s_ops;

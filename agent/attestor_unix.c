@@ -23,6 +23,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "log.h"
+#include "strv.h"
 #include "util.h"
 
 #ifndef SO_PEERPIDFD
@@ -68,26 +69,9 @@ int selector_list_addf(struct selector_list *l, const char *fmt, ...)
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void selector_list_normalize(struct selector_list *l)
 {
-	size_t i, j;
-
-	if (l->n < 2)
-		return;
-	qsort(l->v, l->n, sizeof(*l->v), cmp_str);
-	for (i = 1, j = 0; i < l->n; i++) {
-		if (strcmp(l->v[i], l->v[j]) == 0) {
-			free(l->v[i]);
-			continue;
-		}
-		l->v[++j] = l->v[i];
-	}
-	l->n = j + 1;
+	l->n = strv_sort_unique(l->v, l->n);
 }
 
 void selector_list_free(struct selector_list *l)
@@ -619,7 +603,7 @@ static int path_selectors(struct unix_state *u, const struct caller *c, struct s
 	if (u->sha256_max_size > 0 && st.st_size > u->sha256_max_size) {
 		/* Hashing a huge binary on every call would be a cheap way to exhaust the workers: no
 		 * unix:sha256 selector, so entries that require one do not match. */
-		log_warn("workload: %s (pid %d) is %lld bytes, above sha256_max_size %lld: no "
+		log_warnx("workload: %s (pid %d) is %lld bytes, above sha256_max_size %lld: no "
 			 "unix:sha256 selector",
 			 path, (int)c->pid, (long long)st.st_size, (long long)u->sha256_max_size);
 		close(fd);

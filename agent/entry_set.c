@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "spiffeid.h"
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 
@@ -29,11 +30,6 @@ static __attribute__((format(printf, 3, 4))) void seterr(char *err, size_t errle
 	va_end(ap);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmp_staged(const void *a, const void *b)
 {
 	const struct entry_staged *x = a, *y = b;
@@ -47,12 +43,12 @@ static struct cache_entry *entry_from_proto(const char *trust_domain,
 					    const Lanyard__Node__V1__Entry *p)
 {
 	if (!p->id || !*p->id) {
-		log_warn("ignoring an entry without an id from the server");
+		log_warnx("ignoring an entry without an id from the server");
 		return NULL;
 	}
 	if (!p->spiffe_id || !spiffeid_member_of(p->spiffe_id, trust_domain) ||
 	    spiffeid_validate_leaf(p->spiffe_id, NULL, 0) < 0) {
-		log_warn("ignoring entry \"%s\" from the server: SPIFFE ID \"%s\" is not a workload ID "
+		log_warnx("ignoring entry \"%s\" from the server: SPIFFE ID \"%s\" is not a workload ID "
 			 "of %s",
 			 p->id ? p->id : "", p->spiffe_id ? p->spiffe_id : "", trust_domain);
 		return NULL;
@@ -71,7 +67,7 @@ static struct cache_entry *entry_from_proto(const char *trust_domain,
 		.revision = p->revision,
 	};
 	struct cache_entry *c = cache_entry_dup(&e);
-	qsort(c->selectors, c->n_selectors, sizeof(char *), cmp_str);
+	qsort(c->selectors, c->n_selectors, sizeof(char *), strv_cmp);
 	return c;
 }
 
@@ -225,7 +221,7 @@ enum entry_set_change entry_set_apply(struct entry_set *s, const char *trust_dom
 	char **rm = xcalloc(m->n_removed_ids + 1, sizeof(char *));
 	for (size_t i = 0; i < m->n_removed_ids; i++)
 		rm[i] = m->removed_ids[i];
-	qsort(rm, m->n_removed_ids, sizeof(char *), cmp_str);
+	qsort(rm, m->n_removed_ids, sizeof(char *), strv_cmp);
 	merge(s, ups, cnt, rm, m->n_removed_ids, false);
 	free(rm);
 	free(ups);
@@ -278,7 +274,7 @@ bool entry_set_plan(struct entry_set *s, int64_t now, bool synced, int64_t *next
 	for (size_t i = 0; i < s->n; i++) {
 		struct entry_slot *w = &s->slots[i];
 		if (w->svid && w->svid->not_after <= now) {
-			log_warn("X509-SVID %s of entry %s expired before it could be renewed",
+			log_warnx("X509-SVID %s of entry %s expired before it could be renewed",
 				 w->svid->spiffe_id, w->e->id);
 			drop_svid(w);
 			dropped = true;

@@ -269,7 +269,7 @@ static void signal_process(struct helper *h)
 		int r = file_read_all(c->pid_file, 64, &buf, &len);
 
 		if (r < 0) {
-			log_warn("cannot read pid_file %s: %s", c->pid_file, strerror(-r));
+			log_warnx("cannot read pid_file %s: %s", c->pid_file, strerror(-r));
 			return;
 		}
 		errno = 0;
@@ -277,14 +277,14 @@ static void signal_process(struct helper *h)
 		while (*end == '\n' || *end == ' ' || *end == '\r')
 			end++;
 		if (errno || end == (char *)buf || *end || pid <= 0 || pid > INT_MAX) {
-			log_warn("pid_file %s does not hold a pid", c->pid_file);
+			log_warnx("pid_file %s does not hold a pid", c->pid_file);
 			free(buf);
 			return;
 		}
 		free(buf);
 	}
 	if (kill((pid_t)pid, h->sig) < 0)
-		log_warn("cannot send %s to pid %ld: %s", c->signal_name, pid, strerror(errno));
+		log_warn("cannot send %s to pid %ld", c->signal_name, pid);
 	else
 		log_info("sent %s to pid %ld", c->signal_name, pid);
 }
@@ -344,9 +344,9 @@ static void run_cmd(struct helper *h)
 	else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		log_info("cmd succeeded");
 	else if (WIFEXITED(st))
-		log_warn("cmd exited with status %d", WEXITSTATUS(st));
+		log_warnx("cmd exited with status %d", WEXITSTATUS(st));
 	else
-		log_warn("cmd killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+		log_warnx("cmd killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
 /* ---- writing ---- */
@@ -425,8 +425,10 @@ static int apply(struct helper *h, const struct workload_x509_context *x, char *
 	h->cert = r.cert;
 	h->key = r.key;
 	h->bundle = r.bundle;
-	log_info("wrote %s serial %s (expires %lld) to %s", r.spiffe_id, r.serial,
-		 (long long)r.not_after, c->cert_path);
+	char expires[32];
+	time_format_rfc3339(r.not_after, expires, sizeof(expires));
+	log_info("wrote %s serial %s (expires %s) to %s", r.spiffe_id, r.serial, expires,
+		 c->cert_path);
 	if (c->pid || c->pid_file)
 		signal_process(h);
 	if (c->cmd)
@@ -448,7 +450,7 @@ static void problem(struct helper *h, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (h->healthy)
-		log_warn("%s; keeping the current files and retrying", msg);
+		log_warnx("%s; keeping the current files and retrying", msg);
 	else
 		log_debug("%s", msg);
 	h->healthy = false;

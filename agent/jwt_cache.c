@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "grpc.h"
+#include "strv.h"
 #include "util.h"
 
 #define JWT_CACHE_MAX 4096
@@ -21,11 +22,6 @@ struct jwt_cache {
 	struct cached *v;
 	size_t n;
 };
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static void wipe_free(char *s)
 {
@@ -56,7 +52,7 @@ struct jwt_req *jwt_cache_req_new(const char *entry_id, char *const *audience, s
 	for (size_t i = 0; i < n_audience; i++)
 		r->aud[i] = xstrdup(audience[i]);
 	r->n_aud = n_audience;
-	qsort(r->aud, r->n_aud, sizeof(char *), cmp_str);
+	qsort(r->aud, r->n_aud, sizeof(char *), strv_cmp);
 	r->key = jwt_cache_key(r->entry_id, r->aud, r->n_aud);
 	r->cb = cb;
 	r->ud = ud;

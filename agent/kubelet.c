@@ -311,7 +311,7 @@ int kubelet_pods_parse(const char *json, size_t len, struct kubelet_pods **out, 
 				if (ctrs[j].pod != ctrs[i].pod)
 					conflict = true;
 			if (conflict) {
-				log_warn("kubelet: container %s is listed in several pods: ignored",
+				log_warnx("kubelet: container %s is listed in several pods: ignored",
 					 ctrs[i].id);
 				continue;
 			}

@@ -35,6 +35,7 @@ struct agent {
 	uv_signal_t sigterm, sigint;
 	int lock_fd;
 	bool stopping;
+	bool refused; /* the server refused the agent for good: exit 1 */
 };
 
 static void close_handle(uv_handle_t *h)
@@ -66,6 +67,17 @@ static void on_signal(uv_signal_t *sig, int signum)
 	struct agent *a = sig->data;
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	shutdown_agent(a);
+}
+
+/* A permanent refusal ends the agent with status 1 and the reason, so a service manager shows
+ * it failed instead of a unit that looks active but will never get an identity. Stopping the
+ * loop defers the shutdown out of the node client's own callback. */
+static void on_refused(void *ud, const char *reason)
+{
+	struct agent *a = ud;
+	log_error("the server refused this agent for good, exiting: %s", reason);
+	a->refused = true;
+	uv_stop(&a->loop);
 }
 
 /* One agent per data_dir: two would overwrite each other's state. */
@@ -111,6 +123,8 @@ static int start_workload_api(struct agent *a, char *err, size_t errlen)
 		.proc_root = c->proc_root,
 		.attestors = extra,
 		.n_attestors = n_extra,
+		.sds_names = {c->sds_default_name, c->sds_default_bundle_name,
+			      c->sds_default_all_bundles_name},
 	};
 	return workload_api_start_opts(&a->loop, &o, a->cache, a->nc, &a->wl, err, errlen);
 }
@@ -256,7 +270,7 @@ static int cmd_run(int argc, char **argv)
 	log_setup(log_level_parse(a->cfg.log_level), strcmp(a->cfg.log_format, "json") == 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (ra.token_on_argv)
-		log_warn("the join token was given with --join-token: it was visible to every local "
+		log_warnx("the join token was given with --join-token: it was visible to every local "
 			 "user until now (wiped from the command line at start); use "
 			 "--join-token-file FILE (0600) or " TOKEN_ENV " instead");
 
@@ -280,12 +294,18 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	if (start_workload_api(a, err, sizeof(err)) < 0) {
-		log_error("Workload API: %s", err);
+		log_error("Workload API on socket_path %s: %s", a->cfg.socket_path, err);
 		goto out;
 	}
 	if (agent_http_start(&a->loop, &a->cfg, a->cache, a->nc, a->wl, &a->http, err,
 			     sizeof(err)) < 0) {
-		log_error("operator endpoint: %s", err);
+		log_error("operator endpoint on http_address:http_port %s:%lld: %s",
+			  a->cfg.http_address, (long long)a->cfg.http_port, err);
+		goto out;
+	}
+	node_client_on_refused(a->nc, on_refused, a);
+	if (node_client_run(a->nc, err, sizeof(err)) < 0) {
+		log_error("%s", err);
 		goto out;
 	}
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
@@ -296,8 +316,9 @@ static int cmd_run(int argc, char **argv)
 		 LANYARD_VERSION, a->cfg.trust_domain, servers, a->cfg.socket_path);
 	free(servers);
 	uv_run(&a->loop, UV_RUN_DEFAULT);
-	log_info("lanyard-agent stopped");
-	ret = 0;
+	ret = a->refused ? 1 : 0;
+	if (!ret)
+		log_info("lanyard-agent stopped");
 out:
 	if (loop_ready) {
 		shutdown_agent(a);

@@ -66,6 +66,7 @@ enum outcome {
 	OUT_RETRY,     /* transport or server trouble: back off and try again */
 	OUT_RECONNECT, /* new credentials: connect again at once */
 	OUT_DENIED,    /* the server no longer knows this agent: its identity is gone */
+	OUT_REFUSED,   /* refused for good (bad join token, banned): the agent must exit */
 };
 
 struct node_client {
@@ -94,6 +95,9 @@ struct node_client {
 
 	/* Loop thread only. */
 	struct jwt_cache *jwt_cache;
+	node_refused_cb on_refused;
+	void *refused_ud;
+	bool refusal_reported;
 
 	/* Sync thread only (and node_client_start before the thread exists). */
 	char last_logged[256];
@@ -192,6 +196,8 @@ const char *node_state_name(enum node_conn_state s)
 		return "disconnected";
 	case NODE_STATE_NEEDS_TOKEN:
 		return "needs_token";
+	case NODE_STATE_REFUSED:
+		return "refused";
 	}
 	return "unknown";
 }
@@ -227,6 +233,8 @@ static void set_state(struct node_client *n, enum node_conn_state s, const char 
 	}
 	snprintf(n->last_logged, sizeof(n->last_logged), "%s", msg);
 	switch (s) {
+	case NODE_STATE_REFUSED:
+		break;
 	case NODE_STATE_NEEDS_TOKEN:
 		log_error("agent needs a join token: %s", msg);
 		break;
@@ -235,7 +243,7 @@ static void set_state(struct node_client *n, enum node_conn_state s, const char 
 		if (server_conn_candidates(n->conn) > 1)
 			log_debug("server %s unavailable: %s", server_conn_current(n->conn), msg);
 		else
-			log_warn("server %s unavailable, serving cached SVIDs and retrying: %s",
+			log_warnx("server %s unavailable, serving cached SVIDs and retrying: %s",
 				 server_conn_current(n->conn), msg);
 		break;
 	default:
@@ -544,6 +552,35 @@ static int save_identity(struct node_client *n)
 	return r;
 }
 
+/* Whether the server's refusal is final, so that retrying cannot help and the agent exits with
+ * the reason (under a service manager a retrying agent looks healthy): a join token the server
+ * rejected (unknown, used, expired: a token never becomes valid again) and a banned agent.
+ * Everything else (transport errors, an unavailable server, a refused projected service account
+ * token, which the kubelet replaces) is retried with backoff. The server says "banned" in the
+ * message only, as eviction shares PERMISSION_DENIED. */
+static bool is_banned(int status, const char *msg)
+{
+	return status == GRPC_STATUS_PERMISSION_DENIED && strstr(msg, " is banned");
+}
+
+static bool attestation_refused_for_good(const struct node_client *n, int status, const char *msg)
+{
+	return is_banned(status, msg) ||
+	       (!n->psat && (status == GRPC_STATUS_PERMISSION_DENIED ||
+			     status == GRPC_STATUS_INVALID_ARGUMENT ||
+			     status == GRPC_STATUS_UNAUTHENTICATED));
+}
+
+/* The outcome of a PERMISSION_DENIED from a call made with the agent SVID: evicted (attest again)
+ * or banned (for good). */
+static int denied_outcome(struct node_client *n, const char *msg)
+{
+	if (!is_banned(GRPC_STATUS_PERMISSION_DENIED, msg))
+		return OUT_DENIED;
+	set_state(n, NODE_STATE_REFUSED, "%s", msg);
+	return OUT_REFUSED;
+}
+
 static int attest(struct node_client *n)
 {
 	char err[512];
@@ -581,6 +618,12 @@ static int attest(struct node_client *n)
 			     &lanyard__node__v1__attest_response__descriptor, &resp, &status, err,
 			     sizeof(err)) < 0) {
 		set_state(n, NODE_STATE_DISCONNECTED, "attestation call failed: %s", err);
+		goto out;
+	}
+	if (status != GRPC_STATUS_OK && attestation_refused_for_good(n, status, err)) {
+		set_state(n, NODE_STATE_REFUSED, "the server refused node attestation with %s: %s: %s",
+			  how, grpc_status_name(status), err);
+		rc = OUT_REFUSED;
 		goto out;
 	}
 	if (status != GRPC_STATUS_OK) {
@@ -657,7 +700,7 @@ static int renew_agent(struct node_client *n)
 	}
 	if (status == GRPC_STATUS_PERMISSION_DENIED) {
 		log_error("the server refused to renew the agent SVID: %s", err);
-		rc = OUT_DENIED;
+		rc = denied_outcome(n, err);
 		goto out;
 	}
 	if (status != GRPC_STATUS_OK) {
@@ -717,7 +760,7 @@ static int sign_batch(struct node_client *n)
 	entry_set_batch_sent(b);
 	if (status == GRPC_STATUS_PERMISSION_DENIED) {
 		log_error("the server refused to sign for this agent: %s", err);
-		rc = OUT_DENIED;
+		rc = denied_outcome(n, err);
 		goto out;
 	}
 	if (status == GRPC_STATUS_UNAVAILABLE) {
@@ -871,7 +914,7 @@ static int read_stream(struct node_client *n, struct grpc_stream *stream, int ti
 		if (r == 2) {
 			if (status == GRPC_STATUS_PERMISSION_DENIED) {
 				log_error("the server ended the entry stream: %s", err);
-				return OUT_DENIED;
+				return denied_outcome(n, err);
 			}
 			set_state(n, NODE_STATE_DISCONNECTED, "the server ended the entry stream: %s: %s",
 				  grpc_status_name(status), err);
@@ -999,7 +1042,7 @@ static void back_off(struct node_client *n)
 			n->st.failovers++;
 			pthread_mutex_unlock(&n->mu);
 			note_server(n);
-			log_warn("server failover: %s -> %s (%s); serving cached SVIDs, next attempt in "
+			log_warnx("server failover: %s -> %s (%s); serving cached SVIDs, next attempt in "
 				 "%lld ms",
 				 from, server_conn_current(n->conn), why, (long long)ms);
 		}
@@ -1036,6 +1079,10 @@ static void *thread_main(void *arg)
 		n->connected = false;
 		if (rc == OUT_STOP)
 			break;
+		if (rc == OUT_REFUSED) {
+			uv_async_send(n->async);
+			break;
+		}
 		if (rc == OUT_DENIED) {
 			log_error("the server no longer accepts agent %s (evicted or banned): "
 				  "dropping its identity",
@@ -1072,11 +1119,30 @@ static void deliver_done(struct node_client *n)
 	}
 }
 
+/* Tells the owner, once, that the server refused the agent for good. */
+static void report_refusal(struct node_client *n)
+{
+	struct node_status st;
+	node_client_status(n, &st);
+	if (st.state != NODE_STATE_REFUSED || n->refusal_reported || !n->on_refused)
+		return;
+	n->refusal_reported = true;
+	n->on_refused(n->refused_ud, st.last_error);
+}
+
 static void on_async(uv_async_t *h)
 {
 	struct node_client *n = h->data;
-	if (n)
-		deliver_done(n);
+	if (!n)
+		return;
+	deliver_done(n);
+	report_refusal(n);
+}
+
+void node_client_on_refused(struct node_client *n, node_refused_cb cb, void *ud)
+{
+	n->on_refused = cb;
+	n->refused_ud = ud;
 }
 
 static void on_async_closed(uv_handle_t *h)
@@ -1203,7 +1269,7 @@ static int adopt_persisted(struct node_client *n, struct persist_data *pd, char 
 			lkey_free(k);
 			log_error("ignoring the persisted agent identity in %s: %s", n->data_dir, why);
 		} else if (n->agent_not_after <= now_unix()) {
-			log_warn("the persisted agent SVID %s has expired", n->agent_id);
+			log_warnx("the persisted agent SVID %s has expired", n->agent_id);
 		} else {
 			log_info("loaded agent identity %s from %s", n->agent_id, n->data_dir);
 		}
@@ -1255,7 +1321,7 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 				seterr(err, errlen, "%s", why);
 				goto out;
 			}
-			log_warn("%s; using the bundle persisted in %s", why, n->data_dir);
+			log_warnx("%s; using the bundle persisted in %s", why, n->data_dir);
 		}
 	}
 	if (!n->bundle && !n->boot_roots && !n->insecure_bootstrap) {
@@ -1280,18 +1346,6 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 		valid += n->es.slots[i].svid != NULL;
 	log_info("loaded %zu entries and %zu valid X509-SVIDs from %s", n->es.n, valid, n->data_dir);
 	n->last_persist_us = now_mono_us();
-
-	/* The sync thread takes no signals: they belong to the loop thread. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int r = pthread_create(&n->thread, NULL, thread_main, n);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
-		seterr(err, errlen, "cannot start the sync thread: %s", strerror(r));
-		goto out;
-	}
-	n->thread_started = true;
 	*out = n;
 	ret = 0;
 out:
@@ -1308,6 +1362,22 @@ out:
 		free_client(n);
 	}
 	return ret;
+}
+
+int node_client_run(struct node_client *n, char *err, size_t errlen)
+{
+	/* The sync thread takes no signals: they belong to the loop thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_create(&n->thread, NULL, thread_main, n);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		seterr(err, errlen, "cannot start the sync thread: %s", strerror(r));
+		return -1;
+	}
+	n->thread_started = true;
+	return 0;
 }
 
 void node_client_stop(struct node_client *n)

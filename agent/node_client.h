@@ -17,9 +17,13 @@ struct agent_config;
 struct node_client;
 
 /* Loads persisted state from cfg->data_dir and publishes it at once (so a restarted agent
- * serves its still-valid SVIDs before the server answers), then starts the sync thread. */
+ * serves its still-valid SVIDs before the server answers). Nothing talks to the server until
+ * node_client_run(). */
 int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, uv_loop_t *loop,
 		      struct node_client **out, char *err, size_t errlen);
+/* Starts the sync thread (attestation, entry stream, rotation). The agent calls it once its
+ * listeners are bound, so an agent that cannot serve never spends its join token. 0 or -1. */
+int node_client_run(struct node_client *n, char *err, size_t errlen);
 /* Stops the thread (closes its connection), flushes state, frees. Call on the loop thread. */
 void node_client_stop(struct node_client *n);
 
@@ -32,12 +36,19 @@ typedef void (*node_jwt_cb)(void *ud, int status, const char *token, const char 
 int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *const *audience,
 			  size_t n_audience, node_jwt_cb cb, void *ud);
 
+/* The server refused the agent for good (its join token was rejected, or it is banned): the
+ * sync thread has ended and will not retry. Runs once, on the loop thread; reason says why. */
+typedef void (*node_refused_cb)(void *ud, const char *reason);
+/* Call before the loop runs (the callback runs from it). */
+void node_client_on_refused(struct node_client *n, node_refused_cb cb, void *ud);
+
 enum node_conn_state {
 	NODE_STATE_STARTING = 0,
 	NODE_STATE_ATTESTING,
 	NODE_STATE_CONNECTED,     /* stream open, in sync */
 	NODE_STATE_DISCONNECTED,  /* retrying with backoff */
 	NODE_STATE_NEEDS_TOKEN,   /* SVID expired or agent evicted, and no usable join token */
+	NODE_STATE_REFUSED,       /* refused for good (join token rejected, agent banned) */
 };
 
 struct node_status {

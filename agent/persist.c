@@ -14,6 +14,7 @@
 #include "keys.h"
 #include "log.h"
 #include "spiffeid.h"
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 
@@ -64,18 +65,18 @@ static enum file_verdict check_file(const char *path, bool private, char *err, s
 		return FILE_REFUSE;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		log_warn("discarding %s: not a regular file; what it held will be fetched anew",
+		log_warnx("discarding %s: not a regular file; what it held will be fetched anew",
 			 path);
 		return FILE_DISCARD;
 	}
 	if (st.st_uid != geteuid()) {
-		log_warn("discarding %s: owned by uid %u, not by this agent (uid %u); what it held "
+		log_warnx("discarding %s: owned by uid %u, not by this agent (uid %u); what it held "
 			 "will be fetched anew",
 			 path, (unsigned)st.st_uid, (unsigned)geteuid());
 		return FILE_DISCARD;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		log_warn("discarding %s: mode %04o lets group or others write it; what it held "
+		log_warnx("discarding %s: mode %04o lets group or others write it; what it held "
 			 "will be fetched anew",
 			 path, (unsigned)(st.st_mode & 07777));
 		return FILE_DISCARD;
@@ -247,11 +248,6 @@ static json_t *strv_json(char *const *v, size_t n)
 	return a;
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmp_entry(const void *a, const void *b)
 {
 	return strcmp((*(struct cache_entry *const *)a)->id, (*(struct cache_entry *const *)b)->id);
@@ -283,7 +279,7 @@ static struct cache_entry *entry_from_json(json_t *o)
 		cache_entry_free(e);
 		return NULL;
 	}
-	qsort(e->selectors, e->n_selectors, sizeof(char *), cmp_strp);
+	qsort(e->selectors, e->n_selectors, sizeof(char *), strv_cmp);
 	return e;
 }
 
@@ -401,7 +397,7 @@ static struct svid *state_svid(json_t *o, const struct cache_entry *e, const cha
 		return NULL;
 	struct svid *v = json_is_object(so) ? svid_from_json(so, e) : NULL;
 	if (!v) {
-		log_warn("%s: discarding the SVID of entry %s: malformed; it will be fetched anew",
+		log_warnx("%s: discarding the SVID of entry %s: malformed; it will be fetched anew",
 			 name, e->id);
 		return NULL;
 	}
@@ -411,7 +407,7 @@ static struct svid *state_svid(json_t *o, const struct cache_entry *e, const cha
 			log_info("%s: the SVID of entry %s has expired; it will be fetched anew",
 				 name, e->id);
 		else
-			log_warn("%s: discarding the SVID of entry %s: %s; it will be fetched anew",
+			log_warnx("%s: discarding the SVID of entry %s: %s; it will be fetched anew",
 				 name, e->id, why);
 		svid_unref(v);
 		return NULL;
@@ -549,7 +545,7 @@ static int load_agent(const char *dir, int64_t now, struct persist_data *d, char
 	if (d->agent_chain &&
 	    verify_chain_key(d->agent_chain, d->agent_chain_len, d->agent_key, d->agent_key_len,
 			     NULL, d->bundle, d->bundle_len, now, &info, why, sizeof(why)) < 0) {
-		log_warn("discarding the persisted agent SVID in %s: %s; the agent attests anew",
+		log_warnx("discarding the persisted agent SVID in %s: %s; the agent attests anew",
 			 path, why);
 		free(d->agent_chain);
 		d->agent_chain = NULL;

@@ -20,6 +20,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "spiffeid.h"
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 #include "keys.h"
@@ -211,11 +212,6 @@ void server_endpoints_free(struct server_endpoint *eps, size_t n)
 
 /* ---- candidates ---- */
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void add_candidate(struct candidate **cands, size_t *n, const char *addr, int port,
 			  const char *name)
 {
@@ -251,7 +247,7 @@ static size_t addrinfo_texts(const struct addrinfo *res, char ***out)
 		(*out)[n++] = xstrdup(text);
 	}
 	if (n)
-		qsort(*out, n, sizeof(char *), cmp_str);
+		qsort(*out, n, sizeof(char *), strv_cmp);
 	return n;
 }
 
@@ -538,7 +534,7 @@ int server_conn_open(struct server_conn *c, const uint8_t *roots, size_t roots_l
 	if (!ctx)
 		return -1;
 	if (insecure)
-		log_warn("INSECURE BOOTSTRAP: connecting to %s WITHOUT checking the server's "
+		log_warnx("INSECURE BOOTSTRAP: connecting to %s WITHOUT checking the server's "
 			 "certificate (insecure_bootstrap is set). Anyone on the path can impersonate "
 			 "the server. Use trust_bundle_path outside of tests.",
 			 k->label);
@@ -678,7 +674,7 @@ int server_conn_decode_bundle(const struct server_conn *c, const Lanyard__Node__
 	for (size_t i = 0; ks && i < b->n_jwt_authorities; i++) {
 		const Lanyard__Node__V1__JWTKey *k = b->jwt_authorities[i];
 		if (jwks_add(ks, k->kid, k->public_key.data, k->public_key.len) < 0)
-			log_warn("ignoring JWT authority \"%s\" of the bundle: unusable key", k->kid);
+			log_warnx("ignoring JWT authority \"%s\" of the bundle: unusable key", k->kid);
 	}
 	char *jwt = ks ? jwks_to_json(ks) : NULL;
 	jwks_free(ks);

@@ -37,11 +37,13 @@
 #include "log.h"
 #include "node_client.h"
 #include "pbstruct.h"
+#include "sds.h"
 #include "spiffeid.h"
 #include "svid_cache.h"
 #include "unix_socket.h"
 #include "util.h"
 
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "health.pb-c.h"
 #include "workload.pb-c.h"
 
@@ -138,6 +140,11 @@ struct wcall {
 	uint8_t digest[DIGEST_LEN];
 	struct selset *sel;
 
+	/* SDS: the stream once attested; before that, the latest message that came early. */
+	struct sds_stream *sds;
+	uint8_t *early;
+	size_t early_len;
+
 	/* FetchJWTSVID. */
 	struct snapshot *jwt_snap;
 	struct jwt_slot *slots;
@@ -150,6 +157,7 @@ struct workload_api {
 	struct svid_cache *cache;
 	struct cache_sub *sub;
 	struct node_client *nc;
+	struct sds *sds;
 	struct grpc_server *server;
 	struct attestor **attestors; /* the unix attestor first */
 	size_t n_attestors;
@@ -187,6 +195,8 @@ static const char *const method_names[WL_METHOD_COUNT] = {
 	[WL_METHOD_FETCH_JWT_BUNDLES] = "FetchJWTBundles",
 	[WL_METHOD_VALIDATE_JWT_SVID] = "ValidateJWTSVID",
 	[WL_METHOD_HEALTH_CHECK] = "HealthCheck",
+	[WL_METHOD_SDS_STREAM] = "StreamSecrets",
+	[WL_METHOD_SDS_FETCH] = "FetchSecrets",
 };
 
 const char *workload_method_name(int method)
@@ -238,13 +248,11 @@ static void finish_now(struct workload_api *w, struct grpc_call *call, enum work
 
 static uint64_t selset_hash(char *const *v, size_t n)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = FNV1A_INIT;
 
-	for (size_t i = 0; i < n; i++) {
-		for (const char *p = v[i]; *p; p++)
-			h = (h ^ (uint8_t)*p) * 1099511628211ull;
-		h = (h ^ 0xff) * 1099511628211ull;
-	}
+	/* 0xff never occurs in UTF-8: it separates the selectors. */
+	for (size_t i = 0; i < n; i++)
+		h = fnv1a(fnv1a_str(h, v[i]), "\xff", 1);
 	return h;
 }
 
@@ -356,6 +364,7 @@ static void wcall_unref(struct wcall *c)
 		free(c->slots[i].message);
 	}
 	free(c->slots);
+	free(c->early);
 	snapshot_release(c->jwt_snap);
 	wconn_unref(c->conn);
 	grpc_call_unref(c->call);
@@ -391,6 +400,14 @@ static void stream_link(struct wcall *c)
 	w->stats.streams++;
 }
 
+/* The outcome of a call the client ended: a stream that delivered its answer and was then closed
+ * by the client (what every SPIFFE library does once it has its SVID) is counted as the OK it
+ * saw; a client that left before any answer cancelled. */
+static int client_closed_outcome(const struct wcall *c)
+{
+	return c->sent ? GRPC_STATUS_OK : GRPC_STATUS_CANCELLED;
+}
+
 static void wcall_finish(struct wcall *c, int status, const char *message)
 {
 	if (c->finished || c->closed)
@@ -398,7 +415,7 @@ static void wcall_finish(struct wcall *c, int status, const char *message)
 	c->finished = true;
 	/* A refused finish means the transport closed the call first. */
 	count(c->w, c->method,
-	      grpc_call_finish(c->call, status, message) == 0 ? status : GRPC_STATUS_CANCELLED);
+	      grpc_call_finish(c->call, status, message) == 0 ? status : client_closed_outcome(c));
 }
 
 /* ---- why a caller got nothing ---- */
@@ -481,10 +498,14 @@ static void explain_denial(struct wcall *c)
 		}
 		append(why, sizeof(why), &pos, "]");
 	}
-	log_warn("workload: %s denied: no entry matches pid %d uid %u gid %u; selectors: [%s]; "
-		 "%zu entries; closest: %s",
-		 workload_method_name(c->method), (int)cl->pid, (unsigned)cl->uid, (unsigned)cl->gid,
-		 sel, snap->n_entries, n_best ? why : "none");
+	log_event(LOG_LEVEL_WARN,
+		  LOG_FIELDS(LOG_STR("method", workload_method_name(c->method)),
+			     LOG_INT("pid", cl->pid), LOG_INT("uid", cl->uid), LOG_INT("gid", cl->gid),
+			     LOG_STR("selectors", sel)),
+		  "workload: %s denied: no entry matches pid %d uid %u gid %u; selectors: [%s]; "
+		  "%zu entries; closest: %s",
+		  workload_method_name(c->method), (int)cl->pid, (unsigned)cl->uid, (unsigned)cl->gid,
+		  sel, snap->n_entries, n_best ? why : "none");
 }
 
 /* ---- answers ---- */
@@ -659,7 +680,7 @@ static void jwt_complete(struct wcall *c)
 		return;
 	for (size_t i = 0; i < c->n_slots; i++) {
 		if (c->slots[i].status != GRPC_STATUS_OK) {
-			log_warn("workload: JWT-SVID for entry %s: %s: %s", c->slots[i].entry_id,
+			log_warnx("workload: JWT-SVID for entry %s: %s: %s", c->slots[i].entry_id,
 				 grpc_status_name(c->slots[i].status),
 				 c->slots[i].message ? c->slots[i].message : "");
 			wcall_finish(c, c->slots[i].status,
@@ -761,8 +782,12 @@ static void handle_fetch_jwt(struct wcall *c)
 		n++;
 	}
 	if (n == 0) {
-		log_warn("workload: pid %d asked for a JWT-SVID for %s, which it is not entitled to",
-			 (int)c->conn->caller.pid, req->spiffe_id);
+		log_event(LOG_LEVEL_WARN,
+			  LOG_FIELDS(LOG_INT("pid", c->conn->caller.pid),
+				     LOG_INT("uid", c->conn->caller.uid),
+				     LOG_STR("spiffe_id", req->spiffe_id)),
+			  "workload: pid %d asked for a JWT-SVID for %s, which it is not entitled to",
+			  (int)c->conn->caller.pid, req->spiffe_id);
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY " for the requested SPIFFE ID");
 		return;
 	}
@@ -852,6 +877,49 @@ static void handle_validate_jwt(struct wcall *c)
 	jwt_claims_free(&claims);
 }
 
+/* ---- Envoy SDS: attested here, served by sds.c ---- */
+
+static void sds_finish(void *ud, int status, const char *message)
+{
+	wcall_finish(ud, status, message);
+}
+
+static void handle_sds(struct wcall *c)
+{
+	struct sds_caller who = {.pid = c->conn->caller.pid, .uid = c->conn->caller.uid,
+				 .selectors = c->sel->v, .n_selectors = c->sel->n,
+				 .finish = sds_finish, .finish_ud = c};
+
+	if (c->sel->n_match == 0) {
+		explain_denial(c);
+		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY);
+		return;
+	}
+	c->sds = sds_open(c->w->sds, c->call, c->method == WL_METHOD_SDS_STREAM, &who, c->req);
+	if (c->sds && c->early)
+		sds_message(c->sds, c->early, c->early_len);
+	free(c->early);
+	c->early = NULL;
+}
+
+static void on_sds_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct wcall *c = grpc_call_data(call);
+
+	if (!c || c->finished)
+		return;
+	if (c->sds) {
+		sds_message(c->sds, msg, len);
+		return;
+	}
+	/* Still attesting: state of the world, so only the latest request matters. */
+	free(c->early);
+	c->early = malloc(len ? len : 1);
+	c->early_len = c->early ? len : 0;
+	if (c->early)
+		memcpy(c->early, msg, len);
+}
+
 /* ---- attestation ---- */
 
 /* Threadpool: reads /proc through the pinned fd (and hashes the binary when configured), then
@@ -882,9 +950,13 @@ static void attest_done(uv_work_t *req, int status)
 	if (w->stopping || c->closed || c->finished)
 		goto out;
 	if (status != 0 || j->rc != 0) {
-		log_warn("workload: %s from pid %d uid %u refused: %s", workload_method_name(c->method),
-			 (int)c->conn->caller.pid, (unsigned)c->conn->caller.uid,
-			 status ? uv_strerror(status) : j->err);
+		log_event(LOG_LEVEL_WARN,
+			  LOG_FIELDS(LOG_STR("method", workload_method_name(c->method)),
+				     LOG_INT("pid", c->conn->caller.pid),
+				     LOG_INT("uid", c->conn->caller.uid)),
+			  "workload: %s from pid %d uid %u refused: %s",
+			  workload_method_name(c->method), (int)c->conn->caller.pid,
+			  (unsigned)c->conn->caller.uid, status ? uv_strerror(status) : j->err);
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED,
 			     status ? "attestation cancelled" : j->err);
 		goto out;
@@ -907,6 +979,10 @@ static void attest_done(uv_work_t *req, int status)
 		break;
 	case WL_METHOD_VALIDATE_JWT_SVID:
 		handle_validate_jwt(c);
+		break;
+	case WL_METHOD_SDS_STREAM:
+	case WL_METHOD_SDS_FETCH:
+		handle_sds(c);
 		break;
 	default:
 		wcall_finish(c, GRPC_STATUS_UNIMPLEMENTED, NULL);
@@ -949,6 +1025,8 @@ static const ProtobufCMessageDescriptor *const request_desc[WL_METHOD_COUNT] = {
 	[WL_METHOD_FETCH_JWT_SVID] = &jwtsvidrequest__descriptor,
 	[WL_METHOD_FETCH_JWT_BUNDLES] = &jwtbundles_request__descriptor,
 	[WL_METHOD_VALIDATE_JWT_SVID] = &validate_jwtsvidrequest__descriptor,
+	[WL_METHOD_SDS_STREAM] = &envoy__service__discovery__v3__discovery_request__descriptor,
+	[WL_METHOD_SDS_FETCH] = &envoy__service__discovery__v3__discovery_request__descriptor,
 };
 
 /* Checks that need no attestation; returns a status and message, OK to go on. */
@@ -1008,7 +1086,8 @@ static void workload_request(struct grpc_call *call, enum workload_method m, con
 		finish_now(w, call, m, GRPC_STATUS_UNAVAILABLE, "the agent is shutting down");
 		return;
 	}
-	if (!hdr || strcmp(hdr, "true") != 0) {
+	/* Envoy sends no security header: SPIRE requires it on the Workload API only. */
+	if (m != WL_METHOD_SDS_STREAM && m != WL_METHOD_SDS_FETCH && (!hdr || strcmp(hdr, "true") != 0)) {
 		finish_now(w, call, m, GRPC_STATUS_INVALID_ARGUMENT,
 			   "security header missing from request");
 		return;
@@ -1110,6 +1189,16 @@ static void on_validate_jwt_svid(struct grpc_call *call, const uint8_t *msg, siz
 	workload_request(call, WL_METHOD_VALIDATE_JWT_SVID, msg, len);
 }
 
+static void on_stream_secrets(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	workload_request(call, WL_METHOD_SDS_STREAM, msg, len);
+}
+
+static void on_fetch_secrets(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	workload_request(call, WL_METHOD_SDS_FETCH, msg, len);
+}
+
 static void on_health_check(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct workload_api *w = api_of(call);
@@ -1146,6 +1235,12 @@ static const struct grpc_method methods[] = {
 	 .on_request = on_fetch_jwt_bundles},
 	{.path = "/SpiffeWorkloadAPI/ValidateJWTSVID", .on_request = on_validate_jwt_svid},
 	{.path = "/grpc.health.v1.Health/Check", .on_request = on_health_check},
+	/* DeltaSecrets is not listed: the server answers it UNIMPLEMENTED. */
+	{.path = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets",
+	 .server_streaming = true, .client_streaming = true, .on_request = on_stream_secrets,
+	 .on_message = on_sds_message},
+	{.path = "/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets",
+	 .on_request = on_fetch_secrets},
 };
 
 static void on_call_closed(struct grpc_call *call)
@@ -1156,10 +1251,12 @@ static void on_call_closed(struct grpc_call *call)
 		return;
 	grpc_call_set_data(call, NULL);
 	c->closed = true;
+	sds_closed(c->sds);
+	c->sds = NULL;
 	if (!c->finished) {
 		/* The client went away (cancel, deadline, disconnect). */
 		c->finished = true;
-		count(c->w, c->method, GRPC_STATUS_CANCELLED);
+		count(c->w, c->method, client_closed_outcome(c));
 	}
 	stream_unlink(c);
 	wcall_unref(c);
@@ -1207,7 +1304,7 @@ static void refusals_flush(struct workload_api *w, uint64_t now)
 	if (!r->since_ms || now - r->since_ms < REFUSAL_LOG_INTERVAL_MS)
 		return;
 	if (r->suppressed)
-		log_warn("workload: %" PRIu64 " more connections refused in the last %u s (last: %s)",
+		log_warnx("workload: %" PRIu64 " more connections refused in the last %u s (last: %s)",
 			 r->suppressed, REFUSAL_LOG_INTERVAL_MS / 1000, r->last);
 	r->since_ms = 0;
 	r->suppressed = 0;
@@ -1232,7 +1329,7 @@ static void refuse_log(struct workload_api *w, const char *fmt, ...)
 		return;
 	}
 	r->since_ms = now ? now : 1;
-	log_warn("workload: refusing connection: %s (further refusals are counted for %u s)",
+	log_warnx("workload: refusing connection: %s (further refusals are counted for %u s)",
 		 r->last, REFUSAL_LOG_INTERVAL_MS / 1000);
 }
 
@@ -1424,7 +1521,7 @@ static void warn_unreachable(const char *path)
 	while ((slash = strrchr(dir, '/')) && slash != dir) {
 		*slash = '\0';
 		if (stat(dir, &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
-			log_warn("workload: %s is not accessible to other users (mode %04o): only "
+			log_warnx("workload: %s is not accessible to other users (mode %04o): only "
 				 "uid %u and root can reach the Workload API socket",
 				 dir, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
 			break;
@@ -1464,6 +1561,7 @@ static void api_free(struct workload_api *w)
 			selset_unref(w, s);
 		}
 	}
+	sds_free(w->sds);
 	jwks_free(w->jwks);
 	snapshot_release(w->snap);
 	for (size_t i = 0; i < w->n_attestors; i++)
@@ -1526,6 +1624,10 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 	w->opts.proc_root = o->proc_root ? xstrdup(o->proc_root) : NULL;
 	w->opts.attestors = NULL;
 	w->opts.n_attestors = 0;
+	w->opts.sds_names = (struct sds_names){
+		.default_svid = o->sds_names.default_svid ? o->sds_names.default_svid : "default",
+		.default_bundle = o->sds_names.default_bundle ? o->sds_names.default_bundle : "ROOTCA",
+		.all_bundles = o->sds_names.all_bundles ? o->sds_names.all_bundles : "ALL"};
 	w->attestors = xcalloc(o->n_attestors + 1, sizeof(*w->attestors));
 	for (size_t i = 0; i < o->n_attestors; i++)
 		w->attestors[1 + i] = o->attestors[i];
@@ -1539,6 +1641,11 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 	if (w->attest_inline)
 		w->inline_job = xcalloc(1, sizeof(*w->inline_job));
 	take_snapshot(w);
+	w->sds = sds_new(cache, w->opts.trust_domain, &w->opts.sds_names);
+	if (!w->sds) {
+		snprintf(err, errlen, "cannot start the SDS service");
+		goto fail;
+	}
 	fd = unix_socket_listen(w->opts.socket_path, &sock_opts, &w->sock_st, err, errlen);
 	if (fd < 0)
 		goto fail;
@@ -1585,6 +1692,8 @@ int workload_api_start(uv_loop_t *loop, const struct agent_config *cfg, struct s
 		.max_conns_per_process = (unsigned)cfg->max_conns_per_process,
 		.max_conns_per_uid = (unsigned)cfg->max_conns_per_uid,
 		.idle_timeout_ms = (unsigned)(cfg->workload_idle_timeout * 1000),
+		.sds_names = {cfg->sds_default_name, cfg->sds_default_bundle_name,
+			      cfg->sds_default_all_bundles_name},
 	};
 
 	return workload_api_start_opts(loop, &o, cache, nc, out, err, errlen);
@@ -1606,6 +1715,7 @@ void workload_api_stop(struct workload_api *w)
 	refusals_flush(w, UINT64_MAX);
 	for (struct wcall *c = w->streams; c; c = c->next)
 		wcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the agent is shutting down");
+	sds_stop(w->sds);
 	/* Remove the socket only if it is still ours (another agent may have replaced it). */
 	unix_socket_remove(w->opts.socket_path, &w->sock_st);
 	grpc_server_shutdown(w->server, SHUTDOWN_GRACE_MS, on_server_done, w);
@@ -1614,6 +1724,7 @@ void workload_api_stop(struct workload_api *w)
 void workload_api_stats(struct workload_api *w, struct workload_api_stats *out)
 {
 	*out = w->stats;
+	sds_stats(w->sds, &out->sds);
 }
 
 bool workload_api_ready(struct workload_api *w)

@@ -2,7 +2,8 @@
  *
  * Serves FetchX509SVID, FetchX509Bundles, FetchJWTSVID, FetchJWTBundles, ValidateJWTSVID and
  * grpc.health.v1.Health/Check from the svid_cache, identifying each caller with the workload
- * attestors (attestor.h). Attestation runs on the libuv threadpool; everything else on the loop.
+ * attestors (attestor.h). Envoy SDS calls on the same socket are attested the same way and then
+ * handed to sds.c. Attestation runs on the libuv threadpool; everything else on the loop.
  * Every function here must be called on the loop thread. */
 #ifndef LANYARD_WORKLOAD_API_H
 #define LANYARD_WORKLOAD_API_H
@@ -14,6 +15,7 @@
 #include <uv.h>
 
 #include "node_client.h"
+#include "sds.h"
 
 struct agent_config;
 struct attestor;
@@ -27,6 +29,8 @@ enum workload_method {
 	WL_METHOD_FETCH_JWT_BUNDLES,
 	WL_METHOD_VALIDATE_JWT_SVID,
 	WL_METHOD_HEALTH_CHECK,
+	WL_METHOD_SDS_STREAM, /* Envoy SDS v3 (sds.h) on the same socket */
+	WL_METHOD_SDS_FETCH,
 	WL_METHOD_COUNT,
 };
 
@@ -50,6 +54,7 @@ struct workload_api_stats {
 	uint64_t attest_hist[WL_ATTEST_BUCKETS];
 	double attest_sum;
 	uint64_t attest_count;
+	struct sds_stats sds;
 };
 
 /* The settings workload_api_start() takes from struct agent_config, spelt out so that tests and
@@ -72,6 +77,8 @@ struct workload_api_opts {
 	 * API takes them over: they are freed by workload_api_stop, or by a failing start. */
 	struct attestor **attestors;
 	size_t n_attestors;
+	/* Envoy SDS resource names (NULL: "default", "ROOTCA", "ALL"); read during start only. */
+	struct sds_names sds_names;
 };
 
 /* Creates the socket (see workload_api_start_opts) and starts serving. FetchJWTSVID answers

@@ -75,6 +75,8 @@ struct grpc_call {
 	struct h2buf out;      /* framed response messages not yet handed to nghttp2 */
 	uv_timer_t timer;      /* grpc-timeout deadline */
 	bool timer_closing;
+	bool unauth;           /* the peer presented no client certificate (admission control) */
+	size_t charged;        /* request bytes counted in the server's unauth_buffered */
 	void *data;
 };
 
@@ -85,9 +87,11 @@ struct grpc_conn {
 	bool dirty;
 	struct h2conn h2; /* the socket, TLS, nghttp2 session and I/O buffers */
 	uv_poll_t poll;
-	uv_timer_t timer; /* handshake + preface deadline */
+	uv_timer_t timer; /* handshake + preface + first request deadline, then idle timeout */
 	int open_handles;
-	bool established; /* first HTTP/2 frame received */
+	bool established; /* first request HEADERS received */
+	uint8_t source[16]; /* peer IP address (per-source limit); source_len 0 = none */
+	size_t source_len;
 	int poll_events;
 	bool want_close;
 	size_t queued; /* bytes in calls' out buffers */
@@ -116,6 +120,10 @@ struct grpc_server {
 	bool share_framebuf;
 	struct grpc_conn *conns;
 	unsigned n_conns;
+	size_t unauth_buffered; /* sum of the charged bytes of unauthenticated calls */
+	uint64_t refused[GRPC_REFUSED_N];
+	uint64_t refused_unlogged[GRPC_REFUSED_N];
+	uint64_t refused_logged_at[GRPC_REFUSED_N]; /* uv_now of the last line, 0 = never */
 	struct grpc_conn *dirty_head, *dirty_tail;
 	uv_idle_t idle;
 	uv_timer_t grace;
@@ -128,6 +136,36 @@ struct grpc_server {
 
 static void conn_close(struct grpc_conn *conn);
 static void conn_flush(struct grpc_conn *conn);
+static void conn_timer_cb(uv_timer_t *t);
+
+const char *const grpc_refusal_names[GRPC_REFUSED_N] = {
+	[GRPC_REFUSED_MAX_CONNECTIONS] = "max_connections",
+	[GRPC_REFUSED_PER_SOURCE] = "per_source",
+	[GRPC_REFUSED_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+	[GRPC_REFUSED_IDLE_TIMEOUT] = "idle_timeout",
+	[GRPC_REFUSED_UNAUTHENTICATED_METHOD] = "unauthenticated_method",
+	[GRPC_REFUSED_UNAUTHENTICATED_STREAMS] = "unauthenticated_streams",
+	[GRPC_REFUSED_MESSAGE_TOO_LARGE] = "message_too_large",
+	[GRPC_REFUSED_UNAUTHENTICATED_MEMORY] = "unauthenticated_memory",
+};
+
+/* Counts a refusal; logs the first one, then at most one line per interval and reason with the
+ * number since the last line (an attacker must not be able to flood the log). */
+static void refuse(struct grpc_server *s, enum grpc_refusal why)
+{
+	uint64_t now = uv_now(s->loop);
+
+	s->refused[why]++;
+	s->refused_unlogged[why]++;
+	if (s->refused_logged_at[why] &&
+	    now - s->refused_logged_at[why] < GRPC_REFUSAL_LOG_INTERVAL_MS)
+		return;
+	log_warnx("grpc: admission control refused %llu connection(s) or call(s) (%s) since the "
+		  "last report; %u connections open",
+		  (unsigned long long)s->refused_unlogged[why], grpc_refusal_names[why], s->n_conns);
+	s->refused_unlogged[why] = 0;
+	s->refused_logged_at[why] = now ? now : 1;
+}
 static void call_unref_internal(struct grpc_call *call);
 
 /* nghttp2 memory.
@@ -371,6 +409,11 @@ static void call_detach(struct grpc_call *call)
 		call->next->prev = call->prev;
 	call->prev = call->next = NULL;
 	conn->n_calls--;
+	conn->server->unauth_buffered -= call->charged;
+	call->charged = 0;
+	if (conn->n_calls == 0 && conn->established && !conn->h2.closing &&
+	    conn->server->cfg.idle_timeout_ms)
+		uv_timer_start(&conn->timer, conn_timer_cb, conn->server->cfg.idle_timeout_ms, 0);
 	if (!call->timer_closing) {
 		call->timer_closing = true;
 		uv_close((uv_handle_t *)&call->timer, call_timer_close_cb);
@@ -391,7 +434,11 @@ static struct grpc_call *call_new(struct grpc_conn *conn, int32_t stream_id)
 	call->server = conn->server;
 	call->conn = conn;
 	call->stream_id = stream_id;
-	grpc_deframer_init(&call->deframer, conn->server->cfg.max_message_size);
+	call->unauth = conn->server->cfg.unauth_max_message_size && conn->h2.ssl &&
+		       !conn->h2.peer_cert;
+	grpc_deframer_init(&call->deframer, call->unauth ? conn->server->cfg.unauth_max_message_size
+							: conn->server->cfg.max_message_size);
+	uv_timer_stop(&conn->timer); /* no longer idle */
 	uv_timer_init(conn->server->loop, &call->timer);
 	call->timer.data = call;
 	conn->server->handles++;
@@ -550,12 +597,31 @@ static void call_timer_cb(uv_timer_t *t)
 	call_resume(call);
 }
 
+/* A message of a bidirectional stream: the first goes to on_request at once (the client keeps
+ * its side open), later ones to on_message. Takes over m. */
+static void call_stream_message(struct grpc_call *call, uint8_t *m, size_t len)
+{
+	if (!call->requested) {
+		call->requested = true;
+		call->have_req = true;
+		call->method->on_request(call, m, len);
+		call_free_headers(call);
+	} else if (call->method->on_message) {
+		call->method->on_message(call, m, len);
+	}
+	secure_zero(m, len);
+	free(m);
+}
+
 static void call_request_complete(struct grpc_call *call)
 {
 	uint8_t *req;
 	size_t len;
 
 	if (call->finished)
+		return;
+	/* A bidirectional stream got its messages as they came: the client merely half-closed. */
+	if (call->method->client_streaming && call->requested)
 		return;
 	if (!grpc_deframer_idle(&call->deframer)) {
 		call_fail(call, GRPC_STATUS_INTERNAL, "truncated request message");
@@ -585,6 +651,25 @@ static const char *find_header(const struct grpc_call *call, const char *name)
 		if (strcmp(call->hdrs[i].name, name) == 0)
 			return call->hdrs[i].value;
 	return NULL;
+}
+
+/* Admission control for a peer without a client certificate: allowed methods only, one at a
+ * time. 0, or -1 when the call was refused. */
+static int call_refuse_unauth(struct grpc_call *call)
+{
+	if (!call->method->allow_unauthenticated) {
+		refuse(call->server, GRPC_REFUSED_UNAUTHENTICATED_METHOD);
+		call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
+			  "this method requires a client certificate");
+		return -1;
+	}
+	if (call->conn->n_calls > 1) {
+		refuse(call->server, GRPC_REFUSED_UNAUTHENTICATED_STREAMS);
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			  "one call at a time without a client certificate");
+		return -1;
+	}
+	return 0;
 }
 
 /* Request HEADERS complete: route and validate. */
@@ -622,6 +707,8 @@ static void call_headers_done(struct grpc_call *call)
 		call_fail(call, GRPC_STATUS_UNIMPLEMENTED, msg);
 		return;
 	}
+	if (call->unauth && call_refuse_unauth(call) < 0)
+		return;
 	call->headers_complete = true;
 	if (timeout) {
 		int64_t ms;
@@ -695,7 +782,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 
 	if (conn->h2.closing)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	if (!conn->established) {
+	if (!conn->established && frame->hd.type == NGHTTP2_HEADERS &&
+	    frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
 		conn->established = true;
 		uv_timer_stop(&conn->timer);
 	}
@@ -717,6 +805,10 @@ static bool call_take_message(void *ud, uint8_t *m, size_t mlen)
 {
 	struct grpc_call *call = ud;
 
+	if (call->method->client_streaming) {
+		call_stream_message(call, m, mlen);
+		return !call->finished;
+	}
 	if (call->have_req) {
 		secure_zero(m, mlen);
 		free(m);
@@ -728,6 +820,24 @@ static bool call_take_message(void *ud, uint8_t *m, size_t mlen)
 	call->req = m;
 	call->req_len = mlen;
 	return true;
+}
+
+/* Counts request bytes of an unauthenticated call against the server-wide cap. 0, or -1 when
+ * the cap is reached (the call was refused). */
+static int charge_unauth(struct grpc_call *call, size_t len)
+{
+	struct grpc_server *s = call->server;
+	size_t cap = s->cfg.unauth_max_buffered;
+
+	if (s->unauth_buffered + len > cap) {
+		refuse(s, GRPC_REFUSED_UNAUTHENTICATED_MEMORY);
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			  "too much unauthenticated work in progress, try again later");
+		return -1;
+	}
+	s->unauth_buffered += len;
+	call->charged += len;
+	return 0;
 }
 
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
@@ -742,10 +852,13 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 	call = nghttp2_session_get_stream_user_data(session, stream_id);
 	if (!call || call->finished || !call->headers_complete)
 		return 0;
+	if (call->unauth && charge_unauth(call, len) < 0)
+		return 0;
 	switch (grpc_deframer_feed_all(&call->deframer, data, len, call_take_message, call)) {
 	case 0:
 		break;
 	case GRPC_DEFRAME_TOO_LARGE:
+		refuse(call->server, GRPC_REFUSED_MESSAGE_TOO_LARGE);
 		snprintf(msg, sizeof(msg), "request message larger than the maximum (%zu bytes)",
 			 call->deframer.max);
 		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
@@ -918,8 +1031,15 @@ static void conn_timer_cb(uv_timer_t *t)
 
 	if (!conn->established) {
 		log_debug("grpc: closing connection: no %s within %u ms",
-			  conn->h2.ssl ? "TLS handshake and HTTP/2 preface" : "HTTP/2 preface",
+			  conn->h2.ssl ? "TLS handshake, HTTP/2 preface and request"
+				       : "HTTP/2 preface and request",
 			  conn->server->cfg.handshake_timeout_ms);
+		refuse(conn->server, GRPC_REFUSED_HANDSHAKE_TIMEOUT);
+		conn_close(conn);
+	} else if (conn->n_calls == 0) {
+		log_debug("grpc: closing connection: idle for %u ms",
+			  conn->server->cfg.idle_timeout_ms);
+		refuse(conn->server, GRPC_REFUSED_IDLE_TIMEOUT);
 		conn_close(conn);
 	}
 }
@@ -965,12 +1085,55 @@ static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
 	return 0;
 }
 
-static void conn_accept(struct grpc_server *s, int fd)
+/* The peer's IP address as bytes (4 or 16), 0 when not an IP socket. */
+static size_t source_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+	if (ss->ss_family == AF_INET) {
+		memcpy(key, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+		return 4;
+	}
+	if (ss->ss_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+		return 16;
+	}
+	return 0;
+}
+
+/* Connections open from this source. A linear scan: accepts are rare next to requests, and
+ * max_conns bounds the list. */
+static unsigned source_count(const struct grpc_server *s, const uint8_t *key, size_t len)
+{
+	const struct grpc_conn *c;
+	unsigned n = 0;
+
+	for (c = s->conns; c; c = c->next)
+		if (c->source_len == len && memcmp(c->source, key, len) == 0)
+			n++;
+	return n;
+}
+
+/* Connection limits: 0 to admit, -1 refused (counted). */
+static int admit(struct grpc_server *s, const uint8_t *key, size_t len)
+{
+	if (s->n_conns >= s->cfg.max_conns) {
+		refuse(s, GRPC_REFUSED_MAX_CONNECTIONS);
+		return -1;
+	}
+	if (len && s->cfg.max_conns_per_source &&
+	    source_count(s, key, len) >= s->cfg.max_conns_per_source) {
+		refuse(s, GRPC_REFUSED_PER_SOURCE);
+		return -1;
+	}
+	return 0;
+}
+
+static void conn_accept(struct grpc_server *s, int fd, const struct sockaddr_storage *peer)
 {
 	struct grpc_conn *conn;
+	uint8_t key[16];
+	size_t key_len = source_key(peer, key);
 
-	if (s->n_conns >= s->cfg.max_conns) {
-		log_warnx("grpc: refusing connection: %u connections open", s->n_conns);
+	if (admit(s, key, key_len) < 0) {
 		close(fd);
 		return;
 	}
@@ -980,6 +1143,8 @@ static void conn_accept(struct grpc_server *s, int fd)
 		return;
 	}
 	conn->server = s;
+	memcpy(conn->source, key, key_len);
+	conn->source_len = key_len;
 	h2conn_init(&conn->h2, fd, true);
 	if (s->cfg.on_connect && s->cfg.on_connect(conn, fd) < 0) {
 		close(fd);
@@ -1018,13 +1183,16 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 	if (status < 0 || s->shutting_down)
 		return;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer = { .ss_family = AF_UNSPEC };
+		socklen_t peer_len = sizeof(peer);
+		int fd = accept4(s->listen_fd, (struct sockaddr *)&peer, &peer_len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warnx("grpc: accept: %s", strerror(errno));
+				log_warn("grpc: accept");
 			return;
 		}
 		if (s->tcp) {
@@ -1032,7 +1200,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
-		conn_accept(s, fd);
+		conn_accept(s, fd, &peer);
 	}
 }
 
@@ -1082,6 +1250,8 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 		s->cfg.max_output_per_conn = 16u * 1024 * 1024;
 	if (!s->cfg.handshake_timeout_ms)
 		s->cfg.handshake_timeout_ms = 10000;
+	if (!s->cfg.unauth_max_buffered)
+		s->cfg.unauth_max_buffered = 64 * s->cfg.unauth_max_message_size;
 	s->listen_fd = fd;
 	s->port = -1;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -1236,6 +1406,16 @@ void *grpc_server_ud(struct grpc_server *s)
 unsigned grpc_server_conn_count(struct grpc_server *s)
 {
 	return s->n_conns;
+}
+
+unsigned grpc_server_max_conns(struct grpc_server *s)
+{
+	return s->cfg.max_conns;
+}
+
+void grpc_server_refusals(struct grpc_server *s, uint64_t out[GRPC_REFUSED_N])
+{
+	memcpy(out, s->refused, sizeof(s->refused));
 }
 
 int grpc_server_port(struct grpc_server *s)

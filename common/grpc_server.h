@@ -1,8 +1,9 @@
 /* grpc_server.h: a gRPC server on a libuv loop (HTTP/2 via nghttp2, optional TLS 1.3 via wolfSSL).
  *
- * Single-threaded: every function here must be called on the loop's thread. Unary and
- * server-streaming methods only (one request message per call). Objects are freed only from
- * libuv close callbacks, never inside one of their own callbacks. */
+ * Single-threaded: every function here must be called on the loop's thread. Unary,
+ * server-streaming and bidirectional-streaming methods (client_streaming: the client may send
+ * more messages after the first). Objects are freed only from libuv close callbacks, never
+ * inside one of their own callbacks. */
 #ifndef LANYARD_GRPC_SERVER_H
 #define LANYARD_GRPC_SERVER_H
 
@@ -30,6 +31,15 @@ struct grpc_method {
 	 * grpc_call_finish(). To answer later it takes a reference with grpc_call_ref() and drops
 	 * it with grpc_call_unref() when done. */
 	void (*on_request)(struct grpc_call *call, const uint8_t *msg, size_t len);
+	/* With admission control on (unauth_max_message_size), peers without a client certificate
+	 * may call only the methods that set this. */
+	bool allow_unauthenticated;
+	/* Bidirectional streaming (xDS): on_request gets the first message as soon as it is
+	 * complete, without waiting for END_STREAM, and on_message every later one (same
+	 * contract: msg valid during the call only). The client ending its side is not reported;
+	 * the call stays open until the handler finishes it or the client cancels. */
+	bool client_streaming;
+	void (*on_message)(struct grpc_call *call, const uint8_t *msg, size_t len);
 };
 
 struct grpc_server_config {
@@ -51,8 +61,34 @@ struct grpc_server_config {
 	unsigned max_streams_per_conn; /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 = 100 */
 	unsigned max_conns;            /* refuse beyond this; 0 = 1024 */
 	size_t max_output_per_conn;    /* queued response bytes before the conn is dropped; 0 = 16 MiB */
-	unsigned handshake_timeout_ms; /* TLS handshake + HTTP/2 preface deadline; 0 = 10 s */
+	/* Deadline for the TLS handshake, the HTTP/2 preface and the first request HEADERS; 0 = 10 s */
+	unsigned handshake_timeout_ms;
+	/* Admission control (0 = off for each). */
+	unsigned max_conns_per_source; /* connections per peer IP address (TCP listeners) */
+	unsigned idle_timeout_ms;      /* close a connection this long without an open stream */
+	/* TLS peers without a client certificate: one stream at a time, request messages up to this
+	 * size, only allow_unauthenticated methods; the request bytes all their calls received add
+	 * up to at most unauth_max_buffered (0 = 64 x unauth_max_message_size). */
+	size_t unauth_max_message_size;
+	size_t unauth_max_buffered;
 };
+
+/* Why admission control turned a connection or a call away (counted, and logged at most once
+ * per GRPC_REFUSAL_LOG_INTERVAL_MS per reason with the count since the last line). */
+enum grpc_refusal {
+	GRPC_REFUSED_MAX_CONNECTIONS,
+	GRPC_REFUSED_PER_SOURCE,
+	GRPC_REFUSED_HANDSHAKE_TIMEOUT,
+	GRPC_REFUSED_IDLE_TIMEOUT,
+	GRPC_REFUSED_UNAUTHENTICATED_METHOD,
+	GRPC_REFUSED_UNAUTHENTICATED_STREAMS,
+	GRPC_REFUSED_MESSAGE_TOO_LARGE,
+	GRPC_REFUSED_UNAUTHENTICATED_MEMORY,
+	GRPC_REFUSED_N
+};
+#define GRPC_REFUSAL_LOG_INTERVAL_MS 10000
+/* Metric label values: "max_connections", "per_source", ... */
+extern const char *const grpc_refusal_names[GRPC_REFUSED_N];
 
 /* Binds and listens on a Unix socket (the caller prepared the directory and umask); cleartext
  * HTTP/2 with prior knowledge. cfg is copied (methods array is not: it must outlive the server). */
@@ -75,6 +111,10 @@ int grpc_server_listen_fd(uv_loop_t *loop, int listen_fd, WOLFSSL_CTX *tls,
 void grpc_server_set_tls(struct grpc_server *s, WOLFSSL_CTX *tls);
 void *grpc_server_ud(struct grpc_server *s);
 unsigned grpc_server_conn_count(struct grpc_server *s);
+/* The configured connection limit (after defaults). */
+unsigned grpc_server_max_conns(struct grpc_server *s);
+/* Refusals since the start, indexed by enum grpc_refusal. */
+void grpc_server_refusals(struct grpc_server *s, uint64_t out[GRPC_REFUSED_N]);
 /* The bound TCP port (host order), or -1 for a Unix socket. */
 int grpc_server_port(struct grpc_server *s);
 /* Graceful stop: stop accepting, send GOAWAY, give open calls up to grace_ms to finish, then

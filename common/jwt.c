@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jwt.h"
+#include "rng.h"
 #include "spiffeid.h"
 #include "util.h"
 
@@ -238,7 +239,7 @@ static int jwk_to_spki(const json_t *k, uint8_t *buf, size_t bufsz, char *err, s
 			errorf(err, errlen, "EC key has bad x/y");
 			goto out;
 		}
-		(void)crypto_thread_rng(); /* registers the thread's ECC cache cleanup */
+		(void)rng_thread(); /* registers the thread's ECC cache cleanup */
 		if (wc_ecc_init(&ecc) != 0)
 			goto out;
 		if (wc_ecc_import_unsigned(&ecc, a, b, NULL, curve) == 0 &&

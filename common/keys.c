@@ -13,8 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "der_pem.h"
 #include "keys.h"
-#include "x509.h"
+#include "rng.h"
 #include "util.h"
 
 #define RSA_MIN_BITS 2048
@@ -34,95 +35,11 @@ struct lkey {
 	} u;
 };
 
-/* One WC_RNG per thread, created on first use: WC_RNG is not thread-safe and the server signs
- * from worker threads. Freed when the thread exits. */
-static pthread_key_t rng_key;
-static pthread_once_t rng_once = PTHREAD_ONCE_INIT;
-
 void keys_release_thread_ecc_cache(void)
 {
 #ifdef FP_ECC
 	wc_ecc_fp_free();
 #endif
-}
-
-static void rng_destroy(void *p)
-{
-	wc_FreeRng(p);
-	free(p);
-	/* Threads that used this module release their FP_ECC tables here, at their exit. */
-	keys_release_thread_ecc_cache();
-}
-
-static void rng_key_init(void)
-{
-	pthread_key_create(&rng_key, rng_destroy);
-}
-
-WC_RNG *crypto_thread_rng(void)
-{
-	pthread_once(&rng_once, rng_key_init);
-	WC_RNG *rng = pthread_getspecific(rng_key);
-	if (!rng) {
-		rng = calloc(1, sizeof(*rng));
-		if (!rng || wc_InitRng(rng) != 0) {
-			free(rng);
-			return NULL;
-		}
-		if (pthread_setspecific(rng_key, rng) != 0) {
-			rng_destroy(rng);
-			return NULL;
-		}
-	}
-	return rng;
-}
-
-/* ---- DER reading ---- */
-
-int der_next(const uint8_t *buf, size_t len, size_t *pos, uint8_t *tag, const uint8_t **val,
-	     size_t *vlen)
-{
-	size_t p = *pos;
-	if (p >= len || len - p < 2)
-		return -1;
-	uint8_t t = buf[p++];
-	if ((t & 0x1f) == 0x1f)
-		return -1; /* multi-byte tags never occur in what we read */
-	size_t l = buf[p++];
-	if (l & 0x80) {
-		size_t n = l & 0x7f;
-		if (n == 0 || n > 4 || len - p < n)
-			return -1; /* indefinite or absurd lengths */
-		if (buf[p] == 0)
-			return -1; /* not minimal */
-		l = 0;
-		for (size_t i = 0; i < n; i++)
-			l = (l << 8) | buf[p++];
-		if (l < 0x80)
-			return -1; /* not minimal */
-	}
-	if (l > len - p)
-		return -1;
-	if (tag)
-		*tag = t;
-	if (val)
-		*val = buf + p;
-	if (vlen)
-		*vlen = l;
-	*pos = p + l;
-	return 0;
-}
-
-int der_expect(const uint8_t *buf, size_t len, size_t *pos, uint8_t want, const uint8_t **val,
-	       size_t *vlen)
-{
-	uint8_t tag;
-	size_t save = *pos;
-	if (der_next(buf, len, pos, &tag, val, vlen) < 0 || tag != want) {
-		*pos = save;
-		return -1;
-	}
-	return 0;
 }
 
 /* ---- key types ---- */
@@ -234,7 +151,7 @@ static void unlock(const lkey *k)
 
 int lkey_generate(enum key_type type, lkey **out)
 {
-	WC_RNG *rng = crypto_thread_rng();
+	WC_RNG *rng = rng_thread();
 	lkey *k;
 	int rc;
 
@@ -315,7 +232,7 @@ static int load_sec1(const uint8_t *der, size_t len, bool curve_known, enum key_
 	}
 	if (!curve_known || privl == 0 || privl > (size_t)type_curve_size(type))
 		return -1;
-	(void)crypto_thread_rng(); /* registers the ECC cache cleanup, see rng_destroy */
+	(void)rng_thread(); /* registers the ECC cache cleanup, see rng_destroy */
 	k = lkey_alloc(type);
 	if (!k)
 		return -1;
@@ -396,59 +313,16 @@ int lkey_from_der(const uint8_t *der, size_t len, lkey **out)
 int lkey_from_pem(const char *pem, size_t len, lkey **out)
 {
 	static const char *const labels[] = { "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY" };
-	char *copy;
-	int ret = -1;
+	uint8_t *der;
+	size_t derlen;
 
 	*out = NULL;
-	if (!pem)
+	/* The first private key block, whichever of the labels it has. */
+	if (pem_decode_first(pem, len, labels, ARRAY_LEN(labels), &der, &derlen) < 0)
 		return -1;
-	copy = malloc(len + 1);
-	if (!copy)
-		return -1;
-	memcpy(copy, pem, len);
-	copy[len] = 0;
-	/* Take the first private key block, whichever of the labels it has. */
-	const char *best = NULL;
-	const char *best_label = NULL;
-	for (size_t i = 0; i < ARRAY_LEN(labels); i++) {
-		char begin[64];
-		snprintf(begin, sizeof(begin), "-----BEGIN %s-----", labels[i]);
-		const char *b = strstr(copy, begin);
-		if (b && (!best || b < best)) {
-			best = b;
-			best_label = labels[i];
-		}
-	}
-	if (!best)
-		goto out;
-	char begin[64], end[64];
-	snprintf(begin, sizeof(begin), "-----BEGIN %s-----", best_label);
-	snprintf(end, sizeof(end), "-----END %s-----", best_label);
-	const char *body = best + strlen(begin);
-	const char *e = strstr(body, end);
-	if (!e)
-		goto out;
-	/* Encrypted PEM (Proc-Type headers) is not supported: base64_decode rejects the ':'. */
-	char *b64 = malloc((size_t)(e - body) + 1);
-	if (!b64)
-		goto out;
-	size_t n = 0;
-	for (const char *c = body; c < e; c++)
-		if (*c != '\n' && *c != '\r' && *c != ' ' && *c != '\t')
-			b64[n++] = *c;
-	b64[n] = 0;
-	uint8_t *der = NULL;
-	size_t derlen = 0;
-	if (base64_decode(b64, n, &der, &derlen) == 0) {
-		ret = lkey_from_der(der, derlen, out);
-		secure_zero(der, derlen);
-		free(der);
-	}
-	secure_zero(b64, n);
-	free(b64);
-out:
-	secure_zero(copy, len);
-	free(copy);
+	int ret = lkey_from_der(der, derlen, out);
+	secure_zero(der, derlen);
+	free(der);
 	return ret;
 }
 
@@ -569,7 +443,7 @@ int lkey_cert_sig_type(const lkey *k)
 
 int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size)
 {
-	WC_RNG *rng = crypto_thread_rng();
+	WC_RNG *rng = rng_thread();
 	lkey *m = (lkey *)k;
 	int rc;
 
@@ -634,7 +508,7 @@ static int hash_data(enum wc_HashType h, const uint8_t *data, size_t len, uint8_
 int lkey_sign_jws(const lkey *k, const uint8_t *data, size_t len, uint8_t **sig, size_t *siglen)
 {
 	const struct alg_desc *a = alg_find(lkey_jws_alg(k));
-	WC_RNG *rng = crypto_thread_rng();
+	WC_RNG *rng = rng_thread();
 	uint8_t hash[WC_MAX_DIGEST_SIZE], der[256], enc[MAX_ENCODED_SIG_SZ];
 	word32 hlen, derlen = sizeof(der);
 	uint8_t *out = NULL;
@@ -693,7 +567,7 @@ int spki_key_type(const uint8_t *spki, size_t spki_len, enum key_type *type, int
 	if (!spki || spki_len == 0 || spki_len > DER_MAX)
 		return -1;
 	/* Registers this thread's cleanup of wolfSSL's ECC cache (see rng_destroy). */
-	(void)crypto_thread_rng();
+	(void)rng_thread();
 	if (wc_ecc_init(&ecc) == 0) {
 		if (wc_EccPublicKeyDecode(spki, &idx, &ecc, (word32)spki_len) == 0 &&
 		    idx == spki_len && ecc.dp && curve_to_type(ecc.dp->id, type) == 0 &&
@@ -743,7 +617,7 @@ int spki_verify(const char *alg, unsigned flags, const uint8_t *spki, size_t spk
 		return -1;
 	if (a->kind == SIG_EC) {
 		ecc_key key;
-		(void)crypto_thread_rng(); /* registers the ECC cache cleanup, see rng_destroy */
+		(void)rng_thread(); /* registers the ECC cache cleanup, see rng_destroy */
 		uint8_t der[256];
 		word32 derlen = sizeof(der);
 		int res = 0;

@@ -47,8 +47,6 @@ int jws_verify_spki(const char *alg, const uint8_t *spki, size_t spki_len, const
 		    size_t len, const uint8_t *sig, size_t siglen);
 /* True when the public half of k is exactly the key in the SubjectPublicKeyInfo DER. */
 bool lkey_matches_spki(const lkey *k, const uint8_t *spki, size_t spki_len);
-/* True when the public half of k is the subject key of the DER certificate. */
-bool lkey_matches_cert(const lkey *k, const uint8_t *cert_der, size_t cert_len);
 /* Parses an SPKI DER: 0 with the key type (RSA of any size >= 2048 reports KEY_RSA_2048), or -1
  * for anything else (other curves, RSA < 2048, garbage). bits may be NULL. */
 int spki_key_type(const uint8_t *spki, size_t spki_len, enum key_type *type, int *bits);
@@ -58,18 +56,7 @@ void lkey_free(lkey *k);
 /* True for the JWS algorithms jws_verify_spki knows (ES/RS/PS 256/384/512). */
 bool jws_alg_supported(const char *alg);
 
-/* ---- Lower level, for the other crypto modules (x509.c, jwt.c) ---- */
-
-/* The calling thread's wolfSSL RNG (a WC_RNG *), created on first use; NULL on failure. */
-struct WC_RNG *crypto_thread_rng(void);
-
-/* Reads one DER TLV at *pos of buf[0..len) (single-byte tags, definite minimal lengths):
- * tag, value and value length; advances *pos past it. -1 when malformed or truncated. */
-int der_next(const uint8_t *buf, size_t len, size_t *pos, uint8_t *tag, const uint8_t **val,
-	     size_t *vlen);
-/* Like der_next but the tag must be want; *pos is left alone on failure. */
-int der_expect(const uint8_t *buf, size_t len, size_t *pos, uint8_t want, const uint8_t **val,
-	       size_t *vlen);
+/* ---- Lower level, for the other crypto modules (x509*.c, jwt.c) ---- */
 
 /* wolfSSL certificate signature type for the key (CTC_SHA256wECDSA, CTC_SHA384wECDSA,
  * CTC_SHA256wRSA). */

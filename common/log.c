@@ -98,7 +98,7 @@ static char *json_line(const char *ts, enum log_level level, const char *msg,
 static void emit(enum log_level level, const struct log_field *fields, size_t nfields,
 		 const char *suffix, const char *fmt, va_list ap)
 {
-	char msg[2048], ts[40], text[2200];
+	char msg[2048], ts[96], text[2200];
 	char *jline = NULL;
 	const char *line;
 	struct sink *s;

@@ -47,7 +47,11 @@ struct log_field {
 	const char *str;
 	long long num;
 };
-#define LOG_STR(k, v) ((struct log_field){.key = (k), .str = (v) ? (v) : ""})
+static inline const char *log_str_(const char *s)
+{
+	return s ? s : "";
+}
+#define LOG_STR(k, v) ((struct log_field){.key = (k), .str = log_str_(v)})
 #define LOG_INT(k, v) ((struct log_field){.key = (k), .num = (long long)(v)})
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -67,7 +71,7 @@ _Noreturn void log_fatal(bool with_errno, const char *fmt, ...)
 #define log_debug(...) LOG_IF_(LOG_LEVEL_DEBUG, log_write, __VA_ARGS__)
 #define log_info(...) LOG_IF_(LOG_LEVEL_INFO, log_write, __VA_ARGS__)
 #define log_warnx(...) LOG_IF_(LOG_LEVEL_WARN, log_write, __VA_ARGS__)
-#define log_warn(...) LOG_IF_(LOG_LEVEL_WARN, log_write, __VA_ARGS__)
+#define log_warn(...) LOG_IF_(LOG_LEVEL_WARN, log_write_errno, __VA_ARGS__)
 #define log_error(...) LOG_IF_(LOG_LEVEL_ERROR, log_write, __VA_ARGS__)
 #define fatal(...) log_fatal(true, __VA_ARGS__)
 #define fatalx(...) log_fatal(false, __VA_ARGS__)

@@ -400,8 +400,7 @@ static int listen_tcp(const char *address, int port, int *family, char *err, siz
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
-		snprintf(err, errlen, "cannot listen on %.200s port %d: %s", address, port,
-			 strerror(errno));
+		snprintf(err, errlen, "cannot listen: %s", strerror(errno));
 		close(fd);
 		freeaddrinfo(ai);
 		return -1;

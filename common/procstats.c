@@ -124,6 +124,9 @@ static void family(struct metrics *m, const char *prefix, const char *suffix,
 	metrics_single(m, name, type, help, v);
 }
 
+/* The process families carry the standard names of Prometheus client libraries (process_*, no
+ * daemon prefix), so dashboards and alerts written for any exporter work unchanged; each daemon
+ * is its own scrape target, so the job label tells them apart. */
 void procstats_write_metrics(struct metrics *m, const char *prefix, const struct procstats *ps,
 			     int64_t start_time, int64_t now, const char *version)
 {
@@ -131,23 +134,23 @@ void procstats_write_metrics(struct metrics *m, const char *prefix, const struct
 	snprintf(name, sizeof(name), "%s_build_info", prefix);
 	metrics_family(m, name, METRIC_GAUGE, "Always 1; the version label tells the build.");
 	metrics_sample(m, name, 1, "version", version, NULL);
-	family(m, prefix, "start_time_seconds", METRIC_GAUGE,
-	       "Unix time the daemon started.", (double)start_time);
 	family(m, prefix, "uptime_seconds", METRIC_GAUGE, "Seconds since the daemon started.",
 	       (double)(now - start_time));
-	family(m, prefix, "process_resident_memory_bytes", METRIC_GAUGE,
-	       "Resident memory of the process in bytes.", (double)ps->resident_bytes);
-	family(m, prefix, "process_virtual_memory_bytes", METRIC_GAUGE,
-	       "Virtual memory size of the process in bytes.", (double)ps->virtual_bytes);
+	metrics_single(m, "process_start_time_seconds", METRIC_GAUGE,
+		       "Start time of the process since unix epoch in seconds.", (double)start_time);
+	metrics_single(m, "process_resident_memory_bytes", METRIC_GAUGE,
+		       "Resident memory size in bytes.", (double)ps->resident_bytes);
+	metrics_single(m, "process_virtual_memory_bytes", METRIC_GAUGE,
+		       "Virtual memory size in bytes.", (double)ps->virtual_bytes);
 	if (ps->open_fds >= 0)
-		family(m, prefix, "process_open_fds", METRIC_GAUGE,
-		       "Open file descriptors of the process.", (double)ps->open_fds);
+		metrics_single(m, "process_open_fds", METRIC_GAUGE, "Number of open file descriptors.",
+			       (double)ps->open_fds);
 	if (ps->max_fds >= 0)
-		family(m, prefix, "process_max_fds", METRIC_GAUGE,
-		       "Limit on open file descriptors (RLIMIT_NOFILE).", (double)ps->max_fds);
-	family(m, prefix, "process_cpu_seconds_total", METRIC_COUNTER,
-	       "User and system CPU time of the process in seconds.", ps->cpu_seconds);
+		metrics_single(m, "process_max_fds", METRIC_GAUGE,
+			       "Maximum number of open file descriptors.", (double)ps->max_fds);
+	metrics_single(m, "process_cpu_seconds_total", METRIC_COUNTER,
+		       "Total user and system CPU time spent in seconds.", ps->cpu_seconds);
 	if (ps->threads >= 0)
-		family(m, prefix, "process_threads", METRIC_GAUGE, "Threads of the process.",
-		       (double)ps->threads);
+		metrics_single(m, "process_threads", METRIC_GAUGE, "Number of OS threads.",
+			       (double)ps->threads);
 }

@@ -127,3 +127,16 @@ bool spiffeid_member_of(const char *s, const char *td)
 		return false;
 	return strcmp(got, td) == 0;
 }
+
+bool spiffeid_reserved(const char *s, const char *td)
+{
+	char got[TRUST_DOMAIN_MAX + 1];
+	const char *path;
+	const size_t n = strlen(SPIFFEID_RESERVED_SEGMENT);
+	/* The path compares case-sensitively (SPIFFE-ID.md): /Lanyard/server is another ID, and
+	 * agents compare the server's ID byte for byte. */
+	if (spiffeid_parse(s, got, &path, NULL, 0) < 0 || strcmp(got, td) != 0)
+		return false;
+	return path[0] == '/' && strncmp(path + 1, SPIFFEID_RESERVED_SEGMENT, n) == 0 &&
+	       (path[1 + n] == '\0' || path[1 + n] == '/');
+}

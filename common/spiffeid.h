@@ -16,6 +16,11 @@ int spiffeid_parse(const char *s, char *td, const char **path_out, char *err, si
 int spiffeid_validate_leaf(const char *s, char *err, size_t errlen);
 /* True when s is a valid SPIFFE ID in trust domain td ("example.org"). */
 bool spiffeid_member_of(const char *s, const char *td);
+/* True when s is a valid SPIFFE ID of trust domain td inside the namespace the server keeps for
+ * itself and its agents: spiffe://<td>/lanyard and everything under it. Such IDs are never
+ * given to workloads (entries) nor used as join token aliases. */
+#define SPIFFEID_RESERVED_SEGMENT "lanyard"
+bool spiffeid_reserved(const char *s, const char *td);
 /* Validates a bare trust domain name ("example.org"). */
 int trust_domain_validate(const char *td, char *err, size_t errlen);
 

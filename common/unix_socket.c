@@ -101,6 +101,13 @@ int unix_socket_listen(const char *path, const struct unix_socket_opts *o, struc
 		ret = -saved;
 		goto fail;
 	}
+	if (o->set_group && lchown(path, (uid_t)-1, o->group) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot give %s to group %u: %s", path, (unsigned)o->group,
+			 strerror(-ret));
+		unlink(path);
+		goto fail;
+	}
 	if (chmod(path, o->mode) < 0 || stat(path, st) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot set the mode of %s: %s", path, strerror(-ret));

@@ -18,6 +18,8 @@ struct unix_socket_opts {
 	mode_t mode;            /* of the socket */
 	int backlog;
 	bool nonblock;          /* SOCK_NONBLOCK on the listening socket */
+	bool set_group;         /* give the socket to group (e.g. for a 0660 mode) */
+	gid_t group;
 };
 
 /* The listening socket's fd (close-on-exec), with the socket file's stat in *st for

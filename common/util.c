@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,6 +17,8 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/random.h>
+
+#include "rng.h"
 
 int duration_parse(const char *s, int64_t *out)
 {
@@ -59,6 +62,17 @@ void duration_format(int64_t secs, char *buf, size_t len)
 		snprintf(buf, len, "%lldm", (long long)(secs / 60));
 	else
 		snprintf(buf, len, "%llds", (long long)secs);
+}
+
+void time_format_rfc3339(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (len == 0)
+		return;
+	if (t == 0 || !gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "-");
 }
 
 int64_t now_unix(void)
@@ -270,34 +284,27 @@ bool sorted_find(const void *base, size_t n, size_t size, const void *key,
 	return false;
 }
 
-/* One RNG per thread: WC_RNG is not thread-safe, and both daemons use threads. */
-static pthread_key_t rng_key;
-static pthread_once_t rng_once = PTHREAD_ONCE_INIT;
+#define FNV1A_PRIME 0x100000001b3ull
 
-static void rng_destroy(void *p)
+uint64_t fnv1a(uint64_t h, const void *p, size_t len)
 {
-	wc_FreeRng(p);
-	free(p);
+	const uint8_t *b = p;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * FNV1A_PRIME;
+	return h;
 }
 
-static void rng_key_init(void)
+uint64_t fnv1a_str(uint64_t h, const char *s)
 {
-	pthread_key_create(&rng_key, rng_destroy);
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * FNV1A_PRIME;
+	return h;
 }
 
 int random_bytes(void *buf, size_t len)
 {
-	pthread_once(&rng_once, rng_key_init);
-	WC_RNG *rng = pthread_getspecific(rng_key);
-	if (!rng) {
-		rng = calloc(1, sizeof(*rng));
-		if (!rng || wc_InitRng(rng) != 0) {
-			free(rng);
-			return -1;
-		}
-		pthread_setspecific(rng_key, rng);
-	}
-	return wc_RNG_GenerateBlock(rng, buf, (word32)len) == 0 ? 0 : -1;
+	WC_RNG *rng = rng_thread();
+	return rng && wc_RNG_GenerateBlock(rng, buf, (word32)len) == 0 ? 0 : -1;
 }
 
 void hex_encode(const uint8_t *in, size_t len, char *out)
@@ -471,4 +478,40 @@ int lockfile_acquire(const char *path, const char *who, char *err, size_t errlen
 		/* The lock holds without the pid; only the message of a second instance suffers. */
 	}
 	return fd;
+}
+
+/* The flag name without dashes and lower-cased, up to '=' or the end, into out. */
+static void flag_key(const char *name, char *out, size_t outlen)
+{
+	size_t o = 0;
+	for (const char *p = name; *p && *p != '=' && o + 1 < outlen; p++)
+		if (*p != '-')
+			out[o++] = (char)tolower((unsigned char)*p);
+	out[o] = '\0';
+}
+
+const char *spire_flag_suggest(const char *arg, const char *const *names, size_t n)
+{
+	static const struct {
+		const char *spire, *ours;
+	} renamed[] = {
+		{"entryid", "id"}, {"socketpath", "socket"}, {"dns", "dnsname"},
+	};
+	char key[64], cand[64];
+	if (!arg || arg[0] != '-' || arg[1] == '-' || !arg[1])
+		return NULL;
+	flag_key(arg, key, sizeof(key));
+	for (size_t i = 0; i < ARRAY_LEN(renamed); i++)
+		if (strcmp(key, renamed[i].spire) == 0)
+			snprintf(key, sizeof(key), "%s", renamed[i].ours);
+	for (size_t i = 0; i < n; i++) {
+		flag_key(names[i], cand, sizeof(cand));
+		if (strcmp(key, cand) == 0) {
+			const char *name = names[i];
+			while (*name == '-')
+				name++;
+			return name;
+		}
+	}
+	return NULL;
 }

@@ -16,6 +16,9 @@ int duration_parse(const char *s, int64_t *out);
 void duration_format(int64_t secs, char *buf, size_t len);
 
 int64_t now_unix(void);
+/* Unix seconds as RFC 3339 UTC ("2026-12-04T06:15:00Z"; "-" for 0 or an unrepresentable time):
+ * the form every log line and status page gives times in. Needs 21 bytes; 32 is safe. */
+void time_format_rfc3339(int64_t t, char *buf, size_t len);
 /* Monotonic clock in microseconds. */
 int64_t now_mono_us(void);
 
@@ -40,7 +43,14 @@ bool ct_equal(const void *a, const void *b, size_t len);
  * sorts before key (a qsort comparator works when key points to an element). */
 bool sorted_find(const void *base, size_t n, size_t size, const void *key,
 		 int (*cmp)(const void *elem, const void *key), size_t *pos);
-/* Fills buf with cryptographically random bytes (wolfSSL RNG). Returns 0 or -1. */
+/* FNV-1a, 64-bit: the hash of our in-memory tables (keys are identifiers we hold, not chosen to
+ * collide). Continue from h (FNV1A_INIT to start) to hash several pieces as one. Pure and
+ * async-signal-safe. */
+#define FNV1A_INIT 0xcbf29ce484222325ull
+uint64_t fnv1a(uint64_t h, const void *p, size_t len);
+/* fnv1a over the bytes of a NUL-terminated string. */
+uint64_t fnv1a_str(uint64_t h, const char *s);
+/* Fills buf with cryptographically random bytes from the thread's RNG (rng.h). 0 or -1. */
 int random_bytes(void *buf, size_t len);
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
@@ -64,6 +74,12 @@ int errorf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format
  * second daemon on the same state directory is refused with the first one's pid. Returns the
  * descriptor to keep open for the process's lifetime, or -1 with a reason naming `who`. */
 int lockfile_acquire(const char *path, const char *who, char *err, size_t errlen);
+
+/* For a SPIRE-style single-dash flag ("-spiffeID", "-parentID=x", "-entryID"): the name (without
+ * dashes) of the flag among names[0..n) (given without or with leading dashes) that it stands
+ * for, or NULL. Names compare without dashes and case, plus SPIRE's own spellings (entryID,
+ * socketPath, dns). The CLIs answer "did you mean --spiffe-id". */
+const char *spire_flag_suggest(const char *arg, const char *const *names, size_t n);
 
 /* Like strdup but aborts on allocation failure: for small strings only. */
 char *xstrdup(const char *s);

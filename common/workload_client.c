@@ -59,6 +59,13 @@ int workload_resolve_socket(const char *addr, char *out, size_t outlen, char *er
 			snprintf(err, errlen, "%s: %s: query or fragment not allowed", src, addr);
 			return -1;
 		}
+	} else if (strncmp(addr, "unix:/", 6) == 0) {
+		/* unix:/abs/path, which go-spiffe accepts too. */
+		path = addr + 5;
+		if (strpbrk(path, "?#")) {
+			snprintf(err, errlen, "%s: %s: query or fragment not allowed", src, addr);
+			return -1;
+		}
 	} else if (strstr(addr, "://")) {
 		snprintf(err, errlen, "%s: %s: unsupported scheme (use unix:///path)", src, addr);
 		return -1;

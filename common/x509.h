@@ -1,4 +1,7 @@
-/* x509.h: X.509 for SPIFFE on wolfSSL: CSRs, CA and X509-SVID issuance, parsing, chain checks, PEM. */
+/* x509.h: X.509 for SPIFFE on wolfSSL. One API in two halves: x509_build.c writes (CSRs, CA
+ * certificates, X509-SVID leaves), x509.c reads (CSR and certificate parsing, chain splitting and
+ * verification). Both are stateless and safe from any thread. Certificates travel as PEM, so
+ * der_pem.h (pem_encode, pem_decode_concat) comes with this header. */
 #ifndef LANYARD_X509_H
 #define LANYARD_X509_H
 
@@ -6,20 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "der_pem.h"
 #include "keys.h"
+
+/* ---- building (x509_build.c) ---- */
 
 /* PKCS#10 CSR with subject CN=lanyard, signed with key. The caller frees *der. */
 int x509_csr_create(const lkey *key, uint8_t **der, size_t *len);
-
-struct csr_info {
-	uint8_t *spki; /* SubjectPublicKeyInfo DER, owned */
-	size_t spki_len;
-	enum key_type type;
-};
-/* Parses a DER CSR, verifies its self-signature and extracts the public key. Only EC P-256/P-384
- * and RSA >= 2048 are accepted. 0, or -1 with a reason in err. */
-int x509_csr_parse(const uint8_t *der, size_t len, struct csr_info *out, char *err, size_t errlen);
-void csr_info_free(struct csr_info *c);
 
 struct x509_leaf_params {
 	const char *spiffe_id;           /* the one URI SAN */
@@ -48,6 +44,18 @@ struct x509_ca_params {
  * The caller frees *der. */
 int x509_make_ca(const lkey *subject_key, const lkey *issuer_key, const uint8_t *issuer_der,
 		 size_t issuer_len, const struct x509_ca_params *p, uint8_t **der, size_t *len);
+
+/* ---- reading and verifying (x509.c) ---- */
+
+struct csr_info {
+	uint8_t *spki; /* SubjectPublicKeyInfo DER, owned */
+	size_t spki_len;
+	enum key_type type;
+};
+/* Parses a DER CSR, verifies its self-signature and extracts the public key. Only EC P-256/P-384
+ * and RSA >= 2048 are accepted. 0, or -1 with a reason in err. */
+int x509_csr_parse(const uint8_t *der, size_t len, struct csr_info *out, char *err, size_t errlen);
+void csr_info_free(struct csr_info *c);
 
 struct x509_info {
 	char spiffe_id[2049]; /* first URI SAN, "" if none */
@@ -79,11 +87,10 @@ int x509_split_der(const uint8_t *buf, size_t len, const uint8_t ***certs, size_
 int x509_verify(const uint8_t *chain, size_t chain_len, const uint8_t *roots, size_t roots_len,
 		int64_t now, char *err, size_t errlen);
 
-/* PEM with 64-column lines, NUL-terminated. The caller frees. NULL on failure. */
-char *pem_encode(const char *label, const uint8_t *der, size_t len);
-/* Decodes every PEM block with the given label ("CERTIFICATE") into concatenated DER; blocks with
- * other labels are skipped. 0 (also when none is found: *der_len = 0), or -1 on a malformed block.
- * The caller frees *der. */
-int pem_decode_concat(const char *pem, size_t len, const char *label, uint8_t **der, size_t *der_len);
+/* True when the public half of k is the subject key of the DER certificate. */
+bool lkey_matches_cert(const lkey *k, const uint8_t *cert_der, size_t cert_len);
+/* True when der is a CA certificate (basicConstraints cA) whose subject key is k's public half:
+ * the check every issuer gets before it signs. */
+bool x509_ca_matches_key(const uint8_t *der, size_t len, const lkey *k);
 
 #endif

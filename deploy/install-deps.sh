@@ -2,7 +2,8 @@
 # Installs Lanyard's build and test dependencies from Debian 12's packages, skipping what is
 # already there. Non-interactive; needs root (or sudo) only when something is missing.
 # --test adds what only the test suite needs (a PostgreSQL server for the throwaway clusters of
-# the datastore and several-servers tests); the quick start does not pass it.
+# the datastore and several-servers tests; prometheus for promtool, which lints both daemons'
+# /metrics); the quick start does not pass it.
 set -euo pipefail
 
 pkgs=(
@@ -13,7 +14,7 @@ pkgs=(
 	python3 python3-grpcio python3-grpc-tools python3-cryptography
 )
 if [ "${1:-}" = --test ]; then
-	pkgs+=(postgresql)
+	pkgs+=(postgresql prometheus)
 fi
 
 missing=()

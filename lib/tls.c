@@ -42,7 +42,7 @@ static void reject(struct lanyard_tls *t, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warn("liblanyard: %s refused: %s", t->server ? "client" : "server", msg);
+	log_warnx("liblanyard: %s refused: %s", t->server ? "client" : "server", msg);
 	pthread_mutex_lock(&t->lock);
 	snprintf(t->last_error, sizeof(t->last_error), "%s", msg);
 	pthread_mutex_unlock(&t->lock);

@@ -81,7 +81,7 @@ static void set_status(struct lanyard_x509_source *src, int code, const char *fm
 	snprintf(src->status_msg, sizeof(src->status_msg), "%s", msg);
 	pthread_mutex_unlock(&src->lock);
 	if (code != LANYARD_OK && was_healthy)
-		log_warn("liblanyard: X.509 watch on %s: %s", src->path, msg);
+		log_warnx("liblanyard: X.509 watch on %s: %s", src->path, msg);
 	else if (code != LANYARD_OK)
 		log_debug("liblanyard: X.509 watch on %s: %s", src->path, msg);
 }
@@ -171,10 +171,12 @@ static void on_message(struct lanyard_x509_source *src, const uint8_t *msg, size
 	lanyard_x509_context_unref(old);
 	if (!was_healthy)
 		log_info("liblanyard: receiving X.509 SVIDs from %s", src->path);
-	if (ctx->def)
-		log_debug("liblanyard: update %llu: %s serial %s expires %lld",
-			  (unsigned long long)gen, ctx->def->spiffe_id, ctx->def->serial,
-			  (long long)ctx->def->not_after);
+	if (ctx->def && log_enabled(LOG_LEVEL_DEBUG)) {
+		char expires[32];
+		time_format_rfc3339(ctx->def->not_after, expires, sizeof(expires));
+		log_debug("liblanyard: update %llu: %s serial %s expires %s",
+			  (unsigned long long)gen, ctx->def->spiffe_id, ctx->def->serial, expires);
+	}
 	if (cb)
 		cb(ud, ctx);
 	lanyard_x509_context_unref(ctx);

@@ -7,6 +7,7 @@
 #include "admin_api.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@ struct admin_api {
 	char *path;
 	struct stat sock_st; /* of the socket we created, for unix_socket_remove */
 	uid_t euid;
+	gid_t group;	/* admin_socket_group, when group_set */
+	bool group_set;
 };
 
 /* Per-request state, owned by MHD's connection (freed in request_completed). */
@@ -170,6 +173,50 @@ static const char *query(struct call *c, const char *key)
 	return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* ---- identity namespaces ---- */
+
+/* The one place that decides whether an ID may be handed out by an operator: as the SPIFFE ID of
+ * an entry (create, update and any batch form) or as a join token's alias. Refused: IDs inside
+ * spiffe://<td>/lanyard (the server's and its agents' namespace) and the ID of any attested
+ * agent, whatever its path. A workload holding such an ID could impersonate the server to agents
+ * or be taken for that agent. Returns true when id is assignable; otherwise r holds the error. */
+static bool identity_assignable(struct admin_api *api, const char *what, const char *id,
+				struct reply *r)
+{
+	if (spiffeid_reserved(id, api->trust_domain)) {
+		reply_error(r, MHD_HTTP_FORBIDDEN,
+			    "%s \"%.256s\" is reserved: spiffe://%s/%s/... belongs to the server and "
+			    "its agents", what, id, api->trust_domain, SPIFFEID_RESERVED_SEGMENT);
+		return false;
+	}
+	struct agent_record *a = NULL;
+	int ret = ds_agent_get(api->ds, id, &a);
+	agent_record_free(a);
+	if (ret == 0) {
+		reply_error(r, MHD_HTTP_FORBIDDEN,
+			    "%s \"%.256s\" is the ID of an attested agent and cannot be given to "
+			    "anything else", what, id);
+		return false;
+	}
+	if (ret != -ENOENT) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			    "cannot check %s \"%.256s\" against the attested agents", what, id);
+		return false;
+	}
+	return true;
+}
+
+/* Everything an entry must satisfy before it is stored (create, update, batch). */
+static bool entry_admissible(struct admin_api *api, const struct entry *e, struct reply *r)
+{
+	char err[512] = "";
+	if (entry_validate(e, api->trust_domain, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return false;
+	}
+	return identity_assignable(api, "spiffe_id", e->spiffe_id, r);
+}
+
 /* ---- tokens ---- */
 
 static void h_token_create(struct call *c, struct reply *r)
@@ -201,6 +248,8 @@ static void h_token_create(struct call *c, struct reply *r)
 				    api->trust_domain);
 			goto out;
 		}
+		if (!identity_assignable(api, "join token alias", alias, r))
+			goto out;
 	}
 	v = json_object_get(o, "ttl");
 	if (v) {
@@ -223,8 +272,10 @@ static void h_token_create(struct call *c, struct reply *r)
 		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot store the token");
 		goto out;
 	}
-	log_info("admin: join token created (alias %s, expires at %lld)", alias ? alias : "none",
-		 (long long)expires_at);
+	char expires[32];
+	time_format_rfc3339(expires_at, expires, sizeof(expires));
+	log_info("admin: join token created (alias %s, expires at %s)", alias ? alias : "none",
+		 expires);
 	reply_json(r, MHD_HTTP_CREATED,
 		   json_pack("{s:s, s:o, s:I}", "token", token,
 			     "spiffe_id", alias ? json_string(alias) : json_null(),
@@ -278,16 +329,17 @@ static void h_entry_create(struct call *c, struct reply *r)
 	/* The datastore decides these; values fed back from an earlier output are ignored. */
 	e->revision = 0;
 	e->created_at = 0;
-	if (entry_validate(e, c->api->trust_domain, err, sizeof(err)) < 0) {
-		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (!entry_admissible(c->api, e, r))
 		goto out;
-	}
 	int ret = ds_entry_create(c->api->ds, e, err, sizeof(err));
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), "%s", err);
 		goto out;
 	}
-	log_info("admin: entry %s created (%s, parent %s)", e->id, e->spiffe_id, e->parent_id);
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("entry_id", e->id), LOG_STR("spiffe_id", e->spiffe_id),
+			     LOG_STR("parent_id", e->parent_id)),
+		  "admin: entry %s created (%s, parent %s)", e->id, e->spiffe_id, e->parent_id);
 	reply_json(r, MHD_HTTP_CREATED, entry_to_json(e));
 	notify_changed(c);
 out:
@@ -356,7 +408,7 @@ static void h_entry_update(struct call *c, struct reply *r)
 {
 	struct entry *e = NULL;
 	char err[512] = "";
-	json_t *o = NULL;
+	json_t *o = NULL, *before = NULL;
 	int ret = entry_id_ok(c->id) ? ds_entry_get(c->api->ds, c->id, &e) : -ENOENT;
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
@@ -371,12 +423,19 @@ static void h_entry_update(struct call *c, struct reply *r)
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"id\" in the body does not match the URL");
 		goto out;
 	}
+	before = entry_to_json(e);
 	if (entry_merge_json(e, o, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
 		goto out;
 	}
-	if (entry_validate(e, c->api->trust_domain, err, sizeof(err)) < 0) {
-		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (!entry_admissible(c->api, e, r))
+		goto out;
+	/* Nothing changes: no new revision, no write, and agents are not told to re-sign. */
+	json_t *after = entry_to_json(e);
+	bool same = before && after && json_equal(before, after);
+	json_decref(after);
+	if (same) {
+		reply_json(r, MHD_HTTP_OK, json_incref(before));
 		goto out;
 	}
 	ret = ds_entry_update(c->api->ds, e, err, sizeof(err));
@@ -388,6 +447,7 @@ static void h_entry_update(struct call *c, struct reply *r)
 	reply_json(r, MHD_HTTP_OK, entry_to_json(e));
 	notify_changed(c);
 out:
+	json_decref(before);
 	json_decref(o);
 	entry_free(e);
 }
@@ -420,6 +480,21 @@ static void h_agent_list(struct call *c, struct reply *r)
 		json_array_append_new(a, agent_record_to_json(v[i]));
 	agent_record_array_free(v, n);
 	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "agents", a) : NULL);
+}
+
+static void h_server_list(struct call *c, struct reply *r)
+{
+	struct server_record **v = NULL;
+	size_t n = 0;
+	if (ds_server_list(c->api->ds, DS_SERVER_LIVE_S, &v, &n) < 0) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot list the servers");
+		return;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, server_record_to_json(v[i]));
+	server_record_array_free(v, n);
+	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "servers", a) : NULL);
 }
 
 static void h_agent_show(struct call *c, struct reply *r)
@@ -518,6 +593,7 @@ static const struct route routes[] = {
 	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
 	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
 	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
+	{ .path = "/v1/servers", .by_method = { [M_GET] = h_server_list } },
 	{ .path = "/v1/health", .by_method = { [M_GET] = h_health } },
 };
 
@@ -610,6 +686,37 @@ static enum MHD_Result send_error_now(struct MHD_Connection *conn, unsigned int 
 	return send_reply(conn, &r);
 }
 
+/* Whether process pid (the peer, gid its primary group) is in group g: primary or supplementary
+ * (the "Groups:" line of /proc/<pid>/status). */
+static bool peer_in_group(pid_t pid, gid_t gid, gid_t g)
+{
+	if (gid == g)
+		return true;
+	char path[64], line[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	bool in = false;
+	if (!f)
+		return false;
+	while (!in && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		char *p = line + 7, *end;
+		for (;;) {
+			errno = 0;
+			unsigned long v = strtoul(p, &end, 10);
+			if (end == p || errno)
+				break;
+			if ((gid_t)v == g)
+				in = true;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return in;
+}
+
 static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid_t *uid)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -621,7 +728,8 @@ static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid
 	    len != sizeof(cred))
 		return false;
 	*uid = cred.uid;
-	return cred.uid == 0 || cred.uid == api->euid;
+	return cred.uid == 0 || cred.uid == api->euid ||
+	       (api->group_set && peer_in_group(cred.pid, cred.gid, api->group));
 }
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -635,7 +743,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	if (!req) {
 		uid_t uid;
 		if (!peer_allowed(api, conn, &uid)) {
-			log_warn("admin: refused a request from uid %d", (int)uid);
+			log_warnx("admin: refused a request from uid %d", (int)uid);
 			return send_error_now(conn, MHD_HTTP_FORBIDDEN, "permission denied");
 		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -697,12 +805,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	log_warn("admin: %s", msg);
+	log_warnx("admin: %s", msg);
 }
 
 /* ---- socket setup ---- */
 
-/* Only the server's own uid may connect (root can anyway); handlers check the caller's uid too. */
+/* Only the server's own uid may connect (root can anyway), or with admin_socket_group the
+ * group's members too; handlers check the caller's credentials too. */
 static const struct unix_socket_opts sock_opts = {
 	.who = "lanyard-server",
 	.log_prefix = "admin",
@@ -711,6 +820,18 @@ static const struct unix_socket_opts sock_opts = {
 	.backlog = 64,
 	.nonblock = false,
 };
+
+static int resolve_group(const char *name, gid_t *gid, char *err, size_t errlen)
+{
+	struct group gr, *res = NULL;
+	char buf[16384];
+	if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || !res) {
+		snprintf(err, errlen, "admin_socket_group '%.64s': no such group", name);
+		return -1;
+	}
+	*gid = res->gr_gid;
+	return 0;
+}
 
 int admin_api_start(const char *socket_path, struct datastore *ds, const struct admin_hooks *hooks,
 		    struct admin_api **out, char *err, size_t errlen)
@@ -728,7 +849,21 @@ int admin_api_start(const char *socket_path, struct datastore *ds, const struct 
 	api->path = xstrdup(socket_path);
 	api->euid = geteuid();
 
-	int fd = unix_socket_listen(socket_path, &sock_opts, &api->sock_st, err, errlen);
+	struct unix_socket_opts so = sock_opts;
+	if (hooks->socket_group) {
+		if (resolve_group(hooks->socket_group, &api->group, err, errlen) < 0) {
+			free(api->trust_domain);
+			free(api->path);
+			free(api);
+			return -EINVAL;
+		}
+		api->group_set = true;
+		so.mode = 0660;
+		so.dir_mode = 0750;
+		so.group = api->group;
+		so.set_group = true;
+	}
+	int fd = unix_socket_listen(socket_path, &so, &api->sock_st, err, errlen);
 	if (fd < 0) {
 		free(api->trust_domain);
 		free(api->path);

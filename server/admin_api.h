@@ -23,12 +23,16 @@ struct admin_hooks {
 	/* Called after any successful entry/agent/token change (e.g. uv_async_send). */
 	void (*changed)(void *ud);
 	int64_t default_token_ttl;		/* seconds; <= 0 means 600 */
+	/* admin_socket_group: a group name whose members may use the API too (the socket is then
+	 * 0660 and owned by that group); NULL: root and the server's uid only (0600). */
+	const char *socket_group;
 };
 
 struct admin_api;
 
-/* Creates socket_path safely (parent directory 0700 if missing; refuses when a live server answers
- * on it; replaces a stale socket; mode 0600) and starts serving. hooks is copied. Returns 0, or a
+/* Creates socket_path safely (parent directory 0700 if missing, 0750 with a socket group; refuses
+ * when a live server answers on it; replaces a stale socket; mode 0600, or 0660 with the socket
+ * group) and starts serving. hooks is copied. Returns 0, or a
  * negative errno with a message in err ("another lanyard-server is already serving on <path>"). */
 int admin_api_start(const char *socket_path, struct datastore *ds, const struct admin_hooks *hooks,
 		    struct admin_api **out, char *err, size_t errlen);

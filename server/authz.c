@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strv.h"
 #include "util.h"
 
 /* Three views of one set of entries, each a sorted array kept sorted on every change: a change
@@ -33,11 +34,6 @@ static int cmp_parent(const void *a, const void *b)
 	const struct entry *x = *(const struct entry *const *)a, *y = *(const struct entry *const *)b;
 	int c = strcmp(x->parent_id, y->parent_id);
 	return c ? c : strcmp(x->id, y->id);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static bool is_alias(const struct authz_index *ix, const struct entry *e)
@@ -227,8 +223,7 @@ void authz_index_expire(struct authz_index *ix, int64_t now, char ***ids, size_t
 	for (size_t i = 0; i < ix->n; i++) {
 		struct entry *e = ix->by_id[i];
 		if (expired(e, now)) {
-			*ids = xrealloc(*ids, (*n + 1) * sizeof(**ids));
-			(*ids)[(*n)++] = xstrdup(e->id);
+			strv_push(ids, n, e->id);
 			entry_free(e);
 			continue;
 		}
@@ -317,7 +312,7 @@ static size_t agent_parents(const struct authz_index *ix, const struct agent_rec
 /* Sorts v and drops repeats; returns the new length. */
 static size_t sort_unique(const char **v, size_t n)
 {
-	qsort(v, n, sizeof(*v), cmp_str);
+	qsort(v, n, sizeof(*v), strv_cmp);
 	size_t w = 0;
 	for (size_t i = 0; i < n; i++)
 		if (w == 0 || strcmp(v[w - 1], v[i]) != 0)

@@ -5,10 +5,12 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "util.h"
@@ -89,18 +91,40 @@ static void key_path(const struct ca *ca, const char *id, const char *suffix, ch
 	snprintf(buf, len, "%s/%s%s.key", ca->key_dir, id, suffix);
 }
 
+/* A file the CA trusts at load: a regular file (not a symlink) owned by the server's effective
+ * uid that no other user may change; a key file (secret) must not be readable by them either.
+ * Another owner, or write access for others, would let someone else choose what the server
+ * signs with. Returns 0, or -1 with an error naming the file. */
+static int check_ca_file(const char *path, const char *what, bool secret, char *err,
+			 size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errorf(err, errlen, "cannot use %s %s: %s", what, path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return errorf(err, errlen, "refusing %s %s: not a regular file%s", what, path,
+			      S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+	if (st.st_uid != geteuid())
+		return errorf(err, errlen, "refusing %s %s: owned by uid %u, not by the server's "
+			      "uid %u (chown it)", what, path, (unsigned)st.st_uid,
+			      (unsigned)geteuid());
+	unsigned mode = (unsigned)(st.st_mode & 0777);
+	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)))
+		return errorf(err, errlen, "refusing %s %s: mode %03o: it is readable by group or "
+			      "others, or writable by them (chmod 600)", what, path, mode);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return errorf(err, errlen, "refusing %s %s: mode %03o: group or others can change it "
+			      "(chmod 644)", what, path, mode);
+	return 0;
+}
+
 static int load_key_file(const char *path, lkey **out, char *err, size_t errlen)
 {
-	int r = file_check_private(path);
-	if (r == -EPERM)
-		return errorf(err, errlen,
-			    "refusing key file %s: it is readable by group or others (chmod 600)",
-			    path);
-	if (r < 0)
-		return errorf(err, errlen, "cannot use key file %s: %s", path, strerror(-r));
+	if (check_ca_file(path, "key file", true, err, errlen) < 0)
+		return -1;
 	uint8_t *pem = NULL;
 	size_t len;
-	r = file_read_all(path, 1 << 20, &pem, &len);
+	int r = file_read_all(path, 1 << 20, &pem, &len);
 	if (r < 0)
 		return errorf(err, errlen, "cannot read key file %s: %s", path, strerror(-r));
 	r = lkey_from_pem((const char *)pem, len, out);
@@ -212,8 +236,10 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 		errorf(err, errlen, "cannot record the new CA authority in the datastore");
 		goto fail;
 	}
-	log_info("CA: new %s authority %s (JWT kid %s), valid until %lld", state_name(state), a->id,
-		 a->jwt_kid, (long long)a->not_after);
+	char until[32];
+	time_format_rfc3339(a->not_after, until, sizeof(until));
+	log_info("CA: new %s authority %s (JWT kid %s), valid until %s", state_name(state), a->id,
+		 a->jwt_kid, until);
 	return a;
 fail:
 	authority_unref(a);
@@ -231,23 +257,33 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 	memcpy(a->cert, r->cert_der, r->cert_len);
 	a->cert_len = r->cert_len;
 	snprintf(a->jwt_kid, sizeof(a->jwt_kid), "%.64s", r->jwt_kid ? r->jwt_kid : r->id);
-	char path[PATH_MAX];
+	char path[PATH_MAX], why[256];
+	if (fill_cert_facts(a, why, sizeof(why)) < 0) {
+		errorf(err, errlen, "the certificate of CA authority %s (in the datastore) does not "
+		       "parse: %s", a->id, why);
+		goto fail;
+	}
 	key_path(ca, a->id, "", path, sizeof(path));
 	if (load_key_file(path, &a->key, err, errlen) < 0)
 		goto fail;
+	if (!lkey_matches_cert(a->key, a->cert, a->cert_len)) {
+		errorf(err, errlen, "key file %s does not match the certificate of CA authority %s",
+		       path, a->id);
+		goto fail;
+	}
 	key_path(ca, a->id, ".jwt", path, sizeof(path));
 	if (load_key_file(path, &a->jwt_key, err, errlen) < 0)
 		goto fail;
-	if (!lkey_matches_cert(a->key, a->cert, a->cert_len)) {
-		errorf(err, errlen, "CA key of authority %s does not match its certificate", a->id);
-		goto fail;
-	}
 	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
-		errorf(err, errlen, "cannot encode the JWT key of authority %s", a->id);
+		errorf(err, errlen, "cannot encode the JWT key of authority %s (%s)", a->id, path);
 		goto fail;
 	}
-	if (fill_cert_facts(a, err, errlen) < 0)
+	if (r->jwt_spki_len && (r->jwt_spki_len != a->jwt_spki_len ||
+				memcmp(r->jwt_spki, a->jwt_spki, a->jwt_spki_len) != 0)) {
+		errorf(err, errlen, "key file %s does not match the JWT public key recorded for CA "
+		       "authority %s", path, a->id);
 		goto fail;
+	}
 	*out = a;
 	return 0;
 fail:
@@ -269,6 +305,8 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 {
 	uint8_t *pem = NULL;
 	size_t len;
+	if (check_ca_file(o->upstream_cert_path, "upstream_ca_cert", false, err, errlen) < 0)
+		return -1;
 	int r = file_read_all(o->upstream_cert_path, 1 << 20, &pem, &len);
 	if (r < 0)
 		return errorf(err, errlen, "cannot read upstream_ca_cert %s: %s", o->upstream_cert_path,
@@ -294,8 +332,10 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 	free(certs);
 	free(lens);
 	struct x509_info info;
-	if (x509_parse(ca->upstream_cert, ca->upstream_cert_len, &info, err, errlen) < 0)
-		return -1;
+	char why[256];
+	if (x509_parse(ca->upstream_cert, ca->upstream_cert_len, &info, why, sizeof(why)) < 0)
+		return errorf(err, errlen, "upstream_ca_cert %s does not parse: %s",
+			      o->upstream_cert_path, why);
 	bool is_ca = info.is_ca;
 	ca->upstream_not_after = info.not_after;
 	x509_info_free(&info);
@@ -415,6 +455,24 @@ int ca_sync(struct ca *ca, int64_t now)
 	return ret;
 }
 
+/* The directory of the CA keys: whoever can write to it can swap a key file. */
+static int check_key_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(dir, &st) < 0)
+		return errorf(err, errlen, "cannot use the CA key directory %s: %s", dir,
+			      strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return errorf(err, errlen, "refusing the CA key directory %s: not a directory", dir);
+	if (st.st_uid != geteuid())
+		return errorf(err, errlen, "refusing the CA key directory %s: owned by uid %u, not by "
+			      "the server's uid %u", dir, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return errorf(err, errlen, "refusing the CA key directory %s: mode %03o lets group or "
+			      "others change it (chmod 700)", dir, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
 int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struct ca **out,
 	    char *err, size_t errlen)
 {
@@ -433,6 +491,8 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 		errorf(err, errlen, "cannot create %s: %s", dir, strerror(-r));
 		goto fail;
 	}
+	if (check_key_dir(dir, err, errlen) < 0)
+		goto fail;
 	if (o->upstream_cert_path && load_upstream(ca, o, now, err, errlen) < 0)
 		goto fail;
 

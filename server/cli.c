@@ -1,4 +1,4 @@
-/* cli.c: "lanyard-server token|entry|agent|bundle ...": thin clients of the admin API.
+/* cli.c: "lanyard-server token|entry|agent|bundle|server ...": thin clients of the admin API.
  *
  * The router is one static table of groups and commands. Options are declared once (opt_specs)
  * and each command lists the ones it accepts; anything else is an error that names the flag. */
@@ -48,8 +48,8 @@ static const struct opt_spec opt_specs[O__COUNT] = {
 	[O_JWT_TTL] = { "jwt-svid-ttl", ARG_ONE, "JWT-SVID lifetime (seconds or 5m...)" },
 	[O_DNS_NAME] = { "dns-name", ARG_REPEAT, "DNS SAN for the X509-SVID (repeatable)" },
 	[O_HINT] = { "hint", ARG_ONE, "hint passed to workloads" },
-	[O_ADMIN] = { "admin", ARG_BOOL, "entry grants admin rights (--admin=false to clear)" },
-	[O_DOWNSTREAM] = { "downstream", ARG_BOOL, "entry is a downstream CA (--downstream=false to clear)" },
+	[O_ADMIN] = { "admin", ARG_BOOL, "mark the entry admin (stored and shown; --admin=false clears)" },
+	[O_DOWNSTREAM] = { "downstream", ARG_BOOL, "not supported (no nested servers); --downstream=false clears it" },
 	[O_EXPIRES_AT] = { "expires-at", ARG_ONE, "entry expiry, unix seconds (0 = never)" },
 	[O_TTL] = { "ttl", ARG_ONE, "token lifetime (seconds or 10m, 1h...)" },
 	[O_FORMAT] = { "format", ARG_ONE, "pem (default) or spiffe" },
@@ -246,11 +246,35 @@ static int64_t jint(json_t *o, const char *key)
 
 /* ---- argument parsing ---- */
 
+/* A single-dash argument: SPIRE's spelling of one of the command's flags, or a typo. */
+static void fail_single_dash(const char *group, const struct command *cmd, const char *arg)
+{
+	const char *names[O__COUNT];
+	size_t n = 0;
+	for (int o = 0; o < O__COUNT; o++)
+		if (cmd->opts & BIT(o))
+			names[n++] = opt_specs[o].name;
+	const char *match = spire_flag_suggest(arg, names, n);
+	if (match)
+		fail("unknown flag \"%s\": did you mean --%s? (flags take two dashes)", arg, match);
+	else
+		fail("unknown flag \"%s\" for \"%s %s\" (see lanyard-server %s %s --help)", arg,
+		     group, cmd->name, group, cmd->name);
+}
+
 static int parse_args(const char *group, const struct command *cmd, int argc, char **argv,
 		      struct args *a)
 {
 	for (int i = 0; i < argc; i++) {
 		const char *arg = argv[i];
+		if (strcmp(arg, "-h") == 0) {
+			a->seen[O_HELP] = true;
+			continue;
+		}
+		if (arg[0] == '-' && arg[1] && arg[1] != '-') {
+			fail_single_dash(group, cmd, arg);
+			return -1;
+		}
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
 			fail("unexpected argument \"%s\" (see lanyard-server %s %s --help)", arg,
 			     group, cmd->name);
@@ -452,8 +476,12 @@ static json_t *entry_request(struct args *a)
 		json_object_set_new(o, "hint", json_string(a->value[O_HINT]));
 	if (a->value[O_ADMIN])
 		json_object_set_new(o, "admin", json_boolean(bool_flag(a, O_ADMIN)));
+	if (a->value[O_DOWNSTREAM] && bool_flag(a, O_DOWNSTREAM)) {
+		fail("--downstream is not supported: Lanyard has no nested (downstream) servers");
+		goto fail;
+	}
 	if (a->value[O_DOWNSTREAM])
-		json_object_set_new(o, "downstream", json_boolean(bool_flag(a, O_DOWNSTREAM)));
+		json_object_set_new(o, "downstream", json_false());
 	if (a->value[O_EXPIRES_AT]) {
 		if (parse_int_flag(a, O_EXPIRES_AT, &v) < 0)
 			goto fail;
@@ -655,10 +683,49 @@ static int cmd_entry_show(const struct command *cmd, struct args *a)
 	}
 	if (a->json)
 		print_json(resp);
+	else if (a->value[O_ID])
+		print_entry_block(json_array_get(entries, 0)); /* one entry: every field */
 	else
 		print_entry_table(entries);
 	json_decref(resp);
 	return 0;
+}
+
+/* ---- counts ---- */
+
+/* "entry count" / "agent count": the number of items the list call returns under key. */
+static int count_cmd(struct args *a, const char *path, const char *key, const char *one,
+		     const char *many)
+{
+	json_t *resp = call_json(a, "GET", path, NULL);
+	if (!resp)
+		return 1;
+	json_t *items = json_object_get(resp, key);
+	if (!json_is_array(items)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	size_t n = json_array_size(items);
+	json_decref(resp);
+	if (a->json) {
+		json_t *j = json_pack("{s:I}", "count", (json_int_t)n);
+		print_json(j);
+		json_decref(j);
+	} else {
+		printf("%zu %s\n", n, n == 1 ? one : many);
+	}
+	return 0;
+}
+
+static int cmd_entry_count(const struct command *cmd, struct args *a)
+{
+	return count_cmd(a, "/v1/entries", "entries", "entry", "entries");
+}
+
+static int cmd_agent_count(const struct command *cmd, struct args *a)
+{
+	return count_cmd(a, "/v1/agents", "agents", "agent", "agents");
 }
 
 /* ---- agent ---- */
@@ -804,6 +871,43 @@ out:
 	return ret;
 }
 
+/* ---- server ---- */
+
+static int cmd_server_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/servers", NULL);
+	if (!resp)
+		return 1;
+	json_t *servers = json_object_get(resp, "servers");
+	if (!json_is_array(servers)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json) {
+		print_json(resp);
+	} else {
+		size_t w = strlen("ADDRESS"), i;
+		json_t *sv;
+		json_array_foreach(servers, i, sv)
+			if (strlen(jstr(sv, "address")) > w)
+				w = strlen(jstr(sv, "address"));
+		printf("%-36s  %-*s  %-10s  %-20s  %s\n", "ID", (int)w, "ADDRESS", "VERSION",
+		       "LAST SEEN", "AUTHORITIES");
+		json_array_foreach(servers, i, sv) {
+			char t[64];
+			format_time(jint(sv, "last_seen"), t, sizeof(t));
+			printf("%-36s  %-*s  %-10s  %-20s  %lld\n", jstr(sv, "id"), (int)w,
+			       jstr(sv, "address"), jstr(sv, "version"), t,
+			       (long long)jint(sv, "authorities"));
+		}
+		printf("%zu server%s\n", json_array_size(servers),
+		       json_array_size(servers) == 1 ? "" : "s");
+	}
+	json_decref(resp);
+	return 0;
+}
+
 /* ---- router ---- */
 
 static const struct command token_commands[] = {
@@ -824,10 +928,16 @@ static const struct command entry_commands[] = {
 	  .opts = COMMON_OPTS | BIT(O_ID) | ENTRY_FIELDS, .required = BIT(O_ID) },
 	{ .name = "delete", .run = cmd_entry_delete, .summary = "Deletes an entry.",
 	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+	{ .name = "count", .run = cmd_entry_count,
+	  .summary = "Counts registration entries ({\"count\": N} with --output json).",
+	  .opts = COMMON_OPTS },
 };
 
 static const struct command agent_commands[] = {
 	{ .name = "list", .run = cmd_agent_list, .summary = "Lists attested agents.",
+	  .opts = COMMON_OPTS },
+	{ .name = "count", .run = cmd_agent_count,
+	  .summary = "Counts attested agents ({\"count\": N} with --output json).",
 	  .opts = COMMON_OPTS },
 	{ .name = "show", .run = cmd_agent_show, .summary = "Shows one attested agent.",
 	  .opts = COMMON_OPTS | BIT(O_SPIFFE_ID), .required = BIT(O_SPIFFE_ID) },
@@ -845,11 +955,19 @@ static const struct command bundle_commands[] = {
 	  .opts = COMMON_OPTS | BIT(O_FORMAT) },
 };
 
+static const struct command server_commands[] = {
+	{ .name = "list", .run = cmd_server_list,
+	  .summary = "Lists the live servers sharing this server's database.",
+	  .opts = COMMON_OPTS },
+};
+
 static const struct group groups[] = {
 	{ "token", "join tokens", token_commands, ARRAY_LEN(token_commands) },
 	{ "entry", "registration entries", entry_commands, ARRAY_LEN(entry_commands) },
 	{ "agent", "attested agents", agent_commands, ARRAY_LEN(agent_commands) },
 	{ "bundle", "the trust bundle", bundle_commands, ARRAY_LEN(bundle_commands) },
+	{ "server", "the servers of this trust domain", server_commands,
+	  ARRAY_LEN(server_commands) },
 };
 
 static void usage_group(FILE *f, const struct group *g)
@@ -880,7 +998,7 @@ int cli_main(int argc, char **argv)
 		if (strcmp(groups[i].name, argv[0]) == 0)
 			g = &groups[i];
 	if (!g) {
-		fail("unknown command \"%s\" (token, entry, agent or bundle)", argc > 0 ? argv[0] : "");
+		fail("unknown command \"%s\" (token, entry, agent, bundle or server)", argc > 0 ? argv[0] : "");
 		return 1;
 	}
 	if (argc < 2) {

@@ -6,12 +6,11 @@
 #include "datastore_backend.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "strv.h"
 #include "util.h"
 
 void datastore_init_base(struct datastore *ds, const struct datastore_ops *ops)
@@ -30,6 +29,8 @@ void datastore_fini_base(struct datastore *ds)
 	free(ds->journal);
 	ds->journal = NULL;
 	ds->journal_len = 0;
+	server_record_free(ds->self);
+	ds->self = NULL;
 	pthread_mutex_destroy(&ds->lock);
 }
 
@@ -74,30 +75,6 @@ int datastore_strv_from_text(const char *txt, char ***out, size_t *n)
 	json_decref(a);
 	*out = v;
 	*n = len;
-	return 0;
-}
-
-int datastore_open_config(const char *type, const char *data_dir, const char *conninfo,
-			  int max_connections, struct datastore **out, char *err, size_t errlen)
-{
-	char why[512];
-	if (type && strcmp(type, "postgres") == 0) {
-		char safe[256] = "";
-		if (datastore_pg_conninfo_check(conninfo, safe, sizeof(safe), why, sizeof(why)) < 0 ||
-		    datastore_open_pg(conninfo, max_connections, out, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "key 'database_connection_string' (%s): %s",
-				 safe[0] ? safe : "PostgreSQL", why);
-			return -EIO;
-		}
-		log_info("datastore: PostgreSQL %s, up to %d connections", safe, max_connections);
-		return 0;
-	}
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/datastore.sqlite3", data_dir);
-	if (datastore_open_sqlite(path, out, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "cannot open the datastore %s: %s", path, why);
-		return -EIO;
-	}
 	return 0;
 }
 
@@ -525,15 +502,6 @@ int ds_ping(struct datastore *ds)
 	return ret;
 }
 
-static void strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 void agent_record_free(struct agent_record *a)
 {
 	if (!a)
@@ -599,4 +567,81 @@ void ca_record_array_free(struct ca_record **r, size_t n)
 	for (size_t i = 0; i < n; i++)
 		ca_record_free(r[i]);
 	free(r);
+}
+
+/* ---- servers ---- */
+
+static struct server_record *server_record_dup(const struct server_record *r, int64_t last_seen)
+{
+	struct server_record *c = xcalloc(1, sizeof(*c));
+	c->id = xstrdup(r->id);
+	c->address = xstrdup(r->address);
+	c->version = xstrdup(r->version);
+	c->started_at = r->started_at;
+	c->last_seen = last_seen;
+	c->authorities = r->authorities;
+	return c;
+}
+
+int ds_server_heartbeat(struct datastore *ds, const struct server_record *r)
+{
+	if (ds->ops->server_heartbeat) {
+		lock(ds);
+		int ret = ds->ops->server_heartbeat(ds, r);
+		unlock(ds);
+		return ret;
+	}
+	struct server_record *c = server_record_dup(r, now_unix());
+	journal_lock(ds);
+	server_record_free(ds->self);
+	ds->self = c;
+	journal_unlock(ds);
+	return 0;
+}
+
+int ds_server_list(struct datastore *ds, int64_t live_s, struct server_record ***out, size_t *n)
+{
+	if (ds->ops->server_list) {
+		lock(ds);
+		int ret = ds->ops->server_list(ds, live_s, out, n);
+		unlock(ds);
+		return ret;
+	}
+	*out = NULL;
+	*n = 0;
+	journal_lock(ds);
+	if (ds->self && ds->self->last_seen >= now_unix() - live_s) {
+		*out = xcalloc(1, sizeof(**out));
+		(*out)[0] = server_record_dup(ds->self, ds->self->last_seen);
+		*n = 1;
+	}
+	journal_unlock(ds);
+	return 0;
+}
+
+void server_record_free(struct server_record *r)
+{
+	if (!r)
+		return;
+	free(r->id);
+	free(r->address);
+	free(r->version);
+	free(r);
+}
+
+void server_record_array_free(struct server_record **r, size_t n)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < n; i++)
+		server_record_free(r[i]);
+	free(r);
+}
+
+json_t *server_record_to_json(const struct server_record *r)
+{
+	return json_pack("{s:o, s:o, s:o, s:I, s:I, s:I}", "id", str_or_null(r->id), "address",
+			 str_or_null(r->address), "version", str_or_null(r->version), "started_at",
+			 (json_int_t)r->started_at, "last_seen", (json_int_t)r->last_seen,
+			 "authorities", (json_int_t)r->authorities);
 }

@@ -203,4 +203,27 @@ int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v);
 /* Readiness: 0 when the database answers a query. */
 int ds_ping(struct datastore *ds);
 
+/* ---- the servers sharing this datastore (the cluster) ---- */
+
+/* Each server writes its record every DS_SERVER_HEARTBEAT_S; one not seen for
+ * DS_SERVER_LIVE_S (three heartbeats) is not live. A shared backend (PostgreSQL) keeps a table
+ * and dates last_seen by the database's clock, so that servers' clocks do not matter; a
+ * backend of one server (SQLite) keeps only the record of its own server, in memory. */
+#define DS_SERVER_HEARTBEAT_S 5
+#define DS_SERVER_LIVE_S (3 * DS_SERVER_HEARTBEAT_S)
+struct server_record {
+	char *id;      /* stable for a data_dir */
+	char *address; /* of the node API, "host:port" */
+	char *version;
+	int64_t started_at, last_seen;
+	int64_t authorities; /* this server's own signing authorities */
+};
+/* Inserts or refreshes r (r->last_seen is ignored: now). */
+int ds_server_heartbeat(struct datastore *ds, const struct server_record *r);
+/* The servers seen within the last live_s seconds, by id. */
+int ds_server_list(struct datastore *ds, int64_t live_s, struct server_record ***out, size_t *n);
+void server_record_free(struct server_record *r);
+void server_record_array_free(struct server_record **r, size_t n);
+json_t *server_record_to_json(const struct server_record *r);
+
 #endif

@@ -55,6 +55,10 @@ struct datastore_ops {
 	int (*kv_get_int)(struct datastore *ds, const char *key, int64_t *out);
 	int (*kv_set_int)(struct datastore *ds, const char *key, int64_t v);
 	int (*ping)(struct datastore *ds);
+	/* Optional: without them, datastore.c keeps the record of this server alone. */
+	int (*server_heartbeat)(struct datastore *ds, const struct server_record *r);
+	int (*server_list)(struct datastore *ds, int64_t live_s, struct server_record ***out,
+			   size_t *n);
 };
 
 /* The first member of every backend's own struct. journal is a ring of the last changes (see
@@ -69,6 +73,7 @@ struct datastore {
 	int64_t bundle_gen;   /* see ds_bundle_generation */
 	void (*change_hook)(void *ud);
 	void *change_hook_ud;
+	struct server_record *self; /* under lock; backends without server_heartbeat */
 };
 
 /* Backends call this on their freshly allocated struct, and datastore_fini_base in close. */

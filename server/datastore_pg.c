@@ -33,6 +33,10 @@
 #define BACKOFF_BASE_MS 5
 /* Any number: the key of the advisory lock held while migrating. */
 #define MIGRATE_LOCK_KEY 7273697465LL
+/* The database's clock, in unix seconds. */
+#define DB_NOW "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)"
+/* The row of a server not seen for this long is removed (it is long dead). */
+#define SERVER_FORGET_S (7 * 24 * 3600)
 
 static const char *const migrations[] = {
 	/* v1. Long text keys (SPIFFE IDs up to 2048 bytes, selector lists) are indexed through
@@ -86,6 +90,14 @@ static const char *const migrations[] = {
 	" id TEXT NOT NULL,"
 	" at BIGINT NOT NULL);"
 	"CREATE INDEX changes_at ON changes (at);",
+	/* v2. The servers sharing the database, each refreshing its row (a heartbeat). */
+	"CREATE TABLE servers ("
+	" id TEXT PRIMARY KEY,"
+	" address TEXT NOT NULL,"
+	" version TEXT NOT NULL,"
+	" started_at BIGINT NOT NULL,"
+	" last_seen BIGINT NOT NULL,"
+	" authorities BIGINT NOT NULL DEFAULT 0);",
 };
 
 enum stmt_id {
@@ -97,6 +109,7 @@ enum stmt_id {
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
+	ST_SERVER_BEAT, ST_SERVER_LIST, ST_SERVER_PRUNE,
 	ST__COUNT
 };
 
@@ -152,6 +165,15 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_PING] = "SELECT 1",
 	[ST_ENTRY_COUNT] = "SELECT COUNT(*) FROM entries",
 	[ST_AGENT_COUNT] = "SELECT COUNT(*) FROM agents",
+	/* last_seen by the database's clock: the servers' clocks may disagree. */
+	[ST_SERVER_BEAT] = "INSERT INTO servers (id, address, version, started_at, last_seen, "
+			   "authorities) VALUES ($1, $2, $3, $4, " DB_NOW ", $5) "
+			   "ON CONFLICT (id) DO UPDATE SET address = excluded.address, "
+			   "version = excluded.version, started_at = excluded.started_at, "
+			   "last_seen = excluded.last_seen, authorities = excluded.authorities",
+	[ST_SERVER_LIST] = "SELECT id, address, version, started_at, last_seen, authorities "
+			   "FROM servers WHERE last_seen >= " DB_NOW " - $1 ORDER BY id",
+	[ST_SERVER_PRUNE] = "DELETE FROM servers WHERE last_seen < " DB_NOW " - $1",
 };
 
 static struct pg *pg_of(struct datastore *ds)
@@ -229,57 +251,6 @@ static uint8_t *r_bytes(const PGresult *r, int row, int col, size_t *len)
 }
 
 /* ---- connections ---- */
-
-void pg_scrub(const struct pg *p, const char *msg, char *out, size_t outlen)
-{
-	size_t w = 0, plen = p->password ? strlen(p->password) : 0;
-	if (outlen == 0)
-		return;
-	for (const char *s = msg; *s && w + 1 < outlen;) {
-		if (plen && strncmp(s, p->password, plen) == 0) {
-			for (const char *m = "***"; *m && w + 1 < outlen; m++)
-				out[w++] = *m;
-			s += plen;
-			continue;
-		}
-		out[w++] = *s == '\n' || *s == '\t' ? ' ' : *s;
-		s++;
-	}
-	while (w > 0 && out[w - 1] == ' ')
-		w--;
-	out[w] = '\0';
-}
-
-PGconn *pg_connect(struct pg *p, char *err, size_t errlen)
-{
-	/* The string is expanded in place of dbname: what it sets overrides the defaults before
-	 * it (a connect_timeout of its own, say). */
-	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *const vals[] = {"10", "lanyard-server", p->conninfo, NULL};
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	if (!c) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	if (PQstatus(c) != CONNECTION_OK) {
-		pg_scrub(p, PQerrorMessage(c), err, errlen);
-		PQfinish(c);
-		return NULL;
-	}
-	/* Bounds on anything stuck: a statement, or a transaction left open by a dead thread. */
-	PGresult *r = PQexec(c, "SET statement_timeout = '30s'; "
-				"SET idle_in_transaction_session_timeout = '60s'; "
-				"SET client_min_messages = warning");
-	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
-		pg_scrub(p, PQerrorMessage(c), err, errlen);
-	PQclear(r);
-	if (!ok) {
-		PQfinish(c);
-		return NULL;
-	}
-	return c;
-}
 
 static int prepare_all(struct pg *p, PGconn *c, char *err, size_t errlen)
 {
@@ -1037,6 +1008,52 @@ static int pg_ping(struct datastore *ds)
 	return one(pg_of(ds), ST_PING, NULL, NULL);
 }
 
+/* ---- servers ---- */
+
+static int pg_server_heartbeat(struct datastore *ds, const struct server_record *rec)
+{
+	struct params pa = {0};
+	p_str(&pa, rec->id);
+	p_str(&pa, rec->address);
+	p_str(&pa, rec->version);
+	p_int(&pa, rec->started_at);
+	p_int(&pa, rec->authorities);
+	int ret = one(pg_of(ds), ST_SERVER_BEAT, &pa, NULL);
+	if (ret == 0) {
+		struct params pp = {0};
+		p_int(&pp, SERVER_FORGET_S);
+		ret = one(pg_of(ds), ST_SERVER_PRUNE, &pp, NULL);
+	}
+	return ret;
+}
+
+static int pg_server_list(struct datastore *ds, int64_t live_s, struct server_record ***out,
+			  size_t *n)
+{
+	struct params pa = {0};
+	PGresult *r;
+	p_int(&pa, live_s);
+	int ret = one(pg_of(ds), ST_SERVER_LIST, &pa, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	struct server_record **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++) {
+		struct server_record *c = xcalloc(1, sizeof(*c));
+		c->id = r_strdup(r, i, 0);
+		c->address = r_strdup(r, i, 1);
+		c->version = r_strdup(r, i, 2);
+		c->started_at = r_int(r, i, 3);
+		c->last_seen = r_int(r, i, 4);
+		c->authorities = r_int(r, i, 5);
+		v[i] = c;
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
 /* ---- open / close ---- */
 
 static void pg_close(struct datastore *ds)
@@ -1089,6 +1106,8 @@ static const struct datastore_ops pg_ops = {
 	.kv_get_int = pg_kv_get_int,
 	.kv_set_int = pg_kv_set_int,
 	.ping = pg_ping,
+	.server_heartbeat = pg_server_heartbeat,
+	.server_list = pg_server_list,
 };
 
 /* Runs sql on c; 0, or -EIO with the (scrubbed) reason in err. */

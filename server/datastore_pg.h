@@ -1,7 +1,8 @@
-/* datastore_pg.h: what the two halves of the PostgreSQL backend share. datastore_pg.c holds the
- * connection pool and the operations; datastore_pg_feed.c follows the shared change feed (the
+/* datastore_pg.h: what the parts of the PostgreSQL backend share. datastore_pg.c holds the
+ * connection pool and the operations; datastore_pg_conn.c opens connections for both;
+ * datastore_pg_feed.c follows the shared change feed (the
  * `changes` table every change appends to) on a connection and thread of its own, and records
- * what it finds in the datastore's change journal. Only those two files include this.
+ * what it finds in the datastore's change journal. Only those files include this.
  *
  * Threads: the pool is used by any thread (its own lock); the feed thread owns its connection
  * and its position in the feed; feed_lock guards what writers wait on (delivered, holes). */

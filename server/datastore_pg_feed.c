@@ -117,7 +117,7 @@ static PGresult *query(struct pg_feed *f, const char *sql, const char *param)
 	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
 		char why[512];
 		pg_scrub(f->p, PQerrorMessage(f->conn), why, sizeof(why));
-		log_warn("datastore: change feed: %s", why);
+		log_warnx("datastore: change feed: %s", why);
 		PQclear(r);
 		return NULL;
 	}
@@ -324,7 +324,7 @@ static void *feed_main(void *arg)
 		if (!f->conn) {
 			char err[512];
 			if (feed_connect(f, err, sizeof(err)) < 0) {
-				log_warn("datastore: change feed: cannot reconnect: %s", err);
+				log_warnx("datastore: change feed: cannot reconnect: %s", err);
 				wait_event(f, 1000);
 				continue;
 			}

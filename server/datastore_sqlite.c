@@ -1024,7 +1024,7 @@ static int precreate(const char *path, char *err, size_t errlen)
 	}
 	struct stat st;
 	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-		log_warn("datastore: %s is accessible by group or others (mode %03o)", path,
+		log_warnx("datastore: %s is accessible by group or others (mode %03o)", path,
 			 (unsigned)(st.st_mode & 0777));
 	close(fd);
 	return 0;

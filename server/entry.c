@@ -6,26 +6,8 @@
 #include <string.h>
 
 #include "spiffeid.h"
+#include "strv.h"
 #include "util.h"
-
-static void strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static char **strv_dup(char *const *v, size_t n)
-{
-	if (!v || n == 0)
-		return NULL;
-	char **out = xcalloc(n, sizeof(*out));
-	for (size_t i = 0; i < n; i++)
-		out[i] = xstrdup(v[i]);
-	return out;
-}
 
 static char *strdup_or_null(const char *s)
 {
@@ -69,25 +51,11 @@ struct entry *entry_dup(const struct entry *e)
 	return d;
 }
 
-static int strp_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void entry_normalize(struct entry *e)
 {
-	if (!e->selectors || e->n_selectors == 0)
+	if (!e->selectors)
 		return;
-	qsort(e->selectors, e->n_selectors, sizeof(char *), strp_cmp);
-	size_t w = 1;
-	for (size_t i = 1; i < e->n_selectors; i++) {
-		if (strcmp(e->selectors[i], e->selectors[w - 1]) == 0) {
-			free(e->selectors[i]);
-			continue;
-		}
-		e->selectors[w++] = e->selectors[i];
-	}
-	e->n_selectors = w;
+	e->n_selectors = strv_sort_unique(e->selectors, e->n_selectors);
 }
 
 bool entry_has_selectors(const struct entry *e, const char *const *sel, size_t n)
@@ -448,8 +416,14 @@ static int f_admin(struct entry *e, const char *key, json_t *v, char *err, size_
 	return set_bool(&e->admin, key, v, err, errlen);
 }
 
+/* Nested servers do not exist: an entry that claims to be one would be stored and do nothing. */
 static int f_downstream(struct entry *e, const char *key, json_t *v, char *err, size_t errlen)
 {
+	if (json_is_true(v)) {
+		snprintf(err, errlen, "%s: downstream entries are not supported (no nested servers)",
+			 key);
+		return -EINVAL;
+	}
 	return set_bool(&e->downstream, key, v, err, errlen);
 }
 

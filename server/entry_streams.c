@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 
@@ -156,18 +157,6 @@ void entry_streams_bundle_free(Lanyard__Node__V1__Bundle *pb)
 
 /* ---- the authorization index and the changes pending for the streams ---- */
 
-static void strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static void pend_add(char ***v, size_t *n, const char *id)
-{
-	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
-	(*v)[(*n)++] = xstrdup(id);
-}
 
 static void pend_agents_free(struct pend_agent *v, size_t n)
 {
@@ -229,27 +218,6 @@ static void pend_clear(struct entry_streams *es)
 	es->pend_scan = false;
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Sorts v and frees repeats; returns the new length. */
-static size_t strv_sort_unique(char **v, size_t n)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_strp);
-	size_t w = 1;
-	for (size_t i = 1; i < n; i++) {
-		if (strcmp(v[w - 1], v[i]) == 0)
-			free(v[i]);
-		else
-			v[w++] = v[i];
-	}
-	return w;
-}
-
 static void index_rebuild(struct entry_streams *es, int64_t now)
 {
 	/* The counter is read before the entries: a change landing in between is in the index
@@ -292,14 +260,14 @@ const struct authz_index *entry_streams_index(struct entry_streams *es)
 			}
 			const struct entry *old = authz_find(es->index, ch[i].id);
 			if (old)
-				pend_add(&es->pend_parents, &es->n_pend_parents, old->parent_id);
+				strv_push(&es->pend_parents, &es->n_pend_parents, old->parent_id);
 			if (authz_index_update(es->index, es->ds, ch[i].id, now,
 					       &es->pend_aliases) < 0) {
 				/* Half applied: start over from a full read. */
 				index_rebuild(es, now);
 				goto out;
 			}
-			pend_add(&es->pend_entries, &es->n_pend_entries, ch[i].id);
+			strv_push(&es->pend_entries, &es->n_pend_entries, ch[i].id);
 		}
 		es->index_counter = cur;
 	}
@@ -358,13 +326,10 @@ static void stream_free(struct sync_stream *s)
 	free(s);
 }
 
-/* FNV-1a: SPIFFE IDs share long prefixes, so comparing hashes first saves most strcmp work. */
+/* SPIFFE IDs share long prefixes, so comparing hashes first saves most strcmp work. */
 static uint64_t str_hash(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
+	return fnv1a_str(FNV1A_INIT, s);
 }
 
 static bool stream_has_parent(const struct sync_stream *s, const char *parent, uint64_t hash)

@@ -71,7 +71,7 @@ struct k8s_api *k8s_api_new(const struct k8s_api_options *o, char *err, size_t e
 	if (k8s_http_global_init(err, errlen) < 0)
 		goto fail;
 	if (o->insecure_skip_verify && strncmp(a->url, "https://", 8) == 0)
-		log_warn("k8s: the API server's certificate at %s is NOT verified", a->url);
+		log_warnx("k8s: the API server's certificate at %s is NOT verified", a->url);
 	return a;
 nomem:
 	snprintf(err, errlen, "out of memory");

@@ -54,6 +54,11 @@ struct server {
 	uv_signal_t sigterm, sigint;
 	int lock_fd;
 	int64_t next_prune;
+	/* The cluster: this server's record, refreshed every DS_SERVER_HEARTBEAT_S. */
+	char server_uid[40];
+	char node_address[320];
+	int64_t started_at, next_heartbeat;
+	bool heartbeat_failing;
 	bool stopping;
 };
 
@@ -112,7 +117,7 @@ static void publish_done(uv_work_t *w, int status)
 			log_info("bundle published to ConfigMap %s/%s", s->cm_ns, s->cm_name);
 		s->next_publish = now_unix() + 300;
 	} else {
-		log_warn("cannot publish the bundle to ConfigMap %s/%s (will retry): %s", s->cm_ns,
+		log_warnx("cannot publish the bundle to ConfigMap %s/%s (will retry): %s", s->cm_ns,
 			 s->cm_name, status ? "cancelled" : s->publish_err);
 		s->next_publish = now_unix() + 10;
 	}
@@ -139,6 +144,87 @@ static void publish_bundle(struct server *s)
 		free(s->publish_pem);
 		s->publish_pem = NULL;
 	}
+}
+
+/* ---- the cluster ---- */
+
+static bool uid_ok(const char *s, size_t len)
+{
+	if (len < 8 || len > 36)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* The id of this server in the cluster: data_dir/server_id, made once (a UUID). */
+static int load_server_uid(struct server *s, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/server_id", s->cfg.data_dir);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = file_read_all(path, 64, &buf, &len);
+	if (r == 0) {
+		while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+			len--;
+		bool ok = uid_ok((const char *)buf, len);
+		if (ok)
+			snprintf(s->server_uid, sizeof(s->server_uid), "%.*s", (int)len, buf);
+		free(buf);
+		return ok ? 0 : errorf(err, errlen, "%s: not a server id (delete it to make a new one)",
+				       path);
+	}
+	if (r != -ENOENT)
+		return errorf(err, errlen, "cannot read %s: %s", path, strerror(-r));
+	if (uuid_v4(s->server_uid) < 0)
+		return errorf(err, errlen, "cannot make a server id: no randomness");
+	r = file_write_atomic(path, s->server_uid, strlen(s->server_uid), 0600);
+	if (r < 0)
+		return errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
+	return 0;
+}
+
+/* host:port of the node API as other servers and operators should see it: the bind address,
+ * or this host's name when it binds every address. */
+static void node_address(struct server *s)
+{
+	const char *b = s->cfg.bind_address;
+	char host[256];
+	if (!*b || strcmp(b, "0.0.0.0") == 0 || strcmp(b, "::") == 0) {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		b = host;
+	}
+	bool v6 = strchr(b, ':') != NULL;
+	snprintf(s->node_address, sizeof(s->node_address), "%s%s%s:%d", v6 ? "[" : "", b,
+		 v6 ? "]" : "", node_api_port(s->node));
+}
+
+/* On the loop, like the CA's calls: the record is one small upsert. */
+static void heartbeat(struct server *s, int64_t now)
+{
+	struct ca_authority_info *auth = NULL;
+	size_t n_auth = 0;
+	ca_authorities(s->ca, &auth, &n_auth);
+	free(auth);
+	struct server_record r = {
+		.id = s->server_uid,
+		.address = s->node_address,
+		.version = (char *)LANYARD_VERSION,
+		.started_at = s->started_at,
+		.authorities = (int64_t)n_auth,
+	};
+	int rc = ds_server_heartbeat(s->ds, &r);
+	if (rc < 0 && !s->heartbeat_failing)
+		log_warn("cluster: cannot record this server's heartbeat (will retry): %s",
+			 strerror(-rc));
+	else if (rc == 0 && s->heartbeat_failing)
+		log_info("cluster: heartbeat recorded again");
+	s->heartbeat_failing = rc < 0;
+	s->next_heartbeat = now + DS_SERVER_HEARTBEAT_S;
 }
 
 /* ---- the loop ---- */
@@ -185,6 +271,8 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
+	if (now >= s->next_heartbeat)
+		heartbeat(s, now);
 	if (now >= s->next_prune) {
 		/* An expired token is kept for a while, so that an agent presenting it is told
 		 * "join token expired" rather than "unknown" (which would send its operator looking
@@ -202,15 +290,32 @@ static void close_handle(uv_handle_t *h)
 		uv_close(h, NULL);
 }
 
+/* Every handle of struct server is initialised here, before anything can fail on the loop, so
+ * that every exit path may close them all (uv_close on a handle never initialised aborts). */
+static void init_loop(struct server *s)
+{
+	uv_loop_init(&s->loop);
+	uv_async_init(&s->loop, &s->changed, on_changed);
+	uv_timer_init(&s->loop, &s->tick);
+	uv_signal_init(&s->loop, &s->sigterm);
+	uv_signal_init(&s->loop, &s->sigint);
+	s->changed.data = s->tick.data = s->sigterm.data = s->sigint.data = s;
+}
+
+static void close_loop_handles(struct server *s)
+{
+	close_handle((uv_handle_t *)&s->changed);
+	close_handle((uv_handle_t *)&s->tick);
+	close_handle((uv_handle_t *)&s->sigterm);
+	close_handle((uv_handle_t *)&s->sigint);
+}
+
 static void node_stopped(void *arg)
 {
 	struct server *s = arg;
 	s->node = NULL;
 	ds_set_change_hook(s->ds, NULL, NULL);
-	close_handle((uv_handle_t *)&s->changed);
-	close_handle((uv_handle_t *)&s->tick);
-	close_handle((uv_handle_t *)&s->sigterm);
-	close_handle((uv_handle_t *)&s->sigint);
+	close_loop_handles(s);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -246,9 +351,13 @@ static int cmd_run(int argc, char **argv)
 			config_path = argv[++i];
 		} else if (strncmp(argv[i], "--config=", 9) == 0) {
 			config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: lanyard-server run [--config FILE]\n"
+			       "  Starts the server (default config %s).\n", config_path);
+			return 0;
 		} else {
 			fprintf(stderr, "lanyard-server run: unknown argument '%s'\n"
-					"usage: lanyard-server run --config FILE\n", argv[i]);
+					"usage: lanyard-server run [--config FILE]\n", argv[i]);
 			return 1;
 		}
 	}
@@ -273,6 +382,11 @@ static int cmd_run(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	if (load_server_uid(s, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	s->started_at = now_unix();
 	if (datastore_open_config(s->cfg.database_type, s->cfg.data_dir,
 				  s->cfg.database_connection_string,
 				  (int)s->cfg.database_max_connections, &s->ds, err, sizeof(err)) < 0) {
@@ -295,10 +409,8 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 
-	uv_loop_init(&s->loop);
+	init_loop(s);
 	loop_ready = true;
-	uv_async_init(&s->loop, &s->changed, on_changed);
-	s->changed.data = s;
 	/* Changes made through other servers (PostgreSQL) wake the loop like the admin API's. */
 	ds_set_change_hook(s->ds, ds_changed, s);
 	struct admin_hooks hooks = {
@@ -308,9 +420,10 @@ static int cmd_run(int argc, char **argv)
 		.bundle_spiffe_json = hook_bundle_json,
 		.changed = hook_changed,
 		.default_token_ttl = s->cfg.join_token_ttl,
+		.socket_group = s->cfg.admin_socket_group,
 	};
 	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
-		log_error("admin API: %s", err);
+		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
 		goto out;
 	}
 	if (s->cfg.k8s_psat_cluster || s->cfg.k8s_bundle_configmap) {
@@ -356,22 +469,28 @@ static int cmd_run(int argc, char **argv)
 		.default_jwt_svid_ttl = s->cfg.default_jwt_svid_ttl,
 		.agent_svid_ttl = s->cfg.agent_svid_ttl,
 		.psat = s->psat,
+		.max_connections = (unsigned)s->cfg.node_api_max_connections,
+		.max_connections_per_source = (unsigned)s->cfg.node_api_max_connections_per_source,
+		.handshake_timeout_ms = (unsigned)s->cfg.node_api_handshake_timeout * 1000,
+		.idle_timeout_ms = (unsigned)s->cfg.node_api_idle_timeout * 1000,
+		.unauthenticated_max_message_size =
+			(size_t)s->cfg.node_api_unauthenticated_max_message_size,
 	};
 	if (node_api_start(&s->loop, &no, s->ds, s->ca, &s->node, err, sizeof(err)) < 0) {
-		log_error("node API: %s", err);
+		/* grpc_server's message names the address and port already. */
+		log_error("node API (bind_address, bind_port): %s", err);
 		goto out;
 	}
 	if (server_http_start(&s->loop, s->cfg.http_address, (int)s->cfg.http_port, s->ds, s->ca,
 			      &s->node, s->cfg.trust_domain, &s->http, err, sizeof(err)) < 0) {
-		log_error("HTTP endpoints: %s", err);
+		log_error("HTTP endpoints on http_address:http_port %s:%lld: %s",
+			  s->cfg.http_address, (long long)s->cfg.http_port, err);
 		goto out;
 	}
-	uv_timer_init(&s->loop, &s->tick);
-	s->tick.data = s;
+	server_http_watch_storage(s->http, s->cfg.data_dir);
+	node_address(s);
+	heartbeat(s, now_unix());
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
-	uv_signal_init(&s->loop, &s->sigterm);
-	uv_signal_init(&s->loop, &s->sigint);
-	s->sigterm.data = s->sigint.data = s;
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
 
@@ -392,7 +511,7 @@ out:
 		}
 		if (s->ds)
 			ds_set_change_hook(s->ds, NULL, NULL);
-		close_handle((uv_handle_t *)&s->changed);
+		close_loop_handles(s);
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);
 	}
@@ -415,9 +534,10 @@ static void usage(FILE *f)
 		"\n"
 		"  run --config FILE         start the server\n"
 		"  token generate            create a join token for an agent\n"
-		"  entry create|show|update|delete   manage registration entries\n"
-		"  agent list|show|evict|ban manage attested agents\n"
+		"  entry create|show|update|delete|count   manage registration entries\n"
+		"  agent list|show|count|evict|ban        manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
+		"  server list               list the live servers sharing the database\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"
 		"\n"

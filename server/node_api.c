@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -17,6 +19,8 @@
 #include "keys.h"
 #include "log.h"
 #include "node.pb-c.h"
+#include "prev_svids.h"
+#include "spiffeid.h"
 #include "util.h"
 #include "x509.h"
 
@@ -38,6 +42,7 @@ struct node_api {
 	int64_t tls_renew_at;
 	uv_timer_t tls_timer;
 	struct entry_streams *es; /* the SyncEntries streams and the authz index */
+	struct prev_svids *prev;  /* agent SVIDs replaced by a renewal, until they expire */
 	struct node_api_stats stats;
 	bool stopping;
 	void (*done)(void *);
@@ -133,7 +138,7 @@ static WOLFSSL_CTX *make_tls_ctx(struct node_api *n, char *err, size_t errlen)
 		for (size_t i = 0; i < nr; i++)
 			if (wolfSSL_CTX_load_verify_buffer(ctx, roots[i], (long)rlens[i],
 							   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
-				log_warn("node API: a bundle certificate could not be loaded for TLS");
+				log_warnx("node API: a bundle certificate could not be loaded for TLS");
 	}
 	free(roots);
 	free(rlens);
@@ -188,6 +193,19 @@ static void tls_timer_cb(uv_timer_t *t)
 
 /* ---- authorization ---- */
 
+/* Whether the client certificate is the SVID the server issued to this agent, not merely one
+ * that carries its ID (a workload SVID, whatever its ID, is never an agent's): its serial must be
+ * the one recorded at attestation or at the last renewal, or the one that renewal replaced
+ * while it is valid (see prev_svids.h). */
+static bool is_agent_svid(const struct node_api *n, const struct agent_record *a,
+			  const struct x509_info *info)
+{
+	if (a->serial && a->serial[0] && info->serial[0] &&
+	    strcasecmp(a->serial, info->serial) == 0)
+		return true;
+	return prev_svids_match(n->prev, a->spiffe_id, info->serial, now_unix());
+}
+
 /* The calling agent's record, from its mutual TLS certificate; on failure the call is finished
  * with the reason and NULL returned. */
 static struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
@@ -216,6 +234,14 @@ static struct agent_record *authorize(struct node_api *n, struct grpc_call *call
 		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
 	else if (a->banned)
 		finishf(call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is banned", info.spiffe_id);
+	else if (!is_agent_svid(n, a, &info)) {
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
+			"the client certificate (serial %s) is not the SVID issued to agent %s",
+			info.serial, info.spiffe_id);
+		log_warnx("node API: refused a certificate for %s with serial %s: it is not the "
+			 "agent's SVID", info.spiffe_id, info.serial);
+		r = -EPERM;
+	}
 	x509_info_free(&info);
 	if (r < 0 || a->banned) {
 		agent_record_free(a);
@@ -327,6 +353,7 @@ static int admit_agent(struct node_api *n, struct grpc_call *call, const struct 
 		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
 		goto out;
 	}
+	prev_svids_forget(n->prev, tmpl->spiffe_id);
 	Lanyard__Node__V1__AttestResponse resp = LANYARD__NODE__V1__ATTEST_RESPONSE__INIT;
 	resp.spiffe_id = tmpl->spiffe_id;
 	resp.svid.data = chain;
@@ -382,7 +409,7 @@ static void psat_after(uv_work_t *w, int status)
 			   : j->rc == PSAT_UNAVAILABLE ? GRPC_STATUS_UNAVAILABLE
 						       : GRPC_STATUS_INTERNAL;
 		finishf(call, code, "k8s_psat attestation failed: %s", j->err);
-		log_warn("node API: k8s_psat attestation refused: %s", j->err);
+		log_warnx("node API: k8s_psat attestation refused: %s", j->err);
 		n->stats.attest_err++;
 		goto out;
 	}
@@ -401,8 +428,11 @@ static void psat_after(uv_work_t *w, int status)
 	};
 	if (admit_agent(n, call, &rec, j->req->csr) < 0)
 		goto out;
-	log_info("node API: agent %s attested (k8s_psat, node %s)", j->res.agent_id,
-		 j->res.node_name ? j->res.node_name : "?");
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("spiffe_id", j->res.agent_id), LOG_STR("attestor", "k8s_psat"),
+			     LOG_STR("node", j->res.node_name)),
+		  "node API: agent %s attested (k8s_psat, node %s)", j->res.agent_id,
+		  j->res.node_name ? j->res.node_name : "?");
 out:
 	agent_record_free(prev);
 	if (j->rc == 0)
@@ -503,7 +533,7 @@ static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_STATUS_PERMISSION_DENIED,
 				 r == -ETIMEDOUT ? "join token expired"
 						 : "join token is unknown or was already used");
-		log_warn("node API: attestation refused: %s",
+		log_warnx("node API: attestation refused: %s",
 			 r == -ETIMEDOUT ? "join token expired" : "unknown or reused join token");
 		n->stats.attest_err++;
 		goto out;
@@ -524,8 +554,11 @@ static void on_attest(struct grpc_call *call, const uint8_t *msg, size_t len)
 	};
 	if (admit_agent(n, call, &rec, req->csr) < 0)
 		goto out;
-	log_info("node API: agent %s attested (join token%s%s)", agent_id, alias ? ", alias " : "",
-		 alias ? alias : "");
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("spiffe_id", agent_id), LOG_STR("attestor", "join_token"),
+			     LOG_STR("alias", alias)),
+		  "node API: agent %s attested (join token%s%s)", agent_id, alias ? ", alias " : "",
+		  alias ? alias : "");
 out:
 	if (token) {
 		secure_zero(token, strlen(token));
@@ -559,7 +592,15 @@ static void on_renew(struct grpc_call *call, const uint8_t *msg, size_t len)
 		n->stats.renew_err++;
 		goto out;
 	}
-	ds_agent_touch(n->ds, a->spiffe_id, serial, not_after, now_unix());
+	/* Only the recorded serial is admitted later (authorize): an SVID whose serial could not be
+	 * recorded must not be handed out, or the agent would lock itself out with it. */
+	if (ds_agent_touch(n->ds, a->spiffe_id, serial, not_after, now_unix()) < 0) {
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE,
+				 "datastore unavailable: cannot record the renewed SVID");
+		n->stats.renew_err++;
+		goto out;
+	}
+	prev_svids_put(n->prev, a->spiffe_id, a->serial, a->not_after, now_unix());
 	Lanyard__Node__V1__RenewAgentResponse resp = LANYARD__NODE__V1__RENEW_AGENT_RESPONSE__INIT;
 	resp.svid.data = chain;
 	resp.svid.len = chain_len;
@@ -568,7 +609,9 @@ static void on_renew(struct grpc_call *call, const uint8_t *msg, size_t len)
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 	entry_streams_bundle_free(resp.bundle);
 	n->stats.renew_ok++;
-	log_info("node API: agent %s renewed its SVID (serial %s)", a->spiffe_id, serial);
+	log_event(LOG_LEVEL_INFO,
+		  LOG_FIELDS(LOG_STR("spiffe_id", a->spiffe_id), LOG_STR("serial", serial)),
+		  "node API: agent %s renewed its SVID (serial %s)", a->spiffe_id, serial);
 out:
 	free(chain);
 	agent_record_free(a);
@@ -705,10 +748,11 @@ static void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 		struct sign_item *it = &job->items[i];
 		it->entry_id = xstrdup(in->entry_id);
 		const struct entry *e = ix ? authz_find(ix, in->entry_id) : NULL;
-		if (!e || !authz_allows(ix, a, e)) {
+		if (!e || !authz_allows(ix, a, e) || spiffeid_reserved(e->spiffe_id, n->trust_domain)) {
 			char m[200];
-			snprintf(m, sizeof(m), "entry %.64s is not authorized for this agent",
-				 in->entry_id);
+			snprintf(m, sizeof(m), "entry %.64s is not authorized for this agent%s",
+				 in->entry_id, e && authz_allows(ix, a, e)
+				 ? " (its SPIFFE ID is in the reserved namespace)" : "");
 			it->error = xstrdup(m);
 			continue;
 		}
@@ -764,7 +808,7 @@ static void on_sign_jwt(struct grpc_call *call, const uint8_t *msg, size_t len)
 		goto out;
 	const struct authz_index *ix = entry_streams_index(n->es);
 	const struct entry *e = ix ? authz_find(ix, req->entry_id) : NULL;
-	if (!e || !authz_allows(ix, a, e)) {
+	if (!e || !authz_allows(ix, a, e) || spiffeid_reserved(e->spiffe_id, n->trust_domain)) {
 		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
 			"entry %.64s is not authorized for this agent", req->entry_id);
 		n->stats.jwt_err++;
@@ -811,7 +855,7 @@ static void on_get_bundle(struct grpc_call *call, const uint8_t *msg, size_t len
 }
 
 static const struct grpc_method methods[] = {
-	{.path = PATH_PREFIX "Attest", .on_request = on_attest},
+	{.path = PATH_PREFIX "Attest", .on_request = on_attest, .allow_unauthenticated = true},
 	{.path = PATH_PREFIX "RenewAgent", .on_request = on_renew},
 	{.path = PATH_PREFIX "SyncEntries", .server_streaming = true, .on_request = on_sync},
 	{.path = PATH_PREFIX "SignX509", .on_request = on_sign_x509},
@@ -832,10 +876,27 @@ static void on_disconnect(struct grpc_conn *conn)
 	n->stats.connections--;
 }
 
+/* The configured limit, kept below RLIMIT_NOFILE with room for the datastore, logs and the
+ * admin and HTTP endpoints: beyond it accept() would fail for everyone. */
+static unsigned connection_limit(unsigned configured)
+{
+	struct rlimit rl;
+	const rlim_t reserve = 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= (rlim_t)configured + reserve)
+		return configured;
+	rlim_t lim = rl.rlim_cur > 2 * reserve ? rl.rlim_cur - reserve : rl.rlim_cur / 2;
+	log_warnx("node API: node_api_max_connections %u lowered to %llu (RLIMIT_NOFILE is %llu)",
+		  configured, (unsigned long long)lim, (unsigned long long)rl.rlim_cur);
+	return (unsigned)lim;
+}
+
 int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct datastore *ds,
 		   struct ca *ca, struct node_api **out, char *err, size_t errlen)
 {
 	struct node_api *n = xcalloc(1, sizeof(*n));
+	n->prev = prev_svids_new();
 	n->loop = loop;
 	n->ds = ds;
 	n->ca = ca;
@@ -866,6 +927,13 @@ int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct dat
 		.on_disconnect = on_disconnect,
 		.on_call_closed = on_call_closed,
 		.max_message_size = 16u << 20,
+		.max_conns = connection_limit(o->max_connections),
+		.max_conns_per_source = o->max_connections_per_source,
+		.handshake_timeout_ms = o->handshake_timeout_ms,
+		.idle_timeout_ms = o->idle_timeout_ms,
+		.unauth_max_message_size = o->unauthenticated_max_message_size,
+		/* Attest messages of 1,024 agents attesting at once. */
+		.unauth_max_buffered = 1024 * o->unauthenticated_max_message_size,
 	};
 	int r = grpc_server_listen_tcp(loop, o->bind_address, o->port, ctx, &cfg, &n->grpc, err,
 				       errlen);
@@ -880,6 +948,7 @@ fail:
 	/* The timer handle lives in n: let the loop finish closing it before n goes. */
 	uv_run(loop, UV_RUN_NOWAIT);
 	entry_streams_free(n->es);
+	prev_svids_free(n->prev);
 	lkey_free(n->tls_key);
 	free(n->trust_domain);
 	free(n->server_id);
@@ -896,6 +965,8 @@ void node_api_stats(struct node_api *n, struct node_api_stats *out)
 {
 	*out = n->stats;
 	out->streams = entry_streams_count(n->es);
+	out->max_connections = grpc_server_max_conns(n->grpc);
+	grpc_server_refusals(n->grpc, out->refused);
 }
 
 static void closed_one(struct node_api *n)
@@ -903,6 +974,7 @@ static void closed_one(struct node_api *n)
 	if (--n->pending_closes > 0)
 		return;
 	entry_streams_free(n->es);
+	prev_svids_free(n->prev);
 	lkey_free(n->tls_key);
 	free(n->trust_domain);
 	free(n->server_id);

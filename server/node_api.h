@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "ca.h"
+#include "grpc_server.h"
 #include "datastore.h"
 #include "psat.h"
 
@@ -22,10 +23,18 @@ struct node_api_options {
 	int64_t default_jwt_svid_ttl;
 	int64_t agent_svid_ttl;
 	struct psat *psat; /* k8s_psat node attestation; NULL = not offered. Not owned. */
+	/* Admission control (see grpc_server_config; the total is also kept below RLIMIT_NOFILE). */
+	unsigned max_connections;
+	unsigned max_connections_per_source;
+	unsigned handshake_timeout_ms;
+	unsigned idle_timeout_ms;
+	size_t unauthenticated_max_message_size;
 };
 
 struct node_api_stats {
 	unsigned connections;
+	unsigned max_connections; /* the limit in force: connections == max_connections = saturated */
+	uint64_t refused[GRPC_REFUSED_N]; /* admission control refusals by enum grpc_refusal */
 	unsigned streams; /* open SyncEntries streams = connected agents */
 	uint64_t attest_ok, attest_err;
 	uint64_t x509_ok, x509_err;

@@ -1,11 +1,15 @@
 #include "server_config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "datastore.h"
 #include "spiffeid.h"
 #include "util.h"
+
+/* Where database_connection_string comes from when the key is absent. */
+#define DB_CONNSTR_ENV "LANYARD_DATABASE_CONNECTION_STRING"
 
 #define OPT(field) .offset = offsetof(struct server_config, field)
 #define YEAR (366LL * 86400)
@@ -26,6 +30,9 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "port of the node API (0 picks a free port, logged at start)"},
 	{.name = "admin_socket", .type = CFG_STRING, OPT(admin_socket),
 	 .def = "/run/lanyard/server/admin.sock", .doc = "Unix socket of the admin API and the CLI"},
+	{.name = "admin_socket_group", .type = CFG_STRING, OPT(admin_socket_group),
+	 .doc = "group whose members may use the admin socket (socket 0660); unset: 0600, root "
+		"and the server's uid only"},
 	{.name = "http_address", .type = CFG_STRING, OPT(http_address), .def = "127.0.0.1",
 	 .doc = "address of the operator HTTP endpoint"},
 	{.name = "http_port", .type = CFG_INT, OPT(http_port), .def = "8080", .min = 0, .max = 65535,
@@ -55,6 +62,25 @@ const struct cfg_option server_config_options[] = {
 	{.name = "database_max_connections", .type = CFG_INT, OPT(database_max_connections),
 	 .def = "8", .min = 1, .max = 64,
 	 .doc = "postgres: connections in the pool (one more follows the change feed)"},
+	{.name = "node_api_max_connections", .type = CFG_INT, OPT(node_api_max_connections),
+	 .def = "16384", .min = 16, .max = 1000000,
+	 .doc = "node API connections in all (one per agent; lowered to fit RLIMIT_NOFILE)"},
+	{.name = "node_api_max_connections_per_source", .type = CFG_INT,
+	 OPT(node_api_max_connections_per_source), .def = "1024", .min = 0, .max = 1000000,
+	 .doc = "node API connections per client IP address (agents behind one NAT share it; 0 = "
+		"no limit)"},
+	{.name = "node_api_handshake_timeout", .type = CFG_DURATION, OPT(node_api_handshake_timeout),
+	 .def = "10s", .min = 1, .max = 600,
+	 .doc = "node API: TLS handshake, HTTP/2 preface and first request must arrive within this"},
+	{.name = "node_api_idle_timeout", .type = CFG_DURATION, OPT(node_api_idle_timeout),
+	 .def = "5m", .min = 1, .max = 86400,
+	 .doc = "node API: a connection without an open call is closed after this (agents keep "
+		"their entry stream open)"},
+	{.name = "node_api_unauthenticated_max_message_size", .type = CFG_INT,
+	 OPT(node_api_unauthenticated_max_message_size), .def = "65536", .min = 1024,
+	 .max = 16 << 20,
+	 .doc = "node API: largest Attest request without a client certificate (join token, k8s "
+		"PSAT token); 1,024 of them may be in flight at once"},
 	{.name = "log_level", .type = CFG_ENUM, OPT(log_level), .def = "info", .choices = log_levels,
 	 .doc = "debug, info, warn or error"},
 	{.name = "log_format", .type = CFG_ENUM, OPT(log_format), .def = "text",
@@ -106,8 +132,13 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 		return -1;
 	}
 	if (strcmp(cfg->database_type, "postgres") == 0) {
+		/* Kubernetes: the connection string from a Secret, through the environment. */
+		const char *env = getenv(DB_CONNSTR_ENV);
+		if (!cfg->database_connection_string && env && *env)
+			cfg->database_connection_string = xstrdup(env);
 		if (!cfg->database_connection_string) {
-			snprintf(err, errlen, "%s: key 'database_connection_string' is required when "
+			snprintf(err, errlen, "%s: key 'database_connection_string' (or the "
+				 "environment variable " DB_CONNSTR_ENV ") is required when "
 				 "database_type is \"postgres\"", path);
 			return -1;
 		}

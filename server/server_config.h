@@ -14,6 +14,7 @@ struct server_config {
 	char *bind_address;
 	int64_t bind_port;
 	char *admin_socket;
+	char *admin_socket_group;
 	char *http_address;
 	int64_t http_port;
 	char *ca_key_type;
@@ -29,6 +30,11 @@ struct server_config {
 	char *database_type;
 	char *database_connection_string;
 	int64_t database_max_connections;
+	int64_t node_api_max_connections;
+	int64_t node_api_max_connections_per_source;
+	int64_t node_api_handshake_timeout;
+	int64_t node_api_idle_timeout;
+	int64_t node_api_unauthenticated_max_message_size;
 	char *log_level;
 	char *log_format;
 	/* Kubernetes: k8s_psat node attestation and the bundle ConfigMap (both optional). */

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "opserver.h"
@@ -26,6 +27,10 @@
 /* A ping older than this means the datastore thread is stuck in a call (the counts between two
  * pings list whole tables, so leave them time). */
 #define PING_STALE_US (10 * 1000 * 1000)
+/* How often the data directory and a datastore write are tried; a failing datastore write is
+ * retried with backoff up to STORAGE_BACKOFF_MAX_S, since the datastore logs every failure. */
+#define STORAGE_EVERY_S 2
+#define STORAGE_BACKOFF_MAX_S 30
 
 /* What the datastore thread learnt last. */
 struct ds_probe {
@@ -53,6 +58,11 @@ struct server_http {
 	pthread_cond_t cond;
 	bool stop;             /* under lock */
 	struct ds_probe probe; /* under lock */
+	json_t *cluster;       /* under lock: the live servers, NULL when unknown */
+	char *data_dir;        /* under lock; NULL until server_http_watch_storage */
+	/* Conditions that decide readiness besides the checks below: storage, datastore_writes
+	 * (datastore thread), descriptors (loop). */
+	struct health *health;
 };
 
 /* ---- the datastore thread ---- */
@@ -69,21 +79,74 @@ static int64_t count_agents(struct datastore *ds)
 	return ds_agent_count(ds, &n) < 0 ? -1 : n;
 }
 
-/* Pings every second and counts (COUNT queries) every few seconds. */
+/* Writes where the server persists: a scratch file in data_dir, then (when that works) one row of
+ * the datastore. Disk full, a read-only file system and a database refusing writes all show. */
+struct storage_probe {
+	int64_t next, next_write, backoff;
+};
+
+static void probe_storage(struct server_http *h, struct storage_probe *sp, int64_t now)
+{
+	char why[512], dir[4096] = "";
+	if (now < sp->next)
+		return;
+	sp->next = now + STORAGE_EVERY_S;
+	pthread_mutex_lock(&h->lock);
+	if (h->data_dir)
+		snprintf(dir, sizeof(dir), "%s", h->data_dir);
+	pthread_mutex_unlock(&h->lock);
+	if (dir[0]) {
+		bool ok = health_probe_dir(dir, why, sizeof(why)) == 0;
+		health_set(h->health, "storage", ok, now, "%s", ok ? "data_dir is writable" : why);
+		if (!ok)
+			return;
+	}
+	if (now < sp->next_write)
+		return;
+	bool ok = ds_kv_set_int(h->ds, "health_write_probe", now) == 0;
+	sp->backoff = ok ? 0 : sp->backoff ? sp->backoff * 2 : STORAGE_EVERY_S;
+	if (sp->backoff > STORAGE_BACKOFF_MAX_S)
+		sp->backoff = STORAGE_BACKOFF_MAX_S;
+	sp->next_write = now + sp->backoff;
+	health_set(h->health, "datastore_writes", ok, now, "%s",
+		   ok ? "the database accepts writes"
+		      : "the database refused a write (disk full or read-only? see the log)");
+}
+
+/* The live servers as a JSON array, NULL when the datastore cannot tell. */
+static json_t *list_cluster(struct datastore *ds)
+{
+	struct server_record **v = NULL;
+	size_t n = 0;
+	if (ds_server_list(ds, DS_SERVER_LIVE_S, &v, &n) < 0)
+		return NULL;
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, server_record_to_json(v[i]));
+	server_record_array_free(v, n);
+	return a;
+}
+
+/* Pings every second; counts (COUNT queries) and lists the cluster every few seconds. */
 static void *probe_thread(void *arg)
 {
 	struct server_http *h = arg;
 	int64_t next_count = 0;
+	struct storage_probe sp = {0};
 	pthread_mutex_lock(&h->lock);
 	while (!h->stop) {
 		pthread_mutex_unlock(&h->lock);
 		int64_t t0 = now_mono_us();
 		int rc = ds_ping(h->ds);
+		if (rc == 0)
+			probe_storage(h, &sp, now_unix());
 		int64_t t1 = now_mono_us();
 		int64_t now = now_unix();
 		bool count = now >= next_count;
 		int64_t entries = -1, agents = -1, tokens = -1;
+		json_t *cluster = NULL;
 		if (count && rc == 0) {
+			cluster = list_cluster(h->ds);
 			entries = count_entries(h->ds);
 			agents = count_agents(h->ds);
 			if (ds_token_count(h->ds, now, &tokens) < 0)
@@ -99,6 +162,10 @@ static void *probe_thread(void *arg)
 		p->checked_mono_us = t1;
 		if (rc != 0)
 			p->failures++;
+		if (cluster || rc != 0) {
+			json_decref(h->cluster);
+			h->cluster = cluster;
+		}
 		if (entries >= 0 && agents >= 0 && tokens >= 0) {
 			p->counts_known = true;
 			p->entries = entries;
@@ -129,6 +196,7 @@ struct gathered {
 	bool auth_ok;
 	int64_t next_rotation, bundle_sequence;
 	struct procstats ps;
+	json_t *cluster; /* a copy, NULL when unknown */
 };
 
 static const struct ca_authority_info *active_authority(const struct gathered *g)
@@ -139,7 +207,7 @@ static const struct ca_authority_info *active_authority(const struct gathered *g
 	return NULL;
 }
 
-static json_t *build_ready(const struct gathered *g)
+static json_t *build_ready(struct server_http *h, const struct gathered *g)
 {
 	char t[32];
 	json_t *checks = json_object();
@@ -169,10 +237,19 @@ static json_t *build_ready(const struct gathered *g)
 		opserver_check(checks, "ca", true, "authority %.16s active until %s", a->id,
 			       opserver_time(a->not_after, t, sizeof(t)));
 
-	if (g->have_node)
-		opserver_check(checks, "node_api", true, "serving %u connections", g->ns.connections);
+	/* Saturation is shown, not failed: restarting or draining a server whose agents hold every
+	 * slot would not help them. */
+	if (g->have_node && g->ns.connections >= g->ns.max_connections)
+		opserver_check(checks, "node_api", true,
+			       "saturated: %u connections, the limit (node_api_max_connections); "
+			       "new connections are refused",
+			       g->ns.connections);
+	else if (g->have_node)
+		opserver_check(checks, "node_api", true, "serving %u of at most %u connections",
+			       g->ns.connections, g->ns.max_connections);
 	else
 		ready &= opserver_check(checks, "node_api", false, "not serving (shutting down)");
+	ready &= health_report(h->health, checks);
 	return json_pack("{s:b,s:s,s:o}", "ready", ready, "status", ready ? "ready" : "not_ready",
 			 "checks", checks);
 }
@@ -204,7 +281,8 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		"jwt_svid", "ok", (json_int_t)s->jwt_ok, "error", (json_int_t)s->jwt_err);
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,"
-		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i},s:{s:b,s:o,s:o,s:I},s:o}",
+		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i,s:b,s:i},s:{s:b,s:o,s:o,s:I},s:o,"
+		"s:{s:o,s:o}}",
 		"daemon", "lanyard-server", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
 		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready,
@@ -215,11 +293,15 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		count_or_null(p->counts_known, p->tokens), "as_of",
 		count_or_null(p->counts_known, p->counts_at),
 		"node_api", "serving", g->have_node, "connections", (int)s->connections,
+		"max_connections", (int)s->max_connections, "saturated",
+		g->have_node && s->connections >= s->max_connections,
 		"connected_agents", (int)s->streams,
 		"datastore", "ok", p->checked && p->ok && g->probe_age_us <= PING_STALE_US,
 		"latency_seconds", p->checked ? json_real(p->latency) : json_null(), "checked_at",
 		count_or_null(p->checked, p->checked_at), "failures", (json_int_t)p->failures,
-		"signing", signing);
+		"signing", signing, "cluster", "servers",
+		g->cluster ? json_incref(g->cluster) : json_null(), "live",
+		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)));
 }
 
 static char *build_metrics(const struct server_http *h, const struct gathered *g, bool ready)
@@ -257,6 +339,14 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 		       "Agents with an open entry stream.", s->streams);
 	metrics_single(&m, PREFIX "_node_api_connections", METRIC_GAUGE,
 		       "Open TLS connections to the node API.", s->connections);
+	metrics_single(&m, PREFIX "_node_api_max_connections", METRIC_GAUGE,
+		       "The node API's connection limit.", s->max_connections);
+	name = PREFIX "_node_api_refused_total";
+	metrics_family(&m, name, METRIC_COUNTER,
+		       "Node API connections and calls turned away by admission control, by reason.");
+	for (size_t i = 0; i < GRPC_REFUSED_N; i++)
+		metrics_sample(&m, name, (double)s->refused[i], "reason", grpc_refusal_names[i],
+			       NULL);
 
 	metrics_single(&m, PREFIX "_datastore_up", METRIC_GAUGE,
 		       "1 when the datastore answered its last readiness query.",
@@ -274,6 +364,11 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 		metrics_single(&m, PREFIX "_join_tokens", METRIC_GAUGE,
 			       "Unexpired, unused join tokens.", (double)p->tokens);
 	}
+
+	if (g->cluster)
+		metrics_single(&m, PREFIX "_cluster_servers", METRIC_GAUGE,
+			       "Live servers sharing the datastore (this one included).",
+			       (double)json_array_size(g->cluster));
 
 	name = PREFIX "_ca_authority_expiry_timestamp_seconds";
 	metrics_family(&m, name, METRIC_GAUGE, "notAfter of each CA authority, by id and state.");
@@ -295,6 +390,7 @@ static void publish_state(struct server_http *h)
 	struct gathered g = { .now = now_unix() };
 	pthread_mutex_lock(&h->lock);
 	g.probe = h->probe;
+	g.cluster = h->cluster ? json_deep_copy(h->cluster) : NULL;
 	pthread_mutex_unlock(&h->lock);
 	g.probe_age_us = g.probe.checked ? now_mono_us() - g.probe.checked_mono_us : 0;
 	g.have_node = h->node && *h->node;
@@ -304,8 +400,11 @@ static void publish_state(struct server_http *h)
 	g.next_rotation = ca_next_rotation(h->ca);
 	g.bundle_sequence = ca_bundle_sequence(h->ca);
 	procstats_read(&g.ps);
+	char why[256];
+	bool fds_ok = health_probe_fds(&g.ps, why, sizeof(why));
+	health_set(h->health, "descriptors", fds_ok, g.now, "%s", why);
 
-	json_t *ready = build_ready(&g);
+	json_t *ready = build_ready(h, &g);
 	bool ok = json_is_true(json_object_get(ready, "ready"));
 	json_t *status = build_status(h, &g, ready);
 	char *metrics = build_metrics(h, &g, ok);
@@ -315,6 +414,7 @@ static void publish_state(struct server_http *h)
 						       : !status ? "status document" : "metrics text");
 	opserver_publish(h->ops, status, ready, metrics);
 	free(g.auth);
+	json_decref(g.cluster);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -331,6 +431,9 @@ static void on_closed(uv_handle_t *handle)
 	struct server_http *h = handle->data;
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
+	json_decref(h->cluster);
+	health_free(h->health);
+	free(h->data_dir);
 	free(h->trust_domain);
 	free(h);
 }
@@ -359,6 +462,7 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 	h->ca = ca;
 	h->node = node;
 	h->trust_domain = xstrdup(trust_domain);
+	h->health = health_new();
 	h->start_time = now_unix();
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_condattr_t ca_attr;
@@ -372,6 +476,7 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 		opserver_stop(ops);
 		pthread_mutex_destroy(&h->lock);
 		pthread_cond_destroy(&h->cond);
+		health_free(h->health);
 		free(h->trust_domain);
 		free(h);
 		return -1;
@@ -384,6 +489,16 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 		 address ? address : "127.0.0.1", opserver_port(ops));
 	*out = h;
 	return 0;
+}
+
+void server_http_watch_storage(struct server_http *h, const char *data_dir)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	free(h->data_dir);
+	h->data_dir = xstrdup(data_dir);
+	pthread_mutex_unlock(&h->lock);
 }
 
 int server_http_port(const struct server_http *h)

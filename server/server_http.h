@@ -30,6 +30,9 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
  * timer has closed, so the loop must run afterwards. NULL-safe. Loop thread. */
 void server_http_stop(struct server_http *h);
 int server_http_port(const struct server_http *h);
+/* /ready also fails, with the reason, while data_dir cannot be written (a scratch file is
+ * tried every few seconds, then a datastore write). NULL-safe. Any thread. */
+void server_http_watch_storage(struct server_http *h, const char *data_dir);
 
 /* `lanyard-server healthcheck [--config FILE]`: 0 when /ready answers 200, else 1 with the
  * reason on stderr. argv[0] is "healthcheck". */

@@ -6,6 +6,7 @@
 #   pg_cluster.sh run CMD [ARGS...]  start a cluster, run CMD with LANYARD_TEST_PG_CONNSTR set to
 #                                     its connection string, stop it; exits with CMD's status
 #   pg_cluster.sh start DIR           start a cluster in DIR (created); prints the connection string
+#   pg_cluster.sh restart DIR         start a stopped cluster of DIR again (same data)
 #   pg_cluster.sh stop DIR            stop it (DIR is left for the caller to remove)
 #
 # When PostgreSQL is not installed: exit 77 (the test is skipped), except under CI (CI=true),
@@ -41,6 +42,15 @@ as_owner() {
 	fi
 }
 
+# postmaster_start DIR BIN: starts the initialised cluster in DIR.
+postmaster_start() {
+	local dir=$1 bin=$2
+	as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
+		-o "-k $dir/sock -c listen_addresses='' -p 5432 -c fsync=off -c max_connections=200" \
+		start >"$dir/pg_ctl.log" 2>&1 ||
+		{ cat "$dir/pg_ctl.log" "$dir/data/server.log" >&2 2>/dev/null; return 1; }
+}
+
 cluster_start() {
 	local dir=$1 bin
 	bin=$(pg_bin) || unavailable "PostgreSQL server binaries not found under /usr/lib/postgresql"
@@ -54,10 +64,7 @@ cluster_start() {
 	as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log" >&2; return 1; }
 	# Only a Unix socket in our own directory: the port number just names the socket file.
-	as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
-		-o "-k $dir/sock -c listen_addresses='' -p 5432 -c fsync=off -c max_connections=200" \
-		start >"$dir/pg_ctl.log" 2>&1 ||
-		{ cat "$dir/pg_ctl.log" "$dir/data/server.log" >&2 2>/dev/null; return 1; }
+	postmaster_start "$dir" "$bin" || return 1
 	as_owner "$bin/psql" -h "$dir/sock" -p 5432 -U postgres -d postgres -qAt \
 		-c "CREATE DATABASE lanyard" >/dev/null
 	echo "host=$dir/sock port=5432 user=postgres dbname=lanyard"
@@ -73,6 +80,10 @@ cluster_stop() {
 case "${1:-}" in
 start)
 	cluster_start "${2:?usage: pg_cluster.sh start DIR}"
+	;;
+restart)
+	cluster_stop "${2:?usage: pg_cluster.sh restart DIR}"
+	postmaster_start "$2" "$(pg_bin)"
 	;;
 stop)
 	cluster_stop "${2:?usage: pg_cluster.sh stop DIR}"

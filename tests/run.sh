@@ -38,5 +38,5 @@ if [ "${CI:-}" = true ] || [ "${LANYARD_TSAN:-}" = 1 ]; then
 	cd "$tsan"
 	TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}" \
 		ctest --output-on-failure --timeout 600 \
-		-R 'unit/|integration/test_(agent_svids|agent_outages|agent_errors|workload_python|helper)$'
+		-R 'unit/|integration/test_(agent_svids|agent_outages|agent_errors|workload_python|helper|sds)$'
 fi

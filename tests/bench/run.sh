@@ -188,7 +188,8 @@ if [[ " $ONLY " == *" agent "* ]]; then
   "data_dir": "$A/data",
   "socket_path": "$AGENT_SOCK",
   "http_port": $(free_port),
-  "max_conns_per_uid": 4096
+  "max_conns_per_uid": 0,
+  "max_conns_per_process": 100000
 }
 JSON
 	tok=$("$BIN/lanyard-server" token generate --output json --socket "$ADMIN" |

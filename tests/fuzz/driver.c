@@ -30,6 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "strv.h"
+#include "util.h"
+
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define DRIVER_ASAN 1
@@ -87,16 +90,6 @@ static volatile sig_atomic_t dumped;
 
 /* ---- Saving the input that killed us (async-signal-safe: write(2) only) ---- */
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 static size_t put_str(char *buf, size_t off, size_t cap, const char *s)
 {
 	while (*s && off + 1 < cap)
@@ -129,7 +122,7 @@ static void dump_current_input(void)
 	if (dumped || !cur_data)
 		return;
 	dumped = 1;
-	uint64_t h = fnv1a(cur_data, cur_len);
+	uint64_t h = fnv1a(FNV1A_INIT, cur_data, cur_len);
 	off = put_str(name, 0, sizeof(name), cur_what);
 	off = put_str(name, off, sizeof(name), "-");
 	for (int i = 15; i >= 0 && off + 1 < sizeof(name); i--)
@@ -317,11 +310,6 @@ static int read_file(const char *path, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* A file, or every regular file of a directory in name order (readdir's order is not stable). */
 static int load_path(struct blobs *b, const char *path)
 {
@@ -363,7 +351,7 @@ static int load_path(struct blobs *b, const char *path)
 	}
 	closedir(d);
 	if (n)
-		qsort(names, n, sizeof(*names), cmp_str);
+		qsort(names, n, sizeof(*names), strv_cmp);
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (stat(names[i], &st) == 0 && S_ISREG(st.st_mode)) {

@@ -13,7 +13,9 @@
  *   /fuzz.Test/Unary    echoes the request message and finishes OK
  *   /fuzz.Test/Stream   server-streaming: sends (first request byte % 4) messages, finishes OK
  *   /fuzz.Test/Later    answers on a later turn of the loop (a handler that does async work),
- *                       by which time the client may have cancelled or the connection closed */
+ *                       by which time the client may have cancelled or the connection closed
+ *   /fuzz.Test/Bidi     bidirectional (xDS-like): echoes every client message as it arrives,
+ *                       finishes OK on an empty one */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -76,10 +78,19 @@ static void on_later(struct grpc_call *call, const uint8_t *msg, size_t len)
 	H.pending[H.n_pending++] = call;
 }
 
+static void on_bidi(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	FUZZ_CHECK(!grpc_call_is_closed(call));
+	if (len == 0 || grpc_call_send(call, msg, len) < 0)
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
 static const struct grpc_method methods[] = {
 	{ .path = "/fuzz.Test/Unary", .on_request = on_unary },
 	{ .path = "/fuzz.Test/Stream", .server_streaming = true, .on_request = on_stream },
 	{ .path = "/fuzz.Test/Later", .on_request = on_later },
+	{ .path = "/fuzz.Test/Bidi", .server_streaming = true, .client_streaming = true,
+	  .on_request = on_bidi, .on_message = on_bidi },
 };
 
 static int on_connect(struct grpc_conn *conn, int fd)
@@ -103,6 +114,8 @@ static const struct grpc_method counted_methods[] = {
 	{ .path = "/fuzz.Test/Unary", .on_request = counted },
 	{ .path = "/fuzz.Test/Stream", .server_streaming = true, .on_request = counted },
 	{ .path = "/fuzz.Test/Later", .on_request = counted },
+	{ .path = "/fuzz.Test/Bidi", .server_streaming = true, .client_streaming = true,
+	  .on_request = counted, .on_message = on_bidi },
 };
 
 static void counted(struct grpc_call *call, const uint8_t *msg, size_t len)

@@ -14,6 +14,7 @@
 #include "keys.h"
 #include "persist.h"
 #include "svid_cache.h"
+#include "x509.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

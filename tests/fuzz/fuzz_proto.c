@@ -1,6 +1,7 @@
 /* fuzz_proto: protobuf-c decoding of every message that crosses a trust boundary (the node API
- * between agent and server, the Workload API between workload and agent, health checks), and the
- * parsers the daemons run first on the decoded fields (CSRs, certificates, keys, SPIFFE IDs).
+ * between agent and server, the Workload API and Envoy SDS between workload and agent, health
+ * checks), and the parsers the daemons run first on the decoded fields (CSRs, certificates,
+ * keys, SPIFFE IDs).
  *
  * The first input byte picks the message type; the rest is its wire form. A decoded message must
  * pass protobuf_c_message_check, encode to exactly its reported size, and decode again to the
@@ -11,6 +12,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "fuzz.h"
 #include "health.pb-c.h"
 #include "keys.h"
@@ -48,6 +50,8 @@ static const ProtobufCMessageDescriptor *const types[] = {
 	&jwtbundles_response__descriptor,
 	&validate_jwtsvidresponse__descriptor,
 	&grpc__health__v1__health_check_response__descriptor,
+	/* Envoy SDS requests the agent decodes (from any local process). */
+	&envoy__service__discovery__v3__discovery_request__descriptor,
 };
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
 

@@ -223,6 +223,7 @@ PROTO_TYPES = [
     "ValidateJWTSVIDRequest", "HealthCheckRequest",
     "X509SVIDResponse", "X509BundlesResponse", "JWTSVIDResponse", "JWTBundlesResponse",
     "ValidateJWTSVIDResponse", "HealthCheckResponse",
+    "DiscoveryRequest",
 ]
 
 
@@ -576,6 +577,11 @@ def main():
                                                pb_bytes(1, "spiffe://example.org/web") +
                                                pb_bytes(2, struct_fields)))
     write("proto", "health-resp", proto_seed("HealthCheckResponse", pb_varint(1, 1)))
+    # An Envoy NACK: version, node {id}, names, type_url, nonce, error_detail {code, message}.
+    write("proto", "sds-nack", proto_seed("DiscoveryRequest", pb_bytes(1, "3") +
+          pb_bytes(2, pb_bytes(1, "sidecar")) + pb_bytes(3, "default") + pb_bytes(3, "ALL") +
+          pb_bytes(4, "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret") +
+          pb_bytes(5, "0a1b") + pb_bytes(6, pb_varint(1, 3) + pb_bytes(2, "bad key"))))
 
     # ---- proc: '0' stat, '1' cgroup file, '2' cgroup path ----
     stat_fields = " ".join(str(i) for i in range(4, 53))
@@ -662,6 +668,13 @@ def main():
     gs("two-calls", H2_PREFACE + settings + unary +
           h2_request(3, "/fuzz.Test/Stream", b"\x08\x02", split_data=True) +
           h2_frame(6, 0, 0, b"12345678"), chunk=7)  # PING
+    # Bidirectional: two messages in one DATA frame, a third later, the empty one ends it.
+    bidi = h2_request(1, "/fuzz.Test/Bidi", b"first", end=False)
+    gs("bidi", H2_PREFACE + settings + bidi +
+          h2_frame(0, 0, 1, grpc_frame(b"second") + grpc_frame(b"third")) +
+          h2_frame(0, 0, 1, grpc_frame(b"")))
+    gs("bidi-half-close", H2_PREFACE + settings + bidi + h2_frame(0, 1, 1, grpc_frame(b"x")),
+       chunk=5)
     gs("unknown-method", H2_PREFACE + settings +
           h2_request(1, "/fuzz.Test/Nope", b""))
     gs("timeout", H2_PREFACE + settings +

@@ -21,7 +21,7 @@ except ImportError:
     sys.exit(1)
 
 SRC, OUT = sys.argv[1], sys.argv[2]
-KDIR = os.path.join(SRC, "deploy", "kubernetes")
+KDIR = os.path.join(SRC, "deploy", "kubernetes", "base")
 errors = []
 
 
@@ -380,7 +380,7 @@ def main():
     check(vol and "hostPath" in vol, "agent: data_dir is not on a hostPath volume")
 
     # ---- the example workload: same socket ----
-    ekust, eobjs = load_base(os.path.join(KDIR, "example"))
+    ekust, eobjs = load_base(os.path.join(SRC, "deploy", "kubernetes", "example"))
     works = [o for (k, _, _), o in eobjs.items() if k in WORKLOADS]
     check(works, "example: no workload")
     for w in works:

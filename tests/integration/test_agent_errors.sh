@@ -37,6 +37,20 @@ expect_log() {
 	kill "$LAST_PID" 2>/dev/null || true
 	wait "$LAST_PID" 2>/dev/null || true
 }
+# exits_refused NAME PATTERN: the last started agent exits with status 1 on its own (a permanent
+# refusal), having logged PATTERN and the reason on one error line.
+exits_refused() {
+	local rc=0 i
+	for i in $(seq 1 300); do
+		kill -0 "$LAST_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$LAST_PID" 2>/dev/null && fail "$1: still running after a permanent refusal"
+	wait "$LAST_PID" || rc=$?
+	[ "$rc" = 1 ] || fail "$1: exit status $rc, expected 1: $(tail -n 5 "$T/$1.log")"
+	in_log "$1" "error .*refused this agent for good, exiting: .*$2" ||
+		fail "$1: no refusal line with '$2': $(tail -n 5 "$T/$1.log")"
+}
 # refused ARGS...: lanyard-agent must exit 1 at once; its stderr is left in $T/err.txt.
 refused() {
 	local rc=0
@@ -58,7 +72,7 @@ refused frobnicate
 ok "bad configurations and commands refused with clear errors"
 
 "$BIN/lanyard-agent" --version | grep -q "^lanyard-agent [0-9]" || fail "--version"
-"$BIN/lanyard-agent" --help | grep -q "rotation_fraction" || fail "--help does not list the options"
+grep -q "rotation_fraction" <("$BIN/lanyard-agent" --help) || fail "--help does not list the options"
 ok "--version and --help"
 
 start_server
@@ -74,9 +88,8 @@ ok "no trust bundle and no insecure_bootstrap: refused"
 
 # ---- bad, expired and reused join tokens
 run_agent bad "" --join-token not-a-real-token
-expect_log bad "join token is unknown or was already used"
-grep -q "agent needs a join token" "$T/bad.log" || fail "NEEDS_TOKEN state not logged"
-ok "unknown join token: clear error"
+exits_refused bad "join token is unknown or was already used"
+ok "unknown join token: the agent exits 1 with the reason"
 
 tok=$(new_token --ttl 1)
 sleep 2.5
@@ -86,15 +99,26 @@ stop_server
 start_server
 sleep 1.5
 run_agent expired "" --join-token "$tok"
-expect_log expired "join token expired"
-ok "expired join token: clear error"
+exits_refused expired "join token expired"
+ok "expired join token: the agent exits 1 with the reason"
 
 tok=$(new_token)
 run_agent first "" --join-token "$tok"
 expect_log first "attested as"
 run_agent second "" --join-token "$tok"
-expect_log second "join token is unknown or was already used"
-ok "reused join token: clear error"
+exits_refused second "join token is unknown or was already used"
+ok "reused join token: the agent exits 1 with the reason"
+
+# ---- transient trouble is retried with backoff: no server listening at first, then one
+DOWN_PORT=$(free_port)
+tok=$(new_token)
+RUN_PORT=$DOWN_PORT run_agent transient "" --join-token "$tok"
+wait_for 20 in_log transient "unavailable, serving cached SVIDs and retrying" || fail "transient: no retry"
+sleep 3
+kill -0 "$LAST_PID" 2>/dev/null || fail "transient: the agent exited on a connection failure"
+kill "$LAST_PID" 2>/dev/null || true
+wait "$LAST_PID" 2>/dev/null || true
+ok "server unreachable: the agent keeps retrying"
 
 run_agent notoken ""
 expect_log notoken "no valid agent SVID and no unused join token"
@@ -168,6 +192,14 @@ tok=$(new_token)
 run_agent first "" --join-token "$tok"
 expect_log first "attested as spiffe://$TD/lanyard/agent/join_token/$tok"
 ok "evicted agent needs a new token and re-attests with it"
+
+# ---- a banned agent exits 1 with the reason
+tok=$(new_token)
+run_agent banned "" --join-token "$tok"
+wait_for 20 in_log banned "connected to server" || fail "banned: the agent did not connect"
+srv agent ban --spiffe-id "spiffe://$TD/lanyard/agent/join_token/$tok" >/dev/null
+exits_refused banned "is banned"
+ok "banned agent: exits 1 with the reason"
 
 # ---- insecure_bootstrap: loud warning on first contact only, the received bundle afterwards
 tok=$(new_token)

@@ -181,8 +181,10 @@ st=$(status_of b)
 echo "$st" | json_get "d['server']['address']" | grep -qx "127.0.0.1:$P2" ||
 	fail "status does not name P2: $(echo "$st" | json_get "d['server']")"
 echo "$st" | json_get "d['server']['state']" | grep -qx connected || fail "status not connected"
-curl -sf "http://127.0.0.1:$(http_port_of b)/metrics" |
-	grep -q "^lanyard_agent_server_info{address=\"127.0.0.1:$P2\"} 1" || fail "server_info does not name P2"
+# (Read whole first: grep -q stopping early would SIGPIPE curl under pipefail.)
+metrics_b=$(curl -sf "http://127.0.0.1:$(http_port_of b)/metrics")
+grep -q "^lanyard_agent_server_info{address=\"127.0.0.1:$P2\"} 1" <<<"$metrics_b" ||
+	fail "server_info does not name P2"
 ok "agent b resumed on P2 with its SVID: attestations 1, resumes $(metric lanyard_agent_sync_resumes_total b), failovers $(metric lanyard_agent_server_failovers_total b)"
 
 # Rotation goes on after the move: the agent renews twice more (10 s SVIDs renew about every

@@ -35,7 +35,7 @@ done
 
 # kustomize (built into kubectl) renders both bases, offline.
 if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
-	for k in "$SRC/deploy/kubernetes" "$SRC/deploy/kubernetes/example"; do
+	for k in "$SRC/deploy/kubernetes" "$SRC/deploy/kubernetes/example" "$SRC/deploy/kubernetes/ha"; do
 		kubectl kustomize "$k" >"$T/rendered.yaml" 2>"$T/kustomize.err" ||
 			fail "kubectl kustomize $k: $(cat "$T/kustomize.err")"
 		$PY - "$T/rendered.yaml" <<-'PY' || fail "rendered $k is wrong"
@@ -48,7 +48,35 @@ if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&
 		    assert d["metadata"]["labels"].get("app.kubernetes.io/name"), d["metadata"]["name"]
 		PY
 	done
-	ok "kustomize renders deploy/kubernetes and its example"
+	ok "kustomize renders deploy/kubernetes, its example and the ha overlay"
+	# The ha overlay: three servers on PostgreSQL, spread over nodes, the connection string
+	# from a Secret, the agents on a Service with one address per ready server.
+	kubectl kustomize "$SRC/deploy/kubernetes/ha" >"$T/ha.yaml" || fail "kubectl kustomize ha"
+	$PY - "$T/ha.yaml" <<-'PY' || fail "the ha overlay is wrong"
+	import json, sys, yaml
+	docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+	by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+	sts = by[("StatefulSet", "lanyard-server")]["spec"]
+	assert sts["replicas"] == 3, sts["replicas"]
+	anti = sts["template"]["spec"]["affinity"]["podAntiAffinity"]
+	terms = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+	assert terms[0]["topologyKey"] == "kubernetes.io/hostname", terms
+	c = [c for c in sts["template"]["spec"]["containers"] if c["name"] == "lanyard-server"][0]
+	env = {e["name"]: e for e in c.get("env", [])}
+	ref = env["LANYARD_DATABASE_CONNECTION_STRING"]["valueFrom"]["secretKeyRef"]
+	assert ref["name"] and ref["key"], ref
+	pdb = by[("PodDisruptionBudget", "lanyard-server")]["spec"]
+	assert pdb["minAvailable"] == 2, pdb
+	scfg = json.loads(by[("ConfigMap", "lanyard-server")]["data"]["server.json"])
+	assert scfg["database_type"] == "postgres", scfg
+	assert "database_connection_string" not in scfg, "the connection string is in a ConfigMap"
+	acfg = json.loads(by[("ConfigMap", "lanyard-agent")]["data"]["agent.json"])
+	host = acfg["server_address"].split(".")[0]
+	svc = by[("Service", host)]["spec"]
+	assert svc.get("clusterIP") == "None" and not svc.get("publishNotReadyAddresses"), svc
+	assert any(p["port"] == acfg["server_port"] for p in svc["ports"]), svc
+	PY
+	ok "the ha overlay: 3 spread servers, a PDB, the Secret, agents on every ready server"
 else
 	echo "skip - kubectl (kustomize) is not installed"
 fi

@@ -64,16 +64,16 @@ cp "$T/body" "$T/m0.txt"
 $M check "$T/m0.txt" lanyard_server_ >"$T/families.json" || fail "metrics text invalid"
 for f in lanyard_server_signing_requests_total lanyard_server_signing_duration_seconds \
 	lanyard_server_connected_agents lanyard_server_datastore_latency_seconds \
-	lanyard_server_process_resident_memory_bytes lanyard_server_process_open_fds \
+	process_resident_memory_bytes process_open_fds \
 	lanyard_server_build_info lanyard_server_uptime_seconds lanyard_server_ready \
 	lanyard_server_ca_authority_expiry_timestamp_seconds lanyard_server_registration_entries; do
 	grep -q "\"$f\"" "$T/families.json" || fail "metric family $f missing"
 done
 grep -q '^lanyard_server_build_info{version="[0-9][^"]*"} 1$' "$T/m0.txt" || fail "build_info"
 [ "$($M get "$T/m0.txt" lanyard_server_ready)" = 1 ] || fail "ready gauge"
-rss=$($M get "$T/m0.txt" lanyard_server_process_resident_memory_bytes)
+rss=$($M get "$T/m0.txt" process_resident_memory_bytes)
 [ "$rss" -gt 1000000 ] || fail "resident memory $rss"
-fds=$($M get "$T/m0.txt" lanyard_server_process_open_fds)
+fds=$($M get "$T/m0.txt" process_open_fds)
 now_fds=$(ls /proc/"$SERVER_PID"/fd | wc -l)
 [ "$fds" -gt 5 ] && [ $((fds - now_fds)) -le 3 ] && [ $((now_fds - fds)) -le 3 ] ||
 	fail "open fds $fds, /proc shows $now_fds"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ca.h"
 #include "datastore.h"
@@ -250,6 +251,63 @@ static void refuses_readable_keys(void **state)
 	chmod(path, 0600);
 }
 
+/* Files the CA loads must be the server's own and unchangeable by others, and a key must match
+ * its certificate; each refusal names the file. */
+static void verifies_files_at_load(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca = NULL;
+	char err[512];
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), 0);
+	struct ca_authority_info *ai;
+	size_t n;
+	ca_authorities(ca, &ai, &n);
+	char key[256], jwt[256], saved[256];
+	snprintf(key, sizeof(key), "%s/ca/%s.key", f->dir, ai[0].id);
+	snprintf(jwt, sizeof(jwt), "%s/ca/%s.jwt.key", f->dir, ai[0].id);
+	snprintf(saved, sizeof(saved), "%s/saved.key", f->dir);
+	free(ai);
+	ca_close(ca);
+
+	/* Another owner. */
+	assert_int_equal(chown(key, 65534, 65534), 0);
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, key));
+	assert_non_null(strstr(err, "owned by uid 65534"));
+	assert_int_equal(chown(key, geteuid(), getegid()), 0);
+
+	/* A key that is not the certificate's: the JWT key put in the X.509 key's place. */
+	assert_int_equal(rename(key, saved), 0);
+	uint8_t *pem;
+	size_t len;
+	assert_int_equal(file_read_all(jwt, 1 << 20, &pem, &len), 0);
+	assert_int_equal(file_write_atomic(key, pem, len, 0600), 0);
+	free(pem);
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, key));
+	assert_non_null(strstr(err, "does not match"));
+	assert_int_equal(rename(saved, key), 0);
+
+	/* A symbolic link in a key's place. */
+	assert_int_equal(rename(key, saved), 0);
+	assert_int_equal(symlink(saved, key), 0);
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "symbolic link"));
+	assert_int_equal(unlink(key), 0);
+	assert_int_equal(rename(saved, key), 0);
+
+	/* A key directory others can write to. */
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/ca", f->dir);
+	assert_int_equal(chmod(dir, 0777), 0);
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, dir));
+	assert_int_equal(chmod(dir, 0700), 0);
+
+	assert_int_equal(ca_open(&f->o, f->ds, now_unix(), &ca, err, sizeof(err)), 0);
+	ca_close(ca);
+}
+
 static void upstream_mode(void **state)
 {
 	struct fx *f = *state;
@@ -310,6 +368,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(rotation_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(long_downtime_recovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_readable_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(verifies_files_at_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(upstream_mode, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

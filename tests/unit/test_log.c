@@ -86,7 +86,7 @@ static void test_warn_appends_strerror_and_keeps_errno(void **state)
 
 	log_setup(LOG_LEVEL_DEBUG, false);
 	errno = ENOENT;
-	log_write_errno(LOG_LEVEL_WARN, "open %s", "/nonexistent");
+	log_warn("open %s", "/nonexistent");
 	assert_int_equal(errno, ENOENT);
 	assert_string_equal(c->msg, "open /nonexistent: No such file or directory");
 	errno = EACCES;

@@ -165,14 +165,14 @@ static void test_procstats(void **state)
 	char *t = metrics_finish(&m);
 	assert_int_equal(count_line(t, "lanyard_test_build_info{version=\"1.2.3\"} 1"), 1);
 	assert_int_equal(count_line(t, "lanyard_test_uptime_seconds 42"), 1);
-	assert_int_equal(count_line(t, "lanyard_test_start_time_seconds 1000"), 1);
+	assert_int_equal(count_line(t, "process_start_time_seconds 1000"), 1);
 	char line[128];
-	snprintf(line, sizeof(line), "lanyard_test_process_open_fds %lld", (long long)ps.open_fds);
+	snprintf(line, sizeof(line), "process_open_fds %lld", (long long)ps.open_fds);
 	assert_int_equal(count_line(t, line), 1);
-	snprintf(line, sizeof(line), "lanyard_test_process_resident_memory_bytes %llu",
+	snprintf(line, sizeof(line), "process_resident_memory_bytes %llu",
 		 (unsigned long long)ps.resident_bytes);
 	assert_int_equal(count_line(t, line), 1);
-	assert_int_equal(count_line(t, "# TYPE lanyard_test_process_cpu_seconds_total counter"), 1);
+	assert_int_equal(count_line(t, "# TYPE process_cpu_seconds_total counter"), 1);
 	free(t);
 }
 

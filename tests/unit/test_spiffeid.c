@@ -77,6 +77,21 @@ static void length_limits(void **state)
 	assert_non_null(strstr(err, "255"));
 }
 
+static void reserved_namespace(void **state)
+{
+	(void)state;
+	assert_true(spiffeid_reserved("spiffe://example.org/lanyard", "example.org"));
+	assert_true(spiffeid_reserved("spiffe://example.org/lanyard/server", "example.org"));
+	assert_true(spiffeid_reserved("spiffe://example.org/lanyard/agent/join_token/ab",
+				      "example.org"));
+	assert_false(spiffeid_reserved("spiffe://example.org/lanyardx/server", "example.org"));
+	assert_false(spiffeid_reserved("spiffe://example.org/Lanyard/server", "example.org"));
+	assert_false(spiffeid_reserved("spiffe://example.org/app/lanyard/server", "example.org"));
+	assert_false(spiffeid_reserved("spiffe://other.org/lanyard/server", "example.org"));
+	assert_false(spiffeid_reserved("spiffe://example.org/lanyard/", "example.org"));
+	assert_false(spiffeid_reserved("not an id", "example.org"));
+}
+
 static void leaf_and_membership(void **state)
 {
 	char err[256];
@@ -98,6 +113,7 @@ int main(void)
 		cmocka_unit_test(invalid_ids),
 		cmocka_unit_test(length_limits),
 		cmocka_unit_test(leaf_and_membership),
+		cmocka_unit_test(reserved_namespace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
