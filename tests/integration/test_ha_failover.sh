@@ -66,6 +66,11 @@ agent_count() {
 for n in a b c; do ha_config $n; done
 for n in a b c; do ha_start $n; done
 for n in a b c; do ha_wait $n; done
+# One bundle before any agent bootstraps from it: every server's authority in every bundle.
+for n in a b c; do
+	wait_for 20 test "$(on $n bundle show | grep -c "BEGIN CERTIFICATE")" -ge 3 ||
+		fail "server $n's bundle lacks the others' authorities"
+done
 declare -A SERVER_OF
 for n in a b c; do SERVER_OF["127.0.0.1:$(port_of $n)"]=$n; done
 ADMIN="$T/a/admin.sock"
