@@ -67,8 +67,10 @@ for n in a b c; do ha_config $n; done
 for n in a b c; do ha_start $n; done
 for n in a b c; do ha_wait $n; done
 # One bundle before any agent bootstraps from it: every server's authority in every bundle.
+# (A function, so that wait_for asks again on every try.)
+full_bundle() { [ "$(on "$1" bundle show | grep -c "BEGIN CERTIFICATE")" -ge 3 ]; }
 for n in a b c; do
-	wait_for 20 test "$(on $n bundle show | grep -c "BEGIN CERTIFICATE")" -ge 3 ||
+	wait_for 20 full_bundle "$n" ||
 		fail "server $n's bundle lacks the others' authorities"
 done
 declare -A SERVER_OF
