@@ -198,6 +198,20 @@ echo "$out" | grep -q "no keys found for trust domain" || fail "refusal reason: 
 	fail "the plain workload is no longer served"
 ok "ValidateJWTSVID of a $TD2 token: accepted for the federating workload, refused for the other"
 
+# ---- lanyard-agent api fetch x509 --write also writes federated_bundle.<i>.<j>.pem
+AGENT_BIN="$(readlink -f "$BIN/lanyard-agent")"
+srv entry create --parent-id "$AGENT_ID" --spiffe-id "spiffe://$TD/cli" \
+	--selector "unix:uid:$(id -u)" --selector "unix:path:$AGENT_BIN" \
+	--federates-with "$TD2" >/dev/null
+wait_for 30 sh -c "'$AGENT_BIN' api fetch x509 --socket '$AGENT_SOCK' --write '$T/out' &&
+	test -f '$T/out/federated_bundle.0.0.pem'" || fail "federated_bundle.0.0.pem not written"
+diff <(openssl x509 -in "$T/two.pem" -noout -fingerprint -sha256) \
+	<(openssl x509 -in "$T/out/federated_bundle.0.0.pem" -noout -fingerprint -sha256) >/dev/null ||
+	fail "federated_bundle.0.0.pem is not the bundle of $TD2"
+"$AGENT_BIN" api fetch x509 --socket "$AGENT_SOCK" --output json |
+	json_get "d['federated_bundles']" | grep -q "spiffe://$TD2" || fail "api fetch x509 JSON"
+ok "api fetch x509 --write writes federated_bundle.0.0.pem"
+
 # ---- deleting the bundle removes it from an open stream
 "$FEDPY" "$SRC/tests/integration/fedwl.py" "$AGENT_SOCK" watch 60 >"$T/watch.out" 2>>"$T/watch.err" &
 WATCH=$!
