@@ -198,6 +198,30 @@ echo "$out" | grep -q "no keys found for trust domain" || fail "refusal reason: 
 	fail "the plain workload is no longer served"
 ok "ValidateJWTSVID of a $TD2 token: accepted for the federating workload, refused for the other"
 
+# ---- Envoy SDS: the trust domain's name and ALL include the federated bundle, for it only
+STUBS="$T/stubs"
+mkdir -m 755 "$STUBS"
+(cd "$SRC/proto" && $PY -m grpc_tools.protoc -I . --python_out="$STUBS" \
+	--grpc_python_out="$STUBS" $(find envoy google/rpc -name '*.proto')) || fail "SDS stubs"
+sds() {
+	"$1" "$SRC/tests/integration/sdsclient.py" --socket "$AGENT_SOCK" --stubs "$STUBS" "${@:2}"
+}
+sds "$FEDPY" fetch "spiffe://$TD2" ALL | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+r={x['name']:x for x in d['resources']}
+assert r['spiffe://$TD2']['kind']=='validation_context' and r['spiffe://$TD2']['trusted_ca']>=1, d
+tds=sorted(t['name'] for t in r['ALL']['trust_domains'])
+assert tds==sorted(['$TD','$TD2']), d" || fail "SDS of the federating workload: $(sds "$FEDPY" fetch ALL)"
+sds "$PLAINPY" fetch ALL | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+assert [t['name'] for t in d['resources'][0]['trust_domains']]==['$TD'], d" ||
+	fail "SDS ALL of the plain workload: $(sds "$PLAINPY" fetch ALL)"
+sds "$PLAINPY" expect-error INVALID_ARGUMENT "spiffe://$TD2" >/dev/null ||
+	fail "SDS gave the plain workload the bundle of $TD2"
+ok "SDS: spiffe://$TD2 and ALL carry the federated bundle for the federating workload only"
+
 # ---- lanyard-agent api fetch x509 --write also writes federated_bundle.<i>.<j>.pem
 AGENT_BIN="$(readlink -f "$BIN/lanyard-agent")"
 srv entry create --parent-id "$AGENT_ID" --spiffe-id "spiffe://$TD/cli" \
