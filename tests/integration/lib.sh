@@ -188,3 +188,25 @@ start_server_and_agent_file() {
 fetch_x509_json() {
 	"$BIN/lanyard-agent" api fetch x509 --socket "$AGENT_SOCK" --output json
 }
+
+# write_pg_server_config NAME: $T/NAME.json, a server of $TD on the shared database
+# ($PG_CONNSTR, from start_pg) with its own data_dir, node API port and admin socket
+# ($T/NAME/admin.sock).
+write_pg_server_config() {
+	local n=$1
+	mkdir -p "$T/$n"
+	cat >"$T/$n.json" <<JSON
+{
+  "trust_domain": "$TD",
+  "data_dir": "$T/$n/data",
+  "bind_address": "127.0.0.1",
+  "bind_port": $(free_port),
+  "admin_socket": "$T/$n/admin.sock",
+  "http_port": 0,
+  "log_level": "debug",
+  "database_type": "postgres",
+  "database_connection_string": "$PG_CONNSTR",
+  "database_max_connections": 4
+}
+JSON
+}

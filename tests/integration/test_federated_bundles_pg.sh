@@ -11,21 +11,7 @@ json_get() {
 }
 
 for n in a b; do
-	mkdir -p "$T/$n"
-	cat >"$T/$n.json" <<JSON
-{
-  "trust_domain": "$TD",
-  "data_dir": "$T/$n/data",
-  "bind_address": "127.0.0.1",
-  "bind_port": $(free_port),
-  "admin_socket": "$T/$n/admin.sock",
-  "http_port": 0,
-  "log_level": "debug",
-  "database_type": "postgres",
-  "database_connection_string": "$PG_CONNSTR",
-  "database_max_connections": 4
-}
-JSON
+	write_pg_server_config "$n"
 	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
 	PIDS+=("$!")
 done
