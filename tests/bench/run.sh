@@ -31,7 +31,7 @@ if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
 	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 		-DLANYARD_WERROR=OFF >/dev/null
 	cmake --build "$BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent bench_server \
-		bench_agent >/dev/null
+		bench_agent bench_tls >/dev/null
 fi
 BIN="$BUILD/bin"
 BENCH="$BUILD/bench"
@@ -146,12 +146,12 @@ if [ "$QUICK" = 1 ]; then
 	ISSUE_ARGS=(--agents 8 --entries 10 --threads 4 --seconds 1 --runs 1)
 	SYNC_ARGS=(--agents 50 --entries 10 --idle-seconds 1 --seconds 3)
 	N_FETCH=100 N_MID=150 N_BIG=300 N_STREAMS=50 FETCH_ARGS=(--count 200 --seconds 1 --runs 1)
-	STREAM_RUNS=1 RESTART_RUNS=2
+	STREAM_RUNS=1 RESTART_RUNS=2 TLS_ARGS=(--count 3 --warmup 1)
 else
 	ISSUE_ARGS=(--agents 64 --entries 10 --threads 8 --seconds 5 --runs 5)
 	SYNC_ARGS=(--agents 1000 --entries 10 --idle-seconds 15 --seconds 40)
 	N_FETCH=100 N_MID=1000 N_BIG=10000 N_STREAMS=1000 FETCH_ARGS=(--count 3000 --seconds 3 --runs 5)
-	STREAM_RUNS=7 RESTART_RUNS=7
+	STREAM_RUNS=7 RESTART_RUNS=7 TLS_ARGS=(--count 300 --warmup 20)
 fi
 
 # ---- server: issuance rate against the raw cryptography ----
@@ -259,7 +259,7 @@ if [[ " $ONLY " == *" sp "* ]]; then
 		cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 			-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp >/dev/null
 		cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
-			bench_server bench_agent >/dev/null
+			bench_server bench_agent bench_tls >/dev/null
 	fi
 	SYS_BIN="$BIN" SYS_BENCH="$BENCH"
 	for variant in system sp; do
@@ -293,6 +293,11 @@ JSON
 		wait_for 30 test -f "$A/data/agent_svid.pem" ||
 			{ echo "run.sh: $variant agent not attested" >&2; exit 1; }
 		suffixed "$variant" "$BENCH/bench_agent" rss --pid "$apid" --name agent_rss_kib_0 --seconds 1
+		# One mutual-TLS handshake through liblanyard, both sides, with this agent's SVIDs.
+		"$BIN/lanyard-server" entry create --socket "$ADMIN" --parent-id \
+			"spiffe://example.org/lanyard/agent/join_token/$tok" \
+			--spiffe-id spiffe://example.org/bench/tls --selector "unix:uid:$(id -u)" >/dev/null
+		suffixed "$variant" "$BENCH/bench_tls" handshake --socket "$A/api.sock" "${TLS_ARGS[@]}"
 		stop_pid "$apid"
 		stop_pid "$SRV_PID"
 	done
