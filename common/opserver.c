@@ -40,6 +40,7 @@ struct opserver {
 	struct MHD_Daemon *daemon;
 	char *name;
 	const char *index_html;
+	bool metrics_only;
 	char *(*status_members)(void *ud);
 	void *status_ud;
 	int64_t live_us, stale_us;
@@ -282,7 +283,8 @@ static void dispatch(struct opserver *o, const char *url, const char *method, st
 	size_t i = 0;
 	while (i < ARRAY_LEN(routes) && strcmp(url, routes[i].path) != 0)
 		i++;
-	if (i == ARRAY_LEN(routes) || (routes[i].serve == serve_index && !o->index_html)) {
+	if (i == ARRAY_LEN(routes) || (routes[i].serve == serve_index && !o->index_html) ||
+	    (o->metrics_only && routes[i].serve != serve_metrics)) {
 		reply_error(r, MHD_HTTP_NOT_FOUND, "no such resource: %.128s", url);
 		return;
 	}
@@ -360,22 +362,21 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	return send_reply(conn, &r);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+void opserver_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	struct opserver *o = cls;
+	const char *name = cls;
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	size_t n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	log_debug("%s http: %s", o->name, msg);
+	log_debug("%s http: %s", name, msg);
 }
 
 /* ---- start and stop ---- */
 
-static int listen_tcp(const char *address, int port, int *family, char *err, size_t errlen)
+int opserver_listen_tcp(const char *address, int port, const char *key, int *family, char *err,
+			size_t errlen)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -387,7 +388,7 @@ static int listen_tcp(const char *address, int port, int *family, char *err, siz
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	int rc = getaddrinfo(address, portstr, &hints, &ai);
 	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve http_address '%.200s': %s", address,
+		snprintf(err, errlen, "cannot resolve %s '%.200s': %s", key, address,
 			 gai_strerror(rc));
 		return -1;
 	}
@@ -410,7 +411,7 @@ static int listen_tcp(const char *address, int port, int *family, char *err, siz
 	return fd;
 }
 
-static int bound_port(int fd)
+int opserver_bound_port(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -432,17 +433,20 @@ int opserver_start(const struct opserver_options *opt, struct opserver **out, ch
 		return -1;
 	}
 	int family = AF_INET;
-	int fd = listen_tcp(address, opt->port, &family, err, errlen);
+	int fd = opserver_listen_tcp(address, opt->port,
+				     opt->address_key ? opt->address_key : "http_address", &family,
+				     err, errlen);
 	if (fd < 0)
 		return -1;
 	struct opserver *o = xcalloc(1, sizeof(*o));
 	o->name = xstrdup(opt->name ? opt->name : "daemon");
 	o->index_html = opt->index_html;
+	o->metrics_only = opt->metrics_only;
 	o->status_members = opt->status_members;
 	o->status_ud = opt->status_ud;
 	o->live_us = (opt->live_threshold_ms > 0 ? opt->live_threshold_ms : DEFAULT_LIVE_MS) * 1000;
 	o->stale_us = (opt->stale_after_ms > 0 ? opt->stale_after_ms : DEFAULT_STALE_MS) * 1000;
-	o->port = bound_port(fd);
+	o->port = opserver_bound_port(fd);
 	atomic_store(&o->heartbeat_us, now_mono_us());
 	pthread_mutex_init(&o->lock, NULL);
 
@@ -451,7 +455,7 @@ int opserver_start(const struct opserver_options *opt, struct opserver **out, ch
 		flags |= MHD_USE_IPv6;
 	o->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, handle_request, o,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o,
+		MHD_OPTION_EXTERNAL_LOGGER, opserver_mhd_log, o->name,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)(opt->conn_limit ? opt->conn_limit : DEFAULT_CONN_LIMIT),

@@ -19,6 +19,7 @@
 #ifndef LANYARD_OPSERVER_H
 #define LANYARD_OPSERVER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +30,10 @@ struct opserver_options {
 	const char *address;       /* numeric IPv4/IPv6 address or host name; NULL: 127.0.0.1 */
 	int port;                  /* 0: an ephemeral port (see opserver_port) */
 	const char *name;          /* for log lines, e.g. "agent" */
+	const char *address_key;   /* the config key of address, for errors; NULL: http_address */
+	/* Serve /metrics alone (every other path 404): a listener for Prometheus that may face the
+	 * network while the other endpoints stay on loopback. */
+	bool metrics_only;
 	const char *index_html;    /* the page served at /; NULL: 404 */
 	int64_t live_threshold_ms; /* /live fails when the last heartbeat is older; 0: 5000 */
 	int64_t stale_after_ms;    /* /ready fails when the last publication is older; 0: 15000 */
@@ -68,6 +73,17 @@ bool opserver_check(json_t *checks, const char *name, bool ok, const char *fmt, 
 	__attribute__((format(printf, 4, 5)));
 /* "2024-05-01T12:00:00Z" (UTC) into buf; "never" for 0. Returns buf. */
 const char *opserver_time(int64_t t, char *buf, size_t len);
+
+/* For other HTTP listeners of the daemons: a listening TCP socket (SOCK_CLOEXEC, SO_REUSEADDR)
+ * on address:port, its address family in *family. key names the config key of the address in
+ * the error. The fd, or -1 with a reason in err. */
+int opserver_listen_tcp(const char *address, int port, const char *key, int *family, char *err,
+			size_t errlen);
+/* An MHD_OPTION_EXTERNAL_LOGGER that logs at debug level as "<cls> http: message", cls being a
+ * NUL-terminated name that outlives the daemon. */
+void opserver_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* The local port a socket is bound to, or -1. */
+int opserver_bound_port(int fd);
 
 /* The client side, for `healthcheck` subcommands: GETs http://address:port/path with a timeout.
  * Returns 0 when the answer is 200, 1 otherwise with a one-line reason in reason (the failing
