@@ -30,10 +30,6 @@ struct opserver_options {
 	const char *address;       /* numeric IPv4/IPv6 address or host name; NULL: 127.0.0.1 */
 	int port;                  /* 0: an ephemeral port (see opserver_port) */
 	const char *name;          /* for log lines, e.g. "agent" */
-	const char *address_key;   /* the config key of address, for errors; NULL: http_address */
-	/* Serve /metrics alone (every other path 404): a listener for Prometheus that may face the
-	 * network while the other endpoints stay on loopback. */
-	bool metrics_only;
 	const char *index_html;    /* the page served at /; NULL: 404 */
 	int64_t live_threshold_ms; /* /live fails when the last heartbeat is older; 0: 5000 */
 	int64_t stale_after_ms;    /* /ready fails when the last publication is older; 0: 15000 */
@@ -58,6 +54,14 @@ int opserver_start(const struct opserver_options *o, struct opserver **out, char
 void opserver_stop(struct opserver *o);
 /* The bound TCP port. */
 int opserver_port(const struct opserver *o);
+/* Also serves /metrics, and nothing else (every other path 404), on address:port (0: an
+ * ephemeral port), from the same publications: a listener Prometheus can reach on the pod or
+ * host IP while the other endpoints stay on loopback. Errors name metrics_bind_address. Stopped
+ * with o. Owner's thread, once. 0, or -1 with a reason in err. */
+int opserver_listen_metrics(struct opserver *o, const char *address, int port, char *err,
+			    size_t errlen);
+/* Its bound port, 0 when not listening. */
+int opserver_metrics_port(const struct opserver *o);
 
 /* The owner's event loop is alive: call it from a timer on that loop (every second or so). */
 void opserver_heartbeat(struct opserver *o);

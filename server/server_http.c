@@ -46,7 +46,6 @@ struct ds_probe {
 struct server_http {
 	uv_timer_t timer;
 	struct opserver *ops;
-	struct opserver *metrics_ops; /* the /metrics-only listener, NULL when off */
 	struct oidc *oidc;            /* NULL when OIDC discovery is off */
 	struct datastore *ds;
 	struct ca *ca;
@@ -437,8 +436,6 @@ static void publish_state(struct server_http *h)
 	if (!ready || !status || !metrics)
 		log_error("http: cannot build the %s", !ready ? "readiness document"
 						       : !status ? "status document" : "metrics text");
-	if (h->metrics_ops)
-		opserver_publish(h->metrics_ops, NULL, NULL, metrics ? xstrdup(metrics) : NULL);
 	opserver_publish(h->ops, status, ready, metrics);
 	free(g.auth);
 	json_decref(g.cluster);
@@ -448,8 +445,6 @@ static void on_tick(uv_timer_t *t)
 {
 	struct server_http *h = t->data;
 	opserver_heartbeat(h->ops);
-	if (h->metrics_ops)
-		opserver_heartbeat(h->metrics_ops);
 	publish_state(h);
 }
 
@@ -541,23 +536,11 @@ int server_http_metrics_listener(struct server_http *h, const char *address, int
 {
 	if (!h)
 		return errorf(err, errlen, "needs the operator endpoint (http_port is 0)");
-	struct opserver_options oo = {
-		.address = address,
-		.port = port < 0 ? 0 : port,
-		.name = "server metrics",
-		.address_key = "metrics_bind_address",
-		.metrics_only = true,
-	};
-	if (opserver_start(&oo, &h->metrics_ops, err, errlen) < 0)
+	if (opserver_listen_metrics(h->ops, address, port < 0 ? 0 : port, err, errlen) < 0)
 		return -1;
 	log_info("http: /metrics also on http://%s:%d/metrics", address,
-		 opserver_port(h->metrics_ops));
+		 opserver_metrics_port(h->ops));
 	return 0;
-}
-
-int server_http_metrics_port(const struct server_http *h)
-{
-	return h && h->metrics_ops ? opserver_port(h->metrics_ops) : 0;
 }
 
 int server_http_port(const struct server_http *h)
@@ -579,8 +562,6 @@ void server_http_stop(struct server_http *h)
 	}
 	opserver_stop(h->ops);
 	h->ops = NULL;
-	opserver_stop(h->metrics_ops);
-	h->metrics_ops = NULL;
 	h->oidc = NULL;
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, on_closed);
