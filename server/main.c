@@ -273,6 +273,7 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
+	oidc_reload_tls(s->oidc, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
 	if (now >= s->next_prune) {

@@ -27,6 +27,8 @@
 #define CONN_LIMIT 256
 #define CONN_TIMEOUT_S 10
 #define PEM_MAX (256 * 1024)
+/* How often the certificate and key files are looked at for a renewal. */
+#define TLS_CHECK_EVERY_S 5
 
 const char *const oidc_route_names[OIDC_ROUTES_N] = { "discovery", "keys", "other" };
 
@@ -35,10 +37,17 @@ struct oidc {
 	struct ca *ca;
 	char *issuer;
 	char *prefix; /* the issuer URL's path ("" or "/lanyard") */
+	/* HTTPS: the files, what was loaded from them (the running daemon's; owned until it
+	 * stops) and their identity when loaded, to notice a renewal. Loop thread only. */
+	char *cert_file, *key_file;
 	char *cert_pem, *key_pem;
-	int port;
+	char files_sig[160];
+	int64_t next_check;
+	bool tls;
+	int port, family;
 	int64_t max_age_s;
 	atomic_uint_fast64_t answers[OIDC_ROUTES_N][4];
+	atomic_uint_fast64_t reloads;
 	pthread_mutex_t lock;
 	/* Rendered for bundle sequence doc_seq; rebuilt under lock when the sequence moves. */
 	int64_t doc_seq;
@@ -260,6 +269,31 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 
 /* ---- the certificate and key ---- */
 
+/* Wipes the key, frees both and sets them to NULL. */
+static void free_pems(char **cert_pem, char **key_pem)
+{
+	if (*key_pem)
+		secure_zero(*key_pem, strlen(*key_pem));
+	free(*key_pem);
+	free(*cert_pem);
+	*key_pem = *cert_pem = NULL;
+}
+
+/* Device, inode, size and modification time of both files: a renewal (written in place, or a
+ * Kubernetes Secret volume's symlink swap) changes it. "" when either cannot be read. */
+static void files_signature(const char *cert_file, const char *key_file, char *out, size_t len)
+{
+	struct stat c, k;
+	if (stat(cert_file, &c) < 0 || stat(key_file, &k) < 0) {
+		out[0] = '\0';
+		return;
+	}
+	snprintf(out, len, "%lx:%lx:%lld:%lld.%ld/%lx:%lx:%lld:%lld.%ld", (unsigned long)c.st_dev,
+		 (unsigned long)c.st_ino, (long long)c.st_size, (long long)c.st_mtim.tv_sec,
+		 c.st_mtim.tv_nsec, (unsigned long)k.st_dev, (unsigned long)k.st_ino,
+		 (long long)k.st_size, (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec);
+}
+
 static int read_pem(const char *path, const char *key, char **out, char *err, size_t errlen)
 {
 	uint8_t *buf = NULL;
@@ -273,8 +307,8 @@ static int read_pem(const char *path, const char *key, char **out, char *err, si
 
 /* Refuses a key file others can read, then checks that the certificate file holds a certificate
  * and that the key is its key, so that a mistake is named here rather than as a TLS failure. */
-static int load_tls(struct oidc *o, const char *cert_file, const char *key_file, char *err,
-		    size_t errlen)
+static int load_tls(const char *cert_file, const char *key_file, char **cert_pem, char **key_pem,
+		    char *err, size_t errlen)
 {
 	struct stat st;
 	uint8_t *der = NULL;
@@ -286,18 +320,18 @@ static int load_tls(struct oidc *o, const char *cert_file, const char *key_file,
 	if (stat(key_file, &st) == 0 && (st.st_mode & S_IROTH))
 		return errorf(err, errlen, "oidc_discovery_key_file %s: others can read it (chmod "
 			      "o-rwx)", key_file);
-	if (read_pem(cert_file, "oidc_discovery_cert_file", &o->cert_pem, err, errlen) < 0 ||
-	    read_pem(key_file, "oidc_discovery_key_file", &o->key_pem, err, errlen) < 0)
+	if (read_pem(cert_file, "oidc_discovery_cert_file", cert_pem, err, errlen) < 0 ||
+	    read_pem(key_file, "oidc_discovery_key_file", key_pem, err, errlen) < 0)
 		goto out;
 	/* The leaf comes first: decode the first certificate only. */
 	static const char *const cert_label[] = { "CERTIFICATE" };
-	if (pem_decode_first(o->cert_pem, strlen(o->cert_pem), cert_label, 1, &der, &der_len) < 0 ||
+	if (pem_decode_first(*cert_pem, strlen(*cert_pem), cert_label, 1, &der, &der_len) < 0 ||
 	    x509_parse(der, der_len, &xi, why, sizeof(why)) < 0) {
 		errorf(err, errlen, "oidc_discovery_cert_file %s: no PEM certificate in it",
 		       cert_file);
 		goto out;
 	}
-	if (lkey_from_pem(o->key_pem, strlen(o->key_pem), &k) < 0) {
+	if (lkey_from_pem(*key_pem, strlen(*key_pem), &k) < 0) {
 		errorf(err, errlen, "oidc_discovery_key_file %s: no usable PEM private key (EC P-256, "
 		       "P-384 or RSA, unencrypted)", key_file);
 		goto out;
@@ -314,6 +348,8 @@ out:
 	free(der);
 	x509_info_free(&xi);
 	lkey_free(k);
+	if (ret < 0)
+		free_pems(cert_pem, key_pem);
 	return ret;
 }
 
@@ -321,11 +357,9 @@ out:
 
 static void oidc_free(struct oidc *o)
 {
-	if (o->key_pem) {
-		secure_zero(o->key_pem, strlen(o->key_pem));
-		free(o->key_pem);
-	}
-	free(o->cert_pem);
+	free_pems(&o->cert_pem, &o->key_pem);
+	free(o->cert_file);
+	free(o->key_file);
 	free(o->discovery);
 	free(o->jwks);
 	free(o->issuer);
@@ -342,17 +376,21 @@ static char *issuer_path(const char *issuer)
 	return xstrdup(slash ? slash : "");
 }
 
-static struct MHD_Daemon *start_daemon(struct oidc *o, int fd, int family)
+/* A daemon on the listening socket fd, with cert_pem/key_pem (NULL: plain HTTP), which must stay
+ * valid until it stops. MHD_USE_ITC lets oidc_reload_tls hand fd over with MHD_quiesce_daemon. */
+static struct MHD_Daemon *start_daemon(struct oidc *o, int fd, const char *cert_pem,
+				       const char *key_pem)
 {
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-	if (family == AF_INET6)
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+			     MHD_USE_ITC;
+	if (o->family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	if (o->cert_pem)
+	if (cert_pem)
 		flags |= MHD_USE_TLS;
 	/* Without a certificate the TLS part of the list is skipped. */
 	struct MHD_OptionItem tls[] = {
-		{ MHD_OPTION_HTTPS_MEM_CERT, 0, o->cert_pem },
-		{ MHD_OPTION_HTTPS_MEM_KEY, 0, o->key_pem },
+		{ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem },
+		{ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem },
 		{ MHD_OPTION_END, 0, NULL },
 	};
 	return MHD_start_daemon(
@@ -360,7 +398,7 @@ static struct MHD_Daemon *start_daemon(struct oidc *o, int fd, int family)
 		opserver_mhd_log, (void *)"oidc", MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned int)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
-		MHD_OPTION_ARRAY, o->cert_pem ? tls : tls + 2, MHD_OPTION_END);
+		MHD_OPTION_ARRAY, cert_pem ? tls : tls + 2, MHD_OPTION_END);
 }
 
 int oidc_start(const struct oidc_options *opt, struct oidc **out, char *err, size_t errlen)
@@ -385,23 +423,30 @@ int oidc_start(const struct oidc_options *opt, struct oidc **out, char *err, siz
 			       "ingress (no oidc_discovery_cert_file)");
 			goto fail;
 		}
-		if (load_tls(o, opt->cert_file, opt->key_file, err, errlen) < 0)
+		files_signature(opt->cert_file, opt->key_file, o->files_sig, sizeof(o->files_sig));
+		if (load_tls(opt->cert_file, opt->key_file, &o->cert_pem, &o->key_pem, err,
+			     errlen) < 0)
 			goto fail;
+		o->cert_file = xstrdup(opt->cert_file);
+		o->key_file = xstrdup(opt->key_file);
+		o->tls = true;
+		o->next_check = now_unix() + TLS_CHECK_EVERY_S;
 	}
 	fd = opserver_listen_tcp(opt->address, opt->port < 0 ? 0 : opt->port,
 				 "oidc_discovery_address", &family, err, errlen);
 	if (fd < 0)
 		goto fail;
 	o->port = opserver_bound_port(fd);
-	o->daemon = start_daemon(o, fd, family);
+	o->family = family;
+	o->daemon = start_daemon(o, fd, o->cert_pem, o->key_pem);
 	if (!o->daemon) {
 		errorf(err, errlen, "cannot start the HTTP%s server on %.200s port %d",
-		       o->cert_pem ? "S" : "", opt->address, o->port);
+		       o->tls ? "S" : "", opt->address, o->port);
 		close(fd);
 		goto fail;
 	}
 	log_info("oidc: discovery for issuer %s on %s://%s:%d/.well-known/openid-configuration",
-		 o->issuer, o->cert_pem ? "https" : "http", opt->address, o->port);
+		 o->issuer, o->tls ? "https" : "http", opt->address, o->port);
 	*out = o;
 	return 0;
 fail:
@@ -413,7 +458,8 @@ void oidc_stop(struct oidc *o)
 {
 	if (!o)
 		return;
-	MHD_stop_daemon(o->daemon);
+	if (o->daemon)
+		MHD_stop_daemon(o->daemon);
 	oidc_free(o);
 }
 
@@ -432,5 +478,58 @@ void oidc_stats(struct oidc *o, struct oidc_stats *out)
 	refresh(o);
 	out->keys = o->n_keys;
 	pthread_mutex_unlock(&o->lock);
-	out->tls = o->cert_pem != NULL;
+	out->tls = o->tls;
+	out->reloads = atomic_load(&o->reloads);
+}
+
+/* Hands the listening socket from the running daemon to one with the new certificate: the old
+ * daemon stops accepting (MHD_quiesce_daemon), the new one starts on the same socket, then the
+ * old one stops (closing its connections, which clients reopen). If the new one cannot start,
+ * the old certificate is served again. */
+static int swap_daemon(struct oidc *o, char *cert_pem, char *key_pem)
+{
+	MHD_socket fd = MHD_quiesce_daemon(o->daemon);
+	if (fd == MHD_INVALID_SOCKET)
+		return -1;
+	struct MHD_Daemon *d = start_daemon(o, (int)fd, cert_pem, key_pem);
+	bool swapped = d != NULL;
+	if (!d)
+		d = start_daemon(o, (int)fd, o->cert_pem, o->key_pem);
+	MHD_stop_daemon(o->daemon);
+	o->daemon = d;
+	if (!d) {
+		log_error("oidc: the discovery endpoint stopped: cannot restart it on its socket");
+		close((int)fd);
+	}
+	return swapped ? 0 : -1;
+}
+
+int oidc_reload_tls(struct oidc *o, int64_t now)
+{
+	char sig[sizeof(o->files_sig)], err[512];
+	if (!o || !o->tls || !o->daemon || now < o->next_check)
+		return 0;
+	o->next_check = now + TLS_CHECK_EVERY_S;
+	files_signature(o->cert_file, o->key_file, sig, sizeof(sig));
+	if (!sig[0] || strcmp(sig, o->files_sig) == 0)
+		return 0;
+	/* Remembered before loading, so that a broken renewal is reported once, not every check. */
+	snprintf(o->files_sig, sizeof(o->files_sig), "%s", sig);
+	char *cert_pem = NULL, *key_pem = NULL;
+	if (load_tls(o->cert_file, o->key_file, &cert_pem, &key_pem, err, sizeof(err)) < 0) {
+		log_error("oidc: the renewed certificate is not used (the previous one is served): %s",
+			  err);
+		return -1;
+	}
+	if (swap_daemon(o, cert_pem, key_pem) < 0) {
+		log_error("oidc: cannot serve the renewed certificate of %s", o->cert_file);
+		free_pems(&cert_pem, &key_pem);
+		return -1;
+	}
+	free_pems(&o->cert_pem, &o->key_pem);
+	o->cert_pem = cert_pem;
+	o->key_pem = key_pem;
+	atomic_fetch_add(&o->reloads, 1);
+	log_info("oidc: serving the renewed certificate of %s", o->cert_file);
+	return 1;
 }

@@ -16,7 +16,8 @@
  * when the bundle's sequence changes.
  *
  * Transport: HTTPS (libmicrohttpd over GnuTLS) with a PEM certificate chain and key, or plain
- * HTTP for behind a TLS-terminating ingress.
+ * HTTP for behind a TLS-terminating ingress. A renewed certificate is picked up by
+ * oidc_reload_tls, which the owner's loop calls on a timer.
  *
  * Threading: libmicrohttpd serves from its own thread and reads the CA through its thread-safe
  * functions; the owner's loop never waits for a request. oidc_stats may be called from any
@@ -50,6 +51,11 @@ int oidc_start(const struct oidc_options *o, struct oidc **out, char *err, size_
 /* Stops serving (waiting for requests in progress), wipes the key and frees. NULL-safe. */
 void oidc_stop(struct oidc *o);
 int oidc_port(const struct oidc *o);
+/* HTTPS: looks at the certificate and key files (every few seconds at most; cheap otherwise)
+ * and, when they changed and still hold a certificate with its key, serves the new pair from
+ * then on (connections in progress are closed). A bad pair is logged once and the old one kept.
+ * 1 reloaded, 0 nothing to do, -1 failed. NULL-safe. Owner's loop thread only. */
+int oidc_reload_tls(struct oidc *o, int64_t now);
 
 enum oidc_route { OIDC_DISCOVERY, OIDC_KEYS, OIDC_OTHER, OIDC_ROUTES_N };
 extern const char *const oidc_route_names[OIDC_ROUTES_N];
@@ -58,6 +64,7 @@ struct oidc_stats {
 	uint64_t answers[OIDC_ROUTES_N][4];
 	uint64_t keys;     /* JWT keys in the JWK Set (rendered again if the bundle changed) */
 	int tls;           /* 1 when serving HTTPS */
+	uint64_t reloads;  /* renewed certificates taken into use */
 };
 void oidc_stats(struct oidc *o, struct oidc_stats *out);
 

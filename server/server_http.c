@@ -318,6 +318,10 @@ static void oidc_metrics(struct metrics *m, const struct oidc_stats *o)
 			if (o->answers[r][c] || c == 0)
 				metrics_sample(m, name, (double)o->answers[r][c], "path",
 					       oidc_route_names[r], "code", codes[c], NULL);
+	if (o->tls)
+		metrics_single(m, PREFIX "_oidc_certificate_reloads_total", METRIC_COUNTER,
+			       "Renewed OIDC discovery certificates taken into use.",
+			       (double)o->reloads);
 	metrics_single(m, PREFIX "_oidc_jwks_keys", METRIC_GAUGE,
 		       "JWT keys the OIDC discovery endpoint publishes (prepared, active, old).",
 		       (double)o->keys);

@@ -54,10 +54,11 @@ st=$($PY "$CHECK" status "http://127.0.0.1:$OIDC_PORT/keys" DELETE)
 st=$($PY "$CHECK" status "http://127.0.0.1:$OIDC_PORT/keys" HEAD)
 [ "${st%% *}" = 200 ] || fail "HEAD answered $st"
 ok "unknown paths 404, other methods 405 with Allow, HEAD 200"
-metrics=$(curl -sf "http://127.0.0.1:$SERVER_HTTP_PORT/metrics")
-grep -Eq '^lanyard_server_oidc_requests_total\{path="keys",code="405"\} 1$' <<<"$metrics" ||
-	fail "no 405 counted: $(grep oidc <<<"$metrics")"
-grep -Eq '^lanyard_server_oidc_jwks_keys [1-9]' <<<"$metrics" || fail "no JWKS key gauge"
+# /metrics is rebuilt every second.
+metric_is() { curl -sf "http://127.0.0.1:$SERVER_HTTP_PORT/metrics" | grep -Eq "$1"; }
+wait_for 10 metric_is '^lanyard_server_oidc_requests_total\{path="keys",code="405"\} 1$' ||
+	fail "no 405 counted"
+metric_is '^lanyard_server_oidc_jwks_keys [1-9]' || fail "no JWKS key gauge"
 ok "/metrics counts the answers and the published keys"
 
 # ---- rotation: the next authority's JWT key is in the JWK Set before it signs. Each round
@@ -102,6 +103,19 @@ wait_for 30 jwt_fetch aud-https || fail "no JWT-SVID over HTTPS"
 out=$($PY "$CHECK" validate "$ISSUER" aud-https "$T/token" --cafile "$CAFILE") ||
 	fail "PyJWT refused the JWT-SVID over HTTPS"
 ok "HTTPS: PyJWT validates the JWT-SVID over TLS: $out"
+# A renewed certificate (the files replaced, as cert-manager or a Secret update does) is served
+# without a restart.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=renewed \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$T/new.key" -out "$T/new.crt" 2>/dev/null
+chmod 600 "$T/new.key"
+cp "$T/new.key" "$T/oidc.key.tmp" && mv "$T/oidc.key.tmp" "$T/oidc.key"
+cp "$T/new.crt" "$T/oidc.crt.tmp" && mv "$T/oidc.crt.tmp" "$T/oidc.crt"
+renewed() { $PY "$CHECK" validate "$ISSUER" aud-https "$T/token" --cafile "$T/new.crt"; }
+wait_for 30 renewed >/dev/null || fail "the renewed certificate is not served"
+grep -q "serving the renewed certificate" "$T/server.log" || fail "no log line for the renewal"
+wait_for 10 metric_is '^lanyard_server_oidc_certificate_reloads_total 1$' ||
+	fail "reload not counted"
+ok "HTTPS: a renewed certificate is served without a restart"
 if curl -s "http://127.0.0.1:$OIDC_PORT/keys" -o /dev/null --max-time 5 -w '%{http_code}' |
 	grep -q 200; then
 	fail "the HTTPS endpoint answered plain HTTP"
