@@ -139,6 +139,9 @@ static int oidc_config_check(const char *path, const struct server_config *cfg, 
 	if (!!cfg->oidc_discovery_cert_file != !!cfg->oidc_discovery_key_file)
 		return errorf(err, errlen, "%s: keys 'oidc_discovery_cert_file' and "
 			      "'oidc_discovery_key_file' go together", path);
+	if (cfg->oidc_discovery_cert_file && !cfg->oidc_discovery_port)
+		return errorf(err, errlen, "%s: key 'oidc_discovery_cert_file' is only used with "
+			      "oidc_discovery_port (0: discovery is off)", path);
 	return 0;
 }
 

@@ -145,6 +145,10 @@ expect_refusal "mismatched key" "is not the key of the certificate" \
 expect_refusal "world-readable key" "others can read it" "$(tls_cfg "$T/oidc.crt" "$T/open.key")"
 expect_refusal "no issuer" "'oidc_issuer' is required" "\"oidc_discovery_port\": $OIDC_PORT"
 expect_refusal "bad issuer" "key 'oidc_issuer'" "\"oidc_issuer\": \"ftp://x\""
+expect_refusal "cert without a port" "only used with oidc_discovery_port" \
+	"\"oidc_discovery_cert_file\": \"$T/oidc.crt\", \"oidc_discovery_key_file\": \"$T/oidc.key\""
+expect_refusal "cert without key" "go together" \
+	"\"oidc_issuer\": \"$ISSUER\", \"oidc_discovery_port\": $OIDC_PORT, \"oidc_discovery_cert_file\": \"$T/oidc.crt\""
 $PY -c 'import socket,sys,time
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$OIDC_PORT" &
