@@ -333,8 +333,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)
 	return ret;
 }
 
-/* True when the request announces a body (which no route here takes). */
-static bool has_body(struct MHD_Connection *conn)
+bool opserver_request_has_body(struct MHD_Connection *conn)
 {
 	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -358,7 +357,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 		/* Errors are answered at once, before any body is read (MHD then closes the
 		 * connection); good answers wait for the second call, since queuing on the first
 		 * one forces "Connection: close" in 0.9.75 and scrapers keep connections open. */
-		if (get && !has_body(conn))
+		if (get && !opserver_request_has_body(conn))
 			return MHD_YES;
 		dispatch(l, url, method, &r);
 		if (r.status < 400) {

@@ -86,6 +86,10 @@ int opserver_listen_tcp(const char *address, int port, const char *key, int *fam
 /* An MHD_OPTION_EXTERNAL_LOGGER that logs at debug level as "<cls> http: message", cls being a
  * NUL-terminated name that outlives the daemon. */
 void opserver_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* True when the request announces a body (Content-Length other than 0, or Transfer-Encoding):
+ * none of the daemons' GET endpoints takes one. */
+struct MHD_Connection;
+bool opserver_request_has_body(struct MHD_Connection *conn);
 /* The local port a socket is bound to, or -1. */
 int opserver_bound_port(int fd);
 

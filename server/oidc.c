@@ -31,6 +31,7 @@
 #define TLS_CHECK_EVERY_S 5
 
 const char *const oidc_route_names[OIDC_ROUTES_N] = { "discovery", "keys", "other" };
+const unsigned int oidc_status_codes[OIDC_STATUS_N] = { 200, 400, 404, 405, 500 };
 
 struct oidc {
 	struct MHD_Daemon *daemon;
@@ -46,7 +47,7 @@ struct oidc {
 	bool tls;
 	int port, family;
 	int64_t max_age_s;
-	atomic_uint_fast64_t answers[OIDC_ROUTES_N][4];
+	atomic_uint_fast64_t answers[OIDC_ROUTES_N][OIDC_STATUS_N];
 	atomic_uint_fast64_t reloads;
 	pthread_mutex_t lock;
 	/* Rendered for bundle sequence doc_seq; rebuilt under lock when the sequence moves. */
@@ -190,8 +191,9 @@ static enum oidc_route route_of(const struct oidc *o, const char *url)
 
 static void count(struct oidc *o, enum oidc_route r, unsigned int status)
 {
-	int c = status < 300 ? 0 : status == MHD_HTTP_NOT_FOUND ? 1
-				 : status == MHD_HTTP_METHOD_NOT_ALLOWED ? 2 : 3;
+	int c = 0;
+	while (c < OIDC_STATUS_N - 1 && oidc_status_codes[c] != status)
+		c++;
 	atomic_fetch_add(&o->answers[r][c], 1);
 }
 
@@ -254,6 +256,10 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	if (!get)
 		return answer(o, conn, r, MHD_HTTP_METHOD_NOT_ALLOWED,
 			      error_body("method %.16s not allowed", method));
+	/* Answered at once, before the body is read (MHD then closes the connection). */
+	if (opserver_request_has_body(conn))
+		return answer(o, conn, r, MHD_HTTP_BAD_REQUEST,
+			      error_body("a %.16s request takes no body", method));
 	/* A good answer waits for the second call: queuing on the first forces "Connection:
 	 * close" in 0.9.75 (see STACK-NOTES). */
 	if (!*con_cls) {
@@ -472,7 +478,7 @@ void oidc_stats(struct oidc *o, struct oidc_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	for (int r = 0; r < OIDC_ROUTES_N; r++)
-		for (int c = 0; c < 4; c++)
+		for (int c = 0; c < OIDC_STATUS_N; c++)
 			out->answers[r][c] = atomic_load(&o->answers[r][c]);
 	pthread_mutex_lock(&o->lock);
 	refresh(o);

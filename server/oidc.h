@@ -59,9 +59,12 @@ int oidc_reload_tls(struct oidc *o, int64_t now);
 
 enum oidc_route { OIDC_DISCOVERY, OIDC_KEYS, OIDC_OTHER, OIDC_ROUTES_N };
 extern const char *const oidc_route_names[OIDC_ROUTES_N];
+#define OIDC_STATUS_N 5
+extern const unsigned int oidc_status_codes[OIDC_STATUS_N]; /* 200, 400, 404, 405, 500 */
 struct oidc_stats {
-	/* Answers by route and status class: [route][0] 2xx, [1] 404, [2] 405, [3] other. */
-	uint64_t answers[OIDC_ROUTES_N][4];
+	/* Answers by route and status: [route][i] counts oidc_status_codes[i] (500 also stands
+	 * for any other). */
+	uint64_t answers[OIDC_ROUTES_N][OIDC_STATUS_N];
 	uint64_t keys;     /* JWT keys in the JWK Set (rendered again if the bundle changed) */
 	int tls;           /* 1 when serving HTTPS */
 	uint64_t reloads;  /* renewed certificates taken into use */

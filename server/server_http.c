@@ -309,15 +309,17 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 
 static void oidc_metrics(struct metrics *m, const struct oidc_stats *o)
 {
-	static const char *const codes[4] = { "200", "404", "405", "500" };
 	const char *name = PREFIX "_oidc_requests_total";
 	metrics_family(m, name, METRIC_COUNTER,
 		       "OIDC discovery endpoint answers by path (discovery, keys, other) and code.");
 	for (int r = 0; r < OIDC_ROUTES_N; r++)
-		for (int c = 0; c < 4; c++)
+		for (int c = 0; c < OIDC_STATUS_N; c++) {
+			char code[8];
+			snprintf(code, sizeof(code), "%u", oidc_status_codes[c]);
 			if (o->answers[r][c] || c == 0)
 				metrics_sample(m, name, (double)o->answers[r][c], "path",
-					       oidc_route_names[r], "code", codes[c], NULL);
+					       oidc_route_names[r], "code", code, NULL);
+		}
 	if (o->tls)
 		metrics_single(m, PREFIX "_oidc_certificate_reloads_total", METRIC_COUNTER,
 			       "Renewed OIDC discovery certificates taken into use.",

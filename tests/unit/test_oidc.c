@@ -87,8 +87,9 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	return k;
 }
 
-/* method path -> status; the JSON body into *out when out is not NULL. */
-static long request(const struct fx *f, const char *method, const char *path, json_t **out)
+/* method path [request body] -> status; the JSON answer into *out when out is not NULL. */
+static long request_with(const struct fx *f, const char *method, const char *path,
+			 const char *req_body, json_t **out)
 {
 	char url[256];
 	struct body b = { .len = 0 };
@@ -100,6 +101,8 @@ static long request(const struct fx *f, const char *method, const char *path, js
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (req_body)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, req_body);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	assert_int_equal(curl_easy_perform(c), CURLE_OK);
@@ -110,6 +113,11 @@ static long request(const struct fx *f, const char *method, const char *path, js
 		assert_non_null(*out);
 	}
 	return code;
+}
+
+static long request(const struct fx *f, const char *method, const char *path, json_t **out)
+{
+	return request_with(f, method, path, NULL, out);
 }
 
 static void issuer_rules(void **state)
@@ -156,11 +164,14 @@ static void discovery_document(void **state)
 	assert_int_equal(request(f, "GET", "/keys/", NULL), 404);
 	assert_int_equal(request(f, "POST", "/keys", NULL), 405);
 	assert_int_equal(request(f, "PUT", "/lanyard/keys", NULL), 405);
+	/* A GET with a body is refused at once (not left waiting for its body to be read). */
+	assert_int_equal(request_with(f, "GET", "/keys", "xxxxxxxx", NULL), 400);
 	struct oidc_stats s;
 	oidc_stats(f->oidc, &s);
 	assert_int_equal(s.answers[OIDC_DISCOVERY][0], 2);
-	assert_int_equal(s.answers[OIDC_OTHER][1], 3);
-	assert_int_equal(s.answers[OIDC_KEYS][2], 2);
+	assert_int_equal(s.answers[OIDC_OTHER][2], 3);
+	assert_int_equal(s.answers[OIDC_KEYS][3], 2);
+	assert_int_equal(s.answers[OIDC_KEYS][1], 1);
 	assert_int_equal(s.tls, 0);
 }
 
