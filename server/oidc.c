@@ -42,7 +42,7 @@ struct oidc {
 	 * stops) and their identity when loaded, to notice a renewal. Loop thread only. */
 	char *cert_file, *key_file;
 	char *cert_pem, *key_pem;
-	char files_sig[160];
+	char files_sig[256];
 	int64_t next_check;
 	bool tls;
 	int port, family;
