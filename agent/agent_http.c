@@ -674,7 +674,19 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 		.status_ud = h,
 	};
 	struct opserver *ops = NULL;
-	if (opserver_start(&oo, &ops, err, errlen) < 0) {
+	char why[384];
+	if (opserver_start(&oo, &ops, why, sizeof(why)) < 0) {
+		errorf(err, errlen, "http_address:http_port %s:%lld: %s", cfg->http_address,
+		       (long long)cfg->http_port, why);
+		free(h);
+		return -1;
+	}
+	if (cfg->metrics_bind_port &&
+	    opserver_listen_metrics(ops, cfg->metrics_bind_address, (int)cfg->metrics_bind_port,
+				    why, sizeof(why)) < 0) {
+		errorf(err, errlen, "metrics_bind_address:metrics_bind_port %s:%lld: %s",
+		       cfg->metrics_bind_address, (long long)cfg->metrics_bind_port, why);
+		opserver_stop(ops);
 		free(h);
 		return -1;
 	}
@@ -694,6 +706,9 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 	uv_timer_start(&h->timer, on_tick, 0, TICK_MS);
 	log_info("http: operator endpoints on http://%s:%d/ (live, ready, status, metrics)",
 		 cfg->http_address ? cfg->http_address : "127.0.0.1", opserver_port(ops));
+	if (opserver_metrics_port(ops))
+		log_info("http: /metrics also on http://%s:%d/metrics", cfg->metrics_bind_address,
+			 opserver_metrics_port(ops));
 	*out = h;
 	return 0;
 }

@@ -299,8 +299,7 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (agent_http_start(&a->loop, &a->cfg, a->cache, a->nc, a->wl, &a->http, err,
 			     sizeof(err)) < 0) {
-		log_error("operator endpoint on http_address:http_port %s:%lld: %s",
-			  a->cfg.http_address, (long long)a->cfg.http_port, err);
+		log_error("operator endpoint on %s", err);
 		goto out;
 	}
 	node_client_on_refused(a->nc, on_refused, a);

@@ -58,6 +58,7 @@ struct ca {
 	int64_t next_full_sync; /* re-read even without news from the feed (a missed wake-up) */
 	struct datastore *ds;
 	char *trust_domain;
+	char *jwt_issuer; /* NULL: JWT-SVIDs carry no "iss" */
 	char *key_dir;
 	enum key_type key_type;
 	int64_t ca_ttl;
@@ -481,6 +482,7 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 	ca->ds = ds;
 	ca->shared = o->shared;
 	ca->trust_domain = xstrdup(o->trust_domain);
+	ca->jwt_issuer = o->jwt_issuer ? xstrdup(o->jwt_issuer) : NULL;
 	ca->key_type = o->key_type;
 	ca->ca_ttl = o->ca_ttl;
 	char dir[PATH_MAX];
@@ -539,6 +541,7 @@ void ca_close(struct ca *ca)
 	lkey_free(ca->upstream_key);
 	free(ca->upstream_cert);
 	free(ca->trust_domain);
+	free(ca->jwt_issuer);
 	free(ca->key_dir);
 	pthread_mutex_destroy(&ca->lock);
 	free(ca);
@@ -722,7 +725,7 @@ int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n
 	int64_t e = now + ttl;
 	if (e > a->not_after)
 		e = a->not_after;
-	int r = jwt_sign(a->jwt_key, a->jwt_kid, sub, aud, n_aud, now, e, token);
+	int r = jwt_sign_iss(a->jwt_key, a->jwt_kid, ca->jwt_issuer, sub, aud, n_aud, now, e, token);
 	authority_unref(a);
 	if (r < 0)
 		return errorf(err, errlen, "JWT signing failed");

@@ -30,6 +30,8 @@ struct ca_options {
 	 * it signs with it; the bundle is the union of every server's published authorities. A
 	 * recorded authority whose key is not on this server's disk is another server's. */
 	bool shared;
+	/* The "iss" claim of JWT-SVIDs (oidc_issuer); NULL: none. Copied. */
+	const char *jwt_issuer;
 };
 
 struct ca;

@@ -22,6 +22,7 @@
 #include "k8s_bundle.h"
 #include "log.h"
 #include "node_api.h"
+#include "oidc.h"
 #include "psat.h"
 #include "server_config.h"
 #include "server_http.h"
@@ -38,6 +39,7 @@ struct server {
 	struct node_api *node;
 	struct admin_api *admin;
 	struct server_http *http;
+	struct oidc *oidc;
 	struct psat *psat;
 	/* The bundle ConfigMap publisher (optional): one publication in flight at a time. */
 	struct k8s_api *k8s;
@@ -271,6 +273,7 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
+	oidc_reload_tls(s->oidc, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
 	if (now >= s->next_prune) {
@@ -327,6 +330,8 @@ static void on_signal(uv_signal_t *sig, int signum)
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_http_stop(s->http);
 	s->http = NULL;
+	oidc_stop(s->oidc);
+	s->oidc = NULL;
 	/* The admin API finishes its in-flight requests before it returns. */
 	admin_api_stop(s->admin);
 	s->admin = NULL;
@@ -341,6 +346,37 @@ static int lock_data_dir(struct server *s, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/server.lock", s->cfg.data_dir);
 	s->lock_fd = lockfile_acquire(path, "lanyard-server", err, errlen);
 	return s->lock_fd < 0 ? -1 : 0;
+}
+
+/* The optional listeners beside the operator endpoints: OIDC discovery and /metrics alone. */
+static int start_side_listeners(struct server *s, char *err, size_t errlen)
+{
+	const struct server_config *c = &s->cfg;
+	char why[384];
+	if (c->oidc_discovery_port) {
+		/* A relying party that caches the key set must still see a prepared key before it
+		 * signs: the next authority is published a third of ca_ttl ahead. */
+		int64_t max_age = c->ca_ttl / 6 < 300 ? c->ca_ttl / 6 : 300;
+		struct oidc_options oo = {
+			.address = c->oidc_discovery_address,
+			.port = (int)c->oidc_discovery_port,
+			.issuer = c->oidc_issuer,
+			.cert_file = c->oidc_discovery_cert_file,
+			.key_file = c->oidc_discovery_key_file,
+			.ca = s->ca,
+			.max_age_s = max_age,
+		};
+		if (oidc_start(&oo, &s->oidc, why, sizeof(why)) < 0)
+			return errorf(err, errlen, "OIDC discovery: %s", why);
+		server_http_set_oidc(s->http, s->oidc);
+	}
+	if (c->metrics_bind_port &&
+	    server_http_metrics_listener(s->http, c->metrics_bind_address,
+					 (int)c->metrics_bind_port, why, sizeof(why)) < 0)
+		return errorf(err, errlen, "metrics listener (metrics_bind_address, "
+			      "metrics_bind_port) %s:%lld: %s", c->metrics_bind_address,
+			      (long long)c->metrics_bind_port, why);
+	return 0;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -403,6 +439,7 @@ static int cmd_run(int argc, char **argv)
 		.upstream_cert_path = s->cfg.upstream_ca_cert,
 		.upstream_key_path = s->cfg.upstream_ca_key,
 		.shared = strcmp(s->cfg.database_type, "postgres") == 0,
+		.jwt_issuer = s->cfg.oidc_issuer,
 	};
 	if (ca_open(&co, s->ds, now_unix(), &s->ca, err, sizeof(err)) < 0) {
 		log_error("CA: %s", err);
@@ -488,6 +525,10 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	server_http_watch_storage(s->http, s->cfg.data_dir);
+	if (start_side_listeners(s, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	node_address(s);
 	heartbeat(s, now_unix());
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
@@ -505,6 +546,8 @@ out:
 	if (loop_ready) {
 		server_http_stop(s->http);
 		s->http = NULL;
+		oidc_stop(s->oidc);
+		s->oidc = NULL;
 		if (s->node) {
 			node_api_shutdown(s->node, node_stopped, s);
 			uv_run(&s->loop, UV_RUN_DEFAULT);

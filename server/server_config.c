@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "datastore.h"
+#include "oidc.h"
 #include "spiffeid.h"
 #include "util.h"
 
@@ -105,8 +106,44 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "\"namespace/name\" of a ConfigMap the server keeps the bundle PEM in (optional)"},
 	{.name = "k8s_bundle_configmap_key", .type = CFG_STRING, OPT(k8s_bundle_configmap_key),
 	 .def = "bundle.crt", .doc = "key of the bundle in that ConfigMap"},
+	{.name = "oidc_issuer", .type = CFG_STRING, OPT(oidc_issuer),
+	 .doc = "issuer URL (https://host[/path]) JWT-SVIDs carry as \"iss\" and OIDC discovery "
+		"announces"},
+	{.name = "oidc_discovery_address", .type = CFG_STRING, OPT(oidc_discovery_address),
+	 .def = "0.0.0.0", .doc = "address of the OIDC discovery endpoint"},
+	{.name = "oidc_discovery_port", .type = CFG_INT, OPT(oidc_discovery_port), .def = "0",
+	 .min = 0, .max = 65535,
+	 .doc = "port of the OIDC discovery endpoint (0 disables it; needs oidc_issuer)"},
+	{.name = "oidc_discovery_cert_file", .type = CFG_STRING, OPT(oidc_discovery_cert_file),
+	 .doc = "PEM certificate chain for HTTPS on the discovery endpoint (unset: plain HTTP, for "
+		"behind a TLS-terminating ingress)"},
+	{.name = "oidc_discovery_key_file", .type = CFG_STRING, OPT(oidc_discovery_key_file),
+	 .doc = "PEM private key of that certificate (others may not read it)"},
+	{.name = "metrics_bind_address", .type = CFG_STRING, OPT(metrics_bind_address),
+	 .def = "0.0.0.0", .doc = "address of the /metrics-only listener"},
+	{.name = "metrics_bind_port", .type = CFG_INT, OPT(metrics_bind_port), .def = "0", .min = 0,
+	 .max = 65535, .doc = "port of a listener serving /metrics alone, for Prometheus (0: off)"},
 };
 const size_t server_config_n_options = ARRAY_LEN(server_config_options);
+
+static int oidc_config_check(const char *path, const struct server_config *cfg, char *err,
+			     size_t errlen)
+{
+	char why[256];
+	if (cfg->oidc_issuer && oidc_issuer_check(cfg->oidc_issuer, why, sizeof(why)) < 0)
+		return errorf(err, errlen, "%s: key 'oidc_issuer': value \"%s\": %s", path,
+			      cfg->oidc_issuer, why);
+	if (cfg->oidc_discovery_port && !cfg->oidc_issuer)
+		return errorf(err, errlen, "%s: key 'oidc_issuer' is required when "
+			      "oidc_discovery_port is set", path);
+	if (!!cfg->oidc_discovery_cert_file != !!cfg->oidc_discovery_key_file)
+		return errorf(err, errlen, "%s: keys 'oidc_discovery_cert_file' and "
+			      "'oidc_discovery_key_file' go together", path);
+	if (cfg->oidc_discovery_cert_file && !cfg->oidc_discovery_port)
+		return errorf(err, errlen, "%s: key 'oidc_discovery_cert_file' is only used with "
+			      "oidc_discovery_port (0: discovery is off)", path);
+	return 0;
+}
 
 int server_config_load(const char *path, struct server_config *cfg, char *err, size_t errlen)
 {
@@ -152,6 +189,8 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 			 "\"database_type\": \"postgres\"", path);
 		return -1;
 	}
+	if (oidc_config_check(path, cfg, err, errlen) < 0)
+		return -1;
 	if (cfg->default_x509_svid_ttl > cfg->ca_ttl || cfg->agent_svid_ttl > cfg->ca_ttl) {
 		snprintf(err, errlen,
 			 "%s: key 'default_x509_svid_ttl'/'agent_svid_ttl': SVIDs cannot outlive the "

@@ -47,6 +47,15 @@ struct server_config {
 	bool k8s_api_insecure_skip_verify;
 	char *k8s_bundle_configmap;
 	char *k8s_bundle_configmap_key;
+	/* OIDC discovery (optional) and the issuer JWT-SVIDs carry. */
+	char *oidc_issuer;
+	char *oidc_discovery_address;
+	int64_t oidc_discovery_port;
+	char *oidc_discovery_cert_file;
+	char *oidc_discovery_key_file;
+	/* A listener serving /metrics alone (optional), for Prometheus on the pod or host IP. */
+	char *metrics_bind_address;
+	int64_t metrics_bind_port;
 };
 
 extern const struct cfg_option server_config_options[];

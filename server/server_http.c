@@ -46,6 +46,7 @@ struct ds_probe {
 struct server_http {
 	uv_timer_t timer;
 	struct opserver *ops;
+	struct oidc *oidc;            /* NULL when OIDC discovery is off */
 	struct datastore *ds;
 	struct ca *ca;
 	struct node_api **node;
@@ -197,6 +198,8 @@ struct gathered {
 	int64_t next_rotation, bundle_sequence;
 	struct procstats ps;
 	json_t *cluster; /* a copy, NULL when unknown */
+	bool have_oidc;
+	struct oidc_stats oidc;
 };
 
 static const struct ca_authority_info *active_authority(const struct gathered *g)
@@ -304,6 +307,28 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)));
 }
 
+static void oidc_metrics(struct metrics *m, const struct oidc_stats *o)
+{
+	const char *name = PREFIX "_oidc_requests_total";
+	metrics_family(m, name, METRIC_COUNTER,
+		       "OIDC discovery endpoint answers by path (discovery, keys, other) and code.");
+	for (int r = 0; r < OIDC_ROUTES_N; r++)
+		for (int c = 0; c < OIDC_STATUS_N; c++) {
+			char code[8];
+			snprintf(code, sizeof(code), "%u", oidc_status_codes[c]);
+			if (o->answers[r][c] || c == 0)
+				metrics_sample(m, name, (double)o->answers[r][c], "path",
+					       oidc_route_names[r], "code", code, NULL);
+		}
+	if (o->tls)
+		metrics_single(m, PREFIX "_oidc_certificate_reloads_total", METRIC_COUNTER,
+			       "Renewed OIDC discovery certificates taken into use.",
+			       (double)o->reloads);
+	metrics_single(m, PREFIX "_oidc_jwks_keys", METRIC_GAUGE,
+		       "JWT keys the OIDC discovery endpoint publishes (prepared, active, old).",
+		       (double)o->keys);
+}
+
 static char *build_metrics(const struct server_http *h, const struct gathered *g, bool ready)
 {
 	const struct node_api_stats *s = &g->ns;
@@ -382,6 +407,8 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 			       (double)(a->not_after - g->now));
 	metrics_single(&m, PREFIX "_bundle_sequence", METRIC_GAUGE,
 		       "The trust bundle's sequence number.", (double)g->bundle_sequence);
+	if (g->have_oidc)
+		oidc_metrics(&m, &g->oidc);
 	return metrics_finish(&m);
 }
 
@@ -400,6 +427,9 @@ static void publish_state(struct server_http *h)
 	g.next_rotation = ca_next_rotation(h->ca);
 	g.bundle_sequence = ca_bundle_sequence(h->ca);
 	procstats_read(&g.ps);
+	g.have_oidc = h->oidc != NULL;
+	if (g.have_oidc)
+		oidc_stats(h->oidc, &g.oidc);
 	char why[256];
 	bool fds_ok = health_probe_fds(&g.ps, why, sizeof(why));
 	health_set(h->health, "descriptors", fds_ok, g.now, "%s", why);
@@ -501,6 +531,24 @@ void server_http_watch_storage(struct server_http *h, const char *data_dir)
 	pthread_mutex_unlock(&h->lock);
 }
 
+void server_http_set_oidc(struct server_http *h, struct oidc *o)
+{
+	if (h)
+		h->oidc = o;
+}
+
+int server_http_metrics_listener(struct server_http *h, const char *address, int port, char *err,
+				 size_t errlen)
+{
+	if (!h)
+		return errorf(err, errlen, "needs the operator endpoint (http_port is 0)");
+	if (opserver_listen_metrics(h->ops, address, port < 0 ? 0 : port, err, errlen) < 0)
+		return -1;
+	log_info("http: /metrics also on http://%s:%d/metrics", address,
+		 opserver_metrics_port(h->ops));
+	return 0;
+}
+
 int server_http_port(const struct server_http *h)
 {
 	return h ? opserver_port(h->ops) : 0;
@@ -520,6 +568,7 @@ void server_http_stop(struct server_http *h)
 	}
 	opserver_stop(h->ops);
 	h->ops = NULL;
+	h->oidc = NULL;
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, on_closed);
 }

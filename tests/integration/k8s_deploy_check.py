@@ -173,6 +173,22 @@ def probe_port(c, probe):
     return container_port(c, port) if isinstance(port, str) else port
 
 
+def check_scrape(w, c, who, listeners):
+    """Prometheus scrape annotations name /metrics on a port a listener serves on every address
+    (listeners: port -> bind address)."""
+    ann = w["spec"]["template"]["metadata"].get("annotations") or {}
+    if not check(ann.get("prometheus.io/scrape") == "true",
+                 "%s: no prometheus.io/scrape annotation" % who):
+        return
+    check(ann.get("prometheus.io/path", "/metrics") == "/metrics",
+          "%s: prometheus.io/path is not /metrics" % who)
+    port = int(ann.get("prometheus.io/port", "0"))
+    check(port and listeners.get(port) == "0.0.0.0",
+          "%s: prometheus.io/port %s is not a listener on 0.0.0.0 (%s)" % (who, port, listeners))
+    check(container_port(c, port) == port,
+          "%s: prometheus.io/port %s is not a container port" % (who, port))
+
+
 def rbac_rules(role):
     out = set()
     for r in role.get("rules") or []:
@@ -297,11 +313,28 @@ def main():
           "server: serviceName must name a headless Service")
     svcs = services_for(objs, ns, server)
     check(svcs, "server: no Service selects the server pods")
+    # Each Service port reaches the listener its name says: grpc the node API, http-metrics the
+    # operator endpoint, oidc the OIDC discovery endpoint.
+    listeners = {"grpc": ("bind_port", bind_port), "http-metrics": ("http_port", http_port),
+                 "oidc": ("oidc_discovery_port", int(sval("oidc_discovery_port") or 0))}
     for s in svcs:
         for p in s["spec"]["ports"]:
-            check(container_port(sc, p.get("targetPort", p["port"])) == bind_port,
-                  "Service %s: port %s does not reach bind_port" % (s["metadata"]["name"],
-                                                                     p["port"]))
+            key, want = listeners.get(p.get("name"), ("bind_port", bind_port))
+            check(want and container_port(sc, p.get("targetPort", p["port"])) == want,
+                  "Service %s: port %s (%s) does not reach %s %s"
+                  % (s["metadata"]["name"], p["port"], p.get("name"), key, want))
+    main_svc = get(objs, "Service", ns, "lanyard-server")
+    check(main_svc and "http-metrics" in [p.get("name") for p in main_svc["spec"]["ports"]],
+          "Service lanyard-server has no http-metrics port")
+    check_scrape(server, sc, "server", {http_port: sval("http_address"),
+                                        int(sval("metrics_bind_port") or 0):
+                                        sval("metrics_bind_address")})
+    if int(sval("oidc_discovery_port") or 0):
+        check(sval("oidc_issuer"), "server: oidc_discovery_port without oidc_issuer")
+        check(container_port(sc, "oidc") == int(sval("oidc_discovery_port")),
+              "server: container port oidc != oidc_discovery_port")
+        check(sval("oidc_discovery_address") == "0.0.0.0",
+              "server: oidc_discovery_address must be 0.0.0.0 for the Service to reach it")
     vol, m = volume_for_path(server, sc, sval("data_dir"))
     check(vol and "pvc" in vol, "server: data_dir %s is not on the persistent volume"
           % sval("data_dir"))
@@ -370,6 +403,14 @@ def main():
                   "and host 127.0.0.1")
         else:
             check(aval("http_address") == "0.0.0.0", "agent: probes cannot reach http_address")
+    check(ps.get("priorityClassName") == "system-node-critical",
+          "agent: priorityClassName is not system-node-critical (workloads depend on it)")
+    mport = int(aval("metrics_bind_port") or 0)
+    check(mport and aval("metrics_bind_address") == "0.0.0.0",
+          "agent: no /metrics-only listener on every address (metrics_bind_port)")
+    check(container_port(ac, "metrics") == mport,
+          "agent: container port metrics != metrics_bind_port %s" % mport)
+    check_scrape(agent, ac, "agent", {mport: aval("metrics_bind_address")})
     sock = aval("socket_path")
     sockdir = posixpath.dirname(sock)
     vol, m = volume_for_path(agent, ac, sock)

@@ -23,6 +23,7 @@ for d in server agent; do
 	import json, sys
 	cfg = json.load(open(sys.argv[1]))
 	cfg["http_port"] = 0
+	cfg.pop("metrics_bind_port", None)  # it needs http_port
 	json.dump(cfg, open(sys.argv[2], "w"))
 	PY
 	if out=$("$BIN/lanyard-$d" healthcheck --config "$T/$d-check.json" 2>&1); then
@@ -71,6 +72,12 @@ if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&
 	assert scfg["database_type"] == "postgres", scfg
 	assert "database_connection_string" not in scfg, "the connection string is in a ConfigMap"
 	acfg = json.loads(by[("ConfigMap", "lanyard-agent")]["data"]["agent.json"])
+	# The overlay's configs replace the base's: the listeners the base's ports name stay.
+	ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+	assert scfg.get("oidc_discovery_port") == ports.get("oidc"), (scfg, ports)
+	ds = by[("DaemonSet", "lanyard-agent")]["spec"]["template"]
+	ann = ds["metadata"].get("annotations", {})
+	assert acfg.get("metrics_bind_port") == int(ann.get("prometheus.io/port", 0)), (acfg, ann)
 	host = acfg["server_address"].split(".")[0]
 	svc = by[("Service", host)]["spec"]
 	assert svc.get("clusterIP") == "None" and not svc.get("publishNotReadyAddresses"), svc
