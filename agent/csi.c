@@ -408,11 +408,13 @@ static char *default_node_id(void)
 static int prepare_source(struct csi_plugin *p, const char *dir, char *err, size_t errlen)
 {
 	char real[PATH_MAX];
+	struct stat st;
 	int r;
 
 	if (dir[0] != '/')
 		return errorf(err, errlen, "--workload-socket-dir %s: not an absolute path", dir);
-	r = mkdir_p(dir, 0755);
+	/* In a container the directory is usually a read-only mount: only create what is missing. */
+	r = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : mkdir_p(dir, 0755);
 	if (r < 0)
 		return errorf(err, errlen, "--workload-socket-dir %s: %s", dir, strerror(-r));
 	if (!realpath(dir, real))
