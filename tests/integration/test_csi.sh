@@ -141,6 +141,18 @@ csi publish --volume-id "$VOL" --target "$TARGET" --readonly --pod demo/app ||
 grep -q "already published volume $VOL" "$T/csi.log" || fail "no 'already published' log line"
 ok "NodePublishVolume twice: OK, still one mount"
 
+# A second pod on the node: its own mount, and unpublishing it leaves the first pod's alone.
+TARGET_B=$(new_target 0b2d4f61)
+csi publish --volume-id "csi-$(printf '%064d' 2)" --target "$TARGET_B" --pod demo/other ||
+	fail "NodePublishVolume for a second pod"
+fetch_as_workload "$TARGET_B/api.sock" >/dev/null || fail "fetch through the second pod's mount"
+csi unpublish --volume-id "csi-$(printf '%064d' 2)" --target "$TARGET_B" ||
+	fail "NodeUnpublishVolume for the second pod"
+[ -e "$TARGET_B" ] && fail "the second pod's target is still there"
+[ "$(mounts_at "$TARGET")" = 1 ] || fail "unpublishing the second pod touched the first"
+fetch_as_workload "$TARGET/api.sock" >/dev/null || fail "the first pod lost its socket"
+ok "two pods: separate mounts, unpublishing one leaves the other"
+
 # ---- the agent restarts: its new socket appears through the existing mount
 stop_agent
 [ -S "$TARGET/api.sock" ] && fail "the old socket is still visible after the agent stopped"
@@ -177,7 +189,8 @@ bad INVALID_ARGUMENT "access mode UNKNOWN" --volume-id v1 --target "$T2" --mode 
 ok "bad requests: INVALID_ARGUMENT, nothing mounted, nothing created"
 
 # The socket directory itself below the target root: a target inside it or above it is refused.
-"$BIN/lanyard-agent" csi --csi-socket "$T/csi2.sock" --workload-socket-dir "$PODS/shared" \
+# (This second plugin takes its socket from CSI_ENDPOINT, as the CSI spec has supervisors say.)
+CSI_ENDPOINT="unix://$T/csi2.sock" "$BIN/lanyard-agent" csi --workload-socket-dir "$PODS/shared" \
 	--node-id node-b --target-root "$PODS" >>"$T/csi2.log" 2>&1 &
 CSI2=$!
 PIDS+=("$CSI2")
@@ -189,7 +202,7 @@ done
 [ -e "$PODS/shared/mount" ] && fail "a target inside the socket directory was created"
 kill "$CSI2"
 wait "$CSI2" || fail "the second plugin did not stop cleanly"
-ok "targets overlapping the socket directory: INVALID_ARGUMENT"
+ok "targets overlapping the socket directory: INVALID_ARGUMENT (plugin socket from CSI_ENDPOINT)"
 
 echo data >"$T2"
 csi --expect FAILED_PRECONDITION publish --volume-id v1 --target "$T2" >"$T/bad.out" ||
