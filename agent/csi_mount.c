@@ -9,15 +9,14 @@
 #include "csi_mount.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-
 
 /* A stack of binds at one target (two plugins racing) is taken down one by one, up to this. */
 #define MAX_STACKED 8
@@ -53,7 +52,7 @@ int csi_path_check(const char *path, const char *root, char *err, size_t errlen)
 
 		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
 			return csi_errorf(err, errlen, -EINVAL,
-				     "path \"%s\" is not clean (empty, '.' or '..' component)", path);
+					  "path \"%s\" is not clean (empty, '.' or '..' component)", path);
 		c += n;
 		if (!*c)
 			break;
@@ -221,10 +220,10 @@ int csi_mount_unpublish(const char *source, const char *target, bool *was_mounte
 		return 0;
 	case CSI_TARGET_OURS:
 		return csi_errorf(err, errlen, -EBUSY, "more than %d mounts stacked at %s", MAX_STACKED,
-			     target);
+				  target);
 	case CSI_TARGET_OTHER:
 		return csi_errorf(err, errlen, -EEXIST, "something else is mounted at %s: left alone",
-			     target);
+				  target);
 	case CSI_TARGET_NOT_DIR:
 		return csi_errorf(err, errlen, -ENOTDIR, "%s is not a directory: left alone", target);
 	default:
