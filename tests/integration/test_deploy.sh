@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # deploy/: the Kubernetes manifests parse, their names, labels, ports and paths agree with each
-# other and with the configs they carry, RBAC is the least we need, the config keys are options
-# the daemons know (and, where the binaries offer a way to load a config without starting, they
-# load it), kustomize renders the bases, the systemd units verify, and the Docker runtime stage
-# installs every shared library the binaries need.
+# other and with the configs they carry (the CSI driver's too: the CSIDriver object, the plugin and
+# registrar containers, the kubelet's paths, the agent's socket directory), the example workload
+# passes the restricted Pod Security Standard, RBAC is the least we need, the config keys are
+# options the daemons know (and, where the binaries offer a way to load a config without starting,
+# they load it), kustomize renders the bases, the systemd units verify, and the Docker runtime
+# stage installs every shared library the binaries need.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 $PY "$SRC/tests/integration/k8s_deploy_check.py" "$SRC" "$T" ||
