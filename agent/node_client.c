@@ -96,6 +96,9 @@ struct node_client {
 	pthread_cond_t cond;
 	/* Guarded by mu. */
 	bool stopping;
+	/* A CA authority was tainted: the loop thread drops the cached JWT-SVIDs (some may carry
+	 * its kid) before it answers the next request. */
+	bool jwt_flush;
 	struct jwt_req *pending, *done;
 	struct node_status st;
 
@@ -357,6 +360,9 @@ static void apply_taint(struct node_client *n, const Lanyard__Node__V1__Bundle *
 		  "%d s%s", n->taint.n, n->taint.n == 1 ? "y" : "ies", n->trust_domain,
 		  n->taint.ids[0], k, TAINT_WINDOW_S, own ? ", then the agent SVID" : "");
 	n->plan_dirty = true;
+	pthread_mutex_lock(&n->mu);
+	n->jwt_flush = true;
+	pthread_mutex_unlock(&n->mu);
 }
 
 /* True when a taint is pending and no SVID of the set depends on a tainted authority any more:
@@ -1206,6 +1212,14 @@ int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *con
 	if (!n || !entry_id || !cb || n_audience == 0)
 		return -1;
 	struct jwt_req *r = jwt_cache_req_new(entry_id, audience, n_audience, cb, ud, now_unix());
+	pthread_mutex_lock(&n->mu);
+	bool flush = n->jwt_flush;
+	n->jwt_flush = false;
+	pthread_mutex_unlock(&n->mu);
+	if (flush) {
+		jwt_cache_free(n->jwt_cache);
+		n->jwt_cache = jwt_cache_new();
+	}
 
 	/* The answer always comes through the async callback, never from inside this call. */
 	if (jwt_cache_answer(n->jwt_cache, r)) {

@@ -1,8 +1,9 @@
 /* taint_set.h: the CA authorities the operator tainted, as the server's bundle lists them
  * (node.proto Bundle.tainted), and whether this agent has acknowledged them.
  *
- * When a new tainted authority appears, the agent re-issues every SVID it signed over a short
- * jittered window (entry_set_taint), then renews its own SVID listing the authorities in
+ * When a new tainted authority appears, the agent re-issues every X509-SVID it signed over a
+ * short jittered window (entry_set_taint), drops its cached JWT-SVIDs (the next request gets a
+ * token of the active authority), then renews its own SVID listing the authorities in
  * RenewAgentRequest.cleared_tainted: the server may revoke an authority once every agent has
  * (taint_ack.h on the server). The acknowledgements live in memory only: a restarted agent
  * acknowledges again, which costs one renewal.
