@@ -888,6 +888,7 @@ int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n)
 		o->not_after = a->not_after;
 		memcpy(o->sha256, a->sha256, sizeof(o->sha256));
 		snprintf(o->jwt_kid, sizeof(o->jwt_kid), "%s", a->jwt_kid);
+		o->tainted = a->tainted;
 	}
 	pthread_mutex_unlock(&ca->lock);
 	return 0;

@@ -94,6 +94,7 @@ struct ca_authority_info {
 	int64_t not_before, not_after;
 	char sha256[65];
 	char jwt_kid[80];
+	bool tainted;
 };
 /* A copy of the authorities, oldest first. The caller frees *out. */
 int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n);
