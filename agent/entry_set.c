@@ -75,6 +75,7 @@ static void drop_svid(struct entry_slot *w)
 {
 	svid_unref(w->svid);
 	w->svid = NULL;
+	w->taint_at = 0;
 }
 
 /* Sorts staged upserts and keeps the last copy of each id. */
@@ -341,6 +342,14 @@ bool entry_set_signed_by_any(const uint8_t *chain, size_t chain_len, const uint8
 	free(cc);
 	free(cl);
 	return hit;
+}
+
+size_t entry_set_tainted_left(const struct entry_set *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->n; i++)
+		n += s->slots[i].svid && s->slots[i].taint_at;
+	return n;
 }
 
 size_t entry_set_taint(struct entry_set *s, const uint8_t *const *certs, const size_t *lens,

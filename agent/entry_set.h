@@ -118,6 +118,9 @@ void entry_set_batch_accept(struct entry_set *s, struct entry_set_batch *b,
  * is clear of them. */
 size_t entry_set_taint(struct entry_set *s, const uint8_t *const *certs, const size_t *lens,
 		       size_t n, int64_t now, int64_t window);
+/* How many SVIDs entry_set_taint marked are still held (a new SVID or a dropped one clears the
+ * mark): no signature check, so it is cheap to ask often. */
+size_t entry_set_tainted_left(const struct entry_set *s);
 /* True when one of certs[0..n) signed the leaf of chain (which must be valid at now). */
 bool entry_set_signed_by_any(const uint8_t *chain, size_t chain_len, const uint8_t *const *certs,
 			     const size_t *lens, size_t n, int64_t now);

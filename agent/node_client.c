@@ -373,8 +373,7 @@ static bool taint_clear(struct node_client *n)
 	if (!n->taint.pending || !n->synced || !n->agent_key || now < n->taint.next_check)
 		return false;
 	n->taint.next_check = now + TAINT_CHECK_S;
-	return entry_set_taint(&n->es, (const uint8_t *const *)n->taint.certs, n->taint.lens,
-			       n->taint.n, now, TAINT_WINDOW_S) == 0;
+	return entry_set_tainted_left(&n->es) == 0;
 }
 
 /* Replaces the bundle with the server's. Returns 1 when it changed, 0 when not, -1 when refused

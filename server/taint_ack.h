@@ -11,6 +11,9 @@
  * must be evicted first ("agent evict"): its workloads' SVIDs might still be live. SVIDs minted
  * by hand on the server are not tracked.
  *
+ * The acknowledgements stay in the datastore (one small row per agent and tainted authority);
+ * an agent attested later acknowledges too, on its first taint renewal.
+ *
  * Thread-safety: the functions only call the datastore, which is thread-safe. */
 #ifndef LANYARD_TAINT_ACK_H
 #define LANYARD_TAINT_ACK_H

@@ -382,6 +382,7 @@ static void taint_reissues_its_svids(void **state)
 	const uint8_t *certs[] = {old};
 	size_t lens[] = {old_len};
 	assert_int_equal(entry_set_taint(&s, certs, lens, 1, now, 10), 2);
+	assert_int_equal(entry_set_tainted_left(&s), 2);
 	for (size_t i = 0; i < 2; i++) {
 		struct entry_slot *w = find(&s, ids[i]);
 		assert_true(w->taint_at >= now && w->taint_at < now + 10);
@@ -400,6 +401,7 @@ static void taint_reissues_its_svids(void **state)
 		entry_set_install(w, v);
 		assert_int_equal(w->taint_at, 0);
 	}
+	assert_int_equal(entry_set_tainted_left(&s), 0);
 	assert_int_equal(entry_set_taint(&s, certs, lens, 1, now, 10), 0);
 	entry_set_free(&s);
 	free(old);
