@@ -216,7 +216,7 @@ const char status_page_html[] =
 	"\t\t\t(c.authorities || []).map(function (x) {\n"
 	"\t\t\t\treturn [code(x.id.substring(0, 16)),\n"
 	"\t\t\t\t\tel('span', 'badge ' + (x.state === 'active' ? 'ok' : 'warn'),\n"
-	"\t\t\t\t\t\t[x.state]),\n"
+	"\t\t\t\t\t\t[x.state + (x.tainted ? ' (tainted)' : '')]),\n"
 	"\t\t\t\t\tfmtTime(x.not_before), fmtTime(x.not_after),\n"
 	"\t\t\t\t\tcountdown(x.not_after, x.not_before), code(x.sha256)];\n"
 	"\t\t\t})),\n"

@@ -19,9 +19,11 @@
 
 #include <microhttpd.h>
 
+#include "ca.h"
 #include "entry.h"
 #include "log.h"
 #include "spiffeid.h"
+#include "taint_ack.h"
 #include "unix_socket.h"
 #include "util.h"
 
@@ -546,6 +548,118 @@ static void h_agent_ban(struct call *c, struct reply *r)
 	agent_action(c, r, true);
 }
 
+/* ---- CA authorities (ca.h; the revocation rule is taint_ack.h's) ---- */
+
+static unsigned int ca_status(int ret)
+{
+	switch (ret) {
+	case -ENOENT:
+		return MHD_HTTP_NOT_FOUND;
+	case -EBUSY:
+	case -EEXIST:
+	case -EXDEV:
+		return MHD_HTTP_CONFLICT;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+static bool have_ca(struct call *c, struct reply *r)
+{
+	if (!c->api->hooks.ca)
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "the CA is not available");
+	return c->api->hooks.ca != NULL;
+}
+
+static void h_authority_list(struct call *c, struct reply *r)
+{
+	if (have_ca(c, r))
+		reply_json(r, MHD_HTTP_OK, ca_authorities_json(c->api->hooks.ca));
+}
+
+static void h_authority_prepare(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { NULL };
+	char err[512], id[65];
+	json_t *o = parse_body(c, r, true);
+	if (!o || !only_keys(o, keys, r) || !have_ca(c, r))
+		goto out;
+	int ret = ca_prepare(c->api->hooks.ca, now_unix(), id, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ca_status(ret), "%s", err);
+		goto out;
+	}
+	log_info("admin: authority %s prepared", id);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", "prepared", id));
+	notify_changed(c);
+out:
+	json_decref(o);
+}
+
+/* Refuses a revocation while an agent may still hold or serve an SVID of the authority. */
+static bool nothing_depends(struct call *c, struct reply *r, const char *id)
+{
+	char err[512], **pending = NULL;
+	size_t n = 0;
+	int ret = ca_tainted_check(c->api->hooks.ca, id, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ca_status(ret), "%s", err);
+		return false;
+	}
+	if (taint_ack_pending(c->api->ds, id, &pending, &n) < 0) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot read the agents");
+		return false;
+	}
+	if (n)
+		reply_error(r, MHD_HTTP_CONFLICT, "authority %s is still needed: %zu agent%s %s not "
+			    "re-issued every SVID it signed (e.g. %.256s); wait for them, or evict "
+			    "agents that are gone (\"agent evict\")", id, n, n == 1 ? "" : "s",
+			    n == 1 ? "has" : "have", pending[0]);
+	for (size_t i = 0; i < n; i++)
+		free(pending[i]);
+	free(pending);
+	return n == 0;
+}
+
+/* activate, taint, revoke: {"id": ...} in, {"<verb>": id} out. */
+static void authority_action(struct call *c, struct reply *r, const char *verb,
+			     int (*fn)(struct ca *, const char *, char *, size_t))
+{
+	static const char *const keys[] = { "id", NULL };
+	const char *id;
+	char err[512];
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(id = body_string(o, "id", r)) || !have_ca(c, r))
+		goto out;
+	if (fn == ca_revoke && !nothing_depends(c, r, id))
+		goto out;
+	int ret = fn(c->api->hooks.ca, id, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ca_status(ret), "%s", err);
+		goto out;
+	}
+	log_info("admin: authority %s %s", id, verb);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", verb, id));
+	notify_changed(c);
+out:
+	json_decref(o);
+}
+
+static void h_authority_activate(struct call *c, struct reply *r)
+{
+	authority_action(c, r, "activated", ca_activate);
+}
+
+static void h_authority_taint(struct call *c, struct reply *r)
+{
+	authority_action(c, r, "tainted", ca_taint);
+}
+
+static void h_authority_revoke(struct call *c, struct reply *r)
+{
+	authority_action(c, r, "revoked", ca_revoke);
+}
+
 /* ---- bundle, health ---- */
 
 static void h_bundle(struct call *c, struct reply *r)
@@ -593,6 +707,11 @@ static const struct route routes[] = {
 	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
 	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
 	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
+	{ .path = "/v1/authorities", .by_method = { [M_GET] = h_authority_list } },
+	{ .path = "/v1/authorities/prepare", .by_method = { [M_POST] = h_authority_prepare } },
+	{ .path = "/v1/authorities/activate", .by_method = { [M_POST] = h_authority_activate } },
+	{ .path = "/v1/authorities/taint", .by_method = { [M_POST] = h_authority_taint } },
+	{ .path = "/v1/authorities/revoke", .by_method = { [M_POST] = h_authority_revoke } },
 	{ .path = "/v1/servers", .by_method = { [M_GET] = h_server_list } },
 	{ .path = "/v1/health", .by_method = { [M_GET] = h_health } },
 };

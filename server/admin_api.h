@@ -8,6 +8,8 @@
 
 #include "datastore.h"
 
+struct ca;
+
 #define ADMIN_SOCKET_DEFAULT "/run/lanyard/server/admin.sock"
 #define ADMIN_MAX_BODY (1024 * 1024)
 
@@ -26,6 +28,9 @@ struct admin_hooks {
 	/* admin_socket_group: a group name whose members may use the API too (the socket is then
 	 * 0660 and owned by that group); NULL: root and the server's uid only (0600). */
 	const char *socket_group;
+	/* The CA, for "authority show|prepare|activate|taint|revoke" (its functions are
+	 * thread-safe); NULL: those routes answer 503. After a change the API calls changed(). */
+	struct ca *ca;
 };
 
 struct admin_api;

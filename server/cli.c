@@ -40,7 +40,7 @@ static const struct opt_spec opt_specs[O__COUNT] = {
 	[O_SOCKET] = { "socket", ARG_ONE, "admin socket (default " ADMIN_SOCKET_DEFAULT ")" },
 	[O_OUTPUT] = { "output", ARG_ONE, "output format: text (default) or json" },
 	[O_HELP] = { "help", ARG_NONE, "show this help" },
-	[O_ID] = { "id", ARG_ONE, "entry ID" },
+	[O_ID] = { "id", ARG_ONE, "ID (of the entry, or of the authority)" },
 	[O_SPIFFE_ID] = { "spiffe-id", ARG_ONE, "SPIFFE ID" },
 	[O_PARENT_ID] = { "parent-id", ARG_ONE, "parent SPIFFE ID (agent or alias)" },
 	[O_SELECTOR] = { "selector", ARG_REPEAT, "selector type:value (repeatable)" },
@@ -871,6 +871,81 @@ out:
 	return ret;
 }
 
+/* ---- authority ---- */
+
+static void print_authority_table(json_t *auths)
+{
+	size_t i;
+	json_t *au;
+	printf("%-32s  %-4s  %-8s  %-7s  %-20s  %-20s  %s\n", "ID", "KIND", "STATE", "TAINTED",
+	       "NOT BEFORE", "NOT AFTER", "KEY");
+	json_array_foreach(auths, i, au) {
+		bool x509 = strcmp(jstr(au, "kind"), "x509") == 0;
+		char fp[20] = "";
+		if (!x509)
+			snprintf(fp, sizeof(fp), "%.16s", jstr(au, "key_id"));
+		printf("%-32.32s  %-4s  %-8s  %-7s  %-20s  %-20s  %s%s\n", jstr(au, "id"),
+		       jstr(au, "kind"), jstr(au, "state"),
+		       json_is_true(json_object_get(au, "tainted")) ? "yes" : "no",
+		       jstr(au, "not_before"), jstr(au, "not_after"), x509 ? "" : "kid ", fp);
+	}
+}
+
+static int cmd_authority_show(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/authorities", NULL);
+	if (!resp)
+		return 1;
+	json_t *auths = json_object_get(resp, "authorities");
+	if (!json_is_array(auths)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json)
+		print_json(resp);
+	else
+		print_authority_table(auths);
+	json_decref(resp);
+	return 0;
+}
+
+/* prepare, activate, taint, revoke: {"id"} in (prepare: nothing), {"<verb>": id} out. */
+static int authority_action(struct args *a, const char *path, const char *key, const char *verb)
+{
+	json_t *req = a->value[O_ID] ? json_pack("{s:s}", "id", a->value[O_ID]) : json_object();
+	json_t *resp = req ? call_json(a, "POST", path, req) : NULL;
+	json_decref(req);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("%s authority %s\n", verb, jstr(resp, key));
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_authority_prepare(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/prepare", "prepared", "Prepared");
+}
+
+static int cmd_authority_activate(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/activate", "activated", "Activated");
+}
+
+static int cmd_authority_taint(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/taint", "tainted", "Tainted");
+}
+
+static int cmd_authority_revoke(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/revoke", "revoked", "Revoked");
+}
+
 /* ---- server ---- */
 
 static int cmd_server_list(const struct command *cmd, struct args *a)
@@ -955,6 +1030,24 @@ static const struct command bundle_commands[] = {
 	  .opts = COMMON_OPTS | BIT(O_FORMAT) },
 };
 
+static const struct command authority_commands[] = {
+	{ .name = "show", .run = cmd_authority_show,
+	  .summary = "Lists the CA authorities (x509 and jwt keys; state, validity, taint).",
+	  .opts = COMMON_OPTS },
+	{ .name = "prepare", .run = cmd_authority_prepare,
+	  .summary = "Prepares the next authority now: it joins the bundle, and signs once activated.",
+	  .opts = COMMON_OPTS },
+	{ .name = "activate", .run = cmd_authority_activate,
+	  .summary = "Makes a prepared authority the one that signs; the active one becomes old.",
+	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+	{ .name = "taint", .run = cmd_authority_taint,
+	  .summary = "Taints a non-active authority: every agent re-issues what it signed, at once.",
+	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+	{ .name = "revoke", .run = cmd_authority_revoke,
+	  .summary = "Removes a tainted authority from the bundle once no agent depends on it.",
+	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+};
+
 static const struct command server_commands[] = {
 	{ .name = "list", .run = cmd_server_list,
 	  .summary = "Lists the live servers sharing this server's database.",
@@ -966,6 +1059,8 @@ static const struct group groups[] = {
 	{ "entry", "registration entries", entry_commands, ARRAY_LEN(entry_commands) },
 	{ "agent", "attested agents", agent_commands, ARRAY_LEN(agent_commands) },
 	{ "bundle", "the trust bundle", bundle_commands, ARRAY_LEN(bundle_commands) },
+	{ "authority", "the CA authorities: forced rotation, taint, revocation", authority_commands,
+	  ARRAY_LEN(authority_commands) },
 	{ "server", "the servers of this trust domain", server_commands,
 	  ARRAY_LEN(server_commands) },
 };
@@ -998,7 +1093,7 @@ int cli_main(int argc, char **argv)
 		if (strcmp(groups[i].name, argv[0]) == 0)
 			g = &groups[i];
 	if (!g) {
-		fail("unknown command \"%s\" (token, entry, agent, bundle or server)", argc > 0 ? argv[0] : "");
+		fail("unknown command \"%s\" (token, entry, agent, bundle, authority or server)", argc > 0 ? argv[0] : "");
 		return 1;
 	}
 	if (argc < 2) {

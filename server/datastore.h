@@ -173,10 +173,13 @@ json_t *agent_record_to_json(const struct agent_record *a);
  * Private keys are NOT stored here (the CA module keeps them in files): metadata and certificate. */
 
 enum { CA_STATE_PREPARED = 0, CA_STATE_ACTIVE = 1, CA_STATE_OLD = 2 };
+/* Or'ed into ca_record.state: the operator tainted the authority (suspected key compromise);
+ * agents re-issue what it signed and it may then be revoked (ca.h). */
+#define CA_STATE_TAINTED 0x100
 
 struct ca_record {
 	char id[65];
-	int state;		/* CA_STATE_* */
+	int state;		/* CA_STATE_*, | CA_STATE_TAINTED */
 	uint8_t *cert_der;
 	size_t cert_len;
 	char *jwt_kid;		/* may be NULL */

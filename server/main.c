@@ -62,6 +62,7 @@ struct server {
 	int64_t started_at, next_heartbeat;
 	bool heartbeat_failing;
 	bool stopping;
+	int64_t seen_bundle_seq; /* the CA's bundle sequence the node API last refreshed for */
 };
 
 /* ---- admin API hooks (they run on the admin API's thread) ---- */
@@ -243,7 +244,10 @@ static void on_changed(uv_async_t *a)
 	struct server *s = a->data;
 	if (s->stopping)
 		return;
-	if (ca_sync(s->ca, now_unix()) > 0) {
+	int64_t seq = ca_bundle_sequence(s->ca);
+	if (ca_sync(s->ca, now_unix()) > 0 || seq != s->seen_bundle_seq) {
+		/* Another server's authorities, or the operator's "authority" commands. */
+		s->seen_bundle_seq = ca_bundle_sequence(s->ca);
 		node_api_ca_changed(s->node); /* refreshes the streams too */
 		publish_bundle(s);
 	} else {
@@ -458,6 +462,7 @@ static int cmd_run(int argc, char **argv)
 		.changed = hook_changed,
 		.default_token_ttl = s->cfg.join_token_ttl,
 		.socket_group = s->cfg.admin_socket_group,
+		.ca = s->ca,
 	};
 	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
 		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
@@ -580,6 +585,7 @@ static void usage(FILE *f)
 		"  entry create|show|update|delete|count   manage registration entries\n"
 		"  agent list|show|count|evict|ban        manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
+		"  authority show|prepare|activate|taint|revoke   force a CA rotation, revoke an authority\n"
 		"  server list               list the live servers sharing the database\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"

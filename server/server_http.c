@@ -267,8 +267,9 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 	json_t *auths = json_array();
 	for (size_t i = 0; i < g->n_auth; i++) {
 		const struct ca_authority_info *a = &g->auth[i];
-		json_array_append_new(auths, json_pack("{s:s,s:s,s:I,s:I,s:s,s:o}", "id", a->id,
-						       "state", a->state, "not_before",
+		json_array_append_new(auths, json_pack("{s:s,s:s,s:b,s:I,s:I,s:s,s:o}", "id", a->id,
+						       "state", a->state, "tainted", a->tainted,
+						       "not_before",
 						       (json_int_t)a->not_before, "not_after",
 						       (json_int_t)a->not_after, "sha256", a->sha256,
 						       "jwt_kid", a->jwt_kid[0] ? json_string(a->jwt_kid)

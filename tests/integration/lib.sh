@@ -188,3 +188,41 @@ start_server_and_agent_file() {
 fetch_x509_json() {
 	"$BIN/lanyard-agent" api fetch x509 --socket "$AGENT_SOCK" --output json
 }
+
+# pg_server_config NAME: $T/NAME.json for a lanyard-server on the PostgreSQL cluster of start_pg
+# (its own data_dir, node API port and admin socket $T/NAME/admin.sock, no HTTP endpoint).
+# start_pg_server NAME: writes it, starts the server and waits for it; on_server NAME ARGS...
+# runs a client command against it.
+pg_server_config() {
+	local n=$1
+	mkdir -p "$T/$n"
+	cat >"$T/$n.json" <<JSON
+{
+  "trust_domain": "$TD",
+  "data_dir": "$T/$n/data",
+  "bind_address": "127.0.0.1",
+  "bind_port": $(free_port),
+  "admin_socket": "$T/$n/admin.sock",
+  "http_port": 0,
+  "log_level": "debug",
+  "database_type": "postgres",
+  "database_connection_string": "$PG_CONNSTR",
+  "database_max_connections": 4
+}
+JSON
+}
+
+start_pg_server() {
+	local n=$1
+	pg_server_config "$n"
+	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
+	PIDS+=("$!")
+	wait_for 30 "$BIN/lanyard-server" bundle show --socket "$T/$n/admin.sock" ||
+		fail "server $n did not come up"
+}
+
+on_server() {
+	local n=$1
+	shift
+	"$BIN/lanyard-server" "$@" --socket "$T/$n/admin.sock"
+}
