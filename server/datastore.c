@@ -377,6 +377,25 @@ int ds_token_prune(struct datastore *ds, int64_t now)
 	return ret;
 }
 
+int ds_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->token_list(ds, out, n);
+	unlock(ds);
+	return ret;
+}
+
+void ds_token_record_array_free(struct ds_token_record *t, size_t n)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(t[i].alias);
+	free(t);
+}
+
 int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
 {
 	if (!a || !a->spiffe_id)
@@ -498,6 +517,52 @@ int ds_ping(struct datastore *ds)
 {
 	lock(ds);
 	int ret = ds->ops->ping(ds);
+	unlock(ds);
+	return ret;
+}
+
+/* ---- copying a datastore ---- */
+
+int ds_snapshot_read(struct datastore *ds, struct ds_snapshot *out)
+{
+	memset(out, 0, sizeof(*out));
+	int ret = ds_entry_list(ds, NULL, &out->entries, &out->n_entries);
+	if (ret == 0)
+		ret = ds_agent_list(ds, &out->agents, &out->n_agents);
+	if (ret == 0)
+		ret = ds_token_list(ds, &out->tokens, &out->n_tokens);
+	if (ret == 0)
+		ret = ds_ca_list(ds, &out->cas, &out->n_cas);
+	if (ret == 0) {
+		ret = ds_kv_get_int(ds, "bundle_sequence", &out->bundle_sequence);
+		out->has_bundle_sequence = ret == 0;
+		if (ret == -ENOENT)
+			ret = 0;
+	}
+	if (ret < 0)
+		ds_snapshot_free(out);
+	return ret;
+}
+
+void ds_snapshot_free(struct ds_snapshot *s)
+{
+	entry_array_free(s->entries, s->n_entries);
+	agent_record_array_free(s->agents, s->n_agents);
+	ds_token_record_array_free(s->tokens, s->n_tokens);
+	ca_record_array_free(s->cas, s->n_cas);
+	memset(s, 0, sizeof(*s));
+}
+
+int ds_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,
+		       size_t errlen)
+{
+	if (!ds->ops->snapshot_import) {
+		snprintf(err, errlen, "the %s datastore cannot be the target of a copy",
+			 ds->ops->name);
+		return -ENOTSUP;
+	}
+	lock(ds);
+	int ret = ds->ops->snapshot_import(ds, s, force, err, errlen);
 	unlock(ds);
 	return ret;
 }

@@ -42,6 +42,7 @@ struct datastore_ops {
 			     char **alias_out);
 	int (*token_count)(struct datastore *ds, int64_t now, int64_t *n);
 	int (*token_prune)(struct datastore *ds, int64_t now);
+	int (*token_list)(struct datastore *ds, struct ds_token_record **out, size_t *n);
 	int (*agent_upsert)(struct datastore *ds, const struct agent_record *a);
 	int (*agent_get)(struct datastore *ds, const char *spiffe_id, struct agent_record **out);
 	int (*agent_list)(struct datastore *ds, struct agent_record ***out, size_t *n);
@@ -59,6 +60,9 @@ struct datastore_ops {
 	int (*server_heartbeat)(struct datastore *ds, const struct server_record *r);
 	int (*server_list)(struct datastore *ds, int64_t live_s, struct server_record ***out,
 			   size_t *n);
+	/* Optional (ds_snapshot_import): -ENOTSUP without it. */
+	int (*snapshot_import)(struct datastore *ds, const struct ds_snapshot *s, bool force,
+			       char *err, size_t errlen);
 };
 
 /* The first member of every backend's own struct. journal is a ring of the last changes (see
