@@ -245,6 +245,42 @@ void ds_snapshot_free(struct ds_snapshot *s);
 int ds_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,
 		       size_t errlen);
 
+/* ---- statistics (for /metrics) ----
+ * Every ds_* call is timed, from before it waits for the datastore (SQLite's lock, a pooled
+ * PostgreSQL connection) to its return, and counted as an error when it fails for another
+ * reason than its documented outcomes (not found, duplicate, expired, bad argument, refused).
+ * Counters only grow; reading them takes no lock. */
+enum ds_op {
+	DS_OP_ENTRY_CREATE, DS_OP_ENTRY_UPDATE, DS_OP_ENTRY_DELETE, DS_OP_ENTRY_GET, DS_OP_ENTRY_LIST,
+	DS_OP_ENTRY_COUNT, DS_OP_AGENT_COUNT, DS_OP_TOKEN_CREATE, DS_OP_TOKEN_CONSUME,
+	DS_OP_TOKEN_COUNT, DS_OP_TOKEN_PRUNE, DS_OP_TOKEN_LIST, DS_OP_AGENT_UPSERT, DS_OP_AGENT_GET,
+	DS_OP_AGENT_LIST, DS_OP_AGENT_DELETE, DS_OP_AGENT_SET_BANNED, DS_OP_AGENT_TOUCH, DS_OP_CA_PUT,
+	DS_OP_CA_LIST, DS_OP_CA_DELETE, DS_OP_KV_GET_INT, DS_OP_KV_SET_INT, DS_OP_PING,
+	DS_OP_SNAPSHOT_IMPORT, DS_OP_SERVER_HEARTBEAT, DS_OP_SERVER_LIST, DS_OP__COUNT
+};
+/* "entry_create", ...: the label values of DS_OP_*. */
+extern const char *const ds_op_names[DS_OP__COUNT];
+#define DS_LATENCY_BUCKETS 12
+/* Upper bounds in seconds, of the operation latency and change-feed lag histograms. */
+extern const double ds_latency_buckets[DS_LATENCY_BUCKETS];
+
+struct ds_histogram {
+	uint64_t le[DS_LATENCY_BUCKETS]; /* observations <= ds_latency_buckets[i] (cumulative) */
+	uint64_t count;
+	double sum; /* seconds */
+};
+struct ds_stats {
+	struct ds_histogram op[DS_OP__COUNT];
+	uint64_t op_errors[DS_OP__COUNT];
+	uint64_t retries; /* transactions retried after a serialization failure or deadlock */
+	/* A shared datastore's change feed (has_feed): how long after a change was written (by any
+	 * server; by the database's clock) this server recorded it, and the gaps passed over. */
+	bool has_feed;
+	struct ds_histogram feed_lag;
+	uint64_t feed_holes;
+};
+void ds_stats_get(struct datastore *ds, struct ds_stats *out);
+
 /* Readiness: 0 when the database answers a query. */
 int ds_ping(struct datastore *ds);
 

@@ -95,6 +95,8 @@ static const char *const migrations[] = {
 	" started_at BIGINT NOT NULL,"
 	" last_seen BIGINT NOT NULL,"
 	" authorities BIGINT NOT NULL DEFAULT 0);",
+	/* v3. When a change was written, in milliseconds by the database's clock (the feed's lag). */
+	"ALTER TABLE changes ADD COLUMN at_ms BIGINT;",
 };
 
 enum stmt_id {
@@ -112,8 +114,9 @@ enum stmt_id {
 
 /* The statement names are "s<id>". */
 static const char *const stmt_sql[ST__COUNT] = {
-	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at) VALUES ($1, $2, $3) "
-			  "RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL "', '') FROM c",
+	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at, at_ms) VALUES ($1, $2, $3, "
+			  DB_NOW_MS ") RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL
+			  "', '') FROM c",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
 			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12) RETURNING revision",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = $2, parent_id = $3, selectors = $4, "
@@ -401,6 +404,7 @@ static int with_conn(struct pg *p, bool tx, tx_body body, void *arg)
 			simple(c, "ROLLBACK");
 		if (ret != -EAGAIN)
 			break;
+		datastore_count_retry(&p->base);
 		log_debug("datastore: %s (SQLSTATE %s), retrying",
 			  strcmp(c->sqlstate, "40P01") == 0 ? "deadlock" : "serialization failure",
 			  c->sqlstate);
@@ -1266,6 +1270,7 @@ int datastore_open_pg(const char *conninfo, int max_connections, struct datastor
 	ret = pg_feed_start(p, err, errlen);
 	if (ret < 0)
 		goto fail;
+	p->base.has_feed = true;
 	*out = &p->base;
 	return 0;
 fail:

@@ -23,6 +23,8 @@
 
 /* The database's clock, in unix seconds. */
 #define DB_NOW "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)"
+/* The database's clock at this very moment (not the transaction's start), in milliseconds. */
+#define DB_NOW_MS "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
 
 /* One pooled connection: used by one thread at a time. */
 struct pgc {
