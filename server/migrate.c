@@ -158,6 +158,10 @@ out:
 
 int datastore_cmd_main(int argc, char **argv)
 {
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf(USAGE);
+		return 0;
+	}
 	if (argc < 2 || strcmp(argv[1], "migrate") != 0) {
 		fprintf(stderr, "lanyard-server datastore: unknown command '%s'\n" USAGE,
 			argc < 2 ? "" : argv[1]);
