@@ -97,6 +97,107 @@ static void unlock(struct datastore *ds)
 		pthread_mutex_unlock(&ds->lock);
 }
 
+const char *const ds_op_names[DS_OP__COUNT] = {
+	[DS_OP_ENTRY_CREATE] = "entry_create",
+	[DS_OP_ENTRY_UPDATE] = "entry_update",
+	[DS_OP_ENTRY_DELETE] = "entry_delete",
+	[DS_OP_ENTRY_GET] = "entry_get",
+	[DS_OP_ENTRY_LIST] = "entry_list",
+	[DS_OP_ENTRY_COUNT] = "entry_count",
+	[DS_OP_AGENT_COUNT] = "agent_count",
+	[DS_OP_TOKEN_CREATE] = "token_create",
+	[DS_OP_TOKEN_CONSUME] = "token_consume",
+	[DS_OP_TOKEN_COUNT] = "token_count",
+	[DS_OP_TOKEN_PRUNE] = "token_prune",
+	[DS_OP_TOKEN_LIST] = "token_list",
+	[DS_OP_AGENT_UPSERT] = "agent_upsert",
+	[DS_OP_AGENT_GET] = "agent_get",
+	[DS_OP_AGENT_LIST] = "agent_list",
+	[DS_OP_AGENT_DELETE] = "agent_delete",
+	[DS_OP_AGENT_SET_BANNED] = "agent_set_banned",
+	[DS_OP_AGENT_TOUCH] = "agent_touch",
+	[DS_OP_CA_PUT] = "ca_put",
+	[DS_OP_CA_LIST] = "ca_list",
+	[DS_OP_CA_DELETE] = "ca_delete",
+	[DS_OP_KV_GET_INT] = "kv_get",
+	[DS_OP_KV_SET_INT] = "kv_set",
+	[DS_OP_PING] = "ping",
+	[DS_OP_SNAPSHOT_IMPORT] = "snapshot_import",
+	[DS_OP_SERVER_HEARTBEAT] = "server_heartbeat",
+	[DS_OP_SERVER_LIST] = "server_list",
+};
+
+const double ds_latency_buckets[DS_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+						       0.05, 0.1, 0.25, 0.5, 1, 5};
+
+static void hist_observe(struct ds_atomic_hist *h, int64_t us)
+{
+	double secs = (double)(us < 0 ? 0 : us) / 1e6;
+	for (size_t i = 0; i < DS_LATENCY_BUCKETS; i++)
+		if (secs <= ds_latency_buckets[i])
+			atomic_fetch_add_explicit(&h->le[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_us, (uint64_t)(us < 0 ? 0 : us), memory_order_relaxed);
+}
+
+static void hist_read(struct ds_atomic_hist *h, struct ds_histogram *out)
+{
+	/* count first: a bucket read later may be ahead of it, never behind. */
+	out->count = atomic_load_explicit(&h->count, memory_order_relaxed);
+	for (size_t i = 0; i < DS_LATENCY_BUCKETS; i++) {
+		out->le[i] = atomic_load_explicit(&h->le[i], memory_order_relaxed);
+		if (out->le[i] > out->count)
+			out->le[i] = out->count;
+	}
+	out->sum = (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6;
+}
+
+/* Outcomes a caller expects are not errors of the datastore. */
+static bool is_error(int ret)
+{
+	return ret < 0 && ret != -ENOENT && ret != -EEXIST && ret != -ETIMEDOUT && ret != -EINVAL &&
+	       ret != -ENOTEMPTY && ret != -EBUSY && ret != -ENOTSUP;
+}
+
+/* Around every backend call: the lock (see lock) and the statistics. */
+static int64_t op_begin(struct datastore *ds)
+{
+	int64_t t0 = now_mono_us();
+	lock(ds);
+	return t0;
+}
+
+static void op_end(struct datastore *ds, enum ds_op op, int ret, int64_t t0)
+{
+	unlock(ds);
+	hist_observe(&ds->op_hist[op], now_mono_us() - t0);
+	if (is_error(ret))
+		atomic_fetch_add_explicit(&ds->op_errors[op], 1, memory_order_relaxed);
+}
+
+void datastore_feed_lag(struct datastore *ds, double lag_seconds)
+{
+	hist_observe(&ds->feed_lag, (int64_t)(lag_seconds * 1e6));
+}
+
+void datastore_count_retry(struct datastore *ds)
+{
+	atomic_fetch_add_explicit(&ds->retries, 1, memory_order_relaxed);
+}
+
+void ds_stats_get(struct datastore *ds, struct ds_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < DS_OP__COUNT; i++) {
+		hist_read(&ds->op_hist[i], &out->op[i]);
+		out->op_errors[i] = atomic_load_explicit(&ds->op_errors[i], memory_order_relaxed);
+	}
+	out->retries = atomic_load_explicit(&ds->retries, memory_order_relaxed);
+	out->has_feed = ds->has_feed;
+	hist_read(&ds->feed_lag, &out->feed_lag);
+	out->feed_holes = atomic_load_explicit(&ds->feed_holes, memory_order_relaxed);
+}
+
 /* Around journal reads: always. */
 static void journal_lock(struct datastore *ds)
 {
@@ -170,6 +271,7 @@ int64_t ds_bundle_generation(struct datastore *ds)
 
 void datastore_feed_hole(struct datastore *ds)
 {
+	atomic_fetch_add_explicit(&ds->feed_holes, 1, memory_order_relaxed);
 	journal_lock(ds);
 	ds->feed_counter++;
 	journal_unlock(ds);
@@ -255,11 +357,11 @@ int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t err
 		snprintf(err, errlen, "spiffe_id and parent_id are required");
 		return -EINVAL;
 	}
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_create(ds, e, err, errlen);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_CREATE, ret, t0);
 	return ret;
 }
 
@@ -269,11 +371,11 @@ int ds_entry_update(struct datastore *ds, struct entry *e, char *err, size_t err
 		snprintf(err, errlen, "spiffe_id and parent_id are required");
 		return -EINVAL;
 	}
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_update(ds, e, err, errlen);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_UPDATE, ret, t0);
 	return ret;
 }
 
@@ -281,11 +383,11 @@ int ds_entry_delete(struct datastore *ds, const char *id)
 {
 	if (!id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_delete(ds, id);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, id);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_DELETE, ret, t0);
 	return ret;
 }
 
@@ -293,9 +395,9 @@ int ds_entry_get(struct datastore *ds, const char *id, struct entry **out)
 {
 	if (!id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->entry_get(ds, id, out);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_GET, ret, t0);
 	return ret;
 }
 
@@ -303,25 +405,25 @@ int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct ent
 {
 	*out = NULL;
 	*n = 0;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->entry_list(ds, f, out, n);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_LIST, ret, t0);
 	return ret;
 }
 
 int ds_entry_count(struct datastore *ds, int64_t *n)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->entry_count(ds, n);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_COUNT, ret, t0);
 	return ret;
 }
 
 int ds_agent_count(struct datastore *ds, int64_t *n)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_count(ds, n);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_COUNT, ret, t0);
 	return ret;
 }
 
@@ -340,9 +442,9 @@ int ds_token_create(struct datastore *ds, const char *token, const char *alias, 
 		return -EINVAL;
 	if (datastore_token_hash(token, hash) < 0)
 		return -EIO;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_create(ds, hash, alias, expires_at);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_CREATE, ret, t0);
 	return ret;
 }
 
@@ -355,37 +457,56 @@ int ds_token_consume(struct datastore *ds, const char *token, int64_t now, char 
 		return -ENOENT;
 	if (datastore_token_hash(token, hash) < 0)
 		return -EIO;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_consume(ds, hash, now, alias_out);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_CONSUME, ret, t0);
 	return ret;
 }
 
 int ds_token_count(struct datastore *ds, int64_t now, int64_t *n)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_count(ds, now, n);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_COUNT, ret, t0);
 	return ret;
 }
 
 int ds_token_prune(struct datastore *ds, int64_t now)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_prune(ds, now);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_PRUNE, ret, t0);
 	return ret;
+}
+
+int ds_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	int64_t t0 = op_begin(ds);
+	int ret = ds->ops->token_list(ds, out, n);
+	op_end(ds, DS_OP_TOKEN_LIST, ret, t0);
+	return ret;
+}
+
+void ds_token_record_array_free(struct ds_token_record *t, size_t n)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(t[i].alias);
+	free(t);
 }
 
 int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
 {
 	if (!a || !a->spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_upsert(ds, a);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, a->spiffe_id);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_UPSERT, ret, t0);
 	return ret;
 }
 
@@ -393,9 +514,9 @@ int ds_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_recor
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_get(ds, spiffe_id, out);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_GET, ret, t0);
 	return ret;
 }
 
@@ -403,9 +524,9 @@ int ds_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_list(ds, out, n);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_LIST, ret, t0);
 	return ret;
 }
 
@@ -413,11 +534,11 @@ int ds_agent_delete(struct datastore *ds, const char *spiffe_id)
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_delete(ds, spiffe_id);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_DELETE, ret, t0);
 	return ret;
 }
 
@@ -425,11 +546,11 @@ int ds_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_set_banned(ds, spiffe_id, banned);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_SET_BANNED, ret, t0);
 	return ret;
 }
 
@@ -438,9 +559,9 @@ int ds_agent_touch(struct datastore *ds, const char *spiffe_id, const char *seri
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_touch(ds, spiffe_id, serial, not_after, now);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_TOUCH, ret, t0);
 	return ret;
 }
 
@@ -448,9 +569,9 @@ int ds_ca_put(struct datastore *ds, const struct ca_record *r)
 {
 	if (!r || !r->id[0] || memchr(r->id, '\0', sizeof(r->id)) == NULL)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_put(ds, r);
-	unlock(ds);
+	op_end(ds, DS_OP_CA_PUT, ret, t0);
 	return ret;
 }
 
@@ -458,9 +579,9 @@ int ds_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_list(ds, out, n);
-	unlock(ds);
+	op_end(ds, DS_OP_CA_LIST, ret, t0);
 	return ret;
 }
 
@@ -468,9 +589,9 @@ int ds_ca_delete(struct datastore *ds, const char *id)
 {
 	if (!id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_delete(ds, id);
-	unlock(ds);
+	op_end(ds, DS_OP_CA_DELETE, ret, t0);
 	return ret;
 }
 
@@ -478,9 +599,9 @@ int ds_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
 {
 	if (!key)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->kv_get_int(ds, key, out);
-	unlock(ds);
+	op_end(ds, DS_OP_KV_GET_INT, ret, t0);
 	return ret;
 }
 
@@ -488,17 +609,63 @@ int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v)
 {
 	if (!key)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->kv_set_int(ds, key, v);
-	unlock(ds);
+	op_end(ds, DS_OP_KV_SET_INT, ret, t0);
 	return ret;
 }
 
 int ds_ping(struct datastore *ds)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ping(ds);
-	unlock(ds);
+	op_end(ds, DS_OP_PING, ret, t0);
+	return ret;
+}
+
+/* ---- copying a datastore ---- */
+
+int ds_snapshot_read(struct datastore *ds, struct ds_snapshot *out)
+{
+	memset(out, 0, sizeof(*out));
+	int ret = ds_entry_list(ds, NULL, &out->entries, &out->n_entries);
+	if (ret == 0)
+		ret = ds_agent_list(ds, &out->agents, &out->n_agents);
+	if (ret == 0)
+		ret = ds_token_list(ds, &out->tokens, &out->n_tokens);
+	if (ret == 0)
+		ret = ds_ca_list(ds, &out->cas, &out->n_cas);
+	if (ret == 0) {
+		ret = ds_kv_get_int(ds, "bundle_sequence", &out->bundle_sequence);
+		out->has_bundle_sequence = ret == 0;
+		if (ret == -ENOENT)
+			ret = 0;
+	}
+	if (ret < 0)
+		ds_snapshot_free(out);
+	return ret;
+}
+
+void ds_snapshot_free(struct ds_snapshot *s)
+{
+	entry_array_free(s->entries, s->n_entries);
+	agent_record_array_free(s->agents, s->n_agents);
+	ds_token_record_array_free(s->tokens, s->n_tokens);
+	ca_record_array_free(s->cas, s->n_cas);
+	memset(s, 0, sizeof(*s));
+}
+
+int ds_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,
+		       size_t errlen)
+{
+	if (!ds->ops->snapshot_import) {
+		snprintf(err, errlen, "the %s datastore cannot be the target of a copy",
+			 ds->ops->name);
+		return -ENOTSUP;
+	}
+	int64_t t0 = op_begin(ds);
+	int ret = ds->ops->snapshot_import(ds, s, force, err, errlen);
+	op_end(ds, DS_OP_SNAPSHOT_IMPORT, ret, t0);
 	return ret;
 }
 
@@ -586,9 +753,9 @@ static struct server_record *server_record_dup(const struct server_record *r, in
 int ds_server_heartbeat(struct datastore *ds, const struct server_record *r)
 {
 	if (ds->ops->server_heartbeat) {
-		lock(ds);
+		int64_t t0 = op_begin(ds);
 		int ret = ds->ops->server_heartbeat(ds, r);
-		unlock(ds);
+		op_end(ds, DS_OP_SERVER_HEARTBEAT, ret, t0);
 		return ret;
 	}
 	struct server_record *c = server_record_dup(r, now_unix());
@@ -602,9 +769,9 @@ int ds_server_heartbeat(struct datastore *ds, const struct server_record *r)
 int ds_server_list(struct datastore *ds, int64_t live_s, struct server_record ***out, size_t *n)
 {
 	if (ds->ops->server_list) {
-		lock(ds);
+		int64_t t0 = op_begin(ds);
 		int ret = ds->ops->server_list(ds, live_s, out, n);
-		unlock(ds);
+		op_end(ds, DS_OP_SERVER_LIST, ret, t0);
 		return ret;
 	}
 	*out = NULL;

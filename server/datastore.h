@@ -26,6 +26,11 @@ struct datastore;
 /* Opens (creating if needed) the database at path: WAL journal, busy timeout, foreign keys on,
  * schema migrated to the current version. The file is created 0600. */
 int datastore_open_sqlite(const char *path, struct datastore **out, char *err, size_t errlen);
+/* Opens an existing database file read-only (no schema migration, nothing written), to copy it:
+ * -ENOENT and the like when path is missing or not a regular file, -EPROTO when it is not a
+ * lanyard-server datastore of this version's schema; err names path. */
+int datastore_open_sqlite_readonly(const char *path, struct datastore **out, char *err,
+				   size_t errlen);
 /* Opens a PostgreSQL database shared with other servers: conninfo is a libpq key/value string
  * or a postgresql:// URI (a password may also come from PGPASSWORD or a passfile), with at most
  * max_connections connections in the pool (plus one that follows the change feed). The schema is
@@ -131,6 +136,17 @@ int ds_token_count(struct datastore *ds, int64_t now, int64_t *n);
 /* Deletes tokens expired at now. */
 int ds_token_prune(struct datastore *ds, int64_t now);
 
+/* A join token as stored (the token's SHA-256, never the token), for copying a datastore. */
+struct ds_token_record {
+	char hash[65];
+	char *alias; /* may be NULL */
+	int64_t expires_at;
+};
+/* Every stored token, expired ones included, sorted by hash; *out is freed with
+ * ds_token_record_array_free. */
+int ds_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n);
+void ds_token_record_array_free(struct ds_token_record *t, size_t n);
+
 /* ---- attested agents ---- */
 
 struct agent_record {
@@ -202,6 +218,71 @@ void ca_record_array_free(struct ca_record **r, size_t n);
 /* -ENOENT if absent. */
 int ds_kv_get_int(struct datastore *ds, const char *key, int64_t *out);
 int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v);
+
+/* ---- copying a whole datastore (lanyard-server datastore migrate) ---- */
+
+/* What moves from one server's datastore to another's: entries (ids, revisions and creation
+ * times kept), agents (ban state and serials), join tokens (hashes), the published bundle (CA
+ * authority records, never keys) and the bundle sequence. */
+struct ds_snapshot {
+	struct entry **entries;
+	size_t n_entries;
+	struct agent_record **agents;
+	size_t n_agents;
+	struct ds_token_record *tokens;
+	size_t n_tokens;
+	struct ca_record **cas;
+	size_t n_cas;
+	bool has_bundle_sequence;
+	int64_t bundle_sequence;
+};
+/* Reads everything of ds. No other process may write ds meanwhile (the caller makes sure the
+ * server that owns it is stopped). */
+int ds_snapshot_read(struct datastore *ds, struct ds_snapshot *out);
+void ds_snapshot_free(struct ds_snapshot *s);
+/* Writes s into ds in one transaction: refused with -ENOTEMPTY (err says what is there) when ds
+ * already holds entries, agents, join tokens or authorities, unless force (they are deleted
+ * first); refused with -EBUSY when servers are live on ds (a shared datastore). The row counts
+ * are verified before the commit (-EIO and nothing written when they differ). The bundle
+ * sequence only moves forward. -ENOTSUP when the backend cannot import (SQLite). */
+int ds_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,
+		       size_t errlen);
+
+/* ---- statistics (for /metrics) ----
+ * Every ds_* call is timed, from before it waits for the datastore (SQLite's lock, a pooled
+ * PostgreSQL connection) to its return, and counted as an error when it fails for another
+ * reason than its documented outcomes (not found, duplicate, expired, bad argument, refused).
+ * Counters only grow; reading them takes no lock. */
+enum ds_op {
+	DS_OP_ENTRY_CREATE, DS_OP_ENTRY_UPDATE, DS_OP_ENTRY_DELETE, DS_OP_ENTRY_GET, DS_OP_ENTRY_LIST,
+	DS_OP_ENTRY_COUNT, DS_OP_AGENT_COUNT, DS_OP_TOKEN_CREATE, DS_OP_TOKEN_CONSUME,
+	DS_OP_TOKEN_COUNT, DS_OP_TOKEN_PRUNE, DS_OP_TOKEN_LIST, DS_OP_AGENT_UPSERT, DS_OP_AGENT_GET,
+	DS_OP_AGENT_LIST, DS_OP_AGENT_DELETE, DS_OP_AGENT_SET_BANNED, DS_OP_AGENT_TOUCH, DS_OP_CA_PUT,
+	DS_OP_CA_LIST, DS_OP_CA_DELETE, DS_OP_KV_GET_INT, DS_OP_KV_SET_INT, DS_OP_PING,
+	DS_OP_SNAPSHOT_IMPORT, DS_OP_SERVER_HEARTBEAT, DS_OP_SERVER_LIST, DS_OP__COUNT
+};
+/* "entry_create", ...: the label values of DS_OP_*. */
+extern const char *const ds_op_names[DS_OP__COUNT];
+#define DS_LATENCY_BUCKETS 12
+/* Upper bounds in seconds, of the operation latency and change-feed lag histograms. */
+extern const double ds_latency_buckets[DS_LATENCY_BUCKETS];
+
+struct ds_histogram {
+	uint64_t le[DS_LATENCY_BUCKETS]; /* observations <= ds_latency_buckets[i] (cumulative) */
+	uint64_t count;
+	double sum; /* seconds */
+};
+struct ds_stats {
+	struct ds_histogram op[DS_OP__COUNT];
+	uint64_t op_errors[DS_OP__COUNT];
+	uint64_t retries; /* transactions retried after a serialization failure or deadlock */
+	/* A shared datastore's change feed (has_feed): how long after a change was written (by any
+	 * server; by the database's clock) this server recorded it, and the gaps passed over. */
+	bool has_feed;
+	struct ds_histogram feed_lag;
+	uint64_t feed_holes;
+};
+void ds_stats_get(struct datastore *ds, struct ds_stats *out);
 
 /* Readiness: 0 when the database answers a query. */
 int ds_ping(struct datastore *ds);

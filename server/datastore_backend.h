@@ -10,6 +10,7 @@
 #define LANYARD_DATASTORE_BACKEND_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "datastore.h"
 
@@ -42,6 +43,7 @@ struct datastore_ops {
 			     char **alias_out);
 	int (*token_count)(struct datastore *ds, int64_t now, int64_t *n);
 	int (*token_prune)(struct datastore *ds, int64_t now);
+	int (*token_list)(struct datastore *ds, struct ds_token_record **out, size_t *n);
 	int (*agent_upsert)(struct datastore *ds, const struct agent_record *a);
 	int (*agent_get)(struct datastore *ds, const char *spiffe_id, struct agent_record **out);
 	int (*agent_list)(struct datastore *ds, struct agent_record ***out, size_t *n);
@@ -59,6 +61,9 @@ struct datastore_ops {
 	int (*server_heartbeat)(struct datastore *ds, const struct server_record *r);
 	int (*server_list)(struct datastore *ds, int64_t live_s, struct server_record ***out,
 			   size_t *n);
+	/* Optional (ds_snapshot_import): -ENOTSUP without it. */
+	int (*snapshot_import)(struct datastore *ds, const struct ds_snapshot *s, bool force,
+			       char *err, size_t errlen);
 };
 
 /* The first member of every backend's own struct. journal is a ring of the last changes (see
@@ -74,6 +79,12 @@ struct datastore {
 	void (*change_hook)(void *ud);
 	void *change_hook_ud;
 	struct server_record *self; /* under lock; backends without server_heartbeat */
+	/* Statistics (ds_stats_get), atomic: updated by any thread without the lock. */
+	struct ds_atomic_hist {
+		_Atomic uint64_t le[DS_LATENCY_BUCKETS], count, sum_us;
+	} op_hist[DS_OP__COUNT], feed_lag;
+	_Atomic uint64_t op_errors[DS_OP__COUNT], retries, feed_holes;
+	bool has_feed; /* set by the backend at open */
 };
 
 /* Backends call this on their freshly allocated struct, and datastore_fini_base in close. */
@@ -94,6 +105,10 @@ int datastore_strv_from_text(const char *txt, char ***out, size_t *n);
 void datastore_feed_add(struct datastore *ds, enum ds_change_kind kind, const char *id);
 void datastore_feed_hole(struct datastore *ds);
 void datastore_feed_wake(struct datastore *ds);
+/* For backends, from any thread: a change was recorded lag_seconds after it was written; a
+ * transaction is retried (serialization failure or deadlock). */
+void datastore_feed_lag(struct datastore *ds, double lag_seconds);
+void datastore_count_retry(struct datastore *ds);
 /* The journal's counter; the caller holds ds->lock (ds_changes_since, ds_change_counter do). */
 int64_t datastore_feed_counter(struct datastore *ds);
 

@@ -28,13 +28,10 @@
 #include "log.h"
 #include "util.h"
 
-#define MAX_PARAMS 13
 #define TX_ATTEMPTS 6
 #define BACKOFF_BASE_MS 5
 /* Any number: the key of the advisory lock held while migrating. */
 #define MIGRATE_LOCK_KEY 7273697465LL
-/* The database's clock, in unix seconds. */
-#define DB_NOW "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)"
 /* The row of a server not seen for this long is removed (it is long dead). */
 #define SERVER_FORGET_S (7 * 24 * 3600)
 
@@ -98,13 +95,15 @@ static const char *const migrations[] = {
 	" started_at BIGINT NOT NULL,"
 	" last_seen BIGINT NOT NULL,"
 	" authorities BIGINT NOT NULL DEFAULT 0);",
+	/* v3. When a change was written, in milliseconds by the database's clock (the feed's lag). */
+	"ALTER TABLE changes ADD COLUMN at_ms BIGINT;",
 };
 
 enum stmt_id {
 	ST_CHANGE_ADD,
 	ST_ENTRY_INSERT, ST_ENTRY_UPDATE, ST_ENTRY_DELETE, ST_ENTRY_GET, ST_ENTRY_LOCK, ST_ENTRY_FIND_DUP,
 	ST_ENTRY_LIST_ALL, ST_ENTRY_LIST_SPIFFE, ST_ENTRY_LIST_PARENT, ST_ENTRY_LIST_BOTH,
-	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE,
+	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
 	ST_KV_GET, ST_KV_SET,
@@ -115,8 +114,9 @@ enum stmt_id {
 
 /* The statement names are "s<id>". */
 static const char *const stmt_sql[ST__COUNT] = {
-	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at) VALUES ($1, $2, $3) "
-			  "RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL "', '') FROM c",
+	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at, at_ms) VALUES ($1, $2, $3, "
+			  DB_NOW_MS ") RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL
+			  "', '') FROM c",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
 			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12) RETURNING revision",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = $2, parent_id = $3, selectors = $4, "
@@ -140,6 +140,7 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_TOKEN_CONSUME] = "DELETE FROM join_tokens WHERE hash = $1 RETURNING alias, expires_at",
 	[ST_TOKEN_COUNT] = "SELECT COUNT(*) FROM join_tokens WHERE expires_at = 0 OR expires_at > $1",
 	[ST_TOKEN_PRUNE] = "DELETE FROM join_tokens WHERE expires_at != 0 AND expires_at <= $1",
+	[ST_TOKEN_LIST] = "SELECT hash, alias, expires_at FROM join_tokens ORDER BY hash",
 	[ST_AGENT_UPSERT] = "INSERT INTO agents (" AGENT_COLS ") VALUES "
 			    "($1, $2, $3, $4, $5, $6, $7, $8, $9) "
 			    "ON CONFLICT (spiffe_id) DO UPDATE SET attestor = excluded.attestor, "
@@ -181,46 +182,7 @@ static struct pg *pg_of(struct datastore *ds)
 	return (struct pg *)ds;
 }
 
-/* ---- parameters (text format, except bytea in binary) ---- */
-
-struct params {
-	const char *v[MAX_PARAMS];
-	int len[MAX_PARAMS], fmt[MAX_PARAMS];
-	char num[MAX_PARAMS][24];
-	int n;
-};
-
-static void p_str(struct params *p, const char *s)
-{
-	p->v[p->n++] = s; /* NULL is SQL NULL */
-}
-
-static void p_int(struct params *p, int64_t x)
-{
-	snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)x);
-	p->v[p->n] = p->num[p->n];
-	p->n++;
-}
-
-static void p_bool(struct params *p, bool b)
-{
-	p->v[p->n++] = b ? "t" : "f";
-}
-
-static void p_bytes(struct params *p, const uint8_t *b, size_t len)
-{
-	p->v[p->n] = b && len ? (const char *)b : NULL;
-	p->len[p->n] = (int)len;
-	p->fmt[p->n] = 1;
-	p->n++;
-}
-
 /* ---- results ---- */
-
-static int64_t r_int(const PGresult *r, int row, int col)
-{
-	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
 
 static bool r_bool(const PGresult *r, int row, int col)
 {
@@ -333,13 +295,9 @@ static bool retryable(const char *sqlstate)
 /* Runs a prepared statement. 0 with *out (the caller's, may be NULL to discard) on success;
  * -EEXIST on a unique violation; -EAGAIN on a serialization failure or deadlock (c->sqlstate
  * says which); -EIO otherwise (logged). */
-static int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params *pa,
-	       PGresult **out)
+/* The outcome of a statement (what for the log): see run. Takes r. */
+static int result(struct pg *p, struct pgc *c, PGresult *r, const char *what, PGresult **out)
 {
-	char name[16];
-	snprintf(name, sizeof(name), "s%d", (int)id);
-	PGresult *r = PQexecPrepared(c->conn, name, pa ? pa->n : 0, pa ? pa->v : NULL,
-				     pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
 	ExecStatusType st = PQresultStatus(r);
 	if (out)
 		*out = NULL;
@@ -360,10 +318,28 @@ static int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params
 	} else {
 		char why[512];
 		pg_scrub(p, PQerrorMessage(c->conn), why, sizeof(why));
-		log_error("datastore: %.60s: %s", stmt_sql[id], why);
+		log_error("datastore: %.60s: %s", what, why);
 	}
 	PQclear(r);
 	return ret;
+}
+
+static int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params *pa,
+	       PGresult **out)
+{
+	char name[16];
+	snprintf(name, sizeof(name), "s%d", (int)id);
+	PGresult *r = PQexecPrepared(c->conn, name, pa ? pa->n : 0, pa ? pa->v : NULL,
+				     pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
+	return result(p, c, r, stmt_sql[id], out);
+}
+
+int pg_exec(struct pg *p, struct pgc *c, const char *sql, const struct params *pa,
+	    PGresult **out)
+{
+	PGresult *r = PQexecParams(c->conn, sql, pa ? pa->n : 0, NULL, pa ? pa->v : NULL,
+				   pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
+	return result(p, c, r, sql, out);
 }
 
 static int simple(struct pgc *c, const char *sql)
@@ -406,8 +382,6 @@ static void backoff(int attempt)
 	nanosleep(&ts, NULL);
 }
 
-typedef int (*tx_body)(struct pg *p, struct pgc *c, void *arg);
-
 /* Runs body on a pooled connection, in a transaction when tx, retrying serialization failures
  * and deadlocks; then, when the body appended to the change feed, waits until the change is in
  * the journal. body's own errors are returned as they are. */
@@ -430,6 +404,7 @@ static int with_conn(struct pg *p, bool tx, tx_body body, void *arg)
 			simple(c, "ROLLBACK");
 		if (ret != -EAGAIN)
 			break;
+		datastore_count_retry(&p->base);
 		log_debug("datastore: %s (SQLSTATE %s), retrying",
 			  strcmp(c->sqlstate, "40P01") == 0 ? "deadlock" : "serialization failure",
 			  c->sqlstate);
@@ -444,6 +419,11 @@ static int with_conn(struct pg *p, bool tx, tx_body body, void *arg)
 	if (seq > 0)
 		pg_feed_wait(p->feed, seq);
 	return ret;
+}
+
+int pg_with_tx(struct pg *p, tx_body body, void *arg)
+{
+	return with_conn(p, true, body, arg);
 }
 
 /* ---- single statements ---- */
@@ -821,6 +801,25 @@ static int pg_token_prune(struct datastore *ds, int64_t now)
 	return one(pg_of(ds), ST_TOKEN_PRUNE, &pa, NULL);
 }
 
+static int pg_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_TOKEN_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	struct ds_token_record *v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++) {
+		snprintf(v[i].hash, sizeof(v[i].hash), "%s", PQgetvalue(r, i, 0));
+		v[i].alias = r_strdup(r, i, 1);
+		v[i].expires_at = r_int(r, i, 2);
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
 /* ---- agents ---- */
 
 static struct agent_record *agent_from_row(const PGresult *r, int row)
@@ -842,25 +841,31 @@ static struct agent_record *agent_from_row(const PGresult *r, int row)
 	return a;
 }
 
+int pg_agent_params(const struct agent_record *a, struct params *pa, char **sel, char **aliases)
+{
+	*sel = datastore_strv_to_text(a->selectors, a->n_selectors);
+	*aliases = datastore_strv_to_text(a->aliases, a->n_aliases);
+	if (!*sel || !*aliases)
+		return -ENOMEM;
+	p_str(pa, a->spiffe_id);
+	p_str(pa, a->attestor);
+	p_str(pa, *sel);
+	p_str(pa, *aliases);
+	p_str(pa, a->serial);
+	p_int(pa, a->not_after);
+	p_int(pa, a->created_at ? a->created_at : now_unix());
+	p_int(pa, a->last_seen);
+	p_bool(pa, a->banned);
+	return 0;
+}
+
 static int pg_agent_upsert(struct datastore *ds, const struct agent_record *a)
 {
-	char *sel = datastore_strv_to_text(a->selectors, a->n_selectors);
-	char *aliases = datastore_strv_to_text(a->aliases, a->n_aliases);
 	struct params pa = {0};
-	int ret = -ENOMEM;
-	if (!sel || !aliases)
-		goto out;
-	p_str(&pa, a->spiffe_id);
-	p_str(&pa, a->attestor);
-	p_str(&pa, sel);
-	p_str(&pa, aliases);
-	p_str(&pa, a->serial);
-	p_int(&pa, a->not_after);
-	p_int(&pa, a->created_at ? a->created_at : now_unix());
-	p_int(&pa, a->last_seen);
-	p_bool(&pa, a->banned);
-	ret = change_one(pg_of(ds), ST_AGENT_UPSERT, &pa, DS_CHANGE_AGENT, a->spiffe_id);
-out:
+	char *sel = NULL, *aliases = NULL;
+	int ret = pg_agent_params(a, &pa, &sel, &aliases);
+	if (ret == 0)
+		ret = change_one(pg_of(ds), ST_AGENT_UPSERT, &pa, DS_CHANGE_AGENT, a->spiffe_id);
 	free(sel);
 	free(aliases);
 	return ret;
@@ -929,17 +934,22 @@ static int pg_agent_touch(struct datastore *ds, const char *spiffe_id, const cha
 
 /* ---- CA authorities ---- */
 
+void pg_ca_params(const struct ca_record *rec, struct params *pa)
+{
+	p_str(pa, rec->id);
+	p_int(pa, rec->state);
+	p_bytes(pa, rec->cert_der, rec->cert_len);
+	p_str(pa, rec->jwt_kid);
+	p_bytes(pa, rec->jwt_spki, rec->jwt_spki_len);
+	p_int(pa, rec->not_before);
+	p_int(pa, rec->not_after);
+	p_int(pa, rec->created_at ? rec->created_at : now_unix());
+}
+
 static int pg_ca_put(struct datastore *ds, const struct ca_record *rec)
 {
 	struct params pa = {0};
-	p_str(&pa, rec->id);
-	p_int(&pa, rec->state);
-	p_bytes(&pa, rec->cert_der, rec->cert_len);
-	p_str(&pa, rec->jwt_kid);
-	p_bytes(&pa, rec->jwt_spki, rec->jwt_spki_len);
-	p_int(&pa, rec->not_before);
-	p_int(&pa, rec->not_after);
-	p_int(&pa, rec->created_at ? rec->created_at : now_unix());
+	pg_ca_params(rec, &pa);
 	/* In the feed: the other servers add it to their bundle at once. */
 	return change_one(pg_of(ds), ST_CA_PUT, &pa, DS_CHANGE_BUNDLE, rec->id);
 }
@@ -1094,6 +1104,7 @@ static const struct datastore_ops pg_ops = {
 	.token_consume = pg_token_consume,
 	.token_count = pg_token_count,
 	.token_prune = pg_token_prune,
+	.token_list = pg_token_list,
 	.agent_upsert = pg_agent_upsert,
 	.agent_get = pg_agent_get,
 	.agent_list = pg_agent_list,
@@ -1108,6 +1119,7 @@ static const struct datastore_ops pg_ops = {
 	.ping = pg_ping,
 	.server_heartbeat = pg_server_heartbeat,
 	.server_list = pg_server_list,
+	.snapshot_import = pg_snapshot_import,
 };
 
 /* Runs sql on c; 0, or -EIO with the (scrubbed) reason in err. */
@@ -1258,6 +1270,7 @@ int datastore_open_pg(const char *conninfo, int max_connections, struct datastor
 	ret = pg_feed_start(p, err, errlen);
 	if (ret < 0)
 		goto fail;
+	p->base.has_feed = true;
 	*out = &p->base;
 	return 0;
 fail:

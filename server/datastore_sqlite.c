@@ -78,7 +78,7 @@ enum stmt_id {
 	ST_META_GET, ST_META_SET,
 	ST_ENTRY_INSERT, ST_ENTRY_UPDATE, ST_ENTRY_DELETE, ST_ENTRY_GET, ST_ENTRY_FIND_DUP,
 	ST_ENTRY_LIST_ALL, ST_ENTRY_LIST_SPIFFE, ST_ENTRY_LIST_PARENT, ST_ENTRY_LIST_BOTH,
-	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_DELETE, ST_TOKEN_COUNT, ST_TOKEN_PRUNE,
+	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_DELETE, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
 	ST_KV_GET, ST_KV_SET,
@@ -115,6 +115,7 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_TOKEN_DELETE] = "DELETE FROM join_tokens WHERE hash = ?1",
 	[ST_TOKEN_COUNT] = "SELECT COUNT(*) FROM join_tokens WHERE expires_at = 0 OR expires_at > ?1",
 	[ST_TOKEN_PRUNE] = "DELETE FROM join_tokens WHERE expires_at != 0 AND expires_at <= ?1",
+	[ST_TOKEN_LIST] = "SELECT hash, alias, expires_at FROM join_tokens ORDER BY hash",
 	[ST_AGENT_UPSERT] = "INSERT INTO agents (" AGENT_COLS ") VALUES "
 			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
 			    "ON CONFLICT (spiffe_id) DO UPDATE SET attestor = excluded.attestor, "
@@ -635,6 +636,35 @@ static int sq_token_prune(struct datastore *ds, int64_t now)
 	return exec_done(s, st);
 }
 
+static int sq_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_TOKEN_LIST);
+	struct ds_token_record *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		const unsigned char *h = sqlite3_column_text(st, 0);
+		snprintf(v[len].hash, sizeof(v[len].hash), "%s", h ? (const char *)h : "");
+		v[len].alias = col_strdup(st, 1);
+		v[len].expires_at = sqlite3_column_int64(st, 2);
+		len++;
+	}
+	int ret = rc == SQLITE_DONE ? 0 : db_error(s, "token list");
+	sqlite3_reset(st);
+	if (ret < 0) {
+		ds_token_record_array_free(v, len);
+		return ret;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
 /* ---- agents ---- */
 
 static struct agent_record *agent_from_row(sqlite3_stmt *st)
@@ -933,6 +963,7 @@ static const struct datastore_ops sqlite_ops = {
 	.token_consume = sq_token_consume,
 	.token_count = sq_token_count,
 	.token_prune = sq_token_prune,
+	.token_list = sq_token_list,
 	.agent_upsert = sq_agent_upsert,
 	.agent_get = sq_agent_get,
 	.agent_list = sq_agent_list,
@@ -1030,6 +1061,79 @@ static int precreate(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+static int prepare_all(struct sq *s, const char *path, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < ST__COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "database %s: cannot prepare \"%s\": %s", path,
+				 stmt_sql[i], sqlite3_errmsg(s->db));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* A read-only handle keeps one read transaction open from here to its close, so that every read
+ * through it sees the same snapshot of the file. */
+static int readonly_check(struct sq *s, const char *path, char *err, size_t errlen)
+{
+	char why[256];
+	int64_t v = 0;
+	if (exec_sql(s->db, "BEGIN", why, sizeof(why)) < 0 || schema_version(s->db, &v) < 0) {
+		const char *msg = sqlite3_errmsg(s->db);
+		if (strstr(msg, "no such table"))
+			snprintf(err, errlen, "%s is not a lanyard-server datastore (no schema_version "
+				 "table)", path);
+		else
+			snprintf(err, errlen, "%s is not a readable SQLite database: %s", path, msg);
+		return -EPROTO;
+	}
+	if (v != (int64_t)ARRAY_LEN(migrations)) {
+		snprintf(err, errlen, "%s has datastore schema version %lld; this lanyard-server reads "
+			 "version %lld (run that server's own version to copy it)", path,
+			 (long long)v, (long long)ARRAY_LEN(migrations));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int datastore_open_sqlite_readonly(const char *path, struct datastore **out, char *err,
+				   size_t errlen)
+{
+	*out = NULL;
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file (the datastore is "
+			 "<data_dir>/datastore.sqlite3)", path);
+		return -EINVAL;
+	}
+	struct sq *s = xcalloc(1, sizeof(*s));
+	datastore_init_base(&s->base, &sqlite_ops);
+	int ret = -EIO;
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "cannot open database %s: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	if ((ret = readonly_check(s, path, err, errlen)) < 0 ||
+	    (ret = prepare_all(s, path, err, errlen)) < 0)
+		goto fail;
+	*out = &s->base;
+	return 0;
+fail:
+	sq_close(&s->base);
+	return ret;
+}
+
 int datastore_open_sqlite(const char *path, struct datastore **out, char *err, size_t errlen)
 {
 	struct sq *s = NULL;
@@ -1063,15 +1167,9 @@ int datastore_open_sqlite(const char *path, struct datastore **out, char *err, s
 		snprintf(err, errlen, "database %s: %s", path, why);
 		goto fail;
 	}
-	for (size_t i = 0; i < ST__COUNT; i++) {
-		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-				       NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "database %s: cannot prepare \"%s\": %s", path,
-				 stmt_sql[i], sqlite3_errmsg(s->db));
-			ret = -EIO;
-			goto fail;
-		}
-	}
+	ret = prepare_all(s, path, err, errlen);
+	if (ret < 0)
+		goto fail;
 	ret = get_int(s, ST_META_GET, CHANGE_COUNTER_KEY, &s->counter);
 	if (ret == -ENOENT) {
 		s->counter = 0;

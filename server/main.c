@@ -21,6 +21,7 @@
 #include "k8s_api.h"
 #include "k8s_bundle.h"
 #include "log.h"
+#include "migrate.h"
 #include "node_api.h"
 #include "oidc.h"
 #include "psat.h"
@@ -587,6 +588,8 @@ static void usage(FILE *f)
 		"  bundle show               print the trust bundle\n"
 		"  authority show|prepare|activate|taint|revoke   force a CA rotation, revoke an authority\n"
 		"  server list               list the live servers sharing the database\n"
+		"  datastore migrate --config NEW.json --from-sqlite PATH [--force]\n"
+		"                            copy a stopped server's SQLite datastore into PostgreSQL\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"
 		"\n"
@@ -606,6 +609,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "healthcheck") == 0)
 		return server_healthcheck_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "datastore") == 0)
+		return datastore_cmd_main(argc - 1, argv + 1);
 	if (cli_is_command(cmd))
 		return cli_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -200,6 +200,7 @@ struct gathered {
 	json_t *cluster; /* a copy, NULL when unknown */
 	bool have_oidc;
 	struct oidc_stats oidc;
+	struct ds_stats dss;
 };
 
 static const struct ca_authority_info *active_authority(const struct gathered *g)
@@ -330,6 +331,36 @@ static void oidc_metrics(struct metrics *m, const struct oidc_stats *o)
 		       (double)o->keys);
 }
 
+/* Per datastore operation: latency and errors; on a shared datastore, the change feed's lag. */
+static void write_datastore_stats(struct metrics *m, const struct ds_stats *st)
+{
+	const char *name = PREFIX "_datastore_operation_duration_seconds";
+	metrics_family(m, name, METRIC_HISTOGRAM,
+		       "Duration of datastore operations by kind, waiting for the database included.");
+	for (size_t i = 0; i < DS_OP__COUNT; i++)
+		metrics_histogram(m, name, ds_latency_buckets, st->op[i].le, DS_LATENCY_BUCKETS,
+				  st->op[i].sum, st->op[i].count, "op", ds_op_names[i], NULL);
+	name = PREFIX "_datastore_operation_errors_total";
+	metrics_family(m, name, METRIC_COUNTER,
+		       "Datastore operations that failed (database errors), by kind.");
+	for (size_t i = 0; i < DS_OP__COUNT; i++)
+		metrics_sample(m, name, (double)st->op_errors[i], "op", ds_op_names[i], NULL);
+	metrics_single(m, PREFIX "_datastore_retries_total", METRIC_COUNTER,
+		       "Transactions retried after a serialization failure or deadlock.",
+		       (double)st->retries);
+	if (!st->has_feed)
+		return;
+	name = PREFIX "_change_feed_lag_seconds";
+	metrics_family(m, name, METRIC_HISTOGRAM,
+		       "Time from a change being written (by any server, database clock) to this "
+		       "server recording it from the shared change feed.");
+	metrics_histogram(m, name, ds_latency_buckets, st->feed_lag.le, DS_LATENCY_BUCKETS,
+			  st->feed_lag.sum, st->feed_lag.count, NULL);
+	metrics_single(m, PREFIX "_change_feed_holes_total", METRIC_COUNTER,
+		       "Gaps in the change feed passed over, and reconnections (each costs a full "
+		       "re-read).", (double)st->feed_holes);
+}
+
 static char *build_metrics(const struct server_http *h, const struct gathered *g, bool ready)
 {
 	const struct node_api_stats *s = &g->ns;
@@ -391,6 +422,8 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 			       "Unexpired, unused join tokens.", (double)p->tokens);
 	}
 
+	write_datastore_stats(&m, &g->dss);
+
 	if (g->cluster)
 		metrics_single(&m, PREFIX "_cluster_servers", METRIC_GAUGE,
 			       "Live servers sharing the datastore (this one included).",
@@ -421,6 +454,7 @@ static void publish_state(struct server_http *h)
 	g.cluster = h->cluster ? json_deep_copy(h->cluster) : NULL;
 	pthread_mutex_unlock(&h->lock);
 	g.probe_age_us = g.probe.checked ? now_mono_us() - g.probe.checked_mono_us : 0;
+	ds_stats_get(h->ds, &g.dss);
 	g.have_node = h->node && *h->node;
 	if (g.have_node)
 		node_api_stats(*h->node, &g.ns);

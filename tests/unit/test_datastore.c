@@ -829,6 +829,153 @@ static void change_feed_gap(void **state)
 	entry_free(e);
 }
 
+
+/* A SQLite datastore in dir with two entries, a banned agent, two tokens, an authority and the
+ * bundle sequence, closed; returns its path in path. */
+static void make_source(const char *dir, char *path, size_t len)
+{
+	char err[256];
+	struct datastore *src = NULL;
+	snprintf(path, len, "%s/source.sqlite3", dir);
+	assert_int_equal(datastore_open_sqlite(path, &src, err, sizeof(err)), 0);
+	struct entry *e1 = mk_entry("spiffe://" TD "/w1", "spiffe://" TD "/agent", "unix:uid:1", NULL);
+	struct entry *e2 = mk_entry("spiffe://" TD "/w2", "spiffe://" TD "/agent", "unix:uid:2",
+				    "unix:gid:2");
+	e2->hint = xstrdup("h");
+	e2->x509_svid_ttl = 60;
+	assert_int_equal(ds_entry_create(src, e1, err, sizeof(err)), 0);
+	assert_int_equal(ds_entry_create(src, e2, err, sizeof(err)), 0);
+	struct agent_record *a = mk_agent("spiffe://" TD "/agent");
+	a->banned = true;
+	assert_int_equal(ds_agent_upsert(src, a), 0);
+	assert_int_equal(ds_token_create(src, "copy-tok-1", "spiffe://" TD "/node/x", 0), 0);
+	assert_int_equal(ds_token_create(src, "copy-tok-2", NULL, now_unix() + 600), 0);
+	struct ca_record r = {.state = CA_STATE_ACTIVE, .not_before = 10, .not_after = 4000000000LL,
+			      .created_at = 10};
+	uint8_t der[3] = {0x30, 0x01, 0x00};
+	snprintf(r.id, sizeof(r.id), "authority-1");
+	r.cert_der = der;
+	r.cert_len = sizeof(der);
+	assert_int_equal(ds_ca_put(src, &r), 0);
+	assert_int_equal(ds_kv_set_int(src, "bundle_sequence", 7), 0);
+	entry_free(e1);
+	entry_free(e2);
+	agent_record_free(a);
+	datastore_close(src);
+}
+
+/* datastore migrate's two halves: the read-only snapshot of a SQLite file, and its import
+ * (PostgreSQL only: one transaction, refusing a non-empty target unless forced, and live
+ * servers). */
+static void snapshot_copy(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], err[512] = "";
+	make_source(f->dir, path, sizeof(path));
+	struct datastore *src = NULL;
+	struct ds_snapshot snap;
+	assert_int_equal(datastore_open_sqlite_readonly(path, &src, err, sizeof(err)), 0);
+	assert_int_equal(ds_snapshot_read(src, &snap), 0);
+	datastore_close(src);
+	assert_int_equal(snap.n_entries, 2);
+	assert_int_equal(snap.n_agents, 1);
+	assert_int_equal(snap.n_tokens, 2);
+	assert_int_equal(snap.n_cas, 1);
+	assert_true(snap.has_bundle_sequence);
+	if (!pg_connstr) {
+		assert_int_equal(ds_snapshot_import(f->ds, &snap, false, err, sizeof(err)), -ENOTSUP);
+		ds_snapshot_free(&snap);
+		return;
+	}
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, false, err, sizeof(err)), 0);
+	struct entry **v = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_entry_list(f->ds, NULL, &v, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(v[i]->id, snap.entries[i]->id);
+		assert_int_equal(v[i]->revision, snap.entries[i]->revision);
+		assert_int_equal(v[i]->created_at, snap.entries[i]->created_at);
+	}
+	const struct entry *w2 = strcmp(v[0]->spiffe_id, "spiffe://" TD "/w2") == 0 ? v[0] : v[1];
+	assert_non_null(w2->hint);
+	assert_string_equal(w2->hint, "h");
+	assert_int_equal(w2->n_selectors, 2);
+	assert_int_equal(w2->x509_svid_ttl, 60);
+	entry_array_free(v, n);
+	/* New revisions go on past the copied ones. */
+	struct entry *e3 = mk_entry("spiffe://" TD "/w3", "spiffe://" TD "/agent", "unix:uid:3", NULL);
+	assert_int_equal(ds_entry_create(f->ds, e3, err, sizeof(err)), 0);
+	assert_true(e3->revision > snap.entries[0]->revision);
+	assert_true(e3->revision > snap.entries[1]->revision);
+	entry_free(e3);
+	struct agent_record *a = NULL;
+	assert_int_equal(ds_agent_get(f->ds, "spiffe://" TD "/agent", &a), 0);
+	assert_true(a->banned);
+	assert_string_equal(a->serial, "01ab");
+	agent_record_free(a);
+	char *alias = NULL;
+	assert_int_equal(ds_token_consume(f->ds, "copy-tok-1", now_unix(), &alias), 0);
+	assert_string_equal(alias, "spiffe://" TD "/node/x");
+	free(alias);
+	int64_t seq = 0;
+	assert_int_equal(ds_kv_get_int(f->ds, "bundle_sequence", &seq), 0);
+	assert_int_equal(seq, 7);
+
+	/* Not empty now: refused, with what it holds; --force replaces it. */
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, false, err, sizeof(err)), -ENOTEMPTY);
+	assert_non_null(strstr(err, "3 entries"));
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, true, err, sizeof(err)), 0);
+	struct ds_token_record *t = NULL;
+	assert_int_equal(ds_token_list(f->ds, &t, &n), 0);
+	assert_int_equal(n, 2);
+	ds_token_record_array_free(t, n);
+	/* A live server on the target: refused even with force. */
+	struct server_record me = {.id = "srv", .address = "127.0.0.1:1", .version = "t"};
+	assert_int_equal(ds_server_heartbeat(f->ds, &me), 0);
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, true, err, sizeof(err)), -EBUSY);
+	ds_snapshot_free(&snap);
+	unlink(path);
+}
+
+/* A missing file, a non-database and a file without the schema: clear errors naming it. */
+static void snapshot_source_errors(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], err[512] = "";
+	struct datastore *src = NULL;
+	snprintf(path, sizeof(path), "%s/missing.sqlite3", f->dir);
+	assert_true(datastore_open_sqlite_readonly(path, &src, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, path));
+	assert_int_equal(datastore_open_sqlite_readonly(f->dir, &src, err, sizeof(err)), -EINVAL);
+	snprintf(path, sizeof(path), "%s/junk", f->dir);
+	assert_int_equal(file_write_atomic(path, "not a database at all, just text", 32, 0600), 0);
+	assert_int_equal(datastore_open_sqlite_readonly(path, &src, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, path));
+	assert_null(src);
+	unlink(path);
+}
+
+/* Every call is timed per operation kind. */
+static void stats_count_operations(void **state)
+{
+	struct fixture *f = *state;
+	struct ds_stats st;
+	int64_t n;
+	ds_stats_get(f->ds, &st);
+	uint64_t before = st.op[DS_OP_ENTRY_COUNT].count;
+	assert_int_equal(ds_entry_count(f->ds, &n), 0);
+	assert_int_equal(ds_agent_get(f->ds, "spiffe://" TD "/nobody", &(struct agent_record *){0}),
+			 -ENOENT);
+	ds_stats_get(f->ds, &st);
+	assert_int_equal(st.op[DS_OP_ENTRY_COUNT].count, before + 1);
+	assert_true(st.op[DS_OP_ENTRY_COUNT].le[DS_LATENCY_BUCKETS - 1] <= before + 1);
+	assert_int_equal(st.op[DS_OP_AGENT_GET].count, 1);
+	assert_int_equal(st.op_errors[DS_OP_AGENT_GET], 0); /* not found is not an error */
+	assert_int_equal(st.has_feed, pg_connstr != NULL);
+	assert_string_equal(ds_op_names[DS_OP_KV_GET_INT], "kv_get");
+}
+
 static void *consume_thread(void *arg)
 {
 	struct race *r = arg;
@@ -873,6 +1020,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(token_consumed_once_across_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_feed_gap, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_source_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(stats_count_operations, setup, teardown),
 		cmocka_unit_test(change_journal_cap),
 		cmocka_unit_test(bad_path_reported),
 	};
