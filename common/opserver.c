@@ -375,7 +375,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start and stop ---- */
 
-static int listen_tcp(const char *address, int port, int *family, char *err, size_t errlen)
+int opserver_listen_tcp(const char *address, int port, int *family, char *err, size_t errlen)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -387,7 +387,7 @@ static int listen_tcp(const char *address, int port, int *family, char *err, siz
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	int rc = getaddrinfo(address, portstr, &hints, &ai);
 	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve http_address '%.200s': %s", address,
+		snprintf(err, errlen, "cannot resolve '%.200s': %s", address,
 			 gai_strerror(rc));
 		return -1;
 	}
@@ -410,7 +410,7 @@ static int listen_tcp(const char *address, int port, int *family, char *err, siz
 	return fd;
 }
 
-static int bound_port(int fd)
+int opserver_bound_port(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -432,7 +432,7 @@ int opserver_start(const struct opserver_options *opt, struct opserver **out, ch
 		return -1;
 	}
 	int family = AF_INET;
-	int fd = listen_tcp(address, opt->port, &family, err, errlen);
+	int fd = opserver_listen_tcp(address, opt->port, &family, err, errlen);
 	if (fd < 0)
 		return -1;
 	struct opserver *o = xcalloc(1, sizeof(*o));
@@ -442,7 +442,7 @@ int opserver_start(const struct opserver_options *opt, struct opserver **out, ch
 	o->status_ud = opt->status_ud;
 	o->live_us = (opt->live_threshold_ms > 0 ? opt->live_threshold_ms : DEFAULT_LIVE_MS) * 1000;
 	o->stale_us = (opt->stale_after_ms > 0 ? opt->stale_after_ms : DEFAULT_STALE_MS) * 1000;
-	o->port = bound_port(fd);
+	o->port = opserver_bound_port(fd);
 	atomic_store(&o->heartbeat_us, now_mono_us());
 	pthread_mutex_init(&o->lock, NULL);
 

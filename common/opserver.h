@@ -49,6 +49,12 @@ struct opserver;
  * 503. 0, or -1 with a reason in err (e.g. the address is in use). */
 int opserver_start(const struct opserver_options *o, struct opserver **out, char *err,
 		   size_t errlen);
+/* A TCP socket bound to address:port and listening (SO_REUSEADDR, CLOEXEC), for this module and
+ * for other HTTP servers of the daemons; *family is its address family. The fd, or -1 with the
+ * reason (errno's text) in err. */
+int opserver_listen_tcp(const char *address, int port, int *family, char *err, size_t errlen);
+/* The local port of a bound socket, -1 on error. */
+int opserver_bound_port(int fd);
 /* Stops the HTTP thread (waiting for requests in progress) and frees. NULL-safe. */
 void opserver_stop(struct opserver *o);
 /* The bound TCP port. */

@@ -546,6 +546,148 @@ static void h_agent_ban(struct call *c, struct reply *r)
 	agent_action(c, r, true);
 }
 
+/* ---- federation relationships ---- */
+
+/* The relationship document with this server's fetch state of it ("state"), when known. */
+static json_t *fed_rel_json(struct call *c, const struct fed_relationship *rel)
+{
+	json_t *j = fed_relationship_to_json(rel);
+	const struct admin_hooks *h = &c->api->hooks;
+	json_t *st = h->fed_state ? h->fed_state(h->ud, rel->trust_domain) : NULL;
+	if (j && st)
+		json_object_set_new(j, "state", st);
+	else
+		json_decref(st);
+	return j;
+}
+
+static void h_fed_list(struct call *c, struct reply *r)
+{
+	struct fed_relationship **v = NULL;
+	size_t n = 0;
+	if (ds_fed_rel_list(c->api->ds, &v, &n) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list federation relationships");
+		return;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, fed_rel_json(c, v[i]));
+	fed_relationship_array_free(v, n);
+	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "federations", a) : NULL);
+}
+
+/* Validates and stores o as a relationship (create or update) and replies with it. */
+static void fed_store(struct call *c, struct reply *r, json_t *o, bool create)
+{
+	struct fed_relationship *rel = NULL;
+	char err[512];
+	if (fed_relationship_from_json(o, &rel, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return;
+	}
+	if (strcmp(rel->trust_domain, c->api->trust_domain) == 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "trust_domain %s is this server's own",
+			    rel->trust_domain);
+		goto out;
+	}
+	int ret = ds_fed_rel_put(c->api->ds, rel, create, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -EEXIST ? "trust domain %s has a federation "
+			    "relationship already" : ret == -ENOENT ? "no federation relationship with "
+			    "%s" : "cannot store the federation relationship with %s",
+			    rel->trust_domain);
+		goto out;
+	}
+	log_info("admin: federation relationship with %s %s (%s, %s)", rel->trust_domain,
+		 create ? "created" : "updated", rel->bundle_endpoint_url,
+		 fed_profile_name(rel->profile));
+	reply_json(r, create ? MHD_HTTP_CREATED : MHD_HTTP_OK, fed_rel_json(c, rel));
+	if (c->api->hooks.fed_refresh)
+		c->api->hooks.fed_refresh(c->api->hooks.ud, rel->trust_domain);
+out:
+	fed_relationship_free(rel);
+}
+
+static void h_fed_create(struct call *c, struct reply *r)
+{
+	json_t *o = parse_body(c, r, false);
+	if (o)
+		fed_store(c, r, o, true);
+	json_decref(o);
+}
+
+/* Members of the body replace those stored; a null member removes an optional one. */
+static void h_fed_update(struct call *c, struct reply *r)
+{
+	struct fed_relationship *rel = NULL;
+	json_t *o = parse_body(c, r, false), *cur = NULL;
+	if (!o)
+		return;
+	int ret = ds_fed_rel_get(c->api->ds, c->id, &rel);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		goto out;
+	}
+	cur = fed_relationship_to_json(rel);
+	if (!cur || json_object_update(cur, o) != 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+		goto out;
+	}
+	const char *td = json_string_value(json_object_get(cur, "trust_domain"));
+	if (!td || strcmp(td, c->id) != 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "the trust domain of a relationship cannot change");
+		goto out;
+	}
+	fed_store(c, r, cur, false);
+out:
+	json_decref(cur);
+	json_decref(o);
+	fed_relationship_free(rel);
+}
+
+static void h_fed_show(struct call *c, struct reply *r)
+{
+	struct fed_relationship *rel = NULL;
+	int ret = ds_fed_rel_get(c->api->ds, c->id, &rel);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		return;
+	}
+	reply_json(r, MHD_HTTP_OK, fed_rel_json(c, rel));
+	fed_relationship_free(rel);
+}
+
+static void h_fed_delete(struct call *c, struct reply *r)
+{
+	const struct admin_hooks *h = &c->api->hooks;
+	int ret = ds_fed_rel_delete(c->api->ds, c->id);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		return;
+	}
+	log_info("admin: federation relationship with %s deleted", c->id);
+	if (h->fed_deleted)
+		h->fed_deleted(h->ud, c->id);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", "deleted", c->id));
+	notify_changed(c);
+}
+
+/* POST /v1/federations/{td}: fetch its bundle now. */
+static void h_fed_refresh(struct call *c, struct reply *r)
+{
+	const struct admin_hooks *h = &c->api->hooks;
+	struct fed_relationship *rel = NULL;
+	int ret = ds_fed_rel_get(c->api->ds, c->id, &rel);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		return;
+	}
+	fed_relationship_free(rel);
+	if (h->fed_refresh)
+		h->fed_refresh(h->ud, c->id);
+	reply_json(r, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "refreshing", c->id));
+}
+
 /* ---- bundle, health ---- */
 
 static void h_bundle(struct call *c, struct reply *r)
@@ -593,6 +735,10 @@ static const struct route routes[] = {
 	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
 	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
 	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
+	{ .path = "/v1/federations", .by_method = { [M_GET] = h_fed_list, [M_POST] = h_fed_create } },
+	{ .path = "/v1/federations/", .prefix = true,
+	  .by_method = { [M_GET] = h_fed_show, [M_POST] = h_fed_refresh, [M_PUT] = h_fed_update,
+			 [M_DELETE] = h_fed_delete } },
 	{ .path = "/v1/servers", .by_method = { [M_GET] = h_server_list } },
 	{ .path = "/v1/health", .by_method = { [M_GET] = h_health } },
 };

@@ -16,6 +16,8 @@
 
 #include "admin_api.h"
 #include "curl_dyn.h"
+#include "fed_relationship.h"
+#include "spiffeid.h"
 #include "util.h"
 
 #define MAX_REPEAT 64
@@ -25,6 +27,7 @@
 enum opt_id {
 	O_SOCKET, O_OUTPUT, O_HELP, O_ID, O_SPIFFE_ID, O_PARENT_ID, O_SELECTOR, O_X509_TTL,
 	O_JWT_TTL, O_DNS_NAME, O_HINT, O_ADMIN, O_DOWNSTREAM, O_EXPIRES_AT, O_TTL, O_FORMAT,
+	O_TRUST_DOMAIN, O_ENDPOINT_URL, O_PROFILE, O_ENDPOINT_ID, O_TRUST_BUNDLE,
 	O__COUNT
 };
 
@@ -53,6 +56,11 @@ static const struct opt_spec opt_specs[O__COUNT] = {
 	[O_EXPIRES_AT] = { "expires-at", ARG_ONE, "entry expiry, unix seconds (0 = never)" },
 	[O_TTL] = { "ttl", ARG_ONE, "token lifetime (seconds or 10m, 1h...)" },
 	[O_FORMAT] = { "format", ARG_ONE, "pem (default) or spiffe" },
+	[O_TRUST_DOMAIN] = { "trust-domain", ARG_ONE, "foreign trust domain, e.g. example.com" },
+	[O_ENDPOINT_URL] = { "bundle-endpoint-url", ARG_ONE, "https URL of its bundle endpoint" },
+	[O_PROFILE] = { "profile", ARG_ONE, "bundle endpoint profile: https_spiffe (default) or https_web" },
+	[O_ENDPOINT_ID] = { "endpoint-spiffe-id", ARG_ONE, "https_spiffe: SPIFFE ID the endpoint presents" },
+	[O_TRUST_BUNDLE] = { "trust-bundle", ARG_ONE, "https_spiffe: PEM file, the bundle that authenticates the endpoint until one is fetched" },
 };
 
 struct args {
@@ -871,6 +879,174 @@ out:
 	return ret;
 }
 
+/* ---- federation ---- */
+
+#define FED_FIELDS (BIT(O_ENDPOINT_URL) | BIT(O_PROFILE) | BIT(O_ENDPOINT_ID) | BIT(O_TRUST_BUNDLE))
+
+/* /v1/federations/<td>, the trust domain checked first (it becomes part of the path). */
+static bool fed_path(struct args *a, char *path, size_t len)
+{
+	char why[256];
+	const char *td = a->value[O_TRUST_DOMAIN];
+	if (trust_domain_validate(td, why, sizeof(why)) < 0) {
+		fail("invalid --trust-domain \"%s\": %s", td, why);
+		return false;
+	}
+	snprintf(path, len, "/v1/federations/%s", td);
+	return true;
+}
+
+/* The relationship members the flags give; NULL after printing why. */
+static json_t *fed_request(struct args *a)
+{
+	json_t *o = json_object();
+	if (a->value[O_TRUST_DOMAIN])
+		json_object_set_new(o, "trust_domain", json_string(a->value[O_TRUST_DOMAIN]));
+	if (a->value[O_ENDPOINT_URL])
+		json_object_set_new(o, "bundle_endpoint_url", json_string(a->value[O_ENDPOINT_URL]));
+	if (a->value[O_PROFILE])
+		json_object_set_new(o, "bundle_endpoint_profile", json_string(a->value[O_PROFILE]));
+	if (a->value[O_ENDPOINT_ID])
+		json_object_set_new(o, "endpoint_spiffe_id", json_string(a->value[O_ENDPOINT_ID]));
+	if (a->value[O_TRUST_BUNDLE]) {
+		uint8_t *pem = NULL;
+		size_t len = 0;
+		int r = file_read_all(a->value[O_TRUST_BUNDLE], FED_TRUST_BUNDLE_MAX, &pem, &len);
+		if (r < 0) {
+			fail("--trust-bundle %s: %s", a->value[O_TRUST_BUNDLE], strerror(-r));
+			json_decref(o);
+			return NULL;
+		}
+		json_object_set_new(o, "trust_bundle", json_stringn((const char *)pem, len));
+		free(pem);
+		if (!json_object_get(o, "trust_bundle")) {
+			fail("--trust-bundle %s: not text", a->value[O_TRUST_BUNDLE]);
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static void print_fed(json_t *f)
+{
+	char t[64];
+	json_t *st = json_object_get(f, "state");
+	printf("Trust domain       : %s\n", jstr(f, "trust_domain"));
+	printf("Bundle endpoint    : %s\n", jstr(f, "bundle_endpoint_url"));
+	printf("Profile            : %s\n", jstr(f, "bundle_endpoint_profile"));
+	if (json_object_get(f, "endpoint_spiffe_id"))
+		printf("Endpoint SPIFFE ID : %s\n", jstr(f, "endpoint_spiffe_id"));
+	printf("Initial bundle     : %s\n", json_object_get(f, "trust_bundle") ? "yes" : "no");
+	if (!st)
+		return;
+	format_time(jint(st, "last_success"), t, sizeof(t));
+	printf("Last fetched       : %s\n", jint(st, "last_success") ? t : "never");
+	if (json_object_get(st, "sequence"))
+		printf("Bundle sequence    : %lld\n", (long long)jint(st, "sequence"));
+	if (*jstr(st, "last_error"))
+		printf("Last error         : %s\n", jstr(st, "last_error"));
+	format_time(jint(st, "next_attempt"), t, sizeof(t));
+	printf("Next fetch         : %s\n", t);
+}
+
+static int fed_print(struct args *a, json_t *resp)
+{
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		print_fed(resp);
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_fed_create(const struct command *cmd, struct args *a)
+{
+	json_t *req = fed_request(a);
+	json_t *resp = req ? call_json(a, "POST", "/v1/federations", req) : NULL;
+	json_decref(req);
+	return fed_print(a, resp);
+}
+
+static int cmd_fed_update(const struct command *cmd, struct args *a)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	json_t *req = fed_request(a);
+	json_t *resp = req ? call_json(a, "PUT", path, req) : NULL;
+	json_decref(req);
+	return fed_print(a, resp);
+}
+
+static int cmd_fed_show(const struct command *cmd, struct args *a)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	return fed_print(a, call_json(a, "GET", path, NULL));
+}
+
+static int fed_action(struct args *a, const char *method, const char *key, const char *verb)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	json_t *resp = call_json(a, method, path, NULL);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("%s %s\n", verb, jstr(resp, key));
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_fed_delete(const struct command *cmd, struct args *a)
+{
+	return fed_action(a, "DELETE", "deleted", "Deleted the federation relationship with");
+}
+
+static int cmd_fed_refresh(const struct command *cmd, struct args *a)
+{
+	return fed_action(a, "POST", "refreshing", "Fetching the bundle of");
+}
+
+static int cmd_fed_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/federations", NULL);
+	if (!resp)
+		return 1;
+	json_t *feds = json_object_get(resp, "federations"), *f;
+	size_t i;
+	if (!json_is_array(feds)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json) {
+		print_json(resp);
+	} else {
+		printf("%-24s  %-12s  %-20s  %s\n", "TRUST DOMAIN", "PROFILE", "LAST FETCHED",
+		       "BUNDLE ENDPOINT");
+		json_array_foreach(feds, i, f) {
+			char t[64];
+			int64_t at = jint(json_object_get(f, "state"), "last_success");
+			format_time(at, t, sizeof(t));
+			printf("%-24s  %-12s  %-20s  %s\n", jstr(f, "trust_domain"),
+			       jstr(f, "bundle_endpoint_profile"), at ? t : "never",
+			       jstr(f, "bundle_endpoint_url"));
+		}
+		printf("%zu federation relationship%s\n", json_array_size(feds),
+		       json_array_size(feds) == 1 ? "" : "s");
+	}
+	json_decref(resp);
+	return 0;
+}
+
 /* ---- server ---- */
 
 static int cmd_server_list(const struct command *cmd, struct args *a)
@@ -955,6 +1131,26 @@ static const struct command bundle_commands[] = {
 	  .opts = COMMON_OPTS | BIT(O_FORMAT) },
 };
 
+static const struct command federation_commands[] = {
+	{ .name = "create", .run = cmd_fed_create,
+	  .summary = "Federates with a trust domain: its bundle is fetched from its bundle endpoint.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN) | FED_FIELDS,
+	  .required = BIT(O_TRUST_DOMAIN) | BIT(O_ENDPOINT_URL) },
+	{ .name = "list", .run = cmd_fed_list,
+	  .summary = "Lists federation relationships and their fetch state.", .opts = COMMON_OPTS },
+	{ .name = "show", .run = cmd_fed_show, .summary = "Shows one federation relationship.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "update", .run = cmd_fed_update,
+	  .summary = "Updates a relationship: the fields given replace the stored ones.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN) | FED_FIELDS, .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "delete", .run = cmd_fed_delete,
+	  .summary = "Ends a federation: the relationship and the bundle fetched through it go.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "refresh", .run = cmd_fed_refresh,
+	  .summary = "Fetches the trust domain's bundle now.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+};
+
 static const struct command server_commands[] = {
 	{ .name = "list", .run = cmd_server_list,
 	  .summary = "Lists the live servers sharing this server's database.",
@@ -966,6 +1162,8 @@ static const struct group groups[] = {
 	{ "entry", "registration entries", entry_commands, ARRAY_LEN(entry_commands) },
 	{ "agent", "attested agents", agent_commands, ARRAY_LEN(agent_commands) },
 	{ "bundle", "the trust bundle", bundle_commands, ARRAY_LEN(bundle_commands) },
+	{ "federation", "federation with other trust domains", federation_commands,
+	  ARRAY_LEN(federation_commands) },
 	{ "server", "the servers of this trust domain", server_commands,
 	  ARRAY_LEN(server_commands) },
 };

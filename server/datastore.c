@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "strv.h"
 #include "util.h"
 
@@ -470,6 +471,96 @@ int ds_ca_delete(struct datastore *ds, const char *id)
 		return -EINVAL;
 	lock(ds);
 	int ret = ds->ops->ca_delete(ds, id);
+	unlock(ds);
+	return ret;
+}
+
+/* ---- federation relationships ---- */
+
+static struct fed_relationship *fed_rel_from_text(const char *td, const char *doc)
+{
+	json_error_t je;
+	char err[256];
+	struct fed_relationship *r = NULL;
+	if (!doc)
+		return NULL;
+	json_t *j = json_loads(doc, 0, &je);
+	if (!j || fed_relationship_from_json(j, &r, err, sizeof(err)) < 0)
+		log_error("datastore: federation relationship %s: corrupt row: %s", td,
+			  j ? err : je.text);
+	json_decref(j);
+	return r;
+}
+
+int ds_fed_rel_put(struct datastore *ds, struct fed_relationship *r, bool create, char *err,
+		   size_t errlen)
+{
+	struct fed_relationship *copy = NULL;
+	int64_t now = now_unix();
+	r->updated_at = now;
+	if (create || !r->created_at)
+		r->created_at = now;
+	json_t *j = fed_relationship_to_json(r);
+	if (!j || fed_relationship_from_json(j, &copy, err, errlen) < 0) {
+		json_decref(j);
+		return j ? -EINVAL : -ENOMEM;
+	}
+	fed_relationship_free(copy);
+	char *doc = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	if (!doc)
+		return -ENOMEM;
+	lock(ds);
+	int ret = ds->ops->fed_rel_put(ds, r->trust_domain, doc, create);
+	unlock(ds);
+	free(doc);
+	return ret;
+}
+
+int ds_fed_rel_get(struct datastore *ds, const char *trust_domain, struct fed_relationship **out)
+{
+	char *doc = NULL;
+	*out = NULL;
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_rel_get(ds, trust_domain, &doc);
+	unlock(ds);
+	if (ret == 0 && !(*out = fed_rel_from_text(trust_domain, doc)))
+		ret = -EIO;
+	free(doc);
+	return ret;
+}
+
+int ds_fed_rel_list(struct datastore *ds, struct fed_relationship ***out, size_t *n)
+{
+	char **docs = NULL;
+	size_t nd = 0;
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->fed_rel_list(ds, &docs, &nd);
+	unlock(ds);
+	if (ret < 0)
+		return ret;
+	struct fed_relationship **v = nd ? xcalloc(nd, sizeof(*v)) : NULL;
+	for (size_t i = 0; i < nd; i++) {
+		struct fed_relationship *r = fed_rel_from_text("(listed)", docs[i]);
+		if (r)
+			v[(*n)++] = r;
+		free(docs[i]);
+	}
+	free(docs);
+	*out = v;
+	return 0;
+}
+
+int ds_fed_rel_delete(struct datastore *ds, const char *trust_domain)
+{
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_rel_delete(ds, trust_domain);
 	unlock(ds);
 	return ret;
 }

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "entry.h"
+#include "fed_relationship.h"
 
 struct datastore;
 
@@ -193,6 +194,21 @@ int ds_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n);
 int ds_ca_delete(struct datastore *ds, const char *id);
 void ca_record_free(struct ca_record *r);
 void ca_record_array_free(struct ca_record **r, size_t n);
+
+/* ---- federation relationships (fed_relationship.h) ----
+ * Not in the change journal: the fetcher (federation.c) re-reads them every few seconds. */
+
+/* Validates r (fed_relationship_from_json's rules) and stores it; create: -EEXIST when the
+ * trust domain has one already, else (update) -ENOENT when it has none. -EINVAL with the reason
+ * in err for an invalid one. created_at/updated_at are set here. */
+int ds_fed_rel_put(struct datastore *ds, struct fed_relationship *r, bool create, char *err,
+		   size_t errlen);
+/* -ENOENT if absent; *out is the caller's. */
+int ds_fed_rel_get(struct datastore *ds, const char *trust_domain, struct fed_relationship **out);
+/* Every relationship, sorted by trust domain (a corrupt row is logged and left out). */
+int ds_fed_rel_list(struct datastore *ds, struct fed_relationship ***out, size_t *n);
+/* -ENOENT if absent. */
+int ds_fed_rel_delete(struct datastore *ds, const char *trust_domain);
 
 /* ---- small key/value store for counters such as the bundle sequence ---- */
 

@@ -52,6 +52,13 @@ struct datastore_ops {
 	int (*ca_put)(struct datastore *ds, const struct ca_record *r);
 	int (*ca_list)(struct datastore *ds, struct ca_record ***out, size_t *n);
 	int (*ca_delete)(struct datastore *ds, const char *id);
+	/* Federation relationships as JSON documents keyed by trust domain: create -EEXIST when
+	 * present, update -ENOENT when absent; list sorted by trust domain. */
+	int (*fed_rel_put)(struct datastore *ds, const char *trust_domain, const char *doc,
+			   bool create);
+	int (*fed_rel_get)(struct datastore *ds, const char *trust_domain, char **doc);
+	int (*fed_rel_list)(struct datastore *ds, char ***docs, size_t *n);
+	int (*fed_rel_delete)(struct datastore *ds, const char *trust_domain);
 	int (*kv_get_int)(struct datastore *ds, const char *key, int64_t *out);
 	int (*kv_set_int)(struct datastore *ds, const char *key, int64_t v);
 	int (*ping)(struct datastore *ds);

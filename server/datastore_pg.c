@@ -98,6 +98,10 @@ static const char *const migrations[] = {
 	" started_at BIGINT NOT NULL,"
 	" last_seen BIGINT NOT NULL,"
 	" authorities BIGINT NOT NULL DEFAULT 0);",
+	/* v3. Federation relationships: the validated JSON document per trust domain. */
+	"CREATE TABLE federation_relationships ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" doc TEXT NOT NULL);",
 };
 
 enum stmt_id {
@@ -107,6 +111,7 @@ enum stmt_id {
 	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST_SERVER_BEAT, ST_SERVER_LIST, ST_SERVER_PRUNE,
@@ -159,6 +164,12 @@ static const char *const stmt_sql[ST__COUNT] = {
 		      "not_after = excluded.not_after, created_at = excluded.created_at",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = $1",
+	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
+			      "VALUES ($1, $2) ON CONFLICT (trust_domain) DO NOTHING",
+	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = $2 WHERE trust_domain = $1",
+	[ST_FED_REL_GET] = "SELECT doc FROM federation_relationships WHERE trust_domain = $1",
+	[ST_FED_REL_LIST] = "SELECT doc FROM federation_relationships ORDER BY trust_domain",
+	[ST_FED_REL_DELETE] = "DELETE FROM federation_relationships WHERE trust_domain = $1",
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = $1",
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES ($1, $2) "
 		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -977,6 +988,50 @@ static int pg_ca_delete(struct datastore *ds, const char *id)
 	return change_one(pg_of(ds), ST_CA_DELETE, &pa, DS_CHANGE_BUNDLE, id);
 }
 
+/* ---- federation relationships ---- */
+
+static int pg_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create)
+{
+	struct params pa = {0};
+	p_str(&pa, td);
+	p_str(&pa, doc);
+	int ret = one_row(pg_of(ds), create ? ST_FED_REL_INSERT : ST_FED_REL_UPDATE, &pa);
+	return create && ret == -ENOENT ? -EEXIST : ret;
+}
+
+static void *doc_reader(const PGresult *r, int row)
+{
+	return r_strdup(r, row, 0);
+}
+
+static int pg_fed_rel_get(struct datastore *ds, const char *td, char **doc)
+{
+	return get_row(ds, ST_FED_REL_GET, td, doc_reader, (void **)doc);
+}
+
+static int pg_fed_rel_list(struct datastore *ds, char ***docs, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_FED_REL_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	char **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++)
+		v[i] = r_strdup(r, i, 0);
+	PQclear(r);
+	*docs = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int pg_fed_rel_delete(struct datastore *ds, const char *td)
+{
+	struct params pa = {0};
+	p_str(&pa, td);
+	return one_row(pg_of(ds), ST_FED_REL_DELETE, &pa);
+}
+
 /* ---- key/value ---- */
 
 static int pg_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
@@ -1103,6 +1158,10 @@ static const struct datastore_ops pg_ops = {
 	.ca_put = pg_ca_put,
 	.ca_list = pg_ca_list,
 	.ca_delete = pg_ca_delete,
+	.fed_rel_put = pg_fed_rel_put,
+	.fed_rel_get = pg_fed_rel_get,
+	.fed_rel_list = pg_fed_rel_list,
+	.fed_rel_delete = pg_fed_rel_delete,
 	.kv_get_int = pg_kv_get_int,
 	.kv_set_int = pg_kv_set_int,
 	.ping = pg_ping,

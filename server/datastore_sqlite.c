@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "strv.h"
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -71,6 +72,10 @@ static const char *const migrations[] = {
 	" not_before INTEGER NOT NULL,"
 	" not_after INTEGER NOT NULL,"
 	" created_at INTEGER NOT NULL);",
+	/* v2. Federation relationships: the validated JSON document per trust domain. */
+	"CREATE TABLE federation_relationships ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" doc TEXT NOT NULL);",
 };
 
 enum stmt_id {
@@ -81,6 +86,7 @@ enum stmt_id {
 	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_DELETE, ST_TOKEN_COUNT, ST_TOKEN_PRUNE,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST__COUNT
@@ -131,6 +137,12 @@ static const char *const stmt_sql[ST__COUNT] = {
 		      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = ?1",
+	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
+			      "VALUES (?1, ?2)",
+	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = ?2 WHERE trust_domain = ?1",
+	[ST_FED_REL_GET] = "SELECT doc FROM federation_relationships WHERE trust_domain = ?1",
+	[ST_FED_REL_LIST] = "SELECT doc FROM federation_relationships ORDER BY trust_domain",
+	[ST_FED_REL_DELETE] = "DELETE FROM federation_relationships WHERE trust_domain = ?1",
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
 		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -865,6 +877,70 @@ static int sq_ca_delete(struct datastore *ds, const char *id)
 	return ret;
 }
 
+/* ---- federation relationships ---- */
+
+static int sq_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, create ? ST_FED_REL_INSERT : ST_FED_REL_UPDATE);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC);
+	int ret = exec_done(s, st);
+	if (ret == 0 && !create && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	return ret;
+}
+
+static int sq_fed_rel_get(struct datastore *ds, const char *td, char **doc)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_GET);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), ret = 0;
+	if (rc == SQLITE_ROW)
+		*doc = col_strdup(st, 0);
+	else
+		ret = rc == SQLITE_DONE ? -ENOENT : db_error(s, "federation relationship get");
+	sqlite3_reset(st);
+	return ret == 0 && !*doc ? -EIO : ret;
+}
+
+static int sq_fed_rel_list(struct datastore *ds, char ***docs, size_t *n)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_LIST);
+	char **v = NULL;
+	size_t len = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *d = col_strdup(st, 0);
+		if (!d)
+			continue;
+		v = xrealloc(v, (len + 1) * sizeof(*v));
+		v[len++] = d;
+	}
+	int ret = rc == SQLITE_DONE ? 0 : db_error(s, "federation relationship list");
+	sqlite3_reset(st);
+	if (ret < 0) {
+		strv_free(v, len);
+		return ret;
+	}
+	*docs = v;
+	*n = len;
+	return 0;
+}
+
+static int sq_fed_rel_delete(struct datastore *ds, const char *td)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_DELETE);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	int ret = exec_done(s, st);
+	if (ret == 0 && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	return ret;
+}
+
 /* ---- key/value ---- */
 
 static int get_int(struct sq *s, enum stmt_id which, const char *key, int64_t *out)
@@ -942,6 +1018,10 @@ static const struct datastore_ops sqlite_ops = {
 	.ca_put = sq_ca_put,
 	.ca_list = sq_ca_list,
 	.ca_delete = sq_ca_delete,
+	.fed_rel_put = sq_fed_rel_put,
+	.fed_rel_get = sq_fed_rel_get,
+	.fed_rel_list = sq_fed_rel_list,
+	.fed_rel_delete = sq_fed_rel_delete,
 	.kv_get_int = sq_kv_get_int,
 	.kv_set_int = sq_kv_set_int,
 	.ping = sq_ping,

@@ -15,6 +15,7 @@
 
 #include "admin_api.h"
 #include "bundle.h"
+#include "bundle_endpoint.h"
 #include "ca.h"
 #include "cli.h"
 #include "datastore.h"
@@ -38,6 +39,7 @@ struct server {
 	struct node_api *node;
 	struct admin_api *admin;
 	struct server_http *http;
+	struct bundle_endpoint *bundle_ep;
 	struct psat *psat;
 	/* The bundle ConfigMap publisher (optional): one publication in flight at a time. */
 	struct k8s_api *k8s;
@@ -271,6 +273,7 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
+	bundle_endpoint_tick(s->bundle_ep, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
 	if (now >= s->next_prune) {
@@ -327,6 +330,8 @@ static void on_signal(uv_signal_t *sig, int signum)
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_http_stop(s->http);
 	s->http = NULL;
+	bundle_endpoint_stop(s->bundle_ep);
+	s->bundle_ep = NULL;
 	/* The admin API finishes its in-flight requests before it returns. */
 	admin_api_stop(s->admin);
 	s->admin = NULL;
@@ -341,6 +346,29 @@ static int lock_data_dir(struct server *s, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/server.lock", s->cfg.data_dir);
 	s->lock_fd = lockfile_acquire(path, "lanyard-server", err, errlen);
 	return s->lock_fd < 0 ? -1 : 0;
+}
+
+static int start_bundle_endpoint(struct server *s)
+{
+	char err[512];
+	if (s->cfg.bundle_endpoint_port == 0)
+		return 0;
+	struct bundle_endpoint_options o = {
+		.address = s->cfg.bundle_endpoint_address,
+		.port = (int)s->cfg.bundle_endpoint_port,
+		.trust_domain = s->cfg.trust_domain,
+		.refresh_hint = s->cfg.bundle_endpoint_refresh_hint,
+		.https_web = strcmp(s->cfg.bundle_endpoint_profile, "https_web") == 0,
+		.cert_file = s->cfg.bundle_endpoint_cert_file,
+		.key_file = s->cfg.bundle_endpoint_key_file,
+	};
+	if (bundle_endpoint_start(&o, s->ca, &s->bundle_ep, err, sizeof(err)) < 0) {
+		log_error("bundle endpoint (bundle_endpoint_address, bundle_endpoint_port): %s", err);
+		return -1;
+	}
+	log_info("bundle endpoint (%s) on https://%s:%d/", s->cfg.bundle_endpoint_profile,
+		 s->cfg.bundle_endpoint_address, bundle_endpoint_port(s->bundle_ep));
+	return 0;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -488,6 +516,8 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	server_http_watch_storage(s->http, s->cfg.data_dir);
+	if (start_bundle_endpoint(s) < 0)
+		goto out;
 	node_address(s);
 	heartbeat(s, now_unix());
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
@@ -515,6 +545,7 @@ out:
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);
 	}
+	bundle_endpoint_stop(s->bundle_ep);
 	psat_free(s->psat);
 	k8s_api_free(s->k8s);
 	free(s->publish_pem);
@@ -537,6 +568,7 @@ static void usage(FILE *f)
 		"  entry create|show|update|delete|count   manage registration entries\n"
 		"  agent list|show|count|evict|ban        manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
+		"  federation create|list|show|update|delete|refresh   federate with other trust domains\n"
 		"  server list               list the live servers sharing the database\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"

@@ -47,6 +47,13 @@ struct server_config {
 	bool k8s_api_insecure_skip_verify;
 	char *k8s_bundle_configmap;
 	char *k8s_bundle_configmap_key;
+	/* The SPIFFE bundle endpoint (federation); port 0: off. */
+	char *bundle_endpoint_address;
+	int64_t bundle_endpoint_port;
+	int64_t bundle_endpoint_refresh_hint;
+	char *bundle_endpoint_profile;
+	char *bundle_endpoint_cert_file;
+	char *bundle_endpoint_key_file;
 };
 
 extern const struct cfg_option server_config_options[];
