@@ -152,7 +152,8 @@ void datastore_feed_add(struct datastore *ds, enum ds_change_kind kind, const ch
 	journal_lock(ds);
 	if (kind == DS_CHANGE_BUNDLE) {
 		ds->bundle_gen++;
-	} else if (kind == DS_CHANGE_ENTRY || kind == DS_CHANGE_AGENT) {
+	} else if (kind == DS_CHANGE_ENTRY || kind == DS_CHANGE_AGENT ||
+		   kind == DS_CHANGE_FED_BUNDLE) {
 		ds->feed_counter++;
 		journal_record(ds, ds->feed_counter, kind, id);
 	} else {
@@ -471,6 +472,116 @@ int ds_ca_delete(struct datastore *ds, const char *id)
 		return -EINVAL;
 	lock(ds);
 	int ret = ds->ops->ca_delete(ds, id);
+	unlock(ds);
+	return ret;
+}
+
+/* ---- federated bundles ---- */
+
+char *datastore_fed_jwt_text(const struct fed_bundle *b, bool *ok)
+{
+	*ok = true;
+	if (jwks_count(b->jwt) == 0)
+		return NULL;
+	char *t = jwks_to_json(b->jwt);
+	*ok = t != NULL;
+	return t;
+}
+
+struct fed_bundle *datastore_fed_bundle_from_cols(const char *td, const uint8_t *x509,
+						  size_t x509_len, const char *jwt_keys,
+						  int64_t sequence, int64_t refresh_hint,
+						  int64_t refreshed_at, const char *source)
+{
+	struct fed_bundle *b = xcalloc(1, sizeof(*b));
+	char why[256];
+	b->trust_domain = xstrdup(td ? td : "");
+	if (x509_len) {
+		b->x509 = xmalloc(x509_len);
+		memcpy(b->x509, x509, x509_len);
+		b->x509_len = x509_len;
+	}
+	b->sequence = sequence;
+	b->refresh_hint = refresh_hint;
+	b->refreshed_at = refreshed_at;
+	if (fed_bundle_source_parse(source, &b->source) < 0) {
+		log_error("datastore: federated bundle of %s: unknown source \"%s\"", b->trust_domain,
+			  source ? source : "");
+		goto fail;
+	}
+	if (jwt_keys && jwks_from_json(jwt_keys, strlen(jwt_keys), &b->jwt, why, sizeof(why)) < 0) {
+		log_error("datastore: federated bundle of %s: corrupt JWT keys: %s", b->trust_domain,
+			  why);
+		goto fail;
+	}
+	return b;
+fail:
+	fed_bundle_free(b);
+	return NULL;
+}
+
+int ds_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, char *err, size_t errlen)
+{
+	char why[256];
+	if (fed_bundle_validate(b, why, sizeof(why)) < 0) {
+		if (err)
+			snprintf(err, errlen, "%s", why);
+		return -EINVAL;
+	}
+	struct fed_bundle *c = fed_bundle_dup(b);
+	if (c->refreshed_at == 0)
+		c->refreshed_at = now_unix();
+	lock(ds);
+	int64_t before = change_before(ds);
+	int ret = ds->ops->fed_bundle_put(ds, c, c->source == FED_SOURCE_MANUAL);
+	journal_add(ds, before, ret, DS_CHANGE_FED_BUNDLE, c->trust_domain);
+	unlock(ds);
+	if (ret == -ESTALE && err) {
+		struct fed_bundle *old = NULL;
+		if (ds_fed_bundle_get(ds, c->trust_domain, &old) == 0)
+			snprintf(err, errlen, "bundle of %s: sequence %lld is older than the stored "
+				 "one (%lld)", c->trust_domain, (long long)c->sequence,
+				 (long long)old->sequence);
+		else
+			snprintf(err, errlen, "bundle of %s: sequence %lld is older than the stored "
+				 "one", c->trust_domain, (long long)c->sequence);
+		fed_bundle_free(old);
+	} else if (ret < 0 && err) {
+		snprintf(err, errlen, "database error");
+	}
+	fed_bundle_free(c);
+	return ret;
+}
+
+int ds_fed_bundle_get(struct datastore *ds, const char *trust_domain, struct fed_bundle **out)
+{
+	*out = NULL;
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_bundle_get(ds, trust_domain, out);
+	unlock(ds);
+	return ret;
+}
+
+int ds_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->fed_bundle_list(ds, out, n);
+	unlock(ds);
+	return ret;
+}
+
+int ds_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
+{
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int64_t before = change_before(ds);
+	int ret = ds->ops->fed_bundle_delete(ds, trust_domain);
+	journal_add(ds, before, ret, DS_CHANGE_FED_BUNDLE, trust_domain);
 	unlock(ds);
 	return ret;
 }

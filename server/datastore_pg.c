@@ -98,7 +98,18 @@ static const char *const migrations[] = {
 	" started_at BIGINT NOT NULL,"
 	" last_seen BIGINT NOT NULL,"
 	" authorities BIGINT NOT NULL DEFAULT 0);",
-	/* v3. Federation relationships: the validated JSON document per trust domain. */
+	/* v3: federation. The bundles of foreign trust domains, and the trust domains an entry's
+	 * workloads federate with (a JSON array, like selectors). */
+	"CREATE TABLE fed_bundles ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" x509 BYTEA,"
+	" jwt_keys TEXT,"
+	" sequence BIGINT NOT NULL,"
+	" refresh_hint BIGINT NOT NULL DEFAULT 0,"
+	" refreshed_at BIGINT NOT NULL,"
+	" source TEXT NOT NULL);"
+	"ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';",
+	/* v4. Federation relationships: the validated JSON document per trust domain. */
 	"CREATE TABLE federation_relationships ("
 	" trust_domain TEXT PRIMARY KEY,"
 	" doc TEXT NOT NULL);",
@@ -112,6 +123,7 @@ enum stmt_id {
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
 	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
+	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST_SERVER_BEAT, ST_SERVER_LIST, ST_SERVER_PRUNE,
@@ -164,6 +176,17 @@ static const char *const stmt_sql[ST__COUNT] = {
 		      "not_after = excluded.not_after, created_at = excluded.created_at",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = $1",
+	/* $8: force. Otherwise an older sequence leaves the row alone (no row touched): the
+	 * comparison and the write are one statement, atomic between servers. */
+	[ST_FED_PUT] = "INSERT INTO fed_bundles (" FED_BUNDLE_COLS ") VALUES "
+		       "($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (trust_domain) DO UPDATE SET "
+		       "x509 = excluded.x509, jwt_keys = excluded.jwt_keys, "
+		       "sequence = excluded.sequence, refresh_hint = excluded.refresh_hint, "
+		       "refreshed_at = excluded.refreshed_at, source = excluded.source "
+		       "WHERE $8::boolean OR fed_bundles.sequence <= excluded.sequence",
+	[ST_FED_GET] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles WHERE trust_domain = $1",
+	[ST_FED_LIST] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles ORDER BY trust_domain",
+	[ST_FED_DELETE] = "DELETE FROM fed_bundles WHERE trust_domain = $1",
 	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
 			      "VALUES ($1, $2) ON CONFLICT (trust_domain) DO NOTHING",
 	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = $2 WHERE trust_domain = $1",
@@ -988,6 +1011,78 @@ static int pg_ca_delete(struct datastore *ds, const char *id)
 	return change_one(pg_of(ds), ST_CA_DELETE, &pa, DS_CHANGE_BUNDLE, id);
 }
 
+/* ---- federated bundles ---- */
+
+static int pg_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, bool force)
+{
+	struct params pa = {0};
+	bool ok;
+	char *jwt = datastore_fed_jwt_text(b, &ok);
+	if (!ok)
+		return -ENOMEM;
+	p_str(&pa, b->trust_domain);
+	p_bytes(&pa, b->x509, b->x509_len);
+	p_str(&pa, jwt);
+	p_int(&pa, b->sequence);
+	p_int(&pa, b->refresh_hint);
+	p_int(&pa, b->refreshed_at);
+	p_str(&pa, fed_bundle_source_name(b->source));
+	p_bool(&pa, force);
+	int ret = change_one(pg_of(ds), ST_FED_PUT, &pa, DS_CHANGE_FED_BUNDLE, b->trust_domain);
+	free(jwt);
+	return ret == -ENOENT ? -ESTALE : ret;
+}
+
+static void *fed_bundle_reader(const PGresult *r, int row)
+{
+	size_t x509_len;
+	uint8_t *x509 = r_bytes(r, row, 1, &x509_len);
+	struct fed_bundle *b = datastore_fed_bundle_from_cols(
+		PQgetvalue(r, row, 0), x509, x509_len,
+		PQgetisnull(r, row, 2) ? NULL : PQgetvalue(r, row, 2), r_int(r, row, 3),
+		r_int(r, row, 4), r_int(r, row, 5), PQgetvalue(r, row, 6));
+	free(x509);
+	return b;
+}
+
+static int pg_fed_bundle_get(struct datastore *ds, const char *trust_domain,
+			     struct fed_bundle **out)
+{
+	void *b = NULL;
+	int ret = get_row(ds, ST_FED_GET, trust_domain, fed_bundle_reader, &b);
+	if (ret == 0)
+		*out = b;
+	return ret;
+}
+
+static int pg_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_FED_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	struct fed_bundle **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++) {
+		if (!(v[i] = fed_bundle_reader(r, i))) {
+			fed_bundle_array_free(v, (size_t)i);
+			PQclear(r);
+			return -EIO;
+		}
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int pg_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
+{
+	struct params pa = {0};
+	p_str(&pa, trust_domain);
+	return change_one(pg_of(ds), ST_FED_DELETE, &pa, DS_CHANGE_FED_BUNDLE, trust_domain);
+}
+
 /* ---- federation relationships ---- */
 
 static int pg_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create)
@@ -1158,6 +1253,10 @@ static const struct datastore_ops pg_ops = {
 	.ca_put = pg_ca_put,
 	.ca_list = pg_ca_list,
 	.ca_delete = pg_ca_delete,
+	.fed_bundle_put = pg_fed_bundle_put,
+	.fed_bundle_get = pg_fed_bundle_get,
+	.fed_bundle_list = pg_fed_bundle_list,
+	.fed_bundle_delete = pg_fed_bundle_delete,
 	.fed_rel_put = pg_fed_rel_put,
 	.fed_rel_get = pg_fed_rel_get,
 	.fed_rel_list = pg_fed_rel_list,

@@ -72,7 +72,18 @@ static const char *const migrations[] = {
 	" not_before INTEGER NOT NULL,"
 	" not_after INTEGER NOT NULL,"
 	" created_at INTEGER NOT NULL);",
-	/* v2. Federation relationships: the validated JSON document per trust domain. */
+	/* v2: federation. The bundles of foreign trust domains, and the trust domains an entry's
+	 * workloads federate with (a JSON array, like selectors). */
+	"CREATE TABLE fed_bundles ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" x509 BLOB,"
+	" jwt_keys TEXT,"
+	" sequence INTEGER NOT NULL,"
+	" refresh_hint INTEGER NOT NULL DEFAULT 0,"
+	" refreshed_at INTEGER NOT NULL,"
+	" source TEXT NOT NULL);"
+	"ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';",
+	/* v3. Federation relationships: the validated JSON document per trust domain. */
 	"CREATE TABLE federation_relationships ("
 	" trust_domain TEXT PRIMARY KEY,"
 	" doc TEXT NOT NULL);",
@@ -87,6 +98,7 @@ enum stmt_id {
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
 	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
+	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST__COUNT
@@ -137,6 +149,16 @@ static const char *const stmt_sql[ST__COUNT] = {
 		      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = ?1",
+	/* ?8: force. Otherwise an older sequence leaves the row alone (sqlite3_changes() = 0). */
+	[ST_FED_PUT] = "INSERT INTO fed_bundles (" FED_BUNDLE_COLS ") VALUES "
+		       "(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (trust_domain) DO UPDATE SET "
+		       "x509 = excluded.x509, jwt_keys = excluded.jwt_keys, "
+		       "sequence = excluded.sequence, refresh_hint = excluded.refresh_hint, "
+		       "refreshed_at = excluded.refreshed_at, source = excluded.source "
+		       "WHERE ?8 OR fed_bundles.sequence <= excluded.sequence",
+	[ST_FED_GET] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles WHERE trust_domain = ?1",
+	[ST_FED_LIST] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles ORDER BY trust_domain",
+	[ST_FED_DELETE] = "DELETE FROM fed_bundles WHERE trust_domain = ?1",
 	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
 			      "VALUES (?1, ?2)",
 	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = ?2 WHERE trust_domain = ?1",
@@ -468,20 +490,25 @@ static int change_one(struct sq *s, sqlite3_stmt *st)
 	return v < 0 ? (int)v : 0;
 }
 
-static int sq_entry_delete(struct datastore *ds, const char *id)
+/* A one-row change keyed by ?1 (a delete) in its own transaction; -ENOENT when none matched. */
+static int change_by_key(struct sq *s, enum stmt_id which, const char *key)
 {
-	struct sq *s = sq_of(ds);
 	int ret = tx_begin(s);
 	if (ret < 0)
 		return ret;
-	sqlite3_stmt *st = stmt(s, ST_ENTRY_DELETE);
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_stmt *st = stmt(s, which);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	ret = change_one(s, st);
 	if (ret < 0) {
 		tx_rollback(s);
 		return ret;
 	}
 	return tx_commit(s);
+}
+
+static int sq_entry_delete(struct datastore *ds, const char *id)
+{
+	return change_by_key(sq_of(ds), ST_ENTRY_DELETE, id);
 }
 
 static int sq_entry_get(struct datastore *ds, const char *id, struct entry **out)
@@ -763,18 +790,7 @@ out:
 
 static int sq_agent_delete(struct datastore *ds, const char *spiffe_id)
 {
-	struct sq *s = sq_of(ds);
-	int ret = tx_begin(s);
-	if (ret < 0)
-		return ret;
-	sqlite3_stmt *st = stmt(s, ST_AGENT_DELETE);
-	sqlite3_bind_text(st, 1, spiffe_id, -1, SQLITE_STATIC);
-	ret = change_one(s, st);
-	if (ret < 0) {
-		tx_rollback(s);
-		return ret;
-	}
-	return tx_commit(s);
+	return change_by_key(sq_of(ds), ST_AGENT_DELETE, spiffe_id);
 }
 
 static int sq_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned)
@@ -875,6 +891,108 @@ static int sq_ca_delete(struct datastore *ds, const char *id)
 	if (ret == 0 && sqlite3_changes(s->db) == 0)
 		ret = -ENOENT;
 	return ret;
+}
+
+/* ---- federated bundles ---- */
+
+static int sq_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, bool force)
+{
+	struct sq *s = sq_of(ds);
+	bool ok;
+	char *jwt = datastore_fed_jwt_text(b, &ok);
+	if (!ok)
+		return -ENOMEM;
+	int ret = tx_begin(s);
+	if (ret < 0)
+		goto out;
+	sqlite3_stmt *st = stmt(s, ST_FED_PUT);
+	sqlite3_bind_text(st, 1, b->trust_domain, -1, SQLITE_STATIC);
+	if (b->x509_len)
+		sqlite3_bind_blob(st, 2, b->x509, (int)b->x509_len, SQLITE_STATIC);
+	if (jwt)
+		sqlite3_bind_text(st, 3, jwt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, b->sequence);
+	sqlite3_bind_int64(st, 5, b->refresh_hint);
+	sqlite3_bind_int64(st, 6, b->refreshed_at);
+	sqlite3_bind_text(st, 7, fed_bundle_source_name(b->source), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 8, force);
+	ret = change_one(s, st);
+	if (ret == -ENOENT)
+		ret = -ESTALE;
+	if (ret < 0) {
+		tx_rollback(s);
+		goto out;
+	}
+	ret = tx_commit(s);
+out:
+	free(jwt);
+	return ret;
+}
+
+static struct fed_bundle *fed_bundle_from_row(sqlite3_stmt *st)
+{
+	const void *x509 = sqlite3_column_blob(st, 1);
+	int x509_len = sqlite3_column_bytes(st, 1);
+	return datastore_fed_bundle_from_cols((const char *)sqlite3_column_text(st, 0), x509,
+					      x509 && x509_len > 0 ? (size_t)x509_len : 0,
+					      (const char *)sqlite3_column_text(st, 2),
+					      sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+					      sqlite3_column_int64(st, 5),
+					      (const char *)sqlite3_column_text(st, 6));
+}
+
+static int sq_fed_bundle_get(struct datastore *ds, const char *trust_domain,
+			     struct fed_bundle **out)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_GET);
+	sqlite3_bind_text(st, 1, trust_domain, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	int ret = 0;
+	if (rc == SQLITE_ROW)
+		ret = (*out = fed_bundle_from_row(st)) ? 0 : -EIO;
+	else if (rc == SQLITE_DONE)
+		ret = -ENOENT;
+	else
+		ret = db_error(s, "federated bundle get");
+	sqlite3_reset(st);
+	return ret;
+}
+
+static int sq_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_LIST);
+	struct fed_bundle **v = NULL;
+	size_t len = 0, cap = 0;
+	int ret = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct fed_bundle *b = fed_bundle_from_row(st);
+		if (!b) {
+			ret = -EIO;
+			break;
+		}
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[len++] = b;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = db_error(s, "federated bundle list");
+	sqlite3_reset(st);
+	if (ret < 0) {
+		fed_bundle_array_free(v, len);
+		return ret;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+static int sq_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
+{
+	return change_by_key(sq_of(ds), ST_FED_DELETE, trust_domain);
 }
 
 /* ---- federation relationships ---- */
@@ -1018,6 +1136,10 @@ static const struct datastore_ops sqlite_ops = {
 	.ca_put = sq_ca_put,
 	.ca_list = sq_ca_list,
 	.ca_delete = sq_ca_delete,
+	.fed_bundle_put = sq_fed_bundle_put,
+	.fed_bundle_get = sq_fed_bundle_get,
+	.fed_bundle_list = sq_fed_bundle_list,
+	.fed_bundle_delete = sq_fed_bundle_delete,
 	.fed_rel_put = sq_fed_rel_put,
 	.fed_rel_get = sq_fed_rel_get,
 	.fed_rel_list = sq_fed_rel_list,

@@ -250,6 +250,8 @@ const struct authz_index *entry_streams_index(struct entry_streams *es)
 		log_error("node API: cannot read the datastore's change journal");
 	} else if (nch) {
 		for (size_t i = 0; i < nch; i++) {
+			if (ch[i].kind == DS_CHANGE_FED_BUNDLE)
+				continue; /* no entry changed */
 			if (ch[i].kind == DS_CHANGE_AGENT) {
 				size_t k = es->n_pend_agents++;
 				es->pend_agents = xrealloc(es->pend_agents,
