@@ -19,6 +19,7 @@
 #include "ca.h"
 #include "cli.h"
 #include "datastore.h"
+#include "federation.h"
 #include "k8s_api.h"
 #include "k8s_bundle.h"
 #include "log.h"
@@ -40,6 +41,7 @@ struct server {
 	struct admin_api *admin;
 	struct server_http *http;
 	struct bundle_endpoint *bundle_ep;
+	struct federation *fed;
 	struct psat *psat;
 	/* The bundle ConfigMap publisher (optional): one publication in flight at a time. */
 	struct k8s_api *k8s;
@@ -92,6 +94,24 @@ static void hook_changed(void *ud)
 {
 	struct server *s = ud;
 	uv_async_send(&s->changed);
+}
+
+static void hook_fed_refresh(void *ud, const char *td)
+{
+	struct server *s = ud;
+	federation_refresh(s->fed, td);
+}
+
+static void hook_fed_deleted(void *ud, const char *td)
+{
+	struct server *s = ud;
+	federation_forget(s->fed, td);
+}
+
+static json_t *hook_fed_state(void *ud, const char *td)
+{
+	struct server *s = ud;
+	return federation_state_json(s->fed, td);
 }
 
 
@@ -335,6 +355,10 @@ static void on_signal(uv_signal_t *sig, int signum)
 	/* The admin API finishes its in-flight requests before it returns. */
 	admin_api_stop(s->admin);
 	s->admin = NULL;
+	/* After the admin API (its hooks call the fetcher), before the loop ends (the fetcher
+	 * wakes it). */
+	federation_stop(s->fed);
+	s->fed = NULL;
 	uv_timer_stop(&s->tick);
 	node_api_shutdown(s->node, node_stopped, s);
 }
@@ -441,12 +465,18 @@ static int cmd_run(int argc, char **argv)
 	loop_ready = true;
 	/* Changes made through other servers (PostgreSQL) wake the loop like the admin API's. */
 	ds_set_change_hook(s->ds, ds_changed, s);
+	s->fed = federation_start(s->ds, s->cfg.trust_domain, hook_changed, s);
+	if (!s->fed)
+		goto out;
 	struct admin_hooks hooks = {
 		.ud = s,
 		.trust_domain = s->cfg.trust_domain,
 		.bundle_pem = hook_bundle_pem,
 		.bundle_spiffe_json = hook_bundle_json,
 		.changed = hook_changed,
+		.fed_refresh = hook_fed_refresh,
+		.fed_deleted = hook_fed_deleted,
+		.fed_state = hook_fed_state,
 		.default_token_ttl = s->cfg.join_token_ttl,
 		.socket_group = s->cfg.admin_socket_group,
 	};
@@ -516,6 +546,7 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	server_http_watch_storage(s->http, s->cfg.data_dir);
+	server_http_set_federation(s->http, s->fed);
 	if (start_bundle_endpoint(s) < 0)
 		goto out;
 	node_address(s);
@@ -532,6 +563,9 @@ static int cmd_run(int argc, char **argv)
 	ret = 0;
 out:
 	admin_api_stop(s->admin);
+	server_http_set_federation(s->http, NULL);
+	federation_stop(s->fed);
+	s->fed = NULL;
 	if (loop_ready) {
 		server_http_stop(s->http);
 		s->http = NULL;

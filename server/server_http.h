@@ -34,6 +34,11 @@ int server_http_port(const struct server_http *h);
  * tried every few seconds, then a datastore write). NULL-safe. Any thread. */
 void server_http_watch_storage(struct server_http *h, const char *data_dir);
 
+/* Adds the federation fetcher's state to /status ("federation") and /metrics. f must outlive h
+ * (or be unset with NULL first). Loop thread. */
+struct federation;
+void server_http_set_federation(struct server_http *h, struct federation *f);
+
 /* `lanyard-server healthcheck [--config FILE]`: 0 when /ready answers 200, else 1 with the
  * reason on stderr. argv[0] is "healthcheck". */
 int server_healthcheck_main(int argc, char **argv);
