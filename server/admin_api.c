@@ -19,7 +19,9 @@
 
 #include <microhttpd.h>
 
+#include "bundle.h"
 #include "entry.h"
+#include "fed_bundle.h"
 #include "log.h"
 #include "spiffeid.h"
 #include "unix_socket.h"
@@ -307,6 +309,7 @@ static unsigned int ds_status(int ret)
 	case -ENOENT: return MHD_HTTP_NOT_FOUND;
 	case -EEXIST: return MHD_HTTP_CONFLICT;
 	case -EINVAL: return MHD_HTTP_BAD_REQUEST;
+	case -ESTALE: return MHD_HTTP_CONFLICT;
 	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
@@ -715,6 +718,136 @@ static void h_bundle(struct call *c, struct reply *r)
 	r->content_type = pem ? "text/plain" : "application/json";
 }
 
+/* ---- federated bundles ---- */
+
+/* The trust domain a federated bundle call names ("td" or "spiffe://td"), validated and not our
+ * own; NULL with r set otherwise. Points into s. */
+static const char *foreign_td(struct admin_api *api, const char *s, struct reply *r)
+{
+	char why[256];
+	if (!s || !*s) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "trust_domain is required");
+		return NULL;
+	}
+	const char *td = strncmp(s, "spiffe://", 9) == 0 ? s + 9 : s;
+	if (trust_domain_validate(td, why, sizeof(why)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid trust domain \"%.256s\": %s", s, why);
+		return NULL;
+	}
+	if (strcmp(td, api->trust_domain) == 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s is this server's own trust domain: its bundle "
+			    "is managed by the CA, not set by hand", td);
+		return NULL;
+	}
+	return td;
+}
+
+static void h_fed_bundle_list(struct call *c, struct reply *r)
+{
+	struct fed_bundle **v = NULL;
+	size_t n = 0;
+	if (ds_fed_bundle_list(c->api->ds, &v, &n) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list federated bundles");
+		return;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, fed_bundle_summary_json(v[i]));
+	fed_bundle_array_free(v, n);
+	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "bundles", a) : NULL);
+}
+
+/* The summary, the SPIFFE bundle document ("spiffe_bundle") and the PEM of the X.509
+ * authorities ("pem"). */
+static void h_fed_bundle_show(struct call *c, struct reply *r)
+{
+	const char *td = foreign_td(c->api, query(c, "trust_domain"), r);
+	struct fed_bundle *b = NULL;
+	if (!td)
+		return;
+	int ret = ds_fed_bundle_get(c->api->ds, td, &b);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -ENOENT ? "no federated bundle for %s" :
+			    "cannot read the federated bundle of %s", td);
+		return;
+	}
+	json_t *j = fed_bundle_summary_json(b);
+	char *doc = fed_bundle_to_spiffe_json(b);
+	char *pem = b->x509_len ? bundle_to_pem(b->x509, b->x509_len) : xstrdup("");
+	json_t *docj = doc ? json_loads(doc, 0, NULL) : NULL;
+	if (j && docj && pem && json_object_set_new(j, "spiffe_bundle", docj) == 0 &&
+	    json_object_set_new(j, "pem", json_string(pem)) == 0) {
+		reply_json(r, MHD_HTTP_OK, j);
+	} else {
+		json_decref(j);
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot encode the bundle of %s", td);
+	}
+	free(doc);
+	free(pem);
+	fed_bundle_free(b);
+}
+
+/* {"trust_domain", "bundle": PEM or SPIFFE bundle document text}. Without a sequence in the
+ * document, the stored one plus one: workloads see a new version. */
+static void h_fed_bundle_set(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "trust_domain", "bundle", NULL };
+	struct fed_bundle *b = NULL, *old = NULL;
+	const char *td, *doc;
+	char err[512];
+	bool has_seq = false;
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(td = body_string(o, "trust_domain", r)) ||
+	    !(td = foreign_td(c->api, td, r)) || !(doc = body_string(o, "bundle", r)))
+		goto out;
+	if (fed_bundle_parse(td, doc, strlen(doc), &b, &has_seq, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "bundle for %s: %s", td, err);
+		goto out;
+	}
+	if (!has_seq && ds_fed_bundle_get(c->api->ds, td, &old) == 0)
+		b->sequence = old->sequence + 1;
+	int ret = ds_fed_bundle_put(c->api->ds, b, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "%s", err);
+		goto out;
+	}
+	log_info("admin: federated bundle of %s set (sequence %lld, %zu X.509 and %zu JWT "
+		 "authorities)", td, (long long)b->sequence, fed_bundle_x509_count(b),
+		 jwks_count(b->jwt));
+	struct fed_bundle *stored = NULL;
+	if (ds_fed_bundle_get(c->api->ds, td, &stored) == 0)
+		reply_json(r, MHD_HTTP_OK, fed_bundle_summary_json(stored));
+	else
+		reply_json(r, MHD_HTTP_OK, fed_bundle_summary_json(b));
+	fed_bundle_free(stored);
+	notify_changed(c);
+out:
+	fed_bundle_free(b);
+	fed_bundle_free(old);
+	json_decref(o);
+}
+
+static void h_fed_bundle_delete(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "trust_domain", NULL };
+	const char *td;
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(td = body_string(o, "trust_domain", r)) ||
+	    !(td = foreign_td(c->api, td, r)))
+		goto out;
+	int ret = ds_fed_bundle_delete(c->api->ds, td);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -ENOENT ? "no federated bundle for %s" :
+			    "cannot delete the federated bundle of %s", td);
+		goto out;
+	}
+	log_info("admin: federated bundle of %s deleted", td);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", "deleted", td));
+	notify_changed(c);
+out:
+	json_decref(o);
+}
+
 static void h_health(struct call *c, struct reply *r)
 {
 	if (ds_ping(c->api->ds) < 0) {
@@ -735,6 +868,11 @@ static const struct route routes[] = {
 	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
 	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
 	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
+	{ .path = "/v1/federated_bundles", .by_method = { [M_GET] = h_fed_bundle_list } },
+	{ .path = "/v1/federated_bundles/show", .by_method = { [M_GET] = h_fed_bundle_show } },
+	{ .path = "/v1/federated_bundles/set", .by_method = { [M_POST] = h_fed_bundle_set } },
+	{ .path = "/v1/federated_bundles/delete",
+	  .by_method = { [M_POST] = h_fed_bundle_delete } },
 	{ .path = "/v1/federations", .by_method = { [M_GET] = h_fed_list, [M_POST] = h_fed_create } },
 	{ .path = "/v1/federations/", .prefix = true,
 	  .by_method = { [M_GET] = h_fed_show, [M_POST] = h_fed_refresh, [M_PUT] = h_fed_update,

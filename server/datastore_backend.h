@@ -15,7 +15,7 @@
 
 /* The columns of the tables every SQL backend has, in the order their row readers expect. */
 #define ENTRY_COLS "id, spiffe_id, parent_id, selectors, x509_svid_ttl, jwt_svid_ttl, dns_names, " \
-		   "hint, admin, downstream, expires_at, revision, created_at"
+		   "hint, admin, downstream, expires_at, revision, created_at, federates_with"
 #define AGENT_COLS "spiffe_id, attestor, selectors, aliases, serial, not_after, created_at, " \
 		   "last_seen, banned"
 #define FED_BUNDLE_COLS "trust_domain, x509, jwt_keys, sequence, refresh_hint, refreshed_at, source"

@@ -28,7 +28,7 @@
 #include "log.h"
 #include "util.h"
 
-#define MAX_PARAMS 13
+#define MAX_PARAMS 14
 #define TX_ATTEMPTS 6
 #define BACKOFF_BASE_MS 5
 /* Any number: the key of the advisory lock held while migrating. */
@@ -135,10 +135,10 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at) VALUES ($1, $2, $3) "
 			  "RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL "', '') FROM c",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
-			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12) RETURNING revision",
+			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12, $13) RETURNING revision",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = $2, parent_id = $3, selectors = $4, "
 			    "x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, hint = $8, "
-			    "admin = $9, downstream = $10, expires_at = $11, "
+			    "admin = $9, downstream = $10, expires_at = $11, federates_with = $12, "
 			    "revision = nextval('entry_revision') WHERE id = $1 "
 			    "RETURNING revision, created_at",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = $1",
@@ -522,7 +522,9 @@ static struct entry *entry_from_row(const PGresult *r, int row)
 	e->spiffe_id = r_strdup(r, row, 1);
 	e->parent_id = r_strdup(r, row, 2);
 	if (datastore_strv_from_text(PQgetvalue(r, row, 3), &e->selectors, &e->n_selectors) < 0 ||
-	    datastore_strv_from_text(PQgetvalue(r, row, 6), &e->dns_names, &e->n_dns_names) < 0) {
+	    datastore_strv_from_text(PQgetvalue(r, row, 6), &e->dns_names, &e->n_dns_names) < 0 ||
+	    datastore_strv_from_text(PQgetvalue(r, row, 13), &e->federates_with,
+				     &e->n_federates_with) < 0) {
 		log_error("datastore: entry %s: corrupt list column", e->id);
 		entry_free(e);
 		return NULL;
@@ -564,7 +566,7 @@ static int entries_from_result(const PGresult *r, const struct entry_filter *f,
 struct entry_write {
 	struct entry *e;
 	bool update;
-	const char *sel, *dns;
+	const char *sel, *dns, *fed;
 	char *err;
 	size_t errlen;
 };
@@ -624,6 +626,7 @@ static int entry_write_body(struct pg *p, struct pgc *c, void *arg)
 	p_int(&pa, e->expires_at);
 	if (!w->update)
 		p_int(&pa, e->created_at);
+	p_str(&pa, w->fed);
 	ret = run(p, c, w->update ? ST_ENTRY_UPDATE : ST_ENTRY_INSERT, &pa, &r);
 	if (ret == -EEXIST)
 		snprintf(w->err, w->errlen, "an entry with the same SPIFFE ID, parent ID and "
@@ -648,13 +651,14 @@ static int entry_write(struct pg *p, struct entry *e, bool update, char *err, si
 	entry_normalize(e);
 	char *sel = datastore_strv_to_text(e->selectors, e->n_selectors);
 	char *dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
+	char *fed = datastore_strv_to_text(e->federates_with, e->n_federates_with);
 	int ret = -ENOMEM;
-	if (!sel || !dns) {
+	if (!sel || !dns || !fed) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	struct entry_write w = {.e = e, .update = update, .sel = sel, .dns = dns, .err = err,
-				.errlen = errlen};
+	struct entry_write w = {.e = e, .update = update, .sel = sel, .dns = dns, .fed = fed,
+				.err = err, .errlen = errlen};
 	err[0] = '\0';
 	ret = with_conn(p, true, entry_write_body, &w);
 	if (ret < 0) {
@@ -666,6 +670,7 @@ static int entry_write(struct pg *p, struct entry *e, bool update, char *err, si
 out:
 	free(sel);
 	free(dns);
+	free(fed);
 	return ret;
 }
 

@@ -112,11 +112,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
 			"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES "
-			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = ?2, parent_id = ?3, selectors = ?4, "
 			    "x509_svid_ttl = ?5, jwt_svid_ttl = ?6, dns_names = ?7, hint = ?8, "
 			    "admin = ?9, downstream = ?10, expires_at = ?11, revision = ?12, "
-			    "created_at = ?13 WHERE id = ?1",
+			    "created_at = ?13, federates_with = ?14 WHERE id = ?1",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = ?1",
 	[ST_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ?1",
 	[ST_ENTRY_FIND_DUP] = "SELECT id FROM entries WHERE spiffe_id = ?1 AND parent_id = ?2 "
@@ -284,7 +284,9 @@ static struct entry *entry_from_row(struct sq *s, sqlite3_stmt *st)
 	if (datastore_strv_from_text((const char *)sqlite3_column_text(st, 3), &e->selectors,
 			   &e->n_selectors) < 0 ||
 	    datastore_strv_from_text((const char *)sqlite3_column_text(st, 6), &e->dns_names,
-			   &e->n_dns_names) < 0) {
+			   &e->n_dns_names) < 0 ||
+	    datastore_strv_from_text((const char *)sqlite3_column_text(st, 13), &e->federates_with,
+			   &e->n_federates_with) < 0) {
 		log_error("datastore: entry %s: corrupt list column", e->id);
 		entry_free(e);
 		return NULL;
@@ -301,9 +303,15 @@ static struct entry *entry_from_row(struct sq *s, sqlite3_stmt *st)
 	return e;
 }
 
-/* Binds all 13 entry columns; sel and dns are the JSON texts, owned by the caller. */
-static void entry_bind(sqlite3_stmt *st, const struct entry *e, const char *sel, const char *dns)
+/* The JSON texts of an entry's list columns, owned by the caller of entry_bind. */
+struct entry_lists {
+	char *sel, *dns, *fed;
+};
+
+/* Binds all 14 entry columns. */
+static void entry_bind(sqlite3_stmt *st, const struct entry *e, const struct entry_lists *l)
 {
+	const char *sel = l->sel, *dns = l->dns;
 	sqlite3_bind_text(st, 1, e->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, e->spiffe_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, e->parent_id, -1, SQLITE_STATIC);
@@ -320,6 +328,7 @@ static void entry_bind(sqlite3_stmt *st, const struct entry *e, const char *sel,
 	sqlite3_bind_int64(st, 11, e->expires_at);
 	sqlite3_bind_int64(st, 12, e->revision);
 	sqlite3_bind_int64(st, 13, e->created_at);
+	sqlite3_bind_text(st, 14, l->fed, -1, SQLITE_STATIC);
 }
 
 /* Looks for another entry with the same identity; 0 when none, -EEXIST (with err) or -EIO. */
@@ -349,14 +358,16 @@ static int entry_check_dup(struct sq *s, const struct entry *e, const char *sel,
 /* The common part of create and update: e is complete (id, created_at) except the revision. */
 static int entry_write(struct sq *s, struct entry *e, enum stmt_id which, char *err, size_t errlen)
 {
-	char *sel = NULL, *dns = NULL;
+	struct entry_lists l;
 	int ret = -ENOMEM;
 	int64_t rev;
 
 	entry_normalize(e);
-	sel = datastore_strv_to_text(e->selectors, e->n_selectors);
-	dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
-	if (!sel || !dns) {
+	l.sel = datastore_strv_to_text(e->selectors, e->n_selectors);
+	l.dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
+	l.fed = datastore_strv_to_text(e->federates_with, e->n_federates_with);
+	const char *sel = l.sel;
+	if (!l.sel || !l.dns || !l.fed) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -372,7 +383,7 @@ static int entry_write(struct sq *s, struct entry *e, enum stmt_id which, char *
 	int64_t old_rev = e->revision;
 	e->revision = rev;
 	sqlite3_stmt *st = stmt(s, which);
-	entry_bind(st, e, sel, dns);
+	entry_bind(st, e, &l);
 	ret = exec_done(s, st);
 	if (ret < 0) {
 		e->revision = old_rev;
@@ -383,8 +394,9 @@ static int entry_write(struct sq *s, struct entry *e, enum stmt_id which, char *
 			snprintf(err, errlen, "database error");
 	}
 out:
-	free(sel);
-	free(dns);
+	free(l.sel);
+	free(l.dns);
+	free(l.fed);
 	return ret;
 }
 

@@ -181,8 +181,8 @@ static bool looks_like_json(const char *data, size_t len)
 	return false;
 }
 
-static int parse_document(struct fed_bundle *b, const char *data, size_t len, char *err,
-			  size_t errlen)
+static int parse_document(struct fed_bundle *b, const char *data, size_t len, bool *has_seq,
+			  char *err, size_t errlen)
 {
 	char why[256];
 	if (looks_like_json(data, len)) {
@@ -191,6 +191,7 @@ static int parse_document(struct fed_bundle *b, const char *data, size_t len, ch
 					    why, sizeof(why)) < 0)
 			return errorf(err, errlen, "not a SPIFFE bundle document: %s", why), -EINVAL;
 		b->sequence = seq < 0 ? 0 : seq;
+		*has_seq = seq >= 0;
 		b->refresh_hint = hint < 0 ? 0 : hint;
 		if (jwks_count(b->jwt) == 0) {
 			jwks_free(b->jwt);
@@ -209,10 +210,11 @@ static int parse_document(struct fed_bundle *b, const char *data, size_t len, ch
 }
 
 int fed_bundle_parse(const char *trust_domain, const char *data, size_t len,
-		     struct fed_bundle **out, char *err, size_t errlen)
+		     struct fed_bundle **out, bool *has_sequence, char *err, size_t errlen)
 {
 	struct fed_bundle *b = NULL;
 	int ret = -EINVAL;
+	bool has_seq = false;
 	*out = NULL;
 	if (!data || len == 0) {
 		errorf(err, errlen, "empty bundle document");
@@ -226,8 +228,11 @@ int fed_bundle_parse(const char *trust_domain, const char *data, size_t len,
 	b = xcalloc(1, sizeof(*b));
 	b->trust_domain = xstrdup(trust_domain ? trust_domain : "");
 	b->source = FED_SOURCE_MANUAL;
-	if (parse_document(b, data, len, err, errlen) < 0 || fed_bundle_validate(b, err, errlen) < 0)
+	if (parse_document(b, data, len, &has_seq, err, errlen) < 0 ||
+	    fed_bundle_validate(b, err, errlen) < 0)
 		goto out;
+	if (has_sequence)
+		*has_sequence = has_seq;
 	*out = b;
 	b = NULL;
 	ret = 0;

@@ -62,12 +62,13 @@ char *fed_bundle_to_spiffe_json(const struct fed_bundle *b);
  * kind, sequence >= 0, a known source. 0, or -EINVAL with the reason in err. */
 int fed_bundle_validate(const struct fed_bundle *b, char *err, size_t errlen);
 
-/* Builds a bundle of trust_domain from a document: PEM CERTIFICATE blocks (sequence 0,
- * no JWT authorities) or a SPIFFE bundle document (a JSON object: its keys, spiffe_sequence and
- * spiffe_refresh_hint). source is FED_SOURCE_MANUAL, refreshed_at 0 (the datastore sets
- * neither). The result is validated (fed_bundle_validate). 0, or -EINVAL with the reason in
- * err; *out is the caller's. */
+/* Builds a bundle of trust_domain from a document: PEM CERTIFICATE blocks (no JWT authorities)
+ * or a SPIFFE bundle document (a JSON object: its keys, spiffe_sequence and
+ * spiffe_refresh_hint). The sequence is 0 when the document has none (PEM always), and
+ * *has_sequence (may be NULL) says whether it had one. source is FED_SOURCE_MANUAL,
+ * refreshed_at 0. The result is validated (fed_bundle_validate). 0, or -EINVAL with the reason
+ * in err; *out is the caller's. */
 int fed_bundle_parse(const char *trust_domain, const char *data, size_t len,
-		     struct fed_bundle **out, char *err, size_t errlen);
+		     struct fed_bundle **out, bool *has_sequence, char *err, size_t errlen);
 
 #endif

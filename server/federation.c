@@ -426,7 +426,7 @@ static int fetch_one(struct federation *f, const struct fed_relationship *rel, i
 		errorf(err, errlen, "the bundle document has no X.509 authority");
 		goto out;
 	}
-	if (fed_bundle_parse(rel->trust_domain, body, len, &b, why, sizeof(why)) < 0) {
+	if (fed_bundle_parse(rel->trust_domain, body, len, &b, NULL, why, sizeof(why)) < 0) {
 		errorf(err, errlen, "unusable bundle document: %s", why);
 		goto out;
 	}

@@ -18,6 +18,7 @@
 #include "entry.h"
 #include "fed_bundle.h"
 #include "keys.h"
+#include "strv.h"
 #include "util.h"
 #include "x509.h"
 
@@ -980,6 +981,46 @@ static void fed_bundles(void **state)
 	fed_bundle_free(other);
 }
 
+/* federates_with is stored sorted and unique, replaced on update, cleared with an empty list. */
+static void entry_federates_with(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *e = mk_entry("spiffe://" TD "/fed", "spiffe://" TD "/agent/1", "unix:uid:1", NULL);
+	e->n_federates_with = 3;
+	e->federates_with = xcalloc(3, sizeof(char *));
+	e->federates_with[0] = xstrdup("two.test");
+	e->federates_with[1] = xstrdup("a.test");
+	e->federates_with[2] = xstrdup("two.test");
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	struct entry *got = NULL;
+	assert_int_equal(ds_entry_get(f->ds, e->id, &got), 0);
+	assert_int_equal(got->n_federates_with, 2);
+	assert_string_equal(got->federates_with[0], "a.test");
+	assert_string_equal(got->federates_with[1], "two.test");
+	/* Update: the stored list is replaced, then cleared. */
+	free(got->federates_with[0]);
+	got->federates_with[0] = xstrdup("three.test");
+	assert_int_equal(ds_entry_update(f->ds, got, err, sizeof(err)), 0);
+	struct entry *again = NULL;
+	assert_int_equal(ds_entry_get(f->ds, e->id, &again), 0);
+	assert_int_equal(again->n_federates_with, 2);
+	assert_string_equal(again->federates_with[0], "three.test");
+	entry_free(again);
+	strv_free(got->federates_with, got->n_federates_with);
+	got->federates_with = NULL;
+	got->n_federates_with = 0;
+	assert_int_equal(ds_entry_update(f->ds, got, err, sizeof(err)), 0);
+	struct entry **all = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_entry_list(f->ds, NULL, &all, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(all[0]->n_federates_with, 0);
+	entry_array_free(all, n);
+	entry_free(got);
+	entry_free(e);
+}
+
 struct fed_race {
 	struct datastore *ds;
 	struct fed_bundle *b;
@@ -1037,6 +1078,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(change_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_feed_gap, setup, teardown),
 		cmocka_unit_test_setup_teardown(fed_bundles, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_federates_with, setup, teardown),
 		cmocka_unit_test_setup_teardown(fed_bundle_put_race, setup, teardown),
 		cmocka_unit_test(change_journal_cap),
 		cmocka_unit_test(bad_path_reported),
