@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Federation between two trust domains (issue #13): one.test and two.test, each a lanyard-server
+# with an https_spiffe bundle endpoint, federate both ways and each stores the other's bundle.
+# Attacks on the fetcher fail and keep the last good bundle: an endpoint presenting a SPIFFE ID
+# other than the configured one; an endpoint (three.test, a fake under the test's control)
+# serving a malformed document, an oversized one, an older sequence. `federation delete` removes
+# the fetched bundle. The bundle endpoint answers 404/405 off GET /.
+source "$(dirname "$0")/lib.sh"
+
+declare -A EP
+# start_td NAME: a server for trust domain NAME with a bundle endpoint (refresh hint 5 s).
+start_td() {
+	local n=$1
+	mkdir -p "$T/$n"
+	EP[$n]=$(free_port)
+	cat >"$T/$n.json" <<JSON
+{
+  "trust_domain": "$n",
+  "data_dir": "$T/$n/data",
+  "bind_address": "127.0.0.1",
+  "bind_port": $(free_port),
+  "admin_socket": "$T/$n/admin.sock",
+  "http_address": "127.0.0.1",
+  "http_port": $(free_port),
+  "log_level": "debug",
+  "bundle_endpoint_address": "127.0.0.1",
+  "bundle_endpoint_port": ${EP[$n]},
+  "bundle_endpoint_refresh_hint": "5s"
+}
+JSON
+	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
+	PIDS+=("$!")
+	wait_for 30 "$BIN/lanyard-server" bundle show --socket "$T/$n/admin.sock" ||
+		fail "server $n did not come up"
+}
+
+s() { # s NAME args...: the CLI of server NAME
+	local n=$1
+	shift
+	"$BIN/lanyard-server" "$@" --socket "$T/$n/admin.sock"
+}
+
+# seq_of NAME TD: the sequence of TD's bundle stored by NAME ("none" when absent).
+seq_of() {
+	s "$1" bundle list --output json | $PY -c '
+import json, sys
+b = [x for x in json.load(sys.stdin)["bundles"] if x["trust_domain"] == sys.argv[1]]
+print(b[0]["sequence"] if b else "none")' "$2"
+}
+
+has_bundle() { [ "$(seq_of "$1" "$2")" != none ]; }
+no_bundle() { [ "$(seq_of "$1" "$2")" = none ]; }
+seq_is() { [ "$(seq_of "$1" "$2")" = "$3" ]; }
+logged() { grep -qF -- "$2" "$T/server-$1.log"; }
+
+start_td one.test
+start_td two.test
+
+# The bundle endpoint itself.
+code=$(curl -sk -o "$T/doc.json" -w '%{http_code}' "https://127.0.0.1:${EP[one.test]}/")
+[ "$code" = 200 ] || fail "GET / answered $code"
+$PY - "$T/doc.json" <<'PY' || fail "the bundle document is not a SPIFFE bundle"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["spiffe_refresh_hint"] == 5 and d["spiffe_sequence"] >= 1, d
+assert any(k["use"] == "x509-svid" and len(k["x5c"]) == 1 for k in d["keys"]), d
+assert any(k["use"] == "jwt-svid" and k["kid"] for k in d["keys"]), d
+PY
+[ "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:${EP[one.test]}/other")" = 404 ] ||
+	fail "another path is not 404"
+[ "$(curl -sk -o /dev/null -w '%{http_code}' -X POST "https://127.0.0.1:${EP[one.test]}/")" = 405 ] ||
+	fail "POST is not 405"
+echo | openssl s_client -connect "127.0.0.1:${EP[one.test]}" 2>/dev/null |
+	openssl x509 -noout -ext subjectAltName | grep -qF 'URI:spiffe://one.test/lanyard/server' ||
+	fail "the endpoint does not present spiffe://one.test/lanyard/server"
+ok "bundle endpoint: GET / is the bundle, 404 and 405 elsewhere, SVID of the server's ID"
+
+# Federate both ways; the initial bundles come out of band (bundle show).
+s one.test bundle show >"$T/one.pem"
+s two.test bundle show >"$T/two.pem"
+s one.test federation create --trust-domain two.test \
+	--bundle-endpoint-url "https://127.0.0.1:${EP[two.test]}/" --profile https_spiffe \
+	--endpoint-spiffe-id spiffe://two.test/lanyard/server --trust-bundle "$T/two.pem" >/dev/null
+s two.test federation create --trust-domain one.test \
+	--bundle-endpoint-url "https://127.0.0.1:${EP[one.test]}/" \
+	--endpoint-spiffe-id spiffe://one.test/lanyard/server --trust-bundle "$T/one.pem" >/dev/null
+wait_for 30 has_bundle one.test two.test || fail "one.test did not fetch two.test's bundle"
+wait_for 30 has_bundle two.test one.test || fail "two.test did not fetch one.test's bundle"
+s one.test federation show --trust-domain two.test --output json | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["state"]["last_success"] > 0 and d["state"]["failures"] == 0, d' ||
+	fail "federation show has no fetch state"
+s one.test federation list | grep -q 'two.test' || fail "federation list does not list two.test"
+curl -s "http://127.0.0.1:$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["http_port"])' "$T/one.test.json")/metrics" >"$T/metrics"
+grep -q 'lanyard_server_federation_fetches_total{trust_domain="two.test",result="ok"}' "$T/metrics" ||
+	fail "no federation metrics"
+ok "one.test and two.test fetched each other's bundle over https_spiffe"
+
+# A bundle endpoint presenting another SPIFFE ID than configured is refused; the bundle stays.
+seq=$(seq_of one.test two.test)
+s one.test federation update --trust-domain two.test \
+	--endpoint-spiffe-id spiffe://two.test/not-the-server >/dev/null
+s one.test federation refresh --trust-domain two.test >/dev/null
+wait_for 30 logged one.test "presented SPIFFE ID spiffe://two.test/lanyard/server, not spiffe://two.test/not-the-server" ||
+	fail "a wrong endpoint SPIFFE ID was not refused"
+seq_is one.test two.test "$seq" || fail "the last good bundle of two.test was not kept"
+s one.test federation update --trust-domain two.test \
+	--endpoint-spiffe-id spiffe://two.test/lanyard/server >/dev/null
+last_ok() {
+	s one.test federation show --trust-domain two.test --output json | $PY -c '
+import json, sys
+d = json.load(sys.stdin)["state"]
+sys.exit(0 if "last_error" not in d else 1)'
+}
+wait_for 30 last_ok || fail "the right endpoint SPIFFE ID does not work again"
+ok "a wrong endpoint SPIFFE ID is refused and the last good bundle kept; the right one works"
+
+# three.test: a fake endpoint serving what the test wants.
+mkdir -p "$T/fake"
+FAKE_PORT=$(free_port)
+$PY "$SRC/tests/integration/fake_bundle_endpoint.py" "$T/fake" three.test \
+	spiffe://three.test/endpoint "$FAKE_PORT" >"$T/fake.log" 2>&1 &
+PIDS+=("$!")
+wait_for 20 test -s "$T/fake/valid.3.json" || fail "fake endpoint did not start"
+cp "$T/fake/valid.2.json" "$T/fake/body"
+wait_for 20 grep -q ready "$T/fake.log" || fail "fake endpoint is not ready"
+s one.test federation create --trust-domain three.test \
+	--bundle-endpoint-url "https://127.0.0.1:$FAKE_PORT/" \
+	--endpoint-spiffe-id spiffe://three.test/endpoint --trust-bundle "$T/fake/ca.pem" >/dev/null
+wait_for 30 seq_is one.test three.test 2 || fail "three.test's valid bundle was not fetched"
+
+printf '{"keys":[{"use":"x509-svid","x5c":["not base64!"]}],"spiffe_sequence":9}' >"$T/fake/body"
+s one.test federation refresh --trust-domain three.test >/dev/null
+wait_for 30 logged one.test "bundle of three.test from https://127.0.0.1:$FAKE_PORT/ refused, last good bundle kept: malformed bundle document" ||
+	fail "a malformed document was not refused"
+seq_is one.test three.test 2 || fail "a malformed document replaced the bundle"
+
+$PY -c 'import sys; sys.stdout.write("{\"keys\":[]" + " " * (2 << 20) + "}")' >"$T/fake/body"
+s one.test federation refresh --trust-domain three.test >/dev/null
+wait_for 30 logged one.test "refused, last good bundle kept: the response is larger than" ||
+	fail "an oversized document was not refused"
+seq_is one.test three.test 2 || fail "an oversized document replaced the bundle"
+
+cp "$T/fake/valid.1.json" "$T/fake/body"
+s one.test federation refresh --trust-domain three.test >/dev/null
+wait_for 30 logged one.test "sequence 1 is older than the stored one (2)" ||
+	fail "an older sequence was not refused"
+seq_is one.test three.test 2 || fail "an older sequence replaced the bundle"
+
+cp "$T/fake/valid.3.json" "$T/fake/body"
+s one.test federation refresh --trust-domain three.test >/dev/null
+wait_for 30 seq_is one.test three.test 3 || fail "a newer valid bundle was not taken after the refusals"
+ok "malformed, oversized and older documents are refused with the last good bundle kept"
+
+# Deleting a relationship removes the bundle fetched through it.
+s one.test federation delete --trust-domain three.test >/dev/null
+wait_for 10 no_bundle one.test three.test || fail "federation delete left the bundle"
+s one.test federation show --trust-domain three.test >/dev/null 2>&1 &&
+	fail "the deleted relationship is still shown"
+has_bundle one.test two.test || fail "deleting three.test touched two.test"
+ok "federation delete removes the relationship and its bundle"
