@@ -160,3 +160,24 @@ s one.test federation show --trust-domain three.test >/dev/null 2>&1 &&
 	fail "the deleted relationship is still shown"
 has_bundle one.test two.test || fail "deleting three.test touched two.test"
 ok "federation delete removes the relationship and its bundle"
+
+# A bundle endpoint port in use: one clear error, exit 1.
+mkdir -p "$T/clash"
+cat >"$T/clash.json" <<JSON
+{
+  "trust_domain": "clash.test",
+  "data_dir": "$T/clash/data",
+  "bind_address": "127.0.0.1",
+  "bind_port": 0,
+  "admin_socket": "$T/clash/admin.sock",
+  "http_port": 0,
+  "bundle_endpoint_address": "127.0.0.1",
+  "bundle_endpoint_port": ${EP[one.test]}
+}
+JSON
+rc=0
+timeout 30 "$BIN/lanyard-server" run --config "$T/clash.json" >"$T/clash.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "a bundle endpoint port in use: exit $rc, not 1"
+grep -q 'bundle endpoint (bundle_endpoint_address, bundle_endpoint_port): 127.0.0.1 port [0-9]*: cannot listen: Address already in use' "$T/clash.log" ||
+	fail "no clear error for the port in use: $(cat "$T/clash.log")"
+ok "a bundle endpoint port in use stops the server with one error naming the keys"
