@@ -7,51 +7,7 @@
 # the fetched bundle. The bundle endpoint answers 404/405 off GET /.
 source "$(dirname "$0")/lib.sh"
 
-declare -A EP
-# start_td NAME: a server for trust domain NAME with a bundle endpoint (refresh hint 5 s).
-start_td() {
-	local n=$1
-	mkdir -p "$T/$n"
-	EP[$n]=$(free_port)
-	cat >"$T/$n.json" <<JSON
-{
-  "trust_domain": "$n",
-  "data_dir": "$T/$n/data",
-  "bind_address": "127.0.0.1",
-  "bind_port": $(free_port),
-  "admin_socket": "$T/$n/admin.sock",
-  "http_address": "127.0.0.1",
-  "http_port": $(free_port),
-  "log_level": "debug",
-  "bundle_endpoint_address": "127.0.0.1",
-  "bundle_endpoint_port": ${EP[$n]},
-  "bundle_endpoint_refresh_hint": "5s"
-}
-JSON
-	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
-	PIDS+=("$!")
-	wait_for 30 "$BIN/lanyard-server" bundle show --socket "$T/$n/admin.sock" ||
-		fail "server $n did not come up"
-}
-
-s() { # s NAME args...: the CLI of server NAME
-	local n=$1
-	shift
-	"$BIN/lanyard-server" "$@" --socket "$T/$n/admin.sock"
-}
-
-# seq_of NAME TD: the sequence of TD's bundle stored by NAME ("none" when absent).
-seq_of() {
-	s "$1" bundle list --output json | $PY -c '
-import json, sys
-b = [x for x in json.load(sys.stdin)["bundles"] if x["trust_domain"] == sys.argv[1]]
-print(b[0]["sequence"] if b else "none")' "$2"
-}
-
-has_bundle() { [ "$(seq_of "$1" "$2")" != none ]; }
-no_bundle() { [ "$(seq_of "$1" "$2")" = none ]; }
-seq_is() { [ "$(seq_of "$1" "$2")" = "$3" ]; }
-logged() { grep -qF -- "$2" "$T/server-$1.log"; }
+source "$(dirname "$0")/fed_lib.sh"
 
 start_td one.test
 start_td two.test
@@ -92,7 +48,7 @@ d = json.load(sys.stdin)
 assert d["state"]["last_success"] > 0 and d["state"]["failures"] == 0, d' ||
 	fail "federation show has no fetch state"
 s one.test federation list | grep -q 'two.test' || fail "federation list does not list two.test"
-curl -s "http://127.0.0.1:$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["http_port"])' "$T/one.test.json")/metrics" >"$T/metrics"
+curl -s "http://127.0.0.1:${HTTPP[one.test]}/metrics" >"$T/metrics"
 grep -q 'lanyard_server_federation_fetches_total{trust_domain="two.test",result="ok"}' "$T/metrics" ||
 	fail "no federation metrics"
 ok "one.test and two.test fetched each other's bundle over https_spiffe"

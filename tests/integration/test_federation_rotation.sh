@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A CA rotation in a federated trust domain reaches the other side before the new authority signs
+# anything: two.test rotates fast (ca_ttl 120s: the next authority is prepared, and published on
+# its bundle endpoint, at 60 s and signs from 100 s); one.test, fetching every 5 s (the refresh
+# hint), must store it while two.test still lists it as "prepared". Figures are printed, not
+# asserted.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fed_lib.sh"
+
+start_td one.test
+start_td two.test '"ca_ttl": "120s", "default_x509_svid_ttl": "30s", "agent_svid_ttl": "30s"'
+"$BIN/lanyard-server" bundle show --socket "$T/two.test/admin.sock" >"$T/two.pem"
+s one.test federation create --trust-domain two.test \
+	--bundle-endpoint-url "https://127.0.0.1:${EP[two.test]}/" \
+	--endpoint-spiffe-id spiffe://two.test/lanyard/server --trust-bundle "$T/two.pem" >/dev/null
+wait_for 30 has_bundle one.test two.test || fail "one.test did not fetch two.test's bundle"
+
+# prepared_sha: the SHA-256 of two.test's prepared authority ("" while there is none).
+prepared_sha() {
+	curl -s "http://127.0.0.1:${HTTPP[two.test]}/status" | $PY -c '
+import json, sys
+a = [x for x in json.load(sys.stdin)["ca"]["authorities"] if x["state"] == "prepared"]
+print(a[0]["sha256"] if a else "")'
+}
+has_prepared() { [ -n "$(prepared_sha)" ]; }
+# fetched_has SHA: one.test's stored bundle of two.test holds the certificate with that SHA-256.
+fetched_has() {
+	s one.test bundle show --trust-domain two.test --output json | $PY -c '
+import base64, hashlib, json, re, sys
+pem = json.load(sys.stdin)["pem"]
+ders = [base64.b64decode("".join(b.split())) for b in
+        re.findall(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem, re.S)]
+sys.exit(0 if sys.argv[1] in [hashlib.sha256(d).hexdigest() for d in ders] else 1)' "$1"
+}
+
+t0=$SECONDS
+wait_for 150 has_prepared || fail "two.test prepared no new authority"
+sha=$(prepared_sha)
+t1=$SECONDS
+wait_for 60 fetched_has "$sha" || fail "one.test never stored two.test's new authority"
+t2=$SECONDS
+[ "$(prepared_sha)" = "$sha" ] ||
+	fail "two.test's new authority was activated before one.test stored it"
+echo "figures: prepared after ${t1}s - ${t0}s, in one.test's store $((t2 - t1))s later, still prepared"
+ok "a CA rotation in two.test reaches one.test before the new authority signs"
