@@ -41,5 +41,5 @@ wait_for 60 fetched_has "$sha" || fail "one.test never stored two.test's new aut
 t2=$SECONDS
 [ "$(prepared_sha)" = "$sha" ] ||
 	fail "two.test's new authority was activated before one.test stored it"
-echo "figures: prepared after ${t1}s - ${t0}s, in one.test's store $((t2 - t1))s later, still prepared"
+echo "figures: prepared after $((t1 - t0))s of waiting, in one.test's store $((t2 - t1))s later, still prepared"
 ok "a CA rotation in two.test reaches one.test before the new authority signs"
