@@ -2,6 +2,11 @@
 # Federated bundles set by hand: two real servers of two trust domains (example.org and
 # two.test); the bundle of two.test set on the first with "bundle set" (PEM and SPIFFE JSON),
 # listed, shown and deleted; bad trust domains, bad files and the own trust domain refused.
+# Delivery: an agent of each domain; of two workloads of example.org (told apart by unix:path),
+# the one whose entry federates with two.test gets exactly that bundle (X509-SVID response,
+# X.509 and JWT bundles) and validates a JWT-SVID of two.test; the other asks and is refused
+# (no foreign bundle, no validation) while still served its own SVID; deleting the bundle
+# removes it from an open stream.
 source "$(dirname "$0")/lib.sh"
 
 json_get() {
@@ -11,12 +16,13 @@ json_get() {
 # ---- the second trust domain's server
 TD2=two.test
 ADMIN2="$T/server2/admin.sock"
+SERVER2_PORT=$(free_port)
 cat >"$T/server2.json" <<JSON
 {
   "trust_domain": "$TD2",
   "data_dir": "$T/server2/data",
   "bind_address": "127.0.0.1",
-  "bind_port": $(free_port),
+  "bind_port": $SERVER2_PORT,
   "admin_socket": "$ADMIN2",
   "http_port": $(free_port),
   "log_level": "debug"
@@ -88,3 +94,119 @@ ok "bundle set (SPIFFE JSON) keeps the JWT authorities and the sequence"
 srv bundle delete --trust-domain "$TD2" >/dev/null || fail "bundle delete"
 [ "$(srv bundle list --output json | json_get "len(d['bundles'])")" = 0 ] || fail "not deleted"
 ok "bundle delete"
+
+# ---- delivery to workloads
+write_agent_config '"unix_workload_path_selectors": true'
+tok=$(new_token)
+start_agent --join-token "$tok"
+wait_for 20 test -S "$AGENT_SOCK" || fail "agent socket did not appear"
+AGENT_ID="spiffe://$TD/lanyard/agent/join_token/$tok"
+FEDPY="$T/fedpy"
+cp "$(readlink -f $PY)" "$FEDPY"
+chmod 755 "$FEDPY"
+PLAINPY="$(readlink -f $PY)"
+[ "$(readlink -f "$FEDPY")" = "$FEDPY" ] || skip "$T is reached through a symbolic link"
+srv entry create --parent-id "$AGENT_ID" --spiffe-id "spiffe://$TD/fed" \
+	--selector "unix:uid:$(id -u)" --selector "unix:path:$FEDPY" \
+	--federates-with "spiffe://$TD2" >"$T/fed_entry.txt" || fail "entry with --federates-with"
+grep -q "Federates with: $TD2" "$T/fed_entry.txt" || fail "entry show: $(cat "$T/fed_entry.txt")"
+srv entry create --parent-id "$AGENT_ID" --spiffe-id "spiffe://$TD/plain" \
+	--selector "unix:uid:$(id -u)" --selector "unix:path:$PLAINPY" >/dev/null
+out=$(srv entry create --parent-id "$AGENT_ID" --spiffe-id "spiffe://$TD/bad" \
+	--selector "unix:uid:1" --federates-with "$TD" 2>&1) && fail "own TD in federates_with"
+echo "$out" | grep -q "own trust domain" || fail "federates_with own TD message: $out"
+srv entry show --output json | $PY -c "
+import json,sys
+e={x['spiffe_id']:x for x in json.load(sys.stdin)['entries']}
+assert e['spiffe://$TD/fed']['federates_with']==['$TD2'], e
+assert e['spiffe://$TD/plain']['federates_with']==[], e" || fail "federates_with in entry JSON"
+ok "entries with and without --federates-with stored and shown"
+
+fed() {
+	"$FEDPY" "$SRC/tests/integration/fedwl.py" "$AGENT_SOCK" "$@"
+}
+plain() {
+	"$PLAINPY" "$SRC/tests/integration/fedwl.py" "$AGENT_SOCK" "$@"
+}
+srv bundle set --trust-domain "$TD2" --file "$T/two.json" >/dev/null
+wait_for 30 sh -c "'$FEDPY' '$SRC/tests/integration/fedwl.py' '$AGENT_SOCK' x509 |
+	grep -q 'spiffe://$TD2'" || fail "federated bundle not delivered: $(fed x509)"
+fed x509 | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+assert d['svids']==['spiffe://$TD/fed'], d
+assert list(d['federated'])==['spiffe://$TD2'] and d['federated']['spiffe://$TD2']>=1, d" ||
+	fail "X509SVIDResponse of the federating workload: $(fed x509)"
+fed x509bundles | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+assert sorted(d)==['spiffe://$TD','spiffe://$TD2'], d" || fail "FetchX509Bundles: $(fed x509bundles)"
+fed jwtbundles | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+src=json.load(open('$T/two.json'))
+want=sorted(k['kid'] for k in src['keys'] if k.get('use')=='jwt-svid')
+assert sorted(d)==['spiffe://$TD','spiffe://$TD2'] and d['spiffe://$TD2']==want and want, d" ||
+	fail "FetchJWTBundles: $(fed jwtbundles)"
+ok "the federating workload gets exactly its federated bundle (X509-SVID, X.509 and JWT bundles)"
+
+# The other workload asks for everything and gets no foreign bundle.
+plain x509 | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+assert d['svids']==['spiffe://$TD/plain'] and d['federated']=={}, d" ||
+	fail "X509SVIDResponse of the plain workload: $(plain x509)"
+[ "$(plain x509bundles | json_get "sorted(d)")" = "['spiffe://$TD']" ] ||
+	fail "FetchX509Bundles of the plain workload: $(plain x509bundles)"
+[ "$(plain jwtbundles | json_get "sorted(d)")" = "['spiffe://$TD']" ] ||
+	fail "FetchJWTBundles of the plain workload: $(plain jwtbundles)"
+ok "a workload without federates_with gets no foreign bundle"
+
+# ---- ValidateJWTSVID of a JWT-SVID of two.test: an agent of two.test mints one.
+A2_SOCK="$T/agent2/api.sock"
+srv2 bundle show >"$T/bootstrap2.pem"
+cat >"$T/agent2.json" <<JSON
+{
+  "trust_domain": "$TD2",
+  "server_address": "127.0.0.1",
+  "server_port": $SERVER2_PORT,
+  "trust_bundle_path": "$T/bootstrap2.pem",
+  "data_dir": "$T/agent2/data",
+  "socket_path": "$A2_SOCK",
+  "http_port": $(free_port),
+  "log_level": "debug"
+}
+JSON
+tok2=$(srv2 token generate --output json | json_get "d['token']")
+"$BIN/lanyard-agent" run --config "$T/agent2.json" --join-token "$tok2" >>"$T/agent2.log" 2>&1 &
+PIDS+=("$!")
+wait_for 20 test -S "$A2_SOCK" || fail "agent of $TD2 did not start"
+srv2 entry create --parent-id "spiffe://$TD2/lanyard/agent/join_token/$tok2" \
+	--spiffe-id "spiffe://$TD2/client" --selector "unix:uid:$(id -u)" >/dev/null
+wait_for 30 sh -c "$PY '$SRC/tests/integration/agent_wl.py' '$A2_SOCK' jwt fedtest |
+	grep -q 'spiffe://$TD2/client'" || fail "no JWT-SVID from the agent of $TD2"
+JWT=$($PY "$SRC/tests/integration/agent_wl.py" "$A2_SOCK" jwt fedtest | json_get "d['svids'][0]['svid']")
+[ "$(fed validate fedtest "$JWT" | json_get "d.get('spiffe_id')")" = "spiffe://$TD2/client" ] ||
+	fail "ValidateJWTSVID by the federating workload: $(fed validate fedtest "$JWT")"
+[ "$(fed validate other "$JWT" | json_get "d.get('error')")" = INVALID_ARGUMENT ] ||
+	fail "wrong audience accepted"
+out=$(plain validate fedtest "$JWT")
+[ "$(echo "$out" | json_get "d.get('error')")" = INVALID_ARGUMENT ] ||
+	fail "the plain workload validated a token of $TD2: $out"
+echo "$out" | grep -q "no keys found for trust domain" || fail "refusal reason: $out"
+[ "$(plain x509 | json_get "d['svids']")" = "['spiffe://$TD/plain']" ] ||
+	fail "the plain workload is no longer served"
+ok "ValidateJWTSVID of a $TD2 token: accepted for the federating workload, refused for the other"
+
+# ---- deleting the bundle removes it from an open stream
+"$FEDPY" "$SRC/tests/integration/fedwl.py" "$AGENT_SOCK" watch 60 >"$T/watch.out" 2>>"$T/watch.err" &
+WATCH=$!
+PIDS+=("$WATCH")
+wait_for 20 grep -q "spiffe://$TD2" "$T/watch.out" || fail "open stream without the bundle"
+srv bundle delete --trust-domain "$TD2" >/dev/null
+wait_for 30 sh -c "tail -n 1 '$T/watch.out' | grep -qv '$TD2'" ||
+	fail "the open stream still has the bundle: $(cat "$T/watch.out")"
+[ "$(tail -n 1 "$T/watch.out")" = "[\"spiffe://$TD\"]" ] || fail "last message: $(tail -n 1 "$T/watch.out")"
+kill "$WATCH" 2>/dev/null || true
+[ "$(fed x509 | json_get "d['federated']")" = "{}" ] || fail "still delivered after delete"
+ok "bundle delete removes the bundle from an open FetchX509Bundles stream"
