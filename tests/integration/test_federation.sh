@@ -32,16 +32,8 @@ echo | openssl s_client -connect "127.0.0.1:${EP[one.test]}" 2>/dev/null |
 ok "bundle endpoint: GET / is the bundle, 404 and 405 elsewhere, SVID of the server's ID"
 
 # Federate both ways; the initial bundles come out of band (bundle show).
-s one.test bundle show >"$T/one.pem"
-s two.test bundle show >"$T/two.pem"
-s one.test federation create --trust-domain two.test \
-	--bundle-endpoint-url "https://127.0.0.1:${EP[two.test]}/" --profile https_spiffe \
-	--endpoint-spiffe-id spiffe://two.test/lanyard/server --trust-bundle "$T/two.pem" >/dev/null
-s two.test federation create --trust-domain one.test \
-	--bundle-endpoint-url "https://127.0.0.1:${EP[one.test]}/" \
-	--endpoint-spiffe-id spiffe://one.test/lanyard/server --trust-bundle "$T/one.pem" >/dev/null
-wait_for 30 has_bundle one.test two.test || fail "one.test did not fetch two.test's bundle"
-wait_for 30 has_bundle two.test one.test || fail "two.test did not fetch one.test's bundle"
+federate one.test two.test
+federate two.test one.test
 s one.test federation show --trust-domain two.test --output json | $PY -c '
 import json, sys
 d = json.load(sys.stdin)

@@ -9,11 +9,7 @@ source "$(dirname "$0")/fed_lib.sh"
 
 start_td one.test
 start_td two.test '"ca_ttl": "120s", "default_x509_svid_ttl": "30s", "agent_svid_ttl": "30s"'
-"$BIN/lanyard-server" bundle show --socket "$T/two.test/admin.sock" >"$T/two.pem"
-s one.test federation create --trust-domain two.test \
-	--bundle-endpoint-url "https://127.0.0.1:${EP[two.test]}/" \
-	--endpoint-spiffe-id spiffe://two.test/lanyard/server --trust-bundle "$T/two.pem" >/dev/null
-wait_for 30 has_bundle one.test two.test || fail "one.test did not fetch two.test's bundle"
+federate one.test two.test
 
 # prepared_sha: the SHA-256 of two.test's prepared authority ("" while there is none).
 prepared_sha() {
