@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# A CA rotation in a federated trust domain reaches the other side before the new authority signs
-# anything: two.test rotates fast (ca_ttl 120s: the next authority is prepared, and published on
-# its bundle endpoint, at 60 s and signs from 100 s); one.test, fetching every 5 s (the refresh
-# hint), must store it while two.test still lists it as "prepared". Figures are printed, not
-# asserted.
+# A CA rotation in a federated trust domain reaches the other side's workloads before the new
+# authority signs anything: two.test rotates fast (ca_ttl 120s: the next authority is prepared,
+# and published on its bundle endpoint, at 60 s and signs from 100 s); one.test, fetching every
+# 5 s (the refresh hint), must store it and a workload of one.test whose entry federates with
+# two.test must be served it (FetchX509Bundles) while two.test still lists it as "prepared".
+# Figures are printed, not asserted.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fed_lib.sh"
 
 start_td one.test
 start_td two.test '"ca_ttl": "120s", "default_x509_svid_ttl": "30s", "agent_svid_ttl": "30s"'
 federate one.test two.test
+start_agent_td one.test
+s one.test entry create --spiffe-id spiffe://one.test/workload \
+	--parent-id "${AGENT_ID_OF[one.test]}" --selector "unix:uid:$(id -u)" \
+	--federates-with two.test >/dev/null
+# wl_two_certs N: the workload is served two.test's bundle with N certificates.
+wl_two_certs() {
+	[ "$($PY "$SRC/tests/integration/fedwl.py" "${AGENT_SOCK_OF[one.test]}" x509bundles |
+		$PY -c 'import json,sys; print(json.load(sys.stdin).get("spiffe://two.test", 0))')" = "$1" ]
+}
+wait_for 60 wl_two_certs 1 || fail "the workload is not served two.test's bundle"
 
 # prepared_sha: the SHA-256 of two.test's prepared authority ("" while there is none).
 prepared_sha() {
@@ -35,7 +46,10 @@ sha=$(prepared_sha)
 t1=$SECONDS
 wait_for 60 fetched_has "$sha" || fail "one.test never stored two.test's new authority"
 t2=$SECONDS
+wait_for 60 wl_two_certs 2 || fail "one.test's workload was never served two.test's new authority"
+t3=$SECONDS
 [ "$(prepared_sha)" = "$sha" ] ||
-	fail "two.test's new authority was activated before one.test stored it"
-echo "figures: prepared after $((t1 - t0))s of waiting, in one.test's store $((t2 - t1))s later, still prepared"
-ok "a CA rotation in two.test reaches one.test before the new authority signs"
+	fail "two.test's new authority was activated before one.test's workload had it"
+echo "figures: prepared after $((t1 - t0))s of waiting, in one.test's store $((t2 - t1))s later," \
+	"at the workload $((t3 - t2))s after that, still prepared"
+ok "a CA rotation in two.test reaches one.test's workloads before the new authority signs"
