@@ -888,6 +888,42 @@ static struct fed_bundle *mk_fed(const char *td, int64_t seq, enum fed_bundle_so
 }
 
 /* Put, get, list, delete; the sequence rule; every change journaled under its trust domain. */
+/* Federation relationships: create, a second create refused, update, invalid refused, list,
+ * delete. */
+static void fed_relationships(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	struct fed_relationship r = {
+		.trust_domain = "two.test",
+		.bundle_endpoint_url = "https://127.0.0.1:1/",
+		.endpoint_spiffe_id = "spiffe://two.test/lanyard/server",
+	};
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, true, err, sizeof(err)), 0);
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, true, err, sizeof(err)), -EEXIST);
+	r.bundle_endpoint_url = "https://127.0.0.1:2/";
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, false, err, sizeof(err)), 0);
+	struct fed_relationship *got = NULL;
+	assert_int_equal(ds_fed_rel_get(f->ds, "two.test", &got), 0);
+	assert_string_equal(got->bundle_endpoint_url, "https://127.0.0.1:2/");
+	assert_string_equal(got->endpoint_spiffe_id, "spiffe://two.test/lanyard/server");
+	fed_relationship_free(got);
+	struct fed_relationship bad = r;
+	bad.trust_domain = "three.test"; /* the endpoint ID is of two.test */
+	assert_int_equal(ds_fed_rel_put(f->ds, &bad, true, err, sizeof(err)), -EINVAL);
+	bad.endpoint_spiffe_id = "spiffe://three.test/x";
+	assert_int_equal(ds_fed_rel_put(f->ds, &bad, false, err, sizeof(err)), -ENOENT);
+	struct fed_relationship **v = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_fed_rel_list(f->ds, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0]->trust_domain, "two.test");
+	fed_relationship_array_free(v, n);
+	assert_int_equal(ds_fed_rel_delete(f->ds, "two.test"), 0);
+	assert_int_equal(ds_fed_rel_delete(f->ds, "two.test"), -ENOENT);
+	assert_int_equal(ds_fed_rel_get(f->ds, "two.test", &got), -ENOENT);
+}
+
 static void fed_bundles(void **state)
 {
 	struct fixture *f = *state;
@@ -1077,6 +1113,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(token_consumed_once_across_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_feed_gap, setup, teardown),
+		cmocka_unit_test_setup_teardown(fed_relationships, setup, teardown),
 		cmocka_unit_test_setup_teardown(fed_bundles, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_federates_with, setup, teardown),
 		cmocka_unit_test_setup_teardown(fed_bundle_put_race, setup, teardown),

@@ -1,16 +1,15 @@
-/* Unit tests for server/fed_relationship.c and the relationship store of server/datastore.c. */
+/* Unit tests for server/fed_relationship.c (the store is tested in test_datastore.c, on both
+ * backends). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "datastore.h"
 #include "fed_relationship.h"
 
 static int parse(const char *text, struct fed_relationship **out, char *err, size_t errlen)
@@ -88,52 +87,11 @@ static void test_invalid(void **state)
 	}
 }
 
-static void test_store(void **state)
-{
-	(void)state;
-	char dir[] = "/tmp/test_fed_rel.XXXXXX", path[256], err[256];
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/db.sqlite", dir);
-	struct datastore *ds = NULL;
-	assert_int_equal(datastore_open_sqlite(path, &ds, err, sizeof(err)), 0);
-	struct fed_relationship r = {
-		.trust_domain = "two.test",
-		.bundle_endpoint_url = "https://127.0.0.1:1/",
-		.endpoint_spiffe_id = "spiffe://two.test/lanyard/server",
-	};
-	assert_int_equal(ds_fed_rel_put(ds, &r, true, err, sizeof(err)), 0);
-	assert_int_equal(ds_fed_rel_put(ds, &r, true, err, sizeof(err)), -EEXIST);
-	r.bundle_endpoint_url = "https://127.0.0.1:2/";
-	assert_int_equal(ds_fed_rel_put(ds, &r, false, err, sizeof(err)), 0);
-	struct fed_relationship *got = NULL;
-	assert_int_equal(ds_fed_rel_get(ds, "two.test", &got), 0);
-	assert_string_equal(got->bundle_endpoint_url, "https://127.0.0.1:2/");
-	fed_relationship_free(got);
-	struct fed_relationship bad = r;
-	bad.trust_domain = "three.test"; /* the endpoint ID is of two.test */
-	assert_int_equal(ds_fed_rel_put(ds, &bad, true, err, sizeof(err)), -EINVAL);
-	bad.endpoint_spiffe_id = "spiffe://three.test/x";
-	assert_int_equal(ds_fed_rel_put(ds, &bad, false, err, sizeof(err)), -ENOENT);
-	struct fed_relationship **v = NULL;
-	size_t n = 0;
-	assert_int_equal(ds_fed_rel_list(ds, &v, &n), 0);
-	assert_int_equal(n, 1);
-	fed_relationship_array_free(v, n);
-	assert_int_equal(ds_fed_rel_delete(ds, "two.test"), 0);
-	assert_int_equal(ds_fed_rel_delete(ds, "two.test"), -ENOENT);
-	assert_int_equal(ds_fed_rel_get(ds, "two.test", &got), -ENOENT);
-	datastore_close(ds);
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_invalid),
-		cmocka_unit_test(test_store),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
