@@ -26,9 +26,15 @@ start_td() {
 }
 JSON
 	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
-	PIDS+=("$!")
-	wait_for 30 "$BIN/lanyard-server" bundle show --socket "$T/$n/admin.sock" ||
-		fail "server $n did not come up"
+	local pid=$!
+	PIDS+=("$pid")
+	# Bounded (30 s), and at once when the server exits.
+	for _ in $(seq 300); do
+		s "$n" bundle show >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || fail "server $n exited: $(tail -n 3 "$T/server-$n.log")"
+		sleep 0.1
+	done
+	fail "server $n did not come up"
 }
 
 s() { # s NAME args...: the CLI of server NAME

@@ -129,3 +129,23 @@ timeout 30 "$BIN/lanyard-server" run --config "$T/clash.json" >"$T/clash.log" 2>
 grep -q 'bundle endpoint (bundle_endpoint_address, bundle_endpoint_port): 127.0.0.1 port [0-9]*: cannot listen: Address already in use' "$T/clash.log" ||
 	fail "no clear error for the port in use: $(cat "$T/clash.log")"
 ok "a bundle endpoint port in use stops the server with one error naming the keys"
+
+# https_web: the endpoint presents the operator's certificate; a key file others can read is
+# refused at start.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+	-addext subjectAltName=DNS:localhost -keyout "$T/web.key" -out "$T/web.crt" 2>/dev/null ||
+	fail "openssl cannot make a certificate"
+chmod 644 "$T/web.key"
+web='"bundle_endpoint_profile": "https_web", "bundle_endpoint_cert_file": "'"$T/web.crt"'", "bundle_endpoint_key_file": "'"$T/web.key"'"'
+rc=0
+( start_td web.test "$web" ) >"$T/web-start.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] || fail "a bundle_endpoint_key_file readable by others was accepted"
+grep -q "bundle_endpoint_key_file $T/web.key: readable by others" "$T/server-web.test.log" ||
+	fail "no clear error for the readable key: $(tail -3 "$T/server-web.test.log")"
+chmod 600 "$T/web.key"
+start_td web2.test "$web"
+curl -s --cacert "$T/web.crt" --resolve "localhost:${EP[web2.test]}:127.0.0.1" \
+	"https://localhost:${EP[web2.test]}/" >"$T/web.json" || fail "the https_web endpoint is not reachable with its certificate"
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["keys"] and "spiffe_sequence" in d' "$T/web.json" ||
+	fail "the https_web endpoint does not serve the bundle"
+ok "https_web: the endpoint serves the bundle with the operator's certificate; a readable key is refused"
