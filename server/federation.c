@@ -377,6 +377,14 @@ static int fetch_one(struct federation *f, const struct fed_relationship *rel, i
 		goto out;
 	}
 	b->source = FED_SOURCE_ENDPOINT;
+	/* The relationship may have been deleted (through any server) while we fetched: a bundle
+	 * stored now would outlive it. */
+	struct fed_relationship *still = NULL;
+	if (ds_fed_rel_get(f->ds, rel->trust_domain, &still) < 0) {
+		errorf(err, errlen, "the relationship was deleted during the fetch");
+		goto out;
+	}
+	fed_relationship_free(still);
 	if (ds_fed_bundle_get(f->ds, rel->trust_domain, &old) == 0)
 		before = fed_bundle_to_spiffe_json(old);
 	after = fed_bundle_to_spiffe_json(b);

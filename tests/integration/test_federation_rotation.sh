@@ -53,3 +53,19 @@ t3=$SECONDS
 echo "figures: prepared after $((t1 - t0))s of waiting, in one.test's store $((t2 - t1))s later," \
 	"at the workload $((t3 - t2))s after that, still prepared"
 ok "a CA rotation in two.test reaches one.test's workloads before the new authority signs"
+
+# two.test's bundle endpoint renewed its SVID (capped by the old authority's end) and restarted
+# on the same socket; one.test's fetches go on succeeding.
+wait_for 90 logged two.test "bundle endpoint: X509-SVID for spiffe://two.test/lanyard/server renewed" ||
+	fail "two.test's bundle endpoint never renewed its SVID"
+fetch_state() {
+	s one.test federation show --trust-domain two.test --output json |
+		$PY -c 'import json,sys; d=json.load(sys.stdin)["state"]; print(d["fetches"], d["failures"])'
+}
+read -r fetches failures <<<"$(fetch_state)"
+more_fetches() { read -r f2 _ <<<"$(fetch_state)"; [ "$f2" -gt "$fetches" ]; }
+s one.test federation refresh --trust-domain two.test >/dev/null
+wait_for 30 more_fetches || fail "one.test stopped fetching"
+read -r _ failures2 <<<"$(fetch_state)"
+[ "$failures2" = 0 ] || fail "fetches failed across the endpoint's SVID renewal: $(grep refused "$T/server-one.test.log" | tail -2)"
+ok "the bundle endpoint's SVID renewal is seamless for the fetcher ($fetches fetches, 0 failures)"
