@@ -1057,6 +1057,11 @@ static json_t *fed_request(struct args *a)
 		json_object_set_new(o, "bundle_endpoint_url", json_string(a->value[O_ENDPOINT_URL]));
 	if (a->value[O_PROFILE])
 		json_object_set_new(o, "bundle_endpoint_profile", json_string(a->value[O_PROFILE]));
+	/* Switching an existing relationship to https_web drops what only https_spiffe uses. */
+	if (a->value[O_PROFILE] && strcmp(a->value[O_PROFILE], "https_web") == 0) {
+		json_object_set_new(o, "endpoint_spiffe_id", json_null());
+		json_object_set_new(o, "trust_bundle", json_null());
+	}
 	if (a->value[O_ENDPOINT_ID])
 		json_object_set_new(o, "endpoint_spiffe_id", json_string(a->value[O_ENDPOINT_ID]));
 	if (a->value[O_TRUST_BUNDLE]) {

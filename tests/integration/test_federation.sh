@@ -149,3 +149,14 @@ curl -s --cacert "$T/web.crt" --resolve "localhost:${EP[web2.test]}:127.0.0.1" \
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["keys"] and "spiffe_sequence" in d' "$T/web.json" ||
 	fail "the https_web endpoint does not serve the bundle"
 ok "https_web: the endpoint serves the bundle with the operator's certificate; a readable key is refused"
+
+# A relationship switched to https_web drops its https_spiffe members.
+s one.test federation update --trust-domain two.test --profile https_web \
+	--bundle-endpoint-url "https://localhost:${EP[two.test]}/" >/dev/null ||
+	fail "cannot switch a relationship to https_web"
+s one.test federation show --trust-domain two.test --output json | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["bundle_endpoint_profile"] == "https_web" and "endpoint_spiffe_id" not in d, d' ||
+	fail "the switched relationship kept its https_spiffe members"
+ok "federation update switches a relationship to https_web"
