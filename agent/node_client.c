@@ -410,6 +410,8 @@ static void apply_fed(struct node_client *n, const Lanyard__Node__V1__SyncRespon
 	n->fed = v;
 	n->n_fed = len;
 	n->publish_needed = true;
+	if (persist_save_federated(n->data_dir, n->fed, n->n_fed, err, sizeof(err)) < 0)
+		log_error("cannot persist the federated bundles: %s", err);
 }
 
 static void apply_sync(struct node_client *n, const Lanyard__Node__V1__SyncResponse *m)
@@ -1303,6 +1305,11 @@ static int adopt_persisted(struct node_client *n, struct persist_data *pd, char 
 	n->n_used_tokens = pd->n_used_tokens;
 	pd->used_tokens = NULL;
 	pd->n_used_tokens = 0;
+	/* Served until the server sends the current set (right after the first snapshot). */
+	n->fed = pd->fed;
+	n->n_fed = pd->n_fed;
+	pd->fed = NULL;
+	pd->n_fed = 0;
 	if (pd->agent_key) {
 		lkey *k = NULL;
 		char why[256];

@@ -93,13 +93,18 @@ struct snapshot *snapshot_copy(const struct snapshot *s)
 	return c;
 }
 
+void fed_snap_clear_one(struct fed_snap *f)
+{
+	free(f->trust_domain);
+	free(f->x509);
+	free(f->jwt_bundle);
+	memset(f, 0, sizeof(*f));
+}
+
 void fed_snap_clear(struct fed_snap *v, size_t n)
 {
-	for (size_t i = 0; v && i < n; i++) {
-		free(v[i].trust_domain);
-		free(v[i].x509);
-		free(v[i].jwt_bundle);
-	}
+	for (size_t i = 0; v && i < n; i++)
+		fed_snap_clear_one(&v[i]);
 	free(v);
 }
 

@@ -116,6 +116,8 @@ void snapshot_set_fed(struct snapshot *s, const struct fed_snap *v, size_t n);
 /* The federated bundle of td in s, or NULL. */
 const struct fed_snap *snapshot_fed(const struct snapshot *s, const char *td);
 void fed_snap_clear(struct fed_snap *v, size_t n);
+/* Frees the members of one (not the struct itself) and zeroes it. */
+void fed_snap_clear_one(struct fed_snap *f);
 /* Looks up by entry id in a snapshot (binary search). NULL when absent. */
 const struct cache_entry *snapshot_entry(const struct snapshot *s, const char *entry_id);
 struct svid *snapshot_svid(const struct snapshot *s, const char *entry_id);

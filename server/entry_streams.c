@@ -89,6 +89,7 @@ struct entry_streams {
 	/* Every federated bundle, sorted by trust domain, re-read when the journal names one. */
 	struct fed_bundle **fed;
 	size_t n_fed;
+	bool fed_loaded; /* fed has been read once */
 	struct sync_stream *streams;
 	unsigned n_streams;
 	/* parent SPIFFE ID -> the streams acting as it, so that a change visits only the streams
@@ -632,6 +633,7 @@ static void fed_reload(struct entry_streams *es)
 	fed_bundle_array_free(es->fed, es->n_fed);
 	es->fed = v;
 	es->n_fed = n;
+	es->fed_loaded = true;
 }
 
 static uint64_t fed_digest_one(uint64_t h, const struct fed_bundle *b)
@@ -720,7 +722,7 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	es->n_streams++;
 	ds_agent_touch(es->ds, a->spiffe_id, NULL, a->not_after, now_unix());
 	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
-	if (es->pend_fed || !es->fed)
+	if (es->pend_fed || !es->fed_loaded)
 		fed_reload(es); /* pend_fed stays: the other streams learn of it at the refresh */
 	if (stream_push(es, s, ix, true) == 0)
 		stream_fed_sync(es, s, ix);

@@ -134,11 +134,19 @@ static int validate_x509(const struct fed_bundle *b, char *err, size_t errlen)
 			goto out;
 		}
 		bool ca = info.is_ca;
+		/* The key must be one a SPIFFE bundle document can carry (and a verifier use). */
+		json_t *jwk = jwk_from_spki(info.spki, info.spki_len, NULL, "x509-svid");
 		x509_info_free(&info);
 		if (!ca) {
+			json_decref(jwk);
 			errorf(err, errlen, "X.509 authority %zu is not a CA certificate", i + 1);
 			goto out;
 		}
+		if (!jwk) {
+			errorf(err, errlen, "X.509 authority %zu has an unusable public key", i + 1);
+			goto out;
+		}
+		json_decref(jwk);
 	}
 	ret = 0;
 out:

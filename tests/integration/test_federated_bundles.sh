@@ -174,6 +174,7 @@ cat >"$T/agent2.json" <<JSON
   "data_dir": "$T/agent2/data",
   "socket_path": "$A2_SOCK",
   "http_port": $(free_port),
+  "unix_workload_path_selectors": true,
   "log_level": "debug"
 }
 JSON
@@ -198,6 +199,74 @@ echo "$out" | grep -q "no keys found for trust domain" || fail "refusal reason: 
 	fail "the plain workload is no longer served"
 ok "ValidateJWTSVID of a $TD2 token: accepted for the federating workload, refused for the other"
 
+# ---- Envoy SDS: the trust domain's name and ALL include the federated bundle, for it only
+STUBS="$T/stubs"
+mkdir -m 755 "$STUBS"
+(cd "$SRC/proto" && $PY -m grpc_tools.protoc -I . --python_out="$STUBS" \
+	--grpc_python_out="$STUBS" $(find envoy google/rpc -name '*.proto')) || fail "SDS stubs"
+sds() {
+	"$1" "$SRC/tests/integration/sdsclient.py" --socket "$AGENT_SOCK" --stubs "$STUBS" "${@:2}"
+}
+sds "$FEDPY" fetch "spiffe://$TD2" ALL | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+r={x['name']:x for x in d['resources']}
+assert r['spiffe://$TD2']['kind']=='validation_context' and r['spiffe://$TD2']['trusted_ca']>=1, d
+tds=sorted(t['name'] for t in r['ALL']['trust_domains'])
+assert tds==sorted(['$TD','$TD2']), d" || fail "SDS of the federating workload: $(sds "$FEDPY" fetch ALL)"
+sds "$PLAINPY" fetch ALL | $PY -c "
+import json,sys
+d=json.load(sys.stdin)
+assert [t['name'] for t in d['resources'][0]['trust_domains']]==['$TD'], d" ||
+	fail "SDS ALL of the plain workload: $(sds "$PLAINPY" fetch ALL)"
+sds "$PLAINPY" expect-error INVALID_ARGUMENT "spiffe://$TD2" >/dev/null ||
+	fail "SDS gave the plain workload the bundle of $TD2"
+ok "SDS: spiffe://$TD2 and ALL carry the federated bundle for the federating workload only"
+
+# ---- lanyard-agent api fetch x509 --write also writes federated_bundle.<i>.<j>.pem
+AGENT_BIN="$(readlink -f "$BIN/lanyard-agent")"
+srv entry create --parent-id "$AGENT_ID" --spiffe-id "spiffe://$TD/cli" \
+	--selector "unix:uid:$(id -u)" --selector "unix:path:$AGENT_BIN" \
+	--federates-with "$TD2" >/dev/null
+wait_for 30 sh -c "'$AGENT_BIN' api fetch x509 --socket '$AGENT_SOCK' --write '$T/out' &&
+	test -f '$T/out/federated_bundle.0.0.pem'" || fail "federated_bundle.0.0.pem not written"
+diff <(openssl x509 -in "$T/two.pem" -noout -fingerprint -sha256) \
+	<(openssl x509 -in "$T/out/federated_bundle.0.0.pem" -noout -fingerprint -sha256) >/dev/null ||
+	fail "federated_bundle.0.0.pem is not the bundle of $TD2"
+"$AGENT_BIN" api fetch x509 --socket "$AGENT_SOCK" --output json |
+	json_get "d['federated_bundles']" | grep -q "spiffe://$TD2" || fail "api fetch x509 JSON"
+ok "api fetch x509 --write writes federated_bundle.0.0.pem"
+
+# ---- liblanyard mutual TLS across the two trust domains (deploy/examples echo programs): each
+# side federates with the other; the server accepts the peer of two.test against two.test's
+# bundle only, and refuses it once that bundle is deleted.
+EX="${LANYARD_BUILD:-}/examples"
+if [ -x "$EX/echo_server" ] && [ -x "$EX/echo_client" ]; then
+	cp "$EX/echo_server" "$EX/echo_client" "$T/"
+	srv bundle show --format spiffe >"$T/one.json"
+	srv2 bundle set --trust-domain "$TD" --file "$T/one.json" >/dev/null
+	srv entry create --parent-id "$AGENT_ID" --spiffe-id "spiffe://$TD/echo-server" \
+		--selector "unix:uid:$(id -u)" --selector "unix:path:$T/echo_server" \
+		--federates-with "$TD2" >/dev/null
+	srv2 entry create --parent-id "spiffe://$TD2/lanyard/agent/join_token/$tok2" \
+		--spiffe-id "spiffe://$TD2/echo-client" --selector "unix:uid:$(id -u)" \
+		--selector "unix:path:$T/echo_client" --federates-with "$TD" >/dev/null
+	EPORT=$(free_port)
+	"$T/echo_server" --socket "$AGENT_SOCK" --listen "127.0.0.1:$EPORT" --allow-td "$TD2" \
+		>"$T/echo-server.log" 2>&1 &
+	PIDS+=("$!")
+	wait_for 30 grep -q "^listening" "$T/echo-server.log" || fail "echo_server did not start"
+	wait_for 40 "$T/echo_client" --socket "$A2_SOCK" --connect "127.0.0.1:$EPORT" \
+		--allow "spiffe://$TD/echo-server" --count 1 ||
+		fail "mTLS between $TD2 and $TD failed: $(tail -n 5 "$T/echo-server.log")"
+	grep -q "accepted peer=spiffe://$TD2/" "$T/echo-server.log" ||
+		fail "echo_server log: $(cat "$T/echo-server.log")"
+	ok "liblanyard mutual TLS between a workload of $TD2 and one of $TD (federated both ways)"
+else
+	echo "# examples not built in $EX: liblanyard mutual TLS not exercised"
+	EPORT=""
+fi
+
 # ---- deleting the bundle removes it from an open stream
 "$FEDPY" "$SRC/tests/integration/fedwl.py" "$AGENT_SOCK" watch 60 >"$T/watch.out" 2>>"$T/watch.err" &
 WATCH=$!
@@ -210,3 +279,20 @@ wait_for 30 sh -c "tail -n 1 '$T/watch.out' | grep -qv '$TD2'" ||
 kill "$WATCH" 2>/dev/null || true
 [ "$(fed x509 | json_get "d['federated']")" = "{}" ] || fail "still delivered after delete"
 ok "bundle delete removes the bundle from an open FetchX509Bundles stream"
+
+if [ -n "$EPORT" ]; then
+	# The client of two.test is now refused: its trust domain's bundle is gone.
+	refused=""
+	for _ in $(seq 1 100); do
+		if ! "$T/echo_client" --socket "$A2_SOCK" --connect "127.0.0.1:$EPORT" \
+			--allow "spiffe://$TD/echo-server" --count 1 >/dev/null 2>&1; then
+			refused=1
+			break
+		fi
+		sleep 0.2
+	done
+	[ -n "$refused" ] || fail "the client of $TD2 is still accepted after the bundle delete"
+	wait_for 10 grep -q "no trust bundle for trust domain $TD2" "$T/echo-server.log" ||
+		fail "refusal reason: $(tail -n 3 "$T/echo-server.log")"
+	ok "after the delete, the peer of $TD2 is refused by the liblanyard server"
+fi
