@@ -123,6 +123,24 @@ static char *certs_pem(const uint8_t *der, size_t len)
 	return bundle_to_pem(der, len);
 }
 
+/* federated_bundle.<i>.<j>.pem: the j-th federated bundle of the response, next to SVID i (as
+ * SPIRE's agent CLI writes them). */
+static int write_federated_files(const char *dir, size_t i, const struct workload_x509_context *x)
+{
+	char path[4096];
+	for (size_t j = 0; j < x->n_federated; j++) {
+		char *pem = certs_pem(x->federated[j].data, x->federated[j].len);
+		snprintf(path, sizeof(path), "%s/federated_bundle.%zu.%zu.pem", dir, i, j);
+		int r = pem ? file_write_atomic(path, pem, strlen(pem), 0644) : -ENOMEM;
+		free(pem);
+		if (r < 0) {
+			fprintf(stderr, "error: cannot write %s: %s\n", path, strerror(-r));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int write_svid_files(const char *dir, size_t i, const struct workload_x509_svid *s)
 {
 	char path[4096], *pem = NULL;
@@ -183,7 +201,8 @@ static int cmd_fetch_x509(struct workload_client *c, const struct opts *o)
 			fprintf(stderr, "error: SVID %s: the certificate does not parse\n", s->spiffe_id);
 			goto out;
 		}
-		if (o->write_dir && write_svid_files(o->write_dir, i, s) < 0) {
+		if (o->write_dir && (write_svid_files(o->write_dir, i, s) < 0 ||
+				     write_federated_files(o->write_dir, i, &x) < 0)) {
 			x509_info_free(&info);
 			goto out;
 		}
@@ -210,6 +229,23 @@ static int cmd_fetch_x509(struct workload_client *c, const struct opts *o)
 				       o->write_dir, i, i, i);
 		}
 		x509_info_free(&info);
+	}
+	for (size_t j = 0; j < x.n_federated; j++) {
+		const struct workload_bundle *b = &x.federated[j];
+		if (o->json)
+			continue;
+		printf("\nFederated:     %s (%zu CA certificate(s))\n", b->trust_domain_id,
+		       cert_count(b->data, b->len));
+		if (o->write_dir)
+			printf("Written to:    %s/federated_bundle.<i>.%zu.pem\n", o->write_dir, j);
+	}
+	if (o->json) {
+		json_t *fed = json_object();
+		for (size_t j = 0; fed && j < x.n_federated; j++)
+			json_object_set_new(fed, x.federated[j].trust_domain_id,
+					    json_integer((json_int_t)cert_count(x.federated[j].data,
+										x.federated[j].len)));
+		json_object_set_new(root, "federated_bundles", fed);
 	}
 	ret = o->json ? print_json(root) : 0;
 	root = NULL;

@@ -65,9 +65,12 @@ static struct cache_entry *entry_from_proto(const char *trust_domain,
 		.n_dns_names = p->n_dns_names,
 		.hint = p->hint ? p->hint : "",
 		.revision = p->revision,
+		.federates_with = p->federates_with,
+		.n_federates_with = p->n_federates_with,
 	};
 	struct cache_entry *c = cache_entry_dup(&e);
 	qsort(c->selectors, c->n_selectors, sizeof(char *), strv_cmp);
+	qsort(c->federates_with, c->n_federates_with, sizeof(char *), strv_cmp);
 	return c;
 }
 

@@ -122,6 +122,9 @@ struct node_client {
 	char *jwt_bundle;
 	int64_t bundle_seq;
 	struct taint_set taint;
+	/* The federated bundles the server sent for our entries, sorted by trust domain. */
+	struct fed_snap *fed;
+	size_t n_fed;
 	char **used_tokens;
 	size_t n_used_tokens;
 	struct entry_set es;
@@ -415,11 +418,52 @@ static int apply_bundle(struct node_client *n, const Lanyard__Node__V1__Bundle *
 
 /* ---- the entry stream ---- */
 
+static int cmp_fed_snap(const void *a, const void *b)
+{
+	return strcmp(((const struct fed_snap *)a)->trust_domain,
+		      ((const struct fed_snap *)b)->trust_domain);
+}
+
+/* Replaces the federated bundles with the complete set m carries. A malformed one is left out
+ * (logged): its trust domain is then not trusted, never trusted with something else. */
+static void apply_fed(struct node_client *n, const Lanyard__Node__V1__SyncResponse *m)
+{
+	struct fed_snap *v = xcalloc(m->n_federated_bundles + 1, sizeof(*v));
+	size_t len = 0;
+	char err[256];
+	for (size_t i = 0; i < m->n_federated_bundles; i++) {
+		const Lanyard__Node__V1__Bundle *b = m->federated_bundles[i];
+		struct fed_snap *f = &v[len];
+		if (server_conn_decode_foreign_bundle(n->conn, b, &f->x509, &f->x509_len,
+						      &f->jwt_bundle, err, sizeof(err)) < 0) {
+			log_error("ignoring a federated bundle: %s", err);
+			continue;
+		}
+		f->trust_domain = xstrdup(b->trust_domain);
+		f->sequence = b->sequence;
+		len++;
+	}
+	qsort(v, len, sizeof(*v), cmp_fed_snap);
+	for (size_t i = 0; i < len; i++)
+		log_info("federated bundle of %s: sequence %lld", v[i].trust_domain,
+			 (long long)v[i].sequence);
+	if (len == 0 && n->n_fed)
+		log_info("no federated bundle any more");
+	fed_snap_clear(n->fed, n->n_fed);
+	n->fed = v;
+	n->n_fed = len;
+	n->publish_needed = true;
+	if (persist_save_federated(n->data_dir, n->fed, n->n_fed, err, sizeof(err)) < 0)
+		log_error("cannot persist the federated bundles: %s", err);
+}
+
 static void apply_sync(struct node_client *n, const Lanyard__Node__V1__SyncResponse *m)
 {
 	char err[256];
 	if (m->bundle && apply_bundle(n, m->bundle, err, sizeof(err)) < 0)
 		log_error("ignoring a bundle update: %s", err);
+	if (m->federated_bundles_set)
+		apply_fed(n, m);
 	enum entry_set_change c = entry_set_apply(&n->es, n->trust_domain, m);
 	if (c != ENTRY_SET_UNCHANGED) {
 		n->publish_needed = true;
@@ -457,6 +501,7 @@ static void publish(struct node_client *n)
 		s->jwt_bundle = xstrdup(n->jwt_bundle);
 	}
 	s->bundle_sequence = n->bundle_seq;
+	snapshot_set_fed(s, n->fed, n->n_fed);
 	s->n_svids = entry_set_list(&n->es, now, true, &s->entries, &s->svids);
 	s->n_entries = n->es.n;
 	s->synced = n->synced;
@@ -1266,6 +1311,7 @@ static void free_client(struct node_client *n)
 	free(n->agent_chain);
 	free(n->bundle);
 	free(n->jwt_bundle);
+	fed_snap_clear(n->fed, n->n_fed);
 	free(n->boot_roots);
 	free(n->trust_domain);
 	free(n->data_dir);
@@ -1323,6 +1369,11 @@ static int adopt_persisted(struct node_client *n, struct persist_data *pd, char 
 	n->n_used_tokens = pd->n_used_tokens;
 	pd->used_tokens = NULL;
 	pd->n_used_tokens = 0;
+	/* Served until the server sends the current set (right after the first snapshot). */
+	n->fed = pd->fed;
+	n->n_fed = pd->n_fed;
+	pd->fed = NULL;
+	pd->n_fed = 0;
 	if (pd->agent_key) {
 		lkey *k = NULL;
 		char why[256];

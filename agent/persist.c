@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "der_pem.h"
+#include "jwt.h"
 #include "keys.h"
 #include "log.h"
 #include "spiffeid.h"
@@ -275,11 +277,19 @@ static struct cache_entry *entry_from_json(json_t *o)
 	e->revision = jint(o, "revision");
 	if (!e->id || !*e->id || !e->spiffe_id ||
 	    jstrv(o, "selectors", &e->selectors, &e->n_selectors) < 0 ||
-	    jstrv(o, "dns_names", &e->dns_names, &e->n_dns_names) < 0) {
+	    jstrv(o, "dns_names", &e->dns_names, &e->n_dns_names) < 0 ||
+	    jstrv(o, "federates_with", &e->federates_with, &e->n_federates_with) < 0) {
 		cache_entry_free(e);
 		return NULL;
 	}
+	for (size_t i = 0; i < e->n_federates_with; i++) {
+		if (trust_domain_validate(e->federates_with[i], NULL, 0) < 0) {
+			cache_entry_free(e);
+			return NULL;
+		}
+	}
 	qsort(e->selectors, e->n_selectors, sizeof(char *), strv_cmp);
+	qsort(e->federates_with, e->n_federates_with, sizeof(char *), strv_cmp);
 	return e;
 }
 
@@ -562,11 +572,133 @@ static int load_agent(const char *dir, int64_t now, struct persist_data *d, char
 	return 0;
 }
 
+/* One federated bundle of federated_bundles.json, checked: a valid trust domain other than ours,
+ * X.509 authorities that parse as CA certificates, a JWK Set that parses. */
+static int fed_from_json(json_t *o, const char *own_td, struct fed_snap *f, char *why,
+			 size_t whylen)
+{
+	const char *td = json_string_value(json_object_get(o, "trust_domain"));
+	const char *pem = json_string_value(json_object_get(o, "x509"));
+	json_t *jwks = json_object_get(o, "jwt_bundle");
+	struct jwks *keys = NULL;
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, n = 0;
+	int ret = -1;
+	if (!td || trust_domain_validate(td, why, whylen) < 0 || (own_td && !strcmp(td, own_td)) ||
+	    !pem || !json_is_object(jwks)) {
+		errorf(why, whylen, "bundle of \"%.256s\" is malformed", td ? td : "");
+		return -1;
+	}
+	f->trust_domain = xstrdup(td);
+	f->sequence = jint(o, "sequence");
+	f->jwt_bundle = json_dumps(jwks, JSON_COMPACT);
+	if (!f->jwt_bundle ||
+	    jwks_from_json(f->jwt_bundle, strlen(f->jwt_bundle), &keys, why, whylen) < 0 ||
+	    pem_decode_concat(pem, strlen(pem), "CERTIFICATE", &f->x509, &f->x509_len) < 0 ||
+	    x509_split_der(f->x509, f->x509_len, &certs, &lens, &n) < 0) {
+		errorf(why, whylen, "bundle of %s: unusable authorities", td);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct x509_info info;
+		if (x509_parse(certs[i], lens[i], &info, NULL, 0) < 0) {
+			errorf(why, whylen, "bundle of %s: certificate %zu does not parse", td, i + 1);
+			goto out;
+		}
+		bool ca = info.is_ca;
+		x509_info_free(&info);
+		if (!ca) {
+			errorf(why, whylen, "bundle of %s: certificate %zu is not a CA", td, i + 1);
+			goto out;
+		}
+	}
+	if (n == 0 && jwks_count(keys) == 0) {
+		errorf(why, whylen, "bundle of %s has no authority", td);
+		goto out;
+	}
+	ret = 0;
+out:
+	jwks_free(keys);
+	free(certs);
+	free(lens);
+	return ret;
+}
+
+/* federated_bundles.json: a bundle that fails the checks is discarded (logged); the server
+ * sends the set again when the agent connects. */
+static int load_fed(const char *dir, struct persist_data *d, char *err, size_t errlen)
+{
+	char path[4096], why[512];
+	uint8_t *buf;
+	size_t len;
+	path_of(path, sizeof(path), dir, "federated_bundles.json");
+	if (read_public(path, &buf, &len, err, errlen) < 0)
+		return -1;
+	if (!buf)
+		return 0;
+	json_t *root = json_loadb((const char *)buf, len, 0, NULL);
+	free(buf);
+	json_t *a = json_object_get(root, "bundles");
+	if (!json_is_array(a)) {
+		log_warnx("discarding %s: not a federated bundle file", path);
+		json_decref(root);
+		return 0;
+	}
+	d->fed = xcalloc(json_array_size(a) + 1, sizeof(*d->fed));
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		struct fed_snap *f = &d->fed[d->n_fed];
+		if (fed_from_json(json_array_get(a, i), d->trust_domain, f, why, sizeof(why)) < 0) {
+			log_warnx("discarding a persisted federated bundle in %s: %s", path, why);
+			fed_snap_clear_one(f);
+			continue;
+		}
+		d->n_fed++;
+	}
+	json_decref(root);
+	return 0;
+}
+
+int persist_save_federated(const char *dir, const struct fed_snap *fed, size_t n, char *err,
+			   size_t errlen)
+{
+	char path[4096];
+	int ret = -1;
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++) {
+		char *pem = fed[i].x509_len ? certs_to_pem(fed[i].x509, fed[i].x509_len) : xstrdup("");
+		json_t *jwks = json_loads(fed[i].jwt_bundle ? fed[i].jwt_bundle : "{\"keys\":[]}", 0,
+					  NULL);
+		json_array_append_new(a, json_pack("{s:s, s:I, s:s, s:o}", "trust_domain",
+						   fed[i].trust_domain, "sequence",
+						   (json_int_t)fed[i].sequence, "x509",
+						   pem ? pem : "", "jwt_bundle",
+						   jwks ? jwks : json_object()));
+		free(pem);
+	}
+	json_t *root = a ? json_pack("{s:o}", "bundles", a) : NULL;
+	char *text = root ? json_dumps(root, JSON_INDENT(1)) : NULL;
+	if (!text) {
+		errorf(err, errlen, "cannot encode federated_bundles.json");
+		goto out;
+	}
+	path_of(path, sizeof(path), dir, "federated_bundles.json");
+	int r = file_write_atomic(path, text, strlen(text), 0644);
+	if (r < 0) {
+		errorf(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		goto out;
+	}
+	ret = 0;
+out:
+	free(text);
+	json_decref(root);
+	return ret;
+}
+
 int persist_load(const char *dir, int64_t now, struct persist_data *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	if (load_bundle(dir, out, err, errlen) < 0 || load_agent(dir, now, out, err, errlen) < 0 ||
-	    load_state(dir, now, out, err, errlen) < 0)
+	    load_state(dir, now, out, err, errlen) < 0 || load_fed(dir, out, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -665,6 +797,9 @@ static json_t *entry_json(const struct cache_entry *e, const struct svid *v)
 			      (int)e->x509_svid_ttl, "jwt_svid_ttl", (int)e->jwt_svid_ttl,
 			      "dns_names", strv_json(e->dns_names, e->n_dns_names), "hint",
 			      e->hint ? e->hint : "", "revision", (json_int_t)e->revision);
+	if (o && e->n_federates_with)
+		json_object_set_new(o, "federates_with",
+				    strv_json(e->federates_with, e->n_federates_with));
 	if (!o || !v)
 		return o;
 	char *chain = base64_encode(v->chain, v->chain_len);
@@ -849,6 +984,7 @@ void persist_data_free(struct persist_data *d)
 	free(d->trust_domain);
 	free(d->bundle);
 	free(d->jwt_bundle);
+	fed_snap_clear(d->fed, d->n_fed);
 	if (d->used_tokens) {
 		for (size_t i = 0; i < d->n_used_tokens; i++)
 			free(d->used_tokens[i]);

@@ -6,6 +6,10 @@
  *   agent_svid.pem  the agent's X509-SVID chain, PEM, leaf first
  *   bundle.pem      the trust domain's X.509 authorities, PEM
  *   bundle.json     {"trust_domain", "sequence", "jwt_bundle": <JWK Set>}
+ *   federated_bundles.json  {"bundles": [{"trust_domain", "sequence", "x509": PEM,
+ *                   "jwt_bundle": <JWK Set>}]}: the foreign trust domains' bundles the server
+ *                   sent for our entries; each checked at load (a valid trust domain other
+ *                   than ours, CA certificates, a JWK Set that parses) or discarded
  *   state.json      0600: used join tokens (SHA-256 only), the entries and, for each, its SVID
  *                   chain and PKCS#8 key (base64), wiped from memory after use.
  * Loading checks everything before anything is used: each file must be a regular file owned by
@@ -47,6 +51,9 @@ struct persist_data {
 	struct svid **svids; /* sorted by entry_id, one reference each */
 	size_t n_svids;
 	bool have_state; /* state.json existed */
+
+	struct fed_snap *fed; /* federated_bundles.json, checked */
+	size_t n_fed;
 };
 
 /* Creates dir (0700) when missing and checks it is a directory that only its owner may use. */
@@ -74,6 +81,9 @@ int persist_save_bundle(const char *dir, const char *trust_domain, const uint8_t
 int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_tokens,
 		       struct cache_entry *const *entries, size_t n_entries,
 		       struct svid *const *svids, size_t n_svids, char *err, size_t errlen);
+/* Writes federated_bundles.json (the whole set; an empty one when n is 0). */
+int persist_save_federated(const char *dir, const struct fed_snap *fed, size_t n, char *err,
+			   size_t errlen);
 /* Removes the agent identity files (after an eviction, before re-attesting). */
 void persist_forget_agent(const char *dir);
 

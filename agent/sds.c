@@ -117,7 +117,26 @@ static const struct svid *find_svid(const struct snapshot *snap, const size_t *e
 	return NULL;
 }
 
-/* No names: the bundle and one tls_certificate per SPIFFE ID. */
+/* The federated bundle of td ("two.test") when a matched entry federates with it and it has
+ * X.509 authorities (what Envoy validates with); NULL otherwise. */
+static const struct fed_snap *entitled_fed(const struct snapshot *snap, const size_t *entries,
+					   size_t n, const char *td)
+{
+	const struct fed_snap *f = snapshot_fed(snap, td);
+
+	if (!f || f->x509_len == 0)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct cache_entry *e = snap->entries[entries[i]];
+
+		for (size_t k = 0; k < e->n_federates_with; k++)
+			if (strcmp(e->federates_with[k], td) == 0)
+				return f;
+	}
+	return NULL;
+}
+
+/* No names: the bundle, one tls_certificate per SPIFFE ID, and the caller's federated bundles. */
 static int resolve_all(const struct snapshot *snap, const size_t *entries, size_t n_entries,
 		       struct sds_resource *out, char *err, size_t errlen)
 {
@@ -138,6 +157,13 @@ static int resolve_all(const struct snapshot *snap, const size_t *entries, size_
 	if (n == 1) {
 		snprintf(err, errlen, "the caller's SVIDs are being issued");
 		return SDS_PENDING;
+	}
+	for (size_t f = 0; f < snap->n_fed && n <= SDS_MAX_NAMES; f++) {
+		const struct fed_snap *fb = entitled_fed(snap, entries, n_entries,
+							 snap->fed[f].trust_domain);
+
+		if (fb)
+			out[n++] = (struct sds_resource){.kind = SDS_BUNDLE, .fed = fb};
 	}
 	return (int)n;
 }
@@ -189,8 +215,19 @@ int sds_resolve(const struct sds_names *cfg, const char *td, const struct snapsh
 			continue;
 		}
 		if (strcmp(name, cfg->all_bundles) == 0) {
-			out[n++] = (struct sds_resource){.name = name, .kind = SDS_ALL_BUNDLES};
+			out[n++] = (struct sds_resource){.name = name, .kind = SDS_ALL_BUNDLES,
+							 .entries = entries,
+							 .n_entries = n_entries};
 			continue;
+		}
+		if (strncasecmp(name, "spiffe://", 9) == 0) {
+			const struct fed_snap *fb = entitled_fed(snap, entries, n_entries, name + 9);
+
+			if (fb) {
+				out[n++] = (struct sds_resource){.name = name, .kind = SDS_BUNDLE,
+								 .fed = fb};
+				continue;
+			}
 		}
 		v = find_svid(snap, entries, n_entries,
 			      strcmp(name, cfg->default_svid) == 0 ? NULL : name, &entitled);
@@ -286,20 +323,49 @@ static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
 	return 0;
 }
 
-/* The SPIFFE validator listing the trust domains (only our own: Lanyard has no federation yet). */
-static int pack_spiffe_validator(struct sds *s, const char *pem, uint8_t **out, size_t *len)
+/* The SPIFFE validator listing our trust domain and the federated ones r's entries name. */
+static int pack_spiffe_validator(struct sds *s, const struct sds_resource *r, const char *pem,
+				 uint8_t **out, size_t *len)
 {
 	SpiffeConfig cfg = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SPIFFECERT_VALIDATOR_CONFIG__INIT;
-	SpiffeTrustDomain td =
-		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SPIFFECERT_VALIDATOR_CONFIG__TRUST_DOMAIN__INIT;
-	SpiffeTrustDomain *tds[1] = {&td};
-	DataSource bundle = inline_pem(pem);
+	SpiffeTrustDomain *td = calloc(s->snap->n_fed + 1, sizeof(*td));
+	SpiffeTrustDomain **tds = calloc(s->snap->n_fed + 1, sizeof(*tds));
+	DataSource *bundles = calloc(s->snap->n_fed + 1, sizeof(*bundles));
+	char **pems = calloc(s->snap->n_fed + 1, sizeof(*pems));
+	size_t n = 0;
+	int ret = -1;
 
-	td.name = (char *)td_of(s);
-	td.trust_bundle = &bundle;
-	cfg.n_trust_domains = 1;
+	if (!td || !tds || !bundles || !pems)
+		goto out;
+	for (size_t f = 0; f <= s->snap->n_fed; f++) {
+		SpiffeTrustDomain init =
+			ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SPIFFECERT_VALIDATOR_CONFIG__TRUST_DOMAIN__INIT;
+		const struct fed_snap *fb = f ? entitled_fed(s->snap, r->entries, r->n_entries,
+							     s->snap->fed[f - 1].trust_domain)
+					      : NULL;
+
+		if (f && !fb)
+			continue;
+		if (fb && !(pems[n] = certs_pem(fb->x509, fb->x509_len)))
+			goto out;
+		td[n] = init;
+		td[n].name = (char *)(fb ? fb->trust_domain : td_of(s));
+		bundles[n] = inline_pem(fb ? pems[n] : pem);
+		td[n].trust_bundle = &bundles[n];
+		tds[n] = &td[n];
+		n++;
+	}
+	cfg.n_trust_domains = n;
 	cfg.trust_domains = tds;
-	return pack(&cfg.base, out, len);
+	ret = pack(&cfg.base, out, len);
+out:
+	for (size_t i = 0; pems && i < n; i++)
+		free(pems[i]);
+	free(pems);
+	free(td);
+	free(tds);
+	free(bundles);
+	return ret;
 }
 
 /* One packed Secret; TLS certificates carry the private key, so the buffer is wiped by the
@@ -313,13 +379,13 @@ static int pack_secret(struct sds *s, const struct sds_resource *r, uint8_t **ou
 	TypedExtensionConfig ext = ENVOY__CONFIG__CORE__V3__TYPED_EXTENSION_CONFIG__INIT;
 	Any typed = GOOGLE__PROTOBUF__ANY__INIT;
 	DataSource chain, key, ca;
-	char td_id[TRUST_DOMAIN_MAX + 16], *chain_pem = NULL, *key_pem = NULL;
+	char td_id[TRUST_DOMAIN_MAX + 16], *chain_pem = NULL, *key_pem = NULL, *fed_pem = NULL;
 	const char *bpem = bundle_pem(s);
 	uint8_t *cfg = NULL;
 	size_t cfg_len = 0;
 	int ret = -1;
 
-	snprintf(td_id, sizeof(td_id), "spiffe://%s", td_of(s));
+	snprintf(td_id, sizeof(td_id), "spiffe://%s", r->fed ? r->fed->trust_domain : td_of(s));
 	sec.name = (char *)(r->name ? r->name : td_id);
 	if (r->kind == SDS_TLS_CERTIFICATE) {
 		chain_pem = certs_pem(r->svid->chain, r->svid->chain_len);
@@ -335,11 +401,16 @@ static int pack_secret(struct sds *s, const struct sds_resource *r, uint8_t **ou
 	} else {
 		if (!bpem)
 			goto out;
-		if (r->kind == SDS_BUNDLE) {
+		if (r->kind == SDS_BUNDLE && r->fed) {
+			if (!(fed_pem = certs_pem(r->fed->x509, r->fed->x509_len)))
+				goto out;
+			ca = inline_pem(fed_pem);
+			vc.trusted_ca = &ca;
+		} else if (r->kind == SDS_BUNDLE) {
 			ca = inline_pem(bpem);
 			vc.trusted_ca = &ca;
 		} else {
-			if (pack_spiffe_validator(s, bpem, &cfg, &cfg_len) < 0)
+			if (pack_spiffe_validator(s, r, bpem, &cfg, &cfg_len) < 0)
 				goto out;
 			typed.type_url = SDS_SPIFFE_VALIDATOR_TYPE_URL;
 			typed.value = (ProtobufCBinaryData){cfg_len, cfg};
@@ -357,6 +428,7 @@ out:
 		free(key_pem);
 	}
 	free(chain_pem);
+	free(fed_pem);
 	free(cfg);
 	return ret;
 }

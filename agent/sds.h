@@ -59,6 +59,10 @@ struct sds_resource {
 	const char *name;         /* as answered: the requested name, or the SPIFFE / trust domain ID */
 	enum sds_kind kind;
 	const struct svid *svid;  /* SDS_TLS_CERTIFICATE */
+	const struct fed_snap *fed; /* SDS_BUNDLE of a foreign trust domain (NULL: our own) */
+	/* SDS_ALL_BUNDLES: the caller's matched entries, for the federated bundles they name. */
+	const size_t *entries;
+	size_t n_entries;
 };
 
 #define SDS_DENIED (-2)  /* a name the caller is not entitled to (named in err) */
@@ -66,8 +70,10 @@ struct sds_resource {
 
 /* Resolves names against snap for a caller of trust domain td ("example.org") matching
  * entries[0..n_entries) (indexes into snap->entries, in snapshot order). out has room for
- * SDS_MAX_NAMES + 1 resources and points into snap and names; a NULL name stands for the trust
- * domain ID (no names requested). Returns the number of resources, SDS_DENIED or SDS_PENDING
+ * SDS_MAX_NAMES + 1 resources and points into snap, entries and names; a NULL name stands for
+ * the trust domain ID (no names requested). A foreign trust domain ID names that domain's
+ * federated bundle only when a matched entry federates with it (otherwise it is refused like
+ * any name the caller is not entitled to); ALL and the empty list include exactly those. Returns the number of resources, SDS_DENIED or SDS_PENDING
  * (reason in err), or -1 for too many names. */
 int sds_resolve(const struct sds_names *cfg, const char *td, const struct snapshot *snap,
 		const size_t *entries, size_t n_entries, char *const *names, size_t n_names,

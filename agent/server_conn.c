@@ -635,6 +635,48 @@ int server_conn_stream(struct server_conn *c, const char *method, const Protobuf
 	return r;
 }
 
+/* The authorities of b: concatenated DER and a JWK Set JSON. */
+static int decode_authorities(const Lanyard__Node__V1__Bundle *b, uint8_t **der_out,
+			      size_t *len_out, char **jwt_out, char *err, size_t errlen)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < b->n_x509_authorities; i++)
+		len += b->x509_authorities[i].len;
+	uint8_t *der = xmalloc(len ? len : 1);
+	size_t off = 0;
+	for (size_t i = 0; i < b->n_x509_authorities; i++) {
+		memcpy(der + off, b->x509_authorities[i].data, b->x509_authorities[i].len);
+		off += b->x509_authorities[i].len;
+	}
+	const uint8_t **certs = NULL;
+	size_t *lens = NULL, cnt = 0;
+	if (x509_split_der(der, len, &certs, &lens, &cnt) < 0 || cnt != b->n_x509_authorities) {
+		free(certs);
+		free(lens);
+		free(der);
+		snprintf(err, errlen, "the server sent a bundle of %s with a malformed certificate",
+			 b->trust_domain);
+		return -1;
+	}
+	free(certs);
+	free(lens);
+	struct jwks *ks = jwks_new();
+	for (size_t i = 0; ks && i < b->n_jwt_authorities; i++) {
+		const Lanyard__Node__V1__JWTKey *k = b->jwt_authorities[i];
+		if (jwks_add(ks, k->kid, k->public_key.data, k->public_key.len) < 0)
+			log_warnx("ignoring JWT authority \"%s\" of the bundle of %s: unusable key",
+				  k->kid, b->trust_domain);
+	}
+	char *jwt = ks ? jwks_to_json(ks) : NULL;
+	jwks_free(ks);
+	if (!jwt)
+		jwt = xstrdup("{\"keys\":[]}");
+	*der_out = der;
+	*len_out = len;
+	*jwt_out = jwt;
+	return 0;
+}
+
 int server_conn_decode_bundle(const struct server_conn *c, const Lanyard__Node__V1__Bundle *b,
 			      uint8_t **der_out, size_t *len_out, char **jwt_out, char *err,
 			      size_t errlen)
@@ -650,38 +692,25 @@ int server_conn_decode_bundle(const struct server_conn *c, const Lanyard__Node__
 		snprintf(err, errlen, "the server sent a bundle without X.509 authorities");
 		return -1;
 	}
-	size_t len = 0;
-	for (size_t i = 0; i < b->n_x509_authorities; i++)
-		len += b->x509_authorities[i].len;
-	uint8_t *der = xmalloc(len);
-	size_t off = 0;
-	for (size_t i = 0; i < b->n_x509_authorities; i++) {
-		memcpy(der + off, b->x509_authorities[i].data, b->x509_authorities[i].len);
-		off += b->x509_authorities[i].len;
-	}
-	const uint8_t **certs = NULL;
-	size_t *lens = NULL, cnt = 0;
-	if (x509_split_der(der, len, &certs, &lens, &cnt) < 0 || cnt != b->n_x509_authorities) {
-		free(certs);
-		free(lens);
-		free(der);
-		snprintf(err, errlen, "the server sent a bundle with a malformed certificate");
+	return decode_authorities(b, der_out, len_out, jwt_out, err, errlen);
+}
+
+int server_conn_decode_foreign_bundle(const struct server_conn *c,
+				      const Lanyard__Node__V1__Bundle *b, uint8_t **der_out,
+				      size_t *len_out, char **jwt_out, char *err, size_t errlen)
+{
+	*der_out = NULL;
+	*jwt_out = NULL;
+	if (!b->trust_domain || trust_domain_validate(b->trust_domain, NULL, 0) < 0 ||
+	    strcmp(b->trust_domain, c->trust_domain) == 0) {
+		snprintf(err, errlen, "the server sent a federated bundle for trust domain \"%.256s\"",
+			 b->trust_domain ? b->trust_domain : "");
 		return -1;
 	}
-	free(certs);
-	free(lens);
-	struct jwks *ks = jwks_new();
-	for (size_t i = 0; ks && i < b->n_jwt_authorities; i++) {
-		const Lanyard__Node__V1__JWTKey *k = b->jwt_authorities[i];
-		if (jwks_add(ks, k->kid, k->public_key.data, k->public_key.len) < 0)
-			log_warnx("ignoring JWT authority \"%s\" of the bundle: unusable key", k->kid);
+	if (b->n_x509_authorities == 0 && b->n_jwt_authorities == 0) {
+		snprintf(err, errlen, "the server sent a federated bundle of %s without authorities",
+			 b->trust_domain);
+		return -1;
 	}
-	char *jwt = ks ? jwks_to_json(ks) : NULL;
-	jwks_free(ks);
-	if (!jwt)
-		jwt = xstrdup("{\"keys\":[]}");
-	*der_out = der;
-	*len_out = len;
-	*jwt_out = jwt;
-	return 0;
+	return decode_authorities(b, der_out, len_out, jwt_out, err, errlen);
 }

@@ -105,5 +105,10 @@ int server_conn_stream(struct server_conn *c, const char *method, const Protobuf
 int server_conn_decode_bundle(const struct server_conn *c, const Lanyard__Node__V1__Bundle *b,
 			      uint8_t **der_out, size_t *len_out, char **jwt_out, char *err,
 			      size_t errlen);
+/* The same for a federated bundle: a valid trust domain other than ours, with X.509 or JWT
+ * authorities (*len_out may be 0). */
+int server_conn_decode_foreign_bundle(const struct server_conn *c,
+				      const Lanyard__Node__V1__Bundle *b, uint8_t **der_out,
+				      size_t *len_out, char **jwt_out, char *err, size_t errlen);
 
 #endif

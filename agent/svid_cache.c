@@ -88,8 +88,47 @@ struct snapshot *snapshot_copy(const struct snapshot *s)
 	for (size_t i = 0; i < s->n_svids; i++)
 		c->svids[i] = svid_ref(s->svids[i]);
 	c->n_svids = s->n_svids;
+	snapshot_set_fed(c, s->fed, s->n_fed);
 	c->synced = s->synced;
 	return c;
+}
+
+void fed_snap_clear_one(struct fed_snap *f)
+{
+	free(f->trust_domain);
+	free(f->x509);
+	free(f->jwt_bundle);
+	memset(f, 0, sizeof(*f));
+}
+
+void fed_snap_clear(struct fed_snap *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		fed_snap_clear_one(&v[i]);
+	free(v);
+}
+
+void snapshot_set_fed(struct snapshot *s, const struct fed_snap *v, size_t n)
+{
+	fed_snap_clear(s->fed, s->n_fed);
+	s->fed = xcalloc(n + 1, sizeof(*s->fed));
+	for (size_t i = 0; i < n; i++) {
+		s->fed[i].trust_domain = xstrdup(v[i].trust_domain);
+		s->fed[i].x509 = xmalloc(v[i].x509_len + 1);
+		memcpy(s->fed[i].x509, v[i].x509, v[i].x509_len);
+		s->fed[i].x509_len = v[i].x509_len;
+		s->fed[i].jwt_bundle = xstrdup(v[i].jwt_bundle ? v[i].jwt_bundle : "{\"keys\":[]}");
+		s->fed[i].sequence = v[i].sequence;
+	}
+	s->n_fed = n;
+}
+
+const struct fed_snap *snapshot_fed(const struct snapshot *s, const char *td)
+{
+	for (size_t i = 0; i < s->n_fed; i++)
+		if (strcmp(s->fed[i].trust_domain, td) == 0)
+			return &s->fed[i];
+	return NULL;
 }
 
 void snapshot_release(struct snapshot *s)
@@ -99,6 +138,7 @@ void snapshot_release(struct snapshot *s)
 	free(s->trust_domain);
 	free(s->bundle);
 	free(s->jwt_bundle);
+	fed_snap_clear(s->fed, s->n_fed);
 	for (size_t i = 0; i < s->n_entries; i++)
 		cache_entry_free(s->entries[i]);
 	free(s->entries);
@@ -139,6 +179,7 @@ void cache_entry_free(struct cache_entry *e)
 	free(e->parent_id);
 	free_strv(e->selectors, e->n_selectors);
 	free_strv(e->dns_names, e->n_dns_names);
+	free_strv(e->federates_with, e->n_federates_with);
 	free(e->hint);
 	free(e);
 }
@@ -164,6 +205,8 @@ struct cache_entry *cache_entry_dup(const struct cache_entry *e)
 	c->n_dns_names = e->n_dns_names;
 	c->hint = dup_or_null(e->hint);
 	c->revision = e->revision;
+	c->federates_with = dup_strv(e->federates_with, e->n_federates_with);
+	c->n_federates_with = e->n_federates_with;
 	return c;
 }
 

@@ -29,6 +29,8 @@ struct cache_entry {
 	size_t n_dns_names;
 	char *hint;
 	int64_t revision;
+	char **federates_with; /* foreign trust domain names, sorted */
+	size_t n_federates_with;
 	/* References beyond the first (atomic): an entry is immutable once built, so snapshots and
 	 * the sync thread share one copy instead of duplicating it at every publication. A zeroed
 	 * entry has one owner; cache_entry_free() drops one reference. */
@@ -51,6 +53,15 @@ struct svid {
 	int64_t entry_revision; /* the entry revision it was signed for */
 };
 
+/* The bundle of a foreign trust domain some entry federates with. */
+struct fed_snap {
+	char *trust_domain;  /* "two.test" */
+	uint8_t *x509;       /* concatenated DER CA certificates; may be empty */
+	size_t x509_len;
+	char *jwt_bundle;    /* JWK Set JSON */
+	int64_t sequence;
+};
+
 struct snapshot {
 	int refs; /* atomic */
 	uint64_t generation; /* increases with every publication */
@@ -63,6 +74,8 @@ struct snapshot {
 	size_t n_entries;
 	struct svid **svids; /* at most one per entry, sorted by entry_id; only unexpired ones */
 	size_t n_svids;
+	struct fed_snap *fed; /* sorted by trust domain */
+	size_t n_fed;
 	bool synced; /* the entry set has been received from the server (or loaded from disk) */
 };
 
@@ -98,6 +111,13 @@ void cache_entry_free(struct cache_entry *e);
 struct cache_entry *cache_entry_ref(struct cache_entry *e);
 /* A deep copy with a single owner. */
 struct cache_entry *cache_entry_dup(const struct cache_entry *e);
+/* Replaces s's federated bundles with a copy of v[0..n) (sorted by trust domain). */
+void snapshot_set_fed(struct snapshot *s, const struct fed_snap *v, size_t n);
+/* The federated bundle of td in s, or NULL. */
+const struct fed_snap *snapshot_fed(const struct snapshot *s, const char *td);
+void fed_snap_clear(struct fed_snap *v, size_t n);
+/* Frees the members of one (not the struct itself) and zeroes it. */
+void fed_snap_clear_one(struct fed_snap *f);
 /* Looks up by entry id in a snapshot (binary search). NULL when absent. */
 const struct cache_entry *snapshot_entry(const struct snapshot *s, const char *entry_id);
 struct svid *snapshot_svid(const struct snapshot *s, const char *entry_id);

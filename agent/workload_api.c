@@ -537,6 +537,67 @@ static struct svid **matched_svids(struct workload_api *w, const struct selset *
 	return v;
 }
 
+/* ---- federated bundles (SPIFFE Workload API 4.6: only those the caller's entries name) ---- */
+
+static bool entry_federates_with(const struct cache_entry *e, const char *td)
+{
+	for (size_t i = 0; i < e->n_federates_with; i++)
+		if (strcmp(e->federates_with[i], td) == 0)
+			return true;
+	return false;
+}
+
+/* The federated bundles at least one of the caller's matched entries federates with, in trust
+ * domain order, borrowed from the snapshot. *n may be 0; NULL only when out of memory. */
+static const struct fed_snap **caller_fed(struct workload_api *w, const struct selset *s, size_t *n)
+{
+	const struct fed_snap **v = calloc(w->snap->n_fed + 1, sizeof(*v));
+
+	*n = 0;
+	if (!v)
+		return NULL;
+	for (size_t f = 0; f < w->snap->n_fed; f++) {
+		bool want = false;
+
+		for (size_t i = 0; i < s->n_match && !want; i++)
+			want = entry_federates_with(w->snap->entries[s->match[i]],
+						    w->snap->fed[f].trust_domain);
+		if (want)
+			v[(*n)++] = &w->snap->fed[f];
+	}
+	return v;
+}
+
+/* Mixes the given federated bundles (their X.509 or JWT halves) into d. */
+static void fed_digest(const struct fed_snap **f, size_t n, bool jwt, uint8_t d[DIGEST_LEN])
+{
+	wc_Sha256 sha;
+	uint8_t full[WC_SHA256_DIGEST_SIZE];
+
+	wc_InitSha256(&sha);
+	wc_Sha256Update(&sha, d, DIGEST_LEN);
+	for (size_t i = 0; i < n; i++) {
+		wc_Sha256Update(&sha, (const uint8_t *)f[i]->trust_domain,
+				(word32)strlen(f[i]->trust_domain) + 1);
+		if (jwt)
+			wc_Sha256Update(&sha, (const uint8_t *)f[i]->jwt_bundle,
+					(word32)strlen(f[i]->jwt_bundle) + 1);
+		else
+			wc_Sha256Update(&sha, f[i]->x509, (word32)f[i]->x509_len);
+	}
+	wc_Sha256Final(&sha, full);
+	wc_Sha256Free(&sha);
+	memcpy(d, full, DIGEST_LEN);
+}
+
+/* Map entries "spiffe://<td>" -> bundle for the federated bundles; keys (n of them, each
+ * TRUST_DOMAIN_MAX + 16 bytes) and values are the caller's, valid while f is. */
+static void fed_keys(const struct fed_snap **f, size_t n, char (*keys)[TRUST_DOMAIN_MAX + 16])
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(keys[i], TRUST_DOMAIN_MAX + 16, "spiffe://%s", f[i]->trust_domain);
+}
+
 static void x509_digest(struct workload_api *w, struct svid **v, size_t n, uint8_t out[DIGEST_LEN])
 {
 	wc_Sha256 sha;
@@ -556,16 +617,32 @@ static void x509_digest(struct workload_api *w, struct svid **v, size_t n, uint8
 	memcpy(out, full, DIGEST_LEN);
 }
 
-static int send_x509_svids(struct wcall *c, struct svid **v, size_t n)
+static int send_x509_svids(struct wcall *c, struct svid **v, size_t n,
+			   const struct fed_snap **f, size_t n_fed)
 {
 	struct workload_api *w = c->w;
 	X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
 	X509SVID *items = calloc(n, sizeof(*items));
 	X509SVID **ptrs = calloc(n, sizeof(*ptrs));
+	X509SVIDResponse__FederatedBundlesEntry *fe = calloc(n_fed + 1, sizeof(*fe));
+	X509SVIDResponse__FederatedBundlesEntry **fp = calloc(n_fed + 1, sizeof(*fp));
+	char (*keys)[TRUST_DOMAIN_MAX + 16] = calloc(n_fed + 1, sizeof(*keys));
 	int r = -1;
 
-	if (!items || !ptrs)
+	if (!items || !ptrs || !fe || !fp || !keys)
 		goto out;
+	fed_keys(f, n_fed, keys);
+	for (size_t i = 0; i < n_fed; i++) {
+		X509SVIDResponse__FederatedBundlesEntry init =
+			X509_SVIDRESPONSE__FEDERATED_BUNDLES_ENTRY__INIT;
+
+		fe[i] = init;
+		fe[i].key = keys[i];
+		fe[i].value = (ProtobufCBinaryData){f[i]->x509_len, f[i]->x509};
+		fp[i] = &fe[i];
+	}
+	resp.n_federated_bundles = n_fed;
+	resp.federated_bundles = fp;
 	for (size_t i = 0; i < n; i++) {
 		X509SVID init = X509_SVID__INIT;
 
@@ -584,37 +661,64 @@ static int send_x509_svids(struct wcall *c, struct svid **v, size_t n)
 out:
 	free(items);
 	free(ptrs);
+	free(fe);
+	free(fp);
+	free(keys);
 	return r;
 }
 
-static int send_bundles(struct wcall *c)
+/* The own bundle first, then the caller's federated ones. */
+static int send_bundles(struct wcall *c, const struct fed_snap **f, size_t n_fed)
 {
 	struct workload_api *w = c->w;
-	char key[TRUST_DOMAIN_MAX + 16];
+	char (*keys)[TRUST_DOMAIN_MAX + 16] = calloc(n_fed + 1, sizeof(*keys));
+	X509BundlesResponse__BundlesEntry *xe = calloc(n_fed + 1, sizeof(*xe));
+	JWTBundlesResponse__BundlesEntry *je = calloc(n_fed + 1, sizeof(*je));
+	void **ptrs = calloc(n_fed + 1, sizeof(*ptrs));
+	int r = -1;
 
-	snprintf(key, sizeof(key), "spiffe://%s", td_of(w));
+	if (!keys || !xe || !je || !ptrs)
+		goto out;
+	snprintf(keys[0], sizeof(keys[0]), "spiffe://%s", td_of(w));
+	fed_keys(f, n_fed, keys + 1);
 	if (c->method == WL_METHOD_FETCH_X509_BUNDLES) {
 		X509BundlesResponse resp = X509_BUNDLES_RESPONSE__INIT;
-		X509BundlesResponse__BundlesEntry e = X509_BUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
-		X509BundlesResponse__BundlesEntry *ep = &e;
 
-		e.key = key;
-		e.value = (ProtobufCBinaryData){w->snap->bundle_len, w->snap->bundle};
-		resp.n_bundles = 1;
-		resp.bundles = &ep;
-		return grpc_call_send_pb(c->call, &resp.base);
+		for (size_t i = 0; i <= n_fed; i++) {
+			X509BundlesResponse__BundlesEntry init =
+				X509_BUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
+
+			xe[i] = init;
+			xe[i].key = keys[i];
+			xe[i].value = i == 0 ? (ProtobufCBinaryData){w->snap->bundle_len, w->snap->bundle}
+					     : (ProtobufCBinaryData){f[i - 1]->x509_len, f[i - 1]->x509};
+			ptrs[i] = &xe[i];
+		}
+		resp.n_bundles = n_fed + 1;
+		resp.bundles = (X509BundlesResponse__BundlesEntry **)ptrs;
+		r = grpc_call_send_pb(c->call, &resp.base);
 	} else {
 		JWTBundlesResponse resp = JWTBUNDLES_RESPONSE__INIT;
-		JWTBundlesResponse__BundlesEntry e = JWTBUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
-		JWTBundlesResponse__BundlesEntry *ep = &e;
 
-		e.key = key;
-		e.value = (ProtobufCBinaryData){strlen(w->snap->jwt_bundle),
-						(uint8_t *)w->snap->jwt_bundle};
-		resp.n_bundles = 1;
-		resp.bundles = &ep;
-		return grpc_call_send_pb(c->call, &resp.base);
+		for (size_t i = 0; i <= n_fed; i++) {
+			JWTBundlesResponse__BundlesEntry init = JWTBUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
+			const char *j = i == 0 ? w->snap->jwt_bundle : f[i - 1]->jwt_bundle;
+
+			je[i] = init;
+			je[i].key = keys[i];
+			je[i].value = (ProtobufCBinaryData){strlen(j), (uint8_t *)j};
+			ptrs[i] = &je[i];
+		}
+		resp.n_bundles = n_fed + 1;
+		resp.bundles = (JWTBundlesResponse__BundlesEntry **)ptrs;
+		r = grpc_call_send_pb(c->call, &resp.base);
 	}
+out:
+	free(keys);
+	free(xe);
+	free(je);
+	free(ptrs);
+	return r;
 }
 
 /* Sends the stream's current answer if it differs from the last one; ends the stream when the
@@ -624,7 +728,8 @@ static void stream_update(struct wcall *c)
 	struct workload_api *w = c->w;
 	uint8_t d[DIGEST_LEN];
 	struct svid **v = NULL;
-	size_t n = 0;
+	const struct fed_snap **f = NULL;
+	size_t n = 0, n_fed = 0;
 
 	if (c->finished || c->closed)
 		return;
@@ -641,11 +746,16 @@ static void stream_update(struct wcall *c)
 		wcall_finish(c, GRPC_STATUS_PERMISSION_DENIED, NO_IDENTITY);
 		return;
 	}
+	f = caller_fed(w, c->sel, &n_fed);
+	if (!f) {
+		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
 	if (c->method == WL_METHOD_FETCH_X509_SVID) {
 		v = matched_svids(w, c->sel, &n);
 		if (!v) {
 			wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-			return;
+			goto out;
 		}
 		/* Entitled, but the SVIDs are still being minted: the first message goes out with
 		 * the publication that brings them. */
@@ -657,9 +767,11 @@ static void stream_update(struct wcall *c)
 								    : w->jwt_bundle_digest,
 		       DIGEST_LEN);
 	}
+	fed_digest(f, n_fed, c->method == WL_METHOD_FETCH_JWT_BUNDLES, d);
 	if (c->sent && memcmp(d, c->digest, DIGEST_LEN) == 0)
 		goto out;
-	if ((c->method == WL_METHOD_FETCH_X509_SVID ? send_x509_svids(c, v, n) : send_bundles(c)) < 0)
+	if ((c->method == WL_METHOD_FETCH_X509_SVID ? send_x509_svids(c, v, n, f, n_fed)
+						     : send_bundles(c, f, n_fed)) < 0)
 		goto out;
 	if (c->sent)
 		w->stats.updates_sent++;
@@ -667,6 +779,7 @@ static void stream_update(struct wcall *c)
 	memcpy(c->digest, d, DIGEST_LEN);
 out:
 	free(v);
+	free(f);
 }
 
 /* ---- FetchJWTSVID ---- */
@@ -832,14 +945,63 @@ static const struct jwks *current_jwks(struct workload_api *w, char *err, size_t
 	return w->jwks;
 }
 
+/* Answers a validation: the claims, or InvalidArgument with err. */
+static void validate_answer(struct wcall *c, const struct jwks *keys)
+{
+	const ValidateJWTSVIDRequest *req = (const ValidateJWTSVIDRequest *)c->req;
+	ValidateJWTSVIDResponse resp = VALIDATE_JWTSVIDRESPONSE__INIT;
+	struct jwt_claims claims = {0};
+	char err[256];
+
+	if (jwt_validate(req->svid, keys, req->audience, now_unix(), &claims, err, sizeof(err)) < 0) {
+		wcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, err);
+		return;
+	}
+	resp.spiffe_id = claims.sub;
+	resp.claims = pbstruct_from_json(claims.all);
+	if (!resp.claims)
+		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot convert the claims");
+	else if (grpc_call_send_pb(c->call, &resp.base) == 0)
+		wcall_finish(c, GRPC_STATUS_OK, NULL);
+	pbstruct_free(resp.claims);
+	jwt_claims_free(&claims);
+}
+
+/* A token of another trust domain: validated against that domain's bundle only when one of the
+ * caller's entries federates with it; otherwise, as for an unknown domain, no keys. */
+static void validate_foreign_jwt(struct wcall *c, const char *td)
+{
+	struct workload_api *w = c->w;
+	const struct fed_snap *fb = NULL;
+	struct jwks *keys = NULL;
+	char err[256], msg[400];
+	size_t n_fed = 0;
+	const struct fed_snap **f = caller_fed(w, c->sel, &n_fed);
+
+	for (size_t i = 0; f && i < n_fed && !fb; i++)
+		if (strcmp(f[i]->trust_domain, td) == 0)
+			fb = f[i];
+	free(f);
+	if (!fb) {
+		snprintf(msg, sizeof(msg), "no keys found for trust domain \"%s\"", td);
+		wcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		return;
+	}
+	if (jwks_from_json(fb->jwt_bundle, strlen(fb->jwt_bundle), &keys, err, sizeof(err)) < 0) {
+		log_error("workload: the federated JWT bundle of %s does not parse: %s", td, err);
+		wcall_finish(c, GRPC_STATUS_INTERNAL, "the federated JWT bundle is unusable");
+		return;
+	}
+	validate_answer(c, keys);
+	jwks_free(keys);
+}
+
 static void handle_validate_jwt(struct wcall *c)
 {
 	struct workload_api *w = c->w;
 	const ValidateJWTSVIDRequest *req = (const ValidateJWTSVIDRequest *)c->req;
-	ValidateJWTSVIDResponse resp = VALIDATE_JWTSVIDRESPONSE__INIT;
-	struct jwt_claims claims = {0};
 	const struct jwks *keys;
-	char sub[SPIFFEID_MAX + 1], td[TRUST_DOMAIN_MAX + 1], err[256], msg[300];
+	char sub[SPIFFEID_MAX + 1], td[TRUST_DOMAIN_MAX + 1], err[256];
 
 	if (c->sel->n_match == 0) {
 		explain_denial(c);
@@ -853,8 +1015,7 @@ static void handle_validate_jwt(struct wcall *c)
 		return;
 	}
 	if (strcmp(td, td_of(w)) != 0) {
-		snprintf(msg, sizeof(msg), "no keys found for trust domain \"%s\"", td);
-		wcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		validate_foreign_jwt(c, td);
 		return;
 	}
 	keys = current_jwks(w, err, sizeof(err));
@@ -863,18 +1024,7 @@ static void handle_validate_jwt(struct wcall *c)
 		wcall_finish(c, GRPC_STATUS_INTERNAL, "the agent's JWT bundle is unusable");
 		return;
 	}
-	if (jwt_validate(req->svid, keys, req->audience, now_unix(), &claims, err, sizeof(err)) < 0) {
-		wcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, err);
-		return;
-	}
-	resp.spiffe_id = claims.sub;
-	resp.claims = pbstruct_from_json(claims.all);
-	if (!resp.claims)
-		wcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot convert the claims");
-	else if (grpc_call_send_pb(c->call, &resp.base) == 0)
-		wcall_finish(c, GRPC_STATUS_OK, NULL);
-	pbstruct_free(resp.claims);
-	jwt_claims_free(&claims);
+	validate_answer(c, keys);
 }
 
 /* ---- Envoy SDS: attested here, served by sds.c ---- */

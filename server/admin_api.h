@@ -24,6 +24,12 @@ struct admin_hooks {
 	int (*bundle_spiffe_json)(void *ud, char **out);
 	/* Called after any successful entry/agent/token change (e.g. uv_async_send). */
 	void (*changed)(void *ud);
+	/* Federation (federation.c): fetch that trust domain's bundle soon; forget a deleted
+	 * relationship (and the bundle fetched through it); the fetch state as a JSON object
+	 * (NULL when unknown). */
+	void (*fed_refresh)(void *ud, const char *trust_domain);
+	void (*fed_deleted)(void *ud, const char *trust_domain);
+	json_t *(*fed_state)(void *ud, const char *trust_domain);
 	int64_t default_token_ttl;		/* seconds; <= 0 means 600 */
 	/* admin_socket_group: a group name whose members may use the API too (the socket is then
 	 * 0660 and owned by that group); NULL: root and the server's uid only (0600). */

@@ -16,6 +16,9 @@
 
 #include "admin_api.h"
 #include "curl_dyn.h"
+#include "fed_bundle.h"
+#include "fed_relationship.h"
+#include "spiffeid.h"
 #include "util.h"
 
 #define MAX_REPEAT 64
@@ -25,6 +28,8 @@
 enum opt_id {
 	O_SOCKET, O_OUTPUT, O_HELP, O_ID, O_SPIFFE_ID, O_PARENT_ID, O_SELECTOR, O_X509_TTL,
 	O_JWT_TTL, O_DNS_NAME, O_HINT, O_ADMIN, O_DOWNSTREAM, O_EXPIRES_AT, O_TTL, O_FORMAT,
+	O_TRUST_DOMAIN, O_FILE, O_FEDERATES_WITH,
+	O_ENDPOINT_URL, O_PROFILE, O_ENDPOINT_ID, O_TRUST_BUNDLE,
 	O__COUNT
 };
 
@@ -53,6 +58,15 @@ static const struct opt_spec opt_specs[O__COUNT] = {
 	[O_EXPIRES_AT] = { "expires-at", ARG_ONE, "entry expiry, unix seconds (0 = never)" },
 	[O_TTL] = { "ttl", ARG_ONE, "token lifetime (seconds or 10m, 1h...)" },
 	[O_FORMAT] = { "format", ARG_ONE, "pem (default) or spiffe" },
+	[O_TRUST_DOMAIN] = { "trust-domain", ARG_ONE, "a foreign trust domain (example.org)" },
+	[O_FILE] = { "file", ARG_ONE, "bundle file: PEM certificates or a SPIFFE bundle (JSON)" },
+	[O_FEDERATES_WITH] = { "federates-with", ARG_REPEAT,
+			       "trust domain whose bundle the workloads get (repeatable; "
+			       "--federates-with= alone clears)" },
+	[O_ENDPOINT_URL] = { "bundle-endpoint-url", ARG_ONE, "https URL of its bundle endpoint" },
+	[O_PROFILE] = { "profile", ARG_ONE, "bundle endpoint profile: https_spiffe (default) or https_web" },
+	[O_ENDPOINT_ID] = { "endpoint-spiffe-id", ARG_ONE, "https_spiffe: SPIFFE ID the endpoint presents" },
+	[O_TRUST_BUNDLE] = { "trust-bundle", ARG_ONE, "https_spiffe: PEM file, the bundle that authenticates the endpoint until one is fetched" },
 };
 
 struct args {
@@ -83,7 +97,7 @@ struct group {
 #define COMMON_OPTS (BIT(O_SOCKET) | BIT(O_OUTPUT) | BIT(O_HELP))
 #define ENTRY_FIELDS (BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) | BIT(O_X509_TTL) | \
 		      BIT(O_JWT_TTL) | BIT(O_DNS_NAME) | BIT(O_HINT) | BIT(O_ADMIN) | \
-		      BIT(O_DOWNSTREAM) | BIT(O_EXPIRES_AT))
+		      BIT(O_DOWNSTREAM) | BIT(O_EXPIRES_AT) | BIT(O_FEDERATES_WITH))
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -242,6 +256,34 @@ static const char *jstr(json_t *o, const char *key)
 static int64_t jint(json_t *o, const char *key)
 {
 	return json_integer_value(json_object_get(o, key));
+}
+
+/* GET path and the array under key in the answer (borrowed from *resp, which the caller frees);
+ * NULL after printing why. */
+static json_t *list_call(struct args *a, const char *path, const char *key, json_t **resp)
+{
+	*resp = call_json(a, "GET", path, NULL);
+	if (!*resp)
+		return NULL;
+	json_t *items = json_object_get(*resp, key);
+	if (!json_is_array(items)) {
+		fail("malformed answer from the server");
+		json_decref(*resp);
+		*resp = NULL;
+		return NULL;
+	}
+	return items;
+}
+
+/* The width of a table column: the longest member key of items, or the heading. */
+static int col_width(json_t *items, const char *key, const char *head)
+{
+	size_t w = strlen(head), i;
+	json_t *it;
+	json_array_foreach(items, i, it)
+		if (strlen(jstr(it, key)) > w)
+			w = strlen(jstr(it, key));
+	return (int)w;
 }
 
 /* ---- argument parsing ---- */
@@ -462,6 +504,11 @@ static json_t *entry_request(struct args *a)
 		json_object_set_new(o, "selectors", strings_json(a->list[O_SELECTOR], a->n[O_SELECTOR]));
 	if (a->n[O_DNS_NAME])
 		json_object_set_new(o, "dns_names", strings_json(a->list[O_DNS_NAME], a->n[O_DNS_NAME]));
+	if (a->n[O_FEDERATES_WITH] == 1 && !*a->list[O_FEDERATES_WITH][0])
+		json_object_set_new(o, "federates_with", json_array());
+	else if (a->n[O_FEDERATES_WITH])
+		json_object_set_new(o, "federates_with", strings_json(a->list[O_FEDERATES_WITH],
+								      a->n[O_FEDERATES_WITH]));
 	if (a->value[O_X509_TTL]) {
 		if (parse_duration_flag(a, O_X509_TTL, INT32_MAX, &v) < 0)
 			goto fail;
@@ -518,6 +565,8 @@ static void print_entry_block(json_t *e)
 		printf("Selector      : %s\n", json_string_value(v) ? json_string_value(v) : "");
 	json_array_foreach(json_object_get(e, "dns_names"), i, v)
 		printf("DNS name      : %s\n", json_string_value(v) ? json_string_value(v) : "");
+	json_array_foreach(json_object_get(e, "federates_with"), i, v)
+		printf("Federates with: %s\n", json_string_value(v) ? json_string_value(v) : "");
 	if (json_is_string(json_object_get(e, "hint")))
 		printf("Hint          : %s\n", jstr(e, "hint"));
 	if (json_is_true(json_object_get(e, "admin")))
@@ -753,29 +802,21 @@ static void print_agent_block(json_t *ag)
 
 static int cmd_agent_list(const struct command *cmd, struct args *a)
 {
-	json_t *resp = call_json(a, "GET", "/v1/agents", NULL);
-	if (!resp)
+	json_t *resp, *agents = list_call(a, "/v1/agents", "agents", &resp);
+	if (!agents)
 		return 1;
-	json_t *agents = json_object_get(resp, "agents");
-	if (!json_is_array(agents)) {
-		fail("malformed answer from the server");
-		json_decref(resp);
-		return 1;
-	}
 	if (a->json) {
 		print_json(resp);
 	} else {
-		size_t w = strlen("SPIFFE ID"), i;
+		int w = col_width(agents, "spiffe_id", "SPIFFE ID");
+		size_t i;
 		json_t *ag;
-		json_array_foreach(agents, i, ag)
-			if (strlen(jstr(ag, "spiffe_id")) > w)
-				w = strlen(jstr(ag, "spiffe_id"));
-		printf("%-*s  %-12s  %-20s  %s\n", (int)w, "SPIFFE ID", "ATTESTOR", "SVID EXPIRES",
+		printf("%-*s  %-12s  %-20s  %s\n", w, "SPIFFE ID", "ATTESTOR", "SVID EXPIRES",
 		       "BANNED");
 		json_array_foreach(agents, i, ag) {
 			char t[64];
 			format_time(jint(ag, "not_after"), t, sizeof(t));
-			printf("%-*s  %-12s  %-20s  %s\n", (int)w, jstr(ag, "spiffe_id"),
+			printf("%-*s  %-12s  %-20s  %s\n", w, jstr(ag, "spiffe_id"),
 			       jstr(ag, "attestor"), t,
 			       json_is_true(json_object_get(ag, "banned")) ? "yes" : "no");
 		}
@@ -830,9 +871,13 @@ static int cmd_agent_ban(const struct command *cmd, struct args *a)
 
 /* ---- bundle ---- */
 
+static int fed_bundle_show(struct args *a);
+
 static int cmd_bundle_show(const struct command *cmd, struct args *a)
 {
 	const char *format = a->value[O_FORMAT];
+	if (a->value[O_TRUST_DOMAIN])
+		return fed_bundle_show(a);
 	char *resp = NULL;
 	long status = 0;
 	int ret = 1;
@@ -946,15 +991,269 @@ static int cmd_authority_revoke(const struct command *cmd, struct args *a)
 	return authority_action(a, "/v1/authorities/revoke", "revoked", "Revoked");
 }
 
-/* ---- server ---- */
+/* ---- federated bundles ---- */
 
-static int cmd_server_list(const struct command *cmd, struct args *a)
+static void print_fed_bundle_line(json_t *b, int w)
 {
-	json_t *resp = call_json(a, "GET", "/v1/servers", NULL);
+	char t[64];
+	format_time(jint(b, "refreshed_at"), t, sizeof(t));
+	printf("%-*s  %-8lld  %-20s  %-8s  %lld/%lld\n", w, jstr(b, "trust_domain"),
+	       (long long)jint(b, "sequence"), t, jstr(b, "source"),
+	       (long long)jint(b, "x509_authorities"), (long long)jint(b, "jwt_authorities"));
+}
+
+static int cmd_bundle_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp, *bundles = list_call(a, "/v1/federated_bundles", "bundles", &resp);
+	if (!bundles)
+		return 1;
+	if (a->json) {
+		print_json(resp);
+	} else {
+		int w = col_width(bundles, "trust_domain", "TRUST DOMAIN");
+		size_t i;
+		json_t *b;
+		printf("%-*s  %-8s  %-20s  %-8s  %s\n", w, "TRUST DOMAIN", "SEQUENCE",
+		       "REFRESHED", "SOURCE", "X509/JWT");
+		json_array_foreach(bundles, i, b)
+			print_fed_bundle_line(b, w);
+		printf("%zu federated bundle%s\n", json_array_size(bundles),
+		       json_array_size(bundles) == 1 ? "" : "s");
+	}
+	json_decref(resp);
+	return 0;
+}
+
+/* bundle show --trust-domain TD: PEM (default), the SPIFFE document (--format spiffe), or the
+ * summary with both (--output json). */
+static int fed_bundle_show(struct args *a)
+{
+	const char *format = a->value[O_FORMAT] ? a->value[O_FORMAT] : "pem";
+	char path[8192] = "/v1/federated_bundles/show";
+	if (strcmp(format, "pem") != 0 && strcmp(format, "spiffe") != 0) {
+		fail("invalid value \"%s\" for --format: pem or spiffe", format);
+		return 1;
+	}
+	if (!append_query(path, sizeof(path), "trust_domain", a->value[O_TRUST_DOMAIN])) {
+		fail("--trust-domain too long");
+		return 1;
+	}
+	json_t *resp = call_json(a, "GET", path, NULL);
 	if (!resp)
 		return 1;
-	json_t *servers = json_object_get(resp, "servers");
-	if (!json_is_array(servers)) {
+	if (a->json) {
+		print_json(resp);
+	} else if (strcmp(format, "spiffe") == 0) {
+		print_json(json_object_get(resp, "spiffe_bundle"));
+	} else {
+		fputs(jstr(resp, "pem"), stdout);
+	}
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_bundle_set(const struct command *cmd, struct args *a)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int ret = 1;
+	json_t *req = NULL, *resp = NULL;
+	int r = file_read_all(a->value[O_FILE], FED_BUNDLE_MAX_BYTES, &data, &len);
+	if (r < 0) {
+		fail("cannot read --file %s: %s", a->value[O_FILE],
+		     r == -EFBIG ? "larger than 512 KiB" : strerror(-r));
+		goto out;
+	}
+	json_t *doc = json_stringn((const char *)data, len);
+	if (!doc) {
+		fail("--file %s is neither PEM nor a SPIFFE bundle document (not UTF-8 text)",
+		     a->value[O_FILE]);
+		goto out;
+	}
+	req = json_pack("{s:s, s:o}", "trust_domain", a->value[O_TRUST_DOMAIN], "bundle", doc);
+	resp = req ? call_json(a, "POST", "/v1/federated_bundles/set", req) : NULL;
+	if (!resp) {
+		if (!req)
+			fail("out of memory");
+		goto out;
+	}
+	if (a->json)
+		print_json(resp);
+	else
+		printf("Federated bundle of %s set (sequence %lld)\n", jstr(resp, "trust_domain"),
+		       (long long)jint(resp, "sequence"));
+	ret = 0;
+out:
+	free(data);
+	json_decref(req);
+	json_decref(resp);
+	return ret;
+}
+
+static int cmd_bundle_delete(const struct command *cmd, struct args *a)
+{
+	json_t *req = json_pack("{s:s}", "trust_domain", a->value[O_TRUST_DOMAIN]);
+	json_t *resp = req ? call_json(a, "POST", "/v1/federated_bundles/delete", req) : NULL;
+	json_decref(req);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("Deleted the federated bundle of %s\n", jstr(resp, "deleted"));
+	json_decref(resp);
+	return 0;
+}
+
+/* ---- federation ---- */
+
+#define FED_FIELDS (BIT(O_ENDPOINT_URL) | BIT(O_PROFILE) | BIT(O_ENDPOINT_ID) | BIT(O_TRUST_BUNDLE))
+
+/* /v1/federations/<td>, the trust domain checked first (it becomes part of the path). */
+static bool fed_path(struct args *a, char *path, size_t len)
+{
+	char why[256];
+	const char *td = a->value[O_TRUST_DOMAIN];
+	if (trust_domain_validate(td, why, sizeof(why)) < 0) {
+		fail("invalid --trust-domain \"%s\": %s", td, why);
+		return false;
+	}
+	snprintf(path, len, "/v1/federations/%s", td);
+	return true;
+}
+
+/* The relationship members the flags give; NULL after printing why. */
+static json_t *fed_request(struct args *a)
+{
+	json_t *o = json_object();
+	if (a->value[O_TRUST_DOMAIN])
+		json_object_set_new(o, "trust_domain", json_string(a->value[O_TRUST_DOMAIN]));
+	if (a->value[O_ENDPOINT_URL])
+		json_object_set_new(o, "bundle_endpoint_url", json_string(a->value[O_ENDPOINT_URL]));
+	if (a->value[O_PROFILE])
+		json_object_set_new(o, "bundle_endpoint_profile", json_string(a->value[O_PROFILE]));
+	/* Switching an existing relationship to https_web drops what only https_spiffe uses. */
+	if (a->value[O_PROFILE] && strcmp(a->value[O_PROFILE], "https_web") == 0) {
+		json_object_set_new(o, "endpoint_spiffe_id", json_null());
+		json_object_set_new(o, "trust_bundle", json_null());
+	}
+	if (a->value[O_ENDPOINT_ID])
+		json_object_set_new(o, "endpoint_spiffe_id", json_string(a->value[O_ENDPOINT_ID]));
+	if (a->value[O_TRUST_BUNDLE]) {
+		uint8_t *pem = NULL;
+		size_t len = 0;
+		int r = file_read_all(a->value[O_TRUST_BUNDLE], FED_TRUST_BUNDLE_MAX, &pem, &len);
+		if (r < 0) {
+			fail("--trust-bundle %s: %s", a->value[O_TRUST_BUNDLE], strerror(-r));
+			json_decref(o);
+			return NULL;
+		}
+		json_object_set_new(o, "trust_bundle", json_stringn((const char *)pem, len));
+		free(pem);
+		if (!json_object_get(o, "trust_bundle")) {
+			fail("--trust-bundle %s: not text", a->value[O_TRUST_BUNDLE]);
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static void print_fed(json_t *f)
+{
+	char t[64];
+	json_t *st = json_object_get(f, "state");
+	printf("Trust domain       : %s\n", jstr(f, "trust_domain"));
+	printf("Bundle endpoint    : %s\n", jstr(f, "bundle_endpoint_url"));
+	printf("Profile            : %s\n", jstr(f, "bundle_endpoint_profile"));
+	if (json_object_get(f, "endpoint_spiffe_id"))
+		printf("Endpoint SPIFFE ID : %s\n", jstr(f, "endpoint_spiffe_id"));
+	printf("Initial bundle     : %s\n", json_object_get(f, "trust_bundle") ? "yes" : "no");
+	if (!st)
+		return;
+	format_time(jint(st, "last_success"), t, sizeof(t));
+	printf("Last fetched       : %s\n", jint(st, "last_success") ? t : "never");
+	if (json_object_get(st, "sequence"))
+		printf("Bundle sequence    : %lld\n", (long long)jint(st, "sequence"));
+	if (*jstr(st, "last_error"))
+		printf("Last error         : %s\n", jstr(st, "last_error"));
+	format_time(jint(st, "next_attempt"), t, sizeof(t));
+	printf("Next fetch         : %s\n", t);
+}
+
+static int fed_print(struct args *a, json_t *resp)
+{
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		print_fed(resp);
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_fed_create(const struct command *cmd, struct args *a)
+{
+	json_t *req = fed_request(a);
+	json_t *resp = req ? call_json(a, "POST", "/v1/federations", req) : NULL;
+	json_decref(req);
+	return fed_print(a, resp);
+}
+
+static int cmd_fed_update(const struct command *cmd, struct args *a)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	json_t *req = fed_request(a);
+	json_t *resp = req ? call_json(a, "PUT", path, req) : NULL;
+	json_decref(req);
+	return fed_print(a, resp);
+}
+
+static int cmd_fed_show(const struct command *cmd, struct args *a)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	return fed_print(a, call_json(a, "GET", path, NULL));
+}
+
+static int fed_action(struct args *a, const char *method, const char *key, const char *verb)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	json_t *resp = call_json(a, method, path, NULL);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("%s %s\n", verb, jstr(resp, key));
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_fed_delete(const struct command *cmd, struct args *a)
+{
+	return fed_action(a, "DELETE", "deleted", "Deleted the federation relationship with");
+}
+
+static int cmd_fed_refresh(const struct command *cmd, struct args *a)
+{
+	return fed_action(a, "POST", "refreshing", "Fetching the bundle of");
+}
+
+static int cmd_fed_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/federations", NULL);
+	if (!resp)
+		return 1;
+	json_t *feds = json_object_get(resp, "federations"), *f;
+	size_t i;
+	if (!json_is_array(feds)) {
 		fail("malformed answer from the server");
 		json_decref(resp);
 		return 1;
@@ -962,17 +1261,42 @@ static int cmd_server_list(const struct command *cmd, struct args *a)
 	if (a->json) {
 		print_json(resp);
 	} else {
-		size_t w = strlen("ADDRESS"), i;
+		printf("%-24s  %-12s  %-20s  %s\n", "TRUST DOMAIN", "PROFILE", "LAST FETCHED",
+		       "BUNDLE ENDPOINT");
+		json_array_foreach(feds, i, f) {
+			char t[64];
+			int64_t at = jint(json_object_get(f, "state"), "last_success");
+			format_time(at, t, sizeof(t));
+			printf("%-24s  %-12s  %-20s  %s\n", jstr(f, "trust_domain"),
+			       jstr(f, "bundle_endpoint_profile"), at ? t : "never",
+			       jstr(f, "bundle_endpoint_url"));
+		}
+		printf("%zu federation relationship%s\n", json_array_size(feds),
+		       json_array_size(feds) == 1 ? "" : "s");
+	}
+	json_decref(resp);
+	return 0;
+}
+
+/* ---- server ---- */
+
+static int cmd_server_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp, *servers = list_call(a, "/v1/servers", "servers", &resp);
+	if (!servers)
+		return 1;
+	if (a->json) {
+		print_json(resp);
+	} else {
+		int w = col_width(servers, "address", "ADDRESS");
+		size_t i;
 		json_t *sv;
-		json_array_foreach(servers, i, sv)
-			if (strlen(jstr(sv, "address")) > w)
-				w = strlen(jstr(sv, "address"));
-		printf("%-36s  %-*s  %-10s  %-20s  %s\n", "ID", (int)w, "ADDRESS", "VERSION",
+		printf("%-36s  %-*s  %-10s  %-20s  %s\n", "ID", w, "ADDRESS", "VERSION",
 		       "LAST SEEN", "AUTHORITIES");
 		json_array_foreach(servers, i, sv) {
 			char t[64];
 			format_time(jint(sv, "last_seen"), t, sizeof(t));
-			printf("%-36s  %-*s  %-10s  %-20s  %lld\n", jstr(sv, "id"), (int)w,
+			printf("%-36s  %-*s  %-10s  %-20s  %lld\n", jstr(sv, "id"), w,
 			       jstr(sv, "address"), jstr(sv, "version"), t,
 			       (long long)jint(sv, "authorities"));
 		}
@@ -1026,8 +1350,39 @@ static const struct command agent_commands[] = {
 
 static const struct command bundle_commands[] = {
 	{ .name = "show", .run = cmd_bundle_show,
-	  .summary = "Prints the trust bundle (PEM, or SPIFFE JSON with --format spiffe).",
-	  .opts = COMMON_OPTS | BIT(O_FORMAT) },
+	  .summary = "Prints the trust bundle, or with --trust-domain a federated one (PEM, or "
+		     "SPIFFE JSON with --format spiffe).",
+	  .opts = COMMON_OPTS | BIT(O_FORMAT) | BIT(O_TRUST_DOMAIN) },
+	{ .name = "list", .run = cmd_bundle_list,
+	  .summary = "Lists the federated bundles (foreign trust domains), set or fetched.",
+	  .opts = COMMON_OPTS },
+	{ .name = "set", .run = cmd_bundle_set,
+	  .summary = "Sets the bundle of a foreign trust domain by hand (PEM or SPIFFE bundle).",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN) | BIT(O_FILE),
+	  .required = BIT(O_TRUST_DOMAIN) | BIT(O_FILE) },
+	{ .name = "delete", .run = cmd_bundle_delete,
+	  .summary = "Deletes the bundle of a foreign trust domain.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+};
+
+static const struct command federation_commands[] = {
+	{ .name = "create", .run = cmd_fed_create,
+	  .summary = "Federates with a trust domain: its bundle is fetched from its bundle endpoint.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN) | FED_FIELDS,
+	  .required = BIT(O_TRUST_DOMAIN) | BIT(O_ENDPOINT_URL) },
+	{ .name = "list", .run = cmd_fed_list,
+	  .summary = "Lists federation relationships and their fetch state.", .opts = COMMON_OPTS },
+	{ .name = "show", .run = cmd_fed_show, .summary = "Shows one federation relationship.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "update", .run = cmd_fed_update,
+	  .summary = "Updates a relationship: the fields given replace the stored ones.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN) | FED_FIELDS, .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "delete", .run = cmd_fed_delete,
+	  .summary = "Ends a federation: the relationship and the bundle fetched through it go.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "refresh", .run = cmd_fed_refresh,
+	  .summary = "Fetches the trust domain's bundle now.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
 };
 
 static const struct command authority_commands[] = {
@@ -1058,9 +1413,11 @@ static const struct group groups[] = {
 	{ "token", "join tokens", token_commands, ARRAY_LEN(token_commands) },
 	{ "entry", "registration entries", entry_commands, ARRAY_LEN(entry_commands) },
 	{ "agent", "attested agents", agent_commands, ARRAY_LEN(agent_commands) },
-	{ "bundle", "the trust bundle", bundle_commands, ARRAY_LEN(bundle_commands) },
 	{ "authority", "the CA authorities: forced rotation, taint, revocation", authority_commands,
 	  ARRAY_LEN(authority_commands) },
+	{ "bundle", "the trust bundle and federated bundles", bundle_commands, ARRAY_LEN(bundle_commands) },
+	{ "federation", "federation with other trust domains", federation_commands,
+	  ARRAY_LEN(federation_commands) },
 	{ "server", "the servers of this trust domain", server_commands,
 	  ARRAY_LEN(server_commands) },
 };

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "strv.h"
 #include "util.h"
 
@@ -252,7 +253,8 @@ void datastore_feed_add(struct datastore *ds, enum ds_change_kind kind, const ch
 	journal_lock(ds);
 	if (kind == DS_CHANGE_BUNDLE) {
 		ds->bundle_gen++;
-	} else if (kind == DS_CHANGE_ENTRY || kind == DS_CHANGE_AGENT) {
+	} else if (kind == DS_CHANGE_ENTRY || kind == DS_CHANGE_AGENT ||
+		   kind == DS_CHANGE_FED_BUNDLE) {
 		ds->feed_counter++;
 		journal_record(ds, ds->feed_counter, kind, id);
 	} else {
@@ -592,6 +594,206 @@ int ds_ca_delete(struct datastore *ds, const char *id)
 	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_delete(ds, id);
 	op_end(ds, DS_OP_CA_DELETE, ret, t0);
+	return ret;
+}
+
+/* ---- federated bundles ---- */
+
+char *datastore_fed_jwt_text(const struct fed_bundle *b, bool *ok)
+{
+	*ok = true;
+	if (jwks_count(b->jwt) == 0)
+		return NULL;
+	char *t = jwks_to_json(b->jwt);
+	*ok = t != NULL;
+	return t;
+}
+
+struct fed_bundle *datastore_fed_bundle_from_cols(const char *td, const uint8_t *x509,
+						  size_t x509_len, const char *jwt_keys,
+						  int64_t sequence, int64_t refresh_hint,
+						  int64_t refreshed_at, const char *source)
+{
+	struct fed_bundle *b = xcalloc(1, sizeof(*b));
+	char why[256];
+	b->trust_domain = xstrdup(td ? td : "");
+	if (x509_len) {
+		b->x509 = xmalloc(x509_len);
+		memcpy(b->x509, x509, x509_len);
+		b->x509_len = x509_len;
+	}
+	b->sequence = sequence;
+	b->refresh_hint = refresh_hint;
+	b->refreshed_at = refreshed_at;
+	if (fed_bundle_source_parse(source, &b->source) < 0) {
+		log_error("datastore: federated bundle of %s: unknown source \"%s\"", b->trust_domain,
+			  source ? source : "");
+		goto fail;
+	}
+	if (jwt_keys && jwks_from_json(jwt_keys, strlen(jwt_keys), &b->jwt, why, sizeof(why)) < 0) {
+		log_error("datastore: federated bundle of %s: corrupt JWT keys: %s", b->trust_domain,
+			  why);
+		goto fail;
+	}
+	return b;
+fail:
+	fed_bundle_free(b);
+	return NULL;
+}
+
+int ds_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, char *err, size_t errlen)
+{
+	char why[256];
+	if (fed_bundle_validate(b, why, sizeof(why)) < 0) {
+		if (err)
+			snprintf(err, errlen, "%s", why);
+		return -EINVAL;
+	}
+	struct fed_bundle *c = fed_bundle_dup(b);
+	if (c->refreshed_at == 0)
+		c->refreshed_at = now_unix();
+	lock(ds);
+	int64_t before = change_before(ds);
+	int ret = ds->ops->fed_bundle_put(ds, c, c->source == FED_SOURCE_MANUAL);
+	journal_add(ds, before, ret, DS_CHANGE_FED_BUNDLE, c->trust_domain);
+	unlock(ds);
+	if (ret == -ESTALE && err) {
+		struct fed_bundle *old = NULL;
+		if (ds_fed_bundle_get(ds, c->trust_domain, &old) == 0)
+			snprintf(err, errlen, "bundle of %s: sequence %lld is older than the stored "
+				 "one (%lld)", c->trust_domain, (long long)c->sequence,
+				 (long long)old->sequence);
+		else
+			snprintf(err, errlen, "bundle of %s: sequence %lld is older than the stored "
+				 "one", c->trust_domain, (long long)c->sequence);
+		fed_bundle_free(old);
+	} else if (ret < 0 && err) {
+		snprintf(err, errlen, "database error");
+	}
+	fed_bundle_free(c);
+	return ret;
+}
+
+int ds_fed_bundle_get(struct datastore *ds, const char *trust_domain, struct fed_bundle **out)
+{
+	*out = NULL;
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_bundle_get(ds, trust_domain, out);
+	unlock(ds);
+	return ret;
+}
+
+int ds_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->fed_bundle_list(ds, out, n);
+	unlock(ds);
+	return ret;
+}
+
+int ds_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
+{
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int64_t before = change_before(ds);
+	int ret = ds->ops->fed_bundle_delete(ds, trust_domain);
+	journal_add(ds, before, ret, DS_CHANGE_FED_BUNDLE, trust_domain);
+	unlock(ds);
+	return ret;
+}
+
+/* ---- federation relationships ---- */
+
+static struct fed_relationship *fed_rel_from_text(const char *td, const char *doc)
+{
+	json_error_t je;
+	char err[256];
+	struct fed_relationship *r = NULL;
+	if (!doc)
+		return NULL;
+	json_t *j = json_loads(doc, 0, &je);
+	if (!j || fed_relationship_from_json(j, &r, err, sizeof(err)) < 0)
+		log_error("datastore: federation relationship %s: corrupt row: %s", td,
+			  j ? err : je.text);
+	json_decref(j);
+	return r;
+}
+
+int ds_fed_rel_put(struct datastore *ds, struct fed_relationship *r, bool create, char *err,
+		   size_t errlen)
+{
+	struct fed_relationship *copy = NULL;
+	int64_t now = now_unix();
+	r->updated_at = now;
+	if (create || !r->created_at)
+		r->created_at = now;
+	json_t *j = fed_relationship_to_json(r);
+	if (!j || fed_relationship_from_json(j, &copy, err, errlen) < 0) {
+		json_decref(j);
+		return j ? -EINVAL : -ENOMEM;
+	}
+	fed_relationship_free(copy);
+	char *doc = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	if (!doc)
+		return -ENOMEM;
+	lock(ds);
+	int ret = ds->ops->fed_rel_put(ds, r->trust_domain, doc, create);
+	unlock(ds);
+	free(doc);
+	return ret;
+}
+
+int ds_fed_rel_get(struct datastore *ds, const char *trust_domain, struct fed_relationship **out)
+{
+	char *doc = NULL;
+	*out = NULL;
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_rel_get(ds, trust_domain, &doc);
+	unlock(ds);
+	if (ret == 0 && !(*out = fed_rel_from_text(trust_domain, doc)))
+		ret = -EIO;
+	free(doc);
+	return ret;
+}
+
+int ds_fed_rel_list(struct datastore *ds, struct fed_relationship ***out, size_t *n)
+{
+	char **docs = NULL;
+	size_t nd = 0;
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->fed_rel_list(ds, &docs, &nd);
+	unlock(ds);
+	if (ret < 0)
+		return ret;
+	struct fed_relationship **v = nd ? xcalloc(nd, sizeof(*v)) : NULL;
+	for (size_t i = 0; i < nd; i++) {
+		struct fed_relationship *r = fed_rel_from_text("(listed)", docs[i]);
+		if (r)
+			v[(*n)++] = r;
+		free(docs[i]);
+	}
+	free(docs);
+	*out = v;
+	return 0;
+}
+
+int ds_fed_rel_delete(struct datastore *ds, const char *trust_domain)
+{
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_rel_delete(ds, trust_domain);
+	unlock(ds);
 	return ret;
 }
 

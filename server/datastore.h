@@ -20,6 +20,8 @@
 #include <jansson.h>
 
 #include "entry.h"
+#include "fed_bundle.h"
+#include "fed_relationship.h"
 
 struct datastore;
 
@@ -90,7 +92,7 @@ int64_t ds_change_counter(struct datastore *ds);
 
 /* ---- change journal ----
  * Every change that moves the change counter (entry create/update/delete, agent upsert/delete/
- * ban) is also recorded, in memory, with the counter value it produced and what it touched, so
+ * ban, federated bundle put/delete) is also recorded, in memory, with the counter value it produced and what it touched, so
  * that a reader can bring a cached view up to date by re-reading only what changed. Renewals
  * (ds_agent_touch) are not recorded: they change no entitlement. The journal keeps the last
  * DS_JOURNAL_CAP changes of this process. With PostgreSQL the changes of every server are
@@ -100,12 +102,17 @@ int64_t ds_change_counter(struct datastore *ds);
 
 /* DS_CHANGE_BUNDLE (PostgreSQL: an authority published or dropped, by any server) is never in
  * the journal: it moves ds_bundle_generation instead. */
-enum ds_change_kind { DS_CHANGE_ENTRY = 1, DS_CHANGE_AGENT = 2, DS_CHANGE_BUNDLE = 3 };
+enum ds_change_kind {
+	DS_CHANGE_ENTRY = 1,
+	DS_CHANGE_AGENT = 2,
+	DS_CHANGE_BUNDLE = 3,
+	DS_CHANGE_FED_BUNDLE = 4, /* a federated bundle put or deleted; id: its trust domain */
+};
 
 struct ds_change {
 	int64_t counter;	/* the change counter's value right after this change */
 	enum ds_change_kind kind;
-	char *id;		/* the entry's id, or the agent's SPIFFE ID */
+	char *id;		/* the entry's id, the agent's SPIFFE ID, or a trust domain */
 };
 
 /* The changes made after the change counter had the value since, oldest first, and the counter's
@@ -119,6 +126,29 @@ void ds_change_array_free(struct ds_change *c, size_t n);
  * this one included), so the CA knows when to re-read the bundle (ca_sync). Always 0 with
  * SQLite. */
 int64_t ds_bundle_generation(struct datastore *ds);
+
+/* ---- federated bundles ----
+ * The trust bundles of foreign trust domains (fed_bundle.h), at most one per trust domain: set
+ * by an operator (bundle set) or fetched from a bundle endpoint. Every put and delete moves the
+ * change counter and is journaled as DS_CHANGE_FED_BUNDLE with the trust domain as id (with
+ * PostgreSQL through the shared change feed, so every server sees it), so the node API pushes
+ * it to the agents whose entries federate with that trust domain. */
+
+/* Stores b (copied) as the bundle of b->trust_domain, replacing the stored one, and sets
+ * b->refreshed_at to now when it is 0. b is validated first (fed_bundle_validate: -EINVAL with
+ * the reason in err). A bundle with b->source == FED_SOURCE_ENDPOINT whose sequence is lower
+ * than the stored bundle's (whatever its source) is refused with -ESTALE (err says both
+ * sequences) and nothing changes: a fetcher never goes back to an older version. An equal
+ * sequence replaces (a refetch refreshes refreshed_at). A FED_SOURCE_MANUAL bundle always
+ * replaces: the operator's word is final. The comparison and the write are one atomic step,
+ * also between servers sharing a PostgreSQL database. err may be NULL. */
+int ds_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, char *err, size_t errlen);
+/* -ENOENT if absent; *out is the caller's. */
+int ds_fed_bundle_get(struct datastore *ds, const char *trust_domain, struct fed_bundle **out);
+/* Every stored bundle, sorted by trust domain; free with fed_bundle_array_free. */
+int ds_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n);
+/* -ENOENT if absent. */
+int ds_fed_bundle_delete(struct datastore *ds, const char *trust_domain);
 
 /* ---- join tokens ----
  * Only the SHA-256 of a token (hex) is stored, never the token itself. */
@@ -212,6 +242,21 @@ int ds_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n);
 int ds_ca_delete(struct datastore *ds, const char *id);
 void ca_record_free(struct ca_record *r);
 void ca_record_array_free(struct ca_record **r, size_t n);
+
+/* ---- federation relationships (fed_relationship.h) ----
+ * Not in the change journal: the fetcher (federation.c) re-reads them every few seconds. */
+
+/* Validates r (fed_relationship_from_json's rules) and stores it; create: -EEXIST when the
+ * trust domain has one already, else (update) -ENOENT when it has none. -EINVAL with the reason
+ * in err for an invalid one. created_at/updated_at are set here. */
+int ds_fed_rel_put(struct datastore *ds, struct fed_relationship *r, bool create, char *err,
+		   size_t errlen);
+/* -ENOENT if absent; *out is the caller's. */
+int ds_fed_rel_get(struct datastore *ds, const char *trust_domain, struct fed_relationship **out);
+/* Every relationship, sorted by trust domain (a corrupt row is logged and left out). */
+int ds_fed_rel_list(struct datastore *ds, struct fed_relationship ***out, size_t *n);
+/* -ENOENT if absent. */
+int ds_fed_rel_delete(struct datastore *ds, const char *trust_domain);
 
 /* ---- small key/value store for counters such as the bundle sequence ---- */
 

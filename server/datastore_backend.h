@@ -16,9 +16,10 @@
 
 /* The columns of the tables every SQL backend has, in the order their row readers expect. */
 #define ENTRY_COLS "id, spiffe_id, parent_id, selectors, x509_svid_ttl, jwt_svid_ttl, dns_names, " \
-		   "hint, admin, downstream, expires_at, revision, created_at"
+		   "hint, admin, downstream, expires_at, revision, created_at, federates_with"
 #define AGENT_COLS "spiffe_id, attestor, selectors, aliases, serial, not_after, created_at, " \
 		   "last_seen, banned"
+#define FED_BUNDLE_COLS "trust_domain, x509, jwt_keys, sequence, refresh_hint, refreshed_at, source"
 #define CA_COLS "id, state, cert, jwt_kid, jwt_spki, not_before, not_after, created_at"
 
 struct datastore_ops {
@@ -54,6 +55,20 @@ struct datastore_ops {
 	int (*ca_put)(struct datastore *ds, const struct ca_record *r);
 	int (*ca_list)(struct datastore *ds, struct ca_record ***out, size_t *n);
 	int (*ca_delete)(struct datastore *ds, const char *id);
+	/* force: replace whatever the sequence (a manual bundle); otherwise -ESTALE when the stored
+	 * sequence is higher. b is validated and its refreshed_at set. */
+	int (*fed_bundle_put)(struct datastore *ds, const struct fed_bundle *b, bool force);
+	int (*fed_bundle_get)(struct datastore *ds, const char *trust_domain,
+			      struct fed_bundle **out);
+	int (*fed_bundle_list)(struct datastore *ds, struct fed_bundle ***out, size_t *n);
+	int (*fed_bundle_delete)(struct datastore *ds, const char *trust_domain);
+	/* Federation relationships as JSON documents keyed by trust domain: create -EEXIST when
+	 * present, update -ENOENT when absent; list sorted by trust domain. */
+	int (*fed_rel_put)(struct datastore *ds, const char *trust_domain, const char *doc,
+			   bool create);
+	int (*fed_rel_get)(struct datastore *ds, const char *trust_domain, char **doc);
+	int (*fed_rel_list)(struct datastore *ds, char ***docs, size_t *n);
+	int (*fed_rel_delete)(struct datastore *ds, const char *trust_domain);
 	int (*kv_get_int)(struct datastore *ds, const char *key, int64_t *out);
 	int (*kv_set_int)(struct datastore *ds, const char *key, int64_t v);
 	int (*ping)(struct datastore *ds);
@@ -97,6 +112,15 @@ int datastore_token_hash(const char *token, char out[65]);
  * -EIO when the text is not a JSON array (a corrupt column). */
 char *datastore_strv_to_text(char *const *v, size_t n);
 int datastore_strv_from_text(const char *txt, char ***out, size_t *n);
+
+/* A federated bundle's columns and back (FED_BUNDLE_COLS order: x509 blob, jwt_keys text, source
+ * text). datastore_fed_jwt_text: the JWK Set JSON of b->jwt, NULL when there is none (*ok false
+ * on allocation failure). datastore_fed_bundle_from_cols: NULL (logged) when a column is corrupt. */
+char *datastore_fed_jwt_text(const struct fed_bundle *b, bool *ok);
+struct fed_bundle *datastore_fed_bundle_from_cols(const char *td, const uint8_t *x509,
+						  size_t x509_len, const char *jwt_keys,
+						  int64_t sequence, int64_t refresh_hint,
+						  int64_t refreshed_at, const char *source);
 
 /* For concurrent backends, from any thread: records a change in the journal under the next
  * counter value (datastore_feed_add), or moves the counter without a record, so that readers

@@ -97,6 +97,21 @@ static const char *const migrations[] = {
 	" authorities BIGINT NOT NULL DEFAULT 0);",
 	/* v3. When a change was written, in milliseconds by the database's clock (the feed's lag). */
 	"ALTER TABLE changes ADD COLUMN at_ms BIGINT;",
+	/* v4: federation. The bundles of foreign trust domains, and the trust domains an entry's
+	 * workloads federate with (a JSON array, like selectors). */
+	"CREATE TABLE fed_bundles ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" x509 BYTEA,"
+	" jwt_keys TEXT,"
+	" sequence BIGINT NOT NULL,"
+	" refresh_hint BIGINT NOT NULL DEFAULT 0,"
+	" refreshed_at BIGINT NOT NULL,"
+	" source TEXT NOT NULL);"
+	"ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';",
+	/* v5. Federation relationships: the validated JSON document per trust domain. */
+	"CREATE TABLE federation_relationships ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" doc TEXT NOT NULL);",
 };
 
 enum stmt_id {
@@ -106,6 +121,8 @@ enum stmt_id {
 	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
+	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST_SERVER_BEAT, ST_SERVER_LIST, ST_SERVER_PRUNE,
@@ -118,10 +135,10 @@ static const char *const stmt_sql[ST__COUNT] = {
 			  DB_NOW_MS ") RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL
 			  "', '') FROM c",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
-			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12) RETURNING revision",
+			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12, $13) RETURNING revision",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = $2, parent_id = $3, selectors = $4, "
 			    "x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, hint = $8, "
-			    "admin = $9, downstream = $10, expires_at = $11, "
+			    "admin = $9, downstream = $10, expires_at = $11, federates_with = $12, "
 			    "revision = nextval('entry_revision') WHERE id = $1 "
 			    "RETURNING revision, created_at",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = $1",
@@ -160,6 +177,23 @@ static const char *const stmt_sql[ST__COUNT] = {
 		      "not_after = excluded.not_after, created_at = excluded.created_at",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = $1",
+	/* $8: force. Otherwise an older sequence leaves the row alone (no row touched): the
+	 * comparison and the write are one statement, atomic between servers. */
+	[ST_FED_PUT] = "INSERT INTO fed_bundles (" FED_BUNDLE_COLS ") VALUES "
+		       "($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (trust_domain) DO UPDATE SET "
+		       "x509 = excluded.x509, jwt_keys = excluded.jwt_keys, "
+		       "sequence = excluded.sequence, refresh_hint = excluded.refresh_hint, "
+		       "refreshed_at = excluded.refreshed_at, source = excluded.source "
+		       "WHERE $8::boolean OR fed_bundles.sequence <= excluded.sequence",
+	[ST_FED_GET] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles WHERE trust_domain = $1",
+	[ST_FED_LIST] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles ORDER BY trust_domain",
+	[ST_FED_DELETE] = "DELETE FROM fed_bundles WHERE trust_domain = $1",
+	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
+			      "VALUES ($1, $2) ON CONFLICT (trust_domain) DO NOTHING",
+	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = $2 WHERE trust_domain = $1",
+	[ST_FED_REL_GET] = "SELECT doc FROM federation_relationships WHERE trust_domain = $1",
+	[ST_FED_REL_LIST] = "SELECT doc FROM federation_relationships ORDER BY trust_domain",
+	[ST_FED_REL_DELETE] = "DELETE FROM federation_relationships WHERE trust_domain = $1",
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = $1",
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES ($1, $2) "
 		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -468,7 +502,9 @@ static struct entry *entry_from_row(const PGresult *r, int row)
 	e->spiffe_id = r_strdup(r, row, 1);
 	e->parent_id = r_strdup(r, row, 2);
 	if (datastore_strv_from_text(PQgetvalue(r, row, 3), &e->selectors, &e->n_selectors) < 0 ||
-	    datastore_strv_from_text(PQgetvalue(r, row, 6), &e->dns_names, &e->n_dns_names) < 0) {
+	    datastore_strv_from_text(PQgetvalue(r, row, 6), &e->dns_names, &e->n_dns_names) < 0 ||
+	    datastore_strv_from_text(PQgetvalue(r, row, 13), &e->federates_with,
+				     &e->n_federates_with) < 0) {
 		log_error("datastore: entry %s: corrupt list column", e->id);
 		entry_free(e);
 		return NULL;
@@ -510,7 +546,7 @@ static int entries_from_result(const PGresult *r, const struct entry_filter *f,
 struct entry_write {
 	struct entry *e;
 	bool update;
-	const char *sel, *dns;
+	const char *sel, *dns, *fed;
 	char *err;
 	size_t errlen;
 };
@@ -570,6 +606,7 @@ static int entry_write_body(struct pg *p, struct pgc *c, void *arg)
 	p_int(&pa, e->expires_at);
 	if (!w->update)
 		p_int(&pa, e->created_at);
+	p_str(&pa, w->fed);
 	ret = run(p, c, w->update ? ST_ENTRY_UPDATE : ST_ENTRY_INSERT, &pa, &r);
 	if (ret == -EEXIST)
 		snprintf(w->err, w->errlen, "an entry with the same SPIFFE ID, parent ID and "
@@ -594,13 +631,14 @@ static int entry_write(struct pg *p, struct entry *e, bool update, char *err, si
 	entry_normalize(e);
 	char *sel = datastore_strv_to_text(e->selectors, e->n_selectors);
 	char *dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
+	char *fed = datastore_strv_to_text(e->federates_with, e->n_federates_with);
 	int ret = -ENOMEM;
-	if (!sel || !dns) {
+	if (!sel || !dns || !fed) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	struct entry_write w = {.e = e, .update = update, .sel = sel, .dns = dns, .err = err,
-				.errlen = errlen};
+	struct entry_write w = {.e = e, .update = update, .sel = sel, .dns = dns, .fed = fed,
+				.err = err, .errlen = errlen};
 	err[0] = '\0';
 	ret = with_conn(p, true, entry_write_body, &w);
 	if (ret < 0) {
@@ -612,6 +650,7 @@ static int entry_write(struct pg *p, struct entry *e, bool update, char *err, si
 out:
 	free(sel);
 	free(dns);
+	free(fed);
 	return ret;
 }
 
@@ -987,6 +1026,122 @@ static int pg_ca_delete(struct datastore *ds, const char *id)
 	return change_one(pg_of(ds), ST_CA_DELETE, &pa, DS_CHANGE_BUNDLE, id);
 }
 
+/* ---- federated bundles ---- */
+
+static int pg_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, bool force)
+{
+	struct params pa = {0};
+	bool ok;
+	char *jwt = datastore_fed_jwt_text(b, &ok);
+	if (!ok)
+		return -ENOMEM;
+	p_str(&pa, b->trust_domain);
+	p_bytes(&pa, b->x509, b->x509_len);
+	p_str(&pa, jwt);
+	p_int(&pa, b->sequence);
+	p_int(&pa, b->refresh_hint);
+	p_int(&pa, b->refreshed_at);
+	p_str(&pa, fed_bundle_source_name(b->source));
+	p_bool(&pa, force);
+	int ret = change_one(pg_of(ds), ST_FED_PUT, &pa, DS_CHANGE_FED_BUNDLE, b->trust_domain);
+	free(jwt);
+	return ret == -ENOENT ? -ESTALE : ret;
+}
+
+static void *fed_bundle_reader(const PGresult *r, int row)
+{
+	size_t x509_len;
+	uint8_t *x509 = r_bytes(r, row, 1, &x509_len);
+	struct fed_bundle *b = datastore_fed_bundle_from_cols(
+		PQgetvalue(r, row, 0), x509, x509_len,
+		PQgetisnull(r, row, 2) ? NULL : PQgetvalue(r, row, 2), r_int(r, row, 3),
+		r_int(r, row, 4), r_int(r, row, 5), PQgetvalue(r, row, 6));
+	free(x509);
+	return b;
+}
+
+static int pg_fed_bundle_get(struct datastore *ds, const char *trust_domain,
+			     struct fed_bundle **out)
+{
+	void *b = NULL;
+	int ret = get_row(ds, ST_FED_GET, trust_domain, fed_bundle_reader, &b);
+	if (ret == 0)
+		*out = b;
+	return ret;
+}
+
+static int pg_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_FED_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	struct fed_bundle **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++) {
+		if (!(v[i] = fed_bundle_reader(r, i))) {
+			fed_bundle_array_free(v, (size_t)i);
+			PQclear(r);
+			return -EIO;
+		}
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int pg_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
+{
+	struct params pa = {0};
+	p_str(&pa, trust_domain);
+	return change_one(pg_of(ds), ST_FED_DELETE, &pa, DS_CHANGE_FED_BUNDLE, trust_domain);
+}
+
+/* ---- federation relationships ---- */
+
+static int pg_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create)
+{
+	struct params pa = {0};
+	p_str(&pa, td);
+	p_str(&pa, doc);
+	int ret = one_row(pg_of(ds), create ? ST_FED_REL_INSERT : ST_FED_REL_UPDATE, &pa);
+	return create && ret == -ENOENT ? -EEXIST : ret;
+}
+
+static void *doc_reader(const PGresult *r, int row)
+{
+	return r_strdup(r, row, 0);
+}
+
+static int pg_fed_rel_get(struct datastore *ds, const char *td, char **doc)
+{
+	return get_row(ds, ST_FED_REL_GET, td, doc_reader, (void **)doc);
+}
+
+static int pg_fed_rel_list(struct datastore *ds, char ***docs, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_FED_REL_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	char **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++)
+		v[i] = r_strdup(r, i, 0);
+	PQclear(r);
+	*docs = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int pg_fed_rel_delete(struct datastore *ds, const char *td)
+{
+	struct params pa = {0};
+	p_str(&pa, td);
+	return one_row(pg_of(ds), ST_FED_REL_DELETE, &pa);
+}
+
 /* ---- key/value ---- */
 
 static int pg_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
@@ -1114,6 +1269,14 @@ static const struct datastore_ops pg_ops = {
 	.ca_put = pg_ca_put,
 	.ca_list = pg_ca_list,
 	.ca_delete = pg_ca_delete,
+	.fed_bundle_put = pg_fed_bundle_put,
+	.fed_bundle_get = pg_fed_bundle_get,
+	.fed_bundle_list = pg_fed_bundle_list,
+	.fed_bundle_delete = pg_fed_bundle_delete,
+	.fed_rel_put = pg_fed_rel_put,
+	.fed_rel_get = pg_fed_rel_get,
+	.fed_rel_list = pg_fed_rel_list,
+	.fed_rel_delete = pg_fed_rel_delete,
 	.kv_get_int = pg_kv_get_int,
 	.kv_set_int = pg_kv_set_int,
 	.ping = pg_ping,

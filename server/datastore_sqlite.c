@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "strv.h"
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -71,6 +72,21 @@ static const char *const migrations[] = {
 	" not_before INTEGER NOT NULL,"
 	" not_after INTEGER NOT NULL,"
 	" created_at INTEGER NOT NULL);",
+	/* v2: federation. The bundles of foreign trust domains, and the trust domains an entry's
+	 * workloads federate with (a JSON array, like selectors). */
+	"CREATE TABLE fed_bundles ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" x509 BLOB,"
+	" jwt_keys TEXT,"
+	" sequence INTEGER NOT NULL,"
+	" refresh_hint INTEGER NOT NULL DEFAULT 0,"
+	" refreshed_at INTEGER NOT NULL,"
+	" source TEXT NOT NULL);"
+	"ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';",
+	/* v3. Federation relationships: the validated JSON document per trust domain. */
+	"CREATE TABLE federation_relationships ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" doc TEXT NOT NULL);",
 };
 
 enum stmt_id {
@@ -81,6 +97,8 @@ enum stmt_id {
 	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_DELETE, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
+	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST__COUNT
@@ -94,11 +112,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
 			"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES "
-			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = ?2, parent_id = ?3, selectors = ?4, "
 			    "x509_svid_ttl = ?5, jwt_svid_ttl = ?6, dns_names = ?7, hint = ?8, "
 			    "admin = ?9, downstream = ?10, expires_at = ?11, revision = ?12, "
-			    "created_at = ?13 WHERE id = ?1",
+			    "created_at = ?13, federates_with = ?14 WHERE id = ?1",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = ?1",
 	[ST_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ?1",
 	[ST_ENTRY_FIND_DUP] = "SELECT id FROM entries WHERE spiffe_id = ?1 AND parent_id = ?2 "
@@ -132,6 +150,22 @@ static const char *const stmt_sql[ST__COUNT] = {
 		      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = ?1",
+	/* ?8: force. Otherwise an older sequence leaves the row alone (sqlite3_changes() = 0). */
+	[ST_FED_PUT] = "INSERT INTO fed_bundles (" FED_BUNDLE_COLS ") VALUES "
+		       "(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (trust_domain) DO UPDATE SET "
+		       "x509 = excluded.x509, jwt_keys = excluded.jwt_keys, "
+		       "sequence = excluded.sequence, refresh_hint = excluded.refresh_hint, "
+		       "refreshed_at = excluded.refreshed_at, source = excluded.source "
+		       "WHERE ?8 OR fed_bundles.sequence <= excluded.sequence",
+	[ST_FED_GET] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles WHERE trust_domain = ?1",
+	[ST_FED_LIST] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles ORDER BY trust_domain",
+	[ST_FED_DELETE] = "DELETE FROM fed_bundles WHERE trust_domain = ?1",
+	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
+			      "VALUES (?1, ?2)",
+	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = ?2 WHERE trust_domain = ?1",
+	[ST_FED_REL_GET] = "SELECT doc FROM federation_relationships WHERE trust_domain = ?1",
+	[ST_FED_REL_LIST] = "SELECT doc FROM federation_relationships ORDER BY trust_domain",
+	[ST_FED_REL_DELETE] = "DELETE FROM federation_relationships WHERE trust_domain = ?1",
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
 		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -251,7 +285,9 @@ static struct entry *entry_from_row(struct sq *s, sqlite3_stmt *st)
 	if (datastore_strv_from_text((const char *)sqlite3_column_text(st, 3), &e->selectors,
 			   &e->n_selectors) < 0 ||
 	    datastore_strv_from_text((const char *)sqlite3_column_text(st, 6), &e->dns_names,
-			   &e->n_dns_names) < 0) {
+			   &e->n_dns_names) < 0 ||
+	    datastore_strv_from_text((const char *)sqlite3_column_text(st, 13), &e->federates_with,
+			   &e->n_federates_with) < 0) {
 		log_error("datastore: entry %s: corrupt list column", e->id);
 		entry_free(e);
 		return NULL;
@@ -268,9 +304,15 @@ static struct entry *entry_from_row(struct sq *s, sqlite3_stmt *st)
 	return e;
 }
 
-/* Binds all 13 entry columns; sel and dns are the JSON texts, owned by the caller. */
-static void entry_bind(sqlite3_stmt *st, const struct entry *e, const char *sel, const char *dns)
+/* The JSON texts of an entry's list columns, owned by the caller of entry_bind. */
+struct entry_lists {
+	char *sel, *dns, *fed;
+};
+
+/* Binds all 14 entry columns. */
+static void entry_bind(sqlite3_stmt *st, const struct entry *e, const struct entry_lists *l)
 {
+	const char *sel = l->sel, *dns = l->dns;
 	sqlite3_bind_text(st, 1, e->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, e->spiffe_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, e->parent_id, -1, SQLITE_STATIC);
@@ -287,6 +329,7 @@ static void entry_bind(sqlite3_stmt *st, const struct entry *e, const char *sel,
 	sqlite3_bind_int64(st, 11, e->expires_at);
 	sqlite3_bind_int64(st, 12, e->revision);
 	sqlite3_bind_int64(st, 13, e->created_at);
+	sqlite3_bind_text(st, 14, l->fed, -1, SQLITE_STATIC);
 }
 
 /* Looks for another entry with the same identity; 0 when none, -EEXIST (with err) or -EIO. */
@@ -316,14 +359,16 @@ static int entry_check_dup(struct sq *s, const struct entry *e, const char *sel,
 /* The common part of create and update: e is complete (id, created_at) except the revision. */
 static int entry_write(struct sq *s, struct entry *e, enum stmt_id which, char *err, size_t errlen)
 {
-	char *sel = NULL, *dns = NULL;
+	struct entry_lists l;
 	int ret = -ENOMEM;
 	int64_t rev;
 
 	entry_normalize(e);
-	sel = datastore_strv_to_text(e->selectors, e->n_selectors);
-	dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
-	if (!sel || !dns) {
+	l.sel = datastore_strv_to_text(e->selectors, e->n_selectors);
+	l.dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
+	l.fed = datastore_strv_to_text(e->federates_with, e->n_federates_with);
+	const char *sel = l.sel;
+	if (!l.sel || !l.dns || !l.fed) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -339,7 +384,7 @@ static int entry_write(struct sq *s, struct entry *e, enum stmt_id which, char *
 	int64_t old_rev = e->revision;
 	e->revision = rev;
 	sqlite3_stmt *st = stmt(s, which);
-	entry_bind(st, e, sel, dns);
+	entry_bind(st, e, &l);
 	ret = exec_done(s, st);
 	if (ret < 0) {
 		e->revision = old_rev;
@@ -350,8 +395,9 @@ static int entry_write(struct sq *s, struct entry *e, enum stmt_id which, char *
 			snprintf(err, errlen, "database error");
 	}
 out:
-	free(sel);
-	free(dns);
+	free(l.sel);
+	free(l.dns);
+	free(l.fed);
 	return ret;
 }
 
@@ -457,20 +503,25 @@ static int change_one(struct sq *s, sqlite3_stmt *st)
 	return v < 0 ? (int)v : 0;
 }
 
-static int sq_entry_delete(struct datastore *ds, const char *id)
+/* A one-row change keyed by ?1 (a delete) in its own transaction; -ENOENT when none matched. */
+static int change_by_key(struct sq *s, enum stmt_id which, const char *key)
 {
-	struct sq *s = sq_of(ds);
 	int ret = tx_begin(s);
 	if (ret < 0)
 		return ret;
-	sqlite3_stmt *st = stmt(s, ST_ENTRY_DELETE);
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_stmt *st = stmt(s, which);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	ret = change_one(s, st);
 	if (ret < 0) {
 		tx_rollback(s);
 		return ret;
 	}
 	return tx_commit(s);
+}
+
+static int sq_entry_delete(struct datastore *ds, const char *id)
+{
+	return change_by_key(sq_of(ds), ST_ENTRY_DELETE, id);
 }
 
 static int sq_entry_get(struct datastore *ds, const char *id, struct entry **out)
@@ -781,18 +832,7 @@ out:
 
 static int sq_agent_delete(struct datastore *ds, const char *spiffe_id)
 {
-	struct sq *s = sq_of(ds);
-	int ret = tx_begin(s);
-	if (ret < 0)
-		return ret;
-	sqlite3_stmt *st = stmt(s, ST_AGENT_DELETE);
-	sqlite3_bind_text(st, 1, spiffe_id, -1, SQLITE_STATIC);
-	ret = change_one(s, st);
-	if (ret < 0) {
-		tx_rollback(s);
-		return ret;
-	}
-	return tx_commit(s);
+	return change_by_key(sq_of(ds), ST_AGENT_DELETE, spiffe_id);
 }
 
 static int sq_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned)
@@ -895,6 +935,172 @@ static int sq_ca_delete(struct datastore *ds, const char *id)
 	return ret;
 }
 
+/* ---- federated bundles ---- */
+
+static int sq_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, bool force)
+{
+	struct sq *s = sq_of(ds);
+	bool ok;
+	char *jwt = datastore_fed_jwt_text(b, &ok);
+	if (!ok)
+		return -ENOMEM;
+	int ret = tx_begin(s);
+	if (ret < 0)
+		goto out;
+	sqlite3_stmt *st = stmt(s, ST_FED_PUT);
+	sqlite3_bind_text(st, 1, b->trust_domain, -1, SQLITE_STATIC);
+	if (b->x509_len)
+		sqlite3_bind_blob(st, 2, b->x509, (int)b->x509_len, SQLITE_STATIC);
+	if (jwt)
+		sqlite3_bind_text(st, 3, jwt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, b->sequence);
+	sqlite3_bind_int64(st, 5, b->refresh_hint);
+	sqlite3_bind_int64(st, 6, b->refreshed_at);
+	sqlite3_bind_text(st, 7, fed_bundle_source_name(b->source), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 8, force);
+	ret = change_one(s, st);
+	if (ret == -ENOENT)
+		ret = -ESTALE;
+	if (ret < 0) {
+		tx_rollback(s);
+		goto out;
+	}
+	ret = tx_commit(s);
+out:
+	free(jwt);
+	return ret;
+}
+
+static struct fed_bundle *fed_bundle_from_row(sqlite3_stmt *st)
+{
+	const void *x509 = sqlite3_column_blob(st, 1);
+	int x509_len = sqlite3_column_bytes(st, 1);
+	return datastore_fed_bundle_from_cols((const char *)sqlite3_column_text(st, 0), x509,
+					      x509 && x509_len > 0 ? (size_t)x509_len : 0,
+					      (const char *)sqlite3_column_text(st, 2),
+					      sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+					      sqlite3_column_int64(st, 5),
+					      (const char *)sqlite3_column_text(st, 6));
+}
+
+static int sq_fed_bundle_get(struct datastore *ds, const char *trust_domain,
+			     struct fed_bundle **out)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_GET);
+	sqlite3_bind_text(st, 1, trust_domain, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	int ret = 0;
+	if (rc == SQLITE_ROW)
+		ret = (*out = fed_bundle_from_row(st)) ? 0 : -EIO;
+	else if (rc == SQLITE_DONE)
+		ret = -ENOENT;
+	else
+		ret = db_error(s, "federated bundle get");
+	sqlite3_reset(st);
+	return ret;
+}
+
+static int sq_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_LIST);
+	struct fed_bundle **v = NULL;
+	size_t len = 0, cap = 0;
+	int ret = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct fed_bundle *b = fed_bundle_from_row(st);
+		if (!b) {
+			ret = -EIO;
+			break;
+		}
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[len++] = b;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = db_error(s, "federated bundle list");
+	sqlite3_reset(st);
+	if (ret < 0) {
+		fed_bundle_array_free(v, len);
+		return ret;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+static int sq_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
+{
+	return change_by_key(sq_of(ds), ST_FED_DELETE, trust_domain);
+}
+
+/* ---- federation relationships ---- */
+
+static int sq_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, create ? ST_FED_REL_INSERT : ST_FED_REL_UPDATE);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC);
+	int ret = exec_done(s, st);
+	if (ret == 0 && !create && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	return ret;
+}
+
+static int sq_fed_rel_get(struct datastore *ds, const char *td, char **doc)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_GET);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), ret = 0;
+	if (rc == SQLITE_ROW)
+		*doc = col_strdup(st, 0);
+	else
+		ret = rc == SQLITE_DONE ? -ENOENT : db_error(s, "federation relationship get");
+	sqlite3_reset(st);
+	return ret == 0 && !*doc ? -EIO : ret;
+}
+
+static int sq_fed_rel_list(struct datastore *ds, char ***docs, size_t *n)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_LIST);
+	char **v = NULL;
+	size_t len = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *d = col_strdup(st, 0);
+		if (!d)
+			continue;
+		v = xrealloc(v, (len + 1) * sizeof(*v));
+		v[len++] = d;
+	}
+	int ret = rc == SQLITE_DONE ? 0 : db_error(s, "federation relationship list");
+	sqlite3_reset(st);
+	if (ret < 0) {
+		strv_free(v, len);
+		return ret;
+	}
+	*docs = v;
+	*n = len;
+	return 0;
+}
+
+static int sq_fed_rel_delete(struct datastore *ds, const char *td)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_DELETE);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	int ret = exec_done(s, st);
+	if (ret == 0 && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	return ret;
+}
+
 /* ---- key/value ---- */
 
 static int get_int(struct sq *s, enum stmt_id which, const char *key, int64_t *out)
@@ -973,6 +1179,14 @@ static const struct datastore_ops sqlite_ops = {
 	.ca_put = sq_ca_put,
 	.ca_list = sq_ca_list,
 	.ca_delete = sq_ca_delete,
+	.fed_bundle_put = sq_fed_bundle_put,
+	.fed_bundle_get = sq_fed_bundle_get,
+	.fed_bundle_list = sq_fed_bundle_list,
+	.fed_bundle_delete = sq_fed_bundle_delete,
+	.fed_rel_put = sq_fed_rel_put,
+	.fed_rel_get = sq_fed_rel_get,
+	.fed_rel_list = sq_fed_rel_list,
+	.fed_rel_delete = sq_fed_rel_delete,
 	.kv_get_int = sq_kv_get_int,
 	.kv_set_int = sq_kv_set_int,
 	.ping = sq_ping,

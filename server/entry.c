@@ -23,6 +23,7 @@ void entry_free(struct entry *e)
 	strv_free(e->selectors, e->n_selectors);
 	strv_free(e->dns_names, e->n_dns_names);
 	free(e->hint);
+	strv_free(e->federates_with, e->n_federates_with);
 	free(e);
 }
 
@@ -48,14 +49,17 @@ struct entry *entry_dup(const struct entry *e)
 	d->dns_names = strv_dup(e->dns_names, e->n_dns_names);
 	d->n_dns_names = d->dns_names ? e->n_dns_names : 0;
 	d->hint = strdup_or_null(e->hint);
+	d->federates_with = strv_dup(e->federates_with, e->n_federates_with);
+	d->n_federates_with = d->federates_with ? e->n_federates_with : 0;
 	return d;
 }
 
 void entry_normalize(struct entry *e)
 {
-	if (!e->selectors)
-		return;
-	e->n_selectors = strv_sort_unique(e->selectors, e->n_selectors);
+	if (e->selectors)
+		e->n_selectors = strv_sort_unique(e->selectors, e->n_selectors);
+	if (e->federates_with)
+		e->n_federates_with = strv_sort_unique(e->federates_with, e->n_federates_with);
 }
 
 bool entry_has_selectors(const struct entry *e, const char *const *sel, size_t n)
@@ -153,6 +157,31 @@ static bool is_td_id(const char *id, const char *td)
 	return *path == '\0' && strcmp(idtd, td) == 0;
 }
 
+static int federates_with_validate(const struct entry *e, const char *td, char *err,
+				   size_t errlen)
+{
+	char why[256] = "";
+	if (e->n_federates_with > ENTRY_MAX_FEDERATES_WITH) {
+		snprintf(err, errlen, "too many federates_with trust domains (%zu, at most %d)",
+			 e->n_federates_with, ENTRY_MAX_FEDERATES_WITH);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < e->n_federates_with; i++) {
+		const char *f = e->federates_with[i];
+		if (trust_domain_validate(f, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "invalid federates_with trust domain \"%.256s\": %s", f,
+				 why);
+			return -EINVAL;
+		}
+		if (td && strcmp(f, td) == 0) {
+			snprintf(err, errlen, "federates_with \"%s\" is the entry's own trust domain",
+				 f);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int entry_validate(const struct entry *e, const char *td, char *err, size_t errlen)
 {
 	char why[256] = "";
@@ -230,7 +259,7 @@ int entry_validate(const struct entry *e, const char *td, char *err, size_t errl
 		snprintf(err, errlen, "expires_at must not be negative");
 		return -EINVAL;
 	}
-	return 0;
+	return federates_with_validate(e, td, err, errlen);
 }
 
 static json_t *strv_to_json(char *const *v, size_t n)
@@ -254,7 +283,7 @@ static json_t *str_or_null(const char *s)
 
 json_t *entry_to_json(const struct entry *e)
 {
-	return json_pack("{s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:b, s:b, s:I, s:I, s:I}",
+	return json_pack("{s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:o}",
 			 "id", e->id,
 			 "spiffe_id", str_or_null(e->spiffe_id),
 			 "parent_id", str_or_null(e->parent_id),
@@ -267,7 +296,8 @@ json_t *entry_to_json(const struct entry *e)
 			 "downstream", (int)e->downstream,
 			 "expires_at", (json_int_t)e->expires_at,
 			 "revision", (json_int_t)e->revision,
-			 "created_at", (json_int_t)e->created_at);
+			 "created_at", (json_int_t)e->created_at,
+			 "federates_with", strv_to_json(e->federates_with, e->n_federates_with));
 }
 
 /* One JSON value into one member of an entry. Each setter checks the type and names the key. */
@@ -388,6 +418,22 @@ static int f_dns_names(struct entry *e, const char *key, json_t *v, char *err, s
 	return set_strv(&e->dns_names, &e->n_dns_names, key, v, err, errlen);
 }
 
+/* Trust domain IDs are taken as their names: both spellings name the same trust domain. */
+static int f_federates_with(struct entry *e, const char *key, json_t *v, char *err,
+			    size_t errlen)
+{
+	int ret = set_strv(&e->federates_with, &e->n_federates_with, key, v, err, errlen);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < e->n_federates_with; i++) {
+		char *f = e->federates_with[i];
+		if (strncmp(f, "spiffe://", 9) == 0)
+			memmove(f, f + 9, strlen(f + 9) + 1);
+	}
+	entry_normalize(e);
+	return 0;
+}
+
 static int f_hint(struct entry *e, const char *key, json_t *v, char *err, size_t errlen)
 {
 	return set_string(&e->hint, key, v, true, err, errlen);
@@ -456,6 +502,7 @@ static const struct field fields[] = {
 	{ .key = "expires_at", .set = f_expires_at },
 	{ .key = "revision", .set = f_revision },
 	{ .key = "created_at", .set = f_created_at },
+	{ .key = "federates_with", .set = f_federates_with },
 };
 
 int entry_merge_json(struct entry *dst, json_t *o, char *err, size_t errlen)

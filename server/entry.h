@@ -14,6 +14,7 @@
 #define ENTRY_MAX_DNS_NAMES 64
 #define ENTRY_MAX_HINT_LEN 1024
 #define ENTRY_MAX_TTL (10 * 365 * 86400)
+#define ENTRY_MAX_FEDERATES_WITH 32
 
 /* Every pointer member is owned by the entry (malloc'd; NULL when absent). */
 struct entry {
@@ -29,6 +30,9 @@ struct entry {
 	int64_t expires_at;	/* unix seconds; 0 = never */
 	int64_t revision;	/* changes whenever the entry does (from a global counter) */
 	int64_t created_at;
+	char **federates_with;	/* foreign trust domain names ("two.test"), sorted and unique
+				 * once normalised: the workloads get their bundles */
+	size_t n_federates_with;
 };
 
 /* Frees the members and e itself. NULL-safe. */
@@ -37,7 +41,7 @@ void entry_free(struct entry *e);
 void entry_array_free(struct entry **a, size_t n);
 /* Deep copy; aborts on allocation failure like xmalloc. NULL for NULL. */
 struct entry *entry_dup(const struct entry *e);
-/* Sorts the selectors and removes duplicates, in place. entry_from_json and the datastore call it;
+/* Sorts the selectors and federates_with and removes duplicates, in place. entry_from_json and the datastore call it;
  * code that builds entries by hand may call it too. */
 void entry_normalize(struct entry *e);
 
@@ -45,11 +49,14 @@ void entry_normalize(struct entry *e);
  * SPIFFE ID in trust_domain (a leaf, or the trust domain's own ID "spiffe://<td>" when the entry is
  * a node entry made by the server); at least one selector, each "type:value" with both parts
  * non-empty; TTLs in [0, ENTRY_MAX_TTL]; DNS names are sane host names (an optional leading "*."
- * wildcard label); expires_at >= 0. Returns 0, or -EINVAL with a reason in err. */
+ * wildcard label); expires_at >= 0; federates_with: at most ENTRY_MAX_FEDERATES_WITH valid trust
+ * domain names, none of them trust_domain itself. Returns 0, or -EINVAL with a reason in err. */
 int entry_validate(const struct entry *e, const char *trust_domain, char *err, size_t errlen);
 
 /* {"id","spiffe_id","parent_id","selectors":["type:value"],"x509_svid_ttl","jwt_svid_ttl",
- *  "dns_names","hint","admin","downstream","expires_at","revision","created_at"}.
+ *  "dns_names","hint","admin","downstream","expires_at","revision","created_at",
+ *  "federates_with":["two.test"]}. On input, federates_with members may also be trust domain
+ *  IDs ("spiffe://two.test"): they are stored as names.
  * "hint" is null when absent. Returns a new reference, or NULL on allocation failure. */
 json_t *entry_to_json(const struct entry *e);
 /* Builds an entry from a JSON object using the keys of entry_to_json; every key is optional

@@ -53,6 +53,8 @@ struct sync_stream {
 	struct sent_entry *sent; /* sorted by id */
 	size_t n_sent;
 	int64_t bundle_sequence;
+	uint64_t fed_digest; /* of the federated bundles last sent (fed_sent) */
+	bool fed_sent;
 	bool full;        /* the next push compares every entry (after a failed write...) */
 	bool agent_stale; /* the record could not be re-read: try again at the next refresh */
 	/* The record was read after the change counter had this value: older agent changes in
@@ -83,6 +85,11 @@ struct entry_streams {
 	size_t n_pend_entries, n_pend_parents, n_pend_agents;
 	bool pend_all, pend_aliases;
 	bool pend_scan; /* entries expired: visit every stream (cheap path still) */
+	bool pend_fed;  /* a federated bundle changed: re-read them, visit every stream */
+	/* Every federated bundle, sorted by trust domain, re-read when the journal names one. */
+	struct fed_bundle **fed;
+	size_t n_fed;
+	bool fed_loaded; /* fed has been read once */
 	struct sync_stream *streams;
 	unsigned n_streams;
 	/* parent SPIFFE ID -> the streams acting as it, so that a change visits only the streams
@@ -96,19 +103,19 @@ struct entry_streams {
 
 /* ---- the bundle, as the node API sends it ---- */
 
-Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
+/* A Bundle message of td's authorities (jwt_expires_at may be NULL: no expiry). */
+static Lanyard__Node__V1__Bundle *bundle_pb(const char *td, int64_t sequence, int64_t hint,
+					    const uint8_t *x509, size_t x509_len,
+					    const struct jwks *jwt, const int64_t *jwt_expires_at)
 {
-	struct ca_bundle b;
-	if (ca_bundle_get(es->ca, &b) < 0)
-		return NULL;
 	Lanyard__Node__V1__Bundle *pb = xcalloc(1, sizeof(*pb));
 	lanyard__node__v1__bundle__init(pb);
-	pb->trust_domain = xstrdup(es->trust_domain);
-	pb->sequence = b.sequence;
-	pb->refresh_hint = 300;
+	pb->trust_domain = xstrdup(td);
+	pb->sequence = sequence;
+	pb->refresh_hint = hint;
 	const uint8_t **certs = NULL;
 	size_t *lens = NULL, nc = 0;
-	if (x509_split_der(b.x509, b.x509_len, &certs, &lens, &nc) == 0) {
+	if (x509_len && x509_split_der(x509, x509_len, &certs, &lens, &nc) == 0) {
 		pb->x509_authorities = xcalloc(nc + 1, sizeof(ProtobufCBinaryData));
 		pb->n_x509_authorities = nc;
 		for (size_t i = 0; i < nc; i++) {
@@ -119,7 +126,7 @@ Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
 	}
 	free(certs);
 	free(lens);
-	size_t nj = jwks_count(b.jwt);
+	size_t nj = jwks_count(jwt);
 	pb->jwt_authorities = xcalloc(nj + 1, sizeof(*pb->jwt_authorities));
 	pb->n_jwt_authorities = nj;
 	for (size_t i = 0; i < nj; i++) {
@@ -127,13 +134,23 @@ Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
 		lanyard__node__v1__jwtkey__init(k);
 		const uint8_t *spki;
 		size_t spki_len;
-		k->kid = xstrdup(jwks_get(b.jwt, i, &spki, &spki_len));
+		k->kid = xstrdup(jwks_get(jwt, i, &spki, &spki_len));
 		k->public_key.data = xmalloc(spki_len);
 		memcpy(k->public_key.data, spki, spki_len);
 		k->public_key.len = spki_len;
-		k->expires_at = b.jwt_expires_at[i];
+		k->expires_at = jwt_expires_at ? jwt_expires_at[i] : 0;
 		pb->jwt_authorities[i] = k;
 	}
+	return pb;
+}
+
+Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
+{
+	struct ca_bundle b;
+	if (ca_bundle_get(es->ca, &b) < 0)
+		return NULL;
+	Lanyard__Node__V1__Bundle *pb = bundle_pb(es->trust_domain, b.sequence, 300, b.x509,
+						  b.x509_len, b.jwt, b.jwt_expires_at);
 	pb->tainted = xcalloc(b.n_tainted + 1, sizeof(*pb->tainted));
 	pb->n_tainted = b.n_tainted;
 	for (size_t i = 0; i < b.n_tainted; i++) {
@@ -252,6 +269,7 @@ static void index_rebuild(struct entry_streams *es, int64_t now)
 	es->index_counter = c;
 	pend_clear(es);
 	es->pend_all = true;
+	es->pend_fed = true;
 }
 
 /* Brings the index up to date: only the entries the change journal names are re-read; the
@@ -269,6 +287,10 @@ const struct authz_index *entry_streams_index(struct entry_streams *es)
 		log_error("node API: cannot read the datastore's change journal");
 	} else if (nch) {
 		for (size_t i = 0; i < nch; i++) {
+			if (ch[i].kind == DS_CHANGE_FED_BUNDLE) {
+				es->pend_fed = true; /* no entry changed */
+				continue;
+			}
 			if (ch[i].kind == DS_CHANGE_AGENT) {
 				size_t k = es->n_pend_agents++;
 				es->pend_agents = xrealloc(es->pend_agents,
@@ -327,6 +349,8 @@ static Lanyard__Node__V1__Entry *entry_pb(const struct entry *e)
 	pb->downstream = e->downstream;
 	pb->expires_at = e->expires_at;
 	pb->revision = e->revision;
+	pb->federates_with = e->federates_with;
+	pb->n_federates_with = e->n_federates_with;
 	return pb;
 }
 
@@ -602,6 +626,101 @@ static int stream_delta(struct entry_streams *es, struct sync_stream *s, const s
 	return ret;
 }
 
+/* ---- federated bundles ---- */
+
+static int cmp_fed_td(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct fed_bundle *const *)elem)->trust_domain);
+}
+
+static const struct fed_bundle *fed_find(const struct entry_streams *es, const char *td)
+{
+	struct fed_bundle *const *b = es->n_fed ? bsearch(td, es->fed, es->n_fed, sizeof(*es->fed),
+							  cmp_fed_td) : NULL;
+	return b ? *b : NULL;
+}
+
+/* Re-reads every federated bundle; keeps the last good set when the datastore cannot answer. */
+static void fed_reload(struct entry_streams *es)
+{
+	struct fed_bundle **v = NULL;
+	size_t n = 0;
+	if (ds_fed_bundle_list(es->ds, &v, &n) < 0) {
+		log_error("node API: cannot read the federated bundles from the datastore");
+		return;
+	}
+	fed_bundle_array_free(es->fed, es->n_fed);
+	es->fed = v;
+	es->n_fed = n;
+	es->fed_loaded = true;
+}
+
+static uint64_t fed_digest_one(uint64_t h, const struct fed_bundle *b)
+{
+	h = fnv1a_str(h, b->trust_domain);
+	h = fnv1a(h, &b->sequence, sizeof(b->sequence));
+	h = fnv1a(h, b->x509, b->x509_len);
+	for (size_t i = 0; i < jwks_count(b->jwt); i++) {
+		const uint8_t *spki;
+		size_t len;
+		h = fnv1a_str(h, jwks_get(b->jwt, i, &spki, &len));
+		h = fnv1a(h, spki, len);
+	}
+	return h;
+}
+
+/* Sends the stream the federated bundles the entries it was sent federate with, when they differ
+ * from what it was last sent (and always once, so the agent forgets bundles it kept from before).
+ * A trust domain without a stored bundle is left out. Returns -1 when the stream could not be
+ * written. */
+static int stream_fed_sync(struct entry_streams *es, struct sync_stream *s,
+			   const struct authz_index *ix)
+{
+	char **tds = NULL;
+	size_t n_tds = 0;
+	for (size_t i = 0; ix && i < s->n_sent; i++) {
+		const struct entry *e = authz_find(ix, s->sent[i].id);
+		for (size_t k = 0; e && k < e->n_federates_with; k++)
+			strv_push(&tds, &n_tds, e->federates_with[k]);
+	}
+	n_tds = strv_sort_unique(tds, n_tds);
+	const struct fed_bundle **use = xcalloc(n_tds + 1, sizeof(*use));
+	size_t n_use = 0;
+	uint64_t h = FNV1A_INIT;
+	for (size_t i = 0; i < n_tds; i++) {
+		if ((use[n_use] = fed_find(es, tds[i])))
+			h = fed_digest_one(h, use[n_use++]);
+	}
+	int ret = 0;
+	if (s->fed_sent && h == s->fed_digest)
+		goto out;
+	Lanyard__Node__V1__SyncResponse m = LANYARD__NODE__V1__SYNC_RESPONSE__INIT;
+	m.complete = true;
+	m.federated_bundles_set = true;
+	m.federated_bundles = xcalloc(n_use + 1, sizeof(*m.federated_bundles));
+	m.n_federated_bundles = n_use;
+	for (size_t i = 0; i < n_use; i++)
+		m.federated_bundles[i] = bundle_pb(use[i]->trust_domain, use[i]->sequence,
+						   use[i]->refresh_hint, use[i]->x509,
+						   use[i]->x509_len, use[i]->jwt, NULL);
+	ret = grpc_call_send_pb(s->call, &m.base);
+	for (size_t i = 0; i < n_use; i++)
+		entry_streams_bundle_free(m.federated_bundles[i]);
+	free(m.federated_bundles);
+	if (ret < 0) {
+		s->full = true;
+		es->dirty = true;
+		ret = -1;
+		goto out;
+	}
+	s->fed_sent = true;
+	s->fed_digest = h;
+out:
+	free(use);
+	strv_free(tds, n_tds);
+	return ret;
+}
+
 void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct agent_record *a,
 			int64_t counter)
 {
@@ -622,7 +741,10 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	es->n_streams++;
 	ds_agent_touch(es->ds, a->spiffe_id, NULL, a->not_after, now_unix());
 	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
-	stream_push(es, s, ix, true);
+	if (es->pend_fed || !es->fed_loaded)
+		fed_reload(es); /* pend_fed stays: the other streams learn of it at the refresh */
+	if (stream_push(es, s, ix, true) == 0)
+		stream_fed_sync(es, s, ix);
 }
 
 void entry_streams_call_closed(struct grpc_call *call)
@@ -672,6 +794,7 @@ struct refresh_ctx {
 	size_t n_agents;
 	int64_t counter, seq;
 	bool all, aliases;
+	bool fed; /* the federated bundles changed */
 };
 
 static void refresh_stream(struct entry_streams *es, struct sync_stream *s,
@@ -681,12 +804,17 @@ static void refresh_stream(struct entry_streams *es, struct sync_stream *s,
 		      pend_agent_counter(c->agents, c->n_agents, s->agent_id) > s->agent_counter;
 	if (reread && !stream_reread_agent(es, s, c->counter))
 		return; /* finished: s may be gone */
+	int r = 0;
 	if (reread || c->aliases || s->full) {
 		stream_set_parents(es, s, c->ix);
-		stream_push(es, s, c->ix, false);
-	} else if (c->ix && (c->n_ch || s->bundle_sequence != c->seq)) {
-		stream_delta(es, s, c->ch, c->n_ch, c->seq);
+		r = stream_push(es, s, c->ix, false);
+	} else if (c->ix && (c->n_ch || s->bundle_sequence != c->seq || c->fed)) {
+		r = stream_delta(es, s, c->ch, c->n_ch, c->seq);
+	} else {
+		return;
 	}
+	if (r == 0)
+		stream_fed_sync(es, s, c->ix);
 }
 
 /* Appends to *v the streams acting as parent not visited yet in this refresh. */
@@ -723,8 +851,11 @@ void entry_streams_refresh(struct entry_streams *es)
 	 * which parent may have changed, when a stream needs a full comparison, and for a new
 	 * bundle; otherwise only the streams of the changed entries' parents (old and new) and of
 	 * the changed agents: the others cannot see any difference. */
+	bool fed = es->pend_fed;
+	if (fed)
+		fed_reload(es);
 	bool scan = es->pend_all || es->pend_aliases || es->pend_scan || es->dirty ||
-		    seq != es->scanned_bundle;
+		    seq != es->scanned_bundle || fed;
 	struct refresh_ctx c = {
 		.ix = ix,
 		.agents = agents,
@@ -735,11 +866,12 @@ void entry_streams_refresh(struct entry_streams *es)
 		.seq = seq,
 		.all = es->pend_all,
 		.aliases = es->pend_aliases,
+		.fed = fed,
 	};
 	es->pend_entries = es->pend_parents = NULL;
 	es->pend_agents = NULL;
 	es->n_pend_entries = es->n_pend_parents = es->n_pend_agents = 0;
-	es->pend_all = es->pend_aliases = es->pend_scan = false;
+	es->pend_all = es->pend_aliases = es->pend_scan = es->pend_fed = false;
 	struct changed *ch = xcalloc(n_ents + 1, sizeof(*ch));
 	for (size_t i = 0; ix && i < n_ents; i++) {
 		ch[i].id = ents[i];
@@ -810,6 +942,7 @@ void entry_streams_free(struct entry_streams *es)
 		return;
 	authz_index_free(es->index);
 	pend_clear(es);
+	fed_bundle_array_free(es->fed, es->n_fed);
 	free(es->buckets);
 	free(es->trust_domain);
 	free(es->server_id);

@@ -15,9 +15,11 @@
 
 #include "admin_api.h"
 #include "bundle.h"
+#include "bundle_endpoint.h"
 #include "ca.h"
 #include "cli.h"
 #include "datastore.h"
+#include "federation.h"
 #include "k8s_api.h"
 #include "k8s_bundle.h"
 #include "log.h"
@@ -41,6 +43,8 @@ struct server {
 	struct admin_api *admin;
 	struct server_http *http;
 	struct oidc *oidc;
+	struct bundle_endpoint *bundle_ep;
+	struct federation *fed;
 	struct psat *psat;
 	/* The bundle ConfigMap publisher (optional): one publication in flight at a time. */
 	struct k8s_api *k8s;
@@ -94,6 +98,24 @@ static void hook_changed(void *ud)
 {
 	struct server *s = ud;
 	uv_async_send(&s->changed);
+}
+
+static void hook_fed_refresh(void *ud, const char *td)
+{
+	struct server *s = ud;
+	federation_refresh(s->fed, td);
+}
+
+static void hook_fed_deleted(void *ud, const char *td)
+{
+	struct server *s = ud;
+	federation_forget(s->fed, td);
+}
+
+static json_t *hook_fed_state(void *ud, const char *td)
+{
+	struct server *s = ud;
+	return federation_state_json(s->fed, td);
 }
 
 
@@ -279,6 +301,7 @@ static void on_tick(uv_timer_t *t)
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
 	oidc_reload_tls(s->oidc, now);
+	bundle_endpoint_tick(s->bundle_ep, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
 	if (now >= s->next_prune) {
@@ -337,9 +360,15 @@ static void on_signal(uv_signal_t *sig, int signum)
 	s->http = NULL;
 	oidc_stop(s->oidc);
 	s->oidc = NULL;
+	bundle_endpoint_stop(s->bundle_ep);
+	s->bundle_ep = NULL;
 	/* The admin API finishes its in-flight requests before it returns. */
 	admin_api_stop(s->admin);
 	s->admin = NULL;
+	/* After the admin API (its hooks call the fetcher), before the loop ends (the fetcher
+	 * wakes it). */
+	federation_stop(s->fed);
+	s->fed = NULL;
 	uv_timer_stop(&s->tick);
 	node_api_shutdown(s->node, node_stopped, s);
 }
@@ -381,6 +410,29 @@ static int start_side_listeners(struct server *s, char *err, size_t errlen)
 		return errorf(err, errlen, "metrics listener (metrics_bind_address, "
 			      "metrics_bind_port) %s:%lld: %s", c->metrics_bind_address,
 			      (long long)c->metrics_bind_port, why);
+	return 0;
+}
+
+static int start_bundle_endpoint(struct server *s)
+{
+	char err[512];
+	if (s->cfg.bundle_endpoint_port == 0)
+		return 0;
+	struct bundle_endpoint_options o = {
+		.address = s->cfg.bundle_endpoint_address,
+		.port = (int)s->cfg.bundle_endpoint_port,
+		.trust_domain = s->cfg.trust_domain,
+		.refresh_hint = s->cfg.bundle_endpoint_refresh_hint,
+		.https_web = strcmp(s->cfg.bundle_endpoint_profile, "https_web") == 0,
+		.cert_file = s->cfg.bundle_endpoint_cert_file,
+		.key_file = s->cfg.bundle_endpoint_key_file,
+	};
+	if (bundle_endpoint_start(&o, s->ca, &s->bundle_ep, err, sizeof(err)) < 0) {
+		log_error("bundle endpoint (bundle_endpoint_address, bundle_endpoint_port): %s", err);
+		return -1;
+	}
+	log_info("bundle endpoint (%s) on https://%s:%d/", s->cfg.bundle_endpoint_profile,
+		 s->cfg.bundle_endpoint_address, bundle_endpoint_port(s->bundle_ep));
 	return 0;
 }
 
@@ -455,12 +507,18 @@ static int cmd_run(int argc, char **argv)
 	loop_ready = true;
 	/* Changes made through other servers (PostgreSQL) wake the loop like the admin API's. */
 	ds_set_change_hook(s->ds, ds_changed, s);
+	s->fed = federation_start(s->ds, s->cfg.trust_domain, hook_changed, s);
+	if (!s->fed)
+		goto out;
 	struct admin_hooks hooks = {
 		.ud = s,
 		.trust_domain = s->cfg.trust_domain,
 		.bundle_pem = hook_bundle_pem,
 		.bundle_spiffe_json = hook_bundle_json,
 		.changed = hook_changed,
+		.fed_refresh = hook_fed_refresh,
+		.fed_deleted = hook_fed_deleted,
+		.fed_state = hook_fed_state,
 		.default_token_ttl = s->cfg.join_token_ttl,
 		.socket_group = s->cfg.admin_socket_group,
 		.ca = s->ca,
@@ -535,6 +593,9 @@ static int cmd_run(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	server_http_set_federation(s->http, s->fed);
+	if (start_bundle_endpoint(s) < 0)
+		goto out;
 	node_address(s);
 	heartbeat(s, now_unix());
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
@@ -549,6 +610,9 @@ static int cmd_run(int argc, char **argv)
 	ret = 0;
 out:
 	admin_api_stop(s->admin);
+	server_http_set_federation(s->http, NULL);
+	federation_stop(s->fed);
+	s->fed = NULL;
 	if (loop_ready) {
 		server_http_stop(s->http);
 		s->http = NULL;
@@ -564,6 +628,7 @@ out:
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);
 	}
+	bundle_endpoint_stop(s->bundle_ep);
 	psat_free(s->psat);
 	k8s_api_free(s->k8s);
 	free(s->publish_pem);
@@ -587,6 +652,7 @@ static void usage(FILE *f)
 		"  agent list|show|count|evict|ban        manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
 		"  authority show|prepare|activate|taint|revoke   force a CA rotation, revoke an authority\n"
+		"  federation create|list|show|update|delete|refresh   federate with other trust domains\n"
 		"  server list               list the live servers sharing the database\n"
 		"  datastore migrate --config NEW.json --from-sqlite PATH [--force]\n"
 		"                            copy a stopped server's SQLite datastore into PostgreSQL\n"

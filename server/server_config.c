@@ -19,6 +19,7 @@ static const char *const key_types[] = {"ec-p256", "ec-p384", "rsa-2048", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const database_types[] = {"sqlite", "postgres", NULL};
+static const char *const endpoint_profiles[] = {"https_spiffe", "https_web", NULL};
 
 const struct cfg_option server_config_options[] = {
 	{.name = "trust_domain", .type = CFG_STRING, OPT(trust_domain), .required = true,
@@ -123,6 +124,21 @@ const struct cfg_option server_config_options[] = {
 	 .def = "0.0.0.0", .doc = "address of the /metrics-only listener"},
 	{.name = "metrics_bind_port", .type = CFG_INT, OPT(metrics_bind_port), .def = "0", .min = 0,
 	 .max = 65535, .doc = "port of a listener serving /metrics alone, for Prometheus (0: off)"},
+	{.name = "bundle_endpoint_address", .type = CFG_STRING, OPT(bundle_endpoint_address),
+	 .def = "0.0.0.0", .doc = "address of the SPIFFE bundle endpoint (federation)"},
+	{.name = "bundle_endpoint_port", .type = CFG_INT, OPT(bundle_endpoint_port), .def = "0",
+	 .min = 0, .max = 65535, .doc = "port of the bundle endpoint (0: no bundle endpoint)"},
+	{.name = "bundle_endpoint_refresh_hint", .type = CFG_DURATION,
+	 OPT(bundle_endpoint_refresh_hint), .def = "5m", .min = 1, .max = 86400,
+	 .doc = "spiffe_refresh_hint published with the bundle"},
+	{.name = "bundle_endpoint_profile", .type = CFG_ENUM, OPT(bundle_endpoint_profile),
+	 .def = "https_spiffe", .choices = endpoint_profiles,
+	 .doc = "https_spiffe (an X509-SVID for spiffe://<td>/lanyard/server, minted and renewed "
+		"by the server) or https_web (bundle_endpoint_cert_file and _key_file)"},
+	{.name = "bundle_endpoint_cert_file", .type = CFG_STRING, OPT(bundle_endpoint_cert_file),
+	 .doc = "https_web: PEM certificate chain of the bundle endpoint"},
+	{.name = "bundle_endpoint_key_file", .type = CFG_STRING, OPT(bundle_endpoint_key_file),
+	 .doc = "https_web: PEM private key of the bundle endpoint (mode 0600)"},
 };
 const size_t server_config_n_options = ARRAY_LEN(server_config_options);
 
@@ -191,6 +207,19 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 	}
 	if (oidc_config_check(path, cfg, err, errlen) < 0)
 		return -1;
+	bool web = strcmp(cfg->bundle_endpoint_profile, "https_web") == 0;
+	if (web && (!cfg->bundle_endpoint_cert_file || !cfg->bundle_endpoint_key_file)) {
+		snprintf(err, errlen, "%s: keys 'bundle_endpoint_cert_file' and "
+			 "'bundle_endpoint_key_file' are required when bundle_endpoint_profile is "
+			 "\"https_web\"", path);
+		return -1;
+	}
+	if (!web && (cfg->bundle_endpoint_cert_file || cfg->bundle_endpoint_key_file)) {
+		snprintf(err, errlen, "%s: keys 'bundle_endpoint_cert_file' and "
+			 "'bundle_endpoint_key_file' are only used with \"bundle_endpoint_profile\": "
+			 "\"https_web\"", path);
+		return -1;
+	}
 	if (cfg->default_x509_svid_ttl > cfg->ca_ttl || cfg->agent_svid_ttl > cfg->ca_ttl) {
 		snprintf(err, errlen,
 			 "%s: key 'default_x509_svid_ttl'/'agent_svid_ttl': SVIDs cannot outlive the "

@@ -56,6 +56,13 @@ struct server_config {
 	/* A listener serving /metrics alone (optional), for Prometheus on the pod or host IP. */
 	char *metrics_bind_address;
 	int64_t metrics_bind_port;
+	/* The SPIFFE bundle endpoint (federation); port 0: off. */
+	char *bundle_endpoint_address;
+	int64_t bundle_endpoint_port;
+	int64_t bundle_endpoint_refresh_hint;
+	char *bundle_endpoint_profile;
+	char *bundle_endpoint_cert_file;
+	char *bundle_endpoint_key_file;
 };
 
 extern const struct cfg_option server_config_options[];

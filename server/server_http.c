@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "federation.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
@@ -52,6 +53,7 @@ struct server_http {
 	struct node_api **node;
 	char *trust_domain;
 	int64_t start_time;
+	struct federation *fed; /* loop thread; NULL without one */
 
 	pthread_t thread;
 	bool thread_started;
@@ -284,7 +286,7 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		"agent_renew", "ok", (json_int_t)s->renew_ok, "error", (json_int_t)s->renew_err,
 		"x509_svid", "ok", (json_int_t)s->x509_ok, "error", (json_int_t)s->x509_err,
 		"jwt_svid", "ok", (json_int_t)s->jwt_ok, "error", (json_int_t)s->jwt_err);
-	return json_pack(
+	json_t *doc = json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,"
 		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i,s:b,s:i},s:{s:b,s:o,s:o,s:I},s:o,"
 		"s:{s:o,s:o}}",
@@ -307,6 +309,9 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		"signing", signing, "cluster", "servers",
 		g->cluster ? json_incref(g->cluster) : json_null(), "live",
 		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)));
+	if (doc && h->fed)
+		json_object_set_new(doc, "federation", federation_status_json(h->fed));
+	return doc;
 }
 
 static void oidc_metrics(struct metrics *m, const struct oidc_stats *o)
@@ -439,6 +444,7 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 		metrics_single(&m, PREFIX "_ca_active_expiry_seconds", METRIC_GAUGE,
 			       "Seconds until the active authority expires.",
 			       (double)(a->not_after - g->now));
+	federation_metrics(h->fed, &m, PREFIX);
 	metrics_single(&m, PREFIX "_bundle_sequence", METRIC_GAUGE,
 		       "The trust bundle's sequence number.", (double)g->bundle_sequence);
 	if (g->have_oidc)
@@ -627,4 +633,10 @@ static int endpoint_of(const char *config_path, char *addr, size_t addrlen, int 
 int server_healthcheck_main(int argc, char **argv)
 {
 	return opserver_healthcheck_main("lanyard-server", "/etc/lanyard/server.json", endpoint_of, argc, argv);
+}
+
+void server_http_set_federation(struct server_http *h, struct federation *f)
+{
+	if (h)
+		h->fed = f;
 }

@@ -43,6 +43,10 @@ void server_http_set_oidc(struct server_http *h, struct oidc *o);
  * (http_port 0). Loop thread. 0, or -1 with a reason in err. */
 int server_http_metrics_listener(struct server_http *h, const char *address, int port, char *err,
 				 size_t errlen);
+/* Adds the federation fetcher's state to /status ("federation") and /metrics. f must outlive h
+ * (or be unset with NULL first). Loop thread. */
+struct federation;
+void server_http_set_federation(struct server_http *h, struct federation *f);
 
 /* `lanyard-server healthcheck [--config FILE]`: 0 when /ready answers 200, else 1 with the
  * reason on stderr. argv[0] is "healthcheck". */

@@ -38,7 +38,9 @@ static bool entry_eq(const struct entry *a, const struct entry *b)
 	       strv_eq(a->dns_names, a->n_dns_names, b->dns_names, b->n_dns_names) &&
 	       str_eq(a->hint, b->hint) && a->admin == b->admin &&
 	       a->downstream == b->downstream && a->expires_at == b->expires_at &&
-	       a->revision == b->revision && a->created_at == b->created_at;
+	       a->revision == b->revision && a->created_at == b->created_at &&
+	       strv_eq(a->federates_with, a->n_federates_with, b->federates_with,
+		       b->n_federates_with);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

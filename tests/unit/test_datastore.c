@@ -16,7 +16,11 @@
 
 #include "datastore.h"
 #include "entry.h"
+#include "fed_bundle.h"
+#include "keys.h"
+#include "strv.h"
 #include "util.h"
+#include "x509.h"
 
 #define TD "example.org"
 
@@ -1002,6 +1006,242 @@ static void token_consumed_once_across_threads(void **state)
 	assert_int_equal(wins, 1);
 }
 
+/* A bundle of td with one fresh self-signed CA and, when with_jwt, one JWT key. */
+static struct fed_bundle *mk_fed(const char *td, int64_t seq, enum fed_bundle_source src,
+				 bool with_jwt)
+{
+	lkey *k;
+	int64_t now = now_unix();
+	char id[300];
+	snprintf(id, sizeof(id), "spiffe://%s", td);
+	struct x509_ca_params cp = {.spiffe_id = id, .common_name = "fed CA",
+				    .not_before = now - 60, .not_after = now + 86400};
+	struct fed_bundle *b = calloc(1, sizeof(*b));
+	assert_int_equal(lkey_generate(KEY_EC_P256, &k), 0);
+	assert_int_equal(x509_make_ca(k, NULL, NULL, 0, &cp, &b->x509, &b->x509_len), 0);
+	if (with_jwt) {
+		uint8_t *spki;
+		size_t spki_len;
+		assert_int_equal(lkey_public_der(k, &spki, &spki_len), 0);
+		b->jwt = jwks_new();
+		assert_int_equal(jwks_add(b->jwt, "kid-1", spki, spki_len), 0);
+		free(spki);
+	}
+	lkey_free(k);
+	b->trust_domain = strdup(td);
+	b->sequence = seq;
+	b->source = src;
+	return b;
+}
+
+/* Put, get, list, delete; the sequence rule; every change journaled under its trust domain. */
+/* Federation relationships: create, a second create refused, update, invalid refused, list,
+ * delete. */
+static void fed_relationships(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	struct fed_relationship r = {
+		.trust_domain = "two.test",
+		.bundle_endpoint_url = "https://127.0.0.1:1/",
+		.endpoint_spiffe_id = "spiffe://two.test/lanyard/server",
+	};
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, true, err, sizeof(err)), 0);
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, true, err, sizeof(err)), -EEXIST);
+	r.bundle_endpoint_url = "https://127.0.0.1:2/";
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, false, err, sizeof(err)), 0);
+	struct fed_relationship *got = NULL;
+	assert_int_equal(ds_fed_rel_get(f->ds, "two.test", &got), 0);
+	assert_string_equal(got->bundle_endpoint_url, "https://127.0.0.1:2/");
+	assert_string_equal(got->endpoint_spiffe_id, "spiffe://two.test/lanyard/server");
+	fed_relationship_free(got);
+	struct fed_relationship bad = r;
+	bad.trust_domain = "three.test"; /* the endpoint ID is of two.test */
+	assert_int_equal(ds_fed_rel_put(f->ds, &bad, true, err, sizeof(err)), -EINVAL);
+	bad.endpoint_spiffe_id = "spiffe://three.test/x";
+	assert_int_equal(ds_fed_rel_put(f->ds, &bad, false, err, sizeof(err)), -ENOENT);
+	struct fed_relationship **v = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_fed_rel_list(f->ds, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0]->trust_domain, "two.test");
+	fed_relationship_array_free(v, n);
+	assert_int_equal(ds_fed_rel_delete(f->ds, "two.test"), 0);
+	assert_int_equal(ds_fed_rel_delete(f->ds, "two.test"), -ENOENT);
+	assert_int_equal(ds_fed_rel_get(f->ds, "two.test", &got), -ENOENT);
+}
+
+static void fed_bundles(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct fed_bundle *got = NULL, **all = NULL;
+	size_t n = 0;
+	int64_t c0 = ds_change_counter(f->ds);
+
+	struct fed_bundle *b = mk_fed("two.test", 5, FED_SOURCE_ENDPOINT, true);
+	assert_int_equal(ds_fed_bundle_get(f->ds, "two.test", &got), -ENOENT);
+	assert_int_equal(ds_fed_bundle_put(f->ds, b, err, sizeof(err)), 0);
+	assert_int_equal(ds_fed_bundle_get(f->ds, "two.test", &got), 0);
+	assert_string_equal(got->trust_domain, "two.test");
+	assert_int_equal(got->sequence, 5);
+	assert_int_equal(got->source, FED_SOURCE_ENDPOINT);
+	assert_true(got->refreshed_at >= now_unix() - 5);
+	assert_int_equal(got->x509_len, b->x509_len);
+	assert_memory_equal(got->x509, b->x509, b->x509_len);
+	assert_int_equal(jwks_count(got->jwt), 1);
+	size_t l1, l2;
+	assert_non_null(jwks_find(got->jwt, "kid-1", &l1));
+	jwks_find(b->jwt, "kid-1", &l2);
+	assert_int_equal(l1, l2);
+	fed_bundle_free(got);
+
+	/* A fetched bundle older than the stored one is refused and changes nothing. */
+	struct fed_bundle *old = mk_fed("two.test", 4, FED_SOURCE_ENDPOINT, false);
+	assert_int_equal(ds_fed_bundle_put(f->ds, old, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "older"));
+	assert_non_null(strstr(err, "(5)"));
+	assert_int_equal(ds_fed_bundle_get(f->ds, "two.test", &got), 0);
+	assert_int_equal(got->sequence, 5);
+	assert_int_equal(jwks_count(got->jwt), 1);
+	fed_bundle_free(got);
+	/* The same sequence refreshes; an operator's bundle always replaces. */
+	b->refreshed_at = 1000;
+	assert_int_equal(ds_fed_bundle_put(f->ds, b, err, sizeof(err)), 0);
+	old->source = FED_SOURCE_MANUAL;
+	assert_int_equal(ds_fed_bundle_put(f->ds, old, err, sizeof(err)), 0);
+	assert_int_equal(ds_fed_bundle_get(f->ds, "two.test", &got), 0);
+	assert_int_equal(got->sequence, 4);
+	assert_int_equal(got->source, FED_SOURCE_MANUAL);
+	assert_null(got->jwt);
+	assert_memory_equal(got->x509, old->x509, old->x509_len);
+	fed_bundle_free(got);
+
+	/* Invalid bundles never reach the database. */
+	struct fed_bundle *bad = mk_fed("three.test", 1, FED_SOURCE_MANUAL, false);
+	free(bad->trust_domain);
+	bad->trust_domain = strdup("Bad_TD");
+	assert_int_equal(ds_fed_bundle_put(f->ds, bad, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "Bad_TD"));
+	free(bad->trust_domain);
+	bad->trust_domain = strdup("three.test");
+	bad->x509[bad->x509_len / 2] ^= 0x55; /* no longer a certificate */
+	bad->x509_len -= 3;
+	assert_int_equal(ds_fed_bundle_put(f->ds, bad, err, sizeof(err)), -EINVAL);
+
+	struct fed_bundle *other = mk_fed("a.test", 0, FED_SOURCE_MANUAL, false);
+	assert_int_equal(ds_fed_bundle_put(f->ds, other, err, sizeof(err)), 0);
+	assert_int_equal(ds_fed_bundle_list(f->ds, &all, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(all[0]->trust_domain, "a.test");
+	assert_string_equal(all[1]->trust_domain, "two.test");
+	fed_bundle_array_free(all, n);
+
+	assert_int_equal(ds_fed_bundle_delete(f->ds, "two.test"), 0);
+	assert_int_equal(ds_fed_bundle_delete(f->ds, "two.test"), -ENOENT);
+	assert_int_equal(ds_fed_bundle_get(f->ds, "two.test", &got), -ENOENT);
+
+	/* Journal: put, put (same seq), manual put, put a.test, delete; refusals are not there. */
+	struct ds_change *ch = NULL;
+	int64_t cur = -1;
+	assert_int_equal(ds_changes_since(f->ds, c0, &ch, &n, &cur), 0);
+	assert_int_equal(n, 5);
+	const char *ids[] = {"two.test", "two.test", "two.test", "a.test", "two.test"};
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ch[i].kind, DS_CHANGE_FED_BUNDLE);
+		assert_string_equal(ch[i].id, ids[i]);
+	}
+	ds_change_array_free(ch, n);
+
+	/* Kept across a reopen. */
+	reopen(f);
+	assert_int_equal(ds_fed_bundle_get(f->ds, "a.test", &got), 0);
+	assert_int_equal(got->x509_len, other->x509_len);
+	fed_bundle_free(got);
+	fed_bundle_free(b);
+	fed_bundle_free(old);
+	fed_bundle_free(bad);
+	fed_bundle_free(other);
+}
+
+/* federates_with is stored sorted and unique, replaced on update, cleared with an empty list. */
+static void entry_federates_with(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *e = mk_entry("spiffe://" TD "/fed", "spiffe://" TD "/agent/1", "unix:uid:1", NULL);
+	e->n_federates_with = 3;
+	e->federates_with = xcalloc(3, sizeof(char *));
+	e->federates_with[0] = xstrdup("two.test");
+	e->federates_with[1] = xstrdup("a.test");
+	e->federates_with[2] = xstrdup("two.test");
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	struct entry *got = NULL;
+	assert_int_equal(ds_entry_get(f->ds, e->id, &got), 0);
+	assert_int_equal(got->n_federates_with, 2);
+	assert_string_equal(got->federates_with[0], "a.test");
+	assert_string_equal(got->federates_with[1], "two.test");
+	/* Update: the stored list is replaced, then cleared. */
+	free(got->federates_with[0]);
+	got->federates_with[0] = xstrdup("three.test");
+	assert_int_equal(ds_entry_update(f->ds, got, err, sizeof(err)), 0);
+	struct entry *again = NULL;
+	assert_int_equal(ds_entry_get(f->ds, e->id, &again), 0);
+	assert_int_equal(again->n_federates_with, 2);
+	assert_string_equal(again->federates_with[0], "three.test");
+	entry_free(again);
+	strv_free(got->federates_with, got->n_federates_with);
+	got->federates_with = NULL;
+	got->n_federates_with = 0;
+	assert_int_equal(ds_entry_update(f->ds, got, err, sizeof(err)), 0);
+	struct entry **all = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_entry_list(f->ds, NULL, &all, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(all[0]->n_federates_with, 0);
+	entry_array_free(all, n);
+	entry_free(got);
+	entry_free(e);
+}
+
+struct fed_race {
+	struct datastore *ds;
+	struct fed_bundle *b;
+	int ret;
+};
+
+static void *fed_put_thread(void *arg)
+{
+	struct fed_race *r = arg;
+	r->ret = ds_fed_bundle_put(r->ds, r->b, NULL, 0);
+	return NULL;
+}
+
+/* Fetchers racing with different sequences: whatever the order, the highest one is what stays. */
+static void fed_bundle_put_race(void **state)
+{
+	struct fixture *f = *state;
+	struct fed_race r[6];
+	pthread_t t[6];
+	for (int i = 0; i < 6; i++) {
+		r[i] = (struct fed_race){.ds = f->ds,
+					 .b = mk_fed("race.test", 10 + i, FED_SOURCE_ENDPOINT, false)};
+		assert_int_equal(pthread_create(&t[i], NULL, fed_put_thread, &r[i]), 0);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		assert_true(r[i].ret == 0 || r[i].ret == -ESTALE);
+	}
+	struct fed_bundle *got = NULL;
+	assert_int_equal(ds_fed_bundle_get(f->ds, "race.test", &got), 0);
+	assert_int_equal(got->sequence, 15);
+	assert_int_equal(r[5].ret, 0);
+	assert_memory_equal(got->x509, r[5].b->x509, r[5].b->x509_len);
+	fed_bundle_free(got);
+	for (int i = 0; i < 6; i++)
+		fed_bundle_free(r[i].b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1023,6 +1263,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(snapshot_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(snapshot_source_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(stats_count_operations, setup, teardown),
+		cmocka_unit_test_setup_teardown(fed_relationships, setup, teardown),
+		cmocka_unit_test_setup_teardown(fed_bundles, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_federates_with, setup, teardown),
+		cmocka_unit_test_setup_teardown(fed_bundle_put_race, setup, teardown),
 		cmocka_unit_test(change_journal_cap),
 		cmocka_unit_test(bad_path_reported),
 	};

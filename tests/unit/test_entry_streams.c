@@ -272,15 +272,24 @@ static Lanyard__Node__V1__SyncResponse *next(struct stream *st, int timeout_ms, 
 	size_t len = 0;
 	int status = -1;
 	char err[256];
-	int r = grpc_stream_next(st->s, timeout_ms, &msg, &len, &status, err, sizeof(err));
-	if (r == 2 && ended)
-		*ended = status;
-	if (r != 1)
-		return NULL;
-	Lanyard__Node__V1__SyncResponse *m = lanyard__node__v1__sync_response__unpack(NULL, len, msg);
-	free(msg);
-	assert_non_null(m);
-	return m;
+	for (;;) {
+		int r = grpc_stream_next(st->s, timeout_ms, &msg, &len, &status, err, sizeof(err));
+		if (r == 2 && ended)
+			*ended = status;
+		if (r != 1)
+			return NULL;
+		Lanyard__Node__V1__SyncResponse *m =
+			lanyard__node__v1__sync_response__unpack(NULL, len, msg);
+		free(msg);
+		assert_non_null(m);
+		/* The federated bundle set (none here) follows the first snapshot: not about
+		 * entries. */
+		if (!m->federated_bundles_set || m->reset || m->n_upserts || m->n_removed_ids ||
+		    m->bundle)
+			return m;
+		assert_int_equal(m->n_federated_bundles, 0);
+		lanyard__node__v1__sync_response__free_unpacked(m, NULL);
+	}
 }
 
 static void expect_ids(char *const *got, size_t n, const char *const *want, size_t n_want)

@@ -282,17 +282,25 @@ static bool next_msg(struct agent *a, int timeout_ms, size_t *ups, size_t *rems,
 	int status = -1;
 	char err[256];
 	*ups = *rems = 0;
-	int r = grpc_stream_next(a->stream, timeout_ms, &msg, &len, &status, err, sizeof(err));
-	if (r == 2 && ended) {
-		*ended = status;
-		return false;
+	Lanyard__Node__V1__SyncResponse *m = NULL;
+	for (;;) {
+		int r = grpc_stream_next(a->stream, timeout_ms, &msg, &len, &status, err,
+					 sizeof(err));
+		if (r == 2 && ended) {
+			*ended = status;
+			return false;
+		}
+		if (r != 1)
+			return false;
+		m = lanyard__node__v1__sync_response__unpack(NULL, len, msg);
+		free(msg);
+		assert_non_null(m);
+		/* The federated bundle set (none here) after the snapshot: not about entries. */
+		if (!m->federated_bundles_set || m->reset || m->n_upserts || m->n_removed_ids ||
+		    m->bundle)
+			break;
+		lanyard__node__v1__sync_response__free_unpacked(m, NULL);
 	}
-	if (r != 1)
-		return false;
-	Lanyard__Node__V1__SyncResponse *m =
-		lanyard__node__v1__sync_response__unpack(NULL, len, msg);
-	free(msg);
-	assert_non_null(m);
 	if (m->reset)
 		a->n_known = 0;
 	for (size_t i = 0; i < m->n_upserts; i++) {

@@ -496,6 +496,45 @@ static void untrusted_files_are_discarded(void **state)
 	persist_data_free(&d);
 }
 
+/* Federated bundles and entries' federates_with survive a restart; a persisted bundle for our
+ * own trust domain, or whose "CA" is a leaf, is discarded at load. */
+static void federated_bundles_persisted(void **state)
+{
+	char err[512] = "";
+	save_all();
+	lkey *k;
+	uint8_t *leaf;
+	size_t leaf_len;
+	make_leaf("spiffe://three.test/w", now_unix() - 10, now_unix() + 3600, &k, &leaf, &leaf_len);
+	char jwks[] = "{\"keys\":[]}";
+	struct fed_snap fed[] = {
+		{.trust_domain = "two.test", .x509 = ca_der, .x509_len = ca_len, .jwt_bundle = jwks,
+		 .sequence = 9},
+		{.trust_domain = "example.org", .x509 = ca_der, .x509_len = ca_len, .jwt_bundle = jwks},
+		{.trust_domain = "three.test", .x509 = leaf, .x509_len = leaf_len, .jwt_bundle = jwks},
+	};
+	assert_int_equal(persist_save_federated(dir, fed, 3, err, sizeof(err)), 0);
+	char *tds[] = {"two.test"};
+	struct cache_entry e = {.id = "f", .spiffe_id = "spiffe://example.org/f", .parent_id = "p",
+				.hint = "", .federates_with = tds, .n_federates_with = 1};
+	struct cache_entry *ep = &e;
+	assert_int_equal(persist_save_state(dir, NULL, 0, &ep, 1, NULL, 0, err, sizeof(err)), 0);
+
+	struct persist_data d;
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_int_equal(d.n_fed, 1);
+	assert_string_equal(d.fed[0].trust_domain, "two.test");
+	assert_int_equal(d.fed[0].sequence, 9);
+	assert_int_equal(d.fed[0].x509_len, ca_len);
+	assert_memory_equal(d.fed[0].x509, ca_der, ca_len);
+	assert_int_equal(d.n_entries, 1);
+	assert_int_equal(d.entries[0]->n_federates_with, 1);
+	assert_string_equal(d.entries[0]->federates_with[0], "two.test");
+	persist_data_free(&d);
+	free(leaf);
+	lkey_free(k);
+}
+
 static void prepare_dir_tightens_mode(void **state)
 {
 	char sub[256], err[512] = "";
@@ -522,6 +561,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(empty_dir_and_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(corrupt_state_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_dir_tightens_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(federated_bundles_persisted, setup, teardown),
 		cmocka_unit_test_setup_teardown(tampered_svids_are_discarded, setup, teardown),
 		cmocka_unit_test_setup_teardown(untrusted_files_are_discarded, setup, teardown),
 	};
