@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config.h"
+#include "k8s_reg_rules.h"
 
 struct server_config {
 	char *trust_domain;
@@ -47,6 +50,11 @@ struct server_config {
 	bool k8s_api_insecure_skip_verify;
 	char *k8s_bundle_configmap;
 	char *k8s_bundle_configmap_key;
+	/* Automatic registration from pods (k8s_reg.h): the rules as configured (a JSON array,
+	 * NULL or empty = off), parsed and checked into k8s_reg_rules by server_config_load. */
+	json_t *k8s_registration;
+	struct k8s_reg_rules k8s_reg_rules;
+	int64_t k8s_registration_resync;
 };
 
 extern const struct cfg_option server_config_options[];
