@@ -524,6 +524,8 @@ static void print_entry_block(json_t *e)
 		printf("Admin         : true\n");
 	if (json_is_true(json_object_get(e, "downstream")))
 		printf("Downstream    : true\n");
+	if (json_is_true(json_object_get(e, "managed")))
+		printf("Managed       : true (kept by k8s_registration; not editable by hand)\n");
 	if (jint(e, "expires_at")) {
 		format_time(jint(e, "expires_at"), buf, sizeof(buf));
 		printf("Expires at    : %s\n", buf);

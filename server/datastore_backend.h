@@ -15,7 +15,7 @@
 
 /* The columns of the tables every SQL backend has, in the order their row readers expect. */
 #define ENTRY_COLS "id, spiffe_id, parent_id, selectors, x509_svid_ttl, jwt_svid_ttl, dns_names, " \
-		   "hint, admin, downstream, expires_at, revision, created_at"
+		   "hint, admin, downstream, expires_at, revision, created_at, managed"
 #define AGENT_COLS "spiffe_id, attestor, selectors, aliases, serial, not_after, created_at, " \
 		   "last_seen, banned"
 #define CA_COLS "id, state, cert, jwt_kid, jwt_spki, not_before, not_after, created_at"
@@ -55,6 +55,9 @@ struct datastore_ops {
 	int (*kv_get_int)(struct datastore *ds, const char *key, int64_t *out);
 	int (*kv_set_int)(struct datastore *ds, const char *key, int64_t v);
 	int (*ping)(struct datastore *ds);
+	int (*lease_acquire)(struct datastore *ds, const char *name, const char *holder,
+			     int64_t ttl_s);
+	int (*lease_release)(struct datastore *ds, const char *name, const char *holder);
 	/* Optional: without them, datastore.c keeps the record of this server alone. */
 	int (*server_heartbeat)(struct datastore *ds, const struct server_record *r);
 	int (*server_list)(struct datastore *ds, int64_t live_s, struct server_record ***out,
