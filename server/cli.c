@@ -635,8 +635,9 @@ static void print_entry_table(json_t *entries)
 	       heads[2], heads[3]);
 	for (size_t i = 0; i < n; i++) {
 		json_t *e = json_array_get(entries, i);
-		printf("%-*s  %-*s  %-*s  %s\n", (int)w[0], jstr(e, "id"), (int)w[1],
-		       jstr(e, "spiffe_id"), (int)w[2], jstr(e, "parent_id"), sels[i]);
+		printf("%-*s  %-*s  %-*s  %s%s\n", (int)w[0], jstr(e, "id"), (int)w[1],
+		       jstr(e, "spiffe_id"), (int)w[2], jstr(e, "parent_id"), sels[i],
+		       json_is_true(json_object_get(e, "managed")) ? "  (managed)" : "");
 		free(sels[i]);
 	}
 	free(sels);

@@ -48,6 +48,7 @@ struct k8s_reg {
 	void *ud;
 
 	atomic_bool stopping, leader;
+	atomic_bool nodes_listed; /* pods wait for it: without nodes, no parent is known */
 	pthread_mutex_t wait_mu; /* with wait_cv: sleeps that stop and leadership cut short */
 	pthread_cond_t wait_cv;
 
@@ -70,16 +71,26 @@ static bool should_stop(struct k8s_reg *r)
 	return atomic_load(&r->stopping) || !atomic_load(&r->leader);
 }
 
-/* Sleeps secs seconds, less when the module stops or leadership changes. */
-static void nap(struct k8s_reg *r, int secs)
+/* Sleeps ms milliseconds, less when the module stops or leadership changes. */
+static void nap_ms(struct k8s_reg *r, int ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += secs;
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
 	pthread_mutex_lock(&r->wait_mu);
 	if (!atomic_load(&r->stopping))
 		pthread_cond_timedwait(&r->wait_cv, &r->wait_mu, &ts);
 	pthread_mutex_unlock(&r->wait_mu);
+}
+
+static void nap(struct k8s_reg *r, int secs)
+{
+	nap_ms(r, secs * 1000);
 }
 
 static void wake_all(struct k8s_reg *r)
@@ -587,7 +598,15 @@ static void *inf_main(void *arg)
 	while (!atomic_load(&r->stopping)) {
 		if (!atomic_load(&r->leader)) {
 			inf->relist = true;
+			if (inf == &r->nodes_inf)
+				atomic_store(&r->nodes_listed, false);
 			nap(r, 1);
+			continue;
+		}
+		/* Pods are reconciled once their nodes are known: a pod whose node is unknown has
+		 * no parent, and its entries would be deleted. */
+		if (inf == &r->pods_inf && !atomic_load(&r->nodes_listed)) {
+			nap_ms(r, 50);
 			continue;
 		}
 		if (inf->relist || now_unix() - inf->listed_at >= r->resync_s) {
@@ -597,6 +616,8 @@ static void *inf_main(void *arg)
 				continue;
 			}
 			inf->relist = false;
+			if (inf == &r->nodes_inf)
+				atomic_store(&r->nodes_listed, true);
 		}
 		int w = inf_watch(inf);
 		if (w == 1) {
