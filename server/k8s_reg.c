@@ -637,11 +637,15 @@ static void *inf_main(void *arg)
 static void *lease_main(void *arg)
 {
 	struct k8s_reg *r = arg;
+	bool first = true;
 	while (!atomic_load(&r->stopping)) {
 		int ret = ds_lease_acquire(r->ds, K8S_REG_LEASE, r->holder, K8S_REG_LEASE_TTL_S);
 		bool was = atomic_load(&r->leader), now = ret == 1;
 		if (ret < 0)
 			log_warnx("k8s_registration: cannot renew the lease: %s", strerror(-ret));
+		if (first && !now)
+			log_info("k8s_registration: another server holds the lease; standing by");
+		first = false;
 		if (now != was) {
 			atomic_store(&r->leader, now);
 			if (now)

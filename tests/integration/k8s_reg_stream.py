@@ -10,7 +10,8 @@ holds real-shaped Pod objects; api-node-*.json real-shaped Node objects).
                                                  over node-1 and node-2 (plus the web pod)
   k8s_reg_stream.py pod DIR TYPE --rv RV [--name N] [--uid U] [--node NODE] [--phase P]
                                                  appends ADDED/MODIFIED/DELETED of the web pod,
-                                                 changed as asked
+                                                 changed as asked, and applies it to the list as
+                                                 the API server's state
   k8s_reg_stream.py node DIR TYPE NAME --uid U --rv RV
   k8s_reg_stream.py raw DIR RES JSON             appends one line (BOOKMARK, ERROR, DROP, END)
 """
@@ -97,6 +98,14 @@ def pod(a):
     if a.phase:
         p.setdefault("status", {})["phase"] = a.phase
     append(a.dir, "pods", {"type": a.type, "object": p})
+    path = os.path.join(a.dir, "pods-list.json")
+    with open(path) as f:
+        lst = json.load(f)
+    lst["items"] = [x for x in lst["items"] if x["metadata"]["uid"] != md["uid"]]
+    if a.type != "DELETED":
+        lst["items"].append(p)
+    lst["metadata"]["resourceVersion"] = a.rv
+    write(path, lst)
 
 
 def node(a):

@@ -208,3 +208,19 @@ fetch_in_pod() {
 	cat "$out"
 	return $rc
 }
+
+# start_fake_k8s_api: the fake Kubernetes API server (k8s_fake.py api) over https in $T/api, with
+# a fresh server token in $T/server-token and its certificate in $T/api.crt (key $T/api.key);
+# sets API_URL. Files the fake serves (lists, watch streams) may be written to $T/api first.
+start_fake_k8s_api() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$T/api.key" -out "$T/api.crt" >/dev/null 2>&1 || fail "openssl"
+	printf 'server-sa-token.%s.sig\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" \
+		>"$T/server-token"
+	$PY "$SRC/tests/integration/k8s_fake.py" api --state "$T/api" --tls "$T/api.crt" \
+		"$T/api.key" --token "$(tr -d '\n' <"$T/server-token")" >>"$T/api.log" 2>&1 &
+	PIDS+=("$!")
+	wait_for 10 test -s "$T/api/port" || fail "fake API server did not start"
+	API_URL="https://127.0.0.1:$(cat "$T/api/port")"
+}

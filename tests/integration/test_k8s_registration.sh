@@ -26,21 +26,13 @@ WEB_ID="spiffe://$TD/ns/prod/sa/web"
 [ "$($PY -c 'import json; print(json.load(open("'"$SRC"'/tests/integration/fixtures/k8s/api-node-node-2.json"))["metadata"]["uid"])')" = "$NODE2_UID" ] ||
 	fail "fixture api-node-node-2.json does not have uid $NODE2_UID"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-	-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
-	-keyout "$T/api.key" -out "$T/api.crt" >/dev/null 2>&1 || fail "openssl"
-printf 'server-sa-token.%s.sig\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >"$T/server-token"
 echo "agent-sa-token.eyJzdWIiOiJhZ2VudCJ9.sig" >"$T/agent-sa-token"
 $PY "$STREAM" init "$T/api"
-$PY "$FAKE" api --state "$T/api" --tls "$T/api.crt" "$T/api.key" \
-	--token "$(tr -d '\n' <"$T/server-token")" >>"$T/api.log" 2>&1 &
-PIDS+=("$!")
+start_fake_k8s_api
 $PY "$FAKE" kubelet --state "$T/kubelet" --tls "$T/api.crt" "$T/api.key" \
 	--token agent-sa-token.eyJzdWIiOiJhZ2VudCJ9.sig >>"$T/kubelet.log" 2>&1 &
 PIDS+=("$!")
-wait_for 10 test -s "$T/api/port" || fail "fake API server did not start"
 wait_for 10 test -s "$T/kubelet/port" || fail "fake kubelet did not start"
-API_URL="https://127.0.0.1:$(cat "$T/api/port")"
 
 write_server_config "\"k8s_psat_cluster\": \"$CLUSTER\",
   \"k8s_psat_allowed_service_accounts\": [\"lanyard:lanyard-agent\"],
@@ -164,6 +156,8 @@ lst = json.load(open(d + "/pods-list.json"))
 web = json.load(open("$SRC/tests/integration/fixtures/k8s/kubelet-pods.json"))["items"]
 web3 = copy.deepcopy([p for p in web if p["metadata"]["name"] == "web-7d9f8b6c5d-x2k9p"][0])
 web3["metadata"].update({"name": "web-7d9f8b6c5d-p3n8v", "uid": "$UID_WEB3", "resourceVersion": "400"})
+# In the gap the web pod went and web-3 was bound to node-1.
+lst["items"] = [p for p in lst["items"] if p["metadata"]["uid"] not in ("$UID_WEB", "$UID_WEB3")]
 lst["items"].append(web3)
 lst["metadata"]["resourceVersion"] = "400"
 json.dump(lst, open(d + "/pods-list.json", "w"))
