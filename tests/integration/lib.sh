@@ -224,3 +224,26 @@ start_fake_k8s_api() {
 	wait_for 10 test -s "$T/api/port" || fail "fake API server did not start"
 	API_URL="https://127.0.0.1:$(cat "$T/api/port")"
 }
+
+# pg_server_config NAME [extra JSON members]: $T/NAME.json for one of several servers on the
+# PostgreSQL database of start_pg (own data_dir, node API port and admin socket
+# $T/NAME/admin.sock; no HTTP endpoint).
+pg_server_config() {
+	local n=$1
+	mkdir -p "$T/$n"
+	cat >"$T/$n.json" <<JSON
+{
+  "trust_domain": "$TD",
+  "data_dir": "$T/$n/data",
+  "bind_address": "127.0.0.1",
+  "bind_port": $(free_port),
+  "admin_socket": "$T/$n/admin.sock",
+  "http_port": 0,
+  "log_level": "debug",
+  "database_type": "postgres",
+  "database_connection_string": "$PG_CONNSTR",
+  "database_max_connections": 4${2:+,
+  $2}
+}
+JSON
+}

@@ -8,24 +8,9 @@ source "$(dirname "$0")/lib.sh"
 
 start_pg
 
-# ha_server NAME: writes NAME's config (own data_dir, ports, admin socket; the shared database).
+# ha_config NAME: NAME's config (own data_dir, ports, admin socket; the shared database).
 ha_config() {
-	local n=$1
-	mkdir -p "$T/$n"
-	cat >"$T/$n.json" <<JSON
-{
-  "trust_domain": "$TD",
-  "data_dir": "$T/$n/data",
-  "bind_address": "127.0.0.1",
-  "bind_port": $(free_port),
-  "admin_socket": "$T/$n/admin.sock",
-  "http_port": 0,
-  "log_level": "debug",
-  "database_type": "postgres",
-  "database_connection_string": "$PG_CONNSTR",
-  "database_max_connections": 4
-}
-JSON
+	pg_server_config "$1"
 }
 
 declare -A HA_PID

@@ -14,31 +14,13 @@ start_pg
 $PY "$STREAM" init "$T/api"
 start_fake_k8s_api
 
-ha_config() {
-	local n=$1
-	mkdir -p "$T/$n"
-	cat >"$T/$n.json" <<JSON
-{
-  "trust_domain": "$TD",
-  "data_dir": "$T/$n/data",
-  "bind_address": "127.0.0.1",
-  "bind_port": $(free_port),
-  "admin_socket": "$T/$n/admin.sock",
-  "http_port": 0,
-  "log_level": "debug",
-  "database_type": "postgres",
-  "database_connection_string": "$PG_CONNSTR",
-  "database_max_connections": 4,
-  "k8s_psat_cluster": "it-cluster",
-  "k8s_psat_allowed_service_accounts": ["lanyard:lanyard-agent"],
-  "k8s_api_url": "$API_URL",
-  "k8s_api_ca_path": "$T/api.crt",
-  "k8s_api_token_path": "$T/server-token",
-  "k8s_registration": [{"spiffe_id": "spiffe://{trust_domain}/ns/{namespace}/pod/{pod_name}",
-                        "namespaces": ["prod"]}]
-}
-JSON
-}
+K8S_CONFIG="\"k8s_psat_cluster\": \"it-cluster\",
+  \"k8s_psat_allowed_service_accounts\": [\"lanyard:lanyard-agent\"],
+  \"k8s_api_url\": \"$API_URL\",
+  \"k8s_api_ca_path\": \"$T/api.crt\",
+  \"k8s_api_token_path\": \"$T/server-token\",
+  \"k8s_registration\": [{\"spiffe_id\": \"spiffe://{trust_domain}/ns/{namespace}/pod/{pod_name}\",
+                        \"namespaces\": [\"prod\"]}]"
 
 declare -A HA_PID
 ha_start() {
@@ -58,8 +40,8 @@ for e in json.load(sys.stdin)['entries']:
 }
 has_managed() { managed "$1" | grep -q "$2"; }
 
-ha_config a
-ha_config b
+pg_server_config a "$K8S_CONFIG"
+pg_server_config b "$K8S_CONFIG"
 ha_start a
 wait_for 20 grep -q "this server holds the lease" "$T/server-a.log" || fail "a did not take the lease"
 ha_start b
