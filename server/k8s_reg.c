@@ -37,6 +37,12 @@ struct informer {
 	bool started;
 };
 
+/* The rule of one ClusterSPIFFEID object. */
+struct cr_rules {
+	char *name;
+	struct k8s_reg_rules rules;
+};
+
 struct k8s_reg {
 	char *trust_domain, *cluster, *holder;
 	const struct k8s_reg_rules *rules;
@@ -49,6 +55,8 @@ struct k8s_reg {
 
 	atomic_bool stopping, leader;
 	atomic_bool nodes_listed; /* pods wait for it: without nodes, no parent is known */
+	bool crd;                 /* rules from ClusterSPIFFEID objects too */
+	atomic_bool crs_listed;   /* pods wait for it too: without its rules, entries would go */
 	pthread_mutex_t wait_mu; /* with wait_cv: sleeps that stop and leadership cut short */
 	pthread_cond_t wait_cv;
 
@@ -57,9 +65,11 @@ struct k8s_reg {
 	json_t *nodes;      /* node name -> node uid (string) */
 	json_t *managed;    /* pod uid -> [[entry id, key], ...]: the managed entries stored */
 	json_t *logged;     /* pod uid -> true: its bad render was logged already */
+	struct cr_rules *crs; /* rules from ClusterSPIFFEID objects (k8s_registration_crd) */
+	size_t n_crs;
 	bool pods_listed;
 
-	struct informer pods_inf, nodes_inf;
+	struct informer pods_inf, nodes_inf, crs_inf;
 	pthread_t lease_th;
 	bool lease_started;
 };
@@ -145,19 +155,19 @@ static void wanted_free(struct wanted *w)
 }
 
 /* Logs a pod's bad render once (until the pod goes). */
-static void log_skip(struct k8s_reg *r, const struct k8s_reg_pod *p, size_t rule, const char *why)
+static void log_skip(struct k8s_reg *r, const struct k8s_reg_pod *p, const char *rule,
+		     const char *why)
 {
 	if (json_object_get(r->logged, p->uid))
 		return;
 	json_object_set_new(r->logged, p->uid, json_true());
-	log_warnx("k8s_registration: pod %s/%s (uid %s) skipped for rule %zu: %s", p->ns, p->name,
+	log_warnx("k8s_registration: pod %s/%s (uid %s) skipped for %s: %s", p->ns, p->name,
 		  p->uid, rule, why);
 }
 
-static struct entry *entry_for(struct k8s_reg *r, size_t ri, const struct k8s_reg_pod *p,
-			       const char *parent)
+static struct entry *entry_for(struct k8s_reg *r, const struct k8s_reg_rule *rule,
+			       const char *label, const struct k8s_reg_pod *p, const char *parent)
 {
-	const struct k8s_reg_rule *rule = &r->rules->v[ri];
 	struct k8s_reg_ctx ctx = {.trust_domain = r->trust_domain, .cluster = r->cluster};
 	struct entry *e = xcalloc(1, sizeof(*e));
 	char why[512], *s = NULL;
@@ -188,7 +198,7 @@ static struct entry *entry_for(struct k8s_reg *r, size_t ri, const struct k8s_re
 	if (e->n_selectors == 3 && entry_validate(e, r->trust_domain, why, sizeof(why)) == 0)
 		return e;
 bad:
-	log_skip(r, p, ri, why);
+	log_skip(r, p, label, why);
 	entry_free(e);
 	return NULL;
 }
@@ -198,6 +208,30 @@ static bool pod_running(json_t *pod)
 	const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"),
 							      "phase"));
 	return !phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Failed") != 0);
+}
+
+static void want_rule(struct k8s_reg *r, struct wanted *w, const struct k8s_reg_rule *rule,
+		      const char *label, const struct k8s_reg_pod *p, const char *parent)
+{
+	if (!k8s_reg_rule_matches(rule, p))
+		return;
+	if (w->n == ARRAY_LEN(w->v)) {
+		log_skip(r, p, label, "too many rules match this pod");
+		return;
+	}
+	struct entry *e = entry_for(r, rule, label, p, parent);
+	if (!e)
+		return;
+	char *key = entry_key(e);
+	for (size_t j = 0; j < w->n; j++) {
+		if (strcmp(w->key[j], key) == 0) {
+			entry_free(e);
+			free(key);
+			return;
+		}
+	}
+	w->v[w->n] = e;
+	w->key[w->n++] = key;
 }
 
 static void wanted_for(struct k8s_reg *r, json_t *pod, struct wanted *w)
@@ -212,23 +246,15 @@ static void wanted_for(struct k8s_reg *r, json_t *pod, struct wanted *w)
 		return; /* its node is not known yet: the node's event brings it back */
 	snprintf(parent, sizeof(parent), "spiffe://%s/lanyard/agent/k8s_psat/%s/%s",
 		 r->trust_domain, r->cluster, node_uid);
+	char label[300];
 	for (size_t i = 0; i < r->rules->n; i++) {
-		if (!k8s_reg_rule_matches(&r->rules->v[i], &p))
-			continue;
-		struct entry *e = entry_for(r, i, &p, parent);
-		if (!e)
-			continue;
-		char *key = entry_key(e);
-		bool dup = false;
-		for (size_t j = 0; j < w->n && !dup; j++)
-			dup = strcmp(w->key[j], key) == 0;
-		if (dup) {
-			entry_free(e);
-			free(key);
-			continue;
-		}
-		w->v[w->n] = e;
-		w->key[w->n++] = key;
+		snprintf(label, sizeof(label), "rule %zu", i);
+		want_rule(r, w, &r->rules->v[i], label, &p, parent);
+	}
+	for (size_t c = 0; c < r->n_crs; c++) {
+		snprintf(label, sizeof(label), "ClusterSPIFFEID %s", r->crs[c].name);
+		for (size_t i = 0; i < r->crs[c].rules.n; i++)
+			want_rule(r, w, &r->crs[c].rules.v[i], label, &p, parent);
 	}
 }
 
@@ -363,6 +389,27 @@ static const char *name_of(json_t *obj)
 	return json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
 }
 
+/* The parts of a pod the rules and the reconciler read (a recorded pod is ~5 kB, most of it
+ * containers and status): a new reference. */
+static json_t *pod_trim(json_t *pod)
+{
+	json_t *md = json_object_get(pod, "metadata"), *spec = json_object_get(pod, "spec");
+	json_t *t = json_pack("{s:{}, s:{}, s:{}}", "metadata", "spec", "status");
+	json_t *tmd = json_object_get(t, "metadata"), *tspec = json_object_get(t, "spec");
+	static const char *const md_keys[] = {"name", "namespace", "uid", "labels", "annotations"};
+	for (size_t i = 0; i < ARRAY_LEN(md_keys); i++)
+		if (json_object_get(md, md_keys[i]))
+			json_object_set(tmd, md_keys[i], json_object_get(md, md_keys[i]));
+	if (json_object_get(spec, "serviceAccountName"))
+		json_object_set(tspec, "serviceAccountName", json_object_get(spec, "serviceAccountName"));
+	if (json_object_get(spec, "nodeName"))
+		json_object_set(tspec, "nodeName", json_object_get(spec, "nodeName"));
+	json_t *phase = json_object_get(json_object_get(pod, "status"), "phase");
+	if (phase)
+		json_object_set(json_object_get(t, "status"), "phase", phase);
+	return t;
+}
+
 static int pods_replace(struct k8s_reg *r, json_t *items)
 {
 	int64_t t0 = now_mono_us();
@@ -371,7 +418,7 @@ static int pods_replace(struct k8s_reg *r, json_t *items)
 	json_object_clear(r->pods);
 	json_array_foreach(items, i, pod) {
 		if (uid_of(pod))
-			json_object_set(r->pods, uid_of(pod), pod);
+			json_object_set_new(r->pods, uid_of(pod), pod_trim(pod));
 	}
 	if (load_managed(r) < 0) {
 		log_warnx("k8s_registration: cannot read the managed entries; reconciling later");
@@ -397,7 +444,7 @@ static void pods_apply(struct k8s_reg *r, const char *type, json_t *pod)
 		json_object_del(r->pods, uid);
 		json_object_del(r->logged, uid);
 	} else {
-		json_object_set(r->pods, uid, pod);
+		json_object_set_new(r->pods, uid, pod_trim(pod));
 	}
 	notify(r, sync_pod(r, uid));
 }
@@ -451,6 +498,77 @@ static void nodes_apply(struct k8s_reg *r, const char *type, json_t *node)
 		json_object_set_new(r->nodes, name, json_string(uid));
 	}
 	sync_node_pods(r, name);
+}
+
+/* ---- ClusterSPIFFEID objects (k8s_registration_crd) ---- */
+
+static void cr_remove(struct k8s_reg *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_crs; i++) {
+		if (strcmp(r->crs[i].name, name) != 0)
+			continue;
+		free(r->crs[i].name);
+		k8s_reg_rules_free(&r->crs[i].rules);
+		r->crs[i] = r->crs[--r->n_crs];
+		return;
+	}
+}
+
+/* A ClusterSPIFFEID's spec is one rule, as in the server's configuration; a bad one is logged
+ * and ignored (the API server checked only its schema). */
+static void cr_add(struct k8s_reg *r, json_t *obj)
+{
+	const char *name = name_of(obj);
+	struct k8s_reg_ctx ctx = {.trust_domain = r->trust_domain, .cluster = r->cluster};
+	struct k8s_reg_rules rules;
+	char err[512];
+	if (!name)
+		return;
+	json_t *arr = json_pack("[O]", json_object_get(obj, "spec") ? json_object_get(obj, "spec")
+								      : json_null());
+	int ret = k8s_reg_rules_parse(arr, &ctx, &rules, err, sizeof(err));
+	json_decref(arr);
+	if (ret < 0) {
+		log_warnx("k8s_registration: ClusterSPIFFEID %s ignored: %s", name, err);
+		return;
+	}
+	r->crs = xrealloc(r->crs, (r->n_crs + 1) * sizeof(*r->crs));
+	r->crs[r->n_crs].name = xstrdup(name);
+	r->crs[r->n_crs++].rules = rules;
+}
+
+static void crs_free(struct k8s_reg *r)
+{
+	while (r->n_crs)
+		cr_remove(r, r->crs[0].name);
+	free(r->crs);
+	r->crs = NULL;
+}
+
+static int crs_replace(struct k8s_reg *r, json_t *items)
+{
+	size_t i;
+	json_t *obj;
+	crs_free(r);
+	json_array_foreach(items, i, obj)
+		cr_add(r, obj);
+	log_info("k8s_registration: %zu ClusterSPIFFEID rules listed", r->n_crs);
+	if (r->pods_listed)
+		notify(r, sync_all(r));
+	return 0;
+}
+
+static void crs_apply(struct k8s_reg *r, const char *type, json_t *obj)
+{
+	if (!name_of(obj))
+		return;
+	cr_remove(r, name_of(obj));
+	if (strcmp(type, "DELETED") != 0)
+		cr_add(r, obj);
+	log_info("k8s_registration: ClusterSPIFFEID %s %s", name_of(obj),
+		 !strcmp(type, "DELETED") ? "deleted" : "applied");
+	if (r->pods_listed)
+		notify(r, sync_all(r));
 }
 
 /* ---- the informer loop ---- */
@@ -600,12 +718,15 @@ static void *inf_main(void *arg)
 			inf->relist = true;
 			if (inf == &r->nodes_inf)
 				atomic_store(&r->nodes_listed, false);
+			if (inf == &r->crs_inf)
+				atomic_store(&r->crs_listed, false);
 			nap(r, 1);
 			continue;
 		}
 		/* Pods are reconciled once their nodes are known: a pod whose node is unknown has
 		 * no parent, and its entries would be deleted. */
-		if (inf == &r->pods_inf && !atomic_load(&r->nodes_listed)) {
+		if (inf == &r->pods_inf && (!atomic_load(&r->nodes_listed) ||
+					    (r->crd && !atomic_load(&r->crs_listed)))) {
 			nap_ms(r, 50);
 			continue;
 		}
@@ -618,6 +739,8 @@ static void *inf_main(void *arg)
 			inf->relist = false;
 			if (inf == &r->nodes_inf)
 				atomic_store(&r->nodes_listed, true);
+			if (inf == &r->crs_inf)
+				atomic_store(&r->crs_listed, true);
 		}
 		int w = inf_watch(inf);
 		if (w == 1) {
@@ -698,6 +821,8 @@ int k8s_reg_start(const struct k8s_reg_options *o, struct k8s_reg **out, char *e
 	pthread_cond_init(&r->wait_cv, NULL);
 	inf_init(&r->nodes_inf, r, "nodes", "/api/v1/nodes", nodes_replace, nodes_apply);
 	inf_init(&r->pods_inf, r, "pods", "/api/v1/pods", pods_replace, pods_apply);
+	inf_init(&r->crs_inf, r, "clusterspiffeids", K8S_REG_CRD_PATH, crs_replace, crs_apply);
+	r->crd = o->crd;
 	r->api = k8s_api_new(&o->api, err, errlen);
 	if (!r->api)
 		goto fail;
@@ -707,11 +832,16 @@ int k8s_reg_start(const struct k8s_reg_options *o, struct k8s_reg **out, char *e
 	if (pthread_create(&r->nodes_inf.th, NULL, inf_main, &r->nodes_inf) != 0)
 		goto threads;
 	r->nodes_inf.started = true;
+	if (r->crd) {
+		if (pthread_create(&r->crs_inf.th, NULL, inf_main, &r->crs_inf) != 0)
+			goto threads;
+		r->crs_inf.started = true;
+	}
 	if (pthread_create(&r->pods_inf.th, NULL, inf_main, &r->pods_inf) != 0)
 		goto threads;
 	r->pods_inf.started = true;
-	log_info("k8s_registration: %zu rules; following pods and nodes at %s", r->rules->n,
-		 k8s_api_url(r->api));
+	log_info("k8s_registration: %zu rules%s; following pods and nodes at %s", r->rules->n,
+		 r->crd ? " and the ClusterSPIFFEID objects" : "", k8s_api_url(r->api));
 	*out = r;
 	return 0;
 threads:
@@ -731,6 +861,8 @@ void k8s_reg_stop(struct k8s_reg *r)
 		pthread_join(r->pods_inf.th, NULL);
 	if (r->nodes_inf.started)
 		pthread_join(r->nodes_inf.th, NULL);
+	if (r->crs_inf.started)
+		pthread_join(r->crs_inf.th, NULL);
 	if (r->lease_started)
 		pthread_join(r->lease_th, NULL);
 	k8s_api_free(r->api);
@@ -738,6 +870,7 @@ void k8s_reg_stop(struct k8s_reg *r)
 	json_decref(r->nodes);
 	json_decref(r->managed);
 	json_decref(r->logged);
+	crs_free(r);
 	pthread_mutex_destroy(&r->mu);
 	pthread_mutex_destroy(&r->wait_mu);
 	pthread_cond_destroy(&r->wait_cv);

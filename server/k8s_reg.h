@@ -16,7 +16,11 @@
  *
  * The state (pods, nodes, managed entries) is owned by the module under one mutex; the
  * datastore is thread-safe. changed(ud) is called from these threads after entries changed
- * (it must be thread-safe: uv_async_send). */
+ * (it must be thread-safe: uv_async_send).
+ *
+ * With o->crd, a fourth thread follows the ClusterSPIFFEID objects the same way; each object's
+ * spec is one more rule (a bad one is logged and ignored), and pods are reconciled only once
+ * those rules are listed too. */
 #ifndef LANYARD_K8S_REG_H
 #define LANYARD_K8S_REG_H
 
@@ -27,6 +31,9 @@
 #include "k8s_api.h"
 #include "k8s_reg_rules.h"
 
+/* ClusterSPIFFEID objects (deploy/kubernetes/crd/clusterspiffeid.yaml): cluster-scoped, each
+ * spec one rule in the configuration's form. */
+#define K8S_REG_CRD_PATH "/apis/lanyard.io/v1alpha1/clusterspiffeids"
 #define K8S_REG_LEASE "k8s_registration"
 #define K8S_REG_LEASE_TTL_S 15
 #define K8S_REG_LEASE_RENEW_S 5
@@ -36,6 +43,7 @@ struct k8s_reg_options {
 	const char *trust_domain;
 	const char *cluster;               /* k8s_psat_cluster */
 	const char *holder;                /* this server's lease holder name (its uid) */
+	bool crd;                          /* rules from ClusterSPIFFEID objects too */
 	int64_t resync_s;                  /* full list again this often */
 	int watch_timeout_s;               /* timeoutSeconds of a watch; <= 0: 300 */
 	struct k8s_api_options api;

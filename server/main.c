@@ -490,12 +490,13 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	server_http_watch_storage(s->http, s->cfg.data_dir);
-	if (s->cfg.k8s_reg_rules.n > 0) {
+	if (s->cfg.k8s_reg_rules.n > 0 || s->cfg.k8s_registration_crd) {
 		struct k8s_reg_options ro = {
 			.rules = &s->cfg.k8s_reg_rules,
 			.trust_domain = s->cfg.trust_domain,
 			.cluster = s->cfg.k8s_psat_cluster,
 			.holder = s->server_uid,
+			.crd = s->cfg.k8s_registration_crd,
 			.resync_s = s->cfg.k8s_registration_resync,
 			.api = {
 				.url = s->cfg.k8s_api_url,

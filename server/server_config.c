@@ -109,6 +109,10 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "rules for entries the server keeps for pods on its own (JSON array; empty = off; "
 		"needs k8s_psat_cluster): [{\"spiffe_id\": TEMPLATE, \"namespaces\": [...], "
 		"\"pod_labels\": {...}, \"dns_names\": [...], \"x509_svid_ttl\": \"1h\"}]"},
+	{.name = "k8s_registration_crd", .type = CFG_BOOL, OPT(k8s_registration_crd),
+	 .def = "false",
+	 .doc = "automatic registration: rules also from ClusterSPIFFEID objects (the CRD in "
+		"deploy/kubernetes/crd), watched like pods"},
 	{.name = "k8s_registration_resync", .type = CFG_DURATION, OPT(k8s_registration_resync),
 	 .def = "10m", .min = 10, .max = 86400,
 	 .doc = "automatic registration: how often the pod and node lists are read again in full "
@@ -139,9 +143,11 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 			 path);
 		return -1;
 	}
-	if (json_array_size(cfg->k8s_registration) > 0 && !cfg->k8s_psat_cluster) {
-		snprintf(err, errlen, "%s: key 'k8s_registration' needs k8s_psat_cluster: the entries' "
-			 "parents are the k8s_psat agents of the pods' nodes", path);
+	if ((json_array_size(cfg->k8s_registration) > 0 || cfg->k8s_registration_crd) &&
+	    !cfg->k8s_psat_cluster) {
+		snprintf(err, errlen, "%s: key '%s' needs k8s_psat_cluster: the entries' parents are "
+			 "the k8s_psat agents of the pods' nodes", path,
+			 cfg->k8s_registration_crd ? "k8s_registration_crd" : "k8s_registration");
 		return -1;
 	}
 	struct k8s_reg_ctx rc = {.trust_domain = cfg->trust_domain, .cluster = cfg->k8s_psat_cluster};

@@ -55,6 +55,7 @@ struct server_config {
 	json_t *k8s_registration;
 	struct k8s_reg_rules k8s_reg_rules;
 	int64_t k8s_registration_resync;
+	bool k8s_registration_crd;
 };
 
 extern const struct cfg_option server_config_options[];

@@ -15,7 +15,8 @@ fixtures of tests/integration/fixtures/k8s/ on 127.0.0.1.
       pod and node objects; GET and PATCH (merge) /api/v1/namespaces/lanyard/configmaps/
       lanyard-bundle a ConfigMap kept in DIR/configmap.json. Requests without the server's
       TOKEN get 401.
-      GET /api/v1/pods and /api/v1/nodes list DIR/<res>-list.json (a PodList/NodeList the test
+      GET /api/v1/pods, /api/v1/nodes and /apis/lanyard.io/v1alpha1/clusterspiffeids list
+      DIR/<res>-list.json (a PodList/NodeList the test
       writes) in pages (?limit=, ?continue=); with ?watch=1 they stream the lines of
       DIR/<res>-events.jsonl as watch events, from where the previous watch of <res> stopped,
       waiting for lines the test appends. Two control lines: {"type": "DROP"} cuts the
@@ -125,7 +126,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def api(self, body):
         st = self.server.state
         url = urllib.parse.urlsplit(self.path)
-        if self.command == "GET" and url.path in ("/api/v1/pods", "/api/v1/nodes"):
+        if self.command == "GET" and url.path in ("/api/v1/pods", "/api/v1/nodes",
+                                                  "/apis/lanyard.io/v1alpha1/clusterspiffeids"):
             res = url.path.rsplit("/", 1)[1]
             q = urllib.parse.parse_qs(url.query)
             if q.get("watch") == ["1"]:
