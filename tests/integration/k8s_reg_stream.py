@@ -13,6 +13,7 @@ holds real-shaped Pod objects; api-node-*.json real-shaped Node objects).
                                                  changed as asked, and applies it to the list as
                                                  the API server's state
   k8s_reg_stream.py node DIR TYPE NAME --uid U --rv RV
+                                                 the same for a node (named like node-1)
   k8s_reg_stream.py raw DIR RES JSON             appends one line (BOOKMARK, ERROR, DROP, END)
 """
 import argparse
@@ -97,21 +98,26 @@ def pod(a):
             p["status"] = {"phase": "Pending"}
     if a.phase:
         p.setdefault("status", {})["phase"] = a.phase
-    append(a.dir, "pods", {"type": a.type, "object": p})
-    path = os.path.join(a.dir, "pods-list.json")
+    event(a.dir, "pods", a.type, p, "uid")
+
+
+def event(d, res, typ, obj, key):
+    """Appends the event to the stream and applies it to the list (the API server's state)."""
+    append(d, res, {"type": typ, "object": obj})
+    path = os.path.join(d, res + "-list.json")
     with open(path) as f:
         lst = json.load(f)
-    lst["items"] = [x for x in lst["items"] if x["metadata"]["uid"] != md["uid"]]
-    if a.type != "DELETED":
-        lst["items"].append(p)
-    lst["metadata"]["resourceVersion"] = a.rv
+    lst["items"] = [x for x in lst["items"] if x["metadata"][key] != obj["metadata"][key]]
+    if typ != "DELETED":
+        lst["items"].append(obj)
+    lst["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"]
     write(path, lst)
 
 
 def node(a):
     n = load("api-node-node-1.json")
     n["metadata"].update({"name": a.name, "uid": a.uid, "resourceVersion": a.rv})
-    append(a.dir, "nodes", {"type": a.type, "object": n})
+    event(a.dir, "nodes", a.type, n, "name")
 
 
 def raw(a):

@@ -174,6 +174,15 @@ grep -q "GET /api/v1/pods?watch=1&allowWatchBookmarks=true&resourceVersion=400&"
 	wait_for 10 grep -q "resourceVersion=400&" "$T/api/requests" || fail "no watch from the new list's resourceVersion"
 ok "410 Gone: listed again, the gone pod's entry removed, the new pod's added, no duplicate"
 
+# ---- node-1 is re-created (same name, new uid): its pods' entries follow its new agent ID
+NEW_UID=5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9
+$PY "$STREAM" node "$T/api" DELETED node-1 --uid "$NODE1_UID" --rv 110
+$PY "$STREAM" node "$T/api" ADDED node-1 --uid "$NEW_UID" --rv 111
+wait_for 20 has_managed "lanyard/agent/k8s_psat/$CLUSTER/$NEW_UID" ||
+	fail "web-3's entry did not follow node-1's new uid: $(managed)"
+[ "$(n_managed)" -eq 1 ] || fail "after the node change: $(managed)"
+ok "a node re-created under a new uid: its pods' entries are parented to its new agent ID"
+
 # ---- a restart reconciles against the stored entries: same entries, same IDs
 before=$(managed | sort)
 stop_server
