@@ -316,6 +316,11 @@ static unsigned int ds_status(int ret)
 	}
 }
 
+/* Entries kept by automatic registration follow their pods: a hand edit would be undone (or
+ * would undo the server's), so the admin API refuses it and says where the rule lives. */
+#define MANAGED_REFUSAL "entry %.64s is managed by the server (k8s_registration: it follows its " \
+			"pod); change the rule in the server's configuration instead of the entry"
+
 static void h_entry_create(struct call *c, struct reply *r)
 {
 	struct entry *e = NULL;
@@ -329,6 +334,11 @@ static void h_entry_create(struct call *c, struct reply *r)
 	}
 	if (entry_from_json(o, &e, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	if (e->managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, "\"managed\": only the server's k8s_registration "
+			    "makes managed entries");
 		goto out;
 	}
 	/* The datastore decides these; values fed back from an earlier output are ignored. */
@@ -420,6 +430,10 @@ static void h_entry_update(struct call *c, struct reply *r)
 			    "cannot read entry %.64s", c->id);
 		goto out;
 	}
+	if (e->managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, MANAGED_REFUSAL, c->id);
+		goto out;
+	}
 	o = parse_body(c, r, false);
 	if (!o)
 		goto out;
@@ -431,6 +445,11 @@ static void h_entry_update(struct call *c, struct reply *r)
 	before = entry_to_json(e);
 	if (entry_merge_json(e, o, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	if (e->managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, "\"managed\": only the server's k8s_registration "
+			    "makes managed entries");
 		goto out;
 	}
 	if (!entry_admissible(c->api, e, r))
@@ -459,7 +478,16 @@ out:
 
 static void h_entry_delete(struct call *c, struct reply *r)
 {
-	int ret = entry_id_ok(c->id) ? ds_entry_delete(c->api->ds, c->id) : -ENOENT;
+	struct entry *e = NULL;
+	int ret = entry_id_ok(c->id) ? ds_entry_get(c->api->ds, c->id, &e) : -ENOENT;
+	bool managed = ret == 0 && e->managed;
+	entry_free(e);
+	if (managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, MANAGED_REFUSAL, c->id);
+		return;
+	}
+	if (ret == 0)
+		ret = ds_entry_delete(c->api->ds, c->id);
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
 			    "cannot delete entry %.64s", c->id);

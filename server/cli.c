@@ -573,6 +573,8 @@ static void print_entry_block(json_t *e)
 		printf("Admin         : true\n");
 	if (json_is_true(json_object_get(e, "downstream")))
 		printf("Downstream    : true\n");
+	if (json_is_true(json_object_get(e, "managed")))
+		printf("Managed       : true (kept by k8s_registration; not editable by hand)\n");
 	if (jint(e, "expires_at")) {
 		format_time(jint(e, "expires_at"), buf, sizeof(buf));
 		printf("Expires at    : %s\n", buf);
@@ -682,8 +684,9 @@ static void print_entry_table(json_t *entries)
 	       heads[2], heads[3]);
 	for (size_t i = 0; i < n; i++) {
 		json_t *e = json_array_get(entries, i);
-		printf("%-*s  %-*s  %-*s  %s\n", (int)w[0], jstr(e, "id"), (int)w[1],
-		       jstr(e, "spiffe_id"), (int)w[2], jstr(e, "parent_id"), sels[i]);
+		printf("%-*s  %-*s  %-*s  %s%s\n", (int)w[0], jstr(e, "id"), (int)w[1],
+		       jstr(e, "spiffe_id"), (int)w[2], jstr(e, "parent_id"), sels[i],
+		       json_is_true(json_object_get(e, "managed")) ? "  (managed)" : "");
 		free(sels[i]);
 	}
 	free(sels);

@@ -817,6 +817,26 @@ int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v)
 	return ret;
 }
 
+int ds_lease_acquire(struct datastore *ds, const char *name, const char *holder, int64_t ttl_s)
+{
+	if (!name || !holder || ttl_s <= 0)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->lease_acquire(ds, name, holder, ttl_s);
+	unlock(ds);
+	return ret;
+}
+
+int ds_lease_release(struct datastore *ds, const char *name, const char *holder)
+{
+	if (!name || !holder)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->lease_release(ds, name, holder);
+	unlock(ds);
+	return ret;
+}
+
 int ds_ping(struct datastore *ds)
 {
 	int64_t t0 = op_begin(ds);

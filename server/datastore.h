@@ -328,6 +328,14 @@ struct ds_stats {
 	uint64_t feed_holes;
 };
 void ds_stats_get(struct datastore *ds, struct ds_stats *out);
+/* ---- leases: one server at a time does a job (automatic registration) ----
+ * A lease is a row (name, holder, expiry). ds_lease_acquire takes the lease name for holder, or
+ * renews it when holder has it already, for ttl_s seconds: 1 when holder has it now, 0 when
+ * another holder has it and it has not expired, < 0 on a database error. PostgreSQL dates the
+ * expiry by the database's clock, so that servers' clocks do not matter. */
+int ds_lease_acquire(struct datastore *ds, const char *name, const char *holder, int64_t ttl_s);
+/* Gives the lease up if holder has it (a clean shutdown: another server takes over at once). */
+int ds_lease_release(struct datastore *ds, const char *name, const char *holder);
 
 /* Readiness: 0 when the database answers a query. */
 int ds_ping(struct datastore *ds);

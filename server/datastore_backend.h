@@ -16,7 +16,8 @@
 
 /* The columns of the tables every SQL backend has, in the order their row readers expect. */
 #define ENTRY_COLS "id, spiffe_id, parent_id, selectors, x509_svid_ttl, jwt_svid_ttl, dns_names, " \
-		   "hint, admin, downstream, expires_at, revision, created_at, federates_with"
+		   "hint, admin, downstream, expires_at, revision, created_at, federates_with, " \
+		   "managed"
 #define AGENT_COLS "spiffe_id, attestor, selectors, aliases, serial, not_after, created_at, " \
 		   "last_seen, banned"
 #define FED_BUNDLE_COLS "trust_domain, x509, jwt_keys, sequence, refresh_hint, refreshed_at, source"
@@ -72,6 +73,9 @@ struct datastore_ops {
 	int (*kv_get_int)(struct datastore *ds, const char *key, int64_t *out);
 	int (*kv_set_int)(struct datastore *ds, const char *key, int64_t v);
 	int (*ping)(struct datastore *ds);
+	int (*lease_acquire)(struct datastore *ds, const char *name, const char *holder,
+			     int64_t ttl_s);
+	int (*lease_release)(struct datastore *ds, const char *name, const char *holder);
 	/* Optional: without them, datastore.c keeps the record of this server alone. */
 	int (*server_heartbeat)(struct datastore *ds, const struct server_record *r);
 	int (*server_list)(struct datastore *ds, int64_t live_s, struct server_record ***out,

@@ -112,6 +112,13 @@ static const char *const migrations[] = {
 	"CREATE TABLE federation_relationships ("
 	" trust_domain TEXT PRIMARY KEY,"
 	" doc TEXT NOT NULL);",
+	/* v6. Entries kept by automatic registration (k8s_reg.c); the lease that lets one
+	 * server at a time keep them, dated by the database's clock. */
+	"ALTER TABLE entries ADD COLUMN managed BOOLEAN NOT NULL DEFAULT false;"
+	"CREATE TABLE leases ("
+	" name TEXT PRIMARY KEY,"
+	" holder TEXT NOT NULL,"
+	" expires_at BIGINT NOT NULL);",
 };
 
 enum stmt_id {
@@ -126,6 +133,7 @@ enum stmt_id {
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST_SERVER_BEAT, ST_SERVER_LIST, ST_SERVER_PRUNE,
+	ST_LEASE_TAKE, ST_LEASE_DROP,
 	ST__COUNT
 };
 
@@ -135,10 +143,12 @@ static const char *const stmt_sql[ST__COUNT] = {
 			  DB_NOW_MS ") RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL
 			  "', '') FROM c",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
-			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12, $13) RETURNING revision",
+			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12, $13, $14) "
+			    "RETURNING revision",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = $2, parent_id = $3, selectors = $4, "
 			    "x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, hint = $8, "
 			    "admin = $9, downstream = $10, expires_at = $11, federates_with = $12, "
+			    "managed = $13, "
 			    "revision = nextval('entry_revision') WHERE id = $1 "
 			    "RETURNING revision, created_at",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = $1",
@@ -209,6 +219,12 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_SERVER_LIST] = "SELECT id, address, version, started_at, last_seen, authorities "
 			   "FROM servers WHERE last_seen >= " DB_NOW " - $1 ORDER BY id",
 	[ST_SERVER_PRUNE] = "DELETE FROM servers WHERE last_seen < " DB_NOW " - $1",
+	[ST_LEASE_TAKE] = "INSERT INTO leases (name, holder, expires_at) "
+			  "VALUES ($1, $2, " DB_NOW " + $3) "
+			  "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+			  "expires_at = excluded.expires_at "
+			  "WHERE leases.holder = excluded.holder OR leases.expires_at <= " DB_NOW,
+	[ST_LEASE_DROP] = "DELETE FROM leases WHERE name = $1 AND holder = $2",
 };
 
 static struct pg *pg_of(struct datastore *ds)
@@ -517,6 +533,7 @@ static struct entry *entry_from_row(const PGresult *r, int row)
 	e->expires_at = r_int(r, row, 10);
 	e->revision = r_int(r, row, 11);
 	e->created_at = r_int(r, row, 12);
+	e->managed = r_bool(r, row, 14);
 	return e;
 }
 
@@ -607,6 +624,7 @@ static int entry_write_body(struct pg *p, struct pgc *c, void *arg)
 	if (!w->update)
 		p_int(&pa, e->created_at);
 	p_str(&pa, w->fed);
+	p_bool(&pa, e->managed);
 	ret = run(p, c, w->update ? ST_ENTRY_UPDATE : ST_ENTRY_INSERT, &pa, &r);
 	if (ret == -EEXIST)
 		snprintf(w->err, w->errlen, "an entry with the same SPIFFE ID, parent ID and "
@@ -1173,6 +1191,27 @@ static int pg_ping(struct datastore *ds)
 	return one(pg_of(ds), ST_PING, NULL, NULL);
 }
 
+/* ---- leases ---- */
+
+static int pg_lease_acquire(struct datastore *ds, const char *name, const char *holder,
+			    int64_t ttl_s)
+{
+	struct params pa = {0};
+	p_str(&pa, name);
+	p_str(&pa, holder);
+	p_int(&pa, ttl_s);
+	int ret = one_row(pg_of(ds), ST_LEASE_TAKE, &pa);
+	return ret == -ENOENT ? 0 : ret < 0 ? ret : 1;
+}
+
+static int pg_lease_release(struct datastore *ds, const char *name, const char *holder)
+{
+	struct params pa = {0};
+	p_str(&pa, name);
+	p_str(&pa, holder);
+	return one(pg_of(ds), ST_LEASE_DROP, &pa, NULL);
+}
+
 /* ---- servers ---- */
 
 static int pg_server_heartbeat(struct datastore *ds, const struct server_record *rec)
@@ -1279,6 +1318,8 @@ static const struct datastore_ops pg_ops = {
 	.fed_rel_delete = pg_fed_rel_delete,
 	.kv_get_int = pg_kv_get_int,
 	.kv_set_int = pg_kv_set_int,
+	.lease_acquire = pg_lease_acquire,
+	.lease_release = pg_lease_release,
 	.ping = pg_ping,
 	.server_heartbeat = pg_server_heartbeat,
 	.server_list = pg_server_list,

@@ -115,9 +115,10 @@ static int put_entry(struct pg *p, struct pgc *c, const struct entry *e)
 {
 	char *sel = datastore_strv_to_text(e->selectors, e->n_selectors);
 	char *dns = datastore_strv_to_text(e->dns_names, e->n_dns_names);
+	char *fed = datastore_strv_to_text(e->federates_with, e->n_federates_with);
 	struct params pa = {0};
 	int ret = -ENOMEM;
-	if (!sel || !dns)
+	if (!sel || !dns || !fed)
 		goto out;
 	p_str(&pa, e->id);
 	p_str(&pa, e->spiffe_id);
@@ -132,11 +133,14 @@ static int put_entry(struct pg *p, struct pgc *c, const struct entry *e)
 	p_int(&pa, e->expires_at);
 	p_int(&pa, e->revision);
 	p_int(&pa, e->created_at);
+	p_str(&pa, fed);
+	p_bool(&pa, e->managed);
 	ret = pg_exec(p, c, "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
-		      "$7, $8, $9, $10, $11, $12, $13)", &pa, NULL);
+		      "$7, $8, $9, $10, $11, $12, $13, $14, $15)", &pa, NULL);
 out:
 	free(sel);
 	free(dns);
+	free(fed);
 	return ret;
 }
 

@@ -87,6 +87,13 @@ static const char *const migrations[] = {
 	"CREATE TABLE federation_relationships ("
 	" trust_domain TEXT PRIMARY KEY,"
 	" doc TEXT NOT NULL);",
+	/* v4. Entries kept by automatic registration (k8s_reg.c); the lease that lets one
+	 * server at a time keep them. */
+	"ALTER TABLE entries ADD COLUMN managed INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE leases ("
+	" name TEXT PRIMARY KEY,"
+	" holder TEXT NOT NULL,"
+	" expires_at INTEGER NOT NULL);",
 };
 
 enum stmt_id {
@@ -101,6 +108,7 @@ enum stmt_id {
 	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
+	ST_LEASE_TAKE, ST_LEASE_DROP,
 	ST__COUNT
 };
 
@@ -112,11 +120,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
 			"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES "
-			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = ?2, parent_id = ?3, selectors = ?4, "
 			    "x509_svid_ttl = ?5, jwt_svid_ttl = ?6, dns_names = ?7, hint = ?8, "
 			    "admin = ?9, downstream = ?10, expires_at = ?11, revision = ?12, "
-			    "created_at = ?13, federates_with = ?14 WHERE id = ?1",
+			    "created_at = ?13, federates_with = ?14, managed = ?15 WHERE id = ?1",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = ?1",
 	[ST_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ?1",
 	[ST_ENTRY_FIND_DUP] = "SELECT id FROM entries WHERE spiffe_id = ?1 AND parent_id = ?2 "
@@ -170,6 +178,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
 		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[ST_PING] = "SELECT 1",
+	[ST_LEASE_TAKE] = "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3 + ?4) "
+			  "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+			  "expires_at = excluded.expires_at "
+			  "WHERE leases.holder = excluded.holder OR leases.expires_at <= ?3",
+	[ST_LEASE_DROP] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
 	[ST_ENTRY_COUNT] = "SELECT COUNT(*) FROM entries",
 	[ST_AGENT_COUNT] = "SELECT COUNT(*) FROM agents",
 };
@@ -300,6 +313,7 @@ static struct entry *entry_from_row(struct sq *s, sqlite3_stmt *st)
 	e->expires_at = sqlite3_column_int64(st, 10);
 	e->revision = sqlite3_column_int64(st, 11);
 	e->created_at = sqlite3_column_int64(st, 12);
+	e->managed = sqlite3_column_int(st, 14) != 0;
 	(void)s;
 	return e;
 }
@@ -309,7 +323,7 @@ struct entry_lists {
 	char *sel, *dns, *fed;
 };
 
-/* Binds all 14 entry columns. */
+/* Binds all 15 entry columns. */
 static void entry_bind(sqlite3_stmt *st, const struct entry *e, const struct entry_lists *l)
 {
 	const char *sel = l->sel, *dns = l->dns;
@@ -330,6 +344,7 @@ static void entry_bind(sqlite3_stmt *st, const struct entry *e, const struct ent
 	sqlite3_bind_int64(st, 12, e->revision);
 	sqlite3_bind_int64(st, 13, e->created_at);
 	sqlite3_bind_text(st, 14, l->fed, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 15, e->managed);
 }
 
 /* Looks for another entry with the same identity; 0 when none, -EEXIST (with err) or -EIO. */
@@ -1142,6 +1157,28 @@ static int sq_ping(struct datastore *ds)
 	return rc == SQLITE_ROW ? 0 : db_error(s, "ping");
 }
 
+static int sq_lease_acquire(struct datastore *ds, const char *name, const char *holder,
+			    int64_t ttl_s)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_LEASE_TAKE);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now_unix());
+	sqlite3_bind_int64(st, 4, ttl_s);
+	int ret = exec_done(s, st);
+	return ret < 0 ? ret : sqlite3_changes(s->db) > 0;
+}
+
+static int sq_lease_release(struct datastore *ds, const char *name, const char *holder)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_LEASE_DROP);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+	return exec_done(s, st);
+}
+
 /* ---- open / close ---- */
 
 static void sq_close(struct datastore *ds)
@@ -1189,6 +1226,8 @@ static const struct datastore_ops sqlite_ops = {
 	.fed_rel_delete = sq_fed_rel_delete,
 	.kv_get_int = sq_kv_get_int,
 	.kv_set_int = sq_kv_set_int,
+	.lease_acquire = sq_lease_acquire,
+	.lease_release = sq_lease_release,
 	.ping = sq_ping,
 };
 

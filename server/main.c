@@ -22,6 +22,7 @@
 #include "federation.h"
 #include "k8s_api.h"
 #include "k8s_bundle.h"
+#include "k8s_reg.h"
 #include "log.h"
 #include "migrate.h"
 #include "node_api.h"
@@ -46,6 +47,7 @@ struct server {
 	struct bundle_endpoint *bundle_ep;
 	struct federation *fed;
 	struct psat *psat;
+	struct k8s_reg *reg; /* automatic registration from pods (optional) */
 	/* The bundle ConfigMap publisher (optional): one publication in flight at a time. */
 	struct k8s_api *k8s;
 	char cm_ns[256], cm_name[256];
@@ -596,6 +598,31 @@ static int cmd_run(int argc, char **argv)
 	server_http_set_federation(s->http, s->fed);
 	if (start_bundle_endpoint(s) < 0)
 		goto out;
+	if (s->cfg.k8s_reg_rules.n > 0 || s->cfg.k8s_registration_crd) {
+		struct k8s_reg_options ro = {
+			.rules = &s->cfg.k8s_reg_rules,
+			.trust_domain = s->cfg.trust_domain,
+			.cluster = s->cfg.k8s_psat_cluster,
+			.holder = s->server_uid,
+			.crd = s->cfg.k8s_registration_crd,
+			.resync_s = s->cfg.k8s_registration_resync,
+			.api = {
+				.url = s->cfg.k8s_api_url,
+				.token_path = s->cfg.k8s_api_token_path,
+				.ca_path = s->cfg.k8s_api_ca_path,
+				.insecure_skip_verify = s->cfg.k8s_api_insecure_skip_verify,
+				/* Lists come in pages of 500 pods. */
+				.timeout_ms = 60000,
+			},
+			.ds = s->ds,
+			.changed = hook_changed,
+			.ud = s,
+		};
+		if (k8s_reg_start(&ro, &s->reg, err, sizeof(err)) < 0) {
+			log_error("k8s_registration: %s", err);
+			goto out;
+		}
+	}
 	node_address(s);
 	heartbeat(s, now_unix());
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
@@ -609,6 +636,8 @@ static int cmd_run(int argc, char **argv)
 	log_info("lanyard-server stopped");
 	ret = 0;
 out:
+	/* Its threads wake the loop (hook_changed): stopped before the loop's handles close. */
+	k8s_reg_stop(s->reg);
 	admin_api_stop(s->admin);
 	server_http_set_federation(s->http, NULL);
 	federation_stop(s->fed);

@@ -139,6 +139,18 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "https_web: PEM certificate chain of the bundle endpoint"},
 	{.name = "bundle_endpoint_key_file", .type = CFG_STRING, OPT(bundle_endpoint_key_file),
 	 .doc = "https_web: PEM private key of the bundle endpoint (mode 0600)"},
+	{.name = "k8s_registration", .type = CFG_JSON, OPT(k8s_registration), .def = "[]",
+	 .doc = "rules for entries the server keeps for pods on its own (JSON array; empty = off; "
+		"needs k8s_psat_cluster): [{\"spiffe_id\": TEMPLATE, \"namespaces\": [...], "
+		"\"pod_labels\": {...}, \"dns_names\": [...], \"x509_svid_ttl\": \"1h\"}]"},
+	{.name = "k8s_registration_crd", .type = CFG_BOOL, OPT(k8s_registration_crd),
+	 .def = "false",
+	 .doc = "automatic registration: rules also from ClusterSPIFFEID objects (the CRD in "
+		"deploy/kubernetes/crd), watched like pods"},
+	{.name = "k8s_registration_resync", .type = CFG_DURATION, OPT(k8s_registration_resync),
+	 .def = "10m", .min = 10, .max = 86400,
+	 .doc = "automatic registration: how often the pod and node lists are read again in full "
+		"and the managed entries reconciled"},
 };
 const size_t server_config_n_options = ARRAY_LEN(server_config_options);
 
@@ -166,7 +178,7 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 	memset(cfg, 0, sizeof(*cfg));
 	if (config_load(path, server_config_options, server_config_n_options, cfg, err, errlen) < 0)
 		return -1;
-	char why[256];
+	char why[512];
 	if (trust_domain_validate(cfg->trust_domain, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "%s: key 'trust_domain': value \"%s\": %s", path,
 			 cfg->trust_domain, why);
@@ -182,6 +194,19 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 			 "%s: key 'k8s_psat_allowed_service_accounts' must list at least one "
 			 "\"namespace:serviceaccount\" when k8s_psat_cluster is set",
 			 path);
+		return -1;
+	}
+	if ((json_array_size(cfg->k8s_registration) > 0 || cfg->k8s_registration_crd) &&
+	    !cfg->k8s_psat_cluster) {
+		snprintf(err, errlen, "%s: key '%s' needs k8s_psat_cluster: the entries' parents are "
+			 "the k8s_psat agents of the pods' nodes", path,
+			 cfg->k8s_registration_crd ? "k8s_registration_crd" : "k8s_registration");
+		return -1;
+	}
+	struct k8s_reg_ctx rc = {.trust_domain = cfg->trust_domain, .cluster = cfg->k8s_psat_cluster};
+	if (k8s_reg_rules_parse(cfg->k8s_registration, &rc, &cfg->k8s_reg_rules, why,
+				sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, why);
 		return -1;
 	}
 	if (strcmp(cfg->database_type, "postgres") == 0) {
@@ -236,4 +261,5 @@ void server_config_free(struct server_config *cfg)
 		explicit_bzero(cfg->database_connection_string,
 			       strlen(cfg->database_connection_string));
 	config_free(server_config_options, server_config_n_options, cfg);
+	k8s_reg_rules_free(&cfg->k8s_reg_rules);
 }

@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config.h"
+#include "k8s_reg_rules.h"
 
 struct server_config {
 	char *trust_domain;
@@ -63,6 +66,12 @@ struct server_config {
 	char *bundle_endpoint_profile;
 	char *bundle_endpoint_cert_file;
 	char *bundle_endpoint_key_file;
+	/* Automatic registration from pods (k8s_reg.h): the rules as configured (a JSON array,
+	 * NULL or empty = off), parsed and checked into k8s_reg_rules by server_config_load. */
+	json_t *k8s_registration;
+	struct k8s_reg_rules k8s_reg_rules;
+	int64_t k8s_registration_resync;
+	bool k8s_registration_crd;
 };
 
 extern const struct cfg_option server_config_options[];

@@ -576,7 +576,10 @@ def main():
     # ---- RBAC: exactly what the code needs ----
     want = {
         ("ClusterRole", "lanyard-server"): {("authentication.k8s.io", "tokenreviews", "create", ()),
-                                            ("", "pods", "get", ()), ("", "nodes", "get", ())},
+                                            ("", "pods", "get", ()), ("", "nodes", "get", ()),
+                                            # k8s_registration follows pods and nodes
+                                            ("", "pods", "list", ()), ("", "nodes", "list", ()),
+                                            ("", "pods", "watch", ()), ("", "nodes", "watch", ())},
         ("Role", "lanyard-server-bundle"): {("", "configmaps", "get", ("lanyard-bundle",)),
                                             ("", "configmaps", "patch", ("lanyard-bundle",))},
         ("ClusterRole", "lanyard-agent"): {("", "nodes/proxy", "get", ())},

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 
 start_pg
 
-# ha_server NAME: writes NAME's config (own data_dir, ports, admin socket; the shared database).
+# ha_config NAME: NAME's config (own data_dir, ports, admin socket; the shared database).
 ha_config() {
 	pg_server_config "$1"
 }

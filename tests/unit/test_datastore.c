@@ -555,6 +555,49 @@ static void kv(void **state)
 	assert_true(v == INT64_MAX);
 }
 
+/* Entries of automatic registration keep their mark through create, update and reads. */
+static void managed_entries(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *e = mk_entry("spiffe://" TD "/pod", "spiffe://" TD "/agent/n1",
+				   "k8s:pod-uid:1", NULL);
+	struct entry *g = NULL;
+	e->managed = true;
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	assert_int_equal(ds_entry_get(f->ds, e->id, &g), 0);
+	assert_true(g->managed);
+	g->managed = false;
+	assert_int_equal(ds_entry_update(f->ds, g, err, sizeof(err)), 0);
+	entry_free(g);
+	assert_int_equal(ds_entry_get(f->ds, e->id, &g), 0);
+	assert_false(g->managed);
+	json_t *j = entry_to_json(g);
+	assert_true(json_is_false(json_object_get(j, "managed")));
+	json_decref(j);
+	entry_free(g);
+	entry_free(e);
+}
+
+/* One holder at a time; the holder renews; another takes over once it expired or was given up. */
+static void leases(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-b", 30), 0);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "other-job", "server-b", 30), 1);
+	/* b gives up a lease it does not hold: nothing happens. */
+	assert_int_equal(ds_lease_release(f->ds, "k8s_registration", "server-b"), 0);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-b", 30), 0);
+	assert_int_equal(ds_lease_release(f->ds, "k8s_registration", "server-a"), 0);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-b", 1), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 0);
+	sleep(2);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 0), -EINVAL);
+}
+
 static void reopen_keeps_data(void **state)
 {
 	struct fixture *f = *state;
@@ -1255,6 +1298,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(ca_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(kv, setup, teardown),
+		cmocka_unit_test_setup_teardown(managed_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(token_consumed_once_across_threads, setup, teardown),
