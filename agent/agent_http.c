@@ -352,12 +352,17 @@ static json_t *int_or_null(int64_t v)
 	return v ? json_integer(v) : json_null();
 }
 
-static json_t *selectors_json(const struct cache_entry *e)
+static json_t *strings_json(char *const *v, size_t n)
 {
 	json_t *a = json_array();
-	for (size_t i = 0; e && i < e->n_selectors; i++)
-		json_array_append_new(a, json_string(e->selectors[i]));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
 	return a;
+}
+
+static json_t *selectors_json(const struct cache_entry *e)
+{
+	return e ? strings_json(e->selectors, e->n_selectors) : json_array();
 }
 
 /* opserver's status_members: the "svids" member, rendered from the current snapshot when /status
@@ -378,9 +383,11 @@ static char *status_svids(void *ud)
 	for (size_t i = 0; ok && i < s->n_svids; i++) {
 		const struct svid *v = s->svids[i];
 		const struct cache_entry *e = snapshot_entry(s, v->entry_id);
-		json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
+		json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
 				      v->spiffe_id, "entry_id", v->entry_id, "hint",
-				      str_or_null(v->hint), "selectors", selectors_json(e), "serial",
+				      str_or_null(v->hint), "selectors", selectors_json(e), "dns_names",
+				      e ? strings_json(e->dns_names, e->n_dns_names) : json_array(),
+				      "serial",
 				      v->serial, "not_before", (json_int_t)v->not_before, "not_after",
 				      (json_int_t)v->not_after, "renew_at", (json_int_t)v->renew_at,
 				      "degraded", now > degraded_at(v));

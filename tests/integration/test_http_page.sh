@@ -57,7 +57,8 @@ write_agent_config
 tok=$(new_token)
 AGENT_ID="spiffe://$TD/lanyard/agent/join_token/$tok"
 srv entry create --spiffe-id "spiffe://$TD/web" --parent-id "$AGENT_ID" \
-	--selector "unix:uid:$(id -u)" --x509-svid-ttl 600 >/dev/null
+	--selector "unix:uid:$(id -u)" --x509-svid-ttl 600 --dns-name web.example.org \
+	--dns-name www.example.org --hint web-frontend >/dev/null
 srv entry create --spiffe-id "spiffe://$TD/db" --parent-id "$AGENT_ID" \
 	--selector "unix:uid:$(id -u)" --selector "unix:gid:$(id -g)" >/dev/null
 stop_server
@@ -88,6 +89,9 @@ for id in "$AGENT_ID" "spiffe://$TD/web" "spiffe://$TD/db" "unix:uid:$(id -u)" "
 	grep -qxF "$id" "$T/agent1.txt" || fail "the page does not show $id"
 done
 grep -q "X509-SVIDs (2)" "$T/agent1.txt" || fail "SVID count"
+grep -qxF "DNS: web.example.org, www.example.org" "$T/agent1.txt" || fail "DNS names not shown"
+grep -qxF "hint: web-frontend" "$T/agent1.txt" || fail "hint not shown"
+[ "$(grep -c "^hint: " "$T/agent1.txt")" = 1 ] || fail "a hint shown for an SVID without one"
 grep -qE '^[0-9]+m [0-9]{2}s left$' "$T/agent1.txt" || fail "no countdown: $(grep left "$T/agent1.txt")"
 grep -qE '^2[0-3]h [0-9]{2}m [0-9]{2}s left$' "$T/agent1.txt" || fail "no bundle authority countdown"
 grep -q "connected" "$T/agent1.txt" || fail "server state not shown"
@@ -104,7 +108,7 @@ l2=$(left_of "$T/agent2.html" "spiffe://$TD/web") || fail "no countdown on the s
 [ "$l2" -lt "$l1" ] && [ $((l1 - l2)) -le $((t2 - t1 + 6)) ] ||
 	fail "countdown went from $l1 to $l2 in $((t2 - t1)) s"
 screenshot "http://127.0.0.1:$AGENT_HTTP_PORT/" agent-ready.png
-ok "agent page: ready, agent and workload SPIFFE IDs, selectors, fingerprint, countdowns that run"
+ok "agent page: ready, agent and workload SPIFFE IDs, DNS names and hints, selectors, fingerprint, countdowns that run"
 
 # ---- the server's page
 browse "http://127.0.0.1:$SERVER_HTTP_PORT/" "$T/server.html"
