@@ -17,6 +17,7 @@
 #include "opserver.h"
 #include "procstats.h"
 #include "server_config.h"
+#include "status_lists.h"
 #include "status_page.h"
 #include "util.h"
 
@@ -452,6 +453,8 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 		.port = port < 0 ? 0 : port,
 		.name = "server",
 		.index_html = status_page_html,
+		.list = status_lists_page,
+		.status_ud = ds,
 	};
 	struct opserver *ops = NULL;
 	if (opserver_start(&oo, &ops, err, errlen) < 0)

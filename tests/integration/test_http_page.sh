@@ -122,6 +122,43 @@ for k in datastore ca node_api; do grep -qx "$k" "$T/server.txt" || fail "check 
 screenshot "http://127.0.0.1:$SERVER_HTTP_PORT/" server.png
 ok "server page: ready, active authority with fingerprint and countdown, checks"
 
+# ---- the server's entries and agents: listed, searchable, a page at a time
+grep -qxF "spiffe://$TD/web" "$T/server.txt" && grep -qxF "spiffe://$TD/db" "$T/server.txt" ||
+	fail "entries not listed on the server page"
+grep -qxF "$AGENT_ID" "$T/server.txt" || fail "the agent is not listed on the server page"
+browse "http://127.0.0.1:$SERVER_HTTP_PORT/#q=unix:gid:$(id -g)" "$T/search.html"
+text_of "$T/search.html" >"$T/search.txt"
+grep -qxF "spiffe://$TD/db" "$T/search.txt" || fail "search by selector did not find db"
+! grep -qxF "spiffe://$TD/web" "$T/search.txt" || fail "search by selector shows web too"
+for i in $(seq 1 60); do echo "{\"spiffe_id\":\"spiffe://$TD/many/$i\",\"parent_id\":\"$AGENT_ID\",\"selectors\":[\"k8s:ns:many\"]}"; done |
+	$PY -c 'import json,sys; print(json.dumps({"entries": [json.loads(l) for l in sys.stdin]}))' >"$T/many.json"
+srv entry create --data "$T/many.json" >/dev/null || fail "cannot create 60 entries"
+browse "http://127.0.0.1:$SERVER_HTTP_PORT/#q=k8s:ns:many" "$T/many.html"
+[ "$(grep -c "spiffe://$TD/many/" <(text_of "$T/many.html"))" = 50 ] || fail "a page is not 50 rows"
+grep -q "<button>Next</button>" "$T/many.html" || fail "no enabled Next button: $(grep -o '<button[^>]*>Next' "$T/many.html")"
+# The pages of /list/entries hold every entry once; a bad token is an error, not a crash.
+$PY - "$SERVER_HTTP_PORT" "$TD" <<'PY' || fail "/list/entries paging"
+import json, sys, urllib.parse, urllib.request
+port, td = sys.argv[1:3]
+seen, tok = [], ""
+for _ in range(10):
+    q = urllib.parse.urlencode({"q": "k8s:ns:many", "page_token": tok})
+    d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/list/entries?{q}"))
+    seen += [e["spiffe_id"] for e in d["entries"]]
+    tok = d["next_page_token"]
+    if not tok:
+        break
+assert sorted(seen) == sorted(f"spiffe://{td}/many/{i}" for i in range(1, 61)), seen
+d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/list/entries?page_token=zz"))
+assert "error" in d, d
+d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/list/agents?q=join_token"))
+assert len(d["agents"]) == 1 and d["next_page_token"] == "", d
+PY
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SERVER_HTTP_PORT/list/nothing")" = 404 ] ||
+	fail "unknown list not 404"
+screenshot "http://127.0.0.1:$SERVER_HTTP_PORT/#q=k8s:ns:many" server-lists.png
+ok "server page: entries and agents listed, searchable (selector, SPIFFE ID), 50 a page"
+
 # ---- the browser logged no script error on any page (console messages go to its log)
 # Console lines look like: INFO:CONSOLE(1)] "Uncaught TypeError: ...", source: http://...
 if grep -E 'CONSOLE.*(Uncaught|Refused|Error)' "$T/chromium.log" >"$T/js-errors.txt"; then
