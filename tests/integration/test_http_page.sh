@@ -107,8 +107,22 @@ t2=$(date +%s)
 l2=$(left_of "$T/agent2.html" "spiffe://$TD/web") || fail "no countdown on the second load"
 [ "$l2" -lt "$l1" ] && [ $((l1 - l2)) -le $((t2 - t1 + 6)) ] ||
 	fail "countdown went from $l1 to $l2 in $((t2 - t1)) s"
+# A caller no entry names (uid 65534) is refused; the page says who and why.
+setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null ||
+	fail "setpriv cannot switch to uid 65534 (run as root)"
+chmod o+x "$T" "$T/agent"
+setpriv --reuid=65534 --regid=65534 --clear-groups "$BIN/lanyard-agent" api fetch x509 \
+	--socket "$AGENT_SOCK" >"$T/nobody.out" 2>&1 && fail "uid 65534 got an SVID"
+grep -q "PermissionDenied\|no identity" "$T/nobody.out" || fail "uid 65534: $(cat "$T/nobody.out")"
+browse "http://127.0.0.1:$AGENT_HTTP_PORT/" "$T/denied.html"
+text_of "$T/denied.html" >"$T/denied.txt"
+grep -qx "Recent refusals: no identity issued (1)" "$T/denied.txt" || fail "no refusal section"
+grep -qx "pid [0-9]* uid 65534 gid 65534" "$T/denied.txt" || fail "the refused caller is not shown"
+grep -q "unix:uid:65534" "$T/denied.txt" || fail "the refused caller's selectors are not shown"
+grep -q "lacks \[unix:uid:$(id -u)" "$T/denied.txt" || fail "why: $(grep lacks "$T/denied.txt")"
+grep -qxF "spiffe://$TD/web" "$T/denied.txt" || fail "the entitled SVIDs vanished from the page"
 screenshot "http://127.0.0.1:$AGENT_HTTP_PORT/" agent-ready.png
-ok "agent page: ready, agent and workload SPIFFE IDs, DNS names and hints, selectors, fingerprint, countdowns that run"
+ok "agent page: ready, agent and workload SPIFFE IDs, DNS names and hints, selectors, fingerprint, countdowns that run, recent 'no identity' refusals with the reason"
 
 # ---- the server's page
 browse "http://127.0.0.1:$SERVER_HTTP_PORT/" "$T/server.html"
