@@ -133,8 +133,10 @@ grep -qx "active" "$T/server.txt" || fail "no active authority shown"
 grep -qxF "$fp" "$T/server.txt" || fail "authority fingerprint not on the server page"
 grep -qE '^2[0-3]h [0-9]{2}m [0-9]{2}s left$' "$T/server.txt" || fail "no authority countdown"
 for k in datastore ca node_api; do grep -qx "$k" "$T/server.txt" || fail "check $k not shown"; done
+grep -qx "Live servers (1)" "$T/server.txt" && grep -qxF "127.0.0.1:$SERVER_PORT" "$T/server.txt" ||
+	fail "the live servers and their node API address are not shown"
 screenshot "http://127.0.0.1:$SERVER_HTTP_PORT/" server.png
-ok "server page: ready, active authority with fingerprint and countdown, checks"
+ok "server page: ready, active authority with fingerprint and countdown, checks, live servers with their node API address"
 
 # ---- the server's entries and agents: listed, searchable, a page at a time
 grep -qxF "spiffe://$TD/web" "$T/server.txt" && grep -qxF "spiffe://$TD/db" "$T/server.txt" ||
