@@ -125,6 +125,13 @@ screenshot "http://127.0.0.1:$AGENT_HTTP_PORT/" agent-ready.png
 ok "agent page: ready, agent and workload SPIFFE IDs, DNS names and hints, selectors, fingerprint, countdowns that run, recent 'no identity' refusals with the reason"
 
 # ---- the server's page
+# A refused attestation (an unknown join token) must appear among the recent refusals.
+sed -e "s#$T/agent/#$T/agent2/#g" -e "s#\"http_port\": $AGENT_HTTP_PORT#\"http_port\": 0#" \
+	"$T/agent.json" >"$T/agent2.json"
+timeout 60 "$BIN/lanyard-agent" run --config "$T/agent2.json" --join-token bogus-token \
+	>"$T/agent2.log" 2>&1 && fail "an agent with an unknown join token kept running or succeeded"
+grep -q "attestation refused: unknown or reused join token" "$T/server.log" ||
+	fail "the server did not log the refusal"
 browse "http://127.0.0.1:$SERVER_HTTP_PORT/" "$T/server.html"
 text_of "$T/server.html" >"$T/server.txt"
 grep -qx "Lanyard server" "$T/server.txt" || fail "server page title"
@@ -133,10 +140,12 @@ grep -qx "active" "$T/server.txt" || fail "no active authority shown"
 grep -qxF "$fp" "$T/server.txt" || fail "authority fingerprint not on the server page"
 grep -qE '^2[0-3]h [0-9]{2}m [0-9]{2}s left$' "$T/server.txt" || fail "no authority countdown"
 for k in datastore ca node_api; do grep -qx "$k" "$T/server.txt" || fail "check $k not shown"; done
+grep -qF "node API: attestation refused: unknown or reused join token" "$T/server.txt" ||
+	fail "the refused attestation is not among the recent refusals: $(grep -A3 'Recent refusals' "$T/server.txt")"
 grep -qx "Live servers (1)" "$T/server.txt" && grep -qxF "127.0.0.1:$SERVER_PORT" "$T/server.txt" ||
 	fail "the live servers and their node API address are not shown"
 screenshot "http://127.0.0.1:$SERVER_HTTP_PORT/" server.png
-ok "server page: ready, active authority with fingerprint and countdown, checks, live servers with their node API address"
+ok "server page: ready, active authority with fingerprint and countdown, checks, live servers with their node API address, recent refusals with their reasons"
 
 # ---- the server's entries and agents: listed, searchable, a page at a time
 grep -qxF "spiffe://$TD/web" "$T/server.txt" && grep -qxF "spiffe://$TD/db" "$T/server.txt" ||
