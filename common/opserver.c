@@ -51,6 +51,7 @@ struct opserver {
 	unsigned conn_limit, conn_timeout_s;
 	char *(*status_members)(void *ud);
 	void *status_ud;
+	char *(*list)(void *ud, const char *name, const char *q, const char *page_token);
 	int64_t live_us, stale_us;
 	atomic_llong heartbeat_us; /* monotonic time of the last heartbeat */
 	pthread_mutex_t lock;
@@ -284,16 +285,35 @@ static const struct {
 	{ "/metrics", serve_metrics },
 };
 
+#define LIST_PREFIX "/list/"
+
+static void serve_list(struct opserver *o, struct MHD_Connection *conn, const char *name,
+		       struct reply *r)
+{
+	const char *q = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "q");
+	const char *tok = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "page_token");
+	char *text = o->list(o->status_ud, name, q, tok);
+	if (!text) {
+		reply_error(r, MHD_HTTP_NOT_FOUND, "no such list: %.64s", name);
+		return;
+	}
+	r->status = MHD_HTTP_OK;
+	r->body = text;
+	r->content_type = "application/json";
+}
+
 /* Every route answers GET and HEAD only. */
-static void dispatch(const struct listener *l, const char *url, const char *method,
-		     struct reply *r)
+static void dispatch(const struct listener *l, struct MHD_Connection *conn, const char *url,
+		     const char *method, struct reply *r)
 {
 	struct opserver *o = l->o;
 	size_t i = 0;
-	while (i < ARRAY_LEN(routes) && strcmp(url, routes[i].path) != 0)
+	bool list = !l->metrics_only && o->list &&
+		    strncmp(url, LIST_PREFIX, strlen(LIST_PREFIX)) == 0;
+	while (!list && i < ARRAY_LEN(routes) && strcmp(url, routes[i].path) != 0)
 		i++;
-	if (i == ARRAY_LEN(routes) || (routes[i].serve == serve_index && !o->index_html) ||
-	    (l->metrics_only && routes[i].serve != serve_metrics)) {
+	if (!list && (i == ARRAY_LEN(routes) || (routes[i].serve == serve_index && !o->index_html) ||
+		      (l->metrics_only && routes[i].serve != serve_metrics))) {
 		reply_error(r, MHD_HTTP_NOT_FOUND, "no such resource: %.128s", url);
 		return;
 	}
@@ -303,7 +323,10 @@ static void dispatch(const struct listener *l, const char *url, const char *meth
 			    method, url);
 		return;
 	}
-	routes[i].serve(o, r);
+	if (list)
+		serve_list(o, conn, url + strlen(LIST_PREFIX), r);
+	else
+		routes[i].serve(o, r);
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)
@@ -359,14 +382,14 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 		 * one forces "Connection: close" in 0.9.75 and scrapers keep connections open. */
 		if (get && !opserver_request_has_body(conn))
 			return MHD_YES;
-		dispatch(l, url, method, &r);
+		dispatch(l, conn, url, method, &r);
 		if (r.status < 400) {
 			free(r.body);
 			reply_error(&r, MHD_HTTP_BAD_REQUEST, "a %s request takes no body", method);
 		}
 		return send_reply(conn, &r);
 	}
-	dispatch(l, url, method, &r);
+	dispatch(l, conn, url, method, &r);
 	return send_reply(conn, &r);
 }
 
@@ -474,6 +497,7 @@ int opserver_start(const struct opserver_options *opt, struct opserver **out, ch
 	o->index_html = opt->index_html;
 	o->status_members = opt->status_members;
 	o->status_ud = opt->status_ud;
+	o->list = opt->list;
 	o->live_us = (opt->live_threshold_ms > 0 ? opt->live_threshold_ms : DEFAULT_LIVE_MS) * 1000;
 	o->stale_us = (opt->stale_after_ms > 0 ? opt->stale_after_ms : DEFAULT_STALE_MS) * 1000;
 	o->conn_limit = opt->conn_limit ? opt->conn_limit : DEFAULT_CONN_LIMIT;

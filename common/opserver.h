@@ -42,6 +42,11 @@ struct opserver_options {
 	 * braces), or NULL to add nothing. */
 	char *(*status_members)(void *ud);
 	void *status_ud;
+	/* Optional: GET /list/<name>?q=...&page_token=... (q and page_token NULL when absent) is
+	 * answered with the JSON text list() returns (malloc'd), or 404 when it returns NULL. For
+	 * lists too long for /status (a server's entries and agents), read a page at a time. HTTP
+	 * thread, like status_members (same ud). */
+	char *(*list)(void *ud, const char *name, const char *q, const char *page_token);
 };
 
 struct opserver;

@@ -19,13 +19,15 @@
 
 #include <microhttpd.h>
 
-#include "ca.h"
 #include "bundle.h"
+#include "ca.h"
 #include "entry.h"
+#include "entry_bulk.h"
 #include "fed_bundle.h"
 #include "log.h"
 #include "spiffeid.h"
 #include "taint_ack.h"
+#include "x509.h"
 #include "unix_socket.h"
 #include "util.h"
 
@@ -50,7 +52,7 @@ struct admin_api {
 /* Per-request state, owned by MHD's connection (freed in request_completed). */
 struct request {
 	char *body;
-	size_t len;
+	size_t len, cap;
 	bool too_big;
 };
 
@@ -376,12 +378,46 @@ static enum MHD_Result collect_selectors(void *cls, enum MHD_ValueKind kind, con
 	return MHD_YES;
 }
 
+/* page_size and page_token, when either is given: f gets the page, *paged says so. */
+static bool page_args(struct call *c, struct entry_filter *f, char after_id[37], bool *paged,
+		      struct reply *r)
+{
+	const char *size = query(c, "page_size"), *tok = query(c, "page_token");
+	*paged = (size && *size) || (tok && *tok);
+	if (!*paged)
+		return true;
+	long long ps = ENTRY_PAGE_SIZE_DEFAULT;
+	if (size && *size) {
+		char *end = NULL;
+		errno = 0;
+		ps = strtoll(size, &end, 10);
+		if (*end || errno || ps < 1 || ps > ENTRY_PAGE_SIZE_MAX) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "page_size \"%.32s\" must be an integer "
+				    "in [1, %d]", size, ENTRY_PAGE_SIZE_MAX);
+			return false;
+		}
+	}
+	if (tok && *tok) {
+		if (entry_page_token_decode(tok, &f->after_created_at, after_id) < 0) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid page_token \"%.64s\": pass the "
+				    "next_page_token of the previous page as it is", tok);
+			return false;
+		}
+		f->after_id = after_id;
+	}
+	/* One more than asked: whether it exists says whether there is a next page. */
+	f->limit = (size_t)ps + 1;
+	return true;
+}
+
 static void h_entry_list(struct call *c, struct reply *r)
 {
 	const char *sel[ENTRY_MAX_SELECTORS];
 	struct selector_args sa = { .v = sel };
 	struct entry **v = NULL;
 	size_t n = 0;
+	char after_id[37];
+	bool paged;
 
 	MHD_get_connection_values(c->conn, MHD_GET_ARGUMENT_KIND, collect_selectors, &sa);
 	struct entry_filter f = {
@@ -394,16 +430,145 @@ static void h_entry_list(struct call *c, struct reply *r)
 		f.spiffe_id = NULL;
 	if (f.parent_id && !*f.parent_id)
 		f.parent_id = NULL;
+	if (!page_args(c, &f, after_id, &paged, r))
+		return;
 	int ret = ds_entry_list(c->api->ds, &f, &v, &n);
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), "cannot list entries");
 		return;
 	}
+	char next[ENTRY_PAGE_TOKEN_MAX] = "";
+	if (paged && n == f.limit) {
+		n--;
+		entry_page_token_encode(v[n - 1], next);
+		entry_free(v[n]);
+	}
 	json_t *a = json_array();
 	for (size_t i = 0; a && i < n; i++)
 		json_array_append_new(a, entry_to_json(v[i]));
 	entry_array_free(v, n);
-	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "entries", a) : NULL);
+	json_t *o = a ? json_pack("{s:o}", "entries", a) : NULL;
+	if (o && paged)
+		json_object_set_new(o, "next_page_token", json_string(next));
+	reply_json(r, MHD_HTTP_OK, o);
+}
+
+/* {"count": N} from a datastore count (ds_entry_count, ds_agent_count). */
+static void reply_count(struct call *c, struct reply *r, int (*count)(struct datastore *, int64_t *),
+			const char *what)
+{
+	int64_t n = 0;
+	if (count(c->api->ds, &n) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot count %s", what);
+		return;
+	}
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:I}", "count", (json_int_t)n));
+}
+
+static void h_entry_count(struct call *c, struct reply *r)
+{
+	reply_count(c, r, ds_entry_count, "entries");
+}
+
+/* One refused entry of a batch: {"index": i, "error": msg}. */
+static void batch_error(json_t *errors, size_t i, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void batch_error(json_t *errors, size_t i, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i, "error", msg));
+}
+
+/* Reads and checks every entry of a batch, as h_entry_create does one; each refusal goes to
+ * errors with its index. v[i] is NULL for a refused entry. */
+static void batch_parse(struct admin_api *api, json_t *arr, struct entry **v, json_t *errors)
+{
+	size_t i;
+	json_t *item;
+	json_array_foreach(arr, i, item) {
+		char err[512] = "";
+		struct reply scratch = { 0 };
+		if (!json_is_object(item)) {
+			batch_error(errors, i, "must be a JSON object");
+			continue;
+		}
+		if (entry_from_json(item, &v[i], err, sizeof(err)) < 0) {
+			batch_error(errors, i, "%s", err);
+			continue;
+		}
+		/* As for "entry create": the server assigns these; values from "entry show" output
+		 * are ignored. */
+		v[i]->id[0] = '\0';
+		v[i]->revision = 0;
+		v[i]->created_at = 0;
+		if (!entry_admissible(api, v[i], &scratch)) {
+			batch_error(errors, i, "%s", json_string_value(json_object_get(scratch.json,
+										       "error")));
+			entry_free(v[i]);
+			v[i] = NULL;
+		}
+		json_decref(scratch.json);
+	}
+	size_t a, b;
+	if (json_array_size(errors) == 0 &&
+	    entry_batch_find_duplicate(v, json_array_size(arr), &a, &b))
+		batch_error(errors, b, "same SPIFFE ID, parent ID and selectors as entry %zu of this "
+			    "batch", a);
+}
+
+/* {"entries":[...]} in; all created in one transaction, or none, with the errors by index. */
+static void h_entry_batch(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "entries", NULL };
+	struct entry **v = NULL;
+	size_t n = 0;
+	json_t *errors = json_array();
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r))
+		goto out;
+	json_t *arr = json_object_get(o, "entries");
+	n = json_array_size(arr);
+	if (!json_is_array(arr) || n == 0 || n > ENTRY_BATCH_MAX) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"entries\" must be an array of 1 to %d "
+			    "entries", ENTRY_BATCH_MAX);
+		goto out;
+	}
+	v = xcalloc(n, sizeof(*v));
+	batch_parse(c->api, arr, v, errors);
+	unsigned int status = MHD_HTTP_BAD_REQUEST;
+	if (json_array_size(errors) == 0) {
+		char err[512] = "";
+		size_t failed = SIZE_MAX;
+		int ret = ds_entry_create_batch(c->api->ds, v, n, &failed, err, sizeof(err));
+		if (ret == 0) {
+			json_t *a = json_array();
+			for (size_t i = 0; a && i < n; i++)
+				json_array_append_new(a, entry_to_json(v[i]));
+			log_info("admin: %zu entries created in one batch", n);
+			reply_json(r, MHD_HTTP_CREATED, a ? json_pack("{s:o}", "entries", a) : NULL);
+			notify_changed(c);
+			goto out;
+		}
+		status = ds_status(ret);
+		if (failed == SIZE_MAX) {
+			reply_error(r, status, "cannot create the entries: %s; none was created", err);
+			goto out;
+		}
+		batch_error(errors, failed, "%s", err);
+	}
+	reply_error(r, status, "%zu of %zu entries refused; none was created",
+		    json_array_size(errors), n);
+	json_object_set(r->json, "errors", errors);
+out:
+	for (size_t i = 0; v && i < n; i++)
+		entry_free(v[i]);
+	free(v);
+	json_decref(errors);
+	json_decref(o);
 }
 
 static void h_entry_get(struct call *c, struct reply *r)
@@ -513,6 +678,11 @@ static void h_agent_list(struct call *c, struct reply *r)
 		json_array_append_new(a, agent_record_to_json(v[i]));
 	agent_record_array_free(v, n);
 	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "agents", a) : NULL);
+}
+
+static void h_agent_count(struct call *c, struct reply *r)
+{
+	reply_count(c, r, ds_agent_count, "agents");
 }
 
 static void h_server_list(struct call *c, struct reply *r)
@@ -833,6 +1003,157 @@ static void h_fed_refresh(struct call *c, struct reply *r)
 	reply_json(r, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "refreshing", c->id));
 }
 
+/* ---- SVIDs minted by hand ("x509 mint", "jwt mint") ---- */
+
+/* The SPIFFE ID and DNS names of a minted SVID pass the checks of an entry's (as an entry whose
+ * parent is the server itself) and the identity namespaces: an admin cannot mint the server's or
+ * an agent's identity. The strings stay owned by the request. */
+static bool mint_id_ok(struct admin_api *api, const char *id, const char **dns, size_t n_dns,
+		       struct reply *r)
+{
+	char parent[300], err[512] = "";
+	const char *sel = "mint:admin";
+	snprintf(parent, sizeof(parent), "spiffe://%s", api->trust_domain);
+	struct entry e = { .spiffe_id = (char *)id, .parent_id = parent, .selectors = (char **)&sel,
+			   .n_selectors = 1, .dns_names = (char **)dns, .n_dns_names = n_dns };
+	if (entry_validate(&e, api->trust_domain, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return false;
+	}
+	return identity_assignable(api, "spiffe_id", id, r);
+}
+
+/* "ttl": optional, in [1, MINT_TTL_MAX]. */
+static bool mint_ttl(json_t *o, int64_t dflt, int64_t *ttl, struct reply *r)
+{
+	json_t *v = json_object_get(o, "ttl");
+	*ttl = dflt;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MINT_TTL_MAX) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"ttl\" must be an integer number of seconds "
+			    "in [1, %d]", MINT_TTL_MAX);
+		return false;
+	}
+	*ttl = json_integer_value(v);
+	return true;
+}
+
+/* An optional array of at most max strings under key; *v points into o. */
+static bool string_array(json_t *o, const char *key, size_t max, const char **v, size_t *n,
+			 struct reply *r)
+{
+	json_t *a = json_object_get(o, key), *x;
+	size_t i;
+	*n = 0;
+	if (!a)
+		return true;
+	if (!json_is_array(a) || json_array_size(a) > max) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"%s\" must be an array of at most %zu strings",
+			    key, max);
+		return false;
+	}
+	json_array_foreach(a, i, x) {
+		if (!json_is_string(x) || !*json_string_value(x) ||
+		    strlen(json_string_value(x)) != json_string_length(x)) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "\"%s\"[%zu] must be a non-empty string",
+				    key, i);
+			return false;
+		}
+		v[(*n)++] = json_string_value(x);
+	}
+	return true;
+}
+
+/* {"spiffe_id", "csr": base64 DER PKCS#10, "ttl"?, "dns_names"?} -> {"spiffe_id",
+ * "certificate": PEM chain, "bundle": PEM, "expires_at"}. The key stays with the caller. */
+static void h_mint_x509(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "spiffe_id", "csr", "ttl", "dns_names", NULL };
+	const struct admin_hooks *h = &c->api->hooks;
+	const char *id, *csr_b64, *dns[ENTRY_MAX_DNS_NAMES];
+	size_t n_dns = 0, der_len = 0, chain_len = 0;
+	uint8_t *der = NULL, *chain = NULL;
+	char *cert = NULL, *bundle = NULL, err[256] = "";
+	struct csr_info ci = { 0 };
+	int64_t ttl, not_after = 0;
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(id = body_string(o, "spiffe_id", r)) ||
+	    !(csr_b64 = body_string(o, "csr", r)) ||
+	    !string_array(o, "dns_names", ENTRY_MAX_DNS_NAMES, dns, &n_dns, r) ||
+	    !mint_ttl(o, MINT_X509_TTL_DEFAULT, &ttl, r) || !mint_id_ok(c->api, id, dns, n_dns, r))
+		goto out;
+	if (base64_decode(csr_b64, strlen(csr_b64), &der, &der_len) < 0 ||
+	    x509_csr_parse(der, der_len, &ci, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid \"csr\": %s",
+			    *err ? err : "not base64");
+		goto out;
+	}
+	if (!h->mint_x509 || !h->bundle_pem) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "minting is not available");
+		goto out;
+	}
+	if (h->mint_x509(h->ud, id, dns, n_dns, ci.spki, ci.spki_len, ttl, &chain, &chain_len,
+			 &not_after, err, sizeof(err)) < 0 ||
+	    !(cert = bundle_to_pem(chain, chain_len)) || h->bundle_pem(h->ud, &bundle) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot mint: %s",
+			    *err ? err : "out of memory");
+		goto out;
+	}
+	char t[32];
+	time_format_rfc3339(not_after, t, sizeof(t));
+	log_info("admin: X509-SVID minted by hand for %s (expires at %s)", id, t);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s, s:s, s:s, s:I}", "spiffe_id", id,
+					     "certificate", cert, "bundle", bundle ? bundle : "",
+					     "expires_at", (json_int_t)not_after));
+out:
+	csr_info_free(&ci);
+	free(der);
+	free(chain);
+	free(cert);
+	free(bundle);
+	json_decref(o);
+}
+
+/* {"spiffe_id", "audience": [...], "ttl"?} -> {"spiffe_id", "token", "expires_at"}. */
+static void h_mint_jwt(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "spiffe_id", "audience", "ttl", NULL };
+	const struct admin_hooks *h = &c->api->hooks;
+	const char *id, *aud[MINT_MAX_AUDIENCES];
+	size_t n_aud = 0;
+	char *token = NULL, err[256] = "";
+	int64_t ttl, exp = 0;
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(id = body_string(o, "spiffe_id", r)) ||
+	    !string_array(o, "audience", MINT_MAX_AUDIENCES, aud, &n_aud, r) ||
+	    !mint_ttl(o, MINT_JWT_TTL_DEFAULT, &ttl, r) || !mint_id_ok(c->api, id, NULL, 0, r))
+		goto out;
+	if (n_aud == 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"audience\" needs at least one audience");
+		goto out;
+	}
+	if (!h->mint_jwt) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "minting is not available");
+		goto out;
+	}
+	if (h->mint_jwt(h->ud, id, aud, n_aud, ttl, &token, &exp, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot mint: %s", err);
+		goto out;
+	}
+	char t[32];
+	time_format_rfc3339(exp, t, sizeof(t));
+	log_info("admin: JWT-SVID minted by hand for %s (audience %s%s, expires at %s)", id, aud[0],
+		 n_aud > 1 ? ", ..." : "", t);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s, s:s, s:I}", "spiffe_id", id, "token", token,
+					     "expires_at", (json_int_t)exp));
+out:
+	if (token)
+		secure_zero(token, strlen(token));
+	free(token);
+	json_decref(o);
+}
+
 /* ---- bundle, health ---- */
 
 static void h_bundle(struct call *c, struct reply *r)
@@ -1002,13 +1323,19 @@ static void h_health(struct call *c, struct reply *r)
 static const struct route routes[] = {
 	{ .path = "/v1/tokens", .by_method = { [M_POST] = h_token_create } },
 	{ .path = "/v1/entries", .by_method = { [M_GET] = h_entry_list, [M_POST] = h_entry_create } },
+	/* Before the {id} route, which would take "count" and "batch" for ids. */
+	{ .path = "/v1/entries/count", .by_method = { [M_GET] = h_entry_count } },
+	{ .path = "/v1/entries/batch", .by_method = { [M_POST] = h_entry_batch } },
 	{ .path = "/v1/entries/", .prefix = true,
 	  .by_method = { [M_GET] = h_entry_get, [M_PUT] = h_entry_update,
 			 [M_DELETE] = h_entry_delete } },
 	{ .path = "/v1/agents", .by_method = { [M_GET] = h_agent_list } },
+	{ .path = "/v1/agents/count", .by_method = { [M_GET] = h_agent_count } },
 	{ .path = "/v1/agents/show", .by_method = { [M_GET] = h_agent_show } },
 	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
 	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
+	{ .path = "/v1/svids/x509", .by_method = { [M_POST] = h_mint_x509 } },
+	{ .path = "/v1/svids/jwt", .by_method = { [M_POST] = h_mint_jwt } },
 	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
 	{ .path = "/v1/authorities", .by_method = { [M_GET] = h_authority_list } },
 	{ .path = "/v1/authorities/prepare", .by_method = { [M_POST] = h_authority_prepare } },
@@ -1163,6 +1490,12 @@ static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid
 	       (api->group_set && peer_in_group(cred.pid, cred.gid, api->group));
 }
 
+/* A batch of entries may be large; anything else is small. */
+static size_t body_limit(const char *url)
+{
+	return strcmp(url, "/v1/entries/batch") == 0 ? ADMIN_MAX_BATCH_BODY : ADMIN_MAX_BODY;
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 				      const char *method, const char *version,
 				      const char *upload_data, size_t *upload_data_size,
@@ -1179,7 +1512,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > ADMIN_MAX_BODY)
+		if (cl && strtoull(cl, NULL, 10) > body_limit(url))
 			return send_error_now(conn, MHD_HTTP_CONTENT_TOO_LARGE,
 					      "request body too large");
 		req = calloc(1, sizeof(*req));
@@ -1192,17 +1525,24 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
-		if (req->too_big || n > ADMIN_MAX_BODY - req->len) {
+		if (req->too_big || n > body_limit(url) - req->len) {
 			req->too_big = true;
 			free(req->body);
 			req->body = NULL;
 			return MHD_YES;
 		}
-		char *nb = realloc(req->body, req->len + n + 1);
-		if (!nb)
-			return MHD_NO;
-		memcpy(nb + req->len, upload_data, n);
-		req->body = nb;
+		if (req->len + n + 1 > req->cap) {
+			/* Doubling: a batch of many megabytes arrives in small pieces. */
+			size_t cap = req->cap ? req->cap : 4096;
+			while (cap < req->len + n + 1)
+				cap *= 2;
+			char *nb = realloc(req->body, cap);
+			if (!nb)
+				return MHD_NO;
+			req->body = nb;
+			req->cap = cap;
+		}
+		memcpy(req->body + req->len, upload_data, n);
 		req->len += n;
 		req->body[req->len] = '\0';
 		return MHD_YES;

@@ -367,6 +367,59 @@ int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t err
 	return ret;
 }
 
+/* Assigns the ids and creation times of a batch before the backend writes it, so that the
+ * backend's retries (PostgreSQL) write the same entries; undone on failure. */
+static int batch_prepare(struct entry **v, size_t n, size_t *failed, char *err, size_t errlen)
+{
+	int64_t now = now_unix();
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i] || !v[i]->spiffe_id || !v[i]->parent_id) {
+			*failed = i;
+			snprintf(err, errlen, "spiffe_id and parent_id are required");
+			return -EINVAL;
+		}
+		if (uuid_v4(v[i]->id) < 0) {
+			snprintf(err, errlen, "cannot generate an entry id");
+			return -EIO;
+		}
+		if (v[i]->created_at == 0)
+			v[i]->created_at = now;
+	}
+	return 0;
+}
+
+int ds_entry_create_batch(struct datastore *ds, struct entry **v, size_t n, size_t *failed,
+			  char *err, size_t errlen)
+{
+	int64_t *created = n ? xcalloc(n, sizeof(*created)) : NULL;
+	*failed = SIZE_MAX;
+	for (size_t i = 0; i < n; i++)
+		created[i] = v[i] ? v[i]->created_at : 0;
+	int ret = batch_prepare(v, n, failed, err, errlen);
+	if (ret < 0 || n == 0)
+		goto out;
+	lock(ds);
+	int64_t before = change_before(ds);
+	ret = ds->ops->entry_create_batch(ds, v, n, failed, err, errlen);
+	/* One record per entry, each under the counter value its write produced (its revision). */
+	if (ret == 0 && !ds->ops->concurrent &&
+	    ds->ops->change_counter(ds) == before + (int64_t)n) {
+		for (size_t i = 0; i < n; i++)
+			journal_record(ds, before + 1 + (int64_t)i, DS_CHANGE_ENTRY, v[i]->id);
+	}
+	unlock(ds);
+out:
+	for (size_t i = 0; ret < 0 && i < n; i++) {
+		if (!v[i])
+			continue;
+		v[i]->id[0] = '\0';
+		v[i]->revision = 0;
+		v[i]->created_at = created[i];
+	}
+	free(created);
+	return ret;
+}
+
 int ds_entry_update(struct datastore *ds, struct entry *e, char *err, size_t errlen)
 {
 	if (!e || !e->spiffe_id || !e->parent_id) {

@@ -73,15 +73,28 @@ int ds_entry_delete(struct datastore *ds, const char *id);
 /* -ENOENT if absent; *out is the caller's. */
 int ds_entry_get(struct datastore *ds, const char *id, struct entry **out);
 
-/* NULL members match anything. selectors: entries whose selector set contains all of them. */
+/* NULL members match anything. selectors: entries whose selector set contains all of them.
+ * A page: after_id (with after_created_at) starts the list after the entry with that
+ * (created_at, id) key, which need not exist any more; limit > 0 stops it after that many
+ * matching entries. The order is stable, so consecutive pages neither skip nor repeat entries
+ * that existed throughout. */
 struct entry_filter {
 	const char *spiffe_id, *parent_id;
 	const char *const *selectors;
 	size_t n_selectors;
+	int64_t after_created_at;
+	const char *after_id;	/* NULL: from the first entry */
+	size_t limit;		/* 0: no limit */
 };
 /* f may be NULL (all entries). Sorted by created_at then id. *out (possibly NULL when *n is 0) is
  * freed with entry_array_free. */
 int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out, size_t *n);
+/* Stores n new entries in one transaction: all of them, or none. Each is handled as by
+ * ds_entry_create (id, revision and created_at filled in). On failure, *failed is the index of the
+ * entry refused (SIZE_MAX when no single entry is to blame), err says why, and the entries keep
+ * no id. */
+int ds_entry_create_batch(struct datastore *ds, struct entry **v, size_t n, size_t *failed,
+			  char *err, size_t errlen);
 /* Number of stored entries (expired ones included), without reading them. */
 int ds_entry_count(struct datastore *ds, int64_t *n);
 

@@ -36,6 +36,10 @@ struct datastore_ops {
 	int (*entry_get)(struct datastore *ds, const char *id, struct entry **out);
 	int (*entry_list)(struct datastore *ds, const struct entry_filter *f, struct entry ***out,
 			  size_t *n);
+	/* The entries arrive with their id and created_at set (datastore.c assigns them); on
+	 * failure the backend sets *failed (SIZE_MAX: none in particular) and err. */
+	int (*entry_create_batch)(struct datastore *ds, struct entry **v, size_t n, size_t *failed,
+				  char *err, size_t errlen);
 	int (*entry_count)(struct datastore *ds, int64_t *n);
 	int (*agent_count)(struct datastore *ds, int64_t *n);
 	int64_t (*change_counter)(struct datastore *ds);

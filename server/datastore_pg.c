@@ -119,6 +119,8 @@ static const char *const migrations[] = {
 	" name TEXT PRIMARY KEY,"
 	" holder TEXT NOT NULL,"
 	" expires_at BIGINT NOT NULL);",
+	/* v7. The order of entry listings, so that a page is read without sorting the table. */
+	"CREATE INDEX entries_order ON entries (created_at, id);",
 };
 
 enum stmt_id {
@@ -156,13 +158,17 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_ENTRY_LOCK] = "SELECT 1 FROM entries WHERE id = $1 FOR UPDATE",
 	[ST_ENTRY_FIND_DUP] = "SELECT id FROM entries WHERE spiffe_id = $1 AND parent_id = $2 "
 			      "AND selectors = $3 AND id != $4",
-	[ST_ENTRY_LIST_ALL] = "SELECT " ENTRY_COLS " FROM entries ORDER BY created_at, id",
+	/* The last three parameters: the (created_at, id) key the list starts after, and a row
+	 * limit (NULL: none). See struct entry_filter. */
+	[ST_ENTRY_LIST_ALL] = "SELECT " ENTRY_COLS " FROM entries WHERE (created_at, id) > ($1, $2) "
+			      "ORDER BY created_at, id LIMIT $3",
 	[ST_ENTRY_LIST_SPIFFE] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = $1 "
-				 "ORDER BY created_at, id",
+				 "AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4",
 	[ST_ENTRY_LIST_PARENT] = "SELECT " ENTRY_COLS " FROM entries WHERE parent_id = $1 "
-				 "ORDER BY created_at, id",
+				 "AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4",
 	[ST_ENTRY_LIST_BOTH] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = $1 "
-			       "AND parent_id = $2 ORDER BY created_at, id",
+			       "AND parent_id = $2 AND (created_at, id) > ($3, $4) "
+			       "ORDER BY created_at, id LIMIT $5",
 	[ST_TOKEN_INSERT] = "INSERT INTO join_tokens (hash, alias, expires_at) VALUES ($1, $2, $3)",
 	[ST_TOKEN_CONSUME] = "DELETE FROM join_tokens WHERE hash = $1 RETURNING alias, expires_at",
 	[ST_TOKEN_COUNT] = "SELECT COUNT(*) FROM join_tokens WHERE expires_at = 0 OR expires_at > $1",
@@ -537,26 +543,26 @@ static struct entry *entry_from_row(const PGresult *r, int row)
 	return e;
 }
 
-static int entries_from_result(const PGresult *r, const struct entry_filter *f,
-			       struct entry ***out, size_t *n)
+/* Appends the rows of r that match f's selectors to *v (*len of them, room for *cap), at most
+ * limit in all. */
+static int entries_from_result(const PGresult *r, const struct entry_filter *f, size_t limit,
+			       struct entry ***v, size_t *len, size_t *cap)
 {
 	int rows = PQntuples(r);
-	struct entry **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
-	size_t len = 0;
-	for (int i = 0; i < rows; i++) {
+	for (int i = 0; i < rows && *len < limit; i++) {
 		struct entry *e = entry_from_row(r, i);
-		if (!e) {
-			entry_array_free(v, len);
+		if (!e)
 			return -EIO;
-		}
 		if (f && f->n_selectors && !entry_has_selectors(e, f->selectors, f->n_selectors)) {
 			entry_free(e);
 			continue;
 		}
-		v[len++] = e;
+		if (*len == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*v = xrealloc(*v, *cap * sizeof(**v));
+		}
+		(*v)[(*len)++] = e;
 	}
-	*out = v;
-	*n = len;
 	return 0;
 }
 
@@ -696,6 +702,44 @@ static int pg_entry_update(struct datastore *ds, struct entry *e, char *err, siz
 	return entry_write(pg_of(ds), e, true, err, errlen);
 }
 
+struct entry_batch {
+	struct entry **v;
+	size_t n, *failed;
+	char *err;
+	size_t errlen;
+};
+
+static int entry_batch_body(struct pg *p, struct pgc *c, void *arg)
+{
+	struct entry_batch *b = arg;
+	int ret = 0;
+	for (size_t i = 0; i < b->n && ret == 0; i++) {
+		char *sel = datastore_strv_to_text(b->v[i]->selectors, b->v[i]->n_selectors);
+		char *dns = datastore_strv_to_text(b->v[i]->dns_names, b->v[i]->n_dns_names);
+		struct entry_write w = {.e = b->v[i], .sel = sel, .dns = dns, .err = b->err,
+					.errlen = b->errlen};
+		ret = sel && dns ? entry_write_body(p, c, &w) : -ENOMEM;
+		if (ret < 0)
+			*b->failed = i;
+		free(sel);
+		free(dns);
+	}
+	return ret;
+}
+
+static int pg_entry_create_batch(struct datastore *ds, struct entry **v, size_t n,
+				 size_t *failed, char *err, size_t errlen)
+{
+	struct entry_batch b = {.v = v, .n = n, .failed = failed, .err = err, .errlen = errlen};
+	for (size_t i = 0; i < n; i++)
+		entry_normalize(v[i]);
+	err[0] = '\0';
+	int ret = with_conn(pg_of(ds), true, entry_batch_body, &b);
+	if (ret < 0 && !err[0])
+		snprintf(err, errlen, "database error");
+	return ret;
+}
+
 /* A one-row change (delete, ban) and its feed row, in one transaction. */
 struct change_one {
 	enum stmt_id id;
@@ -764,24 +808,61 @@ static int pg_entry_get(struct datastore *ds, const char *id, struct entry **out
 	return ret;
 }
 
+/* A page with a selector filter reads the rows in chunks until it has its entries: the
+ * selectors are matched here, not in SQL. */
+#define LIST_CHUNK 512
+
 static int pg_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out,
 			 size_t *n)
 {
 	const char *sid = f ? f->spiffe_id : NULL, *pid = f ? f->parent_id : NULL;
 	enum stmt_id which = sid && pid ? ST_ENTRY_LIST_BOTH : sid ? ST_ENTRY_LIST_SPIFFE :
 			     pid ? ST_ENTRY_LIST_PARENT : ST_ENTRY_LIST_ALL;
-	struct params pa = {0};
-	PGresult *r;
-	if (sid)
-		p_str(&pa, sid);
-	if (pid)
-		p_str(&pa, pid);
-	int ret = one(pg_of(ds), which, &pa, &r);
-	if (ret < 0)
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
+	bool chunked = limit != SIZE_MAX && f->n_selectors;
+	int64_t chunk = (int64_t)(limit > LIST_CHUNK ? limit : LIST_CHUNK);
+	int64_t after_created = f && f->after_id ? f->after_created_at : INT64_MIN;
+	char after_id[sizeof(((struct entry *)0)->id)];
+	struct entry **v = NULL;
+	size_t len = 0, cap = 0;
+	int ret = 0;
+
+	snprintf(after_id, sizeof(after_id), "%s", f && f->after_id ? f->after_id : "");
+	for (;;) {
+		struct params pa = {0};
+		PGresult *r;
+		if (sid)
+			p_str(&pa, sid);
+		if (pid)
+			p_str(&pa, pid);
+		p_int(&pa, after_created);
+		p_str(&pa, after_id);
+		if (chunked)
+			p_int(&pa, chunk);
+		else if (limit != SIZE_MAX)
+			p_int(&pa, (int64_t)limit);
+		else
+			p_str(&pa, NULL);
+		if ((ret = one(pg_of(ds), which, &pa, &r)) < 0)
+			break;
+		int rows = PQntuples(r);
+		ret = entries_from_result(r, f, limit, &v, &len, &cap);
+		if (ret == 0 && rows > 0) {
+			after_created = r_int(r, rows - 1, 12);
+			snprintf(after_id, sizeof(after_id), "%s", PQgetvalue(r, rows - 1, 0));
+		}
+		bool more = chunked && rows == chunk;
+		PQclear(r);
+		if (ret < 0 || !more || len >= limit)
+			break;
+	}
+	if (ret < 0) {
+		entry_array_free(v, len);
 		return ret;
-	ret = entries_from_result(r, f, out, n);
-	PQclear(r);
-	return ret;
+	}
+	*out = v;
+	*n = len;
+	return 0;
 }
 
 static int count(struct datastore *ds, enum stmt_id id, const struct params *pa, int64_t *n)
@@ -1291,6 +1372,7 @@ static const struct datastore_ops pg_ops = {
 	.entry_delete = pg_entry_delete,
 	.entry_get = pg_entry_get,
 	.entry_list = pg_entry_list,
+	.entry_create_batch = pg_entry_create_batch,
 	.entry_count = pg_entry_count,
 	.agent_count = pg_agent_count,
 	.change_counter = pg_change_counter,

@@ -96,6 +96,22 @@ static int hook_bundle_json(void *ud, char **out)
 	return *out ? 0 : -1;
 }
 
+static int hook_mint_x509(void *ud, const char *spiffe_id, const char *const *dns, size_t n_dns,
+			  const uint8_t *spki, size_t spki_len, int64_t ttl, uint8_t **chain,
+			  size_t *chain_len, int64_t *not_after, char *err, size_t errlen)
+{
+	struct server *s = ud;
+	return ca_sign_x509(s->ca, spiffe_id, dns, n_dns, spki, spki_len, ttl, now_unix(), chain,
+			    chain_len, not_after, err, errlen);
+}
+
+static int hook_mint_jwt(void *ud, const char *spiffe_id, const char *const *aud, size_t n_aud,
+			 int64_t ttl, char **token, int64_t *exp, char *err, size_t errlen)
+{
+	struct server *s = ud;
+	return ca_sign_jwt(s->ca, spiffe_id, aud, n_aud, ttl, now_unix(), token, exp, err, errlen);
+}
+
 static void hook_changed(void *ud)
 {
 	struct server *s = ud;
@@ -524,6 +540,8 @@ static int cmd_run(int argc, char **argv)
 		.default_token_ttl = s->cfg.join_token_ttl,
 		.socket_group = s->cfg.admin_socket_group,
 		.ca = s->ca,
+		.mint_x509 = hook_mint_x509,
+		.mint_jwt = hook_mint_jwt,
 	};
 	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
 		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
@@ -685,6 +703,8 @@ static void usage(FILE *f)
 		"  server list               list the live servers sharing the database\n"
 		"  datastore migrate --config NEW.json --from-sqlite PATH [--force]\n"
 		"                            copy a stopped server's SQLite datastore into PostgreSQL\n"
+		"  x509 mint --spiffe-id ID  mint an X509-SVID by hand\n"
+		"  jwt mint --spiffe-id ID --audience A  mint a JWT-SVID by hand\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"
 		"\n"

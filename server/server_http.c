@@ -18,6 +18,7 @@
 #include "opserver.h"
 #include "procstats.h"
 #include "server_config.h"
+#include "status_lists.h"
 #include "status_page.h"
 #include "util.h"
 
@@ -265,6 +266,20 @@ static json_t *count_or_null(bool known, int64_t v)
 	return known ? json_integer(v) : json_null();
 }
 
+/* The last warnings and errors this server logged (refused attestations, failed queries...). */
+static json_t *recent_problems(void)
+{
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+	struct log_recent r[LOG_RECENT_MAX];
+	size_t n = log_recent_get(r, LOG_RECENT_MAX);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:I, s:s, s:s}", "at", (json_int_t)r[i].at,
+						   "level", levels[r[i].level & 3], "message",
+						   r[i].msg));
+	return a;
+}
+
 static json_t *build_status(const struct server_http *h, const struct gathered *g, json_t *ready)
 {
 	json_t *auths = json_array();
@@ -289,7 +304,7 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 	json_t *doc = json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,"
 		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i,s:b,s:i},s:{s:b,s:o,s:o,s:I},s:o,"
-		"s:{s:o,s:o}}",
+		"s:{s:o,s:o},s:o}",
 		"daemon", "lanyard-server", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
 		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready,
@@ -308,7 +323,8 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		count_or_null(p->checked, p->checked_at), "failures", (json_int_t)p->failures,
 		"signing", signing, "cluster", "servers",
 		g->cluster ? json_incref(g->cluster) : json_null(), "live",
-		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)));
+		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)),
+		"recent_problems", recent_problems());
 	if (doc && h->fed)
 		json_object_set_new(doc, "federation", federation_status_json(h->fed));
 	return doc;
@@ -523,6 +539,8 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 		.port = port < 0 ? 0 : port,
 		.name = "server",
 		.index_html = status_page_html,
+		.list = status_lists_page,
+		.status_ud = ds,
 	};
 	struct opserver *ops = NULL;
 	if (opserver_start(&oo, &ops, err, errlen) < 0)

@@ -114,6 +114,14 @@ stop_server() {
 	wait "$SERVER_PID" 2>/dev/null || true
 }
 
+# expect_rc RC CMD...: runs CMD, output in $T/out.txt and $T/err.txt, asserts its exit status.
+expect_rc() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$T/out.txt" 2>"$T/err.txt" || rc=$?
+	[ "$rc" = "$want" ] || fail "$* exited $rc, expected $want: $(cat "$T/err.txt")"
+}
+
 srv() {
 	"$BIN/lanyard-server" "$@" --socket "$ADMIN"
 }

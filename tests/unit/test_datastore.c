@@ -1285,6 +1285,163 @@ static void fed_bundle_put_race(void **state)
 		fed_bundle_free(r[i].b);
 }
 
+/* n entries for batches: spiffe://TD/w/<i>, selector unix:uid:<i>, and tag:third on every third. */
+static struct entry **mk_batch(size_t n, size_t first)
+{
+	struct entry **v = xcalloc(n, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		char id[64], sel[32];
+		snprintf(id, sizeof(id), "spiffe://" TD "/w/%zu", first + i);
+		snprintf(sel, sizeof(sel), "unix:uid:%zu", first + i);
+		v[i] = mk_entry(id, "spiffe://" TD "/agent/1", sel,
+				(first + i) % 3 == 0 ? "tag:third" : NULL);
+	}
+	return v;
+}
+
+static void entry_batch_all_or_nothing(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	size_t failed = 0;
+	int64_t cnt = -1, c0 = ds_change_counter(f->ds);
+	struct entry **v = mk_batch(3, 0);
+
+	assert_int_equal(ds_entry_create_batch(f->ds, v, 3, &failed, err, sizeof(err)), 0);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(strlen(v[i]->id), 36);
+		assert_true(v[i]->created_at > 0);
+		if (i)
+			assert_true(v[i]->revision > v[i - 1]->revision);
+	}
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 3);
+	/* One journal record per entry, as if created one by one. */
+	struct ds_change *ch = NULL;
+	size_t n = 0;
+	int64_t cur = -1;
+	assert_int_equal(ds_changes_since(f->ds, c0, &ch, &n, &cur), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ch[i].kind, DS_CHANGE_ENTRY);
+		assert_string_equal(ch[i].id, v[i]->id);
+	}
+	ds_change_array_free(ch, n);
+
+	/* A duplicate of a stored entry at index 1: nothing of the batch is stored. */
+	struct entry **w = mk_batch(2, 10);
+	entry_free(w[1]);
+	w[1] = mk_entry(v[2]->spiffe_id, v[2]->parent_id, v[2]->selectors[0],
+			v[2]->n_selectors > 1 ? v[2]->selectors[1] : NULL);
+	int64_t before = ds_change_counter(f->ds);
+	assert_int_equal(ds_entry_create_batch(f->ds, w, 2, &failed, err, sizeof(err)), -EEXIST);
+	assert_int_equal(failed, 1);
+	assert_non_null(strstr(err, "already exists"));
+	assert_string_equal(w[0]->id, "");
+	assert_int_equal(w[0]->created_at, 0);
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 3);
+	assert_int_equal(ds_change_counter(f->ds), before);
+
+	/* Two equal entries within one batch: the second is refused. */
+	entry_free(w[1]);
+	w[1] = entry_dup(w[0]);
+	assert_int_equal(ds_entry_create_batch(f->ds, w, 2, &failed, err, sizeof(err)), -EEXIST);
+	assert_int_equal(failed, 1);
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 3);
+	entry_array_free(w, 2);
+	entry_array_free(v, 3);
+}
+
+/* Reads every page of at most page entries matching fl; checks the order; returns the count. */
+static size_t read_pages(struct datastore *ds, struct entry_filter fl, size_t page)
+{
+	int64_t last_created = INT64_MIN;
+	char last_id[37] = "";
+	size_t total = 0;
+	for (int guard = 0; guard < 100000; guard++) {
+		struct entry **out = NULL;
+		size_t n = 0;
+		fl.limit = page;
+		assert_int_equal(ds_entry_list(ds, &fl, &out, &n), 0);
+		assert_true(n <= page);
+		for (size_t i = 0; i < n; i++) {
+			/* Strictly after the previous entry, across pages too. */
+			assert_true(out[i]->created_at > last_created ||
+				    (out[i]->created_at == last_created &&
+				     strcmp(out[i]->id, last_id) > 0));
+			last_created = out[i]->created_at;
+			snprintf(last_id, sizeof(last_id), "%s", out[i]->id);
+		}
+		total += n;
+		entry_array_free(out, n);
+		if (n < page)
+			return total;
+		fl.after_created_at = last_created;
+		fl.after_id = last_id;
+	}
+	fail_msg("pages never ended");
+	return 0;
+}
+
+static void entry_pages(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	size_t failed = 0;
+	/* A few entries created "earlier" one by one, then 1100 in one batch (one created_at): the
+	 * order is by creation time, then by id. */
+	for (int i = 0; i < 4; i++) {
+		char id[64];
+		snprintf(id, sizeof(id), "spiffe://" TD "/old/%d", i);
+		struct entry *e = mk_entry(id, "spiffe://" TD "/agent/2", "unix:uid:0", NULL);
+		e->created_at = 5000 - i;
+		assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+		entry_free(e);
+	}
+	struct entry **v = mk_batch(1100, 0);
+	assert_int_equal(ds_entry_create_batch(f->ds, v, 1100, &failed, err, sizeof(err)), 0);
+
+	struct entry_filter all = { 0 };
+	assert_int_equal(read_pages(f->ds, all, 100), 1104);
+	assert_int_equal(read_pages(f->ds, all, 1104), 1104);
+	assert_int_equal(read_pages(f->ds, all, 7), 1104);
+
+	struct entry **out = NULL;
+	size_t n = 0;
+	all.limit = 2;
+	assert_int_equal(ds_entry_list(f->ds, &all, &out, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0]->created_at, 4997);
+	assert_int_equal(out[1]->created_at, 4998);
+	entry_array_free(out, n);
+
+	/* Selector filters are matched after reading: pages still fill up (PostgreSQL reads in
+	 * chunks), and 367 of the 1100 carry tag:third. */
+	const char *const third[] = { "tag:third" };
+	struct entry_filter sel = { .selectors = third, .n_selectors = 1 };
+	assert_int_equal(read_pages(f->ds, sel, 50), 367);
+	assert_int_equal(read_pages(f->ds, sel, 1000), 367);
+	struct entry_filter par = { .parent_id = "spiffe://" TD "/agent/2" };
+	assert_int_equal(read_pages(f->ds, par, 3), 4);
+
+	/* A page may start after an entry deleted since. */
+	struct entry_filter after = { .after_created_at = v[500]->created_at, .after_id = v[500]->id,
+				      .limit = 1 };
+	assert_int_equal(ds_entry_list(f->ds, &after, &out, &n), 0);
+	assert_int_equal(n, 1);
+	char next_id[37];
+	snprintf(next_id, sizeof(next_id), "%s", out[0]->id);
+	entry_array_free(out, n);
+	assert_int_equal(ds_entry_delete(f->ds, v[500]->id), 0);
+	assert_int_equal(ds_entry_list(f->ds, &after, &out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0]->id, next_id);
+	entry_array_free(out, n);
+	entry_array_free(v, 1100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1292,6 +1449,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(entry_crud, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_duplicates_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_batch_all_or_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(revisions_increase, setup, teardown),
 		cmocka_unit_test_setup_teardown(tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(tokens_stored_hashed, setup, teardown),
