@@ -49,6 +49,12 @@ const struct cfg_option agent_config_options[] = {
 	 .doc = "address of the operator HTTP endpoint (health, status, metrics)"},
 	{.name = "http_port", .type = CFG_INT, .offset = F(http_port), .def = "8088", .min = 0,
 	 .max = 65535, .doc = "port of the operator HTTP endpoint (0 disables it)"},
+	{.name = "metrics_bind_address", .type = CFG_STRING, .offset = F(metrics_bind_address),
+	 .def = "0.0.0.0", .doc = "address of the /metrics-only listener (the pod or host IP)"},
+	{.name = "metrics_bind_port", .type = CFG_INT, .offset = F(metrics_bind_port), .def = "0",
+	 .min = 0, .max = 65535,
+	 .doc = "port of a listener serving /metrics alone, for Prometheus (0: off; needs "
+		"http_port)"},
 	{.name = "join_token", .type = CFG_STRING, .offset = F(join_token),
 	 .doc = "join token for node attestation (prefer join_token_file)"},
 	{.name = "join_token_file", .type = CFG_STRING, .offset = F(join_token_file),
@@ -338,6 +344,7 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	} nonempty[] = {
 		{"data_dir", cfg->data_dir},
 		{"socket_path", cfg->socket_path},       {"http_address", cfg->http_address},
+		{"metrics_bind_address", cfg->metrics_bind_address},
 		{"psat_token_path", cfg->psat_token_path}, {"kubelet_url", cfg->kubelet_url},
 		{"proc_root", cfg->proc_root},
 		{"sds_default_name", cfg->sds_default_name},
@@ -353,6 +360,11 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	}
 	if (load_servers(path, cfg, err, errlen) < 0)
 		return -1;
+	if (cfg->metrics_bind_port && !cfg->http_port) {
+		snprintf(err, errlen, "%s: key 'metrics_bind_port' needs the operator endpoint "
+			 "(http_port is 0)", path);
+		return -1;
+	}
 	if (cfg->data_dir[0] != '/' || cfg->socket_path[0] != '/') {
 		bool d = cfg->data_dir[0] != '/';
 		snprintf(err, errlen, "%s: key '%s': value \"%s\" must be an absolute path", path,

@@ -29,6 +29,8 @@ struct agent_config {
 	char *socket_path;
 	char *http_address;
 	int64_t http_port;
+	char *metrics_bind_address; /* the /metrics-only listener (off while metrics_bind_port 0) */
+	int64_t metrics_bind_port;
 	char *join_token;      /* NULL when unset; the command line and environment override it */
 	char *join_token_file; /* read at load into join_token; excludes join_token */
 	char *workload_key_type;

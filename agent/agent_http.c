@@ -352,12 +352,17 @@ static json_t *int_or_null(int64_t v)
 	return v ? json_integer(v) : json_null();
 }
 
-static json_t *selectors_json(const struct cache_entry *e)
+static json_t *strings_json(char *const *v, size_t n)
 {
 	json_t *a = json_array();
-	for (size_t i = 0; e && i < e->n_selectors; i++)
-		json_array_append_new(a, json_string(e->selectors[i]));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
 	return a;
+}
+
+static json_t *selectors_json(const struct cache_entry *e)
+{
+	return e ? strings_json(e->selectors, e->n_selectors) : json_array();
 }
 
 /* opserver's status_members: the "svids" member, rendered from the current snapshot when /status
@@ -378,9 +383,11 @@ static char *status_svids(void *ud)
 	for (size_t i = 0; ok && i < s->n_svids; i++) {
 		const struct svid *v = s->svids[i];
 		const struct cache_entry *e = snapshot_entry(s, v->entry_id);
-		json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
+		json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
 				      v->spiffe_id, "entry_id", v->entry_id, "hint",
-				      str_or_null(v->hint), "selectors", selectors_json(e), "serial",
+				      str_or_null(v->hint), "selectors", selectors_json(e), "dns_names",
+				      e ? strings_json(e->dns_names, e->n_dns_names) : json_array(),
+				      "serial",
 				      v->serial, "not_before", (json_int_t)v->not_before, "not_after",
 				      (json_int_t)v->not_after, "renew_at", (json_int_t)v->renew_at,
 				      "degraded", now > degraded_at(v));
@@ -394,6 +401,21 @@ static char *status_svids(void *ud)
 		return NULL;
 	}
 	return text;
+}
+
+/* The last "no identity issued" answers, newest first: who asked and why nothing matched. */
+static json_t *denials_json(const struct workload_api_stats *ws)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < ws->n_denials; i++) {
+		const struct wl_denial *d = &ws->denials[i];
+		json_array_append_new(a, json_pack("{s:I,s:s,s:i,s:I,s:I,s:s,s:s}", "at",
+						   (json_int_t)d->at, "method", d->method, "pid",
+						   d->pid, "uid", (json_int_t)d->uid, "gid",
+						   (json_int_t)d->gid, "selectors", d->selectors,
+						   "why", d->why));
+	}
+	return a;
 }
 
 /* The status document without "svids" (status_svids adds it when served). */
@@ -433,7 +455,7 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 		str_or_null(ns->state != NODE_STATE_CONNECTED ? ns->last_error : NULL));
 	return json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,s:o,s:o,s:I,s:b,s:o,"
-		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:i,s:I,s:I,s:I},s:{s:I,s:o}}",
+		"s:{s:s,s:b,s:i,s:i,s:I},s:{s:i,s:I,s:I,s:I},s:{s:I,s:o},s:o}",
 		"daemon", "lanyard-agent", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
 		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready, "agent",
@@ -444,7 +466,8 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 		(json_int_t)g->ws.conns_refused,
 		"sds", "streams", (int)g->ws.sds.streams, "responses", (json_int_t)g->ws.sds.responses,
 		"pushes", (json_int_t)g->ws.sds.pushes, "nacks", (json_int_t)g->ws.sds.nacks,
-		"bundle", "sequence", (json_int_t)s->bundle_sequence, "authorities", cas);
+		"bundle", "sequence", (json_int_t)s->bundle_sequence, "authorities", cas,
+		"recent_denials", denials_json(&g->ws));
 }
 
 static void workload_metrics(struct metrics *m, const struct gathered *g)
@@ -674,7 +697,19 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 		.status_ud = h,
 	};
 	struct opserver *ops = NULL;
-	if (opserver_start(&oo, &ops, err, errlen) < 0) {
+	char why[384];
+	if (opserver_start(&oo, &ops, why, sizeof(why)) < 0) {
+		errorf(err, errlen, "http_address:http_port %s:%lld: %s", cfg->http_address,
+		       (long long)cfg->http_port, why);
+		free(h);
+		return -1;
+	}
+	if (cfg->metrics_bind_port &&
+	    opserver_listen_metrics(ops, cfg->metrics_bind_address, (int)cfg->metrics_bind_port,
+				    why, sizeof(why)) < 0) {
+		errorf(err, errlen, "metrics_bind_address:metrics_bind_port %s:%lld: %s",
+		       cfg->metrics_bind_address, (long long)cfg->metrics_bind_port, why);
+		opserver_stop(ops);
 		free(h);
 		return -1;
 	}
@@ -694,6 +729,9 @@ int agent_http_start(uv_loop_t *loop, const struct agent_config *cfg, struct svi
 	uv_timer_start(&h->timer, on_tick, 0, TICK_MS);
 	log_info("http: operator endpoints on http://%s:%d/ (live, ready, status, metrics)",
 		 cfg->http_address ? cfg->http_address : "127.0.0.1", opserver_port(ops));
+	if (opserver_metrics_port(ops))
+		log_info("http: /metrics also on http://%s:%d/metrics", cfg->metrics_bind_address,
+			 opserver_metrics_port(ops));
 	*out = h;
 	return 0;
 }

@@ -78,6 +78,7 @@ static void drop_svid(struct entry_slot *w)
 {
 	svid_unref(w->svid);
 	w->svid = NULL;
+	w->taint_at = 0;
 }
 
 /* Sorts staged upserts and keeps the last copy of each id. */
@@ -289,6 +290,8 @@ bool entry_set_plan(struct entry_set *s, int64_t now, bool synced, int64_t *next
 		int64_t t = w->retry_at > now ? w->retry_at
 			    : !w->svid || w->svid->entry_revision != w->e->revision ? now
 										    : w->svid->renew_at;
+		if (w->svid && w->taint_at && w->taint_at < t && w->retry_at <= now)
+			t = w->taint_at;
 		if (t < due)
 			due = t;
 	}
@@ -318,7 +321,8 @@ bool entry_set_needs_signing(const struct entry_slot *w, int64_t now)
 {
 	if (w->retry_at > now)
 		return false;
-	return !w->svid || w->svid->entry_revision != w->e->revision || w->svid->renew_at <= now;
+	return !w->svid || w->svid->entry_revision != w->e->revision || w->svid->renew_at <= now ||
+	       (w->taint_at && w->taint_at <= now);
 }
 
 void entry_set_install(struct entry_slot *w, struct svid *v)
@@ -326,6 +330,48 @@ void entry_set_install(struct entry_slot *w, struct svid *v)
 	drop_svid(w);
 	w->svid = v;
 	w->retry_at = 0;
+	w->taint_at = 0;
+}
+
+bool entry_set_signed_by_any(const uint8_t *chain, size_t chain_len, const uint8_t *const *certs,
+			     const size_t *lens, size_t n, int64_t now)
+{
+	const uint8_t **cc = NULL;
+	size_t *cl = NULL, nc = 0;
+	bool hit = false;
+	if (x509_split_der(chain, chain_len, &cc, &cl, &nc) == 0 && nc > 0)
+		for (size_t i = 0; i < n && !hit; i++)
+			hit = x509_verify(cc[0], cl[0], certs[i], lens[i], now, NULL, 0) == 0;
+	free(cc);
+	free(cl);
+	return hit;
+}
+
+size_t entry_set_tainted_left(const struct entry_set *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->n; i++)
+		n += s->slots[i].svid && s->slots[i].taint_at;
+	return n;
+}
+
+size_t entry_set_taint(struct entry_set *s, const uint8_t *const *certs, const size_t *lens,
+		       size_t n, int64_t now, int64_t window)
+{
+	size_t hits = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		struct entry_slot *w = &s->slots[i];
+		if (!w->svid || !entry_set_signed_by_any(w->svid->chain, w->svid->chain_len, certs,
+							 lens, n, now))
+			continue;
+		hits++;
+		if (w->taint_at && w->taint_at < now + window)
+			continue;
+		uint32_t r = 0;
+		random_bytes(&r, sizeof(r));
+		w->taint_at = now + (window > 0 ? (int64_t)(r % (uint64_t)window) : 0);
+	}
+	return hits;
 }
 
 /* A workload key waiting for its certificate. Only its encodings are kept, not the wolfSSL key:

@@ -27,6 +27,7 @@ struct entry_slot {
 	struct cache_entry *e;
 	struct svid *svid; /* NULL until signed */
 	int64_t retry_at;  /* after a signing failure: not before this time */
+	int64_t taint_at;  /* svid was signed by a tainted authority: renew at this time (0: no) */
 };
 
 struct entry_staged;
@@ -110,6 +111,19 @@ struct entry_set_minted {
 void entry_set_batch_accept(struct entry_set *s, struct entry_set_batch *b,
 			    const Lanyard__Node__V1__SignX509Response *sr,
 			    const struct entry_set_signing *how, struct entry_set_minted *out);
+
+/* The operator tainted the authorities whose DER certificates are certs[0..n): every SVID one
+ * of them signed is renewed early, at a random time in [now, now + window) (a time already
+ * planned is kept). Returns how many SVIDs of the set such an authority signed: 0 means the set
+ * is clear of them. */
+size_t entry_set_taint(struct entry_set *s, const uint8_t *const *certs, const size_t *lens,
+		       size_t n, int64_t now, int64_t window);
+/* How many SVIDs entry_set_taint marked are still held (a new SVID or a dropped one clears the
+ * mark): no signature check, so it is cheap to ask often. */
+size_t entry_set_tainted_left(const struct entry_set *s);
+/* True when one of certs[0..n) signed the leaf of chain (which must be valid at now). */
+bool entry_set_signed_by_any(const uint8_t *chain, size_t chain_len, const uint8_t *const *certs,
+			     const size_t *lens, size_t n, int64_t now);
 
 /* When to renew a certificate: rotation_fraction of its lifetime before the end, with jitter. */
 int64_t entry_set_renew_time(double fraction, int64_t issued, int64_t not_before,

@@ -1,5 +1,5 @@
 /* lanyard-agent: the per-node daemon that serves the SPIFFE Workload API. `run` starts it; `api`
- * is a Workload API client (api_cli.c). */
+ * is a Workload API client (api_cli.c); `csi` the CSI node plugin for Kubernetes (csi.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,6 +17,7 @@
 #include "agent_http.h"
 #include "api_cli.h"
 #include "attestor_k8s.h"
+#include "csi.h"
 #include "helper.h"
 #include "log.h"
 #include "node_client.h"
@@ -299,8 +300,7 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (agent_http_start(&a->loop, &a->cfg, a->cache, a->nc, a->wl, &a->http, err,
 			     sizeof(err)) < 0) {
-		log_error("operator endpoint on http_address:http_port %s:%lld: %s",
-			  a->cfg.http_address, (long long)a->cfg.http_port, err);
+		log_error("operator endpoint on %s", err);
 		goto out;
 	}
 	node_client_on_refused(a->nc, on_refused, a);
@@ -346,6 +346,8 @@ static void usage(FILE *f)
 		"                                           Workload API client commands\n"
 		"  helper --config FILE [--once]            keep an SVID in files for other programs\n"
 		"  healthcheck [--config FILE]              probe the agent's /ready endpoint\n"
+		"  csi --csi-socket PATH [--workload-socket-dir DIR]\n"
+		"                                           CSI node plugin: the socket for pods\n"
 		"  version                                  print the version\n"
 		"\n"
 		"Configuration keys (JSON object in the --config file):\n");
@@ -427,6 +429,8 @@ int main(int argc, char **argv)
 		return api_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "helper") == 0)
 		return helper_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "csi") == 0)
+		return csi_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "healthcheck") == 0)
 		return agent_healthcheck_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

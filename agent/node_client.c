@@ -47,6 +47,7 @@
 #include "persist.h"
 #include "server_conn.h"
 #include "spiffeid.h"
+#include "taint_set.h"
 #include "util.h"
 #include "x509.h"
 
@@ -58,6 +59,11 @@
 #define PERSIST_INTERVAL_US 1000000
 #define PERSIST_ROTATION_US 30000000
 #define MAX_USED_TOKENS 64
+/* SVIDs of a tainted authority are re-issued at random times over this window, so that a
+ * fleet does not hit the server in the same second; the agent checks at most this often
+ * whether it is clear of them (then it renews its own SVID and acknowledges). */
+#define TAINT_WINDOW_S 10
+#define TAINT_CHECK_S 1
 
 /* What a connection attempt or session ended with. */
 enum outcome {
@@ -90,6 +96,9 @@ struct node_client {
 	pthread_cond_t cond;
 	/* Guarded by mu. */
 	bool stopping;
+	/* A CA authority was tainted: the loop thread drops the cached JWT-SVIDs (some may carry
+	 * its kid) before it answers the next request. */
+	bool jwt_flush;
 	struct jwt_req *pending, *done;
 	struct node_status st;
 
@@ -112,6 +121,7 @@ struct node_client {
 	size_t bundle_len;
 	char *jwt_bundle;
 	int64_t bundle_seq;
+	struct taint_set taint;
 	/* The federated bundles the server sent for our entries, sorted by trust domain. */
 	struct fed_snap *fed;
 	size_t n_fed;
@@ -337,6 +347,38 @@ static void note_connected(struct node_client *n)
 
 /* ---- bundle ---- */
 
+/* A new tainted authority: every SVID it signed is re-issued within TAINT_WINDOW_S. */
+static void apply_taint(struct node_client *n, const Lanyard__Node__V1__Bundle *b)
+{
+	int64_t now = now_unix();
+	if (!taint_set_update(&n->taint, b, now))
+		return;
+	size_t k = entry_set_taint(&n->es, (const uint8_t *const *)n->taint.certs, n->taint.lens,
+				   n->taint.n, now, TAINT_WINDOW_S);
+	bool own = n->agent_chain &&
+		   entry_set_signed_by_any(n->agent_chain, n->agent_chain_len,
+					   (const uint8_t *const *)n->taint.certs, n->taint.lens,
+					   n->taint.n, now);
+	log_warnx("%zu CA authorit%s of %s tainted (first %s): re-issuing %zu X509-SVIDs within "
+		  "%d s%s", n->taint.n, n->taint.n == 1 ? "y" : "ies", n->trust_domain,
+		  n->taint.ids[0], k, TAINT_WINDOW_S, own ? ", then the agent SVID" : "");
+	n->plan_dirty = true;
+	pthread_mutex_lock(&n->mu);
+	n->jwt_flush = true;
+	pthread_mutex_unlock(&n->mu);
+}
+
+/* True when a taint is pending and no SVID of the set depends on a tainted authority any more:
+ * time to renew the agent SVID and acknowledge. */
+static bool taint_clear(struct node_client *n)
+{
+	int64_t now = now_unix();
+	if (!n->taint.pending || !n->synced || !n->agent_key || now < n->taint.next_check)
+		return false;
+	n->taint.next_check = now + TAINT_CHECK_S;
+	return entry_set_tainted_left(&n->es) == 0;
+}
+
 /* Replaces the bundle with the server's. Returns 1 when it changed, 0 when not, -1 when refused
  * (err says why). */
 static int apply_bundle(struct node_client *n, const Lanyard__Node__V1__Bundle *b, char *err,
@@ -349,6 +391,7 @@ static int apply_bundle(struct node_client *n, const Lanyard__Node__V1__Bundle *
 	char *jwt = NULL;
 	if (server_conn_decode_bundle(n->conn, b, &der, &len, &jwt, err, errlen) < 0)
 		return -1;
+	apply_taint(n, b);
 	bool same = n->bundle && n->bundle_len == len && memcmp(n->bundle, der, len) == 0 &&
 		    n->jwt_bundle && strcmp(n->jwt_bundle, jwt) == 0 && n->bundle_seq == b->sequence;
 	if (same) {
@@ -722,7 +765,8 @@ out:
 	return rc;
 }
 
-static int renew_agent(struct node_client *n)
+/* clear: acknowledge the tainted authorities (the set is clear of them). */
+static int renew_agent(struct node_client *n, bool clear)
 {
 	char err[512];
 	lkey *key = NULL;
@@ -737,6 +781,10 @@ static int renew_agent(struct node_client *n)
 	Lanyard__Node__V1__RenewAgentRequest req = LANYARD__NODE__V1__RENEW_AGENT_REQUEST__INIT;
 	req.csr.data = csr;
 	req.csr.len = csr_len;
+	if (clear) {
+		req.cleared_tainted = n->taint.ids;
+		req.n_cleared_tainted = n->taint.n;
+	}
 	if (server_conn_call(n->conn, "RenewAgent", &req.base,
 			     &lanyard__node__v1__renew_agent_response__descriptor, &resp, &status, err,
 			     sizeof(err)) < 0) {
@@ -767,6 +815,12 @@ static int renew_agent(struct node_client *n)
 	pthread_mutex_lock(&n->mu);
 	n->st.rotations++;
 	pthread_mutex_unlock(&n->mu);
+	if (clear) {
+		log_info("clear of %zu tainted CA authorit%s (first %s) %lld s after the taint",
+			 n->taint.n, n->taint.n == 1 ? "y" : "ies", n->taint.ids[0],
+			 (long long)(now_unix() - n->taint.pending_since));
+		taint_set_acked(&n->taint);
+	}
 	log_info("agent SVID %s renewed; reconnecting with it", n->agent_id);
 	rc = OUT_RECONNECT;
 out:
@@ -993,7 +1047,7 @@ static int session(struct node_client *n)
 		return OUT_RETRY;
 	}
 	if (now_unix() >= n->agent_renew_at) {
-		rc = renew_agent(n);
+		rc = renew_agent(n, false);
 		goto out;
 	}
 	Lanyard__Node__V1__SyncRequest req = LANYARD__NODE__V1__SYNC_REQUEST__INIT;
@@ -1009,8 +1063,9 @@ static int session(struct node_client *n)
 		}
 		if ((rc = serve_jwts(n)) != OUT_CONTINUE)
 			goto out;
-		if (now_unix() >= n->agent_renew_at) {
-			rc = renew_agent(n);
+		bool clear = taint_clear(n);
+		if (now_unix() >= n->agent_renew_at || clear) {
+			rc = renew_agent(n, clear);
 			goto out;
 		}
 		housekeeping(n);
@@ -1201,6 +1256,14 @@ int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *con
 	if (!n || !entry_id || !cb || n_audience == 0)
 		return -1;
 	struct jwt_req *r = jwt_cache_req_new(entry_id, audience, n_audience, cb, ud, now_unix());
+	pthread_mutex_lock(&n->mu);
+	bool flush = n->jwt_flush;
+	n->jwt_flush = false;
+	pthread_mutex_unlock(&n->mu);
+	if (flush) {
+		jwt_cache_free(n->jwt_cache);
+		n->jwt_cache = jwt_cache_new();
+	}
 
 	/* The answer always comes through the async callback, never from inside this call. */
 	if (jwt_cache_answer(n->jwt_cache, r)) {
@@ -1239,6 +1302,7 @@ static void free_client(struct node_client *n)
 		return;
 	server_conn_free(n->conn);
 	entry_set_free(&n->es);
+	taint_set_free(&n->taint);
 	for (size_t i = 0; i < n->n_used_tokens; i++)
 		free(n->used_tokens[i]);
 	free(n->used_tokens);

@@ -452,6 +452,23 @@ static void append_sel(char *buf, size_t len, size_t *pos, const char *sep, cons
 		buf[*pos] = '\0';
 }
 
+/* Keeps the denial for the status page, newest first (loop thread, like the other stats). */
+static void record_denial(struct workload_api_stats *st, int method, const struct caller *cl,
+			  const char *sel, const char *why)
+{
+	size_t keep = st->n_denials < WL_DENIALS ? st->n_denials : WL_DENIALS - 1;
+	memmove(&st->denials[1], &st->denials[0], keep * sizeof(st->denials[0]));
+	struct wl_denial *d = &st->denials[0];
+	d->at = now_unix();
+	d->pid = (int)cl->pid;
+	d->uid = (unsigned)cl->uid;
+	d->gid = (unsigned)cl->gid;
+	snprintf(d->method, sizeof(d->method), "%s", workload_method_name(method));
+	snprintf(d->selectors, sizeof(d->selectors), "%s", sel);
+	snprintf(d->why, sizeof(d->why), "%s", why);
+	st->n_denials = keep + 1;
+}
+
 /* The most common support question about SPIFFE agents is "no identity issued" with no
  * explanation: log the caller's selectors and the entries closest to matching, with the
  * selectors the caller lacks. */
@@ -506,6 +523,7 @@ static void explain_denial(struct wcall *c)
 		  "%zu entries; closest: %s",
 		  workload_method_name(c->method), (int)cl->pid, (unsigned)cl->uid, (unsigned)cl->gid,
 		  sel, snap->n_entries, n_best ? why : "none");
+	record_denial(&w->stats, c->method, cl, sel, n_best ? why : "no entry at all");
 }
 
 /* ---- answers ---- */

@@ -42,6 +42,17 @@ const char *workload_method_name(int method);
 #define WL_ATTEST_BUCKETS 8
 extern const double workload_attest_buckets[WL_ATTEST_BUCKETS];
 
+/* The last callers refused an identity ("no identity issued"), for the status page. */
+#define WL_DENIALS 8
+struct wl_denial {
+	int64_t at;
+	int pid;
+	unsigned uid, gid;
+	char method[32];
+	char selectors[256]; /* the caller's, control characters shown as '?' */
+	char why[512];	     /* the closest entries and the selectors they lack */
+};
+
 struct workload_api_stats {
 	unsigned conns;   /* open connections */
 	unsigned streams; /* open server streams (FetchX509SVID, FetchX509Bundles, FetchJWTBundles) */
@@ -55,6 +66,9 @@ struct workload_api_stats {
 	double attest_sum;
 	uint64_t attest_count;
 	struct sds_stats sds;
+	/* Newest first; n_denials of them. */
+	struct wl_denial denials[WL_DENIALS];
+	size_t n_denials;
 };
 
 /* The settings workload_api_start() takes from struct agent_config, spelt out so that tests and

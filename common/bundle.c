@@ -114,6 +114,11 @@ int bundle_from_spiffe_json(const char *json, size_t len, uint8_t **x509, size_t
 		errorf(err, errlen, "no bundle");
 		return -1;
 	}
+	if (len > BUNDLE_DOC_MAX) {
+		errorf(err, errlen, "bundle document is %zu bytes, more than the %d allowed", len,
+		       BUNDLE_DOC_MAX);
+		return -1;
+	}
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(root)) {
 		errorf(err, errlen, "bundle is not a JSON object: %s", root ? "" : je.text);
@@ -124,8 +129,22 @@ int bundle_from_spiffe_json(const char *json, size_t len, uint8_t **x509, size_t
 		errorf(err, errlen, "bundle has no \"keys\" array");
 		goto out;
 	}
+	if (json_array_size(keys) > BUNDLE_KEYS_MAX) {
+		errorf(err, errlen, "bundle has %zu keys, more than the %d allowed",
+		       json_array_size(keys), BUNDLE_KEYS_MAX);
+		goto out;
+	}
 	json_array_foreach(keys, i, k) {
-		const char *use = json_string_value(json_object_get(k, "use"));
+		if (!json_is_object(k)) {
+			errorf(err, errlen, "bundle key %zu is not an object", i);
+			goto out;
+		}
+		const json_t *usej = json_object_get(k, "use");
+		const char *use = json_string_value(usej);
+		if (usej && !use) {
+			errorf(err, errlen, "bundle key %zu has a non-string \"use\"", i);
+			goto out;
+		}
 		if (!use || strcmp(use, "x509-svid") != 0)
 			continue;
 		const json_t *x5c = json_object_get(k, "x5c");

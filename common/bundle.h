@@ -15,7 +15,14 @@ char *bundle_to_spiffe_json(const uint8_t *x509, size_t x509_len, const struct j
 			    int64_t sequence, int64_t refresh_hint);
 /* Concatenated "CERTIFICATE" PEM blocks of the DER certificates. The caller frees. */
 char *bundle_to_pem(const uint8_t *x509, size_t x509_len);
-/* Parses a SPIFFE bundle document: x509-svid keys' x5c certificates as concatenated DER (the
+/* Limits on a bundle document from a peer (a federated trust domain's bundle endpoint, a file):
+ * a real one holds a handful of authorities in a few KiB. */
+#define BUNDLE_DOC_MAX (1024 * 1024)
+#define BUNDLE_KEYS_MAX 1024
+
+/* Parses a SPIFFE bundle document (at most BUNDLE_DOC_MAX bytes and BUNDLE_KEYS_MAX keys; each
+ * key an object whose "use", when present, is a string; keys of an unknown use are skipped, as
+ * RFC 7517 allows): x509-svid keys' x5c certificates as concatenated DER (the
  * caller frees *x509), jwt-svid keys as a JWK Set, spiffe_sequence and refresh hint (-1 when
  * absent). Any out pointer may be NULL. 0, or -1 with a reason in err. */
 int bundle_from_spiffe_json(const char *json, size_t len, uint8_t **x509, size_t *x509_len,

@@ -153,6 +153,10 @@ static int set_value(const struct cfg_option *o, void *out, json_t *v, const cha
 	}
 	case CFG_STRING_LIST:
 		return set_string_list(f, v, where, o, err, errlen);
+	case CFG_JSON:
+		json_decref(*(json_t **)f);
+		*(json_t **)f = json_incref(v);
+		return 0;
 	}
 	return errorf(err, errlen, "%s: key '%s': unsupported type", where, o->name);
 }
@@ -164,7 +168,7 @@ int config_defaults(const struct cfg_option *opts, size_t n, void *out, char *er
 		if (!o->def)
 			continue;
 		json_t *v;
-		if (o->type == CFG_STRING_LIST)
+		if (o->type == CFG_STRING_LIST || o->type == CFG_JSON)
 			v = json_loads(o->def, 0, NULL);
 		else if (o->type == CFG_BOOL)
 			v = json_boolean(strcmp(o->def, "true") == 0);
@@ -262,6 +266,9 @@ void config_free(const struct cfg_option *opts, size_t n, void *out)
 			free(l->v);
 			l->v = NULL;
 			l->n = 0;
+		} else if (opts[i].type == CFG_JSON) {
+			json_decref(*(json_t **)f);
+			*(json_t **)f = NULL;
 		}
 	}
 }

@@ -16,6 +16,7 @@ enum cfg_type {
 	CFG_DOUBLE,      /* double within [dmin, dmax] */
 	CFG_ENUM,        /* char *, one of choices */
 	CFG_STRING_LIST, /* struct cfg_list */
+	CFG_JSON,        /* json_t *, any JSON value kept as is (checked by the caller); NULL = unset */
 };
 
 struct cfg_list {

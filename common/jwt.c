@@ -373,6 +373,12 @@ static char *b64url_json(json_t *o)
 int jwt_sign(const lkey *key, const char *kid, const char *sub, const char *const *aud, size_t naud,
 	     int64_t iat, int64_t exp, char **out)
 {
+	return jwt_sign_iss(key, kid, NULL, sub, aud, naud, iat, exp, out);
+}
+
+int jwt_sign_iss(const lkey *key, const char *kid, const char *iss, const char *sub,
+		 const char *const *aud, size_t naud, int64_t iat, int64_t exp, char **out)
+{
 	json_t *hdr = NULL, *claims = NULL, *audj = NULL;
 	char *h = NULL, *c = NULL, *input = NULL, *s = NULL;
 	uint8_t *sig = NULL;
@@ -395,7 +401,7 @@ int jwt_sign(const lkey *key, const char *kid, const char *sub, const char *cons
 		goto out;
 	claims = json_pack("{s:s, s:O, s:I, s:I}", "sub", sub, "aud", audj, "exp", (json_int_t)exp,
 			   "iat", (json_int_t)iat);
-	if (!hdr || !claims)
+	if (!hdr || !claims || (iss && json_object_set_new(claims, "iss", json_string(iss)) != 0))
 		goto out;
 	h = b64url_json(hdr);
 	c = b64url_json(claims);

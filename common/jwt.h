@@ -16,6 +16,9 @@ struct jwks;
  * exp, iat. naud >= 1. The caller frees *out. */
 int jwt_sign(const lkey *key, const char *kid, const char *sub, const char *const *aud, size_t naud,
 	     int64_t iat, int64_t exp, char **out);
+/* Same, with an "iss" claim when iss is not NULL (the OIDC issuer relying parties check). */
+int jwt_sign_iss(const lkey *key, const char *kid, const char *iss, const char *sub,
+		 const char *const *aud, size_t naud, int64_t iat, int64_t exp, char **out);
 
 struct jwt_claims {
 	char sub[2049];

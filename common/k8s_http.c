@@ -16,6 +16,7 @@ struct sink {
 	char *buf;
 	size_t len, cap, max;
 	bool too_large;
+	const struct k8s_http_opts *o;
 };
 
 static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
@@ -23,6 +24,8 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
 	struct sink *s = ud;
 	size_t n = size * nmemb;
 
+	if (s->o->stream)
+		return s->o->stream(data, n, s->o->stream_ud);
 	if (n > s->max - s->len) {
 		s->too_large = true;
 		return 0; /* aborts the transfer */
@@ -43,6 +46,18 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
 	s->len += n;
 	s->buf[s->len] = '\0';
 	return n;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	const struct k8s_http_opts *o = ud;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return o->stop && o->stop(o->stream_ud) ? 1 : 0;
 }
 
 int k8s_http_global_init(char *err, size_t errlen)
@@ -91,7 +106,8 @@ int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *meth
 {
 	CURL *h = curl;
 	struct curl_slist *hdrs = NULL, *nh;
-	struct sink s = {.max = o->max_response ? o->max_response : K8S_HTTP_DEFAULT_MAX_RESPONSE};
+	struct sink s = {.max = o->max_response ? o->max_response : K8S_HTTP_DEFAULT_MAX_RESPONSE,
+			 .o = o};
 	char errbuf[CURL_ERROR_SIZE] = "", *token = NULL, *auth = NULL;
 	bool https = strncasecmp(url, "https://", 8) == 0;
 	long timeout = o->timeout_ms > 0 ? (long)o->timeout_ms : K8S_HTTP_DEFAULT_TIMEOUT_MS;
@@ -153,6 +169,11 @@ int k8s_http_request(void *curl, const struct k8s_http_opts *o, const char *meth
 	cu->easy_setopt(h, CURLOPT_WRITEDATA, &s);
 	cu->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	cu->easy_setopt(h, CURLOPT_USERAGENT, "lanyard/" LANYARD_VERSION);
+	if (o->stop) {
+		cu->easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		cu->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		cu->easy_setopt(h, CURLOPT_XFERINFODATA, (void *)o);
+	}
 	if (https) {
 		if (o->insecure_skip_verify) {
 			cu->easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);

@@ -21,6 +21,13 @@ struct k8s_http_opts {
 	bool insecure_skip_verify; /* no certificate or host name check (loudly logged by callers) */
 	int64_t timeout_ms;        /* whole request; <= 0: K8S_HTTP_DEFAULT_TIMEOUT_MS */
 	size_t max_response;       /* 0: K8S_HTTP_DEFAULT_MAX_RESPONSE */
+	/* Streaming (watches): when set, the body goes to stream() as it arrives instead of into
+	 * out->body (left empty), without the max_response bound; a return other than len aborts
+	 * the transfer (K8S_HTTP_ERR_TRANSPORT). stop() (may be NULL) is polled about once a
+	 * second, also while nothing arrives: true aborts the transfer the same way. */
+	size_t (*stream)(const char *data, size_t len, void *ud);
+	bool (*stop)(void *ud);
+	void *stream_ud;
 };
 
 struct k8s_http_resp {

@@ -95,6 +95,34 @@ static char *json_line(const char *ts, enum log_level level, const char *msg,
 	return line;
 }
 
+/* A ring of the last warnings and errors; head is the next slot to write. */
+static struct log_recent recent[LOG_RECENT_MAX];
+static size_t recent_n, recent_head;
+static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void remember(enum log_level level, const char *msg)
+{
+	pthread_mutex_lock(&recent_lock);
+	struct log_recent *r = &recent[recent_head];
+	r->at = (long long)time(NULL);
+	r->level = level;
+	snprintf(r->msg, sizeof(r->msg), "%s", msg);
+	recent_head = (recent_head + 1) % LOG_RECENT_MAX;
+	if (recent_n < LOG_RECENT_MAX)
+		recent_n++;
+	pthread_mutex_unlock(&recent_lock);
+}
+
+size_t log_recent_get(struct log_recent *out, size_t max)
+{
+	pthread_mutex_lock(&recent_lock);
+	size_t n = recent_n < max ? recent_n : max;
+	for (size_t i = 0; i < n; i++)
+		out[i] = recent[(recent_head + LOG_RECENT_MAX - 1 - i) % LOG_RECENT_MAX];
+	pthread_mutex_unlock(&recent_lock);
+	return n;
+}
+
 static void emit(enum log_level level, const struct log_field *fields, size_t nfields,
 		 const char *suffix, const char *fmt, va_list ap)
 {
@@ -113,6 +141,8 @@ static void emit(enum log_level level, const struct log_field *fields, size_t nf
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	format_time(ts, sizeof(ts));
+	if (level >= LOG_LEVEL_WARN)
+		remember(level, msg);
 	if (atomic_load(&as_json))
 		jline = json_line(ts, level, msg, fields, nfields);
 	if (jline) {

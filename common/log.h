@@ -35,6 +35,17 @@ void log_setup(enum log_level level, bool json);
 typedef void (*log_sink_fn)(enum log_level level, const char *line, const char *msg, void *arg);
 void log_set_sink(log_sink_fn fn, void *arg);
 
+/* The last LOG_RECENT_MAX warnings and errors, kept for status pages (what went wrong lately,
+ * with the reason the log line gives). */
+#define LOG_RECENT_MAX 16
+struct log_recent {
+	long long at; /* unix seconds */
+	enum log_level level;
+	char msg[512];
+};
+/* Copies up to max of them into out, newest first; returns how many. Any thread. */
+size_t log_recent_get(struct log_recent *out, size_t max);
+
 extern atomic_int log_threshold_;
 static inline bool log_enabled(enum log_level level)
 {

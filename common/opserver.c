@@ -36,14 +36,23 @@ struct snap {
 	int64_t published_us; /* monotonic */
 };
 
+/* One libmicrohttpd daemon: the operator endpoints, or the /metrics-only listener. */
+struct listener {
+	struct opserver *o;
+	bool metrics_only;
+	struct MHD_Daemon *daemon; /* NULL when not started */
+	int port;
+};
+
 struct opserver {
-	struct MHD_Daemon *daemon;
+	struct listener main, metrics;
 	char *name;
 	const char *index_html;
+	unsigned conn_limit, conn_timeout_s;
 	char *(*status_members)(void *ud);
 	void *status_ud;
+	char *(*list)(void *ud, const char *name, const char *q, const char *page_token);
 	int64_t live_us, stale_us;
-	int port;
 	atomic_llong heartbeat_us; /* monotonic time of the last heartbeat */
 	pthread_mutex_t lock;
 	struct snap *snap; /* NULL until the first publication */
@@ -276,13 +285,35 @@ static const struct {
 	{ "/metrics", serve_metrics },
 };
 
-/* Every route answers GET and HEAD only. */
-static void dispatch(struct opserver *o, const char *url, const char *method, struct reply *r)
+#define LIST_PREFIX "/list/"
+
+static void serve_list(struct opserver *o, struct MHD_Connection *conn, const char *name,
+		       struct reply *r)
 {
+	const char *q = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "q");
+	const char *tok = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "page_token");
+	char *text = o->list(o->status_ud, name, q, tok);
+	if (!text) {
+		reply_error(r, MHD_HTTP_NOT_FOUND, "no such list: %.64s", name);
+		return;
+	}
+	r->status = MHD_HTTP_OK;
+	r->body = text;
+	r->content_type = "application/json";
+}
+
+/* Every route answers GET and HEAD only. */
+static void dispatch(const struct listener *l, struct MHD_Connection *conn, const char *url,
+		     const char *method, struct reply *r)
+{
+	struct opserver *o = l->o;
 	size_t i = 0;
-	while (i < ARRAY_LEN(routes) && strcmp(url, routes[i].path) != 0)
+	bool list = !l->metrics_only && o->list &&
+		    strncmp(url, LIST_PREFIX, strlen(LIST_PREFIX)) == 0;
+	while (!list && i < ARRAY_LEN(routes) && strcmp(url, routes[i].path) != 0)
 		i++;
-	if (i == ARRAY_LEN(routes) || (routes[i].serve == serve_index && !o->index_html)) {
+	if (!list && (i == ARRAY_LEN(routes) || (routes[i].serve == serve_index && !o->index_html) ||
+		      (l->metrics_only && routes[i].serve != serve_metrics))) {
 		reply_error(r, MHD_HTTP_NOT_FOUND, "no such resource: %.128s", url);
 		return;
 	}
@@ -292,7 +323,10 @@ static void dispatch(struct opserver *o, const char *url, const char *method, st
 			    method, url);
 		return;
 	}
-	routes[i].serve(o, r);
+	if (list)
+		serve_list(o, conn, url + strlen(LIST_PREFIX), r);
+	else
+		routes[i].serve(o, r);
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)
@@ -322,8 +356,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)
 	return ret;
 }
 
-/* True when the request announces a body (which no route here takes). */
-static bool has_body(struct MHD_Connection *conn)
+bool opserver_request_has_body(struct MHD_Connection *conn)
 {
 	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -337,45 +370,44 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 				      const char *upload_data, size_t *upload_data_size,
 				      void **con_cls)
 {
-	struct opserver *o = cls;
+	const struct listener *l = cls;
 	struct reply r = { 0 };
 	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 
 	if (!*con_cls) {
-		*con_cls = o; /* marks the first call as seen */
+		*con_cls = cls; /* marks the first call as seen */
 		/* Errors are answered at once, before any body is read (MHD then closes the
 		 * connection); good answers wait for the second call, since queuing on the first
 		 * one forces "Connection: close" in 0.9.75 and scrapers keep connections open. */
-		if (get && !has_body(conn))
+		if (get && !opserver_request_has_body(conn))
 			return MHD_YES;
-		dispatch(o, url, method, &r);
+		dispatch(l, conn, url, method, &r);
 		if (r.status < 400) {
 			free(r.body);
 			reply_error(&r, MHD_HTTP_BAD_REQUEST, "a %s request takes no body", method);
 		}
 		return send_reply(conn, &r);
 	}
-	dispatch(o, url, method, &r);
+	dispatch(l, conn, url, method, &r);
 	return send_reply(conn, &r);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+void opserver_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	struct opserver *o = cls;
+	const char *name = cls;
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	size_t n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	log_debug("%s http: %s", o->name, msg);
+	log_debug("%s http: %s", name, msg);
 }
 
 /* ---- start and stop ---- */
 
-static int listen_tcp(const char *address, int port, int *family, char *err, size_t errlen)
+int opserver_listen_tcp(const char *address, int port, const char *key, int *family, char *err,
+			size_t errlen)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -387,7 +419,7 @@ static int listen_tcp(const char *address, int port, int *family, char *err, siz
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	int rc = getaddrinfo(address, portstr, &hints, &ai);
 	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve http_address '%.200s': %s", address,
+		snprintf(err, errlen, "cannot resolve %s '%.200s': %s", key, address,
 			 gai_strerror(rc));
 		return -1;
 	}
@@ -410,7 +442,7 @@ static int listen_tcp(const char *address, int port, int *family, char *err, siz
 	return fd;
 }
 
-static int bound_port(int fd)
+int opserver_bound_port(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -423,46 +455,57 @@ static int bound_port(int fd)
 	return -1;
 }
 
-int opserver_start(const struct opserver_options *opt, struct opserver **out, char *err,
-		   size_t errlen)
+/* Binds address:port and starts l's daemon. 0, or -1 with a reason in err. */
+static int listener_start(struct opserver *o, struct listener *l, const char *address,
+			  const char *key, int port, char *err, size_t errlen)
 {
-	const char *address = opt->address ? opt->address : "127.0.0.1";
-	if (opt->port < 0 || opt->port > 65535) {
-		snprintf(err, errlen, "invalid port %d", opt->port);
+	if (port < 0 || port > 65535) {
+		snprintf(err, errlen, "invalid port %d", port);
 		return -1;
 	}
 	int family = AF_INET;
-	int fd = listen_tcp(address, opt->port, &family, err, errlen);
+	int fd = opserver_listen_tcp(address, port, key, &family, err, errlen);
 	if (fd < 0)
 		return -1;
+	l->o = o;
+	l->port = opserver_bound_port(fd);
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	if (family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	l->daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, handle_request, l,
+		MHD_OPTION_EXTERNAL_LOGGER, opserver_mhd_log, o->name,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		MHD_OPTION_CONNECTION_LIMIT, o->conn_limit,
+		MHD_OPTION_CONNECTION_TIMEOUT, o->conn_timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+		MHD_OPTION_END);
+	if (!l->daemon) {
+		snprintf(err, errlen, "cannot start the HTTP server on %.200s port %d", address,
+			 l->port);
+		close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+int opserver_start(const struct opserver_options *opt, struct opserver **out, char *err,
+		   size_t errlen)
+{
 	struct opserver *o = xcalloc(1, sizeof(*o));
 	o->name = xstrdup(opt->name ? opt->name : "daemon");
 	o->index_html = opt->index_html;
 	o->status_members = opt->status_members;
 	o->status_ud = opt->status_ud;
+	o->list = opt->list;
 	o->live_us = (opt->live_threshold_ms > 0 ? opt->live_threshold_ms : DEFAULT_LIVE_MS) * 1000;
 	o->stale_us = (opt->stale_after_ms > 0 ? opt->stale_after_ms : DEFAULT_STALE_MS) * 1000;
-	o->port = bound_port(fd);
+	o->conn_limit = opt->conn_limit ? opt->conn_limit : DEFAULT_CONN_LIMIT;
+	o->conn_timeout_s = opt->conn_timeout_s ? opt->conn_timeout_s : DEFAULT_TIMEOUT_S;
 	atomic_store(&o->heartbeat_us, now_mono_us());
 	pthread_mutex_init(&o->lock, NULL);
-
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-	if (family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	o->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, handle_request, o,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o,
-		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-		MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned int)(opt->conn_limit ? opt->conn_limit : DEFAULT_CONN_LIMIT),
-		MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned int)(opt->conn_timeout_s ? opt->conn_timeout_s : DEFAULT_TIMEOUT_S),
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
-		MHD_OPTION_END);
-	if (!o->daemon) {
-		snprintf(err, errlen, "cannot start the HTTP server on %.200s port %d", address,
-			 o->port);
-		close(fd);
+	if (listener_start(o, &o->main, opt->address ? opt->address : "127.0.0.1",
+			   "http_address", opt->port, err, errlen) < 0) {
 		pthread_mutex_destroy(&o->lock);
 		free(o->name);
 		free(o);
@@ -472,11 +515,27 @@ int opserver_start(const struct opserver_options *opt, struct opserver **out, ch
 	return 0;
 }
 
+int opserver_listen_metrics(struct opserver *o, const char *address, int port, char *err,
+			    size_t errlen)
+{
+	if (o->metrics.daemon)
+		return errorf(err, errlen, "the metrics listener is already running");
+	o->metrics.metrics_only = true;
+	return listener_start(o, &o->metrics, address, "metrics_bind_address", port, err, errlen);
+}
+
+int opserver_metrics_port(const struct opserver *o)
+{
+	return o->metrics.daemon ? o->metrics.port : 0;
+}
+
 void opserver_stop(struct opserver *o)
 {
 	if (!o)
 		return;
-	MHD_stop_daemon(o->daemon);
+	if (o->metrics.daemon)
+		MHD_stop_daemon(o->metrics.daemon);
+	MHD_stop_daemon(o->main.daemon);
 	snap_free(o->snap);
 	pthread_mutex_destroy(&o->lock);
 	free(o->name);
@@ -485,7 +544,7 @@ void opserver_stop(struct opserver *o)
 
 int opserver_port(const struct opserver *o)
 {
-	return o->port;
+	return o->main.port;
 }
 
 /* ---- document helpers ---- */

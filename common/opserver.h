@@ -19,6 +19,7 @@
 #ifndef LANYARD_OPSERVER_H
 #define LANYARD_OPSERVER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,11 @@ struct opserver_options {
 	 * braces), or NULL to add nothing. */
 	char *(*status_members)(void *ud);
 	void *status_ud;
+	/* Optional: GET /list/<name>?q=...&page_token=... (q and page_token NULL when absent) is
+	 * answered with the JSON text list() returns (malloc'd), or 404 when it returns NULL. For
+	 * lists too long for /status (a server's entries and agents), read a page at a time. HTTP
+	 * thread, like status_members (same ud). */
+	char *(*list)(void *ud, const char *name, const char *q, const char *page_token);
 };
 
 struct opserver;
@@ -53,6 +59,14 @@ int opserver_start(const struct opserver_options *o, struct opserver **out, char
 void opserver_stop(struct opserver *o);
 /* The bound TCP port. */
 int opserver_port(const struct opserver *o);
+/* Also serves /metrics, and nothing else (every other path 404), on address:port (0: an
+ * ephemeral port), from the same publications: a listener Prometheus can reach on the pod or
+ * host IP while the other endpoints stay on loopback. Errors name metrics_bind_address. Stopped
+ * with o. Owner's thread, once. 0, or -1 with a reason in err. */
+int opserver_listen_metrics(struct opserver *o, const char *address, int port, char *err,
+			    size_t errlen);
+/* Its bound port, 0 when not listening. */
+int opserver_metrics_port(const struct opserver *o);
 
 /* The owner's event loop is alive: call it from a timer on that loop (every second or so). */
 void opserver_heartbeat(struct opserver *o);
@@ -68,6 +82,21 @@ bool opserver_check(json_t *checks, const char *name, bool ok, const char *fmt, 
 	__attribute__((format(printf, 4, 5)));
 /* "2024-05-01T12:00:00Z" (UTC) into buf; "never" for 0. Returns buf. */
 const char *opserver_time(int64_t t, char *buf, size_t len);
+
+/* For other HTTP listeners of the daemons: a listening TCP socket (SOCK_CLOEXEC, SO_REUSEADDR)
+ * on address:port, its address family in *family. key names the config key of the address in
+ * the error. The fd, or -1 with a reason in err. */
+int opserver_listen_tcp(const char *address, int port, const char *key, int *family, char *err,
+			size_t errlen);
+/* An MHD_OPTION_EXTERNAL_LOGGER that logs at debug level as "<cls> http: message", cls being a
+ * NUL-terminated name that outlives the daemon. */
+void opserver_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* True when the request announces a body (Content-Length other than 0, or Transfer-Encoding):
+ * none of the daemons' GET endpoints takes one. */
+struct MHD_Connection;
+bool opserver_request_has_body(struct MHD_Connection *conn);
+/* The local port a socket is bound to, or -1. */
+int opserver_bound_port(int fd);
 
 /* The client side, for `healthcheck` subcommands: GETs http://address:port/path with a timeout.
  * Returns 0 when the answer is 200, 1 otherwise with a one-line reason in reason (the failing

@@ -3,7 +3,8 @@
 # already there. Non-interactive; needs root (or sudo) only when something is missing.
 # --test adds what only the test suite needs (a PostgreSQL server for the throwaway clusters of
 # the datastore and several-servers tests; prometheus for promtool, which lints both daemons'
-# /metrics); the quick start does not pass it.
+# /metrics; python3-jwt, the independent JOSE implementation that validates JWT-SVIDs through OIDC
+# discovery); the quick start does not pass it.
 set -euo pipefail
 
 pkgs=(
@@ -14,7 +15,7 @@ pkgs=(
 	python3 python3-grpcio python3-grpc-tools python3-cryptography
 )
 if [ "${1:-}" = --test ]; then
-	pkgs+=(postgresql prometheus)
+	pkgs+=(postgresql prometheus python3-jwt)
 fi
 
 missing=()

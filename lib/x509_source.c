@@ -182,6 +182,16 @@ static void on_message(struct lanyard_x509_source *src, const uint8_t *msg, size
 	lanyard_x509_context_unref(ctx);
 }
 
+static bool stopping(struct lanyard_x509_source *src)
+{
+	bool stop;
+
+	pthread_mutex_lock(&src->lock);
+	stop = src->stop;
+	pthread_mutex_unlock(&src->lock);
+	return stop;
+}
+
 /* Follows one stream until it ends or breaks. Returns true when a message arrived. */
 static bool follow_stream(struct lanyard_x509_source *src, struct grpc_client *c)
 {
@@ -208,6 +218,8 @@ static bool follow_stream(struct lanyard_x509_source *src, struct grpc_client *c
 			got = true;
 			continue;
 		}
+		if (stopping(src))
+			break; /* free() shut the socket down: not a lost connection */
 		if (n == 2)
 			set_status(src, st == GRPC_STATUS_OK ? LANYARD_EAGENT : ly_code_from_grpc(st),
 				   "agent: %s: %s (retrying)", grpc_status_name(st), err);

@@ -20,10 +20,14 @@
 #include <microhttpd.h>
 
 #include "bundle.h"
+#include "ca.h"
 #include "entry.h"
+#include "entry_bulk.h"
 #include "fed_bundle.h"
 #include "log.h"
 #include "spiffeid.h"
+#include "taint_ack.h"
+#include "x509.h"
 #include "unix_socket.h"
 #include "util.h"
 
@@ -48,7 +52,7 @@ struct admin_api {
 /* Per-request state, owned by MHD's connection (freed in request_completed). */
 struct request {
 	char *body;
-	size_t len;
+	size_t len, cap;
 	bool too_big;
 };
 
@@ -314,6 +318,11 @@ static unsigned int ds_status(int ret)
 	}
 }
 
+/* Entries kept by automatic registration follow their pods: a hand edit would be undone (or
+ * would undo the server's), so the admin API refuses it and says where the rule lives. */
+#define MANAGED_REFUSAL "entry %.64s is managed by the server (k8s_registration: it follows its " \
+			"pod); change the rule in the server's configuration instead of the entry"
+
 static void h_entry_create(struct call *c, struct reply *r)
 {
 	struct entry *e = NULL;
@@ -327,6 +336,11 @@ static void h_entry_create(struct call *c, struct reply *r)
 	}
 	if (entry_from_json(o, &e, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	if (e->managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, "\"managed\": only the server's k8s_registration "
+			    "makes managed entries");
 		goto out;
 	}
 	/* The datastore decides these; values fed back from an earlier output are ignored. */
@@ -364,12 +378,46 @@ static enum MHD_Result collect_selectors(void *cls, enum MHD_ValueKind kind, con
 	return MHD_YES;
 }
 
+/* page_size and page_token, when either is given: f gets the page, *paged says so. */
+static bool page_args(struct call *c, struct entry_filter *f, char after_id[37], bool *paged,
+		      struct reply *r)
+{
+	const char *size = query(c, "page_size"), *tok = query(c, "page_token");
+	*paged = (size && *size) || (tok && *tok);
+	if (!*paged)
+		return true;
+	long long ps = ENTRY_PAGE_SIZE_DEFAULT;
+	if (size && *size) {
+		char *end = NULL;
+		errno = 0;
+		ps = strtoll(size, &end, 10);
+		if (*end || errno || ps < 1 || ps > ENTRY_PAGE_SIZE_MAX) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "page_size \"%.32s\" must be an integer "
+				    "in [1, %d]", size, ENTRY_PAGE_SIZE_MAX);
+			return false;
+		}
+	}
+	if (tok && *tok) {
+		if (entry_page_token_decode(tok, &f->after_created_at, after_id) < 0) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid page_token \"%.64s\": pass the "
+				    "next_page_token of the previous page as it is", tok);
+			return false;
+		}
+		f->after_id = after_id;
+	}
+	/* One more than asked: whether it exists says whether there is a next page. */
+	f->limit = (size_t)ps + 1;
+	return true;
+}
+
 static void h_entry_list(struct call *c, struct reply *r)
 {
 	const char *sel[ENTRY_MAX_SELECTORS];
 	struct selector_args sa = { .v = sel };
 	struct entry **v = NULL;
 	size_t n = 0;
+	char after_id[37];
+	bool paged;
 
 	MHD_get_connection_values(c->conn, MHD_GET_ARGUMENT_KIND, collect_selectors, &sa);
 	struct entry_filter f = {
@@ -382,16 +430,145 @@ static void h_entry_list(struct call *c, struct reply *r)
 		f.spiffe_id = NULL;
 	if (f.parent_id && !*f.parent_id)
 		f.parent_id = NULL;
+	if (!page_args(c, &f, after_id, &paged, r))
+		return;
 	int ret = ds_entry_list(c->api->ds, &f, &v, &n);
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), "cannot list entries");
 		return;
 	}
+	char next[ENTRY_PAGE_TOKEN_MAX] = "";
+	if (paged && n == f.limit) {
+		n--;
+		entry_page_token_encode(v[n - 1], next);
+		entry_free(v[n]);
+	}
 	json_t *a = json_array();
 	for (size_t i = 0; a && i < n; i++)
 		json_array_append_new(a, entry_to_json(v[i]));
 	entry_array_free(v, n);
-	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "entries", a) : NULL);
+	json_t *o = a ? json_pack("{s:o}", "entries", a) : NULL;
+	if (o && paged)
+		json_object_set_new(o, "next_page_token", json_string(next));
+	reply_json(r, MHD_HTTP_OK, o);
+}
+
+/* {"count": N} from a datastore count (ds_entry_count, ds_agent_count). */
+static void reply_count(struct call *c, struct reply *r, int (*count)(struct datastore *, int64_t *),
+			const char *what)
+{
+	int64_t n = 0;
+	if (count(c->api->ds, &n) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot count %s", what);
+		return;
+	}
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:I}", "count", (json_int_t)n));
+}
+
+static void h_entry_count(struct call *c, struct reply *r)
+{
+	reply_count(c, r, ds_entry_count, "entries");
+}
+
+/* One refused entry of a batch: {"index": i, "error": msg}. */
+static void batch_error(json_t *errors, size_t i, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void batch_error(json_t *errors, size_t i, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i, "error", msg));
+}
+
+/* Reads and checks every entry of a batch, as h_entry_create does one; each refusal goes to
+ * errors with its index. v[i] is NULL for a refused entry. */
+static void batch_parse(struct admin_api *api, json_t *arr, struct entry **v, json_t *errors)
+{
+	size_t i;
+	json_t *item;
+	json_array_foreach(arr, i, item) {
+		char err[512] = "";
+		struct reply scratch = { 0 };
+		if (!json_is_object(item)) {
+			batch_error(errors, i, "must be a JSON object");
+			continue;
+		}
+		if (entry_from_json(item, &v[i], err, sizeof(err)) < 0) {
+			batch_error(errors, i, "%s", err);
+			continue;
+		}
+		/* As for "entry create": the server assigns these; values from "entry show" output
+		 * are ignored. */
+		v[i]->id[0] = '\0';
+		v[i]->revision = 0;
+		v[i]->created_at = 0;
+		if (!entry_admissible(api, v[i], &scratch)) {
+			batch_error(errors, i, "%s", json_string_value(json_object_get(scratch.json,
+										       "error")));
+			entry_free(v[i]);
+			v[i] = NULL;
+		}
+		json_decref(scratch.json);
+	}
+	size_t a, b;
+	if (json_array_size(errors) == 0 &&
+	    entry_batch_find_duplicate(v, json_array_size(arr), &a, &b))
+		batch_error(errors, b, "same SPIFFE ID, parent ID and selectors as entry %zu of this "
+			    "batch", a);
+}
+
+/* {"entries":[...]} in; all created in one transaction, or none, with the errors by index. */
+static void h_entry_batch(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "entries", NULL };
+	struct entry **v = NULL;
+	size_t n = 0;
+	json_t *errors = json_array();
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r))
+		goto out;
+	json_t *arr = json_object_get(o, "entries");
+	n = json_array_size(arr);
+	if (!json_is_array(arr) || n == 0 || n > ENTRY_BATCH_MAX) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"entries\" must be an array of 1 to %d "
+			    "entries", ENTRY_BATCH_MAX);
+		goto out;
+	}
+	v = xcalloc(n, sizeof(*v));
+	batch_parse(c->api, arr, v, errors);
+	unsigned int status = MHD_HTTP_BAD_REQUEST;
+	if (json_array_size(errors) == 0) {
+		char err[512] = "";
+		size_t failed = SIZE_MAX;
+		int ret = ds_entry_create_batch(c->api->ds, v, n, &failed, err, sizeof(err));
+		if (ret == 0) {
+			json_t *a = json_array();
+			for (size_t i = 0; a && i < n; i++)
+				json_array_append_new(a, entry_to_json(v[i]));
+			log_info("admin: %zu entries created in one batch", n);
+			reply_json(r, MHD_HTTP_CREATED, a ? json_pack("{s:o}", "entries", a) : NULL);
+			notify_changed(c);
+			goto out;
+		}
+		status = ds_status(ret);
+		if (failed == SIZE_MAX) {
+			reply_error(r, status, "cannot create the entries: %s; none was created", err);
+			goto out;
+		}
+		batch_error(errors, failed, "%s", err);
+	}
+	reply_error(r, status, "%zu of %zu entries refused; none was created",
+		    json_array_size(errors), n);
+	json_object_set(r->json, "errors", errors);
+out:
+	for (size_t i = 0; v && i < n; i++)
+		entry_free(v[i]);
+	free(v);
+	json_decref(errors);
+	json_decref(o);
 }
 
 static void h_entry_get(struct call *c, struct reply *r)
@@ -418,6 +595,10 @@ static void h_entry_update(struct call *c, struct reply *r)
 			    "cannot read entry %.64s", c->id);
 		goto out;
 	}
+	if (e->managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, MANAGED_REFUSAL, c->id);
+		goto out;
+	}
 	o = parse_body(c, r, false);
 	if (!o)
 		goto out;
@@ -429,6 +610,11 @@ static void h_entry_update(struct call *c, struct reply *r)
 	before = entry_to_json(e);
 	if (entry_merge_json(e, o, err, sizeof(err)) < 0) {
 		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		goto out;
+	}
+	if (e->managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, "\"managed\": only the server's k8s_registration "
+			    "makes managed entries");
 		goto out;
 	}
 	if (!entry_admissible(c->api, e, r))
@@ -457,7 +643,16 @@ out:
 
 static void h_entry_delete(struct call *c, struct reply *r)
 {
-	int ret = entry_id_ok(c->id) ? ds_entry_delete(c->api->ds, c->id) : -ENOENT;
+	struct entry *e = NULL;
+	int ret = entry_id_ok(c->id) ? ds_entry_get(c->api->ds, c->id, &e) : -ENOENT;
+	bool managed = ret == 0 && e->managed;
+	entry_free(e);
+	if (managed) {
+		reply_error(r, MHD_HTTP_FORBIDDEN, MANAGED_REFUSAL, c->id);
+		return;
+	}
+	if (ret == 0)
+		ret = ds_entry_delete(c->api->ds, c->id);
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), ret == -ENOENT ? "no entry with id %.64s" :
 			    "cannot delete entry %.64s", c->id);
@@ -483,6 +678,11 @@ static void h_agent_list(struct call *c, struct reply *r)
 		json_array_append_new(a, agent_record_to_json(v[i]));
 	agent_record_array_free(v, n);
 	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "agents", a) : NULL);
+}
+
+static void h_agent_count(struct call *c, struct reply *r)
+{
+	reply_count(c, r, ds_agent_count, "agents");
 }
 
 static void h_server_list(struct call *c, struct reply *r)
@@ -547,6 +747,411 @@ static void h_agent_evict(struct call *c, struct reply *r)
 static void h_agent_ban(struct call *c, struct reply *r)
 {
 	agent_action(c, r, true);
+}
+
+/* ---- CA authorities (ca.h; the revocation rule is taint_ack.h's) ---- */
+
+static unsigned int ca_status(int ret)
+{
+	switch (ret) {
+	case -ENOENT:
+		return MHD_HTTP_NOT_FOUND;
+	case -EBUSY:
+	case -EEXIST:
+	case -EXDEV:
+		return MHD_HTTP_CONFLICT;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+static bool have_ca(struct call *c, struct reply *r)
+{
+	if (!c->api->hooks.ca)
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "the CA is not available");
+	return c->api->hooks.ca != NULL;
+}
+
+static void h_authority_list(struct call *c, struct reply *r)
+{
+	if (have_ca(c, r))
+		reply_json(r, MHD_HTTP_OK, ca_authorities_json(c->api->hooks.ca));
+}
+
+static void h_authority_prepare(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { NULL };
+	char err[512], id[65];
+	json_t *o = parse_body(c, r, true);
+	if (!o || !only_keys(o, keys, r) || !have_ca(c, r))
+		goto out;
+	int ret = ca_prepare(c->api->hooks.ca, now_unix(), id, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ca_status(ret), "%s", err);
+		goto out;
+	}
+	log_info("admin: authority %s prepared", id);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", "prepared", id));
+	notify_changed(c);
+out:
+	json_decref(o);
+}
+
+/* Refuses a revocation while an agent may still hold or serve an SVID of the authority. */
+static bool nothing_depends(struct call *c, struct reply *r, const char *id)
+{
+	char err[512], **pending = NULL;
+	size_t n = 0;
+	int ret = ca_tainted_check(c->api->hooks.ca, id, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ca_status(ret), "%s", err);
+		return false;
+	}
+	if (taint_ack_pending(c->api->ds, id, &pending, &n) < 0) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot read the agents");
+		return false;
+	}
+	if (n)
+		reply_error(r, MHD_HTTP_CONFLICT, "authority %s is still needed: %zu agent%s %s not "
+			    "re-issued every SVID it signed (e.g. %.256s); wait for them, or evict "
+			    "agents that are gone (\"agent evict\")", id, n, n == 1 ? "" : "s",
+			    n == 1 ? "has" : "have", pending[0]);
+	for (size_t i = 0; i < n; i++)
+		free(pending[i]);
+	free(pending);
+	return n == 0;
+}
+
+/* activate, taint, revoke: {"id": ...} in, {"<verb>": id} out. */
+static void authority_action(struct call *c, struct reply *r, const char *verb,
+			     int (*fn)(struct ca *, const char *, char *, size_t))
+{
+	static const char *const keys[] = { "id", NULL };
+	const char *id;
+	char err[512];
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(id = body_string(o, "id", r)) || !have_ca(c, r))
+		goto out;
+	if (fn == ca_revoke && !nothing_depends(c, r, id))
+		goto out;
+	int ret = fn(c->api->hooks.ca, id, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ca_status(ret), "%s", err);
+		goto out;
+	}
+	log_info("admin: authority %s %s", id, verb);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", verb, id));
+	notify_changed(c);
+out:
+	json_decref(o);
+}
+
+static void h_authority_activate(struct call *c, struct reply *r)
+{
+	authority_action(c, r, "activated", ca_activate);
+}
+
+static void h_authority_taint(struct call *c, struct reply *r)
+{
+	authority_action(c, r, "tainted", ca_taint);
+}
+
+static void h_authority_revoke(struct call *c, struct reply *r)
+{
+	authority_action(c, r, "revoked", ca_revoke);
+}
+
+/* ---- federation relationships ---- */
+
+/* The relationship document with this server's fetch state of it ("state"), when known. */
+static json_t *fed_rel_json(struct call *c, const struct fed_relationship *rel)
+{
+	json_t *j = fed_relationship_to_json(rel);
+	const struct admin_hooks *h = &c->api->hooks;
+	json_t *st = h->fed_state ? h->fed_state(h->ud, rel->trust_domain) : NULL;
+	if (j && st)
+		json_object_set_new(j, "state", st);
+	else
+		json_decref(st);
+	return j;
+}
+
+static void h_fed_list(struct call *c, struct reply *r)
+{
+	struct fed_relationship **v = NULL;
+	size_t n = 0;
+	if (ds_fed_rel_list(c->api->ds, &v, &n) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list federation relationships");
+		return;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, fed_rel_json(c, v[i]));
+	fed_relationship_array_free(v, n);
+	reply_json(r, MHD_HTTP_OK, a ? json_pack("{s:o}", "federations", a) : NULL);
+}
+
+/* Validates and stores o as a relationship (create or update) and replies with it. */
+static void fed_store(struct call *c, struct reply *r, json_t *o, bool create)
+{
+	struct fed_relationship *rel = NULL;
+	char err[512];
+	if (fed_relationship_from_json(o, &rel, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return;
+	}
+	if (strcmp(rel->trust_domain, c->api->trust_domain) == 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "trust_domain %s is this server's own",
+			    rel->trust_domain);
+		goto out;
+	}
+	int ret = ds_fed_rel_put(c->api->ds, rel, create, err, sizeof(err));
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), ret == -EEXIST ? "trust domain %s has a federation "
+			    "relationship already" : ret == -ENOENT ? "no federation relationship with "
+			    "%s" : "cannot store the federation relationship with %s",
+			    rel->trust_domain);
+		goto out;
+	}
+	log_info("admin: federation relationship with %s %s (%s, %s)", rel->trust_domain,
+		 create ? "created" : "updated", rel->bundle_endpoint_url,
+		 fed_profile_name(rel->profile));
+	reply_json(r, create ? MHD_HTTP_CREATED : MHD_HTTP_OK, fed_rel_json(c, rel));
+	if (c->api->hooks.fed_refresh)
+		c->api->hooks.fed_refresh(c->api->hooks.ud, rel->trust_domain);
+out:
+	fed_relationship_free(rel);
+}
+
+static void h_fed_create(struct call *c, struct reply *r)
+{
+	json_t *o = parse_body(c, r, false);
+	if (o)
+		fed_store(c, r, o, true);
+	json_decref(o);
+}
+
+/* Members of the body replace those stored; a null member removes an optional one. */
+static void h_fed_update(struct call *c, struct reply *r)
+{
+	struct fed_relationship *rel = NULL;
+	json_t *o = parse_body(c, r, false), *cur = NULL;
+	if (!o)
+		return;
+	int ret = ds_fed_rel_get(c->api->ds, c->id, &rel);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		goto out;
+	}
+	cur = fed_relationship_to_json(rel);
+	if (!cur || json_object_update(cur, o) != 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+		goto out;
+	}
+	const char *td = json_string_value(json_object_get(cur, "trust_domain"));
+	if (!td || strcmp(td, c->id) != 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "the trust domain of a relationship cannot change");
+		goto out;
+	}
+	fed_store(c, r, cur, false);
+out:
+	json_decref(cur);
+	json_decref(o);
+	fed_relationship_free(rel);
+}
+
+static void h_fed_show(struct call *c, struct reply *r)
+{
+	struct fed_relationship *rel = NULL;
+	int ret = ds_fed_rel_get(c->api->ds, c->id, &rel);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		return;
+	}
+	reply_json(r, MHD_HTTP_OK, fed_rel_json(c, rel));
+	fed_relationship_free(rel);
+}
+
+static void h_fed_delete(struct call *c, struct reply *r)
+{
+	const struct admin_hooks *h = &c->api->hooks;
+	int ret = ds_fed_rel_delete(c->api->ds, c->id);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		return;
+	}
+	log_info("admin: federation relationship with %s deleted", c->id);
+	if (h->fed_deleted)
+		h->fed_deleted(h->ud, c->id);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s}", "deleted", c->id));
+	notify_changed(c);
+}
+
+/* POST /v1/federations/{td}: fetch its bundle now. */
+static void h_fed_refresh(struct call *c, struct reply *r)
+{
+	const struct admin_hooks *h = &c->api->hooks;
+	struct fed_relationship *rel = NULL;
+	int ret = ds_fed_rel_get(c->api->ds, c->id, &rel);
+	if (ret < 0) {
+		reply_error(r, ds_status(ret), "no federation relationship with %.255s", c->id);
+		return;
+	}
+	fed_relationship_free(rel);
+	if (h->fed_refresh)
+		h->fed_refresh(h->ud, c->id);
+	reply_json(r, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "refreshing", c->id));
+}
+
+/* ---- SVIDs minted by hand ("x509 mint", "jwt mint") ---- */
+
+/* The SPIFFE ID and DNS names of a minted SVID pass the checks of an entry's (as an entry whose
+ * parent is the server itself) and the identity namespaces: an admin cannot mint the server's or
+ * an agent's identity. The strings stay owned by the request. */
+static bool mint_id_ok(struct admin_api *api, const char *id, const char **dns, size_t n_dns,
+		       struct reply *r)
+{
+	char parent[300], err[512] = "";
+	const char *sel = "mint:admin";
+	snprintf(parent, sizeof(parent), "spiffe://%s", api->trust_domain);
+	struct entry e = { .spiffe_id = (char *)id, .parent_id = parent, .selectors = (char **)&sel,
+			   .n_selectors = 1, .dns_names = (char **)dns, .n_dns_names = n_dns };
+	if (entry_validate(&e, api->trust_domain, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return false;
+	}
+	return identity_assignable(api, "spiffe_id", id, r);
+}
+
+/* "ttl": optional, in [1, MINT_TTL_MAX]. */
+static bool mint_ttl(json_t *o, int64_t dflt, int64_t *ttl, struct reply *r)
+{
+	json_t *v = json_object_get(o, "ttl");
+	*ttl = dflt;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MINT_TTL_MAX) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"ttl\" must be an integer number of seconds "
+			    "in [1, %d]", MINT_TTL_MAX);
+		return false;
+	}
+	*ttl = json_integer_value(v);
+	return true;
+}
+
+/* An optional array of at most max strings under key; *v points into o. */
+static bool string_array(json_t *o, const char *key, size_t max, const char **v, size_t *n,
+			 struct reply *r)
+{
+	json_t *a = json_object_get(o, key), *x;
+	size_t i;
+	*n = 0;
+	if (!a)
+		return true;
+	if (!json_is_array(a) || json_array_size(a) > max) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"%s\" must be an array of at most %zu strings",
+			    key, max);
+		return false;
+	}
+	json_array_foreach(a, i, x) {
+		if (!json_is_string(x) || !*json_string_value(x) ||
+		    strlen(json_string_value(x)) != json_string_length(x)) {
+			reply_error(r, MHD_HTTP_BAD_REQUEST, "\"%s\"[%zu] must be a non-empty string",
+				    key, i);
+			return false;
+		}
+		v[(*n)++] = json_string_value(x);
+	}
+	return true;
+}
+
+/* {"spiffe_id", "csr": base64 DER PKCS#10, "ttl"?, "dns_names"?} -> {"spiffe_id",
+ * "certificate": PEM chain, "bundle": PEM, "expires_at"}. The key stays with the caller. */
+static void h_mint_x509(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "spiffe_id", "csr", "ttl", "dns_names", NULL };
+	const struct admin_hooks *h = &c->api->hooks;
+	const char *id, *csr_b64, *dns[ENTRY_MAX_DNS_NAMES];
+	size_t n_dns = 0, der_len = 0, chain_len = 0;
+	uint8_t *der = NULL, *chain = NULL;
+	char *cert = NULL, *bundle = NULL, err[256] = "";
+	struct csr_info ci = { 0 };
+	int64_t ttl, not_after = 0;
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(id = body_string(o, "spiffe_id", r)) ||
+	    !(csr_b64 = body_string(o, "csr", r)) ||
+	    !string_array(o, "dns_names", ENTRY_MAX_DNS_NAMES, dns, &n_dns, r) ||
+	    !mint_ttl(o, MINT_X509_TTL_DEFAULT, &ttl, r) || !mint_id_ok(c->api, id, dns, n_dns, r))
+		goto out;
+	if (base64_decode(csr_b64, strlen(csr_b64), &der, &der_len) < 0 ||
+	    x509_csr_parse(der, der_len, &ci, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid \"csr\": %s",
+			    *err ? err : "not base64");
+		goto out;
+	}
+	if (!h->mint_x509 || !h->bundle_pem) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "minting is not available");
+		goto out;
+	}
+	if (h->mint_x509(h->ud, id, dns, n_dns, ci.spki, ci.spki_len, ttl, &chain, &chain_len,
+			 &not_after, err, sizeof(err)) < 0 ||
+	    !(cert = bundle_to_pem(chain, chain_len)) || h->bundle_pem(h->ud, &bundle) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot mint: %s",
+			    *err ? err : "out of memory");
+		goto out;
+	}
+	char t[32];
+	time_format_rfc3339(not_after, t, sizeof(t));
+	log_info("admin: X509-SVID minted by hand for %s (expires at %s)", id, t);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s, s:s, s:s, s:I}", "spiffe_id", id,
+					     "certificate", cert, "bundle", bundle ? bundle : "",
+					     "expires_at", (json_int_t)not_after));
+out:
+	csr_info_free(&ci);
+	free(der);
+	free(chain);
+	free(cert);
+	free(bundle);
+	json_decref(o);
+}
+
+/* {"spiffe_id", "audience": [...], "ttl"?} -> {"spiffe_id", "token", "expires_at"}. */
+static void h_mint_jwt(struct call *c, struct reply *r)
+{
+	static const char *const keys[] = { "spiffe_id", "audience", "ttl", NULL };
+	const struct admin_hooks *h = &c->api->hooks;
+	const char *id, *aud[MINT_MAX_AUDIENCES];
+	size_t n_aud = 0;
+	char *token = NULL, err[256] = "";
+	int64_t ttl, exp = 0;
+	json_t *o = parse_body(c, r, false);
+	if (!o || !only_keys(o, keys, r) || !(id = body_string(o, "spiffe_id", r)) ||
+	    !string_array(o, "audience", MINT_MAX_AUDIENCES, aud, &n_aud, r) ||
+	    !mint_ttl(o, MINT_JWT_TTL_DEFAULT, &ttl, r) || !mint_id_ok(c->api, id, NULL, 0, r))
+		goto out;
+	if (n_aud == 0) {
+		reply_error(r, MHD_HTTP_BAD_REQUEST, "\"audience\" needs at least one audience");
+		goto out;
+	}
+	if (!h->mint_jwt) {
+		reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "minting is not available");
+		goto out;
+	}
+	if (h->mint_jwt(h->ud, id, aud, n_aud, ttl, &token, &exp, err, sizeof(err)) < 0) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot mint: %s", err);
+		goto out;
+	}
+	char t[32];
+	time_format_rfc3339(exp, t, sizeof(t));
+	log_info("admin: JWT-SVID minted by hand for %s (audience %s%s, expires at %s)", id, aud[0],
+		 n_aud > 1 ? ", ..." : "", t);
+	reply_json(r, MHD_HTTP_OK, json_pack("{s:s, s:s, s:I}", "spiffe_id", id, "token", token,
+					     "expires_at", (json_int_t)exp));
+out:
+	if (token)
+		secure_zero(token, strlen(token));
+	free(token);
+	json_decref(o);
 }
 
 /* ---- bundle, health ---- */
@@ -718,19 +1323,34 @@ static void h_health(struct call *c, struct reply *r)
 static const struct route routes[] = {
 	{ .path = "/v1/tokens", .by_method = { [M_POST] = h_token_create } },
 	{ .path = "/v1/entries", .by_method = { [M_GET] = h_entry_list, [M_POST] = h_entry_create } },
+	/* Before the {id} route, which would take "count" and "batch" for ids. */
+	{ .path = "/v1/entries/count", .by_method = { [M_GET] = h_entry_count } },
+	{ .path = "/v1/entries/batch", .by_method = { [M_POST] = h_entry_batch } },
 	{ .path = "/v1/entries/", .prefix = true,
 	  .by_method = { [M_GET] = h_entry_get, [M_PUT] = h_entry_update,
 			 [M_DELETE] = h_entry_delete } },
 	{ .path = "/v1/agents", .by_method = { [M_GET] = h_agent_list } },
+	{ .path = "/v1/agents/count", .by_method = { [M_GET] = h_agent_count } },
 	{ .path = "/v1/agents/show", .by_method = { [M_GET] = h_agent_show } },
 	{ .path = "/v1/agents/evict", .by_method = { [M_POST] = h_agent_evict } },
 	{ .path = "/v1/agents/ban", .by_method = { [M_POST] = h_agent_ban } },
+	{ .path = "/v1/svids/x509", .by_method = { [M_POST] = h_mint_x509 } },
+	{ .path = "/v1/svids/jwt", .by_method = { [M_POST] = h_mint_jwt } },
 	{ .path = "/v1/bundle", .by_method = { [M_GET] = h_bundle } },
+	{ .path = "/v1/authorities", .by_method = { [M_GET] = h_authority_list } },
+	{ .path = "/v1/authorities/prepare", .by_method = { [M_POST] = h_authority_prepare } },
+	{ .path = "/v1/authorities/activate", .by_method = { [M_POST] = h_authority_activate } },
+	{ .path = "/v1/authorities/taint", .by_method = { [M_POST] = h_authority_taint } },
+	{ .path = "/v1/authorities/revoke", .by_method = { [M_POST] = h_authority_revoke } },
 	{ .path = "/v1/federated_bundles", .by_method = { [M_GET] = h_fed_bundle_list } },
 	{ .path = "/v1/federated_bundles/show", .by_method = { [M_GET] = h_fed_bundle_show } },
 	{ .path = "/v1/federated_bundles/set", .by_method = { [M_POST] = h_fed_bundle_set } },
 	{ .path = "/v1/federated_bundles/delete",
 	  .by_method = { [M_POST] = h_fed_bundle_delete } },
+	{ .path = "/v1/federations", .by_method = { [M_GET] = h_fed_list, [M_POST] = h_fed_create } },
+	{ .path = "/v1/federations/", .prefix = true,
+	  .by_method = { [M_GET] = h_fed_show, [M_POST] = h_fed_refresh, [M_PUT] = h_fed_update,
+			 [M_DELETE] = h_fed_delete } },
 	{ .path = "/v1/servers", .by_method = { [M_GET] = h_server_list } },
 	{ .path = "/v1/health", .by_method = { [M_GET] = h_health } },
 };
@@ -870,6 +1490,12 @@ static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid
 	       (api->group_set && peer_in_group(cred.pid, cred.gid, api->group));
 }
 
+/* A batch of entries may be large; anything else is small. */
+static size_t body_limit(const char *url)
+{
+	return strcmp(url, "/v1/entries/batch") == 0 ? ADMIN_MAX_BATCH_BODY : ADMIN_MAX_BODY;
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 				      const char *method, const char *version,
 				      const char *upload_data, size_t *upload_data_size,
@@ -886,7 +1512,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > ADMIN_MAX_BODY)
+		if (cl && strtoull(cl, NULL, 10) > body_limit(url))
 			return send_error_now(conn, MHD_HTTP_CONTENT_TOO_LARGE,
 					      "request body too large");
 		req = calloc(1, sizeof(*req));
@@ -899,17 +1525,24 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
-		if (req->too_big || n > ADMIN_MAX_BODY - req->len) {
+		if (req->too_big || n > body_limit(url) - req->len) {
 			req->too_big = true;
 			free(req->body);
 			req->body = NULL;
 			return MHD_YES;
 		}
-		char *nb = realloc(req->body, req->len + n + 1);
-		if (!nb)
-			return MHD_NO;
-		memcpy(nb + req->len, upload_data, n);
-		req->body = nb;
+		if (req->len + n + 1 > req->cap) {
+			/* Doubling: a batch of many megabytes arrives in small pieces. */
+			size_t cap = req->cap ? req->cap : 4096;
+			while (cap < req->len + n + 1)
+				cap *= 2;
+			char *nb = realloc(req->body, cap);
+			if (!nb)
+				return MHD_NO;
+			req->body = nb;
+			req->cap = cap;
+		}
+		memcpy(req->body + req->len, upload_data, n);
 		req->len += n;
 		req->body[req->len] = '\0';
 		return MHD_YES;

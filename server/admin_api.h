@@ -8,8 +8,21 @@
 
 #include "datastore.h"
 
+struct ca;
+
 #define ADMIN_SOCKET_DEFAULT "/run/lanyard/server/admin.sock"
 #define ADMIN_MAX_BODY (1024 * 1024)
+/* POST /v1/entries/batch: at most this many entries, in a body of at most this size. */
+#define ENTRY_BATCH_MAX 50000
+#define ADMIN_MAX_BATCH_BODY (64u * 1024 * 1024)
+/* GET /v1/entries?page_size=N: the default and the largest N. */
+#define ENTRY_PAGE_SIZE_DEFAULT 1000
+#define ENTRY_PAGE_SIZE_MAX 10000
+/* POST /v1/svids/x509 and /v1/svids/jwt: lifetimes by default and at most. */
+#define MINT_X509_TTL_DEFAULT 3600
+#define MINT_JWT_TTL_DEFAULT 300
+#define MINT_TTL_MAX (7 * 86400)
+#define MINT_MAX_AUDIENCES 16
 
 /* What the admin API needs from the rest of the server. The callbacks run on the admin API's
  * thread(s): they must be thread-safe. Any of them may be NULL (the bundle routes then answer 503). */
@@ -22,10 +35,27 @@ struct admin_hooks {
 	int (*bundle_spiffe_json)(void *ud, char **out);
 	/* Called after any successful entry/agent/token change (e.g. uv_async_send). */
 	void (*changed)(void *ud);
+	/* Federation (federation.c): fetch that trust domain's bundle soon; forget a deleted
+	 * relationship (and the bundle fetched through it); the fetch state as a JSON object
+	 * (NULL when unknown). */
+	void (*fed_refresh)(void *ud, const char *trust_domain);
+	void (*fed_deleted)(void *ud, const char *trust_domain);
+	json_t *(*fed_state)(void *ud, const char *trust_domain);
 	int64_t default_token_ttl;		/* seconds; <= 0 means 600 */
 	/* admin_socket_group: a group name whose members may use the API too (the socket is then
 	 * 0660 and owned by that group); NULL: root and the server's uid only (0600). */
 	const char *socket_group;
+	/* The CA, for "authority show|prepare|activate|taint|revoke" (its functions are
+	 * thread-safe); NULL: those routes answer 503. After a change the API calls changed(). */
+	struct ca *ca;
+	/* "x509 mint" / "jwt mint" (NULL: those routes answer 503). They sign with the CA's active
+	 * authority; ttl is in seconds and the CA caps it. Outputs malloc'd; the caller frees (and
+	 * wipes the token). 0, or negative with a message in err. */
+	int (*mint_x509)(void *ud, const char *spiffe_id, const char *const *dns, size_t n_dns,
+			 const uint8_t *spki, size_t spki_len, int64_t ttl, uint8_t **chain,
+			 size_t *chain_len, int64_t *not_after, char *err, size_t errlen);
+	int (*mint_jwt)(void *ud, const char *spiffe_id, const char *const *aud, size_t n_aud,
+			int64_t ttl, char **token, int64_t *exp, char *err, size_t errlen);
 };
 
 struct admin_api;

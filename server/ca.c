@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "der_pem.h"
 #include "log.h"
 #include "util.h"
 #include "x509.h"
@@ -36,6 +37,7 @@ struct authority {
 	size_t jwt_spki_len;
 	int64_t not_before, not_after;
 	char sha256[65];
+	bool tainted;
 };
 
 /* Another server's published authority: public parts only. */
@@ -46,7 +48,9 @@ struct peer {
 	char jwt_kid[80];
 	uint8_t *jwt_spki;
 	size_t jwt_spki_len;
-	int64_t not_after;
+	int state; /* CA_STATE_* as that server recorded it */
+	bool tainted;
+	int64_t not_before, not_after;
 };
 
 struct ca {
@@ -58,6 +62,7 @@ struct ca {
 	int64_t next_full_sync; /* re-read even without news from the feed (a missed wake-up) */
 	struct datastore *ds;
 	char *trust_domain;
+	char *jwt_issuer; /* NULL: JWT-SVIDs carry no "iss" */
 	char *key_dir;
 	enum key_type key_type;
 	int64_t ca_ttl;
@@ -152,7 +157,7 @@ static int record_authority(struct ca *ca, const struct authority *a)
 {
 	struct ca_record r = {0};
 	snprintf(r.id, sizeof(r.id), "%s", a->id);
-	r.state = a->state;
+	r.state = a->state | (a->tainted ? CA_STATE_TAINTED : 0);
 	r.cert_der = a->cert;
 	r.cert_len = a->cert_len;
 	r.jwt_kid = (char *)a->jwt_kid;
@@ -252,7 +257,8 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 	struct authority *a = xcalloc(1, sizeof(*a));
 	atomic_init(&a->refs, 1);
 	snprintf(a->id, sizeof(a->id), "%s", r->id);
-	a->state = r->state;
+	a->state = r->state & ~CA_STATE_TAINTED;
+	a->tainted = (r->state & CA_STATE_TAINTED) != 0;
 	a->cert = xmalloc(r->cert_len);
 	memcpy(a->cert, r->cert_der, r->cert_len);
 	a->cert_len = r->cert_len;
@@ -373,6 +379,9 @@ static void peer_from_record(struct peer *p, const struct ca_record *r)
 		memcpy(p->jwt_spki, r->jwt_spki, r->jwt_spki_len);
 		p->jwt_spki_len = r->jwt_spki_len;
 	}
+	p->state = r->state & ~CA_STATE_TAINTED;
+	p->tainted = (r->state & CA_STATE_TAINTED) != 0;
+	p->not_before = r->not_before;
 	p->not_after = r->not_after;
 }
 
@@ -405,6 +414,43 @@ static bool own_id(const struct ca *ca, const char *id)
 	return false;
 }
 
+static void drop_authority_at(struct ca *ca, size_t i)
+{
+	struct authority *a = ca->auth[i];
+	memmove(&ca->auth[i], &ca->auth[i + 1], (ca->n_auth - i - 1) * sizeof(*ca->auth));
+	ca->n_auth--;
+	authority_unref(a);
+}
+
+/* Shared datastore, under the lock: an operator on another server may have tainted or revoked
+ * one of this server's authorities. True when the bundle changed. The active authority is never
+ * dropped here (taint refuses it, so it cannot be revoked). */
+static bool sync_own_locked(struct ca *ca, struct ca_record **recs, size_t n)
+{
+	bool changed = false;
+	for (size_t i = 0; i < ca->n_auth;) {
+		struct authority *a = ca->auth[i];
+		const struct ca_record *r = NULL;
+		for (size_t j = 0; j < n && !r; j++)
+			if (strcmp(recs[j]->id, a->id) == 0)
+				r = recs[j];
+		if (!r && a->state != CA_STATE_ACTIVE && a->tainted) {
+			log_info("CA: authority %s was revoked (on another server)", a->id);
+			remove_key_files(ca, a->id);
+			drop_authority_at(ca, i);
+			changed = true;
+			continue;
+		}
+		if (r && (r->state & CA_STATE_TAINTED) && !a->tainted) {
+			log_warnx("CA: authority %s was tainted (on another server)", a->id);
+			a->tainted = true;
+			changed = true;
+		}
+		i++;
+	}
+	return changed;
+}
+
 int ca_sync(struct ca *ca, int64_t now)
 {
 	if (!ca->shared)
@@ -434,8 +480,13 @@ int ca_sync(struct ca *ca, int64_t now)
 	}
 	bool same = len == ca->n_peers;
 	for (size_t i = 0; same && i < len; i++)
-		same = strcmp(v[i].id, ca->peers[i].id) == 0;
+		same = strcmp(v[i].id, ca->peers[i].id) == 0 && v[i].tainted == ca->peers[i].tainted;
+	bool own_changed = sync_own_locked(ca, recs, n);
 	int ret = 0;
+	if (own_changed && same) {
+		bump_sequence(ca);
+		ret = CA_CHANGED_BUNDLE;
+	}
 	if (!same) {
 		peers_free(ca->peers, ca->n_peers);
 		ca->peers = v;
@@ -481,6 +532,7 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 	ca->ds = ds;
 	ca->shared = o->shared;
 	ca->trust_domain = xstrdup(o->trust_domain);
+	ca->jwt_issuer = o->jwt_issuer ? xstrdup(o->jwt_issuer) : NULL;
 	ca->key_type = o->key_type;
 	ca->ca_ttl = o->ca_ttl;
 	char dir[PATH_MAX];
@@ -539,15 +591,17 @@ void ca_close(struct ca *ca)
 	lkey_free(ca->upstream_key);
 	free(ca->upstream_cert);
 	free(ca->trust_domain);
+	free(ca->jwt_issuer);
 	free(ca->key_dir);
 	pthread_mutex_destroy(&ca->lock);
 	free(ca);
 }
 
+/* A tainted authority is never activated, so it never counts as the prepared one either. */
 static struct authority *find_state(struct ca *ca, int state)
 {
 	for (size_t i = 0; i < ca->n_auth; i++)
-		if (ca->auth[i]->state == state)
+		if (ca->auth[i]->state == state && !ca->auth[i]->tainted)
 			return ca->auth[i];
 	return NULL;
 }
@@ -608,11 +662,11 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		add_authority(ca, a);
 		changed |= CA_CHANGED_BUNDLE;
 	}
-	/* Drop old authorities once expired: nothing they signed can still be valid, since every
-	 * leaf's notAfter is capped at its issuer's. */
+	/* Drop old (and tainted prepared) authorities once expired: nothing they signed can still
+	 * be valid, since every leaf's notAfter is capped at its issuer's. */
 	for (size_t i = 0; i < ca->n_auth;) {
 		struct authority *a = ca->auth[i];
-		if (a->state == CA_STATE_OLD && now >= a->not_after) {
+		if (a != active && now >= a->not_after) {
 			if (ds_ca_delete(ca->ds, a->id) < 0 && 0)
 				return -1;
 			remove_key_files(ca, a->id);
@@ -652,7 +706,7 @@ int64_t ca_next_rotation(struct ca *ca)
 			next = active->not_after;
 	}
 	for (size_t i = 0; i < ca->n_auth; i++)
-		if (ca->auth[i]->state == CA_STATE_OLD && ca->auth[i]->not_after < next)
+		if (ca->auth[i] != active && ca->auth[i]->not_after < next)
 			next = ca->auth[i]->not_after;
 	pthread_mutex_unlock(&ca->lock);
 	return next;
@@ -722,13 +776,39 @@ int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n
 	int64_t e = now + ttl;
 	if (e > a->not_after)
 		e = a->not_after;
-	int r = jwt_sign(a->jwt_key, a->jwt_kid, sub, aud, n_aud, now, e, token);
+	int r = jwt_sign_iss(a->jwt_key, a->jwt_kid, ca->jwt_issuer, sub, aud, n_aud, now, e, token);
 	authority_unref(a);
 	if (r < 0)
 		return errorf(err, errlen, "JWT signing failed");
 	if (exp)
 		*exp = e;
 	return 0;
+}
+
+static void add_tainted(struct ca_bundle *out, const char *id, const uint8_t *cert, size_t len,
+			const char *kid)
+{
+	struct ca_tainted *t = &out->tainted[out->n_tainted++];
+	snprintf(t->id, sizeof(t->id), "%s", id);
+	t->cert = xmalloc(len ? len : 1);
+	memcpy(t->cert, cert, len);
+	t->cert_len = len;
+	snprintf(t->jwt_kid, sizeof(t->jwt_kid), "%s", kid);
+}
+
+static void bundle_tainted_locked(struct ca *ca, struct ca_bundle *out)
+{
+	out->tainted = xcalloc(ca->n_auth + ca->n_peers + 1, sizeof(*out->tainted));
+	for (size_t i = 0; i < ca->n_auth; i++) {
+		const struct authority *a = ca->auth[i];
+		if (a->tainted)
+			add_tainted(out, a->id, a->cert, a->cert_len, a->jwt_kid);
+	}
+	for (size_t i = 0; i < ca->n_peers; i++) {
+		const struct peer *p = &ca->peers[i];
+		if (p->tainted)
+			add_tainted(out, p->id, p->cert, p->cert_len, p->jwt_kid);
+	}
 }
 
 int ca_bundle_get(struct ca *ca, struct ca_bundle *out)
@@ -771,6 +851,7 @@ int ca_bundle_get(struct ca *ca, struct ca_bundle *out)
 			out->jwt_expires_at[k++] = p->not_after;
 	}
 	out->sequence = ca->sequence;
+	bundle_tainted_locked(ca, out);
 	pthread_mutex_unlock(&ca->lock);
 	return 0;
 }
@@ -782,6 +863,9 @@ void ca_bundle_free(struct ca_bundle *b)
 	free(b->x509);
 	jwks_free(b->jwt);
 	free(b->jwt_expires_at);
+	for (size_t i = 0; i < b->n_tainted; i++)
+		free(b->tainted[i].cert);
+	free(b->tainted);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -807,7 +891,270 @@ int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n)
 		o->not_after = a->not_after;
 		memcpy(o->sha256, a->sha256, sizeof(o->sha256));
 		snprintf(o->jwt_kid, sizeof(o->jwt_kid), "%s", a->jwt_kid);
+		o->tainted = a->tainted;
 	}
 	pthread_mutex_unlock(&ca->lock);
 	return 0;
+}
+
+/* ---- the operator's rotation (admin API) ---- */
+
+static struct authority *find_own(struct ca *ca, const char *id)
+{
+	for (size_t i = 0; i < ca->n_auth; i++)
+		if (strcmp(ca->auth[i]->id, id) == 0)
+			return ca->auth[i];
+	return NULL;
+}
+
+static struct peer *find_peer(struct ca *ca, const char *id)
+{
+	for (size_t i = 0; i < ca->n_peers; i++)
+		if (strcmp(ca->peers[i].id, id) == 0)
+			return &ca->peers[i];
+	return NULL;
+}
+
+int ca_prepare(struct ca *ca, int64_t now, char id_out[65], char *err, size_t errlen)
+{
+	pthread_mutex_lock(&ca->lock);
+	int ret = -EEXIST;
+	struct authority *p = find_state(ca, CA_STATE_PREPARED);
+	if (p) {
+		errorf(err, errlen, "authority %s is already prepared (activate it with "
+		       "\"authority activate --id %s\")", p->id, p->id);
+		goto out;
+	}
+	ret = -EIO;
+	p = authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
+	if (!p)
+		goto out;
+	add_authority(ca, p);
+	bump_sequence(ca);
+	snprintf(id_out, 65, "%s", p->id);
+	ret = CA_CHANGED_BUNDLE;
+out:
+	pthread_mutex_unlock(&ca->lock);
+	return ret;
+}
+
+/* Not one of ours: the operator asked the wrong server, or a typo. */
+static int not_own(struct ca *ca, const char *id, const char *verb, char *err, size_t errlen)
+{
+	if (find_peer(ca, id)) {
+		errorf(err, errlen, "authority %s belongs to another server sharing this database: "
+		       "%s it there", id, verb);
+		return -EXDEV;
+	}
+	errorf(err, errlen, "unknown authority ID \"%s\" (see \"authority show\")", id);
+	return -ENOENT;
+}
+
+int ca_activate(struct ca *ca, const char *id, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&ca->lock);
+	int ret;
+	struct authority *a = find_own(ca, id);
+	if (!a) {
+		ret = not_own(ca, id, "activate", err, errlen);
+		goto out;
+	}
+	ret = -EBUSY;
+	if (a->tainted) {
+		errorf(err, errlen, "authority %s is tainted: it can never become active again", id);
+		goto out;
+	}
+	if (a->state != CA_STATE_PREPARED) {
+		errorf(err, errlen, "authority %s is %s, not prepared: only a prepared authority can "
+		       "be activated (\"authority prepare\" makes one)", id, state_name(a->state));
+		goto out;
+	}
+	ret = -EIO;
+	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
+	if ((active && set_state(ca, active, CA_STATE_OLD) < 0) ||
+	    set_state(ca, a, CA_STATE_ACTIVE) < 0) {
+		errorf(err, errlen, "cannot record the activation in the datastore");
+		goto out;
+	}
+	log_info("CA: authority %s is now active (operator)%s%s", id, active ? ", replacing " : "",
+		 active ? active->id : "");
+	bump_sequence(ca);
+	ret = CA_CHANGED_ACTIVE | CA_CHANGED_BUNDLE;
+out:
+	pthread_mutex_unlock(&ca->lock);
+	return ret;
+}
+
+/* Another server's authority: the flag goes into its record, which that server and every other
+ * one read back on their next sync. */
+static int taint_peer(struct ca *ca, const char *id, char *err, size_t errlen)
+{
+	struct ca_record **recs = NULL;
+	size_t n = 0;
+	if (ds_ca_list(ca->ds, &recs, &n) < 0) {
+		errorf(err, errlen, "cannot read the authorities from the datastore");
+		return -EIO;
+	}
+	int ret = -ENOENT;
+	for (size_t i = 0; i < n; i++) {
+		struct ca_record *r = recs[i];
+		if (strcmp(r->id, id) != 0)
+			continue;
+		if ((r->state & ~CA_STATE_TAINTED) == CA_STATE_ACTIVE) {
+			errorf(err, errlen, "authority %s is the active authority of another server: "
+			       "prepare and activate a new one there first", id);
+			ret = -EBUSY;
+		} else {
+			r->state |= CA_STATE_TAINTED;
+			ret = ds_ca_put(ca->ds, r) < 0 ? -EIO : 0;
+			if (ret < 0)
+				errorf(err, errlen, "cannot record the taint in the datastore");
+		}
+		break;
+	}
+	if (ret == -ENOENT)
+		errorf(err, errlen, "unknown authority ID \"%s\" (see \"authority show\")", id);
+	ca_record_array_free(recs, n);
+	return ret;
+}
+
+int ca_taint(struct ca *ca, const char *id, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&ca->lock);
+	int ret = 0;
+	struct authority *a = find_own(ca, id);
+	struct peer *p = a ? NULL : find_peer(ca, id);
+	if (!a && !p) {
+		ret = not_own(ca, id, "taint", err, errlen);
+		goto out;
+	}
+	if ((a && a->tainted) || (p && p->tainted))
+		goto out; /* already: nothing changes */
+	if (a && a->state == CA_STATE_ACTIVE) {
+		errorf(err, errlen, "authority %s is active: prepare and activate a new authority "
+		       "first (\"authority prepare\", then \"authority activate\"), then taint %s",
+		       id, id);
+		ret = -EBUSY;
+		goto out;
+	}
+	if (p) {
+		ret = taint_peer(ca, id, err, errlen);
+		if (ret == 0)
+			p->tainted = true;
+	} else {
+		a->tainted = true;
+		if (record_authority(ca, a) < 0) {
+			a->tainted = false;
+			errorf(err, errlen, "cannot record the taint in the datastore");
+			ret = -EIO;
+		}
+	}
+	if (ret < 0)
+		goto out;
+	log_warnx("CA: authority %s tainted by the operator: agents re-issue what it signed", id);
+	bump_sequence(ca);
+	ret = CA_CHANGED_BUNDLE;
+out:
+	pthread_mutex_unlock(&ca->lock);
+	return ret;
+}
+
+int ca_tainted_check(struct ca *ca, const char *id, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&ca->lock);
+	int ret = 0;
+	struct authority *a = find_own(ca, id);
+	struct peer *p = a ? NULL : find_peer(ca, id);
+	if (!a && !p) {
+		ret = not_own(ca, id, "revoke", err, errlen);
+	} else if (!(a ? a->tainted : p->tainted)) {
+		errorf(err, errlen, "authority %s is not tainted: taint it first (\"authority taint "
+		       "--id %s\"), so that agents re-issue what it signed", id, id);
+		ret = -EBUSY;
+	}
+	pthread_mutex_unlock(&ca->lock);
+	return ret;
+}
+
+int ca_revoke(struct ca *ca, const char *id, char *err, size_t errlen)
+{
+	int ret = ca_tainted_check(ca, id, err, errlen);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&ca->lock);
+	ret = -EIO;
+	if (ds_ca_delete(ca->ds, id) < 0 && find_own(ca, id)) {
+		errorf(err, errlen, "cannot delete authority %s from the datastore", id);
+		goto out;
+	}
+	for (size_t i = 0; i < ca->n_auth; i++)
+		if (strcmp(ca->auth[i]->id, id) == 0) {
+			remove_key_files(ca, id);
+			drop_authority_at(ca, i);
+			break;
+		}
+	for (size_t i = 0; i < ca->n_peers; i++)
+		if (strcmp(ca->peers[i].id, id) == 0) {
+			free(ca->peers[i].cert);
+			free(ca->peers[i].jwt_spki);
+			memmove(&ca->peers[i], &ca->peers[i + 1],
+				(ca->n_peers - i - 1) * sizeof(*ca->peers));
+			ca->n_peers--;
+			break;
+		}
+	log_warnx("CA: authority %s revoked by the operator: it left the bundle", id);
+	bump_sequence(ca);
+	ret = CA_CHANGED_BUNDLE;
+out:
+	pthread_mutex_unlock(&ca->lock);
+	return ret;
+}
+
+static json_t *authority_json(const char *id, const char *kind, int state, bool tainted,
+			      int64_t not_before, int64_t not_after, bool own)
+{
+	char nb[32], na[32];
+	time_format_rfc3339(not_before, nb, sizeof(nb));
+	time_format_rfc3339(not_after, na, sizeof(na));
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:s}", "id", id, "kind", kind, "state",
+			 state_name(state), "not_before", nb, "not_after", na, "not_before_unix",
+			 (json_int_t)not_before, "not_after_unix", (json_int_t)not_after, "tainted",
+			 tainted, "server", own ? "this" : "other");
+}
+
+static void add_kinds(json_t *arr, const char *id, int state, bool tainted, int64_t nb,
+		      int64_t na, bool own, const uint8_t *cert, size_t cert_len, const char *kid,
+		      const uint8_t *spki, size_t spki_len)
+{
+	json_t *x = authority_json(id, "x509", state, tainted, nb, na, own);
+	char *pem = pem_encode("CERTIFICATE", cert, cert_len);
+	json_object_set_new(x, "certificate", json_string(pem ? pem : ""));
+	free(pem);
+	json_array_append_new(arr, x);
+	if (!spki)
+		return;
+	json_t *j = authority_json(id, "jwt", state, tainted, nb, na, own);
+	pem = pem_encode("PUBLIC KEY", spki, spki_len);
+	json_object_set_new(j, "key_id", json_string(kid));
+	json_object_set_new(j, "public_key", json_string(pem ? pem : ""));
+	free(pem);
+	json_array_append_new(arr, j);
+}
+
+json_t *ca_authorities_json(struct ca *ca)
+{
+	json_t *arr = json_array();
+	pthread_mutex_lock(&ca->lock);
+	for (size_t i = 0; i < ca->n_auth; i++) {
+		const struct authority *a = ca->auth[i];
+		add_kinds(arr, a->id, a->state, a->tainted, a->not_before, a->not_after, true,
+			  a->cert, a->cert_len, a->jwt_kid, a->jwt_spki, a->jwt_spki_len);
+	}
+	for (size_t i = 0; i < ca->n_peers; i++) {
+		const struct peer *p = &ca->peers[i];
+		add_kinds(arr, p->id, p->state, p->tainted, p->not_before, p->not_after, false,
+			  p->cert, p->cert_len, p->jwt_kid, p->jwt_spki, p->jwt_spki_len);
+	}
+	pthread_mutex_unlock(&ca->lock);
+	return json_pack("{s:o}", "authorities", arr);
 }

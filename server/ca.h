@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "datastore.h"
 #include "jwt.h"
 #include "keys.h"
@@ -30,6 +32,8 @@ struct ca_options {
 	 * it signs with it; the bundle is the union of every server's published authorities. A
 	 * recorded authority whose key is not on this server's disk is another server's. */
 	bool shared;
+	/* The "iss" claim of JWT-SVIDs (oidc_issuer); NULL: none. Copied. */
+	const char *jwt_issuer;
 };
 
 struct ca;
@@ -65,12 +69,22 @@ int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_na
 int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n_aud, int64_t ttl,
 		int64_t now, char **token, int64_t *exp, char *err, size_t errlen);
 
+/* A tainted authority still in the bundle: agents re-issue what it signed (node.proto). */
+struct ca_tainted {
+	char id[65];
+	uint8_t *cert; /* DER */
+	size_t cert_len;
+	char jwt_kid[80];
+};
+
 struct ca_bundle {
 	uint8_t *x509; /* concatenated DER: the trusted CA certificates */
 	size_t x509_len;
 	struct jwks *jwt;
 	int64_t *jwt_expires_at; /* per JWT key, in jwks order */
 	int64_t sequence;
+	struct ca_tainted *tainted; /* this server's and other servers' tainted authorities */
+	size_t n_tainted;
 };
 int ca_bundle_get(struct ca *ca, struct ca_bundle *out);
 void ca_bundle_free(struct ca_bundle *b);
@@ -82,8 +96,33 @@ struct ca_authority_info {
 	int64_t not_before, not_after;
 	char sha256[65];
 	char jwt_kid[80];
+	bool tainted;
 };
 /* A copy of the authorities, oldest first. The caller frees *out. */
 int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n);
+
+/* ---- the operator's rotation (lanyard-server authority ..., over the admin API) ----
+ * An authority's X.509 and JWT keys rotate together, under one ID. Each function returns a
+ * CA_CHANGED_* mask (the caller refreshes the node API and publishes the bundle), or a negative
+ * errno with a message for the operator in err: -ENOENT unknown ID, -EXDEV another server's
+ * authority (activate it there), -EBUSY the wrong state for the request, -EEXIST already
+ * prepared, -EIO datastore or key trouble. */
+
+/* Prepares the next authority now (it joins the bundle at once); its ID in id_out. */
+int ca_prepare(struct ca *ca, int64_t now, char id_out[65], char *err, size_t errlen);
+/* The prepared authority id signs from now on; the active one becomes old. */
+int ca_activate(struct ca *ca, const char *id, char *err, size_t errlen);
+/* Marks a non-active authority tainted (recorded in the datastore, so every server sharing it
+ * sends it to its agents too): agents re-issue every SVID it signed, and it never becomes active.
+ * Tainting twice is not an error (0). */
+int ca_taint(struct ca *ca, const char *id, char *err, size_t errlen);
+/* 0 when id names a tainted authority (the first condition of a revocation). */
+int ca_tainted_check(struct ca *ca, const char *id, char *err, size_t errlen);
+/* Removes a tainted authority from the bundle and the datastore (its keys too, when this
+ * server's). Whether anything still depends on it is the caller's check (taint_ack.h). */
+int ca_revoke(struct ca *ca, const char *id, char *err, size_t errlen);
+/* {"authorities":[{"id","kind":"x509"|"jwt","state","not_before","not_after","tainted",
+ *  "server":"this"|"other","certificate" (x509) | "key_id","public_key" (jwt), ...}]} */
+json_t *ca_authorities_json(struct ca *ca);
 
 #endif

@@ -15,18 +15,27 @@
 #include <jansson.h>
 
 #include "admin_api.h"
+#include "cli_table.h"
 #include "curl_dyn.h"
 #include "fed_bundle.h"
+#include "fed_relationship.h"
+#include "keys.h"
+#include "spiffeid.h"
 #include "util.h"
+#include "x509.h"
 
 #define MAX_REPEAT 64
 #define MAX_RESPONSE (64u << 20)
 #define REQUEST_TIMEOUT_S 30L
+/* A batch of tens of thousands of entries is checked and written in one transaction. */
+#define BATCH_TIMEOUT_S 600L
 
 enum opt_id {
 	O_SOCKET, O_OUTPUT, O_HELP, O_ID, O_SPIFFE_ID, O_PARENT_ID, O_SELECTOR, O_X509_TTL,
 	O_JWT_TTL, O_DNS_NAME, O_HINT, O_ADMIN, O_DOWNSTREAM, O_EXPIRES_AT, O_TTL, O_FORMAT,
 	O_TRUST_DOMAIN, O_FILE, O_FEDERATES_WITH,
+	O_ENDPOINT_URL, O_PROFILE, O_ENDPOINT_ID, O_TRUST_BUNDLE,
+	O_DATA, O_PAGE_SIZE, O_PAGE_TOKEN, O_AUDIENCE, O_WRITE,
 	O__COUNT
 };
 
@@ -42,7 +51,7 @@ static const struct opt_spec opt_specs[O__COUNT] = {
 	[O_SOCKET] = { "socket", ARG_ONE, "admin socket (default " ADMIN_SOCKET_DEFAULT ")" },
 	[O_OUTPUT] = { "output", ARG_ONE, "output format: text (default) or json" },
 	[O_HELP] = { "help", ARG_NONE, "show this help" },
-	[O_ID] = { "id", ARG_ONE, "entry ID" },
+	[O_ID] = { "id", ARG_ONE, "ID (of the entry, or of the authority)" },
 	[O_SPIFFE_ID] = { "spiffe-id", ARG_ONE, "SPIFFE ID" },
 	[O_PARENT_ID] = { "parent-id", ARG_ONE, "parent SPIFFE ID (agent or alias)" },
 	[O_SELECTOR] = { "selector", ARG_REPEAT, "selector type:value (repeatable)" },
@@ -53,13 +62,22 @@ static const struct opt_spec opt_specs[O__COUNT] = {
 	[O_ADMIN] = { "admin", ARG_BOOL, "mark the entry admin (stored and shown; --admin=false clears)" },
 	[O_DOWNSTREAM] = { "downstream", ARG_BOOL, "not supported (no nested servers); --downstream=false clears it" },
 	[O_EXPIRES_AT] = { "expires-at", ARG_ONE, "entry expiry, unix seconds (0 = never)" },
-	[O_TTL] = { "ttl", ARG_ONE, "token lifetime (seconds or 10m, 1h...)" },
+	[O_TTL] = { "ttl", ARG_ONE, "lifetime of the token or SVID (seconds or 10m, 1h...)" },
 	[O_FORMAT] = { "format", ARG_ONE, "pem (default) or spiffe" },
 	[O_TRUST_DOMAIN] = { "trust-domain", ARG_ONE, "a foreign trust domain (example.org)" },
 	[O_FILE] = { "file", ARG_ONE, "bundle file: PEM certificates or a SPIFFE bundle (JSON)" },
 	[O_FEDERATES_WITH] = { "federates-with", ARG_REPEAT,
 			       "trust domain whose bundle the workloads get (repeatable; "
 			       "--federates-with= alone clears)" },
+	[O_ENDPOINT_URL] = { "bundle-endpoint-url", ARG_ONE, "https URL of its bundle endpoint" },
+	[O_PROFILE] = { "profile", ARG_ONE, "bundle endpoint profile: https_spiffe (default) or https_web" },
+	[O_ENDPOINT_ID] = { "endpoint-spiffe-id", ARG_ONE, "https_spiffe: SPIFFE ID the endpoint presents" },
+	[O_TRUST_BUNDLE] = { "trust-bundle", ARG_ONE, "https_spiffe: PEM file, the bundle that authenticates the endpoint until one is fetched" },
+	[O_DATA] = { "data", ARG_ONE, "JSON file {\"entries\":[...]} to create in one transaction (- = stdin)" },
+	[O_PAGE_SIZE] = { "page-size", ARG_ONE, "list one page of at most this many entries" },
+	[O_AUDIENCE] = { "audience", ARG_REPEAT, "audience of the JWT-SVID (repeatable)" },
+	[O_WRITE] = { "write", ARG_ONE, "directory to write the files to (the key 0600)" },
+	[O_PAGE_TOKEN] = { "page-token", ARG_ONE, "the page after the one that printed this next_page_token" },
 };
 
 struct args {
@@ -69,14 +87,15 @@ struct args {
 	bool seen[O__COUNT];
 	bool json;
 	const char *socket;
+	long timeout_s;		/* of each request */
 };
 
 struct command {
 	const char *name;
 	int (*run)(const struct command *cmd, struct args *a);
 	const char *summary;
-	uint32_t opts;		/* bitmask of enum opt_id */
-	uint32_t required;
+	uint64_t opts;		/* bitmask of enum opt_id */
+	uint64_t required;
 };
 
 struct group {
@@ -86,7 +105,8 @@ struct group {
 	size_t n_commands;
 };
 
-#define BIT(o) (1u << (o))
+#define BIT(o) (UINT64_C(1) << (o))
+_Static_assert(O__COUNT <= 64, "options must fit the command bitmasks");
 #define COMMON_OPTS (BIT(O_SOCKET) | BIT(O_OUTPUT) | BIT(O_HELP))
 #define ENTRY_FIELDS (BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) | BIT(O_X509_TTL) | \
 		      BIT(O_JWT_TTL) | BIT(O_DNS_NAME) | BIT(O_HINT) | BIT(O_ADMIN) | \
@@ -108,7 +128,7 @@ static void fail(const char *fmt, ...)
 
 struct buf {
 	char *data;
-	size_t len;
+	size_t len, cap;
 	bool overflow;
 };
 
@@ -120,11 +140,18 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 		b->overflow = true;
 		return 0;
 	}
-	char *nd = realloc(b->data, b->len + n + 1);
-	if (!nd)
-		return 0;
-	memcpy(nd + b->len, ptr, n);
-	b->data = nd;
+	if (b->len + n + 1 > b->cap) {
+		/* Doubling: answers of many megabytes (a batch, a large listing) arrive in pieces. */
+		size_t cap = b->cap ? b->cap : 16384;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *nd = realloc(b->data, cap);
+		if (!nd)
+			return 0;
+		b->data = nd;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, ptr, n);
 	b->len += n;
 	b->data[b->len] = '\0';
 	return n;
@@ -132,8 +159,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 
 /* Performs one request. Returns 0 with the HTTP status and body (malloc'd, NUL-terminated), or
  * -1 after printing why the server could not be reached. */
-static int http(const char *socket, const char *method, const char *path, const char *body,
-		long *status, char **resp)
+static int http(const char *socket, long timeout_s, const char *method, const char *path,
+		const char *body, long *status, char **resp)
 {
 	/* Loaded by cli_main before any command runs. */
 	const struct curl_fns *cu = curl_fns_load(NULL, 0);
@@ -154,7 +181,7 @@ static int http(const char *socket, const char *method, const char *path, const 
 	cu->easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	cu->easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	cu->easy_setopt(c, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
+	cu->easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
 	cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	cu->easy_setopt(c, CURLOPT_PROXY, "");
 	if (body) {
@@ -187,8 +214,10 @@ out:
 	return ret;
 }
 
-/* A request whose answer must be a JSON object with a 2xx status. Prints the server's error. */
-static json_t *call_json(struct args *a, const char *method, const char *path, json_t *req)
+/* A request whose answer must be a JSON object with a 2xx status. Prints the server's error;
+ * when errdoc is not NULL, it also receives the server's error document (caller's reference). */
+static json_t *call_json_err(struct args *a, const char *method, const char *path, json_t *req,
+			     json_t **errdoc)
 {
 	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	char *resp = NULL;
@@ -199,7 +228,7 @@ static json_t *call_json(struct args *a, const char *method, const char *path, j
 		fail("out of memory");
 		return NULL;
 	}
-	if (http(a->socket, method, path, body, &status, &resp) < 0)
+	if (http(a->socket, a->timeout_s, method, path, body, &status, &resp) < 0)
 		goto out;
 	json_t *j = json_loads(resp, 0, NULL);
 	if (status < 200 || status > 299) {
@@ -208,6 +237,8 @@ static json_t *call_json(struct args *a, const char *method, const char *path, j
 			fail("%s", msg);
 		else
 			fail("server answered HTTP %ld", status);
+		if (errdoc && json_is_object(j))
+			*errdoc = json_incref(j);
 		json_decref(j);
 		goto out;
 	}
@@ -219,8 +250,15 @@ static json_t *call_json(struct args *a, const char *method, const char *path, j
 	out = j;
 out:
 	free(body);
+	if (resp)
+		secure_zero(resp, strlen(resp)); /* may hold a minted token */
 	free(resp);
 	return out;
+}
+
+static json_t *call_json(struct args *a, const char *method, const char *path, json_t *req)
+{
+	return call_json_err(a, method, path, req, NULL);
 }
 
 static void print_json(json_t *j)
@@ -376,6 +414,7 @@ static int parse_args(const char *group, const struct command *cmd, int argc, ch
 		}
 	}
 	a->socket = a->value[O_SOCKET] ? a->value[O_SOCKET] : ADMIN_SOCKET_DEFAULT;
+	a->timeout_s = REQUEST_TIMEOUT_S;
 	if (!*a->socket) {
 		fail("--socket must not be empty");
 		return -1;
@@ -566,6 +605,8 @@ static void print_entry_block(json_t *e)
 		printf("Admin         : true\n");
 	if (json_is_true(json_object_get(e, "downstream")))
 		printf("Downstream    : true\n");
+	if (json_is_true(json_object_get(e, "managed")))
+		printf("Managed       : true (kept by k8s_registration; not editable by hand)\n");
 	if (jint(e, "expires_at")) {
 		format_time(jint(e, "expires_at"), buf, sizeof(buf));
 		printf("Expires at    : %s\n", buf);
@@ -589,8 +630,78 @@ static int entry_write_cmd(struct args *a, const char *method, const char *path)
 	return 0;
 }
 
+static void print_entry_table(json_t *entries);
+
+/* Prints the per-entry refusals of a batch the server turned down. */
+static void print_batch_errors(json_t *errdoc, const char *file)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(errdoc, "errors"), i, e)
+		fprintf(stderr, "  %s: entries[%lld]: %s\n", file, (long long)jint(e, "index"),
+			jstr(e, "error"));
+}
+
+/* entry create --data FILE: every entry of {"entries":[...]} in one transaction. */
+static int entry_create_batch(struct args *a)
+{
+	const char *file = a->value[O_DATA];
+	const char *name = strcmp(file, "-") == 0 ? "(stdin)" : file;
+	json_error_t jerr;
+	json_t *errdoc = NULL, *resp = NULL;
+	int ret = 1;
+	for (int o = 0; o < O__COUNT; o++) {
+		if ((ENTRY_FIELDS & BIT(o)) && a->seen[o]) {
+			fail("--data cannot be combined with --%s: the file gives every field",
+			     opt_specs[o].name);
+			return 1;
+		}
+	}
+	json_t *doc = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr) :
+		      json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		fail("--data %s: %s (line %d, column %d)", name, jerr.text, jerr.line, jerr.column);
+		return 1;
+	}
+	if (!json_is_object(doc) || !json_is_array(json_object_get(doc, "entries"))) {
+		fail("--data %s: must be a JSON object {\"entries\": [...]}, as \"entry show "
+		     "--output json\" prints", name);
+		goto out;
+	}
+	a->timeout_s = BATCH_TIMEOUT_S;
+	resp = call_json_err(a, "POST", "/v1/entries/batch", doc, &errdoc);
+	if (!resp) {
+		print_batch_errors(errdoc, name);
+		goto out;
+	}
+	json_t *entries = json_object_get(resp, "entries");
+	if (a->json) {
+		print_json(resp);
+	} else {
+		print_entry_table(entries);
+		printf("Created %zu entr%s in one transaction\n", json_array_size(entries),
+		       json_array_size(entries) == 1 ? "y" : "ies");
+	}
+	ret = 0;
+out:
+	json_decref(errdoc);
+	json_decref(resp);
+	json_decref(doc);
+	return ret;
+}
+
 static int cmd_entry_create(const struct command *cmd, struct args *a)
 {
+	static const enum opt_id needed[] = { O_SPIFFE_ID, O_PARENT_ID, O_SELECTOR };
+	if (a->value[O_DATA])
+		return entry_create_batch(a);
+	for (size_t i = 0; i < ARRAY_LEN(needed); i++) {
+		if (!a->seen[needed[i]]) {
+			fail("--%s is required for \"entry create\" (or --data FILE)",
+			     opt_specs[needed[i]].name);
+			return 1;
+		}
+	}
 	return entry_write_cmd(a, "POST", "/v1/entries");
 }
 
@@ -648,38 +759,45 @@ static int cmd_entry_delete(const struct command *cmd, struct args *a)
 	return 0;
 }
 
+/* The selectors of entry e joined with commas (malloc'd). */
+static char *selectors_joined(json_t *e)
+{
+	size_t len = 1, k;
+	json_t *v;
+	json_array_foreach(json_object_get(e, "selectors"), k, v)
+		len += json_string_length(v) + 1;
+	char *out = xcalloc(1, len);
+	json_array_foreach(json_object_get(e, "selectors"), k, v) {
+		if (k)
+			strcat(out, ",");
+		strcat(out, json_string_value(v) ? json_string_value(v) : "");
+	}
+	return out;
+}
+
+/* Entry IDs stay whole (they are what --id takes); SPIFFE IDs and selectors give way. */
 static void print_entry_table(json_t *entries)
 {
 	static const char *const heads[] = { "ENTRY ID", "SPIFFE ID", "PARENT ID", "SELECTORS" };
-	size_t n = json_array_size(entries);
-	char **sels = xcalloc(n + 1, sizeof(char *));
-	size_t w[3] = { strlen(heads[0]), strlen(heads[1]), strlen(heads[2]) };
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(entries, i);
-		const char *cols[3] = { jstr(e, "id"), jstr(e, "spiffe_id"), jstr(e, "parent_id") };
-		for (int c = 0; c < 3; c++)
-			if (strlen(cols[c]) > w[c])
-				w[c] = strlen(cols[c]);
-		size_t len = 1, k;
-		json_t *s;
-		json_array_foreach(json_object_get(e, "selectors"), k, s)
-			len += json_string_length(s) + 1;
-		sels[i] = xcalloc(1, len);
-		json_array_foreach(json_object_get(e, "selectors"), k, s) {
-			if (k)
-				strcat(sels[i], ",");
-			strcat(sels[i], json_string_value(s) ? json_string_value(s) : "");
+	static const size_t mins[] = { 0, 24, 24, 16 };
+	struct cli_table *t = cli_table_new(heads, mins, 4);
+	size_t n = json_array_size(entries), i;
+	json_t *e;
+	json_array_foreach(entries, i, e) {
+		char *sels = selectors_joined(e);
+		if (json_is_true(json_object_get(e, "managed"))) {
+			size_t len = strlen(sels) + sizeof(" (managed)");
+			char *m = xmalloc(len);
+			snprintf(m, len, "%s (managed)", sels);
+			free(sels);
+			sels = m;
 		}
+		const char *row[] = { jstr(e, "id"), jstr(e, "spiffe_id"), jstr(e, "parent_id"), sels };
+		cli_table_add(t, row);
+		free(sels);
 	}
-	printf("%-*s  %-*s  %-*s  %s\n", (int)w[0], heads[0], (int)w[1], heads[1], (int)w[2],
-	       heads[2], heads[3]);
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(entries, i);
-		printf("%-*s  %-*s  %-*s  %s\n", (int)w[0], jstr(e, "id"), (int)w[1],
-		       jstr(e, "spiffe_id"), (int)w[2], jstr(e, "parent_id"), sels[i]);
-		free(sels[i]);
-	}
-	free(sels);
+	cli_table_print(t, stdout, CLI_TABLE_WIDTH);
+	cli_table_free(t);
 	printf("%zu entr%s\n", n, n == 1 ? "y" : "ies");
 }
 
@@ -688,8 +806,10 @@ static int cmd_entry_show(const struct command *cmd, struct args *a)
 	char path[8192] = "/v1/entries";
 	json_t *resp = NULL;
 	if (a->value[O_ID]) {
-		if (a->value[O_SPIFFE_ID] || a->value[O_PARENT_ID] || a->n[O_SELECTOR]) {
-			fail("--id cannot be combined with --spiffe-id, --parent-id or --selector");
+		if (a->value[O_SPIFFE_ID] || a->value[O_PARENT_ID] || a->n[O_SELECTOR] ||
+		    a->value[O_PAGE_SIZE] || a->value[O_PAGE_TOKEN]) {
+			fail("--id cannot be combined with --spiffe-id, --parent-id, --selector, "
+			     "--page-size or --page-token");
 			return 1;
 		}
 		if (!id_arg_ok(a->value[O_ID])) {
@@ -703,6 +823,19 @@ static int cmd_entry_show(const struct command *cmd, struct args *a)
 		resp = json_pack("{s:[o]}", "entries", e);
 	} else {
 		bool ok = true;
+		if (a->value[O_PAGE_SIZE]) {
+			int64_t ps;
+			if (parse_int_flag(a, O_PAGE_SIZE, &ps) < 0)
+				return 1;
+			if (ps < 1 || ps > ENTRY_PAGE_SIZE_MAX) {
+				fail("invalid value \"%s\" for --page-size: 1 to %d",
+				     a->value[O_PAGE_SIZE], ENTRY_PAGE_SIZE_MAX);
+				return 1;
+			}
+			ok &= append_query(path, sizeof(path), "page_size", a->value[O_PAGE_SIZE]);
+		}
+		if (a->value[O_PAGE_TOKEN])
+			ok &= append_query(path, sizeof(path), "page_token", a->value[O_PAGE_TOKEN]);
 		if (a->value[O_SPIFFE_ID])
 			ok &= append_query(path, sizeof(path), "spiffe_id", a->value[O_SPIFFE_ID]);
 		if (a->value[O_PARENT_ID])
@@ -729,45 +862,44 @@ static int cmd_entry_show(const struct command *cmd, struct args *a)
 		print_entry_block(json_array_get(entries, 0)); /* one entry: every field */
 	else
 		print_entry_table(entries);
+	const char *next = json_string_value(json_object_get(resp, "next_page_token"));
+	if (!a->json && next && *next)
+		printf("Next page: --page-token %s\n", next);
 	json_decref(resp);
 	return 0;
 }
 
 /* ---- counts ---- */
 
-/* "entry count" / "agent count": the number of items the list call returns under key. */
-static int count_cmd(struct args *a, const char *path, const char *key, const char *one,
-		     const char *many)
+/* "entry count" / "agent count": the server counts without listing. */
+static int count_cmd(struct args *a, const char *path, const char *one, const char *many)
 {
 	json_t *resp = call_json(a, "GET", path, NULL);
 	if (!resp)
 		return 1;
-	json_t *items = json_object_get(resp, key);
-	if (!json_is_array(items)) {
+	json_t *count = json_object_get(resp, "count");
+	if (!json_is_integer(count)) {
 		fail("malformed answer from the server");
 		json_decref(resp);
 		return 1;
 	}
-	size_t n = json_array_size(items);
+	json_int_t n = json_integer_value(count);
+	if (a->json)
+		print_json(resp);
+	else
+		printf("%lld %s\n", (long long)n, n == 1 ? one : many);
 	json_decref(resp);
-	if (a->json) {
-		json_t *j = json_pack("{s:I}", "count", (json_int_t)n);
-		print_json(j);
-		json_decref(j);
-	} else {
-		printf("%zu %s\n", n, n == 1 ? one : many);
-	}
 	return 0;
 }
 
 static int cmd_entry_count(const struct command *cmd, struct args *a)
 {
-	return count_cmd(a, "/v1/entries", "entries", "entry", "entries");
+	return count_cmd(a, "/v1/entries/count", "entry", "entries");
 }
 
 static int cmd_agent_count(const struct command *cmd, struct args *a)
 {
-	return count_cmd(a, "/v1/agents", "agents", "agent", "agents");
+	return count_cmd(a, "/v1/agents/count", "agent", "agents");
 }
 
 /* ---- agent ---- */
@@ -801,18 +933,20 @@ static int cmd_agent_list(const struct command *cmd, struct args *a)
 	if (a->json) {
 		print_json(resp);
 	} else {
-		int w = col_width(agents, "spiffe_id", "SPIFFE ID");
+		static const char *const heads[] = { "SPIFFE ID", "ATTESTOR", "SVID EXPIRES", "BANNED" };
+		static const size_t mins[] = { 32, 8, 0, 0 };
+		struct cli_table *tb = cli_table_new(heads, mins, 4);
 		size_t i;
 		json_t *ag;
-		printf("%-*s  %-12s  %-20s  %s\n", w, "SPIFFE ID", "ATTESTOR", "SVID EXPIRES",
-		       "BANNED");
 		json_array_foreach(agents, i, ag) {
 			char t[64];
 			format_time(jint(ag, "not_after"), t, sizeof(t));
-			printf("%-*s  %-12s  %-20s  %s\n", w, jstr(ag, "spiffe_id"),
-			       jstr(ag, "attestor"), t,
-			       json_is_true(json_object_get(ag, "banned")) ? "yes" : "no");
+			const char *row[] = { jstr(ag, "spiffe_id"), jstr(ag, "attestor"), t,
+				json_is_true(json_object_get(ag, "banned")) ? "yes" : "no" };
+			cli_table_add(tb, row);
 		}
+		cli_table_print(tb, stdout, CLI_TABLE_WIDTH);
+		cli_table_free(tb);
 		printf("%zu agent%s\n", json_array_size(agents), json_array_size(agents) == 1 ? "" : "s");
 	}
 	json_decref(resp);
@@ -882,7 +1016,7 @@ static int cmd_bundle_show(const struct command *cmd, struct args *a)
 	}
 	char path[64];
 	snprintf(path, sizeof(path), "/v1/bundle?format=%s", format);
-	if (http(a->socket, "GET", path, NULL, &status, &resp) < 0)
+	if (http(a->socket, a->timeout_s, "GET", path, NULL, &status, &resp) < 0)
 		return 1;
 	if (status != 200) {
 		json_t *j = json_loads(resp, 0, NULL);
@@ -907,6 +1041,81 @@ static int cmd_bundle_show(const struct command *cmd, struct args *a)
 out:
 	free(resp);
 	return ret;
+}
+
+/* ---- authority ---- */
+
+static void print_authority_table(json_t *auths)
+{
+	size_t i;
+	json_t *au;
+	printf("%-32s  %-4s  %-8s  %-7s  %-20s  %-20s  %s\n", "ID", "KIND", "STATE", "TAINTED",
+	       "NOT BEFORE", "NOT AFTER", "KEY");
+	json_array_foreach(auths, i, au) {
+		bool x509 = strcmp(jstr(au, "kind"), "x509") == 0;
+		char fp[20] = "";
+		if (!x509)
+			snprintf(fp, sizeof(fp), "%.16s", jstr(au, "key_id"));
+		printf("%-32.32s  %-4s  %-8s  %-7s  %-20s  %-20s  %s%s\n", jstr(au, "id"),
+		       jstr(au, "kind"), jstr(au, "state"),
+		       json_is_true(json_object_get(au, "tainted")) ? "yes" : "no",
+		       jstr(au, "not_before"), jstr(au, "not_after"), x509 ? "" : "kid ", fp);
+	}
+}
+
+static int cmd_authority_show(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/authorities", NULL);
+	if (!resp)
+		return 1;
+	json_t *auths = json_object_get(resp, "authorities");
+	if (!json_is_array(auths)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json)
+		print_json(resp);
+	else
+		print_authority_table(auths);
+	json_decref(resp);
+	return 0;
+}
+
+/* prepare, activate, taint, revoke: {"id"} in (prepare: nothing), {"<verb>": id} out. */
+static int authority_action(struct args *a, const char *path, const char *key, const char *verb)
+{
+	json_t *req = a->value[O_ID] ? json_pack("{s:s}", "id", a->value[O_ID]) : json_object();
+	json_t *resp = req ? call_json(a, "POST", path, req) : NULL;
+	json_decref(req);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("%s authority %s\n", verb, jstr(resp, key));
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_authority_prepare(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/prepare", "prepared", "Prepared");
+}
+
+static int cmd_authority_activate(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/activate", "activated", "Activated");
+}
+
+static int cmd_authority_taint(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/taint", "tainted", "Tainted");
+}
+
+static int cmd_authority_revoke(const struct command *cmd, struct args *a)
+{
+	return authority_action(a, "/v1/authorities/revoke", "revoked", "Revoked");
 }
 
 /* ---- federated bundles ---- */
@@ -1023,6 +1232,179 @@ static int cmd_bundle_delete(const struct command *cmd, struct args *a)
 	return 0;
 }
 
+/* ---- federation ---- */
+
+#define FED_FIELDS (BIT(O_ENDPOINT_URL) | BIT(O_PROFILE) | BIT(O_ENDPOINT_ID) | BIT(O_TRUST_BUNDLE))
+
+/* /v1/federations/<td>, the trust domain checked first (it becomes part of the path). */
+static bool fed_path(struct args *a, char *path, size_t len)
+{
+	char why[256];
+	const char *td = a->value[O_TRUST_DOMAIN];
+	if (trust_domain_validate(td, why, sizeof(why)) < 0) {
+		fail("invalid --trust-domain \"%s\": %s", td, why);
+		return false;
+	}
+	snprintf(path, len, "/v1/federations/%s", td);
+	return true;
+}
+
+/* The relationship members the flags give; NULL after printing why. */
+static json_t *fed_request(struct args *a)
+{
+	json_t *o = json_object();
+	if (a->value[O_TRUST_DOMAIN])
+		json_object_set_new(o, "trust_domain", json_string(a->value[O_TRUST_DOMAIN]));
+	if (a->value[O_ENDPOINT_URL])
+		json_object_set_new(o, "bundle_endpoint_url", json_string(a->value[O_ENDPOINT_URL]));
+	if (a->value[O_PROFILE])
+		json_object_set_new(o, "bundle_endpoint_profile", json_string(a->value[O_PROFILE]));
+	/* Switching an existing relationship to https_web drops what only https_spiffe uses. */
+	if (a->value[O_PROFILE] && strcmp(a->value[O_PROFILE], "https_web") == 0) {
+		json_object_set_new(o, "endpoint_spiffe_id", json_null());
+		json_object_set_new(o, "trust_bundle", json_null());
+	}
+	if (a->value[O_ENDPOINT_ID])
+		json_object_set_new(o, "endpoint_spiffe_id", json_string(a->value[O_ENDPOINT_ID]));
+	if (a->value[O_TRUST_BUNDLE]) {
+		uint8_t *pem = NULL;
+		size_t len = 0;
+		int r = file_read_all(a->value[O_TRUST_BUNDLE], FED_TRUST_BUNDLE_MAX, &pem, &len);
+		if (r < 0) {
+			fail("--trust-bundle %s: %s", a->value[O_TRUST_BUNDLE], strerror(-r));
+			json_decref(o);
+			return NULL;
+		}
+		json_object_set_new(o, "trust_bundle", json_stringn((const char *)pem, len));
+		free(pem);
+		if (!json_object_get(o, "trust_bundle")) {
+			fail("--trust-bundle %s: not text", a->value[O_TRUST_BUNDLE]);
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static void print_fed(json_t *f)
+{
+	char t[64];
+	json_t *st = json_object_get(f, "state");
+	printf("Trust domain       : %s\n", jstr(f, "trust_domain"));
+	printf("Bundle endpoint    : %s\n", jstr(f, "bundle_endpoint_url"));
+	printf("Profile            : %s\n", jstr(f, "bundle_endpoint_profile"));
+	if (json_object_get(f, "endpoint_spiffe_id"))
+		printf("Endpoint SPIFFE ID : %s\n", jstr(f, "endpoint_spiffe_id"));
+	printf("Initial bundle     : %s\n", json_object_get(f, "trust_bundle") ? "yes" : "no");
+	if (!st)
+		return;
+	format_time(jint(st, "last_success"), t, sizeof(t));
+	printf("Last fetched       : %s\n", jint(st, "last_success") ? t : "never");
+	if (json_object_get(st, "sequence"))
+		printf("Bundle sequence    : %lld\n", (long long)jint(st, "sequence"));
+	if (*jstr(st, "last_error"))
+		printf("Last error         : %s\n", jstr(st, "last_error"));
+	format_time(jint(st, "next_attempt"), t, sizeof(t));
+	printf("Next fetch         : %s\n", t);
+}
+
+static int fed_print(struct args *a, json_t *resp)
+{
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		print_fed(resp);
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_fed_create(const struct command *cmd, struct args *a)
+{
+	json_t *req = fed_request(a);
+	json_t *resp = req ? call_json(a, "POST", "/v1/federations", req) : NULL;
+	json_decref(req);
+	return fed_print(a, resp);
+}
+
+static int cmd_fed_update(const struct command *cmd, struct args *a)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	json_t *req = fed_request(a);
+	json_t *resp = req ? call_json(a, "PUT", path, req) : NULL;
+	json_decref(req);
+	return fed_print(a, resp);
+}
+
+static int cmd_fed_show(const struct command *cmd, struct args *a)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	return fed_print(a, call_json(a, "GET", path, NULL));
+}
+
+static int fed_action(struct args *a, const char *method, const char *key, const char *verb)
+{
+	char path[320];
+	if (!fed_path(a, path, sizeof(path)))
+		return 1;
+	json_t *resp = call_json(a, method, path, NULL);
+	if (!resp)
+		return 1;
+	if (a->json)
+		print_json(resp);
+	else
+		printf("%s %s\n", verb, jstr(resp, key));
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_fed_delete(const struct command *cmd, struct args *a)
+{
+	return fed_action(a, "DELETE", "deleted", "Deleted the federation relationship with");
+}
+
+static int cmd_fed_refresh(const struct command *cmd, struct args *a)
+{
+	return fed_action(a, "POST", "refreshing", "Fetching the bundle of");
+}
+
+static int cmd_fed_list(const struct command *cmd, struct args *a)
+{
+	json_t *resp = call_json(a, "GET", "/v1/federations", NULL);
+	if (!resp)
+		return 1;
+	json_t *feds = json_object_get(resp, "federations"), *f;
+	size_t i;
+	if (!json_is_array(feds)) {
+		fail("malformed answer from the server");
+		json_decref(resp);
+		return 1;
+	}
+	if (a->json) {
+		print_json(resp);
+	} else {
+		printf("%-24s  %-12s  %-20s  %s\n", "TRUST DOMAIN", "PROFILE", "LAST FETCHED",
+		       "BUNDLE ENDPOINT");
+		json_array_foreach(feds, i, f) {
+			char t[64];
+			int64_t at = jint(json_object_get(f, "state"), "last_success");
+			format_time(at, t, sizeof(t));
+			printf("%-24s  %-12s  %-20s  %s\n", jstr(f, "trust_domain"),
+			       jstr(f, "bundle_endpoint_profile"), at ? t : "never",
+			       jstr(f, "bundle_endpoint_url"));
+		}
+		printf("%zu federation relationship%s\n", json_array_size(feds),
+		       json_array_size(feds) == 1 ? "" : "s");
+	}
+	json_decref(resp);
+	return 0;
+}
+
 /* ---- server ---- */
 
 static int cmd_server_list(const struct command *cmd, struct args *a)
@@ -1033,23 +1415,161 @@ static int cmd_server_list(const struct command *cmd, struct args *a)
 	if (a->json) {
 		print_json(resp);
 	} else {
-		int w = col_width(servers, "address", "ADDRESS");
+		static const char *const heads[] = { "ID", "ADDRESS", "VERSION", "LAST SEEN",
+						     "AUTHORITIES" };
+		static const size_t mins[] = { 0, 24, 10, 0, 0 };
+		struct cli_table *tb = cli_table_new(heads, mins, 5);
 		size_t i;
 		json_t *sv;
-		printf("%-36s  %-*s  %-10s  %-20s  %s\n", "ID", w, "ADDRESS", "VERSION",
-		       "LAST SEEN", "AUTHORITIES");
 		json_array_foreach(servers, i, sv) {
-			char t[64];
+			char t[64], na[32];
 			format_time(jint(sv, "last_seen"), t, sizeof(t));
-			printf("%-36s  %-*s  %-10s  %-20s  %lld\n", jstr(sv, "id"), w,
-			       jstr(sv, "address"), jstr(sv, "version"), t,
-			       (long long)jint(sv, "authorities"));
+			snprintf(na, sizeof(na), "%lld", (long long)jint(sv, "authorities"));
+			const char *row[] = { jstr(sv, "id"), jstr(sv, "address"), jstr(sv, "version"),
+					      t, na };
+			cli_table_add(tb, row);
 		}
+		cli_table_print(tb, stdout, CLI_TABLE_WIDTH);
+		cli_table_free(tb);
 		printf("%zu server%s\n", json_array_size(servers),
 		       json_array_size(servers) == 1 ? "" : "s");
 	}
 	json_decref(resp);
 	return 0;
+}
+
+/* ---- x509 mint, jwt mint ---- */
+
+/* The lifetime of a minted SVID: --ttl, or 0 to let the server choose. */
+static int mint_ttl_flag(struct args *a, json_t *req)
+{
+	int64_t ttl;
+	if (!a->value[O_TTL])
+		return 0;
+	if (parse_duration_flag(a, O_TTL, MINT_TTL_MAX, &ttl) < 0)
+		return -1;
+	if (ttl == 0) {
+		fail("--ttl must be positive");
+		return -1;
+	}
+	json_object_set_new(req, "ttl", json_integer(ttl));
+	return 0;
+}
+
+/* Writes dir/name (mode); prints the error naming the file. */
+static int write_out(const char *dir, const char *name, const char *data, mode_t mode)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int ret = file_write_atomic(path, data, strlen(data), mode);
+	if (ret < 0)
+		fail("cannot write %s: %s", path, strerror(-ret));
+	else
+		printf("Wrote %s\n", path);
+	return ret;
+}
+
+/* A PEM as a JSON string, escaped by hand so that the key never enters a JSON library buffer
+ * that would be freed without wiping. PEM holds only base64, '-', ' ' and newlines. */
+static void print_json_pem(const char *pem)
+{
+	putchar('"');
+	for (const char *p = pem; *p; p++) {
+		if (*p == '\n')
+			fputs("\\n", stdout);
+		else if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static void print_mint_x509(struct args *a, json_t *resp, const char *key_pem)
+{
+	if (a->json) {
+		char *cert = json_dumps(json_object_get(resp, "certificate"), JSON_ENCODE_ANY);
+		char *bundle = json_dumps(json_object_get(resp, "bundle"), JSON_ENCODE_ANY);
+		printf("{\n  \"certificate\": %s,\n  \"private_key\": ", cert ? cert : "\"\"");
+		print_json_pem(key_pem);
+		printf(",\n  \"bundle\": %s\n}\n", bundle ? bundle : "\"\"");
+		free(cert);
+		free(bundle);
+		return;
+	}
+	printf("X509-SVID:\n%s\nPrivate key:\n%s\nRoot CAs:\n%s", jstr(resp, "certificate"),
+	       key_pem, jstr(resp, "bundle"));
+}
+
+/* The key is made here and only a CSR goes to the server: the private key never crosses the
+ * admin socket. */
+static int cmd_x509_mint(const struct command *cmd, struct args *a)
+{
+	lkey *key = NULL;
+	uint8_t *csr = NULL;
+	size_t csr_len = 0;
+	char *csr_b64 = NULL, *key_pem = NULL;
+	json_t *req = json_pack("{s:s}", "spiffe_id", a->value[O_SPIFFE_ID]), *resp = NULL;
+	int ret = 1;
+	if (!req || mint_ttl_flag(a, req) < 0)
+		goto out;
+	if (a->n[O_DNS_NAME])
+		json_object_set_new(req, "dns_names", strings_json(a->list[O_DNS_NAME],
+								   a->n[O_DNS_NAME]));
+	if (lkey_generate(KEY_EC_P256, &key) < 0 || x509_csr_create(key, &csr, &csr_len) < 0 ||
+	    !(csr_b64 = base64_encode(csr, csr_len)) || lkey_to_pem(key, &key_pem) < 0) {
+		fail("cannot generate a key and its certificate request");
+		goto out;
+	}
+	json_object_set_new(req, "csr", json_string(csr_b64));
+	if (!(resp = call_json(a, "POST", "/v1/svids/x509", req)))
+		goto out;
+	if (a->value[O_WRITE]) {
+		const char *d = a->value[O_WRITE];
+		if (write_out(d, "svid.pem", jstr(resp, "certificate"), 0644) < 0 ||
+		    write_out(d, "key.pem", key_pem, 0600) < 0 ||
+		    write_out(d, "bundle.pem", jstr(resp, "bundle"), 0644) < 0)
+			goto out;
+	} else {
+		print_mint_x509(a, resp, key_pem);
+	}
+	ret = 0;
+out:
+	if (key_pem)
+		secure_zero(key_pem, strlen(key_pem));
+	free(key_pem);
+	lkey_free(key);
+	free(csr);
+	free(csr_b64);
+	json_decref(req);
+	json_decref(resp);
+	return ret;
+}
+
+static int cmd_jwt_mint(const struct command *cmd, struct args *a)
+{
+	json_t *req = json_pack("{s:s, s:o}", "spiffe_id", a->value[O_SPIFFE_ID], "audience",
+				strings_json(a->list[O_AUDIENCE], a->n[O_AUDIENCE]));
+	json_t *resp = NULL;
+	int ret = 1;
+	if (!req || mint_ttl_flag(a, req) < 0)
+		goto out;
+	if (!(resp = call_json(a, "POST", "/v1/svids/jwt", req)))
+		goto out;
+	const char *token = jstr(resp, "token");
+	if (a->value[O_WRITE]) {
+		if (write_out(a->value[O_WRITE], "token", token, 0600) < 0)
+			goto out;
+	} else if (a->json) {
+		json_t *j = json_pack("{s:s}", "token", token);
+		print_json(j);
+		json_decref(j);
+	} else {
+		printf("%s\n", token);
+	}
+	ret = 0;
+out:
+	json_decref(req);
+	json_decref(resp);
+	return ret;
 }
 
 /* ---- router ---- */
@@ -1061,12 +1581,15 @@ static const struct command token_commands[] = {
 };
 
 static const struct command entry_commands[] = {
-	{ .name = "create", .run = cmd_entry_create, .summary = "Creates a registration entry.",
-	  .opts = COMMON_OPTS | ENTRY_FIELDS,
-	  .required = BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) },
+	{ .name = "create", .run = cmd_entry_create,
+	  .summary = "Creates a registration entry (--spiffe-id, --parent-id and --selector needed), "
+		     "or every entry of --data FILE in one transaction.",
+	  .opts = COMMON_OPTS | ENTRY_FIELDS | BIT(O_DATA) },
 	{ .name = "show", .run = cmd_entry_show,
-	  .summary = "Lists registration entries, optionally filtered (selectors: entries having all).",
-	  .opts = COMMON_OPTS | BIT(O_ID) | BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) },
+	  .summary = "Lists registration entries, optionally filtered (selectors: entries having all) "
+		     "and a page at a time.",
+	  .opts = COMMON_OPTS | BIT(O_ID) | BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) |
+		  BIT(O_PAGE_SIZE) | BIT(O_PAGE_TOKEN) },
 	{ .name = "update", .run = cmd_entry_update,
 	  .summary = "Updates an entry: the fields given replace the stored ones.",
 	  .opts = COMMON_OPTS | BIT(O_ID) | ENTRY_FIELDS, .required = BIT(O_ID) },
@@ -1110,19 +1633,76 @@ static const struct command bundle_commands[] = {
 	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
 };
 
+static const struct command federation_commands[] = {
+	{ .name = "create", .run = cmd_fed_create,
+	  .summary = "Federates with a trust domain: its bundle is fetched from its bundle endpoint.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN) | FED_FIELDS,
+	  .required = BIT(O_TRUST_DOMAIN) | BIT(O_ENDPOINT_URL) },
+	{ .name = "list", .run = cmd_fed_list,
+	  .summary = "Lists federation relationships and their fetch state.", .opts = COMMON_OPTS },
+	{ .name = "show", .run = cmd_fed_show, .summary = "Shows one federation relationship.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "update", .run = cmd_fed_update,
+	  .summary = "Updates a relationship: the fields given replace the stored ones.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN) | FED_FIELDS, .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "delete", .run = cmd_fed_delete,
+	  .summary = "Ends a federation: the relationship and the bundle fetched through it go.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+	{ .name = "refresh", .run = cmd_fed_refresh,
+	  .summary = "Fetches the trust domain's bundle now.",
+	  .opts = COMMON_OPTS | BIT(O_TRUST_DOMAIN), .required = BIT(O_TRUST_DOMAIN) },
+};
+
+static const struct command authority_commands[] = {
+	{ .name = "show", .run = cmd_authority_show,
+	  .summary = "Lists the CA authorities (x509 and jwt keys; state, validity, taint).",
+	  .opts = COMMON_OPTS },
+	{ .name = "prepare", .run = cmd_authority_prepare,
+	  .summary = "Prepares the next authority now: it joins the bundle, and signs once activated.",
+	  .opts = COMMON_OPTS },
+	{ .name = "activate", .run = cmd_authority_activate,
+	  .summary = "Makes a prepared authority the one that signs; the active one becomes old.",
+	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+	{ .name = "taint", .run = cmd_authority_taint,
+	  .summary = "Taints a non-active authority: every agent re-issues what it signed, at once.",
+	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+	{ .name = "revoke", .run = cmd_authority_revoke,
+	  .summary = "Removes a tainted authority from the bundle once no agent depends on it.",
+	  .opts = COMMON_OPTS | BIT(O_ID), .required = BIT(O_ID) },
+};
+
 static const struct command server_commands[] = {
 	{ .name = "list", .run = cmd_server_list,
 	  .summary = "Lists the live servers sharing this server's database.",
 	  .opts = COMMON_OPTS },
 };
 
+static const struct command x509_commands[] = {
+	{ .name = "mint", .run = cmd_x509_mint,
+	  .summary = "Mints an X509-SVID by hand (the key is made here; only a CSR is sent).",
+	  .opts = COMMON_OPTS | BIT(O_SPIFFE_ID) | BIT(O_TTL) | BIT(O_DNS_NAME) | BIT(O_WRITE),
+	  .required = BIT(O_SPIFFE_ID) },
+};
+
+static const struct command jwt_commands[] = {
+	{ .name = "mint", .run = cmd_jwt_mint, .summary = "Mints a JWT-SVID by hand.",
+	  .opts = COMMON_OPTS | BIT(O_SPIFFE_ID) | BIT(O_AUDIENCE) | BIT(O_TTL) | BIT(O_WRITE),
+	  .required = BIT(O_SPIFFE_ID) | BIT(O_AUDIENCE) },
+};
+
 static const struct group groups[] = {
 	{ "token", "join tokens", token_commands, ARRAY_LEN(token_commands) },
 	{ "entry", "registration entries", entry_commands, ARRAY_LEN(entry_commands) },
 	{ "agent", "attested agents", agent_commands, ARRAY_LEN(agent_commands) },
+	{ "authority", "the CA authorities: forced rotation, taint, revocation", authority_commands,
+	  ARRAY_LEN(authority_commands) },
 	{ "bundle", "the trust bundle and federated bundles", bundle_commands, ARRAY_LEN(bundle_commands) },
+	{ "federation", "federation with other trust domains", federation_commands,
+	  ARRAY_LEN(federation_commands) },
 	{ "server", "the servers of this trust domain", server_commands,
 	  ARRAY_LEN(server_commands) },
+	{ "x509", "X509-SVIDs minted by hand", x509_commands, ARRAY_LEN(x509_commands) },
+	{ "jwt", "JWT-SVIDs minted by hand", jwt_commands, ARRAY_LEN(jwt_commands) },
 };
 
 static void usage_group(FILE *f, const struct group *g)
@@ -1153,7 +1733,8 @@ int cli_main(int argc, char **argv)
 		if (strcmp(groups[i].name, argv[0]) == 0)
 			g = &groups[i];
 	if (!g) {
-		fail("unknown command \"%s\" (token, entry, agent, bundle or server)", argc > 0 ? argv[0] : "");
+		fail("unknown command \"%s\" (token, entry, agent, bundle, federation, authority, "
+		     "server, x509 or jwt)", argc > 0 ? argv[0] : "");
 		return 1;
 	}
 	if (argc < 2) {

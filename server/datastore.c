@@ -98,6 +98,107 @@ static void unlock(struct datastore *ds)
 		pthread_mutex_unlock(&ds->lock);
 }
 
+const char *const ds_op_names[DS_OP__COUNT] = {
+	[DS_OP_ENTRY_CREATE] = "entry_create",
+	[DS_OP_ENTRY_UPDATE] = "entry_update",
+	[DS_OP_ENTRY_DELETE] = "entry_delete",
+	[DS_OP_ENTRY_GET] = "entry_get",
+	[DS_OP_ENTRY_LIST] = "entry_list",
+	[DS_OP_ENTRY_COUNT] = "entry_count",
+	[DS_OP_AGENT_COUNT] = "agent_count",
+	[DS_OP_TOKEN_CREATE] = "token_create",
+	[DS_OP_TOKEN_CONSUME] = "token_consume",
+	[DS_OP_TOKEN_COUNT] = "token_count",
+	[DS_OP_TOKEN_PRUNE] = "token_prune",
+	[DS_OP_TOKEN_LIST] = "token_list",
+	[DS_OP_AGENT_UPSERT] = "agent_upsert",
+	[DS_OP_AGENT_GET] = "agent_get",
+	[DS_OP_AGENT_LIST] = "agent_list",
+	[DS_OP_AGENT_DELETE] = "agent_delete",
+	[DS_OP_AGENT_SET_BANNED] = "agent_set_banned",
+	[DS_OP_AGENT_TOUCH] = "agent_touch",
+	[DS_OP_CA_PUT] = "ca_put",
+	[DS_OP_CA_LIST] = "ca_list",
+	[DS_OP_CA_DELETE] = "ca_delete",
+	[DS_OP_KV_GET_INT] = "kv_get",
+	[DS_OP_KV_SET_INT] = "kv_set",
+	[DS_OP_PING] = "ping",
+	[DS_OP_SNAPSHOT_IMPORT] = "snapshot_import",
+	[DS_OP_SERVER_HEARTBEAT] = "server_heartbeat",
+	[DS_OP_SERVER_LIST] = "server_list",
+};
+
+const double ds_latency_buckets[DS_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+						       0.05, 0.1, 0.25, 0.5, 1, 5};
+
+static void hist_observe(struct ds_atomic_hist *h, int64_t us)
+{
+	double secs = (double)(us < 0 ? 0 : us) / 1e6;
+	for (size_t i = 0; i < DS_LATENCY_BUCKETS; i++)
+		if (secs <= ds_latency_buckets[i])
+			atomic_fetch_add_explicit(&h->le[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_us, (uint64_t)(us < 0 ? 0 : us), memory_order_relaxed);
+}
+
+static void hist_read(struct ds_atomic_hist *h, struct ds_histogram *out)
+{
+	/* count first: a bucket read later may be ahead of it, never behind. */
+	out->count = atomic_load_explicit(&h->count, memory_order_relaxed);
+	for (size_t i = 0; i < DS_LATENCY_BUCKETS; i++) {
+		out->le[i] = atomic_load_explicit(&h->le[i], memory_order_relaxed);
+		if (out->le[i] > out->count)
+			out->le[i] = out->count;
+	}
+	out->sum = (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6;
+}
+
+/* Outcomes a caller expects are not errors of the datastore. */
+static bool is_error(int ret)
+{
+	return ret < 0 && ret != -ENOENT && ret != -EEXIST && ret != -ETIMEDOUT && ret != -EINVAL &&
+	       ret != -ENOTEMPTY && ret != -EBUSY && ret != -ENOTSUP;
+}
+
+/* Around every backend call: the lock (see lock) and the statistics. */
+static int64_t op_begin(struct datastore *ds)
+{
+	int64_t t0 = now_mono_us();
+	lock(ds);
+	return t0;
+}
+
+static void op_end(struct datastore *ds, enum ds_op op, int ret, int64_t t0)
+{
+	unlock(ds);
+	hist_observe(&ds->op_hist[op], now_mono_us() - t0);
+	if (is_error(ret))
+		atomic_fetch_add_explicit(&ds->op_errors[op], 1, memory_order_relaxed);
+}
+
+void datastore_feed_lag(struct datastore *ds, double lag_seconds)
+{
+	hist_observe(&ds->feed_lag, (int64_t)(lag_seconds * 1e6));
+}
+
+void datastore_count_retry(struct datastore *ds)
+{
+	atomic_fetch_add_explicit(&ds->retries, 1, memory_order_relaxed);
+}
+
+void ds_stats_get(struct datastore *ds, struct ds_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < DS_OP__COUNT; i++) {
+		hist_read(&ds->op_hist[i], &out->op[i]);
+		out->op_errors[i] = atomic_load_explicit(&ds->op_errors[i], memory_order_relaxed);
+	}
+	out->retries = atomic_load_explicit(&ds->retries, memory_order_relaxed);
+	out->has_feed = ds->has_feed;
+	hist_read(&ds->feed_lag, &out->feed_lag);
+	out->feed_holes = atomic_load_explicit(&ds->feed_holes, memory_order_relaxed);
+}
+
 /* Around journal reads: always. */
 static void journal_lock(struct datastore *ds)
 {
@@ -172,6 +273,7 @@ int64_t ds_bundle_generation(struct datastore *ds)
 
 void datastore_feed_hole(struct datastore *ds)
 {
+	atomic_fetch_add_explicit(&ds->feed_holes, 1, memory_order_relaxed);
 	journal_lock(ds);
 	ds->feed_counter++;
 	journal_unlock(ds);
@@ -257,11 +359,64 @@ int ds_entry_create(struct datastore *ds, struct entry *e, char *err, size_t err
 		snprintf(err, errlen, "spiffe_id and parent_id are required");
 		return -EINVAL;
 	}
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_create(ds, e, err, errlen);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
+	op_end(ds, DS_OP_ENTRY_CREATE, ret, t0);
+	return ret;
+}
+
+/* Assigns the ids and creation times of a batch before the backend writes it, so that the
+ * backend's retries (PostgreSQL) write the same entries; undone on failure. */
+static int batch_prepare(struct entry **v, size_t n, size_t *failed, char *err, size_t errlen)
+{
+	int64_t now = now_unix();
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i] || !v[i]->spiffe_id || !v[i]->parent_id) {
+			*failed = i;
+			snprintf(err, errlen, "spiffe_id and parent_id are required");
+			return -EINVAL;
+		}
+		if (uuid_v4(v[i]->id) < 0) {
+			snprintf(err, errlen, "cannot generate an entry id");
+			return -EIO;
+		}
+		if (v[i]->created_at == 0)
+			v[i]->created_at = now;
+	}
+	return 0;
+}
+
+int ds_entry_create_batch(struct datastore *ds, struct entry **v, size_t n, size_t *failed,
+			  char *err, size_t errlen)
+{
+	int64_t *created = n ? xcalloc(n, sizeof(*created)) : NULL;
+	*failed = SIZE_MAX;
+	for (size_t i = 0; i < n; i++)
+		created[i] = v[i] ? v[i]->created_at : 0;
+	int ret = batch_prepare(v, n, failed, err, errlen);
+	if (ret < 0 || n == 0)
+		goto out;
+	lock(ds);
+	int64_t before = change_before(ds);
+	ret = ds->ops->entry_create_batch(ds, v, n, failed, err, errlen);
+	/* One record per entry, each under the counter value its write produced (its revision). */
+	if (ret == 0 && !ds->ops->concurrent &&
+	    ds->ops->change_counter(ds) == before + (int64_t)n) {
+		for (size_t i = 0; i < n; i++)
+			journal_record(ds, before + 1 + (int64_t)i, DS_CHANGE_ENTRY, v[i]->id);
+	}
 	unlock(ds);
+out:
+	for (size_t i = 0; ret < 0 && i < n; i++) {
+		if (!v[i])
+			continue;
+		v[i]->id[0] = '\0';
+		v[i]->revision = 0;
+		v[i]->created_at = created[i];
+	}
+	free(created);
 	return ret;
 }
 
@@ -271,11 +426,11 @@ int ds_entry_update(struct datastore *ds, struct entry *e, char *err, size_t err
 		snprintf(err, errlen, "spiffe_id and parent_id are required");
 		return -EINVAL;
 	}
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_update(ds, e, err, errlen);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, e->id);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_UPDATE, ret, t0);
 	return ret;
 }
 
@@ -283,11 +438,11 @@ int ds_entry_delete(struct datastore *ds, const char *id)
 {
 	if (!id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->entry_delete(ds, id);
 	journal_add(ds, before, ret, DS_CHANGE_ENTRY, id);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_DELETE, ret, t0);
 	return ret;
 }
 
@@ -295,9 +450,9 @@ int ds_entry_get(struct datastore *ds, const char *id, struct entry **out)
 {
 	if (!id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->entry_get(ds, id, out);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_GET, ret, t0);
 	return ret;
 }
 
@@ -305,25 +460,25 @@ int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct ent
 {
 	*out = NULL;
 	*n = 0;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->entry_list(ds, f, out, n);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_LIST, ret, t0);
 	return ret;
 }
 
 int ds_entry_count(struct datastore *ds, int64_t *n)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->entry_count(ds, n);
-	unlock(ds);
+	op_end(ds, DS_OP_ENTRY_COUNT, ret, t0);
 	return ret;
 }
 
 int ds_agent_count(struct datastore *ds, int64_t *n)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_count(ds, n);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_COUNT, ret, t0);
 	return ret;
 }
 
@@ -342,9 +497,9 @@ int ds_token_create(struct datastore *ds, const char *token, const char *alias, 
 		return -EINVAL;
 	if (datastore_token_hash(token, hash) < 0)
 		return -EIO;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_create(ds, hash, alias, expires_at);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_CREATE, ret, t0);
 	return ret;
 }
 
@@ -357,37 +512,56 @@ int ds_token_consume(struct datastore *ds, const char *token, int64_t now, char 
 		return -ENOENT;
 	if (datastore_token_hash(token, hash) < 0)
 		return -EIO;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_consume(ds, hash, now, alias_out);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_CONSUME, ret, t0);
 	return ret;
 }
 
 int ds_token_count(struct datastore *ds, int64_t now, int64_t *n)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_count(ds, now, n);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_COUNT, ret, t0);
 	return ret;
 }
 
 int ds_token_prune(struct datastore *ds, int64_t now)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->token_prune(ds, now);
-	unlock(ds);
+	op_end(ds, DS_OP_TOKEN_PRUNE, ret, t0);
 	return ret;
+}
+
+int ds_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	int64_t t0 = op_begin(ds);
+	int ret = ds->ops->token_list(ds, out, n);
+	op_end(ds, DS_OP_TOKEN_LIST, ret, t0);
+	return ret;
+}
+
+void ds_token_record_array_free(struct ds_token_record *t, size_t n)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(t[i].alias);
+	free(t);
 }
 
 int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
 {
 	if (!a || !a->spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_upsert(ds, a);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, a->spiffe_id);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_UPSERT, ret, t0);
 	return ret;
 }
 
@@ -395,9 +569,9 @@ int ds_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_recor
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_get(ds, spiffe_id, out);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_GET, ret, t0);
 	return ret;
 }
 
@@ -405,9 +579,9 @@ int ds_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_list(ds, out, n);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_LIST, ret, t0);
 	return ret;
 }
 
@@ -415,11 +589,11 @@ int ds_agent_delete(struct datastore *ds, const char *spiffe_id)
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_delete(ds, spiffe_id);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_DELETE, ret, t0);
 	return ret;
 }
 
@@ -427,11 +601,11 @@ int ds_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_set_banned(ds, spiffe_id, banned);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_SET_BANNED, ret, t0);
 	return ret;
 }
 
@@ -440,9 +614,9 @@ int ds_agent_touch(struct datastore *ds, const char *spiffe_id, const char *seri
 {
 	if (!spiffe_id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_touch(ds, spiffe_id, serial, not_after, now);
-	unlock(ds);
+	op_end(ds, DS_OP_AGENT_TOUCH, ret, t0);
 	return ret;
 }
 
@@ -450,9 +624,9 @@ int ds_ca_put(struct datastore *ds, const struct ca_record *r)
 {
 	if (!r || !r->id[0] || memchr(r->id, '\0', sizeof(r->id)) == NULL)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_put(ds, r);
-	unlock(ds);
+	op_end(ds, DS_OP_CA_PUT, ret, t0);
 	return ret;
 }
 
@@ -460,9 +634,9 @@ int ds_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_list(ds, out, n);
-	unlock(ds);
+	op_end(ds, DS_OP_CA_LIST, ret, t0);
 	return ret;
 }
 
@@ -470,9 +644,9 @@ int ds_ca_delete(struct datastore *ds, const char *id)
 {
 	if (!id)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_delete(ds, id);
-	unlock(ds);
+	op_end(ds, DS_OP_CA_DELETE, ret, t0);
 	return ret;
 }
 
@@ -586,13 +760,103 @@ int ds_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
 	return ret;
 }
 
+/* ---- federation relationships ---- */
+
+static struct fed_relationship *fed_rel_from_text(const char *td, const char *doc)
+{
+	json_error_t je;
+	char err[256];
+	struct fed_relationship *r = NULL;
+	if (!doc)
+		return NULL;
+	json_t *j = json_loads(doc, 0, &je);
+	if (!j || fed_relationship_from_json(j, &r, err, sizeof(err)) < 0)
+		log_error("datastore: federation relationship %s: corrupt row: %s", td,
+			  j ? err : je.text);
+	json_decref(j);
+	return r;
+}
+
+int ds_fed_rel_put(struct datastore *ds, struct fed_relationship *r, bool create, char *err,
+		   size_t errlen)
+{
+	struct fed_relationship *copy = NULL;
+	int64_t now = now_unix();
+	r->updated_at = now;
+	if (create || !r->created_at)
+		r->created_at = now;
+	json_t *j = fed_relationship_to_json(r);
+	if (!j || fed_relationship_from_json(j, &copy, err, errlen) < 0) {
+		json_decref(j);
+		return j ? -EINVAL : -ENOMEM;
+	}
+	fed_relationship_free(copy);
+	char *doc = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	if (!doc)
+		return -ENOMEM;
+	lock(ds);
+	int ret = ds->ops->fed_rel_put(ds, r->trust_domain, doc, create);
+	unlock(ds);
+	free(doc);
+	return ret;
+}
+
+int ds_fed_rel_get(struct datastore *ds, const char *trust_domain, struct fed_relationship **out)
+{
+	char *doc = NULL;
+	*out = NULL;
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_rel_get(ds, trust_domain, &doc);
+	unlock(ds);
+	if (ret == 0 && !(*out = fed_rel_from_text(trust_domain, doc)))
+		ret = -EIO;
+	free(doc);
+	return ret;
+}
+
+int ds_fed_rel_list(struct datastore *ds, struct fed_relationship ***out, size_t *n)
+{
+	char **docs = NULL;
+	size_t nd = 0;
+	*out = NULL;
+	*n = 0;
+	lock(ds);
+	int ret = ds->ops->fed_rel_list(ds, &docs, &nd);
+	unlock(ds);
+	if (ret < 0)
+		return ret;
+	struct fed_relationship **v = nd ? xcalloc(nd, sizeof(*v)) : NULL;
+	for (size_t i = 0; i < nd; i++) {
+		struct fed_relationship *r = fed_rel_from_text("(listed)", docs[i]);
+		if (r)
+			v[(*n)++] = r;
+		free(docs[i]);
+	}
+	free(docs);
+	*out = v;
+	return 0;
+}
+
+int ds_fed_rel_delete(struct datastore *ds, const char *trust_domain)
+{
+	if (!trust_domain)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->fed_rel_delete(ds, trust_domain);
+	unlock(ds);
+	return ret;
+}
+
 int ds_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
 {
 	if (!key)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->kv_get_int(ds, key, out);
-	unlock(ds);
+	op_end(ds, DS_OP_KV_GET_INT, ret, t0);
 	return ret;
 }
 
@@ -600,17 +864,83 @@ int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v)
 {
 	if (!key)
 		return -EINVAL;
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->kv_set_int(ds, key, v);
+	op_end(ds, DS_OP_KV_SET_INT, ret, t0);
+	return ret;
+}
+
+int ds_lease_acquire(struct datastore *ds, const char *name, const char *holder, int64_t ttl_s)
+{
+	if (!name || !holder || ttl_s <= 0)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->lease_acquire(ds, name, holder, ttl_s);
+	unlock(ds);
+	return ret;
+}
+
+int ds_lease_release(struct datastore *ds, const char *name, const char *holder)
+{
+	if (!name || !holder)
+		return -EINVAL;
+	lock(ds);
+	int ret = ds->ops->lease_release(ds, name, holder);
 	unlock(ds);
 	return ret;
 }
 
 int ds_ping(struct datastore *ds)
 {
-	lock(ds);
+	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ping(ds);
-	unlock(ds);
+	op_end(ds, DS_OP_PING, ret, t0);
+	return ret;
+}
+
+/* ---- copying a datastore ---- */
+
+int ds_snapshot_read(struct datastore *ds, struct ds_snapshot *out)
+{
+	memset(out, 0, sizeof(*out));
+	int ret = ds_entry_list(ds, NULL, &out->entries, &out->n_entries);
+	if (ret == 0)
+		ret = ds_agent_list(ds, &out->agents, &out->n_agents);
+	if (ret == 0)
+		ret = ds_token_list(ds, &out->tokens, &out->n_tokens);
+	if (ret == 0)
+		ret = ds_ca_list(ds, &out->cas, &out->n_cas);
+	if (ret == 0) {
+		ret = ds_kv_get_int(ds, "bundle_sequence", &out->bundle_sequence);
+		out->has_bundle_sequence = ret == 0;
+		if (ret == -ENOENT)
+			ret = 0;
+	}
+	if (ret < 0)
+		ds_snapshot_free(out);
+	return ret;
+}
+
+void ds_snapshot_free(struct ds_snapshot *s)
+{
+	entry_array_free(s->entries, s->n_entries);
+	agent_record_array_free(s->agents, s->n_agents);
+	ds_token_record_array_free(s->tokens, s->n_tokens);
+	ca_record_array_free(s->cas, s->n_cas);
+	memset(s, 0, sizeof(*s));
+}
+
+int ds_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,
+		       size_t errlen)
+{
+	if (!ds->ops->snapshot_import) {
+		snprintf(err, errlen, "the %s datastore cannot be the target of a copy",
+			 ds->ops->name);
+		return -ENOTSUP;
+	}
+	int64_t t0 = op_begin(ds);
+	int ret = ds->ops->snapshot_import(ds, s, force, err, errlen);
+	op_end(ds, DS_OP_SNAPSHOT_IMPORT, ret, t0);
 	return ret;
 }
 
@@ -698,9 +1028,9 @@ static struct server_record *server_record_dup(const struct server_record *r, in
 int ds_server_heartbeat(struct datastore *ds, const struct server_record *r)
 {
 	if (ds->ops->server_heartbeat) {
-		lock(ds);
+		int64_t t0 = op_begin(ds);
 		int ret = ds->ops->server_heartbeat(ds, r);
-		unlock(ds);
+		op_end(ds, DS_OP_SERVER_HEARTBEAT, ret, t0);
 		return ret;
 	}
 	struct server_record *c = server_record_dup(r, now_unix());
@@ -714,9 +1044,9 @@ int ds_server_heartbeat(struct datastore *ds, const struct server_record *r)
 int ds_server_list(struct datastore *ds, int64_t live_s, struct server_record ***out, size_t *n)
 {
 	if (ds->ops->server_list) {
-		lock(ds);
+		int64_t t0 = op_begin(ds);
 		int ret = ds->ops->server_list(ds, live_s, out, n);
-		unlock(ds);
+		op_end(ds, DS_OP_SERVER_LIST, ret, t0);
 		return ret;
 	}
 	*out = NULL;

@@ -21,12 +21,18 @@
 
 #include "entry.h"
 #include "fed_bundle.h"
+#include "fed_relationship.h"
 
 struct datastore;
 
 /* Opens (creating if needed) the database at path: WAL journal, busy timeout, foreign keys on,
  * schema migrated to the current version. The file is created 0600. */
 int datastore_open_sqlite(const char *path, struct datastore **out, char *err, size_t errlen);
+/* Opens an existing database file read-only (no schema migration, nothing written), to copy it:
+ * -ENOENT and the like when path is missing or not a regular file, -EPROTO when it is not a
+ * lanyard-server datastore of this version's schema; err names path. */
+int datastore_open_sqlite_readonly(const char *path, struct datastore **out, char *err,
+				   size_t errlen);
 /* Opens a PostgreSQL database shared with other servers: conninfo is a libpq key/value string
  * or a postgresql:// URI (a password may also come from PGPASSWORD or a passfile), with at most
  * max_connections connections in the pool (plus one that follows the change feed). The schema is
@@ -67,15 +73,28 @@ int ds_entry_delete(struct datastore *ds, const char *id);
 /* -ENOENT if absent; *out is the caller's. */
 int ds_entry_get(struct datastore *ds, const char *id, struct entry **out);
 
-/* NULL members match anything. selectors: entries whose selector set contains all of them. */
+/* NULL members match anything. selectors: entries whose selector set contains all of them.
+ * A page: after_id (with after_created_at) starts the list after the entry with that
+ * (created_at, id) key, which need not exist any more; limit > 0 stops it after that many
+ * matching entries. The order is stable, so consecutive pages neither skip nor repeat entries
+ * that existed throughout. */
 struct entry_filter {
 	const char *spiffe_id, *parent_id;
 	const char *const *selectors;
 	size_t n_selectors;
+	int64_t after_created_at;
+	const char *after_id;	/* NULL: from the first entry */
+	size_t limit;		/* 0: no limit */
 };
 /* f may be NULL (all entries). Sorted by created_at then id. *out (possibly NULL when *n is 0) is
  * freed with entry_array_free. */
 int ds_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out, size_t *n);
+/* Stores n new entries in one transaction: all of them, or none. Each is handled as by
+ * ds_entry_create (id, revision and created_at filled in). On failure, *failed is the index of the
+ * entry refused (SIZE_MAX when no single entry is to blame), err says why, and the entries keep
+ * no id. */
+int ds_entry_create_batch(struct datastore *ds, struct entry **v, size_t n, size_t *failed,
+			  char *err, size_t errlen);
 /* Number of stored entries (expired ones included), without reading them. */
 int ds_entry_count(struct datastore *ds, int64_t *n);
 
@@ -160,6 +179,17 @@ int ds_token_count(struct datastore *ds, int64_t now, int64_t *n);
 /* Deletes tokens expired at now. */
 int ds_token_prune(struct datastore *ds, int64_t now);
 
+/* A join token as stored (the token's SHA-256, never the token), for copying a datastore. */
+struct ds_token_record {
+	char hash[65];
+	char *alias; /* may be NULL */
+	int64_t expires_at;
+};
+/* Every stored token, expired ones included, sorted by hash; *out is freed with
+ * ds_token_record_array_free. */
+int ds_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n);
+void ds_token_record_array_free(struct ds_token_record *t, size_t n);
+
 /* ---- attested agents ---- */
 
 struct agent_record {
@@ -202,10 +232,13 @@ json_t *agent_record_to_json(const struct agent_record *a);
  * Private keys are NOT stored here (the CA module keeps them in files): metadata and certificate. */
 
 enum { CA_STATE_PREPARED = 0, CA_STATE_ACTIVE = 1, CA_STATE_OLD = 2 };
+/* Or'ed into ca_record.state: the operator tainted the authority (suspected key compromise);
+ * agents re-issue what it signed and it may then be revoked (ca.h). */
+#define CA_STATE_TAINTED 0x100
 
 struct ca_record {
 	char id[65];
-	int state;		/* CA_STATE_* */
+	int state;		/* CA_STATE_*, | CA_STATE_TAINTED */
 	uint8_t *cert_der;
 	size_t cert_len;
 	char *jwt_kid;		/* may be NULL */
@@ -223,11 +256,99 @@ int ds_ca_delete(struct datastore *ds, const char *id);
 void ca_record_free(struct ca_record *r);
 void ca_record_array_free(struct ca_record **r, size_t n);
 
+/* ---- federation relationships (fed_relationship.h) ----
+ * Not in the change journal: the fetcher (federation.c) re-reads them every few seconds. */
+
+/* Validates r (fed_relationship_from_json's rules) and stores it; create: -EEXIST when the
+ * trust domain has one already, else (update) -ENOENT when it has none. -EINVAL with the reason
+ * in err for an invalid one. created_at/updated_at are set here. */
+int ds_fed_rel_put(struct datastore *ds, struct fed_relationship *r, bool create, char *err,
+		   size_t errlen);
+/* -ENOENT if absent; *out is the caller's. */
+int ds_fed_rel_get(struct datastore *ds, const char *trust_domain, struct fed_relationship **out);
+/* Every relationship, sorted by trust domain (a corrupt row is logged and left out). */
+int ds_fed_rel_list(struct datastore *ds, struct fed_relationship ***out, size_t *n);
+/* -ENOENT if absent. */
+int ds_fed_rel_delete(struct datastore *ds, const char *trust_domain);
+
 /* ---- small key/value store for counters such as the bundle sequence ---- */
 
 /* -ENOENT if absent. */
 int ds_kv_get_int(struct datastore *ds, const char *key, int64_t *out);
 int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v);
+
+/* ---- copying a whole datastore (lanyard-server datastore migrate) ---- */
+
+/* What moves from one server's datastore to another's: entries (ids, revisions and creation
+ * times kept), agents (ban state and serials), join tokens (hashes), the published bundle (CA
+ * authority records, never keys) and the bundle sequence. */
+struct ds_snapshot {
+	struct entry **entries;
+	size_t n_entries;
+	struct agent_record **agents;
+	size_t n_agents;
+	struct ds_token_record *tokens;
+	size_t n_tokens;
+	struct ca_record **cas;
+	size_t n_cas;
+	bool has_bundle_sequence;
+	int64_t bundle_sequence;
+};
+/* Reads everything of ds. No other process may write ds meanwhile (the caller makes sure the
+ * server that owns it is stopped). */
+int ds_snapshot_read(struct datastore *ds, struct ds_snapshot *out);
+void ds_snapshot_free(struct ds_snapshot *s);
+/* Writes s into ds in one transaction: refused with -ENOTEMPTY (err says what is there) when ds
+ * already holds entries, agents, join tokens or authorities, unless force (they are deleted
+ * first); refused with -EBUSY when servers are live on ds (a shared datastore). The row counts
+ * are verified before the commit (-EIO and nothing written when they differ). The bundle
+ * sequence only moves forward. -ENOTSUP when the backend cannot import (SQLite). */
+int ds_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,
+		       size_t errlen);
+
+/* ---- statistics (for /metrics) ----
+ * Every ds_* call is timed, from before it waits for the datastore (SQLite's lock, a pooled
+ * PostgreSQL connection) to its return, and counted as an error when it fails for another
+ * reason than its documented outcomes (not found, duplicate, expired, bad argument, refused).
+ * Counters only grow; reading them takes no lock. */
+enum ds_op {
+	DS_OP_ENTRY_CREATE, DS_OP_ENTRY_UPDATE, DS_OP_ENTRY_DELETE, DS_OP_ENTRY_GET, DS_OP_ENTRY_LIST,
+	DS_OP_ENTRY_COUNT, DS_OP_AGENT_COUNT, DS_OP_TOKEN_CREATE, DS_OP_TOKEN_CONSUME,
+	DS_OP_TOKEN_COUNT, DS_OP_TOKEN_PRUNE, DS_OP_TOKEN_LIST, DS_OP_AGENT_UPSERT, DS_OP_AGENT_GET,
+	DS_OP_AGENT_LIST, DS_OP_AGENT_DELETE, DS_OP_AGENT_SET_BANNED, DS_OP_AGENT_TOUCH, DS_OP_CA_PUT,
+	DS_OP_CA_LIST, DS_OP_CA_DELETE, DS_OP_KV_GET_INT, DS_OP_KV_SET_INT, DS_OP_PING,
+	DS_OP_SNAPSHOT_IMPORT, DS_OP_SERVER_HEARTBEAT, DS_OP_SERVER_LIST, DS_OP__COUNT
+};
+/* "entry_create", ...: the label values of DS_OP_*. */
+extern const char *const ds_op_names[DS_OP__COUNT];
+#define DS_LATENCY_BUCKETS 12
+/* Upper bounds in seconds, of the operation latency and change-feed lag histograms. */
+extern const double ds_latency_buckets[DS_LATENCY_BUCKETS];
+
+struct ds_histogram {
+	uint64_t le[DS_LATENCY_BUCKETS]; /* observations <= ds_latency_buckets[i] (cumulative) */
+	uint64_t count;
+	double sum; /* seconds */
+};
+struct ds_stats {
+	struct ds_histogram op[DS_OP__COUNT];
+	uint64_t op_errors[DS_OP__COUNT];
+	uint64_t retries; /* transactions retried after a serialization failure or deadlock */
+	/* A shared datastore's change feed (has_feed): how long after a change was written (by any
+	 * server; by the database's clock) this server recorded it, and the gaps passed over. */
+	bool has_feed;
+	struct ds_histogram feed_lag;
+	uint64_t feed_holes;
+};
+void ds_stats_get(struct datastore *ds, struct ds_stats *out);
+/* ---- leases: one server at a time does a job (automatic registration) ----
+ * A lease is a row (name, holder, expiry). ds_lease_acquire takes the lease name for holder, or
+ * renews it when holder has it already, for ttl_s seconds: 1 when holder has it now, 0 when
+ * another holder has it and it has not expired, < 0 on a database error. PostgreSQL dates the
+ * expiry by the database's clock, so that servers' clocks do not matter. */
+int ds_lease_acquire(struct datastore *ds, const char *name, const char *holder, int64_t ttl_s);
+/* Gives the lease up if holder has it (a clean shutdown: another server takes over at once). */
+int ds_lease_release(struct datastore *ds, const char *name, const char *holder);
 
 /* Readiness: 0 when the database answers a query. */
 int ds_ping(struct datastore *ds);

@@ -10,12 +10,14 @@
 #define LANYARD_DATASTORE_BACKEND_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "datastore.h"
 
 /* The columns of the tables every SQL backend has, in the order their row readers expect. */
 #define ENTRY_COLS "id, spiffe_id, parent_id, selectors, x509_svid_ttl, jwt_svid_ttl, dns_names, " \
-		   "hint, admin, downstream, expires_at, revision, created_at, federates_with"
+		   "hint, admin, downstream, expires_at, revision, created_at, federates_with, " \
+		   "managed"
 #define AGENT_COLS "spiffe_id, attestor, selectors, aliases, serial, not_after, created_at, " \
 		   "last_seen, banned"
 #define FED_BUNDLE_COLS "trust_domain, x509, jwt_keys, sequence, refresh_hint, refreshed_at, source"
@@ -34,6 +36,10 @@ struct datastore_ops {
 	int (*entry_get)(struct datastore *ds, const char *id, struct entry **out);
 	int (*entry_list)(struct datastore *ds, const struct entry_filter *f, struct entry ***out,
 			  size_t *n);
+	/* The entries arrive with their id and created_at set (datastore.c assigns them); on
+	 * failure the backend sets *failed (SIZE_MAX: none in particular) and err. */
+	int (*entry_create_batch)(struct datastore *ds, struct entry **v, size_t n, size_t *failed,
+				  char *err, size_t errlen);
 	int (*entry_count)(struct datastore *ds, int64_t *n);
 	int (*agent_count)(struct datastore *ds, int64_t *n);
 	int64_t (*change_counter)(struct datastore *ds);
@@ -43,6 +49,7 @@ struct datastore_ops {
 			     char **alias_out);
 	int (*token_count)(struct datastore *ds, int64_t now, int64_t *n);
 	int (*token_prune)(struct datastore *ds, int64_t now);
+	int (*token_list)(struct datastore *ds, struct ds_token_record **out, size_t *n);
 	int (*agent_upsert)(struct datastore *ds, const struct agent_record *a);
 	int (*agent_get)(struct datastore *ds, const char *spiffe_id, struct agent_record **out);
 	int (*agent_list)(struct datastore *ds, struct agent_record ***out, size_t *n);
@@ -60,13 +67,26 @@ struct datastore_ops {
 			      struct fed_bundle **out);
 	int (*fed_bundle_list)(struct datastore *ds, struct fed_bundle ***out, size_t *n);
 	int (*fed_bundle_delete)(struct datastore *ds, const char *trust_domain);
+	/* Federation relationships as JSON documents keyed by trust domain: create -EEXIST when
+	 * present, update -ENOENT when absent; list sorted by trust domain. */
+	int (*fed_rel_put)(struct datastore *ds, const char *trust_domain, const char *doc,
+			   bool create);
+	int (*fed_rel_get)(struct datastore *ds, const char *trust_domain, char **doc);
+	int (*fed_rel_list)(struct datastore *ds, char ***docs, size_t *n);
+	int (*fed_rel_delete)(struct datastore *ds, const char *trust_domain);
 	int (*kv_get_int)(struct datastore *ds, const char *key, int64_t *out);
 	int (*kv_set_int)(struct datastore *ds, const char *key, int64_t v);
 	int (*ping)(struct datastore *ds);
+	int (*lease_acquire)(struct datastore *ds, const char *name, const char *holder,
+			     int64_t ttl_s);
+	int (*lease_release)(struct datastore *ds, const char *name, const char *holder);
 	/* Optional: without them, datastore.c keeps the record of this server alone. */
 	int (*server_heartbeat)(struct datastore *ds, const struct server_record *r);
 	int (*server_list)(struct datastore *ds, int64_t live_s, struct server_record ***out,
 			   size_t *n);
+	/* Optional (ds_snapshot_import): -ENOTSUP without it. */
+	int (*snapshot_import)(struct datastore *ds, const struct ds_snapshot *s, bool force,
+			       char *err, size_t errlen);
 };
 
 /* The first member of every backend's own struct. journal is a ring of the last changes (see
@@ -82,6 +102,12 @@ struct datastore {
 	void (*change_hook)(void *ud);
 	void *change_hook_ud;
 	struct server_record *self; /* under lock; backends without server_heartbeat */
+	/* Statistics (ds_stats_get), atomic: updated by any thread without the lock. */
+	struct ds_atomic_hist {
+		_Atomic uint64_t le[DS_LATENCY_BUCKETS], count, sum_us;
+	} op_hist[DS_OP__COUNT], feed_lag;
+	_Atomic uint64_t op_errors[DS_OP__COUNT], retries, feed_holes;
+	bool has_feed; /* set by the backend at open */
 };
 
 /* Backends call this on their freshly allocated struct, and datastore_fini_base in close. */
@@ -111,6 +137,10 @@ struct fed_bundle *datastore_fed_bundle_from_cols(const char *td, const uint8_t 
 void datastore_feed_add(struct datastore *ds, enum ds_change_kind kind, const char *id);
 void datastore_feed_hole(struct datastore *ds);
 void datastore_feed_wake(struct datastore *ds);
+/* For backends, from any thread: a change was recorded lag_seconds after it was written; a
+ * transaction is retried (serialization failure or deadlock). */
+void datastore_feed_lag(struct datastore *ds, double lag_seconds);
+void datastore_count_retry(struct datastore *ds);
 /* The journal's counter; the caller holds ds->lock (ds_changes_since, ds_change_counter do). */
 int64_t datastore_feed_counter(struct datastore *ds);
 

@@ -28,13 +28,10 @@
 #include "log.h"
 #include "util.h"
 
-#define MAX_PARAMS 14
 #define TX_ATTEMPTS 6
 #define BACKOFF_BASE_MS 5
 /* Any number: the key of the advisory lock held while migrating. */
 #define MIGRATE_LOCK_KEY 7273697465LL
-/* The database's clock, in unix seconds. */
-#define DB_NOW "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)"
 /* The row of a server not seen for this long is removed (it is long dead). */
 #define SERVER_FORGET_S (7 * 24 * 3600)
 
@@ -98,7 +95,9 @@ static const char *const migrations[] = {
 	" started_at BIGINT NOT NULL,"
 	" last_seen BIGINT NOT NULL,"
 	" authorities BIGINT NOT NULL DEFAULT 0);",
-	/* v3: federation. The bundles of foreign trust domains, and the trust domains an entry's
+	/* v3. When a change was written, in milliseconds by the database's clock (the feed's lag). */
+	"ALTER TABLE changes ADD COLUMN at_ms BIGINT;",
+	/* v4: federation. The bundles of foreign trust domains, and the trust domains an entry's
 	 * workloads federate with (a JSON array, like selectors). */
 	"CREATE TABLE fed_bundles ("
 	" trust_domain TEXT PRIMARY KEY,"
@@ -109,31 +108,49 @@ static const char *const migrations[] = {
 	" refreshed_at BIGINT NOT NULL,"
 	" source TEXT NOT NULL);"
 	"ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';",
+	/* v5. Federation relationships: the validated JSON document per trust domain. */
+	"CREATE TABLE federation_relationships ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" doc TEXT NOT NULL);",
+	/* v6. Entries kept by automatic registration (k8s_reg.c); the lease that lets one
+	 * server at a time keep them, dated by the database's clock. */
+	"ALTER TABLE entries ADD COLUMN managed BOOLEAN NOT NULL DEFAULT false;"
+	"CREATE TABLE leases ("
+	" name TEXT PRIMARY KEY,"
+	" holder TEXT NOT NULL,"
+	" expires_at BIGINT NOT NULL);",
+	/* v7. The order of entry listings, so that a page is read without sorting the table. */
+	"CREATE INDEX entries_order ON entries (created_at, id);",
 };
 
 enum stmt_id {
 	ST_CHANGE_ADD,
 	ST_ENTRY_INSERT, ST_ENTRY_UPDATE, ST_ENTRY_DELETE, ST_ENTRY_GET, ST_ENTRY_LOCK, ST_ENTRY_FIND_DUP,
 	ST_ENTRY_LIST_ALL, ST_ENTRY_LIST_SPIFFE, ST_ENTRY_LIST_PARENT, ST_ENTRY_LIST_BOTH,
-	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE,
+	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
 	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
 	ST_SERVER_BEAT, ST_SERVER_LIST, ST_SERVER_PRUNE,
+	ST_LEASE_TAKE, ST_LEASE_DROP,
 	ST__COUNT
 };
 
 /* The statement names are "s<id>". */
 static const char *const stmt_sql[ST__COUNT] = {
-	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at) VALUES ($1, $2, $3) "
-			  "RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL "', '') FROM c",
+	[ST_CHANGE_ADD] = "WITH c AS (INSERT INTO changes (kind, id, at, at_ms) VALUES ($1, $2, $3, "
+			  DB_NOW_MS ") RETURNING seq) SELECT seq, pg_notify('" PG_FEED_CHANNEL
+			  "', '') FROM c",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
-			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12, $13) RETURNING revision",
+			    "$7, $8, $9, $10, $11, nextval('entry_revision'), $12, $13, $14) "
+			    "RETURNING revision",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = $2, parent_id = $3, selectors = $4, "
 			    "x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, hint = $8, "
 			    "admin = $9, downstream = $10, expires_at = $11, federates_with = $12, "
+			    "managed = $13, "
 			    "revision = nextval('entry_revision') WHERE id = $1 "
 			    "RETURNING revision, created_at",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = $1",
@@ -141,17 +158,22 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_ENTRY_LOCK] = "SELECT 1 FROM entries WHERE id = $1 FOR UPDATE",
 	[ST_ENTRY_FIND_DUP] = "SELECT id FROM entries WHERE spiffe_id = $1 AND parent_id = $2 "
 			      "AND selectors = $3 AND id != $4",
-	[ST_ENTRY_LIST_ALL] = "SELECT " ENTRY_COLS " FROM entries ORDER BY created_at, id",
+	/* The last three parameters: the (created_at, id) key the list starts after, and a row
+	 * limit (NULL: none). See struct entry_filter. */
+	[ST_ENTRY_LIST_ALL] = "SELECT " ENTRY_COLS " FROM entries WHERE (created_at, id) > ($1, $2) "
+			      "ORDER BY created_at, id LIMIT $3",
 	[ST_ENTRY_LIST_SPIFFE] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = $1 "
-				 "ORDER BY created_at, id",
+				 "AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4",
 	[ST_ENTRY_LIST_PARENT] = "SELECT " ENTRY_COLS " FROM entries WHERE parent_id = $1 "
-				 "ORDER BY created_at, id",
+				 "AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4",
 	[ST_ENTRY_LIST_BOTH] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = $1 "
-			       "AND parent_id = $2 ORDER BY created_at, id",
+			       "AND parent_id = $2 AND (created_at, id) > ($3, $4) "
+			       "ORDER BY created_at, id LIMIT $5",
 	[ST_TOKEN_INSERT] = "INSERT INTO join_tokens (hash, alias, expires_at) VALUES ($1, $2, $3)",
 	[ST_TOKEN_CONSUME] = "DELETE FROM join_tokens WHERE hash = $1 RETURNING alias, expires_at",
 	[ST_TOKEN_COUNT] = "SELECT COUNT(*) FROM join_tokens WHERE expires_at = 0 OR expires_at > $1",
 	[ST_TOKEN_PRUNE] = "DELETE FROM join_tokens WHERE expires_at != 0 AND expires_at <= $1",
+	[ST_TOKEN_LIST] = "SELECT hash, alias, expires_at FROM join_tokens ORDER BY hash",
 	[ST_AGENT_UPSERT] = "INSERT INTO agents (" AGENT_COLS ") VALUES "
 			    "($1, $2, $3, $4, $5, $6, $7, $8, $9) "
 			    "ON CONFLICT (spiffe_id) DO UPDATE SET attestor = excluded.attestor, "
@@ -182,6 +204,12 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_FED_GET] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles WHERE trust_domain = $1",
 	[ST_FED_LIST] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles ORDER BY trust_domain",
 	[ST_FED_DELETE] = "DELETE FROM fed_bundles WHERE trust_domain = $1",
+	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
+			      "VALUES ($1, $2) ON CONFLICT (trust_domain) DO NOTHING",
+	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = $2 WHERE trust_domain = $1",
+	[ST_FED_REL_GET] = "SELECT doc FROM federation_relationships WHERE trust_domain = $1",
+	[ST_FED_REL_LIST] = "SELECT doc FROM federation_relationships ORDER BY trust_domain",
+	[ST_FED_REL_DELETE] = "DELETE FROM federation_relationships WHERE trust_domain = $1",
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = $1",
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES ($1, $2) "
 		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -197,6 +225,12 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_SERVER_LIST] = "SELECT id, address, version, started_at, last_seen, authorities "
 			   "FROM servers WHERE last_seen >= " DB_NOW " - $1 ORDER BY id",
 	[ST_SERVER_PRUNE] = "DELETE FROM servers WHERE last_seen < " DB_NOW " - $1",
+	[ST_LEASE_TAKE] = "INSERT INTO leases (name, holder, expires_at) "
+			  "VALUES ($1, $2, " DB_NOW " + $3) "
+			  "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+			  "expires_at = excluded.expires_at "
+			  "WHERE leases.holder = excluded.holder OR leases.expires_at <= " DB_NOW,
+	[ST_LEASE_DROP] = "DELETE FROM leases WHERE name = $1 AND holder = $2",
 };
 
 static struct pg *pg_of(struct datastore *ds)
@@ -204,46 +238,7 @@ static struct pg *pg_of(struct datastore *ds)
 	return (struct pg *)ds;
 }
 
-/* ---- parameters (text format, except bytea in binary) ---- */
-
-struct params {
-	const char *v[MAX_PARAMS];
-	int len[MAX_PARAMS], fmt[MAX_PARAMS];
-	char num[MAX_PARAMS][24];
-	int n;
-};
-
-static void p_str(struct params *p, const char *s)
-{
-	p->v[p->n++] = s; /* NULL is SQL NULL */
-}
-
-static void p_int(struct params *p, int64_t x)
-{
-	snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)x);
-	p->v[p->n] = p->num[p->n];
-	p->n++;
-}
-
-static void p_bool(struct params *p, bool b)
-{
-	p->v[p->n++] = b ? "t" : "f";
-}
-
-static void p_bytes(struct params *p, const uint8_t *b, size_t len)
-{
-	p->v[p->n] = b && len ? (const char *)b : NULL;
-	p->len[p->n] = (int)len;
-	p->fmt[p->n] = 1;
-	p->n++;
-}
-
 /* ---- results ---- */
-
-static int64_t r_int(const PGresult *r, int row, int col)
-{
-	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
 
 static bool r_bool(const PGresult *r, int row, int col)
 {
@@ -356,13 +351,9 @@ static bool retryable(const char *sqlstate)
 /* Runs a prepared statement. 0 with *out (the caller's, may be NULL to discard) on success;
  * -EEXIST on a unique violation; -EAGAIN on a serialization failure or deadlock (c->sqlstate
  * says which); -EIO otherwise (logged). */
-static int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params *pa,
-	       PGresult **out)
+/* The outcome of a statement (what for the log): see run. Takes r. */
+static int result(struct pg *p, struct pgc *c, PGresult *r, const char *what, PGresult **out)
 {
-	char name[16];
-	snprintf(name, sizeof(name), "s%d", (int)id);
-	PGresult *r = PQexecPrepared(c->conn, name, pa ? pa->n : 0, pa ? pa->v : NULL,
-				     pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
 	ExecStatusType st = PQresultStatus(r);
 	if (out)
 		*out = NULL;
@@ -383,10 +374,28 @@ static int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params
 	} else {
 		char why[512];
 		pg_scrub(p, PQerrorMessage(c->conn), why, sizeof(why));
-		log_error("datastore: %.60s: %s", stmt_sql[id], why);
+		log_error("datastore: %.60s: %s", what, why);
 	}
 	PQclear(r);
 	return ret;
+}
+
+static int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params *pa,
+	       PGresult **out)
+{
+	char name[16];
+	snprintf(name, sizeof(name), "s%d", (int)id);
+	PGresult *r = PQexecPrepared(c->conn, name, pa ? pa->n : 0, pa ? pa->v : NULL,
+				     pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
+	return result(p, c, r, stmt_sql[id], out);
+}
+
+int pg_exec(struct pg *p, struct pgc *c, const char *sql, const struct params *pa,
+	    PGresult **out)
+{
+	PGresult *r = PQexecParams(c->conn, sql, pa ? pa->n : 0, NULL, pa ? pa->v : NULL,
+				   pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
+	return result(p, c, r, sql, out);
 }
 
 static int simple(struct pgc *c, const char *sql)
@@ -429,8 +438,6 @@ static void backoff(int attempt)
 	nanosleep(&ts, NULL);
 }
 
-typedef int (*tx_body)(struct pg *p, struct pgc *c, void *arg);
-
 /* Runs body on a pooled connection, in a transaction when tx, retrying serialization failures
  * and deadlocks; then, when the body appended to the change feed, waits until the change is in
  * the journal. body's own errors are returned as they are. */
@@ -453,6 +460,7 @@ static int with_conn(struct pg *p, bool tx, tx_body body, void *arg)
 			simple(c, "ROLLBACK");
 		if (ret != -EAGAIN)
 			break;
+		datastore_count_retry(&p->base);
 		log_debug("datastore: %s (SQLSTATE %s), retrying",
 			  strcmp(c->sqlstate, "40P01") == 0 ? "deadlock" : "serialization failure",
 			  c->sqlstate);
@@ -467,6 +475,11 @@ static int with_conn(struct pg *p, bool tx, tx_body body, void *arg)
 	if (seq > 0)
 		pg_feed_wait(p->feed, seq);
 	return ret;
+}
+
+int pg_with_tx(struct pg *p, tx_body body, void *arg)
+{
+	return with_conn(p, true, body, arg);
 }
 
 /* ---- single statements ---- */
@@ -526,29 +539,30 @@ static struct entry *entry_from_row(const PGresult *r, int row)
 	e->expires_at = r_int(r, row, 10);
 	e->revision = r_int(r, row, 11);
 	e->created_at = r_int(r, row, 12);
+	e->managed = r_bool(r, row, 14);
 	return e;
 }
 
-static int entries_from_result(const PGresult *r, const struct entry_filter *f,
-			       struct entry ***out, size_t *n)
+/* Appends the rows of r that match f's selectors to *v (*len of them, room for *cap), at most
+ * limit in all. */
+static int entries_from_result(const PGresult *r, const struct entry_filter *f, size_t limit,
+			       struct entry ***v, size_t *len, size_t *cap)
 {
 	int rows = PQntuples(r);
-	struct entry **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
-	size_t len = 0;
-	for (int i = 0; i < rows; i++) {
+	for (int i = 0; i < rows && *len < limit; i++) {
 		struct entry *e = entry_from_row(r, i);
-		if (!e) {
-			entry_array_free(v, len);
+		if (!e)
 			return -EIO;
-		}
 		if (f && f->n_selectors && !entry_has_selectors(e, f->selectors, f->n_selectors)) {
 			entry_free(e);
 			continue;
 		}
-		v[len++] = e;
+		if (*len == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*v = xrealloc(*v, *cap * sizeof(**v));
+		}
+		(*v)[(*len)++] = e;
 	}
-	*out = v;
-	*n = len;
 	return 0;
 }
 
@@ -616,6 +630,7 @@ static int entry_write_body(struct pg *p, struct pgc *c, void *arg)
 	if (!w->update)
 		p_int(&pa, e->created_at);
 	p_str(&pa, w->fed);
+	p_bool(&pa, e->managed);
 	ret = run(p, c, w->update ? ST_ENTRY_UPDATE : ST_ENTRY_INSERT, &pa, &r);
 	if (ret == -EEXIST)
 		snprintf(w->err, w->errlen, "an entry with the same SPIFFE ID, parent ID and "
@@ -687,6 +702,44 @@ static int pg_entry_update(struct datastore *ds, struct entry *e, char *err, siz
 	return entry_write(pg_of(ds), e, true, err, errlen);
 }
 
+struct entry_batch {
+	struct entry **v;
+	size_t n, *failed;
+	char *err;
+	size_t errlen;
+};
+
+static int entry_batch_body(struct pg *p, struct pgc *c, void *arg)
+{
+	struct entry_batch *b = arg;
+	int ret = 0;
+	for (size_t i = 0; i < b->n && ret == 0; i++) {
+		char *sel = datastore_strv_to_text(b->v[i]->selectors, b->v[i]->n_selectors);
+		char *dns = datastore_strv_to_text(b->v[i]->dns_names, b->v[i]->n_dns_names);
+		struct entry_write w = {.e = b->v[i], .sel = sel, .dns = dns, .err = b->err,
+					.errlen = b->errlen};
+		ret = sel && dns ? entry_write_body(p, c, &w) : -ENOMEM;
+		if (ret < 0)
+			*b->failed = i;
+		free(sel);
+		free(dns);
+	}
+	return ret;
+}
+
+static int pg_entry_create_batch(struct datastore *ds, struct entry **v, size_t n,
+				 size_t *failed, char *err, size_t errlen)
+{
+	struct entry_batch b = {.v = v, .n = n, .failed = failed, .err = err, .errlen = errlen};
+	for (size_t i = 0; i < n; i++)
+		entry_normalize(v[i]);
+	err[0] = '\0';
+	int ret = with_conn(pg_of(ds), true, entry_batch_body, &b);
+	if (ret < 0 && !err[0])
+		snprintf(err, errlen, "database error");
+	return ret;
+}
+
 /* A one-row change (delete, ban) and its feed row, in one transaction. */
 struct change_one {
 	enum stmt_id id;
@@ -755,24 +808,61 @@ static int pg_entry_get(struct datastore *ds, const char *id, struct entry **out
 	return ret;
 }
 
+/* A page with a selector filter reads the rows in chunks until it has its entries: the
+ * selectors are matched here, not in SQL. */
+#define LIST_CHUNK 512
+
 static int pg_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out,
 			 size_t *n)
 {
 	const char *sid = f ? f->spiffe_id : NULL, *pid = f ? f->parent_id : NULL;
 	enum stmt_id which = sid && pid ? ST_ENTRY_LIST_BOTH : sid ? ST_ENTRY_LIST_SPIFFE :
 			     pid ? ST_ENTRY_LIST_PARENT : ST_ENTRY_LIST_ALL;
-	struct params pa = {0};
-	PGresult *r;
-	if (sid)
-		p_str(&pa, sid);
-	if (pid)
-		p_str(&pa, pid);
-	int ret = one(pg_of(ds), which, &pa, &r);
-	if (ret < 0)
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
+	bool chunked = limit != SIZE_MAX && f->n_selectors;
+	int64_t chunk = (int64_t)(limit > LIST_CHUNK ? limit : LIST_CHUNK);
+	int64_t after_created = f && f->after_id ? f->after_created_at : INT64_MIN;
+	char after_id[sizeof(((struct entry *)0)->id)];
+	struct entry **v = NULL;
+	size_t len = 0, cap = 0;
+	int ret = 0;
+
+	snprintf(after_id, sizeof(after_id), "%s", f && f->after_id ? f->after_id : "");
+	for (;;) {
+		struct params pa = {0};
+		PGresult *r;
+		if (sid)
+			p_str(&pa, sid);
+		if (pid)
+			p_str(&pa, pid);
+		p_int(&pa, after_created);
+		p_str(&pa, after_id);
+		if (chunked)
+			p_int(&pa, chunk);
+		else if (limit != SIZE_MAX)
+			p_int(&pa, (int64_t)limit);
+		else
+			p_str(&pa, NULL);
+		if ((ret = one(pg_of(ds), which, &pa, &r)) < 0)
+			break;
+		int rows = PQntuples(r);
+		ret = entries_from_result(r, f, limit, &v, &len, &cap);
+		if (ret == 0 && rows > 0) {
+			after_created = r_int(r, rows - 1, 12);
+			snprintf(after_id, sizeof(after_id), "%s", PQgetvalue(r, rows - 1, 0));
+		}
+		bool more = chunked && rows == chunk;
+		PQclear(r);
+		if (ret < 0 || !more || len >= limit)
+			break;
+	}
+	if (ret < 0) {
+		entry_array_free(v, len);
 		return ret;
-	ret = entries_from_result(r, f, out, n);
-	PQclear(r);
-	return ret;
+	}
+	*out = v;
+	*n = len;
+	return 0;
 }
 
 static int count(struct datastore *ds, enum stmt_id id, const struct params *pa, int64_t *n)
@@ -849,6 +939,25 @@ static int pg_token_prune(struct datastore *ds, int64_t now)
 	return one(pg_of(ds), ST_TOKEN_PRUNE, &pa, NULL);
 }
 
+static int pg_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_TOKEN_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	struct ds_token_record *v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++) {
+		snprintf(v[i].hash, sizeof(v[i].hash), "%s", PQgetvalue(r, i, 0));
+		v[i].alias = r_strdup(r, i, 1);
+		v[i].expires_at = r_int(r, i, 2);
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
 /* ---- agents ---- */
 
 static struct agent_record *agent_from_row(const PGresult *r, int row)
@@ -870,25 +979,31 @@ static struct agent_record *agent_from_row(const PGresult *r, int row)
 	return a;
 }
 
+int pg_agent_params(const struct agent_record *a, struct params *pa, char **sel, char **aliases)
+{
+	*sel = datastore_strv_to_text(a->selectors, a->n_selectors);
+	*aliases = datastore_strv_to_text(a->aliases, a->n_aliases);
+	if (!*sel || !*aliases)
+		return -ENOMEM;
+	p_str(pa, a->spiffe_id);
+	p_str(pa, a->attestor);
+	p_str(pa, *sel);
+	p_str(pa, *aliases);
+	p_str(pa, a->serial);
+	p_int(pa, a->not_after);
+	p_int(pa, a->created_at ? a->created_at : now_unix());
+	p_int(pa, a->last_seen);
+	p_bool(pa, a->banned);
+	return 0;
+}
+
 static int pg_agent_upsert(struct datastore *ds, const struct agent_record *a)
 {
-	char *sel = datastore_strv_to_text(a->selectors, a->n_selectors);
-	char *aliases = datastore_strv_to_text(a->aliases, a->n_aliases);
 	struct params pa = {0};
-	int ret = -ENOMEM;
-	if (!sel || !aliases)
-		goto out;
-	p_str(&pa, a->spiffe_id);
-	p_str(&pa, a->attestor);
-	p_str(&pa, sel);
-	p_str(&pa, aliases);
-	p_str(&pa, a->serial);
-	p_int(&pa, a->not_after);
-	p_int(&pa, a->created_at ? a->created_at : now_unix());
-	p_int(&pa, a->last_seen);
-	p_bool(&pa, a->banned);
-	ret = change_one(pg_of(ds), ST_AGENT_UPSERT, &pa, DS_CHANGE_AGENT, a->spiffe_id);
-out:
+	char *sel = NULL, *aliases = NULL;
+	int ret = pg_agent_params(a, &pa, &sel, &aliases);
+	if (ret == 0)
+		ret = change_one(pg_of(ds), ST_AGENT_UPSERT, &pa, DS_CHANGE_AGENT, a->spiffe_id);
 	free(sel);
 	free(aliases);
 	return ret;
@@ -957,17 +1072,22 @@ static int pg_agent_touch(struct datastore *ds, const char *spiffe_id, const cha
 
 /* ---- CA authorities ---- */
 
+void pg_ca_params(const struct ca_record *rec, struct params *pa)
+{
+	p_str(pa, rec->id);
+	p_int(pa, rec->state);
+	p_bytes(pa, rec->cert_der, rec->cert_len);
+	p_str(pa, rec->jwt_kid);
+	p_bytes(pa, rec->jwt_spki, rec->jwt_spki_len);
+	p_int(pa, rec->not_before);
+	p_int(pa, rec->not_after);
+	p_int(pa, rec->created_at ? rec->created_at : now_unix());
+}
+
 static int pg_ca_put(struct datastore *ds, const struct ca_record *rec)
 {
 	struct params pa = {0};
-	p_str(&pa, rec->id);
-	p_int(&pa, rec->state);
-	p_bytes(&pa, rec->cert_der, rec->cert_len);
-	p_str(&pa, rec->jwt_kid);
-	p_bytes(&pa, rec->jwt_spki, rec->jwt_spki_len);
-	p_int(&pa, rec->not_before);
-	p_int(&pa, rec->not_after);
-	p_int(&pa, rec->created_at ? rec->created_at : now_unix());
+	pg_ca_params(rec, &pa);
 	/* In the feed: the other servers add it to their bundle at once. */
 	return change_one(pg_of(ds), ST_CA_PUT, &pa, DS_CHANGE_BUNDLE, rec->id);
 }
@@ -1077,6 +1197,50 @@ static int pg_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
 	return change_one(pg_of(ds), ST_FED_DELETE, &pa, DS_CHANGE_FED_BUNDLE, trust_domain);
 }
 
+/* ---- federation relationships ---- */
+
+static int pg_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create)
+{
+	struct params pa = {0};
+	p_str(&pa, td);
+	p_str(&pa, doc);
+	int ret = one_row(pg_of(ds), create ? ST_FED_REL_INSERT : ST_FED_REL_UPDATE, &pa);
+	return create && ret == -ENOENT ? -EEXIST : ret;
+}
+
+static void *doc_reader(const PGresult *r, int row)
+{
+	return r_strdup(r, row, 0);
+}
+
+static int pg_fed_rel_get(struct datastore *ds, const char *td, char **doc)
+{
+	return get_row(ds, ST_FED_REL_GET, td, doc_reader, (void **)doc);
+}
+
+static int pg_fed_rel_list(struct datastore *ds, char ***docs, size_t *n)
+{
+	PGresult *r;
+	int ret = one(pg_of(ds), ST_FED_REL_LIST, NULL, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	char **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
+	for (int i = 0; i < rows; i++)
+		v[i] = r_strdup(r, i, 0);
+	PQclear(r);
+	*docs = v;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int pg_fed_rel_delete(struct datastore *ds, const char *td)
+{
+	struct params pa = {0};
+	p_str(&pa, td);
+	return one_row(pg_of(ds), ST_FED_REL_DELETE, &pa);
+}
+
 /* ---- key/value ---- */
 
 static int pg_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
@@ -1106,6 +1270,27 @@ static int pg_kv_set_int(struct datastore *ds, const char *key, int64_t v)
 static int pg_ping(struct datastore *ds)
 {
 	return one(pg_of(ds), ST_PING, NULL, NULL);
+}
+
+/* ---- leases ---- */
+
+static int pg_lease_acquire(struct datastore *ds, const char *name, const char *holder,
+			    int64_t ttl_s)
+{
+	struct params pa = {0};
+	p_str(&pa, name);
+	p_str(&pa, holder);
+	p_int(&pa, ttl_s);
+	int ret = one_row(pg_of(ds), ST_LEASE_TAKE, &pa);
+	return ret == -ENOENT ? 0 : ret < 0 ? ret : 1;
+}
+
+static int pg_lease_release(struct datastore *ds, const char *name, const char *holder)
+{
+	struct params pa = {0};
+	p_str(&pa, name);
+	p_str(&pa, holder);
+	return one(pg_of(ds), ST_LEASE_DROP, &pa, NULL);
 }
 
 /* ---- servers ---- */
@@ -1187,6 +1372,7 @@ static const struct datastore_ops pg_ops = {
 	.entry_delete = pg_entry_delete,
 	.entry_get = pg_entry_get,
 	.entry_list = pg_entry_list,
+	.entry_create_batch = pg_entry_create_batch,
 	.entry_count = pg_entry_count,
 	.agent_count = pg_agent_count,
 	.change_counter = pg_change_counter,
@@ -1194,6 +1380,7 @@ static const struct datastore_ops pg_ops = {
 	.token_consume = pg_token_consume,
 	.token_count = pg_token_count,
 	.token_prune = pg_token_prune,
+	.token_list = pg_token_list,
 	.agent_upsert = pg_agent_upsert,
 	.agent_get = pg_agent_get,
 	.agent_list = pg_agent_list,
@@ -1207,11 +1394,18 @@ static const struct datastore_ops pg_ops = {
 	.fed_bundle_get = pg_fed_bundle_get,
 	.fed_bundle_list = pg_fed_bundle_list,
 	.fed_bundle_delete = pg_fed_bundle_delete,
+	.fed_rel_put = pg_fed_rel_put,
+	.fed_rel_get = pg_fed_rel_get,
+	.fed_rel_list = pg_fed_rel_list,
+	.fed_rel_delete = pg_fed_rel_delete,
 	.kv_get_int = pg_kv_get_int,
 	.kv_set_int = pg_kv_set_int,
+	.lease_acquire = pg_lease_acquire,
+	.lease_release = pg_lease_release,
 	.ping = pg_ping,
 	.server_heartbeat = pg_server_heartbeat,
 	.server_list = pg_server_list,
+	.snapshot_import = pg_snapshot_import,
 };
 
 /* Runs sql on c; 0, or -EIO with the (scrubbed) reason in err. */
@@ -1362,6 +1556,7 @@ int datastore_open_pg(const char *conninfo, int max_connections, struct datastor
 	ret = pg_feed_start(p, err, errlen);
 	if (ret < 0)
 		goto fail;
+	p->base.has_feed = true;
 	*out = &p->base;
 	return 0;
 fail:

@@ -13,11 +13,18 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "datastore_backend.h"
 
 /* The channel every change transaction notifies (at commit) and every feed follower listens on. */
 #define PG_FEED_CHANNEL "lanyard_changes"
+
+/* The database's clock, in unix seconds. */
+#define DB_NOW "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)"
+/* The database's clock at this very moment (not the transaction's start), in milliseconds. */
+#define DB_NOW_MS "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
 
 /* One pooled connection: used by one thread at a time. */
 struct pgc {
@@ -40,6 +47,65 @@ struct pg {
 	size_t n_conns;
 	struct pg_feed *feed;
 };
+
+/* Statement parameters: text format, except bytea in binary. At most PG_MAX_PARAMS. */
+#define PG_MAX_PARAMS 14
+struct params {
+	const char *v[PG_MAX_PARAMS];
+	int len[PG_MAX_PARAMS], fmt[PG_MAX_PARAMS];
+	char num[PG_MAX_PARAMS][24];
+	int n;
+};
+
+static inline void p_str(struct params *p, const char *s)
+{
+	p->v[p->n++] = s; /* NULL is SQL NULL */
+}
+
+static inline void p_int(struct params *p, int64_t x)
+{
+	snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)x);
+	p->v[p->n] = p->num[p->n];
+	p->n++;
+}
+
+static inline void p_bool(struct params *p, bool b)
+{
+	p->v[p->n++] = b ? "t" : "f";
+}
+
+static inline void p_bytes(struct params *p, const uint8_t *b, size_t len)
+{
+	p->v[p->n] = b && len ? (const char *)b : NULL;
+	p->len[p->n] = (int)len;
+	p->fmt[p->n] = 1;
+	p->n++;
+}
+
+static inline int64_t r_int(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* The body of a transaction on a pooled connection (datastore_pg.c). */
+typedef int (*tx_body)(struct pg *p, struct pgc *c, void *arg);
+/* Runs body in one transaction on a pooled connection, retrying serialization failures and
+ * deadlocks (body may run more than once: it must start from scratch each time); body's own
+ * errors are returned as they are. */
+int pg_with_tx(struct pg *p, tx_body body, void *arg);
+/* Runs sql (not prepared) on c, within body. Errors as for the prepared statements: 0 with *out
+ * (the caller's, may be NULL), -EEXIST, -EAGAIN (retryable), -EIO (logged, without secrets). */
+int pg_exec(struct pg *p, struct pgc *c, const char *sql, const struct params *pa,
+	    PGresult **out);
+
+/* The parameters of an agent row (AGENT_COLS order; the JSON lists in *sel and *aliases, the
+ * caller's to free, even on -ENOMEM) and of an authority row (CA_COLS order). */
+int pg_agent_params(const struct agent_record *a, struct params *pa, char **sel, char **aliases);
+void pg_ca_params(const struct ca_record *rec, struct params *pa);
+
+/* The import of a whole datastore (datastore_pg_import.c; ds_snapshot_import). */
+int pg_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,
+		       size_t errlen);
 
 /* A new connection with the server's session settings (timeouts, application_name); NULL and a
  * message without the password in err. */

@@ -104,10 +104,16 @@ static void hole_remove(struct pg_feed *f, int64_t seq)
 	}
 }
 
+/* Rows are (seq, kind, id, lag_ms): lag_ms is how long ago the row was written, by the
+ * database's clock (NULL for rows of servers older than schema v3). */
+#define FEED_COLS "seq, kind, id, " DB_NOW_MS " - at_ms"
+
 static void deliver(struct pg_feed *f, const PGresult *r, int row)
 {
 	int kind = atoi(PQgetvalue(r, row, 1));
 	datastore_feed_add(&f->p->base, (enum ds_change_kind)kind, PQgetvalue(r, row, 2));
+	if (!PQgetisnull(r, row, 3))
+		datastore_feed_lag(&f->p->base, (double)strtoll(PQgetvalue(r, row, 3), NULL, 10) / 1e3);
 }
 
 static PGresult *query(struct pg_feed *f, const char *sql, const char *param)
@@ -132,7 +138,7 @@ static int follow_tail(struct pg_feed *f, bool *more)
 	char after[24];
 	int64_t low = f->delivered, t = now_ms();
 	snprintf(after, sizeof(after), "%lld", (long long)low);
-	PGresult *r = query(f, "SELECT seq, kind, id FROM changes WHERE seq > $1::bigint "
+	PGresult *r = query(f, "SELECT " FEED_COLS " FROM changes WHERE seq > $1::bigint "
 			       "ORDER BY seq LIMIT " STR(BATCH), after);
 	if (!r)
 		return -EIO;
@@ -191,7 +197,7 @@ static int follow_holes(struct pg_feed *f)
 	if (!w)
 		return 0;
 	snprintf(list + w, sizeof(list) - w, "}");
-	PGresult *r = query(f, "SELECT seq, kind, id FROM changes WHERE seq = ANY($1::bigint[]) "
+	PGresult *r = query(f, "SELECT " FEED_COLS " FROM changes WHERE seq = ANY($1::bigint[]) "
 			       "ORDER BY seq", list);
 	if (!r)
 		return -EIO;

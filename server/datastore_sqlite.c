@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "strv.h"
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -82,19 +83,36 @@ static const char *const migrations[] = {
 	" refreshed_at INTEGER NOT NULL,"
 	" source TEXT NOT NULL);"
 	"ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';",
+	/* v3. Federation relationships: the validated JSON document per trust domain. */
+	"CREATE TABLE federation_relationships ("
+	" trust_domain TEXT PRIMARY KEY,"
+	" doc TEXT NOT NULL);",
+	/* v4. Entries kept by automatic registration (k8s_reg.c); the lease that lets one
+	 * server at a time keep them. */
+	"ALTER TABLE entries ADD COLUMN managed INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE leases ("
+	" name TEXT PRIMARY KEY,"
+	" holder TEXT NOT NULL,"
+	" expires_at INTEGER NOT NULL);",
+	/* v5. The order of entry listings, so that a page is read without sorting the table. */
+	"CREATE INDEX entries_order ON entries (created_at, id);",
 };
+
+#define ENTRY_AFTER "(created_at, id) > (?3, ?4)"
 
 enum stmt_id {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
 	ST_META_GET, ST_META_SET,
 	ST_ENTRY_INSERT, ST_ENTRY_UPDATE, ST_ENTRY_DELETE, ST_ENTRY_GET, ST_ENTRY_FIND_DUP,
 	ST_ENTRY_LIST_ALL, ST_ENTRY_LIST_SPIFFE, ST_ENTRY_LIST_PARENT, ST_ENTRY_LIST_BOTH,
-	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_DELETE, ST_TOKEN_COUNT, ST_TOKEN_PRUNE,
+	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_DELETE, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
 	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
 	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
 	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
+	ST_LEASE_TAKE, ST_LEASE_DROP,
 	ST__COUNT
 };
 
@@ -106,27 +124,30 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
 			"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[ST_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES "
-			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	[ST_ENTRY_UPDATE] = "UPDATE entries SET spiffe_id = ?2, parent_id = ?3, selectors = ?4, "
 			    "x509_svid_ttl = ?5, jwt_svid_ttl = ?6, dns_names = ?7, hint = ?8, "
 			    "admin = ?9, downstream = ?10, expires_at = ?11, revision = ?12, "
-			    "created_at = ?13, federates_with = ?14 WHERE id = ?1",
+			    "created_at = ?13, federates_with = ?14, managed = ?15 WHERE id = ?1",
 	[ST_ENTRY_DELETE] = "DELETE FROM entries WHERE id = ?1",
 	[ST_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ?1",
 	[ST_ENTRY_FIND_DUP] = "SELECT id FROM entries WHERE spiffe_id = ?1 AND parent_id = ?2 "
 			      "AND selectors = ?3 AND id != ?4",
-	[ST_ENTRY_LIST_ALL] = "SELECT " ENTRY_COLS " FROM entries ORDER BY created_at, id",
+	/* ?3, ?4: the (created_at, id) key the list starts after (see struct entry_filter). */
+	[ST_ENTRY_LIST_ALL] = "SELECT " ENTRY_COLS " FROM entries WHERE " ENTRY_AFTER
+			      " ORDER BY created_at, id",
 	[ST_ENTRY_LIST_SPIFFE] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = ?1 "
-				 "ORDER BY created_at, id",
+				 "AND " ENTRY_AFTER " ORDER BY created_at, id",
 	[ST_ENTRY_LIST_PARENT] = "SELECT " ENTRY_COLS " FROM entries WHERE parent_id = ?2 "
-				 "ORDER BY created_at, id",
+				 "AND " ENTRY_AFTER " ORDER BY created_at, id",
 	[ST_ENTRY_LIST_BOTH] = "SELECT " ENTRY_COLS " FROM entries WHERE spiffe_id = ?1 "
-			       "AND parent_id = ?2 ORDER BY created_at, id",
+			       "AND parent_id = ?2 AND " ENTRY_AFTER " ORDER BY created_at, id",
 	[ST_TOKEN_INSERT] = "INSERT INTO join_tokens (hash, alias, expires_at) VALUES (?1, ?2, ?3)",
 	[ST_TOKEN_GET] = "SELECT alias, expires_at FROM join_tokens WHERE hash = ?1",
 	[ST_TOKEN_DELETE] = "DELETE FROM join_tokens WHERE hash = ?1",
 	[ST_TOKEN_COUNT] = "SELECT COUNT(*) FROM join_tokens WHERE expires_at = 0 OR expires_at > ?1",
 	[ST_TOKEN_PRUNE] = "DELETE FROM join_tokens WHERE expires_at != 0 AND expires_at <= ?1",
+	[ST_TOKEN_LIST] = "SELECT hash, alias, expires_at FROM join_tokens ORDER BY hash",
 	[ST_AGENT_UPSERT] = "INSERT INTO agents (" AGENT_COLS ") VALUES "
 			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
 			    "ON CONFLICT (spiffe_id) DO UPDATE SET attestor = excluded.attestor, "
@@ -153,10 +174,21 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_FED_GET] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles WHERE trust_domain = ?1",
 	[ST_FED_LIST] = "SELECT " FED_BUNDLE_COLS " FROM fed_bundles ORDER BY trust_domain",
 	[ST_FED_DELETE] = "DELETE FROM fed_bundles WHERE trust_domain = ?1",
+	[ST_FED_REL_INSERT] = "INSERT INTO federation_relationships (trust_domain, doc) "
+			      "VALUES (?1, ?2)",
+	[ST_FED_REL_UPDATE] = "UPDATE federation_relationships SET doc = ?2 WHERE trust_domain = ?1",
+	[ST_FED_REL_GET] = "SELECT doc FROM federation_relationships WHERE trust_domain = ?1",
+	[ST_FED_REL_LIST] = "SELECT doc FROM federation_relationships ORDER BY trust_domain",
+	[ST_FED_REL_DELETE] = "DELETE FROM federation_relationships WHERE trust_domain = ?1",
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
 		      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[ST_PING] = "SELECT 1",
+	[ST_LEASE_TAKE] = "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3 + ?4) "
+			  "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+			  "expires_at = excluded.expires_at "
+			  "WHERE leases.holder = excluded.holder OR leases.expires_at <= ?3",
+	[ST_LEASE_DROP] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
 	[ST_ENTRY_COUNT] = "SELECT COUNT(*) FROM entries",
 	[ST_AGENT_COUNT] = "SELECT COUNT(*) FROM agents",
 };
@@ -287,6 +319,7 @@ static struct entry *entry_from_row(struct sq *s, sqlite3_stmt *st)
 	e->expires_at = sqlite3_column_int64(st, 10);
 	e->revision = sqlite3_column_int64(st, 11);
 	e->created_at = sqlite3_column_int64(st, 12);
+	e->managed = sqlite3_column_int(st, 14) != 0;
 	(void)s;
 	return e;
 }
@@ -296,7 +329,7 @@ struct entry_lists {
 	char *sel, *dns, *fed;
 };
 
-/* Binds all 14 entry columns. */
+/* Binds all 15 entry columns. */
 static void entry_bind(sqlite3_stmt *st, const struct entry *e, const struct entry_lists *l)
 {
 	const char *sel = l->sel, *dns = l->dns;
@@ -317,6 +350,7 @@ static void entry_bind(sqlite3_stmt *st, const struct entry *e, const struct ent
 	sqlite3_bind_int64(st, 12, e->revision);
 	sqlite3_bind_int64(st, 13, e->created_at);
 	sqlite3_bind_text(st, 14, l->fed, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 15, e->managed);
 }
 
 /* Looks for another entry with the same identity; 0 when none, -EEXIST (with err) or -EIO. */
@@ -477,6 +511,29 @@ fail:
 	return ret;
 }
 
+static int sq_entry_create_batch(struct datastore *ds, struct entry **v, size_t n,
+				 size_t *failed, char *err, size_t errlen)
+{
+	struct sq *s = sq_of(ds);
+	int ret = tx_begin(s);
+	if (ret < 0) {
+		snprintf(err, errlen, "database error");
+		return ret;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ret = entry_write(s, v[i], ST_ENTRY_INSERT, err, errlen);
+		if (ret < 0) {
+			*failed = i;
+			tx_rollback(s);
+			return ret;
+		}
+	}
+	ret = tx_commit(s);
+	if (ret < 0)
+		snprintf(err, errlen, "database error");
+	return ret;
+}
+
 /* Runs a one-row change (delete, ban) in a transaction that bumps the change counter;
  * -ENOENT when no row matched. */
 static int change_one(struct sq *s, sqlite3_stmt *st)
@@ -526,13 +583,17 @@ static int sq_entry_list(struct datastore *ds, const struct entry_filter *f, str
 	sqlite3_stmt *st = stmt(s, which);
 	struct entry **v = NULL;
 	size_t len = 0, cap = 0;
-	int ret = 0, rc;
+	int ret = 0, rc = SQLITE_DONE;
 
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
 	if (sid)
 		sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
 	if (pid)
 		sqlite3_bind_text(st, 2, pid, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	sqlite3_bind_int64(st, 3, f && f->after_id ? f->after_created_at : INT64_MIN);
+	sqlite3_bind_text(st, 4, f && f->after_id ? f->after_id : "", -1, SQLITE_STATIC);
+	/* Rows are read as they are stepped over: stopping at the limit reads no more. */
+	while (len < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct entry *e = entry_from_row(s, st);
 		if (!e) {
 			ret = -EIO;
@@ -548,7 +609,7 @@ static int sq_entry_list(struct datastore *ds, const struct entry_filter *f, str
 		}
 		v[len++] = e;
 	}
-	if (rc != SQLITE_DONE)
+	if (len < limit && rc != SQLITE_DONE)
 		ret = db_error(s, "entry list");
 out:
 	sqlite3_reset(st);
@@ -672,6 +733,35 @@ static int sq_token_prune(struct datastore *ds, int64_t now)
 	sqlite3_stmt *st = stmt(s, ST_TOKEN_PRUNE);
 	sqlite3_bind_int64(st, 1, now);
 	return exec_done(s, st);
+}
+
+static int sq_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_TOKEN_LIST);
+	struct ds_token_record *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		const unsigned char *h = sqlite3_column_text(st, 0);
+		snprintf(v[len].hash, sizeof(v[len].hash), "%s", h ? (const char *)h : "");
+		v[len].alias = col_strdup(st, 1);
+		v[len].expires_at = sqlite3_column_int64(st, 2);
+		len++;
+	}
+	int ret = rc == SQLITE_DONE ? 0 : db_error(s, "token list");
+	sqlite3_reset(st);
+	if (ret < 0) {
+		ds_token_record_array_free(v, len);
+		return ret;
+	}
+	*out = v;
+	*n = len;
+	return 0;
 }
 
 /* ---- agents ---- */
@@ -995,6 +1085,70 @@ static int sq_fed_bundle_delete(struct datastore *ds, const char *trust_domain)
 	return change_by_key(sq_of(ds), ST_FED_DELETE, trust_domain);
 }
 
+/* ---- federation relationships ---- */
+
+static int sq_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, create ? ST_FED_REL_INSERT : ST_FED_REL_UPDATE);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC);
+	int ret = exec_done(s, st);
+	if (ret == 0 && !create && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	return ret;
+}
+
+static int sq_fed_rel_get(struct datastore *ds, const char *td, char **doc)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_GET);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), ret = 0;
+	if (rc == SQLITE_ROW)
+		*doc = col_strdup(st, 0);
+	else
+		ret = rc == SQLITE_DONE ? -ENOENT : db_error(s, "federation relationship get");
+	sqlite3_reset(st);
+	return ret == 0 && !*doc ? -EIO : ret;
+}
+
+static int sq_fed_rel_list(struct datastore *ds, char ***docs, size_t *n)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_LIST);
+	char **v = NULL;
+	size_t len = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *d = col_strdup(st, 0);
+		if (!d)
+			continue;
+		v = xrealloc(v, (len + 1) * sizeof(*v));
+		v[len++] = d;
+	}
+	int ret = rc == SQLITE_DONE ? 0 : db_error(s, "federation relationship list");
+	sqlite3_reset(st);
+	if (ret < 0) {
+		strv_free(v, len);
+		return ret;
+	}
+	*docs = v;
+	*n = len;
+	return 0;
+}
+
+static int sq_fed_rel_delete(struct datastore *ds, const char *td)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_FED_REL_DELETE);
+	sqlite3_bind_text(st, 1, td, -1, SQLITE_STATIC);
+	int ret = exec_done(s, st);
+	if (ret == 0 && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	return ret;
+}
+
 /* ---- key/value ---- */
 
 static int get_int(struct sq *s, enum stmt_id which, const char *key, int64_t *out)
@@ -1036,6 +1190,28 @@ static int sq_ping(struct datastore *ds)
 	return rc == SQLITE_ROW ? 0 : db_error(s, "ping");
 }
 
+static int sq_lease_acquire(struct datastore *ds, const char *name, const char *holder,
+			    int64_t ttl_s)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_LEASE_TAKE);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now_unix());
+	sqlite3_bind_int64(st, 4, ttl_s);
+	int ret = exec_done(s, st);
+	return ret < 0 ? ret : sqlite3_changes(s->db) > 0;
+}
+
+static int sq_lease_release(struct datastore *ds, const char *name, const char *holder)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_LEASE_DROP);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+	return exec_done(s, st);
+}
+
 /* ---- open / close ---- */
 
 static void sq_close(struct datastore *ds)
@@ -1056,6 +1232,7 @@ static const struct datastore_ops sqlite_ops = {
 	.entry_delete = sq_entry_delete,
 	.entry_get = sq_entry_get,
 	.entry_list = sq_entry_list,
+	.entry_create_batch = sq_entry_create_batch,
 	.entry_count = sq_entry_count,
 	.agent_count = sq_agent_count,
 	.change_counter = sq_change_counter,
@@ -1063,6 +1240,7 @@ static const struct datastore_ops sqlite_ops = {
 	.token_consume = sq_token_consume,
 	.token_count = sq_token_count,
 	.token_prune = sq_token_prune,
+	.token_list = sq_token_list,
 	.agent_upsert = sq_agent_upsert,
 	.agent_get = sq_agent_get,
 	.agent_list = sq_agent_list,
@@ -1076,8 +1254,14 @@ static const struct datastore_ops sqlite_ops = {
 	.fed_bundle_get = sq_fed_bundle_get,
 	.fed_bundle_list = sq_fed_bundle_list,
 	.fed_bundle_delete = sq_fed_bundle_delete,
+	.fed_rel_put = sq_fed_rel_put,
+	.fed_rel_get = sq_fed_rel_get,
+	.fed_rel_list = sq_fed_rel_list,
+	.fed_rel_delete = sq_fed_rel_delete,
 	.kv_get_int = sq_kv_get_int,
 	.kv_set_int = sq_kv_set_int,
+	.lease_acquire = sq_lease_acquire,
+	.lease_release = sq_lease_release,
 	.ping = sq_ping,
 };
 
@@ -1164,6 +1348,79 @@ static int precreate(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+static int prepare_all(struct sq *s, const char *path, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < ST__COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "database %s: cannot prepare \"%s\": %s", path,
+				 stmt_sql[i], sqlite3_errmsg(s->db));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* A read-only handle keeps one read transaction open from here to its close, so that every read
+ * through it sees the same snapshot of the file. */
+static int readonly_check(struct sq *s, const char *path, char *err, size_t errlen)
+{
+	char why[256];
+	int64_t v = 0;
+	if (exec_sql(s->db, "BEGIN", why, sizeof(why)) < 0 || schema_version(s->db, &v) < 0) {
+		const char *msg = sqlite3_errmsg(s->db);
+		if (strstr(msg, "no such table"))
+			snprintf(err, errlen, "%s is not a lanyard-server datastore (no schema_version "
+				 "table)", path);
+		else
+			snprintf(err, errlen, "%s is not a readable SQLite database: %s", path, msg);
+		return -EPROTO;
+	}
+	if (v != (int64_t)ARRAY_LEN(migrations)) {
+		snprintf(err, errlen, "%s has datastore schema version %lld; this lanyard-server reads "
+			 "version %lld (run that server's own version to copy it)", path,
+			 (long long)v, (long long)ARRAY_LEN(migrations));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int datastore_open_sqlite_readonly(const char *path, struct datastore **out, char *err,
+				   size_t errlen)
+{
+	*out = NULL;
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file (the datastore is "
+			 "<data_dir>/datastore.sqlite3)", path);
+		return -EINVAL;
+	}
+	struct sq *s = xcalloc(1, sizeof(*s));
+	datastore_init_base(&s->base, &sqlite_ops);
+	int ret = -EIO;
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "cannot open database %s: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	if ((ret = readonly_check(s, path, err, errlen)) < 0 ||
+	    (ret = prepare_all(s, path, err, errlen)) < 0)
+		goto fail;
+	*out = &s->base;
+	return 0;
+fail:
+	sq_close(&s->base);
+	return ret;
+}
+
 int datastore_open_sqlite(const char *path, struct datastore **out, char *err, size_t errlen)
 {
 	struct sq *s = NULL;
@@ -1197,15 +1454,9 @@ int datastore_open_sqlite(const char *path, struct datastore **out, char *err, s
 		snprintf(err, errlen, "database %s: %s", path, why);
 		goto fail;
 	}
-	for (size_t i = 0; i < ST__COUNT; i++) {
-		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-				       NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "database %s: cannot prepare \"%s\": %s", path,
-				 stmt_sql[i], sqlite3_errmsg(s->db));
-			ret = -EIO;
-			goto fail;
-		}
-	}
+	ret = prepare_all(s, path, err, errlen);
+	if (ret < 0)
+		goto fail;
 	ret = get_int(s, ST_META_GET, CHANGE_COUNTER_KEY, &s->counter);
 	if (ret == -ENOENT) {
 		s->counter = 0;

@@ -283,7 +283,8 @@ static json_t *str_or_null(const char *s)
 
 json_t *entry_to_json(const struct entry *e)
 {
-	return json_pack("{s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:o}",
+	return json_pack("{s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:b, s:b, s:b, s:I, s:I, s:I, "
+			 "s:o}",
 			 "id", e->id,
 			 "spiffe_id", str_or_null(e->spiffe_id),
 			 "parent_id", str_or_null(e->parent_id),
@@ -294,6 +295,7 @@ json_t *entry_to_json(const struct entry *e)
 			 "hint", str_or_null(e->hint),
 			 "admin", (int)e->admin,
 			 "downstream", (int)e->downstream,
+			 "managed", (int)e->managed,
 			 "expires_at", (json_int_t)e->expires_at,
 			 "revision", (json_int_t)e->revision,
 			 "created_at", (json_int_t)e->created_at,
@@ -473,6 +475,11 @@ static int f_downstream(struct entry *e, const char *key, json_t *v, char *err, 
 	return set_bool(&e->downstream, key, v, err, errlen);
 }
 
+static int f_managed(struct entry *e, const char *key, json_t *v, char *err, size_t errlen)
+{
+	return set_bool(&e->managed, key, v, err, errlen);
+}
+
 static int f_expires_at(struct entry *e, const char *key, json_t *v, char *err, size_t errlen)
 {
 	return get_int(v, key, 0, INT64_MAX, &e->expires_at, err, errlen);
@@ -499,6 +506,7 @@ static const struct field fields[] = {
 	{ .key = "hint", .set = f_hint },
 	{ .key = "admin", .set = f_admin },
 	{ .key = "downstream", .set = f_downstream },
+	{ .key = "managed", .set = f_managed },
 	{ .key = "expires_at", .set = f_expires_at },
 	{ .key = "revision", .set = f_revision },
 	{ .key = "created_at", .set = f_created_at },

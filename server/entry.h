@@ -27,6 +27,8 @@ struct entry {
 	size_t n_dns_names;
 	char *hint;		/* may be NULL */
 	bool admin, downstream;
+	bool managed;		/* kept by the server (k8s_reg.c), not by hand: the admin API refuses
+				 * to create, update or delete such entries */
 	int64_t expires_at;	/* unix seconds; 0 = never */
 	int64_t revision;	/* changes whenever the entry does (from a global counter) */
 	int64_t created_at;
@@ -54,7 +56,7 @@ void entry_normalize(struct entry *e);
 int entry_validate(const struct entry *e, const char *trust_domain, char *err, size_t errlen);
 
 /* {"id","spiffe_id","parent_id","selectors":["type:value"],"x509_svid_ttl","jwt_svid_ttl",
- *  "dns_names","hint","admin","downstream","expires_at","revision","created_at",
+ *  "dns_names","hint","admin","downstream","managed","expires_at","revision","created_at",
  *  "federates_with":["two.test"]}. On input, federates_with members may also be trust domain
  *  IDs ("spiffe://two.test"): they are stored as names.
  * "hint" is null when absent. Returns a new reference, or NULL on allocation failure. */

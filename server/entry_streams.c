@@ -151,6 +151,18 @@ Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
 		return NULL;
 	Lanyard__Node__V1__Bundle *pb = bundle_pb(es->trust_domain, b.sequence, 300, b.x509,
 						  b.x509_len, b.jwt, b.jwt_expires_at);
+	pb->tainted = xcalloc(b.n_tainted + 1, sizeof(*pb->tainted));
+	pb->n_tainted = b.n_tainted;
+	for (size_t i = 0; i < b.n_tainted; i++) {
+		Lanyard__Node__V1__TaintedAuthority *t = xcalloc(1, sizeof(*t));
+		lanyard__node__v1__tainted_authority__init(t);
+		t->id = xstrdup(b.tainted[i].id);
+		t->jwt_kid = xstrdup(b.tainted[i].jwt_kid);
+		t->x509_authority.data = b.tainted[i].cert; /* taken over */
+		t->x509_authority.len = b.tainted[i].cert_len;
+		b.tainted[i].cert = NULL;
+		pb->tainted[i] = t;
+	}
 	ca_bundle_free(&b);
 	return pb;
 }
@@ -168,6 +180,13 @@ void entry_streams_bundle_free(Lanyard__Node__V1__Bundle *pb)
 		free(pb->jwt_authorities[i]->public_key.data);
 		free(pb->jwt_authorities[i]);
 	}
+	for (size_t i = 0; i < pb->n_tainted; i++) {
+		free(pb->tainted[i]->id);
+		free(pb->tainted[i]->jwt_kid);
+		free(pb->tainted[i]->x509_authority.data);
+		free(pb->tainted[i]);
+	}
+	free(pb->tainted);
 	free(pb->jwt_authorities);
 	free(pb);
 }

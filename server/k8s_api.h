@@ -44,6 +44,28 @@ enum {
 int k8s_api_call(struct k8s_api *a, const char *method, const char *path, json_t *body,
 		 const char *content_type, long *status, json_t **out, char *err, size_t errlen);
 
+/* A watch (GET path with ?watch=1...): the API server answers a stream of JSON lines
+ * {"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {...}}, one per event. */
+struct k8s_watch_cb {
+	/* Called for each event, in order; a negative return ends the watch (k8s_api_watch
+	 * then returns K8S_API_STOPPED). obj is borrowed for the call. */
+	int (*event)(const char *type, json_t *obj, void *ud);
+	/* Polled about once a second and between events: true ends the watch (K8S_API_STOPPED). */
+	bool (*stop)(void *ud);
+	void *ud;
+};
+
+#define K8S_API_STOPPED 1
+
+/* Follows a watch until the server ends it (0, *status 200), the callbacks end it
+ * (K8S_API_STOPPED), or the connection fails or drops (K8S_API_UNREACHABLE, reason in err).
+ * When the server answers with another status than 200, returns 0 with *status and the body
+ * (a Status object, or NULL) in *out (json_decref it); *out is NULL otherwise. timeout_s bounds
+ * the whole request: pass more than the watch's own timeoutSeconds. */
+int k8s_api_watch(struct k8s_api *a, const char *path, int timeout_s,
+		  const struct k8s_watch_cb *cb, long *status, json_t **out, char *err,
+		  size_t errlen);
+
 /* The "message" of a Kubernetes Status object, or "" (never NULL). */
 const char *k8s_api_status_message(json_t *status_obj);
 

@@ -15,13 +15,18 @@
 
 #include "admin_api.h"
 #include "bundle.h"
+#include "bundle_endpoint.h"
 #include "ca.h"
 #include "cli.h"
 #include "datastore.h"
+#include "federation.h"
 #include "k8s_api.h"
 #include "k8s_bundle.h"
+#include "k8s_reg.h"
 #include "log.h"
+#include "migrate.h"
 #include "node_api.h"
+#include "oidc.h"
 #include "psat.h"
 #include "server_config.h"
 #include "server_http.h"
@@ -38,7 +43,11 @@ struct server {
 	struct node_api *node;
 	struct admin_api *admin;
 	struct server_http *http;
+	struct oidc *oidc;
+	struct bundle_endpoint *bundle_ep;
+	struct federation *fed;
 	struct psat *psat;
+	struct k8s_reg *reg; /* automatic registration from pods (optional) */
 	/* The bundle ConfigMap publisher (optional): one publication in flight at a time. */
 	struct k8s_api *k8s;
 	char cm_ns[256], cm_name[256];
@@ -60,6 +69,7 @@ struct server {
 	int64_t started_at, next_heartbeat;
 	bool heartbeat_failing;
 	bool stopping;
+	int64_t seen_bundle_seq; /* the CA's bundle sequence the node API last refreshed for */
 };
 
 /* ---- admin API hooks (they run on the admin API's thread) ---- */
@@ -86,10 +96,44 @@ static int hook_bundle_json(void *ud, char **out)
 	return *out ? 0 : -1;
 }
 
+static int hook_mint_x509(void *ud, const char *spiffe_id, const char *const *dns, size_t n_dns,
+			  const uint8_t *spki, size_t spki_len, int64_t ttl, uint8_t **chain,
+			  size_t *chain_len, int64_t *not_after, char *err, size_t errlen)
+{
+	struct server *s = ud;
+	return ca_sign_x509(s->ca, spiffe_id, dns, n_dns, spki, spki_len, ttl, now_unix(), chain,
+			    chain_len, not_after, err, errlen);
+}
+
+static int hook_mint_jwt(void *ud, const char *spiffe_id, const char *const *aud, size_t n_aud,
+			 int64_t ttl, char **token, int64_t *exp, char *err, size_t errlen)
+{
+	struct server *s = ud;
+	return ca_sign_jwt(s->ca, spiffe_id, aud, n_aud, ttl, now_unix(), token, exp, err, errlen);
+}
+
 static void hook_changed(void *ud)
 {
 	struct server *s = ud;
 	uv_async_send(&s->changed);
+}
+
+static void hook_fed_refresh(void *ud, const char *td)
+{
+	struct server *s = ud;
+	federation_refresh(s->fed, td);
+}
+
+static void hook_fed_deleted(void *ud, const char *td)
+{
+	struct server *s = ud;
+	federation_forget(s->fed, td);
+}
+
+static json_t *hook_fed_state(void *ud, const char *td)
+{
+	struct server *s = ud;
+	return federation_state_json(s->fed, td);
 }
 
 
@@ -241,7 +285,10 @@ static void on_changed(uv_async_t *a)
 	struct server *s = a->data;
 	if (s->stopping)
 		return;
-	if (ca_sync(s->ca, now_unix()) > 0) {
+	int64_t seq = ca_bundle_sequence(s->ca);
+	if (ca_sync(s->ca, now_unix()) > 0 || seq != s->seen_bundle_seq) {
+		/* Another server's authorities, or the operator's "authority" commands. */
+		s->seen_bundle_seq = ca_bundle_sequence(s->ca);
 		node_api_ca_changed(s->node); /* refreshes the streams too */
 		publish_bundle(s);
 	} else {
@@ -271,6 +318,8 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->k8s && now >= s->next_publish)
 		publish_bundle(s);
+	oidc_reload_tls(s->oidc, now);
+	bundle_endpoint_tick(s->bundle_ep, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
 	if (now >= s->next_prune) {
@@ -327,9 +376,17 @@ static void on_signal(uv_signal_t *sig, int signum)
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_http_stop(s->http);
 	s->http = NULL;
+	oidc_stop(s->oidc);
+	s->oidc = NULL;
+	bundle_endpoint_stop(s->bundle_ep);
+	s->bundle_ep = NULL;
 	/* The admin API finishes its in-flight requests before it returns. */
 	admin_api_stop(s->admin);
 	s->admin = NULL;
+	/* After the admin API (its hooks call the fetcher), before the loop ends (the fetcher
+	 * wakes it). */
+	federation_stop(s->fed);
+	s->fed = NULL;
 	uv_timer_stop(&s->tick);
 	node_api_shutdown(s->node, node_stopped, s);
 }
@@ -341,6 +398,60 @@ static int lock_data_dir(struct server *s, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/server.lock", s->cfg.data_dir);
 	s->lock_fd = lockfile_acquire(path, "lanyard-server", err, errlen);
 	return s->lock_fd < 0 ? -1 : 0;
+}
+
+/* The optional listeners beside the operator endpoints: OIDC discovery and /metrics alone. */
+static int start_side_listeners(struct server *s, char *err, size_t errlen)
+{
+	const struct server_config *c = &s->cfg;
+	char why[384];
+	if (c->oidc_discovery_port) {
+		/* A relying party that caches the key set must still see a prepared key before it
+		 * signs: the next authority is published a third of ca_ttl ahead. */
+		int64_t max_age = c->ca_ttl / 6 < 300 ? c->ca_ttl / 6 : 300;
+		struct oidc_options oo = {
+			.address = c->oidc_discovery_address,
+			.port = (int)c->oidc_discovery_port,
+			.issuer = c->oidc_issuer,
+			.cert_file = c->oidc_discovery_cert_file,
+			.key_file = c->oidc_discovery_key_file,
+			.ca = s->ca,
+			.max_age_s = max_age,
+		};
+		if (oidc_start(&oo, &s->oidc, why, sizeof(why)) < 0)
+			return errorf(err, errlen, "OIDC discovery: %s", why);
+		server_http_set_oidc(s->http, s->oidc);
+	}
+	if (c->metrics_bind_port &&
+	    server_http_metrics_listener(s->http, c->metrics_bind_address,
+					 (int)c->metrics_bind_port, why, sizeof(why)) < 0)
+		return errorf(err, errlen, "metrics listener (metrics_bind_address, "
+			      "metrics_bind_port) %s:%lld: %s", c->metrics_bind_address,
+			      (long long)c->metrics_bind_port, why);
+	return 0;
+}
+
+static int start_bundle_endpoint(struct server *s)
+{
+	char err[512];
+	if (s->cfg.bundle_endpoint_port == 0)
+		return 0;
+	struct bundle_endpoint_options o = {
+		.address = s->cfg.bundle_endpoint_address,
+		.port = (int)s->cfg.bundle_endpoint_port,
+		.trust_domain = s->cfg.trust_domain,
+		.refresh_hint = s->cfg.bundle_endpoint_refresh_hint,
+		.https_web = strcmp(s->cfg.bundle_endpoint_profile, "https_web") == 0,
+		.cert_file = s->cfg.bundle_endpoint_cert_file,
+		.key_file = s->cfg.bundle_endpoint_key_file,
+	};
+	if (bundle_endpoint_start(&o, s->ca, &s->bundle_ep, err, sizeof(err)) < 0) {
+		log_error("bundle endpoint (bundle_endpoint_address, bundle_endpoint_port): %s", err);
+		return -1;
+	}
+	log_info("bundle endpoint (%s) on https://%s:%d/", s->cfg.bundle_endpoint_profile,
+		 s->cfg.bundle_endpoint_address, bundle_endpoint_port(s->bundle_ep));
+	return 0;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -403,6 +514,7 @@ static int cmd_run(int argc, char **argv)
 		.upstream_cert_path = s->cfg.upstream_ca_cert,
 		.upstream_key_path = s->cfg.upstream_ca_key,
 		.shared = strcmp(s->cfg.database_type, "postgres") == 0,
+		.jwt_issuer = s->cfg.oidc_issuer,
 	};
 	if (ca_open(&co, s->ds, now_unix(), &s->ca, err, sizeof(err)) < 0) {
 		log_error("CA: %s", err);
@@ -413,14 +525,23 @@ static int cmd_run(int argc, char **argv)
 	loop_ready = true;
 	/* Changes made through other servers (PostgreSQL) wake the loop like the admin API's. */
 	ds_set_change_hook(s->ds, ds_changed, s);
+	s->fed = federation_start(s->ds, s->cfg.trust_domain, hook_changed, s);
+	if (!s->fed)
+		goto out;
 	struct admin_hooks hooks = {
 		.ud = s,
 		.trust_domain = s->cfg.trust_domain,
 		.bundle_pem = hook_bundle_pem,
 		.bundle_spiffe_json = hook_bundle_json,
 		.changed = hook_changed,
+		.fed_refresh = hook_fed_refresh,
+		.fed_deleted = hook_fed_deleted,
+		.fed_state = hook_fed_state,
 		.default_token_ttl = s->cfg.join_token_ttl,
 		.socket_group = s->cfg.admin_socket_group,
+		.ca = s->ca,
+		.mint_x509 = hook_mint_x509,
+		.mint_jwt = hook_mint_jwt,
 	};
 	if (admin_api_start(s->cfg.admin_socket, s->ds, &hooks, &s->admin, err, sizeof(err)) < 0) {
 		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
@@ -488,6 +609,38 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	server_http_watch_storage(s->http, s->cfg.data_dir);
+	if (start_side_listeners(s, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	server_http_set_federation(s->http, s->fed);
+	if (start_bundle_endpoint(s) < 0)
+		goto out;
+	if (s->cfg.k8s_reg_rules.n > 0 || s->cfg.k8s_registration_crd) {
+		struct k8s_reg_options ro = {
+			.rules = &s->cfg.k8s_reg_rules,
+			.trust_domain = s->cfg.trust_domain,
+			.cluster = s->cfg.k8s_psat_cluster,
+			.holder = s->server_uid,
+			.crd = s->cfg.k8s_registration_crd,
+			.resync_s = s->cfg.k8s_registration_resync,
+			.api = {
+				.url = s->cfg.k8s_api_url,
+				.token_path = s->cfg.k8s_api_token_path,
+				.ca_path = s->cfg.k8s_api_ca_path,
+				.insecure_skip_verify = s->cfg.k8s_api_insecure_skip_verify,
+				/* Lists come in pages of 500 pods. */
+				.timeout_ms = 60000,
+			},
+			.ds = s->ds,
+			.changed = hook_changed,
+			.ud = s,
+		};
+		if (k8s_reg_start(&ro, &s->reg, err, sizeof(err)) < 0) {
+			log_error("k8s_registration: %s", err);
+			goto out;
+		}
+	}
 	node_address(s);
 	heartbeat(s, now_unix());
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
@@ -501,10 +654,17 @@ static int cmd_run(int argc, char **argv)
 	log_info("lanyard-server stopped");
 	ret = 0;
 out:
+	/* Its threads wake the loop (hook_changed): stopped before the loop's handles close. */
+	k8s_reg_stop(s->reg);
 	admin_api_stop(s->admin);
+	server_http_set_federation(s->http, NULL);
+	federation_stop(s->fed);
+	s->fed = NULL;
 	if (loop_ready) {
 		server_http_stop(s->http);
 		s->http = NULL;
+		oidc_stop(s->oidc);
+		s->oidc = NULL;
 		if (s->node) {
 			node_api_shutdown(s->node, node_stopped, s);
 			uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -515,6 +675,7 @@ out:
 		uv_run(&s->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->loop);
 	}
+	bundle_endpoint_stop(s->bundle_ep);
 	psat_free(s->psat);
 	k8s_api_free(s->k8s);
 	free(s->publish_pem);
@@ -537,7 +698,13 @@ static void usage(FILE *f)
 		"  entry create|show|update|delete|count   manage registration entries\n"
 		"  agent list|show|count|evict|ban        manage attested agents\n"
 		"  bundle show               print the trust bundle\n"
+		"  authority show|prepare|activate|taint|revoke   force a CA rotation, revoke an authority\n"
+		"  federation create|list|show|update|delete|refresh   federate with other trust domains\n"
 		"  server list               list the live servers sharing the database\n"
+		"  datastore migrate --config NEW.json --from-sqlite PATH [--force]\n"
+		"                            copy a stopped server's SQLite datastore into PostgreSQL\n"
+		"  x509 mint --spiffe-id ID  mint an X509-SVID by hand\n"
+		"  jwt mint --spiffe-id ID --audience A  mint a JWT-SVID by hand\n"
 		"  healthcheck [--config FILE]  exit 0 when the server is ready (probes /ready)\n"
 		"  version                   print the version\n"
 		"\n"
@@ -557,6 +724,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "healthcheck") == 0)
 		return server_healthcheck_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "datastore") == 0)
+		return datastore_cmd_main(argc - 1, argv + 1);
 	if (cli_is_command(cmd))
 		return cli_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "node.pb-c.h"
 #include "prev_svids.h"
+#include "taint_ack.h"
 #include "spiffeid.h"
 #include "util.h"
 #include "x509.h"
@@ -601,6 +602,8 @@ static void on_renew(struct grpc_call *call, const uint8_t *msg, size_t len)
 		goto out;
 	}
 	prev_svids_put(n->prev, a->spiffe_id, a->serial, a->not_after, now_unix());
+	taint_ack_record(n->ds, a->spiffe_id, (const char *const *)req->cleared_tainted,
+			 req->n_cleared_tainted, now_unix());
 	Lanyard__Node__V1__RenewAgentResponse resp = LANYARD__NODE__V1__RENEW_AGENT_RESPONSE__INIT;
 	resp.svid.data = chain;
 	resp.svid.len = chain_len;

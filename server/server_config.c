@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "datastore.h"
+#include "oidc.h"
 #include "spiffeid.h"
 #include "util.h"
 
@@ -18,6 +19,7 @@ static const char *const key_types[] = {"ec-p256", "ec-p384", "rsa-2048", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const database_types[] = {"sqlite", "postgres", NULL};
+static const char *const endpoint_profiles[] = {"https_spiffe", "https_web", NULL};
 
 const struct cfg_option server_config_options[] = {
 	{.name = "trust_domain", .type = CFG_STRING, OPT(trust_domain), .required = true,
@@ -105,15 +107,78 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "\"namespace/name\" of a ConfigMap the server keeps the bundle PEM in (optional)"},
 	{.name = "k8s_bundle_configmap_key", .type = CFG_STRING, OPT(k8s_bundle_configmap_key),
 	 .def = "bundle.crt", .doc = "key of the bundle in that ConfigMap"},
+	{.name = "oidc_issuer", .type = CFG_STRING, OPT(oidc_issuer),
+	 .doc = "issuer URL (https://host[/path]) JWT-SVIDs carry as \"iss\" and OIDC discovery "
+		"announces"},
+	{.name = "oidc_discovery_address", .type = CFG_STRING, OPT(oidc_discovery_address),
+	 .def = "0.0.0.0", .doc = "address of the OIDC discovery endpoint"},
+	{.name = "oidc_discovery_port", .type = CFG_INT, OPT(oidc_discovery_port), .def = "0",
+	 .min = 0, .max = 65535,
+	 .doc = "port of the OIDC discovery endpoint (0 disables it; needs oidc_issuer)"},
+	{.name = "oidc_discovery_cert_file", .type = CFG_STRING, OPT(oidc_discovery_cert_file),
+	 .doc = "PEM certificate chain for HTTPS on the discovery endpoint (unset: plain HTTP, for "
+		"behind a TLS-terminating ingress)"},
+	{.name = "oidc_discovery_key_file", .type = CFG_STRING, OPT(oidc_discovery_key_file),
+	 .doc = "PEM private key of that certificate (others may not read it)"},
+	{.name = "metrics_bind_address", .type = CFG_STRING, OPT(metrics_bind_address),
+	 .def = "0.0.0.0", .doc = "address of the /metrics-only listener"},
+	{.name = "metrics_bind_port", .type = CFG_INT, OPT(metrics_bind_port), .def = "0", .min = 0,
+	 .max = 65535, .doc = "port of a listener serving /metrics alone, for Prometheus (0: off)"},
+	{.name = "bundle_endpoint_address", .type = CFG_STRING, OPT(bundle_endpoint_address),
+	 .def = "0.0.0.0", .doc = "address of the SPIFFE bundle endpoint (federation)"},
+	{.name = "bundle_endpoint_port", .type = CFG_INT, OPT(bundle_endpoint_port), .def = "0",
+	 .min = 0, .max = 65535, .doc = "port of the bundle endpoint (0: no bundle endpoint)"},
+	{.name = "bundle_endpoint_refresh_hint", .type = CFG_DURATION,
+	 OPT(bundle_endpoint_refresh_hint), .def = "5m", .min = 1, .max = 86400,
+	 .doc = "spiffe_refresh_hint published with the bundle"},
+	{.name = "bundle_endpoint_profile", .type = CFG_ENUM, OPT(bundle_endpoint_profile),
+	 .def = "https_spiffe", .choices = endpoint_profiles,
+	 .doc = "https_spiffe (an X509-SVID for spiffe://<td>/lanyard/server, minted and renewed "
+		"by the server) or https_web (bundle_endpoint_cert_file and _key_file)"},
+	{.name = "bundle_endpoint_cert_file", .type = CFG_STRING, OPT(bundle_endpoint_cert_file),
+	 .doc = "https_web: PEM certificate chain of the bundle endpoint"},
+	{.name = "bundle_endpoint_key_file", .type = CFG_STRING, OPT(bundle_endpoint_key_file),
+	 .doc = "https_web: PEM private key of the bundle endpoint (mode 0600)"},
+	{.name = "k8s_registration", .type = CFG_JSON, OPT(k8s_registration), .def = "[]",
+	 .doc = "rules for entries the server keeps for pods on its own (JSON array; empty = off; "
+		"needs k8s_psat_cluster): [{\"spiffe_id\": TEMPLATE, \"namespaces\": [...], "
+		"\"pod_labels\": {...}, \"dns_names\": [...], \"x509_svid_ttl\": \"1h\"}]"},
+	{.name = "k8s_registration_crd", .type = CFG_BOOL, OPT(k8s_registration_crd),
+	 .def = "false",
+	 .doc = "automatic registration: rules also from ClusterSPIFFEID objects (the CRD in "
+		"deploy/kubernetes/crd), watched like pods"},
+	{.name = "k8s_registration_resync", .type = CFG_DURATION, OPT(k8s_registration_resync),
+	 .def = "10m", .min = 10, .max = 86400,
+	 .doc = "automatic registration: how often the pod and node lists are read again in full "
+		"and the managed entries reconciled"},
 };
 const size_t server_config_n_options = ARRAY_LEN(server_config_options);
+
+static int oidc_config_check(const char *path, const struct server_config *cfg, char *err,
+			     size_t errlen)
+{
+	char why[256];
+	if (cfg->oidc_issuer && oidc_issuer_check(cfg->oidc_issuer, why, sizeof(why)) < 0)
+		return errorf(err, errlen, "%s: key 'oidc_issuer': value \"%s\": %s", path,
+			      cfg->oidc_issuer, why);
+	if (cfg->oidc_discovery_port && !cfg->oidc_issuer)
+		return errorf(err, errlen, "%s: key 'oidc_issuer' is required when "
+			      "oidc_discovery_port is set", path);
+	if (!!cfg->oidc_discovery_cert_file != !!cfg->oidc_discovery_key_file)
+		return errorf(err, errlen, "%s: keys 'oidc_discovery_cert_file' and "
+			      "'oidc_discovery_key_file' go together", path);
+	if (cfg->oidc_discovery_cert_file && !cfg->oidc_discovery_port)
+		return errorf(err, errlen, "%s: key 'oidc_discovery_cert_file' is only used with "
+			      "oidc_discovery_port (0: discovery is off)", path);
+	return 0;
+}
 
 int server_config_load(const char *path, struct server_config *cfg, char *err, size_t errlen)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	if (config_load(path, server_config_options, server_config_n_options, cfg, err, errlen) < 0)
 		return -1;
-	char why[256];
+	char why[512];
 	if (trust_domain_validate(cfg->trust_domain, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "%s: key 'trust_domain': value \"%s\": %s", path,
 			 cfg->trust_domain, why);
@@ -129,6 +194,19 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 			 "%s: key 'k8s_psat_allowed_service_accounts' must list at least one "
 			 "\"namespace:serviceaccount\" when k8s_psat_cluster is set",
 			 path);
+		return -1;
+	}
+	if ((json_array_size(cfg->k8s_registration) > 0 || cfg->k8s_registration_crd) &&
+	    !cfg->k8s_psat_cluster) {
+		snprintf(err, errlen, "%s: key '%s' needs k8s_psat_cluster: the entries' parents are "
+			 "the k8s_psat agents of the pods' nodes", path,
+			 cfg->k8s_registration_crd ? "k8s_registration_crd" : "k8s_registration");
+		return -1;
+	}
+	struct k8s_reg_ctx rc = {.trust_domain = cfg->trust_domain, .cluster = cfg->k8s_psat_cluster};
+	if (k8s_reg_rules_parse(cfg->k8s_registration, &rc, &cfg->k8s_reg_rules, why,
+				sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, why);
 		return -1;
 	}
 	if (strcmp(cfg->database_type, "postgres") == 0) {
@@ -152,6 +230,21 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 			 "\"database_type\": \"postgres\"", path);
 		return -1;
 	}
+	if (oidc_config_check(path, cfg, err, errlen) < 0)
+		return -1;
+	bool web = strcmp(cfg->bundle_endpoint_profile, "https_web") == 0;
+	if (web && (!cfg->bundle_endpoint_cert_file || !cfg->bundle_endpoint_key_file)) {
+		snprintf(err, errlen, "%s: keys 'bundle_endpoint_cert_file' and "
+			 "'bundle_endpoint_key_file' are required when bundle_endpoint_profile is "
+			 "\"https_web\"", path);
+		return -1;
+	}
+	if (!web && (cfg->bundle_endpoint_cert_file || cfg->bundle_endpoint_key_file)) {
+		snprintf(err, errlen, "%s: keys 'bundle_endpoint_cert_file' and "
+			 "'bundle_endpoint_key_file' are only used with \"bundle_endpoint_profile\": "
+			 "\"https_web\"", path);
+		return -1;
+	}
 	if (cfg->default_x509_svid_ttl > cfg->ca_ttl || cfg->agent_svid_ttl > cfg->ca_ttl) {
 		snprintf(err, errlen,
 			 "%s: key 'default_x509_svid_ttl'/'agent_svid_ttl': SVIDs cannot outlive the "
@@ -168,4 +261,5 @@ void server_config_free(struct server_config *cfg)
 		explicit_bzero(cfg->database_connection_string,
 			       strlen(cfg->database_connection_string));
 	config_free(server_config_options, server_config_n_options, cfg);
+	k8s_reg_rules_free(&cfg->k8s_reg_rules);
 }

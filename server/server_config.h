@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config.h"
+#include "k8s_reg_rules.h"
 
 struct server_config {
 	char *trust_domain;
@@ -47,6 +50,28 @@ struct server_config {
 	bool k8s_api_insecure_skip_verify;
 	char *k8s_bundle_configmap;
 	char *k8s_bundle_configmap_key;
+	/* OIDC discovery (optional) and the issuer JWT-SVIDs carry. */
+	char *oidc_issuer;
+	char *oidc_discovery_address;
+	int64_t oidc_discovery_port;
+	char *oidc_discovery_cert_file;
+	char *oidc_discovery_key_file;
+	/* A listener serving /metrics alone (optional), for Prometheus on the pod or host IP. */
+	char *metrics_bind_address;
+	int64_t metrics_bind_port;
+	/* The SPIFFE bundle endpoint (federation); port 0: off. */
+	char *bundle_endpoint_address;
+	int64_t bundle_endpoint_port;
+	int64_t bundle_endpoint_refresh_hint;
+	char *bundle_endpoint_profile;
+	char *bundle_endpoint_cert_file;
+	char *bundle_endpoint_key_file;
+	/* Automatic registration from pods (k8s_reg.h): the rules as configured (a JSON array,
+	 * NULL or empty = off), parsed and checked into k8s_reg_rules by server_config_load. */
+	json_t *k8s_registration;
+	struct k8s_reg_rules k8s_reg_rules;
+	int64_t k8s_registration_resync;
+	bool k8s_registration_crd;
 };
 
 extern const struct cfg_option server_config_options[];

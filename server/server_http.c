@@ -11,12 +11,14 @@
 
 #include <jansson.h>
 
+#include "federation.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "opserver.h"
 #include "procstats.h"
 #include "server_config.h"
+#include "status_lists.h"
 #include "status_page.h"
 #include "util.h"
 
@@ -46,11 +48,13 @@ struct ds_probe {
 struct server_http {
 	uv_timer_t timer;
 	struct opserver *ops;
+	struct oidc *oidc;            /* NULL when OIDC discovery is off */
 	struct datastore *ds;
 	struct ca *ca;
 	struct node_api **node;
 	char *trust_domain;
 	int64_t start_time;
+	struct federation *fed; /* loop thread; NULL without one */
 
 	pthread_t thread;
 	bool thread_started;
@@ -197,6 +201,9 @@ struct gathered {
 	int64_t next_rotation, bundle_sequence;
 	struct procstats ps;
 	json_t *cluster; /* a copy, NULL when unknown */
+	bool have_oidc;
+	struct oidc_stats oidc;
+	struct ds_stats dss;
 };
 
 static const struct ca_authority_info *active_authority(const struct gathered *g)
@@ -259,13 +266,28 @@ static json_t *count_or_null(bool known, int64_t v)
 	return known ? json_integer(v) : json_null();
 }
 
+/* The last warnings and errors this server logged (refused attestations, failed queries...). */
+static json_t *recent_problems(void)
+{
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+	struct log_recent r[LOG_RECENT_MAX];
+	size_t n = log_recent_get(r, LOG_RECENT_MAX);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:I, s:s, s:s}", "at", (json_int_t)r[i].at,
+						   "level", levels[r[i].level & 3], "message",
+						   r[i].msg));
+	return a;
+}
+
 static json_t *build_status(const struct server_http *h, const struct gathered *g, json_t *ready)
 {
 	json_t *auths = json_array();
 	for (size_t i = 0; i < g->n_auth; i++) {
 		const struct ca_authority_info *a = &g->auth[i];
-		json_array_append_new(auths, json_pack("{s:s,s:s,s:I,s:I,s:s,s:o}", "id", a->id,
-						       "state", a->state, "not_before",
+		json_array_append_new(auths, json_pack("{s:s,s:s,s:b,s:I,s:I,s:s,s:o}", "id", a->id,
+						       "state", a->state, "tainted", a->tainted,
+						       "not_before",
 						       (json_int_t)a->not_before, "not_after",
 						       (json_int_t)a->not_after, "sha256", a->sha256,
 						       "jwt_kid", a->jwt_kid[0] ? json_string(a->jwt_kid)
@@ -279,10 +301,10 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		"agent_renew", "ok", (json_int_t)s->renew_ok, "error", (json_int_t)s->renew_err,
 		"x509_svid", "ok", (json_int_t)s->x509_ok, "error", (json_int_t)s->x509_err,
 		"jwt_svid", "ok", (json_int_t)s->jwt_ok, "error", (json_int_t)s->jwt_err);
-	return json_pack(
+	json_t *doc = json_pack(
 		"{s:s,s:s,s:s,s:I,s:I,s:I,s:O,"
 		"s:{s:I,s:I,s:o},s:{s:o,s:o,s:o,s:o},s:{s:b,s:i,s:i,s:b,s:i},s:{s:b,s:o,s:o,s:I},s:o,"
-		"s:{s:o,s:o}}",
+		"s:{s:o,s:o},s:o}",
 		"daemon", "lanyard-server", "version", LANYARD_VERSION, "trust_domain",
 		h->trust_domain, "now", (json_int_t)g->now, "start_time", (json_int_t)h->start_time,
 		"uptime_seconds", (json_int_t)(g->now - h->start_time), "ready", ready,
@@ -301,7 +323,63 @@ static json_t *build_status(const struct server_http *h, const struct gathered *
 		count_or_null(p->checked, p->checked_at), "failures", (json_int_t)p->failures,
 		"signing", signing, "cluster", "servers",
 		g->cluster ? json_incref(g->cluster) : json_null(), "live",
-		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)));
+		count_or_null(g->cluster != NULL, (int64_t)json_array_size(g->cluster)),
+		"recent_problems", recent_problems());
+	if (doc && h->fed)
+		json_object_set_new(doc, "federation", federation_status_json(h->fed));
+	return doc;
+}
+
+static void oidc_metrics(struct metrics *m, const struct oidc_stats *o)
+{
+	const char *name = PREFIX "_oidc_requests_total";
+	metrics_family(m, name, METRIC_COUNTER,
+		       "OIDC discovery endpoint answers by path (discovery, keys, other) and code.");
+	for (int r = 0; r < OIDC_ROUTES_N; r++)
+		for (int c = 0; c < OIDC_STATUS_N; c++) {
+			char code[8];
+			snprintf(code, sizeof(code), "%u", oidc_status_codes[c]);
+			if (o->answers[r][c] || c == 0)
+				metrics_sample(m, name, (double)o->answers[r][c], "path",
+					       oidc_route_names[r], "code", code, NULL);
+		}
+	if (o->tls)
+		metrics_single(m, PREFIX "_oidc_certificate_reloads_total", METRIC_COUNTER,
+			       "Renewed OIDC discovery certificates taken into use.",
+			       (double)o->reloads);
+	metrics_single(m, PREFIX "_oidc_jwks_keys", METRIC_GAUGE,
+		       "JWT keys the OIDC discovery endpoint publishes (prepared, active, old).",
+		       (double)o->keys);
+}
+
+/* Per datastore operation: latency and errors; on a shared datastore, the change feed's lag. */
+static void write_datastore_stats(struct metrics *m, const struct ds_stats *st)
+{
+	const char *name = PREFIX "_datastore_operation_duration_seconds";
+	metrics_family(m, name, METRIC_HISTOGRAM,
+		       "Duration of datastore operations by kind, waiting for the database included.");
+	for (size_t i = 0; i < DS_OP__COUNT; i++)
+		metrics_histogram(m, name, ds_latency_buckets, st->op[i].le, DS_LATENCY_BUCKETS,
+				  st->op[i].sum, st->op[i].count, "op", ds_op_names[i], NULL);
+	name = PREFIX "_datastore_operation_errors_total";
+	metrics_family(m, name, METRIC_COUNTER,
+		       "Datastore operations that failed (database errors), by kind.");
+	for (size_t i = 0; i < DS_OP__COUNT; i++)
+		metrics_sample(m, name, (double)st->op_errors[i], "op", ds_op_names[i], NULL);
+	metrics_single(m, PREFIX "_datastore_retries_total", METRIC_COUNTER,
+		       "Transactions retried after a serialization failure or deadlock.",
+		       (double)st->retries);
+	if (!st->has_feed)
+		return;
+	name = PREFIX "_change_feed_lag_seconds";
+	metrics_family(m, name, METRIC_HISTOGRAM,
+		       "Time from a change being written (by any server, database clock) to this "
+		       "server recording it from the shared change feed.");
+	metrics_histogram(m, name, ds_latency_buckets, st->feed_lag.le, DS_LATENCY_BUCKETS,
+			  st->feed_lag.sum, st->feed_lag.count, NULL);
+	metrics_single(m, PREFIX "_change_feed_holes_total", METRIC_COUNTER,
+		       "Gaps in the change feed passed over, and reconnections (each costs a full "
+		       "re-read).", (double)st->feed_holes);
 }
 
 static char *build_metrics(const struct server_http *h, const struct gathered *g, bool ready)
@@ -365,6 +443,8 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 			       "Unexpired, unused join tokens.", (double)p->tokens);
 	}
 
+	write_datastore_stats(&m, &g->dss);
+
 	if (g->cluster)
 		metrics_single(&m, PREFIX "_cluster_servers", METRIC_GAUGE,
 			       "Live servers sharing the datastore (this one included).",
@@ -380,8 +460,11 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 		metrics_single(&m, PREFIX "_ca_active_expiry_seconds", METRIC_GAUGE,
 			       "Seconds until the active authority expires.",
 			       (double)(a->not_after - g->now));
+	federation_metrics(h->fed, &m, PREFIX);
 	metrics_single(&m, PREFIX "_bundle_sequence", METRIC_GAUGE,
 		       "The trust bundle's sequence number.", (double)g->bundle_sequence);
+	if (g->have_oidc)
+		oidc_metrics(&m, &g->oidc);
 	return metrics_finish(&m);
 }
 
@@ -393,6 +476,7 @@ static void publish_state(struct server_http *h)
 	g.cluster = h->cluster ? json_deep_copy(h->cluster) : NULL;
 	pthread_mutex_unlock(&h->lock);
 	g.probe_age_us = g.probe.checked ? now_mono_us() - g.probe.checked_mono_us : 0;
+	ds_stats_get(h->ds, &g.dss);
 	g.have_node = h->node && *h->node;
 	if (g.have_node)
 		node_api_stats(*h->node, &g.ns);
@@ -400,6 +484,9 @@ static void publish_state(struct server_http *h)
 	g.next_rotation = ca_next_rotation(h->ca);
 	g.bundle_sequence = ca_bundle_sequence(h->ca);
 	procstats_read(&g.ps);
+	g.have_oidc = h->oidc != NULL;
+	if (g.have_oidc)
+		oidc_stats(h->oidc, &g.oidc);
 	char why[256];
 	bool fds_ok = health_probe_fds(&g.ps, why, sizeof(why));
 	health_set(h->health, "descriptors", fds_ok, g.now, "%s", why);
@@ -452,6 +539,8 @@ int server_http_start(uv_loop_t *loop, const char *address, int port, struct dat
 		.port = port < 0 ? 0 : port,
 		.name = "server",
 		.index_html = status_page_html,
+		.list = status_lists_page,
+		.status_ud = ds,
 	};
 	struct opserver *ops = NULL;
 	if (opserver_start(&oo, &ops, err, errlen) < 0)
@@ -501,6 +590,24 @@ void server_http_watch_storage(struct server_http *h, const char *data_dir)
 	pthread_mutex_unlock(&h->lock);
 }
 
+void server_http_set_oidc(struct server_http *h, struct oidc *o)
+{
+	if (h)
+		h->oidc = o;
+}
+
+int server_http_metrics_listener(struct server_http *h, const char *address, int port, char *err,
+				 size_t errlen)
+{
+	if (!h)
+		return errorf(err, errlen, "needs the operator endpoint (http_port is 0)");
+	if (opserver_listen_metrics(h->ops, address, port < 0 ? 0 : port, err, errlen) < 0)
+		return -1;
+	log_info("http: /metrics also on http://%s:%d/metrics", address,
+		 opserver_metrics_port(h->ops));
+	return 0;
+}
+
 int server_http_port(const struct server_http *h)
 {
 	return h ? opserver_port(h->ops) : 0;
@@ -520,6 +627,7 @@ void server_http_stop(struct server_http *h)
 	}
 	opserver_stop(h->ops);
 	h->ops = NULL;
+	h->oidc = NULL;
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, on_closed);
 }
@@ -543,4 +651,10 @@ static int endpoint_of(const char *config_path, char *addr, size_t addrlen, int 
 int server_healthcheck_main(int argc, char **argv)
 {
 	return opserver_healthcheck_main("lanyard-server", "/etc/lanyard/server.json", endpoint_of, argc, argv);
+}
+
+void server_http_set_federation(struct server_http *h, struct federation *f)
+{
+	if (h)
+		h->fed = f;
 }

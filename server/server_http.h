@@ -16,6 +16,7 @@
 #include "ca.h"
 #include "datastore.h"
 #include "node_api.h"
+#include "oidc.h"
 
 struct server_http;
 
@@ -33,6 +34,19 @@ int server_http_port(const struct server_http *h);
 /* /ready also fails, with the reason, while data_dir cannot be written (a scratch file is
  * tried every few seconds, then a datastore write). NULL-safe. Any thread. */
 void server_http_watch_storage(struct server_http *h, const char *data_dir);
+
+/* Counts the OIDC discovery endpoint's answers and keys in /metrics. o must outlive h's ticks
+ * (stop h first). NULL-safe. Loop thread. */
+void server_http_set_oidc(struct server_http *h, struct oidc *o);
+/* Also serves /metrics, and nothing else, on address:port (a negative port: ephemeral), e.g. on
+ * the pod IP for Prometheus while the other endpoints stay on loopback. Fails when h is NULL
+ * (http_port 0). Loop thread. 0, or -1 with a reason in err. */
+int server_http_metrics_listener(struct server_http *h, const char *address, int port, char *err,
+				 size_t errlen);
+/* Adds the federation fetcher's state to /status ("federation") and /metrics. f must outlive h
+ * (or be unset with NULL first). Loop thread. */
+struct federation;
+void server_http_set_federation(struct server_http *h, struct federation *f);
 
 /* `lanyard-server healthcheck [--config FILE]`: 0 when /ready answers 200, else 1 with the
  * reason on stderr. argv[0] is "healthcheck". */

@@ -392,6 +392,36 @@ static void test_log_func(void **state)
 	assert_null(strchr(last, '\n'));
 }
 
+/* Freeing a source shuts its connection down: that is not a lost connection, and an
+ * application freeing its source at exit must not see a warning about it. */
+static void test_source_free_quiet(void **state)
+{
+	struct log_capture c = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	const char *sock = sock_path("quiet");
+	struct fake_agent *fa;
+	struct test_ca ca;
+	struct test_svid a;
+	lanyard_x509_source *src;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(test_ca_new("example.org", &ca), 0);
+	assert_int_equal(test_svid_new(&ca, "spiffe://example.org/a", 60, &a), 0);
+	assert_int_equal(fake_agent_start(sock, &fa), 0);
+	serve_svid(fa, &a);
+	assert_int_equal(lanyard_x509_source_new(sock, &src, err, sizeof(err)), LANYARD_OK);
+	assert_int_equal(lanyard_x509_source_wait_ready(src, 5000, err, sizeof(err)), LANYARD_OK);
+	lanyard_set_log_level(LANYARD_LOG_DEBUG);
+	lanyard_set_log_func(capture_log, &c);
+	lanyard_x509_source_free(src);
+	lanyard_set_log_func(NULL, NULL);
+	lanyard_set_log_level(getenv("LANYARD_TEST_DEBUG") ? LANYARD_LOG_DEBUG : LANYARD_LOG_ERROR);
+	fake_agent_stop(fa);
+	test_svid_free(&a);
+	test_ca_free(&ca);
+	assert_string_equal(c.last, "");
+}
+
 static void test_source_agent_away(void **state)
 {
 	struct test_ca ca;
@@ -1084,6 +1114,7 @@ int main(void)
 		cmocka_unit_test(test_source_rotation_and_bad_updates),
 		cmocka_unit_test(test_source_agent_away),
 		cmocka_unit_test(test_log_func),
+		cmocka_unit_test(test_source_free_quiet),
 		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_tls_without_svid),
 		cmocka_unit_test(test_jwt),

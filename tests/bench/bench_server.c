@@ -10,6 +10,9 @@
  *   bench_server sync --admin SOCK --port P --bundle PEM --server-pid PID [options]
  *       Simulated agents keep SyncEntries streams open while one entry changes per second; the
  *       server's CPU time (utime + stime from /proc) per agent per minute is the figure.
+ *   With --port2 P --admin2 SOCK --server-pid2 PID (a second server on the same PostgreSQL
+ *   database), agents alternate between the two servers, sync changes between the two admin
+ *   APIs, and the server CPU figures are of both servers together.
  *   bench_server crypto [--threads N] [--seconds S]
  *       The raw cryptography alone (no server), e.g. to profile it.
  *
@@ -54,6 +57,11 @@ struct opts {
 	const char *bundle;
 	int port;
 	int server_pid;
+	/* A second server on the same (PostgreSQL) database: agents of odd index use it, and the
+	 * sync changes go through either admin API. 0/NULL: one server. */
+	int port2;
+	int server_pid2;
+	const char *admin2;
 	int agents;
 	int entries;
 	int threads;
@@ -147,21 +155,36 @@ static WOLFSSL_CTX *client_ctx(const uint8_t *roots, size_t roots_len, const str
 	return ctx;
 }
 
-static struct grpc_client *connect_server(const struct opts *o, WOLFSSL_CTX *ctx)
+/* The server agent number index talks to: with two servers, odd agents use the second. */
+static int agent_port(const struct opts *o, int index)
+{
+	return o->port2 && index % 2 ? o->port2 : o->port;
+}
+
+/* CPU time of the server(s) under test, in microseconds. */
+static int64_t servers_cpu_us(const struct opts *o)
+{
+	int64_t t = proc_cpu_us(o->server_pid);
+	if (o->server_pid2)
+		t += proc_cpu_us(o->server_pid2);
+	return t;
+}
+
+static struct grpc_client *connect_server(const struct opts *o, int port, WOLFSSL_CTX *ctx)
 {
 	struct grpc_client *gc = NULL;
 	char err[512];
 	for (int attempt = 0; attempt < 5; attempt++) {
-		if (grpc_client_connect_tcp(o->host, o->port, ctx, NULL, 10000, &gc, err,
+		if (grpc_client_connect_tcp(o->host, port, ctx, NULL, 10000, &gc, err,
 					    sizeof(err)) == 0)
 			return gc;
 		sleep_s(0.2);
 	}
-	bench_die("cannot connect to the server at %s:%d: %s", o->host, o->port, err);
+	bench_die("cannot connect to the server at %s:%d: %s", o->host, port, err);
 }
 
 /* Attests with the agent's join token and keeps the returned SVID. */
-static void attest(const struct opts *o, WOLFSSL_CTX *server_only, struct sim_agent *a)
+static void attest(const struct opts *o, int port, WOLFSSL_CTX *server_only, struct sim_agent *a)
 {
 	uint8_t *csr = NULL, *resp = NULL, *req = NULL;
 	size_t csr_len = 0, resp_len = 0;
@@ -178,7 +201,7 @@ static void attest(const struct opts *o, WOLFSSL_CTX *server_only, struct sim_ag
 	size_t req_len = lanyard__node__v1__attest_request__get_packed_size(&m);
 	req = xmalloc(req_len + 1);
 	lanyard__node__v1__attest_request__pack(&m, req);
-	struct grpc_client *gc = connect_server(o, server_only);
+	struct grpc_client *gc = connect_server(o, port, server_only);
 	if (grpc_client_unary(gc, NODE_PATH "Attest", NULL, 0, req, req_len, CALL_TIMEOUT_MS, &resp,
 			      &resp_len, &status, err, sizeof(err)) < 0 ||
 	    status != GRPC_STATUS_OK)
@@ -233,7 +256,7 @@ static struct sim_agent *setup_agents(const struct opts *o, struct admin *adm,
 	}
 	double t2 = now_s();
 	for (int i = 0; i < o->agents; i++)
-		attest(o, server_only, &v[i]);
+		attest(o, agent_port(o, i), server_only, &v[i]);
 	double t3 = now_s();
 	size_t ne = (size_t)o->agents * (size_t)o->entries;
 	printf("# setup %s: %d join tokens in %.1f s, %zu entries in %.1f s (%.0f/s over the admin "
@@ -542,7 +565,7 @@ static struct issue_round issue_round(struct issue_shared *sh, const struct opts
 	atomic_store(&sh->stop, false);
 	atomic_store(&sh->ok, 0);
 	atomic_store(&sh->failed, 0);
-	int64_t s0 = proc_cpu_us(o->server_pid), c0 = proc_cpu_us(getpid());
+	int64_t s0 = servers_cpu_us(o), c0 = proc_cpu_us(getpid());
 	double t0 = now_s();
 	for (int i = 0; i < sh->n_threads; i++) {
 		t[i].sh = sh;
@@ -553,7 +576,7 @@ static struct issue_round issue_round(struct issue_shared *sh, const struct opts
 	/* Issuances are counted up to the stop signal; calls in flight then finish uncounted. */
 	uint64_t ok = atomic_load(&sh->ok);
 	double el = now_s() - t0;
-	int64_t s1 = proc_cpu_us(o->server_pid), c1 = proc_cpu_us(getpid());
+	int64_t s1 = servers_cpu_us(o), c1 = proc_cpu_us(getpid());
 	atomic_store(&sh->stop, true);
 	for (int i = 0; i < sh->n_threads; i++)
 		pthread_join(t[i].th, NULL);
@@ -644,7 +667,7 @@ static int cmd_issue(const struct opts *o)
 	for (int i = 0; i < o->agents; i++) {
 		prepare_sign_requests(&agents[i]);
 		agents[i].mtls = client_ctx(roots, roots_len, &agents[i]);
-		agents[i].gc = connect_server(o, agents[i].mtls);
+		agents[i].gc = connect_server(o, agent_port(o, i), agents[i].mtls);
 		check_first_answer(&agents[i], "issue", i);
 		for (size_t j = 0; j < agents[i].n_entries; j++, k++) {
 			cs.csrs[k] = agents[i].csrs[j];
@@ -838,13 +861,15 @@ static int cmd_sync(const struct opts *o)
 	size_t roots_len = 0;
 	read_bundle(o->bundle, &roots, &roots_len);
 	WOLFSSL_CTX *server_only = client_ctx(roots, roots_len, NULL);
-	struct admin adm;
+	struct admin adm, adm2;
 	admin_open(&adm, o->admin);
+	if (o->admin2)
+		admin_open(&adm2, o->admin2);
 	struct sim_agent *agents = setup_agents(o, &adm, server_only, "sync");
 	double t0 = now_s();
 	for (int i = 0; i < o->agents; i++) {
 		agents[i].mtls = client_ctx(roots, roots_len, &agents[i]);
-		agents[i].gc = connect_server(o, agents[i].mtls);
+		agents[i].gc = connect_server(o, agent_port(o, i), agents[i].mtls);
 		open_stream(&agents[i]);
 	}
 	printf("# sync: %d agents connected over mutual TLS with their snapshots in %.1f s\n",
@@ -856,9 +881,9 @@ static int cmd_sync(const struct opts *o)
 	pthread_create(&reader, NULL, sync_reader, &sh);
 	sleep_s(1); /* let the connection setup's work drain */
 
-	int64_t c0 = proc_cpu_us(o->server_pid);
+	int64_t c0 = servers_cpu_us(o);
 	sleep_s(o->idle_seconds);
-	int64_t c1 = proc_cpu_us(o->server_pid);
+	int64_t c1 = servers_cpu_us(o);
 	double idle = (double)(c1 - c0) / o->agents / (o->idle_seconds / 60);
 
 	/* One change per 1/rate seconds, each to an entry of the next agent (round-robin). */
@@ -866,7 +891,7 @@ static int cmd_sync(const struct opts *o)
 	double *lat = xcalloc(n_changes + 1, sizeof(double));
 	size_t n_lat = 0, missed = 0;
 	uint64_t ups0 = atomic_load(&sh.upserts);
-	int64_t s0 = proc_cpu_us(o->server_pid);
+	int64_t s0 = servers_cpu_us(o);
 	double start = now_s();
 	for (size_t k = 0; k < n_changes; k++) {
 		double due = start + (double)k / o->rate;
@@ -878,12 +903,15 @@ static int cmd_sync(const struct opts *o)
 		char path[128];
 		snprintf(path, sizeof(path), "/v1/entries/%s", eid);
 		json_t *body = json_pack("{s:o}", "hint", json_sprintf("change-%zu", k)), *r = NULL;
+		/* Two servers: agents alternate between them, and so do the changes, shifted by
+		 * two, so that half the changes are made on the other server than the agent's. */
+		struct admin *via = o->admin2 && k % 4 >= 2 ? &adm2 : &adm;
 		int64_t t = now_mono_us();
-		long code = admin_call(&adm, "PUT", path, body, &r);
+		long code = admin_call(via, "PUT", path, body, &r);
 		json_decref(body);
 		json_decref(r);
 		if (code != 200)
-			bench_die("PUT %s answered %ld: %s", path, code, adm.buf ? adm.buf : "");
+			bench_die("PUT %s answered %ld: %s", path, code, via->buf ? via->buf : "");
 		/* The delta's latency, waited for within the change's own time slot. */
 		double limit = now_s() + 0.9 / o->rate;
 		while (atomic_load(&a->last_delta_us) < t && now_s() < limit)
@@ -896,7 +924,7 @@ static int cmd_sync(const struct opts *o)
 	/* The window ends with the last change's slot. */
 	sleep_s(start + (double)n_changes / o->rate - now_s());
 	double el = now_s() - start;
-	int64_t s1 = proc_cpu_us(o->server_pid);
+	int64_t s1 = servers_cpu_us(o);
 	uint64_t ups = atomic_load(&sh.upserts) - ups0;
 	atomic_store(&sh.stop, true);
 	pthread_join(reader, NULL);
@@ -914,6 +942,8 @@ static int cmd_sync(const struct opts *o)
 	fflush(stdout);
 	free(lat);
 	admin_close(&adm);
+	if (o->admin2)
+		admin_close(&adm2);
 	free_agents(agents, o->agents);
 	wolfSSL_CTX_free(server_only);
 	free(roots);
@@ -928,7 +958,8 @@ static void usage(void)
 		"usage: bench_server issue|sync --admin SOCK --port P --bundle PEM --server-pid PID\n"
 		"       bench_server crypto [--threads N] [--seconds S]\n"
 		"         [--host 127.0.0.1] [--agents N] [--entries N] [--threads N]\n"
-		"         [--seconds S] [--runs N] [--pool N] [--rate R] [--idle-seconds S]\n");
+		"         [--seconds S] [--runs N] [--pool N] [--rate R] [--idle-seconds S]\n"
+		"         [--port2 P --admin2 SOCK --server-pid2 PID]  (a second server, one database)\n");
 	exit(2);
 }
 
@@ -966,6 +997,12 @@ int main(int argc, char **argv)
 			o.port = atoi(v);
 		else if (strcmp(k, "--server-pid") == 0)
 			o.server_pid = atoi(v);
+		else if (strcmp(k, "--port2") == 0)
+			o.port2 = atoi(v);
+		else if (strcmp(k, "--server-pid2") == 0)
+			o.server_pid2 = atoi(v);
+		else if (strcmp(k, "--admin2") == 0)
+			o.admin2 = v;
 		else if (strcmp(k, "--agents") == 0)
 			o.agents = atoi(v);
 		else if (strcmp(k, "--entries") == 0)
@@ -993,6 +1030,9 @@ int main(int argc, char **argv)
 		usage();
 	if (!crypto && proc_cpu_us(o.server_pid) < 0)
 		bench_die("cannot read /proc/%d/stat", o.server_pid);
+	if (!crypto && (o.port2 || o.server_pid2 || o.admin2) &&
+	    (o.port2 <= 0 || !o.admin2 || proc_cpu_us(o.server_pid2) < 0))
+		bench_die("a second server needs --port2, --admin2 and a valid --server-pid2");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	wolfSSL_Init();
 	curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -12,17 +12,19 @@
 #                              names but are NOT comparable (the output says so)
 #   LANYARD_BENCH_BUILD=DIR    build directory (default: <source>/build-release)
 #   LANYARD_BENCH_NO_BUILD=1   use DIR as it is (bin/ and bench/ must exist), e.g. a test build
-#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent sp (default: all four). sp builds
-#                              a second release tree with LANYARD_WOLFSSL=sp (<DIR>-sp) and
+#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent sp pg (default: all five). sp
+#                              builds a second release tree with LANYARD_WOLFSSL=sp (<DIR>-sp) and
 #                              prints the issuance and idle-agent figures of both wolfSSL builds
-#                              side by side (_system / _sp suffixes)
+#                              side by side (_system / _sp suffixes). pg runs the issue and sync
+#                              benchmarks on two servers sharing a throwaway PostgreSQL cluster
+#                              (tests/pg_cluster.sh; _pg suffix); skipped without PostgreSQL
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${LANYARD_BENCH_BUILD:-$SRC/build-release}"
 QUICK="${LANYARD_BENCH_QUICK:-0}"
-ONLY="${LANYARD_BENCH_ONLY:-issue sync agent sp}"
+ONLY="${LANYARD_BENCH_ONLY:-issue sync agent sp pg}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
@@ -31,7 +33,7 @@ if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
 	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 		-DLANYARD_WERROR=OFF >/dev/null
 	cmake --build "$BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent bench_server \
-		bench_agent >/dev/null
+		bench_agent bench_tls >/dev/null
 fi
 BIN="$BUILD/bin"
 BENCH="$BUILD/bench"
@@ -46,6 +48,7 @@ BASE=/tmp
 T="$(mktemp -d "$BASE/lanyard-bench.XXXXXX")"
 chmod 755 "$T"
 PIDS=()
+PG_DIR=""
 OUT="$T/bench.out"
 : >"$OUT"
 
@@ -71,6 +74,9 @@ cleanup() {
 			echo "----- $f (last 30 lines)" >&2
 			tail -n 30 "$f" >&2
 		done
+	fi
+	if [ -n "$PG_DIR" ]; then
+		bash "$SRC/tests/pg_cluster.sh" stop "$PG_DIR" || true
 	fi
 	if [ -n "${LANYARD_BENCH_KEEP:-}" ]; then
 		echo "# kept $T" >&2
@@ -146,12 +152,12 @@ if [ "$QUICK" = 1 ]; then
 	ISSUE_ARGS=(--agents 8 --entries 10 --threads 4 --seconds 1 --runs 1)
 	SYNC_ARGS=(--agents 50 --entries 10 --idle-seconds 1 --seconds 3)
 	N_FETCH=100 N_MID=150 N_BIG=300 N_STREAMS=50 FETCH_ARGS=(--count 200 --seconds 1 --runs 1)
-	STREAM_RUNS=1 RESTART_RUNS=2
+	STREAM_RUNS=1 RESTART_RUNS=2 TLS_ARGS=(--count 3 --warmup 1)
 else
 	ISSUE_ARGS=(--agents 64 --entries 10 --threads 8 --seconds 5 --runs 5)
 	SYNC_ARGS=(--agents 1000 --entries 10 --idle-seconds 15 --seconds 40)
 	N_FETCH=100 N_MID=1000 N_BIG=10000 N_STREAMS=1000 FETCH_ARGS=(--count 3000 --seconds 3 --runs 5)
-	STREAM_RUNS=7 RESTART_RUNS=7
+	STREAM_RUNS=7 RESTART_RUNS=7 TLS_ARGS=(--count 300 --warmup 20)
 fi
 
 # ---- server: issuance rate against the raw cryptography ----
@@ -259,7 +265,7 @@ if [[ " $ONLY " == *" sp "* ]]; then
 		cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 			-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp >/dev/null
 		cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
-			bench_server bench_agent >/dev/null
+			bench_server bench_agent bench_tls >/dev/null
 	fi
 	SYS_BIN="$BIN" SYS_BENCH="$BENCH"
 	for variant in system sp; do
@@ -293,12 +299,80 @@ JSON
 		wait_for 30 test -f "$A/data/agent_svid.pem" ||
 			{ echo "run.sh: $variant agent not attested" >&2; exit 1; }
 		suffixed "$variant" "$BENCH/bench_agent" rss --pid "$apid" --name agent_rss_kib_0 --seconds 1
+		# One mutual-TLS handshake through liblanyard, both sides, with this agent's SVIDs.
+		"$BIN/lanyard-server" entry create --socket "$ADMIN" --parent-id \
+			"spiffe://example.org/lanyard/agent/join_token/$tok" \
+			--spiffe-id spiffe://example.org/bench/tls --selector "unix:uid:$(id -u)" >/dev/null
+		suffixed "$variant" "$BENCH/bench_tls" handshake --socket "$A/api.sock" "${TLS_ARGS[@]}"
 		stop_pid "$apid"
 		stop_pid "$SRV_PID"
 	done
 	BIN="$SYS_BIN" BENCH="$SYS_BENCH"
 	awk '$1 == "BENCH" && $2 == "issue_per_s_system" {s = $3} $1 == "BENCH" && $2 == "issue_per_s_sp" {p = $3}
 	     END {if (s > 0) printf "BENCH issue_sp_speedup %.2f ratio\n", p / s}' "$OUT" | tee -a "$OUT"
+fi
+
+# ---- two servers on PostgreSQL: the issue and sync benchmarks again (_pg suffix) ----
+# Simulated agents alternate between the two servers; sync changes alternate between the two
+# admin APIs (half of them reach their agent through the shared change feed); server CPU is
+# both servers'. PostgreSQL itself runs on the same machine and its CPU is not counted.
+if [[ " $ONLY " == *" pg "* ]]; then
+	echo "# == pg: issue and sync on two servers sharing one PostgreSQL database"
+	PG_DIR="$T/pg"
+	pg_rc=0
+	PG_CONNSTR=$(bash "$SRC/tests/pg_cluster.sh" start "$PG_DIR" 2>"$T/pg-start.log") || pg_rc=$?
+	if [ $pg_rc -eq 77 ]; then
+		echo "# pg: skipped: $(tail -n 1 "$T/pg-start.log")"
+	elif [ $pg_rc -ne 0 ]; then
+		cat "$T/pg-start.log" >&2
+		exit 1
+	else
+		# pg_server NAME: a server on the shared database (sets what start_server sets).
+		pg_server() {
+			mkdir -p "$T/$1"
+			cat >"$T/$1/server.json" <<JSON
+{
+  "trust_domain": "example.org",
+  "data_dir": "$T/$1/server",
+  "bind_address": "127.0.0.1",
+  "bind_port": $(free_port),
+  "admin_socket": "$T/$1/admin.sock",
+  "http_port": $(free_port),
+  "database_type": "postgres",
+  "database_connection_string": "$PG_CONNSTR",
+  "database_max_connections": 8
+}
+JSON
+			start_server "$1"
+		}
+		n_auth() {
+			[ "$("$BIN/lanyard-server" bundle show --socket "$1" | grep -c 'BEGIN CERTIFICATE')" -ge 2 ]
+		}
+		for round in issue sync; do
+			pg_server "pg-$round-b"
+			PID_B=$SRV_PID PORT_B=$SRV_PORT ADMIN_B=$ADMIN
+			pg_server "pg-$round-a"
+			# Both authorities in the bundle the load generator trusts.
+			wait_for 30 n_auth "$ADMIN" || { echo "run.sh: pg bundle incomplete" >&2; exit 1; }
+			"$BIN/lanyard-server" bundle show --socket "$ADMIN" >"$DIR/bundle.pem"
+			two=(--port2 "$PORT_B" --admin2 "$ADMIN_B" --server-pid2 "$PID_B")
+			if [ "$round" = issue ]; then
+				suffixed pg "$BENCH/bench_server" issue --admin "$ADMIN" --port "$SRV_PORT" \
+					--bundle "$DIR/bundle.pem" --server-pid "$SRV_PID" "${two[@]}" \
+					--pool "${UV_THREADPOOL_SIZE:-4}" "${ISSUE_ARGS[@]}"
+			else
+				suffixed pg "$BENCH/bench_server" sync --admin "$ADMIN" --port "$SRV_PORT" \
+					--bundle "$DIR/bundle.pem" --server-pid "$SRV_PID" "${two[@]}" \
+					"${SYNC_ARGS[@]}"
+			fi
+			stop_pid "$SRV_PID"
+			stop_pid "$PID_B"
+			# The next round starts from an empty database.
+			bash "$SRC/tests/pg_cluster.sh" stop "$PG_DIR"
+			rm -rf "$PG_DIR"
+			PG_CONNSTR=$(bash "$SRC/tests/pg_cluster.sh" start "$PG_DIR")
+		done
+	fi
 fi
 
 # ---- summary ----

@@ -1,6 +1,6 @@
 /* fuzz_proto: protobuf-c decoding of every message that crosses a trust boundary (the node API
  * between agent and server, the Workload API and Envoy SDS between workload and agent, health
- * checks), and the parsers the daemons run first on the decoded fields (CSRs, certificates,
+ * checks, the CSI node calls between kubelet and agent), and the parsers the daemons run first on the decoded fields (CSRs, certificates,
  * keys, SPIFFE IDs).
  *
  * The first input byte picks the message type; the rest is its wire form. A decoded message must
@@ -12,6 +12,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "csi/csi.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "fuzz.h"
 #include "health.pb-c.h"
@@ -52,6 +53,9 @@ static const ProtobufCMessageDescriptor *const types[] = {
 	&grpc__health__v1__health_check_response__descriptor,
 	/* Envoy SDS requests the agent decodes (from any local process). */
 	&envoy__service__discovery__v3__discovery_request__descriptor,
+	/* CSI requests the agent's CSI plugin decodes (from the kubelet). */
+	&csi__v1__node_publish_volume_request__descriptor,
+	&csi__v1__node_unpublish_volume_request__descriptor,
 };
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
 

@@ -224,6 +224,7 @@ PROTO_TYPES = [
     "X509SVIDResponse", "X509BundlesResponse", "JWTSVIDResponse", "JWTBundlesResponse",
     "ValidateJWTSVIDResponse", "HealthCheckResponse",
     "DiscoveryRequest",
+    "NodePublishVolumeRequest", "NodeUnpublishVolumeRequest",
 ]
 
 
@@ -266,6 +267,32 @@ def h2_request(stream, path, msg, extra=(), end=True, split_data=False):
         body = body[2:]
     out += h2_frame(0, 0x1 if end else 0, stream, body)  # DATA, END_STREAM
     return out
+
+
+def csi_publish_seeds():
+    """NodePublishVolume and NodeUnpublishVolume as the kubelet sends them for an ephemeral
+    inline volume (CSI v1 field numbers), and the target paths of fuzz_csi_path."""
+    target = "/var/lib/kubelet/pods/9f1c2a34/volumes/kubernetes.io~csi/spiffe/mount"
+    ctx = b"".join(pb_bytes(8, pb_bytes(1, k) + pb_bytes(2, v)) for k, v in [
+        ("csi.storage.k8s.io/ephemeral", "true"), ("csi.storage.k8s.io/pod.name", "app"),
+        ("csi.storage.k8s.io/pod.namespace", "demo")])
+    cap = pb_bytes(2, b"") + pb_bytes(3, pb_varint(1, 1))
+    write("proto", "csi-publish", proto_seed("NodePublishVolumeRequest", pb_bytes(1, "csi-1") +
+                                             pb_bytes(4, target) + pb_bytes(5, cap) +
+                                             pb_varint(6, 1) + ctx))
+    write("proto", "csi-unpublish", proto_seed("NodeUnpublishVolumeRequest",
+                                               pb_bytes(1, "csi-1") + pb_bytes(2, target)))
+    clear("csi_path")
+    for name, text in [("kubelet-target", target),
+                       ("dotdot", "/var/lib/kubelet/pods/x/../../../../etc"),
+                       ("unclean", "/var/lib/kubelet/pods//x/./mount/"),
+                       ("relative", "var/lib/kubelet/pods/x"),
+                       ("overlap-inside", "/run/lanyard/agent/x|/run/lanyard/agent"),
+                       ("overlap-above", "/run/lanyard|/run/lanyard/agent"),
+                       ("overlap-prefix-only", "/run/lanyardx|/run/lanyard"),
+                       ("control-char", "/var/lib/kubelet/pods/a\nb"),
+                       ("dots", "/..|/.")]:
+        write("csi_path", name, text)
 
 
 def persist_seeds():
@@ -552,6 +579,7 @@ def main():
     write("proto", "validate-req", proto_seed("ValidateJWTSVIDRequest", pb_bytes(1, "aud") +
                                               pb_bytes(2, "a.b.c")))
     write("proto", "health-req", proto_seed("HealthCheckRequest", pb_bytes(1, "")))
+    csi_publish_seeds()
     svid = (pb_bytes(1, "spiffe://example.org/web") + pb_bytes(2, der(leaf)) +
             pb_bytes(3, key_der(EC256_B, serialization.PrivateFormat.PKCS8)) +
             pb_bytes(4, der(ca)) + pb_bytes(5, "hint"))

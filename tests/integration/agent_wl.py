@@ -3,7 +3,8 @@
 
   agent_wl.py SOCKET x509            one FetchX509SVID message as JSON:
                                      {"svids": [{"spiffe_id", "serial", "not_before", "not_after",
-                                     "key_matches", "bundle_certs"}]}, or {"error": CODE, "message"}
+                                     "key_matches", "bundle_certs", "issuer" (fingerprint of
+                                     the bundle CA that signed it)}]}, or {"error": CODE, "message"}
   agent_wl.py SOCKET jwt AUD [ID]    FetchJWTSVID as JSON {"svids": [{"spiffe_id", "svid"}]}
   agent_wl.py SOCKET until present|absent SPIFFE_ID TIMEOUT [-- COMMAND...]
                                      runs COMMAND (if given), then polls FetchX509SVID every 50 ms
@@ -180,6 +181,7 @@ def main():
                     "not_after": ts(chain[0].not_valid_after),
                     "key_matches": pub(key.public_key()) == pub(chain[0].public_key()),
                     "bundle_certs": len(split_der(s.bundle)),
+                    "issuer": issuer_fp(chain[0], split_der(s.bundle)),
                 })
             print(json.dumps({"svids": out}))
         elif cmd == "jwt":

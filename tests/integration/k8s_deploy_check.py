@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Static checks of deploy/ (run by test_deploy.sh): the Kubernetes manifests parse and hang
-together, ports and paths agree with the server and agent configs they carry, the config keys are
-options the daemons know, RBAC is exactly the least privilege we mean, and the Dockerfiles and
-systemd units agree with the code's defaults.
+together, ports and paths agree with the server and agent configs they carry (and with the CSI
+driver's plugin, registrar and CSIDriver object), the example workload meets the restricted Pod
+Security Standard, the config keys are options the daemons know, RBAC is exactly the least
+privilege we mean, and the Dockerfiles and systemd units agree with the code's defaults.
 
 Usage: k8s_deploy_check.py SRC OUTDIR
 Writes the two configs to OUTDIR/server.json and OUTDIR/agent.json (for the binaries to load) and
@@ -31,7 +32,7 @@ def check(cond, msg):
     return cond
 
 
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CSIDriver"}
 WORKLOADS = {"StatefulSet", "DaemonSet", "Deployment"}
 
 
@@ -139,13 +140,137 @@ def check_workload(objs, ns, w):
         check("cpu" in req and "memory" in req and "memory" in lim,
               "%s: needs cpu and memory requests and a memory limit" % cn)
         sc = c.get("securityContext") or {}
+        check(sc.get("readOnlyRootFilesystem") is True, "%s: root file system not read-only" % cn)
+        bidi = [m["name"] for m in c.get("volumeMounts") or []
+                if m.get("mountPropagation") == "Bidirectional"]
+        if is_csi_plugin(c):
+            # mount(2) and mounts that reach the host: Kubernetes allows Bidirectional
+            # propagation to privileged containers only. The one exception, and nothing more.
+            check(sc.get("privileged") is True and bidi,
+                  "%s: the CSI plugin needs privileged and a Bidirectional mount" % cn)
+            continue
+        check(not bidi, "%s: Bidirectional mount propagation %s" % (cn, bidi))
         check(sc.get("allowPrivilegeEscalation") is False,
               "%s: allowPrivilegeEscalation must be false" % cn)
-        check(sc.get("readOnlyRootFilesystem") is True, "%s: root file system not read-only" % cn)
         check("ALL" in ((sc.get("capabilities") or {}).get("drop") or []),
               "%s: capabilities are not all dropped" % cn)
         check(not sc.get("privileged"), "%s: privileged" % cn)
         check(not (sc.get("capabilities") or {}).get("add"), "%s: adds capabilities" % cn)
+
+
+def is_csi_plugin(c):
+    return (c.get("args") or [None])[0] == "csi" and c.get("image") == "lanyard-agent"
+
+
+def flag(c, name):
+    """The value of --name=V or --name V in a container's args, or None."""
+    args = c.get("args") or []
+    for i, a in enumerate(args):
+        if a.startswith(name + "="):
+            return a[len(name) + 1:]
+        if a == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def host_path_of(w, c, path):
+    """The node path behind path in container c (through a hostPath volume), or None."""
+    vol, m = volume_for_path(w, c, path)
+    hp = (vol or {}).get("hostPath")
+    if not hp:
+        return None
+    rest = path[len(m["mountPath"].rstrip("/")):]
+    return hp["path"].rstrip("/") + rest
+
+
+def restricted_violations(w):
+    """What in a pod template breaks the restricted Pod Security Standard (the checks of
+    kubernetes.io/docs/concepts/security/pod-security-standards that a manifest can fail)."""
+    ps, out = pod_spec(w), []
+    allowed_vols = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                    "persistentVolumeClaim", "projected", "secret"}
+    for v in ps.get("volumes") or []:
+        kinds = set(v) - {"name"}
+        if not kinds <= allowed_vols:
+            out.append("volume %s is %s" % (v["name"], sorted(kinds)))
+    for f in ("hostNetwork", "hostPID", "hostIPC"):
+        if ps.get(f):
+            out.append(f)
+    psc = ps.get("securityContext") or {}
+    for c in (ps.get("initContainers") or []) + (ps.get("containers") or []):
+        sc = c.get("securityContext") or {}
+        caps = sc.get("capabilities") or {}
+        if sc.get("privileged"):
+            out.append("%s: privileged" % c["name"])
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append("%s: allowPrivilegeEscalation not false" % c["name"])
+        if "ALL" not in (caps.get("drop") or []):
+            out.append("%s: capabilities not all dropped" % c["name"])
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            out.append("%s: adds capabilities" % c["name"])
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
+            out.append("%s: runAsNonRoot not true" % c["name"])
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            out.append("%s: runAsUser 0" % c["name"])
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append("%s: seccompProfile %s" % (c["name"], seccomp))
+        if any(p.get("hostPort") for p in c.get("ports") or []):
+            out.append("%s: hostPort" % c["name"])
+    return out
+
+
+def c_define(path, name):
+    with open(path) as f:
+        m = re.search(r'^#define %s "([^"]*)"' % name, f.read(), re.M)
+    return m.group(1) if m else None
+
+
+def check_csi(objs, ns, agent, sockdir):
+    """The CSI driver: the CSIDriver object, the plugin and registrar containers of the agent
+    DaemonSet and the paths they share with the kubelet and with the agent."""
+    name = c_define(os.path.join(SRC, "agent", "csi.h"), "CSI_DRIVER_NAME")
+    drv = get(objs, "CSIDriver", None, name)
+    if not check(drv, "no CSIDriver %s (agent/csi.h CSI_DRIVER_NAME)" % name):
+        return None
+    spec = drv.get("spec") or {}
+    check(spec.get("attachRequired") is False and spec.get("podInfoOnMount") is True and
+          spec.get("volumeLifecycleModes") == ["Ephemeral"],
+          "CSIDriver %s: want attachRequired false, podInfoOnMount true, Ephemeral only: %s"
+          % (name, spec))
+    cs = pod_spec(agent)["containers"]
+    plugin = next((c for c in cs if is_csi_plugin(c)), None)
+    reg = next((c for c in cs if "csi-node-driver-registrar:" in c.get("image", "")), None)
+    if not check(plugin and reg, "agent: no lanyard-agent csi container or no registrar"):
+        return None
+    check(reg["image"].startswith("registry.k8s.io/sig-storage/csi-node-driver-registrar:v"),
+          "registrar image %s" % reg["image"])
+    check(flag(plugin, "--driver-name") in (None, name), "plugin: --driver-name is not %s" % name)
+    # The plugin publishes the very directory the agent serves in, as the node sees it.
+    wsd = flag(plugin, "--workload-socket-dir")
+    ac = pod_spec(agent)["containers"][0]
+    check(wsd and host_path_of(agent, plugin, wsd) == host_path_of(agent, ac, sockdir),
+          "plugin: --workload-socket-dir %s is not the agent's socket directory %s"
+          % (wsd, sockdir))
+    # The kubelet reaches the plugin's socket at the registration path, on the node.
+    sock = flag(plugin, "--csi-socket")
+    regpath = flag(reg, "--kubelet-registration-path")
+    check(sock and host_path_of(agent, plugin, sock) == regpath ==
+          "/var/lib/kubelet/plugins/%s/%s" % (name, posixpath.basename(sock)),
+          "plugin socket %s is not at --kubelet-registration-path %s on the node" % (sock, regpath))
+    addr = flag(reg, "--csi-address")
+    check(addr and host_path_of(agent, reg, addr) == regpath,
+          "registrar: --csi-address %s is not the plugin's socket" % addr)
+    check(host_path_of(agent, reg, "/registration") == "/var/lib/kubelet/plugins_registry",
+          "registrar: /registration is not the kubelet's plugins_registry")
+    # Targets are under the kubelet's pods directory, at the same path inside and out, and
+    # mounts made there must reach the node.
+    root = flag(plugin, "--target-root")
+    vol, m = volume_for_path(agent, plugin, (root or "") + "/x")
+    check(root and host_path_of(agent, plugin, root) == root and
+          m.get("mountPropagation") == "Bidirectional",
+          "plugin: --target-root %s is not the node's path with Bidirectional propagation" % root)
+    return name
 
 
 def services_for(objs, ns, w):
@@ -171,6 +296,22 @@ def probe_port(c, probe):
     g = probe.get("httpGet") or {}
     port = g.get("port")
     return container_port(c, port) if isinstance(port, str) else port
+
+
+def check_scrape(w, c, who, listeners):
+    """Prometheus scrape annotations name /metrics on a port a listener serves on every address
+    (listeners: port -> bind address)."""
+    ann = w["spec"]["template"]["metadata"].get("annotations") or {}
+    if not check(ann.get("prometheus.io/scrape") == "true",
+                 "%s: no prometheus.io/scrape annotation" % who):
+        return
+    check(ann.get("prometheus.io/path", "/metrics") == "/metrics",
+          "%s: prometheus.io/path is not /metrics" % who)
+    port = int(ann.get("prometheus.io/port", "0"))
+    check(port and listeners.get(port) == "0.0.0.0",
+          "%s: prometheus.io/port %s is not a listener on 0.0.0.0 (%s)" % (who, port, listeners))
+    check(container_port(c, port) == port,
+          "%s: prometheus.io/port %s is not a container port" % (who, port))
 
 
 def rbac_rules(role):
@@ -297,11 +438,28 @@ def main():
           "server: serviceName must name a headless Service")
     svcs = services_for(objs, ns, server)
     check(svcs, "server: no Service selects the server pods")
+    # Each Service port reaches the listener its name says: grpc the node API, http-metrics the
+    # operator endpoint, oidc the OIDC discovery endpoint.
+    listeners = {"grpc": ("bind_port", bind_port), "http-metrics": ("http_port", http_port),
+                 "oidc": ("oidc_discovery_port", int(sval("oidc_discovery_port") or 0))}
     for s in svcs:
         for p in s["spec"]["ports"]:
-            check(container_port(sc, p.get("targetPort", p["port"])) == bind_port,
-                  "Service %s: port %s does not reach bind_port" % (s["metadata"]["name"],
-                                                                     p["port"]))
+            key, want = listeners.get(p.get("name"), ("bind_port", bind_port))
+            check(want and container_port(sc, p.get("targetPort", p["port"])) == want,
+                  "Service %s: port %s (%s) does not reach %s %s"
+                  % (s["metadata"]["name"], p["port"], p.get("name"), key, want))
+    main_svc = get(objs, "Service", ns, "lanyard-server")
+    check(main_svc and "http-metrics" in [p.get("name") for p in main_svc["spec"]["ports"]],
+          "Service lanyard-server has no http-metrics port")
+    check_scrape(server, sc, "server", {http_port: sval("http_address"),
+                                        int(sval("metrics_bind_port") or 0):
+                                        sval("metrics_bind_address")})
+    if int(sval("oidc_discovery_port") or 0):
+        check(sval("oidc_issuer"), "server: oidc_discovery_port without oidc_issuer")
+        check(container_port(sc, "oidc") == int(sval("oidc_discovery_port")),
+              "server: container port oidc != oidc_discovery_port")
+        check(sval("oidc_discovery_address") == "0.0.0.0",
+              "server: oidc_discovery_address must be 0.0.0.0 for the Service to reach it")
     vol, m = volume_for_path(server, sc, sval("data_dir"))
     check(vol and "pvc" in vol, "server: data_dir %s is not on the persistent volume"
           % sval("data_dir"))
@@ -370,6 +528,14 @@ def main():
                   "and host 127.0.0.1")
         else:
             check(aval("http_address") == "0.0.0.0", "agent: probes cannot reach http_address")
+    check(ps.get("priorityClassName") == "system-node-critical",
+          "agent: priorityClassName is not system-node-critical (workloads depend on it)")
+    mport = int(aval("metrics_bind_port") or 0)
+    check(mport and aval("metrics_bind_address") == "0.0.0.0",
+          "agent: no /metrics-only listener on every address (metrics_bind_port)")
+    check(container_port(ac, "metrics") == mport,
+          "agent: container port metrics != metrics_bind_port %s" % mport)
+    check_scrape(agent, ac, "agent", {mport: aval("metrics_bind_address")})
     sock = aval("socket_path")
     sockdir = posixpath.dirname(sock)
     vol, m = volume_for_path(agent, ac, sock)
@@ -379,17 +545,26 @@ def main():
     vol, m = volume_for_path(agent, ac, aval("data_dir"))
     check(vol and "hostPath" in vol, "agent: data_dir is not on a hostPath volume")
 
-    # ---- the example workload: same socket ----
+    driver = check_csi(objs, ns, agent, sockdir)
+
+    # ---- the example workload: the socket through the CSI driver, restricted PSS ----
     ekust, eobjs = load_base(os.path.join(SRC, "deploy", "kubernetes", "example"))
     works = [o for (k, _, _), o in eobjs.items() if k in WORKLOADS]
     check(works, "example: no workload")
+    ens = get(eobjs, "Namespace", None, ekust["namespace"]) or {"metadata": {}}
+    enforce = (ens["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce")
+    check(enforce == "restricted", "example: namespace enforces %r, not restricted" % enforce)
     for w in works:
         check_workload(eobjs, ekust["namespace"], w)
+        bad = restricted_violations(w)
+        check(not bad, "example: not allowed under the restricted standard: %s" % bad)
         c = pod_spec(w)["containers"][0]
         vol, m = volume_for_path(w, c, sock)
-        check(vol and (vol.get("hostPath") or {}).get("path") == sockdir and
+        csi = (vol or {}).get("csi") or {}
+        check(csi.get("driver") == driver and csi.get("readOnly") is True and
               m["mountPath"] == sockdir,
-              "example: the agent's socket directory %s is not mounted" % sockdir)
+              "example: the socket directory %s is not a read-only csi volume of %s"
+              % (sockdir, driver))
         env = {e["name"]: e.get("value") for e in c.get("env") or []}
         check(env.get("SPIFFE_ENDPOINT_SOCKET") == "unix://" + sock,
               "example: SPIFFE_ENDPOINT_SOCKET is not unix://%s" % sock)
@@ -401,7 +576,10 @@ def main():
     # ---- RBAC: exactly what the code needs ----
     want = {
         ("ClusterRole", "lanyard-server"): {("authentication.k8s.io", "tokenreviews", "create", ()),
-                                            ("", "pods", "get", ()), ("", "nodes", "get", ())},
+                                            ("", "pods", "get", ()), ("", "nodes", "get", ()),
+                                            # k8s_registration follows pods and nodes
+                                            ("", "pods", "list", ()), ("", "nodes", "list", ()),
+                                            ("", "pods", "watch", ()), ("", "nodes", "watch", ())},
         ("Role", "lanyard-server-bundle"): {("", "configmaps", "get", ("lanyard-bundle",)),
                                             ("", "configmaps", "patch", ("lanyard-bundle",))},
         ("ClusterRole", "lanyard-agent"): {("", "nodes/proxy", "get", ())},

@@ -15,6 +15,13 @@ fixtures of tests/integration/fixtures/k8s/ on 127.0.0.1.
       pod and node objects; GET and PATCH (merge) /api/v1/namespaces/lanyard/configmaps/
       lanyard-bundle a ConfigMap kept in DIR/configmap.json. Requests without the server's
       TOKEN get 401.
+      GET /api/v1/pods, /api/v1/nodes and /apis/lanyard.io/v1alpha1/clusterspiffeids list
+      DIR/<res>-list.json (a PodList/NodeList the test
+      writes) in pages (?limit=, ?continue=); with ?watch=1 they stream the lines of
+      DIR/<res>-events.jsonl as watch events, from where the previous watch of <res> stopped,
+      waiting for lines the test appends. Two control lines: {"type": "DROP"} cuts the
+      connection without ending the chunked body (a dropped connection), {"type": "END"} ends
+      the watch normally. A recorded {"type": "ERROR", "object": {Status 410}} is sent as it is.
 
   k8s_fake.py token --jti JTI [--aud AUD]
       Prints a projected-token-shaped JWT (unsigned: the fake API server is the judge).
@@ -31,6 +38,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "k8s")
 
@@ -117,6 +125,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def api(self, body):
         st = self.server.state
+        url = urllib.parse.urlsplit(self.path)
+        if self.command == "GET" and url.path in ("/api/v1/pods", "/api/v1/nodes",
+                                                  "/apis/lanyard.io/v1alpha1/clusterspiffeids"):
+            res = url.path.rsplit("/", 1)[1]
+            q = urllib.parse.parse_qs(url.query)
+            if q.get("watch") == ["1"]:
+                return self.watch(res, q)
+            return self.list(res, q)
         if self.command == "POST" and self.path == "/apis/authentication.k8s.io/v1/tokenreviews":
             review = json.loads(body or b"{}")
             token = review.get("spec", {}).get("token", "")
@@ -154,6 +170,75 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.reply(405, b"{}")
             return self.reply(200, json.dumps(cm).encode())
         self.reply(404, fixture("api-status-404-pod.json"))
+
+
+    def list(self, res, q):
+        try:
+            with open(os.path.join(self.server.state["dir"], res + "-list.json")) as f:
+                full = json.load(f)
+        except OSError:
+            full = {"kind": res.capitalize()[:-1] + "List", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": "1"}, "items": []}
+        limit = int(q.get("limit", ["0"])[0])
+        start = int(base64.b64decode(q["continue"][0])) if "continue" in q else 0
+        items = full["items"]
+        page = dict(full)
+        page["metadata"] = dict(full.get("metadata", {}))
+        if limit and start + limit < len(items):
+            page["items"] = items[start:start + limit]
+            page["metadata"]["continue"] = base64.b64encode(str(start + limit).encode()).decode()
+            page["metadata"]["remainingItemCount"] = len(items) - start - limit
+        else:
+            page["items"] = items[start:]
+        self.reply(200, json.dumps(page).encode())
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def watch(self, res, q):
+        st = self.server.state
+        path = os.path.join(st["dir"], res + "-events.jsonl")
+        deadline = time.time() + min(int(q.get("timeoutSeconds", ["300"])[0]), 300)
+        # The newest watch of a resource takes over: an older one (of a client that went
+        # away without the fake noticing) stops before it consumes an event.
+        with st["lock"]:
+            gen = st.setdefault("gen", {}).get(res, 0) + 1
+            st["gen"][res] = gen
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        while time.time() < deadline:
+            with st["lock"]:
+                if st["gen"][res] != gen:
+                    return
+                pos = st.setdefault("pos", {}).get(res, 0)
+                try:
+                    with open(path, "rb") as f:
+                        lines = f.read().split(b"\n")
+                except OSError:
+                    lines = []
+                # Only complete lines (the test appends whole lines).
+                line = lines[pos] if pos < len(lines) - 1 else None
+                if line is not None:
+                    st["pos"][res] = pos + 1
+            if line is None:
+                time.sleep(0.02)
+                continue
+            if not line.strip():
+                continue
+            ev = json.loads(line)
+            if ev.get("type") == "DROP":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if ev.get("type") == "END":
+                break
+            self.chunk(line + b"\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 
 def serve(args):

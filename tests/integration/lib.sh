@@ -114,6 +114,14 @@ stop_server() {
 	wait "$SERVER_PID" 2>/dev/null || true
 }
 
+# expect_rc RC CMD...: runs CMD, output in $T/out.txt and $T/err.txt, asserts its exit status.
+expect_rc() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$T/out.txt" 2>"$T/err.txt" || rc=$?
+	[ "$rc" = "$want" ] || fail "$* exited $rc, expected $want: $(cat "$T/err.txt")"
+}
+
 srv() {
 	"$BIN/lanyard-server" "$@" --socket "$ADMIN"
 }
@@ -189,10 +197,48 @@ fetch_x509_json() {
 	"$BIN/lanyard-agent" api fetch x509 --socket "$AGENT_SOCK" --output json
 }
 
-# write_pg_server_config NAME: $T/NAME.json, a server of $TD on the shared database
-# ($PG_CONNSTR, from start_pg) with its own data_dir, node API port and admin socket
-# ($T/NAME/admin.sock).
-write_pg_server_config() {
+# fetch_in_pod CGROUP: runs `api fetch x509` as a process whose fake /proc entry (under $T/proc,
+# the agent's proc_root) carries CGROUP; prints its JSON output (or its error) and returns its
+# status.
+fetch_in_pod() {
+	local cgroup=$1 out="$T/fetch.$RANDOM"
+	# The process waits until its fake proc entry exists, then execs the client: exec keeps the
+	# pid and the start time the agent will compare.
+	sh -c 'while [ ! -e "$1/ready" ]; do sleep 0.05; done; exec "$2" api fetch x509 --socket "$3" --output json' \
+		sh "$out.d" "$BIN/lanyard-agent" "$AGENT_SOCK" >"$out" 2>&1 &
+	local pid=$!
+	mkdir -p "$T/proc/$pid" "$out.d"
+	cp "/proc/$pid/stat" "/proc/$pid/status" "$T/proc/$pid/"
+	printf '%s\n' "$cgroup" >"$T/proc/$pid/cgroup"
+	touch "$out.d/ready"
+	local rc=0
+	wait "$pid" || rc=$?
+	cat "$out"
+	return $rc
+}
+
+# start_fake_k8s_api: the fake Kubernetes API server (k8s_fake.py api) over https in $T/api, with
+# a fresh server token in $T/server-token and its certificate in $T/api.crt (key $T/api.key);
+# sets API_URL. Files the fake serves (lists, watch streams) may be written to $T/api first.
+start_fake_k8s_api() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$T/api.key" -out "$T/api.crt" >/dev/null 2>&1 || fail "openssl"
+	printf 'server-sa-token.%s.sig\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" \
+		>"$T/server-token"
+	$PY "$SRC/tests/integration/k8s_fake.py" api --state "$T/api" --tls "$T/api.crt" \
+		"$T/api.key" --token "$(tr -d '\n' <"$T/server-token")" >>"$T/api.log" 2>&1 &
+	PIDS+=("$!")
+	wait_for 10 test -s "$T/api/port" || fail "fake API server did not start"
+	API_URL="https://127.0.0.1:$(cat "$T/api/port")"
+}
+
+# pg_server_config NAME [extra JSON members]: $T/NAME.json for one of several servers on the
+# PostgreSQL database of start_pg (own data_dir, node API port and admin socket
+# $T/NAME/admin.sock; no HTTP endpoint).
+# start_pg_server NAME: writes it, starts the server and waits for it; on_server NAME ARGS...
+# runs a client command against it.
+pg_server_config() {
 	local n=$1
 	mkdir -p "$T/$n"
 	cat >"$T/$n.json" <<JSON
@@ -206,7 +252,23 @@ write_pg_server_config() {
   "log_level": "debug",
   "database_type": "postgres",
   "database_connection_string": "$PG_CONNSTR",
-  "database_max_connections": 4
+  "database_max_connections": 4${2:+,
+  $2}
 }
 JSON
+}
+
+start_pg_server() {
+	local n=$1
+	pg_server_config "$n"
+	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
+	PIDS+=("$!")
+	wait_for 30 "$BIN/lanyard-server" bundle show --socket "$T/$n/admin.sock" ||
+		fail "server $n did not come up"
+}
+
+on_server() {
+	local n=$1
+	shift
+	"$BIN/lanyard-server" "$@" --socket "$T/$n/admin.sock"
 }

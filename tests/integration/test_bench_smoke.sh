@@ -21,12 +21,18 @@ if ! LANYARD_BENCH_QUICK=1 LANYARD_BENCH_NO_BUILD=1 LANYARD_BENCH_BUILD="$BUILD"
 	exit 1
 fi
 
+# The pg section runs where PostgreSQL is installed (tests/pg_cluster.sh; always under CI).
+pg_names=
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+	pg_names="issue_per_s_pg sync_cpu_us_per_agent_pg"
+fi
 missing=0
-for name in issue_ratio issue_per_s issue_cpu_ratio crypto_issue_core_per_s crypto_issue_par_per_s \
+for name in $pg_names issue_ratio issue_per_s issue_cpu_ratio crypto_issue_core_per_s crypto_issue_par_per_s \
 	sync_cpu_us_per_agent fetch_p50_us fetch_p99_us fetch_per_s agent_rss_kib_0 \
 	agent_rss_kib_1000 agent_rss_kib_10000 stream_kib_each fanout_ms restart_ready_ms \
 	issue_per_s_system issue_per_s_sp issue_cpu_ratio_sp crypto_issue_core_per_s_sp \
-	agent_rss_kib_0_system agent_rss_kib_0_sp issue_sp_speedup; do
+	agent_rss_kib_0_system agent_rss_kib_0_sp issue_sp_speedup mtls_handshake_us_system \
+	mtls_handshake_us_sp; do
 	if ! grep -Eq "^BENCH $name -?[0-9]+(\.[0-9]+)? [^ ]+$" "$out"; then
 		echo "FAIL: no well-formed 'BENCH $name <value> <unit>' line" >&2
 		missing=1

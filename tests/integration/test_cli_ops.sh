@@ -5,18 +5,10 @@
 # and --admin stored and shown.
 source "$(dirname "$0")/lib.sh"
 
-# expect_rc RC CMD...: runs CMD, output in $T/out.txt and $T/err.txt, asserts its exit status.
-expect_rc() {
-	local want=$1 rc=0
-	shift
-	"$@" >"$T/out.txt" 2>"$T/err.txt" || rc=$?
-	[ "$rc" = "$want" ] || fail "$* exited $rc, expected $want: $(cat "$T/err.txt")"
-}
-
 # ---- --help everywhere, exit 0, usage on stdout
 for c in "run" "token" "entry" "agent" "bundle" "token generate" "entry create" "entry show" \
 	"entry update" "entry delete" "entry count" "agent list" "agent show" "agent count" \
-	"agent evict" "agent ban" "bundle show"; do
+	"agent evict" "agent ban" "bundle show" "x509" "x509 mint" "jwt" "jwt mint"; do
 	# shellcheck disable=SC2086
 	expect_rc 0 "$BIN/lanyard-server" $c --help
 	grep -qi "usage" "$T/out.txt" || fail "lanyard-server $c --help printed no usage"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # deploy/: the Kubernetes manifests parse, their names, labels, ports and paths agree with each
-# other and with the configs they carry, RBAC is the least we need, the config keys are options
-# the daemons know (and, where the binaries offer a way to load a config without starting, they
-# load it), kustomize renders the bases, the systemd units verify, and the Docker runtime stage
-# installs every shared library the binaries need.
+# other and with the configs they carry (the CSI driver's too: the CSIDriver object, the plugin and
+# registrar containers, the kubelet's paths, the agent's socket directory), the example workload
+# passes the restricted Pod Security Standard, RBAC is the least we need, the config keys are
+# options the daemons know (and, where the binaries offer a way to load a config without starting,
+# they load it), kustomize renders the bases, the systemd units verify, and the Docker runtime
+# stage installs every shared library the binaries need.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 $PY "$SRC/tests/integration/k8s_deploy_check.py" "$SRC" "$T" ||
@@ -23,6 +25,7 @@ for d in server agent; do
 	import json, sys
 	cfg = json.load(open(sys.argv[1]))
 	cfg["http_port"] = 0
+	cfg.pop("metrics_bind_port", None)  # it needs http_port
 	json.dump(cfg, open(sys.argv[2], "w"))
 	PY
 	if out=$("$BIN/lanyard-$d" healthcheck --config "$T/$d-check.json" 2>&1); then
@@ -71,6 +74,12 @@ if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&
 	assert scfg["database_type"] == "postgres", scfg
 	assert "database_connection_string" not in scfg, "the connection string is in a ConfigMap"
 	acfg = json.loads(by[("ConfigMap", "lanyard-agent")]["data"]["agent.json"])
+	# The overlay's configs replace the base's: the listeners the base's ports name stay.
+	ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+	assert scfg.get("oidc_discovery_port") == ports.get("oidc"), (scfg, ports)
+	ds = by[("DaemonSet", "lanyard-agent")]["spec"]["template"]
+	ann = ds["metadata"].get("annotations", {})
+	assert acfg.get("metrics_bind_port") == int(ann.get("prometheus.io/port", 0)), (acfg, ann)
 	host = acfg["server_address"].split(".")[0]
 	svc = by[("Service", host)]["spec"]
 	assert svc.get("clusterIP") == "None" and not svc.get("publishNotReadyAddresses"), svc

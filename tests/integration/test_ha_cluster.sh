@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Servers know each other (server b takes its connection string from the environment): two lanyard-servers on one PostgreSQL database each list both
 # (`server list`, /status, /metrics); one stopped leaves the list after the liveness window while
-# the other stays ready; the database stopped makes /ready fail naming it, and started again
-# makes it ready again. Skipped (77) where PostgreSQL is not installed, except under CI.
+# the other stays ready; /metrics has the change feed's lag (an entry made on B), datastore latency
+# per operation and error counters; the database stopped makes /ready fail naming it (and the
+# errors are counted), and started again makes it ready again. Skipped (77) where PostgreSQL is not installed, except under CI.
 source "$(dirname "$0")/lib.sh"
 
 start_pg
@@ -86,6 +87,35 @@ wait_for 15 bash -c "curl -s 'http://127.0.0.1:${HTTP[a]}/metrics' | grep -qx 'l
 	fail "/metrics: $(curl -s "http://127.0.0.1:${HTTP[a]}/metrics" | grep cluster)"
 ok "/status lists the cluster and /metrics counts 2 live servers"
 
+# Datastore and change-feed metrics: an entry made on B reaches A through the feed, and A's
+# /metrics shows that change's lag, its datastore operations' latency, and no errors.
+metric() {
+	$PY "$SRC/tests/integration/http_metrics.py" get "$T/metrics" "$@"
+}
+scrape_a() {
+	curl -sf "http://127.0.0.1:${HTTP[a]}/metrics" >"$T/metrics" &&
+		$PY "$SRC/tests/integration/http_metrics.py" check "$T/metrics" lanyard_server >/dev/null
+}
+scrape_a || fail "A's /metrics does not parse: $($PY "$SRC/tests/integration/http_metrics.py" check "$T/metrics" lanyard_server 2>&1)"
+lag0=$(metric lanyard_server_change_feed_lag_seconds_count)
+"$BIN/lanyard-server" entry create --socket "$T/b/admin.sock" --spiffe-id "spiffe://$TD/metrics/w" \
+	--parent-id "spiffe://$TD/metrics/agent" --selector unix:uid:1 >/dev/null || fail "entry on B"
+lag_grew() {
+	scrape_a && [ "$(metric lanyard_server_change_feed_lag_seconds_count)" -gt "$lag0" ]
+}
+wait_for 20 lag_grew || fail "A's change-feed lag histogram did not count B's change"
+echo "# A: change feed lag sum $(metric lanyard_server_change_feed_lag_seconds_sum) s over" \
+	"$(metric lanyard_server_change_feed_lag_seconds_count) changes"
+[ "$(metric lanyard_server_datastore_operation_duration_seconds_count op=ping)" -gt 0 ] ||
+	fail "no ping latency on A"
+[ "$(metric lanyard_server_datastore_operation_duration_seconds_count op=server_heartbeat)" -gt 0 ] ||
+	fail "no heartbeat latency on A"
+[ "$(metric lanyard_server_datastore_operation_errors_total op=ping)" = 0 ] || fail "ping errors on A"
+metric lanyard_server_datastore_retries_total >/dev/null || fail "no retries counter"
+metric lanyard_server_change_feed_holes_total >/dev/null || fail "no feed holes counter"
+[ "$(metric lanyard_server_cluster_servers)" = 2 ] || fail "cluster_servers on A"
+ok "/metrics: change-feed lag, datastore latency per operation, error and retry counters, live servers"
+
 kill -TERM "${PID[b]}"
 wait "${PID[b]}" 2>/dev/null || true
 t0=$(date +%s)
@@ -99,7 +129,11 @@ wait_for 30 ready_is a 503 || fail "/ready still answers with the database stopp
 grep -q '"datastore"' "$T/body" && grep -qi 'database' "$T/body" ||
 	fail "/ready does not name the database: $(cat "$T/body")"
 echo "# /ready with the database down: $(cat "$T/body")"
-ok "/ready fails, naming the database, while PostgreSQL is down"
+ping_errors() {
+	scrape_a && [ "$(metric lanyard_server_datastore_operation_errors_total op=ping)" -gt 0 ]
+}
+wait_for 15 ping_errors || fail "datastore errors not counted while the database is down"
+ok "/ready fails, naming the database, and datastore errors are counted while PostgreSQL is down"
 
 bash "$SRC/tests/pg_cluster.sh" restart "$PG_DIR" >/dev/null
 wait_for 60 ready_is a 200 || fail "/ready did not recover with the database: $(cat "$T/body")"

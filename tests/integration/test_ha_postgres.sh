@@ -8,9 +8,9 @@ source "$(dirname "$0")/lib.sh"
 
 start_pg
 
-# ha_config NAME: writes NAME's config (own data_dir, ports, admin socket; the shared database).
+# ha_config NAME: NAME's config (own data_dir, ports, admin socket; the shared database).
 ha_config() {
-	write_pg_server_config "$1"
+	pg_server_config "$1"
 }
 
 declare -A HA_PID

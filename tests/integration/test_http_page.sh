@@ -57,7 +57,8 @@ write_agent_config
 tok=$(new_token)
 AGENT_ID="spiffe://$TD/lanyard/agent/join_token/$tok"
 srv entry create --spiffe-id "spiffe://$TD/web" --parent-id "$AGENT_ID" \
-	--selector "unix:uid:$(id -u)" --x509-svid-ttl 600 >/dev/null
+	--selector "unix:uid:$(id -u)" --x509-svid-ttl 600 --dns-name web.example.org \
+	--dns-name www.example.org --hint web-frontend >/dev/null
 srv entry create --spiffe-id "spiffe://$TD/db" --parent-id "$AGENT_ID" \
 	--selector "unix:uid:$(id -u)" --selector "unix:gid:$(id -g)" >/dev/null
 stop_server
@@ -88,6 +89,9 @@ for id in "$AGENT_ID" "spiffe://$TD/web" "spiffe://$TD/db" "unix:uid:$(id -u)" "
 	grep -qxF "$id" "$T/agent1.txt" || fail "the page does not show $id"
 done
 grep -q "X509-SVIDs (2)" "$T/agent1.txt" || fail "SVID count"
+grep -qxF "DNS: web.example.org, www.example.org" "$T/agent1.txt" || fail "DNS names not shown"
+grep -qxF "hint: web-frontend" "$T/agent1.txt" || fail "hint not shown"
+[ "$(grep -c "^hint: " "$T/agent1.txt")" = 1 ] || fail "a hint shown for an SVID without one"
 grep -qE '^[0-9]+m [0-9]{2}s left$' "$T/agent1.txt" || fail "no countdown: $(grep left "$T/agent1.txt")"
 grep -qE '^2[0-3]h [0-9]{2}m [0-9]{2}s left$' "$T/agent1.txt" || fail "no bundle authority countdown"
 grep -q "connected" "$T/agent1.txt" || fail "server state not shown"
@@ -103,10 +107,31 @@ t2=$(date +%s)
 l2=$(left_of "$T/agent2.html" "spiffe://$TD/web") || fail "no countdown on the second load"
 [ "$l2" -lt "$l1" ] && [ $((l1 - l2)) -le $((t2 - t1 + 6)) ] ||
 	fail "countdown went from $l1 to $l2 in $((t2 - t1)) s"
+# A caller no entry names (uid 65534) is refused; the page says who and why.
+setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null ||
+	fail "setpriv cannot switch to uid 65534 (run as root)"
+chmod o+x "$T" "$T/agent"
+setpriv --reuid=65534 --regid=65534 --clear-groups "$BIN/lanyard-agent" api fetch x509 \
+	--socket "$AGENT_SOCK" >"$T/nobody.out" 2>&1 && fail "uid 65534 got an SVID"
+grep -q "PermissionDenied\|no identity" "$T/nobody.out" || fail "uid 65534: $(cat "$T/nobody.out")"
+browse "http://127.0.0.1:$AGENT_HTTP_PORT/" "$T/denied.html"
+text_of "$T/denied.html" >"$T/denied.txt"
+grep -qx "Recent refusals: no identity issued (1)" "$T/denied.txt" || fail "no refusal section"
+grep -qx "pid [0-9]* uid 65534 gid 65534" "$T/denied.txt" || fail "the refused caller is not shown"
+grep -q "unix:uid:65534" "$T/denied.txt" || fail "the refused caller's selectors are not shown"
+grep -q "lacks \[unix:uid:$(id -u)" "$T/denied.txt" || fail "why: $(grep lacks "$T/denied.txt")"
+grep -qxF "spiffe://$TD/web" "$T/denied.txt" || fail "the entitled SVIDs vanished from the page"
 screenshot "http://127.0.0.1:$AGENT_HTTP_PORT/" agent-ready.png
-ok "agent page: ready, agent and workload SPIFFE IDs, selectors, fingerprint, countdowns that run"
+ok "agent page: ready, agent and workload SPIFFE IDs, DNS names and hints, selectors, fingerprint, countdowns that run, recent 'no identity' refusals with the reason"
 
 # ---- the server's page
+# A refused attestation (an unknown join token) must appear among the recent refusals.
+sed -e "s#$T/agent/#$T/agent2/#g" -e "s#\"http_port\": $AGENT_HTTP_PORT#\"http_port\": 0#" \
+	"$T/agent.json" >"$T/agent2.json"
+timeout 60 "$BIN/lanyard-agent" run --config "$T/agent2.json" --join-token bogus-token \
+	>"$T/agent2.log" 2>&1 && fail "an agent with an unknown join token kept running or succeeded"
+grep -q "attestation refused: unknown or reused join token" "$T/server.log" ||
+	fail "the server did not log the refusal"
 browse "http://127.0.0.1:$SERVER_HTTP_PORT/" "$T/server.html"
 text_of "$T/server.html" >"$T/server.txt"
 grep -qx "Lanyard server" "$T/server.txt" || fail "server page title"
@@ -115,8 +140,49 @@ grep -qx "active" "$T/server.txt" || fail "no active authority shown"
 grep -qxF "$fp" "$T/server.txt" || fail "authority fingerprint not on the server page"
 grep -qE '^2[0-3]h [0-9]{2}m [0-9]{2}s left$' "$T/server.txt" || fail "no authority countdown"
 for k in datastore ca node_api; do grep -qx "$k" "$T/server.txt" || fail "check $k not shown"; done
+grep -qF "node API: attestation refused: unknown or reused join token" "$T/server.txt" ||
+	fail "the refused attestation is not among the recent refusals: $(grep -A3 'Recent refusals' "$T/server.txt")"
+grep -qx "Live servers (1)" "$T/server.txt" && grep -qxF "127.0.0.1:$SERVER_PORT" "$T/server.txt" ||
+	fail "the live servers and their node API address are not shown"
 screenshot "http://127.0.0.1:$SERVER_HTTP_PORT/" server.png
-ok "server page: ready, active authority with fingerprint and countdown, checks"
+ok "server page: ready, active authority with fingerprint and countdown, checks, live servers with their node API address, recent refusals with their reasons"
+
+# ---- the server's entries and agents: listed, searchable, a page at a time
+grep -qxF "spiffe://$TD/web" "$T/server.txt" && grep -qxF "spiffe://$TD/db" "$T/server.txt" ||
+	fail "entries not listed on the server page"
+grep -qxF "$AGENT_ID" "$T/server.txt" || fail "the agent is not listed on the server page"
+browse "http://127.0.0.1:$SERVER_HTTP_PORT/#q=unix:gid:$(id -g)" "$T/search.html"
+text_of "$T/search.html" >"$T/search.txt"
+grep -qxF "spiffe://$TD/db" "$T/search.txt" || fail "search by selector did not find db"
+! grep -qxF "spiffe://$TD/web" "$T/search.txt" || fail "search by selector shows web too"
+for i in $(seq 1 60); do echo "{\"spiffe_id\":\"spiffe://$TD/many/$i\",\"parent_id\":\"$AGENT_ID\",\"selectors\":[\"k8s:ns:many\"]}"; done |
+	$PY -c 'import json,sys; print(json.dumps({"entries": [json.loads(l) for l in sys.stdin]}))' >"$T/many.json"
+srv entry create --data "$T/many.json" >/dev/null || fail "cannot create 60 entries"
+browse "http://127.0.0.1:$SERVER_HTTP_PORT/#q=k8s:ns:many" "$T/many.html"
+[ "$(grep -c "spiffe://$TD/many/" <(text_of "$T/many.html"))" = 50 ] || fail "a page is not 50 rows"
+grep -q "<button>Next</button>" "$T/many.html" || fail "no enabled Next button: $(grep -o '<button[^>]*>Next' "$T/many.html")"
+# The pages of /list/entries hold every entry once; a bad token is an error, not a crash.
+$PY - "$SERVER_HTTP_PORT" "$TD" <<'PY' || fail "/list/entries paging"
+import json, sys, urllib.parse, urllib.request
+port, td = sys.argv[1:3]
+seen, tok = [], ""
+for _ in range(10):
+    q = urllib.parse.urlencode({"q": "k8s:ns:many", "page_token": tok})
+    d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/list/entries?{q}"))
+    seen += [e["spiffe_id"] for e in d["entries"]]
+    tok = d["next_page_token"]
+    if not tok:
+        break
+assert sorted(seen) == sorted(f"spiffe://{td}/many/{i}" for i in range(1, 61)), seen
+d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/list/entries?page_token=zz"))
+assert "error" in d, d
+d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/list/agents?q=join_token"))
+assert len(d["agents"]) == 1 and d["next_page_token"] == "", d
+PY
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SERVER_HTTP_PORT/list/nothing")" = 404 ] ||
+	fail "unknown list not 404"
+screenshot "http://127.0.0.1:$SERVER_HTTP_PORT/#q=k8s:ns:many" server-lists.png
+ok "server page: entries and agents listed, searchable (selector, SPIFFE ID), 50 a page"
 
 # ---- the browser logged no script error on any page (console messages go to its log)
 # Console lines look like: INFO:CONSOLE(1)] "Uncaught TypeError: ...", source: http://...

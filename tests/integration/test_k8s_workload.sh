@@ -49,24 +49,6 @@ start_agent --join-token "$tok"
 AGENT_ID="spiffe://$TD/lanyard/agent/join_token/$tok"
 wait_for 20 test -S "$AGENT_SOCK" || fail "agent socket did not appear"
 
-# fetch_in_pod CGROUP: runs `api fetch x509` as a process whose fake /proc entry carries CGROUP;
-# prints its JSON output (or its error) and returns its status.
-fetch_in_pod() {
-	local cgroup=$1 out="$T/fetch.$RANDOM"
-	# The process waits until its fake proc entry exists, then execs the client: exec keeps the
-	# pid and the start time the agent will compare.
-	sh -c 'while [ ! -e "$1/ready" ]; do sleep 0.05; done; exec "$2" api fetch x509 --socket "$3" --output json' \
-		sh "$out.d" "$BIN/lanyard-agent" "$AGENT_SOCK" >"$out" 2>&1 &
-	local pid=$!
-	mkdir -p "$T/proc/$pid" "$out.d"
-	cp "/proc/$pid/stat" "/proc/$pid/status" "$T/proc/$pid/"
-	printf '%s\n' "$cgroup" >"$T/proc/$pid/cgroup"
-	touch "$out.d/ready"
-	local rc=0
-	wait "$pid" || rc=$?
-	cat "$out"
-	return $rc
-}
 
 # Entries with k8s selectors, parented to this agent.
 srv entry create --spiffe-id "spiffe://$TD/prod/web" --parent-id "$AGENT_ID" \

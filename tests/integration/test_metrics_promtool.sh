@@ -11,7 +11,11 @@ if ! command -v promtool >/dev/null; then
 	exit 77
 fi
 
+# OIDC discovery on, so that its families are linted too.
+OIDC_PORT=$(free_port)
+write_server_config "\"oidc_issuer\": \"http://127.0.0.1:$OIDC_PORT\", \"oidc_discovery_address\": \"127.0.0.1\", \"oidc_discovery_port\": $OIDC_PORT"
 start_server_and_agent
+curl -s -o /dev/null "http://127.0.0.1:$OIDC_PORT/keys" || true
 wait_for 30 grep -q "connected to server" "$T/agent.log" || fail "agent did not connect"
 # Some traffic, so that labelled families have samples.
 "$BIN/lanyard-agent" api fetch bundles --socket "$AGENT_SOCK" >/dev/null 2>&1 || true
@@ -26,6 +30,8 @@ for d in server agent; do
 		process_start_time_seconds process_max_fds process_virtual_memory_bytes; do
 		grep -q "^# TYPE $f " "$T/$d.prom" || fail "$d: no $f"
 	done
+	[ $d = agent ] || grep -q "^# TYPE lanyard_server_oidc_requests_total counter" "$T/$d.prom" ||
+		fail "server: no OIDC families"
 	! grep -q "lanyard_${d}_${d}_" "$T/$d.prom" ||
 		fail "$d: a name stutters: $(grep "lanyard_${d}_${d}_" "$T/$d.prom" | head -3)"
 	! grep -q "^lanyard_${d}_process_" "$T/$d.prom" || fail "$d: prefixed process metrics remain"

@@ -531,6 +531,45 @@ static void entry_update_delete(void **state)
 	json_decref(other);
 }
 
+/* Entries the server keeps for pods (k8s_registration) are not editable by hand: the attack is
+ * an operator tool editing or deleting one, or minting one that looks managed. Unmanaged
+ * entries stay editable. */
+static void managed_entries_refused(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "", path[128];
+	struct entry *e = xcalloc(1, sizeof(*e)), *g = NULL;
+	e->spiffe_id = xstrdup("spiffe://" TD "/ns/prod/sa/web");
+	e->parent_id = xstrdup("spiffe://" TD "/agent/a");
+	e->selectors = xcalloc(1, sizeof(char *));
+	e->selectors[0] = xstrdup("k8s:pod-uid:1");
+	e->n_selectors = 1;
+	e->managed = true;
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "/v1/entries/%s", e->id);
+
+	expect_error(f, "PUT", path, "{\"x509_svid_ttl\":60}", 403, "managed by the server");
+	expect_error(f, "PUT", path, "{\"managed\":false}", 403, "managed by the server");
+	expect_error(f, "DELETE", path, NULL, 403, "managed by the server");
+	assert_int_equal(ds_entry_get(f->ds, e->id, &g), 0);
+	assert_true(g->managed);
+	assert_int_equal(g->revision, e->revision);
+	entry_free(g);
+	expect_error(f, "POST", "/v1/entries", "{\"spiffe_id\":\"spiffe://" TD "/x\",\"parent_id\":"
+		     "\"spiffe://" TD "/agent/a\",\"selectors\":[\"unix:uid:1\"],\"managed\":true}",
+		     403, "k8s_registration");
+
+	/* An unmanaged entry cannot be turned into a managed one, and stays editable. */
+	json_t *u = create_entry(f, E1);
+	snprintf(path, sizeof(path), "/v1/entries/%s", json_string_value(json_object_get(u, "id")));
+	expect_error(f, "PUT", path, "{\"managed\":true}", 403, "k8s_registration");
+	json_t *d = NULL;
+	assert_int_equal(request(f, "DELETE", path, NULL, &d, NULL), 200);
+	json_decref(d);
+	json_decref(u);
+	entry_free(e);
+}
+
 static void body_too_large(void **state)
 {
 	struct fixture *f = *state;
@@ -917,6 +956,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(entry_create_get_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_create_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_update_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(managed_entries_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(body_too_large, setup, teardown),
 		cmocka_unit_test_setup_teardown(agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(bundle, setup, teardown),

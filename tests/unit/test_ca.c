@@ -361,6 +361,144 @@ static void upstream_mode(void **state)
 	f->o.upstream_cert_path = f->o.upstream_key_path = NULL;
 }
 
+/* The id of this CA's authority in state (the first one). */
+static void id_in_state(struct ca *ca, const char *state, char out[65])
+{
+	struct ca_authority_info *ai;
+	size_t n;
+	ca_authorities(ca, &ai, &n);
+	out[0] = 0;
+	for (size_t i = 0; i < n && !out[0]; i++)
+		if (strcmp(ai[i].state, state) == 0)
+			strcpy(out, ai[i].id);
+	free(ai);
+}
+
+static size_t tainted_count(struct ca *ca, const char *id)
+{
+	struct ca_bundle b;
+	assert_int_equal(ca_bundle_get(ca, &b), 0);
+	size_t n = b.n_tainted;
+	if (id && n)
+		assert_string_equal(b.tainted[0].id, id);
+	ca_bundle_free(&b);
+	return n;
+}
+
+static void operator_rotation(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256], old[65], id[65], again[65];
+	assert_int_equal(ca_open(&f->o, f->ds, T0, &ca, err, sizeof(err)), 0);
+	id_in_state(ca, "active", old);
+	/* Wrong requests are refused with the reason, and change nothing. */
+	assert_int_equal(ca_activate(ca, "0123456789abcdef0123456789abcdef", err, sizeof(err)),
+			 -ENOENT);
+	assert_non_null(strstr(err, "unknown authority"));
+	assert_int_equal(ca_activate(ca, old, err, sizeof(err)), -EBUSY);
+	assert_int_equal(ca_taint(ca, old, err, sizeof(err)), -EBUSY);
+	assert_non_null(strstr(err, "is active"));
+	assert_int_equal(ca_tainted_check(ca, old, err, sizeof(err)), -EBUSY);
+	assert_int_equal(bundle_count(ca), 1);
+	/* prepare: a second authority in the bundle at once; only one prepared at a time. */
+	int64_t seq = ca_bundle_sequence(ca);
+	assert_int_equal(ca_prepare(ca, T0 + 1, id, err, sizeof(err)), CA_CHANGED_BUNDLE);
+	assert_true(ca_bundle_sequence(ca) > seq);
+	assert_int_equal(bundle_count(ca), 2);
+	assert_int_equal(ca_prepare(ca, T0 + 1, again, err, sizeof(err)), -EEXIST);
+	/* activate: the prepared one signs, the active one is old. */
+	assert_true(ca_activate(ca, id, err, sizeof(err)) & CA_CHANGED_ACTIVE);
+	char now_active[65];
+	id_in_state(ca, "active", now_active);
+	assert_string_equal(now_active, id);
+	id_in_state(ca, "old", again);
+	assert_string_equal(again, old);
+	/* taint the old one: listed as tainted in the bundle, still trusted until revoked. */
+	assert_int_equal(tainted_count(ca, NULL), 0);
+	assert_int_equal(ca_taint(ca, old, err, sizeof(err)), CA_CHANGED_BUNDLE);
+	assert_int_equal(ca_taint(ca, old, err, sizeof(err)), 0);
+	assert_int_equal(tainted_count(ca, old), 1);
+	assert_int_equal(bundle_count(ca), 2);
+	/* The taint survives a restart. */
+	ca_close(ca);
+	assert_int_equal(ca_open(&f->o, f->ds, T0 + 2, &ca, err, sizeof(err)), 0);
+	assert_int_equal(tainted_count(ca, old), 1);
+	assert_int_equal(ca_tainted_check(ca, id, err, sizeof(err)), -EBUSY);
+	/* revoke: out of the bundle, the datastore and the disk. */
+	assert_int_equal(ca_revoke(ca, id, err, sizeof(err)), -EBUSY);
+	assert_int_equal(ca_revoke(ca, old, err, sizeof(err)), CA_CHANGED_BUNDLE);
+	assert_int_equal(bundle_count(ca), 1);
+	assert_int_equal(tainted_count(ca, NULL), 0);
+	char path[256];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/ca/%s.key", f->dir, old);
+	assert_int_equal(stat(path, &st), -1);
+	ca_close(ca);
+	assert_int_equal(ca_open(&f->o, f->ds, T0 + 3, &ca, err, sizeof(err)), 0);
+	assert_int_equal(bundle_count(ca), 1);
+	ca_close(ca);
+}
+
+/* A tainted prepared authority is never activated by the schedule: a fresh one is prepared,
+ * then activated. */
+static void tainted_prepared_never_activates(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256], id[65], active[65];
+	assert_int_equal(ca_open(&f->o, f->ds, T0, &ca, err, sizeof(err)), 0);
+	assert_true(ca_prepare(ca, T0 + 1, id, err, sizeof(err)) > 0);
+	assert_int_equal(ca_taint(ca, id, err, sizeof(err)), CA_CHANGED_BUNDLE);
+	assert_int_equal(ca_activate(ca, id, err, sizeof(err)), -EBUSY);
+	int r = ca_rotate(ca, T0 + TTL * 5 / 6, err, sizeof(err));
+	assert_true(r & CA_CHANGED_BUNDLE);
+	assert_false(r & CA_CHANGED_ACTIVE);
+	assert_true(ca_rotate(ca, T0 + TTL * 5 / 6 + 1, err, sizeof(err)) & CA_CHANGED_ACTIVE);
+	id_in_state(ca, "active", active);
+	assert_string_not_equal(active, id);
+	ca_close(ca);
+}
+
+/* Two servers on one datastore: one taints and revokes the other's old authority; the owner
+ * learns both on its sync and drops the key. */
+static void shared_taint_and_revoke(void **state)
+{
+	struct fx *f = *state;
+	struct ca *a, *b;
+	char err[256], dir_b[128], old[65], id[65];
+	snprintf(dir_b, sizeof(dir_b), "%s/b", f->dir);
+	assert_int_equal(mkdir(dir_b, 0700), 0);
+	struct ca_options oa = f->o, ob = f->o;
+	oa.shared = ob.shared = true;
+	ob.data_dir = dir_b;
+	assert_int_equal(ca_open(&oa, f->ds, T0, &a, err, sizeof(err)), 0);
+	id_in_state(a, "active", old);
+	assert_true(ca_prepare(a, T0 + 1, id, err, sizeof(err)) > 0);
+	assert_true(ca_activate(a, id, err, sizeof(err)) > 0);
+	assert_int_equal(ca_open(&ob, f->ds, T0 + 2, &b, err, sizeof(err)), 0);
+	/* b must not activate a's authority, nor taint a's active one. */
+	assert_int_equal(ca_activate(b, id, err, sizeof(err)), -EXDEV);
+	assert_int_equal(ca_taint(b, id, err, sizeof(err)), -EBUSY);
+	assert_int_equal(ca_taint(b, old, err, sizeof(err)), CA_CHANGED_BUNDLE);
+	assert_int_equal(tainted_count(b, old), 1);
+	assert_int_equal(ca_sync(a, T0 + 100), CA_CHANGED_BUNDLE);
+	assert_int_equal(tainted_count(a, old), 1);
+	assert_int_equal(ca_revoke(b, old, err, sizeof(err)), CA_CHANGED_BUNDLE);
+	assert_int_equal(ca_sync(a, T0 + 200), CA_CHANGED_BUNDLE);
+	assert_int_equal(tainted_count(a, NULL), 0);
+	char path[256];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/ca/%s.key", f->dir, old);
+	assert_int_equal(stat(path, &st), -1);
+	/* Each bundle: a's active one and b's own, nothing of the revoked one. */
+	assert_int_equal(bundle_count(a), 2);
+	ca_sync(b, T0 + 300);
+	assert_int_equal(bundle_count(b), 2);
+	ca_close(a);
+	ca_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +508,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(refuses_readable_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(verifies_files_at_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(upstream_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(operator_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(tainted_prepared_never_activates, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -555,6 +555,49 @@ static void kv(void **state)
 	assert_true(v == INT64_MAX);
 }
 
+/* Entries of automatic registration keep their mark through create, update and reads. */
+static void managed_entries(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	struct entry *e = mk_entry("spiffe://" TD "/pod", "spiffe://" TD "/agent/n1",
+				   "k8s:pod-uid:1", NULL);
+	struct entry *g = NULL;
+	e->managed = true;
+	assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+	assert_int_equal(ds_entry_get(f->ds, e->id, &g), 0);
+	assert_true(g->managed);
+	g->managed = false;
+	assert_int_equal(ds_entry_update(f->ds, g, err, sizeof(err)), 0);
+	entry_free(g);
+	assert_int_equal(ds_entry_get(f->ds, e->id, &g), 0);
+	assert_false(g->managed);
+	json_t *j = entry_to_json(g);
+	assert_true(json_is_false(json_object_get(j, "managed")));
+	json_decref(j);
+	entry_free(g);
+	entry_free(e);
+}
+
+/* One holder at a time; the holder renews; another takes over once it expired or was given up. */
+static void leases(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-b", 30), 0);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "other-job", "server-b", 30), 1);
+	/* b gives up a lease it does not hold: nothing happens. */
+	assert_int_equal(ds_lease_release(f->ds, "k8s_registration", "server-b"), 0);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-b", 30), 0);
+	assert_int_equal(ds_lease_release(f->ds, "k8s_registration", "server-a"), 0);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-b", 1), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 0);
+	sleep(2);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 30), 1);
+	assert_int_equal(ds_lease_acquire(f->ds, "k8s_registration", "server-a", 0), -EINVAL);
+}
+
 static void reopen_keeps_data(void **state)
 {
 	struct fixture *f = *state;
@@ -833,6 +876,153 @@ static void change_feed_gap(void **state)
 	entry_free(e);
 }
 
+
+/* A SQLite datastore in dir with two entries, a banned agent, two tokens, an authority and the
+ * bundle sequence, closed; returns its path in path. */
+static void make_source(const char *dir, char *path, size_t len)
+{
+	char err[256];
+	struct datastore *src = NULL;
+	snprintf(path, len, "%s/source.sqlite3", dir);
+	assert_int_equal(datastore_open_sqlite(path, &src, err, sizeof(err)), 0);
+	struct entry *e1 = mk_entry("spiffe://" TD "/w1", "spiffe://" TD "/agent", "unix:uid:1", NULL);
+	struct entry *e2 = mk_entry("spiffe://" TD "/w2", "spiffe://" TD "/agent", "unix:uid:2",
+				    "unix:gid:2");
+	e2->hint = xstrdup("h");
+	e2->x509_svid_ttl = 60;
+	assert_int_equal(ds_entry_create(src, e1, err, sizeof(err)), 0);
+	assert_int_equal(ds_entry_create(src, e2, err, sizeof(err)), 0);
+	struct agent_record *a = mk_agent("spiffe://" TD "/agent");
+	a->banned = true;
+	assert_int_equal(ds_agent_upsert(src, a), 0);
+	assert_int_equal(ds_token_create(src, "copy-tok-1", "spiffe://" TD "/node/x", 0), 0);
+	assert_int_equal(ds_token_create(src, "copy-tok-2", NULL, now_unix() + 600), 0);
+	struct ca_record r = {.state = CA_STATE_ACTIVE, .not_before = 10, .not_after = 4000000000LL,
+			      .created_at = 10};
+	uint8_t der[3] = {0x30, 0x01, 0x00};
+	snprintf(r.id, sizeof(r.id), "authority-1");
+	r.cert_der = der;
+	r.cert_len = sizeof(der);
+	assert_int_equal(ds_ca_put(src, &r), 0);
+	assert_int_equal(ds_kv_set_int(src, "bundle_sequence", 7), 0);
+	entry_free(e1);
+	entry_free(e2);
+	agent_record_free(a);
+	datastore_close(src);
+}
+
+/* datastore migrate's two halves: the read-only snapshot of a SQLite file, and its import
+ * (PostgreSQL only: one transaction, refusing a non-empty target unless forced, and live
+ * servers). */
+static void snapshot_copy(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], err[512] = "";
+	make_source(f->dir, path, sizeof(path));
+	struct datastore *src = NULL;
+	struct ds_snapshot snap;
+	assert_int_equal(datastore_open_sqlite_readonly(path, &src, err, sizeof(err)), 0);
+	assert_int_equal(ds_snapshot_read(src, &snap), 0);
+	datastore_close(src);
+	assert_int_equal(snap.n_entries, 2);
+	assert_int_equal(snap.n_agents, 1);
+	assert_int_equal(snap.n_tokens, 2);
+	assert_int_equal(snap.n_cas, 1);
+	assert_true(snap.has_bundle_sequence);
+	if (!pg_connstr) {
+		assert_int_equal(ds_snapshot_import(f->ds, &snap, false, err, sizeof(err)), -ENOTSUP);
+		ds_snapshot_free(&snap);
+		return;
+	}
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, false, err, sizeof(err)), 0);
+	struct entry **v = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_entry_list(f->ds, NULL, &v, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(v[i]->id, snap.entries[i]->id);
+		assert_int_equal(v[i]->revision, snap.entries[i]->revision);
+		assert_int_equal(v[i]->created_at, snap.entries[i]->created_at);
+	}
+	const struct entry *w2 = strcmp(v[0]->spiffe_id, "spiffe://" TD "/w2") == 0 ? v[0] : v[1];
+	assert_non_null(w2->hint);
+	assert_string_equal(w2->hint, "h");
+	assert_int_equal(w2->n_selectors, 2);
+	assert_int_equal(w2->x509_svid_ttl, 60);
+	entry_array_free(v, n);
+	/* New revisions go on past the copied ones. */
+	struct entry *e3 = mk_entry("spiffe://" TD "/w3", "spiffe://" TD "/agent", "unix:uid:3", NULL);
+	assert_int_equal(ds_entry_create(f->ds, e3, err, sizeof(err)), 0);
+	assert_true(e3->revision > snap.entries[0]->revision);
+	assert_true(e3->revision > snap.entries[1]->revision);
+	entry_free(e3);
+	struct agent_record *a = NULL;
+	assert_int_equal(ds_agent_get(f->ds, "spiffe://" TD "/agent", &a), 0);
+	assert_true(a->banned);
+	assert_string_equal(a->serial, "01ab");
+	agent_record_free(a);
+	char *alias = NULL;
+	assert_int_equal(ds_token_consume(f->ds, "copy-tok-1", now_unix(), &alias), 0);
+	assert_string_equal(alias, "spiffe://" TD "/node/x");
+	free(alias);
+	int64_t seq = 0;
+	assert_int_equal(ds_kv_get_int(f->ds, "bundle_sequence", &seq), 0);
+	assert_int_equal(seq, 7);
+
+	/* Not empty now: refused, with what it holds; --force replaces it. */
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, false, err, sizeof(err)), -ENOTEMPTY);
+	assert_non_null(strstr(err, "3 entries"));
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, true, err, sizeof(err)), 0);
+	struct ds_token_record *t = NULL;
+	assert_int_equal(ds_token_list(f->ds, &t, &n), 0);
+	assert_int_equal(n, 2);
+	ds_token_record_array_free(t, n);
+	/* A live server on the target: refused even with force. */
+	struct server_record me = {.id = "srv", .address = "127.0.0.1:1", .version = "t"};
+	assert_int_equal(ds_server_heartbeat(f->ds, &me), 0);
+	assert_int_equal(ds_snapshot_import(f->ds, &snap, true, err, sizeof(err)), -EBUSY);
+	ds_snapshot_free(&snap);
+	unlink(path);
+}
+
+/* A missing file, a non-database and a file without the schema: clear errors naming it. */
+static void snapshot_source_errors(void **state)
+{
+	struct fixture *f = *state;
+	char path[192], err[512] = "";
+	struct datastore *src = NULL;
+	snprintf(path, sizeof(path), "%s/missing.sqlite3", f->dir);
+	assert_true(datastore_open_sqlite_readonly(path, &src, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, path));
+	assert_int_equal(datastore_open_sqlite_readonly(f->dir, &src, err, sizeof(err)), -EINVAL);
+	snprintf(path, sizeof(path), "%s/junk", f->dir);
+	assert_int_equal(file_write_atomic(path, "not a database at all, just text", 32, 0600), 0);
+	assert_int_equal(datastore_open_sqlite_readonly(path, &src, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, path));
+	assert_null(src);
+	unlink(path);
+}
+
+/* Every call is timed per operation kind. */
+static void stats_count_operations(void **state)
+{
+	struct fixture *f = *state;
+	struct ds_stats st;
+	int64_t n;
+	ds_stats_get(f->ds, &st);
+	uint64_t before = st.op[DS_OP_ENTRY_COUNT].count;
+	assert_int_equal(ds_entry_count(f->ds, &n), 0);
+	assert_int_equal(ds_agent_get(f->ds, "spiffe://" TD "/nobody", &(struct agent_record *){0}),
+			 -ENOENT);
+	ds_stats_get(f->ds, &st);
+	assert_int_equal(st.op[DS_OP_ENTRY_COUNT].count, before + 1);
+	assert_true(st.op[DS_OP_ENTRY_COUNT].le[DS_LATENCY_BUCKETS - 1] <= before + 1);
+	assert_int_equal(st.op[DS_OP_AGENT_GET].count, 1);
+	assert_int_equal(st.op_errors[DS_OP_AGENT_GET], 0); /* not found is not an error */
+	assert_int_equal(st.has_feed, pg_connstr != NULL);
+	assert_string_equal(ds_op_names[DS_OP_KV_GET_INT], "kv_get");
+}
+
 static void *consume_thread(void *arg)
 {
 	struct race *r = arg;
@@ -888,6 +1078,42 @@ static struct fed_bundle *mk_fed(const char *td, int64_t seq, enum fed_bundle_so
 }
 
 /* Put, get, list, delete; the sequence rule; every change journaled under its trust domain. */
+/* Federation relationships: create, a second create refused, update, invalid refused, list,
+ * delete. */
+static void fed_relationships(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	struct fed_relationship r = {
+		.trust_domain = "two.test",
+		.bundle_endpoint_url = "https://127.0.0.1:1/",
+		.endpoint_spiffe_id = "spiffe://two.test/lanyard/server",
+	};
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, true, err, sizeof(err)), 0);
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, true, err, sizeof(err)), -EEXIST);
+	r.bundle_endpoint_url = "https://127.0.0.1:2/";
+	assert_int_equal(ds_fed_rel_put(f->ds, &r, false, err, sizeof(err)), 0);
+	struct fed_relationship *got = NULL;
+	assert_int_equal(ds_fed_rel_get(f->ds, "two.test", &got), 0);
+	assert_string_equal(got->bundle_endpoint_url, "https://127.0.0.1:2/");
+	assert_string_equal(got->endpoint_spiffe_id, "spiffe://two.test/lanyard/server");
+	fed_relationship_free(got);
+	struct fed_relationship bad = r;
+	bad.trust_domain = "three.test"; /* the endpoint ID is of two.test */
+	assert_int_equal(ds_fed_rel_put(f->ds, &bad, true, err, sizeof(err)), -EINVAL);
+	bad.endpoint_spiffe_id = "spiffe://three.test/x";
+	assert_int_equal(ds_fed_rel_put(f->ds, &bad, false, err, sizeof(err)), -ENOENT);
+	struct fed_relationship **v = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_fed_rel_list(f->ds, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0]->trust_domain, "two.test");
+	fed_relationship_array_free(v, n);
+	assert_int_equal(ds_fed_rel_delete(f->ds, "two.test"), 0);
+	assert_int_equal(ds_fed_rel_delete(f->ds, "two.test"), -ENOENT);
+	assert_int_equal(ds_fed_rel_get(f->ds, "two.test", &got), -ENOENT);
+}
+
 static void fed_bundles(void **state)
 {
 	struct fixture *f = *state;
@@ -1059,6 +1285,163 @@ static void fed_bundle_put_race(void **state)
 		fed_bundle_free(r[i].b);
 }
 
+/* n entries for batches: spiffe://TD/w/<i>, selector unix:uid:<i>, and tag:third on every third. */
+static struct entry **mk_batch(size_t n, size_t first)
+{
+	struct entry **v = xcalloc(n, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		char id[64], sel[32];
+		snprintf(id, sizeof(id), "spiffe://" TD "/w/%zu", first + i);
+		snprintf(sel, sizeof(sel), "unix:uid:%zu", first + i);
+		v[i] = mk_entry(id, "spiffe://" TD "/agent/1", sel,
+				(first + i) % 3 == 0 ? "tag:third" : NULL);
+	}
+	return v;
+}
+
+static void entry_batch_all_or_nothing(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	size_t failed = 0;
+	int64_t cnt = -1, c0 = ds_change_counter(f->ds);
+	struct entry **v = mk_batch(3, 0);
+
+	assert_int_equal(ds_entry_create_batch(f->ds, v, 3, &failed, err, sizeof(err)), 0);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(strlen(v[i]->id), 36);
+		assert_true(v[i]->created_at > 0);
+		if (i)
+			assert_true(v[i]->revision > v[i - 1]->revision);
+	}
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 3);
+	/* One journal record per entry, as if created one by one. */
+	struct ds_change *ch = NULL;
+	size_t n = 0;
+	int64_t cur = -1;
+	assert_int_equal(ds_changes_since(f->ds, c0, &ch, &n, &cur), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ch[i].kind, DS_CHANGE_ENTRY);
+		assert_string_equal(ch[i].id, v[i]->id);
+	}
+	ds_change_array_free(ch, n);
+
+	/* A duplicate of a stored entry at index 1: nothing of the batch is stored. */
+	struct entry **w = mk_batch(2, 10);
+	entry_free(w[1]);
+	w[1] = mk_entry(v[2]->spiffe_id, v[2]->parent_id, v[2]->selectors[0],
+			v[2]->n_selectors > 1 ? v[2]->selectors[1] : NULL);
+	int64_t before = ds_change_counter(f->ds);
+	assert_int_equal(ds_entry_create_batch(f->ds, w, 2, &failed, err, sizeof(err)), -EEXIST);
+	assert_int_equal(failed, 1);
+	assert_non_null(strstr(err, "already exists"));
+	assert_string_equal(w[0]->id, "");
+	assert_int_equal(w[0]->created_at, 0);
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 3);
+	assert_int_equal(ds_change_counter(f->ds), before);
+
+	/* Two equal entries within one batch: the second is refused. */
+	entry_free(w[1]);
+	w[1] = entry_dup(w[0]);
+	assert_int_equal(ds_entry_create_batch(f->ds, w, 2, &failed, err, sizeof(err)), -EEXIST);
+	assert_int_equal(failed, 1);
+	assert_int_equal(ds_entry_count(f->ds, &cnt), 0);
+	assert_int_equal(cnt, 3);
+	entry_array_free(w, 2);
+	entry_array_free(v, 3);
+}
+
+/* Reads every page of at most page entries matching fl; checks the order; returns the count. */
+static size_t read_pages(struct datastore *ds, struct entry_filter fl, size_t page)
+{
+	int64_t last_created = INT64_MIN;
+	char last_id[37] = "";
+	size_t total = 0;
+	for (int guard = 0; guard < 100000; guard++) {
+		struct entry **out = NULL;
+		size_t n = 0;
+		fl.limit = page;
+		assert_int_equal(ds_entry_list(ds, &fl, &out, &n), 0);
+		assert_true(n <= page);
+		for (size_t i = 0; i < n; i++) {
+			/* Strictly after the previous entry, across pages too. */
+			assert_true(out[i]->created_at > last_created ||
+				    (out[i]->created_at == last_created &&
+				     strcmp(out[i]->id, last_id) > 0));
+			last_created = out[i]->created_at;
+			snprintf(last_id, sizeof(last_id), "%s", out[i]->id);
+		}
+		total += n;
+		entry_array_free(out, n);
+		if (n < page)
+			return total;
+		fl.after_created_at = last_created;
+		fl.after_id = last_id;
+	}
+	fail_msg("pages never ended");
+	return 0;
+}
+
+static void entry_pages(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+	size_t failed = 0;
+	/* A few entries created "earlier" one by one, then 1100 in one batch (one created_at): the
+	 * order is by creation time, then by id. */
+	for (int i = 0; i < 4; i++) {
+		char id[64];
+		snprintf(id, sizeof(id), "spiffe://" TD "/old/%d", i);
+		struct entry *e = mk_entry(id, "spiffe://" TD "/agent/2", "unix:uid:0", NULL);
+		e->created_at = 5000 - i;
+		assert_int_equal(ds_entry_create(f->ds, e, err, sizeof(err)), 0);
+		entry_free(e);
+	}
+	struct entry **v = mk_batch(1100, 0);
+	assert_int_equal(ds_entry_create_batch(f->ds, v, 1100, &failed, err, sizeof(err)), 0);
+
+	struct entry_filter all = { 0 };
+	assert_int_equal(read_pages(f->ds, all, 100), 1104);
+	assert_int_equal(read_pages(f->ds, all, 1104), 1104);
+	assert_int_equal(read_pages(f->ds, all, 7), 1104);
+
+	struct entry **out = NULL;
+	size_t n = 0;
+	all.limit = 2;
+	assert_int_equal(ds_entry_list(f->ds, &all, &out, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0]->created_at, 4997);
+	assert_int_equal(out[1]->created_at, 4998);
+	entry_array_free(out, n);
+
+	/* Selector filters are matched after reading: pages still fill up (PostgreSQL reads in
+	 * chunks), and 367 of the 1100 carry tag:third. */
+	const char *const third[] = { "tag:third" };
+	struct entry_filter sel = { .selectors = third, .n_selectors = 1 };
+	assert_int_equal(read_pages(f->ds, sel, 50), 367);
+	assert_int_equal(read_pages(f->ds, sel, 1000), 367);
+	struct entry_filter par = { .parent_id = "spiffe://" TD "/agent/2" };
+	assert_int_equal(read_pages(f->ds, par, 3), 4);
+
+	/* A page may start after an entry deleted since. */
+	struct entry_filter after = { .after_created_at = v[500]->created_at, .after_id = v[500]->id,
+				      .limit = 1 };
+	assert_int_equal(ds_entry_list(f->ds, &after, &out, &n), 0);
+	assert_int_equal(n, 1);
+	char next_id[37];
+	snprintf(next_id, sizeof(next_id), "%s", out[0]->id);
+	entry_array_free(out, n);
+	assert_int_equal(ds_entry_delete(f->ds, v[500]->id), 0);
+	assert_int_equal(ds_entry_list(f->ds, &after, &out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0]->id, next_id);
+	entry_array_free(out, n);
+	entry_array_free(v, 1100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1066,17 +1449,25 @@ int main(void)
 		cmocka_unit_test_setup_teardown(entry_crud, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_duplicates_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_batch_all_or_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(entry_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(revisions_increase, setup, teardown),
 		cmocka_unit_test_setup_teardown(tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(tokens_stored_hashed, setup, teardown),
 		cmocka_unit_test_setup_teardown(agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(ca_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(kv, setup, teardown),
+		cmocka_unit_test_setup_teardown(managed_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(token_consumed_once_across_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(change_feed_gap, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_source_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(stats_count_operations, setup, teardown),
+		cmocka_unit_test_setup_teardown(fed_relationships, setup, teardown),
 		cmocka_unit_test_setup_teardown(fed_bundles, setup, teardown),
 		cmocka_unit_test_setup_teardown(entry_federates_with, setup, teardown),
 		cmocka_unit_test_setup_teardown(fed_bundle_put_race, setup, teardown),

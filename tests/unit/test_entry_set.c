@@ -12,6 +12,7 @@
 
 #include "entry_set.h"
 #include "util.h"
+#include "x509.h"
 
 #define TD "example.org"
 
@@ -332,6 +333,83 @@ static void batches(void **state)
 	entry_set_free(&s);
 }
 
+/* A CA (same name as every Lanyard authority) and a leaf it signed for sid into v->chain. */
+static void make_ca(lkey **key, uint8_t **der, size_t *len)
+{
+	int64_t now = now_unix();
+	assert_int_equal(lkey_generate(KEY_EC_P256, key), 0);
+	struct x509_ca_params p = {.spiffe_id = "spiffe://example.org", .common_name = "Lanyard CA",
+				   .not_before = now - 10, .not_after = now + 3600};
+	assert_int_equal(x509_make_ca(*key, NULL, NULL, 0, &p, der, len), 0);
+}
+
+static void sign_into(struct svid *v, const lkey *ca_key, const uint8_t *ca, size_t ca_len)
+{
+	lkey *k;
+	uint8_t *spki;
+	size_t spki_len;
+	assert_int_equal(lkey_generate(KEY_EC_P256, &k), 0);
+	assert_int_equal(lkey_public_der(k, &spki, &spki_len), 0);
+	struct x509_leaf_params p = {.spiffe_id = v->spiffe_id, .not_before = now_unix() - 10,
+				     .not_after = now_unix() + 1800, .spki = spki,
+				     .spki_len = spki_len};
+	assert_int_equal(x509_sign_leaf(ca_key, ca, ca_len, &p, &v->chain, &v->chain_len), 0);
+	free(spki);
+	lkey_free(k);
+}
+
+/* Only the SVIDs a tainted authority signed are re-issued early, within the window; the count
+ * tells the caller when the set is clear of it. */
+static void taint_reissues_its_svids(void **state)
+{
+	struct entry_set s = {0};
+	abc(&s);
+	lkey *k_old, *k_new;
+	uint8_t *old, *new;
+	size_t old_len, new_len;
+	make_ca(&k_old, &old, &old_len);
+	make_ca(&k_new, &new, &new_len);
+	const char *ids[] = {"a", "b", "c"};
+	for (size_t i = 0; i < 3; i++) {
+		struct entry_slot *w = find(&s, ids[i]);
+		w->svid = fake_svid(ids[i], w->e->spiffe_id, 1);
+		if (i < 2)
+			sign_into(w->svid, k_old, old, old_len);
+		else
+			sign_into(w->svid, k_new, new, new_len);
+	}
+	int64_t now = now_unix();
+	const uint8_t *certs[] = {old};
+	size_t lens[] = {old_len};
+	assert_int_equal(entry_set_taint(&s, certs, lens, 1, now, 10), 2);
+	assert_int_equal(entry_set_tainted_left(&s), 2);
+	for (size_t i = 0; i < 2; i++) {
+		struct entry_slot *w = find(&s, ids[i]);
+		assert_true(w->taint_at >= now && w->taint_at < now + 10);
+		assert_true(entry_set_needs_signing(w, now + 10));
+	}
+	assert_int_equal(find(&s, "c")->taint_at, 0);
+	assert_false(entry_set_needs_signing(find(&s, "c"), now + 10));
+	int64_t due, expiry;
+	entry_set_plan(&s, now, true, &due, &expiry);
+	assert_true(due < now + 10);
+	/* Re-issued by the new authority: the set is clear. */
+	for (size_t i = 0; i < 2; i++) {
+		struct entry_slot *w = find(&s, ids[i]);
+		struct svid *v = fake_svid(ids[i], w->e->spiffe_id, 1);
+		sign_into(v, k_new, new, new_len);
+		entry_set_install(w, v);
+		assert_int_equal(w->taint_at, 0);
+	}
+	assert_int_equal(entry_set_tainted_left(&s), 0);
+	assert_int_equal(entry_set_taint(&s, certs, lens, 1, now, 10), 0);
+	entry_set_free(&s);
+	free(old);
+	free(new);
+	lkey_free(k_old);
+	lkey_free(k_new);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +422,7 @@ int main(void)
 		cmocka_unit_test(renewal_times),
 		cmocka_unit_test(signing_plan),
 		cmocka_unit_test(batches),
+		cmocka_unit_test(taint_reissues_its_svids),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

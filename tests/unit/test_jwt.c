@@ -432,6 +432,39 @@ static void test_bundle(void **state)
 						 NULL, NULL, err, sizeof(err)),
 			 -1);
 
+	/* Documents a bundle endpoint could send to exhaust a fetcher, and malformed keys. */
+	const char *notobj = "{\"keys\":[1]}";
+	assert_int_equal(bundle_from_spiffe_json(notobj, strlen(notobj), &x509, &x509_len, NULL,
+						 NULL, NULL, err, sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "not an object"));
+	const char *baduse = "{\"keys\":[{\"use\":7}]}";
+	assert_int_equal(bundle_from_spiffe_json(baduse, strlen(baduse), &x509, &x509_len, NULL,
+						 NULL, NULL, err, sizeof(err)),
+			 -1);
+	size_t big = BUNDLE_DOC_MAX + 1;
+	char *huge = malloc(big);
+	memset(huge, ' ', big);
+	memcpy(huge, "{\"keys\":[]}", 11);
+	assert_int_equal(bundle_from_spiffe_json(huge, big, &x509, &x509_len, NULL, NULL, NULL,
+						 err, sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "more than the 1048576 allowed"));
+	/* The same document within the limit parses: the size, not the content, was refused. */
+	assert_int_equal(bundle_from_spiffe_json(huge, big - 1, &x509, &x509_len, NULL, NULL, NULL,
+						 err, sizeof(err)),
+			 0);
+	free(x509);
+	size_t pos = (size_t)snprintf(huge, big, "{\"keys\":[");
+	for (int i = 0; i <= BUNDLE_KEYS_MAX; i++)
+		pos += (size_t)snprintf(huge + pos, big - pos, "%s{\"use\":\"other\"}", i ? "," : "");
+	pos += (size_t)snprintf(huge + pos, big - pos, "]}");
+	assert_int_equal(bundle_from_spiffe_json(huge, pos, &x509, &x509_len, NULL, NULL, NULL, err,
+						 sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "keys, more than"));
+	free(huge);
+
 	char *pem = bundle_to_pem(both, al + bl);
 	uint8_t *der;
 	size_t dl;

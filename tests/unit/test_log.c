@@ -161,6 +161,26 @@ static void test_runtime_level_change(void **state)
 	pthread_join(t, NULL);
 }
 
+/* The last warnings and errors are kept, newest first, at most LOG_RECENT_MAX; info is not. */
+static void test_recent_problems_kept(void **state)
+{
+	struct log_recent r[LOG_RECENT_MAX + 4];
+	log_setup(LOG_LEVEL_DEBUG, false);
+	for (int i = 0; i < LOG_RECENT_MAX + 4; i++)
+		log_warnx("problem %d", i);
+	log_info("not a problem");
+	log_error("the last one");
+	size_t n = log_recent_get(r, sizeof(r) / sizeof(r[0]));
+	assert_int_equal(n, LOG_RECENT_MAX);
+	assert_string_equal(r[0].msg, "the last one");
+	assert_int_equal(r[0].level, LOG_LEVEL_ERROR);
+	char want[32];
+	snprintf(want, sizeof(want), "problem %d", LOG_RECENT_MAX + 3);
+	assert_string_equal(r[1].msg, want);
+	assert_int_equal(r[1].level, LOG_LEVEL_WARN);
+	assert_int_equal(log_recent_get(r, 2), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -170,6 +190,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_text_line_is_one_rfc3339_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_fields_are_members, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runtime_level_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recent_problems_kept, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -636,6 +636,49 @@ static void test_bind_errors(void **state)
 	opserver_stop(NULL);
 }
 
+/* The /metrics-only listener, bound to every address and reached over loopback: the published
+ * metrics, nothing else; a busy port is an error naming metrics_bind_address. */
+static void test_metrics_listener(void **state)
+{
+	(void)state;
+	struct opserver *s = start(0, 0, 0, 0);
+	char err[256] = "";
+	assert_int_equal(opserver_metrics_port(s), 0);
+	assert_int_equal(opserver_listen_metrics(s, "0.0.0.0", 0, err, sizeof(err)), 0);
+	int mport = opserver_metrics_port(s);
+	assert_true(mport > 0 && mport != opserver_port(s));
+	opserver_heartbeat(s);
+	publish(s, true, 7);
+	struct resp r;
+	request(mport, "GET", "/metrics", &r);
+	assert_int_equal(r.code, 200);
+	assert_non_null(strstr(r.body, "t_gen 7"));
+	resp_free(&r);
+	static const char *const hidden[] = { "/", "/live", "/ready", "/status", "/nope" };
+	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+		request(mport, "GET", hidden[i], &r);
+		assert_int_equal(r.code, 404);
+		assert_json_error(&r);
+		resp_free(&r);
+	}
+	request(mport, "POST", "/metrics", &r);
+	assert_int_equal(r.code, 405);
+	resp_free(&r);
+	/* The operator endpoints still serve everything. */
+	request(opserver_port(s), "GET", "/status", &r);
+	assert_int_equal(r.code, 200);
+	resp_free(&r);
+
+	struct opserver *t = start(0, 0, 0, 0);
+	assert_int_equal(opserver_listen_metrics(t, "127.0.0.1", mport, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cannot listen"));
+	assert_int_equal(opserver_listen_metrics(t, "no-such-host.invalid", 0, err, sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "metrics_bind_address"));
+	opserver_stop(t);
+	opserver_stop(s);
+}
+
 static void test_ipv6(void **state)
 {
 	struct opserver_options o = { .address = "::1", .port = 0, .index_html = PAGE };
@@ -667,6 +710,7 @@ int main(void)
 		cmocka_unit_test(test_slow_clients),
 		cmocka_unit_test(test_concurrent_publication),
 		cmocka_unit_test(test_bind_errors),
+		cmocka_unit_test(test_metrics_listener),
 		cmocka_unit_test(test_ipv6),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
