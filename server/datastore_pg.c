@@ -716,13 +716,16 @@ static int entry_batch_body(struct pg *p, struct pgc *c, void *arg)
 	for (size_t i = 0; i < b->n && ret == 0; i++) {
 		char *sel = datastore_strv_to_text(b->v[i]->selectors, b->v[i]->n_selectors);
 		char *dns = datastore_strv_to_text(b->v[i]->dns_names, b->v[i]->n_dns_names);
-		struct entry_write w = {.e = b->v[i], .sel = sel, .dns = dns, .err = b->err,
-					.errlen = b->errlen};
-		ret = sel && dns ? entry_write_body(p, c, &w) : -ENOMEM;
+		char *fed = datastore_strv_to_text(b->v[i]->federates_with,
+						   b->v[i]->n_federates_with);
+		struct entry_write w = {.e = b->v[i], .sel = sel, .dns = dns, .fed = fed,
+					.err = b->err, .errlen = b->errlen};
+		ret = sel && dns && fed ? entry_write_body(p, c, &w) : -ENOMEM;
 		if (ret < 0)
 			*b->failed = i;
 		free(sel);
 		free(dns);
+		free(fed);
 	}
 	return ret;
 }

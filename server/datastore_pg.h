@@ -49,7 +49,7 @@ struct pg {
 };
 
 /* Statement parameters: text format, except bytea in binary. At most PG_MAX_PARAMS. */
-#define PG_MAX_PARAMS 14
+#define PG_MAX_PARAMS 16
 struct params {
 	const char *v[PG_MAX_PARAMS];
 	int len[PG_MAX_PARAMS], fmt[PG_MAX_PARAMS];
