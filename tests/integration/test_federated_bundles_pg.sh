@@ -10,19 +10,11 @@ json_get() {
 	$PY -c "import json,sys; d=json.load(sys.stdin); print($1)"
 }
 
-for n in a b; do
-	write_pg_server_config "$n"
-	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
-	PIDS+=("$!")
-done
+start_pg_server a
+start_pg_server b
 on() {
-	local n=$1
-	shift
-	"$BIN/lanyard-server" "$@" --socket "$T/$n/admin.sock"
+	on_server "$@"
 }
-for n in a b; do
-	wait_for 30 on "$n" bundle show || fail "server $n did not come up"
-done
 
 # A foreign trust domain's CA, made here.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/two.key" \
