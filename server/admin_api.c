@@ -505,6 +505,13 @@ static void batch_parse(struct admin_api *api, json_t *arr, struct entry **v, js
 		v[i]->id[0] = '\0';
 		v[i]->revision = 0;
 		v[i]->created_at = 0;
+		if (v[i]->managed) {
+			batch_error(errors, i, "\"managed\": only the server's k8s_registration makes "
+				    "managed entries");
+			entry_free(v[i]);
+			v[i] = NULL;
+			continue;
+		}
 		if (!entry_admissible(api, v[i], &scratch)) {
 			batch_error(errors, i, "%s", json_string_value(json_object_get(scratch.json,
 										       "error")));

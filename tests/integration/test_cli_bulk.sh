@@ -36,11 +36,13 @@ cat >"$T/bad.json" <<JSON
  {"spiffe_id": "spiffe://$TD/lanyard/impostor", "parent_id": "$AG", "selectors": ["unix:uid:9"]},
  {"spiffe_id": "spiffe://other.org/x", "parent_id": "$AG", "selectors": ["unix:uid:9"]},
  {"spiffe_id": "spiffe://$TD/nosel", "parent_id": "$AG"},
- {"spiffe_id": "spiffe://$TD/x", "parent_id": "$AG", "selectors": ["unix:uid:9"], "colour": "red"}
+ {"spiffe_id": "spiffe://$TD/x", "parent_id": "$AG", "selectors": ["unix:uid:9"], "colour": "red"},
+ {"spiffe_id": "spiffe://$TD/forged", "parent_id": "$AG", "selectors": ["unix:uid:9"], "managed": true}
 ]}
 JSON
 expect_rc 1 srv entry create --data "$T/bad.json"
-for i in 1 2 3 4; do grep -q "entries\[$i\]" "$T/err.txt" || fail "entry $i not named: $(cat "$T/err.txt")"; done
+grep -q 'entries\[5\]: "managed"' "$T/err.txt" || fail "a managed entry by hand: $(cat "$T/err.txt")"
+for i in 1 2 3 4 5; do grep -q "entries\[$i\]" "$T/err.txt" || fail "entry $i not named: $(cat "$T/err.txt")"; done
 grep -q "entries\[0\]" "$T/err.txt" && fail "the valid entry was reported: $(cat "$T/err.txt")"
 grep -q "reserved" "$T/err.txt" && grep -q "colour" "$T/err.txt" || fail "reasons missing: $(cat "$T/err.txt")"
 [ "$(count)" = 3 ] || fail "a refused batch created entries: $(count)"
