@@ -19,6 +19,7 @@
 #include "datastore.h"
 #include "log.h"
 #include "server_config.h"
+#include "util.h"
 
 #define USAGE "usage: lanyard-server datastore migrate --config NEW.json --from-sqlite PATH [--force]\n"
 
@@ -77,9 +78,9 @@ static int check_source_stopped(const char *from, char *err, size_t errlen)
 		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
-		snprintf(err, errlen, "a lanyard-server (pid %s) is still running on %s: stop it "
-			 "first, or changes made after the copy would be lost", pid[0] ? pid : "?",
-			 dir);
+		errorf(err, errlen, "a lanyard-server (pid %s) is still running on %s: stop it "
+		       "first, or changes made after the copy would be lost", pid[0] ? pid : "?",
+		       dir);
 		ret = -EBUSY;
 	}
 	close(fd);
