@@ -15,8 +15,11 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_stri
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 cd "$build"
 log="$build/ctest-last.log"
+# Two tests at a time (LANYARD_TEST_JOBS): every test has its own directory, ports and sockets,
+# and none depends on the machine's speed; serially the suite would take twice as long.
+jobs="${LANYARD_TEST_JOBS:-2}"
 rc=0
-ctest --output-on-failure --timeout 600 "$@" 2>&1 | tee "$log" || rc=$?
+ctest --output-on-failure --timeout 600 -j"$jobs" "$@" 2>&1 | tee "$log" || rc=$?
 [ $rc -eq 0 ] || exit $rc
 # A test that cannot run exits 77 and ctest reports it as skipped. In CI every test must run:
 # a skipped one means a dependency the scripts should have installed is missing.
@@ -37,6 +40,6 @@ if [ "${CI:-}" = true ] || [ "${LANYARD_TSAN:-}" = 1 ]; then
 	cmake --build "$tsan" -j"$(nproc)"
 	cd "$tsan"
 	TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}" \
-		ctest --output-on-failure --timeout 600 \
+		ctest --output-on-failure --timeout 600 -j"$jobs" \
 		-R 'unit/|integration/test_(agent_svids|agent_outages|agent_errors|workload_python|helper|sds)$'
 fi
