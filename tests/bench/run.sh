@@ -152,12 +152,12 @@ if [ "$QUICK" = 1 ]; then
 	ISSUE_ARGS=(--agents 8 --entries 10 --threads 4 --seconds 1 --runs 1)
 	SYNC_ARGS=(--agents 50 --entries 10 --idle-seconds 1 --seconds 3)
 	N_FETCH=100 N_MID=150 N_BIG=300 N_STREAMS=50 FETCH_ARGS=(--count 200 --seconds 1 --runs 1)
-	STREAM_RUNS=1 RESTART_RUNS=2 TLS_ARGS=(--count 3 --warmup 1)
+	STREAM_RUNS=1 RESTART_RUNS=2 TLS_ARGS=(--count 3 --warmup 1) HA_ROUNDS=3 HA_WATCH_S=6
 else
 	ISSUE_ARGS=(--agents 64 --entries 10 --threads 8 --seconds 5 --runs 5)
 	SYNC_ARGS=(--agents 1000 --entries 10 --idle-seconds 15 --seconds 40)
 	N_FETCH=100 N_MID=1000 N_BIG=10000 N_STREAMS=1000 FETCH_ARGS=(--count 3000 --seconds 3 --runs 5)
-	STREAM_RUNS=7 RESTART_RUNS=7 TLS_ARGS=(--count 300 --warmup 20)
+	STREAM_RUNS=7 RESTART_RUNS=7 TLS_ARGS=(--count 300 --warmup 20) HA_ROUNDS=30 HA_WATCH_S=8
 fi
 
 # ---- server: issuance rate against the raw cryptography ----
@@ -316,6 +316,80 @@ fi
 # Simulated agents alternate between the two servers; sync changes alternate between the two
 # admin APIs (half of them reach their agent through the shared change feed); server CPU is
 # both servers'. PostgreSQL itself runs on the same machine and its CPU is not counted.
+# The ha round of the pg section: servers A and B on the database, one agent that may use either
+# (server_addresses). ha_propagation_ms: an entry created on the server the agent is NOT
+# connected to, until the agent serves its SVID to this process (agent_wl.py: Workload API,
+# from just before "entry create"), p50 and p99 of HA_ROUNDS entries. ha_failover_ms: kill -9
+# of the agent's server until its entry stream is resumed on the other (the agent's log), and
+# the Workload API fetches that failed meanwhile (agent_wl.py watch).
+pg_ha_round() {
+	local wl="$SRC/tests/integration/agent_wl.py" A="$T/agent-ha" secs=() i tok aid on other
+	pg_server pg-ha-b
+	local pid_b=$SRV_PID port_b=$SRV_PORT admin_b=$ADMIN
+	pg_server pg-ha-a
+	local pid_a=$SRV_PID port_a=$SRV_PORT admin_a=$ADMIN
+	wait_for 30 n_auth "$admin_a" || { echo "run.sh: pg bundle incomplete" >&2; exit 1; }
+	"$BIN/lanyard-server" bundle show --socket "$admin_a" >"$T/ha-bundle.pem"
+	mkdir -p "$A"
+	cat >"$A/agent.json" <<JSON
+{
+  "trust_domain": "example.org",
+  "server_addresses": ["127.0.0.1:$port_a", "127.0.0.1:$port_b"],
+  "trust_bundle_path": "$T/ha-bundle.pem",
+  "data_dir": "$A/data",
+  "socket_path": "$A/api.sock",
+  "http_port": $(free_port)
+}
+JSON
+	tok=$("$BIN/lanyard-server" token generate --output json --socket "$admin_a" |
+		$PY -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+	aid="spiffe://example.org/lanyard/agent/join_token/$tok"
+	"$BIN/lanyard-agent" run --config "$A/agent.json" --join-token "$tok" >>"$A/agent.log" 2>&1 &
+	local apid=$!
+	PIDS+=("$apid")
+	wait_for 30 grep -q "connected to server" "$A/agent.log" ||
+		{ echo "run.sh: ha agent not connected" >&2; exit 1; }
+	on=$(grep -o 'connected to server 127.0.0.1:[0-9]*' "$A/agent.log" | tail -n 1)
+	on=${on##*:}
+	if [ "$on" = "$port_a" ]; then other=$admin_b; else other=$admin_a; fi
+	for ((i = 0; i < HA_ROUNDS; i++)); do
+		secs+=("$($PY "$wl" "$A/api.sock" until present "spiffe://example.org/ha/$i" 30 -- \
+			"$BIN/lanyard-server" entry create --socket "$other" --parent-id "$aid" \
+			--spiffe-id "spiffe://example.org/ha/$i" --selector "unix:uid:$(id -u)")") ||
+			{ echo "run.sh: entry $i not served" >&2; exit 1; }
+	done
+	printf '%s\n' "${secs[@]}" | $PY -c '
+import sys
+v = sorted(float(x) * 1000 for x in sys.stdin.read().split())
+q = lambda f: v[min(len(v) - 1, int(f * len(v)))]
+print("# ha: %d entries created on the other server, served by the agent" % len(v))
+print("BENCH ha_propagation_ms_p50 %.0f ms" % q(0.5))
+print("BENCH ha_propagation_ms_p99 %.0f ms" % q(0.99))' | tee -a "$OUT"
+	# Failover, with a workload fetching meanwhile.
+	$PY "$wl" "$A/api.sock" watch "$HA_WATCH_S" >"$T/ha-watch.json" &
+	local watcher=$!
+	sleep 1
+	local mark kill_ms line
+	mark=$(wc -l <"$A/agent.log")
+	kill_ms=$(date +%s%3N)
+	if [ "$on" = "$port_a" ]; then kill -9 "$pid_a"; else kill -9 "$pid_b"; fi
+	wait_for 30 sh -c "tail -n +$((mark + 1)) '$A/agent.log' | grep -q 'entry stream resumed'" ||
+		{ echo "run.sh: the ha agent did not fail over" >&2; exit 1; }
+	line=$(tail -n +"$((mark + 1))" "$A/agent.log" | grep -m1 'entry stream resumed')
+	wait "$watcher" || true
+	$PY - "$line" "$kill_ms" "$T/ha-watch.json" <<'PY' | tee -a "$OUT"
+import datetime, json, sys
+t = datetime.datetime.strptime(sys.argv[1].split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+ms = t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000 - int(sys.argv[2])
+w = json.load(open(sys.argv[3]))
+print("BENCH ha_failover_ms %.0f ms" % ms)
+print("BENCH ha_failover_failed_fetches %d count" % len(w["failures"]))
+PY
+	stop_pid "$apid"
+	stop_pid "$pid_a"
+	stop_pid "$pid_b"
+}
+
 if [[ " $ONLY " == *" pg "* ]]; then
 	echo "# == pg: issue and sync on two servers sharing one PostgreSQL database"
 	PG_DIR="$T/pg"
@@ -372,6 +446,7 @@ JSON
 			rm -rf "$PG_DIR"
 			PG_CONNSTR=$(bash "$SRC/tests/pg_cluster.sh" start "$PG_DIR")
 		done
+		pg_ha_round
 	fi
 fi
 
@@ -388,6 +463,9 @@ targets = {
     # issue 18
     "issue_sp_speedup": (">=", 2.5), "issue_cpu_ratio_sp": (">=", 0.9),
     "agent_rss_kib_0_sp": ("<=", 8 * 1024),
+    # issue 12
+    "ha_propagation_ms_p99": ("<=", 1000), "ha_failover_ms": ("<=", 3000),
+    "ha_failover_failed_fetches": ("<=", 0),
 }
 rows = []
 for line in open(sys.argv[1]):

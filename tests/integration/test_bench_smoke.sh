@@ -24,7 +24,8 @@ fi
 # The pg section runs where PostgreSQL is installed (tests/pg_cluster.sh; always under CI).
 pg_names=
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-	pg_names="issue_per_s_pg sync_cpu_us_per_agent_pg"
+	pg_names="issue_per_s_pg sync_cpu_us_per_agent_pg ha_propagation_ms_p50 ha_propagation_ms_p99
+		ha_failover_ms ha_failover_failed_fetches"
 fi
 missing=0
 for name in $pg_names issue_ratio issue_per_s issue_cpu_ratio crypto_issue_core_per_s crypto_issue_par_per_s \
