@@ -910,6 +910,10 @@ int ds_snapshot_read(struct datastore *ds, struct ds_snapshot *out)
 		ret = ds_token_list(ds, &out->tokens, &out->n_tokens);
 	if (ret == 0)
 		ret = ds_ca_list(ds, &out->cas, &out->n_cas);
+	if (ret == 0)
+		ret = ds_fed_bundle_list(ds, &out->fed_bundles, &out->n_fed_bundles);
+	if (ret == 0)
+		ret = ds_fed_rel_list(ds, &out->fed_rels, &out->n_fed_rels);
 	if (ret == 0) {
 		ret = ds_kv_get_int(ds, "bundle_sequence", &out->bundle_sequence);
 		out->has_bundle_sequence = ret == 0;
@@ -927,6 +931,8 @@ void ds_snapshot_free(struct ds_snapshot *s)
 	agent_record_array_free(s->agents, s->n_agents);
 	ds_token_record_array_free(s->tokens, s->n_tokens);
 	ca_record_array_free(s->cas, s->n_cas);
+	fed_bundle_array_free(s->fed_bundles, s->n_fed_bundles);
+	fed_relationship_array_free(s->fed_rels, s->n_fed_rels);
 	memset(s, 0, sizeof(*s));
 }
 

@@ -281,7 +281,8 @@ int ds_kv_set_int(struct datastore *ds, const char *key, int64_t v);
 
 /* What moves from one server's datastore to another's: entries (ids, revisions and creation
  * times kept), agents (ban state and serials), join tokens (hashes), the published bundle (CA
- * authority records, never keys) and the bundle sequence. */
+ * authority records, never keys), the bundle sequence, and federation (foreign bundles and
+ * relationships). */
 struct ds_snapshot {
 	struct entry **entries;
 	size_t n_entries;
@@ -291,6 +292,10 @@ struct ds_snapshot {
 	size_t n_tokens;
 	struct ca_record **cas;
 	size_t n_cas;
+	struct fed_bundle **fed_bundles; /* federated bundles, set by hand or fetched */
+	size_t n_fed_bundles;
+	struct fed_relationship **fed_rels; /* federation relationships */
+	size_t n_fed_rels;
 	bool has_bundle_sequence;
 	int64_t bundle_sequence;
 };

@@ -1130,20 +1130,28 @@ static int pg_ca_delete(struct datastore *ds, const char *id)
 
 /* ---- federated bundles ---- */
 
+int pg_fed_bundle_params(const struct fed_bundle *b, struct params *pa, char **jwt)
+{
+	bool ok;
+	*jwt = datastore_fed_jwt_text(b, &ok);
+	if (!ok)
+		return -ENOMEM;
+	p_str(pa, b->trust_domain);
+	p_bytes(pa, b->x509, b->x509_len);
+	p_str(pa, *jwt);
+	p_int(pa, b->sequence);
+	p_int(pa, b->refresh_hint);
+	p_int(pa, b->refreshed_at);
+	p_str(pa, fed_bundle_source_name(b->source));
+	return 0;
+}
+
 static int pg_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, bool force)
 {
 	struct params pa = {0};
-	bool ok;
-	char *jwt = datastore_fed_jwt_text(b, &ok);
-	if (!ok)
+	char *jwt = NULL;
+	if (pg_fed_bundle_params(b, &pa, &jwt) < 0)
 		return -ENOMEM;
-	p_str(&pa, b->trust_domain);
-	p_bytes(&pa, b->x509, b->x509_len);
-	p_str(&pa, jwt);
-	p_int(&pa, b->sequence);
-	p_int(&pa, b->refresh_hint);
-	p_int(&pa, b->refreshed_at);
-	p_str(&pa, fed_bundle_source_name(b->source));
 	p_bool(&pa, force);
 	int ret = change_one(pg_of(ds), ST_FED_PUT, &pa, DS_CHANGE_FED_BUNDLE, b->trust_domain);
 	free(jwt);

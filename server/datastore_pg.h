@@ -102,6 +102,9 @@ int pg_exec(struct pg *p, struct pgc *c, const char *sql, const struct params *p
  * caller's to free, even on -ENOMEM) and of an authority row (CA_COLS order). */
 int pg_agent_params(const struct agent_record *a, struct params *pa, char **sel, char **aliases);
 void pg_ca_params(const struct ca_record *rec, struct params *pa);
+/* The 7 FED_BUNDLE_COLS of b; *jwt is the JWK Set text the params point into (caller frees). */
+struct fed_bundle;
+int pg_fed_bundle_params(const struct fed_bundle *b, struct params *pa, char **jwt);
 
 /* The import of a whole datastore (datastore_pg_import.c; ds_snapshot_import). */
 int pg_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool force, char *err,

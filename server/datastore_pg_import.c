@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "fed_relationship.h"
 #include "log.h"
 #include "util.h"
 
@@ -25,6 +26,8 @@ static const struct {
 	{"agents", "agents"},
 	{"join_tokens", "join tokens"},
 	{"ca_authorities", "CA authorities"},
+	{"fed_bundles", "federated bundles"},
+	{"federation_relationships", "federation relationships"},
 };
 #define N_TABLES (sizeof(tables) / sizeof(tables[0]))
 
@@ -175,6 +178,35 @@ static int put_ca(struct pg *p, struct pgc *c, const struct ca_record *r)
 		       "$6, $7, $8)", &pa, NULL);
 }
 
+static int put_fed_bundle(struct pg *p, struct pgc *c, const struct fed_bundle *b)
+{
+	struct params pa = {0};
+	char *jwt = NULL;
+	if (pg_fed_bundle_params(b, &pa, &jwt) < 0)
+		return -ENOMEM;
+	int ret = pg_exec(p, c, "INSERT INTO fed_bundles (" FED_BUNDLE_COLS ") VALUES ($1, $2, $3, "
+			  "$4, $5, $6, $7)", &pa, NULL);
+	free(jwt);
+	return ret;
+}
+
+/* A relationship as ds_fed_rel_put stores it: its JSON document, keys sorted. */
+static int put_fed_rel(struct pg *p, struct pgc *c, const struct fed_relationship *r)
+{
+	json_t *j = fed_relationship_to_json(r);
+	char *doc = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(j);
+	if (!doc)
+		return -ENOMEM;
+	struct params pa = {0};
+	p_str(&pa, r->trust_domain);
+	p_str(&pa, doc);
+	int ret = pg_exec(p, c, "INSERT INTO federation_relationships (trust_domain, doc) VALUES "
+			  "($1, $2)", &pa, NULL);
+	free(doc);
+	return ret;
+}
+
 static int put_rows(struct pg *p, struct pgc *c, const struct ds_snapshot *s)
 {
 	int ret = 0;
@@ -186,6 +218,10 @@ static int put_rows(struct pg *p, struct pgc *c, const struct ds_snapshot *s)
 		ret = put_token(p, c, &s->tokens[i]);
 	for (size_t i = 0; ret == 0 && i < s->n_cas; i++)
 		ret = put_ca(p, c, s->cas[i]);
+	for (size_t i = 0; ret == 0 && i < s->n_fed_bundles; i++)
+		ret = put_fed_bundle(p, c, s->fed_bundles[i]);
+	for (size_t i = 0; ret == 0 && i < s->n_fed_rels; i++)
+		ret = put_fed_rel(p, c, s->fed_rels[i]);
 	return ret;
 }
 
@@ -219,7 +255,8 @@ static int verify(struct pg *p, struct pgc *c, struct import *im)
 {
 	const struct ds_snapshot *s = im->s;
 	const int64_t want[N_TABLES] = {(int64_t)s->n_entries, (int64_t)s->n_agents,
-					(int64_t)s->n_tokens, (int64_t)s->n_cas};
+					(int64_t)s->n_tokens, (int64_t)s->n_cas,
+					(int64_t)s->n_fed_bundles, (int64_t)s->n_fed_rels};
 	int64_t got[N_TABLES];
 	int ret = count_tables(p, c, got);
 	if (ret < 0)
@@ -237,8 +274,8 @@ static int verify(struct pg *p, struct pgc *c, struct import *im)
 static int import_body(struct pg *p, struct pgc *c, void *arg)
 {
 	struct import *im = arg;
-	int ret = pg_exec(p, c, "LOCK TABLE entries, agents, join_tokens, ca_authorities, kv IN "
-			  "EXCLUSIVE MODE", NULL, NULL);
+	int ret = pg_exec(p, c, "LOCK TABLE entries, agents, join_tokens, ca_authorities, "
+			  "fed_bundles, federation_relationships, kv IN EXCLUSIVE MODE", NULL, NULL);
 	if (ret == 0)
 		ret = check_target(p, c, im);
 	if (ret == 0) {

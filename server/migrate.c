@@ -103,6 +103,8 @@ static void print_summary(const struct ds_snapshot *s, const char *from, const c
 	       from, target, s->n_entries, s->n_agents, count_banned(s), s->n_tokens, s->n_cas);
 	if (s->has_bundle_sequence)
 		printf(", bundle sequence %lld", (long long)s->bundle_sequence);
+	printf("\n  %zu federated bundles\n  %zu federation relationships", s->n_fed_bundles,
+	       s->n_fed_rels);
 	printf("\nNext: start the first server on the old server's data_dir (it keeps the CA keys "
 	       "the agents trust), then the others (README: \"Moving from one server to "
 	       "several\").\n");

@@ -39,6 +39,15 @@ wait "$BAN_PID" 2>/dev/null || true
 srv agent ban --spiffe-id "$BAN_ID" >/dev/null || fail "ban failed"
 SPARE_TOK=$(new_token --ttl 3600)
 
+# Federation moves too: a bundle of two.test set by hand, and a relationship with it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=two.test \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+	-addext subjectAltName=URI:spiffe://two.test -keyout "$T/two.key" -out "$T/two.pem" \
+	>/dev/null 2>&1 || fail "openssl"
+srv bundle set --trust-domain two.test --file "$T/two.pem" >/dev/null || fail "bundle set failed"
+srv federation create --trust-domain two.test --bundle-endpoint-url https://127.0.0.1:1/ \
+	--endpoint-spiffe-id spiffe://two.test/lanyard/server >/dev/null || fail "federation create"
+
 srv entry show --output json >"$T/entries-before.json"
 srv agent show --spiffe-id "$AGENT_ID" --output json >"$T/agent-before.json"
 srv bundle show >"$T/bundle-before.pem"
@@ -79,7 +88,8 @@ grep -q "key 'database_type'" "$T/m.out" || fail "sqlite target: $(cat "$T/m.out
 migrate --from-sqlite "$DB" >"$T/m.out" 2>&1 || fail "migrate failed: $(cat "$T/m.out")"
 cat "$T/m.out"
 grep -q "^  2 entries$" "$T/m.out" && grep -q "^  2 agents (1 banned)$" "$T/m.out" &&
-	grep -q "^  1 join tokens$" "$T/m.out" || fail "migrate summary: $(cat "$T/m.out")"
+	grep -q "^  1 join tokens$" "$T/m.out" && grep -q "^  1 federated bundles$" "$T/m.out" &&
+	grep -q "^  1 federation relationships$" "$T/m.out" || fail "migrate summary: $(cat "$T/m.out")"
 ok "datastore migrate copied the SQLite datastore into PostgreSQL"
 
 if migrate --from-sqlite "$DB" >"$T/m2.out" 2>&1; then fail "copied into a non-empty target"; fi
@@ -108,6 +118,12 @@ assert sorted(a, key=key) == sorted(b, key=key), (a, b)
 PY
 srv agent show --spiffe-id "$BAN_ID" --output json | grep -q '"banned": *true' || fail "ban lost"
 ok "entries (ids, revisions, every field) and the ban came across"
+srv bundle list --output json | grep -q '"trust_domain": *"two.test"' ||
+	fail "the federated bundle did not come across: $(srv bundle list --output json)"
+srv federation show --trust-domain two.test --output json |
+	grep -q '"endpoint_spiffe_id": *"spiffe://two.test/lanyard/server"' ||
+	fail "the federation relationship did not come across"
+ok "the federated bundle and the federation relationship came across"
 
 # Its SVID renews against the PostgreSQL server, and the workload is served throughout.
 renewed() {

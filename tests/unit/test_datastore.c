@@ -879,6 +879,9 @@ static void change_feed_gap(void **state)
 
 /* A SQLite datastore in dir with two entries, a banned agent, two tokens, an authority and the
  * bundle sequence, closed; returns its path in path. */
+static struct fed_bundle *mk_fed(const char *td, int64_t seq, enum fed_bundle_source src,
+				 bool with_jwt);
+
 static void make_source(const char *dir, char *path, size_t len)
 {
 	char err[256];
@@ -890,6 +893,9 @@ static void make_source(const char *dir, char *path, size_t len)
 				    "unix:gid:2");
 	e2->hint = xstrdup("h");
 	e2->x509_svid_ttl = 60;
+	e2->federates_with = xcalloc(1, sizeof(char *));
+	e2->federates_with[0] = xstrdup("two.test");
+	e2->n_federates_with = 1;
 	assert_int_equal(ds_entry_create(src, e1, err, sizeof(err)), 0);
 	assert_int_equal(ds_entry_create(src, e2, err, sizeof(err)), 0);
 	struct agent_record *a = mk_agent("spiffe://" TD "/agent");
@@ -905,6 +911,15 @@ static void make_source(const char *dir, char *path, size_t len)
 	r.cert_len = sizeof(der);
 	assert_int_equal(ds_ca_put(src, &r), 0);
 	assert_int_equal(ds_kv_set_int(src, "bundle_sequence", 7), 0);
+	struct fed_bundle *fb = mk_fed("two.test", 3, FED_SOURCE_ENDPOINT, true);
+	assert_int_equal(ds_fed_bundle_put(src, fb, err, sizeof(err)), 0);
+	fed_bundle_free(fb);
+	struct fed_relationship rel = {
+		.trust_domain = "two.test",
+		.bundle_endpoint_url = "https://127.0.0.1:1/",
+		.endpoint_spiffe_id = "spiffe://two.test/lanyard/server",
+	};
+	assert_int_equal(ds_fed_rel_put(src, &rel, true, err, sizeof(err)), 0);
 	entry_free(e1);
 	entry_free(e2);
 	agent_record_free(a);
@@ -928,6 +943,8 @@ static void snapshot_copy(void **state)
 	assert_int_equal(snap.n_agents, 1);
 	assert_int_equal(snap.n_tokens, 2);
 	assert_int_equal(snap.n_cas, 1);
+	assert_int_equal(snap.n_fed_bundles, 1);
+	assert_int_equal(snap.n_fed_rels, 1);
 	assert_true(snap.has_bundle_sequence);
 	if (!pg_connstr) {
 		assert_int_equal(ds_snapshot_import(f->ds, &snap, false, err, sizeof(err)), -ENOTSUP);
@@ -949,7 +966,22 @@ static void snapshot_copy(void **state)
 	assert_string_equal(w2->hint, "h");
 	assert_int_equal(w2->n_selectors, 2);
 	assert_int_equal(w2->x509_svid_ttl, 60);
+	assert_int_equal(w2->n_federates_with, 1);
+	assert_string_equal(w2->federates_with[0], "two.test");
 	entry_array_free(v, n);
+	/* Federation moves too: the bundle (sequence, authorities, JWT keys) and the relationship. */
+	struct fed_bundle *fb = NULL;
+	assert_int_equal(ds_fed_bundle_get(f->ds, "two.test", &fb), 0);
+	assert_int_equal(fb->sequence, 3);
+	assert_int_equal(fb->source, FED_SOURCE_ENDPOINT);
+	assert_int_equal(fb->x509_len, snap.fed_bundles[0]->x509_len);
+	assert_memory_equal(fb->x509, snap.fed_bundles[0]->x509, fb->x509_len);
+	assert_non_null(fb->jwt);
+	fed_bundle_free(fb);
+	struct fed_relationship *rel = NULL;
+	assert_int_equal(ds_fed_rel_get(f->ds, "two.test", &rel), 0);
+	assert_string_equal(rel->endpoint_spiffe_id, "spiffe://two.test/lanyard/server");
+	fed_relationship_free(rel);
 	/* New revisions go on past the copied ones. */
 	struct entry *e3 = mk_entry("spiffe://" TD "/w3", "spiffe://" TD "/agent", "unix:uid:3", NULL);
 	assert_int_equal(ds_entry_create(f->ds, e3, err, sizeof(err)), 0);
