@@ -12,19 +12,21 @@
 #                              names but are NOT comparable (the output says so)
 #   LANYARD_BENCH_BUILD=DIR    build directory (default: <source>/build-release)
 #   LANYARD_BENCH_NO_BUILD=1   use DIR as it is (bin/ and bench/ must exist), e.g. a test build
-#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent sp pg (default: all five). sp
+#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent sp pg admin (default: all). sp
 #                              builds a second release tree with LANYARD_WOLFSSL=sp (<DIR>-sp) and
 #                              prints the issuance and idle-agent figures of both wolfSSL builds
 #                              side by side (_system / _sp suffixes). pg runs the issue and sync
 #                              benchmarks on two servers sharing a throwaway PostgreSQL cluster
-#                              (tests/pg_cluster.sh; _pg suffix); skipped without PostgreSQL
+#                              (tests/pg_cluster.sh; _pg suffix); skipped without PostgreSQL.
+#                              admin times the operator's bulk paths: one --data batch of 10,000
+#                              entries and a listing of all 100,000
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${LANYARD_BENCH_BUILD:-$SRC/build-release}"
 QUICK="${LANYARD_BENCH_QUICK:-0}"
-ONLY="${LANYARD_BENCH_ONLY:-issue sync agent sp pg}"
+ONLY="${LANYARD_BENCH_ONLY:-issue sync agent sp pg admin}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
@@ -153,11 +155,13 @@ if [ "$QUICK" = 1 ]; then
 	SYNC_ARGS=(--agents 50 --entries 10 --idle-seconds 1 --seconds 3)
 	N_FETCH=100 N_MID=150 N_BIG=300 N_STREAMS=50 FETCH_ARGS=(--count 200 --seconds 1 --runs 1)
 	STREAM_RUNS=1 RESTART_RUNS=2 TLS_ARGS=(--count 3 --warmup 1) HA_ROUNDS=3 HA_WATCH_S=6
+	ADMIN_BATCH=500 ADMIN_BATCHES=2
 else
 	ISSUE_ARGS=(--agents 64 --entries 10 --threads 8 --seconds 5 --runs 5)
 	SYNC_ARGS=(--agents 1000 --entries 10 --idle-seconds 15 --seconds 40)
 	N_FETCH=100 N_MID=1000 N_BIG=10000 N_STREAMS=1000 FETCH_ARGS=(--count 3000 --seconds 3 --runs 5)
 	STREAM_RUNS=7 RESTART_RUNS=7 TLS_ARGS=(--count 300 --warmup 20) HA_ROUNDS=30 HA_WATCH_S=8
+	ADMIN_BATCH=10000 ADMIN_BATCHES=10
 fi
 
 # ---- server: issuance rate against the raw cryptography ----
@@ -450,6 +454,39 @@ JSON
 	fi
 fi
 
+# ---- admin: the operator's bulk paths on one SQLite server ----
+# entry_batch_create_10k_ms: the first `entry create --data` of ADMIN_BATCH entries (one
+# transaction); the other batches fill the datastore to ADMIN_BATCH x ADMIN_BATCHES entries,
+# then entry_list_100k_ms: `entry show --output json` of all of them (CLI included: the request,
+# the server's listing and JSON, the CLI's parse and print).
+if [[ " $ONLY " == *" admin "* ]]; then
+	echo "# == admin: entry create --data ($ADMIN_BATCH per batch) and entry show of" \
+		"$((ADMIN_BATCH * ADMIN_BATCHES)) entries"
+	start_server admin
+	for ((b = 0; b < ADMIN_BATCHES; b++)); do
+		$PY - "$b" "$ADMIN_BATCH" >"$T/batch.json" <<'PY'
+import json, sys
+b, n = int(sys.argv[1]), int(sys.argv[2])
+print(json.dumps({"entries": [{"spiffe_id": "spiffe://example.org/bulk/%d/%d" % (b, i),
+                               "parent_id": "spiffe://example.org/node/%d" % (i % 100),
+                               "selectors": ["unix:uid:%d" % (100000 + i)]} for i in range(n)]}))
+PY
+		t0=$(date +%s%N)
+		"$BIN/lanyard-server" entry create --socket "$ADMIN" --data "$T/batch.json" >/dev/null
+		t1=$(date +%s%N)
+		[ "$b" -gt 0 ] || echo "BENCH entry_batch_create_10k_ms $(((t1 - t0) / 1000000)) ms" |
+			tee -a "$OUT"
+	done
+	t0=$(date +%s%N)
+	"$BIN/lanyard-server" entry show --socket "$ADMIN" --output json >"$T/list.json"
+	t1=$(date +%s%N)
+	n=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["entries"]))' "$T/list.json")
+	[ "$n" = $((ADMIN_BATCH * ADMIN_BATCHES)) ] || { echo "run.sh: listed $n entries" >&2; exit 1; }
+	echo "# $n entries listed"
+	echo "BENCH entry_list_100k_ms $(((t1 - t0) / 1000000)) ms" | tee -a "$OUT"
+	stop_pid "$SRV_PID"
+fi
+
 # ---- summary ----
 echo "# == summary (targets from issues 7 and 18; a benchmark never fails on a number);" \
 	"run took ${SECONDS} s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -466,6 +503,8 @@ targets = {
     # issue 12
     "ha_propagation_ms_p99": ("<=", 1000), "ha_failover_ms": ("<=", 3000),
     "ha_failover_failed_fetches": ("<=", 0),
+    # issue 18
+    "entry_batch_create_10k_ms": ("<=", 5000), "entry_list_100k_ms": ("<=", 1000),
 }
 rows = []
 for line in open(sys.argv[1]):
