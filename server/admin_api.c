@@ -410,6 +410,74 @@ static bool page_args(struct call *c, struct entry_filter *f, char after_id[37],
 	return true;
 }
 
+/* A growing text buffer that doubles (an entry listing can be tens of MB). */
+struct textbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void textbuf_add(struct textbuf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->failed = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* {"entries":[...]} (and "next_page_token" when next is given) as compact JSON text with a
+ * final newline, each entry rendered and freed in turn: a listing of 100,000 entries never
+ * holds 100,000 JSON trees at once. NULL when out of memory. */
+static char *entries_text(struct entry **v, size_t n, const char *next)
+{
+	struct textbuf b = {0};
+	textbuf_add(&b, "{\"entries\":[", 12);
+	for (size_t i = 0; i < n && !b.failed; i++) {
+		json_t *j = entry_to_json(v[i]);
+		char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		if (!t) {
+			b.failed = true;
+			break;
+		}
+		if (i)
+			textbuf_add(&b, ",", 1);
+		textbuf_add(&b, t, strlen(t));
+		free(t);
+	}
+	textbuf_add(&b, "]", 1);
+	if (next) {
+		json_t *tok = json_string(next);
+		char *t = tok ? json_dumps(tok, JSON_ENCODE_ANY) : NULL;
+		json_decref(tok);
+		if (!t)
+			b.failed = true;
+		textbuf_add(&b, ",\"next_page_token\":", 19);
+		if (t)
+			textbuf_add(&b, t, strlen(t));
+		free(t);
+	}
+	textbuf_add(&b, "}\n", 2);
+	if (b.failed) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
 static void h_entry_list(struct call *c, struct reply *r)
 {
 	const char *sel[ENTRY_MAX_SELECTORS];
@@ -443,14 +511,15 @@ static void h_entry_list(struct call *c, struct reply *r)
 		entry_page_token_encode(v[n - 1], next);
 		entry_free(v[n]);
 	}
-	json_t *a = json_array();
-	for (size_t i = 0; a && i < n; i++)
-		json_array_append_new(a, entry_to_json(v[i]));
+	char *text = entries_text(v, n, paged ? next : NULL);
 	entry_array_free(v, n);
-	json_t *o = a ? json_pack("{s:o}", "entries", a) : NULL;
-	if (o && paged)
-		json_object_set_new(o, "next_page_token", json_string(next));
-	reply_json(r, MHD_HTTP_OK, o);
+	if (!text) {
+		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+		return;
+	}
+	r->status = MHD_HTTP_OK;
+	r->text = text;
+	r->content_type = "application/json";
 }
 
 /* {"count": N} from a datastore count (ds_entry_count, ds_agent_count). */
