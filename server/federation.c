@@ -45,6 +45,7 @@ struct fed_state {
 struct federation {
 	struct datastore *ds;
 	char *own_td;
+	char *web_ca_file; /* NULL: the system store */
 	void (*changed)(void *ud);
 	void *ud;
 	pthread_t thread;
@@ -302,10 +303,11 @@ out:
 	return ret;
 }
 
-static int fetch_web(const struct fed_relationship *rel, char **body, size_t *body_len,
-		     char *err, size_t errlen)
+static int fetch_web(const struct federation *f, const struct fed_relationship *rel, char **body,
+		     size_t *body_len, char *err, size_t errlen)
 {
-	struct k8s_http_opts o = { .timeout_ms = TIMEOUT_MS, .max_response = BUNDLE_DOC_MAX };
+	struct k8s_http_opts o = { .ca_path = f->web_ca_file, .timeout_ms = TIMEOUT_MS,
+				   .max_response = BUNDLE_DOC_MAX };
 	struct k8s_http_resp r = { 0 };
 	if (k8s_http_request(NULL, &o, "GET", rel->bundle_endpoint_url, NULL, NULL, &r, err,
 			     errlen) < 0)
@@ -360,7 +362,7 @@ static int fetch_one(struct federation *f, const struct fed_relationship *rel, i
 		if (endpoint_roots(f, rel, &roots, &roots_len, err, errlen) < 0 ||
 		    fetch_spiffe(rel, roots, roots_len, &body, &len, err, errlen) < 0)
 			goto out;
-	} else if (fetch_web(rel, &body, &len, err, errlen) < 0) {
+	} else if (fetch_web(f, rel, &body, &len, err, errlen) < 0) {
 		goto out;
 	}
 	if (bundle_from_spiffe_json(body, len, &x509, &x509_len, NULL, seq, hint, why,
@@ -517,7 +519,7 @@ static void *thread_main(void *arg)
 }
 
 struct federation *federation_start(struct datastore *ds, const char *own_trust_domain,
-				    void (*changed)(void *ud), void *ud)
+				    const char *web_ca_file, void (*changed)(void *ud), void *ud)
 {
 	char err[256];
 	/* https_web uses libcurl, whose global initialisation must precede our thread. */
@@ -526,6 +528,7 @@ struct federation *federation_start(struct datastore *ds, const char *own_trust_
 	struct federation *f = xcalloc(1, sizeof(*f));
 	f->ds = ds;
 	f->own_td = xstrdup(own_trust_domain);
+	f->web_ca_file = web_ca_file && *web_ca_file ? xstrdup(web_ca_file) : NULL;
 	f->changed = changed;
 	f->ud = ud;
 	pthread_mutex_init(&f->lock, NULL);
@@ -535,6 +538,7 @@ struct federation *federation_start(struct datastore *ds, const char *own_trust_
 		pthread_cond_destroy(&f->cond);
 		pthread_mutex_destroy(&f->lock);
 		free(f->own_td);
+		free(f->web_ca_file);
 		free(f);
 		return NULL;
 	}
@@ -554,6 +558,7 @@ void federation_stop(struct federation *f)
 	pthread_mutex_destroy(&f->lock);
 	free(f->st);
 	free(f->own_td);
+	free(f->web_ca_file);
 	free(f);
 }
 

@@ -30,9 +30,11 @@
 struct federation;
 
 /* changed(ud) is called (on the fetcher's thread) after a fetched bundle was stored, so the
- * server can push it to agents. own_trust_domain is copied. NULL on failure (logged). */
+ * server can push it to agents. own_trust_domain and web_ca_file (PEM CAs that authenticate
+ * https_web endpoints instead of the system store; NULL: the system store) are copied. NULL on
+ * failure (logged). */
 struct federation *federation_start(struct datastore *ds, const char *own_trust_domain,
-				    void (*changed)(void *ud), void *ud);
+				    const char *web_ca_file, void (*changed)(void *ud), void *ud);
 /* Stops the thread (an ongoing fetch ends at its timeout) and frees. NULL-safe. */
 void federation_stop(struct federation *f);
 /* Fetch trust_domain's bundle as soon as possible (a new or updated relationship, `refresh`). */

@@ -525,7 +525,8 @@ static int cmd_run(int argc, char **argv)
 	loop_ready = true;
 	/* Changes made through other servers (PostgreSQL) wake the loop like the admin API's. */
 	ds_set_change_hook(s->ds, ds_changed, s);
-	s->fed = federation_start(s->ds, s->cfg.trust_domain, hook_changed, s);
+	s->fed = federation_start(s->ds, s->cfg.trust_domain, s->cfg.federation_web_ca_file,
+				  hook_changed, s);
 	if (!s->fed)
 		goto out;
 	struct admin_hooks hooks = {

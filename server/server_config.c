@@ -1,8 +1,10 @@
 #include "server_config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "datastore.h"
 #include "oidc.h"
@@ -139,6 +141,9 @@ const struct cfg_option server_config_options[] = {
 	 .doc = "https_web: PEM certificate chain of the bundle endpoint"},
 	{.name = "bundle_endpoint_key_file", .type = CFG_STRING, OPT(bundle_endpoint_key_file),
 	 .doc = "https_web: PEM private key of the bundle endpoint (mode 0600)"},
+	{.name = "federation_web_ca_file", .type = CFG_STRING, OPT(federation_web_ca_file),
+	 .doc = "PEM CA certificates that authenticate https_web bundle endpoints of federated "
+		"trust domains instead of the system store (a private PKI)"},
 	{.name = "k8s_registration", .type = CFG_JSON, OPT(k8s_registration), .def = "[]",
 	 .doc = "rules for entries the server keeps for pods on its own (JSON array; empty = off; "
 		"needs k8s_psat_cluster): [{\"spiffe_id\": TEMPLATE, \"namespaces\": [...], "
@@ -232,6 +237,11 @@ int server_config_load(const char *path, struct server_config *cfg, char *err, s
 	}
 	if (oidc_config_check(path, cfg, err, errlen) < 0)
 		return -1;
+	if (cfg->federation_web_ca_file && access(cfg->federation_web_ca_file, R_OK) != 0) {
+		snprintf(err, errlen, "%s: key 'federation_web_ca_file': cannot read %s: %s", path,
+			 cfg->federation_web_ca_file, strerror(errno));
+		return -1;
+	}
 	bool web = strcmp(cfg->bundle_endpoint_profile, "https_web") == 0;
 	if (web && (!cfg->bundle_endpoint_cert_file || !cfg->bundle_endpoint_key_file)) {
 		snprintf(err, errlen, "%s: keys 'bundle_endpoint_cert_file' and "

@@ -66,6 +66,7 @@ struct server_config {
 	char *bundle_endpoint_profile;
 	char *bundle_endpoint_cert_file;
 	char *bundle_endpoint_key_file;
+	char *federation_web_ca_file; /* NULL: https_web endpoints are checked against the system store */
 	/* Automatic registration from pods (k8s_reg.h): the rules as configured (a JSON array,
 	 * NULL or empty = off), parsed and checked into k8s_reg_rules by server_config_load. */
 	json_t *k8s_registration;

@@ -150,6 +150,29 @@ $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["keys"] and "s
 	fail "the https_web endpoint does not serve the bundle"
 ok "https_web: the endpoint serves the bundle with the operator's certificate; a readable key is refused"
 
+# Fetching from an https_web endpoint: authenticated by federation_web_ca_file (a private PKI;
+# here the endpoint's own certificate) on one server, by the system store on another, where the
+# same endpoint is refused and no bundle is stored.
+rc=0
+( start_td badca.test '"federation_web_ca_file": "'"$T/nowhere.pem"'"' ) >/dev/null 2>&1 || rc=$?
+[ "$rc" != 0 ] || fail "a missing federation_web_ca_file was accepted"
+grep -q "key 'federation_web_ca_file': cannot read $T/nowhere.pem" "$T/server-badca.test.log" ||
+	fail "no clear error for federation_web_ca_file: $(tail -3 "$T/server-badca.test.log")"
+start_td webfetch.test '"federation_web_ca_file": "'"$T/web.crt"'"'
+for n in webfetch.test one.test; do
+	s "$n" federation create --trust-domain web2.test --profile https_web \
+		--bundle-endpoint-url "https://localhost:${EP[web2.test]}/" >/dev/null ||
+		fail "$n: federation create (https_web)"
+done
+wait_for 30 has_bundle webfetch.test web2.test || fail "the https_web bundle was not fetched"
+wait_for 30 logged one.test "federation: bundle of web2.test" ||
+	fail "one.test did not report the refused https_web endpoint"
+no_bundle one.test web2.test || fail "an endpoint the system store does not trust gave a bundle"
+why=$(grep -F "federation: bundle of web2.test" "$T/server-one.test.log" | tail -n 1)
+echo "# $why"
+case "$why" in *certificate*) ;; *) fail "the refusal does not name the certificate: $why" ;; esac
+ok "https_web fetch: trusted through federation_web_ca_file, refused against the system store"
+
 # A relationship switched to https_web drops its https_spiffe members.
 s one.test federation update --trust-domain two.test --profile https_web \
 	--bundle-endpoint-url "https://localhost:${EP[two.test]}/" >/dev/null ||
