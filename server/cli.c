@@ -1082,20 +1082,29 @@ static int cmd_authority_show(const struct command *cmd, struct args *a)
 	return 0;
 }
 
-/* prepare, activate, taint, revoke: {"id"} in (prepare: nothing), {"<verb>": id} out. */
-static int authority_action(struct args *a, const char *path, const char *key, const char *verb)
+/* The answer of an action ({"<key>": name}): as JSON, or "<what> <name>". Takes resp (NULL: the
+ * call failed and said why). The exit status. */
+static int report_action(struct args *a, json_t *resp, const char *key, const char *what)
 {
-	json_t *req = a->value[O_ID] ? json_pack("{s:s}", "id", a->value[O_ID]) : json_object();
-	json_t *resp = req ? call_json(a, "POST", path, req) : NULL;
-	json_decref(req);
 	if (!resp)
 		return 1;
 	if (a->json)
 		print_json(resp);
 	else
-		printf("%s authority %s\n", verb, jstr(resp, key));
+		printf("%s %s\n", what, jstr(resp, key));
 	json_decref(resp);
 	return 0;
+}
+
+/* prepare, activate, taint, revoke: {"id"} in (prepare: nothing), {"<verb>": id} out. */
+static int authority_action(struct args *a, const char *path, const char *key, const char *verb)
+{
+	char what[64];
+	json_t *req = a->value[O_ID] ? json_pack("{s:s}", "id", a->value[O_ID]) : json_object();
+	json_t *resp = req ? call_json(a, "POST", path, req) : NULL;
+	json_decref(req);
+	snprintf(what, sizeof(what), "%s authority", verb);
+	return report_action(a, resp, key, what);
 }
 
 static int cmd_authority_prepare(const struct command *cmd, struct args *a)
@@ -1352,15 +1361,7 @@ static int fed_action(struct args *a, const char *method, const char *key, const
 	char path[320];
 	if (!fed_path(a, path, sizeof(path)))
 		return 1;
-	json_t *resp = call_json(a, method, path, NULL);
-	if (!resp)
-		return 1;
-	if (a->json)
-		print_json(resp);
-	else
-		printf("%s %s\n", verb, jstr(resp, key));
-	json_decref(resp);
-	return 0;
+	return report_action(a, call_json(a, method, path, NULL), key, verb);
 }
 
 static int cmd_fed_delete(const struct command *cmd, struct args *a)

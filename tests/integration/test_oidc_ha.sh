@@ -10,25 +10,10 @@ ISSUER="https://oidc.example.org"
 
 declare -A OIDC_PORT
 for n in a b; do
-	mkdir -p "$T/$n"
 	OIDC_PORT[$n]=$(free_port)
-	cat >"$T/$n.json" <<JSON
-{
-  "trust_domain": "$TD",
-  "data_dir": "$T/$n/data",
-  "bind_address": "127.0.0.1",
-  "bind_port": $(free_port),
-  "admin_socket": "$T/$n/admin.sock",
-  "http_port": 0,
-  "log_level": "debug",
-  "database_type": "postgres",
-  "database_connection_string": "$PG_CONNSTR",
-  "database_max_connections": 2,
-  "oidc_issuer": "$ISSUER",
+	pg_server_config "$n" '"oidc_issuer": "'"$ISSUER"'",
   "oidc_discovery_address": "127.0.0.1",
-  "oidc_discovery_port": ${OIDC_PORT[$n]}
-}
-JSON
+  "oidc_discovery_port": '"${OIDC_PORT[$n]}"
 	"$BIN/lanyard-server" run --config "$T/$n.json" >>"$T/server-$n.log" 2>&1 &
 	PIDS+=("$!")
 done
