@@ -11,12 +11,19 @@ source "$(dirname "$0")/lib.sh"
 setpriv --reuid=1001 --regid=1001 --clear-groups true 2>/dev/null ||
 	skip "setpriv cannot switch uids here"
 
+# The client and the protos it compiles, readable by the other uids (the source tree may be in
+# a directory only its owner can enter, as a clone in `mktemp -d` is).
+WLSRC="$T/wlsrc"
+mkdir -p "$WLSRC/tests/integration"
+cp -r "$SRC/proto" "$WLSRC/"
+cp "$SRC/tests/integration/agent_wl.py" "$WLSRC/tests/integration/"
+chmod -R a+rX "$WLSRC"
 # wl UID ARGS...: agent_wl.py as uid UID.
 wl() {
 	local uid=$1
 	shift
-	setpriv --reuid="$uid" --regid="$uid" --clear-groups \
-		$PY "$SRC/tests/integration/agent_wl.py" "$AGENT_SOCK" "$@"
+	LANYARD_SRC="$WLSRC" setpriv --reuid="$uid" --regid="$uid" --clear-groups \
+		$PY "$WLSRC/tests/integration/agent_wl.py" "$AGENT_SOCK" "$@"
 }
 # served UID: "ID key_matches not_after" of the one SVID served to UID, or the error code.
 served() {
@@ -39,7 +46,7 @@ done
 srv entry create --parent-id "$AGENT_ID" --spiffe-id "$(sid 1004)" --selector "unix:uid:1004" \
 	--x509-svid-ttl 8 >/dev/null
 for u in 0 1001 1002 1003 1004; do
-	wait_for 30 sh -c "$(declare -f wl served sid); PY=$PY SRC=$SRC AGENT_SOCK=$AGENT_SOCK \
+	wait_for 30 sh -c "$(declare -f wl served sid); PY=$PY SRC=$SRC WLSRC=$WLSRC AGENT_SOCK=$AGENT_SOCK \
 		TD=$TD; served $u | grep -q '^$(sid $u) True'" || fail "uid $u not served"
 done
 ok "five workloads served"
@@ -97,7 +104,7 @@ ok "server down: swapped key, garbage chain and expired certificate discarded; e
 
 start_server
 for u in 0 1001 1002 1003 1004; do
-	wait_for 40 sh -c "$(declare -f wl served sid); PY=$PY SRC=$SRC AGENT_SOCK=$AGENT_SOCK \
+	wait_for 40 sh -c "$(declare -f wl served sid); PY=$PY SRC=$SRC WLSRC=$WLSRC AGENT_SOCK=$AGENT_SOCK \
 		TD=$TD; served $u | grep -q '^$(sid $u) True'" || fail "uid $u not served anew"
 done
 ok "server back: every workload gets a fresh, valid SVID"
@@ -119,7 +126,7 @@ for u in 0 1001; do
 done
 start_server
 for u in 0 1001; do
-	wait_for 40 sh -c "$(declare -f wl served sid); PY=$PY SRC=$SRC AGENT_SOCK=$AGENT_SOCK \
+	wait_for 40 sh -c "$(declare -f wl served sid); PY=$PY SRC=$SRC WLSRC=$WLSRC AGENT_SOCK=$AGENT_SOCK \
 		TD=$TD; served $u | grep -q '^$(sid $u) True'" || fail "uid $u not served anew"
 done
 wait_for 20 sh -c "[ \$(stat -c %a '$STATE') = 600 ]" || fail "state.json not rewritten 0600"
