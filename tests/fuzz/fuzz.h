@@ -2,10 +2,12 @@
 #ifndef LANYARD_FUZZ_H
 #define LANYARD_FUZZ_H
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -47,6 +49,15 @@ static inline uint8_t fuzz_take_u8(struct fuzz_input *in)
 	return *in->p++;
 }
 
+/* Takes 8 bytes as a big-endian number (missing bytes count as zeros). */
+static inline uint64_t fuzz_take_u64(struct fuzz_input *in)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | fuzz_take_u8(in);
+	return v;
+}
+
 /* Takes bytes up to (not including) the next sep byte, or everything when there is none. */
 static inline const uint8_t *fuzz_take_until(struct fuzz_input *in, uint8_t sep, size_t *len)
 {
@@ -61,6 +72,26 @@ static inline const uint8_t *fuzz_take_until(struct fuzz_input *in, uint8_t sep,
 		in->n--;
 	}
 	return start;
+}
+
+/* Makes path hold exactly data (0600); an empty data removes it. Aborts on an I/O error: the
+ * harness's own directory is broken, not the code under test. */
+static inline void fuzz_write_file(const char *path, const uint8_t *data, size_t len)
+{
+	unlink(path);
+	if (!len)
+		return;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		abort();
+	while (len) {
+		ssize_t n = write(fd, data, len);
+		if (n <= 0)
+			abort();
+		data += n;
+		len -= (size_t)n;
+	}
+	close(fd);
 }
 
 /* Logging goes to stderr; a flood of "rejected" lines slows the loop and hides the report. */

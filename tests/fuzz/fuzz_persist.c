@@ -11,10 +11,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "keys.h"
 #include "persist.h"
-#include "svid_cache.h"
-#include "x509.h"
+#include "persist_check.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -24,43 +22,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static const struct cache_entry *entry_of(const struct persist_data *d, const char *id)
-{
-	for (size_t i = 0; i < d->n_entries; i++)
-		if (strcmp(d->entries[i]->id, id) == 0)
-			return d->entries[i];
-	return NULL;
-}
-
-static void check_loaded(const struct persist_data *d, int64_t now)
-{
-	for (size_t i = 1; i < d->n_entries; i++)
-		FUZZ_CHECK(strcmp(d->entries[i - 1]->id, d->entries[i]->id) < 0);
-	for (size_t i = 0; i < d->n_svids; i++) {
-		const struct svid *v = d->svids[i];
-		const struct cache_entry *e = entry_of(d, v->entry_id);
-		FUZZ_CHECK(e != NULL);
-		FUZZ_CHECK(v->spiffe_id && strcmp(v->spiffe_id, e->spiffe_id) == 0);
-		FUZZ_CHECK(v->not_after > now && v->not_before <= v->not_after);
-		FUZZ_CHECK(v->renew_at >= v->not_before && v->renew_at <= v->not_after);
-		lkey *k = NULL;
-		FUZZ_CHECK(lkey_from_der(v->key, v->key_len, &k) == 0);
-		FUZZ_CHECK(lkey_matches_cert(k, v->chain, v->chain_len));
-		lkey_free(k);
-	}
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 10)
 		return 0;
-	uint64_t unow = 0;
-	for (int i = 0; i < 8; i++)
-		unow = unow << 8 | data[i];
-	int64_t now = (int64_t)(unow & INT64_MAX);
-	size_t blen = (size_t)data[8] << 8 | data[9];
-	data += 10;
-	size -= 10;
+	struct fuzz_input in = {data, size};
+	int64_t now = (int64_t)(fuzz_take_u64(&in) & INT64_MAX);
+	size_t blen = (size_t)fuzz_take_u8(&in) << 8;
+	blen |= fuzz_take_u8(&in);
+	data = in.p;
+	size = in.n;
 	if (blen > size)
 		blen = size;
 	const uint8_t *bundle = data;
@@ -71,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&d, 0, sizeof(d));
 	if (persist_parse_state("state.json", text, size - blen, now, blen ? bundle : NULL, blen,
 				&d, err, sizeof(err)) == 0)
-		check_loaded(&d, now);
+		fuzz_persist_check_state(&d, now);
 	else
 		FUZZ_CHECK(err[0] != '\0');
 	persist_data_free(&d);

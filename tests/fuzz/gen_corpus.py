@@ -339,11 +339,146 @@ def persist_seeds():
     write("persist", "not-json", struct.pack(">QH", now, 0) + b"{\"version\":1,")
 
 
+def persist_dir_seeds():
+    """fuzz_persist_dir: 8-byte now, then bundle.pem, bundle.json, agent_key.pem,
+    agent_svid.pem, state.json, federated_bundles.json separated by NUL (empty: absent)."""
+    clear("persist_dir")
+    ca = make_ca(EC256, "Lanyard CA", "spiffe://example.org")
+    agent = make_leaf(EC256_B, "spiffe://example.org/lanyard/agent/join_token/t", ca, EC256)
+    leaf = make_leaf(EC384, "spiffe://example.org/workload", ca, EC256)
+    fed_ca = make_ca(EC384, "Two CA", "spiffe://two.test")
+    now = int(datetime.datetime(2030, 1, 1).timestamp())
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    jwks = {"keys": [dict(jwk(EC256_B, kid="k1"), use="jwt-svid")]}
+    bundle_json = json.dumps({"trust_domain": "example.org", "sequence": 3, "jwt_bundle": jwks})
+    svid = {"spiffe_id": "spiffe://example.org/workload", "not_after": now + 3600,
+            "chain": base64.b64encode(der(leaf)).decode(),
+            "key": base64.b64encode(key_der(EC384, pkcs8)).decode()}
+    state = json.dumps({"version": 1, "used_tokens": ["cd" * 32], "entries": [
+        {"id": "e1", "spiffe_id": "spiffe://example.org/workload",
+         "parent_id": "spiffe://example.org/lanyard/agent/join_token/t",
+         "selectors": ["unix:uid:1000"], "x509_svid_ttl": 3600, "revision": 1, "svid": svid}]})
+    fed = {"trust_domain": "two.test", "sequence": 7, "x509": pem(fed_ca).decode(),
+           "jwt_bundle": {"keys": [dict(jwk(EC384, kid="t1"), use="jwt-svid")]}}
+
+    def seed(name, parts, at=now):
+        files = [parts.get(k, b"") for k in ("bundle.pem", "bundle.json", "agent_key.pem",
+                                              "agent_svid.pem", "state.json", "fed")]
+        files = [f.encode() if isinstance(f, str) else f for f in files]
+        write("persist_dir", name, struct.pack(">Q", at) + b"\0".join(files))
+
+    full = {"bundle.pem": pem(ca), "bundle.json": bundle_json,
+            "agent_key.pem": key_pem(EC256_B, pkcs8), "agent_svid.pem": pem(agent),
+            "state.json": state, "fed": json.dumps({"bundles": [fed]})}
+    seed("full", full)
+    seed("expired", full, at=int(NOT_AFTER.timestamp()) + 1)
+    seed("empty", {})
+    seed("agent-only", {k: full[k] for k in ("bundle.pem", "agent_key.pem", "agent_svid.pem")})
+    seed("agent-wrong-key", dict(full, **{"agent_key.pem": key_pem(EC384, pkcs8)}))
+    seed("agent-no-bundle", dict(full, **{"bundle.pem": ""}))
+    seed("key-not-pkcs8", dict(full, **{"agent_key.pem": key_pem(
+        EC256_B, serialization.PrivateFormat.TraditionalOpenSSL)}))
+    seed("bundle-json-bad", dict(full, **{"bundle.json": '{"trust_domain":"example.org"}'}))
+    seed("fed-own-td", dict(full, fed=json.dumps({"bundles": [dict(fed,
+                                                                  trust_domain="example.org")]})))
+    seed("fed-leaf", dict(full, fed=json.dumps({"bundles": [dict(fed, x509=pem(leaf).decode(),
+                                                                 jwt_bundle={"keys": []})]})))
+    seed("fed-jwt-only", dict(full, fed=json.dumps({"bundles": [dict(fed, x509="")]})))
+    seed("fed-not-array", dict(full, fed='{"bundles": {}}'))
+
+
+def k8s_reg_seeds():
+    """fuzz_k8s_reg: the k8s_registration rules (JSON array), NUL, a pod or a PodList."""
+    clear("k8s_reg")
+
+    def pod(ns="default", name="web-1", uid="0f3c-11", sa="web", node="node-a", labels=None,
+            annotations=None, phase="Running"):
+        meta = {"namespace": ns, "name": name, "uid": uid, "labels": labels or {"app": "web"}}
+        if annotations is not None:
+            meta["annotations"] = annotations
+        return {"metadata": meta, "spec": {"serviceAccountName": sa, "nodeName": node},
+                "status": {"phase": phase}}
+
+    def seed(name, rules, pods):
+        write("k8s_reg", name, json.dumps(rules).encode() + b"\0" + json.dumps(pods).encode())
+
+    basic = [{"spiffe_id": "spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"}]
+    full = [{"spiffe_id": "spiffe://example.org/k8s/{cluster}/{namespace}/{label:app}",
+             "namespaces": ["default", "prod"], "pod_labels": {"app": "web"},
+             "dns_names": ["{pod_name}.{namespace}.svc", "{annotation:lanyard/dns}"],
+             "x509_svid_ttl": "1h"},
+            {"spiffe_id": "spiffe://example.org/pod/{pod_uid}/{node_name}"}]
+    seed("basic", basic, pod())
+    seed("full", full, {"kind": "PodList", "items": [
+        pod(annotations={"lanyard/dns": "web.example.org"}), pod(ns="prod", name="db-0",
+                                                                 labels={"app": "db"})]})
+    seed("label-dotdot", full, pod(labels={"app": ".."}))
+    seed("label-reserved", [{"spiffe_id": "spiffe://example.org/{label:app}/x"}],
+         pod(labels={"app": "lanyard"}))
+    seed("label-slash", full, pod(labels={"app": "a/b"}))
+    seed("missing-label", full, pod(labels={}))
+    seed("unscheduled", basic, pod(node=""))
+    seed("no-uid", basic, {"metadata": {"namespace": "a", "name": "b"}})
+    seed("other-td", [{"spiffe_id": "spiffe://other.org/{pod_name}"}], pod())
+    seed("unknown-field", [{"spiffe_id": "spiffe://example.org/{nope}"}], pod())
+    seed("unbalanced", [{"spiffe_id": "spiffe://example.org/{pod_name"}], pod())
+    seed("bad-ttl", [{"spiffe_id": "spiffe://example.org/x", "x509_svid_ttl": "-1s"}], pod())
+    seed("not-array", {"spiffe_id": "spiffe://example.org/x"}, pod())
+    seed("long", [{"spiffe_id": "spiffe://example.org/" + "{pod_name}" * 300}],
+         pod(name="n" * 250))
+
+
+def ca_state_seeds():
+    """fuzz_ca_state: 8-byte now, flags, state, then 2-byte-length parts: id, cert DER, JWT
+    SPKI DER, key file, JWT key file, upstream cert file; the rest is the upstream key file."""
+    clear("ca_state")
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    auth = make_ca(EC256, "Lanyard CA", "spiffe://example.org")
+    upstream = make_ca(EC384, "Upstream CA")
+    inter = make_ca(EC256, "Lanyard CA", "spiffe://example.org", issuer=upstream,
+                    issuer_key=EC384)
+    now = int(datetime.datetime(2025, 1, 2).timestamp())
+    late = int(datetime.datetime(2034, 12, 1).timestamp())
+
+    def part(b):
+        return struct.pack(">H", len(b)) + b
+
+    def seed(name, flags=0, state=1, at=now, rid=b"0123456789abcdef", cert=der(auth),
+             jwt_spki=spki(EC256_B), key=key_pem(EC256, pkcs8), jwt_key=key_pem(EC256_B, pkcs8),
+             up=b"", up_key=b""):
+        write("ca_state", name, struct.pack(">QBB", at, flags, state) + part(rid) + part(cert) +
+              part(jwt_spki) + part(key) + part(jwt_key) + part(up) + up_key)
+
+    seed("active")
+    seed("active-spki", flags=4)
+    seed("prepared", state=0)
+    seed("old", state=2)
+    seed("tainted", flags=8)
+    seed("half-life", at=late)
+    seed("shared-peer", flags=1, key=b"", jwt_key=b"")
+    seed("wrong-key", key=key_pem(EC384, pkcs8))
+    seed("wrong-spki", flags=4, jwt_spki=spki(EC384))
+    seed("sec1-key", key=key_pem(EC256, serialization.PrivateFormat.TraditionalOpenSSL))
+    seed("no-jwt-key", jwt_key=b"")
+    seed("bad-cert", cert=b"\x30\x03\x02\x01\x00")
+    seed("empty", rid=b"", cert=b"", jwt_spki=b"", key=b"", jwt_key=b"")
+    seed("upstream", flags=2, rid=b"", up=pem(upstream), up_key=key_pem(EC384, pkcs8))
+    seed("upstream-inter", flags=2, cert=der(inter), up=pem(upstream),
+         up_key=key_pem(EC384, pkcs8))
+    seed("upstream-not-ca", flags=2, rid=b"",
+         up=pem(make_leaf(EC256_B, "spiffe://example.org/x", auth, EC256)),
+         up_key=key_pem(EC256_B, pkcs8))
+    seed("upstream-wrong-key", flags=2, rid=b"", up=pem(upstream), up_key=key_pem(EC256, pkcs8))
+
+
 def main():
     for h in ["spiffeid", "config", "csr", "x509", "jwt", "grpc_deframe", "entry_json", "proto",
               "proc", "kubelet", "grpc_server"]:
         clear(h)
     persist_seeds()
+    persist_dir_seeds()
+    k8s_reg_seeds()
+    ca_state_seeds()
 
     # ---- PKI shared by several harnesses ----
     ca = make_ca(EC256, "Lanyard CA", "spiffe://example.org")
