@@ -471,6 +471,34 @@ def ca_state_seeds():
     seed("upstream-wrong-key", flags=2, rid=b"", up=pem(upstream), up_key=key_pem(EC256, pkcs8))
 
 
+def server_rows_seeds():
+    """fuzz_server_rows: a federation relationship document, or a string list row."""
+    clear("server_rows")
+    two = make_ca(EC384, "Two CA", "spiffe://two.test")
+    rel = {"trust_domain": "two.test", "bundle_endpoint_url": "https://two.test:8443/bundle",
+           "bundle_endpoint_profile": "https_spiffe",
+           "endpoint_spiffe_id": "spiffe://two.test/lanyard/server",
+           "trust_bundle": pem(two).decode(), "created_at": 1735689600,
+           "updated_at": 1735689601}
+    web = {"trust_domain": "three.test", "bundle_endpoint_url": "https://three.test/",
+           "bundle_endpoint_profile": "https_web"}
+    for name, doc in [
+            ("spiffe", rel), ("web", web),
+            ("no-bundle", {k: v for k, v in rel.items() if k != "trust_bundle"}),
+            ("id-other-td", dict(rel, endpoint_spiffe_id="spiffe://other.test/x")),
+            ("http", dict(web, bundle_endpoint_url="http://three.test/")),
+            ("userinfo", dict(web, bundle_endpoint_url="https://u:p@three.test/")),
+            ("fragment", dict(web, bundle_endpoint_url="https://three.test/#x")),
+            ("bad-profile", dict(web, bundle_endpoint_profile="https_bogus")),
+            ("unknown-member", dict(web, extra=1)),
+            ("pem-cut", dict(rel, trust_bundle=pem(two).decode()[:200])),
+            ("td-uri", dict(web, trust_domain="spiffe://three.test"))]:
+        write("server_rows", name, json.dumps(doc))
+    write("server_rows", "strv", '["unix:uid:1000","k8s:ns:default"]')
+    write("server_rows", "strv-mixed", '["a", 1, null, {"b": 2}, "\\u0000x"]')
+    write("server_rows", "strv-empty", "[]")
+
+
 def main():
     for h in ["spiffeid", "config", "csr", "x509", "jwt", "grpc_deframe", "entry_json", "proto",
               "proc", "kubelet", "grpc_server"]:
@@ -479,6 +507,7 @@ def main():
     persist_dir_seeds()
     k8s_reg_seeds()
     ca_state_seeds()
+    server_rows_seeds()
 
     # ---- PKI shared by several harnesses ----
     ca = make_ca(EC256, "Lanyard CA", "spiffe://example.org")
