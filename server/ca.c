@@ -260,7 +260,8 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 	a->state = r->state & ~CA_STATE_TAINTED;
 	a->tainted = (r->state & CA_STATE_TAINTED) != 0;
 	a->cert = xmalloc(r->cert_len);
-	memcpy(a->cert, r->cert_der, r->cert_len);
+	if (r->cert_len) /* a corrupt record's empty certificate reads back as NULL */
+		memcpy(a->cert, r->cert_der, r->cert_len);
 	a->cert_len = r->cert_len;
 	snprintf(a->jwt_kid, sizeof(a->jwt_kid), "%.64s", r->jwt_kid ? r->jwt_kid : r->id);
 	char path[PATH_MAX], why[256];
@@ -371,7 +372,8 @@ static void peer_from_record(struct peer *p, const struct ca_record *r)
 {
 	snprintf(p->id, sizeof(p->id), "%s", r->id);
 	p->cert = xmalloc(r->cert_len ? r->cert_len : 1);
-	memcpy(p->cert, r->cert_der, r->cert_len);
+	if (r->cert_len)
+		memcpy(p->cert, r->cert_der, r->cert_len);
 	p->cert_len = r->cert_len;
 	snprintf(p->jwt_kid, sizeof(p->jwt_kid), "%.64s", r->jwt_kid ? r->jwt_kid : r->id);
 	if (r->jwt_spki_len) {
@@ -393,6 +395,18 @@ static bool is_peer_record(const struct ca *ca, const struct ca_record *r)
 	char path[PATH_MAX];
 	key_path(ca, r->id, "", path, sizeof(path));
 	return access(path, F_OK) != 0;
+}
+
+/* Another server's certificate goes into the bundle as it is: a record without a CA certificate
+ * (a corrupt row) would make the whole bundle unusable for agents, so it is left out. */
+static bool peer_cert_usable(const struct ca_record *r)
+{
+	struct x509_info info;
+	if (x509_parse(r->cert_der, r->cert_len, &info, NULL, 0) < 0)
+		return false;
+	bool ok = info.is_ca;
+	x509_info_free(&info);
+	return ok;
 }
 
 /* The bundle sequence moves past every value any server wrote: agents switching servers never
@@ -468,7 +482,8 @@ int ca_sync(struct ca *ca, int64_t now)
 	size_t len = 0;
 	pthread_mutex_lock(&ca->lock);
 	for (size_t i = 0; i < n; i++) {
-		if (own_id(ca, recs[i]->id))
+		/* A corrupt record was logged by ca_open, or is left out quietly on every sync. */
+		if (own_id(ca, recs[i]->id) || !peer_cert_usable(recs[i]))
 			continue;
 		if (now >= recs[i]->not_after) {
 			/* Expired: nothing it signed is valid any more (its server may be gone);
@@ -558,7 +573,10 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 	ca->peers = xcalloc(n + 1, sizeof(*ca->peers));
 	for (size_t i = 0; i < n; i++) {
 		if (is_peer_record(ca, recs[i])) {
-			if (now < recs[i]->not_after)
+			if (!peer_cert_usable(recs[i]))
+				log_warnx("CA: ignoring authority %s of another server: its record in "
+					  "the datastore holds no CA certificate", recs[i]->id);
+			else if (now < recs[i]->not_after)
 				peer_from_record(&ca->peers[ca->n_peers++], recs[i]);
 			continue;
 		}

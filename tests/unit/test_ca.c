@@ -499,6 +499,34 @@ static void shared_taint_and_revoke(void **state)
 	ca_close(b);
 }
 
+/* A corrupt record of another server (no certificate, or bytes that are not one) stays out of
+ * the bundle, which agents could not parse otherwise; the server still starts and syncs. */
+static void shared_corrupt_peer_left_out(void **state)
+{
+	struct fx *f = *state;
+	struct ca *a, *b;
+	char err[256], dir_b[128];
+	static const uint8_t not_cert[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+	snprintf(dir_b, sizeof(dir_b), "%s/b", f->dir);
+	assert_int_equal(mkdir(dir_b, 0700), 0);
+	struct ca_options oa = f->o, ob = f->o;
+	oa.shared = ob.shared = true;
+	ob.data_dir = dir_b;
+	assert_int_equal(ca_open(&oa, f->ds, T0, &a, err, sizeof(err)), 0);
+	struct ca_record r = {.id = "c0ffee", .state = CA_STATE_ACTIVE, .not_after = T0 + 10 * TTL};
+	assert_int_equal(ds_ca_put(f->ds, &r), 0);
+	snprintf(r.id, sizeof(r.id), "bad");
+	r.cert_der = (uint8_t *)not_cert;
+	r.cert_len = sizeof(not_cert);
+	assert_int_equal(ds_ca_put(f->ds, &r), 0);
+	ca_sync(a, T0 + 100);
+	assert_int_equal(bundle_count(a), 1);
+	assert_int_equal(ca_open(&ob, f->ds, T0 + 2, &b, err, sizeof(err)), 0);
+	assert_int_equal(bundle_count(b), 2);
+	ca_close(a);
+	ca_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -511,6 +539,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(operator_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(tainted_prepared_never_activates, setup, teardown),
 		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
