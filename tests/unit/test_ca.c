@@ -460,6 +460,17 @@ static void tainted_prepared_never_activates(void **state)
 	ca_close(ca);
 }
 
+/* Options of two servers a and b sharing f's datastore, b with its keys in dir_b. */
+static void shared_options(struct fx *f, struct ca_options *oa, struct ca_options *ob,
+			   char *dir_b, size_t len)
+{
+	snprintf(dir_b, len, "%s/b", f->dir);
+	assert_int_equal(mkdir(dir_b, 0700), 0);
+	*oa = *ob = f->o;
+	oa->shared = ob->shared = true;
+	ob->data_dir = dir_b;
+}
+
 /* Two servers on one datastore: one taints and revokes the other's old authority; the owner
  * learns both on its sync and drops the key. */
 static void shared_taint_and_revoke(void **state)
@@ -467,11 +478,8 @@ static void shared_taint_and_revoke(void **state)
 	struct fx *f = *state;
 	struct ca *a, *b;
 	char err[256], dir_b[128], old[65], id[65];
-	snprintf(dir_b, sizeof(dir_b), "%s/b", f->dir);
-	assert_int_equal(mkdir(dir_b, 0700), 0);
-	struct ca_options oa = f->o, ob = f->o;
-	oa.shared = ob.shared = true;
-	ob.data_dir = dir_b;
+	struct ca_options oa, ob;
+	shared_options(f, &oa, &ob, dir_b, sizeof(dir_b));
 	assert_int_equal(ca_open(&oa, f->ds, T0, &a, err, sizeof(err)), 0);
 	id_in_state(a, "active", old);
 	assert_true(ca_prepare(a, T0 + 1, id, err, sizeof(err)) > 0);
@@ -507,11 +515,8 @@ static void shared_corrupt_peer_left_out(void **state)
 	struct ca *a, *b;
 	char err[256], dir_b[128];
 	static const uint8_t not_cert[] = {0x30, 0x03, 0x02, 0x01, 0x00};
-	snprintf(dir_b, sizeof(dir_b), "%s/b", f->dir);
-	assert_int_equal(mkdir(dir_b, 0700), 0);
-	struct ca_options oa = f->o, ob = f->o;
-	oa.shared = ob.shared = true;
-	ob.data_dir = dir_b;
+	struct ca_options oa, ob;
+	shared_options(f, &oa, &ob, dir_b, sizeof(dir_b));
 	assert_int_equal(ca_open(&oa, f->ds, T0, &a, err, sizeof(err)), 0);
 	struct ca_record r = {.id = "c0ffee", .state = CA_STATE_ACTIVE, .not_after = T0 + 10 * TTL};
 	assert_int_equal(ds_ca_put(f->ds, &r), 0);
