@@ -20,7 +20,8 @@
 #
 # Summary line per harness: executions, executions per second, libFuzzer's final coverage (cov:
 # edges, ft: features), the work corpus (files / bytes), and crashes: the artifacts (crash-,
-# leak-, timeout-, oom-, slow-unit-) written by this run into $LANYARD_FUZZ_BUILD/artifacts/<h>/.
+# leak-, timeout-, oom-, slow-unit-) written by this run into $LANYARD_FUZZ_BUILD/artifacts/<h>/,
+# then wall-clock and CPU seconds (on a busy machine, or under nice, CPU is the smaller).
 # Replay one with `$LANYARD_FUZZ_BUILD/fuzz/fuzz_<h> <file>`, minimise it with
 # `-minimize_crash=1 -runs=10000 <file>`, and once fixed add it to tests/fuzz/corpus/<h>/ as
 # regress-<what> so that every ctest run replays it. Logs: $LANYARD_FUZZ_BUILD/fuzz_<h>.log.
@@ -36,7 +37,7 @@ par=1
 list=0
 
 usage() {
-	sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -122,7 +123,7 @@ last_cov() {
 }
 
 # Runs one harness and writes its summary to $summary/<h>: "name status execs exec/s cov
-# ft files bytes crashes seconds".
+# ft files bytes crashes seconds cpu-seconds".
 run_one() {
 	local w="$1" work="$build/work/$1" art="$build/artifacts/$1" dir="$build/run/$1"
 	local log="$build/fuzz_$1.log" dict=() status=ok start end
@@ -135,8 +136,12 @@ run_one() {
 	[ "$jobs" -gt 1 ] && args=(-jobs="$jobs" -workers="$jobs" "${args[@]}")
 	touch "$dir/.start"
 	start="$(date +%s)"
-	(cd "$dir" && "$build/fuzz/fuzz_$w" "${args[@]}") >"$log" 2>&1 || status=FAILED
+	local TIMEFORMAT='%U %S'
+	{ time (cd "$dir" && "$build/fuzz/fuzz_$w" "${args[@]}" >"$log" 2>&1); } 2>"$dir/.cpu" ||
+		status=FAILED
 	end="$(date +%s)"
+	local cpu
+	cpu="$(awk '{ printf "%d", $1 + $2 }' "$dir/.cpu")"
 	local logs=("$log")
 	[ "$jobs" -gt 1 ] && logs=("$dir"/fuzz-*.log)
 	local execs rate cov crashes files bytes
@@ -148,7 +153,7 @@ run_one() {
 	[ "$crashes" -gt 0 ] && status=FAILED
 	files="$(find "$work" -type f | wc -l)"
 	bytes="$(du -sb "$work" | cut -f1)"
-	echo "$w $status $execs $rate $cov $files $bytes $crashes $((end - start))" >"$summary/$w"
+	echo "$w $status $execs $rate $cov $files $bytes $crashes $((end - start)) $cpu" >"$summary/$w"
 	if [ "$status" != ok ]; then
 		grep -hE "^==[0-9]+==ERROR|runtime error|invariant failed|SUMMARY" "${logs[@]}" |
 			head -5 >"$summary/$w.why" || true
@@ -156,20 +161,20 @@ run_one() {
 }
 
 line() {
-	printf '%-14s %-6s %12s %8s %7s %8s %14s %9s %6s\n' "$@"
+	printf '%-14s %-6s %12s %8s %7s %8s %14s %9s %6s %6s\n' "$@"
 }
 
 print_summary() {
-	local w="$1" name status execs rate cov ft files bytes crashes secs
-	read -r name status execs rate cov ft files bytes crashes secs <"$summary/$w"
-	line "$name" "$status" "$execs" "$rate" "$cov" "$ft" "$files/$bytes" "$crashes" "$secs"
+	local w="$1" name status execs rate cov ft files bytes crashes secs cpu
+	read -r name status execs rate cov ft files bytes crashes secs cpu <"$summary/$w"
+	line "$name" "$status" "$execs" "$rate" "$cov" "$ft" "$files/$bytes" "$crashes" "$secs" "$cpu"
 }
 
 # Per invocation, so that several runs (other harnesses) can share the build directory.
 summary="$(mktemp -d "$build/summary.XXXXXX")"
 trap 'rm -rf "$summary"' EXIT
 echo "=== ${#want[@]} harness(es), $seconds s or $runs executions each, $par at a time, $jobs worker(s) each"
-line harness status executions exec/s cov ft corpus crashes secs
+line harness status executions exec/s cov ft corpus crashes wall-s cpu-s
 running=0
 for w in "${want[@]}"; do
 	if [ "$running" -ge "$par" ]; then
@@ -183,11 +188,11 @@ wait || true
 
 echo
 echo "=== summary (corpus: files/bytes in $build/work/<h>; crashes: artifacts of this run)"
-line harness status executions exec/s cov ft corpus crashes secs
+line harness status executions exec/s cov ft corpus crashes wall-s cpu-s
 failed=()
 for w in "${want[@]}"; do
 	if [ ! -f "$summary/$w" ]; then
-		line "$w" FAILED - - - - - - -
+		line "$w" FAILED - - - - - - - -
 		failed+=("$w")
 		continue
 	fi
