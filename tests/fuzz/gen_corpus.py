@@ -9,7 +9,8 @@ checked in; run this again only to change the seeds:
 
 Keys are derived from fixed numbers, so certificates, CSRs and keys come out the same on every run
 except for their ECDSA signatures (random by nature). Files under corpus/*/regress-* are
-regression seeds (inputs that once failed) and are never touched by this script.
+regression seeds (inputs that once failed), corpus/*/cov-* inputs that libFuzzer campaigns found
+and merged in (they reach code the seeds do not); this script never touches either.
 """
 
 import base64
@@ -46,7 +47,7 @@ def clear(harness):
     if not os.path.isdir(d):
         return
     for n in os.listdir(d):
-        if not n.startswith("regress-"):
+        if not n.startswith(("regress-", "cov-")):
             os.unlink(os.path.join(d, n))
 
 
