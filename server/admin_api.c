@@ -1,12 +1,15 @@
-/* admin_api.c: the operator's HTTP/JSON API on a Unix socket.
+/* admin_api.c: the operator's HTTP/JSON API on a Unix socket (and, through admin_tls.c, on the
+ * mutual-TLS listener: the same routes and handler).
  *
  * libmicrohttpd runs its own threads (one per connection); every handler runs synchronously on
  * such a thread and talks to the datastore, which serialises access itself. Authorization is
- * checked in one place (handle_request) before any route runs: only uid 0 and the server's own
- * effective uid are served. The routes live in
- * admin_entries.c, admin_agents.c and admin_federation.c (admin_routes.h). */
+ * checked in one place (caller_allowed, from admin_api_handle_request) before any route runs: on
+ * the socket only uid 0, the server's own effective uid and admin_socket_group are served; on
+ * the TLS listener only admin SVID peers. The routes live in admin_entries.c, admin_agents.c and
+ * admin_federation.c (admin_routes.h). */
 #include "admin_api.h"
 #include "admin_routes.h"
+#include "admin_tls.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -29,7 +32,7 @@
 #define CONNECTION_LIMIT 64
 #define CONNECTION_TIMEOUT_S 30
 
-/* Per-request state, owned by MHD's connection (freed in request_completed). */
+/* Per-request state, owned by MHD's connection (freed in admin_api_request_completed). */
 struct request {
 	char *body;
 	size_t len, cap;
@@ -359,7 +362,7 @@ static bool peer_in_group(pid_t pid, gid_t gid, gid_t g)
 	return in;
 }
 
-static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid_t *uid)
+static bool uid_allowed(struct admin_api *api, struct MHD_Connection *conn, uid_t *uid)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -374,26 +377,43 @@ static bool peer_allowed(struct admin_api *api, struct MHD_Connection *conn, uid
 	       (api->group_set && peer_in_group(cred.pid, cred.gid, api->group));
 }
 
+/* The one place that decides who is served. Two kinds of callers: on the Unix socket a process
+ * by its uid (root, the server's own, or admin_socket_group's members); on the mutual-TLS
+ * listener an admin SVID peer (admin_tls.h: an X509-SVID of this trust domain, chaining to the
+ * current bundle, of an entry marked admin), checked again on every request. On refusal, why
+ * holds the reason for the 403 answer. */
+static bool caller_allowed(struct admin_listener *l, struct MHD_Connection *conn, char *why,
+			   size_t whylen)
+{
+	if (l->tls)
+		return admin_tls_authorize(l->tls, conn, why, whylen) == ADMIN_TLS_OK;
+	uid_t uid;
+	if (uid_allowed(l->api, conn, &uid))
+		return true;
+	log_warnx("admin: refused a request from uid %d", (int)uid);
+	snprintf(why, whylen, "permission denied");
+	return false;
+}
+
 /* A batch of entries may be large; anything else is small. */
 static size_t body_limit(const char *url)
 {
 	return strcmp(url, "/v1/entries/batch") == 0 ? ADMIN_MAX_BATCH_BODY : ADMIN_MAX_BODY;
 }
 
-static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
-				      const char *method, const char *version,
-				      const char *upload_data, size_t *upload_data_size,
-				      void **con_cls)
+enum MHD_Result admin_api_handle_request(void *cls, struct MHD_Connection *conn, const char *url,
+					 const char *method, const char *version,
+					 const char *upload_data, size_t *upload_data_size,
+					 void **con_cls)
 {
-	struct admin_api *api = cls;
+	struct admin_listener *l = cls;
+	struct admin_api *api = l->api;
 	struct request *req = *con_cls;
 
 	if (!req) {
-		uid_t uid;
-		if (!peer_allowed(api, conn, &uid)) {
-			log_warnx("admin: refused a request from uid %d", (int)uid);
-			return send_error_now(conn, MHD_HTTP_FORBIDDEN, "permission denied");
-		}
+		char why[640];
+		if (!caller_allowed(l, conn, why, sizeof(why)))
+			return send_error_now(conn, MHD_HTTP_FORBIDDEN, why);
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > body_limit(url))
@@ -440,8 +460,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	return send_reply(conn, &r);
 }
 
-static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			      enum MHD_RequestTerminationCode toe)
+void admin_api_request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+				 enum MHD_RequestTerminationCode toe)
 {
 	struct request *req = *con_cls;
 	if (!req)
@@ -503,6 +523,7 @@ int admin_api_start(const char *socket_path, struct datastore *ds, const struct 
 	api->hooks.trust_domain = api->trust_domain;
 	api->path = xstrdup(socket_path);
 	api->euid = geteuid();
+	api->unix_listener.api = api;
 
 	struct unix_socket_opts so = sock_opts;
 	if (hooks->socket_group) {
@@ -528,12 +549,12 @@ int admin_api_start(const char *socket_path, struct datastore *ds, const struct 
 	api->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
 			MHD_USE_ERROR_LOG,
-		0, NULL, NULL, handle_request, api,
+		0, NULL, NULL, admin_api_handle_request, &api->unix_listener,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
-		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, admin_api_request_completed, NULL,
 		MHD_OPTION_END);
 	if (!api->daemon) {
 		snprintf(err, errlen, "cannot start the admin API on %s", socket_path);

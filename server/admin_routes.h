@@ -15,10 +15,19 @@
 #include <sys/types.h>
 
 #include <jansson.h>
+#include <microhttpd.h>
 
 #include "admin_api.h"
 #include "datastore.h"
 
+/* What a daemon passes admin_api.c's handler as cls: the API and, for the mutual-TLS listener,
+ * that listener (admin_tls.c), whose peers are authorized as admin SVID peers; NULL for the Unix
+ * socket, whose peers are authorized by uid. */
+struct admin_tls;
+struct admin_listener {
+	struct admin_api *api;
+	struct admin_tls *tls;
+};
 struct admin_api {
 	struct MHD_Daemon *daemon;
 	struct datastore *ds;
@@ -29,6 +38,7 @@ struct admin_api {
 	uid_t euid;
 	gid_t group;	/* admin_socket_group, when group_set */
 	bool group_set;
+	struct admin_listener unix_listener; /* {this API, NULL} */
 };
 
 /* What a route produces: a status and either a JSON document or a text body. */
@@ -47,6 +57,14 @@ struct call {
 	const char *body;
 	size_t body_len;
 };
+
+/* admin_api.c's MHD callbacks, for every daemon serving the admin routes (cls: a listener). */
+enum MHD_Result admin_api_handle_request(void *cls, struct MHD_Connection *conn, const char *url,
+					 const char *method, const char *version,
+					 const char *upload_data, size_t *upload_data_size,
+					 void **con_cls);
+void admin_api_request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+				 enum MHD_RequestTerminationCode toe);
 
 /* Helpers of admin_api.c for the route modules. reply_error and reply_json replace any reply
  * already set; parse_body, only_keys and body_string set r on failure. */

@@ -16,6 +16,7 @@
 
 #include "admin_api.h"
 #include "cli_common.h"
+#include "cli_mtls.h"
 #include "curl_dyn.h"
 #include "fed_bundle.h"
 #include "fed_relationship.h"
@@ -56,6 +57,12 @@ const struct opt_spec opt_specs[O__COUNT] = {
 	[O_AUDIENCE] = { "audience", ARG_REPEAT, "audience of the JWT-SVID (repeatable)" },
 	[O_WRITE] = { "write", ARG_ONE, "directory to write the files to (the key 0600)" },
 	[O_PAGE_TOKEN] = { "page-token", ARG_ONE, "the page after the one that printed this next_page_token" },
+	[O_SERVER_URL] = { "server-url", ARG_ONE, "https://HOST:PORT: the admin API over mutual TLS "
+			   "(admin_bind_port) instead of the socket, as the caller's X509-SVID" },
+	[O_WORKLOAD_SOCKET] = { "workload-socket", ARG_ONE, "with --server-url: the Workload API "
+				"(default $SPIFFE_ENDPOINT_SOCKET)" },
+	[O_CLIENT_ID] = { "client-spiffe-id", ARG_ONE, "with --server-url: which of the caller's "
+			  "X509-SVIDs to present (default the first)" },
 };
 
 
@@ -87,6 +94,32 @@ static void fail_single_dash(const char *group, const struct command *cmd, const
 	else
 		fail("unknown flag \"%s\" for \"%s %s\" (see lanyard-server %s %s --help)", arg,
 		     group, cmd->name, group, cmd->name);
+}
+
+/* --server-url https://HOST:PORT (no path), with --workload-socket/--client-spiffe-id only
+ * beside it, and not with --socket. */
+static int server_url_arg(struct args *a)
+{
+	const char *u = a->value[O_SERVER_URL];
+	if (!u) {
+		if (a->seen[O_WORKLOAD_SOCKET] || a->seen[O_CLIENT_ID]) {
+			fail("--%s needs --server-url", a->seen[O_CLIENT_ID] ? "client-spiffe-id"
+									    : "workload-socket");
+			return -1;
+		}
+		return 0;
+	}
+	if (a->seen[O_SOCKET]) {
+		fail("--socket and --server-url exclude each other");
+		return -1;
+	}
+	const char *host = strncmp(u, "https://", 8) == 0 ? u + 8 : NULL;
+	if (!host || !*host || strchr(host, '/') || strlen(u) > 1024) {
+		fail("invalid value \"%s\" for --server-url: https://HOST:PORT", u);
+		return -1;
+	}
+	a->server_url = u;
+	return 0;
 }
 
 static int parse_args(const char *group, const struct command *cmd, int argc, char **argv,
@@ -173,6 +206,8 @@ static int parse_args(const char *group, const struct command *cmd, int argc, ch
 		fail("--socket must not be empty");
 		return -1;
 	}
+	if (server_url_arg(a) < 0)
+		return -1;
 	if (a->value[O_OUTPUT]) {
 		if (strcmp(a->value[O_OUTPUT], "json") == 0) {
 			a->json = true;
@@ -420,13 +455,20 @@ int cli_main(int argc, char **argv)
 		goto out;
 	}
 	char why[512];
-	if (!curl_fns_load(why, sizeof(why))) {
+	const struct curl_fns *cu = curl_fns_load(why, sizeof(why));
+	if (!cu) {
 		fail("%s", why);
 		goto out;
 	}
+	if (a->server_url && (cli_mtls_load(a->value[O_WORKLOAD_SOCKET], a->value[O_CLIENT_ID],
+					    &a->mtls) < 0 ||
+			      cli_mtls_pin_server(a->mtls, cu, a->server_url, a->timeout_s) < 0))
+		goto out;
 	ret = cmd->run(cmd, a);
 	fflush(stdout);
 out:
+	if (a)
+		cli_mtls_free(a->mtls);
 	free(a);
 	return ret;
 }

@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+struct cli_mtls;
+
 #define MAX_REPEAT 64
 #define MAX_RESPONSE (64u << 20)
 #define REQUEST_TIMEOUT_S 30L
@@ -22,6 +24,7 @@ enum opt_id {
 	O_TRUST_DOMAIN, O_FILE, O_FEDERATES_WITH,
 	O_ENDPOINT_URL, O_PROFILE, O_ENDPOINT_ID, O_TRUST_BUNDLE,
 	O_DATA, O_PAGE_SIZE, O_PAGE_TOKEN, O_AUDIENCE, O_WRITE,
+	O_SERVER_URL, O_WORKLOAD_SOCKET, O_CLIENT_ID,
 	O__COUNT
 };
 
@@ -43,6 +46,8 @@ struct args {
 	bool json;
 	const char *socket;
 	long timeout_s;		/* of each request */
+	const char *server_url;	/* --server-url: the admin API over mutual TLS; NULL: the socket */
+	struct cli_mtls *mtls;	/* the caller's SVID for server_url (cli_mtls.h) */
 };
 
 struct command {
@@ -62,7 +67,8 @@ struct group {
 
 #define BIT(o) (UINT64_C(1) << (o))
 _Static_assert(O__COUNT <= 64, "options must fit the command bitmasks");
-#define COMMON_OPTS (BIT(O_SOCKET) | BIT(O_OUTPUT) | BIT(O_HELP))
+#define COMMON_OPTS (BIT(O_SOCKET) | BIT(O_OUTPUT) | BIT(O_HELP) | BIT(O_SERVER_URL) | \
+		     BIT(O_WORKLOAD_SOCKET) | BIT(O_CLIENT_ID))
 #define ENTRY_FIELDS (BIT(O_SPIFFE_ID) | BIT(O_PARENT_ID) | BIT(O_SELECTOR) | BIT(O_X509_TTL) | \
 		      BIT(O_JWT_TTL) | BIT(O_DNS_NAME) | BIT(O_HINT) | BIT(O_ADMIN) | \
 		      BIT(O_DOWNSTREAM) | BIT(O_EXPIRES_AT) | BIT(O_FEDERATES_WITH))
@@ -75,8 +81,8 @@ int parse_int_flag(struct args *a, enum opt_id o, int64_t *out);
 bool bool_flag(struct args *a, enum opt_id o);
 
 /* cli_http.c: requests to the admin API and the helpers that print its answers. */
-int http(const char *socket, long timeout_s, const char *method, const char *path,
-		const char *body, long *status, char **resp);
+int http(const struct args *a, const char *method, const char *path, const char *body,
+	 long *status, char **resp);
 json_t *call_json_err(struct args *a, const char *method, const char *path, json_t *req,
 			     json_t **errdoc);
 json_t *call_json(struct args *a, const char *method, const char *path, json_t *req);

@@ -40,7 +40,7 @@ int cmd_bundle_show(const struct command *cmd, struct args *a)
 	}
 	char path[64];
 	snprintf(path, sizeof(path), "/v1/bundle?format=%s", format);
-	if (http(a->socket, a->timeout_s, "GET", path, NULL, &status, &resp) < 0)
+	if (http(a, "GET", path, NULL, &status, &resp) < 0)
 		return 1;
 	if (status != 200) {
 		json_t *j = json_loads(resp, 0, NULL);

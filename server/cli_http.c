@@ -12,6 +12,7 @@
 
 #include "admin_api.h"
 #include "cli_common.h"
+#include "cli_mtls.h"
 #include "cli_table.h"
 #include "curl_dyn.h"
 #include "fed_bundle.h"
@@ -54,11 +55,14 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
-/* Performs one request. Returns 0 with the HTTP status and body (malloc'd, NUL-terminated), or
- * -1 after printing why the server could not be reached. */
-int http(const char *socket, long timeout_s, const char *method, const char *path,
-		const char *body, long *status, char **resp)
+/* Performs one request: over the admin socket, or with --server-url over mutual TLS with the
+ * caller's X509-SVID (cli_mtls.h). Returns 0 with the HTTP status and body (malloc'd,
+ * NUL-terminated), or -1 after printing why the server could not be reached. */
+int http(const struct args *a, const char *method, const char *path, const char *body,
+	 long *status, char **resp)
 {
+	const char *socket = a->socket;
+	long timeout_s = a->timeout_s;
 	/* Loaded by cli_main before any command runs. */
 	const struct curl_fns *cu = curl_fns_load(NULL, 0);
 	CURL *c = cu->easy_init();
@@ -72,8 +76,14 @@ int http(const char *socket, long timeout_s, const char *method, const char *pat
 		fail("cannot initialise libcurl");
 		return -1;
 	}
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	cu->easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket);
+	if (a->mtls) {
+		snprintf(url, sizeof(url), "%s%s", a->server_url, path);
+		socket = a->server_url; /* for the messages */
+		cli_mtls_apply(a->mtls, cu, c);
+	} else {
+		snprintf(url, sizeof(url), "http://localhost%s", path);
+		cu->easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket);
+	}
 	cu->easy_setopt(c, CURLOPT_URL, url);
 	cu->easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -91,12 +101,12 @@ int http(const char *socket, long timeout_s, const char *method, const char *pat
 	if (rc == CURLE_COULDNT_CONNECT) {
 		long oserr = 0;
 		cu->easy_getinfo(c, CURLINFO_OS_ERRNO, &oserr);
-		fail("cannot connect to admin socket %s: %s", socket,
+		fail("cannot connect to %s%s: %s", a->mtls ? "" : "admin socket ", socket,
 		     oserr ? strerror((int)oserr) : cu->easy_strerror(rc));
 		goto out;
 	}
 	if (rc != CURLE_OK) {
-		fail("request to admin socket %s failed: %s", socket,
+		fail("request to %s%s failed: %s", a->mtls ? "" : "admin socket ", socket,
 		     b.overflow ? "response too large" : cu->easy_strerror(rc));
 		goto out;
 	}
@@ -125,7 +135,7 @@ json_t *call_json_err(struct args *a, const char *method, const char *path, json
 		fail("out of memory");
 		return NULL;
 	}
-	if (http(a->socket, a->timeout_s, method, path, body, &status, &resp) < 0)
+	if (http(a, method, path, body, &status, &resp) < 0)
 		goto out;
 	json_t *j = json_loads(resp, 0, NULL);
 	if (status < 200 || status > 299) {
