@@ -129,20 +129,23 @@ echo "$m" | grep '^lanyard_server_admin_tls_requests_total' | sed 's/^/  /'
 grep -q "admin TLS: refused a client" "$T/server.log" || fail "refusals not logged"
 ok "refusals counted in /metrics by reason and logged"
 
-# ---- bind failure: one clear error naming the key, exit 1
-stop_server
-stop_agent
-rm -f "$T/server.json"
-ADMIN_PORT=$(free_port)
-$PY -c 'import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' "$ADMIN_PORT" &
-HOLD=$!
-PIDS+=("$HOLD")
-held() { ! $PY -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$ADMIN_PORT"; }
-wait_for 10 held || fail "could not occupy port $ADMIN_PORT"
-write_server_config "\"admin_bind_address\": \"127.0.0.1\", \"admin_bind_port\": $ADMIN_PORT"
+# ---- bind failure: one clear error naming the keys, exit 1 (the port: the running server's
+# operator port, so it is surely taken)
+mkdir -p "$T/second"
+cat >"$T/second.json" <<JSON
+{
+  "trust_domain": "$TD",
+  "data_dir": "$T/second/data",
+  "bind_address": "127.0.0.1",
+  "bind_port": $(free_port),
+  "admin_socket": "$T/second/admin.sock",
+  "admin_bind_address": "127.0.0.1",
+  "admin_bind_port": $SERVER_HTTP_PORT
+}
+JSON
 rc=0
-timeout 30 "$BIN/lanyard-server" run --config "$T/server.json" >"$T/bad.log" 2>&1 || rc=$?
-kill $HOLD 2>/dev/null || true
+timeout 60 "$BIN/lanyard-server" run --config "$T/second.json" >"$T/bad.log" 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -q "admin_bind_address, admin_bind_port" "$T/bad.log" ||
 	fail "port taken: exit $rc: $(cat "$T/bad.log")"
+[ ! -S "$T/second/admin.sock" ] || fail "the admin socket was left behind"
 ok "admin port taken: exit 1 naming the keys ($(grep -m1 admin_bind "$T/bad.log"))"
