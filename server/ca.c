@@ -12,8 +12,10 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "ca_files.h"
 #include "der_pem.h"
 #include "log.h"
+#include "signer.h"
 #include "util.h"
 #include "x509.h"
 
@@ -61,6 +63,8 @@ struct ca {
 	int64_t synced_gen;     /* ds_bundle_generation at the last ca_sync */
 	int64_t next_full_sync; /* re-read even without news from the feed (a missed wake-up) */
 	struct datastore *ds;
+	struct signer *signer; /* holds every private key; a->key etc. sign through it */
+	bool own_signer;       /* started by ca_open (no ca_options.signer) */
 	char *trust_domain;
 	char *jwt_issuer; /* NULL: JWT-SVIDs carry no "iss" */
 	char *key_dir;
@@ -94,63 +98,6 @@ static const char *state_name(int s)
 static void key_path(const struct ca *ca, const char *id, const char *suffix, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s%s.key", ca->key_dir, id, suffix);
-}
-
-/* A file the CA trusts at load: a regular file (not a symlink) owned by the server's effective
- * uid that no other user may change; a key file (secret) must not be readable by them either.
- * Another owner, or write access for others, would let someone else choose what the server
- * signs with. Returns 0, or -1 with an error naming the file. */
-static int check_ca_file(const char *path, const char *what, bool secret, char *err,
-			 size_t errlen)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return errorf(err, errlen, "cannot use %s %s: %s", what, path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return errorf(err, errlen, "refusing %s %s: not a regular file%s", what, path,
-			      S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
-	if (st.st_uid != geteuid())
-		return errorf(err, errlen, "refusing %s %s: owned by uid %u, not by the server's "
-			      "uid %u (chown it)", what, path, (unsigned)st.st_uid,
-			      (unsigned)geteuid());
-	unsigned mode = (unsigned)(st.st_mode & 0777);
-	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)))
-		return errorf(err, errlen, "refusing %s %s: mode %03o: it is readable by group or "
-			      "others, or writable by them (chmod 600)", what, path, mode);
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return errorf(err, errlen, "refusing %s %s: mode %03o: group or others can change it "
-			      "(chmod 644)", what, path, mode);
-	return 0;
-}
-
-static int load_key_file(const char *path, lkey **out, char *err, size_t errlen)
-{
-	if (check_ca_file(path, "key file", true, err, errlen) < 0)
-		return -1;
-	uint8_t *pem = NULL;
-	size_t len;
-	int r = file_read_all(path, 1 << 20, &pem, &len);
-	if (r < 0)
-		return errorf(err, errlen, "cannot read key file %s: %s", path, strerror(-r));
-	r = lkey_from_pem((const char *)pem, len, out);
-	secure_zero(pem, len);
-	free(pem);
-	if (r < 0)
-		return errorf(err, errlen, "key file %s does not hold a usable private key", path);
-	return 0;
-}
-
-static int save_key_file(const char *path, const lkey *k, char *err, size_t errlen)
-{
-	char *pem = NULL;
-	if (lkey_to_pem(k, &pem) < 0)
-		return errorf(err, errlen, "cannot encode a CA key");
-	int r = file_write_atomic(path, pem, strlen(pem), 0600);
-	secure_zero(pem, strlen(pem));
-	free(pem);
-	if (r < 0)
-		return errorf(err, errlen, "cannot write key file %s: %s", path, strerror(-r));
-	return 0;
 }
 
 static int record_authority(struct ca *ca, const struct authority *a)
@@ -195,11 +142,12 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 		goto fail;
 	}
 	hex_encode(idb, sizeof(idb), a->id);
-	if (lkey_generate(ca->key_type, &a->key) < 0 ||
-	    lkey_generate(ca->key_type, &a->jwt_key) < 0) {
-		errorf(err, errlen, "CA key generation failed");
+	/* The signer writes the key files before the authority is recorded, so a crash leaves
+	 * no authority without its keys; they are deleted again when a later step fails. */
+	if (signer_generate(ca->signer, SIGNER_KIND_X509, a->id, &a->key, err, errlen) < 0)
 		goto fail;
-	}
+	if (signer_generate(ca->signer, SIGNER_KIND_JWT, a->id, &a->jwt_key, err, errlen) < 0)
+		goto fail_keys;
 	char td_id[300];
 	snprintf(td_id, sizeof(td_id), "spiffe://%s", ca->trust_domain);
 	int64_t not_after = now + ca->ca_ttl;
@@ -218,34 +166,28 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 	if (x509_make_ca(a->key, ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len, &p,
 			 &a->cert, &a->cert_len) < 0) {
 		errorf(err, errlen, "cannot make the CA certificate");
-		goto fail;
+		goto fail_keys;
 	}
 	if (fill_cert_facts(a, err, errlen) < 0)
-		goto fail;
+		goto fail_keys;
 	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
 		errorf(err, errlen, "cannot encode the JWT key");
-		goto fail;
+		goto fail_keys;
 	}
 	char *kid = base64url_encode(idb, 12);
 	snprintf(a->jwt_kid, sizeof(a->jwt_kid), "%.64s", kid ? kid : a->id);
 	free(kid);
-
-	char path[PATH_MAX];
-	key_path(ca, a->id, "", path, sizeof(path));
-	if (save_key_file(path, a->key, err, errlen) < 0)
-		goto fail;
-	key_path(ca, a->id, ".jwt", path, sizeof(path));
-	if (save_key_file(path, a->jwt_key, err, errlen) < 0)
-		goto fail;
 	if (record_authority(ca, a) < 0) {
 		errorf(err, errlen, "cannot record the new CA authority in the datastore");
-		goto fail;
+		goto fail_keys;
 	}
 	char until[32];
 	time_format_rfc3339(a->not_after, until, sizeof(until));
 	log_info("CA: new %s authority %s (JWT kid %s), valid until %s", state_name(state), a->id,
 		 a->jwt_kid, until);
 	return a;
+fail_keys:
+	signer_destroy(ca->signer, a->id);
 fail:
 	authority_unref(a);
 	return NULL;
@@ -270,7 +212,7 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 		goto fail;
 	}
 	key_path(ca, a->id, "", path, sizeof(path));
-	if (load_key_file(path, &a->key, err, errlen) < 0)
+	if (signer_load(ca->signer, SIGNER_KIND_X509, a->id, &a->key, err, errlen) < 0)
 		goto fail;
 	if (!lkey_matches_cert(a->key, a->cert, a->cert_len)) {
 		errorf(err, errlen, "key file %s does not match the certificate of CA authority %s",
@@ -278,7 +220,7 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 		goto fail;
 	}
 	key_path(ca, a->id, ".jwt", path, sizeof(path));
-	if (load_key_file(path, &a->jwt_key, err, errlen) < 0)
+	if (signer_load(ca->signer, SIGNER_KIND_JWT, a->id, &a->jwt_key, err, errlen) < 0)
 		goto fail;
 	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
 		errorf(err, errlen, "cannot encode the JWT key of authority %s (%s)", a->id, path);
@@ -299,11 +241,7 @@ fail:
 
 static void remove_key_files(const struct ca *ca, const char *id)
 {
-	char path[PATH_MAX];
-	key_path(ca, id, "", path, sizeof(path));
-	unlink(path);
-	key_path(ca, id, ".jwt", path, sizeof(path));
-	unlink(path);
+	signer_destroy(ca->signer, id);
 }
 
 static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now, char *err,
@@ -311,7 +249,7 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 {
 	uint8_t *pem = NULL;
 	size_t len;
-	if (check_ca_file(o->upstream_cert_path, "upstream_ca_cert", false, err, errlen) < 0)
+	if (ca_file_check(o->upstream_cert_path, "upstream_ca_cert", false, err, errlen) < 0)
 		return -1;
 	int r = file_read_all(o->upstream_cert_path, 1 << 20, &pem, &len);
 	if (r < 0)
@@ -350,7 +288,7 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 			    o->upstream_cert_path);
 	if (ca->upstream_not_after <= now)
 		return errorf(err, errlen, "upstream_ca_cert %s has expired", o->upstream_cert_path);
-	if (load_key_file(o->upstream_key_path, &ca->upstream_key, err, errlen) < 0)
+	if (signer_load(ca->signer, SIGNER_KIND_UPSTREAM, NULL, &ca->upstream_key, err, errlen) < 0)
 		return -1;
 	if (!lkey_matches_cert(ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len))
 		return errorf(err, errlen, "upstream_ca_key %s does not match upstream_ca_cert %s",
@@ -506,30 +444,13 @@ int ca_sync(struct ca *ca, int64_t now)
 	return ret;
 }
 
-/* The directory of the CA keys: whoever can write to it can swap a key file. */
-static int check_key_dir(const char *dir, char *err, size_t errlen)
-{
-	struct stat st;
-	if (lstat(dir, &st) < 0)
-		return errorf(err, errlen, "cannot use the CA key directory %s: %s", dir,
-			      strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return errorf(err, errlen, "refusing the CA key directory %s: not a directory", dir);
-	if (st.st_uid != geteuid())
-		return errorf(err, errlen, "refusing the CA key directory %s: owned by uid %u, not by "
-			      "the server's uid %u", dir, (unsigned)st.st_uid, (unsigned)geteuid());
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return errorf(err, errlen, "refusing the CA key directory %s: mode %03o lets group or "
-			      "others change it (chmod 700)", dir, (unsigned)(st.st_mode & 0777));
-	return 0;
-}
-
 int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struct ca **out,
 	    char *err, size_t errlen)
 {
 	struct ca *ca = xcalloc(1, sizeof(*ca));
 	pthread_mutex_init(&ca->lock, NULL);
 	ca->ds = ds;
+	ca->signer = o->signer;
 	ca->shared = o->shared;
 	ca->trust_domain = xstrdup(o->trust_domain);
 	ca->jwt_issuer = o->jwt_issuer ? xstrdup(o->jwt_issuer) : NULL;
@@ -543,8 +464,15 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 		errorf(err, errlen, "cannot create %s: %s", dir, strerror(-r));
 		goto fail;
 	}
-	if (check_key_dir(dir, err, errlen) < 0)
+	if (ca_key_dir_check(dir, err, errlen) < 0)
 		goto fail;
+	if (!ca->signer) {
+		struct signer_options so = { .key_dir = dir, .upstream_key_path = o->upstream_key_path,
+					     .key_type = o->key_type, .channels = 4 };
+		if (signer_start(&so, &ca->signer, err, errlen) < 0)
+			goto fail;
+		ca->own_signer = true;
+	}
 	if (o->upstream_cert_path && load_upstream(ca, o, now, err, errlen) < 0)
 		goto fail;
 
@@ -593,6 +521,8 @@ void ca_close(struct ca *ca)
 	free(ca->trust_domain);
 	free(ca->jwt_issuer);
 	free(ca->key_dir);
+	if (ca->own_signer)
+		signer_stop(ca->signer);
 	pthread_mutex_destroy(&ca->lock);
 	free(ca);
 }
