@@ -1,4 +1,6 @@
-#include "ca.h"
+/* ca.c: the CA's authorities: load, rotation in time, signing, bundles and the sync with other
+ * servers (ca.h); the operator's rotation is in ca_admin.c, the shared state in ca_internal.h. */
+#include "ca_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -26,59 +28,6 @@
  * least this often. */
 #define CA_FULL_SYNC_S 10
 
-struct authority {
-	atomic_int refs;
-	char id[65];
-	int state; /* CA_STATE_* */
-	lkey *key;
-	uint8_t *cert;
-	size_t cert_len;
-	lkey *jwt_key;
-	char jwt_kid[80];
-	uint8_t *jwt_spki;
-	size_t jwt_spki_len;
-	int64_t not_before, not_after;
-	char sha256[65];
-	bool tainted;
-};
-
-/* Another server's published authority: public parts only. */
-struct peer {
-	char id[65];
-	uint8_t *cert;
-	size_t cert_len;
-	char jwt_kid[80];
-	uint8_t *jwt_spki;
-	size_t jwt_spki_len;
-	int state; /* CA_STATE_* as that server recorded it */
-	bool tainted;
-	int64_t not_before, not_after;
-};
-
-struct ca {
-	pthread_mutex_t lock;
-	bool shared;
-	struct peer *peers; /* in the datastore's order */
-	size_t n_peers;
-	int64_t synced_gen;     /* ds_bundle_generation at the last ca_sync */
-	int64_t next_full_sync; /* re-read even without news from the feed (a missed wake-up) */
-	struct datastore *ds;
-	struct signer *signer; /* holds every private key; a->key etc. sign through it */
-	bool own_signer;       /* started by ca_open (no ca_options.signer) */
-	char *trust_domain;
-	char *jwt_issuer; /* NULL: JWT-SVIDs carry no "iss" */
-	char *key_dir;
-	enum key_type key_type;
-	int64_t ca_ttl;
-	lkey *upstream_key; /* NULL unless upstream mode */
-	uint8_t *upstream_cert;
-	size_t upstream_cert_len;
-	int64_t upstream_not_after;
-	struct authority **auth; /* oldest first */
-	size_t n_auth;
-	int64_t sequence;
-};
-
 static void authority_unref(struct authority *a)
 {
 	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
@@ -90,7 +39,7 @@ static void authority_unref(struct authority *a)
 	free(a);
 }
 
-static const char *state_name(int s)
+const char *ca__state_name(int s)
 {
 	return s == CA_STATE_ACTIVE ? "active" : s == CA_STATE_PREPARED ? "prepared" : "old";
 }
@@ -100,7 +49,7 @@ static void key_path(const struct ca *ca, const char *id, const char *suffix, ch
 	snprintf(buf, len, "%s/%s%s.key", ca->key_dir, id, suffix);
 }
 
-static int record_authority(struct ca *ca, const struct authority *a)
+int ca__record_authority(struct ca *ca, const struct authority *a)
 {
 	struct ca_record r = {0};
 	snprintf(r.id, sizeof(r.id), "%s", a->id);
@@ -130,7 +79,7 @@ static int fill_cert_facts(struct authority *a, char *err, size_t errlen)
 
 /* Makes a new authority valid from now for ca_ttl (capped by the upstream CA) and writes its
  * keys to disk before it is recorded, so a crash leaves no authority without its key. */
-static struct authority *authority_create(struct ca *ca, int state, int64_t now, char *err,
+struct authority *ca__authority_create(struct ca *ca, int state, int64_t now, char *err,
 					  size_t errlen)
 {
 	struct authority *a = xcalloc(1, sizeof(*a));
@@ -177,13 +126,13 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 	char *kid = base64url_encode(idb, 12);
 	snprintf(a->jwt_kid, sizeof(a->jwt_kid), "%.64s", kid ? kid : a->id);
 	free(kid);
-	if (record_authority(ca, a) < 0) {
+	if (ca__record_authority(ca, a) < 0) {
 		errorf(err, errlen, "cannot record the new CA authority in the datastore");
 		goto fail_keys;
 	}
 	char until[32];
 	time_format_rfc3339(a->not_after, until, sizeof(until));
-	log_info("CA: new %s authority %s (JWT kid %s), valid until %s", state_name(state), a->id,
+	log_info("CA: new %s authority %s (JWT kid %s), valid until %s", ca__state_name(state), a->id,
 		 a->jwt_kid, until);
 	return a;
 fail_keys:
@@ -239,7 +188,7 @@ fail:
 	return -1;
 }
 
-static void remove_key_files(const struct ca *ca, const char *id)
+void ca__remove_key_files(const struct ca *ca, const char *id)
 {
 	signer_destroy(ca->signer, id);
 }
@@ -335,7 +284,7 @@ static bool is_peer_record(const struct ca *ca, const struct ca_record *r)
 
 /* The bundle sequence moves past every value any server wrote: agents switching servers never
  * see it go back for a newer set. */
-static void bump_sequence(struct ca *ca)
+void ca__bump_sequence(struct ca *ca)
 {
 	int64_t stored = 0;
 	if (ds_kv_get_int(ca->ds, "bundle_sequence", &stored) == 0 && stored > ca->sequence)
@@ -352,7 +301,7 @@ static bool own_id(const struct ca *ca, const char *id)
 	return false;
 }
 
-static void drop_authority_at(struct ca *ca, size_t i)
+void ca__drop_authority_at(struct ca *ca, size_t i)
 {
 	struct authority *a = ca->auth[i];
 	memmove(&ca->auth[i], &ca->auth[i + 1], (ca->n_auth - i - 1) * sizeof(*ca->auth));
@@ -374,8 +323,8 @@ static bool sync_own_locked(struct ca *ca, struct ca_record **recs, size_t n)
 				r = recs[j];
 		if (!r && a->state != CA_STATE_ACTIVE && a->tainted) {
 			log_info("CA: authority %s was revoked (on another server)", a->id);
-			remove_key_files(ca, a->id);
-			drop_authority_at(ca, i);
+			ca__remove_key_files(ca, a->id);
+			ca__drop_authority_at(ca, i);
 			changed = true;
 			continue;
 		}
@@ -422,7 +371,7 @@ int ca_sync(struct ca *ca, int64_t now)
 	bool own_changed = sync_own_locked(ca, recs, n);
 	int ret = 0;
 	if (own_changed && same) {
-		bump_sequence(ca);
+		ca__bump_sequence(ca);
 		ret = CA_CHANGED_BUNDLE;
 	}
 	if (!same) {
@@ -430,7 +379,7 @@ int ca_sync(struct ca *ca, int64_t now)
 		ca->peers = v;
 		ca->n_peers = len;
 		v = NULL;
-		bump_sequence(ca);
+		ca__bump_sequence(ca);
 		log_info("CA: the bundle now holds %zu authorities of other servers", len);
 		ret = CA_CHANGED_BUNDLE;
 	}
@@ -528,7 +477,7 @@ void ca_close(struct ca *ca)
 }
 
 /* A tainted authority is never activated, so it never counts as the prepared one either. */
-static struct authority *find_state(struct ca *ca, int state)
+struct authority *ca__find_state(struct ca *ca, int state)
 {
 	for (size_t i = 0; i < ca->n_auth; i++)
 		if (ca->auth[i]->state == state && !ca->auth[i]->tainted)
@@ -536,16 +485,16 @@ static struct authority *find_state(struct ca *ca, int state)
 	return NULL;
 }
 
-static void add_authority(struct ca *ca, struct authority *a)
+void ca__add_authority(struct ca *ca, struct authority *a)
 {
 	ca->auth = xrealloc(ca->auth, (ca->n_auth + 1) * sizeof(*ca->auth));
 	ca->auth[ca->n_auth++] = a;
 }
 
-static int set_state(struct ca *ca, struct authority *a, int state)
+int ca__set_state(struct ca *ca, struct authority *a, int state)
 {
 	a->state = state;
-	return record_authority(ca, a);
+	return ca__record_authority(ca, a);
 }
 
 static int64_t at_fraction(const struct authority *a, int num, int den)
@@ -557,15 +506,15 @@ static int64_t at_fraction(const struct authority *a, int num, int den)
 static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 {
 	int changed = 0;
-	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
-	struct authority *prepared = find_state(ca, CA_STATE_PREPARED);
+	struct authority *active = ca__find_state(ca, CA_STATE_ACTIVE);
+	struct authority *prepared = ca__find_state(ca, CA_STATE_PREPARED);
 
 	/* Activate the prepared authority at five sixths of the active one's life, or at once when
 	 * the active one is gone or has expired (a server that was down for long). */
 	if (prepared && (!active || now >= at_fraction(active, 5, 6) || now >= active->not_after)) {
-		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
+		if (active && ca__set_state(ca, active, CA_STATE_OLD) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
-		if (set_state(ca, prepared, CA_STATE_ACTIVE) < 0)
+		if (ca__set_state(ca, prepared, CA_STATE_ACTIVE) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
 		log_info("CA: authority %s is now active%s%s", prepared->id,
 			 active ? ", replacing " : "", active ? active->id : "");
@@ -574,22 +523,22 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		changed |= CA_CHANGED_ACTIVE;
 	}
 	if (!active || now >= active->not_after) {
-		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
+		if (active && ca__set_state(ca, active, CA_STATE_OLD) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
-		struct authority *a = authority_create(ca, CA_STATE_ACTIVE, now, err, errlen);
+		struct authority *a = ca__authority_create(ca, CA_STATE_ACTIVE, now, err, errlen);
 		if (!a)
 			return -1;
-		add_authority(ca, a);
+		ca__add_authority(ca, a);
 		active = a;
 		changed |= CA_CHANGED_ACTIVE | CA_CHANGED_BUNDLE;
 	}
 	/* Prepare the next authority at half the active one's life: it enters the bundle now, so
 	 * every agent and workload trusts it before it signs anything. */
 	if (!prepared && now >= at_fraction(active, 1, 2)) {
-		struct authority *a = authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
+		struct authority *a = ca__authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
 		if (!a)
 			return -1;
-		add_authority(ca, a);
+		ca__add_authority(ca, a);
 		changed |= CA_CHANGED_BUNDLE;
 	}
 	/* Drop old (and tainted prepared) authorities once expired: nothing they signed can still
@@ -599,7 +548,7 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		if (a != active && now >= a->not_after) {
 			if (ds_ca_delete(ca->ds, a->id) < 0 && 0)
 				return -1;
-			remove_key_files(ca, a->id);
+			ca__remove_key_files(ca, a->id);
 			log_info("CA: authority %s expired and left the bundle", a->id);
 			memmove(&ca->auth[i], &ca->auth[i + 1], (ca->n_auth - i - 1) * sizeof(*ca->auth));
 			ca->n_auth--;
@@ -610,7 +559,7 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		i++;
 	}
 	if (changed & CA_CHANGED_BUNDLE)
-		bump_sequence(ca);
+		ca__bump_sequence(ca);
 	return changed;
 }
 
@@ -626,9 +575,9 @@ int64_t ca_next_rotation(struct ca *ca)
 {
 	pthread_mutex_lock(&ca->lock);
 	int64_t next = INT64_MAX;
-	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
+	struct authority *active = ca__find_state(ca, CA_STATE_ACTIVE);
 	if (active) {
-		if (find_state(ca, CA_STATE_PREPARED))
+		if (ca__find_state(ca, CA_STATE_PREPARED))
 			next = at_fraction(active, 5, 6);
 		else
 			next = at_fraction(active, 1, 2);
@@ -645,7 +594,7 @@ int64_t ca_next_rotation(struct ca *ca)
 static struct authority *active_ref(struct ca *ca)
 {
 	pthread_mutex_lock(&ca->lock);
-	struct authority *a = find_state(ca, CA_STATE_ACTIVE);
+	struct authority *a = ca__find_state(ca, CA_STATE_ACTIVE);
 	if (a)
 		atomic_fetch_add(&a->refs, 1);
 	pthread_mutex_unlock(&ca->lock);
@@ -816,7 +765,7 @@ int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n)
 		struct authority *a = ca->auth[i];
 		struct ca_authority_info *o = &(*out)[i];
 		snprintf(o->id, sizeof(o->id), "%s", a->id);
-		o->state = state_name(a->state);
+		o->state = ca__state_name(a->state);
 		o->not_before = a->not_before;
 		o->not_after = a->not_after;
 		memcpy(o->sha256, a->sha256, sizeof(o->sha256));
@@ -825,266 +774,4 @@ int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n)
 	}
 	pthread_mutex_unlock(&ca->lock);
 	return 0;
-}
-
-/* ---- the operator's rotation (admin API) ---- */
-
-static struct authority *find_own(struct ca *ca, const char *id)
-{
-	for (size_t i = 0; i < ca->n_auth; i++)
-		if (strcmp(ca->auth[i]->id, id) == 0)
-			return ca->auth[i];
-	return NULL;
-}
-
-static struct peer *find_peer(struct ca *ca, const char *id)
-{
-	for (size_t i = 0; i < ca->n_peers; i++)
-		if (strcmp(ca->peers[i].id, id) == 0)
-			return &ca->peers[i];
-	return NULL;
-}
-
-int ca_prepare(struct ca *ca, int64_t now, char id_out[65], char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret = -EEXIST;
-	struct authority *p = find_state(ca, CA_STATE_PREPARED);
-	if (p) {
-		errorf(err, errlen, "authority %s is already prepared (activate it with "
-		       "\"authority activate --id %s\")", p->id, p->id);
-		goto out;
-	}
-	ret = -EIO;
-	p = authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
-	if (!p)
-		goto out;
-	add_authority(ca, p);
-	bump_sequence(ca);
-	snprintf(id_out, 65, "%s", p->id);
-	ret = CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-/* Not one of ours: the operator asked the wrong server, or a typo. */
-static int not_own(struct ca *ca, const char *id, const char *verb, char *err, size_t errlen)
-{
-	if (find_peer(ca, id)) {
-		errorf(err, errlen, "authority %s belongs to another server sharing this database: "
-		       "%s it there", id, verb);
-		return -EXDEV;
-	}
-	errorf(err, errlen, "unknown authority ID \"%s\" (see \"authority show\")", id);
-	return -ENOENT;
-}
-
-int ca_activate(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret;
-	struct authority *a = find_own(ca, id);
-	if (!a) {
-		ret = not_own(ca, id, "activate", err, errlen);
-		goto out;
-	}
-	ret = -EBUSY;
-	if (a->tainted) {
-		errorf(err, errlen, "authority %s is tainted: it can never become active again", id);
-		goto out;
-	}
-	if (a->state != CA_STATE_PREPARED) {
-		errorf(err, errlen, "authority %s is %s, not prepared: only a prepared authority can "
-		       "be activated (\"authority prepare\" makes one)", id, state_name(a->state));
-		goto out;
-	}
-	ret = -EIO;
-	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
-	if ((active && set_state(ca, active, CA_STATE_OLD) < 0) ||
-	    set_state(ca, a, CA_STATE_ACTIVE) < 0) {
-		errorf(err, errlen, "cannot record the activation in the datastore");
-		goto out;
-	}
-	log_info("CA: authority %s is now active (operator)%s%s", id, active ? ", replacing " : "",
-		 active ? active->id : "");
-	bump_sequence(ca);
-	ret = CA_CHANGED_ACTIVE | CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-/* Another server's authority: the flag goes into its record, which that server and every other
- * one read back on their next sync. */
-static int taint_peer(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	struct ca_record **recs = NULL;
-	size_t n = 0;
-	if (ds_ca_list(ca->ds, &recs, &n) < 0) {
-		errorf(err, errlen, "cannot read the authorities from the datastore");
-		return -EIO;
-	}
-	int ret = -ENOENT;
-	for (size_t i = 0; i < n; i++) {
-		struct ca_record *r = recs[i];
-		if (strcmp(r->id, id) != 0)
-			continue;
-		if ((r->state & ~CA_STATE_TAINTED) == CA_STATE_ACTIVE) {
-			errorf(err, errlen, "authority %s is the active authority of another server: "
-			       "prepare and activate a new one there first", id);
-			ret = -EBUSY;
-		} else {
-			r->state |= CA_STATE_TAINTED;
-			ret = ds_ca_put(ca->ds, r) < 0 ? -EIO : 0;
-			if (ret < 0)
-				errorf(err, errlen, "cannot record the taint in the datastore");
-		}
-		break;
-	}
-	if (ret == -ENOENT)
-		errorf(err, errlen, "unknown authority ID \"%s\" (see \"authority show\")", id);
-	ca_record_array_free(recs, n);
-	return ret;
-}
-
-int ca_taint(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret = 0;
-	struct authority *a = find_own(ca, id);
-	struct peer *p = a ? NULL : find_peer(ca, id);
-	if (!a && !p) {
-		ret = not_own(ca, id, "taint", err, errlen);
-		goto out;
-	}
-	if ((a && a->tainted) || (p && p->tainted))
-		goto out; /* already: nothing changes */
-	if (a && a->state == CA_STATE_ACTIVE) {
-		errorf(err, errlen, "authority %s is active: prepare and activate a new authority "
-		       "first (\"authority prepare\", then \"authority activate\"), then taint %s",
-		       id, id);
-		ret = -EBUSY;
-		goto out;
-	}
-	if (p) {
-		ret = taint_peer(ca, id, err, errlen);
-		if (ret == 0)
-			p->tainted = true;
-	} else {
-		a->tainted = true;
-		if (record_authority(ca, a) < 0) {
-			a->tainted = false;
-			errorf(err, errlen, "cannot record the taint in the datastore");
-			ret = -EIO;
-		}
-	}
-	if (ret < 0)
-		goto out;
-	log_warnx("CA: authority %s tainted by the operator: agents re-issue what it signed", id);
-	bump_sequence(ca);
-	ret = CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-int ca_tainted_check(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret = 0;
-	struct authority *a = find_own(ca, id);
-	struct peer *p = a ? NULL : find_peer(ca, id);
-	if (!a && !p) {
-		ret = not_own(ca, id, "revoke", err, errlen);
-	} else if (!(a ? a->tainted : p->tainted)) {
-		errorf(err, errlen, "authority %s is not tainted: taint it first (\"authority taint "
-		       "--id %s\"), so that agents re-issue what it signed", id, id);
-		ret = -EBUSY;
-	}
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-int ca_revoke(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	int ret = ca_tainted_check(ca, id, err, errlen);
-	if (ret < 0)
-		return ret;
-	pthread_mutex_lock(&ca->lock);
-	ret = -EIO;
-	if (ds_ca_delete(ca->ds, id) < 0 && find_own(ca, id)) {
-		errorf(err, errlen, "cannot delete authority %s from the datastore", id);
-		goto out;
-	}
-	for (size_t i = 0; i < ca->n_auth; i++)
-		if (strcmp(ca->auth[i]->id, id) == 0) {
-			remove_key_files(ca, id);
-			drop_authority_at(ca, i);
-			break;
-		}
-	for (size_t i = 0; i < ca->n_peers; i++)
-		if (strcmp(ca->peers[i].id, id) == 0) {
-			free(ca->peers[i].cert);
-			free(ca->peers[i].jwt_spki);
-			memmove(&ca->peers[i], &ca->peers[i + 1],
-				(ca->n_peers - i - 1) * sizeof(*ca->peers));
-			ca->n_peers--;
-			break;
-		}
-	log_warnx("CA: authority %s revoked by the operator: it left the bundle", id);
-	bump_sequence(ca);
-	ret = CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-static json_t *authority_json(const char *id, const char *kind, int state, bool tainted,
-			      int64_t not_before, int64_t not_after, bool own)
-{
-	char nb[32], na[32];
-	time_format_rfc3339(not_before, nb, sizeof(nb));
-	time_format_rfc3339(not_after, na, sizeof(na));
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:s}", "id", id, "kind", kind, "state",
-			 state_name(state), "not_before", nb, "not_after", na, "not_before_unix",
-			 (json_int_t)not_before, "not_after_unix", (json_int_t)not_after, "tainted",
-			 tainted, "server", own ? "this" : "other");
-}
-
-static void add_kinds(json_t *arr, const char *id, int state, bool tainted, int64_t nb,
-		      int64_t na, bool own, const uint8_t *cert, size_t cert_len, const char *kid,
-		      const uint8_t *spki, size_t spki_len)
-{
-	json_t *x = authority_json(id, "x509", state, tainted, nb, na, own);
-	char *pem = pem_encode("CERTIFICATE", cert, cert_len);
-	json_object_set_new(x, "certificate", json_string(pem ? pem : ""));
-	free(pem);
-	json_array_append_new(arr, x);
-	if (!spki)
-		return;
-	json_t *j = authority_json(id, "jwt", state, tainted, nb, na, own);
-	pem = pem_encode("PUBLIC KEY", spki, spki_len);
-	json_object_set_new(j, "key_id", json_string(kid));
-	json_object_set_new(j, "public_key", json_string(pem ? pem : ""));
-	free(pem);
-	json_array_append_new(arr, j);
-}
-
-json_t *ca_authorities_json(struct ca *ca)
-{
-	json_t *arr = json_array();
-	pthread_mutex_lock(&ca->lock);
-	for (size_t i = 0; i < ca->n_auth; i++) {
-		const struct authority *a = ca->auth[i];
-		add_kinds(arr, a->id, a->state, a->tainted, a->not_before, a->not_after, true,
-			  a->cert, a->cert_len, a->jwt_kid, a->jwt_spki, a->jwt_spki_len);
-	}
-	for (size_t i = 0; i < ca->n_peers; i++) {
-		const struct peer *p = &ca->peers[i];
-		add_kinds(arr, p->id, p->state, p->tainted, p->not_before, p->not_after, false,
-			  p->cert, p->cert_len, p->jwt_kid, p->jwt_spki, p->jwt_spki_len);
-	}
-	pthread_mutex_unlock(&ca->lock);
-	return json_pack("{s:o}", "authorities", arr);
 }
