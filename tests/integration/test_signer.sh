@@ -14,7 +14,13 @@ KEYDIR="$T/server/data/ca"
 wait_for 20 sh -c "ls '$KEYDIR'/*.jwt.key" || fail "no CA key files in $KEYDIR"
 SIGNER_PID=$(pgrep -P "$SERVER_PID" | head -n 1 || true)
 [ -n "$SIGNER_PID" ] || fail "the server has no signer child process"
-ok "server $SERVER_PID started its signer $SIGNER_PID"
+# It holds no descriptor of the server's but stderr: only its socketpairs.
+for fd in /proc/"$SIGNER_PID"/fd/*; do
+	n=${fd##*/}
+	t=$(readlink "$fd" || true)
+	[ "$n" = 2 ] || [[ "$t" == socket:* ]] || fail "the signer holds fd $n -> $t"
+done
+ok "server $SERVER_PID started its signer $SIGNER_PID (no descriptor but its channels and stderr)"
 
 ID="spiffe://$TD/w/signer"
 mint() {
