@@ -3,8 +3,8 @@
  * Threads and ownership:
  *  - The sync thread owns the connection, the agent identity, the entry set with its SVIDs, the
  *    bundle and the persisted state; nothing else touches them once it runs.
- *  - The loop thread calls node_client_fetch_jwt() and owns the JWT cache (jwt_cache.h).
- *    Requests travel to the sync thread on a mutex-protected queue; answers come back on another
+ *  - The loop thread calls node_client_fetch_jwt() on a cache miss of the Workload API's JWT
+ *    cache (workload_jwt.c), which a hit never leaves. Requests travel to the sync thread on a mutex-protected queue; answers come back on another
  *    queue and a uv_async_t runs their callbacks on the loop.
  *  - n->mu guards the queues, the status and the stop flag. The connection (server_conn.h) has
  *    its own lock, so that stop can shut a blocking call down at once.
@@ -98,12 +98,11 @@ struct node_client {
 	bool stopping;
 	/* A CA authority was tainted: the loop thread drops the cached JWT-SVIDs (some may carry
 	 * its kid) before it answers the next request. */
-	bool jwt_flush;
+	uint64_t jwt_generation; /* atomic: node_client_jwt_generation() */
 	struct jwt_req *pending, *done;
 	struct node_status st;
 
 	/* Loop thread only. */
-	struct jwt_cache *jwt_cache;
 	node_refused_cb on_refused;
 	void *refused_ud;
 	bool refusal_reported;
@@ -363,9 +362,7 @@ static void apply_taint(struct node_client *n, const Lanyard__Node__V1__Bundle *
 		  "%d s%s", n->taint.n, n->taint.n == 1 ? "y" : "ies", n->trust_domain,
 		  n->taint.ids[0], k, TAINT_WINDOW_S, own ? ", then the agent SVID" : "");
 	n->plan_dirty = true;
-	pthread_mutex_lock(&n->mu);
-	n->jwt_flush = true;
-	pthread_mutex_unlock(&n->mu);
+	__atomic_add_fetch(&n->jwt_generation, 1, __ATOMIC_RELEASE);
 }
 
 /* True when a taint is pending and no SVID of the set depends on a tainted authority any more:
@@ -1212,9 +1209,7 @@ static void deliver_done(struct node_client *n)
 	pthread_mutex_unlock(&n->mu);
 	for (struct jwt_req *r = list, *next; r; r = next) {
 		next = r->next;
-		if (r->status == GRPC_STATUS_OK)
-			jwt_cache_put(n->jwt_cache, r, now_unix());
-		r->cb(r->ud, r->status, r->token, r->message);
+		r->cb(r->ud, r->status, r->token, r->expires_at, r->message);
 		jwt_cache_req_free(r);
 	}
 }
@@ -1257,24 +1252,6 @@ int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *con
 		return -1;
 	struct jwt_req *r = jwt_cache_req_new(entry_id, audience, n_audience, cb, ud, now_unix());
 	pthread_mutex_lock(&n->mu);
-	bool flush = n->jwt_flush;
-	n->jwt_flush = false;
-	pthread_mutex_unlock(&n->mu);
-	if (flush) {
-		jwt_cache_free(n->jwt_cache);
-		n->jwt_cache = jwt_cache_new();
-	}
-
-	/* The answer always comes through the async callback, never from inside this call. */
-	if (jwt_cache_answer(n->jwt_cache, r)) {
-		pthread_mutex_lock(&n->mu);
-		r->next = n->done;
-		n->done = r;
-		pthread_mutex_unlock(&n->mu);
-		uv_async_send(n->async);
-		return 0;
-	}
-	pthread_mutex_lock(&n->mu);
 	if (n->stopping) {
 		pthread_mutex_unlock(&n->mu);
 		jwt_cache_req_free(r);
@@ -1285,6 +1262,11 @@ int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *con
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->mu);
 	return 0;
+}
+
+uint64_t node_client_jwt_generation(struct node_client *n)
+{
+	return __atomic_load_n(&n->jwt_generation, __ATOMIC_ACQUIRE);
 }
 
 void node_client_status(struct node_client *n, struct node_status *out)
@@ -1306,7 +1288,6 @@ static void free_client(struct node_client *n)
 	for (size_t i = 0; i < n->n_used_tokens; i++)
 		free(n->used_tokens[i]);
 	free(n->used_tokens);
-	jwt_cache_free(n->jwt_cache);
 	lkey_free(n->agent_key);
 	free(n->agent_chain);
 	free(n->bundle);
@@ -1411,7 +1392,6 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	n->psat_token_path =
 		xstrdup(cfg->psat_token_path ? cfg->psat_token_path : K8S_DEFAULT_PSAT_TOKEN);
 	n->rotation_fraction = cfg->rotation_fraction;
-	n->jwt_cache = jwt_cache_new();
 	n->cache = cache;
 	n->loop = loop;
 	n->st.state = NODE_STATE_STARTING;

@@ -34,6 +34,7 @@
 #include "attestor.h"
 #include "grpc_server.h"
 #include "jwt.h"
+#include "jwt_cache.h"
 #include "log.h"
 #include "node_client.h"
 #include "pbstruct.h"
@@ -659,6 +660,7 @@ static void api_free(struct workload_api *w)
 	}
 	sds_free(w->sds);
 	jwks_free(w->jwks);
+	jwt_cache_free(w->jwt_cache);
 	snapshot_release(w->snap);
 	for (size_t i = 0; i < w->n_attestors; i++)
 		attestor_free(w->attestors[i]);
@@ -737,6 +739,7 @@ int workload_api_start_opts(uv_loop_t *loop, const struct workload_api_opts *o,
 	if (w->attest_inline)
 		w->inline_job = xcalloc(1, sizeof(*w->inline_job));
 	take_snapshot(w);
+	w->jwt_cache = jwt_cache_new();
 	w->sds = sds_new(cache, w->opts.trust_domain, &w->opts.sds_names);
 	if (!w->sds) {
 		snprintf(err, errlen, "cannot start the SDS service");

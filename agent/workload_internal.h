@@ -129,6 +129,8 @@ struct workload_api {
 	uint8_t jwt_bundle_digest[DIGEST_LEN];
 	struct jwks *jwks; /* parsed snap->jwt_bundle, lazily, for jwks_epoch */
 	uint64_t jwks_epoch;
+	struct jwt_cache *jwt_cache; /* signed tokens (workload_jwt.c) */
+	uint64_t jwt_generation;     /* node_client_jwt_generation() the cache was filled in */
 
 	struct selset *sets[SELSET_BUCKETS];
 	struct wcall *streams;

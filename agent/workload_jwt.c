@@ -1,7 +1,11 @@
 /* workload_jwt.c: FetchJWTSVID and ValidateJWTSVID.
  *
  * A fetch asks for one token per SPIFFE ID the caller is entitled to; the call holds the
- * snapshot its slots point into until every answer came back. Loop thread only. */
+ * snapshot its slots point into until every answer came back. Tokens are served from the JWT
+ * cache (jwt_cache.h) the workload_api owns, on this thread: a hit crosses no lock and no async
+ * handle and is answered before fetch_jwt returns. A miss goes to the node client's sync thread
+ * (or the fetch_jwt hook of the options), whose answer is cached on its way back. The cache is
+ * dropped when node_client_jwt_generation moves (a tainted authority). Loop thread only. */
 #include "workload_internal.h"
 
 #include <stdio.h>
@@ -9,6 +13,7 @@
 #include <string.h>
 
 #include "jwt.h"
+#include "jwt_cache.h"
 #include "log.h"
 #include "node_client.h"
 #include "pbstruct.h"
@@ -72,10 +77,12 @@ static void jwt_done(struct wcall *c)
 	wl_maybe_free(w);
 }
 
-static void on_jwt(void *ud, int status, const char *token, const char *message)
+static void on_jwt(void *ud, int status, const char *token, int64_t expires_at,
+		   const char *message)
 {
 	struct jwt_slot *s = ud;
 
+	(void)expires_at;
 	s->status = status;
 	if (status == GRPC_STATUS_OK && !token) {
 		s->status = GRPC_STATUS_INTERNAL;
@@ -88,12 +95,58 @@ static void on_jwt(void *ud, int status, const char *token, const char *message)
 	jwt_done(s->c);
 }
 
-static int fetch_jwt(struct workload_api *w, const char *entry_id, char *const *audience,
-		     size_t n_audience, node_jwt_cb cb, void *ud)
+/* Drops every cached token once the node client says tokens signed before must go. */
+static void cache_check_generation(struct workload_api *w)
 {
+	uint64_t g = w->nc ? node_client_jwt_generation(w->nc) : 0;
+
+	if (g == w->jwt_generation)
+		return;
+	jwt_cache_free(w->jwt_cache);
+	w->jwt_cache = jwt_cache_new();
+	w->jwt_generation = g;
+}
+
+/* A cache miss came back: cache the token (unless the generation moved while it was signed) and
+ * answer the slot. r->ud is the slot; r->epoch the generation it was asked in. */
+static void on_fetched(void *ud, int status, const char *token, int64_t expires_at,
+		       const char *message)
+{
+	struct jwt_req *r = ud;
+	struct jwt_slot *s = r->ud;
+	struct workload_api *w = s->c->w;
+
+	jwt_cache_req_answer(r, status, token, expires_at, message);
+	cache_check_generation(w);
+	if (status == GRPC_STATUS_OK && token && r->epoch == w->jwt_generation)
+		jwt_cache_put(w->jwt_cache, r, now_unix());
+	on_jwt(s, status, token, expires_at, message);
+	jwt_cache_req_free(r);
+}
+
+/* Answers the slot from the cache on this thread, or asks for a token (on_fetched). */
+static int fetch_jwt(struct workload_api *w, struct jwt_slot *s, char *const *audience,
+		     size_t n_audience)
+{
+	struct jwt_req *r;
+	int rc;
+
+	cache_check_generation(w);
+	r = jwt_cache_req_new(s->entry_id, audience, n_audience, on_jwt, s, now_unix());
+	r->epoch = w->jwt_generation;
+	if (jwt_cache_answer(w->jwt_cache, r)) {
+		on_jwt(s, r->status, r->token, r->expires_at, NULL);
+		jwt_cache_req_free(r);
+		return 0;
+	}
 	if (w->opts.fetch_jwt)
-		return w->opts.fetch_jwt(w->opts.fetch_jwt_ud, entry_id, audience, n_audience, cb, ud);
-	return node_client_fetch_jwt(w->nc, entry_id, audience, n_audience, cb, ud);
+		rc = w->opts.fetch_jwt(w->opts.fetch_jwt_ud, s->entry_id, audience, n_audience,
+				       on_fetched, r);
+	else
+		rc = node_client_fetch_jwt(w->nc, s->entry_id, audience, n_audience, on_fetched, r);
+	if (rc < 0)
+		jwt_cache_req_free(r);
+	return rc;
 }
 
 void wl_jwt_svid_fetch(struct wcall *c)
@@ -153,8 +206,7 @@ void wl_jwt_svid_fetch(struct wcall *c)
 	for (size_t i = 0; i < n; i++) {
 		c->refs++;
 		w->pending_async++;
-		if (fetch_jwt(w, c->slots[i].entry_id, req->audience, req->n_audience, on_jwt,
-			      &c->slots[i]) < 0) {
+		if (fetch_jwt(w, &c->slots[i], req->audience, req->n_audience) < 0) {
 			c->slots[i].status = GRPC_STATUS_UNAVAILABLE;
 			c->slots[i].message = strdup("the agent could not queue the JWT-SVID request");
 			jwt_done(c);
