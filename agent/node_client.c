@@ -24,6 +24,7 @@
 
 #include "node_client.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/sha256.h>
@@ -99,6 +102,9 @@ struct node_client {
 	/* A CA authority was tainted: the loop thread drops the cached JWT-SVIDs (some may carry
 	 * its kid) before it answers the next request. */
 	uint64_t jwt_generation; /* atomic: node_client_jwt_generation() */
+	/* An eventfd the sync thread polls with the server connection: the loop thread writes it
+	 * when it queues a JWT request, so a request never waits out a poll of the entry stream. */
+	int wake_fd;
 	struct jwt_req *pending, *done;
 	struct node_status st;
 
@@ -1261,6 +1267,9 @@ int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *con
 	n->pending = r;
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->mu);
+	uint64_t one = 1;
+	if (write(n->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("cannot wake the sync thread for a JWT-SVID request");
 	return 0;
 }
 
@@ -1283,6 +1292,8 @@ static void free_client(struct node_client *n)
 	if (!n)
 		return;
 	server_conn_free(n->conn);
+	if (n->wake_fd >= 0)
+		close(n->wake_fd);
 	entry_set_free(&n->es);
 	taint_set_free(&n->taint);
 	for (size_t i = 0; i < n->n_used_tokens; i++)
@@ -1384,6 +1395,7 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	*out = NULL;
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->cond, NULL);
+	n->wake_fd = -1;
 	n->trust_domain = xstrdup(cfg->trust_domain);
 	n->data_dir = xstrdup(cfg->data_dir);
 	n->join_token = cfg->join_token && *cfg->join_token ? xstrdup(cfg->join_token) : NULL;
@@ -1401,6 +1413,12 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	}
 	n->conn = server_conn_new(cfg->servers, cfg->n_servers, n->trust_domain,
 				  n->insecure_bootstrap);
+	n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (n->wake_fd < 0) {
+		seterr(err, errlen, "eventfd: %s", strerror(errno));
+		goto out;
+	}
+	server_conn_set_wake_fd(n->conn, n->wake_fd);
 	if (key_type_parse(cfg->workload_key_type, &n->key_type) < 0) {
 		seterr(err, errlen, "unknown workload_key_type \"%s\"", cfg->workload_key_type);
 		goto out;
