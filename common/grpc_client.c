@@ -128,8 +128,9 @@ static int send_pending(struct grpc_client *c)
 	return 0;
 }
 
-/* One round: write, wait up to timeout_ms for the socket, read, write again. */
-static int client_io(struct grpc_client *c, int timeout_ms)
+/* One round: write, wait up to timeout_ms for the socket (and the wake fd when wakeable), read,
+ * write again. */
+static int client_io(struct grpc_client *c, int timeout_ms, bool wakeable)
 {
 	struct pollfd pfd[2] = {{.fd = c->h2.fd, .events = POLLIN}, {.fd = c->wake_fd, .events = POLLIN}};
 	char e[256];
@@ -139,10 +140,10 @@ static int client_io(struct grpc_client *c, int timeout_ms)
 		return -1;
 	if (h2buf_pending(&c->h2.out))
 		pfd[0].events |= POLLOUT;
-	rc = poll(pfd, c->wake_fd >= 0 ? 2 : 1, timeout_ms);
+	rc = poll(pfd, wakeable && c->wake_fd >= 0 ? 2 : 1, timeout_ms);
 	if (rc < 0 && errno != EINTR)
 		return client_fail(c, "poll: %s", strerror(errno));
-	if (rc > 0 && c->wake_fd >= 0 && (pfd[1].revents & POLLIN)) {
+	if (rc > 0 && wakeable && c->wake_fd >= 0 && (pfd[1].revents & POLLIN)) {
 		uint64_t drain;
 
 		c->woken = true;
@@ -775,7 +776,8 @@ static int stream_wait(struct grpc_stream *s, bool for_end, int64_t deadline)
 		if (!first && remaining_ms(deadline) == 0)
 			return 0;
 		first = false;
-		client_io(c, remaining_ms(deadline));
+		/* Only a wait for a stream message is woken: a unary call runs to its answer. */
+		client_io(c, remaining_ms(deadline), !for_end);
 		if (c->woken) {
 			c->woken = false;
 			return 0;
