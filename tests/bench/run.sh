@@ -90,8 +90,14 @@ cleanup() {
 trap cleanup EXIT
 
 # Runs a benchmark program, showing its output and keeping the BENCH lines for the summary.
+# Every figure is followed by the load average it was measured under (the machine is shared).
 run() {
-	"$@" | tee -a "$OUT"
+	"$@" | while IFS= read -r line; do
+		printf '%s\n' "$line"
+		case "$line" in
+		"BENCH "*) echo "# load average $(cut -d' ' -f1-3 /proc/loadavg) at ${line#BENCH }" ;;
+		esac
+	done | tee -a "$OUT"
 }
 
 free_port() {
@@ -154,12 +160,14 @@ if [ "$QUICK" = 1 ]; then
 	ISSUE_ARGS=(--agents 8 --entries 10 --threads 4 --seconds 1 --runs 1)
 	SYNC_ARGS=(--agents 50 --entries 10 --idle-seconds 1 --seconds 3)
 	N_FETCH=100 N_MID=150 N_BIG=300 N_STREAMS=50 FETCH_ARGS=(--count 200 --seconds 1 --runs 1)
+	N_STREAMS_10K=200 JWT_COUNT=200
 	STREAM_RUNS=1 RESTART_RUNS=2 TLS_ARGS=(--count 3 --warmup 1) HA_ROUNDS=3 HA_WATCH_S=6
 	ADMIN_BATCH=500 ADMIN_BATCHES=2
 else
 	ISSUE_ARGS=(--agents 64 --entries 10 --threads 8 --seconds 5 --runs 5)
 	SYNC_ARGS=(--agents 1000 --entries 10 --idle-seconds 15 --seconds 40)
 	N_FETCH=100 N_MID=1000 N_BIG=10000 N_STREAMS=1000 FETCH_ARGS=(--count 3000 --seconds 3 --runs 5)
+	N_STREAMS_10K=10000 JWT_COUNT=5000
 	STREAM_RUNS=7 RESTART_RUNS=7 TLS_ARGS=(--count 300 --warmup 20) HA_ROUNDS=30 HA_WATCH_S=8
 	ADMIN_BATCH=10000 ADMIN_BATCHES=10
 fi
@@ -220,7 +228,13 @@ JSON
 		"${FETCH_ARGS[@]}"
 	run "$BENCH/bench_agent" streams --socket "$AGENT_SOCK" --pid "$AGENT_PID" --admin "$ADMIN" \
 		--entry-id "$(head -n 1 "$A/mine.ids")" --count "$N_STREAMS" --runs "$STREAM_RUNS" \
-		--timeout 60
+		--timeout 60 --fetch-name fetch_p99_us_c1000 --procs 2
+	# 10,000 streams, 5 per connection: the agent pins 3 descriptors per connection (the socket,
+	# the caller's /proc directory and pidfd), and 10,000 connections would need 30,000.
+	run "$BENCH/bench_agent" streams --socket "$AGENT_SOCK" --pid "$AGENT_PID" --admin "$ADMIN" \
+		--entry-id "$(head -n 1 "$A/mine.ids")" --count "$N_STREAMS_10K" --per-conn 5 \
+		--suffix _10k --runs "$STREAM_RUNS" --timeout 120
+	run "$BENCH/bench_agent" jwt --socket "$AGENT_SOCK" --count "$JWT_COUNT"
 
 	# Restart from disk: the server is stopped first, so whatever is served comes from data_dir.
 	stop_pid "$AGENT_PID"
@@ -505,6 +519,9 @@ targets = {
     "ha_failover_failed_fetches": ("<=", 0),
     # issue 18
     "entry_batch_create_10k_ms": ("<=", 5000), "entry_list_100k_ms": ("<=", 1000),
+    "stream_kib_each_10k": ("<=", 8), "fanout_10k_ms": ("<=", 500),
+    "fetch_p99_us_c1000": ("<=", 1000), "jwt_fetch_p99_us": ("<=", 200),
+    "jwt_fetch_cold_p99_ms": ("<=", 5),
 }
 rows = []
 for line in open(sys.argv[1]):
