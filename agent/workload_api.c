@@ -322,7 +322,7 @@ static int selset_match(struct workload_api *w, struct selset *s)
 	s->match = NULL;
 	s->n_match = 0;
 	for (size_t i = 0; i < snap->n_entries; i++) {
-		const struct cache_entry *e = snap->entries[i];
+		const struct entry *e = snap->entries[i];
 
 		/* An entry without selectors would match every process on the node. */
 		if (e->n_selectors == 0 ||
@@ -485,7 +485,7 @@ static void explain_denial(struct wcall *c)
 	for (size_t i = 0; i < c->sel->n; i++)
 		append_sel(sel, sizeof(sel), &pos, i ? " " : "", c->sel->v[i]);
 	for (size_t i = 0; i < snap->n_entries; i++) {
-		const struct cache_entry *e = snap->entries[i];
+		const struct entry *e = snap->entries[i];
 		size_t have = 0, k;
 
 		for (size_t j = 0; j < e->n_selectors; j++)
@@ -502,7 +502,7 @@ static void explain_denial(struct wcall *c)
 	}
 	pos = 0;
 	for (size_t b = 0; b < n_best; b++) {
-		const struct cache_entry *e = snap->entries[best[b].idx];
+		const struct entry *e = snap->entries[best[b].idx];
 		bool first = true;
 
 		append(why, sizeof(why), &pos, "%sentry %s (%s) has %zu/%zu, lacks [", b ? "; " : "",
@@ -530,7 +530,7 @@ static void explain_denial(struct wcall *c)
 
 static const char *svid_hint(const struct snapshot *snap, const struct svid *v)
 {
-	const struct cache_entry *e;
+	const struct entry *e;
 
 	if (v->hint)
 		return v->hint;
@@ -557,7 +557,7 @@ static struct svid **matched_svids(struct workload_api *w, const struct selset *
 
 /* ---- federated bundles (SPIFFE Workload API 4.6: only those the caller's entries name) ---- */
 
-static bool entry_federates_with(const struct cache_entry *e, const char *td)
+static bool entry_federates_with(const struct entry *e, const char *td)
 {
 	for (size_t i = 0; i < e->n_federates_with; i++)
 		if (strcmp(e->federates_with[i], td) == 0)
@@ -826,7 +826,7 @@ static void jwt_complete(struct wcall *c)
 		goto out;
 	}
 	for (size_t i = 0; i < c->n_slots; i++) {
-		const struct cache_entry *e = snapshot_entry(c->jwt_snap, c->slots[i].entry_id);
+		const struct entry *e = snapshot_entry(c->jwt_snap, c->slots[i].entry_id);
 		JWTSVID init = JWTSVID__INIT;
 
 		items[i] = init;
@@ -898,7 +898,7 @@ static void handle_fetch_jwt(struct wcall *c)
 	}
 	/* One token per SPIFFE ID (several entries may give the same ID). */
 	for (size_t i = 0; i < c->sel->n_match; i++) {
-		const struct cache_entry *e = snap->entries[c->sel->match[i]];
+		const struct entry *e = snap->entries[c->sel->match[i]];
 		bool dup = false;
 
 		if (req->spiffe_id[0] && strcmp(req->spiffe_id, e->spiffe_id) != 0)

@@ -42,6 +42,7 @@ struct entry *entry_dup(const struct entry *e)
 		return NULL;
 	struct entry *d = xcalloc(1, sizeof(*d));
 	*d = *e;
+	d->refs = 0;
 	d->spiffe_id = strdup_or_null(e->spiffe_id);
 	d->parent_id = strdup_or_null(e->parent_id);
 	d->selectors = strv_dup(e->selectors, e->n_selectors);

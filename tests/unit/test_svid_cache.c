@@ -30,16 +30,17 @@ static struct svid *mk_svid(const char *entry_id, int64_t not_after)
 	return v;
 }
 
-static struct cache_entry *mk_entry(const char *id, const char *const *sel, size_t n)
+static struct entry *mk_entry(const char *id, const char *const *sel, size_t n)
 {
-	struct cache_entry e = {.id = (char *)id, .spiffe_id = "spiffe://example.org/w",
+	struct entry e = {.spiffe_id = "spiffe://example.org/w",
 				.parent_id = "spiffe://example.org/agent", .hint = "",
 				.selectors = (char **)sel, .n_selectors = n, .x509_svid_ttl = 60,
 				.revision = 3};
+	snprintf(e.id, sizeof(e.id), "%s", id);
 	return cache_entry_dup(&e);
 }
 
-static void push_entry(struct snapshot *s, struct cache_entry *e)
+static void push_entry(struct snapshot *s, struct entry *e)
 {
 	s->entries = xrealloc(s->entries, (s->n_entries + 1) * sizeof(*s->entries));
 	s->entries[s->n_entries++] = e;
@@ -237,7 +238,7 @@ static void lookups_scale(void **state)
 	print_message("snapshot_copy of 10000 entries: %lld us\n", (long long)dt);
 	for (int i = 0; i < 10000; i++) {
 		snprintf(id, sizeof(id), "entry-%05d", i);
-		const struct cache_entry *e = snapshot_entry(c, id);
+		const struct entry *e = snapshot_entry(c, id);
 		assert_non_null(e);
 		assert_string_equal(e->id, id);
 		struct svid *v = snapshot_svid(c, id);
@@ -294,12 +295,12 @@ static void refcount_edges(void **state)
 static void entry_refcounts(void **state)
 {
 	const char *sel[] = {"unix:uid:1"};
-	struct cache_entry *e = mk_entry("e", sel, 1);
+	struct entry *e = mk_entry("e", sel, 1);
 	assert_int_equal(e->refs, 0);
 	assert_ptr_equal(cache_entry_ref(e), e);
 	assert_ptr_equal(cache_entry_ref(e), e);
 	assert_int_equal(e->refs, 2);
-	struct cache_entry *d = cache_entry_dup(e);
+	struct entry *d = cache_entry_dup(e);
 	assert_ptr_not_equal(d, e);
 	assert_int_equal(d->refs, 0);
 	assert_string_equal(d->selectors[0], "unix:uid:1");
