@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "refcount.h"
 #include "util.h"
 
 struct cache_sub {
@@ -111,7 +112,7 @@ const struct fed_snap *snapshot_fed(const struct snapshot *s, const char *td)
 
 void snapshot_release(struct snapshot *s)
 {
-	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!s || !ref_put(&s->refs))
 		return;
 	free(s->trust_domain);
 	free(s->bundle);
@@ -129,13 +130,13 @@ void snapshot_release(struct snapshot *s)
 struct svid *svid_ref(struct svid *v)
 {
 	if (v)
-		__atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+		ref_get(&v->refs);
 	return v;
 }
 
 void svid_unref(struct svid *v)
 {
-	if (!v || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!v || !ref_put(&v->refs))
 		return;
 	if (v->key)
 		secure_zero(v->key, v->key_len);
@@ -149,8 +150,7 @@ void svid_unref(struct svid *v)
 
 void cache_entry_free(struct entry *e)
 {
-	/* refs counts the owners beyond the first, so the owner that finds 0 is the last. */
-	if (!e || __atomic_fetch_sub(&e->refs, 1, __ATOMIC_ACQ_REL) > 0)
+	if (!e || !ref_put(&e->refs))
 		return;
 	entry_free(e);
 }
@@ -158,7 +158,7 @@ void cache_entry_free(struct entry *e)
 struct entry *cache_entry_ref(struct entry *e)
 {
 	if (e)
-		__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+		ref_get(&e->refs);
 	return e;
 }
 
@@ -255,11 +255,18 @@ void svid_cache_free(struct svid_cache *c)
 	free(c);
 }
 
+struct snapshot *snapshot_ref(struct snapshot *s)
+{
+	if (s)
+		ref_get(&s->refs);
+	return s;
+}
+
 struct snapshot *svid_cache_acquire(struct svid_cache *c)
 {
 	pthread_mutex_lock(&c->mu);
 	struct snapshot *s = c->cur;
-	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+	ref_get(&s->refs);
 	pthread_mutex_unlock(&c->mu);
 	return s;
 }

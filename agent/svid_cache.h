@@ -6,8 +6,9 @@
  * consumer at once (the "hot swap"), and a reader never sees a half-applied update.
  *
  * Snapshots and the SVIDs in them are reference counted and never change after publication;
- * consecutive snapshots share unchanged SVIDs. Thread-safety: every function may be called from
- * any thread; subscriber callbacks run on the loop thread given to svid_cache_new(). */
+ * consecutive snapshots share unchanged SVIDs (refcount.h's convention). Thread-safety: every
+ * function may be called from any thread; subscriber callbacks run on the loop thread given to
+ * svid_cache_new(). */
 #ifndef LANYARD_SVID_CACHE_H
 #define LANYARD_SVID_CACHE_H
 
@@ -72,6 +73,8 @@ void svid_cache_free(struct svid_cache *c);
 
 /* The current snapshot with a reference taken (never NULL: an empty snapshot at first). */
 struct snapshot *svid_cache_acquire(struct svid_cache *c);
+/* Another reference to s, which the caller already holds one to; returns s. NULL-safe. */
+struct snapshot *snapshot_ref(struct snapshot *s);
 void snapshot_release(struct snapshot *s);
 
 /* Publishes s as the current snapshot (the cache takes over the caller's reference) and wakes

@@ -928,8 +928,7 @@ static void handle_fetch_jwt(struct wcall *c)
 	}
 	c->n_slots = n;
 	/* The slots point into this snapshot: keep it for the duration of the fetches. */
-	c->jwt_snap = w->snap;
-	__atomic_add_fetch(&c->jwt_snap->refs, 1, __ATOMIC_RELAXED);
+	c->jwt_snap = snapshot_ref(w->snap);
 	/* One extra pending count so a callback run synchronously cannot complete the call
 	 * before every fetch was queued. */
 	c->pending = n + 1;

@@ -42,7 +42,7 @@ struct entry *entry_dup(const struct entry *e)
 		return NULL;
 	struct entry *d = xcalloc(1, sizeof(*d));
 	*d = *e;
-	d->refs = 0;
+	d->refs = 1;
 	d->spiffe_id = strdup_or_null(e->spiffe_id);
 	d->parent_id = strdup_or_null(e->parent_id);
 	d->selectors = strv_dup(e->selectors, e->n_selectors);
@@ -551,6 +551,7 @@ out:
 int entry_from_json(json_t *o, struct entry **out, char *err, size_t errlen)
 {
 	struct entry *e = xcalloc(1, sizeof(*e));
+	e->refs = 1;
 	int ret = entry_merge_json(e, o, err, errlen);
 	if (ret < 0) {
 		entry_free(e);

@@ -37,10 +37,10 @@ struct entry {
 	char **federates_with;	/* foreign trust domain names ("two.test"), sorted and unique
 				 * once normalised: the workloads get their bundles */
 	size_t n_federates_with;
-	/* References beyond the first (atomic), for owners that share an entry: the agent's
-	 * entries are immutable once built, so snapshots and the sync thread share one copy
-	 * (cache_entry_ref/cache_entry_free, svid_cache.h). A zeroed entry has one owner; the
-	 * server never shares one. */
+	/* Owners (refcount.h), 1 from entry_dup and entry_from_json: the agent's entries are
+	 * immutable once built, so snapshots and the sync thread share one copy
+	 * (cache_entry_ref/cache_entry_free, svid_cache.h). The server never shares one and
+	 * frees with entry_free. */
 	int refs;
 };
 
