@@ -86,14 +86,6 @@ static int jstrv(json_t *o, const char *key, char ***out, size_t *n)
 	return 0;
 }
 
-static json_t *strv_json(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
-}
-
 static int cmp_entry(const void *a, const void *b)
 {
 	return strcmp((*(struct entry *const *)a)->id, (*(struct entry *const *)b)->id);
@@ -750,7 +742,7 @@ int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_
 	struct textbuf b = {0};
 	char head[64];
 	int hl = snprintf(head, sizeof(head), "{\"version\":%d,\"used_tokens\":", STATE_VERSION);
-	json_t *tokens = strv_json(used_tokens, n_used_tokens);
+	json_t *tokens = strv_to_json(used_tokens, n_used_tokens);
 	if (!tokens) {
 		errorf(err, errlen, "cannot encode state.json");
 		goto out;

@@ -263,20 +263,6 @@ int entry_validate(const struct entry *e, const char *td, char *err, size_t errl
 	return federates_with_validate(e, td, err, errlen);
 }
 
-static json_t *strv_to_json(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-	if (!a)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (json_array_append_new(a, json_string(v[i])) < 0) {
-			json_decref(a);
-			return NULL;
-		}
-	}
-	return a;
-}
-
 static json_t *str_or_null(const char *s)
 {
 	return s ? json_string(s) : json_null();
