@@ -203,7 +203,7 @@ void publish(struct node_client *n)
 
 void persist_state(struct node_client *n)
 {
-	struct cache_entry **es;
+	struct entry **es;
 	struct svid **vs;
 	size_t nv = entry_set_list(&n->es, now_unix(), false, &es, &vs);
 	char err[256];

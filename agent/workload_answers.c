@@ -87,7 +87,7 @@ void wl_explain_denial(struct wcall *c)
 	for (size_t i = 0; i < c->sel->n; i++)
 		append_sel(sel, sizeof(sel), &pos, i ? " " : "", c->sel->v[i]);
 	for (size_t i = 0; i < snap->n_entries; i++) {
-		const struct cache_entry *e = snap->entries[i];
+		const struct entry *e = snap->entries[i];
 		size_t have = 0, k;
 
 		for (size_t j = 0; j < e->n_selectors; j++)
@@ -104,7 +104,7 @@ void wl_explain_denial(struct wcall *c)
 	}
 	pos = 0;
 	for (size_t b = 0; b < n_best; b++) {
-		const struct cache_entry *e = snap->entries[best[b].idx];
+		const struct entry *e = snap->entries[best[b].idx];
 		bool first = true;
 
 		append(why, sizeof(why), &pos, "%sentry %s (%s) has %zu/%zu, lacks [", b ? "; " : "",
@@ -132,7 +132,7 @@ void wl_explain_denial(struct wcall *c)
 
 static const char *svid_hint(const struct snapshot *snap, const struct svid *v)
 {
-	const struct cache_entry *e;
+	const struct entry *e;
 
 	if (v->hint)
 		return v->hint;
@@ -159,7 +159,7 @@ static struct svid **matched_svids(struct workload_api *w, const struct selset *
 
 /* ---- federated bundles (SPIFFE Workload API 4.6: only those the caller's entries name) ---- */
 
-static bool entry_federates_with(const struct cache_entry *e, const char *td)
+static bool entry_federates_with(const struct entry *e, const char *td)
 {
 	for (size_t i = 0; i < e->n_federates_with; i++)
 		if (strcmp(e->federates_with[i], td) == 0)

@@ -48,7 +48,7 @@ static void jwt_complete(struct wcall *c)
 		goto out;
 	}
 	for (size_t i = 0; i < c->n_slots; i++) {
-		const struct cache_entry *e = snapshot_entry(c->jwt_snap, c->slots[i].entry_id);
+		const struct entry *e = snapshot_entry(c->jwt_snap, c->slots[i].entry_id);
 		JWTSVID init = JWTSVID__INIT;
 
 		items[i] = init;
@@ -168,7 +168,7 @@ void wl_jwt_svid_fetch(struct wcall *c)
 	}
 	/* One token per SPIFFE ID (several entries may give the same ID). */
 	for (size_t i = 0; i < c->sel->n_match; i++) {
-		const struct cache_entry *e = snap->entries[c->sel->match[i]];
+		const struct entry *e = snap->entries[c->sel->match[i]];
 		bool dup = false;
 
 		if (req->spiffe_id[0] && strcmp(req->spiffe_id, e->spiffe_id) != 0)
@@ -198,8 +198,7 @@ void wl_jwt_svid_fetch(struct wcall *c)
 	}
 	c->n_slots = n;
 	/* The slots point into this snapshot: keep it for the duration of the fetches. */
-	c->jwt_snap = w->snap;
-	__atomic_add_fetch(&c->jwt_snap->refs, 1, __ATOMIC_RELAXED);
+	c->jwt_snap = snapshot_ref(w->snap);
 	/* One extra pending count so a callback run synchronously cannot complete the call
 	 * before every fetch was queued. */
 	c->pending = n + 1;

@@ -88,7 +88,7 @@ int selset_match(struct workload_api *w, struct selset *s)
 	s->match = NULL;
 	s->n_match = 0;
 	for (size_t i = 0; i < snap->n_entries; i++) {
-		const struct cache_entry *e = snap->entries[i];
+		const struct entry *e = snap->entries[i];
 
 		/* An entry without selectors would match every process on the node. */
 		if (e->n_selectors == 0 ||

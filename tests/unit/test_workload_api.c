@@ -261,10 +261,11 @@ static void leaf_free(struct leaf *l)
 static void add_entry(struct snapshot *s, const char *id, const char *spiffe_id,
 		      const char *const *sel, size_t n_sel)
 {
-	struct cache_entry e = {.id = (char *)id, .spiffe_id = (char *)spiffe_id,
+	struct entry e = {.spiffe_id = (char *)spiffe_id,
 				.parent_id = "spiffe://example.org/agent", .hint = "",
 				.selectors = (char **)sel, .n_selectors = n_sel, .x509_svid_ttl = 3600,
 				.jwt_svid_ttl = 300, .revision = 1};
+	snprintf(e.id, sizeof(e.id), "%s", id);
 
 	s->entries = xrealloc(s->entries, (s->n_entries + 1) * sizeof(*s->entries));
 	s->entries[s->n_entries++] = cache_entry_dup(&e);
