@@ -101,30 +101,6 @@ static void make_sign_req(struct sim_agent *a, struct fleet_agent *f)
 	free(csr);
 }
 
-/* Reads the snapshot of a just opened entry stream: 0, or -1 when the stream failed. */
-static int read_snapshot(struct grpc_stream *st, size_t want)
-{
-	size_t got = 0;
-	char err[256];
-	for (;;) {
-		uint8_t *msg = NULL;
-		size_t len = 0;
-		int status;
-		if (grpc_stream_next(st, CALL_TIMEOUT_MS, &msg, &len, &status, err, sizeof(err)) != 1)
-			return -1;
-		Lanyard__Node__V1__SyncResponse *s =
-			lanyard__node__v1__sync_response__unpack(NULL, len, msg);
-		free(msg);
-		if (!s)
-			return -1;
-		got += s->n_upserts;
-		bool complete = s->complete;
-		lanyard__node__v1__sync_response__free_unpacked(s, NULL);
-		if (complete)
-			return got == want ? 0 : -1;
-	}
-}
-
 /* One reconnection attempt: connect with the agent SVID, snapshot, one renewal. 0 or -1. */
 static int attempt(struct storm *s, struct sim_agent *a, struct fleet_agent *f)
 {
@@ -140,13 +116,10 @@ static int attempt(struct storm *s, struct sim_agent *a, struct fleet_agent *f)
 				 1);
 		return -1;
 	}
-	Lanyard__Node__V1__SyncRequest m = LANYARD__NODE__V1__SYNC_REQUEST__INIT;
-	uint8_t buf[32], *resp = NULL;
-	size_t len = lanyard__node__v1__sync_request__pack(&m, buf), resp_len = 0;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
 	int status;
-	if (grpc_client_stream_open(a->gc, NODE_PATH "SyncEntries", NULL, 0, buf, len, &a->stream,
-				    err, sizeof(err)) < 0 ||
-	    read_snapshot(a->stream, a->n_entries) < 0)
+	if (sim_open_stream(a, err, sizeof(err)) < 0)
 		goto out;
 	if (grpc_client_unary(a->gc, NODE_PATH "SignX509", NULL, 0, f->sign_req, f->sign_req_len,
 			      CALL_TIMEOUT_MS, &resp, &resp_len, &status, err, sizeof(err)) < 0 ||

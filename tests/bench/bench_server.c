@@ -593,7 +593,7 @@ static int cmd_sync(const struct opts *o)
 	struct sim_agent *agents = setup_agents(o, server_only, o->name);
 	double t0 = now_s();
 	struct sim_setup p = {.host = o->host, .port = o->port, .port2 = o->port2,
-			      .agents = o->agents, .threads = o->setup_threads};
+			      .agents = o->agents, .threads = o->setup_threads, .label = o->name};
 	sim_connect_agents(&p, agents, roots, roots_len, true);
 	printf("# %s: %d agents connected over mutual TLS with their snapshots in %.1f s (%d "
 	       "threads)\n", o->name, o->agents, now_s() - t0, o->setup_threads);

@@ -114,38 +114,44 @@ WOLFSSL_CTX *sim_bundle_ctx(const char *path, uint8_t **roots, size_t *roots_len
 	return sim_client_ctx(*roots, *roots_len, NULL);
 }
 
-/* Opens the agent's entry stream and reads its snapshot (reset ... complete). */
-void sim_open_stream(struct sim_agent *a)
+int sim_open_stream(struct sim_agent *a, char *err, size_t errlen)
 {
 	Lanyard__Node__V1__SyncRequest m = LANYARD__NODE__V1__SYNC_REQUEST__INIT;
 	uint8_t buf[32];
-	size_t len = lanyard__node__v1__sync_request__pack(&m, buf);
-	char err[512];
+	size_t len = lanyard__node__v1__sync_request__pack(&m, buf), got = 0;
 	if (grpc_client_stream_open(a->gc, NODE_PATH "SyncEntries", NULL, 0, buf, len, &a->stream,
-				    err, sizeof(err)) < 0)
-		bench_die("SyncEntries: %s", err);
-	size_t got = 0;
+				    err, errlen) < 0)
+		return -1;
 	for (;;) {
 		uint8_t *msg = NULL;
 		size_t ml = 0;
 		int status;
 		int r = grpc_stream_next(a->stream, CALL_TIMEOUT_MS, &msg, &ml, &status, err,
-					 sizeof(err));
-		if (r != 1)
-			bench_die("SyncEntries ended before its snapshot (%d): %s", r, err);
+					 errlen);
+		if (r != 1) {
+			if (r == 0)
+				snprintf(err, errlen, "no snapshot within %d ms", CALL_TIMEOUT_MS);
+			return -1;
+		}
 		Lanyard__Node__V1__SyncResponse *s =
 			lanyard__node__v1__sync_response__unpack(NULL, ml, msg);
 		free(msg);
-		if (!s)
-			bench_die("malformed SyncResponse");
+		if (!s) {
+			snprintf(err, errlen, "malformed SyncResponse");
+			return -1;
+		}
 		got += s->n_upserts;
 		bool complete = s->complete;
 		lanyard__node__v1__sync_response__free_unpacked(s, NULL);
 		if (complete)
 			break;
 	}
-	if (got != a->n_entries)
-		bench_die("snapshot of %s held %zu entries, expected %zu", a->id, got, a->n_entries);
+	if (got != a->n_entries) {
+		snprintf(err, errlen, "snapshot of %s held %zu entries, expected %zu", a->id, got,
+			 a->n_entries);
+		return -1;
+	}
+	return 0;
 }
 
 void sim_free_agents(struct sim_agent *v, int n)
@@ -258,6 +264,7 @@ struct setup_ctx {
 	const uint8_t *roots;
 	size_t roots_len;
 	bool stream;
+	_Atomic size_t retries;
 };
 
 static void admin_token(struct admin *a, char *tok, size_t len)
@@ -381,15 +388,31 @@ struct sim_agent *sim_setup_agents(const struct sim_setup *p, WOLFSSL_CTX *serve
 	return v;
 }
 
+/* Connects (and opens the stream); a failure is retried, as an agent would (on a starved
+ * machine the server's handshake deadline may pass), and counted. */
+#define CONNECT_TRIES 5
 static void connect_job(size_t i, void *arg)
 {
 	struct setup_ctx *c = arg;
 	struct sim_agent *a = &c->v[i];
+	char err[512] = "";
 	if (!a->mtls)
 		a->mtls = sim_client_ctx(c->roots, c->roots_len, a);
-	a->gc = sim_connect(c->p->host, setup_port(c->p, i), a->mtls);
-	if (c->stream)
-		sim_open_stream(a);
+	for (int t = 0; t < CONNECT_TRIES; t++) {
+		if (t) {
+			atomic_fetch_add(&c->retries, 1);
+			sleep_s(0.5);
+		}
+		if (grpc_client_connect_tcp(c->p->host, setup_port(c->p, i), a->mtls, NULL, 10000,
+					    &a->gc, err, sizeof(err)) < 0)
+			continue;
+		if (!c->stream || sim_open_stream(a, err, sizeof(err)) == 0)
+			return;
+		grpc_client_close(a->gc); /* and the stream */
+		a->gc = NULL;
+		a->stream = NULL;
+	}
+	bench_die("agent %zu: no connection after %d tries: %s", i, CONNECT_TRIES, err);
 }
 
 void sim_connect_agents(const struct sim_setup *p, struct sim_agent *v, const uint8_t *roots,
@@ -398,6 +421,9 @@ void sim_connect_agents(const struct sim_setup *p, struct sim_agent *v, const ui
 	struct setup_ctx c = {.p = p, .v = v, .roots = roots, .roots_len = roots_len,
 			      .stream = stream};
 	sim_parallel((size_t)p->agents, p->threads, connect_job, &c);
+	if (atomic_load(&c.retries))
+		printf("# %s: %zu connection attempts failed and were retried\n",
+		       p->label ? p->label : "setup", atomic_load(&c.retries));
 }
 
 void sim_raise_nofile(void)

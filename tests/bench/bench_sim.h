@@ -51,9 +51,9 @@ void sim_attest(struct grpc_client *gc, struct sim_agent *a);
 void sim_read_bundle(const char *path, uint8_t **der, size_t *len);
 /* sim_read_bundle, and a client context trusting them without a client certificate. */
 WOLFSSL_CTX *sim_bundle_ctx(const char *path, uint8_t **roots, size_t *roots_len);
-/* Opens the agent's entry stream on a->gc and reads its snapshot (reset ... complete), which
- * must hold a->n_entries entries. */
-void sim_open_stream(struct sim_agent *a);
+/* Opens the agent's entry stream on a->gc (a->stream) and reads its snapshot (reset ...
+ * complete), which must hold a->n_entries entries. 0, or -1 with err. */
+int sim_open_stream(struct sim_agent *a, char *err, size_t errlen);
 /* Cancels the streams, closes the connections and frees n agents and the array. */
 void sim_free_agents(struct sim_agent *v, int n);
 
