@@ -1,5 +1,6 @@
 /* datastore_pg.h: what the parts of the PostgreSQL backend share. datastore_pg.c holds the
- * connection pool and the operations; datastore_pg_conn.c opens connections for both;
+ * connection pool, the statements and the operations table, datastore_pg_entry.c and
+ * datastore_pg_records.c the operations; datastore_pg_conn.c opens connections for both;
  * datastore_pg_feed.c follows the shared change feed (the
  * `changes` table every change appends to) on a connection and thread of its own, and records
  * what it finds in the datastore's change journal. Only those files include this.
@@ -124,5 +125,86 @@ void pg_feed_stop(struct pg_feed *f);
  * is in the journal, so that a change made through this process is journaled when its call
  * returns. */
 void pg_feed_wait(struct pg_feed *f, int64_t seq);
+
+/* The prepared statements (datastore_pg.c prepares them on every pooled connection). */
+enum stmt_id {
+	ST_CHANGE_ADD,
+	ST_ENTRY_INSERT, ST_ENTRY_UPDATE, ST_ENTRY_DELETE, ST_ENTRY_GET, ST_ENTRY_LOCK, ST_ENTRY_FIND_DUP,
+	ST_ENTRY_LIST_ALL, ST_ENTRY_LIST_SPIFFE, ST_ENTRY_LIST_PARENT, ST_ENTRY_LIST_BOTH,
+	ST_TOKEN_INSERT, ST_TOKEN_CONSUME, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
+	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
+	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
+	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
+	ST_KV_GET, ST_KV_SET,
+	ST_PING, ST_ENTRY_COUNT, ST_AGENT_COUNT,
+	ST_SERVER_BEAT, ST_SERVER_LIST, ST_SERVER_PRUNE,
+	ST_LEASE_TAKE, ST_LEASE_DROP,
+	ST__COUNT
+};
+
+typedef void *(*row_reader)(const PGresult *r, int row);
+
+/* Shared by datastore_pg.c (statements, the pool, transactions, the operations table) and the
+ * operations in datastore_pg_entry.c and datastore_pg_records.c. */
+int change_add(struct pg *p, struct pgc *c, enum ds_change_kind kind, const char *id);
+int one(struct pg *p, enum stmt_id id, const struct params *pa, PGresult **out);
+int one_row(struct pg *p, enum stmt_id id, const struct params *pa);
+struct pg *pg_of(struct datastore *ds);
+bool r_bool(const PGresult *r, int row, int col);
+uint8_t *r_bytes(const PGresult *r, int row, int col, size_t *len);
+char *r_strdup(const PGresult *r, int row, int col);
+int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params *pa,
+	       PGresult **out);
+int with_conn(struct pg *p, bool tx, tx_body body, void *arg);
+int change_one(struct pg *p, enum stmt_id id, const struct params *pa,
+		      enum ds_change_kind kind, const char *key);
+int get_row(struct datastore *ds, enum stmt_id id, const char *key, row_reader reader,
+		   void **out);
+int pg_agent_count(struct datastore *ds, int64_t *n);
+int64_t pg_change_counter(struct datastore *ds);
+int pg_entry_count(struct datastore *ds, int64_t *n);
+int pg_entry_create(struct datastore *ds, struct entry *e, char *err, size_t errlen);
+int pg_entry_create_batch(struct datastore *ds, struct entry **v, size_t n,
+				 size_t *failed, char *err, size_t errlen);
+int pg_entry_delete(struct datastore *ds, const char *id);
+int pg_entry_get(struct datastore *ds, const char *id, struct entry **out);
+int pg_entry_list(struct datastore *ds, const struct entry_filter *f, struct entry ***out,
+			 size_t *n);
+int pg_entry_update(struct datastore *ds, struct entry *e, char *err, size_t errlen);
+int pg_token_consume(struct datastore *ds, const char *hash, int64_t now, char **alias_out);
+int pg_token_count(struct datastore *ds, int64_t now, int64_t *n);
+int pg_token_create(struct datastore *ds, const char *hash, const char *alias,
+			   int64_t expires_at);
+int pg_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n);
+int pg_token_prune(struct datastore *ds, int64_t now);
+int pg_agent_delete(struct datastore *ds, const char *spiffe_id);
+int pg_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_record **out);
+int pg_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n);
+int pg_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned);
+int pg_agent_touch(struct datastore *ds, const char *spiffe_id, const char *serial,
+			  int64_t not_after, int64_t now);
+int pg_agent_upsert(struct datastore *ds, const struct agent_record *a);
+int pg_ca_delete(struct datastore *ds, const char *id);
+int pg_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n);
+int pg_ca_put(struct datastore *ds, const struct ca_record *rec);
+int pg_fed_bundle_delete(struct datastore *ds, const char *trust_domain);
+int pg_fed_bundle_get(struct datastore *ds, const char *trust_domain,
+			     struct fed_bundle **out);
+int pg_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n);
+int pg_fed_bundle_put(struct datastore *ds, const struct fed_bundle *b, bool force);
+int pg_fed_rel_delete(struct datastore *ds, const char *td);
+int pg_fed_rel_get(struct datastore *ds, const char *td, char **doc);
+int pg_fed_rel_list(struct datastore *ds, char ***docs, size_t *n);
+int pg_fed_rel_put(struct datastore *ds, const char *td, const char *doc, bool create);
+int pg_kv_get_int(struct datastore *ds, const char *key, int64_t *out);
+int pg_kv_set_int(struct datastore *ds, const char *key, int64_t v);
+int pg_lease_acquire(struct datastore *ds, const char *name, const char *holder,
+			    int64_t ttl_s);
+int pg_lease_release(struct datastore *ds, const char *name, const char *holder);
+int pg_ping(struct datastore *ds);
+int pg_server_heartbeat(struct datastore *ds, const struct server_record *rec);
+int pg_server_list(struct datastore *ds, int64_t live_s, struct server_record ***out,
+			  size_t *n);
 
 #endif

@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include "../../agent/node_client.c"
+#include "../../agent/node_identity.c"
+#include "../../agent/node_sync.c"
 
 static struct node_client *new_client(void)
 {
