@@ -183,8 +183,8 @@ if [ "$QUICK" = 1 ]; then
 	N_FETCH=100 N_MID=150 N_BIG=300 N_STREAMS=50 FETCH_ARGS=(--count 200 --seconds 1 --runs 1)
 	STREAM_RUNS=1 RESTART_RUNS=2 TLS_ARGS=(--count 3 --warmup 1) HA_ROUNDS=3 HA_WATCH_S=6
 	ADMIN_BATCH=500 ADMIN_BATCHES=2
-	FLEET_ARGS=(--agents 500 --entries 10 --idle-seconds 1 --seconds 3)
-	STORM_ARGS=(--agents 300 --entries 1 --workers 16 --timeout 120)
+	FLEET_ARGS=(--agents 200 --entries 10 --idle-seconds 1 --seconds 3)
+	STORM_ARGS=(--agents 100 --entries 1 --workers 16 --timeout 120)
 else
 	ISSUE_ARGS=(--agents 64 --entries 10 --threads 8 --seconds 5 --runs 5)
 	SYNC_ARGS=(--agents 1000 --entries 10 --idle-seconds 15 --seconds 40)
