@@ -12,7 +12,7 @@
 #                              names but are NOT comparable (the output says so)
 #   LANYARD_BENCH_BUILD=DIR    build directory (default: <source>/build-release)
 #   LANYARD_BENCH_NO_BUILD=1   use DIR as it is (bin/ and bench/ must exist), e.g. a test build
-#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent sp pg admin fleet (default: all). sp
+#   LANYARD_BENCH_ONLY="..."   a subset of: issue sync agent sp pg admin fleet storm (default: all). sp
 #                              builds a second release tree with LANYARD_WOLFSSL=sp (<DIR>-sp) and
 #                              prints the issuance and idle-agent figures of both wolfSSL builds
 #                              side by side (_system / _sp suffixes). pg runs the issue and sync
@@ -21,14 +21,15 @@
 #                              admin times the operator's bulk paths: one --data batch of 10,000
 #                              entries and a listing of all 100,000. fleet: 10,000 simulated
 #                              agents holding entry streams over 100,000 entries (server CPU
-#                              and memory)
+#                              and memory); storm: 5,000 of them and one lanyard-agent
+#                              reconnecting after a server restart
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${LANYARD_BENCH_BUILD:-$SRC/build-release}"
 QUICK="${LANYARD_BENCH_QUICK:-0}"
-ONLY="${LANYARD_BENCH_ONLY:-issue sync agent sp pg admin fleet}"
+ONLY="${LANYARD_BENCH_ONLY:-issue sync agent sp pg admin fleet storm}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
@@ -550,6 +551,9 @@ if [[ " $ONLY " == *" fleet "* ]]; then
 	run "$BENCH/bench_server" sync --admin "$ADMIN" --port "$SRV_PORT" --bundle "$DIR/bundle.pem" \
 		--server-pid "$SRV_PID" --name sync10k --rss-name server_rss_kib_100k "${FLEET_ARGS[@]}"
 	stop_pid "$SRV_PID"
+fi
+if [[ " $ONLY " == *" storm "* ]]; then
+	echo "# == storm: ${STORM_ARGS[1]} simulated agents and one lanyard-agent, the server restarted"
 	storm_round
 fi
 
