@@ -165,6 +165,7 @@ static void *worker_main(void *arg)
 			f->due = now_s() + backoff_s(f->streak + 1);
 		}
 	}
+	keys_release_thread_ecc_cache(); /* FP_ECC: this thread's cache */
 	return NULL;
 }
 

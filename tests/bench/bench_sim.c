@@ -240,6 +240,8 @@ static void *par_main(void *arg)
 	size_t i;
 	while ((i = atomic_fetch_add(&j->next, 1)) < j->n)
 		j->fn(i, j->ctx);
+	/* FP_ECC keeps a per-thread cache of precomputed points; release this thread's. */
+	keys_release_thread_ecc_cache();
 	return NULL;
 }
 
