@@ -82,12 +82,12 @@ static int agent_port(const struct opts *o, int index)
 	return o->port2 && index % 2 ? o->port2 : o->port;
 }
 
-/* CPU time of the server(s) under test, in microseconds. */
+/* CPU time of the server(s) under test, their signer processes included, in microseconds. */
 static int64_t servers_cpu_us(const struct opts *o)
 {
-	int64_t t = proc_cpu_us(o->server_pid);
+	int64_t t = proc_tree_cpu_us(o->server_pid);
 	if (o->server_pid2)
-		t += proc_cpu_us(o->server_pid2);
+		t += proc_tree_cpu_us(o->server_pid2);
 	return t;
 }
 
@@ -568,6 +568,10 @@ static int cmd_issue(const struct opts *o)
 	printf("BENCH issue_cpu_ratio %.2f ratio\n", m[CPU_EFF]);
 	printf("BENCH issue_prim_ratio %.2f ratio\n", m[RATIO_PRIM]);
 	printf("BENCH issue_server_cores %.2f cores\n", m[SRV]);
+	printf("# issue_server_rss_kib: the network-facing process after the rounds; "
+	       "issue_signer_rss_kib: its child processes (the CA key signer)\n");
+	printf("BENCH issue_server_rss_kib %ld KiB\n", proc_status_kib(o->server_pid, "VmRSS"));
+	printf("BENCH issue_signer_rss_kib %ld KiB\n", proc_children_rss_kib(o->server_pid));
 
 	free(v);
 	free(cs.csrs);

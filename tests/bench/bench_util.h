@@ -24,6 +24,11 @@ double quantile(double *v, size_t n, double q); /* q in 0..1, nearest rank */
 
 /* utime + stime of a process (all its threads) in microseconds; -1 when unreadable. */
 int64_t proc_cpu_us(int pid);
+/* proc_cpu_us of pid plus its live child processes (the server's signer, server/signer.h):
+ * the CPU an operation costs, wherever the server does it. */
+int64_t proc_tree_cpu_us(int pid);
+/* VmRSS of pid's live child processes, summed, in KiB (0 without children). */
+long proc_children_rss_kib(int pid);
 /* A "Key:   123 kB" line of /proc/<pid>/status, in KiB; -1 when missing. */
 long proc_status_kib(int pid, const char *key);
 
