@@ -83,8 +83,11 @@ bool bool_flag(struct args *a, enum opt_id o);
 /* cli_http.c: requests to the admin API and the helpers that print its answers. */
 int http(const struct args *a, const char *method, const char *path, const char *body,
 	 long *status, char **resp);
+char *call_ok(struct args *a, const char *method, const char *path, const char *body,
+	      json_t **errdoc);
 json_t *call_json_err(struct args *a, const char *method, const char *path, json_t *req,
 			     json_t **errdoc);
+int print_listing_json(struct args *a, const char *path);
 json_t *call_json(struct args *a, const char *method, const char *path, json_t *req);
 void print_json(json_t *j);
 void format_time(int64_t t, char *buf, size_t len);

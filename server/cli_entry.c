@@ -391,6 +391,8 @@ int cmd_entry_show(const struct command *cmd, struct args *a)
 			fail("filter too long");
 			return 1;
 		}
+		if (a->json)
+			return print_listing_json(a, path);
 		resp = call_json(a, "GET", path, NULL);
 	}
 	if (!resp)

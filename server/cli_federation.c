@@ -30,8 +30,6 @@ int cmd_bundle_show(const struct command *cmd, struct args *a)
 	if (a->value[O_TRUST_DOMAIN])
 		return fed_bundle_show(a);
 	char *resp = NULL;
-	long status = 0;
-	int ret = 1;
 	if (!format)
 		format = a->json ? "spiffe" : "pem";
 	if (strcmp(format, "pem") != 0 && strcmp(format, "spiffe") != 0) {
@@ -40,18 +38,8 @@ int cmd_bundle_show(const struct command *cmd, struct args *a)
 	}
 	char path[64];
 	snprintf(path, sizeof(path), "/v1/bundle?format=%s", format);
-	if (http(a, "GET", path, NULL, &status, &resp) < 0)
+	if (!(resp = call_ok(a, "GET", path, NULL, NULL)))
 		return 1;
-	if (status != 200) {
-		json_t *j = json_loads(resp, 0, NULL);
-		const char *msg = json_string_value(json_object_get(j, "error"));
-		if (msg)
-			fail("%s", msg);
-		else
-			fail("server answered HTTP %ld", status);
-		json_decref(j);
-		goto out;
-	}
 	if (a->json && strcmp(format, "pem") == 0) {
 		json_t *j = json_pack("{s:s}", "pem", resp);
 		print_json(j);
@@ -61,10 +49,8 @@ int cmd_bundle_show(const struct command *cmd, struct args *a)
 		if (*resp && resp[strlen(resp) - 1] != '\n')
 			fputc('\n', stdout);
 	}
-	ret = 0;
-out:
 	free(resp);
-	return ret;
+	return 0;
 }
 
 /* ---- federated bundles ---- */

@@ -12,6 +12,7 @@
 
 #include "admin_api.h"
 #include "cli_common.h"
+#include "cli_json.h"
 #include "cli_mtls.h"
 #include "cli_table.h"
 #include "curl_dyn.h"
@@ -121,46 +122,76 @@ out:
 	return ret;
 }
 
-/* A request whose answer must be a JSON object with a 2xx status. Prints the server's error;
- * when errdoc is not NULL, it also receives the server's error document (caller's reference). */
+/* The body of a 2xx answer (caller frees), or NULL after printing the server's error; when
+ * errdoc is not NULL, it also receives the server's error document (caller's reference). */
+char *call_ok(struct args *a, const char *method, const char *path, const char *body,
+	      json_t **errdoc)
+{
+	char *resp = NULL;
+	long status = 0;
+	if (http(a, method, path, body, &status, &resp) < 0)
+		return NULL;
+	if (status >= 200 && status <= 299)
+		return resp;
+	json_t *j = json_loads(resp, 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "error"));
+	if (msg)
+		fail("%s", msg);
+	else
+		fail("server answered HTTP %ld", status);
+	if (errdoc && json_is_object(j))
+		*errdoc = json_incref(j);
+	json_decref(j);
+	secure_zero(resp, strlen(resp));
+	free(resp);
+	return NULL;
+}
+
+/* A request whose answer must be a JSON object with a 2xx status (call_ok). */
 json_t *call_json_err(struct args *a, const char *method, const char *path, json_t *req,
 			     json_t **errdoc)
 {
 	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	char *resp = NULL;
-	long status = 0;
 	json_t *out = NULL;
 
 	if (req && !body) {
 		fail("out of memory");
 		return NULL;
 	}
-	if (http(a, method, path, body, &status, &resp) < 0)
+	if (!(resp = call_ok(a, method, path, body, errdoc)))
 		goto out;
-	json_t *j = json_loads(resp, 0, NULL);
-	if (status < 200 || status > 299) {
-		const char *msg = json_string_value(json_object_get(j, "error"));
-		if (msg)
-			fail("%s", msg);
-		else
-			fail("server answered HTTP %ld", status);
-		if (errdoc && json_is_object(j))
-			*errdoc = json_incref(j);
-		json_decref(j);
-		goto out;
-	}
-	if (!json_is_object(j)) {
+	out = json_loads(resp, 0, NULL);
+	if (!json_is_object(out)) {
 		fail("malformed answer from the server");
-		json_decref(j);
-		goto out;
+		json_decref(out);
+		out = NULL;
 	}
-	out = j;
 out:
 	free(body);
 	if (resp)
 		secure_zero(resp, strlen(resp)); /* may hold a minted token */
 	free(resp);
 	return out;
+}
+
+/* --output json of a listing: the server's text re-indented without a JSON tree (100,000
+ * entries: cli_json.h). */
+int print_listing_json(struct args *a, const char *path)
+{
+	char *resp = call_ok(a, "GET", path, NULL, NULL);
+	if (!resp)
+		return 1;
+	size_t len = strlen(resp);
+	int ret = 1;
+	if (cli_json_check(resp, len) < 0 || resp[strspn(resp, " \t\r\n")] != '{')
+		fail("malformed answer from the server");
+	else if (cli_json_print_indented(resp, len, stdout) < 0)
+		fail("cannot write the answer: %s", strerror(errno));
+	else
+		ret = 0;
+	free(resp);
+	return ret;
 }
 
 json_t *call_json(struct args *a, const char *method, const char *path, json_t *req)
