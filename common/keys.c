@@ -23,8 +23,18 @@
 /* Large enough for any DER this module writes (RSA-4096 PKCS#8 is about 2.4 KB). */
 #define DER_MAX 8192
 
+/* A key held by another process (lkey_remote_new): only its public half is here. */
+struct remote {
+	lkey_remote_sign_fn sign;
+	void *ctx;
+	uint32_t handle;
+	uint8_t *spki;
+	size_t spki_len;
+};
+
 struct lkey {
 	enum key_type type;
+	struct remote *remote; /* NULL for a key in this process */
 	/* wolfSSL keys keep per-operation state inside the key (RsaKey.state, blinding buffers), so
 	 * two threads signing with one key at once would corrupt it: every operation that passes
 	 * the wolfSSL key holds this lock. */
@@ -130,7 +140,10 @@ void lkey_free(lkey *k)
 {
 	if (!k)
 		return;
-	if (is_ec(k->type))
+	if (k->remote) {
+		free(k->remote->spki);
+		free(k->remote);
+	} else if (is_ec(k->type))
 		wc_ecc_free(&k->u.ecc);
 	else
 		wc_FreeRsaKey(&k->u.rsa);
@@ -336,6 +349,8 @@ int lkey_to_pkcs8_der(const lkey *k, uint8_t **der, size_t *len)
 
 	*der = NULL;
 	*len = 0;
+	if (k->remote)
+		return -1;
 	trad = malloc(DER_MAX);
 	buf = malloc(DER_MAX);
 	if (!trad || !buf)
@@ -398,6 +413,15 @@ int lkey_public_der(const lkey *k, uint8_t **der, size_t *len)
 	*len = 0;
 	if (!buf)
 		return -1;
+	if (k->remote) {
+		free(buf);
+		*der = malloc(k->remote->spki_len);
+		if (!*der)
+			return -1;
+		memcpy(*der, k->remote->spki, k->remote->spki_len);
+		*len = k->remote->spki_len;
+		return 0;
+	}
 	lock(k);
 	lkey *m = (lkey *)k;
 	if (is_ec(k->type))
@@ -441,23 +465,140 @@ int lkey_cert_sig_type(const lkey *k)
 	}
 }
 
-int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size)
+lkey *lkey_remote_new(enum key_type type, const uint8_t *spki, size_t spki_len,
+		     lkey_remote_sign_fn sign, void *ctx, uint32_t handle)
+{
+	enum key_type t;
+	if (spki_key_type(spki, spki_len, &t, NULL) < 0 || t != type)
+		return NULL;
+	lkey *k = calloc(1, sizeof(*k));
+	struct remote *r = calloc(1, sizeof(*r));
+	uint8_t *copy = malloc(spki_len);
+	if (!k || !r || !copy || pthread_mutex_init(&k->lock, NULL) != 0) {
+		free(k);
+		free(r);
+		free(copy);
+		return NULL;
+	}
+	memcpy(copy, spki, spki_len);
+	*r = (struct remote){ .sign = sign, .ctx = ctx, .handle = handle, .spki = copy,
+			      .spki_len = spki_len };
+	k->type = type;
+	k->remote = r;
+	return k;
+}
+
+/* The DigestInfo OID for a digest of this length (RSA PKCS#1 v1.5). */
+static int digest_oid(size_t len)
+{
+	switch (len) {
+	case WC_SHA256_DIGEST_SIZE:
+		return SHA256h;
+	case WC_SHA384_DIGEST_SIZE:
+		return SHA384h;
+	case WC_SHA512_DIGEST_SIZE:
+		return SHA512h;
+	default:
+		return -1;
+	}
+}
+
+int lkey_sign_digest(const lkey *k, const uint8_t *digest, size_t dlen, uint8_t *sig,
+		     size_t *siglen)
 {
 	WC_RNG *rng = rng_thread();
 	lkey *m = (lkey *)k;
+	int oid = digest_oid(dlen);
 	int rc;
 
+	if (oid < 0 || *siglen < LKEY_SIG_MAX)
+		return -1;
+	if (k->remote)
+		return k->remote->sign(k->remote->ctx, k->remote->handle, digest, dlen, sig, siglen);
 	if (!rng)
 		return -1;
+	if (is_ec(k->type)) {
+		word32 n = (word32)*siglen;
+		lock(k);
+		rc = wc_ecc_sign_hash(digest, (word32)dlen, sig, &n, rng, &m->u.ecc);
+		unlock(k);
+		*siglen = n;
+		return rc == 0 ? 0 : -1;
+	}
+	uint8_t enc[MAX_ENCODED_SIG_SZ];
+	word32 enclen = wc_EncodeSignature(enc, digest, (word32)dlen, oid);
+	if (enclen == 0)
+		return -1;
 	lock(k);
-	if (is_ec(k->type))
-		rc = wc_SignCert_ex((int)body_len, lkey_cert_sig_type(k), buf, (word32)buf_size,
-				    ECC_TYPE, &m->u.ecc, rng);
-	else
-		rc = wc_SignCert_ex((int)body_len, lkey_cert_sig_type(k), buf, (word32)buf_size,
-				    RSA_TYPE, &m->u.rsa, rng);
+	rc = wc_RsaSSL_Sign(enc, enclen, sig, (word32)*siglen, &m->u.rsa, rng);
 	unlock(k);
-	return rc > 0 ? rc : -1;
+	if (rc <= 0)
+		return -1;
+	*siglen = (size_t)rc;
+	return 0;
+}
+
+/* AlgorithmIdentifier DER of each certificate signature (RFC 5758, RFC 4055: RSA with NULL
+ * parameters, ECDSA without). */
+static const uint8_t ALG_ECDSA_SHA256[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+					    0x3d, 0x04, 0x03, 0x02 };
+static const uint8_t ALG_ECDSA_SHA384[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+					    0x3d, 0x04, 0x03, 0x03 };
+static const uint8_t ALG_RSA_SHA256[] = { 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+					  0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00 };
+
+static size_t der_len_size(size_t len)
+{
+	return len < 0x80 ? 1 : len < 0x100 ? 2 : len < 0x10000 ? 3 : 4;
+}
+
+static size_t der_put_header(uint8_t *out, uint8_t tag, size_t len)
+{
+	size_t n = der_len_size(len);
+	out[0] = tag;
+	if (n == 1) {
+		out[1] = (uint8_t)len;
+		return 2;
+	}
+	out[1] = (uint8_t)(0x80 | (n - 1));
+	for (size_t i = 0; i < n - 1; i++)
+		out[2 + i] = (uint8_t)(len >> (8 * (n - 2 - i)));
+	return 1 + n;
+}
+
+/* Certificate (and CertificationRequest) ::= SEQUENCE { body, AlgorithmIdentifier, BIT STRING }:
+ * the body is hashed and signed through lkey_sign_digest, so a key in another process signs
+ * certificates the same way as one in memory. */
+int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size)
+{
+	const uint8_t *alg = k->type == KEY_EC_P256 ? ALG_ECDSA_SHA256 :
+			     k->type == KEY_EC_P384 ? ALG_ECDSA_SHA384 : ALG_RSA_SHA256;
+	size_t alg_len = k->type == KEY_EC_P256 ? sizeof(ALG_ECDSA_SHA256) :
+			 k->type == KEY_EC_P384 ? sizeof(ALG_ECDSA_SHA384) : sizeof(ALG_RSA_SHA256);
+	enum wc_HashType h = k->type == KEY_EC_P384 ? WC_HASH_TYPE_SHA384 : WC_HASH_TYPE_SHA256;
+	uint8_t digest[WC_MAX_DIGEST_SIZE], sig[LKEY_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	int dlen = wc_HashGetDigestSize(h);
+
+	if (dlen <= 0 || body_len > 0xffffff || wc_Hash(h, buf, (word32)body_len, digest,
+							(word32)dlen) != 0)
+		return -1;
+	if (lkey_sign_digest(k, digest, (size_t)dlen, sig, &siglen) < 0)
+		return -1;
+	size_t bits_len = 1 + siglen;
+	size_t content = body_len + alg_len + 1 + der_len_size(bits_len) + bits_len;
+	size_t hdr = 1 + der_len_size(content);
+	if (hdr + content > buf_size)
+		return -1;
+	memmove(buf + hdr, buf, body_len);
+	der_put_header(buf, 0x30, content);
+	size_t off = hdr + body_len;
+	memcpy(buf + off, alg, alg_len);
+	off += alg_len;
+	off += der_put_header(buf + off, 0x03, bits_len);
+	buf[off++] = 0x00; /* no unused bits */
+	memcpy(buf + off, sig, siglen);
+	return (int)(off + siglen);
 }
 
 /* ---- JWS ---- */
@@ -508,25 +649,21 @@ static int hash_data(enum wc_HashType h, const uint8_t *data, size_t len, uint8_
 int lkey_sign_jws(const lkey *k, const uint8_t *data, size_t len, uint8_t **sig, size_t *siglen)
 {
 	const struct alg_desc *a = alg_find(lkey_jws_alg(k));
-	WC_RNG *rng = rng_thread();
-	uint8_t hash[WC_MAX_DIGEST_SIZE], der[256], enc[MAX_ENCODED_SIG_SZ];
-	word32 hlen, derlen = sizeof(der);
+	uint8_t hash[WC_MAX_DIGEST_SIZE], der[LKEY_SIG_MAX];
+	size_t derlen = sizeof(der);
+	word32 hlen;
 	uint8_t *out = NULL;
-	lkey *m = (lkey *)k;
-	int rc;
 
 	*sig = NULL;
 	*siglen = 0;
-	if (!a || !rng || hash_data(a->hash, data, len, hash, &hlen) < 0)
+	if (!a || hash_data(a->hash, data, len, hash, &hlen) < 0 ||
+	    lkey_sign_digest(k, hash, hlen, der, &derlen) < 0)
 		return -1;
 	if (a->kind == SIG_EC) {
 		int cs = type_curve_size(k->type);
 		byte r[MAX_ECC_BYTES], s[MAX_ECC_BYTES];
 		word32 rlen = sizeof(r), slen = sizeof(s);
-		lock(k);
-		rc = wc_ecc_sign_hash(hash, hlen, der, &derlen, rng, &m->u.ecc);
-		unlock(k);
-		if (rc != 0 || wc_ecc_sig_to_rs(der, derlen, r, &rlen, s, &slen) != 0 ||
+		if (wc_ecc_sig_to_rs(der, (word32)derlen, r, &rlen, s, &slen) != 0 ||
 		    rlen > (word32)cs || slen > (word32)cs)
 			return -1;
 		out = calloc(1, (size_t)cs * 2);
@@ -538,20 +675,12 @@ int lkey_sign_jws(const lkey *k, const uint8_t *data, size_t len, uint8_t **sig,
 		*siglen = (size_t)cs * 2;
 		return 0;
 	}
-	word32 enclen = wc_EncodeSignature(enc, hash, hlen, wc_HashGetOID(a->hash));
-	if (enclen == 0)
+	out = malloc(derlen);
+	if (!out)
 		return -1;
-	lock(k);
-	int outsz = wc_RsaEncryptSize(&m->u.rsa);
-	out = outsz > 0 ? malloc((size_t)outsz) : NULL;
-	rc = out ? wc_RsaSSL_Sign(enc, enclen, out, (word32)outsz, &m->u.rsa, rng) : -1;
-	unlock(k);
-	if (rc != outsz) {
-		free(out);
-		return -1;
-	}
+	memcpy(out, der, derlen);
 	*sig = out;
-	*siglen = (size_t)outsz;
+	*siglen = derlen;
 	return 0;
 }
 

@@ -61,9 +61,26 @@ bool jws_alg_supported(const char *alg);
 /* wolfSSL certificate signature type for the key (CTC_SHA256wECDSA, CTC_SHA384wECDSA,
  * CTC_SHA256wRSA). */
 int lkey_cert_sig_type(const lkey *k);
-/* wc_SignCert_ex with the key: signs the certificate or CSR body of body_len bytes at buf
- * (buf_size bytes available). Returns the final DER size, or -1. */
+/* Signs the certificate or CSR body of body_len bytes at buf (buf_size bytes available) and
+ * wraps it in the signed SEQUENCE in place. Returns the final DER size, or -1. */
 int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size);
+
+/* The largest signature lkey_sign_digest writes (RSA-4096; ECDSA DER is at most 139). */
+#define LKEY_SIG_MAX 512
+/* Signs a SHA-256/384/512 digest (the length says which): ECDSA as DER, RSA as PKCS#1 v1.5
+ * over the DigestInfo. *siglen is the capacity of sig on entry (at least LKEY_SIG_MAX) and the
+ * signature's length on return. */
+int lkey_sign_digest(const lkey *k, const uint8_t *digest, size_t dlen, uint8_t *sig,
+		     size_t *siglen);
+
+/* A private key held by another process (server/signer.h): signing calls sign(ctx, handle, ...)
+ * with the same contract as lkey_sign_digest, and the public half is spki. Every lkey function
+ * works on it except the exports of the private key (lkey_to_pkcs8_der, lkey_to_pem fail). */
+typedef int (*lkey_remote_sign_fn)(void *ctx, uint32_t handle, const uint8_t *digest,
+				   size_t dlen, uint8_t *sig, size_t *siglen);
+/* NULL when spki is not a key of that type, or out of memory. spki is copied. */
+lkey *lkey_remote_new(enum key_type type, const uint8_t *spki, size_t spki_len,
+		      lkey_remote_sign_fn sign, void *ctx, uint32_t handle);
 
 /* With it, ECDSA signatures are DER (X.509 form) and the curve need not match the hash. */
 #define SPKI_VERIFY_DER_ECDSA 1u

@@ -1,4 +1,6 @@
-#include "ca.h"
+/* ca.c: the CA's authorities: load, rotation in time, signing, bundles and the sync with other
+ * servers (ca.h); the operator's rotation is in ca_admin.c, the shared state in ca_internal.h. */
+#include "ca_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -12,8 +14,11 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "ca_files.h"
 #include "der_pem.h"
 #include "log.h"
+#include "refcount.h"
+#include "signer.h"
 #include "util.h"
 #include "x509.h"
 
@@ -24,60 +29,9 @@
  * least this often. */
 #define CA_FULL_SYNC_S 10
 
-struct authority {
-	atomic_int refs;
-	char id[65];
-	int state; /* CA_STATE_* */
-	lkey *key;
-	uint8_t *cert;
-	size_t cert_len;
-	lkey *jwt_key;
-	char jwt_kid[80];
-	uint8_t *jwt_spki;
-	size_t jwt_spki_len;
-	int64_t not_before, not_after;
-	char sha256[65];
-	bool tainted;
-};
-
-/* Another server's published authority: public parts only. */
-struct peer {
-	char id[65];
-	uint8_t *cert;
-	size_t cert_len;
-	char jwt_kid[80];
-	uint8_t *jwt_spki;
-	size_t jwt_spki_len;
-	int state; /* CA_STATE_* as that server recorded it */
-	bool tainted;
-	int64_t not_before, not_after;
-};
-
-struct ca {
-	pthread_mutex_t lock;
-	bool shared;
-	struct peer *peers; /* in the datastore's order */
-	size_t n_peers;
-	int64_t synced_gen;     /* ds_bundle_generation at the last ca_sync */
-	int64_t next_full_sync; /* re-read even without news from the feed (a missed wake-up) */
-	struct datastore *ds;
-	char *trust_domain;
-	char *jwt_issuer; /* NULL: JWT-SVIDs carry no "iss" */
-	char *key_dir;
-	enum key_type key_type;
-	int64_t ca_ttl;
-	lkey *upstream_key; /* NULL unless upstream mode */
-	uint8_t *upstream_cert;
-	size_t upstream_cert_len;
-	int64_t upstream_not_after;
-	struct authority **auth; /* oldest first */
-	size_t n_auth;
-	int64_t sequence;
-};
-
 static void authority_unref(struct authority *a)
 {
-	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
+	if (!a || !ref_put(&a->refs))
 		return;
 	lkey_free(a->key);
 	lkey_free(a->jwt_key);
@@ -86,7 +40,7 @@ static void authority_unref(struct authority *a)
 	free(a);
 }
 
-static const char *state_name(int s)
+const char *ca__state_name(int s)
 {
 	return s == CA_STATE_ACTIVE ? "active" : s == CA_STATE_PREPARED ? "prepared" : "old";
 }
@@ -96,64 +50,7 @@ static void key_path(const struct ca *ca, const char *id, const char *suffix, ch
 	snprintf(buf, len, "%s/%s%s.key", ca->key_dir, id, suffix);
 }
 
-/* A file the CA trusts at load: a regular file (not a symlink) owned by the server's effective
- * uid that no other user may change; a key file (secret) must not be readable by them either.
- * Another owner, or write access for others, would let someone else choose what the server
- * signs with. Returns 0, or -1 with an error naming the file. */
-static int check_ca_file(const char *path, const char *what, bool secret, char *err,
-			 size_t errlen)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return errorf(err, errlen, "cannot use %s %s: %s", what, path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return errorf(err, errlen, "refusing %s %s: not a regular file%s", what, path,
-			      S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
-	if (st.st_uid != geteuid())
-		return errorf(err, errlen, "refusing %s %s: owned by uid %u, not by the server's "
-			      "uid %u (chown it)", what, path, (unsigned)st.st_uid,
-			      (unsigned)geteuid());
-	unsigned mode = (unsigned)(st.st_mode & 0777);
-	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)))
-		return errorf(err, errlen, "refusing %s %s: mode %03o: it is readable by group or "
-			      "others, or writable by them (chmod 600)", what, path, mode);
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return errorf(err, errlen, "refusing %s %s: mode %03o: group or others can change it "
-			      "(chmod 644)", what, path, mode);
-	return 0;
-}
-
-static int load_key_file(const char *path, lkey **out, char *err, size_t errlen)
-{
-	if (check_ca_file(path, "key file", true, err, errlen) < 0)
-		return -1;
-	uint8_t *pem = NULL;
-	size_t len;
-	int r = file_read_all(path, 1 << 20, &pem, &len);
-	if (r < 0)
-		return errorf(err, errlen, "cannot read key file %s: %s", path, strerror(-r));
-	r = lkey_from_pem((const char *)pem, len, out);
-	secure_zero(pem, len);
-	free(pem);
-	if (r < 0)
-		return errorf(err, errlen, "key file %s does not hold a usable private key", path);
-	return 0;
-}
-
-static int save_key_file(const char *path, const lkey *k, char *err, size_t errlen)
-{
-	char *pem = NULL;
-	if (lkey_to_pem(k, &pem) < 0)
-		return errorf(err, errlen, "cannot encode a CA key");
-	int r = file_write_atomic(path, pem, strlen(pem), 0600);
-	secure_zero(pem, strlen(pem));
-	free(pem);
-	if (r < 0)
-		return errorf(err, errlen, "cannot write key file %s: %s", path, strerror(-r));
-	return 0;
-}
-
-static int record_authority(struct ca *ca, const struct authority *a)
+int ca__record_authority(struct ca *ca, const struct authority *a)
 {
 	struct ca_record r = {0};
 	snprintf(r.id, sizeof(r.id), "%s", a->id);
@@ -183,11 +80,11 @@ static int fill_cert_facts(struct authority *a, char *err, size_t errlen)
 
 /* Makes a new authority valid from now for ca_ttl (capped by the upstream CA) and writes its
  * keys to disk before it is recorded, so a crash leaves no authority without its key. */
-static struct authority *authority_create(struct ca *ca, int state, int64_t now, char *err,
+struct authority *ca__authority_create(struct ca *ca, int state, int64_t now, char *err,
 					  size_t errlen)
 {
 	struct authority *a = xcalloc(1, sizeof(*a));
-	atomic_init(&a->refs, 1);
+	a->refs = 1;
 	a->state = state;
 	uint8_t idb[16];
 	if (random_bytes(idb, sizeof(idb)) < 0) {
@@ -195,11 +92,12 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 		goto fail;
 	}
 	hex_encode(idb, sizeof(idb), a->id);
-	if (lkey_generate(ca->key_type, &a->key) < 0 ||
-	    lkey_generate(ca->key_type, &a->jwt_key) < 0) {
-		errorf(err, errlen, "CA key generation failed");
+	/* The signer writes the key files before the authority is recorded, so a crash leaves
+	 * no authority without its keys; they are deleted again when a later step fails. */
+	if (signer_generate(ca->signer, SIGNER_KIND_X509, a->id, &a->key, err, errlen) < 0)
 		goto fail;
-	}
+	if (signer_generate(ca->signer, SIGNER_KIND_JWT, a->id, &a->jwt_key, err, errlen) < 0)
+		goto fail_keys;
 	char td_id[300];
 	snprintf(td_id, sizeof(td_id), "spiffe://%s", ca->trust_domain);
 	int64_t not_after = now + ca->ca_ttl;
@@ -218,34 +116,28 @@ static struct authority *authority_create(struct ca *ca, int state, int64_t now,
 	if (x509_make_ca(a->key, ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len, &p,
 			 &a->cert, &a->cert_len) < 0) {
 		errorf(err, errlen, "cannot make the CA certificate");
-		goto fail;
+		goto fail_keys;
 	}
 	if (fill_cert_facts(a, err, errlen) < 0)
-		goto fail;
+		goto fail_keys;
 	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
 		errorf(err, errlen, "cannot encode the JWT key");
-		goto fail;
+		goto fail_keys;
 	}
 	char *kid = base64url_encode(idb, 12);
 	snprintf(a->jwt_kid, sizeof(a->jwt_kid), "%.64s", kid ? kid : a->id);
 	free(kid);
-
-	char path[PATH_MAX];
-	key_path(ca, a->id, "", path, sizeof(path));
-	if (save_key_file(path, a->key, err, errlen) < 0)
-		goto fail;
-	key_path(ca, a->id, ".jwt", path, sizeof(path));
-	if (save_key_file(path, a->jwt_key, err, errlen) < 0)
-		goto fail;
-	if (record_authority(ca, a) < 0) {
+	if (ca__record_authority(ca, a) < 0) {
 		errorf(err, errlen, "cannot record the new CA authority in the datastore");
-		goto fail;
+		goto fail_keys;
 	}
 	char until[32];
 	time_format_rfc3339(a->not_after, until, sizeof(until));
-	log_info("CA: new %s authority %s (JWT kid %s), valid until %s", state_name(state), a->id,
+	log_info("CA: new %s authority %s (JWT kid %s), valid until %s", ca__state_name(state), a->id,
 		 a->jwt_kid, until);
 	return a;
+fail_keys:
+	signer_destroy(ca->signer, a->id);
 fail:
 	authority_unref(a);
 	return NULL;
@@ -255,7 +147,7 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 			  char *err, size_t errlen)
 {
 	struct authority *a = xcalloc(1, sizeof(*a));
-	atomic_init(&a->refs, 1);
+	a->refs = 1;
 	snprintf(a->id, sizeof(a->id), "%s", r->id);
 	a->state = r->state & ~CA_STATE_TAINTED;
 	a->tainted = (r->state & CA_STATE_TAINTED) != 0;
@@ -271,7 +163,7 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 		goto fail;
 	}
 	key_path(ca, a->id, "", path, sizeof(path));
-	if (load_key_file(path, &a->key, err, errlen) < 0)
+	if (signer_load(ca->signer, SIGNER_KIND_X509, a->id, &a->key, err, errlen) < 0)
 		goto fail;
 	if (!lkey_matches_cert(a->key, a->cert, a->cert_len)) {
 		errorf(err, errlen, "key file %s does not match the certificate of CA authority %s",
@@ -279,7 +171,7 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 		goto fail;
 	}
 	key_path(ca, a->id, ".jwt", path, sizeof(path));
-	if (load_key_file(path, &a->jwt_key, err, errlen) < 0)
+	if (signer_load(ca->signer, SIGNER_KIND_JWT, a->id, &a->jwt_key, err, errlen) < 0)
 		goto fail;
 	if (lkey_public_der(a->jwt_key, &a->jwt_spki, &a->jwt_spki_len) < 0) {
 		errorf(err, errlen, "cannot encode the JWT key of authority %s (%s)", a->id, path);
@@ -298,13 +190,9 @@ fail:
 	return -1;
 }
 
-static void remove_key_files(const struct ca *ca, const char *id)
+void ca__remove_key_files(const struct ca *ca, const char *id)
 {
-	char path[PATH_MAX];
-	key_path(ca, id, "", path, sizeof(path));
-	unlink(path);
-	key_path(ca, id, ".jwt", path, sizeof(path));
-	unlink(path);
+	signer_destroy(ca->signer, id);
 }
 
 static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now, char *err,
@@ -312,7 +200,7 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 {
 	uint8_t *pem = NULL;
 	size_t len;
-	if (check_ca_file(o->upstream_cert_path, "upstream_ca_cert", false, err, errlen) < 0)
+	if (ca_file_check(o->upstream_cert_path, "upstream_ca_cert", false, err, errlen) < 0)
 		return -1;
 	int r = file_read_all(o->upstream_cert_path, 1 << 20, &pem, &len);
 	if (r < 0)
@@ -351,7 +239,7 @@ static int load_upstream(struct ca *ca, const struct ca_options *o, int64_t now,
 			    o->upstream_cert_path);
 	if (ca->upstream_not_after <= now)
 		return errorf(err, errlen, "upstream_ca_cert %s has expired", o->upstream_cert_path);
-	if (load_key_file(o->upstream_key_path, &ca->upstream_key, err, errlen) < 0)
+	if (signer_load(ca->signer, SIGNER_KIND_UPSTREAM, NULL, &ca->upstream_key, err, errlen) < 0)
 		return -1;
 	if (!lkey_matches_cert(ca->upstream_key, ca->upstream_cert, ca->upstream_cert_len))
 		return errorf(err, errlen, "upstream_ca_key %s does not match upstream_ca_cert %s",
@@ -411,7 +299,7 @@ static bool peer_cert_usable(const struct ca_record *r)
 
 /* The bundle sequence moves past every value any server wrote: agents switching servers never
  * see it go back for a newer set. */
-static void bump_sequence(struct ca *ca)
+void ca__bump_sequence(struct ca *ca)
 {
 	int64_t stored = 0;
 	if (ds_kv_get_int(ca->ds, "bundle_sequence", &stored) == 0 && stored > ca->sequence)
@@ -428,7 +316,7 @@ static bool own_id(const struct ca *ca, const char *id)
 	return false;
 }
 
-static void drop_authority_at(struct ca *ca, size_t i)
+void ca__drop_authority_at(struct ca *ca, size_t i)
 {
 	struct authority *a = ca->auth[i];
 	memmove(&ca->auth[i], &ca->auth[i + 1], (ca->n_auth - i - 1) * sizeof(*ca->auth));
@@ -450,8 +338,8 @@ static bool sync_own_locked(struct ca *ca, struct ca_record **recs, size_t n)
 				r = recs[j];
 		if (!r && a->state != CA_STATE_ACTIVE && a->tainted) {
 			log_info("CA: authority %s was revoked (on another server)", a->id);
-			remove_key_files(ca, a->id);
-			drop_authority_at(ca, i);
+			ca__remove_key_files(ca, a->id);
+			ca__drop_authority_at(ca, i);
 			changed = true;
 			continue;
 		}
@@ -499,7 +387,7 @@ int ca_sync(struct ca *ca, int64_t now)
 	bool own_changed = sync_own_locked(ca, recs, n);
 	int ret = 0;
 	if (own_changed && same) {
-		bump_sequence(ca);
+		ca__bump_sequence(ca);
 		ret = CA_CHANGED_BUNDLE;
 	}
 	if (!same) {
@@ -507,7 +395,7 @@ int ca_sync(struct ca *ca, int64_t now)
 		ca->peers = v;
 		ca->n_peers = len;
 		v = NULL;
-		bump_sequence(ca);
+		ca__bump_sequence(ca);
 		log_info("CA: the bundle now holds %zu authorities of other servers", len);
 		ret = CA_CHANGED_BUNDLE;
 	}
@@ -521,30 +409,13 @@ int ca_sync(struct ca *ca, int64_t now)
 	return ret;
 }
 
-/* The directory of the CA keys: whoever can write to it can swap a key file. */
-static int check_key_dir(const char *dir, char *err, size_t errlen)
-{
-	struct stat st;
-	if (lstat(dir, &st) < 0)
-		return errorf(err, errlen, "cannot use the CA key directory %s: %s", dir,
-			      strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return errorf(err, errlen, "refusing the CA key directory %s: not a directory", dir);
-	if (st.st_uid != geteuid())
-		return errorf(err, errlen, "refusing the CA key directory %s: owned by uid %u, not by "
-			      "the server's uid %u", dir, (unsigned)st.st_uid, (unsigned)geteuid());
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return errorf(err, errlen, "refusing the CA key directory %s: mode %03o lets group or "
-			      "others change it (chmod 700)", dir, (unsigned)(st.st_mode & 0777));
-	return 0;
-}
-
 int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struct ca **out,
 	    char *err, size_t errlen)
 {
 	struct ca *ca = xcalloc(1, sizeof(*ca));
 	pthread_mutex_init(&ca->lock, NULL);
 	ca->ds = ds;
+	ca->signer = o->signer;
 	ca->shared = o->shared;
 	ca->trust_domain = xstrdup(o->trust_domain);
 	ca->jwt_issuer = o->jwt_issuer ? xstrdup(o->jwt_issuer) : NULL;
@@ -558,8 +429,15 @@ int ca_open(const struct ca_options *o, struct datastore *ds, int64_t now, struc
 		errorf(err, errlen, "cannot create %s: %s", dir, strerror(-r));
 		goto fail;
 	}
-	if (check_key_dir(dir, err, errlen) < 0)
+	if (ca_key_dir_check(dir, err, errlen) < 0)
 		goto fail;
+	if (!ca->signer) {
+		struct signer_options so = { .key_dir = dir, .upstream_key_path = o->upstream_key_path,
+					     .key_type = o->key_type, .channels = 4 };
+		if (signer_start(&so, &ca->signer, err, errlen) < 0)
+			goto fail;
+		ca->own_signer = true;
+	}
 	if (o->upstream_cert_path && load_upstream(ca, o, now, err, errlen) < 0)
 		goto fail;
 
@@ -611,12 +489,14 @@ void ca_close(struct ca *ca)
 	free(ca->trust_domain);
 	free(ca->jwt_issuer);
 	free(ca->key_dir);
+	if (ca->own_signer)
+		signer_stop(ca->signer);
 	pthread_mutex_destroy(&ca->lock);
 	free(ca);
 }
 
 /* A tainted authority is never activated, so it never counts as the prepared one either. */
-static struct authority *find_state(struct ca *ca, int state)
+struct authority *ca__find_state(struct ca *ca, int state)
 {
 	for (size_t i = 0; i < ca->n_auth; i++)
 		if (ca->auth[i]->state == state && !ca->auth[i]->tainted)
@@ -624,16 +504,16 @@ static struct authority *find_state(struct ca *ca, int state)
 	return NULL;
 }
 
-static void add_authority(struct ca *ca, struct authority *a)
+void ca__add_authority(struct ca *ca, struct authority *a)
 {
 	ca->auth = xrealloc(ca->auth, (ca->n_auth + 1) * sizeof(*ca->auth));
 	ca->auth[ca->n_auth++] = a;
 }
 
-static int set_state(struct ca *ca, struct authority *a, int state)
+int ca__set_state(struct ca *ca, struct authority *a, int state)
 {
 	a->state = state;
-	return record_authority(ca, a);
+	return ca__record_authority(ca, a);
 }
 
 static int64_t at_fraction(const struct authority *a, int num, int den)
@@ -645,15 +525,15 @@ static int64_t at_fraction(const struct authority *a, int num, int den)
 static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 {
 	int changed = 0;
-	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
-	struct authority *prepared = find_state(ca, CA_STATE_PREPARED);
+	struct authority *active = ca__find_state(ca, CA_STATE_ACTIVE);
+	struct authority *prepared = ca__find_state(ca, CA_STATE_PREPARED);
 
 	/* Activate the prepared authority at five sixths of the active one's life, or at once when
 	 * the active one is gone or has expired (a server that was down for long). */
 	if (prepared && (!active || now >= at_fraction(active, 5, 6) || now >= active->not_after)) {
-		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
+		if (active && ca__set_state(ca, active, CA_STATE_OLD) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
-		if (set_state(ca, prepared, CA_STATE_ACTIVE) < 0)
+		if (ca__set_state(ca, prepared, CA_STATE_ACTIVE) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
 		log_info("CA: authority %s is now active%s%s", prepared->id,
 			 active ? ", replacing " : "", active ? active->id : "");
@@ -662,22 +542,22 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		changed |= CA_CHANGED_ACTIVE;
 	}
 	if (!active || now >= active->not_after) {
-		if (active && set_state(ca, active, CA_STATE_OLD) < 0)
+		if (active && ca__set_state(ca, active, CA_STATE_OLD) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
-		struct authority *a = authority_create(ca, CA_STATE_ACTIVE, now, err, errlen);
+		struct authority *a = ca__authority_create(ca, CA_STATE_ACTIVE, now, err, errlen);
 		if (!a)
 			return -1;
-		add_authority(ca, a);
+		ca__add_authority(ca, a);
 		active = a;
 		changed |= CA_CHANGED_ACTIVE | CA_CHANGED_BUNDLE;
 	}
 	/* Prepare the next authority at half the active one's life: it enters the bundle now, so
 	 * every agent and workload trusts it before it signs anything. */
 	if (!prepared && now >= at_fraction(active, 1, 2)) {
-		struct authority *a = authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
+		struct authority *a = ca__authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
 		if (!a)
 			return -1;
-		add_authority(ca, a);
+		ca__add_authority(ca, a);
 		changed |= CA_CHANGED_BUNDLE;
 	}
 	/* Drop old (and tainted prepared) authorities once expired: nothing they signed can still
@@ -687,7 +567,7 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		if (a != active && now >= a->not_after) {
 			if (ds_ca_delete(ca->ds, a->id) < 0 && 0)
 				return -1;
-			remove_key_files(ca, a->id);
+			ca__remove_key_files(ca, a->id);
 			log_info("CA: authority %s expired and left the bundle", a->id);
 			memmove(&ca->auth[i], &ca->auth[i + 1], (ca->n_auth - i - 1) * sizeof(*ca->auth));
 			ca->n_auth--;
@@ -698,7 +578,7 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 		i++;
 	}
 	if (changed & CA_CHANGED_BUNDLE)
-		bump_sequence(ca);
+		ca__bump_sequence(ca);
 	return changed;
 }
 
@@ -714,9 +594,9 @@ int64_t ca_next_rotation(struct ca *ca)
 {
 	pthread_mutex_lock(&ca->lock);
 	int64_t next = INT64_MAX;
-	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
+	struct authority *active = ca__find_state(ca, CA_STATE_ACTIVE);
 	if (active) {
-		if (find_state(ca, CA_STATE_PREPARED))
+		if (ca__find_state(ca, CA_STATE_PREPARED))
 			next = at_fraction(active, 5, 6);
 		else
 			next = at_fraction(active, 1, 2);
@@ -733,9 +613,9 @@ int64_t ca_next_rotation(struct ca *ca)
 static struct authority *active_ref(struct ca *ca)
 {
 	pthread_mutex_lock(&ca->lock);
-	struct authority *a = find_state(ca, CA_STATE_ACTIVE);
+	struct authority *a = ca__find_state(ca, CA_STATE_ACTIVE);
 	if (a)
-		atomic_fetch_add(&a->refs, 1);
+		ref_get(&a->refs);
 	pthread_mutex_unlock(&ca->lock);
 	return a;
 }
@@ -904,7 +784,7 @@ int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n)
 		struct authority *a = ca->auth[i];
 		struct ca_authority_info *o = &(*out)[i];
 		snprintf(o->id, sizeof(o->id), "%s", a->id);
-		o->state = state_name(a->state);
+		o->state = ca__state_name(a->state);
 		o->not_before = a->not_before;
 		o->not_after = a->not_after;
 		memcpy(o->sha256, a->sha256, sizeof(o->sha256));
@@ -913,266 +793,4 @@ int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n)
 	}
 	pthread_mutex_unlock(&ca->lock);
 	return 0;
-}
-
-/* ---- the operator's rotation (admin API) ---- */
-
-static struct authority *find_own(struct ca *ca, const char *id)
-{
-	for (size_t i = 0; i < ca->n_auth; i++)
-		if (strcmp(ca->auth[i]->id, id) == 0)
-			return ca->auth[i];
-	return NULL;
-}
-
-static struct peer *find_peer(struct ca *ca, const char *id)
-{
-	for (size_t i = 0; i < ca->n_peers; i++)
-		if (strcmp(ca->peers[i].id, id) == 0)
-			return &ca->peers[i];
-	return NULL;
-}
-
-int ca_prepare(struct ca *ca, int64_t now, char id_out[65], char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret = -EEXIST;
-	struct authority *p = find_state(ca, CA_STATE_PREPARED);
-	if (p) {
-		errorf(err, errlen, "authority %s is already prepared (activate it with "
-		       "\"authority activate --id %s\")", p->id, p->id);
-		goto out;
-	}
-	ret = -EIO;
-	p = authority_create(ca, CA_STATE_PREPARED, now, err, errlen);
-	if (!p)
-		goto out;
-	add_authority(ca, p);
-	bump_sequence(ca);
-	snprintf(id_out, 65, "%s", p->id);
-	ret = CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-/* Not one of ours: the operator asked the wrong server, or a typo. */
-static int not_own(struct ca *ca, const char *id, const char *verb, char *err, size_t errlen)
-{
-	if (find_peer(ca, id)) {
-		errorf(err, errlen, "authority %s belongs to another server sharing this database: "
-		       "%s it there", id, verb);
-		return -EXDEV;
-	}
-	errorf(err, errlen, "unknown authority ID \"%s\" (see \"authority show\")", id);
-	return -ENOENT;
-}
-
-int ca_activate(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret;
-	struct authority *a = find_own(ca, id);
-	if (!a) {
-		ret = not_own(ca, id, "activate", err, errlen);
-		goto out;
-	}
-	ret = -EBUSY;
-	if (a->tainted) {
-		errorf(err, errlen, "authority %s is tainted: it can never become active again", id);
-		goto out;
-	}
-	if (a->state != CA_STATE_PREPARED) {
-		errorf(err, errlen, "authority %s is %s, not prepared: only a prepared authority can "
-		       "be activated (\"authority prepare\" makes one)", id, state_name(a->state));
-		goto out;
-	}
-	ret = -EIO;
-	struct authority *active = find_state(ca, CA_STATE_ACTIVE);
-	if ((active && set_state(ca, active, CA_STATE_OLD) < 0) ||
-	    set_state(ca, a, CA_STATE_ACTIVE) < 0) {
-		errorf(err, errlen, "cannot record the activation in the datastore");
-		goto out;
-	}
-	log_info("CA: authority %s is now active (operator)%s%s", id, active ? ", replacing " : "",
-		 active ? active->id : "");
-	bump_sequence(ca);
-	ret = CA_CHANGED_ACTIVE | CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-/* Another server's authority: the flag goes into its record, which that server and every other
- * one read back on their next sync. */
-static int taint_peer(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	struct ca_record **recs = NULL;
-	size_t n = 0;
-	if (ds_ca_list(ca->ds, &recs, &n) < 0) {
-		errorf(err, errlen, "cannot read the authorities from the datastore");
-		return -EIO;
-	}
-	int ret = -ENOENT;
-	for (size_t i = 0; i < n; i++) {
-		struct ca_record *r = recs[i];
-		if (strcmp(r->id, id) != 0)
-			continue;
-		if ((r->state & ~CA_STATE_TAINTED) == CA_STATE_ACTIVE) {
-			errorf(err, errlen, "authority %s is the active authority of another server: "
-			       "prepare and activate a new one there first", id);
-			ret = -EBUSY;
-		} else {
-			r->state |= CA_STATE_TAINTED;
-			ret = ds_ca_put(ca->ds, r) < 0 ? -EIO : 0;
-			if (ret < 0)
-				errorf(err, errlen, "cannot record the taint in the datastore");
-		}
-		break;
-	}
-	if (ret == -ENOENT)
-		errorf(err, errlen, "unknown authority ID \"%s\" (see \"authority show\")", id);
-	ca_record_array_free(recs, n);
-	return ret;
-}
-
-int ca_taint(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret = 0;
-	struct authority *a = find_own(ca, id);
-	struct peer *p = a ? NULL : find_peer(ca, id);
-	if (!a && !p) {
-		ret = not_own(ca, id, "taint", err, errlen);
-		goto out;
-	}
-	if ((a && a->tainted) || (p && p->tainted))
-		goto out; /* already: nothing changes */
-	if (a && a->state == CA_STATE_ACTIVE) {
-		errorf(err, errlen, "authority %s is active: prepare and activate a new authority "
-		       "first (\"authority prepare\", then \"authority activate\"), then taint %s",
-		       id, id);
-		ret = -EBUSY;
-		goto out;
-	}
-	if (p) {
-		ret = taint_peer(ca, id, err, errlen);
-		if (ret == 0)
-			p->tainted = true;
-	} else {
-		a->tainted = true;
-		if (record_authority(ca, a) < 0) {
-			a->tainted = false;
-			errorf(err, errlen, "cannot record the taint in the datastore");
-			ret = -EIO;
-		}
-	}
-	if (ret < 0)
-		goto out;
-	log_warnx("CA: authority %s tainted by the operator: agents re-issue what it signed", id);
-	bump_sequence(ca);
-	ret = CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-int ca_tainted_check(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&ca->lock);
-	int ret = 0;
-	struct authority *a = find_own(ca, id);
-	struct peer *p = a ? NULL : find_peer(ca, id);
-	if (!a && !p) {
-		ret = not_own(ca, id, "revoke", err, errlen);
-	} else if (!(a ? a->tainted : p->tainted)) {
-		errorf(err, errlen, "authority %s is not tainted: taint it first (\"authority taint "
-		       "--id %s\"), so that agents re-issue what it signed", id, id);
-		ret = -EBUSY;
-	}
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-int ca_revoke(struct ca *ca, const char *id, char *err, size_t errlen)
-{
-	int ret = ca_tainted_check(ca, id, err, errlen);
-	if (ret < 0)
-		return ret;
-	pthread_mutex_lock(&ca->lock);
-	ret = -EIO;
-	if (ds_ca_delete(ca->ds, id) < 0 && find_own(ca, id)) {
-		errorf(err, errlen, "cannot delete authority %s from the datastore", id);
-		goto out;
-	}
-	for (size_t i = 0; i < ca->n_auth; i++)
-		if (strcmp(ca->auth[i]->id, id) == 0) {
-			remove_key_files(ca, id);
-			drop_authority_at(ca, i);
-			break;
-		}
-	for (size_t i = 0; i < ca->n_peers; i++)
-		if (strcmp(ca->peers[i].id, id) == 0) {
-			free(ca->peers[i].cert);
-			free(ca->peers[i].jwt_spki);
-			memmove(&ca->peers[i], &ca->peers[i + 1],
-				(ca->n_peers - i - 1) * sizeof(*ca->peers));
-			ca->n_peers--;
-			break;
-		}
-	log_warnx("CA: authority %s revoked by the operator: it left the bundle", id);
-	bump_sequence(ca);
-	ret = CA_CHANGED_BUNDLE;
-out:
-	pthread_mutex_unlock(&ca->lock);
-	return ret;
-}
-
-static json_t *authority_json(const char *id, const char *kind, int state, bool tainted,
-			      int64_t not_before, int64_t not_after, bool own)
-{
-	char nb[32], na[32];
-	time_format_rfc3339(not_before, nb, sizeof(nb));
-	time_format_rfc3339(not_after, na, sizeof(na));
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:s}", "id", id, "kind", kind, "state",
-			 state_name(state), "not_before", nb, "not_after", na, "not_before_unix",
-			 (json_int_t)not_before, "not_after_unix", (json_int_t)not_after, "tainted",
-			 tainted, "server", own ? "this" : "other");
-}
-
-static void add_kinds(json_t *arr, const char *id, int state, bool tainted, int64_t nb,
-		      int64_t na, bool own, const uint8_t *cert, size_t cert_len, const char *kid,
-		      const uint8_t *spki, size_t spki_len)
-{
-	json_t *x = authority_json(id, "x509", state, tainted, nb, na, own);
-	char *pem = pem_encode("CERTIFICATE", cert, cert_len);
-	json_object_set_new(x, "certificate", json_string(pem ? pem : ""));
-	free(pem);
-	json_array_append_new(arr, x);
-	if (!spki)
-		return;
-	json_t *j = authority_json(id, "jwt", state, tainted, nb, na, own);
-	pem = pem_encode("PUBLIC KEY", spki, spki_len);
-	json_object_set_new(j, "key_id", json_string(kid));
-	json_object_set_new(j, "public_key", json_string(pem ? pem : ""));
-	free(pem);
-	json_array_append_new(arr, j);
-}
-
-json_t *ca_authorities_json(struct ca *ca)
-{
-	json_t *arr = json_array();
-	pthread_mutex_lock(&ca->lock);
-	for (size_t i = 0; i < ca->n_auth; i++) {
-		const struct authority *a = ca->auth[i];
-		add_kinds(arr, a->id, a->state, a->tainted, a->not_before, a->not_after, true,
-			  a->cert, a->cert_len, a->jwt_kid, a->jwt_spki, a->jwt_spki_len);
-	}
-	for (size_t i = 0; i < ca->n_peers; i++) {
-		const struct peer *p = &ca->peers[i];
-		add_kinds(arr, p->id, p->state, p->tainted, p->not_before, p->not_after, false,
-			  p->cert, p->cert_len, p->jwt_kid, p->jwt_spki, p->jwt_spki_len);
-	}
-	pthread_mutex_unlock(&ca->lock);
-	return json_pack("{s:o}", "authorities", arr);
 }

@@ -1,9 +1,9 @@
 /* ca.h: the trust domain's certificate authority: a set of authorities that rotate (prepared,
  * active, old) and the narrow signing interface the rest of the server uses.
  *
- * Private keys live only inside this module (files in <data_dir>/ca, mode 0600, wiped from
- * memory when dropped); callers hand in public keys and names and get signed bytes back, so the
- * keys could later move into a separate process behind the same functions.
+ * Private keys never enter this process: the signer process (signer.h) generates, loads, deletes
+ * and uses them (files in <data_dir>/ca, mode 0600); this module holds their public halves as
+ * remote keys, and callers hand in public keys and names and get signed bytes back.
  *
  * Thread-safety: every function may be called from any thread. Signing runs outside the lock on
  * a reference to the active authority, so several threads sign in parallel. */
@@ -20,7 +20,13 @@
 #include "jwt.h"
 #include "keys.h"
 
+struct signer;
+
 struct ca_options {
+	/* Started with key_dir <data_dir>/ca and the upstream key path below; outlives the ca.
+	 * NULL: ca_open forks one of its own (tests and tools; the server starts its signer before
+	 * it has a thread, see signer.h). */
+	struct signer *signer;
 	const char *trust_domain;
 	const char *data_dir;
 	enum key_type key_type;

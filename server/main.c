@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "admin_api.h"
+#include "admin_tls.h"
 #include "bundle.h"
 #include "bundle_endpoint.h"
 #include "ca.h"
@@ -30,6 +31,7 @@
 #include "psat.h"
 #include "server_config.h"
 #include "server_http.h"
+#include "signer.h"
 #include "util.h"
 
 /* How long an expired join token stays in the datastore before it is pruned. */
@@ -40,8 +42,10 @@ struct server {
 	uv_loop_t loop;
 	struct datastore *ds;
 	struct ca *ca;
+	struct signer *signer; /* the process holding the CA keys */
 	struct node_api *node;
 	struct admin_api *admin;
+	struct admin_tls *admin_tls; /* admin_bind_port; NULL when off */
 	struct server_http *http;
 	struct oidc *oidc;
 	struct bundle_endpoint *bundle_ep;
@@ -60,7 +64,7 @@ struct server {
 	bool publish_changed;
 	uv_async_t changed;
 	uv_timer_t tick;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sigchld;
 	int lock_fd;
 	int64_t next_prune;
 	/* The cluster: this server's record, refreshed every DS_SERVER_HEARTBEAT_S. */
@@ -320,6 +324,7 @@ static void on_tick(uv_timer_t *t)
 		publish_bundle(s);
 	oidc_reload_tls(s->oidc, now);
 	bundle_endpoint_tick(s->bundle_ep, now);
+	admin_tls_tick(s->admin_tls, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
 	if (now >= s->next_prune) {
@@ -348,7 +353,8 @@ static void init_loop(struct server *s)
 	uv_timer_init(&s->loop, &s->tick);
 	uv_signal_init(&s->loop, &s->sigterm);
 	uv_signal_init(&s->loop, &s->sigint);
-	s->changed.data = s->tick.data = s->sigterm.data = s->sigint.data = s;
+	uv_signal_init(&s->loop, &s->sigchld);
+	s->changed.data = s->tick.data = s->sigterm.data = s->sigint.data = s->sigchld.data = s;
 }
 
 static void close_loop_handles(struct server *s)
@@ -357,6 +363,7 @@ static void close_loop_handles(struct server *s)
 	close_handle((uv_handle_t *)&s->tick);
 	close_handle((uv_handle_t *)&s->sigterm);
 	close_handle((uv_handle_t *)&s->sigint);
+	close_handle((uv_handle_t *)&s->sigchld);
 }
 
 static void node_stopped(void *arg)
@@ -365,6 +372,40 @@ static void node_stopped(void *arg)
 	s->node = NULL;
 	ds_set_change_hook(s->ds, NULL, NULL);
 	close_loop_handles(s);
+}
+
+/* The signer process is the only child: without it the server cannot sign (signer.h). */
+static void on_sigchld(uv_signal_t *sig, int signum)
+{
+	(void)signum;
+	struct server *s = sig->data;
+	signer_check(s->signer);
+}
+
+/* Signing runs on the node API's workers (UV_THREADPOOL_SIZE, 4 by default) plus the loop, the
+ * admin API and the OIDC endpoint: a channel each, so no signature waits for another's. */
+static size_t signer_channels(void)
+{
+	const char *e = getenv("UV_THREADPOOL_SIZE");
+	long n = e ? strtol(e, NULL, 10) : 4;
+	if (n < 1 || n > 1024)
+		n = 4;
+	return (size_t)n + 4;
+}
+
+static int start_signer(struct server *s, char *err, size_t errlen)
+{
+	enum key_type kt;
+	char dir[PATH_MAX];
+	key_type_parse(s->cfg.ca_key_type, &kt);
+	snprintf(dir, sizeof(dir), "%s/ca", s->cfg.data_dir);
+	struct signer_options so = {
+		.key_dir = dir,
+		.upstream_key_path = s->cfg.upstream_ca_key,
+		.key_type = kt,
+		.channels = signer_channels(),
+	};
+	return signer_start(&so, &s->signer, err, errlen);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -380,7 +421,10 @@ static void on_signal(uv_signal_t *sig, int signum)
 	s->oidc = NULL;
 	bundle_endpoint_stop(s->bundle_ep);
 	s->bundle_ep = NULL;
-	/* The admin API finishes its in-flight requests before it returns. */
+	/* The admin API finishes its in-flight requests before it returns; its TLS listener first
+	 * (it serves the API's routes). */
+	admin_tls_stop(s->admin_tls);
+	s->admin_tls = NULL;
 	admin_api_stop(s->admin);
 	s->admin = NULL;
 	/* After the admin API (its hooks call the fetcher), before the loop ends (the fetcher
@@ -428,6 +472,20 @@ static int start_side_listeners(struct server *s, char *err, size_t errlen)
 		return errorf(err, errlen, "metrics listener (metrics_bind_address, "
 			      "metrics_bind_port) %s:%lld: %s", c->metrics_bind_address,
 			      (long long)c->metrics_bind_port, why);
+	return 0;
+}
+
+/* The admin API over mutual TLS (admin_tls.h), when admin_bind_port is set. */
+static int start_admin_tls(struct server *s)
+{
+	char err[512];
+	if (s->cfg.admin_bind_port == 0)
+		return 0;
+	if (admin_tls_start(s->admin, s->ca, s->cfg.admin_bind_address,
+			    (int)s->cfg.admin_bind_port, &s->admin_tls, err, sizeof(err)) < 0) {
+		log_error("admin listener (admin_bind_address, admin_bind_port): %s", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -493,6 +551,12 @@ static int cmd_run(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	/* First, while this process has no thread, no listener and no key: the keys are only ever
+	 * in the signer's memory. */
+	if (start_signer(s, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (load_server_uid(s, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		goto out;
@@ -507,6 +571,7 @@ static int cmd_run(int argc, char **argv)
 	enum key_type kt;
 	key_type_parse(s->cfg.ca_key_type, &kt);
 	struct ca_options co = {
+		.signer = s->signer,
 		.trust_domain = s->cfg.trust_domain,
 		.data_dir = s->cfg.data_dir,
 		.key_type = kt,
@@ -548,6 +613,8 @@ static int cmd_run(int argc, char **argv)
 		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
 		goto out;
 	}
+	if (start_admin_tls(s) < 0)
+		goto out;
 	if (s->cfg.k8s_psat_cluster || s->cfg.k8s_bundle_configmap) {
 		struct k8s_api_options ko = {
 			.url = s->cfg.k8s_api_url,
@@ -615,6 +682,7 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	server_http_set_federation(s->http, s->fed);
+	server_http_set_admin_tls(s->http, s->admin_tls);
 	if (start_bundle_endpoint(s) < 0)
 		goto out;
 	if (s->cfg.k8s_reg_rules.n > 0 || s->cfg.k8s_registration_crd) {
@@ -647,6 +715,8 @@ static int cmd_run(int argc, char **argv)
 	uv_timer_start(&s->tick, on_tick, 1000, 1000);
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
+	uv_signal_start(&s->sigchld, on_sigchld, SIGCHLD);
+	signer_check(s->signer); /* gone before the handler was set */
 
 	log_info("lanyard-server %s: trust domain %s, node API on %s:%d, admin socket %s",
 		 LANYARD_VERSION, s->cfg.trust_domain, s->cfg.bind_address, node_api_port(s->node),
@@ -657,6 +727,8 @@ static int cmd_run(int argc, char **argv)
 out:
 	/* Its threads wake the loop (hook_changed): stopped before the loop's handles close. */
 	k8s_reg_stop(s->reg);
+	server_http_set_admin_tls(s->http, NULL);
+	admin_tls_stop(s->admin_tls);
 	admin_api_stop(s->admin);
 	server_http_set_federation(s->http, NULL);
 	federation_stop(s->fed);
@@ -681,6 +753,7 @@ out:
 	k8s_api_free(s->k8s);
 	free(s->publish_pem);
 	ca_close(s->ca);
+	signer_stop(s->signer);
 	datastore_close(s->ds);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);

@@ -1,6 +1,7 @@
 /* bench_util.c: shared helpers of bench_server and bench_agent. */
 #include "bench_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -84,6 +85,57 @@ int64_t proc_cpu_us(int pid)
 	return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)(hz > 0 ? hz : 100));
 }
 
+/* The pids whose parent is pid, from each /proc/<pid>/task/<tid>/children; how many (<= max). */
+static size_t proc_children(int pid, int *out, size_t max)
+{
+	char path[64], tasks[64];
+	size_t n = 0;
+	snprintf(tasks, sizeof(tasks), "/proc/%d/task", pid);
+	DIR *d = opendir(tasks);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < max) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/children", pid, e->d_name);
+		FILE *f = fopen(path, "r");
+		int c;
+		while (f && n < max && fscanf(f, "%d", &c) == 1)
+			out[n++] = c;
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+int64_t proc_tree_cpu_us(int pid)
+{
+	int kids[16];
+	int64_t t = proc_cpu_us(pid);
+	size_t n = proc_children(pid, kids, 16);
+	for (size_t i = 0; t >= 0 && i < n; i++) {
+		int64_t c = proc_cpu_us(kids[i]);
+		if (c > 0)
+			t += c;
+	}
+	return t;
+}
+
+long proc_children_rss_kib(int pid)
+{
+	int kids[16];
+	long sum = 0;
+	size_t n = proc_children(pid, kids, 16);
+	for (size_t i = 0; i < n; i++) {
+		long v = proc_status_kib(kids[i], "VmRSS");
+		if (v > 0)
+			sum += v;
+	}
+	return sum;
+}
+
 long proc_status_kib(int pid, const char *key)
 {
 	char path[64], line[256];
@@ -157,4 +209,17 @@ long admin_call(struct admin *a, const char *method, const char *path, json_t *b
 	if (out)
 		*out = a->len ? json_loads(a->buf, 0, NULL) : NULL;
 	return code;
+}
+
+const char *loadavg(char *buf, size_t len)
+{
+	double a[3];
+	FILE *f = fopen("/proc/loadavg", "r");
+	if (f && fscanf(f, "%lf %lf %lf", &a[0], &a[1], &a[2]) == 3)
+		snprintf(buf, len, "%.2f %.2f %.2f", a[0], a[1], a[2]);
+	else
+		snprintf(buf, len, "?");
+	if (f)
+		fclose(f);
+	return buf;
 }

@@ -24,8 +24,16 @@ double quantile(double *v, size_t n, double q); /* q in 0..1, nearest rank */
 
 /* utime + stime of a process (all its threads) in microseconds; -1 when unreadable. */
 int64_t proc_cpu_us(int pid);
+/* proc_cpu_us of pid plus its live child processes (the server's signer, server/signer.h):
+ * the CPU an operation costs, wherever the server does it. */
+int64_t proc_tree_cpu_us(int pid);
+/* VmRSS of pid's live child processes, summed, in KiB (0 without children). */
+long proc_children_rss_kib(int pid);
 /* A "Key:   123 kB" line of /proc/<pid>/status, in KiB; -1 when missing. */
 long proc_status_kib(int pid, const char *key);
+
+/* The first three fields of /proc/loadavg in buf ("?" when unreadable); returns buf. */
+const char *loadavg(char *buf, size_t len);
 
 /* The server's admin API (HTTP/JSON on a Unix socket), one keep-alive connection. */
 struct admin {

@@ -14,7 +14,7 @@
 #include "svid_cache.h"
 #include "x509.h"
 
-static inline const struct cache_entry *fuzz_persist_entry(const struct persist_data *d,
+static inline const struct entry *fuzz_persist_entry(const struct persist_data *d,
 							   const char *id)
 {
 	for (size_t i = 0; i < d->n_entries; i++)
@@ -29,7 +29,7 @@ static inline void fuzz_persist_check_state(const struct persist_data *d, int64_
 		FUZZ_CHECK(strcmp(d->entries[i - 1]->id, d->entries[i]->id) < 0);
 	for (size_t i = 0; i < d->n_svids; i++) {
 		const struct svid *v = d->svids[i];
-		const struct cache_entry *e = fuzz_persist_entry(d, v->entry_id);
+		const struct entry *e = fuzz_persist_entry(d, v->entry_id);
 		FUZZ_CHECK(e != NULL);
 		FUZZ_CHECK(v->spiffe_id && strcmp(v->spiffe_id, e->spiffe_id) == 0);
 		FUZZ_CHECK(v->not_after > now && v->not_before <= v->not_after);
