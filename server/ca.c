@@ -601,49 +601,135 @@ static struct authority *active_ref(struct ca *ca)
 	return a;
 }
 
+static void req_fail(struct ca_x509_req *r, const char *msg)
+{
+	r->status = -1;
+	snprintf(r->err, sizeof(r->err), "%s", msg);
+}
+
+/* The body of r's leaf into *tbs and its digest, or r failed. */
+static void leaf_prepare(const struct authority *a, struct ca_x509_req *r, int64_t now,
+			 uint8_t **tbs, size_t *tbs_len, uint8_t *digest, size_t *dlen)
+{
+	struct x509_leaf_params p = {
+		.spiffe_id = r->spiffe_id,
+		.dns_names = r->dns_names,
+		.n_dns = r->n_dns,
+		.not_before = now - BACKDATE_SECONDS,
+		.not_after = now + r->ttl,
+		.spki = r->spki,
+		.spki_len = r->spki_len,
+	};
+	if (p.not_after > a->not_after)
+		p.not_after = a->not_after;
+	r->not_after = p.not_after;
+	if (p.not_after <= now)
+		req_fail(r, "the active CA authority has expired");
+	else if (x509_leaf_tbs(a->key, a->cert, a->cert_len, &p, tbs, tbs_len) < 0)
+		req_fail(r, "signing failed");
+	else if (lkey_cert_digest(a->key, *tbs, *tbs_len, digest, dlen) < 0)
+		req_fail(r, "signing failed");
+}
+
+/* The signed leaf, followed by the authority when it is an intermediate (upstream mode), which
+ * peers need in the chain. Takes tbs. */
+static void leaf_finish(struct ca *ca, const struct authority *a, struct ca_x509_req *r,
+			uint8_t *tbs, size_t tbs_len, const uint8_t *sig, size_t siglen)
+{
+	uint8_t *leaf;
+	size_t leaf_len;
+	if (x509_leaf_finish(a->key, tbs, tbs_len, sig, siglen, &leaf, &leaf_len) < 0) {
+		req_fail(r, "signing failed");
+		return;
+	}
+	size_t extra = ca->upstream_key ? a->cert_len : 0;
+	if (extra) {
+		leaf = xrealloc(leaf, leaf_len + extra);
+		memcpy(leaf + leaf_len, a->cert, a->cert_len);
+	}
+	r->chain = leaf;
+	r->chain_len = leaf_len + extra;
+	r->status = 0;
+}
+
+/* Signs the prepared bodies of reqs in one lkey_sign_digests call. */
+static size_t sign_prepared(struct ca *ca, const struct authority *a, struct ca_x509_req *reqs,
+			    size_t n, uint8_t **tbs, const size_t *tbs_len,
+			    uint8_t (*digests)[LKEY_DIGEST_MAX], size_t dlen)
+{
+	const uint8_t **dp = xcalloc(n + 1, sizeof(*dp));
+	uint8_t (*sigs)[LKEY_SIG_MAX] = xcalloc(n + 1, sizeof(*sigs));
+	size_t *siglens = xcalloc(n + 1, sizeof(*siglens)), *idx = xcalloc(n + 1, sizeof(*idx));
+	size_t m = 0, ok = 0;
+	for (size_t i = 0; i < n; i++)
+		if (reqs[i].status == 0) {
+			idx[m] = i;
+			dp[m++] = digests[i];
+		}
+	int r = m ? lkey_sign_digests(a->key, m, dp, dlen, sigs, siglens) : 0;
+	for (size_t j = 0; j < m; j++) {
+		size_t i = idx[j];
+		if (r < 0) {
+			req_fail(&reqs[i], "signing failed");
+			continue;
+		}
+		leaf_finish(ca, a, &reqs[i], tbs[i], tbs_len[i], sigs[j], siglens[j]);
+		tbs[i] = NULL;
+		ok += reqs[i].status == 0;
+	}
+	free(dp);
+	free(sigs);
+	free(siglens);
+	free(idx);
+	return ok;
+}
+
+size_t ca_sign_x509_batch(struct ca *ca, struct ca_x509_req *reqs, size_t n, int64_t now)
+{
+	struct authority *a = active_ref(ca);
+	/* Once per batch, not per leaf: the authority's certificate is of its key. */
+	bool usable = a && x509_ca_matches_key(a->cert, a->cert_len, a->key);
+	for (size_t i = 0; i < n; i++) {
+		reqs[i].status = 0;
+		reqs[i].chain = NULL;
+		reqs[i].chain_len = 0;
+		reqs[i].err[0] = 0;
+		if (!usable)
+			req_fail(&reqs[i], a ? "signing failed" : "no active CA authority");
+	}
+	if (!usable) {
+		authority_unref(a);
+		return 0;
+	}
+	uint8_t **tbs = xcalloc(n + 1, sizeof(*tbs));
+	size_t *tbs_len = xcalloc(n + 1, sizeof(*tbs_len)), dlen = 0, ok = 0;
+	uint8_t (*digests)[LKEY_DIGEST_MAX] = xcalloc(n + 1, sizeof(*digests));
+	for (size_t i = 0; i < n; i++)
+		if (reqs[i].status == 0)
+			leaf_prepare(a, &reqs[i], now, &tbs[i], &tbs_len[i], digests[i], &dlen);
+	ok = sign_prepared(ca, a, reqs, n, tbs, tbs_len, digests, dlen);
+	for (size_t i = 0; i < n; i++)
+		free(tbs[i]);
+	free(tbs);
+	free(tbs_len);
+	free(digests);
+	authority_unref(a);
+	return ok;
+}
+
 int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_names, size_t n_dns,
 		 const uint8_t *spki, size_t spki_len, int64_t ttl, int64_t now, uint8_t **chain,
 		 size_t *chain_len, int64_t *not_after, char *err, size_t errlen)
 {
-	struct authority *a = active_ref(ca);
-	if (!a)
-		return errorf(err, errlen, "no active CA authority");
-	int ret = -1;
-	uint8_t *leaf = NULL;
-	size_t leaf_len = 0;
-	struct x509_leaf_params p = {
-		.spiffe_id = spiffe_id,
-		.dns_names = dns_names,
-		.n_dns = n_dns,
-		.not_before = now - BACKDATE_SECONDS,
-		.not_after = now + ttl,
-		.spki = spki,
-		.spki_len = spki_len,
-	};
-	if (p.not_after > a->not_after)
-		p.not_after = a->not_after;
-	if (p.not_after <= now) {
-		errorf(err, errlen, "the active CA authority has expired");
-		goto out;
-	}
-	if (x509_sign_leaf(a->key, a->cert, a->cert_len, &p, &leaf, &leaf_len) < 0) {
-		errorf(err, errlen, "signing failed");
-		goto out;
-	}
-	/* With an upstream CA the authority is an intermediate that peers need in the chain. */
-	size_t extra = ca->upstream_key ? a->cert_len : 0;
-	*chain = xmalloc(leaf_len + extra);
-	memcpy(*chain, leaf, leaf_len);
-	if (extra)
-		memcpy(*chain + leaf_len, a->cert, a->cert_len);
-	*chain_len = leaf_len + extra;
+	struct ca_x509_req r = { .spiffe_id = spiffe_id, .dns_names = dns_names, .n_dns = n_dns,
+				 .spki = spki, .spki_len = spki_len, .ttl = ttl };
+	if (ca_sign_x509_batch(ca, &r, 1, now) != 1)
+		return errorf(err, errlen, "%s", r.err);
+	*chain = r.chain;
+	*chain_len = r.chain_len;
 	if (not_after)
-		*not_after = p.not_after;
-	ret = 0;
-out:
-	free(leaf);
-	authority_unref(a);
-	return ret;
+		*not_after = r.not_after;
+	return 0;
 }
 
 int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n_aud, int64_t ttl,
