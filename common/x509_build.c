@@ -397,17 +397,46 @@ out:
 
 /* ---- certificates ---- */
 
-int x509_leaf_tbs(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
-		  const struct x509_leaf_params *p, uint8_t **buf, size_t *body_len)
+struct x509_issuer {
+	const lkey *key;
+	/* wc_InitCert'ed with the issuer name and the AKID of the CA certificate set: the fields
+	 * every leaf of this CA shares, each a parse of the CA certificate by wolfSSL. No heap
+	 * pointers (wolfSSL frees its decoded copy after each call), so it is copied per leaf. */
+	Cert tmpl;
+};
+
+struct x509_issuer *x509_issuer_new(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len)
 {
-	Cert *cert = calloc(1, sizeof(*cert));
+	if (!x509_ca_matches_key(ca_der, ca_len, ca_key))
+		return NULL;
+	struct x509_issuer *iss = calloc(1, sizeof(*iss));
+	if (!iss || wc_InitCert(&iss->tmpl) != 0 ||
+	    wc_SetIssuerRaw(&iss->tmpl, ca_der, (int)ca_len) != 0 ||
+	    wc_SetAuthKeyIdFromCert(&iss->tmpl, ca_der, (int)ca_len) != 0) {
+		free(iss);
+		return NULL;
+	}
+	iss->key = ca_key;
+	return iss;
+}
+
+void x509_issuer_free(struct x509_issuer *iss)
+{
+	free(iss);
+}
+
+int x509_leaf_tbs(const struct x509_issuer *iss, const struct x509_leaf_params *p, uint8_t **buf,
+		  size_t *body_len)
+{
+	Cert *cert = malloc(sizeof(*cert));
 	struct pubkey pk = { 0 };
 	int ret = -1, n;
 
 	*buf = NULL;
 	*body_len = 0;
-	if (!cert || !p->spiffe_id || !p->spki || wc_InitCert(cert) != 0)
+	if (!cert || !p->spiffe_id || !p->spki)
 		goto out;
+	memcpy(cert, &iss->tmpl, sizeof(*cert));
 	if (spiffeid_parse(p->spiffe_id, NULL, NULL, NULL, 0) < 0)
 		goto out;
 	if (pubkey_load(&pk, p->spki, p->spki_len) < 0)
@@ -429,11 +458,9 @@ int x509_leaf_tbs(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
 	cert->keyUsage = KEYUSE_DIGITAL_SIG |
 			 (pk.type == RSA_TYPE ? KEYUSE_KEY_ENCIPHER : KEYUSE_KEY_AGREE);
 	cert->extKeyUsage = EXTKEYUSE_SERVER_AUTH | EXTKEYUSE_CLIENT_AUTH;
-	if (wc_SetIssuerRaw(cert, ca_der, (int)ca_len) != 0)
+	if (set_skid(cert, &pk) != 0)
 		goto out;
-	if (set_skid(cert, &pk) != 0 || wc_SetAuthKeyIdFromCert(cert, ca_der, (int)ca_len) != 0)
-		goto out;
-	n = cert_body(cert, &pk, ca_key, buf);
+	n = cert_body(cert, &pk, iss->key, buf);
 	if (n > 0) {
 		*body_len = (size_t)n;
 		ret = 0;
@@ -444,10 +471,10 @@ out:
 	return ret;
 }
 
-int x509_leaf_finish(const lkey *ca_key, uint8_t *buf, size_t body_len, const uint8_t *sig,
-		     size_t siglen, uint8_t **der, size_t *len)
+int x509_leaf_finish(const struct x509_issuer *iss, uint8_t *buf, size_t body_len,
+		     const uint8_t *sig, size_t siglen, uint8_t **der, size_t *len)
 {
-	int n = lkey_cert_wrap(ca_key, buf, body_len, CERT_MAX, sig, siglen);
+	int n = lkey_cert_wrap(iss->key, buf, body_len, CERT_MAX, sig, siglen);
 	*der = NULL;
 	*len = 0;
 	if (n <= 0) {
@@ -462,14 +489,16 @@ int x509_leaf_finish(const lkey *ca_key, uint8_t *buf, size_t body_len, const ui
 int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
 		   const struct x509_leaf_params *p, uint8_t **der, size_t *len)
 {
+	struct x509_issuer *iss = x509_issuer_new(ca_key, ca_der, ca_len);
 	uint8_t *buf;
 	size_t body;
+	int ret = -1;
 	*der = NULL;
 	*len = 0;
-	if (!x509_ca_matches_key(ca_der, ca_len, ca_key) ||
-	    x509_leaf_tbs(ca_key, ca_der, ca_len, p, &buf, &body) < 0)
-		return -1;
-	return sign_body(buf, (int)body, ca_key, der, len);
+	if (iss && x509_leaf_tbs(iss, p, &buf, &body) == 0)
+		ret = sign_body(buf, (int)body, ca_key, der, len);
+	x509_issuer_free(iss);
+	return ret;
 }
 
 int x509_make_ca(const lkey *subject_key, const lkey *issuer_key, const uint8_t *issuer_der,

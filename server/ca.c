@@ -607,10 +607,23 @@ static void req_fail(struct ca_x509_req *r, const char *msg)
 	snprintf(r->err, sizeof(r->err), "%s", msg);
 }
 
-/* The body of r's leaf into *tbs and its digest, or r failed. */
-static void leaf_prepare(const struct authority *a, struct ca_x509_req *r, int64_t now,
-			 uint8_t **tbs, size_t *tbs_len, uint8_t *digest, size_t *dlen)
+/* One ca_sign_x509_batch: the authority (referenced), its parsed certificate, and per request
+ * the body to sign and its digest. */
+struct batch {
+	struct ca *ca;
+	struct authority *a;
+	struct x509_issuer *iss;
+	struct ca_x509_req *reqs;
+	size_t n, dlen;
+	uint8_t **tbs;
+	size_t *tbs_len;
+	uint8_t (*digests)[LKEY_DIGEST_MAX];
+};
+
+/* The body of request i's leaf and its digest, or the request failed. */
+static void leaf_prepare(struct batch *b, size_t i, int64_t now)
 {
+	struct ca_x509_req *r = &b->reqs[i];
 	struct x509_leaf_params p = {
 		.spiffe_id = r->spiffe_id,
 		.dns_names = r->dns_names,
@@ -620,62 +633,57 @@ static void leaf_prepare(const struct authority *a, struct ca_x509_req *r, int64
 		.spki = r->spki,
 		.spki_len = r->spki_len,
 	};
-	if (p.not_after > a->not_after)
-		p.not_after = a->not_after;
+	if (p.not_after > b->a->not_after)
+		p.not_after = b->a->not_after;
 	r->not_after = p.not_after;
 	if (p.not_after <= now)
 		req_fail(r, "the active CA authority has expired");
-	else if (x509_leaf_tbs(a->key, a->cert, a->cert_len, &p, tbs, tbs_len) < 0)
-		req_fail(r, "signing failed");
-	else if (lkey_cert_digest(a->key, *tbs, *tbs_len, digest, dlen) < 0)
+	else if (x509_leaf_tbs(b->iss, &p, &b->tbs[i], &b->tbs_len[i]) < 0 ||
+		 lkey_cert_digest(b->a->key, b->tbs[i], b->tbs_len[i], b->digests[i], &b->dlen) < 0)
 		req_fail(r, "signing failed");
 }
 
-/* The signed leaf, followed by the authority when it is an intermediate (upstream mode), which
- * peers need in the chain. Takes tbs. */
-static void leaf_finish(struct ca *ca, const struct authority *a, struct ca_x509_req *r,
-			uint8_t *tbs, size_t tbs_len, const uint8_t *sig, size_t siglen)
+/* Request i's signed leaf, followed by the authority when it is an intermediate (upstream
+ * mode), which peers need in the chain. Takes the body. */
+static void leaf_finish(struct batch *b, size_t i, const uint8_t *sig, size_t siglen)
 {
+	struct ca_x509_req *r = &b->reqs[i];
 	uint8_t *leaf;
 	size_t leaf_len;
-	if (x509_leaf_finish(a->key, tbs, tbs_len, sig, siglen, &leaf, &leaf_len) < 0) {
+	int rc = x509_leaf_finish(b->iss, b->tbs[i], b->tbs_len[i], sig, siglen, &leaf, &leaf_len);
+	b->tbs[i] = NULL;
+	if (rc < 0) {
 		req_fail(r, "signing failed");
 		return;
 	}
-	size_t extra = ca->upstream_key ? a->cert_len : 0;
+	size_t extra = b->ca->upstream_key ? b->a->cert_len : 0;
 	if (extra) {
 		leaf = xrealloc(leaf, leaf_len + extra);
-		memcpy(leaf + leaf_len, a->cert, a->cert_len);
+		memcpy(leaf + leaf_len, b->a->cert, b->a->cert_len);
 	}
 	r->chain = leaf;
 	r->chain_len = leaf_len + extra;
-	r->status = 0;
 }
 
-/* Signs the prepared bodies of reqs in one lkey_sign_digests call. */
-static size_t sign_prepared(struct ca *ca, const struct authority *a, struct ca_x509_req *reqs,
-			    size_t n, uint8_t **tbs, const size_t *tbs_len,
-			    uint8_t (*digests)[LKEY_DIGEST_MAX], size_t dlen)
+/* Signs every prepared body in one lkey_sign_digests call; returns how many leaves were made. */
+static size_t sign_prepared(struct batch *b)
 {
+	size_t n = b->n, m = 0, ok = 0;
 	const uint8_t **dp = xcalloc(n + 1, sizeof(*dp));
 	uint8_t (*sigs)[LKEY_SIG_MAX] = xcalloc(n + 1, sizeof(*sigs));
 	size_t *siglens = xcalloc(n + 1, sizeof(*siglens)), *idx = xcalloc(n + 1, sizeof(*idx));
-	size_t m = 0, ok = 0;
 	for (size_t i = 0; i < n; i++)
-		if (reqs[i].status == 0) {
+		if (b->reqs[i].status == 0) {
 			idx[m] = i;
-			dp[m++] = digests[i];
+			dp[m++] = b->digests[i];
 		}
-	int r = m ? lkey_sign_digests(a->key, m, dp, dlen, sigs, siglens) : 0;
+	int r = m ? lkey_sign_digests(b->a->key, m, dp, b->dlen, sigs, siglens) : 0;
 	for (size_t j = 0; j < m; j++) {
-		size_t i = idx[j];
-		if (r < 0) {
-			req_fail(&reqs[i], "signing failed");
-			continue;
-		}
-		leaf_finish(ca, a, &reqs[i], tbs[i], tbs_len[i], sigs[j], siglens[j]);
-		tbs[i] = NULL;
-		ok += reqs[i].status == 0;
+		if (r < 0)
+			req_fail(&b->reqs[idx[j]], "signing failed");
+		else
+			leaf_finish(b, idx[j], sigs[j], siglens[j]);
+		ok += b->reqs[idx[j]].status == 0;
 	}
 	free(dp);
 	free(sigs);
@@ -686,34 +694,37 @@ static size_t sign_prepared(struct ca *ca, const struct authority *a, struct ca_
 
 size_t ca_sign_x509_batch(struct ca *ca, struct ca_x509_req *reqs, size_t n, int64_t now)
 {
-	struct authority *a = active_ref(ca);
-	/* Once per batch, not per leaf: the authority's certificate is of its key. */
-	bool usable = a && x509_ca_matches_key(a->cert, a->cert_len, a->key);
+	struct batch b = { .ca = ca, .reqs = reqs, .n = n, .a = active_ref(ca) };
+	size_t ok = 0;
+	/* Once per batch, not per leaf: the authority's certificate is parsed (and checked to be
+	 * of its key). */
+	if (b.a)
+		b.iss = x509_issuer_new(b.a->key, b.a->cert, b.a->cert_len);
 	for (size_t i = 0; i < n; i++) {
-		reqs[i].status = 0;
-		reqs[i].chain = NULL;
-		reqs[i].chain_len = 0;
-		reqs[i].err[0] = 0;
-		if (!usable)
-			req_fail(&reqs[i], a ? "signing failed" : "no active CA authority");
+		reqs[i] = (struct ca_x509_req){ .spiffe_id = reqs[i].spiffe_id,
+						.dns_names = reqs[i].dns_names,
+						.n_dns = reqs[i].n_dns, .spki = reqs[i].spki,
+						.spki_len = reqs[i].spki_len, .ttl = reqs[i].ttl };
+		if (!b.iss)
+			req_fail(&reqs[i], b.a ? "signing failed" : "no active CA authority");
 	}
-	if (!usable) {
-		authority_unref(a);
-		return 0;
-	}
-	uint8_t **tbs = xcalloc(n + 1, sizeof(*tbs));
-	size_t *tbs_len = xcalloc(n + 1, sizeof(*tbs_len)), dlen = 0, ok = 0;
-	uint8_t (*digests)[LKEY_DIGEST_MAX] = xcalloc(n + 1, sizeof(*digests));
+	if (!b.iss)
+		goto out;
+	b.tbs = xcalloc(n + 1, sizeof(*b.tbs));
+	b.tbs_len = xcalloc(n + 1, sizeof(*b.tbs_len));
+	b.digests = xcalloc(n + 1, sizeof(*b.digests));
 	for (size_t i = 0; i < n; i++)
 		if (reqs[i].status == 0)
-			leaf_prepare(a, &reqs[i], now, &tbs[i], &tbs_len[i], digests[i], &dlen);
-	ok = sign_prepared(ca, a, reqs, n, tbs, tbs_len, digests, dlen);
+			leaf_prepare(&b, i, now);
+	ok = sign_prepared(&b);
 	for (size_t i = 0; i < n; i++)
-		free(tbs[i]);
-	free(tbs);
-	free(tbs_len);
-	free(digests);
-	authority_unref(a);
+		free(b.tbs[i]);
+	free(b.tbs);
+	free(b.tbs_len);
+	free(b.digests);
+out:
+	x509_issuer_free(b.iss);
+	authority_unref(b.a);
 	return ok;
 }
 
