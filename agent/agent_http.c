@@ -147,10 +147,10 @@ static void track_missing(struct agent_http *h, const struct snapshot *s, int64_
 	struct missing *next = xcalloc(s->n_entries + 1, sizeof(*next));
 	size_t n = 0;
 	for (size_t i = 0; i < s->n_entries; i++) {
-		const struct cache_entry *e = s->entries[i];
+		const struct entry *e = s->entries[i];
 		if (snapshot_svid(s, e->id))
 			continue;
-		struct missing key = { .entry_id = e->id };
+		struct missing key = { .entry_id = (char *)e->id }; /* a search key only */
 		const struct missing *old = h->n_missing
 			? bsearch(&key, h->missing, h->n_missing, sizeof(key), cmp_missing) : NULL;
 		next[n].entry_id = xstrdup(e->id);
@@ -252,7 +252,7 @@ static bool check_svids(const struct agent_http *h, const struct gathered *g, js
 	size_t off = 0, bad = 0;
 	const struct snapshot *s = g->snap;
 	for (size_t i = 0; i < s->n_entries; i++) {
-		const struct cache_entry *e = s->entries[i];
+		const struct entry *e = s->entries[i];
 		int64_t since = missing_since(h, e->id);
 		if (!since || g->now - since <= MISSING_GRACE_S)
 			continue;
@@ -360,7 +360,7 @@ static json_t *strings_json(char *const *v, size_t n)
 	return a;
 }
 
-static json_t *selectors_json(const struct cache_entry *e)
+static json_t *selectors_json(const struct entry *e)
 {
 	return e ? strings_json(e->selectors, e->n_selectors) : json_array();
 }
@@ -382,7 +382,7 @@ static char *status_svids(void *ud)
 	bool ok = fputs("\"svids\":[", f) >= 0;
 	for (size_t i = 0; ok && i < s->n_svids; i++) {
 		const struct svid *v = s->svids[i];
-		const struct cache_entry *e = snapshot_entry(s, v->entry_id);
+		const struct entry *e = snapshot_entry(s, v->entry_id);
 		json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:s,s:I,s:I,s:I,s:b}", "spiffe_id",
 				      v->spiffe_id, "entry_id", v->entry_id, "hint",
 				      str_or_null(v->hint), "selectors", selectors_json(e), "dns_names",
@@ -425,7 +425,7 @@ static json_t *build_status(const struct agent_http *h, const struct gathered *g
 	const struct node_status *ns = &g->ns;
 	json_t *pending = json_array();
 	for (size_t i = 0; i < s->n_entries; i++) {
-		const struct cache_entry *e = s->entries[i];
+		const struct entry *e = s->entries[i];
 		if (!snapshot_svid(s, e->id))
 			json_array_append_new(pending, json_pack("{s:s,s:s,s:o,s:I}", "entry_id", e->id,
 								 "spiffe_id", e->spiffe_id,

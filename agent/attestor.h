@@ -16,10 +16,11 @@
  * as the kernel is concerned), and a file replaced in place on the same inode (unix:sha256 of an
  * entry catches content changes, unix:path does not).
  *
- * Attestors are a table of vtables (struct attestor_ops): the unix attestor here, the Kubernetes
- * one later. attest() runs on a worker thread (it may read files and hash binaries) unless every
- * attestor is fast, so it must be thread-safe; state shared between calls (hash and name caches)
- * is protected by the attestor. */
+ * Attestors are a table of vtables (struct attestor_ops): the unix attestor (attestor_unix.c), the
+ * Kubernetes one (attestor_k8s.c); attestor.c pins callers and runs the table. attest() runs on a
+ * worker thread (it may read files and hash binaries) unless every attestor is fast, so it must
+ * be thread-safe; state shared between calls (hash and name caches) is protected by the
+ * attestor. */
 #ifndef LANYARD_ATTESTOR_H
 #define LANYARD_ATTESTOR_H
 
@@ -81,6 +82,12 @@ struct attestor_ops {
 	int (*attest)(void *state, const struct caller *c, struct selector_list *out, char *err,
 		      size_t errlen);
 	void (*free)(void *state);
+	/* Optional, used when this is the only attestor and it is fast: attests and checks that
+	 * the caller is unchanged from the same reads (what caller_verify does with reads of its
+	 * own). 0, -1 with a reason in err, or ATTEST_WOULD_BLOCK when !may_block and a lookup
+	 * would block. */
+	int (*attest_verified)(void *state, const struct caller *c, bool may_block,
+			       struct selector_list *out, char *err, size_t errlen);
 };
 
 struct attestor {

@@ -15,7 +15,6 @@
 #include "util.h"
 
 #define CGROUP_FILE_MAX (64 * 1024)
-#define PSAT_TOKEN_MAX (64 * 1024)
 
 struct k8s_state {
 	struct kubelet *kubelet;
@@ -277,52 +276,4 @@ struct kubelet *attestor_k8s_kubelet(struct attestor *a)
 	if (!a || a->ops != &k8s_ops)
 		return NULL;
 	return ((struct k8s_state *)a->state)->kubelet;
-}
-
-static bool b64url_part_ok(const char *s, size_t n)
-{
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-			return false;
-	}
-	return true;
-}
-
-int k8s_psat_token_read(const char *path, char **out, size_t *len, char *err, size_t errlen)
-{
-	uint8_t *buf = NULL;
-	size_t n = 0;
-	const char *d1, *d2;
-	char *t;
-	int r;
-
-	*out = NULL;
-	r = file_read_all(path, PSAT_TOKEN_MAX, &buf, &n);
-	if (r < 0) {
-		snprintf(err, errlen, "cannot read the service account token %s: %s", path,
-			 r == -EFBIG ? "file too large" : strerror(-r));
-		return -1;
-	}
-	t = (char *)buf;
-	while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
-		t[--n] = '\0';
-	d1 = memchr(t, '.', n);
-	d2 = d1 ? memchr(d1 + 1, '.', (size_t)(t + n - d1 - 1)) : NULL;
-	if (strlen(t) != n || !d1 || !d2 || !b64url_part_ok(t, (size_t)(d1 - t)) ||
-	    !b64url_part_ok(d1 + 1, (size_t)(d2 - d1 - 1)) ||
-	    !b64url_part_ok(d2 + 1, (size_t)(t + n - d2 - 1))) {
-		snprintf(err, errlen, "%s does not hold a service account token (a JWT)", path);
-		secure_zero(buf, n);
-		free(buf);
-		return -1;
-	}
-	*out = t;
-	if (len)
-		*len = n;
-	return 0;
 }

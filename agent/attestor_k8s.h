@@ -1,5 +1,6 @@
-/* attestor_k8s.h: the Kubernetes workload attestor ("k8s"), and the agent's side of k8s_psat node
- * attestation (reading its projected service account token).
+/* attestor_k8s.h: the Kubernetes workload attestor ("k8s"). The agent's side of k8s_psat node
+ * attestation (reading its projected service account token) is node attestation's:
+ * node_identity.h.
  *
  * attest() reads /proc/<pid>/cgroup through the caller's pinned directory (so the proc root is the
  * one given to caller_pin/caller_from_socket), takes the pod UID and container ID from it
@@ -49,11 +50,5 @@ void attestor_k8s_opts_defaults(struct attestor_k8s_opts *o);
 struct attestor *attestor_k8s_new(const struct attestor_k8s_opts *o, char *err, size_t errlen);
 /* The attestor's pod table, for status and metrics (kubelet_stats). */
 struct kubelet *attestor_k8s_kubelet(struct attestor *a);
-
-/* Reads the agent's projected service account token (k8s_psat) from path: trailing whitespace
- * trimmed, checked to have the shape of a JWT (three base64url parts). The file is read anew on
- * every attestation because the kubelet rotates it. 0 with a NUL-terminated token the caller
- * wipes (secure_zero) and frees, or -1 with a reason in err. */
-int k8s_psat_token_read(const char *path, char **out, size_t *len, char *err, size_t errlen);
 
 #endif

@@ -15,7 +15,7 @@
 
 /* An upsert waiting to be merged; seq keeps the arrival order so the last copy of an id wins. */
 struct entry_staged {
-	struct cache_entry *e;
+	struct entry *e;
 	size_t seq;
 };
 
@@ -39,7 +39,7 @@ static int cmp_staged(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static struct cache_entry *entry_from_proto(const char *trust_domain,
+static struct entry *entry_from_proto(const char *trust_domain,
 					    const Lanyard__Node__V1__Entry *p)
 {
 	if (!p->id || !*p->id) {
@@ -53,8 +53,11 @@ static struct cache_entry *entry_from_proto(const char *trust_domain,
 			 p->id ? p->id : "", p->spiffe_id ? p->spiffe_id : "", trust_domain);
 		return NULL;
 	}
-	struct cache_entry e = {
-		.id = p->id,
+	if (strlen(p->id) >= sizeof(((struct entry *)0)->id)) {
+		log_warnx("ignoring entry \"%.64s...\" from the server: the id is too long", p->id);
+		return NULL;
+	}
+	struct entry e = {
 		.spiffe_id = p->spiffe_id,
 		.parent_id = p->parent_id ? p->parent_id : "",
 		.selectors = p->selectors,
@@ -68,9 +71,9 @@ static struct cache_entry *entry_from_proto(const char *trust_domain,
 		.federates_with = p->federates_with,
 		.n_federates_with = p->n_federates_with,
 	};
-	struct cache_entry *c = cache_entry_dup(&e);
-	qsort(c->selectors, c->n_selectors, sizeof(char *), strv_cmp);
-	qsort(c->federates_with, c->n_federates_with, sizeof(char *), strv_cmp);
+	snprintf(e.id, sizeof(e.id), "%s", p->id);
+	struct entry *c = cache_entry_dup(&e);
+	entry_normalize(c);
 	return c;
 }
 
@@ -167,7 +170,7 @@ static void staging_clear(struct entry_set *s)
 	s->staging_seq = 0;
 }
 
-static void staging_add(struct entry_set *s, struct cache_entry *e)
+static void staging_add(struct entry_set *s, struct entry *e)
 {
 	if (s->n_staging == s->cap_staging) {
 		s->cap_staging = s->cap_staging ? s->cap_staging * 2 : 64;
@@ -197,7 +200,7 @@ enum entry_set_change entry_set_apply(struct entry_set *s, const char *trust_dom
 	}
 	if (s->in_snapshot) {
 		for (size_t i = 0; i < m->n_upserts; i++) {
-			struct cache_entry *e = entry_from_proto(trust_domain, m->upserts[i]);
+			struct entry *e = entry_from_proto(trust_domain, m->upserts[i]);
 			if (e)
 				staging_add(s, e);
 		}
@@ -217,7 +220,7 @@ enum entry_set_change entry_set_apply(struct entry_set *s, const char *trust_dom
 	struct entry_staged *ups = xcalloc(m->n_upserts + 1, sizeof(*ups));
 	size_t cnt = 0;
 	for (size_t i = 0; i < m->n_upserts; i++) {
-		struct cache_entry *e = entry_from_proto(trust_domain, m->upserts[i]);
+		struct entry *e = entry_from_proto(trust_domain, m->upserts[i]);
 		if (e)
 			ups[cnt++] = (struct entry_staged){.e = e, .seq = i};
 	}
@@ -238,7 +241,7 @@ void entry_set_restart(struct entry_set *s)
 	staging_clear(s);
 }
 
-void entry_set_adopt(struct entry_set *s, struct cache_entry **entries, size_t n_entries,
+void entry_set_adopt(struct entry_set *s, struct entry **entries, size_t n_entries,
 		     struct svid **svids, size_t n_svids)
 {
 	s->slots = xcalloc(n_entries + 1, sizeof(*s->slots));
@@ -301,9 +304,9 @@ bool entry_set_plan(struct entry_set *s, int64_t now, bool synced, int64_t *next
 }
 
 size_t entry_set_list(const struct entry_set *s, int64_t now, bool refs,
-		      struct cache_entry ***entries, struct svid ***svids)
+		      struct entry ***entries, struct svid ***svids)
 {
-	struct cache_entry **es = xcalloc(s->n + 1, sizeof(*es));
+	struct entry **es = xcalloc(s->n + 1, sizeof(*es));
 	struct svid **vs = xcalloc(s->n + 1, sizeof(*vs));
 	size_t nv = 0;
 	for (size_t i = 0; i < s->n; i++) {
@@ -432,7 +435,7 @@ static bool batch_key_matches(const struct batch_key *bk, const struct x509_info
 
 /* Checks a signed chain for entry e with the batch key and builds the SVID, which takes the key
  * over. NULL with err on failure. */
-static struct svid *make_svid(const struct entry_set_signing *how, const struct cache_entry *e,
+static struct svid *make_svid(const struct entry_set_signing *how, const struct entry *e,
 			      struct batch_key *bk, const uint8_t *chain, size_t chain_len, char *err,
 			      size_t errlen)
 {

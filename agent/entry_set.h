@@ -24,7 +24,7 @@
 #include "svid_cache.h"
 
 struct entry_slot {
-	struct cache_entry *e;
+	struct entry *e;
 	struct svid *svid; /* NULL until signed */
 	int64_t retry_at;  /* after a signing failure: not before this time */
 	int64_t taint_at;  /* svid was signed by a tainted authority: renew at this time (0: no) */
@@ -59,7 +59,7 @@ void entry_set_restart(struct entry_set *s);
 /* Takes over persisted entries (sorted by id) and SVIDs (sorted by entry id) into an empty set.
  * Each adopted pointer is set to NULL in the caller's arrays; what is left there stays the
  * caller's. */
-void entry_set_adopt(struct entry_set *s, struct cache_entry **entries, size_t n_entries,
+void entry_set_adopt(struct entry_set *s, struct entry **entries, size_t n_entries,
 		     struct svid **svids, size_t n_svids);
 void entry_set_free(struct entry_set *s);
 
@@ -72,7 +72,7 @@ bool entry_set_plan(struct entry_set *s, int64_t now, bool synced, int64_t *next
  * caller's to free). refs: each element is a new reference (for a snapshot to publish);
  * otherwise they are borrowed from the set. Returns the number of SVIDs. */
 size_t entry_set_list(const struct entry_set *s, int64_t now, bool refs,
-		      struct cache_entry ***entries, struct svid ***svids);
+		      struct entry ***entries, struct svid ***svids);
 bool entry_set_needs_signing(const struct entry_slot *w, int64_t now);
 /* Gives slot w the new SVID v (taking over its reference) in place of the old one. */
 void entry_set_install(struct entry_slot *w, struct svid *v);

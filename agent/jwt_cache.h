@@ -1,10 +1,12 @@
 /* jwt_cache.h: the agent's JWT-SVID requests and the cache of the tokens the server signed.
  *
- * A jwt_req is one node_client_fetch_jwt() call: made on the loop thread, answered by the sync
- * thread (or from the cache), and handed back to the loop thread to run its callback. It has one
- * owner at a time; node_client moves it between its queues through the next link.
+ * A jwt_req is one token request: built on the loop thread by the Workload API (workload_jwt.c),
+ * answered from the cache there, or by the sync thread (node_client_fetch_jwt(), which makes its
+ * own jwt_req to carry the request across) and handed back to the loop thread to run its
+ * callback. It has one owner at a time; node_client moves it between its queues through the
+ * next link.
  *
- * The cache belongs to the loop thread alone. It keeps a token until its half-life, keyed by the
+ * The cache belongs to the Workload API on the loop thread alone (no lock). It keeps a token until its half-life, keyed by the
  * entry id and the sorted audience set, and holds at most JWT_CACHE_MAX tokens. */
 #ifndef LANYARD_JWT_CACHE_H
 #define LANYARD_JWT_CACHE_H
@@ -24,6 +26,7 @@ struct jwt_req {
 	node_jwt_cb cb;
 	void *ud;
 	int64_t requested_at; /* unix seconds */
+	uint64_t epoch;       /* the owner's cache generation when asked (workload_jwt.c) */
 	/* The answer. */
 	int status;           /* gRPC status code */
 	char *token;

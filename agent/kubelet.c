@@ -13,6 +13,7 @@
 #include "curl_dyn.h"
 #include "k8s_http.h"
 #include "log.h"
+#include "refcount.h"
 #include "util.h"
 
 #define ARENA_BLOCK (64 * 1024)
@@ -82,13 +83,13 @@ static void pods_free(struct kubelet_pods *p)
 struct kubelet_pods *kubelet_pods_ref(struct kubelet_pods *p)
 {
 	if (p)
-		__atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+		ref_get(&p->refs);
 	return p;
 }
 
 void kubelet_pods_unref(struct kubelet_pods *p)
 {
-	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0)
+	if (p && ref_put(&p->refs))
 		pods_free(p);
 }
 

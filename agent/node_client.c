@@ -3,8 +3,8 @@
  * Threads and ownership:
  *  - The sync thread owns the connection, the agent identity, the entry set with its SVIDs, the
  *    bundle and the persisted state; nothing else touches them once it runs.
- *  - The loop thread calls node_client_fetch_jwt() and owns the JWT cache (jwt_cache.h).
- *    Requests travel to the sync thread on a mutex-protected queue; answers come back on another
+ *  - The loop thread calls node_client_fetch_jwt() on a cache miss of the Workload API's JWT
+ *    cache (workload_jwt.c), which a hit never leaves. Requests travel to the sync thread on a mutex-protected queue; answers come back on another
  *    queue and a uv_async_t runs their callbacks on the loop.
  *  - n->mu guards the queues, the status and the stop flag. The connection (server_conn.h) has
  *    its own lock, so that stop can shut a blocking call down at once.
@@ -26,6 +26,7 @@
 #include "node_client.h"
 #include "node_client_internal.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/sha256.h>
@@ -504,9 +507,7 @@ static void deliver_done(struct node_client *n)
 	pthread_mutex_unlock(&n->mu);
 	for (struct jwt_req *r = list, *next; r; r = next) {
 		next = r->next;
-		if (r->status == GRPC_STATUS_OK)
-			jwt_cache_put(n->jwt_cache, r, now_unix());
-		r->cb(r->ud, r->status, r->token, r->message);
+		r->cb(r->ud, r->status, r->token, r->expires_at, r->message);
 		jwt_cache_req_free(r);
 	}
 }
@@ -549,24 +550,6 @@ int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *con
 		return -1;
 	struct jwt_req *r = jwt_cache_req_new(entry_id, audience, n_audience, cb, ud, now_unix());
 	pthread_mutex_lock(&n->mu);
-	bool flush = n->jwt_flush;
-	n->jwt_flush = false;
-	pthread_mutex_unlock(&n->mu);
-	if (flush) {
-		jwt_cache_free(n->jwt_cache);
-		n->jwt_cache = jwt_cache_new();
-	}
-
-	/* The answer always comes through the async callback, never from inside this call. */
-	if (jwt_cache_answer(n->jwt_cache, r)) {
-		pthread_mutex_lock(&n->mu);
-		r->next = n->done;
-		n->done = r;
-		pthread_mutex_unlock(&n->mu);
-		uv_async_send(n->async);
-		return 0;
-	}
-	pthread_mutex_lock(&n->mu);
 	if (n->stopping) {
 		pthread_mutex_unlock(&n->mu);
 		jwt_cache_req_free(r);
@@ -576,7 +559,15 @@ int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *con
 	n->pending = r;
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->mu);
+	uint64_t one = 1;
+	if (write(n->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("cannot wake the sync thread for a JWT-SVID request");
 	return 0;
+}
+
+uint64_t node_client_jwt_generation(struct node_client *n)
+{
+	return __atomic_load_n(&n->jwt_generation, __ATOMIC_ACQUIRE);
 }
 
 void node_client_status(struct node_client *n, struct node_status *out)
@@ -593,12 +584,13 @@ static void free_client(struct node_client *n)
 	if (!n)
 		return;
 	server_conn_free(n->conn);
+	if (n->wake_fd >= 0)
+		close(n->wake_fd);
 	entry_set_free(&n->es);
 	taint_set_free(&n->taint);
 	for (size_t i = 0; i < n->n_used_tokens; i++)
 		free(n->used_tokens[i]);
 	free(n->used_tokens);
-	jwt_cache_free(n->jwt_cache);
 	lkey_free(n->agent_key);
 	free(n->agent_chain);
 	free(n->bundle);
@@ -695,6 +687,7 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	*out = NULL;
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->cond, NULL);
+	n->wake_fd = -1;
 	n->trust_domain = xstrdup(cfg->trust_domain);
 	n->data_dir = xstrdup(cfg->data_dir);
 	n->join_token = cfg->join_token && *cfg->join_token ? xstrdup(cfg->join_token) : NULL;
@@ -703,7 +696,6 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	n->psat_token_path =
 		xstrdup(cfg->psat_token_path ? cfg->psat_token_path : K8S_DEFAULT_PSAT_TOKEN);
 	n->rotation_fraction = cfg->rotation_fraction;
-	n->jwt_cache = jwt_cache_new();
 	n->cache = cache;
 	n->loop = loop;
 	n->st.state = NODE_STATE_STARTING;
@@ -713,6 +705,12 @@ int node_client_start(const struct agent_config *cfg, struct svid_cache *cache, 
 	}
 	n->conn = server_conn_new(cfg->servers, cfg->n_servers, n->trust_domain,
 				  n->insecure_bootstrap);
+	n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (n->wake_fd < 0) {
+		seterr(err, errlen, "eventfd: %s", strerror(errno));
+		goto out;
+	}
+	server_conn_set_wake_fd(n->conn, n->wake_fd);
 	if (key_type_parse(cfg->workload_key_type, &n->key_type) < 0) {
 		seterr(err, errlen, "unknown workload_key_type \"%s\"", cfg->workload_key_type);
 		goto out;

@@ -27,14 +27,18 @@ int node_client_run(struct node_client *n, char *err, size_t errlen);
 /* Stops the thread (closes its connection), flushes state, frees. Call on the loop thread. */
 void node_client_stop(struct node_client *n);
 
-/* Asynchronous JWT-SVID fetch for one entry. Served from the agent's JWT cache while a token for
- * the same (entry, audience set) is before its half-life; otherwise the sync thread asks the
- * server. cb runs exactly once, on the loop thread: status is a gRPC status code (0 = OK, then
- * token is set; otherwise message says why). Returns 0, or -1 when the request could not be
- * queued (cb is then not called). */
-typedef void (*node_jwt_cb)(void *ud, int status, const char *token, const char *message);
+/* Asynchronous JWT-SVID fetch for one entry: the sync thread asks the server (the cache of
+ * signed tokens is the Workload API's, jwt_cache.h, on the loop thread). cb runs exactly once, on
+ * the loop thread, never from inside this call: status is a gRPC status code (0 = OK, then token
+ * and its expires_at, unix seconds, are set; otherwise message says why). Returns 0, or -1 when
+ * the request could not be queued (cb is then not called). Loop thread only. */
+typedef void (*node_jwt_cb)(void *ud, int status, const char *token, int64_t expires_at,
+			    const char *message);
 int node_client_fetch_jwt(struct node_client *n, const char *entry_id, char *const *audience,
 			  size_t n_audience, node_jwt_cb cb, void *ud);
+/* Bumped whenever tokens signed before must no longer be served (an authority of the trust
+ * domain was tainted). Any thread may read it: an atomic load, no lock. */
+uint64_t node_client_jwt_generation(struct node_client *n);
 
 /* The server refused the agent for good (its join token was rejected, or it is banned): the
  * sync thread has ended and will not retry. Runs once, on the loop thread; reason says why. */

@@ -72,14 +72,17 @@ struct node_client {
 	pthread_cond_t cond;
 	/* Guarded by mu. */
 	bool stopping;
-	/* A CA authority was tainted: the loop thread drops the cached JWT-SVIDs (some may carry
-	 * its kid) before it answers the next request. */
-	bool jwt_flush;
+	/* Bumped when a CA authority was tainted: the Workload API drops its cached JWT-SVIDs (some
+	 * may carry its kid) before it answers the next request. Atomic, not guarded by mu:
+	 * node_client_jwt_generation(). */
+	uint64_t jwt_generation;
+	/* An eventfd the sync thread polls with the server connection: the loop thread writes it
+	 * when it queues a JWT request, so a request never waits out a poll of the entry stream. */
+	int wake_fd;
 	struct jwt_req *pending, *done;
 	struct node_status st;
 
 	/* Loop thread only. */
-	struct jwt_cache *jwt_cache;
 	node_refused_cb on_refused;
 	void *refused_ud;
 	bool refusal_reported;

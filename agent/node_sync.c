@@ -57,9 +57,7 @@ static void apply_taint(struct node_client *n, const Lanyard__Node__V1__Bundle *
 		  "%d s%s", n->taint.n, n->taint.n == 1 ? "y" : "ies", n->trust_domain,
 		  n->taint.ids[0], k, TAINT_WINDOW_S, own ? ", then the agent SVID" : "");
 	n->plan_dirty = true;
-	pthread_mutex_lock(&n->mu);
-	n->jwt_flush = true;
-	pthread_mutex_unlock(&n->mu);
+	__atomic_add_fetch(&n->jwt_generation, 1, __ATOMIC_RELEASE);
 }
 
 /* True when a taint is pending and no SVID of the set depends on a tainted authority any more:
@@ -205,7 +203,7 @@ void publish(struct node_client *n)
 
 void persist_state(struct node_client *n)
 {
-	struct cache_entry **es;
+	struct entry **es;
 	struct svid **vs;
 	size_t nv = entry_set_list(&n->es, now_unix(), false, &es, &vs);
 	char err[256];

@@ -86,17 +86,9 @@ static int jstrv(json_t *o, const char *key, char ***out, size_t *n)
 	return 0;
 }
 
-static json_t *strv_json(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
-}
-
 static int cmp_entry(const void *a, const void *b)
 {
-	return strcmp((*(struct cache_entry *const *)a)->id, (*(struct cache_entry *const *)b)->id);
+	return strcmp((*(struct entry *const *)a)->id, (*(struct entry *const *)b)->id);
 }
 
 static int cmp_svid(const void *a, const void *b)
@@ -104,43 +96,45 @@ static int cmp_svid(const void *a, const void *b)
 	return strcmp((*(struct svid *const *)a)->entry_id, (*(struct svid *const *)b)->entry_id);
 }
 
-static struct cache_entry *entry_from_json(json_t *o)
+/* An entry of state.json: the entry's JSON (entry.h's codec, so that the agent reads what the
+ * server writes) with the entry's SVID under "svid". Files written before the agent used that
+ * codec hold a subset of its keys, with "" for an absent hint: they load the same. NULL when the
+ * entry is malformed (the file is then corrupt). */
+static struct entry *state_entry(json_t *o, char *why, size_t whylen)
 {
-	struct cache_entry *e = xcalloc(1, sizeof(*e));
-	e->id = jstr(o, "id");
-	e->spiffe_id = jstr(o, "spiffe_id");
-	e->parent_id = jstr(o, "parent_id");
-	e->hint = jstr(o, "hint");
+	json_t *copy = json_copy(o); /* shallow: the entry's members without "svid" */
+	struct entry *e = NULL;
+
+	snprintf(why, whylen, "not an entry");
+	if (!copy)
+		return NULL;
+	json_object_del(copy, "svid");
+	if (entry_from_json(copy, &e, why, whylen) < 0)
+		goto fail;
+	if (!e->id[0] || !e->spiffe_id) {
+		snprintf(why, whylen, "no \"id\" or \"spiffe_id\"");
+		goto fail;
+	}
+	for (size_t i = 0; i < e->n_federates_with; i++)
+		if (trust_domain_validate(e->federates_with[i], why, whylen) < 0)
+			goto fail;
+	/* The agent's entries always have these strings (the Workload API sends the hint). */
 	if (!e->parent_id)
 		e->parent_id = xstrdup("");
 	if (!e->hint)
 		e->hint = xstrdup("");
-	int64_t xt = jint(o, "x509_svid_ttl"), jt = jint(o, "jwt_svid_ttl");
-	e->x509_svid_ttl = xt > 0 && xt <= INT32_MAX ? (int32_t)xt : 0;
-	e->jwt_svid_ttl = jt > 0 && jt <= INT32_MAX ? (int32_t)jt : 0;
-	e->revision = jint(o, "revision");
-	if (!e->id || !*e->id || !e->spiffe_id ||
-	    jstrv(o, "selectors", &e->selectors, &e->n_selectors) < 0 ||
-	    jstrv(o, "dns_names", &e->dns_names, &e->n_dns_names) < 0 ||
-	    jstrv(o, "federates_with", &e->federates_with, &e->n_federates_with) < 0) {
-		cache_entry_free(e);
-		return NULL;
-	}
-	for (size_t i = 0; i < e->n_federates_with; i++) {
-		if (trust_domain_validate(e->federates_with[i], NULL, 0) < 0) {
-			cache_entry_free(e);
-			return NULL;
-		}
-	}
-	qsort(e->selectors, e->n_selectors, sizeof(char *), strv_cmp);
-	qsort(e->federates_with, e->n_federates_with, sizeof(char *), strv_cmp);
+	json_decref(copy);
 	return e;
+fail:
+	json_decref(copy);
+	entry_free(e);
+	return NULL;
 }
 
 /* Only the key, the chain and what the certificate cannot say (hint, renewal time, entry
  * revision) come from the file; everything the certificate says is taken from it by
  * verify_svid. NULL when a member is missing or malformed. */
-static struct svid *svid_from_json(json_t *o, const struct cache_entry *e)
+static struct svid *svid_from_json(json_t *o, const struct entry *e)
 {
 	struct svid *v = xcalloc(1, sizeof(*v));
 	v->refs = 1;
@@ -216,7 +210,7 @@ out:
 
 /* verify_chain_key for the SVID of entry e; on success the SPIFFE ID, serial and validity are
  * set from the certificate, never from the file. */
-static int verify_svid(struct svid *v, const struct cache_entry *e, const uint8_t *bundle,
+static int verify_svid(struct svid *v, const struct entry *e, const uint8_t *bundle,
 		       size_t bundle_len, int64_t now, char *why, size_t whylen)
 {
 	struct x509_info info = {0};
@@ -242,7 +236,7 @@ out:
 }
 
 /* The SVID of entry e, or NULL when it has none or it is discarded (logged once here). */
-static struct svid *state_svid(json_t *o, const struct cache_entry *e, const char *name,
+static struct svid *state_svid(json_t *o, const struct entry *e, const char *name,
 			       const uint8_t *bundle, size_t bundle_len, int64_t now)
 {
 	json_t *so = json_object_get(o, "svid");
@@ -295,9 +289,10 @@ int persist_parse_state(const char *name, const char *text, size_t len, int64_t 
 	d->svids = xcalloc(n + 1, sizeof(*d->svids));
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_array_get(entries, i);
-		struct cache_entry *e = json_is_object(o) ? entry_from_json(o) : NULL;
+		char why[256] = "not an object";
+		struct entry *e = json_is_object(o) ? state_entry(o, why, sizeof(why)) : NULL;
 		if (!e) {
-			errorf(err, errlen, "%s: corrupt state file (entry %zu)", name, i);
+			errorf(err, errlen, "%s: corrupt state file (entry %zu: %s)", name, i, why);
 			goto out;
 		}
 		d->entries[d->n_entries++] = e;
@@ -632,18 +627,9 @@ out:
 	return ret;
 }
 
-static json_t *entry_json(const struct cache_entry *e, const struct svid *v)
+static json_t *entry_json(const struct entry *e, const struct svid *v)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:o, s:s, s:I}", "id", e->id,
-			      "spiffe_id", e->spiffe_id ? e->spiffe_id : "", "parent_id",
-			      e->parent_id ? e->parent_id : "", "selectors",
-			      strv_json(e->selectors, e->n_selectors), "x509_svid_ttl",
-			      (int)e->x509_svid_ttl, "jwt_svid_ttl", (int)e->jwt_svid_ttl,
-			      "dns_names", strv_json(e->dns_names, e->n_dns_names), "hint",
-			      e->hint ? e->hint : "", "revision", (json_int_t)e->revision);
-	if (o && e->n_federates_with)
-		json_object_set_new(o, "federates_with",
-				    strv_json(e->federates_with, e->n_federates_with));
+	json_t *o = entry_to_json(e);
 	if (!o || !v)
 		return o;
 	char *chain = base64_encode(v->chain, v->chain_len);
@@ -735,7 +721,7 @@ static void textbuf_free(struct textbuf *b)
 }
 
 /* A guess at the text of one entry, so that the buffer is usually allocated once. */
-static size_t entry_size_hint(const struct cache_entry *e, const struct svid *v)
+static size_t entry_size_hint(const struct entry *e, const struct svid *v)
 {
 	size_t n = 256 + strlen(e->id) + (e->spiffe_id ? strlen(e->spiffe_id) : 0);
 	for (size_t i = 0; i < e->n_selectors; i++)
@@ -748,7 +734,7 @@ static size_t entry_size_hint(const struct cache_entry *e, const struct svid *v)
 }
 
 int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_tokens,
-		       struct cache_entry *const *entries, size_t n_entries,
+		       struct entry *const *entries, size_t n_entries,
 		       struct svid *const *svids, size_t n_svids, char *err, size_t errlen)
 {
 	char path[4096];
@@ -756,7 +742,7 @@ int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_
 	struct textbuf b = {0};
 	char head[64];
 	int hl = snprintf(head, sizeof(head), "{\"version\":%d,\"used_tokens\":", STATE_VERSION);
-	json_t *tokens = strv_json(used_tokens, n_used_tokens);
+	json_t *tokens = strv_to_json(used_tokens, n_used_tokens);
 	if (!tokens) {
 		errorf(err, errlen, "cannot encode state.json");
 		goto out;

@@ -46,7 +46,7 @@ struct persist_data {
 	/* state.json */
 	char **used_tokens; /* lower-case hex SHA-256 of join tokens this agent consumed */
 	size_t n_used_tokens;
-	struct cache_entry **entries; /* sorted by id */
+	struct entry **entries; /* sorted by id */
 	size_t n_entries;
 	struct svid **svids; /* sorted by entry_id, one reference each */
 	size_t n_svids;
@@ -79,7 +79,7 @@ int persist_save_bundle(const char *dir, const char *trust_domain, const uint8_t
 /* Writes state.json from the used tokens, entries and SVIDs (SVIDs are matched to entries by
  * entry_id; an SVID without its entry is not written). */
 int persist_save_state(const char *dir, char *const *used_tokens, size_t n_used_tokens,
-		       struct cache_entry *const *entries, size_t n_entries,
+		       struct entry *const *entries, size_t n_entries,
 		       struct svid *const *svids, size_t n_svids, char *err, size_t errlen);
 /* Writes federated_bundles.json (the whole set; an empty one when n is 0). */
 int persist_save_federated(const char *dir, const struct fed_snap *fed, size_t n, char *err,

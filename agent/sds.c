@@ -104,7 +104,7 @@ static const struct svid *find_svid(const struct snapshot *snap, const size_t *e
 {
 	*entitled = false;
 	for (size_t i = 0; i < n; i++) {
-		const struct cache_entry *e = snap->entries[entries[i]];
+		const struct entry *e = snap->entries[entries[i]];
 		const struct svid *v;
 
 		if (spiffe_id && strcmp(e->spiffe_id, spiffe_id) != 0)
@@ -127,7 +127,7 @@ static const struct fed_snap *entitled_fed(const struct snapshot *snap, const si
 	if (!f || f->x509_len == 0)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
-		const struct cache_entry *e = snap->entries[entries[i]];
+		const struct entry *e = snap->entries[entries[i]];
 
 		for (size_t k = 0; k < e->n_federates_with; k++)
 			if (strcmp(e->federates_with[k], td) == 0)
@@ -144,7 +144,7 @@ static int resolve_all(const struct snapshot *snap, const size_t *entries, size_
 
 	out[n++] = (struct sds_resource){.name = NULL, .kind = SDS_BUNDLE};
 	for (size_t i = 0; i < n_entries && n <= SDS_MAX_NAMES; i++) {
-		const struct cache_entry *e = snap->entries[entries[i]];
+		const struct entry *e = snap->entries[entries[i]];
 		const struct svid *v = snapshot_svid(snap, e->id);
 		bool dup = false;
 
@@ -499,7 +499,7 @@ static size_t *match_entries(const struct snapshot *snap, char *const *sel, size
 
 	*n = 0;
 	for (size_t i = 0; m && i < snap->n_entries; i++) {
-		const struct cache_entry *e = snap->entries[i];
+		const struct entry *e = snap->entries[i];
 
 		/* An entry without selectors would match every process on the node. */
 		if (e->n_selectors && selectors_subset(e->selectors, e->n_selectors, sel, n_sel))

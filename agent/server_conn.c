@@ -57,6 +57,7 @@ struct server_conn {
 	/* Guarded by mu: the socket of gc, so that an abort can shut a blocking call down. */
 	int live_fd;
 	bool aborted;
+	int wake_fd; /* given to every connection (server_conn_set_wake_fd) */
 };
 
 /* ---- endpoints ---- */
@@ -381,8 +382,14 @@ struct server_conn *server_conn_new(const struct server_endpoint *eps, size_t n,
 	snprintf(c->server_id, sizeof(c->server_id), "spiffe://%s/lanyard/server", trust_domain);
 	c->insecure_bootstrap = insecure_bootstrap;
 	c->live_fd = -1;
+	c->wake_fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	return c;
+}
+
+void server_conn_set_wake_fd(struct server_conn *c, int fd)
+{
+	c->wake_fd = fd;
 }
 
 void server_conn_free(struct server_conn *c)
@@ -403,6 +410,7 @@ void server_conn_close(struct server_conn *c)
 		return;
 	pthread_mutex_lock(&c->mu);
 	c->live_fd = -1;
+	c->wake_fd = -1;
 	pthread_mutex_unlock(&c->mu);
 	grpc_client_close(c->gc);
 	c->gc = NULL;
@@ -567,6 +575,7 @@ int server_conn_open(struct server_conn *c, const uint8_t *roots, size_t roots_l
 	}
 	x509_info_free(&info);
 	c->gc = gc;
+	grpc_client_set_wake_fd(gc, c->wake_fd);
 	pthread_mutex_lock(&c->mu);
 	c->live_fd = grpc_client_fd(gc);
 	bool stopping = c->aborted;

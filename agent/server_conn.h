@@ -69,6 +69,9 @@ int server_conn_open(struct server_conn *c, const uint8_t *roots, size_t roots_l
 		     const uint8_t *chain, size_t chain_len, const lkey *key, char *err,
 		     size_t errlen);
 void server_conn_close(struct server_conn *c);
+/* Every connection opened from now on ends its waits for server messages early when fd
+ * becomes readable (grpc_client_set_wake_fd). Sync thread, before the first open. */
+void server_conn_set_wake_fd(struct server_conn *c, int fd);
 /* Shuts the live socket down and makes every later server_conn_open() fail. */
 void server_conn_abort(struct server_conn *c);
 

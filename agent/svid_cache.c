@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "refcount.h"
 #include "util.h"
 
 struct cache_sub {
@@ -34,28 +35,6 @@ struct svid_cache {
 };
 
 static void on_async(uv_async_t *h);
-
-static char *dup_or_null(const char *s)
-{
-	return s ? xstrdup(s) : NULL;
-}
-
-static char **dup_strv(char *const *v, size_t n)
-{
-	char **out = xcalloc(n + 1, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		out[i] = xstrdup(v[i]);
-	return out;
-}
-
-static void free_strv(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
 
 struct snapshot *snapshot_new(void)
 {
@@ -133,7 +112,7 @@ const struct fed_snap *snapshot_fed(const struct snapshot *s, const char *td)
 
 void snapshot_release(struct snapshot *s)
 {
-	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!s || !ref_put(&s->refs))
 		return;
 	free(s->trust_domain);
 	free(s->bundle);
@@ -151,13 +130,13 @@ void snapshot_release(struct snapshot *s)
 struct svid *svid_ref(struct svid *v)
 {
 	if (v)
-		__atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+		ref_get(&v->refs);
 	return v;
 }
 
 void svid_unref(struct svid *v)
 {
-	if (!v || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!v || !ref_put(&v->refs))
 		return;
 	if (v->key)
 		secure_zero(v->key, v->key_len);
@@ -169,48 +148,26 @@ void svid_unref(struct svid *v)
 	free(v);
 }
 
-void cache_entry_free(struct cache_entry *e)
+void cache_entry_free(struct entry *e)
 {
-	/* refs counts the owners beyond the first, so the owner that finds 0 is the last. */
-	if (!e || __atomic_fetch_sub(&e->refs, 1, __ATOMIC_ACQ_REL) > 0)
+	if (!e || !ref_put(&e->refs))
 		return;
-	free(e->id);
-	free(e->spiffe_id);
-	free(e->parent_id);
-	free_strv(e->selectors, e->n_selectors);
-	free_strv(e->dns_names, e->n_dns_names);
-	free_strv(e->federates_with, e->n_federates_with);
-	free(e->hint);
-	free(e);
+	entry_free(e);
 }
 
-struct cache_entry *cache_entry_ref(struct cache_entry *e)
+struct entry *cache_entry_ref(struct entry *e)
 {
 	if (e)
-		__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+		ref_get(&e->refs);
 	return e;
 }
 
-struct cache_entry *cache_entry_dup(const struct cache_entry *e)
+struct entry *cache_entry_dup(const struct entry *e)
 {
-	struct cache_entry *c = xcalloc(1, sizeof(*c));
-	c->id = dup_or_null(e->id);
-	c->spiffe_id = dup_or_null(e->spiffe_id);
-	c->parent_id = dup_or_null(e->parent_id);
-	c->selectors = dup_strv(e->selectors, e->n_selectors);
-	c->n_selectors = e->n_selectors;
-	c->x509_svid_ttl = e->x509_svid_ttl;
-	c->jwt_svid_ttl = e->jwt_svid_ttl;
-	c->dns_names = dup_strv(e->dns_names, e->n_dns_names);
-	c->n_dns_names = e->n_dns_names;
-	c->hint = dup_or_null(e->hint);
-	c->revision = e->revision;
-	c->federates_with = dup_strv(e->federates_with, e->n_federates_with);
-	c->n_federates_with = e->n_federates_with;
-	return c;
+	return entry_dup(e);
 }
 
-const struct cache_entry *snapshot_entry(const struct snapshot *s, const char *entry_id)
+const struct entry *snapshot_entry(const struct snapshot *s, const char *entry_id)
 {
 	size_t lo = 0, hi = s->n_entries;
 	while (lo < hi) {
@@ -298,11 +255,18 @@ void svid_cache_free(struct svid_cache *c)
 	free(c);
 }
 
+struct snapshot *snapshot_ref(struct snapshot *s)
+{
+	if (s)
+		ref_get(&s->refs);
+	return s;
+}
+
 struct snapshot *svid_cache_acquire(struct svid_cache *c)
 {
 	pthread_mutex_lock(&c->mu);
 	struct snapshot *s = c->cur;
-	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+	ref_get(&s->refs);
 	pthread_mutex_unlock(&c->mu);
 	return s;
 }

@@ -6,8 +6,9 @@
  * consumer at once (the "hot swap"), and a reader never sees a half-applied update.
  *
  * Snapshots and the SVIDs in them are reference counted and never change after publication;
- * consecutive snapshots share unchanged SVIDs. Thread-safety: every function may be called from
- * any thread; subscriber callbacks run on the loop thread given to svid_cache_new(). */
+ * consecutive snapshots share unchanged SVIDs (refcount.h's convention). Thread-safety: every
+ * function may be called from any thread; subscriber callbacks run on the loop thread given to
+ * svid_cache_new(). */
 #ifndef LANYARD_SVID_CACHE_H
 #define LANYARD_SVID_CACHE_H
 
@@ -17,25 +18,10 @@
 
 #include <uv.h>
 
-/* One registration entry the agent is authorized to serve (a copy of the server's). */
-struct cache_entry {
-	char *id;
-	char *spiffe_id;
-	char *parent_id;
-	char **selectors; /* "type:value", sorted */
-	size_t n_selectors;
-	int32_t x509_svid_ttl, jwt_svid_ttl;
-	char **dns_names;
-	size_t n_dns_names;
-	char *hint;
-	int64_t revision;
-	char **federates_with; /* foreign trust domain names, sorted */
-	size_t n_federates_with;
-	/* References beyond the first (atomic): an entry is immutable once built, so snapshots and
-	 * the sync thread share one copy instead of duplicating it at every publication. A zeroed
-	 * entry has one owner; cache_entry_free() drops one reference. */
-	int refs;
-};
+#include "entry.h"
+
+/* The entries the agent is authorized to serve are the server's struct entry (entry.h), shared
+ * between snapshots by reference (entry.refs). */
 
 /* An X509-SVID with its private key. Immutable once published. */
 struct svid {
@@ -70,7 +56,7 @@ struct snapshot {
 	size_t bundle_len;
 	char *jwt_bundle;    /* JWK Set JSON {"keys":[...]} for JWT-SVID validation */
 	int64_t bundle_sequence;
-	struct cache_entry **entries; /* sorted by id */
+	struct entry **entries; /* sorted by id */
 	size_t n_entries;
 	struct svid **svids; /* at most one per entry, sorted by entry_id; only unexpired ones */
 	size_t n_svids;
@@ -87,6 +73,8 @@ void svid_cache_free(struct svid_cache *c);
 
 /* The current snapshot with a reference taken (never NULL: an empty snapshot at first). */
 struct snapshot *svid_cache_acquire(struct svid_cache *c);
+/* Another reference to s, which the caller already holds one to; returns s. NULL-safe. */
+struct snapshot *snapshot_ref(struct snapshot *s);
 void snapshot_release(struct snapshot *s);
 
 /* Publishes s as the current snapshot (the cache takes over the caller's reference) and wakes
@@ -106,11 +94,11 @@ struct snapshot *snapshot_copy(const struct snapshot *s);
 struct svid *svid_ref(struct svid *v);
 void svid_unref(struct svid *v);
 /* Drops one reference to e (frees it with the last one). NULL-safe. */
-void cache_entry_free(struct cache_entry *e);
+void cache_entry_free(struct entry *e);
 /* Takes another reference to e (which must no longer change) and returns it. */
-struct cache_entry *cache_entry_ref(struct cache_entry *e);
+struct entry *cache_entry_ref(struct entry *e);
 /* A deep copy with a single owner. */
-struct cache_entry *cache_entry_dup(const struct cache_entry *e);
+struct entry *cache_entry_dup(const struct entry *e);
 /* Replaces s's federated bundles with a copy of v[0..n) (sorted by trust domain). */
 void snapshot_set_fed(struct snapshot *s, const struct fed_snap *v, size_t n);
 /* The federated bundle of td in s, or NULL. */
@@ -119,7 +107,7 @@ void fed_snap_clear(struct fed_snap *v, size_t n);
 /* Frees the members of one (not the struct itself) and zeroes it. */
 void fed_snap_clear_one(struct fed_snap *f);
 /* Looks up by entry id in a snapshot (binary search). NULL when absent. */
-const struct cache_entry *snapshot_entry(const struct snapshot *s, const char *entry_id);
+const struct entry *snapshot_entry(const struct snapshot *s, const char *entry_id);
 struct svid *snapshot_svid(const struct snapshot *s, const char *entry_id);
 
 /* True when every selector of the entry is among the caller's (both sorted). */

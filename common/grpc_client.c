@@ -71,6 +71,8 @@ struct grpc_client {
 	struct grpc_stream *streams;
 	bool broken;
 	char err[256];
+	int wake_fd; /* -1, or the caller's: readable = end the current wait (grpc_client_set_wake_fd) */
+	bool woken;
 };
 
 
@@ -126,21 +128,29 @@ static int send_pending(struct grpc_client *c)
 	return 0;
 }
 
-/* One round: write, wait up to timeout_ms for the socket, read, write again. */
-static int client_io(struct grpc_client *c, int timeout_ms)
+/* One round: write, wait up to timeout_ms for the socket (and the wake fd when wakeable), read,
+ * write again. */
+static int client_io(struct grpc_client *c, int timeout_ms, bool wakeable)
 {
-	struct pollfd pfd = { .fd = c->h2.fd, .events = POLLIN };
+	struct pollfd pfd[2] = {{.fd = c->h2.fd, .events = POLLIN}, {.fd = c->wake_fd, .events = POLLIN}};
 	char e[256];
 	int rc;
 
 	if (send_pending(c) < 0)
 		return -1;
 	if (h2buf_pending(&c->h2.out))
-		pfd.events |= POLLOUT;
-	rc = poll(&pfd, 1, timeout_ms);
+		pfd[0].events |= POLLOUT;
+	rc = poll(pfd, wakeable && c->wake_fd >= 0 ? 2 : 1, timeout_ms);
 	if (rc < 0 && errno != EINTR)
 		return client_fail(c, "poll: %s", strerror(errno));
-	if (rc > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+	if (rc > 0 && wakeable && c->wake_fd >= 0 && (pfd[1].revents & POLLIN)) {
+		uint64_t drain;
+
+		c->woken = true;
+		while (read(c->wake_fd, &drain, sizeof(drain)) > 0)
+			;
+	}
+	if (rc > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
 		if (h2conn_read(&c->h2, e, sizeof(e)) < 0)
 			return client_fail(c, "%s", e);
 	}
@@ -533,6 +543,7 @@ static struct grpc_client *client_new(int fd)
 	if (!c)
 		return NULL;
 	h2conn_init(&c->h2, fd, false);
+	c->wake_fd = -1;
 	return c;
 }
 
@@ -653,6 +664,11 @@ int grpc_client_fd(struct grpc_client *c)
 	return c->h2.fd;
 }
 
+void grpc_client_set_wake_fd(struct grpc_client *c, int fd)
+{
+	c->wake_fd = fd;
+}
+
 static int stream_open(struct grpc_client *c, const char *path, const struct grpc_header *hdrs,
 		       size_t n_hdrs, const uint8_t *req, size_t req_len, int timeout_ms,
 		       struct grpc_stream **out, char *err, size_t errlen)
@@ -760,7 +776,12 @@ static int stream_wait(struct grpc_stream *s, bool for_end, int64_t deadline)
 		if (!first && remaining_ms(deadline) == 0)
 			return 0;
 		first = false;
-		client_io(c, remaining_ms(deadline));
+		/* Only a wait for a stream message is woken: a unary call runs to its answer. */
+		client_io(c, remaining_ms(deadline), !for_end);
+		if (c->woken) {
+			c->woken = false;
+			return 0;
+		}
 	}
 }
 

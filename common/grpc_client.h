@@ -48,6 +48,11 @@ int grpc_stream_next(struct grpc_stream *s, int timeout_ms, uint8_t **msg, size_
  * stream that ended. NULL-safe. */
 void grpc_stream_cancel(struct grpc_stream *s);
 int grpc_client_fd(struct grpc_client *c);
+/* fd (non-blocking, the caller's: an eventfd or a pipe's read end; -1 = none) is polled with the
+ * connection while grpc_stream_next waits: when it becomes readable, it is drained and that
+ * wait returns as on a timeout, so another thread can wake a caller waiting for server
+ * messages. A unary call is not interrupted. */
+void grpc_client_set_wake_fd(struct grpc_client *c, int fd);
 /* Closes the connection and frees the client and every stream still attached to it: streams
  * must not be used afterwards. NULL-safe. */
 void grpc_client_close(struct grpc_client *c);

@@ -50,3 +50,17 @@ size_t strv_sort_unique(char **v, size_t n)
 	}
 	return w;
 }
+
+json_t *strv_to_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	if (!a)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (json_array_append_new(a, json_string(v[i])) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}

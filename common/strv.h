@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 /* Frees the n strings and the array; NULL-safe. */
 void strv_free(char **v, size_t n);
 /* A deep copy, or NULL when n is 0. */
@@ -19,5 +21,7 @@ void strv_push(char ***v, size_t *n, const char *s);
 size_t strv_sort_unique(char **v, size_t n);
 /* strcmp on two char * elements: the qsort/bsearch comparator of a string vector. */
 int strv_cmp(const void *a, const void *b);
+/* A JSON array of the strings (a new reference), or NULL on allocation failure. */
+json_t *strv_to_json(char *const *v, size_t n);
 
 #endif

@@ -9,7 +9,7 @@ set -euo pipefail
 
 pkgs=(
 	build-essential cmake pkg-config
-	libwolfssl-dev libmicrohttpd-dev libjansson-dev libcmocka-dev libnghttp2-dev
+	libwolfssl-dev libmicrohttpd-dev libgnutls28-dev libjansson-dev libcmocka-dev libnghttp2-dev
 	libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libpq-dev libuv1-dev libcurl4-openssl-dev
 	openssl curl util-linux procps sqlite3 chromium python3-yaml
 	python3 python3-grpcio python3-grpc-tools python3-cryptography

@@ -36,7 +36,7 @@ struct ly_bundle {
 };
 
 struct lanyard_x509_context {
-	atomic_uint refs;
+	int refs; /* refcount.h */
 	uint64_t generation;
 	struct lanyard_x509_svid *svids;
 	size_t n_svids;

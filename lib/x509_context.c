@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "keys.h"
+#include "refcount.h"
 #include "util.h"
 #include "x509.h"
 
@@ -36,13 +37,13 @@ static void context_free(struct lanyard_x509_context *ctx)
 LANYARD_API lanyard_x509_context *lanyard_x509_context_ref(lanyard_x509_context *ctx)
 {
 	if (ctx)
-		atomic_fetch_add(&ctx->refs, 1);
+		ref_get(&ctx->refs);
 	return ctx;
 }
 
 LANYARD_API void lanyard_x509_context_unref(lanyard_x509_context *ctx)
 {
-	if (ctx && atomic_fetch_sub(&ctx->refs, 1) == 1)
+	if (ctx && ref_put(&ctx->refs))
 		context_free(ctx);
 }
 
@@ -158,7 +159,7 @@ int ly_context_from_response(const X509SVIDResponse *r, const char *want_id, uin
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return ly_err(err, errlen, LANYARD_ENOMEM, "out of memory");
-	atomic_init(&ctx->refs, 1);
+	ctx->refs = 1;
 	ctx->generation = generation;
 	cap = r->n_svids + r->n_federated_bundles;
 	ctx->svids = calloc(r->n_svids, sizeof(*ctx->svids));

@@ -14,6 +14,7 @@
 #include "keys.h"
 #include "log.h"
 #include "opserver.h"
+#include "server_svid.h"
 #include "util.h"
 
 /* Lifetime asked for the endpoint's X509-SVID (the CA caps it at its active authority's). */
@@ -21,12 +22,6 @@
 #define RETRY_S 5
 #define CONN_LIMIT 256
 #define CONN_TIMEOUT_S 10
-
-/* One running daemon and the PEM it was started with (MHD reads them while it runs). */
-struct tls_daemon {
-	struct MHD_Daemon *mhd;
-	char *cert_pem, *key_pem;
-};
 
 struct bundle_endpoint {
 	struct ca *ca;
@@ -36,7 +31,7 @@ struct bundle_endpoint {
 	bool https_web;
 	int fd; /* the listening socket; owned here while no daemon holds it */
 	int family, port;
-	struct tls_daemon cur;
+	struct svid_daemon cur;
 	int64_t renew_at;
 	int64_t published_seq;
 	bool failing;
@@ -44,18 +39,6 @@ struct bundle_endpoint {
 	pthread_mutex_t lock;
 	char *doc; /* under lock: the bundle document */
 };
-
-static void tls_daemon_stop(struct tls_daemon *d)
-{
-	if (d->mhd)
-		MHD_stop_daemon(d->mhd);
-	if (d->key_pem) {
-		secure_zero(d->key_pem, strlen(d->key_pem));
-		free(d->key_pem);
-	}
-	free(d->cert_pem);
-	memset(d, 0, sizeof(*d));
-}
 
 /* ---- the HTTP side (MHD's thread) ---- */
 
@@ -121,7 +104,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Starts a daemon on e->fd with d's PEM. 0 or -1 (MHD says no more than NULL). */
-static int tls_daemon_start(struct bundle_endpoint *e, struct tls_daemon *d)
+static int tls_daemon_start(struct bundle_endpoint *e, struct svid_daemon *d)
 {
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 			 MHD_USE_TLS | MHD_USE_ITC;
@@ -142,35 +125,14 @@ static int tls_daemon_start(struct bundle_endpoint *e, struct tls_daemon *d)
 /* ---- credentials ---- */
 
 /* A fresh key and an X509-SVID for it from the CA (https_spiffe). */
-static int mint_svid(struct bundle_endpoint *e, int64_t now, struct tls_daemon *d,
+static int mint_svid(struct bundle_endpoint *e, int64_t now, struct svid_daemon *d,
 		     int64_t *not_after, char *err, size_t errlen)
 {
-	lkey *key = NULL;
-	uint8_t *spki = NULL, *chain = NULL;
-	size_t spki_len = 0, chain_len = 0;
-	int ret = -1;
-
-	if (lkey_generate(KEY_EC_P256, &key) < 0 || lkey_public_der(key, &spki, &spki_len) < 0) {
-		errorf(err, errlen, "cannot generate a key");
-		goto out;
-	}
-	if (ca_sign_x509(e->ca, e->spiffe_id, NULL, 0, spki, spki_len, ENDPOINT_SVID_TTL, now,
-			 &chain, &chain_len, not_after, err, errlen) < 0)
-		goto out;
-	d->cert_pem = bundle_to_pem(chain, chain_len);
-	if (!d->cert_pem || lkey_to_pem(key, &d->key_pem) < 0) {
-		errorf(err, errlen, "cannot encode the SVID");
-		goto out;
-	}
-	ret = 0;
-out:
-	free(spki);
-	free(chain);
-	lkey_free(key);
-	return ret;
+	return server_svid_mint(e->ca, e->spiffe_id, ENDPOINT_SVID_TTL, now, &d->cert_pem,
+				&d->key_pem, not_after, err, errlen);
 }
 
-static int read_files(const char *cert_file, const char *key_file, struct tls_daemon *d,
+static int read_files(const char *cert_file, const char *key_file, struct svid_daemon *d,
 		      char *err, size_t errlen)
 {
 	uint8_t *buf = NULL;
@@ -217,7 +179,7 @@ static void publish(struct bundle_endpoint *e)
 /* A new SVID and a new daemon on the same socket; the old daemon serves until then. */
 static void renew(struct bundle_endpoint *e, int64_t now)
 {
-	struct tls_daemon next = { 0 };
+	struct svid_daemon next = { 0 };
 	int64_t not_after = 0;
 	char err[256];
 	if (mint_svid(e, now, &next, &not_after, err, sizeof(err)) < 0) {
@@ -226,7 +188,7 @@ static void renew(struct bundle_endpoint *e, int64_t now)
 				  err);
 		e->failing = true;
 		e->renew_at = now + RETRY_S;
-		tls_daemon_stop(&next);
+		svid_daemon_stop(&next);
 		return;
 	}
 	if (e->cur.mhd)
@@ -235,13 +197,13 @@ static void renew(struct bundle_endpoint *e, int64_t now)
 		/* The old daemon no longer accepts; keep the socket and try again soon. */
 		log_error("bundle endpoint: cannot restart the HTTPS server with the new SVID "
 			  "(will retry)");
-		tls_daemon_stop(&e->cur);
-		tls_daemon_stop(&next);
+		svid_daemon_stop(&e->cur);
+		svid_daemon_stop(&next);
 		e->failing = true;
 		e->renew_at = now + RETRY_S;
 		return;
 	}
-	tls_daemon_stop(&e->cur);
+	svid_daemon_stop(&e->cur);
 	e->cur = next;
 	e->failing = false;
 	e->renew_at = now + (not_after - now) / 2;
@@ -316,7 +278,7 @@ void bundle_endpoint_stop(struct bundle_endpoint *e)
 	if (!e)
 		return;
 	bool held = e->cur.mhd != NULL;
-	tls_daemon_stop(&e->cur); /* closes the socket when a daemon held it */
+	svid_daemon_stop(&e->cur); /* closes the socket when a daemon held it */
 	if (!held && e->fd >= 0)
 		close(e->fd);
 	free(e->doc);

@@ -17,6 +17,7 @@
 #include "ca_files.h"
 #include "der_pem.h"
 #include "log.h"
+#include "refcount.h"
 #include "signer.h"
 #include "util.h"
 #include "x509.h"
@@ -30,7 +31,7 @@
 
 static void authority_unref(struct authority *a)
 {
-	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
+	if (!a || !ref_put(&a->refs))
 		return;
 	lkey_free(a->key);
 	lkey_free(a->jwt_key);
@@ -83,7 +84,7 @@ struct authority *ca__authority_create(struct ca *ca, int state, int64_t now, ch
 					  size_t errlen)
 {
 	struct authority *a = xcalloc(1, sizeof(*a));
-	atomic_init(&a->refs, 1);
+	a->refs = 1;
 	a->state = state;
 	uint8_t idb[16];
 	if (random_bytes(idb, sizeof(idb)) < 0) {
@@ -146,7 +147,7 @@ static int authority_load(struct ca *ca, const struct ca_record *r, struct autho
 			  char *err, size_t errlen)
 {
 	struct authority *a = xcalloc(1, sizeof(*a));
-	atomic_init(&a->refs, 1);
+	a->refs = 1;
 	snprintf(a->id, sizeof(a->id), "%s", r->id);
 	a->state = r->state & ~CA_STATE_TAINTED;
 	a->tainted = (r->state & CA_STATE_TAINTED) != 0;
@@ -596,7 +597,7 @@ static struct authority *active_ref(struct ca *ca)
 	pthread_mutex_lock(&ca->lock);
 	struct authority *a = ca__find_state(ca, CA_STATE_ACTIVE);
 	if (a)
-		atomic_fetch_add(&a->refs, 1);
+		ref_get(&a->refs);
 	pthread_mutex_unlock(&ca->lock);
 	return a;
 }

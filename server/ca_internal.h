@@ -17,7 +17,7 @@
 #include "ca.h"
 
 struct authority {
-	atomic_int refs;
+	int refs; /* refcount.h */
 	char id[65];
 	int state; /* CA_STATE_* */
 	lkey *key;

@@ -41,14 +41,6 @@ void agent_record_array_free(struct agent_record **a, size_t n)
 	free(a);
 }
 
-static json_t *strv_json(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; a && i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
-}
-
 static json_t *str_or_null(const char *s)
 {
 	return s ? json_string(s) : json_null();
@@ -59,8 +51,8 @@ json_t *agent_record_to_json(const struct agent_record *a)
 	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:b}",
 			 "spiffe_id", str_or_null(a->spiffe_id),
 			 "attestor", str_or_null(a->attestor),
-			 "selectors", strv_json(a->selectors, a->n_selectors),
-			 "aliases", strv_json(a->aliases, a->n_aliases),
+			 "selectors", strv_to_json(a->selectors, a->n_selectors),
+			 "aliases", strv_to_json(a->aliases, a->n_aliases),
 			 "serial", str_or_null(a->serial),
 			 "not_after", (json_int_t)a->not_after,
 			 "created_at", (json_int_t)a->created_at,

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "admin_api.h"
+#include "admin_tls.h"
 #include "bundle.h"
 #include "bundle_endpoint.h"
 #include "ca.h"
@@ -45,6 +46,7 @@ struct server {
 	struct signer *signer; /* the process holding the CA keys */
 	struct node_api *node;
 	struct admin_api *admin;
+	struct admin_tls *admin_tls; /* admin_bind_port; NULL when off */
 	struct server_http *http;
 	struct oidc *oidc;
 	struct bundle_endpoint *bundle_ep;
@@ -323,6 +325,7 @@ static void on_tick(uv_timer_t *t)
 		publish_bundle(s);
 	oidc_reload_tls(s->oidc, now);
 	bundle_endpoint_tick(s->bundle_ep, now);
+	admin_tls_tick(s->admin_tls, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
 	if (now >= s->next_prune) {
@@ -419,7 +422,10 @@ static void on_signal(uv_signal_t *sig, int signum)
 	s->oidc = NULL;
 	bundle_endpoint_stop(s->bundle_ep);
 	s->bundle_ep = NULL;
-	/* The admin API finishes its in-flight requests before it returns. */
+	/* The admin API finishes its in-flight requests before it returns; its TLS listener first
+	 * (it serves the API's routes). */
+	admin_tls_stop(s->admin_tls);
+	s->admin_tls = NULL;
 	admin_api_stop(s->admin);
 	s->admin = NULL;
 	/* After the admin API (its hooks call the fetcher), before the loop ends (the fetcher
@@ -467,6 +473,20 @@ static int start_side_listeners(struct server *s, char *err, size_t errlen)
 		return errorf(err, errlen, "metrics listener (metrics_bind_address, "
 			      "metrics_bind_port) %s:%lld: %s", c->metrics_bind_address,
 			      (long long)c->metrics_bind_port, why);
+	return 0;
+}
+
+/* The admin API over mutual TLS (admin_tls.h), when admin_bind_port is set. */
+static int start_admin_tls(struct server *s)
+{
+	char err[512];
+	if (s->cfg.admin_bind_port == 0)
+		return 0;
+	if (admin_tls_start(s->admin, s->ca, s->cfg.admin_bind_address,
+			    (int)s->cfg.admin_bind_port, &s->admin_tls, err, sizeof(err)) < 0) {
+		log_error("admin listener (admin_bind_address, admin_bind_port): %s", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -607,6 +627,8 @@ static int cmd_run(int argc, char **argv)
 		log_error("admin API on admin_socket %s: %s", s->cfg.admin_socket, err);
 		goto out;
 	}
+	if (start_admin_tls(s) < 0)
+		goto out;
 	if (s->cfg.k8s_psat_cluster || s->cfg.k8s_bundle_configmap) {
 		struct k8s_api_options ko = {
 			.url = s->cfg.k8s_api_url,
@@ -674,6 +696,7 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	server_http_set_federation(s->http, s->fed);
+	server_http_set_admin_tls(s->http, s->admin_tls);
 	if (start_bundle_endpoint(s) < 0)
 		goto out;
 	if (s->cfg.k8s_reg_rules.n > 0 || s->cfg.k8s_registration_crd) {
@@ -718,6 +741,8 @@ static int cmd_run(int argc, char **argv)
 out:
 	/* Its threads wake the loop (hook_changed): stopped before the loop's handles close. */
 	k8s_reg_stop(s->reg);
+	server_http_set_admin_tls(s->http, NULL);
+	admin_tls_stop(s->admin_tls);
 	admin_api_stop(s->admin);
 	server_http_set_federation(s->http, NULL);
 	federation_stop(s->fed);

@@ -126,6 +126,11 @@ const struct cfg_option server_config_options[] = {
 	 .def = "0.0.0.0", .doc = "address of the /metrics-only listener"},
 	{.name = "metrics_bind_port", .type = CFG_INT, OPT(metrics_bind_port), .def = "0", .min = 0,
 	 .max = 65535, .doc = "port of a listener serving /metrics alone, for Prometheus (0: off)"},
+	{.name = "admin_bind_address", .type = CFG_STRING, OPT(admin_bind_address),
+	 .def = "127.0.0.1", .doc = "address of the admin API over mutual TLS"},
+	{.name = "admin_bind_port", .type = CFG_INT, OPT(admin_bind_port), .def = "0", .min = 0,
+	 .max = 65535, .doc = "port of the admin API over mutual TLS, for the X509-SVIDs of entries "
+	 "marked admin (0: off)"},
 	{.name = "bundle_endpoint_address", .type = CFG_STRING, OPT(bundle_endpoint_address),
 	 .def = "0.0.0.0", .doc = "address of the SPIFFE bundle endpoint (federation)"},
 	{.name = "bundle_endpoint_port", .type = CFG_INT, OPT(bundle_endpoint_port), .def = "0",

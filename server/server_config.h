@@ -59,6 +59,9 @@ struct server_config {
 	/* A listener serving /metrics alone (optional), for Prometheus on the pod or host IP. */
 	char *metrics_bind_address;
 	int64_t metrics_bind_port;
+	/* The admin API over mutual TLS (admin_tls.h); port 0: off. */
+	char *admin_bind_address;
+	int64_t admin_bind_port;
 	/* The SPIFFE bundle endpoint (federation); port 0: off. */
 	char *bundle_endpoint_address;
 	int64_t bundle_endpoint_port;

@@ -49,6 +49,7 @@ struct server_http {
 	uv_timer_t timer;
 	struct opserver *ops;
 	struct oidc *oidc;            /* NULL when OIDC discovery is off */
+	struct admin_tls *admin_tls;  /* NULL when admin_bind_port is off */
 	struct datastore *ds;
 	struct ca *ca;
 	struct node_api **node;
@@ -203,6 +204,8 @@ struct gathered {
 	json_t *cluster; /* a copy, NULL when unknown */
 	bool have_oidc;
 	struct oidc_stats oidc;
+	bool have_admin_tls;
+	struct admin_tls_stats admin_tls;
 	struct ds_stats dss;
 };
 
@@ -382,6 +385,17 @@ static void write_datastore_stats(struct metrics *m, const struct ds_stats *st)
 		       "re-read).", (double)st->feed_holes);
 }
 
+/* Requests on the mutual-TLS admin listener by result: "ok" or the reason of the refusal. */
+static void admin_tls_metrics(struct metrics *m, const struct admin_tls_stats *a)
+{
+	const char *name = PREFIX "_admin_tls_requests_total";
+	metrics_family(m, name, METRIC_COUNTER,
+		       "Requests on the mutual-TLS admin listener by result (ok or why refused).");
+	for (int i = 0; i < ADMIN_TLS_RESULT_N; i++)
+		metrics_sample(m, name, (double)a->requests[i], "result", admin_tls_result_names[i],
+			       NULL);
+}
+
 static char *build_metrics(const struct server_http *h, const struct gathered *g, bool ready)
 {
 	const struct node_api_stats *s = &g->ns;
@@ -465,6 +479,8 @@ static char *build_metrics(const struct server_http *h, const struct gathered *g
 		       "The trust bundle's sequence number.", (double)g->bundle_sequence);
 	if (g->have_oidc)
 		oidc_metrics(&m, &g->oidc);
+	if (g->have_admin_tls)
+		admin_tls_metrics(&m, &g->admin_tls);
 	return metrics_finish(&m);
 }
 
@@ -487,6 +503,9 @@ static void publish_state(struct server_http *h)
 	g.have_oidc = h->oidc != NULL;
 	if (g.have_oidc)
 		oidc_stats(h->oidc, &g.oidc);
+	g.have_admin_tls = h->admin_tls != NULL;
+	if (g.have_admin_tls)
+		admin_tls_get_stats(h->admin_tls, &g.admin_tls);
 	char why[256];
 	bool fds_ok = health_probe_fds(&g.ps, why, sizeof(why));
 	health_set(h->health, "descriptors", fds_ok, g.now, "%s", why);
@@ -596,6 +615,12 @@ void server_http_set_oidc(struct server_http *h, struct oidc *o)
 		h->oidc = o;
 }
 
+void server_http_set_admin_tls(struct server_http *h, struct admin_tls *t)
+{
+	if (h)
+		h->admin_tls = t;
+}
+
 int server_http_metrics_listener(struct server_http *h, const char *address, int port, char *err,
 				 size_t errlen)
 {
@@ -628,6 +653,7 @@ void server_http_stop(struct server_http *h)
 	opserver_stop(h->ops);
 	h->ops = NULL;
 	h->oidc = NULL;
+	h->admin_tls = NULL;
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, on_closed);
 }

@@ -16,6 +16,7 @@
 #include "ca.h"
 #include "datastore.h"
 #include "node_api.h"
+#include "admin_tls.h"
 #include "oidc.h"
 
 struct server_http;
@@ -38,6 +39,8 @@ void server_http_watch_storage(struct server_http *h, const char *data_dir);
 /* Counts the OIDC discovery endpoint's answers and keys in /metrics. o must outlive h's ticks
  * (stop h first). NULL-safe. Loop thread. */
 void server_http_set_oidc(struct server_http *h, struct oidc *o);
+/* Counts the mutual-TLS admin listener's requests by result in /metrics; like set_oidc. */
+void server_http_set_admin_tls(struct server_http *h, struct admin_tls *t);
 /* Also serves /metrics, and nothing else, on address:port (a negative port: ephemeral), e.g. on
  * the pod IP for Prometheus while the other endpoints stay on loopback. Fails when h is NULL
  * (http_port 0). Loop thread. 0, or -1 with a reason in err. */

@@ -7,7 +7,10 @@
  *   fetch     connect + attest + first X509SVIDResponse: latency percentiles, then the rate
  *             of several client processes at once
  *   streams   memory per open FetchX509SVID stream, then the fan-out of a renewed SVID to
- *             all of them
+ *             all of them; with --fetch-name, also the fetch latency of one more client while
+ *             they are all open (1,000 concurrent clients)
+ *   jwt       FetchJWTSVID latency: cached (the same audience again) and cold (a new audience
+ *             each time: the agent asks the server)
  *   restart   agent start to first successful fetch of its persisted SVIDs (server down)
  *
  * Figures go to stdout as "BENCH <name> <value> <unit>"; lines starting with '#' explain them.
@@ -61,6 +64,9 @@ struct opts {
 	int procs;
 	int runs;
 	int server_port;
+	int per_conn;           /* streams per connection */
+	const char *suffix;     /* of the streams figures' names: "_10k" */
+	const char *fetch_name; /* streams: fetch latency with the streams open, under this name */
 	double seconds;
 	double timeout;
 };
@@ -299,10 +305,68 @@ static int cmd_fetch(const struct opts *o)
 	return 0;
 }
 
+/* ---- jwt ---- */
+
+/* One FetchJWTSVID for aud on c: the microseconds it took. Dies on failure. */
+static double one_jwt(struct workload_client *c, const char *aud)
+{
+	struct workload_jwt_svids j;
+	int status = 0;
+	char err[512];
+	int64_t t0 = now_mono_us();
+	if (workload_fetch_jwt(c, &aud, 1, NULL, &j, &status, err, sizeof(err)) != 0)
+		bench_die("FetchJWTSVID (audience %s) failed, status %d: %s", aud, status, err);
+	int64_t t1 = now_mono_us();
+	workload_jwt_svids_free(&j);
+	return (double)(t1 - t0);
+}
+
+/* The p99 (and *p50) latency of count calls: all for one audience, or a new one each (fresh). */
+static double jwt_round(struct workload_client *c, int count, bool fresh, double *p50)
+{
+	double *lat = xcalloc((size_t)count, sizeof(double));
+	char aud[128];
+	for (int i = 0; i < count; i++) {
+		if (fresh)
+			snprintf(aud, sizeof(aud), "bench-cold-%d-%d", (int)getpid(), i);
+		else
+			snprintf(aud, sizeof(aud), "bench-cached");
+		lat[i] = one_jwt(c, aud);
+	}
+	*p50 = quantile(lat, (size_t)count, 0.5);
+	double p99 = quantile(lat, (size_t)count, 0.99);
+	free(lat);
+	return p99;
+}
+
+static int cmd_jwt(const struct opts *o)
+{
+	struct workload_client *c = NULL;
+	char err[512];
+	double p50;
+	if (workload_client_connect(o->socket, 2000, &c, err, sizeof(err)) < 0)
+		bench_die("connect %s: %s", o->socket, err);
+	workload_client_set_timeout(c, 10000);
+	/* The first call of the cached audience is cold; then every call is a hit. */
+	one_jwt(c, "bench-cached");
+	double hot = jwt_round(c, o->count, false, &p50);
+	printf("# jwt: %d FetchJWTSVID calls, the same audience (cached), one open connection: "
+	       "p50 %.0f us, p99 %.0f us\n", o->count, p50, hot);
+	printf("BENCH jwt_fetch_p99_us %.0f us\n", hot);
+	int cold_n = o->count / 10 > 10 ? o->count / 10 : 10;
+	double cold = jwt_round(c, cold_n, true, &p50);
+	printf("# jwt: %d FetchJWTSVID calls, a new audience each (the agent asks the server): "
+	       "p50 %.2f ms, p99 %.2f ms\n", cold_n, p50 / 1000, cold / 1000);
+	printf("BENCH jwt_fetch_cold_p99_ms %.2f ms\n", cold / 1000);
+	workload_client_close(c);
+	return 0;
+}
+
 /* ---- streams: memory per stream and fan-out ---- */
 
 struct wstream {
-	struct grpc_client *gc;
+	struct grpc_client *gc; /* shared by per_conn streams; the first of them owns it */
+	bool owns_gc;
 	struct grpc_stream *s;
 	uint8_t *base; /* the message in force before the renewal */
 	size_t base_len;
@@ -311,15 +375,19 @@ struct wstream {
 	int64_t got_us; /* when a message differing from base arrived, 0 before */
 };
 
-static void open_wstream(struct wstream *w, const char *sock)
+/* Opens a FetchX509SVID stream on gc, or on a new connection when gc is NULL. */
+static void open_wstream(struct wstream *w, const char *sock, struct grpc_client *gc)
 {
 	static const struct grpc_header hdr = {"workload.spiffe.io", "true"};
 	char err[512];
 	uint8_t *msg = NULL;
 	size_t len = 0;
 	int status;
-	if (grpc_client_connect_unix(sock, 5000, &w->gc, err, sizeof(err)) < 0 ||
-	    grpc_client_stream_open(w->gc, FETCH_PATH, &hdr, 1, NULL, 0, &w->s, err,
+	w->owns_gc = !gc;
+	if (!gc && grpc_client_connect_unix(sock, 5000, &gc, err, sizeof(err)) < 0)
+		bench_die("cannot connect to %s: %s", sock, err);
+	w->gc = gc;
+	if (grpc_client_stream_open(w->gc, FETCH_PATH, &hdr, 1, NULL, 0, &w->s, err,
 				    sizeof(err)) < 0)
 		bench_die("cannot open a FetchX509SVID stream: %s", err);
 	int r = grpc_stream_next(w->s, 10000, &msg, &len, &status, err, sizeof(err));
@@ -332,39 +400,64 @@ static void open_wstream(struct wstream *w, const char *sock)
 static void close_wstream(struct wstream *w)
 {
 	grpc_stream_cancel(w->s);
-	grpc_client_close(w->gc);
 	free(w->base);
 	free(w->last);
 }
 
-/* Reads whatever arrived on every stream: one poll() over all of them. */
-static void drain(struct wstream *v, int n, struct pollfd *pfd, int timeout_ms)
+/* Reads whatever arrived on one stream; at is the time it is seen. */
+static void drain_one(struct wstream *w, int i, int64_t at)
 {
-	if (poll(pfd, (nfds_t)n, timeout_ms) <= 0)
+	for (;;) {
+		uint8_t *msg = NULL;
+		size_t len = 0;
+		int status;
+		char err[256];
+		int r = grpc_stream_next(w->s, 0, &msg, &len, &status, err, sizeof(err));
+		if (r == 0)
+			break;
+		if (r != 1)
+			bench_die("stream %d ended (%d, status %d): %s", i, r, status, err);
+		/* Only a message that differs from the one in force counts. */
+		if (!w->got_us && (len != w->base_len || memcmp(msg, w->base, len) != 0))
+			w->got_us = at;
+		free(w->last);
+		w->last = msg;
+		w->last_len = len;
+	}
+}
+
+/* Reads whatever arrived on every stream: one poll() over every connection (pfd[c] is
+ * connection c, which carries streams c * per_conn ...). Reading one stream may buffer the
+ * messages of the others of its connection, so a ready connection has all of them read. */
+static void drain(struct wstream *v, int n, int per_conn, struct pollfd *pfd, int timeout_ms)
+{
+	int n_conns = (n + per_conn - 1) / per_conn;
+	if (poll(pfd, (nfds_t)n_conns, timeout_ms) <= 0)
 		return;
 	int64_t t = now_mono_us();
-	for (int i = 0; i < n; i++) {
-		if (!pfd[i].revents)
+	for (int c = 0; c < n_conns; c++) {
+		if (!pfd[c].revents)
 			continue;
-		for (;;) {
-			uint8_t *msg = NULL;
-			size_t len = 0;
-			int status;
-			char err[256];
-			int r = grpc_stream_next(v[i].s, 0, &msg, &len, &status, err, sizeof(err));
-			if (r == 0)
-				break;
-			if (r != 1)
-				bench_die("stream %d ended (%d, status %d): %s", i, r, status, err);
-			/* Only a message that differs from the one in force counts. */
-			if (!v[i].got_us &&
-			    (len != v[i].base_len || memcmp(msg, v[i].base, len) != 0))
-				v[i].got_us = t;
-			free(v[i].last);
-			v[i].last = msg;
-			v[i].last_len = len;
-		}
+		for (int i = c * per_conn; i < n && i < (c + 1) * per_conn; i++)
+			drain_one(&v[i], i, t);
 	}
+}
+
+/* Sequential fetches (new connection each) while the streams are open: the p99 as name. */
+static void fetch_with_streams(const struct opts *o, int n)
+{
+	char err[512];
+	int count = o->procs * 500;
+	double *lat = xcalloc((size_t)count, sizeof(double));
+	for (int i = 0; i < count; i++)
+		if ((lat[i] = one_fetch(o->socket, err, sizeof(err))) < 0)
+			bench_die("fetch failed: %s", err);
+	double p99 = quantile(lat, (size_t)count, 0.99);
+	printf("# %s: %d sequential fetches while %d other clients hold open streams: p50 %.0f us, "
+	       "p99 %.0f us, max %.0f us\n",
+	       o->fetch_name, count, n, quantile(lat, (size_t)count, 0.5), p99, lat[count - 1]);
+	printf("BENCH %s %.0f us\n", o->fetch_name, p99);
+	free(lat);
 }
 
 /* The leaf serial of the first SVID of an X509SVIDResponse, "" when unreadable. */
@@ -388,22 +481,25 @@ static int cmd_streams(const struct opts *o)
 	int n = o->count;
 	wait_idle(o->pid, o->timeout);
 	long rss0 = proc_status_kib(o->pid, "VmRSS");
+	int pc = o->per_conn, n_conns = (n + pc - 1) / pc;
 	struct wstream *v = xcalloc((size_t)n, sizeof(*v));
 	double t0 = now_s();
 	for (int i = 0; i < n; i++)
-		open_wstream(&v[i], o->socket);
+		open_wstream(&v[i], o->socket, i % pc ? v[i - i % pc].gc : NULL);
 	double opened = now_s() - t0;
 	wait_idle(o->pid, o->timeout);
 	long rss1 = proc_status_kib(o->pid, "VmRSS");
-	printf("# streams: %d FetchX509SVID streams (one connection each) opened in %.2f s; agent "
-	       "VmRSS %ld KiB before, %ld KiB with them open\n",
-	       n, opened, rss0, rss1);
-	printf("BENCH stream_kib_each %.1f KiB\n", (double)(rss1 - rss0) / n);
+	printf("# streams: %d FetchX509SVID streams (%d per connection, %d connections) opened in "
+	       "%.2f s; agent VmRSS %ld KiB before, %ld KiB with them open\n",
+	       n, pc, n_conns, opened, rss0, rss1);
+	printf("BENCH stream_kib_each%s %.1f KiB\n", o->suffix, (double)(rss1 - rss0) / n);
+	if (o->fetch_name)
+		fetch_with_streams(o, n);
 
-	struct pollfd *pfd = xcalloc((size_t)n, sizeof(*pfd));
-	for (int i = 0; i < n; i++) {
-		pfd[i].fd = grpc_client_fd(v[i].gc);
-		pfd[i].events = POLLIN;
+	struct pollfd *pfd = xcalloc((size_t)n_conns, sizeof(*pfd));
+	for (int c = 0; c < n_conns; c++) {
+		pfd[c].fd = grpc_client_fd(v[c * pc].gc);
+		pfd[c].events = POLLIN;
 	}
 	struct admin adm;
 	admin_open(&adm, o->admin);
@@ -413,7 +509,7 @@ static int cmd_streams(const struct opts *o)
 	double *total = xcalloc((size_t)o->runs, sizeof(double));
 	int done_runs = 0;
 	for (int r = 0; r < o->runs; r++) {
-		drain(v, n, pfd, 0);
+		drain(v, n, pc, pfd, 0);
 		for (int i = 0; i < n; i++) {
 			if (v[i].last) {
 				free(v[i].base);
@@ -424,8 +520,10 @@ static int cmd_streams(const struct opts *o)
 			v[i].got_us = 0;
 		}
 		first_serial(v[0].base, v[0].base_len, serial0, sizeof(serial0));
-		/* A new TTL is a new revision of the entry: the agent must have it re-signed. */
-		json_t *body = json_pack("{s:i}", "x509_svid_ttl", 3600 + (r % 2 ? 0 : 1));
+		/* A new TTL is a new revision of the entry: the agent must have it re-signed. The
+		 * base differs from one run to the next (several runs share the entry). */
+		int ttl = 3600 + (int)(getpid() % 1000) * 2 + (r % 2 ? 0 : 1);
+		json_t *body = json_pack("{s:i}", "x509_svid_ttl", ttl);
 		int64_t t_put = now_mono_us();
 		long code = admin_call(&adm, "PUT", path, body, NULL);
 		json_decref(body);
@@ -434,7 +532,7 @@ static int cmd_streams(const struct opts *o)
 		int got = 0;
 		double end = now_s() + o->timeout;
 		while (got < n && now_s() < end) {
-			drain(v, n, pfd, 100);
+			drain(v, n, pc, pfd, 100);
 			got = 0;
 			for (int i = 0; i < n; i++)
 				got += v[i].got_us != 0;
@@ -467,10 +565,13 @@ static int cmd_streams(const struct opts *o)
 	       "swap) to the last of %d; fanout_total_ms also counts the server push and the "
 	       "re-signing after the entry update\n",
 	       n);
-	printf("BENCH fanout_ms %.1f ms\n", quantile(fan, (size_t)done_runs, 0.5));
-	printf("BENCH fanout_total_ms %.1f ms\n", quantile(total, (size_t)done_runs, 0.5));
+	printf("BENCH fanout%s_ms %.1f ms\n", o->suffix, quantile(fan, (size_t)done_runs, 0.5));
+	printf("BENCH fanout_total%s_ms %.1f ms\n", o->suffix,
+	       quantile(total, (size_t)done_runs, 0.5));
 	for (int i = 0; i < n; i++)
 		close_wstream(&v[i]);
+	for (int i = 0; i < n; i += pc)
+		grpc_client_close(v[i].gc);
 	free(v);
 	free(pfd);
 	free(fan);
@@ -560,7 +661,9 @@ static void usage(void)
 		"       bench_agent fetch --socket S [--pid AGENT] [--count N] [--procs N]\n"
 		"                         [--seconds S] [--runs N]\n"
 		"       bench_agent streams --socket S --pid P --admin SOCK --entry-id ID\n"
-		"                           [--count N] [--runs N]\n"
+		"                           [--count N] [--runs N] [--per-conn K] [--suffix S]\n"
+		"                           [--fetch-name NAME --procs N]\n"
+		"       bench_agent jwt --socket S [--count N]\n"
 		"       bench_agent restart --agent-bin B --config C --socket S --log F\n"
 		"                           [--server-port P] [--runs N] [--name NAME]\n");
 	exit(2);
@@ -577,6 +680,8 @@ int main(int argc, char **argv)
 		.runs = 3,
 		.seconds = 3,
 		.timeout = 120,
+		.per_conn = 1,
+		.suffix = "",
 	};
 	for (int i = 2; i < argc; i += 2) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -616,6 +721,12 @@ int main(int argc, char **argv)
 			o.procs = atoi(v);
 		else if (strcmp(k, "--runs") == 0)
 			o.runs = atoi(v);
+		else if (strcmp(k, "--per-conn") == 0)
+			o.per_conn = atoi(v);
+		else if (strcmp(k, "--suffix") == 0)
+			o.suffix = v;
+		else if (strcmp(k, "--fetch-name") == 0)
+			o.fetch_name = v;
 		else if (strcmp(k, "--server-port") == 0)
 			o.server_port = atoi(v);
 		else if (strcmp(k, "--seconds") == 0)
@@ -625,9 +736,15 @@ int main(int argc, char **argv)
 		else
 			usage();
 	}
-	if (o.count < 1 || o.procs < 1 || o.runs < 1 || o.seconds < 0 || o.timeout <= 0)
+	if (o.count < 1 || o.procs < 1 || o.runs < 1 || o.per_conn < 1 || o.seconds < 0 || o.timeout <= 0)
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* 10,000 streams need their connections' descriptors: the soft limit up to the hard one. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const char *cmd = argv[1];
@@ -640,6 +757,8 @@ int main(int argc, char **argv)
 		ret = cmd_fetch(&o);
 	else if (strcmp(cmd, "streams") == 0 && o.socket && o.pid > 0 && o.admin && o.entry_id)
 		ret = cmd_streams(&o);
+	else if (strcmp(cmd, "jwt") == 0 && o.socket)
+		ret = cmd_jwt(&o);
 	else if (strcmp(cmd, "restart") == 0 && o.agent_bin && o.config && o.socket && o.log)
 		ret = cmd_restart(&o);
 	else

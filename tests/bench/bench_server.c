@@ -40,6 +40,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "bench_sim.h"
 #include "bench_util.h"
 #include "grpc_client.h"
 #include "keys.h"
@@ -47,9 +48,6 @@
 #include "util.h"
 #include "x509.h"
 
-#define TD "example.org"
-#define NODE_PATH "/lanyard.node.v1.Node/"
-#define CALL_TIMEOUT_MS 30000
 
 struct opts {
 	const char *admin;
@@ -70,90 +68,13 @@ struct opts {
 	int pool;
 	double rate;
 	double idle_seconds;
+	int setup_threads;
+	const char *name;     /* the figures' prefix: "sync" -> sync_cpu_us_per_agent, ... */
+	const char *rss_name; /* also print the server's VmRSS under this name */
 };
 
-
-static void admin_token(struct admin *a, char *tok, size_t len)
-{
-	json_t *body = json_pack("{s:i}", "ttl", 3600), *r = NULL;
-	long code = admin_call(a, "POST", "/v1/tokens", body, &r);
-	json_decref(body);
-	const char *t = json_string_value(json_object_get(r, "token"));
-	if (code != 201 || !t)
-		bench_die("POST /v1/tokens answered %ld: %s", code, a->buf ? a->buf : "");
-	snprintf(tok, len, "%s", t);
-	json_decref(r);
-}
-
-static char *admin_entry(struct admin *a, const char *spiffe_id, const char *parent,
-			 const char *selector)
-{
-	json_t *body = json_pack("{s:s, s:s, s:[s]}", "spiffe_id", spiffe_id, "parent_id", parent,
-				 "selectors", selector),
-	       *r = NULL;
-	long code = admin_call(a, "POST", "/v1/entries", body, &r);
-	json_decref(body);
-	const char *id = json_string_value(json_object_get(r, "id"));
-	if (code != 201 || !id)
-		bench_die("POST /v1/entries answered %ld: %s", code, a->buf ? a->buf : "");
-	char *ret = xstrdup(id);
-	json_decref(r);
-	return ret;
-}
 
 /* ---- simulated agents ---- */
-
-struct sim_agent {
-	char token[128];
-	char id[256];
-	char **entry_ids;
-	size_t n_entries;
-	uint8_t **csrs; /* one per entry (issue only) */
-	size_t *csr_lens;
-	uint8_t *chain; /* the agent's SVID */
-	size_t chain_len;
-	lkey *key;
-	WOLFSSL_CTX *mtls;
-	struct grpc_client *gc;
-	uint8_t *sign_req; /* packed SignX509Request of all its entries */
-	size_t sign_req_len;
-	struct grpc_stream *stream;
-	_Atomic int64_t last_delta_us;
-};
-
-static WOLFSSL_CTX *client_ctx(const uint8_t *roots, size_t roots_len, const struct sim_agent *a)
-{
-	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
-	if (!ctx)
-		bench_die("wolfSSL_CTX_new failed");
-	const uint8_t **certs = NULL;
-	size_t *lens = NULL, n = 0;
-	if (x509_split_der(roots, roots_len, &certs, &lens, &n) < 0 || n == 0)
-		bench_die("the bundle holds no certificate");
-	for (size_t i = 0; i < n; i++)
-		if (wolfSSL_CTX_load_verify_buffer(ctx, certs[i], (long)lens[i],
-						   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
-			bench_die("cannot load a bundle certificate");
-	free(certs);
-	free(lens);
-	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
-	if (a) {
-		char *pem = pem_encode("CERTIFICATE", a->chain, a->chain_len);
-		uint8_t *key = NULL;
-		size_t key_len = 0;
-		if (!pem ||
-		    wolfSSL_CTX_use_certificate_chain_buffer(ctx, (const unsigned char *)pem,
-							     (long)strlen(pem)) != WOLFSSL_SUCCESS ||
-		    lkey_to_pkcs8_der(a->key, &key, &key_len) < 0 ||
-		    wolfSSL_CTX_use_PrivateKey_buffer(ctx, key, (long)key_len,
-						      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
-			bench_die("cannot load an agent SVID into TLS");
-		secure_zero(key, key_len);
-		free(key);
-		free(pem);
-	}
-	return ctx;
-}
 
 /* The server agent number index talks to: with two servers, odd agents use the second. */
 static int agent_port(const struct opts *o, int index)
@@ -170,124 +91,20 @@ static int64_t servers_cpu_us(const struct opts *o)
 	return t;
 }
 
-static struct grpc_client *connect_server(const struct opts *o, int port, WOLFSSL_CTX *ctx)
+static struct sim_agent *setup_agents(const struct opts *o, WOLFSSL_CTX *server_only,
+				      const char *label)
 {
-	struct grpc_client *gc = NULL;
-	char err[512];
-	for (int attempt = 0; attempt < 5; attempt++) {
-		if (grpc_client_connect_tcp(o->host, port, ctx, NULL, 10000, &gc, err,
-					    sizeof(err)) == 0)
-			return gc;
-		sleep_s(0.2);
-	}
-	bench_die("cannot connect to the server at %s:%d: %s", o->host, port, err);
-}
-
-/* Attests with the agent's join token and keeps the returned SVID. */
-static void attest(const struct opts *o, int port, WOLFSSL_CTX *server_only, struct sim_agent *a)
-{
-	uint8_t *csr = NULL, *resp = NULL, *req = NULL;
-	size_t csr_len = 0, resp_len = 0;
-	int status;
-	char err[512];
-	if (lkey_generate(KEY_EC_P256, &a->key) < 0 || x509_csr_create(a->key, &csr, &csr_len) < 0)
-		bench_die("cannot make the agent key");
-	Lanyard__Node__V1__AttestRequest m = LANYARD__NODE__V1__ATTEST_REQUEST__INIT;
-	m.attestor = (char *)"join_token";
-	m.payload.data = (uint8_t *)a->token;
-	m.payload.len = strlen(a->token);
-	m.csr.data = csr;
-	m.csr.len = csr_len;
-	size_t req_len = lanyard__node__v1__attest_request__get_packed_size(&m);
-	req = xmalloc(req_len + 1);
-	lanyard__node__v1__attest_request__pack(&m, req);
-	struct grpc_client *gc = connect_server(o, port, server_only);
-	if (grpc_client_unary(gc, NODE_PATH "Attest", NULL, 0, req, req_len, CALL_TIMEOUT_MS, &resp,
-			      &resp_len, &status, err, sizeof(err)) < 0 ||
-	    status != GRPC_STATUS_OK)
-		bench_die("Attest failed: %s", err);
-	grpc_client_close(gc);
-	Lanyard__Node__V1__AttestResponse *r =
-		lanyard__node__v1__attest_response__unpack(NULL, resp_len, resp);
-	if (!r || !r->svid.len)
-		bench_die("malformed AttestResponse");
-	if (strcmp(r->spiffe_id, a->id) != 0)
-		bench_die("attested as %s, expected %s", r->spiffe_id, a->id);
-	a->chain = xmalloc(r->svid.len);
-	memcpy(a->chain, r->svid.data, r->svid.len);
-	a->chain_len = r->svid.len;
-	lanyard__node__v1__attest_response__free_unpacked(r, NULL);
-	free(resp);
-	free(req);
-	free(csr);
-}
-
-static void read_bundle(const char *path, uint8_t **der, size_t *len)
-{
-	uint8_t *pem = NULL;
-	size_t pem_len = 0;
-	if (file_read_all(path, 1 << 20, &pem, &pem_len) < 0 ||
-	    pem_decode_concat((const char *)pem, pem_len, "CERTIFICATE", der, len) < 0 || !*len)
-		bench_die("cannot read the bundle %s", path);
-	free(pem);
-}
-
-/* Tokens, entries (n_entries each, parented to the agent) and attestation for n agents. */
-static struct sim_agent *setup_agents(const struct opts *o, struct admin *adm,
-				      WOLFSSL_CTX *server_only, const char *label)
-{
-	struct sim_agent *v = xcalloc((size_t)o->agents, sizeof(*v));
-	double t0 = now_s();
-	for (int i = 0; i < o->agents; i++) {
-		admin_token(adm, v[i].token, sizeof(v[i].token));
-		snprintf(v[i].id, sizeof(v[i].id), "spiffe://" TD "/lanyard/agent/join_token/%s",
-			 v[i].token);
-	}
-	double t1 = now_s();
-	for (int i = 0; i < o->agents; i++) {
-		v[i].n_entries = (size_t)o->entries;
-		v[i].entry_ids = xcalloc(v[i].n_entries + 1, sizeof(char *));
-		for (size_t j = 0; j < v[i].n_entries; j++) {
-			char sid[256], sel[64];
-			snprintf(sid, sizeof(sid), "spiffe://" TD "/bench/%s/a%d/w%zu", label, i, j);
-			snprintf(sel, sizeof(sel), "unix:uid:%zu", 10000 + j);
-			v[i].entry_ids[j] = admin_entry(adm, sid, v[i].id, sel);
-		}
-	}
-	double t2 = now_s();
-	for (int i = 0; i < o->agents; i++)
-		attest(o, agent_port(o, i), server_only, &v[i]);
-	double t3 = now_s();
-	size_t ne = (size_t)o->agents * (size_t)o->entries;
-	printf("# setup %s: %d join tokens in %.1f s, %zu entries in %.1f s (%.0f/s over the admin "
-	       "API, one keep-alive connection), %d attestations in %.1f s\n",
-	       label, o->agents, t1 - t0, ne, t2 - t1, (double)ne / (t2 - t1 > 0 ? t2 - t1 : 1),
-	       o->agents, t3 - t2);
-	fflush(stdout);
-	return v;
-}
-
-static void free_agents(struct sim_agent *v, int n)
-{
-	for (int i = 0; i < n; i++) {
-		struct sim_agent *a = &v[i];
-		grpc_stream_cancel(a->stream);
-		grpc_client_close(a->gc);
-		if (a->mtls)
-			wolfSSL_CTX_free(a->mtls);
-		for (size_t j = 0; j < a->n_entries; j++) {
-			free(a->entry_ids[j]);
-			if (a->csrs)
-				free(a->csrs[j]);
-		}
-		free(a->entry_ids);
-		free(a->csrs);
-		free(a->csr_lens);
-		free(a->chain);
-		free(a->sign_req);
-		lkey_free(a->key);
-	}
-	free(v);
+	struct sim_setup p = {
+		.admin = o->admin,
+		.host = o->host,
+		.port = o->port,
+		.port2 = o->port2,
+		.agents = o->agents,
+		.entries = o->entries,
+		.threads = o->setup_threads,
+		.label = label,
+	};
+	return sim_setup_agents(&p, server_only);
 }
 
 /* ---- issue: the raw cryptography ---- */
@@ -652,11 +469,10 @@ static int cmd_issue(const struct opts *o)
 {
 	uint8_t *roots = NULL;
 	size_t roots_len = 0;
-	read_bundle(o->bundle, &roots, &roots_len);
-	WOLFSSL_CTX *server_only = client_ctx(roots, roots_len, NULL);
+	WOLFSSL_CTX *server_only = sim_bundle_ctx(o->bundle, &roots, &roots_len);
 	struct admin adm;
 	admin_open(&adm, o->admin);
-	struct sim_agent *agents = setup_agents(o, &adm, server_only, "issue");
+	struct sim_agent *agents = setup_agents(o, server_only, "issue");
 	admin_close(&adm);
 
 	struct crypto_set cs = {0};
@@ -666,8 +482,8 @@ static int cmd_issue(const struct opts *o)
 	size_t k = 0;
 	for (int i = 0; i < o->agents; i++) {
 		prepare_sign_requests(&agents[i]);
-		agents[i].mtls = client_ctx(roots, roots_len, &agents[i]);
-		agents[i].gc = connect_server(o, agent_port(o, i), agents[i].mtls);
+		agents[i].mtls = sim_client_ctx(roots, roots_len, &agents[i]);
+		agents[i].gc = sim_connect(o->host, agent_port(o, i), agents[i].mtls);
 		check_first_answer(&agents[i], "issue", i);
 		for (size_t j = 0; j < agents[i].n_entries; j++, k++) {
 			cs.csrs[k] = agents[i].csrs[j];
@@ -761,7 +577,7 @@ static int cmd_issue(const struct opts *o)
 	free(cs.csrs);
 	free(cs.csr_lens);
 	crypto_release(&cs);
-	free_agents(agents, o->agents);
+	sim_free_agents(agents, o->agents);
 	wolfSSL_CTX_free(server_only);
 	free(roots);
 	return 0;
@@ -769,120 +585,27 @@ static int cmd_issue(const struct opts *o)
 
 /* ---- sync: many agents holding entry streams ---- */
 
-struct sync_shared {
-	struct sim_agent *agents;
-	int n;
-	atomic_bool stop;
-	_Atomic uint64_t messages, upserts;
-	atomic_int broken;
-};
-
-/* Reads every stream until told to stop: one poll() over all connections. */
-static void *sync_reader(void *arg)
-{
-	struct sync_shared *sh = arg;
-	struct pollfd *pfd = xcalloc((size_t)sh->n, sizeof(*pfd));
-	for (int i = 0; i < sh->n; i++) {
-		pfd[i].fd = grpc_client_fd(sh->agents[i].gc);
-		pfd[i].events = POLLIN;
-	}
-	while (!atomic_load(&sh->stop)) {
-		int rc = poll(pfd, (nfds_t)sh->n, 100);
-		if (rc <= 0)
-			continue;
-		for (int i = 0; i < sh->n; i++) {
-			if (!pfd[i].revents)
-				continue;
-			struct sim_agent *a = &sh->agents[i];
-			for (;;) {
-				uint8_t *msg = NULL;
-				size_t len = 0;
-				int status;
-				char err[256];
-				int r = grpc_stream_next(a->stream, 0, &msg, &len, &status, err,
-							 sizeof(err));
-				if (r != 1) {
-					if (r != 0 && pfd[i].fd >= 0) {
-						atomic_fetch_add(&sh->broken, 1);
-						pfd[i].fd = -1;
-					}
-					break;
-				}
-				Lanyard__Node__V1__SyncResponse *m =
-					lanyard__node__v1__sync_response__unpack(NULL, len, msg);
-				if (m) {
-					atomic_fetch_add(&sh->upserts, m->n_upserts);
-					if (m->n_upserts)
-						atomic_store(&a->last_delta_us, now_mono_us());
-					lanyard__node__v1__sync_response__free_unpacked(m, NULL);
-				}
-				atomic_fetch_add(&sh->messages, 1);
-				free(msg);
-			}
-		}
-	}
-	free(pfd);
-	return NULL;
-}
-
-/* Opens the agent's entry stream and reads its snapshot (reset ... complete). */
-static void open_stream(struct sim_agent *a)
-{
-	Lanyard__Node__V1__SyncRequest m = LANYARD__NODE__V1__SYNC_REQUEST__INIT;
-	uint8_t buf[32];
-	size_t len = lanyard__node__v1__sync_request__pack(&m, buf);
-	char err[512];
-	if (grpc_client_stream_open(a->gc, NODE_PATH "SyncEntries", NULL, 0, buf, len, &a->stream,
-				    err, sizeof(err)) < 0)
-		bench_die("SyncEntries: %s", err);
-	size_t got = 0;
-	for (;;) {
-		uint8_t *msg = NULL;
-		size_t ml = 0;
-		int status;
-		int r = grpc_stream_next(a->stream, CALL_TIMEOUT_MS, &msg, &ml, &status, err,
-					 sizeof(err));
-		if (r != 1)
-			bench_die("SyncEntries ended before its snapshot (%d): %s", r, err);
-		Lanyard__Node__V1__SyncResponse *s =
-			lanyard__node__v1__sync_response__unpack(NULL, ml, msg);
-		free(msg);
-		if (!s)
-			bench_die("malformed SyncResponse");
-		got += s->n_upserts;
-		bool complete = s->complete;
-		lanyard__node__v1__sync_response__free_unpacked(s, NULL);
-		if (complete)
-			break;
-	}
-	if (got != a->n_entries)
-		bench_die("snapshot of %s held %zu entries, expected %zu", a->id, got, a->n_entries);
-}
-
 static int cmd_sync(const struct opts *o)
 {
 	uint8_t *roots = NULL;
 	size_t roots_len = 0;
-	read_bundle(o->bundle, &roots, &roots_len);
-	WOLFSSL_CTX *server_only = client_ctx(roots, roots_len, NULL);
+	WOLFSSL_CTX *server_only = sim_bundle_ctx(o->bundle, &roots, &roots_len);
 	struct admin adm, adm2;
 	admin_open(&adm, o->admin);
 	if (o->admin2)
 		admin_open(&adm2, o->admin2);
-	struct sim_agent *agents = setup_agents(o, &adm, server_only, "sync");
+	struct sim_agent *agents = setup_agents(o, server_only, o->name);
 	double t0 = now_s();
-	for (int i = 0; i < o->agents; i++) {
-		agents[i].mtls = client_ctx(roots, roots_len, &agents[i]);
-		agents[i].gc = connect_server(o, agent_port(o, i), agents[i].mtls);
-		open_stream(&agents[i]);
-	}
-	printf("# sync: %d agents connected over mutual TLS with their snapshots in %.1f s\n",
-	       o->agents, now_s() - t0);
+	struct sim_setup p = {.host = o->host, .port = o->port, .port2 = o->port2,
+			      .agents = o->agents, .threads = o->setup_threads, .label = o->name};
+	sim_connect_agents(&p, agents, roots, roots_len, true);
+	printf("# %s: %d agents connected over mutual TLS with their snapshots in %.1f s (%d "
+	       "threads)\n", o->name, o->agents, now_s() - t0, o->setup_threads);
 	fflush(stdout);
 
-	struct sync_shared sh = {.agents = agents, .n = o->agents};
+	struct sim_sync sh = {.agents = agents, .n = o->agents};
 	pthread_t reader;
-	pthread_create(&reader, NULL, sync_reader, &sh);
+	pthread_create(&reader, NULL, sim_sync_reader, &sh);
 	sleep_s(1); /* let the connection setup's work drain */
 
 	int64_t c0 = servers_cpu_us(o);
@@ -929,26 +652,34 @@ static int cmd_sync(const struct opts *o)
 	sleep_s(start + (double)n_changes / o->rate - now_s());
 	double el = now_s() - start;
 	int64_t s1 = servers_cpu_us(o);
+	long rss = proc_status_kib(o->server_pid, "VmRSS");
+	char la[64];
 	uint64_t ups = atomic_load(&sh.upserts) - ups0;
 	atomic_store(&sh.stop, true);
 	pthread_join(reader, NULL);
 
 	double busy = (double)(s1 - s0) / o->agents / (el / 60);
-	printf("# sync: %d agents x %d entries; idle %.0f s: server %.1f ms CPU; %zu changes in "
+	printf("# %s: %d agents x %d entries; idle %.0f s: server %.1f ms CPU; %zu changes in "
 	       "%.0f s (%.2f/s): server %.1f ms CPU, %" PRIu64 " entry upserts pushed, %zu "
-	       "deltas not seen within the slot, %d streams broken\n",
-	       o->agents, o->entries, o->idle_seconds, (double)(c1 - c0) / 1000, n_changes, el,
+	       "deltas not seen within the slot, %d streams broken; load average %s\n",
+	       o->name, o->agents, o->entries, o->idle_seconds, (double)(c1 - c0) / 1000, n_changes, el,
 	       (double)n_changes / el, (double)(s1 - s0) / 1000, ups, missed,
-	       atomic_load(&sh.broken));
-	printf("BENCH sync_cpu_us_per_agent %.1f us/agent/min\n", busy);
-	printf("BENCH sync_idle_cpu_us_per_agent %.1f us/agent/min\n", idle);
-	printf("BENCH sync_delta_p50_ms %.2f ms\n", median(lat, n_lat));
+	       atomic_load(&sh.broken), loadavg(la, sizeof(la)));
+	printf("BENCH %s_cpu_us_per_agent %.1f us/agent/min\n", o->name, busy);
+	printf("BENCH %s_idle_cpu_us_per_agent %.1f us/agent/min\n", o->name, idle);
+	printf("BENCH %s_delta_p50_ms %.2f ms\n", o->name, median(lat, n_lat));
+	if (o->rss_name) {
+		printf("# %s: server VmRSS with %d agent streams and %d entries (VmHWM %ld KiB), "
+		       "load average %s\n", o->name, o->agents, o->agents * o->entries,
+		       proc_status_kib(o->server_pid, "VmHWM"), loadavg(la, sizeof(la)));
+		printf("BENCH %s %ld KiB\n", o->rss_name, rss);
+	}
 	fflush(stdout);
 	free(lat);
 	admin_close(&adm);
 	if (o->admin2)
 		admin_close(&adm2);
-	free_agents(agents, o->agents);
+	sim_free_agents(agents, o->agents);
 	wolfSSL_CTX_free(server_only);
 	free(roots);
 	return 0;
@@ -963,6 +694,7 @@ static void usage(void)
 		"       bench_server crypto [--threads N] [--seconds S]\n"
 		"         [--host 127.0.0.1] [--agents N] [--entries N] [--threads N]\n"
 		"         [--seconds S] [--runs N] [--pool N] [--rate R] [--idle-seconds S]\n"
+		"         [--setup-threads N] [--name PREFIX] [--rss-name NAME]  (sync)\n"
 		"         [--port2 P --admin2 SOCK --server-pid2 PID]  (a second server, one database)\n");
 	exit(2);
 }
@@ -982,6 +714,8 @@ int main(int argc, char **argv)
 		.pool = 4,
 		.rate = 1,
 		.idle_seconds = 10,
+		.setup_threads = 4,
+		.name = "sync",
 	};
 	const char *pool_env = getenv("UV_THREADPOOL_SIZE");
 	if (pool_env && atoi(pool_env) > 0)
@@ -1023,12 +757,18 @@ int main(int argc, char **argv)
 			o.rate = atof(v);
 		else if (strcmp(k, "--idle-seconds") == 0)
 			o.idle_seconds = atof(v);
+		else if (strcmp(k, "--setup-threads") == 0)
+			o.setup_threads = atoi(v);
+		else if (strcmp(k, "--name") == 0)
+			o.name = v;
+		else if (strcmp(k, "--rss-name") == 0)
+			o.rss_name = v;
 		else
 			usage();
 	}
 	bool crypto = strcmp(argv[1], "crypto") == 0;
 	if (o.agents < 1 || o.entries < 1 || o.threads < 1 || o.seconds <= 0 || o.runs < 1 ||
-	    o.pool < 1 || o.rate <= 0 || o.idle_seconds <= 0)
+	    o.pool < 1 || o.rate <= 0 || o.idle_seconds <= 0 || o.setup_threads < 1)
 		usage();
 	if (!crypto && (!o.admin || !o.bundle || o.port <= 0 || o.server_pid <= 0))
 		usage();
@@ -1038,6 +778,7 @@ int main(int argc, char **argv)
 	    (o.port2 <= 0 || !o.admin2 || proc_cpu_us(o.server_pid2) < 0))
 		bench_die("a second server needs --port2, --admin2 and a valid --server-pid2");
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	sim_raise_nofile();
 	wolfSSL_Init();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	int ret;

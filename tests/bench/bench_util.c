@@ -210,3 +210,16 @@ long admin_call(struct admin *a, const char *method, const char *path, json_t *b
 		*out = a->len ? json_loads(a->buf, 0, NULL) : NULL;
 	return code;
 }
+
+const char *loadavg(char *buf, size_t len)
+{
+	double a[3];
+	FILE *f = fopen("/proc/loadavg", "r");
+	if (f && fscanf(f, "%lf %lf %lf", &a[0], &a[1], &a[2]) == 3)
+		snprintf(buf, len, "%.2f %.2f %.2f", a[0], a[1], a[2]);
+	else
+		snprintf(buf, len, "?");
+	if (f)
+		fclose(f);
+	return buf;
+}

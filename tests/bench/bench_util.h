@@ -32,6 +32,9 @@ long proc_children_rss_kib(int pid);
 /* A "Key:   123 kB" line of /proc/<pid>/status, in KiB; -1 when missing. */
 long proc_status_kib(int pid, const char *key);
 
+/* The first three fields of /proc/loadavg in buf ("?" when unreadable); returns buf. */
+const char *loadavg(char *buf, size_t len);
+
 /* The server's admin API (HTTP/JSON on a Unix socket), one keep-alive connection. */
 struct admin {
 	CURL *h;

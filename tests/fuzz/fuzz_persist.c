@@ -24,7 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static const struct cache_entry *entry_of(const struct persist_data *d, const char *id)
+static const struct entry *entry_of(const struct persist_data *d, const char *id)
 {
 	for (size_t i = 0; i < d->n_entries; i++)
 		if (strcmp(d->entries[i]->id, id) == 0)
@@ -38,7 +38,7 @@ static void check_loaded(const struct persist_data *d, int64_t now)
 		FUZZ_CHECK(strcmp(d->entries[i - 1]->id, d->entries[i]->id) < 0);
 	for (size_t i = 0; i < d->n_svids; i++) {
 		const struct svid *v = d->svids[i];
-		const struct cache_entry *e = entry_of(d, v->entry_id);
+		const struct entry *e = entry_of(d, v->entry_id);
 		FUZZ_CHECK(e != NULL);
 		FUZZ_CHECK(v->spiffe_id && strcmp(v->spiffe_id, e->spiffe_id) == 0);
 		FUZZ_CHECK(v->not_after > now && v->not_before <= v->not_after);

@@ -235,7 +235,7 @@ start_fake_k8s_api() {
 
 # pg_server_config NAME [extra JSON members]: $T/NAME.json for one of several servers on the
 # PostgreSQL database of start_pg (own data_dir, node API port and admin socket
-# $T/NAME/admin.sock; no HTTP endpoint).
+# $T/NAME/admin.sock; no HTTP endpoint; a pool of PG_SERVER_MAX_CONNECTIONS, default 4).
 # start_pg_server NAME: writes it, starts the server and waits for it; on_server NAME ARGS...
 # runs a client command against it.
 pg_server_config() {
@@ -252,7 +252,7 @@ pg_server_config() {
   "log_level": "debug",
   "database_type": "postgres",
   "database_connection_string": "$PG_CONNSTR",
-  "database_max_connections": 4${2:+,
+  "database_max_connections": ${PG_SERVER_MAX_CONNECTIONS:-4}${2:+,
   $2}
 }
 JSON

@@ -31,9 +31,11 @@ missing=0
 for name in $pg_names issue_ratio issue_per_s issue_cpu_ratio crypto_issue_core_per_s crypto_issue_par_per_s \
 	sync_cpu_us_per_agent fetch_p50_us fetch_p99_us fetch_per_s agent_rss_kib_0 \
 	agent_rss_kib_1000 agent_rss_kib_10000 stream_kib_each fanout_ms restart_ready_ms \
+	fetch_p99_us_c1000 stream_kib_each_10k fanout_10k_ms jwt_fetch_p99_us jwt_fetch_cold_p99_ms \
 	issue_per_s_system issue_per_s_sp issue_cpu_ratio_sp crypto_issue_core_per_s_sp \
 	agent_rss_kib_0_system agent_rss_kib_0_sp issue_sp_speedup mtls_handshake_us_system \
-	mtls_handshake_us_sp entry_batch_create_10k_ms entry_list_100k_ms; do
+	mtls_handshake_us_sp entry_batch_create_10k_ms entry_list_100k_ms sync10k_cpu_us_per_agent \
+	server_rss_kib_100k reconnect_storm_s reconnect_storm_agent_s; do
 	if ! grep -Eq "^BENCH $name -?[0-9]+(\.[0-9]+)? [^ ]+$" "$out"; then
 		echo "FAIL: no well-formed 'BENCH $name <value> <unit>' line" >&2
 		missing=1

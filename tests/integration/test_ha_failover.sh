@@ -17,24 +17,9 @@ json_get() {
 	$PY -c "import json,sys; d=json.load(sys.stdin); print($1)"
 }
 
+# A pool of 8: HA_AGENTS agents attest at once over three servers.
 ha_config() {
-	local n=$1
-	mkdir -p "$T/$n"
-	cat >"$T/$n.json" <<JSON
-{
-  "trust_domain": "$TD",
-  "data_dir": "$T/$n/data",
-  "bind_address": "127.0.0.1",
-  "bind_port": $(free_port),
-  "admin_socket": "$T/$n/admin.sock",
-  "http_port": 0,
-  "log_level": "debug",
-  "agent_svid_ttl": "1h",
-  "database_type": "postgres",
-  "database_connection_string": "$PG_CONNSTR",
-  "database_max_connections": 8
-}
-JSON
+	PG_SERVER_MAX_CONNECTIONS=8 pg_server_config "$1" '"agent_svid_ttl": "1h"'
 }
 
 declare -A HA_PID

@@ -123,7 +123,7 @@ static struct snapshot *snapshot_with_svid(void)
 	s->bundle_sequence = 7;
 	s->synced = true;
 	char *sel[] = {"unix:uid:1000"};
-	struct cache_entry e = {.id = "e1", .spiffe_id = WL_ID, .parent_id = "spiffe://" TD "/agent",
+	struct entry e = {.id = "e1", .spiffe_id = WL_ID, .parent_id = "spiffe://" TD "/agent",
 				.hint = "", .selectors = sel, .n_selectors = 1, .revision = 1};
 	s->entries = xcalloc(1, sizeof(*s->entries));
 	s->entries[s->n_entries++] = cache_entry_dup(&e);

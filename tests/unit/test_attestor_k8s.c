@@ -1,6 +1,5 @@
 /* Unit tests for agent/attestor_k8s.c: the k8s workload attestor end to end, with callers pinned
- * in a fake proc tree (their cgroup files in every format) and a fake kubelet on loopback; and
- * the agent's reading of its projected service account token. */
+ * in a fake proc tree (their cgroup files in every format) and a fake kubelet on loopback. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -411,46 +410,6 @@ static void new_rejects_bad_options(void **state)
 	assert_null(attestor_k8s_kubelet(NULL));
 }
 
-static void psat_token_read(void **state)
-{
-	static const char *const bad[] = {
-		"", "\n", "abc", "a.b", "a..c", ".b.c", "a.b.", "a.b.c.d", "a.b c.d", "a.b.c\nmore",
-		"a.b+/.c",
-	};
-	char *dir = fake_tmpdir(), path[4200], err[256], *tok;
-	size_t len;
-
-	assert_non_null(dir);
-	snprintf(path, sizeof(path), "%s/token", dir);
-	fake_write(dir, "token", "eyJhbGciOiJSUzI1NiIsImtpZCI6IksxIn0.eyJhdWQiOlsibGFueWFyZC1zZXJ2ZXIiXX0"
-				 ".c2lnbmF0dXJl\n");
-	assert_int_equal(k8s_psat_token_read(path, &tok, &len, err, sizeof(err)), 0);
-	assert_int_equal(len, strlen(tok));
-	assert_string_equal(tok + len - 13, ".c2lnbmF0dXJl");
-	secure_zero(tok, len);
-	free(tok);
-
-	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-		fake_write(dir, "token", bad[i]);
-		tok = (char *)1;
-		if (k8s_psat_token_read(path, &tok, &len, err, sizeof(err)) != -1)
-			fail_msg("\"%s\" accepted", bad[i]);
-		assert_null(tok);
-		assert_non_null(strstr(err, "does not hold a service account token"));
-	}
-	/* A NUL inside. */
-	FILE *f = fopen(path, "w");
-	fwrite("a.b\0.c", 1, 6, f);
-	fclose(f);
-	assert_int_equal(k8s_psat_token_read(path, &tok, &len, err, sizeof(err)), -1);
-
-	unlink(path);
-	assert_int_equal(k8s_psat_token_read(path, &tok, &len, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "cannot read the service account token"));
-	assert_non_null(strstr(err, path));
-	fake_rmdir(dir);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,7 +423,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(attest_kubelet_hangs, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(attest_bad_proc, env_setup, env_teardown),
 		cmocka_unit_test(new_rejects_bad_options),
-		cmocka_unit_test(psat_token_read),
 	};
 
 	log_setup(LOG_LEVEL_ERROR, false);

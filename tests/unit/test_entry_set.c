@@ -200,7 +200,7 @@ static void plan_and_lists(void **state)
 	/* Synced: b (no SVID) is due now. */
 	assert_false(entry_set_plan(&s, now, true, &due, &expiry));
 	assert_int_equal(due, now);
-	struct cache_entry **es;
+	struct entry **es;
 	struct svid **vs;
 	assert_int_equal(entry_set_list(&s, now, false, &es, &vs), 1);
 	assert_ptr_equal(es[2], s.slots[2].e);
@@ -222,11 +222,11 @@ static void plan_and_lists(void **state)
 static void adopt_matches_svids(void **state)
 {
 	struct entry_set s = {0};
-	struct cache_entry a = {.id = "a", .spiffe_id = "spiffe://example.org/a", .parent_id = "",
+	struct entry a = {.id = "a", .spiffe_id = "spiffe://example.org/a", .parent_id = "",
 				.hint = ""};
-	struct cache_entry c = a;
-	c.id = "c";
-	struct cache_entry *es[] = {cache_entry_dup(&a), cache_entry_dup(&c)};
+	struct entry c = a;
+	snprintf(c.id, sizeof(c.id), "c");
+	struct entry *es[] = {cache_entry_dup(&a), cache_entry_dup(&c)};
 	struct svid *vs[] = {fake_svid("b", "spiffe://example.org/b", 0),
 			     fake_svid("c", "spiffe://example.org/c", 0)};
 	entry_set_adopt(&s, es, 2, vs, 2);
@@ -265,7 +265,7 @@ static void renewal_times(void **state)
 
 static void signing_plan(void **state)
 {
-	struct cache_entry e = {.id = "a", .spiffe_id = "spiffe://example.org/a", .revision = 3};
+	struct entry e = {.id = "a", .spiffe_id = "spiffe://example.org/a", .revision = 3};
 	struct entry_slot w = {.e = &e};
 	int64_t now = now_unix();
 	assert_true(entry_set_needs_signing(&w, now));

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -902,6 +903,37 @@ static void test_cancel(void **state)
 	assert_true(wait_counter(&F->hold_closed, before + 2, 2000));
 }
 
+/* A wake fd ends a long wait for a stream message at once and is drained by the client. */
+static void test_wake_fd(void **state)
+{
+	struct grpc_client *c = connect_unix();
+	struct grpc_stream *s;
+	uint8_t *msg, b = 1;
+	size_t len;
+	int status, p[2];
+	char err[256];
+
+	(void)state;
+	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	grpc_client_set_wake_fd(c, p[0]);
+	assert_int_equal(grpc_client_stream_open(c, "/test.Test/Hold", NULL, 0, NULL, 0, &s, err,
+						 sizeof(err)),
+			 0);
+	assert_int_equal(grpc_stream_next(s, 2000, &msg, &len, &status, err, sizeof(err)), 1);
+	free(msg);
+	assert_int_equal(write(p[1], &b, 1), 1);
+	assert_int_equal(grpc_stream_next(s, 60000, &msg, &len, &status, err, sizeof(err)), 0);
+	/* The wake-up was consumed: nothing left to read. */
+	assert_int_equal(read(p[0], &b, 1), -1);
+	assert_int_equal(errno, EAGAIN);
+	/* And the stream still works. */
+	assert_int_equal(grpc_stream_next(s, 0, &msg, &len, &status, err, sizeof(err)), 0);
+	grpc_stream_cancel(s);
+	grpc_client_close(c);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void garbage(const void *data, size_t len)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -1378,6 +1410,7 @@ int main(void)
 		cmocka_unit_test(test_oversized),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_wake_fd),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_many_connections),

@@ -11,9 +11,10 @@
 #include "grpc.h"
 #include "jwt_cache.h"
 
-static void no_cb(void *ud, int status, const char *token, const char *message)
+static void no_cb(void *ud, int status, const char *token, int64_t expires_at, const char *message)
 {
 	(void)ud;
+	(void)expires_at;
 	(void)status;
 	(void)token;
 	(void)message;

@@ -109,15 +109,16 @@ static struct svid *mk_svid(const char *entry_id, int64_t not_after)
 	return v;
 }
 
-static struct cache_entry *mk_entry(const char *id)
+static struct entry *mk_entry(const char *id)
 {
 	char *sel[] = {"unix:gid:5", "unix:uid:1000"};
 	char *dns[] = {"a.example"};
-	struct cache_entry e = {.id = (char *)id, .spiffe_id = "spiffe://example.org/w",
+	struct entry e = {.spiffe_id = "spiffe://example.org/w",
 				.parent_id = "spiffe://example.org/agent", .hint = "h",
 				.selectors = sel, .n_selectors = 2, .dns_names = dns,
 				.n_dns_names = 1, .x509_svid_ttl = 60, .jwt_svid_ttl = 30,
 				.revision = 7};
+	snprintf(e.id, sizeof(e.id), "%s", id);
 	return cache_entry_dup(&e);
 }
 
@@ -143,7 +144,7 @@ static void save_all(void)
 	lkey_free(ak);
 
 	/* Sorted by id, as the node client keeps them; the SVID of "c" has expired. */
-	struct cache_entry *entries[] = {mk_entry("a"), mk_entry("b"), mk_entry("c")};
+	struct entry *entries[] = {mk_entry("a"), mk_entry("b"), mk_entry("c")};
 	struct svid *svids[] = {mk_svid("a", now_unix() + 3600), mk_svid("c", now_unix() - 1)};
 	char *tokens[] = {"deadbeef"};
 	assert_int_equal(persist_save_state(dir, tokens, 1, entries, 3, svids, 2, err, sizeof(err)),
@@ -220,14 +221,15 @@ static void state_outgrows_its_size_guess(void **state)
 	memset(sel, 0x01, SEL);
 	memcpy(sel, "unix:uid:", 9);
 	sel[SEL] = 0;
-	struct cache_entry *entries[N];
+	struct entry *entries[N];
 	for (int i = 0; i < N; i++) {
 		char id[16];
 		snprintf(id, sizeof(id), "e%03d", i);
 		char *sv[] = {sel};
-		struct cache_entry e = {.id = id, .spiffe_id = "spiffe://example.org/w",
+		struct entry e = {.spiffe_id = "spiffe://example.org/w",
 					.parent_id = "spiffe://example.org/agent", .hint = "",
 					.selectors = sv, .n_selectors = 1, .revision = i};
+		snprintf(e.id, sizeof(e.id), "%s", id);
 		entries[i] = cache_entry_dup(&e);
 	}
 	struct svid *v = mk_svid("e039", now_unix() + 3600);
@@ -359,6 +361,72 @@ static size_t load_svids(int64_t expect_not_after)
 	}
 	persist_data_free(&d);
 	return n;
+}
+
+/* state.json as agents wrote it before the entry codec was shared with the server (entry.h):
+ * only these keys, "" for an absent hint, federates_with only when not empty. Such a file
+ * still loads: the same entries, and the SVIDs in it. */
+static void old_state_format_loads(void **state)
+{
+	static const char *const old_keys[] = {"id", "spiffe_id", "parent_id", "selectors",
+					       "x509_svid_ttl", "jwt_svid_ttl", "dns_names", "hint",
+					       "revision", "svid"};
+	char p[256];
+	save_all();
+	snprintf(p, sizeof(p), "%s/state.json", dir);
+	json_t *doc = json_load_file(p, 0, NULL);
+	assert_non_null(doc);
+	json_t *entries = json_object_get(doc, "entries"), *o;
+	size_t i;
+	json_array_foreach(entries, i, o) {
+		json_t *old = json_object();
+		for (size_t k = 0; k < ARRAY_LEN(old_keys); k++) {
+			json_t *v = json_object_get(o, old_keys[k]);
+			if (v)
+				json_object_set(old, old_keys[k], v);
+		}
+		json_object_set_new(old, "hint", json_string("")); /* never null in old files */
+		assert_null(json_object_get(old, "admin"));
+		json_array_set_new(entries, i, old);
+	}
+	char *text = json_dumps(doc, JSON_COMPACT);
+	assert_null(strstr(text, "federates_with"));
+	assert_int_equal(file_write_atomic(p, text, strlen(text), 0600), 0);
+	free(text);
+	json_decref(doc);
+
+	struct persist_data d;
+	char err[512] = "";
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_true(d.have_state);
+	assert_int_equal(d.n_entries, 3);
+	assert_string_equal(d.entries[1]->id, "b");
+	assert_string_equal(d.entries[1]->spiffe_id, "spiffe://example.org/w");
+	assert_string_equal(d.entries[1]->parent_id, "spiffe://example.org/agent");
+	assert_string_equal(d.entries[1]->hint, "");
+	assert_int_equal(d.entries[1]->n_selectors, 2);
+	assert_string_equal(d.entries[1]->selectors[0], "unix:gid:5");
+	assert_string_equal(d.entries[1]->dns_names[0], "a.example");
+	assert_int_equal(d.entries[1]->x509_svid_ttl, 60);
+	assert_int_equal(d.entries[1]->jwt_svid_ttl, 30);
+	assert_int_equal(d.entries[1]->revision, 7);
+	assert_int_equal(d.entries[1]->n_federates_with, 0);
+	assert_int_equal(d.n_svids, 1);
+	assert_string_equal(d.svids[0]->entry_id, "a");
+	persist_data_free(&d);
+
+	/* And a file written now carries the server's entry keys, which load too. */
+	save_all();
+	doc = json_load_file(p, 0, NULL);
+	assert_non_null(doc);
+	o = json_array_get(json_object_get(doc, "entries"), 0);
+	assert_non_null(json_object_get(o, "managed"));
+	assert_non_null(json_object_get(o, "svid"));
+	json_decref(doc);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_int_equal(d.n_entries, 3);
+	assert_string_equal(d.entries[0]->hint, "h");
+	persist_data_free(&d);
 }
 
 static void tampered_svids_are_discarded(void **state)
@@ -515,9 +583,9 @@ static void federated_bundles_persisted(void **state)
 	};
 	assert_int_equal(persist_save_federated(dir, fed, 3, err, sizeof(err)), 0);
 	char *tds[] = {"two.test"};
-	struct cache_entry e = {.id = "f", .spiffe_id = "spiffe://example.org/f", .parent_id = "p",
+	struct entry e = {.id = "f", .spiffe_id = "spiffe://example.org/f", .parent_id = "p",
 				.hint = "", .federates_with = tds, .n_federates_with = 1};
-	struct cache_entry *ep = &e;
+	struct entry *ep = &e;
 	assert_int_equal(persist_save_state(dir, NULL, 0, &ep, 1, NULL, 0, err, sizeof(err)), 0);
 
 	struct persist_data d;
@@ -562,6 +630,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(corrupt_state_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_dir_tightens_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(federated_bundles_persisted, setup, teardown),
+		cmocka_unit_test_setup_teardown(old_state_format_loads, setup, teardown),
 		cmocka_unit_test_setup_teardown(tampered_svids_are_discarded, setup, teardown),
 		cmocka_unit_test_setup_teardown(untrusted_files_are_discarded, setup, teardown),
 	};

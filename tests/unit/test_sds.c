@@ -28,9 +28,10 @@ static const char *const theirs[] = {"unix:uid:2000"};
 static void add_entry(struct snapshot *s, const char *id, const char *spiffe_id,
 		      const char *const *sel)
 {
-	struct cache_entry e = {.id = (char *)id, .spiffe_id = (char *)spiffe_id,
+	struct entry e = {.spiffe_id = (char *)spiffe_id,
 				.parent_id = "spiffe://example.org/agent", .hint = "",
 				.selectors = (char **)sel, .n_selectors = 1, .revision = 1};
+	snprintf(e.id, sizeof(e.id), "%s", id);
 
 	s->entries = xrealloc(s->entries, (s->n_entries + 1) * sizeof(*s->entries));
 	s->entries[s->n_entries++] = cache_entry_dup(&e);

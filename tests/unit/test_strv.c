@@ -49,10 +49,27 @@ static void push_dup_sort_unique(void **state)
 	strv_free(NULL, 3);
 }
 
+/* The one strv -> JSON array helper (entries, agent records, state.json): every string, in
+ * order; an empty vector is an empty array, not null. */
+static void to_json(void **state)
+{
+	char *v[] = {"b", "a\"q"};
+	json_t *a = strv_to_json(v, 2);
+	char *text = json_dumps(a, JSON_COMPACT);
+	assert_string_equal(text, "[\"b\",\"a\\\"q\"]");
+	free(text);
+	json_decref(a);
+	a = strv_to_json(NULL, 0);
+	assert_true(json_is_array(a));
+	assert_int_equal(json_array_size(a), 0);
+	json_decref(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(push_dup_sort_unique),
+		cmocka_unit_test(to_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

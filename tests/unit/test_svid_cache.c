@@ -30,16 +30,17 @@ static struct svid *mk_svid(const char *entry_id, int64_t not_after)
 	return v;
 }
 
-static struct cache_entry *mk_entry(const char *id, const char *const *sel, size_t n)
+static struct entry *mk_entry(const char *id, const char *const *sel, size_t n)
 {
-	struct cache_entry e = {.id = (char *)id, .spiffe_id = "spiffe://example.org/w",
+	struct entry e = {.spiffe_id = "spiffe://example.org/w",
 				.parent_id = "spiffe://example.org/agent", .hint = "",
 				.selectors = (char **)sel, .n_selectors = n, .x509_svid_ttl = 60,
 				.revision = 3};
+	snprintf(e.id, sizeof(e.id), "%s", id);
 	return cache_entry_dup(&e);
 }
 
-static void push_entry(struct snapshot *s, struct cache_entry *e)
+static void push_entry(struct snapshot *s, struct entry *e)
 {
 	s->entries = xrealloc(s->entries, (s->n_entries + 1) * sizeof(*s->entries));
 	s->entries[s->n_entries++] = e;
@@ -92,7 +93,7 @@ static void publish_acquire_and_refcounts(void **state)
 	assert_ptr_equal(b->svids[0], v);
 	assert_int_equal(v->refs, 2);
 	assert_ptr_equal(b->entries[0], a->entries[0]);
-	assert_int_equal(__atomic_load_n(&a->entries[0]->refs, __ATOMIC_SEQ_CST), 1);
+	assert_int_equal(__atomic_load_n(&a->entries[0]->refs, __ATOMIC_SEQ_CST), 2);
 	assert_string_equal(b->entries[0]->id, "e1");
 	svid_cache_publish(c, b);
 	assert_int_equal(b->generation, 2);
@@ -106,7 +107,7 @@ static void publish_acquire_and_refcounts(void **state)
 	/* a is gone now; v and the entry are still referenced by b. */
 	assert_int_equal(v->refs, 1);
 	assert_ptr_equal(snapshot_svid(r2, "e1"), v);
-	assert_int_equal(__atomic_load_n(&r2->entries[0]->refs, __ATOMIC_SEQ_CST), 0);
+	assert_int_equal(__atomic_load_n(&r2->entries[0]->refs, __ATOMIC_SEQ_CST), 1);
 	assert_string_equal(snapshot_entry(r2, "e1")->spiffe_id, "spiffe://example.org/w");
 	snapshot_release(r2);
 
@@ -237,7 +238,7 @@ static void lookups_scale(void **state)
 	print_message("snapshot_copy of 10000 entries: %lld us\n", (long long)dt);
 	for (int i = 0; i < 10000; i++) {
 		snprintf(id, sizeof(id), "entry-%05d", i);
-		const struct cache_entry *e = snapshot_entry(c, id);
+		const struct entry *e = snapshot_entry(c, id);
 		assert_non_null(e);
 		assert_string_equal(e->id, id);
 		struct svid *v = snapshot_svid(c, id);
@@ -288,24 +289,24 @@ static void refcount_edges(void **state)
 	cache_entry_free(NULL);
 }
 
-/* Entries are shared by reference: a zeroed (or duplicated) entry has one owner, every
+/* Entries are shared by reference (refcount.h): a duplicated entry has one owner, every
  * cache_entry_ref() adds one, and only the last cache_entry_free() frees (ASan reports a leak
  * or a use after free otherwise). A duplicate is independent of its source. */
 static void entry_refcounts(void **state)
 {
 	const char *sel[] = {"unix:uid:1"};
-	struct cache_entry *e = mk_entry("e", sel, 1);
-	assert_int_equal(e->refs, 0);
+	struct entry *e = mk_entry("e", sel, 1);
+	assert_int_equal(e->refs, 1);
 	assert_ptr_equal(cache_entry_ref(e), e);
 	assert_ptr_equal(cache_entry_ref(e), e);
-	assert_int_equal(e->refs, 2);
-	struct cache_entry *d = cache_entry_dup(e);
+	assert_int_equal(e->refs, 3);
+	struct entry *d = cache_entry_dup(e);
 	assert_ptr_not_equal(d, e);
-	assert_int_equal(d->refs, 0);
+	assert_int_equal(d->refs, 1);
 	assert_string_equal(d->selectors[0], "unix:uid:1");
 	cache_entry_free(e);
 	cache_entry_free(e);
-	assert_int_equal(e->refs, 0);
+	assert_int_equal(e->refs, 1);
 	assert_string_equal(e->selectors[0], "unix:uid:1");
 	cache_entry_free(e);
 	/* The duplicate survives its source. */

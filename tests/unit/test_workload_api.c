@@ -117,16 +117,16 @@ static int fake_fetch_jwt(void *ud, const char *entry_id, char *const *audience,
 	char *tok = NULL;
 	int64_t now = now_unix();
 
-	f->jwt_calls++;
+	__atomic_add_fetch(&f->jwt_calls, 1, __ATOMIC_RELAXED);
 	if (strcmp(entry_id, "e-fail") == 0) {
-		cb(cb_ud, GRPC_STATUS_UNAVAILABLE, NULL, "server unreachable");
+		cb(cb_ud, GRPC_STATUS_UNAVAILABLE, NULL, 0, "server unreachable");
 		return 0;
 	}
 	assert_int_equal(jwt_sign(f->jwt_key, KID, sub, (const char *const *)audience, n_audience,
 				  now, now + 300, &tok),
 			 0);
 	/* Answer at once, from inside the call: the API must cope with that. */
-	cb(cb_ud, GRPC_STATUS_OK, tok, NULL);
+	cb(cb_ud, GRPC_STATUS_OK, tok, now + 300, NULL);
 	free(tok);
 	return 0;
 }
@@ -261,10 +261,11 @@ static void leaf_free(struct leaf *l)
 static void add_entry(struct snapshot *s, const char *id, const char *spiffe_id,
 		      const char *const *sel, size_t n_sel)
 {
-	struct cache_entry e = {.id = (char *)id, .spiffe_id = (char *)spiffe_id,
+	struct entry e = {.spiffe_id = (char *)spiffe_id,
 				.parent_id = "spiffe://example.org/agent", .hint = "",
 				.selectors = (char **)sel, .n_selectors = n_sel, .x509_svid_ttl = 3600,
 				.jwt_svid_ttl = 300, .revision = 1};
+	snprintf(e.id, sizeof(e.id), "%s", id);
 
 	s->entries = xrealloc(s->entries, (s->n_entries + 1) * sizeof(*s->entries));
 	s->entries[s->n_entries++] = cache_entry_dup(&e);
@@ -853,6 +854,51 @@ static void jwt_fetch_and_validate(void **state)
 	workload_client_close(c);
 }
 
+static int jwt_calls(struct fixture *f)
+{
+	return __atomic_load_n(&f->jwt_calls, __ATOMIC_RELAXED);
+}
+
+/* One token of ID_A for aud; its text in *tok (caller frees). */
+static void fetch_one(struct workload_client *c, const char *const *aud, size_t n, char **tok)
+{
+	struct workload_jwt_svids j;
+	int status = -1;
+	char err[256];
+
+	if (workload_fetch_jwt(c, aud, n, NULL, &j, &status, err, sizeof(err)) != 0)
+		fail_msg("fetch jwt: %s", err);
+	assert_int_equal(j.n, 1);
+	*tok = strdup(j.v[0].token);
+	workload_jwt_svids_free(&j);
+}
+
+/* A repeated fetch (same entry, same audience set in any order) is answered from the agent's
+ * cache without asking for a new token; another audience set, or a failure, is not. */
+static void jwt_cache_serves_repeats(void **state)
+{
+	struct fixture *f = *state;
+	struct snapshot *s = entitled_snapshot(f, NULL);
+	struct workload_client *c;
+	const char *ab[] = {"svc-a", "svc-b"}, *ba[] = {"svc-b", "svc-a"}, *a[] = {"svc-a"};
+	char *t1, *t2, *t3;
+
+	publish(f, s);
+	c = connect_client(f);
+	fetch_one(c, ab, 2, &t1);
+	assert_int_equal(jwt_calls(f), 1);
+	fetch_one(c, ba, 2, &t2);
+	assert_int_equal(jwt_calls(f), 1);
+	assert_string_equal(t1, t2);
+	fetch_one(c, a, 1, &t3);
+	assert_int_equal(jwt_calls(f), 2);
+	assert_string_not_equal(t1, t3);
+	free(t1);
+	free(t2);
+	free(t3);
+	workload_client_close(c);
+}
+
 static void jwt_fetch_failure(void **state)
 {
 	struct fixture *f = *state;
@@ -871,6 +917,10 @@ static void jwt_fetch_failure(void **state)
 			 WORKLOAD_ESTATUS);
 	assert_int_equal(status, GRPC_STATUS_UNAVAILABLE);
 	assert_non_null(strstr(err, "server unreachable"));
+	/* A failure is not cached: the next fetch asks again. */
+	assert_int_equal(workload_fetch_jwt(c, aud, 1, NULL, &j, &status, err, sizeof(err)),
+			 WORKLOAD_ESTATUS);
+	assert_int_equal(jwt_calls(f), 2);
 	workload_client_close(c);
 }
 
@@ -1225,6 +1275,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(bundles, setup, teardown),
 		cmocka_unit_test_setup_teardown(jwt_fetch_and_validate, setup, teardown),
 		cmocka_unit_test_setup_teardown(jwt_fetch_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(jwt_cache_serves_repeats, setup, teardown),
 		cmocka_unit_test_setup_teardown(many_streams, setup_many, teardown),
 		cmocka_unit_test_setup_teardown(conns_per_uid_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(not_ready_then_ready, setup_inline, teardown),

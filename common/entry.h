@@ -1,4 +1,6 @@
-/* entry.h: registration entries (who may get which SPIFFE ID), their JSON form and validation. */
+/* entry.h: registration entries (who may get which SPIFFE ID), their JSON form and validation:
+ * one representation and codec for the server (datastore, admin API) and the agent (the entries
+ * it serves and persists in state.json). No state; any thread. */
 #ifndef LANYARD_ENTRY_H
 #define LANYARD_ENTRY_H
 
@@ -35,6 +37,11 @@ struct entry {
 	char **federates_with;	/* foreign trust domain names ("two.test"), sorted and unique
 				 * once normalised: the workloads get their bundles */
 	size_t n_federates_with;
+	/* Owners (refcount.h), 1 from entry_dup and entry_from_json: the agent's entries are
+	 * immutable once built, so snapshots and the sync thread share one copy
+	 * (cache_entry_ref/cache_entry_free, svid_cache.h). The server never shares one and
+	 * frees with entry_free. */
+	int refs;
 };
 
 /* Frees the members and e itself. NULL-safe. */

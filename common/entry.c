@@ -42,6 +42,7 @@ struct entry *entry_dup(const struct entry *e)
 		return NULL;
 	struct entry *d = xcalloc(1, sizeof(*d));
 	*d = *e;
+	d->refs = 1;
 	d->spiffe_id = strdup_or_null(e->spiffe_id);
 	d->parent_id = strdup_or_null(e->parent_id);
 	d->selectors = strv_dup(e->selectors, e->n_selectors);
@@ -260,20 +261,6 @@ int entry_validate(const struct entry *e, const char *td, char *err, size_t errl
 		return -EINVAL;
 	}
 	return federates_with_validate(e, td, err, errlen);
-}
-
-static json_t *strv_to_json(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-	if (!a)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (json_array_append_new(a, json_string(v[i])) < 0) {
-			json_decref(a);
-			return NULL;
-		}
-	}
-	return a;
 }
 
 static json_t *str_or_null(const char *s)
@@ -550,6 +537,7 @@ out:
 int entry_from_json(json_t *o, struct entry **out, char *err, size_t errlen)
 {
 	struct entry *e = xcalloc(1, sizeof(*e));
+	e->refs = 1;
 	int ret = entry_merge_json(e, o, err, errlen);
 	if (ret < 0) {
 		entry_free(e);

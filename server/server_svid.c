@@ -1,0 +1,55 @@
+/* server_svid.c: see server_svid.h. */
+#include "server_svid.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "bundle.h"
+#include "keys.h"
+#include "util.h"
+
+int server_svid_mint(struct ca *ca, const char *spiffe_id, int64_t ttl, int64_t now,
+		     char **cert_pem, char **key_pem, int64_t *not_after, char *err, size_t errlen)
+{
+	lkey *key = NULL;
+	uint8_t *spki = NULL, *chain = NULL;
+	size_t spki_len = 0, chain_len = 0;
+	int ret = -1;
+
+	*cert_pem = NULL;
+	*key_pem = NULL;
+	if (lkey_generate(KEY_EC_P256, &key) < 0 || lkey_public_der(key, &spki, &spki_len) < 0) {
+		errorf(err, errlen, "cannot generate a key");
+		goto out;
+	}
+	if (ca_sign_x509(ca, spiffe_id, NULL, 0, spki, spki_len, ttl, now, &chain, &chain_len,
+			 not_after, err, errlen) < 0)
+		goto out;
+	*cert_pem = bundle_to_pem(chain, chain_len);
+	if (!*cert_pem || lkey_to_pem(key, key_pem) < 0) {
+		errorf(err, errlen, "cannot encode the SVID");
+		free(*cert_pem);
+		*cert_pem = NULL;
+		goto out;
+	}
+	ret = 0;
+out:
+	free(spki);
+	free(chain);
+	lkey_free(key);
+	return ret;
+}
+
+void svid_daemon_stop(struct svid_daemon *d)
+{
+	if (d->mhd)
+		MHD_stop_daemon(d->mhd);
+	if (d->key_pem) {
+		secure_zero(d->key_pem, strlen(d->key_pem));
+		free(d->key_pem);
+	}
+	free(d->cert_pem);
+	memset(d, 0, sizeof(*d));
+}
