@@ -475,6 +475,13 @@ static int load_fed(const char *dir, struct persist_data *d, char *err, size_t e
 		return -1;
 	if (!buf)
 		return 0;
+	if (!d->trust_domain || !*d->trust_domain) {
+		/* Without bundle.json there is no trust domain to tell ours from a federated one:
+		 * the server sends the current set at the first sync. */
+		log_warnx("discarding %s: no bundle.json beside it", path);
+		free(buf);
+		return 0;
+	}
 	json_t *root = json_loadb((const char *)buf, len, 0, NULL);
 	free(buf);
 	json_t *a = json_object_get(root, "bundles");

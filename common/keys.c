@@ -26,6 +26,7 @@
 /* A key held by another process (lkey_remote_new): only its public half is here. */
 struct remote {
 	lkey_remote_sign_fn sign;
+	lkey_remote_sign_batch_fn batch; /* NULL: one sign call per digest */
 	void *ctx;
 	uint32_t handle;
 	uint8_t *spki;
@@ -488,6 +489,12 @@ lkey *lkey_remote_new(enum key_type type, const uint8_t *spki, size_t spki_len,
 	return k;
 }
 
+void lkey_remote_set_batch(lkey *k, lkey_remote_sign_batch_fn batch)
+{
+	if (k && k->remote)
+		k->remote->batch = batch;
+}
+
 /* The DigestInfo OID for a digest of this length (RSA PKCS#1 v1.5). */
 static int digest_oid(size_t len)
 {
@@ -566,29 +573,45 @@ static size_t der_put_header(uint8_t *out, uint8_t tag, size_t len)
 	return 1 + n;
 }
 
-/* Certificate (and CertificationRequest) ::= SEQUENCE { body, AlgorithmIdentifier, BIT STRING }:
- * the body is hashed and signed through lkey_sign_digest, so a key in another process signs
- * certificates the same way as one in memory. */
-int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size)
+int lkey_sign_digests(const lkey *k, size_t n, const uint8_t *const *digests, size_t dlen,
+		      uint8_t (*sigs)[LKEY_SIG_MAX], size_t *siglens)
+{
+	if (digest_oid(dlen) < 0)
+		return -1;
+	if (k->remote && k->remote->batch && n > 1)
+		return k->remote->batch(k->remote->ctx, k->remote->handle, n, digests, dlen, sigs,
+					siglens);
+	for (size_t i = 0; i < n; i++) {
+		siglens[i] = LKEY_SIG_MAX;
+		if (lkey_sign_digest(k, digests[i], dlen, sigs[i], &siglens[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int lkey_cert_digest(const lkey *k, const uint8_t *body, size_t body_len, uint8_t *digest,
+		     size_t *dlen)
+{
+	enum wc_HashType h = k->type == KEY_EC_P384 ? WC_HASH_TYPE_SHA384 : WC_HASH_TYPE_SHA256;
+	int n = wc_HashGetDigestSize(h);
+	if (n <= 0 || n > LKEY_DIGEST_MAX || body_len > 0xffffff ||
+	    wc_Hash(h, body, (word32)body_len, digest, (word32)n) != 0)
+		return -1;
+	*dlen = (size_t)n;
+	return 0;
+}
+
+int lkey_cert_wrap(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size,
+		   const uint8_t *sig, size_t siglen)
 {
 	const uint8_t *alg = k->type == KEY_EC_P256 ? ALG_ECDSA_SHA256 :
 			     k->type == KEY_EC_P384 ? ALG_ECDSA_SHA384 : ALG_RSA_SHA256;
 	size_t alg_len = k->type == KEY_EC_P256 ? sizeof(ALG_ECDSA_SHA256) :
 			 k->type == KEY_EC_P384 ? sizeof(ALG_ECDSA_SHA384) : sizeof(ALG_RSA_SHA256);
-	enum wc_HashType h = k->type == KEY_EC_P384 ? WC_HASH_TYPE_SHA384 : WC_HASH_TYPE_SHA256;
-	uint8_t digest[WC_MAX_DIGEST_SIZE], sig[LKEY_SIG_MAX];
-	size_t siglen = sizeof(sig);
-	int dlen = wc_HashGetDigestSize(h);
-
-	if (dlen <= 0 || body_len > 0xffffff || wc_Hash(h, buf, (word32)body_len, digest,
-							(word32)dlen) != 0)
-		return -1;
-	if (lkey_sign_digest(k, digest, (size_t)dlen, sig, &siglen) < 0)
-		return -1;
 	size_t bits_len = 1 + siglen;
 	size_t content = body_len + alg_len + 1 + der_len_size(bits_len) + bits_len;
 	size_t hdr = 1 + der_len_size(content);
-	if (hdr + content > buf_size)
+	if (body_len > 0xffffff || hdr + content > buf_size)
 		return -1;
 	memmove(buf + hdr, buf, body_len);
 	der_put_header(buf, 0x30, content);
@@ -599,6 +622,19 @@ int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size
 	buf[off++] = 0x00; /* no unused bits */
 	memcpy(buf + off, sig, siglen);
 	return (int)(off + siglen);
+}
+
+/* Certificate (and CertificationRequest) ::= SEQUENCE { body, AlgorithmIdentifier, BIT STRING }:
+ * the body is hashed and signed through lkey_sign_digest, so a key in another process signs
+ * certificates the same way as one in memory. */
+int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size)
+{
+	uint8_t digest[LKEY_DIGEST_MAX], sig[LKEY_SIG_MAX];
+	size_t dlen, siglen = sizeof(sig);
+	if (lkey_cert_digest(k, buf, body_len, digest, &dlen) < 0 ||
+	    lkey_sign_digest(k, digest, dlen, sig, &siglen) < 0)
+		return -1;
+	return lkey_cert_wrap(k, buf, body_len, buf_size, sig, siglen);
 }
 
 /* ---- JWS ---- */

@@ -73,6 +73,21 @@ int lkey_sign_cert(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size
 int lkey_sign_digest(const lkey *k, const uint8_t *digest, size_t dlen, uint8_t *sig,
 		     size_t *siglen);
 
+/* Signs n digests of dlen bytes each into sigs[i] (siglens[i] their lengths): a remote key with
+ * a batch function (lkey_remote_set_batch) in one call to it, any other key one by one. All or
+ * nothing: -1 when any signature failed. */
+int lkey_sign_digests(const lkey *k, size_t n, const uint8_t *const *digests, size_t dlen,
+		      uint8_t (*sigs)[LKEY_SIG_MAX], size_t *siglens);
+
+/* lkey_sign_cert in two halves, for certificates signed together by lkey_sign_digests:
+ * lkey_cert_digest hashes the body with the hash of k's signature algorithm (digest has room for
+ * LKEY_DIGEST_MAX bytes), lkey_cert_wrap wraps the body at buf in the signed SEQUENCE. */
+#define LKEY_DIGEST_MAX 64
+int lkey_cert_digest(const lkey *k, const uint8_t *body, size_t body_len, uint8_t *digest,
+		     size_t *dlen);
+int lkey_cert_wrap(const lkey *k, uint8_t *buf, size_t body_len, size_t buf_size,
+		   const uint8_t *sig, size_t siglen);
+
 /* A private key held by another process (server/signer.h): signing calls sign(ctx, handle, ...)
  * with the same contract as lkey_sign_digest, and the public half is spki. Every lkey function
  * works on it except the exports of the private key (lkey_to_pkcs8_der, lkey_to_pem fail). */
@@ -81,6 +96,13 @@ typedef int (*lkey_remote_sign_fn)(void *ctx, uint32_t handle, const uint8_t *di
 /* NULL when spki is not a key of that type, or out of memory. spki is copied. */
 lkey *lkey_remote_new(enum key_type type, const uint8_t *spki, size_t spki_len,
 		      lkey_remote_sign_fn sign, void *ctx, uint32_t handle);
+
+/* Many signatures in one call, same contract as lkey_sign_digests. */
+typedef int (*lkey_remote_sign_batch_fn)(void *ctx, uint32_t handle, size_t n,
+					 const uint8_t *const *digests, size_t dlen,
+					 uint8_t (*sigs)[LKEY_SIG_MAX], size_t *siglens);
+/* Gives the remote key k (lkey_remote_new) a batch function; no effect on other keys. */
+void lkey_remote_set_batch(lkey *k, lkey_remote_sign_batch_fn batch);
 
 /* With it, ECDSA signatures are DER (X.509 form) and the curve need not match the hash. */
 #define SPKI_VERIFY_DER_ECDSA 1u

@@ -34,6 +34,20 @@ struct x509_leaf_params {
 int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
 		   const struct x509_leaf_params *p, uint8_t **der, size_t *len);
 
+/* x509_sign_leaf in halves, for leaves signed together (lkey_sign_digests). x509_issuer_new
+ * parses the CA certificate ca_der once for many leaves (NULL when ca_key is not its key, or out
+ * of memory); it borrows ca_key. x509_leaf_tbs builds a leaf's body to sign into *buf (a fresh
+ * work buffer; *body_len bytes), x509_leaf_finish wraps it with the signature (over
+ * lkey_cert_digest of the body) and hands buf, cut to size, back as *der; buf is freed on
+ * failure. An issuer is read-only once made: safe from any thread. */
+struct x509_issuer;
+struct x509_issuer *x509_issuer_new(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len);
+void x509_issuer_free(struct x509_issuer *iss);
+int x509_leaf_tbs(const struct x509_issuer *iss, const struct x509_leaf_params *p, uint8_t **buf,
+		  size_t *body_len);
+int x509_leaf_finish(const struct x509_issuer *iss, uint8_t *buf, size_t body_len,
+		     const uint8_t *sig, size_t siglen, uint8_t **der, size_t *len);
+
 struct x509_ca_params {
 	const char *spiffe_id;   /* "spiffe://example.org" (URI SAN, no path); may be NULL */
 	const char *common_name; /* e.g. "Lanyard CA" */

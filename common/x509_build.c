@@ -309,31 +309,47 @@ static uint8_t *fit(uint8_t *buf, size_t len)
 	return p ? p : buf;
 }
 
+/* Makes the body with the subject key, to be signed by signer, in a fresh CERT_MAX buffer *buf.
+ * Returns the body's length, or -1 (nothing allocated). */
+static int cert_body(Cert *cert, struct pubkey *subject, const lkey *signer, uint8_t **buf)
+{
+	int body;
+	*buf = malloc(CERT_MAX);
+	if (!*buf)
+		return -1;
+	cert->sigType = lkey_cert_sig_type(signer);
+	body = make_cert(cert, subject, *buf, CERT_MAX);
+	if (body > 0)
+		body = mark_bc_critical(*buf, (size_t)body, CERT_MAX);
+	if (body <= 0) {
+		free(*buf);
+		*buf = NULL;
+		return -1;
+	}
+	return body;
+}
+
+/* Signs the body in buf (cert_body) with signer; *der is buf, cut to size. buf is freed on
+ * failure. */
+static int sign_body(uint8_t *buf, int body, const lkey *signer, uint8_t **der, size_t *len)
+{
+	int n = lkey_sign_cert(signer, buf, (size_t)body, CERT_MAX);
+	if (n <= 0) {
+		free(buf);
+		return -1;
+	}
+	*der = fit(buf, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
 /* Makes the body with the subject key, signs it with signer; *der is a fresh buffer. */
 static int finish_cert(Cert *cert, struct pubkey *subject, const lkey *signer, uint8_t **der,
 		       size_t *len)
 {
-	uint8_t *buf = malloc(CERT_MAX);
-	int body, n;
-
-	if (!buf)
-		return -1;
-	cert->sigType = lkey_cert_sig_type(signer);
-	body = make_cert(cert, subject, buf, CERT_MAX);
-	if (body <= 0)
-		goto fail;
-	body = mark_bc_critical(buf, (size_t)body, CERT_MAX);
-	if (body <= 0)
-		goto fail;
-	n = lkey_sign_cert(signer, buf, (size_t)body, CERT_MAX);
-	if (n <= 0)
-		goto fail;
-	*der = fit(buf, (size_t)n);
-	*len = (size_t)n;
-	return 0;
-fail:
-	free(buf);
-	return -1;
+	uint8_t *buf;
+	int body = cert_body(cert, subject, signer, &buf);
+	return body < 0 ? -1 : sign_body(buf, body, signer, der, len);
 }
 
 int x509_csr_create(const lkey *key, uint8_t **der, size_t *len)
@@ -381,20 +397,47 @@ out:
 
 /* ---- certificates ---- */
 
-int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
-		   const struct x509_leaf_params *p, uint8_t **der, size_t *len)
+struct x509_issuer {
+	const lkey *key;
+	/* wc_InitCert'ed with the issuer name and the AKID of the CA certificate set: the fields
+	 * every leaf of this CA shares, each a parse of the CA certificate by wolfSSL. No heap
+	 * pointers (wolfSSL frees its decoded copy after each call), so it is copied per leaf. */
+	Cert tmpl;
+};
+
+struct x509_issuer *x509_issuer_new(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len)
 {
-	Cert *cert = calloc(1, sizeof(*cert));
+	if (!x509_ca_matches_key(ca_der, ca_len, ca_key))
+		return NULL;
+	struct x509_issuer *iss = calloc(1, sizeof(*iss));
+	if (!iss || wc_InitCert(&iss->tmpl) != 0 ||
+	    wc_SetIssuerRaw(&iss->tmpl, ca_der, (int)ca_len) != 0 ||
+	    wc_SetAuthKeyIdFromCert(&iss->tmpl, ca_der, (int)ca_len) != 0) {
+		free(iss);
+		return NULL;
+	}
+	iss->key = ca_key;
+	return iss;
+}
+
+void x509_issuer_free(struct x509_issuer *iss)
+{
+	free(iss);
+}
+
+int x509_leaf_tbs(const struct x509_issuer *iss, const struct x509_leaf_params *p, uint8_t **buf,
+		  size_t *body_len)
+{
+	Cert *cert = malloc(sizeof(*cert));
 	struct pubkey pk = { 0 };
 	int ret = -1, n;
 
-	*der = NULL;
-	*len = 0;
-	if (!cert || !p->spiffe_id || !p->spki || wc_InitCert(cert) != 0)
+	*buf = NULL;
+	*body_len = 0;
+	if (!cert || !p->spiffe_id || !p->spki)
 		goto out;
+	memcpy(cert, &iss->tmpl, sizeof(*cert));
 	if (spiffeid_parse(p->spiffe_id, NULL, NULL, NULL, 0) < 0)
-		goto out;
-	if (!x509_ca_matches_key(ca_der, ca_len, ca_key))
 		goto out;
 	if (pubkey_load(&pk, p->spki, p->spki_len) < 0)
 		goto out;
@@ -415,14 +458,46 @@ int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
 	cert->keyUsage = KEYUSE_DIGITAL_SIG |
 			 (pk.type == RSA_TYPE ? KEYUSE_KEY_ENCIPHER : KEYUSE_KEY_AGREE);
 	cert->extKeyUsage = EXTKEYUSE_SERVER_AUTH | EXTKEYUSE_CLIENT_AUTH;
-	if (wc_SetIssuerRaw(cert, ca_der, (int)ca_len) != 0)
+	if (set_skid(cert, &pk) != 0)
 		goto out;
-	if (set_skid(cert, &pk) != 0 || wc_SetAuthKeyIdFromCert(cert, ca_der, (int)ca_len) != 0)
-		goto out;
-	ret = finish_cert(cert, &pk, ca_key, der, len);
+	n = cert_body(cert, &pk, iss->key, buf);
+	if (n > 0) {
+		*body_len = (size_t)n;
+		ret = 0;
+	}
 out:
 	pubkey_free(&pk);
 	free(cert);
+	return ret;
+}
+
+int x509_leaf_finish(const struct x509_issuer *iss, uint8_t *buf, size_t body_len,
+		     const uint8_t *sig, size_t siglen, uint8_t **der, size_t *len)
+{
+	int n = lkey_cert_wrap(iss->key, buf, body_len, CERT_MAX, sig, siglen);
+	*der = NULL;
+	*len = 0;
+	if (n <= 0) {
+		free(buf);
+		return -1;
+	}
+	*der = fit(buf, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
+int x509_sign_leaf(const lkey *ca_key, const uint8_t *ca_der, size_t ca_len,
+		   const struct x509_leaf_params *p, uint8_t **der, size_t *len)
+{
+	struct x509_issuer *iss = x509_issuer_new(ca_key, ca_der, ca_len);
+	uint8_t *buf;
+	size_t body;
+	int ret = -1;
+	*der = NULL;
+	*len = 0;
+	if (iss && x509_leaf_tbs(iss, p, &buf, &body) == 0)
+		ret = sign_body(buf, (int)body, ca_key, der, len);
+	x509_issuer_free(iss);
 	return ret;
 }
 

@@ -620,49 +620,146 @@ static struct authority *active_ref(struct ca *ca)
 	return a;
 }
 
+static void req_fail(struct ca_x509_req *r, const char *msg)
+{
+	r->status = -1;
+	snprintf(r->err, sizeof(r->err), "%s", msg);
+}
+
+/* One ca_sign_x509_batch: the authority (referenced), its parsed certificate, and per request
+ * the body to sign and its digest. */
+struct batch {
+	struct ca *ca;
+	struct authority *a;
+	struct x509_issuer *iss;
+	struct ca_x509_req *reqs;
+	size_t n, dlen;
+	uint8_t **tbs;
+	size_t *tbs_len;
+	uint8_t (*digests)[LKEY_DIGEST_MAX];
+};
+
+/* The body of request i's leaf and its digest, or the request failed. */
+static void leaf_prepare(struct batch *b, size_t i, int64_t now)
+{
+	struct ca_x509_req *r = &b->reqs[i];
+	struct x509_leaf_params p = {
+		.spiffe_id = r->spiffe_id,
+		.dns_names = r->dns_names,
+		.n_dns = r->n_dns,
+		.not_before = now - BACKDATE_SECONDS,
+		.not_after = now + r->ttl,
+		.spki = r->spki,
+		.spki_len = r->spki_len,
+	};
+	if (p.not_after > b->a->not_after)
+		p.not_after = b->a->not_after;
+	r->not_after = p.not_after;
+	if (p.not_after <= now)
+		req_fail(r, "the active CA authority has expired");
+	else if (x509_leaf_tbs(b->iss, &p, &b->tbs[i], &b->tbs_len[i]) < 0 ||
+		 lkey_cert_digest(b->a->key, b->tbs[i], b->tbs_len[i], b->digests[i], &b->dlen) < 0)
+		req_fail(r, "signing failed");
+}
+
+/* Request i's signed leaf, followed by the authority when it is an intermediate (upstream
+ * mode), which peers need in the chain. Takes the body. */
+static void leaf_finish(struct batch *b, size_t i, const uint8_t *sig, size_t siglen)
+{
+	struct ca_x509_req *r = &b->reqs[i];
+	uint8_t *leaf;
+	size_t leaf_len;
+	int rc = x509_leaf_finish(b->iss, b->tbs[i], b->tbs_len[i], sig, siglen, &leaf, &leaf_len);
+	b->tbs[i] = NULL;
+	if (rc < 0) {
+		req_fail(r, "signing failed");
+		return;
+	}
+	size_t extra = b->ca->upstream_key ? b->a->cert_len : 0;
+	if (extra) {
+		leaf = xrealloc(leaf, leaf_len + extra);
+		memcpy(leaf + leaf_len, b->a->cert, b->a->cert_len);
+	}
+	r->chain = leaf;
+	r->chain_len = leaf_len + extra;
+}
+
+/* Signs every prepared body in one lkey_sign_digests call; returns how many leaves were made. */
+static size_t sign_prepared(struct batch *b)
+{
+	size_t n = b->n, m = 0, ok = 0;
+	const uint8_t **dp = xcalloc(n + 1, sizeof(*dp));
+	uint8_t (*sigs)[LKEY_SIG_MAX] = xcalloc(n + 1, sizeof(*sigs));
+	size_t *siglens = xcalloc(n + 1, sizeof(*siglens)), *idx = xcalloc(n + 1, sizeof(*idx));
+	for (size_t i = 0; i < n; i++)
+		if (b->reqs[i].status == 0) {
+			idx[m] = i;
+			dp[m++] = b->digests[i];
+		}
+	int r = m ? lkey_sign_digests(b->a->key, m, dp, b->dlen, sigs, siglens) : 0;
+	for (size_t j = 0; j < m; j++) {
+		if (r < 0)
+			req_fail(&b->reqs[idx[j]], "signing failed");
+		else
+			leaf_finish(b, idx[j], sigs[j], siglens[j]);
+		ok += b->reqs[idx[j]].status == 0;
+	}
+	free(dp);
+	free(sigs);
+	free(siglens);
+	free(idx);
+	return ok;
+}
+
+size_t ca_sign_x509_batch(struct ca *ca, struct ca_x509_req *reqs, size_t n, int64_t now)
+{
+	struct batch b = { .ca = ca, .reqs = reqs, .n = n, .a = active_ref(ca) };
+	size_t ok = 0;
+	/* Once per batch, not per leaf: the authority's certificate is parsed (and checked to be
+	 * of its key). */
+	if (b.a)
+		b.iss = x509_issuer_new(b.a->key, b.a->cert, b.a->cert_len);
+	for (size_t i = 0; i < n; i++) {
+		reqs[i] = (struct ca_x509_req){ .spiffe_id = reqs[i].spiffe_id,
+						.dns_names = reqs[i].dns_names,
+						.n_dns = reqs[i].n_dns, .spki = reqs[i].spki,
+						.spki_len = reqs[i].spki_len, .ttl = reqs[i].ttl };
+		if (!b.iss)
+			req_fail(&reqs[i], b.a ? "signing failed" : "no active CA authority");
+	}
+	if (!b.iss)
+		goto out;
+	b.tbs = xcalloc(n + 1, sizeof(*b.tbs));
+	b.tbs_len = xcalloc(n + 1, sizeof(*b.tbs_len));
+	b.digests = xcalloc(n + 1, sizeof(*b.digests));
+	for (size_t i = 0; i < n; i++)
+		if (reqs[i].status == 0)
+			leaf_prepare(&b, i, now);
+	ok = sign_prepared(&b);
+	for (size_t i = 0; i < n; i++)
+		free(b.tbs[i]);
+	free(b.tbs);
+	free(b.tbs_len);
+	free(b.digests);
+out:
+	x509_issuer_free(b.iss);
+	authority_unref(b.a);
+	return ok;
+}
+
 int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_names, size_t n_dns,
 		 const uint8_t *spki, size_t spki_len, int64_t ttl, int64_t now, uint8_t **chain,
 		 size_t *chain_len, int64_t *not_after, char *err, size_t errlen)
 {
-	struct authority *a = active_ref(ca);
-	if (!a)
-		return errorf(err, errlen, "no active CA authority");
-	int ret = -1;
-	uint8_t *leaf = NULL;
-	size_t leaf_len = 0;
-	struct x509_leaf_params p = {
-		.spiffe_id = spiffe_id,
-		.dns_names = dns_names,
-		.n_dns = n_dns,
-		.not_before = now - BACKDATE_SECONDS,
-		.not_after = now + ttl,
-		.spki = spki,
-		.spki_len = spki_len,
-	};
-	if (p.not_after > a->not_after)
-		p.not_after = a->not_after;
-	if (p.not_after <= now) {
-		errorf(err, errlen, "the active CA authority has expired");
-		goto out;
-	}
-	if (x509_sign_leaf(a->key, a->cert, a->cert_len, &p, &leaf, &leaf_len) < 0) {
-		errorf(err, errlen, "signing failed");
-		goto out;
-	}
-	/* With an upstream CA the authority is an intermediate that peers need in the chain. */
-	size_t extra = ca->upstream_key ? a->cert_len : 0;
-	*chain = xmalloc(leaf_len + extra);
-	memcpy(*chain, leaf, leaf_len);
-	if (extra)
-		memcpy(*chain + leaf_len, a->cert, a->cert_len);
-	*chain_len = leaf_len + extra;
+	struct ca_x509_req r = { .spiffe_id = spiffe_id, .dns_names = dns_names, .n_dns = n_dns,
+				 .spki = spki, .spki_len = spki_len, .ttl = ttl };
+	if (ca_sign_x509_batch(ca, &r, 1, now) != 1)
+		return errorf(err, errlen, "%s", r.err);
+	*chain = r.chain;
+	*chain_len = r.chain_len;
 	if (not_after)
-		*not_after = p.not_after;
-	ret = 0;
-out:
-	free(leaf);
-	authority_unref(a);
-	return ret;
+		*not_after = r.not_after;
+	return 0;
 }
 
 int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n_aud, int64_t ttl,

@@ -71,6 +71,27 @@ int ca_sync(struct ca *ca, int64_t now);
 int ca_sign_x509(struct ca *ca, const char *spiffe_id, const char *const *dns_names, size_t n_dns,
 		 const uint8_t *spki, size_t spki_len, int64_t ttl, int64_t now, uint8_t **chain,
 		 size_t *chain_len, int64_t *not_after, char *err, size_t errlen);
+/* One X509-SVID of a batch: the arguments of ca_sign_x509 in, its results out. */
+struct ca_x509_req {
+	const char *spiffe_id;
+	const char *const *dns_names;
+	size_t n_dns;
+	const uint8_t *spki;
+	size_t spki_len;
+	int64_t ttl;
+	/* results: status 0 with chain (the caller frees it) and not_after, or -1 with err */
+	int status;
+	uint8_t *chain;
+	size_t chain_len;
+	int64_t not_after;
+	char err[128];
+};
+/* Signs n X509-SVIDs like ca_sign_x509, with one authority and one round trip to the signer per
+ * up to SIGNER_BATCH_MAX signatures: every body is built first, all digests are signed together,
+ * then the certificates are assembled. A request that cannot be signed (bad name or key) fails
+ * alone; a failure of the signature itself fails every request of the batch. Returns how many
+ * were signed. */
+size_t ca_sign_x509_batch(struct ca *ca, struct ca_x509_req *reqs, size_t n, int64_t now);
 /* Signs a JWT-SVID with the active authority's JWT key; exp never past the authority's. */
 int ca_sign_jwt(struct ca *ca, const char *sub, const char *const *aud, size_t n_aud, int64_t ttl,
 		int64_t now, char **token, int64_t *exp, char *err, size_t errlen);

@@ -22,7 +22,7 @@
 /* ---- the signer process ---- */
 
 struct slot {
-	char id[SIGNER_REQ_DATA_MAX + 1];
+	char id[SIGNER_ID_MAX + 1];
 	uint8_t kind;
 	lkey *key; /* NULL once destroyed; handles are never reused */
 };
@@ -189,6 +189,34 @@ static void op_sign_or_public(struct child *c, const struct signer_req *req,
 	rep->data_len = (uint16_t)len;
 }
 
+/* All the digests with one key under one read lock; any failure fails the whole batch. */
+static void op_sign_batch(struct child *c, const struct signer_req *req, struct signer_rep *rep)
+{
+	const uint8_t *digests[SIGNER_BATCH_MAX];
+	size_t dlens[SIGNER_BATCH_MAX], n = 0, failed = 0;
+	if (signer_batch_req_get(req, digests, dlens, &n) < 0) {
+		rep_error(rep, -EINVAL, "malformed batch");
+		return;
+	}
+	pthread_rwlock_rdlock(&c->lock);
+	lkey *k = slot_key(c, req->handle);
+	for (size_t i = 0; k && !failed && i < n; i++) {
+		uint8_t sig[LKEY_SIG_MAX];
+		size_t len = sizeof(sig);
+		if (lkey_sign_digest(k, digests[i], dlens[i], sig, &len) < 0 ||
+		    signer_batch_rep_add(rep, sig, len) < 0)
+			failed = i + 1;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	if (!k)
+		rep_error(rep, -ENOENT, "no key with handle %u", (unsigned)req->handle);
+	else if (failed)
+		rep_error(rep, -EIO, "signing digest %zu of %zu with handle %u failed", failed, n,
+			  (unsigned)req->handle);
+	else
+		rep->handle = req->handle;
+}
+
 static void handle_request(struct child *c, const struct signer_req *req, struct signer_rep *rep)
 {
 	char id[SIGNER_REQ_DATA_MAX + 1];
@@ -198,6 +226,9 @@ static void handle_request(struct child *c, const struct signer_req *req, struct
 	case SIGNER_OP_SIGN:
 	case SIGNER_OP_PUBLIC_KEY:
 		op_sign_or_public(c, req, rep);
+		break;
+	case SIGNER_OP_SIGN_BATCH:
+		op_sign_batch(c, req, rep);
 		break;
 	case SIGNER_OP_GENERATE:
 		op_generate(c, id, req->kind, rep);
@@ -452,6 +483,29 @@ static int remote_sign(void *ctx, uint32_t handle, const uint8_t *digest, size_t
 	return 0;
 }
 
+/* Chunks of SIGNER_BATCH_MAX digests, one round trip each. */
+static int remote_sign_batch(void *ctx, uint32_t handle, size_t n, const uint8_t *const *digests,
+			     size_t dlen, uint8_t (*sigs)[LKEY_SIG_MAX], size_t *siglens)
+{
+	struct signer_req req = { .handle = handle };
+	struct signer_rep rep;
+	for (size_t done = 0; done < n;) {
+		size_t m = n - done < SIGNER_BATCH_MAX ? n - done : SIGNER_BATCH_MAX;
+		const uint8_t *got[SIGNER_BATCH_MAX];
+		size_t got_len[SIGNER_BATCH_MAX];
+		if (signer_batch_req_set(&req, digests + done, dlen, m) < 0 ||
+		    signer_call(ctx, &req, &rep) < 0 || rep.status < 0 ||
+		    signer_batch_rep_get(&rep, m, got, got_len) < 0)
+			return -1;
+		for (size_t i = 0; i < m; i++) {
+			memcpy(sigs[done + i], got[i], got_len[i]);
+			siglens[done + i] = got_len[i];
+		}
+		done += m;
+	}
+	return 0;
+}
+
 /* GENERATE or LOAD: the reply's handle and SPKI become a remote key. */
 static int key_op(struct signer *s, uint8_t op, enum signer_kind kind, const char *id, lkey **out,
 		  char *err, size_t errlen)
@@ -472,6 +526,7 @@ static int key_op(struct signer *s, uint8_t op, enum signer_kind kind, const cha
 	if (spki_key_type(rep.data, rep.data_len, &t, NULL) < 0 ||
 	    !(*out = lkey_remote_new(t, rep.data, rep.data_len, remote_sign, s, rep.handle)))
 		return errorf(err, errlen, "the signer returned an unusable public key for %s", id);
+	lkey_remote_set_batch(*out, remote_sign_batch);
 	return 0;
 }
 

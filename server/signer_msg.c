@@ -31,7 +31,7 @@ static uint32_t get32(const uint8_t *p)
 
 int signer_id_valid(const uint8_t *id, size_t len)
 {
-	if (len == 0 || len > SIGNER_REQ_DATA_MAX)
+	if (len == 0 || len > SIGNER_ID_MAX)
 		return 0;
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = id[i];
@@ -42,6 +42,94 @@ int signer_id_valid(const uint8_t *id, size_t len)
 	return 1;
 }
 
+static bool digest_len_ok(size_t len)
+{
+	return len == 32 || len == 48 || len == 64;
+}
+
+/* Walks SIGN_BATCH request data: count u8 | count x (len u8 | digest). Outputs may be NULL. */
+static int batch_walk(const uint8_t *data, size_t len, const uint8_t **digests, size_t *dlens,
+		      size_t *n)
+{
+	if (len < 1 || data[0] == 0 || data[0] > SIGNER_BATCH_MAX)
+		return -EINVAL;
+	size_t count = data[0], off = 1;
+	for (size_t i = 0; i < count; i++) {
+		if (off >= len || !digest_len_ok(data[off]) || len - off - 1 < data[off])
+			return -EINVAL;
+		if (digests) {
+			digests[i] = data + off + 1;
+			dlens[i] = data[off];
+		}
+		off += 1 + (size_t)data[off];
+	}
+	if (off != len)
+		return -EINVAL;
+	if (n)
+		*n = count;
+	return 0;
+}
+
+int signer_batch_req_set(struct signer_req *r, const uint8_t *const *digests, size_t dlen,
+			 size_t n)
+{
+	if (n == 0 || n > SIGNER_BATCH_MAX || !digest_len_ok(dlen))
+		return -EINVAL;
+	size_t off = 1;
+	r->op = SIGNER_OP_SIGN_BATCH;
+	r->data[0] = (uint8_t)n;
+	for (size_t i = 0; i < n; i++) {
+		r->data[off++] = (uint8_t)dlen;
+		memcpy(r->data + off, digests[i], dlen);
+		off += dlen;
+	}
+	r->data_len = (uint16_t)off;
+	return 0;
+}
+
+int signer_batch_req_get(const struct signer_req *r, const uint8_t **digests, size_t *dlens,
+			 size_t *n)
+{
+	if (r->op != SIGNER_OP_SIGN_BATCH || r->data_len > SIGNER_REQ_DATA_MAX)
+		return -EINVAL;
+	return batch_walk(r->data, r->data_len, digests, dlens, n);
+}
+
+int signer_batch_rep_add(struct signer_rep *r, const uint8_t *sig, size_t siglen)
+{
+	if (r->data_len == 0)
+		r->data[r->data_len++] = 0;
+	if (r->data[0] >= SIGNER_BATCH_MAX || siglen == 0 || siglen > SIGNER_SIG_MAX ||
+	    (size_t)(SIGNER_REP_DATA_MAX - r->data_len) < 2 + siglen)
+		return -EINVAL;
+	put16(r->data + r->data_len, (uint16_t)siglen);
+	memcpy(r->data + r->data_len + 2, sig, siglen);
+	r->data_len = (uint16_t)(r->data_len + 2 + siglen);
+	r->data[0]++;
+	return 0;
+}
+
+int signer_batch_rep_get(const struct signer_rep *r, size_t n, const uint8_t **sigs,
+			 size_t *siglens)
+{
+	if (r->status != 0 || r->data_len > SIGNER_REP_DATA_MAX || r->data_len < 1 ||
+	    r->data[0] != n || n > SIGNER_BATCH_MAX)
+		return -EINVAL;
+	size_t off = 1, len = r->data_len;
+	for (size_t i = 0; i < n; i++) {
+		if (len - off < 2)
+			return -EINVAL;
+		size_t sl = get16(r->data + off);
+		off += 2;
+		if (sl == 0 || sl > SIGNER_SIG_MAX || len - off < sl)
+			return -EINVAL;
+		sigs[i] = r->data + off;
+		siglens[i] = sl;
+		off += sl;
+	}
+	return off == len ? 0 : -EINVAL;
+}
+
 /* The per-op rules on kind and data, shared by both directions of the request codec. */
 static bool req_valid(const struct signer_req *r)
 {
@@ -49,7 +137,9 @@ static bool req_valid(const struct signer_req *r)
 		return false;
 	switch (r->op) {
 	case SIGNER_OP_SIGN:
-		return r->data_len == 32 || r->data_len == 48 || r->data_len == 64;
+		return digest_len_ok(r->data_len);
+	case SIGNER_OP_SIGN_BATCH:
+		return batch_walk(r->data, r->data_len, NULL, NULL, NULL) == 0;
 	case SIGNER_OP_PUBLIC_KEY:
 		return r->data_len == 0;
 	case SIGNER_OP_LOAD:

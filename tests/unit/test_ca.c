@@ -532,6 +532,62 @@ static void shared_corrupt_peer_left_out(void **state)
 	ca_close(b);
 }
 
+/* A batch larger than one signer message: every good request gets a leaf that verifies against
+ * the bundle and carries its own key; a bad name or key fails only its request. */
+static void batch_signs_each_and_isolates_errors(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256];
+	int64_t now = now_unix();
+	assert_int_equal(ca_open(&f->o, f->ds, now, &ca, err, sizeof(err)), 0);
+	enum { N = 21 };
+	lkey *keys[N];
+	uint8_t *spkis[N];
+	size_t spki_lens[N];
+	struct ca_x509_req reqs[N];
+	char ids[N][64];
+	static const uint8_t junk[] = { 0x30, 0x03, 0x02, 0x01, 0x01 };
+	for (size_t i = 0; i < N; i++) {
+		leaf_spki(&spkis[i], &spki_lens[i], &keys[i]);
+		snprintf(ids[i], sizeof(ids[i]), "spiffe://example.org/w%zu", i);
+		reqs[i] = (struct ca_x509_req){ .spiffe_id = ids[i], .spki = spkis[i],
+						.spki_len = spki_lens[i], .ttl = 600 };
+	}
+	reqs[3].spiffe_id = "not a spiffe id";
+	reqs[17].spki = junk;
+	reqs[17].spki_len = sizeof(junk);
+	assert_int_equal(ca_sign_x509_batch(ca, reqs, N, now), N - 2);
+	struct ca_bundle b;
+	assert_int_equal(ca_bundle_get(ca, &b), 0);
+	for (size_t i = 0; i < N; i++) {
+		if (i == 3 || i == 17) {
+			assert_int_equal(reqs[i].status, -1);
+			assert_null(reqs[i].chain);
+			assert_true(reqs[i].err[0] != 0);
+			continue;
+		}
+		assert_int_equal(reqs[i].status, 0);
+		assert_int_equal(x509_verify(reqs[i].chain, reqs[i].chain_len, b.x509, b.x509_len,
+					     now, err, sizeof(err)), 0);
+		assert_true(lkey_matches_cert(keys[i], reqs[i].chain, reqs[i].chain_len));
+		struct x509_info info;
+		assert_int_equal(x509_parse(reqs[i].chain, reqs[i].chain_len, &info, err,
+					    sizeof(err)), 0);
+		assert_string_equal(info.spiffe_id, ids[i]);
+		assert_int_equal(info.not_after, now + 600);
+		assert_int_equal(reqs[i].not_after, now + 600);
+		x509_info_free(&info);
+	}
+	for (size_t i = 0; i < N; i++) {
+		free(reqs[i].chain);
+		free(spkis[i]);
+		lkey_free(keys[i]);
+	}
+	ca_bundle_free(&b);
+	ca_close(ca);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -545,6 +601,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(tainted_prepared_never_activates, setup, teardown),
 		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
 		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(batch_signs_each_and_isolates_errors, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -599,6 +599,15 @@ static void federated_bundles_persisted(void **state)
 	assert_int_equal(d.entries[0]->n_federates_with, 1);
 	assert_string_equal(d.entries[0]->federates_with[0], "two.test");
 	persist_data_free(&d);
+
+	/* Without bundle.json, nothing says which trust domain is ours: even example.org's
+	 * "federated" bundle would pass, so the whole file is left to the server's next sync. */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/bundle.json", dir);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(persist_load(dir, now_unix(), &d, err, sizeof(err)), 0);
+	assert_int_equal(d.n_fed, 0);
+	persist_data_free(&d);
 	free(leaf);
 	lkey_free(k);
 }

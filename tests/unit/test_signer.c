@@ -193,6 +193,113 @@ static void test_live_signer(void **state)
 	rmdir(dir);
 }
 
+static void test_batch_codec(void **state)
+{
+	(void)state;
+	uint8_t d[SIGNER_BATCH_MAX + 1][32], buf[SIGNER_REP_MAX];
+	const uint8_t *dp[SIGNER_BATCH_MAX + 1], *got[SIGNER_BATCH_MAX];
+	size_t lens[SIGNER_BATCH_MAX], n = 0;
+	for (size_t i = 0; i <= SIGNER_BATCH_MAX; i++) {
+		memset(d[i], (int)i, sizeof(d[i]));
+		dp[i] = d[i];
+	}
+	struct signer_req r = { .handle = 3 }, back;
+	assert_int_equal(signer_batch_req_set(&r, dp, 32, SIGNER_BATCH_MAX), 0);
+	size_t len = signer_req_encode(&r, buf, sizeof(buf));
+	assert_int_equal(len, SIGNER_REQ_HEADER + 1 + SIGNER_BATCH_MAX * 33);
+	assert_int_equal(signer_req_decode(buf, len, &back), 0);
+	assert_int_equal(signer_batch_req_get(&back, got, lens, &n), 0);
+	assert_int_equal(n, SIGNER_BATCH_MAX);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(lens[i], 32);
+		assert_memory_equal(got[i], d[i], 32);
+	}
+	/* count 0 or over the max, a bad digest length, a truncated or padded list */
+	assert_int_equal(signer_batch_req_set(&r, dp, 32, 0), -EINVAL);
+	assert_int_equal(signer_batch_req_set(&r, dp, 32, SIGNER_BATCH_MAX + 1), -EINVAL);
+	assert_int_equal(signer_batch_req_set(&r, dp, 33, 2), -EINVAL);
+	assert_int_equal(signer_batch_req_set(&r, dp, 32, 2), 0);
+	len = signer_req_encode(&r, buf, sizeof(buf));
+	assert_int_equal(signer_req_decode(buf, len, &back), 0);
+	buf[SIGNER_REQ_HEADER] = 3; /* claims 3 digests, carries 2 */
+	assert_int_equal(signer_req_decode(buf, len, &back), -EINVAL);
+	buf[SIGNER_REQ_HEADER] = 0;
+	assert_int_equal(signer_req_decode(buf, len, &back), -EINVAL);
+	buf[SIGNER_REQ_HEADER] = 2;
+	buf[SIGNER_REQ_HEADER + 1] = 31; /* first digest 31 bytes */
+	assert_int_equal(signer_req_decode(buf, len, &back), -EINVAL);
+	buf[SIGNER_REQ_HEADER + 1] = 64; /* longer than what follows */
+	assert_int_equal(signer_req_decode(buf, len, &back), -EINVAL);
+	buf[SIGNER_REQ_HEADER + 1] = 32;
+	buf[3] = (uint8_t)(buf[3] + 1); /* one stray byte after the list */
+	assert_int_equal(signer_req_decode(buf, len + 1, &back), -EINVAL);
+
+	/* replies: exactly the expected number of well-formed signatures */
+	struct signer_rep rep = { 0 }, rb;
+	const uint8_t *sigs[SIGNER_BATCH_MAX];
+	size_t sl[SIGNER_BATCH_MAX];
+	uint8_t sig[SIGNER_SIG_MAX];
+	memset(sig, 0x5a, sizeof(sig));
+	for (size_t i = 0; i < SIGNER_BATCH_MAX; i++)
+		assert_int_equal(signer_batch_rep_add(&rep, sig, SIGNER_SIG_MAX - i), 0);
+	assert_int_equal(signer_batch_rep_add(&rep, sig, 10), -EINVAL); /* full */
+	len = signer_rep_encode(&rep, buf, sizeof(buf));
+	assert_int_not_equal(len, 0);
+	assert_int_equal(signer_rep_decode(buf, len, &rb), 0);
+	assert_int_equal(signer_batch_rep_get(&rb, SIGNER_BATCH_MAX, sigs, sl), 0);
+	assert_int_equal(sl[5], SIGNER_SIG_MAX - 5);
+	assert_memory_equal(sigs[5], sig, sl[5]);
+	assert_int_equal(signer_batch_rep_get(&rb, SIGNER_BATCH_MAX - 1, sigs, sl), -EINVAL);
+	rb.data_len--; /* the last signature cut short */
+	assert_int_equal(signer_batch_rep_get(&rb, SIGNER_BATCH_MAX, sigs, sl), -EINVAL);
+	struct signer_rep empty = { 0 };
+	assert_int_equal(signer_batch_rep_add(&empty, sig, 0), -EINVAL);
+	assert_int_equal(signer_batch_rep_get(&empty, 1, sigs, sl), -EINVAL);
+}
+
+/* Through a live signer: a batch signed in one message verifies digest by digest. */
+static void test_live_batch(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/lanyard-signer-XXXXXX", err[256];
+	assert_non_null(mkdtemp(dir));
+	struct signer_options o = { .key_dir = dir, .key_type = KEY_EC_P256, .channels = 1 };
+	struct signer *s = NULL;
+	assert_int_equal(signer_start(&o, &s, err, sizeof(err)), 0);
+	lkey *k = NULL;
+	assert_int_equal(signer_generate(s, SIGNER_KIND_X509, "b1", &k, err, sizeof(err)), 0);
+	enum { N = SIGNER_BATCH_MAX + 3 };
+	uint8_t msg[N][8], d[N][LKEY_DIGEST_MAX], sigs[N][LKEY_SIG_MAX], *spki = NULL;
+	const uint8_t *dp[N];
+	size_t sl[N], dlen = 0, spki_len;
+	for (size_t i = 0; i < N; i++) {
+		memset(msg[i], (int)(i + 1), sizeof(msg[i]));
+		assert_int_equal(lkey_cert_digest(k, msg[i], sizeof(msg[i]), d[i], &dlen), 0);
+		dp[i] = d[i];
+	}
+	assert_int_equal(dlen, 32);
+	assert_int_equal(lkey_sign_digests(k, N, dp, dlen, sigs, sl), 0);
+	assert_int_equal(lkey_public_der(k, &spki, &spki_len), 0);
+	for (size_t i = 0; i < N; i++)
+		assert_int_equal(spki_verify("ES256", SPKI_VERIFY_DER_ECDSA, spki, spki_len, msg[i],
+					     sizeof(msg[i]), sigs[i], sl[i]), 0);
+	/* each signature is of its own digest */
+	assert_int_not_equal(spki_verify("ES256", SPKI_VERIFY_DER_ECDSA, spki, spki_len, msg[1],
+					 sizeof(msg[1]), sigs[0], sl[0]), 0);
+	/* An unknown handle fails the batch; the signer keeps serving. */
+	struct signer_req req = { .handle = 99 };
+	struct signer_rep rep;
+	assert_int_equal(signer_batch_req_set(&req, dp, 32, 2), 0);
+	assert_int_equal(signer_call(s, &req, &rep), 0);
+	assert_int_equal(rep.status, -ENOENT);
+	sign_and_verify(k);
+	free(spki);
+	assert_int_equal(signer_destroy(s, "b1"), 0);
+	lkey_free(k);
+	signer_stop(s);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	log_setup(LOG_LEVEL_WARN, false);
@@ -201,6 +308,8 @@ int main(void)
 		cmocka_unit_test(test_req_refused),
 		cmocka_unit_test(test_rep_refused),
 		cmocka_unit_test(test_live_signer),
+		cmocka_unit_test(test_batch_codec),
+		cmocka_unit_test(test_live_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
