@@ -160,8 +160,15 @@ int h2conn_tls_new(struct h2conn *h, WOLFSSL_CTX *ctx, const char *server_name, 
 	wolfSSL_SSLSetIOSend(h->ssl, tls_send_cb);
 	wolfSSL_SetIOReadCtx(h->ssl, h);
 	wolfSSL_SetIOWriteCtx(h->ssl, h);
-	if (h->is_server)
+	if (h->is_server) {
 		wolfSSL_set_verify(h->ssl, WOLFSSL_VERIFY_PEER, NULL);
+		/* No resumption here (peers re-authenticate with a full handshake): a session
+		 * ticket would cost an encryption and a record per handshake for nothing. */
+		if (wolfSSL_no_ticket_TLSv13(h->ssl) < 0) { /* 0 on success */
+			errorf(err, errlen, "TLS setup failed (session tickets)");
+			return -1;
+		}
+	}
 	if (wolfSSL_SetMinVersion(h->ssl, WOLFSSL_TLSV1_3) != WOLFSSL_SUCCESS ||
 	    wolfSSL_UseALPN(h->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
 		    WOLFSSL_SUCCESS) {

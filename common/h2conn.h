@@ -88,8 +88,9 @@ void h2conn_init(struct h2conn *h, int fd, bool is_server);
 int h2conn_session_new(struct h2conn *h, const nghttp2_session_callbacks *cbs, void *ud,
 		       const nghttp2_option *option, nghttp2_mem *mem);
 /* Puts TLS 1.3 with ALPN h2 (mismatch fails) under the connection. A server verifies client
- * certificates when presented (WOLFSSL_VERIFY_PEER); a client sends server_name as SNI when it is
- * not NULL or empty. 0 or -1. */
+ * certificates when presented (WOLFSSL_VERIFY_PEER) and issues no TLS 1.3 session tickets (no
+ * resumption: peers always re-authenticate); a client sends server_name as SNI when it is not NULL
+ * or empty. 0 or -1. */
 int h2conn_tls_new(struct h2conn *h, WOLFSSL_CTX *ctx, const char *server_name, char *err,
 		   size_t errlen);
 /* One step of the TLS handshake: 1 once complete (ALPN checked, peer certificate copied), 0 when

@@ -68,6 +68,9 @@ static WOLFSSL_CTX *make_tls_ctx(struct node_api *n, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create a TLS context");
 		goto fail;
 	}
+	/* Agents never resume TLS sessions (no tickets either, h2conn.h): caching each session
+	 * (with its peer chain) would only hold memory. */
+	wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
 	/* The chain as PEM: wolfSSL's chain loader is most dependable with PEM blocks. */
 	const uint8_t **certs = NULL;
 	size_t *lens = NULL, nc = 0;

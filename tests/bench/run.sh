@@ -23,6 +23,8 @@
 #                              agents holding entry streams over 100,000 entries (server CPU
 #                              and memory); storm: 5,000 of them and one lanyard-agent
 #                              reconnecting after a server restart
+#   LANYARD_BENCH_FLEET_AGENTS=N  the fleet benchmark with N simulated agents instead of the mode's
+#                              (10 entries each): memory per connection at a chosen scale
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
@@ -203,6 +205,7 @@ else
 	FLEET_ARGS=(--agents 10000 --entries 10 --idle-seconds 15 --seconds 60)
 	STORM_ARGS=(--agents 5000 --entries 1 --workers 64 --timeout 300)
 fi
+[ -n "${LANYARD_BENCH_FLEET_AGENTS:-}" ] && FLEET_ARGS[1]=$LANYARD_BENCH_FLEET_AGENTS
 # 10,000 simulated agents hold 10,000 connections: the load generator and the server need the
 # descriptors (bench_server raises its own soft limit too).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -22,6 +22,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <nghttp2/nghttp2.h>
 
 #include "grpc.h"
 #include "grpc_client.h"
@@ -1011,6 +1012,68 @@ static void test_garbage(void **state)
 	grpc_client_close(c);
 }
 
+/* Reads the server's first frame on a raw connection: its SETTINGS. Returns the payload length. */
+static size_t read_server_settings(int fd, uint8_t *buf, size_t cap)
+{
+	size_t got = 0, need = 9;
+	int i;
+
+	/* Bounded: the frame is a few dozen bytes; each poll waits up to a second. */
+	for (i = 0; i < 20 && got < need; i++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 1000) <= 0)
+			continue;
+		n = recv(fd, buf + got, cap - got, 0);
+		assert_true(n > 0);
+		got += (size_t)n;
+		if (got >= 9)
+			need = 9 + ((size_t)buf[0] << 16 | (size_t)buf[1] << 8 | buf[2]);
+		assert_true(need <= cap);
+	}
+	assert_true(got >= need);
+	assert_int_equal(buf[3], 0x4); /* SETTINGS */
+	assert_int_equal(buf[4] & 0x1, 0); /* not an ACK */
+	return need - 9;
+}
+
+/* The server announces no HPACK dynamic table (each connection's tables held memory for its
+ * whole life) and its stream limit; clients keep working with it (every other test). */
+static void test_server_settings(void **state)
+{
+	const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	const uint8_t empty_settings[9] = { 0, 0, 0, 0x4, 0, 0, 0, 0, 0 };
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	uint8_t buf[512];
+	size_t len, k;
+	long table = -1, streams = -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	(void)state;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", F->sock);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(send(fd, preface, sizeof(preface) - 1, MSG_NOSIGNAL),
+			 (ssize_t)sizeof(preface) - 1);
+	assert_int_equal(send(fd, empty_settings, sizeof(empty_settings), MSG_NOSIGNAL),
+			 (ssize_t)sizeof(empty_settings));
+	len = read_server_settings(fd, buf, sizeof(buf));
+	assert_int_equal(len % 6, 0);
+	for (k = 0; k < len; k += 6) {
+		const uint8_t *e = buf + 9 + k;
+		unsigned id = (unsigned)e[0] << 8 | e[1];
+		long v = (long)((uint32_t)e[2] << 24 | (uint32_t)e[3] << 16 | (uint32_t)e[4] << 8 | e[5]);
+
+		if (id == NGHTTP2_SETTINGS_HEADER_TABLE_SIZE)
+			table = v;
+		else if (id == NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+			streams = v;
+	}
+	assert_int_equal(table, 0);
+	assert_true(streams > 0);
+	close(fd);
+}
+
 static void test_flood(void **state)
 {
 	struct grpc_client *c = connect_unix();
@@ -1412,6 +1475,7 @@ int main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_wake_fd),
 		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_server_settings),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_many_connections),
 		cmocka_unit_test(test_shared_frame_buffer),

@@ -345,6 +345,10 @@ static void exchange(WOLFSSL_CTX *srv_ctx, WOLFSSL_CTX *cli_ctx)
 		len = cli.h2.peer_cert_len;
 		assert_true(len > 100);
 		assert_null(srv.h2.peer_cert); /* no client certificate presented */
+		/* The server issued no session ticket (h2conn_tls_new): the client read the whole
+		 * response, so a NewSessionTicket sent after the handshake would have arrived. */
+		assert_non_null(wolfSSL_get_session(cli.h2.ssl));
+		assert_int_equal(wolfSSL_SESSION_has_ticket(wolfSSL_get_session(cli.h2.ssl)), 0);
 	}
 	h2conn_free(&cli.h2);
 	h2conn_free(&srv.h2);
