@@ -410,7 +410,7 @@ static const nghttp2_session_callbacks *server_callbacks(struct grpc_server *s)
 static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
 {
 	const nghttp2_session_callbacks *cbs = server_callbacks(s);
-	nghttp2_settings_entry settings[2];
+	nghttp2_settings_entry settings[1];
 	int rc;
 
 	if (!cbs)
@@ -422,9 +422,7 @@ static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
 		return -1;
 	settings[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
 	settings[0].value = s->cfg.max_streams_per_conn;
-	settings[1].settings_id = NGHTTP2_SETTINGS_HEADER_TABLE_SIZE;
-	settings[1].value = H2_HEADER_TABLE_SIZE;
-	if (nghttp2_submit_settings(conn->h2.session, NGHTTP2_FLAG_NONE, settings, 2) != 0)
+	if (nghttp2_submit_settings(conn->h2.session, NGHTTP2_FLAG_NONE, settings, 1) != 0)
 		return -1;
 	if (s->tls && h2conn_tls_new(&conn->h2, s->tls, NULL, NULL, 0) < 0)
 		return -1;

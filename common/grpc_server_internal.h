@@ -25,10 +25,11 @@
 /* Response header blocks we send are small; at most one frame buffer's worth keeps nghttp2 to a
  * single frame buffer per session (it sizes the buffer chain from this). */
 #define H2_MAX_SEND_HEADER_BLOCK 16384
-/* HPACK dynamic tables, both directions (SETTINGS_HEADER_TABLE_SIZE we send, and our encoder's
- * cap): none. A peer opens a few streams per connection, so indexing saves a few bytes per
- * request, while each session's tables held about 1 KiB of entries for the connection's life
- * (ten thousand agents: 10 MB). */
+/* Our HPACK encoder's dynamic table: none. A peer opens a few streams per connection, so
+ * indexing saves a few bytes per request, while the table held its entries for the
+ * connection's life (ten thousand agents: megabytes). The peer's encoder keeps the default
+ * 4,096 (we announce no SETTINGS_HEADER_TABLE_SIZE): a client that indexes without honouring a
+ * smaller size, as simple hand-written ones do, would otherwise fail with COMPRESSION_ERROR. */
 #define H2_HEADER_TABLE_SIZE 0
 
 struct grpc_call {
