@@ -22,7 +22,6 @@
 #include "util.h"
 #include "x509.h"
 
-#define RETRY_S 5
 #define CONN_LIMIT 64
 #define CONN_TIMEOUT_S 30
 #define MAX_PEER_CHAIN (64 * 1024)
@@ -43,9 +42,7 @@ struct admin_tls {
 	char spiffe_id[300];
 	int fd; /* the listening socket; owned here while no daemon holds it */
 	int family, port;
-	struct svid_daemon cur;
-	int64_t renew_at;
-	bool failing;
+	struct svid_renewal svid; /* the running daemon and its renewal */
 	_Atomic uint64_t requests[ADMIN_TLS_RESULT_N];
 	_Atomic int64_t logged_at[ADMIN_TLS_RESULT_N];
 	_Atomic uint64_t unlogged[ADMIN_TLS_RESULT_N];
@@ -69,8 +66,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 						      GNUTLS_CERT_REQUIRE);
 }
 
-static int tls_daemon_start(struct admin_tls *t, struct svid_daemon *d)
+static int tls_daemon_start(void *owner, struct svid_daemon *d)
 {
+	struct admin_tls *t = owner;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_TLS | MHD_USE_ITC;
 	if (t->family == AF_INET6)
@@ -241,33 +239,9 @@ enum admin_tls_result admin_tls_authorize(struct admin_tls *t, struct MHD_Connec
 
 void admin_tls_tick(struct admin_tls *t, int64_t now)
 {
-	if (!t || now < t->renew_at)
-		return;
-	struct svid_daemon next = { 0 };
-	int64_t not_after = 0;
-	char err[256];
-	if (mint(t, now, &next, &not_after, err, sizeof(err)) < 0) {
-		if (!t->failing)
-			log_error("admin TLS: cannot renew its X509-SVID (will retry): %s", err);
-		t->failing = true;
-		t->renew_at = now + RETRY_S;
-		svid_daemon_stop(&next);
-		return;
-	}
-	if (t->cur.mhd)
-		MHD_quiesce_daemon(t->cur.mhd); /* the socket stays open, now ours */
-	if (tls_daemon_start(t, &next) < 0) {
-		log_error("admin TLS: cannot restart the listener with the new SVID (will retry)");
-		svid_daemon_stop(&t->cur);
-		svid_daemon_stop(&next);
-		t->failing = true;
-		t->renew_at = now + RETRY_S;
-		return;
-	}
-	svid_daemon_stop(&t->cur);
-	t->cur = next;
-	t->failing = false;
-	t->renew_at = now + (not_after - now) / 2;
+	if (t)
+		svid_renewal_tick(&t->svid, t->ca, t->spiffe_id, ADMIN_TLS_SVID_TTL, now, "admin TLS",
+				  tls_daemon_start, t);
 }
 
 int admin_tls_start(struct admin_api *api, struct ca *ca, const char *address, int port,
@@ -282,7 +256,7 @@ int admin_tls_start(struct admin_api *api, struct ca *ca, const char *address, i
 	t->fd = -1;
 	snprintf(t->spiffe_id, sizeof(t->spiffe_id), "spiffe://%s/%s/server", api->trust_domain,
 		 SPIFFEID_RESERVED_SEGMENT);
-	if (mint(t, now, &t->cur, &not_after, why, sizeof(why)) < 0) {
+	if (mint(t, now, &t->svid.cur, &not_after, why, sizeof(why)) < 0) {
 		errorf(err, errlen, "cannot mint the listener's X509-SVID: %s", why);
 		goto fail;
 	}
@@ -293,11 +267,11 @@ int admin_tls_start(struct admin_api *api, struct ca *ca, const char *address, i
 		goto fail;
 	}
 	t->port = opserver_bound_port(t->fd);
-	if (tls_daemon_start(t, &t->cur) < 0) {
+	if (tls_daemon_start(t, &t->svid.cur) < 0) {
 		errorf(err, errlen, "cannot start HTTPS on %s port %d", address, t->port);
 		goto fail;
 	}
-	t->renew_at = now + (not_after - now) / 2;
+	t->svid.renew_at = now + (not_after - now) / 2;
 	log_info("admin: API over mutual TLS on https://%s:%d/ (admin entries' X509-SVIDs)",
 		 address, t->port);
 	*out = t;
@@ -322,8 +296,8 @@ void admin_tls_stop(struct admin_tls *t)
 {
 	if (!t)
 		return;
-	bool held = t->cur.mhd != NULL;
-	svid_daemon_stop(&t->cur); /* joins the connection threads; closes the socket it held */
+	bool held = t->svid.cur.mhd != NULL;
+	svid_daemon_stop(&t->svid.cur); /* joins the connection threads; closes the socket it held */
 	if (!held && t->fd >= 0)
 		close(t->fd);
 	free(t);

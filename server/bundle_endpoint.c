@@ -19,7 +19,6 @@
 
 /* Lifetime asked for the endpoint's X509-SVID (the CA caps it at its active authority's). */
 #define ENDPOINT_SVID_TTL 3600
-#define RETRY_S 5
 #define CONN_LIMIT 256
 #define CONN_TIMEOUT_S 10
 
@@ -31,10 +30,8 @@ struct bundle_endpoint {
 	bool https_web;
 	int fd; /* the listening socket; owned here while no daemon holds it */
 	int family, port;
-	struct svid_daemon cur;
-	int64_t renew_at;
+	struct svid_renewal svid; /* the running daemon and its renewal */
 	int64_t published_seq;
-	bool failing;
 
 	pthread_mutex_t lock;
 	char *doc; /* under lock: the bundle document */
@@ -104,8 +101,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Starts a daemon on e->fd with d's PEM. 0 or -1 (MHD says no more than NULL). */
-static int tls_daemon_start(struct bundle_endpoint *e, struct svid_daemon *d)
+static int tls_daemon_start(void *owner, struct svid_daemon *d)
 {
+	struct bundle_endpoint *e = owner;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 			 MHD_USE_TLS | MHD_USE_ITC;
 	if (e->family == AF_INET6)
@@ -176,40 +174,6 @@ static void publish(struct bundle_endpoint *e)
 	e->published_seq = seq;
 }
 
-/* A new SVID and a new daemon on the same socket; the old daemon serves until then. */
-static void renew(struct bundle_endpoint *e, int64_t now)
-{
-	struct svid_daemon next = { 0 };
-	int64_t not_after = 0;
-	char err[256];
-	if (mint_svid(e, now, &next, &not_after, err, sizeof(err)) < 0) {
-		if (!e->failing)
-			log_error("bundle endpoint: cannot renew its X509-SVID (will retry): %s",
-				  err);
-		e->failing = true;
-		e->renew_at = now + RETRY_S;
-		svid_daemon_stop(&next);
-		return;
-	}
-	if (e->cur.mhd)
-		MHD_quiesce_daemon(e->cur.mhd); /* the socket stays open, now ours */
-	if (tls_daemon_start(e, &next) < 0) {
-		/* The old daemon no longer accepts; keep the socket and try again soon. */
-		log_error("bundle endpoint: cannot restart the HTTPS server with the new SVID "
-			  "(will retry)");
-		svid_daemon_stop(&e->cur);
-		svid_daemon_stop(&next);
-		e->failing = true;
-		e->renew_at = now + RETRY_S;
-		return;
-	}
-	svid_daemon_stop(&e->cur);
-	e->cur = next;
-	e->failing = false;
-	e->renew_at = now + (not_after - now) / 2;
-	log_debug("bundle endpoint: X509-SVID for %s renewed, next at %lld", e->spiffe_id,
-		  (long long)e->renew_at);
-}
 
 int bundle_endpoint_start(const struct bundle_endpoint_options *o, struct ca *ca,
 			  struct bundle_endpoint **out, char *err, size_t errlen)
@@ -226,8 +190,9 @@ int bundle_endpoint_start(const struct bundle_endpoint_options *o, struct ca *ca
 	snprintf(e->spiffe_id, sizeof(e->spiffe_id), "spiffe://%s/lanyard/server", o->trust_domain);
 	pthread_mutex_init(&e->lock, NULL);
 
-	int rc = e->https_web ? read_files(o->cert_file, o->key_file, &e->cur, why, sizeof(why))
-			      : mint_svid(e, now, &e->cur, &not_after, why, sizeof(why));
+	struct svid_daemon *d = &e->svid.cur;
+	int rc = e->https_web ? read_files(o->cert_file, o->key_file, d, why, sizeof(why))
+			      : mint_svid(e, now, d, &not_after, why, sizeof(why));
 	if (rc < 0) {
 		errorf(err, errlen, "%s", why);
 		goto fail;
@@ -240,12 +205,12 @@ int bundle_endpoint_start(const struct bundle_endpoint_options *o, struct ca *ca
 	}
 	e->port = opserver_bound_port(e->fd);
 	publish(e);
-	if (tls_daemon_start(e, &e->cur) < 0) {
+	if (tls_daemon_start(e, &e->svid.cur) < 0) {
 		errorf(err, errlen, "cannot start HTTPS on %s port %d (is the certificate or key "
 				    "unusable?)", o->address, e->port);
 		goto fail;
 	}
-	e->renew_at = e->https_web ? INT64_MAX : now + (not_after - now) / 2;
+	e->svid.renew_at = e->https_web ? INT64_MAX : now + (not_after - now) / 2;
 	*out = e;
 	return 0;
 fail:
@@ -259,8 +224,8 @@ void bundle_endpoint_tick(struct bundle_endpoint *e, int64_t now)
 		return;
 	if (ca_bundle_sequence(e->ca) != e->published_seq)
 		publish(e);
-	if (now >= e->renew_at)
-		renew(e, now);
+	svid_renewal_tick(&e->svid, e->ca, e->spiffe_id, ENDPOINT_SVID_TTL, now, "bundle endpoint",
+			  tls_daemon_start, e);
 }
 
 int bundle_endpoint_port(const struct bundle_endpoint *e)
@@ -277,8 +242,8 @@ void bundle_endpoint_stop(struct bundle_endpoint *e)
 {
 	if (!e)
 		return;
-	bool held = e->cur.mhd != NULL;
-	svid_daemon_stop(&e->cur); /* closes the socket when a daemon held it */
+	bool held = e->svid.cur.mhd != NULL;
+	svid_daemon_stop(&e->svid.cur); /* closes the socket when a daemon held it */
 	if (!held && e->fd >= 0)
 		close(e->fd);
 	free(e->doc);

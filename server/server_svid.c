@@ -8,7 +8,11 @@
 
 #include "bundle.h"
 #include "keys.h"
+#include "log.h"
 #include "util.h"
+
+/* After a failed renewal. */
+#define RENEW_RETRY_S 5
 
 int server_svid_mint(struct ca *ca, const char *spiffe_id, int64_t ttl, int64_t now,
 		     char **cert_pem, char **key_pem, int64_t *not_after, char *err, size_t errlen)
@@ -52,4 +56,43 @@ void svid_daemon_stop(struct svid_daemon *d)
 	}
 	free(d->cert_pem);
 	memset(d, 0, sizeof(*d));
+}
+
+static void renewal_failed(struct svid_renewal *r, struct svid_daemon *next, int64_t now)
+{
+	r->failing = true;
+	r->renew_at = now + RENEW_RETRY_S;
+	svid_daemon_stop(next);
+}
+
+void svid_renewal_tick(struct svid_renewal *r, struct ca *ca, const char *spiffe_id, int64_t ttl,
+		       int64_t now, const char *what, svid_daemon_start_fn start, void *owner)
+{
+	if (now < r->renew_at)
+		return;
+	struct svid_daemon next = { 0 };
+	int64_t not_after = 0;
+	char err[256];
+	if (server_svid_mint(ca, spiffe_id, ttl, now, &next.cert_pem, &next.key_pem, &not_after,
+			     err, sizeof(err)) < 0) {
+		if (!r->failing)
+			log_error("%s: cannot renew its X509-SVID (will retry): %s", what, err);
+		renewal_failed(r, &next, now);
+		return;
+	}
+	if (r->cur.mhd)
+		MHD_quiesce_daemon(r->cur.mhd); /* the socket stays open, now the owner's */
+	if (start(owner, &next) < 0) {
+		/* The old daemon no longer accepts; keep the socket and try again soon. */
+		log_error("%s: cannot restart the listener with the new SVID (will retry)", what);
+		svid_daemon_stop(&r->cur);
+		renewal_failed(r, &next, now);
+		return;
+	}
+	svid_daemon_stop(&r->cur);
+	r->cur = next;
+	r->failing = false;
+	r->renew_at = now + (not_after - now) / 2;
+	log_debug("%s: X509-SVID for %s renewed, next at %lld", what, spiffe_id,
+		  (long long)r->renew_at);
 }
