@@ -408,9 +408,11 @@ void server_conn_close(struct server_conn *c)
 {
 	if (!c->gc)
 		return;
+	/* wake_fd stays: it belongs to the sync thread, and every later connection gets it too
+	 * (resetting it here left every connection after the first, e.g. the one after
+	 * attestation, deaf to JWT requests for up to POLL_CAP_MS). */
 	pthread_mutex_lock(&c->mu);
 	c->live_fd = -1;
-	c->wake_fd = -1;
 	pthread_mutex_unlock(&c->mu);
 	grpc_client_close(c->gc);
 	c->gc = NULL;

@@ -1,6 +1,7 @@
 /* Unit tests of server_conn.c: parsing of "host:port" endpoints, the candidate list (random
- * start, rotation, DNS expansion, duplicates), the failover backoff, and a connect failure on a
- * closed loopback port. The .c is included to reach its statics (resolve_first, backoff_step). */
+ * start, rotation, DNS expansion, duplicates), the failover backoff, a connect failure on a
+ * closed loopback port, and the sync thread's wake fd outliving a connection. The .c is included
+ * to reach its statics (resolve_first, backoff_step) and fields. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,8 @@
 #include <cmocka.h>
 
 #include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../../agent/server_conn.c"
@@ -327,6 +330,41 @@ static void abort_stops_opens(void **state)
 	server_conn_free(c);
 }
 
+/* The wake fd is the sync thread's, not one connection's: after a connection is closed (the
+ * agent reconnects after attestation, after a failover, after renewing its SVID), the next one
+ * must still be woken by a queued JWT request. server_conn_close once forgot it, and every
+ * connection but the first waited out the entry stream's poll before serving JWTs. */
+static void wake_fd_outlives_a_connection(void **state)
+{
+	char dir[] = "/tmp/test_server_conn.XXXXXX", err[256];
+	assert_non_null(mkdtemp(dir));
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/s", dir);
+	int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(efd >= 0);
+	const char *const texts[] = {"127.0.0.1:1"};
+	struct server_conn *c = conn_of(texts, 1);
+	server_conn_set_wake_fd(c, efd);
+	for (int round = 0; round < 2; round++) {
+		/* A connection as server_conn_open leaves it (the TLS part does not matter here). */
+		if (grpc_client_connect_unix(sun.sun_path, 5000, &c->gc, err, sizeof(err)) < 0)
+			fail_msg("connect %s: %s", sun.sun_path, err);
+		grpc_client_set_wake_fd(c->gc, c->wake_fd);
+		server_conn_close(c);
+		assert_null(c->gc);
+		assert_int_equal(c->wake_fd, efd);
+	}
+	server_conn_free(c);
+	close(efd);
+	close(lfd);
+	unlink(sun.sun_path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +380,7 @@ int main(void)
 		cmocka_unit_test(backoff_per_round),
 		cmocka_unit_test(connect_refused_then_next),
 		cmocka_unit_test(abort_stops_opens),
+		cmocka_unit_test(wake_fd_outlives_a_connection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
