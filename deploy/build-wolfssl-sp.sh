@@ -11,6 +11,14 @@
 #                                 transcript, DRBG health tests): 2.5x faster handshakes
 #   --disable-fpecc               no per-thread 800 KB point tables (nothing to release)
 #   --disable-sakke               SAKKE would give every thread 1 MB of thread-local caches
+#   CFLAGS=-g -O2 -ffunction-sections -fdata-sections
+#                                 Debian's -g -O2 (debian/rules passes dpkg-buildflags;
+#                                 --enable-distro adds no optimisation of its own and configure
+#                                 defaults CFLAGS to empty: without this the C code was built
+#                                 at -O0), and one section per function, so that the daemons'
+#                                 link (--gc-sections) keeps only the code they reach: a process's
+#                                 code is mapped 64 KB at a time as it runs (the kernel's
+#                                 fault-around), and dead code between live functions is RSS
 # and installs it as a static library into a cache directory, so that it never replaces or shadows
 # the system library: the daemons link it statically; liblanyard keeps Debian's, because its
 # API hands wolfSSL objects to applications that use Debian's.
@@ -21,7 +29,8 @@ set -euo pipefail
 
 flags=(--enable-distro --enable-pkcs11 --disable-examples
 	--enable-sp --enable-sp-asm --enable-intelasm --disable-fpecc --disable-sakke
-	--enable-static --disable-shared --with-pic)
+	--enable-static --disable-shared --with-pic
+	"CFLAGS=-g -O2 -ffunction-sections -fdata-sections")
 
 say() { echo "build-wolfssl-sp: $*" >&2; }
 die() { say "$*"; exit 1; }

@@ -318,8 +318,10 @@ if [[ " $ONLY " == *" sp "* ]]; then
 	SP_BUILD="${LANYARD_BENCH_SP_BUILD:-$BUILD-sp}"
 	if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
 		echo "# building a release build with LANYARD_WOLFSSL=sp in $SP_BUILD" >&2
+		# An empty prefix: deploy/build-wolfssl-sp.sh's build for its current flag set (cached).
 		cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
-			-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp >/dev/null
+			-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp \
+			-DLANYARD_WOLFSSL_SP_PREFIX="${LANYARD_WOLFSSL_SP_PREFIX:-}" >/dev/null
 		cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
 			bench_server bench_agent bench_tls >/dev/null
 	fi
