@@ -1,0 +1,401 @@
+/* Tests of liblanyard's TLS session resumption (lanyard_tls_set_resumption,
+ * lanyard_tls_ssl_new_peer) through the public API, with real wolfSSL over socketpairs between
+ * sources fed by in-process fake agents: a resumption happens and costs less; a resumed peer
+ * is checked again against the current authorizer, bundle and clock; an update of the local
+ * source (SVID or bundle) ends resumption; a client replaying another identity's session ID
+ * without its secret does not get that identity, and the legitimate client keeps resuming. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lanyard.h>
+
+#include "keys.h"
+#include "tls_harness.h"
+
+#define SRV_ID "spiffe://example.org/server"
+#define CLI_ID "spiffe://example.org/client"
+
+/* Authorizer callbacks whose answer the test changes: the ID in *ud is allowed. */
+static const char *srv_allows = CLI_ID, *cli_allows = SRV_ID;
+
+static int allow_current(void *ud, const char *peer_id)
+{
+	return strcmp(peer_id, *(const char **)ud) == 0 ? 0 : 1;
+}
+
+struct pair {
+	struct test_ca ca;
+	struct peer srv, cli;
+	lanyard_tls *stls, *ctls;
+	lanyard_authorizer *sa, *ca_authz;
+};
+
+static void pair_start(struct pair *p, const char *tag, int64_t srv_ttl)
+{
+	char err[256], name[64];
+
+	srv_allows = CLI_ID;
+	cli_allows = SRV_ID;
+	assert_int_equal(test_ca_new("example.org", &p->ca), 0);
+	snprintf(name, sizeof(name), "%s-srv", tag);
+	peer_start(&p->srv, name, &p->ca, SRV_ID, NULL, NULL);
+	if (srv_ttl) {
+		test_svid_free(&p->srv.svid);
+		assert_int_equal(test_svid_new(&p->ca, SRV_ID, srv_ttl, &p->srv.svid), 0);
+		serve_svid(p->srv.fa, &p->srv.svid);
+		assert_true(wait_generation(p->srv.src, 2, 5000));
+	}
+	snprintf(name, sizeof(name), "%s-cli", tag);
+	peer_start(&p->cli, name, &p->ca, CLI_ID, NULL, NULL);
+	p->sa = lanyard_authorize_func(allow_current, &srv_allows);
+	p->ca_authz = lanyard_authorize_func(allow_current, &cli_allows);
+	assert_int_equal(lanyard_tls_server_new(p->srv.src, p->sa, &p->stls, err, sizeof(err)), 0);
+	assert_int_equal(lanyard_tls_client_new(p->cli.src, p->ca_authz, &p->ctls, err, sizeof(err)),
+			 0);
+	assert_int_equal(lanyard_tls_set_resumption(p->stls, 64, err, sizeof(err)), 0);
+	assert_int_equal(lanyard_tls_set_resumption(p->ctls, 8, err, sizeof(err)), 0);
+	client_tls12 = 1;
+	client_peer = "server:443";
+}
+
+static void pair_stop(struct pair *p)
+{
+	client_tls12 = 0;
+	client_peer = NULL;
+	lanyard_tls_free(p->stls);
+	lanyard_tls_free(p->ctls);
+	lanyard_authorizer_free(p->sa);
+	lanyard_authorizer_free(p->ca_authz);
+	peer_stop(&p->srv);
+	peer_stop(&p->cli);
+	test_ca_free(&p->ca);
+}
+
+/* A connection; *reused tells whether both sides resumed (they must agree). */
+static bool connect_once(struct pair *p, bool *reused)
+{
+	struct conn c;
+	bool ok;
+
+	conn_open(&c, p->stls, p->ctls);
+	ok = c.srv_ok && c.cli_ok && conn_echo(&c, "ping");
+	if (ok) {
+		assert_int_equal(wolfSSL_session_reused(c.cli), wolfSSL_session_reused(c.srv));
+		*reused = wolfSSL_session_reused(c.cli) != 0;
+	}
+	conn_close(&c);
+	return ok;
+}
+
+static double cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static void test_resume_happens(void **state)
+{
+	struct pair p;
+	struct conn c;
+	char id[256], err[256];
+	bool reused;
+	double t0, full, resumed;
+
+	pair_start(&p, "happens", 0);
+	/* The first connection is a full handshake; the next ones resume, and both sides still
+	 * know who the peer is. */
+	t0 = cpu_us();
+	assert_true(connect_once(&p, &reused));
+	full = cpu_us() - t0;
+	assert_false(reused);
+	t0 = cpu_us();
+	conn_open(&c, p.stls, p.ctls);
+	resumed = cpu_us() - t0;
+	assert_true(c.srv_ok && c.cli_ok && conn_echo(&c, "again"));
+	assert_true(wolfSSL_session_reused(c.cli));
+	assert_true(wolfSSL_session_reused(c.srv));
+	assert_int_equal(lanyard_tls_peer_id(c.cli, id, sizeof(id)), 0);
+	assert_string_equal(id, SRV_ID);
+	assert_int_equal(lanyard_tls_peer_id(c.srv, id, sizeof(id)), 0);
+	assert_string_equal(id, CLI_ID);
+	conn_close(&c);
+	printf("# TLS 1.2 mutual handshake, both sides: full %.0f us CPU, resumed %.0f us CPU\n",
+	       full, resumed);
+
+	/* Without a peer name the client offers nothing. */
+	client_peer = NULL;
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	client_peer = "server:443";
+
+	/* A client whose resumption is off offers nothing either; and a server configuration
+	 * refuses a peer name and late settings. */
+	{
+		lanyard_tls *t;
+		WOLFSSL *ssl;
+
+		assert_int_equal(lanyard_tls_client_new(p.cli.src, p.ca_authz, &t, err, sizeof(err)),
+				 0);
+		conn_open(&c, p.stls, t);
+		assert_true(c.srv_ok && c.cli_ok);
+		assert_false(wolfSSL_session_reused(c.cli));
+		conn_close(&c);
+		assert_int_equal(lanyard_tls_set_resumption(t, 4, err, sizeof(err)), LANYARD_EINVAL);
+		assert_int_equal(lanyard_tls_ssl_new_peer(p.stls, "x", &ssl, err, sizeof(err)),
+				 LANYARD_EINVAL);
+		assert_int_equal(lanyard_tls_ssl_new_peer(t, NULL, &ssl, err, sizeof(err)),
+				 LANYARD_EINVAL);
+		lanyard_tls_free(t);
+	}
+	pair_stop(&p);
+}
+
+static void test_resume_rechecks_authorizer(void **state)
+{
+	struct pair p;
+	struct conn c;
+	char err[256];
+	bool reused;
+
+	pair_start(&p, "authz", 0);
+	assert_true(connect_once(&p, &reused));
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
+
+	/* The client no longer allows the server: the resumed handshake fails on the client's
+	 * side, the session is forgotten, and the full handshake after it is refused too. */
+	cli_allows = "spiffe://example.org/someone-else";
+	conn_open(&c, p.stls, p.ctls);
+	assert_false(c.cli_ok);
+	conn_close(&c);
+	lanyard_tls_last_error(p.ctls, err, sizeof(err));
+	assert_non_null(strstr(err, SRV_ID " is not authorized"));
+	cli_allows = SRV_ID;
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
+
+	/* The server no longer allows the client: its resumed handshake fails. */
+	srv_allows = "spiffe://example.org/someone-else";
+	conn_open(&c, p.stls, p.ctls);
+	assert_false(c.srv_ok);
+	assert_false(conn_echo(&c, "no"));
+	conn_close(&c);
+	lanyard_tls_last_error(p.stls, err, sizeof(err));
+	assert_non_null(strstr(err, CLI_ID " is not authorized"));
+	srv_allows = CLI_ID;
+	pair_stop(&p);
+}
+
+/* A session kept by hand (wolfSSL_get1_session) and offered again with wolfSSL_set_session on
+ * an ssl of cfg: the library's check still runs when it resumes. */
+static bool resume_by_hand(struct pair *p, lanyard_tls *cfg, WOLFSSL_SESSION *s, bool *cli_ok)
+{
+	struct conn c;
+	bool reused;
+
+	client_peer = NULL;
+	client_session = s;
+	conn_open(&c, p->stls, cfg);
+	*cli_ok = c.cli_ok;
+	reused = c.cli && wolfSSL_session_reused(c.cli);
+	conn_close(&c);
+	client_session = NULL;
+	client_peer = "server:443";
+	return reused;
+}
+
+static void test_resume_other_id_and_expiry(void **state)
+{
+	struct pair p;
+	struct conn c;
+	WOLFSSL_SESSION *s;
+	lanyard_authorizer *other = lanyard_authorize_id("spiffe://example.org/other");
+	lanyard_tls *t;
+	char err[256];
+	bool reused, cli_ok;
+
+	/* The server's SVID lives 3 s. */
+	pair_start(&p, "expiry", 3);
+	conn_open(&c, p.stls, p.ctls);
+	assert_true(c.srv_ok && c.cli_ok && conn_echo(&c, "x"));
+	s = wolfSSL_get1_session(c.cli);
+	assert_non_null(s);
+	conn_close(&c);
+
+	/* A configuration that allows another ID refuses the server when it resumes its
+	 * session (made by the same source, so the ctx is the same). */
+	assert_int_equal(lanyard_tls_client_new(p.cli.src, other, &t, err, sizeof(err)), 0);
+	assert_false(resume_by_hand(&p, t, s, &cli_ok) && cli_ok);
+	assert_false(cli_ok);
+	lanyard_tls_last_error(t, err, sizeof(err));
+	assert_non_null(strstr(err, SRV_ID " is not authorized"));
+	lanyard_tls_free(t);
+
+	/* Fine before expiry... */
+	assert_true(resume_by_hand(&p, p.ctls, s, &cli_ok));
+	assert_true(cli_ok);
+	/* ...refused once the server's leaf expired, though the session itself still is valid:
+	 * neither offered by the cache nor accepted when offered by hand. */
+	ms_sleep(3500);
+	conn_open(&c, p.stls, p.ctls);
+	assert_false(c.cli_ok);
+	assert_false(wolfSSL_session_reused(c.cli));
+	conn_close(&c);
+	resume_by_hand(&p, p.ctls, s, &cli_ok);
+	assert_false(cli_ok);
+	lanyard_tls_last_error(p.ctls, err, sizeof(err));
+	assert_non_null(strstr(err, "does not verify"));
+	wolfSSL_SESSION_free(s);
+	lanyard_authorizer_free(other);
+	pair_stop(&p);
+	(void)reused;
+}
+
+static void test_resume_not_across_updates(void **state)
+{
+	struct pair p;
+	struct test_ca other_ca;
+	uint8_t *both;
+	bool reused;
+
+	pair_start(&p, "updates", 0);
+	assert_true(connect_once(&p, &reused));
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
+
+	/* The client's bundle changes (a second CA joins): no resumption, a full handshake. */
+	assert_int_equal(test_ca_new("example.org", &other_ca), 0);
+	both = malloc(p.ca.len + other_ca.len);
+	assert_non_null(both);
+	memcpy(both, p.ca.der, p.ca.len);
+	memcpy(both + p.ca.len, other_ca.der, other_ca.len);
+	p.cli.svid.bundle = both;
+	p.cli.svid.bundle_len = p.ca.len + other_ca.len;
+	serve_svid(p.cli.fa, &p.cli.svid);
+	assert_true(wait_generation(p.cli.src, 2, 5000));
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
+
+	/* The client's SVID rotates: its sessions were authenticated with the old one. */
+	peer_rotate(&p.cli, &p.ca);
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
+
+	/* The server's SVID rotates: it resumes none of its old sessions. */
+	peer_rotate(&p.srv, &p.ca);
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
+	free(both);
+	test_ca_free(&other_ca);
+	pair_stop(&p);
+}
+
+/* The attacker knows the legitimate client's session ID (it travels in clear) but not its
+ * secret: a session with that ID and another secret, offered by a client of another identity,
+ * does not resume as the legitimate client; the legitimate client still resumes. */
+static void test_resume_replayed_session_id(void **state)
+{
+	struct pair p;
+	struct peer mallory;
+	struct conn c;
+	WOLFSSL_SESSION *s, *forged = NULL;
+	unsigned char *der = NULL, *q, secret[64];
+	const unsigned char *cq;
+	lanyard_tls *mt;
+	lanyard_authorizer *any = lanyard_authorize_any();
+	char err[256], id[256];
+	int len, slen;
+	bool reused, cli_ok, found = false;
+
+	pair_start(&p, "replay", 0);
+	srv_allows = CLI_ID;
+	conn_open(&c, p.stls, p.ctls);
+	assert_true(c.srv_ok && c.cli_ok && conn_echo(&c, "x"));
+	s = wolfSSL_get1_session(c.cli);
+	conn_close(&c);
+	assert_non_null(s);
+
+	/* The forged session: the same bytes with the secret replaced. */
+	slen = wolfSSL_SESSION_get_master_key(s, secret, sizeof(secret));
+	assert_true(slen > 0);
+	len = wolfSSL_i2d_SSL_SESSION(s, NULL);
+	assert_true(len > 0);
+	der = malloc((size_t)len);
+	q = der;
+	assert_int_equal(wolfSSL_i2d_SSL_SESSION(s, &q), len);
+	for (int i = 0; i + slen <= len && !found; i++) {
+		if (memcmp(der + i, secret, (size_t)slen) == 0) {
+			for (int j = 0; j < slen; j++)
+				der[i + j] ^= 0x5a;
+			found = true;
+		}
+	}
+	assert_true(found);
+	cq = der;
+	forged = wolfSSL_d2i_SSL_SESSION(NULL, &cq, len);
+	assert_non_null(forged);
+
+	/* Mallory is another workload of the same trust domain, allowed by nobody. */
+	peer_start(&mallory, "replay-mallory", &p.ca, "spiffe://example.org/mallory", NULL, NULL);
+	assert_int_equal(lanyard_tls_client_new(mallory.src, any, &mt, err, sizeof(err)), 0);
+	client_session = forged;
+	conn_open(&c, p.stls, mt);
+	client_session = NULL;
+	assert_false(c.srv_ok);
+	if (c.cli)
+		assert_false(wolfSSL_session_reused(c.cli) && conn_echo(&c, "as client?"));
+	if (c.srv)
+		assert_int_not_equal(lanyard_tls_peer_id(c.srv, id, sizeof(id)) == 0 &&
+					     strcmp(id, CLI_ID) == 0,
+				     1);
+	conn_close(&c);
+
+	/* The legitimate client resumes as before. */
+	reused = resume_by_hand(&p, p.ctls, s, &cli_ok);
+	assert_true(reused && cli_ok);
+	assert_true(connect_once(&p, &reused));
+
+	lanyard_tls_free(mt);
+	peer_stop(&mallory);
+	lanyard_authorizer_free(any);
+	wolfSSL_SESSION_free(s);
+	wolfSSL_SESSION_free(forged);
+	free(der);
+	pair_stop(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_resume_happens),
+		cmocka_unit_test(test_resume_rechecks_authorizer),
+		cmocka_unit_test(test_resume_not_across_updates),
+		cmocka_unit_test(test_resume_other_id_and_expiry),
+		cmocka_unit_test(test_resume_replayed_session_id),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, harness_setup, harness_teardown);
+}
