@@ -92,7 +92,9 @@ static bool connect_once(struct pair *p, bool *reused)
 	conn_open(&c, p->stls, p->ctls);
 	ok = c.srv_ok && c.cli_ok && conn_echo(&c, "ping");
 	if (ok) {
-		assert_int_equal(wolfSSL_session_reused(c.cli), wolfSSL_session_reused(c.srv));
+		if (!raw_server_ctx)
+			assert_int_equal(wolfSSL_session_reused(c.cli),
+					 wolfSSL_session_reused(c.srv));
 		*reused = wolfSSL_session_reused(c.cli) != 0;
 	}
 	conn_close(&c);
@@ -386,6 +388,80 @@ static void test_resume_replayed_session_id(void **state)
 	pair_stop(&p);
 }
 
+static int accept_any(int preverify, WOLFSSL_X509_STORE_CTX *st)
+{
+	(void)preverify;
+	(void)st;
+	return 1;
+}
+
+/* A server of another implementation that resumes TLS 1.3 tickets (plain wolfSSL with the
+ * server's SVID, accepting any client certificate): the client resumes, and still checks the
+ * server again each time. */
+static void test_resume_client_tls13(void **state)
+{
+	struct pair p;
+	struct conn c;
+	lanyard_x509_svid *svid;
+	char *chain, *key, id[256], err[256];
+	WOLFSSL_CTX *raw;
+	bool reused;
+
+	pair_start(&p, "tls13", 0);
+	client_tls12 = 0;
+	svid = lanyard_x509_source_svid(p.srv.src);
+	assert_non_null(svid);
+	chain = lanyard_x509_svid_chain_pem(svid);
+	key = lanyard_x509_svid_key_pem(svid);
+	raw = wolfSSL_CTX_new(wolfTLSv1_3_server_method());
+	assert_non_null(raw);
+	assert_int_equal(wolfSSL_CTX_use_certificate_chain_buffer(raw, (unsigned char *)chain,
+								  (long)strlen(chain)),
+			 WOLFSSL_SUCCESS);
+	assert_int_equal(wolfSSL_CTX_use_PrivateKey_buffer(raw, (unsigned char *)key,
+							   (long)strlen(key), WOLFSSL_FILETYPE_PEM),
+			 WOLFSSL_SUCCESS);
+	wolfSSL_CTX_set_verify(raw, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			       accept_any);
+	raw_server_ctx = raw;
+
+	/* The ticket arrives after the handshake, read by conn_echo. */
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	conn_open(&c, NULL, p.ctls);
+	assert_true(c.srv_ok && c.cli_ok && conn_echo(&c, "resumed"));
+	assert_string_equal(wolfSSL_get_version(c.cli), "TLSv1.3");
+	assert_true(wolfSSL_session_reused(c.cli));
+	assert_int_equal(lanyard_tls_peer_id(c.cli, id, sizeof(id)), 0);
+	assert_string_equal(id, SRV_ID);
+	conn_close(&c);
+
+	/* The server is no longer allowed: the resumed handshake fails on the client. */
+	cli_allows = "spiffe://example.org/someone-else";
+	conn_open(&c, NULL, p.ctls);
+	assert_false(c.cli_ok);
+	conn_close(&c);
+	lanyard_tls_last_error(p.ctls, err, sizeof(err));
+	assert_non_null(strstr(err, SRV_ID " is not authorized"));
+	cli_allows = SRV_ID;
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
+
+	/* The client's SVID rotates: no resumption of the session made with the old one. */
+	peer_rotate(&p.cli, &p.ca);
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+
+	raw_server_ctx = NULL;
+	wolfSSL_CTX_free(raw);
+	lanyard_free(chain);
+	lanyard_free_secret(key);
+	lanyard_x509_svid_unref(svid);
+	pair_stop(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_resume_not_across_updates),
 		cmocka_unit_test(test_resume_other_id_and_expiry),
 		cmocka_unit_test(test_resume_replayed_session_id),
+		cmocka_unit_test(test_resume_client_tls13),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -154,12 +154,16 @@ void peer_stop(struct peer *p)
 int client_tls12;
 WOLFSSL_SESSION *client_session;
 const char *client_peer;
+WOLFSSL_CTX *raw_server_ctx;
 
 static void *accept_main(void *arg)
 {
 	struct conn *c = arg;
 
-	c->srv_ok = lanyard_tls_ssl_new(c->stls, &c->srv, NULL, 0) == 0 &&
+	if (raw_server_ctx)
+		c->srv = wolfSSL_new(raw_server_ctx);
+	c->srv_ok = (raw_server_ctx ? c->srv != NULL
+				    : lanyard_tls_ssl_new(c->stls, &c->srv, NULL, 0) == 0) &&
 		    wolfSSL_set_fd(c->srv, c->fds[0]) == WOLFSSL_SUCCESS &&
 		    wolfSSL_accept(c->srv) == WOLFSSL_SUCCESS;
 	if (!c->srv_ok) {

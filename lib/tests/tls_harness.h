@@ -54,6 +54,8 @@ void peer_stop(struct peer *p);
 extern int client_tls12;
 extern WOLFSSL_SESSION *client_session;
 extern const char *client_peer;
+/* When set, the server side of conn_open is a plain wolfSSL session of this ctx instead. */
+extern WOLFSSL_CTX *raw_server_ctx;
 
 struct conn {
 	WOLFSSL *cli, *srv;
