@@ -166,6 +166,27 @@ static void test_resume_happens(void **state)
 	pair_stop(&p);
 }
 
+/* The client stops allowing the server: its resumed handshake fails and it forgets the
+ * session. Allowed again, it makes a full handshake, then resumes again. */
+static void client_stops_allowing_server(struct pair *p)
+{
+	struct conn c;
+	char err[256];
+	bool reused;
+
+	cli_allows = "spiffe://example.org/someone-else";
+	conn_open(&c, p->stls, p->ctls);
+	assert_false(c.cli_ok);
+	conn_close(&c);
+	lanyard_tls_last_error(p->ctls, err, sizeof(err));
+	assert_non_null(strstr(err, SRV_ID " is not authorized"));
+	cli_allows = SRV_ID;
+	assert_true(connect_once(p, &reused));
+	assert_false(reused);
+	assert_true(connect_once(p, &reused));
+	assert_true(reused);
+}
+
 static void test_resume_rechecks_authorizer(void **state)
 {
 	struct pair p;
@@ -178,19 +199,7 @@ static void test_resume_rechecks_authorizer(void **state)
 	assert_true(connect_once(&p, &reused));
 	assert_true(reused);
 
-	/* The client no longer allows the server: the resumed handshake fails on the client's
-	 * side, the session is forgotten, and the full handshake after it is refused too. */
-	cli_allows = "spiffe://example.org/someone-else";
-	conn_open(&c, p.stls, p.ctls);
-	assert_false(c.cli_ok);
-	conn_close(&c);
-	lanyard_tls_last_error(p.ctls, err, sizeof(err));
-	assert_non_null(strstr(err, SRV_ID " is not authorized"));
-	cli_allows = SRV_ID;
-	assert_true(connect_once(&p, &reused));
-	assert_false(reused);
-	assert_true(connect_once(&p, &reused));
-	assert_true(reused);
+	client_stops_allowing_server(&p);
 
 	/* The server no longer allows the client: its resumed handshake fails. */
 	srv_allows = "spiffe://example.org/someone-else";
@@ -403,7 +412,7 @@ static void test_resume_client_tls13(void **state)
 	struct pair p;
 	struct conn c;
 	lanyard_x509_svid *svid;
-	char *chain, *key, id[256], err[256];
+	char *chain, *key, id[256];
 	WOLFSSL_CTX *raw;
 	bool reused;
 
@@ -428,7 +437,7 @@ static void test_resume_client_tls13(void **state)
 	/* The ticket arrives after the handshake, read by conn_echo. */
 	assert_true(connect_once(&p, &reused));
 	assert_false(reused);
-	conn_open(&c, NULL, p.ctls);
+	conn_open(&c, p.stls, p.ctls);
 	assert_true(c.srv_ok && c.cli_ok && conn_echo(&c, "resumed"));
 	assert_string_equal(wolfSSL_get_version(c.cli), "TLSv1.3");
 	assert_true(wolfSSL_session_reused(c.cli));
@@ -436,18 +445,7 @@ static void test_resume_client_tls13(void **state)
 	assert_string_equal(id, SRV_ID);
 	conn_close(&c);
 
-	/* The server is no longer allowed: the resumed handshake fails on the client. */
-	cli_allows = "spiffe://example.org/someone-else";
-	conn_open(&c, NULL, p.ctls);
-	assert_false(c.cli_ok);
-	conn_close(&c);
-	lanyard_tls_last_error(p.ctls, err, sizeof(err));
-	assert_non_null(strstr(err, SRV_ID " is not authorized"));
-	cli_allows = SRV_ID;
-	assert_true(connect_once(&p, &reused));
-	assert_false(reused);
-	assert_true(connect_once(&p, &reused));
-	assert_true(reused);
+	client_stops_allowing_server(&p);
 
 	/* The client's SVID rotates: no resumption of the session made with the old one. */
 	peer_rotate(&p.cli, &p.ca);
