@@ -107,10 +107,12 @@ static void check_peer(WOLFSSL *ssl, const char *want, const char *side)
 		bench_die("%s saw peer \"%s\", expected %s", side, id, want);
 }
 
+/* wolfSSL_SetVersion(WOLFSSL_TLSV1_2) on a client of a v23 ctx fails every handshake with
+ * VERSION_ERROR (-326) in wolfSSL 5.5.4: cap the version instead. */
 static void set_version(WOLFSSL *ssl, int version)
 {
-	if (version == 12 && wolfSSL_SetVersion(ssl, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS)
-		bench_die("wolfSSL_SetVersion(TLS 1.2) failed");
+	if (version == 12 && wolfSSL_set_max_proto_version(ssl, TLS1_2_VERSION) != WOLFSSL_SUCCESS)
+		bench_die("wolfSSL_set_max_proto_version(TLS 1.2) failed");
 }
 
 /* One complete handshake on a fresh socketpair; both peers' IDs are checked. With resume, the
