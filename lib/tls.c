@@ -195,6 +195,22 @@ out:
 	x509_info_free(&leaf);
 }
 
+/* A refused resumption: the session is not offered (client) or resumed (server) again. */
+static void forget_session(struct lanyard_tls *t, WOLFSSL *ssl)
+{
+	const unsigned char *id;
+	unsigned int idlen = 0;
+
+	if (!t->server) {
+		tls_resume_drop(t->sessions, (uintptr_t)wolfSSL_get_ex_data(ssl, ssl_ex_index));
+		return;
+	}
+	id = wolfSSL_get_session(ssl) ? wolfSSL_SESSION_get_id(wolfSSL_get_session(ssl), &idlen)
+				      : NULL;
+	if (id && idlen)
+		tls_resume_drop_key(t->sessions, id, idlen);
+}
+
 /* Every handshake ends here: a full one was verified by verify_cb (a client keeps its session);
  * a resumed one is checked again. A negative return fails the handshake. */
 static int hs_done(WOLFSSL *ssl, void *ud)
@@ -208,8 +224,8 @@ static int hs_done(WOLFSSL *ssl, void *ud)
 	}
 	if (recheck_peer(t, ssl) == 0)
 		return 0;
-	if (!t->server && t->sessions)
-		tls_resume_drop(t->sessions, (uintptr_t)wolfSSL_get_ex_data(ssl, ssl_ex_index));
+	if (t->sessions)
+		forget_session(t, ssl);
 	return VERIFY_CERT_ERROR;
 }
 

@@ -189,6 +189,17 @@ void tls_resume_drop(struct tls_resume *r, uint64_t tag)
 	pthread_mutex_unlock(&r->lock);
 }
 
+void tls_resume_drop_key(struct tls_resume *r, const void *key, size_t len)
+{
+	struct entry *e;
+
+	pthread_mutex_lock(&r->lock);
+	e = find(r, key, len);
+	if (e)
+		forget(e);
+	pthread_mutex_unlock(&r->lock);
+}
+
 void tls_resume_clear(struct tls_resume *r)
 {
 	pthread_mutex_lock(&r->lock);

@@ -46,6 +46,8 @@ WOLFSSL_SESSION *tls_resume_get(struct tls_resume *r, const void *key, size_t le
 				const WOLFSSL_CTX *owner, int64_t now);
 /* Forgets the session of tag (a refused resumption), keeping the entry. */
 void tls_resume_drop(struct tls_resume *r, uint64_t tag);
+/* Server: forgets the session stored under key (a refused resumption), keeping the entry. */
+void tls_resume_drop_key(struct tls_resume *r, const void *key, size_t len);
 /* Forgets every session. */
 void tls_resume_clear(struct tls_resume *r);
 /* Number of sessions held. */

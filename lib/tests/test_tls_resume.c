@@ -201,7 +201,8 @@ static void test_resume_rechecks_authorizer(void **state)
 
 	client_stops_allowing_server(&p);
 
-	/* The server no longer allows the client: its resumed handshake fails. */
+	/* The server no longer allows the client: its resumed handshake fails, and the server
+	 * forgets the session (the client still offers it: a full handshake follows). */
 	srv_allows = "spiffe://example.org/someone-else";
 	conn_open(&c, p.stls, p.ctls);
 	assert_false(c.srv_ok);
@@ -210,6 +211,10 @@ static void test_resume_rechecks_authorizer(void **state)
 	lanyard_tls_last_error(p.stls, err, sizeof(err));
 	assert_non_null(strstr(err, CLI_ID " is not authorized"));
 	srv_allows = CLI_ID;
+	assert_true(connect_once(&p, &reused));
+	assert_false(reused);
+	assert_true(connect_once(&p, &reused));
+	assert_true(reused);
 	pair_stop(&p);
 }
 
