@@ -13,7 +13,9 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,6 +468,51 @@ static void test_resume_client_tls13(void **state)
 	pair_stop(&p);
 }
 
+/* Several threads connect at once through the same two configurations and peer name: every
+ * connection works, and most resume (the tables are shared under their locks). */
+#define THREADS 4
+#define CONNS_PER_THREAD 8
+
+static atomic_int threads_ok, threads_reused;
+
+static void *connect_loop(void *arg)
+{
+	struct pair *p = arg;
+
+	for (int i = 0; i < CONNS_PER_THREAD; i++) {
+		struct conn c;
+
+		conn_open(&c, p->stls, p->ctls);
+		if (c.srv_ok && c.cli_ok && conn_echo(&c, "threads")) {
+			atomic_fetch_add(&threads_ok, 1);
+			if (wolfSSL_session_reused(c.cli) && wolfSSL_session_reused(c.srv))
+				atomic_fetch_add(&threads_reused, 1);
+		}
+		conn_close(&c);
+	}
+	keys_release_thread_ecc_cache();
+	return NULL;
+}
+
+static void test_resume_threads(void **state)
+{
+	pthread_t th[THREADS];
+	struct pair p;
+
+	pair_start(&p, "threads", 0);
+	atomic_store(&threads_ok, 0);
+	atomic_store(&threads_reused, 0);
+	for (int i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, connect_loop, &p), 0);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	printf("# %d threads: %d connections, %d resumed\n", THREADS, atomic_load(&threads_ok),
+	       atomic_load(&threads_reused));
+	assert_int_equal(atomic_load(&threads_ok), THREADS * CONNS_PER_THREAD);
+	assert_true(atomic_load(&threads_reused) > 0);
+	pair_stop(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_resume_other_id_and_expiry),
 		cmocka_unit_test(test_resume_replayed_session_id),
 		cmocka_unit_test(test_resume_client_tls13),
+		cmocka_unit_test(test_resume_threads),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
