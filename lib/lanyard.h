@@ -233,7 +233,8 @@ LANYARD_API int lanyard_tls_ssl_new(lanyard_tls *t, struct WOLFSSL **out, char *
  * - A client remembers the last session of up to max_sessions peers, named by the caller with
  *   lanyard_tls_ssl_new_peer, and offers it when it connects to that peer again.
  * - A server keeps up to max_sessions TLS 1.2 sessions (by session ID) and resumes them; it
- *   issues no session tickets, so TLS 1.3 connections always get a full handshake.
+ *   issues no session tickets, so TLS 1.3 connections always get a full handshake (a client
+ *   that wants to resume against it caps itself at TLS 1.2).
  * A resumed handshake skips the certificate exchange, so the library checks the peer again
  * when it completes: the certificate chain the session was established with must still verify
  * against the CURRENT bundle of the peer's trust domain at the current time (an expired leaf
