@@ -345,6 +345,8 @@ if [[ " $ONLY " == *" sp "* ]]; then
 			"spiffe://example.org/lanyard/agent/join_token/$tok" \
 			--spiffe-id spiffe://example.org/bench/tls --selector "unix:uid:$(id -u)" >/dev/null
 		suffixed "$variant" "$BENCH/bench_tls" handshake --socket "$A/api.sock" "${TLS_ARGS[@]}"
+		# The same with liblanyard's session resumption (TLS 1.2 session IDs, peer re-checked).
+		suffixed "$variant" "$BENCH/bench_tls" resume --socket "$A/api.sock" "${TLS_ARGS[@]}"
 		stop_pid "$apid"
 		stop_pid "$SRV_PID"
 	done
