@@ -129,7 +129,8 @@ int main(void)
 	return 0;
 }
 C
-read -r -a lib_defs <<<"$(sed -n 's/^AM_CFLAGS = //p' Makefile | grep -oE -- '-D[^ ]+' | tr '\n' ' ')"
+read -r -a lib_defs <<<"$(sed -n 's/^\(AM_CFLAGS\|CPPFLAGS\|CFLAGS\) = //p' Makefile |
+	grep -oE -- '-D[^ ]+' | tr '\n' ' ')"
 gcc -DWITH_OPTIONS -I"$prefix/include" "$work/layout.c" -o "$work/layout-installed" &&
 	gcc "${lib_defs[@]}" -I. "$work/layout.c" -o "$work/layout-library" ||
 	die "cannot compile the layout check"
