@@ -2,7 +2,8 @@
  * bundle.json and federated_bundles.json, loading with every check before use, and saving.
  * The checked reads of the files and PEM are in persist_file.c.
  *
- * Threads: the sync thread only. */
+ * Threads: the sync thread only; loading verifies the persisted SVIDs on every core
+ * (parallel_for), each check touching only its own SVID. */
 #include "persist.h"
 #include "persist_internal.h"
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include "jwt.h"
 #include "keys.h"
 #include "log.h"
+#include "parallel.h"
 #include "spiffeid.h"
 #include "strv.h"
 #include "util.h"
@@ -235,32 +237,64 @@ out:
 	return ret;
 }
 
-/* The SVID of entry e, or NULL when it has none or it is discarded (logged once here). */
-static struct svid *state_svid(json_t *o, const struct entry *e, const char *name,
-			       const uint8_t *bundle, size_t bundle_len, int64_t now)
+/* The SVID of entry e as the file has it, unverified, or NULL when it has none or it is
+ * malformed (logged once here). */
+static struct svid *state_svid(json_t *o, const struct entry *e, const char *name)
 {
 	json_t *so = json_object_get(o, "svid");
-	char why[512];
 	if (!so)
 		return NULL;
 	struct svid *v = json_is_object(so) ? svid_from_json(so, e) : NULL;
-	if (!v) {
+	if (!v)
 		log_warnx("%s: discarding the SVID of entry %s: malformed; it will be fetched anew",
 			 name, e->id);
-		return NULL;
-	}
-	if (verify_svid(v, e, bundle, bundle_len, now, why, sizeof(why)) < 0) {
+	return v;
+}
+
+/* The persisted SVIDs are verified on every core: a key check and a signature verification
+ * each, 10,000 of them after a restart (the Workload API serves once they are done). */
+struct svid_check {
+	struct svid *v;
+	const struct entry *e;
+	int rc;
+	char why[256];
+};
+
+struct svid_checks {
+	struct svid_check *c;
+	const uint8_t *bundle;
+	size_t bundle_len;
+	int64_t now;
+};
+
+static void svid_check_one(void *ctx, size_t i)
+{
+	struct svid_checks *cs = ctx;
+	struct svid_check *c = &cs->c[i];
+	c->rc = verify_svid(c->v, c->e, cs->bundle, cs->bundle_len, cs->now, c->why,
+			    sizeof(c->why));
+}
+
+/* Verifies the n candidates, moves those that pass into d->svids and logs the others once. */
+static void keep_verified(struct svid_checks *cs, size_t n, const char *name,
+			  struct persist_data *d)
+{
+	parallel_for(n, 32, svid_check_one, cs);
+	for (size_t i = 0; i < n; i++) {
+		struct svid_check *c = &cs->c[i];
+		if (c->rc == 0) {
+			d->svids[d->n_svids++] = c->v;
+			continue;
+		}
 		/* Expiry is routine after a long stop; anything else means tampering or damage. */
-		if (strstr(why, "expired") && !strstr(why, "verify"))
+		if (strstr(c->why, "expired") && !strstr(c->why, "verify"))
 			log_info("%s: the SVID of entry %s has expired; it will be fetched anew",
-				 name, e->id);
+				 name, c->e->id);
 		else
 			log_warnx("%s: discarding the SVID of entry %s: %s; it will be fetched anew",
-				 name, e->id, why);
-		svid_unref(v);
-		return NULL;
+				 name, c->e->id, c->why);
+		svid_unref(c->v);
 	}
-	return v;
 }
 
 int persist_parse_state(const char *name, const char *text, size_t len, int64_t now,
@@ -273,6 +307,8 @@ int persist_parse_state(const char *name, const char *text, size_t len, int64_t 
 		return errorf(err, errlen, "%s:%d:%d: corrupt state file: %s", name, je.line,
 			      je.column, je.text);
 	int ret = -1;
+	struct svid_checks checks = {.bundle = bundle, .bundle_len = bundle_len, .now = now};
+	size_t n_checks = 0;
 	json_t *entries = json_object_get(root, "entries");
 	json_t *tokens = json_object_get(root, "used_tokens");
 	if (!json_is_object(root) || jint(root, "version") != STATE_VERSION ||
@@ -287,6 +323,7 @@ int persist_parse_state(const char *name, const char *text, size_t len, int64_t 
 	size_t n = json_array_size(entries);
 	d->entries = xcalloc(n + 1, sizeof(*d->entries));
 	d->svids = xcalloc(n + 1, sizeof(*d->svids));
+	checks.c = xcalloc(n + 1, sizeof(*checks.c));
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_array_get(entries, i);
 		char why[256] = "not an object";
@@ -296,10 +333,12 @@ int persist_parse_state(const char *name, const char *text, size_t len, int64_t 
 			goto out;
 		}
 		d->entries[d->n_entries++] = e;
-		struct svid *v = state_svid(o, e, name, bundle, bundle_len, now);
+		struct svid *v = state_svid(o, e, name);
 		if (v)
-			d->svids[d->n_svids++] = v;
+			checks.c[n_checks++] = (struct svid_check){.v = v, .e = e};
 	}
+	keep_verified(&checks, n_checks, name, d);
+	n_checks = 0;
 	qsort(d->entries, d->n_entries, sizeof(*d->entries), cmp_entry);
 	qsort(d->svids, d->n_svids, sizeof(*d->svids), cmp_svid);
 	for (size_t i = 1; i < d->n_entries; i++) {
@@ -312,6 +351,9 @@ int persist_parse_state(const char *name, const char *text, size_t len, int64_t 
 	d->have_state = true;
 	ret = 0;
 out:
+	for (size_t i = 0; i < n_checks; i++) /* a corrupt file: the candidates not kept */
+		svid_unref(checks.c[i].v);
+	free(checks.c);
 	json_decref(root);
 	return ret;
 }

@@ -242,8 +242,12 @@ static int jwk_to_spki(const json_t *k, uint8_t *buf, size_t bufsz, char *err, s
 		(void)rng_thread(); /* registers the thread's ECC cache cleanup */
 		if (wc_ecc_init(&ecc) != 0)
 			goto out;
+		/* On the curve and not at infinity is the full check on P-256/P-384 (cofactor
+		 * 1); wc_ecc_check_key would add a scalar multiplication and, with FP_ECC, an
+		 * 800 KB table per key (see spki_key_type). */
 		if (wc_ecc_import_unsigned(&ecc, a, b, NULL, curve) == 0 &&
-		    wc_ecc_check_key(&ecc) == 0)
+		    wc_ecc_point_is_on_curve(&ecc.pubkey, ecc.idx) == 0 &&
+		    !wc_ecc_point_is_at_infinity(&ecc.pubkey))
 			n = wc_EccPublicKeyToDer(&ecc, buf, (word32)bufsz, 1);
 		wc_ecc_free(&ecc);
 		if (n <= 0) {

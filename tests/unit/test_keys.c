@@ -227,6 +227,50 @@ static void test_garbage_rejected(void **state)
 	lkey_free(g);
 }
 
+/* A private key whose public point is not its scalar times G (another key's point, a point off
+ * the curve) or whose scalar is out of range is refused: a persisted key that does not match
+ * would otherwise be used with a certificate it cannot sign for. */
+static void test_mismatched_public_point(void **state)
+{
+	lkey *a, *b, *k = NULL;
+	uint8_t *der, *spki_a, *spki_b;
+	size_t len, la, lb;
+	assert_int_equal(lkey_generate(KEY_EC_P256, &a), 0);
+	assert_int_equal(lkey_generate(KEY_EC_P256, &b), 0);
+	assert_int_equal(lkey_to_pkcs8_der(a, &der, &len), 0);
+	assert_int_equal(lkey_public_der(a, &spki_a, &la), 0);
+	assert_int_equal(lkey_public_der(b, &spki_b, &lb), 0);
+	/* The uncompressed point 04||x||y ends both the SPKI and the PKCS#8 key. */
+	assert_true(len > 65 && la > 65 && lb == la);
+	assert_memory_equal(der + len - 65, spki_a + la - 65, 65);
+	assert_int_equal(lkey_from_der(der, len, &k), 0);
+	lkey_free(k);
+
+	memcpy(der + len - 65, spki_b + lb - 65, 65); /* b's point with a's scalar */
+	k = NULL;
+	assert_int_equal(lkey_from_der(der, len, &k), -1);
+	assert_null(k);
+	der[len - 1] ^= 0x01; /* off the curve */
+	assert_int_equal(lkey_from_der(der, len, &k), -1);
+	memcpy(der + len - 65, spki_a + la - 65, 65);
+
+	/* The scalar: 32 bytes after "04 20" in the inner ECPrivateKey. */
+	uint8_t *scalar = NULL;
+	for (size_t i = 0; i + 34 < len && !scalar; i++)
+		if (der[i] == 0x04 && der[i + 1] == 0x20 && der[i + 2] != 0x04)
+			scalar = der + i + 2;
+	assert_non_null(scalar);
+	memset(scalar, 0, 32); /* zero */
+	assert_int_equal(lkey_from_der(der, len, &k), -1);
+	memset(scalar, 0xff, 32); /* above the group order */
+	assert_int_equal(lkey_from_der(der, len, &k), -1);
+	free(der);
+	free(spki_a);
+	free(spki_b);
+	lkey_free(a);
+	lkey_free(b);
+}
+
 static void test_sign_verify(void **state)
 {
 	const uint8_t msg[] = "header.payload";
@@ -368,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_openssl_interop),
 		cmocka_unit_test(test_garbage_rejected),
+		cmocka_unit_test(test_mismatched_public_point),
 		cmocka_unit_test(test_sign_verify),
 		cmocka_unit_test(test_verify_openssl_signatures),
 		cmocka_unit_test(test_threads),
