@@ -217,8 +217,8 @@ typedef struct lanyard_tls lanyard_tls;
 /* A TLS configuration (TLS 1.2 and 1.3) that presents the source's default SVID and requires
  * the peer's: its chain must verify against the bundle of the peer's trust domain, and its
  * SPIFFE ID must pass authz (copied; the caller keeps and frees its own). Session resumption is
- * disabled so that every connection is verified and authorized. src must outlive the returned
- * object, and the object every session made from it. */
+ * off unless lanyard_tls_set_resumption turns it on. src must outlive the returned object, and
+ * the object every session made from it. */
 LANYARD_API int lanyard_tls_server_new(lanyard_x509_source *src, const lanyard_authorizer *authz,
 				       lanyard_tls **out, char *err, size_t errlen);
 LANYARD_API int lanyard_tls_client_new(lanyard_x509_source *src, const lanyard_authorizer *authz,
@@ -228,6 +228,29 @@ LANYARD_API int lanyard_tls_client_new(lanyard_x509_source *src, const lanyard_a
  * source has no default SVID. */
 LANYARD_API int lanyard_tls_ssl_new(lanyard_tls *t, struct WOLFSSL **out, char *err,
 				    size_t errlen);
+/* Session resumption, off by default; max_sessions 0 turns it off again. Call it before the
+ * first session (or ctx) is made from t: LANYARD_EINVAL afterwards.
+ * - A client remembers the last session of up to max_sessions peers, named by the caller with
+ *   lanyard_tls_ssl_new_peer, and offers it when it connects to that peer again.
+ * - A server keeps up to max_sessions TLS 1.2 sessions (by session ID) and resumes them; it
+ *   issues no session tickets, so TLS 1.3 connections always get a full handshake (a client
+ *   that wants to resume against it caps itself at TLS 1.2).
+ * A resumed handshake skips the certificate exchange, so the library checks the peer again
+ * when it completes: the certificate chain the session was established with must still verify
+ * against the CURRENT bundle of the peer's trust domain at the current time (an expired leaf
+ * fails) and its SPIFFE ID must pass the authorizer; otherwise the handshake fails like a
+ * refused full one (and a client forgets that session). Sessions are forgotten whenever the
+ * source delivers a new update (the local SVID or the bundles changed): nothing is resumed
+ * across a rotation; a session whose peer leaf has expired is not offered. A session made with
+ * lanyard_tls_ctx + wolfSSL_new gets none of this: do not wolfSSL_set_session() on one. */
+#define LANYARD_TLS_RESUMPTION_MAX 65536
+LANYARD_API int lanyard_tls_set_resumption(lanyard_tls *t, size_t max_sessions, char *err,
+					   size_t errlen);
+/* Client: like lanyard_tls_ssl_new, for a connection to peer (any stable name of the peer, up
+ * to 256 bytes: "host:port", a SPIFFE ID...), offering the session last established with it
+ * when resumption is on. LANYARD_EINVAL on a server configuration. */
+LANYARD_API int lanyard_tls_ssl_new_peer(lanyard_tls *t, const char *peer, struct WOLFSSL **out,
+					 char *err, size_t errlen);
 /* The current WOLFSSL_CTX with a new reference (wolfSSL_CTX_free), for code that creates its
  * own sessions with wolfSSL_new: call it again for each new session to follow rotations. NULL
  * while the source has no default SVID. */

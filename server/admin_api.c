@@ -280,8 +280,18 @@ static void dispatch(struct call *c, const char *url, const char *method, struct
 	reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method %.16s not allowed on %.128s", method, url);
 }
 
+static enum MHD_Result send_made(struct MHD_Connection *conn, struct reply *r)
+{
+	enum MHD_Result ret = MHD_queue_response(conn, r->status, r->resp);
+	MHD_destroy_response(r->resp);
+	r->resp = NULL;
+	return ret;
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *r)
 {
+	if (r->resp)
+		return send_made(conn, r);
 	char *body = NULL;
 	size_t len = 0;
 	const char *ctype = "application/json";

@@ -56,6 +56,9 @@ struct admin_hooks {
 			 size_t *chain_len, int64_t *not_after, char *err, size_t errlen);
 	int (*mint_jwt)(void *ud, const char *spiffe_id, const char *const *aud, size_t n_aud,
 			int64_t ttl, char **token, int64_t *exp, char *err, size_t errlen);
+	/* Tests only: reads the entries of GET /v1/entries (with ud) instead of ds_entry_list,
+	 * to provoke a datastore error in the middle of a streamed listing. NULL in the server. */
+	int (*entry_fetch)(void *ud, const struct entry_filter *f, struct entry ***out, size_t *n);
 };
 
 struct admin_api;

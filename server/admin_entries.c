@@ -11,6 +11,7 @@
 #include "admin_routes.h"
 #include "entry.h"
 #include "entry_bulk.h"
+#include "entry_listing.h"
 #include "spiffeid.h"
 #include "log.h"
 #include "util.h"
@@ -174,13 +175,14 @@ static enum MHD_Result collect_selectors(void *cls, enum MHD_ValueKind kind, con
 	return MHD_YES;
 }
 
-/* page_size and page_token, when either is given: f gets the page, *paged says so. */
-static bool page_args(struct call *c, struct entry_filter *f, char after_id[37], bool *paged,
-		      struct reply *r)
+/* page_size and page_token, when either is given: *page_size gets the page (else 0) and f
+ * where it starts. */
+static bool page_args(struct call *c, struct entry_filter *f, char after_id[37],
+		      size_t *page_size, struct reply *r)
 {
 	const char *size = query(c, "page_size"), *tok = query(c, "page_token");
-	*paged = (size && *size) || (tok && *tok);
-	if (!*paged)
+	*page_size = 0;
+	if (!(size && *size) && !(tok && *tok))
 		return true;
 	long long ps = ENTRY_PAGE_SIZE_DEFAULT;
 	if (size && *size) {
@@ -201,87 +203,18 @@ static bool page_args(struct call *c, struct entry_filter *f, char after_id[37],
 		}
 		f->after_id = after_id;
 	}
-	/* One more than asked: whether it exists says whether there is a next page. */
-	f->limit = (size_t)ps + 1;
+	*page_size = (size_t)ps;
 	return true;
 }
 
-/* A growing text buffer that doubles (an entry listing can be tens of MB). */
-struct textbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void textbuf_add(struct textbuf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->failed = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-/* {"entries":[...]} (and "next_page_token" when next is given) as compact JSON text with a
- * final newline, each entry rendered and freed in turn: a listing of 100,000 entries never
- * holds 100,000 JSON trees at once. NULL when out of memory. */
-static char *entries_text(struct entry **v, size_t n, const char *next)
-{
-	struct textbuf b = {0};
-	textbuf_add(&b, "{\"entries\":[", 12);
-	for (size_t i = 0; i < n && !b.failed; i++) {
-		json_t *j = entry_to_json(v[i]);
-		char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		json_decref(j);
-		if (!t) {
-			b.failed = true;
-			break;
-		}
-		if (i)
-			textbuf_add(&b, ",", 1);
-		textbuf_add(&b, t, strlen(t));
-		free(t);
-	}
-	textbuf_add(&b, "]", 1);
-	if (next) {
-		json_t *tok = json_string(next);
-		char *t = tok ? json_dumps(tok, JSON_ENCODE_ANY) : NULL;
-		json_decref(tok);
-		if (!t)
-			b.failed = true;
-		textbuf_add(&b, ",\"next_page_token\":", 19);
-		if (t)
-			textbuf_add(&b, t, strlen(t));
-		free(t);
-	}
-	textbuf_add(&b, "}\n", 2);
-	if (b.failed) {
-		free(b.p);
-		return NULL;
-	}
-	return b.p;
-}
-
+/* Streamed as it is read (entry_listing.h): a listing of 100,000 entries is never one text. */
 void h_entry_list(struct call *c, struct reply *r)
 {
 	const char *sel[ENTRY_MAX_SELECTORS];
 	struct selector_args sa = { .v = sel };
-	struct entry **v = NULL;
-	size_t n = 0;
+	struct entry_listing *l = NULL;
 	char after_id[37];
-	bool paged;
+	size_t page_size;
 
 	MHD_get_connection_values(c->conn, MHD_GET_ARGUMENT_KIND, collect_selectors, &sa);
 	struct entry_filter f = {
@@ -294,28 +227,19 @@ void h_entry_list(struct call *c, struct reply *r)
 		f.spiffe_id = NULL;
 	if (f.parent_id && !*f.parent_id)
 		f.parent_id = NULL;
-	if (!page_args(c, &f, after_id, &paged, r))
+	if (!page_args(c, &f, after_id, &page_size, r))
 		return;
-	int ret = ds_entry_list(c->api->ds, &f, &v, &n);
+	int ret = entry_listing_new(c->api->hooks.entry_fetch, c->api->hooks.entry_fetch ?
+				    c->api->hooks.ud : c->api->ds, &f, page_size, &l);
 	if (ret < 0) {
 		reply_error(r, ds_status(ret), "cannot list entries");
 		return;
 	}
-	char next[ENTRY_PAGE_TOKEN_MAX] = "";
-	if (paged && n == f.limit) {
-		n--;
-		entry_page_token_encode(v[n - 1], next);
-		entry_free(v[n]);
-	}
-	char *text = entries_text(v, n, paged ? next : NULL);
-	entry_array_free(v, n);
-	if (!text) {
+	if (!(r->resp = entry_listing_response(l))) {
 		reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 		return;
 	}
 	r->status = MHD_HTTP_OK;
-	r->text = text;
-	r->content_type = "application/json";
 }
 
 void h_entry_count(struct call *c, struct reply *r)

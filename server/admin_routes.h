@@ -41,11 +41,13 @@ struct admin_api {
 	struct admin_listener unix_listener; /* {this API, NULL} */
 };
 
-/* What a route produces: a status and either a JSON document or a text body. */
+/* What a route produces: a status and either a JSON document, a text body or a response
+ * already made (a streamed one). */
 struct reply {
 	unsigned int status;
 	json_t *json;
 	char *text;		/* malloc'd */
+	struct MHD_Response *resp;	/* sent as it is (headers included), then destroyed */
 	const char *content_type;
 	const char *allow;	/* for 405 */
 };

@@ -26,66 +26,12 @@
 #include <lanyard.h>
 
 #include "fake_agent.h"
+#include "tls_harness.h"
 #include "grpc.h"
 #include "jwt.h"
 #include "keys.h"
 #include "util.h"
 #include "x509.h"
-
-static char dir[64];
-
-static const char *sock_path(const char *name)
-{
-	static char p[8][128];
-	static int i;
-
-	i = (i + 1) % 8;
-	snprintf(p[i], sizeof(p[i]), "%s/%s.sock", dir, name);
-	return p[i];
-}
-
-static void ms_sleep(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-/* Waits (bounded) until the source's generation reaches gen. */
-static bool wait_generation(lanyard_x509_source *src, uint64_t gen, int timeout_ms)
-{
-	for (int waited = 0; waited < timeout_ms; waited += 10) {
-		if (lanyard_x509_source_generation(src) >= gen)
-			return true;
-		ms_sleep(10);
-	}
-	return lanyard_x509_source_generation(src) >= gen;
-}
-
-/* Serves one SVID (with its CA as bundle) from fa. */
-static void serve_svid(struct fake_agent *fa, const struct test_svid *s)
-{
-	size_t len;
-	uint8_t *msg = test_x509_response(s, 1, NULL, NULL, NULL, 0, &len);
-
-	assert_non_null(msg);
-	fake_agent_set_x509(fa, msg, len);
-	free(msg);
-}
-
-static void serial_of(const struct test_svid *s, char *out, size_t outlen)
-{
-	struct x509_info info;
-	const uint8_t **certs;
-	size_t *lens, n;
-
-	assert_int_equal(x509_split_der(s->chain, s->chain_len, &certs, &lens, &n), 0);
-	assert_int_equal(x509_parse(certs[0], lens[0], &info, NULL, 0), 0);
-	snprintf(out, outlen, "%s", info.serial);
-	x509_info_free(&info);
-	free(certs);
-	free(lens);
-}
 
 /* ---- X.509 sources ---- */
 
@@ -520,152 +466,6 @@ static void test_source_agent_away(void **state)
 
 /* ---- TLS ---- */
 
-struct peer {
-	lanyard_x509_source *src;
-	struct fake_agent *fa;
-	struct test_svid svid;
-};
-
-/* A fake agent serving spiffe_id signed by ca, with trust (ca when NULL) as the bundle of its
- * trust domain and an optional federated bundle, and a source on it. */
-static void peer_start_ex(struct peer *p, const char *name, const struct test_ca *ca,
-			  const char *spiffe_id, const struct test_ca *fed, const char *fed_id,
-			  const struct test_ca *trust)
-{
-	const char *sock = sock_path(name);
-	char err[512];
-	uint8_t *msg;
-	size_t len;
-
-	memset(p, 0, sizeof(*p));
-	assert_int_equal(test_svid_new(ca, spiffe_id, 60, &p->svid), 0);
-	if (trust) {
-		p->svid.bundle = trust->der;
-		p->svid.bundle_len = trust->len;
-	}
-	msg = test_x509_response(&p->svid, 1, fed ? &fed_id : NULL,
-				 fed ? (const uint8_t *const *)&fed->der : NULL,
-				 fed ? &fed->len : NULL, fed ? 1 : 0, &len);
-	assert_int_equal(fake_agent_start(sock, &p->fa), 0);
-	fake_agent_set_x509(p->fa, msg, len);
-	free(msg);
-	assert_int_equal(lanyard_x509_source_new(sock, &p->src, err, sizeof(err)), 0);
-	assert_int_equal(lanyard_x509_source_wait_ready(p->src, 5000, err, sizeof(err)), 0);
-}
-
-static void peer_start(struct peer *p, const char *name, const struct test_ca *ca,
-		       const char *spiffe_id, const struct test_ca *fed, const char *fed_id)
-{
-	peer_start_ex(p, name, ca, spiffe_id, fed, fed_id, NULL);
-}
-
-static void peer_rotate(struct peer *p, const struct test_ca *ca)
-{
-	uint64_t g = lanyard_x509_source_generation(p->src);
-	char id[256];
-
-	snprintf(id, sizeof(id), "%s", p->svid.spiffe_id);
-	test_svid_free(&p->svid);
-	assert_int_equal(test_svid_new(ca, id, 60, &p->svid), 0);
-	serve_svid(p->fa, &p->svid);
-	assert_true(wait_generation(p->src, g + 1, 5000));
-}
-
-static void peer_stop(struct peer *p)
-{
-	lanyard_x509_source_free(p->src);
-	fake_agent_stop(p->fa);
-	test_svid_free(&p->svid);
-}
-
-/* The TLS version the client of conn_open offers: 0 = TLS 1.3 (the default), else 1.2; and a
- * session it offers to resume. */
-static int client_tls12;
-static WOLFSSL_SESSION *client_session;
-
-struct conn {
-	WOLFSSL *cli, *srv;
-	int fds[2];
-	int srv_ok, cli_ok;
-	lanyard_tls *stls;
-};
-
-static void *accept_main(void *arg)
-{
-	struct conn *c = arg;
-
-	c->srv_ok = lanyard_tls_ssl_new(c->stls, &c->srv, NULL, 0) == 0 &&
-		    wolfSSL_set_fd(c->srv, c->fds[0]) == WOLFSSL_SUCCESS &&
-		    wolfSSL_accept(c->srv) == WOLFSSL_SUCCESS;
-	if (!c->srv_ok) {
-		/* Let the client see the alert and the end of the stream. */
-		wolfSSL_free(c->srv);
-		c->srv = NULL;
-		shutdown(c->fds[0], SHUT_RDWR);
-	}
-	/* wolfSSL's per-thread ECC cache (FP_ECC) is freed only by its own thread. */
-	keys_release_thread_ecc_cache();
-	return NULL;
-}
-
-/* Handshake between the two configurations over a socketpair. */
-static void conn_open(struct conn *c, lanyard_tls *stls, lanyard_tls *ctls)
-{
-	pthread_t t;
-
-	memset(c, 0, sizeof(*c));
-	c->stls = stls;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fds), 0);
-	assert_int_equal(pthread_create(&t, NULL, accept_main, c), 0);
-	c->cli_ok = lanyard_tls_ssl_new(ctls, &c->cli, NULL, 0) == 0 &&
-		    (!client_tls12 ||
-		     wolfSSL_set_max_proto_version(c->cli, TLS1_2_VERSION) == WOLFSSL_SUCCESS) &&
-		    /* wolfSSL refuses a session it knows cannot be resumed: fine too. */
-		    (!client_session || wolfSSL_set_session(c->cli, client_session) || 1) &&
-		    wolfSSL_set_fd(c->cli, c->fds[1]) == WOLFSSL_SUCCESS &&
-		    wolfSSL_connect(c->cli) == WOLFSSL_SUCCESS;
-	if (!c->cli_ok) {
-		if (getenv("LANYARD_TEST_DEBUG") && c->cli)
-			fprintf(stderr, "client handshake (tls12=%d, session=%d): wolfSSL error %d\n",
-				client_tls12, client_session != NULL, wolfSSL_get_error(c->cli, -1));
-		shutdown(c->fds[1], SHUT_RDWR);
-	}
-	pthread_join(t, NULL);
-}
-
-/* One round trip; true when the message came back. */
-static bool conn_echo(struct conn *c, const char *msg)
-{
-	char buf[64];
-	int n = (int)strlen(msg);
-
-	if (!c->cli || !c->srv || wolfSSL_write(c->cli, msg, n) != n)
-		return false;
-	if (wolfSSL_read(c->srv, buf, sizeof(buf)) != n || wolfSSL_write(c->srv, buf, n) != n)
-		return false;
-	return wolfSSL_read(c->cli, buf, sizeof(buf)) == n && memcmp(buf, msg, (size_t)n) == 0;
-}
-
-/* The client's view when the server refused it after the client's handshake completed (TLS
- * 1.3): its first read fails. */
-static bool client_read_fails(struct conn *c)
-{
-	char buf[8];
-
-	if (!c->cli_ok)
-		return true;
-	wolfSSL_write(c->cli, "x", 1);
-	return wolfSSL_read(c->cli, buf, sizeof(buf)) <= 0;
-}
-
-static void conn_close(struct conn *c)
-{
-	wolfSSL_free(c->cli);
-	wolfSSL_free(c->srv);
-	close(c->fds[0]);
-	close(c->fds[1]);
-}
-
 static int func_calls;
 
 static int allow_b_only(void *ud, const char *peer_id)
@@ -837,8 +637,8 @@ static void test_tls(void **state)
 	assert_false(c1.cli_ok);
 	conn_close(&c1);
 	lanyard_tls_free(t);
-	/* Resumption would skip the checks: a client offering its previous session gets a full
-	 * handshake (with verification) again, in TLS 1.2 and 1.3. */
+	/* Resumption is off by default (test_tls_resume.c tests it on): a client offering its
+	 * previous session gets a full handshake (with verification) again, in TLS 1.2 and 1.3. */
 	for (int v = 0; v < 2; v++) {
 		client_tls12 = v;
 		conn_open(&c1, stls, ctls);
@@ -1087,24 +887,6 @@ static void test_misc(void **state)
 	lanyard_free_secret(NULL);
 }
 
-static int setup(void **state)
-{
-	snprintf(dir, sizeof(dir), "/tmp/lanyard-lib-XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	lanyard_set_log_level(getenv("LANYARD_TEST_DEBUG") ? LANYARD_LOG_DEBUG : LANYARD_LOG_ERROR);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	keys_release_thread_ecc_cache();
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1121,5 +903,5 @@ int main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, harness_setup, harness_teardown);
 }

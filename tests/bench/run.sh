@@ -345,6 +345,8 @@ if [[ " $ONLY " == *" sp "* ]]; then
 			"spiffe://example.org/lanyard/agent/join_token/$tok" \
 			--spiffe-id spiffe://example.org/bench/tls --selector "unix:uid:$(id -u)" >/dev/null
 		suffixed "$variant" "$BENCH/bench_tls" handshake --socket "$A/api.sock" "${TLS_ARGS[@]}"
+		# The same with liblanyard's session resumption (TLS 1.2 session IDs, peer re-checked).
+		suffixed "$variant" "$BENCH/bench_tls" resume --socket "$A/api.sock" "${TLS_ARGS[@]}"
 		stop_pid "$apid"
 		stop_pid "$SRV_PID"
 	done
@@ -516,13 +518,24 @@ PY
 		[ "$b" -gt 0 ] || echo "BENCH entry_batch_create_10k_ms $(((t1 - t0) / 1000000)) ms" |
 			tee -a "$OUT"
 	done
+	# The server's peak RSS during the listing: VmHWM reset first (clear_refs 5), when allowed.
+	hwm_reset=0
+	echo 5 2>/dev/null >"/proc/$SRV_PID/clear_refs" && hwm_reset=1
+	rss0=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SRV_PID/status")
 	t0=$(date +%s%N)
 	"$BIN/lanyard-server" entry show --socket "$ADMIN" --output json >"$T/list.json"
 	t1=$(date +%s%N)
+	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SRV_PID/status")
 	n=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["entries"]))' "$T/list.json")
 	[ "$n" = $((ADMIN_BATCH * ADMIN_BATCHES)) ] || { echo "run.sh: listed $n entries" >&2; exit 1; }
 	echo "# $n entries listed"
 	echo "BENCH entry_list_100k_ms $(((t1 - t0) / 1000000)) ms" | tee -a "$OUT"
+	if [ "$hwm_reset" = 1 ]; then
+		echo "# the server's RSS before the listing: $rss0 KiB; its peak during it:"
+		echo "BENCH entry_list_100k_server_peak_kib $hwm KiB" | tee -a "$OUT"
+	else
+		echo "# entry_list_100k_server_peak_kib: cannot reset the server's VmHWM here"
+	fi
 	stop_pid "$SRV_PID"
 fi
 

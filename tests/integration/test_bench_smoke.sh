@@ -34,7 +34,8 @@ for name in $pg_names issue_ratio issue_per_s issue_cpu_ratio crypto_issue_core_
 	fetch_p99_us_c1000 stream_kib_each_10k fanout_10k_ms jwt_fetch_p99_us jwt_fetch_cold_p99_ms \
 	issue_per_s_system issue_per_s_sp issue_cpu_ratio_sp crypto_issue_core_per_s_sp \
 	agent_rss_kib_0_system agent_rss_kib_0_sp issue_sp_speedup mtls_handshake_us_system \
-	mtls_handshake_us_sp entry_batch_create_10k_ms entry_list_100k_ms sync10k_cpu_us_per_agent \
+	mtls_handshake_us_sp mtls_resume_us_system mtls_resume_us_sp entry_batch_create_10k_ms \
+	entry_list_100k_ms sync10k_cpu_us_per_agent \
 	server_rss_kib_100k reconnect_storm_s reconnect_storm_agent_s; do
 	if ! grep -Eq "^BENCH $name -?[0-9]+(\.[0-9]+)? [^ ]+$" "$out"; then
 		echo "FAIL: no well-formed 'BENCH $name <value> <unit>' line" >&2
