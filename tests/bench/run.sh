@@ -45,7 +45,7 @@ if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
 	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 		-DLANYARD_WERROR=OFF >/dev/null
 	cmake --build "$BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent bench_server \
-		bench_agent bench_tls >/dev/null
+		bench_agent bench_tls bench_fleet >/dev/null
 fi
 BIN="$BUILD/bin"
 BENCH="$BUILD/bench"
