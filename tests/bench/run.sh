@@ -27,9 +27,9 @@
 #                              (10 entries each): memory per connection at a chosen scale
 #   LANYARD_BENCH_FLEET_ENTRIES=N  entries per simulated agent in fleet (default 10): two runs that
 #                              differ only in it give the memory per entry
-#   LANYARD_BENCH_FLEET_WOLFSSL=system|sp  the server build fleet measures (default system: DIR;
-#                              sp: the LANYARD_WOLFSSL=sp tree the sp section uses, built unless
-#                              NO_BUILD). The images use sp: server_rss_kib_100k's target is met there
+#   LANYARD_BENCH_FLEET_WOLFSSL=system|sp  the build fleet and storm measure (default sp, what the
+#                              images run: the LANYARD_WOLFSSL=sp tree the sp section uses, built
+#                              unless NO_BUILD; system: DIR, Debian's wolfSSL)
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
@@ -213,7 +213,7 @@ fi
 [ -n "${LANYARD_BENCH_FLEET_AGENTS:-}" ] && FLEET_ARGS[1]=$LANYARD_BENCH_FLEET_AGENTS
 [ -n "${LANYARD_BENCH_FLEET_ENTRIES:-}" ] && FLEET_ARGS[3]=$LANYARD_BENCH_FLEET_ENTRIES
 SP_BUILD="${LANYARD_BENCH_SP_BUILD:-$BUILD-sp}"
-FLEET_WOLFSSL="${LANYARD_BENCH_FLEET_WOLFSSL:-system}"
+FLEET_WOLFSSL="${LANYARD_BENCH_FLEET_WOLFSSL:-sp}"
 case "$FLEET_WOLFSSL" in
 system | sp) ;;
 *) echo "run.sh: LANYARD_BENCH_FLEET_WOLFSSL=$FLEET_WOLFSSL: expected system or sp" >&2; exit 1 ;;
@@ -332,7 +332,7 @@ build_sp() {
 	cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 		-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp >/dev/null
 	cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
-		bench_server bench_agent bench_tls >/dev/null
+		bench_server bench_agent bench_tls bench_fleet >/dev/null
 	SP_BUILT=1
 }
 if [[ " $ONLY " == *" sp "* ]]; then
@@ -592,27 +592,33 @@ PY
 	kill "$pid" 2>/dev/null || true
 	for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 }
-if [[ " $ONLY " == *" fleet "* ]]; then
-	echo "# == fleet: ${FLEET_ARGS[1]} agents holding entry streams, $((FLEET_ARGS[1] * FLEET_ARGS[3])) entries"
-	FLEET_BIN="$BIN" FLEET_BENCH="$BENCH"
-	SYS_BIN="$BIN"
+# fleet and storm run on the build LANYARD_BENCH_FLEET_WOLFSSL names (BIN and BENCH switched
+# for the section, then restored).
+fleet_build() {
+	SYS_BIN="$BIN" SYS_BENCH="$BENCH"
 	if [ "$FLEET_WOLFSSL" = sp ]; then
 		build_sp
-		BIN="$SP_BUILD/bin" FLEET_BIN="$SP_BUILD/bin" FLEET_BENCH="$SP_BUILD/bench"
+		BIN="$SP_BUILD/bin" BENCH="$SP_BUILD/bench"
 	fi
-	[ -x "$FLEET_BIN/lanyard-server" ] || { echo "run.sh: no $FLEET_BIN/lanyard-server" >&2; exit 1; }
-	echo "# fleet: server $FLEET_BIN/lanyard-server, built with LANYARD_WOLFSSL=$(sed -n \
-		's/^LANYARD_WOLFSSL:[A-Z]*=//p' "$FLEET_BIN/../CMakeCache.txt" 2>/dev/null || true)"
+	[ -x "$BIN/lanyard-server" ] || { echo "run.sh: no $BIN/lanyard-server" >&2; exit 1; }
+	echo "# $1: server $BIN/lanyard-server, built with LANYARD_WOLFSSL=$(sed -n \
+		's/^LANYARD_WOLFSSL:[A-Z]*=//p' "$BIN/../CMakeCache.txt" 2>/dev/null || true)"
+}
+if [[ " $ONLY " == *" fleet "* ]]; then
+	echo "# == fleet: ${FLEET_ARGS[1]} agents holding entry streams, $((FLEET_ARGS[1] * FLEET_ARGS[3])) entries"
+	fleet_build fleet
 	start_server fleet "$FLEET_KEYS"
-	run "$FLEET_BENCH/bench_server" sync --admin "$ADMIN" --port "$SRV_PORT" \
+	run "$BENCH/bench_server" sync --admin "$ADMIN" --port "$SRV_PORT" \
 		--bundle "$DIR/bundle.pem" --server-pid "$SRV_PID" --name sync10k \
 		--rss-name server_rss_kib_100k "${FLEET_ARGS[@]}"
 	stop_pid "$SRV_PID"
-	BIN="$SYS_BIN"
+	BIN="$SYS_BIN" BENCH="$SYS_BENCH"
 fi
 if [[ " $ONLY " == *" storm "* ]]; then
 	echo "# == storm: ${STORM_ARGS[1]} simulated agents and one lanyard-agent, the server restarted"
+	fleet_build storm
 	storm_round
+	BIN="$SYS_BIN" BENCH="$SYS_BENCH"
 fi
 
 # ---- summary ----
