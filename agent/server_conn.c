@@ -30,6 +30,7 @@
 #define CALL_TIMEOUT_MS 30000
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
+#define BACKOFF_FLOOR_MS 100
 #define CANDIDATES_MAX 256
 #define HOST_MAX 253
 
@@ -336,8 +337,10 @@ bool server_conn_failover(struct server_conn *c)
 	return strcmp(from, server_conn_current(c)) != 0;
 }
 
-/* 50% to 100% of the streak's step, so that agents that lost the same server do not all come
- * back at the same moment. */
+/* Full jitter: uniform from BACKOFF_FLOOR_MS to the streak's step, so that agents that lost
+ * the same server spread over the whole step instead of its upper half (the server's handshake
+ * cap resets the connections of a wave that came too close together, and full jitter spreads the
+ * next wave the most); the floor keeps a refused agent from coming straight back. */
 static int64_t backoff_step(unsigned streak, uint32_t rnd)
 {
 	int64_t base = BACKOFF_MAX_MS;
@@ -345,7 +348,7 @@ static int64_t backoff_step(unsigned streak, uint32_t rnd)
 		base = BACKOFF_MIN_MS;
 	else if (streak - 1 < 16 && ((int64_t)BACKOFF_MIN_MS << (streak - 1)) < BACKOFF_MAX_MS)
 		base = (int64_t)BACKOFF_MIN_MS << (streak - 1);
-	return base / 2 + (int64_t)(rnd % (uint32_t)(base / 2 + 1));
+	return BACKOFF_FLOOR_MS + (int64_t)(rnd % (uint32_t)(base - BACKOFF_FLOOR_MS + 1));
 }
 
 /* The step grows once per round over the candidates: each of them is tried promptly before

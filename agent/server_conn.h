@@ -87,7 +87,8 @@ size_t server_conn_candidates(const struct server_conn *c);
  * when the rotation wraps). Returns true when the candidate changed (false with one candidate). */
 bool server_conn_failover(struct server_conn *c);
 /* The failure streak grows by one: returns the milliseconds to wait before the next attempt,
- * drawn from 50% to 100% of min(500 ms * 2^rounds, 30 s), rounds = (streak - 1) / candidates. */
+ * drawn uniformly from 100 ms to min(500 ms * 2^rounds, 30 s) (full jitter), rounds = (streak - 1)
+ * / candidates. */
 int64_t server_conn_backoff_ms(struct server_conn *c);
 /* A session with the current candidate worked: the failure streak ends. */
 void server_conn_connected(struct server_conn *c);

@@ -50,6 +50,7 @@ const char *const grpc_refusal_names[GRPC_REFUSED_N] = {
 	[GRPC_REFUSED_UNAUTHENTICATED_STREAMS] = "unauthenticated_streams",
 	[GRPC_REFUSED_MESSAGE_TOO_LARGE] = "message_too_large",
 	[GRPC_REFUSED_UNAUTHENTICATED_MEMORY] = "unauthenticated_memory",
+	[GRPC_REFUSED_HANDSHAKES] = "handshakes",
 };
 
 /* Counts a refusal; logs the first one, then at most one line per interval and reason with the
@@ -248,6 +249,16 @@ static void conn_unmark_dirty(struct grpc_conn *conn)
 
 /* Connections */
 
+/* The connection's TLS handshake completed or it is closing: no longer counted against
+ * max_handshakes. */
+static void conn_handshake_over(struct grpc_conn *conn)
+{
+	if (!conn->handshaking)
+		return;
+	conn->handshaking = false;
+	conn->server->n_handshaking--;
+}
+
 static void conn_close_cb(uv_handle_t *h)
 {
 	struct grpc_conn *conn = h->data;
@@ -269,6 +280,7 @@ static void conn_close(struct grpc_conn *conn)
 	if (conn->h2.closing)
 		return;
 	conn->h2.closing = true;
+	conn_handshake_over(conn);
 	conn_unmark_dirty(conn);
 	while (conn->calls) {
 		struct grpc_call *call = conn->calls;
@@ -355,6 +367,8 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 	}
 	if (events & (UV_READABLE | UV_DISCONNECT)) {
 		rc = h2conn_read(&conn->h2, err, sizeof(err));
+		if (conn->h2.handshake_done)
+			conn_handshake_over(conn);
 		if (rc == H2CONN_EPROTO) {
 			if (!conn->h2.closing)
 				log_debug("grpc: closing connection: %s", err);
@@ -443,32 +457,58 @@ static size_t source_key(const struct sockaddr_storage *ss, uint8_t key[16])
 	return 0;
 }
 
-/* Connections open from this source. A linear scan: accepts are rare next to requests, and
- * max_conns bounds the list. */
-static unsigned source_count(const struct grpc_server *s, const uint8_t *key, size_t len)
+/* Connections open from this source and, of those, the ones still in their TLS handshake.
+ * A linear scan: accepts are rare next to requests, and max_conns bounds the list. */
+static unsigned source_count(const struct grpc_server *s, const uint8_t *key, size_t len,
+			     unsigned *handshaking)
 {
 	const struct grpc_conn *c;
 	unsigned n = 0;
 
-	for (c = s->conns; c; c = c->next)
-		if (c->source_len == len && memcmp(c->source, key, len) == 0)
+	*handshaking = 0;
+	for (c = s->conns; c; c = c->next) {
+		if (c->source_len == len && memcmp(c->source, key, len) == 0) {
 			n++;
+			*handshaking += c->handshaking;
+		}
+	}
 	return n;
 }
 
 /* Connection limits: 0 to admit, -1 refused (counted). */
 static int admit(struct grpc_server *s, const uint8_t *key, size_t len)
 {
+	unsigned hs_cap = s->tls ? s->cfg.max_handshakes : 0, hs = 0;
+
 	if (s->n_conns >= s->cfg.max_conns) {
 		refuse(s, GRPC_REFUSED_MAX_CONNECTIONS);
 		return -1;
 	}
-	if (len && s->cfg.max_conns_per_source &&
-	    source_count(s, key, len) >= s->cfg.max_conns_per_source) {
+	if (hs_cap && s->n_handshaking >= hs_cap) {
+		refuse(s, GRPC_REFUSED_HANDSHAKES);
+		return -1;
+	}
+	if (!len || !s->cfg.max_conns_per_source)
+		return 0;
+	if (source_count(s, key, len, &hs) >= s->cfg.max_conns_per_source) {
 		refuse(s, GRPC_REFUSED_PER_SOURCE);
 		return -1;
 	}
+	if (hs_cap && hs >= (hs_cap / 16 > 0 ? hs_cap / 16 : 1)) {
+		refuse(s, GRPC_REFUSED_HANDSHAKES);
+		return -1;
+	}
 	return 0;
+}
+
+/* Turns a connection away at once: a reset (no FIN handshake, no TIME_WAIT here), which the
+ * client sees as ECONNRESET on its first read. */
+static void reset_close(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
 }
 
 static void conn_accept(struct grpc_server *s, int fd, const struct sockaddr_storage *peer)
@@ -478,7 +518,7 @@ static void conn_accept(struct grpc_server *s, int fd, const struct sockaddr_sto
 	size_t key_len = source_key(peer, key);
 
 	if (admit(s, key, key_len) < 0) {
-		close(fd);
+		reset_close(fd);
 		return;
 	}
 	conn = calloc(1, sizeof(*conn));
@@ -508,6 +548,10 @@ static void conn_accept(struct grpc_server *s, int fd, const struct sockaddr_sto
 		s->conns->prev = conn;
 	s->conns = conn;
 	s->n_conns++;
+	if (conn->h2.ssl) {
+		conn->handshaking = true;
+		s->n_handshaking++;
+	}
 	/* Our SETTINGS frame goes out with the first answer to the client's preface, not now: a
 	 * frame of its own would wake the client for nothing and cost a send(2) per connection. */
 	conn_update_events(conn);

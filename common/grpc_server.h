@@ -65,6 +65,13 @@ struct grpc_server_config {
 	unsigned handshake_timeout_ms;
 	/* Admission control (0 = off for each). */
 	unsigned max_conns_per_source; /* connections per peer IP address (TCP listeners) */
+	/* TLS handshakes in progress (accepted, handshake not complete). A connection beyond it
+	 * is reset at accept, before any TLS work: the client sees ECONNRESET at once and retries
+	 * after its backoff instead of queueing behind work that would outlast its timeout. With
+	 * max_conns_per_source set, one source may hold max(1, max_handshakes / 16) of them, so
+	 * that filling the cap with stalled handshakes takes 16 addresses as filling max_conns
+	 * does. */
+	unsigned max_handshakes;
 	unsigned idle_timeout_ms;      /* close a connection this long without an open stream */
 	/* TLS peers without a client certificate: one stream at a time, request messages up to this
 	 * size, only allow_unauthenticated methods; the request bytes all their calls received add
@@ -84,6 +91,7 @@ enum grpc_refusal {
 	GRPC_REFUSED_UNAUTHENTICATED_STREAMS,
 	GRPC_REFUSED_MESSAGE_TOO_LARGE,
 	GRPC_REFUSED_UNAUTHENTICATED_MEMORY,
+	GRPC_REFUSED_HANDSHAKES,
 	GRPC_REFUSED_N
 };
 #define GRPC_REFUSAL_LOG_INTERVAL_MS 10000

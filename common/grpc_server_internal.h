@@ -76,6 +76,7 @@ struct grpc_conn {
 	uv_timer_t timer; /* handshake + preface + first request deadline, then idle timeout */
 	int open_handles;
 	bool established; /* first request HEADERS received */
+	bool handshaking; /* TLS handshake in progress: counted in the server's n_handshaking */
 	uint8_t source[16]; /* peer IP address (per-source limit); source_len 0 = none */
 	size_t source_len;
 	int poll_events;
@@ -106,6 +107,7 @@ struct grpc_server {
 	bool share_framebuf;
 	struct grpc_conn *conns;
 	unsigned n_conns;
+	unsigned n_handshaking; /* connections with handshaking set (max_handshakes) */
 	size_t unauth_buffered; /* sum of the charged bytes of unauthenticated calls */
 	uint64_t refused[GRPC_REFUSED_N];
 	uint64_t refused_unlogged[GRPC_REFUSED_N];

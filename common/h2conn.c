@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tls_leaf.h"
 #include "util.h"
 
 #define READ_CHUNK 16384
@@ -160,8 +161,11 @@ int h2conn_tls_new(struct h2conn *h, WOLFSSL_CTX *ctx, const char *server_name, 
 	wolfSSL_SSLSetIOSend(h->ssl, tls_send_cb);
 	wolfSSL_SetIOReadCtx(h->ssl, h);
 	wolfSSL_SetIOWriteCtx(h->ssl, h);
-	if (h->is_server) {
+	if (h->is_server)
 		wolfSSL_set_verify(h->ssl, WOLFSSL_VERIFY_PEER, NULL);
+	/* The peer's identity is copied while wolfSSL verifies it (tls_leaf.h says why). */
+	tls_leaf_capture(h->ssl, &h->leaf);
+	if (h->is_server) {
 		/* No resumption here (peers re-authenticate with a full handshake): a session
 		 * ticket would cost an encryption and a record per handshake for nothing. */
 		if (wolfSSL_no_ticket_TLSv13(h->ssl) < 0) { /* 0 on success */
@@ -184,33 +188,22 @@ int h2conn_tls_new(struct h2conn *h, WOLFSSL_CTX *ctx, const char *server_name, 
 	return 0;
 }
 
-/* After the handshake: the protocol must be h2; keep the peer's leaf certificate. */
+/* After the handshake: the protocol must be h2 (the peer's leaf was copied at verify time). */
 static int handshake_finish(struct h2conn *h, char *err, size_t errlen)
 {
 	char *proto = NULL;
 	unsigned short plen = 0;
-	WOLFSSL_X509_CHAIN *chain;
 
 	if (wolfSSL_ALPN_GetProtocol(h->ssl, &proto, &plen) != WOLFSSL_SUCCESS || plen != 2 ||
 	    memcmp(proto, "h2", 2) != 0) {
 		errorf(err, errlen, "the %s did not negotiate ALPN h2", peer_name(h));
 		return -1;
 	}
-	chain = wolfSSL_get_peer_chain(h->ssl);
-	if (chain && wolfSSL_get_chain_count(chain) > 0) {
-		int len = wolfSSL_get_chain_length(chain, 0);
-		unsigned char *der = wolfSSL_get_chain_cert(chain, 0);
-
-		if (der && len > 0) {
-			h->peer_cert = malloc((size_t)len);
-			if (!h->peer_cert) {
-				errorf(err, errlen, "out of memory");
-				return -1;
-			}
-			memcpy(h->peer_cert, der, (size_t)len);
-			h->peer_cert_len = (size_t)len;
-		}
-	}
+	/* Published only now: the leaf is the peer's once the handshake proved the key. */
+	h->peer_cert = h->leaf.der;
+	h->peer_cert_len = h->leaf.len;
+	h->leaf.der = NULL;
+	tls_leaf_free(&h->leaf);
 	h->handshake_done = true;
 	return 0;
 }
@@ -410,6 +403,7 @@ void h2conn_free(struct h2conn *h)
 	h2buf_free(&h->in);
 	h2buf_free(&h->out);
 	free(h->peer_cert);
+	tls_leaf_free(&h->leaf);
 	h->session = NULL;
 	h->ssl = NULL;
 	h->fd = -1;

@@ -30,6 +30,8 @@
 #include <wolfssl/ssl.h>
 #include <nghttp2/nghttp2.h>
 
+#include "tls_leaf.h"
+
 /* A byte queue: bytes from data[off] to data[len] are pending. Zero-initialised is empty. */
 struct h2buf {
 	uint8_t *data;
@@ -77,6 +79,7 @@ struct h2conn {
 	nghttp2_session *session;
 	struct h2buf in;        /* TLS records received, not yet read by wolfSSL */
 	struct h2buf out;       /* bytes for the socket */
+	struct tls_leaf leaf;   /* the peer's leaf as wolfSSL verified it, during the handshake */
 	uint8_t *peer_cert;     /* the peer's leaf certificate (DER) after a TLS handshake */
 	size_t peer_cert_len;
 };

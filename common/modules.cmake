@@ -8,7 +8,7 @@
 # test_liblanyard/test_install fail otherwise.
 set(LANYARD_COMMON_CLIENT_MODULES
   workload_client grpc_client grpc   # the Workload API client over gRPC
-  h2conn                             # the HTTP/2+TLS connection core grpc_client.c drives
+  h2conn tls_leaf                    # the HTTP/2+TLS connection core grpc_client.c drives
   bundle x509 x509_build keys der_pem jwt rng spiffeid   # SPIFFE documents and crypto
   util log)
 

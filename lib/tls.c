@@ -530,16 +530,20 @@ LANYARD_API void lanyard_tls_free(lanyard_tls *t)
 	free(t);
 }
 
-/* Parses the peer's leaf certificate of a finished handshake. */
+/* Parses the peer's leaf certificate of a finished handshake. liblanyard uses Debian's wolfSSL,
+ * whose SESSION_CERTS keeps the peer's chain (also across resumption); a wolfSSL built without it
+ * (the daemons' sp build, which bench_tls also compiles this file against: tls_leaf.h) still has
+ * the decoded leaf (KEEP_PEER_CERT). */
 static int peer_leaf(WOLFSSL *ssl, struct x509_info *info)
 {
-	WOLFSSL_X509_CHAIN *chain;
 	const unsigned char *der;
-	int len;
+	int len = 0, ret = LANYARD_OK;
 
 	if (!ssl)
 		return LANYARD_EINVAL;
-	chain = wolfSSL_get_peer_chain(ssl);
+#ifdef SESSION_CERTS
+	WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(ssl);
+
 	if (!chain || wolfSSL_get_chain_count(chain) < 1)
 		return LANYARD_ENOTFOUND;
 	der = wolfSSL_get_chain_cert(chain, 0);
@@ -547,8 +551,18 @@ static int peer_leaf(WOLFSSL *ssl, struct x509_info *info)
 	if (!der || len <= 0)
 		return LANYARD_ENOTFOUND;
 	if (x509_parse(der, (size_t)len, info, NULL, 0) < 0)
-		return LANYARD_EINVAL;
-	return LANYARD_OK;
+		ret = LANYARD_EINVAL;
+#else
+	WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(ssl); /* a copy */
+
+	der = x ? wolfSSL_X509_get_der(x, &len) : NULL;
+	if (!der || len <= 0)
+		ret = LANYARD_ENOTFOUND;
+	else if (x509_parse(der, (size_t)len, info, NULL, 0) < 0)
+		ret = LANYARD_EINVAL;
+	wolfSSL_X509_free(x);
+#endif
+	return ret;
 }
 
 LANYARD_API int lanyard_tls_peer_id(struct WOLFSSL *ssl, char *buf, size_t len)

@@ -23,6 +23,7 @@
 #include "http_response.h"
 #include "k8s_http.h"
 #include "log.h"
+#include "tls_leaf.h"
 #include "util.h"
 #include "x509.h"
 
@@ -193,17 +194,15 @@ fail:
 	return NULL;
 }
 
-/* The endpoint's leaf must be an X509-SVID with exactly the expected SPIFFE ID. */
-static int check_peer(WOLFSSL *ssl, const char *want, char *err, size_t errlen)
+/* The endpoint's leaf (copied while wolfSSL verified it: tls_leaf.h) must be an X509-SVID with
+ * exactly the expected SPIFFE ID. */
+static int check_peer(const struct tls_leaf *leaf, const char *want, char *err, size_t errlen)
 {
-	WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(ssl);
 	struct x509_info info = { 0 };
 	char why[256];
-	if (!chain || wolfSSL_get_chain_count(chain) < 1)
+	if (!leaf->der)
 		return errorf(err, errlen, "the endpoint presented no certificate");
-	const uint8_t *der = wolfSSL_get_chain_cert(chain, 0);
-	int len = wolfSSL_get_chain_length(chain, 0);
-	if (!der || len <= 0 || x509_parse(der, (size_t)len, &info, why, sizeof(why)) < 0)
+	if (x509_parse(leaf->der, leaf->len, &info, why, sizeof(why)) < 0)
 		return errorf(err, errlen, "the endpoint's certificate is unreadable");
 	int ret = 0;
 	if (info.is_ca || info.n_uri_sans != 1)
@@ -253,6 +252,7 @@ static int fetch_spiffe(const struct fed_relationship *rel, const uint8_t *roots
 	struct url u;
 	WOLFSSL_CTX *ctx = NULL;
 	WOLFSSL *ssl = NULL;
+	struct tls_leaf leaf = { 0 };
 	char *resp = NULL, req[2600];
 	size_t len = 0;
 	long status = 0;
@@ -266,6 +266,7 @@ static int fetch_spiffe(const struct fed_relationship *rel, const uint8_t *roots
 		errorf(err, errlen, "cannot set up TLS");
 		goto out;
 	}
+	tls_leaf_capture(ssl, &leaf);
 	if (wolfSSL_connect(ssl) != WOLFSSL_SUCCESS) {
 		char e[80];
 		wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(ssl, 0), e, sizeof(e));
@@ -273,7 +274,7 @@ static int fetch_spiffe(const struct fed_relationship *rel, const uint8_t *roots
 		       "the trust domain's last known bundle?)", rel->bundle_endpoint_url, e);
 		goto out;
 	}
-	if (check_peer(ssl, rel->endpoint_spiffe_id, err, errlen) < 0)
+	if (check_peer(&leaf, rel->endpoint_spiffe_id, err, errlen) < 0)
 		goto out;
 	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: "
 			 "application/json\r\nConnection: close\r\n\r\n", u.path, u.host);
@@ -296,6 +297,7 @@ out:
 	free(resp);
 	if (ssl)
 		wolfSSL_free(ssl);
+	tls_leaf_free(&leaf);
 	if (fd >= 0)
 		close(fd);
 	if (ctx)

@@ -674,6 +674,7 @@ static int cmd_run(int argc, char **argv)
 		.psat = s->psat,
 		.max_connections = (unsigned)s->cfg.node_api_max_connections,
 		.max_connections_per_source = (unsigned)s->cfg.node_api_max_connections_per_source,
+		.max_handshakes = (unsigned)s->cfg.node_api_max_handshakes,
 		.handshake_timeout_ms = (unsigned)s->cfg.node_api_handshake_timeout * 1000,
 		.idle_timeout_ms = (unsigned)s->cfg.node_api_idle_timeout * 1000,
 		.unauthenticated_max_message_size =

@@ -749,6 +749,7 @@ int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct dat
 		.max_message_size = 16u << 20,
 		.max_conns = connection_limit(o->max_connections),
 		.max_conns_per_source = o->max_connections_per_source,
+		.max_handshakes = o->max_handshakes,
 		.handshake_timeout_ms = o->handshake_timeout_ms,
 		.idle_timeout_ms = o->idle_timeout_ms,
 		.unauth_max_message_size = o->unauthenticated_max_message_size,

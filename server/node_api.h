@@ -26,6 +26,7 @@ struct node_api_options {
 	/* Admission control (see grpc_server_config; the total is also kept below RLIMIT_NOFILE). */
 	unsigned max_connections;
 	unsigned max_connections_per_source;
+	unsigned max_handshakes;
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms;
 	size_t unauthenticated_max_message_size;

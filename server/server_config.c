@@ -73,6 +73,11 @@ const struct cfg_option server_config_options[] = {
 	 OPT(node_api_max_connections_per_source), .def = "1024", .min = 0, .max = 1000000,
 	 .doc = "node API connections per client IP address (agents behind one NAT share it; 0 = "
 		"no limit)"},
+	{.name = "node_api_max_handshakes", .type = CFG_INT, OPT(node_api_max_handshakes),
+	 .def = "128", .min = 0, .max = 1000000,
+	 .doc = "node API TLS handshakes in progress; a connection beyond it is reset at once and "
+		"the agent retries after its jittered backoff (0 = no cap; with a per-source limit "
+		"one address may hold 1/16 of them)"},
 	{.name = "node_api_handshake_timeout", .type = CFG_DURATION, OPT(node_api_handshake_timeout),
 	 .def = "10s", .min = 1, .max = 600,
 	 .doc = "node API: TLS handshake, HTTP/2 preface and first request must arrive within this"},

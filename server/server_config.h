@@ -35,6 +35,7 @@ struct server_config {
 	int64_t database_max_connections;
 	int64_t node_api_max_connections;
 	int64_t node_api_max_connections_per_source;
+	int64_t node_api_max_handshakes;
 	int64_t node_api_handshake_timeout;
 	int64_t node_api_idle_timeout;
 	int64_t node_api_unauthenticated_max_message_size;

@@ -6,9 +6,9 @@
  *       mutual TLS and hold their entry streams. The server (PID) is then stopped (SIGTERM) and
  *       started again (BIN run --config JSON, output appended to FILE, the new pid written to
  *       --pid-file for run.sh's cleanup). Every agent reconnects as lanyard-agent does: it waits
- *       its jittered backoff (50-100% of 0.5 s, doubling per failed attempt up to 30 s, as in
- *       agent/server_conn.c), connects with its agent SVID (resumes: no attestation), reads its
- *       entry snapshot (SyncEntries) and renews one SVID (SignX509). reconnect_storm_s: from
+ *       its jittered backoff (full jitter: 0.1 s to 0.5 s, the top doubling per failed attempt up
+ *       to 30 s, as in agent/server_conn.c), connects with its agent SVID (resumes: no
+ *       attestation), reads its entry snapshot (SyncEntries) and renews one SVID (SignX509). reconnect_storm_s: from
  *       the stop to the last agent done. --workers threads drive the agents (blocking clients;
  *       each thread owns agents i = w mod workers and serves the one due first).
  *
@@ -42,6 +42,7 @@
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
+#define BACKOFF_FLOOR_MS 100
 
 struct opts {
 	const char *admin, *host, *bundle, *config, *server_bin, *server_log, *pid_file;
@@ -65,10 +66,11 @@ struct storm {
 	struct sim_agent *agents;
 	struct fleet_agent *f;
 	double end; /* give up */
+	int64_t self_cpu_us; /* this process's CPU at the stop (the load generator's own share) */
 	_Atomic uint64_t refused, timeouts, failed_calls;
 };
 
-/* lanyard-agent's wait before attempt streak + 1: 50-100% of the streak's step. */
+/* lanyard-agent's wait before attempt streak + 1: 0.1 s to the streak's step (full jitter). */
 static double backoff_s(unsigned streak)
 {
 	int64_t base = BACKOFF_MAX_MS;
@@ -78,7 +80,8 @@ static double backoff_s(unsigned streak)
 		base = (int64_t)BACKOFF_MIN_MS << (streak - 1);
 	uint32_t rnd = 0;
 	random_bytes(&rnd, sizeof(rnd));
-	return (double)(base / 2 + (int64_t)(rnd % (uint32_t)(base / 2 + 1))) / 1000.0;
+	return (double)(BACKOFF_FLOOR_MS + (int64_t)(rnd % (uint32_t)(base - BACKOFF_FLOOR_MS + 1))) /
+	       1000.0;
 }
 
 static void make_sign_req(struct sim_agent *a, struct fleet_agent *f)
@@ -226,13 +229,15 @@ static void report(const struct opts *o, struct storm *s, double t_stop, double 
 	char la[64];
 	printf("# storm: %d agents; server stopped in %.2f s and serving again %.2f s after the "
 	       "stop; %zu agents back (p50 %.1f s, p99 %.1f s), %" PRIu64 " attempts: %" PRIu64
-	       " connections refused, %" PRIu64 " timed out, %" PRIu64 " calls failed; new "
-	       "server %.1f s CPU, VmHWM %ld KiB; load average %s\n",
+	       " connections refused or reset, %" PRIu64 " timed out, %" PRIu64 " calls failed; "
+	       "new server %.1f s CPU, VmHWM %ld KiB; this load generator %.1f s CPU; load "
+	       "average %s\n",
 	       o->agents, t_exited - t_stop, t_started - t_stop, n_done,
 	       n_done ? quantile(d, n_done, 0.5) : 0, n_done ? quantile(d, n_done, 0.99) : 0,
 	       attempts, atomic_load(&s->refused), atomic_load(&s->timeouts),
 	       atomic_load(&s->failed_calls), (double)proc_cpu_us(new_pid) / 1e6,
-	       proc_status_kib(new_pid, "VmHWM"), loadavg(la, sizeof(la)));
+	       proc_status_kib(new_pid, "VmHWM"),
+	       (double)(proc_cpu_us((int)getpid()) - s->self_cpu_us) / 1e6, loadavg(la, sizeof(la)));
 	if (n_done < (size_t)o->agents)
 		printf("# WARNING: %zu agents were not back within %.0f s\n",
 		       (size_t)o->agents - n_done, o->timeout);
@@ -259,6 +264,7 @@ static int cmd_storm(const struct opts *o)
 	printf("# storm: %d agents connected with their snapshots in %.1f s\n", o->agents,
 	       now_s() - t0);
 
+	s.self_cpu_us = proc_cpu_us((int)getpid());
 	double t_stop = now_s();
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);

@@ -25,6 +25,11 @@
 #                              reconnecting after a server restart
 #   LANYARD_BENCH_FLEET_AGENTS=N  the fleet benchmark with N simulated agents instead of the mode's
 #                              (10 entries each): memory per connection at a chosen scale
+#   LANYARD_BENCH_FLEET_ENTRIES=N  entries per simulated agent in fleet (default 10): two runs that
+#                              differ only in it give the memory per entry
+#   LANYARD_BENCH_FLEET_WOLFSSL=system|sp  the build fleet and storm measure (default sp, what the
+#                              images run: the LANYARD_WOLFSSL=sp tree the sp section uses, built
+#                              unless NO_BUILD; system: DIR, Debian's wolfSSL)
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
@@ -40,7 +45,7 @@ if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
 	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 		-DLANYARD_WERROR=OFF >/dev/null
 	cmake --build "$BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent bench_server \
-		bench_agent bench_tls >/dev/null
+		bench_agent bench_tls bench_fleet >/dev/null
 fi
 BIN="$BUILD/bin"
 BENCH="$BUILD/bench"
@@ -206,6 +211,13 @@ else
 	STORM_ARGS=(--agents 5000 --entries 1 --workers 64 --timeout 300)
 fi
 [ -n "${LANYARD_BENCH_FLEET_AGENTS:-}" ] && FLEET_ARGS[1]=$LANYARD_BENCH_FLEET_AGENTS
+[ -n "${LANYARD_BENCH_FLEET_ENTRIES:-}" ] && FLEET_ARGS[3]=$LANYARD_BENCH_FLEET_ENTRIES
+SP_BUILD="${LANYARD_BENCH_SP_BUILD:-$BUILD-sp}"
+FLEET_WOLFSSL="${LANYARD_BENCH_FLEET_WOLFSSL:-sp}"
+case "$FLEET_WOLFSSL" in
+system | sp) ;;
+*) echo "run.sh: LANYARD_BENCH_FLEET_WOLFSSL=$FLEET_WOLFSSL: expected system or sp" >&2; exit 1 ;;
+esac
 # 10,000 simulated agents hold 10,000 connections: the load generator and the server need the
 # descriptors (bench_server raises its own soft limit too).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -313,18 +325,21 @@ suffixed() {
 	shift
 	"$@" | sed -E "s/^BENCH ([^ ]+) /BENCH \1_$suffix /" | tee -a "$OUT"
 }
+SP_BUILT=""
+build_sp() {
+	[ -n "${LANYARD_BENCH_NO_BUILD:-}" ] || [ -n "$SP_BUILT" ] && return 0
+	echo "# building a release build with LANYARD_WOLFSSL=sp in $SP_BUILD" >&2
+	# An empty prefix: deploy/build-wolfssl-sp.sh's build for its current flag set (cached).
+	cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
+		-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp \
+		-DLANYARD_WOLFSSL_SP_PREFIX="${LANYARD_WOLFSSL_SP_PREFIX:-}" >/dev/null
+	cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
+		bench_server bench_agent bench_tls bench_fleet >/dev/null
+	SP_BUILT=1
+}
 if [[ " $ONLY " == *" sp "* ]]; then
 	echo "# == sp: issuance and idle agent memory, Debian's wolfSSL vs LANYARD_WOLFSSL=sp"
-	SP_BUILD="${LANYARD_BENCH_SP_BUILD:-$BUILD-sp}"
-	if [ -z "${LANYARD_BENCH_NO_BUILD:-}" ]; then
-		echo "# building a release build with LANYARD_WOLFSSL=sp in $SP_BUILD" >&2
-		# An empty prefix: deploy/build-wolfssl-sp.sh's build for its current flag set (cached).
-		cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
-			-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp \
-			-DLANYARD_WOLFSSL_SP_PREFIX="${LANYARD_WOLFSSL_SP_PREFIX:-}" >/dev/null
-		cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
-			bench_server bench_agent bench_tls >/dev/null
-	fi
+	build_sp
 	SYS_BIN="$BIN" SYS_BENCH="$BENCH"
 	for variant in system sp; do
 		if [ "$variant" = sp ]; then
@@ -579,16 +594,33 @@ PY
 	kill "$pid" 2>/dev/null || true
 	for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 }
+# fleet and storm run on the build LANYARD_BENCH_FLEET_WOLFSSL names (BIN and BENCH switched
+# for the section, then restored).
+fleet_build() {
+	SYS_BIN="$BIN" SYS_BENCH="$BENCH"
+	if [ "$FLEET_WOLFSSL" = sp ]; then
+		build_sp
+		BIN="$SP_BUILD/bin" BENCH="$SP_BUILD/bench"
+	fi
+	[ -x "$BIN/lanyard-server" ] || { echo "run.sh: no $BIN/lanyard-server" >&2; exit 1; }
+	echo "# $1: server $BIN/lanyard-server, built with LANYARD_WOLFSSL=$(sed -n \
+		's/^LANYARD_WOLFSSL:[A-Z]*=//p' "$BIN/../CMakeCache.txt" 2>/dev/null || true)"
+}
 if [[ " $ONLY " == *" fleet "* ]]; then
 	echo "# == fleet: ${FLEET_ARGS[1]} agents holding entry streams, $((FLEET_ARGS[1] * FLEET_ARGS[3])) entries"
+	fleet_build fleet
 	start_server fleet "$FLEET_KEYS"
-	run "$BENCH/bench_server" sync --admin "$ADMIN" --port "$SRV_PORT" --bundle "$DIR/bundle.pem" \
-		--server-pid "$SRV_PID" --name sync10k --rss-name server_rss_kib_100k "${FLEET_ARGS[@]}"
+	run "$BENCH/bench_server" sync --admin "$ADMIN" --port "$SRV_PORT" \
+		--bundle "$DIR/bundle.pem" --server-pid "$SRV_PID" --name sync10k \
+		--rss-name server_rss_kib_100k "${FLEET_ARGS[@]}"
 	stop_pid "$SRV_PID"
+	BIN="$SYS_BIN" BENCH="$SYS_BENCH"
 fi
 if [[ " $ONLY " == *" storm "* ]]; then
 	echo "# == storm: ${STORM_ARGS[1]} simulated agents and one lanyard-agent, the server restarted"
+	fleet_build storm
 	storm_round
+	BIN="$SYS_BIN" BENCH="$SYS_BENCH"
 fi
 
 # ---- summary ----

@@ -361,24 +361,40 @@ static void test_loopback_cleartext(void **state)
 	exchange(NULL, NULL);
 }
 
+/* Makes DIR/NAME.crt and DIR/NAME.key (self-signed P-256, CN=localhost); false without the
+ * openssl CLI. */
+static bool make_cert(const char *dir, const char *name)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+		 "%s/%s.key -out %s/%s.crt -days 1 -subj /CN=localhost >/dev/null 2>&1",
+		 dir, name, dir, name);
+	return system(cmd) == 0;
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	(void)!system(cmd);
+}
+
 static void test_loopback_tls(void **state)
 {
-	char dir[] = "/tmp/test_h2conn.XXXXXX", cmd[1024], crt[512], key[512];
+	char dir[] = "/tmp/test_h2conn.XXXXXX", crt[512], key[512];
 	WOLFSSL_CTX *sctx, *cctx;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
-	snprintf(cmd, sizeof(cmd),
-		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
-		 "%s/k.pem -out %s/c.pem -days 1 -subj /CN=localhost >/dev/null 2>&1",
-		 dir, dir);
-	if (system(cmd) != 0) {
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-		(void)!system(cmd);
+	if (!make_cert(dir, "c")) {
+		remove_dir(dir);
 		skip(); /* no openssl CLI */
 	}
-	snprintf(crt, sizeof(crt), "%s/c.pem", dir);
-	snprintf(key, sizeof(key), "%s/k.pem", dir);
+	snprintf(crt, sizeof(crt), "%s/c.crt", dir);
+	snprintf(key, sizeof(key), "%s/c.key", dir);
 	sctx = wolfSSL_CTX_new(wolfTLSv1_3_server_method());
 	cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
 	assert_non_null(sctx);
@@ -392,8 +408,120 @@ static void test_loopback_tls(void **state)
 	exchange(sctx, cctx);
 	wolfSSL_CTX_free(sctx);
 	wolfSSL_CTX_free(cctx);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	(void)!system(cmd);
+	remove_dir(dir);
+}
+
+/* ---- mutual TLS: the peer's leaf is taken while wolfSSL verifies it (tls_leaf.c) ---- */
+
+static WOLFSSL_CTX *mtls_ctx(bool server, const char *dir, const char *own, const char *trusted)
+{
+	char crt[512], key[512], ca[512];
+	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() :
+						    wolfTLSv1_3_client_method());
+
+	assert_non_null(ctx);
+	snprintf(crt, sizeof(crt), "%s/%s.crt", dir, own);
+	snprintf(key, sizeof(key), "%s/%s.key", dir, own);
+	snprintf(ca, sizeof(ca), "%s/%s.crt", dir, trusted);
+	assert_int_equal(wolfSSL_CTX_use_certificate_file(ctx, crt, WOLFSSL_FILETYPE_PEM),
+			 WOLFSSL_SUCCESS);
+	assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM),
+			 WOLFSSL_SUCCESS);
+	assert_int_equal(wolfSSL_CTX_load_verify_locations(ctx, ca, NULL), WOLFSSL_SUCCESS);
+	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+	return ctx;
+}
+
+/* The DER of DIR/NAME.crt. The caller frees. */
+static uint8_t *cert_der(const char *dir, const char *name, int *len)
+{
+	char path[512];
+	WOLFSSL_X509 *x;
+	const unsigned char *der;
+	uint8_t *copy;
+
+	snprintf(path, sizeof(path), "%s/%s.crt", dir, name);
+	x = wolfSSL_X509_load_certificate_file(path, WOLFSSL_FILETYPE_PEM);
+	assert_non_null(x);
+	der = wolfSSL_X509_get_der(x, len);
+	assert_non_null(der);
+	copy = malloc((size_t)*len);
+	assert_non_null(copy);
+	memcpy(copy, der, (size_t)*len);
+	wolfSSL_X509_free(x);
+	return copy;
+}
+
+/* Runs both handshakes to completion or failure (bounded); returns the server's result. */
+static int handshake_pair(struct side *srv, struct side *cli)
+{
+	char err[256];
+	int i, rs = 0, rc = 0;
+
+	for (i = 0; i < 50 && (rs == 0 || rc == 0); i++) {
+		if (rc == 0)
+			rc = h2conn_handshake(&cli->h2, err, sizeof(err));
+		(void)h2conn_flush(&cli->h2, err, sizeof(err));
+		if (rs == 0 && h2conn_read(&srv->h2, err, sizeof(err)) < 0)
+			rs = -1;
+		else if (rs == 0)
+			rs = srv->h2.handshake_done ? 1 : 0;
+		(void)h2conn_flush(&srv->h2, err, sizeof(err));
+		if (rc == 1 && rs != 0)
+			break;
+		if (rc == 0 && h2conn_read(&cli->h2, err, sizeof(err)) < 0)
+			rc = -1;
+	}
+	return rs;
+}
+
+static void mtls_round(const char *dir, const char *client_cert, bool want_ok)
+{
+	WOLFSSL_CTX *sctx = mtls_ctx(true, dir, "srv", "cli");
+	WOLFSSL_CTX *cctx = mtls_ctx(false, dir, client_cert, "srv");
+	struct side srv, cli;
+	int fds[2], len = 0;
+	uint8_t *want = cert_der(dir, client_cert, &len);
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+	side_start(&srv, fds[0], true, sctx);
+	side_start(&cli, fds[1], false, cctx);
+	if (want_ok) {
+		assert_int_equal(handshake_pair(&srv, &cli), 1);
+		/* Exactly the client's leaf, published once the handshake completed. */
+		assert_non_null(srv.h2.peer_cert);
+		assert_int_equal(srv.h2.peer_cert_len, (size_t)len);
+		assert_memory_equal(srv.h2.peer_cert, want, (size_t)len);
+		assert_null(srv.h2.leaf.der);
+		assert_non_null(cli.h2.peer_cert); /* and the server's, on the client */
+	} else {
+		/* The callback does not change wolfSSL's verdict: an untrusted client fails. */
+		assert_int_equal(handshake_pair(&srv, &cli), -1);
+		assert_false(srv.h2.handshake_done);
+		assert_null(srv.h2.peer_cert);
+	}
+	free(want);
+	h2conn_free(&cli.h2);
+	h2conn_free(&srv.h2);
+	wolfSSL_CTX_free(sctx);
+	wolfSSL_CTX_free(cctx);
+}
+
+static void test_mtls_peer_leaf_taken_at_verify_time(void **state)
+{
+	char dir[] = "/tmp/test_h2conn.XXXXXX";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	if (!make_cert(dir, "srv") || !make_cert(dir, "cli") || !make_cert(dir, "rogue")) {
+		remove_dir(dir);
+		skip();
+	}
+	mtls_round(dir, "cli", true);
+	mtls_round(dir, "rogue", false);
+	/* A legitimate client still gets through after the refused one. */
+	mtls_round(dir, "cli", true);
+	remove_dir(dir);
 }
 
 int main(void)
@@ -406,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_deframer_wipes_partial_message),
 		cmocka_unit_test(test_loopback_cleartext),
 		cmocka_unit_test(test_loopback_tls),
+		cmocka_unit_test(test_mtls_peer_leaf_taken_at_verify_time),
 	};
 
 	wolfSSL_Init();

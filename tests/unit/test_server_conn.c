@@ -230,13 +230,16 @@ static void backoff_bounds(void **state)
 		prev_base = base;
 		for (size_t i = 0; i < ARRAY_LEN(rnds); i++) {
 			int64_t ms = backoff_step(streak, rnds[i]);
-			if (ms < base / 2 || ms > base)
-				fail_msg("streak %u rnd %u: %lld ms outside [%lld, %lld]", streak,
-					 rnds[i], (long long)ms, (long long)base / 2, (long long)base);
+			if (ms < 100 || ms > base)
+				fail_msg("streak %u rnd %u: %lld ms outside [100, %lld]", streak,
+					 rnds[i], (long long)ms, (long long)base);
 		}
 	}
-	assert_int_equal(backoff_step(1, 0), 250);
-	assert_int_equal(backoff_step(UINT_MAX, 0), 15000);
+	/* Full jitter: the floor and the whole step are both reachable. */
+	assert_int_equal(backoff_step(1, 0), 100);
+	assert_int_equal(backoff_step(1, 400), 500);
+	assert_int_equal(backoff_step(UINT_MAX, 0), 100);
+	assert_int_equal(backoff_step(UINT_MAX, 29900), 30000);
 	assert_true(backoff_step(UINT_MAX, UINT32_MAX) <= 30000);
 }
 
@@ -246,14 +249,20 @@ static void backoff_streak(void **state)
 	static const char *const texts[] = {"127.0.0.1:1"};
 	struct server_conn *c = conn_of(texts, 1);
 	int64_t first = server_conn_backoff_ms(c);
-	assert_true(first >= 250 && first <= 500);
-	int64_t ms = 0;
+	assert_true(first >= 100 && first <= 500);
+	int64_t ms = 0, longest = 0;
 	for (int i = 0; i < 20; i++)
 		ms = server_conn_backoff_ms(c);
-	assert_true(ms >= 15000 && ms <= 30000);
+	/* The step grew to 30 s: of 50 more draws (uniform from 100 ms), one is past 0.5 s. */
+	for (int i = 0; i < 50; i++) {
+		ms = server_conn_backoff_ms(c);
+		assert_true(ms >= 100 && ms <= 30000);
+		longest = ms > longest ? ms : longest;
+	}
+	assert_true(longest > 500);
 	server_conn_connected(c);
 	ms = server_conn_backoff_ms(c);
-	assert_true(ms >= 250 && ms <= 500);
+	assert_true(ms >= 100 && ms <= 500);
 	/* Jitter: 50 first draws are not all equal. */
 	bool differ = false;
 	for (int i = 0; i < 50 && !differ; i++) {
@@ -274,9 +283,9 @@ static void backoff_per_round(void **state)
 		int64_t base = round < 6 ? 500 << round : 30000;
 		for (int i = 0; i < 3; i++) {
 			int64_t ms = server_conn_backoff_ms(c);
-			if (ms < base / 2 || ms > base)
-				fail_msg("round %d attempt %d: %lld ms outside [%lld, %lld]", round, i,
-					 (long long)ms, (long long)base / 2, (long long)base);
+			if (ms < 100 || ms > base)
+				fail_msg("round %d attempt %d: %lld ms outside [%d, %lld]", round, i,
+					 (long long)ms, 100, (long long)base);
 		}
 	}
 	server_conn_free(c);
