@@ -229,7 +229,8 @@ LANYARD_API int lanyard_tls_client_new(lanyard_x509_source *src, const lanyard_a
 LANYARD_API int lanyard_tls_ssl_new(lanyard_tls *t, struct WOLFSSL **out, char *err,
 				    size_t errlen);
 /* Session resumption, off by default; max_sessions 0 turns it off again. Call it before the
- * first session (or ctx) is made from t: LANYARD_EINVAL afterwards.
+ * first session (or ctx) is made from t: LANYARD_EINVAL afterwards, and with a wolfSSL built
+ * without SESSION_CERTS (Debian's has it), which keeps no peer chain to check again.
  * - A client remembers the last session of up to max_sessions peers, named by the caller with
  *   lanyard_tls_ssl_new_peer, and offers it when it connects to that peer again.
  * - A server keeps up to max_sessions TLS 1.2 sessions (by session ID) and resumes them; it

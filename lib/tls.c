@@ -496,6 +496,14 @@ LANYARD_API int lanyard_tls_set_resumption(lanyard_tls *t, size_t max_sessions, 
 	if (max_sessions > LANYARD_TLS_RESUMPTION_MAX)
 		return ly_err(err, errlen, LANYARD_EINVAL, "at most %d sessions",
 			      LANYARD_TLS_RESUMPTION_MAX);
+#ifndef SESSION_CERTS
+	/* Debian's wolfSSL has it; the daemons' private sp build (which bench_tls also compiles
+	 * this file against) is made without it to save ~37 KB per server connection. */
+	if (max_sessions)
+		return ly_err(err, errlen, LANYARD_EINVAL,
+			      "this wolfSSL is built without SESSION_CERTS: a resumed session would "
+			      "carry no peer chain to check again, so resumption is not offered");
+#endif
 	if (max_sessions) {
 		r = tls_resume_new(max_sessions);
 		if (!r)
