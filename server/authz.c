@@ -120,6 +120,8 @@ int authz_index_build(struct datastore *ds, const char *server_id, int64_t now,
 	ix->server_id = xstrdup(server_id);
 	ix->pool = entry_pool_new();
 	ix->next_expiry = INT64_MAX;
+	ix->cap = 16;
+	ix->by_id = xcalloc(ix->cap, sizeof(*ix->by_id));
 	struct entry_filter f = {.limit = BUILD_PAGE};
 	char after[sizeof(((struct entry *)0)->id)];
 	size_t n;

@@ -151,6 +151,10 @@ unsigned entry_pool_refs(const struct entry_pool *p, const char *s)
 
 /* ---- packed entries ---- */
 
+/* The block starts with the struct: no padding there (entry.h orders the members for it). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct entry) == 152,
+	       "struct entry has padding again: reorder its members");
+
 static size_t str_size(const char *s)
 {
 	return s ? strlen(s) + 1 : 0;

@@ -43,9 +43,9 @@ struct sync_stream {
 	struct sync_stream *prev, *next;
 	struct entry_streams *es;
 	struct grpc_call *call;
-	char *agent_id;
 	/* The agent's record, re-read from the datastore when the change journal names the agent
-	 * (upsert, eviction, ban), or when the journal cannot tell (agent_stale). */
+	 * (upsert, eviction, ban), or when the journal cannot tell (agent_stale). Never NULL: its
+	 * spiffe_id names the stream's agent (stream_agent_id). */
 	struct agent_record *agent;
 	char **parents; /* authz_agent_parents of agent: sorted */
 	uint64_t *parent_hashes; /* str_hash of each: most comparisons stop there */
@@ -358,10 +358,14 @@ static Lanyard__Node__V1__Entry *entry_pb(const struct entry *e)
 
 /* ---- SyncEntries ---- */
 
+static const char *stream_agent_id(const struct sync_stream *s)
+{
+	return s->agent->spiffe_id;
+}
+
 static void stream_free(struct sync_stream *s)
 {
 	free(s->sent);
-	free(s->agent_id);
 	agent_record_free(s->agent);
 	strv_free(s->parents, s->n_parents);
 	free(s->parent_hashes);
@@ -728,7 +732,6 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	const struct authz_index *ix = entry_streams_index(es);
 	struct sync_stream *s = xcalloc(1, sizeof(*s));
 	s->call = call;
-	s->agent_id = xstrdup(a->spiffe_id);
 	s->agent = a; /* the stream keeps the record: see entry_streams_refresh */
 	s->agent_counter = counter;
 	s->es = es;
@@ -753,7 +756,7 @@ void entry_streams_call_closed(struct grpc_call *call)
 	struct sync_stream *s = grpc_call_data(call);
 	if (!s)
 		return;
-	log_info("node API: agent %s disconnected (entry stream closed)", s->agent_id);
+	log_info("node API: agent %s disconnected (entry stream closed)", stream_agent_id(s));
 	grpc_call_set_data(call, NULL);
 	stream_unlink(s->es, s);
 	stream_free(s);
@@ -763,12 +766,12 @@ void entry_streams_call_closed(struct grpc_call *call)
 static bool stream_reread_agent(struct entry_streams *es, struct sync_stream *s, int64_t counter)
 {
 	struct agent_record *a = NULL;
-	int r = ds_agent_get(es->ds, s->agent_id, &a);
+	int r = ds_agent_get(es->ds, stream_agent_id(s), &a);
 	if (r == -ENOENT || (r == 0 && a->banned)) {
-		log_info("node API: ending the entry stream of agent %s: %s", s->agent_id,
+		log_info("node API: ending the entry stream of agent %s: %s", stream_agent_id(s),
 			 r == 0 ? "banned" : "evicted");
 		char msg[512];
-		snprintf(msg, sizeof(msg), "agent %s is %s", s->agent_id,
+		snprintf(msg, sizeof(msg), "agent %s is %s", stream_agent_id(s),
 			 r == 0 ? "banned" : "no longer attested (evicted)");
 		grpc_call_finish(s->call, GRPC_STATUS_PERMISSION_DENIED, msg);
 		agent_record_free(a);
@@ -802,7 +805,7 @@ static void refresh_stream(struct entry_streams *es, struct sync_stream *s,
 			   const struct refresh_ctx *c)
 {
 	bool reread = c->all || s->agent_stale ||
-		      pend_agent_counter(c->agents, c->n_agents, s->agent_id) > s->agent_counter;
+		      pend_agent_counter(c->agents, c->n_agents, stream_agent_id(s)) > s->agent_counter;
 	if (reread && !stream_reread_agent(es, s, c->counter))
 		return; /* finished: s may be gone */
 	int r = 0;

@@ -64,6 +64,24 @@ static bool has(const struct entry **v, size_t n, const char *spiffe_id)
 	return false;
 }
 
+/* No entry at all (a new server): an empty index that answers. Runs first, on the empty
+ * datastore. */
+static void empty_datastore(void **state)
+{
+	(void)state;
+	struct authz_index *ix;
+	assert_int_equal(authz_index_build(ds, SERVER_ID, now_unix(), &ix), 0);
+	assert_int_equal(authz_index_count(ix), 0);
+	assert_null(authz_find(ix, "0b6f6e34-3c2e-4c55-9d8c-2b0e1f3a4d5e"));
+	struct agent_record r = {.spiffe_id = (char *)"spiffe://example.org/lanyard/agent/x"};
+	const struct entry **v;
+	size_t n;
+	authz_entries_for(ix, &r, &v, &n);
+	assert_int_equal(n, 0);
+	free(v);
+	authz_index_free(ix);
+}
+
 static void entitlements(void **state)
 {
 	const char *a1 = "spiffe://example.org/lanyard/agent/join_token/aaa";
@@ -424,6 +442,7 @@ static void build_reads_every_page(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(empty_datastore),
 		cmocka_unit_test(entitlements),
 		cmocka_unit_test(incremental_matches_rebuild),
 		cmocka_unit_test(build_reads_every_page),
