@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -483,15 +482,11 @@ void admin_api_request_completed(void *cls, struct MHD_Connection *conn, void **
 	free(req->body);
 	free(req);
 	*con_cls = NULL;
-#ifdef __GLIBC__
 	/* A batch of 10,000 entries leaves ~15 MB of freed JSON, entries and answer in this
 	 * thread's malloc arena, spread so that glibc returns none of it by itself: resident for
-	 * the server's lifetime. malloc_trim gives the free pages of every arena back (a few ms). */
+	 * the server's lifetime otherwise. */
 	if (big)
-		malloc_trim(0);
-#else
-	(void)big;
-#endif
+		heap_trim();
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

@@ -266,12 +266,17 @@ static void index_rebuild(struct entry_streams *es, int64_t now)
 		log_error("node API: cannot read entries from the datastore");
 		return; /* keep serving the last good view */
 	}
+	bool had = es->index != NULL;
 	authz_index_free(es->index);
 	es->index = ix;
 	es->index_counter = c;
 	pend_clear(es);
 	es->pend_all = true;
 	es->pend_fed = true;
+	/* The old index was freed under the new one: at 100,000 entries a ~20 MB hole glibc
+	 * keeps resident. Rebuilds are rare (start, bulk changes), a trim costs milliseconds. */
+	if (had)
+		heap_trim();
 }
 
 /* Brings the index up to date: only the entries the change journal names are re-read; the
