@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "ca.h"
 #include "datastore.h"
 #include "jwt.h"
@@ -21,6 +23,26 @@
 
 #define T0 1800000000LL
 #define TTL 6000LL
+
+/* Set (tests/pg_cluster.sh run, ctest's unit/test_ca_pg): the tests of servers sharing a
+ * datastore run on that PostgreSQL database, emptied before each. */
+static const char *pg_connstr;
+
+static int pg_reset(void)
+{
+	PGconn *c = PQconnectdb(pg_connstr);
+	int ret = -1;
+	if (PQstatus(c) == CONNECTION_OK) {
+		PQclear(PQexec(c, "SET client_min_messages = warning"));
+		PGresult *r = PQexec(c, "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+		ret = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+		PQclear(r);
+	}
+	if (ret < 0)
+		fprintf(stderr, "PostgreSQL: %s\n", PQerrorMessage(c));
+	PQfinish(c);
+	return ret;
+}
 
 struct fx {
 	char dir[64];
@@ -37,8 +59,11 @@ static int setup(void **state)
 		return -1;
 	char path[128], err[256];
 	snprintf(path, sizeof(path), "%s/ds.sqlite3", f->dir);
-	if (datastore_open_sqlite(path, &f->ds, err, sizeof(err)) < 0)
+	if (pg_connstr ? pg_reset() < 0 || datastore_open_pg(pg_connstr, 4, &f->ds, err, sizeof(err)) < 0
+		       : datastore_open_sqlite(path, &f->ds, err, sizeof(err)) < 0) {
+		fprintf(stderr, "datastore: %s\n", err);
 		return -1;
+	}
 	f->o = (struct ca_options){.trust_domain = "example.org", .data_dir = f->dir,
 				   .key_type = KEY_EC_P256, .ca_ttl = TTL};
 	*state = f;
@@ -753,5 +778,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(batch_signs_each_and_isolates_errors, setup,
 						teardown),
 	};
+	/* On PostgreSQL: the tests of servers sharing the datastore (HA). */
+	const struct CMUnitTest shared[] = {
+		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup, teardown),
+		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup, teardown),
+	};
+	pg_connstr = getenv("LANYARD_TEST_PG_CONNSTR");
+	if (pg_connstr && *pg_connstr)
+		return cmocka_run_group_tests_name("test_ca on PostgreSQL", shared, NULL, NULL);
+	pg_connstr = NULL;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
