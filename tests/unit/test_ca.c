@@ -18,6 +18,7 @@
 #include "datastore.h"
 #include "jwt.h"
 #include "log.h"
+#include "signer.h"
 #include "util.h"
 #include "x509.h"
 
@@ -48,9 +49,25 @@ struct fx {
 	char dir[64];
 	struct datastore *ds;
 	struct ca_options o;
+	/* setup_shared: the signers of servers a (dir) and b (dir/b), started before the
+	 * datastore. */
+	struct signer *sig_a, *sig_b;
 };
 
-static int setup(void **state)
+/* Starts a signer for the keys of <dir>/ca. */
+static int start_signer_for(const char *dir, struct signer **out)
+{
+	char key_dir[128], err[256];
+	snprintf(key_dir, sizeof(key_dir), "%s/ca", dir);
+	struct signer_options so = {.key_dir = key_dir, .key_type = KEY_EC_P256, .channels = 2};
+	if (signer_start(&so, out, err, sizeof(err)) < 0) {
+		fprintf(stderr, "signer: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_with(void **state, bool signers_first)
 {
 	log_setup(LOG_LEVEL_WARN, false);
 	struct fx *f = calloc(1, sizeof(*f));
@@ -58,6 +75,16 @@ static int setup(void **state)
 	if (!mkdtemp(f->dir))
 		return -1;
 	char path[128], err[256];
+	/* The signer is a fork of this process, which must have one thread then (the server
+	 * starts it before its datastore): PostgreSQL's change-feed thread may hold the
+	 * allocator's lock at the fork (AddressSanitizer's is not fork-safe) and the child
+	 * would wait for it forever. */
+	if (signers_first) {
+		snprintf(path, sizeof(path), "%s/b", f->dir);
+		if (mkdir(path, 0700) < 0 || start_signer_for(f->dir, &f->sig_a) < 0 ||
+		    start_signer_for(path, &f->sig_b) < 0)
+			return -1;
+	}
 	snprintf(path, sizeof(path), "%s/ds.sqlite3", f->dir);
 	if (pg_connstr ? pg_reset() < 0 || datastore_open_pg(pg_connstr, 4, &f->ds, err, sizeof(err)) < 0
 		       : datastore_open_sqlite(path, &f->ds, err, sizeof(err)) < 0) {
@@ -65,15 +92,28 @@ static int setup(void **state)
 		return -1;
 	}
 	f->o = (struct ca_options){.trust_domain = "example.org", .data_dir = f->dir,
-				   .key_type = KEY_EC_P256, .ca_ttl = TTL};
+				   .key_type = KEY_EC_P256, .ca_ttl = TTL, .signer = f->sig_a};
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_with(state, false);
+}
+
+/* For the tests of servers sharing a datastore (also run on PostgreSQL). */
+static int setup_shared(void **state)
+{
+	return setup_with(state, true);
 }
 
 static int teardown(void **state)
 {
 	struct fx *f = *state;
 	datastore_close(f->ds);
+	signer_stop(f->sig_a);
+	signer_stop(f->sig_b);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	int r = system(cmd);
@@ -490,10 +530,12 @@ static void shared_options(struct fx *f, struct ca_options *oa, struct ca_option
 			   char *dir_b, size_t len)
 {
 	snprintf(dir_b, len, "%s/b", f->dir);
-	assert_int_equal(mkdir(dir_b, 0700), 0);
+	if (!f->sig_b)
+		assert_int_equal(mkdir(dir_b, 0700), 0);
 	*oa = *ob = f->o;
 	oa->shared = ob->shared = true;
 	ob->data_dir = dir_b;
+	ob->signer = f->sig_b;
 }
 
 /* Two servers on one datastore: one taints and revokes the other's old authority; the owner
@@ -771,19 +813,19 @@ int main(void)
 		cmocka_unit_test_setup_teardown(upstream_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(operator_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(tainted_prepared_never_activates, setup, teardown),
-		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
-		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup, teardown),
-		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup, teardown),
-		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup_shared, teardown),
 		cmocka_unit_test_setup_teardown(batch_signs_each_and_isolates_errors, setup,
 						teardown),
 	};
 	/* On PostgreSQL: the tests of servers sharing the datastore (HA). */
 	const struct CMUnitTest shared[] = {
-		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
-		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup, teardown),
-		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup, teardown),
-		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup_shared, teardown),
 	};
 	pg_connstr = getenv("LANYARD_TEST_PG_CONNSTR");
 	if (pg_connstr && *pg_connstr)
