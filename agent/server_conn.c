@@ -24,6 +24,7 @@
 #include "util.h"
 #include "x509.h"
 #include "keys.h"
+#include "tls_leaf.h"
 
 #define NODE_PATH "/lanyard.node.v1.Node/"
 #define CONNECT_TIMEOUT_MS 5000
@@ -471,10 +472,10 @@ static WOLFSSL_CTX *make_tls(struct server_conn *c, const uint8_t *roots, size_t
 	if (roots) {
 		if (add_roots(ctx, roots, roots_len, err, errlen) < 0)
 			goto fail;
-		wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+		tls_leaf_ctx_verify(ctx, WOLFSSL_VERIFY_PEER);
 	} else if (c->insecure_bootstrap) {
 		*insecure = true;
-		wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+		tls_leaf_ctx_verify(ctx, WOLFSSL_VERIFY_NONE);
 	} else {
 		snprintf(err, errlen, "no trust bundle to check the server with");
 		goto fail;

@@ -162,7 +162,7 @@ int h2conn_tls_new(struct h2conn *h, WOLFSSL_CTX *ctx, const char *server_name, 
 	wolfSSL_SetIOReadCtx(h->ssl, h);
 	wolfSSL_SetIOWriteCtx(h->ssl, h);
 	if (h->is_server)
-		wolfSSL_set_verify(h->ssl, WOLFSSL_VERIFY_PEER, NULL);
+		tls_leaf_ssl_verify(h->ssl, WOLFSSL_VERIFY_PEER);
 	/* The peer's identity is copied while wolfSSL verifies it (tls_leaf.h says why). */
 	tls_leaf_capture(h->ssl, &h->leaf);
 	if (h->is_server) {

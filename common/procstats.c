@@ -45,6 +45,13 @@ static int read_statm(struct procstats *out)
 	return 0;
 }
 
+uint64_t procstats_resident(void)
+{
+	struct procstats ps = { 0 };
+
+	return read_statm(&ps) == 0 ? ps.resident_bytes : 0;
+}
+
 static int read_stat(struct procstats *out)
 {
 	char buf[1024];

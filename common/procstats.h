@@ -20,6 +20,9 @@ struct procstats {
  * nothing could be read at all. */
 int procstats_read(struct procstats *out);
 
+/* The resident size alone (/proc/self/statm: no walk of /proc/self/fd); 0 when unknown. */
+uint64_t procstats_resident(void);
+
 /* Writes the process families with the given prefix ("lanyard_agent"):
  * <prefix>_process_resident_memory_bytes, _process_virtual_memory_bytes, _process_open_fds,
  * _process_max_fds, _process_cpu_seconds_total, _process_threads, _start_time_seconds,

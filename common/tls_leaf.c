@@ -28,10 +28,19 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 	return preverify;
 }
 
+void tls_leaf_ctx_verify(WOLFSSL_CTX *ctx, int mode)
+{
+	wolfSSL_CTX_set_verify(ctx, mode, verify_cb);
+}
+
+void tls_leaf_ssl_verify(WOLFSSL *ssl, int mode)
+{
+	wolfSSL_set_verify(ssl, mode, verify_cb);
+}
+
 void tls_leaf_capture(WOLFSSL *ssl, struct tls_leaf *leaf)
 {
 	wolfSSL_SetCertCbCtx(ssl, leaf);
-	wolfSSL_set_verify(ssl, wolfSSL_get_verify_mode(ssl), verify_cb);
 }
 
 void tls_leaf_free(struct tls_leaf *leaf)

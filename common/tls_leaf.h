@@ -28,9 +28,18 @@ struct tls_leaf {
 	int error;    /* wolfSSL's verify error for the leaf (0: verified, or none yet) */
 };
 
-/* Installs the verify callback on ssl, keeping ssl's verify mode (taken from its context): the
- * leaf lands in *leaf, which must outlive ssl's handshake. Uses ssl's certificate callback context
- * (wolfSSL_SetCertCbCtx). */
+/* Sets the verify mode of ctx, or of one WOLFSSL, together with the callback that copies the
+ * leaf: a WOLFSSL made from ctx afterwards (or that ssl) can then capture its peer's leaf. They
+ * replace wolfSSL_CTX_set_verify / wolfSSL_set_verify for every connection whose peer the
+ * daemons identify. (Not "keep the mode and add the callback": wolfSSL can report a verify mode
+ * only with its OpenSSL-compatibility "all" layer, which the sp build leaves out, see
+ * deploy/build-wolfssl-sp.sh.) */
+void tls_leaf_ctx_verify(WOLFSSL_CTX *ctx, int mode);
+void tls_leaf_ssl_verify(WOLFSSL *ssl, int mode);
+/* The leaf of ssl's next handshake lands in *leaf, which must outlive it. Uses ssl's certificate
+ * callback context (wolfSSL_SetCertCbCtx). ssl must carry the callback (one of the two above;
+ * wolfSSL cannot tell without that same "all" layer): without it the leaf stays empty and the
+ * peer is not identified (the node API refuses such a connection, the agent such a server). */
 void tls_leaf_capture(WOLFSSL *ssl, struct tls_leaf *leaf);
 /* Frees the copy; the leaf is empty and reusable afterwards. NULL-safe. */
 void tls_leaf_free(struct tls_leaf *leaf);

@@ -36,6 +36,19 @@
 #   --disable-postauth            no TLS 1.3 post-handshake authentication (the daemons never ask
 #                                 for it): with it wolfSSL keeps the handshake hashes, the key
 #                                 exchange arrays and the peer's key after every TLS 1.3 handshake
+#   --disable-opensslall          no OPENSSL_ALL (OPENSSL_EXTRA stays: the compatibility calls the
+#                                 daemons and tests make, wolfSSL_CTX_set_session_cache_mode,
+#                                 wolfSSL_X509_*, are OPENSSL_EXTRA ones). With OPENSSL_ALL every
+#                                 accepted connection's embedded copy of the peer certificate
+#                                 (KEEP_PEER_CERT, which OPENSSL_EXTRA forces) also decoded the
+#                                 peer's public key into an EVP_PKEY/EC_KEY with big-number
+#                                 copies: ~17 KB per connection for the life of the connection,
+#                                 never read (heaptrack, fleet section, 500 agents). Its one call
+#                                 the daemons made, wolfSSL_get_verify_mode, is gone: the verify
+#                                 mode is set with the leaf callback (common/tls_leaf.h). These
+#                                 --enable-distro features force OPENSSL_ALL back on, none used by
+#                                 the daemons: --disable-smime, --disable-libwebsockets,
+#                                 --disable-asio
 # CPPFLAGS land in the installed wolfssl/options.h (configure writes every -D there), so code
 # compiled against this prefix sees the struct layouts the library was built with (checked below).
 # Installs it as a static library into a cache directory, so that it never replaces or shadows
@@ -50,6 +63,7 @@ flags=(--enable-distro --enable-pkcs11 --disable-examples
 	--enable-sp --enable-sp-asm --enable-intelasm --disable-fpecc --disable-sakke
 	--disable-sessioncerts --disable-psk --disable-qt --disable-nginx --disable-lighty
 	--disable-openvpn --disable-stunnel --disable-postauth
+	--disable-opensslall --disable-smime --disable-libwebsockets --disable-asio
 	--enable-static --disable-shared --with-pic CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB
 	"CFLAGS=-g -O2 -ffunction-sections -fdata-sections")
 
@@ -112,6 +126,8 @@ grep -q '^#define USE_INTEL_SPEEDUP' wolfssl/options.h || die "configure did not
 	die "configure left FP_ECC or SAKKE on"
 ! grep -qE '^#define (SESSION_CERTS|WOLFSSL_POST_HANDSHAKE_AUTH)$' wolfssl/options.h ||
 	die "configure left SESSION_CERTS or post-handshake auth on (a flag forced it back)"
+! grep -qE '^#define OPENSSL_ALL$' wolfssl/options.h ||
+	die "configure left OPENSSL_ALL on (a flag forced it back)"
 grep -q '^#define WOLFSSL_ALWAYS_VERIFY_CB$' wolfssl/options.h ||
 	die "options.h lacks WOLFSSL_ALWAYS_VERIFY_CB (common/tls_leaf.c needs it)"
 say "building (a few minutes)"

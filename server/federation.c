@@ -182,7 +182,7 @@ static WOLFSSL_CTX *tls_ctx(const uint8_t *roots, size_t roots_len, char *err, s
 		if (wolfSSL_CTX_load_verify_buffer(ctx, certs[i], (long)lens[i],
 						   WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
 			goto fail;
-	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+	tls_leaf_ctx_verify(ctx, WOLFSSL_VERIFY_PEER);
 	free(certs);
 	free(lens);
 	return ctx;

@@ -26,6 +26,7 @@
 #include "k8s_bundle.h"
 #include "k8s_reg.h"
 #include "log.h"
+#include "mem_trim.h"
 #include "migrate.h"
 #include "node_api.h"
 #include "oidc.h"
@@ -75,6 +76,7 @@ struct server {
 	bool heartbeat_failing;
 	bool stopping;
 	int64_t seen_bundle_seq; /* the CA's bundle sequence the node API last refreshed for */
+	struct mem_trim mem_trim;
 };
 
 /* ---- admin API hooks (they run on the admin API's thread) ---- */
@@ -328,6 +330,7 @@ static void on_tick(uv_timer_t *t)
 	admin_tls_tick(s->admin_tls, now);
 	if (now >= s->next_heartbeat)
 		heartbeat(s, now);
+	mem_trim_tick(&s->mem_trim, now);
 	if (now >= s->next_prune) {
 		/* An expired token is kept for a while, so that an agent presenting it is told
 		 * "join token expired" rather than "unknown" (which would send its operator looking

@@ -11,6 +11,7 @@
 
 #include "bench_util.h"
 #include "node.pb-c.h"
+#include "tls_leaf.h"
 #include "util.h"
 #include "x509.h"
 
@@ -29,7 +30,7 @@ WOLFSSL_CTX *sim_client_ctx(const uint8_t *roots, size_t roots_len, const struct
 			bench_die("cannot load a bundle certificate");
 	free(certs);
 	free(lens);
-	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+	tls_leaf_ctx_verify(ctx, WOLFSSL_VERIFY_PEER);
 	if (a) {
 		char *pem = pem_encode("CERTIFICATE", a->chain, a->chain_len);
 		uint8_t *key = NULL;

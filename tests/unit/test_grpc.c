@@ -27,6 +27,7 @@
 #include "grpc.h"
 #include "grpc_client.h"
 #include "grpc_server.h"
+#include "tls_leaf.h"
 #include "util.h"
 #include "keys.h"
 
@@ -349,7 +350,7 @@ static WOLFSSL_CTX *client_ctx(const char *ca, const char *cert, const char *key
 
 	assert_non_null(ctx);
 	assert_int_equal(wolfSSL_CTX_load_verify_locations(ctx, path_in(ca), NULL), WOLFSSL_SUCCESS);
-	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+	tls_leaf_ctx_verify(ctx, WOLFSSL_VERIFY_PEER);
 	if (cert) {
 		assert_int_equal(wolfSSL_CTX_use_certificate_file(ctx, path_in(cert), WOLFSSL_FILETYPE_PEM),
 				 WOLFSSL_SUCCESS);

@@ -404,7 +404,7 @@ static void test_loopback_tls(void **state)
 	assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(sctx, key, WOLFSSL_FILETYPE_PEM),
 			 WOLFSSL_SUCCESS);
 	/* The exchange is what is tested here, not verification (test_grpc does that). */
-	wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, NULL);
+	tls_leaf_ctx_verify(cctx, WOLFSSL_VERIFY_NONE);
 	exchange(sctx, cctx);
 	wolfSSL_CTX_free(sctx);
 	wolfSSL_CTX_free(cctx);
@@ -428,7 +428,7 @@ static WOLFSSL_CTX *mtls_ctx(bool server, const char *dir, const char *own, cons
 	assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM),
 			 WOLFSSL_SUCCESS);
 	assert_int_equal(wolfSSL_CTX_load_verify_locations(ctx, ca, NULL), WOLFSSL_SUCCESS);
-	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+	tls_leaf_ctx_verify(ctx, WOLFSSL_VERIFY_PEER);
 	return ctx;
 }
 

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "node.pb-c.h"
 #include "node_api.h"
+#include "tls_leaf.h"
 #include "util.h"
 #include "x509.h"
 
@@ -110,7 +111,7 @@ static WOLFSSL_CTX *client_ctx(struct fx *f, const uint8_t *chain, size_t chain_
 	free(certs);
 	free(lens);
 	ca_bundle_free(&b);
-	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+	tls_leaf_ctx_verify(ctx, WOLFSSL_VERIFY_PEER);
 	if (chain) {
 		char *pem = pem_encode("CERTIFICATE", chain, chain_len);
 		uint8_t *der = NULL;
