@@ -187,11 +187,15 @@ static bool is_agent_svid(const struct node_api *n, const struct agent_record *a
 
 /* What authorization needs of a connection's client certificate, read once per connection: the
  * certificate cannot change on a connection, and re-parsing it (a DER walk and a SHA-256) on
- * every call was per-batch work of SignX509. Owned by the connection (grpc_conn_data), freed in
+ * every call was per-batch work of SignX509. With it, for SignX509, the agent's record as last
+ * read and the datastore's agent generation then (ds_agent_generation): a SQLite read per batch
+ * was the largest part of authorizing one. Owned by the connection (grpc_conn_data), freed in
  * on_disconnect; touched only on the loop thread. */
 struct peer_ident {
 	char *spiffe_id;
 	char serial[sizeof(((struct x509_info *)0)->serial)];
+	struct agent_record *agent; /* NULL until authorize_cached */
+	uint64_t agent_gen;
 };
 
 static void peer_ident_free(struct peer_ident *p)
@@ -199,11 +203,12 @@ static void peer_ident_free(struct peer_ident *p)
 	if (!p)
 		return;
 	free(p->spiffe_id);
+	agent_record_free(p->agent);
 	free(p);
 }
 
 /* The connection's client identity, parsed on first use; NULL with the call finished. */
-static const struct peer_ident *peer_ident(struct grpc_call *call)
+static struct peer_ident *peer_ident(struct grpc_call *call)
 {
 	struct grpc_conn *conn = grpc_call_conn(call);
 	struct peer_ident *p = conn ? grpc_conn_data(conn) : NULL;
@@ -230,14 +235,31 @@ static const struct peer_ident *peer_ident(struct grpc_call *call)
 	return p;
 }
 
-/* The calling agent's record, from its mutual TLS certificate; on failure the call is finished
- * with the reason and NULL returned. The record is read on every call: a ban or an eviction
- * applies to the next call on an open connection. */
-struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
+/* Whether the agent's record a allows the connection's certificate: not banned, and the
+ * certificate is its SVID (checked every call: a replaced SVID is accepted until it expires). On
+ * refusal the call is finished with the reason. */
+static bool agent_ok(struct node_api *n, struct grpc_call *call, const struct peer_ident *p,
+		     const struct agent_record *a)
 {
-	const struct peer_ident *p = peer_ident(call);
-	if (!p)
-		return NULL;
+	if (a->banned) {
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is banned", p->spiffe_id);
+		return false;
+	}
+	if (!is_agent_svid(n, a, p->serial)) {
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
+			"the client certificate (serial %s) is not the SVID issued to agent %s",
+			p->serial, p->spiffe_id);
+		log_warnx("node API: refused a certificate for %s with serial %s: it is not the "
+			 "agent's SVID", p->spiffe_id, p->serial);
+		return false;
+	}
+	return true;
+}
+
+/* The agent's record from the datastore (the caller owns it), or NULL with the call finished. */
+static struct agent_record *read_agent(struct node_api *n, struct grpc_call *call,
+				       const struct peer_ident *p)
+{
 	struct agent_record *a = NULL;
 	int r = ds_agent_get(n->ds, p->spiffe_id, &a);
 	if (r == -ENOENT)
@@ -246,21 +268,40 @@ struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
 			p->spiffe_id);
 	else if (r < 0)
 		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
-	else if (a->banned)
-		finishf(call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is banned", p->spiffe_id);
-	else if (!is_agent_svid(n, a, p->serial)) {
-		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
-			"the client certificate (serial %s) is not the SVID issued to agent %s",
-			p->serial, p->spiffe_id);
-		log_warnx("node API: refused a certificate for %s with serial %s: it is not the "
-			 "agent's SVID", p->spiffe_id, p->serial);
-		r = -EPERM;
-	}
-	if (r < 0 || a->banned) {
+	return r < 0 ? NULL : a;
+}
+
+/* The calling agent's record, from its mutual TLS certificate; on failure the call is finished
+ * with the reason and NULL returned. The record is read on every call: a ban or an eviction
+ * applies to the next call on an open connection. */
+struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
+{
+	const struct peer_ident *p = peer_ident(call);
+	struct agent_record *a = p ? read_agent(n, call, p) : NULL;
+	if (a && !agent_ok(n, call, p, a)) {
 		agent_record_free(a);
 		return NULL;
 	}
 	return a;
+}
+
+const struct agent_record *authorize_cached(struct node_api *n, struct grpc_call *call)
+{
+	struct peer_ident *p = peer_ident(call);
+	if (!p)
+		return NULL;
+	uint64_t gen;
+	bool cacheable = ds_agent_generation(n->ds, &gen);
+	if (!p->agent || !cacheable || p->agent_gen != gen) {
+		/* gen was taken before the read: a change during it makes the next call read
+		 * again. */
+		agent_record_free(p->agent);
+		p->agent = read_agent(n, call, p);
+		p->agent_gen = gen;
+		if (!p->agent)
+			return NULL;
+	}
+	return agent_ok(n, call, p, p->agent) ? p->agent : NULL;
 }
 
 /* ---- SyncEntries: the streams themselves live in entry_streams.c ---- */

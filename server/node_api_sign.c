@@ -161,13 +161,13 @@ void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed SignX509Request");
 		return;
 	}
-	struct agent_record *a = NULL;
+	const struct agent_record *a = NULL;
 	if (req->n_items > MAX_SIGN_BATCH) {
 		finishf(call, GRPC_STATUS_INVALID_ARGUMENT, "at most %d CSRs per batch",
 			MAX_SIGN_BATCH);
 		goto out;
 	}
-	a = authorize(n, call);
+	a = authorize_cached(n, call);
 	if (!a)
 		goto out;
 	const struct authz_index *ix = entry_streams_index(n->es);
@@ -209,6 +209,5 @@ void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "cannot schedule signing");
 	}
 out:
-	agent_record_free(a);
 	lanyard__node__v1__sign_x509_request__free_unpacked(req, NULL);
 }
