@@ -263,30 +263,111 @@ int entry_validate(const struct entry *e, const char *td, char *err, size_t errl
 	return federates_with_validate(e, td, err, errlen);
 }
 
-static json_t *str_or_null(const char *s)
+/* The members of an entry's JSON object, in their order: the one list of them on output. */
+enum {
+	J_ID, J_SPIFFE_ID, J_PARENT_ID, J_SELECTORS, J_X509_TTL, J_JWT_TTL, J_DNS_NAMES, J_HINT,
+	J_ADMIN, J_DOWNSTREAM, J_MANAGED, J_EXPIRES_AT, J_REVISION, J_CREATED_AT, J_FEDERATES_WITH,
+	J_N
+};
+
+static const char *const json_keys[J_N] = {
+	[J_ID] = "id", [J_SPIFFE_ID] = "spiffe_id", [J_PARENT_ID] = "parent_id",
+	[J_SELECTORS] = "selectors", [J_X509_TTL] = "x509_svid_ttl",
+	[J_JWT_TTL] = "jwt_svid_ttl", [J_DNS_NAMES] = "dns_names", [J_HINT] = "hint",
+	[J_ADMIN] = "admin", [J_DOWNSTREAM] = "downstream", [J_MANAGED] = "managed",
+	[J_EXPIRES_AT] = "expires_at", [J_REVISION] = "revision", [J_CREATED_AT] = "created_at",
+	[J_FEDERATES_WITH] = "federates_with",
+};
+
+/* v[i] is the value of member json_keys[i] in obj (borrowed from obj), NULL before it is set.
+ * Members are set in json_keys' order and a replaced member keeps its place in a jansson
+ * object, so the order is json_keys' whatever the values were before. */
+struct entry_json {
+	json_t *obj;
+	json_t *v[J_N];
+};
+
+struct entry_json *entry_json_new(void)
 {
-	return s ? json_string(s) : json_null();
+	struct entry_json *t = calloc(1, sizeof(*t));
+	if (t && !(t->obj = json_object())) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void entry_json_free(struct entry_json *t)
+{
+	if (!t)
+		return;
+	json_decref(t->obj);
+	free(t);
+}
+
+/* Member i becomes v (a new reference, stolen; NULL when making it failed). */
+static int put(struct entry_json *t, int i, json_t *v)
+{
+	if (!v || json_object_set_new_nocheck(t->obj, json_keys[i], v) < 0)
+		return -EINVAL;
+	t->v[i] = v;
+	return 0;
+}
+
+static int put_str(struct entry_json *t, int i, const char *s)
+{
+	if (s && json_is_string(t->v[i]))
+		return json_string_set(t->v[i], s) < 0 ? -EINVAL : 0;
+	return put(t, i, s ? json_string(s) : json_null());
+}
+
+static int put_strv(struct entry_json *t, int i, char *const *v, size_t n)
+{
+	if (!json_is_array(t->v[i]) && put(t, i, json_array()) < 0)
+		return -EINVAL;
+	json_array_clear(t->v[i]);
+	for (size_t k = 0; k < n; k++)
+		if (json_array_append_new(t->v[i], json_string(v[k])) < 0)
+			return -EINVAL;
+	return 0;
+}
+
+static int put_int(struct entry_json *t, int i, int64_t n)
+{
+	if (json_is_integer(t->v[i]))
+		return json_integer_set(t->v[i], n);
+	return put(t, i, json_integer(n));
+}
+
+static int put_bool(struct entry_json *t, int i, bool b)
+{
+	return t->v[i] == json_boolean(b) ? 0 : put(t, i, json_boolean(b));
+}
+
+json_t *entry_json_fill(struct entry_json *t, const struct entry *e)
+{
+	if (put_str(t, J_ID, e->id) < 0 || put_str(t, J_SPIFFE_ID, e->spiffe_id) < 0 ||
+	    put_str(t, J_PARENT_ID, e->parent_id) < 0 ||
+	    put_strv(t, J_SELECTORS, e->selectors, e->n_selectors) < 0 ||
+	    put_int(t, J_X509_TTL, e->x509_svid_ttl) < 0 ||
+	    put_int(t, J_JWT_TTL, e->jwt_svid_ttl) < 0 ||
+	    put_strv(t, J_DNS_NAMES, e->dns_names, e->n_dns_names) < 0 ||
+	    put_str(t, J_HINT, e->hint) < 0 || put_bool(t, J_ADMIN, e->admin) < 0 ||
+	    put_bool(t, J_DOWNSTREAM, e->downstream) < 0 ||
+	    put_bool(t, J_MANAGED, e->managed) < 0 || put_int(t, J_EXPIRES_AT, e->expires_at) < 0 ||
+	    put_int(t, J_REVISION, e->revision) < 0 ||
+	    put_int(t, J_CREATED_AT, e->created_at) < 0 ||
+	    put_strv(t, J_FEDERATES_WITH, e->federates_with, e->n_federates_with) < 0)
+		return NULL;
+	return t->obj;
 }
 
 json_t *entry_to_json(const struct entry *e)
 {
-	return json_pack("{s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:b, s:b, s:b, s:I, s:I, s:I, "
-			 "s:o}",
-			 "id", e->id,
-			 "spiffe_id", str_or_null(e->spiffe_id),
-			 "parent_id", str_or_null(e->parent_id),
-			 "selectors", strv_to_json(e->selectors, e->n_selectors),
-			 "x509_svid_ttl", (json_int_t)e->x509_svid_ttl,
-			 "jwt_svid_ttl", (json_int_t)e->jwt_svid_ttl,
-			 "dns_names", strv_to_json(e->dns_names, e->n_dns_names),
-			 "hint", str_or_null(e->hint),
-			 "admin", (int)e->admin,
-			 "downstream", (int)e->downstream,
-			 "managed", (int)e->managed,
-			 "expires_at", (json_int_t)e->expires_at,
-			 "revision", (json_int_t)e->revision,
-			 "created_at", (json_int_t)e->created_at,
-			 "federates_with", strv_to_json(e->federates_with, e->n_federates_with));
+	struct entry_json *t = entry_json_new();
+	json_t *o = t ? json_incref(entry_json_fill(t, e)) : NULL;
+	entry_json_free(t);
+	return o;
 }
 
 /* One JSON value into one member of an entry. Each setter checks the type and names the key. */

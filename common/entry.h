@@ -68,6 +68,19 @@ int entry_validate(const struct entry *e, const char *trust_domain, char *err, s
  *  IDs ("spiffe://two.test"): they are stored as names.
  * "hint" is null when absent. Returns a new reference, or NULL on allocation failure. */
 json_t *entry_to_json(const struct entry *e);
+/* A reusable jansson object of entry_to_json's form: the one place that writes an entry's
+ * members (entry_to_json fills a fresh one). Filling it again replaces the values in place, so
+ * rendering many entries in a row (the streamed listing, entry_listing.c) allocates only
+ * their strings. Owned and used by one thread at a time; its members belong to it (do not keep
+ * or share them). entry_json_new: NULL on allocation failure. */
+struct entry_json;
+struct entry_json *entry_json_new(void);
+/* The object with e's values: borrowed, valid until the next fill or entry_json_free. NULL when
+ * a string is not UTF-8 (jansson refuses it) or memory ran out; the tree may then hold some of
+ * e's values and can still be filled again. */
+json_t *entry_json_fill(struct entry_json *t, const struct entry *e);
+/* NULL-safe. */
+void entry_json_free(struct entry_json *t);
 /* Builds an entry from a JSON object using the keys of entry_to_json; every key is optional
  * (absent members are zero/NULL), unknown keys and wrong types are rejected with -EINVAL and a
  * message naming the key. Selectors are normalised (sorted, unique). "id", "revision" and

@@ -271,6 +271,10 @@ static void peer_from_record(struct peer *p, const struct ca_record *r)
 	}
 	p->state = r->state & ~CA_STATE_TAINTED;
 	p->tainted = (r->state & CA_STATE_TAINTED) != 0;
+	/* Active and tainted: a taint that raced its server's activation. It signs nothing any
+	 * more (its server retires it on its next sync), so it is not listed as active. */
+	if (p->tainted && p->state == CA_STATE_ACTIVE)
+		p->state = CA_STATE_OLD;
 	p->not_before = r->not_before;
 	p->not_after = r->not_after;
 }
@@ -307,6 +311,8 @@ void ca__bump_sequence(struct ca *ca)
 	ca->sequence++;
 	ds_kv_set_int(ca->ds, "bundle_sequence", ca->sequence);
 }
+
+static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen);
 
 static bool own_id(const struct ca *ca, const char *id)
 {
@@ -386,9 +392,16 @@ int ca_sync(struct ca *ca, int64_t now)
 		same = strcmp(v[i].id, ca->peers[i].id) == 0 && v[i].tainted == ca->peers[i].tainted;
 	bool own_changed = sync_own_locked(ca, recs, n);
 	int ret = 0;
-	if (own_changed && same) {
-		ca__bump_sequence(ca);
-		ret = CA_CHANGED_BUNDLE;
+	if (own_changed) {
+		/* A taint may have hit the active authority (racing its activation): the rotation
+		 * retires it and puts another one in its place now, not at the next scheduled step. */
+		char err[256];
+		int r = rotate_locked(ca, now, err, sizeof(err));
+		if (r < 0)
+			log_error("CA rotation after a taint failed (will retry): %s", err);
+		ret = (r > 0 ? r : 0) | (same ? CA_CHANGED_BUNDLE : 0);
+		if (same)
+			ca__bump_sequence(ca);
 	}
 	if (!same) {
 		peers_free(ca->peers, ca->n_peers);
@@ -397,7 +410,7 @@ int ca_sync(struct ca *ca, int64_t now)
 		v = NULL;
 		ca__bump_sequence(ca);
 		log_info("CA: the bundle now holds %zu authorities of other servers", len);
-		ret = CA_CHANGED_BUNDLE;
+		ret |= CA_CHANGED_BUNDLE;
 	}
 	pthread_mutex_unlock(&ca->lock);
 	for (size_t i = 0; i < n; i++)
@@ -521,10 +534,31 @@ static int64_t at_fraction(const struct authority *a, int num, int den)
 	return a->not_before + (a->not_after - a->not_before) * num / den;
 }
 
+/* A tainted authority never signs: one still marked active (in a shared datastore, a taint
+ * by another server that raced this one's activation) is recorded as old, so no listing shows
+ * it as a second active authority; the rotation then activates or makes another. */
+static int retire_tainted_active_locked(struct ca *ca, char *err, size_t errlen)
+{
+	int changed = 0;
+	for (size_t i = 0; i < ca->n_auth; i++) {
+		struct authority *a = ca->auth[i];
+		if (a->state != CA_STATE_ACTIVE || !a->tainted)
+			continue;
+		log_warnx("CA: authority %s is active and tainted (a taint racing its activation): "
+			  "it no longer signs and is now old", a->id);
+		if (ca__set_state(ca, a, CA_STATE_OLD) < 0)
+			return errorf(err, errlen, "cannot record tainted authority %s as old", a->id);
+		changed |= CA_CHANGED_ACTIVE | CA_CHANGED_BUNDLE;
+	}
+	return changed;
+}
+
 /* The rotation steps, under the lock. */
 static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 {
-	int changed = 0;
+	int changed = retire_tainted_active_locked(ca, err, errlen);
+	if (changed < 0)
+		return -1;
 	struct authority *active = ca__find_state(ca, CA_STATE_ACTIVE);
 	struct authority *prepared = ca__find_state(ca, CA_STATE_PREPARED);
 
@@ -595,6 +629,8 @@ int64_t ca_next_rotation(struct ca *ca)
 	pthread_mutex_lock(&ca->lock);
 	int64_t next = INT64_MAX;
 	struct authority *active = ca__find_state(ca, CA_STATE_ACTIVE);
+	if (!active)
+		next = 0; /* a rotation that failed, or a retired tainted one: rotate now */
 	if (active) {
 		if (ca__find_state(ca, CA_STATE_PREPARED))
 			next = at_fraction(active, 5, 6);

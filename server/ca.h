@@ -56,13 +56,16 @@ void ca_close(struct ca *ca);
 #define CA_CHANGED_BUNDLE 1 /* the set of trusted authorities changed (sequence bumped) */
 #define CA_CHANGED_ACTIVE 2 /* a new authority signs from now on */
 int ca_rotate(struct ca *ca, int64_t now, char *err, size_t errlen);
-/* Unix time of the next rotation step. */
+/* Unix time of the next rotation step; 0 (now) when no authority is active (a rotation failed,
+ * or a taint retired the active one). */
 int64_t ca_next_rotation(struct ca *ca);
 /* Shared datastore: re-reads the authorities other servers published (when the change feed
  * reported a change, ds_bundle_generation, or every few seconds), drops those expired (from the
  * bundle and the datastore) and returns CA_CHANGED_BUNDLE (sequence bumped) when the set
- * changed, 0 when not (always 0 unless shared), -1 on a datastore error. Cheap when nothing
- * changed: call it whenever the datastore wakes the loop, and on a timer. */
+ * changed, 0 when not (always 0 unless shared), -1 on a datastore error. Another server's
+ * taint of one of this server's authorities is applied; when it hit the active one (racing its
+ * activation), that one becomes old and the rotation replaces it at once (CA_CHANGED_ACTIVE).
+ * Cheap when nothing changed: call it whenever the datastore wakes the loop, and on a timer. */
 int ca_sync(struct ca *ca, int64_t now);
 
 /* Signs an X509-SVID for spki. not_before is backdated a little for clock skew; not_after is

@@ -25,58 +25,76 @@
 
 /* ---- HTTP over the admin socket ---- */
 
+/* Where an answer's body goes as it arrives. put gets each piece with the answer's HTTP status
+ * and returns 0, or -1 to abort the transfer (curl then fails with CURLE_WRITE_ERROR). perform
+ * fills cu and c. */
+struct body_sink {
+	int (*put)(struct body_sink *k, long status, const char *p, size_t n);
+	const struct curl_fns *cu;
+	CURL *c;
+};
+
+/* The whole body in memory, at most MAX_RESPONSE bytes. */
 struct buf {
+	struct body_sink k;
 	char *data;
 	size_t len, cap;
 	bool overflow;
 };
 
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+static int buf_put(struct body_sink *k, long status, const char *p, size_t n)
 {
-	struct buf *b = ud;
-	size_t n = size * nmemb;
+	struct buf *b = (struct buf *)k;
+	(void)status;
 	if (n > MAX_RESPONSE - b->len) {
 		b->overflow = true;
-		return 0;
+		return -1;
 	}
 	if (b->len + n + 1 > b->cap) {
-		/* Doubling: answers of many megabytes (a batch, a large listing) arrive in pieces. */
+		/* Doubling: answers of many megabytes (a batch) arrive in pieces. */
 		size_t cap = b->cap ? b->cap : 16384;
 		while (cap < b->len + n + 1)
 			cap *= 2;
 		char *nd = realloc(b->data, cap);
 		if (!nd)
-			return 0;
+			return -1;
 		b->data = nd;
 		b->cap = cap;
 	}
-	memcpy(b->data + b->len, ptr, n);
+	memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';
-	return n;
+	return 0;
+}
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct body_sink *k = ud;
+	long status = 0;
+	k->cu->easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &status);
+	return k->put(k, status, ptr, size * nmemb) < 0 ? 0 : size * nmemb;
 }
 
 /* Performs one request: over the admin socket, or with --server-url over mutual TLS with the
- * caller's X509-SVID (cli_mtls.h). Returns 0 with the HTTP status and body (malloc'd,
- * NUL-terminated), or -1 after printing why the server could not be reached. */
-int http(const struct args *a, const char *method, const char *path, const char *body,
-	 long *status, char **resp)
+ * caller's X509-SVID (cli_mtls.h), the body going to k. Returns curl's result (the HTTP status
+ * in *status when it is CURLE_OK), or -1 after printing why the request could not be made. */
+static int perform(const struct args *a, const char *method, const char *path, const char *body,
+		   struct body_sink *k, long *status)
 {
 	const char *socket = a->socket;
-	long timeout_s = a->timeout_s;
 	/* Loaded by cli_main before any command runs. */
 	const struct curl_fns *cu = curl_fns_load(NULL, 0);
 	CURL *c = cu->easy_init();
 	struct curl_slist *hdrs = NULL;
-	struct buf b = { 0 };
 	char url[4096];
 	int ret = -1;
 
-	*resp = NULL;
 	if (!c) {
 		fail("cannot initialise libcurl");
 		return -1;
 	}
+	k->cu = cu;
+	k->c = c;
 	if (a->mtls) {
 		snprintf(url, sizeof(url), "%s%s", a->server_url, path);
 		socket = a->server_url; /* for the messages */
@@ -88,8 +106,8 @@ int http(const struct args *a, const char *method, const char *path, const char 
 	cu->easy_setopt(c, CURLOPT_URL, url);
 	cu->easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	cu->easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	cu->easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+	cu->easy_setopt(c, CURLOPT_WRITEDATA, k);
+	cu->easy_setopt(c, CURLOPT_TIMEOUT, a->timeout_s);
 	cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	cu->easy_setopt(c, CURLOPT_PROXY, "");
 	if (body) {
@@ -106,20 +124,53 @@ int http(const struct args *a, const char *method, const char *path, const char 
 		     oserr ? strerror((int)oserr) : cu->easy_strerror(rc));
 		goto out;
 	}
-	if (rc != CURLE_OK) {
-		fail("request to %s%s failed: %s", a->mtls ? "" : "admin socket ", socket,
-		     b.overflow ? "response too large" : cu->easy_strerror(rc));
-		goto out;
-	}
-	cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	*resp = b.data ? b.data : xstrdup("");
-	b.data = NULL;
-	ret = 0;
+	if (rc == CURLE_OK)
+		cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	ret = (int)rc;
 out:
-	free(b.data);
 	cu->slist_free_all(hdrs);
 	cu->easy_cleanup(c);
 	return ret;
+}
+
+static void request_failed(const struct args *a, const char *why)
+{
+	fail("request to %s%s failed: %s", a->mtls ? "" : "admin socket ",
+	     a->mtls ? a->server_url : a->socket, why);
+}
+
+/* Performs one request (perform). Returns 0 with the HTTP status and body (malloc'd,
+ * NUL-terminated), or -1 after printing why the server could not be reached. */
+int http(const struct args *a, const char *method, const char *path, const char *body,
+	 long *status, char **resp)
+{
+	struct buf b = { .k.put = buf_put };
+	int rc = perform(a, method, path, body, &b.k, status);
+	*resp = NULL;
+	if (rc > 0)
+		request_failed(a, b.overflow ? "response too large" :
+			       curl_fns_load(NULL, 0)->easy_strerror((CURLcode)rc));
+	if (rc != 0) {
+		free(b.data);
+		return -1;
+	}
+	*resp = b.data ? b.data : xstrdup("");
+	return 0;
+}
+
+/* The message of a failed answer (its "error" member, or its status) on stderr; errdoc as for
+ * call_ok. */
+static void answer_failed(long status, const char *resp, json_t **errdoc)
+{
+	json_t *j = json_loads(resp, 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "error"));
+	if (msg)
+		fail("%s", msg);
+	else
+		fail("server answered HTTP %ld", status);
+	if (errdoc && json_is_object(j))
+		*errdoc = json_incref(j);
+	json_decref(j);
 }
 
 /* The body of a 2xx answer (caller frees), or NULL after printing the server's error; when
@@ -133,15 +184,7 @@ char *call_ok(struct args *a, const char *method, const char *path, const char *
 		return NULL;
 	if (status >= 200 && status <= 299)
 		return resp;
-	json_t *j = json_loads(resp, 0, NULL);
-	const char *msg = json_string_value(json_object_get(j, "error"));
-	if (msg)
-		fail("%s", msg);
-	else
-		fail("server answered HTTP %ld", status);
-	if (errdoc && json_is_object(j))
-		*errdoc = json_incref(j);
-	json_decref(j);
+	answer_failed(status, resp, errdoc);
 	secure_zero(resp, strlen(resp));
 	free(resp);
 	return NULL;
@@ -175,22 +218,77 @@ out:
 	return out;
 }
 
-/* --output json of a listing: the server's text re-indented without a JSON tree (100,000
- * entries: cli_json.h). */
-int print_listing_json(struct args *a, const char *path)
+/* A listing's body: printed as it arrives when the answer is a success, else kept for the
+ * error message. */
+struct listing_sink {
+	struct body_sink k;
+	struct cli_json_stream *js;
+	bool started;		/* a success: the body went to js */
+	struct buf err;
+};
+
+static int listing_put(struct body_sink *k, long status, const char *p, size_t n)
 {
-	char *resp = call_ok(a, "GET", path, NULL, NULL);
-	if (!resp)
-		return 1;
-	size_t len = strlen(resp);
-	int ret = 1;
-	if (cli_json_check(resp, len) < 0 || resp[strspn(resp, " \t\r\n")] != '{')
-		fail("malformed answer from the server");
-	else if (cli_json_print_indented(resp, len, stdout) < 0)
+	struct listing_sink *l = (struct listing_sink *)k;
+	if (status < 200 || status > 299)
+		return buf_put(&l->err.k, status, p, n);
+	l->started = true;
+	return cli_json_stream_feed(l->js, p, n);
+}
+
+/* Why a listing that began failed, after what was printed of it. */
+static int listing_failed(struct listing_sink *l, const char *why)
+{
+	cli_json_stream_finish(l->js); /* flushes what it holds; fails again, harmlessly */
+	fflush(stdout);
+	if (cli_json_stream_write_failed(l->js))
 		fail("cannot write the answer: %s", strerror(errno));
 	else
-		ret = 0;
-	free(resp);
+		fail("the server's listing is incomplete or malformed: %s (what was printed of it is "
+		     "incomplete; the server's log may say why)", why);
+	return 1;
+}
+
+/* --output json of a listing: the server's text re-indented as it arrives, without a JSON tree
+ * or the whole text in memory (100,000 entries: cli_json.h). */
+int print_listing_json(struct args *a, const char *path)
+{
+	struct listing_sink l = { .k.put = listing_put, .err.k.put = buf_put };
+	long status = 0;
+	int ret = 1;
+	if (!(l.js = cli_json_stream_new(stdout, true))) {
+		fail("out of memory");
+		return 1;
+	}
+	int rc = perform(a, "GET", path, NULL, &l.k, &status);
+	if (rc < 0)
+		goto out;
+	if (!l.started && rc == CURLE_OK && (status < 200 || status > 299)) {
+		answer_failed(status, l.err.data ? l.err.data : "", NULL);
+		goto out;
+	}
+	if (rc == CURLE_WRITE_ERROR && *cli_json_stream_error(l.js)) {
+		ret = listing_failed(&l, cli_json_stream_error(l.js));
+		goto out;
+	}
+	if (rc != CURLE_OK) {
+		const char *why = curl_fns_load(NULL, 0)->easy_strerror((CURLcode)rc);
+		char msg[256];
+		snprintf(msg, sizeof(msg), "the answer ended before the document did (%s)", why);
+		if (l.started)
+			ret = listing_failed(&l, msg);
+		else
+			request_failed(a, l.err.overflow ? "response too large" : why);
+		goto out;
+	}
+	if (cli_json_stream_finish(l.js) < 0) {
+		ret = listing_failed(&l, cli_json_stream_error(l.js));
+		goto out;
+	}
+	ret = 0;
+out:
+	free(l.err.data);
+	cli_json_stream_free(l.js);
 	return ret;
 }
 

@@ -16,13 +16,6 @@
 #define HEAD "{\"entries\":["
 #define BLOCK_SIZE (64 * 1024)
 
-/* One object tree of entry_to_json's shape, its members replaced for each entry, so rendering
- * an entry allocates only its strings. */
-struct tree {
-	json_t *obj, *id, *selectors, *dns_names, *federates_with;
-	json_t *x509_ttl, *jwt_ttl, *expires_at, *revision, *created_at;
-};
-
 struct entry_listing {
 	entry_listing_fetch_fn fetch;
 	void *ud;
@@ -40,7 +33,7 @@ struct entry_listing {
 	struct entry last;	/* created_at and id of the last entry emitted, for the token */
 	bool any;		/* an entry was emitted (a comma before the next) */
 	enum { S_HEAD, S_ENTRIES, S_TAIL, S_DONE, S_FAILED } state;
-	struct tree t;
+	struct entry_json *tree;	/* reused for every entry: rendering allocates only strings */
 	char *buf;		/* the current piece */
 	size_t cap;
 	/* entry_listing_response: the piece being copied out. */
@@ -51,66 +44,6 @@ struct entry_listing {
 static int fetch_ds(void *ud, const struct entry_filter *f, struct entry ***out, size_t *n)
 {
 	return ds_entry_list(ud, f, out, n);
-}
-
-static int tree_init(struct tree *t)
-{
-	t->obj = json_pack("{s:s, s:n, s:n, s:[], s:I, s:I, s:[], s:n, s:b, s:b, s:b, s:I, s:I, "
-			   "s:I, s:[]}", "id", "", "spiffe_id", "parent_id", "selectors",
-			   "x509_svid_ttl", (json_int_t)0, "jwt_svid_ttl", (json_int_t)0,
-			   "dns_names", "hint", "admin", 0, "downstream", 0, "managed", 0,
-			   "expires_at", (json_int_t)0, "revision", (json_int_t)0,
-			   "created_at", (json_int_t)0, "federates_with");
-	if (!t->obj)
-		return -ENOMEM;
-	t->id = json_object_get(t->obj, "id");
-	t->selectors = json_object_get(t->obj, "selectors");
-	t->dns_names = json_object_get(t->obj, "dns_names");
-	t->federates_with = json_object_get(t->obj, "federates_with");
-	t->x509_ttl = json_object_get(t->obj, "x509_svid_ttl");
-	t->jwt_ttl = json_object_get(t->obj, "jwt_svid_ttl");
-	t->expires_at = json_object_get(t->obj, "expires_at");
-	t->revision = json_object_get(t->obj, "revision");
-	t->created_at = json_object_get(t->obj, "created_at");
-	return 0;
-}
-
-static int set_strv(json_t *a, char *const *v, size_t n)
-{
-	json_array_clear(a);
-	for (size_t i = 0; i < n; i++)
-		if (json_array_append_new(a, json_string(v[i])) < 0)
-			return -EINVAL;
-	return 0;
-}
-
-static int set_str_or_null(json_t *obj, const char *key, const char *s)
-{
-	json_t *v = s ? json_string(s) : json_null();
-	return json_object_set_new_nocheck(obj, key, v) < 0 ? -EINVAL : 0;
-}
-
-/* The tree of e. -EINVAL when a string is not UTF-8 (jansson refuses it) or memory ran out. */
-static int tree_set(struct tree *t, const struct entry *e)
-{
-	if (json_string_set(t->id, e->id) < 0 ||
-	    set_str_or_null(t->obj, "spiffe_id", e->spiffe_id) < 0 ||
-	    set_str_or_null(t->obj, "parent_id", e->parent_id) < 0 ||
-	    set_strv(t->selectors, e->selectors, e->n_selectors) < 0 ||
-	    set_strv(t->dns_names, e->dns_names, e->n_dns_names) < 0 ||
-	    set_str_or_null(t->obj, "hint", e->hint) < 0 ||
-	    set_strv(t->federates_with, e->federates_with, e->n_federates_with) < 0)
-		return -EINVAL;
-	json_integer_set(t->x509_ttl, e->x509_svid_ttl);
-	json_integer_set(t->jwt_ttl, e->jwt_svid_ttl);
-	json_integer_set(t->expires_at, e->expires_at);
-	json_integer_set(t->revision, e->revision);
-	json_integer_set(t->created_at, e->created_at);
-	if (json_object_set_nocheck(t->obj, "admin", json_boolean(e->admin)) < 0 ||
-	    json_object_set_nocheck(t->obj, "downstream", json_boolean(e->downstream)) < 0 ||
-	    json_object_set_nocheck(t->obj, "managed", json_boolean(e->managed)) < 0)
-		return -EINVAL;
-	return 0;
 }
 
 static int reserve(struct entry_listing *l, size_t n)
@@ -132,12 +65,13 @@ static int reserve(struct entry_listing *l, size_t n)
 static ssize_t render(struct entry_listing *l, const struct entry *e)
 {
 	size_t off = l->any ? 1 : 0;
-	if (tree_set(&l->t, e) < 0)
+	json_t *obj = entry_json_fill(l->tree, e);
+	if (!obj)
 		return -EINVAL;
 	size_t need;
 	for (;;) {
 		size_t room = l->cap > off ? l->cap - off : 0;
-		need = json_dumpb(l->t.obj, room ? l->buf + off : NULL, room, JSON_COMPACT);
+		need = json_dumpb(obj, room ? l->buf + off : NULL, room, JSON_COMPACT);
 		if (need == 0)
 			return -EINVAL;
 		if (need <= room)
@@ -301,7 +235,11 @@ int entry_listing_new(entry_listing_fetch_fn fetch, void *ud, const struct entry
 			l->f.after_id = l->after_id;
 		}
 	}
-	if ((ret = tree_init(&l->t)) < 0 || (ret = fetch_chunk(l)) < 0) {
+	if (!(l->tree = entry_json_new()))
+		ret = -ENOMEM;
+	else
+		ret = fetch_chunk(l);
+	if (ret < 0) {
 		entry_listing_free(l);
 		return ret;
 	}
@@ -314,7 +252,7 @@ void entry_listing_free(struct entry_listing *l)
 	if (!l)
 		return;
 	entry_array_free(l->v, l->n);
-	json_decref(l->t.obj);
+	entry_json_free(l->tree);
 	free(l->spiffe_id);
 	free(l->parent_id);
 	for (size_t i = 0; l->selectors && l->selectors[i]; i++)

@@ -7,7 +7,8 @@
  * on the last page), followed by a newline. The entries are read in chunks of
  * ENTRY_LISTING_CHUNK through the datastore's keyset pages on (created_at, id), so the
  * datastore (SQLite's mutex, a PostgreSQL pool connection) is never held while the client
- * reads, and rendered one at a time with jansson from one reused object tree into one reused
+ * reads, and rendered one at a time with jansson from one reused object tree (entry_json,
+ * entry.h: the entry's members are written there only) into one reused
  * buffer: the server holds one chunk of entries and one rendered entry, never the whole list.
  *
  * Consistency, as for consecutive pages (datastore.h): an entry that exists throughout the

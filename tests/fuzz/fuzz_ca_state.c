@@ -11,8 +11,8 @@
  * key file, its JWT key file, the upstream certificate file; the rest is the upstream key file.
  * An empty file part leaves the file out. The datastore (SQLite) and the data_dir live in
  * /dev/shm (a tmpfs: no disk writes) for the whole run and are emptied before each input. Invariants on
- * success: exactly one untainted active authority (a tainted one may still be marked active: a
- * taint that another server of a shared datastore recorded as this one activated it); the
+ * success: exactly one authority listed active, and it untainted (a record both active and
+ * tainted, which another server's taint racing this one's activation leaves, loads as old); the
  * bundle's certificates split (a corrupt record of another server is left out), and are the
  * upstream CA alone in upstream mode, else at least one per authority of ours; at least one JWT
  * key per authority of ours. On failure: a reason. */
@@ -108,8 +108,11 @@ static void check_ca(struct ca *ca, bool upstream)
 	struct ca_authority_info *info = NULL;
 	size_t n = 0, active = 0;
 	FUZZ_CHECK(ca_authorities(ca, &info, &n) == 0);
-	for (size_t i = 0; i < n; i++)
-		active += strcmp(info[i].state, "active") == 0 && !info[i].tainted;
+	for (size_t i = 0; i < n; i++) {
+		bool is_active = strcmp(info[i].state, "active") == 0;
+		FUZZ_CHECK(!(is_active && info[i].tainted));
+		active += is_active;
+	}
 	FUZZ_CHECK(active == 1);
 	struct ca_bundle b;
 	memset(&b, 0, sizeof(b));

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "ca.h"
 #include "datastore.h"
 #include "jwt.h"
@@ -21,6 +23,26 @@
 
 #define T0 1800000000LL
 #define TTL 6000LL
+
+/* Set (tests/pg_cluster.sh run, ctest's unit/test_ca_pg): the tests of servers sharing a
+ * datastore run on that PostgreSQL database, emptied before each. */
+static const char *pg_connstr;
+
+static int pg_reset(void)
+{
+	PGconn *c = PQconnectdb(pg_connstr);
+	int ret = -1;
+	if (PQstatus(c) == CONNECTION_OK) {
+		PQclear(PQexec(c, "SET client_min_messages = warning"));
+		PGresult *r = PQexec(c, "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+		ret = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+		PQclear(r);
+	}
+	if (ret < 0)
+		fprintf(stderr, "PostgreSQL: %s\n", PQerrorMessage(c));
+	PQfinish(c);
+	return ret;
+}
 
 struct fx {
 	char dir[64];
@@ -37,8 +59,11 @@ static int setup(void **state)
 		return -1;
 	char path[128], err[256];
 	snprintf(path, sizeof(path), "%s/ds.sqlite3", f->dir);
-	if (datastore_open_sqlite(path, &f->ds, err, sizeof(err)) < 0)
+	if (pg_connstr ? pg_reset() < 0 || datastore_open_pg(pg_connstr, 4, &f->ds, err, sizeof(err)) < 0
+		       : datastore_open_sqlite(path, &f->ds, err, sizeof(err)) < 0) {
+		fprintf(stderr, "datastore: %s\n", err);
 		return -1;
+	}
 	f->o = (struct ca_options){.trust_domain = "example.org", .data_dir = f->dir,
 				   .key_type = KEY_EC_P256, .ca_ttl = TTL};
 	*state = f;
@@ -507,6 +532,153 @@ static void shared_taint_and_revoke(void **state)
 	ca_close(b);
 }
 
+/* Marks authority id's record in the datastore tainted, in the given state, as another server's
+ * write racing this one's activation leaves it. */
+static void record_tainted(struct datastore *ds, const char *id, int state)
+{
+	struct ca_record **recs;
+	size_t n;
+	bool found = false;
+	assert_int_equal(ds_ca_list(ds, &recs, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(recs[i]->id, id) == 0) {
+			recs[i]->state = state | CA_STATE_TAINTED;
+			assert_int_equal(ds_ca_put(ds, recs[i]), 0);
+			found = true;
+		}
+	ca_record_array_free(recs, n);
+	assert_true(found);
+}
+
+/* What every listing of ca must show: exactly one authority of this server listed active, and
+ * it untainted (ca_authorities: the status page; ca_authorities_json: "authority show", other
+ * servers' authorities too); tainted_id, when given, listed as tainted and not active. The
+ * active one's id in active. */
+static void one_untainted_active(struct ca *ca, const char *tainted_id, char active[65])
+{
+	struct ca_authority_info *ai;
+	size_t n, n_active = 0;
+	ca_authorities(ca, &ai, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ai[i].state, "active") == 0) {
+			assert_false(ai[i].tainted);
+			strcpy(active, ai[i].id);
+			n_active++;
+		}
+		if (tainted_id && strcmp(ai[i].id, tainted_id) == 0)
+			assert_true(ai[i].tainted && strcmp(ai[i].state, "active") != 0);
+	}
+	free(ai);
+	assert_int_equal(n_active, 1);
+	json_t *doc = ca_authorities_json(ca);
+	json_t *au;
+	size_t i, x509_active = 0;
+	json_array_foreach(json_object_get(doc, "authorities"), i, au) {
+		const char *st = json_string_value(json_object_get(au, "state"));
+		bool tainted = json_is_true(json_object_get(au, "tainted"));
+		if (strcmp(st, "active") == 0)
+			assert_false(tainted);
+		if (strcmp(st, "active") == 0 &&
+		    strcmp(json_string_value(json_object_get(au, "kind")), "x509") == 0 &&
+		    strcmp(json_string_value(json_object_get(au, "server")), "this") == 0)
+			x509_active++;
+		if (tainted_id && strcmp(json_string_value(json_object_get(au, "id")), tainted_id) == 0)
+			assert_true(tainted && strcmp(st, "active") != 0);
+	}
+	json_decref(doc);
+	assert_int_equal(x509_active, 1);
+}
+
+/* A leaf signed now verifies against the bundle, and not by the authority tainted. */
+static void signs_with(struct ca *ca, int64_t now, const char *tainted_id)
+{
+	lkey *k;
+	uint8_t *spki, *chain;
+	size_t spki_len, chain_len;
+	int64_t na;
+	char err[256];
+	leaf_spki(&spki, &spki_len, &k);
+	assert_int_equal(ca_sign_x509(ca, "spiffe://example.org/web", NULL, 0, spki, spki_len, 600,
+				      now, &chain, &chain_len, &na, err, sizeof(err)), 0);
+	struct ca_bundle b;
+	assert_int_equal(ca_bundle_get(ca, &b), 0);
+	assert_int_equal(x509_verify(chain, chain_len, b.x509, b.x509_len, now, err, sizeof(err)), 0);
+	for (size_t i = 0; i < b.n_tainted; i++)
+		if (strcmp(b.tainted[i].id, tainted_id) == 0)
+			assert_int_equal(x509_verify(chain, chain_len, b.tainted[i].cert,
+						     b.tainted[i].cert_len, now, err, sizeof(err)),
+					 -1);
+	ca_bundle_free(&b);
+	free(chain);
+	free(spki);
+	lkey_free(k);
+}
+
+/* Another server's taint racing this one's activation (shared datastore): the record ends up
+ * tainted while this server has just made the authority active. On its sync this server
+ * retires it (old, tainted, no longer signing) and activates a new one at once; no listing, on
+ * this server or the other, shows a tainted authority as active or two active ones. */
+static void shared_taint_races_activation(void **state)
+{
+	struct fx *f = *state;
+	struct ca *a, *b;
+	char err[256], dir_b[128], id[65], active[65], b_active[65];
+	struct ca_options oa, ob;
+	static const int raced[] = { CA_STATE_ACTIVE, CA_STATE_PREPARED };
+	shared_options(f, &oa, &ob, dir_b, sizeof(dir_b));
+	assert_int_equal(ca_open(&oa, f->ds, T0, &a, err, sizeof(err)), 0);
+	assert_int_equal(ca_open(&ob, f->ds, T0, &b, err, sizeof(err)), 0);
+	id_in_state(b, "active", b_active);
+	for (size_t r = 0; r < 2; r++) {
+		int64_t t = T0 + 200 * (int64_t)r;
+		assert_true(ca_prepare(a, t + 10, id, err, sizeof(err)) > 0);
+		assert_true(ca_activate(a, id, err, sizeof(err)) & CA_CHANGED_ACTIVE);
+		/* b's taint, read before the activation, written after it. */
+		record_tainted(f->ds, id, raced[r]);
+		/* b lists a's authority as tainted, not active, before a has synced. */
+		ca_sync(b, t + 50);
+		one_untainted_active(b, id, active);
+		assert_string_equal(active, b_active);
+		int changed = ca_sync(a, t + 100);
+		assert_true(changed > 0 && (changed & CA_CHANGED_ACTIVE));
+		one_untainted_active(a, id, active);
+		assert_string_not_equal(active, id);
+		assert_true(tainted_count(a, NULL) >= 1);
+		signs_with(a, t + 100, id);
+		ca_sync(b, t + 150);
+		one_untainted_active(b, id, active);
+		assert_string_equal(active, b_active);
+	}
+	/* The record says old and tainted: a restart keeps one active authority. */
+	ca_close(a);
+	assert_int_equal(ca_open(&oa, f->ds, T0 + 500, &a, err, sizeof(err)), 0);
+	one_untainted_active(a, id, active);
+	ca_close(a);
+	ca_close(b);
+}
+
+/* A record both active and tainted at start (written by an older server, or the race above
+ * before this server's sync): loaded as old and tainted, a new authority active, one listed
+ * active; it signs, the tainted one does not. */
+static void active_tainted_record_at_start(void **state)
+{
+	struct fx *f = *state;
+	struct ca *ca;
+	char err[256], id[65], active[65];
+	int64_t now = now_unix();
+	assert_int_equal(ca_open(&f->o, f->ds, now, &ca, err, sizeof(err)), 0);
+	id_in_state(ca, "active", id);
+	ca_close(ca);
+	record_tainted(f->ds, id, CA_STATE_ACTIVE);
+	assert_int_equal(ca_open(&f->o, f->ds, now + 1, &ca, err, sizeof(err)), 0);
+	one_untainted_active(ca, id, active);
+	assert_string_not_equal(active, id);
+	assert_int_equal(tainted_count(ca, id), 1);
+	signs_with(ca, now + 1, id);
+	assert_true(ca_next_rotation(ca) > now + 1);
+	ca_close(ca);
+}
+
 /* A corrupt record of another server (no certificate, or bytes that are not one) stays out of
  * the bundle, which agents could not parse otherwise; the server still starts and syncs. */
 static void shared_corrupt_peer_left_out(void **state)
@@ -601,8 +773,21 @@ int main(void)
 		cmocka_unit_test_setup_teardown(tainted_prepared_never_activates, setup, teardown),
 		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
 		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup, teardown),
+		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(batch_signs_each_and_isolates_errors, setup,
 						teardown),
 	};
+	/* On PostgreSQL: the tests of servers sharing the datastore (HA). */
+	const struct CMUnitTest shared[] = {
+		cmocka_unit_test_setup_teardown(shared_taint_and_revoke, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup, teardown),
+		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup, teardown),
+	};
+	pg_connstr = getenv("LANYARD_TEST_PG_CONNSTR");
+	if (pg_connstr && *pg_connstr)
+		return cmocka_run_group_tests_name("test_ca on PostgreSQL", shared, NULL, NULL);
+	pg_connstr = NULL;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
