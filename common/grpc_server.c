@@ -80,7 +80,8 @@ void refuse(struct grpc_server *s, enum grpc_refusal why)
  * nghttp2_session_mem_send() call; between calls the buffer holds nothing the session needs (a
  * frame is packed and handed out within one call, and with H2_MAX_SEND_HEADER_BLOCK no header
  * block needs a second buffer). h2conn_output (called by conn_flush) copies every returned frame
- * (into the output buffer or through wolfSSL_write) before anything else runs, and sessions of one server run on one
+ * (into the output buffer, or into its TLS gather buffer on the stack) before the next
+ * nghttp2_session_mem_send() call and before anything else runs, and sessions of one server run on one
  * thread and never produce output from inside another session's callbacks (see
  * "Re-entrancy" above). So all the sessions of a server share one frame buffer: the allocation
  * of that size made while a session is being created (conn_setup) is answered with the shared buffer, and

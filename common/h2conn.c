@@ -321,17 +321,55 @@ int h2conn_read(struct h2conn *h, char *err, size_t errlen)
 
 /* Output */
 
-int h2conn_output(struct h2conn *h, bool *more, char *err, size_t errlen)
+/* Plaintext gathered for one TLS record: the frames nghttp2 hands out one at a time (a response's
+ * HEADERS, DATA and trailers) go out as one record instead of one each, sparing a record's
+ * encryption, header and tag per frame. 16 KB is TLS's largest record. */
+#define TLS_GATHER 16384
+
+struct gather {
+	uint8_t buf[TLS_GATHER];
+	size_t len;
+};
+
+static int tls_write_all(struct h2conn *h, const uint8_t *data, size_t len, char *err,
+			 size_t errlen)
 {
-	if (more)
-		*more = false;
-	if (!h->session || (h->ssl && !h->handshake_done))
-		return 0;
+	if (len && wolfSSL_write(h->ssl, data, (int)len) != (int)len) {
+		errorf(err, errlen, "TLS write failed");
+		return H2CONN_EPROTO;
+	}
+	return 0;
+}
+
+/* Adds a frame to g, writing g through TLS first when the frame does not fit; a frame as large
+ * as g goes straight through. */
+static int gather_add(struct h2conn *h, struct gather *g, const uint8_t *data, size_t n,
+		      char *err, size_t errlen)
+{
+	if (g->len + n > sizeof(g->buf)) {
+		int rc = tls_write_all(h, g->buf, g->len, err, errlen);
+		secure_zero(g->buf, g->len);
+		g->len = 0;
+		if (rc < 0)
+			return rc;
+	}
+	if (n >= sizeof(g->buf))
+		return tls_write_all(h, data, n, err, errlen);
+	memcpy(g->buf + g->len, data, n);
+	g->len += n;
+	return 0;
+}
+
+/* The frames nghttp2 has ready, through g when there is TLS (*more: stopped at the high water
+ * mark). */
+static int output_frames(struct h2conn *h, struct gather *g, bool *more, char *err,
+			 size_t errlen)
+{
 	for (;;) {
 		const uint8_t *data;
 		ssize_t n;
 
-		if (h2buf_pending(&h->out) >= OUT_HIGH_WATER) {
+		if (h2buf_pending(&h->out) + g->len >= OUT_HIGH_WATER) {
 			if (more)
 				*more = true;
 			return 0;
@@ -347,16 +385,37 @@ int h2conn_output(struct h2conn *h, bool *more, char *err, size_t errlen)
 		}
 		if (n == 0)
 			return 0;
-		if (h->ssl) {
-			if (wolfSSL_write(h->ssl, data, (int)n) != (int)n) {
-				errorf(err, errlen, "TLS write failed");
-				return H2CONN_EPROTO;
-			}
-		} else if (h2buf_append(&h->out, data, (size_t)n) < 0) {
-			errorf(err, errlen, "out of memory");
-			return H2CONN_EPROTO;
+		int rc = h->ssl ? gather_add(h, g, data, (size_t)n, err, errlen)
+				: h2buf_append(&h->out, data, (size_t)n) < 0 ? H2CONN_EPROTO : 0;
+		if (rc < 0) {
+			if (!h->ssl)
+				errorf(err, errlen, "out of memory");
+			return rc;
 		}
 	}
+}
+
+int h2conn_output(struct h2conn *h, bool *more, char *err, size_t errlen)
+{
+	struct gather g;
+
+	if (more)
+		*more = false;
+	if (!h->session || (h->ssl && !h->handshake_done))
+		return 0;
+	g.len = 0;
+	int rc = output_frames(h, &g, more, err, errlen);
+	/* Frames gathered before an error still go out (a GOAWAY before the session closed). */
+	if (g.len) {
+		char werr[64];
+		int w = tls_write_all(h, g.buf, g.len, werr, sizeof(werr));
+		if (rc == 0 && w < 0) {
+			rc = w;
+			errorf(err, errlen, "%s", werr);
+		}
+		secure_zero(g.buf, g.len);
+	}
+	return rc;
 }
 
 int h2conn_flush(struct h2conn *h, char *err, size_t errlen)

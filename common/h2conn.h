@@ -106,7 +106,8 @@ int h2conn_input(struct h2conn *h, const uint8_t *data, size_t len, char *err, s
 /* Reads what the socket has (a bounded number of reads) into h2conn_input. 0 (no more for now),
  * H2CONN_ESOCK or H2CONN_EPROTO. */
 int h2conn_read(struct h2conn *h, char *err, size_t errlen);
-/* Moves HTTP/2 frames into the output buffer (through TLS once the handshake is done) until
+/* Moves HTTP/2 frames into the output buffer (through TLS once the handshake is done: the frames
+ * of one call are gathered into TLS records of up to 16 KB, not one record per frame) until
  * nghttp2 has none or the buffer holds a high-water mark's worth; *more tells which (may be
  * NULL). 0 or H2CONN_EPROTO. */
 int h2conn_output(struct h2conn *h, bool *more, char *err, size_t errlen);

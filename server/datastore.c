@@ -556,6 +556,19 @@ void ds_token_record_array_free(struct ds_token_record *t, size_t n)
 	free(t);
 }
 
+/* After a write that may change agent records, still under the lock (ds_agent_generation): even
+ * a failed write may have changed something before it failed. */
+static void agent_changed(struct datastore *ds)
+{
+	atomic_fetch_add_explicit(&ds->agent_gen, 1, memory_order_release);
+}
+
+bool ds_agent_generation(struct datastore *ds, uint64_t *gen)
+{
+	*gen = atomic_load_explicit(&ds->agent_gen, memory_order_acquire);
+	return !ds->ops->concurrent;
+}
+
 int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
 {
 	if (!a || !a->spiffe_id)
@@ -564,6 +577,7 @@ int ds_agent_upsert(struct datastore *ds, const struct agent_record *a)
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_upsert(ds, a);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, a->spiffe_id);
+	agent_changed(ds);
 	op_end(ds, DS_OP_AGENT_UPSERT, ret, t0);
 	return ret;
 }
@@ -596,6 +610,7 @@ int ds_agent_delete(struct datastore *ds, const char *spiffe_id)
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_delete(ds, spiffe_id);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
+	agent_changed(ds);
 	op_end(ds, DS_OP_AGENT_DELETE, ret, t0);
 	return ret;
 }
@@ -608,6 +623,7 @@ int ds_agent_set_banned(struct datastore *ds, const char *spiffe_id, bool banned
 	int64_t before = change_before(ds);
 	int ret = ds->ops->agent_set_banned(ds, spiffe_id, banned);
 	journal_add(ds, before, ret, DS_CHANGE_AGENT, spiffe_id);
+	agent_changed(ds);
 	op_end(ds, DS_OP_AGENT_SET_BANNED, ret, t0);
 	return ret;
 }
@@ -619,6 +635,7 @@ int ds_agent_touch(struct datastore *ds, const char *spiffe_id, const char *seri
 		return -EINVAL;
 	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->agent_touch(ds, spiffe_id, serial, not_after, now);
+	agent_changed(ds);
 	op_end(ds, DS_OP_AGENT_TOUCH, ret, t0);
 	return ret;
 }
@@ -949,6 +966,7 @@ int ds_snapshot_import(struct datastore *ds, const struct ds_snapshot *s, bool f
 	}
 	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->snapshot_import(ds, s, force, err, errlen);
+	agent_changed(ds);
 	op_end(ds, DS_OP_SNAPSHOT_IMPORT, ret, t0);
 	return ret;
 }

@@ -210,6 +210,11 @@ struct agent_record {
 int ds_agent_upsert(struct datastore *ds, const struct agent_record *a);
 /* -ENOENT if absent. */
 int ds_agent_get(struct datastore *ds, const char *spiffe_id, struct agent_record **out);
+/* For caching agent records: *gen changes whenever any agent record may have changed, so a
+ * record read by ds_agent_get after *gen was taken is current while *gen stays the same. False
+ * for a datastore shared with other servers (their changes do not pass here): read the record
+ * every time. Any thread, no lock. */
+bool ds_agent_generation(struct datastore *ds, uint64_t *gen);
 /* Sorted by spiffe_id. */
 int ds_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n);
 /* Number of attested agents (banned ones included), without reading them. */

@@ -99,6 +99,7 @@ struct datastore {
 	size_t journal_cap, journal_len, journal_head; /* head: index of the oldest record */
 	int64_t feed_counter; /* concurrent backends: the journal's own counter */
 	int64_t bundle_gen;   /* see ds_bundle_generation */
+	_Atomic uint64_t agent_gen; /* see ds_agent_generation; bumped under lock */
 	void (*change_hook)(void *ud);
 	void *change_hook_ud;
 	struct server_record *self; /* under lock; backends without server_heartbeat */

@@ -178,20 +178,43 @@ static void tls_timer_cb(uv_timer_t *t)
  * the one recorded at attestation or at the last renewal, or the one that renewal replaced
  * while it is valid (see prev_svids.h). */
 static bool is_agent_svid(const struct node_api *n, const struct agent_record *a,
-			  const struct x509_info *info)
+			  const char *serial)
 {
-	if (a->serial && a->serial[0] && info->serial[0] &&
-	    strcasecmp(a->serial, info->serial) == 0)
+	if (a->serial && a->serial[0] && serial[0] && strcasecmp(a->serial, serial) == 0)
 		return true;
-	return prev_svids_match(n->prev, a->spiffe_id, info->serial, now_unix());
+	return prev_svids_match(n->prev, a->spiffe_id, serial, now_unix());
 }
 
-/* The calling agent's record, from its mutual TLS certificate; on failure the call is finished
- * with the reason and NULL returned. */
-struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
+/* What authorization needs of a connection's client certificate, read once per connection: the
+ * certificate cannot change on a connection, and re-parsing it (a DER walk and a SHA-256) on
+ * every call was per-batch work of SignX509. With it, for SignX509, the agent's record as last
+ * read and the datastore's agent generation then (ds_agent_generation): a SQLite read per batch
+ * was the largest part of authorizing one. Owned by the connection (grpc_conn_data), freed in
+ * on_disconnect; touched only on the loop thread. */
+struct peer_ident {
+	char *spiffe_id;
+	char serial[sizeof(((struct x509_info *)0)->serial)];
+	struct agent_record *agent; /* NULL until authorize_cached */
+	uint64_t agent_gen;
+};
+
+static void peer_ident_free(struct peer_ident *p)
 {
-	size_t len;
+	if (!p)
+		return;
+	free(p->spiffe_id);
+	agent_record_free(p->agent);
+	free(p);
+}
+
+/* The connection's client identity, parsed on first use; NULL with the call finished. */
+static struct peer_ident *peer_ident(struct grpc_call *call)
+{
 	struct grpc_conn *conn = grpc_call_conn(call);
+	struct peer_ident *p = conn ? grpc_conn_data(conn) : NULL;
+	if (p)
+		return p;
+	size_t len;
 	const uint8_t *der = conn ? grpc_conn_peer_cert(conn, &len) : NULL;
 	if (!der) {
 		grpc_call_finish(call, GRPC_STATUS_UNAUTHENTICATED,
@@ -204,30 +227,81 @@ struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
 		finishf(call, GRPC_STATUS_UNAUTHENTICATED, "unreadable client certificate: %s", err);
 		return NULL;
 	}
+	p = xcalloc(1, sizeof(*p));
+	p->spiffe_id = xstrdup(info.spiffe_id);
+	memcpy(p->serial, info.serial, sizeof(p->serial));
+	x509_info_free(&info);
+	grpc_conn_set_data(conn, p);
+	return p;
+}
+
+/* Whether the agent's record a allows the connection's certificate: not banned, and the
+ * certificate is its SVID (checked every call: a replaced SVID is accepted until it expires). On
+ * refusal the call is finished with the reason. */
+static bool agent_ok(struct node_api *n, struct grpc_call *call, const struct peer_ident *p,
+		     const struct agent_record *a)
+{
+	if (a->banned) {
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is banned", p->spiffe_id);
+		return false;
+	}
+	if (!is_agent_svid(n, a, p->serial)) {
+		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
+			"the client certificate (serial %s) is not the SVID issued to agent %s",
+			p->serial, p->spiffe_id);
+		log_warnx("node API: refused a certificate for %s with serial %s: it is not the "
+			 "agent's SVID", p->spiffe_id, p->serial);
+		return false;
+	}
+	return true;
+}
+
+/* The agent's record from the datastore (the caller owns it), or NULL with the call finished. */
+static struct agent_record *read_agent(struct node_api *n, struct grpc_call *call,
+				       const struct peer_ident *p)
+{
 	struct agent_record *a = NULL;
-	int r = ds_agent_get(n->ds, info.spiffe_id, &a);
+	int r = ds_agent_get(n->ds, p->spiffe_id, &a);
 	if (r == -ENOENT)
 		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
 			"agent %s is not attested (it may have been evicted): attest again",
-			info.spiffe_id);
+			p->spiffe_id);
 	else if (r < 0)
 		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "datastore unavailable");
-	else if (a->banned)
-		finishf(call, GRPC_STATUS_PERMISSION_DENIED, "agent %s is banned", info.spiffe_id);
-	else if (!is_agent_svid(n, a, &info)) {
-		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
-			"the client certificate (serial %s) is not the SVID issued to agent %s",
-			info.serial, info.spiffe_id);
-		log_warnx("node API: refused a certificate for %s with serial %s: it is not the "
-			 "agent's SVID", info.spiffe_id, info.serial);
-		r = -EPERM;
-	}
-	x509_info_free(&info);
-	if (r < 0 || a->banned) {
+	return r < 0 ? NULL : a;
+}
+
+/* The calling agent's record, from its mutual TLS certificate; on failure the call is finished
+ * with the reason and NULL returned. The record is read on every call: a ban or an eviction
+ * applies to the next call on an open connection. */
+struct agent_record *authorize(struct node_api *n, struct grpc_call *call)
+{
+	const struct peer_ident *p = peer_ident(call);
+	struct agent_record *a = p ? read_agent(n, call, p) : NULL;
+	if (a && !agent_ok(n, call, p, a)) {
 		agent_record_free(a);
 		return NULL;
 	}
 	return a;
+}
+
+const struct agent_record *authorize_cached(struct node_api *n, struct grpc_call *call)
+{
+	struct peer_ident *p = peer_ident(call);
+	if (!p)
+		return NULL;
+	uint64_t gen;
+	bool cacheable = ds_agent_generation(n->ds, &gen);
+	if (!p->agent || !cacheable || p->agent_gen != gen) {
+		/* gen was taken before the read: a change during it makes the next call read
+		 * again. */
+		agent_record_free(p->agent);
+		p->agent = read_agent(n, call, p);
+		p->agent_gen = gen;
+		if (!p->agent)
+			return NULL;
+	}
+	return agent_ok(n, call, p, p->agent) ? p->agent : NULL;
 }
 
 /* ---- SyncEntries: the streams themselves live in entry_streams.c ---- */
@@ -694,6 +768,8 @@ static void on_disconnect(struct grpc_conn *conn)
 {
 	struct node_api *n = grpc_server_ud(grpc_conn_server(conn));
 	n->stats.connections--;
+	peer_ident_free(grpc_conn_data(conn));
+	grpc_conn_set_data(conn, NULL);
 }
 
 /* The configured limit, kept below RLIMIT_NOFILE with room for the datastore, logs and the

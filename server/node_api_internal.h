@@ -45,6 +45,9 @@ struct node_api {
 /* Shared between the pieces of this module. */
 struct node_api *api_of(struct grpc_call *call);
 struct agent_record *authorize(struct node_api *n, struct grpc_call *call);
+/* The same check with the record kept on the connection while the datastore says no agent
+ * record changed (ds_agent_generation): borrowed, valid until the handler returns. */
+const struct agent_record *authorize_cached(struct node_api *n, struct grpc_call *call);
 void finishf(struct grpc_call *call, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void histogram_add(struct node_api *n, double secs);

@@ -33,13 +33,15 @@
 
 /* ---- SignX509: batches signed on worker threads ---- */
 
+/* entry_id and csr point into the job's request; the SPIFFE ID and names are copies of the entry
+ * (the authorization index may be replaced while the worker signs). */
 struct sign_item {
-	char *entry_id;
+	const char *entry_id;
 	char *spiffe_id;
 	char **dns_names;
 	size_t n_dns;
 	int64_t ttl;
-	uint8_t *csr;
+	const uint8_t *csr;
 	size_t csr_len;
 	/* results */
 	uint8_t *chain;
@@ -52,6 +54,7 @@ struct sign_job {
 	uv_work_t work;
 	struct node_api *api;
 	struct grpc_call *call;
+	Lanyard__Node__V1__SignX509Request *req; /* owned: the items' entry IDs and CSRs */
 	struct sign_item *items;
 	size_t n;
 };
@@ -103,16 +106,15 @@ static void sign_job_free(struct sign_job *job)
 {
 	for (size_t i = 0; i < job->n; i++) {
 		struct sign_item *it = &job->items[i];
-		free(it->entry_id);
 		free(it->spiffe_id);
 		for (size_t k = 0; k < it->n_dns; k++)
 			free(it->dns_names[k]);
 		free(it->dns_names);
-		free(it->csr);
 		free(it->chain);
 		free(it->error);
 	}
 	free(job->items);
+	lanyard__node__v1__sign_x509_request__free_unpacked(job->req, NULL);
 	free(job);
 }
 
@@ -126,7 +128,7 @@ static void sign_after(uv_work_t *w, int status)
 	for (size_t i = 0; i < job->n; i++) {
 		struct sign_item *it = &job->items[i];
 		lanyard__node__v1__x509_sign_result__init(&res[i]);
-		res[i].entry_id = it->entry_id;
+		res[i].entry_id = (char *)it->entry_id;
 		if (it->error || status != 0) {
 			res[i].error = it->error ? it->error : (char *)"signing was cancelled";
 			n->stats.x509_err++;
@@ -159,25 +161,27 @@ void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed SignX509Request");
 		return;
 	}
-	struct agent_record *a = NULL;
+	const struct agent_record *a = NULL;
 	if (req->n_items > MAX_SIGN_BATCH) {
 		finishf(call, GRPC_STATUS_INVALID_ARGUMENT, "at most %d CSRs per batch",
 			MAX_SIGN_BATCH);
 		goto out;
 	}
-	a = authorize(n, call);
+	a = authorize_cached(n, call);
 	if (!a)
 		goto out;
 	const struct authz_index *ix = entry_streams_index(n->es);
 	struct sign_job *job = xcalloc(1, sizeof(*job));
 	job->api = n;
 	job->call = call;
-	job->n = req->n_items;
+	job->req = req;
+	req = NULL;
+	job->n = job->req->n_items;
 	job->items = xcalloc(job->n + 1, sizeof(*job->items));
 	for (size_t i = 0; i < job->n; i++) {
-		Lanyard__Node__V1__X509SignItem *in = req->items[i];
+		Lanyard__Node__V1__X509SignItem *in = job->req->items[i];
 		struct sign_item *it = &job->items[i];
-		it->entry_id = xstrdup(in->entry_id);
+		it->entry_id = in->entry_id;
 		const struct entry *e = ix ? authz_find(ix, in->entry_id) : NULL;
 		if (!e || !authz_allows(ix, a, e) || spiffeid_reserved(e->spiffe_id, n->trust_domain)) {
 			char m[200];
@@ -194,8 +198,7 @@ void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 		for (size_t k = 0; k < it->n_dns; k++)
 			it->dns_names[k] = xstrdup(e->dns_names[k]);
 		it->ttl = e->x509_svid_ttl > 0 ? e->x509_svid_ttl : n->default_x509_ttl;
-		it->csr = xmalloc(in->csr.len + 1);
-		memcpy(it->csr, in->csr.data, in->csr.len);
+		it->csr = in->csr.data;
 		it->csr_len = in->csr.len;
 	}
 	job->work.data = job;
@@ -206,6 +209,5 @@ void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "cannot schedule signing");
 	}
 out:
-	agent_record_free(a);
 	lanyard__node__v1__sign_x509_request__free_unpacked(req, NULL);
 }

@@ -425,10 +425,17 @@ static void agents(void **state)
 	struct agent_record *g = NULL, **list = NULL;
 	size_t n = 0;
 
+	/* ds_agent_generation moves with every agent write (touch included), not with reads. */
+	uint64_t g0, g1;
+	/* SQLite: this process's writes are all there are; PostgreSQL: shared, never cached. */
+	assert_int_equal(ds_agent_generation(f->ds, &g0), pg_connstr == NULL);
 	int64_t c0 = ds_change_counter(f->ds);
 	assert_int_equal(ds_agent_upsert(f->ds, a), 0);
 	assert_true(ds_change_counter(f->ds) > c0);
+	ds_agent_generation(f->ds, &g1);
+	assert_true(g1 != g0);
 	assert_int_equal(ds_agent_upsert(f->ds, b), 0);
+	ds_agent_generation(f->ds, &g1);
 	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &g), 0);
 	assert_string_equal(g->attestor, "join_token");
 	assert_int_equal(g->n_selectors, 1);
@@ -439,6 +446,8 @@ static void agents(void **state)
 	assert_int_equal(g->not_after, 5000);
 	assert_false(g->banned);
 	agent_record_free(g);
+	ds_agent_generation(f->ds, &g0);
+	assert_true(g0 == g1);
 
 	/* Upsert replaces but keeps created_at. */
 	free(a->serial);
@@ -455,6 +464,8 @@ static void agents(void **state)
 	assert_int_equal(ds_agent_touch(f->ds, a->spiffe_id, "03ef", 7000, 200), 0);
 	assert_int_equal(ds_agent_touch(f->ds, a->spiffe_id, NULL, 8000, 300), 0);
 	assert_int_equal(ds_change_counter(f->ds), c1);
+	ds_agent_generation(f->ds, &g1);
+	assert_true(g1 != g0);
 	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &g), 0);
 	assert_string_equal(g->serial, "03ef");
 	assert_int_equal(g->not_after, 8000);
@@ -474,7 +485,10 @@ static void agents(void **state)
 	agent_record_array_free(list, n);
 
 	/* Ban. */
+	ds_agent_generation(f->ds, &g0);
 	assert_int_equal(ds_agent_set_banned(f->ds, b->spiffe_id, true), 0);
+	ds_agent_generation(f->ds, &g1);
+	assert_true(g1 != g0);
 	assert_true(ds_change_counter(f->ds) > c1);
 	assert_int_equal(ds_agent_get(f->ds, b->spiffe_id, &g), 0);
 	assert_true(g->banned);
@@ -483,7 +497,10 @@ static void agents(void **state)
 
 	/* Evict. */
 	int64_t c2 = ds_change_counter(f->ds);
+	ds_agent_generation(f->ds, &g0);
 	assert_int_equal(ds_agent_delete(f->ds, a->spiffe_id), 0);
+	ds_agent_generation(f->ds, &g1);
+	assert_true(g1 != g0);
 	assert_true(ds_change_counter(f->ds) > c2);
 	assert_int_equal(ds_agent_get(f->ds, a->spiffe_id, &g), -ENOENT);
 	assert_int_equal(ds_agent_delete(f->ds, a->spiffe_id), -ENOENT);

@@ -216,28 +216,37 @@ static void test_deframer_wipes_partial_message(void **state)
 
 #define RESPONSE "hello through the core"
 
+/* The server's response body, handed to nghttp2 in pieces of at most what it asks for. */
+struct body_src {
+	const uint8_t *data;
+	size_t len, off;
+};
+
 struct side {
 	struct h2conn h2;
 	int32_t stream;
 	bool got_request;
-	uint8_t body[256];
+	uint8_t body[65536];
 	size_t body_len;
 	bool closed;
 	const char *sent;
+	struct body_src resp;   /* server: what it answers */
+	int max_records;        /* server: most TLS application records one h2conn_output made */
 };
 
 static ssize_t body_read(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len,
 			 uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
-	const char *s = src->ptr;
-	size_t n = strlen(s);
+	struct body_src *b = src->ptr;
+	size_t n = b->len - b->off < len ? b->len - b->off : len;
 
 	(void)session;
 	(void)id;
 	(void)ud;
-	assert_true(n <= len);
-	memcpy(buf, s, n);
-	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	memcpy(buf, b->data + b->off, n);
+	b->off += n;
+	if (b->off == b->len)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
 }
 
@@ -245,7 +254,7 @@ static int srv_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, 
 {
 	struct side *sd = ud;
 	nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 } };
-	nghttp2_data_provider prd = { .source.ptr = (void *)RESPONSE, .read_callback = body_read };
+	nghttp2_data_provider prd = { .source.ptr = &sd->resp, .read_callback = body_read };
 
 	if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		sd->got_request = true;
@@ -299,17 +308,47 @@ static void side_start(struct side *sd, int fd, bool server, WOLFSSL_CTX *ctx)
 		assert_int_equal(h2conn_tls_new(&sd->h2, ctx, server ? NULL : "localhost", NULL, 0), 0);
 }
 
+/* TLS records of type application data (23) in buf, each checked to be whole and at most
+ * 16 KB of plaintext plus the record's expansion. */
+static int count_app_records(const uint8_t *buf, size_t len)
+{
+	size_t pos = 0;
+	int n = 0;
+
+	while (pos + 5 <= len) {
+		size_t rl = (size_t)buf[pos + 3] << 8 | buf[pos + 4];
+
+		assert_true(rl <= 16384 + 256);
+		n += buf[pos] == 23;
+		pos += 5 + rl;
+	}
+	assert_int_equal(pos, len);
+	return n;
+}
+
 static void side_pump(struct side *sd)
 {
 	char err[256] = "";
+	size_t before = h2buf_pending(&sd->h2.out);
 
-	if (h2conn_output(&sd->h2, NULL, err, sizeof(err)) < 0 ||
-	    h2conn_flush(&sd->h2, err, sizeof(err)) < 0 ||
+	if (h2conn_output(&sd->h2, NULL, err, sizeof(err)) < 0)
+		fail_msg("%s side: %s", sd->h2.is_server ? "server" : "client", err);
+	if (sd->h2.ssl && sd->h2.handshake_done) {
+		int n = count_app_records(h2buf_head(&sd->h2.out) + before,
+					  h2buf_pending(&sd->h2.out) - before);
+
+		if (n > sd->max_records)
+			sd->max_records = n;
+	}
+	if (h2conn_flush(&sd->h2, err, sizeof(err)) < 0 ||
 	    h2conn_read(&sd->h2, err, sizeof(err)) < 0)
 		fail_msg("%s side: %s", sd->h2.is_server ? "server" : "client", err);
 }
 
-static void exchange(WOLFSSL_CTX *srv_ctx, WOLFSSL_CTX *cli_ctx)
+/* One request and its response of len bytes; returns the most TLS records the server made in
+ * one h2conn_output call. */
+static int exchange_body(WOLFSSL_CTX *srv_ctx, WOLFSSL_CTX *cli_ctx, const uint8_t *resp,
+			 size_t len)
 {
 	nghttp2_nv nv[] = {
 		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
@@ -324,6 +363,7 @@ static void exchange(WOLFSSL_CTX *srv_ctx, WOLFSSL_CTX *cli_ctx)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
 	side_start(&srv, fds[0], true, srv_ctx);
 	side_start(&cli, fds[1], false, cli_ctx);
+	srv.resp = (struct body_src){ .data = resp, .len = len };
 	cli.stream = nghttp2_submit_request(cli.h2.session, NULL, nv, 4, NULL, &cli);
 	assert_true(cli.stream > 0);
 	if (cli_ctx)
@@ -335,15 +375,12 @@ static void exchange(WOLFSSL_CTX *srv_ctx, WOLFSSL_CTX *cli_ctx)
 	}
 	assert_true(srv.got_request);
 	assert_true(cli.closed);
-	assert_int_equal(cli.body_len, strlen(RESPONSE));
-	assert_memory_equal(cli.body, RESPONSE, strlen(RESPONSE));
+	assert_int_equal(cli.body_len, len);
+	assert_memory_equal(cli.body, resp, len);
 	if (cli_ctx) {
-		size_t len;
-
 		assert_true(cli.h2.handshake_done && srv.h2.handshake_done);
 		assert_non_null(cli.h2.peer_cert); /* the server's certificate, copied */
-		len = cli.h2.peer_cert_len;
-		assert_true(len > 100);
+		assert_true(cli.h2.peer_cert_len > 100);
 		assert_null(srv.h2.peer_cert); /* no client certificate presented */
 		/* The server issued no session ticket (h2conn_tls_new): the client read the whole
 		 * response, so a NewSessionTicket sent after the handshake would have arrived. */
@@ -353,6 +390,12 @@ static void exchange(WOLFSSL_CTX *srv_ctx, WOLFSSL_CTX *cli_ctx)
 	h2conn_free(&cli.h2);
 	h2conn_free(&srv.h2);
 	assert_int_equal(cli.h2.fd, -1);
+	return srv.max_records;
+}
+
+static void exchange(WOLFSSL_CTX *srv_ctx, WOLFSSL_CTX *cli_ctx)
+{
+	exchange_body(srv_ctx, cli_ctx, (const uint8_t *)RESPONSE, strlen(RESPONSE));
 }
 
 static void test_loopback_cleartext(void **state)
@@ -406,6 +449,16 @@ static void test_loopback_tls(void **state)
 	/* The exchange is what is tested here, not verification (test_grpc does that). */
 	tls_leaf_ctx_verify(cctx, WOLFSSL_VERIFY_NONE);
 	exchange(sctx, cctx);
+	/* A response's HEADERS and DATA frames leave in one TLS record, not one each. */
+	assert_int_equal(exchange_body(sctx, cctx, (const uint8_t *)RESPONSE, strlen(RESPONSE)), 1);
+	/* A body larger than a record: split into records of at most 16 KB, arriving whole. */
+	size_t big_len = 40000;
+	uint8_t *big = malloc(big_len);
+	assert_non_null(big);
+	for (size_t i = 0; i < big_len; i++)
+		big[i] = (uint8_t)(i * 7 + i / 251);
+	assert_true(exchange_body(sctx, cctx, big, big_len) >= 3);
+	free(big);
 	wolfSSL_CTX_free(sctx);
 	wolfSSL_CTX_free(cctx);
 	remove_dir(dir);
