@@ -27,7 +27,6 @@
 #include "node_client_internal.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -87,7 +86,7 @@ void release_memory(struct node_client *n)
 	if (!n->trim_needed)
 		return;
 	n->trim_needed = false;
-	malloc_trim(0);
+	heap_trim();
 	if (thread_stack_release() < 0)
 		log_debug("cannot release the sync thread's unused stack");
 }
@@ -764,7 +763,7 @@ out:
 	/* This runs on the loop thread, which has no ECC work of its own to keep tables for; and
 	 * the parsed state file it just freed is the largest allocation burst of a restart. */
 	release_ecc_cache();
-	malloc_trim(0);
+	heap_trim();
 	if (ret < 0) {
 		if (n->async) {
 			n->async->data = NULL;

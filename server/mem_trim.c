@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "procstats.h"
+#include "util.h"
 
 bool mem_trim_decide(struct mem_trim *t, uint64_t resident, uint64_t in_use)
 {
@@ -43,7 +44,7 @@ int mem_trim_tick(struct mem_trim *t, int64_t now)
 	mi = mallinfo2();
 	if (!mem_trim_decide(t, before, mi.uordblks + mi.hblkhd))
 		return 0;
-	malloc_trim(0);
+	heap_trim();
 	t->trims++;
 	after = procstats_resident();
 	if (after && after < before) {
