@@ -18,30 +18,31 @@
 #define ENTRY_MAX_TTL (10 * 365 * 86400)
 #define ENTRY_MAX_FEDERATES_WITH 32
 
-/* Every pointer member is owned by the entry (malloc'd; NULL when absent). */
+/* Every pointer member is owned by the entry (malloc'd; NULL when absent). The members are
+ * ordered so that the struct has no padding (152 bytes): the server holds one per entry. */
 struct entry {
 	char id[37];		/* server-made UUID; "" before creation */
-	char *spiffe_id, *parent_id;
-	char **selectors;	/* "type:value", sorted and unique once normalised */
-	size_t n_selectors;
-	int32_t x509_svid_ttl, jwt_svid_ttl;	/* seconds; 0 = server default */
-	char **dns_names;
-	size_t n_dns_names;
-	char *hint;		/* may be NULL */
 	bool admin, downstream;
 	bool managed;		/* kept by the server (k8s_reg.c), not by hand: the admin API refuses
 				 * to create, update or delete such entries */
-	int64_t expires_at;	/* unix seconds; 0 = never */
-	int64_t revision;	/* changes whenever the entry does (from a global counter) */
-	int64_t created_at;
-	char **federates_with;	/* foreign trust domain names ("two.test"), sorted and unique
-				 * once normalised: the workloads get their bundles */
-	size_t n_federates_with;
+	int32_t x509_svid_ttl, jwt_svid_ttl;	/* seconds; 0 = server default */
 	/* Owners (refcount.h), 1 from entry_dup and entry_from_json: the agent's entries are
 	 * immutable once built, so snapshots and the sync thread share one copy
 	 * (cache_entry_ref/cache_entry_free, svid_cache.h). The server never shares one and
 	 * frees with entry_free. */
 	int refs;
+	char *spiffe_id, *parent_id;
+	char **selectors;	/* "type:value", sorted and unique once normalised */
+	size_t n_selectors;
+	char **dns_names;
+	size_t n_dns_names;
+	char *hint;		/* may be NULL */
+	char **federates_with;	/* foreign trust domain names ("two.test"), sorted and unique
+				 * once normalised: the workloads get their bundles */
+	size_t n_federates_with;
+	int64_t expires_at;	/* unix seconds; 0 = never */
+	int64_t revision;	/* changes whenever the entry does (from a global counter) */
+	int64_t created_at;
 };
 
 /* Frees the members and e itself. NULL-safe. */

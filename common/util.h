@@ -34,6 +34,10 @@ int file_check_private(const char *path);
 /* mkdir -p: missing parents are created 0755, the last directory with mode. 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
 
+/* Gives the free pages inside every malloc arena back to the system (glibc's malloc_trim; a
+ * no-op elsewhere), after a large transient structure was freed: glibc keeps freed memory that
+ * is not at the top of a heap resident. Milliseconds on a heap of hundreds of MB. */
+void heap_trim(void);
 /* Zeroes memory in a way the compiler may not elide. */
 void secure_zero(void *p, size_t len);
 /* Constant-time comparison of two buffers of equal length. */

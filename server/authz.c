@@ -5,19 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "entry_pool.h"
 #include "strv.h"
 #include "util.h"
 
+/* Entries read from the datastore at a time while the index is built: the index keeps packed
+ * copies (entry_pool.h), so only a page of full entries is held besides them. */
+#define BUILD_PAGE 2048
+
 /* Three views of one set of entries, each a sorted array kept sorted on every change: a change
  * costs a binary search and a memmove of pointers (microseconds at tens of thousands of
- * entries), and lookups stay binary searches. */
+ * entries), and lookups stay binary searches. The entries are entry_pool copies: one block
+ * each, parent IDs, selectors and federated trust domains interned. */
 struct authz_index {
 	char *server_id;
-	struct entry **by_id;		/* owns the entries; sorted by id */
+	struct entry_pool *pool;
+	struct entry **by_id;		/* owns the entries (the pool's); sorted by id */
 	const struct entry **by_parent; /* sorted by parent_id then id */
 	size_t n, cap;
 	const struct entry **aliases;	/* node aliases (parent: server_id), sorted by id */
-	size_t n_aliases;
+	size_t n_aliases, cap_aliases;
 	/* No entry expires before this (INT64_MAX: none expires). A lower bound: removing an
 	 * entry does not raise it, the next authz_index_expire scan does. */
 	int64_t next_expiry;
@@ -50,46 +57,91 @@ void authz_index_free(struct authz_index *ix)
 {
 	if (!ix)
 		return;
-	entry_array_free(ix->by_id, ix->n);
+	for (size_t i = 0; i < ix->n; i++)
+		entry_pool_put(ix->pool, ix->by_id[i]);
+	entry_pool_free(ix->pool);
+	free(ix->by_id);
 	free(ix->by_parent);
 	free(ix->aliases);
 	free(ix->server_id);
 	free(ix);
 }
 
+/* Appends the unexpired entries of a page, packed. */
+static void build_add_page(struct authz_index *ix, struct entry *const *page, size_t n,
+			   int64_t now)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (expired(page[i], now))
+			continue;
+		if (ix->n == ix->cap) {
+			ix->cap = ix->cap * 2 + BUILD_PAGE;
+			ix->by_id = xrealloc(ix->by_id, ix->cap * sizeof(*ix->by_id));
+		}
+		if (page[i]->expires_at && page[i]->expires_at < ix->next_expiry)
+			ix->next_expiry = page[i]->expires_at;
+		ix->by_id[ix->n++] = entry_pool_add(ix->pool, page[i]);
+	}
+}
+
+/* Sorts by_id and drops an entry listed twice (it changed between two pages; the change journal
+ * brings it up to date anyway), sizes the arrays to the load and fills the other views. */
+static void build_finish(struct authz_index *ix)
+{
+	qsort(ix->by_id, ix->n, sizeof(*ix->by_id), cmp_id);
+	size_t w = 0;
+	for (size_t i = 0; i < ix->n; i++) {
+		if (w && strcmp(ix->by_id[w - 1]->id, ix->by_id[i]->id) == 0)
+			entry_pool_put(ix->pool, ix->by_id[i]);
+		else
+			ix->by_id[w++] = ix->by_id[i];
+	}
+	ix->n = w;
+	ix->cap = w + 16;
+	ix->by_id = xrealloc(ix->by_id, ix->cap * sizeof(*ix->by_id));
+	ix->by_parent = xcalloc(ix->cap, sizeof(*ix->by_parent));
+	memcpy(ix->by_parent, ix->by_id, w * sizeof(*ix->by_parent));
+	qsort(ix->by_parent, ix->n, sizeof(*ix->by_parent), cmp_parent);
+	for (size_t i = 0; i < ix->n; i++)
+		ix->n_aliases += is_alias(ix, ix->by_id[i]);
+	ix->cap_aliases = ix->n_aliases + 16;
+	ix->aliases = xcalloc(ix->cap_aliases, sizeof(*ix->aliases));
+	ix->n_aliases = 0;
+	/* In by_id's order: sorted by id already. */
+	for (size_t i = 0; i < ix->n; i++)
+		if (is_alias(ix, ix->by_id[i]))
+			ix->aliases[ix->n_aliases++] = ix->by_id[i];
+}
+
 int authz_index_build(struct datastore *ds, const char *server_id, int64_t now,
 		      struct authz_index **out)
 {
-	struct entry **all = NULL;
-	size_t n = 0;
-	int r = ds_entry_list(ds, NULL, &all, &n);
-	if (r < 0)
-		return r;
 	struct authz_index *ix = xcalloc(1, sizeof(*ix));
 	ix->server_id = xstrdup(server_id);
-	ix->cap = n + 16;
-	ix->by_id = xcalloc(ix->cap, sizeof(*ix->by_id));
-	ix->by_parent = xcalloc(ix->cap, sizeof(*ix->by_parent));
-	ix->aliases = xcalloc(ix->cap, sizeof(*ix->aliases));
+	ix->pool = entry_pool_new();
 	ix->next_expiry = INT64_MAX;
-	for (size_t i = 0; i < n; i++) {
-		if (expired(all[i], now)) {
-			entry_free(all[i]);
-			continue;
+	ix->cap = 16;
+	ix->by_id = xcalloc(ix->cap, sizeof(*ix->by_id));
+	struct entry_filter f = {.limit = BUILD_PAGE};
+	char after[sizeof(((struct entry *)0)->id)];
+	size_t n;
+	do {
+		struct entry **page = NULL;
+		n = 0;
+		int r = ds_entry_list(ds, &f, &page, &n);
+		if (r < 0) {
+			authz_index_free(ix);
+			return r;
 		}
-		if (all[i]->expires_at && all[i]->expires_at < ix->next_expiry)
-			ix->next_expiry = all[i]->expires_at;
-		ix->by_id[ix->n++] = all[i];
-	}
-	free(all);
-	for (size_t i = 0; i < ix->n; i++) {
-		ix->by_parent[i] = ix->by_id[i];
-		if (is_alias(ix, ix->by_id[i]))
-			ix->aliases[ix->n_aliases++] = ix->by_id[i];
-	}
-	qsort(ix->by_id, ix->n, sizeof(*ix->by_id), cmp_id);
-	qsort(ix->by_parent, ix->n, sizeof(*ix->by_parent), cmp_parent);
-	qsort(ix->aliases, ix->n_aliases, sizeof(*ix->aliases), cmp_id);
+		build_add_page(ix, page, n, now);
+		if (n) {
+			memcpy(after, page[n - 1]->id, sizeof(after));
+			f.after_id = after;
+			f.after_created_at = page[n - 1]->created_at;
+		}
+		entry_array_free(page, n);
+	} while (n == BUILD_PAGE);
+	build_finish(ix);
 	*out = ix;
 	return 0;
 }
@@ -125,20 +177,25 @@ static void remove_at(struct authz_index *ix, size_t pos)
 	    ix->aliases[p] == e)
 		ptr_remove((const void **)ix->aliases, &ix->n_aliases, p);
 	ptr_remove((const void **)ix->by_id, &ix->n, pos);
-	entry_free(e);
+	entry_pool_put(ix->pool, e);
 }
 
-/* Takes e, whose id is not in the index. */
-static void insert(struct authz_index *ix, struct entry *e)
+/* Adds a packed copy of e, whose id is not in the index. */
+static void insert(struct authz_index *ix, const struct entry *full)
 {
 	if (ix->n == ix->cap) {
-		ix->cap = ix->cap * 2 + 16;
+		ix->cap = ix->cap + ix->cap / 2 + 16;
 		ix->by_id = xrealloc(ix->by_id, ix->cap * sizeof(*ix->by_id));
 		ix->by_parent = xrealloc(ix->by_parent, ix->cap * sizeof(*ix->by_parent));
-		ix->aliases = xrealloc(ix->aliases, ix->cap * sizeof(*ix->aliases));
 	}
+	struct entry *e = entry_pool_add(ix->pool, full);
 	size_t p;
 	if (is_alias(ix, e)) {
+		if (ix->n_aliases == ix->cap_aliases) {
+			ix->cap_aliases = ix->cap_aliases * 2 + 16;
+			ix->aliases = xrealloc(ix->aliases,
+					       ix->cap_aliases * sizeof(*ix->aliases));
+		}
 		bsearch_pos(ix->aliases, ix->n_aliases, e, cmp_id, &p);
 		ptr_insert((const void **)ix->aliases, &ix->n_aliases, p, e);
 	}
@@ -197,6 +254,7 @@ int authz_index_update(struct authz_index *ix, struct datastore *ds, const char 
 		remove_at(ix, pos);
 	if (e)
 		insert(ix, e);
+	entry_free(e);
 	return 0;
 }
 
@@ -224,7 +282,7 @@ void authz_index_expire(struct authz_index *ix, int64_t now, char ***ids, size_t
 		struct entry *e = ix->by_id[i];
 		if (expired(e, now)) {
 			strv_push(ids, n, e->id);
-			entry_free(e);
+			entry_pool_put(ix->pool, e);
 			continue;
 		}
 		if (e->expires_at && e->expires_at < next)

@@ -64,6 +64,24 @@ static bool has(const struct entry **v, size_t n, const char *spiffe_id)
 	return false;
 }
 
+/* No entry at all (a new server): an empty index that answers. Runs first, on the empty
+ * datastore. */
+static void empty_datastore(void **state)
+{
+	(void)state;
+	struct authz_index *ix;
+	assert_int_equal(authz_index_build(ds, SERVER_ID, now_unix(), &ix), 0);
+	assert_int_equal(authz_index_count(ix), 0);
+	assert_null(authz_find(ix, "0b6f6e34-3c2e-4c55-9d8c-2b0e1f3a4d5e"));
+	struct agent_record r = {.spiffe_id = (char *)"spiffe://example.org/lanyard/agent/x"};
+	const struct entry **v;
+	size_t n;
+	authz_entries_for(ix, &r, &v, &n);
+	assert_int_equal(n, 0);
+	free(v);
+	authz_index_free(ix);
+}
+
 static void entitlements(void **state)
 {
 	const char *a1 = "spiffe://example.org/lanyard/agent/join_token/aaa";
@@ -373,11 +391,61 @@ static void incremental_matches_rebuild(void **state)
 	authz_index_free(inc);
 }
 
+/* The index reads the datastore a page at a time: more entries than several pages are all
+ * there, once each, in id order, with their parents' entries found. */
+static void build_reads_every_page(void **state)
+{
+	(void)state;
+	struct authz_index *ix;
+	assert_int_equal(authz_index_build(ds, SERVER_ID, now_unix(), &ix), 0);
+	size_t before = authz_index_count(ix);
+	authz_index_free(ix);
+
+	enum { N = 3 * 2048 + 5, AGENTS = 7 };
+	struct entry **v = xcalloc(N, sizeof(*v));
+	char sid[128], parent[128];
+	char *sel[] = {(char *)"unix:uid:1000"};
+	for (size_t i = 0; i < N; i++) {
+		snprintf(sid, sizeof(sid), TD "/bulk/%zu", i);
+		snprintf(parent, sizeof(parent), TD "/lanyard/agent/join_token/bulk%zu", i % AGENTS);
+		struct entry e = {.spiffe_id = sid, .parent_id = parent, .selectors = sel,
+				  .n_selectors = 1};
+		v[i] = entry_dup(&e);
+	}
+	size_t failed;
+	char err[256];
+	assert_int_equal(ds_entry_create_batch(ds, v, N, &failed, err, sizeof(err)), 0);
+
+	assert_int_equal(authz_index_build(ds, SERVER_ID, now_unix(), &ix), 0);
+	assert_int_equal(authz_index_count(ix), before + N);
+	for (size_t i = 1; i < authz_index_count(ix); i++)
+		assert_true(strcmp(authz_index_at(ix, i - 1)->id, authz_index_at(ix, i)->id) < 0);
+	for (size_t i = 0; i < N; i++) {
+		const struct entry *e = authz_find(ix, v[i]->id);
+		assert_non_null(e);
+		assert_string_equal(e->spiffe_id, v[i]->spiffe_id);
+		assert_string_equal(e->parent_id, v[i]->parent_id);
+		assert_string_equal(e->selectors[0], "unix:uid:1000");
+	}
+	struct agent_record r = {.spiffe_id = (char *)TD "/lanyard/agent/join_token/bulk3"};
+	const struct entry **got;
+	size_t n;
+	authz_entries_for(ix, &r, &got, &n);
+	assert_int_equal(n, N / AGENTS + (3 < N % AGENTS));
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(got[i]->parent_id, r.spiffe_id);
+	free(got);
+	authz_index_free(ix);
+	entry_array_free(v, N);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(empty_datastore),
 		cmocka_unit_test(entitlements),
 		cmocka_unit_test(incremental_matches_rebuild),
+		cmocka_unit_test(build_reads_every_page),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
