@@ -114,6 +114,7 @@ static unsigned int ca_status(int ret)
 	case -EBUSY:
 	case -EEXIST:
 	case -EXDEV:
+	case -ESTALE:
 		return MHD_HTTP_CONFLICT;
 	default:
 		return MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -192,6 +193,8 @@ static void authority_action(struct call *c, struct reply *r, const char *verb,
 	int ret = fn(c->api->hooks.ca, id, err, sizeof(err));
 	if (ret < 0) {
 		reply_error(r, ca_status(ret), "%s", err);
+		if (ret == -ESTALE)
+			notify_changed(c); /* a raced activation: another authority is active */
 		goto out;
 	}
 	log_info("admin: authority %s %s", id, verb);

@@ -312,8 +312,6 @@ void ca__bump_sequence(struct ca *ca)
 	ds_kv_set_int(ca->ds, "bundle_sequence", ca->sequence);
 }
 
-static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen);
-
 static bool own_id(const struct ca *ca, const char *id)
 {
 	for (size_t i = 0; i < ca->n_auth; i++)
@@ -396,7 +394,7 @@ int ca_sync(struct ca *ca, int64_t now)
 		/* A taint may have hit the active authority (racing its activation): the rotation
 		 * retires it and puts another one in its place now, not at the next scheduled step. */
 		char err[256];
-		int r = rotate_locked(ca, now, err, sizeof(err));
+		int r = ca__rotate_locked(ca, now, err, sizeof(err));
 		if (r < 0)
 			log_error("CA rotation after a taint failed (will retry): %s", err);
 		ret = (r > 0 ? r : 0) | (same ? CA_CHANGED_BUNDLE : 0);
@@ -523,10 +521,30 @@ void ca__add_authority(struct ca *ca, struct authority *a)
 	ca->auth[ca->n_auth++] = a;
 }
 
+int ca__store_state(struct ca *ca, struct authority *a)
+{
+	int st = a->state | (a->tainted ? CA_STATE_TAINTED : 0);
+	int ret = ds_ca_set_state(ca->ds, a->id, &st);
+	if (ret == -ENOENT) {
+		log_warnx("CA: authority %s is gone from the datastore (revoked, or expired and "
+			  "dropped, by another server): "
+			  "it never signs again", a->id);
+		st = CA_STATE_OLD | CA_STATE_TAINTED;
+	} else if (ret < 0) {
+		return ret;
+	} else if ((st & CA_STATE_TAINTED) && !a->tainted) {
+		log_warnx("CA: authority %s was tainted on another server (its record says so as "
+			  "this server writes it)", a->id);
+	}
+	a->state = st & ~CA_STATE_TAINTED;
+	a->tainted = (st & CA_STATE_TAINTED) != 0;
+	return 0;
+}
+
 int ca__set_state(struct ca *ca, struct authority *a, int state)
 {
 	a->state = state;
-	return ca__record_authority(ca, a);
+	return ca__store_state(ca, a);
 }
 
 static int64_t at_fraction(const struct authority *a, int num, int den)
@@ -554,7 +572,7 @@ static int retire_tainted_active_locked(struct ca *ca, char *err, size_t errlen)
 }
 
 /* The rotation steps, under the lock. */
-static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
+int ca__rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 {
 	int changed = retire_tainted_active_locked(ca, err, errlen);
 	if (changed < 0)
@@ -567,13 +585,18 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 	if (prepared && (!active || now >= at_fraction(active, 5, 6) || now >= active->not_after)) {
 		if (active && ca__set_state(ca, active, CA_STATE_OLD) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
-		if (ca__set_state(ca, prepared, CA_STATE_ACTIVE) < 0)
+		if (ca__set_state(ca, prepared, CA_STATE_ACTIVE) < 0 ||
+		    retire_tainted_active_locked(ca, err, errlen) < 0)
 			return errorf(err, errlen, "cannot record the CA rotation");
-		log_info("CA: authority %s is now active%s%s", prepared->id,
-			 active ? ", replacing " : "", active ? active->id : "");
-		active = prepared;
+		/* Another server's taint or revocation that raced the activation: the stored
+		 * record wins, the authority is retired and another one made below. */
+		bool took = prepared->state == CA_STATE_ACTIVE && !prepared->tainted;
+		if (took)
+			log_info("CA: authority %s is now active%s%s", prepared->id,
+				 active ? ", replacing " : "", active ? active->id : "");
+		active = took ? prepared : NULL;
 		prepared = NULL;
-		changed |= CA_CHANGED_ACTIVE;
+		changed |= CA_CHANGED_ACTIVE | (took ? 0 : CA_CHANGED_BUNDLE);
 	}
 	if (!active || now >= active->not_after) {
 		if (active && ca__set_state(ca, active, CA_STATE_OLD) < 0)
@@ -619,7 +642,7 @@ static int rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen)
 int ca_rotate(struct ca *ca, int64_t now, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&ca->lock);
-	int r = rotate_locked(ca, now, err, errlen);
+	int r = ca__rotate_locked(ca, now, err, errlen);
 	pthread_mutex_unlock(&ca->lock);
 	return r;
 }

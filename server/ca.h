@@ -140,7 +140,9 @@ int ca_authorities(struct ca *ca, struct ca_authority_info **out, size_t *n);
 
 /* Prepares the next authority now (it joins the bundle at once); its ID in id_out. */
 int ca_prepare(struct ca *ca, int64_t now, char id_out[65], char *err, size_t errlen);
-/* The prepared authority id signs from now on; the active one becomes old. */
+/* The prepared authority id signs from now on; the active one becomes old. -ESTALE when
+ * another server's taint or revocation of id raced the activation (shared datastore): id is
+ * then old and never signs, and a new authority is active instead (the bundle changed). */
 int ca_activate(struct ca *ca, const char *id, char *err, size_t errlen);
 /* Marks a non-active authority tainted (recorded in the datastore, so every server sharing it
  * sends it to its agents too): agents re-issue every SVID it signed, and it never becomes active.

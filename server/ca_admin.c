@@ -90,6 +90,20 @@ int ca_activate(struct ca *ca, const char *id, char *err, size_t errlen)
 		errorf(err, errlen, "cannot record the activation in the datastore");
 		goto out;
 	}
+	if (a->state != CA_STATE_ACTIVE || a->tainted) {
+		/* Another server's taint or revocation raced the activation: the stored record
+		 * wins; the rotation retires it and makes a new active authority at once. */
+		char rerr[256];
+		int r = ca__rotate_locked(ca, now_unix(), rerr, sizeof(rerr));
+		if (r < 0)
+			log_error("CA rotation after a raced activation failed (will retry): %s", rerr);
+		errorf(err, errlen, "authority %s was tainted or revoked on another server as it was "
+		       "activated: it never signs; %s", id,
+		       r < 0 ? "making a new active authority failed (the rotation retries)"
+			     : "a new authority is active instead");
+		ret = -ESTALE;
+		goto out;
+	}
 	log_info("CA: authority %s is now active (operator)%s%s", id, active ? ", replacing " : "",
 		 active ? active->id : "");
 	ca__bump_sequence(ca);
@@ -119,8 +133,11 @@ static int taint_peer(struct ca *ca, const char *id, char *err, size_t errlen)
 			       "prepare and activate a new one there first", id);
 			ret = -EBUSY;
 		} else {
-			r->state |= CA_STATE_TAINTED;
-			ret = ds_ca_put(ca->ds, r) < 0 ? -EIO : 0;
+			/* Merged into the stored record: a state its server wrote since the listing
+			 * is kept (an activation: that server retires the authority on its sync). */
+			int st = r->state | CA_STATE_TAINTED;
+			ret = ds_ca_set_state(ca->ds, id, &st);
+			ret = ret == -ENOENT ? 0 : ret < 0 ? -EIO : 0; /* revoked meanwhile */
 			if (ret < 0)
 				errorf(err, errlen, "cannot record the taint in the datastore");
 		}
@@ -157,7 +174,7 @@ int ca_taint(struct ca *ca, const char *id, char *err, size_t errlen)
 			p->tainted = true;
 	} else {
 		a->tainted = true;
-		if (ca__record_authority(ca, a) < 0) {
+		if (ca__store_state(ca, a) < 0) {
 			a->tainted = false;
 			errorf(err, errlen, "cannot record the taint in the datastore");
 			ret = -EIO;

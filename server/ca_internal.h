@@ -83,6 +83,15 @@ void ca__drop_authority_at(struct ca *ca, size_t i);
 /* The untainted authority in state, or NULL. */
 struct authority *ca__find_state(struct ca *ca, int state);
 void ca__add_authority(struct ca *ca, struct authority *a);
+/* Records a change of a's state or taint in its stored record and takes back what is stored
+ * (ds_ca_set_state): a taint another server recorded meanwhile is kept and a's view follows it
+ * (the rotation then retires an authority so tainted as it was activated). A record gone from
+ * the datastore (revoked by another server) is not re-created: a is then old and tainted (never
+ * signs; the next sync drops it), 0 returned. Negative on a datastore error. */
+int ca__store_state(struct ca *ca, struct authority *a);
+/* a's state set to state, then ca__store_state. */
 int ca__set_state(struct ca *ca, struct authority *a, int state);
+/* The rotation steps (ca_rotate) under the lock. */
+int ca__rotate_locked(struct ca *ca, int64_t now, char *err, size_t errlen);
 
 #endif

@@ -123,6 +123,7 @@ const char *const ds_op_names[DS_OP__COUNT] = {
 	[DS_OP_CA_PUT] = "ca_put",
 	[DS_OP_CA_LIST] = "ca_list",
 	[DS_OP_CA_DELETE] = "ca_delete",
+	[DS_OP_CA_SET_STATE] = "ca_set_state",
 	[DS_OP_KV_GET_INT] = "kv_get",
 	[DS_OP_KV_SET_INT] = "kv_set",
 	[DS_OP_PING] = "ping",
@@ -647,6 +648,16 @@ int ds_ca_put(struct datastore *ds, const struct ca_record *r)
 	int64_t t0 = op_begin(ds);
 	int ret = ds->ops->ca_put(ds, r);
 	op_end(ds, DS_OP_CA_PUT, ret, t0);
+	return ret;
+}
+
+int ds_ca_set_state(struct datastore *ds, const char *id, int *state)
+{
+	if (!id || !state)
+		return -EINVAL;
+	int64_t t0 = op_begin(ds);
+	int ret = ds->ops->ca_set_state(ds, id, state);
+	op_end(ds, DS_OP_CA_SET_STATE, ret, t0);
 	return ret;
 }
 

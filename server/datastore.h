@@ -252,8 +252,16 @@ struct ca_record {
 	int64_t not_before, not_after, created_at;
 };
 
-/* Inserts or replaces by id. */
+/* Inserts a new authority's record, or replaces the stored one with the same id except that
+ * a stored taint is never cleared and the stored state never moves back (prepared -> active ->
+ * old): a write from a stale view (several servers on one datastore) loses nothing another
+ * writer recorded. */
 int ds_ca_put(struct datastore *ds, const struct ca_record *r);
+/* An existing authority's state change: *state (CA_STATE_*, | CA_STATE_TAINTED) is merged into
+ * the stored record by the same rule, and *state is then set to what is stored (tainted by
+ * another server meanwhile, say: the caller's view follows). Never re-creates the record:
+ * -ENOENT when it is gone (revoked, or expired and dropped, by another server). */
+int ds_ca_set_state(struct datastore *ds, const char *id, int *state);
 /* Sorted by not_before then id. */
 int ds_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n);
 /* -ENOENT if absent. */
@@ -327,7 +335,7 @@ enum ds_op {
 	DS_OP_TOKEN_COUNT, DS_OP_TOKEN_PRUNE, DS_OP_TOKEN_LIST, DS_OP_AGENT_UPSERT, DS_OP_AGENT_GET,
 	DS_OP_AGENT_LIST, DS_OP_AGENT_DELETE, DS_OP_AGENT_SET_BANNED, DS_OP_AGENT_TOUCH, DS_OP_CA_PUT,
 	DS_OP_CA_LIST, DS_OP_CA_DELETE, DS_OP_KV_GET_INT, DS_OP_KV_SET_INT, DS_OP_PING,
-	DS_OP_SNAPSHOT_IMPORT, DS_OP_SERVER_HEARTBEAT, DS_OP_SERVER_LIST, DS_OP__COUNT
+	DS_OP_SNAPSHOT_IMPORT, DS_OP_SERVER_HEARTBEAT, DS_OP_SERVER_LIST, DS_OP_CA_SET_STATE, DS_OP__COUNT
 };
 /* "entry_create", ...: the label values of DS_OP_*. */
 extern const char *const ds_op_names[DS_OP__COUNT];

@@ -22,6 +22,14 @@
 		   "last_seen, banned"
 #define FED_BUNDLE_COLS "trust_domain, x509, jwt_keys, sequence, refresh_hint, refreshed_at, source"
 #define CA_COLS "id, state, cert, jwt_kid, jwt_spki, not_before, not_after, created_at"
+/* The state an authority's record keeps when a write meets the stored one (both backends, SQL
+ * over the stored value s and the written one n): a taint (CA_STATE_TAINTED, 256) is never
+ * cleared and the state never moves back (prepared 0 -> active 1 -> old 2), so a write made
+ * from a stale view (another server's taint read before this one's activation, or the reverse)
+ * loses nothing the other writer recorded. */
+#define CA_STATE_MERGE_SQL(s, n)                                                              \
+	"((CASE WHEN ((" s ") & 255) > ((" n ") & 255) THEN ((" s ") & 255) ELSE ((" n ") & 255) " \
+	"END) | (((" s ") | (" n ")) & 256))"
 
 struct datastore_ops {
 	const char *name;
@@ -58,6 +66,9 @@ struct datastore_ops {
 	int (*agent_touch)(struct datastore *ds, const char *spiffe_id, const char *serial,
 			   int64_t not_after, int64_t now);
 	int (*ca_put)(struct datastore *ds, const struct ca_record *r);
+	/* ds_ca_set_state: merges *state into the stored record, *state then what is stored;
+	 * -ENOENT when the record is gone (never re-created). */
+	int (*ca_set_state)(struct datastore *ds, const char *id, int *state);
 	int (*ca_list)(struct datastore *ds, struct ca_record ***out, size_t *n);
 	int (*ca_delete)(struct datastore *ds, const char *id);
 	/* force: replace whatever the sequence (a manual bundle); otherwise -ESTALE when the stored

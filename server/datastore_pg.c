@@ -172,10 +172,14 @@ static const char *const stmt_sql[ST__COUNT] = {
 			   "last_seen = $4 WHERE spiffe_id = $1",
 	[ST_CA_PUT] = "INSERT INTO ca_authorities (" CA_COLS ") VALUES "
 		      "($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET "
-		      "state = excluded.state, cert = excluded.cert, jwt_kid = excluded.jwt_kid, "
+		      "state = " CA_STATE_MERGE_SQL("ca_authorities.state", "excluded.state") ", "
+		      "cert = excluded.cert, jwt_kid = excluded.jwt_kid, "
 		      "jwt_spki = excluded.jwt_spki, not_before = excluded.not_before, "
 		      "not_after = excluded.not_after, created_at = excluded.created_at",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
+	[ST_CA_SET_STATE] = "UPDATE ca_authorities SET state = "
+			    CA_STATE_MERGE_SQL("ca_authorities.state", "$2::integer")
+			    " WHERE id = $1 RETURNING state",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = $1",
 	/* $8: force. Otherwise an older sequence leaves the row alone (no row touched): the
 	 * comparison and the write are one statement, atomic between servers. */
@@ -548,6 +552,7 @@ static const struct datastore_ops pg_ops = {
 	.agent_set_banned = pg_agent_set_banned,
 	.agent_touch = pg_agent_touch,
 	.ca_put = pg_ca_put,
+	.ca_set_state = pg_ca_set_state,
 	.ca_list = pg_ca_list,
 	.ca_delete = pg_ca_delete,
 	.fed_bundle_put = pg_fed_bundle_put,

@@ -152,6 +152,35 @@ int pg_ca_put(struct datastore *ds, const struct ca_record *rec)
 	return change_one(pg_of(ds), ST_CA_PUT, &pa, DS_CHANGE_BUNDLE, rec->id);
 }
 
+struct ca_state_arg {
+	const char *id;
+	int *state;
+};
+
+/* The merge and its feed row (the other servers re-read the authorities), in one transaction. */
+static int ca_set_state_body(struct pg *p, struct pgc *c, void *arg)
+{
+	struct ca_state_arg *a = arg;
+	struct params pa = {0};
+	PGresult *r;
+	p_str(&pa, a->id);
+	p_int(&pa, *a->state);
+	int ret = run(p, c, ST_CA_SET_STATE, &pa, &r);
+	if (ret < 0)
+		return ret;
+	int rows = PQntuples(r);
+	if (rows == 1)
+		*a->state = (int)r_int(r, 0, 0);
+	PQclear(r);
+	return rows == 1 ? change_add(p, c, DS_CHANGE_BUNDLE, a->id) : -ENOENT;
+}
+
+int pg_ca_set_state(struct datastore *ds, const char *id, int *state)
+{
+	struct ca_state_arg a = {.id = id, .state = state};
+	return with_conn(pg_of(ds), true, ca_set_state_body, &a);
+}
+
 int pg_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
 {
 	PGresult *r;

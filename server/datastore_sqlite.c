@@ -146,8 +146,14 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_AGENT_BAN] = "UPDATE agents SET banned = ?2 WHERE spiffe_id = ?1",
 	[ST_AGENT_TOUCH] = "UPDATE agents SET serial = COALESCE(?2, serial), not_after = ?3, "
 			   "last_seen = ?4 WHERE spiffe_id = ?1",
-	[ST_CA_PUT] = "INSERT OR REPLACE INTO ca_authorities (" CA_COLS ") VALUES "
-		      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[ST_CA_PUT] = "INSERT INTO ca_authorities (" CA_COLS ") VALUES "
+		      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO UPDATE SET "
+		      "state = " CA_STATE_MERGE_SQL("ca_authorities.state", "excluded.state") ", "
+		      "cert = excluded.cert, jwt_kid = excluded.jwt_kid, "
+		      "jwt_spki = excluded.jwt_spki, not_before = excluded.not_before, "
+		      "not_after = excluded.not_after, created_at = excluded.created_at",
+	[ST_CA_SET_STATE] = "UPDATE ca_authorities SET state = " CA_STATE_MERGE_SQL("state", "?2")
+			    " WHERE id = ?1 RETURNING state",
 	[ST_CA_LIST] = "SELECT " CA_COLS " FROM ca_authorities ORDER BY not_before, id",
 	[ST_CA_DELETE] = "DELETE FROM ca_authorities WHERE id = ?1",
 	/* ?8: force. Otherwise an older sequence leaves the row alone (sqlite3_changes() = 0). */
@@ -306,6 +312,7 @@ static const struct datastore_ops sqlite_ops = {
 	.agent_set_banned = sq_agent_set_banned,
 	.agent_touch = sq_agent_touch,
 	.ca_put = sq_ca_put,
+	.ca_set_state = sq_ca_set_state,
 	.ca_list = sq_ca_list,
 	.ca_delete = sq_ca_delete,
 	.fed_bundle_put = sq_fed_bundle_put,

@@ -22,7 +22,7 @@ enum stmt_id {
 	ST_ENTRY_LIST_ALL, ST_ENTRY_LIST_SPIFFE, ST_ENTRY_LIST_PARENT, ST_ENTRY_LIST_BOTH,
 	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_DELETE, ST_TOKEN_COUNT, ST_TOKEN_PRUNE, ST_TOKEN_LIST,
 	ST_AGENT_UPSERT, ST_AGENT_GET, ST_AGENT_LIST, ST_AGENT_DELETE, ST_AGENT_BAN, ST_AGENT_TOUCH,
-	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE,
+	ST_CA_PUT, ST_CA_LIST, ST_CA_DELETE, ST_CA_SET_STATE,
 	ST_FED_REL_INSERT, ST_FED_REL_UPDATE, ST_FED_REL_GET, ST_FED_REL_LIST, ST_FED_REL_DELETE,
 	ST_FED_PUT, ST_FED_GET, ST_FED_LIST, ST_FED_DELETE,
 	ST_KV_GET, ST_KV_SET,
@@ -80,6 +80,7 @@ int sq_agent_upsert(struct datastore *ds, const struct agent_record *a);
 int sq_ca_delete(struct datastore *ds, const char *id);
 int sq_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n);
 int sq_ca_put(struct datastore *ds, const struct ca_record *r);
+int sq_ca_set_state(struct datastore *ds, const char *id, int *state);
 int sq_fed_bundle_delete(struct datastore *ds, const char *trust_domain);
 int sq_fed_bundle_get(struct datastore *ds, const char *trust_domain,
 			     struct fed_bundle **out);

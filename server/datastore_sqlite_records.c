@@ -193,6 +193,23 @@ int sq_ca_put(struct datastore *ds, const struct ca_record *r)
 	return exec_done(s, st);
 }
 
+int sq_ca_set_state(struct datastore *ds, const char *id, int *state)
+{
+	struct sq *s = sq_of(ds);
+	sqlite3_stmt *st = stmt(s, ST_CA_SET_STATE);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, *state);
+	int rc = sqlite3_step(st), ret = 0;
+	if (rc == SQLITE_ROW)
+		*state = sqlite3_column_int(st, 0);
+	else if (rc == SQLITE_DONE)
+		ret = -ENOENT;
+	else
+		ret = db_error(s, "ca set state");
+	sqlite3_reset(st);
+	return ret;
+}
+
 int sq_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
 {
 	struct sq *s = sq_of(ds);

@@ -721,6 +721,93 @@ static void active_tainted_record_at_start(void **state)
 	ca_close(ca);
 }
 
+/* Authority id's record as stored (a copy; NULL when absent). */
+static struct ca_record *stored_record(struct datastore *ds, const char *id)
+{
+	struct ca_record **recs, *out = NULL;
+	size_t n;
+	assert_int_equal(ds_ca_list(ds, &recs, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(recs[i]->id, id) == 0) {
+			out = recs[i];
+			recs[i] = NULL;
+		}
+	ca_record_array_free(recs, n);
+	return out;
+}
+
+static int stored_state(struct datastore *ds, const char *id)
+{
+	struct ca_record *r = stored_record(ds, id);
+	int st = r ? r->state : -1;
+	ca_record_free(r);
+	return st;
+}
+
+/* b (stale view: id prepared) has just tainted, or tainted and revoked, a's prepared authority
+ * id, and a, which has not synced, activated it: the taint (or the revocation) survives, id
+ * never signs, one untainted authority of a is active and signs, on a and as b lists it. */
+static void raced_activation_lost_nothing(struct fx *f, struct ca *a, struct ca *b,
+					  const char *id, bool revoked, int64_t now)
+{
+	char active[65];
+	assert_int_equal(stored_state(f->ds, id), revoked ? -1 : CA_STATE_OLD | CA_STATE_TAINTED);
+	one_untainted_active(a, id, active);
+	assert_string_not_equal(active, id);
+	signs_with(a, now, id);
+	ca_sync(a, now + 20);
+	ca_sync(b, now + 20);
+	assert_int_equal(stored_state(f->ds, id), revoked ? -1 : CA_STATE_OLD | CA_STATE_TAINTED);
+	one_untainted_active(a, id, active);
+	assert_string_not_equal(active, id);
+	signs_with(a, now + 20, id);
+	one_untainted_active(b, id, active);
+}
+
+/* The reverse of shared_taint_races_activation: b's taint of a's prepared authority is written
+ * first, a's activation of it (from a's view, not yet synced) second; then the same with b's
+ * revocation after its taint; then a's scheduled rotation in place of the operator. The write
+ * of the activation must not clear the taint nor re-create the revoked record: the stored
+ * record wins, the authority never signs, another one is active at once. A stale write of the
+ * record as it was before the taint (prepared, untainted) loses nothing either. */
+static void shared_taint_before_activation(void **state)
+{
+	struct fx *f = *state;
+	struct ca *a, *b;
+	char err[256], dir_b[128], id[65];
+	struct ca_options oa, ob;
+	int64_t now = now_unix();
+	shared_options(f, &oa, &ob, dir_b, sizeof(dir_b));
+	assert_int_equal(ca_open(&oa, f->ds, now, &a, err, sizeof(err)), 0);
+	assert_int_equal(ca_open(&ob, f->ds, now, &b, err, sizeof(err)), 0);
+	for (int round = 0; round < 3; round++) {
+		int64_t t = round < 2 ? now + 100 * round : now + TTL * 5 / 6 + 100;
+		assert_true(ca_prepare(a, t, id, err, sizeof(err)) > 0);
+		struct ca_record *before = stored_record(f->ds, id);
+		assert_non_null(before);
+		assert_int_equal(before->state, CA_STATE_PREPARED);
+		ca_sync(b, t + 11);
+		assert_int_equal(ca_taint(b, id, err, sizeof(err)), CA_CHANGED_BUNDLE);
+		if (round == 1)
+			assert_int_equal(ca_revoke(b, id, err, sizeof(err)), CA_CHANGED_BUNDLE);
+		if (round < 2) {
+			assert_int_equal(ca_activate(a, id, err, sizeof(err)), -ESTALE);
+		} else {
+			/* The prepared one is due (five sixths of the active one's life). */
+			assert_true(ca_rotate(a, t + 12, err, sizeof(err)) & CA_CHANGED_ACTIVE);
+		}
+		raced_activation_lost_nothing(f, a, b, id, round == 1, t + 12);
+		/* Another stale writer: the record as it was read before the taint. */
+		if (round != 1) {
+			assert_int_equal(ds_ca_put(f->ds, before), 0);
+			raced_activation_lost_nothing(f, a, b, id, false, t + 40);
+		}
+		ca_record_free(before);
+	}
+	ca_close(a);
+	ca_close(b);
+}
+
 /* A corrupt record of another server (no certificate, or bytes that are not one) stays out of
  * the bundle, which agents could not parse otherwise; the server still starts and syncs. */
 static void shared_corrupt_peer_left_out(void **state)
@@ -817,6 +904,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup_shared, teardown),
 		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup_shared, teardown),
 		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_before_activation, setup_shared, teardown),
 		cmocka_unit_test_setup_teardown(batch_signs_each_and_isolates_errors, setup,
 						teardown),
 	};
@@ -826,6 +914,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(shared_corrupt_peer_left_out, setup_shared, teardown),
 		cmocka_unit_test_setup_teardown(shared_taint_races_activation, setup_shared, teardown),
 		cmocka_unit_test_setup_teardown(active_tainted_record_at_start, setup_shared, teardown),
+		cmocka_unit_test_setup_teardown(shared_taint_before_activation, setup_shared, teardown),
 	};
 	pg_connstr = getenv("LANYARD_TEST_PG_CONNSTR");
 	if (pg_connstr && *pg_connstr)

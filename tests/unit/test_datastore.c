@@ -559,6 +559,48 @@ static void ca_records(void **state)
 	ca_record_array_free(list, n);
 }
 
+/* Several servers on one datastore: a write from a stale view never clears a stored taint nor
+ * moves the state back (a taint written before another server's activation, or after it from
+ * a listing read before it); a state change never re-creates a record deleted (revoked). */
+static void ca_state_merge(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cert[] = { 0x30, 0x82, 0x00, 0x00, 0xde, 0xad };
+	struct ca_record r = { .id = "ca-1", .state = CA_STATE_PREPARED, .cert_der = cert,
+			       .cert_len = sizeof(cert), .not_before = 10, .not_after = 20 };
+	struct ca_record **list = NULL;
+	size_t n = 0;
+	assert_int_equal(ds_ca_put(f->ds, &r), 0);
+	int st = CA_STATE_PREPARED | CA_STATE_TAINTED;
+	assert_int_equal(ds_ca_set_state(f->ds, "ca-1", &st), 0); /* the taint, first */
+	assert_int_equal(st, CA_STATE_PREPARED | CA_STATE_TAINTED);
+	st = CA_STATE_ACTIVE; /* the activation, from a view without the taint */
+	assert_int_equal(ds_ca_set_state(f->ds, "ca-1", &st), 0);
+	assert_int_equal(st, CA_STATE_ACTIVE | CA_STATE_TAINTED);
+	r.state = CA_STATE_ACTIVE; /* a whole-record write, the same */
+	assert_int_equal(ds_ca_put(f->ds, &r), 0);
+	st = CA_STATE_OLD;
+	assert_int_equal(ds_ca_set_state(f->ds, "ca-1", &st), 0);
+	assert_int_equal(st, CA_STATE_OLD | CA_STATE_TAINTED);
+	r.state = CA_STATE_PREPARED; /* a stale writer never moves the state back */
+	assert_int_equal(ds_ca_put(f->ds, &r), 0);
+	st = CA_STATE_ACTIVE;
+	assert_int_equal(ds_ca_set_state(f->ds, "ca-1", &st), 0);
+	assert_int_equal(st, CA_STATE_OLD | CA_STATE_TAINTED);
+	assert_int_equal(ds_ca_list(f->ds, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0]->state, CA_STATE_OLD | CA_STATE_TAINTED);
+	assert_int_equal(list[0]->cert_len, sizeof(cert));
+	ca_record_array_free(list, n);
+	/* Revoked (deleted) meanwhile: a state change does not bring it back. */
+	assert_int_equal(ds_ca_delete(f->ds, "ca-1"), 0);
+	st = CA_STATE_ACTIVE;
+	assert_int_equal(ds_ca_set_state(f->ds, "ca-1", &st), -ENOENT);
+	assert_int_equal(ds_ca_list(f->ds, &list, &n), 0);
+	assert_int_equal(n, 0);
+	ca_record_array_free(list, n);
+}
+
 static void kv(void **state)
 {
 	struct fixture *f = *state;
@@ -1505,6 +1547,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(tokens_stored_hashed, setup, teardown),
 		cmocka_unit_test_setup_teardown(agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(ca_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(ca_state_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(kv, setup, teardown),
 		cmocka_unit_test_setup_teardown(managed_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(leases, setup, teardown),
