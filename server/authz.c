@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "entry_id.h"
 #include "entry_pool.h"
+#include "log.h"
 #include "strv.h"
 #include "util.h"
 
@@ -53,6 +55,19 @@ static bool expired(const struct entry *e, int64_t now)
 	return e->expires_at && e->expires_at <= now;
 }
 
+/* Whether the index may hold e: its id must pack (entry_id.h), as every id the datastores make
+ * does, because the entry streams keep ids packed. Another id (a hand-edited database) is left
+ * out of the index, with a warning: no agent sees the entry. */
+static bool id_storable(const struct entry *e)
+{
+	uint8_t b[ENTRY_ID_BYTES];
+	if (entry_id_pack(e->id, b))
+		return true;
+	log_warnx("authorization index: entry \"%s\" left out: its id is not a lowercase UUID "
+		  "(the form the datastore makes)", e->id);
+	return false;
+}
+
 void authz_index_free(struct authz_index *ix)
 {
 	if (!ix)
@@ -72,7 +87,7 @@ static void build_add_page(struct authz_index *ix, struct entry *const *page, si
 			   int64_t now)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (expired(page[i], now))
+		if (expired(page[i], now) || !id_storable(page[i]))
 			continue;
 		if (ix->n == ix->cap) {
 			ix->cap = ix->cap * 2 + BUILD_PAGE;
@@ -238,7 +253,7 @@ int authz_index_update(struct authz_index *ix, struct datastore *ds, const char 
 	int r = ds_entry_get(ds, id, &e);
 	if (r < 0 && r != -ENOENT)
 		return r;
-	if (e && expired(e, now)) {
+	if (e && (expired(e, now) || !id_storable(e))) {
 		entry_free(e);
 		e = NULL;
 	}

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,6 +440,47 @@ static void build_reads_every_page(void **state)
 	entry_array_free(v, N);
 }
 
+/* An id that is not the datastore's lowercase UUID (a hand-edited database) cannot be kept
+ * packed by the entry streams: the index leaves that entry out, with a warning, on a build and
+ * on an update, and keeps serving the agent's other entries. */
+static void foreign_id_left_out(void **state)
+{
+	(void)state;
+	const char *agent = TD "/lanyard/agent/join_token/foreign";
+	char *good = add(TD "/foreign/good", agent, "unix:uid:1", NULL, 0);
+	char *bad = add(TD "/foreign/bad", agent, "unix:uid:2", NULL, 0);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/ds.sqlite3", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	char sql[256];
+	snprintf(sql, sizeof(sql), "UPDATE entries SET id = 'Hand-Made-1' WHERE id = '%s'", bad);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_changes(db), 1);
+	sqlite3_close(db);
+
+	struct authz_index *ix;
+	assert_int_equal(authz_index_build(ds, SERVER_ID, now_unix(), &ix), 0);
+	assert_null(authz_find(ix, "Hand-Made-1"));
+	assert_null(authz_find(ix, bad));
+	assert_non_null(authz_find(ix, good));
+	struct agent_record r = {.spiffe_id = (char *)agent};
+	const struct entry **got;
+	size_t n;
+	authz_entries_for(ix, &r, &got, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(got[0]->id, good);
+	free(got);
+	bool alias_changed = false;
+	assert_int_equal(authz_index_update(ix, ds, "Hand-Made-1", now_unix(), &alias_changed), 0);
+	assert_null(authz_find(ix, "Hand-Made-1"));
+	assert_int_equal(authz_index_update(ix, ds, good, now_unix(), &alias_changed), 0);
+	assert_non_null(authz_find(ix, good));
+	authz_index_free(ix);
+	free(good);
+	free(bad);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -446,6 +488,7 @@ int main(void)
 		cmocka_unit_test(entitlements),
 		cmocka_unit_test(incremental_matches_rebuild),
 		cmocka_unit_test(build_reads_every_page),
+		cmocka_unit_test(foreign_id_left_out),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
