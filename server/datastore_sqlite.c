@@ -29,6 +29,11 @@
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
+/* SQLite's page cache (default 2,000 KiB), a server's only copy of the database in its heap: the
+ * index the node API serves from is in memory already (authz.h), and a page missed here is a
+ * pread from the kernel's page cache. Measured (100,000 entries, tmpfs): the default cache was
+ * full after the index build, ~2 MB of the server's RSS. */
+#define CACHE_PRAGMA "PRAGMA cache_size = -512" /* KiB */
 #define CHANGE_COUNTER_KEY "change_counter"
 
 /* Schema migrations: migrations[i] takes the schema from version i to i + 1. Never edit a
@@ -509,7 +514,8 @@ int datastore_open_sqlite(const char *path, struct datastore **out, char *err, s
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", why, sizeof(why)) < 0 ||
 	    exec_sql(s->db, "PRAGMA synchronous = FULL", why, sizeof(why)) < 0 ||
-	    exec_sql(s->db, "PRAGMA foreign_keys = ON", why, sizeof(why)) < 0) {
+	    exec_sql(s->db, "PRAGMA foreign_keys = ON", why, sizeof(why)) < 0 ||
+	    exec_sql(s->db, CACHE_PRAGMA, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "cannot set up database %s: %s", path, why);
 		ret = -EIO;
 		goto fail;

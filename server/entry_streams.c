@@ -310,7 +310,8 @@ const struct authz_index *entry_streams_index(struct entry_streams *es)
 				es->pend_agents[k].counter = ch[i].counter;
 				continue;
 			}
-			const struct entry *old = authz_find(es->index, ch[i].id);
+			struct entry view;
+			const struct entry *old = authz_find(es->index, ch[i].id, &view);
 			if (old)
 				strv_push(&es->pend_parents, &es->n_pend_parents, old->parent_id);
 			if (authz_index_update(es->index, es->ds, ch[i].id, now,
@@ -529,7 +530,7 @@ static int stream_send(struct entry_streams *es, struct sync_stream *s, const st
 static int stream_push(struct entry_streams *es, struct sync_stream *s,
 		       const struct authz_index *ix, bool initial)
 {
-	const struct entry **cur = NULL;
+	struct entry *cur = NULL;
 	size_t n_cur = 0;
 	if (ix && s->agent)
 		authz_entries_for(ix, s->agent, &cur, &n_cur);
@@ -540,22 +541,22 @@ static int stream_push(struct entry_streams *es, struct sync_stream *s,
 	id_text *texts = xcalloc(s->n_sent + 1, sizeof(*texts));
 	struct sent_entry *now = xcalloc(n_cur + 1, sizeof(*now));
 	for (size_t k = 0; k < n_cur; k++) {
-		entry_id_pack(cur[k]->id, now[k].id); /* packs: the index holds no other */
-		now[k].revision = cur[k]->revision;
+		entry_id_pack(cur[k].id, now[k].id); /* packs: the index holds no other */
+		now[k].revision = cur[k].revision;
 	}
 	size_t n_ups = 0, n_rem = 0, i = 0, j = 0;
 	while (i < n_cur || j < s->n_sent) {
 		int c = i == n_cur ? 1 : j == s->n_sent ? -1 : memcmp(now[i].id, s->sent[j].id,
 								       ENTRY_ID_BYTES);
 		if (c < 0) {
-			ups[n_ups++] = cur[i++];
+			ups[n_ups++] = &cur[i++];
 		} else if (c > 0) {
 			entry_id_unpack(s->sent[j++].id, texts[n_rem]);
 			removed[n_rem] = texts[n_rem];
 			n_rem++;
 		} else {
-			if (cur[i]->revision != s->sent[j].revision)
-				ups[n_ups++] = cur[i];
+			if (cur[i].revision != s->sent[j].revision)
+				ups[n_ups++] = &cur[i];
 			i++;
 			j++;
 		}
@@ -594,7 +595,8 @@ struct changed {
 	const char *id;
 	uint8_t packed[ENTRY_ID_BYTES];
 	bool packs; /* false: an id the index cannot hold, so no stream was sent it either */
-	const struct entry *e; /* NULL: gone */
+	const struct entry *e; /* NULL: gone; else view */
+	struct entry view;
 	uint64_t parent_hash;
 };
 
@@ -711,8 +713,9 @@ static int stream_fed_sync(struct entry_streams *es, struct sync_stream *s,
 	size_t n_tds = 0;
 	for (size_t i = 0; ix && i < s->n_sent; i++) {
 		id_text id;
+		struct entry view;
 		entry_id_unpack(s->sent[i].id, id);
-		const struct entry *e = authz_find(ix, id);
+		const struct entry *e = authz_find(ix, id, &view);
 		for (size_t k = 0; e && k < e->n_federates_with; k++)
 			strv_push(&tds, &n_tds, e->federates_with[k]);
 	}
@@ -908,7 +911,7 @@ void entry_streams_refresh(struct entry_streams *es)
 	for (size_t i = 0; ix && i < n_ents; i++) {
 		ch[i].id = ents[i];
 		ch[i].packs = entry_id_pack(ents[i], ch[i].packed);
-		ch[i].e = authz_find(ix, ents[i]);
+		ch[i].e = authz_find(ix, ents[i], &ch[i].view);
 		ch[i].parent_hash = ch[i].e ? str_hash(ch[i].e->parent_id) : 0;
 	}
 	c.ch = ch;
