@@ -35,7 +35,7 @@ struct sync_stream;
 struct parent_node {
 	struct parent_node *next;
 	uint64_t hash;
-	const char *parent; /* the stream's parents[i] */
+	char *parent; /* one of the stream's parents, owned by the node */
 	struct sync_stream *s;
 };
 
@@ -51,9 +51,9 @@ struct sync_stream {
 	 * (upsert, eviction, ban), or when the journal cannot tell (agent_stale). Never NULL: its
 	 * spiffe_id names the stream's agent (stream_agent_id). */
 	struct agent_record *agent;
-	char **parents; /* authz_agent_parents of agent: sorted */
-	uint64_t *parent_hashes; /* str_hash of each: most comparisons stop there */
-	struct parent_node *nodes; /* one per parent, linked into the parent map */
+	/* One per parent the agent acts as (authz_agent_parents of agent, sorted), linked into
+	 * the parent map; the hash of each stops most comparisons. */
+	struct parent_node *nodes;
 	size_t n_parents;
 	uint64_t mark; /* the refresh that last visited it */
 	struct sent_entry *sent; /* sorted by id */
@@ -373,13 +373,31 @@ static const char *stream_agent_id(const struct sync_stream *s)
 	return s->agent->spiffe_id;
 }
 
+/* What a stream keeps of its agent's record: what authz_agent_parents reads (ID, selectors,
+ * aliases) and banned; not the attestor's name nor the SVID's serial (~80 bytes per stream, for
+ * nothing: authorization reads its own copy, node_api.c). */
+static struct agent_record *agent_trim(struct agent_record *a)
+{
+	free(a->attestor);
+	free(a->serial);
+	a->attestor = a->serial = NULL;
+	return a;
+}
+
+static void nodes_free(struct sync_stream *s)
+{
+	for (size_t i = 0; i < s->n_parents; i++)
+		free(s->nodes[i].parent);
+	free(s->nodes);
+	s->nodes = NULL;
+	s->n_parents = 0;
+}
+
 static void stream_free(struct sync_stream *s)
 {
 	free(s->sent);
 	agent_record_free(s->agent);
-	strv_free(s->parents, s->n_parents);
-	free(s->parent_hashes);
-	free(s->nodes);
+	nodes_free(s);
 	free(s);
 }
 
@@ -392,7 +410,7 @@ static uint64_t str_hash(const char *s)
 static bool stream_has_parent(const struct sync_stream *s, const char *parent, uint64_t hash)
 {
 	for (size_t i = 0; i < s->n_parents; i++)
-		if (s->parent_hashes[i] == hash && strcmp(s->parents[i], parent) == 0)
+		if (s->nodes[i].hash == hash && strcmp(s->nodes[i].parent, parent) == 0)
 			return true;
 	return false;
 }
@@ -423,8 +441,6 @@ static void map_add(struct entry_streams *es, struct sync_stream *s)
 		free(old);
 	}
 	for (size_t i = 0; i < s->n_parents; i++) {
-		s->nodes[i] = (struct parent_node){.hash = s->parent_hashes[i],
-						   .parent = s->parents[i], .s = s};
 		map_link(es, &s->nodes[i]);
 		es->n_nodes++;
 	}
@@ -447,19 +463,15 @@ static void stream_set_parents(struct entry_streams *es, struct sync_stream *s,
 			       const struct authz_index *ix)
 {
 	map_del(es, s);
-	strv_free(s->parents, s->n_parents);
-	free(s->parent_hashes);
-	free(s->nodes);
-	s->parents = NULL;
-	s->parent_hashes = NULL;
-	s->nodes = NULL;
-	s->n_parents = 0;
+	nodes_free(s);
 	if (ix && s->agent) {
-		s->n_parents = authz_agent_parents(ix, s->agent, &s->parents);
-		s->parent_hashes = xcalloc(s->n_parents + 1, sizeof(*s->parent_hashes));
+		char **parents;
+		s->n_parents = authz_agent_parents(ix, s->agent, &parents);
 		s->nodes = xcalloc(s->n_parents + 1, sizeof(*s->nodes));
 		for (size_t i = 0; i < s->n_parents; i++)
-			s->parent_hashes[i] = str_hash(s->parents[i]);
+			s->nodes[i] = (struct parent_node){.hash = str_hash(parents[i]),
+							   .parent = parents[i], .s = s};
+		free(parents); /* the strings are the nodes' now */
 		map_add(es, s);
 	} else {
 		s->full = true; /* no view yet: everything is compared once there is one */
@@ -539,7 +551,8 @@ static int stream_push(struct entry_streams *es, struct sync_stream *s,
 	const struct entry **ups = xcalloc(n_cur + 1, sizeof(*ups));
 	char **removed = xcalloc(s->n_sent + 1, sizeof(*removed));
 	id_text *texts = xcalloc(s->n_sent + 1, sizeof(*texts));
-	struct sent_entry *now = xcalloc(n_cur + 1, sizeof(*now));
+	/* Exactly n_cur: it becomes sent, kept for the stream's life. */
+	struct sent_entry *now = xcalloc(n_cur ? n_cur : 1, sizeof(*now));
 	for (size_t k = 0; k < n_cur; k++) {
 		entry_id_pack(cur[k].id, now[k].id); /* packs: the index holds no other */
 		now[k].revision = cur[k].revision;
@@ -775,6 +788,7 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	es->streams = s;
 	es->n_streams++;
 	ds_agent_touch(es->ds, a->spiffe_id, NULL, a->not_after, now_unix());
+	agent_trim(a);
 	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
 	if (es->pend_fed || !es->fed_loaded)
 		fed_reload(es); /* pend_fed stays: the other streams learn of it at the refresh */
@@ -814,7 +828,7 @@ static bool stream_reread_agent(struct entry_streams *es, struct sync_stream *s,
 		return true;
 	}
 	agent_record_free(s->agent);
-	s->agent = a;
+	s->agent = agent_trim(a);
 	s->agent_stale = false;
 	s->agent_counter = counter;
 	return true;
