@@ -67,6 +67,28 @@ flags=(--enable-distro --enable-pkcs11 --disable-examples
 	--enable-static --disable-shared --with-pic CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB
 	"CFLAGS=-g -O2 -ffunction-sections -fdata-sections")
 
+# LANYARD_WOLFSSL_SP_FLAGS_VARIANT=lean (exploration, issue 18's server_rss_kib_100k; see
+# NODISTRO-FINDINGS.md): no --enable-distro, the features the daemons use listed one by one.
+# Without --enable-distro there is no OPENSSL_EXTRA and so no KEEP_PEER_CERT: sizeof(WOLFSSL)
+# loses the embedded WOLFSSL_X509 of the peer and each connection its decoded contents.
+case "${LANYARD_WOLFSSL_SP_FLAGS_VARIANT:-}" in
+"") ;;
+lean)
+	flags=(--disable-examples --disable-crypttests --disable-benchmark
+		--enable-tls13 --disable-oldtls --enable-ecc --enable-supportedcurves
+		--enable-sp --enable-sp-asm --enable-intelasm --disable-fpecc --disable-sakke
+		--enable-aesgcm --enable-sha384 --enable-sha512 --enable-rsapss
+		--enable-alpn --enable-sni --enable-session-ticket
+		--enable-certgen --enable-certreq --enable-certext --enable-keygen
+		--disable-sessioncerts --disable-postauth
+		--enable-static --disable-shared --with-pic
+		"CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_ALT_NAMES -DUSE_ECC_B_PARAM"
+		"CFLAGS=-g -O2 -ffunction-sections -fdata-sections")
+	;;
+*) echo "build-wolfssl-sp: LANYARD_WOLFSSL_SP_FLAGS_VARIANT=$LANYARD_WOLFSSL_SP_FLAGS_VARIANT: expected lean or empty" >&2
+	exit 1 ;;
+esac
+
 say() { echo "build-wolfssl-sp: $*" >&2; }
 die() { say "$*"; exit 1; }
 
