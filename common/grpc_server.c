@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -98,44 +99,67 @@ static void *h2_claim(struct grpc_server *s, size_t size)
 	return s->framebuf;
 }
 
+/* What nghttp2 holds besides the shared frame buffer, for grpc_server_h2_mem: malloc's usable
+ * size of each block (what the heap gives, a few bytes over what was asked). */
+static void *h2_count(struct grpc_server *s, void *p)
+{
+	if (p) {
+		s->h2_bytes += malloc_usable_size(p);
+		s->h2_blocks++;
+	}
+	return p;
+}
+
+static void h2_uncount(struct grpc_server *s, void *p)
+{
+	s->h2_bytes -= malloc_usable_size(p);
+	s->h2_blocks--;
+}
+
 static void *h2_malloc(size_t size, void *ud)
 {
 	void *p = h2_claim(ud, size);
 
-	return p ? p : malloc(size);
+	return p ? p : h2_count(ud, malloc(size));
 }
 
 static void h2_free(void *ptr, void *ud)
 {
 	struct grpc_server *s = ud;
 
-	if (ptr && ptr == s->framebuf)
+	if (!ptr || ptr == s->framebuf)
 		return;
+	h2_uncount(s, ptr);
 	free(ptr);
 }
 
 static void *h2_calloc(size_t nmemb, size_t size, void *ud)
 {
-	return calloc(nmemb, size);
+	return h2_count(ud, calloc(nmemb, size));
 }
 
 static void *h2_realloc(void *ptr, size_t size, void *ud)
 {
 	struct grpc_server *s = ud;
+	size_t old;
 	void *p;
 
-	if (!ptr) {
-		p = h2_claim(s, size);
-		return p ? p : malloc(size);
-	}
+	if (!ptr)
+		return h2_malloc(size, ud);
 	if (ptr == s->framebuf) {
 		/* The shared buffer stays with the others: this session gets its own copy. */
-		p = malloc(size);
+		p = h2_count(s, malloc(size));
 		if (p)
 			memcpy(p, ptr, size < H2_FRAMEBUF_LEN ? size : H2_FRAMEBUF_LEN);
 		return p;
 	}
-	return realloc(ptr, size);
+	old = malloc_usable_size(ptr);
+	p = realloc(ptr, size);
+	if (p) {
+		s->h2_bytes -= old;
+		s->h2_bytes += malloc_usable_size(p);
+	}
+	return p;
 }
 
 /* The sharing relies on how nghttp2 1.x uses its frame buffer (checked against 1.52). */
@@ -791,6 +815,12 @@ void grpc_server_set_tls(struct grpc_server *s, WOLFSSL_CTX *tls)
 void *grpc_server_ud(struct grpc_server *s)
 {
 	return s->cfg.ud;
+}
+
+void grpc_server_h2_mem(struct grpc_server *s, size_t *bytes, size_t *blocks)
+{
+	*bytes = s->h2_bytes;
+	*blocks = s->h2_blocks;
 }
 
 unsigned grpc_server_conn_count(struct grpc_server *s)

@@ -119,6 +119,10 @@ int grpc_server_listen_fd(uv_loop_t *loop, int listen_fd, WOLFSSL_CTX *tls,
 void grpc_server_set_tls(struct grpc_server *s, WOLFSSL_CTX *tls);
 void *grpc_server_ud(struct grpc_server *s);
 unsigned grpc_server_conn_count(struct grpc_server *s);
+/* What the HTTP/2 sessions of all its connections hold on the heap (nghttp2's blocks, counted
+ * at malloc's usable size; the one frame buffer they share is not counted): memory per
+ * connection, for tests and diagnostics. Loop thread. */
+void grpc_server_h2_mem(struct grpc_server *s, size_t *bytes, size_t *blocks);
 /* The configured connection limit (after defaults). */
 unsigned grpc_server_max_conns(struct grpc_server *s);
 /* Refusals since the start, indexed by enum grpc_refusal. */

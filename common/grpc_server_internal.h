@@ -105,6 +105,7 @@ struct grpc_server {
 	uint8_t *framebuf;
 	bool framebuf_claim;
 	bool share_framebuf;
+	size_t h2_bytes, h2_blocks; /* nghttp2's other blocks (grpc_server_h2_mem) */
 	struct grpc_conn *conns;
 	unsigned n_conns;
 	unsigned n_handshaking; /* connections with handshaking set (max_handshakes) */
