@@ -449,7 +449,8 @@ static const nghttp2_session_callbacks *server_callbacks(struct grpc_server *s)
 static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
 {
 	const nghttp2_session_callbacks *cbs = server_callbacks(s);
-	nghttp2_settings_entry settings[1];
+	nghttp2_settings_entry settings[2];
+	size_t n = 0;
 	int rc;
 
 	if (!cbs)
@@ -459,9 +460,12 @@ static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
 	s->framebuf_claim = false;
 	if (rc < 0)
 		return -1;
-	settings[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
-	settings[0].value = s->cfg.max_streams_per_conn;
-	if (nghttp2_submit_settings(conn->h2.session, NGHTTP2_FLAG_NONE, settings, 1) != 0)
+	settings[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+						 s->cfg.max_streams_per_conn};
+	if (s->cfg.zero_peer_header_table)
+		settings[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_HEADER_TABLE_SIZE,
+							 H2_HEADER_TABLE_SIZE};
+	if (nghttp2_submit_settings(conn->h2.session, NGHTTP2_FLAG_NONE, settings, n) != 0)
 		return -1;
 	if (s->tls && h2conn_tls_new(&conn->h2, s->tls, NULL, NULL, 0) < 0)
 		return -1;
@@ -682,6 +686,9 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 	}
 	nghttp2_option_set_max_send_header_block_length(s->h2_option, H2_MAX_SEND_HEADER_BLOCK);
 	nghttp2_option_set_max_deflate_dynamic_table_size(s->h2_option, H2_HEADER_TABLE_SIZE);
+	/* nghttp2 keeps up to SETTINGS_MAX_CONCURRENT_STREAMS closed streams per connection (for
+	 * RFC 7540 priorities, which we do not use): an agent's renewals would each leave one. */
+	nghttp2_option_set_no_closed_streams(s->h2_option, 1);
 	s->h2_mem = (nghttp2_mem){.mem_user_data = s, .malloc = h2_malloc, .free = h2_free,
 				  .calloc = h2_calloc, .realloc = h2_realloc};
 	s->share_framebuf = h2_can_share_framebuf();

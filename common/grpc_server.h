@@ -78,6 +78,12 @@ struct grpc_server_config {
 	 * up to at most unauth_max_buffered (0 = 64 x unauth_max_message_size). */
 	size_t unauth_max_message_size;
 	size_t unauth_max_buffered;
+	/* Announce SETTINGS_HEADER_TABLE_SIZE 0: the peer's HPACK encoder then keeps no dynamic
+	 * table, and no connection holds the peer's indexed headers (up to ~16 KB each with the
+	 * default 4,096-byte table). Only for servers whose every client honours it, as nghttp2
+	 * and Lanyard's agents do: a client that keeps indexing gets a connection error
+	 * (COMPRESSION_ERROR) on its first header block after acknowledging the SETTINGS. */
+	bool zero_peer_header_table;
 };
 
 /* Why admission control turned a connection or a call away (counted, and logged at most once

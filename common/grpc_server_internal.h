@@ -28,8 +28,10 @@
 /* Our HPACK encoder's dynamic table: none. A peer opens a few streams per connection, so
  * indexing saves a few bytes per request, while the table held its entries for the
  * connection's life (ten thousand agents: megabytes). The peer's encoder keeps the default
- * 4,096 (we announce no SETTINGS_HEADER_TABLE_SIZE): a client that indexes without honouring a
- * smaller size, as simple hand-written ones do, would otherwise fail with COMPRESSION_ERROR. */
+ * 4,096 unless the server's cfg.zero_peer_header_table announces 0 (then this is what we
+ * announce): a client that indexes without honouring a smaller size, as simple hand-written
+ * ones do, would fail with COMPRESSION_ERROR, so only servers whose clients are all Lanyard's
+ * own (the node API) do. */
 #define H2_HEADER_TABLE_SIZE 0
 
 struct grpc_call {

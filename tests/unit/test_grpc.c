@@ -39,9 +39,11 @@ struct fixture {
 	pthread_t thread;
 	struct grpc_server *srv;
 	struct grpc_server *tls_srv;
+	struct grpc_server *lean_srv; /* cfg.zero_peer_header_table, as the TLS server */
 	WOLFSSL_CTX *srv_ctx;
 	char dir[64];
 	char sock[100];
+	char lean_sock[100];
 	int tls_port;
 	atomic_int calls_closed;
 	atomic_int hold_closed;
@@ -289,6 +291,8 @@ static void stop_cb(uv_async_t *a)
 	grpc_server_shutdown(fx->srv, 200, server_done, fx);
 	if (fx->tls_srv)
 		grpc_server_shutdown(fx->tls_srv, 200, server_done, fx);
+	if (fx->lean_srv)
+		grpc_server_shutdown(fx->lean_srv, 200, server_done, fx);
 	uv_close((uv_handle_t *)a, NULL);
 }
 
@@ -415,6 +419,14 @@ static int group_setup(void **state)
 		    WOLFSSL_SUCCESS ||
 	    wolfSSL_CTX_load_verify_locations(fx->srv_ctx, path_in("ca.pem"), NULL) != WOLFSSL_SUCCESS)
 		return -1;
+	/* The TLS server is configured as the node API: its clients are all ours. */
+	cfg.zero_peer_header_table = true;
+	snprintf(fx->lean_sock, sizeof(fx->lean_sock), "%s/lean.sock", fx->dir);
+	if (grpc_server_listen_unix(&fx->loop, fx->lean_sock, &cfg, &fx->lean_srv, err,
+				    sizeof(err)) < 0) {
+		fprintf(stderr, "listen: %s\n", err);
+		return -1;
+	}
 	if (grpc_server_listen_tcp(&fx->loop, "127.0.0.1", 0, fx->srv_ctx, &cfg, &fx->tls_srv, err,
 				   sizeof(err)) < 0) {
 		fprintf(stderr, "listen tcp: %s\n", err);
@@ -441,7 +453,7 @@ static int group_teardown(void **state)
 
 	uv_async_send(&fx->stop);
 	pthread_join(fx->thread, NULL);
-	if (atomic_load(&fx->servers_done) != 2) {
+	if (atomic_load(&fx->servers_done) != 3) {
 		fprintf(stderr, "shutdown callbacks: %d\n", atomic_load(&fx->servers_done));
 		rc = -1;
 	}
@@ -1088,6 +1100,143 @@ static void test_server_settings(void **state)
 	close(fd);
 }
 
+static int connect_raw(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+	assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Reads frames until one of type `type` (its payload goes to buf, up to cap): its 9-byte header
+ * in hd, or false when the connection closed or nothing came for 20 s. */
+static bool read_frame_of(int fd, uint8_t type, uint8_t hd[9], uint8_t *buf, size_t cap)
+{
+	for (int i = 0; i < 200; i++) {
+		size_t got = 0, len;
+		uint8_t skip[512];
+
+		while (got < 9) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			ssize_t n;
+
+			if (poll(&pfd, 1, 20000) <= 0)
+				return false;
+			n = recv(fd, hd + got, 9 - got, 0);
+			if (n <= 0)
+				return false;
+			got += (size_t)n;
+		}
+		len = (size_t)hd[0] << 16 | (size_t)hd[1] << 8 | hd[2];
+		for (got = 0; got < len;) {
+			size_t want = len - got > sizeof(skip) ? sizeof(skip) : len - got;
+			ssize_t n = recv(fd, skip, want, MSG_WAITALL);
+
+			if (n <= 0)
+				return false;
+			if (hd[3] == type && got < cap)
+				memcpy(buf + got, skip, (size_t)n < cap - got ? (size_t)n : cap - got);
+			got += (size_t)n;
+		}
+		if (hd[3] == type)
+			return true;
+	}
+	return false;
+}
+
+/* A request's header block as a client that indexes every literal would send it; with
+ * size_update, it opens with a dynamic table size update to 0 (what an encoder owes a
+ * decoder that lowered SETTINGS_HEADER_TABLE_SIZE). */
+static size_t indexed_request(uint8_t *out, bool size_update)
+{
+	static const uint8_t block[] = {
+		0x83, 0x86,								/* POST, http */
+		0x44, 15, '/', 't', 'e', 's', 't', '.', 'T', 'e', 's', 't', '/', 'E', 'c', 'h', 'o',
+		0x41, 9, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't',			/* :authority */
+		0x5f, 16, 'a', 'p', 'p', 'l', 'i', 'c', 'a', 't', 'i', 'o', 'n', '/', 'g', 'r', 'p', 'c',
+		0x40, 2, 't', 'e', 8, 't', 'r', 'a', 'i', 'l', 'e', 'r', 's',
+	};
+	size_t n = 0, len = sizeof(block) + size_update;
+
+	out[n++] = 0;
+	out[n++] = (uint8_t)(len >> 8);
+	out[n++] = (uint8_t)len;
+	out[n++] = 0x1; /* HEADERS */
+	out[n++] = 0x4 | 0x1; /* END_HEADERS | END_STREAM */
+	out[n++] = 0, out[n++] = 0, out[n++] = 0, out[n++] = 1; /* stream 1 */
+	if (size_update)
+		out[n++] = 0x20;
+	memcpy(out + n, block, sizeof(block));
+	return n + sizeof(block);
+}
+
+/* A server with zero_peer_header_table announces SETTINGS_HEADER_TABLE_SIZE 0. A client that
+ * acknowledges it and updates its table gets its answer; one that acknowledges it and indexes
+ * anyway gets a connection error (GOAWAY COMPRESSION_ERROR), not a crash; clients keep working. */
+static void test_zero_peer_header_table(void **state)
+{
+	const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	const uint8_t empty_settings[9] = { 0, 0, 0, 0x4, 0, 0, 0, 0, 0 };
+	const uint8_t settings_ack[9] = { 0, 0, 0, 0x4, 0x1, 0, 0, 0, 0 };
+	uint8_t buf[512], hd[9], req[128];
+	long table = -1;
+
+	(void)state;
+	for (int honour = 1; honour >= 0; honour--) {
+		int fd = connect_raw(F->lean_sock);
+		size_t len, k;
+
+		send_all(fd, preface, sizeof(preface) - 1);
+		send_all(fd, empty_settings, sizeof(empty_settings));
+		len = read_server_settings(fd, buf, sizeof(buf));
+		for (k = 0; k + 6 <= len; k += 6) {
+			const uint8_t *e = buf + 9 + k;
+
+			if (((unsigned)e[0] << 8 | e[1]) == NGHTTP2_SETTINGS_HEADER_TABLE_SIZE)
+				table = (long)((uint32_t)e[2] << 24 | (uint32_t)e[3] << 16 |
+					       (uint32_t)e[4] << 8 | e[5]);
+		}
+		assert_int_equal(table, 0);
+		send_all(fd, settings_ack, sizeof(settings_ack));
+		len = indexed_request(req, honour);
+		send_all(fd, req, len);
+		if (honour) {
+			/* The server's answer (a trailers-only status: no request message). */
+			assert_true(read_frame_of(fd, 0x1, hd, buf, sizeof(buf)));
+			assert_int_equal(hd[8], 1);
+		} else {
+			assert_true(read_frame_of(fd, 0x7, hd, buf, sizeof(buf)));
+			assert_int_equal((uint32_t)buf[4] << 24 | (uint32_t)buf[5] << 16 |
+						 (uint32_t)buf[6] << 8 | buf[7],
+					 NGHTTP2_COMPRESSION_ERROR);
+			assert_true(peer_closes(fd, 5000));
+		}
+		close(fd);
+	}
+	/* Lanyard's client works with it, on a connection of many requests. */
+	struct grpc_client *c = NULL;
+	char err[256];
+	uint8_t *resp;
+	size_t rlen;
+
+	assert_int_equal(grpc_client_connect_unix(F->lean_sock, 2000, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(unary(c, "/test.Test/Echo", "abc", 3, 2000, &resp, &rlen, err,
+				       sizeof(err)),
+				 GRPC_STATUS_OK);
+		free(resp);
+	}
+	grpc_client_close(c);
+}
+
 static void test_flood(void **state)
 {
 	struct grpc_client *c = connect_unix();
@@ -1381,6 +1530,8 @@ static void test_conn_memory(void **state)
 	printf("# conn_memory: after %d requests with distinct headers on one connection: %+ld B "
 	       "in %+ld blocks\n", REQUESTS, b2 - b1, k2 - k1);
 	assert_true(b1 - b0 < N * 16384L);
+	/* No peer's header is indexed (zero_peer_header_table), no closed stream kept. */
+	assert_true(b2 - b1 < 1024);
 	for (int i = 0; i < N; i++) {
 		grpc_stream_cancel(ss[i]);
 		grpc_client_close(cs[i]);
@@ -1571,6 +1722,7 @@ int main(void)
 		cmocka_unit_test(test_wake_fd),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_server_settings),
+		cmocka_unit_test(test_zero_peer_header_table),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_many_connections),
 		cmocka_unit_test(test_shared_frame_buffer),
