@@ -87,16 +87,40 @@ void refuse(struct grpc_server *s, enum grpc_refusal why)
  * "Re-entrancy" above). So all the sessions of a server share one frame buffer: the allocation
  * of that size made while a session is being created (conn_setup) is answered with the shared buffer, and
  * freeing it is a no-op. Allocations made later (header values of any length from peers) are
- * never mistaken for it. */
+ * never mistaken for it.
+ *
+ * Our HPACK encoder's table, the same way. A session's encoder allocates a ring of entry
+ * pointers for the default table size when it is created (the first allocation of
+ * H2_DEFLATE_RING_LEN bytes: nghttp2_hd_deflate_init2 runs before the decoder's init, which
+ * makes the same allocation), and with H2_HEADER_TABLE_SIZE 0 it never indexes a header
+ * (hd_deflate_decide_indexing; add_hd_table_incremental adds nothing to a table of size 0), so
+ * that ring is never read nor written: it is only freed with the session. All sessions share
+ * one. */
 
 static void *h2_claim(struct grpc_server *s, size_t size)
 {
+	if (s->ring_claim && size == H2_DEFLATE_RING_LEN) {
+		s->ring_claim = false;
+		if (!s->deflate_ring)
+			s->deflate_ring = malloc(H2_DEFLATE_RING_LEN);
+		return s->deflate_ring;
+	}
 	if (!s->framebuf_claim || size != H2_FRAMEBUF_LEN)
 		return NULL;
 	s->framebuf_claim = false;
 	if (!s->framebuf)
 		s->framebuf = malloc(H2_FRAMEBUF_LEN);
 	return s->framebuf;
+}
+
+/* The size of ptr when it is one of the blocks all sessions share, else 0. */
+static size_t h2_shared(const struct grpc_server *s, const void *ptr)
+{
+	if (ptr && ptr == s->framebuf)
+		return H2_FRAMEBUF_LEN;
+	if (ptr && ptr == s->deflate_ring)
+		return H2_DEFLATE_RING_LEN;
+	return 0;
 }
 
 /* What nghttp2 holds besides the shared frame buffer, for grpc_server_h2_mem: malloc's usable
@@ -127,7 +151,7 @@ static void h2_free(void *ptr, void *ud)
 {
 	struct grpc_server *s = ud;
 
-	if (!ptr || ptr == s->framebuf)
+	if (!ptr || h2_shared(s, ptr))
 		return;
 	h2_uncount(s, ptr);
 	free(ptr);
@@ -141,16 +165,16 @@ static void *h2_calloc(size_t nmemb, size_t size, void *ud)
 static void *h2_realloc(void *ptr, size_t size, void *ud)
 {
 	struct grpc_server *s = ud;
-	size_t old;
+	size_t old = h2_shared(s, ptr);
 	void *p;
 
 	if (!ptr)
 		return h2_malloc(size, ud);
-	if (ptr == s->framebuf) {
-		/* The shared buffer stays with the others: this session gets its own copy. */
+	if (old) {
+		/* A shared block stays with the others: this session gets its own copy. */
 		p = h2_count(s, malloc(size));
 		if (p)
-			memcpy(p, ptr, size < H2_FRAMEBUF_LEN ? size : H2_FRAMEBUF_LEN);
+			memcpy(p, ptr, size < old ? size : old);
 		return p;
 	}
 	old = malloc_usable_size(ptr);
@@ -170,6 +194,15 @@ static bool h2_can_share_framebuf(void)
 	return info && info->version_num >= 0x012800 && info->version_num < 0x020000;
 }
 
+/* The encoder ring's sharing relies on the order of allocations in session_new and on HPACK
+ * internals: checked against 1.52 only. */
+static bool h2_can_share_deflate_ring(void)
+{
+	const nghttp2_info *info = nghttp2_version(0);
+
+	return info && info->version_num >= 0x013400 && info->version_num < 0x013500;
+}
+
 /* Handle bookkeeping */
 
 static void server_free(struct grpc_server *s)
@@ -184,6 +217,7 @@ static void server_free(struct grpc_server *s)
 		secure_zero(s->framebuf, H2_FRAMEBUF_LEN);
 		free(s->framebuf);
 	}
+	free(s->deflate_ring);
 	nghttp2_option_del(s->h2_option);
 	nghttp2_session_callbacks_del(s->h2_callbacks);
 	free(s->unix_path);
@@ -456,8 +490,9 @@ static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
 	if (!cbs)
 		return -1;
 	s->framebuf_claim = s->share_framebuf;
+	s->ring_claim = s->share_deflate_ring;
 	rc = h2conn_session_new(&conn->h2, cbs, conn, s->h2_option, &s->h2_mem);
-	s->framebuf_claim = false;
+	s->framebuf_claim = s->ring_claim = false;
 	if (rc < 0)
 		return -1;
 	settings[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -692,6 +727,7 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 	s->h2_mem = (nghttp2_mem){.mem_user_data = s, .malloc = h2_malloc, .free = h2_free,
 				  .calloc = h2_calloc, .realloc = h2_realloc};
 	s->share_framebuf = h2_can_share_framebuf();
+	s->share_deflate_ring = H2_HEADER_TABLE_SIZE == 0 && h2_can_share_deflate_ring();
 	if (uv_poll_init(loop, &s->listener, fd) != 0) {
 		errorf(err, errlen, "uv_poll_init failed");
 		nghttp2_option_del(s->h2_option);

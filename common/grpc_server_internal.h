@@ -33,6 +33,9 @@
  * ones do, would fail with COMPRESSION_ERROR, so only servers whose clients are all Lanyard's
  * own (the node API) do. */
 #define H2_HEADER_TABLE_SIZE 0
+/* nghttp2's HPACK ring of entry pointers, sized for the default 4,096-byte table (one slot per
+ * 32 bytes) whatever the table size (hd_context_init). */
+#define H2_DEFLATE_RING_LEN (4096 / 32 * sizeof(void *))
 
 struct grpc_call {
 	int refs;
@@ -107,6 +110,10 @@ struct grpc_server {
 	uint8_t *framebuf;
 	bool framebuf_claim;
 	bool share_framebuf;
+	/* The encoder's HPACK ring shared the same way (see h2_claim). */
+	void *deflate_ring;
+	bool ring_claim;
+	bool share_deflate_ring;
 	size_t h2_bytes, h2_blocks; /* nghttp2's other blocks (grpc_server_h2_mem) */
 	struct grpc_conn *conns;
 	unsigned n_conns;
