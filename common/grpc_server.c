@@ -12,8 +12,8 @@
  * grpc_call_send/grpc_call_finish, and nothing is freed inside its own callback: memory goes
  * away in libuv close callbacks only.
  *
- * Lifetimes: a call holds one reference for its open HTTP/2 stream and one for its deadline
- * timer handle (released in the timer's close callback); handlers add their own. The server is
+ * Lifetimes: a call holds one reference for its open HTTP/2 stream and, when it has a deadline,
+ * one for its timer handle (released in the timer's close callback); handlers add their own. The server is
  * freed after shutdown once every handle it created (listener, idle, grace timer, connection
  * polls, call timers) has been closed. */
 #include "grpc_server.h"

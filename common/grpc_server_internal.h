@@ -64,7 +64,7 @@ struct grpc_call {
 	int status;
 	char *message;
 	struct h2buf out;      /* framed response messages not yet handed to nghttp2 */
-	uv_timer_t timer;      /* grpc-timeout deadline */
+	uv_timer_t *timer;     /* grpc-timeout deadline; NULL without one */
 	bool timer_closing;
 	bool unauth;           /* the peer presented no client certificate (admission control) */
 	size_t charged;        /* request bytes counted in the server's unauth_buffered */
