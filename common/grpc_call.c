@@ -238,24 +238,69 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 			*data_flags &= ~NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		free(enc);
 		call->trailers_submitted = true;
+		call->data_live = false;
 		return (ssize_t)n;
 	}
 	if (n == 0) {
 		call->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
+	if (h2buf_pending(&call->out) == 0) {
+		/* Drained: the DATA item ends with this frame (no END_STREAM) instead of waiting,
+		 * deferred, inside nghttp2 (an outbound item per idle stream, an agent's entry
+		 * stream for days); call_resume submits a new one for the next message. */
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		call->data_live = false;
+	}
 	return (ssize_t)n;
 }
+
+static const nghttp2_data_provider call_data = { .read_callback = data_read_cb };
 
 static int call_start_response(struct grpc_call *call)
 {
 	nghttp2_nv nv[2] = { make_nv(":status", "200"), make_nv("content-type", "application/grpc") };
-	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = data_read_cb };
+	nghttp2_data_provider prd = call_data;
 
+	prd.source.ptr = call;
 	if (nghttp2_submit_response(call->conn->h2.session, call->stream_id, nv, 2, &prd) != 0)
 		return -1;
 	call->headers_sent = true;
+	call->data_live = true;
 	return 0;
+}
+
+/* After the response HEADERS, with no DATA item in nghttp2: one for the queued messages, or
+ * the trailers when the call finished with nothing left to send. */
+static void call_submit_more(struct grpc_call *call)
+{
+	nghttp2_session *session = call->conn->h2.session;
+	nghttp2_data_provider prd = call_data;
+	int rv;
+
+	prd.source.ptr = call;
+	if (h2buf_pending(&call->out)) {
+		/* END_STREAM as submit_response's item has: data_read_cb's EOF always withholds
+		 * it but when trailers cannot be submitted. */
+		rv = nghttp2_submit_data(session, NGHTTP2_FLAG_END_STREAM, call->stream_id, &prd);
+		call->data_live = rv == 0;
+	} else if (call->finished) {
+		nghttp2_nv nv[2];
+		char st[16], *enc;
+		size_t cnt = status_nv(nv, st, call->status, call->message, &enc);
+
+		rv = nghttp2_submit_trailer(session, call->stream_id, nv, cnt);
+		free(enc);
+		call->trailers_submitted = true;
+	} else {
+		return;
+	}
+	if (rv != 0) {
+		log_debug("grpc: %s: cannot continue the response: %s",
+			  call->method ? call->method->path : "?", nghttp2_strerror(rv));
+		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+					  NGHTTP2_INTERNAL_ERROR);
+	}
 }
 
 static void call_resume(struct grpc_call *call)
@@ -263,6 +308,8 @@ static void call_resume(struct grpc_call *call)
 	if (call->deferred) {
 		call->deferred = false;
 		nghttp2_session_resume_data(call->conn->h2.session, call->stream_id);
+	} else if (!call->data_live && call->headers_sent && !call->trailers_submitted) {
+		call_submit_more(call);
 	}
 	conn_mark_dirty(call->conn);
 }

@@ -60,6 +60,7 @@ struct grpc_call {
 	bool trailers_submitted;
 	bool rst_after_response;
 	bool deferred;         /* data provider returned NGHTTP2_ERR_DEFERRED */
+	bool data_live;        /* nghttp2 holds a DATA item of ours for the stream */
 	bool closed;           /* the stream is gone */
 	int status;
 	char *message;

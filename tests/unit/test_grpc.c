@@ -130,6 +130,51 @@ static void m_async(struct grpc_call *call, const uint8_t *msg, size_t len)
 	uv_timer_start(&ar->timer, async_fire, 30, 0);
 }
 
+/* A stream whose messages come one at a time, each after the previous went out, and whose
+ * status comes on a tick of its own: every message starts a new DATA item and the trailers
+ * follow none (grpc_call.c: data_live). */
+#define DRIP_COUNT 5
+
+struct drip {
+	uv_timer_t timer;
+	struct grpc_call *call;
+	int sent;
+};
+
+static void drip_tick(uv_timer_t *t)
+{
+	struct drip *d = t->data;
+	char buf[16];
+
+	if (grpc_call_is_closed(d->call)) {
+		grpc_call_unref(d->call);
+		uv_close((uv_handle_t *)&d->timer, async_closed);
+		return;
+	}
+	if (d->sent == DRIP_COUNT) {
+		grpc_call_finish(d->call, GRPC_STATUS_ABORTED, "drip done");
+		grpc_call_unref(d->call);
+		uv_close((uv_handle_t *)&d->timer, async_closed);
+		return;
+	}
+	int l = snprintf(buf, sizeof(buf), "drip-%d", d->sent++);
+	assert_int_equal(grpc_call_send(d->call, (uint8_t *)buf, (size_t)l), 0);
+	uv_timer_start(&d->timer, drip_tick, 20, 0);
+}
+
+static void m_drip(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct fixture *fx = fx_of(call);
+	struct drip *d = calloc(1, sizeof(*d));
+
+	assert_non_null(d);
+	d->call = call;
+	grpc_call_ref(call);
+	uv_timer_init(&fx->loop, &d->timer);
+	d->timer.data = d;
+	drip_tick(&d->timer);
+}
+
 static void m_never(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	grpc_call_set_data(call, (void *)"never");
@@ -241,6 +286,7 @@ static const struct grpc_method methods[] = {
 	{ .path = "/test.Test/Flood", .server_streaming = true, .on_request = m_flood },
 	{ .path = "/test.Test/Big", .server_streaming = true, .on_request = m_big },
 	{ .path = "/test.Test/Mem", .on_request = m_mem },
+	{ .path = "/test.Test/Drip", .server_streaming = true, .on_request = m_drip },
 };
 
 static int on_connect(struct grpc_conn *conn, int fd)
@@ -804,6 +850,36 @@ static void test_stream(void **state)
 	assert_int_equal(gb, 4);
 	grpc_stream_cancel(a);
 	grpc_stream_cancel(b);
+	grpc_client_close(c);
+}
+
+static void test_drip(void **state)
+{
+	struct grpc_client *c = connect_unix();
+	struct grpc_stream *s;
+	uint8_t *msg;
+	size_t len;
+	int status = -1, rc, got = 0;
+	char err[256], want[16];
+
+	for (int round = 0; round < 2; round++) {
+		got = 0;
+		assert_int_equal(grpc_client_stream_open(c, "/test.Test/Drip", NULL, 0, NULL, 0, &s, err,
+							 sizeof(err)),
+				 0);
+		while ((rc = grpc_stream_next(s, 3000, &msg, &len, &status, err, sizeof(err))) == 1) {
+			int l = snprintf(want, sizeof(want), "drip-%d", got++);
+
+			assert_int_equal(len, (size_t)l);
+			assert_memory_equal(msg, want, len);
+			free(msg);
+		}
+		assert_int_equal(rc, 2);
+		assert_int_equal(got, DRIP_COUNT);
+		assert_int_equal(status, GRPC_STATUS_ABORTED);
+		assert_string_equal(err, "drip done");
+		grpc_stream_cancel(s);
+	}
 	grpc_client_close(c);
 }
 
@@ -1714,6 +1790,7 @@ int main(void)
 		cmocka_unit_test(test_metadata),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_drip),
 		cmocka_unit_test(test_unimplemented),
 		cmocka_unit_test(test_error_message),
 		cmocka_unit_test(test_oversized),
