@@ -132,7 +132,7 @@ static struct grpc_call *call_new(struct grpc_conn *conn, int32_t stream_id)
 	call->conn = conn;
 	call->stream_id = stream_id;
 	call->unauth = conn->server->cfg.unauth_max_message_size && conn->h2.ssl &&
-		       !conn->h2.peer_cert;
+		       !conn->h2.peer_verified;
 	grpc_deframer_init(&call->deframer, call->unauth ? conn->server->cfg.unauth_max_message_size
 							: conn->server->cfg.max_message_size);
 	uv_timer_stop(&conn->timer); /* no longer idle */

@@ -947,6 +947,11 @@ const uint8_t *grpc_conn_peer_cert(struct grpc_conn *c, size_t *len)
 	return c->h2.peer_cert;
 }
 
+void grpc_conn_drop_peer_cert(struct grpc_conn *c)
+{
+	h2conn_drop_peer_cert(&c->h2);
+}
+
 unsigned grpc_conn_stream_count(struct grpc_conn *c)
 {
 	return c->n_calls;

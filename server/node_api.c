@@ -232,6 +232,8 @@ static struct peer_ident *peer_ident(struct grpc_call *call)
 	memcpy(p->serial, info.serial, sizeof(p->serial));
 	x509_info_free(&info);
 	grpc_conn_set_data(conn, p);
+	/* What authorization needs of it is in p now. */
+	grpc_conn_drop_peer_cert(conn);
 	return p;
 }
 

@@ -214,6 +214,14 @@ static void m_peer(struct grpc_call *call, const uint8_t *msg, size_t len)
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
+/* The handler keeps nothing of the certificate: the connection's copy goes (node API). */
+static void m_drop_peer(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	grpc_conn_drop_peer_cert(grpc_call_conn(call));
+	grpc_call_send(call, (const uint8_t *)"", 0);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
 static void m_conns(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	char out[32];
@@ -282,6 +290,7 @@ static const struct grpc_method methods[] = {
 	{ .path = "/test.Test/Hold", .server_streaming = true, .on_request = m_hold },
 	{ .path = "/test.Test/Headers", .on_request = m_headers },
 	{ .path = "/test.Test/Peer", .on_request = m_peer },
+	{ .path = "/test.Test/DropPeer", .on_request = m_drop_peer },
 	{ .path = "/test.Test/Conns", .on_request = m_conns },
 	{ .path = "/test.Test/Flood", .server_streaming = true, .on_request = m_flood },
 	{ .path = "/test.Test/Big", .server_streaming = true, .on_request = m_big },
@@ -1530,6 +1539,14 @@ static void test_tls_mutual(void **state)
 	assert_int_equal(rc, 2);
 	assert_int_equal(got, 10);
 	grpc_stream_cancel(s);
+	/* Once the owner dropped the connection's copy of our certificate, it is gone. */
+	assert_int_equal(unary(c, "/test.Test/DropPeer", "", 0, 3000, &resp, &len, err, sizeof(err)),
+			 GRPC_STATUS_OK);
+	free(resp);
+	assert_int_equal(unary(c, "/test.Test/Peer", "", 0, 3000, &resp, &len, err, sizeof(err)),
+			 GRPC_STATUS_OK);
+	assert_int_equal(len, 0);
+	free(resp);
 	grpc_client_close(c);
 }
 
