@@ -555,11 +555,18 @@ static void mtls_round(const char *dir, const char *client_cert, bool want_ok)
 		assert_memory_equal(srv.h2.peer_cert, want, (size_t)len);
 		assert_null(srv.h2.leaf.der);
 		assert_non_null(cli.h2.peer_cert); /* and the server's, on the client */
+		/* Dropping the copy keeps the verdict. */
+		assert_true(srv.h2.peer_verified);
+		h2conn_drop_peer_cert(&srv.h2);
+		assert_null(srv.h2.peer_cert);
+		assert_int_equal(srv.h2.peer_cert_len, 0);
+		assert_true(srv.h2.peer_verified);
 	} else {
 		/* The callback does not change wolfSSL's verdict: an untrusted client fails. */
 		assert_int_equal(handshake_pair(&srv, &cli), -1);
 		assert_false(srv.h2.handshake_done);
 		assert_null(srv.h2.peer_cert);
+		assert_false(srv.h2.peer_verified);
 	}
 	free(want);
 	h2conn_free(&cli.h2);
