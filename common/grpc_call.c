@@ -5,7 +5,8 @@
  *
  * Threads and ownership: the server's loop thread only, as for the rest of grpc_server. A call
  * belongs to its connection while its stream is open (call_detach ends that) and is freed when
- * its last reference goes (the stream's, the deadline timer handle's, the handlers'). The
+ * its last reference goes (the stream's, the deadline timer handle's when the call has a
+ * deadline, the handlers'). The
  * re-entrancy rules of grpc_server.c hold here: send and finish queue work and mark the
  * connection dirty, they never run output or close anything themselves. */
 #include "grpc_server.h"
@@ -40,8 +41,15 @@ static void call_timer_close_cb(uv_handle_t *h)
 	struct grpc_call *call = h->data;
 	struct grpc_server *s = call->server;
 
+	free(h);
 	call_unref_internal(call);
 	handle_closed(s);
+}
+
+static void call_stop_deadline(struct grpc_call *call)
+{
+	if (call->timer)
+		uv_timer_stop(call->timer);
 }
 
 static void call_free_headers(struct grpc_call *call)
@@ -103,9 +111,9 @@ void call_detach(struct grpc_call *call)
 	if (conn->n_calls == 0 && conn->established && !conn->h2.closing &&
 	    conn->server->cfg.idle_timeout_ms)
 		uv_timer_start(&conn->timer, conn_timer_cb, conn->server->cfg.idle_timeout_ms, 0);
-	if (!call->timer_closing) {
+	if (call->timer && !call->timer_closing) {
 		call->timer_closing = true;
-		uv_close((uv_handle_t *)&call->timer, call_timer_close_cb);
+		uv_close((uv_handle_t *)call->timer, call_timer_close_cb);
 	}
 	if (call->requested && call->server->cfg.on_call_closed)
 		call->server->cfg.on_call_closed(call);
@@ -119,18 +127,15 @@ static struct grpc_call *call_new(struct grpc_conn *conn, int32_t stream_id)
 
 	if (!call)
 		return NULL;
-	call->refs = 2; /* the stream and the timer handle */
+	call->refs = 1; /* the stream; a deadline timer adds its own */
 	call->server = conn->server;
 	call->conn = conn;
 	call->stream_id = stream_id;
 	call->unauth = conn->server->cfg.unauth_max_message_size && conn->h2.ssl &&
-		       !conn->h2.peer_cert;
+		       !conn->h2.peer_verified;
 	grpc_deframer_init(&call->deframer, call->unauth ? conn->server->cfg.unauth_max_message_size
 							: conn->server->cfg.max_message_size);
 	uv_timer_stop(&conn->timer); /* no longer idle */
-	uv_timer_init(conn->server->loop, &call->timer);
-	call->timer.data = call;
-	conn->server->handles++;
 	call->next = conn->calls;
 	if (conn->calls)
 		conn->calls->prev = call;
@@ -185,7 +190,7 @@ static void call_respond_status(struct grpc_call *call, int status, const char *
 	call->trailers_submitted = true;
 	call->finished = true;
 	call->rst_after_response = true;
-	uv_timer_stop(&call->timer);
+	call_stop_deadline(call);
 	conn_mark_dirty(call->conn);
 }
 
@@ -197,7 +202,7 @@ static void call_respond_http(struct grpc_call *call, const char *http_status)
 	call->trailers_submitted = true;
 	call->finished = true;
 	call->rst_after_response = true;
-	uv_timer_stop(&call->timer);
+	call_stop_deadline(call);
 	conn_mark_dirty(call->conn);
 }
 
@@ -233,24 +238,69 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 			*data_flags &= ~NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		free(enc);
 		call->trailers_submitted = true;
+		call->data_live = false;
 		return (ssize_t)n;
 	}
 	if (n == 0) {
 		call->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
+	if (h2buf_pending(&call->out) == 0) {
+		/* Drained: the DATA item ends with this frame (no END_STREAM) instead of waiting,
+		 * deferred, inside nghttp2 (an outbound item per idle stream, an agent's entry
+		 * stream for days); call_resume submits a new one for the next message. */
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		call->data_live = false;
+	}
 	return (ssize_t)n;
 }
+
+static const nghttp2_data_provider call_data = { .read_callback = data_read_cb };
 
 static int call_start_response(struct grpc_call *call)
 {
 	nghttp2_nv nv[2] = { make_nv(":status", "200"), make_nv("content-type", "application/grpc") };
-	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = data_read_cb };
+	nghttp2_data_provider prd = call_data;
 
+	prd.source.ptr = call;
 	if (nghttp2_submit_response(call->conn->h2.session, call->stream_id, nv, 2, &prd) != 0)
 		return -1;
 	call->headers_sent = true;
+	call->data_live = true;
 	return 0;
+}
+
+/* After the response HEADERS, with no DATA item in nghttp2: one for the queued messages, or
+ * the trailers when the call finished with nothing left to send. */
+static void call_submit_more(struct grpc_call *call)
+{
+	nghttp2_session *session = call->conn->h2.session;
+	nghttp2_data_provider prd = call_data;
+	int rv;
+
+	prd.source.ptr = call;
+	if (h2buf_pending(&call->out)) {
+		/* END_STREAM as submit_response's item has: data_read_cb's EOF always withholds
+		 * it but when trailers cannot be submitted. */
+		rv = nghttp2_submit_data(session, NGHTTP2_FLAG_END_STREAM, call->stream_id, &prd);
+		call->data_live = rv == 0;
+	} else if (call->finished) {
+		nghttp2_nv nv[2];
+		char st[16], *enc;
+		size_t cnt = status_nv(nv, st, call->status, call->message, &enc);
+
+		rv = nghttp2_submit_trailer(session, call->stream_id, nv, cnt);
+		free(enc);
+		call->trailers_submitted = true;
+	} else {
+		return;
+	}
+	if (rv != 0) {
+		log_debug("grpc: %s: cannot continue the response: %s",
+			  call->method ? call->method->path : "?", nghttp2_strerror(rv));
+		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+					  NGHTTP2_INTERNAL_ERROR);
+	}
 }
 
 static void call_resume(struct grpc_call *call)
@@ -258,8 +308,31 @@ static void call_resume(struct grpc_call *call)
 	if (call->deferred) {
 		call->deferred = false;
 		nghttp2_session_resume_data(call->conn->h2.session, call->stream_id);
+	} else if (!call->data_live && call->headers_sent && !call->trailers_submitted) {
+		call_submit_more(call);
 	}
 	conn_mark_dirty(call->conn);
+}
+
+static void call_timer_cb(uv_timer_t *t);
+
+/* The grpc-timeout deadline: a timer handle of its own, allocated only for calls that have one
+ * (an agent's entry stream has none and lives for days). It holds a reference on the call
+ * until its close callback. */
+static void call_arm_deadline(struct grpc_call *call, uint64_t ms)
+{
+	uv_timer_t *t = malloc(sizeof(*t));
+
+	if (!t) {
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	uv_timer_init(call->server->loop, t);
+	t->data = call;
+	call->timer = t;
+	call->refs++;
+	call->server->handles++;
+	uv_timer_start(t, call_timer_cb, ms, 0);
 }
 
 static void call_timer_cb(uv_timer_t *t)
@@ -403,7 +476,7 @@ static void call_headers_done(struct grpc_call *call)
 		int64_t ms;
 
 		if (grpc_timeout_parse(timeout, &ms) == 0)
-			uv_timer_start(&call->timer, call_timer_cb, (uint64_t)ms, 0);
+			call_arm_deadline(call, (uint64_t)ms);
 		else
 			log_debug("grpc: ignoring malformed grpc-timeout %.32s", timeout);
 	}
@@ -688,7 +761,7 @@ int grpc_call_finish(struct grpc_call *call, int status, const char *message)
 {
 	if (grpc_call_is_closed(call) || call->conn->h2.closing || !call->requested)
 		return -1;
-	uv_timer_stop(&call->timer);
+	call_stop_deadline(call);
 	if (!call->headers_sent) {
 		call_respond_status(call, status, message);
 		return 0;

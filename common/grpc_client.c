@@ -499,23 +499,28 @@ fail:
 static int client_start(struct grpc_client *c, int64_t deadline, char *err, size_t errlen)
 {
 	nghttp2_session_callbacks *cbs = NULL;
+	nghttp2_option *opt = NULL;
 	nghttp2_settings_entry settings[] = {
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
 		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
 	};
 	int rc = -1;
 
-	if (nghttp2_session_callbacks_new(&cbs) != 0) {
+	if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0) {
 		errorf(err, errlen, "out of memory");
-		return -1;
+		goto out;
 	}
+	/* No HPACK dynamic table for our requests: every server then holds none of our headers
+	 * for the connection's life (a node API server has ten thousand agents), and a request's
+	 * few headers cost a few dozen bytes more. */
+	nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	/* The session exists before the TLS handshake: records read with the handshake's last
 	 * flight may already carry HTTP/2 frames. Nothing is sent before the handshake is done. */
-	if (h2conn_session_new(&c->h2, cbs, c, NULL, NULL) < 0) {
+	if (h2conn_session_new(&c->h2, cbs, c, opt, NULL) < 0) {
 		errorf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -532,6 +537,7 @@ static int client_start(struct grpc_client *c, int64_t deadline, char *err, size
 	}
 	rc = 0;
 out:
+	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
 	return rc;
 }

@@ -12,8 +12,8 @@
  * grpc_call_send/grpc_call_finish, and nothing is freed inside its own callback: memory goes
  * away in libuv close callbacks only.
  *
- * Lifetimes: a call holds one reference for its open HTTP/2 stream and one for its deadline
- * timer handle (released in the timer's close callback); handlers add their own. The server is
+ * Lifetimes: a call holds one reference for its open HTTP/2 stream and, when it has a deadline,
+ * one for its timer handle (released in the timer's close callback); handlers add their own. The server is
  * freed after shutdown once every handle it created (listener, idle, grace timer, connection
  * polls, call timers) has been closed. */
 #include "grpc_server.h"
@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -86,10 +87,24 @@ void refuse(struct grpc_server *s, enum grpc_refusal why)
  * "Re-entrancy" above). So all the sessions of a server share one frame buffer: the allocation
  * of that size made while a session is being created (conn_setup) is answered with the shared buffer, and
  * freeing it is a no-op. Allocations made later (header values of any length from peers) are
- * never mistaken for it. */
+ * never mistaken for it.
+ *
+ * Our HPACK encoder's table, the same way. A session's encoder allocates a ring of entry
+ * pointers for the default table size when it is created (the first allocation of
+ * H2_DEFLATE_RING_LEN bytes: nghttp2_hd_deflate_init2 runs before the decoder's init, which
+ * makes the same allocation), and with H2_HEADER_TABLE_SIZE 0 it never indexes a header
+ * (hd_deflate_decide_indexing; add_hd_table_incremental adds nothing to a table of size 0), so
+ * that ring is never read nor written: it is only freed with the session. All sessions share
+ * one. */
 
 static void *h2_claim(struct grpc_server *s, size_t size)
 {
+	if (s->ring_claim && size == H2_DEFLATE_RING_LEN) {
+		s->ring_claim = false;
+		if (!s->deflate_ring)
+			s->deflate_ring = malloc(H2_DEFLATE_RING_LEN);
+		return s->deflate_ring;
+	}
 	if (!s->framebuf_claim || size != H2_FRAMEBUF_LEN)
 		return NULL;
 	s->framebuf_claim = false;
@@ -98,44 +113,77 @@ static void *h2_claim(struct grpc_server *s, size_t size)
 	return s->framebuf;
 }
 
+/* The size of ptr when it is one of the blocks all sessions share, else 0. */
+static size_t h2_shared(const struct grpc_server *s, const void *ptr)
+{
+	if (ptr && ptr == s->framebuf)
+		return H2_FRAMEBUF_LEN;
+	if (ptr && ptr == s->deflate_ring)
+		return H2_DEFLATE_RING_LEN;
+	return 0;
+}
+
+/* What nghttp2 holds besides the shared frame buffer, for grpc_server_h2_mem: malloc's usable
+ * size of each block (what the heap gives, a few bytes over what was asked). */
+static void *h2_count(struct grpc_server *s, void *p)
+{
+	if (p) {
+		s->h2_bytes += malloc_usable_size(p);
+		s->h2_blocks++;
+	}
+	return p;
+}
+
+static void h2_uncount(struct grpc_server *s, void *p)
+{
+	s->h2_bytes -= malloc_usable_size(p);
+	s->h2_blocks--;
+}
+
 static void *h2_malloc(size_t size, void *ud)
 {
 	void *p = h2_claim(ud, size);
 
-	return p ? p : malloc(size);
+	return p ? p : h2_count(ud, malloc(size));
 }
 
 static void h2_free(void *ptr, void *ud)
 {
 	struct grpc_server *s = ud;
 
-	if (ptr && ptr == s->framebuf)
+	if (!ptr || h2_shared(s, ptr))
 		return;
+	h2_uncount(s, ptr);
 	free(ptr);
 }
 
 static void *h2_calloc(size_t nmemb, size_t size, void *ud)
 {
-	return calloc(nmemb, size);
+	return h2_count(ud, calloc(nmemb, size));
 }
 
 static void *h2_realloc(void *ptr, size_t size, void *ud)
 {
 	struct grpc_server *s = ud;
+	size_t old = h2_shared(s, ptr);
 	void *p;
 
-	if (!ptr) {
-		p = h2_claim(s, size);
-		return p ? p : malloc(size);
-	}
-	if (ptr == s->framebuf) {
-		/* The shared buffer stays with the others: this session gets its own copy. */
-		p = malloc(size);
+	if (!ptr)
+		return h2_malloc(size, ud);
+	if (old) {
+		/* A shared block stays with the others: this session gets its own copy. */
+		p = h2_count(s, malloc(size));
 		if (p)
-			memcpy(p, ptr, size < H2_FRAMEBUF_LEN ? size : H2_FRAMEBUF_LEN);
+			memcpy(p, ptr, size < old ? size : old);
 		return p;
 	}
-	return realloc(ptr, size);
+	old = malloc_usable_size(ptr);
+	p = realloc(ptr, size);
+	if (p) {
+		s->h2_bytes -= old;
+		s->h2_bytes += malloc_usable_size(p);
+	}
+	return p;
 }
 
 /* The sharing relies on how nghttp2 1.x uses its frame buffer (checked against 1.52). */
@@ -144,6 +192,15 @@ static bool h2_can_share_framebuf(void)
 	const nghttp2_info *info = nghttp2_version(0);
 
 	return info && info->version_num >= 0x012800 && info->version_num < 0x020000;
+}
+
+/* The encoder ring's sharing relies on the order of allocations in session_new and on HPACK
+ * internals: checked against 1.52 only. */
+static bool h2_can_share_deflate_ring(void)
+{
+	const nghttp2_info *info = nghttp2_version(0);
+
+	return info && info->version_num >= 0x013400 && info->version_num < 0x013500;
 }
 
 /* Handle bookkeeping */
@@ -160,6 +217,7 @@ static void server_free(struct grpc_server *s)
 		secure_zero(s->framebuf, H2_FRAMEBUF_LEN);
 		free(s->framebuf);
 	}
+	free(s->deflate_ring);
 	nghttp2_option_del(s->h2_option);
 	nghttp2_session_callbacks_del(s->h2_callbacks);
 	free(s->unix_path);
@@ -425,19 +483,24 @@ static const nghttp2_session_callbacks *server_callbacks(struct grpc_server *s)
 static int conn_setup(struct grpc_server *s, struct grpc_conn *conn)
 {
 	const nghttp2_session_callbacks *cbs = server_callbacks(s);
-	nghttp2_settings_entry settings[1];
+	nghttp2_settings_entry settings[2];
+	size_t n = 0;
 	int rc;
 
 	if (!cbs)
 		return -1;
 	s->framebuf_claim = s->share_framebuf;
+	s->ring_claim = s->share_deflate_ring;
 	rc = h2conn_session_new(&conn->h2, cbs, conn, s->h2_option, &s->h2_mem);
-	s->framebuf_claim = false;
+	s->framebuf_claim = s->ring_claim = false;
 	if (rc < 0)
 		return -1;
-	settings[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
-	settings[0].value = s->cfg.max_streams_per_conn;
-	if (nghttp2_submit_settings(conn->h2.session, NGHTTP2_FLAG_NONE, settings, 1) != 0)
+	settings[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+						 s->cfg.max_streams_per_conn};
+	if (s->cfg.zero_peer_header_table)
+		settings[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_HEADER_TABLE_SIZE,
+							 H2_HEADER_TABLE_SIZE};
+	if (nghttp2_submit_settings(conn->h2.session, NGHTTP2_FLAG_NONE, settings, n) != 0)
 		return -1;
 	if (s->tls && h2conn_tls_new(&conn->h2, s->tls, NULL, NULL, 0) < 0)
 		return -1;
@@ -658,9 +721,13 @@ static int server_start(uv_loop_t *loop, int fd, WOLFSSL_CTX *tls, const struct 
 	}
 	nghttp2_option_set_max_send_header_block_length(s->h2_option, H2_MAX_SEND_HEADER_BLOCK);
 	nghttp2_option_set_max_deflate_dynamic_table_size(s->h2_option, H2_HEADER_TABLE_SIZE);
+	/* nghttp2 keeps up to SETTINGS_MAX_CONCURRENT_STREAMS closed streams per connection (for
+	 * RFC 7540 priorities, which we do not use): an agent's renewals would each leave one. */
+	nghttp2_option_set_no_closed_streams(s->h2_option, 1);
 	s->h2_mem = (nghttp2_mem){.mem_user_data = s, .malloc = h2_malloc, .free = h2_free,
 				  .calloc = h2_calloc, .realloc = h2_realloc};
 	s->share_framebuf = h2_can_share_framebuf();
+	s->share_deflate_ring = H2_HEADER_TABLE_SIZE == 0 && h2_can_share_deflate_ring();
 	if (uv_poll_init(loop, &s->listener, fd) != 0) {
 		errorf(err, errlen, "uv_poll_init failed");
 		nghttp2_option_del(s->h2_option);
@@ -793,6 +860,12 @@ void *grpc_server_ud(struct grpc_server *s)
 	return s->cfg.ud;
 }
 
+void grpc_server_h2_mem(struct grpc_server *s, size_t *bytes, size_t *blocks)
+{
+	*bytes = s->h2_bytes;
+	*blocks = s->h2_blocks;
+}
+
 unsigned grpc_server_conn_count(struct grpc_server *s)
 {
 	return s->n_conns;
@@ -872,6 +945,11 @@ const uint8_t *grpc_conn_peer_cert(struct grpc_conn *c, size_t *len)
 	if (len)
 		*len = c->h2.peer_cert_len;
 	return c->h2.peer_cert;
+}
+
+void grpc_conn_drop_peer_cert(struct grpc_conn *c)
+{
+	h2conn_drop_peer_cert(&c->h2);
 }
 
 unsigned grpc_conn_stream_count(struct grpc_conn *c)

@@ -78,6 +78,12 @@ struct grpc_server_config {
 	 * up to at most unauth_max_buffered (0 = 64 x unauth_max_message_size). */
 	size_t unauth_max_message_size;
 	size_t unauth_max_buffered;
+	/* Announce SETTINGS_HEADER_TABLE_SIZE 0: the peer's HPACK encoder then keeps no dynamic
+	 * table, and no connection holds the peer's indexed headers (up to ~16 KB each with the
+	 * default 4,096-byte table). Only for servers whose every client honours it, as nghttp2
+	 * and Lanyard's agents do: a client that keeps indexing gets a connection error
+	 * (COMPRESSION_ERROR) on its first header block after acknowledging the SETTINGS. */
+	bool zero_peer_header_table;
 };
 
 /* Why admission control turned a connection or a call away (counted, and logged at most once
@@ -119,6 +125,10 @@ int grpc_server_listen_fd(uv_loop_t *loop, int listen_fd, WOLFSSL_CTX *tls,
 void grpc_server_set_tls(struct grpc_server *s, WOLFSSL_CTX *tls);
 void *grpc_server_ud(struct grpc_server *s);
 unsigned grpc_server_conn_count(struct grpc_server *s);
+/* What the HTTP/2 sessions of all its connections hold on the heap (nghttp2's blocks, counted
+ * at malloc's usable size; the one frame buffer they share is not counted): memory per
+ * connection, for tests and diagnostics. Loop thread. */
+void grpc_server_h2_mem(struct grpc_server *s, size_t *bytes, size_t *blocks);
 /* The configured connection limit (after defaults). */
 unsigned grpc_server_max_conns(struct grpc_server *s);
 /* Refusals since the start, indexed by enum grpc_refusal. */
@@ -138,6 +148,10 @@ int grpc_conn_fd(struct grpc_conn *c);
 /* The client's leaf certificate (DER) presented in mutual TLS, NULL when none or cleartext.
  * Valid while the connection lives. */
 const uint8_t *grpc_conn_peer_cert(struct grpc_conn *c, size_t *len);
+/* The owner kept what it needs of the peer's certificate: the connection's copy is freed
+ * (~600 bytes per connection). The peer stays authenticated (its calls are not the
+ * unauthenticated ones of admission control); grpc_conn_peer_cert returns NULL from now on. */
+void grpc_conn_drop_peer_cert(struct grpc_conn *c);
 unsigned grpc_conn_stream_count(struct grpc_conn *c);
 
 /* Calls */

@@ -28,9 +28,14 @@
 /* Our HPACK encoder's dynamic table: none. A peer opens a few streams per connection, so
  * indexing saves a few bytes per request, while the table held its entries for the
  * connection's life (ten thousand agents: megabytes). The peer's encoder keeps the default
- * 4,096 (we announce no SETTINGS_HEADER_TABLE_SIZE): a client that indexes without honouring a
- * smaller size, as simple hand-written ones do, would otherwise fail with COMPRESSION_ERROR. */
+ * 4,096 unless the server's cfg.zero_peer_header_table announces 0 (then this is what we
+ * announce): a client that indexes without honouring a smaller size, as simple hand-written
+ * ones do, would fail with COMPRESSION_ERROR, so only servers whose clients are all Lanyard's
+ * own (the node API) do. */
 #define H2_HEADER_TABLE_SIZE 0
+/* nghttp2's HPACK ring of entry pointers, sized for the default 4,096-byte table (one slot per
+ * 32 bytes) whatever the table size (hd_context_init). */
+#define H2_DEFLATE_RING_LEN (4096 / 32 * sizeof(void *))
 
 struct grpc_call {
 	int refs;
@@ -55,11 +60,12 @@ struct grpc_call {
 	bool trailers_submitted;
 	bool rst_after_response;
 	bool deferred;         /* data provider returned NGHTTP2_ERR_DEFERRED */
+	bool data_live;        /* nghttp2 holds a DATA item of ours for the stream */
 	bool closed;           /* the stream is gone */
 	int status;
 	char *message;
 	struct h2buf out;      /* framed response messages not yet handed to nghttp2 */
-	uv_timer_t timer;      /* grpc-timeout deadline */
+	uv_timer_t *timer;     /* grpc-timeout deadline; NULL without one */
 	bool timer_closing;
 	bool unauth;           /* the peer presented no client certificate (admission control) */
 	size_t charged;        /* request bytes counted in the server's unauth_buffered */
@@ -105,6 +111,11 @@ struct grpc_server {
 	uint8_t *framebuf;
 	bool framebuf_claim;
 	bool share_framebuf;
+	/* The encoder's HPACK ring shared the same way (see h2_claim). */
+	void *deflate_ring;
+	bool ring_claim;
+	bool share_deflate_ring;
+	size_t h2_bytes, h2_blocks; /* nghttp2's other blocks (grpc_server_h2_mem) */
 	struct grpc_conn *conns;
 	unsigned n_conns;
 	unsigned n_handshaking; /* connections with handshaking set (max_handshakes) */

@@ -202,6 +202,7 @@ static int handshake_finish(struct h2conn *h, char *err, size_t errlen)
 	/* Published only now: the leaf is the peer's once the handshake proved the key. */
 	h->peer_cert = h->leaf.der;
 	h->peer_cert_len = h->leaf.len;
+	h->peer_verified = h->peer_cert != NULL;
 	h->leaf.der = NULL;
 	tls_leaf_free(&h->leaf);
 	h->handshake_done = true;
@@ -443,6 +444,13 @@ void h2conn_send_last(struct h2conn *h)
 			    MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+void h2conn_drop_peer_cert(struct h2conn *h)
+{
+	free(h->peer_cert);
+	h->peer_cert = NULL;
+	h->peer_cert_len = 0;
+}
+
 bool h2conn_done(const struct h2conn *h)
 {
 	return !h2buf_pending(&h->out) && !nghttp2_session_want_read(h->session) &&
@@ -461,11 +469,10 @@ void h2conn_free(struct h2conn *h)
 		close(h->fd);
 	h2buf_free(&h->in);
 	h2buf_free(&h->out);
-	free(h->peer_cert);
+	h2conn_drop_peer_cert(h);
 	tls_leaf_free(&h->leaf);
 	h->session = NULL;
 	h->ssl = NULL;
 	h->fd = -1;
-	h->peer_cert = NULL;
-	h->peer_cert_len = 0;
+	h->peer_verified = false;
 }

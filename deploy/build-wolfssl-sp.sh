@@ -2,8 +2,19 @@
 # Builds Lanyard's private wolfSSL with SP math (LANYARD_WOLFSSL=sp) and prints its prefix.
 #
 # Debian's libwolfssl is configured --enable-distro: fastmath with FP_ECC, about a fifth of the
-# P-256 speed this machine's hardware gives. This script takes the same version from Debian's own
-# source package (Debian's patches applied), configures it the way debian/rules does plus
+# P-256 speed this machine's hardware gives, and every feature of every distribution user. This
+# script takes the same version from Debian's own source package (Debian's patches applied) and
+# configures it WITHOUT --enable-distro: only what the daemons use (agent/ server/ common/; list
+# it with grep -rhoE "wolfSSL_[A-Za-z0-9_]+|wc_[A-Za-z0-9_]+" agent server common | sort -u),
+# listed one by one. Memory is the reason (issue 18, 10,000 agents on one server): --enable-distro
+# brings OPENSSL_EXTRA, which forces KEEP_PEER_CERT (every WOLFSSL embeds a 3.7 KB WOLFSSL_X509 of
+# the peer and keeps its decoded contents on the heap for the connection's life), and
+# WOLFSSL_MULTICAST (3.6 KB of DTLS multicast sequence numbers in every WOLFSSL's Keys):
+# sizeof(WOLFSSL) 9,600 -> 1,264 bytes, ~11 KB less per accepted connection (NODISTRO-FINDINGS
+# on branch nodistro; README "Performance").
+#   --disable-examples --disable-crypttests --disable-benchmark   nothing but the library
+#   --enable-tls13 --disable-oldtls   TLS 1.3 and 1.2 only (the daemons set TLS 1.2 as minimum)
+#   --enable-ecc --enable-supportedcurves   P-256 keys, ECDHE, the supported_groups extension
 #   --enable-sp --enable-sp-asm   single-precision math with x86_64 assembly (3-5x faster P-256)
 #   --enable-intelasm             AES-NI and AVX/AVX2 SHA-256 (chosen at run time from CPUID; the
 #                                 code is built with -maes -msse4.2: any x86-64 server CPU since
@@ -11,61 +22,80 @@
 #                                 transcript, DRBG health tests): 2.5x faster handshakes
 #   --disable-fpecc               no per-thread 800 KB point tables (nothing to release)
 #   --disable-sakke               SAKKE would give every thread 1 MB of thread-local caches
-#   CFLAGS=-g -O2 -ffunction-sections -fdata-sections
-#                                 Debian's -g -O2 (debian/rules passes dpkg-buildflags;
-#                                 --enable-distro adds no optimisation of its own and configure
-#                                 defaults CFLAGS to empty: without this the C code was built
-#                                 at -O0), and one section per function, so that the daemons'
-#                                 link (--gc-sections) keeps only the code they reach: a process's
-#                                 code is mapped 64 KB at a time as it runs (the kernel's
-#                                 fault-around), and dead code between live functions is RSS
-# and, for the memory of every TLS connection the server holds (10,000 agents, issue 18: the
-# same build measured 81.6 KB of wolfSSL heap per accepted mutual-TLS connection before these):
-#   --disable-sessioncerts        no SESSION_CERTS: each connection's WOLFSSL_SESSION carried two
-#                                 static peer chains (MAX_CHAIN_DEPTH=9 certificates of
-#                                 MAX_X509_SIZE, 37.5 KB) plus a decoded copy of the peer's leaf,
-#                                 for the connection's life. The daemons take the peer's leaf in the
-#                                 verify callback instead (common/tls_leaf.c) and never call
-#                                 wolfSSL_get_peer_chain. --enable-distro turns these on, and each
-#                                 forces SESSION_CERTS back on, none used by the daemons:
-#     --disable-psk (TLS 1.3 + external PSK), --disable-qt, --disable-nginx, --disable-lighty,
-#     --disable-openvpn, --disable-stunnel
-#   CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB  what --enable-nginx/--enable-lighty gave: the verify
-#                                 callback sees the leaf of every handshake, not only failures
-#                                 (tls_leaf.c needs it and refuses to compile without it)
+#   --enable-aesgcm=small         AES-GCM (TLS 1.3's ciphers and TLS 1.2's ECDHE-ECDSA-AES-GCM)
+#                                 without GHASH tables: with AES-NI (intelasm, above) wolfSSL's
+#                                 GHASH never reads them, and the default 4-bit table is 512 bytes
+#                                 in each of a connection's two Aes contexts
+#   --enable-sha384 --enable-sha512   TLS_AES_256_GCM_SHA384 and ECDSA-SHA384 chains
+#   --enable-rsapss               RSA-PSS signatures (upstream CAs' and JWT keys: RSA stays on by
+#                                 default, with wc_MakeRsaKey for --enable-keygen)
+#   --enable-alpn --enable-sni    h2 by ALPN (gRPC), server_name (common/h2conn.c)
+#   --enable-session-ticket       the daemons turn tickets off per connection
+#                                 (wolfSSL_no_ticket_TLSv13), which needs the feature compiled
+#   --enable-certgen --enable-certreq --enable-certext --enable-keygen   the CA (certificates,
+#                                 CSRs, SKID/AKID extensions, key generation: common/x509_build.c)
+#   --disable-sessioncerts        no SESSION_CERTS: each connection's WOLFSSL_SESSION would carry
+#                                 two static peer chains (MAX_CHAIN_DEPTH=9 certificates of
+#                                 MAX_X509_SIZE, 37.5 KB) plus a decoded copy of the peer's leaf.
+#                                 The daemons take the peer's leaf in the verify callback instead
+#                                 (common/tls_leaf.c) and never call wolfSSL_get_peer_chain
 #   --disable-postauth            no TLS 1.3 post-handshake authentication (the daemons never ask
 #                                 for it): with it wolfSSL keeps the handshake hashes, the key
 #                                 exchange arrays and the peer's key after every TLS 1.3 handshake
-#   --disable-opensslall          no OPENSSL_ALL (OPENSSL_EXTRA stays: the compatibility calls the
-#                                 daemons and tests make, wolfSSL_CTX_set_session_cache_mode,
-#                                 wolfSSL_X509_*, are OPENSSL_EXTRA ones). With OPENSSL_ALL every
-#                                 accepted connection's embedded copy of the peer certificate
-#                                 (KEEP_PEER_CERT, which OPENSSL_EXTRA forces) also decoded the
-#                                 peer's public key into an EVP_PKEY/EC_KEY with big-number
-#                                 copies: ~17 KB per connection for the life of the connection,
-#                                 never read (heaptrack, fleet section, 500 agents). Its one call
-#                                 the daemons made, wolfSSL_get_verify_mode, is gone: the verify
-#                                 mode is set with the leaf callback (common/tls_leaf.h). These
-#                                 --enable-distro features force OPENSSL_ALL back on, none used by
-#                                 the daemons: --disable-smime, --disable-libwebsockets,
-#                                 --disable-asio
+#   CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB  the verify callback sees the leaf of every handshake, not
+#                                 only failures (tls_leaf.c needs it and refuses to compile without)
+#            -DWOLFSSL_ALT_NAMES  Cert.altNames (the SPIFFE ID URI SAN, common/x509_build.c)
+#            -DUSE_ECC_B_PARAM    wc_ecc_point_is_on_curve (common/keys.c, common/jwt.c check peers'
+#                                 and files' points)
+#   CFLAGS=-g -O2 -ffunction-sections -fdata-sections
+#                                 Debian's -g -O2 (configure defaults CFLAGS to empty: without this
+#                                 the C code was built at -O0), and one section per function, so
+#                                 that the daemons' link (--gc-sections) keeps only the code they
+#                                 reach: a process's code is mapped 64 KB at a time as it runs (the
+#                                 kernel's fault-around), and dead code between live functions is RSS
+# No PKCS#11 (nothing calls wc_Pkcs11*), no OpenSSL-compatibility layer: code that needs it
+# (liblanyard, lib/) uses Debian's library. The one exception is bench_tls, which measures
+# liblanyard's handshake with SP math: `build-wolfssl-sp.sh --liblanyard` builds the flag set below
+# (--enable-distro with the same SP math and the same per-connection cuts), for that program only.
 # CPPFLAGS land in the installed wolfssl/options.h (configure writes every -D there), so code
 # compiled against this prefix sees the struct layouts the library was built with (checked below).
 # Installs it as a static library into a cache directory, so that it never replaces or shadows
 # the system library: the daemons link it statically; liblanyard keeps Debian's, because its
 # API hands wolfSSL objects to applications that use Debian's.
 #
-# Usage: deploy/build-wolfssl-sp.sh [PREFIX]   (default: a directory under ~/.cache/lanyard)
+# Usage: deploy/build-wolfssl-sp.sh [--liblanyard] [PREFIX]
+#   (default PREFIX: a directory under ~/.cache/lanyard named after the flag set's hash)
 # Needs root for the deb-src entry and build tools the first time (apt-get), or both present.
 set -euo pipefail
 
-flags=(--enable-distro --enable-pkcs11 --disable-examples
+flags=(--disable-examples --disable-crypttests --disable-benchmark
+	--enable-tls13 --disable-oldtls --enable-ecc --enable-supportedcurves
 	--enable-sp --enable-sp-asm --enable-intelasm --disable-fpecc --disable-sakke
-	--disable-sessioncerts --disable-psk --disable-qt --disable-nginx --disable-lighty
-	--disable-openvpn --disable-stunnel --disable-postauth
-	--disable-opensslall --disable-smime --disable-libwebsockets --disable-asio
-	--enable-static --disable-shared --with-pic CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB
+	--enable-aesgcm=small --enable-sha384 --enable-sha512 --enable-rsapss
+	--enable-alpn --enable-sni --enable-session-ticket
+	--enable-certgen --enable-certreq --enable-certext --enable-keygen
+	--disable-sessioncerts --disable-postauth
+	--enable-static --disable-shared --with-pic
+	"CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_ALT_NAMES -DUSE_ECC_B_PARAM"
 	"CFLAGS=-g -O2 -ffunction-sections -fdata-sections")
+set_name=daemons
+
+# --liblanyard: liblanyard's code (ex_data, session callbacks, X509 objects: OPENSSL_EXTRA) with
+# SP math, for bench_tls. The daemons' flag set before issue 18's lean pass: --enable-distro, and
+# per connection: --disable-sessioncerts and what forces SESSION_CERTS back on (--disable-psk,
+# -qt, -nginx, -lighty, -openvpn, -stunnel), --disable-postauth, --disable-opensslall and what
+# forces OPENSSL_ALL back on (--disable-smime, -libwebsockets, -asio).
+if [ "${1:-}" = --liblanyard ]; then
+	shift
+	flags=(--enable-distro --enable-pkcs11 --disable-examples
+		--enable-sp --enable-sp-asm --enable-intelasm --disable-fpecc --disable-sakke
+		--disable-sessioncerts --disable-psk --disable-qt --disable-nginx --disable-lighty
+		--disable-openvpn --disable-stunnel --disable-postauth
+		--disable-opensslall --disable-smime --disable-libwebsockets --disable-asio
+		--enable-static --disable-shared --with-pic CPPFLAGS=-DWOLFSSL_ALWAYS_VERIFY_CB
+		"CFLAGS=-g -O2 -ffunction-sections -fdata-sections")
+	set_name=liblanyard
+fi
 
 say() { echo "build-wolfssl-sp: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -128,6 +158,14 @@ grep -q '^#define USE_INTEL_SPEEDUP' wolfssl/options.h || die "configure did not
 	die "configure left SESSION_CERTS or post-handshake auth on (a flag forced it back)"
 ! grep -qE '^#define OPENSSL_ALL$' wolfssl/options.h ||
 	die "configure left OPENSSL_ALL on (a flag forced it back)"
+if [ "$set_name" = daemons ]; then
+	! grep -qE '^#define (OPENSSL_EXTRA|KEEP_PEER_CERT|WOLFSSL_MULTICAST|GCM_TABLE|GCM_TABLE_4BIT)$' \
+		wolfssl/options.h || die "configure left OPENSSL_EXTRA, KEEP_PEER_CERT, multicast or a GHASH table on"
+	for d in WOLFSSL_ALT_NAMES USE_ECC_B_PARAM HAVE_ALPN HAVE_SNI HAVE_SESSION_TICKET \
+		WOLFSSL_CERT_GEN WOLFSSL_CERT_REQ WOLFSSL_CERT_EXT WOLFSSL_KEY_GEN WC_RSA_PSS GCM_SMALL; do
+		grep -q "^#define $d\$" wolfssl/options.h || die "options.h lacks $d (the daemons need it)"
+	done
+fi
 grep -q '^#define WOLFSSL_ALWAYS_VERIFY_CB$' wolfssl/options.h ||
 	die "options.h lacks WOLFSSL_ALWAYS_VERIFY_CB (common/tls_leaf.c needs it)"
 say "building (a few minutes)"

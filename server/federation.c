@@ -1,6 +1,7 @@
 /* federation.c: fetches federated trust domains' bundles from their bundle endpoints. */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
 
 #include "federation.h"
 

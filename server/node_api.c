@@ -232,6 +232,8 @@ static struct peer_ident *peer_ident(struct grpc_call *call)
 	memcpy(p->serial, info.serial, sizeof(p->serial));
 	x509_info_free(&info);
 	grpc_conn_set_data(conn, p);
+	/* What authorization needs of it is in p now. */
+	grpc_conn_drop_peer_cert(conn);
 	return p;
 }
 
@@ -832,6 +834,8 @@ int node_api_start(uv_loop_t *loop, const struct node_api_options *o, struct dat
 		.unauth_max_message_size = o->unauthenticated_max_message_size,
 		/* Attest messages of 1,024 agents attesting at once. */
 		.unauth_max_buffered = 1024 * o->unauthenticated_max_message_size,
+		/* Its clients are agents (nghttp2): no peer's indexed headers on any connection. */
+		.zero_peer_header_table = true,
 	};
 	int r = grpc_server_listen_tcp(loop, o->bind_address, o->port, ctx, &cfg, &n->grpc, err,
 				       errlen);

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,6 +174,25 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Whether a server listens on the Unix socket at path: its file appears at bind(), before
+ * listen(), and a request in between would fail the run (admin_call dies on it). */
+static bool unix_listening(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path)) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
 static int wait_exit(int pid, double timeout)
 {
 	double end = now_s() + timeout;
@@ -288,7 +309,7 @@ static int cmd_storm(const struct opts *o)
 	double t_started = 0;
 	struct admin adm;
 	while (!t_started && now_s() < s.end) {
-		if (access(o->admin, F_OK) == 0) {
+		if (unix_listening(o->admin)) {
 			admin_open(&adm, o->admin);
 			if (admin_call(&adm, "GET", "/v1/bundle", NULL, NULL) == 200)
 				t_started = now_s();

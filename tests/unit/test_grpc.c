@@ -24,6 +24,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <nghttp2/nghttp2.h>
 
+#include "der_pem.h"
 #include "grpc.h"
 #include "grpc_client.h"
 #include "grpc_server.h"
@@ -39,9 +40,11 @@ struct fixture {
 	pthread_t thread;
 	struct grpc_server *srv;
 	struct grpc_server *tls_srv;
+	struct grpc_server *lean_srv; /* cfg.zero_peer_header_table, as the TLS server */
 	WOLFSSL_CTX *srv_ctx;
 	char dir[64];
 	char sock[100];
+	char lean_sock[100];
 	int tls_port;
 	atomic_int calls_closed;
 	atomic_int hold_closed;
@@ -128,6 +131,51 @@ static void m_async(struct grpc_call *call, const uint8_t *msg, size_t len)
 	uv_timer_start(&ar->timer, async_fire, 30, 0);
 }
 
+/* A stream whose messages come one at a time, each after the previous went out, and whose
+ * status comes on a tick of its own: every message starts a new DATA item and the trailers
+ * follow none (grpc_call.c: data_live). */
+#define DRIP_COUNT 5
+
+struct drip {
+	uv_timer_t timer;
+	struct grpc_call *call;
+	int sent;
+};
+
+static void drip_tick(uv_timer_t *t)
+{
+	struct drip *d = t->data;
+	char buf[16];
+
+	if (grpc_call_is_closed(d->call)) {
+		grpc_call_unref(d->call);
+		uv_close((uv_handle_t *)&d->timer, async_closed);
+		return;
+	}
+	if (d->sent == DRIP_COUNT) {
+		grpc_call_finish(d->call, GRPC_STATUS_ABORTED, "drip done");
+		grpc_call_unref(d->call);
+		uv_close((uv_handle_t *)&d->timer, async_closed);
+		return;
+	}
+	int l = snprintf(buf, sizeof(buf), "drip-%d", d->sent++);
+	assert_int_equal(grpc_call_send(d->call, (uint8_t *)buf, (size_t)l), 0);
+	uv_timer_start(&d->timer, drip_tick, 20, 0);
+}
+
+static void m_drip(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct fixture *fx = fx_of(call);
+	struct drip *d = calloc(1, sizeof(*d));
+
+	assert_non_null(d);
+	d->call = call;
+	grpc_call_ref(call);
+	uv_timer_init(&fx->loop, &d->timer);
+	d->timer.data = d;
+	drip_tick(&d->timer);
+}
+
 static void m_never(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	grpc_call_set_data(call, (void *)"never");
@@ -164,6 +212,14 @@ static void m_peer(struct grpc_call *call, const uint8_t *msg, size_t len)
 	const uint8_t *der = grpc_conn_peer_cert(grpc_call_conn(call), &n);
 
 	grpc_call_send(call, der, der ? n : 0);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+/* The handler keeps nothing of the certificate: the connection's copy goes (node API). */
+static void m_drop_peer(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	grpc_conn_drop_peer_cert(grpc_call_conn(call));
+	grpc_call_send(call, (const uint8_t *)"", 0);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
@@ -214,6 +270,18 @@ static void m_big(struct grpc_call *call, const uint8_t *msg, size_t len)
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
+/* The server's nghttp2 heap ("bytes blocks"), read on the loop thread. */
+static void m_mem(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	char out[64];
+	size_t bytes, blocks;
+
+	grpc_server_h2_mem(grpc_conn_server(grpc_call_conn(call)), &bytes, &blocks);
+	int l = snprintf(out, sizeof(out), "%zu %zu", bytes, blocks);
+	grpc_call_send(call, (uint8_t *)out, (size_t)l);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
 static const struct grpc_method methods[] = {
 	{ .path = "/test.Test/Echo", .on_request = m_echo },
 	{ .path = "/test.Test/Stream", .server_streaming = true, .on_request = m_stream },
@@ -223,9 +291,12 @@ static const struct grpc_method methods[] = {
 	{ .path = "/test.Test/Hold", .server_streaming = true, .on_request = m_hold },
 	{ .path = "/test.Test/Headers", .on_request = m_headers },
 	{ .path = "/test.Test/Peer", .on_request = m_peer },
+	{ .path = "/test.Test/DropPeer", .on_request = m_drop_peer },
 	{ .path = "/test.Test/Conns", .on_request = m_conns },
 	{ .path = "/test.Test/Flood", .server_streaming = true, .on_request = m_flood },
 	{ .path = "/test.Test/Big", .server_streaming = true, .on_request = m_big },
+	{ .path = "/test.Test/Mem", .on_request = m_mem },
+	{ .path = "/test.Test/Drip", .server_streaming = true, .on_request = m_drip },
 };
 
 static int on_connect(struct grpc_conn *conn, int fd)
@@ -276,6 +347,8 @@ static void stop_cb(uv_async_t *a)
 	grpc_server_shutdown(fx->srv, 200, server_done, fx);
 	if (fx->tls_srv)
 		grpc_server_shutdown(fx->tls_srv, 200, server_done, fx);
+	if (fx->lean_srv)
+		grpc_server_shutdown(fx->lean_srv, 200, server_done, fx);
 	uv_close((uv_handle_t *)a, NULL);
 }
 
@@ -402,6 +475,14 @@ static int group_setup(void **state)
 		    WOLFSSL_SUCCESS ||
 	    wolfSSL_CTX_load_verify_locations(fx->srv_ctx, path_in("ca.pem"), NULL) != WOLFSSL_SUCCESS)
 		return -1;
+	/* The TLS server is configured as the node API: its clients are all ours. */
+	cfg.zero_peer_header_table = true;
+	snprintf(fx->lean_sock, sizeof(fx->lean_sock), "%s/lean.sock", fx->dir);
+	if (grpc_server_listen_unix(&fx->loop, fx->lean_sock, &cfg, &fx->lean_srv, err,
+				    sizeof(err)) < 0) {
+		fprintf(stderr, "listen: %s\n", err);
+		return -1;
+	}
 	if (grpc_server_listen_tcp(&fx->loop, "127.0.0.1", 0, fx->srv_ctx, &cfg, &fx->tls_srv, err,
 				   sizeof(err)) < 0) {
 		fprintf(stderr, "listen tcp: %s\n", err);
@@ -428,7 +509,7 @@ static int group_teardown(void **state)
 
 	uv_async_send(&fx->stop);
 	pthread_join(fx->thread, NULL);
-	if (atomic_load(&fx->servers_done) != 2) {
+	if (atomic_load(&fx->servers_done) != 3) {
 		fprintf(stderr, "shutdown callbacks: %d\n", atomic_load(&fx->servers_done));
 		rc = -1;
 	}
@@ -782,6 +863,36 @@ static void test_stream(void **state)
 	grpc_client_close(c);
 }
 
+static void test_drip(void **state)
+{
+	struct grpc_client *c = connect_unix();
+	struct grpc_stream *s;
+	uint8_t *msg;
+	size_t len;
+	int status = -1, rc, got = 0;
+	char err[256], want[16];
+
+	for (int round = 0; round < 2; round++) {
+		got = 0;
+		assert_int_equal(grpc_client_stream_open(c, "/test.Test/Drip", NULL, 0, NULL, 0, &s, err,
+							 sizeof(err)),
+				 0);
+		while ((rc = grpc_stream_next(s, 3000, &msg, &len, &status, err, sizeof(err))) == 1) {
+			int l = snprintf(want, sizeof(want), "drip-%d", got++);
+
+			assert_int_equal(len, (size_t)l);
+			assert_memory_equal(msg, want, len);
+			free(msg);
+		}
+		assert_int_equal(rc, 2);
+		assert_int_equal(got, DRIP_COUNT);
+		assert_int_equal(status, GRPC_STATUS_ABORTED);
+		assert_string_equal(err, "drip done");
+		grpc_stream_cancel(s);
+	}
+	grpc_client_close(c);
+}
+
 static void test_unimplemented(void **state)
 {
 	struct grpc_client *c = connect_unix();
@@ -1075,6 +1186,143 @@ static void test_server_settings(void **state)
 	close(fd);
 }
 
+static int connect_raw(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+	assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Reads frames until one of type `type` (its payload goes to buf, up to cap): its 9-byte header
+ * in hd, or false when the connection closed or nothing came for 20 s. */
+static bool read_frame_of(int fd, uint8_t type, uint8_t hd[9], uint8_t *buf, size_t cap)
+{
+	for (int i = 0; i < 200; i++) {
+		size_t got = 0, len;
+		uint8_t skip[512];
+
+		while (got < 9) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			ssize_t n;
+
+			if (poll(&pfd, 1, 20000) <= 0)
+				return false;
+			n = recv(fd, hd + got, 9 - got, 0);
+			if (n <= 0)
+				return false;
+			got += (size_t)n;
+		}
+		len = (size_t)hd[0] << 16 | (size_t)hd[1] << 8 | hd[2];
+		for (got = 0; got < len;) {
+			size_t want = len - got > sizeof(skip) ? sizeof(skip) : len - got;
+			ssize_t n = recv(fd, skip, want, MSG_WAITALL);
+
+			if (n <= 0)
+				return false;
+			if (hd[3] == type && got < cap)
+				memcpy(buf + got, skip, (size_t)n < cap - got ? (size_t)n : cap - got);
+			got += (size_t)n;
+		}
+		if (hd[3] == type)
+			return true;
+	}
+	return false;
+}
+
+/* A request's header block as a client that indexes every literal would send it; with
+ * size_update, it opens with a dynamic table size update to 0 (what an encoder owes a
+ * decoder that lowered SETTINGS_HEADER_TABLE_SIZE). */
+static size_t indexed_request(uint8_t *out, bool size_update)
+{
+	static const uint8_t block[] = {
+		0x83, 0x86,								/* POST, http */
+		0x44, 15, '/', 't', 'e', 's', 't', '.', 'T', 'e', 's', 't', '/', 'E', 'c', 'h', 'o',
+		0x41, 9, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't',			/* :authority */
+		0x5f, 16, 'a', 'p', 'p', 'l', 'i', 'c', 'a', 't', 'i', 'o', 'n', '/', 'g', 'r', 'p', 'c',
+		0x40, 2, 't', 'e', 8, 't', 'r', 'a', 'i', 'l', 'e', 'r', 's',
+	};
+	size_t n = 0, len = sizeof(block) + size_update;
+
+	out[n++] = 0;
+	out[n++] = (uint8_t)(len >> 8);
+	out[n++] = (uint8_t)len;
+	out[n++] = 0x1; /* HEADERS */
+	out[n++] = 0x4 | 0x1; /* END_HEADERS | END_STREAM */
+	out[n++] = 0, out[n++] = 0, out[n++] = 0, out[n++] = 1; /* stream 1 */
+	if (size_update)
+		out[n++] = 0x20;
+	memcpy(out + n, block, sizeof(block));
+	return n + sizeof(block);
+}
+
+/* A server with zero_peer_header_table announces SETTINGS_HEADER_TABLE_SIZE 0. A client that
+ * acknowledges it and updates its table gets its answer; one that acknowledges it and indexes
+ * anyway gets a connection error (GOAWAY COMPRESSION_ERROR), not a crash; clients keep working. */
+static void test_zero_peer_header_table(void **state)
+{
+	const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	const uint8_t empty_settings[9] = { 0, 0, 0, 0x4, 0, 0, 0, 0, 0 };
+	const uint8_t settings_ack[9] = { 0, 0, 0, 0x4, 0x1, 0, 0, 0, 0 };
+	uint8_t buf[512], hd[9], req[128];
+	long table = -1;
+
+	(void)state;
+	for (int honour = 1; honour >= 0; honour--) {
+		int fd = connect_raw(F->lean_sock);
+		size_t len, k;
+
+		send_all(fd, preface, sizeof(preface) - 1);
+		send_all(fd, empty_settings, sizeof(empty_settings));
+		len = read_server_settings(fd, buf, sizeof(buf));
+		for (k = 0; k + 6 <= len; k += 6) {
+			const uint8_t *e = buf + 9 + k;
+
+			if (((unsigned)e[0] << 8 | e[1]) == NGHTTP2_SETTINGS_HEADER_TABLE_SIZE)
+				table = (long)((uint32_t)e[2] << 24 | (uint32_t)e[3] << 16 |
+					       (uint32_t)e[4] << 8 | e[5]);
+		}
+		assert_int_equal(table, 0);
+		send_all(fd, settings_ack, sizeof(settings_ack));
+		len = indexed_request(req, honour);
+		send_all(fd, req, len);
+		if (honour) {
+			/* The server's answer (a trailers-only status: no request message). */
+			assert_true(read_frame_of(fd, 0x1, hd, buf, sizeof(buf)));
+			assert_int_equal(hd[8], 1);
+		} else {
+			assert_true(read_frame_of(fd, 0x7, hd, buf, sizeof(buf)));
+			assert_int_equal((uint32_t)buf[4] << 24 | (uint32_t)buf[5] << 16 |
+						 (uint32_t)buf[6] << 8 | buf[7],
+					 NGHTTP2_COMPRESSION_ERROR);
+			assert_true(peer_closes(fd, 5000));
+		}
+		close(fd);
+	}
+	/* Lanyard's client works with it, on a connection of many requests. */
+	struct grpc_client *c = NULL;
+	char err[256];
+	uint8_t *resp;
+	size_t rlen;
+
+	assert_int_equal(grpc_client_connect_unix(F->lean_sock, 2000, &c, err, sizeof(err)), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(unary(c, "/test.Test/Echo", "abc", 3, 2000, &resp, &rlen, err,
+				       sizeof(err)),
+				 GRPC_STATUS_OK);
+		free(resp);
+	}
+	grpc_client_close(c);
+}
+
 static void test_flood(void **state)
 {
 	struct grpc_client *c = connect_unix();
@@ -1239,18 +1487,20 @@ static void test_connect_errors(void **state)
 
 /* ---- TLS ---- */
 
+/* The DER of the one certificate in pem_name (common/der_pem: the daemons' wolfSSL has no
+ * OpenSSL-compatibility X509 calls). */
 static size_t read_der(const char *pem_name, uint8_t *out, size_t cap)
 {
-	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_file(path_in(pem_name), WOLFSSL_FILETYPE_PEM);
-	int sz = 0;
-	const unsigned char *der;
+	uint8_t *pem = NULL, *der = NULL;
+	size_t pem_len = 0, sz = 0;
 
-	assert_non_null(x);
-	der = wolfSSL_X509_get_der(x, &sz);
-	assert_true(sz > 0 && (size_t)sz <= cap);
-	memcpy(out, der, (size_t)sz);
-	wolfSSL_X509_free(x);
-	return (size_t)sz;
+	assert_int_equal(file_read_all(path_in(pem_name), 1 << 16, &pem, &pem_len), 0);
+	assert_int_equal(pem_decode_concat((const char *)pem, pem_len, "CERTIFICATE", &der, &sz), 0);
+	free(pem);
+	assert_true(sz > 0 && sz <= cap);
+	memcpy(out, der, sz);
+	free(der);
+	return sz;
 }
 
 static void test_tls_mutual(void **state)
@@ -1292,7 +1542,98 @@ static void test_tls_mutual(void **state)
 	assert_int_equal(rc, 2);
 	assert_int_equal(got, 10);
 	grpc_stream_cancel(s);
+	/* Once the owner dropped the connection's copy of our certificate, it is gone. */
+	assert_int_equal(unary(c, "/test.Test/DropPeer", "", 0, 3000, &resp, &len, err, sizeof(err)),
+			 GRPC_STATUS_OK);
+	free(resp);
+	assert_int_equal(unary(c, "/test.Test/Peer", "", 0, 3000, &resp, &len, err, sizeof(err)),
+			 GRPC_STATUS_OK);
+	assert_int_equal(len, 0);
+	free(resp);
 	grpc_client_close(c);
+}
+
+static void h2_mem_of(struct grpc_client *c, long *bytes, long *blocks)
+{
+	uint8_t *resp;
+	size_t len;
+	char err[256], out[64];
+
+	assert_int_equal(unary(c, "/test.Test/Mem", "", 0, 3000, &resp, &len, err, sizeof(err)),
+			 GRPC_STATUS_OK);
+	snprintf(out, sizeof(out), "%.*s", (int)len, resp);
+	free(resp);
+	assert_int_equal(sscanf(out, "%ld %ld", bytes, blocks), 2);
+}
+
+static struct grpc_client *connect_tls(WOLFSSL_CTX *ctx)
+{
+	struct grpc_client *c = NULL;
+	char err[256] = "";
+
+	if (grpc_client_connect_tcp("127.0.0.1", F->tls_port, ctx, "localhost", 3000, &c, err,
+				    sizeof(err)) < 0)
+		fail_msg("connect: %s", err);
+	return c;
+}
+
+/* What a connection holding one long-lived stream costs in nghttp2 (an agent's entry stream
+ * on the node API), and that a connection's HTTP/2 memory does not grow with the requests it
+ * serves, whatever their headers. Figures are printed; the bounds are loose. */
+static void test_conn_memory(void **state)
+{
+	enum { N = 16, REQUESTS = 40 };
+	WOLFSSL_CTX *ctx = client_ctx("ca.pem", "cli.pem", "cli.key");
+	struct grpc_client *probe = connect_tls(ctx), *cs[N];
+	struct grpc_stream *ss[N];
+	long b0, k0, b1, k1, b2, k2;
+	char err[256];
+
+	h2_mem_of(probe, &b0, &k0);
+	for (int i = 0; i < N; i++) {
+		uint8_t *msg;
+		size_t len;
+		int status;
+
+		cs[i] = connect_tls(ctx);
+		assert_int_equal(grpc_client_stream_open(cs[i], "/test.Test/Hold", NULL, 0, NULL, 0,
+							 &ss[i], err, sizeof(err)),
+				 0);
+		assert_int_equal(grpc_stream_next(ss[i], 3000, &msg, &len, &status, err, sizeof(err)),
+				 1);
+		free(msg);
+	}
+	h2_mem_of(probe, &b1, &k1);
+	printf("# conn_memory: nghttp2 per connection holding one stream: %.0f B in %.1f blocks\n",
+	       (double)(b1 - b0) / N, (double)(k1 - k0) / N);
+	/* Requests with headers of their own on one connection: its sessions keep no more. */
+	for (int r = 0; r < REQUESTS; r++) {
+		struct grpc_header h = { "x-request", NULL };
+		char v[64];
+		uint8_t *resp;
+		size_t len;
+		int status;
+
+		snprintf(v, sizeof(v), "request-%d-with-a-value-of-some-length", r);
+		h.value = v;
+		assert_int_equal(grpc_client_unary(cs[0], "/test.Test/Echo", &h, 1, (uint8_t *)"x", 1,
+						   3000, &resp, &len, &status, err, sizeof(err)),
+				 0);
+		assert_int_equal(status, GRPC_STATUS_OK);
+		free(resp);
+	}
+	h2_mem_of(probe, &b2, &k2);
+	printf("# conn_memory: after %d requests with distinct headers on one connection: %+ld B "
+	       "in %+ld blocks\n", REQUESTS, b2 - b1, k2 - k1);
+	assert_true(b1 - b0 < N * 16384L);
+	/* No peer's header is indexed (zero_peer_header_table), no closed stream kept. */
+	assert_true(b2 - b1 < 1024);
+	for (int i = 0; i < N; i++) {
+		grpc_stream_cancel(ss[i]);
+		grpc_client_close(cs[i]);
+	}
+	grpc_client_close(probe);
+	wolfSSL_CTX_free(ctx);
 }
 
 static void test_tls_no_client_cert(void **state)
@@ -1469,6 +1810,7 @@ int main(void)
 		cmocka_unit_test(test_metadata),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_drip),
 		cmocka_unit_test(test_unimplemented),
 		cmocka_unit_test(test_error_message),
 		cmocka_unit_test(test_oversized),
@@ -1477,12 +1819,14 @@ int main(void)
 		cmocka_unit_test(test_wake_fd),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_server_settings),
+		cmocka_unit_test(test_zero_peer_header_table),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_many_connections),
 		cmocka_unit_test(test_shared_frame_buffer),
 		cmocka_unit_test(test_connect_errors),
 		cmocka_unit_test(test_tls_mutual),
 		cmocka_unit_test(test_tls_no_client_cert),
+		cmocka_unit_test(test_conn_memory),
 		cmocka_unit_test(test_tls_untrusted_server),
 		cmocka_unit_test(test_tls_untrusted_client),
 	};
