@@ -167,7 +167,8 @@ int h2conn_tls_new(struct h2conn *h, WOLFSSL_CTX *ctx, const char *server_name, 
 	tls_leaf_capture(h->ssl, &h->leaf);
 	if (h->is_server) {
 		/* No resumption here (peers re-authenticate with a full handshake): a session
-		 * ticket would cost an encryption and a record per handshake for nothing. */
+		 * ticket would cost an encryption and a record per handshake for nothing. A no-op
+		 * (0) in a wolfSSL without HAVE_SESSION_TICKET, such as the daemons' SP build. */
 		if (wolfSSL_no_ticket_TLSv13(h->ssl) < 0) { /* 0 on success */
 			errorf(err, errlen, "TLS setup failed (session tickets)");
 			return -1;

@@ -30,8 +30,10 @@
 #   --enable-rsapss               RSA-PSS signatures (upstream CAs' and JWT keys: RSA stays on by
 #                                 default, with wc_MakeRsaKey for --enable-keygen)
 #   --enable-alpn --enable-sni    h2 by ALPN (gRPC), server_name (common/h2conn.c)
-#   --enable-session-ticket       the daemons turn tickets off per connection
-#                                 (wolfSSL_no_ticket_TLSv13), which needs the feature compiled
+#   --disable-session-ticket      no session tickets (the default, spelled out): the server issues
+#                                 none and caches no sessions, the agents never resume. With
+#                                 HAVE_SESSION_TICKET a server-side WOLFSSL keeps its 168-byte DRBG
+#                                 after every TLS 1.3 handshake (to encrypt tickets it never sends)
 #   --enable-certgen --enable-certreq --enable-certext --enable-keygen   the CA (certificates,
 #                                 CSRs, SKID/AKID extensions, key generation: common/x509_build.c)
 #   --disable-sessioncerts        no SESSION_CERTS: each connection's WOLFSSL_SESSION would carry
@@ -72,7 +74,7 @@ flags=(--disable-examples --disable-crypttests --disable-benchmark
 	--enable-tls13 --disable-oldtls --enable-ecc --enable-supportedcurves
 	--enable-sp --enable-sp-asm --enable-intelasm --disable-fpecc --disable-sakke
 	--enable-aesgcm=small --enable-sha384 --enable-sha512 --enable-rsapss
-	--enable-alpn --enable-sni --enable-session-ticket
+	--enable-alpn --enable-sni --disable-session-ticket
 	--enable-certgen --enable-certreq --enable-certext --enable-keygen
 	--disable-sessioncerts --disable-postauth
 	--enable-static --disable-shared --with-pic
@@ -159,9 +161,9 @@ grep -q '^#define USE_INTEL_SPEEDUP' wolfssl/options.h || die "configure did not
 ! grep -qE '^#define OPENSSL_ALL$' wolfssl/options.h ||
 	die "configure left OPENSSL_ALL on (a flag forced it back)"
 if [ "$set_name" = daemons ]; then
-	! grep -qE '^#define (OPENSSL_EXTRA|KEEP_PEER_CERT|WOLFSSL_MULTICAST|GCM_TABLE|GCM_TABLE_4BIT)$' \
-		wolfssl/options.h || die "configure left OPENSSL_EXTRA, KEEP_PEER_CERT, multicast or a GHASH table on"
-	for d in WOLFSSL_ALT_NAMES USE_ECC_B_PARAM HAVE_ALPN HAVE_SNI HAVE_SESSION_TICKET \
+	! grep -qE '^#define (OPENSSL_EXTRA|KEEP_PEER_CERT|WOLFSSL_MULTICAST|GCM_TABLE|GCM_TABLE_4BIT|HAVE_SESSION_TICKET)$' \
+		wolfssl/options.h || die "configure left OPENSSL_EXTRA, KEEP_PEER_CERT, multicast, a GHASH table or tickets on"
+	for d in WOLFSSL_ALT_NAMES USE_ECC_B_PARAM HAVE_ALPN HAVE_SNI \
 		WOLFSSL_CERT_GEN WOLFSSL_CERT_REQ WOLFSSL_CERT_EXT WOLFSSL_KEY_GEN WC_RSA_PSS GCM_SMALL; do
 		grep -q "^#define $d\$" wolfssl/options.h || die "options.h lacks $d (the daemons need it)"
 	done
