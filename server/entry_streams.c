@@ -314,20 +314,58 @@ static const char *stream_agent_id(const struct sync_stream *s)
 }
 
 /* What a stream keeps of its agent's record: what authz_agent_parents reads (ID, selectors,
- * aliases) and banned; not the attestor's name nor the SVID's serial (~80 bytes per stream, for
- * nothing: authorization reads its own copy, node_api.c). */
-static struct agent_record *agent_trim(struct agent_record *a)
+ * aliases), banned and not_after, packed into one malloc'd block (one free()); not the attestor's
+ * name nor the SVID's serial (authorization reads its own copy, node_api.c). One block instead of
+ * 4 or more allocations: the allocator's header and rounding per piece, at every open stream. */
+static size_t agent_pack_size(const struct agent_record *a)
 {
-	free(a->attestor);
-	free(a->serial);
-	a->attestor = a->serial = NULL;
-	return a;
+	size_t n = sizeof(*a) + (a->n_selectors + a->n_aliases) * sizeof(char *) +
+		   strlen(a->spiffe_id) + 1;
+	for (size_t i = 0; i < a->n_selectors; i++)
+		n += strlen(a->selectors[i]) + 1;
+	for (size_t i = 0; i < a->n_aliases; i++)
+		n += strlen(a->aliases[i]) + 1;
+	return n;
+}
+
+/* Copies src (NUL included) to *at and advances it. */
+static char *pack_str(char **at, const char *src)
+{
+	size_t len = strlen(src) + 1;
+	char *r = memcpy(*at, src, len);
+	*at += len;
+	return r;
+}
+
+static struct agent_record *agent_pack(const struct agent_record *a)
+{
+	struct agent_record *p = xmalloc(agent_pack_size(a));
+	char **v = (char **)(p + 1);
+	char *at = (char *)(v + a->n_selectors + a->n_aliases);
+	*p = (struct agent_record){.n_selectors = a->n_selectors, .n_aliases = a->n_aliases,
+				   .not_after = a->not_after, .created_at = a->created_at,
+				   .last_seen = a->last_seen, .banned = a->banned};
+	p->selectors = a->n_selectors ? v : NULL;
+	p->aliases = a->n_aliases ? v + a->n_selectors : NULL;
+	p->spiffe_id = pack_str(&at, a->spiffe_id);
+	for (size_t i = 0; i < a->n_selectors; i++)
+		v[i] = pack_str(&at, a->selectors[i]);
+	for (size_t i = 0; i < a->n_aliases; i++)
+		v[a->n_selectors + i] = pack_str(&at, a->aliases[i]);
+	return p;
+}
+
+/* The parent nodes and their strings are one block too (s->nodes, one free()). */
+static size_t nodes_size(const struct sync_stream *s)
+{
+	size_t n = s->n_parents * sizeof(*s->nodes);
+	for (size_t i = 0; i < s->n_parents; i++)
+		n += strlen(s->nodes[i].parent) + 1;
+	return n;
 }
 
 static void nodes_free(struct sync_stream *s)
 {
-	for (size_t i = 0; i < s->n_parents; i++)
-		free(s->nodes[i].parent);
 	free(s->nodes);
 	s->nodes = NULL;
 	s->n_parents = 0;
@@ -336,7 +374,7 @@ static void nodes_free(struct sync_stream *s)
 static void stream_free(struct sync_stream *s)
 {
 	free(s->sent);
-	agent_record_free(s->agent);
+	free(s->agent); /* agent_pack */
 	nodes_free(s);
 	free(s);
 }
@@ -406,12 +444,16 @@ static void stream_set_parents(struct entry_streams *es, struct sync_stream *s,
 	nodes_free(s);
 	if (ix && s->agent) {
 		char **parents;
-		s->n_parents = authz_agent_parents(ix, s->agent, &parents);
-		s->nodes = xcalloc(s->n_parents + 1, sizeof(*s->nodes));
-		for (size_t i = 0; i < s->n_parents; i++)
+		size_t n = authz_agent_parents(ix, s->agent, &parents), len = n * sizeof(*s->nodes);
+		for (size_t i = 0; i < n; i++)
+			len += strlen(parents[i]) + 1;
+		s->nodes = xmalloc(len ? len : 1);
+		s->n_parents = n;
+		char *at = (char *)(s->nodes + n);
+		for (size_t i = 0; i < n; i++)
 			s->nodes[i] = (struct parent_node){.hash = str_hash(parents[i]),
-							   .parent = parents[i], .s = s};
-		free(parents); /* the strings are the nodes' now */
+							   .parent = pack_str(&at, parents[i]), .s = s};
+		strv_free(parents, n);
 		map_add(es, s);
 	} else {
 		s->full = true; /* no view yet: everything is compared once there is one */
@@ -716,7 +758,7 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	const struct authz_index *ix = entry_streams_index(es);
 	struct sync_stream *s = xcalloc(1, sizeof(*s));
 	s->call = call;
-	s->agent = a; /* the stream keeps the record: see entry_streams_refresh */
+	s->agent = agent_pack(a); /* the stream keeps it: see entry_streams_refresh */
 	s->agent_counter = counter;
 	s->es = es;
 	s->bundle_sequence = -1;
@@ -728,8 +770,8 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	es->streams = s;
 	es->n_streams++;
 	ds_agent_touch(es->ds, a->spiffe_id, NULL, a->not_after, now_unix());
-	agent_trim(a);
-	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
+	agent_record_free(a);
+	log_info("node API: agent %s connected (entry stream open)", stream_agent_id(s));
 	if (es->pend_fed || !es->fed_loaded)
 		fed_reload(es); /* pend_fed stays: the other streams learn of it at the refresh */
 	if (stream_push(es, s, ix, true) == 0)
@@ -767,8 +809,9 @@ static bool stream_reread_agent(struct entry_streams *es, struct sync_stream *s,
 		es->dirty = true;
 		return true;
 	}
-	agent_record_free(s->agent);
-	s->agent = agent_trim(a);
+	free(s->agent);
+	s->agent = agent_pack(a);
+	agent_record_free(a);
 	s->agent_stale = false;
 	s->agent_counter = counter;
 	return true;
@@ -913,6 +956,15 @@ struct entry_streams *entry_streams_new(struct datastore *ds, struct ca *ca,
 	es->index_counter = -1;
 	es->scanned_bundle = -1;
 	return es;
+}
+
+size_t entry_streams_held_bytes(const struct entry_streams *es)
+{
+	size_t n = 0;
+	for (const struct sync_stream *s = es->streams; s; s = s->next)
+		n += sizeof(*s) + agent_pack_size(s->agent) + nodes_size(s) +
+		     s->n_sent * sizeof(*s->sent);
+	return n;
 }
 
 unsigned entry_streams_count(const struct entry_streams *es)
