@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_pack.h"
 #include "entry_id.h"
 #include "log.h"
 #include "node_bundle.h"
@@ -35,7 +36,9 @@ struct sync_stream;
 struct parent_node {
 	struct parent_node *next;
 	uint64_t hash;
-	char *parent; /* one of the stream's parents, owned by the node */
+	/* One of the stream's parents: the agent's own ID or alias points into the stream's agent
+	 * record (not a second copy), any other parent into the nodes' block. */
+	const char *parent;
 	struct sync_stream *s;
 };
 
@@ -52,7 +55,8 @@ struct sync_stream {
 	 * spiffe_id names the stream's agent (stream_agent_id). */
 	struct agent_record *agent;
 	/* One per parent the agent acts as (authz_agent_parents of agent, sorted), linked into
-	 * the parent map; the hash of each stops most comparisons. */
+	 * the parent map; the hash of each stops most comparisons. Whoever replaces agent sets
+	 * the parents again before the map is searched (refresh_stream): nodes point into it. */
 	struct parent_node *nodes;
 	size_t n_parents;
 	uint64_t mark; /* the refresh that last visited it */
@@ -313,54 +317,28 @@ static const char *stream_agent_id(const struct sync_stream *s)
 	return s->agent->spiffe_id;
 }
 
-/* What a stream keeps of its agent's record: what authz_agent_parents reads (ID, selectors,
- * aliases), banned and not_after, packed into one malloc'd block (one free()); not the attestor's
- * name nor the SVID's serial (authorization reads its own copy, node_api.c). One block instead of
- * 4 or more allocations: the allocator's header and rounding per piece, at every open stream. */
-static size_t agent_pack_size(const struct agent_record *a)
+/* What a stream keeps of its agent's record (agent_pack, without the serial: authorization reads
+ * its own copy, node_api.c): what authz_agent_parents reads (ID, selectors, aliases), banned and
+ * not_after, in one block. */
+
+/* The agent's own copy of parent (its ID or one of its aliases), or NULL. */
+static const char *agent_string(const struct agent_record *a, const char *parent)
 {
-	size_t n = sizeof(*a) + (a->n_selectors + a->n_aliases) * sizeof(char *) +
-		   strlen(a->spiffe_id) + 1;
-	for (size_t i = 0; i < a->n_selectors; i++)
-		n += strlen(a->selectors[i]) + 1;
+	if (strcmp(a->spiffe_id, parent) == 0)
+		return a->spiffe_id;
 	for (size_t i = 0; i < a->n_aliases; i++)
-		n += strlen(a->aliases[i]) + 1;
-	return n;
+		if (strcmp(a->aliases[i], parent) == 0)
+			return a->aliases[i];
+	return NULL;
 }
 
-/* Copies src (NUL included) to *at and advances it. */
-static char *pack_str(char **at, const char *src)
-{
-	size_t len = strlen(src) + 1;
-	char *r = memcpy(*at, src, len);
-	*at += len;
-	return r;
-}
-
-static struct agent_record *agent_pack(const struct agent_record *a)
-{
-	struct agent_record *p = xmalloc(agent_pack_size(a));
-	char **v = (char **)(p + 1);
-	char *at = (char *)(v + a->n_selectors + a->n_aliases);
-	*p = (struct agent_record){.n_selectors = a->n_selectors, .n_aliases = a->n_aliases,
-				   .not_after = a->not_after, .created_at = a->created_at,
-				   .last_seen = a->last_seen, .banned = a->banned};
-	p->selectors = a->n_selectors ? v : NULL;
-	p->aliases = a->n_aliases ? v + a->n_selectors : NULL;
-	p->spiffe_id = pack_str(&at, a->spiffe_id);
-	for (size_t i = 0; i < a->n_selectors; i++)
-		v[i] = pack_str(&at, a->selectors[i]);
-	for (size_t i = 0; i < a->n_aliases; i++)
-		v[a->n_selectors + i] = pack_str(&at, a->aliases[i]);
-	return p;
-}
-
-/* The parent nodes and their strings are one block too (s->nodes, one free()). */
+/* The parent nodes and the strings the agent record lacks are one block too (s->nodes). */
 static size_t nodes_size(const struct sync_stream *s)
 {
 	size_t n = s->n_parents * sizeof(*s->nodes);
 	for (size_t i = 0; i < s->n_parents; i++)
-		n += strlen(s->nodes[i].parent) + 1;
+		if (!agent_string(s->agent, s->nodes[i].parent))
+			n += strlen(s->nodes[i].parent) + 1;
 	return n;
 }
 
@@ -446,13 +424,17 @@ static void stream_set_parents(struct entry_streams *es, struct sync_stream *s,
 		char **parents;
 		size_t n = authz_agent_parents(ix, s->agent, &parents), len = n * sizeof(*s->nodes);
 		for (size_t i = 0; i < n; i++)
-			len += strlen(parents[i]) + 1;
+			if (!agent_string(s->agent, parents[i]))
+				len += strlen(parents[i]) + 1;
 		s->nodes = xmalloc(len ? len : 1);
 		s->n_parents = n;
 		char *at = (char *)(s->nodes + n);
-		for (size_t i = 0; i < n; i++)
-			s->nodes[i] = (struct parent_node){.hash = str_hash(parents[i]),
-							   .parent = pack_str(&at, parents[i]), .s = s};
+		for (size_t i = 0; i < n; i++) {
+			const char *own = agent_string(s->agent, parents[i]);
+			s->nodes[i] = (struct parent_node){
+				.hash = str_hash(parents[i]),
+				.parent = own ? own : agent_pack_str(&at, parents[i]), .s = s};
+		}
 		strv_free(parents, n);
 		map_add(es, s);
 	} else {
@@ -758,7 +740,7 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	const struct authz_index *ix = entry_streams_index(es);
 	struct sync_stream *s = xcalloc(1, sizeof(*s));
 	s->call = call;
-	s->agent = agent_pack(a); /* the stream keeps it: see entry_streams_refresh */
+	s->agent = agent_pack(a, false); /* the stream keeps it: see entry_streams_refresh */
 	s->agent_counter = counter;
 	s->es = es;
 	s->bundle_sequence = -1;
@@ -810,7 +792,7 @@ static bool stream_reread_agent(struct entry_streams *es, struct sync_stream *s,
 		return true;
 	}
 	free(s->agent);
-	s->agent = agent_pack(a);
+	s->agent = agent_pack(a, false);
 	agent_record_free(a);
 	s->agent_stale = false;
 	s->agent_counter = counter;
@@ -962,7 +944,7 @@ size_t entry_streams_held_bytes(const struct entry_streams *es)
 {
 	size_t n = 0;
 	for (const struct sync_stream *s = es->streams; s; s = s->next)
-		n += sizeof(*s) + agent_pack_size(s->agent) + nodes_size(s) +
+		n += sizeof(*s) + agent_pack_size(s->agent, false) + nodes_size(s) +
 		     s->n_sent * sizeof(*s->sent);
 	return n;
 }

@@ -15,6 +15,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "agent_pack.h"
 #include "authz.h"
 #include "entry_streams.h"
 #include "grpc_server.h"
@@ -202,7 +203,7 @@ static void peer_ident_free(struct peer_ident *p)
 {
 	if (!p)
 		return;
-	agent_record_free(p->agent);
+	free(p->agent); /* agent_pack */
 	free(p);
 }
 
@@ -303,9 +304,12 @@ const struct agent_record *authorize_cached(struct node_api *n, struct grpc_call
 	if (!p->agent || !cacheable || p->agent_gen != gen) {
 		/* gen was taken before the read: a change during it makes the next call read
 		 * again. */
-		agent_record_free(p->agent);
-		p->agent = read_agent(n, call, p);
+		struct agent_record *a = read_agent(n, call, p);
+		free(p->agent);
+		/* Kept as one block (agent_pack): with its serial, which agent_ok checks. */
+		p->agent = a ? agent_pack(a, true) : NULL;
 		p->agent_gen = gen;
+		agent_record_free(a);
 		if (!p->agent)
 			return NULL;
 	}
