@@ -41,7 +41,8 @@ int datastore_open_sqlite_readonly(const char *path, struct datastore **out, cha
 int datastore_open_pg(const char *conninfo, int max_connections, struct datastore **out, char *err,
 		      size_t errlen);
 /* Checks a connection string without connecting: 0, or -EINVAL with the reason in err (never
- * quoting the string, which may hold a password). safe (may be NULL) receives a description
+ * quoting the string, which may hold a password), or -ENOENT when libpq cannot be loaded (the
+ * first call loads it: pq_dyn.h; every path to a PostgreSQL datastore calls this first). safe (may be NULL) receives a description
  * without any secret, for logs: "host=... port=... dbname=... user=...". */
 int datastore_pg_conninfo_check(const char *conninfo, char *safe, size_t safelen, char *err,
 				size_t errlen);

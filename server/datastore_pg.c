@@ -230,28 +230,28 @@ struct pg *pg_of(struct datastore *ds)
 
 bool r_bool(const PGresult *r, int row, int col)
 {
-	return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+	return !pq_dyn.getisnull(r, row, col) && pq_dyn.getvalue(r, row, col)[0] == 't';
 }
 
 char *r_strdup(const PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+	return pq_dyn.getisnull(r, row, col) ? NULL : xstrdup(pq_dyn.getvalue(r, row, col));
 }
 
 uint8_t *r_bytes(const PGresult *r, int row, int col, size_t *len)
 {
 	*len = 0;
-	if (PQgetisnull(r, row, col))
+	if (pq_dyn.getisnull(r, row, col))
 		return NULL;
 	size_t n = 0;
-	unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+	unsigned char *raw = pq_dyn.unescape_bytea((const unsigned char *)pq_dyn.getvalue(r, row, col), &n);
 	if (!raw || n == 0) {
-		PQfreemem(raw);
+		pq_dyn.freemem(raw);
 		return NULL;
 	}
 	uint8_t *out = xmalloc(n);
 	memcpy(out, raw, n);
-	PQfreemem(raw);
+	pq_dyn.freemem(raw);
 	*len = n;
 	return out;
 }
@@ -263,12 +263,12 @@ static int prepare_all(struct pg *p, PGconn *c, char *err, size_t errlen)
 	for (int i = 0; i < ST__COUNT; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "s%d", i);
-		PGresult *r = PQprepare(c, name, stmt_sql[i], 0, NULL);
-		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-		PQclear(r);
+		PGresult *r = pq_dyn.prepare(c, name, stmt_sql[i], 0, NULL);
+		bool ok = pq_dyn.result_status(r) == PGRES_COMMAND_OK;
+		pq_dyn.clear(r);
 		if (!ok) {
 			char why[256];
-			pg_scrub(p, PQerrorMessage(c), why, sizeof(why));
+			pg_scrub(p, pq_dyn.error_message(c), why, sizeof(why));
 			snprintf(err, errlen, "cannot prepare \"%.80s\": %s", stmt_sql[i], why);
 			return -EIO;
 		}
@@ -296,15 +296,15 @@ static struct pgc *acquire(struct pg *p)
 	}
 	c->busy = true;
 	pthread_mutex_unlock(&p->pool_lock);
-	if (c->conn && (c->broken || PQstatus(c->conn) != CONNECTION_OK)) {
-		PQfinish(c->conn);
+	if (c->conn && (c->broken || pq_dyn.status(c->conn) != CONNECTION_OK)) {
+		pq_dyn.finish(c->conn);
 		c->conn = NULL;
 	}
 	if (!c->conn) {
 		char err[512];
 		c->conn = pg_connect(p, err, sizeof(err));
 		if (c->conn && prepare_all(p, c->conn, err, sizeof(err)) < 0) {
-			PQfinish(c->conn);
+			pq_dyn.finish(c->conn);
 			c->conn = NULL;
 		}
 		if (!c->conn) {
@@ -323,7 +323,7 @@ static struct pgc *acquire(struct pg *p)
 
 static void release(struct pg *p, struct pgc *c)
 {
-	if (PQstatus(c->conn) != CONNECTION_OK || PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+	if (pq_dyn.status(c->conn) != CONNECTION_OK || pq_dyn.transaction_status(c->conn) != PQTRANS_IDLE)
 		c->broken = true;
 	pthread_mutex_lock(&p->pool_lock);
 	c->busy = false;
@@ -342,17 +342,17 @@ static bool retryable(const char *sqlstate)
 /* The outcome of a statement (what for the log): see run. Takes r. */
 static int result(struct pg *p, struct pgc *c, PGresult *r, const char *what, PGresult **out)
 {
-	ExecStatusType st = PQresultStatus(r);
+	ExecStatusType st = pq_dyn.result_status(r);
 	if (out)
 		*out = NULL;
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		if (out)
 			*out = r;
 		else
-			PQclear(r);
+			pq_dyn.clear(r);
 		return 0;
 	}
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	const char *state = pq_dyn.result_error_field(r, PG_DIAG_SQLSTATE);
 	snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
 	int ret = -EIO;
 	if (strcmp(c->sqlstate, "23505") == 0) {
@@ -361,10 +361,10 @@ static int result(struct pg *p, struct pgc *c, PGresult *r, const char *what, PG
 		ret = -EAGAIN;
 	} else {
 		char why[512];
-		pg_scrub(p, PQerrorMessage(c->conn), why, sizeof(why));
+		pg_scrub(p, pq_dyn.error_message(c->conn), why, sizeof(why));
 		log_error("datastore: %.60s: %s", what, why);
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	return ret;
 }
 
@@ -373,26 +373,26 @@ int run(struct pg *p, struct pgc *c, enum stmt_id id, const struct params *pa,
 {
 	char name[16];
 	snprintf(name, sizeof(name), "s%d", (int)id);
-	PGresult *r = PQexecPrepared(c->conn, name, pa ? pa->n : 0, pa ? pa->v : NULL,
-				     pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
+	PGresult *r = pq_dyn.exec_prepared(c->conn, name, pa ? pa->n : 0, pa ? pa->v : NULL,
+					   pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
 	return result(p, c, r, stmt_sql[id], out);
 }
 
 int pg_exec(struct pg *p, struct pgc *c, const char *sql, const struct params *pa,
 	    PGresult **out)
 {
-	PGresult *r = PQexecParams(c->conn, sql, pa ? pa->n : 0, NULL, pa ? pa->v : NULL,
-				   pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
+	PGresult *r = pq_dyn.exec_params(c->conn, sql, pa ? pa->n : 0, NULL, pa ? pa->v : NULL,
+					 pa ? pa->len : NULL, pa ? pa->fmt : NULL, 0);
 	return result(p, c, r, sql, out);
 }
 
 static int simple(struct pgc *c, const char *sql)
 {
-	PGresult *r = PQexec(c->conn, sql);
-	ExecStatusType st = PQresultStatus(r);
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	PGresult *r = pq_dyn.exec(c->conn, sql);
+	ExecStatusType st = pq_dyn.result_status(r);
+	const char *state = pq_dyn.result_error_field(r, PG_DIAG_SQLSTATE);
 	snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
-	PQclear(r);
+	pq_dyn.clear(r);
 	if (st == PGRES_COMMAND_OK)
 		return 0;
 	return retryable(c->sqlstate) ? -EAGAIN : -EIO;
@@ -409,8 +409,8 @@ int change_add(struct pg *p, struct pgc *c, enum ds_change_kind kind, const char
 	int ret = run(p, c, ST_CHANGE_ADD, &pa, &r);
 	if (ret < 0)
 		return ret;
-	c->seq = PQntuples(r) == 1 ? r_int(r, 0, 0) : 0;
-	PQclear(r);
+	c->seq = pq_dyn.ntuples(r) == 1 ? r_int(r, 0, 0) : 0;
+	pq_dyn.clear(r);
 	return c->seq > 0 ? 0 : -EIO;
 }
 
@@ -498,8 +498,8 @@ int one_row(struct pg *p, enum stmt_id id, const struct params *pa)
 	int ret = one(p, id, pa, &r);
 	if (ret < 0)
 		return ret;
-	ret = strcmp(PQcmdTuples(r), "0") == 0 ? -ENOENT : 0;
-	PQclear(r);
+	ret = strcmp(pq_dyn.cmd_tuples(r), "0") == 0 ? -ENOENT : 0;
+	pq_dyn.clear(r);
 	return ret;
 }
 
@@ -511,7 +511,7 @@ static void pg_close(struct datastore *ds)
 	pg_feed_stop(p->feed);
 	for (size_t i = 0; i < p->n_conns; i++)
 		if (p->conns[i].conn)
-			PQfinish(p->conns[i].conn);
+			pq_dyn.finish(p->conns[i].conn);
 	free(p->conns);
 	if (p->conninfo) {
 		explicit_bzero(p->conninfo, strlen(p->conninfo));
@@ -576,24 +576,24 @@ static const struct datastore_ops pg_ops = {
 /* Runs sql on c; 0, or -EIO with the (scrubbed) reason in err. */
 static int exec_sql(struct pg *p, PGconn *c, const char *sql, char *err, size_t errlen)
 {
-	PGresult *r = PQexec(c, sql);
-	ExecStatusType st = PQresultStatus(r);
-	PQclear(r);
+	PGresult *r = pq_dyn.exec(c, sql);
+	ExecStatusType st = pq_dyn.result_status(r);
+	pq_dyn.clear(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return 0;
-	pg_scrub(p, PQerrorMessage(c), err, errlen);
+	pg_scrub(p, pq_dyn.error_message(c), err, errlen);
 	return -EIO;
 }
 
 static int schema_version(PGconn *c, int64_t *v)
 {
-	PGresult *r = PQexec(c, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+	PGresult *r = pq_dyn.exec(c, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
 	int ret = -EIO;
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+	if (pq_dyn.result_status(r) == PGRES_TUPLES_OK && pq_dyn.ntuples(r) == 1) {
 		*v = r_int(r, 0, 0);
 		ret = 0;
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	return ret;
 }
 
@@ -651,20 +651,23 @@ static int migrate(struct pg *p, char *err, size_t errlen)
 	ret = migrate_locked(p, c, err, errlen);
 	exec_sql(p, c, unlock, why, sizeof(why));
 out:
-	PQfinish(c);
+	pq_dyn.finish(c);
 	return ret;
 }
 
 int datastore_pg_conninfo_check(const char *conninfo, char *safe, size_t safelen, char *err,
 				size_t errlen)
 {
+	/* The first PostgreSQL string the process sees: libpq is loaded here (pq_dyn.h). */
+	if (pq_dyn_load(err, errlen) < 0)
+		return -ENOENT;
 	char *msg = NULL;
-	PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, &msg) : NULL;
+	PQconninfoOption *opts = conninfo ? pq_dyn.conninfo_parse(conninfo, &msg) : NULL;
 	if (!opts) {
 		/* libpq's message may quote the string, password included: not repeated. */
 		snprintf(err, errlen, "not a valid libpq connection string (key=value ...) or "
 			 "postgresql:// URI");
-		PQfreemem(msg);
+		pq_dyn.freemem(msg);
 		return -EINVAL;
 	}
 	if (safe && safelen) {
@@ -683,7 +686,7 @@ int datastore_pg_conninfo_check(const char *conninfo, char *safe, size_t safelen
 			}
 		}
 	}
-	PQconninfoFree(opts);
+	pq_dyn.conninfo_free(opts);
 	return 0;
 }
 
@@ -691,11 +694,11 @@ int datastore_pg_conninfo_check(const char *conninfo, char *safe, size_t safelen
 static char *conninfo_password(const char *conninfo)
 {
 	char *pw = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	PQconninfoOption *opts = pq_dyn.conninfo_parse(conninfo, NULL);
 	for (PQconninfoOption *o = opts; o && o->keyword; o++)
 		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
 			pw = xstrdup(o->val);
-	PQconninfoFree(opts);
+	pq_dyn.conninfo_free(opts);
 	return pw;
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "datastore_backend.h"
+#include "pq_dyn.h" /* every libpq call goes through pq_dyn: libpq is loaded on demand */
 
 /* The channel every change transaction notifies (at commit) and every feed follower listens on. */
 #define PG_FEED_CHANNEL "lanyard_changes"
@@ -85,7 +86,7 @@ static inline void p_bytes(struct params *p, const uint8_t *b, size_t len)
 
 static inline int64_t r_int(const PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+	return pq_dyn.getisnull(r, row, col) ? 0 : strtoll(pq_dyn.getvalue(r, row, col), NULL, 10);
 }
 
 /* The body of a transaction on a pooled connection (datastore_pg.c). */

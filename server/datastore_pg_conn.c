@@ -34,26 +34,26 @@ PGconn *pg_connect(struct pg *p, char *err, size_t errlen)
 	 * it (a connect_timeout of its own, say). */
 	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
 	const char *const vals[] = {"10", "lanyard-server", p->conninfo, NULL};
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	PGconn *c = pq_dyn.connectdb_params(keys, vals, 1);
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (PQstatus(c) != CONNECTION_OK) {
-		pg_scrub(p, PQerrorMessage(c), err, errlen);
-		PQfinish(c);
+	if (pq_dyn.status(c) != CONNECTION_OK) {
+		pg_scrub(p, pq_dyn.error_message(c), err, errlen);
+		pq_dyn.finish(c);
 		return NULL;
 	}
 	/* Bounds on anything stuck: a statement, or a transaction left open by a dead thread. */
-	PGresult *r = PQexec(c, "SET statement_timeout = '30s'; "
-				"SET idle_in_transaction_session_timeout = '60s'; "
-				"SET client_min_messages = warning");
-	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PGresult *r = pq_dyn.exec(c, "SET statement_timeout = '30s'; "
+				  "SET idle_in_transaction_session_timeout = '60s'; "
+				  "SET client_min_messages = warning");
+	bool ok = pq_dyn.result_status(r) == PGRES_COMMAND_OK;
 	if (!ok)
-		pg_scrub(p, PQerrorMessage(c), err, errlen);
-	PQclear(r);
+		pg_scrub(p, pq_dyn.error_message(c), err, errlen);
+	pq_dyn.clear(r);
 	if (!ok) {
-		PQfinish(c);
+		pq_dyn.finish(c);
 		return NULL;
 	}
 	return c;

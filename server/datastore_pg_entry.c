@@ -20,12 +20,12 @@
 static struct entry *entry_from_row(const PGresult *r, int row)
 {
 	struct entry *e = xcalloc(1, sizeof(*e));
-	snprintf(e->id, sizeof(e->id), "%s", PQgetvalue(r, row, 0));
+	snprintf(e->id, sizeof(e->id), "%s", pq_dyn.getvalue(r, row, 0));
 	e->spiffe_id = r_strdup(r, row, 1);
 	e->parent_id = r_strdup(r, row, 2);
-	if (datastore_strv_from_text(PQgetvalue(r, row, 3), &e->selectors, &e->n_selectors) < 0 ||
-	    datastore_strv_from_text(PQgetvalue(r, row, 6), &e->dns_names, &e->n_dns_names) < 0 ||
-	    datastore_strv_from_text(PQgetvalue(r, row, 13), &e->federates_with,
+	if (datastore_strv_from_text(pq_dyn.getvalue(r, row, 3), &e->selectors, &e->n_selectors) < 0 ||
+	    datastore_strv_from_text(pq_dyn.getvalue(r, row, 6), &e->dns_names, &e->n_dns_names) < 0 ||
+	    datastore_strv_from_text(pq_dyn.getvalue(r, row, 13), &e->federates_with,
 				     &e->n_federates_with) < 0) {
 		log_error("datastore: entry %s: corrupt list column", e->id);
 		entry_free(e);
@@ -48,7 +48,7 @@ static struct entry *entry_from_row(const PGresult *r, int row)
 static int entries_from_result(const PGresult *r, const struct entry_filter *f, size_t limit,
 			       struct entry ***v, size_t *len, size_t *cap)
 {
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	for (int i = 0; i < rows && *len < limit; i++) {
 		struct entry *e = entry_from_row(r, i);
 		if (!e)
@@ -85,13 +85,13 @@ static int entry_check_dup(struct pg *p, struct pgc *c, struct entry_write *w)
 	int ret = run(p, c, ST_ENTRY_FIND_DUP, &pa, &r);
 	if (ret < 0)
 		return ret;
-	if (PQntuples(r) > 0) {
+	if (pq_dyn.ntuples(r) > 0) {
 		snprintf(w->err, w->errlen,
 			 "an entry with the same SPIFFE ID, parent ID and selectors already exists (id %s)",
-			 PQgetvalue(r, 0, 0));
+			 pq_dyn.getvalue(r, 0, 0));
 		ret = -EEXIST;
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	return ret;
 }
 
@@ -106,8 +106,8 @@ static int entry_write_body(struct pg *p, struct pgc *c, void *arg)
 		p_str(&pa, e->id);
 		if ((ret = run(p, c, ST_ENTRY_LOCK, &pa, &r)) < 0)
 			return ret;
-		int rows = PQntuples(r);
-		PQclear(r);
+		int rows = pq_dyn.ntuples(r);
+		pq_dyn.clear(r);
 		pa.n = 0;
 		if (rows == 0) {
 			snprintf(w->err, w->errlen, "no entry with id %s", e->id);
@@ -137,15 +137,15 @@ static int entry_write_body(struct pg *p, struct pgc *c, void *arg)
 			 "selectors already exists");
 	if (ret < 0)
 		return ret;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
+	if (pq_dyn.ntuples(r) != 1) {
+		pq_dyn.clear(r);
 		snprintf(w->err, w->errlen, "no entry with id %s", e->id);
 		return -ENOENT;
 	}
 	w->e->revision = r_int(r, 0, 0);
 	if (w->update)
 		w->e->created_at = r_int(r, 0, 1);
-	PQclear(r);
+	pq_dyn.clear(r);
 	return change_add(p, c, DS_CHANGE_ENTRY, e->id);
 }
 
@@ -258,8 +258,8 @@ static int change_one_body(struct pg *p, struct pgc *c, void *arg)
 	int ret = run(p, c, a->id, a->pa, &r);
 	if (ret < 0)
 		return ret;
-	bool none = strcmp(PQcmdTuples(r), "0") == 0;
-	PQclear(r);
+	bool none = strcmp(pq_dyn.cmd_tuples(r), "0") == 0;
+	pq_dyn.clear(r);
 	return none ? -ENOENT : change_add(p, c, a->kind, a->key);
 }
 
@@ -287,11 +287,11 @@ int get_row(struct datastore *ds, enum stmt_id id, const char *key, row_reader r
 	int ret = one(pg_of(ds), id, &pa, &r);
 	if (ret < 0)
 		return ret;
-	if (PQntuples(r) == 0)
+	if (pq_dyn.ntuples(r) == 0)
 		ret = -ENOENT;
 	else if (!(*out = reader(r, 0)))
 		ret = -EIO;
-	PQclear(r);
+	pq_dyn.clear(r);
 	return ret;
 }
 
@@ -346,14 +346,14 @@ int pg_entry_list(struct datastore *ds, const struct entry_filter *f, struct ent
 			p_str(&pa, NULL);
 		if ((ret = one(pg_of(ds), which, &pa, &r)) < 0)
 			break;
-		int rows = PQntuples(r);
+		int rows = pq_dyn.ntuples(r);
 		ret = entries_from_result(r, f, limit, &v, &len, &cap);
 		if (ret == 0 && rows > 0) {
 			after_created = r_int(r, rows - 1, 12);
-			snprintf(after_id, sizeof(after_id), "%s", PQgetvalue(r, rows - 1, 0));
+			snprintf(after_id, sizeof(after_id), "%s", pq_dyn.getvalue(r, rows - 1, 0));
 		}
 		bool more = chunked && rows == chunk;
-		PQclear(r);
+		pq_dyn.clear(r);
 		if (ret < 0 || !more || len >= limit)
 			break;
 	}
@@ -372,8 +372,8 @@ static int count(struct datastore *ds, enum stmt_id id, const struct params *pa,
 	int ret = one(pg_of(ds), id, pa, &r);
 	if (ret < 0)
 		return ret;
-	*n = PQntuples(r) == 1 ? r_int(r, 0, 0) : 0;
-	PQclear(r);
+	*n = pq_dyn.ntuples(r) == 1 ? r_int(r, 0, 0) : 0;
+	pq_dyn.clear(r);
 	return 0;
 }
 
@@ -413,7 +413,7 @@ int pg_token_consume(struct datastore *ds, const char *hash, int64_t now, char *
 	int ret = one(pg_of(ds), ST_TOKEN_CONSUME, &pa, &r);
 	if (ret < 0)
 		return ret;
-	if (PQntuples(r) == 0) {
+	if (pq_dyn.ntuples(r) == 0) {
 		ret = -ENOENT;
 	} else {
 		int64_t expires_at = r_int(r, 0, 1);
@@ -422,7 +422,7 @@ int pg_token_consume(struct datastore *ds, const char *hash, int64_t now, char *
 		else if (alias_out)
 			*alias_out = r_strdup(r, 0, 0);
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	return ret;
 }
 
@@ -446,14 +446,14 @@ int pg_token_list(struct datastore *ds, struct ds_token_record **out, size_t *n)
 	int ret = one(pg_of(ds), ST_TOKEN_LIST, NULL, &r);
 	if (ret < 0)
 		return ret;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	struct ds_token_record *v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
 	for (int i = 0; i < rows; i++) {
-		snprintf(v[i].hash, sizeof(v[i].hash), "%s", PQgetvalue(r, i, 0));
+		snprintf(v[i].hash, sizeof(v[i].hash), "%s", pq_dyn.getvalue(r, i, 0));
 		v[i].alias = r_strdup(r, i, 1);
 		v[i].expires_at = r_int(r, i, 2);
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	*out = v;
 	*n = (size_t)rows;
 	return 0;

@@ -110,21 +110,22 @@ static void hole_remove(struct pg_feed *f, int64_t seq)
 
 static void deliver(struct pg_feed *f, const PGresult *r, int row)
 {
-	int kind = atoi(PQgetvalue(r, row, 1));
-	datastore_feed_add(&f->p->base, (enum ds_change_kind)kind, PQgetvalue(r, row, 2));
-	if (!PQgetisnull(r, row, 3))
-		datastore_feed_lag(&f->p->base, (double)strtoll(PQgetvalue(r, row, 3), NULL, 10) / 1e3);
+	int kind = atoi(pq_dyn.getvalue(r, row, 1));
+	datastore_feed_add(&f->p->base, (enum ds_change_kind)kind, pq_dyn.getvalue(r, row, 2));
+	if (!pq_dyn.getisnull(r, row, 3))
+		datastore_feed_lag(&f->p->base, (double)strtoll(pq_dyn.getvalue(r, row, 3), NULL, 10) / 1e3);
 }
 
 static PGresult *query(struct pg_feed *f, const char *sql, const char *param)
 {
-	PGresult *r = PQexecParams(f->conn, sql, param ? 1 : 0, NULL, param ? &param : NULL, NULL,
-				   NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+	PGresult *r = pq_dyn.exec_params(f->conn, sql, param ? 1 : 0, NULL, param ? &param : NULL,
+					 NULL, NULL, 0);
+	ExecStatusType st = pq_dyn.result_status(r);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 		char why[512];
-		pg_scrub(f->p, PQerrorMessage(f->conn), why, sizeof(why));
+		pg_scrub(f->p, pq_dyn.error_message(f->conn), why, sizeof(why));
 		log_warnx("datastore: change feed: %s", why);
-		PQclear(r);
+		pq_dyn.clear(r);
 		return NULL;
 	}
 	return r;
@@ -142,10 +143,10 @@ static int follow_tail(struct pg_feed *f, bool *more)
 			       "ORDER BY seq LIMIT " STR(BATCH), after);
 	if (!r)
 		return -EIO;
-	int rows = PQntuples(r), n = 0;
+	int rows = pq_dyn.ntuples(r), n = 0;
 	*more = rows == BATCH;
 	for (int i = 0; i < rows; i++) {
-		int64_t seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		int64_t seq = strtoll(pq_dyn.getvalue(r, i, 0), NULL, 10);
 		if (seq != low + 1) {
 			if (!f->gap_since_ms)
 				f->gap_since_ms = t;
@@ -172,7 +173,7 @@ static int follow_tail(struct pg_feed *f, bool *more)
 		f->delivered = low;
 		pthread_mutex_unlock(&f->lock);
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	return n;
 }
 
@@ -201,14 +202,14 @@ static int follow_holes(struct pg_feed *f)
 			       "ORDER BY seq", list);
 	if (!r)
 		return -EIO;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	for (int i = 0; i < rows; i++) {
 		pthread_mutex_lock(&f->lock);
-		hole_remove(f, strtoll(PQgetvalue(r, i, 0), NULL, 10));
+		hole_remove(f, strtoll(pq_dyn.getvalue(r, i, 0), NULL, 10));
 		pthread_mutex_unlock(&f->lock);
 		deliver(f, r, i);
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	return rows;
 }
 
@@ -217,7 +218,7 @@ static void prune(struct pg_feed *f)
 	char before[24];
 	snprintf(before, sizeof(before), "%lld", (long long)(now_unix() - PRUNE_AGE_S));
 	PGresult *r = query(f, "DELETE FROM changes WHERE at < $1::bigint", before);
-	PQclear(r);
+	pq_dyn.clear(r);
 }
 
 /* One pass: tail, holes, prune. Returns the milliseconds to wait before the next, or -EIO. */
@@ -250,13 +251,13 @@ static int feed_position(struct pg_feed *f, char *err, size_t errlen)
 {
 	PGresult *r = query(f, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
 			       "FROM changes_seq_seq", NULL);
-	if (!r || PQntuples(r) != 1) {
-		PQclear(r);
+	if (!r || pq_dyn.ntuples(r) != 1) {
+		pq_dyn.clear(r);
 		snprintf(err, errlen, "cannot read the change feed's position");
 		return -EIO;
 	}
-	int64_t end = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
+	int64_t end = strtoll(pq_dyn.getvalue(r, 0, 0), NULL, 10);
+	pq_dyn.clear(r);
 	char arg[24];
 	snprintf(arg, sizeof(arg), "%lld", (long long)end);
 	r = query(f, "SELECT s FROM generate_series(GREATEST($1::bigint - " STR(START_WINDOW)
@@ -272,10 +273,10 @@ static int feed_position(struct pg_feed *f, char *err, size_t errlen)
 	/* The journal's counter starts there, not at 0: a counter value kept from before a
 	 * restart is then never mistaken for a current one (the sequence only grows). */
 	f->p->base.feed_counter = end;
-	for (int i = 0; i < PQntuples(r); i++)
-		hole_add(f, strtoll(PQgetvalue(r, i, 0), NULL, 10), t);
+	for (int i = 0; i < pq_dyn.ntuples(r); i++)
+		hole_add(f, strtoll(pq_dyn.getvalue(r, i, 0), NULL, 10), t);
 	pthread_mutex_unlock(&f->lock);
-	PQclear(r);
+	pq_dyn.clear(r);
 	return 0;
 }
 
@@ -287,11 +288,11 @@ static int feed_connect(struct pg_feed *f, char *err, size_t errlen)
 	PGresult *r = query(f, "LISTEN " PG_FEED_CHANNEL, NULL);
 	if (!r) {
 		snprintf(err, errlen, "cannot LISTEN on the change feed");
-		PQfinish(f->conn);
+		pq_dyn.finish(f->conn);
 		f->conn = NULL;
 		return -EIO;
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	return 0;
 }
 
@@ -299,7 +300,7 @@ static int feed_connect(struct pg_feed *f, char *err, size_t errlen)
 static void wait_event(struct pg_feed *f, int timeout_ms)
 {
 	struct pollfd pfd[2] = {{.fd = f->wake[0], .events = POLLIN},
-				{.fd = f->conn ? PQsocket(f->conn) : -1, .events = POLLIN}};
+				{.fd = f->conn ? pq_dyn.socket(f->conn) : -1, .events = POLLIN}};
 	if (poll(pfd, 2, timeout_ms) <= 0)
 		return;
 	if (pfd[0].revents) {
@@ -308,10 +309,10 @@ static void wait_event(struct pg_feed *f, int timeout_ms)
 			;
 	}
 	if (pfd[1].revents && f->conn) {
-		PQconsumeInput(f->conn);
+		pq_dyn.consume_input(f->conn);
 		PGnotify *n;
-		while ((n = PQnotifies(f->conn)))
-			PQfreemem(n);
+		while ((n = pq_dyn.notifies(f->conn)))
+			pq_dyn.freemem(n);
 	}
 }
 
@@ -341,8 +342,8 @@ static void *feed_main(void *arg)
 			log_info("datastore: change feed: reconnected");
 		}
 		int wait = follow_once(f);
-		if (wait < 0 || PQstatus(f->conn) != CONNECTION_OK) {
-			PQfinish(f->conn);
+		if (wait < 0 || pq_dyn.status(f->conn) != CONNECTION_OK) {
+			pq_dyn.finish(f->conn);
 			f->conn = NULL;
 			continue;
 		}
@@ -366,7 +367,7 @@ void pg_feed_stop(struct pg_feed *f)
 		pthread_join(f->thread, NULL);
 	}
 	if (f->conn)
-		PQfinish(f->conn);
+		pq_dyn.finish(f->conn);
 	close(f->wake[0]);
 	close(f->wake[1]);
 	pthread_mutex_destroy(&f->lock);

@@ -45,8 +45,8 @@ static int count_sql(struct pg *p, struct pgc *c, const char *sql, const struct 
 	int ret = pg_exec(p, c, sql, pa, &r);
 	if (ret < 0)
 		return ret;
-	*n = PQntuples(r) == 1 ? r_int(r, 0, 0) : -1;
-	PQclear(r);
+	*n = pq_dyn.ntuples(r) == 1 ? r_int(r, 0, 0) : -1;
+	pq_dyn.clear(r);
 	return 0;
 }
 

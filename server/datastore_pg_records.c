@@ -25,8 +25,8 @@ static struct agent_record *agent_from_row(const PGresult *r, int row)
 	struct agent_record *a = xcalloc(1, sizeof(*a));
 	a->spiffe_id = r_strdup(r, row, 0);
 	a->attestor = r_strdup(r, row, 1);
-	if (datastore_strv_from_text(PQgetvalue(r, row, 2), &a->selectors, &a->n_selectors) < 0 ||
-	    datastore_strv_from_text(PQgetvalue(r, row, 3), &a->aliases, &a->n_aliases) < 0) {
+	if (datastore_strv_from_text(pq_dyn.getvalue(r, row, 2), &a->selectors, &a->n_selectors) < 0 ||
+	    datastore_strv_from_text(pq_dyn.getvalue(r, row, 3), &a->aliases, &a->n_aliases) < 0) {
 		log_error("datastore: agent %s: corrupt list column", a->spiffe_id);
 		agent_record_free(a);
 		return NULL;
@@ -89,16 +89,16 @@ int pg_agent_list(struct datastore *ds, struct agent_record ***out, size_t *n)
 	int ret = one(pg_of(ds), ST_AGENT_LIST, NULL, &r);
 	if (ret < 0)
 		return ret;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	struct agent_record **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
 	for (int i = 0; i < rows; i++) {
 		if (!(v[i] = agent_from_row(r, i))) {
 			agent_record_array_free(v, (size_t)i);
-			PQclear(r);
+			pq_dyn.clear(r);
 			return -EIO;
 		}
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	*out = v;
 	*n = (size_t)rows;
 	return 0;
@@ -168,10 +168,10 @@ static int ca_set_state_body(struct pg *p, struct pgc *c, void *arg)
 	int ret = run(p, c, ST_CA_SET_STATE, &pa, &r);
 	if (ret < 0)
 		return ret;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	if (rows == 1)
 		*a->state = (int)r_int(r, 0, 0);
-	PQclear(r);
+	pq_dyn.clear(r);
 	return rows == 1 ? change_add(p, c, DS_CHANGE_BUNDLE, a->id) : -ENOENT;
 }
 
@@ -187,11 +187,11 @@ int pg_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
 	int ret = one(pg_of(ds), ST_CA_LIST, NULL, &r);
 	if (ret < 0)
 		return ret;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	struct ca_record **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
 	for (int i = 0; i < rows; i++) {
 		struct ca_record *c = xcalloc(1, sizeof(*c));
-		snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(r, i, 0));
+		snprintf(c->id, sizeof(c->id), "%s", pq_dyn.getvalue(r, i, 0));
 		c->state = (int)r_int(r, i, 1);
 		c->cert_der = r_bytes(r, i, 2, &c->cert_len);
 		c->jwt_kid = r_strdup(r, i, 3);
@@ -201,7 +201,7 @@ int pg_ca_list(struct datastore *ds, struct ca_record ***out, size_t *n)
 		c->created_at = r_int(r, i, 7);
 		v[i] = c;
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	*out = v;
 	*n = (size_t)rows;
 	return 0;
@@ -249,9 +249,9 @@ static void *fed_bundle_reader(const PGresult *r, int row)
 	size_t x509_len;
 	uint8_t *x509 = r_bytes(r, row, 1, &x509_len);
 	struct fed_bundle *b = datastore_fed_bundle_from_cols(
-		PQgetvalue(r, row, 0), x509, x509_len,
-		PQgetisnull(r, row, 2) ? NULL : PQgetvalue(r, row, 2), r_int(r, row, 3),
-		r_int(r, row, 4), r_int(r, row, 5), PQgetvalue(r, row, 6));
+		pq_dyn.getvalue(r, row, 0), x509, x509_len,
+		pq_dyn.getisnull(r, row, 2) ? NULL : pq_dyn.getvalue(r, row, 2), r_int(r, row, 3),
+		r_int(r, row, 4), r_int(r, row, 5), pq_dyn.getvalue(r, row, 6));
 	free(x509);
 	return b;
 }
@@ -272,16 +272,16 @@ int pg_fed_bundle_list(struct datastore *ds, struct fed_bundle ***out, size_t *n
 	int ret = one(pg_of(ds), ST_FED_LIST, NULL, &r);
 	if (ret < 0)
 		return ret;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	struct fed_bundle **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
 	for (int i = 0; i < rows; i++) {
 		if (!(v[i] = fed_bundle_reader(r, i))) {
 			fed_bundle_array_free(v, (size_t)i);
-			PQclear(r);
+			pq_dyn.clear(r);
 			return -EIO;
 		}
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	*out = v;
 	*n = (size_t)rows;
 	return 0;
@@ -321,11 +321,11 @@ int pg_fed_rel_list(struct datastore *ds, char ***docs, size_t *n)
 	int ret = one(pg_of(ds), ST_FED_REL_LIST, NULL, &r);
 	if (ret < 0)
 		return ret;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	char **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
 	for (int i = 0; i < rows; i++)
 		v[i] = r_strdup(r, i, 0);
-	PQclear(r);
+	pq_dyn.clear(r);
 	*docs = v;
 	*n = (size_t)rows;
 	return 0;
@@ -348,11 +348,11 @@ int pg_kv_get_int(struct datastore *ds, const char *key, int64_t *out)
 	int ret = one(pg_of(ds), ST_KV_GET, &pa, &r);
 	if (ret < 0)
 		return ret;
-	if (PQntuples(r) == 0)
+	if (pq_dyn.ntuples(r) == 0)
 		ret = -ENOENT;
 	else
 		*out = r_int(r, 0, 0);
-	PQclear(r);
+	pq_dyn.clear(r);
 	return ret;
 }
 
@@ -418,7 +418,7 @@ int pg_server_list(struct datastore *ds, int64_t live_s, struct server_record **
 	int ret = one(pg_of(ds), ST_SERVER_LIST, &pa, &r);
 	if (ret < 0)
 		return ret;
-	int rows = PQntuples(r);
+	int rows = pq_dyn.ntuples(r);
 	struct server_record **v = rows ? xcalloc((size_t)rows, sizeof(*v)) : NULL;
 	for (int i = 0; i < rows; i++) {
 		struct server_record *c = xcalloc(1, sizeof(*c));
@@ -430,7 +430,7 @@ int pg_server_list(struct datastore *ds, int64_t live_s, struct server_record **
 		c->authorities = r_int(r, i, 5);
 		v[i] = c;
 	}
-	PQclear(r);
+	pq_dyn.clear(r);
 	*out = v;
 	*n = (size_t)rows;
 	return 0;

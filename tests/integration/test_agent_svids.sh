@@ -17,6 +17,14 @@ wait_for 20 grep -q "attested as $AGENT_ID" "$T/agent.log" || fail "agent did no
 wait_for 20 grep -q "connected to server" "$T/agent.log" || fail "agent did not connect"
 ok "attested with a join token as $AGENT_ID"
 
+# libpq is loaded only for a PostgreSQL datastore (server/pq_dyn.h): a SQLite server has served an
+# attestation and node API stream without mapping it, nor has the agent.
+for pid in "$SERVER_PID" "$AGENT_PID"; do
+	[ -r "/proc/$pid/maps" ] || fail "cannot read /proc/$pid/maps"
+	! grep -q 'libpq\.so' "/proc/$pid/maps" || fail "process $pid maps libpq: $(grep libpq "/proc/$pid/maps")"
+done
+ok "neither the SQLite server nor the agent maps libpq"
+
 D="$T/agent/data"
 [ "$(stat -c %a "$D")" = 700 ] || fail "data_dir mode $(stat -c %a "$D")"
 for f in agent_key.pem state.json; do

@@ -128,12 +128,22 @@ if readelf -d "$BIN/lanyard-agent" | grep -q 'NEEDED.*libcurl'; then
 	fail "lanyard-agent links libcurl (it must load it on demand: common/curl_dyn.h)"
 fi
 ok "lanyard-agent does not link libcurl (loaded on demand as $curl_soname)"
+pq_soname=$(sed -n 's/^#define PQ_DYN_SONAME "\(.*\)"$/\1/p' "$SRC/server/pq_dyn.h")
+[ -n "$pq_soname" ] || fail "server/pq_dyn.h names no PQ_DYN_SONAME"
+for d in server agent; do
+	if readelf -d "$BIN/lanyard-$d" | grep -q 'NEEDED.*libpq'; then
+		fail "lanyard-$d links libpq (it must load it on demand: server/pq_dyn.h)"
+	fi
+done
+ok "the daemons do not link libpq (loaded on demand as $pq_soname)"
 if command -v dpkg >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1; then
 	for d in server agent; do
 		dockerfile="$SRC/deploy/docker/Dockerfile.$d"
 		runtime=$(awk '/^FROM/{n++} n>=2' "$dockerfile")
+		dyn="$curl_soname"
+		[ "$d" = server ] && dyn="$dyn $pq_soname"
 		for lib in $(readelf -d "$BIN/lanyard-$d" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p') \
-			"$curl_soname"; do
+			$dyn; do
 			case "$lib" in libasan* | libubsan*) continue ;; esac
 			# An image built with LANYARD_WOLFSSL=sp links wolfSSL statically.
 			case "$lib" in libwolfssl.so*)
