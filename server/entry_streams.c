@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_pack.h"
 #include "entry_id.h"
 #include "log.h"
 #include "node_bundle.h"
@@ -35,7 +36,9 @@ struct sync_stream;
 struct parent_node {
 	struct parent_node *next;
 	uint64_t hash;
-	char *parent; /* one of the stream's parents, owned by the node */
+	/* One of the stream's parents: the agent's own ID or alias points into the stream's agent
+	 * record (not a second copy), any other parent into the nodes' block. */
+	const char *parent;
 	struct sync_stream *s;
 };
 
@@ -52,7 +55,8 @@ struct sync_stream {
 	 * spiffe_id names the stream's agent (stream_agent_id). */
 	struct agent_record *agent;
 	/* One per parent the agent acts as (authz_agent_parents of agent, sorted), linked into
-	 * the parent map; the hash of each stops most comparisons. */
+	 * the parent map; the hash of each stops most comparisons. Whoever replaces agent sets
+	 * the parents again before the map is searched (refresh_stream): nodes point into it. */
 	struct parent_node *nodes;
 	size_t n_parents;
 	uint64_t mark; /* the refresh that last visited it */
@@ -313,21 +317,33 @@ static const char *stream_agent_id(const struct sync_stream *s)
 	return s->agent->spiffe_id;
 }
 
-/* What a stream keeps of its agent's record: what authz_agent_parents reads (ID, selectors,
- * aliases) and banned; not the attestor's name nor the SVID's serial (~80 bytes per stream, for
- * nothing: authorization reads its own copy, node_api.c). */
-static struct agent_record *agent_trim(struct agent_record *a)
+/* What a stream keeps of its agent's record (agent_pack, without the serial: authorization reads
+ * its own copy, node_api.c): what authz_agent_parents reads (ID, selectors, aliases), banned and
+ * not_after, in one block. */
+
+/* The agent's own copy of parent (its ID or one of its aliases), or NULL. */
+static const char *agent_string(const struct agent_record *a, const char *parent)
 {
-	free(a->attestor);
-	free(a->serial);
-	a->attestor = a->serial = NULL;
-	return a;
+	if (strcmp(a->spiffe_id, parent) == 0)
+		return a->spiffe_id;
+	for (size_t i = 0; i < a->n_aliases; i++)
+		if (strcmp(a->aliases[i], parent) == 0)
+			return a->aliases[i];
+	return NULL;
+}
+
+/* The parent nodes and the strings the agent record lacks are one block too (s->nodes). */
+static size_t nodes_size(const struct sync_stream *s)
+{
+	size_t n = s->n_parents * sizeof(*s->nodes);
+	for (size_t i = 0; i < s->n_parents; i++)
+		if (!agent_string(s->agent, s->nodes[i].parent))
+			n += strlen(s->nodes[i].parent) + 1;
+	return n;
 }
 
 static void nodes_free(struct sync_stream *s)
 {
-	for (size_t i = 0; i < s->n_parents; i++)
-		free(s->nodes[i].parent);
 	free(s->nodes);
 	s->nodes = NULL;
 	s->n_parents = 0;
@@ -336,7 +352,7 @@ static void nodes_free(struct sync_stream *s)
 static void stream_free(struct sync_stream *s)
 {
 	free(s->sent);
-	agent_record_free(s->agent);
+	free(s->agent); /* agent_pack */
 	nodes_free(s);
 	free(s);
 }
@@ -406,12 +422,20 @@ static void stream_set_parents(struct entry_streams *es, struct sync_stream *s,
 	nodes_free(s);
 	if (ix && s->agent) {
 		char **parents;
-		s->n_parents = authz_agent_parents(ix, s->agent, &parents);
-		s->nodes = xcalloc(s->n_parents + 1, sizeof(*s->nodes));
-		for (size_t i = 0; i < s->n_parents; i++)
-			s->nodes[i] = (struct parent_node){.hash = str_hash(parents[i]),
-							   .parent = parents[i], .s = s};
-		free(parents); /* the strings are the nodes' now */
+		size_t n = authz_agent_parents(ix, s->agent, &parents), len = n * sizeof(*s->nodes);
+		for (size_t i = 0; i < n; i++)
+			if (!agent_string(s->agent, parents[i]))
+				len += strlen(parents[i]) + 1;
+		s->nodes = xmalloc(len ? len : 1);
+		s->n_parents = n;
+		char *at = (char *)(s->nodes + n);
+		for (size_t i = 0; i < n; i++) {
+			const char *own = agent_string(s->agent, parents[i]);
+			s->nodes[i] = (struct parent_node){
+				.hash = str_hash(parents[i]),
+				.parent = own ? own : agent_pack_str(&at, parents[i]), .s = s};
+		}
+		strv_free(parents, n);
 		map_add(es, s);
 	} else {
 		s->full = true; /* no view yet: everything is compared once there is one */
@@ -716,7 +740,7 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	const struct authz_index *ix = entry_streams_index(es);
 	struct sync_stream *s = xcalloc(1, sizeof(*s));
 	s->call = call;
-	s->agent = a; /* the stream keeps the record: see entry_streams_refresh */
+	s->agent = agent_pack(a, false); /* the stream keeps it: see entry_streams_refresh */
 	s->agent_counter = counter;
 	s->es = es;
 	s->bundle_sequence = -1;
@@ -728,8 +752,8 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	es->streams = s;
 	es->n_streams++;
 	ds_agent_touch(es->ds, a->spiffe_id, NULL, a->not_after, now_unix());
-	agent_trim(a);
-	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
+	agent_record_free(a);
+	log_info("node API: agent %s connected (entry stream open)", stream_agent_id(s));
 	if (es->pend_fed || !es->fed_loaded)
 		fed_reload(es); /* pend_fed stays: the other streams learn of it at the refresh */
 	if (stream_push(es, s, ix, true) == 0)
@@ -767,8 +791,9 @@ static bool stream_reread_agent(struct entry_streams *es, struct sync_stream *s,
 		es->dirty = true;
 		return true;
 	}
-	agent_record_free(s->agent);
-	s->agent = agent_trim(a);
+	free(s->agent);
+	s->agent = agent_pack(a, false);
+	agent_record_free(a);
 	s->agent_stale = false;
 	s->agent_counter = counter;
 	return true;
@@ -913,6 +938,15 @@ struct entry_streams *entry_streams_new(struct datastore *ds, struct ca *ca,
 	es->index_counter = -1;
 	es->scanned_bundle = -1;
 	return es;
+}
+
+size_t entry_streams_held_bytes(const struct entry_streams *es)
+{
+	size_t n = 0;
+	for (const struct sync_stream *s = es->streams; s; s = s->next)
+		n += sizeof(*s) + agent_pack_size(s->agent, false) + nodes_size(s) +
+		     s->n_sent * sizeof(*s->sent);
+	return n;
 }
 
 unsigned entry_streams_count(const struct entry_streams *es)

@@ -12,6 +12,7 @@
 #ifndef LANYARD_ENTRY_STREAMS_H
 #define LANYARD_ENTRY_STREAMS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "authz.h"
@@ -46,6 +47,9 @@ void entry_streams_refresh(struct entry_streams *es);
 /* Ends every stream with UNAVAILABLE: the server is shutting down. */
 void entry_streams_shutdown(struct entry_streams *es);
 unsigned entry_streams_count(const struct entry_streams *es);
+/* The bytes the open streams hold (each stream's own structure, its agent record, its parents
+ * and what it was sent; the allocator's own overhead not counted): for tests and figures. */
+size_t entry_streams_held_bytes(const struct entry_streams *es);
 
 /* The bundle as the node API sends it (streams, Attest, RenewAgent, GetBundle); NULL when the
  * CA cannot give it. Free with entry_streams_bundle_free (NULL-safe). */

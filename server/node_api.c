@@ -15,6 +15,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "agent_pack.h"
 #include "authz.h"
 #include "entry_streams.h"
 #include "grpc_server.h"
@@ -192,19 +193,27 @@ static bool is_agent_svid(const struct node_api *n, const struct agent_record *a
  * was the largest part of authorizing one. Owned by the connection (grpc_conn_data), freed in
  * on_disconnect; touched only on the loop thread. */
 struct peer_ident {
-	char *spiffe_id;
-	char serial[sizeof(((struct x509_info *)0)->serial)];
 	struct agent_record *agent; /* NULL until authorize_cached */
 	uint64_t agent_gen;
+	const char *serial; /* the certificate's serial (hex), stored after spiffe_id */
+	char spiffe_id[];   /* then the serial: one block, no separate allocations */
 };
 
 static void peer_ident_free(struct peer_ident *p)
 {
 	if (!p)
 		return;
-	free(p->spiffe_id);
-	agent_record_free(p->agent);
+	free(p->agent); /* agent_pack */
 	free(p);
+}
+
+static struct peer_ident *peer_ident_new(const char *spiffe_id, const char *serial)
+{
+	size_t id_len = strlen(spiffe_id) + 1, serial_len = strlen(serial) + 1;
+	struct peer_ident *p = xcalloc(1, sizeof(*p) + id_len + serial_len);
+	memcpy(p->spiffe_id, spiffe_id, id_len);
+	p->serial = memcpy(p->spiffe_id + id_len, serial, serial_len);
+	return p;
 }
 
 /* The connection's client identity, parsed on first use; NULL with the call finished. */
@@ -227,9 +236,7 @@ static struct peer_ident *peer_ident(struct grpc_call *call)
 		finishf(call, GRPC_STATUS_UNAUTHENTICATED, "unreadable client certificate: %s", err);
 		return NULL;
 	}
-	p = xcalloc(1, sizeof(*p));
-	p->spiffe_id = xstrdup(info.spiffe_id);
-	memcpy(p->serial, info.serial, sizeof(p->serial));
+	p = peer_ident_new(info.spiffe_id, info.serial);
 	x509_info_free(&info);
 	grpc_conn_set_data(conn, p);
 	/* What authorization needs of it is in p now. */
@@ -297,9 +304,12 @@ const struct agent_record *authorize_cached(struct node_api *n, struct grpc_call
 	if (!p->agent || !cacheable || p->agent_gen != gen) {
 		/* gen was taken before the read: a change during it makes the next call read
 		 * again. */
-		agent_record_free(p->agent);
-		p->agent = read_agent(n, call, p);
+		struct agent_record *a = read_agent(n, call, p);
+		free(p->agent);
+		/* Kept as one block (agent_pack): with its serial, which agent_ok checks. */
+		p->agent = a ? agent_pack(a, true) : NULL;
 		p->agent_gen = gen;
+		agent_record_free(a);
 		if (!p->agent)
 			return NULL;
 	}

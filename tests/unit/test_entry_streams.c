@@ -48,6 +48,7 @@ struct fx {
 	void (*fn)(struct fx *f);
 	bool ran;
 	unsigned count; /* entry_streams_count, read by count_fn */
+	size_t held;    /* entry_streams_held_bytes, read by held_fn */
 };
 
 struct stream {
@@ -155,6 +156,17 @@ static unsigned stream_count(struct fx *f)
 {
 	on_loop(f, count_fn);
 	return f->count;
+}
+
+static void held_fn(struct fx *f)
+{
+	f->held = entry_streams_held_bytes(f->es);
+}
+
+static size_t held_bytes(struct fx *f)
+{
+	on_loop(f, held_fn);
+	return f->held;
 }
 
 /* ---- fixture ---- */
@@ -358,12 +370,20 @@ static void snapshot_carries_entries_and_bundle(void **state)
 	assert_true(m->bundle->n_x509_authorities >= 1);
 	lanyard__node__v1__sync_response__free_unpacked(m, NULL);
 	assert_int_equal(stream_count(f), 1);
+	/* What the stream holds: at least its record (ID, one selector), its one parent (its ID:
+	 * not a second copy) and one sent entry; a figure, printed. */
+	size_t held = held_bytes(f), least = sizeof(struct agent_record) + sizeof(AGENT_A) +
+					    sizeof("join_token:x") + sizeof(char *) + 24;
+	printf("# one open stream (1 selector, 1 parent, 1 entry) holds %zu bytes\n", held);
+	assert_true(held >= least);
+	assert_true(held < least + 512);
 
 	stream_close(&a);
 	/* The cancel reaches the server asynchronously: the stream goes within a bounded wait. */
 	for (int i = 0; i < 50 && stream_count(f) > 0; i++)
 		usleep(100 * 1000);
 	assert_int_equal(stream_count(f), 0);
+	assert_int_equal(held_bytes(f), 0);
 	free(e1);
 	free(other);
 }
