@@ -2,10 +2,10 @@
 # Builds Lanyard's private nghttp2 (LANYARD_NGHTTP2=patched) and prints its prefix.
 #
 # Why: memory per connection (issue 18, 10,000 agents each holding an HTTP/2 connection to one
-# server). Debian 12's nghttp2 1.52 allocates, for every session, a 256-bucket stream map (4 KiB)
-# and two 128-slot HPACK rings (1 KiB each) whether the connection ever uses them or not; an idle
-# node API connection uses one stream and no HPACK table at all (SETTINGS_HEADER_TABLE_SIZE 0
-# both ways). The patches in deploy/nghttp2/ (each says what and why) make those tables start
+# server). Debian 12's nghttp2 1.52 allocates, for every session, a 256-bucket stream map (4 KiB),
+# two 128-slot HPACK rings (1 KiB each) and the HPACK encoder's 128-bucket header map (1 KiB of
+# the session struct) whether the connection ever uses them or not; an idle node API connection
+# uses one stream and no HPACK table at all (SETTINGS_HEADER_TABLE_SIZE 0 both ways). The patches in deploy/nghttp2/ (each says what and why) make those tables start
 # empty and grow on demand, as upstream's later releases do for the map. Everything else is
 # Debian's: the same version, from Debian's own source package with Debian's patches (security
 # fixes included), built lib-only, static, with Debian's hardening flags and one section per
@@ -73,7 +73,8 @@ make -C lib install >"$work/install.log" 2>&1 ||
 rm -f "$prefix"/lib/libnghttp2.so* "$prefix"/lib/libnghttp2.la
 
 # The guarantee this build exists for: a server session that has not opened a stream allocates
-# neither the stream map nor an HPACK ring (the patches' sizes: 256 x 16 and 128 x 8 bytes).
+# neither the stream map nor an HPACK ring nor the encoder's header map (256 x 16, 128 x 8 and
+# 128 x 8 bytes).
 cat >"$work/lazy.c" <<'C'
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
