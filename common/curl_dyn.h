@@ -34,8 +34,9 @@ struct curl_fns {
 	void (*slist_free_all)(struct curl_slist *l);
 };
 
-/* Loads libcurl and runs curl_global_init, once per process (thread-safe; the first call should
- * come before threads that use curl start, as curl_global_init requires). Returns the table, or
+/* Loads libcurl and runs curl_global_init, once per process (thread-safe: pthread_once, and the
+ * libcurl of curl/curl.h, >= 7.84 with the "threadsafe" feature, has a thread-safe
+ * curl_global_init, so the first call may come from any thread at any time). Returns the table, or
  * NULL with the reason in err when libcurl cannot be loaded; later calls give the same answer.
  * The library stays loaded until the process exits. */
 const struct curl_fns *curl_fns_load(char *err, size_t errlen);

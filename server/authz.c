@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "entry_id.h"
 #include "entry_pool.h"
+#include "log.h"
 #include "strv.h"
 #include "util.h"
 
@@ -16,41 +18,58 @@
 /* Three views of one set of entries, each a sorted array kept sorted on every change: a change
  * costs a binary search and a memmove of pointers (microseconds at tens of thousands of
  * entries), and lookups stay binary searches. The entries are entry_pool copies: one block
- * each, parent IDs, selectors and federated trust domains interned. */
+ * each, ids packed, parent IDs, selectors and federated trust domains interned; readers get
+ * views of them (entry_pool_view). */
 struct authz_index {
 	char *server_id;
 	struct entry_pool *pool;
-	struct entry **by_id;		/* owns the entries (the pool's); sorted by id */
-	const struct entry **by_parent; /* sorted by parent_id then id */
+	struct pentry **by_id;		 /* owns the entries (the pool's); sorted by id */
+	const struct pentry **by_parent; /* sorted by parent_id then id */
 	size_t n, cap;
-	const struct entry **aliases;	/* node aliases (parent: server_id), sorted by id */
+	const struct pentry **aliases;	 /* node aliases (parent: server_id), sorted by id */
 	size_t n_aliases, cap_aliases;
 	/* No entry expires before this (INT64_MAX: none expires). A lower bound: removing an
 	 * entry does not raise it, the next authz_index_expire scan does. */
 	int64_t next_expiry;
 };
 
+/* Packed ids sort as their texts (entry_id.h). */
 static int cmp_id(const void *a, const void *b)
 {
-	const struct entry *x = *(const struct entry *const *)a, *y = *(const struct entry *const *)b;
-	return strcmp(x->id, y->id);
+	const struct pentry *x = *(const struct pentry *const *)a;
+	const struct pentry *y = *(const struct pentry *const *)b;
+	return memcmp(x->id, y->id, ENTRY_ID_BYTES);
 }
 
 static int cmp_parent(const void *a, const void *b)
 {
-	const struct entry *x = *(const struct entry *const *)a, *y = *(const struct entry *const *)b;
-	int c = strcmp(x->parent_id, y->parent_id);
-	return c ? c : strcmp(x->id, y->id);
+	const struct pentry *x = *(const struct pentry *const *)a;
+	const struct pentry *y = *(const struct pentry *const *)b;
+	/* Interned: the same parent is the same pointer. */
+	int c = x->parent_id == y->parent_id ? 0 : strcmp(x->parent_id, y->parent_id);
+	return c ? c : memcmp(x->id, y->id, ENTRY_ID_BYTES);
 }
 
-static bool is_alias(const struct authz_index *ix, const struct entry *e)
+static bool is_alias(const struct authz_index *ix, const struct pentry *e)
 {
 	return strcmp(e->parent_id, ix->server_id) == 0;
 }
 
-static bool expired(const struct entry *e, int64_t now)
+static bool expired(int64_t expires_at, int64_t now)
 {
-	return e->expires_at && e->expires_at <= now;
+	return expires_at && expires_at <= now;
+}
+
+/* A packed copy of e, or NULL when its id does not pack (entry_id.h): every id the datastores
+ * make does, and the index and the entry streams keep ids packed. Another id (a hand-edited
+ * database) is left out of the index, with a warning: no agent sees that entry. */
+static struct pentry *pack(struct authz_index *ix, const struct entry *e)
+{
+	struct pentry *d = entry_pool_add(ix->pool, e);
+	if (!d)
+		log_warnx("authorization index: entry \"%s\" left out: its id is not a lowercase "
+			  "UUID (the form the datastore makes)", e->id);
+	return d;
 }
 
 void authz_index_free(struct authz_index *ix)
@@ -72,15 +91,16 @@ static void build_add_page(struct authz_index *ix, struct entry *const *page, si
 			   int64_t now)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (expired(page[i], now))
+		struct pentry *e = expired(page[i]->expires_at, now) ? NULL : pack(ix, page[i]);
+		if (!e)
 			continue;
 		if (ix->n == ix->cap) {
 			ix->cap = ix->cap * 2 + BUILD_PAGE;
 			ix->by_id = xrealloc(ix->by_id, ix->cap * sizeof(*ix->by_id));
 		}
-		if (page[i]->expires_at && page[i]->expires_at < ix->next_expiry)
-			ix->next_expiry = page[i]->expires_at;
-		ix->by_id[ix->n++] = entry_pool_add(ix->pool, page[i]);
+		if (e->expires_at && e->expires_at < ix->next_expiry)
+			ix->next_expiry = e->expires_at;
+		ix->by_id[ix->n++] = e;
 	}
 }
 
@@ -91,7 +111,7 @@ static void build_finish(struct authz_index *ix)
 	qsort(ix->by_id, ix->n, sizeof(*ix->by_id), cmp_id);
 	size_t w = 0;
 	for (size_t i = 0; i < ix->n; i++) {
-		if (w && strcmp(ix->by_id[w - 1]->id, ix->by_id[i]->id) == 0)
+		if (w && memcmp(ix->by_id[w - 1]->id, ix->by_id[i]->id, ENTRY_ID_BYTES) == 0)
 			entry_pool_put(ix->pool, ix->by_id[i]);
 		else
 			ix->by_id[w++] = ix->by_id[i];
@@ -147,7 +167,7 @@ int authz_index_build(struct datastore *ds, const char *server_id, int64_t now,
 }
 
 /* Binary search of a sorted pointer array: true when found, *pos the match or insertion point. */
-static bool bsearch_pos(const struct entry *const *v, size_t n, const struct entry *key,
+static bool bsearch_pos(const struct pentry *const *v, size_t n, const struct pentry *key,
 			int (*cmp)(const void *, const void *), size_t *pos)
 {
 	return sorted_find(v, n, sizeof(*v), &key, cmp, pos);
@@ -169,7 +189,7 @@ static void ptr_remove(const void **v, size_t *n, size_t pos)
 /* Unlinks the entry at by_id[pos] from every view and frees it. */
 static void remove_at(struct authz_index *ix, size_t pos)
 {
-	struct entry *e = ix->by_id[pos];
+	struct pentry *e = ix->by_id[pos];
 	size_t p;
 	if (bsearch_pos(ix->by_parent, ix->n, e, cmp_parent, &p) && ix->by_parent[p] == e)
 		ptr_remove((const void **)ix->by_parent, &(size_t){ix->n}, p);
@@ -180,15 +200,14 @@ static void remove_at(struct authz_index *ix, size_t pos)
 	entry_pool_put(ix->pool, e);
 }
 
-/* Adds a packed copy of e, whose id is not in the index. */
-static void insert(struct authz_index *ix, const struct entry *full)
+/* Adds e, packed, whose id is not in the index. */
+static void insert(struct authz_index *ix, struct pentry *e)
 {
 	if (ix->n == ix->cap) {
 		ix->cap = ix->cap + ix->cap / 2 + 16;
 		ix->by_id = xrealloc(ix->by_id, ix->cap * sizeof(*ix->by_id));
 		ix->by_parent = xrealloc(ix->by_parent, ix->cap * sizeof(*ix->by_parent));
 	}
-	struct entry *e = entry_pool_add(ix->pool, full);
 	size_t p;
 	if (is_alias(ix, e)) {
 		if (ix->n_aliases == ix->cap_aliases) {
@@ -201,7 +220,7 @@ static void insert(struct authz_index *ix, const struct entry *full)
 	}
 	bsearch_pos(ix->by_parent, ix->n, e, cmp_parent, &p);
 	ptr_insert((const void **)ix->by_parent, &(size_t){ix->n}, p, e);
-	bsearch_pos((const struct entry *const *)ix->by_id, ix->n, e, cmp_id, &p);
+	bsearch_pos((const struct pentry *const *)ix->by_id, ix->n, e, cmp_id, &p);
 	ptr_insert((const void **)ix->by_id, &ix->n, p, e);
 	if (e->expires_at && e->expires_at < ix->next_expiry)
 		ix->next_expiry = e->expires_at;
@@ -219,16 +238,28 @@ static bool same_strv(char *const *a, size_t na, char *const *b, size_t nb)
 
 /* Whether replacing old by new (either may be NULL) can change which agents act as which node
  * alias: only the alias's SPIFFE ID and selectors matter. */
-static bool alias_differs(const struct authz_index *ix, const struct entry *old,
-			  const struct entry *new)
+static bool alias_differs(const struct authz_index *ix, const struct pentry *old,
+			  const struct pentry *new)
 {
 	bool a = old && is_alias(ix, old), b = new && is_alias(ix, new);
 	if (!a && !b)
 		return false;
 	if (a != b)
 		return true;
-	return strcmp(old->spiffe_id, new->spiffe_id) != 0 ||
-	       !same_strv(old->selectors, old->n_selectors, new->selectors, new->n_selectors);
+	struct entry vo, vn;
+	entry_pool_view(old, &vo);
+	entry_pool_view(new, &vn);
+	return strcmp(vo.spiffe_id, vn.spiffe_id) != 0 ||
+	       !same_strv(vo.selectors, vo.n_selectors, vn.selectors, vn.n_selectors);
+}
+
+/* The position of the entry id in by_id: true when it is there. */
+static bool find_pos(const struct authz_index *ix, const char *id, size_t *pos)
+{
+	struct pentry key = {0};
+	const struct pentry *kp = &key;
+	return entry_id_pack(id, key.id) &&
+	       bsearch_pos((const struct pentry *const *)ix->by_id, ix->n, kp, cmp_id, pos);
 }
 
 int authz_index_update(struct authz_index *ix, struct datastore *ds, const char *id, int64_t now,
@@ -238,23 +269,16 @@ int authz_index_update(struct authz_index *ix, struct datastore *ds, const char 
 	int r = ds_entry_get(ds, id, &e);
 	if (r < 0 && r != -ENOENT)
 		return r;
-	if (e && expired(e, now)) {
-		entry_free(e);
-		e = NULL;
-	}
-	struct entry key = {0};
-	snprintf(key.id, sizeof(key.id), "%s", id);
+	struct pentry *d = e && !expired(e->expires_at, now) ? pack(ix, e) : NULL;
+	entry_free(e);
 	size_t pos;
-	const struct entry *kp = &key;
-	bool found = strlen(id) < sizeof(key.id) &&
-		     bsearch_pos((const struct entry *const *)ix->by_id, ix->n, kp, cmp_id, &pos);
-	if (alias_differs(ix, found ? ix->by_id[pos] : NULL, e))
+	bool found = find_pos(ix, id, &pos);
+	if (alias_differs(ix, found ? ix->by_id[pos] : NULL, d))
 		*alias_changed = true;
 	if (found)
 		remove_at(ix, pos);
-	if (e)
-		insert(ix, e);
-	entry_free(e);
+	if (d)
+		insert(ix, d);
 	return 0;
 }
 
@@ -266,11 +290,11 @@ void authz_index_expire(struct authz_index *ix, int64_t now, char ***ids, size_t
 	/* One pass over each view, keeping the order, then the expired entries are freed. */
 	size_t w = 0;
 	for (size_t i = 0; i < ix->n; i++)
-		if (!expired(ix->by_parent[i], now))
+		if (!expired(ix->by_parent[i]->expires_at, now))
 			ix->by_parent[w++] = ix->by_parent[i];
 	w = 0;
 	for (size_t i = 0; i < ix->n_aliases; i++) {
-		if (!expired(ix->aliases[i], now))
+		if (!expired(ix->aliases[i]->expires_at, now))
 			ix->aliases[w++] = ix->aliases[i];
 		else
 			*alias_changed = true;
@@ -279,9 +303,11 @@ void authz_index_expire(struct authz_index *ix, int64_t now, char ***ids, size_t
 	int64_t next = INT64_MAX;
 	w = 0;
 	for (size_t i = 0; i < ix->n; i++) {
-		struct entry *e = ix->by_id[i];
-		if (expired(e, now)) {
-			strv_push(ids, n, e->id);
+		struct pentry *e = ix->by_id[i];
+		if (expired(e->expires_at, now)) {
+			char id[ENTRY_ID_TEXT];
+			entry_id_unpack(e->id, id);
+			strv_push(ids, n, id);
 			entry_pool_put(ix->pool, e);
 			continue;
 		}
@@ -298,25 +324,15 @@ size_t authz_index_count(const struct authz_index *ix)
 	return ix->n;
 }
 
-const struct entry *authz_index_at(const struct authz_index *ix, size_t i)
+const struct entry *authz_index_at(const struct authz_index *ix, size_t i, struct entry *view)
 {
-	return i < ix->n ? ix->by_id[i] : NULL;
+	return i < ix->n ? entry_pool_view(ix->by_id[i], view) : NULL;
 }
 
-const struct entry *authz_find(const struct authz_index *ix, const char *id)
+const struct entry *authz_find(const struct authz_index *ix, const char *id, struct entry *view)
 {
-	size_t lo = 0, hi = ix->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(ix->by_id[mid]->id, id);
-		if (c == 0)
-			return ix->by_id[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	size_t pos;
+	return find_pos(ix, id, &pos) ? entry_pool_view(ix->by_id[pos], view) : NULL;
 }
 
 /* The first index in by_parent whose parent_id is >= parent. */
@@ -334,14 +350,14 @@ static size_t lower_bound(const struct authz_index *ix, const char *parent)
 }
 
 /* True when every selector of the node alias entry is among the agent's node selectors. */
-static bool entry_has_selectors_of(const struct entry *a, const struct agent_record *agent)
+static bool entry_has_selectors_of(const struct pentry *a, const struct agent_record *agent)
 {
 	if (a->n_selectors == 0)
 		return false;
 	for (size_t i = 0; i < a->n_selectors; i++) {
 		bool found = false;
 		for (size_t j = 0; j < agent->n_selectors && !found; j++)
-			found = strcmp(a->selectors[i], agent->selectors[j]) == 0;
+			found = strcmp(a->ptrs[i], agent->selectors[j]) == 0;
 		if (!found)
 			return false;
 	}
@@ -359,9 +375,9 @@ static size_t agent_parents(const struct authz_index *ix, const struct agent_rec
 	for (size_t i = 0; i < agent->n_aliases; i++)
 		p[n++] = agent->aliases[i];
 	for (size_t i = 0; i < ix->n_aliases; i++) {
-		const struct entry *a = ix->aliases[i];
+		const struct pentry *a = ix->aliases[i];
 		if (entry_has_selectors_of(a, agent))
-			p[n++] = a->spiffe_id;
+			p[n++] = entry_pool_spiffe_id(a);
 	}
 	*out = p;
 	return n;
@@ -393,14 +409,14 @@ size_t authz_agent_parents(const struct authz_index *ix, const struct agent_reco
 }
 
 int authz_entries_for(const struct authz_index *ix, const struct agent_record *agent,
-		      const struct entry ***out, size_t *n)
+		      struct entry **out, size_t *n)
 {
 	const char **parents;
 	size_t np = agent_parents(ix, agent, &parents);
 	/* The same parent twice (an alias equal to a node alias) must not repeat entries. */
 	np = sort_unique(parents, np);
 	size_t cap = 16, cnt = 0;
-	const struct entry **res = xmalloc(cap * sizeof(*res));
+	const struct pentry **res = xmalloc(cap * sizeof(*res));
 	for (size_t i = 0; i < np; i++) {
 		for (size_t k = lower_bound(ix, parents[i]);
 		     k < ix->n && strcmp(ix->by_parent[k]->parent_id, parents[i]) == 0; k++) {
@@ -414,7 +430,11 @@ int authz_entries_for(const struct authz_index *ix, const struct agent_record *a
 	free(parents);
 	/* Distinct parents have distinct entries: res holds no repeats. */
 	qsort(res, cnt, sizeof(*res), cmp_id);
-	*out = res;
+	struct entry *v = xcalloc(cnt + 1, sizeof(*v));
+	for (size_t i = 0; i < cnt; i++)
+		entry_pool_view(res[i], &v[i]);
+	free(res);
+	*out = v;
 	*n = cnt;
 	return 0;
 }

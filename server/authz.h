@@ -34,16 +34,20 @@ int authz_index_update(struct authz_index *ix, struct datastore *ds, const char 
  * realloc'd array holding *n) and *alias_changed set as above. Cheap when nothing is due. */
 void authz_index_expire(struct authz_index *ix, int64_t now, char ***ids, size_t *n,
 			bool *alias_changed);
-/* Number of entries, and the i-th by id (for tests and diagnostics). */
-size_t authz_index_count(const struct authz_index *ix);
-const struct entry *authz_index_at(const struct authz_index *ix, size_t i);
+/* The index keeps entries packed (entry_pool.h): readers get views, struct entry values that
+ * borrow the index's strings, valid until the index changes; never entry_free'd. */
 
-/* The entries the agent may see, sorted by id (pointers into the index, valid until the index
- * changes). The caller frees *out (the array only). */
+/* Number of entries, and a view of the i-th by id in *view (for tests and diagnostics): view,
+ * or NULL past the end. */
+size_t authz_index_count(const struct authz_index *ix);
+const struct entry *authz_index_at(const struct authz_index *ix, size_t i, struct entry *view);
+
+/* Views of the entries the agent may see, sorted by id. The caller frees *out (the array
+ * only). */
 int authz_entries_for(const struct authz_index *ix, const struct agent_record *agent,
-		      const struct entry ***out, size_t *n);
-/* One entry by id, or NULL. */
-const struct entry *authz_find(const struct authz_index *ix, const char *id);
+		      struct entry **out, size_t *n);
+/* A view of the entry id in *view: view, or NULL when the index does not hold it. */
+const struct entry *authz_find(const struct authz_index *ix, const char *id, struct entry *view);
 /* True when agent may get entry e signed. */
 bool authz_allows(const struct authz_index *ix, const struct agent_record *agent,
 		  const struct entry *e);

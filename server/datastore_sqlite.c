@@ -29,6 +29,14 @@
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
+/* SQLite's page cache (default 2,000 KiB), a server's only copy of the database in its heap: the
+ * index the node API serves from is in memory already (authz.h), and a page missed here is a
+ * pread from the kernel's page cache. Measured (100,000 entries, tmpfs): the default cache was
+ * full after the index build, ~1.7 MB of the server's heap more than 512 KiB. A batch of
+ * thousands of inserts gets a larger one for its transaction (sq_cache_bulk), so that it does
+ * not spill dirty pages to the WAL and read them back; shrinking it afterwards frees the pages. */
+#define CACHE_PRAGMA "PRAGMA cache_size = -512" /* KiB */
+#define BULK_CACHE_PRAGMA "PRAGMA cache_size = -8192"
 #define CHANGE_COUNTER_KEY "change_counter"
 
 /* Schema migrations: migrations[i] takes the schema from version i to i + 1. Never edit a
@@ -218,6 +226,12 @@ int exec_done(struct sq *s, sqlite3_stmt *st)
 		ret = db_error(s, sqlite3_sql(st));
 	sqlite3_reset(st);
 	return ret;
+}
+
+void sq_cache_bulk(struct sq *s, bool bulk)
+{
+	/* Only a cache size: a failure costs speed, never correctness. */
+	sqlite3_exec(s->db, bulk ? BULK_CACHE_PRAGMA : CACHE_PRAGMA, NULL, NULL, NULL);
 }
 
 int tx_begin(struct sq *s)
@@ -509,7 +523,8 @@ int datastore_open_sqlite(const char *path, struct datastore **out, char *err, s
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", why, sizeof(why)) < 0 ||
 	    exec_sql(s->db, "PRAGMA synchronous = FULL", why, sizeof(why)) < 0 ||
-	    exec_sql(s->db, "PRAGMA foreign_keys = ON", why, sizeof(why)) < 0) {
+	    exec_sql(s->db, "PRAGMA foreign_keys = ON", why, sizeof(why)) < 0 ||
+	    exec_sql(s->db, CACHE_PRAGMA, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "cannot set up database %s: %s", path, why);
 		ret = -EIO;
 		goto fail;

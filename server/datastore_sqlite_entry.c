@@ -245,22 +245,25 @@ int sq_entry_create_batch(struct datastore *ds, struct entry **v, size_t n,
 				 size_t *failed, char *err, size_t errlen)
 {
 	struct sq *s = sq_of(ds);
+	sq_cache_bulk(s, true);
 	int ret = tx_begin(s);
 	if (ret < 0) {
 		snprintf(err, errlen, "database error");
-		return ret;
+		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		ret = entry_write(s, v[i], ST_ENTRY_INSERT, err, errlen);
 		if (ret < 0) {
 			*failed = i;
 			tx_rollback(s);
-			return ret;
+			goto out;
 		}
 	}
 	ret = tx_commit(s);
 	if (ret < 0)
 		snprintf(err, errlen, "database error");
+out:
+	sq_cache_bulk(s, false);
 	return ret;
 }
 

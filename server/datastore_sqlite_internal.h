@@ -47,6 +47,8 @@ int db_error(struct sq *s, const char *what);
 int exec_done(struct sq *s, sqlite3_stmt *st);
 struct sq *sq_of(struct datastore *ds);
 sqlite3_stmt *stmt(struct sq *s, enum stmt_id id);
+/* The page cache for a bulk transaction (true) or the usual small one (false). */
+void sq_cache_bulk(struct sq *s, bool bulk);
 int tx_begin(struct sq *s);
 int tx_commit(struct sq *s);
 void tx_rollback(struct sq *s);

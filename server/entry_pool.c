@@ -151,69 +151,114 @@ unsigned entry_pool_refs(const struct entry_pool *p, const char *s)
 
 /* ---- packed entries ---- */
 
-/* The block starts with the struct: no padding there (entry.h orders the members for it). */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct entry) == 152,
-	       "struct entry has padding again: reorder its members");
+enum { PENTRY_ADMIN = 1, PENTRY_DOWNSTREAM = 2, PENTRY_MANAGED = 4, PENTRY_HINT = 8 };
+
+/* The header carries no padding the arrays would waste. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct pentry) == 56,
+	       "struct pentry has padding: reorder its members");
 
 static size_t str_size(const char *s)
 {
 	return s ? strlen(s) + 1 : 0;
 }
 
-/* Copies s to *at (advanced past it); NULL for NULL. */
+/* Copies s to *at (advanced past it). */
 static char *put_str(char **at, const char *s)
 {
-	if (!s)
-		return NULL;
 	size_t len = strlen(s) + 1;
 	char *d = memcpy(*at, s, len);
 	*at += len;
 	return d;
 }
 
-/* n pointers from *ptrs (advanced past them) to interned copies of v; NULL when n is 0. */
-static char **intern_strv(struct entry_pool *p, char ***ptrs, char *const *v, size_t n)
+static char **sel_of(const struct pentry *e)
 {
-	if (!n)
-		return NULL;
-	char **d = *ptrs;
-	for (size_t i = 0; i < n; i++)
-		d[i] = (char *)entry_pool_intern(p, v[i]);
-	*ptrs += n;
-	return d;
+	return (char **)e->ptrs;
 }
 
-struct entry *entry_pool_add(struct entry_pool *p, const struct entry *e)
+static char **fed_of(const struct pentry *e)
 {
+	return (char **)e->ptrs + e->n_selectors;
+}
+
+static char **dns_of(const struct pentry *e)
+{
+	return (char **)e->ptrs + e->n_selectors + e->n_federates_with;
+}
+
+const char *entry_pool_spiffe_id(const struct pentry *e)
+{
+	return (const char *)(dns_of(e) + e->n_dns_names);
+}
+
+struct pentry *entry_pool_add(struct entry_pool *p, const struct entry *e)
+{
+	uint8_t id[ENTRY_ID_BYTES];
+	if (!entry_id_pack(e->id, id) || e->n_selectors > UINT16_MAX ||
+	    e->n_dns_names > UINT16_MAX || e->n_federates_with > UINT16_MAX)
+		return NULL;
 	size_t nptr = e->n_selectors + e->n_dns_names + e->n_federates_with;
-	size_t strs = str_size(e->spiffe_id) + str_size(e->hint);
+	size_t strs = str_size(e->spiffe_id ? e->spiffe_id : "") + str_size(e->hint);
 	for (size_t i = 0; i < e->n_dns_names; i++)
 		strs += str_size(e->dns_names[i]);
-	/* sizeof(struct entry) is a multiple of a pointer's alignment: the arrays follow it. */
-	struct entry *d = xmalloc(sizeof(*d) + nptr * sizeof(char *) + strs);
-	*d = *e;
-	d->refs = 1;
-	char **ptrs = (char **)(void *)(d + 1);
-	char *at = (char *)(ptrs + nptr);
-	d->spiffe_id = put_str(&at, e->spiffe_id);
-	d->hint = put_str(&at, e->hint);
-	d->parent_id = (char *)entry_pool_intern(p, e->parent_id);
-	d->selectors = intern_strv(p, &ptrs, e->selectors, e->n_selectors);
-	d->federates_with = intern_strv(p, &ptrs, e->federates_with, e->n_federates_with);
-	d->dns_names = e->n_dns_names ? ptrs : NULL;
+	struct pentry *d = xmalloc(sizeof(*d) + nptr * sizeof(char *) + strs);
+	d->revision = e->revision;
+	d->expires_at = e->expires_at;
+	d->parent_id = entry_pool_intern(p, e->parent_id ? e->parent_id : "");
+	d->x509_svid_ttl = e->x509_svid_ttl;
+	d->jwt_svid_ttl = e->jwt_svid_ttl;
+	memcpy(d->id, id, sizeof(id));
+	d->n_selectors = (uint16_t)e->n_selectors;
+	d->n_dns_names = (uint16_t)e->n_dns_names;
+	d->n_federates_with = (uint16_t)e->n_federates_with;
+	d->flags = (uint8_t)((e->admin ? PENTRY_ADMIN : 0) | (e->downstream ? PENTRY_DOWNSTREAM : 0) |
+			     (e->managed ? PENTRY_MANAGED : 0) | (e->hint ? PENTRY_HINT : 0));
+	for (size_t i = 0; i < e->n_selectors; i++)
+		sel_of(d)[i] = (char *)entry_pool_intern(p, e->selectors[i]);
+	for (size_t i = 0; i < e->n_federates_with; i++)
+		fed_of(d)[i] = (char *)entry_pool_intern(p, e->federates_with[i]);
+	char *at = (char *)(dns_of(d) + d->n_dns_names);
+	put_str(&at, e->spiffe_id ? e->spiffe_id : "");
+	if (e->hint)
+		put_str(&at, e->hint);
 	for (size_t i = 0; i < e->n_dns_names; i++)
-		ptrs[i] = put_str(&at, e->dns_names[i]);
+		dns_of(d)[i] = put_str(&at, e->dns_names[i]);
 	return d;
 }
 
-void entry_pool_put(struct entry_pool *p, struct entry *e)
+void entry_pool_put(struct entry_pool *p, struct pentry *e)
 {
 	if (!e)
 		return;
 	entry_pool_release(p, e->parent_id);
 	for (size_t i = 0; i < e->n_selectors; i++)
-		entry_pool_release(p, e->selectors[i]);
+		entry_pool_release(p, sel_of(e)[i]);
 	for (size_t i = 0; i < e->n_federates_with; i++)
-		entry_pool_release(p, e->federates_with[i]);
+		entry_pool_release(p, fed_of(e)[i]);
 	free(e);
+}
+
+const struct entry *entry_pool_view(const struct pentry *e, struct entry *view)
+{
+	*view = (struct entry){
+		.admin = e->flags & PENTRY_ADMIN,
+		.downstream = e->flags & PENTRY_DOWNSTREAM,
+		.managed = e->flags & PENTRY_MANAGED,
+		.x509_svid_ttl = e->x509_svid_ttl,
+		.jwt_svid_ttl = e->jwt_svid_ttl,
+		.spiffe_id = (char *)entry_pool_spiffe_id(e),
+		.parent_id = (char *)e->parent_id,
+		.selectors = e->n_selectors ? sel_of(e) : NULL,
+		.n_selectors = e->n_selectors,
+		.dns_names = e->n_dns_names ? dns_of(e) : NULL,
+		.n_dns_names = e->n_dns_names,
+		.federates_with = e->n_federates_with ? fed_of(e) : NULL,
+		.n_federates_with = e->n_federates_with,
+		.expires_at = e->expires_at,
+		.revision = e->revision,
+	};
+	if (e->flags & PENTRY_HINT)
+		view->hint = view->spiffe_id + strlen(view->spiffe_id) + 1;
+	entry_id_unpack(e->id, view->id);
+	return view;
 }

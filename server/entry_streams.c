@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "entry_id.h"
 #include "log.h"
+#include "node_bundle.h"
 #include "strv.h"
 #include "util.h"
-#include "x509.h"
 
 /* Entries per SyncResponse message, so that a large set never needs one huge message. */
 #define SYNC_CHUNK 256
@@ -18,12 +19,15 @@
 /* Changes waiting for the next refresh beyond this: streams are all recomputed instead. */
 #define MAX_PENDING 4096
 
-/* The id is kept inline: no allocation per entry and stream (100,000 of them in the fleet
- * benchmark). An id the datastore made is a UUID; a longer one is never in the index. */
+/* The id is kept inline and packed (entry_id.h): 24 bytes per entry and stream, 100,000 of them
+ * in the fleet benchmark. The index holds only ids that pack (authz.h). */
 struct sent_entry {
-	char id[sizeof(((struct entry *)0)->id)];
+	uint8_t id[ENTRY_ID_BYTES];
 	int64_t revision;
 };
+
+/* The text of sent ids, for the removals a message lists. */
+typedef char id_text[ENTRY_ID_TEXT];
 
 struct sync_stream;
 
@@ -31,7 +35,7 @@ struct sync_stream;
 struct parent_node {
 	struct parent_node *next;
 	uint64_t hash;
-	const char *parent; /* the stream's parents[i] */
+	char *parent; /* one of the stream's parents, owned by the node */
 	struct sync_stream *s;
 };
 
@@ -47,9 +51,9 @@ struct sync_stream {
 	 * (upsert, eviction, ban), or when the journal cannot tell (agent_stale). Never NULL: its
 	 * spiffe_id names the stream's agent (stream_agent_id). */
 	struct agent_record *agent;
-	char **parents; /* authz_agent_parents of agent: sorted */
-	uint64_t *parent_hashes; /* str_hash of each: most comparisons stop there */
-	struct parent_node *nodes; /* one per parent, linked into the parent map */
+	/* One per parent the agent acts as (authz_agent_parents of agent, sorted), linked into
+	 * the parent map; the hash of each stops most comparisons. */
+	struct parent_node *nodes;
 	size_t n_parents;
 	uint64_t mark; /* the refresh that last visited it */
 	struct sent_entry *sent; /* sorted by id */
@@ -105,53 +109,12 @@ struct entry_streams {
 
 /* ---- the bundle, as the node API sends it ---- */
 
-/* A Bundle message of td's authorities (jwt_expires_at may be NULL: no expiry). */
-static Lanyard__Node__V1__Bundle *bundle_pb(const char *td, int64_t sequence, int64_t hint,
-					    const uint8_t *x509, size_t x509_len,
-					    const struct jwks *jwt, const int64_t *jwt_expires_at)
-{
-	Lanyard__Node__V1__Bundle *pb = xcalloc(1, sizeof(*pb));
-	lanyard__node__v1__bundle__init(pb);
-	pb->trust_domain = xstrdup(td);
-	pb->sequence = sequence;
-	pb->refresh_hint = hint;
-	const uint8_t **certs = NULL;
-	size_t *lens = NULL, nc = 0;
-	if (x509_len && x509_split_der(x509, x509_len, &certs, &lens, &nc) == 0) {
-		pb->x509_authorities = xcalloc(nc + 1, sizeof(ProtobufCBinaryData));
-		pb->n_x509_authorities = nc;
-		for (size_t i = 0; i < nc; i++) {
-			pb->x509_authorities[i].data = xmalloc(lens[i]);
-			memcpy(pb->x509_authorities[i].data, certs[i], lens[i]);
-			pb->x509_authorities[i].len = lens[i];
-		}
-	}
-	free(certs);
-	free(lens);
-	size_t nj = jwks_count(jwt);
-	pb->jwt_authorities = xcalloc(nj + 1, sizeof(*pb->jwt_authorities));
-	pb->n_jwt_authorities = nj;
-	for (size_t i = 0; i < nj; i++) {
-		Lanyard__Node__V1__JWTKey *k = xcalloc(1, sizeof(*k));
-		lanyard__node__v1__jwtkey__init(k);
-		const uint8_t *spki;
-		size_t spki_len;
-		k->kid = xstrdup(jwks_get(jwt, i, &spki, &spki_len));
-		k->public_key.data = xmalloc(spki_len);
-		memcpy(k->public_key.data, spki, spki_len);
-		k->public_key.len = spki_len;
-		k->expires_at = jwt_expires_at ? jwt_expires_at[i] : 0;
-		pb->jwt_authorities[i] = k;
-	}
-	return pb;
-}
-
 Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
 {
 	struct ca_bundle b;
 	if (ca_bundle_get(es->ca, &b) < 0)
 		return NULL;
-	Lanyard__Node__V1__Bundle *pb = bundle_pb(es->trust_domain, b.sequence, 300, b.x509,
+	Lanyard__Node__V1__Bundle *pb = node_bundle_pb(es->trust_domain, b.sequence, 300, b.x509,
 						  b.x509_len, b.jwt, b.jwt_expires_at);
 	pb->tainted = xcalloc(b.n_tainted + 1, sizeof(*pb->tainted));
 	pb->n_tainted = b.n_tainted;
@@ -171,26 +134,7 @@ Lanyard__Node__V1__Bundle *entry_streams_bundle(struct entry_streams *es)
 
 void entry_streams_bundle_free(Lanyard__Node__V1__Bundle *pb)
 {
-	if (!pb)
-		return;
-	free(pb->trust_domain);
-	for (size_t i = 0; i < pb->n_x509_authorities; i++)
-		free(pb->x509_authorities[i].data);
-	free(pb->x509_authorities);
-	for (size_t i = 0; i < pb->n_jwt_authorities; i++) {
-		free(pb->jwt_authorities[i]->kid);
-		free(pb->jwt_authorities[i]->public_key.data);
-		free(pb->jwt_authorities[i]);
-	}
-	for (size_t i = 0; i < pb->n_tainted; i++) {
-		free(pb->tainted[i]->id);
-		free(pb->tainted[i]->jwt_kid);
-		free(pb->tainted[i]->x509_authority.data);
-		free(pb->tainted[i]);
-	}
-	free(pb->tainted);
-	free(pb->jwt_authorities);
-	free(pb);
+	node_bundle_free(pb);
 }
 
 /* ---- the authorization index and the changes pending for the streams ---- */
@@ -306,7 +250,8 @@ const struct authz_index *entry_streams_index(struct entry_streams *es)
 				es->pend_agents[k].counter = ch[i].counter;
 				continue;
 			}
-			const struct entry *old = authz_find(es->index, ch[i].id);
+			struct entry view;
+			const struct entry *old = authz_find(es->index, ch[i].id, &view);
 			if (old)
 				strv_push(&es->pend_parents, &es->n_pend_parents, old->parent_id);
 			if (authz_index_update(es->index, es->ds, ch[i].id, now,
@@ -368,13 +313,31 @@ static const char *stream_agent_id(const struct sync_stream *s)
 	return s->agent->spiffe_id;
 }
 
+/* What a stream keeps of its agent's record: what authz_agent_parents reads (ID, selectors,
+ * aliases) and banned; not the attestor's name nor the SVID's serial (~80 bytes per stream, for
+ * nothing: authorization reads its own copy, node_api.c). */
+static struct agent_record *agent_trim(struct agent_record *a)
+{
+	free(a->attestor);
+	free(a->serial);
+	a->attestor = a->serial = NULL;
+	return a;
+}
+
+static void nodes_free(struct sync_stream *s)
+{
+	for (size_t i = 0; i < s->n_parents; i++)
+		free(s->nodes[i].parent);
+	free(s->nodes);
+	s->nodes = NULL;
+	s->n_parents = 0;
+}
+
 static void stream_free(struct sync_stream *s)
 {
 	free(s->sent);
 	agent_record_free(s->agent);
-	strv_free(s->parents, s->n_parents);
-	free(s->parent_hashes);
-	free(s->nodes);
+	nodes_free(s);
 	free(s);
 }
 
@@ -387,7 +350,7 @@ static uint64_t str_hash(const char *s)
 static bool stream_has_parent(const struct sync_stream *s, const char *parent, uint64_t hash)
 {
 	for (size_t i = 0; i < s->n_parents; i++)
-		if (s->parent_hashes[i] == hash && strcmp(s->parents[i], parent) == 0)
+		if (s->nodes[i].hash == hash && strcmp(s->nodes[i].parent, parent) == 0)
 			return true;
 	return false;
 }
@@ -418,8 +381,6 @@ static void map_add(struct entry_streams *es, struct sync_stream *s)
 		free(old);
 	}
 	for (size_t i = 0; i < s->n_parents; i++) {
-		s->nodes[i] = (struct parent_node){.hash = s->parent_hashes[i],
-						   .parent = s->parents[i], .s = s};
 		map_link(es, &s->nodes[i]);
 		es->n_nodes++;
 	}
@@ -442,19 +403,15 @@ static void stream_set_parents(struct entry_streams *es, struct sync_stream *s,
 			       const struct authz_index *ix)
 {
 	map_del(es, s);
-	strv_free(s->parents, s->n_parents);
-	free(s->parent_hashes);
-	free(s->nodes);
-	s->parents = NULL;
-	s->parent_hashes = NULL;
-	s->nodes = NULL;
-	s->n_parents = 0;
+	nodes_free(s);
 	if (ix && s->agent) {
-		s->n_parents = authz_agent_parents(ix, s->agent, &s->parents);
-		s->parent_hashes = xcalloc(s->n_parents + 1, sizeof(*s->parent_hashes));
+		char **parents;
+		s->n_parents = authz_agent_parents(ix, s->agent, &parents);
 		s->nodes = xcalloc(s->n_parents + 1, sizeof(*s->nodes));
 		for (size_t i = 0; i < s->n_parents; i++)
-			s->parent_hashes[i] = str_hash(s->parents[i]);
+			s->nodes[i] = (struct parent_node){.hash = str_hash(parents[i]),
+							   .parent = parents[i], .s = s};
+		free(parents); /* the strings are the nodes' now */
 		map_add(es, s);
 	} else {
 		s->full = true; /* no view yet: everything is compared once there is one */
@@ -525,7 +482,7 @@ static int stream_send(struct entry_streams *es, struct sync_stream *s, const st
 static int stream_push(struct entry_streams *es, struct sync_stream *s,
 		       const struct authz_index *ix, bool initial)
 {
-	const struct entry **cur = NULL;
+	struct entry *cur = NULL;
 	size_t n_cur = 0;
 	if (ix && s->agent)
 		authz_entries_for(ix, s->agent, &cur, &n_cur);
@@ -533,16 +490,26 @@ static int stream_push(struct entry_streams *es, struct sync_stream *s,
 	/* Both lists are sorted by id: one merge pass finds upserts and removals. */
 	const struct entry **ups = xcalloc(n_cur + 1, sizeof(*ups));
 	char **removed = xcalloc(s->n_sent + 1, sizeof(*removed));
+	id_text *texts = xcalloc(s->n_sent + 1, sizeof(*texts));
+	/* Exactly n_cur: it becomes sent, kept for the stream's life. */
+	struct sent_entry *now = xcalloc(n_cur ? n_cur : 1, sizeof(*now));
+	for (size_t k = 0; k < n_cur; k++) {
+		entry_id_pack(cur[k].id, now[k].id); /* packs: the index holds no other */
+		now[k].revision = cur[k].revision;
+	}
 	size_t n_ups = 0, n_rem = 0, i = 0, j = 0;
 	while (i < n_cur || j < s->n_sent) {
-		int c = i == n_cur ? 1 : j == s->n_sent ? -1 : strcmp(cur[i]->id, s->sent[j].id);
+		int c = i == n_cur ? 1 : j == s->n_sent ? -1 : memcmp(now[i].id, s->sent[j].id,
+								       ENTRY_ID_BYTES);
 		if (c < 0) {
-			ups[n_ups++] = cur[i++];
+			ups[n_ups++] = &cur[i++];
 		} else if (c > 0) {
-			removed[n_rem++] = s->sent[j++].id;
+			entry_id_unpack(s->sent[j++].id, texts[n_rem]);
+			removed[n_rem] = texts[n_rem];
+			n_rem++;
 		} else {
-			if (cur[i]->revision != s->sent[j].revision)
-				ups[n_ups++] = cur[i];
+			if (cur[i].revision != s->sent[j].revision)
+				ups[n_ups++] = &cur[i];
 			i++;
 			j++;
 		}
@@ -551,15 +518,14 @@ static int stream_push(struct entry_streams *es, struct sync_stream *s,
 			      ca_bundle_sequence(es->ca));
 	if (ret == 0 && (initial || n_ups || n_rem)) {
 		free(s->sent);
-		s->sent = xcalloc(n_cur + 1, sizeof(*s->sent));
-		for (size_t k = 0; k < n_cur; k++) {
-			memcpy(s->sent[k].id, cur[k]->id, sizeof(s->sent[k].id));
-			s->sent[k].revision = cur[k]->revision;
-		}
+		s->sent = now;
 		s->n_sent = n_cur;
+		now = NULL;
 	}
 	if (ret == 0 && ix && s->agent)
 		s->full = false;
+	free(now);
+	free(texts);
 	free(ups);
 	free(removed);
 	free(cur);
@@ -568,10 +534,11 @@ static int stream_push(struct entry_streams *es, struct sync_stream *s,
 
 static int cmp_sent_id(const void *elem, const void *key)
 {
-	return strcmp(((const struct sent_entry *)elem)->id, key);
+	return memcmp(((const struct sent_entry *)elem)->id, key, ENTRY_ID_BYTES);
 }
 
-static bool sent_find(const struct sync_stream *s, const char *id, size_t *pos)
+/* Whether the stream was sent the entry of packed id, and where it is or would go. */
+static bool sent_find(const struct sync_stream *s, const uint8_t *id, size_t *pos)
 {
 	return sorted_find(s->sent, s->n_sent, sizeof(*s->sent), id, cmp_sent_id, pos);
 }
@@ -579,7 +546,10 @@ static bool sent_find(const struct sync_stream *s, const char *id, size_t *pos)
 /* The entries changed since the last refresh, looked up once for all streams. */
 struct changed {
 	const char *id;
-	const struct entry *e; /* NULL: gone */
+	uint8_t packed[ENTRY_ID_BYTES];
+	bool packs; /* false: an id the index cannot hold, so no stream was sent it either */
+	const struct entry *e; /* NULL: gone; else view */
+	struct entry view;
 	uint64_t parent_hash;
 };
 
@@ -589,48 +559,54 @@ static int stream_delta(struct entry_streams *es, struct sync_stream *s, const s
 			size_t n_ids, int64_t seq)
 {
 	const struct entry *ups_small[8];
+	const struct changed *upc_small[8];
 	char *removed_small[8];
 	/* Most changes concern one entry and most streams none of it: no allocation then. */
 	const struct entry **ups = n_ids <= 8 ? ups_small : xcalloc(n_ids, sizeof(*ups));
+	const struct changed **upc = n_ids <= 8 ? upc_small : xcalloc(n_ids, sizeof(*upc));
 	char **removed = n_ids <= 8 ? removed_small : xcalloc(n_ids, sizeof(*removed));
 	size_t n_ups = 0, n_rem = 0, pos;
 	for (size_t i = 0; i < n_ids; i++) {
 		const struct entry *e = ch[i].e;
-		bool visible = e && stream_has_parent(s, e->parent_id, ch[i].parent_hash);
-		bool sent = sent_find(s, ch[i].id, &pos);
-		if (visible && (!sent || s->sent[pos].revision != e->revision))
+		bool visible = ch[i].packs && e &&
+			       stream_has_parent(s, e->parent_id, ch[i].parent_hash);
+		bool sent = ch[i].packs && sent_find(s, ch[i].packed, &pos);
+		if (visible && (!sent || s->sent[pos].revision != e->revision)) {
+			upc[n_ups] = &ch[i];
 			ups[n_ups++] = e;
-		else if (!visible && sent)
-			removed[n_rem++] = s->sent[pos].id;
+		} else if (!visible && sent) {
+			removed[n_rem++] = (char *)ch[i].id; /* the same text */
+		}
 	}
 	int ret = stream_send(es, s, ups, n_ups, removed, n_rem, false, seq);
-	if (ret == 0 && n_rem) {
-		/* removed points into sent: the removed ids are blanked, then the rest closes up. */
-		for (size_t i = 0; i < n_rem; i++)
-			removed[i][0] = '\0';
-		size_t w = 0;
-		for (size_t k = 0; k < s->n_sent; k++)
-			if (s->sent[k].id[0])
-				s->sent[w++] = s->sent[k];
-		s->n_sent = w;
+	for (size_t i = 0; ret == 0 && i < n_rem; i++) {
+		/* Still there: only this function removes from sent. */
+		uint8_t id[ENTRY_ID_BYTES];
+		if (entry_id_pack(removed[i], id) && sent_find(s, id, &pos)) {
+			memmove(&s->sent[pos], &s->sent[pos + 1],
+				(s->n_sent - pos - 1) * sizeof(*s->sent));
+			s->n_sent--;
+		}
 	}
 	if (ret == 0) {
 		if (n_ups)
 			s->sent = xrealloc(s->sent, (s->n_sent + n_ups + 1) * sizeof(*s->sent));
 		for (size_t i = 0; i < n_ups; i++) {
-			if (sent_find(s, ups[i]->id, &pos)) {
+			if (sent_find(s, upc[i]->packed, &pos)) {
 				s->sent[pos].revision = ups[i]->revision;
 				continue;
 			}
 			memmove(&s->sent[pos + 1], &s->sent[pos],
 				(s->n_sent - pos) * sizeof(*s->sent));
-			memcpy(s->sent[pos].id, ups[i]->id, sizeof(s->sent[pos].id));
+			memcpy(s->sent[pos].id, upc[i]->packed, ENTRY_ID_BYTES);
 			s->sent[pos].revision = ups[i]->revision;
 			s->n_sent++;
 		}
 	}
 	if (ups != ups_small)
 		free(ups);
+	if (upc != upc_small)
+		free(upc);
 	if (removed != removed_small)
 		free(removed);
 	return ret;
@@ -689,7 +665,10 @@ static int stream_fed_sync(struct entry_streams *es, struct sync_stream *s,
 	char **tds = NULL;
 	size_t n_tds = 0;
 	for (size_t i = 0; ix && i < s->n_sent; i++) {
-		const struct entry *e = authz_find(ix, s->sent[i].id);
+		id_text id;
+		struct entry view;
+		entry_id_unpack(s->sent[i].id, id);
+		const struct entry *e = authz_find(ix, id, &view);
 		for (size_t k = 0; e && k < e->n_federates_with; k++)
 			strv_push(&tds, &n_tds, e->federates_with[k]);
 	}
@@ -710,7 +689,7 @@ static int stream_fed_sync(struct entry_streams *es, struct sync_stream *s,
 	m.federated_bundles = xcalloc(n_use + 1, sizeof(*m.federated_bundles));
 	m.n_federated_bundles = n_use;
 	for (size_t i = 0; i < n_use; i++)
-		m.federated_bundles[i] = bundle_pb(use[i]->trust_domain, use[i]->sequence,
+		m.federated_bundles[i] = node_bundle_pb(use[i]->trust_domain, use[i]->sequence,
 						   use[i]->refresh_hint, use[i]->x509,
 						   use[i]->x509_len, use[i]->jwt, NULL);
 	ret = grpc_call_send_pb(s->call, &m.base);
@@ -749,6 +728,7 @@ void entry_streams_open(struct entry_streams *es, struct grpc_call *call, struct
 	es->streams = s;
 	es->n_streams++;
 	ds_agent_touch(es->ds, a->spiffe_id, NULL, a->not_after, now_unix());
+	agent_trim(a);
 	log_info("node API: agent %s connected (entry stream open)", a->spiffe_id);
 	if (es->pend_fed || !es->fed_loaded)
 		fed_reload(es); /* pend_fed stays: the other streams learn of it at the refresh */
@@ -788,7 +768,7 @@ static bool stream_reread_agent(struct entry_streams *es, struct sync_stream *s,
 		return true;
 	}
 	agent_record_free(s->agent);
-	s->agent = a;
+	s->agent = agent_trim(a);
 	s->agent_stale = false;
 	s->agent_counter = counter;
 	return true;
@@ -884,7 +864,8 @@ void entry_streams_refresh(struct entry_streams *es)
 	struct changed *ch = xcalloc(n_ents + 1, sizeof(*ch));
 	for (size_t i = 0; ix && i < n_ents; i++) {
 		ch[i].id = ents[i];
-		ch[i].e = authz_find(ix, ents[i]);
+		ch[i].packs = entry_id_pack(ents[i], ch[i].packed);
+		ch[i].e = authz_find(ix, ents[i], &ch[i].view);
 		ch[i].parent_hash = ch[i].e ? str_hash(ch[i].e->parent_id) : 0;
 	}
 	c.ch = ch;

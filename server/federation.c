@@ -524,10 +524,11 @@ static void *thread_main(void *arg)
 struct federation *federation_start(struct datastore *ds, const char *own_trust_domain,
 				    const char *web_ca_file, void (*changed)(void *ud), void *ud)
 {
-	char err[256];
-	/* https_web uses libcurl, whose global initialisation must precede our thread. */
-	if (k8s_http_global_init(err, sizeof(err)) < 0)
-		log_warnx("federation: https_web bundle endpoints cannot be fetched: %s", err);
+	/* https_web uses libcurl, loaded by the first fetch (k8s_http_request), not here: loading
+	 * it maps some thirty libraries and initialises OpenSSL, ~2.6 MB of resident memory a
+	 * server without https_web relationships never needs. Loading it on this thread later is
+	 * safe: Debian's libcurl (>= 7.84, feature "threadsafe") has a thread-safe
+	 * curl_global_init, and curl_dyn.c runs it once under pthread_once. */
 	struct federation *f = xcalloc(1, sizeof(*f));
 	f->ds = ds;
 	f->own_td = xstrdup(own_trust_domain);

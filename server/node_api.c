@@ -703,7 +703,8 @@ static void on_sign_jwt(struct grpc_call *call, const uint8_t *msg, size_t len)
 	if (!a)
 		goto out;
 	const struct authz_index *ix = entry_streams_index(n->es);
-	const struct entry *e = ix ? authz_find(ix, req->entry_id) : NULL;
+	struct entry view;
+	const struct entry *e = ix ? authz_find(ix, req->entry_id, &view) : NULL;
 	if (!e || !authz_allows(ix, a, e) || spiffeid_reserved(e->spiffe_id, n->trust_domain)) {
 		finishf(call, GRPC_STATUS_PERMISSION_DENIED,
 			"entry %.64s is not authorized for this agent", req->entry_id);

@@ -182,7 +182,8 @@ void on_sign_x509(struct grpc_call *call, const uint8_t *msg, size_t len)
 		Lanyard__Node__V1__X509SignItem *in = job->req->items[i];
 		struct sign_item *it = &job->items[i];
 		it->entry_id = in->entry_id;
-		const struct entry *e = ix ? authz_find(ix, in->entry_id) : NULL;
+		struct entry view;
+		const struct entry *e = ix ? authz_find(ix, in->entry_id, &view) : NULL;
 		if (!e || !authz_allows(ix, a, e) || spiffeid_reserved(e->spiffe_id, n->trust_domain)) {
 			char m[200];
 			snprintf(m, sizeof(m), "entry %.64s is not authorized for this agent%s",

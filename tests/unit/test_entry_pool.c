@@ -83,6 +83,8 @@ static void lookups_after_removals(void **state)
 	entry_pool_free(p);
 }
 
+/* A view of the packed copy has every member the node API reads, equal to the original's (not
+ * created_at: the index never serves it). */
 static void packed_entry_equals_original(void **state)
 {
 	(void)state;
@@ -98,10 +100,15 @@ static void packed_entry_equals_original(void **state)
 			  .admin = true, .downstream = true, .managed = true, .expires_at = 99,
 			  .revision = 7, .created_at = 5, .federates_with = fed,
 			  .n_federates_with = 2};
-	struct entry *d = entry_pool_add(p, &e);
+	struct pentry *pe = entry_pool_add(p, &e);
+	assert_non_null(pe);
+	struct entry view;
+	const struct entry *d = entry_pool_view(pe, &view);
+	assert_ptr_equal(d, &view);
 	assert_string_equal(d->id, e.id);
 	assert_string_equal(d->spiffe_id, e.spiffe_id);
 	assert_ptr_not_equal(d->spiffe_id, e.spiffe_id);
+	assert_string_equal(entry_pool_spiffe_id(pe), e.spiffe_id);
 	assert_string_equal(d->parent_id, e.parent_id);
 	assert_int_equal(d->n_selectors, 2);
 	assert_string_equal(d->selectors[0], "unix:gid:5");
@@ -111,29 +118,38 @@ static void packed_entry_equals_original(void **state)
 	assert_string_equal(d->dns_names[1], "*.b.example.org");
 	assert_string_equal(d->hint, "web");
 	assert_int_equal(d->n_federates_with, 2);
+	assert_string_equal(d->federates_with[0], "one.test");
 	assert_string_equal(d->federates_with[1], "two.test");
 	assert_int_equal(d->x509_svid_ttl, 600);
 	assert_int_equal(d->jwt_svid_ttl, 300);
 	assert_true(d->admin && d->downstream && d->managed);
 	assert_int_equal(d->expires_at, 99);
 	assert_int_equal(d->revision, 7);
-	assert_int_equal(d->created_at, 5);
+	assert_int_equal(d->created_at, 0);
 	/* parent, 2 selectors, 2 trust domains */
 	assert_int_equal(entry_pool_strings(p), 5);
-	entry_pool_put(p, d);
+	entry_pool_put(p, pe);
 	assert_int_equal(entry_pool_strings(p), 0);
 
-	/* No lists, no hint. */
-	struct entry bare = {.id = "x", .spiffe_id = "spiffe://example.org/x",
+	/* No lists, no hint, no flags. */
+	struct entry bare = {.id = "00000000-0000-4000-8000-000000000001",
+			     .spiffe_id = "spiffe://example.org/x",
 			     .parent_id = "spiffe://example.org/p"};
-	d = entry_pool_add(p, &bare);
+	pe = entry_pool_add(p, &bare);
+	d = entry_pool_view(pe, &view);
 	assert_null(d->selectors);
 	assert_null(d->dns_names);
 	assert_null(d->federates_with);
 	assert_null(d->hint);
+	assert_false(d->admin || d->downstream || d->managed);
 	assert_string_equal(d->spiffe_id, "spiffe://example.org/x");
-	entry_pool_put(p, d);
+	assert_string_equal(d->id, bare.id);
+	entry_pool_put(p, pe);
 	entry_pool_put(p, NULL);
+
+	/* An id that does not pack: no copy, nothing interned. */
+	bare.id[0] = 'X';
+	assert_null(entry_pool_add(p, &bare));
 	assert_int_equal(entry_pool_strings(p), 0);
 	entry_pool_free(p);
 }
@@ -148,13 +164,18 @@ static void changed_entry_shares_strings(void **state)
 	const char *parent = "spiffe://example.org/lanyard/agent/join_token/abc";
 	char *s1[] = {"unix:uid:1000"};
 	char *s2[] = {"unix:gid:5", "unix:uid:1000"};
-	struct entry a = {.id = "a", .spiffe_id = "spiffe://example.org/a", .parent_id = (char *)parent,
+	struct entry a = {.id = "00000000-0000-4000-8000-00000000000a",
+			  .spiffe_id = "spiffe://example.org/a", .parent_id = (char *)parent,
 			  .selectors = s1, .n_selectors = 1};
-	struct entry b = {.id = "b", .spiffe_id = "spiffe://example.org/b", .parent_id = (char *)parent,
+	struct entry b = {.id = "00000000-0000-4000-8000-00000000000b",
+			  .spiffe_id = "spiffe://example.org/b", .parent_id = (char *)parent,
 			  .selectors = s1, .n_selectors = 1};
-	struct entry *pa = entry_pool_add(p, &a), *pb = entry_pool_add(p, &b);
-	assert_ptr_equal(pa->parent_id, pb->parent_id);
-	assert_ptr_equal(pa->selectors[0], pb->selectors[0]);
+	struct pentry *pa = entry_pool_add(p, &a), *pb = entry_pool_add(p, &b);
+	struct entry va, vb;
+	entry_pool_view(pa, &va);
+	entry_pool_view(pb, &vb);
+	assert_ptr_equal(va.parent_id, vb.parent_id);
+	assert_ptr_equal(va.selectors[0], vb.selectors[0]);
 	assert_int_equal(entry_pool_refs(p, parent), 2);
 	assert_int_equal(entry_pool_refs(p, "unix:uid:1000"), 2);
 
@@ -163,10 +184,13 @@ static void changed_entry_shares_strings(void **state)
 	b2.selectors = s2;
 	b2.n_selectors = 2;
 	b2.revision = 2;
-	struct entry *pb2 = entry_pool_add(p, &b2);
+	struct pentry *pb2 = entry_pool_add(p, &b2);
 	entry_pool_put(p, pb);
-	assert_ptr_equal(pb2->parent_id, pa->parent_id);
-	assert_ptr_equal(pb2->selectors[1], pa->selectors[0]);
+	struct entry vb2;
+	entry_pool_view(pb2, &vb2);
+	assert_ptr_equal(vb2.parent_id, va.parent_id);
+	assert_ptr_equal(vb2.selectors[1], va.selectors[0]);
+	assert_int_equal(vb2.revision, 2);
 	assert_int_equal(entry_pool_refs(p, parent), 2);
 	assert_int_equal(entry_pool_refs(p, "unix:uid:1000"), 2);
 	assert_int_equal(entry_pool_refs(p, "unix:gid:5"), 1);
@@ -174,9 +198,10 @@ static void changed_entry_shares_strings(void **state)
 	/* a goes: b2's strings stay. */
 	entry_pool_put(p, pa);
 	assert_int_equal(entry_pool_refs(p, parent), 1);
-	assert_string_equal(pb2->parent_id, parent);
-	assert_string_equal(pb2->selectors[0], "unix:gid:5");
-	assert_string_equal(pb2->selectors[1], "unix:uid:1000");
+	entry_pool_view(pb2, &vb2);
+	assert_string_equal(vb2.parent_id, parent);
+	assert_string_equal(vb2.selectors[0], "unix:gid:5");
+	assert_string_equal(vb2.selectors[1], "unix:uid:1000");
 	entry_pool_put(p, pb2);
 	assert_int_equal(entry_pool_strings(p), 0);
 	entry_pool_free(p);

@@ -410,6 +410,46 @@ static void deltas_reach_only_their_agent(void **state)
 	free(b1);
 }
 
+/* Many changes in one refresh (beyond the delta's small buffers): one update with every upsert
+ * and removal, and what the stream remembers it sent stays exact: a full comparison afterwards
+ * (the agent's record changed) finds nothing to send, and a later removal is still known. */
+static void many_changes_in_one_delta(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 12, GONE = 10 };
+	char *old[N], *new[GONE], sid[64];
+	for (int i = 0; i < N; i++) {
+		snprintf(sid, sizeof(sid), "spiffe://example.org/old%d", i);
+		old[i] = add_entry(f, sid, AGENT_A);
+	}
+	struct stream a;
+	stream_open(f, &a, AGENT_A);
+	expect_update(&a, true, (const char *const *)old, N, NULL, 0);
+
+	for (int i = 0; i < GONE; i++) {
+		assert_int_equal(ds_entry_delete(f->ds, old[i]), 0);
+		snprintf(sid, sizeof(sid), "spiffe://example.org/new%d", i);
+		new[i] = add_entry(f, sid, AGENT_A);
+	}
+	on_loop(f, refresh_fn);
+	expect_update(&a, false, (const char *const *)new, GONE, (const char *const *)old, GONE);
+
+	add_agent(f, AGENT_A); /* the record changed: the stream compares everything */
+	on_loop(f, refresh_fn);
+	expect_nothing(&a);
+
+	assert_int_equal(ds_entry_delete(f->ds, new[3]), 0);
+	assert_int_equal(ds_entry_delete(f->ds, old[GONE]), 0);
+	on_loop(f, refresh_fn);
+	expect_update(&a, false, NULL, 0, (const char *[]){new[3], old[GONE]}, 2);
+
+	stream_close(&a);
+	for (int i = 0; i < N; i++)
+		free(old[i]);
+	for (int i = 0; i < GONE; i++)
+		free(new[i]);
+}
+
 static void shutdown_ends_every_stream(void **state)
 {
 	struct fx *f = *state;
@@ -434,6 +474,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(snapshot_carries_entries_and_bundle, setup, teardown),
 		cmocka_unit_test_setup_teardown(deltas_reach_only_their_agent, setup, teardown),
+		cmocka_unit_test_setup_teardown(many_changes_in_one_delta, setup, teardown),
 		cmocka_unit_test_setup_teardown(shutdown_ends_every_stream, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
