@@ -195,9 +195,14 @@ static bool h2_can_share_framebuf(void)
 }
 
 /* The encoder ring's sharing relies on the order of allocations in session_new and on HPACK
- * internals: checked against 1.52 only. */
+ * internals: checked against 1.52 only. The patched nghttp2 (LANYARD_NGHTTP2=patched,
+ * deploy/nghttp2/) allocates no ring until a header is indexed, which a table of size 0 never
+ * does: nothing to share, and the first allocation of that size would be something else. */
 static bool h2_can_share_deflate_ring(void)
 {
+#ifdef LANYARD_NGHTTP2_LAZY_TABLES
+	return false;
+#endif
 	const nghttp2_info *info = nghttp2_version(0);
 
 	return info && info->version_num >= 0x013400 && info->version_num < 0x013500;

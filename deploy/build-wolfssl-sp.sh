@@ -102,9 +102,8 @@ fi
 say() { echo "build-wolfssl-sp: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=deploy/debian-source.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian-source.sh"
 
 version=$(dpkg-query -W -f='${Version}' libwolfssl-dev 2>/dev/null) ||
 	die "libwolfssl-dev is not installed (deploy/install-deps.sh installs it)"
@@ -117,35 +116,12 @@ if [ -f "$prefix/.lanyard-stamp" ] && [ "$(cat "$prefix/.lanyard-stamp")" = "$st
 	exit 0
 fi
 
-# Debian 12 lists binary packages only: add the matching deb-src stanza once.
-if ! apt-get source --print-uris "wolfssl=$version" >/dev/null 2>&1; then
-	src_list=/etc/apt/sources.list.d/debian-src.sources
-	[ -f /etc/apt/sources.list.d/debian.sources ] ||
-		die "no /etc/apt/sources.list.d/debian.sources to derive a deb-src entry from"
-	say "adding $src_list (deb-src of the configured Debian mirrors)"
-	sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources |
-		$sudo tee "$src_list" >/dev/null
-	$sudo apt-get update -q >&2
-fi
-tools=(dpkg-dev autoconf automake libtool make gcc)
-missing=()
-for p in "${tools[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-		missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-fi
+debsrc_prepare "wolfssl=$version" dpkg-dev autoconf automake libtool make gcc
 
 work=$(mktemp -d /tmp/lanyard-wolfssl-sp.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-say "fetching the source of wolfssl $version"
-apt-get source --download-only "wolfssl=$version" >&2 2>"$work/fetch.log" ||
-	die "apt-get source wolfssl=$version failed: $(tail -3 "$work/fetch.log")"
-dpkg-source -x ./*.dsc src >"$work/extract.log" 2>&1 ||
-	die "dpkg-source -x failed: $(tail -3 "$work/extract.log")"
+debsrc_unpack wolfssl "$version" src
 cd src
 say "configuring (${flags[*]})"
 { ./autogen.sh && ./configure --prefix="$prefix" "${flags[@]}"; } >"$work/configure.log" 2>&1 ||

@@ -31,12 +31,13 @@ fi
 
 # ThreadSanitizer (CI, or LANYARD_TSAN=1): the unit tests and the integration tests of the
 # agent and its Workload API, whose four kinds of threads share the SVID cache and the sync state.
-# This build also links the daemons with the SP-math wolfSSL the container images use
-# (LANYARD_WOLFSSL=sp; built from Debian's source package once, then cached), so CI covers both.
+# This build also links the daemons with the SP-math wolfSSL and the patched nghttp2 the
+# container images use (LANYARD_WOLFSSL=sp, LANYARD_NGHTTP2=patched; each built from Debian's
+# source package once, then cached), so CI covers both builds of each.
 if [ "${CI:-}" = true ] || [ "${LANYARD_TSAN:-}" = 1 ]; then
 	tsan="${LANYARD_TSAN_BUILD:-$src/build-tsan}"
 	cmake -S "$src" -B "$tsan" -DCMAKE_BUILD_TYPE=Debug -DLANYARD_WERROR=ON -DLANYARD_SANITIZE=thread \
-		-DLANYARD_WOLFSSL=sp
+		-DLANYARD_WOLFSSL=sp -DLANYARD_NGHTTP2=patched
 	cmake --build "$tsan" -j"$(nproc)"
 	cd "$tsan"
 	TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}" \

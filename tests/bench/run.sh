@@ -30,6 +30,10 @@
 #   LANYARD_BENCH_FLEET_WOLFSSL=system|sp  the build fleet and storm measure (default sp, what the
 #                              images run: the LANYARD_WOLFSSL=sp tree the sp section uses, built
 #                              unless NO_BUILD; system: DIR, Debian's wolfSSL)
+#   LANYARD_BENCH_SP_NGHTTP2=patched|system  the nghttp2 of that sp tree (default patched, what
+#                              the images run: LANYARD_NGHTTP2=patched, deploy/build-nghttp2.sh;
+#                              system: Debian's, for a before/after of the patch. The tree is
+#                              reconfigured, so the two share <DIR>-sp in turn)
 #   LANYARD_BENCH_KEEP=1       keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
@@ -326,13 +330,16 @@ suffixed() {
 	"$@" | sed -E "s/^BENCH ([^ ]+) /BENCH \1_$suffix /" | tee -a "$OUT"
 }
 SP_BUILT=""
+SP_NGHTTP2="${LANYARD_BENCH_SP_NGHTTP2:-patched}"
 build_sp() {
 	[ -n "${LANYARD_BENCH_NO_BUILD:-}" ] || [ -n "$SP_BUILT" ] && return 0
-	echo "# building a release build with LANYARD_WOLFSSL=sp in $SP_BUILD" >&2
-	# An empty prefix: deploy/build-wolfssl-sp.sh's build for its current flag set (cached).
+	echo "# building a release build with LANYARD_WOLFSSL=sp LANYARD_NGHTTP2=$SP_NGHTTP2 in $SP_BUILD" >&2
+	# Empty prefixes: deploy/build-wolfssl-sp.sh's and deploy/build-nghttp2.sh's builds for their
+	# current flag sets and patches (cached).
 	cmake -S "$SRC" -B "$SP_BUILD" -DCMAKE_BUILD_TYPE=Release -DLANYARD_SANITIZE=OFF \
 		-DLANYARD_WERROR=OFF -DLANYARD_WOLFSSL=sp \
-		-DLANYARD_WOLFSSL_SP_PREFIX="${LANYARD_WOLFSSL_SP_PREFIX:-}" >/dev/null
+		-DLANYARD_WOLFSSL_SP_PREFIX="${LANYARD_WOLFSSL_SP_PREFIX:-}" \
+		-DLANYARD_NGHTTP2="$SP_NGHTTP2" -DLANYARD_NGHTTP2_PREFIX="${LANYARD_NGHTTP2_PREFIX:-}" >/dev/null
 	cmake --build "$SP_BUILD" -j"$(nproc)" --target lanyard-server lanyard-agent \
 		bench_server bench_agent bench_tls bench_fleet >/dev/null
 	SP_BUILT=1
@@ -604,7 +611,9 @@ fleet_build() {
 	fi
 	[ -x "$BIN/lanyard-server" ] || { echo "run.sh: no $BIN/lanyard-server" >&2; exit 1; }
 	echo "# $1: server $BIN/lanyard-server, built with LANYARD_WOLFSSL=$(sed -n \
-		's/^LANYARD_WOLFSSL:[A-Z]*=//p' "$BIN/../CMakeCache.txt" 2>/dev/null || true)"
+		's/^LANYARD_WOLFSSL:[A-Z]*=//p' "$BIN/../CMakeCache.txt" 2>/dev/null || true)" \
+		"LANYARD_NGHTTP2=$(sed -n 's/^LANYARD_NGHTTP2:[A-Z]*=//p' "$BIN/../CMakeCache.txt" \
+		2>/dev/null || true)"
 }
 if [[ " $ONLY " == *" fleet "* ]]; then
 	echo "# == fleet: ${FLEET_ARGS[1]} agents holding entry streams, $((FLEET_ARGS[1] * FLEET_ARGS[3])) entries"
